@@ -1,0 +1,191 @@
+//! The audit entry written for every routed call, for AI governance and cost monitoring.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::model_id::ModelId;
+use crate::payload::{MAX_PROMPT_CHARS, Metadata};
+use crate::response::Usage;
+use crate::safety::SafetyVerdict;
+use crate::tuning::Tuning;
+use crate::validation::{Location, Rule, Validate, Violations};
+
+/// How a call (or one model's part of it) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    /// The model answered.
+    Success,
+    /// The request was refused as bad or not allowed (400, 401, 403, 404).
+    ClientError,
+    /// Rate limited (429) until retries or the wait cap ran out.
+    RateLimited,
+    /// The gateway or the connection failed (5xx, reset, refused) until retries ran out.
+    UpstreamError,
+    /// The prompt or answer broke a content policy (422).
+    PolicyViolation,
+    /// A deadline, an attempt timeout or the limiter wait ran out.
+    Timeout,
+    /// The model's circuit was open, so no request was sent.
+    CircuitOpen,
+}
+
+impl Outcome {
+    /// Every outcome, in documentation order.
+    pub const ALL: [Outcome; 7] = [
+        Outcome::Success,
+        Outcome::ClientError,
+        Outcome::RateLimited,
+        Outcome::UpstreamError,
+        Outcome::PolicyViolation,
+        Outcome::Timeout,
+        Outcome::CircuitOpen,
+    ];
+
+    /// The wire name, also used as a metric label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Success => "success",
+            Outcome::ClientError => "client_error",
+            Outcome::RateLimited => "rate_limited",
+            Outcome::UpstreamError => "upstream_error",
+            Outcome::PolicyViolation => "policy_violation",
+            Outcome::Timeout => "timeout",
+            Outcome::CircuitOpen => "circuit_open",
+        }
+    }
+}
+
+impl std::fmt::Display for Outcome {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One model's part of a routed call: the primary or a fallback.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ModelAttempt {
+    /// The model tried.
+    pub model_id: ModelId,
+    /// The `X-Genesys-Request-Id` sent to it (the same on each of its HTTP attempts).
+    pub request_id: String,
+    /// HTTP attempts made to this model (0 when its circuit was open).
+    pub attempts: u32,
+    /// How this model's part ended.
+    pub outcome: Outcome,
+    /// The last HTTP status it answered with, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The Genesys error code of the last failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// The `ININ-Correlation-Id` of the last answer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_correlation_id: Option<String>,
+    /// Time spent on this model, in microseconds.
+    pub latency_us: u64,
+}
+
+/// The governance record of one routed call. It never holds the prompt: only its
+/// SHA-256 and its length.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct AuditEntry {
+    /// Unique id of this entry (`UUIDv7`, time ordered); receivers deduplicate on it.
+    pub id: Uuid,
+    /// When the call finished.
+    pub timestamp: DateTime<Utc>,
+    /// The route the call went through.
+    pub route: String,
+    /// The `X-Genesys-Request-Id` of the last model tried (each model has its own; see `modelsTried`).
+    pub request_id: String,
+    /// The `X-Correlation-Id` shared by every model tried in this call.
+    pub correlation_id: String,
+    /// The `ININ-Correlation-Id` of the last answer, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream_correlation_id: Option<String>,
+    /// The model selection chose first.
+    pub requested_model: ModelId,
+    /// The model that answered, if one did (the gateway may report its own fallback).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "Option<String>")]
+    pub served_model: Option<ModelId>,
+    /// HTTP attempts across every model.
+    pub attempts: u32,
+    /// Fallback models tried after the first.
+    pub fallbacks_used: u32,
+    /// Every model tried, in order.
+    pub models_tried: Vec<ModelAttempt>,
+    /// How the call ended.
+    pub outcome: Outcome,
+    /// The final HTTP status, if a request was answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// The Genesys error code of the final failure, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<String>,
+    /// Time from the call's start to its end, in microseconds.
+    pub latency_us: u64,
+    /// The tuning level asked for.
+    pub tuning: Tuning,
+    /// The temperature sent.
+    pub temperature: f64,
+    /// The gateway's safety verdict, if it gave one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub safety_verdict: Option<SafetyVerdict>,
+    /// Token counts, if reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+    /// Lowercase hex SHA-256 of the prompt's UTF-8 bytes.
+    #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
+    pub prompt_sha256: String,
+    /// Prompt length in characters (Unicode scalar values).
+    #[schemars(range(max = 8000))]
+    pub prompt_chars: u32,
+    /// The caller's metadata labels.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
+}
+
+impl Validate for AuditEntry {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        let sha = &self.prompt_sha256;
+        if sha.len() != 64
+            || !sha
+                .bytes()
+                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+        {
+            out.push(
+                &at.key("promptSha256"),
+                Rule::Pattern {
+                    pattern: r"^[0-9a-f]{64}$",
+                },
+            );
+        }
+        if self.prompt_chars as usize > MAX_PROMPT_CHARS {
+            out.push(
+                &at.key("promptChars"),
+                Rule::OutOfRange {
+                    range: "0..=8000",
+                    actual: f64::from(self.prompt_chars),
+                },
+            );
+        }
+        self.metadata.collect_violations(&at.key("metadata"), out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn outcome_names_are_snake_case_on_the_wire() {
+        for o in Outcome::ALL {
+            assert_eq!(serde_json::to_value(o).unwrap(), o.as_str());
+        }
+    }
+}

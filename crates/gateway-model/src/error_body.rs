@@ -1,0 +1,151 @@
+//! The error body every Genesys Cloud API answers with, modelled once.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+/// Code Genesys Cloud puts in a 429 body.
+pub const CODE_TOO_MANY_REQUESTS: &str = "too.many.requests.retry.after";
+/// Code a 422 carries when the prompt or answer breaks a content policy.
+pub const CODE_POLICY_VIOLATION: &str = "ai.gateway.policy.violation";
+/// Code a 400 carries when the payload breaks the gateway's schema.
+pub const CODE_BAD_REQUEST: &str = "bad.request";
+/// Code a 404 carries for an unknown model.
+pub const CODE_NOT_FOUND: &str = "not.found";
+
+/// A Genesys Cloud API error: `{"message","code","status","contextId","details","errors",...}`.
+///
+/// Every field is optional on read, so a truncated or unusual body still parses;
+/// fields this version does not know are kept in [`ErrorBody::extra`].
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ErrorBody {
+    /// Human-readable message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message: Option<String>,
+    /// Machine-readable code, such as `too.many.requests.retry.after`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code: Option<String>,
+    /// The HTTP status, repeated.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Genesys' id for this failure; quote it to Genesys support.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub context_id: Option<String>,
+    /// Further detail objects.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub details: Vec<serde_json::Value>,
+    /// Nested errors, each usually of this same shape.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub errors: Vec<serde_json::Value>,
+    /// The entity the error concerns.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_id: Option<String>,
+    /// The name of that entity.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub entity_name: Option<String>,
+    /// The message with `{placeholders}` for [`ErrorBody::message_params`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub message_with_params: Option<String>,
+    /// Values for the placeholders.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub message_params: BTreeMap<String, String>,
+    /// The rate limit that was hit, on 429 answers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub limit: Option<RateLimitInfo>,
+    /// Fields this version does not know, kept as received.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+/// Which limit a 429 hit.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RateLimitInfo {
+    /// The limit's key, such as `token.rate.per.minute`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub key: Option<String>,
+    /// Its namespace, such as `platform.api`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    /// Its value, such as 300.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub value: Option<i64>,
+}
+
+impl ErrorBody {
+    /// An error body with the four fields every Genesys error has.
+    pub fn new(
+        status: u16,
+        code: impl Into<String>,
+        message: impl Into<String>,
+        context_id: impl Into<String>,
+    ) -> Self {
+        Self {
+            status: Some(status),
+            code: Some(code.into()),
+            message: Some(message.into()),
+            context_id: Some(context_id.into()),
+            ..Self::default()
+        }
+    }
+
+    /// Parses a body leniently: anything that is not a JSON object yields `None`.
+    pub fn parse(bytes: &[u8]) -> Option<Self> {
+        serde_json::from_slice(bytes).ok()
+    }
+
+    /// Whether the code marks a content-policy or safety violation.
+    pub fn is_policy_violation(&self) -> bool {
+        self.code
+            .as_deref()
+            .is_some_and(|c| c.contains("policy") || c.contains("safety"))
+    }
+}
+
+impl fmt::Display for ErrorBody {
+    /// `code: message (contextId …)`, leaving out what is missing.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let code = self.code.as_deref().unwrap_or("unknown");
+        let message = self.message.as_deref().unwrap_or("no message");
+        write!(f, "{code}: {message}")?;
+        if let Some(ctx) = &self.context_id {
+            write!(f, " (contextId {ctx})")?;
+        }
+        Ok(())
+    }
+}
+
+/// Error bodies are read leniently: nothing beyond their JSON shape is checked.
+impl crate::Validate for ErrorBody {
+    fn collect_violations(&self, _: &crate::Location<'_>, _: &mut crate::Violations) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_a_rate_limit_body() {
+        let text = r#"{"message":"Rate limit exceeded the maximum. [300] requests for 60 seconds",
+            "code":"too.many.requests.retry.after","status":429,"contextId":"ctx-9",
+            "details":[],"errors":[],"limit":{"key":"token.rate.per.minute","namespace":"platform.api","value":300}}"#;
+        let body = ErrorBody::parse(text.as_bytes()).unwrap();
+        assert_eq!(body.code.as_deref(), Some(CODE_TOO_MANY_REQUESTS));
+        assert_eq!(body.limit.unwrap().value, Some(300));
+        assert_eq!(body.context_id.as_deref(), Some("ctx-9"));
+    }
+
+    #[test]
+    fn display_names_code_message_and_context() {
+        let body = ErrorBody::new(422, CODE_POLICY_VIOLATION, "blocked by policy", "ctx-1");
+        assert_eq!(
+            body.to_string(),
+            "ai.gateway.policy.violation: blocked by policy (contextId ctx-1)"
+        );
+        assert!(body.is_policy_violation());
+        assert!(ErrorBody::parse(b"<html>").is_none());
+    }
+}

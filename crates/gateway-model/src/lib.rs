@@ -1,0 +1,80 @@
+//! Wire and config types for the Genesys Cloud AI Gateway router.
+//!
+//! This crate holds the data every other crate exchanges, with no I/O and no async:
+//!
+//! - the prompt payload ([`GatewayPayload`], built and checked by [`PayloadBuilder`]),
+//!   its sampling [`Parameters`], [`TemperatureMatrix`] and [`Tuning`], [`SafetyFilter`]s
+//!   and [`Metadata`];
+//! - what the gateway answers: [`GatewayResponse`], the Genesys [`ErrorBody`], the model
+//!   catalogue ([`ModelEntity`], [`ModelEntityListing`]);
+//! - the governance record [`AuditEntry`] and the [`RouterConfig`];
+//! - the Genesys Cloud [`Region`] table and the URL rules in [`endpoint`];
+//! - validation ([`Validate`]) that reports *every* violation with its JSON Pointer, and
+//!   the JSON Schemas ([`schema::SCHEMAS`]) that state the same bounds, compiled once
+//!   into a format check ([`payload_format`]).
+//!
+//! Wire types are camelCase; unknown response fields are kept, never rejected.
+//!
+//! ```
+//! use gateway_model::{GatewayPayload, Tuning, TemperatureMatrix, Validate};
+//!
+//! let matrix = TemperatureMatrix { low: 0.1, default: 0.4, high: 0.9 };
+//! let payload = GatewayPayload::builder("model-gen-4", "Summarize this transcript")
+//!     .tuned(&matrix, Tuning::High)
+//!     .fallbacks(["model-fallback-3"])
+//!     .build()
+//!     .expect("valid");
+//! assert_eq!(payload.parameters.temperature, 0.9);
+//!
+//! // Every problem is reported at once, each with its JSON path.
+//! let err = GatewayPayload::builder("model gen 4", "")
+//!     .temperature(2.5)
+//!     .build()
+//!     .unwrap_err();
+//! let paths: Vec<_> = err.violations().iter().map(|v| v.path.as_str()).collect();
+//! assert_eq!(paths, ["/modelId", "/prompt", "/parameters/temperature"]);
+//! ```
+
+mod audit;
+mod config;
+pub mod endpoint;
+mod error_body;
+mod model_id;
+mod models;
+mod open_enum;
+mod payload;
+mod region;
+mod response;
+mod safety;
+pub mod schema;
+mod tuning;
+mod validation;
+
+pub use audit::{AuditEntry, ModelAttempt, Outcome};
+pub use config::{
+    AuditConfig, CircuitBreakerConfig, CredentialsConfig, DEFAULT_MODELS_PATH,
+    DEFAULT_PROMPTS_PATH, ENV_VAR_PATTERN, Endpoints, EnvironmentConfig, FsyncPolicy, LimitsConfig,
+    MAX_ROUTE_NAME_CHARS, MAX_SPLIT_ENTRIES, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig,
+    RouteConfig, RouterConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
+};
+pub use error_body::{
+    CODE_BAD_REQUEST, CODE_NOT_FOUND, CODE_POLICY_VIOLATION, CODE_TOO_MANY_REQUESTS, ErrorBody,
+    RateLimitInfo,
+};
+pub use model_id::{MODEL_ID_MAX_LEN, MODEL_ID_PATTERN, ModelId};
+pub use models::{ModelEntity, ModelEntityListing};
+pub use payload::{
+    DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, DISPATCH_SOURCE, GatewayPayload, MAX_FALLBACKS,
+    MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, MAX_PROMPT_CHARS,
+    MAX_REQUEST_BYTES, MAX_TOKENS_CAP, METADATA_KEY_PATTERN, Metadata, Parameters, PayloadBuilder,
+    ROUTING_VERSION,
+};
+pub use region::{REGIONS, Region};
+pub use response::{FinishReason, GatewayResponse, Usage};
+pub use safety::{SafetyFilter, SafetyReport, SafetyVerdict};
+pub use schema::{FormatCheck, payload_format};
+pub use tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning};
+pub use validation::{
+    Location, Rule, Validate, ValidationErrors, Violation, Violations, from_json_slice,
+    from_json_value,
+};

@@ -1,0 +1,182 @@
+//! Model identifiers: one documented pattern, checked the same way in Rust and in JSON Schema.
+
+use std::borrow::Cow;
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::validation::{Location, Rule, Validate, Violations};
+
+/// Longest accepted model id, in characters.
+pub const MODEL_ID_MAX_LEN: usize = 128;
+
+/// The pattern every model id matches: an ASCII letter or digit, then letters,
+/// digits, `.`, `_`, `:` or `-` (no spaces, slashes or control characters).
+pub const MODEL_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._:-]*$";
+
+/// The id of a model served by the gateway, such as `model-gen-4`.
+///
+/// Any string deserialises (so a bad id is reported by [`Validate`] with its path,
+/// not as a parse failure); [`ModelId::parse`] checks the pattern up front.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct ModelId(String);
+
+impl ModelId {
+    /// Wraps `id` without checking it; [`Validate`] reports a bad one later.
+    pub fn new(id: impl Into<String>) -> Self {
+        Self(id.into())
+    }
+
+    /// Wraps `id` after checking it against [`MODEL_ID_PATTERN`] and [`MODEL_ID_MAX_LEN`].
+    pub fn parse(id: impl Into<String>) -> Result<Self, crate::ValidationErrors> {
+        let id = Self(id.into());
+        id.validate()?;
+        Ok(id)
+    }
+
+    /// The id as text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
+    /// Whether `id` matches [`MODEL_ID_PATTERN`] and fits [`MODEL_ID_MAX_LEN`].
+    pub fn is_well_formed(id: &str) -> bool {
+        let mut chars = id.chars();
+        let Some(first) = chars.next() else {
+            return false;
+        };
+        id.len() <= MODEL_ID_MAX_LEN
+            && first.is_ascii_alphanumeric()
+            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+    }
+}
+
+impl Validate for ModelId {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        let len = self.0.chars().count();
+        if len == 0 {
+            out.push(at, Rule::Required);
+            return;
+        }
+        if len > MODEL_ID_MAX_LEN {
+            out.push(
+                at,
+                Rule::TooLong {
+                    max: MODEL_ID_MAX_LEN,
+                    actual: len,
+                },
+            );
+        }
+        // The length is reported above; judge the characters on their own here.
+        let mut chars = self.0.chars();
+        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
+        if !first_ok
+            || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+        {
+            out.push(
+                at,
+                Rule::Pattern {
+                    pattern: MODEL_ID_PATTERN,
+                },
+            );
+        }
+    }
+}
+
+impl fmt::Display for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl AsRef<str> for ModelId {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::borrow::Borrow<str> for ModelId {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for ModelId {
+    fn from(id: &str) -> Self {
+        Self(id.to_owned())
+    }
+}
+
+impl From<String> for ModelId {
+    fn from(id: String) -> Self {
+        Self(id)
+    }
+}
+
+impl PartialEq<str> for ModelId {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for ModelId {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
+    }
+}
+
+impl schemars::JsonSchema for ModelId {
+    fn schema_name() -> Cow<'static, str> {
+        "ModelId".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A model id: an ASCII letter or digit, then letters, digits, '.', '_', ':' or '-'.",
+            "type": "string",
+            "minLength": 1,
+            "maxLength": MODEL_ID_MAX_LEN,
+            "pattern": MODEL_ID_PATTERN,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn accepts_documented_shapes() {
+        for id in ["model-gen-4", "a", "gpt-4o:2024-08-06", "claude_3.5", "X"] {
+            assert!(ModelId::parse(id).is_ok(), "{id}");
+        }
+    }
+
+    #[test]
+    fn rejects_spaces_slashes_controls_and_length() {
+        for id in ["", " model", "model gen", "a/b", "-lead", "tab\t", "é"] {
+            assert!(ModelId::parse(id).is_err(), "{id:?}");
+        }
+        assert!(ModelId::parse("m".repeat(MODEL_ID_MAX_LEN)).is_ok());
+        let err = ModelId::parse("m".repeat(MODEL_ID_MAX_LEN + 1)).unwrap_err();
+        assert!(matches!(
+            err.violations()[0].rule,
+            Rule::TooLong {
+                max: 128,
+                actual: 129
+            }
+        ));
+    }
+
+    #[test]
+    fn well_formed_agrees_with_validate() {
+        for id in ["", "a", "a b", "ok-1", "-x", "x-", &"y".repeat(129)] {
+            assert_eq!(
+                ModelId::is_well_formed(id),
+                ModelId::new(id).validate().is_ok(),
+                "{id:?}"
+            );
+        }
+    }
+}

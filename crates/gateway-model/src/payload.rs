@@ -1,0 +1,595 @@
+//! The prompt payload sent to `POST /api/v2/ai/gateway/prompts`, and its builder.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::model_id::ModelId;
+use crate::safety::SafetyFilter;
+use crate::tuning::{
+    TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning,
+};
+use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations};
+
+/// Longest accepted prompt, in characters (Unicode scalar values, as JSON Schema's
+/// `maxLength` counts them; not bytes).
+pub const MAX_PROMPT_CHARS: usize = 8000;
+/// Largest accepted `maxTokens`.
+pub const MAX_TOKENS_CAP: u32 = 32_768;
+/// Most fallback models one payload may list.
+pub const MAX_FALLBACKS: usize = 5;
+/// Most metadata entries one payload may carry.
+pub const MAX_METADATA_ENTRIES: usize = 32;
+/// Longest metadata key, in characters.
+pub const MAX_METADATA_KEY_CHARS: usize = 64;
+/// Longest metadata value, in characters.
+pub const MAX_METADATA_VALUE_CHARS: usize = 512;
+/// The pattern every metadata key matches.
+pub const METADATA_KEY_PATTERN: &str = "^[A-Za-z0-9_.-]+$";
+/// Largest request body Genesys Cloud accepts, in bytes.
+pub const MAX_REQUEST_BYTES: usize = 512_000;
+
+/// `maxTokens` when the builder is not told otherwise (the tutorial's value).
+pub const DEFAULT_MAX_TOKENS: u32 = 2048;
+/// `topP` when the builder is not told otherwise (the tutorial's value).
+pub const DEFAULT_TOP_P: f64 = 0.95;
+/// Version of the routing logic, sent as metadata `routingVersion`.
+pub const ROUTING_VERSION: &str = "2";
+/// Default metadata `dispatchSource`.
+pub const DISPATCH_SOURCE: &str = "genesys-router";
+
+const TOP_P_RANGE: &str = "(0.0, 1.0] (above 0, at most 1)";
+const MAX_TOKENS_RANGE: &str = "1..=32768";
+
+/// One prompt for the AI Gateway: which model, what to ask, how to sample, where to fail over.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct GatewayPayload {
+    /// The model that should answer.
+    pub model_id: ModelId,
+    /// The prompt text: 1 to 8000 characters.
+    #[schemars(length(min = 1, max = 8000))]
+    pub prompt: String,
+    /// Sampling parameters.
+    pub parameters: Parameters,
+    /// Models the gateway may fail over to, in order: distinct, not `modelId`, at most 5.
+    /// (That no fallback equals `modelId` is checked by `validate()`: JSON Schema cannot
+    /// compare two fields.)
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("maxItems" = MAX_FALLBACKS, "uniqueItems" = true))]
+    pub fallback_models: Vec<ModelId>,
+    /// Content filters to run before the model sees the prompt; distinct, known names.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    #[schemars(extend("uniqueItems" = true))]
+    pub safety_filters: Vec<SafetyFilter>,
+    /// Free-form string labels, carried to the gateway's logs.
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
+}
+
+/// Sampling parameters; extra parameters the gateway understands are kept as given.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Parameters {
+    /// Sampling temperature, 0.0 to 2.0.
+    #[schemars(range(min = 0.0, max = 2.0))]
+    pub temperature: f64,
+    /// Most tokens to generate, 1 to 32768.
+    #[schemars(range(min = 1, max = 32768))]
+    pub max_tokens: u32,
+    /// Nucleus sampling mass: above 0, at most 1.
+    #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
+    pub top_p: f64,
+    /// Parameters this version does not type (for example `stop`), kept as given.
+    #[serde(flatten)]
+    pub extra: serde_json::Map<String, serde_json::Value>,
+}
+
+impl Parameters {
+    /// The tutorial's defaults with the given temperature.
+    pub fn with_temperature(temperature: f64) -> Self {
+        Self {
+            temperature,
+            max_tokens: DEFAULT_MAX_TOKENS,
+            top_p: DEFAULT_TOP_P,
+            extra: serde_json::Map::new(),
+        }
+    }
+}
+
+impl Validate for Parameters {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        out.check_range(
+            &at.key("temperature"),
+            self.temperature,
+            TEMPERATURE_MIN,
+            TEMPERATURE_MAX,
+            TEMPERATURE_RANGE,
+        );
+        if !(1..=MAX_TOKENS_CAP).contains(&self.max_tokens) {
+            out.push(
+                &at.key("maxTokens"),
+                Rule::OutOfRange {
+                    range: MAX_TOKENS_RANGE,
+                    actual: f64::from(self.max_tokens),
+                },
+            );
+        }
+        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
+            out.push(
+                &at.key("topP"),
+                Rule::OutOfRange {
+                    range: TOP_P_RANGE,
+                    actual: self.top_p,
+                },
+            );
+        }
+    }
+}
+
+/// String labels sent with a prompt: at most 32 entries, keys of 1 to 64 characters
+/// matching `^[A-Za-z0-9_.-]+$`, values of at most 512 characters.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Metadata(pub BTreeMap<String, String>);
+
+impl Metadata {
+    /// No entries.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Whether there are no entries.
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Sets `key` to `value`, replacing an earlier value.
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    /// The value of `key`.
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.0.get(key).map(String::as_str)
+    }
+
+    /// Whether `key` matches [`METADATA_KEY_PATTERN`] and its length bounds.
+    fn key_is_well_formed(key: &str) -> bool {
+        !key.is_empty()
+            && key.len() <= MAX_METADATA_KEY_CHARS
+            && key
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    }
+}
+
+impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
+    fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
+        Self(
+            iter.into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+        )
+    }
+}
+
+impl Validate for Metadata {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        out.check_max_items(at, self.0.len(), MAX_METADATA_ENTRIES);
+        for (key, value) in &self.0 {
+            let here = at.key(key);
+            if !Self::key_is_well_formed(key) {
+                // Keys are ASCII when well formed, so a length failure shows as a pattern
+                // failure only when the characters are fine.
+                let chars = key.chars().count();
+                if chars > MAX_METADATA_KEY_CHARS {
+                    out.push(
+                        &here,
+                        Rule::TooLong {
+                            max: MAX_METADATA_KEY_CHARS,
+                            actual: chars,
+                        },
+                    );
+                } else {
+                    out.push(
+                        &here,
+                        Rule::Pattern {
+                            pattern: METADATA_KEY_PATTERN,
+                        },
+                    );
+                }
+            }
+            let chars = value.chars().count();
+            if chars > MAX_METADATA_VALUE_CHARS {
+                out.push(
+                    &here,
+                    Rule::TooLong {
+                        max: MAX_METADATA_VALUE_CHARS,
+                        actual: chars,
+                    },
+                );
+            }
+        }
+    }
+}
+
+impl JsonSchema for Metadata {
+    fn schema_name() -> Cow<'static, str> {
+        "Metadata".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "String labels: at most 32 entries, keys of 1 to 64 characters from [A-Za-z0-9_.-], values of at most 512 characters.",
+            "type": "object",
+            "maxProperties": MAX_METADATA_ENTRIES,
+            "propertyNames": {
+                "minLength": 1,
+                "maxLength": MAX_METADATA_KEY_CHARS,
+                "pattern": METADATA_KEY_PATTERN,
+            },
+            "additionalProperties": { "type": "string", "maxLength": MAX_METADATA_VALUE_CHARS },
+        })
+    }
+}
+
+impl Validate for GatewayPayload {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        self.model_id.collect_violations(&at.key("modelId"), out);
+        out.check_chars(&at.key("prompt"), &self.prompt, 1, MAX_PROMPT_CHARS);
+        self.parameters
+            .collect_violations(&at.key("parameters"), out);
+
+        let fallbacks = at.key("fallbackModels");
+        out.check_max_items(&fallbacks, self.fallback_models.len(), MAX_FALLBACKS);
+        for (i, model) in self.fallback_models.iter().enumerate() {
+            let here = fallbacks.index(i);
+            model.collect_violations(&here, out);
+            if self.fallback_models[..i].contains(model) {
+                out.push(
+                    &here,
+                    Rule::Duplicate {
+                        value: model.to_string(),
+                    },
+                );
+            } else if *model == self.model_id {
+                out.push(
+                    &here,
+                    Rule::FallbackIsPrimary {
+                        model: model.to_string(),
+                    },
+                );
+            }
+        }
+
+        let filters = at.key("safetyFilters");
+        for (i, filter) in self.safety_filters.iter().enumerate() {
+            let here = filters.index(i);
+            filter.collect_violations(&here, out);
+            if self.safety_filters[..i].contains(filter) {
+                out.push(
+                    &here,
+                    Rule::Duplicate {
+                        value: filter.to_string(),
+                    },
+                );
+            }
+        }
+
+        self.metadata.collect_violations(&at.key("metadata"), out);
+    }
+}
+
+impl GatewayPayload {
+    /// Starts a payload for `model_id` and `prompt` with the tutorial's defaults.
+    ///
+    /// ```
+    /// use gateway_model::{GatewayPayload, SafetyFilter, TemperatureMatrix, Tuning};
+    ///
+    /// let payload = GatewayPayload::builder("model-gen-4", "Summarize this transcript")
+    ///     .tuned(&TemperatureMatrix::default(), Tuning::Low)
+    ///     .fallbacks(["model-fallback-3"])
+    ///     .safety_filters([SafetyFilter::Pii, SafetyFilter::Profanity])
+    ///     .metadata("conversationId", "c-42")
+    ///     .build()?;
+    /// assert_eq!(payload.parameters.temperature, 0.2);
+    /// assert_eq!(payload.parameters.max_tokens, 2048);
+    /// assert_eq!(payload.metadata.get("dispatchSource"), Some("genesys-router"));
+    /// # Ok::<(), gateway_model::ValidationErrors>(())
+    /// ```
+    pub fn builder(model_id: impl Into<ModelId>, prompt: impl Into<String>) -> PayloadBuilder {
+        PayloadBuilder::new(model_id.into(), prompt.into())
+    }
+
+    /// The payload as JSON bytes, refused if larger than [`MAX_REQUEST_BYTES`].
+    pub fn to_json_bytes(&self) -> Result<Vec<u8>, ValidationErrors> {
+        let bytes = serde_json::to_vec(self).map_err(|e| {
+            ValidationErrors::single(
+                "",
+                Rule::Malformed {
+                    message: e.to_string(),
+                },
+            )
+        })?;
+        if bytes.len() > MAX_REQUEST_BYTES {
+            return Err(ValidationErrors::single(
+                "",
+                Rule::Conflict {
+                    reason: "the serialised payload exceeds Genesys Cloud's 512,000-byte request limit",
+                },
+            ));
+        }
+        Ok(bytes)
+    }
+}
+
+/// Builds a [`GatewayPayload`] the way the tutorial's `BuildPayload` meant to, then validates it.
+#[derive(Debug, Clone)]
+#[must_use]
+pub struct PayloadBuilder {
+    payload: GatewayPayload,
+}
+
+impl PayloadBuilder {
+    fn new(model_id: ModelId, prompt: String) -> Self {
+        let metadata = Metadata::from_iter([
+            ("routingVersion", ROUTING_VERSION),
+            ("dispatchSource", DISPATCH_SOURCE),
+        ]);
+        Self {
+            payload: GatewayPayload {
+                model_id,
+                prompt,
+                parameters: Parameters::with_temperature(TemperatureMatrix::default().default),
+                fallback_models: Vec::new(),
+                safety_filters: Vec::new(),
+                metadata,
+            },
+        }
+    }
+
+    /// Sets the temperature directly.
+    pub fn temperature(mut self, temperature: f64) -> Self {
+        self.payload.parameters.temperature = temperature;
+        self
+    }
+
+    /// Sets the temperature from `matrix` for `tuning`.
+    pub fn tuned(self, matrix: &TemperatureMatrix, tuning: Tuning) -> Self {
+        self.temperature(matrix.pick(tuning))
+    }
+
+    /// Sets `maxTokens` (default 2048).
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.payload.parameters.max_tokens = max_tokens;
+        self
+    }
+
+    /// Sets `topP` (default 0.95).
+    pub fn top_p(mut self, top_p: f64) -> Self {
+        self.payload.parameters.top_p = top_p;
+        self
+    }
+
+    /// Sets an extra sampling parameter this version does not type.
+    pub fn parameter(mut self, name: impl Into<String>, value: serde_json::Value) -> Self {
+        self.payload.parameters.extra.insert(name.into(), value);
+        self
+    }
+
+    /// Sets the fallback chain, in order.
+    pub fn fallbacks<I, M>(mut self, models: I) -> Self
+    where
+        I: IntoIterator<Item = M>,
+        M: Into<ModelId>,
+    {
+        self.payload.fallback_models = models.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Sets the safety filters.
+    pub fn safety_filters<I, F>(mut self, filters: I) -> Self
+    where
+        I: IntoIterator<Item = F>,
+        F: Into<SafetyFilter>,
+    {
+        self.payload.safety_filters = filters.into_iter().map(Into::into).collect();
+        self
+    }
+
+    /// Adds one metadata entry (replacing one with the same key, defaults included).
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.payload.metadata.insert(key, value);
+        self
+    }
+
+    /// Validates and returns the payload, or every violation with its JSON path.
+    pub fn build(self) -> Result<GatewayPayload, ValidationErrors> {
+        self.payload.validate()?;
+        Ok(self.payload)
+    }
+
+    /// Returns the payload without validating it (for tests of the validators themselves).
+    pub fn build_unchecked(self) -> GatewayPayload {
+        self.payload
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn base() -> PayloadBuilder {
+        GatewayPayload::builder("model-gen-4", "Summarize this transcript")
+    }
+
+    #[test]
+    fn builder_applies_tutorial_defaults() {
+        let p = base().build().unwrap();
+        assert_eq!(p.parameters.max_tokens, 2048);
+        assert_eq!(p.parameters.top_p, 0.95);
+        assert_eq!(p.parameters.temperature, 0.7);
+        assert_eq!(p.metadata.get("routingVersion"), Some(ROUTING_VERSION));
+        assert_eq!(p.metadata.get("dispatchSource"), Some(DISPATCH_SOURCE));
+    }
+
+    #[test]
+    fn serialises_camel_case_and_omits_empty_lists() {
+        let p = base().build().unwrap();
+        let v = serde_json::to_value(&p).unwrap();
+        assert_eq!(v["modelId"], "model-gen-4");
+        assert_eq!(v["parameters"]["maxTokens"], 2048);
+        assert_eq!(v["parameters"]["topP"], 0.95);
+        assert!(v.get("fallbackModels").is_none());
+    }
+
+    #[test]
+    fn prompt_length_counts_characters_not_bytes() {
+        let ok = "é".repeat(MAX_PROMPT_CHARS);
+        assert_eq!(ok.len(), 2 * MAX_PROMPT_CHARS);
+        assert!(base().temperature(0.5).build().is_ok());
+        assert!(GatewayPayload::builder("m", ok).build().is_ok());
+        let long = "語".repeat(MAX_PROMPT_CHARS + 1);
+        let err = GatewayPayload::builder("m", long).build().unwrap_err();
+        assert_eq!(err.violations().len(), 1);
+        assert_eq!(err.violations()[0].path, "/prompt");
+        assert_eq!(
+            err.violations()[0].rule,
+            Rule::TooLong {
+                max: 8000,
+                actual: 8001
+            }
+        );
+    }
+
+    #[test]
+    fn empty_prompt_is_required() {
+        let err = GatewayPayload::builder("m", "").build().unwrap_err();
+        assert_eq!(err.violations()[0].path, "/prompt");
+        assert_eq!(err.violations()[0].rule, Rule::Required);
+    }
+
+    #[test]
+    fn temperature_outside_range_is_rejected() {
+        for t in [-0.1, 2.1, f64::NAN, f64::INFINITY] {
+            let err = base().temperature(t).build().unwrap_err();
+            assert!(err.has_path("/parameters/temperature"), "{t}: {err}");
+        }
+        for t in [0.0, 2.0] {
+            assert!(base().temperature(t).build().is_ok(), "{t}");
+        }
+    }
+
+    #[test]
+    fn top_p_and_max_tokens_bounds() {
+        assert!(
+            base()
+                .top_p(0.0)
+                .build()
+                .unwrap_err()
+                .has_path("/parameters/topP")
+        );
+        assert!(base().top_p(1.0).build().is_ok());
+        assert!(
+            base()
+                .max_tokens(0)
+                .build()
+                .unwrap_err()
+                .has_path("/parameters/maxTokens")
+        );
+        assert!(base().max_tokens(MAX_TOKENS_CAP).build().is_ok());
+        assert!(base().max_tokens(MAX_TOKENS_CAP + 1).build().is_err());
+    }
+
+    #[test]
+    fn duplicate_fallback_and_primary_fallback_are_rejected() {
+        let err = base().fallbacks(["a", "b", "a"]).build().unwrap_err();
+        assert_eq!(err.violations()[0].path, "/fallbackModels/2");
+        assert!(matches!(err.violations()[0].rule, Rule::Duplicate { .. }));
+
+        let err = base().fallbacks(["b", "model-gen-4"]).build().unwrap_err();
+        assert_eq!(err.violations()[0].path, "/fallbackModels/1");
+        assert!(matches!(
+            err.violations()[0].rule,
+            Rule::FallbackIsPrimary { .. }
+        ));
+
+        let err = base()
+            .fallbacks(["a", "b", "c", "d", "e", "f"])
+            .build()
+            .unwrap_err();
+        assert_eq!(err.violations()[0].path, "/fallbackModels");
+    }
+
+    #[test]
+    fn unknown_safety_filter_lists_the_known_ones() {
+        let err = base()
+            .safety_filters(["pii", "brand-safety"])
+            .build()
+            .unwrap_err();
+        let v = &err.violations()[0];
+        assert_eq!(v.path, "/safetyFilters/1");
+        let text = v.to_string();
+        assert!(
+            text.contains("unknown safety filter `brand-safety`"),
+            "{text}"
+        );
+        for known in SafetyFilter::KNOWN {
+            assert!(text.contains(known), "{known} missing from {text}");
+        }
+    }
+
+    #[test]
+    fn every_violation_is_reported_at_once() {
+        let err = GatewayPayload::builder("bad id", "")
+            .temperature(3.0)
+            .top_p(2.0)
+            .metadata("bad key", "v")
+            .build()
+            .unwrap_err();
+        let paths: Vec<_> = err.violations().iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/modelId",
+                "/prompt",
+                "/parameters/temperature",
+                "/parameters/topP",
+                "/metadata/bad key"
+            ]
+        );
+    }
+
+    #[test]
+    fn metadata_bounds() {
+        let long_value = "v".repeat(MAX_METADATA_VALUE_CHARS + 1);
+        assert!(
+            base()
+                .metadata("k", long_value)
+                .build()
+                .unwrap_err()
+                .has_path("/metadata/k")
+        );
+        let mut b = base();
+        for i in 0..MAX_METADATA_ENTRIES {
+            b = b.metadata(format!("k{i}"), "v");
+        }
+        assert!(b.build().unwrap_err().has_path("/metadata"));
+    }
+
+    #[test]
+    fn oversized_body_is_refused() {
+        let p = base()
+            .parameter(
+                "stop",
+                serde_json::Value::String("x".repeat(MAX_REQUEST_BYTES)),
+            )
+            .build()
+            .unwrap();
+        assert!(p.to_json_bytes().is_err());
+        assert!(base().build().unwrap().to_json_bytes().is_ok());
+    }
+}

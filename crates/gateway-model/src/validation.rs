@@ -1,0 +1,472 @@
+//! Violations, their JSON paths, and the [`Validate`] trait every checked type implements.
+//!
+//! A validator walks a whole document and reports *every* broken rule, each with the
+//! JSON Pointer ([RFC 6901]) of the offending value, so a caller can fix all problems
+//! at once instead of one per round trip.
+//!
+//! [RFC 6901]: https://www.rfc-editor.org/rfc/rfc6901
+
+use std::fmt;
+
+/// A rule a value broke, with the numbers needed to explain it.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Rule {
+    /// A required value is missing or empty.
+    Required,
+    /// A string has fewer characters (Unicode scalar values) than allowed.
+    TooShort {
+        /// Smallest allowed length.
+        min: usize,
+        /// Length found.
+        actual: usize,
+    },
+    /// A string has more characters (Unicode scalar values) than allowed.
+    TooLong {
+        /// Largest allowed length.
+        max: usize,
+        /// Length found.
+        actual: usize,
+    },
+    /// A number lies outside its allowed range.
+    OutOfRange {
+        /// The range, written as in the documentation (for example `0.0..=2.0`).
+        range: &'static str,
+        /// The value found (`NaN` and infinities included).
+        actual: f64,
+    },
+    /// A string does not match the documented pattern.
+    Pattern {
+        /// The pattern (the same regular expression the JSON Schema states).
+        pattern: &'static str,
+    },
+    /// A list holds the same value twice.
+    Duplicate {
+        /// The repeated value.
+        value: String,
+    },
+    /// A fallback model names the primary model itself.
+    FallbackIsPrimary {
+        /// The model named twice.
+        model: String,
+    },
+    /// A list or map has more entries than allowed.
+    TooMany {
+        /// Largest allowed count.
+        max: usize,
+        /// Count found.
+        actual: usize,
+    },
+    /// A list or map has fewer entries than required.
+    TooFew {
+        /// Smallest allowed count.
+        min: usize,
+        /// Count found.
+        actual: usize,
+    },
+    /// A name is not one of a closed set.
+    Unknown {
+        /// What kind of name it is (`safety filter`, `region`, ...).
+        what: &'static str,
+        /// The name found.
+        name: String,
+        /// Every accepted name.
+        known: Vec<&'static str>,
+    },
+    /// Values that must be ordered are not (for example `low <= default <= high`).
+    Order {
+        /// The ordering that must hold.
+        expected: &'static str,
+    },
+    /// A URL is malformed or uses a scheme or host that is not allowed.
+    Url {
+        /// Why the URL is refused.
+        reason: String,
+    },
+    /// Two settings exclude each other, or one requires another.
+    Conflict {
+        /// What must hold instead.
+        reason: &'static str,
+    },
+    /// The document could not be read into the type at all (wrong JSON type, unknown field).
+    Malformed {
+        /// The parser's message.
+        message: String,
+    },
+    /// A JSON Schema keyword failed (reported by the compiled format check).
+    Schema {
+        /// The keyword, such as `maximum`.
+        keyword: String,
+        /// The validator's message.
+        message: String,
+    },
+}
+
+impl fmt::Display for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Rule::Required => f.write_str("is required and must not be empty"),
+            Rule::TooShort { min, actual } => {
+                write!(f, "must have at least {min} characters (has {actual})")
+            }
+            Rule::TooLong { max, actual } => {
+                write!(f, "must have at most {max} characters (has {actual})")
+            }
+            Rule::OutOfRange { range, actual } => {
+                write!(f, "must be in {range} (is {actual})")
+            }
+            Rule::Pattern { pattern } => write!(f, "must match the pattern {pattern}"),
+            Rule::Duplicate { value } => write!(f, "repeats `{value}`; entries must be distinct"),
+            Rule::FallbackIsPrimary { model } => {
+                write!(
+                    f,
+                    "`{model}` is the primary model; a fallback must differ from it"
+                )
+            }
+            Rule::TooMany { max, actual } => {
+                write!(f, "must have at most {max} entries (has {actual})")
+            }
+            Rule::TooFew { min, actual } => {
+                write!(f, "must have at least {min} entries (has {actual})")
+            }
+            Rule::Unknown { what, name, known } => {
+                write!(f, "unknown {what} `{name}`; known: {}", known.join(", "))
+            }
+            Rule::Order { expected } => write!(f, "must satisfy {expected}"),
+            Rule::Url { reason } => write!(f, "is not an acceptable URL: {reason}"),
+            Rule::Conflict { reason } => f.write_str(reason),
+            Rule::Malformed { message } => write!(f, "is malformed: {message}"),
+            Rule::Schema { keyword, message } => {
+                write!(f, "fails schema keyword `{keyword}`: {message}")
+            }
+        }
+    }
+}
+
+/// One broken rule at one place in a document.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Violation {
+    /// JSON Pointer of the offending value (`""` is the document itself).
+    pub path: String,
+    /// The rule it broke.
+    pub rule: Rule,
+}
+
+impl fmt::Display for Violation {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = if self.path.is_empty() {
+            "(document)"
+        } else {
+            &self.path
+        };
+        write!(f, "{path}: {}", self.rule)
+    }
+}
+
+/// Every violation found in one document, in document order; never empty.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub struct ValidationErrors {
+    violations: Vec<Violation>,
+}
+
+impl ValidationErrors {
+    /// Wraps a non-empty list; returns `None` for an empty one.
+    pub fn from_violations(violations: Vec<Violation>) -> Option<Self> {
+        (!violations.is_empty()).then_some(Self { violations })
+    }
+
+    /// One violation.
+    pub fn single(path: impl Into<String>, rule: Rule) -> Self {
+        Self {
+            violations: vec![Violation {
+                path: path.into(),
+                rule,
+            }],
+        }
+    }
+
+    /// The violations, in document order.
+    pub fn violations(&self) -> &[Violation] {
+        &self.violations
+    }
+
+    /// Consumes the error, giving the violations.
+    pub fn into_violations(self) -> Vec<Violation> {
+        self.violations
+    }
+
+    /// Whether some violation sits at `path` exactly.
+    pub fn has_path(&self, path: &str) -> bool {
+        self.violations.iter().any(|v| v.path == path)
+    }
+}
+
+impl fmt::Display for ValidationErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let n = self.violations.len();
+        write!(f, "{n} validation error{}", if n == 1 { "" } else { "s" })?;
+        for v in &self.violations {
+            write!(f, "\n  {v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// Where a value sits in a document, as a chain of segments kept on the stack.
+///
+/// Validators pass a `Location` down while walking; the JSON Pointer string is only
+/// built when a violation is recorded, so validating a valid document allocates nothing.
+#[derive(Clone, Copy, Debug)]
+pub struct Location<'a> {
+    parent: Option<&'a Location<'a>>,
+    segment: Segment<'a>,
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Segment<'a> {
+    Root,
+    Key(&'a str),
+    Index(usize),
+}
+
+impl<'a> Location<'a> {
+    /// The document itself.
+    pub const ROOT: Location<'static> = Location {
+        parent: None,
+        segment: Segment::Root,
+    };
+
+    /// The member `key` of the object here.
+    #[must_use]
+    pub fn key(&'a self, key: &'a str) -> Location<'a> {
+        Location {
+            parent: Some(self),
+            segment: Segment::Key(key),
+        }
+    }
+
+    /// The element `index` of the array here.
+    #[must_use]
+    pub fn index(&'a self, index: usize) -> Location<'a> {
+        Location {
+            parent: Some(self),
+            segment: Segment::Index(index),
+        }
+    }
+
+    /// The JSON Pointer of this location (`~` and `/` escaped as RFC 6901 says).
+    pub fn pointer(&self) -> String {
+        let mut out = String::new();
+        self.write_pointer(&mut out);
+        out
+    }
+
+    fn write_pointer(&self, out: &mut String) {
+        if let Some(parent) = self.parent {
+            parent.write_pointer(out);
+        }
+        match self.segment {
+            Segment::Root => {}
+            Segment::Key(key) => {
+                out.push('/');
+                for c in key.chars() {
+                    match c {
+                        '~' => out.push_str("~0"),
+                        '/' => out.push_str("~1"),
+                        c => out.push(c),
+                    }
+                }
+            }
+            Segment::Index(i) => {
+                out.push('/');
+                out.push_str(&i.to_string());
+            }
+        }
+    }
+}
+
+/// Collects violations while a validator walks a document.
+#[derive(Debug, Default)]
+pub struct Violations {
+    list: Vec<Violation>,
+}
+
+impl Violations {
+    /// An empty collector.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Records that the value at `at` broke `rule`.
+    pub fn push(&mut self, at: &Location<'_>, rule: Rule) {
+        self.list.push(Violation {
+            path: at.pointer(),
+            rule,
+        });
+    }
+
+    /// Whether nothing was recorded.
+    pub fn is_empty(&self) -> bool {
+        self.list.is_empty()
+    }
+
+    /// `Ok(())` if nothing was recorded, else every violation.
+    pub fn finish(self) -> Result<(), ValidationErrors> {
+        ValidationErrors::from_violations(self.list).map_or(Ok(()), Err)
+    }
+
+    /// Checks that `value` is within `min..=max` characters.
+    pub fn check_chars(&mut self, at: &Location<'_>, value: &str, min: usize, max: usize) {
+        let actual = value.chars().count();
+        if actual == 0 && min > 0 {
+            self.push(at, Rule::Required);
+        } else if actual < min {
+            self.push(at, Rule::TooShort { min, actual });
+        } else if actual > max {
+            self.push(at, Rule::TooLong { max, actual });
+        }
+    }
+
+    /// Checks that `value` lies in the closed range `min..=max`; `NaN` never does.
+    pub fn check_range(
+        &mut self,
+        at: &Location<'_>,
+        value: f64,
+        min: f64,
+        max: f64,
+        range: &'static str,
+    ) {
+        if !(min..=max).contains(&value) {
+            self.push(
+                at,
+                Rule::OutOfRange {
+                    range,
+                    actual: value,
+                },
+            );
+        }
+    }
+
+    /// Checks that a list has at most `max` entries.
+    pub fn check_max_items(&mut self, at: &Location<'_>, actual: usize, max: usize) {
+        if actual > max {
+            self.push(at, Rule::TooMany { max, actual });
+        }
+    }
+}
+
+/// A type that can check itself against its documented rules.
+pub trait Validate {
+    /// Records every violation of `self`, located relative to `at`.
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations);
+
+    /// Checks every rule; on failure returns all violations with their JSON paths.
+    fn validate(&self) -> Result<(), ValidationErrors> {
+        let mut out = Violations::new();
+        self.collect_violations(&Location::ROOT, &mut out);
+        out.finish()
+    }
+}
+
+/// Reads a JSON value into `T` and validates it; a type mismatch or unknown field
+/// becomes a [`Rule::Malformed`] violation at the path where it was found.
+pub fn from_json_value<T>(value: &serde_json::Value) -> Result<T, ValidationErrors>
+where
+    T: serde::de::DeserializeOwned + Validate,
+{
+    let parsed: T = serde_path_to_error::deserialize(value).map_err(malformed)?;
+    parsed.validate()?;
+    Ok(parsed)
+}
+
+/// Reads JSON text into `T` and validates it, like [`from_json_value`].
+pub fn from_json_slice<T>(bytes: &[u8]) -> Result<T, ValidationErrors>
+where
+    T: serde::de::DeserializeOwned + Validate,
+{
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(malformed)?;
+    de.end().map_err(|e| {
+        ValidationErrors::single(
+            "",
+            Rule::Malformed {
+                message: e.to_string(),
+            },
+        )
+    })?;
+    parsed.validate()?;
+    Ok(parsed)
+}
+
+/// Turns a path-tracking deserialisation error into a single violation.
+#[allow(clippy::needless_pass_by_value)] // used as `map_err(malformed)`
+pub(crate) fn malformed<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> ValidationErrors {
+    let path = serde_path_to_pointer(err.path());
+    ValidationErrors::single(
+        path,
+        Rule::Malformed {
+            message: err.inner().to_string(),
+        },
+    )
+}
+
+/// Converts `serde_path_to_error`'s path into a JSON Pointer.
+fn serde_path_to_pointer(path: &serde_path_to_error::Path) -> String {
+    use serde_path_to_error::Segment as S;
+    let mut out = String::new();
+    for segment in path {
+        match segment {
+            S::Seq { index } => {
+                out.push('/');
+                out.push_str(&index.to_string());
+            }
+            S::Map { key } | S::Enum { variant: key } => {
+                out.push('/');
+                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
+            }
+            S::Unknown => {}
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn pointers_escape_tilde_and_slash() {
+        let root = Location::ROOT;
+        let meta = root.key("metadata");
+        let key = meta.key("a/b~c");
+        assert_eq!(key.pointer(), "/metadata/a~1b~0c");
+        let list = root.key("fallbackModels");
+        assert_eq!(list.index(3).pointer(), "/fallbackModels/3");
+        assert_eq!(root.pointer(), "");
+    }
+
+    #[test]
+    fn display_lists_every_violation() {
+        let mut v = Violations::new();
+        v.push(&Location::ROOT.key("a"), Rule::Required);
+        v.push(
+            &Location::ROOT.key("b"),
+            Rule::TooMany { max: 1, actual: 2 },
+        );
+        let err = v.finish().unwrap_err();
+        let text = err.to_string();
+        assert!(text.starts_with("2 validation errors"), "{text}");
+        assert!(text.contains("/a: is required"), "{text}");
+        assert!(
+            text.contains("/b: must have at most 1 entries (has 2)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn nan_is_out_of_every_range() {
+        let mut v = Violations::new();
+        v.check_range(&Location::ROOT, f64::NAN, 0.0, 2.0, "0.0..=2.0");
+        assert!(!v.is_empty());
+    }
+}

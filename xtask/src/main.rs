@@ -1,0 +1,50 @@
+//! Repository automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
+//!
+//! - `schema [--check]`: write `schemas/*.schema.json` from the Rust types, or check
+//!   that the files on disk match them (exits non-zero naming each stale file).
+//! - `ci`: every check CI runs, in order, stopping at the first failure.
+
+mod ci;
+mod schema;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+const USAGE: &str = "\
+usage: cargo xtask <command>
+
+commands:
+  schema            write schemas/*.schema.json from the Rust types
+  schema --check    fail (naming each file) if schemas/ differs from the code
+  ci                fmt, clippy, tests + doctests, schema --check, docs
+";
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let args: Vec<&str> = args.iter().map(String::as_str).collect();
+    let result = match args.as_slice() {
+        ["schema"] => schema::write(&repo_root()),
+        ["schema", "--check"] => schema::check(&repo_root()),
+        ["ci"] => ci::run(&repo_root()),
+        ["help" | "--help" | "-h"] | [] => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        other => Err(format!("unknown arguments {other:?}\n\n{USAGE}")),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => {
+            eprintln!("error: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The repository root: the parent of this crate's folder.
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask sits in the repository root")
+        .to_path_buf()
+}
