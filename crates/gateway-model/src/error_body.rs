@@ -14,6 +14,17 @@ pub const CODE_POLICY_VIOLATION: &str = "ai.gateway.policy.violation";
 pub const CODE_BAD_REQUEST: &str = "bad.request";
 /// Code a 404 carries for an unknown model.
 pub const CODE_NOT_FOUND: &str = "not.found";
+/// Code a 401 carries when no bearer token was sent.
+pub const CODE_AUTHENTICATION_REQUIRED: &str = "authentication.required";
+/// Code a 401 carries when the bearer token is unknown, expired or revoked.
+pub const CODE_BAD_CREDENTIALS: &str = "bad.credentials";
+/// Code a 403 carries when the OAuth client's roles lack a permission (a client problem:
+/// another model will not help).
+pub const CODE_MISSING_PERMISSIONS: &str = "missing.permissions";
+/// Code a 403 carries when the model itself is restricted for this org (another model may work).
+pub const CODE_MODEL_RESTRICTED: &str = "ai.model.restricted";
+/// Code a 413 carries when the request body exceeds the 512,000-byte limit.
+pub const CODE_REQUEST_TOO_LARGE: &str = "request.entity.too.large";
 
 /// A Genesys Cloud API error: `{"message","code","status","contextId","details","errors",...}`.
 ///
@@ -95,6 +106,11 @@ impl ErrorBody {
     /// Parses a body leniently: anything that is not a JSON object yields `None`.
     pub fn parse(bytes: &[u8]) -> Option<Self> {
         serde_json::from_slice(bytes).ok()
+    }
+
+    /// Whether a 403 with this body concerns the model (restricted) rather than the OAuth client.
+    pub fn is_model_restricted(&self) -> bool {
+        self.code.as_deref() == Some(CODE_MODEL_RESTRICTED)
     }
 
     /// Whether the code marks a content-policy or safety violation.

@@ -58,8 +58,9 @@ pub use config::{
     RouteConfig, RouterConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
 };
 pub use error_body::{
-    CODE_BAD_REQUEST, CODE_NOT_FOUND, CODE_POLICY_VIOLATION, CODE_TOO_MANY_REQUESTS, ErrorBody,
-    RateLimitInfo,
+    CODE_AUTHENTICATION_REQUIRED, CODE_BAD_CREDENTIALS, CODE_BAD_REQUEST, CODE_MISSING_PERMISSIONS,
+    CODE_MODEL_RESTRICTED, CODE_NOT_FOUND, CODE_POLICY_VIOLATION, CODE_REQUEST_TOO_LARGE,
+    CODE_TOO_MANY_REQUESTS, ErrorBody, RateLimitInfo,
 };
 pub use model_id::{MODEL_ID_MAX_LEN, MODEL_ID_PATTERN, ModelId};
 pub use models::{ModelEntity, ModelEntityListing};

@@ -1,8 +1,103 @@
-//! A faithful local Genesys Cloud simulator: OAuth, the AI Gateway prompt endpoint and the model catalogue.
-//!
-//! This crate is a placeholder until its issue lands; it re-exports nothing yet.
+//! A faithful local Genesys Cloud simulator: a real hyper server on loopback that speaks
+//! the OAuth client-credentials grant, the AI Gateway prompt endpoint and the model
+//! catalogue, with scriptable failures. Every test, the demo and the benchmarks run
+//! against it; use it for your own tests too.
 //!
 //! ```
-//! // The model types it will build on are available today:
-//! let _ = gateway_model::Tuning::Default;
+//! use gateway_sim::{Behaviour, ErrorRate, Latency, Scripted, RetryAfter, Sim, Target};
+//!
+//! # tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
+//! let sim = Sim::builder()
+//!     .seed(7)
+//!     .behaviour(Behaviour {
+//!         latency: Latency::Fixed { ms: 5.0 },
+//!         errors: vec![ErrorRate { status: 503, rate: 0.1 }],
+//!         ..Behaviour::default()
+//!     })
+//!     .start()
+//!     .await?;
+//! // The next prompt call to model-gen-4 gets a 429, then the behaviour applies again.
+//! sim.script(Target::model("model-gen-4"), [Scripted::TooManyRequests { retry_after: RetryAfter::Seconds(1) }]);
+//! assert!(sim.base_url().starts_with("http://127.0.0.1:"));
+//! assert_eq!(sim.counters().prompt_requests, 0);
+//! sim.shutdown().await;
+//! # Ok::<(), gateway_sim::SimError>(())
+//! # }).unwrap();
 //! ```
+//!
+//! # Endpoints
+//!
+//! | method and path | what it does |
+//! | --- | --- |
+//! | `POST /oauth/token` | `Authorization: Basic base64(id:secret)`, form `grant_type=client_credentials`; answers `{"access_token","token_type":"bearer","expires_in"}`, or 401 `invalid_client` / 400 `unsupported_grant_type` in the login service's error shape |
+//! | `POST /api/v2/ai/gateway/prompts` | checks the bearer token (401), validates the `GatewayPayload` with `gateway-model`'s rules (400 listing every violation), looks up the model (404), applies scripts and behaviours, answers a `GatewayResponse` with deterministic text and token counts |
+//! | `GET /api/v2/ai/models?pageNumber=&pageSize=` | the catalogue, in Genesys paging shape |
+//! | `GET /api/v2/ai/models/{modelId}` | one model, or 404 |
+//!
+//! Every answer carries `ININ-Correlation-Id`; errors use the Genesys error body
+//! (`message`, `code`, `status`, `contextId`, ...). A scripted rate limit adds
+//! `inin-ratelimit-count`, `inin-ratelimit-allowed` and `inin-ratelimit-reset`, and its
+//! 429 carries `Retry-After` (seconds or an HTTP date) and code `too.many.requests.retry.after`.
+//!
+//! # What can be scripted
+//!
+//! A [`Behaviour`] applies to every call (globally or per model): [`Latency`] (fixed,
+//! uniform or exponential), error rates by status, a drop rate (connection closed with no
+//! answer), a per-token [`RateLimit`], [`PolicyRule`]s (422 for prompts containing a
+//! text), `restricted` (403 `ai.model.restricted`), [`SlowBody`], and `serve_as` (report
+//! another model as the one that answered). A [`Scripted`] answer is used once, before any
+//! behaviour: `ok`, `status`, `tooManyRequests`, `policyViolation`, `drop`, `stall`
+//! (never answers), `delay`, `oversized`. Scripts target a model, every model
+//! (`global`), or the token endpoint (`token`). Tokens can be revoked and their
+//! lifetime changed. Random choices come from the seed, so sequential runs repeat.
+//!
+//! Every request is recorded (method, path, headers, body, time) in a bounded log
+//! ([`SimHandle::requests`]), and [`Counters`] count calls per endpoint, token grants,
+//! answers by status, and the most prompt calls in flight at once.
+//!
+//! # The admin API
+//!
+//! The same controls over HTTP under `/__admin/`, so tests in any language and the
+//! standalone simulator (`genesys-router sim`) can drive it. Bodies are the JSON form of
+//! the Rust types (camelCase). Admin calls are neither recorded nor counted.
+//!
+//! ```sh
+//! SIM=http://127.0.0.1:8080
+//! # Every call to model-gen-4 takes 20-80 ms and 10% of them fail with 503.
+//! curl -X PUT $SIM/__admin/models/model-gen-4/behaviour \
+//!   -d '{"latency":{"kind":"uniform","minMs":20,"maxMs":80},"errors":[{"status":503,"rate":0.1}]}'
+//! # The same for every model without a behaviour of its own.
+//! curl -X PUT $SIM/__admin/behaviour -d '{"policyRules":[{"contains":"forbidden"}]}'
+//! # The next two calls (any model) get a 429 with Retry-After as an HTTP date, then a 503.
+//! curl -X POST $SIM/__admin/script -d '{"target":"global","responses":[
+//!   {"kind":"tooManyRequests","retryAfter":{"httpDate":2}},{"kind":"status","status":503}]}'
+//! # The next token request fails.
+//! curl -X POST $SIM/__admin/script -d '{"target":"token","responses":[{"kind":"status","status":503}]}'
+//! curl -X POST $SIM/__admin/tokens/revoke              # every token now answers 401
+//! curl -X PUT  $SIM/__admin/token-lifetime -d '{"secs":60}'
+//! curl -X PUT  $SIM/__admin/models/model-new           # add a model to the catalogue
+//! curl -X DELETE $SIM/__admin/models/model-new         # and remove it
+//! curl $SIM/__admin/requests                           # what was received
+//! curl $SIM/__admin/counters                           # counts per endpoint and status
+//! curl -X POST $SIM/__admin/reset                      # back to the start
+//! ```
+
+mod admin;
+mod behaviour;
+mod catalogue;
+mod oauth;
+mod prompts;
+mod record;
+mod server;
+mod service;
+mod state;
+
+pub use behaviour::{
+    Behaviour, ErrorRate, Latency, PolicyRule, RateLimit, RetryAfter, RetryAfterStyle, Scripted,
+    SlowBody, Target,
+};
+pub use record::{Counters, RecordedRequest};
+pub use server::{
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_MODELS, DEFAULT_RECORD_CAPACITY, Sim,
+    SimBuilder, SimError, SimHandle,
+};

@@ -1,8 +1,47 @@
-//! The HTTP transport: one pooled hyper-util client over rustls, a bounded concurrency limiter, and a retry policy.
+//! The HTTP transport: one pooled hyper-util client over rustls, a concurrency limiter
+//! with a bounded wait, a retry policy with a retry budget, and an overall deadline.
 //!
-//! This crate is a placeholder until its issue lands; it re-exports nothing yet.
+//! - [`HttpClient`]: hyper-util's pooled client over rustls (ring provider), HTTP/1.1 and
+//!   HTTP/2 by ALPN, webpki or native roots plus an optional extra CA; plain `http://`
+//!   only to loopback unless explicitly allowed; response bodies capped.
+//! - [`Limiter`]: at most N calls in flight; a caller that cannot get a slot in time gets
+//!   [`LimiterTimeout`]. Cancelled calls always give their slot back.
+//! - [`RetryPolicy`]: retries 429 after `Retry-After` (seconds or HTTP date, capped),
+//!   500/502/503/504, connection failures and timeouts with full-jitter exponential
+//!   backoff; never 400/401/403/404/422. [`RetryBudget`] keeps an outage from
+//!   multiplying load.
+//! - [`Transport::execute`]: the whole loop, with the same `X-Genesys-Request-Id` on
+//!   every attempt, error bodies drained before retrying, a 401 answered by refreshing the
+//!   token once through the [`TokenSource`] hook, and `inin-ratelimit-*` headers honoured
+//!   (no request is sent into a spent rate limit).
 //!
 //! ```
-//! // The model types it will build on are available today:
-//! let _ = gateway_model::Tuning::Default;
+//! use std::time::Duration;
+//! use gateway_transport::{RetryPolicy, Wait, parse_retry_after};
+//!
+//! let policy = RetryPolicy::default();
+//! // A 429 asking for 2 s, with 10 s left before the deadline: wait 2 s.
+//! let wait = policy.wait(1, Some(Duration::from_secs(2)), Duration::from_secs(10), 0.5);
+//! assert_eq!(wait, Wait::Sleep(Duration::from_secs(2)));
+//! // A Retry-After beyond the 180 s cap is not waited out.
+//! let after = parse_retry_after("600", std::time::SystemTime::now());
+//! assert_eq!(policy.wait(1, after, Duration::from_secs(900), 0.5), Wait::RetryAfterTooLong(Duration::from_secs(600)));
 //! ```
+
+mod bearer;
+mod budget;
+mod client;
+mod error;
+mod limiter;
+mod retry;
+mod transport;
+
+pub use bearer::{AccessToken, BoxFuture, StaticToken, TokenError, TokenSource};
+pub use budget::RetryBudget;
+pub use client::{ClientOptions, Exchange, HttpClient};
+pub use error::{CallStats, ErrorKind, TransportError};
+pub use limiter::{Limiter, LimiterTimeout, Permit};
+pub use retry::{Disposition, RetryPolicy, RetryReason, Wait, parse_retry_after};
+pub use transport::{
+    Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, Transport, TransportConfig,
+};

@@ -1,0 +1,183 @@
+//! What the simulator does on each call: standing behaviours and one-shot scripted answers.
+//!
+//! Every type here is JSON (camelCase) so the admin API (`/__admin/`) accepts exactly
+//! what the Rust API takes.
+
+use serde::{Deserialize, Serialize};
+
+/// A standing behaviour for every prompt call to a model (or to every model).
+///
+/// Random choices (latency draws, error and drop rates) come from the simulator's seed,
+/// so a sequential run repeats exactly.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields, rename_all = "camelCase")]
+pub struct Behaviour {
+    /// Time to wait before answering.
+    pub latency: Latency,
+    /// Answer with these 5xx (or other) statuses at these rates.
+    pub errors: Vec<ErrorRate>,
+    /// Fraction of calls whose connection is closed without an answer.
+    pub drop_rate: f64,
+    /// A rate limit per bearer token, answering 429 beyond it.
+    pub rate_limit: Option<RateLimit>,
+    /// Prompts containing these texts are refused with 422 (a policy violation).
+    pub policy_rules: Vec<PolicyRule>,
+    /// Refuse every call with 403 `ai.model.restricted`.
+    pub restricted: bool,
+    /// Send successful bodies slowly, in chunks.
+    pub slow_body: Option<SlowBody>,
+    /// Report this model id as the one that answered (a gateway-side fallback).
+    pub serve_as: Option<String>,
+}
+
+/// How long the simulator waits before answering.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Latency {
+    /// Answer at once.
+    #[default]
+    None,
+    /// Always this long.
+    Fixed {
+        /// Milliseconds.
+        ms: f64,
+    },
+    /// Uniformly between two bounds.
+    #[serde(rename_all = "camelCase")]
+    Uniform {
+        /// Lower bound, milliseconds.
+        min_ms: f64,
+        /// Upper bound, milliseconds.
+        max_ms: f64,
+    },
+    /// Exponentially distributed (a long tail, like real LLM calls).
+    #[serde(rename_all = "camelCase")]
+    Exponential {
+        /// Mean, milliseconds.
+        mean_ms: f64,
+    },
+}
+
+/// Answer with `status` for a fraction `rate` of calls.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ErrorRate {
+    /// The status, such as 503.
+    pub status: u16,
+    /// Fraction of calls, 0.0 to 1.0.
+    pub rate: f64,
+}
+
+/// A fixed-window rate limit per bearer token, with Genesys' `inin-ratelimit-*` headers.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RateLimit {
+    /// Calls allowed per window.
+    pub allowed: u32,
+    /// Window length in seconds.
+    pub window_secs: u64,
+    /// How the 429's `Retry-After` is written.
+    #[serde(default)]
+    pub retry_after: RetryAfterStyle,
+}
+
+/// How a `Retry-After` header is written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RetryAfterStyle {
+    /// Delta seconds, such as `Retry-After: 3`.
+    #[default]
+    Seconds,
+    /// An HTTP date, such as `Retry-After: Sun, 29 Nov 2026 10:00:03 GMT`.
+    HttpDate,
+}
+
+/// Refuse prompts that contain `contains` with a 422 policy violation.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyRule {
+    /// The text that triggers the rule.
+    pub contains: String,
+    /// The error code (default `ai.gateway.policy.violation`).
+    #[serde(default)]
+    pub code: Option<String>,
+}
+
+/// Send a successful body in `chunks` parts, `chunk_delay_ms` apart.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct SlowBody {
+    /// Number of parts.
+    pub chunks: u32,
+    /// Pause before each part, milliseconds.
+    pub chunk_delay_ms: u64,
+}
+
+/// A `Retry-After` for one scripted 429.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum RetryAfter {
+    /// `Retry-After: <n>` (delta seconds).
+    Seconds(u64),
+    /// `Retry-After: <HTTP date n seconds from now>`.
+    HttpDate(u64),
+    /// No `Retry-After` header.
+    Absent,
+}
+
+/// One scripted answer, used once by the next matching call before any behaviour applies.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]
+pub enum Scripted {
+    /// Answer normally (useful to end a sequence).
+    Ok,
+    /// Answer with this status and a Genesys error body.
+    Status {
+        /// The status.
+        status: u16,
+        /// The error code (a sensible default per status otherwise).
+        #[serde(default)]
+        code: Option<String>,
+    },
+    /// Answer 429 `too.many.requests.retry.after`.
+    #[serde(rename_all = "camelCase")]
+    TooManyRequests {
+        /// The `Retry-After` to send.
+        retry_after: RetryAfter,
+    },
+    /// Answer 422 with a policy-violation code.
+    PolicyViolation,
+    /// Close the connection without answering.
+    Drop,
+    /// Never answer (until the simulator shuts down): for timeout tests.
+    Stall,
+    /// Answer normally after a pause.
+    Delay {
+        /// Milliseconds.
+        ms: u64,
+    },
+    /// Answer 200 with a body of this many bytes (for body-size limits).
+    Oversized {
+        /// Body size in bytes.
+        bytes: usize,
+    },
+}
+
+/// Which calls a behaviour or a script applies to.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum Target {
+    /// Prompt calls to any model without a script or behaviour of its own.
+    Global,
+    /// `POST /oauth/token`.
+    Token,
+    /// Prompt calls to one model.
+    Model(String),
+}
+
+impl Target {
+    /// Prompt calls to `model`.
+    pub fn model(model: impl Into<String>) -> Self {
+        Target::Model(model.into())
+    }
+}

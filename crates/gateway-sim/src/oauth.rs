@@ -1,0 +1,143 @@
+//! `POST /oauth/token`: the client-credentials grant, as Genesys Cloud's login service answers it.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use http::StatusCode;
+use serde_json::json;
+
+use crate::behaviour::Scripted;
+use crate::record::LiveCounters;
+use crate::service::{self, Answer, Dropped, Incoming2};
+use crate::state::{State, lock};
+
+/// Handles one token request.
+pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
+    let scripted = lock(&state.scripts).next_for_token();
+    match scripted {
+        None | Some(Scripted::Ok) => {}
+        Some(Scripted::Drop) => return Err(Dropped),
+        Some(Scripted::Stall) => {
+            state.shutting_down().await;
+            return Err(Dropped);
+        }
+        Some(Scripted::Delay { ms }) => {
+            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+        }
+        Some(other) => return Ok(crate::prompts::scripted_failure(state, request.seq, &other)),
+    }
+
+    if !authenticate(state, request.header("authorization")) {
+        return Ok(oauth_error(
+            state,
+            request.seq,
+            StatusCode::UNAUTHORIZED,
+            "invalid_client",
+            "authentication failed",
+        ));
+    }
+    let form: Vec<(String, String)> = form_urlencoded(&request.body);
+    let grant = form
+        .iter()
+        .find(|(k, _)| k == "grant_type")
+        .map(|(_, v)| v.as_str());
+    if grant != Some("client_credentials") {
+        return Ok(oauth_error(
+            state,
+            request.seq,
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            "grant_type must be client_credentials",
+        ));
+    }
+    let (token, lifetime) = state.grant(request.seq);
+    LiveCounters::bump(&state.counters.token_grants);
+    Ok(service::json(
+        state,
+        request.seq,
+        StatusCode::OK,
+        &json!({ "access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs() }),
+    ))
+}
+
+/// Checks `Authorization: Basic base64(id:secret)` against the configured clients.
+fn authenticate(state: &State, header: Option<&str>) -> bool {
+    let credentials = || {
+        let encoded = header?.strip_prefix("Basic ")?;
+        let text = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+        let (id, secret) = text.split_once(':')?;
+        Some(state.clients.get(id).map(String::as_str) == Some(secret))
+    };
+    credentials().unwrap_or(false)
+}
+
+/// The login service's error shape: `{"error","description","error_description"}`.
+fn oauth_error(
+    state: &State,
+    seq: u64,
+    status: StatusCode,
+    error: &str,
+    description: &str,
+) -> http::Response<service::Body> {
+    service::json(
+        state,
+        seq,
+        status,
+        &json!({ "error": error, "description": description, "error_description": description }),
+    )
+}
+
+/// Parses an `application/x-www-form-urlencoded` body (enough for OAuth forms).
+fn form_urlencoded(body: &[u8]) -> Vec<(String, String)> {
+    let text = String::from_utf8_lossy(body);
+    text.split('&')
+        .filter(|pair| !pair.is_empty())
+        .map(|pair| {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            (percent_decode(k), percent_decode(v))
+        })
+        .collect()
+}
+
+fn percent_decode(s: &str) -> String {
+    fn hex(b: u8) -> Option<u8> {
+        (b as char).to_digit(16).map(|d| d as u8)
+    }
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'+' => out.push(b' '),
+            b'%' => match (
+                bytes.get(i + 1).copied().and_then(hex),
+                bytes.get(i + 2).copied().and_then(hex),
+            ) {
+                (Some(hi), Some(lo)) => {
+                    out.push(hi << 4 | lo);
+                    i += 2;
+                }
+                _ => out.push(b'%'),
+            },
+            b => out.push(b),
+        }
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn decodes_forms() {
+        let form = form_urlencoded(b"grant_type=client_credentials&x=a%20b+c&flag");
+        assert_eq!(form[0], ("grant_type".into(), "client_credentials".into()));
+        assert_eq!(form[1], ("x".into(), "a b c".into()));
+        assert_eq!(form[2], ("flag".into(), String::new()));
+        assert_eq!(percent_decode("100%"), "100%");
+        assert_eq!(percent_decode("%zz"), "%zz");
+        assert_eq!(percent_decode("%C3%A9%"), "é%");
+        assert_eq!(percent_decode("é%4"), "é%4");
+    }
+}

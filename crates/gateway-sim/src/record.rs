@@ -1,0 +1,239 @@
+//! What the simulator saw: a bounded log of requests and counters per endpoint.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+
+use serde::{Deserialize, Serialize};
+
+/// One request as the simulator received it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct RecordedRequest {
+    /// Order of arrival, from 0.
+    pub seq: u64,
+    /// Milliseconds since the simulator started (on tokio's clock, so paused-clock tests see
+    /// virtual time).
+    pub at_ms: f64,
+    /// HTTP method.
+    pub method: String,
+    /// Path and query.
+    pub path: String,
+    /// Headers, names lowercase, in arrival order.
+    pub headers: Vec<(String, String)>,
+    /// The body, as UTF-8 (lossy).
+    pub body: String,
+}
+
+impl RecordedRequest {
+    /// The first value of header `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The body parsed as JSON, if it is JSON.
+    pub fn json(&self) -> Option<serde_json::Value> {
+        serde_json::from_str(&self.body).ok()
+    }
+
+    /// The `X-Genesys-Request-Id` header.
+    pub fn request_id(&self) -> Option<&str> {
+        self.header("x-genesys-request-id")
+    }
+
+    /// The `modelId` of a prompt body.
+    pub fn model_id(&self) -> Option<String> {
+        self.json()?.get("modelId")?.as_str().map(str::to_owned)
+    }
+}
+
+/// A ring buffer of the most recent requests.
+pub(crate) struct Recorder {
+    capacity: usize,
+    log: Mutex<VecDeque<RecordedRequest>>,
+    evicted: AtomicU64,
+}
+
+impl Recorder {
+    pub(crate) fn new(capacity: usize) -> Self {
+        Self {
+            capacity,
+            log: Mutex::new(VecDeque::new()),
+            evicted: AtomicU64::new(0),
+        }
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.capacity > 0
+    }
+
+    pub(crate) fn push(&self, request: RecordedRequest) {
+        if !self.enabled() {
+            return;
+        }
+        let mut log = self
+            .log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if log.len() == self.capacity {
+            log.pop_front();
+            self.evicted.fetch_add(1, Ordering::Relaxed);
+        }
+        log.push_back(request);
+    }
+
+    pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .iter()
+            .cloned()
+            .collect()
+    }
+
+    pub(crate) fn evicted(&self) -> u64 {
+        self.evicted.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn clear(&self) {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clear();
+        self.evicted.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Counters the simulator keeps, as reported by [`crate::SimHandle::counters`] and
+/// `GET /__admin/counters`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Counters {
+    /// Calls to `POST /oauth/token`.
+    pub token_requests: u64,
+    /// Tokens granted.
+    pub token_grants: u64,
+    /// Calls to `POST /api/v2/ai/gateway/prompts`.
+    pub prompt_requests: u64,
+    /// Prompt calls answered 200.
+    pub prompt_successes: u64,
+    /// Calls to the model catalogue.
+    pub model_requests: u64,
+    /// Calls to anything else (admin calls are not counted).
+    pub other_requests: u64,
+    /// Connections closed without an answer.
+    pub dropped_connections: u64,
+    /// Answers by status (every endpoint but admin).
+    pub by_status: BTreeMap<u16, u64>,
+    /// Prompt calls being handled now.
+    pub prompts_in_flight: i64,
+    /// The most prompt calls ever handled at once (since start or reset).
+    pub max_prompts_in_flight: i64,
+    /// Requests dropped from the bounded request log.
+    pub log_evicted: u64,
+}
+
+/// The live counters.
+#[derive(Default)]
+pub(crate) struct LiveCounters {
+    pub(crate) token_requests: AtomicU64,
+    pub(crate) token_grants: AtomicU64,
+    pub(crate) prompt_requests: AtomicU64,
+    pub(crate) prompt_successes: AtomicU64,
+    pub(crate) model_requests: AtomicU64,
+    pub(crate) other_requests: AtomicU64,
+    pub(crate) dropped_connections: AtomicU64,
+    pub(crate) in_flight: AtomicI64,
+    pub(crate) max_in_flight: AtomicI64,
+    by_status: StatusCounts,
+}
+
+/// One counter per HTTP status code (100 to 599), lock-free.
+struct StatusCounts([AtomicU64; 500]);
+
+impl Default for StatusCounts {
+    fn default() -> Self {
+        Self(std::array::from_fn(|_| AtomicU64::new(0)))
+    }
+}
+
+impl LiveCounters {
+    pub(crate) fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub(crate) fn status(&self, status: u16) {
+        if let Some(slot) = status
+            .checked_sub(100)
+            .and_then(|i| self.by_status.0.get(usize::from(i)))
+        {
+            slot.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Marks a prompt call as in flight until the guard drops (also when the client
+    /// disconnects and the handler is cancelled).
+    pub(crate) fn enter(&self) -> InFlight<'_> {
+        let now = self.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        self.max_in_flight.fetch_max(now, Ordering::SeqCst);
+        InFlight(self)
+    }
+
+    pub(crate) fn snapshot(&self, log_evicted: u64) -> Counters {
+        let get = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let by_status = self
+            .by_status
+            .0
+            .iter()
+            .enumerate()
+            .filter_map(|(i, c)| {
+                let n = get(c);
+                (n > 0).then(|| (u16::try_from(i).unwrap_or(0) + 100, n))
+            })
+            .collect();
+        Counters {
+            token_requests: get(&self.token_requests),
+            token_grants: get(&self.token_grants),
+            prompt_requests: get(&self.prompt_requests),
+            prompt_successes: get(&self.prompt_successes),
+            model_requests: get(&self.model_requests),
+            other_requests: get(&self.other_requests),
+            dropped_connections: get(&self.dropped_connections),
+            by_status,
+            prompts_in_flight: self.in_flight.load(Ordering::SeqCst),
+            max_prompts_in_flight: self.max_in_flight.load(Ordering::SeqCst),
+            log_evicted,
+        }
+    }
+
+    pub(crate) fn reset(&self) {
+        for c in [
+            &self.token_requests,
+            &self.token_grants,
+            &self.prompt_requests,
+            &self.prompt_successes,
+            &self.model_requests,
+            &self.other_requests,
+            &self.dropped_connections,
+        ] {
+            c.store(0, Ordering::Relaxed);
+        }
+        for c in &self.by_status.0 {
+            c.store(0, Ordering::Relaxed);
+        }
+        self.max_in_flight
+            .store(self.in_flight.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// Guard for one prompt call in flight.
+pub(crate) struct InFlight<'a>(&'a LiveCounters);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}

@@ -1,0 +1,424 @@
+//! Starting and stopping the simulator: the builder, the running handle, the accept loop.
+
+use std::collections::{BTreeMap, HashMap};
+use std::net::SocketAddr;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use gateway_model::ModelEntity;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto;
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::behaviour::{Behaviour, Scripted, Target};
+use crate::record::{Counters, LiveCounters, RecordedRequest, Recorder};
+use crate::state::{Behaviours, Scripts, State, lock, write};
+use crate::{catalogue, service};
+
+/// The OAuth client id the simulator accepts unless told otherwise.
+pub const DEFAULT_CLIENT_ID: &str = "sim-client";
+/// The OAuth client secret the simulator accepts unless told otherwise.
+pub const DEFAULT_CLIENT_SECRET: &str = "sim-secret";
+/// The models in the catalogue unless told otherwise.
+pub const DEFAULT_MODELS: &[&str] = &[
+    "model-gen-4",
+    "model-gen-5",
+    "model-fallback-3",
+    "model-small-1",
+];
+/// Requests kept in the log unless told otherwise (older ones are evicted).
+pub const DEFAULT_RECORD_CAPACITY: usize = 10_000;
+/// How long shutdown waits for open connections to finish.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
+
+/// The simulator. Start one with [`Sim::builder`].
+#[derive(Debug)]
+pub struct Sim;
+
+impl Sim {
+    /// A builder with the defaults: `127.0.0.1:0`, seed `0x5EED`, client
+    /// [`DEFAULT_CLIENT_ID`]/[`DEFAULT_CLIENT_SECRET`], 24-hour tokens, [`DEFAULT_MODELS`],
+    /// no latency and no failures.
+    pub fn builder() -> SimBuilder {
+        SimBuilder {
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            seed: 0x5EED,
+            clients: Vec::new(),
+            token_lifetime: Duration::from_secs(86_400),
+            models: DEFAULT_MODELS
+                .iter()
+                .map(|m| catalogue::entity(m))
+                .collect(),
+            behaviours: Behaviours::default(),
+            scripts: Vec::new(),
+            record_capacity: DEFAULT_RECORD_CAPACITY,
+            tls: None,
+        }
+    }
+}
+
+/// Configures a simulator before it starts.
+#[derive(Debug)]
+#[must_use]
+pub struct SimBuilder {
+    addr: SocketAddr,
+    seed: u64,
+    clients: Vec<(String, String)>,
+    token_lifetime: Duration,
+    models: Vec<ModelEntity>,
+    behaviours: Behaviours,
+    scripts: Vec<(Target, Vec<Scripted>)>,
+    record_capacity: usize,
+    tls: Option<(String, String)>,
+}
+
+impl std::fmt::Debug for Behaviours {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Behaviours")
+            .field("global", &self.global)
+            .field("models", &self.models)
+            .finish()
+    }
+}
+
+impl SimBuilder {
+    /// Listens on `addr` (default `127.0.0.1:0`, a free port).
+    pub fn addr(mut self, addr: SocketAddr) -> Self {
+        self.addr = addr;
+        self
+    }
+
+    /// Seeds every random choice (latency draws, error and drop rates, ids).
+    pub fn seed(mut self, seed: u64) -> Self {
+        self.seed = seed;
+        self
+    }
+
+    /// Accepts this OAuth client (the default client is accepted only if none is given).
+    pub fn client(mut self, id: impl Into<String>, secret: impl Into<String>) -> Self {
+        self.clients.push((id.into(), secret.into()));
+        self
+    }
+
+    /// Lifetime of granted tokens (`expires_in`).
+    pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
+        self.token_lifetime = lifetime;
+        self
+    }
+
+    /// Replaces the catalogue with these model ids.
+    pub fn models<I, S>(mut self, ids: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        self.models = ids
+            .into_iter()
+            .map(|id| catalogue::entity(id.as_ref()))
+            .collect();
+        self
+    }
+
+    /// Adds (or replaces) one catalogue entry.
+    pub fn model_entity(mut self, entity: ModelEntity) -> Self {
+        self.models.retain(|m| m.id != entity.id);
+        self.models.push(entity);
+        self
+    }
+
+    /// The behaviour of every model without one of its own.
+    pub fn behaviour(mut self, behaviour: Behaviour) -> Self {
+        self.behaviours.global = behaviour;
+        self
+    }
+
+    /// The behaviour of one model.
+    pub fn model_behaviour(mut self, model: impl Into<String>, behaviour: Behaviour) -> Self {
+        self.behaviours.models.insert(model.into(), behaviour);
+        self
+    }
+
+    /// Queues one-shot answers before the simulator starts.
+    pub fn script(mut self, target: Target, answers: impl IntoIterator<Item = Scripted>) -> Self {
+        self.scripts.push((target, answers.into_iter().collect()));
+        self
+    }
+
+    /// Keeps at most `capacity` requests in the log (0 turns recording off; counters stay on).
+    pub fn record_capacity(mut self, capacity: usize) -> Self {
+        self.record_capacity = capacity;
+        self
+    }
+
+    /// Serves https with this PEM certificate chain and PEM private key (HTTP/2 and
+    /// HTTP/1.1 by ALPN).
+    pub fn tls(mut self, cert_chain_pem: impl Into<String>, key_pem: impl Into<String>) -> Self {
+        self.tls = Some((cert_chain_pem.into(), key_pem.into()));
+        self
+    }
+
+    /// Binds the address and starts serving in the background.
+    pub async fn start(self) -> Result<SimHandle, SimError> {
+        let tls = self
+            .tls
+            .as_ref()
+            .map(|(cert, key)| tls_acceptor(cert, key))
+            .transpose()?;
+        let listener = TcpListener::bind(self.addr)
+            .await
+            .map_err(|e| SimError::Bind {
+                addr: self.addr,
+                source: e,
+            })?;
+        let addr = listener.local_addr().map_err(|e| SimError::Bind {
+            addr: self.addr,
+            source: e,
+        })?;
+        let (shutdown_tx, shutdown_rx) = watch::channel(false);
+
+        let mut clients: HashMap<String, String> = self.clients.into_iter().collect();
+        if clients.is_empty() {
+            clients.insert(
+                DEFAULT_CLIENT_ID.to_owned(),
+                DEFAULT_CLIENT_SECRET.to_owned(),
+            );
+        }
+        let mut scripts = Scripts::default();
+        for (target, answers) in self.scripts {
+            scripts.push(target, answers);
+        }
+        let catalogue: BTreeMap<String, ModelEntity> = self
+            .models
+            .into_iter()
+            .map(|m| (m.id.as_str().to_owned(), m))
+            .collect();
+        let state = Arc::new(State {
+            seed: self.seed,
+            started: tokio::time::Instant::now(),
+            clients,
+            token_lifetime: RwLock::new(self.token_lifetime),
+            tokens: RwLock::new(HashMap::new()),
+            catalogue: RwLock::new(catalogue),
+            behaviours: RwLock::new(self.behaviours.clone()),
+            scripts: Mutex::new(scripts),
+            windows: Mutex::new(HashMap::new()),
+            recorder: Recorder::new(self.record_capacity),
+            counters: LiveCounters::default(),
+            seq: AtomicU64::new(0),
+            shutdown: shutdown_rx.clone(),
+            initial_behaviours: self.behaviours,
+            initial_token_lifetime: self.token_lifetime,
+        });
+        let scheme = if tls.is_some() { "https" } else { "http" };
+        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tls, shutdown_rx));
+        Ok(SimHandle {
+            addr,
+            scheme,
+            state,
+            shutdown: shutdown_tx,
+            task: Some(task),
+        })
+    }
+}
+
+/// Why the simulator could not start.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// The address could not be bound.
+    #[error("cannot listen on {addr}: {source}")]
+    Bind {
+        /// The address asked for.
+        addr: SocketAddr,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The TLS certificate or key could not be used.
+    #[error("cannot use the TLS certificate or key: {0}")]
+    Tls(String),
+}
+
+/// A running simulator. Dropping it stops the server; [`SimHandle::shutdown`] also waits
+/// for open connections to finish.
+pub struct SimHandle {
+    addr: SocketAddr,
+    scheme: &'static str,
+    state: Arc<State>,
+    shutdown: watch::Sender<bool>,
+    task: Option<JoinHandle<()>>,
+}
+
+impl std::fmt::Debug for SimHandle {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SimHandle")
+            .field("base_url", &self.base_url())
+            .finish_non_exhaustive()
+    }
+}
+
+impl SimHandle {
+    /// The base URL for both the API and the login service, such as `http://127.0.0.1:41234`
+    /// (`https://localhost:<port>` when serving TLS, matching a certificate for `localhost`).
+    pub fn base_url(&self) -> String {
+        match self.scheme {
+            "https" => format!("https://localhost:{}", self.addr.port()),
+            _ => format!("http://{}", self.addr),
+        }
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Sets the behaviour of every model without one of its own.
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        write(&self.state.behaviours).global = behaviour;
+    }
+
+    /// Sets the behaviour of one model.
+    pub fn set_model_behaviour(&self, model: impl Into<String>, behaviour: Behaviour) {
+        write(&self.state.behaviours)
+            .models
+            .insert(model.into(), behaviour);
+    }
+
+    /// Queues one-shot answers: each is used once by the next matching call.
+    pub fn script(&self, target: Target, answers: impl IntoIterator<Item = Scripted>) {
+        lock(&self.state.scripts).push(target, answers);
+    }
+
+    /// Scripted answers not used yet.
+    pub fn pending_scripts(&self) -> usize {
+        lock(&self.state.scripts).pending()
+    }
+
+    /// Every request in the log, oldest first (admin calls excluded).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.state.recorder.snapshot()
+    }
+
+    /// The prompt calls in the log, oldest first.
+    pub fn prompt_requests(&self) -> Vec<RecordedRequest> {
+        let mut all = self.requests();
+        all.retain(|r| r.path.starts_with("/api/v2/ai/gateway/prompts"));
+        all
+    }
+
+    /// The counters.
+    pub fn counters(&self) -> Counters {
+        self.state.counters.snapshot(self.state.recorder.evicted())
+    }
+
+    /// Revokes every token granted so far; returns how many.
+    pub fn revoke_tokens(&self) -> usize {
+        self.state.revoke_all()
+    }
+
+    /// Sets the lifetime of tokens granted from now on.
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        *write(&self.state.token_lifetime) = lifetime;
+    }
+
+    /// Adds a model to the catalogue.
+    pub fn add_model(&self, id: &str) {
+        write(&self.state.catalogue).insert(id.to_owned(), catalogue::entity(id));
+    }
+
+    /// Removes a model from the catalogue (calls to it then answer 404).
+    pub fn remove_model(&self, id: &str) {
+        write(&self.state.catalogue).remove(id);
+    }
+
+    /// Clears the log, counters, scripts and rate-limit windows, and restores the
+    /// behaviours and token lifetime the simulator started with.
+    pub fn reset(&self) {
+        self.state.reset();
+    }
+
+    /// Stops accepting, lets open connections finish (up to 5 s), and returns.
+    pub async fn shutdown(mut self) {
+        let _ = self.shutdown.send(true);
+        if let Some(task) = self.task.take() {
+            let _ = task.await;
+        }
+    }
+}
+
+impl Drop for SimHandle {
+    fn drop(&mut self) {
+        let _ = self.shutdown.send(true);
+    }
+}
+
+fn tls_acceptor(cert_pem: &str, key_pem: &str) -> Result<tokio_rustls::TlsAcceptor, SimError> {
+    use rustls_pki_types::pem::PemObject;
+    use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+
+    let certs = CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| SimError::Tls(format!("certificate PEM: {e}")))?;
+    let key = PrivateKeyDer::from_pem_slice(key_pem.as_bytes())
+        .map_err(|e| SimError::Tls(format!("key PEM: {e}")))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| SimError::Tls(e.to_string()))?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .map_err(|e| SimError::Tls(e.to_string()))?;
+    config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+    Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
+}
+
+/// Accepts connections until shutdown, then drains them.
+async fn accept_loop(
+    listener: TcpListener,
+    state: Arc<State>,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let builder = auto::Builder::new(TokioExecutor::new());
+    let graceful = GracefulShutdown::new();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|down| *down) => break,
+        };
+        let Ok((stream, _)) = accepted else {
+            // Out of descriptors or a reset during accept: yield and go on.
+            tokio::task::yield_now().await;
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let state = Arc::clone(&state);
+        let service = service_fn(move |req| service::handle(Arc::clone(&state), req));
+        let builder = builder.clone();
+        let watcher = graceful.watcher();
+        match tls.clone() {
+            None => {
+                let conn = builder
+                    .serve_connection(TokioIo::new(stream), service)
+                    .into_owned();
+                tokio::spawn(watcher.watch(conn));
+            }
+            Some(acceptor) => {
+                tokio::spawn(async move {
+                    if let Ok(stream) = acceptor.accept(stream).await {
+                        let conn = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                });
+            }
+        }
+    }
+    drop(listener);
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}

@@ -1,0 +1,216 @@
+//! Request dispatch and the answer helpers every endpoint shares.
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use gateway_model::{CODE_NOT_FOUND, CODE_REQUEST_TOO_LARGE, ErrorBody, MAX_REQUEST_BYTES};
+use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::channel::Channel;
+use http_body_util::{BodyExt, Either, Full, Limited};
+use hyper::body::Incoming;
+
+use crate::record::{LiveCounters, RecordedRequest};
+use crate::state::State;
+use crate::{admin, catalogue, oauth, prompts};
+
+/// A response body: whole, or streamed slowly.
+pub(crate) type Body = Either<Full<Bytes>, Channel<Bytes>>;
+
+/// Returned by a handler to close the connection without an answer.
+#[derive(Debug)]
+pub(crate) struct Dropped;
+
+impl std::fmt::Display for Dropped {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("connection dropped on purpose by the simulator")
+    }
+}
+
+impl std::error::Error for Dropped {}
+
+/// The result of a handler.
+pub(crate) type Answer = Result<Response<Body>, Dropped>;
+
+/// `ININ-Correlation-Id`, sent on every answer.
+pub(crate) const ININ_CORRELATION_ID: HeaderName = HeaderName::from_static("inin-correlation-id");
+
+/// A request with its body read, as the handlers see it.
+pub(crate) struct Incoming2 {
+    pub(crate) seq: u64,
+    pub(crate) method: Method,
+    pub(crate) path: String,
+    pub(crate) query: Option<String>,
+    pub(crate) headers: http::HeaderMap,
+    pub(crate) body: Bytes,
+}
+
+impl Incoming2 {
+    pub(crate) fn header(&self, name: &str) -> Option<&str> {
+        self.headers.get(name).and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Entry point for every request.
+pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
+    let seq = state.next_seq();
+    let (parts, body) = req.into_parts();
+    let path = parts.uri.path().to_owned();
+    let query = parts.uri.query().map(str::to_owned);
+    let is_admin = path.starts_with("/__admin/");
+
+    // Genesys refuses bodies over 512,000 bytes.
+    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(e)
+            if e.downcast_ref::<http_body_util::LengthLimitError>()
+                .is_some() =>
+        {
+            let answer = error(
+                &state,
+                seq,
+                StatusCode::PAYLOAD_TOO_LARGE,
+                CODE_REQUEST_TOO_LARGE,
+                "The request body exceeds 512000 bytes",
+            );
+            return finish(&state, is_admin, Ok(answer));
+        }
+        Err(_) => return Err(Dropped),
+    };
+
+    let request = Incoming2 {
+        seq,
+        method: parts.method,
+        path,
+        query,
+        headers: parts.headers,
+        body,
+    };
+    if !is_admin {
+        record(&state, &request);
+    }
+
+    let answer = match (&request.method, request.path.as_str()) {
+        (_, p) if p.starts_with("/__admin/") => admin::handle(&state, &request),
+        (&Method::POST, "/oauth/token") => {
+            LiveCounters::bump(&state.counters.token_requests);
+            oauth::token(&state, &request).await
+        }
+        (&Method::POST, "/api/v2/ai/gateway/prompts") => {
+            LiveCounters::bump(&state.counters.prompt_requests);
+            let _in_flight = state.counters.enter();
+            prompts::prompt(&state, &request).await
+        }
+        (&Method::GET, "/api/v2/ai/models") => {
+            LiveCounters::bump(&state.counters.model_requests);
+            Ok(catalogue::list(&state, &request))
+        }
+        (&Method::GET, p) if p.starts_with("/api/v2/ai/models/") => {
+            LiveCounters::bump(&state.counters.model_requests);
+            Ok(catalogue::get(
+                &state,
+                &request,
+                &p["/api/v2/ai/models/".len()..],
+            ))
+        }
+        _ => {
+            LiveCounters::bump(&state.counters.other_requests);
+            Ok(error(
+                &state,
+                seq,
+                StatusCode::NOT_FOUND,
+                CODE_NOT_FOUND,
+                "No such resource",
+            ))
+        }
+    };
+    finish(&state, is_admin, answer)
+}
+
+/// Counts the answer's status (or the dropped connection).
+fn finish(state: &State, is_admin: bool, answer: Answer) -> Answer {
+    if !is_admin {
+        match &answer {
+            Ok(response) => state.counters.status(response.status().as_u16()),
+            Err(Dropped) => LiveCounters::bump(&state.counters.dropped_connections),
+        }
+    }
+    answer
+}
+
+fn record(state: &State, request: &Incoming2) {
+    if !state.recorder.enabled() {
+        return;
+    }
+    let path = match &request.query {
+        Some(q) => format!("{}?{q}", request.path),
+        None => request.path.clone(),
+    };
+    state.recorder.push(RecordedRequest {
+        seq: request.seq,
+        at_ms: state.elapsed_ms(),
+        method: request.method.to_string(),
+        path,
+        headers: request
+            .headers
+            .iter()
+            .map(|(n, v)| {
+                (
+                    n.as_str().to_owned(),
+                    String::from_utf8_lossy(v.as_bytes()).into_owned(),
+                )
+            })
+            .collect(),
+        body: String::from_utf8_lossy(&request.body).into_owned(),
+    });
+}
+
+/// A JSON answer with an `ININ-Correlation-Id`.
+pub(crate) fn json(
+    state: &State,
+    seq: u64,
+    status: StatusCode,
+    body: &impl serde::Serialize,
+) -> Response<Body> {
+    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
+    let mut response = Response::new(Either::Left(Full::new(Bytes::from(bytes))));
+    *response.status_mut() = status;
+    let headers = response.headers_mut();
+    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
+    if let Ok(v) = HeaderValue::from_str(&state.uuid(seq, 7).to_string()) {
+        headers.insert(ININ_CORRELATION_ID, v);
+    }
+    response
+}
+
+/// A Genesys error answer: `{"message","code","status","contextId","details","errors"}`.
+pub(crate) fn error(
+    state: &State,
+    seq: u64,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> Response<Body> {
+    json(
+        state,
+        seq,
+        status,
+        &error_body(state, seq, status, code, message),
+    )
+}
+
+/// The Genesys error body for an answer.
+pub(crate) fn error_body(
+    state: &State,
+    seq: u64,
+    status: StatusCode,
+    code: &str,
+    message: &str,
+) -> ErrorBody {
+    ErrorBody::new(
+        status.as_u16(),
+        code,
+        message,
+        state.uuid(seq, 11).to_string(),
+    )
+}

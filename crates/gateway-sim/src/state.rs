@@ -1,0 +1,214 @@
+//! The simulator's shared state: clients and tokens, the catalogue, behaviours and
+//! scripts, the request log and counters.
+
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::Duration;
+
+use gateway_model::ModelEntity;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::behaviour::{Behaviour, Scripted, Target};
+use crate::record::{LiveCounters, Recorder};
+
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
+    m.read().unwrap_or_else(PoisonError::into_inner)
+}
+
+pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
+    m.write().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// One granted access token.
+pub(crate) struct TokenInfo {
+    pub(crate) expires_at: Instant,
+    pub(crate) revoked: bool,
+}
+
+/// Why a bearer token is refused.
+pub(crate) enum TokenProblem {
+    Missing,
+    Unknown,
+    Expired,
+    Revoked,
+}
+
+/// A fixed rate-limit window for one token.
+pub(crate) struct Window {
+    pub(crate) started: Instant,
+    pub(crate) count: u32,
+}
+
+/// Behaviours by target, as set by the builder or the admin API.
+#[derive(Clone, Default)]
+pub(crate) struct Behaviours {
+    pub(crate) global: Behaviour,
+    pub(crate) models: HashMap<String, Behaviour>,
+}
+
+impl Behaviours {
+    /// The behaviour for `model`: its own, or the global one.
+    pub(crate) fn for_model(&self, model: &str) -> &Behaviour {
+        self.models.get(model).unwrap_or(&self.global)
+    }
+}
+
+/// One-shot scripted answers by target.
+#[derive(Default)]
+pub(crate) struct Scripts {
+    queues: HashMap<Target, VecDeque<Scripted>>,
+}
+
+impl Scripts {
+    pub(crate) fn push(&mut self, target: Target, answers: impl IntoIterator<Item = Scripted>) {
+        self.queues.entry(target).or_default().extend(answers);
+    }
+
+    /// The next scripted answer for a prompt call to `model` (its own queue first, then
+    /// the global one), or for the token endpoint.
+    pub(crate) fn next_for_model(&mut self, model: &str) -> Option<Scripted> {
+        if self.queues.is_empty() {
+            return None;
+        }
+        if let Some(q) = self.queues.get_mut(&Target::Model(model.to_owned()))
+            && let Some(s) = q.pop_front()
+        {
+            return Some(s);
+        }
+        self.queues.get_mut(&Target::Global)?.pop_front()
+    }
+
+    pub(crate) fn next_for_token(&mut self) -> Option<Scripted> {
+        self.queues.get_mut(&Target::Token)?.pop_front()
+    }
+
+    pub(crate) fn pending(&self) -> usize {
+        self.queues.values().map(VecDeque::len).sum()
+    }
+}
+
+/// Everything the handlers share.
+pub(crate) struct State {
+    pub(crate) seed: u64,
+    pub(crate) started: Instant,
+    pub(crate) clients: HashMap<String, String>,
+    pub(crate) token_lifetime: RwLock<Duration>,
+    pub(crate) tokens: RwLock<HashMap<String, TokenInfo>>,
+    pub(crate) catalogue: RwLock<BTreeMap<String, ModelEntity>>,
+    pub(crate) behaviours: RwLock<Behaviours>,
+    pub(crate) scripts: Mutex<Scripts>,
+    pub(crate) windows: Mutex<HashMap<String, Window>>,
+    pub(crate) recorder: Recorder,
+    pub(crate) counters: LiveCounters,
+    pub(crate) seq: AtomicU64,
+    pub(crate) shutdown: watch::Receiver<bool>,
+    /// What `reset` goes back to.
+    pub(crate) initial_behaviours: Behaviours,
+    pub(crate) initial_token_lifetime: Duration,
+}
+
+impl State {
+    /// A fresh sequence number (request order).
+    pub(crate) fn next_seq(&self) -> u64 {
+        self.seq.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// A deterministic pseudo-random `u64` for sequence number `n` under this seed.
+    pub(crate) fn random(&self, n: u64, stream: u64) -> u64 {
+        splitmix64(self.seed ^ splitmix64(n.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ stream))
+    }
+
+    /// A deterministic draw in `[0, 1)`.
+    pub(crate) fn unit(&self, n: u64, stream: u64) -> f64 {
+        (self.random(n, stream) >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    /// A UUID-shaped id derived from the seed and `n` (cheap: no system randomness).
+    pub(crate) fn uuid(&self, n: u64, stream: u64) -> uuid::Uuid {
+        let hi = u128::from(self.random(n, stream));
+        let lo = u128::from(self.random(n, stream ^ 0xA5A5));
+        uuid::Builder::from_random_bytes(((hi << 64) | lo).to_be_bytes()).into_uuid()
+    }
+
+    /// Grants a token to `client_id`.
+    pub(crate) fn grant(&self, n: u64) -> (String, Duration) {
+        let lifetime = *read(&self.token_lifetime);
+        let token = format!("sim-{:016x}{:016x}", self.random(n, 1), self.random(n, 2));
+        let now = Instant::now();
+        let mut tokens = write(&self.tokens);
+        tokens.retain(|_, t| t.expires_at > now && !t.revoked);
+        tokens.insert(
+            token.clone(),
+            TokenInfo {
+                expires_at: now + lifetime,
+                revoked: false,
+            },
+        );
+        (token, lifetime)
+    }
+
+    /// Checks an `Authorization` header value.
+    pub(crate) fn check_bearer(&self, header: Option<&str>) -> Result<String, TokenProblem> {
+        let token = header
+            .and_then(|h| {
+                h.strip_prefix("Bearer ")
+                    .or_else(|| h.strip_prefix("bearer "))
+            })
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or(TokenProblem::Missing)?;
+        let tokens = read(&self.tokens);
+        let info = tokens.get(token).ok_or(TokenProblem::Unknown)?;
+        if info.revoked {
+            Err(TokenProblem::Revoked)
+        } else if info.expires_at <= Instant::now() {
+            Err(TokenProblem::Expired)
+        } else {
+            Ok(token.to_owned())
+        }
+    }
+
+    /// Revokes every token granted so far.
+    pub(crate) fn revoke_all(&self) -> usize {
+        let mut tokens = write(&self.tokens);
+        tokens.values_mut().for_each(|t| t.revoked = true);
+        tokens.len()
+    }
+
+    /// Milliseconds since start on tokio's clock.
+    pub(crate) fn elapsed_ms(&self) -> f64 {
+        self.started.elapsed().as_secs_f64() * 1000.0
+    }
+
+    /// Resets the log, counters, scripts, rate-limit windows, behaviours and token
+    /// lifetime (tokens already granted stay valid).
+    pub(crate) fn reset(&self) {
+        self.recorder.clear();
+        self.counters.reset();
+        *lock(&self.scripts) = Scripts::default();
+        lock(&self.windows).clear();
+        *write(&self.behaviours) = self.initial_behaviours.clone();
+        *write(&self.token_lifetime) = self.initial_token_lifetime;
+    }
+
+    /// Resolves once the simulator is shutting down.
+    pub(crate) async fn shutting_down(&self) {
+        let mut rx = self.shutdown.clone();
+        // An error means the sender is gone: the simulator is gone too.
+        let _ = rx.wait_for(|down| *down).await;
+    }
+}
+
+/// `SplitMix64`: a tiny, well-mixed, deterministic 64-bit hash.
+pub(crate) fn splitmix64(mut x: u64) -> u64 {
+    x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    x ^ (x >> 31)
+}

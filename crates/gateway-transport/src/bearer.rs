@@ -1,0 +1,168 @@
+//! The bearer-token hook: where the transport gets the `Authorization` header, and how it
+//! reports a token the server refused. `gateway-auth` implements [`TokenSource`] with a
+//! cached OAuth client-credentials provider.
+
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+
+use http::HeaderValue;
+
+/// A boxed future, as [`TokenSource`] returns (object-safe).
+pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
+
+/// An access token. Its text never appears in `Debug` or `Display`; the ready-made
+/// `Authorization` header value is marked sensitive (hidden from hyper's logs and HPACK).
+#[derive(Clone)]
+pub struct AccessToken {
+    header: HeaderValue,
+    id: u64,
+}
+
+impl AccessToken {
+    /// Wraps a raw token; `None` if it holds characters a header cannot carry.
+    pub fn new(token: &str) -> Option<Self> {
+        let mut header = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
+        header.set_sensitive(true);
+        Some(Self {
+            header,
+            id: fingerprint(token),
+        })
+    }
+
+    /// The `Authorization` header value (`Bearer <token>`).
+    pub fn header_value(&self) -> &HeaderValue {
+        &self.header
+    }
+
+    /// The raw token text. Handle with care: this is a secret.
+    pub fn expose(&self) -> &str {
+        self.header
+            .to_str()
+            .ok()
+            .and_then(|h| h.strip_prefix("Bearer "))
+            .unwrap_or("")
+    }
+
+    /// Whether two values hold the same token.
+    pub fn same_as(&self, other: &AccessToken) -> bool {
+        self.id == other.id && self.header == other.header
+    }
+}
+
+/// A non-secret, non-reversible tag to tell tokens apart cheaply (FNV-1a).
+fn fingerprint(token: &str) -> u64 {
+    token.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+impl fmt::Debug for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("AccessToken(<redacted>)")
+    }
+}
+
+impl fmt::Display for AccessToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted token>")
+    }
+}
+
+/// Why no token could be had. Messages never contain a secret.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct TokenError {
+    /// What went wrong, for humans.
+    pub message: String,
+    /// Whether trying again later may help (a network failure) or not (rejected credentials).
+    pub retryable: bool,
+}
+
+impl TokenError {
+    /// A failure that a later attempt may not repeat.
+    pub fn transient(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: true,
+        }
+    }
+
+    /// A failure that will repeat until the configuration changes.
+    pub fn permanent(message: impl Into<String>) -> Self {
+        Self {
+            message: message.into(),
+            retryable: false,
+        }
+    }
+}
+
+/// Supplies bearer tokens to the transport. Cheap to call: implementations cache.
+pub trait TokenSource: Send + Sync + 'static {
+    /// A token that is valid now.
+    fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>>;
+
+    /// Reports that the server refused `token` (a 401); the next [`TokenSource::token`]
+    /// must not return it. Called at most once per call, so a bad token cannot loop.
+    fn invalidate(&self, token: &AccessToken);
+}
+
+/// A token source that always returns the same token (for tests, or tokens obtained elsewhere).
+#[derive(Clone)]
+pub struct StaticToken {
+    token: AccessToken,
+}
+
+impl StaticToken {
+    /// A source for `token`; `None` if it holds characters a header cannot carry.
+    pub fn new(token: &str) -> Option<Self> {
+        AccessToken::new(token).map(|token| Self { token })
+    }
+}
+
+impl fmt::Debug for StaticToken {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StaticToken")
+            .field("token", &self.token)
+            .finish()
+    }
+}
+
+impl TokenSource for StaticToken {
+    fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        let token = self.token.clone();
+        Box::pin(async move { Ok(token) })
+    }
+
+    /// A static token cannot be refreshed; the next call fails with 401 again.
+    fn invalidate(&self, _: &AccessToken) {}
+}
+
+impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
+    fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        (**self).token()
+    }
+
+    fn invalidate(&self, token: &AccessToken) {
+        (**self).invalidate(token);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_never_show_their_text() {
+        let t = AccessToken::new("s3cr3t-token").unwrap();
+        assert!(!format!("{t:?} {t}").contains("s3cr3t"));
+        assert_eq!(t.expose(), "s3cr3t-token");
+        assert!(t.header_value().is_sensitive());
+        assert!(t.same_as(&AccessToken::new("s3cr3t-token").unwrap()));
+        assert!(!t.same_as(&AccessToken::new("other").unwrap()));
+        assert!(AccessToken::new("bad\ntoken").is_none());
+        let s = StaticToken::new("s3cr3t-token").unwrap();
+        assert!(!format!("{s:?}").contains("s3cr3t"));
+    }
+}

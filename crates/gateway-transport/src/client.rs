@@ -1,0 +1,321 @@
+//! One shared HTTP client: hyper-util's pooled client over rustls (ring), HTTP/1.1 and
+//! HTTP/2 by ALPN, with a body-size cap, a per-exchange timeout and errors that say what
+//! failed (connect, TLS, broken connection).
+
+use std::error::Error as StdError;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_model::TrustRoots;
+use gateway_model::endpoint::check_url;
+use http::{HeaderMap, Request, StatusCode, Uri, Version};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::error::ErrorKind;
+use crate::retry::RetryReason;
+
+/// How the client connects and what it trusts.
+#[derive(Debug, Clone)]
+pub struct ClientOptions {
+    /// Root certificates: Mozilla's (compiled in) or the OS store.
+    pub roots: TrustRoots,
+    /// Extra CA certificates (PEM) to trust, for private gateways and tests.
+    pub extra_ca_pem: Option<Vec<u8>>,
+    /// Allow plain `http://` to hosts that are not loopback.
+    pub allow_insecure_http: bool,
+    /// TCP connect timeout.
+    pub connect_timeout: Duration,
+    /// Largest response body accepted.
+    pub max_response_bytes: usize,
+    /// How long an idle pooled connection is kept.
+    pub pool_idle_timeout: Duration,
+    /// Most idle connections kept per host.
+    pub pool_max_idle_per_host: usize,
+}
+
+impl Default for ClientOptions {
+    /// Mozilla roots, https only (loopback excepted), 5 s connect timeout, 4 MiB bodies,
+    /// 90 s idle connections.
+    fn default() -> Self {
+        Self {
+            roots: TrustRoots::Webpki,
+            extra_ca_pem: None,
+            allow_insecure_http: false,
+            connect_timeout: Duration::from_secs(5),
+            max_response_bytes: 4 * 1024 * 1024,
+            pool_idle_timeout: Duration::from_secs(90),
+            pool_max_idle_per_host: 1024,
+        }
+    }
+}
+
+impl ClientOptions {
+    /// Trusts the CA certificates in the PEM file at `path` as well.
+    pub fn extra_ca_file(mut self, path: &Path) -> Result<Self, ErrorKind> {
+        let pem = std::fs::read(path).map_err(|e| {
+            ErrorKind::Setup(format!("cannot read CA file {}: {e}", path.display()))
+        })?;
+        self.extra_ca_pem = Some(pem);
+        Ok(self)
+    }
+}
+
+/// An answer read in full.
+#[derive(Debug, Clone)]
+pub struct Exchange {
+    /// The status.
+    pub status: StatusCode,
+    /// The HTTP version used (HTTP/2 when ALPN chose it).
+    pub version: Version,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+}
+
+/// The pooled HTTP client every call shares. Cheap to clone (one pool).
+#[derive(Clone)]
+pub struct HttpClient {
+    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    allow_insecure_http: bool,
+    max_response_bytes: usize,
+}
+
+impl std::fmt::Debug for HttpClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HttpClient")
+            .field("allow_insecure_http", &self.allow_insecure_http)
+            .field("max_response_bytes", &self.max_response_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl HttpClient {
+    /// Builds the client: trust roots, TLS with the ring provider, the connection pool.
+    pub fn new(options: &ClientOptions) -> Result<Self, ErrorKind> {
+        let tls = tls_config(options)?;
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(options.connect_timeout));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_or_http()
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(http);
+        let inner = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .timer(TokioTimer::new())
+            .pool_idle_timeout(options.pool_idle_timeout)
+            .pool_max_idle_per_host(options.pool_max_idle_per_host)
+            .build(https);
+        Ok(Self {
+            inner,
+            allow_insecure_http: options.allow_insecure_http,
+            max_response_bytes: options.max_response_bytes,
+        })
+    }
+
+    /// Parses `url` and applies the rule: https, or http only to loopback unless allowed.
+    pub fn check_url(&self, url: &str) -> Result<Uri, ErrorKind> {
+        Ok(check_url(url, self.allow_insecure_http)?)
+    }
+
+    /// The body-size cap.
+    pub fn max_response_bytes(&self) -> usize {
+        self.max_response_bytes
+    }
+
+    /// Sends `request` and reads the whole answer within `timeout`.
+    ///
+    /// The URL rule is checked here too, so no request escapes it. Dropping the returned
+    /// future closes the connection instead of returning it to the pool.
+    pub async fn send(
+        &self,
+        request: Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> Result<Exchange, ErrorKind> {
+        let host = request
+            .uri()
+            .authority()
+            .map_or_else(String::new, ToString::to_string);
+        match (request.uri().scheme_str(), request.uri().host()) {
+            (Some("https"), _) => {}
+            (Some("http"), Some(h))
+                if self.allow_insecure_http || gateway_model::endpoint::is_loopback_host(h) => {}
+            _ => {
+                check_url(&request.uri().to_string(), self.allow_insecure_http)?;
+            }
+        }
+        match tokio::time::timeout(timeout, self.exchange(request, &host)).await {
+            Ok(result) => result,
+            Err(_) => Err(ErrorKind::Timeout(timeout)),
+        }
+    }
+
+    async fn exchange(
+        &self,
+        request: Request<Full<Bytes>>,
+        host: &str,
+    ) -> Result<Exchange, ErrorKind> {
+        let response = self
+            .inner
+            .request(request)
+            .await
+            .map_err(|e| classify(&e, host))?;
+        let (parts, body) = response.into_parts();
+        let declared = parts
+            .headers
+            .get(http::header::CONTENT_LENGTH)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|n| n > self.max_response_bytes as u64) {
+            return Err(ErrorKind::BodyTooLarge {
+                limit: self.max_response_bytes,
+            });
+        }
+        let body = Limited::new(body, self.max_response_bytes)
+            .collect()
+            .await
+            .map_err(|e| {
+                if e.downcast_ref::<http_body_util::LengthLimitError>()
+                    .is_some()
+                {
+                    ErrorKind::BodyTooLarge {
+                        limit: self.max_response_bytes,
+                    }
+                } else {
+                    ErrorKind::Connection {
+                        host: host.to_owned(),
+                        reason: format!("reading the body: {}", chain(&*e)),
+                    }
+                }
+            })?;
+        Ok(Exchange {
+            status: parts.status,
+            version: parts.version,
+            headers: parts.headers,
+            body: body.to_bytes(),
+        })
+    }
+}
+
+impl ErrorKind {
+    /// Why this failure may be retried, if it may.
+    pub fn retry_reason(&self) -> Option<RetryReason> {
+        match self {
+            ErrorKind::Connect { .. } | ErrorKind::Connection { .. } => {
+                Some(RetryReason::Connection)
+            }
+            ErrorKind::Timeout(_) => Some(RetryReason::Timeout),
+            _ => None,
+        }
+    }
+}
+
+/// Sorts a client error into connect, TLS or broken-connection failures.
+fn classify(err: &hyper_util::client::legacy::Error, host: &str) -> ErrorKind {
+    if let Some(reason) = tls_cause(err) {
+        return ErrorKind::Tls {
+            host: host.to_owned(),
+            reason,
+        };
+    }
+    if err.is_connect() {
+        return ErrorKind::Connect {
+            host: host.to_owned(),
+            reason: chain(err),
+        };
+    }
+    ErrorKind::Connection {
+        host: host.to_owned(),
+        reason: chain(err),
+    }
+}
+
+/// The rustls error somewhere in the source chain, if any. `io::Error`s are looked
+/// into as well (their `source()` skips the error they wrap, and hyper-rustls wraps
+/// tokio-rustls' `io::Error` in another one).
+fn tls_cause(err: &(dyn StdError + 'static)) -> Option<String> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(describe_tls(tls));
+    }
+    if let Some(inner) = err
+        .downcast_ref::<std::io::Error>()
+        .and_then(std::io::Error::get_ref)
+        && let Some(found) = tls_cause(inner)
+    {
+        return Some(found);
+    }
+    err.source().and_then(tls_cause)
+}
+
+fn describe_tls(err: &rustls::Error) -> String {
+    match err {
+        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => format!(
+            "{err}: the server's certificate is not signed by a trusted CA (for a private gateway, set tls.extra_ca_file)"
+        ),
+        _ => err.to_string(),
+    }
+}
+
+/// Every message in the source chain, joined, without repeats.
+fn chain(err: &(dyn StdError + 'static)) -> String {
+    let mut parts: Vec<String> = Vec::new();
+    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
+    while let Some(e) = next {
+        let text = e.to_string();
+        if !parts.iter().any(|p| p.contains(&text)) {
+            parts.push(text);
+        }
+        next = e.source();
+    }
+    parts.join(": ")
+}
+
+fn tls_config(options: &ClientOptions) -> Result<rustls::ClientConfig, ErrorKind> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+
+    let mut roots = rustls::RootCertStore::empty();
+    match options.roots {
+        TrustRoots::Webpki => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
+        TrustRoots::Native => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let errors: Vec<String> = found.errors.iter().map(ToString::to_string).collect();
+                return Err(ErrorKind::Setup(format!(
+                    "no usable native root certificates ({})",
+                    errors.join("; ")
+                )));
+            }
+        }
+    }
+    if let Some(pem) = &options.extra_ca_pem {
+        let certs = CertificateDer::pem_slice_iter(pem)
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| ErrorKind::Setup(format!("extra CA PEM: {e}")))?;
+        if certs.is_empty() {
+            return Err(ErrorKind::Setup("extra CA PEM holds no certificate".into()));
+        }
+        for cert in certs {
+            roots
+                .add(cert)
+                .map_err(|e| ErrorKind::Setup(format!("extra CA certificate: {e}")))?;
+        }
+    }
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ErrorKind::Setup(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}

@@ -1,0 +1,246 @@
+//! Transport errors: what failed, with the Genesys error fields and the call's statistics.
+
+use std::fmt;
+use std::time::Duration;
+
+use gateway_model::ErrorBody;
+use gateway_model::endpoint::UrlError;
+use http::StatusCode;
+
+use crate::bearer::TokenError;
+use crate::limiter::LimiterTimeout;
+use crate::retry::RetryReason;
+
+/// Counts and timings of one call, on success and on failure.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct CallStats {
+    /// HTTP attempts sent.
+    pub attempts: u32,
+    /// Retries by reason, indexed like [`RetryReason::ALL`].
+    pub retries: [u32; 4],
+    /// Time spent waiting for a limiter slot.
+    pub limiter_wait: Duration,
+    /// Time spent inside HTTP exchanges (sending, waiting, reading bodies).
+    pub upstream: Duration,
+    /// Time spent sleeping between attempts.
+    pub backoff: Duration,
+    /// Whether the token was refreshed after a 401.
+    pub token_refreshed: bool,
+    /// Whether a retry was refused because the retry budget was spent.
+    pub budget_exhausted: bool,
+    /// The status of the last answer, if any.
+    pub last_status: Option<StatusCode>,
+    /// The `ININ-Correlation-Id` of the last answer, if any.
+    pub upstream_correlation_id: Option<String>,
+}
+
+impl CallStats {
+    /// Retries for `reason`.
+    pub fn retries_for(&self, reason: RetryReason) -> u32 {
+        self.retries[reason.index()]
+    }
+
+    /// Retries for every reason.
+    pub fn total_retries(&self) -> u32 {
+        self.retries.iter().sum()
+    }
+}
+
+/// What went wrong.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum ErrorKind {
+    /// No limiter slot became free in time.
+    #[error(transparent)]
+    LimiterTimeout(#[from] LimiterTimeout),
+    /// The call's overall deadline passed during an attempt.
+    #[error("deadline of {deadline:?} exceeded{}", last.as_deref().map(|l| format!(" (last failure: {l})")).unwrap_or_default())]
+    DeadlineExceeded {
+        /// The deadline.
+        deadline: Duration,
+        /// The failure before the deadline, if there was one.
+        last: Option<String>,
+    },
+    /// Every attempt timed out.
+    #[error("no answer within the attempt timeout of {0:?}")]
+    Timeout(Duration),
+    /// 429 Too Many Requests, after retries or with a `Retry-After` beyond the cap.
+    #[error("rate limited (429{}){}", body_suffix(.body.as_deref()), retry_after.map(|d| format!("; retry after {d:?}")).unwrap_or_default())]
+    RateLimited {
+        /// The last `Retry-After`, if any.
+        retry_after: Option<Duration>,
+        /// Whether the call failed at once because `Retry-After` exceeded the cap.
+        over_cap: bool,
+        /// The Genesys error body.
+        body: Option<Box<ErrorBody>>,
+    },
+    /// 401 Unauthorized, after one token refresh (or with no way to refresh).
+    #[error("unauthorized (401{}): the access token was refused", body_suffix(.body.as_deref()))]
+    Unauthorized {
+        /// The Genesys error body.
+        body: Option<Box<ErrorBody>>,
+    },
+    /// Any other failed status (400, 403, 404, 422, 5xx after retries, ...).
+    #[error("HTTP {status}{}", body_suffix(.body.as_deref()))]
+    Status {
+        /// The status.
+        status: StatusCode,
+        /// The Genesys error body, if the answer had one.
+        body: Option<Box<ErrorBody>>,
+    },
+    /// The TCP connection could not be made.
+    #[error("cannot connect to {host}: {reason}")]
+    Connect {
+        /// `host:port`.
+        host: String,
+        /// The OS or resolver error.
+        reason: String,
+    },
+    /// The TLS handshake failed (an untrusted certificate, say).
+    #[error("TLS handshake with {host} failed: {reason}")]
+    Tls {
+        /// `host:port`.
+        host: String,
+        /// rustls' error.
+        reason: String,
+    },
+    /// The connection broke before a complete answer.
+    #[error("connection to {host} failed: {reason}")]
+    Connection {
+        /// `host:port`.
+        host: String,
+        /// What happened.
+        reason: String,
+    },
+    /// The answer's body exceeded the size cap.
+    #[error("response body exceeds the {limit}-byte limit")]
+    BodyTooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The request body exceeds Genesys' 512,000-byte limit.
+    #[error("request body of {size} bytes exceeds the {limit}-byte limit")]
+    RequestTooLarge {
+        /// The body size.
+        size: usize,
+        /// The limit.
+        limit: usize,
+    },
+    /// The URL is malformed or not allowed (plain http to a remote host).
+    #[error(transparent)]
+    Url(#[from] UrlError),
+    /// A header value cannot be sent (a request id with a newline, say).
+    #[error("`{name}` is not a valid header value")]
+    InvalidHeader {
+        /// The header's name.
+        name: &'static str,
+    },
+    /// No bearer token could be had.
+    #[error("no access token: {0}")]
+    Token(#[from] TokenError),
+    /// A 2xx answer whose body is not the expected JSON.
+    #[error("unexpected answer body: {0}")]
+    Decode(String),
+    /// The client could not be set up (trust roots, CA file).
+    #[error("transport setup failed: {0}")]
+    Setup(String),
+}
+
+fn body_suffix(body: Option<&ErrorBody>) -> String {
+    body.map(|b| format!(" {b}")).unwrap_or_default()
+}
+
+/// A failed call: the kind of failure and the call's statistics (boxed, so a `Result`
+/// carrying it stays small).
+#[derive(Debug, Clone, thiserror::Error)]
+pub struct TransportError(Box<Failure>);
+
+#[derive(Debug, Clone)]
+struct Failure {
+    kind: ErrorKind,
+    stats: CallStats,
+}
+
+impl fmt::Display for TransportError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.0.kind)?;
+        if self.0.stats.attempts > 1 {
+            write!(f, " after {} attempts", self.0.stats.attempts)?;
+        }
+        Ok(())
+    }
+}
+
+impl TransportError {
+    pub(crate) fn new(kind: ErrorKind, stats: CallStats) -> Self {
+        Self(Box::new(Failure { kind, stats }))
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &ErrorKind {
+        &self.0.kind
+    }
+
+    /// Consumes the error, giving the kind.
+    pub fn into_kind(self) -> ErrorKind {
+        self.0.kind
+    }
+
+    /// The call's statistics.
+    pub fn stats(&self) -> &CallStats {
+        &self.0.stats
+    }
+
+    /// HTTP attempts sent.
+    pub fn attempts(&self) -> u32 {
+        self.0.stats.attempts
+    }
+
+    /// The HTTP status of the final answer, if the failure was an answer.
+    pub fn status(&self) -> Option<StatusCode> {
+        match &self.0.kind {
+            ErrorKind::Status { status, .. } => Some(*status),
+            ErrorKind::RateLimited { .. } => Some(StatusCode::TOO_MANY_REQUESTS),
+            ErrorKind::Unauthorized { .. } => Some(StatusCode::UNAUTHORIZED),
+            _ => None,
+        }
+    }
+
+    /// The Genesys error body of the final answer, if any.
+    pub fn error_body(&self) -> Option<&ErrorBody> {
+        match &self.0.kind {
+            ErrorKind::Status { body, .. }
+            | ErrorKind::RateLimited { body, .. }
+            | ErrorKind::Unauthorized { body } => body.as_deref(),
+            _ => None,
+        }
+    }
+
+    /// Genesys' error `code`, if any.
+    pub fn code(&self) -> Option<&str> {
+        self.error_body()?.code.as_deref()
+    }
+
+    /// Genesys' `contextId`, if any.
+    pub fn context_id(&self) -> Option<&str> {
+        self.error_body()?.context_id.as_deref()
+    }
+
+    /// The last `Retry-After` of a rate-limited call.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.0.kind {
+            ErrorKind::RateLimited { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+
+    /// Whether the failure is a timeout (attempt, deadline or limiter).
+    pub fn is_timeout(&self) -> bool {
+        matches!(
+            self.0.kind,
+            ErrorKind::Timeout(_)
+                | ErrorKind::DeadlineExceeded { .. }
+                | ErrorKind::LimiterTimeout(_)
+        )
+    }
+}

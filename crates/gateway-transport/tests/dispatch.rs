@@ -1,0 +1,648 @@
+//! The dispatch loop against the real simulator on loopback: retries, `Retry-After`,
+//! backoff, deadlines, the limiter, cancellation, body limits, dropped connections, 401.
+//!
+//! Time-sensitive tests run on tokio's paused clock: sleeps and timeouts advance virtual
+//! time, so a 2 s `Retry-After` costs no wall-clock time and the simulator's recorded
+//! arrival times (also on tokio's clock) show the exact waits.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use gateway_model::GatewayPayload;
+use gateway_sim::{
+    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, Latency, RateLimit, RetryAfter,
+    RetryAfterStyle, Scripted, Sim, SimHandle, Target,
+};
+use gateway_transport::{
+    AccessToken, BoxFuture, Call, ErrorKind, RetryPolicy, RetryReason, StaticToken, TokenError,
+    TokenSource, Transport, TransportConfig,
+};
+use http::{Method, Request, StatusCode};
+use http_body_util::Full;
+
+const PROMPTS: &str = "/api/v2/ai/gateway/prompts";
+
+fn payload(model: &str) -> Bytes {
+    let p = GatewayPayload::builder(model, "Summarize this transcript")
+        .build()
+        .unwrap();
+    Bytes::from(serde_json::to_vec(&p).unwrap())
+}
+
+/// Obtains a token from the simulator's `/oauth/token` the way a client would.
+async fn sim_token(transport: &Transport, sim: &SimHandle) -> String {
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}"));
+    let request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("{}/oauth/token", sim.base_url()))
+        .header("authorization", format!("Basic {basic}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(Full::new(Bytes::from_static(
+            b"grant_type=client_credentials",
+        )))
+        .unwrap();
+    let answer = transport
+        .client()
+        .send(request, Duration::from_secs(5))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+    json["access_token"].as_str().unwrap().to_owned()
+}
+
+fn config(sim: &SimHandle) -> TransportConfig {
+    let mut config = TransportConfig::new(sim.base_url());
+    config.retry = RetryPolicy {
+        max_attempts: 4,
+        base_delay: Duration::from_millis(100),
+        max_delay: Duration::from_secs(2),
+        max_retry_after: Duration::from_secs(180),
+        jitter: false,
+    };
+    config.budget_ratio = 1.0;
+    config
+}
+
+/// A transport with a valid static token from the simulator.
+async fn transport(sim: &SimHandle, config: TransportConfig) -> Transport {
+    let bare = Transport::new(config.clone()).unwrap();
+    let token = sim_token(&bare, sim).await;
+    Transport::new(config)
+        .unwrap()
+        .with_token_source(StaticToken::new(&token).unwrap())
+}
+
+fn prompt_call(transport: &Transport, request_id: &str) -> Call {
+    Call::post(
+        transport.url(PROMPTS).unwrap(),
+        payload("model-gen-4"),
+        request_id,
+    )
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_in_seconds_is_honoured_with_the_same_request_id() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Global,
+        [Scripted::TooManyRequests {
+            retry_after: RetryAfter::Seconds(2),
+        }],
+    );
+    let t = transport(&sim, config(&sim)).await;
+
+    let answer = t.execute(prompt_call(&t, "req-1")).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.stats.attempts, 2);
+    assert_eq!(answer.stats.retries_for(RetryReason::RateLimited), 1);
+
+    let seen = sim.prompt_requests();
+    assert_eq!(seen.len(), 2);
+    assert!(
+        seen.iter().all(|r| r.request_id() == Some("req-1")),
+        "one idempotency key for every attempt"
+    );
+    let gap = seen[1].at_ms - seen[0].at_ms;
+    assert!(
+        (2000.0..2100.0).contains(&gap),
+        "waited {gap} ms for Retry-After: 2"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_as_an_http_date_is_honoured() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Global,
+        [Scripted::TooManyRequests {
+            retry_after: RetryAfter::HttpDate(3),
+        }],
+    );
+    let t = transport(&sim, config(&sim)).await;
+
+    t.execute(prompt_call(&t, "req-date")).await.unwrap();
+    let seen = sim.prompt_requests();
+    let gap = seen[1].at_ms - seen[0].at_ms;
+    // An HTTP date has whole-second resolution, so the wait is 2 to 3 s.
+    assert!(
+        (2000.0..=3100.0).contains(&gap),
+        "waited {gap} ms for a date 3 s ahead"
+    );
+    assert_eq!(seen[0].request_id(), seen[1].request_id());
+}
+
+#[tokio::test(start_paused = true)]
+async fn backoff_doubles_and_stops_at_the_deadline() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            errors: vec![ErrorRate {
+                status: 503,
+                rate: 1.0,
+            }],
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut config = config(&sim);
+    config.retry.max_attempts = 10;
+    config.deadline = Duration::from_millis(1_000);
+    let t = transport(&sim, config).await;
+
+    let started = tokio::time::Instant::now();
+    let err = t.execute(prompt_call(&t, "req-backoff")).await.unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(err.code(), Some("service.unavailable"));
+    assert!(
+        started.elapsed() <= Duration::from_millis(1_000),
+        "stopped at the deadline"
+    );
+
+    let seen = sim.prompt_requests();
+    let gaps: Vec<f64> = seen
+        .windows(2)
+        .map(|w| (w[1].at_ms - w[0].at_ms).round())
+        .collect();
+    // 100, 200, 400 ms; the next (800 ms) would end past the 1 s deadline.
+    assert_eq!(gaps, [100.0, 200.0, 400.0]);
+    assert_eq!(err.attempts(), 4);
+    assert!(seen.iter().all(|r| r.request_id() == Some("req-backoff")));
+}
+
+#[tokio::test(start_paused = true)]
+async fn client_errors_are_not_retried() {
+    let sim = Sim::builder()
+        .model_behaviour(
+            "model-gen-5",
+            Behaviour {
+                restricted: true,
+                ..Behaviour::default()
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let t = transport(&sim, config(&sim)).await;
+    let url = t.url(PROMPTS).unwrap();
+
+    sim.script(
+        Target::Global,
+        [Scripted::Status {
+            status: 400,
+            code: None,
+        }],
+    );
+    let err = t
+        .execute(Call::post(url.clone(), payload("model-gen-4"), "r400"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.code(), err.attempts()),
+        (Some(StatusCode::BAD_REQUEST), Some("bad.request"), 1)
+    );
+
+    let err = t
+        .execute(Call::post(url.clone(), payload("model-gen-5"), "r403"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (Some(StatusCode::FORBIDDEN), Some("ai.model.restricted"))
+    );
+    assert!(err.context_id().is_some(), "Genesys' contextId is kept");
+
+    let err = t
+        .execute(Call::post(url.clone(), payload("no-such-model"), "r404"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::NOT_FOUND));
+
+    sim.script(Target::Global, [Scripted::PolicyViolation]);
+    let err = t
+        .execute(Call::post(url.clone(), payload("model-gen-4"), "r422"))
+        .await
+        .unwrap_err();
+    assert_eq!(
+        (err.status(), err.code()),
+        (
+            Some(StatusCode::UNPROCESSABLE_ENTITY),
+            Some("ai.gateway.policy.violation")
+        )
+    );
+
+    sim.script(
+        Target::Global,
+        [Scripted::Status {
+            status: 501,
+            code: None,
+        }],
+    );
+    let err = t
+        .execute(Call::post(url, payload("model-gen-4"), "r501"))
+        .await
+        .unwrap_err();
+    assert_eq!(err.status(), Some(StatusCode::NOT_IMPLEMENTED));
+
+    // One request each: nothing was retried.
+    let counts: Vec<_> = ["r400", "r403", "r404", "r422", "r501"]
+        .iter()
+        .map(|id| {
+            sim.prompt_requests()
+                .iter()
+                .filter(|r| r.request_id() == Some(id))
+                .count()
+        })
+        .collect();
+    assert_eq!(counts, [1, 1, 1, 1, 1]);
+}
+
+#[tokio::test(start_paused = true)]
+async fn rate_limited_after_retries_is_an_error_not_an_answer() {
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config(&sim);
+    config.retry.max_attempts = 3;
+    sim.script(
+        Target::Global,
+        vec![
+            Scripted::TooManyRequests {
+                retry_after: RetryAfter::Seconds(1)
+            };
+            3
+        ],
+    );
+    let t = transport(&sim, config).await;
+
+    let err = t.execute(prompt_call(&t, "req-429")).await.unwrap_err();
+    match err.kind() {
+        ErrorKind::RateLimited {
+            retry_after,
+            over_cap,
+            body,
+        } => {
+            assert_eq!(*retry_after, Some(Duration::from_secs(1)));
+            assert!(!over_cap);
+            assert_eq!(
+                body.as_ref().and_then(|b| b.code.as_deref()),
+                Some("too.many.requests.retry.after")
+            );
+        }
+        other => panic!("expected RateLimited, got {other:?}"),
+    }
+    assert_eq!(err.attempts(), 3);
+    assert_eq!(sim.counters().by_status.get(&429), Some(&3));
+}
+
+#[tokio::test(start_paused = true)]
+async fn retry_after_beyond_the_cap_fails_at_once() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Global,
+        [Scripted::TooManyRequests {
+            retry_after: RetryAfter::Seconds(600),
+        }],
+    );
+    let t = transport(&sim, config(&sim)).await;
+
+    let started = tokio::time::Instant::now();
+    let err = t.execute(prompt_call(&t, "req-cap")).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(600)));
+    assert!(matches!(
+        err.kind(),
+        ErrorKind::RateLimited { over_cap: true, .. }
+    ));
+    assert_eq!(err.attempts(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_empty_retry_budget_stops_retries() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            errors: vec![ErrorRate {
+                status: 502,
+                rate: 1.0,
+            }],
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut config = config(&sim);
+    config.budget_ratio = 0.0;
+    config.budget_min_per_sec = 0;
+    let t = transport(&sim, config).await;
+    let err = t.execute(prompt_call(&t, "req-budget")).await.unwrap_err();
+    assert_eq!(err.attempts(), 1);
+    assert!(err.stats().budget_exhausted);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_connection_is_retried() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(Target::Global, [Scripted::Drop]);
+    let t = transport(&sim, config(&sim)).await;
+    let answer = t.execute(prompt_call(&t, "req-drop")).await.unwrap();
+    assert_eq!(answer.stats.attempts, 2);
+    assert_eq!(answer.stats.retries_for(RetryReason::Connection), 1);
+    assert_eq!(sim.counters().dropped_connections, 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_oversized_body_is_refused() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Global,
+        [Scripted::Oversized {
+            bytes: 5 * 1024 * 1024,
+        }],
+    );
+    let mut config = config(&sim);
+    config.client.max_response_bytes = 4 * 1024 * 1024;
+    let t = transport(&sim, config).await;
+    let err = t.execute(prompt_call(&t, "req-big")).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::BodyTooLarge { limit } if *limit == 4 * 1024 * 1024),
+        "{err}"
+    );
+    assert_eq!(err.attempts(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_attempt_timeout_is_retried_then_reported() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(Target::Global, [Scripted::Stall, Scripted::Stall]);
+    let mut config = config(&sim);
+    config.attempt_timeout = Duration::from_millis(300);
+    config.retry.max_attempts = 2;
+    let t = transport(&sim, config).await;
+    let err = t.execute(prompt_call(&t, "req-stall")).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Timeout(d) if *d == Duration::from_millis(300)),
+        "{err}"
+    );
+    assert_eq!(err.stats().retries_for(RetryReason::Timeout), 1);
+    assert!(err.is_timeout());
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_limiter_never_lets_more_than_n_requests_reach_the_gateway() {
+    const N: usize = 8;
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 20.0 },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut config = config(&sim);
+    config.max_concurrency = N;
+    config.limiter_timeout = Duration::from_secs(60);
+    config.deadline = Duration::from_secs(120);
+    let t = transport(&sim, config).await;
+
+    let tasks: Vec<_> = (0..500)
+        .map(|i| {
+            let t = t.clone();
+            tokio::spawn(async move { t.execute(prompt_call(&t, &format!("req-{i}"))).await })
+        })
+        .collect();
+    for task in tasks {
+        task.await.unwrap().unwrap();
+    }
+    let counters = sim.counters();
+    assert_eq!(counters.prompt_successes, 500);
+    assert_eq!(
+        counters.max_prompts_in_flight,
+        i64::try_from(N).unwrap(),
+        "the simulator saw exactly the limit, never more"
+    );
+    assert_eq!(t.limiter().available(), N);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_waiting_caller_gives_up_with_a_limiter_timeout() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(Target::Global, [Scripted::Stall]);
+    let mut config = config(&sim);
+    config.max_concurrency = 1;
+    config.limiter_timeout = Duration::from_millis(250);
+    let t = transport(&sim, config).await;
+
+    let holder = tokio::spawn({
+        let t = t.clone();
+        async move { t.execute(prompt_call(&t, "holder")).await }
+    });
+    wait_until(|| sim.counters().prompts_in_flight == 1).await;
+    let err = t.execute(prompt_call(&t, "waiter")).await.unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::LimiterTimeout(_)), "{err}");
+    assert!(err.to_string().contains("no concurrency slot"), "{err}");
+    assert_eq!(err.attempts(), 0);
+
+    // Cancelling the caller that holds the slot gives it back.
+    holder.abort();
+    let _ = holder.await;
+    assert_eq!(t.limiter().available(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_sleeping_in_backoff_holds_no_slot_and_cancelling_it_leaks_nothing() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Global,
+        [Scripted::TooManyRequests {
+            retry_after: RetryAfter::Seconds(30),
+        }],
+    );
+    let mut config = config(&sim);
+    config.max_concurrency = 1;
+    config.limiter_timeout = Duration::from_millis(100);
+    let t = transport(&sim, config).await;
+
+    let sleeper = tokio::spawn({
+        let t = t.clone();
+        async move { t.execute(prompt_call(&t, "sleeper")).await }
+    });
+    wait_until(|| sim.counters().by_status.get(&429) == Some(&1)).await;
+    // The sleeper waits 30 s for its retry; meanwhile another call gets the only slot.
+    let answer = t.execute(prompt_call(&t, "meanwhile")).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+
+    sleeper.abort();
+    assert!(sleeper.await.unwrap_err().is_cancelled());
+    assert_eq!(t.limiter().available(), 1);
+    assert_eq!(
+        sim.prompt_requests()
+            .iter()
+            .filter(|r| r.request_id() == Some("sleeper"))
+            .count(),
+        1
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_rate_limit_pauses_sending_instead_of_collecting_429s() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            rate_limit: Some(RateLimit {
+                allowed: 2,
+                window_secs: 5,
+                retry_after: RetryAfterStyle::Seconds,
+            }),
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let t = transport(&sim, config(&sim)).await;
+    for i in 0..3 {
+        t.execute(prompt_call(&t, &format!("paced-{i}")))
+            .await
+            .unwrap();
+    }
+    let seen = sim.prompt_requests();
+    assert_eq!(
+        sim.counters().by_status.get(&429),
+        None,
+        "no request was sent into the spent limit"
+    );
+    let gap = seen[2].at_ms - seen[1].at_ms;
+    assert!(
+        (4900.0..5100.0).contains(&gap),
+        "the third call waited for the window to reset ({gap} ms)"
+    );
+}
+
+/// A token source that fetches real tokens from the simulator and counts refreshes.
+struct SimTokens {
+    transport: Transport,
+    base: String,
+    current: tokio::sync::Mutex<Option<AccessToken>>,
+    fetched: AtomicU32,
+}
+
+impl TokenSource for SimTokens {
+    fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        Box::pin(async move {
+            let mut current = self.current.lock().await;
+            if let Some(token) = current.as_ref() {
+                return Ok(token.clone());
+            }
+            let basic = base64::engine::general_purpose::STANDARD
+                .encode(format!("{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}"));
+            let request = Request::post(format!("{}/oauth/token", self.base))
+                .header("authorization", format!("Basic {basic}"))
+                .body(Full::new(Bytes::from_static(
+                    b"grant_type=client_credentials",
+                )))
+                .unwrap();
+            let answer = self
+                .transport
+                .client()
+                .send(request, Duration::from_secs(5))
+                .await
+                .unwrap();
+            let json: serde_json::Value = serde_json::from_slice(&answer.body).unwrap();
+            let token = AccessToken::new(json["access_token"].as_str().unwrap()).unwrap();
+            self.fetched.fetch_add(1, Ordering::SeqCst);
+            *current = Some(token.clone());
+            Ok(token)
+        })
+    }
+
+    fn invalidate(&self, token: &AccessToken) {
+        let mut current = self.current.try_lock().unwrap();
+        if current.as_ref().is_some_and(|c| c.same_as(token)) {
+            *current = None;
+        }
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_401_refreshes_the_token_once_then_fails_cleanly() {
+    let sim = Sim::builder().start().await.unwrap();
+    let config = config(&sim);
+    let tokens = Arc::new(SimTokens {
+        transport: Transport::new(config.clone()).unwrap(),
+        base: sim.base_url(),
+        current: tokio::sync::Mutex::new(None),
+        fetched: AtomicU32::new(0),
+    });
+    let t = Transport::new(config)
+        .unwrap()
+        .with_shared_token_source(tokens.clone());
+
+    t.execute(prompt_call(&t, "first")).await.unwrap();
+    sim.revoke_tokens();
+    let answer = t.execute(prompt_call(&t, "after-revoke")).await.unwrap();
+    assert!(answer.stats.token_refreshed);
+    assert_eq!(answer.stats.attempts, 2);
+    assert_eq!(tokens.fetched.load(Ordering::SeqCst), 2);
+
+    // A source whose token is refused again fails after one refresh, without looping.
+    let revoked = sim_token(&t, &sim).await;
+    sim.revoke_tokens();
+    let stuck = Transport::new(TransportConfig::new(sim.base_url()))
+        .unwrap()
+        .with_token_source(StaticToken::new(&revoked).unwrap());
+    let err = stuck
+        .execute(prompt_call(&stuck, "stuck"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Unauthorized { .. }),
+        "{err}"
+    );
+    assert_eq!(err.attempts(), 2);
+    assert_eq!(err.code(), Some("bad.credentials"));
+}
+
+#[tokio::test]
+async fn plain_http_is_refused_unless_loopback_or_allowed() {
+    let err = Transport::new(TransportConfig::new("http://gateway.example.com")).unwrap_err();
+    assert!(matches!(err.kind(), ErrorKind::Url(_)), "{err}");
+    assert!(err.to_string().contains("plain http"), "{err}");
+    let mut config = TransportConfig::new("http://gateway.example.com");
+    config.client.allow_insecure_http = true;
+    Transport::new(config).unwrap();
+    Transport::new(TransportConfig::new("http://[::1]:9")).unwrap();
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_refused_connection_names_the_host() {
+    // Bind then drop a listener: its port now refuses connections.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut config = TransportConfig::new(format!("http://127.0.0.1:{port}"));
+    config.retry.max_attempts = 2;
+    config.retry.jitter = false;
+    let t = Transport::new(config).unwrap();
+    let err = t
+        .execute(Call::get(t.url("/api/v2/ai/models").unwrap(), "conn"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Connect { host, .. } if host == &format!("127.0.0.1:{port}")),
+        "{err}"
+    );
+    assert_eq!(err.attempts(), 2, "connect failures are retried");
+}
+
+/// Polls `condition` on tokio's clock until it holds (at most 10 virtual seconds).
+async fn wait_until(mut condition: impl FnMut() -> bool) {
+    for _ in 0..10_000 {
+        if condition() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    panic!("condition not reached");
+}

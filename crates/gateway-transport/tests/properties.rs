@@ -1,0 +1,90 @@
+//! Properties of the `Retry-After` parser and the backoff schedule.
+
+use std::time::{Duration, SystemTime};
+
+use gateway_transport::{RetryPolicy, Wait, parse_retry_after};
+use proptest::prelude::*;
+
+fn policy() -> impl Strategy<Value = RetryPolicy> {
+    (
+        1u32..12,
+        1u64..5_000,
+        1u64..120_000,
+        0u64..400,
+        any::<bool>(),
+    )
+        .prop_map(|(attempts, base, max, cap, jitter)| RetryPolicy {
+            max_attempts: attempts,
+            base_delay: Duration::from_millis(base),
+            max_delay: Duration::from_millis(max.max(base)),
+            max_retry_after: Duration::from_secs(cap),
+            jitter,
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 4_000, failure_persistence: None, ..ProptestConfig::default() })]
+
+    /// Any header text parses or is refused without panicking.
+    #[test]
+    fn retry_after_never_panics(text in "\\PC{0,40}", now_secs in 0u64..4_000_000_000) {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs);
+        let _ = parse_retry_after(&text, now);
+    }
+
+    /// Delta seconds parse exactly.
+    #[test]
+    fn delta_seconds_parse_exactly(secs in 0u64..10_000_000, pad in "[ ]{0,2}") {
+        let now = SystemTime::now();
+        prop_assert_eq!(parse_retry_after(&format!("{pad}{secs}{pad}"), now), Some(Duration::from_secs(secs)));
+    }
+
+    /// An HTTP date `n` seconds ahead waits `n` seconds; a past date waits nothing.
+    #[test]
+    fn http_dates_become_the_remaining_wait(base in 1_000_000_000u64..2_000_000_000, ahead in -100_000i64..100_000) {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(base);
+        let at = SystemTime::UNIX_EPOCH + Duration::from_secs(base.saturating_add_signed(ahead));
+        let parsed = parse_retry_after(&httpdate::fmt_http_date(at), now).unwrap();
+        prop_assert_eq!(parsed, Duration::from_secs(ahead.max(0).unsigned_abs()));
+    }
+
+    /// A backoff is never past its cap, never past `max_delay`, and the cap never shrinks.
+    #[test]
+    fn backoff_stays_under_its_cap(p in policy(), retry in 1u32..64, unit in 0.0f64..1.0) {
+        let wait = p.backoff(retry, unit);
+        prop_assert!(wait <= p.backoff_cap(retry));
+        prop_assert!(wait <= p.max_delay);
+        prop_assert!(p.backoff_cap(retry) <= p.backoff_cap(retry + 1));
+        prop_assert!(p.backoff_cap(retry) >= p.base_delay.min(p.max_delay));
+    }
+
+    /// A planned sleep always ends before the deadline, respects `Retry-After` and its cap,
+    /// and never happens after the last attempt.
+    #[test]
+    fn planned_waits_respect_deadline_and_caps(
+        p in policy(),
+        attempt in 1u32..14,
+        retry_after in proptest::option::of(0u64..600_000),
+        remaining in 0u64..300_000,
+        unit in 0.0f64..1.0,
+    ) {
+        let retry_after = retry_after.map(Duration::from_millis);
+        let remaining = Duration::from_millis(remaining);
+        match p.wait(attempt, retry_after, remaining, unit) {
+            Wait::Sleep(d) => {
+                prop_assert!(d < remaining, "sleep {:?} passes the deadline {:?}", d, remaining);
+                prop_assert!(attempt < p.max_attempts);
+                match retry_after {
+                    Some(after) => prop_assert_eq!(d, after),
+                    None => prop_assert!(d <= p.backoff_cap(attempt)),
+                }
+            }
+            Wait::RetryAfterTooLong(after) => {
+                prop_assert!(after > p.max_retry_after);
+                prop_assert_eq!(Some(after), retry_after);
+            }
+            Wait::PastDeadline => prop_assert!(attempt < p.max_attempts),
+            Wait::AttemptsExhausted => prop_assert!(attempt >= p.max_attempts),
+        }
+    }
+}

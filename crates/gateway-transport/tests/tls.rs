@@ -1,0 +1,136 @@
+//! Real TLS: the simulator serves https with a certificate signed by a CA made for this
+//! test. Trusting that CA works (over HTTP/2, chosen by ALPN); not trusting it fails with
+//! an error that says why.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_model::ModelEntityListing;
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sim};
+use gateway_transport::{Call, ClientOptions, ErrorKind, StaticToken, Transport, TransportConfig};
+use http::{Request, StatusCode, Version};
+use http_body_util::Full;
+use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
+
+/// A CA and a `localhost` certificate it signed: `(ca_pem, cert_pem, key_pem)`.
+fn test_pki() -> (String, String, String) {
+    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
+    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    ca_params
+        .distinguished_name
+        .push(DnType::CommonName, "genesys-router test CA");
+    ca_params.key_usages = vec![
+        KeyUsagePurpose::KeyCertSign,
+        KeyUsagePurpose::DigitalSignature,
+    ];
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca_params, ca_key);
+
+    let mut leaf =
+        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
+    leaf.distinguished_name
+        .push(DnType::CommonName, "localhost");
+    let leaf_key = KeyPair::generate().unwrap();
+    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
+    (ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem())
+}
+
+async fn token(transport: &Transport, base: &str) -> String {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}"));
+    let request = Request::post(format!("{base}/oauth/token"))
+        .header("authorization", format!("Basic {basic}"))
+        .body(Full::new(Bytes::from_static(
+            b"grant_type=client_credentials",
+        )))
+        .unwrap();
+    let answer = transport
+        .client()
+        .send(request, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    serde_json::from_slice::<serde_json::Value>(&answer.body).unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+#[tokio::test]
+async fn https_with_a_trusted_test_ca_succeeds_over_http2() {
+    let (ca, cert, key) = test_pki();
+    let sim = Sim::builder().tls(cert, key).start().await.unwrap();
+    assert!(sim.base_url().starts_with("https://localhost:"));
+
+    let mut config = TransportConfig::new(sim.base_url());
+    config.client = ClientOptions {
+        extra_ca_pem: Some(ca.into_bytes()),
+        ..ClientOptions::default()
+    };
+    let bare = Transport::new(config.clone()).unwrap();
+    let token = token(&bare, &sim.base_url()).await;
+    let t = Transport::new(config)
+        .unwrap()
+        .with_token_source(StaticToken::new(&token).unwrap());
+
+    let answer = t
+        .execute(Call::get(t.url("/api/v2/ai/models").unwrap(), "tls-1"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.version, Version::HTTP_2, "ALPN negotiated HTTP/2");
+    let listing: ModelEntityListing = answer.json().unwrap();
+    assert_eq!(listing.total, 4);
+}
+
+#[tokio::test]
+async fn https_with_an_untrusted_certificate_fails_with_a_clear_error() {
+    let (_, cert, key) = test_pki();
+    let sim = Sim::builder().tls(cert, key).start().await.unwrap();
+    let mut config = TransportConfig::new(sim.base_url());
+    config.retry.max_attempts = 1;
+    let t = Transport::new(config).unwrap();
+
+    let err = t
+        .execute(Call::get(t.url("/api/v2/ai/models").unwrap(), "tls-2"))
+        .await
+        .unwrap_err();
+    match err.kind() {
+        ErrorKind::Tls { host, reason } => {
+            assert_eq!(host, &format!("localhost:{}", sim.addr().port()));
+            assert!(reason.contains("UnknownIssuer"), "{reason}");
+            assert!(
+                reason.contains("extra_ca_file"),
+                "the error says how to fix it: {reason}"
+            );
+        }
+        other => panic!("expected a TLS error, got {other:?}"),
+    }
+    assert_eq!(
+        sim.counters().prompt_requests + sim.counters().model_requests,
+        0,
+        "nothing reached the server"
+    );
+}
+
+#[test]
+fn a_bad_extra_ca_is_a_setup_error() {
+    let config = ClientOptions {
+        extra_ca_pem: Some(b"not a certificate".to_vec()),
+        ..ClientOptions::default()
+    };
+    let err = gateway_transport::HttpClient::new(&config).unwrap_err();
+    assert!(
+        matches!(err, ErrorKind::Setup(ref m) if m.contains("no certificate")),
+        "{err}"
+    );
+    let missing = ClientOptions::default()
+        .extra_ca_file(std::path::Path::new("/nonexistent/ca.pem"))
+        .unwrap_err();
+    assert!(
+        missing.to_string().contains("/nonexistent/ca.pem"),
+        "{missing}"
+    );
+}
