@@ -1,8 +1,43 @@
-//! OAuth 2.0 client credentials for Genesys Cloud: a `TokenSource` trait and a cached, single-flight provider.
+//! OAuth 2.0 client credentials for Genesys Cloud: server-to-server auth that never
+//! becomes the bottleneck or the outage.
 //!
-//! This crate is a placeholder until its issue lands; it re-exports nothing yet.
+//! - [`Region`]: the 17 Genesys Cloud regions by name (`eu-west-1`) or domain
+//!   (`mypurecloud.ie`), giving the `login.` and `api.` hosts.
+//! - [`ClientCredentials`]: a [`TokenSource`] that posts `grant_type=client_credentials`
+//!   with Basic auth to `https://login.<domain>/oauth/token` (no scope parameter: the
+//!   client's roles decide what it may do), caches the token, refreshes it ahead of
+//!   expiry in the background, keeps exactly one request in flight, and survives a
+//!   failing token endpoint while the old token is valid.
+//! - [`StaticToken`]: a token obtained elsewhere.
+//! - [`Credentials`] from config or the `GENESYS_CLIENT_ID` / `GENESYS_CLIENT_SECRET` env
+//!   vars; the secret and tokens are redacted in `Debug`, `Display` and every error.
+//!
+//! The [`TokenSource`] trait itself lives in `gateway-transport` (the dispatch loop calls
+//! it and refreshes once on a 401) and is re-exported here.
 //!
 //! ```
-//! // The model types it will build on are available today:
-//! let _ = gateway_model::Tuning::Default;
+//! use gateway_auth::{ClientCredentials, Credentials, Region};
+//!
+//! let region = Region::parse("mypurecloud.de").expect("a known region");
+//! assert_eq!(region.name(), "eu-central-1");
+//! assert_eq!(region.login_host(), "login.mypurecloud.de");
+//!
+//! let tokens = ClientCredentials::builder(Credentials::new("my-client-id", "my-secret"))
+//!     .region(region)
+//!     .build()
+//!     .expect("a valid login URL");
+//! let shown = format!("{tokens:?}");
+//! assert!(shown.contains("my-client-id") && !shown.contains("my-secret"));
 //! ```
+
+mod credentials;
+mod error;
+mod provider;
+mod refresh;
+
+pub use credentials::{Credentials, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_REGION, Secret};
+pub use error::AuthError;
+pub use gateway_model::{REGIONS, Region};
+pub use gateway_transport::{AccessToken, StaticToken, TokenError, TokenSource};
+pub use provider::{ClientCredentials, ClientCredentialsBuilder, RefreshHook, TOKEN_PATH};
+pub use refresh::RefreshPolicy;

@@ -1,0 +1,137 @@
+//! OAuth client credentials, with the secret held in a type that never prints it.
+
+use std::fmt;
+
+use gateway_model::CredentialsConfig;
+
+use crate::error::AuthError;
+
+/// Env var holding the client id, by default.
+pub const ENV_CLIENT_ID: &str = "GENESYS_CLIENT_ID";
+/// Env var holding the client secret, by default.
+pub const ENV_CLIENT_SECRET: &str = "GENESYS_CLIENT_SECRET";
+/// Env var holding the region (name or domain), by default.
+pub const ENV_REGION: &str = "GENESYS_REGION";
+
+/// A secret string: `Debug` and `Display` print `<redacted>`; only [`Secret::expose`]
+/// gives the text.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    /// Wraps `value`.
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+
+    /// The secret text. Handle with care.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(<redacted>)")
+    }
+}
+
+impl fmt::Display for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+impl From<String> for Secret {
+    fn from(value: String) -> Self {
+        Self(value)
+    }
+}
+
+/// An OAuth client's id (not secret) and secret.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Credentials {
+    /// The client id.
+    pub client_id: String,
+    /// The client secret.
+    pub client_secret: Secret,
+}
+
+impl Credentials {
+    /// Credentials from explicit values.
+    pub fn new(client_id: impl Into<String>, client_secret: impl Into<String>) -> Self {
+        Self {
+            client_id: client_id.into(),
+            client_secret: Secret::new(client_secret),
+        }
+    }
+
+    /// Reads `GENESYS_CLIENT_ID` and `GENESYS_CLIENT_SECRET`.
+    pub fn from_env() -> Result<Self, AuthError> {
+        Self::from_config(&CredentialsConfig::default())
+    }
+
+    /// Reads the env vars a [`CredentialsConfig`] names (the client id may be given inline).
+    pub fn from_config(config: &CredentialsConfig) -> Result<Self, AuthError> {
+        Self::from_lookup(config, |name| std::env::var(name).ok())
+    }
+
+    /// Like [`Credentials::from_config`], reading variables through `lookup` (for tests,
+    /// or a secret store).
+    pub fn from_lookup(
+        config: &CredentialsConfig,
+        lookup: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self, AuthError> {
+        let read = |name: &str| match lookup(name) {
+            Some(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+            Some(_) => Err(AuthError::MissingEnv {
+                name: name.to_owned(),
+                reason: "is empty",
+            }),
+            None => Err(AuthError::MissingEnv {
+                name: name.to_owned(),
+                reason: "is not set",
+            }),
+        };
+        let client_id = match &config.client_id {
+            Some(id) => id.clone(),
+            None => read(&config.client_id_env)?,
+        };
+        let client_secret = Secret::new(read(&config.client_secret_env)?);
+        Ok(Self {
+            client_id,
+            client_secret,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn secrets_never_print() {
+        let c = Credentials::new("client-1", "hunter2");
+        let text = format!("{c:?} {} {:?}", c.client_secret, c.client_secret);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("client-1"));
+        assert_eq!(c.client_secret.expose(), "hunter2");
+    }
+
+    #[test]
+    fn env_lookup_names_the_missing_variable() {
+        let config = CredentialsConfig {
+            client_id: None,
+            client_id_env: "MY_ID".into(),
+            client_secret_env: "MY_SECRET".into(),
+        };
+        let err = Credentials::from_lookup(&config, |n| (n == "MY_ID").then(|| "id".to_owned()))
+            .unwrap_err();
+        assert_eq!(err.to_string(), "environment variable MY_SECRET is not set");
+        let err = Credentials::from_lookup(&config, |_| Some("  ".into())).unwrap_err();
+        assert_eq!(err.to_string(), "environment variable MY_ID is empty");
+        let ok = Credentials::from_lookup(&config, |n| Some(format!("{n}-value"))).unwrap();
+        assert_eq!(ok.client_id, "MY_ID-value");
+        assert_eq!(ok.client_secret.expose(), "MY_SECRET-value");
+    }
+}

@@ -1,0 +1,85 @@
+//! Authentication errors. None of them ever holds the client secret or a token.
+
+use std::time::Duration;
+
+use gateway_transport::TokenError;
+
+/// Why a token could not be had.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuthError {
+    /// A credentials env var is missing or empty.
+    #[error("environment variable {name} {reason}")]
+    MissingEnv {
+        /// The variable's name.
+        name: String,
+        /// `is not set` or `is empty`.
+        reason: &'static str,
+    },
+    /// The login service refused the client (wrong id or secret, disabled client).
+    #[error(
+        "OAuth client `{client_id}` was rejected by {host} (HTTP {status}: {error}{}); check the client id and secret",
+        description.as_deref().map(|d| format!(": {d}")).unwrap_or_default()
+    )]
+    Rejected {
+        /// The client id (never the secret).
+        client_id: String,
+        /// The login host.
+        host: String,
+        /// The HTTP status (400 or 401).
+        status: u16,
+        /// The OAuth `error`, such as `invalid_client`.
+        error: String,
+        /// Genesys' `description` or `error_description`.
+        description: Option<String>,
+    },
+    /// The login host could not be reached.
+    #[error("cannot reach the login host {host}: {reason}")]
+    Unreachable {
+        /// The login host.
+        host: String,
+        /// What failed.
+        reason: String,
+    },
+    /// The login service answered something that is not a usable token.
+    #[error("unexpected answer from the login host {host}: {reason}")]
+    BadAnswer {
+        /// The login host.
+        host: String,
+        /// What was wrong.
+        reason: String,
+    },
+    /// An earlier attempt failed and the provider is backing off before the next one.
+    #[error("no valid token: the last attempt failed ({last}); next attempt in {retry_in:?}")]
+    BackingOff {
+        /// The last failure.
+        last: String,
+        /// Time until the next attempt.
+        retry_in: Duration,
+    },
+    /// The login URL is malformed or not allowed.
+    #[error("invalid login URL: {0}")]
+    Url(String),
+}
+
+impl AuthError {
+    /// Whether a later attempt may succeed without a configuration change.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            AuthError::Unreachable { .. }
+                | AuthError::BadAnswer { .. }
+                | AuthError::BackingOff { .. }
+        )
+    }
+}
+
+impl From<AuthError> for TokenError {
+    fn from(err: AuthError) -> Self {
+        if err.is_transient() {
+            TokenError::transient(err.to_string())
+        } else {
+            TokenError::permanent(err.to_string())
+        }
+    }
+}

@@ -1,0 +1,505 @@
+//! The client-credentials token provider: cached, refreshed ahead of expiry in the
+//! background, one request in flight however many callers wait, gentle with the token
+//! endpoint when things go wrong.
+
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
+use std::time::Duration;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use bytes::Bytes;
+use gateway_model::{Region, RouterConfig};
+use gateway_transport::{
+    AccessToken, BoxFuture, ClientOptions, HttpClient, TokenError, TokenSource,
+};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use http::{Method, Request, Uri};
+use http_body_util::Full;
+use serde::Deserialize;
+use tokio::time::Instant;
+
+use crate::credentials::Credentials;
+use crate::error::AuthError;
+use crate::refresh::{Bucket, RefreshPolicy};
+
+/// Called after every token request with `true` (a token was granted) or `false`.
+pub type RefreshHook = Arc<dyn Fn(bool) + Send + Sync>;
+
+/// The OAuth token path on the login host.
+pub const TOKEN_PATH: &str = "/oauth/token";
+
+/// Longest backoff between failed token requests.
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+
+/// A cached token and its schedule.
+struct Cached {
+    token: AccessToken,
+    /// Handed out until then (a safety margin before expiry).
+    usable_until: Instant,
+    /// Refreshed in the background from then on.
+    refresh_at: Instant,
+    lifetime: Duration,
+}
+
+/// Failed attempts and when the next one may run.
+#[derive(Default)]
+struct Backoff {
+    failures: u32,
+    next_attempt: Option<Instant>,
+    last_error: Option<AuthError>,
+}
+
+struct Inner {
+    http: HttpClient,
+    token_url: Uri,
+    host: String,
+    client_id: String,
+    basic: HeaderValue,
+    policy: RefreshPolicy,
+    timeout: Duration,
+    cache: RwLock<Option<Arc<Cached>>>,
+    /// Held by whoever requests a token, so only one request is ever in flight.
+    single_flight: tokio::sync::Mutex<()>,
+    background: AtomicBool,
+    backoff: Mutex<Backoff>,
+    forced: Mutex<Bucket>,
+    requests: AtomicU64,
+    hook: Option<RefreshHook>,
+}
+
+/// A [`TokenSource`] for the OAuth 2.0 client-credentials grant against Genesys Cloud.
+///
+/// - The token is cached and handed out until shortly before it expires.
+/// - It is refreshed ahead of expiry ([`RefreshPolicy`]) by a background task; callers
+///   keep getting the current token meanwhile. A failed background refresh keeps the
+///   still-valid token and retries with exponential backoff (1 s doubling to 60 s, never
+///   later than half the time left); nothing panics.
+/// - Exactly one token request is in flight however many callers wait: on a cold cache,
+///   1,000 concurrent callers cause one request.
+/// - A 401 from the API invalidates that exact token ([`TokenSource::invalidate`]); the
+///   next caller fetches a new one. Such forced refreshes are rate limited (3 at once,
+///   then one per 10 s), and failed requests back off, so the token endpoint (about 300
+///   requests per minute per client) is never hammered, even when every call gets a 401.
+///
+/// Cheap to clone; clones share the cache.
+///
+/// ```no_run
+/// use gateway_auth::{ClientCredentials, Credentials, Region};
+///
+/// # async fn run() -> Result<(), gateway_auth::AuthError> {
+/// let region = Region::parse("eu-west-1").expect("a known region");
+/// let tokens = ClientCredentials::builder(Credentials::from_env()?)
+///     .region(region)
+///     .build()?;
+/// tokens.prefetch().await?; // fail fast on bad credentials at start-up
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct ClientCredentials {
+    inner: Arc<Inner>,
+}
+
+impl fmt::Debug for ClientCredentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let cached = self.cached();
+        f.debug_struct("ClientCredentials")
+            .field("client_id", &self.inner.client_id)
+            .field("token_url", &self.inner.token_url.to_string())
+            .field("client_secret", &"<redacted>")
+            .field("token", &cached.as_ref().map(|_| "<redacted>"))
+            .field("token_requests", &self.token_requests())
+            .finish()
+    }
+}
+
+/// Configures a [`ClientCredentials`] provider.
+#[must_use]
+pub struct ClientCredentialsBuilder {
+    credentials: Credentials,
+    login_base: Option<String>,
+    http: Option<HttpClient>,
+    policy: RefreshPolicy,
+    timeout: Duration,
+    forced_burst: u32,
+    forced_every: Duration,
+    hook: Option<RefreshHook>,
+}
+
+impl fmt::Debug for ClientCredentialsBuilder {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ClientCredentialsBuilder")
+            .field("credentials", &self.credentials)
+            .field("login_base", &self.login_base)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ClientCredentialsBuilder {
+    /// Uses the login host of `region` (`https://login.<domain>`).
+    pub fn region(mut self, region: Region) -> Self {
+        self.login_base = Some(region.login_base_url());
+        self
+    }
+
+    /// Uses an explicit login base URL (a simulator, a private gateway).
+    pub fn login_base(mut self, url: impl Into<String>) -> Self {
+        self.login_base = Some(url.into());
+        self
+    }
+
+    /// Shares an HTTP client (and its connection pool) instead of building one.
+    pub fn http_client(mut self, http: HttpClient) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// When to refresh ahead of expiry.
+    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
+        self.policy = policy;
+        self
+    }
+
+    /// Timeout of one token request (default 10 s).
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// How many 401-forced refreshes may happen at once, and how often one more is allowed.
+    pub fn forced_refresh_limit(mut self, burst: u32, every: Duration) -> Self {
+        self.forced_burst = burst;
+        self.forced_every = every;
+        self
+    }
+
+    /// Called after every token request with its result (for metrics).
+    pub fn on_refresh(mut self, hook: impl Fn(bool) + Send + Sync + 'static) -> Self {
+        self.hook = Some(Arc::new(hook));
+        self
+    }
+
+    /// Builds the provider. No request is made until the first token is needed.
+    pub fn build(self) -> Result<ClientCredentials, AuthError> {
+        let base = self.login_base.ok_or_else(|| {
+            AuthError::Url("no login host: set a region or a login base URL".into())
+        })?;
+        let http = match self.http {
+            Some(http) => http,
+            None => HttpClient::new(&ClientOptions::default())
+                .map_err(|e| AuthError::Url(e.to_string()))?,
+        };
+        let url = format!("{}{TOKEN_PATH}", base.trim_end_matches('/'));
+        let token_url = http
+            .check_url(&url)
+            .map_err(|e| AuthError::Url(e.to_string()))?;
+        let host = token_url
+            .authority()
+            .map_or_else(String::new, ToString::to_string);
+        let encoded = STANDARD.encode(format!(
+            "{}:{}",
+            self.credentials.client_id,
+            self.credentials.client_secret.expose()
+        ));
+        let mut basic = HeaderValue::from_str(&format!("Basic {encoded}"))
+            .map_err(|_| AuthError::Url("the credentials cannot be sent in a header".into()))?;
+        basic.set_sensitive(true);
+        Ok(ClientCredentials {
+            inner: Arc::new(Inner {
+                http,
+                token_url,
+                host,
+                client_id: self.credentials.client_id,
+                basic,
+                policy: self.policy,
+                timeout: self.timeout,
+                cache: RwLock::new(None),
+                single_flight: tokio::sync::Mutex::new(()),
+                background: AtomicBool::new(false),
+                backoff: Mutex::new(Backoff::default()),
+                forced: Mutex::new(Bucket::new(self.forced_burst, self.forced_every)),
+                requests: AtomicU64::new(0),
+                hook: self.hook,
+            }),
+        })
+    }
+}
+
+/// The login service's answer to a grant.
+#[derive(Deserialize)]
+struct Grant {
+    access_token: String,
+    #[serde(default)]
+    token_type: Option<String>,
+    expires_in: u64,
+}
+
+/// The login service's error shape.
+#[derive(Deserialize)]
+struct GrantError {
+    #[serde(default)]
+    error: Option<String>,
+    #[serde(default)]
+    description: Option<String>,
+    #[serde(default)]
+    error_description: Option<String>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+impl ClientCredentials {
+    /// Starts configuring a provider for `credentials`.
+    pub fn builder(credentials: Credentials) -> ClientCredentialsBuilder {
+        ClientCredentialsBuilder {
+            credentials,
+            login_base: None,
+            http: None,
+            policy: RefreshPolicy::default(),
+            timeout: Duration::from_secs(10),
+            forced_burst: 3,
+            forced_every: Duration::from_secs(10),
+            hook: None,
+        }
+    }
+
+    /// A provider for the login host a [`RouterConfig`]'s environment resolves to.
+    pub fn from_router_config(
+        config: &RouterConfig,
+        credentials: Credentials,
+    ) -> Result<ClientCredentialsBuilder, AuthError> {
+        let endpoints = config
+            .environment
+            .resolve()
+            .map_err(|e| AuthError::Url(e.to_string()))?;
+        Ok(Self::builder(credentials).login_base(endpoints.login_base))
+    }
+
+    /// The client id (not secret).
+    pub fn client_id(&self) -> &str {
+        &self.inner.client_id
+    }
+
+    /// Token requests made so far (successful or not).
+    pub fn token_requests(&self) -> u64 {
+        self.inner.requests.load(Ordering::Relaxed)
+    }
+
+    /// Gets a token now if none is cached: a start-up check that the credentials work.
+    pub async fn prefetch(&self) -> Result<(), AuthError> {
+        self.current_token().await.map(drop)
+    }
+
+    /// A valid token: the cached one, or a fresh one.
+    pub async fn current_token(&self) -> Result<AccessToken, AuthError> {
+        let now = Instant::now();
+        if let Some(cached) = self.cached().filter(|c| now < c.usable_until) {
+            if now >= cached.refresh_at {
+                self.refresh_in_background(&cached);
+            }
+            return Ok(cached.token.clone());
+        }
+        self.refresh_now().await
+    }
+
+    fn cached(&self) -> Option<Arc<Cached>> {
+        self.inner
+            .cache
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Fetches a token while callers wait (no usable token is cached).
+    async fn refresh_now(&self) -> Result<AccessToken, AuthError> {
+        let _flight = self.inner.single_flight.lock().await;
+        // Whoever held the lock before may have fetched one already.
+        if let Some(cached) = self.cached().filter(|c| Instant::now() < c.usable_until) {
+            return Ok(cached.token.clone());
+        }
+        {
+            let backoff = lock(&self.inner.backoff);
+            if let (Some(next), Some(last)) = (backoff.next_attempt, &backoff.last_error) {
+                let now = Instant::now();
+                if now < next {
+                    return Err(match last {
+                        // A refused client stays refused: say so, not "backing off".
+                        AuthError::Rejected { .. } => last.clone(),
+                        _ => AuthError::BackingOff {
+                            last: last.to_string(),
+                            retry_in: next - now,
+                        },
+                    });
+                }
+            }
+        }
+        self.fetch_and_store().await.map(|c| c.token.clone())
+    }
+
+    /// Starts one background refresh unless one runs or the backoff says wait.
+    fn refresh_in_background(&self, seen: &Arc<Cached>) {
+        if lock(&self.inner.backoff)
+            .next_attempt
+            .is_some_and(|next| Instant::now() < next)
+        {
+            return;
+        }
+        if self.inner.background.swap(true, Ordering::AcqRel) {
+            return;
+        }
+        let this = self.clone();
+        let seen = Arc::clone(seen);
+        tokio::spawn(async move {
+            let flight = this.inner.single_flight.lock().await;
+            // Skip if a caller refreshed while this task waited for the lock.
+            let still_due = this.cached().is_none_or(|c| Arc::ptr_eq(&c, &seen));
+            if still_due {
+                // A failure is recorded in the backoff; the old token stays in use.
+                let _ = this.fetch_and_store().await;
+            }
+            drop(flight);
+            this.inner.background.store(false, Ordering::Release);
+        });
+    }
+
+    /// Requests a token (caller holds the single-flight lock) and caches it, or records
+    /// the failure and when to try again.
+    async fn fetch_and_store(&self) -> Result<Arc<Cached>, AuthError> {
+        let result = self.fetch().await;
+        if let Some(hook) = &self.inner.hook {
+            hook(result.is_ok());
+        }
+        let mut backoff = lock(&self.inner.backoff);
+        match result {
+            Ok(cached) => {
+                *backoff = Backoff::default();
+                *self
+                    .inner
+                    .cache
+                    .write()
+                    .unwrap_or_else(PoisonError::into_inner) = Some(Arc::clone(&cached));
+                Ok(cached)
+            }
+            Err(err) => {
+                backoff.failures += 1;
+                let exp = Duration::from_secs(1u64 << backoff.failures.saturating_sub(1).min(6))
+                    .min(MAX_BACKOFF);
+                let mut wait = exp.mul_f64(0.5 + 0.5 * fastrand::f64());
+                // With a token still valid, try again well before it expires.
+                if let Some(c) = self.cached() {
+                    let left = c.usable_until.saturating_duration_since(Instant::now());
+                    wait = wait.min(left / 2).max(Duration::from_millis(100));
+                }
+                backoff.next_attempt = Some(Instant::now() + wait);
+                backoff.last_error = Some(err.clone());
+                Err(err)
+            }
+        }
+    }
+
+    /// One token request.
+    async fn fetch(&self) -> Result<Arc<Cached>, AuthError> {
+        let inner = &*self.inner;
+        inner.requests.fetch_add(1, Ordering::Relaxed);
+        let mut request = Request::new(Full::new(Bytes::from_static(
+            b"grant_type=client_credentials",
+        )));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = inner.token_url.clone();
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, inner.basic.clone());
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+
+        let started = Instant::now();
+        let answer =
+            inner
+                .http
+                .send(request, inner.timeout)
+                .await
+                .map_err(|e| AuthError::Unreachable {
+                    host: inner.host.clone(),
+                    reason: e.to_string(),
+                })?;
+        let bad = |reason: String| AuthError::BadAnswer {
+            host: inner.host.clone(),
+            reason,
+        };
+        match answer.status.as_u16() {
+            200 => {
+                let grant: Grant = serde_json::from_slice(&answer.body)
+                    .map_err(|e| bad(format!("the token answer is not the expected JSON: {e}")))?;
+                if grant
+                    .token_type
+                    .as_deref()
+                    .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+                {
+                    return Err(bad(format!(
+                        "token_type is {:?}, not bearer",
+                        grant.token_type.unwrap_or_default()
+                    )));
+                }
+                if grant.expires_in == 0 {
+                    return Err(bad("expires_in is 0".into()));
+                }
+                let token = AccessToken::new(&grant.access_token).ok_or_else(|| {
+                    bad("the access token holds characters a header cannot carry".into())
+                })?;
+                let lifetime = Duration::from_secs(grant.expires_in);
+                let expires_at = started + lifetime;
+                Ok(Arc::new(Cached {
+                    token,
+                    usable_until: expires_at - RefreshPolicy::safety(lifetime),
+                    refresh_at: expires_at - inner.policy.margin(lifetime, fastrand::f64()),
+                    lifetime,
+                }))
+            }
+            400 | 401 => {
+                let body: Option<GrantError> = serde_json::from_slice(&answer.body).ok();
+                let (error, description) = body
+                    .map(|b| (b.error, b.description.or(b.error_description)))
+                    .unwrap_or_default();
+                Err(AuthError::Rejected {
+                    client_id: inner.client_id.clone(),
+                    host: inner.host.clone(),
+                    status: answer.status.as_u16(),
+                    error: error.unwrap_or_else(|| "unknown_error".into()),
+                    description,
+                })
+            }
+            status => Err(AuthError::Unreachable {
+                host: inner.host.clone(),
+                reason: format!("the login service answered HTTP {status}"),
+            }),
+        }
+    }
+
+    /// The lifetime of the cached token, if one is cached.
+    pub fn token_lifetime(&self) -> Option<Duration> {
+        self.cached().map(|c| c.lifetime)
+    }
+}
+
+impl TokenSource for ClientCredentials {
+    fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        Box::pin(async move { self.current_token().await.map_err(TokenError::from) })
+    }
+
+    fn invalidate(&self, token: &AccessToken) {
+        let mut cache = self
+            .inner
+            .cache
+            .write()
+            .unwrap_or_else(PoisonError::into_inner);
+        if cache.as_ref().is_some_and(|c| c.token.same_as(token))
+            && lock(&self.inner.forced).try_take(Instant::now())
+        {
+            *cache = None;
+        }
+    }
+}

@@ -1,0 +1,298 @@
+//! The client-credentials provider against the simulator's real token endpoint, wired
+//! into the real transport. Time-based tests run on tokio's paused clock.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Duration;
+
+use gateway_auth::{AuthError, ClientCredentials, Credentials, TokenSource};
+use gateway_model::GatewayPayload;
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, SimHandle, Target};
+use gateway_transport::{Call, ErrorKind, RetryPolicy, Transport, TransportConfig};
+
+fn provider(sim: &SimHandle) -> ClientCredentials {
+    ClientCredentials::builder(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+        .login_base(sim.base_url())
+        .build()
+        .unwrap()
+}
+
+fn transport(sim: &SimHandle, tokens: &ClientCredentials) -> Transport {
+    let mut config = TransportConfig::new(sim.base_url());
+    config.retry = RetryPolicy {
+        jitter: false,
+        ..RetryPolicy::default()
+    };
+    Transport::new(config)
+        .unwrap()
+        .with_token_source(tokens.clone())
+}
+
+fn prompt(transport: &Transport, id: &str) -> Call {
+    let payload = GatewayPayload::builder("model-gen-4", "Summarize this transcript")
+        .build()
+        .unwrap();
+    Call::post(
+        transport.url("/api/v2/ai/gateway/prompts").unwrap(),
+        serde_json::to_vec(&payload).unwrap(),
+        id,
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_cold_callers_cause_one_token_request() {
+    let sim = Sim::builder().start().await.unwrap();
+    let tokens = provider(&sim);
+    let tasks: Vec<_> = (0..1000)
+        .map(|_| {
+            let tokens = tokens.clone();
+            tokio::spawn(async move { tokens.token().await })
+        })
+        .collect();
+    let mut seen = Vec::new();
+    for task in tasks {
+        seen.push(task.await.unwrap().unwrap());
+    }
+    assert!(
+        seen.windows(2).all(|w| w[0].same_as(&w[1])),
+        "every caller got the same token"
+    );
+    assert_eq!(sim.counters().token_requests, 1);
+    assert_eq!(tokens.token_requests(), 1);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_short_lived_token_is_refreshed_before_it_expires() {
+    let sim = Sim::builder()
+        .token_lifetime(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap();
+    let tokens = provider(&sim);
+    let t = transport(&sim, &tokens);
+
+    // One call a second for 200 virtual seconds: almost seven token lifetimes.
+    for i in 0..200 {
+        let answer = t.execute(prompt(&t, &format!("call-{i}"))).await.unwrap();
+        assert!(
+            !answer.stats.token_refreshed,
+            "call {i} needed a 401 refresh"
+        );
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let counters = sim.counters();
+    assert_eq!(
+        counters.by_status.get(&401),
+        None,
+        "no call ever sent an expired token"
+    );
+    // Refreshed in the background, ahead of expiry: every 15-ish s (half of 30 s).
+    assert!(
+        (12..=16).contains(&counters.token_grants),
+        "{} grants",
+        counters.token_grants
+    );
+    assert_eq!(counters.token_requests, counters.token_grants);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_revoked_token_is_refreshed_once_and_the_call_succeeds() {
+    let sim = Sim::builder().start().await.unwrap();
+    let tokens = provider(&sim);
+    let t = transport(&sim, &tokens);
+    t.execute(prompt(&t, "before")).await.unwrap();
+
+    sim.revoke_tokens();
+    let answer = t.execute(prompt(&t, "after")).await.unwrap();
+    assert!(answer.stats.token_refreshed);
+    assert_eq!(answer.stats.attempts, 2);
+    assert_eq!(sim.counters().token_grants, 2);
+
+    // A second 401 right after the refresh fails cleanly instead of looping.
+    sim.script(
+        Target::Global,
+        [
+            Scripted::Status {
+                status: 401,
+                code: None,
+            },
+            Scripted::Status {
+                status: 401,
+                code: None,
+            },
+        ],
+    );
+    let err = t.execute(prompt(&t, "twice")).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::Unauthorized { .. }),
+        "{err}"
+    );
+    assert_eq!(err.attempts(), 2);
+    assert_eq!(
+        sim.counters().token_grants,
+        3,
+        "one refresh for the failed call, not a loop"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn every_call_getting_a_401_does_not_hammer_the_token_endpoint() {
+    let sim = Sim::builder().start().await.unwrap();
+    let tokens = provider(&sim);
+    let t = transport(&sim, &tokens);
+    sim.script(
+        Target::Global,
+        vec![
+            Scripted::Status {
+                status: 401,
+                code: None
+            };
+            400
+        ],
+    );
+
+    for i in 0..200 {
+        let err = t.execute(prompt(&t, &format!("c{i}"))).await.unwrap_err();
+        assert!(matches!(err.kind(), ErrorKind::Unauthorized { .. }));
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // 20 virtual seconds of 401s: the first grant, a burst of 3, then one per 10 s.
+    let grants = sim.counters().token_requests;
+    assert!((4..=6).contains(&grants), "{grants} token requests in 20 s");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failing_token_endpoint_during_a_background_refresh_does_not_fail_calls() {
+    let sim = Sim::builder()
+        .token_lifetime(Duration::from_secs(120))
+        .start()
+        .await
+        .unwrap();
+    let refreshes = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
+    let counts = Arc::clone(&refreshes);
+    let tokens =
+        ClientCredentials::builder(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+            .login_base(sim.base_url())
+            .on_refresh(move |ok| {
+                let counter = if ok { &counts.0 } else { &counts.1 };
+                counter.fetch_add(1, Ordering::SeqCst);
+            })
+            .build()
+            .unwrap();
+    let t = transport(&sim, &tokens);
+    t.execute(prompt(&t, "warm")).await.unwrap();
+
+    // The next three token requests fail: 503, 500 and a dropped connection.
+    sim.script(
+        Target::Token,
+        [
+            Scripted::Status {
+                status: 503,
+                code: None,
+            },
+            Scripted::Status {
+                status: 500,
+                code: None,
+            },
+            Scripted::Drop,
+        ],
+    );
+    for i in 0..150 {
+        t.execute(prompt(&t, &format!("call-{i}"))).await.unwrap();
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    assert_eq!(
+        refreshes.1.load(Ordering::SeqCst),
+        3,
+        "three failed refreshes"
+    );
+    assert!(
+        refreshes.0.load(Ordering::SeqCst) >= 2,
+        "then a successful one"
+    );
+    assert_eq!(
+        sim.counters().by_status.get(&401),
+        None,
+        "no call went out with an expired token"
+    );
+    assert_eq!(sim.pending_scripts(), 0);
+}
+
+#[tokio::test]
+async fn wrong_credentials_name_the_client_but_never_the_secret() {
+    let sim = Sim::builder().start().await.unwrap();
+    let tokens = ClientCredentials::builder(Credentials::new("ops-router", "s3cr3t-value"))
+        .login_base(sim.base_url())
+        .build()
+        .unwrap();
+    let err = tokens.prefetch().await.unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err, AuthError::Rejected { status: 401, .. }),
+        "{err:?}"
+    );
+    assert!(
+        text.contains("ops-router")
+            && text.contains("invalid_client")
+            && text.contains("authentication failed"),
+        "{text}"
+    );
+    assert!(!text.contains("s3cr3t") && !format!("{err:?}").contains("s3cr3t"));
+
+    // A second try right away is refused without another request.
+    let again = tokens.prefetch().await.unwrap_err();
+    assert_eq!(again, err);
+    assert_eq!(sim.counters().token_requests, 1);
+
+    // Through the transport, the call fails with the same explanation.
+    let t = transport(&sim, &tokens);
+    let call_err = t.execute(prompt(&t, "x")).await.unwrap_err();
+    assert!(matches!(call_err.kind(), ErrorKind::Token(_)), "{call_err}");
+    assert!(call_err.to_string().contains("ops-router"));
+    assert!(!call_err.to_string().contains("s3cr3t"));
+}
+
+#[tokio::test]
+async fn debug_output_and_errors_never_contain_the_secret_or_the_token() {
+    let sim = Sim::builder().start().await.unwrap();
+    let tokens = provider(&sim);
+    let token = tokens.current_token().await.unwrap();
+    let raw = token.expose().to_owned();
+    assert!(raw.starts_with("sim-"));
+    let shown = format!("{tokens:?} {token:?} {token}");
+    assert!(!shown.contains(&raw), "{shown}");
+    assert!(!shown.contains(DEFAULT_CLIENT_SECRET), "{shown}");
+    assert!(shown.contains(DEFAULT_CLIENT_ID));
+}
+
+#[tokio::test]
+async fn an_unreachable_login_host_is_named() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let tokens = ClientCredentials::builder(Credentials::new("c", "s"))
+        .login_base(format!("http://127.0.0.1:{port}"))
+        .build()
+        .unwrap();
+    let err = tokens.prefetch().await.unwrap_err();
+    assert!(
+        matches!(&err, AuthError::Unreachable { host, .. } if host == &format!("127.0.0.1:{port}")),
+        "{err:?}"
+    );
+    assert!(
+        err.to_string()
+            .contains(&format!("cannot reach the login host 127.0.0.1:{port}")),
+        "{err}"
+    );
+}
+
+#[test]
+fn plain_http_login_hosts_are_refused_unless_loopback() {
+    let err = ClientCredentials::builder(Credentials::new("c", "s"))
+        .login_base("http://login.example.com")
+        .build()
+        .unwrap_err();
+    assert!(err.to_string().contains("plain http"), "{err}");
+}
