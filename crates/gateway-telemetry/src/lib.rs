@@ -1,8 +1,89 @@
-//! Telemetry: Prometheus metrics through the `metrics` facade, and audit sinks (JSONL file, signed webhook).
+//! Telemetry for the router: Prometheus metrics through the `metrics` facade, in-process
+//! routing statistics, and an audit trail that loses nothing (a JSONL file and a signed
+//! webhook with a disk spool).
 //!
-//! This crate is a placeholder until its issue lands; it re-exports nothing yet.
+//! # Metrics
+//!
+//! Recorded with the `metrics` macros, so any recorder works; [`install`] sets up the
+//! Prometheus exporter with the bucket layouts below (and optionally serves the text on
+//! an address), [`LocalMetrics`] builds one without installing it globally.
+//!
+//! | Name | Type | Unit | Labels |
+//! |---|---|---|---|
+//! | `genesys_router_requests_total` | counter | calls | `model`, `outcome` (`success`, `client_error`, `rate_limited`, `upstream_error`, `policy_violation`, `timeout`, `circuit_open`) |
+//! | `genesys_router_request_duration_seconds` | histogram | seconds; buckets 0.01 … 120 | `model` |
+//! | `genesys_router_overhead_seconds` | histogram | seconds; buckets 1 µs … 25 ms | `model` |
+//! | `genesys_router_attempts_total` | counter | HTTP attempts | `model` |
+//! | `genesys_router_retries_total` | counter | retries | `model`, `reason` (`rate_limited`, `status_5xx`, `connect`, `timeout`, `unauthorized`) |
+//! | `genesys_router_fallbacks_total` | counter | fallbacks | `from`, `to`, `reason` (the outcome of `from`) |
+//! | `genesys_router_limiter_wait_seconds` | histogram | seconds; buckets 100 µs … 30 | none |
+//! | `genesys_router_in_flight_requests` | gauge | calls | `model` |
+//! | `genesys_router_token_refreshes_total` | counter | refreshes | `result` (`success`, `failure`) |
+//! | `genesys_router_audit_entries_total` | counter | entries | `event` (`written`, `delivered`, `spooled`, `replayed`, `dropped`, `retried`) |
+//!
+//! Bucket bounds are in [`metric_names`]. Label values come from config (model ids) or
+//! fixed sets, so the number of series is bounded.
+//!
+//! # How the router uses it
+//!
+//! - Once per model id from config, after installing the recorder: [`ModelMetrics::new`];
+//!   per call [`request`](ModelMetrics::request), [`overhead`](ModelMetrics::overhead),
+//!   [`attempt`](ModelMetrics::attempt), [`retry`](ModelMetrics::retry) and
+//!   [`in_flight`](ModelMetrics::in_flight) (a guard, released on drop and cancellation).
+//!   These use cached handles: no allocation and no label lookup per call.
+//! - Free functions for the rest: [`fallback`], [`limiter_wait`], [`token_refresh`],
+//!   [`audit_event`].
+//! - [`Stats`] for the router's own view (hit rate, p50/p90/p99/max, retries,
+//!   fallbacks per model) in fixed memory.
+//! - Audit: [`AuditSink`] implemented by [`JsonlSink`], [`WebhookSink`] and [`FanOut`];
+//!   [`PromptDigest`] fills the prompt fields of an [`AuditEntry`](gateway_model::AuditEntry);
+//!   [`read_jsonl`] reads a file back; [`WebhookSink::report`] gives a [`DeliveryReport`];
+//!   receivers check signatures with [`verify_headers`](audit::webhook::verify_headers).
 //!
 //! ```
-//! // The model types it will build on are available today:
-//! let _ = gateway_model::Tuning::Default;
+//! use std::time::Duration;
+//! use gateway_model::Outcome;
+//! use gateway_telemetry::{LocalMetrics, ModelMetrics, RetryReason, Stats};
+//!
+//! let metrics = LocalMetrics::new();
+//! let gen4 = metrics.scope(|| ModelMetrics::new("model-gen-4"));
+//! {
+//!     let _in_flight = gen4.in_flight();
+//!     gen4.attempt();
+//!     gen4.retry(RetryReason::RateLimited);
+//!     gen4.attempt();
+//!     gen4.request(Outcome::Success, Duration::from_millis(300));
+//! }
+//! let text = metrics.render();
+//! assert!(text.contains(
+//!     r#"genesys_router_requests_total{model="model-gen-4",outcome="success"} 1"#
+//! ));
+//! assert!(text.contains(r#"genesys_router_attempts_total{model="model-gen-4"} 2"#));
+//!
+//! let stats = Stats::new(["model-gen-4"]);
+//! stats.record("model-gen-4", Outcome::Success, Duration::from_millis(300));
+//! assert_eq!(stats.snapshot()[0].hit_rate, Some(1.0));
 //! ```
+
+pub mod audit;
+mod exporter;
+mod latency_histogram;
+pub mod metric_names;
+mod recording;
+mod stats;
+
+pub use audit::webhook::{DeliveryReport, WebhookOptions, WebhookSecret, WebhookSink};
+pub use audit::{
+    AuditError, AuditFuture, AuditSink, EncodedEntry, FanOut, JsonlOptions, JsonlReader, JsonlSink,
+    PromptDigest, ReadReport, SkipReason, SkippedLine, read_jsonl,
+};
+pub use exporter::{
+    ExporterError, LocalMetrics, MetricsHandle, UPKEEP_INTERVAL, install, install_at,
+    prometheus_builder,
+};
+pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
+pub use recording::{
+    AuditEvent, InFlightGuard, ModelMetrics, RetryReason, audit_event, describe, fallback,
+    limiter_wait, token_refresh,
+};
+pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};

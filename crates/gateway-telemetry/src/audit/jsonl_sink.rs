@@ -1,0 +1,419 @@
+//! `JsonlSink`: audit entries appended to a JSON Lines file, synced per policy, rotated by size.
+
+use std::fmt;
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use gateway_model::{AuditConfig, FsyncPolicy};
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::audit::{AuditError, AuditFuture, AuditSink, EncodedEntry};
+use crate::recording::{AuditCounters, AuditEvent};
+
+const SINK: &str = "jsonl";
+
+/// Rotated files whose sync is still pending before one is synced inline.
+const MAX_RETIRED: usize = 16;
+
+/// How the JSONL file is synced and rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonlOptions {
+    /// When the file is synced to disk.
+    pub fsync: FsyncPolicy,
+    /// Sync period for [`FsyncPolicy::Interval`].
+    pub fsync_interval: Duration,
+    /// The file is rotated before an entry would take it past this size.
+    pub rotate_bytes: u64,
+    /// Rotated files kept, as `name.1` (newest) to `name.N`.
+    pub keep_rotated: u32,
+}
+
+impl JsonlOptions {
+    /// The options an [`AuditConfig`] states.
+    pub fn from_config(config: &AuditConfig) -> Self {
+        Self {
+            fsync: config.fsync,
+            fsync_interval: Duration::from_millis(config.fsync_interval_ms.max(1)),
+            rotate_bytes: config.rotate_bytes,
+            keep_rotated: config.keep_rotated,
+        }
+    }
+}
+
+impl Default for JsonlOptions {
+    fn default() -> Self {
+        Self::from_config(&AuditConfig::default())
+    }
+}
+
+/// The path of the `n`-th rotated file: `name.n` next to `path`.
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+#[derive(Clone, Default)]
+struct SyncProgress {
+    /// Every entry up to this sequence number has been through a sync.
+    through: u64,
+    /// The latest failed sync, if any.
+    failure: Option<SyncFailure>,
+}
+
+#[derive(Clone)]
+struct SyncFailure {
+    from: u64,
+    through: u64,
+    message: Arc<str>,
+}
+
+struct FileState {
+    file: Arc<File>,
+    size: u64,
+    written: u64,
+    sync_wanted: u64,
+    synced: u64,
+    retired: Vec<Arc<File>>,
+    closed: bool,
+    broken_tail: bool,
+}
+
+struct Shared {
+    path: PathBuf,
+    options: JsonlOptions,
+    state: Mutex<FileState>,
+    wake: Condvar,
+    progress: watch::Sender<SyncProgress>,
+}
+
+impl Shared {
+    fn lock(&self) -> MutexGuard<'_, FileState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
+/// Appends audit entries to a JSON Lines file, one entry per line.
+///
+/// Each entry is one `write_all` of one line under a mutex, so concurrent callers never
+/// interleave, and it has reached the OS when `record` returns. Syncing to disk happens
+/// on a dedicated thread that batches requests (group commit): with
+/// [`FsyncPolicy::EveryEntry`] `record` waits for the sync covering its entry; with
+/// [`FsyncPolicy::Interval`] the thread syncs at most every interval; with
+/// [`FsyncPolicy::Never`] only an explicit [`flush`](crate::AuditSink::flush) syncs.
+/// Before an entry would take the file past `rotate_bytes`, the file becomes `name.1`
+/// (older ones shift to `name.2` ... `name.N`, the oldest beyond `keep_rotated` is
+/// deleted) and a new file is started.
+pub struct JsonlSink {
+    shared: Arc<Shared>,
+    counters: AuditCounters,
+}
+
+fn open_append(path: &Path) -> Result<(File, u64, bool), AuditError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .map_err(|e| AuditError::io("open", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| AuditError::io("inspect", path, e))?
+        .len();
+    let mut unterminated = false;
+    if size > 0 {
+        let mut last = [0u8; 1];
+        let mut reader = &file;
+        reader
+            .seek(SeekFrom::End(-1))
+            .and_then(|_| reader.read_exact(&mut last))
+            .map_err(|e| AuditError::io("read the end of", path, e))?;
+        unterminated = last[0] != b'\n';
+    }
+    Ok((file, size, unterminated))
+}
+
+impl JsonlSink {
+    /// Opens (creating it and its directory if needed) the file an [`AuditConfig`] names.
+    pub fn open(config: &AuditConfig) -> Result<Self, AuditError> {
+        Self::open_with(&config.file, JsonlOptions::from_config(config))
+    }
+
+    /// Opens (creating it and its directory if needed) `path` with `options`.
+    ///
+    /// If the file ends with a half-written line (a crash mid-write), a line break is
+    /// appended first so the next entry starts on its own line.
+    pub fn open_with(path: impl Into<PathBuf>, options: JsonlOptions) -> Result<Self, AuditError> {
+        let path = path.into();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
+        }
+        let (file, mut size, unterminated) = open_append(&path)?;
+        if unterminated {
+            (&file)
+                .write_all(b"\n")
+                .map_err(|e| AuditError::io("terminate the last line of", &path, e))?;
+            size += 1;
+        }
+        let shared = Arc::new(Shared {
+            path,
+            options,
+            state: Mutex::new(FileState {
+                file: Arc::new(file),
+                size,
+                written: 0,
+                sync_wanted: 0,
+                synced: 0,
+                retired: Vec::new(),
+                closed: false,
+                broken_tail: false,
+            }),
+            wake: Condvar::new(),
+            progress: watch::Sender::new(SyncProgress::default()),
+        });
+        let for_thread = Arc::clone(&shared);
+        std::thread::Builder::new()
+            .name("audit-jsonl-sync".into())
+            .spawn(move || sync_loop(&for_thread))
+            .map_err(|source| AuditError::Thread { sink: SINK, source })?;
+        Ok(Self {
+            shared,
+            counters: AuditCounters::new(),
+        })
+    }
+
+    /// The file entries are appended to.
+    pub fn path(&self) -> &Path {
+        &self.shared.path
+    }
+
+    /// The sync and rotation options.
+    pub fn options(&self) -> JsonlOptions {
+        self.shared.options
+    }
+
+    /// Appends one entry (synchronously, without waiting for a sync) and returns its
+    /// sequence number in this sink.
+    pub fn append(&self, entry: &EncodedEntry) -> Result<u64, AuditError> {
+        let shared = &*self.shared;
+        let line = entry.line();
+        let mut st = shared.lock();
+        if st.closed {
+            return Err(AuditError::Closed { sink: SINK });
+        }
+        if st.size > 0
+            && st.size + line.len() as u64 > shared.options.rotate_bytes
+            && let Err(e) = self.rotate(&mut st)
+        {
+            tracing::warn!(error = %e, "audit file rotation failed; still appending to the current file");
+            // Try again after another `rotate_bytes`.
+            st.size = 0;
+        }
+        if st.broken_tail && (&*st.file).write_all(b"\n").is_ok() {
+            st.broken_tail = false;
+            st.size += 1;
+        }
+        if let Err(e) = (&*st.file).write_all(line) {
+            // Undo a partial line so the next entry is not glued to it.
+            let size = st.size;
+            if st.file.set_len(size).is_err() {
+                st.broken_tail = true;
+            }
+            return Err(AuditError::io("append to", &shared.path, e));
+        }
+        st.size += line.len() as u64;
+        st.written += 1;
+        let seq = st.written;
+        if shared.options.fsync == FsyncPolicy::EveryEntry {
+            st.sync_wanted = seq;
+            drop(st);
+            shared.wake.notify_one();
+        }
+        self.counters.add(AuditEvent::Written, 1);
+        Ok(seq)
+    }
+
+    fn rotate(&self, st: &mut FileState) -> Result<(), AuditError> {
+        let path = &self.shared.path;
+        let keep = self.shared.options.keep_rotated;
+        let ignore_missing = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        if keep == 0 {
+            ignore_missing(std::fs::remove_file(path))
+                .map_err(|e| AuditError::io("rotate (remove)", path, e))?;
+        } else {
+            let oldest = rotated_path(path, keep);
+            ignore_missing(std::fs::remove_file(&oldest))
+                .map_err(|e| AuditError::io("rotate (remove)", &oldest, e))?;
+            for n in (1..keep).rev() {
+                let from = rotated_path(path, n);
+                ignore_missing(std::fs::rename(&from, rotated_path(path, n + 1)))
+                    .map_err(|e| AuditError::io("rotate (rename)", &from, e))?;
+            }
+            std::fs::rename(path, rotated_path(path, 1))
+                .map_err(|e| AuditError::io("rotate (rename)", path, e))?;
+        }
+        let (file, size, _) = open_append(path)?;
+        let old = std::mem::replace(&mut st.file, Arc::new(file));
+        st.size = size;
+        if self.shared.options.fsync != FsyncPolicy::Never {
+            if st.retired.len() >= MAX_RETIRED {
+                let oldest = st.retired.remove(0);
+                if let Err(e) = oldest.sync_data() {
+                    tracing::warn!(error = %e, "could not sync a rotated audit file");
+                }
+            }
+            st.retired.push(old);
+            st.sync_wanted = st.sync_wanted.max(st.written);
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn wait_synced(&self, seq: u64) -> Result<(), AuditError> {
+        let mut rx = self.shared.progress.subscribe();
+        let progress = rx
+            .wait_for(|p| p.through >= seq)
+            .await
+            .map_err(|_| AuditError::Closed { sink: SINK })?;
+        match &progress.failure {
+            Some(f) if (f.from..=f.through).contains(&seq) => Err(AuditError::Sync {
+                path: self.shared.path.clone(),
+                message: f.message.to_string(),
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    async fn flush_until(&self, deadline: Instant) -> Result<(), AuditError> {
+        let target = {
+            let mut st = self.shared.lock();
+            if st.closed {
+                return Err(AuditError::Closed { sink: SINK });
+            }
+            st.sync_wanted = st.sync_wanted.max(st.written);
+            st.written
+        };
+        self.shared.wake.notify_one();
+        match tokio::time::timeout_at(deadline, self.wait_synced(target)).await {
+            Ok(result) => result,
+            Err(_) => Err(AuditError::Timeout {
+                sink: SINK,
+                pending: target.saturating_sub(self.shared.lock().synced),
+            }),
+        }
+    }
+
+    fn close(&self) {
+        self.shared.lock().closed = true;
+        self.shared.wake.notify_one();
+    }
+}
+
+fn sync_loop(shared: &Shared) {
+    let policy = shared.options.fsync;
+    let mut st = shared.lock();
+    loop {
+        let due = |s: &mut FileState| s.closed || s.sync_wanted > s.synced || !s.retired.is_empty();
+        st = if policy == FsyncPolicy::Interval {
+            shared
+                .wake
+                .wait_timeout_while(st, shared.options.fsync_interval, |s| !due(s))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+        } else {
+            shared
+                .wake
+                .wait_while(st, |s| !due(s))
+                .unwrap_or_else(PoisonError::into_inner)
+        };
+        let target = if policy == FsyncPolicy::Never {
+            st.sync_wanted
+        } else {
+            st.written
+        };
+        let closing = st.closed;
+        if target > st.synced || !st.retired.is_empty() {
+            let retired = std::mem::take(&mut st.retired);
+            let file = Arc::clone(&st.file);
+            let from = st.synced + 1;
+            drop(st);
+            let result = retired
+                .iter()
+                .try_for_each(|f| f.sync_data())
+                .and_then(|()| file.sync_data());
+            drop(retired);
+            st = shared.lock();
+            st.synced = st.synced.max(target);
+            if let Err(e) = &result {
+                tracing::error!(path = %shared.path.display(), error = %e, "audit file sync failed");
+            }
+            shared.progress.send_modify(|p| {
+                p.through = p.through.max(target);
+                if let Err(e) = result {
+                    p.failure = Some(SyncFailure {
+                        from,
+                        through: target,
+                        message: e.to_string().into(),
+                    });
+                }
+            });
+        }
+        if closing && (policy == FsyncPolicy::Never || st.synced >= st.written) {
+            break;
+        }
+    }
+}
+
+impl AuditSink for JsonlSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    fn record_encoded<'a>(&'a self, entry: &'a EncodedEntry) -> AuditFuture<'a> {
+        Box::pin(async move {
+            let seq = self.append(entry)?;
+            if self.shared.options.fsync == FsyncPolicy::EveryEntry {
+                self.wait_synced(seq).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Syncs everything written so far (whatever the policy) within `deadline`.
+    fn flush(&self, deadline: Instant) -> AuditFuture<'_> {
+        Box::pin(self.flush_until(deadline))
+    }
+
+    fn shutdown(&self, deadline: Instant) -> AuditFuture<'_> {
+        Box::pin(async move {
+            let flushed = match self.flush_until(deadline).await {
+                Err(AuditError::Closed { .. }) => Ok(()),
+                other => other,
+            };
+            self.close();
+            flushed
+        })
+    }
+}
+
+impl Drop for JsonlSink {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl fmt::Debug for JsonlSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonlSink")
+            .field("path", &self.shared.path)
+            .field("options", &self.shared.options)
+            .finish_non_exhaustive()
+    }
+}

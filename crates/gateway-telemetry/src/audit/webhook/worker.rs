@@ -1,0 +1,505 @@
+//! The webhook sink's background task: batches, signs and POSTs entries; spools them
+//! when delivery fails; replays the spool in order when the receiver is back.
+//!
+//! Two modes. With an empty spool, batches come straight from the in-memory queue; a
+//! failed POST spools its batch and starts the backlog mode. With a backlog, queued
+//! entries are moved to the spool first (so order is kept and the queue stays free),
+//! then the oldest segment is replayed batch by batch, waiting with backoff after each
+//! failure. A segment is deleted once all its entries are delivered.
+
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::audit::webhook::backoff::Backoff;
+use crate::audit::webhook::batch::{batch_body, message_id};
+use crate::audit::webhook::signature::{
+    HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign, unix_seconds,
+};
+use crate::audit::webhook::spool::{Segment, Spool, read_segment};
+use crate::audit::webhook::{Shared, WebhookOptions};
+use crate::audit::{AuditError, EncodedEntry};
+use crate::recording::AuditEvent;
+
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Most bytes of a response body read (and thrown away) so the connection can be reused.
+const MAX_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Most queued entries moved to the spool per append.
+const DRAIN_CHUNK: usize = 4096;
+
+/// Builds the HTTP client, once per sink.
+pub(crate) fn build_client(options: &WebhookOptions) -> Result<HttpClient, AuditError> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match &options.tls {
+        Some(config) => builder.with_tls_config(config.clone()),
+        None => builder
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| AuditError::Tls {
+                reason: e.to_string(),
+            })?,
+    };
+    let connector = builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build(connector))
+}
+
+/// Why one POST did not deliver.
+#[derive(Debug)]
+enum DeliveryError {
+    Status(StatusCode),
+    Http(String),
+    Timeout,
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeliveryError::Status(s) => write!(f, "receiver answered {s}"),
+            DeliveryError::Http(e) => write!(f, "request failed: {e}"),
+            DeliveryError::Timeout => f.write_str("request timed out"),
+        }
+    }
+}
+
+struct Replay {
+    segment: Segment,
+    entries: Vec<EncodedEntry>,
+    next: usize,
+}
+
+pub(crate) struct Worker {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) client: HttpClient,
+    pub(crate) rx: mpsc::Receiver<EncodedEntry>,
+    pub(crate) shutdown: watch::Receiver<Option<Instant>>,
+    pub(crate) backoff: Backoff,
+    next_attempt: Option<Instant>,
+    replay: Option<Replay>,
+    /// Once shutdown is asked: stop delivering at this instant, then spool the rest.
+    stop_at: Option<Instant>,
+    shutdown_gone: bool,
+    senders_gone: bool,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Spool> {
+    shared.spool.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// POSTs one signed batch.
+async fn post(
+    client: &HttpClient,
+    shared: &Shared,
+    batch: &[EncodedEntry],
+) -> Result<(), DeliveryError> {
+    let body = batch_body(batch);
+    let id = message_id(batch);
+    let timestamp = unix_seconds(SystemTime::now());
+    let signature = sign(&shared.secret, &id, timestamp, &body);
+    let request = Request::post(shared.uri.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(
+            USER_AGENT,
+            concat!("genesys-router/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(HEADER_ID, id)
+        .header(HEADER_TIMESTAMP, timestamp)
+        .header(HEADER_SIGNATURE, signature)
+        .body(Full::new(body))
+        .map_err(|e| DeliveryError::Http(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| DeliveryError::Http(error_chain(&e)))?;
+    let status = response.status();
+    // Read (and ignore) a bounded body so the connection can be reused.
+    let _ = Limited::new(response.into_body(), MAX_DRAIN_BYTES)
+        .collect()
+        .await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(DeliveryError::Status(status))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+impl Worker {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        client: HttpClient,
+        rx: mpsc::Receiver<EncodedEntry>,
+        shutdown: watch::Receiver<Option<Instant>>,
+    ) -> Self {
+        let backoff = Backoff::new(shared.options.retry_base, shared.options.retry_max);
+        Self {
+            shared,
+            client,
+            rx,
+            shutdown,
+            backoff,
+            next_attempt: None,
+            replay: None,
+            stop_at: None,
+            shutdown_gone: false,
+            senders_gone: false,
+        }
+    }
+
+    /// Reads the shutdown signal: half the time left goes to delivery, half to spooling.
+    fn observe_shutdown(&mut self) {
+        if self.stop_at.is_none()
+            && let Some(deadline) = *self.shutdown.borrow_and_update()
+        {
+            let now = Instant::now();
+            self.stop_at = Some(now + deadline.saturating_duration_since(now) / 2);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop_at.is_some() || self.senders_gone
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.observe_shutdown();
+            if self.stop_at.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
+            let backlog = self.replay.is_some() || self.shared.counters.spool_bytes() > 0;
+            if backlog {
+                if self.stopping() {
+                    // What is on disk waits for the next start.
+                    break;
+                }
+                self.drain_queue_to_spool().await;
+                if let Some(at) = self.next_attempt
+                    && Instant::now() < at
+                {
+                    self.wait_spooling(at).await;
+                    continue;
+                }
+                self.replay_one_batch().await;
+                continue;
+            }
+            let Some(batch) = self.next_batch().await else {
+                if self.stopping() || self.rx.is_closed() {
+                    break;
+                }
+                continue;
+            };
+            let n = batch.len() as u64;
+            match self.post_until_stop(&batch).await {
+                Ok(()) => {
+                    self.shared.counters.add(AuditEvent::Delivered, n);
+                    self.shared.counters.settle(n);
+                    self.backoff.reset();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, entries = n, "audit webhook delivery failed; spooling");
+                    self.shared.counters.add(AuditEvent::Retried, n);
+                    self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                    self.spool(batch).await;
+                }
+            }
+        }
+        self.finish().await;
+    }
+
+    /// The next batch from the queue: waits for the first entry unless stopping.
+    async fn next_batch(&mut self) -> Option<Vec<EncodedEntry>> {
+        let batch_size = self.shared.batch_size;
+        let first = if self.stopping() {
+            self.rx.try_recv().ok()?
+        } else {
+            tokio::select! {
+                entry = self.rx.recv() => {
+                    if entry.is_none() {
+                        self.senders_gone = true;
+                    }
+                    entry?
+                }
+                changed = self.shutdown.changed(), if !self.shutdown_gone => {
+                    if changed.is_err() {
+                        self.shutdown_gone = true;
+                    }
+                    return None;
+                }
+            }
+        };
+        let mut batch = Vec::with_capacity(batch_size.min(self.rx.len() + 1));
+        batch.push(first);
+        while batch.len() < batch_size {
+            match self.rx.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// POSTs a batch, giving up at the request timeout or when shutdown's delivery time ends.
+    async fn post_until_stop(&mut self, batch: &[EncodedEntry]) -> Result<(), DeliveryError> {
+        let request_deadline = Instant::now() + self.shared.options.request_timeout;
+        let cutoff = |stop_at: Option<Instant>| {
+            stop_at.map_or(request_deadline, |s| s.min(request_deadline))
+        };
+        let attempt = post(&self.client, &self.shared, batch);
+        tokio::pin!(attempt);
+        loop {
+            let until = cutoff(self.stop_at);
+            tokio::select! {
+                result = &mut attempt => return result,
+                () = tokio::time::sleep_until(until) => return Err(DeliveryError::Timeout),
+                changed = self.shutdown.changed(), if self.stop_at.is_none() && !self.shutdown_gone => {
+                    if changed.is_err() {
+                        self.shutdown_gone = true;
+                    } else if let Some(deadline) = *self.shutdown.borrow_and_update() {
+                        let now = Instant::now();
+                        self.stop_at = Some(now + deadline.saturating_duration_since(now) / 2);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes entries to the spool (on the blocking pool) and settles them; failures
+    /// are counted as dropped and logged there.
+    async fn spool(&self, entries: Vec<EncodedEntry>) {
+        let _ = spool_entries(&self.shared, entries).await;
+    }
+
+    /// Moves whatever is queued into the spool, keeping order.
+    async fn drain_queue_to_spool(&mut self) {
+        loop {
+            let mut chunk = Vec::new();
+            while chunk.len() < DRAIN_CHUNK {
+                match self.rx.try_recv() {
+                    Ok(entry) => chunk.push(entry),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.senders_gone = true;
+                        break;
+                    }
+                }
+            }
+            let full = chunk.len() == DRAIN_CHUNK;
+            if !chunk.is_empty() {
+                self.spool(chunk).await;
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Waits until `at` (or shutdown), spooling entries as they arrive.
+    async fn wait_spooling(&mut self, at: Instant) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => return,
+                changed = self.shutdown.changed(), if !self.shutdown_gone => {
+                    if changed.is_err() {
+                        self.shutdown_gone = true;
+                    }
+                    return;
+                }
+                entry = self.rx.recv(), if !self.senders_gone => {
+                    let Some(entry) = entry else {
+                        self.senders_gone = true;
+                        return;
+                    };
+                    self.spool(vec![entry]).await;
+                    self.drain_queue_to_spool().await;
+                }
+            }
+        }
+    }
+
+    /// Sends the next batch of the oldest spool segment.
+    async fn replay_one_batch(&mut self) {
+        if self.replay.is_none() {
+            match self.load_oldest().await {
+                Ok(Some(replay)) => self.replay = Some(replay),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the audit spool; will retry");
+                    self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                    return;
+                }
+            }
+        }
+        let Some(replay) = self.replay.take() else {
+            return;
+        };
+        let end = (replay.next + self.shared.batch_size).min(replay.entries.len());
+        let n = (end - replay.next) as u64;
+        let result = self
+            .post_until_stop(&replay.entries[replay.next..end])
+            .await;
+        let mut replay = replay;
+        match result {
+            Ok(()) => {
+                self.shared.counters.add(AuditEvent::Delivered, n);
+                self.shared.counters.add(AuditEvent::Replayed, n);
+                self.backoff.reset();
+                self.next_attempt = None;
+                replay.next = end;
+                if replay.next >= replay.entries.len() {
+                    self.remove_segment(replay.segment).await;
+                } else {
+                    self.replay = Some(replay);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, entries = n, "audit webhook replay failed; backing off");
+                self.shared.counters.add(AuditEvent::Retried, n);
+                self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                self.replay = Some(replay);
+            }
+        }
+    }
+
+    /// Loads the oldest segment; empty or fully corrupt ones are removed on the way.
+    async fn load_oldest(&mut self) -> Result<Option<Replay>, AuditError> {
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let loaded = tokio::task::spawn_blocking(move || {
+                let (segment, path) = {
+                    let mut spool = lock(&shared);
+                    let Some(segment) = spool.oldest()? else {
+                        return Ok(None);
+                    };
+                    (segment, spool.path_of(segment.index))
+                };
+                read_segment(&path).map(|(entries, corrupt)| Some((segment, entries, corrupt)))
+            })
+            .await
+            .unwrap_or_else(|e| {
+                Err(AuditError::Task {
+                    sink: "webhook",
+                    reason: format!("spool reader failed: {e}"),
+                })
+            })?;
+            let Some((segment, entries, corrupt)) = loaded else {
+                return Ok(None);
+            };
+            if corrupt > 0 {
+                tracing::error!(
+                    corrupt,
+                    segment = segment.index,
+                    "corrupt lines in the audit spool were dropped"
+                );
+                self.shared.counters.add(AuditEvent::Dropped, corrupt);
+            }
+            if !entries.is_empty() {
+                return Ok(Some(Replay {
+                    segment,
+                    entries,
+                    next: 0,
+                }));
+            }
+            self.remove_segment(segment).await;
+        }
+    }
+
+    async fn remove_segment(&self, segment: Segment) {
+        let shared = Arc::clone(&self.shared);
+        let removed = tokio::task::spawn_blocking(move || {
+            let mut spool = lock(&shared);
+            let result = spool.remove(segment);
+            shared.counters.set_spool_bytes(spool.total_bytes());
+            result
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            tracing::error!(error = %e, "could not remove a replayed audit spool segment");
+        }
+    }
+
+    /// Stops taking entries and spools whatever is still queued.
+    async fn finish(&mut self) {
+        self.rx.close();
+        loop {
+            let mut chunk = Vec::new();
+            while chunk.len() < DRAIN_CHUNK {
+                match self.rx.try_recv() {
+                    Ok(entry) => chunk.push(entry),
+                    Err(_) => break,
+                }
+            }
+            if chunk.is_empty() {
+                return;
+            }
+            self.spool(chunk).await;
+        }
+    }
+}
+
+/// Appends `entries` to the spool on the blocking pool, counts and settles them.
+/// Returns why some could not be spooled, if any were not (they are counted dropped).
+pub(crate) async fn spool_entries(
+    shared: &Arc<Shared>,
+    entries: Vec<EncodedEntry>,
+) -> Result<(), String> {
+    let n = entries.len() as u64;
+    let for_blocking = Arc::clone(shared);
+    let appended = tokio::task::spawn_blocking(move || {
+        let mut spool = lock(&for_blocking);
+        let appended = spool.append(&entries);
+        for_blocking.counters.set_spool_bytes(spool.total_bytes());
+        appended
+    })
+    .await;
+    let counters = &shared.counters;
+    let result = match appended {
+        Ok(appended) => {
+            counters.add(AuditEvent::Spooled, appended.written);
+            counters.add(AuditEvent::Dropped, appended.dropped);
+            match (appended.error, appended.dropped) {
+                (Some(e), dropped) => {
+                    tracing::error!(error = %e, dropped, "audit spool write failed");
+                    Err(e.to_string())
+                }
+                (None, 0) => Ok(()),
+                (None, dropped) => {
+                    tracing::error!(dropped, "audit spool is full; entries dropped");
+                    Err("the spool is full".to_owned())
+                }
+            }
+        }
+        Err(e) => {
+            counters.add(AuditEvent::Dropped, n);
+            tracing::error!(error = %e, dropped = n, "audit spool writer failed");
+            Err(format!("spool writer failed: {e}"))
+        }
+    };
+    counters.settle(n);
+    result
+}

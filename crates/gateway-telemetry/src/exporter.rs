@@ -1,0 +1,241 @@
+//! The Prometheus exporter: a recorder with this crate's bucket layout, installed globally
+//! (optionally serving the exposition text over HTTP) or kept local for tests.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use gateway_model::MetricsConfig;
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
+
+use crate::metric_names::{
+    LIMITER_WAIT_BUCKETS, LIMITER_WAIT_SECONDS, OVERHEAD_BUCKETS, OVERHEAD_SECONDS,
+    REQUEST_DURATION_BUCKETS, REQUEST_DURATION_SECONDS,
+};
+use crate::recording::describe;
+
+/// How often an installed recorder folds buffered histogram samples into its buckets.
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+
+static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+/// Why the Prometheus exporter could not be installed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ExporterError {
+    /// A global `metrics` recorder is already installed (by this crate or another).
+    #[error(
+        "a global metrics recorder is already installed; install the exporter once per process"
+    )]
+    AlreadyInstalled,
+    /// The configured listen address is not `host:port`.
+    #[error("metrics listen address `{addr}` is not host:port, such as 127.0.0.1:9464")]
+    BadListenAddress {
+        /// The address as configured.
+        addr: String,
+    },
+    /// Serving over HTTP needs a Tokio runtime, and none is current.
+    #[error("serving metrics on {addr} needs a Tokio runtime; call install from within one")]
+    NoRuntime {
+        /// The address that was to be served.
+        addr: SocketAddr,
+    },
+    /// The HTTP listener could not be started.
+    #[error("could not serve metrics on {addr}: {reason}")]
+    Listen {
+        /// The address that was to be served.
+        addr: SocketAddr,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The background thread that drains histogram samples could not be started.
+    #[error("could not start the metrics upkeep thread: {0}")]
+    Upkeep(#[source] std::io::Error),
+}
+
+/// Renders the Prometheus exposition text of a recorder, in-process.
+#[derive(Clone)]
+pub struct MetricsHandle {
+    inner: PrometheusHandle,
+    listen: Option<SocketAddr>,
+}
+
+impl MetricsHandle {
+    /// The current exposition text (`text/plain; version=0.0.4`).
+    pub fn render(&self) -> String {
+        self.inner.render()
+    }
+
+    /// Folds buffered histogram samples into buckets (an installed recorder does this
+    /// every [`UPKEEP_INTERVAL`]; a local one on every render, or when called).
+    pub fn run_upkeep(&self) {
+        self.inner.run_upkeep();
+    }
+
+    /// The address `/metrics` is served on, if any.
+    pub fn listen_addr(&self) -> Option<SocketAddr> {
+        self.listen
+    }
+}
+
+impl fmt::Debug for MetricsHandle {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("MetricsHandle")
+            .field("listen", &self.listen)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A Prometheus builder with this crate's histogram buckets (request duration, overhead,
+/// limiter wait); every other histogram is rendered as a summary.
+pub fn prometheus_builder() -> PrometheusBuilder {
+    let layout = [
+        (REQUEST_DURATION_SECONDS, REQUEST_DURATION_BUCKETS),
+        (OVERHEAD_SECONDS, OVERHEAD_BUCKETS),
+        (LIMITER_WAIT_SECONDS, LIMITER_WAIT_BUCKETS),
+    ];
+    layout
+        .into_iter()
+        .fold(PrometheusBuilder::new(), |builder, (name, buckets)| {
+            builder
+                .set_buckets_for_metric(Matcher::Full(name.to_owned()), buckets)
+                .expect("bucket layouts are non-empty constants")
+        })
+}
+
+/// Installs the global Prometheus recorder as `config` says (serving `config.listen` if
+/// set) and registers metric descriptions.
+///
+/// A second call fails with [`ExporterError::AlreadyInstalled`]; it never panics.
+pub fn install(config: &MetricsConfig) -> Result<MetricsHandle, ExporterError> {
+    let listen = match &config.listen {
+        None => None,
+        Some(addr) => Some(
+            addr.parse::<SocketAddr>()
+                .map_err(|_| ExporterError::BadListenAddress { addr: addr.clone() })?,
+        ),
+    };
+    install_at(listen)
+}
+
+/// Installs the global Prometheus recorder, serving the exposition text over HTTP on
+/// `listen` if given (any path answers), and registers metric descriptions.
+pub fn install_at(listen: Option<SocketAddr>) -> Result<MetricsHandle, ExporterError> {
+    if INSTALLED.swap(true, Ordering::SeqCst) {
+        return Err(ExporterError::AlreadyInstalled);
+    }
+    let result = install_once(listen);
+    if result.is_err() {
+        INSTALLED.store(false, Ordering::SeqCst);
+    }
+    result
+}
+
+fn install_once(listen: Option<SocketAddr>) -> Result<MetricsHandle, ExporterError> {
+    let builder = prometheus_builder();
+    let handle = match listen {
+        None => {
+            let recorder = builder.build_recorder();
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).map_err(|_| ExporterError::AlreadyInstalled)?;
+            let upkeep = handle.clone();
+            std::thread::Builder::new()
+                .name("genesys-metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(UPKEEP_INTERVAL);
+                        upkeep.run_upkeep();
+                    }
+                })
+                .map_err(ExporterError::Upkeep)?;
+            handle
+        }
+        Some(addr) => {
+            let runtime = tokio::runtime::Handle::try_current()
+                .map_err(|_| ExporterError::NoRuntime { addr })?;
+            let (recorder, exporter) = {
+                let _entered = runtime.enter();
+                builder
+                    .with_http_listener(addr)
+                    .upkeep_timeout(UPKEEP_INTERVAL)
+                    .build()
+                    .map_err(|e| ExporterError::Listen {
+                        addr,
+                        reason: e.to_string(),
+                    })?
+            };
+            let handle = recorder.handle();
+            metrics::set_global_recorder(recorder).map_err(|_| ExporterError::AlreadyInstalled)?;
+            runtime.spawn(async move {
+                if let Err(e) = exporter.await {
+                    tracing::error!(error = ?e, "the metrics listener stopped");
+                }
+            });
+            handle
+        }
+    };
+    describe();
+    Ok(MetricsHandle {
+        inner: handle,
+        listen,
+    })
+}
+
+/// A Prometheus recorder that is not installed globally: for tests, or to keep one
+/// component's metrics apart. Run code under it with [`LocalMetrics::scope`].
+pub struct LocalMetrics {
+    recorder: PrometheusRecorder,
+    handle: MetricsHandle,
+}
+
+impl LocalMetrics {
+    /// A fresh recorder with this crate's bucket layout and descriptions.
+    pub fn new() -> Self {
+        let recorder = prometheus_builder().build_recorder();
+        let handle = MetricsHandle {
+            inner: recorder.handle(),
+            listen: None,
+        };
+        let local = Self { recorder, handle };
+        local.scope(describe);
+        local
+    }
+
+    /// Runs `f` with this recorder current on this thread (`metrics::with_local_recorder`).
+    ///
+    /// Handles created inside (such as [`ModelMetrics`](crate::ModelMetrics) or audit
+    /// sinks) stay bound to this recorder wherever they are used afterwards.
+    pub fn scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        metrics::with_local_recorder(&self.recorder, f)
+    }
+
+    /// The handle that renders this recorder's exposition text.
+    pub fn handle(&self) -> &MetricsHandle {
+        &self.handle
+    }
+
+    /// The current exposition text.
+    pub fn render(&self) -> String {
+        self.handle.render()
+    }
+
+    /// The underlying recorder.
+    pub fn recorder(&self) -> &PrometheusRecorder {
+        &self.recorder
+    }
+}
+
+impl Default for LocalMetrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for LocalMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LocalMetrics").finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,212 @@
+//! A fixed-size, lock-free latency histogram with bounded relative error.
+//!
+//! Log-linear buckets over nanoseconds: values below 32 ns are exact; above, each power
+//! of two is split into 32 equal buckets, so a bucket is at most 1/32 of its lower bound
+//! wide and the reported midpoint is within [`MAX_RELATIVE_ERROR`] (1/64 ≈ 1.6 %) of any
+//! value in it. The range ends at 2^40 ns (about 18.3 minutes); longer values land in the
+//! last bucket, and the exact maximum is tracked separately. Memory is fixed at
+//! construction whatever the number of recorded values.
+
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+const SUB_BITS: u32 = 5;
+const SUB: usize = 1 << SUB_BITS;
+const MAX_BITS: u32 = 40;
+
+/// Number of buckets in every histogram.
+pub const BUCKETS: usize = SUB + (MAX_BITS - SUB_BITS) as usize * SUB;
+
+/// Largest relative error of a reported quantile, for values below [`MAX_TRACKED`].
+pub const MAX_RELATIVE_ERROR: f64 = 1.0 / 64.0;
+
+/// Values up to this are reported within [`MAX_RELATIVE_ERROR`]; longer ones saturate.
+pub const MAX_TRACKED: Duration = Duration::from_nanos((1 << MAX_BITS) - 1);
+
+/// Lock-free latency histogram: every method takes `&self`, recording is a few relaxed
+/// atomic operations, and memory never grows.
+pub struct LatencyHistogram {
+    buckets: Box<[AtomicU64]>,
+    count: AtomicU64,
+    sum_ns: AtomicU64,
+    min_ns: AtomicU64,
+    max_ns: AtomicU64,
+}
+
+fn bucket_index(ns: u64) -> usize {
+    if ns < SUB as u64 {
+        return ns as usize;
+    }
+    let ns = ns.min((1 << MAX_BITS) - 1);
+    let msb = ns.ilog2();
+    let shift = msb - SUB_BITS;
+    let sub = (ns >> shift) as usize - SUB;
+    SUB + shift as usize * SUB + sub
+}
+
+/// The inclusive range of nanosecond values bucket `index` holds.
+fn bucket_range(index: usize) -> (u64, u64) {
+    if index < SUB {
+        return (index as u64, index as u64);
+    }
+    let shift = (index - SUB) / SUB;
+    let sub = (index - SUB) % SUB;
+    let low = ((SUB + sub) as u64) << shift;
+    (low, low + (1u64 << shift) - 1)
+}
+
+fn saturating_nanos(d: Duration) -> u64 {
+    u64::try_from(d.as_nanos()).unwrap_or(u64::MAX)
+}
+
+impl LatencyHistogram {
+    /// An empty histogram.
+    pub fn new() -> Self {
+        Self {
+            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            count: AtomicU64::new(0),
+            sum_ns: AtomicU64::new(0),
+            min_ns: AtomicU64::new(u64::MAX),
+            max_ns: AtomicU64::new(0),
+        }
+    }
+
+    /// Records one latency.
+    pub fn record(&self, latency: Duration) {
+        let ns = saturating_nanos(latency);
+        self.buckets[bucket_index(ns)].fetch_add(1, Ordering::Relaxed);
+        self.count.fetch_add(1, Ordering::Relaxed);
+        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        self.min_ns.fetch_min(ns, Ordering::Relaxed);
+        self.max_ns.fetch_max(ns, Ordering::Relaxed);
+    }
+
+    /// How many latencies were recorded.
+    pub fn count(&self) -> u64 {
+        self.count.load(Ordering::Relaxed)
+    }
+
+    /// The largest latency recorded (exact), if any.
+    pub fn max(&self) -> Option<Duration> {
+        (self.count() > 0).then(|| Duration::from_nanos(self.max_ns.load(Ordering::Relaxed)))
+    }
+
+    /// The smallest latency recorded (exact), if any.
+    pub fn min(&self) -> Option<Duration> {
+        (self.count() > 0).then(|| Duration::from_nanos(self.min_ns.load(Ordering::Relaxed)))
+    }
+
+    /// The mean latency, if any.
+    pub fn mean(&self) -> Option<Duration> {
+        let count = self.count();
+        (count > 0).then(|| Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed) / count))
+    }
+
+    /// The `q`-quantile (`0.0..=1.0`, nearest rank), within [`MAX_RELATIVE_ERROR`]; `None`
+    /// when empty or `q` is not a number in range.
+    pub fn quantile(&self, q: f64) -> Option<Duration> {
+        self.quantiles(&[q]).pop().flatten()
+    }
+
+    /// Several quantiles from one pass over the buckets, in the order asked.
+    pub fn quantiles(&self, qs: &[f64]) -> Vec<Option<Duration>> {
+        let counts: Vec<u64> = self
+            .buckets
+            .iter()
+            .map(|b| b.load(Ordering::Relaxed))
+            .collect();
+        let total: u64 = counts.iter().sum();
+        let min = self.min_ns.load(Ordering::Relaxed);
+        let max = self.max_ns.load(Ordering::Relaxed);
+        qs.iter()
+            .map(|&q| {
+                if total == 0 || !(0.0..=1.0).contains(&q) {
+                    return None;
+                }
+                let rank = ((q * total as f64).ceil() as u64).clamp(1, total);
+                let mut seen = 0u64;
+                let index = counts.iter().position(|&c| {
+                    seen += c;
+                    seen >= rank
+                })?;
+                let (low, high) = bucket_range(index);
+                let mid = low + (high - low) / 2;
+                Some(Duration::from_nanos(mid.clamp(min.min(max), max)))
+            })
+            .collect()
+    }
+
+    /// Bytes this histogram occupies, inline and on the heap; fixed at construction.
+    pub fn memory_bytes(&self) -> usize {
+        std::mem::size_of::<Self>() + std::mem::size_of_val::<[AtomicU64]>(&self.buckets)
+    }
+}
+
+impl Default for LatencyHistogram {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl fmt::Debug for LatencyHistogram {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("LatencyHistogram")
+            .field("count", &self.count())
+            .field("max", &self.max())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_tile_the_range_without_gaps() {
+        let mut next = 0u64;
+        for index in 0..BUCKETS {
+            let (low, high) = bucket_range(index);
+            assert_eq!(low, next, "bucket {index}");
+            assert!(high >= low);
+            assert_eq!(bucket_index(low), index);
+            assert_eq!(bucket_index(high), index);
+            next = high + 1;
+        }
+        assert_eq!(next, 1 << MAX_BITS);
+        assert_eq!(bucket_index(u64::MAX), BUCKETS - 1);
+    }
+
+    #[test]
+    fn every_bucket_midpoint_is_within_the_stated_error() {
+        for index in SUB..BUCKETS {
+            let (low, high) = bucket_range(index);
+            let mid = low + (high - low) / 2;
+            for v in [low, high] {
+                let err = (mid as f64 - v as f64).abs() / v as f64;
+                assert!(err <= MAX_RELATIVE_ERROR, "bucket {index}: {err}");
+            }
+        }
+    }
+
+    #[test]
+    fn empty_and_bad_quantiles_are_none() {
+        let h = LatencyHistogram::new();
+        assert_eq!(h.quantile(0.5), None);
+        assert_eq!(h.max(), None);
+        h.record(Duration::from_millis(3));
+        assert_eq!(h.quantile(f64::NAN), None);
+        assert_eq!(h.quantile(1.5), None);
+        assert_eq!(h.quantile(1.0), Some(Duration::from_millis(3)));
+        assert_eq!(h.quantile(0.0), Some(Duration::from_millis(3)));
+    }
+
+    #[test]
+    fn huge_values_saturate_without_panicking() {
+        let h = LatencyHistogram::new();
+        h.record(Duration::MAX);
+        h.record(Duration::from_secs(3600));
+        assert_eq!(h.count(), 2);
+        assert_eq!(h.max(), Some(Duration::from_nanos(u64::MAX)));
+    }
+}

@@ -1,0 +1,359 @@
+//! Recording through the `metrics` facade: cached per-model handles, free functions for
+//! the rarer events, and [`describe`] for help texts and units.
+
+use std::fmt;
+use std::time::Duration;
+
+use gateway_model::Outcome;
+use metrics::{Counter, Gauge, Histogram, Unit};
+
+use crate::metric_names::{
+    ATTEMPTS_TOTAL, AUDIT_ENTRIES_TOTAL, FALLBACKS_TOTAL, IN_FLIGHT_REQUESTS, LABEL_EVENT,
+    LABEL_FROM, LABEL_MODEL, LABEL_OUTCOME, LABEL_REASON, LABEL_RESULT, LABEL_TO,
+    LIMITER_WAIT_SECONDS, OVERHEAD_SECONDS, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL,
+    RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL,
+};
+
+/// Why an HTTP attempt was retried (the `reason` label of the retries counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RetryReason {
+    /// A 429 answer.
+    RateLimited,
+    /// A retryable 5xx answer (500, 502, 503, 504).
+    Status5xx,
+    /// The connection could not be made or broke.
+    Connect,
+    /// The attempt timed out.
+    Timeout,
+    /// A 401 answer, retried once after a token refresh.
+    Unauthorized,
+}
+
+impl RetryReason {
+    /// Every reason, in label order.
+    pub const ALL: [RetryReason; 5] = [
+        RetryReason::RateLimited,
+        RetryReason::Status5xx,
+        RetryReason::Connect,
+        RetryReason::Timeout,
+        RetryReason::Unauthorized,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RetryReason::RateLimited => "rate_limited",
+            RetryReason::Status5xx => "status_5xx",
+            RetryReason::Connect => "connect",
+            RetryReason::Timeout => "timeout",
+            RetryReason::Unauthorized => "unauthorized",
+        }
+    }
+
+    fn index(self) -> usize {
+        match self {
+            RetryReason::RateLimited => 0,
+            RetryReason::Status5xx => 1,
+            RetryReason::Connect => 2,
+            RetryReason::Timeout => 3,
+            RetryReason::Unauthorized => 4,
+        }
+    }
+}
+
+impl fmt::Display for RetryReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What happened to an audit entry (the `event` label of the audit counter).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum AuditEvent {
+    /// Appended to the JSONL file.
+    Written,
+    /// Acknowledged (2xx) by the webhook receiver.
+    Delivered,
+    /// Written to the webhook spool directory.
+    Spooled,
+    /// Delivered out of the spool.
+    Replayed,
+    /// Lost: the spool was full or failing, or a spooled line was corrupt.
+    Dropped,
+    /// Sent again after a failed delivery attempt.
+    Retried,
+}
+
+impl AuditEvent {
+    /// Every event, in label order.
+    pub const ALL: [AuditEvent; 6] = [
+        AuditEvent::Written,
+        AuditEvent::Delivered,
+        AuditEvent::Spooled,
+        AuditEvent::Replayed,
+        AuditEvent::Dropped,
+        AuditEvent::Retried,
+    ];
+
+    /// The label value.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AuditEvent::Written => "written",
+            AuditEvent::Delivered => "delivered",
+            AuditEvent::Spooled => "spooled",
+            AuditEvent::Replayed => "replayed",
+            AuditEvent::Dropped => "dropped",
+            AuditEvent::Retried => "retried",
+        }
+    }
+}
+
+impl AuditEvent {
+    fn index(self) -> usize {
+        match self {
+            AuditEvent::Written => 0,
+            AuditEvent::Delivered => 1,
+            AuditEvent::Spooled => 2,
+            AuditEvent::Replayed => 3,
+            AuditEvent::Dropped => 4,
+            AuditEvent::Retried => 5,
+        }
+    }
+}
+
+impl fmt::Display for AuditEvent {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// The position of `outcome` in [`Outcome::ALL`].
+pub(crate) fn outcome_index(outcome: Outcome) -> usize {
+    match outcome {
+        Outcome::Success => 0,
+        Outcome::ClientError => 1,
+        Outcome::RateLimited => 2,
+        Outcome::UpstreamError => 3,
+        Outcome::PolicyViolation => 4,
+        Outcome::Timeout => 5,
+        Outcome::CircuitOpen => 6,
+    }
+}
+
+/// Registers help texts and units for every metric with the current recorder.
+///
+/// Call it once after installing a recorder ([`install`](crate::install) and
+/// [`LocalMetrics::new`](crate::LocalMetrics::new) already do).
+pub fn describe() {
+    use metrics::{describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(
+        REQUESTS_TOTAL,
+        Unit::Count,
+        "Finished calls per model, by outcome."
+    );
+    describe_histogram!(
+        REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Duration of a model's part of a call, retries included."
+    );
+    describe_histogram!(
+        OVERHEAD_SECONDS,
+        Unit::Seconds,
+        "Time the router spent outside the upstream HTTP call."
+    );
+    describe_counter!(ATTEMPTS_TOTAL, Unit::Count, "HTTP attempts sent per model.");
+    describe_counter!(
+        RETRIES_TOTAL,
+        Unit::Count,
+        "Retried HTTP attempts per model, by reason."
+    );
+    describe_counter!(
+        FALLBACKS_TOTAL,
+        Unit::Count,
+        "Fallbacks from one model to the next, by the reason the first failed."
+    );
+    describe_histogram!(
+        LIMITER_WAIT_SECONDS,
+        Unit::Seconds,
+        "Time spent waiting for a concurrency-limiter slot."
+    );
+    describe_gauge!(
+        IN_FLIGHT_REQUESTS,
+        Unit::Count,
+        "Calls in flight per model."
+    );
+    describe_counter!(
+        TOKEN_REFRESHES_TOTAL,
+        Unit::Count,
+        "OAuth token refreshes, by result."
+    );
+    describe_counter!(
+        AUDIT_ENTRIES_TOTAL,
+        Unit::Count,
+        "Audit entries, by what happened to them."
+    );
+}
+
+/// Cached metric handles for one model, created once per model id from config.
+///
+/// The handles are bound to the recorder that is current when `new` runs, so create
+/// these after installing the recorder. Every method is a few atomic operations: no
+/// allocation, no label lookup.
+pub struct ModelMetrics {
+    model: String,
+    requests: [Counter; Outcome::ALL.len()],
+    duration: Histogram,
+    overhead: Histogram,
+    attempts: Counter,
+    retries: [Counter; RetryReason::ALL.len()],
+    in_flight: Gauge,
+}
+
+impl ModelMetrics {
+    /// Registers every series of `model` (all outcomes and retry reasons start at zero).
+    pub fn new(model: impl Into<String>) -> Self {
+        let model = model.into();
+        let requests = Outcome::ALL.map(|outcome| {
+            metrics::counter!(REQUESTS_TOTAL, LABEL_MODEL => model.clone(), LABEL_OUTCOME => outcome.as_str())
+        });
+        let retries = RetryReason::ALL.map(|reason| {
+            metrics::counter!(RETRIES_TOTAL, LABEL_MODEL => model.clone(), LABEL_REASON => reason.as_str())
+        });
+        Self {
+            requests,
+            duration: metrics::histogram!(REQUEST_DURATION_SECONDS, LABEL_MODEL => model.clone()),
+            overhead: metrics::histogram!(OVERHEAD_SECONDS, LABEL_MODEL => model.clone()),
+            attempts: metrics::counter!(ATTEMPTS_TOTAL, LABEL_MODEL => model.clone()),
+            retries,
+            in_flight: metrics::gauge!(IN_FLIGHT_REQUESTS, LABEL_MODEL => model.clone()),
+            model,
+        }
+    }
+
+    /// The model these handles record for.
+    pub fn model(&self) -> &str {
+        &self.model
+    }
+
+    /// Records one finished call to this model: its outcome and duration.
+    pub fn request(&self, outcome: Outcome, duration: Duration) {
+        self.requests[outcome_index(outcome)].increment(1);
+        self.duration.record(duration.as_secs_f64());
+    }
+
+    /// Records the router's own time around one call (everything but the upstream wait).
+    pub fn overhead(&self, duration: Duration) {
+        self.overhead.record(duration.as_secs_f64());
+    }
+
+    /// Records one HTTP attempt sent to this model.
+    pub fn attempt(&self) {
+        self.attempts.increment(1);
+    }
+
+    /// Records one retry of this model, and why.
+    pub fn retry(&self, reason: RetryReason) {
+        self.retries[reason.index()].increment(1);
+    }
+
+    /// Counts a call in flight until the returned guard is dropped (also on cancellation).
+    pub fn in_flight(&self) -> InFlightGuard {
+        self.in_flight.increment(1.0);
+        InFlightGuard {
+            gauge: self.in_flight.clone(),
+        }
+    }
+}
+
+impl fmt::Debug for ModelMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("ModelMetrics")
+            .field("model", &self.model)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Keeps a model's in-flight gauge raised; lowers it when dropped.
+#[must_use = "the call counts as in flight only while the guard is held"]
+pub struct InFlightGuard {
+    gauge: Gauge,
+}
+
+impl Drop for InFlightGuard {
+    fn drop(&mut self) {
+        self.gauge.decrement(1.0);
+    }
+}
+
+impl fmt::Debug for InFlightGuard {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("InFlightGuard").finish_non_exhaustive()
+    }
+}
+
+/// Records a fallback from model `from` to model `to`, after `from` ended with `reason`.
+pub fn fallback(from: &str, to: &str, reason: Outcome) {
+    metrics::counter!(
+        FALLBACKS_TOTAL,
+        LABEL_FROM => from.to_owned(),
+        LABEL_TO => to.to_owned(),
+        LABEL_REASON => reason.as_str()
+    )
+    .increment(1);
+}
+
+/// Records how long a call waited for a concurrency-limiter slot.
+pub fn limiter_wait(duration: Duration) {
+    metrics::histogram!(LIMITER_WAIT_SECONDS).record(duration.as_secs_f64());
+}
+
+/// Records one OAuth token refresh and whether it succeeded.
+pub fn token_refresh(success: bool) {
+    if success {
+        metrics::counter!(TOKEN_REFRESHES_TOTAL, LABEL_RESULT => "success").increment(1);
+    } else {
+        metrics::counter!(TOKEN_REFRESHES_TOTAL, LABEL_RESULT => "failure").increment(1);
+    }
+}
+
+/// Records one audit event (the sinks in this crate record their own).
+pub fn audit_event(event: AuditEvent) {
+    audit_counter(event).increment(1);
+}
+
+fn audit_counter(event: AuditEvent) -> Counter {
+    match event {
+        AuditEvent::Written => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "written"),
+        AuditEvent::Delivered => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "delivered"),
+        AuditEvent::Spooled => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "spooled"),
+        AuditEvent::Replayed => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "replayed"),
+        AuditEvent::Dropped => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "dropped"),
+        AuditEvent::Retried => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "retried"),
+    }
+}
+
+/// Cached audit counters, bound to the recorder current when the sink was built.
+#[derive(Clone)]
+pub(crate) struct AuditCounters {
+    by_event: [Counter; AuditEvent::ALL.len()],
+}
+
+impl AuditCounters {
+    pub(crate) fn new() -> Self {
+        Self {
+            by_event: AuditEvent::ALL.map(audit_counter),
+        }
+    }
+
+    pub(crate) fn add(&self, event: AuditEvent, n: u64) {
+        if n > 0 {
+            self.by_event[event.index()].increment(n);
+        }
+    }
+}
+
+impl fmt::Debug for AuditCounters {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("AuditCounters").finish_non_exhaustive()
+    }
+}
