@@ -1,5 +1,6 @@
 //! Shared helpers for the end-to-end tests in this folder (each `*.rs` beside this
-//! file is one test binary, declared in `Cargo.toml`).
+//! file is one test binary, declared in `Cargo.toml`): a simulator plus a router wired to
+//! it with the simulator's credentials.
 //!
 //! ```
 //! assert!(gateway_tests::repo_root().join("Cargo.toml").exists());
@@ -7,10 +8,29 @@
 
 use std::path::{Path, PathBuf};
 
+use gateway_auth::Credentials;
+use gateway_model::{EnvironmentConfig, RouterConfig};
+use gateway_router::{Router, RouterBuilder};
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SimHandle};
+
 /// The repository root (the folder holding the workspace `Cargo.toml`).
 pub fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .parent()
         .expect("tests/ sits in the repository root")
         .to_path_buf()
+}
+
+/// A config pointing at `sim`, with fast retries and no routes yet.
+pub fn config_for(sim: &SimHandle) -> RouterConfig {
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()));
+    config.retry.base_delay_ms = 10;
+    config.retry.max_delay_ms = 100;
+    config.audit.enabled = false;
+    config
+}
+
+/// A router builder for `config` that logs in with the simulator's client.
+pub fn router_for(config: RouterConfig) -> RouterBuilder {
+    Router::builder(config).credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
 }

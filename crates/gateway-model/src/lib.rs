@@ -45,6 +45,7 @@ mod open_enum;
 mod payload;
 mod region;
 mod response;
+mod route;
 mod safety;
 pub mod schema;
 mod tuning;
@@ -72,6 +73,7 @@ pub use payload::{
 };
 pub use region::{REGIONS, Region};
 pub use response::{FinishReason, GatewayResponse, Usage};
+pub use route::{MAX_STICKY_KEY_CHARS, RouteOutcome, RouteRequest};
 pub use safety::{SafetyFilter, SafetyReport, SafetyVerdict};
 pub use schema::{FormatCheck, payload_format};
 pub use tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning};

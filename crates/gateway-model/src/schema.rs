@@ -16,7 +16,8 @@ use serde::de::DeserializeOwned;
 use crate::validation::{Rule, Validate, ValidationErrors, Violation, from_json_value};
 use crate::{
     AuditEntry, ErrorBody, GatewayPayload, GatewayResponse, Metadata, ModelEntity,
-    ModelEntityListing, Parameters, RouterConfig, SafetyFilter, TemperatureMatrix, Tuning,
+    ModelEntityListing, Parameters, RouteOutcome, RouteRequest, RouterConfig, SafetyFilter,
+    TemperatureMatrix, Tuning,
 };
 
 /// One exported schema: its file stem and how to generate it.
@@ -58,6 +59,8 @@ pub const SCHEMAS: &[SchemaEntry] = &[
     entry_for::<ModelEntityListing>("model-entity-listing"),
     entry_for::<AuditEntry>("audit-entry"),
     entry_for::<RouterConfig>("router-config"),
+    entry_for::<RouteRequest>("route-request"),
+    entry_for::<RouteOutcome>("route-outcome"),
 ];
 
 const fn entry_for<T: JsonSchema + DeserializeOwned + Validate>(name: &'static str) -> SchemaEntry {

@@ -67,6 +67,7 @@
 
 pub mod audit;
 mod exporter;
+pub mod exposition;
 mod latency_histogram;
 pub mod metric_names;
 mod recording;

@@ -2,8 +2,6 @@
 
 #[path = "support/entries.rs"]
 mod entries;
-#[path = "support/exposition.rs"]
-mod exposition;
 
 use std::collections::BTreeMap;
 use std::time::Duration;
@@ -19,7 +17,7 @@ use gateway_telemetry::{
     RetryReason, audit_event, fallback, limiter_wait, token_refresh,
 };
 
-use exposition::{Series, parse, series};
+use gateway_telemetry::exposition::{Series, parse, series};
 
 /// The series a Prometheus histogram renders for `values` (at most two values, or
 /// binary-exact ones, so the float sum is the same in any order).
@@ -94,7 +92,7 @@ fn record_known_sequence(metrics: &LocalMetrics, dir: &std::path::Path) -> InFli
         // The call's guard is alive while its future is suspended...
         let text = metrics.render();
         assert_eq!(
-            parse(&text)[&series(IN_FLIGHT_REQUESTS, &[("model", "model-a")])],
+            parse(&text).unwrap()[&series(IN_FLIGHT_REQUESTS, &[("model", "model-a")])],
             1.0
         );
         // ...and released when the future is dropped (cancellation).
@@ -225,7 +223,7 @@ fn rendered_text_holds_exactly_the_recorded_values() {
     let held = record_known_sequence(&metrics, dir.path());
     let expected = expected_series();
     let text = metrics.render();
-    let actual = parse(&text);
+    let actual = parse(&text).unwrap();
     let missing: Vec<_> = expected
         .iter()
         .filter(|(k, v)| actual.get(*k) != Some(*v))

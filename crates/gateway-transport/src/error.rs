@@ -171,6 +171,13 @@ impl fmt::Display for TransportError {
     }
 }
 
+impl From<ErrorKind> for TransportError {
+    /// A failure before any attempt (setup, URL, headers).
+    fn from(kind: ErrorKind) -> Self {
+        Self::new(kind, CallStats::default())
+    }
+}
+
 impl TransportError {
     pub(crate) fn new(kind: ErrorKind, stats: CallStats) -> Self {
         Self(Box::new(Failure { kind, stats }))

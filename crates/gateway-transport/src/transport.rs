@@ -126,6 +126,9 @@ pub struct Call {
     /// A deadline for this call, replacing the configured one (a router passes the
     /// remaining time of a whole fallback chain).
     pub deadline: Option<Instant>,
+    /// A cap on `Retry-After` for this call, replacing the policy's (a router with a
+    /// fallback at hand would rather fail over than wait long).
+    pub max_retry_after: Option<Duration>,
 }
 
 impl Call {
@@ -138,6 +141,7 @@ impl Call {
             request_id: request_id.into(),
             correlation_id: None,
             deadline: None,
+            max_retry_after: None,
         }
     }
 
@@ -161,6 +165,13 @@ impl Call {
     #[must_use]
     pub fn deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the `Retry-After` cap for this call.
+    #[must_use]
+    pub fn max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = Some(cap);
         self
     }
 }
@@ -435,12 +446,11 @@ impl Transport {
                     failure,
                 } => {
                     let remaining = deadline.saturating_duration_since(Instant::now());
-                    let wait = inner.config.retry.wait(
-                        stats.attempts,
-                        retry_after,
-                        remaining,
-                        fastrand::f64(),
-                    );
+                    let mut policy = inner.config.retry;
+                    if let Some(cap) = call.max_retry_after {
+                        policy.max_retry_after = policy.max_retry_after.min(cap);
+                    }
+                    let wait = policy.wait(stats.attempts, retry_after, remaining, fastrand::f64());
                     let Wait::Sleep(wait) = wait else {
                         return Err(give_up(wait, failure));
                     };

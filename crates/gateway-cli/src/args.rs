@@ -1,0 +1,171 @@
+//! The command line.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand, ValueEnum};
+use gateway_model::Tuning;
+
+/// Routes LLM prompts to the Genesys Cloud AI Gateway: deterministic model selection,
+/// temperature tuning, fallback chains, metrics and an audit trail.
+#[derive(Debug, Parser)]
+#[command(name = "genesys-router", version, propagate_version = true)]
+pub struct Cli {
+    /// Log filter (tracing's `RUST_LOG` syntax), such as `info` or `gateway_router=debug`.
+    #[arg(
+        long,
+        global = true,
+        env = "GENESYS_ROUTER_LOG",
+        default_value = "warn"
+    )]
+    pub log: String,
+
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The commands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Route one prompt and print the answer.
+    Route(RouteArgs),
+    /// Run the router as an HTTP sidecar (`POST /v1/route`, `/metrics`, `/healthz`, `/readyz`).
+    Serve(ServeArgs),
+    /// Route a batch of prompts against the embedded simulator and summarise (no credentials needed).
+    Demo(DemoArgs),
+    /// Run the Genesys Cloud simulator on its own, for your own tests.
+    Sim(SimArgs),
+    /// Print or write the JSON Schemas.
+    Schema(SchemaArgs),
+    /// Validate a config file and print every problem with its path.
+    CheckConfig(CheckConfigArgs),
+}
+
+/// `route`.
+#[derive(Debug, clap::Args)]
+pub struct RouteArgs {
+    /// The config file (TOML).
+    #[arg(long, short, env = "GENESYS_ROUTER_CONFIG")]
+    pub config: PathBuf,
+    /// The route name.
+    #[arg(long, short)]
+    pub route: String,
+    /// The prompt; read from standard input when absent.
+    #[arg(long, short)]
+    pub prompt: Option<String>,
+    /// The tuning level.
+    #[arg(long, short, value_enum, default_value_t = TuningArg::Default)]
+    pub tuning: TuningArg,
+    /// The sticky key (a conversation id, say).
+    #[arg(long, short)]
+    pub key: Option<String>,
+    /// A metadata label, `key=value` (repeatable).
+    #[arg(long = "meta", value_parser = parse_label)]
+    pub metadata: Vec<(String, String)>,
+    /// Print the whole outcome as JSON instead of the answer text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `serve`.
+#[derive(Debug, clap::Args)]
+pub struct ServeArgs {
+    /// The config file (TOML).
+    #[arg(long, short, env = "GENESYS_ROUTER_CONFIG")]
+    pub config: PathBuf,
+    /// The address to listen on.
+    #[arg(long, short, default_value = "127.0.0.1:8787")]
+    pub listen: SocketAddr,
+    /// How long to let in-flight calls finish on shutdown, in seconds.
+    #[arg(long, default_value_t = 30)]
+    pub drain_secs: u64,
+}
+
+/// `demo`.
+#[derive(Debug, clap::Args)]
+pub struct DemoArgs {
+    /// Prompts to route.
+    #[arg(long, short = 'n', default_value_t = 300)]
+    pub requests: usize,
+    /// Calls in flight at once.
+    #[arg(long, short, default_value_t = 16)]
+    pub concurrency: usize,
+    /// Where the audit log and the metrics snapshot go.
+    #[arg(long, short, default_value = "genesys-router-demo")]
+    pub out: PathBuf,
+    /// The simulator's seed (the same seed gives the same run).
+    #[arg(long, default_value_t = 7)]
+    pub seed: u64,
+}
+
+/// `sim`.
+#[derive(Debug, clap::Args)]
+pub struct SimArgs {
+    /// The address to listen on.
+    #[arg(long, short, default_value = "127.0.0.1:8080")]
+    pub listen: SocketAddr,
+    /// The seed for random draws.
+    #[arg(long, default_value_t = 0x5EED)]
+    pub seed: u64,
+    /// An accepted OAuth client, `id:secret` (repeatable; default `sim-client:sim-secret`).
+    #[arg(long = "client", value_parser = parse_client)]
+    pub clients: Vec<(String, String)>,
+    /// Token lifetime in seconds.
+    #[arg(long, default_value_t = 86_400)]
+    pub token_lifetime_secs: u64,
+    /// The catalogue's model ids (comma-separated; default: the built-in four).
+    #[arg(long, value_delimiter = ',')]
+    pub models: Vec<String>,
+}
+
+/// `schema`.
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// The schema to print (such as `gateway-payload`); lists the names when absent.
+    pub name: Option<String>,
+    /// Write every schema to this directory instead.
+    #[arg(long, conflicts_with = "name")]
+    pub out: Option<PathBuf>,
+}
+
+/// `check-config`.
+#[derive(Debug, clap::Args)]
+pub struct CheckConfigArgs {
+    /// The config file (TOML).
+    pub file: PathBuf,
+}
+
+/// A tuning level on the command line.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum TuningArg {
+    /// Precise answers.
+    Low,
+    /// The route's everyday setting.
+    Default,
+    /// Creative answers.
+    High,
+}
+
+impl From<TuningArg> for Tuning {
+    fn from(t: TuningArg) -> Self {
+        match t {
+            TuningArg::Low => Tuning::Low,
+            TuningArg::Default => Tuning::Default,
+            TuningArg::High => Tuning::High,
+        }
+    }
+}
+
+fn parse_label(text: &str) -> Result<(String, String), String> {
+    text.split_once('=')
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+fn parse_client(text: &str) -> Result<(String, String), String> {
+    text.split_once(':')
+        .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
+        .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
+        .ok_or_else(|| "a client is id:secret".to_owned())
+}

@@ -1,0 +1,16 @@
+//! The `genesys-router` command line, as a library so its pieces can be tested in-process:
+//! the sidecar ([`sidecar::Sidecar`]), the demo ([`demo::run`]), and the small commands.
+//!
+//! ```
+//! use gateway_cli::args::Cli;
+//! use clap::Parser;
+//!
+//! let cli = Cli::try_parse_from(["genesys-router", "check-config", "examples/router.toml"]).unwrap();
+//! assert!(matches!(cli.command, gateway_cli::args::Command::CheckConfig(_)));
+//! ```
+
+pub mod args;
+pub mod commands;
+pub mod demo;
+pub mod report;
+pub mod sidecar;

@@ -1,0 +1,234 @@
+//! The real `genesys-router` binary: graceful shutdown under load loses no audit entry;
+//! `check-config` lists every problem; the demo routes everything and audits everything.
+
+use std::collections::HashSet;
+use std::io::{BufRead, BufReader};
+use std::process::{Command, Stdio};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_cli::demo::{DemoOptions, run};
+use gateway_model::RouteOutcome;
+use gateway_sim::{Behaviour, Latency, Sim};
+use gateway_telemetry::{LocalMetrics, read_jsonl};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+const BIN: &str = env!("CARGO_BIN_EXE_genesys-router");
+
+fn repo_file(path: &str) -> std::path::PathBuf {
+    std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../..")
+        .join(path)
+}
+
+/// Starts `genesys-router serve` on a free port; returns the child, its stderr, and the address.
+fn spawn_serve(
+    config: &std::path::Path,
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStderr>,
+    String,
+) {
+    let mut child = Command::new(BIN)
+        .args(["serve", "--config"])
+        .arg(config)
+        .args(["--listen", "127.0.0.1:0", "--drain-secs", "20"])
+        .env("GENESYS_CLIENT_ID", gateway_sim::DEFAULT_CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", gateway_sim::DEFAULT_CLIENT_SECRET)
+        .env_remove("GENESYS_REGION")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stderr = BufReader::new(child.stderr.take().unwrap());
+    let mut line = String::new();
+    stderr.read_line(&mut line).unwrap();
+    let addr = line
+        .split("http://")
+        .nth(1)
+        .and_then(|s| s.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no address in: {line}"))
+        .to_owned();
+    (child, stderr, addr)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 400.0 },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n[audit]\nfile = \"{}\"\nfsync = \"never\"\n",
+            sim.base_url(),
+            audit.display()
+        ),
+    )
+    .unwrap();
+
+    let (mut child, mut stderr, addr) = spawn_serve(&config);
+
+    // 40 calls in flight, then SIGTERM while every one waits on the gateway.
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let calls: Vec<_> = (0..40)
+        .map(|i| {
+            let (client, url) = (client.clone(), format!("http://{addr}/v1/route"));
+            tokio::spawn(async move {
+                let body = format!(r#"{{"route":"summarize","prompt":"call {i}"}}"#);
+                let response = client
+                    .request(
+                        Request::post(url)
+                            .body(Full::new(Bytes::from(body)))
+                            .unwrap(),
+                    )
+                    .await
+                    .unwrap();
+                let status = response.status();
+                (
+                    status,
+                    response.into_body().collect().await.unwrap().to_bytes(),
+                )
+            })
+        })
+        .collect();
+    let started = tokio::time::Instant::now();
+    while sim.counters().prompts_in_flight < 40 {
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "the calls never reached the simulator"
+        );
+        tokio::task::yield_now().await;
+    }
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+
+    let mut audit_ids = HashSet::new();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "in-flight calls finish during the drain: {}",
+            String::from_utf8_lossy(&body)
+        );
+        let outcome: RouteOutcome = serde_json::from_slice(&body).unwrap();
+        audit_ids.insert(outcome.audit_id);
+    }
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(exit.success(), "{exit}");
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(
+        rest.contains("shutting down") && rest.contains("stopped"),
+        "{rest}"
+    );
+
+    let entries = read_jsonl(&audit).unwrap().entries;
+    assert_eq!(entries.len(), 40);
+    let written: HashSet<_> = entries.iter().map(|e| e.id).collect();
+    assert_eq!(
+        written, audit_ids,
+        "every answered call has its audit entry"
+    );
+}
+
+#[test]
+fn check_config_accepts_the_example_and_lists_every_problem_of_a_bad_file() {
+    let ok = Command::new(BIN)
+        .arg("check-config")
+        .arg(repo_file("examples/router.toml"))
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&ok.stdout);
+    assert!(ok.status.success(), "{stdout}");
+    assert!(
+        stdout.contains("ok (3 routes: classify, reply, summarize"),
+        "{stdout}"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[environment]\nregion = \"moon-1\"\n[routes.a]\nmodel = \"m\"\nfallbacks = [\"m\"]\ntemperature = { low = 1.5, default = 0.5, high = 3.0 }\n",
+    )
+    .unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .env_remove("GENESYS_REGION")
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for path in [
+        "/environment/region",
+        "/routes/a/fallbacks/0",
+        "/routes/a/temperature/high",
+    ] {
+        assert!(stdout.contains(path), "{path} missing from:\n{stdout}");
+    }
+    assert!(stdout.contains("3 problems"), "{stdout}");
+}
+
+#[test]
+fn schema_prints_one_schema_or_lists_them() {
+    let out = Command::new(BIN)
+        .args(["schema", "gateway-payload"])
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let printed = String::from_utf8(out.stdout).unwrap();
+    let committed =
+        std::fs::read_to_string(repo_file("schemas/gateway-payload.schema.json")).unwrap();
+    assert_eq!(printed, committed);
+    let out = Command::new(BIN).args(["schema", "nope"]).output().unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("known: gateway-payload"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_answers_and_audits_every_prompt() {
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = LocalMetrics::new();
+    let options = DemoOptions {
+        requests: 90,
+        concurrency: 8,
+        out: dir.path().to_owned(),
+        seed: 7,
+        progress: false,
+    };
+    let report = run(&options, metrics.handle()).await.unwrap();
+    assert_eq!(report.answered, 90, "{:?}", report.failed);
+    assert_eq!(report.audit_entries, 90);
+    assert_eq!(report.token_requests, 1);
+    assert!(
+        report.prompt_requests > 90,
+        "the scripted 429s, 503s and policy violations cost extra attempts"
+    );
+    assert!(
+        report.summary.contains("model-fallback-3"),
+        "{}",
+        report.summary
+    );
+    assert!(report.metrics_file.exists());
+}

@@ -1,0 +1,230 @@
+//! The sidecar in-process: concurrent clients, typed 4xx naming the field, health,
+//! readiness and metrics endpoints.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_auth::Credentials;
+use gateway_cli::sidecar::Sidecar;
+use gateway_model::{EnvironmentConfig, RouteConfig, RouteOutcome, RouterConfig};
+use gateway_router::Router;
+use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, Sim, SimHandle};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+async fn sidecar(sim: &SimHandle) -> Sidecar {
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url())).with_route(
+        "summarize",
+        RouteConfig {
+            fallbacks: vec!["model-fallback-3".into()],
+            ..RouteConfig::to_model("model-gen-4")
+        },
+    );
+    config.audit.enabled = false;
+    let router = Router::builder(config)
+        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+        .build()
+        .await
+        .unwrap();
+    let metrics = gateway_telemetry::LocalMetrics::new();
+    Sidecar::start(
+        router,
+        Some(metrics.handle().clone()),
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
+async fn send(
+    client: &Client<HttpConnector, Full<Bytes>>,
+    method: Method,
+    url: String,
+    body: &str,
+) -> (StatusCode, Bytes) {
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let status = response.status();
+    (
+        status,
+        response.into_body().collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_sidecar_answers_concurrent_clients() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 20.0 },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let sidecar = sidecar(&sim).await;
+    let url = format!("http://{}/v1/route", sidecar.addr());
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+
+    let calls: Vec<_> = (0..64)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                let body = json!({"route": "summarize", "prompt": format!("call {i}"), "stickyKey": format!("c-{i}")}).to_string();
+                send(&client, Method::POST, url, &body).await
+            })
+        })
+        .collect();
+    let mut ids = std::collections::HashSet::new();
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+        let outcome: RouteOutcome = serde_json::from_slice(&body).unwrap();
+        assert_eq!(outcome.served_model.as_str(), "model-gen-4");
+        ids.insert(outcome.correlation_id);
+    }
+    assert_eq!(ids.len(), 64);
+    assert!(
+        sim.counters().max_prompts_in_flight > 1,
+        "the calls ran concurrently"
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_typed_4xx_naming_the_field() {
+    let sim = Sim::builder().start().await.unwrap();
+    let sidecar = sidecar(&sim).await;
+    let url = format!("http://{}/v1/route", sidecar.addr());
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+
+    let cases = [
+        (r#"{"route": 5, "prompt": "hi"}"#, "/route"),
+        (
+            r#"{"route": "summarize", "prompt": "hi", "tuning": "medium"}"#,
+            "/tuning",
+        ),
+        (r#"{"route": "summarize", "prompt": ""}"#, "/prompt"),
+        (
+            r#"{"route": "summarize", "prompt": "hi", "colour": "red"}"#,
+            "/colour",
+        ),
+        (r#"{"route": "summarize""#, ""),
+    ];
+    for (body, field) in cases {
+        let (status, answer) = send(&client, Method::POST, url.clone(), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let error: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(error["code"], "router.invalid.request");
+        assert_eq!(error["status"], 400);
+        assert_eq!(error["details"][0]["fieldName"], field, "{body}: {error}");
+    }
+    let (_, answer) = send(
+        &client,
+        Method::POST,
+        url.clone(),
+        r#"{"route": "summarize", "prompt": "hi", "colour": "red"}"#,
+    )
+    .await;
+    assert!(
+        String::from_utf8_lossy(&answer).contains("colour"),
+        "the unknown field is named"
+    );
+
+    let (status, answer) = send(
+        &client,
+        Method::POST,
+        url.clone(),
+        r#"{"route": "nope", "prompt": "hi"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(
+        serde_json::from_slice::<Value>(&answer).unwrap()["code"],
+        "router.unknown.route"
+    );
+    assert_eq!(
+        sim.counters().prompt_requests,
+        0,
+        "nothing bad reached the gateway"
+    );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn health_readiness_and_metrics() {
+    let sim = Sim::builder().start().await.unwrap();
+    let sidecar = sidecar(&sim).await;
+    let base = format!("http://{}", sidecar.addr());
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+
+    assert_eq!(
+        send(&client, Method::GET, format!("{base}/healthz"), "")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body) = send(&client, Method::GET, format!("{base}/readyz"), "").await;
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(
+        send(&client, Method::GET, format!("{base}/metrics"), "")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    assert_eq!(
+        send(&client, Method::DELETE, format!("{base}/v1/route"), "")
+            .await
+            .0,
+        StatusCode::METHOD_NOT_ALLOWED
+    );
+
+    sidecar.shutdown().await;
+
+    // With credentials the login service refuses, the sidecar runs but is not ready.
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
+        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
+    config.audit.enabled = false;
+    let router = Router::builder(config)
+        .credentials(Credentials::new("someone", "wrong"))
+        .build()
+        .await
+        .unwrap();
+    let sidecar = Sidecar::start(
+        router,
+        None,
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let base = format!("http://{}", sidecar.addr());
+    assert_eq!(
+        send(&client, Method::GET, format!("{base}/healthz"), "")
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let (status, body) = send(&client, Method::GET, format!("{base}/readyz"), "").await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["token"]
+            .as_str()
+            .unwrap()
+            .contains("`someone` was rejected"),
+        "{body}"
+    );
+    sidecar.shutdown().await;
+}

@@ -1,0 +1,149 @@
+//! What a caller asks the router for, and what it gets back: the library's `route()`
+//! types, also the JSON of the sidecar's `POST /v1/route`.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use uuid::Uuid;
+
+use crate::audit::ModelAttempt;
+use crate::model_id::ModelId;
+use crate::payload::{MAX_PROMPT_CHARS, Metadata};
+use crate::response::GatewayResponse;
+use crate::tuning::Tuning;
+use crate::validation::{Location, Validate, Violations};
+
+/// Longest sticky key, in characters.
+pub const MAX_STICKY_KEY_CHARS: usize = 256;
+
+/// One prompt to route: which route, the prompt, how creative, and what keeps the model
+/// choice sticky.
+///
+/// ```
+/// use gateway_model::{RouteRequest, Tuning};
+///
+/// let request = RouteRequest::new("summarize", "Summarize this transcript")
+///     .tuning(Tuning::Low)
+///     .sticky_key("conversation-7f3a")
+///     .metadata("queue", "billing");
+/// assert_eq!(request.sticky_key.as_deref(), Some("conversation-7f3a"));
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct RouteRequest {
+    /// The route name, as configured.
+    #[schemars(length(min = 1, max = 64))]
+    pub route: String,
+    /// The prompt text: 1 to 8000 characters.
+    #[schemars(length(min = 1, max = 8000))]
+    pub prompt: String,
+    /// The tuning level that picks the temperature (default `default`).
+    #[serde(default)]
+    pub tuning: Tuning,
+    /// A key such as the conversation id: the same key always gets the same model of a
+    /// weighted split. Without one, the prompt text is the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(length(min = 1, max = 256))]
+    pub sticky_key: Option<String>,
+    /// Labels added to the payload's metadata (and the audit entry).
+    #[serde(default, skip_serializing_if = "Metadata::is_empty")]
+    pub metadata: Metadata,
+}
+
+impl RouteRequest {
+    /// A request for `route` with `prompt`, default tuning, no sticky key.
+    pub fn new(route: impl Into<String>, prompt: impl Into<String>) -> Self {
+        Self {
+            route: route.into(),
+            prompt: prompt.into(),
+            tuning: Tuning::Default,
+            sticky_key: None,
+            metadata: Metadata::new(),
+        }
+    }
+
+    /// Sets the tuning level.
+    #[must_use]
+    pub fn tuning(mut self, tuning: Tuning) -> Self {
+        self.tuning = tuning;
+        self
+    }
+
+    /// Sets the sticky key.
+    #[must_use]
+    pub fn sticky_key(mut self, key: impl Into<String>) -> Self {
+        self.sticky_key = Some(key.into());
+        self
+    }
+
+    /// Adds a metadata label.
+    #[must_use]
+    pub fn metadata(mut self, key: impl Into<String>, value: impl Into<String>) -> Self {
+        self.metadata.insert(key, value);
+        self
+    }
+}
+
+impl Validate for RouteRequest {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        out.check_chars(&at.key("route"), &self.route, 1, 64);
+        out.check_chars(&at.key("prompt"), &self.prompt, 1, MAX_PROMPT_CHARS);
+        if let Some(key) = &self.sticky_key {
+            out.check_chars(&at.key("stickyKey"), key, 1, MAX_STICKY_KEY_CHARS);
+        }
+        self.metadata.collect_violations(&at.key("metadata"), out);
+    }
+}
+
+/// What a routed call produced: the answer, which model gave it, and how it got there.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct RouteOutcome {
+    /// The route used.
+    pub route: String,
+    /// The gateway's answer.
+    pub response: GatewayResponse,
+    /// The model selection chose first.
+    pub requested_model: ModelId,
+    /// The model that answered (as the gateway reports it).
+    #[schemars(with = "String")]
+    pub served_model: ModelId,
+    /// HTTP attempts across every model tried.
+    pub attempts: u32,
+    /// Fallback models tried after the first.
+    pub fallbacks_used: u32,
+    /// Every model tried, in order, the one that answered last.
+    pub models_tried: Vec<ModelAttempt>,
+    /// Time from the call's start to its answer, in microseconds.
+    pub latency_us: u64,
+    /// The `X-Correlation-Id` shared by every model tried.
+    pub correlation_id: String,
+    /// The `X-Genesys-Request-Id` of the model that answered.
+    pub request_id: String,
+    /// The id of the audit entry written for this call.
+    pub audit_id: Uuid,
+}
+
+impl Validate for RouteOutcome {
+    fn collect_violations(&self, _: &Location<'_>, _: &mut Violations) {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn requests_read_camel_case_with_defaults() {
+        let r: RouteRequest =
+            serde_json::from_str(r#"{"route":"summarize","prompt":"hi","stickyKey":"c-1"}"#)
+                .unwrap();
+        assert_eq!(r.tuning, Tuning::Default);
+        assert_eq!(r.sticky_key.as_deref(), Some("c-1"));
+        r.validate().unwrap();
+        let err =
+            crate::from_json_slice::<RouteRequest>(br#"{"route":"s","prompt":"hi","colour":1}"#)
+                .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+        let err = RouteRequest::new("", "").validate().unwrap_err();
+        assert!(err.has_path("/route") && err.has_path("/prompt"));
+    }
+}

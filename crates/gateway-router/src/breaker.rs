@@ -1,0 +1,253 @@
+//! A circuit breaker per model, so a dead model is skipped at once instead of being
+//! retried by every call.
+//!
+//! Closed → (consecutive failures reach the threshold) → Open → (cooldown passes) →
+//! Half-open: one probe call goes through; its success closes the circuit, its failure
+//! opens it again. A long `Retry-After` opens the circuit for that long ("cooling down"),
+//! so other calls go straight to a fallback instead of each waiting.
+
+use std::sync::{Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use tokio::time::Instant;
+
+/// The breaker's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; this many have failed in a row.
+    Closed {
+        /// Consecutive failures so far.
+        failures: u32,
+    },
+    /// Calls are refused until then.
+    Open {
+        /// When a probe may go through.
+        until: Instant,
+    },
+    /// One probe may go through; others are refused while it is out.
+    HalfOpen {
+        /// Whether the probe is out.
+        probing: bool,
+    },
+}
+
+/// Whether a call may go to the model.
+#[derive(Debug)]
+#[must_use]
+pub enum Admission<'a> {
+    /// Go ahead (the circuit is closed).
+    Allowed,
+    /// Go ahead as the one probe; report its result through the guard.
+    Probe(ProbeGuard<'a>),
+    /// Skip the model: its circuit is open (or a probe is already out).
+    Rejected {
+        /// Time until a probe may go through, if known.
+        retry_in: Option<Duration>,
+    },
+}
+
+/// The probe's slot; dropping it unreported (a cancelled call) lets another probe go.
+#[derive(Debug)]
+pub struct ProbeGuard<'a> {
+    breaker: &'a CircuitBreaker,
+    reported: bool,
+}
+
+impl ProbeGuard<'_> {
+    /// The probe succeeded: close the circuit.
+    pub fn success(mut self) {
+        self.reported = true;
+        self.breaker.record_success();
+    }
+
+    /// The probe failed: open the circuit again.
+    pub fn failure(mut self) {
+        self.reported = true;
+        self.breaker.record_failure();
+    }
+
+    /// The probe ended without telling anything about the model's health (a client
+    /// error, say): let the next call probe.
+    pub fn neutral(mut self) {
+        self.reported = true;
+        self.breaker.release_probe();
+    }
+}
+
+impl Drop for ProbeGuard<'_> {
+    fn drop(&mut self) {
+        if !self.reported {
+            self.breaker.release_probe();
+        }
+    }
+}
+
+/// One model's circuit breaker.
+///
+/// ```
+/// use std::time::Duration;
+/// use gateway_router::{Admission, CircuitBreaker};
+///
+/// # tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap().block_on(async {
+/// let breaker = CircuitBreaker::new(2, Duration::from_secs(30));
+/// breaker.record_failure();
+/// breaker.record_failure();
+/// assert!(matches!(breaker.admit(), Admission::Rejected { .. }));
+/// # });
+/// ```
+#[derive(Debug)]
+pub struct CircuitBreaker {
+    threshold: u32,
+    cooldown: Duration,
+    state: Mutex<BreakerState>,
+}
+
+impl CircuitBreaker {
+    /// Opens after `threshold` consecutive failures, for `cooldown`.
+    pub fn new(threshold: u32, cooldown: Duration) -> Self {
+        Self {
+            threshold: threshold.max(1),
+            cooldown,
+            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BreakerState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The state now.
+    pub fn state(&self) -> BreakerState {
+        *self.lock()
+    }
+
+    /// Whether a call may go to the model now.
+    pub fn admit(&self) -> Admission<'_> {
+        let mut state = self.lock();
+        match *state {
+            BreakerState::Closed { .. } => Admission::Allowed,
+            BreakerState::Open { until } => {
+                let now = Instant::now();
+                if now >= until {
+                    *state = BreakerState::HalfOpen { probing: true };
+                    Admission::Probe(ProbeGuard {
+                        breaker: self,
+                        reported: false,
+                    })
+                } else {
+                    Admission::Rejected {
+                        retry_in: Some(until - now),
+                    }
+                }
+            }
+            BreakerState::HalfOpen { probing: false } => {
+                *state = BreakerState::HalfOpen { probing: true };
+                Admission::Probe(ProbeGuard {
+                    breaker: self,
+                    reported: false,
+                })
+            }
+            BreakerState::HalfOpen { probing: true } => Admission::Rejected { retry_in: None },
+        }
+    }
+
+    /// A call succeeded: close the circuit.
+    pub fn record_success(&self) {
+        *self.lock() = BreakerState::Closed { failures: 0 };
+    }
+
+    /// A call failed in a way that says the model is unhealthy.
+    pub fn record_failure(&self) {
+        let mut state = self.lock();
+        *state = match *state {
+            BreakerState::Closed { failures } if failures + 1 < self.threshold => {
+                BreakerState::Closed {
+                    failures: failures + 1,
+                }
+            }
+            BreakerState::Open { until } => BreakerState::Open {
+                until: until.max(Instant::now() + self.cooldown),
+            },
+            _ => BreakerState::Open {
+                until: Instant::now() + self.cooldown,
+            },
+        };
+    }
+
+    /// Opens the circuit for `wait` (a long `Retry-After`), unless it is open longer already.
+    pub fn cool_down(&self, wait: Duration) {
+        let mut state = self.lock();
+        let until = Instant::now() + wait;
+        *state = match *state {
+            BreakerState::Open { until: current } if current >= until => {
+                BreakerState::Open { until: current }
+            }
+            _ => BreakerState::Open { until },
+        };
+    }
+
+    fn release_probe(&self) {
+        let mut state = self.lock();
+        if let BreakerState::HalfOpen { .. } = *state {
+            *state = BreakerState::HalfOpen { probing: false };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn opens_half_opens_and_closes() {
+        let b = CircuitBreaker::new(3, Duration::from_secs(10));
+        b.record_failure();
+        b.record_failure();
+        assert!(matches!(b.admit(), Admission::Allowed));
+        b.record_failure();
+        assert!(
+            matches!(b.admit(), Admission::Rejected { retry_in: Some(d) } if d == Duration::from_secs(10))
+        );
+
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let Admission::Probe(probe) = b.admit() else {
+            panic!("a probe after the cooldown")
+        };
+        assert!(
+            matches!(b.admit(), Admission::Rejected { retry_in: None }),
+            "one probe at a time"
+        );
+        probe.success();
+        assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_failed_probe_reopens_and_a_dropped_probe_frees_the_slot() {
+        let b = CircuitBreaker::new(1, Duration::from_secs(5));
+        b.record_failure();
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let Admission::Probe(probe) = b.admit() else {
+            panic!()
+        };
+        probe.failure();
+        assert!(matches!(b.admit(), Admission::Rejected { .. }));
+
+        tokio::time::advance(Duration::from_secs(5)).await;
+        let Admission::Probe(probe) = b.admit() else {
+            panic!()
+        };
+        drop(probe); // a cancelled call
+        assert!(matches!(b.admit(), Admission::Probe(_)));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_cool_down_opens_for_its_length() {
+        let b = CircuitBreaker::new(5, Duration::from_secs(1));
+        b.cool_down(Duration::from_secs(60));
+        b.record_failure(); // does not shorten the cool-down
+        tokio::time::advance(Duration::from_secs(30)).await;
+        assert!(
+            matches!(b.admit(), Admission::Rejected { retry_in: Some(d) } if d == Duration::from_secs(30))
+        );
+    }
+}

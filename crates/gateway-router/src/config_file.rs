@@ -1,0 +1,105 @@
+//! Reading a `RouterConfig` from a TOML file, with env overrides for the region.
+
+use std::path::{Path, PathBuf};
+
+use gateway_auth::ENV_REGION;
+use gateway_model::{RouterConfig, Validate, ValidationErrors};
+
+/// Why a config file could not be used.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file could not be read.
+    #[error("cannot read the config file {path}: {source}")]
+    Read {
+        /// The file.
+        path: PathBuf,
+        /// The OS error.
+        source: std::io::Error,
+    },
+    /// The file is not a valid configuration; every problem is listed with its path.
+    #[error("{path} is not a valid router configuration: {errors}")]
+    Invalid {
+        /// The file.
+        path: PathBuf,
+        /// Every violation, with its path in the document.
+        errors: ValidationErrors,
+    },
+}
+
+/// Reads, parses and validates a TOML config, then applies env overrides
+/// (`GENESYS_REGION` replaces the environment's region or explicit hosts).
+pub fn load_config(path: &Path) -> Result<RouterConfig, ConfigError> {
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+        path: path.to_owned(),
+        source,
+    })?;
+    let mut config = RouterConfig::from_toml_str(&text).map_err(|errors| ConfigError::Invalid {
+        path: path.to_owned(),
+        errors,
+    })?;
+    apply_env_overrides(&mut config, |name| std::env::var(name).ok());
+    config.validate().map_err(|errors| ConfigError::Invalid {
+        path: path.to_owned(),
+        errors,
+    })?;
+    Ok(config)
+}
+
+/// Applies env overrides read through `lookup`: a non-empty `GENESYS_REGION` sets the
+/// region and drops explicit hosts. Secrets are never in the config: they are read from
+/// the env vars the config names, when the token source is built.
+pub fn apply_env_overrides(config: &mut RouterConfig, lookup: impl Fn(&str) -> Option<String>) {
+    if let Some(region) = lookup(ENV_REGION)
+        .map(|r| r.trim().to_owned())
+        .filter(|r| !r.is_empty())
+    {
+        config.environment.region = Some(region);
+        config.environment.api_base = None;
+        config.environment.login_base = None;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn region_env_replaces_explicit_hosts() {
+        let mut config = RouterConfig::from_toml_str(
+            "[environment]\napi_base = \"http://127.0.0.1:9\"\n[routes.a]\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        apply_env_overrides(&mut config, |n| {
+            (n == "GENESYS_REGION").then(|| "eu-west-1".to_owned())
+        });
+        assert_eq!(
+            config.environment.resolve().unwrap().api_base,
+            "https://api.mypurecloud.ie"
+        );
+        apply_env_overrides(&mut config, |_| Some(" ".into()));
+        assert_eq!(config.environment.region.as_deref(), Some("eu-west-1"));
+    }
+
+    #[test]
+    fn errors_name_the_file_and_every_problem() {
+        let dir = std::env::temp_dir().join(format!("router-config-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("bad.toml");
+        std::fs::write(
+            &path,
+            "[environment]\nregion = \"moon\"\n[routes.a]\nmodel = \"bad id\"\n",
+        )
+        .unwrap();
+        let err = load_config(&path).unwrap_err().to_string();
+        assert!(
+            err.contains("bad.toml")
+                && err.contains("/environment/region")
+                && err.contains("/routes/a/model"),
+            "{err}"
+        );
+        let missing = load_config(&dir.join("nope.toml")).unwrap_err().to_string();
+        assert!(missing.contains("nope.toml"), "{missing}");
+        std::fs::remove_dir_all(dir).unwrap();
+    }
+}

@@ -1,0 +1,191 @@
+//! Why a routed call failed, with the trace of what was tried.
+
+use std::fmt;
+use std::time::Duration;
+
+use gateway_model::{ModelAttempt, ModelId, Outcome, ValidationErrors};
+use uuid::Uuid;
+
+/// What a failed call tried before giving up.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CallTrace {
+    /// The route.
+    pub route: String,
+    /// The `X-Correlation-Id` every model was called with.
+    pub correlation_id: String,
+    /// The model selection chose first.
+    pub requested_model: ModelId,
+    /// Every model tried (or skipped), in order.
+    pub models_tried: Vec<ModelAttempt>,
+    /// Time from the call's start to its failure.
+    pub latency: Duration,
+    /// The audit entry written for the call, if one was written.
+    pub audit_id: Option<Uuid>,
+}
+
+/// The kind of failure.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RouteErrorKind {
+    /// No route has that name.
+    #[error("unknown route `{route}`; configured routes: {}", known.join(", "))]
+    UnknownRoute {
+        /// The name asked for.
+        route: String,
+        /// The configured names.
+        known: Vec<String>,
+    },
+    /// The request (or the payload built from it) breaks a rule; nothing was sent.
+    #[error("invalid request: {0}")]
+    Invalid(ValidationErrors),
+    /// The gateway refused the request as malformed or not processable (400, 413,
+    /// a 422 that is not a policy violation); another model would not help.
+    #[error("the gateway refused the request for `{model}` (HTTP {status}): {detail}")]
+    Refused {
+        /// The model called.
+        model: ModelId,
+        /// The HTTP status.
+        status: u16,
+        /// Genesys' `code: message (contextId …)`.
+        detail: String,
+    },
+    /// The access token was refused even after a refresh.
+    #[error("the access token was refused (HTTP 401) even after one refresh: {detail}")]
+    Unauthorized {
+        /// Genesys' `code: message (contextId …)`.
+        detail: String,
+    },
+    /// The OAuth client's roles do not allow the operation (403 that is not about the model).
+    #[error("the OAuth client's roles do not allow this operation (HTTP 403): {detail}")]
+    Forbidden {
+        /// Genesys' `code: message (contextId …)`.
+        detail: String,
+    },
+    /// No access token could be had.
+    #[error("no access token: {0}")]
+    Token(String),
+    /// No concurrency slot became free in time.
+    #[error("{0}")]
+    Overloaded(String),
+    /// Every model of the chain failed or was skipped.
+    #[error("every model of route `{route}` failed ({}); last failure: {last}", summary(.tried))]
+    Exhausted {
+        /// The route.
+        route: String,
+        /// Each model and how it ended.
+        tried: Vec<(ModelId, Outcome)>,
+        /// The last failure, described.
+        last: String,
+        /// The longest `Retry-After` seen, if models were rate limited.
+        retry_after: Option<Duration>,
+    },
+}
+
+fn summary(tried: &[(ModelId, Outcome)]) -> String {
+    tried
+        .iter()
+        .map(|(m, o)| format!("{m}: {o}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// A failed call: what went wrong and what was tried.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RouteError {
+    kind: RouteErrorKind,
+    trace: Option<Box<CallTrace>>,
+}
+
+impl fmt::Display for RouteError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.kind)?;
+        if let Some(trace) = &self.trace {
+            write!(f, " (correlation id {})", trace.correlation_id)?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for RouteError {}
+
+impl From<RouteErrorKind> for RouteError {
+    fn from(kind: RouteErrorKind) -> Self {
+        Self { kind, trace: None }
+    }
+}
+
+impl RouteError {
+    pub(crate) fn traced(kind: RouteErrorKind, trace: CallTrace) -> Self {
+        Self {
+            kind,
+            trace: Some(Box::new(trace)),
+        }
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> &RouteErrorKind {
+        &self.kind
+    }
+
+    /// What was tried, if anything was.
+    pub fn trace(&self) -> Option<&CallTrace> {
+        self.trace.as_deref()
+    }
+
+    /// The correlation id of the call, if it got that far.
+    pub fn correlation_id(&self) -> Option<&str> {
+        self.trace.as_ref().map(|t| t.correlation_id.as_str())
+    }
+
+    /// The validation errors, for an invalid request.
+    pub fn violations(&self) -> Option<&ValidationErrors> {
+        match &self.kind {
+            RouteErrorKind::Invalid(v) => Some(v),
+            _ => None,
+        }
+    }
+
+    /// The HTTP status a sidecar answers with for this failure.
+    pub fn http_status(&self) -> u16 {
+        match &self.kind {
+            RouteErrorKind::UnknownRoute { .. } => 404,
+            RouteErrorKind::Invalid(_) => 400,
+            RouteErrorKind::Refused { status, .. } if *status == 413 => 413,
+            RouteErrorKind::Refused { .. } => 422,
+            RouteErrorKind::Forbidden { .. } => 403,
+            RouteErrorKind::Unauthorized { .. } | RouteErrorKind::Token(_) => 502,
+            RouteErrorKind::Overloaded(_) => 503,
+            RouteErrorKind::Exhausted { tried, .. } => {
+                if !tried.is_empty() && tried.iter().all(|(_, o)| *o == Outcome::RateLimited) {
+                    429
+                } else if tried.iter().any(|(_, o)| *o == Outcome::Timeout) {
+                    504
+                } else {
+                    502
+                }
+            }
+        }
+    }
+
+    /// A stable machine-readable code for this failure.
+    pub fn code(&self) -> &'static str {
+        match &self.kind {
+            RouteErrorKind::UnknownRoute { .. } => "router.unknown.route",
+            RouteErrorKind::Invalid(_) => "router.invalid.request",
+            RouteErrorKind::Refused { .. } => "router.request.refused",
+            RouteErrorKind::Unauthorized { .. } => "router.unauthorized",
+            RouteErrorKind::Forbidden { .. } => "router.forbidden",
+            RouteErrorKind::Token(_) => "router.no.token",
+            RouteErrorKind::Overloaded(_) => "router.overloaded",
+            RouteErrorKind::Exhausted { .. } => "router.all.models.failed",
+        }
+    }
+
+    /// The longest `Retry-After` seen, for a call that failed on rate limits.
+    pub fn retry_after(&self) -> Option<Duration> {
+        match &self.kind {
+            RouteErrorKind::Exhausted { retry_after, .. } => *retry_after,
+            _ => None,
+        }
+    }
+}

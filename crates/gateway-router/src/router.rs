@@ -1,0 +1,972 @@
+//! The router: routes compiled from config, the call loop over the fallback chain, and
+//! the metrics and audit entry every call leaves behind.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_auth::{ClientCredentials, Credentials};
+use gateway_model::{
+    AuditEntry, ErrorBody, GatewayPayload, GatewayResponse, Metadata, ModelAttempt, ModelId,
+    Outcome, Parameters, RouteConfig, RouteOutcome, RouteRequest, RouterConfig, SafetyFilter,
+    TemperatureMatrix, Validate, ValidationErrors, payload_format,
+};
+use gateway_telemetry::{
+    AuditSink, FanOut, JsonlSink, ModelMetrics, PromptDigest, Stats, WebhookSecret, WebhookSink,
+};
+use gateway_transport::{
+    Call, CallStats, ErrorKind, RetryReason, TokenSource, Transport, TransportConfig,
+    TransportError,
+};
+use http::Uri;
+use tokio::time::Instant;
+
+use crate::breaker::{Admission, CircuitBreaker};
+use crate::catalogue::CatalogueCheck;
+use crate::error::{CallTrace, RouteError, RouteErrorKind};
+use crate::ids;
+use crate::selection::StickySelector;
+
+/// Why a router could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration breaks a rule.
+    #[error("invalid configuration: {0}")]
+    Config(ValidationErrors),
+    /// The transport could not be set up (TLS roots, base URL).
+    #[error("transport: {0}")]
+    Transport(TransportError),
+    /// The token source could not be set up (credentials, login URL).
+    #[error("authentication: {0}")]
+    Auth(#[from] gateway_auth::AuthError),
+    /// An audit sink could not be opened.
+    #[error("audit: {0}")]
+    Audit(String),
+    /// The configuration names models the gateway does not know.
+    #[error("the gateway's catalogue does not list {}: check the route configuration", unknown.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))]
+    UnknownModels {
+        /// The models not in the catalogue.
+        unknown: Vec<ModelId>,
+    },
+    /// The catalogue could not be read to check the models.
+    #[error("cannot check the models against the catalogue: {0}")]
+    Catalogue(String),
+}
+
+/// A route, compiled from its config.
+#[derive(Debug)]
+struct CompiledRoute {
+    selector: StickySelector,
+    fallbacks: Vec<ModelId>,
+    temperature: TemperatureMatrix,
+    max_tokens: u32,
+    top_p: f64,
+    safety_filters: Vec<SafetyFilter>,
+    metadata: Metadata,
+}
+
+impl CompiledRoute {
+    fn new(config: &RouteConfig) -> Self {
+        let selector = match &config.model {
+            Some(model) => StickySelector::single(model.clone()),
+            None => StickySelector::new(&config.split),
+        };
+        Self {
+            selector,
+            fallbacks: config.fallbacks.clone(),
+            temperature: config.temperature,
+            max_tokens: config.max_tokens,
+            top_p: config.top_p,
+            safety_filters: config.safety_filters.clone(),
+            metadata: config.metadata.clone(),
+        }
+    }
+
+    /// The chain for a call: the selected model, then the fallbacks that differ from it.
+    fn chain<'a>(&'a self, selected: &'a ModelId) -> Vec<&'a ModelId> {
+        let mut chain = Vec::with_capacity(1 + self.fallbacks.len());
+        chain.push(selected);
+        chain.extend(self.fallbacks.iter().filter(|m| *m != selected));
+        chain
+    }
+}
+
+/// Per-model state: metric handles and the circuit breaker.
+struct ModelState {
+    metrics: ModelMetrics,
+    breaker: CircuitBreaker,
+}
+
+pub(crate) struct Inner {
+    pub(crate) config: RouterConfig,
+    routes: HashMap<String, CompiledRoute>,
+    models: HashMap<ModelId, ModelState>,
+    pub(crate) transport: Transport,
+    prompts_uri: Uri,
+    pub(crate) models_uri: String,
+    pub(crate) tokens: Arc<dyn TokenSource>,
+    stats: Stats,
+    audit: Option<Arc<dyn AuditSink>>,
+    cool_down_after: Duration,
+    deadline: Duration,
+    pub(crate) catalogue: Mutex<Option<CatalogueCheck>>,
+}
+
+/// Routes prompts to the Genesys Cloud AI Gateway: picks a model (sticky on a key),
+/// tunes the temperature, validates, sends with retries, walks the fallback chain, and
+/// records metrics and one audit entry per call.
+///
+/// Cheap to clone; clones share everything.
+///
+/// ```no_run
+/// use gateway_model::{RouteRequest, Tuning};
+/// use gateway_router::{Router, load_config};
+///
+/// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+/// let config = load_config("router.toml".as_ref())?;
+/// let router = Router::builder(config).build().await?; // credentials from GENESYS_CLIENT_ID/SECRET
+/// let outcome = router
+///     .route(RouteRequest::new("summarize", "Summarize this transcript").tuning(Tuning::Low).sticky_key("conv-7f3a"))
+///     .await?;
+/// println!("{} answered: {}", outcome.served_model, outcome.response.output);
+/// # Ok(()) }
+/// ```
+#[derive(Clone)]
+pub struct Router {
+    pub(crate) inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for Router {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut routes: Vec<&String> = self.inner.routes.keys().collect();
+        routes.sort();
+        f.debug_struct("Router")
+            .field("routes", &routes)
+            .field("transport", &self.inner.transport)
+            .field("audit", &self.inner.audit.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Configures a [`Router`].
+#[must_use]
+pub struct RouterBuilder {
+    config: RouterConfig,
+    tokens: Option<Arc<dyn TokenSource>>,
+    credentials: Option<Credentials>,
+    audit: AuditChoice,
+    transport: Option<TransportConfig>,
+}
+
+/// Where a router's audit entries go.
+enum AuditChoice {
+    /// The sinks the config describes.
+    FromConfig,
+    /// A sink given to the builder.
+    Sink(Arc<dyn AuditSink>),
+    /// Nowhere.
+    Off,
+}
+
+impl std::fmt::Debug for RouterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("routes", &self.config.routes.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouterBuilder {
+    /// Uses this token source instead of OAuth client credentials from the environment.
+    pub fn token_source(self, source: impl TokenSource) -> Self {
+        self.shared_token_source(Arc::new(source))
+    }
+
+    /// Like [`RouterBuilder::token_source`], for a source shared with other code.
+    pub fn shared_token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.tokens = Some(source);
+        self
+    }
+
+    /// Uses these client credentials instead of the env vars the config names.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Writes audit entries to `sink` instead of the sinks the config describes.
+    pub fn audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = AuditChoice::Sink(sink);
+        self
+    }
+
+    /// Writes no audit entries (for tests and benchmarks of other parts).
+    pub fn without_audit(mut self) -> Self {
+        self.audit = AuditChoice::Off;
+        self
+    }
+
+    /// Uses this transport configuration instead of the one derived from the config.
+    pub fn transport_config(mut self, config: TransportConfig) -> Self {
+        self.transport = Some(config);
+        self
+    }
+
+    /// Validates the config, sets up the transport, token source and audit sinks, and,
+    /// if `environment.validate_models` is set, checks every model against the catalogue.
+    ///
+    /// Install a metrics recorder (`gateway_telemetry::install`) before building: the
+    /// router registers its metric handles here.
+    pub async fn build(self) -> Result<Router, BuildError> {
+        let config = self.config;
+        config.validate().map_err(BuildError::Config)?;
+        let transport_config = match self.transport {
+            Some(t) => t,
+            None => TransportConfig::from_router_config(&config)
+                .map_err(|kind| BuildError::Transport(TransportError::from(kind)))?,
+        };
+        let bare = Transport::new(transport_config).map_err(BuildError::Transport)?;
+        let tokens: Arc<dyn TokenSource> = if let Some(tokens) = self.tokens {
+            tokens
+        } else {
+            {
+                let credentials = match self.credentials {
+                    Some(c) => c,
+                    None => Credentials::from_config(&config.credentials)?,
+                };
+                let provider = ClientCredentials::from_router_config(&config, credentials)?
+                    .http_client(bare.client().clone())
+                    .on_refresh(gateway_telemetry::token_refresh)
+                    .build()?;
+                Arc::new(provider)
+            }
+        };
+        let transport = bare.with_shared_token_source(Arc::clone(&tokens));
+        let audit = match self.audit {
+            AuditChoice::Sink(sink) => Some(sink),
+            AuditChoice::Off => None,
+            AuditChoice::FromConfig => audit_from_config(&config)?,
+        };
+
+        let models: HashMap<ModelId, ModelState> = config
+            .all_models()
+            .into_iter()
+            .map(|m| {
+                let state = ModelState {
+                    metrics: ModelMetrics::new(m.as_str()),
+                    breaker: CircuitBreaker::new(
+                        config.circuit_breaker.failure_threshold,
+                        Duration::from_millis(config.circuit_breaker.cooldown_ms),
+                    ),
+                };
+                (m.clone(), state)
+            })
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .map(|(name, r)| (name.clone(), CompiledRoute::new(r)))
+            .collect();
+        let prompts_uri = transport
+            .url(&config.environment.prompts_path)
+            .map_err(BuildError::Transport)?;
+        let models_uri = transport
+            .url(&config.environment.models_path)
+            .map_err(BuildError::Transport)?
+            .to_string();
+        let stats = Stats::new(models.keys().map(ModelId::as_str));
+        let router = Router {
+            inner: Arc::new(Inner {
+                cool_down_after: Duration::from_secs(
+                    config.circuit_breaker.cool_down_on_retry_after_s,
+                ),
+                deadline: Duration::from_millis(config.limits.deadline_ms),
+                routes,
+                models,
+                transport,
+                prompts_uri,
+                models_uri,
+                tokens,
+                stats,
+                audit,
+                catalogue: Mutex::new(None),
+                config,
+            }),
+        };
+        if router.inner.config.environment.validate_models {
+            let check = router
+                .check_models()
+                .await
+                .map_err(|e| BuildError::Catalogue(e.to_string()))?;
+            if !check.unknown.is_empty() {
+                return Err(BuildError::UnknownModels {
+                    unknown: check.unknown,
+                });
+            }
+        }
+        Ok(router)
+    }
+}
+
+/// The audit sinks an [`gateway_model::AuditConfig`] describes.
+fn audit_from_config(config: &RouterConfig) -> Result<Option<Arc<dyn AuditSink>>, BuildError> {
+    let audit = &config.audit;
+    if !audit.enabled {
+        return Ok(None);
+    }
+    let file = JsonlSink::open(audit).map_err(|e| BuildError::Audit(e.to_string()))?;
+    let Some(webhook) = &audit.webhook else {
+        return Ok(Some(Arc::new(file)));
+    };
+    let secret = WebhookSecret::from_env(&webhook.secret_env)
+        .map_err(|e| BuildError::Audit(e.to_string()))?;
+    let hook = WebhookSink::start(webhook, secret).map_err(|e| BuildError::Audit(e.to_string()))?;
+    Ok(Some(Arc::new(FanOut::new(vec![
+        Arc::new(file),
+        Arc::new(hook),
+    ]))))
+}
+
+/// How one model's attempt ended, for the loop.
+enum Next {
+    /// The model answered.
+    Answered(Box<GatewayResponse>),
+    /// Try the next model.
+    Fallback,
+    /// Stop: another model would not help.
+    Stop(RouteErrorKind),
+}
+
+/// What a failure says about the model's health.
+#[derive(Clone, Copy, PartialEq)]
+enum Health {
+    Healthy,
+    Unhealthy,
+    Neutral,
+    CoolDown(Duration),
+}
+
+/// Genesys' `code: message (contextId …)` of a failure, or its description.
+fn detail(err: &TransportError) -> String {
+    err.error_body()
+        .map_or_else(|| err.to_string(), ErrorBody::to_string)
+}
+
+impl Router {
+    /// Starts configuring a router for `config`.
+    pub fn builder(config: RouterConfig) -> RouterBuilder {
+        RouterBuilder {
+            config,
+            tokens: None,
+            credentials: None,
+            audit: AuditChoice::FromConfig,
+            transport: None,
+        }
+    }
+
+    /// The configuration the router runs with.
+    pub fn config(&self) -> &RouterConfig {
+        &self.inner.config
+    }
+
+    /// The route names, sorted.
+    pub fn routes(&self) -> Vec<&str> {
+        let mut names: Vec<&str> = self.inner.routes.keys().map(String::as_str).collect();
+        names.sort_unstable();
+        names
+    }
+
+    /// The model a call to `route` with `key` starts with, or `None` for an unknown route.
+    pub fn select(&self, route: &str, key: &str) -> Option<&ModelId> {
+        self.inner.routes.get(route).map(|r| r.selector.select(key))
+    }
+
+    /// Per-model statistics: requests, hit rate, latency percentiles, retries, fallbacks.
+    pub fn stats(&self) -> Vec<gateway_telemetry::ModelSnapshot> {
+        self.inner.stats.snapshot()
+    }
+
+    /// The circuit breaker state of `model`.
+    pub fn breaker_state(&self, model: &str) -> Option<crate::BreakerState> {
+        self.inner.models.get(model).map(|m| m.breaker.state())
+    }
+
+    /// The transport (for diagnostics and tests).
+    pub fn transport(&self) -> &Transport {
+        &self.inner.transport
+    }
+
+    /// Whether a token can be had now (a readiness check).
+    pub async fn token_ready(&self) -> Result<(), String> {
+        self.inner
+            .tokens
+            .token()
+            .await
+            .map(drop)
+            .map_err(|e| e.to_string())
+    }
+
+    /// Waits until every audit entry so far is written (and delivered or spooled).
+    pub async fn flush(&self, deadline: Instant) -> Result<(), String> {
+        match &self.inner.audit {
+            Some(audit) => audit.flush(deadline).await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Flushes and closes the audit sinks; calls after this write no audit entries.
+    pub async fn shutdown(&self, deadline: Instant) -> Result<(), String> {
+        match &self.inner.audit {
+            Some(audit) => audit.shutdown(deadline).await.map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    /// Routes one prompt: selects the model, walks the fallback chain, and returns the
+    /// answer with the model that gave it, the attempts and the models tried. Exactly one
+    /// audit entry is written before this returns (unless the route is unknown).
+    pub async fn route(&self, request: RouteRequest) -> Result<RouteOutcome, RouteError> {
+        let started = Instant::now();
+        let inner = &*self.inner;
+        let Some(route) = inner.routes.get(&request.route) else {
+            return Err(RouteErrorKind::UnknownRoute {
+                route: request.route,
+                known: self.routes().into_iter().map(str::to_owned).collect(),
+            }
+            .into());
+        };
+        let deadline = started + inner.deadline;
+        let primary = route
+            .selector
+            .select(request.sticky_key.as_deref().unwrap_or(&request.prompt))
+            .clone();
+        let chain = route.chain(&primary);
+        // An invalid request (a sticky key too long, say) is refused before any model.
+        let invalid = request.validate().err().map(RouteErrorKind::Invalid);
+        let digest = PromptDigest::of(&request.prompt);
+        let temperature = route.temperature.pick(request.tuning);
+        let mut call = CallState {
+            deadline,
+            correlation_id: ids::random().to_string(),
+            tried: Vec::with_capacity(chain.len()),
+            waited: Duration::ZERO,
+            attempts: 0,
+            last_status: None,
+            last_code: None,
+            last_upstream_id: None,
+            last_failure: None,
+            retry_after: None,
+        };
+        let mut payload = GatewayPayload {
+            model_id: primary.clone(),
+            prompt: request.prompt,
+            parameters: Parameters {
+                temperature,
+                max_tokens: route.max_tokens,
+                top_p: route.top_p,
+                extra: serde_json::Map::new(),
+            },
+            fallback_models: Vec::new(),
+            safety_filters: route.safety_filters.clone(),
+            metadata: merged_metadata(&route.metadata, &request.metadata),
+        };
+
+        let ended = match invalid {
+            Some(kind) => Ended::Stopped(kind),
+            None => self.walk(&chain, &mut payload, &mut call).await,
+        };
+
+        let latency = started.elapsed();
+        if let Some(state) = inner.models.get(&primary) {
+            state.metrics.overhead(latency.saturating_sub(call.waited));
+        }
+        let asked = Asked {
+            route: request.route,
+            primary,
+            tuning: request.tuning,
+            temperature,
+            digest,
+            metadata: request.metadata,
+        };
+        let entry = asked.audit_entry(&call, &ended, latency);
+        let audit_id = self.write_audit(&entry).await;
+
+        if let Ended::Answered(response, request_id) = ended {
+            return Ok(RouteOutcome {
+                route: entry.route,
+                served_model: response.model_id.clone(),
+                response: *response,
+                requested_model: entry.requested_model,
+                attempts: entry.attempts,
+                fallbacks_used: entry.fallbacks_used,
+                models_tried: entry.models_tried,
+                latency_us: entry.latency_us,
+                correlation_id: entry.correlation_id,
+                request_id,
+                audit_id: entry.id,
+            });
+        }
+        let kind = match ended {
+            Ended::Stopped(kind) => kind,
+            Ended::Answered(..) | Ended::Exhausted => call.exhausted(&entry.route, inner.deadline),
+        };
+        let trace = CallTrace {
+            route: entry.route,
+            correlation_id: entry.correlation_id,
+            requested_model: entry.requested_model,
+            models_tried: entry.models_tried,
+            latency,
+            audit_id,
+        };
+        Err(RouteError::traced(kind, trace))
+    }
+
+    /// Tries each model of the chain in turn until one answers or one failure stops the call.
+    async fn walk(
+        &self,
+        chain: &[&ModelId],
+        payload: &mut GatewayPayload,
+        call: &mut CallState,
+    ) -> Ended {
+        let inner = &*self.inner;
+        for (i, model) in chain.iter().enumerate() {
+            let state = &inner.models[*model];
+            let next_model = chain.get(i + 1).copied();
+            let probe = match state.breaker.admit() {
+                Admission::Rejected { .. } => {
+                    call.tried.push(skipped(model));
+                    inner.stats.record_fallback(model.as_str());
+                    if let Some(next) = next_model {
+                        gateway_telemetry::fallback(
+                            model.as_str(),
+                            next.as_str(),
+                            Outcome::CircuitOpen,
+                        );
+                    }
+                    continue;
+                }
+                Admission::Probe(probe) => Some(probe),
+                Admission::Allowed => None,
+            };
+            if Instant::now() >= call.deadline {
+                return Ended::Exhausted;
+            }
+            payload.model_id = (*model).clone();
+            payload.fallback_models = chain[i + 1..].iter().map(|m| (*m).clone()).collect();
+            let body = match encode(payload) {
+                Ok(body) => body,
+                Err(errors) => return Ended::Stopped(RouteErrorKind::Invalid(errors)),
+            };
+
+            let (outcome, next, health, request_id) = self
+                .try_model(state, model, body, next_model.is_some(), call)
+                .await;
+            match health {
+                Health::Healthy => match probe {
+                    Some(p) => p.success(),
+                    None => state.breaker.record_success(),
+                },
+                Health::Unhealthy => match probe {
+                    Some(p) => p.failure(),
+                    None => state.breaker.record_failure(),
+                },
+                Health::Neutral => {
+                    if let Some(p) = probe {
+                        p.neutral();
+                    }
+                }
+                Health::CoolDown(wait) => {
+                    drop(probe);
+                    state.breaker.cool_down(wait);
+                }
+            }
+            match next {
+                Next::Answered(response) => return Ended::Answered(response, request_id),
+                Next::Stop(kind) => return Ended::Stopped(kind),
+                Next::Fallback => {
+                    inner.stats.record_fallback(model.as_str());
+                    if let Some(next) = next_model {
+                        gateway_telemetry::fallback(model.as_str(), next.as_str(), outcome);
+                    }
+                }
+            }
+        }
+        Ended::Exhausted
+    }
+
+    /// Sends `body` to one model and records what happened: metrics, statistics, and the
+    /// model's entry in the call's trace.
+    async fn try_model(
+        &self,
+        state: &ModelState,
+        model: &ModelId,
+        body: Bytes,
+        has_fallback: bool,
+        call: &mut CallState,
+    ) -> (Outcome, Next, Health, String) {
+        let inner = &*self.inner;
+        let request_id = ids::random().to_string();
+        let attempt_started = Instant::now();
+        let result = {
+            let _in_flight = state.metrics.in_flight();
+            let mut spec = Call::post(inner.prompts_uri.clone(), body, request_id.clone())
+                .correlation_id(call.correlation_id.clone())
+                .deadline(call.deadline);
+            if has_fallback {
+                // With a fallback at hand, a long Retry-After fails over instead of waiting.
+                spec = spec.max_retry_after(inner.cool_down_after);
+            }
+            inner.transport.execute(spec).await
+        };
+        let elapsed = attempt_started.elapsed();
+
+        let (outcome, next, health, stats) = match result {
+            Ok(answer) => match answer.json::<GatewayResponse>() {
+                Ok(response) => (
+                    Outcome::Success,
+                    Next::Answered(Box::new(response)),
+                    Health::Healthy,
+                    answer.stats,
+                ),
+                Err(e) => {
+                    call.last_failure = Some(format!("{model}: {e}"));
+                    (
+                        Outcome::UpstreamError,
+                        Next::Fallback,
+                        Health::Unhealthy,
+                        answer.stats,
+                    )
+                }
+            },
+            Err(err) => {
+                let (outcome, next, health) = classify(&err, model, inner.cool_down_after);
+                call.last_failure = Some(format!("{model}: {err}"));
+                call.last_code = err.code().map(str::to_owned);
+                if let Some(after) = err.retry_after() {
+                    call.retry_after = Some(call.retry_after.map_or(after, |r| r.max(after)));
+                }
+                let stats = err.stats().clone();
+                (outcome, next, health, stats)
+            }
+        };
+
+        self.record_attempt(state, model, outcome, elapsed, &stats);
+        call.waited += stats.upstream + stats.backoff + stats.limiter_wait;
+        call.attempts += stats.attempts;
+        call.last_status = stats.last_status.map(|s| s.as_u16());
+        call.last_upstream_id
+            .clone_from(&stats.upstream_correlation_id);
+        call.tried.push(ModelAttempt {
+            model_id: model.clone(),
+            request_id: request_id.clone(),
+            attempts: stats.attempts,
+            outcome,
+            status: stats.last_status.map(|s| s.as_u16()),
+            error_code: if outcome == Outcome::Success {
+                None
+            } else {
+                call.last_code.clone()
+            },
+            upstream_correlation_id: stats.upstream_correlation_id,
+            latency_us: duration_us(elapsed),
+        });
+        (outcome, next, health, request_id)
+    }
+
+    /// Records one model's attempt in the metrics and the statistics.
+    fn record_attempt(
+        &self,
+        state: &ModelState,
+        model: &ModelId,
+        outcome: Outcome,
+        elapsed: Duration,
+        stats: &CallStats,
+    ) {
+        for _ in 0..stats.attempts {
+            state.metrics.attempt();
+        }
+        for reason in RetryReason::ALL {
+            for _ in 0..stats.retries_for(reason) {
+                state.metrics.retry(retry_label(reason));
+                self.inner.stats.record_retry(model.as_str());
+            }
+        }
+        if stats.token_refreshed {
+            state
+                .metrics
+                .retry(gateway_telemetry::RetryReason::Unauthorized);
+        }
+        if stats.attempts > 0 {
+            gateway_telemetry::limiter_wait(stats.limiter_wait);
+        }
+        state.metrics.request(outcome, elapsed);
+        self.inner.stats.record(model.as_str(), outcome, elapsed);
+    }
+
+    /// Writes the audit entry; a failure is logged (and counted by the sink), never lost silently.
+    async fn write_audit(&self, entry: &AuditEntry) -> Option<uuid::Uuid> {
+        let audit = self.inner.audit.as_ref()?;
+        match audit.record(entry).await {
+            Ok(()) => Some(entry.id),
+            Err(e) => {
+                tracing::error!(audit_id = %entry.id, correlation_id = %entry.correlation_id, error = %e, "audit entry not written");
+                None
+            }
+        }
+    }
+}
+
+/// Per-call bookkeeping of the loop.
+#[derive(Debug)]
+struct CallState {
+    deadline: Instant,
+    correlation_id: String,
+    tried: Vec<ModelAttempt>,
+    /// Time not spent by the router itself: upstream exchanges, backoff, limiter waits.
+    waited: Duration,
+    attempts: u32,
+    last_status: Option<u16>,
+    last_code: Option<String>,
+    last_upstream_id: Option<String>,
+    last_failure: Option<String>,
+    retry_after: Option<Duration>,
+}
+
+impl CallState {
+    /// The error for a call whose every model failed or was skipped.
+    fn exhausted(&self, route: &str, deadline: Duration) -> RouteErrorKind {
+        RouteErrorKind::Exhausted {
+            route: route.to_owned(),
+            tried: self
+                .tried
+                .iter()
+                .map(|a| (a.model_id.clone(), a.outcome))
+                .collect(),
+            last: self.last_failure.clone().unwrap_or_else(|| {
+                if Instant::now() >= self.deadline {
+                    format!("the deadline of {deadline:?} passed")
+                } else {
+                    "every model's circuit is open".to_owned()
+                }
+            }),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// What the caller asked for, as the audit entry records it.
+struct Asked {
+    route: String,
+    primary: ModelId,
+    tuning: gateway_model::Tuning,
+    temperature: f64,
+    digest: PromptDigest,
+    metadata: Metadata,
+}
+
+impl Asked {
+    /// The audit entry of a call that ended as `ended` after `latency`.
+    fn audit_entry(self, call: &CallState, ended: &Ended, latency: Duration) -> AuditEntry {
+        let answered = match ended {
+            Ended::Answered(response, _) => Some(response.as_ref()),
+            _ => None,
+        };
+        AuditEntry {
+            id: ids::time_ordered(),
+            timestamp: chrono::Utc::now(),
+            route: self.route,
+            request_id: call
+                .tried
+                .last()
+                .map(|a| a.request_id.clone())
+                .unwrap_or_default(),
+            correlation_id: call.correlation_id.clone(),
+            upstream_correlation_id: call.last_upstream_id.clone(),
+            requested_model: self.primary,
+            served_model: answered.map(|r| r.model_id.clone()),
+            attempts: call.attempts,
+            fallbacks_used: u32::try_from(call.tried.len().saturating_sub(1)).unwrap_or(u32::MAX),
+            models_tried: call.tried.clone(),
+            outcome: match ended {
+                Ended::Stopped(RouteErrorKind::Invalid(_)) => Outcome::ClientError,
+                _ => call
+                    .tried
+                    .last()
+                    .map_or(Outcome::ClientError, |a| a.outcome),
+            },
+            status: call.last_status,
+            error_code: if answered.is_some() {
+                None
+            } else {
+                call.last_code.clone()
+            },
+            latency_us: duration_us(latency),
+            tuning: self.tuning,
+            temperature: self.temperature,
+            safety_verdict: answered
+                .and_then(|r| r.safety.as_ref())
+                .map(|s| s.verdict.clone()),
+            usage: answered.and_then(|r| r.usage.clone()),
+            prompt_sha256: self.digest.sha256,
+            prompt_chars: self.digest.chars,
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// How the walk down the chain ended.
+enum Ended {
+    /// A model answered (with the request id it was sent).
+    Answered(Box<GatewayResponse>, String),
+    /// A failure another model would not fix.
+    Stopped(RouteErrorKind),
+    /// Every model failed or was skipped, or the deadline passed.
+    Exhausted,
+}
+
+/// A model skipped because its circuit is open.
+fn skipped(model: &ModelId) -> ModelAttempt {
+    ModelAttempt {
+        model_id: model.clone(),
+        request_id: String::new(),
+        attempts: 0,
+        outcome: Outcome::CircuitOpen,
+        status: None,
+        error_code: None,
+        upstream_correlation_id: None,
+        latency_us: 0,
+    }
+}
+
+/// Route labels first, then the caller's (a caller's label wins over the route's), on
+/// top of the builder's `routingVersion` and `dispatchSource`.
+fn merged_metadata(route: &Metadata, request: &Metadata) -> Metadata {
+    let mut merged = GatewayPayload::builder("m", "p").build_unchecked().metadata;
+    for (k, v) in route.0.iter().chain(request.0.iter()) {
+        merged.insert(k.clone(), v.clone());
+    }
+    merged
+}
+
+/// Validates the payload, checks it against the compiled schema, and serialises it.
+fn encode(payload: &GatewayPayload) -> Result<Bytes, ValidationErrors> {
+    payload.validate()?;
+    let value = serde_json::to_value(payload).map_err(|e| {
+        ValidationErrors::single(
+            "",
+            gateway_model::Rule::Malformed {
+                message: e.to_string(),
+            },
+        )
+    })?;
+    payload_format().check(&value)?;
+    let bytes = serde_json::to_vec(&value).map_err(|e| {
+        ValidationErrors::single(
+            "",
+            gateway_model::Rule::Malformed {
+                message: e.to_string(),
+            },
+        )
+    })?;
+    if bytes.len() > gateway_model::MAX_REQUEST_BYTES {
+        return Err(ValidationErrors::single(
+            "",
+            gateway_model::Rule::Conflict {
+                reason: "the payload exceeds Genesys Cloud's 512,000-byte request limit",
+            },
+        ));
+    }
+    Ok(Bytes::from(bytes))
+}
+
+/// How a transport failure ends a model's part: outcome, what the loop does next, and
+/// what it says about the model's health.
+fn classify(
+    err: &TransportError,
+    model: &ModelId,
+    cool_down_after: Duration,
+) -> (Outcome, Next, Health) {
+    let refused = |status: u16| {
+        Next::Stop(RouteErrorKind::Refused {
+            model: model.clone(),
+            status,
+            detail: detail(err),
+        })
+    };
+    match err.kind() {
+        ErrorKind::Status { status, body } => match status.as_u16() {
+            400 | 413 => (
+                Outcome::ClientError,
+                refused(status.as_u16()),
+                Health::Neutral,
+            ),
+            403 if body.as_deref().is_some_and(ErrorBody::is_model_restricted) => {
+                (Outcome::ClientError, Next::Fallback, Health::Neutral)
+            }
+            403 => (
+                Outcome::ClientError,
+                Next::Stop(RouteErrorKind::Forbidden {
+                    detail: detail(err),
+                }),
+                Health::Neutral,
+            ),
+            404 => (Outcome::ClientError, Next::Fallback, Health::Unhealthy),
+            422 if body.as_deref().is_some_and(ErrorBody::is_policy_violation) => {
+                (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
+            }
+            500..=599 => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
+            s => (Outcome::ClientError, refused(s), Health::Neutral),
+        },
+        ErrorKind::RateLimited { retry_after, .. } => {
+            let health = match retry_after {
+                Some(wait) if *wait >= cool_down_after => Health::CoolDown(*wait),
+                _ => Health::Neutral,
+            };
+            (Outcome::RateLimited, Next::Fallback, health)
+        }
+        ErrorKind::Unauthorized { .. } => (
+            Outcome::ClientError,
+            Next::Stop(RouteErrorKind::Unauthorized {
+                detail: detail(err),
+            }),
+            Health::Neutral,
+        ),
+        ErrorKind::Timeout(_) | ErrorKind::DeadlineExceeded { .. } => {
+            (Outcome::Timeout, Next::Fallback, Health::Unhealthy)
+        }
+        ErrorKind::LimiterTimeout(t) => (
+            Outcome::Timeout,
+            Next::Stop(RouteErrorKind::Overloaded(t.to_string())),
+            Health::Neutral,
+        ),
+        ErrorKind::Token(t) => (
+            Outcome::ClientError,
+            Next::Stop(RouteErrorKind::Token(t.to_string())),
+            Health::Neutral,
+        ),
+        ErrorKind::RequestTooLarge { .. } => (Outcome::ClientError, refused(413), Health::Neutral),
+        ErrorKind::Tls { .. } => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
+        _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
+    }
+}
+
+/// The telemetry label of a transport retry reason.
+fn retry_label(reason: RetryReason) -> gateway_telemetry::RetryReason {
+    match reason {
+        RetryReason::RateLimited => gateway_telemetry::RetryReason::RateLimited,
+        RetryReason::ServerError => gateway_telemetry::RetryReason::Status5xx,
+        RetryReason::Connection => gateway_telemetry::RetryReason::Connect,
+        RetryReason::Timeout => gateway_telemetry::RetryReason::Timeout,
+    }
+}
+
+fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+/// A shared, lock-protected value (kept here so the catalogue module needs no locking code).
+pub(crate) fn locked<T: Clone>(m: &Mutex<Option<T>>) -> Option<T> {
+    m.lock().unwrap_or_else(PoisonError::into_inner).clone()
+}

@@ -1,0 +1,157 @@
+//! The audit trail matches what the gateway saw: one entry per call, written before the
+//! call returns, with the ids, models and attempts the simulator recorded, and never the
+//! prompt itself.
+
+use std::sync::Arc;
+
+use gateway_model::{FsyncPolicy, Outcome, RouteConfig, RouteRequest};
+use gateway_sim::{Scripted, Sim, Target};
+use gateway_telemetry::{JsonlOptions, JsonlSink, PromptDigest, read_jsonl};
+use gateway_tests::{config_for, router_for};
+
+#[tokio::test]
+#[allow(clippy::too_many_lines)] // one scenario, checked step by step
+async fn audit_entries_match_what_the_simulator_saw() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sink = JsonlSink::open_with(
+        &path,
+        JsonlOptions {
+            fsync: FsyncPolicy::Never,
+            ..JsonlOptions::default()
+        },
+    )
+    .unwrap();
+    let sim = Sim::builder().start().await.unwrap();
+    let route = RouteConfig {
+        fallbacks: vec!["model-fallback-3".into()],
+        ..RouteConfig::to_model("model-gen-4")
+    };
+    let router = router_for(config_for(&sim).with_route("s", route))
+        .audit_sink(Arc::new(sink))
+        .build()
+        .await
+        .unwrap();
+
+    // A plain success, a success after a 429 retry, a fallback, and a refused call.
+    let secret_prompt = "Customer 4711 says the parcel never arrived";
+    let mut outcomes = Vec::new();
+    outcomes.push(
+        router
+            .route(RouteRequest::new("s", secret_prompt).metadata("ticket", "T-1"))
+            .await
+            .unwrap(),
+    );
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::TooManyRequests {
+            retry_after: gateway_sim::RetryAfter::Seconds(0),
+        }],
+    );
+    outcomes.push(
+        router
+            .route(RouteRequest::new("s", secret_prompt))
+            .await
+            .unwrap(),
+    );
+    sim.script(
+        Target::model("model-gen-4"),
+        vec![
+            Scripted::Status {
+                status: 504,
+                code: None
+            };
+            3
+        ],
+    );
+    outcomes.push(
+        router
+            .route(RouteRequest::new("s", secret_prompt))
+            .await
+            .unwrap(),
+    );
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 400,
+            code: None,
+        }],
+    );
+    let refused = router
+        .route(RouteRequest::new("s", secret_prompt))
+        .await
+        .unwrap_err();
+
+    // Written before the calls returned: read right away, no flush.
+    let report = read_jsonl(&path).unwrap();
+    assert!(report.skipped.is_empty());
+    let entries = report.entries;
+    assert_eq!(entries.len(), 4);
+    let text = std::fs::read_to_string(&path).unwrap();
+    assert!(
+        !text.contains("parcel never arrived"),
+        "the prompt itself is never written"
+    );
+
+    let digest = PromptDigest::of(secret_prompt);
+    let seen = sim.prompt_requests();
+    for (entry, outcome) in entries.iter().zip(&outcomes) {
+        assert_eq!(entry.id, outcome.audit_id);
+        assert_eq!(entry.correlation_id, outcome.correlation_id);
+        assert_eq!(entry.prompt_sha256, digest.sha256);
+        assert_eq!(entry.prompt_chars, digest.chars);
+        assert_eq!(entry.attempts, outcome.attempts);
+        assert_eq!(entry.models_tried, outcome.models_tried);
+        assert_eq!(entry.served_model.as_ref(), Some(&outcome.served_model));
+        // Every attempt the simulator saw for this call carries the call's ids.
+        let calls: Vec<_> = seen
+            .iter()
+            .filter(|r| r.header("x-correlation-id") == Some(entry.correlation_id.as_str()))
+            .collect();
+        assert_eq!(calls.len() as u32, entry.attempts);
+        for attempt in &entry.models_tried {
+            let for_model: Vec<_> = calls
+                .iter()
+                .filter(|r| r.model_id().as_deref() == Some(attempt.model_id.as_str()))
+                .collect();
+            assert_eq!(for_model.len() as u32, attempt.attempts);
+            assert!(
+                for_model
+                    .iter()
+                    .all(|r| r.request_id() == Some(attempt.request_id.as_str()))
+            );
+        }
+    }
+    assert_eq!(entries[0].metadata.get("ticket"), Some("T-1"));
+    assert_eq!((entries[1].attempts, entries[1].fallbacks_used), (2, 0));
+    assert_eq!((entries[2].attempts, entries[2].fallbacks_used), (4, 1));
+    assert_eq!(entries[2].models_tried[0].status, Some(504));
+
+    let failed = &entries[3];
+    assert_eq!(failed.outcome, Outcome::ClientError);
+    assert_eq!(
+        (failed.status, failed.error_code.as_deref()),
+        (Some(400), Some("bad.request"))
+    );
+    assert_eq!(Some(failed.id), refused.trace().unwrap().audit_id);
+    assert!(failed.served_model.is_none());
+}
+
+#[tokio::test]
+async fn invalid_requests_are_audited_without_reaching_the_gateway() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sim = Sim::builder().start().await.unwrap();
+    let sink = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
+    let router = router_for(config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4")))
+        .audit_sink(Arc::new(sink))
+        .build()
+        .await
+        .unwrap();
+    router.route(RouteRequest::new("s", "")).await.unwrap_err();
+    let entries = read_jsonl(&path).unwrap().entries;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].outcome, Outcome::ClientError);
+    assert!(entries[0].models_tried.is_empty());
+    assert_eq!(sim.counters().prompt_requests, 0);
+}

@@ -1,0 +1,113 @@
+//! Every routed call records its metrics: this test binary installs the global Prometheus
+//! recorder (one per process), routes known calls, and reads the exact values back.
+
+use std::time::Duration;
+
+use gateway_model::{RouteConfig, RouteRequest};
+use gateway_sim::{Scripted, Sim, Target};
+use gateway_telemetry::exposition::{parse, series};
+use gateway_telemetry::metric_names::{
+    ATTEMPTS_TOTAL, FALLBACKS_TOTAL, OVERHEAD_SECONDS, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL,
+    RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL,
+};
+use gateway_tests::{config_for, router_for};
+
+#[tokio::test]
+async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
+    let metrics = gateway_telemetry::install_at(None).unwrap();
+    let sim = Sim::builder().start().await.unwrap();
+    let route = RouteConfig {
+        fallbacks: vec!["model-fallback-3".into()],
+        ..RouteConfig::to_model("model-gen-4")
+    };
+    let router = router_for(config_for(&sim).with_route("s", route))
+        .build()
+        .await
+        .unwrap();
+
+    router.route(RouteRequest::new("s", "one")).await.unwrap();
+    sim.script(
+        Target::model("model-gen-4"),
+        vec![
+            Scripted::Status {
+                status: 503,
+                code: None
+            };
+            3
+        ],
+    );
+    router.route(RouteRequest::new("s", "two")).await.unwrap();
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 502,
+            code: None,
+        }],
+    );
+    router.route(RouteRequest::new("s", "three")).await.unwrap();
+
+    let samples = parse(&metrics.render()).unwrap();
+    let get = |name: &str, labels: &[(&str, &str)]| {
+        samples.get(&series(name, labels)).copied().unwrap_or(0.0)
+    };
+    let gen4 = [("model", "model-gen-4")];
+    assert_eq!(
+        get(
+            REQUESTS_TOTAL,
+            &[("model", "model-gen-4"), ("outcome", "success")]
+        ),
+        2.0
+    );
+    assert_eq!(
+        get(
+            REQUESTS_TOTAL,
+            &[("model", "model-gen-4"), ("outcome", "upstream_error")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        get(
+            REQUESTS_TOTAL,
+            &[("model", "model-fallback-3"), ("outcome", "success")]
+        ),
+        1.0
+    );
+    assert_eq!(get(ATTEMPTS_TOTAL, &gen4), 1.0 + 3.0 + 2.0);
+    assert_eq!(
+        get(
+            RETRIES_TOTAL,
+            &[("model", "model-gen-4"), ("reason", "status_5xx")]
+        ),
+        2.0 + 1.0
+    );
+    assert_eq!(
+        get(
+            FALLBACKS_TOTAL,
+            &[
+                ("from", "model-gen-4"),
+                ("to", "model-fallback-3"),
+                ("reason", "upstream_error")
+            ]
+        ),
+        1.0
+    );
+    assert_eq!(get(TOKEN_REFRESHES_TOTAL, &[("result", "success")]), 1.0);
+    let duration_count = format!("{REQUEST_DURATION_SECONDS}_count");
+    assert_eq!(get(&duration_count, &gen4), 3.0);
+    // The router's own overhead is recorded once per call, on the model chosen first.
+    let overhead_count = format!("{OVERHEAD_SECONDS}_count");
+    assert_eq!(get(&overhead_count, &gen4), 3.0);
+    let overhead_sum = get(&format!("{OVERHEAD_SECONDS}_sum"), &gen4);
+    assert!(
+        overhead_sum > 0.0 && overhead_sum < Duration::from_secs(1).as_secs_f64(),
+        "{overhead_sum}"
+    );
+
+    // The in-process view agrees.
+    let stats = router.stats();
+    let gen4 = stats.iter().find(|s| s.model == "model-gen-4").unwrap();
+    assert_eq!(
+        (gen4.requests, gen4.successes, gen4.retries, gen4.fallbacks),
+        (3, 2, 3, 1)
+    );
+}

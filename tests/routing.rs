@@ -1,0 +1,409 @@
+//! The router end to end against the simulator: tuning, fallbacks (and when not to fall
+//! back), circuit breakers, cool-downs, validation before sending, model checks.
+
+use std::time::Duration;
+
+use gateway_model::{
+    MAX_PROMPT_CHARS, Outcome, RouteConfig, RouteRequest, SafetyFilter, TemperatureMatrix, Tuning,
+};
+use gateway_router::{BreakerState, BuildError, RouteErrorKind};
+use gateway_sim::{Behaviour, ErrorRate, PolicyRule, RetryAfter, Scripted, Sim, Target};
+use gateway_tests::{config_for, router_for};
+
+fn chain(primary: &str, fallbacks: &[&str]) -> RouteConfig {
+    RouteConfig {
+        fallbacks: fallbacks.iter().map(|m| (*m).into()).collect(),
+        ..RouteConfig::to_model(primary)
+    }
+}
+
+#[tokio::test]
+async fn temperature_from_the_matrix_and_route_settings_reach_the_gateway() {
+    let sim = Sim::builder().start().await.unwrap();
+    let route = RouteConfig {
+        temperature: TemperatureMatrix {
+            low: 0.1,
+            default: 0.5,
+            high: 0.9,
+        },
+        max_tokens: 300,
+        top_p: 0.8,
+        safety_filters: vec![SafetyFilter::Pii],
+        ..chain("model-gen-4", &["model-fallback-3"])
+    };
+    let router = router_for(config_for(&sim).with_route("summarize", route))
+        .build()
+        .await
+        .unwrap();
+
+    for (tuning, want) in [
+        (Tuning::Low, 0.1),
+        (Tuning::Default, 0.5),
+        (Tuning::High, 0.9),
+    ] {
+        let request = RouteRequest::new("summarize", "Summarize this")
+            .tuning(tuning)
+            .metadata("queue", "billing");
+        router.route(request).await.unwrap();
+        let body = sim.prompt_requests().last().unwrap().json().unwrap();
+        assert_eq!(body["parameters"]["temperature"], want, "{tuning}");
+        assert_eq!(body["parameters"]["maxTokens"], 300);
+        assert_eq!(body["parameters"]["topP"], 0.8);
+        assert_eq!(body["safetyFilters"], serde_json::json!(["pii"]));
+        assert_eq!(
+            body["fallbackModels"],
+            serde_json::json!(["model-fallback-3"]),
+            "the chain is sent too"
+        );
+        assert_eq!(body["metadata"]["queue"], "billing");
+        assert_eq!(body["metadata"]["dispatchSource"], "genesys-router");
+    }
+}
+
+#[tokio::test]
+async fn a_503_after_retries_falls_back_with_the_same_correlation_id() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::model("model-gen-4"),
+        vec![
+            Scripted::Status {
+                status: 503,
+                code: None
+            };
+            3
+        ],
+    );
+    let router =
+        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
+            .build()
+            .await
+            .unwrap();
+
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(
+        (
+            outcome.requested_model.as_str(),
+            outcome.served_model.as_str()
+        ),
+        ("model-gen-4", "model-fallback-3")
+    );
+    assert_eq!(outcome.attempts, 4);
+    assert_eq!(outcome.fallbacks_used, 1);
+    let tried: Vec<_> = outcome
+        .models_tried
+        .iter()
+        .map(|a| (a.model_id.as_str(), a.outcome, a.attempts))
+        .collect();
+    assert_eq!(
+        tried,
+        [
+            ("model-gen-4", Outcome::UpstreamError, 3),
+            ("model-fallback-3", Outcome::Success, 1)
+        ]
+    );
+
+    let seen = sim.prompt_requests();
+    assert_eq!(seen.len(), 4);
+    assert!(
+        seen.iter()
+            .all(|r| r.header("x-correlation-id") == Some(outcome.correlation_id.as_str()))
+    );
+    let ids: Vec<_> = seen
+        .iter()
+        .map(|r| r.request_id().unwrap().to_owned())
+        .collect();
+    assert!(
+        ids[0] == ids[1] && ids[1] == ids[2],
+        "retries keep the request id"
+    );
+    assert_ne!(
+        ids[2], ids[3],
+        "a fallback is a new logical call with a new request id"
+    );
+    assert_eq!(ids[3], outcome.request_id);
+    // The fallback's own payload lists no further fallback.
+    assert!(seen[3].json().unwrap().get("fallbackModels").is_none());
+}
+
+#[tokio::test]
+async fn a_policy_violation_falls_back() {
+    let sim = Sim::builder()
+        .model_behaviour(
+            "model-gen-4",
+            Behaviour {
+                policy_rules: vec![PolicyRule {
+                    contains: "account".into(),
+                    code: None,
+                }],
+                ..Behaviour::default()
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let router =
+        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
+            .build()
+            .await
+            .unwrap();
+    let outcome = router
+        .route(RouteRequest::new("s", "my account number is 1234"))
+        .await
+        .unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+    assert_eq!(outcome.models_tried[0].outcome, Outcome::PolicyViolation);
+    assert_eq!(outcome.models_tried[0].attempts, 1, "a 422 is not retried");
+}
+
+#[tokio::test]
+async fn a_400_and_a_client_403_do_not_fall_back() {
+    let sim = Sim::builder().start().await.unwrap();
+    let router =
+        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
+            .build()
+            .await
+            .unwrap();
+
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 400,
+            code: None,
+        }],
+    );
+    let err = router
+        .route(RouteRequest::new("s", "hello"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), RouteErrorKind::Refused { status: 400, .. }),
+        "{err}"
+    );
+    assert_eq!(
+        sim.prompt_requests().len(),
+        1,
+        "the fallback was not called"
+    );
+
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 403,
+            code: None,
+        }],
+    );
+    let err = router
+        .route(RouteRequest::new("s", "hello"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        matches!(err.kind(), RouteErrorKind::Forbidden { .. }),
+        "{err}"
+    );
+    assert!(
+        text.contains("OAuth client's roles")
+            && text.contains("missing.permissions")
+            && text.contains("contextId"),
+        "{text}"
+    );
+    assert_eq!(err.http_status(), 403);
+    assert_eq!(sim.prompt_requests().len(), 2);
+
+    // A 403 about the model itself does fall back.
+    sim.set_model_behaviour(
+        "model-gen-4",
+        Behaviour {
+            restricted: true,
+            ..Behaviour::default()
+        },
+    );
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+}
+
+#[tokio::test]
+async fn an_open_circuit_skips_the_model_without_a_request() {
+    let sim = Sim::builder()
+        .model_behaviour(
+            "model-gen-4",
+            Behaviour {
+                errors: vec![ErrorRate {
+                    status: 500,
+                    rate: 1.0,
+                }],
+                ..Behaviour::default()
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let mut config = config_for(&sim)
+        .with_route("s", chain("model-gen-4", &["model-fallback-3"]))
+        .with_route("solo", RouteConfig::to_model("model-gen-4"));
+    config.circuit_breaker.failure_threshold = 2;
+    config.retry.max_attempts = 1;
+    let router = router_for(config).build().await.unwrap();
+
+    for _ in 0..2 {
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+    }
+    assert!(matches!(
+        router.breaker_state("model-gen-4"),
+        Some(BreakerState::Open { .. })
+    ));
+    let to_gen4 = |sim: &gateway_sim::SimHandle| {
+        sim.prompt_requests()
+            .iter()
+            .filter(|r| r.model_id().as_deref() == Some("model-gen-4"))
+            .count()
+    };
+    let before = to_gen4(&sim);
+
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.models_tried[0].outcome, Outcome::CircuitOpen);
+    assert_eq!(outcome.models_tried[0].attempts, 0);
+    assert_eq!(to_gen4(&sim), before, "no request went to the open model");
+
+    // A route whose only model is open fails at once, also without a request.
+    let err = router
+        .route(RouteRequest::new("solo", "hello"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), RouteErrorKind::Exhausted { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.trace().unwrap().models_tried[0].outcome,
+        Outcome::CircuitOpen
+    );
+    assert_eq!(to_gen4(&sim), before);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_long_retry_after_cools_the_model_down_and_fails_over_at_once() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::TooManyRequests {
+            retry_after: RetryAfter::Seconds(30),
+        }],
+    );
+    let router =
+        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
+            .build()
+            .await
+            .unwrap();
+
+    let started = tokio::time::Instant::now();
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "it failed over instead of waiting 30 s"
+    );
+    assert_eq!(outcome.models_tried[0].outcome, Outcome::RateLimited);
+    assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+
+    // Other calls go straight to the fallback while the model cools down...
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.models_tried[0].outcome, Outcome::CircuitOpen);
+    // ...and the model is tried again once the wait is over.
+    tokio::time::advance(Duration::from_secs(31)).await;
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-gen-4");
+}
+
+#[tokio::test]
+async fn every_model_failing_is_one_clear_error() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            errors: vec![ErrorRate {
+                status: 502,
+                rate: 1.0,
+            }],
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let router =
+        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
+            .build()
+            .await
+            .unwrap();
+    let err = router
+        .route(RouteRequest::new("s", "hello"))
+        .await
+        .unwrap_err();
+    let text = err.to_string();
+    assert!(
+        text.contains("model-gen-4: upstream_error")
+            && text.contains("model-fallback-3: upstream_error"),
+        "{text}"
+    );
+    assert!(
+        text.contains("bad.gateway"),
+        "the Genesys code of the last failure: {text}"
+    );
+    assert_eq!(err.http_status(), 502);
+    assert_eq!(err.trace().unwrap().models_tried.len(), 2);
+}
+
+#[tokio::test]
+async fn invalid_requests_never_reach_the_gateway() {
+    let sim = Sim::builder().start().await.unwrap();
+    let router = router_for(config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4")))
+        .build()
+        .await
+        .unwrap();
+
+    let err = router
+        .route(RouteRequest::new("s", "x".repeat(MAX_PROMPT_CHARS + 1)))
+        .await
+        .unwrap_err();
+    let violations = err.violations().expect("a validation error");
+    assert_eq!(violations.violations()[0].path, "/prompt");
+    assert_eq!(err.http_status(), 400);
+
+    let err = router
+        .route(RouteRequest::new("s", "hi").metadata("bad key", "v"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.violations().unwrap().has_path("/metadata/bad key"),
+        "{err}"
+    );
+
+    let err = router
+        .route(RouteRequest::new("nope", "hi"))
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string()
+            .contains("unknown route `nope`; configured routes: s"),
+        "{err}"
+    );
+    assert_eq!(sim.counters().prompt_requests, 0);
+}
+
+#[tokio::test]
+async fn configured_models_are_checked_against_the_catalogue() {
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config_for(&sim).with_route("s", chain("model-gen-4", &["model-retired-1"]));
+    config.environment.validate_models = true;
+    let err = router_for(config.clone()).build().await.unwrap_err();
+    assert!(
+        matches!(&err, BuildError::UnknownModels { unknown } if unknown.len() == 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`model-retired-1`"), "{err}");
+
+    sim.add_model("model-retired-1");
+    let router = router_for(config).build().await.unwrap();
+    assert!(router.last_model_check().unwrap().all_known());
+    sim.remove_model("model-gen-4");
+    let check = router.check_models().await.unwrap();
+    assert_eq!(check.unknown, [gateway_model::ModelId::new("model-gen-4")]);
+}
