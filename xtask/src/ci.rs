@@ -102,6 +102,10 @@ fn steps() -> Vec<Step> {
             env: vec![("RUSTDOCFLAGS", "-D warnings")],
         },
     });
+    steps.push(Step {
+        name: "bench --quick",
+        action: Action::InProcess(|root| crate::bench::run(root, true)),
+    });
     steps
 }
 

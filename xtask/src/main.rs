@@ -3,7 +3,9 @@
 //! - `schema [--check]`: write `schemas/*.schema.json` from the Rust types, or check
 //!   that the files on disk match them (exits non-zero naming each stale file).
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
+//! - `bench [--quick]`: micro-benchmarks and the load benchmark (`target/bench/results.json`).
 
+mod bench;
 mod ci;
 mod schema;
 
@@ -16,7 +18,8 @@ usage: cargo xtask <command>
 commands:
   schema            write schemas/*.schema.json from the Rust types
   schema --check    fail (naming each file) if schemas/ differs from the code
-  ci                fmt, clippy, tests + doctests, schema --check, docs
+  ci                fmt, clippy, tests + doctests, schema --check, docs, bench --quick
+  bench [--quick]   release benchmarks; results in target/bench/results.json
 ";
 
 fn main() -> ExitCode {
@@ -26,6 +29,8 @@ fn main() -> ExitCode {
         ["schema"] => schema::write(&repo_root()),
         ["schema", "--check"] => schema::check(&repo_root()),
         ["ci"] => ci::run(&repo_root()),
+        ["bench"] => bench::run(&repo_root(), false),
+        ["bench", "--quick"] => bench::run(&repo_root(), true),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;

@@ -1,0 +1,79 @@
+//! `cargo xtask bench [--quick]`: release builds, criterion micro-benchmarks, then the
+//! load benchmark (`gateway-bench run`), which writes `target/bench/results.json`.
+
+use std::path::Path;
+use std::process::Command;
+
+fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    println!("==> cargo {}", args.join(" "));
+    let status = Command::new(cargo)
+        .args(args)
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
+    }
+}
+
+/// Builds, runs the micro-benchmarks, then the load benchmark.
+pub fn run(root: &Path, quick: bool) -> Result<(), String> {
+    cargo(
+        root,
+        &[
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "gateway-bench",
+            "-p",
+            "gateway-cli",
+        ],
+    )?;
+    let mut micro = vec![
+        "bench",
+        "--locked",
+        "-p",
+        "gateway-bench",
+        "--bench",
+        "micro",
+        "--",
+    ];
+    if quick {
+        micro.extend(["--warm-up-time", "0.2", "--measurement-time", "0.5"]);
+    }
+    cargo(root, &micro)?;
+
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map_or_else(|_| root.join("target"), std::path::PathBuf::from);
+    let bin = target.join("release/gateway-bench");
+    let mut command = Command::new(&bin);
+    command
+        .arg("run")
+        .arg("--out-dir")
+        .arg(target.join("bench"))
+        .arg("--cli")
+        .arg(target.join("release/genesys-router"))
+        .arg("--criterion-dir")
+        .arg(target.join("criterion"))
+        .current_dir(root);
+    if quick {
+        command.arg("--quick");
+    }
+    println!(
+        "==> {} run{}",
+        bin.display(),
+        if quick { " --quick" } else { "" }
+    );
+    let status = command
+        .status()
+        .map_err(|e| format!("cannot start {}: {e}", bin.display()))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("the load benchmark failed ({status})"))
+    }
+}
