@@ -96,7 +96,7 @@ async fn audit_entries_match_what_the_simulator_saw() {
     let digest = PromptDigest::of(secret_prompt);
     let seen = sim.prompt_requests();
     for (entry, outcome) in entries.iter().zip(&outcomes) {
-        assert_eq!(entry.id, outcome.audit_id);
+        assert_eq!(Some(entry.id), outcome.audit_id);
         assert_eq!(entry.correlation_id, outcome.correlation_id);
         assert_eq!(entry.prompt_sha256, digest.sha256);
         assert_eq!(entry.prompt_chars, digest.chars);

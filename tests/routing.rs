@@ -407,3 +407,114 @@ async fn configured_models_are_checked_against_the_catalogue() {
     let check = router.check_models().await.unwrap();
     assert_eq!(check.unknown, [gateway_model::ModelId::new("model-gen-4")]);
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_hanging_model_leaves_time_for_its_fallback() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(Target::model("model-gen-4"), vec![Scripted::Stall; 5]);
+    let mut config = config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"]));
+    config.limits.deadline_ms = 10_000;
+    config.limits.attempt_timeout_ms = 10_000;
+    let router = router_for(config).build().await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    // The first model gets half the deadline, the fallback the rest.
+    assert_eq!(started.elapsed(), Duration::from_secs(5));
+    assert_eq!(outcome.models_tried[0].outcome, Outcome::Timeout);
+    assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+    // Running out of the caller's time says nothing about the model's health.
+    assert_eq!(
+        router.breaker_state("model-gen-4"),
+        Some(BreakerState::Closed { failures: 0 })
+    );
+}
+
+#[tokio::test]
+async fn an_unknown_model_falls_back_and_a_refused_token_stops() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.remove_model("model-gen-4");
+    let router =
+        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
+            .build()
+            .await
+            .unwrap();
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.models_tried[0].status, Some(404));
+    assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+
+    sim.add_model("model-gen-4");
+    sim.script(
+        Target::model("model-gen-4"),
+        vec![
+            Scripted::Status {
+                status: 401,
+                code: None
+            };
+            2
+        ],
+    );
+    let err = router
+        .route(RouteRequest::new("s", "hello"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), RouteErrorKind::Unauthorized { .. }),
+        "{err}"
+    );
+    assert_eq!(
+        err.trace().unwrap().models_tried.len(),
+        1,
+        "a refused token is not the model's fault"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dropped_call_releases_everything_and_is_audited_as_cancelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sink =
+        gateway_telemetry::JsonlSink::open_with(&path, gateway_telemetry::JsonlOptions::default())
+            .unwrap();
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4"));
+    config.limits.max_concurrency = 1;
+    let router = router_for(config)
+        .audit_sink(std::sync::Arc::new(sink))
+        .build()
+        .await
+        .unwrap();
+
+    sim.script(Target::model("model-gen-4"), [Scripted::Stall]);
+    let dropped = tokio::time::timeout(
+        Duration::from_secs(2),
+        router.route(RouteRequest::new("s", "hello")),
+    )
+    .await;
+    assert!(dropped.is_err(), "the caller gave up");
+    assert_eq!(
+        router.transport().limiter().available(),
+        1,
+        "the slot came back"
+    );
+
+    // The cancelled entry is written in the background.
+    let mut entries = Vec::new();
+    for _ in 0..1_000 {
+        entries = gateway_telemetry::read_jsonl(&path).unwrap().entries;
+        if !entries.is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].outcome, Outcome::Cancelled);
+    assert_eq!(entries[0].models_tried[0].model_id.as_str(), "model-gen-4");
+    assert!(
+        !entries[0].request_id.is_empty(),
+        "the request that was in flight is named"
+    );
+
+    // The router still works.
+    router.route(RouteRequest::new("s", "hello")).await.unwrap();
+}

@@ -60,8 +60,8 @@ struct Inner {
     policy: RefreshPolicy,
     timeout: Duration,
     cache: RwLock<Option<Arc<Cached>>>,
-    /// Held by whoever requests a token, so only one request is ever in flight.
-    single_flight: tokio::sync::Mutex<()>,
+    /// Held by the task that requests a token, so only one request is ever in flight.
+    single_flight: Arc<tokio::sync::Mutex<()>>,
     background: AtomicBool,
     backoff: Mutex<Backoff>,
     forced: Mutex<Bucket>,
@@ -215,7 +215,7 @@ impl ClientCredentialsBuilder {
                 policy: self.policy,
                 timeout: self.timeout,
                 cache: RwLock::new(None),
-                single_flight: tokio::sync::Mutex::new(()),
+                single_flight: Arc::new(tokio::sync::Mutex::new(())),
                 background: AtomicBool::new(false),
                 backoff: Mutex::new(Backoff::default()),
                 forced: Mutex::new(Bucket::new(self.forced_burst, self.forced_every)),
@@ -314,7 +314,7 @@ impl ClientCredentials {
 
     /// Fetches a token while callers wait (no usable token is cached).
     async fn refresh_now(&self) -> Result<AccessToken, AuthError> {
-        let _flight = self.inner.single_flight.lock().await;
+        let flight = Arc::clone(&self.inner.single_flight).lock_owned().await;
         // Whoever held the lock before may have fetched one already.
         if let Some(cached) = self.cached().filter(|c| Instant::now() < c.usable_until) {
             return Ok(cached.token.clone());
@@ -335,7 +335,20 @@ impl ClientCredentials {
                 }
             }
         }
-        self.fetch_and_store().await.map(|c| c.token.clone())
+        // The request runs in a task of its own that holds the lock: a caller that gives
+        // up (a dropped future, a deadline) neither aborts it nor lets a second one start.
+        let this = self.clone();
+        let fetch = tokio::spawn(async move {
+            let _flight = flight;
+            this.fetch_and_store().await
+        });
+        match fetch.await {
+            Ok(result) => result.map(|c| c.token.clone()),
+            Err(e) => Err(AuthError::Unreachable {
+                host: self.inner.host.clone(),
+                reason: format!("the token request task ended abnormally: {e}"),
+            }),
+        }
     }
 
     /// Starts one background refresh unless one runs or the backoff says wait.

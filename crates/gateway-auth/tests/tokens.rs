@@ -296,3 +296,17 @@ fn plain_http_login_hosts_are_refused_unless_loopback() {
         .unwrap_err();
     assert!(err.to_string().contains("plain http"), "{err}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_caller_that_gives_up_does_not_abort_or_repeat_the_token_request() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(Target::Token, [Scripted::Delay { ms: 1_000 }]);
+    let tokens = provider(&sim);
+    // The first caller stops waiting after 100 ms, mid-request.
+    let gave_up = tokio::time::timeout(Duration::from_millis(100), tokens.token()).await;
+    assert!(gave_up.is_err());
+    // The next caller gets the token from that same request.
+    tokens.token().await.unwrap();
+    assert_eq!(sim.counters().token_requests, 1);
+    assert_eq!(tokens.token_requests(), 1);
+}

@@ -233,33 +233,23 @@ fn toml_config(config: &gateway_model::RouterConfig) -> anyhow::Result<String> {
     Ok(toml::to_string(config)?)
 }
 
-/// Criterion's mean estimates (ns), by benchmark id, if criterion ran.
+/// Criterion's mean estimates (ns), by benchmark id, if criterion ran. Criterion keeps
+/// each benchmark in `<dir>/<id with / as _>/new/estimates.json`.
 fn micro(dir: Option<&Path>) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    let Some(dir) = dir else { return out };
-    let Ok(groups) = std::fs::read_dir(dir) else {
+    let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
         return out;
     };
-    for group in groups.flatten() {
-        let Ok(benches) = std::fs::read_dir(group.path()) else {
+    for bench in entries.flatten() {
+        let estimates = bench.path().join("new/estimates.json");
+        let Ok(text) = std::fs::read_to_string(&estimates) else {
             continue;
         };
-        for bench in benches.flatten() {
-            let estimates = bench.path().join("new/estimates.json");
-            let Ok(text) = std::fs::read_to_string(&estimates) else {
-                continue;
-            };
-            let Ok(json) = serde_json::from_str::<Value>(&text) else {
-                continue;
-            };
-            if let Some(mean) = json["mean"]["point_estimate"].as_f64() {
-                let id = format!(
-                    "{}/{}",
-                    group.file_name().to_string_lossy(),
-                    bench.file_name().to_string_lossy()
-                );
-                out.insert(id, mean);
-            }
+        let Ok(json) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        if let Some(mean) = json["mean"]["point_estimate"].as_f64() {
+            out.insert(bench.file_name().to_string_lossy().into_owned(), mean);
         }
     }
     out

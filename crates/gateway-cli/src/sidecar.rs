@@ -30,6 +30,7 @@ use serde_json::json;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+use tokio_util::task::TaskTracker;
 
 /// Largest request body the sidecar reads.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -39,6 +40,8 @@ const MAX_BODY_BYTES: usize = 1024 * 1024;
 struct App {
     router: Router,
     metrics: Option<MetricsHandle>,
+    /// Routed calls run as tasks of their own, tracked so shutdown can wait for them.
+    calls: TaskTracker,
 }
 
 /// A running sidecar.
@@ -67,7 +70,12 @@ impl Sidecar {
         let listener = TcpListener::bind(addr).await?;
         let addr = listener.local_addr()?;
         let (shutdown, rx) = watch::channel(false);
-        let task = tokio::spawn(serve(listener, App { router, metrics }, rx, drain));
+        let app = App {
+            router,
+            metrics,
+            calls: TaskTracker::new(),
+        };
+        let task = tokio::spawn(serve(listener, app, rx, drain));
         Ok(Self {
             addr,
             shutdown,
@@ -111,7 +119,8 @@ async fn serve(
             _ = shutdown.wait_for(|down| *down) => break,
         };
         let Ok((stream, _)) = accepted else {
-            tokio::task::yield_now().await;
+            // Out of descriptors, say: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -126,10 +135,12 @@ async fn serve(
         tokio::spawn(graceful.watch(conn));
     }
     drop(listener);
-    if tokio::time::timeout(drain, graceful.shutdown())
-        .await
-        .is_err()
-    {
+    app.calls.close();
+    let drained = async {
+        graceful.shutdown().await;
+        app.calls.wait().await;
+    };
+    if tokio::time::timeout(drain, drained).await.is_err() {
         tracing::warn!(
             ?drain,
             "in-flight calls did not finish within the drain timeout"
@@ -201,9 +212,19 @@ async fn route(app: &App, req: Request<Incoming>) -> Response<Full<Bytes>> {
             );
         }
     };
-    match app.router.route(request).await {
-        Ok(outcome) => json_answer(StatusCode::OK, &outcome),
-        Err(err) => route_error(&err),
+    // A task of its own: a client that disconnects does not cancel the call (which may
+    // already be at the gateway), so it still ends, and is audited, as it really ended.
+    let router = app.router.clone();
+    let call = app.calls.spawn(async move { router.route(request).await });
+    match call.await {
+        Ok(Ok(outcome)) => json_answer(StatusCode::OK, &outcome),
+        Ok(Err(err)) => route_error(&err),
+        Err(_) => error(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "router.internal",
+            "the routed call failed unexpectedly",
+            None,
+        ),
     }
 }
 

@@ -128,7 +128,7 @@ async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
             String::from_utf8_lossy(&body)
         );
         let outcome: RouteOutcome = serde_json::from_slice(&body).unwrap();
-        audit_ids.insert(outcome.audit_id);
+        audit_ids.insert(outcome.audit_id.expect("audited"));
     }
     let exit = tokio::task::spawn_blocking(move || child.wait())
         .await

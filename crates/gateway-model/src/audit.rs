@@ -30,11 +30,13 @@ pub enum Outcome {
     Timeout,
     /// The model's circuit was open, so no request was sent.
     CircuitOpen,
+    /// The caller stopped waiting (its future was dropped) before the call ended.
+    Cancelled,
 }
 
 impl Outcome {
     /// Every outcome, in documentation order.
-    pub const ALL: [Outcome; 7] = [
+    pub const ALL: [Outcome; 8] = [
         Outcome::Success,
         Outcome::ClientError,
         Outcome::RateLimited,
@@ -42,6 +44,7 @@ impl Outcome {
         Outcome::PolicyViolation,
         Outcome::Timeout,
         Outcome::CircuitOpen,
+        Outcome::Cancelled,
     ];
 
     /// The wire name, also used as a metric label value.
@@ -54,6 +57,7 @@ impl Outcome {
             Outcome::PolicyViolation => "policy_violation",
             Outcome::Timeout => "timeout",
             Outcome::CircuitOpen => "circuit_open",
+            Outcome::Cancelled => "cancelled",
         }
     }
 }

@@ -156,6 +156,14 @@ impl Metadata {
         self.0.get(key).map(String::as_str)
     }
 
+    /// The labels every built payload starts with: `routingVersion` and `dispatchSource`.
+    pub fn defaults() -> Self {
+        Self::from_iter([
+            ("routingVersion", ROUTING_VERSION),
+            ("dispatchSource", DISPATCH_SOURCE),
+        ])
+    }
+
     /// Whether `key` matches [`METADATA_KEY_PATTERN`] and its length bounds.
     fn key_is_well_formed(key: &str) -> bool {
         !key.is_empty()
@@ -335,10 +343,7 @@ pub struct PayloadBuilder {
 
 impl PayloadBuilder {
     fn new(model_id: ModelId, prompt: String) -> Self {
-        let metadata = Metadata::from_iter([
-            ("routingVersion", ROUTING_VERSION),
-            ("dispatchSource", DISPATCH_SOURCE),
-        ]);
+        let metadata = Metadata::defaults();
         Self {
             payload: GatewayPayload {
                 model_id,

@@ -119,8 +119,10 @@ pub struct RouteOutcome {
     pub correlation_id: String,
     /// The `X-Genesys-Request-Id` of the model that answered.
     pub request_id: String,
-    /// The id of the audit entry written for this call.
-    pub audit_id: Uuid,
+    /// The id of the audit entry written for this call; absent when auditing is off or
+    /// the entry could not be written (the failure is logged and counted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub audit_id: Option<Uuid>,
 }
 
 impl Validate for RouteOutcome {

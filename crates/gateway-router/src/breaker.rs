@@ -66,6 +66,13 @@ impl ProbeGuard<'_> {
         self.breaker.record_failure();
     }
 
+    /// The probe was told to wait (a long `Retry-After`): open the circuit for `wait`,
+    /// in one step so no other call can probe in between.
+    pub fn cool_down(mut self, wait: Duration) {
+        self.reported = true;
+        self.breaker.cool_down(wait);
+    }
+
     /// The probe ended without telling anything about the model's health (a client
     /// error, say): let the next call probe.
     pub fn neutral(mut self) {

@@ -425,8 +425,13 @@ impl Router {
     }
 
     /// Routes one prompt: selects the model, walks the fallback chain, and returns the
-    /// answer with the model that gave it, the attempts and the models tried. Exactly one
-    /// audit entry is written before this returns (unless the route is unknown).
+    /// answer with the model that gave it, the attempts and the models tried.
+    ///
+    /// Exactly one audit entry is written before this returns (an unknown route name is
+    /// the only exception: there is nothing to audit). If the returned future is dropped
+    /// before it completes, the call in flight is abandoned (its limiter slot and
+    /// connection are released) and an entry with outcome `cancelled` is written in the
+    /// background with whatever was tried so far.
     pub async fn route(&self, request: RouteRequest) -> Result<RouteOutcome, RouteError> {
         let started = Instant::now();
         let inner = &*self.inner;
@@ -437,7 +442,6 @@ impl Router {
             }
             .into());
         };
-        let deadline = started + inner.deadline;
         let primary = route
             .selector
             .select(request.sticky_key.as_deref().unwrap_or(&request.prompt))
@@ -445,20 +449,7 @@ impl Router {
         let chain = route.chain(&primary);
         // An invalid request (a sticky key too long, say) is refused before any model.
         let invalid = request.validate().err().map(RouteErrorKind::Invalid);
-        let digest = PromptDigest::of(&request.prompt);
         let temperature = route.temperature.pick(request.tuning);
-        let mut call = CallState {
-            deadline,
-            correlation_id: ids::random().to_string(),
-            tried: Vec::with_capacity(chain.len()),
-            waited: Duration::ZERO,
-            attempts: 0,
-            last_status: None,
-            last_code: None,
-            last_upstream_id: None,
-            last_failure: None,
-            retry_after: None,
-        };
         let mut payload = GatewayPayload {
             model_id: primary.clone(),
             prompt: request.prompt,
@@ -472,24 +463,32 @@ impl Router {
             safety_filters: route.safety_filters.clone(),
             metadata: merged_metadata(&route.metadata, &request.metadata),
         };
-
-        let ended = match invalid {
-            Some(kind) => Ended::Stopped(kind),
-            None => self.walk(&chain, &mut payload, &mut call).await,
+        let mut guard = CallGuard {
+            router: self,
+            started,
+            asked: Some(Asked {
+                route: request.route,
+                primary: primary.clone(),
+                tuning: request.tuning,
+                temperature,
+                digest: PromptDigest::of(&payload.prompt),
+                metadata: request.metadata,
+            }),
+            call: Some(CallState::new(started + inner.deadline, chain.len())),
         };
+
+        let ended = if let Some(kind) = invalid {
+            Ended::Stopped(kind)
+        } else {
+            let call = guard.call.as_mut().expect("set above");
+            self.walk(&chain, &mut payload, call).await
+        };
+        let (asked, call) = guard.disarm();
 
         let latency = started.elapsed();
-        if let Some(state) = inner.models.get(&primary) {
+        if let Some(state) = inner.models.get(&asked.primary) {
             state.metrics.overhead(latency.saturating_sub(call.waited));
         }
-        let asked = Asked {
-            route: request.route,
-            primary,
-            tuning: request.tuning,
-            temperature,
-            digest,
-            metadata: request.metadata,
-        };
         let entry = asked.audit_entry(&call, &ended, latency);
         let audit_id = self.write_audit(&entry).await;
 
@@ -505,12 +504,14 @@ impl Router {
                 latency_us: entry.latency_us,
                 correlation_id: entry.correlation_id,
                 request_id,
-                audit_id: entry.id,
+                audit_id,
             });
         }
         let kind = match ended {
             Ended::Stopped(kind) => kind,
-            Ended::Answered(..) | Ended::Exhausted => call.exhausted(&entry.route, inner.deadline),
+            Ended::Answered(..) | Ended::Exhausted | Ended::Cancelled => {
+                call.exhausted(&entry.route, inner.deadline)
+            }
         };
         let trace = CallTrace {
             route: entry.route,
@@ -524,6 +525,9 @@ impl Router {
     }
 
     /// Tries each model of the chain in turn until one answers or one failure stops the call.
+    ///
+    /// Each model but the last gets an equal share of the time left, so a model that hangs
+    /// cannot use up the fallbacks' time; the last gets all that remains.
     async fn walk(
         &self,
         chain: &[&ModelId],
@@ -531,14 +535,19 @@ impl Router {
         call: &mut CallState,
     ) -> Ended {
         let inner = &*self.inner;
+        let mut body: Option<Bytes> = None;
         for (i, model) in chain.iter().enumerate() {
+            let now = Instant::now();
+            if now >= call.deadline {
+                return Ended::Exhausted;
+            }
             let state = &inner.models[*model];
             let next_model = chain.get(i + 1).copied();
             let probe = match state.breaker.admit() {
                 Admission::Rejected { .. } => {
                     call.tried.push(skipped(model));
-                    inner.stats.record_fallback(model.as_str());
                     if let Some(next) = next_model {
+                        inner.stats.record_fallback(model.as_str());
                         gateway_telemetry::fallback(
                             model.as_str(),
                             next.as_str(),
@@ -550,44 +559,49 @@ impl Router {
                 Admission::Probe(probe) => Some(probe),
                 Admission::Allowed => None,
             };
-            if Instant::now() >= call.deadline {
-                return Ended::Exhausted;
+            // The payload is validated, format-checked and serialised once; a fallback
+            // changes only `modelId` and `fallbackModels`, so it is encoded again then.
+            if body.is_none() || i > 0 {
+                payload.model_id = (*model).clone();
+                payload.fallback_models = chain[i + 1..].iter().map(|m| (*m).clone()).collect();
+                match encode(payload) {
+                    Ok(bytes) => body = Some(bytes),
+                    Err(errors) => return Ended::Stopped(RouteErrorKind::Invalid(errors)),
+                }
             }
-            payload.model_id = (*model).clone();
-            payload.fallback_models = chain[i + 1..].iter().map(|m| (*m).clone()).collect();
-            let body = match encode(payload) {
-                Ok(body) => body,
-                Err(errors) => return Ended::Stopped(RouteErrorKind::Invalid(errors)),
+            let model_deadline = match next_model {
+                Some(_) => {
+                    now + (call.deadline - now) / u32::try_from(chain.len() - i).unwrap_or(u32::MAX)
+                }
+                None => call.deadline,
             };
-
+            let sent = body.clone().unwrap_or_default();
             let (outcome, next, health, request_id) = self
-                .try_model(state, model, body, next_model.is_some(), call)
+                .try_model(
+                    state,
+                    model,
+                    sent,
+                    next_model.is_some(),
+                    model_deadline,
+                    call,
+                )
                 .await;
-            match health {
-                Health::Healthy => match probe {
-                    Some(p) => p.success(),
-                    None => state.breaker.record_success(),
-                },
-                Health::Unhealthy => match probe {
-                    Some(p) => p.failure(),
-                    None => state.breaker.record_failure(),
-                },
-                Health::Neutral => {
-                    if let Some(p) = probe {
-                        p.neutral();
-                    }
-                }
-                Health::CoolDown(wait) => {
-                    drop(probe);
-                    state.breaker.cool_down(wait);
-                }
+            match (health, probe) {
+                (Health::Healthy, Some(p)) => p.success(),
+                (Health::Healthy, None) => state.breaker.record_success(),
+                (Health::Unhealthy, Some(p)) => p.failure(),
+                (Health::Unhealthy, None) => state.breaker.record_failure(),
+                (Health::Neutral, Some(p)) => p.neutral(),
+                (Health::Neutral, None) => {}
+                (Health::CoolDown(wait), Some(p)) => p.cool_down(wait),
+                (Health::CoolDown(wait), None) => state.breaker.cool_down(wait),
             }
             match next {
                 Next::Answered(response) => return Ended::Answered(response, request_id),
                 Next::Stop(kind) => return Ended::Stopped(kind),
                 Next::Fallback => {
-                    inner.stats.record_fallback(model.as_str());
                     if let Some(next) = next_model {
+                        inner.stats.record_fallback(model.as_str());
                         gateway_telemetry::fallback(model.as_str(), next.as_str(), outcome);
                     }
                 }
@@ -604,16 +618,28 @@ impl Router {
         model: &ModelId,
         body: Bytes,
         has_fallback: bool,
+        deadline: Instant,
         call: &mut CallState,
     ) -> (Outcome, Next, Health, String) {
         let inner = &*self.inner;
         let request_id = ids::random().to_string();
+        // Recorded before sending: a call cancelled mid-flight still shows this model.
+        call.tried.push(ModelAttempt {
+            model_id: model.clone(),
+            request_id: request_id.clone(),
+            attempts: 0,
+            outcome: Outcome::Cancelled,
+            status: None,
+            error_code: None,
+            upstream_correlation_id: None,
+            latency_us: 0,
+        });
         let attempt_started = Instant::now();
         let result = {
             let _in_flight = state.metrics.in_flight();
             let mut spec = Call::post(inner.prompts_uri.clone(), body, request_id.clone())
                 .correlation_id(call.correlation_id.clone())
-                .deadline(call.deadline);
+                .deadline(deadline);
             if has_fallback {
                 // With a fallback at hand, a long Retry-After fails over instead of waiting.
                 spec = spec.max_retry_after(inner.cool_down_after);
@@ -622,13 +648,14 @@ impl Router {
         };
         let elapsed = attempt_started.elapsed();
 
-        let (outcome, next, health, stats) = match result {
+        let (outcome, next, health, stats, code) = match result {
             Ok(answer) => match answer.json::<GatewayResponse>() {
                 Ok(response) => (
                     Outcome::Success,
                     Next::Answered(Box::new(response)),
                     Health::Healthy,
                     answer.stats,
+                    None,
                 ),
                 Err(e) => {
                     call.last_failure = Some(format!("{model}: {e}"));
@@ -637,41 +664,31 @@ impl Router {
                         Next::Fallback,
                         Health::Unhealthy,
                         answer.stats,
+                        None,
                     )
                 }
             },
             Err(err) => {
                 let (outcome, next, health) = classify(&err, model, inner.cool_down_after);
                 call.last_failure = Some(format!("{model}: {err}"));
-                call.last_code = err.code().map(str::to_owned);
                 if let Some(after) = err.retry_after() {
                     call.retry_after = Some(call.retry_after.map_or(after, |r| r.max(after)));
                 }
-                let stats = err.stats().clone();
-                (outcome, next, health, stats)
+                let code = err.code().map(str::to_owned);
+                (outcome, next, health, err.stats().clone(), code)
             }
         };
 
         self.record_attempt(state, model, outcome, elapsed, &stats);
         call.waited += stats.upstream + stats.backoff + stats.limiter_wait;
         call.attempts += stats.attempts;
-        call.last_status = stats.last_status.map(|s| s.as_u16());
-        call.last_upstream_id
-            .clone_from(&stats.upstream_correlation_id);
-        call.tried.push(ModelAttempt {
-            model_id: model.clone(),
-            request_id: request_id.clone(),
-            attempts: stats.attempts,
-            outcome,
-            status: stats.last_status.map(|s| s.as_u16()),
-            error_code: if outcome == Outcome::Success {
-                None
-            } else {
-                call.last_code.clone()
-            },
-            upstream_correlation_id: stats.upstream_correlation_id,
-            latency_us: duration_us(elapsed),
-        });
+        let attempt = call.tried.last_mut().expect("pushed above");
+        attempt.attempts = stats.attempts;
+        attempt.outcome = outcome;
+        attempt.status = stats.last_status.map(|s| s.as_u16());
+        attempt.error_code = code;
+        attempt.upstream_correlation_id = stats.upstream_correlation_id;
+        attempt.latency_us = duration_us(elapsed);
         (outcome, next, health, request_id)
     }
 
@@ -705,12 +722,13 @@ impl Router {
         self.inner.stats.record(model.as_str(), outcome, elapsed);
     }
 
-    /// Writes the audit entry; a failure is logged (and counted by the sink), never lost silently.
+    /// Writes the audit entry; a failure is logged and counted (`event="failed"`), never silent.
     async fn write_audit(&self, entry: &AuditEntry) -> Option<uuid::Uuid> {
         let audit = self.inner.audit.as_ref()?;
         match audit.record(entry).await {
             Ok(()) => Some(entry.id),
             Err(e) => {
+                gateway_telemetry::audit_event(gateway_telemetry::AuditEvent::Failed);
                 tracing::error!(audit_id = %entry.id, correlation_id = %entry.correlation_id, error = %e, "audit entry not written");
                 None
             }
@@ -723,18 +741,70 @@ impl Router {
 struct CallState {
     deadline: Instant,
     correlation_id: String,
+    /// Every model tried or skipped; the last one's entry is filled in when it ends.
     tried: Vec<ModelAttempt>,
     /// Time not spent by the router itself: upstream exchanges, backoff, limiter waits.
     waited: Duration,
     attempts: u32,
-    last_status: Option<u16>,
-    last_code: Option<String>,
-    last_upstream_id: Option<String>,
     last_failure: Option<String>,
     retry_after: Option<Duration>,
 }
 
+/// Writes an audit entry with outcome `cancelled` if the call's future is dropped
+/// before the call ends; disarmed when it ends normally.
+struct CallGuard<'a> {
+    router: &'a Router,
+    started: Instant,
+    asked: Option<Asked>,
+    call: Option<CallState>,
+}
+
+impl CallGuard<'_> {
+    /// The call ended normally: hand back what the entry needs.
+    fn disarm(&mut self) -> (Asked, CallState) {
+        let asked = self.asked.take().expect("disarmed once");
+        let call = self.call.take().expect("disarmed once");
+        (asked, call)
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        let (Some(asked), Some(call)) = (self.asked.take(), self.call.take()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let entry = asked.audit_entry(&call, &Ended::Cancelled, self.started.elapsed());
+        let router = self.router.clone();
+        runtime.spawn(async move {
+            router.write_audit(&entry).await;
+        });
+    }
+}
+
 impl CallState {
+    fn new(deadline: Instant, models: usize) -> Self {
+        Self {
+            deadline,
+            correlation_id: ids::random().to_string(),
+            tried: Vec::with_capacity(models),
+            waited: Duration::ZERO,
+            attempts: 0,
+            last_failure: None,
+            retry_after: None,
+        }
+    }
+
+    /// The last model a request was sent to, if any.
+    fn last_sent(&self) -> Option<&ModelAttempt> {
+        self.tried
+            .iter()
+            .rev()
+            .find(|a| a.attempts > 0 || a.outcome == Outcome::Cancelled)
+    }
+
     /// The error for a call whose every model failed or was skipped.
     fn exhausted(&self, route: &str, deadline: Duration) -> RouteErrorKind {
         RouteErrorKind::Exhausted {
@@ -768,39 +838,38 @@ struct Asked {
 
 impl Asked {
     /// The audit entry of a call that ended as `ended` after `latency`.
-    fn audit_entry(self, call: &CallState, ended: &Ended, latency: Duration) -> AuditEntry {
+    fn audit_entry(&self, call: &CallState, ended: &Ended, latency: Duration) -> AuditEntry {
         let answered = match ended {
             Ended::Answered(response, _) => Some(response.as_ref()),
             _ => None,
         };
+        let last = call.last_sent();
+        let outcome = match ended {
+            Ended::Cancelled => Outcome::Cancelled,
+            Ended::Stopped(RouteErrorKind::Invalid(_)) => Outcome::ClientError,
+            _ => call
+                .tried
+                .last()
+                .map_or(Outcome::ClientError, |a| a.outcome),
+        };
         AuditEntry {
             id: ids::time_ordered(),
             timestamp: chrono::Utc::now(),
-            route: self.route,
-            request_id: call
-                .tried
-                .last()
-                .map(|a| a.request_id.clone())
-                .unwrap_or_default(),
+            route: self.route.clone(),
+            request_id: last.map(|a| a.request_id.clone()).unwrap_or_default(),
             correlation_id: call.correlation_id.clone(),
-            upstream_correlation_id: call.last_upstream_id.clone(),
-            requested_model: self.primary,
+            upstream_correlation_id: last.and_then(|a| a.upstream_correlation_id.clone()),
+            requested_model: self.primary.clone(),
             served_model: answered.map(|r| r.model_id.clone()),
             attempts: call.attempts,
             fallbacks_used: u32::try_from(call.tried.len().saturating_sub(1)).unwrap_or(u32::MAX),
             models_tried: call.tried.clone(),
-            outcome: match ended {
-                Ended::Stopped(RouteErrorKind::Invalid(_)) => Outcome::ClientError,
-                _ => call
-                    .tried
-                    .last()
-                    .map_or(Outcome::ClientError, |a| a.outcome),
-            },
-            status: call.last_status,
+            outcome,
+            status: last.and_then(|a| a.status),
             error_code: if answered.is_some() {
                 None
             } else {
-                call.last_code.clone()
+                last.and_then(|a| a.error_code.clone())
             },
             latency_us: duration_us(latency),
             tuning: self.tuning,
@@ -809,15 +878,17 @@ impl Asked {
                 .and_then(|r| r.safety.as_ref())
                 .map(|s| s.verdict.clone()),
             usage: answered.and_then(|r| r.usage.clone()),
-            prompt_sha256: self.digest.sha256,
+            prompt_sha256: self.digest.sha256.clone(),
             prompt_chars: self.digest.chars,
-            metadata: self.metadata,
+            metadata: self.metadata.clone(),
         }
     }
 }
 
 /// How the walk down the chain ended.
 enum Ended {
+    /// The caller dropped the future (only seen by the cancellation guard).
+    Cancelled,
     /// A model answered (with the request id it was sent).
     Answered(Box<GatewayResponse>, String),
     /// A failure another model would not fix.
@@ -843,7 +914,7 @@ fn skipped(model: &ModelId) -> ModelAttempt {
 /// Route labels first, then the caller's (a caller's label wins over the route's), on
 /// top of the builder's `routingVersion` and `dispatchSource`.
 fn merged_metadata(route: &Metadata, request: &Metadata) -> Metadata {
-    let mut merged = GatewayPayload::builder("m", "p").build_unchecked().metadata;
+    let mut merged = Metadata::defaults();
     for (k, v) in route.0.iter().chain(request.0.iter()) {
         merged.insert(k.clone(), v.clone());
     }
@@ -933,9 +1004,11 @@ fn classify(
             }),
             Health::Neutral,
         ),
-        ErrorKind::Timeout(_) | ErrorKind::DeadlineExceeded { .. } => {
-            (Outcome::Timeout, Next::Fallback, Health::Unhealthy)
-        }
+        ErrorKind::Timeout(_) => (Outcome::Timeout, Next::Fallback, Health::Unhealthy),
+        // The call's (or the model's share of the) deadline, not the model's own slowness.
+        ErrorKind::DeadlineExceeded { .. } => (Outcome::Timeout, Next::Fallback, Health::Neutral),
+        // Not sent: the spent rate limit is this client's, not the model's.
+        ErrorKind::Paced { .. } => (Outcome::RateLimited, Next::Fallback, Health::Neutral),
         ErrorKind::LimiterTimeout(t) => (
             Outcome::Timeout,
             Next::Stop(RouteErrorKind::Overloaded(t.to_string())),

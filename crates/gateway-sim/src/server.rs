@@ -391,8 +391,8 @@ async fn accept_loop(
             _ = shutdown.wait_for(|down| *down) => break,
         };
         let Ok((stream, _)) = accepted else {
-            // Out of descriptors or a reset during accept: yield and go on.
-            tokio::task::yield_now().await;
+            // Out of descriptors, say: back off instead of spinning.
+            tokio::time::sleep(Duration::from_millis(50)).await;
             continue;
         };
         let _ = stream.set_nodelay(true);

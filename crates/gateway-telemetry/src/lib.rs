@@ -10,7 +10,7 @@
 //!
 //! | Name | Type | Unit | Labels |
 //! |---|---|---|---|
-//! | `genesys_router_requests_total` | counter | calls | `model`, `outcome` (`success`, `client_error`, `rate_limited`, `upstream_error`, `policy_violation`, `timeout`, `circuit_open`) |
+//! | `genesys_router_requests_total` | counter | calls | `model`, `outcome` (`success`, `client_error`, `rate_limited`, `upstream_error`, `policy_violation`, `timeout`, `circuit_open`, `cancelled`) |
 //! | `genesys_router_request_duration_seconds` | histogram | seconds; buckets 0.01 … 120 | `model` |
 //! | `genesys_router_overhead_seconds` | histogram | seconds; buckets 1 µs … 25 ms | `model` |
 //! | `genesys_router_attempts_total` | counter | HTTP attempts | `model` |
@@ -19,7 +19,7 @@
 //! | `genesys_router_limiter_wait_seconds` | histogram | seconds; buckets 100 µs … 30 | none |
 //! | `genesys_router_in_flight_requests` | gauge | calls | `model` |
 //! | `genesys_router_token_refreshes_total` | counter | refreshes | `result` (`success`, `failure`) |
-//! | `genesys_router_audit_entries_total` | counter | entries | `event` (`written`, `delivered`, `spooled`, `replayed`, `dropped`, `retried`) |
+//! | `genesys_router_audit_entries_total` | counter | entries | `event` (`written`, `delivered`, `spooled`, `replayed`, `dropped`, `retried`, `failed`) |
 //!
 //! Bucket bounds are in [`metric_names`]. Label values come from config (model ids) or
 //! fixed sets, so the number of series is bounded.

@@ -82,17 +82,20 @@ pub enum AuditEvent {
     Dropped,
     /// Sent again after a failed delivery attempt.
     Retried,
+    /// A sink refused the entry (the JSONL write failed); the router logged it.
+    Failed,
 }
 
 impl AuditEvent {
     /// Every event, in label order.
-    pub const ALL: [AuditEvent; 6] = [
+    pub const ALL: [AuditEvent; 7] = [
         AuditEvent::Written,
         AuditEvent::Delivered,
         AuditEvent::Spooled,
         AuditEvent::Replayed,
         AuditEvent::Dropped,
         AuditEvent::Retried,
+        AuditEvent::Failed,
     ];
 
     /// The label value.
@@ -104,6 +107,7 @@ impl AuditEvent {
             AuditEvent::Replayed => "replayed",
             AuditEvent::Dropped => "dropped",
             AuditEvent::Retried => "retried",
+            AuditEvent::Failed => "failed",
         }
     }
 }
@@ -117,6 +121,7 @@ impl AuditEvent {
             AuditEvent::Replayed => 3,
             AuditEvent::Dropped => 4,
             AuditEvent::Retried => 5,
+            AuditEvent::Failed => 6,
         }
     }
 }
@@ -137,6 +142,7 @@ pub(crate) fn outcome_index(outcome: Outcome) -> usize {
         Outcome::PolicyViolation => 4,
         Outcome::Timeout => 5,
         Outcome::CircuitOpen => 6,
+        Outcome::Cancelled => 7,
     }
 }
 
@@ -329,6 +335,7 @@ fn audit_counter(event: AuditEvent) -> Counter {
         AuditEvent::Replayed => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "replayed"),
         AuditEvent::Dropped => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "dropped"),
         AuditEvent::Retried => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "retried"),
+        AuditEvent::Failed => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "failed"),
     }
 }
 

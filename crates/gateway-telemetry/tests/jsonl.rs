@@ -232,3 +232,47 @@ fn an_unwritable_path_is_a_typed_error_naming_it() {
         Err(AuditError::Io { .. })
     ));
 }
+
+#[tokio::test]
+async fn a_failed_rotation_keeps_every_entry_and_retries_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    // A non-empty directory where the oldest rotated file would be removed: rotation fails.
+    let blocker = rotated_path(&path, 10);
+    std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+    let line = EncodedEntry::encode(&entries::entry(0))
+        .unwrap()
+        .line()
+        .len() as u64;
+    let sink = JsonlSink::open_with(&path, options(FsyncPolicy::Never, 3 * line, 10)).unwrap();
+
+    let mut written = Vec::new();
+    for n in 0..8 {
+        let entry = entries::entry(n);
+        written.push(entry.id);
+        sink.record(&entry).await.unwrap();
+    }
+    // Nothing was lost or truncated: every entry is still in the one file.
+    assert_eq!(ids_in(&path), written);
+
+    // Once the obstacle is gone, rotation resumes after another `rotate_bytes`.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    for n in 8..12 {
+        let entry = entries::entry(n);
+        written.push(entry.id);
+        sink.record(&entry).await.unwrap();
+    }
+    // Oldest rotated file first, the current file last.
+    let mut all = Vec::new();
+    for n in (1..=10).rev() {
+        let rotated = rotated_path(&path, n);
+        if rotated.exists() {
+            all.extend(ids_in(&rotated));
+        }
+    }
+    let current = ids_in(&path);
+    assert!(current.len() < written.len(), "the file was rotated again");
+    all.extend(current);
+    assert_eq!(all, written);
+    sink.shutdown(soon()).await.unwrap();
+}

@@ -121,8 +121,8 @@ fn record_known_sequence(metrics: &LocalMetrics, dir: &std::path::Path) -> InFli
 fn expected_series() -> BTreeMap<Series, f64> {
     let mut expected = BTreeMap::new();
     for (model, counts) in [
-        ("model-a", [2.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0]),
-        ("model-b", [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0]),
+        ("model-a", [2.0, 0.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0]),
+        ("model-b", [0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 0.0]),
     ] {
         for (outcome, count) in Outcome::ALL.iter().zip(counts) {
             expected.insert(
@@ -210,6 +210,7 @@ fn expected_series() -> BTreeMap<Series, f64> {
         ("replayed", 0.0),
         ("dropped", 1.0),
         ("retried", 0.0),
+        ("failed", 0.0),
     ] {
         expected.insert(series(AUDIT_ENTRIES_TOTAL, &[("event", event)]), count);
     }

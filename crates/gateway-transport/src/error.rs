@@ -61,9 +61,16 @@ pub enum ErrorKind {
         /// The failure before the deadline, if there was one.
         last: Option<String>,
     },
-    /// Every attempt timed out.
+    /// The last attempt timed out (its own timeout, before the call's deadline).
     #[error("no answer within the attempt timeout of {0:?}")]
     Timeout(Duration),
+    /// Nothing was sent: `inin-ratelimit-*` headers said the rate limit is spent, and it
+    /// resets only after the call's deadline.
+    #[error("not sent: the rate limit is spent for another {wait:?}, past the call's deadline")]
+    Paced {
+        /// Time until the limit resets.
+        wait: Duration,
+    },
     /// 429 Too Many Requests, after retries or with a `Retry-After` beyond the cap.
     #[error("rate limited (429{}){}", body_suffix(.body.as_deref()), retry_after.map(|d| format!("; retry after {d:?}")).unwrap_or_default())]
     RateLimited {
@@ -233,10 +240,11 @@ impl TransportError {
         self.error_body()?.context_id.as_deref()
     }
 
-    /// The last `Retry-After` of a rate-limited call.
+    /// The last `Retry-After` of a rate-limited call (or the local pause of a paced one).
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.0.kind {
             ErrorKind::RateLimited { retry_after, .. } => *retry_after,
+            ErrorKind::Paced { wait } => Some(*wait),
             _ => None,
         }
     }

@@ -405,18 +405,27 @@ impl Transport {
 
         let mut refreshed = false;
         let mut last_failure: Option<String> = None;
+        let past_deadline = |last: Option<String>| ErrorKind::DeadlineExceeded {
+            deadline: deadline.saturating_duration_since(started),
+            last,
+        };
         loop {
             self.pace(deadline, stats).await?;
-            let permit = self.acquire(deadline, stats).await?;
+            // The token first, bounded by the deadline, so no slot is held while waiting for it.
             let token = match &inner.tokens {
-                Some(source) => Some(source.token().await?),
+                Some(source) => match tokio::time::timeout_at(deadline, source.token()).await {
+                    Ok(token) => Some(token?),
+                    Err(_) => return Err(past_deadline(last_failure)),
+                },
                 None => None,
             };
+            let permit = self.acquire(deadline, stats).await?;
+            let remaining = deadline.saturating_duration_since(Instant::now());
+            if remaining.is_zero() {
+                return Err(past_deadline(last_failure));
+            }
             let request = self.request(call, &request_id, correlation_id.as_ref(), token.as_ref());
-            let timeout = inner
-                .config
-                .attempt_timeout
-                .min(deadline.saturating_duration_since(Instant::now()));
+            let timeout = inner.config.attempt_timeout.min(remaining);
             let sent = Instant::now();
             stats.attempts += 1;
             let result = inner.client.send(request, timeout).await;
@@ -425,11 +434,12 @@ impl Transport {
 
             match self.judge(result, stats) {
                 Step::Done(exchange) => return Ok(exchange),
-                Step::Fail(ErrorKind::Timeout(_)) if Instant::now() >= deadline => {
-                    return Err(ErrorKind::DeadlineExceeded {
-                        deadline: deadline.saturating_duration_since(started),
-                        last: last_failure,
-                    });
+                // The attempt was cut short by the call's deadline, not by its own timeout.
+                Step::Retry {
+                    failure: ErrorKind::Timeout(_),
+                    ..
+                } if Instant::now() >= deadline => {
+                    return Err(past_deadline(last_failure));
                 }
                 Step::Fail(kind) => return Err(kind),
                 Step::Refresh(body) => match (&inner.tokens, token) {
@@ -536,10 +546,8 @@ impl Transport {
             return Ok(());
         };
         if until >= deadline {
-            return Err(ErrorKind::RateLimited {
-                retry_after: Some(until.saturating_duration_since(Instant::now())),
-                over_cap: false,
-                body: None,
+            return Err(ErrorKind::Paced {
+                wait: until.saturating_duration_since(Instant::now()),
             });
         }
         stats.backoff += until.saturating_duration_since(Instant::now());

@@ -646,3 +646,63 @@ async fn wait_until(mut condition: impl FnMut() -> bool) {
     }
     panic!("condition not reached");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_deadline_reached_during_an_attempt_is_reported_as_such() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(Target::Global, [Scripted::Stall]);
+    let mut config = config(&sim);
+    config.attempt_timeout = Duration::from_secs(30);
+    config.deadline = Duration::from_millis(500);
+    let t = transport(&sim, config).await;
+    let started = tokio::time::Instant::now();
+    let err = t
+        .execute(prompt_call(&t, "req-deadline"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::DeadlineExceeded { deadline, .. } if *deadline == Duration::from_millis(500)),
+        "{err}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_millis(500));
+    assert_eq!(err.attempts(), 1);
+}
+
+/// A token source that never answers.
+struct HangingTokens;
+
+impl TokenSource for HangingTokens {
+    fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        Box::pin(std::future::pending())
+    }
+
+    fn invalidate(&self, _: &AccessToken) {}
+}
+
+#[tokio::test(start_paused = true)]
+async fn waiting_for_a_token_holds_no_slot_and_ends_at_the_deadline() {
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config(&sim);
+    config.max_concurrency = 1;
+    config.deadline = Duration::from_millis(800);
+    let t = Transport::new(config)
+        .unwrap()
+        .with_token_source(HangingTokens);
+    let waiting = tokio::spawn({
+        let t = t.clone();
+        async move { t.execute(prompt_call(&t, "no-token")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert_eq!(
+        t.limiter().available(),
+        1,
+        "no slot is held while the token is awaited"
+    );
+    let err = waiting.await.unwrap().unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::DeadlineExceeded { .. }),
+        "{err}"
+    );
+    assert_eq!(err.attempts(), 0);
+    assert_eq!(sim.counters().prompt_requests, 0);
+}

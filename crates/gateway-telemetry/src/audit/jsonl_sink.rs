@@ -74,7 +74,11 @@ struct SyncFailure {
 
 struct FileState {
     file: Arc<File>,
+    /// The current file's real length.
     size: u64,
+    /// The length past which the next entry rotates the file (pushed further after a
+    /// failed rotation, never by pretending the file is smaller than it is).
+    rotate_after: u64,
     written: u64,
     sync_wanted: u64,
     synced: u64,
@@ -165,6 +169,7 @@ impl JsonlSink {
             state: Mutex::new(FileState {
                 file: Arc::new(file),
                 size,
+                rotate_after: options.rotate_bytes,
                 written: 0,
                 sync_wanted: 0,
                 synced: 0,
@@ -206,12 +211,12 @@ impl JsonlSink {
             return Err(AuditError::Closed { sink: SINK });
         }
         if st.size > 0
-            && st.size + line.len() as u64 > shared.options.rotate_bytes
+            && st.size + line.len() as u64 > st.rotate_after
             && let Err(e) = self.rotate(&mut st)
         {
             tracing::warn!(error = %e, "audit file rotation failed; still appending to the current file");
             // Try again after another `rotate_bytes`.
-            st.size = 0;
+            st.rotate_after = st.size + shared.options.rotate_bytes;
         }
         if st.broken_tail && (&*st.file).write_all(b"\n").is_ok() {
             st.broken_tail = false;
@@ -262,6 +267,7 @@ impl JsonlSink {
         let (file, size, _) = open_append(path)?;
         let old = std::mem::replace(&mut st.file, Arc::new(file));
         st.size = size;
+        st.rotate_after = self.shared.options.rotate_bytes;
         if self.shared.options.fsync != FsyncPolicy::Never {
             if st.retired.len() >= MAX_RETIRED {
                 let oldest = st.retired.remove(0);

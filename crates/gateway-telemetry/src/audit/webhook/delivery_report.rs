@@ -77,7 +77,7 @@ impl DeliveryCounters {
             AuditEvent::Spooled => &self.spooled,
             AuditEvent::Replayed => &self.replayed,
             AuditEvent::Dropped => &self.dropped,
-            AuditEvent::Written => return,
+            AuditEvent::Written | AuditEvent::Failed => return,
         };
         counter.fetch_add(n, Ordering::Relaxed);
         self.metrics.add(event, n);

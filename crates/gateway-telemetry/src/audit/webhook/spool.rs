@@ -212,19 +212,19 @@ impl Spool {
     }
 
     /// Deletes a replayed segment (the oldest).
+    /// Forgets a replayed segment and deletes its file. If the file cannot be deleted it
+    /// is still forgotten (so it is not replayed in a loop); a restart replays it once
+    /// more, which receivers deduplicate by id.
     pub(crate) fn remove(&mut self, segment: Segment) -> Result<(), AuditError> {
-        let path = self.path_of(segment.index);
-        match std::fs::remove_file(&path) {
-            Err(e) if e.kind() != ErrorKind::NotFound => {
-                return Err(AuditError::io("remove", path, e));
-            }
-            _ => {}
-        }
         if let Some(pos) = self.sealed.iter().position(|s| s.index == segment.index) {
             self.sealed.remove(pos);
             self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
         }
-        Ok(())
+        let path = self.path_of(segment.index);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(AuditError::io("remove", path, e)),
+            _ => Ok(()),
+        }
     }
 }
 

@@ -468,38 +468,39 @@ pub(crate) async fn spool_entries(
     shared: &Arc<Shared>,
     entries: Vec<EncodedEntry>,
 ) -> Result<(), String> {
+    // Everything, the counting included, happens in the blocking task: if the caller's
+    // future is dropped while waiting, the entries are still spooled and settled, so a
+    // later flush does not wait for them forever.
     let n = entries.len() as u64;
     let for_blocking = Arc::clone(shared);
-    let appended = tokio::task::spawn_blocking(move || {
+    let outcome = tokio::task::spawn_blocking(move || {
         let mut spool = lock(&for_blocking);
         let appended = spool.append(&entries);
         for_blocking.counters.set_spool_bytes(spool.total_bytes());
-        appended
+        drop(spool);
+        let counters = &for_blocking.counters;
+        counters.add(AuditEvent::Spooled, appended.written);
+        counters.add(AuditEvent::Dropped, appended.dropped);
+        let result = match (appended.error, appended.dropped) {
+            (Some(e), dropped) => {
+                tracing::error!(error = %e, dropped, "audit spool write failed");
+                Err(e.to_string())
+            }
+            (None, 0) => Ok(()),
+            (None, dropped) => {
+                tracing::error!(dropped, "audit spool is full; entries dropped");
+                Err("the spool is full".to_owned())
+            }
+        };
+        counters.settle(n);
+        result
     })
     .await;
-    let counters = &shared.counters;
-    let result = match appended {
-        Ok(appended) => {
-            counters.add(AuditEvent::Spooled, appended.written);
-            counters.add(AuditEvent::Dropped, appended.dropped);
-            match (appended.error, appended.dropped) {
-                (Some(e), dropped) => {
-                    tracing::error!(error = %e, dropped, "audit spool write failed");
-                    Err(e.to_string())
-                }
-                (None, 0) => Ok(()),
-                (None, dropped) => {
-                    tracing::error!(dropped, "audit spool is full; entries dropped");
-                    Err("the spool is full".to_owned())
-                }
-            }
-        }
-        Err(e) => {
-            counters.add(AuditEvent::Dropped, n);
-            tracing::error!(error = %e, dropped = n, "audit spool writer failed");
-            Err(format!("spool writer failed: {e}"))
-        }
-    };
-    counters.settle(n);
-    result
+    outcome.unwrap_or_else(|e| {
+        // The blocking task panicked before settling (settling is its last step).
+        shared.counters.add(AuditEvent::Dropped, n);
+        shared.counters.settle(n);
+        tracing::error!(error = %e, dropped = n, "audit spool writer failed");
+        Err(format!("spool writer failed: {e}"))
+    })
 }
