@@ -64,6 +64,7 @@ struct CompiledRoute {
     max_tokens: u32,
     top_p: f64,
     safety_filters: Vec<SafetyFilter>,
+    /// The route's labels on top of `routingVersion` and `dispatchSource`.
     metadata: Metadata,
 }
 
@@ -80,7 +81,13 @@ impl CompiledRoute {
             max_tokens: config.max_tokens,
             top_p: config.top_p,
             safety_filters: config.safety_filters.clone(),
-            metadata: config.metadata.clone(),
+            metadata: {
+                let mut base = Metadata::defaults();
+                for (k, v) in &config.metadata.0 {
+                    base.insert(k.clone(), v.clone());
+                }
+                base
+            },
         }
     }
 
@@ -461,7 +468,7 @@ impl Router {
             },
             fallback_models: Vec::new(),
             safety_filters: route.safety_filters.clone(),
-            metadata: merged_metadata(&route.metadata, &request.metadata),
+            metadata: with_labels(&route.metadata, &request.metadata),
         };
         let mut guard = CallGuard {
             router: self,
@@ -489,11 +496,18 @@ impl Router {
         if let Some(state) = inner.models.get(&asked.primary) {
             state.metrics.overhead(latency.saturating_sub(call.waited));
         }
-        let entry = asked.audit_entry(&call, &ended, latency);
+        let failure = match &ended {
+            Ended::Answered(..) => None,
+            Ended::Stopped(kind) => Some(kind.clone()),
+            Ended::Exhausted | Ended::Cancelled => {
+                Some(call.exhausted(&asked.route, inner.deadline))
+            }
+        };
+        let entry = asked.audit_entry(call, &ended, latency);
         let audit_id = self.write_audit(&entry).await;
 
-        if let Ended::Answered(response, request_id) = ended {
-            return Ok(RouteOutcome {
+        match (ended, failure) {
+            (Ended::Answered(response, request_id), _) => Ok(RouteOutcome {
                 route: entry.route,
                 served_model: response.model_id.clone(),
                 response: *response,
@@ -505,23 +519,20 @@ impl Router {
                 correlation_id: entry.correlation_id,
                 request_id,
                 audit_id,
-            });
-        }
-        let kind = match ended {
-            Ended::Stopped(kind) => kind,
-            Ended::Answered(..) | Ended::Exhausted | Ended::Cancelled => {
-                call.exhausted(&entry.route, inner.deadline)
+            }),
+            (_, kind) => {
+                let trace = CallTrace {
+                    route: entry.route,
+                    correlation_id: entry.correlation_id,
+                    requested_model: entry.requested_model,
+                    models_tried: entry.models_tried,
+                    latency,
+                    audit_id,
+                };
+                let kind = kind.expect("a call that was not answered has a failure");
+                Err(RouteError::traced(kind, trace))
             }
-        };
-        let trace = CallTrace {
-            route: entry.route,
-            correlation_id: entry.correlation_id,
-            requested_model: entry.requested_model,
-            models_tried: entry.models_tried,
-            latency,
-            audit_id,
-        };
-        Err(RouteError::traced(kind, trace))
+        }
     }
 
     /// Tries each model of the chain in turn until one answers or one failure stops the call.
@@ -776,7 +787,7 @@ impl Drop for CallGuard<'_> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let entry = asked.audit_entry(&call, &Ended::Cancelled, self.started.elapsed());
+        let entry = asked.audit_entry(call, &Ended::Cancelled, self.started.elapsed());
         let router = self.router.clone();
         runtime.spawn(async move {
             router.write_audit(&entry).await;
@@ -838,12 +849,11 @@ struct Asked {
 
 impl Asked {
     /// The audit entry of a call that ended as `ended` after `latency`.
-    fn audit_entry(&self, call: &CallState, ended: &Ended, latency: Duration) -> AuditEntry {
+    fn audit_entry(self, call: CallState, ended: &Ended, latency: Duration) -> AuditEntry {
         let answered = match ended {
             Ended::Answered(response, _) => Some(response.as_ref()),
             _ => None,
         };
-        let last = call.last_sent();
         let outcome = match ended {
             Ended::Cancelled => Outcome::Cancelled,
             Ended::Stopped(RouteErrorKind::Invalid(_)) => Outcome::ClientError,
@@ -852,25 +862,30 @@ impl Asked {
                 .last()
                 .map_or(Outcome::ClientError, |a| a.outcome),
         };
+        let last = call.last_sent();
+        let request_id = last.map(|a| a.request_id.clone()).unwrap_or_default();
+        let upstream_correlation_id = last.and_then(|a| a.upstream_correlation_id.clone());
+        let status = last.and_then(|a| a.status);
+        let error_code = if answered.is_some() {
+            None
+        } else {
+            last.and_then(|a| a.error_code.clone())
+        };
         AuditEntry {
             id: ids::time_ordered(),
             timestamp: chrono::Utc::now(),
-            route: self.route.clone(),
-            request_id: last.map(|a| a.request_id.clone()).unwrap_or_default(),
-            correlation_id: call.correlation_id.clone(),
-            upstream_correlation_id: last.and_then(|a| a.upstream_correlation_id.clone()),
-            requested_model: self.primary.clone(),
+            route: self.route,
+            request_id,
+            correlation_id: call.correlation_id,
+            upstream_correlation_id,
+            requested_model: self.primary,
             served_model: answered.map(|r| r.model_id.clone()),
             attempts: call.attempts,
             fallbacks_used: u32::try_from(call.tried.len().saturating_sub(1)).unwrap_or(u32::MAX),
-            models_tried: call.tried.clone(),
+            models_tried: call.tried,
             outcome,
-            status: last.and_then(|a| a.status),
-            error_code: if answered.is_some() {
-                None
-            } else {
-                last.and_then(|a| a.error_code.clone())
-            },
+            status,
+            error_code,
             latency_us: duration_us(latency),
             tuning: self.tuning,
             temperature: self.temperature,
@@ -878,9 +893,9 @@ impl Asked {
                 .and_then(|r| r.safety.as_ref())
                 .map(|s| s.verdict.clone()),
             usage: answered.and_then(|r| r.usage.clone()),
-            prompt_sha256: self.digest.sha256.clone(),
+            prompt_sha256: self.digest.sha256,
             prompt_chars: self.digest.chars,
-            metadata: self.metadata.clone(),
+            metadata: self.metadata,
         }
     }
 }
@@ -911,11 +926,11 @@ fn skipped(model: &ModelId) -> ModelAttempt {
     }
 }
 
-/// Route labels first, then the caller's (a caller's label wins over the route's), on
-/// top of the builder's `routingVersion` and `dispatchSource`.
-fn merged_metadata(route: &Metadata, request: &Metadata) -> Metadata {
-    let mut merged = Metadata::defaults();
-    for (k, v) in route.0.iter().chain(request.0.iter()) {
+/// The route's labels (with `routingVersion` and `dispatchSource`, merged at build), then
+/// the caller's on top (a caller's label wins).
+fn with_labels(route: &Metadata, request: &Metadata) -> Metadata {
+    let mut merged = route.clone();
+    for (k, v) in &request.0 {
         merged.insert(k.clone(), v.clone());
     }
     merged

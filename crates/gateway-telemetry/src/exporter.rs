@@ -18,7 +18,7 @@ use crate::metric_names::{
 use crate::recording::describe;
 
 /// How often an installed recorder folds buffered histogram samples into its buckets.
-pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(5);
+pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
 

@@ -142,10 +142,8 @@ impl HttpClient {
         request: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> Result<Exchange, ErrorKind> {
-        let host = request
-            .uri()
-            .authority()
-            .map_or_else(String::new, ToString::to_string);
+        // Kept for error messages only (an `Authority` is cheap to clone: shared bytes).
+        let host = request.uri().authority().cloned();
         match (request.uri().scheme_str(), request.uri().host()) {
             (Some("https"), _) => {}
             (Some("http"), Some(h))
@@ -154,7 +152,7 @@ impl HttpClient {
                 check_url(&request.uri().to_string(), self.allow_insecure_http)?;
             }
         }
-        match tokio::time::timeout(timeout, self.exchange(request, &host)).await {
+        match tokio::time::timeout(timeout, self.exchange(request, host.as_ref())).await {
             Ok(result) => result,
             Err(_) => Err(ErrorKind::Timeout(timeout)),
         }
@@ -163,13 +161,14 @@ impl HttpClient {
     async fn exchange(
         &self,
         request: Request<Full<Bytes>>,
-        host: &str,
+        authority: Option<&http::uri::Authority>,
     ) -> Result<Exchange, ErrorKind> {
+        let host = || authority.map_or_else(String::new, ToString::to_string);
         let response = self
             .inner
             .request(request)
             .await
-            .map_err(|e| classify(&e, host))?;
+            .map_err(|e| classify(&e, &host()))?;
         let (parts, body) = response.into_parts();
         let declared = parts
             .headers
@@ -193,7 +192,7 @@ impl HttpClient {
                     }
                 } else {
                     ErrorKind::Connection {
-                        host: host.to_owned(),
+                        host: host(),
                         reason: format!("reading the body: {}", chain(&*e)),
                     }
                 }

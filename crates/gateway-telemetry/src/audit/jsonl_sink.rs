@@ -87,24 +87,67 @@ struct FileState {
     broken_tail: bool,
 }
 
+/// Lines waiting to be written by whichever caller leads the next write.
+#[derive(Default)]
+struct Queue {
+    /// The waiting lines, back to back.
+    buf: Vec<u8>,
+    /// The length of each waiting line, in order.
+    lens: Vec<usize>,
+    /// The sequence number of the last line queued.
+    queued: u64,
+    /// Whether a caller is writing queued lines now.
+    leader: bool,
+}
+
+/// How far the written lines go, and which lines failed.
+#[derive(Clone, Default)]
+struct Appended {
+    /// Every line up to this sequence number has been written (or has failed).
+    through: u64,
+    /// Recent write failures: `(first, last, message)`, oldest first.
+    failures: Vec<(u64, u64, Arc<str>)>,
+}
+
+/// The writer role, held across a yield; dropping it writes whatever is queued.
+struct Leadership<'a>(&'a JsonlSink);
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        self.0.write_queued();
+    }
+}
+
+/// Failures remembered for waiting callers (older ones have long been reported).
+const FAILURES_KEPT: usize = 16;
+
 struct Shared {
     path: PathBuf,
     options: JsonlOptions,
     state: Mutex<FileState>,
     wake: Condvar,
     progress: watch::Sender<SyncProgress>,
+    queue: Mutex<Queue>,
+    appended: watch::Sender<Appended>,
 }
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, FileState> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
+
+    fn queue(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
 }
 
 /// Appends audit entries to a JSON Lines file, one entry per line.
 ///
-/// Each entry is one `write_all` of one line under a mutex, so concurrent callers never
-/// interleave, and it has reached the OS when `record` returns. Syncing to disk happens
+/// Lines are written with group commit: a caller queues its line and, if no one is
+/// writing, writes every queued line itself in one `write` (it keeps going until the
+/// queue is empty, so no line is left behind); callers who find a writer at work wait
+/// for it. Concurrent callers never interleave, each line has reached the OS when its
+/// `record` returns, and under load many lines share one system call. Syncing to disk happens
 /// on a dedicated thread that batches requests (group commit): with
 /// [`FsyncPolicy::EveryEntry`] `record` waits for the sync covering its entry; with
 /// [`FsyncPolicy::Interval`] the thread syncs at most every interval; with
@@ -179,6 +222,8 @@ impl JsonlSink {
             }),
             wake: Condvar::new(),
             progress: watch::Sender::new(SyncProgress::default()),
+            queue: Mutex::new(Queue::default()),
+            appended: watch::Sender::new(Appended::default()),
         });
         let for_thread = Arc::clone(&shared);
         std::thread::Builder::new()
@@ -204,42 +249,188 @@ impl JsonlSink {
     /// Appends one entry (synchronously, without waiting for a sync) and returns its
     /// sequence number in this sink.
     pub fn append(&self, entry: &EncodedEntry) -> Result<u64, AuditError> {
-        let shared = &*self.shared;
-        let line = entry.line();
-        let mut st = shared.lock();
-        if st.closed {
+        let seq = self.enqueue(entry.line())?;
+        loop {
+            if self.lead_if_free() {
+                continue;
+            }
+            let appended = self.shared.appended.borrow().clone();
+            if appended.through >= seq {
+                return Self::outcome(&appended, seq, &self.shared.path);
+            }
+            // Another caller is writing this line right now: it takes microseconds.
+            std::thread::yield_now();
+        }
+    }
+
+    /// Appends one entry, waiting (asynchronously) if another caller is writing it.
+    async fn append_async(&self, line: &[u8]) -> Result<u64, AuditError> {
+        let mut rx = self.shared.appended.subscribe();
+        let seq = self.enqueue(line)?;
+        if self.claim() {
+            // Let the tasks that are ready queue their lines first, so they share this
+            // write. If this future is dropped meanwhile, the guard writes them anyway.
+            let leadership = Leadership(self);
+            tokio::task::yield_now().await;
+            drop(leadership);
+        }
+        loop {
+            self.lead_if_free();
+            let appended = rx.borrow_and_update().clone();
+            if appended.through >= seq {
+                return Self::outcome(&appended, seq, &self.shared.path);
+            }
+            if rx.changed().await.is_err() {
+                return Err(AuditError::Closed { sink: SINK });
+            }
+        }
+    }
+
+    /// Queues `line`; returns its sequence number.
+    fn enqueue(&self, line: &[u8]) -> Result<u64, AuditError> {
+        if self.shared.lock().closed {
             return Err(AuditError::Closed { sink: SINK });
         }
-        if st.size > 0
-            && st.size + line.len() as u64 > st.rotate_after
-            && let Err(e) = self.rotate(&mut st)
-        {
-            tracing::warn!(error = %e, "audit file rotation failed; still appending to the current file");
-            // Try again after another `rotate_bytes`.
-            st.rotate_after = st.size + shared.options.rotate_bytes;
+        let mut q = self.shared.queue();
+        q.buf.extend_from_slice(line);
+        q.lens.push(line.len());
+        q.queued += 1;
+        Ok(q.queued)
+    }
+
+    /// Becomes the writer if no one is writing and lines are queued.
+    fn claim(&self) -> bool {
+        let mut q = self.shared.queue();
+        if q.leader || q.lens.is_empty() {
+            return false;
         }
+        q.leader = true;
+        true
+    }
+
+    /// If no one is writing and lines are queued, writes them all (synchronously, until
+    /// the queue is empty). Returns whether this caller wrote anything.
+    fn lead_if_free(&self) -> bool {
+        if !self.claim() {
+            return false;
+        }
+        self.write_queued();
+        true
+    }
+
+    /// Writes every queued line, then gives up the writer role (the caller holds it).
+    fn write_queued(&self) {
+        let (mut buf, mut lens, mut through) = {
+            let mut q = self.shared.queue();
+            (
+                std::mem::take(&mut q.buf),
+                std::mem::take(&mut q.lens),
+                q.queued,
+            )
+        };
+        loop {
+            let first = through - lens.len() as u64 + 1;
+            let result = self.write_lines(&buf, &lens);
+            self.shared.appended.send_modify(|a| {
+                a.through = through;
+                if let Err(e) = &result {
+                    if a.failures.len() == FAILURES_KEPT {
+                        a.failures.remove(0);
+                    }
+                    a.failures.push((first, through, e.to_string().into()));
+                }
+            });
+            let mut q = self.shared.queue();
+            if q.lens.is_empty() {
+                q.leader = false;
+                // Keep the (now empty) buffers' capacity for the next batch.
+                buf.clear();
+                lens.clear();
+                q.buf = buf;
+                q.lens = lens;
+                return;
+            }
+            buf.clear();
+            lens.clear();
+            std::mem::swap(&mut buf, &mut q.buf);
+            std::mem::swap(&mut lens, &mut q.lens);
+            through = q.queued;
+        }
+    }
+
+    /// Whether line `seq` was written, given how far writing went.
+    fn outcome(appended: &Appended, seq: u64, path: &Path) -> Result<u64, AuditError> {
+        match appended
+            .failures
+            .iter()
+            .find(|(first, last, _)| (*first..=*last).contains(&seq))
+        {
+            Some((_, _, message)) => Err(AuditError::io(
+                "append to",
+                path,
+                std::io::Error::other(message.to_string()),
+            )),
+            None => Ok(seq),
+        }
+    }
+
+    /// Writes consecutive lines (`buf`, split by `lens`), rotating at line boundaries
+    /// as the options say, with as few `write` calls as rotation allows.
+    fn write_lines(&self, buf: &[u8], lens: &[usize]) -> Result<(), AuditError> {
+        let shared = &*self.shared;
+        let mut st = shared.lock();
         if st.broken_tail && (&*st.file).write_all(b"\n").is_ok() {
             st.broken_tail = false;
             st.size += 1;
         }
-        if let Err(e) = (&*st.file).write_all(line) {
-            // Undo a partial line so the next entry is not glued to it.
-            let size = st.size;
-            if st.file.set_len(size).is_err() {
-                st.broken_tail = true;
+        let mut start = 0;
+        let mut lines = 0u64;
+        let mut result = Ok(());
+        while start < buf.len() {
+            // The longest run of lines that fits before the next rotation (at least one).
+            let mut end = start;
+            let mut taken = 0;
+            for len in &lens[usize::try_from(lines).unwrap_or(usize::MAX)..] {
+                let grown = st.size + (end - start + len) as u64;
+                if taken > 0 && grown > st.rotate_after {
+                    break;
+                }
+                end += len;
+                taken += 1;
             }
-            return Err(AuditError::io("append to", &shared.path, e));
+            if st.size > 0
+                && st.size + (end - start) as u64 > st.rotate_after
+                && let Err(e) = self.rotate(&mut st)
+            {
+                tracing::warn!(error = %e, "audit file rotation failed; still appending to the current file");
+                // Try again after another `rotate_bytes`.
+                st.rotate_after = st.size + shared.options.rotate_bytes;
+            }
+            if let Err(e) = (&*st.file).write_all(&buf[start..end]) {
+                // Undo a partial write so the next entry is not glued to it.
+                let size = st.size;
+                if st.file.set_len(size).is_err() {
+                    st.broken_tail = true;
+                }
+                result = Err(AuditError::io("append to", &shared.path, e));
+                break;
+            }
+            st.size += (end - start) as u64;
+            start = end;
+            lines += taken;
         }
-        st.size += line.len() as u64;
-        st.written += 1;
-        let seq = st.written;
+        // Failed lines count as written too, so sequence numbers stay aligned.
+        st.written += lens.len() as u64;
+        let written = st.written;
         if shared.options.fsync == FsyncPolicy::EveryEntry {
-            st.sync_wanted = seq;
+            st.sync_wanted = written;
             drop(st);
             shared.wake.notify_one();
         }
-        self.counters.add(AuditEvent::Written, 1);
-        Ok(seq)
+        if result.is_ok() {
+            self.counters.add(AuditEvent::Written, lens.len() as u64);
+        }
+        result
     }
 
     fn rotate(&self, st: &mut FileState) -> Result<(), AuditError> {
@@ -384,7 +575,7 @@ impl AuditSink for JsonlSink {
 
     fn record_encoded<'a>(&'a self, entry: &'a EncodedEntry) -> AuditFuture<'a> {
         Box::pin(async move {
-            let seq = self.append(entry)?;
+            let seq = self.append_async(entry.line()).await?;
             if self.shared.options.fsync == FsyncPolicy::EveryEntry {
                 self.wait_synced(seq).await?;
             }
