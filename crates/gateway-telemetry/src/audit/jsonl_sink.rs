@@ -98,6 +98,8 @@ struct Queue {
     queued: u64,
     /// Whether a caller is writing queued lines now.
     leader: bool,
+    /// Whether the sink was closed (kept here so queueing never waits on a write).
+    closed: bool,
 }
 
 /// How far the written lines go, and which lines failed.
@@ -288,10 +290,10 @@ impl JsonlSink {
 
     /// Queues `line`; returns its sequence number.
     fn enqueue(&self, line: &[u8]) -> Result<u64, AuditError> {
-        if self.shared.lock().closed {
+        let mut q = self.shared.queue();
+        if q.closed {
             return Err(AuditError::Closed { sink: SINK });
         }
-        let mut q = self.shared.queue();
         q.buf.extend_from_slice(line);
         q.lens.push(line.len());
         q.queued += 1;
@@ -508,6 +510,7 @@ impl JsonlSink {
     }
 
     fn close(&self) {
+        self.shared.queue().closed = true;
         self.shared.lock().closed = true;
         self.shared.wake.notify_one();
     }
