@@ -5,9 +5,8 @@ use std::path::Path;
 use std::process::Command;
 
 fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
     println!("==> cargo {}", args.join(" "));
-    let status = Command::new(cargo)
+    let status = crate::cargo_command()
         .args(args)
         .current_dir(root)
         .status()

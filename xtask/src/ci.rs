@@ -1,7 +1,6 @@
 //! `cargo xtask ci`: every check CI runs, printed as it goes, stopping at the first failure.
 
 use std::path::Path;
-use std::process::Command;
 use std::time::Instant;
 
 /// One CI step: a name and what it runs.
@@ -43,14 +42,10 @@ impl Step {
 }
 
 fn nextest_available() -> bool {
-    Command::new(cargo())
+    crate::cargo_command()
         .args(["nextest", "--version"])
         .output()
         .is_ok_and(|o| o.status.success())
-}
-
-fn cargo() -> String {
-    std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned())
 }
 
 fn steps() -> Vec<Step> {
@@ -120,7 +115,7 @@ pub fn run(root: &Path) -> Result<(), String> {
         let t = Instant::now();
         let outcome = match &step.action {
             Action::Cargo { args, env } => {
-                let status = Command::new(cargo())
+                let status = crate::cargo_command()
                     .args(args)
                     .envs(env.iter().copied())
                     .current_dir(root)

@@ -46,6 +46,31 @@ fn main() -> ExitCode {
     }
 }
 
+/// A `cargo` command (the one running xtask) without the package variables `cargo run`
+/// set for xtask itself: build scripts that track them (ring tracks
+/// `CARGO_MANIFEST_DIR`) would otherwise rebuild whenever a shell build and an xtask
+/// build alternate.
+fn cargo_command() -> std::process::Command {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_owned());
+    let mut command = std::process::Command::new(cargo);
+    for (name, _) in std::env::vars_os() {
+        let Some(name) = name.to_str() else { continue };
+        if name.starts_with("CARGO_PKG_")
+            || matches!(
+                name,
+                "CARGO_MANIFEST_DIR"
+                    | "CARGO_MANIFEST_PATH"
+                    | "CARGO_CRATE_NAME"
+                    | "CARGO_BIN_NAME"
+                    | "CARGO_PRIMARY_PACKAGE"
+            )
+        {
+            command.env_remove(name);
+        }
+    }
+    command
+}
+
 /// The repository root: the parent of this crate's folder.
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

@@ -139,6 +139,7 @@ fn load(
         .stderr(Stdio::inherit())
         .output()
         .context("running a load process")?;
+    remove_audit_files(&plan.out_dir);
     if !output.status.success() {
         bail!(
             "the {} load at concurrency {concurrency} failed ({})",
@@ -152,6 +153,24 @@ fn load(
         .last()
         .context("the load process printed nothing")?;
     serde_json::from_str(line).with_context(|| format!("parsing the load result: {line}"))
+}
+
+/// Removes the audit files the library and sidecar runs wrote (hundreds of MB per run):
+/// writing them is part of the cost measured, keeping them is not.
+fn remove_audit_files(dir: &Path) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name();
+        let name = name.to_string_lossy();
+        if name.contains("-audit")
+            && name.contains(".jsonl")
+            && let Err(e) = std::fs::remove_file(entry.path())
+        {
+            eprintln!("bench: could not remove {}: {e}", entry.path().display());
+        }
+    }
 }
 
 fn run_row(result: &LoadResult, sim_cpu_cores: f64) -> Run {
@@ -218,6 +237,7 @@ fn sidecar(plan: &Plan, sim: &str, sim_pid: &str, concurrency: usize) -> anyhow:
     let (result, sim_cores) = measured(plan, sim_pid, Scenario::Sidecar, concurrency, &url)?;
     let after = sample(&pid).unwrap_or_default();
     drop(guard);
+    remove_audit_files(&plan.out_dir);
     let mut row = run_row(&result, sim_cores);
     row.generator_cpu_us_per_request = Some(result.cpu_us_per_request);
     // The warm-up calls are in the sidecar's CPU time too; spread over the measured ones.
@@ -281,6 +301,7 @@ fn machine() -> Value {
 /// Runs everything and writes `results.json`; returns the printed report.
 pub fn run(plan: &Plan) -> anyhow::Result<String> {
     std::fs::create_dir_all(&plan.out_dir)?;
+    remove_audit_files(&plan.out_dir);
     let (sim_guard, sim) = start_sim()?;
     let sim_pid = sim_guard.0.id().to_string();
     let mut runs = Vec::new();
