@@ -6,16 +6,7 @@ use std::process::Command;
 
 fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
     println!("==> cargo {}", args.join(" "));
-    let status = crate::cargo_command()
-        .args(args)
-        .current_dir(root)
-        .status()
-        .map_err(|e| format!("cannot start cargo: {e}"))?;
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("`cargo {}` failed ({status})", args.join(" ")))
-    }
+    crate::run_cargo(root, args, &[]).map_err(|e| format!("`cargo {}` {e}", args.join(" ")))
 }
 
 /// Builds, runs the micro-benchmarks, then the load benchmark.

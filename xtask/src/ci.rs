@@ -114,19 +114,7 @@ pub fn run(root: &Path) -> Result<(), String> {
         println!("\n==> [{}/{total}] {}: {command}", i + 1, step.name);
         let t = Instant::now();
         let outcome = match &step.action {
-            Action::Cargo { args, env } => {
-                let status = crate::cargo_command()
-                    .args(args)
-                    .envs(env.iter().copied())
-                    .current_dir(root)
-                    .status()
-                    .map_err(|e| format!("cannot start cargo: {e}"))?;
-                if status.success() {
-                    Ok(())
-                } else {
-                    Err(format!("exited with {status}"))
-                }
-            }
+            Action::Cargo { args, env } => crate::run_cargo(root, args, env),
             Action::InProcess(f) => f(root),
         };
         match outcome {

@@ -71,6 +71,22 @@ fn cargo_command() -> std::process::Command {
     command
 }
 
+/// Runs `cargo args...` in `root` with extra environment variables; the error says how
+/// it ended.
+fn run_cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {
+    let status = cargo_command()
+        .args(args)
+        .envs(env.iter().copied())
+        .current_dir(root)
+        .status()
+        .map_err(|e| format!("cannot start cargo: {e}"))?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(format!("exited with {status}"))
+    }
+}
+
 /// The repository root: the parent of this crate's folder.
 fn repo_root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
