@@ -6,8 +6,8 @@ use std::time::Duration;
 use gateway_model::{
     MAX_PROMPT_CHARS, Outcome, RouteConfig, RouteRequest, SafetyFilter, TemperatureMatrix, Tuning,
 };
-use gateway_router::{BreakerState, BuildError, RouteErrorKind};
-use gateway_sim::{Behaviour, ErrorRate, PolicyRule, RetryAfter, Scripted, Sim, Target};
+use gateway_router::{BreakerState, BuildError, RouteErrorKind, Router};
+use gateway_sim::{Behaviour, PolicyRule, RetryAfter, Scripted, Sim, SimHandle, Target};
 use gateway_tests::{config_for, router_for};
 
 fn chain(primary: &str, fallbacks: &[&str]) -> RouteConfig {
@@ -15,6 +15,14 @@ fn chain(primary: &str, fallbacks: &[&str]) -> RouteConfig {
         fallbacks: fallbacks.iter().map(|m| (*m).into()).collect(),
         ..RouteConfig::to_model(primary)
     }
+}
+
+/// A router with one route, `s`: model-gen-4, falling back to model-fallback-3.
+async fn gen4_with_fallback(sim: &SimHandle) -> Router {
+    router_for(config_for(sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
+        .build()
+        .await
+        .unwrap()
 }
 
 #[tokio::test]
@@ -73,11 +81,7 @@ async fn a_503_after_retries_falls_back_with_the_same_correlation_id() {
             3
         ],
     );
-    let router =
-        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
-            .build()
-            .await
-            .unwrap();
+    let router = gen4_with_fallback(&sim).await;
 
     let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
     assert_eq!(
@@ -141,11 +145,7 @@ async fn a_policy_violation_falls_back() {
         .start()
         .await
         .unwrap();
-    let router =
-        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
-            .build()
-            .await
-            .unwrap();
+    let router = gen4_with_fallback(&sim).await;
     let outcome = router
         .route(RouteRequest::new("s", "my account number is 1234"))
         .await
@@ -158,11 +158,7 @@ async fn a_policy_violation_falls_back() {
 #[tokio::test]
 async fn a_400_and_a_client_403_do_not_fall_back() {
     let sim = Sim::builder().start().await.unwrap();
-    let router =
-        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
-            .build()
-            .await
-            .unwrap();
+    let router = gen4_with_fallback(&sim).await;
 
     sim.script(
         Target::model("model-gen-4"),
@@ -225,16 +221,7 @@ async fn a_400_and_a_client_403_do_not_fall_back() {
 #[tokio::test]
 async fn an_open_circuit_skips_the_model_without_a_request() {
     let sim = Sim::builder()
-        .model_behaviour(
-            "model-gen-4",
-            Behaviour {
-                errors: vec![ErrorRate {
-                    status: 500,
-                    rate: 1.0,
-                }],
-                ..Behaviour::default()
-            },
-        )
+        .model_behaviour("model-gen-4", Behaviour::failing(500))
         .start()
         .await
         .unwrap();
@@ -291,11 +278,7 @@ async fn a_long_retry_after_cools_the_model_down_and_fails_over_at_once() {
             retry_after: RetryAfter::Seconds(30),
         }],
     );
-    let router =
-        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
-            .build()
-            .await
-            .unwrap();
+    let router = gen4_with_fallback(&sim).await;
 
     let started = tokio::time::Instant::now();
     let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
@@ -318,21 +301,11 @@ async fn a_long_retry_after_cools_the_model_down_and_fails_over_at_once() {
 #[tokio::test]
 async fn every_model_failing_is_one_clear_error() {
     let sim = Sim::builder()
-        .behaviour(Behaviour {
-            errors: vec![ErrorRate {
-                status: 502,
-                rate: 1.0,
-            }],
-            ..Behaviour::default()
-        })
+        .behaviour(Behaviour::failing(502))
         .start()
         .await
         .unwrap();
-    let router =
-        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
-            .build()
-            .await
-            .unwrap();
+    let router = gen4_with_fallback(&sim).await;
     let err = router
         .route(RouteRequest::new("s", "hello"))
         .await
@@ -434,11 +407,7 @@ async fn a_hanging_model_leaves_time_for_its_fallback() {
 async fn an_unknown_model_falls_back_and_a_refused_token_stops() {
     let sim = Sim::builder().start().await.unwrap();
     sim.remove_model("model-gen-4");
-    let router =
-        router_for(config_for(&sim).with_route("s", chain("model-gen-4", &["model-fallback-3"])))
-            .build()
-            .await
-            .unwrap();
+    let router = gen4_with_fallback(&sim).await;
     let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
     assert_eq!(outcome.models_tried[0].status, Some(404));
     assert_eq!(outcome.served_model.as_str(), "model-fallback-3");

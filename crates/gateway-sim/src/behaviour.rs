@@ -30,6 +30,21 @@ pub struct Behaviour {
     pub serve_as: Option<String>,
 }
 
+impl Behaviour {
+    /// Every call answers `status`: a standing outage.
+    ///
+    /// ```
+    /// let down = gateway_sim::Behaviour::failing(503);
+    /// assert_eq!(down.errors[0].rate, 1.0);
+    /// ```
+    pub fn failing(status: u16) -> Self {
+        Self {
+            errors: vec![ErrorRate { status, rate: 1.0 }],
+            ..Self::default()
+        }
+    }
+}
+
 /// How long the simulator waits before answering.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "kind", rename_all = "camelCase", deny_unknown_fields)]

@@ -13,7 +13,7 @@ use base64::Engine;
 use bytes::Bytes;
 use gateway_model::GatewayPayload;
 use gateway_sim::{
-    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, Latency, RateLimit, RetryAfter,
+    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, RateLimit, RetryAfter,
     RetryAfterStyle, Scripted, Sim, SimHandle, Target,
 };
 use gateway_transport::{
@@ -139,13 +139,7 @@ async fn retry_after_as_an_http_date_is_honoured() {
 #[tokio::test(start_paused = true)]
 async fn backoff_doubles_and_stops_at_the_deadline() {
     let sim = Sim::builder()
-        .behaviour(Behaviour {
-            errors: vec![ErrorRate {
-                status: 503,
-                rate: 1.0,
-            }],
-            ..Behaviour::default()
-        })
+        .behaviour(Behaviour::failing(503))
         .start()
         .await
         .unwrap();
@@ -322,13 +316,7 @@ async fn retry_after_beyond_the_cap_fails_at_once() {
 #[tokio::test(start_paused = true)]
 async fn an_empty_retry_budget_stops_retries() {
     let sim = Sim::builder()
-        .behaviour(Behaviour {
-            errors: vec![ErrorRate {
-                status: 502,
-                rate: 1.0,
-            }],
-            ..Behaviour::default()
-        })
+        .behaviour(Behaviour::failing(502))
         .start()
         .await
         .unwrap();
