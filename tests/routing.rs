@@ -298,6 +298,62 @@ async fn a_long_retry_after_cools_the_model_down_and_fails_over_at_once() {
     assert_eq!(outcome.served_model.as_str(), "model-gen-4");
 }
 
+#[tokio::test(start_paused = true)]
+async fn an_absurd_retry_after_fails_over_and_cools_down_no_longer_than_the_cap() {
+    // Regression: these once panicked at `Instant + Duration` in the breaker, or kept
+    // the circuit open for the whole wait with no probe ever sent.
+    for retry_after in [
+        RetryAfter::Seconds(u64::MAX),
+        RetryAfter::Seconds(9_223_372_036_854_775_807),
+        RetryAfter::Seconds(100_000),
+        // 2100-01-01: an HTTP date decades ahead.
+        RetryAfter::HttpDate(4_102_444_800 - now_unix()),
+    ] {
+        let sim = Sim::builder().start().await.unwrap();
+        sim.script(
+            Target::model("model-gen-4"),
+            [Scripted::TooManyRequests { retry_after }],
+        );
+        let router = gen4_with_fallback(&sim).await;
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert_eq!(
+            outcome.models_tried[0].outcome,
+            Outcome::RateLimited,
+            "{retry_after:?}"
+        );
+        assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+
+        // The circuit opens for at most max_retry_after_s (180 s by default)...
+        let cap = Duration::from_secs(router.config().retry.max_retry_after_s);
+        match router.breaker_state("model-gen-4") {
+            Some(BreakerState::Open { until }) => assert!(
+                until <= tokio::time::Instant::now() + cap,
+                "{retry_after:?} opened the circuit past the cap"
+            ),
+            other => panic!("{retry_after:?}: the circuit should be open: {other:?}"),
+        }
+        // ...then one probe goes to the model again.
+        tokio::time::advance(cap + Duration::from_secs(1)).await;
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert_eq!(
+            outcome.served_model.as_str(),
+            "model-gen-4",
+            "{retry_after:?}"
+        );
+        assert_eq!(
+            router.breaker_state("model-gen-4"),
+            Some(BreakerState::Closed { failures: 0 })
+        );
+    }
+}
+
+fn now_unix() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
 #[tokio::test]
 async fn every_model_failing_is_one_clear_error() {
     let sim = Sim::builder()

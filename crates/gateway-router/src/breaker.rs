@@ -4,11 +4,13 @@
 //! Closed → (consecutive failures reach the threshold) → Open → (cooldown passes) →
 //! Half-open: one probe call goes through; its success closes the circuit, its failure
 //! opens it again. A long `Retry-After` opens the circuit for that long ("cooling down"),
-//! so other calls go straight to a fallback instead of each waiting.
+//! bounded by the router's `max_retry_after_s`, so other calls go straight to a fallback
+//! instead of each waiting; after it, one probe goes through as after any opening.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use gateway_transport::clock::from_now;
 use tokio::time::Instant;
 
 /// The breaker's state.
@@ -86,6 +88,47 @@ impl Drop for ProbeGuard<'_> {
         if !self.reported {
             self.breaker.release_probe();
         }
+    }
+}
+
+/// When a `Retry-After` cools a model's circuit down, and for how long.
+///
+/// A 429 whose `Retry-After` is at least `after` (`cool_down_on_retry_after_s`) opens the
+/// model's circuit for the `Retry-After`, but never longer than `longest`
+/// (`max_retry_after_s`); then one probe goes through, as after any opening. With a
+/// fallback after the model, the router does not wait out such a 429 (the call moves to
+/// the fallback at once); without one, the transport waits out a `Retry-After` up to
+/// `max_retry_after_s` within the deadline and fails at once beyond it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct CoolDownRule {
+    /// The shortest `Retry-After` that opens the circuit.
+    pub after: Duration,
+    /// The longest the circuit stays open for one `Retry-After`.
+    pub longest: Duration,
+}
+
+impl CoolDownRule {
+    /// The rule a configuration states.
+    pub fn from_config(config: &gateway_model::RouterConfig) -> Self {
+        Self {
+            after: Duration::from_secs(config.circuit_breaker.cool_down_on_retry_after_s),
+            longest: Duration::from_secs(config.retry.max_retry_after_s),
+        }
+    }
+
+    /// How long a `Retry-After` of `wait` keeps the circuit open, if it opens it at all.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gateway_router::CoolDownRule;
+    ///
+    /// let rule = CoolDownRule { after: Duration::from_secs(5), longest: Duration::from_secs(180) };
+    /// assert_eq!(rule.cool_down(Duration::from_secs(2)), None);
+    /// assert_eq!(rule.cool_down(Duration::from_secs(30)), Some(Duration::from_secs(30)));
+    /// assert_eq!(rule.cool_down(Duration::from_secs(100_000)), Some(Duration::from_secs(180)));
+    /// ```
+    pub fn cool_down(&self, wait: Duration) -> Option<Duration> {
+        (wait >= self.after).then(|| wait.min(self.longest))
     }
 }
 
@@ -173,18 +216,21 @@ impl CircuitBreaker {
                 }
             }
             BreakerState::Open { until } => BreakerState::Open {
-                until: until.max(Instant::now() + self.cooldown),
+                until: until.max(from_now(self.cooldown)),
             },
             _ => BreakerState::Open {
-                until: Instant::now() + self.cooldown,
+                until: from_now(self.cooldown),
             },
         };
     }
 
     /// Opens the circuit for `wait` (a long `Retry-After`), unless it is open longer already.
+    ///
+    /// The wait is the caller's to bound (the router caps it at `max_retry_after_s`); an
+    /// absurd one saturates far in the future rather than overflowing the clock.
     pub fn cool_down(&self, wait: Duration) {
         let mut state = self.lock();
-        let until = Instant::now() + wait;
+        let until = from_now(wait);
         *state = match *state {
             BreakerState::Open { until: current } if current >= until => {
                 BreakerState::Open { until: current }

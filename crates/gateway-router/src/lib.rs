@@ -52,7 +52,7 @@ mod ids;
 mod router;
 mod selection;
 
-pub use breaker::{Admission, BreakerState, CircuitBreaker, ProbeGuard};
+pub use breaker::{Admission, BreakerState, CircuitBreaker, CoolDownRule, ProbeGuard};
 pub use catalogue::CatalogueCheck;
 pub use config_file::{ConfigError, apply_env_overrides, load_config};
 pub use error::{CallTrace, RouteError, RouteErrorKind};

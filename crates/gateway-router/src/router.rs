@@ -22,7 +22,7 @@ use gateway_transport::{
 use http::Uri;
 use tokio::time::Instant;
 
-use crate::breaker::{Admission, CircuitBreaker};
+use crate::breaker::{Admission, CircuitBreaker, CoolDownRule};
 use crate::catalogue::CatalogueCheck;
 use crate::error::{CallTrace, RouteError, RouteErrorKind};
 use crate::ids;
@@ -116,7 +116,7 @@ pub(crate) struct Inner {
     pub(crate) tokens: Arc<dyn TokenSource>,
     stats: Stats,
     audit: Option<Arc<dyn AuditSink>>,
-    cool_down_after: Duration,
+    cool_down: CoolDownRule,
     deadline: Duration,
     pub(crate) catalogue: Mutex<Option<CatalogueCheck>>,
 }
@@ -286,9 +286,7 @@ impl RouterBuilder {
         let stats = Stats::new(models.keys().map(ModelId::as_str));
         let router = Router {
             inner: Arc::new(Inner {
-                cool_down_after: Duration::from_secs(
-                    config.circuit_breaker.cool_down_on_retry_after_s,
-                ),
+                cool_down: CoolDownRule::from_config(&config),
                 deadline: Duration::from_millis(config.limits.deadline_ms),
                 routes,
                 models,
@@ -481,7 +479,10 @@ impl Router {
                 digest: PromptDigest::of(&payload.prompt),
                 metadata: request.metadata,
             }),
-            call: Some(CallState::new(started + inner.deadline, chain.len())),
+            call: Some(CallState::new(
+                gateway_transport::clock::later(started, inner.deadline),
+                chain.len(),
+            )),
         };
 
         let ended = if let Some(kind) = invalid {
@@ -653,7 +654,7 @@ impl Router {
                 .deadline(deadline);
             if has_fallback {
                 // With a fallback at hand, a long Retry-After fails over instead of waiting.
-                spec = spec.max_retry_after(inner.cool_down_after);
+                spec = spec.max_retry_after(inner.cool_down.after);
             }
             inner.transport.execute(spec).await
         };
@@ -680,7 +681,7 @@ impl Router {
                 }
             },
             Err(err) => {
-                let (outcome, next, health) = classify(&err, model, inner.cool_down_after);
+                let (outcome, next, health) = classify(&err, model, inner.cool_down);
                 call.last_failure = Some(format!("{model}: {err}"));
                 if let Some(after) = err.retry_after() {
                     call.retry_after = Some(call.retry_after.map_or(after, |r| r.max(after)));
@@ -972,7 +973,7 @@ fn encode(payload: &GatewayPayload) -> Result<Bytes, ValidationErrors> {
 fn classify(
     err: &TransportError,
     model: &ModelId,
-    cool_down_after: Duration,
+    cool_down: CoolDownRule,
 ) -> (Outcome, Next, Health) {
     let refused = |status: u16| {
         Next::Stop(RouteErrorKind::Refused {
@@ -1006,10 +1007,9 @@ fn classify(
             s => (Outcome::ClientError, refused(s), Health::Neutral),
         },
         ErrorKind::RateLimited { retry_after, .. } => {
-            let health = match retry_after {
-                Some(wait) if *wait >= cool_down_after => Health::CoolDown(*wait),
-                _ => Health::Neutral,
-            };
+            let health = retry_after
+                .and_then(|wait| cool_down.cool_down(wait))
+                .map_or(Health::Neutral, Health::CoolDown);
             (Outcome::RateLimited, Next::Fallback, health)
         }
         ErrorKind::Unauthorized { .. } => (

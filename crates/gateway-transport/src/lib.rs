@@ -31,6 +31,7 @@
 mod bearer;
 mod budget;
 mod client;
+pub mod clock;
 mod error;
 mod limiter;
 mod retry;
@@ -41,7 +42,9 @@ pub use budget::RetryBudget;
 pub use client::{ClientOptions, Exchange, HttpClient};
 pub use error::{CallStats, ErrorKind, TransportError};
 pub use limiter::{Limiter, LimiterTimeout, Permit};
-pub use retry::{Disposition, RetryPolicy, RetryReason, Wait, parse_retry_after};
+pub use retry::{
+    Disposition, RETRY_AFTER_CEILING, RetryPolicy, RetryReason, Wait, parse_retry_after,
+};
 pub use transport::{
     Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, Transport, TransportConfig,
 };

@@ -173,19 +173,25 @@ impl RetryPolicy {
     }
 }
 
+/// The longest wait a `Retry-After` is read as: one day, longer than any configurable
+/// cap (`max_retry_after_s` is at most 3,600 s), so a longer or absurd value still fails
+/// the call at once, while every later sum with an `Instant` stays far from overflow.
+pub const RETRY_AFTER_CEILING: Duration = Duration::from_secs(86_400);
+
 /// Parses a `Retry-After` value: delta seconds (`120`) or an HTTP date
-/// (`Wed, 21 Oct 2015 07:28:00 GMT`), as a wait from `now`. A date in the past is a zero
-/// wait; anything else unreadable is `None` (the caller then backs off as usual).
+/// (`Wed, 21 Oct 2015 07:28:00 GMT`), as a wait from `now`, at most
+/// [`RETRY_AFTER_CEILING`]. A date in the past is a zero wait; anything else unreadable
+/// is `None` (the caller then backs off as usual).
 pub fn parse_retry_after(value: &str, now: SystemTime) -> Option<Duration> {
     let value = value.trim();
-    if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
+    let wait = if !value.is_empty() && value.bytes().all(|b| b.is_ascii_digit()) {
         // Absurdly long numbers saturate rather than fail: the cap check rejects them.
-        return Some(Duration::from_secs(
-            value.parse::<u64>().unwrap_or(u64::MAX),
-        ));
-    }
-    let date = httpdate::parse_http_date(value).ok()?;
-    Some(date.duration_since(now).unwrap_or(Duration::ZERO))
+        Duration::from_secs(value.parse::<u64>().unwrap_or(u64::MAX))
+    } else {
+        let date = httpdate::parse_http_date(value).ok()?;
+        date.duration_since(now).unwrap_or(Duration::ZERO)
+    };
+    Some(wait.min(RETRY_AFTER_CEILING))
 }
 
 #[cfg(test)]
@@ -239,6 +245,24 @@ mod tests {
         );
         for bad in ["", "-1", "1.5", "soon", "Wed, 99 Oct 2015 07:28:05 GMT"] {
             assert_eq!(parse_retry_after(bad, now), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn absurd_retry_afters_are_read_as_the_ceiling() {
+        let now = SystemTime::UNIX_EPOCH + Duration::from_secs(1_445_412_480);
+        for absurd in [
+            "18446744073709551615",
+            "9223372036854775807",
+            "12345678901234567890123",
+            "86401",
+            "Fri, 31 Dec 2100 23:59:59 GMT",
+        ] {
+            assert_eq!(
+                parse_retry_after(absurd, now),
+                Some(RETRY_AFTER_CEILING),
+                "{absurd}"
+            );
         }
     }
 

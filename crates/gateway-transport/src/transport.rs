@@ -399,7 +399,9 @@ impl Transport {
     async fn run(&self, call: &Call, stats: &mut CallStats) -> Result<Exchange, ErrorKind> {
         let inner = &*self.inner;
         let started = Instant::now();
-        let deadline = call.deadline.unwrap_or(started + inner.config.deadline);
+        let deadline = call
+            .deadline
+            .unwrap_or_else(|| crate::clock::later(started, inner.config.deadline));
         let (request_id, correlation_id) = check_call(call)?;
         inner.budget.deposit();
 
@@ -568,8 +570,9 @@ impl Transport {
             return;
         };
         if count >= allowed && reset > 0 {
-            let until = Instant::now()
-                + Duration::from_secs(reset.min(self.inner.config.retry.max_retry_after.as_secs()));
+            // The header is hostile: its wait is capped before it meets the clock.
+            let wait = Duration::from_secs(reset).min(self.inner.config.retry.max_retry_after);
+            let until = crate::clock::from_now(wait);
             let mut pacing = self
                 .inner
                 .pacing

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, SystemTime};
 
-use gateway_transport::{RetryPolicy, Wait, parse_retry_after};
+use gateway_transport::{RETRY_AFTER_CEILING, RetryPolicy, Wait, parse_retry_after};
 use proptest::prelude::*;
 
 fn policy() -> impl Strategy<Value = RetryPolicy> {
@@ -29,14 +29,26 @@ proptest! {
     #[test]
     fn retry_after_never_panics(text in "\\PC{0,40}", now_secs in 0u64..4_000_000_000) {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(now_secs);
-        let _ = parse_retry_after(&text, now);
+        if let Some(wait) = parse_retry_after(&text, now) {
+            prop_assert!(wait <= RETRY_AFTER_CEILING);
+        }
+    }
+
+    /// Any number of digits, however long, parses to a wait within the ceiling.
+    #[test]
+    fn long_numbers_saturate_at_the_ceiling(digits in "[0-9]{1,40}") {
+        let wait = parse_retry_after(&digits, SystemTime::now()).unwrap();
+        prop_assert!(wait <= RETRY_AFTER_CEILING);
+        // Adding the wait to the clock never overflows.
+        prop_assert!(tokio::time::Instant::now().checked_add(wait).is_some());
     }
 
     /// Delta seconds parse exactly.
     #[test]
     fn delta_seconds_parse_exactly(secs in 0u64..10_000_000, pad in "[ ]{0,2}") {
         let now = SystemTime::now();
-        prop_assert_eq!(parse_retry_after(&format!("{pad}{secs}{pad}"), now), Some(Duration::from_secs(secs)));
+        let expected = Duration::from_secs(secs).min(RETRY_AFTER_CEILING);
+        prop_assert_eq!(parse_retry_after(&format!("{pad}{secs}{pad}"), now), Some(expected));
     }
 
     /// An HTTP date `n` seconds ahead waits `n` seconds; a past date waits nothing.
@@ -45,7 +57,7 @@ proptest! {
         let now = SystemTime::UNIX_EPOCH + Duration::from_secs(base);
         let at = SystemTime::UNIX_EPOCH + Duration::from_secs(base.saturating_add_signed(ahead));
         let parsed = parse_retry_after(&httpdate::fmt_http_date(at), now).unwrap();
-        prop_assert_eq!(parsed, Duration::from_secs(ahead.max(0).unsigned_abs()));
+        prop_assert_eq!(parsed, Duration::from_secs(ahead.max(0).unsigned_abs()).min(RETRY_AFTER_CEILING));
     }
 
     /// A backoff is never past its cap, never past `max_delay`, and the cap never shrinks.
