@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 use std::path::PathBuf;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -25,6 +26,9 @@ pub const ROUTE_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
 pub const MAX_ROUTE_NAME_CHARS: usize = 64;
 /// Most models one weighted split may name.
 pub const MAX_SPLIT_ENTRIES: usize = 16;
+/// Why `login_base` is refused next to `region`.
+const LOGIN_BASE_WITH_REGION: &str =
+    "`login_base` goes with `api_base` only: a `region` sets the login host itself";
 /// The pattern env var names match.
 pub const ENV_VAR_PATTERN: &str = "^[A-Z_][A-Z0-9_]*$";
 
@@ -61,6 +65,9 @@ pub struct RouterConfig {
     /// Concurrency, timeouts and size limits.
     #[serde(default)]
     pub limits: LimitsConfig,
+    /// The HTTP sidecar (`serve`): connection timeouts, connection cap, drain, body size.
+    #[serde(default)]
+    pub server: ServerConfig,
     /// The retry policy.
     #[serde(default)]
     pub retry: RetryConfig,
@@ -81,7 +88,13 @@ pub struct RouterConfig {
 /// Where the gateway is: a Genesys Cloud region, or explicit base URLs.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
-#[schemars(extend("oneOf" = [{ "required": ["region"] }, { "required": ["api_base"] }]))]
+#[schemars(extend(
+    "oneOf" = [{ "required": ["region"] }, { "required": ["api_base"] }],
+    "dependentSchemas" = { "region": { "properties": { "login_base": {
+        "type": "null",
+        "description": LOGIN_BASE_WITH_REGION,
+    } } } },
+))]
 pub struct EnvironmentConfig {
     /// Region name (`eu-west-1`) or domain (`mypurecloud.ie`). Excludes `api_base`.
     #[schemars(extend("enum" = region_enum()))]
@@ -91,7 +104,8 @@ pub struct EnvironmentConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub api_base: Option<String>,
     /// Explicit login base URL; by default `api_base` with `api.` replaced by `login.`,
-    /// or `api_base` itself when its host does not start with `api.`.
+    /// or `api_base` itself when its host does not start with `api.`. Goes with
+    /// `api_base` only: with `region` it is refused.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub login_base: Option<String>,
     /// Path of the prompt endpoint.
@@ -145,6 +159,21 @@ impl EnvironmentConfig {
     }
 
     fn resolve_into(&self, at: &Location<'_>, out: &mut Violations) -> Option<Endpoints> {
+        let resolved = self.resolve_bases(at, out);
+        // A region fixes the login host, so a `login_base` next to it would be ignored.
+        if self.region.is_some() && self.login_base.is_some() {
+            out.push(
+                &at.key("login_base"),
+                Rule::Conflict {
+                    reason: LOGIN_BASE_WITH_REGION,
+                },
+            );
+            return None;
+        }
+        resolved
+    }
+
+    fn resolve_bases(&self, at: &Location<'_>, out: &mut Violations) -> Option<Endpoints> {
         match (&self.region, &self.api_base) {
             (Some(_), Some(_)) => {
                 out.push(
@@ -608,6 +637,123 @@ impl Validate for LimitsConfig {
     }
 }
 
+/// Most connections the sidecar holds open by default: room for 2,000 concurrent
+/// callers with keep-alive, plus headroom for probes and reconnects.
+pub const DEFAULT_MAX_CONNECTIONS: u32 = 4_096;
+
+/// The HTTP sidecar (`genesys-router serve`): how long a connection may take to send its
+/// request, how long it may sit idle, how many may be open, how long shutdown drains.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Longest wait for a request's complete headers, from its first byte.
+    #[schemars(range(min = 100, max = 300_000))]
+    pub header_read_timeout_ms: u64,
+    /// Longest wait for a request's complete body, once its headers are in.
+    #[schemars(range(min = 100, max = 600_000))]
+    pub body_read_timeout_ms: u64,
+    /// How long a keep-alive connection may wait for its next request before it is closed.
+    #[schemars(range(min = 100, max = 3_600_000))]
+    pub idle_timeout_ms: u64,
+    /// Most connections open at once; beyond it new connections are refused at once.
+    #[schemars(range(min = 1, max = 1_000_000))]
+    pub max_connections: u32,
+    /// On shutdown, how long calls in flight may run before they are cancelled.
+    #[schemars(range(min = 0, max = 3_600_000))]
+    pub drain_timeout_ms: u64,
+    /// Largest request body accepted; a larger one is answered with 413.
+    #[schemars(range(min = 1024, max = 67_108_864))]
+    pub request_body_max_bytes: u64,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        Self {
+            header_read_timeout_ms: 10_000,
+            body_read_timeout_ms: 30_000,
+            idle_timeout_ms: 60_000,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
+            drain_timeout_ms: 30_000,
+            request_body_max_bytes: 1_048_576,
+        }
+    }
+}
+
+impl ServerConfig {
+    /// [`Self::header_read_timeout_ms`] as a duration.
+    pub fn header_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.header_read_timeout_ms)
+    }
+
+    /// [`Self::body_read_timeout_ms`] as a duration.
+    pub fn body_read_timeout(&self) -> Duration {
+        Duration::from_millis(self.body_read_timeout_ms)
+    }
+
+    /// [`Self::idle_timeout_ms`] as a duration.
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_millis(self.idle_timeout_ms)
+    }
+
+    /// [`Self::drain_timeout_ms`] as a duration.
+    pub fn drain_timeout(&self) -> Duration {
+        Duration::from_millis(self.drain_timeout_ms)
+    }
+}
+
+impl Validate for ServerConfig {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        check_int(
+            &at.key("header_read_timeout_ms"),
+            out,
+            self.header_read_timeout_ms,
+            100,
+            300_000,
+            "100..=300000",
+        );
+        check_int(
+            &at.key("body_read_timeout_ms"),
+            out,
+            self.body_read_timeout_ms,
+            100,
+            600_000,
+            "100..=600000",
+        );
+        check_int(
+            &at.key("idle_timeout_ms"),
+            out,
+            self.idle_timeout_ms,
+            100,
+            3_600_000,
+            "100..=3600000",
+        );
+        check_int(
+            &at.key("max_connections"),
+            out,
+            self.max_connections.into(),
+            1,
+            1_000_000,
+            "1..=1000000",
+        );
+        check_int(
+            &at.key("drain_timeout_ms"),
+            out,
+            self.drain_timeout_ms,
+            0,
+            3_600_000,
+            "0..=3600000",
+        );
+        check_int(
+            &at.key("request_body_max_bytes"),
+            out,
+            self.request_body_max_bytes,
+            1024,
+            67_108_864,
+            "1024..=67108864",
+        );
+    }
+}
+
 /// The retry policy: which failures are retried, how often, how long to wait.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
@@ -992,6 +1138,7 @@ impl Validate for RouterConfig {
             route.collect_violations(&here, out);
         }
         self.limits.collect_violations(&at.key("limits"), out);
+        self.server.collect_violations(&at.key("server"), out);
         self.retry.collect_violations(&at.key("retry"), out);
         self.circuit_breaker
             .collect_violations(&at.key("circuit_breaker"), out);
@@ -1008,6 +1155,7 @@ impl RouterConfig {
             credentials: CredentialsConfig::default(),
             routes: BTreeMap::new(),
             limits: LimitsConfig::default(),
+            server: ServerConfig::default(),
             retry: RetryConfig::default(),
             circuit_breaker: CircuitBreakerConfig::default(),
             audit: AuditConfig::default(),
@@ -1215,6 +1363,110 @@ mod tests {
             queue_capacity: 10,
         });
         assert!(c.validate().unwrap_err().has_path("/audit/webhook/url"));
+    }
+
+    #[test]
+    fn server_defaults_are_valid_and_leave_room_for_2000_callers() {
+        let server = ServerConfig::default();
+        server.validate().unwrap();
+        assert!(server.max_connections >= 2_000);
+        let c = RouterConfig::from_toml_str(
+            "[environment]\nregion = \"us-east-1\"\n[routes.a]\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server, server);
+    }
+
+    #[test]
+    fn server_bounds_are_enforced_at_both_ends() {
+        type Set = fn(&mut ServerConfig, u64);
+        let fields: [(&str, u64, u64, Set); 6] = [
+            ("header_read_timeout_ms", 100, 300_000, |s, v| {
+                s.header_read_timeout_ms = v;
+            }),
+            ("body_read_timeout_ms", 100, 600_000, |s, v| {
+                s.body_read_timeout_ms = v;
+            }),
+            ("idle_timeout_ms", 100, 3_600_000, |s, v| {
+                s.idle_timeout_ms = v;
+            }),
+            ("max_connections", 1, 1_000_000, |s, v| {
+                s.max_connections = u32::try_from(v).unwrap();
+            }),
+            ("drain_timeout_ms", 0, 3_600_000, |s, v| {
+                s.drain_timeout_ms = v;
+            }),
+            ("request_body_max_bytes", 1_024, 67_108_864, |s, v| {
+                s.request_body_max_bytes = v;
+            }),
+        ];
+        for (name, min, max, set) in fields {
+            let path = format!("/server/{name}");
+            for ok in [min, max] {
+                let mut c = minimal();
+                set(&mut c.server, ok);
+                c.validate()
+                    .unwrap_or_else(|e| panic!("{name} = {ok}: {e}"));
+            }
+            for bad in [min.checked_sub(1), Some(max + 1)].into_iter().flatten() {
+                let mut c = minimal();
+                set(&mut c.server, bad);
+                let err = c.validate().unwrap_err();
+                assert!(err.has_path(&path), "{name} = {bad}: {err}");
+            }
+        }
+        let err = RouterConfig::from_toml_str(
+            "[environment]\nregion = \"us-east-1\"\n[routes.a]\nmodel = \"m\"\n[server]\nidle_ms = 5\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("idle_ms"), "{err}");
+    }
+
+    #[test]
+    fn login_base_next_to_region_is_refused() {
+        let mut c = minimal();
+        c.environment = EnvironmentConfig {
+            region: Some("eu-west-1".into()),
+            login_base: Some("https://login.example.com".into()),
+            ..EnvironmentConfig::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.violations().len(), 1, "{err}");
+        assert_eq!(err.violations()[0].path, "/environment/login_base");
+        assert!(
+            err.to_string().contains("goes with `api_base` only"),
+            "{err}"
+        );
+        assert!(c.environment.resolve().is_err());
+
+        c.environment.region = None;
+        c.environment.api_base = Some("https://api.example.com".into());
+        let ep = c.environment.resolve().unwrap();
+        assert_eq!(ep.login_base, "https://login.example.com");
+    }
+
+    #[test]
+    fn metrics_listen_must_be_a_socket_address() {
+        for ok in ["127.0.0.1:9464", "0.0.0.0:0", "[::1]:9464"] {
+            let mut c = minimal();
+            c.metrics.listen = Some(ok.into());
+            c.validate().unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "9464",
+            "127.0.0.1",
+            "127.0.0.1:65536",
+            ":9464",
+            "localhost:9464",
+            "",
+        ] {
+            let mut c = minimal();
+            c.metrics.listen = Some(bad.into());
+            assert!(
+                c.validate().unwrap_err().has_path("/metrics/listen"),
+                "{bad:?}"
+            );
+        }
     }
 
     #[test]

@@ -53,10 +53,11 @@ mod validation;
 
 pub use audit::{AuditEntry, ModelAttempt, Outcome};
 pub use config::{
-    AuditConfig, CircuitBreakerConfig, CredentialsConfig, DEFAULT_MODELS_PATH,
-    DEFAULT_PROMPTS_PATH, ENV_VAR_PATTERN, Endpoints, EnvironmentConfig, FsyncPolicy, LimitsConfig,
-    MAX_ROUTE_NAME_CHARS, MAX_SPLIT_ENTRIES, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig,
-    RouteConfig, RouterConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
+    AuditConfig, CircuitBreakerConfig, CredentialsConfig, DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENV_VAR_PATTERN, Endpoints, EnvironmentConfig,
+    FsyncPolicy, LimitsConfig, MAX_ROUTE_NAME_CHARS, MAX_SPLIT_ENTRIES, MetricsConfig,
+    ROUTE_NAME_PATTERN, RetryConfig, RouteConfig, RouterConfig, ServerConfig, SplitEntry,
+    TlsConfig, TrustRoots, WebhookConfig,
 };
 pub use error_body::{
     CODE_AUTHENTICATION_REQUIRED, CODE_BAD_CREDENTIALS, CODE_BAD_REQUEST, CODE_MISSING_PERMISSIONS,
