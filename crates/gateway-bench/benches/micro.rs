@@ -111,6 +111,7 @@ fn sample_entry() -> AuditEntry {
         outcome: Outcome::Success,
         status: Some(200),
         error_code: None,
+        reason: None,
         latency_us: 41_000,
         tuning: Tuning::Default,
         temperature: 0.7,

@@ -77,9 +77,11 @@ pub struct ServeArgs {
     /// The address to listen on.
     #[arg(long, short, default_value = "127.0.0.1:8787")]
     pub listen: SocketAddr,
-    /// How long to let in-flight calls finish on shutdown, in seconds.
-    #[arg(long, default_value_t = 30)]
-    pub drain_secs: u64,
+    /// How long to let in-flight calls finish on shutdown, in seconds (0 to 3600;
+    /// replaces `[server] drain_timeout_ms`). Calls still running then are cancelled,
+    /// audited and answered 503.
+    #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3600))]
+    pub drain_secs: Option<u64>,
 }
 
 /// `demo`.
@@ -111,8 +113,8 @@ pub struct SimArgs {
     /// An accepted OAuth client, `id:secret` (repeatable; default `sim-client:sim-secret`).
     #[arg(long = "client", value_parser = parse_client)]
     pub clients: Vec<(String, String)>,
-    /// Token lifetime in seconds.
-    #[arg(long, default_value_t = 86_400)]
+    /// Token lifetime in seconds (1 to 172800, the range Genesys Cloud allows).
+    #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=172_800))]
     pub token_lifetime_secs: u64,
     /// The catalogue's model ids (comma-separated; default: the built-in four).
     #[arg(long, value_delimiter = ',')]

@@ -12,11 +12,15 @@ use gateway_sim::Sim;
 use gateway_telemetry::MetricsHandle;
 
 use crate::args::{CheckConfigArgs, RouteArgs, SchemaArgs, ServeArgs, SimArgs};
-use crate::sidecar::{Sidecar, termination};
+use crate::signal::termination;
+use gateway_server::{Sidecar, SidecarOptions};
 
 /// `route`: one prompt, printed answer (or the outcome as JSON). Returns the exit code.
 pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
     let config = load_config(&args.config)?;
+    if config.metrics.listen.is_some() {
+        eprintln!("note: [metrics] listen applies to `serve` only; `route` serves nothing");
+    }
     let router = Router::builder(config)
         .build()
         .await
@@ -80,22 +84,33 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
 /// `serve`: the sidecar until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i32> {
     let config = load_config(&args.config)?;
+    let mut options = SidecarOptions::from_config(&config).map_err(anyhow::Error::msg)?;
+    if let Some(secs) = args.drain_secs {
+        options.drain = Duration::from_secs(secs);
+    }
+    if let Some(room) = gateway_server::raise_for_connections()
+        && u64::try_from(options.limits.max_connections).unwrap_or(u64::MAX) > room
+    {
+        eprintln!(
+            "warning: [server] max_connections = {} does not fit the open-file limit; serving at most {room}",
+            options.limits.max_connections
+        );
+        options.limits.max_connections = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+    }
     let router = Router::builder(config)
         .build()
         .await
         .context("setting up the router")?;
-    let sidecar = Sidecar::start(
-        router,
-        Some(metrics),
-        args.listen,
-        Duration::from_secs(args.drain_secs),
-    )
-    .await
-    .with_context(|| format!("listening on {}", args.listen))?;
+    let sidecar = Sidecar::start_with(router, Some(metrics), args.listen, options)
+        .await
+        .with_context(|| format!("listening on {}", args.listen))?;
     eprintln!(
         "genesys-router serving on http://{} (POST /v1/route, GET /metrics /healthz /readyz)",
         sidecar.addr()
     );
+    if let Some(at) = sidecar.metrics_addr() {
+        eprintln!("metrics also on http://{at}/metrics");
+    }
     let trigger = sidecar.shutdown_trigger();
     tokio::spawn(async move {
         termination().await;

@@ -1,5 +1,5 @@
 //! The `genesys-router` command line, as a library so its pieces can be tested in-process:
-//! the sidecar ([`sidecar::Sidecar`]), the demo ([`demo::run`]), and the small commands.
+//! the commands (the sidecar itself is `gateway-server`), the demo ([`demo::run`]), and the small commands.
 //!
 //! ```
 //! use gateway_cli::args::Cli;
@@ -13,4 +13,4 @@ pub mod args;
 pub mod commands;
 pub mod demo;
 pub mod report;
-pub mod sidecar;
+pub mod signal;

@@ -131,6 +131,10 @@ pub struct AuditEntry {
     /// The Genesys error code of the final failure, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
+    /// Why a `cancelled` call was stopped (the caller went away, a shutdown's drain
+    /// timeout ended), in words.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
     /// Time from the call's start to its end, in microseconds.
     pub latency_us: u64,
     /// The tuning level asked for.

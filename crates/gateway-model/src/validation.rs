@@ -379,11 +379,17 @@ where
     Ok(parsed)
 }
 
-/// Reads JSON text into `T` and validates it, like [`from_json_value`].
+/// Reads JSON text holding an object into `T` and validates it, like [`from_json_value`].
 pub fn from_json_slice<T>(bytes: &[u8]) -> Result<T, ValidationErrors>
 where
     T: serde::de::DeserializeOwned + Validate,
 {
+    // serde reads a JSON array into a struct too (its sequence form); the schemas say
+    // object, so only an object is read. Every type read here is an object at the top
+    // and holds no nested struct but `parameters` (checked by the schema before sending).
+    if bytes.trim_ascii_start().first() != Some(&b'{') {
+        return Err(not_an_object());
+    }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(malformed)?;
     de.end().map_err(|e| {
@@ -396,6 +402,16 @@ where
     })?;
     parsed.validate()?;
     Ok(parsed)
+}
+
+/// The document is not a JSON object.
+fn not_an_object() -> ValidationErrors {
+    ValidationErrors::single(
+        "",
+        Rule::Malformed {
+            message: "expected a JSON object".to_owned(),
+        },
+    )
 }
 
 /// Turns a path-tracking deserialisation error into a single violation.

@@ -67,6 +67,12 @@ pub enum RouteErrorKind {
     /// No concurrency slot became free in time.
     #[error("{0}")]
     Overloaded(String),
+    /// The call was stopped before it ended (see [`crate::Router::route_until`]).
+    #[error("the call was cancelled: {reason}")]
+    Cancelled {
+        /// Why, as the audit entry records it.
+        reason: String,
+    },
     /// Every model of the chain failed or was skipped.
     #[error("every model of route `{route}` failed ({}); last failure: {last}", summary(.tried))]
     Exhausted {
@@ -154,7 +160,7 @@ impl RouteError {
             RouteErrorKind::Refused { .. } => 422,
             RouteErrorKind::Forbidden { .. } => 403,
             RouteErrorKind::Unauthorized { .. } | RouteErrorKind::Token(_) => 502,
-            RouteErrorKind::Overloaded(_) => 503,
+            RouteErrorKind::Overloaded(_) | RouteErrorKind::Cancelled { .. } => 503,
             RouteErrorKind::Exhausted { tried, .. } => {
                 if !tried.is_empty() && tried.iter().all(|(_, o)| *o == Outcome::RateLimited) {
                     429
@@ -177,14 +183,17 @@ impl RouteError {
             RouteErrorKind::Forbidden { .. } => "router.forbidden",
             RouteErrorKind::Token(_) => "router.no.token",
             RouteErrorKind::Overloaded(_) => "router.overloaded",
+            RouteErrorKind::Cancelled { .. } => "router.cancelled",
             RouteErrorKind::Exhausted { .. } => "router.all.models.failed",
         }
     }
 
-    /// The longest `Retry-After` seen, for a call that failed on rate limits.
+    /// When to try again: the longest `Retry-After` seen for a call that failed on rate
+    /// limits, or a second for a call cancelled by a shutdown (another replica can take it).
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
             RouteErrorKind::Exhausted { retry_after, .. } => *retry_after,
+            RouteErrorKind::Cancelled { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
     }

@@ -438,6 +438,32 @@ impl Router {
     /// connection are released) and an entry with outcome `cancelled` is written in the
     /// background with whatever was tried so far.
     pub async fn route(&self, request: RouteRequest) -> Result<RouteOutcome, RouteError> {
+        self.route_until(request, std::future::pending()).await
+    }
+
+    /// Routes one prompt like [`Router::route`], but stops the call when `stop`
+    /// resolves first, with the reason it gives.
+    ///
+    /// A stopped call releases its limiter slot and connection, is audited as
+    /// `cancelled` with the reason before this returns, and fails with
+    /// [`RouteErrorKind::Cancelled`]. A sidecar uses it to end what a shutdown's drain
+    /// timeout leaves running, so no call goes unaudited or unanswered.
+    ///
+    /// ```no_run
+    /// # async fn run(router: gateway_router::Router) {
+    /// use gateway_model::RouteRequest;
+    /// let stop = async {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    ///     "gave up after 5 s".to_owned()
+    /// };
+    /// let result = router.route_until(RouteRequest::new("summarize", "hi"), stop).await;
+    /// # }
+    /// ```
+    pub async fn route_until(
+        &self,
+        request: RouteRequest,
+        stop: impl Future<Output = String>,
+    ) -> Result<RouteOutcome, RouteError> {
         let started = Instant::now();
         let inner = &*self.inner;
         let Some(route) = inner.routes.get(&request.route) else {
@@ -489,7 +515,11 @@ impl Router {
             Ended::Stopped(kind)
         } else {
             let call = guard.call.as_mut().expect("set above");
-            self.walk(&chain, &mut payload, call).await
+            tokio::select! {
+                biased;
+                ended = self.walk(&chain, &mut payload, call) => ended,
+                reason = stop => Ended::Cancelled(reason),
+            }
         };
         let (asked, call) = guard.disarm();
 
@@ -500,9 +530,10 @@ impl Router {
         let failure = match &ended {
             Ended::Answered(..) => None,
             Ended::Stopped(kind) => Some(kind.clone()),
-            Ended::Exhausted | Ended::Cancelled => {
-                Some(call.exhausted(&asked.route, inner.deadline))
-            }
+            Ended::Cancelled(reason) => Some(RouteErrorKind::Cancelled {
+                reason: reason.clone(),
+            }),
+            Ended::Exhausted => Some(call.exhausted(&asked.route, inner.deadline)),
         };
         let entry = asked.audit_entry(call, &ended, latency);
         let audit_id = self.write_audit(&entry).await;
@@ -788,7 +819,8 @@ impl Drop for CallGuard<'_> {
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };
-        let entry = asked.audit_entry(call, &Ended::Cancelled, self.started.elapsed());
+        let ended = Ended::Cancelled("the caller stopped waiting before the call ended".into());
+        let entry = asked.audit_entry(call, &ended, self.started.elapsed());
         let router = self.router.clone();
         runtime.spawn(async move {
             router.write_audit(&entry).await;
@@ -856,7 +888,7 @@ impl Asked {
             _ => None,
         };
         let outcome = match ended {
-            Ended::Cancelled => Outcome::Cancelled,
+            Ended::Cancelled(_) => Outcome::Cancelled,
             Ended::Stopped(RouteErrorKind::Invalid(_)) => Outcome::ClientError,
             _ => call
                 .tried
@@ -887,6 +919,10 @@ impl Asked {
             outcome,
             status,
             error_code,
+            reason: match ended {
+                Ended::Cancelled(reason) => Some(reason.clone()),
+                _ => None,
+            },
             latency_us: duration_us(latency),
             tuning: self.tuning,
             temperature: self.temperature,
@@ -903,8 +939,8 @@ impl Asked {
 
 /// How the walk down the chain ended.
 enum Ended {
-    /// The caller dropped the future (only seen by the cancellation guard).
-    Cancelled,
+    /// The caller dropped the future, or the call's stop signal came first; why.
+    Cancelled(String),
     /// A model answered (with the request id it was sent).
     Answered(Box<GatewayResponse>, String),
     /// A failure another model would not fix.

@@ -50,6 +50,7 @@ fn entry(n: u32) -> AuditEntry {
         outcome: Outcome::Success,
         status: Some(200),
         error_code: None,
+        reason: None,
         latency_us: 1234,
         tuning: Tuning::Default,
         temperature: 0.3,

@@ -32,6 +32,7 @@ pub fn entry(n: u64) -> AuditEntry {
         outcome: Outcome::Success,
         status: Some(200),
         error_code: None,
+        reason: None,
         latency_us: 1234 + n,
         tuning: Tuning::Default,
         temperature: 0.3,

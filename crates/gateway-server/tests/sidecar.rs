@@ -5,9 +5,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_auth::Credentials;
-use gateway_cli::sidecar::Sidecar;
 use gateway_model::{EnvironmentConfig, RouteConfig, RouteOutcome, RouterConfig};
 use gateway_router::Router;
+use gateway_server::Sidecar;
 use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, Sim, SimHandle};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};

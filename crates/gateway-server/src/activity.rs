@@ -1,0 +1,225 @@
+//! What a connection is doing, so the accept loop can close the ones that do nothing.
+//!
+//! hyper's own header-read timer (1.12) also runs while a keep-alive connection waits
+//! for its next request, so it cannot tell "slow headers" from "idle"; and it has no
+//! idle timeout of its own. [`Activity`] tells them apart: the I/O wrapper notes when
+//! bytes arrive, the service wrapper notes when a request is in flight.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use http::Request;
+use hyper::body::Incoming;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::sync::Notify;
+use tokio::time::Instant;
+
+use crate::ConnectionLimits;
+
+/// No partial request is pending.
+const NONE: u64 = u64::MAX;
+
+/// One connection's activity, in milliseconds since it was accepted.
+#[derive(Debug)]
+pub(crate) struct Activity {
+    accepted: Instant,
+    /// The last time bytes arrived or a request ended.
+    last_ms: AtomicU64,
+    /// When the first byte of a request arrived whose headers are not complete yet.
+    partial_since_ms: AtomicU64,
+    /// Requests handed to the service and not answered yet.
+    in_flight: AtomicUsize,
+    /// Wakes the watchdog when a deadline moves earlier (a request's first byte).
+    changed: Notify,
+}
+
+impl Activity {
+    pub(crate) fn new() -> Arc<Self> {
+        Arc::new(Self {
+            accepted: Instant::now(),
+            last_ms: AtomicU64::new(0),
+            partial_since_ms: AtomicU64::new(NONE),
+            in_flight: AtomicUsize::new(0),
+            changed: Notify::new(),
+        })
+    }
+
+    fn now_ms(&self) -> u64 {
+        u64::try_from(self.accepted.elapsed().as_millis()).unwrap_or(NONE - 1)
+    }
+
+    fn at(&self, ms: u64) -> Instant {
+        saturating_add(self.accepted, Duration::from_millis(ms))
+    }
+
+    fn bytes_arrived(&self) {
+        let now = self.now_ms();
+        self.last_ms.store(now, Ordering::Relaxed);
+        if self.in_flight.load(Ordering::Acquire) == 0 {
+            // Only the first byte of a request starts its header clock.
+            let started = self
+                .partial_since_ms
+                .compare_exchange(NONE, now, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+            if started {
+                self.changed.notify_one();
+            }
+        }
+    }
+
+    fn request_started(&self) {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.partial_since_ms.store(NONE, Ordering::Release);
+    }
+
+    fn request_ended(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+        self.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+
+    /// When the connection is to be closed as it stands, if it is.
+    fn close_at(&self, limits: &ConnectionLimits) -> Option<Instant> {
+        if self.in_flight.load(Ordering::Acquire) > 0 {
+            return None;
+        }
+        let partial = self.partial_since_ms.load(Ordering::Acquire);
+        Some(if partial == NONE {
+            saturating_add(
+                self.at(self.last_ms.load(Ordering::Relaxed)),
+                limits.idle_timeout,
+            )
+        } else {
+            saturating_add(self.at(partial), limits.header_read_timeout)
+        })
+    }
+
+    /// Resolves when the connection has been idle, or slow with its headers, too long.
+    pub(crate) async fn expired(&self, limits: &ConnectionLimits) {
+        loop {
+            match self.close_at(limits) {
+                Some(at) if Instant::now() >= at => return,
+                Some(at) => {
+                    tokio::select! {
+                        () = tokio::time::sleep_until(at) => {}
+                        () = self.changed.notified() => {}
+                    }
+                }
+                // A request is being served: it has its own deadlines; look again later.
+                None => {
+                    tokio::time::sleep(limits.idle_timeout.min(limits.header_read_timeout)).await
+                }
+            }
+        }
+    }
+}
+
+/// `base + d` that saturates: the timeouts come from config, which is outside input.
+fn saturating_add(base: Instant, d: Duration) -> Instant {
+    base.checked_add(d).unwrap_or(base)
+}
+
+/// An accepted stream that reports arriving bytes to its [`Activity`].
+#[derive(Debug)]
+pub(crate) struct WatchedIo<T> {
+    inner: T,
+    activity: Arc<Activity>,
+}
+
+impl<T> WatchedIo<T> {
+    pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.bytes_arrived();
+        }
+        polled
+    }
+}
+
+impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
+
+/// A service that tells the connection's [`Activity`] while a request is in flight.
+#[derive(Debug, Clone)]
+pub(crate) struct Tracked<S> {
+    inner: S,
+    activity: Arc<Activity>,
+}
+
+impl<S> Tracked<S> {
+    pub(crate) fn new(inner: S, activity: Arc<Activity>) -> Self {
+        Self { inner, activity }
+    }
+}
+
+/// Marks a request as ended when its answer is ready, or when hyper drops it.
+struct InFlight(Arc<Activity>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.request_ended();
+    }
+}
+
+impl<S> hyper::service::Service<Request<Incoming>> for Tracked<S>
+where
+    S: hyper::service::Service<Request<Incoming>>,
+    S::Future: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn call(&self, req: Request<Incoming>) -> Self::Future {
+        self.activity.request_started();
+        let guard = InFlight(Arc::clone(&self.activity));
+        let answer = self.inner.call(req);
+        Box::pin(async move {
+            let answer = answer.await;
+            drop(guard);
+            answer
+        })
+    }
+}

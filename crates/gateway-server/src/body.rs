@@ -1,0 +1,55 @@
+//! Reading a request body within a size cap and a time bound.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use http_body_util::{BodyExt, Limited};
+use hyper::body::Incoming;
+
+/// Why a request body could not be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BodyError {
+    /// The body is larger than the cap.
+    #[error("the request body exceeds {limit} bytes")]
+    TooLarge {
+        /// The cap, in bytes.
+        limit: usize,
+    },
+    /// The body did not arrive within the body-read timeout.
+    #[error("the request body did not arrive within {timeout:?}")]
+    TimedOut {
+        /// The timeout.
+        timeout: Duration,
+    },
+    /// The connection failed while the body arrived.
+    #[error("the request body could not be read: {0}")]
+    Broken(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl BodyError {
+    /// The HTTP status that answers this failure: 413, 408 or 400.
+    pub fn status(&self) -> http::StatusCode {
+        match self {
+            BodyError::TooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
+            BodyError::TimedOut { .. } => http::StatusCode::REQUEST_TIMEOUT,
+            BodyError::Broken(_) => http::StatusCode::BAD_REQUEST,
+        }
+    }
+}
+
+/// Reads `body` whole, refusing more than `limit` bytes or more than `timeout` of waiting.
+pub async fn read_body(
+    body: Incoming,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Bytes, BodyError> {
+    match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
+        Err(_) => Err(BodyError::TimedOut { timeout }),
+        Ok(Ok(collected)) => Ok(collected.to_bytes()),
+        Ok(Err(e)) if e.is::<http_body_util::LengthLimitError>() => {
+            Err(BodyError::TooLarge { limit })
+        }
+        Ok(Err(e)) => Err(BodyError::Broken(e)),
+    }
+}

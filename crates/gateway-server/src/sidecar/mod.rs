@@ -1,0 +1,265 @@
+//! `genesys-router serve`: the router as a local HTTP sidecar.
+//!
+//! | method and path | answer |
+//! | --- | --- |
+//! | `POST /v1/route` | a `RouteRequest` in, a `RouteOutcome` out; errors as a Genesys-style error body |
+//! | `GET /metrics` | Prometheus text (also on `[metrics] listen`, if set) |
+//! | `GET /healthz` | 200 while the process runs |
+//! | `GET /readyz` | 200 when a token can be had and the configured models are known, else 503 |
+//!
+//! Shutdown takes at most `drain + ANSWER_GRACE + FLUSH_BOUND`: stop accepting and let
+//! calls in flight finish for up to the drain timeout; then cancel what is left (each
+//! such call is audited as `cancelled` with the reason and, where its connection is
+//! still open, answered 503 with `Retry-After`) and give those answers up to
+//! [`ANSWER_GRACE`]; then close every connection and flush the audit trail for up to
+//! [`FLUSH_BOUND`].
+
+mod handlers;
+mod reply;
+
+use std::convert::Infallible;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use gateway_router::Router;
+use gateway_telemetry::MetricsHandle;
+use hyper::service::service_fn;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+
+use crate::{ConnectionLimits, Server};
+
+/// After the drain timeout, how long cancelled calls get to send their 503s.
+pub const ANSWER_GRACE: Duration = Duration::from_secs(2);
+
+/// How long a shutdown waits for the audit trail to flush.
+pub const FLUSH_BOUND: Duration = Duration::from_secs(5);
+
+/// How the sidecar serves: connection limits, body cap, drain, extra listeners.
+#[derive(Debug, Clone)]
+pub struct SidecarOptions {
+    /// Per-connection timeouts and the connection cap.
+    pub limits: ConnectionLimits,
+    /// Largest request body read, in bytes.
+    pub body_max_bytes: usize,
+    /// How long calls in flight may run on after a shutdown begins.
+    pub drain: Duration,
+    /// A second address serving only `GET /metrics` (`[metrics] listen`).
+    pub metrics_listen: Option<SocketAddr>,
+}
+
+impl Default for SidecarOptions {
+    /// [`ConnectionLimits::default`], 1 MiB bodies, a 30 s drain, no metrics listener.
+    fn default() -> Self {
+        Self {
+            limits: ConnectionLimits::default(),
+            body_max_bytes: 1024 * 1024,
+            drain: Duration::from_secs(30),
+            metrics_listen: None,
+        }
+    }
+}
+
+impl SidecarOptions {
+    /// The options a configuration's `[server]` and `[metrics]` sections state.
+    ///
+    /// A `[metrics] listen` that is not a socket address is an error naming the key
+    /// (a validated config never has one).
+    pub fn from_config(config: &gateway_model::RouterConfig) -> Result<Self, String> {
+        let server = &config.server;
+        let metrics_listen = match &config.metrics.listen {
+            Some(text) => Some(text.parse().map_err(|e| {
+                format!("[metrics] listen = {text:?} is not a socket address: {e}")
+            })?),
+            None => None,
+        };
+        Ok(Self {
+            limits: ConnectionLimits {
+                header_read_timeout: server.header_read_timeout(),
+                body_read_timeout: server.body_read_timeout(),
+                idle_timeout: server.idle_timeout(),
+                max_connections: usize::try_from(server.max_connections).unwrap_or(usize::MAX),
+            },
+            body_max_bytes: usize::try_from(server.request_body_max_bytes).unwrap_or(usize::MAX),
+            drain: server.drain_timeout(),
+            metrics_listen,
+        })
+    }
+}
+
+/// What the handlers serve with.
+#[derive(Clone)]
+pub(crate) struct App {
+    router: Router,
+    metrics: Option<MetricsHandle>,
+    options: SidecarOptions,
+    /// Routed calls run as tasks of their own, tracked so shutdown can wait for them.
+    calls: TaskTracker,
+    /// Cancelled when the drain timeout ends: calls still running stop then.
+    stop: CancellationToken,
+}
+
+/// A running sidecar.
+pub struct Sidecar {
+    addr: SocketAddr,
+    metrics_addr: Option<SocketAddr>,
+    shutdown: watch::Sender<bool>,
+    task: JoinHandle<()>,
+}
+
+impl std::fmt::Debug for Sidecar {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Sidecar")
+            .field("addr", &self.addr)
+            .field("metrics_addr", &self.metrics_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Sidecar {
+    /// Binds `addr` and serves `router` (and `metrics`, if given) until shut down, with
+    /// the default options and a drain timeout of `drain`.
+    pub async fn start(
+        router: Router,
+        metrics: Option<MetricsHandle>,
+        addr: SocketAddr,
+        drain: Duration,
+    ) -> std::io::Result<Self> {
+        let options = SidecarOptions {
+            drain,
+            ..SidecarOptions::default()
+        };
+        Self::start_with(router, metrics, addr, options).await
+    }
+
+    /// Binds `addr` (and `options.metrics_listen`) and serves until shut down.
+    pub async fn start_with(
+        router: Router,
+        metrics: Option<MetricsHandle>,
+        addr: SocketAddr,
+        options: SidecarOptions,
+    ) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(addr).await?;
+        let metrics_listener = match options.metrics_listen {
+            Some(at) => Some(TcpListener::bind(at).await?),
+            None => None,
+        };
+        let app = App {
+            router,
+            metrics,
+            calls: TaskTracker::new(),
+            stop: CancellationToken::new(),
+            options,
+        };
+        let main = Server::serve(listener, app.options.limits, service(&app, false))?;
+        let extra = match metrics_listener {
+            Some(l) => Some(Server::serve(l, app.options.limits, service(&app, true))?),
+            None => None,
+        };
+        let (shutdown, rx) = watch::channel(false);
+        let addr = main.local_addr();
+        let metrics_addr = extra.as_ref().map(Server::local_addr);
+        let task = tokio::spawn(run(main, extra, app, rx));
+        Ok(Self {
+            addr,
+            metrics_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The bound address.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The metrics listener's bound address, if one was asked for.
+    pub fn metrics_addr(&self) -> Option<SocketAddr> {
+        self.metrics_addr
+    }
+
+    /// Stops accepting, drains in-flight calls, flushes the audit trail, and returns.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+
+    /// Waits until the server stops (after [`Sidecar::shutdown`] or a fatal error).
+    pub async fn wait(self) {
+        let _ = self.task.await;
+    }
+
+    /// A handle that triggers shutdown from elsewhere (a signal handler).
+    pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
+        self.shutdown.clone()
+    }
+}
+
+fn service(
+    app: &App,
+    metrics_only: bool,
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = reply::Reply,
+    Error = Infallible,
+    Future = impl Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let app = app.clone();
+    service_fn(move |req| {
+        let app = app.clone();
+        async move {
+            Ok::<_, Infallible>(if metrics_only {
+                handlers::handle_metrics_only(&app, &req)
+            } else {
+                handlers::handle(&app, req).await
+            })
+        }
+    })
+}
+
+/// Serves until the shutdown signal, then shuts down in the documented steps.
+async fn run(main: Server, extra: Option<Server>, app: App, mut shutdown: watch::Receiver<bool>) {
+    let _ = shutdown.wait_for(|down| *down).await;
+    let servers: Vec<&Server> = std::iter::once(&main).chain(extra.as_ref()).collect();
+    for server in &servers {
+        server.stop_accepting();
+    }
+    app.calls.close();
+    let drain = app.options.drain;
+    let finished = async {
+        app.calls.wait().await;
+        for server in &servers {
+            server.drained().await;
+        }
+    };
+    if tokio::time::timeout(drain, finished).await.is_err() {
+        let left = app.calls.len();
+        tracing::warn!(
+            ?drain,
+            calls = left,
+            "calls still running at the drain timeout are cancelled"
+        );
+        app.stop.cancel();
+        let answered = async {
+            app.calls.wait().await;
+            for server in &servers {
+                server.drained().await;
+            }
+        };
+        if tokio::time::timeout(ANSWER_GRACE, answered).await.is_err() {
+            for server in &servers {
+                server.close_all();
+            }
+        }
+    }
+    let deadline = gateway_transport::clock::from_now(FLUSH_BOUND);
+    if let Err(e) = app.router.shutdown(deadline).await {
+        tracing::error!(error = %e, "the audit trail could not be flushed");
+    }
+}

@@ -1,0 +1,195 @@
+//! The accept loop against real sockets: slow headers, idle connections, stalled
+//! bodies, the connection cap and shutdown.
+//!
+//! These run on the real clock with short limits (hundreds of milliseconds); each
+//! assertion waits for the server to act (an answer or end of stream), never for a sleep.
+
+use std::convert::Infallible;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gateway_server::{ConnectionLimits, Server, read_body};
+use http::{Request, Response, StatusCode};
+use http_body_util::Full;
+use hyper::body::Incoming;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+const HEADER: Duration = Duration::from_millis(300);
+const BODY: Duration = Duration::from_millis(300);
+const IDLE: Duration = Duration::from_millis(1_500);
+
+fn limits(max_connections: usize) -> ConnectionLimits {
+    ConnectionLimits {
+        header_read_timeout: HEADER,
+        body_read_timeout: BODY,
+        idle_timeout: IDLE,
+        max_connections,
+    }
+}
+
+async fn answer(req: Request<Incoming>) -> Result<Response<Full<Bytes>>, Infallible> {
+    let status = match read_body(req.into_body(), 1024, BODY).await {
+        Ok(_) => StatusCode::OK,
+        Err(e) => e.status(),
+    };
+    let mut response = Response::new(Full::new(Bytes::from_static(b"ok")));
+    *response.status_mut() = status;
+    Ok(response)
+}
+
+async fn start(max_connections: usize) -> Server {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    Server::serve(
+        listener,
+        limits(max_connections),
+        hyper::service::service_fn(answer),
+    )
+    .unwrap()
+}
+
+/// Reads until the server closes the stream (bounded by `limit`); returns what it sent.
+async fn read_to_close(stream: &mut TcpStream, limit: Duration) -> String {
+    let mut got = Vec::new();
+    tokio::time::timeout(limit, stream.read_to_end(&mut got))
+        .await
+        .expect("the server closed the connection in time")
+        .ok();
+    String::from_utf8_lossy(&got).into_owned()
+}
+
+const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+
+#[tokio::test]
+async fn headers_sent_a_byte_at_a_time_are_cut_off() {
+    let server = start(16).await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    let started = Instant::now();
+    let mut buf = [0u8; 64];
+    // A byte every 50 ms keeps the connection busy but never finishes the headers.
+    for byte in b"GET / HTTP/1.1\r\nx-slow: ".iter().cycle() {
+        if stream.write_all(&[*byte]).await.is_err() {
+            break;
+        }
+        let read = tokio::time::timeout(Duration::from_millis(50), stream.read(&mut buf)).await;
+        if let Ok(Ok(0) | Err(_)) = read {
+            break;
+        }
+        assert!(
+            started.elapsed() < IDLE / 2,
+            "the slow headers were not cut off"
+        );
+    }
+    assert!(
+        started.elapsed() >= HEADER,
+        "cut off before the header timeout"
+    );
+}
+
+#[tokio::test]
+async fn an_idle_connection_is_closed_after_the_idle_timeout() {
+    let server = start(16).await;
+    // One that never sends anything, and one that goes quiet after a request.
+    let mut silent = TcpStream::connect(server.local_addr()).await.unwrap();
+    let mut kept_alive = TcpStream::connect(server.local_addr()).await.unwrap();
+    kept_alive.write_all(GET).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = kept_alive.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+
+    let started = Instant::now();
+    read_to_close(&mut silent, IDLE * 4).await;
+    read_to_close(&mut kept_alive, IDLE * 4).await;
+    assert!(started.elapsed() + Duration::from_millis(100) >= IDLE);
+    assert_eq!(server.open_connections(), 0);
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_408() {
+    let server = start(16).await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 100\r\n\r\n0123456789")
+        .await
+        .unwrap();
+    let answer = read_to_close(&mut stream, IDLE).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+}
+
+#[tokio::test]
+async fn over_the_cap_is_refused_at_once_while_established_callers_are_served() {
+    let server = start(3).await;
+    let mut open = Vec::new();
+    for _ in 0..3 {
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        // A request proves the connection holds a slot before the next one comes.
+        stream.write_all(GET).await.unwrap();
+        let mut buf = [0u8; 256];
+        assert!(stream.read(&mut buf).await.unwrap() > 0);
+        open.push(stream);
+    }
+    let mut extra = TcpStream::connect(server.local_addr()).await.unwrap();
+    let started = Instant::now();
+    let refused = read_to_close(&mut extra, HEADER).await;
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert!(started.elapsed() < HEADER, "refused quickly");
+
+    // An established caller still gets answers.
+    open[0].write_all(GET).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = open[0].read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    assert_eq!(server.open_connections(), 3);
+}
+
+#[tokio::test]
+async fn stopping_finishes_requests_in_flight_and_closes_idle_connections() {
+    let server = start(16).await;
+    let mut idle = TcpStream::connect(server.local_addr()).await.unwrap();
+    // A request whose body is still arriving when the stop comes.
+    let mut busy = TcpStream::connect(server.local_addr()).await.unwrap();
+    busy.write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nab")
+        .await
+        .unwrap();
+    // The idle connection proves the server is up (a byte would start its header clock).
+    idle.write_all(GET).await.unwrap();
+    let mut buf = [0u8; 256];
+    assert!(idle.read(&mut buf).await.unwrap() > 0);
+
+    server.stop_accepting();
+    busy.write_all(b"cd").await.unwrap();
+    let answer = read_to_close(&mut busy, IDLE).await;
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the request in flight is answered: {answer}"
+    );
+    read_to_close(&mut idle, IDLE).await;
+    tokio::time::timeout(IDLE, server.drained())
+        .await
+        .expect("drained");
+    assert!(
+        TcpStream::connect(server.local_addr()).await.is_err(),
+        "no longer accepting"
+    );
+}
+
+#[tokio::test]
+async fn close_all_ends_connections_mid_request() {
+    let server = start(16).await;
+    let mut stuck = TcpStream::connect(server.local_addr()).await.unwrap();
+    stuck
+        .write_all(b"POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 4\r\n\r\nab")
+        .await
+        .unwrap();
+    // Wait until the server holds the connection.
+    while server.open_connections() == 0 {
+        tokio::task::yield_now().await;
+    }
+    server.close_all();
+    tokio::time::timeout(BODY, server.drained())
+        .await
+        .expect("closed at once");
+    let rest = read_to_close(&mut stuck, BODY).await;
+    assert!(rest.is_empty(), "no answer, just closed: {rest}");
+}

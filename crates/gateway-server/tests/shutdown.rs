@@ -1,0 +1,201 @@
+//! The sidecar's shutdown bound and its other listeners, over real sockets.
+
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use gateway_auth::Credentials;
+use gateway_model::{EnvironmentConfig, Outcome, RouteConfig, RouterConfig};
+use gateway_router::Router;
+use gateway_server::sidecar::{ANSWER_GRACE, FLUSH_BOUND};
+use gateway_server::{Sidecar, SidecarOptions};
+use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, Sim, SimHandle};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use serde_json::Value;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn router(sim: &SimHandle, audit: Option<&std::path::Path>) -> Router {
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
+        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
+    match audit {
+        Some(file) => config.audit.file = file.to_owned(),
+        None => config.audit.enabled = false,
+    }
+    config.limits.deadline_ms = 60_000;
+    config.limits.attempt_timeout_ms = 60_000;
+    Router::builder(config)
+        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: String,
+    body: &str,
+) -> (StatusCode, http::HeaderMap, Bytes) {
+    let request = Request::builder()
+        .method(method)
+        .uri(url)
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503() {
+    // Regression: with a 1 s drain and a 3 s upstream, every call in flight was lost:
+    // no answer and no audit entry.
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 3_000.0 },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let drain = Duration::from_millis(300);
+    let options = SidecarOptions {
+        drain,
+        ..SidecarOptions::default()
+    };
+    let sidecar = Sidecar::start_with(
+        router(&sim, Some(&audit)).await,
+        None,
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/v1/route", sidecar.addr());
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let calls: Vec<_> = (0..20)
+        .map(|i| {
+            let (client, url) = (client.clone(), url.clone());
+            tokio::spawn(async move {
+                send(
+                    &client,
+                    Method::POST,
+                    url,
+                    &format!(r#"{{"route":"summarize","prompt":"call {i}"}}"#),
+                )
+                .await
+            })
+        })
+        .collect();
+    // Every call is at the gateway before the shutdown starts.
+    while sim.counters().prompts_in_flight < 20 {
+        tokio::task::yield_now().await;
+    }
+    let started = Instant::now();
+    sidecar.shutdown().await;
+    let took = started.elapsed();
+    assert!(
+        took < drain + ANSWER_GRACE + FLUSH_BOUND,
+        "shutdown took {took:?}"
+    );
+    assert!(took >= drain, "the drain timeout was given");
+
+    for call in calls {
+        let (status, headers, body) = call.await.unwrap();
+        assert_eq!(
+            status,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "{}",
+            String::from_utf8_lossy(&body)
+        );
+        assert_eq!(headers["retry-after"], "1");
+        let body: Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "router.cancelled");
+    }
+    let report = gateway_telemetry::read_jsonl(&audit).unwrap();
+    assert_eq!(report.entries.len(), 20, "one entry per call");
+    for entry in &report.entries {
+        assert_eq!(entry.outcome, Outcome::Cancelled);
+        let reason = entry.reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("drain timeout"), "{reason}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_listen_serves_metrics_on_its_own_address_with_the_same_timeouts() {
+    // Regression: `[metrics] listen` was accepted by check-config and ignored by serve.
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()));
+    config.metrics.listen = Some("127.0.0.1:0".into());
+    let options = SidecarOptions::from_config(&config).unwrap();
+    assert!(options.metrics_listen.is_some());
+    let metrics = gateway_telemetry::LocalMetrics::new();
+    let sidecar = Sidecar::start_with(
+        router(&sim, None).await,
+        Some(metrics.handle().clone()),
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+    )
+    .await
+    .unwrap();
+    let at = sidecar.metrics_addr().expect("a metrics listener");
+    assert_ne!(at, sidecar.addr());
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let (status, headers, _) = send(&client, Method::GET, format!("http://{at}/metrics"), "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(
+        headers["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/plain")
+    );
+    // Only metrics there: no routing on the metrics port.
+    let (status, _, _) = send(&client, Method::POST, format!("http://{at}/v1/route"), "{}").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn only_a_json_object_is_a_route_request() {
+    // Regression: `["summarize","hi"]` was routed (serde's sequence form of a struct).
+    let sim = Sim::builder().start().await.unwrap();
+    let sidecar = Sidecar::start(
+        router(&sim, None).await,
+        None,
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let url = format!("http://{}/v1/route", sidecar.addr());
+    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    for body in [
+        r#"["summarize","hi"]"#,
+        r#" ["summarize","hi",null,null,{}]"#,
+        "\"summarize\"",
+        "5",
+        "null",
+    ] {
+        let (status, _, answer) = send(&client, Method::POST, url.clone(), body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        let error: Value = serde_json::from_slice(&answer).unwrap();
+        assert_eq!(error["code"], "router.invalid.request", "{body}");
+        assert_eq!(error["details"][0]["fieldName"], "", "{body}: {error}");
+    }
+    assert_eq!(
+        sim.counters().prompt_requests,
+        0,
+        "nothing reached the gateway"
+    );
+    sidecar.shutdown().await;
+}
