@@ -1,11 +1,13 @@
 //! `JsonlSink`: audit entries appended to a JSON Lines file, synced per policy, rotated by size.
 
+mod failed_ranges;
 mod group_commit;
 mod jsonl_file;
 
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gateway_model::{AuditConfig, FsyncPolicy};
@@ -80,10 +82,16 @@ impl Drop for Leadership<'_> {
 /// Before an entry would take the file past `rotate_bytes`, the file becomes `name.1`
 /// (older ones shift to `name.2` ... `name.N`, the oldest beyond `keep_rotated` is
 /// deleted) and a new file is started.
+///
+/// A failed sync fails everyone waiting on an entry it covered (with
+/// [`FsyncPolicy::EveryEntry`], that entry's `record`; under any policy, the next
+/// `flush`), however many syncs pass or fail after it.
 pub struct JsonlSink {
     file: Arc<JsonlFile>,
     commit: GroupCommit,
     counters: AuditCounters,
+    /// The last entry a completed flush answered for: the next one answers from there.
+    flushed: AtomicU64,
 }
 
 impl JsonlSink {
@@ -116,6 +124,7 @@ impl JsonlSink {
             file,
             commit: GroupCommit::new(),
             counters: AuditCounters::new(),
+            flushed: AtomicU64::new(0),
         })
     }
 
@@ -207,13 +216,20 @@ impl JsonlSink {
         })
     }
 
+    /// Waits until entry `seq` went through a sync; `Err` if that sync failed.
     async fn wait_synced(&self, seq: u64) -> Result<(), AuditError> {
+        self.wait_synced_range(seq, seq).await
+    }
+
+    /// Waits until entries `first..=last` went through a sync; `Err` if a sync covering
+    /// any of them failed.
+    async fn wait_synced_range(&self, first: u64, last: u64) -> Result<(), AuditError> {
         let mut rx = self.file.progress();
         let progress = rx
-            .wait_for(|p| p.through >= seq)
+            .wait_for(|p| p.through >= last)
             .await
             .map_err(|_| AuditError::Closed { sink: SINK })?;
-        match progress.failure_of(seq) {
+        match progress.failure_in(first, last) {
             Some(message) => Err(AuditError::Sync {
                 path: self.file.path().to_owned(),
                 message: message.to_owned(),
@@ -226,8 +242,15 @@ impl JsonlSink {
         let Some(target) = self.file.request_sync() else {
             return Err(AuditError::Closed { sink: SINK });
         };
-        match tokio::time::timeout_at(deadline, self.wait_synced(target)).await {
-            Ok(result) => result,
+        // A flush answers for everything written since the previous one, so a failed
+        // periodic sync is reported even when this flush's own sync passes.
+        let first = self.flushed.load(Ordering::Acquire) + 1;
+        let waited = self.wait_synced_range(first, target);
+        match tokio::time::timeout_at(deadline, waited).await {
+            Ok(result) => {
+                self.flushed.fetch_max(target, Ordering::AcqRel);
+                result
+            }
             Err(_) => Err(AuditError::Timeout {
                 sink: SINK,
                 pending: target.saturating_sub(self.file.synced()),
@@ -256,7 +279,8 @@ impl AuditSink for JsonlSink {
         })
     }
 
-    /// Syncs everything written so far (whatever the policy) within `deadline`.
+    /// Syncs everything written so far (whatever the policy) within `deadline`; `Err` if
+    /// any sync of an entry written since the previous flush failed.
     fn flush(&self, deadline: Instant) -> AuditFuture<'_> {
         Box::pin(self.flush_until(deadline))
     }
@@ -287,3 +311,6 @@ impl fmt::Debug for JsonlSink {
             .finish_non_exhaustive()
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -6,9 +6,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use tokio::sync::watch;
 
 use crate::audit::AuditError;
-
-/// Failures remembered for waiting callers (older ones have long been reported).
-const FAILURES_KEPT: usize = 16;
+use crate::audit::jsonl_sink::failed_ranges::FailedRanges;
 
 /// Lines waiting to be written by whichever caller leads the next write.
 #[derive(Default)]
@@ -30,8 +28,8 @@ struct Queue {
 pub(super) struct Appended {
     /// Every line up to this sequence number has been written (or has failed).
     through: u64,
-    /// Recent write failures: `(first, last, message)`, oldest first.
-    failures: Vec<(u64, u64, Arc<str>)>,
+    /// The lines whose write failed.
+    failures: FailedRanges,
 }
 
 impl Appended {
@@ -40,16 +38,10 @@ impl Appended {
         if self.through < seq {
             return None;
         }
-        Some(
-            match self
-                .failures
-                .iter()
-                .find(|(first, last, _)| (*first..=*last).contains(&seq))
-            {
-                Some((_, _, message)) => Err(Arc::clone(message)),
-                None => Ok(()),
-            },
-        )
+        Some(match self.failures.find(seq, seq) {
+            Some(message) => Err(Arc::clone(message)),
+            None => Ok(()),
+        })
     }
 }
 
@@ -113,10 +105,7 @@ impl GroupCommit {
             self.appended.send_modify(|a| {
                 a.through = through;
                 if let Err(e) = &result {
-                    if a.failures.len() == FAILURES_KEPT {
-                        a.failures.remove(0);
-                    }
-                    a.failures.push((first, through, e.to_string().into()));
+                    a.failures.add(first, through, e.to_string().into());
                 }
             });
             let mut q = self.queue();

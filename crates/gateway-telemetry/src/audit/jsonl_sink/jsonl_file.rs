@@ -10,6 +10,7 @@ use gateway_model::FsyncPolicy;
 use tokio::sync::watch;
 
 use crate::audit::AuditError;
+use crate::audit::jsonl_sink::failed_ranges::FailedRanges;
 use crate::audit::jsonl_sink::{JsonlOptions, rotated_path};
 
 /// Rotated files whose sync is still pending before one is synced inline.
@@ -31,30 +32,28 @@ impl SyncFile for OsSync {
     }
 }
 
-/// How far syncing went, and which syncs failed.
+/// How far syncing went, and which entries a failed sync covered.
 #[derive(Clone, Default)]
 pub(super) struct SyncProgress {
     /// Every entry up to this sequence number has been through a sync.
     pub(super) through: u64,
-    /// The latest failed sync, if any.
-    failure: Option<SyncFailure>,
-}
-
-#[derive(Clone)]
-struct SyncFailure {
-    from: u64,
-    through: u64,
-    message: Arc<str>,
+    /// The entries whose sync failed, every failed sync kept (not only the latest).
+    failures: FailedRanges,
 }
 
 impl SyncProgress {
-    /// Why the sync covering entry `seq` failed, if it did (once `through >= seq`).
-    pub(super) fn failure_of(&self, seq: u64) -> Option<&str> {
-        self.failure
-            .as_ref()
-            .filter(|f| (f.from..=f.through).contains(&seq))
-            .map(|f| &*f.message)
+    /// Why a sync covering an entry in `first..=last` failed, if one did (once
+    /// `through >= last`).
+    pub(super) fn failure_in(&self, first: u64, last: u64) -> Option<&str> {
+        self.failures.find(first, last).map(|message| &**message)
     }
+}
+
+/// A rotated file whose sync is pending.
+struct Retired {
+    file: Arc<File>,
+    /// The sequence number of the last entry it holds.
+    last: u64,
 }
 
 struct FileState {
@@ -67,7 +66,7 @@ struct FileState {
     written: u64,
     sync_wanted: u64,
     synced: u64,
-    retired: Vec<Arc<File>>,
+    retired: Vec<Retired>,
     closed: bool,
     broken_tail: bool,
 }
@@ -173,7 +172,9 @@ impl JsonlFile {
         while start < buf.len() {
             let (end, taken) = Self::run_before_rotation(&st, &lens[lines..], start);
             if st.size > 0 && st.size + (end - start) as u64 > st.rotate_after {
-                self.rotate_or_postpone(&mut st);
+                // The lines written so far, this call's included, stay in the old file.
+                let last = st.written + lines as u64;
+                self.rotate_or_postpone(&mut st, last);
             }
             if let Err(e) = (&*st.file).write_all(&buf[start..end]) {
                 // Undo a partial write so the next entry is not glued to it.
@@ -214,15 +215,16 @@ impl JsonlFile {
         (end, taken)
     }
 
-    fn rotate_or_postpone(&self, st: &mut FileState) {
-        if let Err(e) = self.rotate(st) {
+    fn rotate_or_postpone(&self, st: &mut FileState, last: u64) {
+        if let Err(e) = self.rotate(st, last) {
             tracing::warn!(error = %e, "audit file rotation failed; still appending to the current file");
             // Try again after another `rotate_bytes`.
             st.rotate_after = st.size + self.options.rotate_bytes;
         }
     }
 
-    fn rotate(&self, st: &mut FileState) -> Result<(), AuditError> {
+    /// Starts a new file; the old one, holding entries up to `last`, is synced later.
+    fn rotate(&self, st: &mut FileState, last: u64) -> Result<(), AuditError> {
         let path = &self.path;
         let keep = self.options.keep_rotated;
         let ignore_missing = |r: std::io::Result<()>| match r {
@@ -251,15 +253,27 @@ impl JsonlFile {
         if self.options.fsync != FsyncPolicy::Never {
             if st.retired.len() >= MAX_RETIRED {
                 let oldest = st.retired.remove(0);
-                if let Err(e) = self.sync.sync_data(&oldest) {
-                    tracing::warn!(error = %e, "could not sync a rotated audit file");
-                }
+                self.sync_retired_inline(st, &oldest);
             }
-            st.retired.push(old);
+            st.retired.push(Retired { file: old, last });
             st.sync_wanted = st.sync_wanted.max(st.written);
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Syncs a rotated file on the writer's thread (too many are waiting). A failure
+    /// fails every entry not yet synced up to the file's last: a superset of its own,
+    /// which waiters will see because it is published before the sync thread, which
+    /// needs the lock held here, can move `through` past them.
+    fn sync_retired_inline(&self, st: &FileState, retired: &Retired) {
+        if let Err(e) = self.sync.sync_data(&retired.file) {
+            tracing::error!(path = %self.path.display(), error = %e, "could not sync a rotated audit file");
+            let message: Arc<str> = e.to_string().into();
+            let first = st.synced + 1;
+            self.progress
+                .send_modify(|p| p.failures.add(first, retired.last, message));
+        }
     }
 
     /// Asks for a sync of everything written so far; returns the sequence number it
@@ -341,7 +355,7 @@ impl JsonlFile {
         drop(st);
         let result = retired
             .iter()
-            .try_for_each(|f| self.sync.sync_data(f))
+            .try_for_each(|r| self.sync.sync_data(&r.file))
             .and_then(|()| self.sync.sync_data(&file));
         drop(retired);
         let mut st = self.lock();
@@ -352,11 +366,7 @@ impl JsonlFile {
         self.progress.send_modify(|p| {
             p.through = p.through.max(target);
             if let Err(e) = result {
-                p.failure = Some(SyncFailure {
-                    from,
-                    through: target,
-                    message: e.to_string().into(),
-                });
+                p.failures.add(from, target, e.to_string().into());
             }
         });
         st
