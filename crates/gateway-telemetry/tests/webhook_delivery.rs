@@ -1,17 +1,20 @@
 //! At-least-once webhook delivery against a real HTTP receiver on loopback: bulk
-//! delivery, an outage with a restart in the middle, a full queue, a misconfigured receiver.
+//! delivery, an outage with a restart in the middle, a full queue, a misconfigured receiver,
+//! and messages that keep their `webhook-id` and body through refusals and restarts.
 
 #[path = "support/entries.rs"]
 mod entries;
 #[path = "support/receiver.rs"]
 mod receiver;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::path::Path;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
+use bytes::Bytes;
 use gateway_model::WebhookConfig;
+use gateway_telemetry::audit::webhook::WebhookBatch;
 use gateway_telemetry::{AuditSink, LocalMetrics, WebhookOptions, WebhookSecret, WebhookSink};
 use http::StatusCode;
 use tokio::time::Instant;
@@ -326,4 +329,111 @@ async fn shutdown_spools_within_its_deadline_when_the_receiver_hangs() {
     sink.shutdown(in_secs(10)).await.unwrap();
     assert_eq!(sink.report().replayed, 100);
     assert_eq!(spool_segments(&spool), 0);
+}
+
+/// Checks that every message was immutable: one `webhook-id` never carried two different
+/// bodies, and each entry travelled under one `webhook-id` only (never regrouped).
+fn assert_messages_are_immutable(messages: &[(String, Bytes)]) {
+    let mut bodies: HashMap<&str, &Bytes> = HashMap::new();
+    let mut message_of: HashMap<Uuid, &str> = HashMap::new();
+    for (id, body) in messages {
+        assert!(id.starts_with("msg_"), "webhook-id {id:?}");
+        if let Some(first) = bodies.insert(id, body) {
+            assert_eq!(first, body, "webhook-id {id} was sent with two bodies");
+        }
+        for entry in WebhookBatch::parse(body).unwrap().entries {
+            if let Some(earlier) = message_of.insert(entry.id, id) {
+                assert_eq!(
+                    earlier, id,
+                    "entry {} was sent under two webhook-ids",
+                    entry.id
+                );
+            }
+        }
+    }
+}
+
+/// Records 3 entries and waits for a refused delivery (with an empty spool, of a message
+/// holding some of them), then records 25 more and flushes: they are spooled.
+async fn record_while_refused(receiver: &Receiver, sink: &WebhookSink, from: u64) -> HashSet<Uuid> {
+    let before = receiver.state.failed_requests.load(Ordering::SeqCst);
+    let mut sent = record_many(sink, from, 3).await;
+    receiver
+        .wait_until("a refused delivery", Duration::from_secs(10), |s| {
+            s.failed_requests.load(Ordering::SeqCst) > before
+        })
+        .await;
+    sent.extend(record_many(sink, from + 100, 25).await);
+    sink.flush(in_secs(10)).await.unwrap();
+    sent
+}
+
+/// Waits for two more refused deliveries than so far.
+async fn two_more_refusals(receiver: &Receiver) {
+    let refused = receiver.state.failed_requests.load(Ordering::SeqCst);
+    receiver
+        .wait_until(
+            "two more refused deliveries",
+            Duration::from_secs(10),
+            |s| s.failed_requests.load(Ordering::SeqCst) >= refused + 2,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_is_resent_with_its_id_and_body() {
+    let receiver = Receiver::start(secret()).await;
+    receiver.set_mode(Mode::Fail(StatusCode::SERVICE_UNAVAILABLE));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&receiver, &dir.path().join("spool"), 10, 1_000);
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    let sent = record_while_refused(&receiver, &sink, 0).await;
+    two_more_refusals(&receiver).await;
+
+    receiver.set_mode(Mode::Accept);
+    receiver
+        .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 28)
+        .await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(receiver.state.ids(), sent);
+    assert_eq!(receiver.state.bad_signatures.load(Ordering::SeqCst), 0);
+    assert_messages_are_immutable(&receiver.state.messages());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_keeps_its_id_and_body_across_a_restart() {
+    let receiver = Receiver::start(secret()).await;
+    receiver.set_mode(Mode::Fail(StatusCode::SERVICE_UNAVAILABLE));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = config(&receiver, &spool, 10, 1_000);
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    let mut sent = record_while_refused(&receiver, &sink, 0).await;
+    // The refused message is accepted on replay; the next one, formed from spooled
+    // entries, is refused.
+    receiver.set_mode(Mode::AcceptThenFail(1, StatusCode::SERVICE_UNAVAILABLE));
+    two_more_refusals(&receiver).await;
+    assert!(receiver.state.unique() > 0);
+    sink.shutdown(in_secs(10)).await.unwrap();
+    drop(sink);
+    assert!(spool_segments(&spool) > 0);
+    assert_messages_are_immutable(&receiver.state.messages());
+
+    // A new sink over the same spool, with another batch size (the config changed): its
+    // replays are refused too, then accepted. What was sent before is resent as it was.
+    let config = WebhookConfig {
+        batch_size: 7,
+        ..config
+    };
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    sent.extend(record_while_refused(&receiver, &sink, 1_000).await);
+    two_more_refusals(&receiver).await;
+    receiver.set_mode(Mode::Accept);
+    receiver
+        .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 56)
+        .await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(receiver.state.ids(), sent);
+    assert_eq!(spool_segments(&spool), 0);
+    assert_messages_are_immutable(&receiver.state.messages());
 }

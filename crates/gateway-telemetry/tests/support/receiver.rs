@@ -1,5 +1,6 @@
 //! A real webhook receiver: a hyper 1.x server on 127.0.0.1 that checks every signature,
-//! deduplicates entries by id, and can fail, stop listening and come back on the same port.
+//! deduplicates entries by id, keeps every signed message (`webhook-id` and body) it was
+//! sent, and can fail, stop listening and come back on the same port.
 
 use std::collections::HashSet;
 use std::net::SocketAddr;
@@ -9,6 +10,7 @@ use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
 use gateway_telemetry::WebhookSecret;
+use gateway_telemetry::audit::webhook::signature::HEADER_ID;
 use gateway_telemetry::audit::webhook::{DEFAULT_TOLERANCE, WebhookBatch, verify_headers};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -27,6 +29,8 @@ pub enum Mode {
     Accept,
     /// This status, entries not recorded.
     Fail(StatusCode),
+    /// Accept this many more requests, then fail with this status.
+    AcceptThenFail(u64, StatusCode),
 }
 
 /// What the receiver saw.
@@ -34,6 +38,8 @@ pub struct State {
     secret: WebhookSecret,
     mode: Mutex<Mode>,
     ids: Mutex<HashSet<Uuid>>,
+    /// Every correctly signed request, refused or not: its `webhook-id` and body, in order.
+    messages: Mutex<Vec<(String, Bytes)>>,
     pub entries_received: AtomicU64,
     pub requests: AtomicU64,
     pub failed_requests: AtomicU64,
@@ -48,6 +54,32 @@ impl State {
 
     pub fn ids(&self) -> HashSet<Uuid> {
         self.ids.lock().unwrap().clone()
+    }
+
+    /// The `webhook-id` and body of every correctly signed request, in arrival order.
+    pub fn messages(&self) -> Vec<(String, Bytes)> {
+        self.messages.lock().unwrap().clone()
+    }
+
+    /// How to answer the next correctly signed request (counting `AcceptThenFail` down).
+    fn answer(&self) -> Mode {
+        let mut mode = self.mode.lock().unwrap();
+        match *mode {
+            Mode::AcceptThenFail(n, status) if n > 0 => {
+                *mode = Mode::AcceptThenFail(n - 1, status);
+                Mode::Accept
+            }
+            Mode::AcceptThenFail(_, status) => Mode::Fail(status),
+            other => other,
+        }
+    }
+
+    /// Keeps the message's id and body, then says how to answer it.
+    fn answer_recording(&self, headers: &http::HeaderMap, body: &Bytes) -> Mode {
+        let id = headers.get(HEADER_ID).and_then(|v| v.to_str().ok());
+        let id = id.unwrap_or_default().to_owned();
+        self.messages.lock().unwrap().push((id, body.clone()));
+        self.answer()
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
@@ -65,11 +97,10 @@ impl State {
             SystemTime::now(),
             DEFAULT_TOLERANCE,
         );
-        let mode = *self.mode.lock().unwrap();
         let status = if verified.is_err() {
             self.bad_signatures.fetch_add(1, Ordering::SeqCst);
             StatusCode::UNAUTHORIZED
-        } else if let Mode::Fail(status) = mode {
+        } else if let Mode::Fail(status) = self.answer_recording(&parts.headers, &body) {
             self.failed_requests.fetch_add(1, Ordering::SeqCst);
             status
         } else {
@@ -129,6 +160,7 @@ impl Receiver {
             secret,
             mode: Mutex::new(Mode::Accept),
             ids: Mutex::new(HashSet::new()),
+            messages: Mutex::new(Vec::new()),
             entries_received: AtomicU64::new(0),
             requests: AtomicU64::new(0),
             failed_requests: AtomicU64::new(0),

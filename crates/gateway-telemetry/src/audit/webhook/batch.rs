@@ -1,4 +1,4 @@
-//! The webhook request body (`{"entries":[...]}`) and its message id.
+//! The webhook request body (`{"entries":[...]}`) and the message that carries it.
 
 use bytes::Bytes;
 use gateway_model::AuditEntry;
@@ -24,8 +24,52 @@ impl WebhookBatch {
     }
 }
 
+/// One webhook message: its `webhook-id` and its exact body bytes.
+///
+/// Both are fixed when the message is formed, before its first attempt, and never change
+/// until a receiver accepts it: a refused message is spooled and resent as it is (Standard
+/// Webhooks asks a retried message to keep its id, and receivers dedupe on it). Only the
+/// timestamp and signature are made afresh per attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Message {
+    id: String,
+    body: Bytes,
+    entries: u64,
+}
+
+impl Message {
+    /// Forms a new message from entries, oldest first (at least one).
+    pub(crate) fn of(entries: &[EncodedEntry]) -> Self {
+        Self {
+            id: message_id(entries),
+            body: batch_body(entries),
+            entries: entries.len() as u64,
+        }
+    }
+
+    /// A message read back from the spool, as it was first formed.
+    pub(crate) fn from_parts(id: String, body: Bytes, entries: u64) -> Self {
+        Self { id, body, entries }
+    }
+
+    /// The `webhook-id`.
+    pub(crate) fn id(&self) -> &str {
+        &self.id
+    }
+
+    /// The body, byte for byte as signed on every attempt.
+    pub(crate) fn body(&self) -> &Bytes {
+        &self.body
+    }
+
+    /// How many audit entries the body holds.
+    pub(crate) fn entries(&self) -> u64 {
+        self.entries
+    }
+}
+
 /// Concatenates already-encoded entries into a batch body, without re-encoding.
-pub(crate) fn batch_body(entries: &[EncodedEntry]) -> Bytes {
+fn batch_body(entries: &[EncodedEntry]) -> Bytes {
     let len = 14 + entries.iter().map(|e| e.json().len() + 1).sum::<usize>();
     let mut out = Vec::with_capacity(len);
     out.extend_from_slice(b"{\"entries\":[");
@@ -39,9 +83,9 @@ pub(crate) fn batch_body(entries: &[EncodedEntry]) -> Bytes {
     Bytes::from(out)
 }
 
-/// `msg_` plus 32 hex digits of SHA-256 over the entry ids: distinct batches get distinct
-/// ids, and resending the same batch reuses its id, as Standard Webhooks asks.
-pub(crate) fn message_id(entries: &[EncodedEntry]) -> String {
+/// `msg_` plus 32 hex digits of SHA-256 over the entry ids: distinct messages get
+/// distinct ids (each entry goes into one message only).
+fn message_id(entries: &[EncodedEntry]) -> String {
     const HEX: &[u8; 16] = b"0123456789abcdef";
     let mut hasher = Sha256::new();
     for entry in entries {

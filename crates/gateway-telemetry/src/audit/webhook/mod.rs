@@ -1,18 +1,24 @@
-//! The webhook audit sink: at-least-once delivery of signed batches, with a disk spool.
+//! The webhook audit sink: at-least-once delivery of signed messages, with a disk spool.
 //!
 //! - `record` puts the entry on a bounded in-memory queue (no I/O on the caller's task);
 //!   when the queue is full it is appended to the spool instead (synced to disk).
-//! - A background task POSTs batches of up to `batch_size` entries as
+//! - A background task POSTs messages of up to `batch_size` entries as
 //!   `{"entries": [...]}` ([`WebhookBatch`]), signed per Standard Webhooks
-//!   ([`signature`]). A 2xx answer delivers the batch. The `webhook-id` is `msg_` plus
-//!   32 hex digits derived from the batch's entry ids, so resending the same batch keeps
-//!   its id (as the specification asks) while a regrouped batch gets a new one; the
-//!   `webhook-timestamp` is fresh on every attempt. Receivers deduplicate on each
-//!   entry's `id` ([`AuditEntry::id`](gateway_model::AuditEntry::id)).
-//! - Any other answer, a connection error or a timeout spools the batch; the spool is
-//!   then replayed in order, with exponential backoff and jitter between failed attempts,
-//!   until the receiver answers 2xx. No status is treated as permanent: a misconfigured
-//!   receiver (400, 401, 404...) keeps entries in the spool, logged, until it is fixed.
+//!   ([`signature`]). A 2xx answer delivers the message. Its `webhook-id` (`msg_` plus
+//!   32 hex digits derived from its entry ids) and its body are fixed when it is formed
+//!   and stay so until it is delivered, through every retry and across restarts: each
+//!   entry travels in one message only, and entries that arrive while a message waits go
+//!   into later messages. Only the `webhook-timestamp` (and so the signature) is fresh on
+//!   every attempt. Receivers may deduplicate on the `webhook-id` or on each entry's
+//!   `id` ([`AuditEntry::id`](gateway_model::AuditEntry::id)).
+//! - Any other answer, a connection error or a timeout spools the message as it is; the
+//!   spool is then replayed in order, with exponential backoff and jitter between failed
+//!   attempts, until the receiver answers 2xx. Entries spooled before any attempt are
+//!   formed into messages when their segment is first replayed, and the segment is
+//!   rewritten as those messages (a little larger) before they are sent; should that
+//!   rewrite fail, the error is logged and only a restart could form them anew. No status
+//!   is treated as permanent: a misconfigured receiver (400, 401, 404...) keeps entries
+//!   in the spool, logged, until it is fixed.
 //!   Entries are dropped (and counted `dropped`) only when the spool is full
 //!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, or a spooled line is corrupt.
 //! - A new sink over the same spool directory replays what an earlier one left. Use one
@@ -53,8 +59,8 @@ pub use secret::{MAX_KEY_BYTES, MIN_KEY_BYTES, SECRET_PREFIX, SecretError, Webho
 pub use signature::{DEFAULT_TOLERANCE, SignatureError, sign, verify, verify_headers};
 
 use delivery_report::DeliveryCounters;
-use spool::Spool;
-use worker::{Worker, build_client, spool_entries};
+use spool::{Record, Spool};
+use worker::{Worker, build_client, spool_records};
 
 const SINK: &str = "webhook";
 
@@ -182,7 +188,7 @@ impl WebhookSink {
             ) => entry,
         };
         let id = entry.id();
-        spool_entries(&self.shared, vec![entry])
+        spool_records(&self.shared, vec![Record::Entry(entry)])
             .await
             .map_err(|reason| AuditError::Dropped { id, reason })
     }

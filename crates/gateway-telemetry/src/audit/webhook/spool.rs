@@ -1,6 +1,14 @@
-//! The webhook spool: a directory of numbered JSONL segment files, appended and synced,
+//! The webhook spool: a directory of numbered segment files, appended and synced,
 //! replayed oldest first and deleted once delivered.
+//!
+//! A segment holds one record per line. A loose entry (never attempted) is its JSON
+//! line. A message (attempted at least once, so its id and body are fixed) is
+//! `{webhook-id} {entry count} {body}`; the body is compact JSON, so it has no line break.
+//! Before a segment is replayed, its loose entries are formed into messages and the
+//! segment is atomically rewritten as messages only, so a restart resends the same ids
+//! and bodies.
 
+use std::borrow::Cow;
 use std::collections::VecDeque;
 use std::fs::{File, OpenOptions};
 use std::io::{BufWriter, ErrorKind, Write};
@@ -10,7 +18,47 @@ use bytes::Bytes;
 use serde::Deserialize;
 use uuid::Uuid;
 
+use crate::audit::webhook::batch::Message;
 use crate::audit::{AuditError, EncodedEntry};
+
+/// One line of a segment.
+#[derive(Debug, Clone)]
+pub(crate) enum Record {
+    /// An entry not yet sent in any message.
+    Entry(EncodedEntry),
+    /// A message as first formed, to be resent as it is.
+    Message(Message),
+}
+
+impl Record {
+    /// How many audit entries the record holds.
+    pub(crate) fn entries(&self) -> u64 {
+        match self {
+            Record::Entry(_) => 1,
+            Record::Message(message) => message.entries(),
+        }
+    }
+
+    /// The record as one spool line, `\n` included.
+    fn line(&self) -> Cow<'_, [u8]> {
+        match self {
+            Record::Entry(entry) => Cow::Borrowed(entry.line()),
+            Record::Message(message) => Cow::Owned(message_line(message)),
+        }
+    }
+}
+
+fn message_line(message: &Message) -> Vec<u8> {
+    let count = message.entries().to_string();
+    let mut line = Vec::with_capacity(message.id().len() + count.len() + message.body().len() + 3);
+    line.extend_from_slice(message.id().as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(count.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(message.body());
+    line.push(b'\n');
+    line
+}
 
 /// A sealed segment waiting for replay.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -55,6 +103,13 @@ fn segment_index(name: &str) -> Option<u64> {
         .flatten()
 }
 
+/// Where a segment is rewritten before it replaces the original.
+fn rewrite_path(segment: &Path) -> PathBuf {
+    let mut name = segment.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
 fn sync_dir(dir: &Path) -> Result<(), AuditError> {
     #[cfg(unix)]
     File::open(dir)
@@ -73,7 +128,14 @@ impl Spool {
         let listing = std::fs::read_dir(dir).map_err(|e| AuditError::io("list", dir, e))?;
         for item in listing {
             let item = item.map_err(|e| AuditError::io("list", dir, e))?;
-            let Some(index) = item.file_name().to_str().and_then(segment_index) else {
+            let name = item.file_name();
+            let name = name.to_str().unwrap_or_default();
+            if name.strip_suffix(".tmp").and_then(segment_index).is_some() {
+                // A rewrite cut short: the original segment is still whole.
+                let _ = std::fs::remove_file(item.path());
+                continue;
+            }
+            let Some(index) = segment_index(name) else {
                 continue;
             };
             let bytes = item
@@ -153,18 +215,19 @@ impl Spool {
         }
     }
 
-    /// Appends `entries` and syncs them to disk; entries past the size cap are dropped.
-    pub(crate) fn append(&mut self, entries: &[EncodedEntry]) -> Appended {
+    /// Appends `records` and syncs them to disk; records past the size cap are dropped.
+    /// The counts are of audit entries.
+    pub(crate) fn append(&mut self, records: &[Record]) -> Appended {
         let mut done = Appended::default();
-        for (i, entry) in entries.iter().enumerate() {
-            let line = entry.line();
+        for (i, record) in records.iter().enumerate() {
+            let line = record.line();
             let len = line.len() as u64;
             if self.total_bytes + len > self.max_bytes {
-                done.dropped += 1;
+                done.dropped += record.entries();
                 continue;
             }
             let written = self.start_segment().and_then(|segment| {
-                segment.file.write_all(line).map_err(|e| {
+                segment.file.write_all(&line).map_err(|e| {
                     AuditError::io(
                         "append to",
                         format!("spool segment {:020}", segment.index),
@@ -177,7 +240,7 @@ impl Spool {
             match written {
                 Ok(segment_bytes) => {
                     self.total_bytes += len;
-                    done.written += 1;
+                    done.written += record.entries();
                     if segment_bytes >= self.segment_bytes {
                         if let Err(e) = self.sync_current() {
                             done.error = Some(e);
@@ -187,7 +250,7 @@ impl Spool {
                 }
                 Err(e) => {
                     self.seal();
-                    done.dropped += (entries.len() - i) as u64;
+                    done.dropped += records[i..].iter().map(Record::entries).sum::<u64>();
                     done.error = Some(e);
                     return done;
                 }
@@ -211,14 +274,21 @@ impl Spool {
         Ok(self.sealed.front().copied())
     }
 
-    /// Deletes a replayed segment (the oldest).
+    /// Records the new size of a sealed segment after [`rewrite_segment`].
+    pub(crate) fn resize(&mut self, index: u64, bytes: u64) {
+        if let Some(segment) = self.sealed.iter_mut().find(|s| s.index == index) {
+            self.total_bytes = self.total_bytes.saturating_sub(segment.bytes) + bytes;
+            segment.bytes = bytes;
+        }
+    }
+
     /// Forgets a replayed segment and deletes its file. If the file cannot be deleted it
     /// is still forgotten (so it is not replayed in a loop); a restart replays it once
-    /// more, which receivers deduplicate by id.
+    /// more, with the same message ids, which receivers deduplicate.
     pub(crate) fn remove(&mut self, segment: Segment) -> Result<(), AuditError> {
         if let Some(pos) = self.sealed.iter().position(|s| s.index == segment.index) {
-            self.sealed.remove(pos);
-            self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
+            let bytes = self.sealed.remove(pos).map_or(0, |s| s.bytes);
+            self.total_bytes = self.total_bytes.saturating_sub(bytes);
         }
         let path = self.path_of(segment.index);
         match std::fs::remove_file(&path) {
@@ -233,10 +303,15 @@ struct IdOnly {
     id: Uuid,
 }
 
-/// Reads a segment back: its entries in order, and how many lines were corrupt.
-pub(crate) fn read_segment(path: &Path) -> Result<(Vec<EncodedEntry>, u64), AuditError> {
+#[derive(Deserialize)]
+struct BodyIds {
+    entries: Vec<IdOnly>,
+}
+
+/// Reads a segment back: its records in order, and how many entries corrupt lines held.
+pub(crate) fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), AuditError> {
     let data = Bytes::from(std::fs::read(path).map_err(|e| AuditError::io("read", path, e))?);
-    let mut entries = Vec::new();
+    let mut records = Vec::new();
     let mut corrupt = 0;
     let mut start = 0;
     while start < data.len() {
@@ -248,18 +323,127 @@ pub(crate) fn read_segment(path: &Path) -> Result<(Vec<EncodedEntry>, u64), Audi
             break;
         };
         let end = start + newline;
-        let json = &data[start..end];
-        if !json.trim_ascii().is_empty() {
-            match serde_json::from_slice::<IdOnly>(json) {
-                Ok(IdOnly { id }) => {
-                    entries.push(EncodedEntry::from_line(id, data.slice(start..=end)));
-                }
-                Err(_) => corrupt += 1,
+        if !data[start..end].trim_ascii().is_empty() {
+            match parse_line(&data, start, end) {
+                Ok(record) => records.push(record),
+                Err(lost) => corrupt += lost,
             }
         }
         start = end + 1;
     }
-    Ok((entries, corrupt))
+    Ok((records, corrupt))
+}
+
+/// Parses the line `data[start..end]` (`end` is its line break); `Err` says how many
+/// entries a corrupt line held, as far as can be told.
+fn parse_line(data: &Bytes, start: usize, end: usize) -> Result<Record, u64> {
+    let text = &data[start..end];
+    if text.starts_with(b"{") {
+        let IdOnly { id } = serde_json::from_slice(text).map_err(|_| 1u64)?;
+        return Ok(Record::Entry(EncodedEntry::from_line(
+            id,
+            data.slice(start..=end),
+        )));
+    }
+    let mut fields = text.splitn(3, |&b| b == b' ');
+    let (Some(id), Some(count), Some(body)) = (fields.next(), fields.next(), fields.next()) else {
+        return Err(1);
+    };
+    let id = std::str::from_utf8(id)
+        .ok()
+        .filter(|id| is_message_id(id))
+        .ok_or(1u64)?;
+    let count: u64 = std::str::from_utf8(count)
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .ok_or(1u64)?;
+    // An entry takes at least 2 bytes (`{}`): that bounds what a damaged count can claim.
+    let lost = count.clamp(1, (body.len() as u64 / 2).max(1));
+    let ids: BodyIds = serde_json::from_slice(body).map_err(|_| lost)?;
+    if count == 0 || ids.entries.len() as u64 != count {
+        return Err(lost);
+    }
+    let body = data.slice(end - body.len()..end);
+    Ok(Record::Message(Message::from_parts(
+        id.to_owned(),
+        body,
+        count,
+    )))
+}
+
+/// Whether `id` has the form this sink gives message ids: `msg_` and 32 hex digits.
+fn is_message_id(id: &str) -> bool {
+    id.strip_prefix("msg_")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A segment's records as messages, oldest first: a message stays as it was first
+/// formed, and each run of loose entries is cut into new messages of up to `batch_size`
+/// entries. Returns whether any new message was formed.
+pub(crate) fn into_messages(records: Vec<Record>, batch_size: usize) -> (Vec<Message>, bool) {
+    fn form(loose: &mut Vec<EncodedEntry>, messages: &mut Vec<Message>) -> bool {
+        if loose.is_empty() {
+            return false;
+        }
+        messages.push(Message::of(loose));
+        loose.clear();
+        true
+    }
+    let batch_size = batch_size.max(1);
+    let mut messages = Vec::new();
+    let mut loose = Vec::new();
+    let mut formed = false;
+    for record in records {
+        match record {
+            Record::Entry(entry) => loose.push(entry),
+            Record::Message(message) => {
+                formed |= form(&mut loose, &mut messages);
+                messages.push(message);
+            }
+        }
+        if loose.len() >= batch_size {
+            formed |= form(&mut loose, &mut messages);
+        }
+    }
+    formed |= form(&mut loose, &mut messages);
+    (messages, formed)
+}
+
+/// Replaces a sealed segment's file with `messages` (written, synced, then renamed over
+/// it, so a crash leaves either the old file or the new one). Returns the new size.
+pub(crate) fn rewrite_segment(path: &Path, messages: &[Message]) -> Result<u64, AuditError> {
+    let temporary = rewrite_path(path);
+    let write = || -> std::io::Result<u64> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)?;
+        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        let mut bytes = 0;
+        for message in messages {
+            let line = message_line(message);
+            out.write_all(&line)?;
+            bytes += line.len() as u64;
+        }
+        out.into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?
+            .sync_data()?;
+        Ok(bytes)
+    };
+    let written = write()
+        .map_err(|e| AuditError::io("write", &temporary, e))
+        .and_then(|bytes| {
+            std::fs::rename(&temporary, path)
+                .map_err(|e| AuditError::io("replace", path, e))
+                .map(|()| bytes)
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    let bytes = written?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(bytes)
 }
 
 #[cfg(test)]
@@ -280,6 +464,20 @@ mod tests {
         EncodedEntry::from_line(id, Bytes::from(line))
     }
 
+    fn loose(entries: &[EncodedEntry]) -> Vec<Record> {
+        entries.iter().cloned().map(Record::Entry).collect()
+    }
+
+    fn entries_of(records: Vec<Record>) -> Vec<EncodedEntry> {
+        records
+            .into_iter()
+            .map(|record| match record {
+                Record::Entry(entry) => entry,
+                Record::Message(message) => panic!("a message: {message:?}"),
+            })
+            .collect()
+    }
+
     #[test]
     fn segments_rotate_replay_in_order_and_the_cap_drops_only_the_excess() {
         let dir = tempfile::tempdir().unwrap();
@@ -287,7 +485,7 @@ mod tests {
         // Room for 10 entries, 4 per segment.
         let mut spool = Spool::open(dir.path(), 10 * line, 4 * line).unwrap();
         let batch: Vec<_> = (0..12).map(encoded).collect();
-        let appended = spool.append(&batch);
+        let appended = spool.append(&loose(&batch));
         assert_eq!((appended.written, appended.dropped), (10, 2));
         assert!(appended.error.is_none());
         assert_eq!(spool.total_bytes(), 10 * line);
@@ -298,8 +496,9 @@ mod tests {
         assert_eq!(spool.total_bytes(), 10 * line);
         let mut replayed = Vec::new();
         while let Some(segment) = spool.oldest().unwrap() {
-            let (entries, corrupt) = read_segment(&spool.path_of(segment.index)).unwrap();
+            let (records, corrupt) = read_segment(&spool.path_of(segment.index)).unwrap();
             assert_eq!(corrupt, 0);
+            let entries = entries_of(records);
             replayed.extend(entries.iter().map(EncodedEntry::id));
             spool.remove(segment).unwrap();
         }
@@ -308,7 +507,7 @@ mod tests {
         assert_eq!(spool.total_bytes(), 0);
         assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
         // Room again once replayed; the open segment is sealed for replay on demand.
-        assert_eq!(spool.append(&batch[10..]).written, 2);
+        assert_eq!(spool.append(&loose(&batch[10..])).written, 2);
         let segment = spool.oldest().unwrap().unwrap();
         assert_eq!(segment.bytes, 2 * line);
     }
@@ -320,10 +519,74 @@ mod tests {
         let id = Uuid::now_v7();
         let text = format!("{{\"id\":\"{id}\"}}\n{{broken\n\n{{\"id\":\"{id}\"}}\n{{\"id\":\"");
         std::fs::write(&path, text).unwrap();
-        let (entries, corrupt) = read_segment(&path).unwrap();
+        let (records, corrupt) = read_segment(&path).unwrap();
+        let entries = entries_of(records);
         assert_eq!(entries.len(), 2);
         assert_eq!(corrupt, 2);
         assert_eq!(entries[0].id(), id);
         assert_eq!(entries[0].json(), format!("{{\"id\":\"{id}\"}}").as_bytes());
+    }
+
+    #[test]
+    fn messages_come_back_byte_for_byte_and_loose_entries_are_grouped_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<_> = (0..12).map(encoded).collect();
+        let first = Message::of(&entries[0..3]);
+        let second = Message::of(&entries[8..10]);
+        let mut records = vec![Record::Message(first.clone())];
+        records.extend(loose(&entries[3..8]));
+        records.push(Record::Message(second.clone()));
+        records.extend(loose(&entries[10..12]));
+        let mut spool = Spool::open(dir.path(), u64::MAX, u64::MAX).unwrap();
+        let appended = spool.append(&records);
+        assert_eq!((appended.written, appended.dropped), (12, 0));
+        let segment = spool.oldest().unwrap().unwrap();
+        let path = spool.path_of(segment.index);
+
+        let (read, corrupt) = read_segment(&path).unwrap();
+        assert_eq!((read.len(), corrupt), (9, 0));
+        let (messages, formed) = into_messages(read, 2);
+        assert!(formed);
+        let expected = vec![
+            first,
+            Message::of(&entries[3..5]),
+            Message::of(&entries[5..7]),
+            Message::of(&entries[7..8]),
+            second,
+            Message::of(&entries[10..12]),
+        ];
+        assert_eq!(messages, expected);
+
+        // Rewritten as messages only, the segment reads back as the same messages, even
+        // with another batch size.
+        let bytes = rewrite_segment(&path, &messages).unwrap();
+        spool.resize(segment.index, bytes);
+        assert_eq!(spool.total_bytes(), bytes);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
+        assert!(!rewrite_path(&path).exists());
+        let (read, corrupt) = read_segment(&path).unwrap();
+        assert_eq!(corrupt, 0);
+        assert_eq!(into_messages(read, 100), (expected, false));
+    }
+
+    #[test]
+    fn damaged_message_lines_count_their_entries_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000001.jsonl");
+        let message = Message::of(&[encoded(0), encoded(1), encoded(2)]);
+        let whole = String::from_utf8(message_line(&message)).unwrap();
+        let id = message.id();
+        let cut = &whole[..whole.len() / 2];
+        let text = format!(
+            "{whole}{cut}\n{id} 2 {}\nmsg_nothex 1 {{\"entries\":[]}}\n{id} 99999999999 {{}}\n",
+            String::from_utf8_lossy(message.body()),
+        );
+        std::fs::write(&path, text).unwrap();
+        let (records, corrupt) = read_segment(&path).unwrap();
+        // The cut line loses its 3 entries, the wrong count the 2 it claims, the bad id
+        // one line, and the absurd count no more than its body could hold.
+        assert_eq!(corrupt, 3 + 2 + 1 + 1);
+        assert_eq!(records.len(), 1);
+        assert!(matches!(&records[0], Record::Message(m) if *m == message));
     }
 }

@@ -1,11 +1,13 @@
-//! The webhook sink's background task: batches, signs and POSTs entries; spools them
-//! when delivery fails; replays the spool in order when the receiver is back.
+//! The webhook sink's background task: groups entries into messages, signs and POSTs
+//! them; spools them when delivery fails; replays the spool in order when the receiver
+//! is back.
 //!
-//! Two modes. With an empty spool, batches come straight from the in-memory queue; a
-//! failed POST spools its batch and starts the backlog mode. With a backlog, queued
-//! entries are moved to the spool first (so order is kept and the queue stays free),
-//! then the oldest segment is replayed batch by batch, waiting with backoff after each
-//! failure. A segment is deleted once all its entries are delivered.
+//! Two modes. With an empty spool, messages are formed straight from the in-memory
+//! queue; a failed POST spools its message as it is and starts the backlog mode. With a
+//! backlog, queued entries are moved to the spool first (so order is kept and the queue
+//! stays free), then the oldest segment is replayed message by message, waiting with
+//! backoff after each failure. A message, once formed, is never regrouped: later entries
+//! go into later messages. A segment is deleted once all its messages are delivered.
 
 use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::SystemTime;
@@ -21,11 +23,13 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::audit::webhook::backoff::Backoff;
-use crate::audit::webhook::batch::{batch_body, message_id};
+use crate::audit::webhook::batch::Message;
 use crate::audit::webhook::signature::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign, unix_seconds,
 };
-use crate::audit::webhook::spool::{Segment, Spool, read_segment};
+use crate::audit::webhook::spool::{
+    Record, Segment, Spool, into_messages, read_segment, rewrite_segment,
+};
 use crate::audit::webhook::{Shared, WebhookOptions};
 use crate::audit::{AuditError, EncodedEntry};
 use crate::recording::AuditEvent;
@@ -80,7 +84,7 @@ impl std::fmt::Display for DeliveryError {
 
 struct Replay {
     segment: Segment,
-    entries: Vec<EncodedEntry>,
+    messages: Vec<Message>,
     next: usize,
 }
 
@@ -102,16 +106,16 @@ fn lock(shared: &Shared) -> MutexGuard<'_, Spool> {
     shared.spool.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// POSTs one signed batch.
+/// POSTs one message, signed with a fresh timestamp.
 async fn post(
     client: &HttpClient,
     shared: &Shared,
-    batch: &[EncodedEntry],
+    message: &Message,
 ) -> Result<(), DeliveryError> {
-    let body = batch_body(batch);
-    let id = message_id(batch);
+    let body = message.body().clone();
+    let id = message.id();
     let timestamp = unix_seconds(SystemTime::now());
-    let signature = sign(&shared.secret, &id, timestamp, &body);
+    let signature = sign(&shared.secret, id, timestamp, &body);
     let request = Request::post(shared.uri.clone())
         .header(CONTENT_TYPE, "application/json")
         .header(
@@ -205,7 +209,7 @@ impl Worker {
                     self.wait_spooling(at).await;
                     continue;
                 }
-                self.replay_one_batch().await;
+                self.replay_one_message().await;
                 continue;
             }
             let Some(batch) = self.next_batch().await else {
@@ -214,8 +218,10 @@ impl Worker {
                 }
                 continue;
             };
-            let n = batch.len() as u64;
-            match self.post_until_stop(&batch).await {
+            let message = Message::of(&batch);
+            drop(batch);
+            let n = message.entries();
+            match self.post_until_stop(&message).await {
                 Ok(()) => {
                     self.shared.counters.add(AuditEvent::Delivered, n);
                     self.shared.counters.settle(n);
@@ -225,7 +231,7 @@ impl Worker {
                     tracing::warn!(error = %e, entries = n, "audit webhook delivery failed; spooling");
                     self.shared.counters.add(AuditEvent::Retried, n);
                     self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
-                    self.spool(batch).await;
+                    self.spool(vec![Record::Message(message)]).await;
                 }
             }
         }
@@ -264,13 +270,13 @@ impl Worker {
         Some(batch)
     }
 
-    /// POSTs a batch, giving up at the request timeout or when shutdown's delivery time ends.
-    async fn post_until_stop(&mut self, batch: &[EncodedEntry]) -> Result<(), DeliveryError> {
+    /// POSTs a message, giving up at the request timeout or when shutdown's delivery time ends.
+    async fn post_until_stop(&mut self, message: &Message) -> Result<(), DeliveryError> {
         let request_deadline = Instant::now() + self.shared.options.request_timeout;
         let cutoff = |stop_at: Option<Instant>| {
             stop_at.map_or(request_deadline, |s| s.min(request_deadline))
         };
-        let attempt = post(&self.client, &self.shared, batch);
+        let attempt = post(&self.client, &self.shared, message);
         tokio::pin!(attempt);
         loop {
             let until = cutoff(self.stop_at);
@@ -289,10 +295,10 @@ impl Worker {
         }
     }
 
-    /// Writes entries to the spool (on the blocking pool) and settles them; failures
-    /// are counted as dropped and logged there.
-    async fn spool(&self, entries: Vec<EncodedEntry>) {
-        let _ = spool_entries(&self.shared, entries).await;
+    /// Writes records to the spool (on the blocking pool) and settles their entries;
+    /// failures are counted as dropped and logged there.
+    async fn spool(&self, records: Vec<Record>) {
+        let _ = spool_records(&self.shared, records).await;
     }
 
     /// Moves whatever is queued into the spool, keeping order.
@@ -301,7 +307,7 @@ impl Worker {
             let mut chunk = Vec::new();
             while chunk.len() < DRAIN_CHUNK {
                 match self.rx.try_recv() {
-                    Ok(entry) => chunk.push(entry),
+                    Ok(entry) => chunk.push(Record::Entry(entry)),
                     Err(mpsc::error::TryRecvError::Empty) => break,
                     Err(mpsc::error::TryRecvError::Disconnected) => {
                         self.senders_gone = true;
@@ -335,15 +341,15 @@ impl Worker {
                         self.senders_gone = true;
                         return;
                     };
-                    self.spool(vec![entry]).await;
+                    self.spool(vec![Record::Entry(entry)]).await;
                     self.drain_queue_to_spool().await;
                 }
             }
         }
     }
 
-    /// Sends the next batch of the oldest spool segment.
-    async fn replay_one_batch(&mut self) {
+    /// Sends the next message of the oldest spool segment.
+    async fn replay_one_message(&mut self) {
         if self.replay.is_none() {
             match self.load_oldest().await {
                 Ok(Some(replay)) => self.replay = Some(replay),
@@ -358,11 +364,12 @@ impl Worker {
         let Some(replay) = self.replay.take() else {
             return;
         };
-        let end = (replay.next + self.shared.batch_size).min(replay.entries.len());
-        let n = (end - replay.next) as u64;
-        let result = self
-            .post_until_stop(&replay.entries[replay.next..end])
-            .await;
+        let Some(message) = replay.messages.get(replay.next) else {
+            self.remove_segment(replay.segment).await;
+            return;
+        };
+        let n = message.entries();
+        let result = self.post_until_stop(message).await;
         let mut replay = replay;
         match result {
             Ok(()) => {
@@ -370,8 +377,8 @@ impl Worker {
                 self.shared.counters.add(AuditEvent::Replayed, n);
                 self.backoff.reset();
                 self.next_attempt = None;
-                replay.next = end;
-                if replay.next >= replay.entries.len() {
+                replay.next += 1;
+                if replay.next >= replay.messages.len() {
                     self.remove_segment(replay.segment).await;
                 } else {
                     self.replay = Some(replay);
@@ -386,28 +393,20 @@ impl Worker {
         }
     }
 
-    /// Loads the oldest segment; empty or fully corrupt ones are removed on the way.
+    /// Loads the oldest segment as messages; empty or fully corrupt ones are removed on
+    /// the way.
     async fn load_oldest(&mut self) -> Result<Option<Replay>, AuditError> {
         loop {
             let shared = Arc::clone(&self.shared);
-            let loaded = tokio::task::spawn_blocking(move || {
-                let (segment, path) = {
-                    let mut spool = lock(&shared);
-                    let Some(segment) = spool.oldest()? else {
-                        return Ok(None);
-                    };
-                    (segment, spool.path_of(segment.index))
-                };
-                read_segment(&path).map(|(entries, corrupt)| Some((segment, entries, corrupt)))
-            })
-            .await
-            .unwrap_or_else(|e| {
-                Err(AuditError::Task {
-                    sink: "webhook",
-                    reason: format!("spool reader failed: {e}"),
-                })
-            })?;
-            let Some((segment, entries, corrupt)) = loaded else {
+            let loaded = tokio::task::spawn_blocking(move || load_segment(&shared))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(AuditError::Task {
+                        sink: "webhook",
+                        reason: format!("spool reader failed: {e}"),
+                    })
+                })?;
+            let Some((segment, messages, corrupt)) = loaded else {
                 return Ok(None);
             };
             if corrupt > 0 {
@@ -418,10 +417,10 @@ impl Worker {
                 );
                 self.shared.counters.add(AuditEvent::Dropped, corrupt);
             }
-            if !entries.is_empty() {
+            if !messages.is_empty() {
                 return Ok(Some(Replay {
                     segment,
-                    entries,
+                    messages,
                     next: 0,
                 }));
             }
@@ -450,7 +449,7 @@ impl Worker {
             let mut chunk = Vec::new();
             while chunk.len() < DRAIN_CHUNK {
                 match self.rx.try_recv() {
-                    Ok(entry) => chunk.push(entry),
+                    Ok(entry) => chunk.push(Record::Entry(entry)),
                     Err(_) => break,
                 }
             }
@@ -462,20 +461,51 @@ impl Worker {
     }
 }
 
-/// Appends `entries` to the spool on the blocking pool, counts and settles them.
+/// Reads the oldest segment (blocking) as messages with how many entries were corrupt.
+///
+/// Loose entries are formed into messages here, before their first attempt, and the
+/// segment is rewritten as those messages so that a restart resends the same ids and
+/// bodies. If the rewrite fails the messages are still sent; only a restart could then
+/// form them anew.
+fn load_segment(shared: &Shared) -> Result<Option<(Segment, Vec<Message>, u64)>, AuditError> {
+    let (segment, path) = {
+        let mut spool = lock(shared);
+        let Some(segment) = spool.oldest()? else {
+            return Ok(None);
+        };
+        (segment, spool.path_of(segment.index))
+    };
+    let (records, corrupt) = read_segment(&path)?;
+    let (messages, formed) = into_messages(records, shared.batch_size);
+    if formed && !messages.is_empty() {
+        match rewrite_segment(&path, &messages) {
+            Ok(bytes) => {
+                let mut spool = lock(shared);
+                spool.resize(segment.index, bytes);
+                shared.counters.set_spool_bytes(spool.total_bytes());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not store formed webhook messages in the spool");
+            }
+        }
+    }
+    Ok(Some((segment, messages, corrupt)))
+}
+
+/// Appends `records` to the spool on the blocking pool, counts and settles their entries.
 /// Returns why some could not be spooled, if any were not (they are counted dropped).
-pub(crate) async fn spool_entries(
+pub(crate) async fn spool_records(
     shared: &Arc<Shared>,
-    entries: Vec<EncodedEntry>,
+    records: Vec<Record>,
 ) -> Result<(), String> {
     // Everything, the counting included, happens in the blocking task: if the caller's
     // future is dropped while waiting, the entries are still spooled and settled, so a
     // later flush does not wait for them forever.
-    let n = entries.len() as u64;
+    let n = records.iter().map(Record::entries).sum::<u64>();
     let for_blocking = Arc::clone(shared);
     let outcome = tokio::task::spawn_blocking(move || {
         let mut spool = lock(&for_blocking);
-        let appended = spool.append(&entries);
+        let appended = spool.append(&records);
         for_blocking.counters.set_spool_bytes(spool.total_bytes());
         drop(spool);
         let counters = &for_blocking.counters;
