@@ -4,6 +4,8 @@ use std::time::Duration;
 
 use gateway_transport::TokenError;
 
+use crate::lifetime::LifetimeError;
+
 /// Why a token could not be had.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -49,6 +51,15 @@ pub enum AuthError {
         /// What was wrong.
         reason: String,
     },
+    /// The login service granted a token with a lifetime that cannot be used (`expires_in`
+    /// missing, not a whole number, or below 1 s).
+    #[error("the login host {host} granted an unusable token: {reason}")]
+    InvalidLifetime {
+        /// The login host.
+        host: String,
+        /// What is wrong with `expires_in`.
+        reason: LifetimeError,
+    },
     /// An earlier attempt failed and the provider is backing off before the next one.
     #[error("no valid token: the last attempt failed ({last}); next attempt in {retry_in:?}")]
     BackingOff {
@@ -69,6 +80,7 @@ impl AuthError {
             self,
             AuthError::Unreachable { .. }
                 | AuthError::BadAnswer { .. }
+                | AuthError::InvalidLifetime { .. }
                 | AuthError::BackingOff { .. }
         )
     }

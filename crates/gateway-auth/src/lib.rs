@@ -8,6 +8,11 @@
 //!   client's roles decide what it may do), caches the token, refreshes it ahead of
 //!   expiry in the background, keeps exactly one request in flight, and survives a
 //!   failing token endpoint while the old token is valid.
+//! - [`TokenLifetime`]: the checked `expires_in` of a token answer. A whole number of
+//!   seconds of at least 1 s is accepted; a lifetime above 172,800 s (48 h, Genesys
+//!   Cloud's maximum) is clamped to 172,800 s, however large the number; zero, negative,
+//!   fractional or missing lifetimes are refused with [`AuthError::InvalidLifetime`]
+//!   naming `expires_in` ([`LifetimeError`]).
 //! - [`StaticToken`]: a token obtained elsewhere.
 //! - [`Credentials`] from config or the `GENESYS_CLIENT_ID` / `GENESYS_CLIENT_SECRET` env
 //!   vars; the secret and tokens are redacted in `Debug`, `Display` and every error.
@@ -32,6 +37,7 @@
 
 mod credentials;
 mod error;
+mod lifetime;
 mod provider;
 mod refresh;
 
@@ -39,5 +45,6 @@ pub use credentials::{Credentials, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_REGION,
 pub use error::AuthError;
 pub use gateway_model::{REGIONS, Region};
 pub use gateway_transport::{AccessToken, StaticToken, TokenError, TokenSource};
+pub use lifetime::{LifetimeError, TokenLifetime};
 pub use provider::{ClientCredentials, ClientCredentialsBuilder, RefreshHook, TOKEN_PATH};
 pub use refresh::RefreshPolicy;

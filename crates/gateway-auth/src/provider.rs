@@ -22,6 +22,7 @@ use tokio::time::Instant;
 
 use crate::credentials::Credentials;
 use crate::error::AuthError;
+use crate::lifetime::TokenLifetime;
 use crate::refresh::{Bucket, RefreshPolicy};
 
 /// Called after every token request with `true` (a token was granted) or `false`.
@@ -78,6 +79,9 @@ struct Inner {
 ///   later than half the time left); nothing panics.
 /// - Exactly one token request is in flight however many callers wait: on a cold cache,
 ///   1,000 concurrent callers cause one request.
+/// - The answer's `expires_in` becomes a [`TokenLifetime`]: clamped to 48 hours, refused
+///   with [`AuthError::InvalidLifetime`] below 1 s or when not a whole number. Every
+///   instant computed from it is a checked sum.
 /// - A 401 from the API invalidates that exact token ([`TokenSource::invalidate`]); the
 ///   next caller fetches a new one. Such forced refreshes are rate limited (3 at once,
 ///   then one per 10 s), and failed requests back off, so the token endpoint (about 300
@@ -226,13 +230,15 @@ impl ClientCredentialsBuilder {
     }
 }
 
-/// The login service's answer to a grant.
+/// The login service's answer to a grant. `expires_in` is read as any JSON value and
+/// checked into a [`TokenLifetime`], so an absurd number is a typed error or clamped.
 #[derive(Deserialize)]
 struct Grant {
     access_token: String,
     #[serde(default)]
     token_type: Option<String>,
-    expires_in: u64,
+    #[serde(default)]
+    expires_in: Option<serde_json::Value>,
 }
 
 /// The login service's error shape.
@@ -329,7 +335,7 @@ impl ClientCredentials {
                         AuthError::Rejected { .. } => last.clone(),
                         _ => AuthError::BackingOff {
                             last: last.to_string(),
-                            retry_in: next - now,
+                            retry_in: next.saturating_duration_since(now),
                         },
                     });
                 }
@@ -396,7 +402,7 @@ impl ClientCredentials {
                 Ok(cached)
             }
             Err(err) => {
-                backoff.failures += 1;
+                backoff.failures = backoff.failures.saturating_add(1);
                 let exp = Duration::from_secs(1u64 << backoff.failures.saturating_sub(1).min(6))
                     .min(MAX_BACKOFF);
                 let mut wait = exp.mul_f64(0.5 + 0.5 * fastrand::f64());
@@ -405,7 +411,9 @@ impl ClientCredentials {
                     let left = c.usable_until.saturating_duration_since(Instant::now());
                     wait = wait.min(left / 2).max(Duration::from_millis(100));
                 }
-                backoff.next_attempt = Some(Instant::now() + wait);
+                // `wait` is at most MAX_BACKOFF; a clock at the end of its range retries
+                // at once rather than panicking.
+                backoff.next_attempt = Instant::now().checked_add(wait);
                 backoff.last_error = Some(err.clone());
                 Err(err)
             }
@@ -457,18 +465,28 @@ impl ClientCredentials {
                         grant.token_type.unwrap_or_default()
                     )));
                 }
-                if grant.expires_in == 0 {
-                    return Err(bad("expires_in is 0".into()));
-                }
+                let lifetime = TokenLifetime::from_expires_in(grant.expires_in.as_ref())
+                    .map_err(|reason| AuthError::InvalidLifetime {
+                        host: inner.host.clone(),
+                        reason,
+                    })?
+                    .get();
                 let token = AccessToken::new(&grant.access_token).ok_or_else(|| {
                     bad("the access token holds characters a header cannot carry".into())
                 })?;
-                let lifetime = Duration::from_secs(grant.expires_in);
-                let expires_at = started + lifetime;
+                // `lifetime` is at most 48 h; the sums are checked all the same, and no
+                // `Instant` is subtracted from.
+                let before_expiry =
+                    |margin: Duration| started.checked_add(lifetime.saturating_sub(margin));
+                let usable_until = before_expiry(RefreshPolicy::safety(lifetime));
+                let refresh_at = before_expiry(inner.policy.margin(lifetime, fastrand::f64()));
+                let (Some(usable_until), Some(refresh_at)) = (usable_until, refresh_at) else {
+                    return Err(bad("the token's expiry is beyond this clock's range".into()));
+                };
                 Ok(Arc::new(Cached {
                     token,
-                    usable_until: expires_at - RefreshPolicy::safety(lifetime),
-                    refresh_at: expires_at - inner.policy.margin(lifetime, fastrand::f64()),
+                    usable_until,
+                    refresh_at,
                     lifetime,
                 }))
             }

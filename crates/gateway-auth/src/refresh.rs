@@ -29,13 +29,15 @@ impl Default for RefreshPolicy {
 
 impl RefreshPolicy {
     /// The time before expiry at which a token of `lifetime` is refreshed; `unit` is a
-    /// uniform draw in `[0, 1)`. Never more than half the lifetime.
+    /// uniform draw in `[0, 1)`. Never more than half the lifetime; fractions outside
+    /// `0..=1` (NaN included) count as the nearest bound or 0, so nothing here panics.
     pub fn margin(&self, lifetime: Duration, unit: f64) -> Duration {
-        let base = lifetime
-            .mul_f64(self.fraction.clamp(0.0, 1.0))
-            .max(self.min_margin);
-        let with_jitter = base + base.mul_f64(self.jitter.clamp(0.0, 1.0) * unit.clamp(0.0, 1.0));
-        with_jitter.min(lifetime / 2)
+        let half = lifetime / 2;
+        let base = scale(lifetime, self.fraction)
+            .max(self.min_margin)
+            .min(half);
+        let jitter = scale(base, fraction(self.jitter) * fraction(unit));
+        base.saturating_add(jitter).min(half)
     }
 
     /// How long before expiry a token stops being handed out (so it does not expire in
@@ -43,6 +45,16 @@ impl RefreshPolicy {
     pub fn safety(lifetime: Duration) -> Duration {
         Duration::from_secs(5).min(lifetime / 20)
     }
+}
+
+/// `f` within `0..=1`, NaN as 0.
+fn fraction(f: f64) -> f64 {
+    if f.is_nan() { 0.0 } else { f.clamp(0.0, 1.0) }
+}
+
+/// `d` times a fraction (at most `d`), without `Duration::mul_f64`'s overflow panic.
+fn scale(d: Duration, f: f64) -> Duration {
+    Duration::try_from_secs_f64(d.as_secs_f64() * fraction(f)).map_or(d, |scaled| scaled.min(d))
 }
 
 /// A token bucket limiting refreshes forced by 401s: `burst` at once, then one per
@@ -108,6 +120,27 @@ mod tests {
         );
         let jittered = RefreshPolicy::default().margin(Duration::from_secs(86_400), 0.99);
         assert!(jittered > Duration::from_secs(8_640) && jittered < Duration::from_secs(9_505));
+    }
+
+    #[test]
+    fn odd_policies_and_lifetimes_give_a_margin_without_panicking() {
+        let odd = RefreshPolicy {
+            fraction: f64::NAN,
+            min_margin: Duration::MAX,
+            jitter: f64::INFINITY,
+        };
+        assert_eq!(odd.margin(Duration::MAX, f64::NAN), Duration::MAX / 2);
+        assert_eq!(
+            odd.margin(Duration::from_secs(20), 1.0),
+            Duration::from_secs(10)
+        );
+        let p = RefreshPolicy::default();
+        let longest = p.margin(Duration::MAX, 0.5);
+        assert!(
+            longest > Duration::ZERO && longest <= Duration::MAX / 2,
+            "{longest:?}"
+        );
+        assert_eq!(p.margin(Duration::ZERO, 0.5), Duration::ZERO);
     }
 
     #[tokio::test(start_paused = true)]

@@ -310,3 +310,86 @@ async fn a_caller_that_gives_up_does_not_abort_or_repeat_the_token_request() {
     assert_eq!(sim.counters().token_requests, 1);
     assert_eq!(tokens.token_requests(), 1);
 }
+
+/// Issue 10, item 2: `expires_in` = 18446744073709551615 panicked the token task
+/// (`Instant + Duration` overflow), so no token was ever had. It is now clamped to 48 h.
+#[tokio::test(start_paused = true)]
+async fn a_huge_expires_in_is_clamped_to_48_hours_and_the_token_is_used() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.try_script(
+        Target::Token,
+        [Scripted::Grant {
+            expires_in: u64::MAX.into(),
+        }],
+    )
+    .unwrap();
+    let tokens = provider(&sim);
+    let t = transport(&sim, &tokens);
+    let answer = t.execute(prompt(&t, "huge-lifetime")).await.unwrap();
+    assert!(!answer.stats.token_refreshed);
+    assert_eq!(tokens.token_lifetime(), Some(Duration::from_secs(172_800)));
+    t.execute(prompt(&t, "again")).await.unwrap();
+    assert_eq!(tokens.token_requests(), 1, "the clamped token stays cached");
+}
+
+/// The same through a raw answer, for numbers beyond u64 and in exponent form.
+#[tokio::test(start_paused = true)]
+async fn raw_token_answers_with_absurd_lifetimes_are_clamped() {
+    for expires_in in [
+        "18446744073709551616",
+        "12345678901234567890123",
+        "1e300",
+        "172801",
+    ] {
+        let sim = Sim::builder().start().await.unwrap();
+        sim.try_script(
+            Target::Token,
+            [Scripted::Raw {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: format!(
+                    r#"{{"access_token":"raw-token","token_type":"bearer","expires_in":{expires_in}}}"#
+                ),
+            }],
+        )
+        .unwrap();
+        let tokens = provider(&sim);
+        tokens.prefetch().await.unwrap();
+        assert_eq!(
+            tokens.token_lifetime(),
+            Some(Duration::from_secs(172_800)),
+            "{expires_in}"
+        );
+    }
+}
+
+/// A lifetime below a second, or one that is not a whole number, is refused with a typed
+/// error naming `expires_in`; the provider backs off and recovers with the next grant.
+#[tokio::test(start_paused = true)]
+async fn an_unusable_expires_in_is_a_typed_error_and_the_next_grant_recovers() {
+    for (expires_in, rule) in [
+        (serde_json::Number::from(0), "at least 1 s"),
+        (serde_json::Number::from(-5), "at least 1 s"),
+        (serde_json::Number::from_f64(90.5).unwrap(), "whole number"),
+    ] {
+        let sim = Sim::builder().start().await.unwrap();
+        sim.try_script(
+            Target::Token,
+            [Scripted::Grant {
+                expires_in: expires_in.clone(),
+            }],
+        )
+        .unwrap();
+        let tokens = provider(&sim);
+        let err = tokens.prefetch().await.unwrap_err();
+        assert!(
+            matches!(&err, AuthError::InvalidLifetime { reason, .. } if reason.to_string().contains(rule)),
+            "{expires_in}: {err:?}"
+        );
+        assert!(err.to_string().contains("`expires_in`"), "{err}");
+        assert!(err.is_transient());
+        tokio::time::sleep(Duration::from_secs(2)).await; // past the first backoff
+        tokens.prefetch().await.unwrap();
+        assert_eq!(tokens.token_lifetime(), Some(Duration::from_secs(86_400)));
+    }
+}

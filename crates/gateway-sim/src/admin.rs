@@ -1,17 +1,20 @@
 //! The admin API under `/__admin/`: script behaviours, read what was received, reset.
 //! Admin calls are neither recorded nor counted.
 
+use std::time::Duration;
+
 use http::{Method, StatusCode};
-use serde::Deserialize;
-use serde_json::json;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
 
 use crate::behaviour::{Behaviour, Scripted, Target};
 use crate::catalogue;
+use crate::check::{self, InputError, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
 use crate::service::{self, Answer, Incoming2};
 use crate::state::{State, lock, write};
 
 /// Body of `POST /__admin/script`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct ScriptRequest {
     target: Target,
@@ -19,7 +22,7 @@ struct ScriptRequest {
 }
 
 /// Body of `PUT /__admin/token-lifetime`.
-#[derive(Deserialize)]
+#[derive(Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 struct TokenLifetime {
     secs: u64,
@@ -47,34 +50,35 @@ pub(crate) fn handle(state: &State, request: &Incoming2) -> Answer {
             ok(json!({ "reset": true }))
         }
         (&Method::POST, "tokens/revoke") => ok(json!({ "revoked": state.revoke_all() })),
-        (&Method::PUT, "token-lifetime") => {
-            parse::<TokenLifetime>(state, request).map_or_else(Ok, |t| {
-                *write(&state.token_lifetime) = std::time::Duration::from_secs(t.secs);
+        (&Method::PUT, "token-lifetime") => parse(state, request, check_token_lifetime)
+            .map_or_else(Ok, |t: TokenLifetime| {
+                *write(&state.token_lifetime) = Duration::from_secs(t.secs);
                 ok(json!({ "secs": t.secs }))
+            }),
+        (&Method::PUT, "behaviour") => {
+            parse(state, request, Behaviour::check).map_or_else(Ok, |b| {
+                write(&state.behaviours).global = b;
+                ok(json!({ "target": "global" }))
             })
         }
-        (&Method::PUT, "behaviour") => parse::<Behaviour>(state, request).map_or_else(Ok, |b| {
-            write(&state.behaviours).global = b;
-            ok(json!({ "target": "global" }))
-        }),
-        (&Method::PUT, r) if r.starts_with("models/") && r.ends_with("/behaviour") => {
-            let model = &r["models/".len()..r.len() - "/behaviour".len()];
-            parse::<Behaviour>(state, request).map_or_else(Ok, |b| {
+        (&Method::PUT, r) if model_behaviour_route(r).is_some() => {
+            let model = model_behaviour_route(r).unwrap_or_default();
+            parse(state, request, Behaviour::check).map_or_else(Ok, |b| {
                 write(&state.behaviours).models.insert(model.to_owned(), b);
                 ok(json!({ "target": { "model": model } }))
             })
         }
         (&Method::PUT, r) if r.starts_with("models/") => {
-            let model = &r["models/".len()..];
+            let model = r.strip_prefix("models/").unwrap_or_default();
             write(&state.catalogue).insert(model.to_owned(), catalogue::entity(model));
             ok(json!({ "added": model }))
         }
         (&Method::DELETE, r) if r.starts_with("models/") => {
-            let model = &r["models/".len()..];
+            let model = r.strip_prefix("models/").unwrap_or_default();
             let removed = write(&state.catalogue).remove(model).is_some();
             ok(json!({ "removed": removed }))
         }
-        (&Method::POST, "script") => parse::<ScriptRequest>(state, request).map_or_else(Ok, |s| {
+        (&Method::POST, "script") => parse(state, request, check_script).map_or_else(Ok, |s| {
             let n = s.responses.len();
             let mut scripts = lock(&state.scripts);
             scripts.push(s.target, s.responses);
@@ -90,21 +94,92 @@ pub(crate) fn handle(state: &State, request: &Incoming2) -> Answer {
     }
 }
 
-/// Parses a JSON body, or gives the 400 answer naming the problem.
+/// `models/<id>/behaviour` gives `<id>` (not empty).
+fn model_behaviour_route(route: &str) -> Option<&str> {
+    route
+        .strip_prefix("models/")?
+        .strip_suffix("/behaviour")
+        .filter(|model| !model.is_empty())
+}
+
+/// Checks that a token lifetime is in range.
+fn check_token_lifetime(t: &TokenLifetime) -> Result<(), InputError> {
+    if (MIN_TOKEN_LIFETIME..=MAX_TOKEN_LIFETIME).contains(&Duration::from_secs(t.secs)) {
+        Ok(())
+    } else {
+        Err(InputError {
+            path: "secs".into(),
+            rule: format!(
+                "must be {} to {} seconds",
+                MIN_TOKEN_LIFETIME.as_secs(),
+                MAX_TOKEN_LIFETIME.as_secs()
+            ),
+        })
+    }
+}
+
+fn check_script(s: &ScriptRequest) -> Result<(), InputError> {
+    check::check_scripts(&s.target, &s.responses).map_err(|e| e.within("responses"))
+}
+
+/// Parses a JSON body into `T` and checks it with `check`, or gives the 400 answer
+/// naming the problem. Every admin body goes through here.
 #[allow(clippy::result_large_err)] // the error is the answer itself, built once
-fn parse<T: serde::de::DeserializeOwned>(
+fn parse<T>(
     state: &State,
     request: &Incoming2,
-) -> Result<T, http::Response<service::Body>> {
-    let mut de = serde_json::Deserializer::from_slice(&request.body);
-    serde_path_to_error::deserialize(&mut de).map_err(|e| {
-        let path = e.path().to_string();
+    check: impl FnOnce(&T) -> Result<(), InputError>,
+) -> Result<T, http::Response<service::Body>>
+where
+    T: serde::de::DeserializeOwned + Serialize,
+{
+    let bad = |path: &str, why: &dyn std::fmt::Display| {
         service::error(
             state,
             request.seq,
             StatusCode::BAD_REQUEST,
             gateway_model::CODE_BAD_REQUEST,
-            &format!("invalid admin body at `{path}`: {}", e.inner()),
+            &format!("invalid admin body at `{path}`: {why}"),
         )
-    })
+    };
+    let value: Value = serde_json::from_slice(&request.body).map_err(|e| bad(".", &e))?;
+    if !value.is_object() {
+        return Err(bad(".", &"expected a JSON object"));
+    }
+    let parsed: T = serde_path_to_error::deserialize(&value)
+        .map_err(|e| bad(&e.path().to_string(), e.inner()))?;
+    // serde's derived impls also take a JSON array for a struct (the "sequence form"), and
+    // an internally tagged enum as `[tag, fields...]`: refuse an array wherever the type
+    // is written as an object.
+    let written = serde_json::to_value(&parsed).unwrap_or(Value::Null);
+    if let Some(path) = array_for_object(&value, &written, ".") {
+        return Err(bad(&path, &"expected a JSON object, not an array"));
+    }
+    check(&parsed).map_err(|e| bad(&e.path, &e.rule))?;
+    Ok(parsed)
+}
+
+/// The path of the first place where `input` holds an array and `written` (the parsed
+/// value written back) an object.
+fn array_for_object(input: &Value, written: &Value, path: &str) -> Option<String> {
+    let join = |key: &dyn std::fmt::Display, index: bool| match (path, index) {
+        (".", false) => key.to_string(),
+        (".", true) => format!("[{key}]"),
+        (_, false) => format!("{path}.{key}"),
+        (_, true) => format!("{path}[{key}]"),
+    };
+    match (input, written) {
+        (Value::Array(_), Value::Object(_)) => Some(path.to_owned()),
+        (Value::Array(items), Value::Array(written)) => items
+            .iter()
+            .zip(written)
+            .enumerate()
+            .find_map(|(i, (a, b))| array_for_object(a, b, &join(&i, true))),
+        (Value::Object(map), Value::Object(written)) => map.iter().find_map(|(k, a)| {
+            written
+                .get(k)
+                .and_then(|b| array_for_object(a, b, &join(k, false)))
+        }),
+        _ => None,
+    }
 }

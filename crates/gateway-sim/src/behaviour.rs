@@ -176,6 +176,26 @@ pub enum Scripted {
         /// Body size in bytes.
         bytes: usize,
     },
+    /// Answer exactly this status, these headers and this body: nothing is added but the
+    /// framing (`content-length`, `date`), so a test can send any header value or body
+    /// (`Retry-After: 18446744073709551615`, a token answer with an absurd `expires_in`).
+    Raw {
+        /// The status, 200 to 999.
+        status: u16,
+        /// Header names and values, in order; a name may repeat.
+        #[serde(default)]
+        headers: Vec<(String, String)>,
+        /// The body, sent as is.
+        #[serde(default)]
+        body: String,
+    },
+    /// Token endpoint only: grant a real token (valid for the simulator's token lifetime)
+    /// but write this JSON number as `expires_in`, whatever it is.
+    #[serde(rename_all = "camelCase")]
+    Grant {
+        /// The `expires_in` to send, such as `18446744073709551615`, `-5` or `0.5`.
+        expires_in: serde_json::Number,
+    },
 }
 
 /// Which calls a behaviour or a script applies to.

@@ -46,7 +46,10 @@ pub(crate) fn list(state: &State, request: &Incoming2) -> Response<Body> {
     let catalogue = read(&state.catalogue);
     let total = catalogue.len() as u64;
     let page_count = u32::try_from(total.div_ceil(u64::from(page_size))).unwrap_or(u32::MAX);
-    let skip = (page_number as usize - 1) * page_size as usize;
+    // The page number comes from the query: saturate instead of overflowing.
+    let skip = usize::try_from(page_number - 1)
+        .unwrap_or(usize::MAX)
+        .saturating_mul(page_size as usize);
     let entities: Vec<ModelEntity> = catalogue
         .values()
         .skip(skip)

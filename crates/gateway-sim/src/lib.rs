@@ -47,9 +47,36 @@
 //! text), `restricted` (403 `ai.model.restricted`), [`SlowBody`], and `serve_as` (report
 //! another model as the one that answered). A [`Scripted`] answer is used once, before any
 //! behaviour: `ok`, `status`, `tooManyRequests`, `policyViolation`, `drop`, `stall`
-//! (never answers), `delay`, `oversized`. Scripts target a model, every model
-//! (`global`), or the token endpoint (`token`). Tokens can be revoked and their
-//! lifetime changed. Random choices come from the seed, so sequential runs repeat.
+//! (never answers), `delay`, `oversized`, `raw` (exactly this status, these headers and
+//! this body, nothing added: for `Retry-After: 18446744073709551615` or a token answer no
+//! real server would send) and, on the token endpoint only, `grant` (a real token with any
+//! JSON number as `expires_in`). Scripts target a model, every model (`global`), or the
+//! token endpoint (`token`). Tokens can be revoked and their lifetime changed. Random
+//! choices come from the seed, so sequential runs repeat.
+//!
+//! # Ranges
+//!
+//! Every number has a documented range, checked by the admin API (a 400 naming the
+//! field), by [`SimBuilder::start`] ([`SimError::Invalid`]) and by
+//! [`SimHandle::try_script`] ([`Behaviour::check`], [`Scripted::check_for`]):
+//!
+//! | value | range |
+//! | --- | --- |
+//! | token lifetime | 1 to 172,800 s ([`MIN_TOKEN_LIFETIME`], [`MAX_TOKEN_LIFETIME`]); the builder and [`SimHandle::set_token_lifetime`] clamp to it |
+//! | latencies (`ms`, `minMs` at most `maxMs`, `meanMs`), `delay`, `slowBody.chunkDelayMs` | 0 to 3,600,000 ms ([`MAX_WAIT_MS`]) |
+//! | `errors[].rate`, `dropRate` | 0 to 1 |
+//! | `status`, `errors[].status`, `raw.status` | 200 to 999 |
+//! | `rateLimit.windowSecs` | 1 to 86,400 s ([`MAX_WINDOW_SECS`]) |
+//! | `slowBody.chunks` | at least 1 |
+//! | `oversized.bytes` | at most 64 MiB ([`MAX_OVERSIZED_BYTES`]) |
+//! | `raw.headers` | names and values HTTP can carry; not `content-length`, `transfer-encoding` or a connection header |
+//! | `retryAfter.seconds` | any `u64`, sent as is |
+//! | `retryAfter.httpDate` | any `u64`; the date is clamped to 9999-12-31 23:59:59 GMT ([`MAX_HTTP_DATE_SECS`]) |
+//!
+//! A value the Rust API takes unchecked ([`SimHandle::set_behaviour`],
+//! [`SimHandle::script`]) is clamped where it is used (NaN counts as 0), so nothing the
+//! simulator is told can panic it; a `raw` answer HTTP cannot carry answers a 500
+//! `sim.script.invalid` naming the problem.
 //!
 //! Every request is recorded (method, path, headers, body, time) in a bounded log
 //! ([`SimHandle::requests`]), and [`Counters`] count calls per endpoint, token grants,
@@ -59,7 +86,9 @@
 //!
 //! The same controls over HTTP under `/__admin/`, so tests in any language and the
 //! standalone simulator (`genesys-router sim`) can drive it. Bodies are the JSON form of
-//! the Rust types (camelCase). Admin calls are neither recorded nor counted.
+//! the Rust types (camelCase), always a JSON object: serde's sequence form of a struct
+//! (`[5]` for `{"secs":5}`) is refused, like a value out of its range, with a 400 naming
+//! the field. Admin calls are neither recorded nor counted.
 //!
 //! ```sh
 //! SIM=http://127.0.0.1:8080
@@ -73,6 +102,12 @@
 //!   {"kind":"tooManyRequests","retryAfter":{"httpDate":2}},{"kind":"status","status":503}]}'
 //! # The next token request fails.
 //! curl -X POST $SIM/__admin/script -d '{"target":"token","responses":[{"kind":"status","status":503}]}'
+//! # The next call answers exactly this (headers are [name, value] pairs; both optional).
+//! curl -X POST $SIM/__admin/script -d '{"target":"global","responses":[{"kind":"raw",
+//!   "status":429,"headers":[["Retry-After","18446744073709551615"]],"body":"{}"}]}'
+//! # The next token answer says "expires_in":18446744073709551615 (the token is real).
+//! curl -X POST $SIM/__admin/script -d '{"target":"token","responses":[
+//!   {"kind":"grant","expiresIn":18446744073709551615}]}'
 //! curl -X POST $SIM/__admin/tokens/revoke              # every token now answers 401
 //! curl -X PUT  $SIM/__admin/token-lifetime -d '{"secs":60}'
 //! curl -X PUT  $SIM/__admin/models/model-new           # add a model to the catalogue
@@ -85,6 +120,7 @@
 mod admin;
 mod behaviour;
 mod catalogue;
+mod check;
 mod oauth;
 mod prompts;
 mod record;
@@ -95,6 +131,10 @@ mod state;
 pub use behaviour::{
     Behaviour, ErrorRate, Latency, PolicyRule, RateLimit, RetryAfter, RetryAfterStyle, Scripted,
     SlowBody, Target,
+};
+pub use check::{
+    InputError, MAX_HTTP_DATE_SECS, MAX_OVERSIZED_BYTES, MAX_TOKEN_LIFETIME, MAX_WAIT_MS,
+    MAX_WINDOW_SECS, MIN_TOKEN_LIFETIME,
 };
 pub use record::{Counters, RecordedRequest};
 pub use server::{

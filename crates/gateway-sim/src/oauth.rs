@@ -6,6 +6,7 @@ use http::StatusCode;
 use serde_json::json;
 
 use crate::behaviour::Scripted;
+use crate::check;
 use crate::record::LiveCounters;
 use crate::service::{self, Answer, Dropped, Incoming2};
 use crate::state::{State, lock};
@@ -13,6 +14,7 @@ use crate::state::{State, lock};
 /// Handles one token request.
 pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
     let scripted = lock(&state.scripts).next_for_token();
+    let mut expires_in = None;
     match scripted {
         None | Some(Scripted::Ok) => {}
         Some(Scripted::Drop) => return Err(Dropped),
@@ -21,8 +23,9 @@ pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
             return Err(Dropped);
         }
         Some(Scripted::Delay { ms }) => {
-            tokio::time::sleep(std::time::Duration::from_millis(ms)).await;
+            tokio::time::sleep(check::wait_from_millis(ms)).await;
         }
+        Some(Scripted::Grant { expires_in: n }) => expires_in = Some(n),
         Some(other) => return Ok(crate::prompts::scripted_failure(state, request.seq, &other)),
     }
 
@@ -51,11 +54,12 @@ pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
     }
     let (token, lifetime) = state.grant(request.seq);
     LiveCounters::bump(&state.counters.token_grants);
+    let expires_in = expires_in.unwrap_or_else(|| lifetime.as_secs().into());
     Ok(service::json(
         state,
         request.seq,
         StatusCode::OK,
-        &json!({ "access_token": token, "token_type": "bearer", "expires_in": lifetime.as_secs() }),
+        &json!({ "access_token": token, "token_type": "bearer", "expires_in": expires_in }),
     ))
 }
 

@@ -1,7 +1,7 @@
 //! `POST /api/v2/ai/gateway/prompts`: authenticate, validate, apply scripts and
 //! behaviours, answer.
 
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_model::{
@@ -16,6 +16,7 @@ use http_body_util::Either;
 use http_body_util::channel::Channel;
 
 use crate::behaviour::{Latency, RetryAfter, RetryAfterStyle, Scripted};
+use crate::check::{self, MAX_OVERSIZED_BYTES, MAX_WINDOW_SECS};
 use crate::record::LiveCounters;
 use crate::service::{self, Answer, Body, Dropped, Incoming2};
 use crate::state::{State, TokenProblem, Window, lock, read};
@@ -107,7 +108,7 @@ pub(crate) async fn prompt(state: &State, request: &Incoming2) -> Answer {
         return match script {
             Scripted::Ok => Ok(success(state, seq, &payload, None)),
             Scripted::Delay { ms } => {
-                tokio::time::sleep(Duration::from_millis(ms)).await;
+                tokio::time::sleep(check::wait_from_millis(ms)).await;
                 Ok(success(state, seq, &payload, None))
             }
             Scripted::Drop => Err(Dropped),
@@ -180,7 +181,7 @@ fn plan(state: &State, seq: u64, payload: &GatewayPayload, token: &str) -> Plan 
         Latency::Uniform { min_ms, max_ms } => min_ms + (max_ms - min_ms) * draw,
         Latency::Exponential { mean_ms } => -mean_ms * (1.0 - draw).ln(),
     };
-    plan.latency = Duration::from_secs_f64((ms / 1000.0).clamp(0.0, 3600.0));
+    plan.latency = check::wait_from_ms(ms);
 
     plan.policy_code = b
         .policy_rules
@@ -202,10 +203,11 @@ fn plan(state: &State, seq: u64, payload: &GatewayPayload, token: &str) -> Plan 
     plan.drop = state.unit(seq, STREAM_DROP) < b.drop_rate;
     plan.slow_body = b
         .slow_body
-        .map(|s| (s.chunks.max(1), Duration::from_millis(s.chunk_delay_ms)));
+        .map(|s| (s.chunks.max(1), check::wait_from_millis(s.chunk_delay_ms)));
 
     if let Some(limit) = b.rate_limit {
-        let window = Duration::from_secs(limit.window_secs.max(1));
+        let window_secs = limit.window_secs.clamp(1, MAX_WINDOW_SECS);
+        let window = Duration::from_secs(window_secs);
         let now = tokio::time::Instant::now();
         let mut windows = lock(&state.windows);
         let w = windows.entry(token.to_owned()).or_insert(Window {
@@ -225,7 +227,7 @@ fn plan(state: &State, seq: u64, payload: &GatewayPayload, token: &str) -> Plan 
             allowed: limit.allowed,
             reset_secs: remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0),
             style: limit.retry_after,
-            window_secs: limit.window_secs,
+            window_secs,
         });
     }
     plan
@@ -315,21 +317,62 @@ pub(crate) fn scripted_failure(state: &State, seq: u64, script: &Scripted) -> Re
         }
         Scripted::PolicyViolation => policy_violation(state, seq, CODE_POLICY_VIOLATION),
         Scripted::Oversized { bytes } => {
+            let bytes = (*bytes).min(MAX_OVERSIZED_BYTES);
             let mut response = service::json(state, seq, StatusCode::OK, &serde_json::json!({}));
             *response.body_mut() =
-                Either::Left(http_body_util::Full::new(Bytes::from(vec![b' '; *bytes])));
+                Either::Left(http_body_util::Full::new(Bytes::from(vec![b' '; bytes])));
             response
         }
-        // Callers handle the rest before getting here.
-        Scripted::Ok | Scripted::Drop | Scripted::Stall | Scripted::Delay { .. } => {
-            status_error(state, seq, 500, Some("sim.script.misuse"))
+        Scripted::Raw { .. } => raw(state, seq, script),
+        // Callers handle the rest before getting here; a grant answers only the token
+        // endpoint.
+        Scripted::Ok
+        | Scripted::Drop
+        | Scripted::Stall
+        | Scripted::Delay { .. }
+        | Scripted::Grant { .. } => status_error(state, seq, 500, Some("sim.script.misuse")),
+    }
+}
+
+/// A [`Scripted::Raw`] answer: its status, headers and body and nothing else; a 500
+/// `sim.script.invalid` naming the problem if HTTP cannot carry them (only the Rust API
+/// can queue such a script: the admin API refuses it).
+fn raw(state: &State, seq: u64, script: &Scripted) -> Response<Body> {
+    let Scripted::Raw {
+        status,
+        headers,
+        body,
+    } = script
+    else {
+        return status_error(state, seq, 500, Some("sim.script.misuse"));
+    };
+    match check::raw_parts(*status, headers) {
+        Ok((status, headers)) => {
+            let mut response = Response::new(Either::Left(http_body_util::Full::new(Bytes::from(
+                body.clone(),
+            ))));
+            *response.status_mut() = status;
+            *response.headers_mut() = headers;
+            response
         }
+        Err(e) => service::error(
+            state,
+            seq,
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "sim.script.invalid",
+            &format!("invalid raw script: {e}"),
+        ),
     }
 }
 
 /// A Genesys error answer for `status`, with a default code per status.
 fn status_error(state: &State, seq: u64, status: u16, code: Option<&str>) -> Response<Body> {
-    let status = StatusCode::from_u16(status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    // 1xx is not a final answer (hyper would turn it into a 500 or an upgrade).
+    let status = (200..=999)
+        .contains(&status)
+        .then(|| StatusCode::from_u16(status).ok())
+        .flatten()
+        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
     let default_code = match status.as_u16() {
         400 => CODE_BAD_REQUEST,
         401 => CODE_BAD_CREDENTIALS,
@@ -377,14 +420,7 @@ fn too_many_requests(
         value: Some(i64::from(allowed)),
     });
     let mut response = service::json(state, seq, StatusCode::TOO_MANY_REQUESTS, &body);
-    let value = match retry_after {
-        RetryAfter::Seconds(secs) => Some(secs.to_string()),
-        RetryAfter::HttpDate(secs) => Some(httpdate::fmt_http_date(
-            SystemTime::now() + Duration::from_secs(secs),
-        )),
-        RetryAfter::Absent => None,
-    };
-    if let Some(v) = value.and_then(|v| HeaderValue::from_str(&v).ok()) {
+    if let Some(v) = check::retry_after_value(retry_after) {
         response.headers_mut().insert(RETRY_AFTER, v);
     }
     response

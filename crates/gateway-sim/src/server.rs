@@ -16,6 +16,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::behaviour::{Behaviour, Scripted, Target};
+use crate::check::{self, InputError};
 use crate::record::{Counters, LiveCounters, RecordedRequest, Recorder};
 use crate::state::{Behaviours, Scripts, State, lock, write};
 use crate::{catalogue, service};
@@ -105,9 +106,11 @@ impl SimBuilder {
         self
     }
 
-    /// Lifetime of granted tokens (`expires_in`).
+    /// Lifetime of granted tokens (`expires_in`), clamped to 1 s to 48 h
+    /// ([`MIN_TOKEN_LIFETIME`](crate::MIN_TOKEN_LIFETIME) to
+    /// [`MAX_TOKEN_LIFETIME`](crate::MAX_TOKEN_LIFETIME)).
     pub fn token_lifetime(mut self, lifetime: Duration) -> Self {
-        self.token_lifetime = lifetime;
+        self.token_lifetime = check::clamp_token_lifetime(lifetime);
         self
     }
 
@@ -162,8 +165,10 @@ impl SimBuilder {
         self
     }
 
-    /// Binds the address and starts serving in the background.
+    /// Checks the behaviours and scripts ([`Behaviour::check`], [`Scripted::check_for`]),
+    /// binds the address and starts serving in the background.
     pub async fn start(self) -> Result<SimHandle, SimError> {
+        self.check()?;
         let tls = self
             .tls
             .as_ref()
@@ -226,10 +231,30 @@ impl SimBuilder {
     }
 }
 
+impl SimBuilder {
+    fn check(&self) -> Result<(), SimError> {
+        self.behaviours
+            .global
+            .check()
+            .map_err(|e| e.within("behaviour"))?;
+        for (model, b) in &self.behaviours.models {
+            b.check()
+                .map_err(|e| e.within(&format!("models.{model}")))?;
+        }
+        for (target, answers) in &self.scripts {
+            check::check_scripts(target, answers).map_err(|e| e.within("script"))?;
+        }
+        Ok(())
+    }
+}
+
 /// Why the simulator could not start.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum SimError {
+    /// A behaviour or a script holds a value outside its range.
+    #[error("invalid simulator set-up: {0}")]
+    Invalid(#[from] InputError),
     /// The address could not be bound.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
@@ -288,9 +313,25 @@ impl SimHandle {
             .insert(model.into(), behaviour);
     }
 
-    /// Queues one-shot answers: each is used once by the next matching call.
+    /// Queues one-shot answers: each is used once by the next matching call. An answer
+    /// that [`Scripted::check_for`] refuses is still queued and answers a 500
+    /// `sim.script.invalid` (or `sim.script.misuse`) naming the problem: use
+    /// [`SimHandle::try_script`] to be told at once.
     pub fn script(&self, target: Target, answers: impl IntoIterator<Item = Scripted>) {
         lock(&self.state.scripts).push(target, answers);
+    }
+
+    /// Queues one-shot answers if every one passes [`Scripted::check_for`]; otherwise
+    /// queues none and names the first that fails.
+    pub fn try_script(
+        &self,
+        target: Target,
+        answers: impl IntoIterator<Item = Scripted>,
+    ) -> Result<(), InputError> {
+        let answers: Vec<Scripted> = answers.into_iter().collect();
+        check::check_scripts(&target, &answers)?;
+        lock(&self.state.scripts).push(target, answers);
+        Ok(())
     }
 
     /// Scripted answers not used yet.
@@ -320,9 +361,11 @@ impl SimHandle {
         self.state.revoke_all()
     }
 
-    /// Sets the lifetime of tokens granted from now on.
+    /// Sets the lifetime of tokens granted from now on, clamped to 1 s to 48 h
+    /// ([`MIN_TOKEN_LIFETIME`](crate::MIN_TOKEN_LIFETIME) to
+    /// [`MAX_TOKEN_LIFETIME`](crate::MAX_TOKEN_LIFETIME)).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
-        *write(&self.state.token_lifetime) = lifetime;
+        *write(&self.state.token_lifetime) = check::clamp_token_lifetime(lifetime);
     }
 
     /// Adds a model to the catalogue.

@@ -11,6 +11,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::behaviour::{Behaviour, Scripted, Target};
+use crate::check;
 use crate::record::{LiveCounters, Recorder};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -138,7 +139,8 @@ impl State {
 
     /// Grants a token to `client_id`.
     pub(crate) fn grant(&self, n: u64) -> (String, Duration) {
-        let lifetime = *read(&self.token_lifetime);
+        // Clamped where it is set too; here it bounds the sum below whatever was stored.
+        let lifetime = check::clamp_token_lifetime(*read(&self.token_lifetime));
         let token = format!("sim-{:016x}{:016x}", self.random(n, 1), self.random(n, 2));
         let now = Instant::now();
         let mut tokens = write(&self.tokens);

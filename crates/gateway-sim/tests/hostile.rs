@@ -1,0 +1,891 @@
+//! Hostile input never panics the simulator: raw scripted answers, out-of-range admin
+//! values, arrays where objects are meant, and arbitrary bodies on every admin route, all
+//! over a real socket. A panic hook counts every panic in this test binary.
+
+use std::sync::Once;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use base64::Engine;
+use bytes::Bytes;
+use gateway_model::GatewayPayload;
+use gateway_sim::{
+    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, RetryAfter, Scripted, Sim,
+    SimError, SimHandle, Target,
+};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+static PANICS: AtomicUsize = AtomicUsize::new(0);
+
+/// Counts every panic in the process (the simulator's connection tasks included: tokio
+/// catches those, so the test would otherwise only see a dropped connection).
+fn count_panics() {
+    static HOOK: Once = Once::new();
+    HOOK.call_once(|| {
+        let previous = std::panic::take_hook();
+        std::panic::set_hook(Box::new(move |info| {
+            PANICS.fetch_add(1, Ordering::SeqCst);
+            previous(info);
+        }));
+    });
+}
+
+fn panics() -> usize {
+    PANICS.load(Ordering::SeqCst)
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn json(&self) -> Value {
+        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
+    }
+
+    fn message(&self) -> String {
+        self.json()["message"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned()
+    }
+}
+
+struct Http {
+    client: Client<HttpConnector, Full<Bytes>>,
+    base: String,
+}
+
+impl Http {
+    fn new(sim: &SimHandle) -> Self {
+        Self {
+            client: Client::builder(TokioExecutor::new()).build_http(),
+            base: sim.base_url(),
+        }
+    }
+
+    /// Sends a request; `Err` means the connection closed without an answer.
+    async fn try_send(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, String)],
+        body: impl Into<Bytes>,
+    ) -> Result<Reply, String> {
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("{}{path}", self.base));
+        for (k, v) in headers {
+            builder = builder.header(*k, v);
+        }
+        let request = builder
+            .body(Full::new(body.into()))
+            .map_err(|e| e.to_string())?;
+        let response = self
+            .client
+            .request(request)
+            .await
+            .map_err(|e| e.to_string())?;
+        let (parts, body) = response.into_parts();
+        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
+        Ok(Reply {
+            status: parts.status,
+            headers: parts.headers,
+            body,
+        })
+    }
+
+    async fn admin(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Reply {
+        self.try_send(method, &format!("/__admin/{path}"), &[], body)
+            .await
+            .unwrap_or_else(|e| panic!("/__admin/{path} dropped the connection: {e}"))
+    }
+
+    async fn token_reply(&self) -> Result<Reply, String> {
+        let basic = base64::engine::general_purpose::STANDARD
+            .encode(format!("{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}"));
+        self.try_send(
+            Method::POST,
+            "/oauth/token",
+            &[("authorization", format!("Basic {basic}"))],
+            "grant_type=client_credentials",
+        )
+        .await
+    }
+
+    async fn prompt(&self, token: &str) -> Result<Reply, String> {
+        let payload = GatewayPayload::builder("model-gen-4", "hello").build_unchecked();
+        self.try_send(
+            Method::POST,
+            "/api/v2/ai/gateway/prompts",
+            &[("authorization", format!("Bearer {token}"))],
+            serde_json::to_vec(&payload).unwrap(),
+        )
+        .await
+    }
+}
+
+fn script(target: &Value, responses: &Value) -> String {
+    json!({ "target": target, "responses": responses }).to_string()
+}
+
+#[tokio::test]
+async fn raw_answers_send_exactly_the_scripted_status_headers_and_body() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let token_body =
+        r#"{"access_token":"t","token_type":"bearer","expires_in":18446744073709551615}"#;
+    let queued = http
+        .admin(
+            Method::POST,
+            "script",
+            script(
+                &json!("token"),
+                &json!([{"kind": "raw", "status": 200,
+                    "headers": [["Content-Type", "application/json"]], "body": token_body}]),
+            ),
+        )
+        .await;
+    assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
+    let token = http.token_reply().await.unwrap();
+    assert_eq!(token.status, StatusCode::OK);
+    assert_eq!(token.body, token_body.as_bytes());
+    assert_eq!(token.headers["content-type"], "application/json");
+    assert!(
+        !token.headers.contains_key("inin-correlation-id"),
+        "nothing is added"
+    );
+
+    let retry_afters = [
+        "18446744073709551615",
+        "12345678901234567890123",
+        "soon, maybe",
+        "Fri, 31 Dec 9999 23:59:59 GMT",
+    ];
+    let responses: Vec<Value> = retry_afters
+        .iter()
+        .map(|v| json!({"kind": "raw", "status": 429, "headers": [["Retry-After", v], ["x-twice", "1"], ["x-twice", "2"]]}))
+        .collect();
+    let queued = http
+        .admin(
+            Method::POST,
+            "script",
+            script(&json!("global"), &json!(responses)),
+        )
+        .await;
+    assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
+    let real = http.token_reply().await.unwrap().json();
+    let real = real["access_token"].as_str().unwrap();
+    for expected in retry_afters {
+        let reply = http.prompt(real).await.unwrap();
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(reply.headers["retry-after"], expected);
+        assert_eq!(reply.headers.get_all("x-twice").iter().count(), 2);
+        assert!(reply.body.is_empty(), "no body unless scripted");
+    }
+    assert_eq!(http.prompt(real).await.unwrap().status, StatusCode::OK);
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn raw_answers_http_cannot_carry_are_refused_with_a_400_naming_the_field() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let cases = [
+        (json!({"kind": "raw", "status": 99}), "responses[0].status"),
+        (
+            json!({"kind": "raw", "status": 1000}),
+            "responses[0].status",
+        ),
+        // serde reads an internally tagged enum through a buffer: the path stops there.
+        (json!({"kind": "raw", "status": 65536}), "responses[0]"),
+        (
+            json!({"kind": "raw", "status": 200, "headers": [["bad name", "v"]]}),
+            "responses[0].headers[0][0]",
+        ),
+        (
+            json!({"kind": "raw", "status": 200, "headers": [["x", "line\nbreak"]]}),
+            "responses[0].headers[0][1]",
+        ),
+        (
+            json!({"kind": "raw", "status": 200, "headers": [["Content-Length", "5"]]}),
+            "responses[0].headers[0][0]",
+        ),
+        (
+            json!({"kind": "raw", "status": 200, "headers": [["x"]]}),
+            "responses[0]",
+        ),
+        (
+            json!({"kind": "raw", "status": 200, "headers": {"x": "y"}}),
+            "responses[0]",
+        ),
+    ];
+    for (answer, path) in cases {
+        let reply = http
+            .admin(
+                Method::POST,
+                "script",
+                script(&json!("global"), &json!([answer])),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(
+            reply.message().contains(&format!("`{path}`")),
+            "{answer}: {}",
+            reply.message()
+        );
+    }
+    assert_eq!(sim.pending_scripts(), 0, "nothing refused was queued");
+
+    // Through the Rust API: `try_script` says why; `script` answers a 500 naming it.
+    let bad = Scripted::Raw {
+        status: 200,
+        headers: vec![("x".into(), "a\rb".into())],
+        body: String::new(),
+    };
+    let err = sim
+        .try_script(Target::Global, [Scripted::Ok, bad.clone()])
+        .unwrap_err();
+    assert_eq!(err.path, "[1].headers[0][1]");
+    assert_eq!(sim.pending_scripts(), 0);
+    sim.script(Target::Global, [bad]);
+    let token = http.token_reply().await.unwrap().json();
+    let reply = http
+        .prompt(token["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(reply.json()["code"], "sim.script.invalid");
+    assert!(
+        reply.message().contains("headers[0][1]"),
+        "{}",
+        reply.message()
+    );
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn a_scripted_grant_writes_any_expires_in_and_the_token_works() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    for expires_in in ["18446744073709551615", "-5", "0.5", "1e300", "0"] {
+        let body = format!(
+            r#"{{"target":"token","responses":[{{"kind":"grant","expiresIn":{expires_in}}}]}}"#
+        );
+        let queued = http.admin(Method::POST, "script", body).await;
+        assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
+        let reply = http.token_reply().await.unwrap();
+        assert_eq!(reply.status, StatusCode::OK);
+        let text = String::from_utf8_lossy(&reply.body).into_owned();
+        let written: Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(
+            written["expires_in"],
+            serde_json::from_str::<Value>(expires_in).unwrap(),
+            "{text}"
+        );
+        let token = written["access_token"].as_str().unwrap();
+        assert_eq!(http.prompt(token).await.unwrap().status, StatusCode::OK);
+    }
+    let elsewhere = http
+        .admin(
+            Method::POST,
+            "script",
+            script(
+                &json!("global"),
+                &json!([{"kind": "grant", "expiresIn": 5}]),
+            ),
+        )
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::BAD_REQUEST);
+    assert!(
+        elsewhere.message().contains("token"),
+        "{}",
+        elsewhere.message()
+    );
+    assert_eq!(panics(), 0);
+}
+
+/// Issue 10, item 10: a huge token lifetime was accepted, then the next token request
+/// panicked (`Instant + Duration` overflow) and the connection dropped.
+#[tokio::test]
+async fn an_out_of_range_token_lifetime_is_a_400_and_tokens_keep_coming() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    for secs in [
+        "18446744073709551615",
+        "0",
+        "172801",
+        "-1",
+        "1.5",
+        "1e400",
+        "\"60\"",
+        "null",
+    ] {
+        let reply = http
+            .admin(
+                Method::PUT,
+                "token-lifetime",
+                format!(r#"{{"secs":{secs}}}"#),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "secs {secs}");
+        let token = http
+            .token_reply()
+            .await
+            .expect("the token endpoint answers");
+        assert_eq!(token.json()["expires_in"], 86_400, "unchanged by {secs}");
+    }
+    for secs in [1, 172_800] {
+        let reply = http
+            .admin(
+                Method::PUT,
+                "token-lifetime",
+                json!({ "secs": secs }).to_string(),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::OK);
+        let token = http.token_reply().await.unwrap();
+        assert_eq!(token.json()["expires_in"], secs);
+    }
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn the_rust_api_clamps_token_lifetimes() {
+    count_panics();
+    let sim = Sim::builder()
+        .token_lifetime(Duration::MAX)
+        .start()
+        .await
+        .unwrap();
+    let http = Http::new(&sim);
+    let token = http.token_reply().await.expect("no panic on the grant");
+    assert_eq!(token.json()["expires_in"], 172_800);
+    sim.set_token_lifetime(Duration::ZERO);
+    assert_eq!(http.token_reply().await.unwrap().json()["expires_in"], 1);
+    sim.set_token_lifetime(Duration::from_secs(u64::MAX));
+    assert_eq!(
+        http.token_reply().await.unwrap().json()["expires_in"],
+        172_800
+    );
+    assert_eq!(panics(), 0);
+}
+
+/// `RetryAfter::HttpDate` with a huge number of seconds panicked (`SystemTime + Duration`
+/// overflow, then `httpdate`'s four-digit year); the date is now clamped to 9999.
+#[tokio::test]
+async fn a_far_http_date_retry_after_is_clamped_to_the_year_9999() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let token = http.token_reply().await.unwrap().json();
+    let token = token["access_token"].as_str().unwrap();
+    for secs in [u64::MAX, 300_000_000_000, 253_402_300_799] {
+        sim.script(
+            Target::Global,
+            [Scripted::TooManyRequests {
+                retry_after: RetryAfter::HttpDate(secs),
+            }],
+        );
+        let reply = http.prompt(token).await.expect("an answer, not a drop");
+        assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(
+            reply.headers["retry-after"],
+            "Fri, 31 Dec 9999 23:59:59 GMT"
+        );
+    }
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn admin_bodies_must_be_objects_where_objects_are_meant() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let cases = [
+        (Method::PUT, "token-lifetime", r#"["5"]"#, "."),
+        (Method::PUT, "token-lifetime", "[5]", "."),
+        (Method::PUT, "behaviour", "[]", "."),
+        (
+            Method::PUT,
+            "behaviour",
+            r#"{"rateLimit":[5,60]}"#,
+            "rateLimit",
+        ),
+        (
+            Method::PUT,
+            "behaviour",
+            r#"{"latency":["fixed",5]}"#,
+            "latency",
+        ),
+        (
+            Method::PUT,
+            "behaviour",
+            r#"{"errors":[[503,0.5]]}"#,
+            "errors[0]",
+        ),
+        (
+            Method::PUT,
+            "behaviour",
+            r#"{"slowBody":[2,10]}"#,
+            "slowBody",
+        ),
+        (
+            Method::PUT,
+            "models/model-gen-4/behaviour",
+            r#"[{"kind":"none"}]"#,
+            ".",
+        ),
+        (Method::POST, "script", r#"[{"model":"m"},[]]"#, "."),
+        (
+            Method::POST,
+            "script",
+            r#"{"target":"global","responses":[["status",503]]}"#,
+            "responses[0]",
+        ),
+        (
+            Method::POST,
+            "script",
+            r#"{"target":"global","responses":[{"kind":"tooManyRequests","retryAfter":["seconds",5]}]}"#,
+            "responses[0]",
+        ),
+    ];
+    for (method, route, body, path) in cases {
+        let reply = http.admin(method, route, body).await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{route} {body}");
+        assert!(
+            reply.message().contains(&format!("`{path}`")),
+            "{route} {body}: {}",
+            reply.message()
+        );
+    }
+    assert_eq!(sim.pending_scripts(), 0);
+    let token = http.token_reply().await.unwrap();
+    assert_eq!(token.json()["expires_in"], 86_400);
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn out_of_range_admin_numbers_are_400s_naming_the_field() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let behaviours = [
+        (r#"{"latency":{"kind":"fixed","ms":-1}}"#, "latency.ms"),
+        (r#"{"latency":{"kind":"fixed","ms":1e308}}"#, "latency.ms"),
+        (r#"{"latency":{"kind":"fixed","ms":3600001}}"#, "latency.ms"),
+        (
+            r#"{"latency":{"kind":"uniform","minMs":50,"maxMs":10}}"#,
+            "latency.minMs",
+        ),
+        (
+            r#"{"latency":{"kind":"exponential","meanMs":-3}}"#,
+            "latency.meanMs",
+        ),
+        (
+            r#"{"errors":[{"status":0,"rate":0.5}]}"#,
+            "errors[0].status",
+        ),
+        (
+            r#"{"errors":[{"status":503,"rate":1.5}]}"#,
+            "errors[0].rate",
+        ),
+        (
+            r#"{"errors":[{"status":70000,"rate":0.5}]}"#,
+            "errors[0].status",
+        ),
+        (r#"{"dropRate":-0.1}"#, "dropRate"),
+        (
+            r#"{"rateLimit":{"allowed":5,"windowSecs":0}}"#,
+            "rateLimit.windowSecs",
+        ),
+        (
+            r#"{"rateLimit":{"allowed":5,"windowSecs":18446744073709551615}}"#,
+            "rateLimit.windowSecs",
+        ),
+        (
+            r#"{"slowBody":{"chunks":0,"chunkDelayMs":1}}"#,
+            "slowBody.chunks",
+        ),
+        (
+            r#"{"slowBody":{"chunks":2,"chunkDelayMs":18446744073709551615}}"#,
+            "slowBody.chunkDelayMs",
+        ),
+    ];
+    for (body, path) in behaviours {
+        for route in ["behaviour", "models/model-gen-4/behaviour"] {
+            let reply = http.admin(Method::PUT, route, body).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{route} {body}");
+            assert!(
+                reply.message().contains(&format!("`{path}`")),
+                "{route} {body}: {}",
+                reply.message()
+            );
+        }
+    }
+    let scripts = [
+        (json!({"kind": "delay", "ms": u64::MAX}), "responses[0].ms"),
+        (
+            json!({"kind": "oversized", "bytes": u64::MAX}),
+            "responses[0].bytes",
+        ),
+        (
+            json!({"kind": "status", "status": 42}),
+            "responses[0].status",
+        ),
+    ];
+    for (answer, path) in scripts {
+        let reply = http
+            .admin(
+                Method::POST,
+                "script",
+                script(&json!({"model": "model-gen-4"}), &json!([answer])),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{answer}");
+        assert!(
+            reply.message().contains(&format!("`{path}`")),
+            "{answer}: {}",
+            reply.message()
+        );
+    }
+    // This route once sliced its path out of bounds and panicked.
+    let odd = http.admin(Method::PUT, "models/behaviour", "").await;
+    assert_eq!(odd.status, StatusCode::OK);
+    let token = http.token_reply().await.unwrap().json();
+    let reply = http
+        .prompt(token["access_token"].as_str().unwrap())
+        .await
+        .unwrap();
+    assert_eq!(reply.status, StatusCode::OK, "nothing refused was applied");
+    assert_eq!(panics(), 0);
+}
+
+/// Values the Rust API takes unchecked are clamped where they are used: a NaN latency
+/// (`Duration::from_secs_f64` panicked), an `oversized` body of `usize::MAX` bytes (the
+/// allocation panicked), a `delay` of `u64::MAX` ms (an hour now).
+#[tokio::test(start_paused = true)]
+async fn unchecked_rust_api_values_are_clamped_where_they_are_used() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let token = http.token_reply().await.unwrap().json();
+    let token = token["access_token"].as_str().unwrap();
+    sim.set_behaviour(Behaviour {
+        latency: Latency::Fixed { ms: f64::NAN },
+        ..Behaviour::default()
+    });
+    assert_eq!(http.prompt(token).await.unwrap().status, StatusCode::OK);
+    sim.script(Target::Global, [Scripted::Oversized { bytes: usize::MAX }]);
+    let big = http.prompt(token).await.unwrap();
+    assert_eq!(big.body.len(), gateway_sim::MAX_OVERSIZED_BYTES);
+    sim.script(Target::Global, [Scripted::Delay { ms: u64::MAX }]);
+    let started = tokio::time::Instant::now();
+    assert_eq!(http.prompt(token).await.unwrap().status, StatusCode::OK);
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3600) && waited < Duration::from_secs(3601),
+        "{waited:?}"
+    );
+    assert_eq!(panics(), 0);
+}
+
+#[tokio::test]
+async fn the_builder_refuses_out_of_range_set_ups() {
+    let err = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms: f64::NAN },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SimError::Invalid(e) if e.path == "behaviour.latency.ms"),
+        "{err}"
+    );
+    let err = Sim::builder()
+        .script(
+            Target::Global,
+            [Scripted::Grant {
+                expires_in: 5.into(),
+            }],
+        )
+        .start()
+        .await
+        .unwrap_err();
+    assert!(err.to_string().contains("script[0].kind"), "{err}");
+}
+
+/// JSON values built from the admin API's own field names and kinds, with hostile numbers,
+/// so that generated bodies reach the range checks and not only the parser.
+fn hostile_json() -> impl Strategy<Value = Value> {
+    let number = prop_oneof![
+        any::<u64>().prop_map(Value::from),
+        any::<i64>().prop_map(Value::from),
+        any::<f64>().prop_map(Value::from), // NaN and infinities become null
+        Just(json!(18_446_744_073_709_551_615_u64)),
+        Just(json!(0)),
+        Just(json!(1)),
+        Just(json!(0.5)),
+    ];
+    let word = prop::sample::select(vec![
+        "kind",
+        "ms",
+        "minMs",
+        "maxMs",
+        "meanMs",
+        "status",
+        "rate",
+        "errors",
+        "dropRate",
+        "rateLimit",
+        "allowed",
+        "windowSecs",
+        "retryAfter",
+        "slowBody",
+        "chunks",
+        "chunkDelayMs",
+        "latency",
+        "secs",
+        "target",
+        "responses",
+        "headers",
+        "body",
+        "bytes",
+        "expiresIn",
+        "seconds",
+        "httpDate",
+        "absent",
+        "fixed",
+        "uniform",
+        "exponential",
+        "none",
+        "raw",
+        "grant",
+        "delay",
+        "oversized",
+        "tooManyRequests",
+        "global",
+        "token",
+        "model",
+        "stall",
+        "drop",
+        "ok",
+        "Retry-After",
+        "content-length",
+        "\n",
+        "",
+    ]);
+    let leaf = prop_oneof![
+        number,
+        word.clone().prop_map(Value::from),
+        any::<bool>().prop_map(Value::from),
+        Just(Value::Null),
+        ".{0,12}".prop_map(Value::from),
+    ];
+    leaf.prop_recursive(4, 40, 6, move |inner| {
+        prop_oneof![
+            prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            prop::collection::vec((word.clone(), inner), 0..5).prop_map(|pairs| {
+                Value::Object(pairs.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+            }),
+        ]
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Whatever the body, every admin route answers 200 or 400 (never a dropped
+    /// connection), nothing panics, and the token endpoint still answers afterwards.
+    #[test]
+    fn arbitrary_admin_bodies_get_an_answer_and_never_panic(body in hostile_json(), route in 0..5usize) {
+        count_panics();
+        let runtime = shared_runtime();
+        let outcome: Result<(), TestCaseError> = runtime.block_on(async {
+            let (sim, http) = shared_sim().await;
+            let (method, path) = [
+                (Method::PUT, "token-lifetime"),
+                (Method::PUT, "behaviour"),
+                (Method::PUT, "models/model-gen-4/behaviour"),
+                (Method::POST, "script"),
+                (Method::POST, "reset"),
+            ][route].clone();
+            let reply = http
+                .try_send(method, &format!("/__admin/{path}"), &[], body.to_string())
+                .await
+                .map_err(|e| TestCaseError::fail(format!("{path} {body}: dropped: {e}")))?;
+            prop_assert!(
+                reply.status == StatusCode::OK || reply.status == StatusCode::BAD_REQUEST,
+                "{} {}: {}", path, body, reply.status
+            );
+            // Whatever was accepted is undone, so a scripted stall cannot hang the check.
+            http.try_send(Method::POST, "/__admin/reset", &[], "").await.map_err(TestCaseError::fail)?;
+            let token = http.token_reply().await.map_err(TestCaseError::fail)?;
+            prop_assert_eq!(token.status, StatusCode::OK);
+            prop_assert_eq!(sim.pending_scripts(), 0);
+            Ok(())
+        });
+        outcome?;
+        prop_assert_eq!(panics(), 0);
+    }
+}
+
+fn shared_runtime() -> &'static tokio::runtime::Runtime {
+    static RUNTIME: std::sync::OnceLock<tokio::runtime::Runtime> = std::sync::OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(1)
+            .enable_all()
+            .build()
+            .unwrap()
+    })
+}
+
+async fn shared_sim() -> &'static (SimHandle, Http) {
+    static SIM: tokio::sync::OnceCell<(SimHandle, Http)> = tokio::sync::OnceCell::const_new();
+    SIM.get_or_init(|| async {
+        let sim = Sim::builder().start().await.unwrap();
+        let http = Http::new(&sim);
+        (sim, http)
+    })
+    .await
+}
+
+fn any_ms() -> impl Strategy<Value = f64> {
+    prop_oneof![
+        any::<f64>(),
+        Just(f64::NAN),
+        Just(f64::INFINITY),
+        Just(f64::NEG_INFINITY),
+        Just(-1.0),
+        Just(1e300),
+        0.0..500.0,
+    ]
+}
+
+/// Behaviours with any numbers at all, as the Rust API lets anyone set them unchecked.
+fn any_behaviour() -> impl Strategy<Value = Behaviour> {
+    let latency = prop_oneof![
+        Just(Latency::None),
+        any_ms().prop_map(|ms| Latency::Fixed { ms }),
+        (any_ms(), any_ms()).prop_map(|(min_ms, max_ms)| Latency::Uniform { min_ms, max_ms }),
+        any_ms().prop_map(|mean_ms| Latency::Exponential { mean_ms }),
+    ];
+    let errors = prop::collection::vec(
+        (any::<u16>(), any::<f64>())
+            .prop_map(|(status, rate)| gateway_sim::ErrorRate { status, rate }),
+        0..3,
+    );
+    let rate_limit = prop::option::of((any::<u32>(), any::<u64>(), any::<bool>()).prop_map(
+        |(allowed, window_secs, date)| gateway_sim::RateLimit {
+            allowed,
+            window_secs,
+            retry_after: if date {
+                gateway_sim::RetryAfterStyle::HttpDate
+            } else {
+                gateway_sim::RetryAfterStyle::Seconds
+            },
+        },
+    ));
+    let slow_body = prop::option::of((any::<u32>(), any::<u64>()).prop_map(
+        |(chunks, chunk_delay_ms)| gateway_sim::SlowBody {
+            chunks,
+            chunk_delay_ms,
+        },
+    ));
+    (latency, errors, any::<f64>(), rate_limit, slow_body).prop_map(
+        |(latency, errors, drop_rate, rate_limit, slow_body)| Behaviour {
+            latency,
+            errors,
+            drop_rate,
+            rate_limit,
+            slow_body,
+            ..Behaviour::default()
+        },
+    )
+}
+
+/// Scripted answers with any numbers and any header text (`stall` left out: it never
+/// answers, by design).
+fn any_script() -> impl Strategy<Value = Scripted> {
+    prop_oneof![
+        Just(Scripted::Ok),
+        any::<u16>().prop_map(|status| Scripted::Status { status, code: None }),
+        any::<u64>().prop_map(|s| Scripted::TooManyRequests {
+            retry_after: RetryAfter::HttpDate(s)
+        }),
+        any::<u64>().prop_map(|s| Scripted::TooManyRequests {
+            retry_after: RetryAfter::Seconds(s)
+        }),
+        Just(Scripted::PolicyViolation),
+        Just(Scripted::Drop),
+        any::<u64>().prop_map(|ms| Scripted::Delay { ms }),
+        prop_oneof![Just(usize::MAX), 0..4096usize].prop_map(|bytes| Scripted::Oversized { bytes }),
+        (
+            any::<u16>(),
+            prop::collection::vec((".{0,8}", ".{0,8}"), 0..3),
+            ".{0,16}"
+        )
+            .prop_map(|(status, headers, body)| Scripted::Raw {
+                status,
+                headers,
+                body
+            }),
+        any::<i64>().prop_map(|n| Scripted::Grant {
+            expires_in: n.into()
+        }),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    /// What the Rust API takes unchecked is clamped at use: every prompt call gets an
+    /// answer or a drop the simulator counts as deliberate, and nothing panics. On
+    /// tokio's paused clock, so hour-long latencies cost nothing.
+    #[test]
+    fn unchecked_rust_api_values_never_panic(behaviour in any_behaviour(), answer in any_script()) {
+        count_panics();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap();
+        let outcome: Result<(), TestCaseError> = runtime.block_on(async {
+            let sim = Sim::builder().start().await.unwrap();
+            sim.set_behaviour(behaviour);
+            sim.script(Target::Global, [answer]);
+            let http = Http::new(&sim);
+            let token = http.token_reply().await.map_err(TestCaseError::fail)?.json();
+            let token = token["access_token"].as_str().unwrap_or_default().to_owned();
+            // The first call takes the script, the second the behaviour.
+            for _ in 0..2 {
+                let dropped = sim.counters().dropped_connections;
+                if let Err(e) = http.prompt(&token).await {
+                    prop_assert!(
+                        sim.counters().dropped_connections > dropped,
+                        "the connection dropped without a scripted drop: {}", e
+                    );
+                }
+            }
+            sim.shutdown().await;
+            Ok(())
+        });
+        outcome?;
+        prop_assert_eq!(panics(), 0);
+    }
+}
