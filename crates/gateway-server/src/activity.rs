@@ -111,7 +111,7 @@ impl Activity {
                 }
                 // A request is being served: it has its own deadlines; look again later.
                 None => {
-                    tokio::time::sleep(limits.idle_timeout.min(limits.header_read_timeout)).await
+                    tokio::time::sleep(limits.idle_timeout.min(limits.header_read_timeout)).await;
                 }
             }
         }
