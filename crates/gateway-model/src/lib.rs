@@ -69,8 +69,8 @@ pub use models::{ModelEntity, ModelEntityListing};
 pub use payload::{
     DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, DISPATCH_SOURCE, GatewayPayload, MAX_FALLBACKS,
     MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, MAX_PROMPT_CHARS,
-    MAX_REQUEST_BYTES, MAX_TOKENS_CAP, METADATA_KEY_PATTERN, Metadata, Parameters, PayloadBuilder,
-    ROUTING_VERSION,
+    MAX_REQUEST_BYTES, MAX_TOKENS_CAP, METADATA_KEY_PATTERN, Metadata, PROMPT_PATTERN, Parameters,
+    PayloadBuilder, ROUTING_VERSION, WHITE_SPACE_CLASS,
 };
 pub use region::{REGIONS, Region};
 pub use response::{FinishReason, GatewayResponse, Usage};

@@ -16,6 +16,24 @@ use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations};
 /// Longest accepted prompt, in characters (Unicode scalar values, as JSON Schema's
 /// `maxLength` counts them; not bytes).
 pub const MAX_PROMPT_CHARS: usize = 8000;
+/// Every Unicode `White_Space` code point (exactly what [`char::is_whitespace`] matches),
+/// as the body of a regular-expression character class.
+///
+/// Written out because `\s` means different sets in different engines: JavaScript's
+/// also matches U+FEFF and misses U+0085. These `\uXXXX` escapes read the same in
+/// ECMA-262 and in Rust's `regex`, so every JSON Schema validator agrees with Rust.
+macro_rules! white_space_class {
+    () => {
+        r"\u0009-\u000D\u0020\u0085\u00A0\u1680\u2000-\u200A\u2028\u2029\u202F\u205F\u3000"
+    };
+}
+
+/// The Unicode `White_Space` characters as a regular-expression class body (see
+/// [`PROMPT_PATTERN`]).
+pub const WHITE_SPACE_CLASS: &str = white_space_class!();
+/// The pattern a prompt matches: it holds a character that is not `White_Space`, so a
+/// prompt of only whitespace counts as empty.
+pub const PROMPT_PATTERN: &str = concat!("[^", white_space_class!(), "]");
 /// Largest accepted `maxTokens`.
 pub const MAX_TOKENS_CAP: u32 = 32_768;
 /// Most fallback models one payload may list.
@@ -49,8 +67,8 @@ const MAX_TOKENS_RANGE: &str = "1..=32768";
 pub struct GatewayPayload {
     /// The model that should answer.
     pub model_id: ModelId,
-    /// The prompt text: 1 to 8000 characters.
-    #[schemars(length(min = 1, max = 8000))]
+    /// The prompt text: 1 to 8000 characters, not all whitespace.
+    #[schemars(length(min = 1, max = 8000), regex(pattern = PROMPT_PATTERN))]
     pub prompt: String,
     /// Sampling parameters.
     pub parameters: Parameters,
@@ -244,10 +262,19 @@ impl JsonSchema for Metadata {
     }
 }
 
+/// Checks a prompt: not empty, not only whitespace, at most [`MAX_PROMPT_CHARS`].
+pub(crate) fn check_prompt(at: &Location<'_>, prompt: &str, out: &mut Violations) {
+    if prompt.chars().all(char::is_whitespace) {
+        out.push(at, Rule::Required);
+    } else {
+        out.check_chars(at, prompt, 1, MAX_PROMPT_CHARS);
+    }
+}
+
 impl Validate for GatewayPayload {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
         self.model_id.collect_violations(&at.key("modelId"), out);
-        out.check_chars(&at.key("prompt"), &self.prompt, 1, MAX_PROMPT_CHARS);
+        check_prompt(&at.key("prompt"), &self.prompt, out);
         self.parameters
             .collect_violations(&at.key("parameters"), out);
 
@@ -475,6 +502,28 @@ mod tests {
         let err = GatewayPayload::builder("m", "").build().unwrap_err();
         assert_eq!(err.violations()[0].path, "/prompt");
         assert_eq!(err.violations()[0].rule, Rule::Required);
+    }
+
+    #[test]
+    fn whitespace_only_prompt_is_refused_as_empty() {
+        for blank in [
+            " ",
+            "\t\n\r",
+            "\u{85}",
+            "\u{a0}\u{3000}",
+            "\u{2028} \u{2029}",
+        ] {
+            let err = GatewayPayload::builder("m", blank).build().unwrap_err();
+            assert_eq!(err.violations()[0].path, "/prompt", "{blank:?}");
+            assert_eq!(err.violations()[0].rule, Rule::Required, "{blank:?}");
+        }
+        // Not White_Space, so these are text.
+        for text in ["\u{feff}", "\u{200b}", " a ", "\u{3000}x"] {
+            assert!(
+                GatewayPayload::builder("m", text).build().is_ok(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

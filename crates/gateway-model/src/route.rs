@@ -7,7 +7,7 @@ use uuid::Uuid;
 
 use crate::audit::ModelAttempt;
 use crate::model_id::ModelId;
-use crate::payload::{MAX_PROMPT_CHARS, Metadata};
+use crate::payload::{Metadata, PROMPT_PATTERN, check_prompt};
 use crate::response::GatewayResponse;
 use crate::tuning::Tuning;
 use crate::validation::{Location, Validate, Violations};
@@ -33,8 +33,8 @@ pub struct RouteRequest {
     /// The route name, as configured.
     #[schemars(length(min = 1, max = 64))]
     pub route: String,
-    /// The prompt text: 1 to 8000 characters.
-    #[schemars(length(min = 1, max = 8000))]
+    /// The prompt text: 1 to 8000 characters, not all whitespace.
+    #[schemars(length(min = 1, max = 8000), regex(pattern = PROMPT_PATTERN))]
     pub prompt: String,
     /// The tuning level that picks the temperature (default `default`).
     #[serde(default)]
@@ -86,7 +86,7 @@ impl RouteRequest {
 impl Validate for RouteRequest {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
         out.check_chars(&at.key("route"), &self.route, 1, 64);
-        out.check_chars(&at.key("prompt"), &self.prompt, 1, MAX_PROMPT_CHARS);
+        check_prompt(&at.key("prompt"), &self.prompt, out);
         if let Some(key) = &self.sticky_key {
             out.check_chars(&at.key("stickyKey"), key, 1, MAX_STICKY_KEY_CHARS);
         }
@@ -147,5 +147,9 @@ mod tests {
         assert!(err.to_string().contains("colour"), "{err}");
         let err = RouteRequest::new("", "").validate().unwrap_err();
         assert!(err.has_path("/route") && err.has_path("/prompt"));
+        let err = RouteRequest::new("s", " \u{3000}\n")
+            .validate()
+            .unwrap_err();
+        assert!(err.has_path("/prompt"), "{err}");
     }
 }

@@ -13,8 +13,9 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gateway_model::{
-    GatewayPayload, MAX_FALLBACKS, MAX_METADATA_ENTRIES, MAX_PROMPT_CHARS, MAX_TOKENS_CAP,
-    Metadata, ModelId, Parameters, Rule, SafetyFilter, Validate, payload_format,
+    FormatCheck, GatewayPayload, MAX_FALLBACKS, MAX_METADATA_ENTRIES, MAX_PROMPT_CHARS,
+    MAX_TOKENS_CAP, Metadata, ModelId, Parameters, RouteRequest, Rule, SafetyFilter, Validate,
+    payload_format,
 };
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
@@ -237,4 +238,79 @@ fn rust_validator_and_json_schema_agree() {
         valid > 1000 && invalid > 1000,
         "valid {valid}, invalid {invalid}"
     );
+}
+
+/// Whether the Rust validator and the compiled schema accept `prompt`, as a payload's and
+/// as a route request's; panics if they disagree.
+fn prompt_accepted(prompt: &str, request_format: &FormatCheck) -> bool {
+    let payload = GatewayPayload::builder("model-gen-4", prompt).build_unchecked();
+    let request = RouteRequest::new("summarize", prompt);
+    let sides = [
+        ("payload, rust", payload.validate().is_ok()),
+        (
+            "payload, schema",
+            payload_format().is_valid(&serde_json::to_value(&payload).unwrap()),
+        ),
+        ("request, rust", request.validate().is_ok()),
+        (
+            "request, schema",
+            request_format.is_valid(&serde_json::to_value(&request).unwrap()),
+        ),
+    ];
+    assert!(
+        sides.iter().all(|(_, ok)| *ok == sides[0].1),
+        "validators disagree on {prompt:?}: {sides:?}"
+    );
+    sides[0].1
+}
+
+#[test]
+fn blank_prompts_agree_on_every_white_space_character() {
+    let request_format = FormatCheck::for_type::<RouteRequest>();
+    // Every character on its own is refused exactly when it is Unicode White_Space:
+    // each of the Basic Multilingual Plane (where every White_Space character lies)
+    // and a sample of the astral planes (a full sweep takes minutes in a debug build).
+    let astral = (0x1_0000..=0x10_FFFF)
+        .step_by(251)
+        .chain([0x1_F980, 0x10_FFFF]);
+    let mut white_space = Vec::new();
+    for c in (0..0x1_0000).chain(astral).filter_map(char::from_u32) {
+        let accepted = prompt_accepted(c.encode_utf8(&mut [0; 4]), &request_format);
+        assert_eq!(
+            accepted,
+            !c.is_whitespace(),
+            "{:?} (U+{:04X})",
+            c,
+            u32::from(c)
+        );
+        if !accepted {
+            white_space.push(c);
+        }
+    }
+    assert_eq!(
+        white_space.len(),
+        25,
+        "Unicode White_Space has 25 code points"
+    );
+
+    // U+FEFF is in JavaScript's `\s` but is not White_Space: a prompt of it is text.
+    // U+200B (zero width space) and U+180E (Mongolian vowel separator) are not either.
+    for text in [
+        "\u{feff}",
+        "\u{200b}",
+        "\u{180e}",
+        " \u{feff} ",
+        "\u{200b}\u{3000}",
+    ] {
+        assert!(prompt_accepted(text, &request_format), "{text:?}");
+    }
+    let all: String = white_space.iter().collect();
+    assert!(!prompt_accepted(&all, &request_format));
+    assert!(!prompt_accepted(&all.repeat(3), &request_format));
+    for one in ["a", "\u{feff}", "\u{200b}", "語", "🦀"] {
+        assert!(
+            prompt_accepted(&format!("{all}{one}{all}"), &request_format),
+            "{one:?}"
+        );
+    }
 }
