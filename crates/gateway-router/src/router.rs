@@ -693,13 +693,21 @@ impl Router {
 
         let (outcome, next, health, stats, code) = match result {
             Ok(answer) => match answer.json::<GatewayResponse>() {
-                Ok(response) => (
-                    Outcome::Success,
-                    Next::Answered(Box::new(response)),
-                    Health::Healthy,
-                    answer.stats,
-                    None,
-                ),
+                Ok(response) => {
+                    if let Some(usage) = &response.usage {
+                        state.metrics.tokens(
+                            u64::from(usage.prompt_tokens),
+                            u64::from(usage.completion_tokens),
+                        );
+                    }
+                    (
+                        Outcome::Success,
+                        Next::Answered(Box::new(response)),
+                        Health::Healthy,
+                        answer.stats,
+                        None,
+                    )
+                }
                 Err(e) => {
                     call.last_failure = Some(format!("{model}: {e}"));
                     (

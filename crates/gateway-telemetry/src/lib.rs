@@ -84,7 +84,7 @@ pub use exporter::{
 };
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{
-    AuditEvent, InFlightGuard, ModelMetrics, RetryReason, audit_event, describe, fallback,
-    limiter_wait, token_refresh,
+    AuditEvent, InFlightGuard, ModelMetrics, RetryReason, audit_event, build_info, describe,
+    fallback, http_request, limiter_wait, token_refresh,
 };
 pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};
