@@ -30,6 +30,14 @@ pub struct ServerConfig {
     pub drain_timeout_ms: u64,
     /// Largest request body accepted; a larger one is refused.
     pub request_body_max_bytes: u64,
+    /// Env var holding the API keys callers must present as `Authorization: Bearer
+    /// <key>` (comma-separated). Unset: no keys, and `serve` listens only on loopback
+    /// unless `--allow-unauthenticated` is given.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub api_keys_env: Option<String>,
+    /// Whether `/metrics` asks for a key too when keys are configured (default: open, for
+    /// scrapers that cannot send one).
+    pub metrics_require_key: bool,
 }
 
 impl Default for ServerConfig {
@@ -41,6 +49,8 @@ impl Default for ServerConfig {
             max_connections: DEFAULT_MAX_CONNECTIONS,
             drain_timeout_ms: 30_000,
             request_body_max_bytes: 1_048_576,
+            api_keys_env: None,
+            metrics_require_key: false,
         }
     }
 }
@@ -75,6 +85,7 @@ impl Bounded for ServerConfig {
         bounds::int!(max_connections, 1, 1_000_000),
         bounds::int!(drain_timeout_ms, 0, 3_600_000),
         bounds::int!(request_body_max_bytes, 1_024, 67_108_864),
+        bounds::text!(api_keys_env, super::credentials::ENV_VAR),
     ];
 }
 

@@ -73,8 +73,8 @@ impl Default for SidecarOptions {
 impl SidecarOptions {
     /// The options a configuration's `[server]` and `[metrics]` sections state.
     ///
-    /// A `[metrics] listen` that is not a socket address is an error naming the key
-    /// (a validated config never has one).
+    /// A `[metrics] listen` that is not a socket address, or an `api_keys_env` that is
+    /// unset or empty, is an error naming the key.
     pub fn from_config(config: &gateway_model::RouterConfig) -> Result<Self, String> {
         let server = &config.server;
         let metrics_listen = match &config.metrics.listen {
@@ -93,8 +93,13 @@ impl SidecarOptions {
             body_max_bytes: usize::try_from(server.request_body_max_bytes).unwrap_or(usize::MAX),
             drain: server.drain_timeout(),
             metrics_listen,
-            api_keys: ApiKeys::default(),
-            metrics_open: true,
+            api_keys: match &server.api_keys_env {
+                Some(name) => {
+                    ApiKeys::from_env(name).map_err(|e| format!("[server] api_keys_env: {e}"))?
+                }
+                None => ApiKeys::default(),
+            },
+            metrics_open: !server.metrics_require_key,
         })
     }
 }
@@ -201,6 +206,13 @@ impl Sidecar {
         Self::start_with(router, metrics, addr, options).await
     }
 
+    /// Whether serving `options` on `addr` would let anyone on the network route prompts:
+    /// a non-loopback address without API keys. `serve` refuses that unless told
+    /// `--allow-unauthenticated`.
+    pub fn is_open_to_the_network(addr: SocketAddr, options: &SidecarOptions) -> bool {
+        !addr.ip().is_loopback() && options.api_keys.is_empty()
+    }
+
     /// Binds `addr` (and `options.metrics_listen`) and serves until shut down.
     pub async fn start_with(
         router: Router,
@@ -208,6 +220,7 @@ impl Sidecar {
         addr: SocketAddr,
         options: SidecarOptions,
     ) -> std::io::Result<Self> {
+        gateway_telemetry::build_info("genesys-router", env!("CARGO_PKG_VERSION"));
         let listener = TcpListener::bind(addr).await?;
         let metrics_listener = match options.metrics_listen {
             Some(at) => Some(TcpListener::bind(at).await?),
