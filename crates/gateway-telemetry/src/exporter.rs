@@ -207,8 +207,9 @@ impl LocalMetrics {
 
     /// Runs `f` with this recorder current on this thread (`metrics::with_local_recorder`).
     ///
-    /// Handles created inside (such as [`ModelMetrics`](crate::ModelMetrics) or audit
-    /// sinks) stay bound to this recorder wherever they are used afterwards.
+    /// Handles created inside (such as [`ModelMetrics`](crate::ModelMetrics), or the
+    /// [`AuditCounters`](crate::AuditCounters) of an audit sink built there) stay bound to
+    /// this recorder wherever they are used afterwards.
     pub fn scope<T>(&self, f: impl FnOnce() -> T) -> T {
         metrics::with_local_recorder(&self.recorder, f)
     }

@@ -352,7 +352,8 @@ pub fn token_refresh(success: bool) {
     }
 }
 
-/// Records one audit event (the sinks in this crate record their own).
+/// Records one audit event (the sinks in `gateway-audit` count theirs through
+/// [`AuditCounters`]).
 pub fn audit_event(event: AuditEvent) {
     audit_counter(event).increment(1);
 }
@@ -369,23 +370,35 @@ fn audit_counter(event: AuditEvent) -> Counter {
     }
 }
 
-/// Cached audit counters, bound to the recorder current when the sink was built.
+/// The audit counter's handles for every event, cached once per sink.
+///
+/// Bound to the recorder that is current when `new` runs (as [`ModelMetrics`] are), so an
+/// audit sink creates its counters when it is built. Adding is a few atomic operations:
+/// no allocation, no label lookup.
 #[derive(Clone)]
-pub(crate) struct AuditCounters {
+pub struct AuditCounters {
     by_event: [Counter; AuditEvent::ALL.len()],
 }
 
 impl AuditCounters {
-    pub(crate) fn new() -> Self {
+    /// Registers every `event` series with the current recorder (all start at zero).
+    pub fn new() -> Self {
         Self {
             by_event: AuditEvent::ALL.map(audit_counter),
         }
     }
 
-    pub(crate) fn add(&self, event: AuditEvent, n: u64) {
+    /// Counts `n` entries to which `event` happened (nothing when `n` is zero).
+    pub fn add(&self, event: AuditEvent, n: u64) {
         if n > 0 {
             self.by_event[event.index()].increment(n);
         }
+    }
+}
+
+impl Default for AuditCounters {
+    fn default() -> Self {
+        Self::new()
     }
 }
 

@@ -13,6 +13,7 @@ use std::sync::{Arc, MutexGuard, PoisonError};
 use std::time::SystemTime;
 
 use bytes::Bytes;
+use gateway_telemetry::AuditEvent;
 use http::header::{CONTENT_TYPE, USER_AGENT};
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full, Limited};
@@ -22,17 +23,14 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
-use crate::audit::webhook::backoff::Backoff;
-use crate::audit::webhook::batch::Message;
-use crate::audit::webhook::signature::{
+use crate::webhook::backoff::Backoff;
+use crate::webhook::batch::Message;
+use crate::webhook::signature::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign, unix_seconds,
 };
-use crate::audit::webhook::spool::{
-    Record, Segment, Spool, into_messages, read_segment, rewrite_segment,
-};
-use crate::audit::webhook::{Shared, WebhookOptions};
-use crate::audit::{AuditError, EncodedEntry};
-use crate::recording::AuditEvent;
+use crate::webhook::spool::{Record, Segment, Spool, into_messages, read_segment, rewrite_segment};
+use crate::webhook::{Shared, WebhookOptions};
+use crate::{AuditError, EncodedEntry};
 
 pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
 

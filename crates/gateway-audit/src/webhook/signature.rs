@@ -9,7 +9,7 @@ use hmac::{Hmac, KeyInit, Mac};
 use http::HeaderMap;
 use sha2::Sha256;
 
-use crate::audit::webhook::WebhookSecret;
+use crate::webhook::WebhookSecret;
 
 /// Header carrying the message id.
 pub const HEADER_ID: &str = "webhook-id";

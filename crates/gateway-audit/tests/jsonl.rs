@@ -8,11 +8,14 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_model::{AuditConfig, FsyncPolicy};
-use gateway_telemetry::audit::rotated_path;
-use gateway_telemetry::{
+use gateway_audit::{
     AuditError, AuditSink, EncodedEntry, JsonlOptions, JsonlSink, SkipReason, read_jsonl,
+    rotated_path,
 };
+use gateway_model::{AuditConfig, FsyncPolicy};
+use gateway_telemetry::LocalMetrics;
+use gateway_telemetry::exposition::{parse, series};
+use gateway_telemetry::metric_names::AUDIT_ENTRIES_TOTAL;
 use tokio::time::Instant;
 use uuid::Uuid;
 
@@ -275,4 +278,30 @@ async fn a_failed_rotation_keeps_every_entry_and_retries_later() {
     all.extend(current);
     assert_eq!(all, written);
     sink.shutdown(soon()).await.unwrap();
+}
+
+/// The sink counts each line it writes in the recorder that was current when it was
+/// built, wherever it writes afterwards (as the Prometheus text of the router shows).
+#[test]
+fn written_lines_are_counted_in_the_recorder_the_sink_was_built_under() {
+    let metrics = LocalMetrics::new();
+    let other = LocalMetrics::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = metrics.scope(|| {
+        JsonlSink::open_with(dir.path().join("audit.jsonl"), JsonlOptions::default()).unwrap()
+    });
+    other.scope(|| {
+        for n in 0..3 {
+            sink.append(&EncodedEntry::encode(&entries::entry(n)).unwrap())
+                .unwrap();
+        }
+    });
+    let written = series(AUDIT_ENTRIES_TOTAL, &[("event", "written")]);
+    let counted = parse(&metrics.render()).unwrap();
+    assert_eq!(counted.get(&written), Some(&3.0), "{counted:?}");
+    assert_eq!(
+        counted.get(&series(AUDIT_ENTRIES_TOTAL, &[("event", "dropped")])),
+        Some(&0.0)
+    );
+    assert_eq!(parse(&other.render()).unwrap().get(&written), None);
 }

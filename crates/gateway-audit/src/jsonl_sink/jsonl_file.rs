@@ -9,9 +9,9 @@ use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use gateway_model::FsyncPolicy;
 use tokio::sync::watch;
 
-use crate::audit::AuditError;
-use crate::audit::jsonl_sink::failed_ranges::FailedRanges;
-use crate::audit::jsonl_sink::{JsonlOptions, rotated_path};
+use crate::AuditError;
+use crate::jsonl_sink::failed_ranges::FailedRanges;
+use crate::jsonl_sink::{JsonlOptions, rotated_path};
 
 /// Rotated files whose sync is still pending before one is synced inline.
 const MAX_RETIRED: usize = 16;

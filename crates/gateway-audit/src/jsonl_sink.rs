@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
 use gateway_model::{AuditConfig, FsyncPolicy};
+use gateway_telemetry::{AuditCounters, AuditEvent};
 use tokio::time::Instant;
 
-use crate::audit::{AuditError, AuditFuture, AuditSink, EncodedEntry};
-use crate::recording::{AuditCounters, AuditEvent};
+use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 
 use group_commit::GroupCommit;
 use jsonl_file::{JsonlFile, OsSync, SyncFile};

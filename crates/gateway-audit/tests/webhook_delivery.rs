@@ -13,9 +13,10 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway_audit::AuditSink;
+use gateway_audit::webhook::{WebhookBatch, WebhookOptions, WebhookSecret, WebhookSink};
 use gateway_model::WebhookConfig;
-use gateway_telemetry::audit::webhook::WebhookBatch;
-use gateway_telemetry::{AuditSink, LocalMetrics, WebhookOptions, WebhookSecret, WebhookSink};
+use gateway_telemetry::LocalMetrics;
 use http::StatusCode;
 use tokio::time::Instant;
 use uuid::Uuid;
@@ -292,10 +293,7 @@ async fn shutdown_spools_within_its_deadline_when_the_receiver_hangs() {
         .await
         .unwrap_err();
     assert!(
-        matches!(
-            err,
-            gateway_telemetry::AuditError::Timeout { pending: 100, .. }
-        ),
+        matches!(err, gateway_audit::AuditError::Timeout { pending: 100, .. }),
         "{err}"
     );
     // Shutdown cuts the hanging POST off half-way to its deadline and spools everything.

@@ -13,7 +13,7 @@ use uuid::Uuid;
 
 use super::jsonl_file::SyncFile;
 use super::{JsonlOptions, JsonlSink};
-use crate::audit::{AuditError, AuditSink, EncodedEntry};
+use crate::{AuditError, AuditSink, EncodedEntry};
 
 /// What the injected sync does on one call.
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 //! Measures the per-call cost of the router's hot path: metrics, stats, encoding an audit
 //! entry, appending it to the JSONL file, and handing it to the webhook sink.
 //!
-//! Run with `cargo run --release -p gateway-telemetry --example hot_path`.
+//! Run with `cargo run --release -p gateway-audit --example hot_path`.
 
 use std::convert::Infallible;
 use std::hint::black_box;
@@ -10,13 +10,12 @@ use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use chrono::Utc;
+use gateway_audit::webhook::{WebhookOptions, WebhookSecret, WebhookSink};
+use gateway_audit::{AuditSink, EncodedEntry, FanOut, JsonlOptions, JsonlSink, PromptDigest};
 use gateway_model::{
     AuditEntry, FsyncPolicy, Metadata, ModelAttempt, ModelId, Outcome, Tuning, WebhookConfig,
 };
-use gateway_telemetry::{
-    AuditSink, EncodedEntry, FanOut, JsonlOptions, JsonlSink, LocalMetrics, ModelMetrics,
-    PromptDigest, Stats, WebhookOptions, WebhookSecret, WebhookSink,
-};
+use gateway_telemetry::{LocalMetrics, ModelMetrics, Stats};
 use http_body_util::{BodyExt, Full};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;

@@ -4,13 +4,14 @@
 //!   when the queue is full it is appended to the spool instead (synced to disk).
 //! - A background task POSTs messages of up to `batch_size` entries as
 //!   `{"entries": [...]}` ([`WebhookBatch`]), signed per Standard Webhooks
-//!   ([`signature`]). A 2xx answer delivers the message. Its `webhook-id` (`msg_` plus
-//!   32 hex digits derived from its entry ids) and its body are fixed when it is formed
-//!   and stay so until it is delivered, through every retry and across restarts: each
-//!   entry travels in one message only, and entries that arrive while a message waits go
-//!   into later messages. Only the `webhook-timestamp` (and so the signature) is fresh on
-//!   every attempt. Receivers may deduplicate on the `webhook-id` or on each entry's
-//!   `id` ([`AuditEntry::id`](gateway_model::AuditEntry::id)).
+//!   ([`sign`]; receivers check with [`verify_headers`]). A 2xx answer delivers the
+//!   message. Its `webhook-id` (`msg_` plus 32 hex digits derived from its entry ids) and
+//!   its body are fixed when it is formed and stay so until it is delivered, through
+//!   every retry and across restarts: each entry travels in one message only, and
+//!   entries that arrive while a message waits go into later messages. Only the
+//!   `webhook-timestamp` (and so the signature) is fresh on every attempt. Receivers may
+//!   deduplicate on the `webhook-id` or on each entry's `id`
+//!   ([`AuditEntry::id`](gateway_model::AuditEntry::id)).
 //! - Any other answer, a connection error or a timeout spools the message as it is; the
 //!   spool is then replayed in order, with exponential backoff and jitter between failed
 //!   attempts, until the receiver answers 2xx. Entries spooled before any attempt are
@@ -34,7 +35,7 @@ mod backoff;
 mod batch;
 mod delivery_report;
 mod secret;
-pub mod signature;
+mod signature;
 mod spool;
 mod worker;
 
@@ -51,12 +52,15 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use crate::audit::{AuditError, AuditFuture, AuditSink, EncodedEntry};
+use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 
 pub use batch::WebhookBatch;
 pub use delivery_report::DeliveryReport;
 pub use secret::{MAX_KEY_BYTES, MIN_KEY_BYTES, SECRET_PREFIX, SecretError, WebhookSecret};
-pub use signature::{DEFAULT_TOLERANCE, SignatureError, sign, verify, verify_headers};
+pub use signature::{
+    DEFAULT_TOLERANCE, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SignatureError, sign,
+    unix_seconds, verify, verify_headers,
+};
 
 use delivery_report::DeliveryCounters;
 use spool::{Record, Spool};

@@ -15,7 +15,7 @@ impl PromptDigest {
     /// Digests `prompt`.
     ///
     /// ```
-    /// let d = gateway_telemetry::PromptDigest::of("héllo");
+    /// let d = gateway_audit::PromptDigest::of("héllo");
     /// assert_eq!(d.chars, 5);
     /// assert_eq!(d.sha256.len(), 64);
     /// ```

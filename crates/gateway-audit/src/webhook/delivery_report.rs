@@ -2,9 +2,8 @@
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
+use gateway_telemetry::{AuditCounters, AuditEvent};
 use tokio::sync::watch;
-
-use crate::recording::{AuditCounters, AuditEvent};
 
 /// Counts of what the webhook sink did with entries, readable at any time.
 ///

@@ -5,8 +5,8 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
 use tokio::sync::watch;
 
-use crate::audit::AuditError;
-use crate::audit::jsonl_sink::failed_ranges::FailedRanges;
+use crate::AuditError;
+use crate::jsonl_sink::failed_ranges::FailedRanges;
 
 /// Lines waiting to be written by whichever caller leads the next write.
 #[derive(Default)]

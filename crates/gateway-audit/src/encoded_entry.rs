@@ -4,7 +4,7 @@ use bytes::Bytes;
 use gateway_model::AuditEntry;
 use uuid::Uuid;
 
-use crate::audit::error::AuditError;
+use crate::error::AuditError;
 
 /// An audit entry encoded once as one JSON line (JSON plus `\n`), cheap to clone and to
 /// hand to several sinks.

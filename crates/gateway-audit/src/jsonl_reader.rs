@@ -7,7 +7,7 @@ use std::path::Path;
 
 use gateway_model::AuditEntry;
 
-use crate::audit::AuditError;
+use crate::AuditError;
 
 /// Longest line read; a longer one is skipped as [`SkipReason::TooLong`].
 pub const MAX_LINE_BYTES: usize = 1 << 20;

@@ -1,8 +1,8 @@
 //! Builds realistic audit entries for tests.
 
 use chrono::Utc;
+use gateway_audit::PromptDigest;
 use gateway_model::{AuditEntry, Metadata, ModelAttempt, ModelId, Outcome, Tuning};
-use gateway_telemetry::PromptDigest;
 use uuid::Uuid;
 
 /// A complete audit entry; `n` makes the request ids distinct and the prompt different.

@@ -5,7 +5,7 @@ use gateway_model::AuditEntry;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::audit::EncodedEntry;
+use crate::EncodedEntry;
 
 /// The JSON body of one webhook POST: `{"entries": [AuditEntry, ...]}`, in spool order.
 ///

@@ -2,11 +2,12 @@
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use gateway_model::WebhookConfig;
-use gateway_telemetry::audit::webhook::{
-    DEFAULT_TOLERANCE, SecretError, SignatureError, sign, verify, verify_headers,
+use gateway_audit::webhook::{
+    DEFAULT_TOLERANCE, SecretError, SignatureError, WebhookOptions, WebhookSecret, WebhookSink,
+    sign, verify, verify_headers,
 };
-use gateway_telemetry::{AuditError, AuditSink, WebhookOptions, WebhookSecret, WebhookSink};
+use gateway_audit::{AuditError, AuditSink};
+use gateway_model::WebhookConfig;
 use http::{HeaderMap, HeaderValue};
 
 const SPEC_SECRET: &str = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";

@@ -18,8 +18,8 @@ use bytes::Bytes;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::audit::webhook::batch::Message;
-use crate::audit::{AuditError, EncodedEntry};
+use crate::webhook::batch::Message;
+use crate::{AuditError, EncodedEntry};
 
 /// One line of a segment.
 #[derive(Debug, Clone)]

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use tokio::time::Instant;
 
-use crate::audit::{AuditError, AuditFuture, AuditSink, EncodedEntry};
+use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 
 /// Writes every entry to each of its sinks, in order, encoding it once.
 ///

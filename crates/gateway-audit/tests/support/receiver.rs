@@ -9,9 +9,9 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use gateway_telemetry::WebhookSecret;
-use gateway_telemetry::audit::webhook::signature::HEADER_ID;
-use gateway_telemetry::audit::webhook::{DEFAULT_TOLERANCE, WebhookBatch, verify_headers};
+use gateway_audit::webhook::{
+    DEFAULT_TOLERANCE, HEADER_ID, WebhookBatch, WebhookSecret, verify_headers,
+};
 use http::{Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Incoming;
