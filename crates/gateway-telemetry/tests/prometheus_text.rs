@@ -7,7 +7,7 @@ use gateway_model::Outcome;
 use gateway_telemetry::metric_names::{
     ATTEMPTS_TOTAL, AUDIT_ENTRIES_TOTAL, FALLBACKS_TOTAL, IN_FLIGHT_REQUESTS, LIMITER_WAIT_BUCKETS,
     LIMITER_WAIT_SECONDS, OVERHEAD_BUCKETS, OVERHEAD_SECONDS, REQUEST_DURATION_BUCKETS,
-    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL,
+    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL, TOKENS_TOTAL,
 };
 use gateway_telemetry::{
     AuditCounters, AuditEvent, InFlightGuard, LocalMetrics, ModelMetrics, RetryReason, audit_event,
@@ -149,6 +149,15 @@ fn expected_series() -> BTreeMap<Series, f64> {
     expected.insert(series(ATTEMPTS_TOTAL, &[("model", "model-b")]), 1.0);
     expected.insert(series(IN_FLIGHT_REQUESTS, &[("model", "model-a")]), 0.0);
     expected.insert(series(IN_FLIGHT_REQUESTS, &[("model", "model-b")]), 1.0);
+    // Token counters start at zero for every model (nothing here reports usage).
+    for model in ["model-a", "model-b"] {
+        for kind in ["prompt", "completion"] {
+            expected.insert(
+                series(TOKENS_TOTAL, &[("model", model), ("kind", kind)]),
+                0.0,
+            );
+        }
+    }
     histogram(
         &mut expected,
         REQUEST_DURATION_SECONDS,
