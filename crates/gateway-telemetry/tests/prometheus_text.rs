@@ -115,6 +115,18 @@ fn record_known_sequence(metrics: &LocalMetrics) -> InFlightGuard {
 }
 
 /// Every series the known sequence should render, with its value.
+/// Token counters start at zero for every model (nothing here reports usage).
+fn expect_zero_token_counters(expected: &mut BTreeMap<Series, f64>) {
+    for model in ["model-a", "model-b"] {
+        for kind in ["prompt", "completion"] {
+            expected.insert(
+                series(TOKENS_TOTAL, &[("model", model), ("kind", kind)]),
+                0.0,
+            );
+        }
+    }
+}
+
 fn expected_series() -> BTreeMap<Series, f64> {
     let mut expected = BTreeMap::new();
     for (model, counts) in [
