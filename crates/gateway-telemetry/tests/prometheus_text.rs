@@ -161,15 +161,7 @@ fn expected_series() -> BTreeMap<Series, f64> {
     expected.insert(series(ATTEMPTS_TOTAL, &[("model", "model-b")]), 1.0);
     expected.insert(series(IN_FLIGHT_REQUESTS, &[("model", "model-a")]), 0.0);
     expected.insert(series(IN_FLIGHT_REQUESTS, &[("model", "model-b")]), 1.0);
-    // Token counters start at zero for every model (nothing here reports usage).
-    for model in ["model-a", "model-b"] {
-        for kind in ["prompt", "completion"] {
-            expected.insert(
-                series(TOKENS_TOTAL, &[("model", model), ("kind", kind)]),
-                0.0,
-            );
-        }
-    }
+    expect_zero_token_counters(&mut expected);
     histogram(
         &mut expected,
         REQUEST_DURATION_SECONDS,
