@@ -28,7 +28,7 @@ pub enum ConfigError {
 }
 
 /// Reads, parses and validates a TOML config, then applies env overrides
-/// (`GENESYS_REGION` replaces the environment's region or explicit hosts).
+/// (`GENESYS_REGION` replaces the environment's region; see [`apply_env_overrides`]).
 pub fn load_config(path: &Path) -> Result<RouterConfig, ConfigError> {
     let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
         path: path.to_owned(),
@@ -46,18 +46,34 @@ pub fn load_config(path: &Path) -> Result<RouterConfig, ConfigError> {
     Ok(config)
 }
 
-/// Applies env overrides read through `lookup`: a non-empty `GENESYS_REGION` sets the
-/// region and drops explicit hosts. Secrets are never in the config: they are read from
-/// the env vars the config names, when the token source is built.
-pub fn apply_env_overrides(config: &mut RouterConfig, lookup: impl Fn(&str) -> Option<String>) {
-    if let Some(region) = lookup(ENV_REGION)
+/// Applies env overrides read through `lookup`: a non-empty `GENESYS_REGION` replaces
+/// the config's `region`. It never replaces an explicit `api_base`: a file that names its
+/// hosts (a private gateway, the local simulator) keeps them, and a warning says the env
+/// var was ignored, so a region left in a shell cannot send traffic to Genesys Cloud
+/// unasked. Returns whether the override was applied.
+///
+/// Secrets are never in the config: they are read from the env vars the config names,
+/// when the token source is built.
+pub fn apply_env_overrides(
+    config: &mut RouterConfig,
+    lookup: impl Fn(&str) -> Option<String>,
+) -> bool {
+    let Some(region) = lookup(ENV_REGION)
         .map(|r| r.trim().to_owned())
         .filter(|r| !r.is_empty())
-    {
-        config.environment.region = Some(region);
-        config.environment.api_base = None;
-        config.environment.login_base = None;
+    else {
+        return false;
+    };
+    if let Some(api_base) = &config.environment.api_base {
+        tracing::warn!(
+            %region,
+            %api_base,
+            "{ENV_REGION} is ignored: the config names its hosts (api_base), which win"
+        );
+        return false;
     }
+    config.environment.region = Some(region);
+    true
 }
 
 #[cfg(test)]
@@ -65,19 +81,29 @@ mod tests {
     use super::*;
 
     #[test]
-    fn region_env_replaces_explicit_hosts() {
+    fn region_env_never_replaces_explicit_hosts() {
+        let region = |n: &str| (n == "GENESYS_REGION").then(|| "eu-west-1".to_owned());
         let mut config = RouterConfig::from_toml_str(
             "[environment]\napi_base = \"http://127.0.0.1:9\"\n[routes.a]\nmodel = \"m\"\n",
         )
         .unwrap();
-        apply_env_overrides(&mut config, |n| {
-            (n == "GENESYS_REGION").then(|| "eu-west-1".to_owned())
-        });
+        assert!(!apply_env_overrides(&mut config, region));
+        assert_eq!(
+            config.environment.resolve().unwrap().api_base,
+            "http://127.0.0.1:9",
+            "the file's hosts win"
+        );
+
+        let mut config = RouterConfig::from_toml_str(
+            "[environment]\nregion = \"us-east-1\"\n[routes.a]\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        assert!(apply_env_overrides(&mut config, region));
         assert_eq!(
             config.environment.resolve().unwrap().api_base,
             "https://api.mypurecloud.ie"
         );
-        apply_env_overrides(&mut config, |_| Some(" ".into()));
+        assert!(!apply_env_overrides(&mut config, |_| Some(" ".into())));
         assert_eq!(config.environment.region.as_deref(), Some("eu-west-1"));
     }
 
