@@ -19,7 +19,7 @@ commands:
   schema            write schemas/*.schema.json from the Rust types
   schema --check    fail (naming each file) if schemas/ differs from the code
   ci                fmt, clippy, tests + doctests, schema --check, docs, bench --quick
-  bench [--quick]   release benchmarks; results in target/bench/results.json
+  bench [--quick]   benchmarks (bench profile); results in target/bench/results.json
 ";
 
 fn main() -> ExitCode {

@@ -40,6 +40,8 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Validate a config file and print every problem with its path.
     CheckConfig(CheckConfigArgs),
+    /// Probe a running sidecar (exit 0 on a 2xx answer, else 1): a container health check.
+    Healthcheck(HealthcheckArgs),
 }
 
 /// `route`.
@@ -136,6 +138,17 @@ pub struct SchemaArgs {
 pub struct CheckConfigArgs {
     /// The config file (TOML).
     pub file: PathBuf,
+}
+
+/// `healthcheck`.
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The URL to GET (plain http).
+    #[arg(default_value = "http://127.0.0.1:8787/healthz")]
+    pub url: http::Uri,
+    /// Give up after this many seconds (1 to 60).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub timeout_secs: u64,
 }
 
 /// A tuning level on the command line.

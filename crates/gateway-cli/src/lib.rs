@@ -12,5 +12,6 @@
 pub mod args;
 pub mod commands;
 pub mod demo;
+pub mod healthcheck;
 pub mod report;
 pub mod signal;

@@ -1,10 +1,10 @@
-//! `genesys-router`: route, serve, demo, sim, schema, check-config.
+//! `genesys-router`: route, serve, demo, sim, schema, check-config, healthcheck.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use gateway_cli::args::{Cli, Command};
-use gateway_cli::{commands, demo};
+use gateway_cli::{commands, demo, healthcheck};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
@@ -59,6 +59,7 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Sim(args) => commands::sim(args).await,
         Command::Schema(args) => commands::schema(&args),
         Command::CheckConfig(args) => Ok(commands::check_config(&args)),
+        Command::Healthcheck(args) => Ok(healthcheck::healthcheck(&args).await),
     }
 }
 
