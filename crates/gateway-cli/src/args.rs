@@ -6,19 +6,28 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use gateway_model::Tuning;
 
+use crate::logging::LogFormat;
+
 /// Routes LLM prompts to the Genesys Cloud AI Gateway: deterministic model selection,
 /// temperature tuning, fallback chains, metrics and an audit trail.
 #[derive(Debug, Parser)]
 #[command(name = "genesys-router", version, propagate_version = true)]
 pub struct Cli {
-    /// Log filter (tracing's `RUST_LOG` syntax), such as `info` or `gateway_router=debug`.
+    /// Log filter (tracing's `RUST_LOG` syntax), such as `info` or `gateway_router=debug`
+    /// [default: `GENESYS_ROUTER_LOG`, else `RUST_LOG`, else `warn`].
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+
+    /// Log format on stderr: `text`, coloured on a terminal unless `NO_COLOR` is set, or
+    /// `json`, one object per line.
     #[arg(
         long,
         global = true,
-        env = "GENESYS_ROUTER_LOG",
-        default_value = "warn"
+        value_enum,
+        env = "GENESYS_ROUTER_LOG_FORMAT",
+        default_value_t = LogFormat::Text
     )]
-    pub log: String,
+    pub log_format: LogFormat,
 
     /// What to do.
     #[command(subcommand)]

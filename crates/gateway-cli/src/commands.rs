@@ -12,6 +12,7 @@ use gateway_sim::Sim;
 use gateway_telemetry::MetricsHandle;
 
 use crate::args::{CheckConfigArgs, RouteArgs, SchemaArgs, ServeArgs, SimArgs};
+use crate::console;
 use crate::signal::termination;
 use gateway_server::{Sidecar, SidecarOptions};
 
@@ -19,7 +20,7 @@ use gateway_server::{Sidecar, SidecarOptions};
 pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
     let config = load_config(&args.config)?;
     if config.metrics.listen.is_some() {
-        eprintln!("note: [metrics] listen applies to `serve` only; `route` serves nothing");
+        console::info("note: [metrics] listen applies to `serve` only; `route` serves nothing");
     }
     let router = Router::builder(config)
         .build()
@@ -48,35 +49,35 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
     let outcome = match result {
         Ok(outcome) => outcome,
         Err(err) => {
-            eprintln!("error: {err}");
+            console::error(&err);
             if let Some(trace) = err.trace() {
                 for attempt in &trace.models_tried {
-                    eprintln!(
+                    console::info(format_args!(
                         "  tried {}: {} ({} attempt{})",
                         attempt.model_id,
                         attempt.outcome,
                         attempt.attempts,
                         if attempt.attempts == 1 { "" } else { "s" }
-                    );
+                    ));
                 }
             }
             return Ok(1);
         }
     };
     if let Err(e) = flushed {
-        eprintln!("warning: the audit trail could not be flushed: {e}");
+        console::warn(format_args!("the audit trail could not be flushed: {e}"));
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&outcome)?);
     } else {
         println!("{}", outcome.response.output);
-        eprintln!(
+        console::info(format_args!(
             "({} answered via route {}, {} attempt(s), {:.1} ms)",
             outcome.served_model,
             outcome.route,
             outcome.attempts,
             outcome.latency_us as f64 / 1000.0
-        );
+        ));
     }
     Ok(0)
 }
@@ -136,13 +137,13 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<i32> {
     }
     let sim = builder.start().await?;
     let base = sim.base_url();
-    eprintln!("gateway-sim listening on {base}");
-    eprintln!(
+    console::info(format_args!("gateway-sim listening on {base}"));
+    console::info(format_args!(
         "  token:   curl -u sim-client:sim-secret -d grant_type=client_credentials {base}/oauth/token"
-    );
-    eprintln!(
+    ));
+    console::info(format_args!(
         "  admin:   curl {base}/__admin/counters   (see `cargo doc -p gateway-sim` for the admin API)"
-    );
+    ));
     termination().await;
     sim.shutdown().await;
     Ok(0)

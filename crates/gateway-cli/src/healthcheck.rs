@@ -77,7 +77,7 @@ pub async fn healthcheck(args: &HealthcheckArgs) -> i32 {
     match probe(&args.url, Duration::from_secs(args.timeout_secs)).await {
         Ok(_) => 0,
         Err(e) => {
-            eprintln!("unhealthy: {e}");
+            crate::console::info(format_args!("unhealthy: {e}"));
             1
         }
     }

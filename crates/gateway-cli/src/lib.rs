@@ -11,7 +11,9 @@
 
 pub mod args;
 pub mod commands;
+pub mod console;
 pub mod demo;
 pub mod healthcheck;
+pub mod logging;
 pub mod report;
 pub mod signal;
