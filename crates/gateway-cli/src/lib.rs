@@ -13,6 +13,7 @@ pub mod args;
 pub mod commands;
 pub mod console;
 pub mod demo;
+pub mod exit;
 pub mod healthcheck;
 pub mod logging;
 pub mod report;

@@ -1,9 +1,11 @@
-//! `genesys-router`: route, serve, demo, sim, schema, check-config, healthcheck.
+//! `genesys-router`: route, serve, demo, sim, schema, check-config, healthcheck,
+//! completions, man.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use gateway_cli::args::{Cli, Command};
+use gateway_cli::exit::{self, Exit};
 use gateway_cli::logging::{self, LogFormat};
 use gateway_cli::{commands, console, demo, healthcheck};
 
@@ -12,7 +14,7 @@ fn main() -> ExitCode {
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format) {
         // A bad filter is a usage error, like a bad flag (clap exits 2 for those).
         eprintln!("error: {e}");
-        return ExitCode::from(2);
+        return Exit::Usage.into();
     }
     let log_format = cli.log_format;
 
@@ -23,7 +25,7 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e) => {
             console::error(format_args!("cannot start the async runtime: {e}"));
-            return ExitCode::FAILURE;
+            return Exit::Failure.into();
         }
     };
     let result = runtime.block_on(run(cli.command, log_format));
@@ -31,8 +33,8 @@ fn main() -> ExitCode {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            console::error(format_args!("{e:#}"));
-            ExitCode::FAILURE
+            exit::report(&e);
+            exit::classify(&e).into()
         }
     }
 }
@@ -63,6 +65,8 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<i32> {
         Command::Schema(args) => commands::schema(&args),
         Command::CheckConfig(args) => Ok(commands::check_config(&args)),
         Command::Healthcheck(args) => Ok(healthcheck::healthcheck(&args).await),
+        Command::Completions(args) => Ok(commands::completions(&args)),
+        Command::Man(args) => commands::man(&args),
     }
 }
 

@@ -179,7 +179,11 @@ fn check_config_accepts_the_example_and_lists_every_problem_of_a_bad_file() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an invalid config exits 3: {stdout}"
+    );
     for path in [
         "/environment/region",
         "/routes/a/fallbacks/0",

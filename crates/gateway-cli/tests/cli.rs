@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sim, SimHandle};
+use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, Sim, SimHandle};
 
 const BIN: &str = env!("CARGO_BIN_EXE_genesys-router");
 
@@ -157,5 +157,194 @@ fn an_invalid_filter_is_a_usage_error_with_the_reason() {
             "names the filter and why: {text}"
         );
         assert!(output.stdout.is_empty(), "the command did not run");
+    }
+}
+
+/// The JSON document `route --json` printed on stdout.
+fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(output)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_2_for_usage_errors() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let bad_flag = run(route(&config, &["--bogus"])).await;
+    assert_eq!(bad_flag.status.code(), Some(2), "{}", stderr(&bad_flag));
+
+    let mut unknown_route = cli(&["route", "--route", "nope", "--prompt", "hi", "--json"]);
+    unknown_route.arg("--config").arg(&config);
+    let unknown_route = run(unknown_route).await;
+    assert_eq!(
+        unknown_route.status.code(),
+        Some(2),
+        "{}",
+        stderr(&unknown_route)
+    );
+    assert!(stderr(&unknown_route).contains("unknown route `nope`"));
+    let body = stdout_json(&unknown_route);
+    assert_eq!(body["code"], "router.unknown.route");
+    assert_eq!(body["exitCode"], 2);
+    assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_for_an_invalid_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[environment]\nregion = \"moon-1\"\n[routes.a]\nmodel = \"m\"\n",
+    )
+    .unwrap();
+
+    let routed = run(route(&bad, &["--json"])).await;
+    assert_eq!(routed.status.code(), Some(3), "{}", stderr(&routed));
+    let body = stdout_json(&routed);
+    assert_eq!(body["code"], "cli.config.invalid");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("/environment/region"),
+        "{body}"
+    );
+
+    let mut checked = cli(&["check-config", "--json"]);
+    checked.arg(&bad);
+    let checked = run(checked).await;
+    assert_eq!(checked.status.code(), Some(3));
+    let report = stdout_json(&checked);
+    assert_eq!(report["valid"], false);
+    assert_eq!(
+        report["problems"][0]["path"], "/environment/region",
+        "{report}"
+    );
+
+    let missing = run(route(&dir.path().join("absent.toml"), &[])).await;
+    assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_4_for_missing_credentials_with_the_cause_printed_once() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let mut command = route(&config, &["--json"]);
+    command.env_remove("GENESYS_CLIENT_ID");
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert_eq!(
+        text.matches("GENESYS_CLIENT_ID is not set").count(),
+        1,
+        "each cause once: {text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let body = stdout_json(&output);
+    assert_eq!(body["code"], "cli.credentials");
+    assert_eq!(body["exitCode"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_4_when_the_login_host_refuses_the_credentials() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let mut command = route(&config, &["--json"]);
+    command.env("GENESYS_CLIENT_SECRET", "not-the-secret");
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("rejected"), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("not-the-secret"),
+        "the secret never reaches the output"
+    );
+    let body = stdout_json(&output);
+    assert_eq!(body["code"], "router.no.token");
+    assert_eq!(body["exitCode"], 4);
+    assert_eq!(sim.counters().prompt_requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_5_when_every_model_fails_upstream() {
+    let sim = Sim::builder()
+        .model_behaviour(
+            "model-gen-4",
+            Behaviour {
+                errors: vec![ErrorRate {
+                    status: 503,
+                    rate: 1.0,
+                }],
+                ..Behaviour::default()
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let output = run(route(&config, &["--json"])).await;
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.starts_with("error: every model of route `summarize` failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  tried model-gen-4: upstream_error"),
+        "{text}"
+    );
+    let body = stdout_json(&output);
+    assert_eq!(body["code"], "router.all.models.failed");
+    assert_eq!(body["status"], 502);
+    assert_eq!(body["exitCode"], 5);
+    assert!(body["contextId"].is_string(), "the correlation id: {body}");
+    assert_eq!(body["modelsTried"][0]["modelId"], "model-gen-4", "{body}");
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let output = cli(&["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}: {}", stderr(&output));
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            script.contains("genesys-router") && script.contains("check-config"),
+            "{shell}: {script}"
+        );
+    }
+    let bad = cli(&["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+
+    let man = cli(&["man"]).output().unwrap();
+    assert!(man.status.success(), "{}", stderr(&man));
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.contains(".TH genesys-router 1"), "{page}");
+    assert!(
+        page.contains("Exit codes"),
+        "the exit code table is in the page"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let written = cli(&["man", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(written.status.success(), "{}", stderr(&written));
+    for page in [
+        "genesys-router.1",
+        "genesys-router-route.1",
+        "genesys-router-serve.1",
+    ] {
+        assert!(dir.path().join(page).exists(), "{page}");
     }
 }
