@@ -29,10 +29,8 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
     let json = args.json;
     let result = route_once(args).await;
     if json && let Err(e) = &result {
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&crate::exit::json_error(e))?
-        );
+        let body = serde_json::to_string_pretty(&crate::exit::json_error(e))?;
+        write_stdout(format!("{body}\n").as_bytes())?;
     }
     result
 }
@@ -72,9 +70,9 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     // The caller reports the failure (and the models it tried) once, with its exit code.
     let outcome = result?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        write_stdout(format!("{}\n", serde_json::to_string_pretty(&outcome)?).as_bytes())?;
     } else {
-        println!("{}", outcome.response.output);
+        write_stdout(format!("{}\n", outcome.response.output).as_bytes())?;
         console::info(format_args!(
             "({} answered via route {}, {} attempt(s), {:.1} ms)",
             outcome.served_model,
@@ -183,32 +181,46 @@ pub fn schema(args: &SchemaArgs) -> anyhow::Result<i32> {
 }
 
 /// `completions`: the completion script for `shell`, on stdout.
-pub fn completions(args: &CompletionsArgs) -> i32 {
-    let mut command = Cli::command();
+pub fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
+    // Into a buffer first: clap_complete panics when its writer fails.
+    let mut script = Vec::new();
     clap_complete::generate(
         args.shell,
-        &mut command,
+        &mut Cli::command(),
         "genesys-router",
-        &mut std::io::stdout(),
+        &mut script,
     );
-    0
+    write_stdout(&script)?;
+    Ok(0)
 }
 
 /// `man`: the man page on stdout, or every page written to `--out`.
 pub fn man(args: &ManArgs) -> anyhow::Result<i32> {
     let command = Cli::command();
-    match &args.out {
-        Some(dir) => {
-            std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-            clap_mangen::generate_to(command, dir)
-                .with_context(|| format!("writing the man pages to {}", dir.display()))?;
-            println!("wrote the man pages to {}", dir.display());
-        }
-        None => clap_mangen::Man::new(command)
-            .render(&mut std::io::stdout())
-            .context("writing the man page")?,
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        clap_mangen::generate_to(command, dir)
+            .with_context(|| format!("writing the man pages to {}", dir.display()))?;
+        write_stdout(format!("wrote the man pages to {}\n", dir.display()).as_bytes())?;
+        return Ok(0);
     }
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut page)
+        .context("rendering the man page")?;
+    write_stdout(&page)?;
     Ok(0)
+}
+
+/// Writes `bytes` to stdout, where `println!` would panic on a failed write. A reader
+/// that stops early (`| head`) is no failure.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e).context("writing to standard output"),
+    }
 }
 
 /// `check-config`: every problem with its path, or a short summary (as JSON with

@@ -65,7 +65,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<i32> {
         Command::Schema(args) => commands::schema(&args),
         Command::CheckConfig(args) => Ok(commands::check_config(&args)),
         Command::Healthcheck(args) => Ok(healthcheck::healthcheck(&args).await),
-        Command::Completions(args) => Ok(commands::completions(&args)),
+        Command::Completions(args) => commands::completions(&args),
         Command::Man(args) => commands::man(&args),
     }
 }

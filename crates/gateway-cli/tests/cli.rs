@@ -348,3 +348,17 @@ fn completions_and_the_man_page_are_generated() {
         assert!(dir.path().join(page).exists(), "{page}");
     }
 }
+
+#[test]
+fn a_reader_that_stops_early_is_no_failure() {
+    // `genesys-router completions bash | head -1`: every write after the reader left
+    // fails with EPIPE; the reader is gone before the first one here.
+    for args in [&["completions", "bash"][..], &["man"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = cli(args).stdout(writer).output().unwrap();
+        let text = stderr(&output);
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {text}");
+    }
+}
