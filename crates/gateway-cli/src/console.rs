@@ -6,8 +6,10 @@ use std::sync::OnceLock;
 
 use crate::logging::LogFormat;
 
-/// The tracing target of console lines; the log filter never hides it.
-pub const TARGET: &str = "genesys_router";
+/// The tracing target of console lines; the log filter never hides it. Its own leaf,
+/// as target filters match by prefix: `genesys_router` alone would let through every
+/// `genesys_router::*` target (the sidecar's access log among them) whatever the filter.
+pub const TARGET: &str = "genesys_router::console";
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 

@@ -105,28 +105,43 @@ pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
 /// ([`crate::console`]) are written in the same format whatever the filter.
 pub fn init(flag: Option<&str>, format: LogFormat) -> Result<(), FilterError> {
     let (directives, origin) = choose_filter(flag, |name| std::env::var(name).ok());
-    let filter = parse_filter(&directives, origin)?
-        .or(Targets::new().with_target(console::TARGET, tracing::Level::TRACE));
+    let filter = parse_filter(&directives, origin)?;
     let ansi = use_colour(
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::env::var_os("NO_COLOR").as_deref(),
     );
-    let layer = match format {
+    // A second call (tests calling in-process) keeps the first subscriber.
+    let _ = tracing_subscriber::registry()
+        .with(layer(format, filter, ansi, std::io::stderr))
+        .try_init();
+    console::set_format(format);
+    Ok(())
+}
+
+/// The log layer: `filter`, or the console target, written to `writer`.
+fn layer<S, W>(
+    format: LogFormat,
+    filter: EnvFilter,
+    ansi: bool,
+    writer: W,
+) -> Box<dyn tracing_subscriber::Layer<S> + Send + Sync>
+where
+    S: tracing::Subscriber + for<'a> tracing_subscriber::registry::LookupSpan<'a>,
+    W: for<'w> tfmt::MakeWriter<'w> + Send + Sync + 'static,
+{
+    let filter = filter.or(Targets::new().with_target(console::TARGET, tracing::Level::TRACE));
+    match format {
         LogFormat::Text => tfmt::layer()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_ansi(ansi)
             .with_filter(filter)
             .boxed(),
         LogFormat::Json => tfmt::layer()
             .json()
-            .with_writer(std::io::stderr)
+            .with_writer(writer)
             .with_filter(filter)
             .boxed(),
-    };
-    // A second call (tests calling in-process) keeps the first subscriber.
-    let _ = tracing_subscriber::registry().with(layer).try_init();
-    console::set_format(format);
-    Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -175,6 +190,39 @@ mod tests {
             "{err}"
         );
         assert!(err.contains("level"), "{err}");
+    }
+
+    /// A `MakeWriter` that collects what the layer writes.
+    #[derive(Clone, Default)]
+    struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+    impl std::io::Write for Captured {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(buf);
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn the_filter_hides_other_genesys_router_targets_but_never_console_lines() {
+        let out = Captured::default();
+        let writer = out.clone();
+        let filter = parse_filter("warn", FilterOrigin::Default).unwrap();
+        let subscriber =
+            tracing_subscriber::registry().with(layer(LogFormat::Json, filter, false, move || {
+                writer.clone()
+            }));
+        tracing::subscriber::with_default(subscriber, || {
+            tracing::info!(target: "genesys_router::access", "hidden: below warn");
+            tracing::info!(target: console::TARGET, "shown: a console line");
+            tracing::warn!(target: "gateway_router", "shown: at warn");
+        });
+        let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
+        assert!(!text.contains("hidden"), "{text}");
+        assert_eq!(text.matches("shown").count(), 2, "{text}");
     }
 
     #[test]
