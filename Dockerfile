@@ -4,10 +4,16 @@
 #
 #   docker build -t genesys-router .
 #   docker run -d --name genesys-router --stop-timeout 45 -p 8787:8787 \
-#     -e GENESYS_CLIENT_ID -e GENESYS_CLIENT_SECRET \
+#     -e GENESYS_CLIENT_ID -e GENESYS_CLIENT_SECRET -e GENESYS_ROUTER_API_KEYS \
 #     -v "$PWD/router.toml:/etc/genesys-router/router.toml:ro" \
 #     -v genesys-router-state:/var/lib/genesys-router \
 #     genesys-router
+#
+# The sidecar listens on 0.0.0.0 here, which it refuses to do without API keys: the
+# mounted config sets `[server] api_keys_env = "GENESYS_ROUTER_API_KEYS"` (the keys,
+# comma-separated, come in that env var), or, behind a proxy that authenticates,
+# append `--allow-unauthenticated` to the `docker run` line. The example config baked
+# into the image sets neither, so the image alone stops at once with exit code 3.
 #
 # Stopping: SIGTERM makes the sidecar stop accepting, let in-flight calls finish for
 # `[server] drain_timeout_ms` (30 s by default), then flush the audit trail. Docker

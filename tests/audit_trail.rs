@@ -4,9 +4,9 @@
 
 use std::sync::Arc;
 
+use gateway_audit::{JsonlOptions, JsonlSink, PromptDigest, read_jsonl};
 use gateway_model::{FsyncPolicy, Outcome, RouteConfig, RouteRequest};
 use gateway_sim::{Scripted, Sim, Target};
-use gateway_telemetry::{JsonlOptions, JsonlSink, PromptDigest, read_jsonl};
 use gateway_tests::{config_for, router_for};
 
 #[tokio::test]

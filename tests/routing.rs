@@ -499,8 +499,7 @@ async fn a_dropped_call_releases_everything_and_is_audited_as_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let sink =
-        gateway_telemetry::JsonlSink::open_with(&path, gateway_telemetry::JsonlOptions::default())
-            .unwrap();
+        gateway_audit::JsonlSink::open_with(&path, gateway_audit::JsonlOptions::default()).unwrap();
     let sim = Sim::builder().start().await.unwrap();
     let mut config = config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4"));
     config.limits.max_concurrency = 1;
@@ -526,7 +525,7 @@ async fn a_dropped_call_releases_everything_and_is_audited_as_cancelled() {
     // The cancelled entry is written in the background.
     let mut entries = Vec::new();
     for _ in 0..1_000 {
-        entries = gateway_telemetry::read_jsonl(&path).unwrap().entries;
+        entries = gateway_audit::read_jsonl(&path).unwrap().entries;
         if !entries.is_empty() {
             break;
         }

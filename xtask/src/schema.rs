@@ -1,5 +1,6 @@
 //! `cargo xtask schema [--check]`: the files in `schemas/` are generated from the Rust
-//! types in `gateway-model` and must never be edited by hand.
+//! types in `gateway-model` (the JSON Schemas) and `gateway-server` (`openapi.json`)
+//! and must never be edited by hand.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -31,14 +32,26 @@ fn schema_dir(root: &Path) -> PathBuf {
     root.join("schemas")
 }
 
+/// Every generated file: its name in `schemas/` and its text.
+fn generated() -> Vec<(String, String)> {
+    SCHEMAS
+        .iter()
+        .map(|entry| (entry.file_name(), entry.render()))
+        .chain(std::iter::once((
+            "openapi.json".to_owned(),
+            gateway_server::openapi::document_json(),
+        )))
+        .collect()
+}
+
 /// Every difference between `schemas/` and the code, relative paths, sorted.
 pub fn drift(root: &Path) -> Result<Vec<Drift>, String> {
     let dir = schema_dir(root);
     let mut found = Vec::new();
-    for entry in SCHEMAS {
-        let rel = Path::new("schemas").join(entry.file_name());
-        match fs::read_to_string(dir.join(entry.file_name())) {
-            Ok(text) if text == entry.render() => {}
+    for (name, generated) in generated() {
+        let rel = Path::new("schemas").join(&name);
+        match fs::read_to_string(dir.join(&name)) {
+            Ok(text) if text == generated => {}
             Ok(_) => found.push(Drift::Stale(rel)),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => found.push(Drift::Missing(rel)),
             Err(e) => return Err(format!("cannot read {}: {e}", rel.display())),
@@ -72,12 +85,12 @@ pub fn write(root: &Path) -> Result<(), String> {
     let dir = schema_dir(root);
     fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let mut changed = 0;
-    for entry in SCHEMAS {
-        let path = dir.join(entry.file_name());
-        let text = entry.render();
+    let files = generated();
+    for (name, text) in &files {
+        let path = dir.join(name);
         if fs::read_to_string(&path).ok().as_deref() != Some(text.as_str()) {
             fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
-            println!("wrote schemas/{}", entry.file_name());
+            println!("wrote schemas/{name}");
             changed += 1;
         }
     }
@@ -89,7 +102,7 @@ pub fn write(root: &Path) -> Result<(), String> {
             changed += 1;
         }
     }
-    println!("{} schemas, {changed} changed", SCHEMAS.len());
+    println!("{} files, {changed} changed", files.len());
     Ok(())
 }
 

@@ -6,13 +6,12 @@ use std::hint::black_box;
 use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
+use gateway_audit::{AuditSink, EncodedEntry, JsonlOptions, JsonlSink, PromptDigest};
 use gateway_model::{
     AuditEntry, GatewayPayload, ModelId, Outcome, SplitEntry, Tuning, Validate, payload_format,
 };
 use gateway_router::StickySelector;
-use gateway_telemetry::{
-    AuditSink, EncodedEntry, JsonlOptions, JsonlSink, ModelMetrics, PromptDigest, Stats,
-};
+use gateway_telemetry::{ModelMetrics, Stats};
 
 const PROMPT: &str = "Summarize this transcript: the customer asks to move the delivery to Friday and to keep the same address.";
 

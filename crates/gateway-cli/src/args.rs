@@ -104,6 +104,9 @@ pub struct ServeArgs {
     /// audited and answered 503.
     #[arg(long, value_parser = clap::value_parser!(u64).range(0..=3600))]
     pub drain_secs: Option<u64>,
+    /// Serve a non-loopback address without API keys (behind a proxy that authenticates).
+    #[arg(long)]
+    pub allow_unauthenticated: bool,
 }
 
 /// `demo`.

@@ -91,6 +91,15 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
     if let Some(secs) = args.drain_secs {
         options.drain = Duration::from_secs(secs);
     }
+    if Sidecar::is_open_to_the_network(args.listen, &options) && !args.allow_unauthenticated {
+        return Err(InvalidConfig(format!(
+            "refusing to listen on {} without API keys: anyone who can reach it could send \
+             prompts as this OAuth client. Set [server] api_keys_env to an env var holding \
+             keys, listen on a loopback address, or pass --allow-unauthenticated",
+            args.listen
+        ))
+        .into());
+    }
     if let Some(room) = gateway_server::raise_for_connections()
         && u64::try_from(options.limits.max_connections).unwrap_or(u64::MAX) > room
     {

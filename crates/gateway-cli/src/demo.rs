@@ -8,6 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
+use gateway_audit::read_jsonl;
 use gateway_auth::Credentials;
 use gateway_model::{
     AuditConfig, EnvironmentConfig, FsyncPolicy, RouteConfig, RouteRequest, RouterConfig,
@@ -18,7 +19,7 @@ use gateway_sim::{
     Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, Latency, PolicyRule,
     RetryAfter, Scripted, Sim, SimHandle, Target,
 };
-use gateway_telemetry::{MetricsHandle, read_jsonl};
+use gateway_telemetry::MetricsHandle;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::report::model_table;

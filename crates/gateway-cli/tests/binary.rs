@@ -7,10 +7,11 @@ use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway_audit::read_jsonl;
 use gateway_cli::demo::{DemoOptions, run};
 use gateway_model::RouteOutcome;
 use gateway_sim::{Behaviour, Latency, Sim};
-use gateway_telemetry::{LocalMetrics, read_jsonl};
+use gateway_telemetry::LocalMetrics;
 use http::{Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;

@@ -362,3 +362,20 @@ fn a_reader_that_stops_early_is_no_failure() {
         assert_eq!(output.status.code(), Some(0), "{args:?}: {text}");
     }
 }
+
+#[test]
+fn serving_the_network_without_api_keys_is_refused_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "[environment]\napi_base = \"http://127.0.0.1:9\"\n[routes.a]\nmodel = \"m\"\n[audit]\nenabled = false\n",
+    )
+    .unwrap();
+    let output = cli(&["serve", "--listen", "0.0.0.0:0", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("refusing to listen on 0.0.0.0:0 without API keys"));
+}

@@ -36,6 +36,7 @@
 //! ```
 
 mod audit;
+mod bounds;
 mod config;
 pub mod endpoint;
 mod error_body;
@@ -54,10 +55,10 @@ mod validation;
 pub use audit::{AuditEntry, ModelAttempt, Outcome};
 pub use config::{
     AuditConfig, CircuitBreakerConfig, CredentialsConfig, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENV_VAR_PATTERN, Endpoints, EnvironmentConfig,
-    FsyncPolicy, LimitsConfig, MAX_ROUTE_NAME_CHARS, MAX_SPLIT_ENTRIES, MetricsConfig,
-    ROUTE_NAME_PATTERN, RetryConfig, RouteConfig, RouterConfig, ServerConfig, SplitEntry,
-    TlsConfig, TrustRoots, WebhookConfig,
+    DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN, ENV_VAR_PATTERN, Endpoints,
+    EnvironmentConfig, FsyncPolicy, LimitsConfig, MAX_CLIENT_ID_CHARS, MAX_ROUTE_NAME_CHARS,
+    MAX_SPLIT_ENTRIES, MAX_SPLIT_WEIGHT, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig,
+    RouteConfig, RouterConfig, ServerConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
 };
 pub use error_body::{
     CODE_AUTHENTICATION_REQUIRED, CODE_BAD_CREDENTIALS, CODE_BAD_REQUEST, CODE_MISSING_PERMISSIONS,
@@ -69,8 +70,8 @@ pub use models::{ModelEntity, ModelEntityListing};
 pub use payload::{
     DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, DISPATCH_SOURCE, GatewayPayload, MAX_FALLBACKS,
     MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, MAX_PROMPT_CHARS,
-    MAX_REQUEST_BYTES, MAX_TOKENS_CAP, METADATA_KEY_PATTERN, Metadata, Parameters, PayloadBuilder,
-    ROUTING_VERSION,
+    MAX_REQUEST_BYTES, MAX_TOKENS_CAP, METADATA_KEY_PATTERN, Metadata, PROMPT_PATTERN, Parameters,
+    PayloadBuilder, ROUTING_VERSION, WHITE_SPACE_CLASS,
 };
 pub use region::{REGIONS, Region};
 pub use response::{FinishReason, GatewayResponse, Usage};

@@ -5,7 +5,9 @@ use std::fmt;
 
 use serde::{Deserialize, Serialize};
 
-use crate::validation::{Location, Rule, Validate, Violations};
+use crate::bounds::{Pattern, Text};
+use crate::payload::MAX_FALLBACKS;
+use crate::validation::{Location, Rule, Validate, Violations, check_unique};
 
 /// Longest accepted model id, in characters.
 pub const MODEL_ID_MAX_LEN: usize = 128;
@@ -13,6 +15,15 @@ pub const MODEL_ID_MAX_LEN: usize = 128;
 /// The pattern every model id matches: an ASCII letter or digit, then letters,
 /// digits, `.`, `_`, `:` or `-` (no spaces, slashes or control characters).
 pub const MODEL_ID_PATTERN: &str = "^[A-Za-z0-9][A-Za-z0-9._:-]*$";
+
+/// A model id: 1 to [`MODEL_ID_MAX_LEN`] characters matching [`MODEL_ID_PATTERN`].
+const MODEL_ID: Text = Text::chars(1, MODEL_ID_MAX_LEN).matching(&MODEL_ID_CHARS);
+
+const MODEL_ID_CHARS: Pattern = Pattern::new(MODEL_ID_PATTERN, |id| {
+    let mut chars = id.chars();
+    chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+});
 
 /// The id of a model served by the gateway, such as `model-gen-4`.
 ///
@@ -42,42 +53,33 @@ impl ModelId {
 
     /// Whether `id` matches [`MODEL_ID_PATTERN`] and fits [`MODEL_ID_MAX_LEN`].
     pub fn is_well_formed(id: &str) -> bool {
-        let mut chars = id.chars();
-        let Some(first) = chars.next() else {
-            return false;
-        };
-        id.len() <= MODEL_ID_MAX_LEN
-            && first.is_ascii_alphanumeric()
-            && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
+        MODEL_ID.accepts(id)
     }
 }
 
 impl Validate for ModelId {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
-        let len = self.0.chars().count();
-        if len == 0 {
-            out.push(at, Rule::Required);
-            return;
-        }
-        if len > MODEL_ID_MAX_LEN {
+        MODEL_ID.check(at, &self.0, out);
+    }
+}
+
+/// Checks a fallback chain: at most [`MAX_FALLBACKS`] well-formed ids, each distinct
+/// and none a primary model (that one is a rule across fields, Rust's alone).
+pub(crate) fn check_fallbacks(
+    at: &Location<'_>,
+    fallbacks: &[ModelId],
+    is_primary: impl Fn(&ModelId) -> bool,
+    out: &mut Violations,
+) {
+    out.check_max_items(at, fallbacks.len(), MAX_FALLBACKS);
+    for (i, model) in fallbacks.iter().enumerate() {
+        let here = at.index(i);
+        model.collect_violations(&here, out);
+        if check_unique(&here, model, &fallbacks[..i], out) && is_primary(model) {
             out.push(
-                at,
-                Rule::TooLong {
-                    max: MODEL_ID_MAX_LEN,
-                    actual: len,
-                },
-            );
-        }
-        // The length is reported above; judge the characters on their own here.
-        let mut chars = self.0.chars();
-        let first_ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric());
-        if !first_ok
-            || !chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | ':' | '-'))
-        {
-            out.push(
-                at,
-                Rule::Pattern {
-                    pattern: MODEL_ID_PATTERN,
+                &here,
+                Rule::FallbackIsPrimary {
+                    model: model.to_string(),
                 },
             );
         }
@@ -132,13 +134,14 @@ impl schemars::JsonSchema for ModelId {
     }
 
     fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        schemars::json_schema!({
+        let mut schema = schemars::json_schema!({
             "description": "A model id: an ASCII letter or digit, then letters, digits, '.', '_', ':' or '-'.",
             "type": "string",
-            "minLength": 1,
-            "maxLength": MODEL_ID_MAX_LEN,
-            "pattern": MODEL_ID_PATTERN,
-        })
+        });
+        if let Some(object) = schema.as_object_mut() {
+            MODEL_ID.state(object);
+        }
+        schema
     }
 }
 

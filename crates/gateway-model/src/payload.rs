@@ -6,16 +6,21 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::model_id::ModelId;
-use crate::safety::SafetyFilter;
-use crate::tuning::{
-    TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning,
-};
+use crate::bounds::{self, Bound, Bounded, Pattern, Text, white_space_class, widen};
+use crate::model_id::{ModelId, check_fallbacks};
+use crate::safety::{SafetyFilter, check_safety_filters};
+use crate::tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TemperatureMatrix, Tuning};
 use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations};
 
 /// Longest accepted prompt, in characters (Unicode scalar values, as JSON Schema's
 /// `maxLength` counts them; not bytes).
 pub const MAX_PROMPT_CHARS: usize = 8000;
+/// The Unicode `White_Space` characters as a regular-expression class body (see
+/// [`PROMPT_PATTERN`]).
+pub const WHITE_SPACE_CLASS: &str = white_space_class!();
+/// The pattern a prompt matches: it holds a character that is not `White_Space`, so a
+/// prompt of only whitespace counts as empty.
+pub const PROMPT_PATTERN: &str = concat!("[^", white_space_class!(), "]");
 /// Largest accepted `maxTokens`.
 pub const MAX_TOKENS_CAP: u32 = 32_768;
 /// Most fallback models one payload may list.
@@ -40,17 +45,40 @@ pub const ROUTING_VERSION: &str = "2";
 /// Default metadata `dispatchSource`.
 pub const DISPATCH_SOURCE: &str = "genesys-router";
 
-const TOP_P_RANGE: &str = "(0.0, 1.0] (above 0, at most 1)";
-const MAX_TOKENS_RANGE: &str = "1..=32768";
+/// Smallest accepted `maxTokens`.
+pub(crate) const MAX_TOKENS_MIN: u64 = 1;
+/// `topP` must lie above this.
+pub(crate) const TOP_P_ABOVE: f64 = 0.0;
+/// Largest accepted `topP`.
+pub(crate) const TOP_P_MAX: f64 = 1.0;
+
+/// A prompt: 1 to [`MAX_PROMPT_CHARS`] characters, not only whitespace.
+pub(crate) const PROMPT: Text = Text::chars(1, MAX_PROMPT_CHARS).matching(&NOT_BLANK);
+
+const NOT_BLANK: Pattern = Pattern::not_blank(PROMPT_PATTERN, |text| {
+    !text.chars().all(char::is_whitespace)
+});
+
+/// A metadata key: 1 to [`MAX_METADATA_KEY_CHARS`] characters matching
+/// [`METADATA_KEY_PATTERN`].
+const METADATA_KEY: Text = Text::chars(1, MAX_METADATA_KEY_CHARS).matching(&METADATA_KEY_CHARS);
+
+const METADATA_KEY_CHARS: Pattern = Pattern::new(METADATA_KEY_PATTERN, |key| {
+    key.chars()
+        .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+});
+
+/// A metadata value: at most [`MAX_METADATA_VALUE_CHARS`] characters.
+const METADATA_VALUE: Text = Text::chars(0, MAX_METADATA_VALUE_CHARS);
 
 /// One prompt for the AI Gateway: which model, what to ask, how to sample, where to fail over.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = bounds::state::<Self>)]
 pub struct GatewayPayload {
     /// The model that should answer.
     pub model_id: ModelId,
-    /// The prompt text: 1 to 8000 characters.
-    #[schemars(length(min = 1, max = 8000))]
+    /// The prompt text: 1 to 8000 characters, not all whitespace.
     pub prompt: String,
     /// Sampling parameters.
     pub parameters: Parameters,
@@ -72,15 +100,13 @@ pub struct GatewayPayload {
 /// Sampling parameters; extra parameters the gateway understands are kept as given.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(transform = bounds::state::<Self>)]
 pub struct Parameters {
     /// Sampling temperature, 0.0 to 2.0.
-    #[schemars(range(min = 0.0, max = 2.0))]
     pub temperature: f64,
     /// Most tokens to generate, 1 to 32768.
-    #[schemars(range(min = 1, max = 32768))]
     pub max_tokens: u32,
     /// Nucleus sampling mass: above 0, at most 1.
-    #[schemars(range(max = 1.0), extend("exclusiveMinimum" = 0.0))]
     pub top_p: f64,
     /// Parameters this version does not type (for example `stop`), kept as given.
     #[serde(flatten)]
@@ -99,33 +125,17 @@ impl Parameters {
     }
 }
 
+impl Bounded for Parameters {
+    const BOUNDS: &'static [Bound<Self>] = &[
+        bounds::float!(temperature, TEMPERATURE_MIN, TEMPERATURE_MAX),
+        bounds::int!(max_tokens as "maxTokens", MAX_TOKENS_MIN, widen(MAX_TOKENS_CAP)),
+        bounds::float!(top_p as "topP", above TOP_P_ABOVE, TOP_P_MAX),
+    ];
+}
+
 impl Validate for Parameters {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
-        out.check_range(
-            &at.key("temperature"),
-            self.temperature,
-            TEMPERATURE_MIN,
-            TEMPERATURE_MAX,
-            TEMPERATURE_RANGE,
-        );
-        if !(1..=MAX_TOKENS_CAP).contains(&self.max_tokens) {
-            out.push(
-                &at.key("maxTokens"),
-                Rule::OutOfRange {
-                    range: MAX_TOKENS_RANGE,
-                    actual: f64::from(self.max_tokens),
-                },
-            );
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            out.push(
-                &at.key("topP"),
-                Rule::OutOfRange {
-                    range: TOP_P_RANGE,
-                    actual: self.top_p,
-                },
-            );
-        }
+        bounds::check(self, at, out);
     }
 }
 
@@ -163,15 +173,6 @@ impl Metadata {
             ("dispatchSource", DISPATCH_SOURCE),
         ])
     }
-
-    /// Whether `key` matches [`METADATA_KEY_PATTERN`] and its length bounds.
-    fn key_is_well_formed(key: &str) -> bool {
-        !key.is_empty()
-            && key.len() <= MAX_METADATA_KEY_CHARS
-            && key
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
-    }
 }
 
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
@@ -189,37 +190,8 @@ impl Validate for Metadata {
         out.check_max_items(at, self.0.len(), MAX_METADATA_ENTRIES);
         for (key, value) in &self.0 {
             let here = at.key(key);
-            if !Self::key_is_well_formed(key) {
-                // Keys are ASCII when well formed, so a length failure shows as a pattern
-                // failure only when the characters are fine.
-                let chars = key.chars().count();
-                if chars > MAX_METADATA_KEY_CHARS {
-                    out.push(
-                        &here,
-                        Rule::TooLong {
-                            max: MAX_METADATA_KEY_CHARS,
-                            actual: chars,
-                        },
-                    );
-                } else {
-                    out.push(
-                        &here,
-                        Rule::Pattern {
-                            pattern: METADATA_KEY_PATTERN,
-                        },
-                    );
-                }
-            }
-            let chars = value.chars().count();
-            if chars > MAX_METADATA_VALUE_CHARS {
-                out.push(
-                    &here,
-                    Rule::TooLong {
-                        max: MAX_METADATA_VALUE_CHARS,
-                        actual: chars,
-                    },
-                );
-            }
+            METADATA_KEY.check(&here, key, out);
+            METADATA_VALUE.check(&here, value, out);
         }
     }
 }
@@ -234,59 +206,29 @@ impl JsonSchema for Metadata {
             "description": "String labels: at most 32 entries, keys of 1 to 64 characters from [A-Za-z0-9_.-], values of at most 512 characters.",
             "type": "object",
             "maxProperties": MAX_METADATA_ENTRIES,
-            "propertyNames": {
-                "minLength": 1,
-                "maxLength": MAX_METADATA_KEY_CHARS,
-                "pattern": METADATA_KEY_PATTERN,
-            },
+            "propertyNames": METADATA_KEY.schema(),
             "additionalProperties": { "type": "string", "maxLength": MAX_METADATA_VALUE_CHARS },
         })
     }
 }
 
+impl Bounded for GatewayPayload {
+    const BOUNDS: &'static [Bound<Self>] = &[bounds::text!(prompt, PROMPT)];
+}
+
 impl Validate for GatewayPayload {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
         self.model_id.collect_violations(&at.key("modelId"), out);
-        out.check_chars(&at.key("prompt"), &self.prompt, 1, MAX_PROMPT_CHARS);
+        bounds::check(self, at, out);
         self.parameters
             .collect_violations(&at.key("parameters"), out);
-
-        let fallbacks = at.key("fallbackModels");
-        out.check_max_items(&fallbacks, self.fallback_models.len(), MAX_FALLBACKS);
-        for (i, model) in self.fallback_models.iter().enumerate() {
-            let here = fallbacks.index(i);
-            model.collect_violations(&here, out);
-            if self.fallback_models[..i].contains(model) {
-                out.push(
-                    &here,
-                    Rule::Duplicate {
-                        value: model.to_string(),
-                    },
-                );
-            } else if *model == self.model_id {
-                out.push(
-                    &here,
-                    Rule::FallbackIsPrimary {
-                        model: model.to_string(),
-                    },
-                );
-            }
-        }
-
-        let filters = at.key("safetyFilters");
-        for (i, filter) in self.safety_filters.iter().enumerate() {
-            let here = filters.index(i);
-            filter.collect_violations(&here, out);
-            if self.safety_filters[..i].contains(filter) {
-                out.push(
-                    &here,
-                    Rule::Duplicate {
-                        value: filter.to_string(),
-                    },
-                );
-            }
-        }
-
+        check_fallbacks(
+            &at.key("fallbackModels"),
+            &self.fallback_models,
+            |model| *model == self.model_id,
+            out,
+        );
+        check_safety_filters(&at.key("safetyFilters"), &self.safety_filters, out);
         self.metadata.collect_violations(&at.key("metadata"), out);
     }
 }
@@ -475,6 +417,28 @@ mod tests {
         let err = GatewayPayload::builder("m", "").build().unwrap_err();
         assert_eq!(err.violations()[0].path, "/prompt");
         assert_eq!(err.violations()[0].rule, Rule::Required);
+    }
+
+    #[test]
+    fn whitespace_only_prompt_is_refused_as_empty() {
+        for blank in [
+            " ",
+            "\t\n\r",
+            "\u{85}",
+            "\u{a0}\u{3000}",
+            "\u{2028} \u{2029}",
+        ] {
+            let err = GatewayPayload::builder("m", blank).build().unwrap_err();
+            assert_eq!(err.violations()[0].path, "/prompt", "{blank:?}");
+            assert_eq!(err.violations()[0].rule, Rule::Required, "{blank:?}");
+        }
+        // Not White_Space, so these are text.
+        for text in ["\u{feff}", "\u{200b}", " a ", "\u{3000}x"] {
+            assert!(
+                GatewayPayload::builder("m", text).build().is_ok(),
+                "{text:?}"
+            );
+        }
     }
 
     #[test]

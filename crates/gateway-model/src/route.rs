@@ -6,8 +6,10 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audit::ModelAttempt;
+use crate::bounds::{self, Bound, Bounded, Text};
+use crate::config::MAX_ROUTE_NAME_CHARS;
 use crate::model_id::ModelId;
-use crate::payload::{MAX_PROMPT_CHARS, Metadata};
+use crate::payload::{Metadata, PROMPT};
 use crate::response::GatewayResponse;
 use crate::tuning::Tuning;
 use crate::validation::{Location, Validate, Violations};
@@ -29,12 +31,11 @@ pub const MAX_STICKY_KEY_CHARS: usize = 256;
 /// ```
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[schemars(transform = bounds::state::<Self>)]
 pub struct RouteRequest {
     /// The route name, as configured.
-    #[schemars(length(min = 1, max = 64))]
     pub route: String,
-    /// The prompt text: 1 to 8000 characters.
-    #[schemars(length(min = 1, max = 8000))]
+    /// The prompt text: 1 to 8000 characters, not all whitespace.
     pub prompt: String,
     /// The tuning level that picks the temperature (default `default`).
     #[serde(default)]
@@ -42,7 +43,6 @@ pub struct RouteRequest {
     /// A key such as the conversation id: the same key always gets the same model of a
     /// weighted split. Without one, the prompt text is the key.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    #[schemars(length(min = 1, max = 256))]
     pub sticky_key: Option<String>,
     /// Labels added to the payload's metadata (and the audit entry).
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
@@ -83,13 +83,18 @@ impl RouteRequest {
     }
 }
 
+impl Bounded for RouteRequest {
+    const BOUNDS: &'static [Bound<Self>] = &[
+        // Only the length: a malformed name is reported as an unknown route.
+        bounds::text!(route, Text::chars(1, MAX_ROUTE_NAME_CHARS)),
+        bounds::text!(prompt, PROMPT),
+        bounds::text!(sticky_key as "stickyKey", Text::chars(1, MAX_STICKY_KEY_CHARS)),
+    ];
+}
+
 impl Validate for RouteRequest {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
-        out.check_chars(&at.key("route"), &self.route, 1, 64);
-        out.check_chars(&at.key("prompt"), &self.prompt, 1, MAX_PROMPT_CHARS);
-        if let Some(key) = &self.sticky_key {
-            out.check_chars(&at.key("stickyKey"), key, 1, MAX_STICKY_KEY_CHARS);
-        }
+        bounds::check(self, at, out);
         self.metadata.collect_violations(&at.key("metadata"), out);
     }
 }
@@ -147,5 +152,9 @@ mod tests {
         assert!(err.to_string().contains("colour"), "{err}");
         let err = RouteRequest::new("", "").validate().unwrap_err();
         assert!(err.has_path("/route") && err.has_path("/prompt"));
+        let err = RouteRequest::new("s", " \u{3000}\n")
+            .validate()
+            .unwrap_err();
+        assert!(err.has_path("/prompt"), "{err}");
     }
 }

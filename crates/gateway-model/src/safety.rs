@@ -71,6 +71,19 @@ impl crate::Validate for SafetyFilter {
     }
 }
 
+/// Checks a list of safety filters: each known, and none repeated.
+pub(crate) fn check_safety_filters(
+    at: &crate::Location<'_>,
+    filters: &[SafetyFilter],
+    out: &mut crate::Violations,
+) {
+    for (i, filter) in filters.iter().enumerate() {
+        let here = at.index(i);
+        crate::Validate::collect_violations(filter, &here, out);
+        crate::validation::check_unique(&here, filter, &filters[..i], out);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

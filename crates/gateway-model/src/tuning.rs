@@ -3,6 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use crate::bounds::{self, Bound, Bounded, RangeText};
 use crate::validation::{Location, Rule, Validate, Violations};
 
 /// Lowest accepted sampling temperature.
@@ -10,7 +11,9 @@ pub const TEMPERATURE_MIN: f64 = 0.0;
 /// Highest accepted sampling temperature.
 pub const TEMPERATURE_MAX: f64 = 2.0;
 /// The temperature range as the documentation writes it.
-pub const TEMPERATURE_RANGE: &str = "0.0..=2.0";
+pub const TEMPERATURE_RANGE: &str = TEMPERATURE_RANGE_TEXT.as_str();
+const TEMPERATURE_RANGE_TEXT: RangeText =
+    RangeText::floats(TEMPERATURE_MIN, TEMPERATURE_MAX, false);
 
 /// How creative an answer should be; picks one temperature from a [`TemperatureMatrix`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize, JsonSchema)]
@@ -68,15 +71,13 @@ impl std::str::FromStr for Tuning {
 /// Three temperatures for one route: `low <= default <= high`, each in `0.0..=2.0`.
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(transform = bounds::state::<Self>)]
 pub struct TemperatureMatrix {
     /// Temperature for [`Tuning::Low`].
-    #[schemars(range(min = 0.0, max = 2.0))]
     pub low: f64,
     /// Temperature for [`Tuning::Default`].
-    #[schemars(range(min = 0.0, max = 2.0))]
     pub default: f64,
     /// Temperature for [`Tuning::High`].
-    #[schemars(range(min = 0.0, max = 2.0))]
     pub high: f64,
 }
 
@@ -102,21 +103,18 @@ impl TemperatureMatrix {
     }
 }
 
+impl Bounded for TemperatureMatrix {
+    const BOUNDS: &'static [Bound<Self>] = &[
+        bounds::float!(low, TEMPERATURE_MIN, TEMPERATURE_MAX),
+        bounds::float!(default, TEMPERATURE_MIN, TEMPERATURE_MAX),
+        bounds::float!(high, TEMPERATURE_MIN, TEMPERATURE_MAX),
+    ];
+}
+
 impl Validate for TemperatureMatrix {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
-        for (name, value) in [
-            ("low", self.low),
-            ("default", self.default),
-            ("high", self.high),
-        ] {
-            out.check_range(
-                &at.key(name),
-                value,
-                TEMPERATURE_MIN,
-                TEMPERATURE_MAX,
-                TEMPERATURE_RANGE,
-            );
-        }
+        bounds::check(self, at, out);
+        // The order is a rule across fields, which JSON Schema cannot state.
         // The order only means something once every value is in range.
         let in_range = [self.low, self.default, self.high]
             .iter()

@@ -355,6 +355,29 @@ impl Violations {
     }
 }
 
+/// Records a [`Rule::Duplicate`] at `at` when `value` equals one of `earlier`; returns
+/// whether `value` is new. The one "entries must be distinct" rule of every list.
+pub(crate) fn check_unique<'a, T>(
+    at: &Location<'_>,
+    value: &T,
+    earlier: impl IntoIterator<Item = &'a T>,
+    out: &mut Violations,
+) -> bool
+where
+    T: PartialEq + fmt::Display + 'a,
+{
+    let repeated = earlier.into_iter().any(|e| e == value);
+    if repeated {
+        out.push(
+            at,
+            Rule::Duplicate {
+                value: value.to_string(),
+            },
+        );
+    }
+    !repeated
+}
+
 /// A type that can check itself against its documented rules.
 pub trait Validate {
     /// Records every violation of `self`, located relative to `at`.

@@ -1,23 +1,36 @@
-//! The Rust validator and the compiled JSON Schema agree on generated payloads.
+//! The Rust validator and the compiled JSON Schema agree, on payloads, route requests
+//! and router configurations.
 //!
-//! 12,000 payloads, valid and invalid, are generated around every bound the rules
-//! state (lengths in multi-byte and astral characters, ranges, NaN, duplicates,
-//! unknown names, metadata limits). For each one the two validators must agree on
-//! validity and on *where* the problems are: every Rust violation path must be
-//! covered by a schema error path (one a prefix of the other), and vice versa.
+//! - 12,000 typed payloads, valid and invalid, are generated around every bound the
+//!   rules state (lengths in multi-byte and astral characters, ranges, NaN, duplicates,
+//!   unknown names, metadata limits).
+//! - Router configurations and route requests start from valid documents with every
+//!   field present and take up to three schema-guided mutations each (`mutate`): values
+//!   one below, at and one above each bound the schema states, odd characters, `null`,
+//!   wrong types, lists and maps emptied, duplicated or overfilled.
+//! - Every prompt made of one character agrees on Unicode `White_Space`.
 //!
-//! One rule is Rust-only by nature: a fallback equal to `modelId` (JSON Schema cannot
-//! compare two fields). Those violations are checked to be reported by Rust and are
-//! left out of the comparison.
+//! For each document the two validators must agree on validity and on *where* the
+//! problems are: every Rust violation path must be covered by a schema error path (one
+//! a prefix of the other), and vice versa. Rules JSON Schema cannot state are Rust's
+//! alone and left out of the comparison ([`rust_only`]: rules across fields, URL and
+//! socket-address parsing); the payload test checks the cross-field one is reported.
+
+mod mutate;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use gateway_model::schema::schema_for;
 use gateway_model::{
-    GatewayPayload, MAX_FALLBACKS, MAX_METADATA_ENTRIES, MAX_PROMPT_CHARS, MAX_TOKENS_CAP,
-    Metadata, ModelId, Parameters, Rule, SafetyFilter, Validate, payload_format,
+    EnvironmentConfig, FormatCheck, GatewayPayload, MAX_FALLBACKS, MAX_METADATA_ENTRIES,
+    MAX_PROMPT_CHARS, MAX_TOKENS_CAP, Metadata, ModelId, Parameters, RouteConfig, RouteRequest,
+    RouterConfig, Rule, SafetyFilter, SplitEntry, TemperatureMatrix, Tuning, Validate,
+    ValidationErrors, Violation, WebhookConfig, payload_format,
 };
 use proptest::prelude::*;
-use proptest::test_runner::{Config, TestRunner};
+use proptest::test_runner::{Config, RngSeed, TestCaseError, TestRunner};
+use schemars::Schema;
+use serde_json::{Value, json};
 
 // Each field is drawn from its everyday valid values most of the time, and from the
 // values around its bounds (valid and invalid) otherwise, so about half the payloads
@@ -164,77 +177,383 @@ fn related(a: &str, b: &str) -> bool {
     a[..n] == b[..n]
 }
 
+/// A Rust violation JSON Schema cannot state, so the schema is not expected to report
+/// it: a rule across fields (an order, a fallback equal to a primary model, split
+/// entries distinct by model), or one that parses a URL or a socket address.
+fn rust_only(v: &Violation) -> bool {
+    let segments = segments(&v.path);
+    let split_model = segments.len() >= 5 && segments[2] == "split" && segments[4] == "model";
+    matches!(
+        v.rule,
+        Rule::Order { .. } | Rule::FallbackIsPrimary { .. } | Rule::Url { .. }
+    ) || (split_model && matches!(v.rule, Rule::Duplicate { .. }))
+        || (v.path == "/metrics/listen" && matches!(v.rule, Rule::Pattern { .. }))
+}
+
+/// Checks that the two verdicts on one document agree: on validity, and on *where*
+/// (every Rust violation path is covered by a schema error path, one a prefix of the
+/// other, and vice versa), leaving out the violations [`rust_only`] names.
+fn compare(
+    rust: &Result<(), ValidationErrors>,
+    schema: &Result<(), ValidationErrors>,
+) -> Result<(), TestCaseError> {
+    let comparable: Vec<&Violation> = rust
+        .as_ref()
+        .err()
+        .map(|e| e.violations().iter().filter(|v| !rust_only(v)).collect())
+        .unwrap_or_default();
+    let schema_paths: Vec<&str> = schema
+        .as_ref()
+        .err()
+        .map(|e| e.violations().iter().map(|v| v.path.as_str()).collect())
+        .unwrap_or_default();
+    prop_assert_eq!(
+        comparable.is_empty(),
+        schema.is_ok(),
+        "validity differs\nrust: {:?}\nschema: {:?}",
+        comparable,
+        schema.as_ref().err()
+    );
+    for v in &comparable {
+        prop_assert!(
+            schema_paths.iter().any(|p| related(p, &v.path)),
+            "rust violation {} has no schema counterpart in {:?}",
+            v,
+            schema_paths
+        );
+    }
+    // A document Rust cannot read at all (a wrong type, a missing field) stops at its
+    // first problem, so the schema's other errors have no Rust twin to look for.
+    let unreadable = comparable
+        .iter()
+        .any(|v| matches!(v.rule, Rule::Malformed { .. }));
+    for p in schema_paths.iter().filter(|_| !unreadable) {
+        prop_assert!(
+            comparable.iter().any(|v| related(p, &v.path)),
+            "schema error at {} has no rust counterpart in {:?}",
+            p,
+            comparable
+        );
+    }
+    Ok(())
+}
+
+/// How many documents each verdict got.
+#[derive(Debug, Default)]
+struct Tally {
+    valid: AtomicUsize,
+    invalid: AtomicUsize,
+}
+
+impl Tally {
+    fn count(&self, valid: bool) {
+        if valid { &self.valid } else { &self.invalid }.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Both sides of the bounds were exercised: at least `share` of the cases each.
+    fn assert_both_sides(self, cases: u32, share: f64) {
+        let (valid, invalid) = (self.valid.into_inner(), self.invalid.into_inner());
+        assert_eq!(valid + invalid, cases as usize);
+        eprintln!("{cases} cases: {valid} valid, {invalid} invalid");
+        let least = (f64::from(cases) * share) as usize;
+        assert!(
+            valid > least && invalid > least,
+            "valid {valid}, invalid {invalid}"
+        );
+    }
+}
+
+fn runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        ..Config::default()
+    })
+}
+
+/// A runner that repeats (a fixed seed) and reports the first failure as found.
+fn fixed_runner(cases: u32) -> TestRunner {
+    TestRunner::new(Config {
+        cases,
+        failure_persistence: None,
+        rng_seed: RngSeed::Fixed(0x5EED),
+        max_shrink_iters: 0,
+        ..Config::default()
+    })
+}
+
 #[test]
 fn rust_validator_and_json_schema_agree() {
     const CASES: u32 = 12_000;
-    let valid = AtomicUsize::new(0);
-    let invalid = AtomicUsize::new(0);
-    let mut runner = TestRunner::new(Config {
-        cases: CASES,
-        failure_persistence: None,
-        ..Config::default()
-    });
-
-    runner
+    let tally = Tally::default();
+    runner(CASES)
         .run(&payload(), |payload| {
             let json = serde_json::to_value(&payload).expect("payloads serialise");
             let rust = payload.validate();
-            let schema = payload_format().check(&json);
-
-            let rust_violations = rust
-                .as_ref()
-                .err()
-                .map(|e| e.violations().to_vec())
-                .unwrap_or_default();
-            let (cross_field, comparable): (Vec<_>, Vec<_>) = rust_violations
-                .iter()
-                .partition(|v| matches!(v.rule, Rule::FallbackIsPrimary { .. }));
-            let schema_paths: Vec<String> = schema
-                .as_ref()
-                .err()
-                .map(|e| e.violations().iter().map(|v| v.path.clone()).collect())
-                .unwrap_or_default();
-
-            prop_assert_eq!(
-                comparable.is_empty(),
-                schema.is_ok(),
-                "validity differs\nrust: {:?}\nschema: {:?}",
-                comparable,
-                schema_paths
-            );
-            for v in &comparable {
-                prop_assert!(
-                    schema_paths.iter().any(|p| related(p, &v.path)),
-                    "rust violation {} has no schema counterpart in {:?}",
-                    v,
-                    schema_paths
-                );
-            }
-            for p in &schema_paths {
-                prop_assert!(
-                    comparable.iter().any(|v| related(p, &v.path)),
-                    "schema error at {} has no rust counterpart in {:?}",
-                    p,
-                    comparable
-                );
-            }
+            compare(&rust, &payload_format().check(&json))?;
             if payload.fallback_models.contains(&payload.model_id) {
-                prop_assert!(
-                    !cross_field.is_empty() || rust.is_err(),
-                    "a fallback equal to modelId went unreported"
-                );
+                prop_assert!(rust.is_err(), "a fallback equal to modelId went unreported");
             }
-
-            if rust.is_ok() { &valid } else { &invalid }.fetch_add(1, Ordering::Relaxed);
+            tally.count(rust.is_ok());
             Ok(())
         })
         .unwrap();
+    tally.assert_both_sides(CASES, 1000.0 / 12_000.0);
+}
 
-    let (valid, invalid) = (valid.into_inner(), invalid.into_inner());
-    assert_eq!(valid + invalid, CASES as usize);
-    // Both sides of every bound must be exercised, not just one.
-    assert!(
-        valid > 1000 && invalid > 1000,
-        "valid {valid}, invalid {invalid}"
+/// Mutates `bases` (valid documents of the schema named `name`) with up to three
+/// schema-guided mutations each and checks the Rust validator (deserialise, then
+/// `validate()`) and `schema`, compiled, agree on every result.
+fn documents_agree(
+    name: &str,
+    schema: &Schema,
+    bases: &[Value],
+    mut runner: TestRunner,
+) -> Result<Tally, String> {
+    let entry = gateway_model::schema::entry(name).expect("an exported schema");
+    let format = FormatCheck::new(schema);
+    for base in bases {
+        (entry.validate)(base).expect("a valid base for rust");
+        format.check(base).expect("a valid base for the schema");
+    }
+    let tally = Tally::default();
+    let mutations = (
+        0..bases.len(),
+        proptest::collection::vec(any::<u64>(), 0..=3),
     );
+    runner
+        .run(&mutations, |(base, seeds)| {
+            let mut doc = bases[base].clone();
+            for seed in seeds {
+                mutate::mutate(schema.as_value(), &mut doc, seed);
+            }
+            let rust = (entry.validate)(&doc);
+            compare(&rust, &format.check(&doc))
+                .map_err(|e| TestCaseError::fail(format!("{e}\ndocument: {doc}")))?;
+            tally.count(rust.is_ok());
+            Ok(())
+        })
+        .map_err(|e| e.to_string())?;
+    Ok(tally)
+}
+
+/// Valid configurations with every section and optional field present, so that every
+/// field is there to be mutated: one at a region, one at explicit base URLs.
+fn config_bases() -> Vec<Value> {
+    let summarize = RouteConfig {
+        fallbacks: vec!["model-fallback-3".into(), "model-small-1".into()],
+        temperature: TemperatureMatrix {
+            low: 0.1,
+            default: 0.3,
+            high: 0.7,
+        },
+        max_tokens: 512,
+        top_p: 0.9,
+        safety_filters: vec!["pii".into(), "toxicity".into()],
+        metadata: Metadata::from_iter([("team", "care")]),
+        ..RouteConfig::to_model("model-gen-4")
+    };
+    let reply = RouteConfig {
+        model: None,
+        split: vec![
+            SplitEntry {
+                model: "model-gen-4".into(),
+                weight: 90,
+            },
+            SplitEntry {
+                model: "model-gen-5".into(),
+                weight: 10,
+            },
+        ],
+        fallbacks: vec!["model-fallback-3".into()],
+        ..RouteConfig::default()
+    };
+    let mut config = RouterConfig::new(EnvironmentConfig {
+        region: Some("eu-west-1".into()),
+        ..EnvironmentConfig::default()
+    })
+    .with_route("summarize", summarize)
+    .with_route("reply", reply);
+    config.credentials.client_id = Some("client-1".into());
+    config.audit.webhook = Some(WebhookConfig {
+        url: "https://audit.example.com/hook".into(),
+        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
+        spool_dir: "audit/spool".into(),
+        batch_size: 100,
+        queue_capacity: 10_000,
+    });
+    config.metrics.listen = Some("127.0.0.1:9464".into());
+    config.tls.extra_ca_file = Some("certs/ca.pem".into());
+    let mut at_api = config.clone();
+    at_api.environment = EnvironmentConfig {
+        login_base: Some("http://127.0.0.1:8081".into()),
+        ..EnvironmentConfig::at("http://127.0.0.1:8080")
+    };
+    [config, at_api]
+        .iter()
+        .map(|c| serde_json::to_value(c).unwrap())
+        .collect()
+}
+
+fn request_bases() -> Vec<Value> {
+    let full = RouteRequest::new("summarize", "Summarize this transcript")
+        .tuning(Tuning::Low)
+        .sticky_key("conversation-7f3a")
+        .metadata("queue", "billing");
+    [full, RouteRequest::new("reply", "hi")]
+        .iter()
+        .map(|r| serde_json::to_value(r).unwrap())
+        .collect()
+}
+
+#[test]
+fn router_configs_agree() {
+    const CASES: u32 = 6_000;
+    let schema = schema_for::<RouterConfig>();
+    documents_agree("router-config", &schema, &config_bases(), runner(CASES))
+        .unwrap()
+        .assert_both_sides(CASES, 0.2);
+}
+
+#[test]
+fn route_requests_agree() {
+    const CASES: u32 = 4_000;
+    let schema = schema_for::<RouteRequest>();
+    documents_agree("route-request", &schema, &request_bases(), runner(CASES))
+        .unwrap()
+        .assert_both_sides(CASES, 0.2);
+}
+
+/// The document tests can fail: a schema whose bound was edited (as if by hand, or by
+/// a change to one side only) disagrees with the Rust validator on some document.
+#[test]
+fn an_edited_schema_bound_is_caught() {
+    let edits = [
+        (
+            "router-config",
+            "/$defs/ServerConfig/properties/max_connections/maximum",
+            json!(1_000_001),
+        ),
+        (
+            "router-config",
+            "/$defs/LimitsConfig/properties/deadline_ms/minimum",
+            json!(0),
+        ),
+        (
+            "router-config",
+            "/$defs/SplitEntry/properties/weight/maximum",
+            json!(9_999),
+        ),
+        (
+            "router-config",
+            "/$defs/CredentialsConfig/properties/client_id/maxLength",
+            json!(257),
+        ),
+        (
+            "router-config",
+            "/$defs/AuditConfig/properties/file/minLength",
+            json!(0),
+        ),
+        (
+            "route-request",
+            "/properties/stickyKey/maxLength",
+            json!(255),
+        ),
+        ("route-request", "/properties/prompt/maxLength", json!(8001)),
+    ];
+    for (name, pointer, value) in edits {
+        let (schema, bases) = match name {
+            "router-config" => (schema_for::<RouterConfig>(), config_bases()),
+            _ => (schema_for::<RouteRequest>(), request_bases()),
+        };
+        let mut schema = Value::from(schema);
+        let bound = schema
+            .pointer_mut(pointer)
+            .unwrap_or_else(|| panic!("{name} has no {pointer}"));
+        assert_ne!(*bound, value, "{pointer}");
+        *bound = value;
+        let schema = Schema::try_from(schema).unwrap();
+        let Err(found) = documents_agree(name, &schema, &bases, fixed_runner(20_000)) else {
+            panic!("editing {name} {pointer} went unnoticed");
+        };
+        // Caught at the edited field, not for some other reason.
+        let field = pointer.rsplit('/').nth(1).unwrap();
+        let verdicts = found.split("\ndocument:").next().unwrap();
+        assert!(verdicts.contains(field), "{pointer}: {found}");
+    }
+}
+
+/// Whether the Rust validator and the compiled schema accept `prompt`, as a payload's and
+/// as a route request's; panics if they disagree.
+fn prompt_accepted(prompt: &str, request_format: &FormatCheck) -> bool {
+    let payload = GatewayPayload::builder("model-gen-4", prompt).build_unchecked();
+    let request = RouteRequest::new("summarize", prompt);
+    let sides = [
+        ("payload, rust", payload.validate().is_ok()),
+        (
+            "payload, schema",
+            payload_format().is_valid(&serde_json::to_value(&payload).unwrap()),
+        ),
+        ("request, rust", request.validate().is_ok()),
+        (
+            "request, schema",
+            request_format.is_valid(&serde_json::to_value(&request).unwrap()),
+        ),
+    ];
+    assert!(
+        sides.iter().all(|(_, ok)| *ok == sides[0].1),
+        "validators disagree on {prompt:?}: {sides:?}"
+    );
+    sides[0].1
+}
+
+#[test]
+fn blank_prompts_agree_on_every_white_space_character() {
+    let request_format = FormatCheck::for_type::<RouteRequest>();
+    // Every character on its own is refused exactly when it is Unicode White_Space:
+    // each of the Basic Multilingual Plane (where every White_Space character lies)
+    // and a sample of the astral planes (a full sweep takes minutes in a debug build).
+    let astral = (0x1_0000..=0x10_FFFF)
+        .step_by(251)
+        .chain([0x1_F980, 0x10_FFFF]);
+    let mut white_space = Vec::new();
+    for c in (0..0x1_0000).chain(astral).filter_map(char::from_u32) {
+        let accepted = prompt_accepted(c.encode_utf8(&mut [0; 4]), &request_format);
+        assert_eq!(
+            accepted,
+            !c.is_whitespace(),
+            "{:?} (U+{:04X})",
+            c,
+            u32::from(c)
+        );
+        if !accepted {
+            white_space.push(c);
+        }
+    }
+    assert_eq!(
+        white_space.len(),
+        25,
+        "Unicode White_Space has 25 code points"
+    );
+
+    // U+FEFF is in JavaScript's `\s` but is not White_Space: a prompt of it is text.
+    // U+200B (zero width space) and U+180E (Mongolian vowel separator) are not either.
+    for text in [
+        "\u{feff}",
+        "\u{200b}",
+        "\u{180e}",
+        " \u{feff} ",
+        "\u{200b}\u{3000}",
+    ] {
+        assert!(prompt_accepted(text, &request_format), "{text:?}");
+    }
+    let all: String = white_space.iter().collect();
+    assert!(!prompt_accepted(&all, &request_format));
+    assert!(!prompt_accepted(&all.repeat(3), &request_format));
+    for one in ["a", "\u{feff}", "\u{200b}", "語", "🦀"] {
+        assert!(
+            prompt_accepted(&format!("{all}{one}{all}"), &request_format),
+            "{one:?}"
+        );
+    }
 }

@@ -6,15 +6,15 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway_audit::webhook::{WebhookSecret, WebhookSink};
+use gateway_audit::{AuditSink, FanOut, JsonlSink, PromptDigest};
 use gateway_auth::{ClientCredentials, Credentials};
 use gateway_model::{
     AuditEntry, ErrorBody, GatewayPayload, GatewayResponse, Metadata, ModelAttempt, ModelId,
     Outcome, Parameters, RouteConfig, RouteOutcome, RouteRequest, RouterConfig, SafetyFilter,
     TemperatureMatrix, Validate, ValidationErrors, payload_format,
 };
-use gateway_telemetry::{
-    AuditSink, FanOut, JsonlSink, ModelMetrics, PromptDigest, Stats, WebhookSecret, WebhookSink,
-};
+use gateway_telemetry::{ModelMetrics, Stats};
 use gateway_transport::{
     Call, CallStats, ErrorKind, RetryReason, TokenSource, Transport, TransportConfig,
     TransportError,
@@ -693,13 +693,21 @@ impl Router {
 
         let (outcome, next, health, stats, code) = match result {
             Ok(answer) => match answer.json::<GatewayResponse>() {
-                Ok(response) => (
-                    Outcome::Success,
-                    Next::Answered(Box::new(response)),
-                    Health::Healthy,
-                    answer.stats,
-                    None,
-                ),
+                Ok(response) => {
+                    if let Some(usage) = &response.usage {
+                        state.metrics.tokens(
+                            u64::from(usage.prompt_tokens),
+                            u64::from(usage.completion_tokens),
+                        );
+                    }
+                    (
+                        Outcome::Success,
+                        Next::Answered(Box::new(response)),
+                        Health::Healthy,
+                        answer.stats,
+                        None,
+                    )
+                }
                 Err(e) => {
                     call.last_failure = Some(format!("{model}: {e}"));
                     (

@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Limited};
-use hyper::body::Incoming;
 
 /// Why a request body could not be read.
 #[derive(Debug, thiserror::Error)]
@@ -39,11 +38,11 @@ impl BodyError {
 }
 
 /// Reads `body` whole, refusing more than `limit` bytes or more than `timeout` of waiting.
-pub async fn read_body(
-    body: Incoming,
-    limit: usize,
-    timeout: Duration,
-) -> Result<Bytes, BodyError> {
+pub async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, BodyError>
+where
+    B: http_body::Body<Data = Bytes>,
+    B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
+{
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(BodyError::TimedOut { timeout }),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

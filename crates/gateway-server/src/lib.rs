@@ -37,10 +37,11 @@ mod activity;
 mod body;
 mod fd_limit;
 mod limits;
+pub mod openapi;
 pub mod sidecar;
 
 pub use accept::Server;
 pub use body::{BodyError, read_body};
 pub use fd_limit::{RESERVED_DESCRIPTORS, raise_for_connections};
 pub use limits::ConnectionLimits;
-pub use sidecar::{Sidecar, SidecarOptions};
+pub use sidecar::{ApiKeys, Sidecar, SidecarOptions};

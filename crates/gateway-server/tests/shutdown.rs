@@ -122,7 +122,7 @@ async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503
         let body: Value = serde_json::from_slice(&body).unwrap();
         assert_eq!(body["code"], "router.cancelled");
     }
-    let report = gateway_telemetry::read_jsonl(&audit).unwrap();
+    let report = gateway_audit::read_jsonl(&audit).unwrap();
     assert_eq!(report.entries.len(), 20, "one entry per call");
     for entry in &report.entries {
         assert_eq!(entry.outcome, Outcome::Cancelled);

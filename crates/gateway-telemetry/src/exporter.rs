@@ -12,8 +12,8 @@ use metrics_exporter_prometheus::{
 };
 
 use crate::metric_names::{
-    LIMITER_WAIT_BUCKETS, LIMITER_WAIT_SECONDS, OVERHEAD_BUCKETS, OVERHEAD_SECONDS,
-    REQUEST_DURATION_BUCKETS, REQUEST_DURATION_SECONDS,
+    HTTP_REQUEST_DURATION_SECONDS, LIMITER_WAIT_BUCKETS, LIMITER_WAIT_SECONDS, OVERHEAD_BUCKETS,
+    OVERHEAD_SECONDS, REQUEST_DURATION_BUCKETS, REQUEST_DURATION_SECONDS,
 };
 use crate::recording::describe;
 
@@ -96,6 +96,7 @@ pub fn prometheus_builder() -> PrometheusBuilder {
         (REQUEST_DURATION_SECONDS, REQUEST_DURATION_BUCKETS),
         (OVERHEAD_SECONDS, OVERHEAD_BUCKETS),
         (LIMITER_WAIT_SECONDS, LIMITER_WAIT_BUCKETS),
+        (HTTP_REQUEST_DURATION_SECONDS, REQUEST_DURATION_BUCKETS),
     ];
     layout
         .into_iter()
@@ -206,8 +207,9 @@ impl LocalMetrics {
 
     /// Runs `f` with this recorder current on this thread (`metrics::with_local_recorder`).
     ///
-    /// Handles created inside (such as [`ModelMetrics`](crate::ModelMetrics) or audit
-    /// sinks) stay bound to this recorder wherever they are used afterwards.
+    /// Handles created inside (such as [`ModelMetrics`](crate::ModelMetrics), or the
+    /// [`AuditCounters`](crate::AuditCounters) of an audit sink built there) stay bound to
+    /// this recorder wherever they are used afterwards.
     pub fn scope<T>(&self, f: impl FnOnce() -> T) -> T {
         metrics::with_local_recorder(&self.recorder, f)
     }

@@ -1,6 +1,6 @@
-//! Telemetry for the router: Prometheus metrics through the `metrics` facade, in-process
-//! routing statistics, and an audit trail that loses nothing (a JSONL file and a signed
-//! webhook with a disk spool).
+//! Metrics for the router: Prometheus metrics through the `metrics` facade and in-process
+//! routing statistics in fixed memory. (The audit trail is the `gateway-audit` crate; its
+//! sinks count their entries here, through [`AuditCounters`].)
 //!
 //! # Metrics
 //!
@@ -35,10 +35,8 @@
 //!   [`audit_event`].
 //! - [`Stats`] for the router's own view (hit rate, p50/p90/p99/max, retries,
 //!   fallbacks per model) in fixed memory.
-//! - Audit: [`AuditSink`] implemented by [`JsonlSink`], [`WebhookSink`] and [`FanOut`];
-//!   [`PromptDigest`] fills the prompt fields of an [`AuditEntry`](gateway_model::AuditEntry);
-//!   [`read_jsonl`] reads a file back; [`WebhookSink::report`] gives a [`DeliveryReport`];
-//!   receivers check signatures with [`verify_headers`](audit::webhook::verify_headers).
+//! - [`AuditCounters`], held by each audit sink, counts [`AuditEvent`]s with cached
+//!   handles.
 //!
 //! ```
 //! use std::time::Duration;
@@ -65,7 +63,6 @@
 //! assert_eq!(stats.snapshot()[0].hit_rate, Some(1.0));
 //! ```
 
-pub mod audit;
 mod exporter;
 pub mod exposition;
 mod latency_histogram;
@@ -73,18 +70,13 @@ pub mod metric_names;
 mod recording;
 mod stats;
 
-pub use audit::webhook::{DeliveryReport, WebhookOptions, WebhookSecret, WebhookSink};
-pub use audit::{
-    AuditError, AuditFuture, AuditSink, EncodedEntry, FanOut, JsonlOptions, JsonlReader, JsonlSink,
-    PromptDigest, ReadReport, SkipReason, SkippedLine, read_jsonl,
-};
 pub use exporter::{
     ExporterError, LocalMetrics, MetricsHandle, UPKEEP_INTERVAL, install, install_at,
     prometheus_builder,
 };
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{
-    AuditEvent, InFlightGuard, ModelMetrics, RetryReason, audit_event, describe, fallback,
-    limiter_wait, token_refresh,
+    AuditCounters, AuditEvent, InFlightGuard, ModelMetrics, RetryReason, audit_event, build_info,
+    describe, fallback, http_request, limiter_wait, token_refresh,
 };
 pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};

@@ -21,6 +21,16 @@ pub const TOKEN_REFRESHES_TOTAL: &str = "genesys_router_token_refreshes_total";
 /// Counter: audit entries by event, label `event` (see [`AuditEvent`](crate::AuditEvent)).
 pub const AUDIT_ENTRIES_TOTAL: &str = "genesys_router_audit_entries_total";
 
+/// Counter: tokens the gateway reported per model, labels `model` and `kind`
+/// (`prompt`, `completion`).
+pub const TOKENS_TOTAL: &str = "genesys_router_tokens_total";
+/// Counter: HTTP requests the service answered, labels `path` and `status`.
+pub const HTTP_REQUESTS_TOTAL: &str = "genesys_router_http_requests_total";
+/// Histogram (seconds): time the service took to answer, label `path`.
+pub const HTTP_REQUEST_DURATION_SECONDS: &str = "genesys_router_http_request_duration_seconds";
+/// Gauge: always 1, labels `version` (the crate version) and `service`.
+pub const BUILD_INFO: &str = "genesys_router_build_info";
+
 /// Label key naming the model.
 pub const LABEL_MODEL: &str = "model";
 /// Label key naming a call's outcome.
@@ -35,6 +45,14 @@ pub const LABEL_TO: &str = "to";
 pub const LABEL_RESULT: &str = "result";
 /// Label key naming an audit event.
 pub const LABEL_EVENT: &str = "event";
+/// Label key naming a token kind (`prompt`, `completion`).
+pub const LABEL_KIND: &str = "kind";
+/// Label key naming an HTTP path the service knows (or `other`).
+pub const LABEL_PATH: &str = "path";
+/// Label key naming an HTTP status code.
+pub const LABEL_STATUS: &str = "status";
+/// Label key naming a version.
+pub const LABEL_VERSION: &str = "version";
 
 /// Upper bounds of [`REQUEST_DURATION_SECONDS`]: 10 ms to 120 s, suited to LLM calls.
 pub const REQUEST_DURATION_BUCKETS: &[f64] = &[

@@ -8,10 +8,11 @@ use gateway_model::Outcome;
 use metrics::{Counter, Gauge, Histogram, Unit};
 
 use crate::metric_names::{
-    ATTEMPTS_TOTAL, AUDIT_ENTRIES_TOTAL, FALLBACKS_TOTAL, IN_FLIGHT_REQUESTS, LABEL_EVENT,
-    LABEL_FROM, LABEL_MODEL, LABEL_OUTCOME, LABEL_REASON, LABEL_RESULT, LABEL_TO,
-    LIMITER_WAIT_SECONDS, OVERHEAD_SECONDS, REQUEST_DURATION_SECONDS, REQUESTS_TOTAL,
-    RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL,
+    ATTEMPTS_TOTAL, AUDIT_ENTRIES_TOTAL, BUILD_INFO, FALLBACKS_TOTAL,
+    HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_TOTAL, IN_FLIGHT_REQUESTS, LABEL_EVENT,
+    LABEL_FROM, LABEL_KIND, LABEL_MODEL, LABEL_OUTCOME, LABEL_PATH, LABEL_REASON, LABEL_RESULT,
+    LABEL_STATUS, LABEL_TO, LABEL_VERSION, LIMITER_WAIT_SECONDS, OVERHEAD_SECONDS,
+    REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL, TOKENS_TOTAL,
 };
 
 /// Why an HTTP attempt was retried (the `reason` label of the retries counter).
@@ -194,6 +195,25 @@ pub fn describe() {
         "OAuth token refreshes, by result."
     );
     describe_counter!(
+        TOKENS_TOTAL,
+        Unit::Count,
+        "Tokens the gateway reported per model, by kind (prompt, completion)."
+    );
+    describe_counter!(
+        HTTP_REQUESTS_TOTAL,
+        Unit::Count,
+        "HTTP requests the service answered, by path and status."
+    );
+    describe_histogram!(
+        HTTP_REQUEST_DURATION_SECONDS,
+        Unit::Seconds,
+        "Time the HTTP service took to answer, by path."
+    );
+    describe_gauge!(
+        BUILD_INFO,
+        "Always 1; labels name the version and the service."
+    );
+    describe_counter!(
         AUDIT_ENTRIES_TOTAL,
         Unit::Count,
         "Audit entries, by what happened to them."
@@ -213,6 +233,8 @@ pub struct ModelMetrics {
     attempts: Counter,
     retries: [Counter; RetryReason::ALL.len()],
     in_flight: Gauge,
+    prompt_tokens: Counter,
+    completion_tokens: Counter,
 }
 
 impl ModelMetrics {
@@ -232,6 +254,8 @@ impl ModelMetrics {
             attempts: metrics::counter!(ATTEMPTS_TOTAL, LABEL_MODEL => model.clone()),
             retries,
             in_flight: metrics::gauge!(IN_FLIGHT_REQUESTS, LABEL_MODEL => model.clone()),
+            prompt_tokens: metrics::counter!(TOKENS_TOTAL, LABEL_MODEL => model.clone(), LABEL_KIND => "prompt"),
+            completion_tokens: metrics::counter!(TOKENS_TOTAL, LABEL_MODEL => model.clone(), LABEL_KIND => "completion"),
             model,
         }
     }
@@ -250,6 +274,12 @@ impl ModelMetrics {
     /// Records the router's own time around one call (everything but the upstream wait).
     pub fn overhead(&self, duration: Duration) {
         self.overhead.record(duration.as_secs_f64());
+    }
+
+    /// Records the tokens the gateway reported for one answer of this model.
+    pub fn tokens(&self, prompt: u64, completion: u64) {
+        self.prompt_tokens.increment(prompt);
+        self.completion_tokens.increment(completion);
     }
 
     /// Records one HTTP attempt sent to this model.
@@ -322,7 +352,8 @@ pub fn token_refresh(success: bool) {
     }
 }
 
-/// Records one audit event (the sinks in this crate record their own).
+/// Records one audit event (the sinks in `gateway-audit` count theirs through
+/// [`AuditCounters`]).
 pub fn audit_event(event: AuditEvent) {
     audit_counter(event).increment(1);
 }
@@ -339,23 +370,35 @@ fn audit_counter(event: AuditEvent) -> Counter {
     }
 }
 
-/// Cached audit counters, bound to the recorder current when the sink was built.
+/// The audit counter's handles for every event, cached once per sink.
+///
+/// Bound to the recorder that is current when `new` runs (as [`ModelMetrics`] are), so an
+/// audit sink creates its counters when it is built. Adding is a few atomic operations:
+/// no allocation, no label lookup.
 #[derive(Clone)]
-pub(crate) struct AuditCounters {
+pub struct AuditCounters {
     by_event: [Counter; AuditEvent::ALL.len()],
 }
 
 impl AuditCounters {
-    pub(crate) fn new() -> Self {
+    /// Registers every `event` series with the current recorder (all start at zero).
+    pub fn new() -> Self {
         Self {
             by_event: AuditEvent::ALL.map(audit_counter),
         }
     }
 
-    pub(crate) fn add(&self, event: AuditEvent, n: u64) {
+    /// Counts `n` entries to which `event` happened (nothing when `n` is zero).
+    pub fn add(&self, event: AuditEvent, n: u64) {
         if n > 0 {
             self.by_event[event.index()].increment(n);
         }
+    }
+}
+
+impl Default for AuditCounters {
+    fn default() -> Self {
+        Self::new()
     }
 }
 
@@ -363,4 +406,18 @@ impl fmt::Debug for AuditCounters {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("AuditCounters").finish_non_exhaustive()
     }
+}
+
+/// Records one request the HTTP service answered: its path label (a known path or
+/// `other`, so the label set stays bounded), status and duration.
+pub fn http_request(path: &str, status: u16, duration: Duration) {
+    metrics::counter!(HTTP_REQUESTS_TOTAL, LABEL_PATH => path.to_owned(), LABEL_STATUS => status.to_string())
+        .increment(1);
+    metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, LABEL_PATH => path.to_owned())
+        .record(duration.as_secs_f64());
+}
+
+/// Sets the `build_info` gauge for `service` at `version` (once, at start).
+pub fn build_info(service: &'static str, version: &'static str) {
+    metrics::gauge!(BUILD_INFO, LABEL_VERSION => version, "service" => service).set(1.0);
 }

@@ -14,16 +14,17 @@
 //! [`ANSWER_GRACE`]; then close every connection and flush the audit trail for up to
 //! [`FLUSH_BOUND`].
 
-mod handlers;
+mod keys;
 mod reply;
+mod routes;
 
-use std::convert::Infallible;
+pub use keys::ApiKeys;
+
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use gateway_router::Router;
 use gateway_telemetry::MetricsHandle;
-use hyper::service::service_fn;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -49,6 +50,10 @@ pub struct SidecarOptions {
     pub drain: Duration,
     /// A second address serving only `GET /metrics` (`[metrics] listen`).
     pub metrics_listen: Option<SocketAddr>,
+    /// Bearer keys callers must present (none: every caller is let in).
+    pub api_keys: ApiKeys,
+    /// Whether `/metrics` is served without a key when keys are configured.
+    pub metrics_open: bool,
 }
 
 impl Default for SidecarOptions {
@@ -59,6 +64,8 @@ impl Default for SidecarOptions {
             body_max_bytes: 1024 * 1024,
             drain: Duration::from_secs(30),
             metrics_listen: None,
+            api_keys: ApiKeys::default(),
+            metrics_open: true,
         }
     }
 }
@@ -66,8 +73,8 @@ impl Default for SidecarOptions {
 impl SidecarOptions {
     /// The options a configuration's `[server]` and `[metrics]` sections state.
     ///
-    /// A `[metrics] listen` that is not a socket address is an error naming the key
-    /// (a validated config never has one).
+    /// A `[metrics] listen` that is not a socket address, or an `api_keys_env` that is
+    /// unset or empty, is an error naming the key.
     pub fn from_config(config: &gateway_model::RouterConfig) -> Result<Self, String> {
         let server = &config.server;
         let metrics_listen = match &config.metrics.listen {
@@ -86,6 +93,13 @@ impl SidecarOptions {
             body_max_bytes: usize::try_from(server.request_body_max_bytes).unwrap_or(usize::MAX),
             drain: server.drain_timeout(),
             metrics_listen,
+            api_keys: match &server.api_keys_env {
+                Some(name) => {
+                    ApiKeys::from_env(name).map_err(|e| format!("[server] api_keys_env: {e}"))?
+                }
+                None => ApiKeys::default(),
+            },
+            metrics_open: !server.metrics_require_key,
         })
     }
 }
@@ -100,6 +114,63 @@ pub(crate) struct App {
     calls: TaskTracker,
     /// Cancelled when the drain timeout ends: calls still running stop then.
     stop: CancellationToken,
+}
+
+/// The route an answer went through (both doors).
+pub(crate) static ROUTE_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-genesys-router-route");
+/// The model that answered.
+pub(crate) static MODEL_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-genesys-router-model");
+/// How many fallbacks the call used.
+pub(crate) static FALLBACKS_HEADER: http::HeaderName =
+    http::HeaderName::from_static("x-genesys-router-fallbacks");
+
+/// Says on an answer which route and model served it.
+pub(crate) fn describe(reply: &mut reply::Reply, outcome: &gateway_model::RouteOutcome) {
+    let headers = reply.headers_mut();
+    for (name, value) in [
+        (&ROUTE_HEADER, outcome.route.as_str()),
+        (&MODEL_HEADER, outcome.served_model.as_str()),
+    ] {
+        if let Ok(value) = http::HeaderValue::from_str(value) {
+            headers.insert(name.clone(), value);
+        }
+    }
+    headers.insert(
+        FALLBACKS_HEADER.clone(),
+        http::HeaderValue::from(outcome.fallbacks_used),
+    );
+}
+
+impl App {
+    /// Routes `request` in a task of its own: a client that disconnects does not cancel
+    /// the call (which may already be at the gateway), so it still ends, and is audited,
+    /// as it really ended. Only the drain deadline of a shutdown stops it, with its reason.
+    pub(crate) async fn route(
+        &self,
+        request: gateway_model::RouteRequest,
+    ) -> Result<gateway_model::RouteOutcome, gateway_router::RouteError> {
+        let router = self.router.clone();
+        let stop = self.stop.clone();
+        let drain = self.options.drain;
+        let call = self.calls.spawn(async move {
+            let reason = async move {
+                stop.cancelled().await;
+                format!(
+                    "the sidecar shut down: its drain timeout of {drain:?} ended before the call"
+                )
+            };
+            router.route_until(request, reason).await
+        });
+        match call.await {
+            Ok(result) => result,
+            Err(join) => Err(gateway_router::RouteErrorKind::Cancelled {
+                reason: format!("the routed call's task ended unexpectedly: {join}"),
+            }
+            .into()),
+        }
+    }
 }
 
 /// A running sidecar.
@@ -135,6 +206,13 @@ impl Sidecar {
         Self::start_with(router, metrics, addr, options).await
     }
 
+    /// Whether serving `options` on `addr` would let anyone on the network route prompts:
+    /// a non-loopback address without API keys. `serve` refuses that unless told
+    /// `--allow-unauthenticated`.
+    pub fn is_open_to_the_network(addr: SocketAddr, options: &SidecarOptions) -> bool {
+        !addr.ip().is_loopback() && options.api_keys.is_empty()
+    }
+
     /// Binds `addr` (and `options.metrics_listen`) and serves until shut down.
     pub async fn start_with(
         router: Router,
@@ -142,6 +220,7 @@ impl Sidecar {
         addr: SocketAddr,
         options: SidecarOptions,
     ) -> std::io::Result<Self> {
+        gateway_telemetry::build_info("genesys-router", env!("CARGO_PKG_VERSION"));
         let listener = TcpListener::bind(addr).await?;
         let metrics_listener = match options.metrics_listen {
             Some(at) => Some(TcpListener::bind(at).await?),
@@ -201,26 +280,13 @@ impl Sidecar {
 fn service(
     app: &App,
     metrics_only: bool,
-) -> impl hyper::service::Service<
-    http::Request<hyper::body::Incoming>,
-    Response = reply::Reply,
-    Error = Infallible,
-    Future = impl Send + 'static,
-> + Clone
-+ Send
-+ Sync
-+ 'static {
-    let app = app.clone();
-    service_fn(move |req| {
-        let app = app.clone();
-        async move {
-            Ok::<_, Infallible>(if metrics_only {
-                handlers::handle_metrics_only(&app, &req)
-            } else {
-                handlers::handle(&app, req).await
-            })
-        }
-    })
+) -> hyper_util::service::TowerToHyperService<axum::Router> {
+    let paths = if metrics_only {
+        routes::metrics_only(app.clone())
+    } else {
+        routes::paths(app.clone())
+    };
+    hyper_util::service::TowerToHyperService::new(paths)
 }
 
 /// Serves until the shutdown signal, then shuts down in the documented steps.

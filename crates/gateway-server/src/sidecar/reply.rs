@@ -1,27 +1,26 @@
 //! Building the sidecar's answers: JSON bodies, Genesys-style error bodies, headers.
 
-use bytes::Bytes;
+use axum::body::Body;
+use axum::response::Response;
 use gateway_model::ErrorBody;
 use gateway_router::RouteError;
+use http::StatusCode;
 use http::header::{CONTENT_TYPE, HeaderValue, RETRY_AFTER};
-use http::{Response, StatusCode};
-use http_body_util::Full;
 use serde_json::json;
 
 /// The answer type of every sidecar handler.
-pub(crate) type Reply = Response<Full<Bytes>>;
+pub(crate) type Reply = Response;
 
 /// A route failure as a Genesys-style error body; `contextId` is the correlation id.
 pub(crate) fn route_error(err: &RouteError) -> Reply {
     let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let details = err.violations().map(violation_details);
     let mut body = ErrorBody::new(
         status.as_u16(),
         err.code(),
         err.to_string(),
         err.correlation_id().unwrap_or(""),
     );
-    if let Some(details) = details {
+    if let Some(details) = err.violations().map(violation_details) {
         body.details = details;
     }
     if let Some(trace) = err.trace() {
@@ -36,6 +35,20 @@ pub(crate) fn route_error(err: &RouteError) -> Reply {
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs));
+    }
+    with_retry_after(response)
+}
+
+/// Every 429 and 503 the service answers says when to come back (a second, unless the
+/// answer already says).
+pub(crate) fn with_retry_after(mut response: Reply) -> Reply {
+    let status = response.status();
+    if (status == StatusCode::TOO_MANY_REQUESTS || status == StatusCode::SERVICE_UNAVAILABLE)
+        && !response.headers().contains_key(RETRY_AFTER)
+    {
+        response
+            .headers_mut()
+            .insert(RETRY_AFTER, HeaderValue::from_static("1"));
     }
     response
 }
@@ -61,7 +74,7 @@ pub(crate) fn error(
     let mut body = ErrorBody::new(status.as_u16(), code, message, "");
     body.context_id = None;
     body.details = details.unwrap_or_default();
-    json(status, &body)
+    with_retry_after(json(status, &body))
 }
 
 /// `body` as JSON.
@@ -71,12 +84,8 @@ pub(crate) fn json(status: StatusCode, body: &impl serde::Serialize) -> Reply {
 }
 
 /// `body` with a content type.
-pub(crate) fn text(
-    status: StatusCode,
-    content_type: &'static str,
-    body: impl Into<Bytes>,
-) -> Reply {
-    let mut response = Response::new(Full::new(body.into()));
+pub(crate) fn text(status: StatusCode, content_type: &'static str, body: impl Into<Body>) -> Reply {
+    let mut response = Response::new(body.into());
     *response.status_mut() = status;
     response
         .headers_mut()

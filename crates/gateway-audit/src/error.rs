@@ -1,0 +1,123 @@
+//! `AuditError`: why an audit sink could not take, write or deliver an entry.
+
+use std::path::PathBuf;
+
+use gateway_model::endpoint::UrlError;
+
+use crate::webhook::SecretError;
+
+/// Why an audit sink failed. Never contains the webhook secret.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AuditError {
+    /// A file-system operation on an audit file, rotated file or spool failed.
+    #[error("could not {action} `{path}`: {source}")]
+    Io {
+        /// What was being done, such as "append to" or "rotate".
+        action: &'static str,
+        /// The file or directory concerned.
+        path: PathBuf,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// Syncing the audit file to disk failed; the entry reached the OS but may not be durable.
+    #[error("could not sync `{path}` to disk: {message}")]
+    Sync {
+        /// The file concerned.
+        path: PathBuf,
+        /// The OS error, as text.
+        message: String,
+    },
+    /// An entry could not be encoded as JSON.
+    #[error("could not encode audit entry {id} as JSON: {source}")]
+    Encode {
+        /// The entry's id.
+        id: uuid::Uuid,
+        /// The encoder's complaint.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// The webhook URL is refused (not https and not loopback, or malformed).
+    #[error("webhook URL refused: {0}")]
+    Url(#[from] UrlError),
+    /// The webhook signing secret is missing or malformed.
+    #[error("webhook secret: {0}")]
+    Secret(#[from] SecretError),
+    /// The TLS client configuration could not be built.
+    #[error("could not build the webhook TLS client: {reason}")]
+    Tls {
+        /// What went wrong.
+        reason: String,
+    },
+    /// The sink needs a Tokio runtime and none is current.
+    #[error("the {sink} audit sink needs a Tokio runtime; start it from within one")]
+    NoRuntime {
+        /// Which sink.
+        sink: &'static str,
+    },
+    /// A background thread could not be started.
+    #[error("could not start the {sink} audit sink's background thread: {source}")]
+    Thread {
+        /// Which sink.
+        sink: &'static str,
+        /// The OS error.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A background task of the sink failed.
+    #[error("a background task of the {sink} audit sink failed: {reason}")]
+    Task {
+        /// Which sink.
+        sink: &'static str,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The sink was shut down; it takes no more entries.
+    #[error("the {sink} audit sink is shut down")]
+    Closed {
+        /// Which sink.
+        sink: &'static str,
+    },
+    /// A flush or shutdown deadline passed with entries still pending (they are not lost:
+    /// they stay queued, and shutdown spools what it can).
+    #[error("the {sink} audit sink's deadline passed with {pending} entries pending")]
+    Timeout {
+        /// Which sink.
+        sink: &'static str,
+        /// Entries neither delivered nor durably stored when the deadline passed.
+        pending: u64,
+    },
+    /// The entry was dropped: the webhook queue was full and the spool could not take it.
+    #[error("audit entry {id} dropped: {reason}")]
+    Dropped {
+        /// The entry's id.
+        id: uuid::Uuid,
+        /// Why the spool could not take it.
+        reason: String,
+    },
+    /// Some sinks of a fan-out failed (the others recorded the entry).
+    #[error("{failed} of {total} audit sinks failed; first: {first}")]
+    Partial {
+        /// How many sinks failed.
+        failed: usize,
+        /// How many sinks there are.
+        total: usize,
+        /// The first failure.
+        first: Box<AuditError>,
+    },
+}
+
+impl AuditError {
+    pub(crate) fn io(
+        action: &'static str,
+        path: impl Into<PathBuf>,
+        source: std::io::Error,
+    ) -> Self {
+        Self::Io {
+            action,
+            path: path.into(),
+            source,
+        }
+    }
+}

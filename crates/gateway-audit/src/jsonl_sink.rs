@@ -1,0 +1,316 @@
+//! `JsonlSink`: audit entries appended to a JSON Lines file, synced per policy, rotated by size.
+
+mod failed_ranges;
+mod group_commit;
+mod jsonl_file;
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use gateway_model::{AuditConfig, FsyncPolicy};
+use gateway_telemetry::{AuditCounters, AuditEvent};
+use tokio::time::Instant;
+
+use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
+
+use group_commit::GroupCommit;
+use jsonl_file::{JsonlFile, OsSync, SyncFile};
+
+const SINK: &str = "jsonl";
+
+/// How the JSONL file is synced and rotated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct JsonlOptions {
+    /// When the file is synced to disk.
+    pub fsync: FsyncPolicy,
+    /// Sync period for [`FsyncPolicy::Interval`].
+    pub fsync_interval: Duration,
+    /// The file is rotated before an entry would take it past this size.
+    pub rotate_bytes: u64,
+    /// Rotated files kept, as `name.1` (newest) to `name.N`.
+    pub keep_rotated: u32,
+}
+
+impl JsonlOptions {
+    /// The options an [`AuditConfig`] states.
+    pub fn from_config(config: &AuditConfig) -> Self {
+        Self {
+            fsync: config.fsync,
+            fsync_interval: Duration::from_millis(config.fsync_interval_ms.max(1)),
+            rotate_bytes: config.rotate_bytes,
+            keep_rotated: config.keep_rotated,
+        }
+    }
+}
+
+impl Default for JsonlOptions {
+    fn default() -> Self {
+        Self::from_config(&AuditConfig::default())
+    }
+}
+
+/// The path of the `n`-th rotated file: `name.n` next to `path`.
+pub fn rotated_path(path: &Path, n: u32) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(format!(".{n}"));
+    PathBuf::from(name)
+}
+
+/// The writer role, held across a yield; dropping it writes whatever is queued.
+struct Leadership<'a>(&'a JsonlSink);
+
+impl Drop for Leadership<'_> {
+    fn drop(&mut self) {
+        self.0.write_queued();
+    }
+}
+
+/// Appends audit entries to a JSON Lines file, one entry per line.
+///
+/// Lines are written with group commit: a caller queues its line and, if no one is
+/// writing, writes every queued line itself in one `write` (it keeps going until the
+/// queue is empty, so no line is left behind); callers who find a writer at work wait
+/// for it. Concurrent callers never interleave, each line has reached the OS when its
+/// `record` returns, and under load many lines share one system call. Syncing to disk happens
+/// on a dedicated thread that batches requests (group commit): with
+/// [`FsyncPolicy::EveryEntry`] `record` waits for the sync covering its entry; with
+/// [`FsyncPolicy::Interval`] the thread syncs at most every interval; with
+/// [`FsyncPolicy::Never`] only an explicit [`flush`](crate::AuditSink::flush) syncs.
+/// Before an entry would take the file past `rotate_bytes`, the file becomes `name.1`
+/// (older ones shift to `name.2` ... `name.N`, the oldest beyond `keep_rotated` is
+/// deleted) and a new file is started.
+///
+/// A failed sync fails everyone waiting on an entry it covered (with
+/// [`FsyncPolicy::EveryEntry`], that entry's `record`; under any policy, the next
+/// `flush`), however many syncs pass or fail after it.
+pub struct JsonlSink {
+    file: Arc<JsonlFile>,
+    commit: GroupCommit,
+    counters: AuditCounters,
+    /// The last entry a completed flush answered for: the next one answers from there.
+    flushed: AtomicU64,
+}
+
+impl JsonlSink {
+    /// Opens (creating it and its directory if needed) the file an [`AuditConfig`] names.
+    pub fn open(config: &AuditConfig) -> Result<Self, AuditError> {
+        Self::open_with(&config.file, JsonlOptions::from_config(config))
+    }
+
+    /// Opens (creating it and its directory if needed) `path` with `options`.
+    ///
+    /// If the file ends with a half-written line (a crash mid-write), a line break is
+    /// appended first so the next entry starts on its own line.
+    pub fn open_with(path: impl Into<PathBuf>, options: JsonlOptions) -> Result<Self, AuditError> {
+        Self::open_with_sync(path.into(), options, Arc::new(OsSync))
+    }
+
+    /// [`open_with`](Self::open_with), syncing the file through `sync`.
+    pub(crate) fn open_with_sync(
+        path: PathBuf,
+        options: JsonlOptions,
+        sync: Arc<dyn SyncFile>,
+    ) -> Result<Self, AuditError> {
+        let file = Arc::new(JsonlFile::open(path, options, sync)?);
+        let for_thread = Arc::clone(&file);
+        std::thread::Builder::new()
+            .name("audit-jsonl-sync".into())
+            .spawn(move || for_thread.sync_loop())
+            .map_err(|source| AuditError::Thread { sink: SINK, source })?;
+        Ok(Self {
+            file,
+            commit: GroupCommit::new(),
+            counters: AuditCounters::new(),
+            flushed: AtomicU64::new(0),
+        })
+    }
+
+    /// The file entries are appended to.
+    pub fn path(&self) -> &Path {
+        self.file.path()
+    }
+
+    /// The sync and rotation options.
+    pub fn options(&self) -> JsonlOptions {
+        self.file.options()
+    }
+
+    /// Appends one entry (synchronously, without waiting for a sync) and returns its
+    /// sequence number in this sink.
+    pub fn append(&self, entry: &EncodedEntry) -> Result<u64, AuditError> {
+        let seq = self.enqueue(entry.line())?;
+        loop {
+            if self.lead_if_free() {
+                continue;
+            }
+            if let Some(outcome) = self.commit.outcome(seq) {
+                return self.written(seq, outcome);
+            }
+            // Another caller is writing this line right now: it takes microseconds.
+            std::thread::yield_now();
+        }
+    }
+
+    /// Appends one entry, waiting (asynchronously) if another caller is writing it.
+    async fn append_async(&self, line: &[u8]) -> Result<u64, AuditError> {
+        let mut rx = self.commit.subscribe();
+        let seq = self.enqueue(line)?;
+        if self.commit.claim() {
+            // Let the tasks that are ready queue their lines first, so they share this
+            // write. If this future is dropped meanwhile, the guard writes them anyway.
+            let leadership = Leadership(self);
+            tokio::task::yield_now().await;
+            drop(leadership);
+        }
+        loop {
+            self.lead_if_free();
+            let outcome = rx.borrow_and_update().outcome(seq);
+            if let Some(outcome) = outcome {
+                return self.written(seq, outcome);
+            }
+            if rx.changed().await.is_err() {
+                return Err(AuditError::Closed { sink: SINK });
+            }
+        }
+    }
+
+    /// Queues `line`; returns its sequence number.
+    fn enqueue(&self, line: &[u8]) -> Result<u64, AuditError> {
+        self.commit
+            .enqueue(line)
+            .ok_or(AuditError::Closed { sink: SINK })
+    }
+
+    /// If no one is writing and lines are queued, writes them all (synchronously, until
+    /// the queue is empty). Returns whether this caller wrote anything.
+    fn lead_if_free(&self) -> bool {
+        if !self.commit.claim() {
+            return false;
+        }
+        self.write_queued();
+        true
+    }
+
+    /// Writes every queued line, then gives up the writer role (the caller holds it).
+    fn write_queued(&self) {
+        self.commit.write_queued(|buf, lens| {
+            let result = self.file.write_lines(buf, lens);
+            if result.is_ok() {
+                self.counters.add(AuditEvent::Written, lens.len() as u64);
+            }
+            result
+        });
+    }
+
+    /// Line `seq`'s sequence number, or why writing it failed.
+    fn written(&self, seq: u64, outcome: Result<(), Arc<str>>) -> Result<u64, AuditError> {
+        outcome.map(|()| seq).map_err(|message| {
+            AuditError::io(
+                "append to",
+                self.file.path(),
+                std::io::Error::other(message.to_string()),
+            )
+        })
+    }
+
+    /// Waits until entry `seq` went through a sync; `Err` if that sync failed.
+    async fn wait_synced(&self, seq: u64) -> Result<(), AuditError> {
+        self.wait_synced_range(seq, seq).await
+    }
+
+    /// Waits until entries `first..=last` went through a sync; `Err` if a sync covering
+    /// any of them failed.
+    async fn wait_synced_range(&self, first: u64, last: u64) -> Result<(), AuditError> {
+        let mut rx = self.file.progress();
+        let progress = rx
+            .wait_for(|p| p.through >= last)
+            .await
+            .map_err(|_| AuditError::Closed { sink: SINK })?;
+        match progress.failure_in(first, last) {
+            Some(message) => Err(AuditError::Sync {
+                path: self.file.path().to_owned(),
+                message: message.to_owned(),
+            }),
+            None => Ok(()),
+        }
+    }
+
+    async fn flush_until(&self, deadline: Instant) -> Result<(), AuditError> {
+        let Some(target) = self.file.request_sync() else {
+            return Err(AuditError::Closed { sink: SINK });
+        };
+        // A flush answers for everything written since the previous one, so a failed
+        // periodic sync is reported even when this flush's own sync passes.
+        let first = self.flushed.load(Ordering::Acquire) + 1;
+        let waited = self.wait_synced_range(first, target);
+        match tokio::time::timeout_at(deadline, waited).await {
+            Ok(result) => {
+                self.flushed.fetch_max(target, Ordering::AcqRel);
+                result
+            }
+            Err(_) => Err(AuditError::Timeout {
+                sink: SINK,
+                pending: target.saturating_sub(self.file.synced()),
+            }),
+        }
+    }
+
+    fn close(&self) {
+        self.commit.close();
+        self.file.close();
+    }
+}
+
+impl AuditSink for JsonlSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    fn record_encoded<'a>(&'a self, entry: &'a EncodedEntry) -> AuditFuture<'a> {
+        Box::pin(async move {
+            let seq = self.append_async(entry.line()).await?;
+            if self.file.options().fsync == FsyncPolicy::EveryEntry {
+                self.wait_synced(seq).await?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Syncs everything written so far (whatever the policy) within `deadline`; `Err` if
+    /// any sync of an entry written since the previous flush failed.
+    fn flush(&self, deadline: Instant) -> AuditFuture<'_> {
+        Box::pin(self.flush_until(deadline))
+    }
+
+    fn shutdown(&self, deadline: Instant) -> AuditFuture<'_> {
+        Box::pin(async move {
+            let flushed = match self.flush_until(deadline).await {
+                Err(AuditError::Closed { .. }) => Ok(()),
+                other => other,
+            };
+            self.close();
+            flushed
+        })
+    }
+}
+
+impl Drop for JsonlSink {
+    fn drop(&mut self) {
+        self.close();
+    }
+}
+
+impl fmt::Debug for JsonlSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JsonlSink")
+            .field("path", &self.file.path())
+            .field("options", &self.file.options())
+            .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,374 @@
+//! The JSONL file itself: appending whole lines, rotating by size, and the thread that
+//! syncs it to disk (group commit for syncs).
+
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+
+use gateway_model::FsyncPolicy;
+use tokio::sync::watch;
+
+use crate::AuditError;
+use crate::jsonl_sink::failed_ranges::FailedRanges;
+use crate::jsonl_sink::{JsonlOptions, rotated_path};
+
+/// Rotated files whose sync is still pending before one is synced inline.
+const MAX_RETIRED: usize = 16;
+
+/// Makes a file's written data durable: `File::sync_data`, or a fault injector in tests
+/// (a real file cannot be made to fail its sync on demand).
+pub(crate) trait SyncFile: Send + Sync {
+    /// Syncs the data written to `file` so far.
+    fn sync_data(&self, file: &File) -> std::io::Result<()>;
+}
+
+/// The real sync: [`File::sync_data`].
+pub(crate) struct OsSync;
+
+impl SyncFile for OsSync {
+    fn sync_data(&self, file: &File) -> std::io::Result<()> {
+        file.sync_data()
+    }
+}
+
+/// How far syncing went, and which entries a failed sync covered.
+#[derive(Clone, Default)]
+pub(super) struct SyncProgress {
+    /// Every entry up to this sequence number has been through a sync.
+    pub(super) through: u64,
+    /// The entries whose sync failed, every failed sync kept (not only the latest).
+    failures: FailedRanges,
+}
+
+impl SyncProgress {
+    /// Why a sync covering an entry in `first..=last` failed, if one did (once
+    /// `through >= last`).
+    pub(super) fn failure_in(&self, first: u64, last: u64) -> Option<&str> {
+        self.failures.find(first, last).map(|message| &**message)
+    }
+}
+
+/// A rotated file whose sync is pending.
+struct Retired {
+    file: Arc<File>,
+    /// The sequence number of the last entry it holds.
+    last: u64,
+}
+
+struct FileState {
+    file: Arc<File>,
+    /// The current file's real length.
+    size: u64,
+    /// The length past which the next entry rotates the file (pushed further after a
+    /// failed rotation, never by pretending the file is smaller than it is).
+    rotate_after: u64,
+    written: u64,
+    sync_wanted: u64,
+    synced: u64,
+    retired: Vec<Retired>,
+    closed: bool,
+    broken_tail: bool,
+}
+
+/// The audit file, its rotation, and the state the sync thread works from.
+pub(super) struct JsonlFile {
+    path: PathBuf,
+    options: JsonlOptions,
+    state: Mutex<FileState>,
+    wake: Condvar,
+    progress: watch::Sender<SyncProgress>,
+    sync: Arc<dyn SyncFile>,
+}
+
+fn open_append(path: &Path) -> Result<(File, u64, bool), AuditError> {
+    let file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .read(true)
+        .open(path)
+        .map_err(|e| AuditError::io("open", path, e))?;
+    let size = file
+        .metadata()
+        .map_err(|e| AuditError::io("inspect", path, e))?
+        .len();
+    let mut unterminated = false;
+    if size > 0 {
+        let mut last = [0u8; 1];
+        let mut reader = &file;
+        reader
+            .seek(SeekFrom::End(-1))
+            .and_then(|_| reader.read_exact(&mut last))
+            .map_err(|e| AuditError::io("read the end of", path, e))?;
+        unterminated = last[0] != b'\n';
+    }
+    Ok((file, size, unterminated))
+}
+
+impl JsonlFile {
+    /// Opens (creating it and its directory if needed) `path`; a half-written last line
+    /// (a crash mid-write) gets a line break so the next entry starts on its own line.
+    pub(super) fn open(
+        path: PathBuf,
+        options: JsonlOptions,
+        sync: Arc<dyn SyncFile>,
+    ) -> Result<Self, AuditError> {
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
+        }
+        let (file, mut size, unterminated) = open_append(&path)?;
+        if unterminated {
+            (&file)
+                .write_all(b"\n")
+                .map_err(|e| AuditError::io("terminate the last line of", &path, e))?;
+            size += 1;
+        }
+        Ok(Self {
+            path,
+            options,
+            state: Mutex::new(FileState {
+                file: Arc::new(file),
+                size,
+                rotate_after: options.rotate_bytes,
+                written: 0,
+                sync_wanted: 0,
+                synced: 0,
+                retired: Vec::new(),
+                closed: false,
+                broken_tail: false,
+            }),
+            wake: Condvar::new(),
+            progress: watch::Sender::new(SyncProgress::default()),
+            sync,
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, FileState> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// The file entries are appended to.
+    pub(super) fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The sync and rotation options.
+    pub(super) fn options(&self) -> JsonlOptions {
+        self.options
+    }
+
+    /// Writes consecutive lines (`buf`, split by `lens`), rotating at line boundaries
+    /// as the options say, with as few `write` calls as rotation allows. The lines take
+    /// the next sequence numbers, failed or not.
+    pub(super) fn write_lines(&self, buf: &[u8], lens: &[usize]) -> Result<(), AuditError> {
+        let mut st = self.lock();
+        if st.broken_tail && (&*st.file).write_all(b"\n").is_ok() {
+            st.broken_tail = false;
+            st.size += 1;
+        }
+        let mut start = 0;
+        let mut lines = 0;
+        let mut result = Ok(());
+        while start < buf.len() {
+            let (end, taken) = Self::run_before_rotation(&st, &lens[lines..], start);
+            if st.size > 0 && st.size + (end - start) as u64 > st.rotate_after {
+                // The lines written so far, this call's included, stay in the old file.
+                let last = st.written + lines as u64;
+                self.rotate_or_postpone(&mut st, last);
+            }
+            if let Err(e) = (&*st.file).write_all(&buf[start..end]) {
+                // Undo a partial write so the next entry is not glued to it.
+                let size = st.size;
+                if st.file.set_len(size).is_err() {
+                    st.broken_tail = true;
+                }
+                result = Err(AuditError::io("append to", &self.path, e));
+                break;
+            }
+            st.size += (end - start) as u64;
+            start = end;
+            lines += taken;
+        }
+        // Failed lines count as written too, so sequence numbers stay aligned.
+        st.written += lens.len() as u64;
+        if self.options.fsync == FsyncPolicy::EveryEntry {
+            st.sync_wanted = st.written;
+            drop(st);
+            self.wake.notify_one();
+        }
+        result
+    }
+
+    /// The longest run of `lens` (starting at byte `start`) that fits before the next
+    /// rotation, at least one line: its end byte and its number of lines.
+    fn run_before_rotation(st: &FileState, lens: &[usize], start: usize) -> (usize, usize) {
+        let mut end = start;
+        let mut taken = 0;
+        for len in lens {
+            let grown = st.size + (end - start + len) as u64;
+            if taken > 0 && grown > st.rotate_after {
+                break;
+            }
+            end += len;
+            taken += 1;
+        }
+        (end, taken)
+    }
+
+    fn rotate_or_postpone(&self, st: &mut FileState, last: u64) {
+        if let Err(e) = self.rotate(st, last) {
+            tracing::warn!(error = %e, "audit file rotation failed; still appending to the current file");
+            // Try again after another `rotate_bytes`.
+            st.rotate_after = st.size + self.options.rotate_bytes;
+        }
+    }
+
+    /// Starts a new file; the old one, holding entries up to `last`, is synced later.
+    fn rotate(&self, st: &mut FileState, last: u64) -> Result<(), AuditError> {
+        let path = &self.path;
+        let keep = self.options.keep_rotated;
+        let ignore_missing = |r: std::io::Result<()>| match r {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        };
+        if keep == 0 {
+            ignore_missing(std::fs::remove_file(path))
+                .map_err(|e| AuditError::io("rotate (remove)", path, e))?;
+        } else {
+            let oldest = rotated_path(path, keep);
+            ignore_missing(std::fs::remove_file(&oldest))
+                .map_err(|e| AuditError::io("rotate (remove)", &oldest, e))?;
+            for n in (1..keep).rev() {
+                let from = rotated_path(path, n);
+                ignore_missing(std::fs::rename(&from, rotated_path(path, n + 1)))
+                    .map_err(|e| AuditError::io("rotate (rename)", &from, e))?;
+            }
+            std::fs::rename(path, rotated_path(path, 1))
+                .map_err(|e| AuditError::io("rotate (rename)", path, e))?;
+        }
+        let (file, size, _) = open_append(path)?;
+        let old = std::mem::replace(&mut st.file, Arc::new(file));
+        st.size = size;
+        st.rotate_after = self.options.rotate_bytes;
+        if self.options.fsync != FsyncPolicy::Never {
+            if st.retired.len() >= MAX_RETIRED {
+                let oldest = st.retired.remove(0);
+                self.sync_retired_inline(st, &oldest);
+            }
+            st.retired.push(Retired { file: old, last });
+            st.sync_wanted = st.sync_wanted.max(st.written);
+            self.wake.notify_one();
+        }
+        Ok(())
+    }
+
+    /// Syncs a rotated file on the writer's thread (too many are waiting). A failure
+    /// fails every entry not yet synced up to the file's last: a superset of its own,
+    /// which waiters will see because it is published before the sync thread, which
+    /// needs the lock held here, can move `through` past them.
+    fn sync_retired_inline(&self, st: &FileState, retired: &Retired) {
+        if let Err(e) = self.sync.sync_data(&retired.file) {
+            tracing::error!(path = %self.path.display(), error = %e, "could not sync a rotated audit file");
+            let message: Arc<str> = e.to_string().into();
+            let first = st.synced + 1;
+            self.progress
+                .send_modify(|p| p.failures.add(first, retired.last, message));
+        }
+    }
+
+    /// Asks for a sync of everything written so far; returns the sequence number it
+    /// covers, or `None` once closed.
+    pub(super) fn request_sync(&self) -> Option<u64> {
+        let target = {
+            let mut st = self.lock();
+            if st.closed {
+                return None;
+            }
+            st.sync_wanted = st.sync_wanted.max(st.written);
+            st.written
+        };
+        self.wake.notify_one();
+        Some(target)
+    }
+
+    /// Every entry up to this sequence number has been through a sync.
+    pub(super) fn synced(&self) -> u64 {
+        self.lock().synced
+    }
+
+    /// Follows how far syncing goes.
+    pub(super) fn progress(&self) -> watch::Receiver<SyncProgress> {
+        self.progress.subscribe()
+    }
+
+    /// Lets the sync thread finish: it syncs what is due, then ends.
+    pub(super) fn close(&self) {
+        self.lock().closed = true;
+        self.wake.notify_one();
+    }
+
+    /// The sync thread: waits until a sync is due (per the policy), syncs, publishes.
+    pub(super) fn sync_loop(&self) {
+        let policy = self.options.fsync;
+        let mut st = self.lock();
+        loop {
+            st = self.wait_due(st);
+            let target = if policy == FsyncPolicy::Never {
+                st.sync_wanted
+            } else {
+                st.written
+            };
+            let closing = st.closed;
+            if target > st.synced || !st.retired.is_empty() {
+                st = self.sync_through(st, target);
+            }
+            if closing && (policy == FsyncPolicy::Never || st.synced >= st.written) {
+                break;
+            }
+        }
+    }
+
+    fn wait_due<'a>(&'a self, st: MutexGuard<'a, FileState>) -> MutexGuard<'a, FileState> {
+        let due = |s: &mut FileState| s.closed || s.sync_wanted > s.synced || !s.retired.is_empty();
+        if self.options.fsync == FsyncPolicy::Interval {
+            self.wake
+                .wait_timeout_while(st, self.options.fsync_interval, |s| !due(s))
+                .unwrap_or_else(PoisonError::into_inner)
+                .0
+        } else {
+            self.wake
+                .wait_while(st, |s| !due(s))
+                .unwrap_or_else(PoisonError::into_inner)
+        }
+    }
+
+    /// Syncs the retired files and the current one (without holding the lock), then
+    /// publishes that entries up to `target` went through that sync.
+    fn sync_through<'a>(
+        &'a self,
+        mut st: MutexGuard<'a, FileState>,
+        target: u64,
+    ) -> MutexGuard<'a, FileState> {
+        let retired = std::mem::take(&mut st.retired);
+        let file = Arc::clone(&st.file);
+        let from = st.synced + 1;
+        drop(st);
+        let result = retired
+            .iter()
+            .try_for_each(|r| self.sync.sync_data(&r.file))
+            .and_then(|()| self.sync.sync_data(&file));
+        drop(retired);
+        let mut st = self.lock();
+        st.synced = st.synced.max(target);
+        if let Err(e) = &result {
+            tracing::error!(path = %self.path.display(), error = %e, "audit file sync failed");
+        }
+        self.progress.send_modify(|p| {
+            p.through = p.through.max(target);
+            if let Err(e) = result {
+                p.failures.add(from, target, e.to_string().into());
+            }
+        });
+        st
+    }
+}

@@ -1,0 +1,187 @@
+//! Sync failures, injected through the [`SyncFile`] seam: a real file cannot be made to
+//! fail its sync on demand.
+
+use std::collections::VecDeque;
+use std::fs::File;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_model::FsyncPolicy;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use super::jsonl_file::SyncFile;
+use super::{JsonlOptions, JsonlSink};
+use crate::{AuditError, AuditSink, EncodedEntry};
+
+/// What the injected sync does on one call.
+#[derive(Debug, Clone, Copy)]
+enum Step {
+    /// Syncs the file.
+    Pass,
+    /// Fails with this message, without syncing.
+    Fail(&'static str),
+    /// Waits for [`ScriptedSync::release`], then syncs the file.
+    Hold,
+}
+
+#[derive(Default)]
+struct Script {
+    steps: VecDeque<Step>,
+    calls: usize,
+    released: bool,
+}
+
+/// A sync that follows a script, then passes every call.
+#[derive(Default)]
+struct ScriptedSync {
+    script: Mutex<Script>,
+    changed: Condvar,
+}
+
+impl ScriptedSync {
+    fn new(steps: &[Step]) -> Arc<Self> {
+        let sync = Self::default();
+        sync.script.lock().unwrap().steps = steps.iter().copied().collect();
+        Arc::new(sync)
+    }
+
+    /// Blocks until `n` syncs have begun.
+    fn wait_for_calls(&self, n: usize) {
+        let script = self.script.lock().unwrap();
+        let _unused = self.changed.wait_while(script, |s| s.calls < n).unwrap();
+    }
+
+    fn calls(&self) -> usize {
+        self.script.lock().unwrap().calls
+    }
+
+    /// Lets held syncs finish.
+    fn release(&self) {
+        self.script.lock().unwrap().released = true;
+        self.changed.notify_all();
+    }
+}
+
+impl SyncFile for ScriptedSync {
+    fn sync_data(&self, file: &File) -> std::io::Result<()> {
+        let step = {
+            let mut script = self.script.lock().unwrap();
+            script.calls += 1;
+            self.changed.notify_all();
+            script.steps.pop_front().unwrap_or(Step::Pass)
+        };
+        match step {
+            Step::Pass => file.sync_data(),
+            Step::Fail(message) => Err(std::io::Error::other(message)),
+            Step::Hold => {
+                let script = self.script.lock().unwrap();
+                drop(self.changed.wait_while(script, |s| !s.released).unwrap());
+                file.sync_data()
+            }
+        }
+    }
+}
+
+fn options(fsync: FsyncPolicy, rotate_bytes: u64) -> JsonlOptions {
+    JsonlOptions {
+        fsync,
+        fsync_interval: Duration::from_millis(10),
+        rotate_bytes,
+        keep_rotated: 20,
+    }
+}
+
+fn open(dir: &tempfile::TempDir, options: JsonlOptions, sync: &Arc<ScriptedSync>) -> JsonlSink {
+    let sync: Arc<dyn SyncFile> = Arc::clone(sync) as Arc<dyn SyncFile>;
+    JsonlSink::open_with_sync(dir.path().join("audit.jsonl"), options, sync).unwrap()
+}
+
+fn entry() -> EncodedEntry {
+    let id = Uuid::now_v7();
+    EncodedEntry::from_line(id, Bytes::from(format!("{{\"id\":\"{id}\"}}\n")))
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+/// Waits until entries up to `seq` have been through a sync, whatever its outcome.
+async fn synced_through(sink: &JsonlSink, seq: u64) {
+    let mut progress = sink.file.progress();
+    progress.wait_for(|p| p.through >= seq).await.unwrap();
+}
+
+fn assert_sync_error(result: Result<(), AuditError>, expected: &str) {
+    match result {
+        Err(AuditError::Sync { message, .. }) if message.contains(expected) => {}
+        other => panic!("expected a sync error saying {expected:?}, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_failed_sync_fails_the_records_it_covered_and_no_others() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[Step::Fail("the disk said no")]);
+    let sink = open(&dir, options(FsyncPolicy::EveryEntry, u64::MAX), &sync);
+    assert_sync_error(sink.record_encoded(&entry()).await, "the disk said no");
+    sink.record_encoded(&entry()).await.unwrap();
+    // The next flush answers for both entries: one of them is not known to be on disk.
+    assert_sync_error(sink.flush(soon()).await, "the disk said no");
+    sink.shutdown(soon()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_waiter_whose_sync_failed_gets_its_error_after_a_later_sync_failed_too() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[Step::Fail("first sync failed"), Step::Fail("second")]);
+    let sink = open(&dir, options(FsyncPolicy::EveryEntry, u64::MAX), &sync);
+    let first = sink.append(&entry()).unwrap();
+    synced_through(&sink, first).await;
+    let second = sink.append(&entry()).unwrap();
+    synced_through(&sink, second).await;
+    assert_eq!(sync.calls(), 2);
+    // The first entry's waiter looks only now, after both syncs failed.
+    assert_sync_error(sink.wait_synced(first).await, "first sync failed");
+    assert_sync_error(sink.wait_synced(second).await, "second");
+    // Later syncs pass, and so do the records they cover.
+    sink.record_encoded(&entry()).await.unwrap();
+}
+
+#[tokio::test]
+async fn flush_reports_a_failed_interval_sync_though_its_own_sync_passed() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[Step::Fail("the interval sync failed")]);
+    let sink = open(&dir, options(FsyncPolicy::Interval, u64::MAX), &sync);
+    let first = sink.append(&entry()).unwrap();
+    // The periodic sync covers the first entry, and fails.
+    synced_through(&sink, first).await;
+    sink.append(&entry()).unwrap();
+    assert_sync_error(sink.flush(soon()).await, "the interval sync failed");
+    // Reported once: nothing failed since that flush.
+    sink.flush(soon()).await.unwrap();
+}
+
+#[tokio::test]
+async fn a_failed_inline_sync_of_a_rotated_file_fails_its_entries() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[Step::Hold, Step::Fail("the rotated file failed")]);
+    // Every line rotates the file.
+    let sink = open(&dir, options(FsyncPolicy::EveryEntry, 1), &sync);
+    let first = sink.append(&entry()).unwrap();
+    // The sync thread is stuck syncing the first file while 17 rotations retire it and
+    // 16 more; with that many retired files waiting, the oldest (the first file) is
+    // synced inline, and that sync fails.
+    sync.wait_for_calls(1);
+    let mut last = first;
+    for _ in 0..17 {
+        last = sink.append(&entry()).unwrap();
+    }
+    assert_eq!(sync.calls(), 2);
+    sync.release();
+    synced_through(&sink, last).await;
+    assert_sync_error(sink.wait_synced(first).await, "the rotated file failed");
+    sink.wait_synced(first + 1).await.unwrap();
+    sink.wait_synced(last).await.unwrap();
+}

@@ -1,0 +1,118 @@
+//! `DeliveryReport`: what the webhook sink has done with the entries it accepted.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use gateway_telemetry::{AuditCounters, AuditEvent};
+use tokio::sync::watch;
+
+/// Counts of what the webhook sink did with entries, readable at any time.
+///
+/// An entry is *delivered* once a receiver answered 2xx to a batch holding it (entries
+/// may be delivered more than once; receivers deduplicate by id). *Retried* counts
+/// entries of failed attempts (each failed POST adds its batch size). *Spooled* counts
+/// entries written to the spool; *replayed* those delivered out of it. *Dropped* counts
+/// entries truly lost: the spool was full or failing, or a spooled line was corrupt.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DeliveryReport {
+    /// Entries taken by `record`.
+    pub accepted: u64,
+    /// Entries acknowledged (2xx) by the receiver, replayed ones included.
+    pub delivered: u64,
+    /// Entries in failed delivery attempts.
+    pub retried: u64,
+    /// Entries written to the spool.
+    pub spooled: u64,
+    /// Entries delivered out of the spool.
+    pub replayed: u64,
+    /// Entries lost (spool full or failing, corrupt spool line).
+    pub dropped: u64,
+    /// Entries accepted but not yet delivered or spooled (in memory).
+    pub in_memory: u64,
+    /// Bytes waiting in the spool.
+    pub spool_bytes: u64,
+}
+
+#[derive(Debug)]
+pub(crate) struct DeliveryCounters {
+    accepted: AtomicU64,
+    delivered: AtomicU64,
+    retried: AtomicU64,
+    spooled: AtomicU64,
+    replayed: AtomicU64,
+    dropped: AtomicU64,
+    spool_bytes: AtomicU64,
+    /// Entries delivered from memory, spooled or dropped: no longer the sink's to lose.
+    settled: watch::Sender<u64>,
+    metrics: AuditCounters,
+}
+
+impl DeliveryCounters {
+    pub(crate) fn new(spool_bytes: u64) -> Self {
+        Self {
+            accepted: AtomicU64::new(0),
+            delivered: AtomicU64::new(0),
+            retried: AtomicU64::new(0),
+            spooled: AtomicU64::new(0),
+            replayed: AtomicU64::new(0),
+            dropped: AtomicU64::new(0),
+            spool_bytes: AtomicU64::new(spool_bytes),
+            settled: watch::Sender::new(0),
+            metrics: AuditCounters::new(),
+        }
+    }
+
+    pub(crate) fn accept(&self) -> u64 {
+        self.accepted.fetch_add(1, Ordering::SeqCst) + 1
+    }
+
+    pub(crate) fn accepted(&self) -> u64 {
+        self.accepted.load(Ordering::SeqCst)
+    }
+
+    pub(crate) fn add(&self, event: AuditEvent, n: u64) {
+        let counter = match event {
+            AuditEvent::Delivered => &self.delivered,
+            AuditEvent::Retried => &self.retried,
+            AuditEvent::Spooled => &self.spooled,
+            AuditEvent::Replayed => &self.replayed,
+            AuditEvent::Dropped => &self.dropped,
+            AuditEvent::Written | AuditEvent::Failed => return,
+        };
+        counter.fetch_add(n, Ordering::Relaxed);
+        self.metrics.add(event, n);
+    }
+
+    pub(crate) fn spool_bytes(&self) -> u64 {
+        self.spool_bytes.load(Ordering::Relaxed)
+    }
+
+    pub(crate) fn set_spool_bytes(&self, bytes: u64) {
+        self.spool_bytes.store(bytes, Ordering::Relaxed);
+    }
+
+    /// Marks `n` accepted entries as delivered, spooled or dropped.
+    pub(crate) fn settle(&self, n: u64) {
+        if n > 0 {
+            self.settled.send_modify(|s| *s += n);
+        }
+    }
+
+    pub(crate) fn settled(&self) -> watch::Receiver<u64> {
+        self.settled.subscribe()
+    }
+
+    pub(crate) fn report(&self) -> DeliveryReport {
+        let settled = *self.settled.borrow();
+        let accepted = self.accepted();
+        DeliveryReport {
+            accepted,
+            delivered: self.delivered.load(Ordering::Relaxed),
+            retried: self.retried.load(Ordering::Relaxed),
+            spooled: self.spooled.load(Ordering::Relaxed),
+            replayed: self.replayed.load(Ordering::Relaxed),
+            dropped: self.dropped.load(Ordering::Relaxed),
+            in_memory: accepted.saturating_sub(settled),
+            spool_bytes: self.spool_bytes.load(Ordering::Relaxed),
+        }
+    }
+}

@@ -1,0 +1,281 @@
+//! The webhook audit sink: at-least-once delivery of signed messages, with a disk spool.
+//!
+//! - `record` puts the entry on a bounded in-memory queue (no I/O on the caller's task);
+//!   when the queue is full it is appended to the spool instead (synced to disk).
+//! - A background task POSTs messages of up to `batch_size` entries as
+//!   `{"entries": [...]}` ([`WebhookBatch`]), signed per Standard Webhooks
+//!   ([`sign`]; receivers check with [`verify_headers`]). A 2xx answer delivers the
+//!   message. Its `webhook-id` (`msg_` plus 32 hex digits derived from its entry ids) and
+//!   its body are fixed when it is formed and stay so until it is delivered, through
+//!   every retry and across restarts: each entry travels in one message only, and
+//!   entries that arrive while a message waits go into later messages. Only the
+//!   `webhook-timestamp` (and so the signature) is fresh on every attempt. Receivers may
+//!   deduplicate on the `webhook-id` or on each entry's `id`
+//!   ([`AuditEntry::id`](gateway_model::AuditEntry::id)).
+//! - Any other answer, a connection error or a timeout spools the message as it is; the
+//!   spool is then replayed in order, with exponential backoff and jitter between failed
+//!   attempts, until the receiver answers 2xx. Entries spooled before any attempt are
+//!   formed into messages when their segment is first replayed, and the segment is
+//!   rewritten as those messages (a little larger) before they are sent; should that
+//!   rewrite fail, the error is logged and only a restart could form them anew. No status
+//!   is treated as permanent: a misconfigured receiver (400, 401, 404...) keeps entries
+//!   in the spool, logged, until it is fixed.
+//!   Entries are dropped (and counted `dropped`) only when the spool is full
+//!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, or a spooled line is corrupt.
+//! - A new sink over the same spool directory replays what an earlier one left. Use one
+//!   sink per spool directory at a time (the directory is not locked).
+//! - One POST is in flight at a time, so throughput is about `batch_size` per round trip.
+//! - `flush(deadline)` waits until every entry accepted so far is delivered or spooled.
+//!   `shutdown(deadline)` stops taking entries, tries to deliver what is queued during
+//!   the first half of the time left, and spools the rest: once it returns `Ok`, every
+//!   accepted entry is delivered or on disk. Entries still in memory when the process
+//!   dies without a shutdown are lost to the webhook (the JSONL file has them).
+
+mod backoff;
+mod batch;
+mod delivery_report;
+mod secret;
+mod signature;
+mod spool;
+mod worker;
+
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use gateway_model::WebhookConfig;
+use gateway_model::endpoint::check_url;
+use http::Uri;
+use tokio::sync::{mpsc, watch};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
+
+pub use batch::WebhookBatch;
+pub use delivery_report::DeliveryReport;
+pub use secret::{MAX_KEY_BYTES, MIN_KEY_BYTES, SECRET_PREFIX, SecretError, WebhookSecret};
+pub use signature::{
+    DEFAULT_TOLERANCE, HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, SignatureError, sign,
+    unix_seconds, verify, verify_headers,
+};
+
+use delivery_report::DeliveryCounters;
+use spool::{Record, Spool};
+use worker::{Worker, build_client, spool_records};
+
+const SINK: &str = "webhook";
+
+/// Webhook settings that are not part of [`WebhookConfig`].
+#[derive(Debug, Clone)]
+pub struct WebhookOptions {
+    /// First wait after a failed delivery.
+    pub retry_base: Duration,
+    /// Longest wait between attempts.
+    pub retry_max: Duration,
+    /// Longest time one POST may take, connection included.
+    pub request_timeout: Duration,
+    /// Spool size beyond which new entries are dropped (and counted).
+    pub max_spool_bytes: u64,
+    /// Size at which a spool segment file is closed and a new one started.
+    pub segment_bytes: u64,
+    /// Allow plain `http://` to hosts that are not loopback.
+    pub allow_insecure_http: bool,
+    /// TLS client settings; by default Mozilla's roots (`webpki-roots`) with `ring`.
+    pub tls: Option<rustls::ClientConfig>,
+}
+
+impl Default for WebhookOptions {
+    fn default() -> Self {
+        Self {
+            retry_base: Duration::from_millis(250),
+            retry_max: Duration::from_secs(30),
+            request_timeout: Duration::from_secs(10),
+            max_spool_bytes: 1 << 30,
+            segment_bytes: 1 << 20,
+            allow_insecure_http: false,
+            tls: None,
+        }
+    }
+}
+
+/// State shared by the sink and its background task.
+pub(crate) struct Shared {
+    uri: Uri,
+    secret: WebhookSecret,
+    batch_size: usize,
+    options: WebhookOptions,
+    spool: Mutex<Spool>,
+    counters: DeliveryCounters,
+}
+
+/// Delivers audit entries to a webhook at least once. See the [module docs](self).
+pub struct WebhookSink {
+    shared: Arc<Shared>,
+    tx: mpsc::Sender<EncodedEntry>,
+    shutdown: watch::Sender<Option<Instant>>,
+    worker: Mutex<Option<JoinHandle<()>>>,
+    closed: AtomicBool,
+    spool_dir: PathBuf,
+    queue_capacity: usize,
+}
+
+impl WebhookSink {
+    /// Starts delivering to `config.url` (https, or http on loopback), signing with
+    /// `secret` (read it with [`WebhookSecret::from_env`]`(&config.secret_env)`).
+    ///
+    /// Needs a Tokio runtime. Replays whatever an earlier sink left in `config.spool_dir`.
+    pub fn start(config: &WebhookConfig, secret: WebhookSecret) -> Result<Self, AuditError> {
+        Self::start_with(config, secret, WebhookOptions::default())
+    }
+
+    /// [`start`](Self::start) with explicit [`WebhookOptions`].
+    pub fn start_with(
+        config: &WebhookConfig,
+        secret: WebhookSecret,
+        options: WebhookOptions,
+    ) -> Result<Self, AuditError> {
+        let uri = check_url(&config.url, options.allow_insecure_http)?;
+        let runtime = tokio::runtime::Handle::try_current()
+            .map_err(|_| AuditError::NoRuntime { sink: SINK })?;
+        let spool = Spool::open(
+            &config.spool_dir,
+            options.max_spool_bytes,
+            options.segment_bytes,
+        )?;
+        let client = build_client(&options)?;
+        let queue_capacity = usize::try_from(config.queue_capacity.max(1)).unwrap_or(usize::MAX);
+        let (tx, rx) = mpsc::channel(queue_capacity);
+        let (shutdown, shutdown_rx) = watch::channel(None);
+        let shared = Arc::new(Shared {
+            uri,
+            secret,
+            batch_size: usize::try_from(config.batch_size.max(1)).unwrap_or(usize::MAX),
+            counters: DeliveryCounters::new(spool.total_bytes()),
+            spool: Mutex::new(spool),
+            options,
+        });
+        let worker = Worker::new(Arc::clone(&shared), client, rx, shutdown_rx);
+        let handle = runtime.spawn(worker.run());
+        Ok(Self {
+            shared,
+            tx,
+            shutdown,
+            worker: Mutex::new(Some(handle)),
+            closed: AtomicBool::new(false),
+            spool_dir: config.spool_dir.clone(),
+            queue_capacity,
+        })
+    }
+
+    /// What has happened to the entries so far.
+    pub fn report(&self) -> DeliveryReport {
+        self.shared.counters.report()
+    }
+
+    /// The receiver's URL.
+    pub fn url(&self) -> &Uri {
+        &self.shared.uri
+    }
+
+    async fn record_entry(&self, entry: &EncodedEntry) -> Result<(), AuditError> {
+        if self.closed.load(Ordering::Acquire) {
+            return Err(AuditError::Closed { sink: SINK });
+        }
+        self.shared.counters.accept();
+        let entry = match self.tx.try_send(entry.clone()) {
+            Ok(()) => return Ok(()),
+            Err(
+                mpsc::error::TrySendError::Full(entry) | mpsc::error::TrySendError::Closed(entry),
+            ) => entry,
+        };
+        let id = entry.id();
+        spool_records(&self.shared, vec![Record::Entry(entry)])
+            .await
+            .map_err(|reason| AuditError::Dropped { id, reason })
+    }
+
+    async fn flush_until(&self, deadline: Instant) -> Result<(), AuditError> {
+        let target = self.shared.counters.accepted();
+        let mut settled = self.shared.counters.settled();
+        let outcome = tokio::time::timeout_at(deadline, settled.wait_for(|s| *s >= target))
+            .await
+            .map(|waited| waited.is_ok());
+        match outcome {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AuditError::Task {
+                sink: SINK,
+                reason: "the delivery task is gone".into(),
+            }),
+            Err(_) => Err(AuditError::Timeout {
+                sink: SINK,
+                pending: target.saturating_sub(*settled.borrow()),
+            }),
+        }
+    }
+
+    async fn shutdown_until(&self, deadline: Instant) -> Result<(), AuditError> {
+        self.closed.store(true, Ordering::Release);
+        self.shutdown.send_replace(Some(deadline));
+        let handle = self
+            .worker
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .take();
+        if let Some(mut handle) = handle {
+            match tokio::time::timeout_at(deadline, &mut handle).await {
+                Ok(Ok(())) => {}
+                Ok(Err(e)) => {
+                    return Err(AuditError::Task {
+                        sink: SINK,
+                        reason: e.to_string(),
+                    });
+                }
+                Err(_) => {
+                    // Still spooling: keep the handle so a later shutdown can wait again.
+                    *self.worker.lock().unwrap_or_else(PoisonError::into_inner) = Some(handle);
+                    let report = self.report();
+                    return Err(AuditError::Timeout {
+                        sink: SINK,
+                        pending: report.in_memory,
+                    });
+                }
+            }
+        }
+        // Entries that raced with the shutdown went to the spool directly; wait for them.
+        self.flush_until(deadline).await
+    }
+}
+
+impl AuditSink for WebhookSink {
+    fn name(&self) -> &'static str {
+        SINK
+    }
+
+    fn record_encoded<'a>(&'a self, entry: &'a EncodedEntry) -> AuditFuture<'a> {
+        Box::pin(self.record_entry(entry))
+    }
+
+    fn flush(&self, deadline: Instant) -> AuditFuture<'_> {
+        Box::pin(self.flush_until(deadline))
+    }
+
+    fn shutdown(&self, deadline: Instant) -> AuditFuture<'_> {
+        Box::pin(self.shutdown_until(deadline))
+    }
+}
+
+impl fmt::Debug for WebhookSink {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WebhookSink")
+            .field("url", &self.shared.uri)
+            .field("secret", &self.shared.secret)
+            .field("batch_size", &self.shared.batch_size)
+            .field("queue_capacity", &self.queue_capacity)
+            .field("spool_dir", &self.spool_dir)
+            .field("report", &self.report())
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,592 @@
+//! The webhook spool: a directory of numbered segment files, appended and synced,
+//! replayed oldest first and deleted once delivered.
+//!
+//! A segment holds one record per line. A loose entry (never attempted) is its JSON
+//! line. A message (attempted at least once, so its id and body are fixed) is
+//! `{webhook-id} {entry count} {body}`; the body is compact JSON, so it has no line break.
+//! Before a segment is replayed, its loose entries are formed into messages and the
+//! segment is atomically rewritten as messages only, so a restart resends the same ids
+//! and bodies.
+
+use std::borrow::Cow;
+use std::collections::VecDeque;
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use bytes::Bytes;
+use serde::Deserialize;
+use uuid::Uuid;
+
+use crate::webhook::batch::Message;
+use crate::{AuditError, EncodedEntry};
+
+/// One line of a segment.
+#[derive(Debug, Clone)]
+pub(crate) enum Record {
+    /// An entry not yet sent in any message.
+    Entry(EncodedEntry),
+    /// A message as first formed, to be resent as it is.
+    Message(Message),
+}
+
+impl Record {
+    /// How many audit entries the record holds.
+    pub(crate) fn entries(&self) -> u64 {
+        match self {
+            Record::Entry(_) => 1,
+            Record::Message(message) => message.entries(),
+        }
+    }
+
+    /// The record as one spool line, `\n` included.
+    fn line(&self) -> Cow<'_, [u8]> {
+        match self {
+            Record::Entry(entry) => Cow::Borrowed(entry.line()),
+            Record::Message(message) => Cow::Owned(message_line(message)),
+        }
+    }
+}
+
+fn message_line(message: &Message) -> Vec<u8> {
+    let count = message.entries().to_string();
+    let mut line = Vec::with_capacity(message.id().len() + count.len() + message.body().len() + 3);
+    line.extend_from_slice(message.id().as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(count.as_bytes());
+    line.push(b' ');
+    line.extend_from_slice(message.body());
+    line.push(b'\n');
+    line
+}
+
+/// A sealed segment waiting for replay.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Segment {
+    pub(crate) index: u64,
+    pub(crate) bytes: u64,
+}
+
+#[derive(Debug)]
+struct OpenSegment {
+    index: u64,
+    file: BufWriter<File>,
+    bytes: u64,
+}
+
+/// What one append did.
+#[derive(Debug, Default)]
+pub(crate) struct Appended {
+    /// Entries written (and synced, unless `error` says otherwise).
+    pub(crate) written: u64,
+    /// Entries not written: the spool was full, or writing failed.
+    pub(crate) dropped: u64,
+    /// Why writing failed, if it did.
+    pub(crate) error: Option<AuditError>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Spool {
+    dir: PathBuf,
+    sealed: VecDeque<Segment>,
+    current: Option<OpenSegment>,
+    next_index: u64,
+    total_bytes: u64,
+    max_bytes: u64,
+    segment_bytes: u64,
+}
+
+fn segment_index(name: &str) -> Option<u64> {
+    let digits = name.strip_suffix(".jsonl")?;
+    (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
+        .then(|| digits.parse().ok())
+        .flatten()
+}
+
+/// Where a segment is rewritten before it replaces the original.
+fn rewrite_path(segment: &Path) -> PathBuf {
+    let mut name = segment.as_os_str().to_owned();
+    name.push(".tmp");
+    PathBuf::from(name)
+}
+
+fn sync_dir(dir: &Path) -> Result<(), AuditError> {
+    #[cfg(unix)]
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|e| AuditError::io("sync directory", dir, e))?;
+    #[cfg(not(unix))]
+    let _ = dir;
+    Ok(())
+}
+
+impl Spool {
+    /// Opens (creating) `dir`; segments left by an earlier run are queued for replay.
+    pub(crate) fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> Result<Self, AuditError> {
+        std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
+        let mut sealed = Vec::new();
+        let listing = std::fs::read_dir(dir).map_err(|e| AuditError::io("list", dir, e))?;
+        for item in listing {
+            let item = item.map_err(|e| AuditError::io("list", dir, e))?;
+            let name = item.file_name();
+            let name = name.to_str().unwrap_or_default();
+            if name.strip_suffix(".tmp").and_then(segment_index).is_some() {
+                // A rewrite cut short: the original segment is still whole.
+                let _ = std::fs::remove_file(item.path());
+                continue;
+            }
+            let Some(index) = segment_index(name) else {
+                continue;
+            };
+            let bytes = item
+                .metadata()
+                .map_err(|e| AuditError::io("inspect", item.path(), e))?
+                .len();
+            if bytes == 0 {
+                let _ = std::fs::remove_file(item.path());
+            } else {
+                sealed.push(Segment { index, bytes });
+            }
+        }
+        sealed.sort_by_key(|s| s.index);
+        Ok(Self {
+            dir: dir.to_owned(),
+            next_index: sealed.last().map_or(1, |s| s.index + 1),
+            total_bytes: sealed.iter().map(|s| s.bytes).sum(),
+            sealed: sealed.into(),
+            current: None,
+            max_bytes,
+            segment_bytes: segment_bytes.max(1),
+        })
+    }
+
+    pub(crate) fn path_of(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("{index:020}.jsonl"))
+    }
+
+    /// Bytes waiting in the spool.
+    pub(crate) fn total_bytes(&self) -> u64 {
+        self.total_bytes
+    }
+
+    fn start_segment(&mut self) -> Result<&mut OpenSegment, AuditError> {
+        if self.current.is_none() {
+            let index = self.next_index;
+            let path = self.path_of(index);
+            let file = OpenOptions::new()
+                .create_new(true)
+                .append(true)
+                .open(&path)
+                .map_err(|e| AuditError::io("create", &path, e))?;
+            self.next_index += 1;
+            sync_dir(&self.dir)?;
+            self.current = Some(OpenSegment {
+                index,
+                file: BufWriter::with_capacity(64 * 1024, file),
+                bytes: 0,
+            });
+        }
+        Ok(self.current.as_mut().expect("just opened"))
+    }
+
+    fn sync_current(&mut self) -> Result<(), AuditError> {
+        if let Some(current) = &mut self.current {
+            let path = self.dir.join(format!("{:020}.jsonl", current.index));
+            current
+                .file
+                .flush()
+                .and_then(|()| current.file.get_ref().sync_data())
+                .map_err(|e| AuditError::io("sync", path, e))?;
+        }
+        Ok(())
+    }
+
+    /// Closes the current segment (it becomes replayable); after a write error it may end
+    /// with a partial line, which replay skips.
+    fn seal(&mut self) {
+        if let Some(current) = self.current.take() {
+            let OpenSegment { index, file, bytes } = current;
+            drop(file.into_inner());
+            if bytes > 0 {
+                self.sealed.push_back(Segment { index, bytes });
+            } else {
+                let _ = std::fs::remove_file(self.path_of(index));
+            }
+        }
+    }
+
+    /// Appends `records` and syncs them to disk; records past the size cap are dropped.
+    /// The counts are of audit entries.
+    pub(crate) fn append(&mut self, records: &[Record]) -> Appended {
+        let mut done = Appended::default();
+        for (i, record) in records.iter().enumerate() {
+            let line = record.line();
+            let len = line.len() as u64;
+            if self.total_bytes + len > self.max_bytes {
+                done.dropped += record.entries();
+                continue;
+            }
+            let written = self.start_segment().and_then(|segment| {
+                segment.file.write_all(&line).map_err(|e| {
+                    AuditError::io(
+                        "append to",
+                        format!("spool segment {:020}", segment.index),
+                        e,
+                    )
+                })?;
+                segment.bytes += len;
+                Ok(segment.bytes)
+            });
+            match written {
+                Ok(segment_bytes) => {
+                    self.total_bytes += len;
+                    done.written += record.entries();
+                    if segment_bytes >= self.segment_bytes {
+                        if let Err(e) = self.sync_current() {
+                            done.error = Some(e);
+                        }
+                        self.seal();
+                    }
+                }
+                Err(e) => {
+                    self.seal();
+                    done.dropped += records[i..].iter().map(Record::entries).sum::<u64>();
+                    done.error = Some(e);
+                    return done;
+                }
+            }
+        }
+        if done.written > 0
+            && let Err(e) = self.sync_current()
+        {
+            self.seal();
+            done.error = Some(e);
+        }
+        done
+    }
+
+    /// The oldest segment to replay, sealing the current one if nothing else waits.
+    pub(crate) fn oldest(&mut self) -> Result<Option<Segment>, AuditError> {
+        if self.sealed.is_empty() && self.current.as_ref().is_some_and(|c| c.bytes > 0) {
+            self.sync_current()?;
+            self.seal();
+        }
+        Ok(self.sealed.front().copied())
+    }
+
+    /// Records the new size of a sealed segment after [`rewrite_segment`].
+    pub(crate) fn resize(&mut self, index: u64, bytes: u64) {
+        if let Some(segment) = self.sealed.iter_mut().find(|s| s.index == index) {
+            self.total_bytes = self.total_bytes.saturating_sub(segment.bytes) + bytes;
+            segment.bytes = bytes;
+        }
+    }
+
+    /// Forgets a replayed segment and deletes its file. If the file cannot be deleted it
+    /// is still forgotten (so it is not replayed in a loop); a restart replays it once
+    /// more, with the same message ids, which receivers deduplicate.
+    pub(crate) fn remove(&mut self, segment: Segment) -> Result<(), AuditError> {
+        if let Some(pos) = self.sealed.iter().position(|s| s.index == segment.index) {
+            let bytes = self.sealed.remove(pos).map_or(0, |s| s.bytes);
+            self.total_bytes = self.total_bytes.saturating_sub(bytes);
+        }
+        let path = self.path_of(segment.index);
+        match std::fs::remove_file(&path) {
+            Err(e) if e.kind() != ErrorKind::NotFound => Err(AuditError::io("remove", path, e)),
+            _ => Ok(()),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct IdOnly {
+    id: Uuid,
+}
+
+#[derive(Deserialize)]
+struct BodyIds {
+    entries: Vec<IdOnly>,
+}
+
+/// Reads a segment back: its records in order, and how many entries corrupt lines held.
+pub(crate) fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), AuditError> {
+    let data = Bytes::from(std::fs::read(path).map_err(|e| AuditError::io("read", path, e))?);
+    let mut records = Vec::new();
+    let mut corrupt = 0;
+    let mut start = 0;
+    while start < data.len() {
+        let Some(newline) = data[start..].iter().position(|&b| b == b'\n') else {
+            // A partial last line: a write cut short.
+            if !data[start..].trim_ascii().is_empty() {
+                corrupt += 1;
+            }
+            break;
+        };
+        let end = start + newline;
+        if !data[start..end].trim_ascii().is_empty() {
+            match parse_line(&data, start, end) {
+                Ok(record) => records.push(record),
+                Err(lost) => corrupt += lost,
+            }
+        }
+        start = end + 1;
+    }
+    Ok((records, corrupt))
+}
+
+/// Parses the line `data[start..end]` (`end` is its line break); `Err` says how many
+/// entries a corrupt line held, as far as can be told.
+fn parse_line(data: &Bytes, start: usize, end: usize) -> Result<Record, u64> {
+    let text = &data[start..end];
+    if text.starts_with(b"{") {
+        let IdOnly { id } = serde_json::from_slice(text).map_err(|_| 1u64)?;
+        return Ok(Record::Entry(EncodedEntry::from_line(
+            id,
+            data.slice(start..=end),
+        )));
+    }
+    let mut fields = text.splitn(3, |&b| b == b' ');
+    let (Some(id), Some(count), Some(body)) = (fields.next(), fields.next(), fields.next()) else {
+        return Err(1);
+    };
+    let id = std::str::from_utf8(id)
+        .ok()
+        .filter(|id| is_message_id(id))
+        .ok_or(1u64)?;
+    let count: u64 = std::str::from_utf8(count)
+        .ok()
+        .and_then(|c| c.parse().ok())
+        .ok_or(1u64)?;
+    // An entry takes at least 2 bytes (`{}`): that bounds what a damaged count can claim.
+    let lost = count.clamp(1, (body.len() as u64 / 2).max(1));
+    let ids: BodyIds = serde_json::from_slice(body).map_err(|_| lost)?;
+    if count == 0 || ids.entries.len() as u64 != count {
+        return Err(lost);
+    }
+    let body = data.slice(end - body.len()..end);
+    Ok(Record::Message(Message::from_parts(
+        id.to_owned(),
+        body,
+        count,
+    )))
+}
+
+/// Whether `id` has the form this sink gives message ids: `msg_` and 32 hex digits.
+fn is_message_id(id: &str) -> bool {
+    id.strip_prefix("msg_")
+        .is_some_and(|hex| hex.len() == 32 && hex.bytes().all(|b| b.is_ascii_hexdigit()))
+}
+
+/// A segment's records as messages, oldest first: a message stays as it was first
+/// formed, and each run of loose entries is cut into new messages of up to `batch_size`
+/// entries. Returns whether any new message was formed.
+pub(crate) fn into_messages(records: Vec<Record>, batch_size: usize) -> (Vec<Message>, bool) {
+    fn form(loose: &mut Vec<EncodedEntry>, messages: &mut Vec<Message>) -> bool {
+        if loose.is_empty() {
+            return false;
+        }
+        messages.push(Message::of(loose));
+        loose.clear();
+        true
+    }
+    let batch_size = batch_size.max(1);
+    let mut messages = Vec::new();
+    let mut loose = Vec::new();
+    let mut formed = false;
+    for record in records {
+        match record {
+            Record::Entry(entry) => loose.push(entry),
+            Record::Message(message) => {
+                formed |= form(&mut loose, &mut messages);
+                messages.push(message);
+            }
+        }
+        if loose.len() >= batch_size {
+            formed |= form(&mut loose, &mut messages);
+        }
+    }
+    formed |= form(&mut loose, &mut messages);
+    (messages, formed)
+}
+
+/// Replaces a sealed segment's file with `messages` (written, synced, then renamed over
+/// it, so a crash leaves either the old file or the new one). Returns the new size.
+pub(crate) fn rewrite_segment(path: &Path, messages: &[Message]) -> Result<u64, AuditError> {
+    let temporary = rewrite_path(path);
+    let write = || -> std::io::Result<u64> {
+        let file = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(true)
+            .open(&temporary)?;
+        let mut out = BufWriter::with_capacity(64 * 1024, file);
+        let mut bytes = 0;
+        for message in messages {
+            let line = message_line(message);
+            out.write_all(&line)?;
+            bytes += line.len() as u64;
+        }
+        out.into_inner()
+            .map_err(std::io::IntoInnerError::into_error)?
+            .sync_data()?;
+        Ok(bytes)
+    };
+    let written = write()
+        .map_err(|e| AuditError::io("write", &temporary, e))
+        .and_then(|bytes| {
+            std::fs::rename(&temporary, path)
+                .map_err(|e| AuditError::io("replace", path, e))
+                .map(|()| bytes)
+        });
+    if written.is_err() {
+        let _ = std::fs::remove_file(&temporary);
+    }
+    let bytes = written?;
+    sync_dir(path.parent().unwrap_or(Path::new(".")))?;
+    Ok(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn segment_names_are_strict() {
+        assert_eq!(segment_index("00000000000000000042.jsonl"), Some(42));
+        assert_eq!(segment_index("42.jsonl"), None);
+        assert_eq!(segment_index("0000000000000000004x.jsonl"), None);
+        assert_eq!(segment_index("00000000000000000042.jsonl.tmp"), None);
+    }
+
+    fn encoded(n: usize) -> EncodedEntry {
+        let id = Uuid::now_v7();
+        let line = format!("{{\"id\":\"{id}\",\"n\":\"{n:04}\"}}\n");
+        EncodedEntry::from_line(id, Bytes::from(line))
+    }
+
+    fn loose(entries: &[EncodedEntry]) -> Vec<Record> {
+        entries.iter().cloned().map(Record::Entry).collect()
+    }
+
+    fn entries_of(records: Vec<Record>) -> Vec<EncodedEntry> {
+        records
+            .into_iter()
+            .map(|record| match record {
+                Record::Entry(entry) => entry,
+                Record::Message(message) => panic!("a message: {message:?}"),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn segments_rotate_replay_in_order_and_the_cap_drops_only_the_excess() {
+        let dir = tempfile::tempdir().unwrap();
+        let line = encoded(0).line().len() as u64;
+        // Room for 10 entries, 4 per segment.
+        let mut spool = Spool::open(dir.path(), 10 * line, 4 * line).unwrap();
+        let batch: Vec<_> = (0..12).map(encoded).collect();
+        let appended = spool.append(&loose(&batch));
+        assert_eq!((appended.written, appended.dropped), (10, 2));
+        assert!(appended.error.is_none());
+        assert_eq!(spool.total_bytes(), 10 * line);
+        drop(spool);
+
+        // A new spool over the same directory replays segments oldest first.
+        let mut spool = Spool::open(dir.path(), 10 * line, 4 * line).unwrap();
+        assert_eq!(spool.total_bytes(), 10 * line);
+        let mut replayed = Vec::new();
+        while let Some(segment) = spool.oldest().unwrap() {
+            let (records, corrupt) = read_segment(&spool.path_of(segment.index)).unwrap();
+            assert_eq!(corrupt, 0);
+            let entries = entries_of(records);
+            replayed.extend(entries.iter().map(EncodedEntry::id));
+            spool.remove(segment).unwrap();
+        }
+        let expected: Vec<_> = batch[..10].iter().map(EncodedEntry::id).collect();
+        assert_eq!(replayed, expected);
+        assert_eq!(spool.total_bytes(), 0);
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        // Room again once replayed; the open segment is sealed for replay on demand.
+        assert_eq!(spool.append(&loose(&batch[10..])).written, 2);
+        let segment = spool.oldest().unwrap().unwrap();
+        assert_eq!(segment.bytes, 2 * line);
+    }
+
+    #[test]
+    fn corrupt_and_partial_lines_are_counted_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000001.jsonl");
+        let id = Uuid::now_v7();
+        let text = format!("{{\"id\":\"{id}\"}}\n{{broken\n\n{{\"id\":\"{id}\"}}\n{{\"id\":\"");
+        std::fs::write(&path, text).unwrap();
+        let (records, corrupt) = read_segment(&path).unwrap();
+        let entries = entries_of(records);
+        assert_eq!(entries.len(), 2);
+        assert_eq!(corrupt, 2);
+        assert_eq!(entries[0].id(), id);
+        assert_eq!(entries[0].json(), format!("{{\"id\":\"{id}\"}}").as_bytes());
+    }
+
+    #[test]
+    fn messages_come_back_byte_for_byte_and_loose_entries_are_grouped_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let entries: Vec<_> = (0..12).map(encoded).collect();
+        let first = Message::of(&entries[0..3]);
+        let second = Message::of(&entries[8..10]);
+        let mut records = vec![Record::Message(first.clone())];
+        records.extend(loose(&entries[3..8]));
+        records.push(Record::Message(second.clone()));
+        records.extend(loose(&entries[10..12]));
+        let mut spool = Spool::open(dir.path(), u64::MAX, u64::MAX).unwrap();
+        let appended = spool.append(&records);
+        assert_eq!((appended.written, appended.dropped), (12, 0));
+        let segment = spool.oldest().unwrap().unwrap();
+        let path = spool.path_of(segment.index);
+
+        let (read, corrupt) = read_segment(&path).unwrap();
+        assert_eq!((read.len(), corrupt), (9, 0));
+        let (messages, formed) = into_messages(read, 2);
+        assert!(formed);
+        let expected = vec![
+            first,
+            Message::of(&entries[3..5]),
+            Message::of(&entries[5..7]),
+            Message::of(&entries[7..8]),
+            second,
+            Message::of(&entries[10..12]),
+        ];
+        assert_eq!(messages, expected);
+
+        // Rewritten as messages only, the segment reads back as the same messages, even
+        // with another batch size.
+        let bytes = rewrite_segment(&path, &messages).unwrap();
+        spool.resize(segment.index, bytes);
+        assert_eq!(spool.total_bytes(), bytes);
+        assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
+        assert!(!rewrite_path(&path).exists());
+        let (read, corrupt) = read_segment(&path).unwrap();
+        assert_eq!(corrupt, 0);
+        assert_eq!(into_messages(read, 100), (expected, false));
+    }
+
+    #[test]
+    fn damaged_message_lines_count_their_entries_as_corrupt() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("00000000000000000001.jsonl");
+        let message = Message::of(&[encoded(0), encoded(1), encoded(2)]);
+        let whole = String::from_utf8(message_line(&message)).unwrap();
+        let id = message.id();
+        let cut = &whole[..whole.len() / 2];
+        let text = format!(
+            "{whole}{cut}\n{id} 2 {}\nmsg_nothex 1 {{\"entries\":[]}}\n{id} 99999999999 {{}}\n",
+            String::from_utf8_lossy(message.body()),
+        );
+        std::fs::write(&path, text).unwrap();
+        let (records, corrupt) = read_segment(&path).unwrap();
+        // The cut line loses its 3 entries, the wrong count the 2 it claims, the bad id
+        // one line, and the absurd count no more than its body could hold.
+        assert_eq!(corrupt, 3 + 2 + 1 + 1);
+        assert_eq!(records.len(), 1);
+        assert!(matches!(&records[0], Record::Message(m) if *m == message));
+    }
+}

@@ -1,0 +1,534 @@
+//! The webhook sink's background task: groups entries into messages, signs and POSTs
+//! them; spools them when delivery fails; replays the spool in order when the receiver
+//! is back.
+//!
+//! Two modes. With an empty spool, messages are formed straight from the in-memory
+//! queue; a failed POST spools its message as it is and starts the backlog mode. With a
+//! backlog, queued entries are moved to the spool first (so order is kept and the queue
+//! stays free), then the oldest segment is replayed message by message, waiting with
+//! backoff after each failure. A message, once formed, is never regrouped: later entries
+//! go into later messages. A segment is deleted once all its messages are delivered.
+
+use std::sync::{Arc, MutexGuard, PoisonError};
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use gateway_telemetry::AuditEvent;
+use http::header::{CONTENT_TYPE, USER_AGENT};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+use tokio::sync::{mpsc, watch};
+use tokio::time::Instant;
+
+use crate::webhook::backoff::Backoff;
+use crate::webhook::batch::Message;
+use crate::webhook::signature::{
+    HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign, unix_seconds,
+};
+use crate::webhook::spool::{Record, Segment, Spool, into_messages, read_segment, rewrite_segment};
+use crate::webhook::{Shared, WebhookOptions};
+use crate::{AuditError, EncodedEntry};
+
+pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
+
+/// Most bytes of a response body read (and thrown away) so the connection can be reused.
+const MAX_DRAIN_BYTES: usize = 64 * 1024;
+
+/// Most queued entries moved to the spool per append.
+const DRAIN_CHUNK: usize = 4096;
+
+/// Builds the HTTP client, once per sink.
+pub(crate) fn build_client(options: &WebhookOptions) -> Result<HttpClient, AuditError> {
+    let builder = hyper_rustls::HttpsConnectorBuilder::new();
+    let builder = match &options.tls {
+        Some(config) => builder.with_tls_config(config.clone()),
+        None => builder
+            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
+            .map_err(|e| AuditError::Tls {
+                reason: e.to_string(),
+            })?,
+    };
+    let connector = builder
+        .https_or_http()
+        .enable_http1()
+        .enable_http2()
+        .build();
+    Ok(Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .pool_idle_timeout(std::time::Duration::from_secs(30))
+        .build(connector))
+}
+
+/// Why one POST did not deliver.
+#[derive(Debug)]
+enum DeliveryError {
+    Status(StatusCode),
+    Http(String),
+    Timeout,
+}
+
+impl std::fmt::Display for DeliveryError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeliveryError::Status(s) => write!(f, "receiver answered {s}"),
+            DeliveryError::Http(e) => write!(f, "request failed: {e}"),
+            DeliveryError::Timeout => f.write_str("request timed out"),
+        }
+    }
+}
+
+struct Replay {
+    segment: Segment,
+    messages: Vec<Message>,
+    next: usize,
+}
+
+pub(crate) struct Worker {
+    pub(crate) shared: Arc<Shared>,
+    pub(crate) client: HttpClient,
+    pub(crate) rx: mpsc::Receiver<EncodedEntry>,
+    pub(crate) shutdown: watch::Receiver<Option<Instant>>,
+    pub(crate) backoff: Backoff,
+    next_attempt: Option<Instant>,
+    replay: Option<Replay>,
+    /// Once shutdown is asked: stop delivering at this instant, then spool the rest.
+    stop_at: Option<Instant>,
+    shutdown_gone: bool,
+    senders_gone: bool,
+}
+
+fn lock(shared: &Shared) -> MutexGuard<'_, Spool> {
+    shared.spool.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// POSTs one message, signed with a fresh timestamp.
+async fn post(
+    client: &HttpClient,
+    shared: &Shared,
+    message: &Message,
+) -> Result<(), DeliveryError> {
+    let body = message.body().clone();
+    let id = message.id();
+    let timestamp = unix_seconds(SystemTime::now());
+    let signature = sign(&shared.secret, id, timestamp, &body);
+    let request = Request::post(shared.uri.clone())
+        .header(CONTENT_TYPE, "application/json")
+        .header(
+            USER_AGENT,
+            concat!("genesys-router/", env!("CARGO_PKG_VERSION")),
+        )
+        .header(HEADER_ID, id)
+        .header(HEADER_TIMESTAMP, timestamp)
+        .header(HEADER_SIGNATURE, signature)
+        .body(Full::new(body))
+        .map_err(|e| DeliveryError::Http(e.to_string()))?;
+    let response = client
+        .request(request)
+        .await
+        .map_err(|e| DeliveryError::Http(error_chain(&e)))?;
+    let status = response.status();
+    // Read (and ignore) a bounded body so the connection can be reused.
+    let _ = Limited::new(response.into_body(), MAX_DRAIN_BYTES)
+        .collect()
+        .await;
+    if status.is_success() {
+        Ok(())
+    } else {
+        Err(DeliveryError::Status(status))
+    }
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(inner) = source {
+        text.push_str(": ");
+        text.push_str(&inner.to_string());
+        source = inner.source();
+    }
+    text
+}
+
+impl Worker {
+    pub(crate) fn new(
+        shared: Arc<Shared>,
+        client: HttpClient,
+        rx: mpsc::Receiver<EncodedEntry>,
+        shutdown: watch::Receiver<Option<Instant>>,
+    ) -> Self {
+        let backoff = Backoff::new(shared.options.retry_base, shared.options.retry_max);
+        Self {
+            shared,
+            client,
+            rx,
+            shutdown,
+            backoff,
+            next_attempt: None,
+            replay: None,
+            stop_at: None,
+            shutdown_gone: false,
+            senders_gone: false,
+        }
+    }
+
+    /// Reads the shutdown signal: half the time left goes to delivery, half to spooling.
+    fn observe_shutdown(&mut self) {
+        if self.stop_at.is_none()
+            && let Some(deadline) = *self.shutdown.borrow_and_update()
+        {
+            let now = Instant::now();
+            self.stop_at = Some(now + deadline.saturating_duration_since(now) / 2);
+        }
+    }
+
+    fn stopping(&self) -> bool {
+        self.stop_at.is_some() || self.senders_gone
+    }
+
+    pub(crate) async fn run(mut self) {
+        loop {
+            self.observe_shutdown();
+            if self.stop_at.is_some_and(|at| Instant::now() >= at) {
+                break;
+            }
+            let backlog = self.replay.is_some() || self.shared.counters.spool_bytes() > 0;
+            if backlog {
+                if self.stopping() {
+                    // What is on disk waits for the next start.
+                    break;
+                }
+                self.drain_queue_to_spool().await;
+                if let Some(at) = self.next_attempt
+                    && Instant::now() < at
+                {
+                    self.wait_spooling(at).await;
+                    continue;
+                }
+                self.replay_one_message().await;
+                continue;
+            }
+            let Some(batch) = self.next_batch().await else {
+                if self.stopping() || self.rx.is_closed() {
+                    break;
+                }
+                continue;
+            };
+            let message = Message::of(&batch);
+            drop(batch);
+            let n = message.entries();
+            match self.post_until_stop(&message).await {
+                Ok(()) => {
+                    self.shared.counters.add(AuditEvent::Delivered, n);
+                    self.shared.counters.settle(n);
+                    self.backoff.reset();
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, entries = n, "audit webhook delivery failed; spooling");
+                    self.shared.counters.add(AuditEvent::Retried, n);
+                    self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                    self.spool(vec![Record::Message(message)]).await;
+                }
+            }
+        }
+        self.finish().await;
+    }
+
+    /// The next batch from the queue: waits for the first entry unless stopping.
+    async fn next_batch(&mut self) -> Option<Vec<EncodedEntry>> {
+        let batch_size = self.shared.batch_size;
+        let first = if self.stopping() {
+            self.rx.try_recv().ok()?
+        } else {
+            tokio::select! {
+                entry = self.rx.recv() => {
+                    if entry.is_none() {
+                        self.senders_gone = true;
+                    }
+                    entry?
+                }
+                changed = self.shutdown.changed(), if !self.shutdown_gone => {
+                    if changed.is_err() {
+                        self.shutdown_gone = true;
+                    }
+                    return None;
+                }
+            }
+        };
+        let mut batch = Vec::with_capacity(batch_size.min(self.rx.len() + 1));
+        batch.push(first);
+        while batch.len() < batch_size {
+            match self.rx.try_recv() {
+                Ok(entry) => batch.push(entry),
+                Err(_) => break,
+            }
+        }
+        Some(batch)
+    }
+
+    /// POSTs a message, giving up at the request timeout or when shutdown's delivery time ends.
+    async fn post_until_stop(&mut self, message: &Message) -> Result<(), DeliveryError> {
+        let request_deadline = Instant::now() + self.shared.options.request_timeout;
+        let cutoff = |stop_at: Option<Instant>| {
+            stop_at.map_or(request_deadline, |s| s.min(request_deadline))
+        };
+        let attempt = post(&self.client, &self.shared, message);
+        tokio::pin!(attempt);
+        loop {
+            let until = cutoff(self.stop_at);
+            tokio::select! {
+                result = &mut attempt => return result,
+                () = tokio::time::sleep_until(until) => return Err(DeliveryError::Timeout),
+                changed = self.shutdown.changed(), if self.stop_at.is_none() && !self.shutdown_gone => {
+                    if changed.is_err() {
+                        self.shutdown_gone = true;
+                    } else if let Some(deadline) = *self.shutdown.borrow_and_update() {
+                        let now = Instant::now();
+                        self.stop_at = Some(now + deadline.saturating_duration_since(now) / 2);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes records to the spool (on the blocking pool) and settles their entries;
+    /// failures are counted as dropped and logged there.
+    async fn spool(&self, records: Vec<Record>) {
+        let _ = spool_records(&self.shared, records).await;
+    }
+
+    /// Moves whatever is queued into the spool, keeping order.
+    async fn drain_queue_to_spool(&mut self) {
+        loop {
+            let mut chunk = Vec::new();
+            while chunk.len() < DRAIN_CHUNK {
+                match self.rx.try_recv() {
+                    Ok(entry) => chunk.push(Record::Entry(entry)),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => {
+                        self.senders_gone = true;
+                        break;
+                    }
+                }
+            }
+            let full = chunk.len() == DRAIN_CHUNK;
+            if !chunk.is_empty() {
+                self.spool(chunk).await;
+            }
+            if !full {
+                return;
+            }
+        }
+    }
+
+    /// Waits until `at` (or shutdown), spooling entries as they arrive.
+    async fn wait_spooling(&mut self, at: Instant) {
+        loop {
+            tokio::select! {
+                () = tokio::time::sleep_until(at) => return,
+                changed = self.shutdown.changed(), if !self.shutdown_gone => {
+                    if changed.is_err() {
+                        self.shutdown_gone = true;
+                    }
+                    return;
+                }
+                entry = self.rx.recv(), if !self.senders_gone => {
+                    let Some(entry) = entry else {
+                        self.senders_gone = true;
+                        return;
+                    };
+                    self.spool(vec![Record::Entry(entry)]).await;
+                    self.drain_queue_to_spool().await;
+                }
+            }
+        }
+    }
+
+    /// Sends the next message of the oldest spool segment.
+    async fn replay_one_message(&mut self) {
+        if self.replay.is_none() {
+            match self.load_oldest().await {
+                Ok(Some(replay)) => self.replay = Some(replay),
+                Ok(None) => return,
+                Err(e) => {
+                    tracing::error!(error = %e, "could not read the audit spool; will retry");
+                    self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                    return;
+                }
+            }
+        }
+        let Some(replay) = self.replay.take() else {
+            return;
+        };
+        let Some(message) = replay.messages.get(replay.next) else {
+            self.remove_segment(replay.segment).await;
+            return;
+        };
+        let n = message.entries();
+        let result = self.post_until_stop(message).await;
+        let mut replay = replay;
+        match result {
+            Ok(()) => {
+                self.shared.counters.add(AuditEvent::Delivered, n);
+                self.shared.counters.add(AuditEvent::Replayed, n);
+                self.backoff.reset();
+                self.next_attempt = None;
+                replay.next += 1;
+                if replay.next >= replay.messages.len() {
+                    self.remove_segment(replay.segment).await;
+                } else {
+                    self.replay = Some(replay);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, entries = n, "audit webhook replay failed; backing off");
+                self.shared.counters.add(AuditEvent::Retried, n);
+                self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                self.replay = Some(replay);
+            }
+        }
+    }
+
+    /// Loads the oldest segment as messages; empty or fully corrupt ones are removed on
+    /// the way.
+    async fn load_oldest(&mut self) -> Result<Option<Replay>, AuditError> {
+        loop {
+            let shared = Arc::clone(&self.shared);
+            let loaded = tokio::task::spawn_blocking(move || load_segment(&shared))
+                .await
+                .unwrap_or_else(|e| {
+                    Err(AuditError::Task {
+                        sink: "webhook",
+                        reason: format!("spool reader failed: {e}"),
+                    })
+                })?;
+            let Some((segment, messages, corrupt)) = loaded else {
+                return Ok(None);
+            };
+            if corrupt > 0 {
+                tracing::error!(
+                    corrupt,
+                    segment = segment.index,
+                    "corrupt lines in the audit spool were dropped"
+                );
+                self.shared.counters.add(AuditEvent::Dropped, corrupt);
+            }
+            if !messages.is_empty() {
+                return Ok(Some(Replay {
+                    segment,
+                    messages,
+                    next: 0,
+                }));
+            }
+            self.remove_segment(segment).await;
+        }
+    }
+
+    async fn remove_segment(&self, segment: Segment) {
+        let shared = Arc::clone(&self.shared);
+        let removed = tokio::task::spawn_blocking(move || {
+            let mut spool = lock(&shared);
+            let result = spool.remove(segment);
+            shared.counters.set_spool_bytes(spool.total_bytes());
+            result
+        })
+        .await;
+        if let Ok(Err(e)) = removed {
+            tracing::error!(error = %e, "could not remove a replayed audit spool segment");
+        }
+    }
+
+    /// Stops taking entries and spools whatever is still queued.
+    async fn finish(&mut self) {
+        self.rx.close();
+        loop {
+            let mut chunk = Vec::new();
+            while chunk.len() < DRAIN_CHUNK {
+                match self.rx.try_recv() {
+                    Ok(entry) => chunk.push(Record::Entry(entry)),
+                    Err(_) => break,
+                }
+            }
+            if chunk.is_empty() {
+                return;
+            }
+            self.spool(chunk).await;
+        }
+    }
+}
+
+/// Reads the oldest segment (blocking) as messages with how many entries were corrupt.
+///
+/// Loose entries are formed into messages here, before their first attempt, and the
+/// segment is rewritten as those messages so that a restart resends the same ids and
+/// bodies. If the rewrite fails the messages are still sent; only a restart could then
+/// form them anew.
+fn load_segment(shared: &Shared) -> Result<Option<(Segment, Vec<Message>, u64)>, AuditError> {
+    let (segment, path) = {
+        let mut spool = lock(shared);
+        let Some(segment) = spool.oldest()? else {
+            return Ok(None);
+        };
+        (segment, spool.path_of(segment.index))
+    };
+    let (records, corrupt) = read_segment(&path)?;
+    let (messages, formed) = into_messages(records, shared.batch_size);
+    if formed && !messages.is_empty() {
+        match rewrite_segment(&path, &messages) {
+            Ok(bytes) => {
+                let mut spool = lock(shared);
+                spool.resize(segment.index, bytes);
+                shared.counters.set_spool_bytes(spool.total_bytes());
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not store formed webhook messages in the spool");
+            }
+        }
+    }
+    Ok(Some((segment, messages, corrupt)))
+}
+
+/// Appends `records` to the spool on the blocking pool, counts and settles their entries.
+/// Returns why some could not be spooled, if any were not (they are counted dropped).
+pub(crate) async fn spool_records(
+    shared: &Arc<Shared>,
+    records: Vec<Record>,
+) -> Result<(), String> {
+    // Everything, the counting included, happens in the blocking task: if the caller's
+    // future is dropped while waiting, the entries are still spooled and settled, so a
+    // later flush does not wait for them forever.
+    let n = records.iter().map(Record::entries).sum::<u64>();
+    let for_blocking = Arc::clone(shared);
+    let outcome = tokio::task::spawn_blocking(move || {
+        let mut spool = lock(&for_blocking);
+        let appended = spool.append(&records);
+        for_blocking.counters.set_spool_bytes(spool.total_bytes());
+        drop(spool);
+        let counters = &for_blocking.counters;
+        counters.add(AuditEvent::Spooled, appended.written);
+        counters.add(AuditEvent::Dropped, appended.dropped);
+        let result = match (appended.error, appended.dropped) {
+            (Some(e), dropped) => {
+                tracing::error!(error = %e, dropped, "audit spool write failed");
+                Err(e.to_string())
+            }
+            (None, 0) => Ok(()),
+            (None, dropped) => {
+                tracing::error!(dropped, "audit spool is full; entries dropped");
+                Err("the spool is full".to_owned())
+            }
+        };
+        counters.settle(n);
+        result
+    })
+    .await;
+    outcome.unwrap_or_else(|e| {
+        // The blocking task panicked before settling (settling is its last step).
+        shared.counters.add(AuditEvent::Dropped, n);
+        shared.counters.settle(n);
+        tracing::error!(error = %e, dropped = n, "audit spool writer failed");
+        Err(format!("spool writer failed: {e}"))
+    })
+}

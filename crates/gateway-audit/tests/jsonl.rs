@@ -1,0 +1,307 @@
+//! The JSONL audit file: crash recovery, rotation, concurrent writers, sync policies.
+
+#[path = "support/entries.rs"]
+mod entries;
+
+use std::collections::HashSet;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use gateway_audit::{
+    AuditError, AuditSink, EncodedEntry, JsonlOptions, JsonlSink, SkipReason, read_jsonl,
+    rotated_path,
+};
+use gateway_model::{AuditConfig, FsyncPolicy};
+use gateway_telemetry::LocalMetrics;
+use gateway_telemetry::exposition::{parse, series};
+use gateway_telemetry::metric_names::AUDIT_ENTRIES_TOTAL;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+fn options(fsync: FsyncPolicy, rotate_bytes: u64, keep_rotated: u32) -> JsonlOptions {
+    JsonlOptions {
+        fsync,
+        fsync_interval: Duration::from_millis(50),
+        rotate_bytes,
+        keep_rotated,
+    }
+}
+
+fn soon() -> Instant {
+    Instant::now() + Duration::from_secs(10)
+}
+
+fn ids_in(path: &Path) -> Vec<Uuid> {
+    let report = read_jsonl(path).unwrap();
+    assert!(
+        report.skipped.is_empty(),
+        "{}: {:?}",
+        path.display(),
+        report.skipped
+    );
+    report.entries.iter().map(|e| e.id).collect()
+}
+
+#[tokio::test]
+async fn a_crash_mid_line_loses_only_that_line() {
+    let dir = tempfile::tempdir().unwrap();
+    // The parent directories do not exist yet.
+    let path = dir.path().join("nested/audit/trail.jsonl");
+    let sink = JsonlSink::open_with(&path, options(FsyncPolicy::EveryEntry, u64::MAX, 1)).unwrap();
+    let mut written = Vec::new();
+    for n in 0..100 {
+        let entry = entries::entry(n);
+        written.push(entry.id);
+        sink.record(&entry).await.unwrap();
+    }
+    drop(sink);
+
+    // Simulate a crash half-way through writing the last line.
+    let text = std::fs::read(&path).unwrap();
+    let last_start = text[..text.len() - 1]
+        .iter()
+        .rposition(|&b| b == b'\n')
+        .unwrap()
+        + 1;
+    let cut = last_start + (text.len() - last_start) / 2;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(cut as u64)
+        .unwrap();
+
+    let report = read_jsonl(&path).unwrap();
+    let ids: Vec<_> = report.entries.iter().map(|e| e.id).collect();
+    assert_eq!(ids, written[..99]);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].line, 100);
+    assert!(
+        matches!(report.skipped[0].reason, SkipReason::Truncated { .. }),
+        "{}",
+        report.skipped[0]
+    );
+
+    // Reopening terminates the broken line; new entries are intact after it.
+    let sink = JsonlSink::open_with(&path, options(FsyncPolicy::EveryEntry, u64::MAX, 1)).unwrap();
+    for n in 100..110 {
+        let entry = entries::entry(n);
+        written.push(entry.id);
+        sink.record(&entry).await.unwrap();
+    }
+    sink.shutdown(soon()).await.unwrap();
+    let report = read_jsonl(&path).unwrap();
+    let ids: Vec<_> = report.entries.iter().map(|e| e.id).collect();
+    let mut expected = written[..99].to_vec();
+    expected.extend_from_slice(&written[100..]);
+    assert_eq!(ids, expected);
+    assert_eq!(report.skipped.len(), 1);
+    assert_eq!(report.skipped[0].line, 100);
+    assert!(matches!(
+        report.skipped[0].reason,
+        SkipReason::Malformed { .. }
+    ));
+}
+
+#[tokio::test]
+async fn rotation_happens_at_the_configured_size_and_keeps_n_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let rotate_bytes = 4096;
+    let keep = 3;
+    let sink =
+        JsonlSink::open_with(&path, options(FsyncPolicy::Interval, rotate_bytes, keep)).unwrap();
+    let mut written = Vec::new();
+    let mut line_len = std::collections::HashMap::new();
+    for n in 0..100 {
+        let entry = EncodedEntry::encode(&entries::entry(n)).unwrap();
+        line_len.insert(entry.id(), entry.line().len() as u64);
+        written.push(entry.id());
+        sink.record_encoded(&entry).await.unwrap();
+    }
+    sink.shutdown(soon()).await.unwrap();
+
+    // Oldest first: name.3, name.2, name.1, name.
+    let files: Vec<_> = (1..=keep)
+        .rev()
+        .map(|n| rotated_path(&path, n))
+        .chain([path.clone()])
+        .collect();
+    let contents: Vec<Vec<Uuid>> = files.iter().map(|f| ids_in(f)).collect();
+    for (i, file) in files.iter().enumerate() {
+        let size = std::fs::metadata(file).unwrap().len();
+        let lines: u64 = contents[i].iter().map(|id| line_len[id]).sum();
+        assert_eq!(size, lines, "{file:?} holds whole lines only");
+        assert!(size <= rotate_bytes, "{file:?} is {size} bytes");
+        if let Some(next) = contents.get(i + 1).and_then(|c| c.first()) {
+            // Rotated exactly when the next entry would not have fit.
+            assert!(
+                size + line_len[next] > rotate_bytes,
+                "{file:?} rotated early"
+            );
+        }
+    }
+    assert!(
+        !rotated_path(&path, keep + 1).exists(),
+        "only {keep} rotated files kept"
+    );
+    // Together they are exactly the newest entries, in order; older ones were dropped.
+    let kept: Vec<Uuid> = contents.concat();
+    assert!(kept.len() < written.len());
+    assert_eq!(kept, written[written.len() - kept.len()..]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_writers_never_interleave_lines() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    // Every-entry sync (group commit) and rotation, both under contention.
+    let sink = Arc::new(
+        JsonlSink::open_with(&path, options(FsyncPolicy::EveryEntry, 64 * 1024, 1000)).unwrap(),
+    );
+    let mut tasks = Vec::new();
+    for t in 0..8u64 {
+        let sink = Arc::clone(&sink);
+        tasks.push(tokio::spawn(async move {
+            let mut ids = Vec::new();
+            for n in 0..500 {
+                let entry = entries::entry(t * 1000 + n);
+                ids.push(entry.id);
+                sink.record(&entry).await.unwrap();
+            }
+            ids
+        }));
+    }
+    let mut written = HashSet::new();
+    for task in tasks {
+        written.extend(task.await.unwrap());
+    }
+    sink.shutdown(soon()).await.unwrap();
+
+    let mut read = Vec::new();
+    let mut files = 1;
+    read.extend(ids_in(&path));
+    while rotated_path(&path, files).exists() {
+        read.extend(ids_in(&rotated_path(&path, files)));
+        files += 1;
+    }
+    assert!(files > 2, "rotation happened ({files} files)");
+    assert_eq!(read.len(), 4000);
+    assert_eq!(read.into_iter().collect::<HashSet<_>>(), written);
+}
+
+#[tokio::test]
+async fn every_policy_flushes_and_shutdown_closes() {
+    let dir = tempfile::tempdir().unwrap();
+    for policy in [
+        FsyncPolicy::EveryEntry,
+        FsyncPolicy::Interval,
+        FsyncPolicy::Never,
+    ] {
+        let path = dir.path().join(format!("{policy:?}.jsonl"));
+        let config = AuditConfig {
+            file: path.clone(),
+            fsync: policy,
+            fsync_interval_ms: 3_600_000,
+            ..AuditConfig::default()
+        };
+        let sink = JsonlSink::open(&config).unwrap();
+        for n in 0..20 {
+            sink.record(&entries::entry(n)).await.unwrap();
+        }
+        // With an hour-long interval, only an explicit flush can sync in time.
+        sink.flush(soon()).await.unwrap();
+        // Written to the OS before record returned: readable right away.
+        assert_eq!(ids_in(&path).len(), 20, "{policy:?}");
+        sink.shutdown(soon()).await.unwrap();
+        let err = sink.record(&entries::entry(99)).await.unwrap_err();
+        assert!(matches!(err, AuditError::Closed { sink: "jsonl" }), "{err}");
+        assert_eq!(ids_in(&path).len(), 20);
+    }
+}
+
+#[test]
+fn an_unwritable_path_is_a_typed_error_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocker = dir.path().join("not-a-dir");
+    std::fs::write(&blocker, b"file").unwrap();
+    let err =
+        JsonlSink::open_with(blocker.join("audit.jsonl"), JsonlOptions::default()).unwrap_err();
+    assert!(matches!(err, AuditError::Io { .. }), "{err}");
+    assert!(err.to_string().contains("not-a-dir"), "{err}");
+    assert!(matches!(
+        read_jsonl(dir.path().join("missing.jsonl")),
+        Err(AuditError::Io { .. })
+    ));
+}
+
+#[tokio::test]
+async fn a_failed_rotation_keeps_every_entry_and_retries_later() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    // A non-empty directory where the oldest rotated file would be removed: rotation fails.
+    let blocker = rotated_path(&path, 10);
+    std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
+    let line = EncodedEntry::encode(&entries::entry(0))
+        .unwrap()
+        .line()
+        .len() as u64;
+    let sink = JsonlSink::open_with(&path, options(FsyncPolicy::Never, 3 * line, 10)).unwrap();
+
+    let mut written = Vec::new();
+    for n in 0..8 {
+        let entry = entries::entry(n);
+        written.push(entry.id);
+        sink.record(&entry).await.unwrap();
+    }
+    // Nothing was lost or truncated: every entry is still in the one file.
+    assert_eq!(ids_in(&path), written);
+
+    // Once the obstacle is gone, rotation resumes after another `rotate_bytes`.
+    std::fs::remove_dir_all(&blocker).unwrap();
+    for n in 8..12 {
+        let entry = entries::entry(n);
+        written.push(entry.id);
+        sink.record(&entry).await.unwrap();
+    }
+    // Oldest rotated file first, the current file last.
+    let mut all = Vec::new();
+    for n in (1..=10).rev() {
+        let rotated = rotated_path(&path, n);
+        if rotated.exists() {
+            all.extend(ids_in(&rotated));
+        }
+    }
+    let current = ids_in(&path);
+    assert!(current.len() < written.len(), "the file was rotated again");
+    all.extend(current);
+    assert_eq!(all, written);
+    sink.shutdown(soon()).await.unwrap();
+}
+
+/// The sink counts each line it writes in the recorder that was current when it was
+/// built, wherever it writes afterwards (as the Prometheus text of the router shows).
+#[test]
+fn written_lines_are_counted_in_the_recorder_the_sink_was_built_under() {
+    let metrics = LocalMetrics::new();
+    let other = LocalMetrics::new();
+    let dir = tempfile::tempdir().unwrap();
+    let sink = metrics.scope(|| {
+        JsonlSink::open_with(dir.path().join("audit.jsonl"), JsonlOptions::default()).unwrap()
+    });
+    other.scope(|| {
+        for n in 0..3 {
+            sink.append(&EncodedEntry::encode(&entries::entry(n)).unwrap())
+                .unwrap();
+        }
+    });
+    let written = series(AUDIT_ENTRIES_TOTAL, &[("event", "written")]);
+    let counted = parse(&metrics.render()).unwrap();
+    assert_eq!(counted.get(&written), Some(&3.0), "{counted:?}");
+    assert_eq!(
+        counted.get(&series(AUDIT_ENTRIES_TOTAL, &[("event", "dropped")])),
+        Some(&0.0)
+    );
+    assert_eq!(parse(&other.render()).unwrap().get(&written), None);
+}

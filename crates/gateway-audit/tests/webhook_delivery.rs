@@ -1,0 +1,437 @@
+//! At-least-once webhook delivery against a real HTTP receiver on loopback: bulk
+//! delivery, an outage with a restart in the middle, a full queue, a misconfigured receiver,
+//! and messages that keep their `webhook-id` and body through refusals and restarts.
+
+#[path = "support/entries.rs"]
+mod entries;
+#[path = "support/receiver.rs"]
+mod receiver;
+
+use std::collections::{HashMap, HashSet};
+use std::path::Path;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_audit::AuditSink;
+use gateway_audit::webhook::{WebhookBatch, WebhookOptions, WebhookSecret, WebhookSink};
+use gateway_model::WebhookConfig;
+use gateway_telemetry::LocalMetrics;
+use http::StatusCode;
+use tokio::time::Instant;
+use uuid::Uuid;
+
+use receiver::{Mode, Receiver};
+
+const SECRET: &str = "whsec_dGVzdCBrZXkgZm9yIHRoZSBhdWRpdCB3ZWJob29r";
+
+fn secret() -> WebhookSecret {
+    WebhookSecret::parse(SECRET).unwrap()
+}
+
+fn config(
+    receiver: &Receiver,
+    spool: &Path,
+    batch_size: u32,
+    queue_capacity: u32,
+) -> WebhookConfig {
+    WebhookConfig {
+        url: receiver.url(),
+        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
+        spool_dir: spool.to_owned(),
+        batch_size,
+        queue_capacity,
+    }
+}
+
+fn fast_retries() -> WebhookOptions {
+    WebhookOptions {
+        retry_base: Duration::from_millis(10),
+        retry_max: Duration::from_millis(200),
+        request_timeout: Duration::from_secs(5),
+        ..WebhookOptions::default()
+    }
+}
+
+fn in_secs(s: u64) -> Instant {
+    Instant::now() + Duration::from_secs(s)
+}
+
+async fn record_many(sink: &WebhookSink, from: u64, count: u64) -> HashSet<Uuid> {
+    let mut ids = HashSet::new();
+    for n in from..from + count {
+        let entry = entries::entry(n);
+        ids.insert(entry.id);
+        sink.record(&entry).await.unwrap();
+    }
+    ids
+}
+
+fn spool_segments(dir: &Path) -> usize {
+    std::fs::read_dir(dir).map_or(0, |listing| {
+        listing
+            .filter(|e| {
+                e.as_ref()
+                    .is_ok_and(|e| e.file_name().to_string_lossy().ends_with(".jsonl"))
+            })
+            .count()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ten_thousand_entries_arrive_and_deduplicate_to_ten_thousand() {
+    let receiver = Receiver::start(secret()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let metrics = LocalMetrics::new();
+    let sink = metrics.scope(|| {
+        WebhookSink::start_with(
+            &config(&receiver, &dir.path().join("spool"), 100, 10_000),
+            secret(),
+            fast_retries(),
+        )
+        .unwrap()
+    });
+
+    let started = std::time::Instant::now();
+    let sent = record_many(&sink, 0, 10_000).await;
+    let recorded = started.elapsed();
+    receiver
+        .wait_until("10,000 unique ids", Duration::from_secs(30), |s| {
+            s.unique() == 10_000
+        })
+        .await;
+    let delivered = started.elapsed();
+    eprintln!("recorded 10,000 entries in {recorded:?}; all delivered after {delivered:?}");
+
+    assert_eq!(receiver.state.ids(), sent);
+    let state = &receiver.state;
+    assert!(state.entries_received.load(Ordering::SeqCst) >= 10_000);
+    assert_eq!(state.bad_signatures.load(Ordering::SeqCst), 0);
+    sink.shutdown(in_secs(10)).await.unwrap();
+    let report = sink.report();
+    assert_eq!(report.accepted, 10_000);
+    assert_eq!(report.delivered, 10_000);
+    assert_eq!((report.dropped, report.in_memory), (0, 0));
+    let text = metrics.render();
+    assert!(
+        text.contains(r#"genesys_router_audit_entries_total{event="delivered"} 10000"#),
+        "{text}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_is_lost_through_an_outage_and_a_restart() {
+    let mut receiver = Receiver::start(secret()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = config(&receiver, &spool, 50, 1_000);
+    let mut sent = HashSet::new();
+
+    // Phase 1: the receiver is up.
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    sent.extend(record_many(&sink, 0, 500).await);
+    sink.flush(in_secs(10)).await.unwrap();
+    receiver
+        .wait_until("phase 1", Duration::from_secs(10), |s| s.unique() == 500)
+        .await;
+
+    // Phase 2: the receiver answers 500; flush means "delivered or spooled".
+    receiver.set_mode(Mode::Fail(StatusCode::INTERNAL_SERVER_ERROR));
+    sent.extend(record_many(&sink, 1_000, 500).await);
+    sink.flush(in_secs(10)).await.unwrap();
+    assert!(receiver.state.failed_requests.load(Ordering::SeqCst) > 0);
+    assert_eq!(sink.report().spooled, 500);
+
+    // Phase 3: the receiver is gone; connections are refused.
+    receiver.stop().await;
+    sent.extend(record_many(&sink, 2_000, 500).await);
+    sink.flush(in_secs(10)).await.unwrap();
+    // "Restart": shut down, drop, start a new sink over the same spool directory.
+    sink.shutdown(in_secs(10)).await.unwrap();
+    let report = sink.report();
+    assert_eq!(
+        (report.accepted, report.in_memory, report.dropped),
+        (1_500, 0, 0)
+    );
+    assert_eq!(report.delivered + report.spooled, 1_500);
+    assert!(report.retried > 0);
+    drop(sink);
+    assert!(spool_segments(&spool) > 0);
+
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    sent.extend(record_many(&sink, 3_000, 500).await);
+    sink.flush(in_secs(10)).await.unwrap();
+
+    // Phase 4: the receiver comes back on the same port.
+    receiver.set_mode(Mode::Accept);
+    receiver.restart().await;
+    receiver
+        .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 2_000)
+        .await;
+    assert_eq!(receiver.state.ids(), sent);
+    assert_eq!(receiver.state.bad_signatures.load(Ordering::SeqCst), 0);
+    sink.shutdown(in_secs(10)).await.unwrap();
+    let report = sink.report();
+    assert_eq!(report.replayed, 1_500, "{report:?}");
+    assert_eq!((report.dropped, report.spool_bytes), (0, 0), "{report:?}");
+    assert_eq!(spool_segments(&spool), 0, "replayed segments are deleted");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_queue_spills_to_the_spool_and_is_replayed() {
+    let receiver = Receiver::start(secret()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start_with(
+        &config(&receiver, &dir.path().join("spool"), 10, 4),
+        secret(),
+        fast_retries(),
+    )
+    .unwrap();
+    let sent = record_many(&sink, 0, 2_000).await;
+    receiver
+        .wait_until("2,000 unique ids", Duration::from_secs(30), |s| {
+            s.unique() == 2_000
+        })
+        .await;
+    assert_eq!(receiver.state.ids(), sent);
+    sink.shutdown(in_secs(10)).await.unwrap();
+    let report = sink.report();
+    assert!(report.spooled > 0, "the tiny queue overflowed: {report:?}");
+    assert_eq!(report.dropped, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_misconfigured_receiver_keeps_entries_spooled_until_fixed() {
+    let receiver = Receiver::start(secret()).await;
+    receiver.set_mode(Mode::Fail(StatusCode::NOT_FOUND));
+    let dir = tempfile::tempdir().unwrap();
+    let sink = WebhookSink::start_with(
+        &config(&receiver, &dir.path().join("spool"), 20, 100),
+        secret(),
+        fast_retries(),
+    )
+    .unwrap();
+    let sent = record_many(&sink, 0, 200).await;
+    sink.flush(in_secs(10)).await.unwrap();
+    // Several attempts are refused, nothing is dropped.
+    receiver
+        .wait_until("three refused attempts", Duration::from_secs(10), |s| {
+            s.failed_requests.load(Ordering::SeqCst) >= 3
+        })
+        .await;
+    let report = sink.report();
+    assert_eq!((report.spooled, report.dropped), (200, 0), "{report:?}");
+    receiver.set_mode(Mode::Accept);
+    receiver
+        .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 200)
+        .await;
+    assert_eq!(receiver.state.ids(), sent);
+    sink.shutdown(in_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_secret_is_refused_by_the_receiver_and_nothing_is_lost() {
+    let receiver = Receiver::start(secret()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let wrong = WebhookSecret::from_key(*b"a different key, 32 bytes long!!").unwrap();
+    let sink = WebhookSink::start_with(&config(&receiver, &spool, 10, 100), wrong, fast_retries())
+        .unwrap();
+    let sent = record_many(&sink, 0, 30).await;
+    sink.flush(in_secs(10)).await.unwrap();
+    receiver
+        .wait_until("a refused signature", Duration::from_secs(10), |s| {
+            s.bad_signatures.load(Ordering::SeqCst) >= 1
+        })
+        .await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(receiver.state.unique(), 0);
+    // With the right secret, a new sink delivers what the first one spooled.
+    let sink = WebhookSink::start_with(
+        &config(&receiver, &spool, 10, 100),
+        secret(),
+        fast_retries(),
+    )
+    .unwrap();
+    receiver
+        .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 30)
+        .await;
+    assert_eq!(receiver.state.ids(), sent);
+    sink.shutdown(in_secs(10)).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_spools_within_its_deadline_when_the_receiver_hangs() {
+    // A receiver that accepts connections and never answers.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_addr = hanging.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hanging.accept().await {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = WebhookConfig {
+        url: format!("http://{hanging_addr}/audit"),
+        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
+        spool_dir: spool.clone(),
+        batch_size: 25,
+        queue_capacity: 1_000,
+    };
+    let options = WebhookOptions {
+        request_timeout: Duration::from_secs(60),
+        ..fast_retries()
+    };
+    let sink = WebhookSink::start_with(&config, secret(), options).unwrap();
+    let sent = record_many(&sink, 0, 100).await;
+
+    // Nothing can be delivered or spooled while the first POST hangs: flush times out.
+    let err = sink
+        .flush(Instant::now() + Duration::from_millis(300))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, gateway_audit::AuditError::Timeout { pending: 100, .. }),
+        "{err}"
+    );
+    // Shutdown cuts the hanging POST off half-way to its deadline and spools everything.
+    let started = std::time::Instant::now();
+    sink.shutdown(in_secs(4)).await.unwrap();
+    assert!(started.elapsed() < Duration::from_secs(4));
+    let report = sink.report();
+    assert_eq!(
+        (report.spooled, report.in_memory, report.dropped),
+        (100, 0, 0),
+        "{report:?}"
+    );
+    drop(sink);
+    holder.abort();
+
+    // The next start delivers it all to a receiver that answers.
+    let receiver = Receiver::start(secret()).await;
+    let sink = WebhookSink::start_with(
+        &WebhookConfig {
+            url: receiver.url(),
+            ..config
+        },
+        secret(),
+        fast_retries(),
+    )
+    .unwrap();
+    receiver
+        .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 100)
+        .await;
+    assert_eq!(receiver.state.ids(), sent);
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(sink.report().replayed, 100);
+    assert_eq!(spool_segments(&spool), 0);
+}
+
+/// Checks that every message was immutable: one `webhook-id` never carried two different
+/// bodies, and each entry travelled under one `webhook-id` only (never regrouped).
+fn assert_messages_are_immutable(messages: &[(String, Bytes)]) {
+    let mut bodies: HashMap<&str, &Bytes> = HashMap::new();
+    let mut message_of: HashMap<Uuid, &str> = HashMap::new();
+    for (id, body) in messages {
+        assert!(id.starts_with("msg_"), "webhook-id {id:?}");
+        if let Some(first) = bodies.insert(id, body) {
+            assert_eq!(first, body, "webhook-id {id} was sent with two bodies");
+        }
+        for entry in WebhookBatch::parse(body).unwrap().entries {
+            if let Some(earlier) = message_of.insert(entry.id, id) {
+                assert_eq!(
+                    earlier, id,
+                    "entry {} was sent under two webhook-ids",
+                    entry.id
+                );
+            }
+        }
+    }
+}
+
+/// Records 3 entries and waits for a refused delivery (with an empty spool, of a message
+/// holding some of them), then records 25 more and flushes: they are spooled.
+async fn record_while_refused(receiver: &Receiver, sink: &WebhookSink, from: u64) -> HashSet<Uuid> {
+    let before = receiver.state.failed_requests.load(Ordering::SeqCst);
+    let mut sent = record_many(sink, from, 3).await;
+    receiver
+        .wait_until("a refused delivery", Duration::from_secs(10), |s| {
+            s.failed_requests.load(Ordering::SeqCst) > before
+        })
+        .await;
+    sent.extend(record_many(sink, from + 100, 25).await);
+    sink.flush(in_secs(10)).await.unwrap();
+    sent
+}
+
+/// Waits for two more refused deliveries than so far.
+async fn two_more_refusals(receiver: &Receiver) {
+    let refused = receiver.state.failed_requests.load(Ordering::SeqCst);
+    receiver
+        .wait_until(
+            "two more refused deliveries",
+            Duration::from_secs(10),
+            |s| s.failed_requests.load(Ordering::SeqCst) >= refused + 2,
+        )
+        .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_is_resent_with_its_id_and_body() {
+    let receiver = Receiver::start(secret()).await;
+    receiver.set_mode(Mode::Fail(StatusCode::SERVICE_UNAVAILABLE));
+    let dir = tempfile::tempdir().unwrap();
+    let config = config(&receiver, &dir.path().join("spool"), 10, 1_000);
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    let sent = record_while_refused(&receiver, &sink, 0).await;
+    two_more_refusals(&receiver).await;
+
+    receiver.set_mode(Mode::Accept);
+    receiver
+        .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 28)
+        .await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(receiver.state.ids(), sent);
+    assert_eq!(receiver.state.bad_signatures.load(Ordering::SeqCst), 0);
+    assert_messages_are_immutable(&receiver.state.messages());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refused_message_keeps_its_id_and_body_across_a_restart() {
+    let receiver = Receiver::start(secret()).await;
+    receiver.set_mode(Mode::Fail(StatusCode::SERVICE_UNAVAILABLE));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = config(&receiver, &spool, 10, 1_000);
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    let mut sent = record_while_refused(&receiver, &sink, 0).await;
+    // The refused message is accepted on replay; the next one, formed from spooled
+    // entries, is refused.
+    receiver.set_mode(Mode::AcceptThenFail(1, StatusCode::SERVICE_UNAVAILABLE));
+    two_more_refusals(&receiver).await;
+    assert!(receiver.state.unique() > 0);
+    sink.shutdown(in_secs(10)).await.unwrap();
+    drop(sink);
+    assert!(spool_segments(&spool) > 0);
+    assert_messages_are_immutable(&receiver.state.messages());
+
+    // A new sink over the same spool, with another batch size (the config changed): its
+    // replays are refused too, then accepted. What was sent before is resent as it was.
+    let config = WebhookConfig {
+        batch_size: 7,
+        ..config
+    };
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    sent.extend(record_while_refused(&receiver, &sink, 1_000).await);
+    two_more_refusals(&receiver).await;
+    receiver.set_mode(Mode::Accept);
+    receiver
+        .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 56)
+        .await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(receiver.state.ids(), sent);
+    assert_eq!(spool_segments(&spool), 0);
+    assert_messages_are_immutable(&receiver.state.messages());
+}

@@ -1,0 +1,135 @@
+//! `[audit]`: the JSONL audit file and the optional signed webhook.
+
+use std::path::PathBuf;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use super::credentials::ENV_VAR;
+use crate::bounds::{self, Bound, Bounded, Text};
+use crate::endpoint::check_url;
+use crate::validation::{Location, Rule, Validate, Violations};
+
+/// When the audit file is synced to disk.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum FsyncPolicy {
+    /// After every entry (safest, slowest).
+    EveryEntry,
+    /// At most every `fsync_interval_ms` (an entry is still flushed to the OS before the call returns).
+    #[default]
+    Interval,
+    /// Never explicitly (the OS decides).
+    Never,
+}
+
+/// The audit trail: a JSONL file and, optionally, a signed webhook.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schemars(transform = bounds::state::<Self>)]
+pub struct AuditConfig {
+    /// Whether to write audit entries at all.
+    pub enabled: bool,
+    /// The JSONL file entries are appended to.
+    pub file: PathBuf,
+    /// When the file is synced to disk.
+    pub fsync: FsyncPolicy,
+    /// Sync interval for `fsync = "interval"`.
+    pub fsync_interval_ms: u64,
+    /// Size at which the file is rotated.
+    pub rotate_bytes: u64,
+    /// Rotated files kept.
+    pub keep_rotated: u32,
+    /// An optional webhook receiving every entry.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub webhook: Option<WebhookConfig>,
+}
+
+impl Default for AuditConfig {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            file: PathBuf::from("audit/genesys-router-audit.jsonl"),
+            fsync: FsyncPolicy::Interval,
+            fsync_interval_ms: 1000,
+            rotate_bytes: 64 * 1024 * 1024,
+            keep_rotated: 10,
+            webhook: None,
+        }
+    }
+}
+
+impl Bounded for AuditConfig {
+    const BOUNDS: &'static [Bound<Self>] = &[
+        bounds::text!(file, Text::non_empty()),
+        bounds::int!(fsync_interval_ms, 1, 3_600_000),
+        bounds::int!(rotate_bytes, 4096, u64::MAX),
+        bounds::int!(keep_rotated, 1, 1000),
+    ];
+}
+
+impl Validate for AuditConfig {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        bounds::check(self, at, out);
+        if let Some(webhook) = &self.webhook {
+            webhook.collect_violations(&at.key("webhook"), out);
+        }
+    }
+}
+
+/// Entries per POST unless configured.
+const DEFAULT_WEBHOOK_BATCH_SIZE: u32 = 100;
+/// Entries held in memory before spooling, unless configured.
+const DEFAULT_WEBHOOK_QUEUE_CAPACITY: u32 = 10_000;
+
+/// A webhook that receives audit entries, signed per the Standard Webhooks specification.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+#[schemars(transform = bounds::state::<Self>)]
+pub struct WebhookConfig {
+    /// Where entries are sent (HTTP POST): https, or http on loopback.
+    pub url: String,
+    /// Env var holding the signing secret (`whsec_` plus base64 of the key).
+    pub secret_env: String,
+    /// Directory entries are spooled to while the endpoint is down.
+    pub spool_dir: PathBuf,
+    /// Entries per POST.
+    #[serde(default = "default_batch_size")]
+    pub batch_size: u32,
+    /// Entries held in memory before spooling to disk.
+    #[serde(default = "default_queue_capacity")]
+    pub queue_capacity: u32,
+}
+
+fn default_batch_size() -> u32 {
+    DEFAULT_WEBHOOK_BATCH_SIZE
+}
+
+fn default_queue_capacity() -> u32 {
+    DEFAULT_WEBHOOK_QUEUE_CAPACITY
+}
+
+impl Bounded for WebhookConfig {
+    const BOUNDS: &'static [Bound<Self>] = &[
+        bounds::text!(secret_env, ENV_VAR),
+        bounds::text!(spool_dir, Text::non_empty()),
+        bounds::int!(batch_size, 1, 1000),
+        bounds::int!(queue_capacity, 1, 1_000_000),
+    ];
+}
+
+impl Validate for WebhookConfig {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        // Whether a URL is acceptable depends on its parsed host (https, or http on
+        // loopback): a rule of Rust's alone.
+        if let Err(e) = check_url(&self.url, false) {
+            out.push(
+                &at.key("url"),
+                Rule::Url {
+                    reason: e.to_string(),
+                },
+            );
+        }
+        bounds::check(self, at, out);
+    }
+}

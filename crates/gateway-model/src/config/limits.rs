@@ -1,0 +1,64 @@
+//! `[limits]`: concurrency, timeouts and size limits of calls to the gateway.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+use crate::bounds::{self, Bound, Bounded};
+use crate::validation::{Location, Rule, Validate, Violations};
+
+/// Concurrency, timeouts and size limits.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(default, deny_unknown_fields)]
+#[schemars(transform = bounds::state::<Self>)]
+pub struct LimitsConfig {
+    /// Most requests in flight to the gateway at once.
+    pub max_concurrency: u32,
+    /// Longest wait for a concurrency slot before failing with a limiter timeout.
+    pub limiter_timeout_ms: u64,
+    /// Timeout of one HTTP attempt.
+    pub attempt_timeout_ms: u64,
+    /// Deadline of one whole call, retries and fallbacks included.
+    pub deadline_ms: u64,
+    /// TCP + TLS connect timeout.
+    pub connect_timeout_ms: u64,
+    /// Largest response body accepted.
+    pub max_response_bytes: u64,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        Self {
+            max_concurrency: 64,
+            limiter_timeout_ms: 5_000,
+            attempt_timeout_ms: 30_000,
+            deadline_ms: 90_000,
+            connect_timeout_ms: 5_000,
+            max_response_bytes: 4 * 1024 * 1024,
+        }
+    }
+}
+
+impl Bounded for LimitsConfig {
+    const BOUNDS: &'static [Bound<Self>] = &[
+        bounds::int!(max_concurrency, 1, 10_000),
+        bounds::int!(limiter_timeout_ms, 1, 600_000),
+        bounds::int!(attempt_timeout_ms, 1, 600_000),
+        bounds::int!(deadline_ms, 1, 3_600_000),
+        bounds::int!(connect_timeout_ms, 1, 600_000),
+        bounds::int!(max_response_bytes, 1024, 67_108_864),
+    ];
+}
+
+impl Validate for LimitsConfig {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        bounds::check(self, at, out);
+        if self.deadline_ms < self.attempt_timeout_ms {
+            out.push(
+                &at.key("deadline_ms"),
+                Rule::Order {
+                    expected: "attempt_timeout_ms <= deadline_ms",
+                },
+            );
+        }
+    }
+}

@@ -1,0 +1,467 @@
+//! `RouterConfig`: where the gateway is, which routes exist, and how calls are limited,
+//! retried, audited and measured. Written as TOML; secrets appear only as env var names.
+//!
+//! One module per section; each section states its bounds once, in its
+//! [`Bounded`](crate::bounds::Bounded) table.
+
+mod audit;
+mod circuit_breaker;
+mod credentials;
+mod environment;
+mod limits;
+mod metrics;
+mod retry;
+mod routes;
+mod server;
+mod tls;
+
+use std::collections::BTreeMap;
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+pub use audit::{AuditConfig, FsyncPolicy, WebhookConfig};
+pub use circuit_breaker::CircuitBreakerConfig;
+pub use credentials::{CredentialsConfig, ENV_VAR_PATTERN, MAX_CLIENT_ID_CHARS};
+pub use environment::{
+    DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN, Endpoints, EnvironmentConfig,
+};
+pub use limits::LimitsConfig;
+pub use metrics::MetricsConfig;
+pub use retry::RetryConfig;
+pub use routes::{MAX_SPLIT_ENTRIES, MAX_SPLIT_WEIGHT, RouteConfig, SplitEntry};
+pub use server::{DEFAULT_MAX_CONNECTIONS, ServerConfig};
+pub use tls::{TlsConfig, TrustRoots};
+
+use crate::bounds::{Pattern, Text};
+use crate::model_id::ModelId;
+use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations, malformed};
+
+/// The pattern route names match.
+pub const ROUTE_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
+/// Longest route name.
+pub const MAX_ROUTE_NAME_CHARS: usize = 64;
+
+/// A route name: 1 to [`MAX_ROUTE_NAME_CHARS`] characters matching [`ROUTE_NAME_PATTERN`].
+pub(crate) const ROUTE_NAME: Text =
+    Text::chars(1, MAX_ROUTE_NAME_CHARS).matching(&ROUTE_NAME_CHARS);
+
+const ROUTE_NAME_CHARS: Pattern = Pattern::new(ROUTE_NAME_PATTERN, |name| {
+    name.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_lowercase() || c.is_ascii_digit())
+        && name
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_' || c == '-')
+});
+
+/// The whole router configuration.
+///
+/// ```
+/// let config = gateway_model::RouterConfig::from_toml_str(r#"
+///     [environment]
+///     region = "eu-west-1"
+///
+///     [routes.summarize]
+///     model = "model-gen-4"
+///     fallbacks = ["model-fallback-3"]
+///     temperature = { low = 0.1, default = 0.3, high = 0.8 }
+/// "#)?;
+/// assert_eq!(config.routes["summarize"].fallbacks.len(), 1);
+/// assert_eq!(config.environment.resolve()?.api_base, "https://api.mypurecloud.ie");
+/// # Ok::<(), gateway_model::ValidationErrors>(())
+/// ```
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RouterConfig {
+    /// Where Genesys Cloud (or a simulator, or a private gateway) is.
+    pub environment: EnvironmentConfig,
+    /// Which env vars hold the OAuth client credentials.
+    #[serde(default)]
+    pub credentials: CredentialsConfig,
+    /// Named routes: what a caller asks for by name.
+    #[schemars(extend("minProperties" = 1, "propertyNames" = ROUTE_NAME.schema()))]
+    pub routes: BTreeMap<String, RouteConfig>,
+    /// Concurrency, timeouts and size limits.
+    #[serde(default)]
+    pub limits: LimitsConfig,
+    /// The HTTP sidecar (`serve`): connection timeouts, connection cap, drain, body size.
+    #[serde(default)]
+    pub server: ServerConfig,
+    /// The retry policy.
+    #[serde(default)]
+    pub retry: RetryConfig,
+    /// The per-model circuit breaker.
+    #[serde(default)]
+    pub circuit_breaker: CircuitBreakerConfig,
+    /// The audit trail.
+    #[serde(default)]
+    pub audit: AuditConfig,
+    /// Prometheus metrics.
+    #[serde(default)]
+    pub metrics: MetricsConfig,
+    /// TLS trust.
+    #[serde(default)]
+    pub tls: TlsConfig,
+}
+
+impl Validate for RouterConfig {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        self.environment
+            .collect_violations(&at.key("environment"), out);
+        self.credentials
+            .collect_violations(&at.key("credentials"), out);
+        let routes = at.key("routes");
+        if self.routes.is_empty() {
+            out.push(&routes, Rule::TooFew { min: 1, actual: 0 });
+        }
+        for (name, route) in &self.routes {
+            let here = routes.key(name);
+            ROUTE_NAME.check(&here, name, out);
+            route.collect_violations(&here, out);
+        }
+        self.limits.collect_violations(&at.key("limits"), out);
+        self.server.collect_violations(&at.key("server"), out);
+        self.retry.collect_violations(&at.key("retry"), out);
+        self.circuit_breaker
+            .collect_violations(&at.key("circuit_breaker"), out);
+        self.audit.collect_violations(&at.key("audit"), out);
+        self.metrics.collect_violations(&at.key("metrics"), out);
+    }
+}
+
+impl RouterConfig {
+    /// A configuration with one environment and no routes yet, every other section at its default.
+    pub fn new(environment: EnvironmentConfig) -> Self {
+        Self {
+            environment,
+            credentials: CredentialsConfig::default(),
+            routes: BTreeMap::new(),
+            limits: LimitsConfig::default(),
+            server: ServerConfig::default(),
+            retry: RetryConfig::default(),
+            circuit_breaker: CircuitBreakerConfig::default(),
+            audit: AuditConfig::default(),
+            metrics: MetricsConfig::default(),
+            tls: TlsConfig::default(),
+        }
+    }
+
+    /// Adds (or replaces) a route.
+    #[must_use]
+    pub fn with_route(mut self, name: impl Into<String>, route: RouteConfig) -> Self {
+        self.routes.insert(name.into(), route);
+        self
+    }
+
+    /// Parses TOML and validates the result; a syntax or type error names its path.
+    pub fn from_toml_str(text: &str) -> Result<Self, ValidationErrors> {
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            ValidationErrors::single(
+                "",
+                Rule::Malformed {
+                    message: e.to_string(),
+                },
+            )
+        })?;
+        let config: Self = serde_path_to_error::deserialize(de).map_err(malformed)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Every model the routes name, primaries and fallbacks, each once, sorted.
+    pub fn all_models(&self) -> Vec<&ModelId> {
+        let mut models: Vec<&ModelId> = self
+            .routes
+            .values()
+            .flat_map(|r| r.primaries().chain(r.fallbacks.iter()))
+            .collect();
+        models.sort();
+        models.dedup();
+        models
+    }
+}
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::TemperatureMatrix;
+
+    fn minimal() -> RouterConfig {
+        RouterConfig::new(EnvironmentConfig::at("http://127.0.0.1:8080"))
+            .with_route("summarize", RouteConfig::to_model("model-gen-4"))
+    }
+
+    #[test]
+    fn minimal_config_is_valid() {
+        minimal().validate().unwrap();
+        let ep = minimal().environment.resolve().unwrap();
+        assert_eq!(ep.login_base, "http://127.0.0.1:8080");
+    }
+
+    #[test]
+    fn region_resolves_to_api_and_login_hosts() {
+        let env = EnvironmentConfig {
+            region: Some("mypurecloud.de".into()),
+            ..EnvironmentConfig::default()
+        };
+        let ep = env.resolve().unwrap();
+        assert_eq!(ep.api_base, "https://api.mypurecloud.de");
+        assert_eq!(ep.login_base, "https://login.mypurecloud.de");
+    }
+
+    #[test]
+    fn explicit_api_host_derives_login_host() {
+        let ep = EnvironmentConfig::at("https://api.gateway.example.com/")
+            .resolve()
+            .unwrap();
+        assert_eq!(ep.api_base, "https://api.gateway.example.com");
+        assert_eq!(ep.login_base, "https://login.gateway.example.com");
+    }
+
+    #[test]
+    fn unknown_region_lists_known_ones() {
+        let mut c = minimal();
+        c.environment = EnvironmentConfig {
+            region: Some("moon-1".into()),
+            ..EnvironmentConfig::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.violations()[0].path, "/environment/region");
+        assert!(err.to_string().contains("eu-central-2"), "{err}");
+    }
+
+    #[test]
+    fn insecure_remote_http_is_refused_unless_allowed() {
+        let mut c = minimal();
+        c.environment = EnvironmentConfig::at("http://gateway.internal");
+        assert!(c.validate().unwrap_err().has_path("/environment/api_base"));
+        c.environment.allow_insecure_http = true;
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn route_rules_are_all_reported() {
+        let route = RouteConfig {
+            model: Some("a".into()),
+            fallbacks: vec!["b".into(), "b".into(), "a".into()],
+            temperature: TemperatureMatrix {
+                low: 0.9,
+                default: 0.5,
+                high: 3.0,
+            },
+            safety_filters: vec!["pii".into(), "nope".into()],
+            top_p: 0.0,
+            ..RouteConfig::default()
+        };
+        let c = minimal().with_route("Bad Name", route);
+        let err = c.validate().unwrap_err();
+        let paths: Vec<_> = err.violations().iter().map(|v| v.path.as_str()).collect();
+        assert_eq!(
+            paths,
+            [
+                "/routes/Bad Name",
+                "/routes/Bad Name/fallbacks/1",
+                "/routes/Bad Name/fallbacks/2",
+                "/routes/Bad Name/temperature/high",
+                "/routes/Bad Name/top_p",
+                "/routes/Bad Name/safety_filters/1",
+            ]
+        );
+    }
+
+    #[test]
+    fn split_routes_exclude_model_and_check_weights() {
+        let split = vec![
+            SplitEntry {
+                model: "a".into(),
+                weight: 90,
+            },
+            SplitEntry {
+                model: "a".into(),
+                weight: 0,
+            },
+        ];
+        let route = RouteConfig {
+            model: None,
+            split,
+            fallbacks: vec!["a".into()],
+            ..RouteConfig::default()
+        };
+        let err = minimal().with_route("ab", route).validate().unwrap_err();
+        assert!(err.has_path("/routes/ab/split/1/weight"), "{err}");
+        assert!(err.has_path("/routes/ab/split/1/model"), "{err}");
+        assert!(err.has_path("/routes/ab/fallbacks/0"), "{err}");
+        let both = RouteConfig {
+            split: vec![SplitEntry {
+                model: "b".into(),
+                weight: 1,
+            }],
+            ..RouteConfig::to_model("a")
+        };
+        assert!(
+            minimal()
+                .with_route("x", both)
+                .validate()
+                .unwrap_err()
+                .has_path("/routes/x")
+        );
+    }
+
+    #[test]
+    fn toml_type_errors_name_the_path() {
+        let err = RouterConfig::from_toml_str(
+            "[environment]\napi_base = \"http://127.0.0.1:1\"\n[routes.a]\nmodel = \"m\"\nmax_tokens = \"many\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(err.violations()[0].path, "/routes/a/max_tokens");
+        let err = RouterConfig::from_toml_str(
+            "[environment]\nregion = \"us-east-1\"\ncolour = 1\n[routes.a]\nmodel=\"m\"",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("colour"), "{err}");
+    }
+
+    #[test]
+    fn limits_and_retry_orders() {
+        let mut c = minimal();
+        c.limits.deadline_ms = 10;
+        c.limits.attempt_timeout_ms = 20;
+        c.retry.base_delay_ms = 500;
+        c.retry.max_delay_ms = 100;
+        let err = c.validate().unwrap_err();
+        assert!(
+            err.has_path("/limits/deadline_ms") && err.has_path("/retry/max_delay_ms"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn webhook_must_be_https_unless_loopback() {
+        let mut c = minimal();
+        c.audit.webhook = Some(WebhookConfig {
+            url: "http://audit.example.com/hook".into(),
+            secret_env: "AUDIT_SECRET".into(),
+            spool_dir: "spool".into(),
+            batch_size: 10,
+            queue_capacity: 10,
+        });
+        assert!(c.validate().unwrap_err().has_path("/audit/webhook/url"));
+    }
+
+    #[test]
+    fn server_defaults_are_valid_and_leave_room_for_2000_callers() {
+        let server = ServerConfig::default();
+        server.validate().unwrap();
+        assert!(server.max_connections >= 2_000);
+        let c = RouterConfig::from_toml_str(
+            "[environment]\nregion = \"us-east-1\"\n[routes.a]\nmodel = \"m\"\n",
+        )
+        .unwrap();
+        assert_eq!(c.server, server);
+    }
+
+    #[test]
+    fn server_bounds_are_enforced_at_both_ends() {
+        type Set = fn(&mut ServerConfig, u64);
+        let fields: [(&str, u64, u64, Set); 6] = [
+            ("header_read_timeout_ms", 100, 300_000, |s, v| {
+                s.header_read_timeout_ms = v;
+            }),
+            ("body_read_timeout_ms", 100, 600_000, |s, v| {
+                s.body_read_timeout_ms = v;
+            }),
+            ("idle_timeout_ms", 100, 3_600_000, |s, v| {
+                s.idle_timeout_ms = v;
+            }),
+            ("max_connections", 1, 1_000_000, |s, v| {
+                s.max_connections = u32::try_from(v).unwrap();
+            }),
+            ("drain_timeout_ms", 0, 3_600_000, |s, v| {
+                s.drain_timeout_ms = v;
+            }),
+            ("request_body_max_bytes", 1_024, 67_108_864, |s, v| {
+                s.request_body_max_bytes = v;
+            }),
+        ];
+        for (name, min, max, set) in fields {
+            let path = format!("/server/{name}");
+            for ok in [min, max] {
+                let mut c = minimal();
+                set(&mut c.server, ok);
+                c.validate()
+                    .unwrap_or_else(|e| panic!("{name} = {ok}: {e}"));
+            }
+            for bad in [min.checked_sub(1), Some(max + 1)].into_iter().flatten() {
+                let mut c = minimal();
+                set(&mut c.server, bad);
+                let err = c.validate().unwrap_err();
+                assert!(err.has_path(&path), "{name} = {bad}: {err}");
+            }
+        }
+        let err = RouterConfig::from_toml_str(
+            "[environment]\nregion = \"us-east-1\"\n[routes.a]\nmodel = \"m\"\n[server]\nidle_ms = 5\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("idle_ms"), "{err}");
+    }
+
+    #[test]
+    fn login_base_next_to_region_is_refused() {
+        let mut c = minimal();
+        c.environment = EnvironmentConfig {
+            region: Some("eu-west-1".into()),
+            login_base: Some("https://login.example.com".into()),
+            ..EnvironmentConfig::default()
+        };
+        let err = c.validate().unwrap_err();
+        assert_eq!(err.violations().len(), 1, "{err}");
+        assert_eq!(err.violations()[0].path, "/environment/login_base");
+        assert!(
+            err.to_string().contains("goes with `api_base` only"),
+            "{err}"
+        );
+        assert!(c.environment.resolve().is_err());
+
+        c.environment.region = None;
+        c.environment.api_base = Some("https://api.example.com".into());
+        let ep = c.environment.resolve().unwrap();
+        assert_eq!(ep.login_base, "https://login.example.com");
+    }
+
+    #[test]
+    fn metrics_listen_must_be_a_socket_address() {
+        for ok in ["127.0.0.1:9464", "0.0.0.0:0", "[::1]:9464"] {
+            let mut c = minimal();
+            c.metrics.listen = Some(ok.into());
+            c.validate().unwrap_or_else(|e| panic!("{ok}: {e}"));
+        }
+        for bad in [
+            "9464",
+            "127.0.0.1",
+            "127.0.0.1:65536",
+            ":9464",
+            "localhost:9464",
+            "",
+        ] {
+            let mut c = minimal();
+            c.metrics.listen = Some(bad.into());
+            assert!(
+                c.validate().unwrap_err().has_path("/metrics/listen"),
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn all_models_lists_each_once() {
+        let c = minimal().with_route(
+            "b",
+            RouteConfig {
+                fallbacks: vec!["model-gen-4".into()],
+                ..RouteConfig::to_model("x")
+            },
+        );
+        let models: Vec<_> = c.all_models().into_iter().map(ModelId::as_str).collect();
+        assert_eq!(models, ["model-gen-4", "x"]);
+    }
+}

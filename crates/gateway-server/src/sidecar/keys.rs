@@ -1,0 +1,108 @@
+//! Optional bearer API keys for the sidecar's callers.
+
+use std::fmt;
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
+use axum::middleware::Next;
+use http::StatusCode;
+use http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use subtle::ConstantTimeEq;
+
+use super::App;
+use super::reply::{Reply, error};
+
+/// The API keys callers may present as `Authorization: Bearer <key>`. Redacted in `Debug`.
+#[derive(Clone, Default)]
+pub struct ApiKeys(Arc<Vec<Vec<u8>>>);
+
+impl fmt::Debug for ApiKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "ApiKeys({} key(s), redacted)", self.0.len())
+    }
+}
+
+impl ApiKeys {
+    /// Keys from a comma- or newline-separated list (blank entries ignored).
+    ///
+    /// ```
+    /// let keys = gateway_server::ApiKeys::parse("k-one, k-two");
+    /// assert_eq!(keys.len(), 2);
+    /// assert!(!format!("{keys:?}").contains("k-one"));
+    /// ```
+    pub fn parse(list: &str) -> Self {
+        let keys = list
+            .split([',', '\n'])
+            .map(str::trim)
+            .filter(|k| !k.is_empty())
+            .map(|k| k.as_bytes().to_vec())
+            .collect();
+        Self(Arc::new(keys))
+    }
+
+    /// Keys from the env var `name`; an unset or empty variable is an error naming it.
+    pub fn from_env(name: &str) -> Result<Self, String> {
+        let value =
+            std::env::var(name).map_err(|_| format!("the API keys env var `{name}` is not set"))?;
+        let keys = Self::parse(&value);
+        if keys.is_empty() {
+            return Err(format!("the API keys env var `{name}` holds no key"));
+        }
+        Ok(keys)
+    }
+
+    /// How many keys there are.
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Whether there are none (then every caller is let in).
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Whether `presented` is one of the keys, compared in constant time per key.
+    fn admits(&self, presented: &[u8]) -> bool {
+        let mut found = subtle::Choice::from(0);
+        for key in self.0.iter() {
+            found |= key.as_slice().ct_eq(presented);
+        }
+        found.into()
+    }
+}
+
+/// Lets a request through only with a valid key (when keys are configured).
+pub(crate) async fn require_key(State(app): State<App>, request: Request, next: Next) -> Reply {
+    let keys = &app.options.api_keys;
+    if keys.is_empty() {
+        return next.run(request).await;
+    }
+    let presented = request
+        .headers()
+        .get(AUTHORIZATION)
+        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+    match presented {
+        Some(key) if keys.admits(key) => next.run(request).await,
+        Some(_) => unauthorized(
+            "the API key is not valid",
+            r#"Bearer error="invalid_token""#,
+        ),
+        None => unauthorized(
+            "an API key is required: Authorization: Bearer <key>",
+            "Bearer",
+        ),
+    }
+}
+
+fn unauthorized(message: &str, challenge: &'static str) -> Reply {
+    let mut reply = error(
+        StatusCode::UNAUTHORIZED,
+        "router.unauthenticated",
+        message,
+        None,
+    );
+    reply
+        .headers_mut()
+        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+    reply
+}

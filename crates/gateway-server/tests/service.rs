@@ -1,0 +1,273 @@
+//! The HTTP service's conventions over real sockets: the OpenAPI document matches the
+//! paths served, API keys, request ids, `Allow`, `Retry-After`, service metrics.
+
+use bytes::Bytes;
+use gateway_auth::Credentials;
+use gateway_model::{EnvironmentConfig, RouteConfig, RouterConfig};
+use gateway_router::Router;
+use gateway_server::{ApiKeys, Sidecar, SidecarOptions};
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sim, SimHandle};
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
+
+type HttpClient = Client<HttpConnector, Full<Bytes>>;
+
+async fn router(sim: &SimHandle, secret: &str) -> Router {
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
+        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
+    config.audit.enabled = false;
+    Router::builder(config)
+        .credentials(Credentials::new(DEFAULT_CLIENT_ID, secret))
+        .build()
+        .await
+        .unwrap()
+}
+
+async fn start(
+    sim: &SimHandle,
+    options: SidecarOptions,
+) -> (Sidecar, gateway_telemetry::LocalMetrics) {
+    let metrics = gateway_telemetry::LocalMetrics::new();
+    let sidecar = Sidecar::start_with(
+        router(sim, DEFAULT_CLIENT_SECRET).await,
+        Some(metrics.handle().clone()),
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+    )
+    .await
+    .unwrap();
+    (sidecar, metrics)
+}
+
+async fn send(
+    client: &HttpClient,
+    method: Method,
+    url: String,
+    headers: &[(&str, &str)],
+    body: &str,
+) -> (StatusCode, HeaderMap, Bytes) {
+    let mut request = Request::builder().method(method).uri(url);
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let request = request
+        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+        .unwrap();
+    let response = client.request(request).await.unwrap();
+    let (parts, body) = response.into_parts();
+    (
+        parts.status,
+        parts.headers,
+        body.collect().await.unwrap().to_bytes(),
+    )
+}
+
+fn client() -> HttpClient {
+    Client::builder(TokioExecutor::new()).build_http()
+}
+
+const ROUTE_BODY: &str = r#"{"route":"summarize","prompt":"hello"}"#;
+
+#[tokio::test]
+async fn every_documented_path_is_served_and_nothing_else() {
+    let committed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../schemas/openapi.json"
+    ))
+    .unwrap();
+    let spec =
+        oas3::from_json(&committed).expect("an OpenAPI 3.1 document an independent parser reads");
+    let sim = Sim::builder().start().await.unwrap();
+    let (sidecar, _metrics) = start(&sim, SidecarOptions::default()).await;
+    let base = format!("http://{}", sidecar.addr());
+    let client = client();
+
+    let operations: Vec<_> = spec.operations().collect();
+    assert!(operations.len() >= 5, "{operations:?}");
+    for (path, method, _) in &operations {
+        let body = if *method == Method::POST {
+            ROUTE_BODY
+        } else {
+            ""
+        };
+        let (status, _, answer) =
+            send(&client, method.clone(), format!("{base}{path}"), &[], body).await;
+        assert!(
+            status.is_success(),
+            "{method} {path} is documented but answered {status}: {}",
+            String::from_utf8_lossy(&answer)
+        );
+    }
+    // The document the service serves is the committed one.
+    let (_, _, served) = send(
+        &client,
+        Method::GET,
+        format!("{base}/openapi.json"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(served, committed.as_bytes());
+    // A path it does not list is not served.
+    let (status, _, _) = send(
+        &client,
+        Method::GET,
+        format!("{base}/v1/undocumented"),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn api_keys_guard_routing_but_not_health() {
+    let sim = Sim::builder().start().await.unwrap();
+    let options = SidecarOptions {
+        api_keys: ApiKeys::parse("k-right"),
+        metrics_open: false,
+        ..SidecarOptions::default()
+    };
+    let (sidecar, _metrics) = start(&sim, options).await;
+    let base = format!("http://{}", sidecar.addr());
+    let client = client();
+    let route = format!("{base}/v1/route");
+
+    let (status, headers, body) = send(&client, Method::POST, route.clone(), &[], ROUTE_BODY).await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], "router.unauthenticated");
+
+    let (status, headers, _) = send(
+        &client,
+        Method::POST,
+        route.clone(),
+        &[("authorization", "Bearer k-wrong")],
+        ROUTE_BODY,
+    )
+    .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert!(
+        headers["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+    assert_eq!(
+        sim.counters().prompt_requests,
+        0,
+        "nothing reached the gateway without a key"
+    );
+
+    let (status, _, _) = send(
+        &client,
+        Method::POST,
+        route,
+        &[("authorization", "Bearer k-right")],
+        ROUTE_BODY,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+
+    for open in ["/healthz", "/readyz", "/openapi.json"] {
+        let (status, _, _) = send(&client, Method::GET, format!("{base}{open}"), &[], "").await;
+        assert_eq!(status, StatusCode::OK, "{open} stays open");
+    }
+    let (status, _, _) = send(&client, Method::GET, format!("{base}/metrics"), &[], "").await;
+    assert_eq!(
+        status,
+        StatusCode::UNAUTHORIZED,
+        "metrics follow the switch"
+    );
+    sidecar.shutdown().await;
+}
+
+#[test]
+fn a_non_loopback_address_without_keys_is_open_to_the_network() {
+    let open = SidecarOptions::default();
+    let keyed = SidecarOptions {
+        api_keys: ApiKeys::parse("k"),
+        ..SidecarOptions::default()
+    };
+    assert!(Sidecar::is_open_to_the_network(
+        "0.0.0.0:8787".parse().unwrap(),
+        &open
+    ));
+    assert!(Sidecar::is_open_to_the_network(
+        "[::]:8787".parse().unwrap(),
+        &open
+    ));
+    assert!(!Sidecar::is_open_to_the_network(
+        "127.0.0.1:8787".parse().unwrap(),
+        &open
+    ));
+    assert!(!Sidecar::is_open_to_the_network(
+        "[::1]:8787".parse().unwrap(),
+        &open
+    ));
+    assert!(!Sidecar::is_open_to_the_network(
+        "0.0.0.0:8787".parse().unwrap(),
+        &keyed
+    ));
+}
+
+#[tokio::test]
+async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
+    let sim = Sim::builder().start().await.unwrap();
+    let (sidecar, _metrics) = start(&sim, SidecarOptions::default()).await;
+    let base = format!("http://{}", sidecar.addr());
+    let client = client();
+
+    // The caller's request id comes back; one is made up when absent, on every answer.
+    let (_, headers, _) = send(
+        &client,
+        Method::POST,
+        format!("{base}/v1/route"),
+        &[("x-request-id", "caller-7")],
+        ROUTE_BODY,
+    )
+    .await;
+    assert_eq!(headers["x-request-id"], "caller-7");
+    let (status, headers, _) = send(&client, Method::GET, format!("{base}/nowhere"), &[], "").await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert!(!headers["x-request-id"].is_empty());
+
+    let (status, headers, body) =
+        send(&client, Method::DELETE, format!("{base}/v1/route"), &[], "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+    let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(error["code"], "router.method.not.allowed");
+
+    let (status, _, body) = send(&client, Method::HEAD, format!("{base}/healthz"), &[], "").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(body.is_empty());
+    sidecar.shutdown().await;
+
+    // Not ready (the login service refuses the client): 503 with Retry-After.
+    let metrics = gateway_telemetry::LocalMetrics::new();
+    let sidecar = Sidecar::start_with(
+        router(&sim, "wrong").await,
+        Some(metrics.handle().clone()),
+        "127.0.0.1:0".parse().unwrap(),
+        SidecarOptions::default(),
+    )
+    .await
+    .unwrap();
+    let (status, headers, _) = send(
+        &client,
+        Method::GET,
+        format!("http://{}/readyz", sidecar.addr()),
+        &[],
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(headers["retry-after"], "1");
+    sidecar.shutdown().await;
+}
