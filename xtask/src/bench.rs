@@ -1,5 +1,6 @@
-//! `cargo xtask bench [--quick]`: release builds, criterion micro-benchmarks, then the
-//! load benchmark (`gateway-bench run`), which writes `target/bench/results.json`.
+//! `cargo xtask bench [--quick]`: bench-profile builds (optimised, with symbols),
+//! criterion micro-benchmarks, then the load benchmark (`gateway-bench run`), which
+//! writes `target/bench/results.json`.
 
 use std::path::Path;
 use std::process::Command;
@@ -11,11 +12,15 @@ fn cargo(root: &Path, args: &[&str]) -> Result<(), String> {
 
 /// Builds, runs the micro-benchmarks, then the load benchmark.
 pub fn run(root: &Path, quick: bool) -> Result<(), String> {
+    // The bench profile, not release: `cargo bench` below builds with it anyway, and
+    // release is stripped. Only crates whose features differ between the two package
+    // sets (dev-dependencies count for `cargo bench`) build twice.
     cargo(
         root,
         &[
             "build",
-            "--release",
+            "--profile",
+            "bench",
             "--locked",
             "-p",
             "gateway-bench",
@@ -39,6 +44,7 @@ pub fn run(root: &Path, quick: bool) -> Result<(), String> {
 
     let target = std::env::var("CARGO_TARGET_DIR")
         .map_or_else(|_| root.join("target"), std::path::PathBuf::from);
+    // Cargo puts the bench profile's output in target/release/, as it does release's.
     let bin = target.join("release/gateway-bench");
     let mut command = Command::new(&bin);
     command

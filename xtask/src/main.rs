@@ -19,18 +19,18 @@ commands:
   schema            write schemas/*.schema.json from the Rust types
   schema --check    fail (naming each file) if schemas/ differs from the code
   ci                fmt, clippy, tests + doctests, schema --check, docs, bench --quick
-  bench [--quick]   release benchmarks; results in target/bench/results.json
+  bench [--quick]   benchmarks (bench profile); results in target/bench/results.json
 ";
 
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let args: Vec<&str> = args.iter().map(String::as_str).collect();
     let result = match args.as_slice() {
-        ["schema"] => schema::write(&repo_root()),
-        ["schema", "--check"] => schema::check(&repo_root()),
-        ["ci"] => ci::run(&repo_root()),
-        ["bench"] => bench::run(&repo_root(), false),
-        ["bench", "--quick"] => bench::run(&repo_root(), true),
+        ["schema"] => repo_root().and_then(|root| schema::write(&root)),
+        ["schema", "--check"] => repo_root().and_then(|root| schema::check(&root)),
+        ["ci"] => repo_root().and_then(|root| ci::run(&root)),
+        ["bench"] => repo_root().and_then(|root| bench::run(&root, false)),
+        ["bench", "--quick"] => repo_root().and_then(|root| bench::run(&root, true)),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
@@ -87,10 +87,96 @@ fn run_cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<(), Str
     }
 }
 
-/// The repository root: the parent of this crate's folder.
-fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
+/// The root of the checkout xtask runs for, found at run time.
+///
+/// Never the folder xtask was compiled in (`env!("CARGO_MANIFEST_DIR")`): cargo hashes
+/// workspace members by their path relative to the workspace, so with a shared target
+/// dir (a global one, a second clone, a git worktree) one build serves every checkout,
+/// and a baked-in path would make `schema --check` in one checkout read another's files.
+fn repo_root() -> Result<PathBuf, String> {
+    let cwd =
+        std::env::current_dir().map_err(|e| format!("cannot read the current directory: {e}"))?;
+    find_root(
+        std::env::var_os("CARGO_MANIFEST_DIR").map(PathBuf::from),
+        || locate_workspace(&cwd),
+    )
+}
+
+/// The root from the runtime `CARGO_MANIFEST_DIR` (`cargo run`, and so `cargo xtask`,
+/// sets it to this crate's folder in the checkout it runs in), else from `locate`.
+fn find_root(
+    manifest_dir: Option<PathBuf>,
+    locate: impl FnOnce() -> Result<PathBuf, String>,
+) -> Result<PathBuf, String> {
+    let from_env = manifest_dir
+        .filter(|dir| dir.join("Cargo.toml").is_file())
+        .and_then(|dir| dir.parent().map(Path::to_path_buf))
+        .filter(|root| root.join("Cargo.toml").is_file());
+    match from_env {
+        Some(root) => Ok(root),
+        None => locate(),
+    }
+}
+
+/// The workspace root that `cargo locate-project --workspace` finds from `dir`, for
+/// when xtask runs without cargo (the binary started by hand).
+fn locate_workspace(dir: &Path) -> Result<PathBuf, String> {
+    let output = cargo_command()
+        .args(["locate-project", "--workspace", "--message-format", "plain"])
+        .current_dir(dir)
+        .output()
+        .map_err(|e| format!("cannot start cargo to find the workspace: {e}"))?;
+    if !output.status.success() {
+        return Err(format!(
+            "cannot find the workspace from {}: {}",
+            dir.display(),
+            String::from_utf8_lossy(&output.stderr).trim()
+        ));
+    }
+    let manifest = PathBuf::from(String::from_utf8_lossy(&output.stdout).trim());
+    manifest
         .parent()
-        .expect("xtask sits in the repository root")
-        .to_path_buf()
+        .map(Path::to_path_buf)
+        .ok_or_else(|| format!("`cargo locate-project` printed {}", manifest.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake workspace, `<tmp>/<test>/<name>/{Cargo.toml,xtask/Cargo.toml}`; one
+    /// folder per test, as tests run in parallel.
+    fn checkout(test: &str, name: &str) -> PathBuf {
+        let root = std::env::temp_dir()
+            .join(format!("xtask-root-{}-{test}", std::process::id()))
+            .join(name);
+        std::fs::create_dir_all(root.join("xtask")).unwrap();
+        std::fs::write(root.join("Cargo.toml"), "[workspace]\nmembers = []\n").unwrap();
+        std::fs::write(root.join("xtask/Cargo.toml"), "").unwrap();
+        root
+    }
+
+    #[test]
+    fn each_checkout_finds_itself_through_the_runtime_manifest_dir() {
+        // Two checkouts that share one xtask build: each run's CARGO_MANIFEST_DIR names
+        // its own, whatever folder the binary was compiled in.
+        let (a, b) = (checkout("two", "a"), checkout("two", "b"));
+        let never = || -> Result<PathBuf, String> { panic!("the env var is enough") };
+        assert_eq!(find_root(Some(a.join("xtask")), never), Ok(a.clone()));
+        assert_eq!(find_root(Some(b.join("xtask")), never), Ok(b.clone()));
+        std::fs::remove_dir_all(a.parent().unwrap()).unwrap();
+    }
+
+    #[test]
+    fn without_cargo_run_the_workspace_is_located_from_the_current_directory() {
+        let root = checkout("located", "root");
+        let nested = root.join("schemas");
+        std::fs::create_dir_all(&nested).unwrap();
+        // No env var, or one naming a folder without a manifest: ask cargo.
+        for manifest_dir in [None, Some(root.join("nowhere"))] {
+            let found = find_root(manifest_dir, || locate_workspace(&nested)).unwrap();
+            assert_eq!(found.canonicalize().unwrap(), root.canonicalize().unwrap());
+        }
+        std::fs::remove_dir_all(root.parent().unwrap()).unwrap();
+    }
 }

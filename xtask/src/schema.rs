@@ -127,7 +127,7 @@ mod tests {
     /// The committed schemas match the code (the same check CI runs, as a plain test).
     #[test]
     fn committed_schemas_are_fresh() {
-        let root = crate::repo_root();
+        let root = crate::repo_root().unwrap();
         let drift = drift(&root).unwrap();
         assert!(drift.is_empty(), "run `cargo xtask schema`: {drift:?}");
     }

@@ -6,19 +6,34 @@ use std::path::PathBuf;
 use clap::{Parser, Subcommand, ValueEnum};
 use gateway_model::Tuning;
 
+use crate::exit::EXIT_CODES_HELP;
+use crate::logging::LogFormat;
+
 /// Routes LLM prompts to the Genesys Cloud AI Gateway: deterministic model selection,
 /// temperature tuning, fallback chains, metrics and an audit trail.
 #[derive(Debug, Parser)]
-#[command(name = "genesys-router", version, propagate_version = true)]
+#[command(
+    name = "genesys-router",
+    version,
+    propagate_version = true,
+    after_help = EXIT_CODES_HELP
+)]
 pub struct Cli {
-    /// Log filter (tracing's `RUST_LOG` syntax), such as `info` or `gateway_router=debug`.
+    /// Log filter (tracing's `RUST_LOG` syntax), such as `info` or `gateway_router=debug`
+    /// [default: `GENESYS_ROUTER_LOG`, else `RUST_LOG`, else `warn`].
+    #[arg(long, global = true)]
+    pub log: Option<String>,
+
+    /// Log format on stderr: `text`, coloured on a terminal unless `NO_COLOR` is set, or
+    /// `json`, one object per line.
     #[arg(
         long,
         global = true,
-        env = "GENESYS_ROUTER_LOG",
-        default_value = "warn"
+        value_enum,
+        env = "GENESYS_ROUTER_LOG_FORMAT",
+        default_value_t = LogFormat::Text
     )]
-    pub log: String,
+    pub log_format: LogFormat,
 
     /// What to do.
     #[command(subcommand)]
@@ -40,6 +55,12 @@ pub enum Command {
     Schema(SchemaArgs),
     /// Validate a config file and print every problem with its path.
     CheckConfig(CheckConfigArgs),
+    /// Probe a running sidecar (exit 0 on a 2xx answer, else 1): a container health check.
+    Healthcheck(HealthcheckArgs),
+    /// Print a shell completion script (`genesys-router completions bash > ...`).
+    Completions(CompletionsArgs),
+    /// Print the man page (roff), or write one page per command to a directory.
+    Man(ManArgs),
 }
 
 /// `route`.
@@ -63,7 +84,8 @@ pub struct RouteArgs {
     /// A metadata label, `key=value` (repeatable).
     #[arg(long = "meta", value_parser = parse_label)]
     pub metadata: Vec<(String, String)>,
-    /// Print the whole outcome as JSON instead of the answer text.
+    /// Print the whole outcome as JSON instead of the answer text; a failure prints a
+    /// JSON error body (`code`, `message`, `exitCode`, ...) instead.
     #[arg(long)]
     pub json: bool,
 }
@@ -139,6 +161,36 @@ pub struct SchemaArgs {
 pub struct CheckConfigArgs {
     /// The config file (TOML).
     pub file: PathBuf,
+    /// Print the result as JSON (`valid`, `routes`, `models`, `problems`, `exitCode`).
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `healthcheck`.
+#[derive(Debug, clap::Args)]
+pub struct HealthcheckArgs {
+    /// The URL to GET (plain http).
+    #[arg(default_value = "http://127.0.0.1:8787/healthz")]
+    pub url: http::Uri,
+    /// Give up after this many seconds (1 to 60).
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u64).range(1..=60))]
+    pub timeout_secs: u64,
+}
+
+/// `completions`.
+#[derive(Debug, clap::Args)]
+pub struct CompletionsArgs {
+    /// The shell.
+    #[arg(value_enum)]
+    pub shell: clap_complete::Shell,
+}
+
+/// `man`.
+#[derive(Debug, clap::Args)]
+pub struct ManArgs {
+    /// Write `genesys-router.1` and a page per command to this directory instead.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
 }
 
 /// A tuning level on the command line.

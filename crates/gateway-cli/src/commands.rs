@@ -1,6 +1,7 @@
-//! The small commands: `route`, `sim`, `schema`, `check-config`, and the set-up `serve` shares.
+//! The small commands: `route`, `sim`, `schema`, `check-config`, `completions`, `man`,
+//! and the set-up `serve` shares.
 
-use std::io::Read as _;
+use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
@@ -11,15 +12,33 @@ use gateway_router::{ConfigError, Router, load_config};
 use gateway_sim::Sim;
 use gateway_telemetry::MetricsHandle;
 
-use crate::args::{CheckConfigArgs, RouteArgs, SchemaArgs, ServeArgs, SimArgs};
+use clap::CommandFactory as _;
+
+use crate::args::{
+    CheckConfigArgs, Cli, CompletionsArgs, ManArgs, RouteArgs, SchemaArgs, ServeArgs, SimArgs,
+};
+use crate::console;
+use crate::exit::{Exit, InvalidConfig};
 use crate::signal::termination;
 use gateway_server::{Sidecar, SidecarOptions};
 
-/// `route`: one prompt, printed answer (or the outcome as JSON). Returns the exit code.
+/// `route`: one prompt, printed answer (or the outcome as JSON). Returns the exit code;
+/// with `--json`, a failure also prints a JSON error body on stdout (see
+/// [`crate::exit::json_error`]), so a script reads one JSON document either way.
 pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
+    let json = args.json;
+    let result = route_once(args).await;
+    if json && let Err(e) = &result {
+        let body = serde_json::to_string_pretty(&crate::exit::json_error(e))?;
+        write_stdout(format!("{body}\n").as_bytes())?;
+    }
+    result
+}
+
+async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     let config = load_config(&args.config)?;
     if config.metrics.listen.is_some() {
-        eprintln!("note: [metrics] listen applies to `serve` only; `route` serves nothing");
+        console::info("note: [metrics] listen applies to `serve` only; `route` serves nothing");
     }
     let router = Router::builder(config)
         .build()
@@ -45,38 +64,22 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
     let flushed = router
         .shutdown(tokio::time::Instant::now() + Duration::from_secs(10))
         .await;
-    let outcome = match result {
-        Ok(outcome) => outcome,
-        Err(err) => {
-            eprintln!("error: {err}");
-            if let Some(trace) = err.trace() {
-                for attempt in &trace.models_tried {
-                    eprintln!(
-                        "  tried {}: {} ({} attempt{})",
-                        attempt.model_id,
-                        attempt.outcome,
-                        attempt.attempts,
-                        if attempt.attempts == 1 { "" } else { "s" }
-                    );
-                }
-            }
-            return Ok(1);
-        }
-    };
     if let Err(e) = flushed {
-        eprintln!("warning: the audit trail could not be flushed: {e}");
+        console::warn(format_args!("the audit trail could not be flushed: {e}"));
     }
+    // The caller reports the failure (and the models it tried) once, with its exit code.
+    let outcome = result?;
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&outcome)?);
+        write_stdout(format!("{}\n", serde_json::to_string_pretty(&outcome)?).as_bytes())?;
     } else {
-        println!("{}", outcome.response.output);
-        eprintln!(
+        write_stdout(format!("{}\n", outcome.response.output).as_bytes())?;
+        console::info(format_args!(
             "({} answered via route {}, {} attempt(s), {:.1} ms)",
             outcome.served_model,
             outcome.route,
             outcome.attempts,
             outcome.latency_us as f64 / 1000.0
-        );
+        ));
     }
     Ok(0)
 }
@@ -84,17 +87,18 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
 /// `serve`: the sidecar until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i32> {
     let config = load_config(&args.config)?;
-    let mut options = SidecarOptions::from_config(&config).map_err(anyhow::Error::msg)?;
+    let mut options = SidecarOptions::from_config(&config).map_err(InvalidConfig)?;
     if let Some(secs) = args.drain_secs {
         options.drain = Duration::from_secs(secs);
     }
     if Sidecar::is_open_to_the_network(args.listen, &options) && !args.allow_unauthenticated {
-        anyhow::bail!(
+        return Err(InvalidConfig(format!(
             "refusing to listen on {} without API keys: anyone who can reach it could send \
              prompts as this OAuth client. Set [server] api_keys_env to an env var holding \
              keys, listen on a loopback address, or pass --allow-unauthenticated",
             args.listen
-        );
+        ))
+        .into());
     }
     if let Some(room) = gateway_server::raise_for_connections()
         && u64::try_from(options.limits.max_connections).unwrap_or(u64::MAX) > room
@@ -144,13 +148,13 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<i32> {
     }
     let sim = builder.start().await?;
     let base = sim.base_url();
-    eprintln!("gateway-sim listening on {base}");
-    eprintln!(
+    console::info(format_args!("gateway-sim listening on {base}"));
+    console::info(format_args!(
         "  token:   curl -u sim-client:sim-secret -d grant_type=client_credentials {base}/oauth/token"
-    );
-    eprintln!(
+    ));
+    console::info(format_args!(
         "  admin:   curl {base}/__admin/counters   (see `cargo doc -p gateway-sim` for the admin API)"
-    );
+    ));
     termination().await;
     sim.shutdown().await;
     Ok(0)
@@ -185,47 +189,161 @@ pub fn schema(args: &SchemaArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// `check-config`: every problem with its path, or a short summary.
-pub fn check_config(args: &CheckConfigArgs) -> i32 {
-    check_config_file(&args.file, &mut std::io::stdout())
+/// `completions`: the completion script for `shell`, on stdout.
+pub fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
+    // Into a buffer first: clap_complete panics when its writer fails.
+    let mut script = Vec::new();
+    clap_complete::generate(
+        args.shell,
+        &mut Cli::command(),
+        "genesys-router",
+        &mut script,
+    );
+    write_stdout(&script)?;
+    Ok(0)
 }
 
-/// Checks `path`, writing the report to `out`; returns the exit code.
-pub fn check_config_file(path: &Path, out: &mut impl std::io::Write) -> i32 {
+/// `man`: the man page on stdout, or every page written to `--out`.
+pub fn man(args: &ManArgs) -> anyhow::Result<i32> {
+    let command = Cli::command();
+    if let Some(dir) = &args.out {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+        clap_mangen::generate_to(command, dir)
+            .with_context(|| format!("writing the man pages to {}", dir.display()))?;
+        write_stdout(format!("wrote the man pages to {}\n", dir.display()).as_bytes())?;
+        return Ok(0);
+    }
+    let mut page = Vec::new();
+    clap_mangen::Man::new(command)
+        .render(&mut page)
+        .context("rendering the man page")?;
+    write_stdout(&page)?;
+    Ok(0)
+}
+
+/// Writes `bytes` to stdout, where `println!` would panic on a failed write. A reader
+/// that stops early (`| head`) is no failure.
+fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+        Err(e) => Err(e).context("writing to standard output"),
+    }
+}
+
+/// `check-config`: every problem with its path, or a short summary (as JSON with
+/// `--json`). Exits 0 for a valid file, 3 otherwise.
+pub fn check_config(args: &CheckConfigArgs) -> i32 {
+    let report = check_config_file(&args.file);
+    let mut out = std::io::stdout().lock();
+    if args.json {
+        let _ = serde_json::to_writer_pretty(&mut out, &report);
+        let _ = writeln!(out);
+    } else {
+        let _ = write!(out, "{report}");
+    }
+    i32::from(report.exit_code)
+}
+
+/// What `check-config` found in one file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct CheckReport {
+    /// The file checked.
+    pub file: String,
+    /// Whether it is a valid configuration.
+    pub valid: bool,
+    /// Its routes, sorted (valid files only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub routes: Vec<String>,
+    /// Every model its routes name (valid files only).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub models: Vec<String>,
+    /// Every problem, with its JSON Pointer (`""`: the file as a whole).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub problems: Vec<Problem>,
+    /// The exit code: 0 or 3.
+    pub exit_code: u8,
+}
+
+/// One problem of a config file.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct Problem {
+    /// The JSON Pointer of the offending value (`""` for the whole file).
+    pub path: String,
+    /// The rule it breaks, or why the file cannot be read.
+    pub message: String,
+}
+
+/// Checks the config file at `path`.
+pub fn check_config_file(path: &Path) -> CheckReport {
+    let mut report = CheckReport {
+        file: path.display().to_string(),
+        valid: false,
+        routes: Vec::new(),
+        models: Vec::new(),
+        problems: Vec::new(),
+        exit_code: Exit::Config.code(),
+    };
     match load_config(path) {
         Ok(config) => {
-            let models: Vec<String> = config
+            report.valid = true;
+            report.exit_code = Exit::Success.code();
+            report.routes = config.routes.keys().cloned().collect();
+            report.models = config
                 .all_models()
                 .into_iter()
                 .map(ToString::to_string)
                 .collect();
-            let _ = writeln!(
-                out,
+        }
+        Err(ConfigError::Invalid { errors, .. }) => {
+            report.problems = errors
+                .violations()
+                .iter()
+                .map(|v| Problem {
+                    path: v.path.clone(),
+                    message: v.rule.to_string(),
+                })
+                .collect();
+        }
+        Err(e) => report.problems.push(Problem {
+            path: String::new(),
+            message: crate::exit::render(&anyhow::Error::new(e)),
+        }),
+    }
+    report
+}
+
+impl std::fmt::Display for CheckReport {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let plural = |n: usize| if n == 1 { "" } else { "s" };
+        if self.valid {
+            return writeln!(
+                f,
                 "{}: ok ({} route{}: {}; models: {})",
-                path.display(),
-                config.routes.len(),
-                if config.routes.len() == 1 { "" } else { "s" },
-                config.routes.keys().cloned().collect::<Vec<_>>().join(", "),
-                models.join(", ")
+                self.file,
+                self.routes.len(),
+                plural(self.routes.len()),
+                self.routes.join(", "),
+                self.models.join(", ")
             );
-            0
         }
-        Err(ConfigError::Invalid { path, errors }) => {
-            let n = errors.violations().len();
-            let _ = writeln!(
-                out,
-                "{}: {n} problem{}",
-                path.display(),
-                if n == 1 { "" } else { "s" }
-            );
-            for v in errors.violations() {
-                let _ = writeln!(out, "  {v}");
-            }
-            1
+        if let [only] = self.problems.as_slice()
+            && only.path.is_empty()
+        {
+            return writeln!(f, "{}", only.message);
         }
-        Err(e) => {
-            let _ = writeln!(out, "{e}");
-            1
+        let n = self.problems.len();
+        writeln!(f, "{}: {n} problem{}", self.file, plural(n))?;
+        for p in &self.problems {
+            let path = if p.path.is_empty() {
+                "(document)"
+            } else {
+                &p.path
+            };
+            writeln!(f, "  {path}: {}", p.message)?;
         }
+        Ok(())
     }
 }

@@ -11,6 +11,10 @@
 
 pub mod args;
 pub mod commands;
+pub mod console;
 pub mod demo;
+pub mod exit;
+pub mod healthcheck;
+pub mod logging;
 pub mod report;
 pub mod signal;

@@ -1,19 +1,22 @@
-//! `genesys-router`: route, serve, demo, sim, schema, check-config.
+//! `genesys-router`: route, serve, demo, sim, schema, check-config, healthcheck,
+//! completions, man.
 
 use std::process::ExitCode;
 
 use clap::Parser;
 use gateway_cli::args::{Cli, Command};
-use gateway_cli::{commands, demo};
+use gateway_cli::exit::{self, Exit};
+use gateway_cli::logging::{self, LogFormat};
+use gateway_cli::{commands, console, demo, healthcheck};
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log)
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn"));
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .init();
+    if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format) {
+        // A bad filter is a usage error, like a bad flag (clap exits 2 for those).
+        eprintln!("error: {e}");
+        return Exit::Usage.into();
+    }
+    let log_format = cli.log_format;
 
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -21,22 +24,22 @@ fn main() -> ExitCode {
     {
         Ok(runtime) => runtime,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
-            return ExitCode::FAILURE;
+            console::error(format_args!("cannot start the async runtime: {e}"));
+            return Exit::Failure.into();
         }
     };
-    let result = runtime.block_on(run(cli.command));
+    let result = runtime.block_on(run(cli.command, log_format));
     match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
         Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
+            exit::report(&e);
+            exit::classify(&e).into()
         }
     }
 }
 
-async fn run(command: Command) -> anyhow::Result<i32> {
+async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<i32> {
     match command {
         Command::Route(args) => commands::route(args).await,
         Command::Serve(args) => {
@@ -50,7 +53,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
                 concurrency: args.concurrency,
                 out: args.out,
                 seed: args.seed,
-                progress: std::io::IsTerminal::is_terminal(&std::io::stderr()),
+                // A bar is no JSON line: text logs on a terminal only.
+                progress: log_format == LogFormat::Text
+                    && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let report = demo::run(&options, &metrics).await?;
             print!("{}", report.summary);
@@ -59,6 +64,9 @@ async fn run(command: Command) -> anyhow::Result<i32> {
         Command::Sim(args) => commands::sim(args).await,
         Command::Schema(args) => commands::schema(&args),
         Command::CheckConfig(args) => Ok(commands::check_config(&args)),
+        Command::Healthcheck(args) => Ok(healthcheck::healthcheck(&args).await),
+        Command::Completions(args) => commands::completions(&args),
+        Command::Man(args) => commands::man(&args),
     }
 }
 

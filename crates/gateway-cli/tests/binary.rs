@@ -180,7 +180,11 @@ fn check_config_accepts_the_example_and_lists_every_problem_of_a_bad_file() {
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
-    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    assert_eq!(
+        out.status.code(),
+        Some(3),
+        "an invalid config exits 3: {stdout}"
+    );
     for path in [
         "/environment/region",
         "/routes/a/fallbacks/0",
@@ -232,4 +236,42 @@ async fn the_demo_answers_and_audits_every_prompt() {
         report.summary
     );
     assert!(report.metrics_file.exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_passes_on_a_serving_sidecar_and_fails_otherwise() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n[audit]\nenabled = false\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    let (mut child, _stderr, addr) = spawn_serve(&config);
+    let probe = |url: String| {
+        tokio::task::spawn_blocking(move || {
+            Command::new(BIN)
+                .args(["healthcheck", &url])
+                .output()
+                .unwrap()
+        })
+    };
+
+    let healthy = probe(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
+    // A 404 is not healthy.
+    let missing = probe(format!("http://{addr}/nope")).await.unwrap();
+    assert_eq!(missing.status.code(), Some(1), "{missing:?}");
+    assert!(String::from_utf8_lossy(&missing.stderr).contains("404"));
+
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // Nothing listens there any more.
+    let down = probe(format!("http://{addr}/healthz")).await.unwrap();
+    assert_eq!(down.status.code(), Some(1), "{down:?}");
+    assert!(String::from_utf8_lossy(&down.stderr).starts_with("unhealthy: "));
 }

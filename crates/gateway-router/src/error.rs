@@ -4,6 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use gateway_model::{ModelAttempt, ModelId, Outcome, ValidationErrors};
+use gateway_transport::TokenError;
 use uuid::Uuid;
 
 /// What a failed call tried before giving up.
@@ -61,9 +62,10 @@ pub enum RouteErrorKind {
         /// Genesys' `code: message (contextId …)`.
         detail: String,
     },
-    /// No access token could be had.
+    /// No access token could be had; [`TokenError::retryable`] tells an unreachable login
+    /// host (a later try may work) from refused credentials (it will not).
     #[error("no access token: {0}")]
-    Token(String),
+    Token(TokenError),
     /// No concurrency slot became free in time.
     #[error("{0}")]
     Overloaded(String),

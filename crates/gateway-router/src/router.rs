@@ -1075,7 +1075,7 @@ fn classify(
         ),
         ErrorKind::Token(t) => (
             Outcome::ClientError,
-            Next::Stop(RouteErrorKind::Token(t.to_string())),
+            Next::Stop(RouteErrorKind::Token(t.clone())),
             Health::Neutral,
         ),
         ErrorKind::RequestTooLarge { .. } => (Outcome::ClientError, refused(413), Health::Neutral),

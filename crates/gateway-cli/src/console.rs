@@ -1,0 +1,50 @@
+//! The lines the commands print for people (a listening address, a summary, the final
+//! error), in the log format: plain text, or JSON events like every log line.
+
+use std::fmt::Display;
+use std::sync::OnceLock;
+
+use crate::logging::LogFormat;
+
+/// The tracing target of console lines; the log filter never hides it. Its own leaf,
+/// as target filters match by prefix: `genesys_router` alone would let through every
+/// `genesys_router::*` target (the sidecar's access log among them) whatever the filter.
+pub const TARGET: &str = "genesys_router::console";
+
+static FORMAT: OnceLock<LogFormat> = OnceLock::new();
+
+/// Sets the format once, when logging is set up; text until then.
+pub(crate) fn set_format(format: LogFormat) {
+    let _ = FORMAT.set(format);
+}
+
+fn json() -> bool {
+    FORMAT.get() == Some(&LogFormat::Json)
+}
+
+/// A line of information.
+pub fn info(message: impl Display) {
+    if json() {
+        tracing::info!(target: TARGET, "{message}");
+    } else {
+        eprintln!("{message}");
+    }
+}
+
+/// A warning: `warning: ...` in text.
+pub fn warn(message: impl Display) {
+    if json() {
+        tracing::warn!(target: TARGET, "{message}");
+    } else {
+        eprintln!("warning: {message}");
+    }
+}
+
+/// An error: `error: ...` in text.
+pub fn error(message: impl Display) {
+    if json() {
+        tracing::error!(target: TARGET, "{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
+}

@@ -1,0 +1,381 @@
+//! The real `genesys-router` binary as scripts and supervisors see it: log formats,
+//! colour, exit codes, JSON errors, completions and the man page.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, Sim, SimHandle};
+
+const BIN: &str = env!("CARGO_BIN_EXE_genesys-router");
+
+/// A config file with one route, `summarize` on `model-gen-4`, against `sim`; one
+/// attempt per model so failures come quickly; no audit trail.
+fn sim_config(dir: &Path, sim: &SimHandle) -> PathBuf {
+    let path = dir.join("router.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n\
+             [retry]\nmax_attempts = 1\n[audit]\nenabled = false\n",
+            sim.base_url()
+        ),
+    )
+    .unwrap();
+    path
+}
+
+/// The binary with the simulator's credentials and none of the caller's log settings.
+fn cli(args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env("GENESYS_CLIENT_ID", DEFAULT_CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", DEFAULT_CLIENT_SECRET)
+        .env_remove("GENESYS_REGION")
+        .env_remove("GENESYS_ROUTER_LOG")
+        .env_remove("GENESYS_ROUTER_LOG_FORMAT")
+        .env_remove("RUST_LOG")
+        .env_remove("NO_COLOR");
+    command
+}
+
+/// Runs `command` off the async runtime (the simulator lives on it).
+async fn run(mut command: Command) -> Output {
+    tokio::task::spawn_blocking(move || command.output().unwrap())
+        .await
+        .unwrap()
+}
+
+/// `route --config <config> --route summarize --prompt ... <extra>`.
+fn route(config: &Path, extra: &[&str]) -> Command {
+    let mut command = cli(&[
+        "route",
+        "--route",
+        "summarize",
+        "--prompt",
+        "Summarize this",
+    ]);
+    command.arg("--config").arg(config).args(extra);
+    command
+}
+
+fn stderr(output: &Output) -> String {
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn json_logs_are_one_json_object_per_stderr_line() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let output = run(route(&config, &["--log", "debug", "--log-format", "json"])).await;
+    assert!(output.status.success(), "{}", stderr(&output));
+    let text = stderr(&output);
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(lines.len() > 1, "debug logs and the summary line: {text}");
+    for line in &lines {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not JSON ({e}): {line}\nall of stderr:\n{text}"));
+        assert!(
+            value["level"].is_string() && value["fields"].is_object(),
+            "{line}"
+        );
+    }
+    // The summary line the text format prints is a JSON event too.
+    assert!(text.contains("answered via route summarize"), "{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn text_logs_written_to_a_file_have_no_escape_codes() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+    let log = dir.path().join("stderr.log");
+
+    let mut command = route(&config, &["--log", "debug"]);
+    command.stderr(std::fs::File::create(&log).unwrap());
+    let output = run(command).await;
+    assert!(output.status.success());
+    let text = std::fs::read_to_string(&log).unwrap();
+    assert!(text.contains("DEBUG"), "debug events were logged: {text}");
+    assert!(!text.contains('\u{1b}'), "escape codes in a file:\n{text}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_filter_comes_from_the_flag_then_genesys_router_log_then_rust_log() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+    let debug_lines = |output: &Output| stderr(output).matches("DEBUG").count();
+
+    // Default: warn, so a successful call logs nothing at debug.
+    let quiet = run(route(&config, &[])).await;
+    assert_eq!(debug_lines(&quiet), 0, "{}", stderr(&quiet));
+
+    let mut rust_log = route(&config, &[]);
+    rust_log.env("RUST_LOG", "debug");
+    let rust_log = run(rust_log).await;
+    assert!(debug_lines(&rust_log) > 0, "RUST_LOG is honoured");
+
+    let mut ours = route(&config, &[]);
+    ours.env("RUST_LOG", "debug")
+        .env("GENESYS_ROUTER_LOG", "warn");
+    let ours = run(ours).await;
+    assert_eq!(
+        debug_lines(&ours),
+        0,
+        "GENESYS_ROUTER_LOG wins over RUST_LOG: {}",
+        stderr(&ours)
+    );
+
+    let mut flag = route(&config, &["--log", "debug"]);
+    flag.env("GENESYS_ROUTER_LOG", "warn");
+    let flag = run(flag).await;
+    assert!(debug_lines(&flag) > 0, "--log wins over the env");
+}
+
+#[test]
+fn an_invalid_filter_is_a_usage_error_with_the_reason() {
+    for (args, env) in [
+        (&["--log", "gateway_router=loud", "schema"][..], None),
+        (
+            &["schema"][..],
+            Some(("GENESYS_ROUTER_LOG", "gateway_router=loud")),
+        ),
+        (&["schema"][..], Some(("RUST_LOG", "gateway_router=loud"))),
+    ] {
+        let mut command = cli(args);
+        if let Some((name, value)) = env {
+            command.env(name, value);
+        }
+        let output = command.output().unwrap();
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{args:?} {env:?}: {text}");
+        assert!(
+            text.contains("invalid log filter `gateway_router=loud`") && text.contains("level"),
+            "names the filter and why: {text}"
+        );
+        assert!(output.stdout.is_empty(), "the command did not run");
+    }
+}
+
+/// The JSON document `route --json` printed on stdout.
+fn stdout_json(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not JSON ({e}): {}\nstderr: {}",
+            String::from_utf8_lossy(&output.stdout),
+            stderr(output)
+        )
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_2_for_usage_errors() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let bad_flag = run(route(&config, &["--bogus"])).await;
+    assert_eq!(bad_flag.status.code(), Some(2), "{}", stderr(&bad_flag));
+
+    let mut unknown_route = cli(&["route", "--route", "nope", "--prompt", "hi", "--json"]);
+    unknown_route.arg("--config").arg(&config);
+    let unknown_route = run(unknown_route).await;
+    assert_eq!(
+        unknown_route.status.code(),
+        Some(2),
+        "{}",
+        stderr(&unknown_route)
+    );
+    assert!(stderr(&unknown_route).contains("unknown route `nope`"));
+    let body = stdout_json(&unknown_route);
+    assert_eq!(body["code"], "router.unknown.route");
+    assert_eq!(body["exitCode"], 2);
+    assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_for_an_invalid_config_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.toml");
+    std::fs::write(
+        &bad,
+        "[environment]\nregion = \"moon-1\"\n[routes.a]\nmodel = \"m\"\n",
+    )
+    .unwrap();
+
+    let routed = run(route(&bad, &["--json"])).await;
+    assert_eq!(routed.status.code(), Some(3), "{}", stderr(&routed));
+    let body = stdout_json(&routed);
+    assert_eq!(body["code"], "cli.config.invalid");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("/environment/region"),
+        "{body}"
+    );
+
+    let mut checked = cli(&["check-config", "--json"]);
+    checked.arg(&bad);
+    let checked = run(checked).await;
+    assert_eq!(checked.status.code(), Some(3));
+    let report = stdout_json(&checked);
+    assert_eq!(report["valid"], false);
+    assert_eq!(
+        report["problems"][0]["path"], "/environment/region",
+        "{report}"
+    );
+
+    let missing = run(route(&dir.path().join("absent.toml"), &[])).await;
+    assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_4_for_missing_credentials_with_the_cause_printed_once() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let mut command = route(&config, &["--json"]);
+    command.env_remove("GENESYS_CLIENT_ID");
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert_eq!(
+        text.matches("GENESYS_CLIENT_ID is not set").count(),
+        1,
+        "each cause once: {text}"
+    );
+    assert_eq!(text.lines().count(), 1, "{text}");
+    let body = stdout_json(&output);
+    assert_eq!(body["code"], "cli.credentials");
+    assert_eq!(body["exitCode"], 4);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_4_when_the_login_host_refuses_the_credentials() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let mut command = route(&config, &["--json"]);
+    command.env("GENESYS_CLIENT_SECRET", "not-the-secret");
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(stderr(&output).contains("rejected"), "{}", stderr(&output));
+    assert!(
+        !stderr(&output).contains("not-the-secret"),
+        "the secret never reaches the output"
+    );
+    let body = stdout_json(&output);
+    assert_eq!(body["code"], "router.no.token");
+    assert_eq!(body["exitCode"], 4);
+    assert_eq!(sim.counters().prompt_requests, 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_5_when_every_model_fails_upstream() {
+    let sim = Sim::builder()
+        .model_behaviour(
+            "model-gen-4",
+            Behaviour {
+                errors: vec![ErrorRate {
+                    status: 503,
+                    rate: 1.0,
+                }],
+                ..Behaviour::default()
+            },
+        )
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = sim_config(dir.path(), &sim);
+
+    let output = run(route(&config, &["--json"])).await;
+    assert_eq!(output.status.code(), Some(5), "{}", stderr(&output));
+    let text = stderr(&output);
+    assert!(
+        text.starts_with("error: every model of route `summarize` failed"),
+        "{text}"
+    );
+    assert!(
+        text.contains("  tried model-gen-4: upstream_error"),
+        "{text}"
+    );
+    let body = stdout_json(&output);
+    assert_eq!(body["code"], "router.all.models.failed");
+    assert_eq!(body["status"], 502);
+    assert_eq!(body["exitCode"], 5);
+    assert!(body["contextId"].is_string(), "the correlation id: {body}");
+    assert_eq!(body["modelsTried"][0]["modelId"], "model-gen-4", "{body}");
+}
+
+#[test]
+fn completions_and_the_man_page_are_generated() {
+    for shell in ["bash", "zsh", "fish", "powershell", "elvish"] {
+        let output = cli(&["completions", shell]).output().unwrap();
+        assert!(output.status.success(), "{shell}: {}", stderr(&output));
+        let script = String::from_utf8(output.stdout).unwrap();
+        assert!(
+            script.contains("genesys-router") && script.contains("check-config"),
+            "{shell}: {script}"
+        );
+    }
+    let bad = cli(&["completions", "tcsh"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+
+    let man = cli(&["man"]).output().unwrap();
+    assert!(man.status.success(), "{}", stderr(&man));
+    let page = String::from_utf8(man.stdout).unwrap();
+    assert!(page.contains(".TH genesys-router 1"), "{page}");
+    assert!(
+        page.contains("Exit codes"),
+        "the exit code table is in the page"
+    );
+
+    let dir = tempfile::tempdir().unwrap();
+    let written = cli(&["man", "--out"]).arg(dir.path()).output().unwrap();
+    assert!(written.status.success(), "{}", stderr(&written));
+    for page in [
+        "genesys-router.1",
+        "genesys-router-route.1",
+        "genesys-router-serve.1",
+    ] {
+        assert!(dir.path().join(page).exists(), "{page}");
+    }
+}
+
+#[test]
+fn a_reader_that_stops_early_is_no_failure() {
+    // `genesys-router completions bash | head -1`: every write after the reader left
+    // fails with EPIPE; the reader is gone before the first one here.
+    for args in [&["completions", "bash"][..], &["man"][..]] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let output = cli(args).stdout(writer).output().unwrap();
+        let text = stderr(&output);
+        assert!(!text.contains("panicked"), "{args:?}: {text}");
+        assert_eq!(output.status.code(), Some(0), "{args:?}: {text}");
+    }
+}
+
+#[test]
+fn serving_the_network_without_api_keys_is_refused_with_exit_3() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "[environment]\napi_base = \"http://127.0.0.1:9\"\n[routes.a]\nmodel = \"m\"\n[audit]\nenabled = false\n",
+    )
+    .unwrap();
+    let output = cli(&["serve", "--listen", "0.0.0.0:0", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(stderr(&output).contains("refusing to listen on 0.0.0.0:0 without API keys"));
+}
