@@ -33,7 +33,9 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
     let utime: u64 = fields.get(11)?.parse().ok()?;
     let stime: u64 = fields.get(12)?.parse().ok()?;
     let ticks = ticks_per_second().max(1);
-    let cpu = Duration::from_secs_f64((utime + stime) as f64 / ticks as f64);
+    // Numbers read from /proc: summed and converted without overflow or panic.
+    let secs = utime.saturating_add(stime) as f64 / ticks as f64;
+    let cpu = Duration::try_from_secs_f64(secs).unwrap_or(Duration::MAX);
 
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let kb = |key: &str| {
@@ -42,7 +44,7 @@ pub fn sample(pid: &str) -> Option<ProcSample> {
             .find(|l| l.starts_with(key))
             .and_then(|l| l.split_whitespace().nth(1))
             .and_then(|v| v.parse::<u64>().ok())
-            .map_or(0, |kb| kb * 1024)
+            .map_or(0, |kb| kb.saturating_mul(1024))
     };
     Some(ProcSample {
         cpu,

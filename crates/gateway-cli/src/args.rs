@@ -112,11 +112,11 @@ pub struct ServeArgs {
 /// `demo`.
 #[derive(Debug, clap::Args)]
 pub struct DemoArgs {
-    /// Prompts to route.
-    #[arg(long, short = 'n', default_value_t = 300)]
+    /// Prompts to route (1 to 1,000,000).
+    #[arg(long, short = 'n', default_value_t = 300, value_parser = counts(1_000_000))]
     pub requests: usize,
-    /// Calls in flight at once.
-    #[arg(long, short, default_value_t = 16)]
+    /// Calls in flight at once (1 to 1,024).
+    #[arg(long, short, default_value_t = 16, value_parser = counts(1_024))]
     pub concurrency: usize,
     /// Where the audit log and the metrics snapshot go.
     #[arg(long, short, default_value = "genesys-router-demo")]
@@ -214,6 +214,11 @@ impl From<TuningArg> for Tuning {
     }
 }
 
+/// A count from 1 to `max`, range-checked by clap (a typo cannot spawn a billion tasks).
+fn counts(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
+    clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max)
+}
+
 fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
@@ -225,4 +230,48 @@ fn parse_client(text: &str) -> Result<(String, String), String> {
         .filter(|(id, secret)| !id.is_empty() && !secret.is_empty())
         .map(|(id, secret)| (id.to_owned(), secret.to_owned()))
         .ok_or_else(|| "a client is id:secret".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        Cli::try_parse_from(std::iter::once("genesys-router").chain(args.iter().copied()))
+    }
+
+    #[test]
+    fn numeric_flags_are_range_checked() {
+        for bad in [
+            &["demo", "--concurrency", "18446744073709551615"][..],
+            &["demo", "--concurrency", "0"],
+            &["demo", "--concurrency", "1025"],
+            &["demo", "-n", "99999999999999999999999"],
+            &["demo", "-n", "1000001"],
+            &["serve", "-c", "x.toml", "--drain-secs", "3601"],
+            &[
+                "serve",
+                "-c",
+                "x.toml",
+                "--drain-secs",
+                "18446744073709551615",
+            ],
+            &["sim", "--token-lifetime-secs", "0"],
+            &["sim", "--token-lifetime-secs", "172801"],
+        ] {
+            let err = parse(bad).expect_err(&bad.join(" "));
+            assert_eq!(
+                err.kind(),
+                clap::error::ErrorKind::ValueValidation,
+                "{bad:?}"
+            );
+        }
+        let Command::Demo(demo) = parse(&["demo", "-n", "1000000", "-c", "1024"])
+            .unwrap()
+            .command
+        else {
+            panic!("demo")
+        };
+        assert_eq!((demo.requests, demo.concurrency), (1_000_000, 1_024));
+    }
 }

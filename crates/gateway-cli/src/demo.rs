@@ -235,7 +235,7 @@ async fn route_batch(
     options: &DemoOptions,
 ) -> anyhow::Result<(usize, BTreeMap<String, usize>, Duration)> {
     let bar = if options.progress {
-        ProgressBar::new(options.requests as u64)
+        ProgressBar::new(u64::try_from(options.requests).unwrap_or(u64::MAX))
     } else {
         ProgressBar::hidden()
     };

@@ -173,7 +173,7 @@ impl Validate for AuditEntry {
                 },
             );
         }
-        if self.prompt_chars as usize > MAX_PROMPT_CHARS {
+        if usize::try_from(self.prompt_chars).map_or(true, |n| n > MAX_PROMPT_CHARS) {
             out.push(
                 &at.key("promptChars"),
                 Rule::OutOfRange {

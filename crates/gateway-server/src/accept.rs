@@ -88,7 +88,8 @@ impl Server {
             drain: stop_rx.clone(),
             close: close_rx,
         };
-        let max_connections = limits.max_connections.max(1);
+        // Tokio's semaphore holds at most `MAX_PERMITS`; more would panic.
+        let max_connections = limits.max_connections.clamp(1, Semaphore::MAX_PERMITS);
         let slots = Arc::new(Semaphore::new(max_connections));
         connections.spawn(accept_loop(
             listener,

@@ -118,9 +118,10 @@ impl Activity {
     }
 }
 
-/// `base + d` that saturates: the timeouts come from config, which is outside input.
+/// `base + d`, saturating far in the future (never at `base`, which would close the
+/// connection at once): the timeouts come from config, which is outside input.
 fn saturating_add(base: Instant, d: Duration) -> Instant {
-    base.checked_add(d).unwrap_or(base)
+    gateway_transport::clock::later(base, d)
 }
 
 /// An accepted stream that reports arriving bytes to its [`Activity`].

@@ -193,3 +193,28 @@ async fn close_all_ends_connections_mid_request() {
     let rest = read_to_close(&mut stuck, BODY).await;
     assert!(rest.is_empty(), "no answer, just closed: {rest}");
 }
+
+/// Limits beyond any clock mean "never", not "now": the accept loop neither panics on a
+/// connection cap above what tokio's semaphore can hold nor closes connections at once
+/// when a timeout is too long to add to an `Instant`. (Paused clock: an hour of virtual
+/// idleness passes at once.)
+#[tokio::test(start_paused = true)]
+async fn limits_beyond_any_clock_mean_never() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let limits = ConnectionLimits {
+        header_read_timeout: Duration::MAX,
+        body_read_timeout: Duration::MAX,
+        idle_timeout: Duration::MAX,
+        max_connections: usize::MAX,
+    };
+    let server = Server::serve(listener, limits, hyper::service::service_fn(answer)).unwrap();
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    stream.write_all(GET).await.unwrap();
+    let mut buf = [0u8; 256];
+    let n = stream.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    // Idle now: the connection stays open for (at least) an hour.
+    let idle = tokio::time::timeout(Duration::from_secs(3_600), stream.read(&mut buf)).await;
+    assert!(idle.is_err(), "the idle connection was closed: {idle:?}");
+    assert_eq!(server.open_connections(), 1);
+}

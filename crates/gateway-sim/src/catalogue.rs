@@ -47,15 +47,11 @@ pub(crate) fn list(state: &State, request: &Incoming2) -> Response<Body> {
     let total = catalogue.len() as u64;
     let page_count = u32::try_from(total.div_ceil(u64::from(page_size))).unwrap_or(u32::MAX);
     // The page number comes from the query: saturate instead of overflowing.
+    let size = usize::try_from(page_size).unwrap_or(usize::MAX);
     let skip = usize::try_from(page_number - 1)
         .unwrap_or(usize::MAX)
-        .saturating_mul(page_size as usize);
-    let entities: Vec<ModelEntity> = catalogue
-        .values()
-        .skip(skip)
-        .take(page_size as usize)
-        .cloned()
-        .collect();
+        .saturating_mul(size);
+    let entities: Vec<ModelEntity> = catalogue.values().skip(skip).take(size).cloned().collect();
     let uri = |n: u32| format!("/api/v2/ai/models?pageNumber={n}&pageSize={page_size}");
     let listing = ModelEntityListing {
         entities,

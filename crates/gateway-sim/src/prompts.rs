@@ -256,7 +256,7 @@ fn success(
         completion_tokens = payload.parameters.max_tokens;
         output = output
             .chars()
-            .take(completion_tokens as usize * 4)
+            .take(usize::try_from(completion_tokens).map_or(usize::MAX, |n| n.saturating_mul(4)))
             .collect();
         finish = FinishReason::Length;
     }

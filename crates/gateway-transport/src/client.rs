@@ -175,7 +175,8 @@ impl HttpClient {
             .get(http::header::CONTENT_LENGTH)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<u64>().ok());
-        if declared.is_some_and(|n| n > self.max_response_bytes as u64) {
+        let cap = u64::try_from(self.max_response_bytes).unwrap_or(u64::MAX);
+        if declared.is_some_and(|n| n > cap) {
             return Err(ErrorKind::BodyTooLarge {
                 limit: self.max_response_bytes,
             });

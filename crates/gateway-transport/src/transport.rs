@@ -98,7 +98,7 @@ impl TransportConfig {
         Self {
             base_url,
             client,
-            max_concurrency: limits.max_concurrency as usize,
+            max_concurrency: usize::try_from(limits.max_concurrency).unwrap_or(usize::MAX),
             limiter_timeout: Duration::from_millis(limits.limiter_timeout_ms),
             attempt_timeout: Duration::from_millis(limits.attempt_timeout_ms),
             deadline: Duration::from_millis(limits.deadline_ms),

@@ -219,7 +219,8 @@ impl JsonlFile {
         if let Err(e) = self.rotate(st, last) {
             tracing::warn!(error = %e, "audit file rotation failed; still appending to the current file");
             // Try again after another `rotate_bytes`.
-            st.rotate_after = st.size + self.options.rotate_bytes;
+            // `rotate_bytes` has no upper bound in the config: saturate.
+            st.rotate_after = st.size.saturating_add(self.options.rotate_bytes);
         }
     }
 

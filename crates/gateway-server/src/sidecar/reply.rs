@@ -31,7 +31,9 @@ pub(crate) fn route_error(err: &RouteError) -> Reply {
     }
     let mut response = json(status, &body);
     if let Some(after) = err.retry_after() {
-        let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+        let secs = after
+            .as_secs()
+            .saturating_add(u64::from(after.subsec_nanos() > 0));
         response
             .headers_mut()
             .insert(RETRY_AFTER, HeaderValue::from(secs));
