@@ -32,6 +32,8 @@ fn entry(n: u32) -> AuditEntry {
         request_id: format!("req-{n:08}"),
         correlation_id: format!("corr-{n:08}"),
         upstream_correlation_id: Some("inin-1".into()),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        caller_request_id: None,
         requested_model: ModelId::new("model-gen-4"),
         served_model: Some(ModelId::new("model-gen-4")),
         attempts: 1,

@@ -102,6 +102,8 @@ fn sample_entry() -> AuditEntry {
         request_id: "5f0c4c8e-8f7e-4e52-9a0b-1c2d3e4f5a6b".into(),
         correlation_id: "0b1c2d3e-4f5a-4b6c-8d7e-9f0a1b2c3d4e".into(),
         upstream_correlation_id: Some("inin-77".into()),
+        trace_id: Some("4bf92f3577b34da6a3ce929d0e0e4736".into()),
+        caller_request_id: Some("caller-77".into()),
         requested_model: ModelId::new("model-gen-4"),
         served_model: Some(ModelId::new("model-gen-4")),
         attempts: 1,

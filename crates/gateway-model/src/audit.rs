@@ -111,6 +111,14 @@ pub struct AuditEntry {
     /// The `ININ-Correlation-Id` of the last answer, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_correlation_id: Option<String>,
+    /// The W3C trace id sent to the gateway (32 hex digits): the caller's `traceparent`'s,
+    /// or one the router started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(regex(pattern = r"^[0-9a-f]{32}$"))]
+    pub trace_id: Option<String>,
+    /// The caller's own request id (the sidecar's `X-Request-Id`), if one was given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_request_id: Option<String>,
     /// The model selection chose first.
     pub requested_model: ModelId,
     /// The model that answered, if one did (the gateway may report its own fallback).

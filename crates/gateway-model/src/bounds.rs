@@ -257,7 +257,8 @@ impl RangeText {
 
 /// One bounded field of `T`: its JSON name, its bounds, and how to read it.
 pub(crate) enum Bound<T: 'static> {
-    /// An integer in `min..=max` (no upper bound when `max` is `u64::MAX`).
+    /// An integer in `min..=max` (no upper bound when `max` is `u64::MAX`; absent
+    /// optional ones are not checked).
     Int {
         /// The field's JSON name.
         key: &'static str,
@@ -267,10 +268,11 @@ pub(crate) enum Bound<T: 'static> {
         max: u64,
         /// The range as text.
         text: RangeText,
-        /// Reads the field.
-        get: fn(&T) -> u64,
+        /// Reads the field; `None` when an optional one is absent.
+        get: fn(&T) -> Option<u64>,
     },
-    /// A number in `min..=max`, or in `(min, max]`; `NaN` never is.
+    /// A number in `min..=max`, or in `(min, max]`; `NaN` never is (absent optional
+    /// ones are not checked).
     Float {
         /// The field's JSON name.
         key: &'static str,
@@ -282,8 +284,8 @@ pub(crate) enum Bound<T: 'static> {
         min_exclusive: bool,
         /// The range as text.
         text: RangeText,
-        /// Reads the field.
-        get: fn(&T) -> f64,
+        /// Reads the field; `None` when an optional one is absent.
+        get: fn(&T) -> Option<f64>,
     },
     /// A text value (absent optional ones are not checked).
     Text {
@@ -314,7 +316,7 @@ impl<T> Bound<T> {
                 get,
                 ..
             } => {
-                let actual = get(value);
+                let Some(actual) = get(value) else { return };
                 if !(*min..=*max).contains(&actual) {
                     #[allow(clippy::cast_precision_loss)] // only shown in the message
                     let actual = actual as f64;
@@ -335,7 +337,7 @@ impl<T> Bound<T> {
                 get,
                 ..
             } => {
-                let actual = get(value);
+                let Some(actual) = get(value) else { return };
                 let above_min = if *min_exclusive {
                     actual > *min
                 } else {
@@ -444,7 +446,7 @@ macro_rules! int {
             min: $min,
             max: $max,
             text: $crate::bounds::RangeText::ints($min, $max),
-            get: |value| u64::from(value.$field),
+            get: |value| $crate::bounds::AsNumber::as_number(&value.$field),
         }
     };
 }
@@ -471,7 +473,7 @@ macro_rules! float {
             max: $max,
             min_exclusive: $exclusive,
             text: $crate::bounds::RangeText::floats($min, $max, $exclusive),
-            get: |value| value.$field,
+            get: |value| $crate::bounds::AsNumber::as_number(&value.$field),
         }
     };
 }
@@ -492,6 +494,29 @@ macro_rules! text {
 }
 
 pub(crate) use {float, int, text};
+
+/// A field that holds a number of type `N` (or may).
+pub(crate) trait AsNumber<N> {
+    /// The number, `None` when absent.
+    fn as_number(&self) -> Option<N>;
+}
+
+macro_rules! as_number {
+    ($n:ty: $($t:ty),*) => {$(
+        impl AsNumber<$n> for $t {
+            fn as_number(&self) -> Option<$n> {
+                Some(<$n>::from(*self))
+            }
+        }
+        impl AsNumber<$n> for Option<$t> {
+            fn as_number(&self) -> Option<$n> {
+                self.map(<$n>::from)
+            }
+        }
+    )*};
+}
+as_number!(u64: u16, u32, u64);
+as_number!(f64: f64);
 
 /// A field that holds text (or may).
 pub(crate) trait AsText {

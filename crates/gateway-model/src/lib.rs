@@ -49,6 +49,7 @@ mod response;
 mod route;
 mod safety;
 pub mod schema;
+mod trace;
 mod tuning;
 mod validation;
 
@@ -78,6 +79,10 @@ pub use response::{FinishReason, GatewayResponse, Usage};
 pub use route::{MAX_STICKY_KEY_CHARS, RouteOutcome, RouteRequest};
 pub use safety::{SafetyFilter, SafetyReport, SafetyVerdict};
 pub use schema::{FormatCheck, payload_format};
+pub use trace::{
+    MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACESTATE_CHARS, PRINTABLE_ASCII_PATTERN,
+    TRACEPARENT_PATTERN, TraceParent,
+};
 pub use tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning};
 pub use validation::{
     Location, Rule, Validate, ValidationErrors, Violation, Violations, from_json_slice,

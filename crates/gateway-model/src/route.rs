@@ -6,12 +6,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::audit::ModelAttempt;
-use crate::bounds::{self, Bound, Bounded, Text};
+use crate::bounds::{self, Bound, Bounded, Text, widen};
 use crate::config::MAX_ROUTE_NAME_CHARS;
 use crate::model_id::ModelId;
-use crate::payload::{Metadata, PROMPT};
+use crate::payload::{MAX_TOKENS_CAP, MAX_TOKENS_MIN, Metadata, PROMPT, TOP_P_ABOVE, TOP_P_MAX};
 use crate::response::GatewayResponse;
-use crate::tuning::Tuning;
+use crate::trace;
+use crate::tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, Tuning};
 use crate::validation::{Location, Validate, Violations};
 
 /// Longest sticky key, in characters.
@@ -47,6 +48,26 @@ pub struct RouteRequest {
     /// Labels added to the payload's metadata (and the audit entry).
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
+    /// A temperature replacing the one `tuning` picks; it must lie in the route's
+    /// `low..=high` band.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub temperature: Option<f64>,
+    /// A completion token limit replacing the route's; at most the route's own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_tokens: Option<u32>,
+    /// A nucleus sampling value replacing the route's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f64>,
+    /// The caller's W3C `traceparent`: the router sends the gateway the same trace id
+    /// with its own parent id (without one, it starts a trace), and audits the trace id.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
+    /// The caller's W3C `tracestate`, passed on to the gateway unchanged.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tracestate: Option<String>,
+    /// The caller's own request id (such as its `X-Request-Id`), recorded in the audit entry.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub caller_request_id: Option<String>,
 }
 
 impl RouteRequest {
@@ -58,6 +79,12 @@ impl RouteRequest {
             tuning: Tuning::Default,
             sticky_key: None,
             metadata: Metadata::new(),
+            temperature: None,
+            max_tokens: None,
+            top_p: None,
+            traceparent: None,
+            tracestate: None,
+            caller_request_id: None,
         }
     }
 
@@ -81,6 +108,46 @@ impl RouteRequest {
         self.metadata.insert(key, value);
         self
     }
+
+    /// Sets the temperature, replacing the one `tuning` picks.
+    #[must_use]
+    pub fn temperature(mut self, temperature: f64) -> Self {
+        self.temperature = Some(temperature);
+        self
+    }
+
+    /// Sets the completion token limit, replacing the route's.
+    #[must_use]
+    pub fn max_tokens(mut self, max_tokens: u32) -> Self {
+        self.max_tokens = Some(max_tokens);
+        self
+    }
+
+    /// Sets `topP`, replacing the route's.
+    #[must_use]
+    pub fn top_p(mut self, top_p: f64) -> Self {
+        self.top_p = Some(top_p);
+        self
+    }
+
+    /// Sets the caller's `traceparent` (and `tracestate`, if any).
+    #[must_use]
+    pub fn trace_context(
+        mut self,
+        traceparent: impl Into<String>,
+        tracestate: Option<String>,
+    ) -> Self {
+        self.traceparent = Some(traceparent.into());
+        self.tracestate = tracestate;
+        self
+    }
+
+    /// Sets the caller's request id.
+    #[must_use]
+    pub fn caller_request_id(mut self, id: impl Into<String>) -> Self {
+        self.caller_request_id = Some(id.into());
+        self
+    }
 }
 
 impl Bounded for RouteRequest {
@@ -89,6 +156,12 @@ impl Bounded for RouteRequest {
         bounds::text!(route, Text::chars(1, MAX_ROUTE_NAME_CHARS)),
         bounds::text!(prompt, PROMPT),
         bounds::text!(sticky_key as "stickyKey", Text::chars(1, MAX_STICKY_KEY_CHARS)),
+        bounds::float!(temperature, TEMPERATURE_MIN, TEMPERATURE_MAX),
+        bounds::int!(max_tokens as "maxTokens", MAX_TOKENS_MIN, widen(MAX_TOKENS_CAP)),
+        bounds::float!(top_p as "topP", above TOP_P_ABOVE, TOP_P_MAX),
+        bounds::text!(traceparent, trace::TRACEPARENT),
+        bounds::text!(tracestate, trace::TRACESTATE),
+        bounds::text!(caller_request_id as "callerRequestId", trace::CALLER_REQUEST_ID),
     ];
 }
 

@@ -35,6 +35,14 @@ pub enum Rule {
         /// The value found (`NaN` and infinities included).
         actual: f64,
     },
+    /// A number lies outside what the route it is sent through allows (its temperature
+    /// band, its token cap).
+    OutsideRoute {
+        /// What bounds it, with the range (for example `temperature band 0.1..=0.9`).
+        bound: String,
+        /// The value found.
+        actual: f64,
+    },
     /// A string does not match the documented pattern.
     Pattern {
         /// The pattern (the same regular expression the JSON Schema states).
@@ -114,6 +122,9 @@ impl fmt::Display for Rule {
             }
             Rule::OutOfRange { range, actual } => {
                 write!(f, "must be in {range} (is {actual})")
+            }
+            Rule::OutsideRoute { bound, actual } => {
+                write!(f, "must lie in the route's {bound} (is {actual})")
             }
             Rule::Pattern { pattern } => write!(f, "must match the pattern {pattern}"),
             Rule::Duplicate { value } => write!(f, "repeats `{value}`; entries must be distinct"),

@@ -50,7 +50,9 @@ mod config_file;
 mod error;
 mod ids;
 mod router;
+mod sampling;
 mod selection;
+mod trace_context;
 
 pub use breaker::{Admission, BreakerState, CircuitBreaker, CoolDownRule, ProbeGuard};
 pub use catalogue::CatalogueCheck;

@@ -11,8 +11,8 @@ use gateway_audit::{AuditSink, FanOut, JsonlSink, PromptDigest};
 use gateway_auth::{ClientCredentials, Credentials};
 use gateway_model::{
     AuditEntry, ErrorBody, GatewayPayload, GatewayResponse, Metadata, ModelAttempt, ModelId,
-    Outcome, Parameters, RouteConfig, RouteOutcome, RouteRequest, RouterConfig, SafetyFilter,
-    TemperatureMatrix, Validate, ValidationErrors, payload_format,
+    Outcome, RouteConfig, RouteOutcome, RouteRequest, RouterConfig, SafetyFilter, Validate,
+    ValidationErrors, Violation, payload_format,
 };
 use gateway_telemetry::{ModelMetrics, Stats};
 use gateway_transport::{
@@ -26,7 +26,9 @@ use crate::breaker::{Admission, CircuitBreaker, CoolDownRule};
 use crate::catalogue::CatalogueCheck;
 use crate::error::{CallTrace, RouteError, RouteErrorKind};
 use crate::ids;
+use crate::sampling::RouteSampling;
 use crate::selection::StickySelector;
+use crate::trace_context::TraceContext;
 
 /// Why a router could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -60,9 +62,7 @@ pub enum BuildError {
 struct CompiledRoute {
     selector: StickySelector,
     fallbacks: Vec<ModelId>,
-    temperature: TemperatureMatrix,
-    max_tokens: u32,
-    top_p: f64,
+    sampling: RouteSampling,
     safety_filters: Vec<SafetyFilter>,
     /// The route's labels on top of `routingVersion` and `dispatchSource`.
     metadata: Metadata,
@@ -77,9 +77,11 @@ impl CompiledRoute {
         Self {
             selector,
             fallbacks: config.fallbacks.clone(),
-            temperature: config.temperature,
-            max_tokens: config.max_tokens,
-            top_p: config.top_p,
+            sampling: RouteSampling {
+                temperature: config.temperature,
+                max_tokens: config.max_tokens,
+                top_p: config.top_p,
+            },
             safety_filters: config.safety_filters.clone(),
             metadata: {
                 let mut base = Metadata::defaults();
@@ -478,18 +480,19 @@ impl Router {
             .select(request.sticky_key.as_deref().unwrap_or(&request.prompt))
             .clone();
         let chain = route.chain(&primary);
-        // An invalid request (a sticky key too long, say) is refused before any model.
-        let invalid = request.validate().err().map(RouteErrorKind::Invalid);
-        let temperature = route.temperature.pick(request.tuning);
+        let (parameters, outside_route) = route.sampling.parameters(&request);
+        // An invalid request (a sticky key too long, an override outside the route's
+        // bounds) is refused before any model.
+        let invalid = refused(&request, outside_route).map(RouteErrorKind::Invalid);
+        let temperature = parameters.temperature;
+        let trace = TraceContext::continue_or_start(
+            request.traceparent.as_deref(),
+            request.tracestate.as_deref(),
+        );
         let mut payload = GatewayPayload {
             model_id: primary.clone(),
             prompt: request.prompt,
-            parameters: Parameters {
-                temperature,
-                max_tokens: route.max_tokens,
-                top_p: route.top_p,
-                extra: serde_json::Map::new(),
-            },
+            parameters,
             fallback_models: Vec::new(),
             safety_filters: route.safety_filters.clone(),
             metadata: with_labels(&route.metadata, &request.metadata),
@@ -504,10 +507,13 @@ impl Router {
                 temperature,
                 digest: PromptDigest::of(&payload.prompt),
                 metadata: request.metadata,
+                trace_id: trace.trace_id(),
+                caller_request_id: request.caller_request_id,
             }),
             call: Some(CallState::new(
                 gateway_transport::clock::later(started, inner.deadline),
                 chain.len(),
+                trace,
             )),
         };
 
@@ -538,33 +544,7 @@ impl Router {
         let entry = asked.audit_entry(call, &ended, latency);
         let audit_id = self.write_audit(&entry).await;
 
-        match (ended, failure) {
-            (Ended::Answered(response, request_id), _) => Ok(RouteOutcome {
-                route: entry.route,
-                served_model: response.model_id.clone(),
-                response: *response,
-                requested_model: entry.requested_model,
-                attempts: entry.attempts,
-                fallbacks_used: entry.fallbacks_used,
-                models_tried: entry.models_tried,
-                latency_us: entry.latency_us,
-                correlation_id: entry.correlation_id,
-                request_id,
-                audit_id,
-            }),
-            (_, kind) => {
-                let trace = CallTrace {
-                    route: entry.route,
-                    correlation_id: entry.correlation_id,
-                    requested_model: entry.requested_model,
-                    models_tried: entry.models_tried,
-                    latency,
-                    audit_id,
-                };
-                let kind = kind.expect("a call that was not answered has a failure");
-                Err(RouteError::traced(kind, trace))
-            }
-        }
+        answer(entry, ended, failure, latency, audit_id)
     }
 
     /// Tries each model of the chain in turn until one answers or one failure stops the call.
@@ -680,9 +660,11 @@ impl Router {
         let attempt_started = Instant::now();
         let result = {
             let _in_flight = state.metrics.in_flight();
-            let mut spec = Call::post(inner.prompts_uri.clone(), body, request_id.clone())
-                .correlation_id(call.correlation_id.clone())
-                .deadline(deadline);
+            let mut spec = call.trace.apply(
+                Call::post(inner.prompts_uri.clone(), body, request_id.clone())
+                    .correlation_id(call.correlation_id.clone())
+                    .deadline(deadline),
+            );
             if has_fallback {
                 // With a fallback at hand, a long Retry-After fails over instead of waiting.
                 spec = spec.max_retry_after(inner.cool_down.after);
@@ -792,6 +774,7 @@ impl Router {
 struct CallState {
     deadline: Instant,
     correlation_id: String,
+    trace: TraceContext,
     /// Every model tried or skipped; the last one's entry is filled in when it ends.
     tried: Vec<ModelAttempt>,
     /// Time not spent by the router itself: upstream exchanges, backoff, limiter waits.
@@ -837,10 +820,11 @@ impl Drop for CallGuard<'_> {
 }
 
 impl CallState {
-    fn new(deadline: Instant, models: usize) -> Self {
+    fn new(deadline: Instant, models: usize, trace: TraceContext) -> Self {
         Self {
             deadline,
             correlation_id: ids::random().to_string(),
+            trace,
             tried: Vec::with_capacity(models),
             waited: Duration::ZERO,
             attempts: 0,
@@ -886,6 +870,8 @@ struct Asked {
     temperature: f64,
     digest: PromptDigest,
     metadata: Metadata,
+    trace_id: String,
+    caller_request_id: Option<String>,
 }
 
 impl Asked {
@@ -919,6 +905,8 @@ impl Asked {
             request_id,
             correlation_id: call.correlation_id,
             upstream_correlation_id,
+            trace_id: Some(self.trace_id),
+            caller_request_id: self.caller_request_id,
             requested_model: self.primary,
             served_model: answered.map(|r| r.model_id.clone()),
             attempts: call.attempts,
@@ -955,6 +943,55 @@ enum Ended {
     Stopped(RouteErrorKind),
     /// Every model failed or was skipped, or the deadline passed.
     Exhausted,
+}
+
+/// The caller's answer for a call that ended as `ended` and was audited as `entry`.
+fn answer(
+    entry: AuditEntry,
+    ended: Ended,
+    failure: Option<RouteErrorKind>,
+    latency: Duration,
+    audit_id: Option<uuid::Uuid>,
+) -> Result<RouteOutcome, RouteError> {
+    match (ended, failure) {
+        (Ended::Answered(response, request_id), _) => Ok(RouteOutcome {
+            route: entry.route,
+            served_model: response.model_id.clone(),
+            response: *response,
+            requested_model: entry.requested_model,
+            attempts: entry.attempts,
+            fallbacks_used: entry.fallbacks_used,
+            models_tried: entry.models_tried,
+            latency_us: entry.latency_us,
+            correlation_id: entry.correlation_id,
+            request_id,
+            audit_id,
+        }),
+        (_, kind) => {
+            let trace = CallTrace {
+                route: entry.route,
+                correlation_id: entry.correlation_id,
+                requested_model: entry.requested_model,
+                models_tried: entry.models_tried,
+                latency,
+                audit_id,
+            };
+            let kind = kind.expect("a call that was not answered has a failure");
+            Err(RouteError::traced(kind, trace))
+        }
+    }
+}
+
+/// Every rule `request` breaks: its own bounds, then the route's (`outside_route`), each
+/// place reported once.
+fn refused(request: &RouteRequest, outside_route: Vec<Violation>) -> Option<ValidationErrors> {
+    let mut broken = request
+        .validate()
+        .err()
+        .map(|e| e.violations().to_vec())
+        .unwrap_or_default();
+    broken.extend(outside_route);
+    ValidationErrors::from_violations(broken)
 }
 
 /// A model skipped because its circuit is open.

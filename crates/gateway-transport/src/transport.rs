@@ -129,6 +129,9 @@ pub struct Call {
     /// A cap on `Retry-After` for this call, replacing the policy's (a router with a
     /// fallback at hand would rather fail over than wait long).
     pub max_retry_after: Option<Duration>,
+    /// More headers sent on every attempt (such as `traceparent`); the transport's own
+    /// (`Authorization`, the ids, `Accept`, `Content-Type`, `User-Agent`) win over them.
+    pub headers: HeaderMap,
 }
 
 impl Call {
@@ -142,6 +145,7 @@ impl Call {
             correlation_id: None,
             deadline: None,
             max_retry_after: None,
+            headers: HeaderMap::new(),
         }
     }
 
@@ -172,6 +176,13 @@ impl Call {
     #[must_use]
     pub fn max_retry_after(mut self, cap: Duration) -> Self {
         self.max_retry_after = Some(cap);
+        self
+    }
+
+    /// Adds a header sent on every attempt.
+    #[must_use]
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
         self
     }
 }
@@ -606,6 +617,7 @@ impl Transport {
         *request.method_mut() = call.method.clone();
         *request.uri_mut() = call.uri.clone();
         let headers = request.headers_mut();
+        headers.clone_from(&call.headers);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, self.inner.user_agent.clone());
         if !call.body.is_empty() {

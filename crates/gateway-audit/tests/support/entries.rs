@@ -15,6 +15,8 @@ pub fn entry(n: u64) -> AuditEntry {
         request_id: format!("req-{n:08}"),
         correlation_id: format!("corr-{n:08}"),
         upstream_correlation_id: Some(format!("inin-{n}")),
+        trace_id: None,
+        caller_request_id: None,
         requested_model: ModelId::new("model-gen-4"),
         served_model: Some(ModelId::new("model-gen-4")),
         attempts: 1,

@@ -14,6 +14,7 @@
 //! [`ANSWER_GRACE`]; then close every connection and flush the audit trail for up to
 //! [`FLUSH_BOUND`].
 
+mod context;
 mod keys;
 mod reply;
 mod routes;

@@ -158,8 +158,9 @@ async fn metrics(State(app): State<App>) -> Reply {
 }
 
 async fn route(State(app): State<App>, request: Request<Body>) -> Reply {
+    let (parts, body) = request.into_parts();
     let body = match read_body(
-        request.into_body(),
+        body,
         app.options.body_max_bytes,
         app.options.limits.body_read_timeout,
     )
@@ -175,7 +176,7 @@ async fn route(State(app): State<App>, request: Request<Body>) -> Reply {
             return error(e.status(), code, &e.to_string(), None);
         }
     };
-    let request: RouteRequest = match from_json_slice(&body) {
+    let mut request: RouteRequest = match from_json_slice(&body) {
         Ok(request) => request,
         Err(errors) => {
             return error(
@@ -186,6 +187,7 @@ async fn route(State(app): State<App>, request: Request<Body>) -> Reply {
             );
         }
     };
+    super::context::adopt(&parts.headers, &mut request);
     match app.route(request).await {
         Ok(outcome) => {
             let mut reply = json(StatusCode::OK, &outcome);

@@ -1,0 +1,96 @@
+//! What a caller's headers say about its call: its W3C trace context and request id,
+//! carried into the [`RouteRequest`] so the gateway and the audit trail see them.
+
+use gateway_model::{MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACESTATE_CHARS, RouteRequest, TraceParent};
+use http::HeaderMap;
+use http::header::HeaderName;
+
+use super::routes::X_REQUEST_ID;
+
+static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
+static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
+
+/// Fills `request`'s trace context and caller request id from `headers`, where the body
+/// gave none. A header that breaks its rules is ignored, never refused: the
+/// specification asks a receiver of a malformed `traceparent` to start a trace of its
+/// own, and the request id is only a label.
+pub(crate) fn adopt(headers: &HeaderMap, request: &mut RouteRequest) {
+    if request.traceparent.is_none()
+        && let Some(parent) =
+            text(headers, &TRACEPARENT, 55).filter(|t| TraceParent::parse(t).is_some())
+    {
+        request.traceparent = Some(parent.to_owned());
+        request.tracestate = text(headers, &TRACESTATE, MAX_TRACESTATE_CHARS).map(str::to_owned);
+    }
+    if request.caller_request_id.is_none() {
+        request.caller_request_id =
+            text(headers, &X_REQUEST_ID, MAX_CALLER_REQUEST_ID_CHARS).map(str::to_owned);
+    }
+}
+
+/// The header's one value if it is non-empty printable ASCII of at most `max` bytes.
+fn text<'h>(headers: &'h HeaderMap, name: &HeaderName, max: usize) -> Option<&'h str> {
+    let mut values = headers.get_all(name).iter();
+    let value = values.next()?;
+    if values.next().is_some() {
+        return None;
+    }
+    let bytes = value.as_bytes();
+    let printable = bytes.iter().all(|b| (b' '..=b'~').contains(b));
+    (printable && !bytes.is_empty() && bytes.len() <= max)
+        .then(|| value.to_str().ok())
+        .flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_model::Validate;
+
+    const PARENT: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+
+    fn adopted(pairs: &[(&str, &str)]) -> RouteRequest {
+        let mut headers = HeaderMap::new();
+        for (name, value) in pairs {
+            headers.append(
+                HeaderName::from_bytes(name.as_bytes()).unwrap(),
+                value.parse().unwrap(),
+            );
+        }
+        let mut request = RouteRequest::new("r", "p");
+        adopt(&headers, &mut request);
+        request
+    }
+
+    #[test]
+    fn valid_headers_are_carried_and_pass_validation() {
+        let r = adopted(&[
+            ("traceparent", PARENT),
+            ("tracestate", "congo=t61rcWkgMzE"),
+            ("x-request-id", "caller-1"),
+        ]);
+        assert_eq!(r.traceparent.as_deref(), Some(PARENT));
+        assert_eq!(r.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
+        assert_eq!(r.caller_request_id.as_deref(), Some("caller-1"));
+        r.validate().unwrap();
+    }
+
+    #[test]
+    fn headers_breaking_their_rules_are_ignored() {
+        let long = "x".repeat(MAX_CALLER_REQUEST_ID_CHARS + 1);
+        let r = adopted(&[
+            (
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "a=b"),
+            ("x-request-id", &long),
+        ]);
+        assert_eq!(
+            (r.traceparent, r.tracestate, r.caller_request_id),
+            (None, None, None)
+        );
+        let r = adopted(&[("traceparent", PARENT), ("traceparent", PARENT)]);
+        assert_eq!(r.traceparent, None, "two traceparents are ambiguous");
+    }
+}

@@ -1,0 +1,163 @@
+//! W3C trace context and request ids travel from the caller through the sidecar to the
+//! gateway and into the audit trail: a real sidecar, the simulator, a real audit file.
+
+use bytes::Bytes;
+use gateway_auth::Credentials;
+use gateway_model::{AuditEntry, EnvironmentConfig, RouteConfig, RouterConfig, TraceParent};
+use gateway_router::Router;
+use gateway_server::{Sidecar, SidecarOptions};
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, SimHandle, Target};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+
+const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
+
+async fn sidecar(sim: &SimHandle, audit: &std::path::Path) -> Sidecar {
+    let mut route = RouteConfig::to_model("model-gen-4");
+    route.fallbacks = vec!["model-fallback-3".into()];
+    let mut config =
+        RouterConfig::new(EnvironmentConfig::at(sim.base_url())).with_route("summarize", route);
+    config.audit.file = audit.to_owned();
+    config.retry.max_attempts = 1;
+    let router = Router::builder(config)
+        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+        .build()
+        .await
+        .unwrap();
+    Sidecar::start_with(
+        router,
+        None,
+        "127.0.0.1:0".parse().unwrap(),
+        SidecarOptions::default(),
+    )
+    .await
+    .unwrap()
+}
+
+/// Sends one routed call with `headers`; its status and the audit entry it left.
+async fn route(
+    sidecar: &Sidecar,
+    audit: &std::path::Path,
+    headers: &[(&str, &str)],
+) -> (StatusCode, AuditEntry) {
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let mut request = Request::builder()
+        .method(Method::POST)
+        .uri(format!("http://{}/v1/route", sidecar.addr()));
+    for (name, value) in headers {
+        request = request.header(*name, *value);
+    }
+    let body = Full::new(Bytes::from_static(
+        br#"{"route":"summarize","prompt":"hello"}"#,
+    ));
+    let response = client.request(request.body(body).unwrap()).await.unwrap();
+    let status = response.status();
+    let body = response.into_body().collect().await.unwrap().to_bytes();
+    let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let audit_id = outcome["auditId"].as_str().unwrap().to_owned();
+    let entry = gateway_audit::read_jsonl(audit)
+        .unwrap()
+        .entries
+        .into_iter()
+        .find(|e| e.id.to_string() == audit_id)
+        .expect("the call's audit entry");
+    (status, entry)
+}
+
+fn sent_traceparents(sim: &SimHandle) -> Vec<TraceParent> {
+    sim.prompt_requests()
+        .iter()
+        .map(|r| TraceParent::parse(r.header("traceparent").expect("a traceparent")).unwrap())
+        .collect()
+}
+
+#[tokio::test]
+async fn the_callers_trace_reaches_every_model_tried_and_the_audit_entry() {
+    let sim = Sim::builder().start().await.unwrap();
+    // The first model fails once, so the call reaches two models.
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 503,
+            code: None,
+        }],
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let sidecar = sidecar(&sim, &audit).await;
+
+    let (status, entry) = route(
+        &sidecar,
+        &audit,
+        &[
+            ("traceparent", CALLER),
+            ("tracestate", "congo=t61rcWkgMzE"),
+            ("x-request-id", "caller-42"),
+        ],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(entry.fallbacks_used, 1);
+    assert_eq!(entry.trace_id.as_deref(), Some(TRACE_ID));
+    assert_eq!(entry.caller_request_id.as_deref(), Some("caller-42"));
+
+    let sent = sent_traceparents(&sim);
+    assert_eq!(sent.len(), 2, "one request per model");
+    for parent in &sent {
+        assert_eq!(parent.trace_id_hex(), TRACE_ID, "the same trace");
+        assert!(parent.sampled(), "the caller's sampling decision is kept");
+        assert_ne!(
+            parent.to_string(),
+            CALLER,
+            "with a parent id of the router's own"
+        );
+    }
+    assert_ne!(sent[0], sent[1], "each model gets its own parent id");
+    for request in sim.prompt_requests() {
+        assert_eq!(request.header("tracestate"), Some("congo=t61rcWkgMzE"));
+    }
+    sidecar.shutdown().await;
+}
+
+#[tokio::test]
+async fn without_a_valid_traceparent_the_router_starts_a_trace_and_audits_it() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let sidecar = sidecar(&sim, &audit).await;
+
+    for headers in [
+        &[][..],
+        &[
+            (
+                "traceparent",
+                "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
+            ),
+            ("tracestate", "a=b"),
+        ][..],
+        &[("traceparent", "not a traceparent")][..],
+    ] {
+        sim.reset();
+        let (status, entry) = route(&sidecar, &audit, headers).await;
+        assert_eq!(
+            status,
+            StatusCode::OK,
+            "a bad traceparent is ignored, not refused"
+        );
+        let sent = sent_traceparents(&sim);
+        assert_eq!(sent.len(), 1);
+        assert_eq!(
+            entry.trace_id.as_deref(),
+            Some(sent[0].trace_id_hex().as_str())
+        );
+        assert_ne!(sent[0].trace_id_hex(), "0".repeat(32));
+        assert!(!sent[0].sampled());
+        assert_eq!(sim.prompt_requests()[0].header("tracestate"), None);
+        // The sidecar made up a request id and recorded it as the caller's.
+        assert!(entry.caller_request_id.is_some_and(|id| !id.is_empty()));
+    }
+    sidecar.shutdown().await;
+}
