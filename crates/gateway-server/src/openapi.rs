@@ -9,15 +9,9 @@ use schemars::JsonSchema;
 use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Value, json};
 
-/// The paths the sidecar serves, with their methods: the router and this document both
-/// follow it, and a test sends a request to each.
-pub const PATHS: &[(&str, &str)] = &[
-    ("/v1/route", "post"),
-    ("/metrics", "get"),
-    ("/healthz", "get"),
-    ("/readyz", "get"),
-    ("/openapi.json", "get"),
-];
+use crate::sidecar::openai::error::OpenAiErrorBody;
+use crate::sidecar::openai::request::ChatCompletionRequest;
+use crate::sidecar::openai::response::{ChatCompletion, ChatCompletionChunk, ModelCard, ModelList};
 
 /// The document as JSON.
 ///
@@ -34,8 +28,17 @@ pub fn document() -> Value {
     let route_request = schemas.subschema_for::<RouteRequest>().to_value();
     let route_outcome = schemas.subschema_for::<RouteOutcome>().to_value();
     let error = error_schema(&mut schemas);
+    let chat_request = schemas.subschema_for::<ChatCompletionRequest>().to_value();
+    let chat_completion = schemas.subschema_for::<ChatCompletion>().to_value();
+    let chat_chunk = schemas
+        .subschema_for::<ChatCompletionChunk<'static>>()
+        .to_value();
+    let model_list = schemas.subschema_for::<ModelList>().to_value();
+    let model_card = schemas.subschema_for::<ModelCard>().to_value();
+    let openai_error = schemas.subschema_for::<OpenAiErrorBody>().to_value();
     let mut components = schemas.take_definitions(true);
     components.insert("ErrorBody".into(), error);
+    require_every_field(&mut components, "OpenAiErrorDetail");
     json!({
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
@@ -76,6 +79,37 @@ pub fn document() -> Value {
                 "operationId": "openapi",
                 "summary": "This document",
                 "responses": { "200": json_response("the OpenAPI document", &json!({ "type": "object" })) }
+            }},
+            "/v1/chat/completions": { "post": {
+                "operationId": "createChatCompletion",
+                "summary": "OpenAI-compatible chat completion through a route",
+                "description": "`model` names a route. The messages are rendered into the gateway prompt: one user message is its text; otherwise each message is `System|User|Assistant[ (name)]: text`, joined by blank lines. Parameters the gateway cannot honour are refused by name (400 `unsupported_parameter`). With `stream: true` the answer is Server-Sent Events of `chat.completion.chunk` ending in `data: [DONE]`; the gateway answers whole, so the content arrives as one delta.",
+                "tags": ["openai"],
+                "security": [{ "apiKey": [] }],
+                "parameters": [request_id_header(), sticky_key_header()],
+                "requestBody": { "required": true, "content": { "application/json": { "schema": chat_request } } },
+                "responses": openai_responses(
+                    json!({ "description": "the answer (a `chat.completion`, or with `stream: true` an event stream of `chat.completion.chunk`)", "content": {
+                        "application/json": { "schema": chat_completion },
+                        "text/event-stream": { "schema": { "type": "string", "description": "`data: <chunk>` events, then `data: [DONE]`" }, "x-chunk-schema": chat_chunk }
+                    } }),
+                    &openai_error
+                )
+            }},
+            "/v1/models": { "get": {
+                "operationId": "listModels",
+                "summary": "The routes, as OpenAI models",
+                "tags": ["openai"],
+                "security": [{ "apiKey": [] }],
+                "responses": openai_responses(json_response("the routes", &model_list), &openai_error)
+            }},
+            "/v1/models/{model}": { "get": {
+                "operationId": "retrieveModel",
+                "summary": "One route, as an OpenAI model",
+                "tags": ["openai"],
+                "security": [{ "apiKey": [] }],
+                "parameters": [{ "name": "model", "in": "path", "required": true, "description": "A route name.", "schema": { "type": "string" } }],
+                "responses": openai_responses(json_response("the route", &model_card), &openai_error)
             }}
         },
         "components": {
@@ -99,6 +133,50 @@ fn error_schema(schemas: &mut SchemaGenerator) -> Value {
         object.insert("required".into(), json!(["message", "code", "status"]));
     }
     schema
+}
+
+/// Marks every property of the component `name` required (fields always written, null
+/// where empty, as OpenAI's clients expect).
+fn require_every_field(components: &mut serde_json::Map<String, Value>, name: &str) {
+    if let Some(object) = components.get_mut(name).and_then(Value::as_object_mut) {
+        let keys: Vec<Value> = object
+            .get("properties")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().map(Value::String).collect())
+            .unwrap_or_default();
+        object.insert("required".into(), Value::Array(keys));
+    }
+}
+
+fn sticky_key_header() -> Value {
+    json!({
+        "name": "x-sticky-key", "in": "header", "required": false,
+        "description": "The sticky key (such as a conversation id); wins over `user`.",
+        "schema": { "type": "string" }
+    })
+}
+
+/// The OpenAI door's answers: `ok` and its errors, all in OpenAI's error shape.
+fn openai_responses(ok: Value, error: &Value) -> Value {
+    let mut responses = serde_json::Map::new();
+    responses.insert("200".into(), ok);
+    for (status, what) in [
+        (
+            "400",
+            "invalid or unsupported parameter (`param` names it), or a content policy refusal",
+        ),
+        ("401", "a missing or wrong API key"),
+        ("403", "the OAuth client's roles do not allow it"),
+        ("404", "unknown model (`model_not_found`)"),
+        ("413", "the request body is too large"),
+        ("429", "rate limited (with Retry-After)"),
+        ("502", "every model failed, or no token"),
+        ("503", "overloaded or shutting down (with Retry-After)"),
+        ("504", "the deadline passed"),
+    ] {
+        responses.insert(status.into(), json_response(what, error));
+    }
+    Value::Object(responses)
 }
 
 fn request_id_header() -> Value {

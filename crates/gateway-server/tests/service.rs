@@ -70,6 +70,7 @@ fn client() -> HttpClient {
 }
 
 const ROUTE_BODY: &str = r#"{"route":"summarize","prompt":"hello"}"#;
+const CHAT_BODY: &str = r#"{"model":"summarize","messages":[{"role":"user","content":"hello"}]}"#;
 
 #[tokio::test]
 async fn every_documented_path_is_served_and_nothing_else() {
@@ -86,15 +87,15 @@ async fn every_documented_path_is_served_and_nothing_else() {
     let client = client();
 
     let operations: Vec<_> = spec.operations().collect();
-    assert!(operations.len() >= 5, "{operations:?}");
+    assert!(operations.len() >= 8, "{operations:?}");
     for (path, method, _) in &operations {
-        let body = if *method == Method::POST {
-            ROUTE_BODY
-        } else {
-            ""
+        let body = match (method, path.as_str()) {
+            (&Method::POST, "/v1/chat/completions") => CHAT_BODY,
+            (&Method::POST, _) => ROUTE_BODY,
+            _ => "",
         };
-        let (status, _, answer) =
-            send(&client, method.clone(), format!("{base}{path}"), &[], body).await;
+        let url = format!("{base}{}", path.replace("{model}", "summarize"));
+        let (status, _, answer) = send(&client, method.clone(), url, &[], body).await;
         assert!(
             status.is_success(),
             "{method} {path} is documented but answered {status}: {}",

@@ -71,38 +71,51 @@ impl ApiKeys {
     }
 }
 
-/// Lets a request through only with a valid key (when keys are configured).
-pub(crate) async fn require_key(State(app): State<App>, request: Request, next: Next) -> Reply {
-    let keys = &app.options.api_keys;
+/// Why a caller was not let in: a sentence and the `WWW-Authenticate` challenge.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Denied {
+    /// What to tell the caller.
+    pub(crate) message: &'static str,
+    /// The challenge to answer with.
+    pub(crate) challenge: &'static str,
+}
+
+/// Whether `headers` carry a valid key (always, when no keys are configured).
+pub(crate) fn admit(keys: &ApiKeys, headers: &http::HeaderMap) -> Result<(), Denied> {
     if keys.is_empty() {
-        return next.run(request).await;
+        return Ok(());
     }
-    let presented = request
-        .headers()
+    let presented = headers
         .get(AUTHORIZATION)
         .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
     match presented {
-        Some(key) if keys.admits(key) => next.run(request).await,
-        Some(_) => unauthorized(
-            "the API key is not valid",
-            r#"Bearer error="invalid_token""#,
-        ),
-        None => unauthorized(
-            "an API key is required: Authorization: Bearer <key>",
-            "Bearer",
-        ),
+        Some(key) if keys.admits(key) => Ok(()),
+        Some(_) => Err(Denied {
+            message: "the API key is not valid",
+            challenge: r#"Bearer error="invalid_token""#,
+        }),
+        None => Err(Denied {
+            message: "an API key is required: Authorization: Bearer <key>",
+            challenge: "Bearer",
+        }),
     }
 }
 
-fn unauthorized(message: &str, challenge: &'static str) -> Reply {
-    let mut reply = error(
-        StatusCode::UNAUTHORIZED,
-        "router.unauthenticated",
-        message,
-        None,
-    );
-    reply
-        .headers_mut()
-        .insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
-    reply
+/// Lets a request through only with a valid key; otherwise a Genesys-style 401.
+pub(crate) async fn require_key(State(app): State<App>, request: Request, next: Next) -> Reply {
+    match admit(&app.options.api_keys, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(denied) => {
+            let mut reply = error(
+                StatusCode::UNAUTHORIZED,
+                "router.unauthenticated",
+                denied.message,
+                None,
+            );
+            reply
+                .headers_mut()
+                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(denied.challenge));
+            reply
+        }
+    }
 }

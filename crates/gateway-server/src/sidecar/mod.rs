@@ -6,6 +6,7 @@
 //! | `GET /metrics` | Prometheus text (also on `[metrics] listen`, if set) |
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when a token can be had and the configured models are known, else 503 |
+//! | `POST /v1/chat/completions`, `GET /v1/models` | the OpenAI-compatible door ([`openai`]) |
 //!
 //! Shutdown takes at most `drain + ANSWER_GRACE + FLUSH_BOUND`: stop accepting and let
 //! calls in flight finish for up to the drain timeout; then cancel what is left (each
@@ -16,6 +17,7 @@
 
 mod context;
 mod keys;
+pub(crate) mod openai;
 mod reply;
 mod routes;
 
@@ -115,6 +117,8 @@ pub(crate) struct App {
     calls: TaskTracker,
     /// Cancelled when the drain timeout ends: calls still running stop then.
     stop: CancellationToken,
+    /// When the sidecar started, in Unix seconds (the `created` of its models).
+    started_unix: u64,
 }
 
 /// The route an answer went through (both doors).
@@ -232,6 +236,7 @@ impl Sidecar {
             metrics,
             calls: TaskTracker::new(),
             stop: CancellationToken::new(),
+            started_unix: openai::response::unix_now(),
             options,
         };
         let main = Server::serve(listener, app.options.limits, service(&app, false))?;

@@ -33,7 +33,8 @@ pub(crate) fn paths(app: App) -> Paths {
         protected = protected.route("/metrics", get(metrics));
     }
     let protected = protected.layer(middleware::from_fn_with_state(app.clone(), require_key));
-    with_service_layers(open.merge(protected).fallback(not_found), app)
+    let door = super::openai::paths(&app);
+    with_service_layers(open.merge(protected).merge(door).fallback(not_found), app)
 }
 
 /// The metrics listener's only path (`[metrics] listen`).
@@ -63,17 +64,22 @@ fn with_service_layers(paths: Paths<App>, app: App) -> Paths {
 /// Gives axum's own answers (405 with `Allow`, extractor rejections) the sidecar's error
 /// body, and every 429 and 503 a `Retry-After`.
 async fn conventions(request: Request, next: Next) -> Reply {
+    let openai = super::openai::owns(request.uri().path());
     let response = next.run(request).await;
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && response.headers().get(http::header::CONTENT_TYPE).is_none()
     {
         let allow = response.headers().get(http::header::ALLOW).cloned();
-        let mut reply = error(
-            StatusCode::METHOD_NOT_ALLOWED,
-            "router.method.not.allowed",
-            "method not allowed",
-            None,
-        );
+        let mut reply = if openai {
+            super::openai::method_not_allowed()
+        } else {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "router.method.not.allowed",
+                "method not allowed",
+                None,
+            )
+        };
         if let Some(allow) = allow {
             reply.headers_mut().insert(http::header::ALLOW, allow);
         }
@@ -112,6 +118,7 @@ fn path_label(path: &str) -> String {
         | "/openapi.json"
         | "/v1/chat/completions"
         | "/v1/models" => path.to_owned(),
+        _ if path.starts_with("/v1/models/") => "/v1/models/{model}".to_owned(),
         _ => "other".to_owned(),
     }
 }
@@ -124,7 +131,11 @@ fn header_text(headers: &HeaderMap, name: &HeaderName) -> String {
         .to_owned()
 }
 
-async fn not_found() -> Reply {
+async fn not_found(request: Request) -> Reply {
+    let path = request.uri().path();
+    if super::openai::owns(path) {
+        return super::openai::not_found(request.method(), path);
+    }
     error(
         StatusCode::NOT_FOUND,
         "router.not.found",

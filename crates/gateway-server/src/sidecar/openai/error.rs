@@ -1,0 +1,310 @@
+//! The door's errors in OpenAI's shape, `{"error":{"message","type","param","code"}}`,
+//! and how a routed call's failure maps onto it.
+
+use std::time::Duration;
+
+use gateway_model::{Outcome, Rule, ValidationErrors};
+use gateway_router::{RouteError, RouteErrorKind};
+use http::StatusCode;
+use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use super::super::reply::{Reply, json, with_retry_after};
+use super::request::ChatCall;
+
+/// The error body of the OpenAI-compatible door.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "OpenAiErrorBody")]
+pub(crate) struct OpenAiErrorBody {
+    /// What went wrong.
+    error: OpenAiErrorDetail,
+}
+
+/// What went wrong, as OpenAI's clients read it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct OpenAiErrorDetail {
+    /// A sentence for people.
+    message: String,
+    /// The error's class: `invalid_request_error`, `authentication_error`,
+    /// `permission_error`, `not_found_error`, `rate_limit_error` or `api_error`.
+    #[serde(rename = "type")]
+    kind: &'static str,
+    /// The request parameter at fault, if one is.
+    param: Option<String>,
+    /// A stable machine-readable code, if there is one.
+    code: Option<&'static str>,
+}
+
+/// An answer of the door that is not a completion.
+#[derive(Debug)]
+pub(crate) struct OpenAiError {
+    status: StatusCode,
+    message: String,
+    param: Option<String>,
+    code: Option<&'static str>,
+    retry_after: Option<Duration>,
+    challenge: Option<&'static str>,
+}
+
+impl OpenAiError {
+    fn new(status: StatusCode, param: Option<String>, code: &'static str, message: String) -> Self {
+        Self {
+            status,
+            message,
+            param,
+            code: Some(code),
+            retry_after: None,
+            challenge: None,
+        }
+    }
+
+    /// A 400 naming `param`.
+    pub(crate) fn invalid(param: Option<String>, code: &'static str, message: String) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, param, code, message)
+    }
+
+    /// A 400 for a required parameter that is missing.
+    pub(crate) fn missing(param: &str) -> Self {
+        Self::invalid(
+            Some(param.to_owned()),
+            "missing_required_parameter",
+            format!("`{param}` is required"),
+        )
+    }
+
+    /// A 400 for a body that is not JSON, or a parameter of the wrong type.
+    pub(crate) fn unreadable(error: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+        let inner = error.inner();
+        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+            return Self::invalid(
+                None,
+                "invalid_json",
+                format!("the body is not JSON: {inner}"),
+            );
+        }
+        let param = error.path().to_string();
+        let message = if inner.to_string().contains("untagged enum Content") {
+            "must be a string or an array of text parts".to_owned()
+        } else {
+            strip_position(&inner.to_string())
+        };
+        Self::invalid(
+            Some(param.clone()),
+            "invalid_type",
+            format!("`{param}`: {message}"),
+        )
+    }
+
+    /// A 401 with a `WWW-Authenticate` challenge.
+    pub(crate) fn unauthenticated(message: &str, challenge: &'static str) -> Self {
+        let mut error = Self::new(
+            StatusCode::UNAUTHORIZED,
+            None,
+            "invalid_api_key",
+            message.to_owned(),
+        );
+        error.challenge = Some(challenge);
+        error
+    }
+
+    /// A status of the door's own, such as 404 for a path or 405 for a method.
+    pub(crate) fn status(status: StatusCode, code: &'static str, message: &str) -> Self {
+        Self::new(status, None, code, message.to_owned())
+    }
+
+    /// The same error, naming `param`.
+    pub(crate) fn with_param(mut self, param: &str) -> Self {
+        self.param = Some(param.to_owned());
+        self
+    }
+
+    /// A request body the service could not read (too large, too slow).
+    pub(crate) fn body(error: &crate::BodyError) -> Self {
+        let code = match error.status() {
+            StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
+            StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            _ => "body_unreadable",
+        };
+        Self::new(error.status(), None, code, error.to_string())
+    }
+
+    /// A routed call's failure; `call` names the parameters as the caller gave them.
+    pub(crate) fn route(err: &RouteError, call: &ChatCall) -> Self {
+        let retry_after = err.retry_after();
+        let mut error = match err.kind() {
+            RouteErrorKind::UnknownRoute { route, known } => Self::new(
+                StatusCode::NOT_FOUND,
+                Some("model".into()),
+                "model_not_found",
+                format!(
+                    "the model `{route}` does not exist: models are the configured routes ({})",
+                    known.join(", ")
+                ),
+            ),
+            RouteErrorKind::Invalid(errors) => invalid_request(errors, call),
+            RouteErrorKind::Exhausted { tried, .. }
+                if !tried.is_empty()
+                    && tried.iter().all(|(_, o)| *o == Outcome::PolicyViolation) =>
+            {
+                Self::new(
+                    StatusCode::BAD_REQUEST,
+                    None,
+                    "content_policy_violation",
+                    err.to_string(),
+                )
+            }
+            RouteErrorKind::Refused { status: 413, .. } => Self::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                None,
+                "request_too_large",
+                err.to_string(),
+            ),
+            RouteErrorKind::Refused { .. } => Self::new(
+                StatusCode::BAD_REQUEST,
+                None,
+                "request_refused",
+                err.to_string(),
+            ),
+            _ => {
+                let status =
+                    StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+                let code = match status {
+                    StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
+                    StatusCode::FORBIDDEN => "permission_denied",
+                    StatusCode::SERVICE_UNAVAILABLE => "overloaded",
+                    StatusCode::GATEWAY_TIMEOUT => "timeout",
+                    _ => "upstream_error",
+                };
+                let mut error = Self::new(status, None, code, err.to_string());
+                if retry_makes_sense(err) {
+                    error.retry_after = Some(retry_after.unwrap_or(Duration::from_secs(1)));
+                }
+                error
+            }
+        };
+        if error.retry_after.is_none() {
+            error.retry_after = retry_after;
+        }
+        error
+    }
+
+    /// The HTTP status.
+    #[cfg(test)]
+    pub(crate) fn status_code(&self) -> StatusCode {
+        self.status
+    }
+
+    /// The parameter named.
+    #[cfg(test)]
+    pub(crate) fn param(&self) -> Option<&str> {
+        self.param.as_deref()
+    }
+
+    /// The answer.
+    pub(crate) fn into_reply(self) -> Reply {
+        let body = OpenAiErrorBody {
+            error: OpenAiErrorDetail {
+                message: self.message,
+                kind: error_type(self.status),
+                param: self.param,
+                code: self.code,
+            },
+        };
+        let mut reply = json(self.status, &body);
+        let headers = reply.headers_mut();
+        if let Some(after) = self.retry_after {
+            let secs = after
+                .as_secs()
+                .saturating_add(u64::from(after.subsec_nanos() > 0));
+            headers.insert(RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = self.challenge {
+            headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        with_retry_after(reply)
+    }
+}
+
+/// OpenAI's error class for a status.
+fn error_type(status: StatusCode) -> &'static str {
+    match status.as_u16() {
+        401 => "authentication_error",
+        403 => "permission_error",
+        404 => "not_found_error",
+        429 => "rate_limit_error",
+        400..=499 => "invalid_request_error",
+        _ => "api_error",
+    }
+}
+
+/// Whether another try later may succeed: the models failed for reasons of their own, or
+/// the login host could not be reached.
+fn retry_makes_sense(err: &RouteError) -> bool {
+    match err.kind() {
+        RouteErrorKind::Exhausted { .. }
+        | RouteErrorKind::Overloaded(_)
+        | RouteErrorKind::Cancelled { .. } => true,
+        RouteErrorKind::Token(token) => token.retryable,
+        _ => false,
+    }
+}
+
+/// A validation failure, naming the first parameter at fault as the caller named it.
+fn invalid_request(errors: &ValidationErrors, call: &ChatCall) -> OpenAiError {
+    let violations = errors.violations();
+    let message = violations
+        .iter()
+        .map(|v| {
+            format!(
+                "`{}` {}",
+                param_of(&v.path, call).unwrap_or("request"),
+                v.rule
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let first = violations.first();
+    let param = first
+        .and_then(|v| param_of(&v.path, call))
+        .map(str::to_owned);
+    let code = first.map_or("invalid_value", |v| code_of(&v.rule, param.as_deref()));
+    OpenAiError::invalid(param, code, message)
+}
+
+/// The Chat Completions parameter a `RouteRequest` (or payload) path comes from.
+fn param_of(path: &str, call: &ChatCall) -> Option<&'static str> {
+    let field = path.trim_start_matches('/');
+    let field = field.strip_prefix("parameters/").unwrap_or(field);
+    let head = field.split('/').next().unwrap_or(field);
+    Some(match head {
+        "prompt" => "messages",
+        "route" => "model",
+        "temperature" => "temperature",
+        "maxTokens" => call.max_tokens_param,
+        "topP" => "top_p",
+        "stickyKey" => call.sticky_key_param,
+        "metadata" => "metadata",
+        _ => return None,
+    })
+}
+
+/// OpenAI's code for a broken rule.
+fn code_of(rule: &Rule, param: Option<&str>) -> &'static str {
+    match rule {
+        Rule::TooLong { .. } if param == Some("messages") => "context_length_exceeded",
+        Rule::TooLong { .. } => "string_above_max_length",
+        Rule::TooShort { .. } | Rule::Required => "empty_value",
+        Rule::OutOfRange { .. } | Rule::OutsideRoute { .. } => "out_of_range",
+        Rule::TooMany { .. } => "array_above_max_length",
+        _ => "invalid_value",
+    }
+}
+
+/// serde's message without its ` at line 1 column 7` tail.
+fn strip_position(message: &str) -> String {
+    match message.rfind(" at line ") {
+        Some(at) => message[..at].to_owned(),
+        None => message.to_owned(),
+    }
+}

@@ -1,0 +1,134 @@
+//! The OpenAI-compatible door: existing OpenAI clients switch by changing a base URL.
+//!
+//! | method and path | answer |
+//! | --- | --- |
+//! | `POST /v1/chat/completions` | a `chat.completion`, or with `stream: true` Server-Sent Events of `chat.completion.chunk` |
+//! | `GET /v1/models` | the routes, as models |
+//! | `GET /v1/models/{model}` | one route, as a model |
+//!
+//! `model` names a route; the conversation becomes the gateway prompt by the template of
+//! [`request`]; `temperature` must lie in the route's band (or the extension `tuning`
+//! picks it); `user` (or an `X-Sticky-Key` header) is the sticky key. Parameters the
+//! gateway cannot honour are refused by name. The gateway answers whole, so a stream
+//! carries the content in one delta, and an error found before the first byte is an
+//! ordinary JSON error. Errors have OpenAI's shape ([`error`]).
+
+pub(crate) mod error;
+pub(crate) mod request;
+pub(crate) mod response;
+
+use axum::Router as Paths;
+use axum::body::Body;
+use axum::extract::{Path, Request, State};
+use axum::middleware::{self, Next};
+use axum::routing::{get, post};
+use http::StatusCode;
+use http::header::{CACHE_CONTROL, HeaderValue};
+
+use self::error::OpenAiError;
+use self::request::ChatCall;
+use self::response::{ChatCompletion, ModelCard, ModelList, event_stream, unix_now};
+use super::App;
+use super::reply::{Reply, json, text};
+use crate::read_body;
+
+/// The door's paths, each behind the API keys (when configured).
+pub(crate) fn paths(app: &App) -> Paths<App> {
+    Paths::new()
+        .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/models", get(models))
+        .route("/v1/models/{model}", get(model))
+        .layer(middleware::from_fn_with_state(app.clone(), require_key))
+}
+
+/// Whether `path` belongs to this door (its answers, 404s and 405s included, then take
+/// OpenAI's error shape): every `/v1/` path but the sidecar's own `/v1/route`.
+pub(crate) fn owns(path: &str) -> bool {
+    path.starts_with("/v1/") && path != "/v1/route"
+}
+
+/// The door's 404 for a path it does not serve.
+pub(crate) fn not_found(method: &http::Method, path: &str) -> Reply {
+    OpenAiError::status(
+        StatusCode::NOT_FOUND,
+        "unknown_url",
+        &format!("unknown request URL: {method} {path}"),
+    )
+    .into_reply()
+}
+
+/// The door's 405, keeping axum's `Allow`.
+pub(crate) fn method_not_allowed() -> Reply {
+    OpenAiError::status(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "method_not_allowed",
+        "method not allowed",
+    )
+    .into_reply()
+}
+
+/// Lets a request through only with a valid key; otherwise OpenAI's 401.
+async fn require_key(State(app): State<App>, request: Request, next: Next) -> Reply {
+    match super::keys::admit(&app.options.api_keys, request.headers()) {
+        Ok(()) => next.run(request).await,
+        Err(denied) => OpenAiError::unauthenticated(denied.message, denied.challenge).into_reply(),
+    }
+}
+
+async fn chat_completions(State(app): State<App>, request: Request<Body>) -> Reply {
+    let (parts, body) = request.into_parts();
+    let limits = &app.options;
+    let body = match read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout).await {
+        Ok(body) => body,
+        Err(e) => return OpenAiError::body(&e).into_reply(),
+    };
+    let (mut request, call) = match ChatCall::parse(&body, &parts.headers) {
+        Ok(parsed) => parsed,
+        Err(e) => return e.into_reply(),
+    };
+    super::context::adopt(&parts.headers, &mut request);
+    let outcome = match app.route(request).await {
+        Ok(outcome) => outcome,
+        Err(err) => return OpenAiError::route(&err, &call).into_reply(),
+    };
+    let created = unix_now();
+    let mut reply = if call.stream {
+        let mut reply = text(
+            StatusCode::OK,
+            "text/event-stream",
+            event_stream(&outcome, created, call.include_usage),
+        );
+        reply
+            .headers_mut()
+            .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+        reply
+    } else {
+        json(StatusCode::OK, &ChatCompletion::new(&outcome, created))
+    };
+    super::describe(&mut reply, &outcome);
+    reply
+}
+
+async fn models(State(app): State<App>) -> Reply {
+    let cards = app
+        .router
+        .routes()
+        .into_iter()
+        .map(|name| ModelCard::new(name, app.started_unix))
+        .collect();
+    json(StatusCode::OK, &ModelList::new(cards))
+}
+
+async fn model(State(app): State<App>, Path(name): Path<String>) -> Reply {
+    if app.router.routes().contains(&name.as_str()) {
+        json(StatusCode::OK, &ModelCard::new(&name, app.started_unix))
+    } else {
+        OpenAiError::status(
+            StatusCode::NOT_FOUND,
+            "model_not_found",
+            &format!("the model `{name}` does not exist: models are the configured routes"),
+        )
+        .with_param("model")
+        .into_reply()
+    }
+}

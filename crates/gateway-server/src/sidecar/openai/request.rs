@@ -1,0 +1,432 @@
+//! Reading a Chat Completions request and turning it into a [`RouteRequest`].
+//!
+//! The conversation becomes the gateway's one `prompt` by this template:
+//!
+//! - a conversation of one `user` message without a `name` is that message's text;
+//! - otherwise each message is `Label: text` (`Label (name): text` with a `name`), where
+//!   the label is `System` (for `system` and `developer`), `User` or `Assistant`, and the
+//!   messages are joined by a blank line;
+//! - a content given as text parts is those parts joined by a newline.
+//!
+//! The 8,000-character rule applies to the rendered prompt.
+
+use gateway_model::{Metadata, RouteRequest, Tuning};
+use http::HeaderMap;
+use schemars::JsonSchema;
+use serde::Deserialize;
+use serde_json::{Map, Value};
+
+use super::error::OpenAiError;
+
+/// The header that names the sticky key, winning over `user`.
+pub(crate) static X_STICKY_KEY: http::HeaderName = http::HeaderName::from_static("x-sticky-key");
+
+/// A Chat Completions request, as far as this door reads it: every other parameter is
+/// refused by name, since dropping it silently would change what the caller gets.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[schemars(title = "ChatCompletionRequest")]
+pub(crate) struct ChatCompletionRequest {
+    /// The route, named as a model (`GET /v1/models` lists them).
+    #[schemars(with = "String", required)]
+    model: Option<String>,
+    /// The conversation, rendered into the gateway's prompt by the door's template.
+    #[schemars(with = "Vec<ChatMessage>", required, length(min = 1))]
+    messages: Option<Vec<ChatMessage>>,
+    /// A temperature inside the route's `low..=high` band; absent, `tuning` picks it.
+    #[serde(default)]
+    temperature: Option<f64>,
+    /// Extension: the tuning level that picks the route's temperature (not with `temperature`).
+    #[serde(default)]
+    tuning: Option<Tuning>,
+    /// Nucleus sampling, replacing the route's `topP`.
+    #[serde(default)]
+    top_p: Option<f64>,
+    /// The completion token limit (deprecated name), at most the route's own.
+    #[serde(default)]
+    max_tokens: Option<u32>,
+    /// The completion token limit, at most the route's own.
+    #[serde(default)]
+    max_completion_tokens: Option<u32>,
+    /// Whether to answer as Server-Sent Events of `chat.completion.chunk`.
+    #[serde(default)]
+    stream: Option<bool>,
+    /// Streaming options.
+    #[serde(default)]
+    stream_options: Option<StreamOptions>,
+    /// The caller's end-user id: the sticky key, unless an `X-Sticky-Key` header is given.
+    #[serde(default)]
+    user: Option<String>,
+    /// Labels added to the gateway payload's metadata and the audit entry.
+    #[serde(default)]
+    metadata: Option<Metadata>,
+    /// Accepted only at their "off" values (`n: 1`, `logprobs: false`, penalties `0`,
+    /// `store: false`); any other parameter is refused.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    rest: Map<String, Value>,
+}
+
+/// `stream_options`.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct StreamOptions {
+    /// Send a last chunk with the token usage.
+    #[serde(default)]
+    include_usage: Option<bool>,
+}
+
+/// One message of the conversation.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct ChatMessage {
+    /// Who wrote it (`tool` and `function` messages are not supported).
+    role: Role,
+    /// The text, as a string or as text parts.
+    #[serde(default)]
+    content: Option<Content>,
+    /// The author's name, shown in the rendered prompt.
+    #[serde(default)]
+    name: Option<String>,
+    /// Anything else (`tool_calls`, `audio`, …) is refused when not null.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    rest: Map<String, Value>,
+}
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub(crate) enum Role {
+    /// Instructions (rendered as `System`).
+    System,
+    /// Instructions, the newer name (rendered as `System`).
+    Developer,
+    /// The end user.
+    User,
+    /// The model's earlier turns.
+    Assistant,
+}
+
+impl Role {
+    fn label(self) -> &'static str {
+        match self {
+            Role::System | Role::Developer => "System",
+            Role::User => "User",
+            Role::Assistant => "Assistant",
+        }
+    }
+}
+
+/// A message's content.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(untagged)]
+pub(crate) enum Content {
+    /// Plain text.
+    Text(String),
+    /// Content parts; only `text` parts are supported.
+    Parts(Vec<ContentPart>),
+}
+
+/// One content part.
+#[derive(Debug, Deserialize, JsonSchema)]
+pub(crate) struct ContentPart {
+    /// The part's type: only `text` is supported (images, audio and files are refused).
+    #[serde(rename = "type")]
+    kind: String,
+    /// The text of a `text` part.
+    #[serde(default)]
+    text: Option<String>,
+}
+
+/// How to answer a request read, and how to name its parameters in errors.
+#[derive(Debug)]
+pub(crate) struct ChatCall {
+    /// Answer as Server-Sent Events.
+    pub(crate) stream: bool,
+    /// Send a usage chunk at the end of the stream.
+    pub(crate) include_usage: bool,
+    /// The parameter that set the token limit, to name in errors.
+    pub(crate) max_tokens_param: &'static str,
+    /// Where the sticky key came from, to name in errors.
+    pub(crate) sticky_key_param: &'static str,
+}
+
+/// Parameters accepted at the value that means "off", which SDKs send by default.
+fn is_neutral(name: &str, value: &Value) -> bool {
+    match name {
+        "n" => value.as_u64() == Some(1),
+        "logprobs" | "store" | "parallel_tool_calls" => value == &Value::Bool(false),
+        "presence_penalty" | "frequency_penalty" => value.as_f64() == Some(0.0),
+        _ => false,
+    }
+}
+
+/// The first parameter in `rest` that is set and cannot be honoured.
+fn unsupported<'a>(rest: &'a Map<String, Value>, at: &str) -> Option<(String, &'a Value)> {
+    rest.iter()
+        .find(|(name, value)| !value.is_null() && !is_neutral(name, value))
+        .map(|(name, value)| (format!("{at}{name}"), value))
+}
+
+impl ChatCall {
+    /// Reads `body` (with the caller's `headers`) as a Chat Completions request: the call
+    /// for the router, and how to answer it.
+    pub(crate) fn parse(
+        body: &[u8],
+        headers: &HeaderMap,
+    ) -> Result<(RouteRequest, Self), OpenAiError> {
+        let mut reader = serde_json::Deserializer::from_slice(body);
+        let parsed: ChatCompletionRequest = serde_path_to_error::deserialize(&mut reader)
+            .map_err(|e| OpenAiError::unreadable(&e))?;
+        reader.end().map_err(|e| {
+            OpenAiError::invalid(
+                None,
+                "invalid_json",
+                format!("the body is not one JSON object: {e}"),
+            )
+        })?;
+        parsed.into_call(headers)
+    }
+}
+
+impl ChatCompletionRequest {
+    fn into_call(self, headers: &HeaderMap) -> Result<(RouteRequest, ChatCall), OpenAiError> {
+        if let Some((param, value)) = unsupported(&self.rest, "") {
+            let message = if param == "n" {
+                format!(
+                    "`n` = {value} is not supported: the Genesys Cloud AI Gateway answers one choice"
+                )
+            } else {
+                format!("`{param}` is not supported by the Genesys Cloud AI Gateway; remove it")
+            };
+            return Err(OpenAiError::invalid(
+                Some(param),
+                "unsupported_parameter",
+                message,
+            ));
+        }
+        let model = self.model.ok_or_else(|| OpenAiError::missing("model"))?;
+        let messages = self
+            .messages
+            .ok_or_else(|| OpenAiError::missing("messages"))?;
+        if messages.is_empty() {
+            return Err(OpenAiError::invalid(
+                Some("messages".into()),
+                "invalid_value",
+                "`messages` must hold at least one message".into(),
+            ));
+        }
+        if self.temperature.is_some() && self.tuning.is_some() {
+            return Err(OpenAiError::invalid(
+                Some("tuning".into()),
+                "conflicting_parameters",
+                "give `temperature` or `tuning`, not both".into(),
+            ));
+        }
+        let (max_tokens, max_tokens_param) = match (self.max_tokens, self.max_completion_tokens) {
+            (Some(_), Some(_)) => {
+                return Err(OpenAiError::invalid(
+                    Some("max_tokens".into()),
+                    "conflicting_parameters",
+                    "give `max_completion_tokens` or `max_tokens`, not both".into(),
+                ));
+            }
+            (Some(n), None) => (Some(n), "max_tokens"),
+            (None, n) => (n, "max_completion_tokens"),
+        };
+        let mut request = RouteRequest::new(model, render(&messages)?);
+        request.tuning = self.tuning.unwrap_or_default();
+        request.temperature = self.temperature;
+        request.top_p = self.top_p;
+        request.max_tokens = max_tokens;
+        request.metadata = self.metadata.unwrap_or_default();
+        let header_key = headers
+            .get(&X_STICKY_KEY)
+            .and_then(|v| v.to_str().ok())
+            .filter(|v| !v.is_empty());
+        let sticky_key_param = if header_key.is_some() {
+            "X-Sticky-Key"
+        } else {
+            "user"
+        };
+        request.sticky_key = header_key.map(str::to_owned).or(self.user);
+        let include_usage = self
+            .stream_options
+            .and_then(|o| o.include_usage)
+            .unwrap_or(false);
+        let call = ChatCall {
+            stream: self.stream.unwrap_or(false),
+            include_usage,
+            max_tokens_param,
+            sticky_key_param,
+        };
+        Ok((request, call))
+    }
+}
+
+/// The conversation as one prompt, by the template in this module's documentation.
+fn render(messages: &[ChatMessage]) -> Result<String, OpenAiError> {
+    let mut texts = Vec::with_capacity(messages.len());
+    for (i, message) in messages.iter().enumerate() {
+        texts.push(message.text(i)?);
+    }
+    if let [only] = messages
+        && only.role == Role::User
+        && only.name.is_none()
+    {
+        return Ok(texts.swap_remove(0));
+    }
+    let mut prompt = String::new();
+    for (message, text) in messages.iter().zip(&texts) {
+        if !prompt.is_empty() {
+            prompt.push_str("\n\n");
+        }
+        prompt.push_str(message.role.label());
+        if let Some(name) = &message.name {
+            prompt.push_str(" (");
+            prompt.push_str(name);
+            prompt.push(')');
+        }
+        prompt.push_str(": ");
+        prompt.push_str(text);
+    }
+    Ok(prompt)
+}
+
+impl ChatMessage {
+    /// The message's text; `i` is its index, to name it in errors.
+    fn text(&self, i: usize) -> Result<String, OpenAiError> {
+        let at = format!("messages[{i}].");
+        if let Some((param, _)) = unsupported(&self.rest, &at) {
+            return Err(OpenAiError::invalid(
+                Some(param.clone()),
+                "unsupported_parameter",
+                format!("`{param}` is not supported: the gateway takes text messages only"),
+            ));
+        }
+        match &self.content {
+            None => Err(OpenAiError::missing(&format!("{at}content"))),
+            Some(Content::Text(text)) => Ok(text.clone()),
+            Some(Content::Parts(parts)) => {
+                let mut text = String::new();
+                for (j, part) in parts.iter().enumerate() {
+                    let part_text = match (part.kind.as_str(), &part.text) {
+                        ("text", Some(t)) => t,
+                        ("text", None) => {
+                            return Err(OpenAiError::missing(&format!("{at}content[{j}].text")));
+                        }
+                        (other, _) => {
+                            return Err(OpenAiError::invalid(
+                                Some(format!("{at}content[{j}].type")),
+                                "unsupported_value",
+                                format!(
+                                    "content parts of type `{other}` are not supported: the gateway takes text only"
+                                ),
+                            ));
+                        }
+                    };
+                    if j > 0 {
+                        text.push('\n');
+                    }
+                    text.push_str(part_text);
+                }
+                Ok(text)
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn call(body: &str) -> Result<(RouteRequest, ChatCall), OpenAiError> {
+        ChatCall::parse(body.as_bytes(), &HeaderMap::new())
+    }
+
+    #[test]
+    fn one_user_message_is_the_prompt_itself() {
+        let (request, call) = call(
+            r#"{"model":"reply","messages":[{"role":"user","content":"Where is my parcel?"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(request.route, "reply");
+        assert_eq!(request.prompt, "Where is my parcel?");
+        assert!(!call.stream);
+    }
+
+    #[test]
+    fn a_conversation_is_labelled_turn_by_turn() {
+        let (request, _) = call(
+            r##"{"model":"reply","messages":[
+                {"role":"developer","content":"Be brief."},
+                {"role":"user","name":"ana","content":[{"type":"text","text":"Hi"},{"type":"text","text":"Refund?"}]},
+                {"role":"assistant","content":"Which order?","refusal":null},
+                {"role":"user","content":"#42"}]}"##,
+        )
+        .unwrap();
+        assert_eq!(
+            request.prompt,
+            "System: Be brief.\n\nUser (ana): Hi\nRefund?\n\nAssistant: Which order?\n\nUser: #42"
+        );
+    }
+
+    #[test]
+    fn parameters_that_cannot_be_honoured_are_refused_by_name() {
+        for (body, param) in [
+            (
+                r#"{"model":"r","messages":[],"tools":[{"type":"function"}]}"#,
+                "tools",
+            ),
+            (r#"{"model":"r","messages":[],"n":2}"#, "n"),
+            (r#"{"model":"r","messages":[],"logprobs":true}"#, "logprobs"),
+            (
+                r#"{"model":"r","messages":[{"role":"assistant","content":null,"tool_calls":[]}]}"#,
+                "messages[0].tool_calls",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]}"#,
+                "messages[0].content[0].type",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"tool","content":"x"}]}"#,
+                "messages[0].role",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"x"}],"temperature":"hot"}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"x"}],"temperature":0.5,"tuning":"low"}"#,
+                "tuning",
+            ),
+            (r#"{"messages":[{"role":"user","content":"x"}]}"#, "model"),
+        ] {
+            let err = call(body).unwrap_err();
+            assert_eq!(err.param(), Some(param), "{body}: {err:?}");
+            assert_eq!(err.status_code(), http::StatusCode::BAD_REQUEST);
+        }
+    }
+
+    #[test]
+    fn default_valued_parameters_and_nulls_are_accepted() {
+        let (request, call) = call(
+            r#"{"model":"r","messages":[{"role":"user","content":"x"}],"n":1,"logprobs":false,
+                "presence_penalty":0,"frequency_penalty":0.0,"tools":null,"temperature":null,
+                "stream":true,"stream_options":{"include_usage":true},"user":"conv-9"}"#,
+        )
+        .unwrap();
+        assert!(call.stream && call.include_usage);
+        assert_eq!(request.temperature, None);
+        assert_eq!(request.sticky_key.as_deref(), Some("conv-9"));
+    }
+
+    #[test]
+    fn the_sticky_key_header_wins_over_user() {
+        let mut headers = HeaderMap::new();
+        headers.insert(&X_STICKY_KEY, "conv-1".parse().unwrap());
+        let body = br#"{"model":"r","messages":[{"role":"user","content":"x"}],"user":"u-7"}"#;
+        let (request, call) = ChatCall::parse(body, &headers).unwrap();
+        assert_eq!(request.sticky_key.as_deref(), Some("conv-1"));
+        assert_eq!(call.sticky_key_param, "X-Sticky-Key");
+    }
+}

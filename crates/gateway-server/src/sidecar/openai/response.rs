@@ -1,0 +1,253 @@
+//! The door's answers: `chat.completion`, `chat.completion.chunk` events and model lists.
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use gateway_model::{FinishReason, RouteOutcome};
+use schemars::JsonSchema;
+use serde::Serialize;
+
+/// A whole answer.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "ChatCompletion")]
+pub(crate) struct ChatCompletion {
+    /// The router's request id for the call (the gateway's `X-Genesys-Request-Id`).
+    id: String,
+    /// Always `chat.completion`.
+    object: &'static str,
+    /// When the answer was made, in Unix seconds.
+    created: u64,
+    /// The model that answered.
+    model: String,
+    /// The one choice.
+    choices: Vec<Choice>,
+    /// Token counts, when the gateway reports them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<CompletionUsage>,
+}
+
+/// The one choice of an answer.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct Choice {
+    /// Always 0.
+    index: u32,
+    /// The answer.
+    message: AssistantMessage,
+    /// Why generation stopped: `stop`, `length` or `content_filter`.
+    finish_reason: &'static str,
+    /// Always null: the gateway gives no log probabilities.
+    logprobs: Option<()>,
+}
+
+/// The model's message.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct AssistantMessage {
+    /// Always `assistant`.
+    role: &'static str,
+    /// The generated text.
+    content: String,
+    /// Always null.
+    refusal: Option<String>,
+}
+
+/// Token counts (OpenAI's field names).
+#[derive(Debug, Clone, Copy, Serialize, JsonSchema)]
+#[allow(clippy::struct_field_names)]
+pub(crate) struct CompletionUsage {
+    /// Tokens in the prompt.
+    prompt_tokens: u32,
+    /// Tokens in the answer.
+    completion_tokens: u32,
+    /// Sum of both.
+    total_tokens: u32,
+}
+
+/// One Server-Sent Event of a streamed answer.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "ChatCompletionChunk")]
+pub(crate) struct ChatCompletionChunk<'a> {
+    /// The same id on every chunk of an answer.
+    id: &'a str,
+    /// Always `chat.completion.chunk`.
+    object: &'static str,
+    /// The same time on every chunk, in Unix seconds.
+    created: u64,
+    /// The model that answered.
+    model: &'a str,
+    /// The choice's delta (empty on the usage chunk).
+    choices: Vec<ChunkChoice<'a>>,
+    /// Token counts, on the last chunk when `stream_options.include_usage` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    usage: Option<CompletionUsage>,
+}
+
+/// What one chunk adds to the choice.
+#[derive(Debug, Serialize, JsonSchema)]
+pub(crate) struct ChunkChoice<'a> {
+    /// Always 0.
+    index: u32,
+    /// The text added.
+    delta: Delta<'a>,
+    /// Set on the last chunk of the choice.
+    finish_reason: Option<&'static str>,
+}
+
+/// The text a chunk adds.
+#[derive(Debug, Default, Serialize, JsonSchema)]
+pub(crate) struct Delta<'a> {
+    /// `assistant`, on the first chunk.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    role: Option<&'static str>,
+    /// The text added.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    content: Option<&'a str>,
+}
+
+/// The routes, listed as models.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "ModelList")]
+pub(crate) struct ModelList {
+    /// Always `list`.
+    object: &'static str,
+    /// One entry per route.
+    data: Vec<ModelCard>,
+}
+
+/// A route, as a model.
+#[derive(Debug, Serialize, JsonSchema)]
+#[schemars(title = "Model")]
+pub(crate) struct ModelCard {
+    /// The route's name: the `model` to send.
+    id: String,
+    /// Always `model`.
+    object: &'static str,
+    /// When the sidecar started, in Unix seconds.
+    created: u64,
+    /// Always `genesys-router`.
+    owned_by: &'static str,
+}
+
+impl ModelCard {
+    /// The card of route `name`, served since `created`.
+    pub(crate) fn new(name: &str, created: u64) -> Self {
+        Self {
+            id: name.to_owned(),
+            object: "model",
+            created,
+            owned_by: "genesys-router",
+        }
+    }
+}
+
+impl ModelList {
+    /// The list of `cards`.
+    pub(crate) fn new(data: Vec<ModelCard>) -> Self {
+        Self {
+            object: "list",
+            data,
+        }
+    }
+}
+
+/// Now, in Unix seconds.
+pub(crate) fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
+}
+
+/// OpenAI's name for why the gateway stopped; a reason it does not know reads as `stop`.
+fn finish_reason(outcome: &RouteOutcome) -> &'static str {
+    match &outcome.response.finish_reason {
+        Some(FinishReason::Length) => "length",
+        Some(FinishReason::ContentFilter) => "content_filter",
+        Some(FinishReason::Stop | FinishReason::Other(_)) | None => "stop",
+    }
+}
+
+fn usage(outcome: &RouteOutcome) -> Option<CompletionUsage> {
+    outcome.response.usage.as_ref().map(|u| CompletionUsage {
+        prompt_tokens: u.prompt_tokens,
+        completion_tokens: u.completion_tokens,
+        total_tokens: u.total_tokens,
+    })
+}
+
+impl ChatCompletion {
+    /// The answer for `outcome`.
+    pub(crate) fn new(outcome: &RouteOutcome, created: u64) -> Self {
+        Self {
+            id: outcome.request_id.clone(),
+            object: "chat.completion",
+            created,
+            model: outcome.served_model.to_string(),
+            choices: vec![Choice {
+                index: 0,
+                message: AssistantMessage {
+                    role: "assistant",
+                    content: outcome.response.output.clone(),
+                    refusal: None,
+                },
+                finish_reason: finish_reason(outcome),
+                logprobs: None,
+            }],
+            usage: usage(outcome),
+        }
+    }
+}
+
+/// The whole event stream for `outcome`: a role chunk, the content in one chunk (the
+/// gateway answers whole), a finish chunk, a usage chunk if asked for, then `[DONE]`.
+pub(crate) fn event_stream(outcome: &RouteOutcome, created: u64, include_usage: bool) -> String {
+    let model = outcome.served_model.to_string();
+    let chunk = |delta, finish_reason| ChatCompletionChunk {
+        id: &outcome.request_id,
+        object: "chat.completion.chunk",
+        created,
+        model: &model,
+        choices: vec![ChunkChoice {
+            index: 0,
+            delta,
+            finish_reason,
+        }],
+        usage: None,
+    };
+    let mut chunks = vec![
+        chunk(
+            Delta {
+                role: Some("assistant"),
+                content: Some(""),
+            },
+            None,
+        ),
+        chunk(
+            Delta {
+                role: None,
+                content: Some(&outcome.response.output),
+            },
+            None,
+        ),
+        chunk(Delta::default(), Some(finish_reason(outcome))),
+    ];
+    if include_usage {
+        chunks.push(ChatCompletionChunk {
+            id: &outcome.request_id,
+            object: "chat.completion.chunk",
+            created,
+            model: &model,
+            choices: Vec::new(),
+            usage: Some(usage(outcome).unwrap_or(CompletionUsage {
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                total_tokens: 0,
+            })),
+        });
+    }
+    let mut events = String::new();
+    for chunk in &chunks {
+        events.push_str("data: ");
+        events.push_str(&serde_json::to_string(chunk).unwrap_or_default());
+        events.push_str("\n\n");
+    }
+    events.push_str("data: [DONE]\n\n");
+    events
+}

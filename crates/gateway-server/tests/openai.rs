@@ -1,0 +1,652 @@
+//! The OpenAI-compatible door, driven by a real third-party OpenAI client (`async-openai`)
+//! against a real sidecar backed by the simulator, with a real audit file.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use async_openai::Client;
+use async_openai::config::OpenAIConfig;
+use async_openai::error::OpenAIError;
+use async_openai::types::chat::{
+    ChatCompletionRequestMessage, ChatCompletionRequestMessageContentPartImage,
+    ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestUserMessageArgs,
+    ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
+    ChatCompletionStreamOptions, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
+    FinishReason, ImageUrl,
+};
+use bytes::Bytes;
+use futures_util::StreamExt;
+use gateway_auth::Credentials;
+use gateway_model::{
+    EnvironmentConfig, Outcome, RouteConfig, RouterConfig, SplitEntry, TemperatureMatrix,
+};
+use gateway_router::Router;
+use gateway_server::{ApiKeys, Sidecar, SidecarOptions};
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, SimHandle, Target};
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use hyper_util::client::legacy::Client as HttpClient;
+use hyper_util::rt::TokioExecutor;
+use serde_json::{Value, json};
+
+const KEY: &str = "k-openai-test";
+
+/// A sidecar with two routes: `reply` splits 50/50 between two models with the band
+/// 0.2..=0.8, `summarize` goes to one model.
+struct Door {
+    sim: SimHandle,
+    sidecar: Sidecar,
+    audit: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Door {
+    async fn start() -> Self {
+        let sim = Sim::builder().start().await.unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let audit = dir.path().join("audit.jsonl");
+        let reply = RouteConfig {
+            model: None,
+            split: vec![
+                SplitEntry {
+                    model: "model-gen-4".into(),
+                    weight: 50,
+                },
+                SplitEntry {
+                    model: "model-gen-5".into(),
+                    weight: 50,
+                },
+            ],
+            temperature: TemperatureMatrix {
+                low: 0.2,
+                default: 0.5,
+                high: 0.8,
+            },
+            ..RouteConfig::default()
+        };
+        let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
+            .with_route("reply", reply)
+            .with_route("summarize", RouteConfig::to_model("model-gen-4"));
+        config.audit.file = audit.clone();
+        config.retry.max_attempts = 1;
+        let router = Router::builder(config)
+            .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+            .build()
+            .await
+            .unwrap();
+        let options = SidecarOptions {
+            api_keys: ApiKeys::parse(KEY),
+            ..SidecarOptions::default()
+        };
+        let sidecar = Sidecar::start_with(router, None, "127.0.0.1:0".parse().unwrap(), options)
+            .await
+            .unwrap();
+        Self {
+            sim,
+            sidecar,
+            audit,
+            _dir: dir,
+        }
+    }
+
+    fn base_url(&self) -> String {
+        format!("http://{}/v1", self.sidecar.addr())
+    }
+
+    fn client(&self) -> Client<OpenAIConfig> {
+        self.client_with_key(KEY)
+    }
+
+    fn client_with_key(&self, key: &str) -> Client<OpenAIConfig> {
+        Client::with_config(
+            OpenAIConfig::new()
+                .with_api_base(self.base_url())
+                .with_api_key(key),
+        )
+    }
+
+    /// The JSON payloads the simulator received, in order.
+    fn payloads(&self) -> Vec<Value> {
+        self.sim
+            .prompt_requests()
+            .iter()
+            .map(|r| r.json().expect("a JSON payload"))
+            .collect()
+    }
+
+    /// Sends `body` as JSON to `path` with `headers`: the status, headers and JSON body.
+    async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Value>,
+    ) -> (StatusCode, http::HeaderMap, Value) {
+        let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+        let mut request = Request::builder()
+            .method(method)
+            .uri(format!("http://{}{path}", self.sidecar.addr()));
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
+        let response = client
+            .request(request.body(Full::new(body)).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let bytes = body.collect().await.unwrap().to_bytes();
+        let json = serde_json::from_slice(&bytes).unwrap_or(Value::Null);
+        (parts.status, parts.headers, json)
+    }
+
+    async fn shutdown(self) -> Vec<gateway_model::AuditEntry> {
+        self.sidecar.shutdown().await;
+        audit_entries(&self.audit)
+    }
+}
+
+fn audit_entries(path: &Path) -> Vec<gateway_model::AuditEntry> {
+    gateway_audit::read_jsonl(path).unwrap().entries
+}
+
+fn user(text: &str) -> ChatCompletionRequestMessage {
+    ChatCompletionRequestUserMessageArgs::default()
+        .content(text)
+        .build()
+        .unwrap()
+        .into()
+}
+
+fn system(text: &str) -> ChatCompletionRequestMessage {
+    ChatCompletionRequestSystemMessageArgs::default()
+        .content(text)
+        .build()
+        .unwrap()
+        .into()
+}
+
+fn conversation(model: &str) -> CreateChatCompletionRequestArgs {
+    let mut args = CreateChatCompletionRequestArgs::default();
+    args.model(model)
+        .messages([system("Be brief."), user("Where is my parcel?")])
+        .user("conversation-7f3a");
+    args
+}
+
+/// The API error of a refused call: status, `param`, `code`, `type`.
+fn api_error(
+    result: Result<impl std::fmt::Debug, OpenAIError>,
+) -> (u16, Option<String>, Option<String>, Option<String>) {
+    match result {
+        Err(OpenAIError::ApiError(e)) => (
+            e.status_code.as_u16(),
+            e.api_error.param,
+            e.api_error.code,
+            e.api_error.r#type,
+        ),
+        other => panic!("expected an API error, got {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_plain_completion_renders_the_conversation_and_answers_as_openai_does() {
+    let door = Door::start().await;
+    let request = conversation("reply").temperature(0.6).build().unwrap();
+    let answer = door.client().chat().create(request).await.unwrap();
+
+    let payloads = door.payloads();
+    assert_eq!(payloads.len(), 1);
+    let sent = &payloads[0];
+    assert_eq!(
+        sent["prompt"],
+        "System: Be brief.\n\nUser: Where is my parcel?"
+    );
+    assert_eq!(sent["parameters"]["temperature"], 0.6);
+    assert_eq!(answer.object, "chat.completion");
+    assert_eq!(
+        answer.model,
+        sent["modelId"].as_str().unwrap(),
+        "the served model"
+    );
+    let recorded = &door.sim.prompt_requests()[0];
+    assert_eq!(
+        Some(answer.id.as_str()),
+        recorded.header("x-genesys-request-id"),
+        "the id is the router's request id"
+    );
+    let choice = &answer.choices[0];
+    let content = choice.message.content.as_deref().unwrap();
+    assert!(content.contains("Where is my parcel?"), "{content}");
+    assert_eq!(choice.finish_reason, Some(FinishReason::Stop));
+    let usage = answer.usage.unwrap();
+    assert!(usage.prompt_tokens > 0 && usage.completion_tokens > 0);
+    assert_eq!(
+        usage.total_tokens,
+        usage.prompt_tokens + usage.completion_tokens
+    );
+
+    let entries = door.shutdown().await;
+    assert_eq!(entries.len(), 1);
+    assert_eq!(entries[0].outcome, Outcome::Success);
+    assert_eq!(entries[0].route, "reply");
+}
+
+#[tokio::test]
+async fn a_streamed_completion_reassembles_to_the_plain_answer_and_ends_with_usage() {
+    let door = Door::start().await;
+    let plain = door
+        .client()
+        .chat()
+        .create(conversation("reply").build().unwrap())
+        .await
+        .unwrap();
+
+    let request = conversation("reply")
+        .stream_options(ChatCompletionStreamOptions {
+            include_usage: Some(true),
+            include_obfuscation: None,
+        })
+        .build()
+        .unwrap();
+    let mut stream = door.client().chat().create_stream(request).await.unwrap();
+    let mut text = String::new();
+    let mut finish = None;
+    let mut usage = None;
+    let mut ids = BTreeSet::new();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.unwrap();
+        assert_eq!(chunk.model, plain.model);
+        ids.insert(chunk.id.clone());
+        for choice in &chunk.choices {
+            text.push_str(choice.delta.content.as_deref().unwrap_or_default());
+            finish = finish.or(choice.finish_reason);
+        }
+        usage = usage.or(chunk.usage);
+    }
+    assert_eq!(
+        Some(text.as_str()),
+        plain.choices[0].message.content.as_deref()
+    );
+    assert_eq!(finish, Some(FinishReason::Stop));
+    assert_eq!(ids.len(), 1, "every chunk carries the same id");
+    assert_eq!(usage, plain.usage, "the last chunk carries the usage");
+    door.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_routes_are_the_models() {
+    let door = Door::start().await;
+    let models = door.client().models().list().await.unwrap();
+    let ids: Vec<&str> = models.data.iter().map(|m| m.id.as_str()).collect();
+    assert_eq!(ids, ["reply", "summarize"]);
+    assert!(models.data.iter().all(|m| m.owned_by == "genesys-router"));
+    let one = door.client().models().retrieve("summarize").await.unwrap();
+    assert_eq!(one.id, "summarize");
+    let (status, param, code, _) = api_error(door.client().models().retrieve("nope").await);
+    assert_eq!(
+        (status, param.as_deref(), code.as_deref()),
+        (404, Some("model"), Some("model_not_found"))
+    );
+    door.shutdown().await;
+}
+
+#[tokio::test]
+async fn refused_requests_name_the_parameter_and_never_reach_the_gateway() {
+    let door = Door::start().await;
+    let client = door.client();
+    let image = ChatCompletionRequestUserMessageArgs::default()
+        .content(ChatCompletionRequestUserMessageContent::Array(vec![
+            ChatCompletionRequestUserMessageContentPart::ImageUrl(
+                ChatCompletionRequestMessageContentPartImage {
+                    image_url: ImageUrl {
+                        url: "https://example.invalid/a.png".into(),
+                        detail: None,
+                    },
+                    prompt_cache_breakpoint: None,
+                },
+            ),
+        ]))
+        .build()
+        .unwrap();
+    let two_halves = "x".repeat(3_995);
+    let cases: Vec<(&str, CreateChatCompletionRequest, u16, &str, &str)> = vec![
+        (
+            "an unknown model",
+            conversation("nope").build().unwrap(),
+            404,
+            "model",
+            "model_not_found",
+        ),
+        (
+            "a temperature outside the route's band",
+            conversation("reply").temperature(1.5).build().unwrap(),
+            400,
+            "temperature",
+            "out_of_range",
+        ),
+        (
+            "a prompt over 8,000 characters",
+            conversation("reply")
+                .messages([user(&"x".repeat(8_001))])
+                .build()
+                .unwrap(),
+            400,
+            "messages",
+            "context_length_exceeded",
+        ),
+        (
+            "two messages that fit alone but not rendered together",
+            conversation("reply")
+                .messages([user(&two_halves), user(&two_halves)])
+                .build()
+                .unwrap(),
+            400,
+            "messages",
+            "context_length_exceeded",
+        ),
+        (
+            "more than one choice",
+            conversation("reply").n(2).build().unwrap(),
+            400,
+            "n",
+            "unsupported_parameter",
+        ),
+        (
+            "an image part",
+            conversation("reply")
+                .messages([image.into()])
+                .build()
+                .unwrap(),
+            400,
+            "messages[0].content[0].type",
+            "unsupported_value",
+        ),
+        (
+            "a token limit above the route's cap",
+            conversation("reply")
+                .max_completion_tokens(100_000_u32)
+                .build()
+                .unwrap(),
+            400,
+            "max_completion_tokens",
+            "out_of_range",
+        ),
+    ];
+    for (what, request, status, param, code) in cases {
+        let (got_status, got_param, got_code, kind) =
+            api_error(client.chat().create(request).await);
+        assert_eq!(
+            (got_status, got_param.as_deref(), got_code.as_deref()),
+            (status, Some(param), Some(code)),
+            "{what}"
+        );
+        let expected_type = if status == 404 {
+            "not_found_error"
+        } else {
+            "invalid_request_error"
+        };
+        assert_eq!(kind.as_deref(), Some(expected_type), "{what}");
+    }
+    assert!(
+        door.payloads().is_empty(),
+        "nothing refused reached the gateway"
+    );
+    door.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_band_is_named_and_tuning_picks_the_routes_temperature() {
+    let door = Door::start().await;
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {KEY}"))],
+            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.9})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("0.2..=0.8"), "{message}");
+
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {KEY}"))],
+            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}], "temperature": 0.5, "tuning": "high"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["param"], "tuning");
+    assert_eq!(body["error"]["code"], "conflicting_parameters");
+    assert!(door.payloads().is_empty());
+
+    let (status, headers, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {KEY}")), ("x-request-id", "caller-7")],
+            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}], "tuning": "high"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(door.payloads()[0]["parameters"]["temperature"], 0.8);
+    assert_eq!(headers["x-genesys-router-route"], "reply");
+    assert_eq!(
+        headers["x-genesys-router-model"],
+        body["model"].as_str().unwrap()
+    );
+    assert_eq!(headers["x-genesys-router-fallbacks"], "0");
+    assert_eq!(headers["x-request-id"], "caller-7");
+    let entries = door.shutdown().await;
+    let answered: Vec<_> = entries
+        .iter()
+        .filter(|e| e.outcome == Outcome::Success)
+        .collect();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].caller_request_id.as_deref(), Some("caller-7"));
+}
+
+#[tokio::test]
+async fn the_same_user_always_reaches_the_same_model() {
+    let door = Door::start().await;
+    let client = door.client();
+    let mut served = BTreeSet::new();
+    for n in 0..8 {
+        let user = format!("conversation-{n}");
+        let mut models = BTreeSet::new();
+        for _ in 0..3 {
+            let request = conversation("reply").user(user.as_str()).build().unwrap();
+            models.insert(client.chat().create(request).await.unwrap().model);
+        }
+        assert_eq!(
+            models.len(),
+            1,
+            "{user} always reaches one model: {models:?}"
+        );
+        served.extend(models);
+    }
+    assert_eq!(
+        served.len(),
+        2,
+        "different users reach both models of the split"
+    );
+
+    // An `X-Sticky-Key` header wins over `user`.
+    let keyed = Client::with_config(
+        OpenAIConfig::new()
+            .with_api_base(door.base_url())
+            .with_api_key(KEY)
+            .with_header("x-sticky-key", "conversation-0")
+            .unwrap(),
+    );
+    let by_user = client
+        .chat()
+        .create(
+            conversation("reply")
+                .user("conversation-0")
+                .build()
+                .unwrap(),
+        )
+        .await
+        .unwrap()
+        .model;
+    for n in 1..4 {
+        let request = conversation("reply")
+            .user(format!("someone-{n}"))
+            .build()
+            .unwrap();
+        assert_eq!(keyed.chat().create(request).await.unwrap().model, by_user);
+    }
+    door.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_missing_or_wrong_api_key_is_an_openai_authentication_error() {
+    let door = Door::start().await;
+    let (status, _, code, kind) = api_error(
+        door.client_with_key("k-wrong")
+            .chat()
+            .create(conversation("reply").build().unwrap())
+            .await,
+    );
+    assert_eq!(status, 401);
+    assert_eq!(code.as_deref(), Some("invalid_api_key"));
+    assert_eq!(kind.as_deref(), Some("authentication_error"));
+    let (status, ..) = api_error(door.client_with_key("k-wrong").models().list().await);
+    assert_eq!(status, 401, "the models list is behind the keys too");
+
+    let (status, headers, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[],
+            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    assert_eq!(headers["www-authenticate"], "Bearer");
+    assert_eq!(body["error"]["type"], "authentication_error");
+    assert!(body["error"].as_object().unwrap().contains_key("param"));
+    assert!(door.payloads().is_empty());
+    door.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_doors_own_errors_keep_openais_shape() {
+    let door = Door::start().await;
+    let auth = format!("Bearer {KEY}");
+    let (status, headers, body) = door
+        .raw(
+            Method::GET,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(headers["allow"], "POST");
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/embeddings",
+            &[("authorization", &auth)],
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    assert_eq!(body["error"]["code"], "unknown_url");
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!([1])),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+
+    // Every model refusing on policy is OpenAI's content policy error.
+    door.sim
+        .script(Target::model("model-gen-4"), [Scripted::PolicyViolation]);
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "content_policy_violation");
+
+    // Every model rate limited is a 429 with Retry-After.
+    door.sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 429,
+            code: None,
+        }],
+    );
+    let (status, headers, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert_eq!(body["error"]["type"], "rate_limit_error");
+    assert!(headers.contains_key("retry-after"));
+    door.shutdown().await;
+}
+
+#[tokio::test]
+async fn a_client_that_drops_a_stream_still_leaves_an_audit_entry() {
+    let door = Door::start().await;
+    // Dropped after the first chunk.
+    let mut stream = door
+        .client()
+        .chat()
+        .create_stream(conversation("reply").build().unwrap())
+        .await
+        .unwrap();
+    assert!(stream.next().await.unwrap().is_ok());
+    drop(stream);
+
+    // Dropped while the call is still at the gateway, before the first byte.
+    door.sim
+        .script(Target::model("model-gen-4"), [Scripted::Delay { ms: 300 }]);
+    let url = format!("http://{}/v1/chat/completions", door.sidecar.addr());
+    let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let request = Request::post(url)
+        .header("authorization", format!("Bearer {KEY}"))
+        .body(Full::new(Bytes::from(
+            json!({"model": "summarize", "stream": true, "messages": [{"role": "user", "content": "hi"}]}).to_string(),
+        )))
+        .unwrap();
+    let waiting = tokio::spawn(async move { client.request(request).await });
+    // Wait (bounded) for the call to reach the simulator, then hang up.
+    let mut reached = false;
+    for _ in 0..100_000 {
+        if door.sim.prompt_requests().len() == 2 {
+            reached = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(reached, "the second call reached the simulator");
+    waiting.abort();
+
+    let entries = door.shutdown().await;
+    assert_eq!(entries.len(), 2, "both calls are audited");
+    assert!(
+        entries.iter().all(|e| e.outcome == Outcome::Success),
+        "{entries:?}"
+    );
+}
