@@ -570,6 +570,19 @@ async fn the_doors_own_errors_keep_openais_shape() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(body["error"]["type"], "invalid_request_error");
 
+    let huge = json!({"model": "summarize", "messages": [{"role": "user", "content": "x".repeat(1_100_000)}]});
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(huge),
+        )
+        .await;
+    assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(body["error"]["type"], "invalid_request_error");
+    assert_eq!(body["error"]["code"], "request_too_large");
+
     // Every model refusing on policy is OpenAI's content policy error.
     door.sim
         .script(Target::model("model-gen-4"), [Scripted::PolicyViolation]);
