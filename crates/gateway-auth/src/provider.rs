@@ -521,6 +521,12 @@ impl TokenSource for ClientCredentials {
         Box::pin(async move { self.current_token().await.map_err(TokenError::from) })
     }
 
+    fn valid_for(&self, token: &AccessToken) -> Option<Duration> {
+        self.cached()
+            .filter(|c| c.token.same_as(token))
+            .map(|c| c.usable_until.saturating_duration_since(Instant::now()))
+    }
+
     fn invalidate(&self, token: &AccessToken) {
         let mut cache = self
             .inner

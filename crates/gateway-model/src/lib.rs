@@ -57,9 +57,10 @@ pub use audit::{AuditEntry, ModelAttempt, Outcome};
 pub use config::{
     AuditConfig, CircuitBreakerConfig, CredentialsConfig, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN, ENV_VAR_PATTERN, Endpoints,
-    EnvironmentConfig, FsyncPolicy, LimitsConfig, MAX_CLIENT_ID_CHARS, MAX_ROUTE_NAME_CHARS,
-    MAX_SPLIT_ENTRIES, MAX_SPLIT_WEIGHT, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig,
-    RouteConfig, RouterConfig, ServerConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
+    EnvironmentConfig, FleetConfig, FsyncPolicy, KEY_PREFIX_PATTERN, LimitsConfig,
+    MAX_CLIENT_ID_CHARS, MAX_KEY_PREFIX_CHARS, MAX_ROUTE_NAME_CHARS, MAX_SPLIT_ENTRIES,
+    MAX_SPLIT_WEIGHT, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig, RouteConfig, RouterConfig,
+    ServerConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
 };
 pub use error_body::{
     CODE_AUTHENTICATION_REQUIRED, CODE_BAD_CREDENTIALS, CODE_BAD_REQUEST, CODE_MISSING_PERMISSIONS,

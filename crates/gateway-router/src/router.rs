@@ -164,10 +164,15 @@ impl std::fmt::Debug for Router {
 pub struct RouterBuilder {
     config: RouterConfig,
     tokens: Option<Arc<dyn TokenSource>>,
+    token_layer: Option<TokenLayer>,
+    rate_budget: Option<Arc<dyn gateway_transport::RateBudget>>,
     credentials: Option<Credentials>,
     audit: AuditChoice,
     transport: Option<TransportConfig>,
 }
+
+/// Wraps the router's token source (a fleet shares its tokens, say).
+type TokenLayer = Box<dyn FnOnce(Arc<dyn TokenSource>) -> Arc<dyn TokenSource> + Send>;
 
 /// Where a router's audit entries go.
 enum AuditChoice {
@@ -196,6 +201,23 @@ impl RouterBuilder {
     /// Like [`RouterBuilder::token_source`], for a source shared with other code.
     pub fn shared_token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
         self.tokens = Some(source);
+        self
+    }
+
+    /// Wraps the token source the router would use (its own OAuth client, or the one
+    /// given) in `layer`: `gateway-fleet` shares one token across replicas this way.
+    pub fn token_layer(
+        mut self,
+        layer: impl FnOnce(Arc<dyn TokenSource>) -> Arc<dyn TokenSource> + Send + 'static,
+    ) -> Self {
+        self.token_layer = Some(Box::new(layer));
+        self
+    }
+
+    /// Paces calls by `budget` instead of `[limits] requests_per_minute` (a fleet's shared
+    /// budget, say).
+    pub fn rate_budget(mut self, budget: Arc<dyn gateway_transport::RateBudget>) -> Self {
+        self.rate_budget = Some(budget);
         self
     }
 
@@ -252,7 +274,14 @@ impl RouterBuilder {
                 Arc::new(provider)
             }
         };
-        let transport = bare.with_shared_token_source(Arc::clone(&tokens));
+        let tokens = match self.token_layer {
+            Some(layer) => layer(tokens),
+            None => tokens,
+        };
+        let mut transport = bare.with_shared_token_source(Arc::clone(&tokens));
+        if let Some(budget) = self.rate_budget {
+            transport = transport.with_rate_budget(budget);
+        }
         let audit = match self.audit {
             AuditChoice::Sink(sink) => Some(sink),
             AuditChoice::Off => None,
@@ -367,6 +396,8 @@ impl Router {
         RouterBuilder {
             config,
             tokens: None,
+            token_layer: None,
+            rate_budget: None,
             credentials: None,
             audit: AuditChoice::FromConfig,
             transport: None,

@@ -77,6 +77,6 @@ pub use exporter::{
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{
     AuditCounters, AuditEvent, InFlightGuard, ModelMetrics, RetryReason, audit_event, build_info,
-    describe, fallback, http_request, limiter_wait, token_refresh,
+    describe, fallback, fleet_degraded_gauge, http_request, limiter_wait, token_refresh,
 };
 pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};

@@ -30,6 +30,8 @@ pub const HTTP_REQUESTS_TOTAL: &str = "genesys_router_http_requests_total";
 pub const HTTP_REQUEST_DURATION_SECONDS: &str = "genesys_router_http_request_duration_seconds";
 /// Gauge: always 1, labels `version` (the crate version) and `service`.
 pub const BUILD_INFO: &str = "genesys_router_build_info";
+/// Gauge: 1 while a fleet replica runs on local state because Redis cannot be reached.
+pub const FLEET_DEGRADED: &str = "genesys_router_fleet_degraded";
 
 /// Label key naming the model.
 pub const LABEL_MODEL: &str = "model";

@@ -8,7 +8,7 @@ use gateway_model::Outcome;
 use metrics::{Counter, Gauge, Histogram, Unit};
 
 use crate::metric_names::{
-    ATTEMPTS_TOTAL, AUDIT_ENTRIES_TOTAL, BUILD_INFO, FALLBACKS_TOTAL,
+    ATTEMPTS_TOTAL, AUDIT_ENTRIES_TOTAL, BUILD_INFO, FALLBACKS_TOTAL, FLEET_DEGRADED,
     HTTP_REQUEST_DURATION_SECONDS, HTTP_REQUESTS_TOTAL, IN_FLIGHT_REQUESTS, LABEL_EVENT,
     LABEL_FROM, LABEL_KIND, LABEL_MODEL, LABEL_OUTCOME, LABEL_PATH, LABEL_REASON, LABEL_RESULT,
     LABEL_STATUS, LABEL_TO, LABEL_VERSION, LIMITER_WAIT_SECONDS, OVERHEAD_SECONDS,
@@ -213,6 +213,10 @@ pub fn describe() {
         BUILD_INFO,
         "Always 1; labels name the version and the service."
     );
+    describe_gauge!(
+        FLEET_DEGRADED,
+        "1 while this fleet replica runs on local state (Redis unreachable), else 0."
+    );
     describe_counter!(
         AUDIT_ENTRIES_TOTAL,
         Unit::Count,
@@ -415,6 +419,14 @@ pub fn http_request(path: &str, status: u16, duration: Duration) {
         .increment(1);
     metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, LABEL_PATH => path.to_owned())
         .record(duration.as_secs_f64());
+}
+
+/// The fleet-degraded gauge (1 while Redis cannot be reached), bound to the recorder
+/// current now; it starts at 0.
+pub fn fleet_degraded_gauge() -> Gauge {
+    let gauge = metrics::gauge!(FLEET_DEGRADED);
+    gauge.set(0.0);
+    gauge
 }
 
 /// Sets the `build_info` gauge for `service` at `version` (once, at start).

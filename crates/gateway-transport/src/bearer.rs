@@ -106,6 +106,13 @@ pub trait TokenSource: Send + Sync + 'static {
     /// Reports that the server refused `token` (a 401); the next [`TokenSource::token`]
     /// must not return it. Called at most once per call, so a bad token cannot loop.
     fn invalidate(&self, token: &AccessToken);
+
+    /// How much longer `token` stays usable, if this source knows (a fleet caches a
+    /// shared token for that long).
+    fn valid_for(&self, token: &AccessToken) -> Option<std::time::Duration> {
+        let _ = token;
+        None
+    }
 }
 
 /// A token source that always returns the same token (for tests, or tokens obtained elsewhere).

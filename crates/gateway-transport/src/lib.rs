@@ -14,6 +14,9 @@
 //!   every attempt, error bodies drained before retrying, a 401 answered by refreshing the
 //!   token once through the [`TokenSource`] hook, and `inin-ratelimit-*` headers honoured
 //!   (no request is sent into a spent rate limit).
+//! - [`RateBudget`]: the pace an OAuth client may send at (`[limits]
+//!   requests_per_minute`), shared by every call; [`LocalRateBudget`] is one process's,
+//!   `gateway-fleet` shares one through Redis.
 //!
 //! ```
 //! use std::time::Duration;
@@ -34,6 +37,7 @@ mod client;
 pub mod clock;
 mod error;
 mod limiter;
+mod rate_budget;
 mod retry;
 mod transport;
 
@@ -42,6 +46,7 @@ pub use budget::RetryBudget;
 pub use client::{ClientOptions, Exchange, HttpClient};
 pub use error::{CallStats, ErrorKind, TransportError};
 pub use limiter::{Limiter, LimiterTimeout, Permit};
+pub use rate_budget::{Gcra, LocalRateBudget, RateBudget};
 pub use retry::{
     Disposition, RETRY_AFTER_CEILING, RetryPolicy, RetryReason, Wait, parse_retry_after,
 };

@@ -18,6 +18,7 @@ use crate::budget::RetryBudget;
 use crate::client::{ClientOptions, Exchange, HttpClient};
 use crate::error::{CallStats, ErrorKind, TransportError};
 use crate::limiter::{Limiter, Permit};
+use crate::rate_budget::{LocalRateBudget, RateBudget};
 use crate::retry::{Disposition, RetryPolicy, RetryReason, Wait, parse_retry_after};
 
 /// The idempotency key header: one value per logical call, the same on every attempt.
@@ -53,6 +54,10 @@ pub struct TransportConfig {
     pub budget_min_per_sec: u32,
     /// The `User-Agent` sent.
     pub user_agent: String,
+    /// Requests per minute the OAuth client may send (`None`: not paced).
+    pub requests_per_minute: Option<u32>,
+    /// The pace's burst.
+    pub rate_burst: u32,
 }
 
 impl TransportConfig {
@@ -106,6 +111,8 @@ impl TransportConfig {
             budget_ratio: retry.budget_ratio,
             budget_min_per_sec: retry.budget_min_per_s,
             user_agent: format!("genesys-router/{}", env!("CARGO_PKG_VERSION")),
+            requests_per_minute: limits.requests_per_minute,
+            rate_burst: limits.rate_burst,
         }
     }
 }
@@ -299,6 +306,7 @@ struct Inner {
     budget: RetryBudget,
     pacing: Mutex<Pacing>,
     tokens: Option<Arc<dyn TokenSource>>,
+    rate: Option<Arc<dyn RateBudget>>,
     config: TransportConfig,
     user_agent: HeaderValue,
 }
@@ -328,6 +336,10 @@ impl Transport {
                 budget: RetryBudget::new(config.budget_ratio, config.budget_min_per_sec),
                 pacing: Mutex::new(Pacing::default()),
                 tokens: None,
+                rate: config.requests_per_minute.map(|per_minute| {
+                    Arc::new(LocalRateBudget::new(per_minute, config.rate_burst))
+                        as Arc<dyn RateBudget>
+                }),
                 client,
                 config,
                 user_agent,
@@ -344,6 +356,27 @@ impl Transport {
     /// Like [`Transport::with_token_source`], for a source shared with other code.
     #[must_use]
     pub fn with_shared_token_source(self, source: Arc<dyn TokenSource>) -> Self {
+        self.rebuilt(Some(source), self.inner.rate.clone())
+    }
+
+    /// Paces requests by `budget` (a fleet's shared one, say) instead of the configured
+    /// `requests_per_minute`.
+    #[must_use]
+    pub fn with_rate_budget(self, budget: Arc<dyn RateBudget>) -> Self {
+        self.rebuilt(self.inner.tokens.clone(), Some(budget))
+    }
+
+    /// The pace requests keep, if any.
+    pub fn rate_budget(&self) -> Option<&Arc<dyn RateBudget>> {
+        self.inner.rate.as_ref()
+    }
+
+    /// The same client and limiter with these hooks (and a fresh retry budget).
+    fn rebuilt(
+        &self,
+        tokens: Option<Arc<dyn TokenSource>>,
+        rate: Option<Arc<dyn RateBudget>>,
+    ) -> Self {
         let inner = Inner {
             client: self.inner.client.clone(),
             limiter: self.inner.limiter.clone(),
@@ -352,7 +385,8 @@ impl Transport {
                 self.inner.config.budget_min_per_sec,
             ),
             pacing: Mutex::new(Pacing::default()),
-            tokens: Some(source),
+            tokens,
+            rate,
             config: self.inner.config.clone(),
             user_agent: self.inner.user_agent.clone(),
         };
@@ -424,6 +458,7 @@ impl Transport {
         };
         loop {
             self.pace(deadline, stats).await?;
+            self.keep_rate(deadline, stats).await?;
             // The token first, bounded by the deadline, so no slot is held while waiting for it.
             let token = match &inner.tokens {
                 Some(source) => match tokio::time::timeout_at(deadline, source.token()).await {
@@ -527,6 +562,9 @@ impl Transport {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, SystemTime::now()));
                 let failure = if reason == RetryReason::RateLimited {
+                    if let Some(after) = retry_after {
+                        self.pause_rate(after.min(self.inner.config.retry.max_retry_after));
+                    }
                     ErrorKind::RateLimited {
                         retry_after,
                         over_cap: false,
@@ -568,6 +606,31 @@ impl Transport {
         Ok(())
     }
 
+    /// Waits for a slot of the rate budget, if one is set and the slot comes before the
+    /// deadline.
+    async fn keep_rate(&self, deadline: Instant, stats: &mut CallStats) -> Result<(), ErrorKind> {
+        let Some(rate) = &self.inner.rate else {
+            return Ok(());
+        };
+        let max_wait = deadline.saturating_duration_since(Instant::now());
+        match rate.reserve(max_wait).await {
+            Ok(wait) if wait.is_zero() => Ok(()),
+            Ok(wait) => {
+                stats.backoff += wait;
+                tokio::time::sleep(wait.min(max_wait)).await;
+                Ok(())
+            }
+            Err(wait) => Err(ErrorKind::Paced { wait }),
+        }
+    }
+
+    /// Tells the rate budget that the gateway asked for a pause.
+    fn pause_rate(&self, wait: Duration) {
+        if let Some(rate) = &self.inner.rate {
+            rate.pause(wait);
+        }
+    }
+
     /// Remembers a spent rate limit (`count >= allowed`) so that no request is sent
     /// before it resets.
     fn observe_rate_limit(&self, headers: &HeaderMap) {
@@ -583,6 +646,7 @@ impl Transport {
         if count >= allowed && reset > 0 {
             // The header is hostile: its wait is capped before it meets the clock.
             let wait = Duration::from_secs(reset).min(self.inner.config.retry.max_retry_after);
+            self.pause_rate(wait);
             let until = crate::clock::from_now(wait);
             let mut pacing = self
                 .inner

@@ -23,6 +23,13 @@ pub struct LimitsConfig {
     pub connect_timeout_ms: u64,
     /// Largest response body accepted.
     pub max_response_bytes: u64,
+    /// Requests per minute this OAuth client may send (Genesys limits each client);
+    /// calls are paced within their deadline instead of being sent into 429s. Unset: no
+    /// pacing beyond what the gateway's own `inin-ratelimit-*` headers ask for.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub requests_per_minute: Option<u32>,
+    /// How many requests beyond the steady pace may go at once (the pacer's burst).
+    pub rate_burst: u32,
 }
 
 impl Default for LimitsConfig {
@@ -34,6 +41,8 @@ impl Default for LimitsConfig {
             deadline_ms: 90_000,
             connect_timeout_ms: 5_000,
             max_response_bytes: 4 * 1024 * 1024,
+            requests_per_minute: None,
+            rate_burst: 5,
         }
     }
 }
@@ -46,6 +55,8 @@ impl Bounded for LimitsConfig {
         bounds::int!(deadline_ms, 1, 3_600_000),
         bounds::int!(connect_timeout_ms, 1, 600_000),
         bounds::int!(max_response_bytes, 1024, 67_108_864),
+        bounds::int!(requests_per_minute, 1, 6_000_000),
+        bounds::int!(rate_burst, 0, 100_000),
     ];
 }
 

@@ -8,6 +8,7 @@ mod audit;
 mod circuit_breaker;
 mod credentials;
 mod environment;
+mod fleet;
 mod limits;
 mod metrics;
 mod retry;
@@ -26,6 +27,7 @@ pub use credentials::{CredentialsConfig, ENV_VAR_PATTERN, MAX_CLIENT_ID_CHARS};
 pub use environment::{
     DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN, Endpoints, EnvironmentConfig,
 };
+pub use fleet::{FleetConfig, KEY_PREFIX_PATTERN, MAX_KEY_PREFIX_CHARS};
 pub use limits::LimitsConfig;
 pub use metrics::MetricsConfig;
 pub use retry::RetryConfig;
@@ -103,6 +105,10 @@ pub struct RouterConfig {
     /// TLS trust.
     #[serde(default)]
     pub tls: TlsConfig,
+    /// Fleet mode: replicas sharing one token, rate budget and circuits through Redis.
+    /// Absent: nothing connects to Redis.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fleet: Option<FleetConfig>,
 }
 
 impl Validate for RouterConfig {
@@ -127,6 +133,9 @@ impl Validate for RouterConfig {
             .collect_violations(&at.key("circuit_breaker"), out);
         self.audit.collect_violations(&at.key("audit"), out);
         self.metrics.collect_violations(&at.key("metrics"), out);
+        if let Some(fleet) = &self.fleet {
+            fleet.collect_violations(&at.key("fleet"), out);
+        }
     }
 }
 
@@ -144,6 +153,7 @@ impl RouterConfig {
             audit: AuditConfig::default(),
             metrics: MetricsConfig::default(),
             tls: TlsConfig::default(),
+            fleet: None,
         }
     }
 

@@ -1,0 +1,21 @@
+//! Why a fleet could not be set up. Never carries the Redis URL (it may hold a password).
+
+/// A fleet set-up failure.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum FleetError {
+    /// The env var that should hold the Redis URL is not set.
+    #[error("[fleet] redis_url_env: the env var `{env}` is not set")]
+    UrlEnvUnset {
+        /// The env var's name.
+        env: String,
+    },
+    /// The Redis URL cannot be used (the URL itself is not repeated: it may hold a password).
+    #[error(
+        "[fleet] the Redis URL is not usable ({kind}); it must be redis://host:port or rediss://host:port"
+    )]
+    Url {
+        /// What was wrong, without the URL.
+        kind: String,
+    },
+}

@@ -1,0 +1,115 @@
+//! Fleet mode: several router replicas act as one Genesys Cloud OAuth client, sharing
+//! state through Redis (or Valkey: the same protocol).
+//!
+//! - **One token** ([`Fleet::tokens`]): the access token and its expiry are cached in
+//!   Redis; one replica fetches while the others wait for it, under a lock with a
+//!   timeout (a crashed fetcher blocks nobody for longer than `token_lock_ms`). A 401
+//!   refresh goes through the same lock, so the fleet fetches once. Whoever can read the
+//!   keys can use the token: protect them with Redis ACLs and TLS (`rediss://`).
+//! - **One rate budget** ([`Fleet::rate_budget`]): `[limits] requests_per_minute` as one
+//!   GCRA cell in Redis, updated atomically by a Lua script on Redis' own clock; a 429 or
+//!   a spent `inin-ratelimit-*` window seen by one replica pauses all of them.
+//! - **Redis down**: every command is bounded by `command_timeout_ms`; on failure the
+//!   replica uses local state (its own token, a local pace of `requests_per_minute /
+//!   replicas`), sets the `genesys_router_fleet_degraded` gauge to 1 and warns once,
+//!   tries Redis again at most once a second, and rejoins by itself.
+//!
+//! A router takes the fleet through its builder (`gateway-fleet` depends on the
+//! transport, never on the router):
+//!
+//! ```no_run
+//! # async fn run(config: gateway_model::RouterConfig) -> Result<(), Box<dyn std::error::Error>> {
+//! let mut builder = gateway_router::Router::builder(config.clone());
+//! if let Some(fleet) = gateway_fleet::Fleet::from_config(&config)? {
+//!     let tokens = fleet.clone();
+//!     builder = builder.token_layer(move |local| tokens.tokens(local));
+//!     if let Some(budget) = fleet.rate_budget() {
+//!         builder = builder.rate_budget(budget);
+//!     }
+//! }
+//! let router = builder.build().await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+mod health;
+mod rate;
+mod redis_link;
+mod tokens;
+
+use std::sync::Arc;
+
+use gateway_model::{FleetConfig, LimitsConfig, RouterConfig};
+use gateway_transport::{RateBudget, TokenSource};
+
+pub use error::FleetError;
+
+use redis_link::RedisLink;
+
+/// A replica's handle on the fleet's shared state. Cheap to clone.
+#[derive(Clone)]
+pub struct Fleet {
+    link: Arc<RedisLink>,
+    limits: LimitsConfig,
+    replicas: u32,
+}
+
+impl std::fmt::Debug for Fleet {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Fleet")
+            .field("key_prefix", &self.link.prefix())
+            .field("degraded", &self.is_degraded())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Fleet {
+    /// The fleet a config's `[fleet]` section describes, reading the Redis URL from the
+    /// env var it names; `None` without a `[fleet]` section (nothing connects then).
+    pub fn from_config(config: &RouterConfig) -> Result<Option<Self>, FleetError> {
+        let Some(fleet) = &config.fleet else {
+            return Ok(None);
+        };
+        let url = std::env::var(&fleet.redis_url_env).map_err(|_| FleetError::UrlEnvUnset {
+            env: fleet.redis_url_env.clone(),
+        })?;
+        Self::connect(&url, fleet, &config.limits).map(Some)
+    }
+
+    /// A fleet on the Redis at `url` (`redis://` or `rediss://`). Connects lazily: a
+    /// Redis that is down now is a degraded fleet, not an error.
+    pub fn connect(
+        url: &str,
+        fleet: &FleetConfig,
+        limits: &LimitsConfig,
+    ) -> Result<Self, FleetError> {
+        Ok(Self {
+            link: Arc::new(RedisLink::open(url, fleet)?),
+            limits: limits.clone(),
+            replicas: fleet.replicas.max(1),
+        })
+    }
+
+    /// A token source giving every replica the fleet's one token; `local` fetches it
+    /// (and stands in while Redis is down).
+    pub fn tokens(&self, local: Arc<dyn TokenSource>) -> Arc<dyn TokenSource> {
+        Arc::new(tokens::FleetTokens::new(Arc::clone(&self.link), local))
+    }
+
+    /// The fleet's shared pace, if `[limits] requests_per_minute` is set.
+    pub fn rate_budget(&self) -> Option<Arc<dyn RateBudget>> {
+        let per_minute = self.limits.requests_per_minute?;
+        let budget = rate::FleetRate::new(
+            Arc::clone(&self.link),
+            per_minute,
+            self.limits.rate_burst,
+            self.replicas,
+        );
+        Some(Arc::new(budget))
+    }
+
+    /// Whether this replica runs on local state because Redis cannot be reached.
+    pub fn is_degraded(&self) -> bool {
+        self.link.health().is_degraded()
+    }
+}

@@ -1,0 +1,132 @@
+//! The replica's connection to Redis: lazy, reconnecting, every command bounded.
+
+use std::time::Duration;
+
+use gateway_model::FleetConfig;
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{FromRedisValue, Script};
+
+use crate::error::FleetError;
+use crate::health::Health;
+
+/// Why a command gave no answer.
+#[derive(Debug)]
+pub(crate) enum Unavailable {
+    /// Redis is known to be down; it was not asked.
+    Skipped,
+    /// Redis failed or did not answer in time.
+    Failed,
+}
+
+/// The link to Redis.
+pub(crate) struct RedisLink {
+    manager: ConnectionManager,
+    prefix: String,
+    timeout: Duration,
+    token_lock: Duration,
+    health: Health,
+}
+
+impl RedisLink {
+    /// A lazy link to `url`; nothing is sent until the first command.
+    pub(crate) fn open(url: &str, config: &FleetConfig) -> Result<Self, FleetError> {
+        let client = redis::Client::open(url).map_err(|e| FleetError::Url {
+            kind: format!("{:?}", e.kind()),
+        })?;
+        let timeout = config.command_timeout();
+        let manager_config = ConnectionManagerConfig::new()
+            .set_connection_timeout(Some(timeout))
+            .set_response_timeout(Some(timeout))
+            .set_number_of_retries(1)
+            .set_max_delay(Duration::from_millis(500));
+        let manager =
+            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| {
+                FleetError::Url {
+                    kind: format!("{:?}", e.kind()),
+                }
+            })?;
+        Ok(Self {
+            manager,
+            prefix: config.key_prefix.clone(),
+            timeout,
+            token_lock: config.token_lock(),
+            health: Health::new(),
+        })
+    }
+
+    /// The key prefix.
+    pub(crate) fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// `prefix:name`.
+    pub(crate) fn key(&self, name: &str) -> String {
+        format!("{}:{name}", self.prefix)
+    }
+
+    /// How long the token-fetch lock is held at most.
+    pub(crate) fn token_lock(&self) -> Duration {
+        self.token_lock
+    }
+
+    /// The link's health.
+    pub(crate) fn health(&self) -> &Health {
+        &self.health
+    }
+
+    /// Runs `cmd` within the command timeout.
+    pub(crate) async fn query<T: FromRedisValue>(
+        &self,
+        cmd: &redis::Cmd,
+    ) -> Result<T, Unavailable> {
+        if !self.health.may_try() {
+            return Err(Unavailable::Skipped);
+        }
+        let mut connection = self.manager.clone();
+        self.settle(tokio::time::timeout(self.timeout, cmd.query_async(&mut connection)).await)
+    }
+
+    /// Runs `script` with `keys` and `args` within the command timeout.
+    pub(crate) async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: &[String],
+    ) -> Result<T, Unavailable> {
+        if !self.health.may_try() {
+            return Err(Unavailable::Skipped);
+        }
+        let mut invocation = script.prepare_invoke();
+        for key in keys {
+            invocation.key(*key);
+        }
+        for arg in args {
+            invocation.arg(arg.as_str());
+        }
+        let mut connection = self.manager.clone();
+        self.settle(
+            tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await,
+        )
+    }
+
+    fn settle<T>(
+        &self,
+        answer: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+    ) -> Result<T, Unavailable> {
+        match answer {
+            Ok(Ok(value)) => {
+                self.health.succeeded();
+                Ok(value)
+            }
+            Ok(Err(e)) => {
+                // The error's kind and category only: its text may name the server.
+                self.health.failed(&format!("{:?}", e.kind()));
+                Err(Unavailable::Failed)
+            }
+            Err(_) => {
+                self.health.failed("a command timed out");
+                Err(Unavailable::Failed)
+            }
+        }
+    }
+}

@@ -1,0 +1,169 @@
+//! A real `redis-server` on a free loopback port, and routers that share it.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+
+use gateway_fleet::Fleet;
+use gateway_model::{EnvironmentConfig, FleetConfig, RouteConfig, RouterConfig};
+use gateway_router::Router;
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SimHandle};
+
+/// A `redis-server` child process, killed on drop.
+pub struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+impl RedisServer {
+    /// Starts one on a free port. Without `redis-server` on PATH this returns `None`
+    /// (the test then says so and passes), except under CI (`CI` set), where it fails.
+    pub fn start() -> Option<Self> {
+        if Command::new("redis-server")
+            .arg("--version")
+            .output()
+            .is_err()
+        {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "redis-server is not on PATH: .ci/run installs it (Debian package redis-server)"
+            );
+            eprintln!("skipped: redis-server is not on PATH (install the redis-server package)");
+            return None;
+        }
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .map(|a| a.port())
+            .expect("a free port");
+        let mut server = Self {
+            child: None,
+            port,
+            dir: tempfile::tempdir().expect("a temp dir"),
+        };
+        server.restart();
+        Some(server)
+    }
+
+    /// The URL to connect to.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Kills the server (the fleet then runs degraded).
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// Starts the server again on the same port, empty, and returns once it accepts
+    /// connections (it says so on its log).
+    pub fn restart(&mut self) {
+        self.kill();
+        let mut child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts");
+        let stdout = child.stdout.take().expect("its log");
+        let mut lines = BufReader::new(stdout).lines();
+        let ready = lines.any(|line| line.is_ok_and(|l| l.contains("Ready to accept connections")));
+        assert!(ready, "redis-server did not become ready");
+        // Keep reading its log so it never blocks on a full pipe.
+        std::thread::spawn(move || for _ in lines {});
+        self.child = Some(child);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A fleet config under a prefix of the test's own.
+pub fn fleet_config(prefix: &str, replicas: u32) -> FleetConfig {
+    FleetConfig {
+        key_prefix: prefix.to_owned(),
+        replicas,
+        command_timeout_ms: 200,
+        ..FleetConfig::default()
+    }
+}
+
+/// A router config for the simulator: one route, `reply`, to `model-gen-4`.
+pub fn router_config(sim: &SimHandle) -> RouterConfig {
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
+        .with_route("reply", RouteConfig::to_model("model-gen-4"));
+    config.audit.enabled = false;
+    config
+}
+
+/// The fleet handle a replica with `config` uses on `redis`.
+pub fn fleet(config: &RouterConfig, redis_url: &str) -> Fleet {
+    let fleet_config = config.fleet.clone().expect("a [fleet] section");
+    Fleet::connect(redis_url, &fleet_config, &config.limits).unwrap()
+}
+
+/// A router in the fleet on `redis`, and its fleet handle.
+pub async fn replica(config: &RouterConfig, redis_url: &str) -> (Router, Fleet) {
+    let fleet = fleet(config, redis_url);
+    let router = with_fleet(Router::builder(config.clone()), &fleet)
+        .build()
+        .await
+        .unwrap();
+    (router, fleet)
+}
+
+/// `builder` plugged into `fleet`.
+pub fn with_fleet(
+    builder: gateway_router::RouterBuilder,
+    fleet: &Fleet,
+) -> gateway_router::RouterBuilder {
+    let tokens = fleet.clone();
+    let mut builder = builder
+        .credentials(gateway_auth::Credentials::new(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+        ))
+        .token_layer(move |local| tokens.tokens(local));
+    if let Some(budget) = fleet.rate_budget() {
+        builder = builder.rate_budget(budget);
+    }
+    builder
+}
+
+/// A router of `fleet`.
+pub async fn replica_of(config: &RouterConfig, fleet: &Fleet) -> Router {
+    with_fleet(Router::builder(config.clone()), fleet)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Runs `per_router` calls on each router at once; the results in order.
+pub async fn load(
+    routers: &[Router],
+    per_router: usize,
+) -> Vec<Result<gateway_model::RouteOutcome, gateway_router::RouteError>> {
+    let mut calls = tokio::task::JoinSet::new();
+    for router in routers {
+        for n in 0..per_router {
+            let router = router.clone();
+            calls.spawn(async move {
+                let request = gateway_model::RouteRequest::new("reply", format!("call {n}"));
+                router.route(request).await
+            });
+        }
+    }
+    let mut results = Vec::new();
+    while let Some(result) = calls.join_next().await {
+        results.push(result.expect("no call panics"));
+    }
+    results
+}
