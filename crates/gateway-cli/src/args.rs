@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use clap::{Parser, Subcommand, ValueEnum};
 use gateway_model::Tuning;
+use gateway_sim::{MAX_WINDOW_SECS, RateLimit, RetryAfterStyle};
 
 use crate::exit::EXIT_CODES_HELP;
 use crate::logging::LogFormat;
@@ -144,6 +145,16 @@ pub struct SimArgs {
     /// The catalogue's model ids (comma-separated; default: the built-in four).
     #[arg(long, value_delimiter = ',')]
     pub models: Vec<String>,
+    /// Limit prompt calls per OAuth client, across all of its tokens, to `ALLOWED` per
+    /// `WINDOW_SECS` (such as `300/60`; at least 1 call, a window of 1 to 86400 s);
+    /// beyond it calls get 429 with `Retry-After`. Off by default.
+    #[arg(long, value_name = "ALLOWED/WINDOW_SECS", value_parser = parse_rate_limit)]
+    pub client_rate_limit: Option<RateLimit>,
+    /// Limit tokens granted per OAuth client to `ALLOWED` per `WINDOW_SECS` (as
+    /// `--client-rate-limit`); beyond it token requests get 429 with `Retry-After`. Off by
+    /// default.
+    #[arg(long, value_name = "ALLOWED/WINDOW_SECS", value_parser = parse_rate_limit)]
+    pub token_rate_limit: Option<RateLimit>,
 }
 
 /// `schema`.
@@ -232,6 +243,38 @@ fn parse_client(text: &str) -> Result<(String, String), String> {
         .ok_or_else(|| "a client is id:secret".to_owned())
 }
 
+/// `ALLOWED/WINDOW_SECS`: at least 1 call per window of 1 to [`MAX_WINDOW_SECS`] seconds.
+fn parse_rate_limit(text: &str) -> Result<RateLimit, String> {
+    let (allowed, window) = text
+        .split_once('/')
+        .ok_or_else(|| "expected ALLOWED/WINDOW_SECS, such as 300/60".to_owned())?;
+    let allowed = allowed
+        .trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| *n >= 1)
+        .ok_or_else(|| {
+            format!(
+                "ALLOWED `{allowed}` must be a whole number from 1 to {} (leave the flag out \
+                 to turn the limit off)",
+                u32::MAX
+            )
+        })?;
+    let window_secs = window
+        .trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|secs| (1..=MAX_WINDOW_SECS).contains(secs))
+        .ok_or_else(|| {
+            format!("WINDOW_SECS `{window}` must be a whole number from 1 to {MAX_WINDOW_SECS}")
+        })?;
+    Ok(RateLimit {
+        allowed,
+        window_secs,
+        retry_after: RetryAfterStyle::Seconds,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -258,6 +301,17 @@ mod tests {
             ],
             &["sim", "--token-lifetime-secs", "0"],
             &["sim", "--token-lifetime-secs", "172801"],
+            &["sim", "--client-rate-limit", "0/60"],
+            &["sim", "--client-rate-limit", "3/0"],
+            &["sim", "--client-rate-limit", "3/86401"],
+            &["sim", "--client-rate-limit", "4294967296/60"],
+            &["sim", "--client-rate-limit", "3/18446744073709551616"],
+            &["sim", "--client-rate-limit=-1/60"],
+            &["sim", "--client-rate-limit", "3"],
+            &["sim", "--client-rate-limit", "3/60/1"],
+            &["sim", "--token-rate-limit", "a/60"],
+            &["sim", "--token-rate-limit", "2/1.5"],
+            &["sim", "--token-rate-limit", ""],
         ] {
             let err = parse(bad).expect_err(&bad.join(" "));
             assert_eq!(
@@ -273,5 +327,49 @@ mod tests {
             panic!("demo")
         };
         assert_eq!((demo.requests, demo.concurrency), (1_000_000, 1_024));
+    }
+
+    #[test]
+    fn sim_limits_are_allowed_per_window() {
+        let Command::Sim(sim) = parse(&[
+            "sim",
+            "--client-rate-limit",
+            "300/60",
+            "--token-rate-limit",
+            " 2 / 86400 ",
+        ])
+        .unwrap()
+        .command
+        else {
+            panic!("sim")
+        };
+        let limit = |allowed, window_secs| RateLimit {
+            allowed,
+            window_secs,
+            retry_after: RetryAfterStyle::Seconds,
+        };
+        assert_eq!(sim.client_rate_limit, Some(limit(300, 60)));
+        assert_eq!(sim.token_rate_limit, Some(limit(2, 86_400)));
+        let Command::Sim(off) = parse(&["sim"]).unwrap().command else {
+            panic!("sim")
+        };
+        assert_eq!((off.client_rate_limit, off.token_rate_limit), (None, None));
+        let err = parse(&["sim", "--client-rate-limit", "0/60"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("ALLOWED `0` must be a whole number from 1"),
+            "{err}"
+        );
+        let err = parse(&["sim", "--token-rate-limit", "5/0"]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("WINDOW_SECS `0` must be a whole number from 1 to 86400"),
+            "{err}"
+        );
+        let err = parse(&["sim", "--token-rate-limit", "5"]).unwrap_err();
+        assert!(
+            err.to_string().contains("expected ALLOWED/WINDOW_SECS"),
+            "{err}"
+        );
     }
 }

@@ -146,6 +146,12 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<i32> {
     if !args.models.is_empty() {
         builder = builder.models(args.models);
     }
+    if let Some(limit) = args.client_rate_limit {
+        builder = builder.client_rate_limit(limit);
+    }
+    if let Some(limit) = args.token_rate_limit {
+        builder = builder.token_rate_limit(limit);
+    }
     let sim = builder.start().await?;
     let base = sim.base_url();
     console::info(format_args!("gateway-sim listening on {base}"));

@@ -7,11 +7,11 @@ use http::{Method, StatusCode};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
-use crate::behaviour::{Behaviour, Scripted, Target};
+use crate::behaviour::{Behaviour, RateLimit, Scripted, Target};
 use crate::catalogue;
 use crate::check::{self, InputError, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
 use crate::service::{self, Answer, Incoming2};
-use crate::state::{State, lock, write};
+use crate::state::{State, lock, read, write};
 
 /// Body of `POST /__admin/script`.
 #[derive(Deserialize, Serialize)]
@@ -49,6 +49,7 @@ pub(crate) fn handle(state: &State, request: &Incoming2) -> Answer {
             state.reset();
             ok(json!({ "reset": true }))
         }
+        (_, "client-rate-limit" | "token-rate-limit") => client_limit(state, request, route),
         (&Method::POST, "tokens/revoke") => ok(json!({ "revoked": state.revoke_all() })),
         (&Method::PUT, "token-lifetime") => parse(state, request, check_token_lifetime)
             .map_or_else(Ok, |t: TokenLifetime| {
@@ -87,6 +88,58 @@ pub(crate) fn handle(state: &State, request: &Incoming2) -> Answer {
         _ => Ok(service::error(
             state,
             seq,
+            StatusCode::NOT_FOUND,
+            gateway_model::CODE_NOT_FOUND,
+            &format!("No admin route {} /__admin/{route}", request.method),
+        )),
+    }
+}
+
+/// `GET`, `PUT` (a [`RateLimit`]) or `DELETE` one of the limits per OAuth client:
+/// `client-rate-limit` (prompt calls) or `token-rate-limit` (tokens granted). Setting or
+/// removing a limit starts every client's window afresh.
+fn client_limit(state: &State, request: &Incoming2, route: &str) -> Answer {
+    let calls = route == "client-rate-limit";
+    let field = if calls {
+        "clientRateLimit"
+    } else {
+        "tokenRateLimit"
+    };
+    let set = |limit: Option<RateLimit>| {
+        if calls {
+            state.set_client_rate_limit(limit);
+        } else {
+            state.set_token_rate_limit(limit);
+        }
+    };
+    let ok = |limit: Option<RateLimit>| {
+        Ok(service::json(
+            state,
+            request.seq,
+            StatusCode::OK,
+            &json!({ field: limit }),
+        ))
+    };
+    match request.method {
+        Method::GET => {
+            let limits = *read(&state.client_limits);
+            ok(if calls {
+                limits.requests
+            } else {
+                limits.tokens
+            })
+        }
+        Method::PUT => parse(state, request, check::check_client_limit).map_or_else(Ok, |limit| {
+            set(Some(limit));
+            ok(Some(limit))
+        }),
+        Method::DELETE => {
+            set(None);
+            ok(None)
+        }
+        _ => Ok(service::error(
+            state,
+            request.seq,
             StatusCode::NOT_FOUND,
             gateway_model::CODE_NOT_FOUND,
             &format!("No admin route {} /__admin/{route}", request.method),

@@ -8,7 +8,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::behaviour::{Behaviour, Latency, RetryAfter, Scripted, Target};
+use crate::behaviour::{Behaviour, Latency, RateLimit, RetryAfter, Scripted, Target};
 
 /// The shortest token lifetime the simulator grants.
 pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(1);
@@ -79,13 +79,8 @@ impl Behaviour {
             check_rate(&format!("errors[{i}].rate"), e.rate)?;
         }
         check_rate("dropRate", self.drop_rate)?;
-        if let Some(limit) = &self.rate_limit
-            && !(1..=MAX_WINDOW_SECS).contains(&limit.window_secs)
-        {
-            return Err(InputError::new(
-                "rateLimit.windowSecs",
-                format!("must be 1 to {MAX_WINDOW_SECS} seconds"),
-            ));
+        if let Some(limit) = &self.rate_limit {
+            check_window("rateLimit.windowSecs", limit.window_secs)?;
         }
         if let Some(slow) = &self.slow_body {
             if slow.chunks == 0 {
@@ -138,6 +133,30 @@ pub(crate) fn check_scripts(target: &Target, answers: &[Scripted]) -> Result<(),
             .check_for(target)
             .map_err(|e| e.within(&format!("[{i}]")))
     })
+}
+
+/// Checks a limit per OAuth client (calls or tokens): at least 1 allowed per window (a
+/// limit that allows nothing is turned off instead) and a window of 1 to
+/// [`MAX_WINDOW_SECS`] s. Paths are the limit's own fields.
+pub(crate) fn check_client_limit(limit: &RateLimit) -> Result<(), InputError> {
+    if limit.allowed == 0 {
+        return Err(InputError::new(
+            "allowed",
+            "must be at least 1 (remove the limit to turn it off)",
+        ));
+    }
+    check_window("windowSecs", limit.window_secs)
+}
+
+fn check_window(path: &str, secs: u64) -> Result<(), InputError> {
+    if (1..=MAX_WINDOW_SECS).contains(&secs) {
+        Ok(())
+    } else {
+        Err(InputError::new(
+            path,
+            format!("must be 1 to {MAX_WINDOW_SECS} seconds"),
+        ))
+    }
 }
 
 fn check_latency(latency: &Latency) -> Result<(), InputError> {

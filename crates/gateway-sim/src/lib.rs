@@ -29,7 +29,7 @@
 //!
 //! | method and path | what it does |
 //! | --- | --- |
-//! | `POST /oauth/token` | `Authorization: Basic base64(id:secret)`, form `grant_type=client_credentials`; answers `{"access_token","token_type":"bearer","expires_in"}`, or 401 `invalid_client` / 400 `unsupported_grant_type` in the login service's error shape |
+//! | `POST /oauth/token` | `Authorization: Basic base64(id:secret)`, form `grant_type=client_credentials`; answers `{"access_token","token_type":"bearer","expires_in"}`, or 401 `invalid_client` / 400 `unsupported_grant_type` / 429 `too_many_requests` (the token limit) in the login service's error shape |
 //! | `POST /api/v2/ai/gateway/prompts` | checks the bearer token (401), validates the `GatewayPayload` with `gateway-model`'s rules (400 listing every violation), looks up the model (404), applies scripts and behaviours, answers a `GatewayResponse` with deterministic text and token counts |
 //! | `GET /api/v2/ai/models?pageNumber=&pageSize=` | the catalogue, in Genesys paging shape |
 //! | `GET /api/v2/ai/models/{modelId}` | one model, or 404 |
@@ -54,6 +54,17 @@
 //! token endpoint (`token`). Tokens can be revoked and their lifetime changed. Random
 //! choices come from the seed, so sequential runs repeat.
 //!
+//! Two limits span every token of an OAuth client, for the whole simulator, and are off
+//! unless set ([`SimBuilder::client_rate_limit`], [`SimHandle::set_client_rate_limit`],
+//! `/__admin/client-rate-limit`, and the same for `token`): a fixed window of prompt calls
+//! per client, counting every authenticated call before its payload is read or a script is
+//! used and answering beyond it exactly like the per-token limit (429
+//! `too.many.requests.retry.after`, `Retry-After`, `inin-ratelimit-*`, `limit.key`
+//! `ai.gateway.prompts.per.client`), and a fixed window of tokens granted per client,
+//! answering beyond it 429 `too_many_requests` in the login service's shape with
+//! `Retry-After` and `inin-ratelimit-*`. Setting or removing a limit starts its windows
+//! afresh. [`Counters`] count the 429s of each (`clientRateLimited`, `tokenRateLimited`).
+//!
 //! # Ranges
 //!
 //! Every number has a documented range, checked by the admin API (a 400 naming the
@@ -66,7 +77,8 @@
 //! | latencies (`ms`, `minMs` at most `maxMs`, `meanMs`), `delay`, `slowBody.chunkDelayMs` | 0 to 3,600,000 ms ([`MAX_WAIT_MS`]) |
 //! | `errors[].rate`, `dropRate` | 0 to 1 |
 //! | `status`, `errors[].status`, `raw.status` | 200 to 999 |
-//! | `rateLimit.windowSecs` | 1 to 86,400 s ([`MAX_WINDOW_SECS`]) |
+//! | `rateLimit.windowSecs`, a client limit's `windowSecs` | 1 to 86,400 s ([`MAX_WINDOW_SECS`]) |
+//! | a client limit's `allowed` | at least 1 (remove the limit to turn it off) |
 //! | `slowBody.chunks` | at least 1 |
 //! | `oversized.bytes` | at most 64 MiB ([`MAX_OVERSIZED_BYTES`]) |
 //! | `raw.headers` | names and values HTTP can carry; not `content-length`, `transfer-encoding` or a connection header |
@@ -74,13 +86,14 @@
 //! | `retryAfter.httpDate` | any `u64`; the date is clamped to 9999-12-31 23:59:59 GMT ([`MAX_HTTP_DATE_SECS`]) |
 //!
 //! A value the Rust API takes unchecked ([`SimHandle::set_behaviour`],
-//! [`SimHandle::script`]) is clamped where it is used (NaN counts as 0), so nothing the
-//! simulator is told can panic it; a `raw` answer HTTP cannot carry answers a 500
-//! `sim.script.invalid` naming the problem.
+//! [`SimHandle::script`], the client limits' setters) is clamped where it is used (NaN
+//! counts as 0), so nothing the simulator is told can panic it; a `raw` answer HTTP
+//! cannot carry answers a 500 `sim.script.invalid` naming the problem.
 //!
 //! Every request is recorded (method, path, headers, body, time) in a bounded log
 //! ([`SimHandle::requests`]), and [`Counters`] count calls per endpoint, token grants,
-//! answers by status, and the most prompt calls in flight at once.
+//! the 429s of the client limits, answers by status, and the most prompt calls in flight
+//! at once.
 //!
 //! # The admin API
 //!
@@ -110,6 +123,12 @@
 //!   {"kind":"grant","expiresIn":18446744073709551615}]}'
 //! curl -X POST $SIM/__admin/tokens/revoke              # every token now answers 401
 //! curl -X PUT  $SIM/__admin/token-lifetime -d '{"secs":60}'
+//! # At most 300 prompt calls a minute per OAuth client, whatever its tokens; then none.
+//! curl -X PUT  $SIM/__admin/client-rate-limit -d '{"allowed":300,"windowSecs":60}'
+//! curl -X DELETE $SIM/__admin/client-rate-limit
+//! # At most 2 tokens a minute per OAuth client (GET shows the limit in force).
+//! curl -X PUT  $SIM/__admin/token-rate-limit -d '{"allowed":2,"windowSecs":60,"retryAfter":"httpDate"}'
+//! curl $SIM/__admin/token-rate-limit
 //! curl -X PUT  $SIM/__admin/models/model-new           # add a model to the catalogue
 //! curl -X DELETE $SIM/__admin/models/model-new         # and remove it
 //! curl $SIM/__admin/requests                           # what was received
@@ -121,6 +140,7 @@ mod admin;
 mod behaviour;
 mod catalogue;
 mod check;
+mod limit;
 mod oauth;
 mod prompts;
 mod record;

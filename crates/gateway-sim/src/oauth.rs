@@ -3,13 +3,15 @@
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use http::StatusCode;
+use http::header::RETRY_AFTER;
 use serde_json::json;
 
 use crate::behaviour::Scripted;
 use crate::check;
+use crate::limit::Verdict;
 use crate::record::LiveCounters;
 use crate::service::{self, Answer, Dropped, Incoming2};
-use crate::state::{State, lock};
+use crate::state::{State, lock, read};
 
 /// Handles one token request.
 pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
@@ -29,7 +31,7 @@ pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
         Some(other) => return Ok(crate::prompts::scripted_failure(state, request.seq, &other)),
     }
 
-    if !authenticate(state, request.header("authorization")) {
+    let Some(client_id) = authenticate(state, request.header("authorization")) else {
         return Ok(oauth_error(
             state,
             request.seq,
@@ -37,7 +39,7 @@ pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
             "invalid_client",
             "authentication failed",
         ));
-    }
+    };
     let form: Vec<(String, String)> = form_urlencoded(&request.body);
     let grant = form
         .iter()
@@ -52,7 +54,14 @@ pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
             "grant_type must be client_credentials",
         ));
     }
-    let (token, lifetime) = state.grant(request.seq);
+    let token_limit = read(&state.client_limits).tokens;
+    if let Some(limit) = token_limit.map(|limit| state.token_windows.hit(&client_id, &limit))
+        && limit.exceeded()
+    {
+        LiveCounters::bump(&state.counters.token_rate_limited);
+        return Ok(too_many_tokens(state, request.seq, &limit));
+    }
+    let (token, lifetime) = state.grant(request.seq, &client_id);
     LiveCounters::bump(&state.counters.token_grants);
     let expires_in = expires_in.unwrap_or_else(|| lifetime.as_secs().into());
     Ok(service::json(
@@ -63,15 +72,34 @@ pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
     ))
 }
 
-/// Checks `Authorization: Basic base64(id:secret)` against the configured clients.
-fn authenticate(state: &State, header: Option<&str>) -> bool {
-    let credentials = || {
-        let encoded = header?.strip_prefix("Basic ")?;
-        let text = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
-        let (id, secret) = text.split_once(':')?;
-        Some(state.clients.get(id).map(String::as_str) == Some(secret))
-    };
-    credentials().unwrap_or(false)
+/// Checks `Authorization: Basic base64(id:secret)` against the configured clients and
+/// gives the client id.
+fn authenticate(state: &State, header: Option<&str>) -> Option<String> {
+    let encoded = header?.strip_prefix("Basic ")?;
+    let text = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
+    let (id, secret) = text.split_once(':')?;
+    (state.clients.get(id).map(String::as_str) == Some(secret)).then(|| id.to_owned())
+}
+
+/// The 429 for a token request beyond the client's token limit: the login service's error
+/// shape, `Retry-After` at the end of the window and the `inin-ratelimit-*` headers.
+fn too_many_tokens(state: &State, seq: u64, limit: &Verdict) -> http::Response<service::Body> {
+    let description = format!(
+        "Rate limit exceeded the maximum. [{}] token requests for {} seconds",
+        limit.allowed, limit.window_secs
+    );
+    let mut response = oauth_error(
+        state,
+        seq,
+        StatusCode::TOO_MANY_REQUESTS,
+        "too_many_requests",
+        &description,
+    );
+    if let Some(v) = check::retry_after_value(limit.retry_after()) {
+        response.headers_mut().insert(RETRY_AFTER, v);
+    }
+    limit.add_headers(&mut response);
+    response
 }
 
 /// The login service's error shape: `{"error","description","error_description"}`.

@@ -10,20 +10,22 @@ use gateway_model::{
     FinishReason, GatewayPayload, GatewayResponse, RateLimitInfo, SafetyReport, SafetyVerdict,
     Usage, ValidationErrors, from_json_slice,
 };
-use http::header::{HeaderName, HeaderValue, RETRY_AFTER};
+use http::header::RETRY_AFTER;
 use http::{Response, StatusCode};
 use http_body_util::Either;
 use http_body_util::channel::Channel;
 
-use crate::behaviour::{Latency, RetryAfter, RetryAfterStyle, Scripted};
-use crate::check::{self, MAX_OVERSIZED_BYTES, MAX_WINDOW_SECS};
+use crate::behaviour::{Latency, RetryAfter, Scripted};
+use crate::check::{self, MAX_OVERSIZED_BYTES};
+use crate::limit::Verdict;
 use crate::record::LiveCounters;
 use crate::service::{self, Answer, Body, Dropped, Incoming2};
-use crate::state::{State, TokenProblem, Window, lock, read};
+use crate::state::{State, TokenProblem, lock, read};
 
-const RATELIMIT_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
-const RATELIMIT_ALLOWED: HeaderName = HeaderName::from_static("inin-ratelimit-allowed");
-const RATELIMIT_RESET: HeaderName = HeaderName::from_static("inin-ratelimit-reset");
+/// The `limit.key` of a 429 from the limit per bearer token.
+const KEY_PER_TOKEN: &str = "ai.gateway.prompts.per.token";
+/// The `limit.key` of a 429 from the limit per OAuth client.
+const KEY_PER_CLIENT: &str = "ai.gateway.prompts.per.client";
 
 /// Random-draw streams, so each decision uses its own independent draw.
 const STREAM_LATENCY: u64 = 101;
@@ -40,38 +42,24 @@ struct Plan {
     drop: bool,
     slow_body: Option<(u32, Duration)>,
     serve_as: Option<String>,
-    rate_limit: Option<RateLimitVerdict>,
-}
-
-/// The rate-limit state of one call.
-struct RateLimitVerdict {
-    count: u32,
-    allowed: u32,
-    reset_secs: u64,
-    style: RetryAfterStyle,
-    window_secs: u64,
-}
-
-impl RateLimitVerdict {
-    fn exceeded(&self) -> bool {
-        self.count > self.allowed
-    }
-
-    fn add_headers(&self, response: &mut Response<Body>) {
-        let h = response.headers_mut();
-        h.insert(RATELIMIT_COUNT, HeaderValue::from(self.count));
-        h.insert(RATELIMIT_ALLOWED, HeaderValue::from(self.allowed));
-        h.insert(RATELIMIT_RESET, HeaderValue::from(self.reset_secs));
-    }
+    rate_limit: Option<Verdict>,
 }
 
 /// Handles one prompt call.
 pub(crate) async fn prompt(state: &State, request: &Incoming2) -> Answer {
     let seq = request.seq;
-    let token = match state.check_bearer(request.header("authorization")) {
-        Ok(token) => token,
+    let bearer = match state.check_bearer(request.header("authorization")) {
+        Ok(bearer) => bearer,
         Err(problem) => return Ok(unauthorized(state, seq, &problem)),
     };
+    // The client's limit counts every authenticated call, before the payload is read or a
+    // script is used, as Genesys counts calls at its edge before the service sees them.
+    let client_limit = read(&state.client_limits).requests;
+    let client = client_limit.map(|limit| state.client_windows.hit(&bearer.client_id, &limit));
+    if let Some(limit) = client.as_ref().filter(|l| l.exceeded()) {
+        LiveCounters::bump(&state.counters.client_rate_limited);
+        return Ok(rate_limited(state, seq, limit, KEY_PER_CLIENT));
+    }
     let payload: GatewayPayload = match from_json_slice(&request.body) {
         Ok(payload) => payload,
         Err(errors) => return Ok(bad_request(state, seq, &errors)),
@@ -120,8 +108,21 @@ pub(crate) async fn prompt(state: &State, request: &Incoming2) -> Answer {
         };
     }
 
-    let plan = plan(state, seq, &payload, &token);
+    behave(state, seq, &payload, &bearer.token, client.as_ref()).await
+}
+
+/// Answers a call no script took, as the standing behaviour says; the rate-limit headers
+/// are the token's limit's, else the client's.
+async fn behave(
+    state: &State,
+    seq: u64,
+    payload: &GatewayPayload,
+    token: &str,
+    client: Option<&Verdict>,
+) -> Answer {
+    let plan = plan(state, seq, payload, token);
     if plan.restricted {
+        let model = payload.model_id.as_str();
         let message = format!("Model {model} is restricted for this organization");
         return Ok(service::error(
             state,
@@ -132,14 +133,7 @@ pub(crate) async fn prompt(state: &State, request: &Incoming2) -> Answer {
         ));
     }
     if let Some(limit) = plan.rate_limit.as_ref().filter(|l| l.exceeded()) {
-        let retry_after = match limit.style {
-            RetryAfterStyle::Seconds => RetryAfter::Seconds(limit.reset_secs),
-            RetryAfterStyle::HttpDate => RetryAfter::HttpDate(limit.reset_secs),
-        };
-        let mut response =
-            too_many_requests(state, seq, retry_after, limit.allowed, limit.window_secs);
-        limit.add_headers(&mut response);
-        return Ok(response);
+        return Ok(rate_limited(state, seq, limit, KEY_PER_TOKEN));
     }
     if !plan.latency.is_zero() {
         tokio::time::sleep(plan.latency).await;
@@ -151,13 +145,13 @@ pub(crate) async fn prompt(state: &State, request: &Incoming2) -> Answer {
     } else if plan.drop {
         return Err(Dropped);
     } else {
-        let mut response = success(state, seq, &payload, plan.serve_as.as_deref());
+        let mut response = success(state, seq, payload, plan.serve_as.as_deref());
         if let Some((chunks, delay)) = plan.slow_body {
             response = slow(response, chunks, delay).await;
         }
         response
     };
-    if let Some(limit) = &plan.rate_limit {
+    if let Some(limit) = plan.rate_limit.as_ref().or(client) {
         limit.add_headers(&mut response);
     }
     Ok(response)
@@ -205,31 +199,7 @@ fn plan(state: &State, seq: u64, payload: &GatewayPayload, token: &str) -> Plan 
         .slow_body
         .map(|s| (s.chunks.max(1), check::wait_from_millis(s.chunk_delay_ms)));
 
-    if let Some(limit) = b.rate_limit {
-        let window_secs = limit.window_secs.clamp(1, MAX_WINDOW_SECS);
-        let window = Duration::from_secs(window_secs);
-        let now = tokio::time::Instant::now();
-        let mut windows = lock(&state.windows);
-        let w = windows.entry(token.to_owned()).or_insert(Window {
-            started: now,
-            count: 0,
-        });
-        if now.duration_since(w.started) >= window {
-            *w = Window {
-                started: now,
-                count: 0,
-            };
-        }
-        w.count += 1;
-        let remaining = window.saturating_sub(now.duration_since(w.started));
-        plan.rate_limit = Some(RateLimitVerdict {
-            count: w.count,
-            allowed: limit.allowed,
-            reset_secs: remaining.as_secs() + u64::from(remaining.subsec_nanos() > 0),
-            style: limit.retry_after,
-            window_secs,
-        });
-    }
+    plan.rate_limit = b.rate_limit.map(|limit| state.windows.hit(token, &limit));
     plan
 }
 
@@ -313,7 +283,7 @@ pub(crate) fn scripted_failure(state: &State, seq: u64, script: &Scripted) -> Re
     match script {
         Scripted::Status { status, code } => status_error(state, seq, *status, code.as_deref()),
         Scripted::TooManyRequests { retry_after } => {
-            too_many_requests(state, seq, *retry_after, 300, 60)
+            too_many_requests(state, seq, *retry_after, 300, 60, KEY_PER_TOKEN)
         }
         Scripted::PolicyViolation => policy_violation(state, seq, CODE_POLICY_VIOLATION),
         Scripted::Oversized { bytes } => {
@@ -399,13 +369,28 @@ fn policy_violation(state: &State, seq: u64, code: &str) -> Response<Body> {
     )
 }
 
-/// A 429 with `Retry-After` and Genesys' rate-limit body.
+/// The 429 for a call beyond a standing limit, with its `inin-ratelimit-*` headers.
+fn rate_limited(state: &State, seq: u64, limit: &Verdict, key: &str) -> Response<Body> {
+    let mut response = too_many_requests(
+        state,
+        seq,
+        limit.retry_after(),
+        limit.allowed,
+        limit.window_secs,
+        key,
+    );
+    limit.add_headers(&mut response);
+    response
+}
+
+/// A 429 with `Retry-After` and Genesys' rate-limit body naming the limit `key`.
 fn too_many_requests(
     state: &State,
     seq: u64,
     retry_after: RetryAfter,
     allowed: u32,
     window: u64,
+    key: &str,
 ) -> Response<Body> {
     let mut body = service::error_body(
         state,
@@ -415,7 +400,7 @@ fn too_many_requests(
         &format!("Rate limit exceeded the maximum. [{allowed}] requests for {window} seconds"),
     );
     body.limit = Some(RateLimitInfo {
-        key: Some("ai.gateway.prompts.per.token".into()),
+        key: Some(key.into()),
         namespace: Some("ai.gateway".into()),
         value: Some(i64::from(allowed)),
     });

@@ -114,12 +114,16 @@ impl Recorder {
 pub struct Counters {
     /// Calls to `POST /oauth/token`.
     pub token_requests: u64,
-    /// Tokens granted.
+    /// Tokens granted (token requests answered 200).
     pub token_grants: u64,
+    /// Token requests refused with 429 by the token limit per OAuth client.
+    pub token_rate_limited: u64,
     /// Calls to `POST /api/v2/ai/gateway/prompts`.
     pub prompt_requests: u64,
     /// Prompt calls answered 200.
     pub prompt_successes: u64,
+    /// Prompt calls refused with 429 by the request limit per OAuth client.
+    pub client_rate_limited: u64,
     /// Calls to the model catalogue.
     pub model_requests: u64,
     /// Calls to anything else (admin calls are not counted).
@@ -141,8 +145,10 @@ pub struct Counters {
 pub(crate) struct LiveCounters {
     pub(crate) token_requests: AtomicU64,
     pub(crate) token_grants: AtomicU64,
+    pub(crate) token_rate_limited: AtomicU64,
     pub(crate) prompt_requests: AtomicU64,
     pub(crate) prompt_successes: AtomicU64,
+    pub(crate) client_rate_limited: AtomicU64,
     pub(crate) model_requests: AtomicU64,
     pub(crate) other_requests: AtomicU64,
     pub(crate) dropped_connections: AtomicU64,
@@ -197,8 +203,10 @@ impl LiveCounters {
         Counters {
             token_requests: get(&self.token_requests),
             token_grants: get(&self.token_grants),
+            token_rate_limited: get(&self.token_rate_limited),
             prompt_requests: get(&self.prompt_requests),
             prompt_successes: get(&self.prompt_successes),
+            client_rate_limited: get(&self.client_rate_limited),
             model_requests: get(&self.model_requests),
             other_requests: get(&self.other_requests),
             dropped_connections: get(&self.dropped_connections),
@@ -213,8 +221,10 @@ impl LiveCounters {
         for c in [
             &self.token_requests,
             &self.token_grants,
+            &self.token_rate_limited,
             &self.prompt_requests,
             &self.prompt_successes,
+            &self.client_rate_limited,
             &self.model_requests,
             &self.other_requests,
             &self.dropped_connections,

@@ -15,8 +15,9 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::behaviour::{Behaviour, Scripted, Target};
+use crate::behaviour::{Behaviour, RateLimit, Scripted, Target};
 use crate::check::{self, InputError};
+use crate::limit::{ClientLimits, Windows};
 use crate::record::{Counters, LiveCounters, RecordedRequest, Recorder};
 use crate::state::{Behaviours, Scripts, State, lock, write};
 use crate::{catalogue, service};
@@ -56,6 +57,7 @@ impl Sim {
                 .map(|m| catalogue::entity(m))
                 .collect(),
             behaviours: Behaviours::default(),
+            client_limits: ClientLimits::default(),
             scripts: Vec::new(),
             record_capacity: DEFAULT_RECORD_CAPACITY,
             tls: None,
@@ -73,6 +75,7 @@ pub struct SimBuilder {
     token_lifetime: Duration,
     models: Vec<ModelEntity>,
     behaviours: Behaviours,
+    client_limits: ClientLimits,
     scripts: Vec<(Target, Vec<Scripted>)>,
     record_capacity: usize,
     tls: Option<(String, String)>,
@@ -146,6 +149,21 @@ impl SimBuilder {
         self
     }
 
+    /// Limits prompt calls per OAuth client, across all of its tokens (off by default);
+    /// [`SimBuilder::start`] refuses `allowed` 0 and a window outside 1 s to
+    /// [`MAX_WINDOW_SECS`](crate::MAX_WINDOW_SECS).
+    pub fn client_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.client_limits.requests = Some(limit);
+        self
+    }
+
+    /// Limits tokens granted per OAuth client (off by default); checked like
+    /// [`SimBuilder::client_rate_limit`].
+    pub fn token_rate_limit(mut self, limit: RateLimit) -> Self {
+        self.client_limits.tokens = Some(limit);
+        self
+    }
+
     /// Queues one-shot answers before the simulator starts.
     pub fn script(mut self, target: Target, answers: impl IntoIterator<Item = Scripted>) -> Self {
         self.scripts.push((target, answers.into_iter().collect()));
@@ -211,13 +229,17 @@ impl SimBuilder {
             catalogue: RwLock::new(catalogue),
             behaviours: RwLock::new(self.behaviours.clone()),
             scripts: Mutex::new(scripts),
-            windows: Mutex::new(HashMap::new()),
+            windows: Windows::default(),
+            client_limits: RwLock::new(self.client_limits),
+            client_windows: Windows::default(),
+            token_windows: Windows::default(),
             recorder: Recorder::new(self.record_capacity),
             counters: LiveCounters::default(),
             seq: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
             initial_behaviours: self.behaviours,
             initial_token_lifetime: self.token_lifetime,
+            initial_client_limits: self.client_limits,
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
         let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tls, shutdown_rx));
@@ -243,6 +265,12 @@ impl SimBuilder {
         }
         for (target, answers) in &self.scripts {
             check::check_scripts(target, answers).map_err(|e| e.within("script"))?;
+        }
+        if let Some(limit) = &self.client_limits.requests {
+            check::check_client_limit(limit).map_err(|e| e.within("clientRateLimit"))?;
+        }
+        if let Some(limit) = &self.client_limits.tokens {
+            check::check_client_limit(limit).map_err(|e| e.within("tokenRateLimit"))?;
         }
         Ok(())
     }
@@ -368,6 +396,20 @@ impl SimHandle {
         *write(&self.state.token_lifetime) = check::clamp_token_lifetime(lifetime);
     }
 
+    /// Sets (or with `None` removes) the prompt-call limit per OAuth client, starting every
+    /// client's window afresh. Unchecked: a window is clamped to 1 s to
+    /// [`MAX_WINDOW_SECS`](crate::MAX_WINDOW_SECS) where it is used, and `allowed` 0
+    /// refuses every call.
+    pub fn set_client_rate_limit(&self, limit: Option<RateLimit>) {
+        self.state.set_client_rate_limit(limit);
+    }
+
+    /// Sets (or with `None` removes) the token-grant limit per OAuth client, starting every
+    /// client's window afresh; unchecked, like [`SimHandle::set_client_rate_limit`].
+    pub fn set_token_rate_limit(&self, limit: Option<RateLimit>) {
+        self.state.set_token_rate_limit(limit);
+    }
+
     /// Adds a model to the catalogue.
     pub fn add_model(&self, id: &str) {
         write(&self.state.catalogue).insert(id.to_owned(), catalogue::entity(id));
@@ -379,7 +421,7 @@ impl SimHandle {
     }
 
     /// Clears the log, counters, scripts and rate-limit windows, and restores the
-    /// behaviours and token lifetime the simulator started with.
+    /// behaviours, client limits and token lifetime the simulator started with.
     pub fn reset(&self) {
         self.state.reset();
     }

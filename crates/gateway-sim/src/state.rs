@@ -10,8 +10,9 @@ use gateway_model::ModelEntity;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::behaviour::{Behaviour, Scripted, Target};
+use crate::behaviour::{Behaviour, RateLimit, Scripted, Target};
 use crate::check;
+use crate::limit::{ClientLimits, Windows};
 use crate::record::{LiveCounters, Recorder};
 
 pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -28,8 +29,16 @@ pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 
 /// One granted access token.
 pub(crate) struct TokenInfo {
+    /// The OAuth client it was granted to.
+    pub(crate) client_id: String,
     pub(crate) expires_at: Instant,
     pub(crate) revoked: bool,
+}
+
+/// A bearer token that may be used, and the client it was granted to.
+pub(crate) struct Bearer {
+    pub(crate) token: String,
+    pub(crate) client_id: String,
 }
 
 /// Why a bearer token is refused.
@@ -38,12 +47,6 @@ pub(crate) enum TokenProblem {
     Unknown,
     Expired,
     Revoked,
-}
-
-/// A fixed rate-limit window for one token.
-pub(crate) struct Window {
-    pub(crate) started: Instant,
-    pub(crate) count: u32,
 }
 
 /// Behaviours by target, as set by the builder or the admin API.
@@ -104,7 +107,14 @@ pub(crate) struct State {
     pub(crate) catalogue: RwLock<BTreeMap<String, ModelEntity>>,
     pub(crate) behaviours: RwLock<Behaviours>,
     pub(crate) scripts: Mutex<Scripts>,
-    pub(crate) windows: Mutex<HashMap<String, Window>>,
+    /// Prompt-call windows per bearer token (`Behaviour::rate_limit`).
+    pub(crate) windows: Windows,
+    /// The limits per OAuth client.
+    pub(crate) client_limits: RwLock<ClientLimits>,
+    /// Prompt-call windows per OAuth client.
+    pub(crate) client_windows: Windows,
+    /// Token-grant windows per OAuth client.
+    pub(crate) token_windows: Windows,
     pub(crate) recorder: Recorder,
     pub(crate) counters: LiveCounters,
     pub(crate) seq: AtomicU64,
@@ -112,6 +122,7 @@ pub(crate) struct State {
     /// What `reset` goes back to.
     pub(crate) initial_behaviours: Behaviours,
     pub(crate) initial_token_lifetime: Duration,
+    pub(crate) initial_client_limits: ClientLimits,
 }
 
 impl State {
@@ -138,7 +149,7 @@ impl State {
     }
 
     /// Grants a token to `client_id`.
-    pub(crate) fn grant(&self, n: u64) -> (String, Duration) {
+    pub(crate) fn grant(&self, n: u64, client_id: &str) -> (String, Duration) {
         // Clamped where it is set too; here it bounds the sum below whatever was stored.
         let lifetime = check::clamp_token_lifetime(*read(&self.token_lifetime));
         let token = format!("sim-{:016x}{:016x}", self.random(n, 1), self.random(n, 2));
@@ -148,7 +159,9 @@ impl State {
         tokens.insert(
             token.clone(),
             TokenInfo {
-                expires_at: now + lifetime,
+                client_id: client_id.to_owned(),
+                // A token that cannot expire on this clock is born expired: never a panic.
+                expires_at: now.checked_add(lifetime).unwrap_or(now),
                 revoked: false,
             },
         );
@@ -156,7 +169,7 @@ impl State {
     }
 
     /// Checks an `Authorization` header value.
-    pub(crate) fn check_bearer(&self, header: Option<&str>) -> Result<String, TokenProblem> {
+    pub(crate) fn check_bearer(&self, header: Option<&str>) -> Result<Bearer, TokenProblem> {
         let token = header
             .and_then(|h| {
                 h.strip_prefix("Bearer ")
@@ -172,7 +185,10 @@ impl State {
         } else if info.expires_at <= Instant::now() {
             Err(TokenProblem::Expired)
         } else {
-            Ok(token.to_owned())
+            Ok(Bearer {
+                token: token.to_owned(),
+                client_id: info.client_id.clone(),
+            })
         }
     }
 
@@ -188,13 +204,28 @@ impl State {
         self.started.elapsed().as_secs_f64() * 1000.0
     }
 
-    /// Resets the log, counters, scripts, rate-limit windows, behaviours and token
-    /// lifetime (tokens already granted stay valid).
+    /// Sets the prompt-call limit per OAuth client, starting every client's window afresh.
+    pub(crate) fn set_client_rate_limit(&self, limit: Option<RateLimit>) {
+        write(&self.client_limits).requests = limit;
+        self.client_windows.clear();
+    }
+
+    /// Sets the token-grant limit per OAuth client, starting every client's window afresh.
+    pub(crate) fn set_token_rate_limit(&self, limit: Option<RateLimit>) {
+        write(&self.client_limits).tokens = limit;
+        self.token_windows.clear();
+    }
+
+    /// Resets the log, counters, scripts, rate-limit windows and limits, behaviours and
+    /// token lifetime (tokens already granted stay valid).
     pub(crate) fn reset(&self) {
         self.recorder.clear();
         self.counters.reset();
         *lock(&self.scripts) = Scripts::default();
-        lock(&self.windows).clear();
+        self.windows.clear();
+        self.client_windows.clear();
+        self.token_windows.clear();
+        *write(&self.client_limits) = self.initial_client_limits;
         *write(&self.behaviours) = self.initial_behaviours.clone();
         *write(&self.token_lifetime) = self.initial_token_lifetime;
     }

@@ -10,8 +10,8 @@ use base64::Engine;
 use bytes::Bytes;
 use gateway_model::GatewayPayload;
 use gateway_sim::{
-    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, RetryAfter, Scripted, Sim,
-    SimError, SimHandle, Target,
+    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, RateLimit, RetryAfter,
+    RetryAfterStyle, Scripted, Sim, SimError, SimHandle, Target,
 };
 use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -418,6 +418,8 @@ async fn admin_bodies_must_be_objects_where_objects_are_meant() {
         (Method::PUT, "token-lifetime", r#"["5"]"#, "."),
         (Method::PUT, "token-lifetime", "[5]", "."),
         (Method::PUT, "behaviour", "[]", "."),
+        (Method::PUT, "client-rate-limit", "[3,60]", "."),
+        (Method::PUT, "token-rate-limit", r#"[3,60,"seconds"]"#, "."),
         (
             Method::PUT,
             "behaviour",
@@ -573,6 +575,53 @@ async fn out_of_range_admin_numbers_are_400s_naming_the_field() {
     assert_eq!(panics(), 0);
 }
 
+#[tokio::test]
+async fn out_of_range_client_limits_are_400s_naming_the_field() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let limits = [
+        (r#"{"allowed":0,"windowSecs":60}"#, "allowed"),
+        (r#"{"allowed":-1,"windowSecs":60}"#, "allowed"),
+        (r#"{"allowed":4294967296,"windowSecs":60}"#, "allowed"),
+        (r#"{"allowed":"3","windowSecs":60}"#, "allowed"),
+        (r#"{"allowed":3,"windowSecs":0}"#, "windowSecs"),
+        (r#"{"allowed":3,"windowSecs":86401}"#, "windowSecs"),
+        (
+            r#"{"allowed":3,"windowSecs":18446744073709551615}"#,
+            "windowSecs",
+        ),
+        (r#"{"allowed":3,"windowSecs":1e400}"#, "."),
+        (r#"{"allowed":3,"windowSecs":60.5}"#, "windowSecs"),
+        (r#"{"allowed":3,"windowSecs":null}"#, "windowSecs"),
+        (r#"{"allowed":3}"#, "windowSecs"),
+        (
+            r#"{"allowed":3,"windowSecs":60,"retryAfter":"never"}"#,
+            "retryAfter",
+        ),
+        (r#"{"allowed":3,"windowSecs":60,"burst":1}"#, "burst"),
+    ];
+    for (body, path) in limits {
+        for route in ["client-rate-limit", "token-rate-limit"] {
+            let reply = http.admin(Method::PUT, route, body).await;
+            assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{route} {body}");
+            assert!(
+                reply.message().contains(&format!("`{path}`")),
+                "{route} {body}: {}",
+                reply.message()
+            );
+        }
+    }
+    // Nothing refused was applied: no limit stops a token or a prompt call.
+    let token = http.token_reply().await.unwrap();
+    assert_eq!(token.status, StatusCode::OK);
+    let token = token.json()["access_token"].as_str().unwrap().to_owned();
+    for _ in 0..3 {
+        assert_eq!(http.prompt(&token).await.unwrap().status, StatusCode::OK);
+    }
+    assert_eq!(panics(), 0);
+}
+
 /// Values the Rust API takes unchecked are clamped where they are used: a NaN latency
 /// (`Duration::from_secs_f64` panicked), an `oversized` body of `usize::MAX` bytes (the
 /// allocation panicked), a `delay` of `u64::MAX` ms (an hour now).
@@ -599,6 +648,21 @@ async fn unchecked_rust_api_values_are_clamped_where_they_are_used() {
         waited >= Duration::from_secs(3600) && waited < Duration::from_secs(3601),
         "{waited:?}"
     );
+    // A window of u64::MAX seconds is a day; allowed 0 refuses every call.
+    sim.set_client_rate_limit(Some(RateLimit {
+        allowed: 0,
+        window_secs: u64::MAX,
+        retry_after: RetryAfterStyle::HttpDate,
+    }));
+    let limited = http.prompt(token).await.unwrap();
+    assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(limited.headers["inin-ratelimit-reset"], "86400");
+    sim.set_token_rate_limit(Some(RateLimit {
+        allowed: u32::MAX,
+        window_secs: 0,
+        retry_after: RetryAfterStyle::Seconds,
+    }));
+    assert_eq!(http.token_reply().await.unwrap().status, StatusCode::OK);
     assert_eq!(panics(), 0);
 }
 
@@ -627,6 +691,29 @@ async fn the_builder_refuses_out_of_range_set_ups() {
         .await
         .unwrap_err();
     assert!(err.to_string().contains("script[0].kind"), "{err}");
+    let limit = |allowed, window_secs| RateLimit {
+        allowed,
+        window_secs,
+        retry_after: RetryAfterStyle::Seconds,
+    };
+    let err = Sim::builder()
+        .client_rate_limit(limit(0, 60))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SimError::Invalid(e) if e.path == "clientRateLimit.allowed"),
+        "{err}"
+    );
+    let err = Sim::builder()
+        .token_rate_limit(limit(3, 0))
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SimError::Invalid(e) if e.path == "tokenRateLimit.windowSecs"),
+        "{err}"
+    );
 }
 
 /// JSON values built from the admin API's own field names and kinds, with hostile numbers,
@@ -712,7 +799,7 @@ proptest! {
     /// Whatever the body, every admin route answers 200 or 400 (never a dropped
     /// connection), nothing panics, and the token endpoint still answers afterwards.
     #[test]
-    fn arbitrary_admin_bodies_get_an_answer_and_never_panic(body in hostile_json(), route in 0..5usize) {
+    fn arbitrary_admin_bodies_get_an_answer_and_never_panic(body in hostile_json(), route in 0..7usize) {
         count_panics();
         let runtime = shared_runtime();
         let outcome: Result<(), TestCaseError> = runtime.block_on(async {
@@ -723,6 +810,8 @@ proptest! {
                 (Method::PUT, "models/model-gen-4/behaviour"),
                 (Method::POST, "script"),
                 (Method::POST, "reset"),
+                (Method::PUT, "client-rate-limit"),
+                (Method::PUT, "token-rate-limit"),
             ][route].clone();
             let reply = http
                 .try_send(method, &format!("/__admin/{path}"), &[], body.to_string())
@@ -777,6 +866,19 @@ fn any_ms() -> impl Strategy<Value = f64> {
     ]
 }
 
+/// Rate limits with any numbers at all.
+fn any_rate_limit() -> impl Strategy<Value = RateLimit> {
+    (any::<u32>(), any::<u64>(), any::<bool>()).prop_map(|(allowed, window_secs, date)| RateLimit {
+        allowed,
+        window_secs,
+        retry_after: if date {
+            RetryAfterStyle::HttpDate
+        } else {
+            RetryAfterStyle::Seconds
+        },
+    })
+}
+
 /// Behaviours with any numbers at all, as the Rust API lets anyone set them unchecked.
 fn any_behaviour() -> impl Strategy<Value = Behaviour> {
     let latency = prop_oneof![
@@ -790,17 +892,7 @@ fn any_behaviour() -> impl Strategy<Value = Behaviour> {
             .prop_map(|(status, rate)| gateway_sim::ErrorRate { status, rate }),
         0..3,
     );
-    let rate_limit = prop::option::of((any::<u32>(), any::<u64>(), any::<bool>()).prop_map(
-        |(allowed, window_secs, date)| gateway_sim::RateLimit {
-            allowed,
-            window_secs,
-            retry_after: if date {
-                gateway_sim::RetryAfterStyle::HttpDate
-            } else {
-                gateway_sim::RetryAfterStyle::Seconds
-            },
-        },
-    ));
+    let rate_limit = prop::option::of(any_rate_limit());
     let slow_body = prop::option::of((any::<u32>(), any::<u64>()).prop_map(
         |(chunks, chunk_delay_ms)| gateway_sim::SlowBody {
             chunks,
@@ -858,7 +950,12 @@ proptest! {
     /// answer or a drop the simulator counts as deliberate, and nothing panics. On
     /// tokio's paused clock, so hour-long latencies cost nothing.
     #[test]
-    fn unchecked_rust_api_values_never_panic(behaviour in any_behaviour(), answer in any_script()) {
+    fn unchecked_rust_api_values_never_panic(
+        behaviour in any_behaviour(),
+        answer in any_script(),
+        client_limit in prop::option::of(any_rate_limit()),
+        token_limit in prop::option::of(any_rate_limit()),
+    ) {
         count_panics();
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -869,6 +966,8 @@ proptest! {
             let sim = Sim::builder().start().await.unwrap();
             sim.set_behaviour(behaviour);
             sim.script(Target::Global, [answer]);
+            sim.set_client_rate_limit(client_limit);
+            sim.set_token_rate_limit(token_limit);
             let http = Http::new(&sim);
             let token = http.token_reply().await.map_err(TestCaseError::fail)?.json();
             let token = token["access_token"].as_str().unwrap_or_default().to_owned();

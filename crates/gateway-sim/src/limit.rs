@@ -1,0 +1,152 @@
+//! Fixed-window rate limits: the windows per key (a bearer token or an OAuth client), the
+//! verdict for one call and the `inin-ratelimit-*` headers it adds.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use http::Response;
+use http::header::{HeaderName, HeaderValue};
+use tokio::time::Instant;
+
+use crate::behaviour::{RateLimit, RetryAfter, RetryAfterStyle};
+use crate::check::MAX_WINDOW_SECS;
+use crate::service::Body;
+use crate::state::lock;
+
+const RATELIMIT_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
+const RATELIMIT_ALLOWED: HeaderName = HeaderName::from_static("inin-ratelimit-allowed");
+const RATELIMIT_RESET: HeaderName = HeaderName::from_static("inin-ratelimit-reset");
+
+/// The limits that span every token of an OAuth client, set for the whole simulator.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct ClientLimits {
+    /// Prompt calls per client, across all of its tokens.
+    pub(crate) requests: Option<RateLimit>,
+    /// Tokens granted per client.
+    pub(crate) tokens: Option<RateLimit>,
+}
+
+/// One fixed window.
+struct Window {
+    started: Instant,
+    count: u32,
+}
+
+/// Fixed windows by key, each starting at the first call after the previous one ended.
+#[derive(Default)]
+pub(crate) struct Windows(Mutex<HashMap<String, Window>>);
+
+impl Windows {
+    /// Counts one call for `key` under `limit` and says where the window stands. The
+    /// window is clamped to 1 s to [`MAX_WINDOW_SECS`], since the Rust API sets limits
+    /// unchecked.
+    pub(crate) fn hit(&self, key: &str, limit: &RateLimit) -> Verdict {
+        let window_secs = limit.window_secs.clamp(1, MAX_WINDOW_SECS);
+        let window = Duration::from_secs(window_secs);
+        let now = Instant::now();
+        let mut windows = lock(&self.0);
+        let w = windows.entry(key.to_owned()).or_insert(Window {
+            started: now,
+            count: 0,
+        });
+        if now.saturating_duration_since(w.started) >= window {
+            *w = Window {
+                started: now,
+                count: 0,
+            };
+        }
+        w.count = w.count.saturating_add(1);
+        let remaining = window.saturating_sub(now.saturating_duration_since(w.started));
+        Verdict {
+            count: w.count,
+            allowed: limit.allowed,
+            reset_secs: remaining
+                .as_secs()
+                .saturating_add(u64::from(remaining.subsec_nanos() > 0)),
+            style: limit.retry_after,
+            window_secs,
+        }
+    }
+
+    /// Forgets every window.
+    pub(crate) fn clear(&self) {
+        lock(&self.0).clear();
+    }
+}
+
+/// Where one call stands in its window.
+pub(crate) struct Verdict {
+    pub(crate) count: u32,
+    pub(crate) allowed: u32,
+    /// Whole seconds until the window ends, rounded up.
+    pub(crate) reset_secs: u64,
+    pub(crate) style: RetryAfterStyle,
+    pub(crate) window_secs: u64,
+}
+
+impl Verdict {
+    /// Whether the call is beyond the limit.
+    pub(crate) fn exceeded(&self) -> bool {
+        self.count > self.allowed
+    }
+
+    /// The `Retry-After` for a refused call: the end of the window.
+    pub(crate) fn retry_after(&self) -> RetryAfter {
+        match self.style {
+            RetryAfterStyle::Seconds => RetryAfter::Seconds(self.reset_secs),
+            RetryAfterStyle::HttpDate => RetryAfter::HttpDate(self.reset_secs),
+        }
+    }
+
+    /// Adds `inin-ratelimit-count`, `-allowed` and `-reset`.
+    pub(crate) fn add_headers(&self, response: &mut Response<Body>) {
+        let h = response.headers_mut();
+        h.insert(RATELIMIT_COUNT, HeaderValue::from(self.count));
+        h.insert(RATELIMIT_ALLOWED, HeaderValue::from(self.allowed));
+        h.insert(RATELIMIT_RESET, HeaderValue::from(self.reset_secs));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn limit(allowed: u32, window_secs: u64) -> RateLimit {
+        RateLimit {
+            allowed,
+            window_secs,
+            retry_after: RetryAfterStyle::Seconds,
+        }
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn windows_count_per_key_and_start_again_when_they_end() {
+        let windows = Windows::default();
+        let first = windows.hit("a", &limit(1, 10));
+        assert!(!first.exceeded());
+        assert_eq!(first.reset_secs, 10);
+        tokio::time::advance(Duration::from_millis(2500)).await;
+        let second = windows.hit("a", &limit(1, 10));
+        assert!(second.exceeded());
+        assert_eq!((second.count, second.reset_secs), (2, 8));
+        assert!(
+            !windows.hit("b", &limit(1, 10)).exceeded(),
+            "keys are apart"
+        );
+        tokio::time::advance(Duration::from_millis(7500)).await;
+        assert_eq!(windows.hit("a", &limit(1, 10)).count, 1, "a new window");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn unchecked_windows_are_clamped() {
+        let windows = Windows::default();
+        assert_eq!(windows.hit("a", &limit(0, 0)).window_secs, 1);
+        let far = windows.hit("b", &limit(0, u64::MAX));
+        assert_eq!(
+            (far.window_secs, far.reset_secs),
+            (MAX_WINDOW_SECS, MAX_WINDOW_SECS)
+        );
+        assert!(far.exceeded(), "allowed 0 refuses every call");
+    }
+}
