@@ -1,6 +1,7 @@
 //! `cargo xtask ci`: every check CI runs, printed as it goes, stopping at the first failure.
 
 use std::path::Path;
+use std::process::Command;
 use std::time::Instant;
 
 /// One CI step: a name and what it runs.
@@ -105,7 +106,28 @@ fn steps() -> Vec<Step> {
 }
 
 /// Runs every step in order; the first failure stops the run with its name and command.
+/// Whether `redis-server` can be run (the fleet tests need it).
+fn redis_available() -> bool {
+    Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 pub fn run(root: &Path) -> Result<(), String> {
+    if !redis_available() {
+        if std::env::var_os("CI").is_some() {
+            return Err(
+                "redis-server is not on PATH: the fleet tests need it (`.ci/run` installs the \
+                 Debian package redis-server)"
+                    .into(),
+            );
+        }
+        println!(
+            "note: redis-server is not on PATH; the fleet tests (gateway-fleet) will skip. \
+             Install it with `apt-get install redis-server`."
+        );
+    }
     let steps = steps();
     let total = steps.len();
     let started = Instant::now();

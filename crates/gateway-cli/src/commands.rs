@@ -40,7 +40,7 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     if config.metrics.listen.is_some() {
         console::info("note: [metrics] listen applies to `serve` only; `route` serves nothing");
     }
-    let router = Router::builder(config)
+    let router = builder(config)?
         .build()
         .await
         .context("setting up the router")?;
@@ -84,6 +84,25 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
+/// The router builder for `config`, joined to its fleet when it has a `[fleet]` section.
+fn builder(config: gateway_model::RouterConfig) -> anyhow::Result<gateway_router::RouterBuilder> {
+    let fleet =
+        gateway_fleet::Fleet::from_config(&config).map_err(|e| InvalidConfig(e.to_string()))?;
+    let mut builder = Router::builder(config);
+    if let Some(fleet) = fleet {
+        console::info(format_args!(
+            "fleet mode: sharing state through Redis ({fleet:?})"
+        ));
+        if let Some(budget) = fleet.rate_budget() {
+            builder = builder.rate_budget(budget);
+        }
+        builder = builder
+            .shared_circuits(fleet.circuits())
+            .token_layer(move |local| fleet.tokens(local));
+    }
+    Ok(builder)
+}
+
 /// `serve`: the sidecar until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i32> {
     let config = load_config(&args.config)?;
@@ -109,7 +128,7 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
         );
         options.limits.max_connections = usize::try_from(room).unwrap_or(usize::MAX).max(1);
     }
-    let router = Router::builder(config)
+    let router = builder(config)?
         .build()
         .await
         .context("setting up the router")?;

@@ -9,6 +9,10 @@
 //! - **One rate budget** ([`Fleet::rate_budget`]): `[limits] requests_per_minute` as one
 //!   GCRA cell in Redis, updated atomically by a Lua script on Redis' own clock; a 429 or
 //!   a spent `inin-ratelimit-*` window seen by one replica pauses all of them.
+//! - **Shared circuits** ([`Fleet::circuits`]): a model's open circuit, with its
+//!   cool-down, is seen by every replica before it calls the model; after the cool-down
+//!   one replica claims the half-open probe and the others keep skipping the model until
+//!   it reports.
 //! - **Redis down**: every command is bounded by `command_timeout_ms`; on failure the
 //!   replica uses local state (its own token, a local pace of `requests_per_minute /
 //!   replicas`), sets the `genesys_router_fleet_degraded` gauge to 1 and warns once,
@@ -22,7 +26,9 @@
 //! let mut builder = gateway_router::Router::builder(config.clone());
 //! if let Some(fleet) = gateway_fleet::Fleet::from_config(&config)? {
 //!     let tokens = fleet.clone();
-//!     builder = builder.token_layer(move |local| tokens.tokens(local));
+//!     builder = builder
+//!         .token_layer(move |local| tokens.tokens(local))
+//!         .shared_circuits(fleet.circuits());
 //!     if let Some(budget) = fleet.rate_budget() {
 //!         builder = builder.rate_budget(budget);
 //!     }
@@ -31,6 +37,7 @@
 //! # Ok(()) }
 //! ```
 
+mod circuits;
 mod error;
 mod health;
 mod rate;
@@ -40,7 +47,7 @@ mod tokens;
 use std::sync::Arc;
 
 use gateway_model::{FleetConfig, LimitsConfig, RouterConfig};
-use gateway_transport::{RateBudget, TokenSource};
+use gateway_transport::{RateBudget, SharedCircuits, TokenSource};
 
 pub use error::FleetError;
 
@@ -106,6 +113,13 @@ impl Fleet {
             self.replicas,
         );
         Some(Arc::new(budget))
+    }
+
+    /// The fleet's circuit state: an open circuit at one replica is open at all, and
+    /// one replica sends the half-open probe (its claim lasts a call's deadline at most).
+    pub fn circuits(&self) -> Arc<dyn SharedCircuits> {
+        let lease = std::time::Duration::from_millis(self.limits.deadline_ms);
+        Arc::new(circuits::FleetCircuits::new(Arc::clone(&self.link), lease))
     }
 
     /// Whether this replica runs on local state because Redis cannot be reached.

@@ -5,7 +5,7 @@ mod support;
 
 use std::time::Duration;
 
-use gateway_sim::Sim;
+use gateway_sim::{RateLimit, RetryAfterStyle, Sim, SimHandle};
 use support::{RedisServer, fleet_config, load, replica, router_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -103,4 +103,152 @@ async fn with_redis_down_calls_go_on_locally_and_the_fleet_rejoins_when_it_is_ba
         .filter_map(|r| r.header("authorization").map(str::to_owned))
         .collect();
     assert_eq!(bearers.len(), 1, "one token again");
+}
+
+/// The simulator's client limit: `ALLOWED` calls per `WINDOW` seconds.
+const ALLOWED: u32 = 20;
+const WINDOW: u64 = 2;
+/// The fleet's pace, 8 a second with a burst of 2: in any 2 s at most 2 × 8 + 2 + 1 = 19
+/// calls go, under the limit of 20 with one to spare for timing on a loaded machine.
+const PER_MINUTE: u32 = 480;
+const BURST: u32 = 2;
+
+async fn limited_sim() -> SimHandle {
+    Sim::builder()
+        .client_rate_limit(RateLimit {
+            allowed: ALLOWED,
+            window_secs: WINDOW,
+            retry_after: RetryAfterStyle::Seconds,
+        })
+        .start()
+        .await
+        .unwrap()
+}
+
+fn paced_config(sim: &SimHandle) -> gateway_model::RouterConfig {
+    let mut config = router_config(sim);
+    config.limits.requests_per_minute = Some(PER_MINUTE);
+    config.limits.rate_burst = BURST;
+    config.limits.deadline_ms = 30_000;
+    config.limits.attempt_timeout_ms = 5_000;
+    config
+}
+
+/// The most prompt calls the simulator received in any `WINDOW` seconds.
+fn busiest_window(sim: &SimHandle) -> usize {
+    let at: Vec<f64> = sim.prompt_requests().iter().map(|r| r.at_ms).collect();
+    let window_ms = Duration::from_secs(WINDOW).as_secs_f64() * 1_000.0;
+    (0..at.len())
+        .map(|i| at[i..].iter().filter(|t| **t - at[i] < window_ms).count())
+        .max()
+        .unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn three_replicas_offered_three_times_the_limit_keep_one_pace_and_see_no_429() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = limited_sim().await;
+    let mut config = paced_config(&sim);
+    config.fleet = Some(fleet_config("one-pace", 3));
+    let mut routers = Vec::new();
+    for _ in 0..3 {
+        routers.push(replica(&config, &redis.url()).await.0);
+    }
+
+    let per_router = usize::try_from(ALLOWED).unwrap();
+    let results = load(&routers, per_router).await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "every call succeeds, paced"
+    );
+    let counters = sim.counters();
+    assert_eq!(counters.client_rate_limited, 0, "no upstream 429");
+    assert_eq!(counters.prompt_successes, 3 * u64::from(ALLOWED));
+    let busiest = busiest_window(&sim);
+    assert!(
+        busiest <= usize::try_from(ALLOWED).unwrap(),
+        "{busiest} calls in one {WINDOW} s window, limit {ALLOWED}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_the_fleet_each_replica_paces_alone_and_the_client_limit_answers_429() {
+    let sim = limited_sim().await;
+    let mut config = paced_config(&sim);
+    config.retry.max_attempts = 1;
+    let mut routers = Vec::new();
+    for _ in 0..3 {
+        routers.push(support::solo(&config).await);
+    }
+    let per_router = usize::try_from(ALLOWED).unwrap();
+    let _ = load(&routers, per_router).await;
+    assert!(
+        sim.counters().client_rate_limited > 0,
+        "three replicas at the full pace each overrun the client's limit"
+    );
+}
+
+/// Prompt calls the simulator received for `model`.
+fn calls_to(sim: &SimHandle, model: &str) -> usize {
+    sim.prompt_requests()
+        .iter()
+        .filter(|r| r.json().is_some_and(|p| p["modelId"] == model))
+        .count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after_the_cool_down() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    sim.set_model_behaviour("model-gen-4", gateway_sim::Behaviour::failing(503));
+    let mut config = router_config(&sim);
+    let mut route = gateway_model::RouteConfig::to_model("model-gen-4");
+    route.fallbacks = vec!["model-fallback-3".into()];
+    config.routes.insert("reply".into(), route);
+    config.retry.max_attempts = 1;
+    config.circuit_breaker.failure_threshold = 2;
+    config.circuit_breaker.cooldown_ms = 1_000;
+    config.fleet = Some(fleet_config("circuits", 3));
+    let mut routers = Vec::new();
+    for _ in 0..3 {
+        routers.push(replica(&config, &redis.url()).await.0);
+    }
+
+    // Two failures at the first replica open its circuit.
+    assert!(load(&routers[..1], 1).await.iter().all(Result::is_ok));
+    assert!(load(&routers[..1], 1).await.iter().all(Result::is_ok));
+    assert_eq!(calls_to(&sim, "model-gen-4"), 2);
+    // The others skip the model at once, straight to the fallback.
+    let others = load(&routers[1..], 5).await;
+    assert!(others.iter().all(|r| {
+        r.as_ref()
+            .is_ok_and(|o| o.served_model.as_str() == "model-fallback-3")
+    }));
+    assert_eq!(
+        calls_to(&sim, "model-gen-4"),
+        2,
+        "no replica calls a model whose circuit is open"
+    );
+
+    // After the cool-down (a real second: the circuit's expiry is Redis' own clock),
+    // every replica wants to probe; exactly one does, and its failure reopens the circuit.
+    tokio::time::sleep(Duration::from_millis(1_100)).await;
+    let after = load(&routers, 10).await;
+    assert!(after.iter().all(Result::is_ok));
+    assert_eq!(
+        calls_to(&sim, "model-gen-4"),
+        3,
+        "exactly one probe for the fleet"
+    );
+    let again = load(&routers, 5).await;
+    assert!(again.iter().all(Result::is_ok));
+    assert_eq!(
+        calls_to(&sim, "model-gen-4"),
+        3,
+        "the failed probe reopened it everywhere"
+    );
 }

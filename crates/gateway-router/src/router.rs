@@ -22,7 +22,7 @@ use gateway_transport::{
 use http::Uri;
 use tokio::time::Instant;
 
-use crate::breaker::{Admission, CircuitBreaker, CoolDownRule};
+use crate::breaker::{Admission, BreakerState, CircuitBreaker, CoolDownRule};
 use crate::catalogue::CatalogueCheck;
 use crate::error::{CallTrace, RouteError, RouteErrorKind};
 use crate::ids;
@@ -121,6 +121,8 @@ pub(crate) struct Inner {
     cool_down: CoolDownRule,
     deadline: Duration,
     pub(crate) catalogue: Mutex<Option<CatalogueCheck>>,
+    /// Circuit state shared with a fleet's other replicas, if any.
+    circuits: Option<Arc<dyn gateway_transport::SharedCircuits>>,
 }
 
 /// Routes prompts to the Genesys Cloud AI Gateway: picks a model (sticky on a key),
@@ -166,6 +168,7 @@ pub struct RouterBuilder {
     tokens: Option<Arc<dyn TokenSource>>,
     token_layer: Option<TokenLayer>,
     rate_budget: Option<Arc<dyn gateway_transport::RateBudget>>,
+    circuits: Option<Arc<dyn gateway_transport::SharedCircuits>>,
     credentials: Option<Credentials>,
     audit: AuditChoice,
     transport: Option<TransportConfig>,
@@ -218,6 +221,13 @@ impl RouterBuilder {
     /// budget, say).
     pub fn rate_budget(mut self, budget: Arc<dyn gateway_transport::RateBudget>) -> Self {
         self.rate_budget = Some(budget);
+        self
+    }
+
+    /// Shares circuit state through `circuits`: an open circuit at one replica is open
+    /// at all, and one replica sends the half-open probe.
+    pub fn shared_circuits(mut self, circuits: Arc<dyn gateway_transport::SharedCircuits>) -> Self {
+        self.circuits = Some(circuits);
         self
     }
 
@@ -328,6 +338,7 @@ impl RouterBuilder {
                 stats,
                 audit,
                 catalogue: Mutex::new(None),
+                circuits: self.circuits,
                 config,
             }),
         };
@@ -398,6 +409,7 @@ impl Router {
             tokens: None,
             token_layer: None,
             rate_budget: None,
+            circuits: None,
             credentials: None,
             audit: AuditChoice::FromConfig,
             transport: None,
@@ -582,6 +594,44 @@ impl Router {
     ///
     /// Each model but the last gets an equal share of the time left, so a model that hangs
     /// cannot use up the fallbacks' time; the last gets all that remains.
+    /// Whether `model` may be called now: its breaker, which first takes in the fleet's
+    /// open circuit, and the fleet's one probe.
+    async fn admit<'s>(&self, state: &'s ModelState, model: &ModelId) -> Admission<'s> {
+        let Some(shared) = &self.inner.circuits else {
+            return state.breaker.admit();
+        };
+        if let Some(wait) = shared.open_for(model.as_str()).await {
+            state.breaker.cool_down(wait);
+        }
+        match state.breaker.admit() {
+            Admission::Probe(probe) if !shared.claim_probe(model.as_str()).await => {
+                probe.neutral();
+                Admission::Rejected { retry_in: None }
+            }
+            other => other,
+        }
+    }
+
+    /// Tells the fleet that `model`'s circuit opened or closed here (it was `before`).
+    async fn share_circuit(&self, state: &ModelState, model: &ModelId, before: BreakerState) {
+        let Some(shared) = &self.inner.circuits else {
+            return;
+        };
+        match state.breaker.state() {
+            after if after == before => {}
+            BreakerState::Open { until } => {
+                let wait = until.saturating_duration_since(Instant::now());
+                shared.opened(model.as_str(), wait).await;
+            }
+            BreakerState::Closed { failures: 0 }
+                if !matches!(before, BreakerState::Closed { .. }) =>
+            {
+                shared.closed(model.as_str()).await;
+            }
+            _ => {}
+        }
+    }
+
     async fn walk(
         &self,
         chain: &[&ModelId],
@@ -597,7 +647,7 @@ impl Router {
             }
             let state = &inner.models[*model];
             let next_model = chain.get(i + 1).copied();
-            let probe = match state.breaker.admit() {
+            let probe = match self.admit(state, model).await {
                 Admission::Rejected { .. } => {
                     call.tried.push(skipped(model));
                     if let Some(next) = next_model {
@@ -640,6 +690,7 @@ impl Router {
                     call,
                 )
                 .await;
+            let before = state.breaker.state();
             match (health, probe) {
                 (Health::Healthy, Some(p)) => p.success(),
                 (Health::Healthy, None) => state.breaker.record_success(),
@@ -650,6 +701,7 @@ impl Router {
                 (Health::CoolDown(wait), Some(p)) => p.cool_down(wait),
                 (Health::CoolDown(wait), None) => state.breaker.cool_down(wait),
             }
+            self.share_circuit(state, model, before).await;
             match next {
                 Next::Answered(response) => return Ended::Answered(response, request_id),
                 Next::Stop(kind) => return Ended::Stopped(kind),

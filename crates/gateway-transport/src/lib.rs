@@ -33,6 +33,7 @@
 
 mod bearer;
 mod budget;
+mod circuits;
 mod client;
 pub mod clock;
 mod error;
@@ -43,6 +44,7 @@ mod transport;
 
 pub use bearer::{AccessToken, BoxFuture, StaticToken, TokenError, TokenSource};
 pub use budget::RetryBudget;
+pub use circuits::SharedCircuits;
 pub use client::{ClientOptions, Exchange, HttpClient};
 pub use error::{CallStats, ErrorKind, TransportError};
 pub use limiter::{Limiter, LimiterTimeout, Permit};

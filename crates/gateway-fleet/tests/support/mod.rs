@@ -131,7 +131,8 @@ pub fn with_fleet(
             DEFAULT_CLIENT_ID,
             DEFAULT_CLIENT_SECRET,
         ))
-        .token_layer(move |local| tokens.tokens(local));
+        .token_layer(move |local| tokens.tokens(local))
+        .shared_circuits(fleet.circuits());
     if let Some(budget) = fleet.rate_budget() {
         builder = builder.rate_budget(budget);
     }
@@ -141,6 +142,18 @@ pub fn with_fleet(
 /// A router of `fleet`.
 pub async fn replica_of(config: &RouterConfig, fleet: &Fleet) -> Router {
     with_fleet(Router::builder(config.clone()), fleet)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A router on its own (no fleet), pacing only itself.
+pub async fn solo(config: &RouterConfig) -> Router {
+    Router::builder(config.clone())
+        .credentials(gateway_auth::Credentials::new(
+            DEFAULT_CLIENT_ID,
+            DEFAULT_CLIENT_SECRET,
+        ))
         .build()
         .await
         .unwrap()
