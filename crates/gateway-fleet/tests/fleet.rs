@@ -54,8 +54,24 @@ async fn with_redis_down_calls_go_on_locally_and_the_fleet_rejoins_when_it_is_ba
     assert_eq!(sim.counters().token_requests, 1);
     assert!(!fleet_a.is_degraded());
 
+    // Redis dies in the middle of a load.
+    let running = {
+        let routers = routers.clone();
+        tokio::spawn(async move { load(&routers, 100).await })
+    };
+    let before = sim.counters().prompt_requests;
+    let mut underway = false;
+    for _ in 0..2_000 {
+        if sim.counters().prompt_requests >= before + 20 {
+            underway = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert!(underway, "the load is running");
     redis.kill();
-    let during = load(&routers, 50).await;
+    let during = running.await.expect("no call panics");
+    assert_eq!(during.len(), 200);
     let deadline = Duration::from_millis(config.limits.deadline_ms);
     for result in &during {
         let outcome = result
@@ -66,6 +82,8 @@ async fn with_redis_down_calls_go_on_locally_and_the_fleet_rejoins_when_it_is_ba
             "no call waits past its deadline"
         );
     }
+    // The next call notices, if the load ended before it did.
+    assert!(load(&routers, 1).await.iter().all(Result::is_ok));
     assert!(fleet_a.is_degraded());
     assert!(
         metrics
@@ -251,4 +269,15 @@ async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after
         3,
         "the failed probe reopened it everywhere"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_router_paced_by_requests_per_minute_sends_no_call_into_the_clients_limit() {
+    let sim = limited_sim().await;
+    let router = support::solo(&paced_config(&sim)).await;
+    let per_router = usize::try_from(ALLOWED).unwrap() * 2;
+    let results = load(std::slice::from_ref(&router), per_router).await;
+    assert!(results.iter().all(Result::is_ok));
+    assert_eq!(sim.counters().client_rate_limited, 0, "paced, not refused");
+    assert!(busiest_window(&sim) <= usize::try_from(ALLOWED).unwrap());
 }
