@@ -18,7 +18,18 @@ enum Action {
     },
     /// Code run inside xtask.
     InProcess(fn(&Path) -> Result<(), String>),
+    /// A program other than cargo, run from the checkout's root. When it is not on PATH
+    /// the step is skipped with a note saying how to install it, except under `CI`,
+    /// where it fails: CI must not pass a check it did not run.
+    Tool {
+        program: &'static str,
+        args: Vec<&'static str>,
+        install: &'static str,
+    },
 }
+
+/// The Debian package that provides `promtool`.
+const PROMTOOL_INSTALL: &str = "apt-get install prometheus";
 
 impl Step {
     fn cargo(name: &'static str, args: &[&'static str]) -> Self {
@@ -31,6 +42,17 @@ impl Step {
         }
     }
 
+    fn promtool(name: &'static str, args: &[&'static str]) -> Self {
+        Self {
+            name,
+            action: Action::Tool {
+                program: "promtool",
+                args: args.to_vec(),
+                install: PROMTOOL_INSTALL,
+            },
+        }
+    }
+
     fn describe(&self) -> String {
         match &self.action {
             Action::Cargo { args, env } => {
@@ -38,6 +60,7 @@ impl Step {
                 format!("{}cargo {}", env.concat(), args.join(" "))
             }
             Action::InProcess(_) => format!("cargo xtask {}", self.name),
+            Action::Tool { program, args, .. } => format!("{program} {}", args.join(" ")),
         }
     }
 }
@@ -91,6 +114,18 @@ fn steps() -> Vec<Step> {
         name: "schema --check",
         action: Action::InProcess(crate::schema::check),
     });
+    steps.push(Step::promtool(
+        "promtool check rules",
+        &["check", "rules", "ops/prometheus/genesys-router.rules.yml"],
+    ));
+    steps.push(Step::promtool(
+        "promtool test rules",
+        &[
+            "test",
+            "rules",
+            "ops/prometheus/genesys-router.rules.test.yml",
+        ],
+    ));
     steps.push(Step {
         name: "doc",
         action: Action::Cargo {
@@ -105,7 +140,6 @@ fn steps() -> Vec<Step> {
     steps
 }
 
-/// Runs every step in order; the first failure stops the run with its name and command.
 /// Whether `redis-server` can be run (the fleet tests need it).
 fn redis_available() -> bool {
     Command::new("redis-server")
@@ -114,9 +148,39 @@ fn redis_available() -> bool {
         .is_ok_and(|o| o.status.success())
 }
 
+/// Runs `program args` in `root`: `Ok(None)` when it succeeds, `Ok(Some(note))` when it
+/// is not installed and `in_ci` is false (the step is skipped), an error otherwise.
+fn run_tool(
+    root: &Path,
+    program: &str,
+    args: &[&str],
+    install: &str,
+    in_ci: bool,
+) -> Result<Option<String>, String> {
+    match Command::new(program).args(args).current_dir(root).status() {
+        Ok(status) if status.success() => Ok(None),
+        Ok(status) => Err(format!("{program} exited with {status}")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if in_ci {
+                Err(format!(
+                    "{program} is not on PATH, and under CI every check must run \
+                     (`.ci/run` installs it: `{install}`)"
+                ))
+            } else {
+                Ok(Some(format!(
+                    "{program} is not on PATH; skipped. Install it with `{install}`."
+                )))
+            }
+        }
+        Err(e) => Err(format!("cannot start {program}: {e}")),
+    }
+}
+
+/// Runs every step in order; the first failure stops the run with its name and command.
 pub fn run(root: &Path) -> Result<(), String> {
+    let in_ci = std::env::var_os("CI").is_some();
     if !redis_available() {
-        if std::env::var_os("CI").is_some() {
+        if in_ci {
             return Err(
                 "redis-server is not on PATH: the fleet tests need it (`.ci/run` installs the \
                  Debian package redis-server)"
@@ -136,11 +200,21 @@ pub fn run(root: &Path) -> Result<(), String> {
         println!("\n==> [{}/{total}] {}: {command}", i + 1, step.name);
         let t = Instant::now();
         let outcome = match &step.action {
-            Action::Cargo { args, env } => crate::run_cargo(root, args, env),
-            Action::InProcess(f) => f(root),
+            Action::Cargo { args, env } => crate::run_cargo(root, args, env).map(|()| None),
+            Action::InProcess(f) => f(root).map(|()| None),
+            Action::Tool {
+                program,
+                args,
+                install,
+            } => run_tool(root, program, args, install, in_ci),
         };
         match outcome {
-            Ok(()) => println!(
+            Ok(Some(note)) => println!(
+                "note: {note}\n==> [{}/{total}] {} skipped",
+                i + 1,
+                step.name
+            ),
+            Ok(None) => println!(
                 "==> [{}/{total}] {} passed in {:.1?}",
                 i + 1,
                 step.name,
@@ -160,4 +234,53 @@ pub fn run(root: &Path) -> Result<(), String> {
         started.elapsed()
     );
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_missing_tool_is_skipped_outside_ci_and_fails_under_ci() {
+        let root = Path::new(".");
+        let missing = "genesys-router-no-such-tool";
+        let note = run_tool(root, missing, &[], "apt-get install it", false).unwrap();
+        assert!(note.is_some_and(|n| n.contains(missing) && n.contains("apt-get install it")));
+        let error = run_tool(root, missing, &[], "apt-get install it", true).unwrap_err();
+        assert!(
+            error.contains("not on PATH") && error.contains("apt-get install it"),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn a_tool_that_fails_fails_the_step() {
+        let root = Path::new(".");
+        assert_eq!(run_tool(root, "sh", &["-c", "exit 0"], "-", true), Ok(None));
+        let error = run_tool(root, "sh", &["-c", "exit 3"], "-", false).unwrap_err();
+        assert!(
+            error.starts_with("sh exited with") && error.contains('3'),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn ci_checks_the_committed_alert_rules_with_promtool() {
+        let commands: Vec<String> = steps().iter().map(Step::describe).collect();
+        for file in [
+            "check rules ops/prometheus/genesys-router.rules.yml",
+            "test rules ops/prometheus/genesys-router.rules.test.yml",
+        ] {
+            let command = format!("promtool {file}");
+            assert!(commands.contains(&command), "{command} not in {commands:?}");
+            let path = file.rsplit(' ').next().unwrap();
+            assert!(
+                Path::new(env!("CARGO_MANIFEST_DIR"))
+                    .join("..")
+                    .join(path)
+                    .is_file(),
+                "{path} is missing"
+            );
+        }
+    }
 }
