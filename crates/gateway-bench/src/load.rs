@@ -42,6 +42,9 @@ pub enum Scenario {
     Direct,
     /// The load generator posting route requests to `genesys-router serve`.
     Sidecar,
+    /// `Router::route` as [`Scenario::Library`], in fleet mode on a local `redis-server`
+    /// (`GENESYS_ROUTER_REDIS_URL`): the shared token, rate budget and circuits.
+    Fleet,
 }
 
 impl Scenario {
@@ -52,6 +55,7 @@ impl Scenario {
             "library" => Scenario::Library,
             "direct" => Scenario::Direct,
             "sidecar" => Scenario::Sidecar,
+            "fleet" => Scenario::Fleet,
             other => bail!("unknown scenario `{other}`"),
         })
     }
@@ -63,6 +67,7 @@ impl Scenario {
             Scenario::Library => "library",
             Scenario::Direct => "direct",
             Scenario::Sidecar => "sidecar",
+            Scenario::Fleet => "fleet",
         }
     }
 }
@@ -302,6 +307,31 @@ async fn caller(
                 .build()
                 .await
                 .context("building the router")?;
+            Caller::Router(router)
+        }
+        Scenario::Fleet => {
+            gateway_telemetry::install_at(None).context("installing the metrics recorder")?;
+            let audit = out_dir.join(format!("fleet-audit-{}.jsonl", std::process::id()));
+            let mut config = router_config(target, &audit);
+            // A pace far above what the machine can send: every attempt still reserves
+            // its slot in Redis, as a fleet with a rate budget does.
+            config.limits.requests_per_minute = Some(6_000_000);
+            config.limits.rate_burst = 1_000;
+            config.fleet = Some(gateway_model::FleetConfig {
+                key_prefix: format!("bench-{}", std::process::id()),
+                replicas: 3,
+                ..gateway_model::FleetConfig::default()
+            });
+            let fleet = gateway_fleet::Fleet::from_config(&config)?.context("a [fleet] section")?;
+            let tokens = fleet.clone();
+            let mut builder = Router::builder(config)
+                .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+                .shared_circuits(fleet.circuits())
+                .token_layer(move |local| tokens.tokens(local));
+            if let Some(budget) = fleet.rate_budget() {
+                builder = builder.rate_budget(budget);
+            }
+            let router = builder.build().await.context("building the router")?;
             Caller::Router(router)
         }
     })

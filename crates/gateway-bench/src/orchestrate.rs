@@ -93,6 +93,33 @@ fn read_url(reader: impl std::io::Read + Send + 'static, what: &str) -> anyhow::
     bail!("{what} exited before printing its address")
 }
 
+/// The env var the fleet scenario's `[fleet] redis_url_env` names (the default).
+const FLEET_URL_ENV: &str = "GENESYS_ROUTER_REDIS_URL";
+
+/// Starts a `redis-server` on a free loopback port for the fleet scenario, if one is
+/// installed; its URL.
+fn start_redis(dir: &Path) -> Option<(Guarded, String)> {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .ok()?
+        .port();
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let guard = Guarded(child);
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(stdout));
+    let ready = lines.any(|l| l.is_ok_and(|l| l.contains("Ready to accept connections")));
+    std::thread::spawn(move || for _ in lines {});
+    ready.then(|| (guard, format!("redis://127.0.0.1:{port}/")))
+}
+
 /// Starts the simulator as `gateway-bench sim`.
 fn start_sim() -> anyhow::Result<(Guarded, String)> {
     let exe = std::env::current_exe()?;
@@ -114,6 +141,7 @@ fn load(
     concurrency: usize,
     target: &str,
     extra: &[String],
+    env: &[(&str, &str)],
 ) -> anyhow::Result<LoadResult> {
     let (warmup, measure) = plan.timing();
     let exe = std::env::current_exe()?;
@@ -136,6 +164,7 @@ fn load(
         .arg("--out-dir")
         .arg(&plan.out_dir)
         .args(extra)
+        .envs(env.iter().copied())
         .stderr(Stdio::inherit())
         .output()
         .context("running a load process")?;
@@ -199,10 +228,11 @@ fn measured(
     scenario: Scenario,
     concurrency: usize,
     target: &str,
+    env: &[(&str, &str)],
 ) -> anyhow::Result<(LoadResult, f64)> {
     let before = sample(sim_pid).unwrap_or_default();
     let started = Instant::now();
-    let result = load(plan, scenario, concurrency, target, &[])?;
+    let result = load(plan, scenario, concurrency, target, &[], env)?;
     let wall = started.elapsed().as_secs_f64();
     let after = sample(sim_pid).unwrap_or_default();
     Ok((
@@ -234,7 +264,7 @@ fn sidecar(plan: &Plan, sim: &str, sim_pid: &str, concurrency: usize) -> anyhow:
     let url = read_url(stderr, "the sidecar")?;
 
     let before = sample(&pid).unwrap_or_default();
-    let (result, sim_cores) = measured(plan, sim_pid, Scenario::Sidecar, concurrency, &url)?;
+    let (result, sim_cores) = measured(plan, sim_pid, Scenario::Sidecar, concurrency, &url, &[])?;
     let after = sample(&pid).unwrap_or_default();
     drop(guard);
     remove_audit_files(&plan.out_dir);
@@ -309,7 +339,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
     for scenario in [Scenario::Baseline, Scenario::Library, Scenario::Direct] {
         for concurrency in LEVELS {
             eprintln!("bench: {} at concurrency {concurrency}", scenario.name());
-            let (result, sim_cores) = measured(plan, &sim_pid, scenario, concurrency, &sim)?;
+            let (result, sim_cores) = measured(plan, &sim_pid, scenario, concurrency, &sim, &[])?;
             runs.push(run_row(&result, sim_cores));
         }
     }
@@ -317,6 +347,21 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
         eprintln!("bench: sidecar at concurrency {concurrency}");
         runs.push(sidecar(plan, &sim, &sim_pid, concurrency)?);
     }
+    let fleet = if let Some((redis, url)) = start_redis(&plan.out_dir) {
+        // The load processes read the URL from the env var `[fleet]` names.
+        for concurrency in LEVELS {
+            eprintln!("bench: fleet at concurrency {concurrency}");
+            let env = [(FLEET_URL_ENV, url.as_str())];
+            let (result, sim_cores) =
+                measured(plan, &sim_pid, Scenario::Fleet, concurrency, &sim, &env)?;
+            runs.push(run_row(&result, sim_cores));
+        }
+        drop(redis);
+        "measured against a local redis-server".to_owned()
+    } else {
+        eprintln!("bench: fleet skipped: no redis-server on PATH");
+        "skipped: no redis-server on PATH".to_owned()
+    };
 
     eprintln!("bench: memory over {} routed calls", plan.memory_calls());
     let memory = load(
@@ -330,6 +375,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
             "--checkpoints".into(),
             format!("10000,{}", plan.memory_calls()),
         ],
+        &[],
     )?;
     let rss_at = |n: u64| {
         memory
@@ -366,6 +412,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
             "note": if plan.quick { "quick mode: the 1m figure is RSS after 100,000 calls" } else { "RSS after 1,000,000 calls" },
         },
         "token_requests_for_10k_cold_callers": token_requests,
+        "fleet": fleet,
         "micro_ns": micro,
     });
     let path = plan.out_dir.join("results.json");
@@ -425,7 +472,21 @@ fn ratios(runs: &[Run]) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
         ratios
             .entry("sidecar_added_p99_us")
             .or_default()
-            .insert(key, json!(diff(side.p99_us, direct.p99_us)));
+            .insert(key.clone(), json!(diff(side.p99_us, direct.p99_us)));
+        if let Some(fleet) = find("fleet", c) {
+            ratios
+                .entry("fleet_added_p50_us")
+                .or_default()
+                .insert(key.clone(), json!(diff(fleet.p50_us, lib.p50_us)));
+            ratios
+                .entry("fleet_added_p99_us")
+                .or_default()
+                .insert(key.clone(), json!(diff(fleet.p99_us, lib.p99_us)));
+            ratios.entry("fleet_cpu_vs_library").or_default().insert(
+                key,
+                json!(fleet.cpu_us_per_request / lib.cpu_us_per_request.max(1e-9)),
+            );
+        }
     }
 
     ratios

@@ -281,3 +281,32 @@ async fn one_router_paced_by_requests_per_minute_sends_no_call_into_the_clients_
     assert_eq!(sim.counters().client_rate_limited, 0, "paced, not refused");
     assert!(busiest_window(&sim) <= usize::try_from(ALLOWED).unwrap());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_token_is_refreshed_once_for_the_whole_fleet() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = router_config(&sim);
+    config.fleet = Some(fleet_config("refresh", 3));
+    let mut routers = Vec::new();
+    for _ in 0..3 {
+        routers.push(replica(&config, &redis.url()).await.0);
+    }
+    assert!(load(&routers, 10).await.iter().all(Result::is_ok));
+    assert_eq!(sim.counters().token_requests, 1);
+
+    // Every replica's next call meets a 401.
+    assert!(sim.revoke_tokens() >= 1);
+    let results = load(&routers, 30).await;
+    assert!(
+        results.iter().all(Result::is_ok),
+        "each call refreshes once and succeeds"
+    );
+    assert_eq!(
+        sim.counters().token_requests,
+        2,
+        "one refresh for the fleet"
+    );
+}

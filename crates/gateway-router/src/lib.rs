@@ -45,6 +45,7 @@
 //! ```
 
 mod breaker;
+mod builder;
 mod catalogue;
 mod config_file;
 mod error;
@@ -55,10 +56,11 @@ mod selection;
 mod trace_context;
 
 pub use breaker::{Admission, BreakerState, CircuitBreaker, CoolDownRule, ProbeGuard};
+pub use builder::{BuildError, RouterBuilder};
 pub use catalogue::CatalogueCheck;
 pub use config_file::{ConfigError, apply_env_overrides, load_config};
 pub use error::{CallTrace, RouteError, RouteErrorKind};
-pub use router::{BuildError, Router, RouterBuilder};
+pub use router::Router;
 pub use selection::StickySelector;
 
 /// The README's Rust examples, compiled as doctests so they stay true.

@@ -1,0 +1,274 @@
+//! Building a [`Router`]: the config checked, the transport, token source, audit sinks
+//! and fleet hooks set up, and the routes compiled.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use gateway_audit::webhook::{WebhookSecret, WebhookSink};
+use gateway_audit::{AuditSink, FanOut, JsonlSink};
+use gateway_auth::{ClientCredentials, Credentials};
+use gateway_model::{ModelId, RouterConfig, Validate, ValidationErrors};
+use gateway_telemetry::{ModelMetrics, Stats};
+use gateway_transport::{TokenSource, Transport, TransportConfig, TransportError};
+
+use crate::breaker::{CircuitBreaker, CoolDownRule};
+use crate::router::{CompiledRoute, Inner, ModelState, Router};
+
+/// Why a router could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BuildError {
+    /// The configuration breaks a rule.
+    #[error("invalid configuration: {0}")]
+    Config(ValidationErrors),
+    /// The transport could not be set up (TLS roots, base URL).
+    #[error("transport: {0}")]
+    Transport(TransportError),
+    /// The token source could not be set up (credentials, login URL).
+    #[error("authentication: {0}")]
+    Auth(#[from] gateway_auth::AuthError),
+    /// An audit sink could not be opened.
+    #[error("audit: {0}")]
+    Audit(String),
+    /// The configuration names models the gateway does not know.
+    #[error("the gateway's catalogue does not list {}: check the route configuration", unknown.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))]
+    UnknownModels {
+        /// The models not in the catalogue.
+        unknown: Vec<ModelId>,
+    },
+    /// The catalogue could not be read to check the models.
+    #[error("cannot check the models against the catalogue: {0}")]
+    Catalogue(String),
+}
+
+/// Configures a [`Router`].
+#[must_use]
+pub struct RouterBuilder {
+    config: RouterConfig,
+    tokens: Option<Arc<dyn TokenSource>>,
+    token_layer: Option<TokenLayer>,
+    rate_budget: Option<Arc<dyn gateway_transport::RateBudget>>,
+    circuits: Option<Arc<dyn gateway_transport::SharedCircuits>>,
+    credentials: Option<Credentials>,
+    audit: AuditChoice,
+    transport: Option<TransportConfig>,
+}
+
+/// Wraps the router's token source (a fleet shares its tokens, say).
+type TokenLayer = Box<dyn FnOnce(Arc<dyn TokenSource>) -> Arc<dyn TokenSource> + Send>;
+
+/// Where a router's audit entries go.
+enum AuditChoice {
+    /// The sinks the config describes.
+    FromConfig,
+    /// A sink given to the builder.
+    Sink(Arc<dyn AuditSink>),
+    /// Nowhere.
+    Off,
+}
+
+impl std::fmt::Debug for RouterBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RouterBuilder")
+            .field("routes", &self.config.routes.keys())
+            .finish_non_exhaustive()
+    }
+}
+
+impl RouterBuilder {
+    /// Uses this token source instead of OAuth client credentials from the environment.
+    pub fn token_source(self, source: impl TokenSource) -> Self {
+        self.shared_token_source(Arc::new(source))
+    }
+
+    /// Like [`RouterBuilder::token_source`], for a source shared with other code.
+    pub fn shared_token_source(mut self, source: Arc<dyn TokenSource>) -> Self {
+        self.tokens = Some(source);
+        self
+    }
+
+    /// Wraps the token source the router would use (its own OAuth client, or the one
+    /// given) in `layer`: `gateway-fleet` shares one token across replicas this way.
+    pub fn token_layer(
+        mut self,
+        layer: impl FnOnce(Arc<dyn TokenSource>) -> Arc<dyn TokenSource> + Send + 'static,
+    ) -> Self {
+        self.token_layer = Some(Box::new(layer));
+        self
+    }
+
+    /// Paces calls by `budget` instead of `[limits] requests_per_minute` (a fleet's shared
+    /// budget, say).
+    pub fn rate_budget(mut self, budget: Arc<dyn gateway_transport::RateBudget>) -> Self {
+        self.rate_budget = Some(budget);
+        self
+    }
+
+    /// Shares circuit state through `circuits`: an open circuit at one replica is open
+    /// at all, and one replica sends the half-open probe.
+    pub fn shared_circuits(mut self, circuits: Arc<dyn gateway_transport::SharedCircuits>) -> Self {
+        self.circuits = Some(circuits);
+        self
+    }
+
+    /// Uses these client credentials instead of the env vars the config names.
+    pub fn credentials(mut self, credentials: Credentials) -> Self {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Writes audit entries to `sink` instead of the sinks the config describes.
+    pub fn audit_sink(mut self, sink: Arc<dyn AuditSink>) -> Self {
+        self.audit = AuditChoice::Sink(sink);
+        self
+    }
+
+    /// Writes no audit entries (for tests and benchmarks of other parts).
+    pub fn without_audit(mut self) -> Self {
+        self.audit = AuditChoice::Off;
+        self
+    }
+
+    /// Uses this transport configuration instead of the one derived from the config.
+    pub fn transport_config(mut self, config: TransportConfig) -> Self {
+        self.transport = Some(config);
+        self
+    }
+
+    /// Validates the config, sets up the transport, token source and audit sinks, and,
+    /// if `environment.validate_models` is set, checks every model against the catalogue.
+    ///
+    /// Install a metrics recorder (`gateway_telemetry::install`) before building: the
+    /// router registers its metric handles here.
+    pub async fn build(self) -> Result<Router, BuildError> {
+        let config = self.config;
+        config.validate().map_err(BuildError::Config)?;
+        let transport_config = match self.transport {
+            Some(t) => t,
+            None => TransportConfig::from_router_config(&config)
+                .map_err(|kind| BuildError::Transport(TransportError::from(kind)))?,
+        };
+        let bare = Transport::new(transport_config).map_err(BuildError::Transport)?;
+        let tokens: Arc<dyn TokenSource> = if let Some(tokens) = self.tokens {
+            tokens
+        } else {
+            {
+                let credentials = match self.credentials {
+                    Some(c) => c,
+                    None => Credentials::from_config(&config.credentials)?,
+                };
+                let provider = ClientCredentials::from_router_config(&config, credentials)?
+                    .http_client(bare.client().clone())
+                    .on_refresh(gateway_telemetry::token_refresh)
+                    .build()?;
+                Arc::new(provider)
+            }
+        };
+        let tokens = match self.token_layer {
+            Some(layer) => layer(tokens),
+            None => tokens,
+        };
+        let mut transport = bare.with_shared_token_source(Arc::clone(&tokens));
+        if let Some(budget) = self.rate_budget {
+            transport = transport.with_rate_budget(budget);
+        }
+        let audit = match self.audit {
+            AuditChoice::Sink(sink) => Some(sink),
+            AuditChoice::Off => None,
+            AuditChoice::FromConfig => audit_from_config(&config)?,
+        };
+
+        let models: HashMap<ModelId, ModelState> = config
+            .all_models()
+            .into_iter()
+            .map(|m| {
+                let state = ModelState {
+                    metrics: ModelMetrics::new(m.as_str()),
+                    breaker: CircuitBreaker::new(
+                        config.circuit_breaker.failure_threshold,
+                        Duration::from_millis(config.circuit_breaker.cooldown_ms),
+                    ),
+                };
+                (m.clone(), state)
+            })
+            .collect();
+        let routes = config
+            .routes
+            .iter()
+            .map(|(name, r)| (name.clone(), CompiledRoute::new(r)))
+            .collect();
+        let prompts_uri = transport
+            .url(&config.environment.prompts_path)
+            .map_err(BuildError::Transport)?;
+        let models_uri = transport
+            .url(&config.environment.models_path)
+            .map_err(BuildError::Transport)?
+            .to_string();
+        let stats = Stats::new(models.keys().map(ModelId::as_str));
+        let router = Router {
+            inner: Arc::new(Inner {
+                cool_down: CoolDownRule::from_config(&config),
+                deadline: Duration::from_millis(config.limits.deadline_ms),
+                routes,
+                models,
+                transport,
+                prompts_uri,
+                models_uri,
+                tokens,
+                stats,
+                audit,
+                catalogue: Mutex::new(None),
+                circuits: self.circuits,
+                config,
+            }),
+        };
+        if router.inner.config.environment.validate_models {
+            let check = router
+                .check_models()
+                .await
+                .map_err(|e| BuildError::Catalogue(e.to_string()))?;
+            if !check.unknown.is_empty() {
+                return Err(BuildError::UnknownModels {
+                    unknown: check.unknown,
+                });
+            }
+        }
+        Ok(router)
+    }
+}
+
+/// The audit sinks an [`gateway_model::AuditConfig`] describes.
+fn audit_from_config(config: &RouterConfig) -> Result<Option<Arc<dyn AuditSink>>, BuildError> {
+    let audit = &config.audit;
+    if !audit.enabled {
+        return Ok(None);
+    }
+    let file = JsonlSink::open(audit).map_err(|e| BuildError::Audit(e.to_string()))?;
+    let Some(webhook) = &audit.webhook else {
+        return Ok(Some(Arc::new(file)));
+    };
+    let secret = WebhookSecret::from_env(&webhook.secret_env)
+        .map_err(|e| BuildError::Audit(e.to_string()))?;
+    let hook = WebhookSink::start(webhook, secret).map_err(|e| BuildError::Audit(e.to_string()))?;
+    Ok(Some(Arc::new(FanOut::new(vec![
+        Arc::new(file),
+        Arc::new(hook),
+    ]))))
+}
+
+impl Router {
+    /// Starts configuring a router for `config`.
+    pub fn builder(config: RouterConfig) -> RouterBuilder {
+        RouterBuilder {
+            config,
+            tokens: None,
+            token_layer: None,
+            rate_budget: None,
+            circuits: None,
+            credentials: None,
+            audit: AuditChoice::FromConfig,
+            transport: None,
+        }
+    }
+}
