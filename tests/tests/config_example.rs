@@ -19,3 +19,24 @@ fn the_example_config_passes_both_validators() {
     let as_json: serde_json::Value = toml::from_str(&text).unwrap();
     FormatCheck::new(&schema).check(&as_json).unwrap();
 }
+
+/// The first line is the taplo / Even Better TOML schema directive, naming the committed
+/// schema by a path relative to the file, and the loader reads past it (a TOML comment).
+#[test]
+fn the_example_config_names_its_schema_for_editors() {
+    let path = repo_root().join("examples/router.toml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let first = text.lines().next().unwrap();
+    let schema = first
+        .strip_prefix("#:schema ")
+        .unwrap_or_else(|| panic!("examples/router.toml starts with {first:?}"));
+    let schema_path = path.parent().unwrap().join(schema);
+    assert_eq!(
+        schema_path.canonicalize().unwrap(),
+        repo_root()
+            .join("schemas/router-config.schema.json")
+            .canonicalize()
+            .unwrap()
+    );
+    assert!(RouterConfig::from_toml_str(&text).is_ok());
+}

@@ -1,12 +1,14 @@
 //! Repository automation, run as `cargo xtask <command>` (see `.cargo/config.toml`).
 //!
 //! - `schema [--check]`: write `schemas/*.schema.json` from the Rust types, or check
-//!   that the files on disk match them (exits non-zero naming each stale file).
+//!   that the files on disk match them (exits non-zero naming each stale file) and keep
+//!   the portable JSON Schema subset (`portable.rs`).
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
 //! - `bench [--quick]`: micro-benchmarks and the load benchmark (`target/bench/results.json`).
 
 mod bench;
 mod ci;
+mod portable;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -17,7 +19,8 @@ usage: cargo xtask <command>
 
 commands:
   schema            write schemas/*.schema.json from the Rust types
-  schema --check    fail (naming each file) if schemas/ differs from the code
+  schema --check    fail (naming each file) if schemas/ differs from the code or
+                    leaves the portable JSON Schema subset (xtask/src/portable.rs)
   ci                fmt, clippy, tests + doctests, schema --check, docs, bench --quick
   bench [--quick]   benchmarks (bench profile); results in target/bench/results.json
 ";

@@ -28,10 +28,14 @@ pub const CODE_REQUEST_TOO_LARGE: &str = "request.entity.too.large";
 
 /// A Genesys Cloud API error: `{"message","code","status","contextId","details","errors",...}`.
 ///
-/// Every field is optional on read, so a truncated or unusual body still parses;
-/// fields this version does not know are kept in [`ErrorBody::extra`].
+/// Every field is optional on read ([`ErrorBody::parse`]), so a truncated or unusual
+/// body still parses; fields this version does not know are kept in
+/// [`ErrorBody::extra`]. The exported schema and [`Validate`](crate::Validate) require
+/// `message`, `code` and `status`, which every Genesys service, the simulator and the
+/// sidecar always write ([`REQUIRED_FIELDS`]).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
+#[schemars(extend("required" = REQUIRED_FIELDS))]
 pub struct ErrorBody {
     /// Human-readable message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -134,9 +138,24 @@ impl fmt::Display for ErrorBody {
     }
 }
 
-/// Error bodies are read leniently: nothing beyond their JSON shape is checked.
+/// The fields every error body carries, as the schema's `required` lists them.
+pub const REQUIRED_FIELDS: [&str; 3] = ["message", "code", "status"];
+
+/// An error body as written by a service: `message`, `code` and `status` present
+/// ([`REQUIRED_FIELDS`]); reading one ([`ErrorBody::parse`]) checks nothing of this.
 impl crate::Validate for ErrorBody {
-    fn collect_violations(&self, _: &crate::Location<'_>, _: &mut crate::Violations) {}
+    fn collect_violations(&self, at: &crate::Location<'_>, out: &mut crate::Violations) {
+        let present = [
+            self.message.is_some(),
+            self.code.is_some(),
+            self.status.is_some(),
+        ];
+        for (name, present) in REQUIRED_FIELDS.into_iter().zip(present) {
+            if !present {
+                out.push(&at.key(name), crate::Rule::Required);
+            }
+        }
+    }
 }
 
 #[cfg(test)]

@@ -10,7 +10,7 @@ use gateway_model::{
 #[test]
 fn every_schema_is_valid_draft_2020_12_and_compiles() {
     for e in SCHEMAS {
-        let schema = (e.generate)();
+        let schema = e.schema();
         assert_eq!(
             schema.as_value()["$schema"],
             "https://json-schema.org/draft/2020-12/schema",
@@ -31,10 +31,24 @@ fn rendering_is_deterministic_with_a_trailing_newline() {
         assert_eq!(a, e.render(), "{}", e.name);
         assert!(a.ends_with("}\n") && !a.ends_with("\n\n"), "{}", e.name);
     }
+    // The file is the generated schema with its `$id` added (written first), nothing else.
+    let payload = entry("gateway-payload").unwrap();
+    let mut generated = schema_for::<GatewayPayload>().to_value();
+    let mut exported = payload.schema().to_value();
     assert_eq!(
-        render(&schema_for::<GatewayPayload>()),
-        entry("gateway-payload").unwrap().render()
+        exported.as_object_mut().unwrap().shift_remove("$id"),
+        Some(payload.id().into())
     );
+    assert_eq!(exported, generated.take());
+    assert!(payload.render().starts_with(&format!(
+        "{{\n  \"$id\": \"{}\",\n  \"$schema\": ",
+        payload.id()
+    )));
+    assert_eq!(
+        payload.id(),
+        "https://github.com/genesys-router/genesys-router/schemas/gateway-payload.schema.json"
+    );
+    assert_eq!(render(&payload.schema()), payload.render());
 }
 
 #[test]

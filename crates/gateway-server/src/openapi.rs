@@ -5,8 +5,6 @@
 //! `schemas/openapi.json` (drift-checked like the JSON Schemas).
 
 use gateway_model::{ErrorBody, RouteOutcome, RouteRequest};
-use schemars::JsonSchema;
-use schemars::generate::{SchemaGenerator, SchemaSettings};
 use serde_json::{Value, json};
 
 use crate::sidecar::openai::error::OpenAiErrorBody;
@@ -21,13 +19,14 @@ use crate::sidecar::openai::response::{ChatCompletion, ChatCompletionChunk, Mode
 /// assert!(doc["paths"]["/v1/route"]["post"].is_object());
 /// ```
 pub fn document() -> Value {
-    let mut settings = SchemaSettings::draft2020_12();
+    let mut settings = gateway_model::schema::settings();
     settings.definitions_path = "/components/schemas".into();
     settings.meta_schema = None;
     let mut schemas = settings.into_generator();
     let route_request = schemas.subschema_for::<RouteRequest>().to_value();
     let route_outcome = schemas.subschema_for::<RouteOutcome>().to_value();
-    let error = error_schema(&mut schemas);
+    // Into the components; its schema requires `message`, `code` and `status` itself.
+    schemas.subschema_for::<ErrorBody>();
     let chat_request = schemas.subschema_for::<ChatCompletionRequest>().to_value();
     let chat_completion = schemas.subschema_for::<ChatCompletion>().to_value();
     let chat_chunk = schemas
@@ -37,7 +36,6 @@ pub fn document() -> Value {
     let model_card = schemas.subschema_for::<ModelCard>().to_value();
     let openai_error = schemas.subschema_for::<OpenAiErrorBody>().to_value();
     let mut components = schemas.take_definitions(true);
-    components.insert("ErrorBody".into(), error);
     require_every_field(&mut components, "OpenAiErrorDetail");
     json!({
         "openapi": "3.1.0",
@@ -124,15 +122,6 @@ pub fn document_json() -> String {
     let mut text = serde_json::to_string_pretty(&document()).unwrap_or_default();
     text.push('\n');
     text
-}
-
-/// The error body, with the fields every error of the sidecar carries required.
-fn error_schema(schemas: &mut SchemaGenerator) -> Value {
-    let mut schema = ErrorBody::json_schema(schemas).to_value();
-    if let Some(object) = schema.as_object_mut() {
-        object.insert("required".into(), json!(["message", "code", "status"]));
-    }
-    schema
 }
 
 /// Marks every property of the component `name` required (fields always written, null

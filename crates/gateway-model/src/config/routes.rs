@@ -26,7 +26,7 @@ pub const MAX_SPLIT_WEIGHT: u32 = 10_000;
 // not empty (an empty one next to `model` reads as no split at all).
 #[schemars(extend("oneOf" = [
     { "required": ["model"], "properties": { "model": { "type": "string" } } },
-    { "required": ["split"], "properties": { "split": { "minItems": 1 } } },
+    { "required": ["split"], "properties": { "split": { "type": "array", "minItems": 1 } } },
 ]))]
 #[schemars(transform = bounds::state::<Self>)]
 pub struct RouteConfig {
