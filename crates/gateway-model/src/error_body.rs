@@ -32,7 +32,7 @@ pub const CODE_REQUEST_TOO_LARGE: &str = "request.entity.too.large";
 /// body still parses; fields this version does not know are kept in
 /// [`ErrorBody::extra`]. The exported schema and [`Validate`](crate::Validate) require
 /// `message`, `code` and `status`, which every Genesys service, the simulator and the
-/// sidecar always write ([`REQUIRED_FIELDS`]).
+/// sidecar always write (`REQUIRED_FIELDS`).
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("required" = REQUIRED_FIELDS))]
@@ -142,7 +142,7 @@ impl fmt::Display for ErrorBody {
 pub const REQUIRED_FIELDS: [&str; 3] = ["message", "code", "status"];
 
 /// An error body as written by a service: `message`, `code` and `status` present
-/// ([`REQUIRED_FIELDS`]); reading one ([`ErrorBody::parse`]) checks nothing of this.
+/// (`REQUIRED_FIELDS`); reading one ([`ErrorBody::parse`]) checks nothing of this.
 impl crate::Validate for ErrorBody {
     fn collect_violations(&self, at: &crate::Location<'_>, out: &mut crate::Violations) {
         let present = [

@@ -144,7 +144,7 @@ fn with_id(mut schema: Schema, id: &str) -> Schema {
 /// within what any draft 2020-12 validator reads the same way: a `format` that is not in
 /// [`STANDARD_FORMATS`] is removed, and an integer whose format named its width keeps
 /// that width as `minimum`/`maximum` where no bound is stated already (a tighter bound
-/// from [`crate::bounds`] is kept). `uint`/`int` (`usize`/`isize`) are taken as 64-bit;
+/// from `bounds` is kept). `uint`/`int` (`usize`/`isize`) are taken as 64-bit;
 /// 128-bit integers keep only `minimum: 0` when unsigned (their bounds exceed what JSON
 /// numbers carry portably).
 #[derive(Debug, Clone, Copy, Default)]
