@@ -17,12 +17,22 @@ redis.call('DEL', KEYS[2])
 return 0
 ";
 
+/// Claims the probe `KEYS[2]` for `ARGV[1]` ms, unless the circuit `KEYS[1]` is open
+/// again (a probe that just failed reopened it): one check, so no second probe slips in
+/// between another replica's failed probe and its reopening.
+const CLAIM: &str = r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
+return 0
+";
+
 /// The fleet's circuits.
 pub(crate) struct FleetCircuits {
     link: Arc<RedisLink>,
     /// How long a claimed probe stays claimed if its replica never reports (a crash).
     probe_lease: Duration,
     open: Script,
+    claim: Script,
 }
 
 impl FleetCircuits {
@@ -31,6 +41,7 @@ impl FleetCircuits {
             link,
             probe_lease,
             open: Script::new(OPEN),
+            claim: Script::new(CLAIM),
         }
     }
 
@@ -59,17 +70,15 @@ impl SharedCircuits for FleetCircuits {
     }
 
     fn claim_probe(&self, model: &str) -> BoxFuture<'_, bool> {
-        let (_, probe) = self.keys(model);
+        let (circuit, probe) = self.keys(model);
         Box::pin(async move {
-            let set = redis::cmd("SET")
-                .arg(&probe)
-                .arg("1")
-                .arg("NX")
-                .arg("PX")
-                .arg(millis(self.probe_lease))
-                .clone();
-            match self.link.query::<Option<String>>(&set).await {
-                Ok(taken) => taken.is_some(),
+            let lease = millis(self.probe_lease).to_string();
+            match self
+                .link
+                .eval::<i64>(&self.claim, &[&circuit, &probe], &[lease])
+                .await
+            {
+                Ok(taken) => taken == 1,
                 // Without Redis the replica's own breaker decides.
                 Err(_) => true,
             }
