@@ -1,5 +1,5 @@
 //! Shared helpers for the end-to-end tests in this folder (each `*.rs` beside this
-//! file is one test binary, declared in `Cargo.toml`): a simulator plus a router wired to
+//! folder's `tests/` is one test binary, found by cargo with no entry in `Cargo.toml`): a simulator plus a router wired to
 //! it with the simulator's credentials.
 //!
 //! ```
@@ -12,6 +12,12 @@ use gateway_auth::Credentials;
 use gateway_model::{EnvironmentConfig, RouterConfig};
 use gateway_router::{Router, RouterBuilder};
 use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, SimHandle};
+
+/// The workspace README's Rust examples, compiled as doctests so they stay true. They
+/// live here, not in a published crate, because the README sits outside every crate.
+#[doc = include_str!("../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;
 
 /// The repository root (the folder holding the workspace `Cargo.toml`).
 pub fn repo_root() -> PathBuf {

@@ -62,8 +62,3 @@ pub use config_file::{ConfigError, apply_env_overrides, load_config};
 pub use error::{CallTrace, RouteError, RouteErrorKind};
 pub use router::Router;
 pub use selection::StickySelector;
-
-/// The README's Rust examples, compiled as doctests so they stay true.
-#[doc = include_str!("../../../README.md")]
-#[cfg(doctest)]
-pub struct ReadmeDoctests;
