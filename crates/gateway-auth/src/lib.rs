@@ -21,7 +21,8 @@
 //! it and refreshes once on a 401) and is re-exported here.
 //!
 //! ```
-//! use gateway_auth::{ClientCredentials, Credentials, Region};
+//! use gateway_auth::{ClientCredentials, Credentials};
+//! use gateway_model::Region;
 //!
 //! let region = Region::parse("mypurecloud.de").expect("a known region");
 //! assert_eq!(region.name(), "eu-central-1");
@@ -43,8 +44,6 @@ mod refresh;
 
 pub use credentials::{Credentials, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_REGION, Secret};
 pub use error::AuthError;
-pub use gateway_model::{REGIONS, Region};
-pub use gateway_transport::{AccessToken, StaticToken, TokenError, TokenSource};
 pub use lifetime::{LifetimeError, TokenLifetime};
 pub use provider::{ClientCredentials, ClientCredentialsBuilder, RefreshHook, TOKEN_PATH};
 pub use refresh::RefreshPolicy;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use gateway_model::{Region, RouterConfig};
+use gateway_model::{Jitter, Region, RouterConfig};
 use gateway_transport::{
     AccessToken, BoxFuture, ClientOptions, HttpClient, TokenError, TokenSource,
 };
@@ -31,8 +31,13 @@ pub type RefreshHook = Arc<dyn Fn(bool) + Send + Sync>;
 /// The OAuth token path on the login host.
 pub const TOKEN_PATH: &str = "/oauth/token";
 
-/// Longest backoff between failed token requests.
-const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// The waits after failed token requests: 1 s doubling to 60 s, with equal jitter (an
+/// immediate retry would only repeat the failure).
+const RETRY_SCHEDULE: gateway_model::Backoff = gateway_model::Backoff::new(
+    Duration::from_secs(1),
+    Duration::from_secs(60),
+    Jitter::Equal,
+);
 
 /// A cached token and its schedule.
 struct Cached {
@@ -44,9 +49,9 @@ struct Cached {
     lifetime: Duration,
 }
 
-/// Failed attempts and when the next one may run.
+/// Failed attempts in a row and when the next one may run.
 #[derive(Default)]
-struct Backoff {
+struct FailureStreak {
     failures: u32,
     next_attempt: Option<Instant>,
     last_error: Option<AuthError>,
@@ -64,7 +69,7 @@ struct Inner {
     /// Held by the task that requests a token, so only one request is ever in flight.
     single_flight: Arc<tokio::sync::Mutex<()>>,
     background: AtomicBool,
-    backoff: Mutex<Backoff>,
+    backoff: Mutex<FailureStreak>,
     forced: Mutex<Bucket>,
     requests: AtomicU64,
     hook: Option<RefreshHook>,
@@ -90,7 +95,8 @@ struct Inner {
 /// Cheap to clone; clones share the cache.
 ///
 /// ```no_run
-/// use gateway_auth::{ClientCredentials, Credentials, Region};
+/// use gateway_auth::{ClientCredentials, Credentials};
+/// use gateway_model::Region;
 ///
 /// # async fn run() -> Result<(), gateway_auth::AuthError> {
 /// let region = Region::parse("eu-west-1").expect("a known region");
@@ -221,7 +227,7 @@ impl ClientCredentialsBuilder {
                 cache: RwLock::new(None),
                 single_flight: Arc::new(tokio::sync::Mutex::new(())),
                 background: AtomicBool::new(false),
-                backoff: Mutex::new(Backoff::default()),
+                backoff: Mutex::new(FailureStreak::default()),
                 forced: Mutex::new(Bucket::new(self.forced_burst, self.forced_every)),
                 requests: AtomicU64::new(0),
                 hook: self.hook,
@@ -393,7 +399,7 @@ impl ClientCredentials {
         let mut backoff = lock(&self.inner.backoff);
         match result {
             Ok(cached) => {
-                *backoff = Backoff::default();
+                *backoff = FailureStreak::default();
                 *self
                     .inner
                     .cache
@@ -403,15 +409,13 @@ impl ClientCredentials {
             }
             Err(err) => {
                 backoff.failures = backoff.failures.saturating_add(1);
-                let exp = Duration::from_secs(1u64 << backoff.failures.saturating_sub(1).min(6))
-                    .min(MAX_BACKOFF);
-                let mut wait = exp.mul_f64(0.5 + 0.5 * fastrand::f64());
+                let mut wait = RETRY_SCHEDULE.delay(backoff.failures, fastrand::f64());
                 // With a token still valid, try again well before it expires.
                 if let Some(c) = self.cached() {
                     let left = c.usable_until.saturating_duration_since(Instant::now());
                     wait = wait.min(left / 2).max(Duration::from_millis(100));
                 }
-                // `wait` is at most MAX_BACKOFF; a clock at the end of its range retries
+                // `wait` is at most 60 s; a clock at the end of its range retries
                 // at once rather than panicking.
                 backoff.next_attempt = Instant::now().checked_add(wait);
                 backoff.last_error = Some(err.clone());

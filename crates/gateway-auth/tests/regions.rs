@@ -1,6 +1,7 @@
 //! Every Genesys Cloud region: name, domain, API and login hosts, and the token URL.
 
-use gateway_auth::{ClientCredentials, Credentials, REGIONS, Region};
+use gateway_auth::{ClientCredentials, Credentials};
+use gateway_model::{REGIONS, Region};
 
 /// (region name, domain) as Genesys Cloud documents them.
 const EXPECTED: [(&str, &str); 17] = [

@@ -5,10 +5,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
-use gateway_auth::{AuthError, ClientCredentials, Credentials, TokenSource};
+use gateway_auth::{AuthError, ClientCredentials, Credentials};
 use gateway_model::GatewayPayload;
 use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, SimHandle, Target};
-use gateway_transport::{Call, ErrorKind, RetryPolicy, Transport, TransportConfig};
+use gateway_transport::{Call, ErrorKind, RetryPolicy, TokenSource, Transport, TransportConfig};
 
 fn provider(sim: &SimHandle) -> ClientCredentials {
     ClientCredentials::builder(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))

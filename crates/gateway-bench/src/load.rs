@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
-use gateway_auth::{ClientCredentials, Credentials, TokenSource};
+use gateway_auth::{ClientCredentials, Credentials};
 use gateway_model::{
     AuditConfig, EnvironmentConfig, FsyncPolicy, GatewayPayload, GatewayResponse, RouteConfig,
     RouteOutcome, RouteRequest, RouterConfig,
@@ -16,6 +16,7 @@ use gateway_model::{
 use gateway_router::Router;
 use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use gateway_telemetry::LatencyHistogram;
+use gateway_transport::TokenSource;
 use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};

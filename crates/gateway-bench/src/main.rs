@@ -14,58 +14,82 @@ mod load;
 mod measure;
 mod orchestrate;
 
-use std::collections::HashMap;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::bail;
+use clap::{Parser, Subcommand};
 
 use crate::load::{Length, Scenario};
 
-/// `--flag value` pairs and bare `--flag`s.
-fn options(args: &[String]) -> anyhow::Result<HashMap<String, String>> {
-    let mut out = HashMap::new();
-    let mut it = args.iter().peekable();
-    while let Some(arg) = it.next() {
-        let Some(name) = arg.strip_prefix("--") else {
-            bail!("unexpected argument `{arg}`")
-        };
-        let value = match it.peek() {
-            Some(v) if !v.starts_with("--") => it.next().cloned().unwrap_or_default(),
-            _ => String::new(),
-        };
-        out.insert(name.to_owned(), value);
-    }
-    Ok(out)
+/// The router's cost against a bare hyper client, and the sidecar's against direct calls.
+#[derive(Debug, Parser)]
+#[command(name = "gateway-bench", version)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
 }
 
-fn get<'a>(options: &'a HashMap<String, String>, name: &str) -> anyhow::Result<&'a str> {
-    options
-        .get(name)
-        .map(String::as_str)
-        .with_context(|| format!("missing --{name}"))
-}
-
-fn number<T: std::str::FromStr>(
-    options: &HashMap<String, String>,
-    name: &str,
-    default: T,
-) -> anyhow::Result<T> {
-    match options.get(name) {
-        Some(v) => v
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--{name} {v} is not a number")),
-        None => Ok(default),
-    }
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Every scenario, each in its own process, then the report and `results.json`.
+    Run {
+        /// Short runs: a smoke check, too short to quote.
+        #[arg(long)]
+        quick: bool,
+        /// Where `results.json` and the per-scenario files go.
+        #[arg(long, default_value = "target/bench")]
+        out_dir: PathBuf,
+        /// The `genesys-router` binary for the sidecar scenario (default: beside this one).
+        #[arg(long)]
+        cli: Option<PathBuf>,
+        /// Criterion's output directory, whose estimates the report includes.
+        #[arg(long)]
+        criterion_dir: Option<PathBuf>,
+    },
+    /// The simulator with zero latency, until killed; prints its base URL.
+    Sim,
+    /// One scenario's load; prints its result as one JSON line.
+    Load {
+        /// baseline, library, direct, sidecar or fleet.
+        #[arg(long, value_parser = Scenario::parse)]
+        scenario: Scenario,
+        /// Workers calling back to back.
+        #[arg(long, default_value_t = 16)]
+        concurrency: usize,
+        /// The simulator's (or sidecar's) base URL.
+        #[arg(long)]
+        target: String,
+        /// Where the scenario's files go.
+        #[arg(long, default_value = "target/bench")]
+        out_dir: PathBuf,
+        /// A fixed number of calls instead of a timed run.
+        #[arg(long)]
+        calls: Option<u64>,
+        /// Warm-up of a timed run, in milliseconds.
+        #[arg(long, default_value_t = 500)]
+        warmup_ms: u64,
+        /// Measured window of a timed run, in milliseconds.
+        #[arg(long, default_value_t = 3000)]
+        measure_ms: u64,
+        /// Call counts at which a fixed-count run samples its memory (comma-separated).
+        #[arg(long, value_delimiter = ',')]
+        checkpoints: Vec<u64>,
+    },
+    /// Many callers asking one token source at once; prints the token requests made.
+    TokenStorm {
+        /// The simulator's base URL.
+        #[arg(long)]
+        target: String,
+        /// Concurrent callers.
+        #[arg(long, default_value_t = 10_000)]
+        callers: usize,
+    },
 }
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let Some((command, rest)) = args.split_first() else {
-        eprintln!("usage: gateway-bench run|sim|load|token-storm [options]");
-        return ExitCode::FAILURE;
-    };
+    let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -76,7 +100,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(dispatch(command, rest)) {
+    match runtime.block_on(dispatch(cli.command)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e:#}");
@@ -85,10 +109,9 @@ fn main() -> ExitCode {
     }
 }
 
-async fn dispatch(command: &str, rest: &[String]) -> anyhow::Result<()> {
-    let opts = options(rest)?;
+async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        "sim" => {
+        Command::Sim => {
             let sim = gateway_sim::Sim::builder()
                 .record_capacity(0)
                 .start()
@@ -98,33 +121,28 @@ async fn dispatch(command: &str, rest: &[String]) -> anyhow::Result<()> {
             std::future::pending::<()>().await;
             Ok(())
         }
-        "load" => {
-            let scenario = Scenario::parse(get(&opts, "scenario")?)?;
-            let concurrency = number(&opts, "concurrency", 16usize)?;
-            let target = get(&opts, "target")?;
-            let out_dir = PathBuf::from(
-                opts.get("out-dir")
-                    .cloned()
-                    .unwrap_or_else(|| "target/bench".into()),
-            );
+        Command::Load {
+            scenario,
+            concurrency,
+            target,
+            out_dir,
+            calls,
+            warmup_ms,
+            measure_ms,
+            checkpoints,
+        } => {
             std::fs::create_dir_all(&out_dir)?;
-            let length = match opts.get("calls") {
-                Some(n) => Length::Count {
-                    calls: n.parse().context("--calls")?,
-                },
+            let length = match calls {
+                Some(calls) => Length::Count { calls },
                 None => Length::Timed {
-                    warmup: Duration::from_millis(number(&opts, "warmup-ms", 500)?),
-                    measure: Duration::from_millis(number(&opts, "measure-ms", 3000)?),
+                    warmup: Duration::from_millis(warmup_ms),
+                    measure: Duration::from_millis(measure_ms),
                 },
             };
-            let checkpoints: Vec<u64> = opts
-                .get("checkpoints")
-                .map(|c| c.split(',').filter_map(|n| n.parse().ok()).collect())
-                .unwrap_or_default();
             let result = load::run(
                 scenario,
                 concurrency,
-                target,
+                &target,
                 length,
                 &checkpoints,
                 &out_dir,
@@ -133,28 +151,22 @@ async fn dispatch(command: &str, rest: &[String]) -> anyhow::Result<()> {
             println!("{}", serde_json::to_string(&result)?);
             Ok(())
         }
-        "token-storm" => {
-            let requests = load::token_storm(
-                get(&opts, "target")?,
-                number(&opts, "callers", 10_000usize)?,
-            )
-            .await?;
+        Command::TokenStorm { target, callers } => {
+            let requests = load::token_storm(&target, callers).await?;
             println!("{requests}");
             Ok(())
         }
-        "run" => {
-            let out_dir = PathBuf::from(
-                opts.get("out-dir")
-                    .cloned()
-                    .unwrap_or_else(|| "target/bench".into()),
-            );
+        Command::Run {
+            quick,
+            out_dir,
+            cli,
+            criterion_dir,
+        } => {
             let exe_dir = std::env::current_exe()?
                 .parent()
                 .map(PathBuf::from)
                 .unwrap_or_default();
-            let cli = opts
-                .get("cli")
-                .map_or_else(|| exe_dir.join("genesys-router"), PathBuf::from);
+            let cli = cli.unwrap_or_else(|| exe_dir.join("genesys-router"));
             if !cli.exists() {
                 bail!(
                     "{} not found: build it with `cargo build --release -p gateway-cli`",
@@ -162,15 +174,14 @@ async fn dispatch(command: &str, rest: &[String]) -> anyhow::Result<()> {
                 );
             }
             let plan = orchestrate::Plan {
-                quick: opts.contains_key("quick"),
+                quick,
                 out_dir,
                 cli,
-                criterion_dir: opts.get("criterion-dir").map(PathBuf::from),
+                criterion_dir,
             };
             let report = tokio::task::spawn_blocking(move || orchestrate::run(&plan)).await??;
             print!("{report}");
             Ok(())
         }
-        other => bail!("unknown command `{other}`"),
     }
 }

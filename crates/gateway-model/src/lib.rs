@@ -46,6 +46,7 @@ mod open_enum;
 mod payload;
 mod region;
 mod response;
+mod retry;
 mod route;
 mod safety;
 pub mod schema;
@@ -77,6 +78,7 @@ pub use payload::{
 };
 pub use region::{REGIONS, Region};
 pub use response::{FinishReason, GatewayResponse, Usage};
+pub use retry::{Backoff, Jitter, RetryReason};
 pub use route::{MAX_STICKY_KEY_CHARS, RouteOutcome, RouteRequest};
 pub use safety::{SafetyFilter, SafetyReport, SafetyVerdict};
 pub use schema::{FormatCheck, payload_format};

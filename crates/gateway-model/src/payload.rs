@@ -254,16 +254,22 @@ impl GatewayPayload {
         PayloadBuilder::new(model_id.into(), prompt.into())
     }
 
-    /// The payload as JSON bytes, refused if larger than [`MAX_REQUEST_BYTES`].
+    /// The payload as the JSON bytes sent on the wire: refused unless [`Validate`] and the
+    /// compiled payload schema ([`payload_format`](crate::payload_format)) both accept it
+    /// and it fits in [`MAX_REQUEST_BYTES`]. The one encoder every sender uses.
     pub fn to_json_bytes(&self) -> Result<Vec<u8>, ValidationErrors> {
-        let bytes = serde_json::to_vec(self).map_err(|e| {
+        let malformed = |e: serde_json::Error| {
             ValidationErrors::single(
                 "",
                 Rule::Malformed {
                     message: e.to_string(),
                 },
             )
-        })?;
+        };
+        self.validate()?;
+        let value = serde_json::to_value(self).map_err(malformed)?;
+        crate::payload_format().check(&value)?;
+        let bytes = serde_json::to_vec(&value).map_err(malformed)?;
         if bytes.len() > MAX_REQUEST_BYTES {
             return Err(ValidationErrors::single(
                 "",

@@ -9,13 +9,11 @@ use bytes::Bytes;
 use gateway_audit::{AuditSink, PromptDigest};
 use gateway_model::{
     AuditEntry, ErrorBody, GatewayPayload, GatewayResponse, Metadata, ModelAttempt, ModelId,
-    Outcome, RouteConfig, RouteOutcome, RouteRequest, RouterConfig, SafetyFilter, Validate,
-    ValidationErrors, Violation, payload_format,
+    Outcome, RetryReason, RouteConfig, RouteOutcome, RouteRequest, RouterConfig, SafetyFilter,
+    Validate, ValidationErrors, Violation,
 };
 use gateway_telemetry::{ModelMetrics, Stats};
-use gateway_transport::{
-    Call, CallStats, ErrorKind, RetryReason, TokenSource, Transport, TransportError,
-};
+use gateway_transport::{Call, CallStats, ErrorKind, TokenSource, Transport, TransportError};
 use http::Uri;
 use tokio::time::Instant;
 
@@ -409,7 +407,7 @@ impl Router {
             if body.is_none() || i > 0 {
                 payload.model_id = (*model).clone();
                 payload.fallback_models = chain[i + 1..].iter().map(|m| (*m).clone()).collect();
-                match encode(payload) {
+                match payload.to_json_bytes().map(Bytes::from) {
                     Ok(bytes) => body = Some(bytes),
                     Err(errors) => return Ended::Stopped(RouteErrorKind::Invalid(errors)),
                 }
@@ -563,14 +561,13 @@ impl Router {
         }
         for reason in RetryReason::ALL {
             for _ in 0..stats.retries_for(reason) {
-                state.metrics.retry(retry_label(reason));
-                self.inner.stats.record_retry(model.as_str());
+                state.metrics.retry(reason);
+                // The routing stats count retries the upstream caused; a token refresh
+                // is the router's own, and is counted only in the metric.
+                if reason != RetryReason::Unauthorized {
+                    self.inner.stats.record_retry(model.as_str());
+                }
             }
-        }
-        if stats.token_refreshed {
-            state
-                .metrics
-                .retry(gateway_telemetry::RetryReason::Unauthorized);
         }
         if stats.attempts > 0 {
             gateway_telemetry::limiter_wait(stats.limiter_wait);
@@ -842,37 +839,6 @@ fn with_labels(route: &Metadata, request: &Metadata) -> Metadata {
     merged
 }
 
-/// Validates the payload, checks it against the compiled schema, and serialises it.
-fn encode(payload: &GatewayPayload) -> Result<Bytes, ValidationErrors> {
-    payload.validate()?;
-    let value = serde_json::to_value(payload).map_err(|e| {
-        ValidationErrors::single(
-            "",
-            gateway_model::Rule::Malformed {
-                message: e.to_string(),
-            },
-        )
-    })?;
-    payload_format().check(&value)?;
-    let bytes = serde_json::to_vec(&value).map_err(|e| {
-        ValidationErrors::single(
-            "",
-            gateway_model::Rule::Malformed {
-                message: e.to_string(),
-            },
-        )
-    })?;
-    if bytes.len() > gateway_model::MAX_REQUEST_BYTES {
-        return Err(ValidationErrors::single(
-            "",
-            gateway_model::Rule::Conflict {
-                reason: "the payload exceeds Genesys Cloud's 512,000-byte request limit",
-            },
-        ));
-    }
-    Ok(Bytes::from(bytes))
-}
-
 /// How a transport failure ends a model's part: outcome, what the loop does next, and
 /// what it says about the model's health.
 fn classify(
@@ -942,16 +908,6 @@ fn classify(
         ErrorKind::RequestTooLarge { .. } => (Outcome::ClientError, refused(413), Health::Neutral),
         ErrorKind::Tls { .. } => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
         _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
-    }
-}
-
-/// The telemetry label of a transport retry reason.
-fn retry_label(reason: RetryReason) -> gateway_telemetry::RetryReason {
-    match reason {
-        RetryReason::RateLimited => gateway_telemetry::RetryReason::RateLimited,
-        RetryReason::ServerError => gateway_telemetry::RetryReason::Status5xx,
-        RetryReason::Connection => gateway_telemetry::RetryReason::Connect,
-        RetryReason::Timeout => gateway_telemetry::RetryReason::Timeout,
     }
 }
 

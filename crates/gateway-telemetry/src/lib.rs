@@ -40,8 +40,8 @@
 //!
 //! ```
 //! use std::time::Duration;
-//! use gateway_model::Outcome;
-//! use gateway_telemetry::{LocalMetrics, ModelMetrics, RetryReason, Stats};
+//! use gateway_model::{Outcome, RetryReason};
+//! use gateway_telemetry::{LocalMetrics, ModelMetrics, Stats};
 //!
 //! let metrics = LocalMetrics::new();
 //! let gen4 = metrics.scope(|| ModelMetrics::new("model-gen-4"));
@@ -76,7 +76,7 @@ pub use exporter::{
 };
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{
-    AuditCounters, AuditEvent, InFlightGuard, ModelMetrics, RetryReason, audit_event, build_info,
-    describe, fallback, fleet_degraded_gauge, http_request, limiter_wait, token_refresh,
+    AuditCounters, AuditEvent, InFlightGuard, ModelMetrics, audit_event, build_info, describe,
+    fallback, fleet_degraded_gauge, http_request, limiter_wait, token_refresh,
 };
 pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};

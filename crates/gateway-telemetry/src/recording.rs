@@ -4,7 +4,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use gateway_model::Outcome;
+use gateway_model::{Outcome, RetryReason};
 use metrics::{Counter, Gauge, Histogram, Unit};
 
 use crate::metric_names::{
@@ -14,59 +14,6 @@ use crate::metric_names::{
     LABEL_STATUS, LABEL_TO, LABEL_VERSION, LIMITER_WAIT_SECONDS, OVERHEAD_SECONDS,
     REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL, TOKENS_TOTAL,
 };
-
-/// Why an HTTP attempt was retried (the `reason` label of the retries counter).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RetryReason {
-    /// A 429 answer.
-    RateLimited,
-    /// A retryable 5xx answer (500, 502, 503, 504).
-    Status5xx,
-    /// The connection could not be made or broke.
-    Connect,
-    /// The attempt timed out.
-    Timeout,
-    /// A 401 answer, retried once after a token refresh.
-    Unauthorized,
-}
-
-impl RetryReason {
-    /// Every reason, in label order.
-    pub const ALL: [RetryReason; 5] = [
-        RetryReason::RateLimited,
-        RetryReason::Status5xx,
-        RetryReason::Connect,
-        RetryReason::Timeout,
-        RetryReason::Unauthorized,
-    ];
-
-    /// The label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetryReason::RateLimited => "rate_limited",
-            RetryReason::Status5xx => "status_5xx",
-            RetryReason::Connect => "connect",
-            RetryReason::Timeout => "timeout",
-            RetryReason::Unauthorized => "unauthorized",
-        }
-    }
-
-    fn index(self) -> usize {
-        match self {
-            RetryReason::RateLimited => 0,
-            RetryReason::Status5xx => 1,
-            RetryReason::Connect => 2,
-            RetryReason::Timeout => 3,
-            RetryReason::Unauthorized => 4,
-        }
-    }
-}
-
-impl fmt::Display for RetryReason {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// What happened to an audit entry (the `event` label of the audit counter).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

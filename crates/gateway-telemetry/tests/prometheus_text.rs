@@ -3,15 +3,15 @@
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use gateway_model::Outcome;
+use gateway_model::{Outcome, RetryReason};
 use gateway_telemetry::metric_names::{
     ATTEMPTS_TOTAL, AUDIT_ENTRIES_TOTAL, FALLBACKS_TOTAL, IN_FLIGHT_REQUESTS, LIMITER_WAIT_BUCKETS,
     LIMITER_WAIT_SECONDS, OVERHEAD_BUCKETS, OVERHEAD_SECONDS, REQUEST_DURATION_BUCKETS,
     REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL, TOKENS_TOTAL,
 };
 use gateway_telemetry::{
-    AuditCounters, AuditEvent, InFlightGuard, LocalMetrics, ModelMetrics, RetryReason, audit_event,
-    fallback, limiter_wait, token_refresh,
+    AuditCounters, AuditEvent, InFlightGuard, LocalMetrics, ModelMetrics, audit_event, fallback,
+    limiter_wait, token_refresh,
 };
 
 use gateway_telemetry::exposition::{Series, parse, series};
@@ -64,7 +64,7 @@ fn record_known_sequence(metrics: &LocalMetrics) -> InFlightGuard {
     a.attempt();
     a.attempt();
     a.attempt();
-    a.retry(RetryReason::Status5xx);
+    a.retry(RetryReason::ServerError);
     a.overhead(Duration::from_micros(3));
     a.overhead(Duration::from_micros(40));
     // Model b: one upstream error after two 429 retries.

@@ -18,7 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::ErrorKind;
-use crate::retry::RetryReason;
+use gateway_model::RetryReason;
 
 /// How the client connects and what it trusts.
 #[derive(Debug, Clone)]

@@ -3,21 +3,21 @@
 use std::fmt;
 use std::time::Duration;
 
-use gateway_model::ErrorBody;
 use gateway_model::endpoint::UrlError;
+use gateway_model::{ErrorBody, RetryReason};
 use http::StatusCode;
 
 use crate::bearer::TokenError;
 use crate::limiter::LimiterTimeout;
-use crate::retry::RetryReason;
 
 /// Counts and timings of one call, on success and on failure.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct CallStats {
     /// HTTP attempts sent.
     pub attempts: u32,
-    /// Retries by reason, indexed like [`RetryReason::ALL`].
-    pub retries: [u32; 4],
+    /// Retries by reason, indexed like [`RetryReason::ALL`] (a retry after a token
+    /// refresh counts as [`RetryReason::Unauthorized`]).
+    pub retries: [u32; RetryReason::COUNT],
     /// Time spent waiting for a limiter slot.
     pub limiter_wait: Duration,
     /// Time spent inside HTTP exchanges (sending, waiting, reading bodies).

@@ -49,9 +49,7 @@ pub use client::{ClientOptions, Exchange, HttpClient};
 pub use error::{CallStats, ErrorKind, TransportError};
 pub use limiter::{Limiter, LimiterTimeout, Permit};
 pub use rate_budget::{Gcra, LocalRateBudget, RateBudget};
-pub use retry::{
-    Disposition, RETRY_AFTER_CEILING, RetryPolicy, RetryReason, Wait, parse_retry_after,
-};
+pub use retry::{Disposition, RETRY_AFTER_CEILING, RetryPolicy, Wait, parse_retry_after};
 pub use transport::{
     Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, Transport, TransportConfig,
 };

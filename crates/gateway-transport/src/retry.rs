@@ -13,45 +13,8 @@
 
 use std::time::{Duration, SystemTime};
 
-use gateway_model::RetryConfig;
+use gateway_model::{Backoff, Jitter, RetryConfig, RetryReason};
 use http::StatusCode;
-
-/// Why an attempt is retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RetryReason {
-    /// 429 Too Many Requests.
-    RateLimited,
-    /// 500, 502, 503 or 504.
-    ServerError,
-    /// The connection failed or closed before a complete answer.
-    Connection,
-    /// The attempt timed out.
-    Timeout,
-}
-
-impl RetryReason {
-    /// Every reason, in index order.
-    pub const ALL: [RetryReason; 4] = [
-        RetryReason::RateLimited,
-        RetryReason::ServerError,
-        RetryReason::Connection,
-        RetryReason::Timeout,
-    ];
-
-    /// A metric label value.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            RetryReason::RateLimited => "rate_limited",
-            RetryReason::ServerError => "status_5xx",
-            RetryReason::Connection => "connection",
-            RetryReason::Timeout => "timeout",
-        }
-    }
-
-    pub(crate) fn index(self) -> usize {
-        self as usize
-    }
-}
 
 /// What to do with an answer's status.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -128,21 +91,23 @@ impl RetryPolicy {
     /// The backoff cap before retry number `retry` (1 for the first retry):
     /// `min(max_delay, base_delay · 2^(retry-1))`.
     pub fn backoff_cap(&self, retry: u32) -> Duration {
-        let factor = 1u32
-            .checked_shl(retry.saturating_sub(1))
-            .unwrap_or(u32::MAX);
-        self.base_delay.saturating_mul(factor).min(self.max_delay)
+        self.schedule().ceiling(retry)
     }
 
     /// A full-jitter backoff: `unit` (uniform in `[0, 1)`) times the cap; the cap itself
     /// when jitter is off.
     pub fn backoff(&self, retry: u32, unit: f64) -> Duration {
-        let cap = self.backoff_cap(retry);
-        if self.jitter {
-            cap.mul_f64(unit.clamp(0.0, 1.0))
+        self.schedule().delay(retry, unit)
+    }
+
+    /// The backoff schedule, the one every retrying part of the router shares.
+    fn schedule(&self) -> Backoff {
+        let jitter = if self.jitter {
+            Jitter::Full
         } else {
-            cap
-        }
+            Jitter::None
+        };
+        Backoff::new(self.base_delay, self.max_delay, jitter)
     }
 
     /// Decides the wait after failed attempt number `attempt` (1-based).

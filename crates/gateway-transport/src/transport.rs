@@ -5,7 +5,7 @@ use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use gateway_model::{ErrorBody, MAX_REQUEST_BYTES, RouterConfig};
+use gateway_model::{ErrorBody, MAX_REQUEST_BYTES, RetryReason, RouterConfig};
 use http::header::{
     ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
 };
@@ -19,7 +19,7 @@ use crate::client::{ClientOptions, Exchange, HttpClient};
 use crate::error::{CallStats, ErrorKind, TransportError};
 use crate::limiter::{Limiter, Permit};
 use crate::rate_budget::{LocalRateBudget, RateBudget};
-use crate::retry::{Disposition, RetryPolicy, RetryReason, Wait, parse_retry_after};
+use crate::retry::{Disposition, RetryPolicy, Wait, parse_retry_after};
 
 /// The idempotency key header: one value per logical call, the same on every attempt.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-genesys-request-id");
@@ -495,6 +495,7 @@ impl Transport {
                         source.invalidate(&token);
                         refreshed = true;
                         stats.token_refreshed = true;
+                        stats.retries[RetryReason::Unauthorized.index()] += 1;
                     }
                     _ => return Err(ErrorKind::Unauthorized { body }),
                 },

@@ -11,14 +11,14 @@ use std::time::Duration;
 
 use base64::Engine;
 use bytes::Bytes;
-use gateway_model::GatewayPayload;
+use gateway_model::{GatewayPayload, RetryReason};
 use gateway_sim::{
     Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, RateLimit, RetryAfter,
     RetryAfterStyle, Scripted, Sim, SimHandle, Target,
 };
 use gateway_transport::{
-    AccessToken, BoxFuture, Call, ErrorKind, RetryPolicy, RetryReason, StaticToken, TokenError,
-    TokenSource, Transport, TransportConfig,
+    AccessToken, BoxFuture, Call, ErrorKind, RetryPolicy, StaticToken, TokenError, TokenSource,
+    Transport, TransportConfig,
 };
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;

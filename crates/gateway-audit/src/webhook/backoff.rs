@@ -1,35 +1,38 @@
-//! Exponential backoff with jitter for webhook redelivery.
+//! The webhook's redelivery waits: the shared [`gateway_model::Backoff`] schedule with
+//! equal jitter, and the count of failures in a row that it is read at.
 
 use std::time::Duration;
 
-/// Exponential backoff with "equal jitter": the n-th wait is uniformly drawn from
-/// `[d/2, d]` where `d = min(base * 2^n, max)`.
+use gateway_model::Jitter;
+use tokio::time::Instant;
+
+/// Failures in a row and the schedule they are read at: the n-th wait is uniformly drawn
+/// from `[d/2, d]` where `d = min(base · 2ⁿ⁻¹, max)`.
 #[derive(Debug, Clone)]
 pub(crate) struct Backoff {
-    base: Duration,
-    max: Duration,
+    schedule: gateway_model::Backoff,
     failures: u32,
 }
 
 impl Backoff {
     pub(crate) fn new(base: Duration, max: Duration) -> Self {
         Self {
-            base,
-            max: max.max(base),
+            schedule: gateway_model::Backoff::new(base, max.max(base), Jitter::Equal),
             failures: 0,
         }
     }
 
     /// The wait before the next attempt, growing with each call until [`reset`](Self::reset).
     pub(crate) fn next_delay(&mut self) -> Duration {
-        let ceiling = self
-            .base
-            .saturating_mul(1u32 << self.failures.min(20))
-            .min(self.max);
         self.failures = self.failures.saturating_add(1);
-        let half = ceiling / 2;
-        let jitter = fastrand::u64(0..=u64::try_from(half.as_nanos()).unwrap_or(u64::MAX));
-        half + Duration::from_nanos(jitter)
+        self.schedule.delay(self.failures, fastrand::f64())
+    }
+
+    /// When the next attempt may start: [`next_delay`](Self::next_delay) from now, or now
+    /// when that lies past the clock's range (a `retry_max` set absurdly high).
+    pub(crate) fn next_attempt(&mut self) -> Instant {
+        let now = Instant::now();
+        now.checked_add(self.next_delay()).unwrap_or(now)
     }
 
     /// Back to the first delay, after a success.

@@ -228,7 +228,7 @@ impl Worker {
                 Err(e) => {
                     tracing::warn!(error = %e, entries = n, "audit webhook delivery failed; spooling");
                     self.shared.counters.add(AuditEvent::Retried, n);
-                    self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                    self.next_attempt = Some(self.backoff.next_attempt());
                     self.spool(vec![Record::Message(message)]).await;
                 }
             }
@@ -354,7 +354,7 @@ impl Worker {
                 Ok(None) => return,
                 Err(e) => {
                     tracing::error!(error = %e, "could not read the audit spool; will retry");
-                    self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                    self.next_attempt = Some(self.backoff.next_attempt());
                     return;
                 }
             }
@@ -385,7 +385,7 @@ impl Worker {
             Err(e) => {
                 tracing::warn!(error = %e, entries = n, "audit webhook replay failed; backing off");
                 self.shared.counters.add(AuditEvent::Retried, n);
-                self.next_attempt = Some(Instant::now() + self.backoff.next_delay());
+                self.next_attempt = Some(self.backoff.next_attempt());
                 self.replay = Some(replay);
             }
         }
