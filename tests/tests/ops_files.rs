@@ -25,10 +25,10 @@ use hyper_util::rt::TokioExecutor;
 use serde_json::Value;
 
 const DASHBOARD_PATH: &str = "ops/grafana/genesys-router.json";
-const DASHBOARD: &str = include_str!("../../../ops/grafana/genesys-router.json");
+const DASHBOARD: &str = include_str!("../../ops/grafana/genesys-router.json");
 const RULES_PATH: &str = "ops/prometheus/genesys-router.rules.yml";
-const RULES: &str = include_str!("../../../ops/prometheus/genesys-router.rules.yml");
-const METRIC_NAMES: &str = include_str!("../../gateway-telemetry/src/metric_names.rs");
+const RULES: &str = include_str!("../../ops/prometheus/genesys-router.rules.yml");
+const METRIC_NAMES: &str = include_str!("../../crates/gateway-telemetry/src/metric_names.rs");
 
 /// Metrics the ops files may name although the scrape in this test cannot show them,
 /// with the reason. Each must still be a name `metric_names.rs` declares.

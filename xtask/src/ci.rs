@@ -65,7 +65,7 @@ impl Step {
     }
 }
 
-fn nextest_available() -> bool {
+pub(crate) fn nextest_available() -> bool {
     crate::cargo_command()
         .args(["nextest", "--version"])
         .output()
@@ -133,25 +133,14 @@ fn steps() -> Vec<Step> {
             env: vec![("RUSTDOCFLAGS", "-D warnings")],
         },
     });
-    // The published crates, packaged together and each built from its own package, so a
-    // crate that reads a file outside itself (or lacks a version on a path dependency)
-    // fails here rather than on crates.io. The unpublished ones are left out.
-    steps.push(Step::cargo(
-        "package",
-        &[
-            "package",
-            "--workspace",
-            "--exclude",
-            "xtask",
-            "--exclude",
-            "gateway-bench",
-            "--exclude",
-            "gateway-tests",
-            "--locked",
-            // A developer's uncommitted work is what needs checking; CI's clone is clean.
-            "--allow-dirty",
-        ],
-    ));
+    steps.push(Step {
+        name: "release",
+        action: Action::InProcess(crate::release::check),
+    });
+    steps.push(Step {
+        name: "package",
+        action: Action::InProcess(crate::package::check),
+    });
     steps.push(Step {
         name: "bench --quick",
         action: Action::InProcess(|root| crate::bench::run(root, true)),

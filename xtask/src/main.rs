@@ -3,12 +3,18 @@
 //! - `schema [--check]`: write `schemas/*.schema.json` from the Rust types, or check
 //!   that the files on disk match them (exits non-zero naming each stale file) and keep
 //!   the portable JSON Schema subset (`portable.rs`).
+//! - `package`: package the published crates and check that each builds, tests
+//!   included, from its package alone (`package.rs`).
+//! - `release`: build the release binary, check its size, and run the CLI tests
+//!   against it (`release.rs`).
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
 //! - `bench [--quick]`: micro-benchmarks and the load benchmark (`target/bench/results.json`).
 
 mod bench;
 mod ci;
+mod package;
 mod portable;
+mod release;
 mod schema;
 
 use std::path::{Path, PathBuf};
@@ -21,7 +27,10 @@ commands:
   schema            write schemas/*.schema.json from the Rust types
   schema --check    fail (naming each file) if schemas/ differs from the code or
                     leaves the portable JSON Schema subset (xtask/src/portable.rs)
-  ci                fmt, clippy, tests + doctests, schema --check, docs, bench --quick
+  package           package the published crates and check them from their packages
+  release           build the release binary, check its size, run the CLI tests on it
+  ci                fmt, clippy, tests + doctests, schema --check, promtool, docs,
+                    release, package, bench --quick
   bench [--quick]   benchmarks (bench profile); results in target/bench/results.json
 ";
 
@@ -32,6 +41,8 @@ fn main() -> ExitCode {
         ["schema"] => repo_root().and_then(|root| schema::write(&root)),
         ["schema", "--check"] => repo_root().and_then(|root| schema::check(&root)),
         ["ci"] => repo_root().and_then(|root| ci::run(&root)),
+        ["release"] => repo_root().and_then(|root| release::check(&root)),
+        ["package"] => repo_root().and_then(|root| package::check(&root)),
         ["bench"] => repo_root().and_then(|root| bench::run(&root, false)),
         ["bench", "--quick"] => repo_root().and_then(|root| bench::run(&root, true)),
         ["help" | "--help" | "-h"] | [] => {

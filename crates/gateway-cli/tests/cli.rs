@@ -1,12 +1,23 @@
 //! The real `genesys-router` binary as scripts and supervisors see it: log formats,
 //! colour, exit codes, JSON errors, completions and the man page.
+//!
+//! By default the tests run the debug binary cargo builds for them; with
+//! `GENESYS_ROUTER_BIN` set they run that binary instead. `cargo xtask ci` sets it to the
+//! one `cargo build --release -p gateway-cli` makes (its "release binary" step), so what
+//! ships is what these tests check.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, Sim, SimHandle};
 
-const BIN: &str = env!("CARGO_BIN_EXE_genesys-router");
+/// The binary under test: `GENESYS_ROUTER_BIN`, else the one cargo built for the tests.
+fn bin() -> PathBuf {
+    std::env::var_os("GENESYS_ROUTER_BIN").map_or_else(
+        || PathBuf::from(env!("CARGO_BIN_EXE_genesys-router")),
+        PathBuf::from,
+    )
+}
 
 /// A config file with one route, `summarize` on `model-gen-4`, against `sim`; one
 /// attempt per model so failures come quickly; no audit trail.
@@ -26,7 +37,7 @@ fn sim_config(dir: &Path, sim: &SimHandle) -> PathBuf {
 
 /// The binary with the simulator's credentials and none of the caller's log settings.
 fn cli(args: &[&str]) -> Command {
-    let mut command = Command::new(BIN);
+    let mut command = Command::new(bin());
     command
         .args(args)
         .env("GENESYS_CLIENT_ID", DEFAULT_CLIENT_ID)
