@@ -121,8 +121,11 @@ pub struct LoadResult {
     pub rss_checkpoints: Vec<(u64, f64)>,
 }
 
-/// Issues one call.
-enum Caller {
+/// Issues one call of a scenario.
+pub struct Caller(CallerKind);
+
+/// What issues a scenario's calls.
+enum CallerKind {
     /// A raw HTTP POST of a ready body.
     Raw(Box<RawCall>),
     /// The router.
@@ -208,9 +211,10 @@ async fn post<C: Connect + Clone + Send + Sync + 'static>(
 }
 
 impl Caller {
-    async fn call(&self, i: u64) -> anyhow::Result<()> {
-        match self {
-            Caller::Raw(raw) => match &raw.client {
+    /// Makes call number `i` (the sticky key cycles over 1,000 conversations).
+    pub async fn call(&self, i: u64) -> anyhow::Result<()> {
+        match &self.0 {
+            CallerKind::Raw(raw) => match &raw.client {
                 RawClient::Transport(c) => {
                     post(c, &raw.uri, &raw.body, raw.bearer.as_ref(), raw.expect).await
                 }
@@ -218,7 +222,7 @@ impl Caller {
                     post(c, &raw.uri, &raw.body, raw.bearer.as_ref(), raw.expect).await
                 }
             },
-            Caller::Router(router) => {
+            CallerKind::Router(router) => {
                 let request = RouteRequest::new("bench", PROMPT)
                     .sticky_key(format!("conversation-{}", i % 1000));
                 router
@@ -269,7 +273,7 @@ pub fn router_config(sim: &str, audit_file: &std::path::Path) -> RouterConfig {
 }
 
 /// Builds the caller for `scenario` against `target` (the simulator, or the sidecar).
-async fn caller(
+pub async fn caller(
     scenario: Scenario,
     target: &str,
     out_dir: &std::path::Path,
@@ -282,23 +286,23 @@ async fn caller(
             } else {
                 RawClient::Plain(Client::builder(TokioExecutor::new()).build_http())
             };
-            Caller::Raw(Box::new(RawCall {
+            Caller(CallerKind::Raw(Box::new(RawCall {
                 client,
                 uri: format!("{target}/api/v2/ai/gateway/prompts").parse()?,
                 body: payload_bytes()?,
                 bearer: Some(bearer),
                 expect: Expect::Gateway,
-            }))
+            })))
         }
         Scenario::Sidecar => {
             let request = RouteRequest::new("bench", PROMPT).sticky_key("conversation-1");
-            Caller::Raw(Box::new(RawCall {
+            Caller(CallerKind::Raw(Box::new(RawCall {
                 client: RawClient::Plain(Client::builder(TokioExecutor::new()).build_http()),
                 uri: format!("{target}/v1/route").parse()?,
                 body: Bytes::from(serde_json::to_vec(&request)?),
                 bearer: None,
                 expect: Expect::Outcome,
-            }))
+            })))
         }
         Scenario::Library => {
             gateway_telemetry::install_at(None).context("installing the metrics recorder")?;
@@ -308,7 +312,7 @@ async fn caller(
                 .build()
                 .await
                 .context("building the router")?;
-            Caller::Router(router)
+            Caller(CallerKind::Router(router))
         }
         Scenario::Fleet => {
             gateway_telemetry::install_at(None).context("installing the metrics recorder")?;
@@ -333,7 +337,7 @@ async fn caller(
                 builder = builder.rate_budget(budget);
             }
             let router = builder.build().await.context("building the router")?;
-            Caller::Router(router)
+            Caller(CallerKind::Router(router))
         }
     })
 }
@@ -396,6 +400,26 @@ fn spawn_workers(
             })
         })
         .collect()
+}
+
+/// Makes exactly `calls` calls with `concurrency` workers on an existing caller; fails on
+/// the first failed call's error (used where a counter, not a clock, is the measurement).
+pub async fn drive(caller: &Arc<Caller>, concurrency: usize, calls: u64) -> anyhow::Result<()> {
+    let progress = Arc::new(Progress::default());
+    progress.measuring.store(true, Ordering::Relaxed);
+    for worker in spawn_workers(caller, &progress, concurrency, calls) {
+        worker.await.context("a load worker panicked")?;
+    }
+    let errors = progress.errors.load(Ordering::Relaxed);
+    if let Some(e) = progress
+        .first_error
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+        .take()
+    {
+        bail!("{errors} of {calls} calls failed, the first: {e}");
+    }
+    Ok(())
 }
 
 /// Runs one load and measures it.

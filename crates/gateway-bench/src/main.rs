@@ -10,10 +10,6 @@
 //! gateway-bench token-storm --target URL --callers N
 //! ```
 
-mod load;
-mod measure;
-mod orchestrate;
-
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
@@ -21,7 +17,8 @@ use std::time::Duration;
 use anyhow::bail;
 use clap::{Parser, Subcommand};
 
-use crate::load::{Length, Scenario};
+use gateway_bench::load::{self, Length, Scenario};
+use gateway_bench::orchestrate;
 
 /// The router's cost against a bare hyper client, and the sidecar's against direct calls.
 #[derive(Debug, Parser)]

@@ -385,15 +385,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
             .map(|(_, rss)| *rss)
     };
 
-    eprintln!("bench: 10,000 callers on a cold token cache");
-    let exe = std::env::current_exe()?;
-    let storm = Command::new(exe)
-        .args(["token-storm", "--target", &sim, "--callers", "10000"])
-        .output()?;
-    let token_requests: u64 = String::from_utf8_lossy(&storm.stdout)
-        .trim()
-        .parse()
-        .context("token storm output")?;
+    let token_requests = token_storm(&sim)?;
+    eprintln!("bench: allocations per call (counting allocator, c = 16)");
+    let allocations = allocations(plan, &sim)?;
     drop(sim_guard);
 
     let ratios = ratios(&runs);
@@ -412,12 +406,14 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
             "note": if plan.quick { "quick mode: the 1m figure is RSS after 100,000 calls" } else { "RSS after 1,000,000 calls" },
         },
         "token_requests_for_10k_cold_callers": token_requests,
+        "allocations_per_call": allocations.get("library"),
+        "allocations": allocations,
         "fleet": fleet,
         "micro_ns": micro,
     });
     let path = plan.out_dir.join("results.json");
     std::fs::write(&path, serde_json::to_string_pretty(&results)? + "\n")?;
-    Ok(report(
+    let mut text = report(
         &runs,
         &ratios,
         rss_at(10_000),
@@ -426,7 +422,74 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
         token_requests,
         &micro,
         &path,
-    ))
+    );
+    let _ = writeln!(
+        text,
+        "allocations per call at c = 16: library {}, baseline {}",
+        allocations
+            .get("library")
+            .map_or_else(|| "-".to_owned(), fmt_value),
+        allocations
+            .get("baseline")
+            .map_or_else(|| "-".to_owned(), fmt_value),
+    );
+    Ok(text)
+}
+
+/// Token requests the simulator saw for 10,000 callers on a cold cache.
+fn token_storm(sim: &str) -> anyhow::Result<u64> {
+    eprintln!("bench: 10,000 callers on a cold token cache");
+    let storm = Command::new(std::env::current_exe()?)
+        .args(["token-storm", "--target", sim, "--callers", "10000"])
+        .output()?;
+    String::from_utf8_lossy(&storm.stdout)
+        .trim()
+        .parse()
+        .context("token storm output")
+}
+
+/// Heap allocations (and bytes) per call of `baseline` and `library` at c = 16, each
+/// counted by `gateway-bench-allocs` in its own process.
+fn allocations(plan: &Plan, sim: &str) -> anyhow::Result<BTreeMap<&'static str, Value>> {
+    let exe = std::env::current_exe()?.with_file_name("gateway-bench-allocs");
+    let calls = if plan.quick { "500" } else { "2000" };
+    let mut out = BTreeMap::new();
+    for scenario in [Scenario::Baseline, Scenario::Library] {
+        let output = Command::new(&exe)
+            .args([
+                "--scenario",
+                scenario.name(),
+                "--target",
+                sim,
+                "--calls",
+                calls,
+            ])
+            .arg("--out-dir")
+            .arg(&plan.out_dir)
+            .stderr(Stdio::inherit())
+            .output()
+            .with_context(|| format!("starting {}", exe.display()))?;
+        if !output.status.success() {
+            bail!(
+                "{} {} failed ({})",
+                exe.display(),
+                scenario.name(),
+                output.status
+            );
+        }
+        let line: Value = serde_json::from_slice(&output.stdout)
+            .with_context(|| format!("{} output", exe.display()))?;
+        out.insert(scenario.name(), line["allocations_per_call"].clone());
+        out.insert(
+            if scenario == Scenario::Library {
+                "library_bytes"
+            } else {
+                "baseline_bytes"
+            },
+            line["bytes_per_call"].clone(),
+        );
+    }
+    Ok(out)
 }
 
 /// Library against baseline and sidecar against direct, per concurrency level.
@@ -461,6 +524,28 @@ fn ratios(runs: &[Run]) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
             .entry("library_added_p99_us")
             .or_default()
             .insert(key.clone(), json!(diff(lib.p99_us, base.p99_us)));
+        ratios.entry("library_cpu_vs_baseline").or_default().insert(
+            key.clone(),
+            json!(lib.cpu_us_per_request / base.cpu_us_per_request.max(1e-9)),
+        );
+        ratios
+            .entry("library_added_p50_vs_baseline")
+            .or_default()
+            .insert(
+                key.clone(),
+                json!(diff(lib.p50_us, base.p50_us) as f64 / base.p50_us.max(1) as f64),
+            );
+        ratios.entry("sidecar_cpu_vs_baseline").or_default().insert(
+            key.clone(),
+            json!(side.cpu_us_per_request / base.cpu_us_per_request.max(1e-9)),
+        );
+        ratios
+            .entry("sidecar_added_p99_vs_direct")
+            .or_default()
+            .insert(
+                key.clone(),
+                json!(diff(side.p99_us, direct.p99_us) as f64 / direct.p99_us.max(1) as f64),
+            );
         ratios
             .entry("sidecar_rps_vs_direct")
             .or_default()
