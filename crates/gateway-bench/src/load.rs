@@ -355,6 +355,14 @@ struct Progress {
 }
 
 impl Progress {
+    /// The first failed call's error, taken out.
+    fn take_first_error(&self) -> Option<String> {
+        self.first_error
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .take()
+    }
+
     fn finished(&self) -> u64 {
         self.done.load(Ordering::Relaxed) + self.errors.load(Ordering::Relaxed)
     }
@@ -411,12 +419,7 @@ pub async fn drive(caller: &Arc<Caller>, concurrency: usize, calls: u64) -> anyh
         worker.await.context("a load worker panicked")?;
     }
     let errors = progress.errors.load(Ordering::Relaxed);
-    if let Some(e) = progress
-        .first_error
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
-    {
+    if let Some(e) = progress.take_first_error() {
         bail!("{errors} of {calls} calls failed, the first: {e}");
     }
     Ok(())
@@ -505,12 +508,7 @@ fn summarize(
 ) -> LoadResult {
     let requests = progress.done.load(Ordering::Relaxed);
     let errors = progress.errors.load(Ordering::Relaxed);
-    if let Some(e) = progress
-        .first_error
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-        .take()
-    {
+    if let Some(e) = progress.take_first_error() {
         eprintln!("{}: {errors} failed calls, the first: {e}", scenario.name());
     }
     let us =
