@@ -12,3 +12,27 @@
 pub mod load;
 pub mod measure;
 pub mod orchestrate;
+
+use std::process::ExitCode;
+
+/// Runs a binary's `main` on a multi-threaded tokio runtime; an error is printed with
+/// its causes and the exit code is non-zero.
+pub fn block_on(main: impl Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(main) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

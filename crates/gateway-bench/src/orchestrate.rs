@@ -450,7 +450,7 @@ fn token_storm(sim: &str) -> anyhow::Result<u64> {
 
 /// Heap allocations (and bytes) per call of `baseline` and `library` at c = 16, each
 /// counted by `gateway-bench-allocs` in its own process.
-fn allocations(plan: &Plan, sim: &str) -> anyhow::Result<BTreeMap<&'static str, Value>> {
+fn allocations(plan: &Plan, sim: &str) -> anyhow::Result<BTreeMap<String, Value>> {
     let exe = std::env::current_exe()?.with_file_name("gateway-bench-allocs");
     let calls = if plan.quick { "500" } else { "2000" };
     let mut out = BTreeMap::new();
@@ -479,15 +479,9 @@ fn allocations(plan: &Plan, sim: &str) -> anyhow::Result<BTreeMap<&'static str, 
         }
         let line: Value = serde_json::from_slice(&output.stdout)
             .with_context(|| format!("{} output", exe.display()))?;
-        out.insert(scenario.name(), line["allocations_per_call"].clone());
-        out.insert(
-            if scenario == Scenario::Library {
-                "library_bytes"
-            } else {
-                "baseline_bytes"
-            },
-            line["bytes_per_call"].clone(),
-        );
+        let name = scenario.name();
+        out.insert(name.to_owned(), line["allocations_per_call"].clone());
+        out.insert(format!("{name}_bytes"), line["bytes_per_call"].clone());
     }
     Ok(out)
 }
@@ -512,63 +506,50 @@ fn ratios(runs: &[Run]) -> BTreeMap<&'static str, BTreeMap<String, Value>> {
         let diff = |a: u64, b: u64| {
             i64::try_from(a).unwrap_or(i64::MAX) - i64::try_from(b).unwrap_or(i64::MAX)
         };
-        ratios
-            .entry("library_rps_vs_baseline")
-            .or_default()
-            .insert(key.clone(), json!(lib.rps / base.rps.max(1e-9)));
-        ratios
-            .entry("library_added_p50_us")
-            .or_default()
-            .insert(key.clone(), json!(diff(lib.p50_us, base.p50_us)));
-        ratios
-            .entry("library_added_p99_us")
-            .or_default()
-            .insert(key.clone(), json!(diff(lib.p99_us, base.p99_us)));
-        ratios.entry("library_cpu_vs_baseline").or_default().insert(
-            key.clone(),
+        // Added latency as a share of the compared scenario's latency.
+        let share = |a: u64, b: u64| diff(a, b) as f64 / b.max(1) as f64;
+        let mut put = |name: &'static str, value: Value| {
+            ratios.entry(name).or_default().insert(key.clone(), value);
+        };
+        put(
+            "library_rps_vs_baseline",
+            json!(lib.rps / base.rps.max(1e-9)),
+        );
+        put("library_added_p50_us", json!(diff(lib.p50_us, base.p50_us)));
+        put("library_added_p99_us", json!(diff(lib.p99_us, base.p99_us)));
+        put(
+            "library_cpu_vs_baseline",
             json!(lib.cpu_us_per_request / base.cpu_us_per_request.max(1e-9)),
         );
-        ratios
-            .entry("library_added_p50_vs_baseline")
-            .or_default()
-            .insert(
-                key.clone(),
-                json!(diff(lib.p50_us, base.p50_us) as f64 / base.p50_us.max(1) as f64),
-            );
-        ratios.entry("sidecar_cpu_vs_baseline").or_default().insert(
-            key.clone(),
+        put(
+            "library_added_p50_vs_baseline",
+            json!(share(lib.p50_us, base.p50_us)),
+        );
+        put(
+            "sidecar_cpu_vs_baseline",
             json!(side.cpu_us_per_request / base.cpu_us_per_request.max(1e-9)),
         );
-        ratios
-            .entry("sidecar_added_p99_vs_direct")
-            .or_default()
-            .insert(
-                key.clone(),
-                json!(diff(side.p99_us, direct.p99_us) as f64 / direct.p99_us.max(1) as f64),
-            );
-        ratios
-            .entry("sidecar_rps_vs_direct")
-            .or_default()
-            .insert(key.clone(), json!(side.rps / direct.rps.max(1e-9)));
-        ratios
-            .entry("sidecar_added_p50_us")
-            .or_default()
-            .insert(key.clone(), json!(diff(side.p50_us, direct.p50_us)));
-        ratios
-            .entry("sidecar_added_p99_us")
-            .or_default()
-            .insert(key.clone(), json!(diff(side.p99_us, direct.p99_us)));
+        put(
+            "sidecar_added_p99_vs_direct",
+            json!(share(side.p99_us, direct.p99_us)),
+        );
+        put(
+            "sidecar_rps_vs_direct",
+            json!(side.rps / direct.rps.max(1e-9)),
+        );
+        put(
+            "sidecar_added_p50_us",
+            json!(diff(side.p50_us, direct.p50_us)),
+        );
+        put(
+            "sidecar_added_p99_us",
+            json!(diff(side.p99_us, direct.p99_us)),
+        );
         if let Some(fleet) = find("fleet", c) {
-            ratios
-                .entry("fleet_added_p50_us")
-                .or_default()
-                .insert(key.clone(), json!(diff(fleet.p50_us, lib.p50_us)));
-            ratios
-                .entry("fleet_added_p99_us")
-                .or_default()
-                .insert(key.clone(), json!(diff(fleet.p99_us, lib.p99_us)));
-            ratios.entry("fleet_cpu_vs_library").or_default().insert(
-                key,
+            put("fleet_added_p50_us", json!(diff(fleet.p50_us, lib.p50_us)));
+            put("fleet_added_p99_us", json!(diff(fleet.p99_us, lib.p99_us)));
+            put(
+                "fleet_cpu_vs_library",
                 json!(fleet.cpu_us_per_request / lib.cpu_us_per_request.max(1e-9)),
             );
         }

@@ -47,29 +47,10 @@ struct Cli {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(rt) => rt,
-        Err(e) => {
-            eprintln!("error: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(count(&cli)) {
-        Ok(line) => {
-            println!("{line}");
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("error: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    gateway_bench::block_on(count(&cli))
 }
 
-async fn count(cli: &Cli) -> anyhow::Result<String> {
+async fn count(cli: &Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.out_dir)?;
     let caller = Arc::new(load::caller(cli.scenario, &cli.target, &cli.out_dir).await?);
     load::drive(&caller, cli.concurrency, cli.calls.min(2_000)).await?;
@@ -93,5 +74,6 @@ async fn count(cli: &Cli) -> anyhow::Result<String> {
         "allocations_per_call": (after.total_blocks - before.total_blocks) as f64 / calls,
         "bytes_per_call": (after.total_bytes - before.total_bytes) as f64 / calls,
     });
-    Ok(line.to_string())
+    println!("{line}");
+    Ok(())
 }
