@@ -5,6 +5,7 @@ mod support;
 
 use std::time::Duration;
 
+use gateway_model::FleetConfig;
 use gateway_sim::{RateLimit, RetryAfterStyle, Sim, SimHandle};
 use support::{RedisServer, fleet_config, load, replica, router_config};
 
@@ -43,7 +44,11 @@ async fn with_redis_down_calls_go_on_locally_and_the_fleet_rejoins_when_it_is_ba
     // A rate budget, so every attempt asks Redis for a slot.
     config.limits.requests_per_minute = Some(60_000);
     config.limits.rate_burst = 50;
-    config.fleet = Some(fleet_config("redis-down", 2));
+    // A short command timeout, so no call waits long on a dead Redis.
+    config.fleet = Some(FleetConfig {
+        command_timeout_ms: 200,
+        ..fleet_config("redis-down", 2)
+    });
     let metrics = gateway_telemetry::LocalMetrics::new();
     let fleet_a = metrics.scope(|| support::fleet(&config, &redis.url()));
     let a = support::replica_of(&config, &fleet_a).await;

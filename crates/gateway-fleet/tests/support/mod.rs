@@ -86,12 +86,14 @@ impl Drop for RedisServer {
     }
 }
 
-/// A fleet config under a prefix of the test's own.
+/// A fleet config under a prefix of the test's own. Its command timeout is generous:
+/// a thousand calls at once on a two-core machine running other tests can keep Redis'
+/// answers past the default 250 ms, which would degrade a fleet whose Redis is fine.
 pub fn fleet_config(prefix: &str, replicas: u32) -> FleetConfig {
     FleetConfig {
         key_prefix: prefix.to_owned(),
         replicas,
-        command_timeout_ms: 200,
+        command_timeout_ms: 2_000,
         ..FleetConfig::default()
     }
 }
