@@ -254,9 +254,16 @@ impl GatewayPayload {
         PayloadBuilder::new(model_id.into(), prompt.into())
     }
 
-    /// The payload as the JSON bytes sent on the wire: refused unless [`Validate`] and the
-    /// compiled payload schema ([`payload_format`](crate::payload_format)) both accept it
-    /// and it fits in [`MAX_REQUEST_BYTES`]. The one encoder every sender uses.
+    /// The payload as the JSON bytes sent on the wire: refused unless it meets the payload
+    /// schema ([`payload_format`](crate::payload_format)) and [`Validate`], and fits in
+    /// [`MAX_REQUEST_BYTES`]. The one encoder every sender uses.
+    ///
+    /// A payload of typed fields only is checked by [`Validate`] and written straight to
+    /// bytes: the property test `crates/gateway-model/tests/agreement.rs` proves, on
+    /// generated payloads, that `validate()` rejects exactly what the schema rejects and
+    /// that these bytes pass the schema, and fails when either side drifts. Untyped
+    /// [`Parameters::extra`] entries are the schema's alone to judge (they could, say,
+    /// repeat a typed name), so such a payload also goes through the compiled schema.
     pub fn to_json_bytes(&self) -> Result<Vec<u8>, ValidationErrors> {
         let malformed = |e: serde_json::Error| {
             ValidationErrors::single(
@@ -267,9 +274,13 @@ impl GatewayPayload {
             )
         };
         self.validate()?;
-        let value = serde_json::to_value(self).map_err(malformed)?;
-        crate::payload_format().check(&value)?;
-        let bytes = serde_json::to_vec(&value).map_err(malformed)?;
+        let bytes = if self.parameters.extra.is_empty() {
+            serde_json::to_vec(self).map_err(malformed)?
+        } else {
+            let value = serde_json::to_value(self).map_err(malformed)?;
+            crate::payload_format().check(&value)?;
+            serde_json::to_vec(&value).map_err(malformed)?
+        };
         if bytes.len() > MAX_REQUEST_BYTES {
             return Err(ValidationErrors::single(
                 "",
@@ -566,5 +577,21 @@ mod tests {
             .unwrap();
         assert!(p.to_json_bytes().is_err());
         assert!(base().build().unwrap().to_json_bytes().is_ok());
+    }
+
+    #[test]
+    fn an_extra_parameter_is_judged_by_the_schema() {
+        // `validate()` does not look inside `extra`; the compiled schema does, on the
+        // document as sent, where this entry replaces the typed temperature.
+        let p = base()
+            .parameter("temperature", serde_json::json!(7.5))
+            .build()
+            .unwrap();
+        let refused = p.to_json_bytes().unwrap_err();
+        assert!(refused.has_path("/parameters/temperature"), "{refused}");
+        let fine = base().parameter("stop", serde_json::json!(["\n"])).build();
+        let bytes = fine.unwrap().to_json_bytes().unwrap();
+        let sent: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+        assert_eq!(sent["parameters"]["stop"][0], "\n");
     }
 }

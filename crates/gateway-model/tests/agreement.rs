@@ -294,6 +294,24 @@ fn rust_validator_and_json_schema_agree() {
             if payload.fallback_models.contains(&payload.model_id) {
                 prop_assert!(rust.is_err(), "a fallback equal to modelId went unreported");
             }
+            // The wire encoder skips the compiled schema for typed payloads on the
+            // strength of this agreement: what it sends is what the schema accepts.
+            match payload.to_json_bytes() {
+                Ok(bytes) => {
+                    prop_assert!(rust.is_ok());
+                    let sent: Value = serde_json::from_slice(&bytes).expect("bytes are JSON");
+                    prop_assert!(
+                        payload_format().check(&sent).is_ok(),
+                        "sent bytes fail the schema"
+                    );
+                    prop_assert_eq!(&bytes, &serde_json::to_vec(&json).unwrap());
+                }
+                // By their text: a NaN in a violation is not equal to itself.
+                Err(refused) => prop_assert_eq!(
+                    Some(refused.to_string()),
+                    rust.as_ref().err().map(ToString::to_string)
+                ),
+            }
             tally.count(rust.is_ok());
             Ok(())
         })
