@@ -3,6 +3,8 @@
 //! - `schema [--check]`: write `schemas/*.schema.json` from the Rust types, or check
 //!   that the files on disk match them (exits non-zero naming each stale file) and keep
 //!   the portable JSON Schema subset (`portable.rs`).
+//! - `tidy`: no module over 600 lines of non-test code, no function over 70 lines,
+//!   no import cycle between modules (`tidy.rs`).
 //! - `package`: package the published crates and check that each builds, tests
 //!   included, from its package alone (`package.rs`).
 //! - `release`: build the release binary, check its size, and run the CLI tests
@@ -16,6 +18,7 @@ mod package;
 mod portable;
 mod release;
 mod schema;
+mod tidy;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -27,6 +30,7 @@ commands:
   schema            write schemas/*.schema.json from the Rust types
   schema --check    fail (naming each file) if schemas/ differs from the code or
                     leaves the portable JSON Schema subset (xtask/src/portable.rs)
+  tidy              module and function sizes, no import cycle (xtask/src/tidy.rs)
   package           package the published crates and check them from their packages
   release           build the release binary, check its size, run the CLI tests on it
   ci                fmt, clippy, tests + doctests, schema --check, promtool, docs,
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         ["schema", "--check"] => repo_root().and_then(|root| schema::check(&root)),
         ["ci"] => repo_root().and_then(|root| ci::run(&root)),
         ["release"] => repo_root().and_then(|root| release::check(&root)),
+        ["tidy"] => repo_root().and_then(|root| tidy::check(&root)),
         ["package"] => repo_root().and_then(|root| package::check(&root)),
         ["bench"] => repo_root().and_then(|root| bench::run(&root, false)),
         ["bench", "--quick"] => repo_root().and_then(|root| bench::run(&root, true)),

@@ -40,7 +40,9 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     if config.metrics.listen.is_some() {
         console::info("note: [metrics] listen applies to `serve` only; `route` serves nothing");
     }
+    // A one-shot call exposes no metrics: nothing installs a recorder for it.
     let router = builder(config)?
+        .without_recorder_check()
         .build()
         .await
         .context("setting up the router")?;

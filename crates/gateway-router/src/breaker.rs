@@ -203,25 +203,12 @@ impl CircuitBreaker {
 
     /// A call succeeded: close the circuit.
     pub fn record_success(&self) {
-        *self.lock() = BreakerState::Closed { failures: 0 };
+        self.apply(Health::Healthy);
     }
 
     /// A call failed in a way that says the model is unhealthy.
     pub fn record_failure(&self) {
-        let mut state = self.lock();
-        *state = match *state {
-            BreakerState::Closed { failures } if failures + 1 < self.threshold => {
-                BreakerState::Closed {
-                    failures: failures + 1,
-                }
-            }
-            BreakerState::Open { until } => BreakerState::Open {
-                until: until.max(from_now(self.cooldown)),
-            },
-            _ => BreakerState::Open {
-                until: from_now(self.cooldown),
-            },
-        };
+        self.apply(Health::Unhealthy);
     }
 
     /// Opens the circuit for `wait` (a long `Retry-After`), unless it is open longer already.
@@ -229,14 +216,7 @@ impl CircuitBreaker {
     /// The wait is the caller's to bound (the router caps it at `max_retry_after_s`); an
     /// absurd one saturates far in the future rather than overflowing the clock.
     pub fn cool_down(&self, wait: Duration) {
-        let mut state = self.lock();
-        let until = from_now(wait);
-        *state = match *state {
-            BreakerState::Open { until: current } if current >= until => {
-                BreakerState::Open { until: current }
-            }
-            _ => BreakerState::Open { until },
-        };
+        self.apply(Health::CoolDown(wait));
     }
 
     fn release_probe(&self) {
@@ -245,6 +225,96 @@ impl CircuitBreaker {
             *state = BreakerState::HalfOpen { probing: false };
         }
     }
+
+    /// Takes in what one call said about the model (`probe` is its slot if the call was
+    /// the half-open probe) and tells whether the circuit opened or closed because of it,
+    /// in one step under the breaker's lock.
+    pub(crate) fn report(&self, health: Health, probe: Option<ProbeGuard<'_>>) -> Transition {
+        let was_probe = probe.is_some_and(|mut p| {
+            p.reported = true;
+            true
+        });
+        let mut state = self.lock();
+        let before = *state;
+        match health {
+            Health::Neutral if was_probe => {
+                if let BreakerState::HalfOpen { .. } = *state {
+                    *state = BreakerState::HalfOpen { probing: false };
+                }
+            }
+            Health::Neutral => {}
+            health => *state = self.next(*state, health),
+        }
+        match *state {
+            after if after == before => Transition::None,
+            BreakerState::Open { until } => {
+                Transition::Opened(until.saturating_duration_since(Instant::now()))
+            }
+            BreakerState::Closed { failures: 0 }
+                if !matches!(before, BreakerState::Closed { .. }) =>
+            {
+                Transition::Closed
+            }
+            _ => Transition::None,
+        }
+    }
+
+    fn apply(&self, health: Health) {
+        let mut state = self.lock();
+        *state = self.next(*state, health);
+    }
+
+    /// The state after a call that said `health` (not [`Health::Neutral`]) in `state`.
+    fn next(&self, state: BreakerState, health: Health) -> BreakerState {
+        match (health, state) {
+            (Health::Healthy, _) => BreakerState::Closed { failures: 0 },
+            (Health::Unhealthy, BreakerState::Closed { failures })
+                if failures + 1 < self.threshold =>
+            {
+                BreakerState::Closed {
+                    failures: failures + 1,
+                }
+            }
+            (Health::Unhealthy, BreakerState::Open { until }) => BreakerState::Open {
+                until: until.max(from_now(self.cooldown)),
+            },
+            (Health::Unhealthy, _) => BreakerState::Open {
+                until: from_now(self.cooldown),
+            },
+            (Health::CoolDown(wait), state) => {
+                let until = from_now(wait);
+                match state {
+                    BreakerState::Open { until: current } if current >= until => state,
+                    _ => BreakerState::Open { until },
+                }
+            }
+            (Health::Neutral, state) => state,
+        }
+    }
+}
+
+/// What one call says about a model's health, for its breaker.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Health {
+    /// The model answered.
+    Healthy,
+    /// The model failed in a way that counts toward opening its circuit.
+    Unhealthy,
+    /// Nothing about the model (a client error, a deadline of the caller's).
+    Neutral,
+    /// The model asked to be left alone for this long (a long `Retry-After`).
+    CoolDown(Duration),
+}
+
+/// How a report changed the circuit, for a fleet that shares it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Transition {
+    /// No opening or closing.
+    None,
+    /// The circuit is open for this much longer.
+    Opened(Duration),
+    /// The circuit closed after being open or half-open.
+    Closed,
 }
 
 #[cfg(test)]

@@ -2,18 +2,20 @@
 //! and fleet hooks set up, and the routes compiled.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_audit::webhook::{WebhookSecret, WebhookSink};
-use gateway_audit::{AuditSink, FanOut, JsonlSink};
+use gateway_audit::{AuditError, AuditSink, FanOut, JsonlSink};
 use gateway_auth::{ClientCredentials, Credentials};
 use gateway_model::{ModelId, RouterConfig, Validate, ValidationErrors};
 use gateway_telemetry::{ModelMetrics, Stats};
 use gateway_transport::{TokenSource, Transport, TransportConfig, TransportError};
 
 use crate::breaker::{CircuitBreaker, CoolDownRule};
-use crate::router::{CompiledRoute, Inner, ModelState, Router};
+use crate::catalogue::LastCheck;
+use crate::compiled_route::CompiledRoute;
+use crate::router::{Inner, ModelState, Router};
 
 /// Why a router could not be built.
 #[derive(Debug, thiserror::Error)]
@@ -21,16 +23,16 @@ use crate::router::{CompiledRoute, Inner, ModelState, Router};
 pub enum BuildError {
     /// The configuration breaks a rule.
     #[error("invalid configuration: {0}")]
-    Config(ValidationErrors),
+    Config(#[source] ValidationErrors),
     /// The transport could not be set up (TLS roots, base URL).
     #[error("transport: {0}")]
-    Transport(TransportError),
+    Transport(#[source] TransportError),
     /// The token source could not be set up (credentials, login URL).
     #[error("authentication: {0}")]
     Auth(#[from] gateway_auth::AuthError),
     /// An audit sink could not be opened.
     #[error("audit: {0}")]
-    Audit(String),
+    Audit(#[from] AuditError),
     /// The configuration names models the gateway does not know.
     #[error("the gateway's catalogue does not list {}: check the route configuration", unknown.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))]
     UnknownModels {
@@ -39,7 +41,7 @@ pub enum BuildError {
     },
     /// The catalogue could not be read to check the models.
     #[error("cannot check the models against the catalogue: {0}")]
-    Catalogue(String),
+    Catalogue(#[source] TransportError),
 }
 
 /// Configures a [`Router`].
@@ -53,6 +55,7 @@ pub struct RouterBuilder {
     credentials: Option<Credentials>,
     audit: AuditChoice,
     transport: Option<TransportConfig>,
+    check_recorder: bool,
 }
 
 /// Wraps the router's token source (a fleet shares its tokens, say).
@@ -130,6 +133,14 @@ impl RouterBuilder {
         self
     }
 
+    /// Builds without the warning that no metrics recorder is installed: your own
+    /// `metrics` recorder is in place (not set up by `gateway-telemetry`), or discarding
+    /// the router's metrics is intended.
+    pub fn without_recorder_check(mut self) -> Self {
+        self.check_recorder = false;
+        self
+    }
+
     /// Uses this transport configuration instead of the one derived from the config.
     pub fn transport_config(mut self, config: TransportConfig) -> Self {
         self.transport = Some(config);
@@ -140,30 +151,30 @@ impl RouterBuilder {
     /// if `environment.validate_models` is set, checks every model against the catalogue.
     ///
     /// Install a metrics recorder (`gateway_telemetry::install`) before building: the
-    /// router registers its metric handles here.
+    /// router registers its metric handles here, and a router built without one records
+    /// nothing. So that this is never silent, `build` logs a warning when
+    /// `gateway-telemetry` has installed no recorder (see
+    /// [`RouterBuilder::without_recorder_check`]).
     pub async fn build(self) -> Result<Router, BuildError> {
         let config = self.config;
         config.validate().map_err(BuildError::Config)?;
+        if self.check_recorder && !gateway_telemetry::recorder_installed() {
+            tracing::warn!(
+                "no metrics recorder is installed: this router's metrics are discarded. Call \
+                 gateway_telemetry::install before building the router, or \
+                 RouterBuilder::without_recorder_check if your own recorder is installed or \
+                 no metrics are wanted"
+            );
+        }
         let transport_config = match self.transport {
             Some(t) => t,
             None => TransportConfig::from_router_config(&config)
                 .map_err(|kind| BuildError::Transport(TransportError::from(kind)))?,
         };
         let bare = Transport::new(transport_config).map_err(BuildError::Transport)?;
-        let tokens: Arc<dyn TokenSource> = if let Some(tokens) = self.tokens {
-            tokens
-        } else {
-            {
-                let credentials = match self.credentials {
-                    Some(c) => c,
-                    None => Credentials::from_config(&config.credentials)?,
-                };
-                let provider = ClientCredentials::from_router_config(&config, credentials)?
-                    .http_client(bare.client().clone())
-                    .on_refresh(gateway_telemetry::token_refresh)
-                    .build()?;
-                Arc::new(provider)
-            }
+        let tokens = match self.tokens {
+            Some(tokens) => tokens,
+            None => oauth_client(&config, self.credentials, &bare)?,
         };
         let tokens = match self.token_layer {
             Some(layer) => layer(tokens),
@@ -178,56 +189,35 @@ impl RouterBuilder {
             AuditChoice::Off => None,
             AuditChoice::FromConfig => audit_from_config(&config)?,
         };
-
-        let models: HashMap<ModelId, ModelState> = config
-            .all_models()
-            .into_iter()
-            .map(|m| {
-                let state = ModelState {
-                    metrics: ModelMetrics::new(m.as_str()),
-                    breaker: CircuitBreaker::new(
-                        config.circuit_breaker.failure_threshold,
-                        Duration::from_millis(config.circuit_breaker.cooldown_ms),
-                    ),
-                };
-                (m.clone(), state)
-            })
-            .collect();
-        let routes = config
-            .routes
-            .iter()
-            .map(|(name, r)| (name.clone(), CompiledRoute::new(r)))
-            .collect();
-        let prompts_uri = transport
-            .url(&config.environment.prompts_path)
-            .map_err(BuildError::Transport)?;
-        let models_uri = transport
-            .url(&config.environment.models_path)
-            .map_err(BuildError::Transport)?
-            .to_string();
-        let stats = Stats::new(models.keys().map(ModelId::as_str));
+        let models = model_states(&config);
         let router = Router {
             inner: Arc::new(Inner {
                 cool_down: CoolDownRule::from_config(&config),
                 deadline: Duration::from_millis(config.limits.deadline_ms),
-                routes,
+                routes: config
+                    .routes
+                    .iter()
+                    .map(|(name, r)| (name.clone(), CompiledRoute::new(r)))
+                    .collect(),
+                stats: Stats::new(models.keys().map(ModelId::as_str)),
                 models,
+                prompts_uri: transport
+                    .url(&config.environment.prompts_path)
+                    .map_err(BuildError::Transport)?,
+                models_uri: transport
+                    .url(&config.environment.models_path)
+                    .map_err(BuildError::Transport)?
+                    .to_string(),
                 transport,
-                prompts_uri,
-                models_uri,
                 tokens,
-                stats,
                 audit,
-                catalogue: Mutex::new(None),
+                last_check: LastCheck::default(),
                 circuits: self.circuits,
                 config,
             }),
         };
         if router.inner.config.environment.validate_models {
-            let check = router
-                .check_models()
-                .await
-                .map_err(|e| BuildError::Catalogue(e.to_string()))?;
+            let check = router.check_models().await.map_err(BuildError::Catalogue)?;
             if !check.unknown.is_empty() {
                 return Err(BuildError::UnknownModels {
                     unknown: check.unknown,
@@ -238,19 +228,54 @@ impl RouterBuilder {
     }
 }
 
+/// The router's own OAuth client: `credentials`, or those the config's env vars hold,
+/// fetching tokens through `transport`'s HTTP client.
+fn oauth_client(
+    config: &RouterConfig,
+    credentials: Option<Credentials>,
+    transport: &Transport,
+) -> Result<Arc<dyn TokenSource>, BuildError> {
+    let credentials = match credentials {
+        Some(c) => c,
+        None => Credentials::from_config(&config.credentials)?,
+    };
+    let provider = ClientCredentials::from_router_config(config, credentials)?
+        .http_client(transport.client().clone())
+        .on_refresh(gateway_telemetry::token_refresh)
+        .build()?;
+    Ok(Arc::new(provider))
+}
+
+/// Metric handles and a closed breaker for every model the config names.
+fn model_states(config: &RouterConfig) -> HashMap<ModelId, ModelState> {
+    config
+        .all_models()
+        .into_iter()
+        .map(|m| {
+            let state = ModelState {
+                metrics: ModelMetrics::new(m.as_str()),
+                breaker: CircuitBreaker::new(
+                    config.circuit_breaker.failure_threshold,
+                    Duration::from_millis(config.circuit_breaker.cooldown_ms),
+                ),
+            };
+            (m.clone(), state)
+        })
+        .collect()
+}
+
 /// The audit sinks an [`gateway_model::AuditConfig`] describes.
 fn audit_from_config(config: &RouterConfig) -> Result<Option<Arc<dyn AuditSink>>, BuildError> {
     let audit = &config.audit;
     if !audit.enabled {
         return Ok(None);
     }
-    let file = JsonlSink::open(audit).map_err(|e| BuildError::Audit(e.to_string()))?;
+    let file = JsonlSink::open(audit)?;
     let Some(webhook) = &audit.webhook else {
         return Ok(Some(Arc::new(file)));
     };
-    let secret = WebhookSecret::from_env(&webhook.secret_env)
-        .map_err(|e| BuildError::Audit(e.to_string()))?;
-    let hook = WebhookSink::start(webhook, secret).map_err(|e| BuildError::Audit(e.to_string()))?;
+    let secret = WebhookSecret::from_env(&webhook.secret_env).map_err(AuditError::from)?;
+    let hook = WebhookSink::start(webhook, secret)?;
     Ok(Some(Arc::new(FanOut::new(vec![
         Arc::new(file),
         Arc::new(hook),
@@ -269,6 +294,7 @@ impl Router {
             credentials: None,
             audit: AuditChoice::FromConfig,
             transport: None,
+            check_recorder: true,
         }
     }
 }

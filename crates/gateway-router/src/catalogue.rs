@@ -1,16 +1,16 @@
 //! Checking the configured models against the gateway's catalogue
-//! (`GET /api/v2/ai/models`, every page), at start-up and on demand; the last result is
-//! cached for readiness checks.
+//! (`GET /api/v2/ai/models`, every page), and the cache of the last result that
+//! readiness checks read.
 
 use std::collections::BTreeSet;
+use std::sync::{Mutex, PoisonError};
 use std::time::SystemTime;
 
 use gateway_model::{ModelEntityListing, ModelId};
-use gateway_transport::{Call, TransportError};
+use gateway_transport::{Call, Transport, TransportError};
 use http::Uri;
 
 use crate::ids;
-use crate::router::{Router, locked};
 
 /// Page size used to read the catalogue.
 const PAGE_SIZE: u32 = 100;
@@ -35,49 +35,53 @@ impl CatalogueCheck {
     }
 }
 
-impl Router {
-    /// Reads the whole catalogue and lists configured models it lacks. The result is
-    /// cached ([`Router::last_model_check`]).
-    pub async fn check_models(&self) -> Result<CatalogueCheck, TransportError> {
-        let inner = &*self.inner;
-        let mut available = BTreeSet::new();
-        for page in 1..=MAX_PAGES {
-            let url = format!(
-                "{}?pageNumber={page}&pageSize={PAGE_SIZE}",
-                inner.models_uri
-            );
-            let uri: Uri = inner.transport.client().check_url(&url)?;
-            let answer = inner
-                .transport
-                .execute(Call::get(uri, ids::random().to_string()))
-                .await?;
-            let listing: ModelEntityListing = answer.json()?;
-            available.extend(listing.entities.iter().map(|e| e.id.as_str().to_owned()));
-            if !listing.has_next() || listing.entities.is_empty() {
-                break;
-            }
+/// Reads the whole catalogue at `models_uri` through `transport` and lists the models of
+/// `configured` it lacks.
+pub(crate) async fn check<'a>(
+    transport: &Transport,
+    models_uri: &str,
+    configured: impl IntoIterator<Item = &'a ModelId>,
+) -> Result<CatalogueCheck, TransportError> {
+    let mut available = BTreeSet::new();
+    for page in 1..=MAX_PAGES {
+        let url = format!("{models_uri}?pageNumber={page}&pageSize={PAGE_SIZE}");
+        let uri: Uri = transport.client().check_url(&url)?;
+        let answer = transport
+            .execute(Call::get(uri, ids::random().to_string()))
+            .await?;
+        let listing: ModelEntityListing = answer.json()?;
+        available.extend(listing.entities.iter().map(|e| e.id.as_str().to_owned()));
+        if !listing.has_next() || listing.entities.is_empty() {
+            break;
         }
-        let unknown = inner
-            .config
-            .all_models()
-            .into_iter()
-            .filter(|m| !available.contains(m.as_str()))
-            .cloned()
-            .collect();
-        let check = CatalogueCheck {
-            checked_at: SystemTime::now(),
-            available,
-            unknown,
-        };
-        *inner
-            .catalogue
+    }
+    let unknown = configured
+        .into_iter()
+        .filter(|m| !available.contains(m.as_str()))
+        .cloned()
+        .collect();
+    Ok(CatalogueCheck {
+        checked_at: SystemTime::now(),
+        available,
+        unknown,
+    })
+}
+
+/// The last check's result, shared by every clone of a router.
+#[derive(Debug, Default)]
+pub(crate) struct LastCheck(Mutex<Option<CatalogueCheck>>);
+
+impl LastCheck {
+    /// The last result, if a check ran.
+    pub(crate) fn get(&self) -> Option<CatalogueCheck> {
+        self.0
             .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(check.clone());
-        Ok(check)
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
     }
 
-    /// The result of the last [`Router::check_models`], if one ran.
-    pub fn last_model_check(&self) -> Option<CatalogueCheck> {
-        locked(&self.inner.catalogue)
+    /// Keeps `check` as the last result.
+    pub(crate) fn set(&self, check: CatalogueCheck) {
+        *self.0.lock().unwrap_or_else(PoisonError::into_inner) = Some(check);
     }
 }

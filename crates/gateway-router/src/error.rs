@@ -4,7 +4,7 @@ use std::fmt;
 use std::time::Duration;
 
 use gateway_model::{ModelAttempt, ModelId, Outcome, ValidationErrors};
-use gateway_transport::TokenError;
+use gateway_transport::{LimiterTimeout, TokenError};
 use uuid::Uuid;
 
 /// What a failed call tried before giving up.
@@ -38,7 +38,7 @@ pub enum RouteErrorKind {
     },
     /// The request (or the payload built from it) breaks a rule; nothing was sent.
     #[error("invalid request: {0}")]
-    Invalid(ValidationErrors),
+    Invalid(#[source] ValidationErrors),
     /// The gateway refused the request as malformed or not processable (400, 413,
     /// a 422 that is not a policy violation); another model would not help.
     #[error("the gateway refused the request for `{model}` (HTTP {status}): {detail}")]
@@ -65,10 +65,10 @@ pub enum RouteErrorKind {
     /// No access token could be had; [`TokenError::retryable`] tells an unreachable login
     /// host (a later try may work) from refused credentials (it will not).
     #[error("no access token: {0}")]
-    Token(TokenError),
+    Token(#[source] TokenError),
     /// No concurrency slot became free in time.
-    #[error("{0}")]
-    Overloaded(String),
+    #[error("overloaded: {0}")]
+    Overloaded(#[source] LimiterTimeout),
     /// The call was stopped before it ended (see [`crate::Router::route_until`]).
     #[error("the call was cancelled: {reason}")]
     Cancelled {
@@ -114,7 +114,13 @@ impl fmt::Display for RouteError {
     }
 }
 
-impl std::error::Error for RouteError {}
+impl std::error::Error for RouteError {
+    /// The cause behind the kind: the violations of an invalid request, the token or
+    /// limiter failure.
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        std::error::Error::source(&self.kind)
+    }
+}
 
 impl From<RouteErrorKind> for RouteError {
     fn from(kind: RouteErrorKind) -> Self {
@@ -143,6 +149,66 @@ impl RouteError {
     /// The correlation id of the call, if it got that far.
     pub fn correlation_id(&self) -> Option<&str> {
         self.trace.as_ref().map(|t| t.correlation_id.as_str())
+    }
+
+    /// Whether no route has the name asked for.
+    pub fn is_unknown_route(&self) -> bool {
+        matches!(self.kind, RouteErrorKind::UnknownRoute { .. })
+    }
+
+    /// Whether the request broke a rule and nothing was sent.
+    pub fn is_invalid(&self) -> bool {
+        matches!(self.kind, RouteErrorKind::Invalid(_))
+    }
+
+    /// Whether the gateway refused the request itself (400, 413, an unprocessable 422):
+    /// sending it again, to any model, would not help.
+    pub fn is_refused(&self) -> bool {
+        matches!(self.kind, RouteErrorKind::Refused { .. })
+    }
+
+    /// Whether the credentials are at fault: a token refused after a refresh (401), a
+    /// 403 about the OAuth client's roles, or a token the login host would not grant.
+    pub fn is_auth(&self) -> bool {
+        match &self.kind {
+            RouteErrorKind::Unauthorized { .. } | RouteErrorKind::Forbidden { .. } => true,
+            RouteErrorKind::Token(token) => !token.retryable,
+            _ => false,
+        }
+    }
+
+    /// Whether every model failed on rate limits (429, or a spent rate budget).
+    pub fn is_rate_limited(&self) -> bool {
+        self.http_status() == 429
+    }
+
+    /// Whether the call ran out of time: a model timed out, the deadline passed, or no
+    /// concurrency slot came free in time.
+    pub fn is_timeout(&self) -> bool {
+        match &self.kind {
+            RouteErrorKind::Overloaded(_) => true,
+            RouteErrorKind::Exhausted { tried, .. } => {
+                tried.iter().any(|(_, o)| *o == Outcome::Timeout)
+            }
+            _ => false,
+        }
+    }
+
+    /// Whether the call was stopped before it ended (a shutdown, a dropped caller).
+    pub fn is_cancelled(&self) -> bool {
+        matches!(self.kind, RouteErrorKind::Cancelled { .. })
+    }
+
+    /// Whether the same request may succeed later, unchanged: every model failed or was
+    /// busy, the call was cancelled, or the login host could not be reached.
+    pub fn is_retryable(&self) -> bool {
+        match &self.kind {
+            RouteErrorKind::Exhausted { .. }
+            | RouteErrorKind::Overloaded(_)
+            | RouteErrorKind::Cancelled { .. } => true,
+            RouteErrorKind::Token(token) => token.retryable,
+            _ => false,
+        }
     }
 
     /// The validation errors, for an invalid request.

@@ -44,9 +44,13 @@
 //! # }).unwrap();
 //! ```
 
+mod attempt;
 mod breaker;
 mod builder;
+mod call;
+mod call_state;
 mod catalogue;
+mod compiled_route;
 mod config_file;
 mod error;
 mod ids;

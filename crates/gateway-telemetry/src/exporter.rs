@@ -1,6 +1,7 @@
 //! The Prometheus exporter: a recorder with this crate's bucket layout, installed globally
 //! (optionally serving the exposition text over HTTP) or kept local for tests.
 
+use std::cell::Cell;
 use std::fmt;
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -21,6 +22,27 @@ use crate::recording::describe;
 pub const UPKEEP_INTERVAL: Duration = Duration::from_secs(1);
 
 static INSTALLED: AtomicBool = AtomicBool::new(false);
+
+thread_local! {
+    /// How many [`LocalMetrics::scope`] calls are running on this thread.
+    static LOCAL_SCOPES: Cell<u32> = const { Cell::new(0) };
+}
+
+/// Whether metrics registered on this thread now reach a recorder this crate set up:
+/// the global one of [`install`] / [`install_at`], or a [`LocalMetrics::scope`] that is
+/// running. A recorder installed with `metrics::set_global_recorder` directly is not
+/// seen (the `metrics` crate cannot tell it from none).
+///
+/// ```
+/// use gateway_telemetry::{LocalMetrics, recorder_installed};
+///
+/// let metrics = LocalMetrics::new();
+/// assert!(!recorder_installed());
+/// assert!(metrics.scope(recorder_installed));
+/// ```
+pub fn recorder_installed() -> bool {
+    INSTALLED.load(Ordering::SeqCst) || LOCAL_SCOPES.with(Cell::get) > 0
+}
 
 /// Why the Prometheus exporter could not be installed.
 #[derive(Debug, thiserror::Error)]
@@ -211,6 +233,15 @@ impl LocalMetrics {
     /// [`AuditCounters`](crate::AuditCounters) of an audit sink built there) stay bound to
     /// this recorder wherever they are used afterwards.
     pub fn scope<T>(&self, f: impl FnOnce() -> T) -> T {
+        /// Counts the scope out however `f` ends.
+        struct Entered;
+        impl Drop for Entered {
+            fn drop(&mut self) {
+                LOCAL_SCOPES.with(|n| n.set(n.get().saturating_sub(1)));
+            }
+        }
+        LOCAL_SCOPES.with(|n| n.set(n.get().saturating_add(1)));
+        let _entered = Entered;
         metrics::with_local_recorder(&self.recorder, f)
     }
 

@@ -72,7 +72,7 @@ mod stats;
 
 pub use exporter::{
     ExporterError, LocalMetrics, MetricsHandle, UPKEEP_INTERVAL, install, install_at,
-    prometheus_builder,
+    prometheus_builder, recorder_installed,
 };
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{

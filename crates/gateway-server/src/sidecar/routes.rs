@@ -210,7 +210,7 @@ async fn route(State(app): State<App>, request: Request<Body>) -> Reply {
 }
 
 async fn ready(State(app): State<App>) -> Reply {
-    let token = app.router.token_ready().await;
+    let token = app.router.token_ready().await.map_err(|e| e.to_string());
     let models = match app.router.last_model_check() {
         Some(check) if !check.all_known() => Err(format!(
             "unknown models: {}",

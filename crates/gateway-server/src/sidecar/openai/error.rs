@@ -177,7 +177,7 @@ impl OpenAiError {
                     _ => "upstream_error",
                 };
                 let mut error = Self::new(status, None, code, err.to_string());
-                if retry_makes_sense(err) {
+                if err.is_retryable() {
                     error.retry_after = Some(retry_after.unwrap_or(Duration::from_secs(1)));
                 }
                 error
@@ -235,18 +235,6 @@ fn error_type(status: StatusCode) -> &'static str {
         429 => "rate_limit_error",
         400..=499 => "invalid_request_error",
         _ => "api_error",
-    }
-}
-
-/// Whether another try later may succeed: the models failed for reasons of their own, or
-/// the login host could not be reached.
-fn retry_makes_sense(err: &RouteError) -> bool {
-    match err.kind() {
-        RouteErrorKind::Exhausted { .. }
-        | RouteErrorKind::Overloaded(_)
-        | RouteErrorKind::Cancelled { .. } => true,
-        RouteErrorKind::Token(token) => token.retryable,
-        _ => false,
     }
 }
 

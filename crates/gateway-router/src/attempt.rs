@@ -1,0 +1,280 @@
+//! One model's part of a call: the request sent (the transport retries it), what its
+//! end means for the call and for the model's health, and what it records.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_model::{ErrorBody, GatewayResponse, ModelId, Outcome, RetryReason};
+use gateway_transport::{Answer, Call, CallStats, ErrorKind, TransportError};
+use tokio::time::Instant;
+
+use crate::breaker::{CoolDownRule, Health};
+use crate::call_state::{CallState, duration_us};
+use crate::error::RouteErrorKind;
+use crate::ids;
+use crate::router::{ModelState, Router};
+
+/// How one model's attempt ended.
+pub(crate) struct Attempt {
+    /// The outcome its metrics and audit entry record.
+    pub(crate) outcome: Outcome,
+    /// What the call does next.
+    pub(crate) next: Next,
+    /// What it says about the model, for its breaker.
+    pub(crate) health: Health,
+    /// The `X-Genesys-Request-Id` it was sent with.
+    pub(crate) request_id: String,
+}
+
+/// What the call does after one model's attempt.
+pub(crate) enum Next {
+    /// Return the model's answer.
+    Answered(Box<GatewayResponse>),
+    /// Try the next model.
+    Fallback,
+    /// Stop: another model would not help.
+    Stop(RouteErrorKind),
+}
+
+/// How the transport's result ends the attempt, before it is recorded.
+struct Verdict {
+    outcome: Outcome,
+    next: Next,
+    health: Health,
+    stats: CallStats,
+    /// Genesys' error `code`, if the failure had one.
+    code: Option<String>,
+}
+
+/// Where and how one model is called.
+pub(crate) struct Target<'a> {
+    pub(crate) state: &'a ModelState,
+    pub(crate) model: &'a ModelId,
+    /// Whether another model follows it in the chain.
+    pub(crate) has_fallback: bool,
+    /// When its share of the call's time ends.
+    pub(crate) deadline: Instant,
+}
+
+impl Router {
+    /// Sends `body` to one model and records what happened: metrics, statistics, and the
+    /// model's entry in the call's trace.
+    pub(crate) async fn try_model(
+        &self,
+        target: &Target<'_>,
+        body: Bytes,
+        call: &mut CallState,
+    ) -> Attempt {
+        let request_id = ids::random().to_string();
+        call.sending(target.model, &request_id);
+        let started = Instant::now();
+        let result = {
+            let _in_flight = target.state.metrics.in_flight();
+            self.send(target, body, &request_id, call).await
+        };
+        let elapsed = started.elapsed();
+        let verdict = judge(result, target, self.inner.cool_down, call);
+        self.record_attempt(target, verdict.outcome, elapsed, &verdict.stats);
+        call.waited += verdict.stats.upstream + verdict.stats.backoff + verdict.stats.limiter_wait;
+        call.attempts += verdict.stats.attempts;
+        if let Some(entry) = call.current() {
+            entry.attempts = verdict.stats.attempts;
+            entry.outcome = verdict.outcome;
+            entry.status = verdict.stats.last_status.map(|s| s.as_u16());
+            entry.error_code = verdict.code;
+            entry.upstream_correlation_id = verdict.stats.upstream_correlation_id;
+            entry.latency_us = duration_us(elapsed);
+        }
+        Attempt {
+            outcome: verdict.outcome,
+            next: verdict.next,
+            health: verdict.health,
+            request_id,
+        }
+    }
+
+    /// The exchange itself, with the call's ids and trace context.
+    async fn send(
+        &self,
+        target: &Target<'_>,
+        body: Bytes,
+        request_id: &str,
+        call: &CallState,
+    ) -> Result<Answer, TransportError> {
+        let inner = &*self.inner;
+        let mut spec = call.trace.apply(
+            Call::post(inner.prompts_uri.clone(), body, request_id.to_owned())
+                .correlation_id(call.correlation_id.clone())
+                .deadline(target.deadline),
+        );
+        if target.has_fallback {
+            // With a fallback at hand, a long Retry-After fails over instead of waiting.
+            spec = spec.max_retry_after(inner.cool_down.after);
+        }
+        inner.transport.execute(spec).await
+    }
+
+    /// Records one model's attempt in the metrics and the statistics.
+    fn record_attempt(
+        &self,
+        target: &Target<'_>,
+        outcome: Outcome,
+        elapsed: Duration,
+        stats: &CallStats,
+    ) {
+        let (metrics, model) = (&target.state.metrics, target.model.as_str());
+        for _ in 0..stats.attempts {
+            metrics.attempt();
+        }
+        for reason in RetryReason::ALL {
+            for _ in 0..stats.retries_for(reason) {
+                metrics.retry(reason);
+                // The routing stats count retries the upstream caused; a token refresh
+                // is the router's own, and is counted only in the metric.
+                if reason != RetryReason::Unauthorized {
+                    self.inner.stats.record_retry(model);
+                }
+            }
+        }
+        if stats.attempts > 0 {
+            gateway_telemetry::limiter_wait(stats.limiter_wait);
+        }
+        metrics.request(outcome, elapsed);
+        self.inner.stats.record(model, outcome, elapsed);
+    }
+}
+
+/// What the transport's `result` means for the call and the model; notes the failure
+/// (and any `Retry-After`) in `call`.
+fn judge(
+    result: Result<Answer, TransportError>,
+    target: &Target<'_>,
+    cool_down: CoolDownRule,
+    call: &mut CallState,
+) -> Verdict {
+    let model = target.model;
+    let answer = match result {
+        Ok(answer) => answer,
+        Err(err) => {
+            let (outcome, next, health) = classify(&err, model, cool_down);
+            call.last_failure = Some(format!("{model}: {err}"));
+            if let Some(after) = err.retry_after() {
+                call.retry_after = Some(call.retry_after.map_or(after, |r| r.max(after)));
+            }
+            let code = err.code().map(str::to_owned);
+            let stats = err.stats().clone();
+            return Verdict {
+                outcome,
+                next,
+                health,
+                stats,
+                code,
+            };
+        }
+    };
+    match answer.json::<GatewayResponse>() {
+        Ok(response) => {
+            if let Some(usage) = &response.usage {
+                target.state.metrics.tokens(
+                    u64::from(usage.prompt_tokens),
+                    u64::from(usage.completion_tokens),
+                );
+            }
+            Verdict {
+                outcome: Outcome::Success,
+                next: Next::Answered(Box::new(response)),
+                health: Health::Healthy,
+                stats: answer.stats,
+                code: None,
+            }
+        }
+        Err(e) => {
+            call.last_failure = Some(format!("{model}: {e}"));
+            Verdict {
+                outcome: Outcome::UpstreamError,
+                next: Next::Fallback,
+                health: Health::Unhealthy,
+                stats: answer.stats,
+                code: None,
+            }
+        }
+    }
+}
+
+/// Genesys' `code: message (contextId …)` of a failure, or its description.
+fn detail(err: &TransportError) -> String {
+    err.error_body()
+        .map_or_else(|| err.to_string(), ErrorBody::to_string)
+}
+
+/// How a transport failure ends a model's part: outcome, what the loop does next, and
+/// what it says about the model's health.
+fn classify(
+    err: &TransportError,
+    model: &ModelId,
+    cool_down: CoolDownRule,
+) -> (Outcome, Next, Health) {
+    let refused = |status: u16| {
+        Next::Stop(RouteErrorKind::Refused {
+            model: model.clone(),
+            status,
+            detail: detail(err),
+        })
+    };
+    match err.kind() {
+        ErrorKind::Status { status, body } => match status.as_u16() {
+            400 | 413 => (
+                Outcome::ClientError,
+                refused(status.as_u16()),
+                Health::Neutral,
+            ),
+            403 if body.as_deref().is_some_and(ErrorBody::is_model_restricted) => {
+                (Outcome::ClientError, Next::Fallback, Health::Neutral)
+            }
+            403 => (
+                Outcome::ClientError,
+                Next::Stop(RouteErrorKind::Forbidden {
+                    detail: detail(err),
+                }),
+                Health::Neutral,
+            ),
+            404 => (Outcome::ClientError, Next::Fallback, Health::Unhealthy),
+            422 if body.as_deref().is_some_and(ErrorBody::is_policy_violation) => {
+                (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
+            }
+            500..=599 => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
+            s => (Outcome::ClientError, refused(s), Health::Neutral),
+        },
+        ErrorKind::RateLimited { retry_after, .. } => {
+            let health = retry_after
+                .and_then(|wait| cool_down.cool_down(wait))
+                .map_or(Health::Neutral, Health::CoolDown);
+            (Outcome::RateLimited, Next::Fallback, health)
+        }
+        ErrorKind::Unauthorized { .. } => (
+            Outcome::ClientError,
+            Next::Stop(RouteErrorKind::Unauthorized {
+                detail: detail(err),
+            }),
+            Health::Neutral,
+        ),
+        ErrorKind::Timeout(_) => (Outcome::Timeout, Next::Fallback, Health::Unhealthy),
+        // The call's (or the model's share of the) deadline, not the model's own slowness.
+        ErrorKind::DeadlineExceeded { .. } => (Outcome::Timeout, Next::Fallback, Health::Neutral),
+        // Not sent: the spent rate limit is this client's, not the model's.
+        ErrorKind::Paced { .. } => (Outcome::RateLimited, Next::Fallback, Health::Neutral),
+        ErrorKind::LimiterTimeout(t) => (
+            Outcome::Timeout,
+            Next::Stop(RouteErrorKind::Overloaded(*t)),
+            Health::Neutral,
+        ),
+        ErrorKind::Token(t) => (
+            Outcome::ClientError,
+            Next::Stop(RouteErrorKind::Token(t.clone())),
+            Health::Neutral,
+        ),
+        ErrorKind::RequestTooLarge { .. } => (Outcome::ClientError, refused(413), Health::Neutral),
+        ErrorKind::Tls { .. } => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
+        _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
+    }
+}

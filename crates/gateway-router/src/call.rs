@@ -1,0 +1,344 @@
+//! The call loop: a request checked and turned into a payload, the fallback chain
+//! walked model by model, and the one audit entry every call leaves, even a cancelled one.
+
+use bytes::Bytes;
+use gateway_audit::PromptDigest;
+use gateway_model::{
+    AuditEntry, GatewayPayload, ModelId, Outcome, RouteOutcome, RouteRequest, Validate,
+    ValidationErrors, Violation,
+};
+use gateway_transport::clock::later;
+use tokio::time::Instant;
+
+use crate::attempt::{Next, Target};
+use crate::breaker::{Admission, Transition};
+use crate::call_state::{Asked, CallState, Ended, answer};
+use crate::compiled_route::CompiledRoute;
+use crate::error::{RouteError, RouteErrorKind};
+use crate::router::{ModelState, Router};
+use crate::trace_context::TraceContext;
+
+/// A request made ready to send: the payload of its first model, what the audit entry
+/// records of it, the call's state, and the rules it breaks, if any.
+struct Prepared {
+    payload: GatewayPayload,
+    asked: Asked,
+    call: CallState,
+    invalid: Option<RouteErrorKind>,
+}
+
+impl Router {
+    /// Routes one prompt: selects the model, walks the fallback chain, and returns the
+    /// answer with the model that gave it, the attempts and the models tried.
+    ///
+    /// Exactly one audit entry is written before this returns (an unknown route name is
+    /// the only exception: there is nothing to audit). If the returned future is dropped
+    /// before it completes, the call in flight is abandoned (its limiter slot and
+    /// connection are released) and an entry with outcome `cancelled` is written in the
+    /// background with whatever was tried so far.
+    pub async fn route(&self, request: RouteRequest) -> Result<RouteOutcome, RouteError> {
+        self.route_until(request, std::future::pending()).await
+    }
+
+    /// Routes one prompt like [`Router::route`], but stops the call when `stop`
+    /// resolves first, with the reason it gives.
+    ///
+    /// A stopped call releases its limiter slot and connection, is audited as
+    /// `cancelled` with the reason before this returns, and fails with
+    /// [`RouteErrorKind::Cancelled`]. A sidecar uses it to end what a shutdown's drain
+    /// timeout leaves running, so no call goes unaudited or unanswered.
+    ///
+    /// ```no_run
+    /// # async fn run(router: gateway_router::Router) {
+    /// use gateway_model::RouteRequest;
+    /// let stop = async {
+    ///     tokio::time::sleep(std::time::Duration::from_secs(5)).await;
+    ///     "gave up after 5 s".to_owned()
+    /// };
+    /// let result = router.route_until(RouteRequest::new("summarize", "hi"), stop).await;
+    /// # }
+    /// ```
+    pub async fn route_until(
+        &self,
+        request: RouteRequest,
+        stop: impl Future<Output = String>,
+    ) -> Result<RouteOutcome, RouteError> {
+        let started = Instant::now();
+        let Some(route) = self.inner.routes.get(&request.route) else {
+            return Err(RouteErrorKind::UnknownRoute {
+                route: request.route,
+                known: self.routes().into_iter().map(str::to_owned).collect(),
+            }
+            .into());
+        };
+        let primary = route
+            .selector
+            .select(request.sticky_key.as_deref().unwrap_or(&request.prompt))
+            .clone();
+        let chain = route.chain(&primary);
+        let Prepared {
+            mut payload,
+            asked,
+            call,
+            invalid,
+        } = self.prepare(route, &primary, chain.len(), request, started);
+        let mut guard = CallGuard {
+            router: self,
+            started,
+            asked: Some(asked),
+            call: Some(call),
+        };
+        let ended = if let Some(kind) = invalid {
+            Ended::Stopped(kind)
+        } else {
+            let call = guard
+                .call
+                .as_mut()
+                .expect("the guard holds the call until disarmed");
+            tokio::select! {
+                biased;
+                ended = self.walk(&chain, &mut payload, call) => ended,
+                reason = stop => Ended::Cancelled(reason),
+            }
+        };
+        let (asked, call) = guard.disarm();
+        self.finish(asked, call, ended, started).await
+    }
+
+    /// The payload for `primary`, the audit entry's record of `request`, the call's
+    /// state for a chain of `models`, and the rules `request` breaks.
+    fn prepare(
+        &self,
+        route: &CompiledRoute,
+        primary: &ModelId,
+        models: usize,
+        request: RouteRequest,
+        started: Instant,
+    ) -> Prepared {
+        let (parameters, outside_route) = route.sampling.parameters(&request);
+        // An invalid request (a sticky key too long, an override outside the route's
+        // bounds) is refused before any model.
+        let invalid = refused(&request, outside_route).map(RouteErrorKind::Invalid);
+        let temperature = parameters.temperature;
+        let trace = TraceContext::continue_or_start(
+            request.traceparent.as_deref(),
+            request.tracestate.as_deref(),
+        );
+        let payload = GatewayPayload {
+            model_id: primary.clone(),
+            prompt: request.prompt,
+            parameters,
+            fallback_models: Vec::new(),
+            safety_filters: route.safety_filters.clone(),
+            metadata: route.labels(&request.metadata),
+        };
+        let asked = Asked {
+            route: request.route,
+            primary: primary.clone(),
+            tuning: request.tuning,
+            temperature,
+            digest: PromptDigest::of(&payload.prompt),
+            metadata: request.metadata,
+            trace_id: trace.trace_id(),
+            caller_request_id: request.caller_request_id,
+        };
+        let call = CallState::new(later(started, self.inner.deadline), models, trace);
+        Prepared {
+            payload,
+            asked,
+            call,
+            invalid,
+        }
+    }
+
+    /// Records the router's own time, writes the audit entry, and answers the caller.
+    async fn finish(
+        &self,
+        asked: Asked,
+        call: CallState,
+        ended: Ended,
+        started: Instant,
+    ) -> Result<RouteOutcome, RouteError> {
+        let inner = &*self.inner;
+        let latency = started.elapsed();
+        if let Some(state) = inner.models.get(&asked.primary) {
+            state.metrics.overhead(latency.saturating_sub(call.waited));
+        }
+        let settled = ended.settle(&asked, &call, inner.deadline);
+        let entry = asked.audit_entry(call, &settled, latency);
+        let audit_id = self.write_audit(&entry).await;
+        answer(entry, settled, latency, audit_id)
+    }
+
+    /// Tries each model of the chain in turn until one answers or one failure stops the
+    /// call.
+    ///
+    /// Each model but the last gets an equal share of the time left, so a model that hangs
+    /// cannot use up the fallbacks' time; the last gets all that remains.
+    async fn walk(
+        &self,
+        chain: &[&ModelId],
+        payload: &mut GatewayPayload,
+        call: &mut CallState,
+    ) -> Ended {
+        for (i, model) in chain.iter().copied().enumerate() {
+            let now = Instant::now();
+            if now >= call.deadline {
+                return Ended::Exhausted;
+            }
+            let next_model = chain.get(i + 1).copied();
+            let state = &self.inner.models[model];
+            let probe = match self.admit(state, model).await {
+                Admission::Rejected { .. } => {
+                    call.skipped(model);
+                    self.count_fallback(model, next_model, Outcome::CircuitOpen);
+                    continue;
+                }
+                Admission::Probe(probe) => Some(probe),
+                Admission::Allowed => None,
+            };
+            // A fallback changes only `modelId` and `fallbackModels`: the payload is
+            // encoded (validated, checked) again for each model sent to.
+            let sent = match encode_for(payload, chain, i) {
+                Ok(bytes) => bytes,
+                Err(errors) => return Ended::Stopped(RouteErrorKind::Invalid(errors)),
+            };
+            let target = Target {
+                state,
+                model,
+                has_fallback: next_model.is_some(),
+                deadline: share_of(now, call.deadline, chain.len() - i),
+            };
+            let attempt = self.try_model(&target, sent, call).await;
+            let transition = state.breaker.report(attempt.health, probe);
+            self.share(model, transition).await;
+            match attempt.next {
+                Next::Answered(response) => return Ended::Answered(response, attempt.request_id),
+                Next::Stop(kind) => return Ended::Stopped(kind),
+                Next::Fallback => self.count_fallback(model, next_model, attempt.outcome),
+            }
+        }
+        Ended::Exhausted
+    }
+
+    /// Counts a move from `model` to the next one, if there is one.
+    fn count_fallback(&self, model: &ModelId, next: Option<&ModelId>, outcome: Outcome) {
+        if let Some(next) = next {
+            self.inner.stats.record_fallback(model.as_str());
+            gateway_telemetry::fallback(model.as_str(), next.as_str(), outcome);
+        }
+    }
+
+    /// Whether `model` may be called now: its breaker, which first takes in the fleet's
+    /// open circuit, and the fleet's one probe.
+    async fn admit<'s>(&self, state: &'s ModelState, model: &ModelId) -> Admission<'s> {
+        let Some(shared) = &self.inner.circuits else {
+            return state.breaker.admit();
+        };
+        if let Some(wait) = shared.open_for(model.as_str()).await {
+            state.breaker.cool_down(wait);
+        }
+        match state.breaker.admit() {
+            Admission::Probe(probe) if !shared.claim_probe(model.as_str()).await => {
+                probe.neutral();
+                Admission::Rejected { retry_in: None }
+            }
+            other => other,
+        }
+    }
+
+    /// Tells the fleet, if any, that `model`'s circuit opened or closed here.
+    async fn share(&self, model: &ModelId, transition: Transition) {
+        let Some(shared) = &self.inner.circuits else {
+            return;
+        };
+        match transition {
+            Transition::Opened(wait) => shared.opened(model.as_str(), wait).await,
+            Transition::Closed => shared.closed(model.as_str()).await,
+            Transition::None => {}
+        }
+    }
+
+    /// Writes the audit entry; a failure is logged and counted (`event="failed"`), never silent.
+    async fn write_audit(&self, entry: &AuditEntry) -> Option<uuid::Uuid> {
+        let audit = self.inner.audit.as_ref()?;
+        match audit.record(entry).await {
+            Ok(()) => Some(entry.id),
+            Err(e) => {
+                gateway_telemetry::audit_event(gateway_telemetry::AuditEvent::Failed);
+                tracing::error!(audit_id = %entry.id, correlation_id = %entry.correlation_id, error = %e, "audit entry not written");
+                None
+            }
+        }
+    }
+}
+
+/// `payload` addressed to `chain[i]` with the rest of the chain as its fallbacks, as the
+/// bytes to send.
+fn encode_for(
+    payload: &mut GatewayPayload,
+    chain: &[&ModelId],
+    i: usize,
+) -> Result<Bytes, ValidationErrors> {
+    payload.model_id = chain[i].clone();
+    payload.fallback_models = chain[i + 1..].iter().map(|m| (*m).clone()).collect();
+    payload.to_json_bytes().map(Bytes::from)
+}
+
+/// The end of one model's share of the time from `now` to `deadline`, when `models`
+/// (at least one) are left to try: an equal share, or all of it for the last.
+fn share_of(now: Instant, deadline: Instant, models: usize) -> Instant {
+    if models <= 1 {
+        return deadline;
+    }
+    now + (deadline - now) / u32::try_from(models).unwrap_or(u32::MAX)
+}
+
+/// Every rule `request` breaks: its own bounds, then the route's (`outside_route`), each
+/// place reported once.
+fn refused(request: &RouteRequest, outside_route: Vec<Violation>) -> Option<ValidationErrors> {
+    let mut broken = request
+        .validate()
+        .err()
+        .map(|e| e.violations().to_vec())
+        .unwrap_or_default();
+    broken.extend(outside_route);
+    ValidationErrors::from_violations(broken)
+}
+
+/// Writes an audit entry with outcome `cancelled` if the call's future is dropped
+/// before the call ends; disarmed when it ends normally.
+struct CallGuard<'a> {
+    router: &'a Router,
+    started: Instant,
+    asked: Option<Asked>,
+    call: Option<CallState>,
+}
+
+impl CallGuard<'_> {
+    /// The call ended normally: hand back what the entry needs.
+    fn disarm(&mut self) -> (Asked, CallState) {
+        let asked = self.asked.take().expect("disarmed once");
+        let call = self.call.take().expect("disarmed once");
+        (asked, call)
+    }
+}
+
+impl Drop for CallGuard<'_> {
+    fn drop(&mut self) {
+        let (Some(asked), Some(call)) = (self.asked.take(), self.call.take()) else {
+            return;
+        };
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let reason = "the caller stopped waiting before the call ended";
+        let settled =
+            Ended::Cancelled(reason.into()).settle(&asked, &call, self.router.inner.deadline);
+        let entry = asked.audit_entry(call, &settled, self.started.elapsed());
+        let router = self.router.clone();
+        runtime.spawn(async move {
+            router.write_audit(&entry).await;
+        });
+    }
+}

@@ -1,0 +1,250 @@
+//! What one call keeps while it runs (the models tried, the time spent waiting) and what
+//! it leaves behind: its audit entry and the caller's answer.
+
+use std::time::Duration;
+
+use gateway_audit::PromptDigest;
+use gateway_model::{
+    AuditEntry, GatewayResponse, Metadata, ModelAttempt, ModelId, Outcome, RouteOutcome, Tuning,
+};
+use tokio::time::Instant;
+
+use crate::error::{CallTrace, RouteError, RouteErrorKind};
+use crate::ids;
+use crate::trace_context::TraceContext;
+
+/// Per-call bookkeeping of the loop.
+#[derive(Debug)]
+pub(crate) struct CallState {
+    pub(crate) deadline: Instant,
+    pub(crate) correlation_id: String,
+    pub(crate) trace: TraceContext,
+    /// Every model tried or skipped; the last one's entry is filled in when it ends.
+    pub(crate) tried: Vec<ModelAttempt>,
+    /// Time not spent by the router itself: upstream exchanges, backoff, limiter waits.
+    pub(crate) waited: Duration,
+    pub(crate) attempts: u32,
+    pub(crate) last_failure: Option<String>,
+    pub(crate) retry_after: Option<Duration>,
+}
+
+impl CallState {
+    pub(crate) fn new(deadline: Instant, models: usize, trace: TraceContext) -> Self {
+        Self {
+            deadline,
+            correlation_id: ids::random().to_string(),
+            trace,
+            tried: Vec::with_capacity(models),
+            waited: Duration::ZERO,
+            attempts: 0,
+            last_failure: None,
+            retry_after: None,
+        }
+    }
+
+    /// Notes `model` as skipped because its circuit is open.
+    pub(crate) fn skipped(&mut self, model: &ModelId) {
+        self.tried.push(ModelAttempt {
+            request_id: String::new(),
+            outcome: Outcome::CircuitOpen,
+            ..pending(model)
+        });
+    }
+
+    /// Notes `model` as sent with `request_id`; until its end is noted it reads as
+    /// cancelled, so a call dropped mid-flight still shows the model.
+    pub(crate) fn sending(&mut self, model: &ModelId, request_id: &str) {
+        self.tried.push(ModelAttempt {
+            request_id: request_id.to_owned(),
+            ..pending(model)
+        });
+    }
+
+    /// The entry of the model being tried, to fill in as it ends.
+    pub(crate) fn current(&mut self) -> Option<&mut ModelAttempt> {
+        self.tried.last_mut()
+    }
+
+    /// The last model a request was sent to, if any.
+    fn last_sent(&self) -> Option<&ModelAttempt> {
+        self.tried
+            .iter()
+            .rev()
+            .find(|a| a.attempts > 0 || a.outcome == Outcome::Cancelled)
+    }
+
+    /// The error for a call whose every model failed or was skipped.
+    pub(crate) fn exhausted(&self, route: &str, deadline: Duration) -> RouteErrorKind {
+        RouteErrorKind::Exhausted {
+            route: route.to_owned(),
+            tried: self
+                .tried
+                .iter()
+                .map(|a| (a.model_id.clone(), a.outcome))
+                .collect(),
+            last: self.last_failure.clone().unwrap_or_else(|| {
+                if Instant::now() >= self.deadline {
+                    format!("the deadline of {deadline:?} passed")
+                } else {
+                    "every model's circuit is open".to_owned()
+                }
+            }),
+            retry_after: self.retry_after,
+        }
+    }
+}
+
+/// A model's entry before anything is known of its end.
+fn pending(model: &ModelId) -> ModelAttempt {
+    ModelAttempt {
+        model_id: model.clone(),
+        request_id: String::new(),
+        attempts: 0,
+        outcome: Outcome::Cancelled,
+        status: None,
+        error_code: None,
+        upstream_correlation_id: None,
+        latency_us: 0,
+    }
+}
+
+/// What the caller asked for, as the audit entry records it.
+pub(crate) struct Asked {
+    pub(crate) route: String,
+    pub(crate) primary: ModelId,
+    pub(crate) tuning: Tuning,
+    pub(crate) temperature: f64,
+    pub(crate) digest: PromptDigest,
+    pub(crate) metadata: Metadata,
+    pub(crate) trace_id: String,
+    pub(crate) caller_request_id: Option<String>,
+}
+
+/// How the walk down the chain ended.
+pub(crate) enum Ended {
+    /// The caller dropped the future, or the call's stop signal came first; why.
+    Cancelled(String),
+    /// A model answered (with the request id it was sent).
+    Answered(Box<GatewayResponse>, String),
+    /// A failure another model would not fix.
+    Stopped(RouteErrorKind),
+    /// Every model failed or was skipped, or the deadline passed.
+    Exhausted,
+}
+
+/// How a call ended, as the caller will get it: the answer with the request id it was
+/// sent with, or the failure.
+pub(crate) type Settled = Result<(Box<GatewayResponse>, String), RouteErrorKind>;
+
+impl Ended {
+    /// The call's end as the caller gets it; `deadline` is the call's, for an exhausted one.
+    pub(crate) fn settle(self, asked: &Asked, call: &CallState, deadline: Duration) -> Settled {
+        match self {
+            Ended::Answered(response, request_id) => Ok((response, request_id)),
+            Ended::Stopped(kind) => Err(kind),
+            Ended::Cancelled(reason) => Err(RouteErrorKind::Cancelled { reason }),
+            Ended::Exhausted => Err(call.exhausted(&asked.route, deadline)),
+        }
+    }
+}
+
+impl Asked {
+    /// The audit entry of a call that ended as `settled` after `latency`.
+    pub(crate) fn audit_entry(
+        self,
+        call: CallState,
+        settled: &Settled,
+        latency: Duration,
+    ) -> AuditEntry {
+        let answered = settled.as_ref().ok().map(|(response, _)| response.as_ref());
+        let outcome = match settled {
+            Err(RouteErrorKind::Cancelled { .. }) => Outcome::Cancelled,
+            Err(RouteErrorKind::Invalid(_)) => Outcome::ClientError,
+            _ => call
+                .tried
+                .last()
+                .map_or(Outcome::ClientError, |a| a.outcome),
+        };
+        let last = call.last_sent();
+        let request_id = last.map(|a| a.request_id.clone()).unwrap_or_default();
+        let upstream_correlation_id = last.and_then(|a| a.upstream_correlation_id.clone());
+        let status = last.and_then(|a| a.status);
+        let error_code = if answered.is_some() {
+            None
+        } else {
+            last.and_then(|a| a.error_code.clone())
+        };
+        AuditEntry {
+            id: ids::time_ordered(),
+            timestamp: chrono::Utc::now(),
+            route: self.route,
+            request_id,
+            correlation_id: call.correlation_id,
+            upstream_correlation_id,
+            trace_id: Some(self.trace_id),
+            caller_request_id: self.caller_request_id,
+            requested_model: self.primary,
+            served_model: answered.map(|r| r.model_id.clone()),
+            attempts: call.attempts,
+            fallbacks_used: u32::try_from(call.tried.len().saturating_sub(1)).unwrap_or(u32::MAX),
+            models_tried: call.tried,
+            outcome,
+            status,
+            error_code,
+            reason: match settled {
+                Err(RouteErrorKind::Cancelled { reason }) => Some(reason.clone()),
+                _ => None,
+            },
+            latency_us: duration_us(latency),
+            tuning: self.tuning,
+            temperature: self.temperature,
+            safety_verdict: answered
+                .and_then(|r| r.safety.as_ref())
+                .map(|s| s.verdict.clone()),
+            usage: answered.and_then(|r| r.usage.clone()),
+            prompt_sha256: self.digest.sha256,
+            prompt_chars: self.digest.chars,
+            metadata: self.metadata,
+        }
+    }
+}
+
+/// The caller's answer for a call that ended as `settled` and was audited as `entry`.
+pub(crate) fn answer(
+    entry: AuditEntry,
+    settled: Settled,
+    latency: Duration,
+    audit_id: Option<uuid::Uuid>,
+) -> Result<RouteOutcome, RouteError> {
+    match settled {
+        Ok((response, request_id)) => Ok(RouteOutcome {
+            route: entry.route,
+            served_model: response.model_id.clone(),
+            response: *response,
+            requested_model: entry.requested_model,
+            attempts: entry.attempts,
+            fallbacks_used: entry.fallbacks_used,
+            models_tried: entry.models_tried,
+            latency_us: entry.latency_us,
+            correlation_id: entry.correlation_id,
+            request_id,
+            audit_id,
+        }),
+        Err(kind) => {
+            let trace = CallTrace {
+                route: entry.route,
+                correlation_id: entry.correlation_id,
+                requested_model: entry.requested_model,
+                models_tried: entry.models_tried,
+                latency,
+                audit_id,
+            };
+            Err(RouteError::traced(kind, trace))
+        }
+    }
+}
+
+/// Microseconds, saturating.
+pub(crate) fn duration_us(d: Duration) -> u64 {
+    u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
