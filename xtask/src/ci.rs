@@ -65,13 +65,6 @@ impl Step {
     }
 }
 
-pub(crate) fn nextest_available() -> bool {
-    crate::cargo_command()
-        .args(["nextest", "--version"])
-        .output()
-        .is_ok_and(|o| o.status.success())
-}
-
 fn steps() -> Vec<Step> {
     let mut steps = vec![
         Step::cargo("fmt", &["fmt", "--all", "--check"]),
@@ -88,7 +81,7 @@ fn steps() -> Vec<Step> {
             ],
         ),
     ];
-    if nextest_available() {
+    if crate::nextest_available() {
         steps.push(Step::cargo(
             "test",
             &[

@@ -90,6 +90,14 @@ fn cargo_command() -> std::process::Command {
     command
 }
 
+/// Whether `cargo nextest` can run the tests.
+pub(crate) fn nextest_available() -> bool {
+    crate::cargo_command()
+        .args(["nextest", "--version"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
 /// Runs `cargo args...` in `root` with extra environment variables; the error says how
 /// it ended.
 fn run_cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<(), String> {

@@ -32,7 +32,7 @@ pub fn check(root: &Path) -> Result<(), String> {
     }
     let binary = binary.to_string_lossy().into_owned();
     let env = [("GENESYS_ROUTER_BIN", binary.as_str())];
-    let args: &[&str] = if crate::ci::nextest_available() {
+    let args: &[&str] = if crate::nextest_available() {
         &[
             "nextest",
             "run",

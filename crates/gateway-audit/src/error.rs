@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use gateway_model::endpoint::UrlError;
 
-use crate::webhook::SecretError;
+use crate::webhook::secret::SecretError;
 
 /// Why an audit sink failed. Never contains the webhook secret.
 #[derive(Debug, thiserror::Error)]

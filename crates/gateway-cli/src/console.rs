@@ -4,12 +4,23 @@
 use std::fmt::Display;
 use std::sync::OnceLock;
 
-use crate::logging::LogFormat;
+use clap::ValueEnum;
 
 /// The tracing target of console lines; the log filter never hides it. Its own leaf,
 /// as target filters match by prefix: `genesys_router` alone would let through every
 /// `genesys_router::*` target (the sidecar's access log among them) whatever the filter.
 pub const TARGET: &str = "genesys_router::console";
+
+/// How log lines are written to stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with
+    /// `message`), and the enclosing spans.
+    Json,
+}
 
 static FORMAT: OnceLock<LogFormat> = OnceLock::new();
 

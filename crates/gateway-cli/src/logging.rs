@@ -5,7 +5,6 @@
 use std::ffi::OsStr;
 use std::fmt;
 
-use clap::ValueEnum;
 use tracing_subscriber::EnvFilter;
 use tracing_subscriber::filter::{FilterExt as _, Targets};
 use tracing_subscriber::layer::SubscriberExt as _;
@@ -13,6 +12,7 @@ use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt as tfmt};
 
 use crate::console;
+pub use crate::console::LogFormat;
 
 /// The env var read for the filter when `--log` is absent.
 pub const ENV_LOG: &str = "GENESYS_ROUTER_LOG";
@@ -20,17 +20,6 @@ pub const ENV_LOG: &str = "GENESYS_ROUTER_LOG";
 pub const ENV_RUST_LOG: &str = "RUST_LOG";
 /// The filter when neither the flag nor an env var gives one.
 pub const DEFAULT_FILTER: &str = "warn";
-
-/// How log lines are written to stderr.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, ValueEnum)]
-pub enum LogFormat {
-    /// One human-readable line per event.
-    #[default]
-    Text,
-    /// One JSON object per line: `timestamp`, `level`, `target`, `fields` (with
-    /// `message`), and the enclosing spans.
-    Json,
-}
 
 /// Where the filter came from, so an error can say which setting to fix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -53,6 +53,7 @@ pub mod schema;
 mod trace;
 mod tuning;
 mod validation;
+mod wire;
 
 pub use audit::{AuditEntry, ModelAttempt, Outcome};
 pub use config::{
@@ -68,20 +69,20 @@ pub use error_body::{
     CODE_MODEL_RESTRICTED, CODE_NOT_FOUND, CODE_POLICY_VIOLATION, CODE_REQUEST_TOO_LARGE,
     CODE_TOO_MANY_REQUESTS, ErrorBody, RateLimitInfo,
 };
-pub use model_id::{MODEL_ID_MAX_LEN, MODEL_ID_PATTERN, ModelId};
+pub use model_id::{MAX_FALLBACKS, MODEL_ID_MAX_LEN, MODEL_ID_PATTERN, ModelId};
 pub use models::{ModelEntity, ModelEntityListing};
 pub use payload::{
-    DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, DISPATCH_SOURCE, GatewayPayload, MAX_FALLBACKS,
-    MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, MAX_PROMPT_CHARS,
-    MAX_REQUEST_BYTES, MAX_TOKENS_CAP, METADATA_KEY_PATTERN, Metadata, PROMPT_PATTERN, Parameters,
-    PayloadBuilder, ROUTING_VERSION, WHITE_SPACE_CLASS,
+    DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, DISPATCH_SOURCE, GatewayPayload, MAX_METADATA_ENTRIES,
+    MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, MAX_PROMPT_CHARS, MAX_REQUEST_BYTES,
+    MAX_TOKENS_CAP, METADATA_KEY_PATTERN, Metadata, PROMPT_PATTERN, Parameters, PayloadBuilder,
+    ROUTING_VERSION, WHITE_SPACE_CLASS,
 };
 pub use region::{REGIONS, Region};
 pub use response::{FinishReason, GatewayResponse, Usage};
 pub use retry::{Backoff, Jitter, RetryReason};
 pub use route::{MAX_STICKY_KEY_CHARS, RouteOutcome, RouteRequest};
 pub use safety::{SafetyFilter, SafetyReport, SafetyVerdict};
-pub use schema::{FormatCheck, payload_format};
+pub use schema::FormatCheck;
 pub use trace::{
     MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACESTATE_CHARS, PRINTABLE_ASCII_PATTERN,
     TRACEPARENT_PATTERN, TraceParent,
@@ -91,3 +92,4 @@ pub use validation::{
     Location, Rule, Validate, ValidationErrors, Violation, Violations, from_json_slice,
     from_json_value,
 };
+pub use wire::payload_format;

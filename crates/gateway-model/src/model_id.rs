@@ -6,9 +6,10 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::bounds::{Pattern, Text};
-use crate::payload::MAX_FALLBACKS;
 use crate::validation::{Location, Rule, Validate, Violations, check_unique};
 
+/// Most fallback models one payload (or route) may list.
+pub const MAX_FALLBACKS: usize = 5;
 /// Longest accepted model id, in characters.
 pub const MODEL_ID_MAX_LEN: usize = 128;
 

@@ -7,10 +7,10 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bounds::{self, Bound, Bounded, Pattern, Text, white_space_class, widen};
-use crate::model_id::{ModelId, check_fallbacks};
+use crate::model_id::{MAX_FALLBACKS, ModelId, check_fallbacks};
 use crate::safety::{SafetyFilter, check_safety_filters};
 use crate::tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TemperatureMatrix, Tuning};
-use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations};
+use crate::validation::{Location, Validate, ValidationErrors, Violations};
 
 /// Longest accepted prompt, in characters (Unicode scalar values, as JSON Schema's
 /// `maxLength` counts them; not bytes).
@@ -23,8 +23,6 @@ pub const WHITE_SPACE_CLASS: &str = white_space_class!();
 pub const PROMPT_PATTERN: &str = concat!("[^", white_space_class!(), "]");
 /// Largest accepted `maxTokens`.
 pub const MAX_TOKENS_CAP: u32 = 32_768;
-/// Most fallback models one payload may list.
-pub const MAX_FALLBACKS: usize = 5;
 /// Most metadata entries one payload may carry.
 pub const MAX_METADATA_ENTRIES: usize = 32;
 /// Longest metadata key, in characters.
@@ -253,44 +251,6 @@ impl GatewayPayload {
     pub fn builder(model_id: impl Into<ModelId>, prompt: impl Into<String>) -> PayloadBuilder {
         PayloadBuilder::new(model_id.into(), prompt.into())
     }
-
-    /// The payload as the JSON bytes sent on the wire: refused unless it meets the payload
-    /// schema ([`payload_format`](crate::payload_format)) and [`Validate`], and fits in
-    /// [`MAX_REQUEST_BYTES`]. The one encoder every sender uses.
-    ///
-    /// A payload of typed fields only is checked by [`Validate`] and written straight to
-    /// bytes: the property test `crates/gateway-model/tests/agreement.rs` proves, on
-    /// generated payloads, that `validate()` rejects exactly what the schema rejects and
-    /// that these bytes pass the schema, and fails when either side drifts. Untyped
-    /// [`Parameters::extra`] entries are the schema's alone to judge (they could, say,
-    /// repeat a typed name), so such a payload also goes through the compiled schema.
-    pub fn to_json_bytes(&self) -> Result<Vec<u8>, ValidationErrors> {
-        let malformed = |e: serde_json::Error| {
-            ValidationErrors::single(
-                "",
-                Rule::Malformed {
-                    message: e.to_string(),
-                },
-            )
-        };
-        self.validate()?;
-        let bytes = if self.parameters.extra.is_empty() {
-            serde_json::to_vec(self).map_err(malformed)?
-        } else {
-            let value = serde_json::to_value(self).map_err(malformed)?;
-            crate::payload_format().check(&value)?;
-            serde_json::to_vec(&value).map_err(malformed)?
-        };
-        if bytes.len() > MAX_REQUEST_BYTES {
-            return Err(ValidationErrors::single(
-                "",
-                Rule::Conflict {
-                    reason: "the serialised payload exceeds Genesys Cloud's 512,000-byte request limit",
-                },
-            ));
-        }
-        Ok(bytes)
-    }
 }
 
 /// Builds a [`GatewayPayload`] the way the tutorial's `BuildPayload` meant to, then validates it.
@@ -385,6 +345,7 @@ impl PayloadBuilder {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::validation::Rule;
 
     fn base() -> PayloadBuilder {
         GatewayPayload::builder("model-gen-4", "Summarize this transcript")

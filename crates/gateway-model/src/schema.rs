@@ -5,8 +5,6 @@
 //! the check the router runs cannot drift apart (`cargo xtask schema --check` fails
 //! when the files differ from the code).
 
-use std::sync::LazyLock;
-
 use schemars::generate::SchemaSettings;
 use schemars::transform::{RecursiveTransform, Transform};
 use schemars::{JsonSchema, Schema};
@@ -259,28 +257,6 @@ impl FormatCheck {
             }),
         )
     }
-}
-
-static PAYLOAD_FORMAT: LazyLock<FormatCheck> =
-    LazyLock::new(FormatCheck::for_type::<GatewayPayload>);
-
-/// The compiled [`GatewayPayload`] schema, built on first use and shared.
-///
-/// ```
-/// use gateway_model::{payload_format, GatewayPayload};
-///
-/// let payload = GatewayPayload::builder("model-gen-4", "Hello").build()?;
-/// let json = serde_json::to_value(&payload).unwrap();
-/// assert!(payload_format().check(&json).is_ok());
-///
-/// let mut bad = json.clone();
-/// bad["parameters"]["temperature"] = 9.0.into();
-/// let err = payload_format().check(&bad).unwrap_err();
-/// assert_eq!(err.violations()[0].path, "/parameters/temperature");
-/// # Ok::<(), gateway_model::ValidationErrors>(())
-/// ```
-pub fn payload_format() -> &'static FormatCheck {
-    &PAYLOAD_FORMAT
 }
 
 #[cfg(test)]

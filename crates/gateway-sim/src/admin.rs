@@ -10,8 +10,9 @@ use serde_json::{Value, json};
 use crate::behaviour::{Behaviour, RateLimit, Scripted, Target};
 use crate::catalogue;
 use crate::check::{self, InputError, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
-use crate::service::{self, Answer, Incoming2};
-use crate::state::{State, lock, read, write};
+use crate::locks::{lock, read, write};
+use crate::reply::{self, Answer, Received};
+use crate::state::State;
 
 /// Body of `POST /__admin/script`.
 #[derive(Deserialize, Serialize)]
@@ -29,13 +30,13 @@ struct TokenLifetime {
 }
 
 /// Handles one admin call.
-pub(crate) fn handle(state: &State, request: &Incoming2) -> Answer {
+pub(crate) fn handle(state: &State, request: &Received) -> Answer {
     let seq = request.seq;
     let route = request
         .path
         .trim_start_matches("/__admin/")
         .trim_end_matches('/');
-    let ok = |body: serde_json::Value| Ok(service::json(state, seq, StatusCode::OK, &body));
+    let ok = |body: serde_json::Value| Ok(reply::json(state, seq, StatusCode::OK, &body));
     match (&request.method, route) {
         (&Method::GET, "health") => ok(json!({ "status": "ok" })),
         (&Method::GET, "requests") => {
@@ -85,7 +86,7 @@ pub(crate) fn handle(state: &State, request: &Incoming2) -> Answer {
             scripts.push(s.target, s.responses);
             ok(json!({ "queued": n, "pending": scripts.pending() }))
         }),
-        _ => Ok(service::error(
+        _ => Ok(reply::error(
             state,
             seq,
             StatusCode::NOT_FOUND,
@@ -98,7 +99,7 @@ pub(crate) fn handle(state: &State, request: &Incoming2) -> Answer {
 /// `GET`, `PUT` (a [`RateLimit`]) or `DELETE` one of the limits per OAuth client:
 /// `client-rate-limit` (prompt calls) or `token-rate-limit` (tokens granted). Setting or
 /// removing a limit starts every client's window afresh.
-fn client_limit(state: &State, request: &Incoming2, route: &str) -> Answer {
+fn client_limit(state: &State, request: &Received, route: &str) -> Answer {
     let calls = route == "client-rate-limit";
     let field = if calls {
         "clientRateLimit"
@@ -113,7 +114,7 @@ fn client_limit(state: &State, request: &Incoming2, route: &str) -> Answer {
         }
     };
     let ok = |limit: Option<RateLimit>| {
-        Ok(service::json(
+        Ok(reply::json(
             state,
             request.seq,
             StatusCode::OK,
@@ -137,7 +138,7 @@ fn client_limit(state: &State, request: &Incoming2, route: &str) -> Answer {
             set(None);
             ok(None)
         }
-        _ => Ok(service::error(
+        _ => Ok(reply::error(
             state,
             request.seq,
             StatusCode::NOT_FOUND,
@@ -180,14 +181,14 @@ fn check_script(s: &ScriptRequest) -> Result<(), InputError> {
 #[allow(clippy::result_large_err)] // the error is the answer itself, built once
 fn parse<T>(
     state: &State,
-    request: &Incoming2,
+    request: &Received,
     check: impl FnOnce(&T) -> Result<(), InputError>,
-) -> Result<T, http::Response<service::Body>>
+) -> Result<T, http::Response<reply::Body>>
 where
     T: serde::de::DeserializeOwned + Serialize,
 {
     let bad = |path: &str, why: &dyn std::fmt::Display| {
-        service::error(
+        reply::error(
             state,
             request.seq,
             StatusCode::BAD_REQUEST,

@@ -5,8 +5,9 @@ use http::StatusCode;
 
 use http::Response;
 
-use crate::service::{self, Body, Incoming2};
-use crate::state::{State, read};
+use crate::locks::read;
+use crate::reply::{self, Body, Received};
+use crate::state::State;
 
 /// Default and largest page sizes, as Genesys Cloud uses.
 const DEFAULT_PAGE_SIZE: u32 = 25;
@@ -26,7 +27,7 @@ pub(crate) fn entity(id: &str) -> ModelEntity {
 }
 
 /// Lists one page of the catalogue.
-pub(crate) fn list(state: &State, request: &Incoming2) -> Response<Body> {
+pub(crate) fn list(state: &State, request: &Received) -> Response<Body> {
     if state.check_bearer(request.header("authorization")).is_err() {
         return unauthorized(state, request.seq);
     }
@@ -63,17 +64,17 @@ pub(crate) fn list(state: &State, request: &Incoming2) -> Response<Body> {
         self_uri: Some(uri(page_number)),
         extra: serde_json::Map::new(),
     };
-    service::json(state, request.seq, StatusCode::OK, &listing)
+    reply::json(state, request.seq, StatusCode::OK, &listing)
 }
 
 /// Returns one model, or 404.
-pub(crate) fn get(state: &State, request: &Incoming2, id: &str) -> Response<Body> {
+pub(crate) fn get(state: &State, request: &Received, id: &str) -> Response<Body> {
     if state.check_bearer(request.header("authorization")).is_err() {
         return unauthorized(state, request.seq);
     }
     match read(&state.catalogue).get(id) {
-        Some(entity) => service::json(state, request.seq, StatusCode::OK, entity),
-        None => service::error(
+        Some(entity) => reply::json(state, request.seq, StatusCode::OK, entity),
+        None => reply::error(
             state,
             request.seq,
             StatusCode::NOT_FOUND,
@@ -84,7 +85,7 @@ pub(crate) fn get(state: &State, request: &Incoming2, id: &str) -> Response<Body
 }
 
 fn unauthorized(state: &State, seq: u64) -> Response<Body> {
-    service::error(
+    reply::error(
         state,
         seq,
         StatusCode::UNAUTHORIZED,

@@ -5,14 +5,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::Duration;
 
-use http::Response;
 use http::header::{HeaderName, HeaderValue};
 use tokio::time::Instant;
 
 use crate::behaviour::{RateLimit, RetryAfter, RetryAfterStyle};
 use crate::check::MAX_WINDOW_SECS;
-use crate::service::Body;
-use crate::state::lock;
+use crate::locks::lock;
 
 const RATELIMIT_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
 const RATELIMIT_ALLOWED: HeaderName = HeaderName::from_static("inin-ratelimit-allowed");
@@ -100,8 +98,8 @@ impl Verdict {
     }
 
     /// Adds `inin-ratelimit-count`, `-allowed` and `-reset`.
-    pub(crate) fn add_headers(&self, response: &mut Response<Body>) {
-        let h = response.headers_mut();
+    pub(crate) fn add_headers(&self, headers: &mut http::HeaderMap) {
+        let h = headers;
         h.insert(RATELIMIT_COUNT, HeaderValue::from(self.count));
         h.insert(RATELIMIT_ALLOWED, HeaderValue::from(self.allowed));
         h.insert(RATELIMIT_RESET, HeaderValue::from(self.reset_secs));

@@ -9,12 +9,13 @@ use serde_json::json;
 use crate::behaviour::Scripted;
 use crate::check;
 use crate::limit::Verdict;
+use crate::locks::{lock, read};
 use crate::record::LiveCounters;
-use crate::service::{self, Answer, Dropped, Incoming2};
-use crate::state::{State, lock, read};
+use crate::reply::{self, Answer, Dropped, Received};
+use crate::state::State;
 
 /// Handles one token request.
-pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
+pub(crate) async fn token(state: &State, request: &Received) -> Answer {
     let scripted = lock(&state.scripts).next_for_token();
     let mut expires_in = None;
     match scripted {
@@ -64,7 +65,7 @@ pub(crate) async fn token(state: &State, request: &Incoming2) -> Answer {
     let (token, lifetime) = state.grant(request.seq, &client_id);
     LiveCounters::bump(&state.counters.token_grants);
     let expires_in = expires_in.unwrap_or_else(|| lifetime.as_secs().into());
-    Ok(service::json(
+    Ok(reply::json(
         state,
         request.seq,
         StatusCode::OK,
@@ -83,7 +84,7 @@ fn authenticate(state: &State, header: Option<&str>) -> Option<String> {
 
 /// The 429 for a token request beyond the client's token limit: the login service's error
 /// shape, `Retry-After` at the end of the window and the `inin-ratelimit-*` headers.
-fn too_many_tokens(state: &State, seq: u64, limit: &Verdict) -> http::Response<service::Body> {
+fn too_many_tokens(state: &State, seq: u64, limit: &Verdict) -> http::Response<reply::Body> {
     let description = format!(
         "Rate limit exceeded the maximum. [{}] token requests for {} seconds",
         limit.allowed, limit.window_secs
@@ -98,7 +99,7 @@ fn too_many_tokens(state: &State, seq: u64, limit: &Verdict) -> http::Response<s
     if let Some(v) = check::retry_after_value(limit.retry_after()) {
         response.headers_mut().insert(RETRY_AFTER, v);
     }
-    limit.add_headers(&mut response);
+    limit.add_headers(response.headers_mut());
     response
 }
 
@@ -109,8 +110,8 @@ fn oauth_error(
     status: StatusCode,
     error: &str,
     description: &str,
-) -> http::Response<service::Body> {
-    service::json(
+) -> http::Response<reply::Body> {
+    reply::json(
         state,
         seq,
         status,

@@ -18,9 +18,10 @@ use http_body_util::channel::Channel;
 use crate::behaviour::{Latency, RetryAfter, Scripted};
 use crate::check::{self, MAX_OVERSIZED_BYTES};
 use crate::limit::Verdict;
+use crate::locks::{lock, read};
 use crate::record::LiveCounters;
-use crate::service::{self, Answer, Body, Dropped, Incoming2};
-use crate::state::{State, TokenProblem, lock, read};
+use crate::reply::{self, Answer, Body, Dropped, Received};
+use crate::state::{State, TokenProblem};
 
 /// The `limit.key` of a 429 from the limit per bearer token.
 const KEY_PER_TOKEN: &str = "ai.gateway.prompts.per.token";
@@ -46,7 +47,7 @@ struct Plan {
 }
 
 /// Handles one prompt call.
-pub(crate) async fn prompt(state: &State, request: &Incoming2) -> Answer {
+pub(crate) async fn prompt(state: &State, request: &Received) -> Answer {
     let seq = request.seq;
     let bearer = match state.check_bearer(request.header("authorization")) {
         Ok(bearer) => bearer,
@@ -68,7 +69,7 @@ pub(crate) async fn prompt(state: &State, request: &Incoming2) -> Answer {
     let max_output = match read(&state.catalogue).get(model) {
         Some(entity) => entity.max_output_tokens,
         None => {
-            return Ok(service::error(
+            return Ok(reply::error(
                 state,
                 seq,
                 StatusCode::NOT_FOUND,
@@ -82,7 +83,7 @@ pub(crate) async fn prompt(state: &State, request: &Incoming2) -> Answer {
             "maxTokens {} exceeds the model's limit of {max}",
             payload.parameters.max_tokens
         );
-        return Ok(service::error(
+        return Ok(reply::error(
             state,
             seq,
             StatusCode::BAD_REQUEST,
@@ -124,7 +125,7 @@ async fn behave(
     if plan.restricted {
         let model = payload.model_id.as_str();
         let message = format!("Model {model} is restricted for this organization");
-        return Ok(service::error(
+        return Ok(reply::error(
             state,
             seq,
             StatusCode::FORBIDDEN,
@@ -152,7 +153,7 @@ async fn behave(
         response
     };
     if let Some(limit) = plan.rate_limit.as_ref().or(client) {
-        limit.add_headers(&mut response);
+        limit.add_headers(response.headers_mut());
     }
     Ok(response)
 }
@@ -248,7 +249,7 @@ fn success(
         }),
         extra: serde_json::Map::new(),
     };
-    service::json(state, seq, StatusCode::OK, &response)
+    reply::json(state, seq, StatusCode::OK, &response)
 }
 
 /// Re-sends `response`'s body in `chunks` parts, `delay` apart.
@@ -288,7 +289,7 @@ pub(crate) fn scripted_failure(state: &State, seq: u64, script: &Scripted) -> Re
         Scripted::PolicyViolation => policy_violation(state, seq, CODE_POLICY_VIOLATION),
         Scripted::Oversized { bytes } => {
             let bytes = (*bytes).min(MAX_OVERSIZED_BYTES);
-            let mut response = service::json(state, seq, StatusCode::OK, &serde_json::json!({}));
+            let mut response = reply::json(state, seq, StatusCode::OK, &serde_json::json!({}));
             *response.body_mut() =
                 Either::Left(http_body_util::Full::new(Bytes::from(vec![b' '; bytes])));
             response
@@ -325,7 +326,7 @@ fn raw(state: &State, seq: u64, script: &Scripted) -> Response<Body> {
             *response.headers_mut() = headers;
             response
         }
-        Err(e) => service::error(
+        Err(e) => reply::error(
             state,
             seq,
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -356,11 +357,11 @@ fn status_error(state: &State, seq: u64, status: u16, code: Option<&str>) -> Res
         _ => "internal.server.error",
     };
     let message = format!("Simulated {}", status.canonical_reason().unwrap_or("error"));
-    service::error(state, seq, status, code.unwrap_or(default_code), &message)
+    reply::error(state, seq, status, code.unwrap_or(default_code), &message)
 }
 
 fn policy_violation(state: &State, seq: u64, code: &str) -> Response<Body> {
-    service::error(
+    reply::error(
         state,
         seq,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -379,7 +380,7 @@ fn rate_limited(state: &State, seq: u64, limit: &Verdict, key: &str) -> Response
         limit.window_secs,
         key,
     );
-    limit.add_headers(&mut response);
+    limit.add_headers(response.headers_mut());
     response
 }
 
@@ -392,7 +393,7 @@ fn too_many_requests(
     window: u64,
     key: &str,
 ) -> Response<Body> {
-    let mut body = service::error_body(
+    let mut body = reply::error_body(
         state,
         seq,
         StatusCode::TOO_MANY_REQUESTS,
@@ -404,7 +405,7 @@ fn too_many_requests(
         namespace: Some("ai.gateway".into()),
         value: Some(i64::from(allowed)),
     });
-    let mut response = service::json(state, seq, StatusCode::TOO_MANY_REQUESTS, &body);
+    let mut response = reply::json(state, seq, StatusCode::TOO_MANY_REQUESTS, &body);
     if let Some(v) = check::retry_after_value(retry_after) {
         response.headers_mut().insert(RETRY_AFTER, v);
     }
@@ -421,12 +422,12 @@ fn unauthorized(state: &State, seq: u64, problem: &TokenProblem) -> Response<Bod
         TokenProblem::Expired => (CODE_BAD_CREDENTIALS, "The access token has expired."),
         TokenProblem::Revoked => (CODE_BAD_CREDENTIALS, "The access token has been revoked."),
     };
-    service::error(state, seq, StatusCode::UNAUTHORIZED, code, message)
+    reply::error(state, seq, StatusCode::UNAUTHORIZED, code, message)
 }
 
 /// A 400 naming every violation, with one `details` entry per violation.
 fn bad_request(state: &State, seq: u64, errors: &ValidationErrors) -> Response<Body> {
-    let mut body = service::error_body(
+    let mut body = reply::error_body(
         state,
         seq,
         StatusCode::BAD_REQUEST,
@@ -438,5 +439,5 @@ fn bad_request(state: &State, seq: u64, errors: &ValidationErrors) -> Response<B
         .iter()
         .map(|v| serde_json::json!({ "fieldName": v.path, "errorMessage": v.rule.to_string() }))
         .collect();
-    service::json(state, seq, StatusCode::BAD_REQUEST, &body)
+    reply::json(state, seq, StatusCode::BAD_REQUEST, &body)
 }

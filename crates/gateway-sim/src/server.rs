@@ -18,8 +18,9 @@ use tokio::task::JoinHandle;
 use crate::behaviour::{Behaviour, RateLimit, Scripted, Target};
 use crate::check::{self, InputError};
 use crate::limit::{ClientLimits, Windows};
+use crate::locks::{lock, write};
 use crate::record::{Counters, LiveCounters, RecordedRequest, Recorder};
-use crate::state::{Behaviours, Scripts, State, lock, write};
+use crate::state::{Behaviours, Scripts, State};
 use crate::{catalogue, service};
 
 /// The OAuth client id the simulator accepts unless told otherwise.

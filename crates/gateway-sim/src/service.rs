@@ -1,55 +1,18 @@
-//! Request dispatch and the answer helpers every endpoint shares.
+//! Request dispatch: every request read, recorded, handed to its endpoint, and its
+//! answer counted.
 
 use std::sync::Arc;
 
-use bytes::Bytes;
-use gateway_model::{CODE_NOT_FOUND, CODE_REQUEST_TOO_LARGE, ErrorBody, MAX_REQUEST_BYTES};
-use http::header::{CONTENT_TYPE, HeaderName, HeaderValue};
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::channel::Channel;
-use http_body_util::{BodyExt, Either, Full, Limited};
+use gateway_model::{CODE_NOT_FOUND, CODE_REQUEST_TOO_LARGE, MAX_REQUEST_BYTES};
+use http::header::HeaderValue;
+use http::{Method, Request, StatusCode};
+use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
 use crate::record::{LiveCounters, RecordedRequest};
+use crate::reply::{Answer, Dropped, Received, error};
 use crate::state::State;
 use crate::{admin, catalogue, oauth, prompts};
-
-/// A response body: whole, or streamed slowly.
-pub(crate) type Body = Either<Full<Bytes>, Channel<Bytes>>;
-
-/// Returned by a handler to close the connection without an answer.
-#[derive(Debug)]
-pub(crate) struct Dropped;
-
-impl std::fmt::Display for Dropped {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("connection dropped on purpose by the simulator")
-    }
-}
-
-impl std::error::Error for Dropped {}
-
-/// The result of a handler.
-pub(crate) type Answer = Result<Response<Body>, Dropped>;
-
-/// `ININ-Correlation-Id`, sent on every answer.
-pub(crate) const ININ_CORRELATION_ID: HeaderName = HeaderName::from_static("inin-correlation-id");
-
-/// A request with its body read, as the handlers see it.
-pub(crate) struct Incoming2 {
-    pub(crate) seq: u64,
-    pub(crate) method: Method,
-    pub(crate) path: String,
-    pub(crate) query: Option<String>,
-    pub(crate) headers: http::HeaderMap,
-    pub(crate) body: Bytes,
-}
-
-impl Incoming2 {
-    pub(crate) fn header(&self, name: &str) -> Option<&str> {
-        self.headers.get(name).and_then(|v| v.to_str().ok())
-    }
-}
 
 /// Entry point for every request.
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
@@ -78,7 +41,7 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer 
         Err(_) => return Err(Dropped),
     };
 
-    let request = Incoming2 {
+    let request = Received {
         seq,
         method: parts.method,
         path,
@@ -138,7 +101,7 @@ fn finish(state: &State, is_admin: bool, answer: Answer) -> Answer {
     answer
 }
 
-fn record(state: &State, request: &Incoming2) {
+fn record(state: &State, request: &Received) {
     if !state.recorder.enabled() {
         return;
     }
@@ -173,54 +136,4 @@ fn recorded_value(name: &http::HeaderName, value: &HeaderValue) -> String {
         (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
     });
     format!("{scheme} <redacted {:08x}>", fingerprint >> 32)
-}
-
-/// A JSON answer with an `ININ-Correlation-Id`.
-pub(crate) fn json(
-    state: &State,
-    seq: u64,
-    status: StatusCode,
-    body: &impl serde::Serialize,
-) -> Response<Body> {
-    let bytes = serde_json::to_vec(body).unwrap_or_else(|_| b"{}".to_vec());
-    let mut response = Response::new(Either::Left(Full::new(Bytes::from(bytes))));
-    *response.status_mut() = status;
-    let headers = response.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    if let Ok(v) = HeaderValue::from_str(&state.uuid(seq, 7).to_string()) {
-        headers.insert(ININ_CORRELATION_ID, v);
-    }
-    response
-}
-
-/// A Genesys error answer: `{"message","code","status","contextId","details","errors"}`.
-pub(crate) fn error(
-    state: &State,
-    seq: u64,
-    status: StatusCode,
-    code: &str,
-    message: &str,
-) -> Response<Body> {
-    json(
-        state,
-        seq,
-        status,
-        &error_body(state, seq, status, code, message),
-    )
-}
-
-/// The Genesys error body for an answer.
-pub(crate) fn error_body(
-    state: &State,
-    seq: u64,
-    status: StatusCode,
-    code: &str,
-    message: &str,
-) -> ErrorBody {
-    ErrorBody::new(
-        status.as_u16(),
-        code,
-        message,
-        state.uuid(seq, 11).to_string(),
-    )
 }

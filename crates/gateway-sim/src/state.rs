@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Mutex, MutexGuard, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{Mutex, RwLock};
 use std::time::Duration;
 
 use gateway_model::ModelEntity;
@@ -13,19 +13,8 @@ use tokio::time::Instant;
 use crate::behaviour::{Behaviour, RateLimit, Scripted, Target};
 use crate::check;
 use crate::limit::{ClientLimits, Windows};
+use crate::locks::{lock, read, write};
 use crate::record::{LiveCounters, Recorder};
-
-pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-pub(crate) fn read<T>(m: &RwLock<T>) -> RwLockReadGuard<'_, T> {
-    m.read().unwrap_or_else(PoisonError::into_inner)
-}
-
-pub(crate) fn write<T>(m: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
-    m.write().unwrap_or_else(PoisonError::into_inner)
-}
 
 /// One granted access token.
 pub(crate) struct TokenInfo {

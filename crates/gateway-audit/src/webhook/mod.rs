@@ -34,7 +34,7 @@
 mod backoff;
 mod batch;
 mod delivery_report;
-mod secret;
+pub(crate) mod secret;
 mod signature;
 mod spool;
 mod worker;

@@ -5,10 +5,11 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 use crate::bounds::{self, Bound, Bounded, widen};
+use crate::model_id::MAX_FALLBACKS;
 use crate::model_id::{ModelId, check_fallbacks};
 use crate::payload::{
-    DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, MAX_FALLBACKS, MAX_TOKENS_CAP, MAX_TOKENS_MIN, Metadata,
-    TOP_P_ABOVE, TOP_P_MAX,
+    DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, MAX_TOKENS_CAP, MAX_TOKENS_MIN, Metadata, TOP_P_ABOVE,
+    TOP_P_MAX,
 };
 use crate::safety::{SafetyFilter, check_safety_filters};
 use crate::tuning::TemperatureMatrix;

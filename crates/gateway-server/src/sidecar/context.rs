@@ -5,8 +5,8 @@ use gateway_model::{MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACESTATE_CHARS, RouteRequ
 use http::HeaderMap;
 use http::header::HeaderName;
 
-use super::routes::X_REQUEST_ID;
-
+/// The header every answer carries: the caller's `x-request-id`, or one made up.
+pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 static TRACEPARENT: HeaderName = HeaderName::from_static("traceparent");
 static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 

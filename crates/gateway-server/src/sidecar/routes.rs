@@ -16,8 +16,7 @@ use super::keys::require_key;
 use super::reply::{Reply, error, json, route_error, text, violation_details, with_retry_after};
 use crate::read_body;
 
-/// The header every answer carries: the caller's `x-request-id`, or one made up.
-pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+use super::context::X_REQUEST_ID;
 
 /// Every path the sidecar serves (the OpenAPI document lists the same set).
 pub(crate) fn paths(app: App) -> Paths {

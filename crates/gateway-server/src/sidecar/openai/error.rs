@@ -1,17 +1,13 @@
-//! The door's errors in OpenAI's shape, `{"error":{"message","type","param","code"}}`,
-//! and how a routed call's failure maps onto it.
+//! The door's errors in OpenAI's shape, `{"error":{"message","type","param","code"}}`.
 
 use std::time::Duration;
 
-use gateway_model::{Outcome, Rule, ValidationErrors};
-use gateway_router::{RouteError, RouteErrorKind};
 use http::StatusCode;
 use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
 use schemars::JsonSchema;
 use serde::Serialize;
 
 use super::super::reply::{Reply, json, with_retry_after};
-use super::request::ChatCall;
 
 /// The error body of the OpenAI-compatible door.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -43,12 +39,17 @@ pub(crate) struct OpenAiError {
     message: String,
     param: Option<String>,
     code: Option<&'static str>,
-    retry_after: Option<Duration>,
+    pub(super) retry_after: Option<Duration>,
     challenge: Option<&'static str>,
 }
 
 impl OpenAiError {
-    fn new(status: StatusCode, param: Option<String>, code: &'static str, message: String) -> Self {
+    pub(super) fn new(
+        status: StatusCode,
+        param: Option<String>,
+        code: &'static str,
+        message: String,
+    ) -> Self {
         Self {
             status,
             message,
@@ -129,66 +130,6 @@ impl OpenAiError {
         Self::new(error.status(), None, code, error.to_string())
     }
 
-    /// A routed call's failure; `call` names the parameters as the caller gave them.
-    pub(crate) fn route(err: &RouteError, call: &ChatCall) -> Self {
-        let retry_after = err.retry_after();
-        let mut error = match err.kind() {
-            RouteErrorKind::UnknownRoute { route, known } => Self::new(
-                StatusCode::NOT_FOUND,
-                Some("model".into()),
-                "model_not_found",
-                format!(
-                    "the model `{route}` does not exist: models are the configured routes ({})",
-                    known.join(", ")
-                ),
-            ),
-            RouteErrorKind::Invalid(errors) => invalid_request(errors, call),
-            RouteErrorKind::Exhausted { tried, .. }
-                if !tried.is_empty()
-                    && tried.iter().all(|(_, o)| *o == Outcome::PolicyViolation) =>
-            {
-                Self::new(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    "content_policy_violation",
-                    err.to_string(),
-                )
-            }
-            RouteErrorKind::Refused { status: 413, .. } => Self::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                None,
-                "request_too_large",
-                err.to_string(),
-            ),
-            RouteErrorKind::Refused { .. } => Self::new(
-                StatusCode::BAD_REQUEST,
-                None,
-                "request_refused",
-                err.to_string(),
-            ),
-            _ => {
-                let status =
-                    StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                let code = match status {
-                    StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
-                    StatusCode::FORBIDDEN => "permission_denied",
-                    StatusCode::SERVICE_UNAVAILABLE => "overloaded",
-                    StatusCode::GATEWAY_TIMEOUT => "timeout",
-                    _ => "upstream_error",
-                };
-                let mut error = Self::new(status, None, code, err.to_string());
-                if err.is_retryable() {
-                    error.retry_after = Some(retry_after.unwrap_or(Duration::from_secs(1)));
-                }
-                error
-            }
-        };
-        if error.retry_after.is_none() {
-            error.retry_after = retry_after;
-        }
-        error
-    }
-
     /// The HTTP status.
     #[cfg(test)]
     pub(crate) fn status_code(&self) -> StatusCode {
@@ -235,57 +176,6 @@ fn error_type(status: StatusCode) -> &'static str {
         429 => "rate_limit_error",
         400..=499 => "invalid_request_error",
         _ => "api_error",
-    }
-}
-
-/// A validation failure, naming the first parameter at fault as the caller named it.
-fn invalid_request(errors: &ValidationErrors, call: &ChatCall) -> OpenAiError {
-    let violations = errors.violations();
-    let message = violations
-        .iter()
-        .map(|v| {
-            format!(
-                "`{}` {}",
-                param_of(&v.path, call).unwrap_or("request"),
-                v.rule
-            )
-        })
-        .collect::<Vec<_>>()
-        .join("; ");
-    let first = violations.first();
-    let param = first
-        .and_then(|v| param_of(&v.path, call))
-        .map(str::to_owned);
-    let code = first.map_or("invalid_value", |v| code_of(&v.rule, param.as_deref()));
-    OpenAiError::invalid(param, code, message)
-}
-
-/// The Chat Completions parameter a `RouteRequest` (or payload) path comes from.
-fn param_of(path: &str, call: &ChatCall) -> Option<&'static str> {
-    let field = path.trim_start_matches('/');
-    let field = field.strip_prefix("parameters/").unwrap_or(field);
-    let head = field.split('/').next().unwrap_or(field);
-    Some(match head {
-        "prompt" => "messages",
-        "route" => "model",
-        "temperature" => "temperature",
-        "maxTokens" => call.max_tokens_param,
-        "topP" => "top_p",
-        "stickyKey" => call.sticky_key_param,
-        "metadata" => "metadata",
-        _ => return None,
-    })
-}
-
-/// OpenAI's code for a broken rule.
-fn code_of(rule: &Rule, param: Option<&str>) -> &'static str {
-    match rule {
-        Rule::TooLong { .. } if param == Some("messages") => "context_length_exceeded",
-        Rule::TooLong { .. } => "string_above_max_length",
-        Rule::TooShort { .. } | Rule::Required => "empty_value",
-        Rule::OutOfRange { .. } | Rule::OutsideRoute { .. } => "out_of_range",
-        Rule::TooMany { .. } => "array_above_max_length",
-        _ => "invalid_value",
     }
 }
 

@@ -16,6 +16,7 @@
 pub(crate) mod error;
 pub(crate) mod request;
 pub(crate) mod response;
+mod route_error;
 
 use axum::Router as Paths;
 use axum::body::Body;
