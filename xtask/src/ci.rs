@@ -65,22 +65,10 @@ impl Step {
     }
 }
 
-fn steps() -> Vec<Step> {
-    let mut steps = vec![
-        Step::cargo("fmt", &["fmt", "--all", "--check"]),
-        Step::cargo(
-            "clippy",
-            &[
-                "clippy",
-                "--workspace",
-                "--all-targets",
-                "--locked",
-                "--",
-                "-D",
-                "warnings",
-            ],
-        ),
-    ];
+/// The tests and doctests: with nextest when it is installed (it does not run doctests,
+/// so `cargo test --doc` follows), else with `cargo test`.
+fn test_steps() -> Vec<Step> {
+    let mut steps = Vec::new();
     if crate::nextest_available() {
         steps.push(Step::cargo(
             "test",
@@ -103,6 +91,26 @@ fn steps() -> Vec<Step> {
             &["test", "--workspace", "--locked", "--no-fail-fast"],
         ));
     }
+    steps
+}
+
+fn steps() -> Vec<Step> {
+    let mut steps = vec![
+        Step::cargo("fmt", &["fmt", "--all", "--check"]),
+        Step::cargo(
+            "clippy",
+            &[
+                "clippy",
+                "--workspace",
+                "--all-targets",
+                "--locked",
+                "--",
+                "-D",
+                "warnings",
+            ],
+        ),
+    ];
+    steps.extend(test_steps());
     steps.push(Step {
         name: "schema --check",
         action: Action::InProcess(crate::schema::check),

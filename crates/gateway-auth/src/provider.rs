@@ -428,72 +428,17 @@ impl ClientCredentials {
     async fn fetch(&self) -> Result<Arc<Cached>, AuthError> {
         let inner = &*self.inner;
         inner.requests.fetch_add(1, Ordering::Relaxed);
-        let mut request = Request::new(Full::new(Bytes::from_static(
-            b"grant_type=client_credentials",
-        )));
-        *request.method_mut() = Method::POST;
-        *request.uri_mut() = inner.token_url.clone();
-        let headers = request.headers_mut();
-        headers.insert(AUTHORIZATION, inner.basic.clone());
-        headers.insert(
-            CONTENT_TYPE,
-            HeaderValue::from_static("application/x-www-form-urlencoded"),
-        );
-        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
-
         let started = Instant::now();
-        let answer =
-            inner
-                .http
-                .send(request, inner.timeout)
-                .await
-                .map_err(|e| AuthError::Unreachable {
-                    host: inner.host.clone(),
-                    reason: e.to_string(),
-                })?;
-        let bad = |reason: String| AuthError::BadAnswer {
-            host: inner.host.clone(),
-            reason,
-        };
+        let answer = inner
+            .http
+            .send(self.token_request(), inner.timeout)
+            .await
+            .map_err(|e| AuthError::Unreachable {
+                host: inner.host.clone(),
+                reason: e.to_string(),
+            })?;
         match answer.status.as_u16() {
-            200 => {
-                let grant: Grant = serde_json::from_slice(&answer.body)
-                    .map_err(|e| bad(format!("the token answer is not the expected JSON: {e}")))?;
-                if grant
-                    .token_type
-                    .as_deref()
-                    .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
-                {
-                    return Err(bad(format!(
-                        "token_type is {:?}, not bearer",
-                        grant.token_type.unwrap_or_default()
-                    )));
-                }
-                let lifetime = TokenLifetime::from_expires_in(grant.expires_in.as_ref())
-                    .map_err(|reason| AuthError::InvalidLifetime {
-                        host: inner.host.clone(),
-                        reason,
-                    })?
-                    .get();
-                let token = AccessToken::new(&grant.access_token).ok_or_else(|| {
-                    bad("the access token holds characters a header cannot carry".into())
-                })?;
-                // `lifetime` is at most 48 h; the sums are checked all the same, and no
-                // `Instant` is subtracted from.
-                let before_expiry =
-                    |margin: Duration| started.checked_add(lifetime.saturating_sub(margin));
-                let usable_until = before_expiry(RefreshPolicy::safety(lifetime));
-                let refresh_at = before_expiry(inner.policy.margin(lifetime, fastrand::f64()));
-                let (Some(usable_until), Some(refresh_at)) = (usable_until, refresh_at) else {
-                    return Err(bad("the token's expiry is beyond this clock's range".into()));
-                };
-                Ok(Arc::new(Cached {
-                    token,
-                    usable_until,
-                    refresh_at,
-                    lifetime,
-                }))
-            }
+            200 => self.granted(&answer.body, started),
             400 | 401 => {
                 let body: Option<GrantError> = serde_json::from_slice(&answer.body).ok();
                 let (error, description) = body
@@ -512,6 +457,69 @@ impl ClientCredentials {
                 reason: format!("the login service answered HTTP {status}"),
             }),
         }
+    }
+
+    /// `POST /oauth/token` with the client's Basic credentials and the
+    /// `client_credentials` grant.
+    fn token_request(&self) -> Request<Full<Bytes>> {
+        let inner = &*self.inner;
+        let mut request = Request::new(Full::new(Bytes::from_static(
+            b"grant_type=client_credentials",
+        )));
+        *request.method_mut() = Method::POST;
+        *request.uri_mut() = inner.token_url.clone();
+        let headers = request.headers_mut();
+        headers.insert(AUTHORIZATION, inner.basic.clone());
+        headers.insert(
+            CONTENT_TYPE,
+            HeaderValue::from_static("application/x-www-form-urlencoded"),
+        );
+        headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
+        request
+    }
+
+    /// The token a 200 answer's `body` grants, with its refresh times counted from
+    /// `started` (when the request went out: never later than the login host's clock).
+    fn granted(&self, body: &[u8], started: Instant) -> Result<Arc<Cached>, AuthError> {
+        let inner = &*self.inner;
+        let bad = |reason: String| AuthError::BadAnswer {
+            host: inner.host.clone(),
+            reason,
+        };
+        let grant: Grant = serde_json::from_slice(body)
+            .map_err(|e| bad(format!("the token answer is not the expected JSON: {e}")))?;
+        if grant
+            .token_type
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
+        {
+            return Err(bad(format!(
+                "token_type is {:?}, not bearer",
+                grant.token_type.unwrap_or_default()
+            )));
+        }
+        let lifetime = TokenLifetime::from_expires_in(grant.expires_in.as_ref())
+            .map_err(|reason| AuthError::InvalidLifetime {
+                host: inner.host.clone(),
+                reason,
+            })?
+            .get();
+        let token = AccessToken::new(&grant.access_token)
+            .ok_or_else(|| bad("the access token holds characters a header cannot carry".into()))?;
+        // `lifetime` is at most 48 h; the sums are checked all the same, and no
+        // `Instant` is subtracted from.
+        let before_expiry = |margin: Duration| started.checked_add(lifetime.saturating_sub(margin));
+        let usable_until = before_expiry(RefreshPolicy::safety(lifetime));
+        let refresh_at = before_expiry(inner.policy.margin(lifetime, fastrand::f64()));
+        let (Some(usable_until), Some(refresh_at)) = (usable_until, refresh_at) else {
+            return Err(bad("the token's expiry is beyond this clock's range".into()));
+        };
+        Ok(Arc::new(Cached {
+            token,
+            usable_until,
+            refresh_at,
+            lifetime,
+        }))
     }
 
     /// The lifetime of the cached token, if one is cached.

@@ -17,7 +17,7 @@ use gateway_model::{
 use gateway_router::Router;
 use gateway_sim::{
     Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, Latency, PolicyRule,
-    RetryAfter, Scripted, Sim, SimHandle, Target,
+    RetryAfter, Scripted, Sim, SimBuilder, SimHandle, Target,
 };
 use gateway_telemetry::MetricsHandle;
 use indicatif::{ProgressBar, ProgressStyle};
@@ -63,16 +63,48 @@ pub struct DemoReport {
 /// The scripted simulator: latency everywhere, a burst of 429s on `model-gen-4`, 503s on
 /// `model-gen-5`, a policy rule on `model-small-1`, a slower fallback model.
 async fn simulator(seed: u64) -> anyhow::Result<SimHandle> {
-    let sim = Sim::builder()
-        .seed(seed)
-        .record_capacity(0)
-        .behaviour(Behaviour {
-            latency: Latency::Uniform {
-                min_ms: 15.0,
-                max_ms: 60.0,
-            },
-            ..Behaviour::default()
-        })
+    let sim = model_behaviours(
+        Sim::builder()
+            .seed(seed)
+            .record_capacity(0)
+            .behaviour(Behaviour {
+                latency: Latency::Uniform {
+                    min_ms: 15.0,
+                    max_ms: 60.0,
+                },
+                ..Behaviour::default()
+            }),
+    )
+    .script(
+        Target::model("model-gen-4"),
+        vec![
+            Scripted::TooManyRequests {
+                retry_after: RetryAfter::Seconds(1)
+            };
+            4
+        ],
+    )
+    // One call to model-gen-5 fails every attempt, so it falls back.
+    .script(
+        Target::model("model-gen-5"),
+        vec![
+            Scripted::Status {
+                status: 503,
+                code: None
+            };
+            3
+        ],
+    )
+    .start()
+    .await
+    .context("starting the embedded simulator")?;
+    Ok(sim)
+}
+
+/// The models that misbehave on their own: 503s on `model-gen-5`, a policy rule on
+/// `model-small-1`, a slower fallback model.
+fn model_behaviours(builder: SimBuilder) -> SimBuilder {
+    builder
         .model_behaviour(
             "model-gen-5",
             Behaviour {
@@ -108,30 +140,6 @@ async fn simulator(seed: u64) -> anyhow::Result<SimHandle> {
                 ..Behaviour::default()
             },
         )
-        .script(
-            Target::model("model-gen-4"),
-            vec![
-                Scripted::TooManyRequests {
-                    retry_after: RetryAfter::Seconds(1)
-                };
-                4
-            ],
-        )
-        // One call to model-gen-5 fails every attempt, so it falls back.
-        .script(
-            Target::model("model-gen-5"),
-            vec![
-                Scripted::Status {
-                    status: 503,
-                    code: None
-                };
-                3
-            ],
-        )
-        .start()
-        .await
-        .context("starting the embedded simulator")?;
-    Ok(sim)
 }
 
 /// The demo's routes, pointing at the simulator.
@@ -287,18 +295,23 @@ async fn route_batch(
     Ok((answered, failed, elapsed))
 }
 
-/// Runs the demo and returns what it measured; `metrics` must be the installed recorder.
-pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Result<DemoReport> {
-    std::fs::create_dir_all(&options.out)
-        .with_context(|| format!("creating the output directory {}", options.out.display()))?;
-    let audit_file = options.out.join("audit.jsonl");
-    // A fresh log per run, so the count below is this run's.
+/// `out/audit.jsonl`, with `out` created and an old log removed, so the count the
+/// demo reads back is this run's.
+fn fresh_audit_file(out: &Path) -> anyhow::Result<PathBuf> {
+    std::fs::create_dir_all(out)
+        .with_context(|| format!("creating the output directory {}", out.display()))?;
+    let audit_file = out.join("audit.jsonl");
     match std::fs::remove_file(&audit_file) {
         Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            return Err(e).with_context(|| format!("removing the old {}", audit_file.display()));
+            Err(e).with_context(|| format!("removing the old {}", audit_file.display()))
         }
-        _ => {}
+        _ => Ok(audit_file),
     }
+}
+
+/// Runs the demo and returns what it measured; `metrics` must be the installed recorder.
+pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Result<DemoReport> {
+    let audit_file = fresh_audit_file(&options.out)?;
 
     let sim = simulator(options.seed).await?;
     let router = Router::builder(config(&sim, &options.out))
@@ -312,7 +325,7 @@ pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Resu
     router
         .shutdown(tokio::time::Instant::now() + Duration::from_secs(10))
         .await
-        .map_err(anyhow::Error::msg)?;
+        .context("flushing the audit trail")?;
     let counters = sim.counters();
     sim.shutdown().await;
 

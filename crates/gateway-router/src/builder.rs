@@ -158,13 +158,8 @@ impl RouterBuilder {
     pub async fn build(self) -> Result<Router, BuildError> {
         let config = self.config;
         config.validate().map_err(BuildError::Config)?;
-        if self.check_recorder && !gateway_telemetry::recorder_installed() {
-            tracing::warn!(
-                "no metrics recorder is installed: this router's metrics are discarded. Call \
-                 gateway_telemetry::install before building the router, or \
-                 RouterBuilder::without_recorder_check if your own recorder is installed or \
-                 no metrics are wanted"
-            );
+        if self.check_recorder {
+            warn_without_recorder();
         }
         let transport_config = match self.transport {
             Some(t) => t,
@@ -225,6 +220,19 @@ impl RouterBuilder {
             }
         }
         Ok(router)
+    }
+}
+
+/// Says so loudly when no metrics recorder is installed: the handles the router
+/// registers would record nothing.
+fn warn_without_recorder() {
+    if !gateway_telemetry::recorder_installed() {
+        tracing::warn!(
+            "no metrics recorder is installed: this router's metrics are discarded. Call \
+             gateway_telemetry::install before building the router, or \
+             RouterBuilder::without_recorder_check if your own recorder is installed or no \
+             metrics are wanted"
+        );
     }
 }
 

@@ -37,6 +37,20 @@ pub fn document() -> Value {
     let openai_error = schemas.subschema_for::<OpenAiErrorBody>().to_value();
     let mut components = schemas.take_definitions(true);
     require_every_field(&mut components, "OpenAiErrorDetail");
+    let mut paths = service_paths(&route_request, &route_outcome);
+    if let (Value::Object(all), Value::Object(openai)) = (
+        &mut paths,
+        openai_paths(
+            &chat_request,
+            &chat_completion,
+            &chat_chunk,
+            &model_list,
+            &model_card,
+            &openai_error,
+        ),
+    ) {
+        all.extend(openai);
+    }
     json!({
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
@@ -46,74 +60,92 @@ pub fn document() -> Value {
             "description": "Routes prompts to the Genesys Cloud AI Gateway: sticky model selection, temperature tuning, fallbacks, retries, metrics and an audit trail.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
-        "paths": {
-            "/v1/route": { "post": {
-                "operationId": "route",
-                "summary": "Route one prompt",
-                "security": [{ "apiKey": [] }],
-                "parameters": [request_id_header()],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": route_request } } },
-                "responses": route_responses(&route_outcome)
-            }},
-            "/metrics": { "get": {
-                "operationId": "metrics",
-                "summary": "Prometheus metrics",
-                "responses": { "200": { "description": "Prometheus text exposition", "content": { "text/plain": { "schema": { "type": "string" } } } } }
-            }},
-            "/healthz": { "get": {
-                "operationId": "healthz",
-                "summary": "Liveness: 200 while the process runs",
-                "responses": { "200": json_response("alive", &json!({ "type": "object", "properties": { "status": { "const": "ok" } }, "required": ["status"] })) }
-            }},
-            "/readyz": { "get": {
-                "operationId": "readyz",
-                "summary": "Readiness: 200 when a token can be had and the configured models are known",
-                "responses": {
-                    "200": json_response("ready", &readiness()),
-                    "503": json_response("not ready (with Retry-After)", &readiness())
-                }
-            }},
-            "/openapi.json": { "get": {
-                "operationId": "openapi",
-                "summary": "This document",
-                "responses": { "200": json_response("the OpenAPI document", &json!({ "type": "object" })) }
-            }},
-            "/v1/chat/completions": { "post": {
-                "operationId": "createChatCompletion",
-                "summary": "OpenAI-compatible chat completion through a route",
-                "description": "`model` names a route. The messages are rendered into the gateway prompt: one user message is its text; otherwise each message is `System|User|Assistant[ (name)]: text`, joined by blank lines. Parameters the gateway cannot honour are refused by name (400 `unsupported_parameter`). With `stream: true` the answer is Server-Sent Events of `chat.completion.chunk` ending in `data: [DONE]`; the gateway answers whole, so the content arrives as one delta.",
-                "tags": ["openai"],
-                "security": [{ "apiKey": [] }],
-                "parameters": [request_id_header(), sticky_key_header()],
-                "requestBody": { "required": true, "content": { "application/json": { "schema": chat_request } } },
-                "responses": openai_responses(
-                    json!({ "description": "the answer (a `chat.completion`, or with `stream: true` an event stream of `chat.completion.chunk`)", "content": {
-                        "application/json": { "schema": chat_completion },
-                        "text/event-stream": { "schema": { "type": "string", "description": "`data: <chunk>` events, then `data: [DONE]`" }, "x-chunk-schema": chat_chunk }
-                    } }),
-                    &openai_error
-                )
-            }},
-            "/v1/models": { "get": {
-                "operationId": "listModels",
-                "summary": "The routes, as OpenAI models",
-                "tags": ["openai"],
-                "security": [{ "apiKey": [] }],
-                "responses": openai_responses(json_response("the routes", &model_list), &openai_error)
-            }},
-            "/v1/models/{model}": { "get": {
-                "operationId": "retrieveModel",
-                "summary": "One route, as an OpenAI model",
-                "tags": ["openai"],
-                "security": [{ "apiKey": [] }],
-                "parameters": [{ "name": "model", "in": "path", "required": true, "description": "A route name.", "schema": { "type": "string" } }],
-                "responses": openai_responses(json_response("the route", &model_card), &openai_error)
-            }}
-        },
+        "paths": paths,
         "components": {
             "schemas": components,
             "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer", "description": "An API key from the env var `[server] api_keys_env` names; required only when keys are configured." } }
         }
+    })
+}
+
+/// The native door and the operational endpoints.
+fn service_paths(route_request: &Value, route_outcome: &Value) -> Value {
+    json!({
+        "/v1/route": { "post": {
+            "operationId": "route",
+            "summary": "Route one prompt",
+            "security": [{ "apiKey": [] }],
+            "parameters": [request_id_header()],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": route_request } } },
+            "responses": route_responses(route_outcome)
+        }},
+        "/metrics": { "get": {
+            "operationId": "metrics",
+            "summary": "Prometheus metrics",
+            "responses": { "200": { "description": "Prometheus text exposition", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+        }},
+        "/healthz": { "get": {
+            "operationId": "healthz",
+            "summary": "Liveness: 200 while the process runs",
+            "responses": { "200": json_response("alive", &json!({ "type": "object", "properties": { "status": { "const": "ok" } }, "required": ["status"] })) }
+        }},
+        "/readyz": { "get": {
+            "operationId": "readyz",
+            "summary": "Readiness: 200 when a token can be had and the configured models are known",
+            "responses": {
+                "200": json_response("ready", &readiness()),
+                "503": json_response("not ready (with Retry-After)", &readiness())
+            }
+        }},
+        "/openapi.json": { "get": {
+            "operationId": "openapi",
+            "summary": "This document",
+            "responses": { "200": json_response("the OpenAPI document", &json!({ "type": "object" })) }
+        }}
+    })
+}
+
+/// The OpenAI-compatible door.
+fn openai_paths(
+    chat_request: &Value,
+    chat_completion: &Value,
+    chat_chunk: &Value,
+    model_list: &Value,
+    model_card: &Value,
+    openai_error: &Value,
+) -> Value {
+    json!({
+        "/v1/chat/completions": { "post": {
+            "operationId": "createChatCompletion",
+            "summary": "OpenAI-compatible chat completion through a route",
+            "description": "`model` names a route. The messages are rendered into the gateway prompt: one user message is its text; otherwise each message is `System|User|Assistant[ (name)]: text`, joined by blank lines. Parameters the gateway cannot honour are refused by name (400 `unsupported_parameter`). With `stream: true` the answer is Server-Sent Events of `chat.completion.chunk` ending in `data: [DONE]`; the gateway answers whole, so the content arrives as one delta.",
+            "tags": ["openai"],
+            "security": [{ "apiKey": [] }],
+            "parameters": [request_id_header(), sticky_key_header()],
+            "requestBody": { "required": true, "content": { "application/json": { "schema": chat_request } } },
+            "responses": openai_responses(
+                json!({ "description": "the answer (a `chat.completion`, or with `stream: true` an event stream of `chat.completion.chunk`)", "content": {
+                    "application/json": { "schema": chat_completion },
+                    "text/event-stream": { "schema": { "type": "string", "description": "`data: <chunk>` events, then `data: [DONE]`" }, "x-chunk-schema": chat_chunk }
+                } }),
+                openai_error
+            )
+        }},
+        "/v1/models": { "get": {
+            "operationId": "listModels",
+            "summary": "The routes, as OpenAI models",
+            "tags": ["openai"],
+            "security": [{ "apiKey": [] }],
+            "responses": openai_responses(json_response("the routes", model_list), openai_error)
+        }},
+        "/v1/models/{model}": { "get": {
+            "operationId": "retrieveModel",
+            "summary": "One route, as an OpenAI model",
+            "tags": ["openai"],
+            "security": [{ "apiKey": [] }],
+            "parameters": [{ "name": "model", "in": "path", "required": true, "description": "A route name.", "schema": { "type": "string" } }],
+            "responses": openai_responses(json_response("the route", model_card), openai_error)
+        }}
     })
 }
 

@@ -53,41 +53,46 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer 
         record(&state, &request);
     }
 
-    let answer = match (&request.method, request.path.as_str()) {
-        (_, p) if p.starts_with("/__admin/") => admin::handle(&state, &request),
+    let answer = dispatch(&state, &request).await;
+    finish(&state, is_admin, answer)
+}
+
+/// The endpoint's answer to `request`.
+async fn dispatch(state: &State, request: &Received) -> Answer {
+    match (&request.method, request.path.as_str()) {
+        (_, p) if p.starts_with("/__admin/") => admin::handle(state, request),
         (&Method::POST, "/oauth/token") => {
             LiveCounters::bump(&state.counters.token_requests);
-            oauth::token(&state, &request).await
+            oauth::token(state, request).await
         }
         (&Method::POST, "/api/v2/ai/gateway/prompts") => {
             LiveCounters::bump(&state.counters.prompt_requests);
             let _in_flight = state.counters.enter();
-            prompts::prompt(&state, &request).await
+            prompts::prompt(state, request).await
         }
         (&Method::GET, "/api/v2/ai/models") => {
             LiveCounters::bump(&state.counters.model_requests);
-            Ok(catalogue::list(&state, &request))
+            Ok(catalogue::list(state, request))
         }
         (&Method::GET, p) if p.starts_with("/api/v2/ai/models/") => {
             LiveCounters::bump(&state.counters.model_requests);
             Ok(catalogue::get(
-                &state,
-                &request,
+                state,
+                request,
                 &p["/api/v2/ai/models/".len()..],
             ))
         }
         _ => {
             LiveCounters::bump(&state.counters.other_requests);
             Ok(error(
-                &state,
-                seq,
+                state,
+                request.seq,
                 StatusCode::NOT_FOUND,
                 CODE_NOT_FOUND,
                 "No such resource",
             ))
         }
-    };
-    finish(&state, is_admin, answer)
+    }
 }
 
 /// Counts the answer's status (or the dropped connection).

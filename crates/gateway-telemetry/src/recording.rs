@@ -5,7 +5,7 @@ use std::fmt;
 use std::time::Duration;
 
 use gateway_model::{Outcome, RetryReason};
-use metrics::{Counter, Gauge, Histogram, Unit};
+use metrics::{Counter, Gauge, Histogram, KeyName, SharedString, Unit};
 
 use crate::metric_names::{
     ATTEMPTS_TOTAL, AUDIT_ENTRIES_TOTAL, BUILD_INFO, FALLBACKS_TOTAL, FLEET_DEGRADED,
@@ -99,77 +99,119 @@ pub(crate) fn outcome_index(outcome: Outcome) -> usize {
 /// Call it once after installing a recorder ([`install`](crate::install) and
 /// [`LocalMetrics::new`](crate::LocalMetrics::new) already do).
 pub fn describe() {
-    use metrics::{describe_counter, describe_gauge, describe_histogram};
-    describe_counter!(
-        REQUESTS_TOTAL,
-        Unit::Count,
-        "Finished calls per model, by outcome."
-    );
-    describe_histogram!(
-        REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "Duration of a model's part of a call, retries included."
-    );
-    describe_histogram!(
-        OVERHEAD_SECONDS,
-        Unit::Seconds,
-        "Time the router spent outside the upstream HTTP call."
-    );
-    describe_counter!(ATTEMPTS_TOTAL, Unit::Count, "HTTP attempts sent per model.");
-    describe_counter!(
-        RETRIES_TOTAL,
-        Unit::Count,
-        "Retried HTTP attempts per model, by reason."
-    );
-    describe_counter!(
-        FALLBACKS_TOTAL,
-        Unit::Count,
-        "Fallbacks from one model to the next, by the reason the first failed."
-    );
-    describe_histogram!(
-        LIMITER_WAIT_SECONDS,
-        Unit::Seconds,
-        "Time spent waiting for a concurrency-limiter slot."
-    );
-    describe_gauge!(
-        IN_FLIGHT_REQUESTS,
-        Unit::Count,
-        "Calls in flight per model."
-    );
-    describe_counter!(
-        TOKEN_REFRESHES_TOTAL,
-        Unit::Count,
-        "OAuth token refreshes, by result."
-    );
-    describe_counter!(
-        TOKENS_TOTAL,
-        Unit::Count,
-        "Tokens the gateway reported per model, by kind (prompt, completion)."
-    );
-    describe_counter!(
-        HTTP_REQUESTS_TOTAL,
-        Unit::Count,
-        "HTTP requests the service answered, by path and status."
-    );
-    describe_histogram!(
-        HTTP_REQUEST_DURATION_SECONDS,
-        Unit::Seconds,
-        "Time the HTTP service took to answer, by path."
-    );
-    describe_gauge!(
-        BUILD_INFO,
-        "Always 1; labels name the version and the service."
-    );
-    describe_gauge!(
-        FLEET_DEGRADED,
-        "1 while this fleet replica runs on local state (Redis unreachable), else 0."
-    );
-    describe_counter!(
-        AUDIT_ENTRIES_TOTAL,
-        Unit::Count,
-        "Audit entries, by what happened to them."
-    );
+    metrics::with_recorder(|recorder| {
+        for (name, kind, unit, help) in DESCRIPTIONS {
+            let (key, help) = (KeyName::from_const_str(name), SharedString::const_str(help));
+            match kind {
+                Kind::Counter => recorder.describe_counter(key, unit, help),
+                Kind::Gauge => recorder.describe_gauge(key, unit, help),
+                Kind::Histogram => recorder.describe_histogram(key, unit, help),
+            }
+        }
+    });
 }
+
+/// The kind of a metric, for its description.
+#[derive(Clone, Copy)]
+enum Kind {
+    Counter,
+    Gauge,
+    Histogram,
+}
+
+/// Every metric's name, kind, unit and help text.
+const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 15] = [
+    (
+        REQUESTS_TOTAL,
+        Kind::Counter,
+        Some(Unit::Count),
+        "Finished calls per model, by outcome.",
+    ),
+    (
+        REQUEST_DURATION_SECONDS,
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Duration of a model's part of a call, retries included.",
+    ),
+    (
+        OVERHEAD_SECONDS,
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Time the router spent outside the upstream HTTP call.",
+    ),
+    (
+        ATTEMPTS_TOTAL,
+        Kind::Counter,
+        Some(Unit::Count),
+        "HTTP attempts sent per model.",
+    ),
+    (
+        RETRIES_TOTAL,
+        Kind::Counter,
+        Some(Unit::Count),
+        "Retried HTTP attempts per model, by reason.",
+    ),
+    (
+        FALLBACKS_TOTAL,
+        Kind::Counter,
+        Some(Unit::Count),
+        "Fallbacks from one model to the next, by the reason the first failed.",
+    ),
+    (
+        LIMITER_WAIT_SECONDS,
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Time spent waiting for a concurrency-limiter slot.",
+    ),
+    (
+        IN_FLIGHT_REQUESTS,
+        Kind::Gauge,
+        Some(Unit::Count),
+        "Calls in flight per model.",
+    ),
+    (
+        TOKEN_REFRESHES_TOTAL,
+        Kind::Counter,
+        Some(Unit::Count),
+        "OAuth token refreshes, by result.",
+    ),
+    (
+        TOKENS_TOTAL,
+        Kind::Counter,
+        Some(Unit::Count),
+        "Tokens the gateway reported per model, by kind (prompt, completion).",
+    ),
+    (
+        HTTP_REQUESTS_TOTAL,
+        Kind::Counter,
+        Some(Unit::Count),
+        "HTTP requests the service answered, by path and status.",
+    ),
+    (
+        HTTP_REQUEST_DURATION_SECONDS,
+        Kind::Histogram,
+        Some(Unit::Seconds),
+        "Time the HTTP service took to answer, by path.",
+    ),
+    (
+        BUILD_INFO,
+        Kind::Gauge,
+        None,
+        "Always 1; labels name the version and the service.",
+    ),
+    (
+        FLEET_DEGRADED,
+        Kind::Gauge,
+        None,
+        "1 while this fleet replica runs on local state (Redis unreachable), else 0.",
+    ),
+    (
+        AUDIT_ENTRIES_TOTAL,
+        Kind::Counter,
+        Some(Unit::Count),
+        "Audit entries, by what happened to them.",
+    ),
+];
 
 /// Cached metric handles for one model, created once per model id from config.
 ///

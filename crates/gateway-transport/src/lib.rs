@@ -33,23 +33,26 @@
 
 mod bearer;
 mod budget;
+mod call;
 mod circuits;
 mod client;
 pub mod clock;
+mod config;
 mod error;
 mod limiter;
+mod pacing;
 mod rate_budget;
 mod retry;
 mod transport;
 
 pub use bearer::{AccessToken, BoxFuture, StaticToken, TokenError, TokenSource};
 pub use budget::RetryBudget;
+pub use call::{Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID};
 pub use circuits::SharedCircuits;
 pub use client::{ClientOptions, Exchange, HttpClient};
+pub use config::TransportConfig;
 pub use error::{CallStats, ErrorKind, TransportError};
 pub use limiter::{Limiter, LimiterTimeout, Permit};
 pub use rate_budget::{Gcra, LocalRateBudget, RateBudget};
 pub use retry::{Disposition, RETRY_AFTER_CEILING, RetryPolicy, Wait, parse_retry_after};
-pub use transport::{
-    Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, Transport, TransportConfig,
-};
+pub use transport::Transport;

@@ -1,226 +1,38 @@
 //! The dispatch loop: limiter, bearer token, attempts with timeouts, retries with
 //! backoff and `Retry-After`, the retry budget, the overall deadline.
 
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use gateway_model::{ErrorBody, MAX_REQUEST_BYTES, RetryReason, RouterConfig};
-use http::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderName, HeaderValue, RETRY_AFTER, USER_AGENT,
-};
-use http::{HeaderMap, Method, Request, StatusCode, Uri, Version};
+use gateway_model::{ErrorBody, RetryReason};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER, USER_AGENT};
+use http::{HeaderMap, Request, Uri};
 use http_body_util::Full;
 use tokio::time::Instant;
 
 use crate::bearer::{AccessToken, TokenSource};
 use crate::budget::RetryBudget;
-use crate::client::{ClientOptions, Exchange, HttpClient};
+use crate::call::{Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, check_call};
+use crate::client::{Exchange, HttpClient};
+use crate::config::TransportConfig;
 use crate::error::{CallStats, ErrorKind, TransportError};
 use crate::limiter::{Limiter, Permit};
+use crate::pacing::Pacing;
 use crate::rate_budget::{LocalRateBudget, RateBudget};
 use crate::retry::{Disposition, RetryPolicy, Wait, parse_retry_after};
 
-/// The idempotency key header: one value per logical call, the same on every attempt.
-pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-genesys-request-id");
-/// The correlation header: one value per routed call, shared by its fallbacks.
-pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
-/// The correlation id Genesys Cloud puts on every answer.
-pub const ININ_CORRELATION_ID: HeaderName = HeaderName::from_static("inin-correlation-id");
-const RATELIMIT_COUNT: HeaderName = HeaderName::from_static("inin-ratelimit-count");
-const RATELIMIT_ALLOWED: HeaderName = HeaderName::from_static("inin-ratelimit-allowed");
-const RATELIMIT_RESET: HeaderName = HeaderName::from_static("inin-ratelimit-reset");
-
-/// Everything the transport needs to know.
-#[derive(Debug, Clone)]
-pub struct TransportConfig {
-    /// API base URL, such as `https://api.mypurecloud.com`.
-    pub base_url: String,
-    /// How to connect and what to trust.
-    pub client: ClientOptions,
-    /// Most calls in flight at once.
-    pub max_concurrency: usize,
-    /// Longest wait for a slot.
-    pub limiter_timeout: Duration,
-    /// Timeout of one attempt (sending, waiting, reading the body).
-    pub attempt_timeout: Duration,
-    /// Deadline of a whole call, retries included (a call may bring its own).
-    pub deadline: Duration,
-    /// Which failures are retried, and how.
-    pub retry: RetryPolicy,
-    /// Retries allowed per request (the retry budget's ratio).
-    pub budget_ratio: f64,
-    /// Retries per second always allowed.
-    pub budget_min_per_sec: u32,
-    /// The `User-Agent` sent.
-    pub user_agent: String,
-    /// Requests per minute the OAuth client may send (`None`: not paced).
-    pub requests_per_minute: Option<u32>,
-    /// The pace's burst.
-    pub rate_burst: u32,
+/// The header values that identify a call, checked once: its request id and its
+/// correlation id, if any.
+struct Ids {
+    request_id: HeaderValue,
+    correlation_id: Option<HeaderValue>,
 }
 
-impl TransportConfig {
-    /// Defaults (those of `gateway_model::RouterConfig`) for `base_url`.
-    pub fn new(base_url: impl Into<String>) -> Self {
-        let limits = gateway_model::LimitsConfig::default();
-        let retry = gateway_model::RetryConfig::default();
-        Self::from_parts(base_url.into(), &limits, &retry, ClientOptions::default())
-    }
-
-    /// The transport a [`RouterConfig`] describes (the environment's API base, limits,
-    /// retry policy, TLS trust). Reads the extra CA file if one is configured.
-    pub fn from_router_config(config: &RouterConfig) -> Result<Self, ErrorKind> {
-        let endpoints = config
-            .environment
-            .resolve()
-            .map_err(|e| ErrorKind::Setup(e.to_string()))?;
-        let mut client = ClientOptions {
-            roots: config.tls.roots,
-            allow_insecure_http: config.environment.allow_insecure_http,
-            connect_timeout: Duration::from_millis(config.limits.connect_timeout_ms),
-            max_response_bytes: usize::try_from(config.limits.max_response_bytes)
-                .unwrap_or(usize::MAX),
-            ..ClientOptions::default()
-        };
-        if let Some(path) = &config.tls.extra_ca_file {
-            client = client.extra_ca_file(path)?;
-        }
-        Ok(Self::from_parts(
-            endpoints.api_base,
-            &config.limits,
-            &config.retry,
-            client,
-        ))
-    }
-
-    fn from_parts(
-        base_url: String,
-        limits: &gateway_model::LimitsConfig,
-        retry: &gateway_model::RetryConfig,
-        client: ClientOptions,
-    ) -> Self {
-        Self {
-            base_url,
-            client,
-            max_concurrency: usize::try_from(limits.max_concurrency).unwrap_or(usize::MAX),
-            limiter_timeout: Duration::from_millis(limits.limiter_timeout_ms),
-            attempt_timeout: Duration::from_millis(limits.attempt_timeout_ms),
-            deadline: Duration::from_millis(limits.deadline_ms),
-            retry: RetryPolicy::from_config(retry),
-            budget_ratio: retry.budget_ratio,
-            budget_min_per_sec: retry.budget_min_per_s,
-            user_agent: format!("genesys-router/{}", env!("CARGO_PKG_VERSION")),
-            requests_per_minute: limits.requests_per_minute,
-            rate_burst: limits.rate_burst,
-        }
-    }
-}
-
-/// One logical call: sent once, retried with the same request id.
-#[derive(Debug, Clone)]
-pub struct Call {
-    /// The method.
-    pub method: Method,
-    /// The absolute URL (see [`Transport::url`]).
-    pub uri: Uri,
-    /// The JSON body (empty for `GET`).
-    pub body: Bytes,
-    /// The `X-Genesys-Request-Id`, identical on every attempt.
-    pub request_id: String,
-    /// The `X-Correlation-Id`, if any.
-    pub correlation_id: Option<String>,
-    /// A deadline for this call, replacing the configured one (a router passes the
-    /// remaining time of a whole fallback chain).
-    pub deadline: Option<Instant>,
-    /// A cap on `Retry-After` for this call, replacing the policy's (a router with a
-    /// fallback at hand would rather fail over than wait long).
-    pub max_retry_after: Option<Duration>,
-    /// More headers sent on every attempt (such as `traceparent`); the transport's own
-    /// (`Authorization`, the ids, `Accept`, `Content-Type`, `User-Agent`) win over them.
-    pub headers: HeaderMap,
-}
-
-impl Call {
-    /// A JSON `POST` of `body` to `uri`.
-    pub fn post(uri: Uri, body: impl Into<Bytes>, request_id: impl Into<String>) -> Self {
-        Self {
-            method: Method::POST,
-            uri,
-            body: body.into(),
-            request_id: request_id.into(),
-            correlation_id: None,
-            deadline: None,
-            max_retry_after: None,
-            headers: HeaderMap::new(),
-        }
-    }
-
-    /// A `GET` of `uri`.
-    pub fn get(uri: Uri, request_id: impl Into<String>) -> Self {
-        Self {
-            method: Method::GET,
-            body: Bytes::new(),
-            ..Self::post(uri, Bytes::new(), request_id)
-        }
-    }
-
-    /// Sets the `X-Correlation-Id`.
-    #[must_use]
-    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
-        self.correlation_id = Some(id.into());
-        self
-    }
-
-    /// Sets the deadline.
-    #[must_use]
-    pub fn deadline(mut self, deadline: Instant) -> Self {
-        self.deadline = Some(deadline);
-        self
-    }
-
-    /// Sets the `Retry-After` cap for this call.
-    #[must_use]
-    pub fn max_retry_after(mut self, cap: Duration) -> Self {
-        self.max_retry_after = Some(cap);
-        self
-    }
-
-    /// Adds a header sent on every attempt.
-    #[must_use]
-    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
-        self.headers.append(name, value);
-        self
-    }
-}
-
-/// A successful (2xx) answer.
-#[derive(Debug, Clone)]
-pub struct Answer {
-    /// The status.
-    pub status: StatusCode,
-    /// The HTTP version used.
-    pub version: Version,
-    /// The headers.
-    pub headers: HeaderMap,
-    /// The body.
-    pub body: Bytes,
-    /// Attempts, retries and timings.
-    pub stats: CallStats,
-}
-
-impl Answer {
-    /// The body as JSON of type `T`.
-    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorKind> {
-        serde_json::from_slice(&self.body).map_err(|e| ErrorKind::Decode(e.to_string()))
-    }
-
-    /// The `ININ-Correlation-Id` header.
-    pub fn upstream_correlation_id(&self) -> Option<&str> {
-        self.headers
-            .get(ININ_CORRELATION_ID)
-            .and_then(|v| v.to_str().ok())
-    }
+/// One attempt's exchange (or its failure) and the token it was sent with.
+struct Sent {
+    result: Result<Exchange, ErrorKind>,
+    token: Option<AccessToken>,
 }
 
 /// What one attempt's result means for the call.
@@ -253,35 +65,6 @@ fn give_up(wait: Wait, failure: ErrorKind) -> ErrorKind {
     }
 }
 
-/// Checks the call's size and header values before anything is sent.
-fn check_call(call: &Call) -> Result<(HeaderValue, Option<HeaderValue>), ErrorKind> {
-    if call.body.len() > MAX_REQUEST_BYTES {
-        return Err(ErrorKind::RequestTooLarge {
-            size: call.body.len(),
-            limit: MAX_REQUEST_BYTES,
-        });
-    }
-    let request_id =
-        HeaderValue::from_str(&call.request_id).map_err(|_| ErrorKind::InvalidHeader {
-            name: "x-genesys-request-id",
-        })?;
-    let correlation_id = call
-        .correlation_id
-        .as_deref()
-        .map(HeaderValue::from_str)
-        .transpose()
-        .map_err(|_| ErrorKind::InvalidHeader {
-            name: "x-correlation-id",
-        })?;
-    Ok((request_id, correlation_id))
-}
-
-/// A pause asked for by `inin-ratelimit-*` headers: nothing is sent before `until`.
-#[derive(Debug, Default)]
-struct Pacing {
-    until: Option<Instant>,
-}
-
 /// The transport: a shared client, a limiter, a retry policy and budget, and a token hook.
 ///
 /// ```no_run
@@ -304,7 +87,7 @@ struct Inner {
     client: HttpClient,
     limiter: Limiter,
     budget: RetryBudget,
-    pacing: Mutex<Pacing>,
+    pacing: Pacing,
     tokens: Option<Arc<dyn TokenSource>>,
     rate: Option<Arc<dyn RateBudget>>,
     config: TransportConfig,
@@ -334,7 +117,7 @@ impl Transport {
             inner: Arc::new(Inner {
                 limiter: Limiter::new(config.max_concurrency, config.limiter_timeout),
                 budget: RetryBudget::new(config.budget_ratio, config.budget_min_per_sec),
-                pacing: Mutex::new(Pacing::default()),
+                pacing: Pacing::default(),
                 tokens: None,
                 rate: config.requests_per_minute.map(|per_minute| {
                     Arc::new(LocalRateBudget::new(per_minute, config.rate_burst))
@@ -384,7 +167,7 @@ impl Transport {
                 self.inner.config.budget_ratio,
                 self.inner.config.budget_min_per_sec,
             ),
-            pacing: Mutex::new(Pacing::default()),
+            pacing: Pacing::default(),
             tokens,
             rate,
             config: self.inner.config.clone(),
@@ -448,6 +231,10 @@ impl Transport {
             .deadline
             .unwrap_or_else(|| crate::clock::later(started, inner.config.deadline));
         let (request_id, correlation_id) = check_call(call)?;
+        let ids = Ids {
+            request_id,
+            correlation_id,
+        };
         inner.budget.deposit();
 
         let mut refreshed = false;
@@ -457,30 +244,10 @@ impl Transport {
             last,
         };
         loop {
-            self.pace(deadline, stats).await?;
-            self.keep_rate(deadline, stats).await?;
-            // The token first, bounded by the deadline, so no slot is held while waiting for it.
-            let token = match &inner.tokens {
-                Some(source) => match tokio::time::timeout_at(deadline, source.token()).await {
-                    Ok(token) => Some(token?),
-                    Err(_) => return Err(past_deadline(last_failure)),
-                },
-                None => None,
-            };
-            let permit = self.acquire(deadline, stats).await?;
-            let remaining = deadline.saturating_duration_since(Instant::now());
-            if remaining.is_zero() {
+            let Some(sent) = self.attempt(call, &ids, deadline, stats).await? else {
                 return Err(past_deadline(last_failure));
-            }
-            let request = self.request(call, &request_id, correlation_id.as_ref(), token.as_ref());
-            let timeout = inner.config.attempt_timeout.min(remaining);
-            let sent = Instant::now();
-            stats.attempts += 1;
-            let result = inner.client.send(request, timeout).await;
-            stats.upstream += sent.elapsed();
-            drop(permit);
-
-            match self.judge(result, stats) {
+            };
+            match self.judge(sent.result, stats) {
                 Step::Done(exchange) => return Ok(exchange),
                 // The attempt was cut short by the call's deadline, not by its own timeout.
                 Step::Retry {
@@ -490,7 +257,7 @@ impl Transport {
                     return Err(past_deadline(last_failure));
                 }
                 Step::Fail(kind) => return Err(kind),
-                Step::Refresh(body) => match (&inner.tokens, token) {
+                Step::Refresh(body) => match (&inner.tokens, sent.token) {
                     (Some(source), Some(token)) if !refreshed => {
                         source.invalidate(&token);
                         refreshed = true;
@@ -504,26 +271,78 @@ impl Transport {
                     retry_after,
                     failure,
                 } => {
-                    let remaining = deadline.saturating_duration_since(Instant::now());
-                    let mut policy = inner.config.retry;
-                    if let Some(cap) = call.max_retry_after {
-                        policy.max_retry_after = policy.max_retry_after.min(cap);
-                    }
-                    let wait = policy.wait(stats.attempts, retry_after, remaining, fastrand::f64());
-                    let Wait::Sleep(wait) = wait else {
-                        return Err(give_up(wait, failure));
-                    };
-                    if !inner.budget.try_withdraw() {
-                        stats.budget_exhausted = true;
-                        return Err(failure);
-                    }
-                    last_failure = Some(failure.to_string());
+                    let text = failure.to_string();
+                    let wait = self.retry_wait(call, deadline, retry_after, failure, stats)?;
+                    last_failure = Some(text);
                     stats.retries[reason.index()] += 1;
                     stats.backoff += wait;
                     tokio::time::sleep(wait).await;
                 }
             }
         }
+    }
+
+    /// One attempt: the pace kept, a token, a limiter slot, and the exchange within its
+    /// timeout. `None` when the deadline passes before anything is sent.
+    async fn attempt(
+        &self,
+        call: &Call,
+        ids: &Ids,
+        deadline: Instant,
+        stats: &mut CallStats,
+    ) -> Result<Option<Sent>, ErrorKind> {
+        let inner = &*self.inner;
+        self.pace(deadline, stats).await?;
+        self.keep_rate(deadline, stats).await?;
+        // The token first, bounded by the deadline, so no slot is held while waiting for it.
+        let token = match &inner.tokens {
+            Some(source) => match tokio::time::timeout_at(deadline, source.token()).await {
+                Ok(token) => Some(token?),
+                Err(_) => return Ok(None),
+            },
+            None => None,
+        };
+        let permit = self.acquire(deadline, stats).await?;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        if remaining.is_zero() {
+            return Ok(None);
+        }
+        let request = self.request(call, ids, token.as_ref());
+        let timeout = inner.config.attempt_timeout.min(remaining);
+        let sent = Instant::now();
+        stats.attempts += 1;
+        let result = inner.client.send(request, timeout).await;
+        stats.upstream += sent.elapsed();
+        drop(permit);
+        Ok(Some(Sent { result, token }))
+    }
+
+    /// How long to wait before retrying a `failure`, or the error the call ends with:
+    /// the policy's backoff or `Retry-After` within the time left, if the retry budget
+    /// allows one more.
+    fn retry_wait(
+        &self,
+        call: &Call,
+        deadline: Instant,
+        retry_after: Option<Duration>,
+        failure: ErrorKind,
+        stats: &mut CallStats,
+    ) -> Result<Duration, ErrorKind> {
+        let inner = &*self.inner;
+        let remaining = deadline.saturating_duration_since(Instant::now());
+        let mut policy = inner.config.retry;
+        if let Some(cap) = call.max_retry_after {
+            policy.max_retry_after = policy.max_retry_after.min(cap);
+        }
+        let wait = policy.wait(stats.attempts, retry_after, remaining, fastrand::f64());
+        let Wait::Sleep(wait) = wait else {
+            return Err(give_up(wait, failure));
+        };
+        if !inner.budget.try_withdraw() {
+            stats.budget_exhausted = true;
+            return Err(failure);
+        }
+        Ok(wait)
     }
 
     /// What one attempt's result means for the call.
@@ -588,13 +407,7 @@ impl Transport {
 
     /// Waits out a pause announced by `inin-ratelimit-*` headers, if it ends before the deadline.
     async fn pace(&self, deadline: Instant, stats: &mut CallStats) -> Result<(), ErrorKind> {
-        let until = self
-            .inner
-            .pacing
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .until;
-        let Some(until) = until.filter(|u| *u > Instant::now()) else {
+        let Some(until) = self.inner.pacing.until() else {
             return Ok(());
         };
         if until >= deadline {
@@ -635,31 +448,13 @@ impl Transport {
     /// Remembers a spent rate limit (`count >= allowed`) so that no request is sent
     /// before it resets.
     fn observe_rate_limit(&self, headers: &HeaderMap) {
-        let number =
-            |name: &HeaderName| headers.get(name)?.to_str().ok()?.trim().parse::<u64>().ok();
-        let (Some(count), Some(allowed), Some(reset)) = (
-            number(&RATELIMIT_COUNT),
-            number(&RATELIMIT_ALLOWED),
-            number(&RATELIMIT_RESET),
-        ) else {
-            return;
-        };
-        if count >= allowed && reset > 0 {
-            // The header is hostile: its wait is capped before it meets the clock.
-            let wait = Duration::from_secs(reset).min(self.inner.config.retry.max_retry_after);
+        let cap = self.inner.config.retry.max_retry_after;
+        if let Some(wait) = self.inner.pacing.observe(headers, cap) {
             self.pause_rate(wait);
-            let until = crate::clock::from_now(wait);
-            let mut pacing = self
-                .inner
-                .pacing
-                .lock()
-                .unwrap_or_else(PoisonError::into_inner);
-            if pacing.until.is_none_or(|u| u < until) {
-                pacing.until = Some(until);
-            }
         }
     }
 
+    /// A limiter slot, waiting at most the limiter timeout and never past `deadline`.
     async fn acquire(&self, deadline: Instant, stats: &mut CallStats) -> Result<Permit, ErrorKind> {
         let limiter = &self.inner.limiter;
         let wait = limiter
@@ -671,13 +466,8 @@ impl Transport {
         Ok(permit?)
     }
 
-    fn request(
-        &self,
-        call: &Call,
-        request_id: &HeaderValue,
-        correlation_id: Option<&HeaderValue>,
-        token: Option<&AccessToken>,
-    ) -> Request<Full<Bytes>> {
+    /// The HTTP request of one attempt.
+    fn request(&self, call: &Call, ids: &Ids, token: Option<&AccessToken>) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(call.body.clone()));
         *request.method_mut() = call.method.clone();
         *request.uri_mut() = call.uri.clone();
@@ -688,8 +478,8 @@ impl Transport {
         if !call.body.is_empty() {
             headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
         }
-        headers.insert(REQUEST_ID, request_id.clone());
-        if let Some(id) = correlation_id {
+        headers.insert(REQUEST_ID, ids.request_id.clone());
+        if let Some(id) = &ids.correlation_id {
             headers.insert(CORRELATION_ID, id.clone());
         }
         if let Some(token) = token {

@@ -190,20 +190,7 @@ impl ChatCall {
 
 impl ChatCompletionRequest {
     fn into_call(self, headers: &HeaderMap) -> Result<(RouteRequest, ChatCall), OpenAiError> {
-        if let Some((param, value)) = unsupported(&self.rest, "") {
-            let message = if param == "n" {
-                format!(
-                    "`n` = {value} is not supported: the Genesys Cloud AI Gateway answers one choice"
-                )
-            } else {
-                format!("`{param}` is not supported by the Genesys Cloud AI Gateway; remove it")
-            };
-            return Err(OpenAiError::invalid(
-                Some(param),
-                "unsupported_parameter",
-                message,
-            ));
-        }
+        refuse_unsupported(&self.rest)?;
         let model = self.model.ok_or_else(|| OpenAiError::missing("model"))?;
         let messages = self
             .messages
@@ -222,17 +209,8 @@ impl ChatCompletionRequest {
                 "give `temperature` or `tuning`, not both".into(),
             ));
         }
-        let (max_tokens, max_tokens_param) = match (self.max_tokens, self.max_completion_tokens) {
-            (Some(_), Some(_)) => {
-                return Err(OpenAiError::invalid(
-                    Some("max_tokens".into()),
-                    "conflicting_parameters",
-                    "give `max_completion_tokens` or `max_tokens`, not both".into(),
-                ));
-            }
-            (Some(n), None) => (Some(n), "max_tokens"),
-            (None, n) => (n, "max_completion_tokens"),
-        };
+        let (max_tokens, max_tokens_param) =
+            token_cap(self.max_tokens, self.max_completion_tokens)?;
         let mut request = RouteRequest::new(model, render(&messages)?);
         request.tuning = self.tuning.unwrap_or_default();
         request.temperature = self.temperature;
@@ -260,6 +238,40 @@ impl ChatCompletionRequest {
             sticky_key_param,
         };
         Ok((request, call))
+    }
+}
+
+/// Refuses the first parameter the gateway cannot honour, by name.
+fn refuse_unsupported(rest: &Map<String, Value>) -> Result<(), OpenAiError> {
+    let Some((param, value)) = unsupported(rest, "") else {
+        return Ok(());
+    };
+    let message = if param == "n" {
+        format!("`n` = {value} is not supported: the Genesys Cloud AI Gateway answers one choice")
+    } else {
+        format!("`{param}` is not supported by the Genesys Cloud AI Gateway; remove it")
+    };
+    Err(OpenAiError::invalid(
+        Some(param),
+        "unsupported_parameter",
+        message,
+    ))
+}
+
+/// The token cap asked for and the parameter that asked (`max_tokens`, or the newer
+/// `max_completion_tokens`); both at once is refused.
+fn token_cap(
+    max_tokens: Option<u32>,
+    max_completion_tokens: Option<u32>,
+) -> Result<(Option<u32>, &'static str), OpenAiError> {
+    match (max_tokens, max_completion_tokens) {
+        (Some(_), Some(_)) => Err(OpenAiError::invalid(
+            Some("max_tokens".into()),
+            "conflicting_parameters",
+            "give `max_completion_tokens` or `max_tokens`, not both".into(),
+        )),
+        (Some(n), None) => Ok((Some(n), "max_tokens")),
+        (None, n) => Ok((n, "max_completion_tokens")),
     }
 }
 

@@ -1,0 +1,148 @@
+//! One logical call as the transport takes it, the headers that identify it, and the
+//! successful answer it gives back.
+
+use std::time::Duration;
+
+use bytes::Bytes;
+use gateway_model::MAX_REQUEST_BYTES;
+use http::header::{HeaderName, HeaderValue};
+use http::{HeaderMap, Method, StatusCode, Uri, Version};
+use tokio::time::Instant;
+
+use crate::error::{CallStats, ErrorKind};
+
+/// The idempotency key header: one value per logical call, the same on every attempt.
+pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-genesys-request-id");
+/// The correlation header: one value per routed call, shared by its fallbacks.
+pub const CORRELATION_ID: HeaderName = HeaderName::from_static("x-correlation-id");
+/// The correlation id Genesys Cloud puts on every answer.
+pub const ININ_CORRELATION_ID: HeaderName = HeaderName::from_static("inin-correlation-id");
+
+/// One logical call: sent once, retried with the same request id.
+#[derive(Debug, Clone)]
+pub struct Call {
+    /// The method.
+    pub method: Method,
+    /// The absolute URL (see [`Transport::url`](crate::Transport::url)).
+    pub uri: Uri,
+    /// The JSON body (empty for `GET`).
+    pub body: Bytes,
+    /// The `X-Genesys-Request-Id`, identical on every attempt.
+    pub request_id: String,
+    /// The `X-Correlation-Id`, if any.
+    pub correlation_id: Option<String>,
+    /// A deadline for this call, replacing the configured one (a router passes the
+    /// remaining time of a whole fallback chain).
+    pub deadline: Option<Instant>,
+    /// A cap on `Retry-After` for this call, replacing the policy's (a router with a
+    /// fallback at hand would rather fail over than wait long).
+    pub max_retry_after: Option<Duration>,
+    /// More headers sent on every attempt (such as `traceparent`); the transport's own
+    /// (`Authorization`, the ids, `Accept`, `Content-Type`, `User-Agent`) win over them.
+    pub headers: HeaderMap,
+}
+
+impl Call {
+    /// A JSON `POST` of `body` to `uri`.
+    pub fn post(uri: Uri, body: impl Into<Bytes>, request_id: impl Into<String>) -> Self {
+        Self {
+            method: Method::POST,
+            uri,
+            body: body.into(),
+            request_id: request_id.into(),
+            correlation_id: None,
+            deadline: None,
+            max_retry_after: None,
+            headers: HeaderMap::new(),
+        }
+    }
+
+    /// A `GET` of `uri`.
+    pub fn get(uri: Uri, request_id: impl Into<String>) -> Self {
+        Self {
+            method: Method::GET,
+            body: Bytes::new(),
+            ..Self::post(uri, Bytes::new(), request_id)
+        }
+    }
+
+    /// Sets the `X-Correlation-Id`.
+    #[must_use]
+    pub fn correlation_id(mut self, id: impl Into<String>) -> Self {
+        self.correlation_id = Some(id.into());
+        self
+    }
+
+    /// Sets the deadline.
+    #[must_use]
+    pub fn deadline(mut self, deadline: Instant) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Sets the `Retry-After` cap for this call.
+    #[must_use]
+    pub fn max_retry_after(mut self, cap: Duration) -> Self {
+        self.max_retry_after = Some(cap);
+        self
+    }
+
+    /// Adds a header sent on every attempt.
+    #[must_use]
+    pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
+        self.headers.append(name, value);
+        self
+    }
+}
+
+/// A successful (2xx) answer.
+#[derive(Debug, Clone)]
+pub struct Answer {
+    /// The status.
+    pub status: StatusCode,
+    /// The HTTP version used.
+    pub version: Version,
+    /// The headers.
+    pub headers: HeaderMap,
+    /// The body.
+    pub body: Bytes,
+    /// Attempts, retries and timings.
+    pub stats: CallStats,
+}
+
+impl Answer {
+    /// The body as JSON of type `T`.
+    pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorKind> {
+        serde_json::from_slice(&self.body).map_err(|e| ErrorKind::Decode(e.to_string()))
+    }
+
+    /// The `ININ-Correlation-Id` header.
+    pub fn upstream_correlation_id(&self) -> Option<&str> {
+        self.headers
+            .get(ININ_CORRELATION_ID)
+            .and_then(|v| v.to_str().ok())
+    }
+}
+
+/// Checks the call's size and header values before anything is sent.
+pub(crate) fn check_call(call: &Call) -> Result<(HeaderValue, Option<HeaderValue>), ErrorKind> {
+    if call.body.len() > MAX_REQUEST_BYTES {
+        return Err(ErrorKind::RequestTooLarge {
+            size: call.body.len(),
+            limit: MAX_REQUEST_BYTES,
+        });
+    }
+    let request_id =
+        HeaderValue::from_str(&call.request_id).map_err(|_| ErrorKind::InvalidHeader {
+            name: "x-genesys-request-id",
+        })?;
+    let correlation_id = call
+        .correlation_id
+        .as_deref()
+        .map(HeaderValue::from_str)
+        .transpose()
+        .map_err(|_| ErrorKind::InvalidHeader {
+            name: "x-correlation-id",
+        })?;
+    Ok((request_id, correlation_id))
+}
