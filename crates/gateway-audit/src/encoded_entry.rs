@@ -17,7 +17,7 @@ pub struct EncodedEntry {
 impl EncodedEntry {
     /// Encodes `entry` as one compact JSON line.
     pub fn encode(entry: &AuditEntry) -> Result<Self, AuditError> {
-        let mut line = Vec::with_capacity(768);
+        let mut line = Vec::with_capacity(1024);
         serde_json::to_writer(&mut line, entry).map_err(|source| AuditError::Encode {
             id: entry.id,
             source,

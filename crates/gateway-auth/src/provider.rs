@@ -306,14 +306,21 @@ impl ClientCredentials {
 
     /// A valid token: the cached one, or a fresh one.
     pub async fn current_token(&self) -> Result<AccessToken, AuthError> {
-        let now = Instant::now();
-        if let Some(cached) = self.cached().filter(|c| now < c.usable_until) {
-            if now >= cached.refresh_at {
-                self.refresh_in_background(&cached);
-            }
-            return Ok(cached.token.clone());
+        match self.usable_token() {
+            Some(token) => Ok(token),
+            None => self.refresh_now().await,
         }
-        self.refresh_now().await
+    }
+
+    /// The cached token if it is still usable, starting a background refresh when it is
+    /// due for one.
+    fn usable_token(&self) -> Option<AccessToken> {
+        let now = Instant::now();
+        let cached = self.cached().filter(|c| now < c.usable_until)?;
+        if now >= cached.refresh_at {
+            self.refresh_in_background(&cached);
+        }
+        Some(cached.token.clone())
     }
 
     fn cached(&self) -> Option<Arc<Cached>> {
@@ -531,6 +538,10 @@ impl ClientCredentials {
 impl TokenSource for ClientCredentials {
     fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
         Box::pin(async move { self.current_token().await.map_err(TokenError::from) })
+    }
+
+    fn ready_token(&self) -> Option<AccessToken> {
+        self.usable_token()
     }
 
     fn valid_for(&self, token: &AccessToken) -> Option<Duration> {

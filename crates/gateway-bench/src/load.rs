@@ -272,11 +272,51 @@ pub fn router_config(sim: &str, audit_file: &std::path::Path) -> RouterConfig {
     config
 }
 
+/// Parts of the router a load run leaves out, to measure what each costs (the published
+/// scenarios leave out nothing).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Without {
+    /// No audit trail.
+    pub audit: bool,
+    /// No metrics recorder installed.
+    pub metrics: bool,
+}
+
+impl Without {
+    /// Parses `audit` or `metrics`.
+    pub fn parse(names: &[String]) -> anyhow::Result<Self> {
+        let mut without = Self::default();
+        for name in names {
+            match name.as_str() {
+                "audit" => without.audit = true,
+                "metrics" => without.metrics = true,
+                other => bail!("unknown part `{other}` (audit, metrics)"),
+            }
+        }
+        Ok(without)
+    }
+
+    /// Installs the metrics recorder unless left out.
+    fn install_metrics(self) -> anyhow::Result<()> {
+        if !self.metrics {
+            gateway_telemetry::install_at(None).context("installing the metrics recorder")?;
+        }
+        Ok(())
+    }
+
+    /// `config` with the parts left out.
+    fn apply(self, mut config: RouterConfig) -> RouterConfig {
+        config.audit.enabled &= !self.audit;
+        config
+    }
+}
+
 /// Builds the caller for `scenario` against `target` (the simulator, or the sidecar).
 pub async fn caller(
     scenario: Scenario,
     target: &str,
     out_dir: &std::path::Path,
+    without: Without,
 ) -> anyhow::Result<Caller> {
     Ok(match scenario {
         Scenario::Baseline | Scenario::Direct => {
@@ -305,19 +345,20 @@ pub async fn caller(
             })))
         }
         Scenario::Library => {
-            gateway_telemetry::install_at(None).context("installing the metrics recorder")?;
+            without.install_metrics()?;
             let audit = out_dir.join(format!("library-audit-{}.jsonl", std::process::id()));
-            let router = Router::builder(router_config(target, &audit))
+            let router = Router::builder(without.apply(router_config(target, &audit)))
                 .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+                .without_recorder_check()
                 .build()
                 .await
                 .context("building the router")?;
             Caller(CallerKind::Router(router))
         }
         Scenario::Fleet => {
-            gateway_telemetry::install_at(None).context("installing the metrics recorder")?;
+            without.install_metrics()?;
             let audit = out_dir.join(format!("fleet-audit-{}.jsonl", std::process::id()));
-            let mut config = router_config(target, &audit);
+            let mut config = without.apply(router_config(target, &audit));
             // A pace far above what the machine can send: every attempt still reserves
             // its slot in Redis, as a fleet with a rate budget does.
             config.limits.requests_per_minute = Some(6_000_000);
@@ -336,7 +377,11 @@ pub async fn caller(
             if let Some(budget) = fleet.rate_budget() {
                 builder = builder.rate_budget(budget);
             }
-            let router = builder.build().await.context("building the router")?;
+            let router = builder
+                .without_recorder_check()
+                .build()
+                .await
+                .context("building the router")?;
             Caller(CallerKind::Router(router))
         }
     })
@@ -433,8 +478,9 @@ pub async fn run(
     length: Length,
     checkpoints: &[u64],
     out_dir: &std::path::Path,
+    without: Without,
 ) -> anyhow::Result<LoadResult> {
-    let caller = Arc::new(caller(scenario, target, out_dir).await?);
+    let caller = Arc::new(caller(scenario, target, out_dir, without).await?);
     let progress = Arc::new(Progress::default());
     let limit = match length {
         Length::Count { calls } => calls,

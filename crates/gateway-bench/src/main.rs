@@ -73,6 +73,10 @@ enum Command {
         /// Call counts at which a fixed-count run samples its memory (comma-separated).
         #[arg(long, value_delimiter = ',')]
         checkpoints: Vec<u64>,
+        /// Leave out parts of the router to measure what they cost: `audit`, `metrics`
+        /// (comma-separated; library and fleet only).
+        #[arg(long, value_delimiter = ',')]
+        without: Vec<String>,
     },
     /// Many callers asking one token source at once; prints the token requests made.
     TokenStorm {
@@ -111,6 +115,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             warmup_ms,
             measure_ms,
             checkpoints,
+            without,
         } => {
             std::fs::create_dir_all(&out_dir)?;
             let length = match calls {
@@ -127,6 +132,7 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
                 length,
                 &checkpoints,
                 &out_dir,
+                load::Without::parse(&without)?,
             )
             .await?;
             println!("{}", serde_json::to_string(&result)?);

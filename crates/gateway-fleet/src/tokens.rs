@@ -179,6 +179,11 @@ impl FleetTokens {
 }
 
 impl TokenSource for FleetTokens {
+    /// The copy kept in memory while it lasts, as [`TokenSource::token`] would give first.
+    fn ready_token(&self) -> Option<AccessToken> {
+        self.copy()
+    }
+
     fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
         Box::pin(async move {
             match self.token_for_fleet().await {

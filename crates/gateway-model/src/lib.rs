@@ -52,6 +52,7 @@ mod safety;
 pub mod schema;
 mod trace;
 mod tuning;
+mod unknown_fields;
 mod validation;
 mod wire;
 

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::fmt;
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 
@@ -29,20 +30,21 @@ const MODEL_ID_CHARS: Pattern = Pattern::new(MODEL_ID_PATTERN, |id| {
 /// The id of a model served by the gateway, such as `model-gen-4`.
 ///
 /// Any string deserialises (so a bad id is reported by [`Validate`] with its path,
-/// not as a parse failure); [`ModelId::parse`] checks the pattern up front.
-#[derive(Debug, Clone, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct ModelId(String);
+/// not as a parse failure); [`ModelId::parse`] checks the pattern up front. Cheap to
+/// clone: clones share one string, as a routed call copies its models into the payload,
+/// the audit entry and the answer.
+#[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ModelId(Arc<str>);
 
 impl ModelId {
     /// Wraps `id` without checking it; [`Validate`] reports a bad one later.
     pub fn new(id: impl Into<String>) -> Self {
-        Self(id.into())
+        Self(id.into().into())
     }
 
     /// Wraps `id` after checking it against [`MODEL_ID_PATTERN`] and [`MODEL_ID_MAX_LEN`].
     pub fn parse(id: impl Into<String>) -> Result<Self, crate::ValidationErrors> {
-        let id = Self(id.into());
+        let id = Self::new(id);
         id.validate()?;
         Ok(id)
     }
@@ -107,25 +109,45 @@ impl std::borrow::Borrow<str> for ModelId {
 
 impl From<&str> for ModelId {
     fn from(id: &str) -> Self {
-        Self(id.to_owned())
+        Self(Arc::from(id))
     }
 }
 
 impl From<String> for ModelId {
     fn from(id: String) -> Self {
-        Self(id)
+        Self(Arc::from(id))
+    }
+}
+
+impl fmt::Debug for ModelId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("ModelId").field(&&*self.0).finish()
+    }
+}
+
+impl Serialize for ModelId {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for ModelId {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        // Borrowed where the input allows: one copy, into the shared string.
+        let id = crate::unknown_fields::Key::deserialize(deserializer)?;
+        Ok(Self(Arc::from(&*id.0)))
     }
 }
 
 impl PartialEq<str> for ModelId {
     fn eq(&self, other: &str) -> bool {
-        self.0 == other
+        &*self.0 == other
     }
 }
 
 impl PartialEq<&str> for ModelId {
     fn eq(&self, other: &&str) -> bool {
-        self.0 == *other
+        &*self.0 == *other
     }
 }
 

@@ -2,6 +2,7 @@
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
@@ -139,32 +140,64 @@ impl Validate for Parameters {
 
 /// String labels sent with a prompt: at most 32 entries, keys of 1 to 64 characters
 /// matching `^[A-Za-z0-9_.-]+$`, values of at most 512 characters.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
-#[serde(transparent)]
-pub struct Metadata(pub BTreeMap<String, String>);
+///
+/// Cheap to clone: clones share one map until one of them is changed (a route's labels
+/// go into every call's payload as they are).
+#[derive(Clone, Default)]
+pub struct Metadata(Option<Arc<BTreeMap<String, String>>>);
+
+/// The map behind an empty [`Metadata`].
+static NO_LABELS: BTreeMap<String, String> = BTreeMap::new();
 
 impl Metadata {
-    /// No entries.
+    /// No labels.
     pub fn new() -> Self {
         Self::default()
     }
 
-    /// Whether there are no entries.
+    /// Whether there are no labels.
     pub fn is_empty(&self) -> bool {
-        self.0.is_empty()
+        self.as_map().is_empty()
     }
 
-    /// Sets `key` to `value`, replacing an earlier value.
+    /// How many labels there are.
+    pub fn len(&self) -> usize {
+        self.as_map().len()
+    }
+
+    /// Sets `key` to `value` (a later value replaces an earlier one).
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<String>) {
-        self.0.insert(key.into(), value.into());
+        let map = self.0.get_or_insert_with(Arc::default);
+        Arc::make_mut(map).insert(key.into(), value.into());
     }
 
-    /// The value of `key`.
+    /// The value of `key`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
-        self.0.get(key).map(String::as_str)
+        self.as_map().get(key).map(String::as_str)
     }
 
-    /// The labels every built payload starts with: `routingVersion` and `dispatchSource`.
+    /// The labels, sorted by key.
+    pub fn iter(&self) -> std::collections::btree_map::Iter<'_, String, String> {
+        self.as_map().iter()
+    }
+
+    /// The labels as a map.
+    pub fn as_map(&self) -> &BTreeMap<String, String> {
+        self.0.as_deref().unwrap_or(&NO_LABELS)
+    }
+
+    /// These labels with `over`'s on top (a label of `over` wins); shares this map when
+    /// `over` is empty.
+    #[must_use]
+    pub fn overlaid(&self, over: &Metadata) -> Metadata {
+        let mut merged = self.clone();
+        for (k, v) in over {
+            merged.insert(k.clone(), v.clone());
+        }
+        merged
+    }
+
+    /// The labels the router adds to every prompt: `routingVersion` and `dispatchSource`.
     pub fn defaults() -> Self {
         Self::from_iter([
             ("routingVersion", ROUTING_VERSION),
@@ -173,20 +206,60 @@ impl Metadata {
     }
 }
 
+impl<'a> IntoIterator for &'a Metadata {
+    type Item = (&'a String, &'a String);
+    type IntoIter = std::collections::btree_map::Iter<'a, String, String>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
+
+impl PartialEq for Metadata {
+    fn eq(&self, other: &Self) -> bool {
+        self.as_map() == other.as_map()
+    }
+}
+
+impl Eq for Metadata {}
+
+impl std::fmt::Debug for Metadata {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("Metadata").field(self.as_map()).finish()
+    }
+}
+
+impl From<BTreeMap<String, String>> for Metadata {
+    fn from(map: BTreeMap<String, String>) -> Self {
+        Self((!map.is_empty()).then(|| Arc::new(map)))
+    }
+}
+
 impl<K: Into<String>, V: Into<String>> FromIterator<(K, V)> for Metadata {
     fn from_iter<I: IntoIterator<Item = (K, V)>>(iter: I) -> Self {
-        Self(
-            iter.into_iter()
-                .map(|(k, v)| (k.into(), v.into()))
-                .collect(),
-        )
+        iter.into_iter()
+            .map(|(k, v)| (k.into(), v.into()))
+            .collect::<BTreeMap<String, String>>()
+            .into()
+    }
+}
+
+impl Serialize for Metadata {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        self.as_map().serialize(serializer)
+    }
+}
+
+impl<'de> Deserialize<'de> for Metadata {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        BTreeMap::deserialize(deserializer).map(Self::from)
     }
 }
 
 impl Validate for Metadata {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
-        out.check_max_items(at, self.0.len(), MAX_METADATA_ENTRIES);
-        for (key, value) in &self.0 {
+        out.check_max_items(at, self.len(), MAX_METADATA_ENTRIES);
+        for (key, value) in self {
             let here = at.key(key);
             METADATA_KEY.check(&here, key, out);
             METADATA_VALUE.check(&here, value, out);

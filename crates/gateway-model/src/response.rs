@@ -1,11 +1,11 @@
 //! The answer to a prompt. Forward compatible: fields this version does not know are kept.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use crate::model_id::ModelId;
 use crate::open_enum::open_enum;
 use crate::safety::SafetyReport;
+use crate::unknown_fields::keep_unknown_fields;
 
 open_enum! {
     /// Why the model stopped generating.
@@ -20,7 +20,7 @@ open_enum! {
 }
 
 /// Token counts of one call, for cost monitoring.
-#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct Usage {
     /// Tokens in the prompt.
@@ -38,7 +38,7 @@ pub struct Usage {
 ///
 /// Unknown fields are kept in [`GatewayResponse::extra`] and written back unchanged,
 /// so a router built today keeps working when the gateway adds fields.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct GatewayResponse {
     /// The gateway's id for this completion.
@@ -62,6 +62,21 @@ pub struct GatewayResponse {
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
+
+keep_unknown_fields!(Usage {
+    prompt_tokens: "promptTokens" required,
+    completion_tokens: "completionTokens" required,
+    total_tokens: "totalTokens" required,
+});
+
+keep_unknown_fields!(GatewayResponse {
+    id: "id" required,
+    model_id: "modelId" required,
+    output: "output" required,
+    usage: "usage" optional,
+    finish_reason: "finishReason" optional,
+    safety: "safety" optional,
+});
 
 /// Responses are read leniently: nothing beyond their JSON shape is checked.
 impl crate::Validate for GatewayResponse {
@@ -98,5 +113,33 @@ mod tests {
         let written = serde_json::to_value(&parsed).unwrap();
         let original: serde_json::Value = serde_json::from_str(text).unwrap();
         assert_eq!(written, original);
+    }
+
+    #[test]
+    fn nulls_missing_fields_duplicates_and_escaped_keys_read_as_the_derive_did() {
+        let read = |text: &str| serde_json::from_str::<GatewayResponse>(text);
+        let nulls = read(r#"{"id":"a","modelId":"m","output":"o","usage":null,"safety":null}"#);
+        let nulls = nulls.unwrap();
+        assert_eq!((nulls.usage, nulls.safety), (None, None));
+        assert!(nulls.extra.is_empty());
+
+        let missing = read(r#"{"id":"a","modelId":"m"}"#).unwrap_err();
+        assert!(
+            missing.to_string().contains("missing field `output`"),
+            "{missing}"
+        );
+        let twice = read(r#"{"id":"a","id":"b","modelId":"m","output":"o"}"#).unwrap_err();
+        assert!(
+            twice.to_string().contains("duplicate field `id`"),
+            "{twice}"
+        );
+        let wrong = read(r#"{"id":"a","modelId":"m","output":7}"#).unwrap_err();
+        assert!(wrong.to_string().contains("invalid type"), "{wrong}");
+
+        // An escaped key cannot be borrowed from the input: it is still a known field.
+        let escaped = read(r#"{"id":"a","mod\u0065lId":"m","output":"o","n\u0065w":1}"#);
+        let escaped = escaped.unwrap();
+        assert_eq!(escaped.model_id, "m");
+        assert_eq!(escaped.extra["new"], 1);
     }
 }

@@ -1,7 +1,6 @@
 //! Safety filters a payload asks for, and the safety verdict a response carries.
 
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
 
 use crate::open_enum::open_enum;
 
@@ -43,7 +42,7 @@ open_enum! {
 }
 
 /// The safety section of a gateway response.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SafetyReport {
     /// The overall verdict.
@@ -55,6 +54,11 @@ pub struct SafetyReport {
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
+
+crate::unknown_fields::keep_unknown_fields!(SafetyReport {
+    verdict: "verdict" required,
+    triggered: "triggered" list,
+});
 
 impl crate::Validate for SafetyFilter {
     fn collect_violations(&self, at: &crate::Location<'_>, out: &mut crate::Violations) {

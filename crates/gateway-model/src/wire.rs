@@ -51,7 +51,10 @@ impl GatewayPayload {
         };
         self.validate()?;
         let bytes = if self.parameters.extra.is_empty() {
-            serde_json::to_vec(self).map_err(malformed)?
+            // Sized for the prompt and the rest of a typical payload, so it grows rarely.
+            let mut bytes = Vec::with_capacity(self.prompt.len() + 512);
+            serde_json::to_writer(&mut bytes, self).map_err(malformed)?;
+            bytes
         } else {
             let value = serde_json::to_value(self).map_err(malformed)?;
             payload_format().check(&value)?;

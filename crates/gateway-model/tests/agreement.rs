@@ -135,7 +135,7 @@ fn metadata() -> impl Strategy<Value = Metadata> {
         proptest::collection::vec((key.clone(), value.clone()), n)
             .prop_map(|pairs| pairs.into_iter().collect())
     });
-    prop_oneof![10 => everyday, 1 => edge].prop_map(Metadata)
+    prop_oneof![10 => everyday, 1 => edge].prop_map(Metadata::from)
 }
 
 fn payload() -> impl Strategy<Value = GatewayPayload> {

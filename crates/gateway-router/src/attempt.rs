@@ -137,7 +137,7 @@ impl Router {
             }
         }
         if stats.attempts > 0 {
-            gateway_telemetry::limiter_wait(stats.limiter_wait);
+            metrics.limiter_wait(stats.limiter_wait);
         }
         metrics.request(outcome, elapsed);
         self.inner.stats.record(model, outcome, elapsed);

@@ -2,7 +2,7 @@
 //! walked model by model, and the one audit entry every call leaves, even a cancelled one.
 
 use bytes::Bytes;
-use gateway_audit::PromptDigest;
+use gateway_audit::{EncodedEntry, PromptDigest};
 use gateway_model::{
     AuditEntry, GatewayPayload, ModelId, Outcome, RouteOutcome, RouteRequest, Validate,
     ValidationErrors, Violation,
@@ -71,11 +71,9 @@ impl Router {
             }
             .into());
         };
-        let primary = route
-            .selector
-            .select(request.sticky_key.as_deref().unwrap_or(&request.prompt))
-            .clone();
-        let chain = route.chain(&primary);
+        let chain = route.chain(request.sticky_key.as_deref().unwrap_or(&request.prompt));
+        // A route has at least one model (config validation); so does its chain.
+        let primary = chain.first().cloned().unwrap_or_else(|| ModelId::new(""));
         let Prepared {
             mut payload,
             asked,
@@ -97,7 +95,7 @@ impl Router {
                 .expect("the guard holds the call until disarmed");
             tokio::select! {
                 biased;
-                ended = self.walk(&chain, &mut payload, call) => ended,
+                ended = self.walk(chain, &mut payload, call) => ended,
                 reason = stop => Ended::Cancelled(reason),
             }
         };
@@ -177,16 +175,16 @@ impl Router {
     /// cannot use up the fallbacks' time; the last gets all that remains.
     async fn walk(
         &self,
-        chain: &[&ModelId],
+        chain: &[ModelId],
         payload: &mut GatewayPayload,
         call: &mut CallState,
     ) -> Ended {
-        for (i, model) in chain.iter().copied().enumerate() {
+        for (i, model) in chain.iter().enumerate() {
             let now = Instant::now();
             if now >= call.deadline {
                 return Ended::Exhausted;
             }
-            let next_model = chain.get(i + 1).copied();
+            let next_model = chain.get(i + 1);
             let state = &self.inner.models[model];
             let probe = match self.admit(state, model).await {
                 Admission::Rejected { .. } => {
@@ -262,7 +260,11 @@ impl Router {
     /// Writes the audit entry; a failure is logged and counted (`event="failed"`), never silent.
     async fn write_audit(&self, entry: &AuditEntry) -> Option<uuid::Uuid> {
         let audit = self.inner.audit.as_ref()?;
-        match audit.record(entry).await {
+        let recorded = match EncodedEntry::encode(entry) {
+            Ok(encoded) => audit.record_encoded(&encoded).await,
+            Err(e) => Err(e),
+        };
+        match recorded {
             Ok(()) => Some(entry.id),
             Err(e) => {
                 gateway_telemetry::audit_event(gateway_telemetry::AuditEvent::Failed);
@@ -277,11 +279,11 @@ impl Router {
 /// bytes to send.
 fn encode_for(
     payload: &mut GatewayPayload,
-    chain: &[&ModelId],
+    chain: &[ModelId],
     i: usize,
 ) -> Result<Bytes, ValidationErrors> {
     payload.model_id = chain[i].clone();
-    payload.fallback_models = chain[i + 1..].iter().map(|m| (*m).clone()).collect();
+    payload.fallback_models = chain[i + 1..].to_vec();
     payload.to_json_bytes().map(Bytes::from)
 }
 

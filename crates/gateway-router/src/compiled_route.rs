@@ -10,7 +10,9 @@ use crate::selection::StickySelector;
 #[derive(Debug)]
 pub(crate) struct CompiledRoute {
     pub(crate) selector: StickySelector,
-    pub(crate) fallbacks: Vec<ModelId>,
+    /// For each model the selector can pick, its whole chain: it, then the fallbacks
+    /// that differ from it (built once, so a call copies no ids to know its chain).
+    chains: Vec<Vec<ModelId>>,
     pub(crate) sampling: RouteSampling,
     pub(crate) safety_filters: Vec<SafetyFilter>,
     /// The route's labels on top of `routingVersion` and `dispatchSource`.
@@ -23,39 +25,39 @@ impl CompiledRoute {
             Some(model) => StickySelector::single(model.clone()),
             None => StickySelector::new(&config.split),
         };
+        let chains = selector
+            .models()
+            .map(|primary| {
+                std::iter::once(primary)
+                    .chain(config.fallbacks.iter().filter(|m| *m != primary))
+                    .cloned()
+                    .collect()
+            })
+            .collect();
         Self {
             selector,
-            fallbacks: config.fallbacks.clone(),
+            chains,
             sampling: RouteSampling {
                 temperature: config.temperature,
                 max_tokens: config.max_tokens,
                 top_p: config.top_p,
             },
             safety_filters: config.safety_filters.clone(),
-            metadata: with_labels(&Metadata::defaults(), &config.metadata),
+            metadata: Metadata::defaults().overlaid(&config.metadata),
         }
     }
 
-    /// The chain for a call: the selected model, then the fallbacks that differ from it.
-    pub(crate) fn chain<'a>(&'a self, selected: &'a ModelId) -> Vec<&'a ModelId> {
-        let mut chain = Vec::with_capacity(1 + self.fallbacks.len());
-        chain.push(selected);
-        chain.extend(self.fallbacks.iter().filter(|m| *m != selected));
-        chain
+    /// The chain of a call with sticky key `key`: the model selected for it, then the
+    /// fallbacks that differ from it.
+    pub(crate) fn chain(&self, key: &str) -> &[ModelId] {
+        self.chains
+            .get(self.selector.position(key))
+            .map_or(&[], Vec::as_slice)
     }
 
     /// The labels a call sends: the route's (with `routingVersion` and
     /// `dispatchSource`), then the caller's on top (a caller's label wins).
     pub(crate) fn labels(&self, request: &Metadata) -> Metadata {
-        with_labels(&self.metadata, request)
+        self.metadata.overlaid(request)
     }
-}
-
-/// `base`'s labels with `over`'s on top.
-fn with_labels(base: &Metadata, over: &Metadata) -> Metadata {
-    let mut merged = base.clone();
-    for (k, v) in &over.0 {
-        merged.insert(k.clone(), v.clone());
-    }
-    merged
 }

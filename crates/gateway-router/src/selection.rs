@@ -74,20 +74,23 @@ impl StickySelector {
 
     /// The model for `key`.
     pub fn select(&self, key: &str) -> &ModelId {
-        if let [only] = self.candidates.as_slice() {
-            return &only.model;
+        &self.candidates[self.position(key)].model
+    }
+
+    /// The position of the model for `key` among [`StickySelector::models`] (0 for a
+    /// selector over no model, which config validation rules out).
+    pub fn position(&self, key: &str) -> usize {
+        if self.candidates.len() < 2 {
+            return 0;
         }
-        let mut best: Option<(&Candidate, f64)> = None;
-        for candidate in &self.candidates {
+        let mut best: Option<(usize, f64)> = None;
+        for (i, candidate) in self.candidates.iter().enumerate() {
             let score = score(candidate, key.as_bytes());
             if best.is_none_or(|(_, s)| score > s) {
-                best = Some((candidate, score));
+                best = Some((i, score));
             }
         }
-        &best
-            .expect("a split has at least one model (config validation)")
-            .0
-            .model
+        best.map_or(0, |(i, _)| i)
     }
 }
 

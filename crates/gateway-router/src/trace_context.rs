@@ -1,6 +1,8 @@
 //! W3C trace context towards the gateway: the caller's trace (or a new one), with a
 //! parent id of the router's own for each model it sends to.
 
+use std::io::Write as _;
+
 use gateway_model::TraceParent;
 use gateway_transport::Call;
 use http::HeaderValue;
@@ -44,10 +46,14 @@ impl TraceContext {
 
     /// `call` with this trace's headers, under a new parent id: one per model sent to.
     pub(crate) fn apply(&self, call: Call) -> Call {
-        let ours = self.parent.with_parent(span_id()).to_string();
-        let call = match HeaderValue::from_str(&ours) {
-            Ok(value) => call.header(TRACEPARENT, value),
-            Err(_) => call,
+        // 55 characters, written on the stack and copied once into the header value.
+        let mut text = [0u8; 64];
+        let mut cursor = std::io::Cursor::new(&mut text[..]);
+        let written = write!(cursor, "{}", self.parent.with_parent(span_id()));
+        let len = usize::try_from(cursor.position()).unwrap_or(0);
+        let call = match written.map(|()| HeaderValue::from_bytes(&text[..len])) {
+            Ok(Ok(value)) => call.header(TRACEPARENT, value),
+            _ => call,
         };
         match &self.state {
             Some(state) => call.header(TRACESTATE, state.clone()),

@@ -228,6 +228,7 @@ pub struct ModelMetrics {
     in_flight: Gauge,
     prompt_tokens: Counter,
     completion_tokens: Counter,
+    limiter_wait: Histogram,
 }
 
 impl ModelMetrics {
@@ -249,8 +250,15 @@ impl ModelMetrics {
             in_flight: metrics::gauge!(IN_FLIGHT_REQUESTS, LABEL_MODEL => model.clone()),
             prompt_tokens: metrics::counter!(TOKENS_TOTAL, LABEL_MODEL => model.clone(), LABEL_KIND => "prompt"),
             completion_tokens: metrics::counter!(TOKENS_TOTAL, LABEL_MODEL => model.clone(), LABEL_KIND => "completion"),
+            limiter_wait: metrics::histogram!(LIMITER_WAIT_SECONDS),
             model,
         }
+    }
+
+    /// Records how long a call to this model waited for a concurrency-limiter slot (the
+    /// histogram has no model label: [`limiter_wait`] records into the same one).
+    pub fn limiter_wait(&self, duration: Duration) {
+        self.limiter_wait.record(duration.as_secs_f64());
     }
 
     /// The model these handles record for.

@@ -103,6 +103,13 @@ pub trait TokenSource: Send + Sync + 'static {
     /// A token that is valid now.
     fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>>;
 
+    /// A token that is valid now if one is at hand without waiting (a cached one), else
+    /// `None`. The transport asks this first and awaits [`TokenSource::token`] only when
+    /// it says `None`, so a call with a cached token neither boxes a future nor waits.
+    fn ready_token(&self) -> Option<AccessToken> {
+        None
+    }
+
     /// Reports that the server refused `token` (a 401); the next [`TokenSource::token`]
     /// must not return it. Called at most once per call, so a bad token cannot loop.
     fn invalidate(&self, token: &AccessToken);
@@ -137,6 +144,10 @@ impl fmt::Debug for StaticToken {
 }
 
 impl TokenSource for StaticToken {
+    fn ready_token(&self) -> Option<AccessToken> {
+        Some(self.token.clone())
+    }
+
     fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
         let token = self.token.clone();
         Box::pin(async move { Ok(token) })
@@ -151,8 +162,16 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
         (**self).token()
     }
 
+    fn ready_token(&self) -> Option<AccessToken> {
+        (**self).ready_token()
+    }
+
     fn invalidate(&self, token: &AccessToken) {
         (**self).invalidate(token);
+    }
+
+    fn valid_for(&self, token: &AccessToken) -> Option<std::time::Duration> {
+        (**self).valid_for(token)
     }
 }
 

@@ -296,9 +296,12 @@ impl Transport {
         self.keep_rate(deadline, stats).await?;
         // The token first, bounded by the deadline, so no slot is held while waiting for it.
         let token = match &inner.tokens {
-            Some(source) => match tokio::time::timeout_at(deadline, source.token()).await {
-                Ok(token) => Some(token?),
-                Err(_) => return Ok(None),
+            Some(source) => match source.ready_token() {
+                Some(token) => Some(token),
+                None => match tokio::time::timeout_at(deadline, source.token()).await {
+                    Ok(token) => Some(token?),
+                    Err(_) => return Ok(None),
+                },
             },
             None => None,
         };
@@ -466,13 +469,14 @@ impl Transport {
         Ok(permit?)
     }
 
-    /// The HTTP request of one attempt.
+    /// The HTTP request of one attempt: the call's own headers under the transport's
+    /// (which win), in a map sized once.
     fn request(&self, call: &Call, ids: &Ids, token: Option<&AccessToken>) -> Request<Full<Bytes>> {
         let mut request = Request::new(Full::new(call.body.clone()));
         *request.method_mut() = call.method.clone();
         *request.uri_mut() = call.uri.clone();
         let headers = request.headers_mut();
-        headers.clone_from(&call.headers);
+        headers.reserve(call.headers.len() + 6);
         headers.insert(ACCEPT, HeaderValue::from_static("application/json"));
         headers.insert(USER_AGENT, self.inner.user_agent.clone());
         if !call.body.is_empty() {
@@ -484,6 +488,19 @@ impl Transport {
         }
         if let Some(token) = token {
             headers.insert(AUTHORIZATION, token.header_value().clone());
+        }
+        for (name, value) in &call.headers {
+            let ours = [
+                &ACCEPT,
+                &USER_AGENT,
+                &CONTENT_TYPE,
+                &REQUEST_ID,
+                &CORRELATION_ID,
+                &AUTHORIZATION,
+            ];
+            if !ours.contains(&name) {
+                headers.append(name.clone(), value.clone());
+            }
         }
         request
     }

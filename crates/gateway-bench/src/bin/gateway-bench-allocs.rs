@@ -52,10 +52,18 @@ fn main() -> ExitCode {
 
 async fn count(cli: &Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.out_dir)?;
-    let caller = Arc::new(load::caller(cli.scenario, &cli.target, &cli.out_dir).await?);
+    let caller = Arc::new(
+        load::caller(
+            cli.scenario,
+            &cli.target,
+            &cli.out_dir,
+            load::Without::default(),
+        )
+        .await?,
+    );
     load::drive(&caller, cli.concurrency, cli.calls.min(2_000)).await?;
 
-    let mut builder = dhat::Profiler::builder().trim_backtraces(Some(16));
+    let mut builder = dhat::Profiler::builder().trim_backtraces(Some(40));
     builder = match &cli.profile {
         Some(path) => builder.file_name(path),
         None => builder.testing(),
