@@ -130,6 +130,9 @@ pub struct Counters {
     pub other_requests: u64,
     /// Connections closed without an answer.
     pub dropped_connections: u64,
+    /// Connections accepted (TCP; one HTTP/2 connection carries many calls).
+    #[serde(default)]
+    pub connections: u64,
     /// Answers by status (every endpoint but admin).
     pub by_status: BTreeMap<u16, u64>,
     /// Prompt calls being handled now.
@@ -152,6 +155,7 @@ pub(crate) struct LiveCounters {
     pub(crate) model_requests: AtomicU64,
     pub(crate) other_requests: AtomicU64,
     pub(crate) dropped_connections: AtomicU64,
+    pub(crate) connections: AtomicU64,
     pub(crate) in_flight: AtomicI64,
     pub(crate) max_in_flight: AtomicI64,
     by_status: StatusCounts,
@@ -210,6 +214,7 @@ impl LiveCounters {
             model_requests: get(&self.model_requests),
             other_requests: get(&self.other_requests),
             dropped_connections: get(&self.dropped_connections),
+            connections: get(&self.connections),
             by_status,
             prompts_in_flight: self.in_flight.load(Ordering::SeqCst),
             max_prompts_in_flight: self.max_in_flight.load(Ordering::SeqCst),
@@ -228,6 +233,7 @@ impl LiveCounters {
             &self.model_requests,
             &self.other_requests,
             &self.dropped_connections,
+            &self.connections,
         ] {
             c.store(0, Ordering::Relaxed);
         }

@@ -482,6 +482,7 @@ async fn accept_loop(
             continue;
         };
         let _ = stream.set_nodelay(true);
+        LiveCounters::bump(&state.counters.connections);
         let state = Arc::clone(&state);
         let service = service_fn(move |req| service::handle(Arc::clone(&state), req));
         let builder = builder.clone();

@@ -7,17 +7,18 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use gateway_model::TrustRoots;
 use gateway_model::endpoint::check_url;
 use http::{HeaderMap, Request, StatusCode, Uri, Version};
-use http_body_util::{BodyExt, Full, Limited};
+use http_body_util::{BodyExt, Full};
 use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::ErrorKind;
+use crate::tcp::TcpConnector;
 use gateway_model::RetryReason;
 
 /// How the client connects and what it trusts.
@@ -37,6 +38,9 @@ pub struct ClientOptions {
     pub pool_idle_timeout: Duration,
     /// Most idle connections kept per host.
     pub pool_max_idle_per_host: usize,
+    /// Offer only HTTP/1.1 by ALPN (by default HTTP/2 is offered too, and a gateway that
+    /// takes it serves every call over one multiplexed connection).
+    pub http1_only: bool,
 }
 
 impl Default for ClientOptions {
@@ -51,6 +55,7 @@ impl Default for ClientOptions {
             max_response_bytes: 4 * 1024 * 1024,
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 1024,
+            http1_only: false,
         }
     }
 }
@@ -82,7 +87,7 @@ pub struct Exchange {
 /// The pooled HTTP client every call shares. Cheap to clone (one pool).
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    inner: Client<HttpsConnector<TcpConnector>, Full<Bytes>>,
     allow_insecure_http: bool,
     max_response_bytes: usize,
 }
@@ -107,9 +112,12 @@ impl HttpClient {
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_or_http()
-            .enable_http1()
-            .enable_http2()
-            .wrap_connector(http);
+            .enable_http1();
+        let https = if options.http1_only {
+            https.wrap_connector(TcpConnector(http))
+        } else {
+            https.enable_http2().wrap_connector(TcpConnector(http))
+        };
         let inner = Client::builder(TokioExecutor::new())
             .pool_timer(TokioTimer::new())
             .timer(TokioTimer::new())
@@ -181,30 +189,55 @@ impl HttpClient {
                 limit: self.max_response_bytes,
             });
         }
-        let body = Limited::new(body, self.max_response_bytes)
-            .collect()
+        let body = read_body(body, self.max_response_bytes)
             .await
-            .map_err(|e| {
-                if e.downcast_ref::<http_body_util::LengthLimitError>()
-                    .is_some()
-                {
-                    ErrorKind::BodyTooLarge {
-                        limit: self.max_response_bytes,
-                    }
-                } else {
-                    ErrorKind::Connection {
-                        host: host(),
-                        reason: format!("reading the body: {}", chain(&*e)),
-                    }
-                }
+            .map_err(|e| match e {
+                None => ErrorKind::BodyTooLarge {
+                    limit: self.max_response_bytes,
+                },
+                Some(e) => ErrorKind::Connection {
+                    host: host(),
+                    reason: format!("reading the body: {}", chain(&e)),
+                },
             })?;
         Ok(Exchange {
             status: parts.status,
             version: parts.version,
             headers: parts.headers,
-            body: body.to_bytes(),
+            body,
         })
     }
+}
+
+/// The whole of `body`, at most `limit` bytes (`Err(None)` beyond). An answer that comes
+/// in one frame, as a small one does, is kept as it came: no copy, no frame queue.
+async fn read_body(
+    mut body: hyper::body::Incoming,
+    limit: usize,
+) -> Result<Bytes, Option<hyper::Error>> {
+    let mut first: Option<Bytes> = None;
+    let mut joined: Option<BytesMut> = None;
+    let mut len = 0usize;
+    while let Some(frame) = body.frame().await {
+        let Ok(data) = frame.map_err(Some)?.into_data() else {
+            continue;
+        };
+        len = len.saturating_add(data.len());
+        if len > limit {
+            return Err(None);
+        }
+        match (&mut joined, first.take()) {
+            (Some(all), _) => all.extend_from_slice(&data),
+            (None, Some(earlier)) => {
+                let mut all = BytesMut::with_capacity(len);
+                all.extend_from_slice(&earlier);
+                all.extend_from_slice(&data);
+                joined = Some(all);
+            }
+            (None, None) => first = Some(data),
+        }
+    }
+    Ok(joined.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze))
 }
 
 impl ErrorKind {

@@ -59,6 +59,7 @@ impl TransportConfig {
             connect_timeout: Duration::from_millis(config.limits.connect_timeout_ms),
             max_response_bytes: usize::try_from(config.limits.max_response_bytes)
                 .unwrap_or(usize::MAX),
+            http1_only: config.tls.http1_only,
             ..ClientOptions::default()
         };
         if let Some(path) = &config.tls.extra_ca_file {

@@ -43,6 +43,7 @@ mod limiter;
 mod pacing;
 mod rate_budget;
 mod retry;
+mod tcp;
 mod transport;
 
 pub use bearer::{AccessToken, BoxFuture, StaticToken, TokenError, TokenSource};

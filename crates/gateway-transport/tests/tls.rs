@@ -134,3 +134,50 @@ fn a_bad_extra_ca_is_a_setup_error() {
         "{missing}"
     );
 }
+
+/// One call, then `count` calls at once through a transport with `client` options; the
+/// versions the answers came over, and the connections the simulator accepted for the
+/// `count` calls. (Until the first handshake says which version the gateway speaks,
+/// every call waiting opens a connection, so the first call goes alone.)
+async fn concurrent_calls(client: ClientOptions, count: usize) -> (Vec<Version>, u64) {
+    let (ca, cert, key) = test_pki();
+    let sim = Sim::builder().tls(cert, key).start().await.unwrap();
+    let mut config = TransportConfig::new(sim.base_url());
+    config.client = ClientOptions {
+        extra_ca_pem: Some(ca.into_bytes()),
+        ..client
+    };
+    let bare = Transport::new(config.clone()).unwrap();
+    let token = token(&bare, &sim.base_url()).await;
+    let t = Transport::new(config)
+        .unwrap()
+        .with_token_source(StaticToken::new(&token).unwrap());
+    let first = Call::get(t.url("/api/v2/ai/models").unwrap(), "tls-first");
+    t.execute(first).await.unwrap();
+    let before = sim.counters().connections;
+    let mut calls = tokio::task::JoinSet::new();
+    for i in 0..count {
+        let (t, uri) = (t.clone(), t.url("/api/v2/ai/models").unwrap());
+        calls.spawn(async move { t.execute(Call::get(uri, format!("tls-many-{i}"))).await });
+    }
+    let mut versions = Vec::new();
+    while let Some(answer) = calls.join_next().await {
+        versions.push(answer.unwrap().unwrap().version);
+    }
+    (versions, sim.counters().connections - before)
+}
+
+#[tokio::test]
+async fn http2_multiplexes_calls_on_one_connection_and_http1_only_offers_only_http1() {
+    let (versions, connections) = concurrent_calls(ClientOptions::default(), 20).await;
+    assert!(versions.iter().all(|v| *v == Version::HTTP_2), "{versions:?}");
+    assert_eq!(connections, 0, "20 calls at once share the one HTTP/2 connection");
+
+    let http1 = ClientOptions {
+        http1_only: true,
+        ..ClientOptions::default()
+    };
+    let (versions, connections) = concurrent_calls(http1, 20).await;
+    assert!(versions.iter().all(|v| *v == Version::HTTP_11), "{versions:?}");
+    assert!(connections > 0, "HTTP/1.1 calls at once need more connections");
+}

@@ -1,4 +1,4 @@
-//! `[tls]`: which root certificates the client trusts.
+//! `[tls]`: which root certificates the client trusts, and which HTTP versions it offers.
 
 use std::path::PathBuf;
 
@@ -16,7 +16,7 @@ pub enum TrustRoots {
     Native,
 }
 
-/// TLS trust settings.
+/// TLS trust settings and the HTTP versions offered.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct TlsConfig {
@@ -25,4 +25,9 @@ pub struct TlsConfig {
     /// An extra CA certificate (PEM) to trust, for private gateways.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extra_ca_file: Option<PathBuf>,
+    /// Offer only HTTP/1.1 to the gateway (ALPN). By default HTTP/2 is offered too: a
+    /// gateway that takes it serves every call over one multiplexed connection, a pool
+    /// of HTTP/1.1 connections otherwise.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub http1_only: bool,
 }
