@@ -6,6 +6,15 @@ use uuid::Uuid;
 
 use crate::error::AuditError;
 
+/// The scratch buffer's usual size, and the most it keeps after an unusually long entry.
+const SCRATCH_BYTES: usize = 2048;
+const MAX_SCRATCH_BYTES: usize = 64 * 1024;
+
+thread_local! {
+    /// Where entries are encoded before their line is copied out.
+    static SCRATCH: std::cell::RefCell<Vec<u8>> = std::cell::RefCell::new(Vec::with_capacity(SCRATCH_BYTES));
+}
+
 /// An audit entry encoded once as one JSON line (JSON plus `\n`), cheap to clone and to
 /// hand to several sinks.
 #[derive(Clone, PartialEq, Eq)]
@@ -17,15 +26,23 @@ pub struct EncodedEntry {
 impl EncodedEntry {
     /// Encodes `entry` as one compact JSON line.
     pub fn encode(entry: &AuditEntry) -> Result<Self, AuditError> {
-        let mut line = Vec::with_capacity(1024);
-        serde_json::to_writer(&mut line, entry).map_err(|source| AuditError::Encode {
-            id: entry.id,
-            source,
-        })?;
-        line.push(b'\n');
-        Ok(Self {
-            id: entry.id,
-            line: Bytes::from(line),
+        // Encoded in this thread's scratch buffer, then copied once into a buffer of the
+        // line's exact size (one allocation, not a growing one and a sharing one).
+        SCRATCH.with(|scratch| {
+            let mut buf = scratch.borrow_mut();
+            buf.clear();
+            let line = serde_json::to_writer(&mut *buf, entry).map(|()| {
+                buf.push(b'\n');
+                Bytes::copy_from_slice(&buf)
+            });
+            if buf.capacity() > MAX_SCRATCH_BYTES {
+                *buf = Vec::with_capacity(SCRATCH_BYTES);
+            }
+            let line = line.map_err(|source| AuditError::Encode {
+                id: entry.id,
+                source,
+            })?;
+            Ok(Self { id: entry.id, line })
         })
     }
 

@@ -104,7 +104,10 @@ impl TraceParent {
 
     /// The trace id as 32 lowercase hex digits.
     pub fn trace_id_hex(&self) -> String {
-        format!("{:032x}", self.trace_id)
+        use fmt::Write as _;
+        let mut hex = String::with_capacity(32);
+        let _ = write!(hex, "{:032x}", self.trace_id);
+        hex
     }
 
     /// Whether the caller sampled (recorded) this trace.

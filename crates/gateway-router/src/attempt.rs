@@ -22,14 +22,12 @@ pub(crate) struct Attempt {
     pub(crate) next: Next,
     /// What it says about the model, for its breaker.
     pub(crate) health: Health,
-    /// The `X-Genesys-Request-Id` it was sent with.
-    pub(crate) request_id: String,
 }
 
 /// What the call does after one model's attempt.
 pub(crate) enum Next {
     /// Return the model's answer.
-    Answered(Box<GatewayResponse>),
+    Answered(GatewayResponse),
     /// Try the next model.
     Fallback,
     /// Stop: another model would not help.
@@ -65,12 +63,13 @@ impl Router {
         body: Bytes,
         call: &mut CallState,
     ) -> Attempt {
+        // Recorded before sending: a call cancelled mid-flight still shows this model.
         let request_id = ids::random().to_string();
         call.sending(target.model, &request_id);
         let started = Instant::now();
         let result = {
             let _in_flight = target.state.metrics.in_flight();
-            self.send(target, body, &request_id, call).await
+            self.send(target, body, request_id, call).await
         };
         let elapsed = started.elapsed();
         let verdict = judge(result, target, self.inner.cool_down, call);
@@ -89,7 +88,6 @@ impl Router {
             outcome: verdict.outcome,
             next: verdict.next,
             health: verdict.health,
-            request_id,
         }
     }
 
@@ -98,12 +96,12 @@ impl Router {
         &self,
         target: &Target<'_>,
         body: Bytes,
-        request_id: &str,
+        request_id: String,
         call: &CallState,
     ) -> Result<Answer, TransportError> {
         let inner = &*self.inner;
         let mut spec = call.trace.apply(
-            Call::post(inner.prompts_uri.clone(), body, request_id.to_owned())
+            Call::post(inner.prompts_uri.clone(), body, request_id)
                 .correlation_id(call.correlation_id.clone())
                 .deadline(target.deadline),
         );
@@ -182,7 +180,7 @@ fn judge(
             }
             Verdict {
                 outcome: Outcome::Success,
-                next: Next::Answered(Box::new(response)),
+                next: Next::Answered(response),
                 health: Health::Healthy,
                 stats: answer.stats,
                 code: None,

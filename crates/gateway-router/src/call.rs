@@ -211,7 +211,7 @@ impl Router {
             let transition = state.breaker.report(attempt.health, probe);
             self.share(model, transition).await;
             match attempt.next {
-                Next::Answered(response) => return Ended::Answered(response, attempt.request_id),
+                Next::Answered(response) => return Ended::Answered(response),
                 Next::Stop(kind) => return Ended::Stopped(kind),
                 Next::Fallback => self.count_fallback(model, next_model, attempt.outcome),
             }

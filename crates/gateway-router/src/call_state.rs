@@ -124,23 +124,22 @@ pub(crate) struct Asked {
 pub(crate) enum Ended {
     /// The caller dropped the future, or the call's stop signal came first; why.
     Cancelled(String),
-    /// A model answered (with the request id it was sent).
-    Answered(Box<GatewayResponse>, String),
+    /// A model answered (the last model sent to: its request id is the audit entry's).
+    Answered(GatewayResponse),
     /// A failure another model would not fix.
     Stopped(RouteErrorKind),
     /// Every model failed or was skipped, or the deadline passed.
     Exhausted,
 }
 
-/// How a call ended, as the caller will get it: the answer with the request id it was
-/// sent with, or the failure.
-pub(crate) type Settled = Result<(Box<GatewayResponse>, String), RouteErrorKind>;
+/// How a call ended, as the caller will get it: the answer, or the failure.
+pub(crate) type Settled = Result<GatewayResponse, RouteErrorKind>;
 
 impl Ended {
     /// The call's end as the caller gets it; `deadline` is the call's, for an exhausted one.
     pub(crate) fn settle(self, asked: &Asked, call: &CallState, deadline: Duration) -> Settled {
         match self {
-            Ended::Answered(response, request_id) => Ok((response, request_id)),
+            Ended::Answered(response) => Ok(response),
             Ended::Stopped(kind) => Err(kind),
             Ended::Cancelled(reason) => Err(RouteErrorKind::Cancelled { reason }),
             Ended::Exhausted => Err(call.exhausted(&asked.route, deadline)),
@@ -156,7 +155,7 @@ impl Asked {
         settled: &Settled,
         latency: Duration,
     ) -> AuditEntry {
-        let answered = settled.as_ref().ok().map(|(response, _)| response.as_ref());
+        let answered = settled.as_ref().ok();
         let outcome = match settled {
             Err(RouteErrorKind::Cancelled { .. }) => Outcome::Cancelled,
             Err(RouteErrorKind::Invalid(_)) => Outcome::ClientError,
@@ -217,17 +216,18 @@ pub(crate) fn answer(
     audit_id: Option<uuid::Uuid>,
 ) -> Result<RouteOutcome, RouteError> {
     match settled {
-        Ok((response, request_id)) => Ok(RouteOutcome {
+        Ok(response) => Ok(RouteOutcome {
             route: entry.route,
             served_model: response.model_id.clone(),
-            response: *response,
+            response,
             requested_model: entry.requested_model,
             attempts: entry.attempts,
             fallbacks_used: entry.fallbacks_used,
             models_tried: entry.models_tried,
             latency_us: entry.latency_us,
             correlation_id: entry.correlation_id,
-            request_id,
+            // The answering model was the last one sent to, whose id the entry holds.
+            request_id: entry.request_id,
             audit_id,
         }),
         Err(kind) => {

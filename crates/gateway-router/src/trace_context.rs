@@ -51,7 +51,8 @@ impl TraceContext {
         let mut cursor = std::io::Cursor::new(&mut text[..]);
         let written = write!(cursor, "{}", self.parent.with_parent(span_id()));
         let len = usize::try_from(cursor.position()).unwrap_or(0);
-        let call = match written.map(|()| HeaderValue::from_bytes(&text[..len])) {
+        let value = written.map(|()| gateway_transport::shared_header_value(&text[..len]));
+        let call = match value {
             Ok(Ok(value)) => call.header(TRACEPARENT, value),
             _ => call,
         };

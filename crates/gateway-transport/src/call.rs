@@ -11,6 +11,43 @@ use tokio::time::Instant;
 
 use crate::error::{CallStats, ErrorKind};
 
+/// The longest text [`shared_header_value`] keeps inline.
+const INLINE_HEADER_BYTES: usize = 64;
+
+/// A short header value (an id, a `traceparent`) in a buffer of its own.
+struct InlineText {
+    bytes: [u8; INLINE_HEADER_BYTES],
+    len: usize,
+}
+
+impl AsRef<[u8]> for InlineText {
+    fn as_ref(&self) -> &[u8] {
+        &self.bytes[..self.len]
+    }
+}
+
+/// A header value holding `text`, made to be cloned: a value built the usual way copies
+/// the text once and allocates again on its first clone (to share the copy), while this
+/// one keeps a short text in one allocation that every clone shares. The rules of
+/// [`HeaderValue::from_bytes`] apply.
+///
+/// ```
+/// let value = gateway_transport::shared_header_value(b"0b6f7c1e-request-id").unwrap();
+/// assert_eq!(value.clone(), "0b6f7c1e-request-id");
+/// assert!(gateway_transport::shared_header_value(b"two\nlines").is_err());
+/// ```
+pub fn shared_header_value(text: &[u8]) -> Result<HeaderValue, http::header::InvalidHeaderValue> {
+    if text.len() > INLINE_HEADER_BYTES {
+        return HeaderValue::from_bytes(text);
+    }
+    let mut inline = InlineText {
+        bytes: [0; INLINE_HEADER_BYTES],
+        len: text.len(),
+    };
+    inline.bytes[..text.len()].copy_from_slice(text);
+    HeaderValue::from_maybe_shared(Bytes::from_owner(inline))
+}
+
 /// The idempotency key header: one value per logical call, the same on every attempt.
 pub const REQUEST_ID: HeaderName = HeaderName::from_static("x-genesys-request-id");
 /// The correlation header: one value per routed call, shared by its fallbacks.
@@ -133,13 +170,13 @@ pub(crate) fn check_call(call: &Call) -> Result<(HeaderValue, Option<HeaderValue
         });
     }
     let request_id =
-        HeaderValue::from_str(&call.request_id).map_err(|_| ErrorKind::InvalidHeader {
+        shared_header_value(call.request_id.as_bytes()).map_err(|_| ErrorKind::InvalidHeader {
             name: "x-genesys-request-id",
         })?;
     let correlation_id = call
         .correlation_id
         .as_deref()
-        .map(HeaderValue::from_str)
+        .map(|id| shared_header_value(id.as_bytes()))
         .transpose()
         .map_err(|_| ErrorKind::InvalidHeader {
             name: "x-correlation-id",

@@ -48,7 +48,9 @@ mod transport;
 
 pub use bearer::{AccessToken, BoxFuture, StaticToken, TokenError, TokenSource};
 pub use budget::RetryBudget;
-pub use call::{Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID};
+pub use call::{
+    Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, shared_header_value,
+};
 pub use circuits::SharedCircuits;
 pub use client::{ClientOptions, Exchange, HttpClient};
 pub use config::TransportConfig;

@@ -17,9 +17,10 @@ use gateway_sim::{
     RetryAfterStyle, Scripted, Sim, SimHandle, Target,
 };
 use gateway_transport::{
-    AccessToken, BoxFuture, Call, ErrorKind, RetryPolicy, StaticToken, TokenError, TokenSource,
-    Transport, TransportConfig,
+    AccessToken, BoxFuture, Call, ErrorKind, REQUEST_ID, RetryPolicy, StaticToken, TokenError,
+    TokenSource, Transport, TransportConfig,
 };
+use http::header::{HeaderName, HeaderValue};
 use http::{Method, Request, StatusCode};
 use http_body_util::Full;
 
@@ -693,4 +694,41 @@ async fn waiting_for_a_token_holds_no_slot_and_ends_at_the_deadline() {
     );
     assert_eq!(err.attempts(), 0);
     assert_eq!(sim.counters().prompt_requests, 0);
+}
+
+#[tokio::test]
+async fn every_attempt_carries_one_host_and_the_transports_own_headers_win() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 503,
+            code: None,
+        }],
+    );
+    let mut config = config(&sim);
+    config.retry.base_delay = Duration::from_millis(1);
+    let t = transport(&sim, config).await;
+    let call = prompt_call(&t, "host-1")
+        .header(http::header::HOST, HeaderValue::from_static("elsewhere"))
+        .header(REQUEST_ID, HeaderValue::from_static("not-this-one"))
+        .header(HeaderName::from_static("x-extra"), HeaderValue::from_static("a"))
+        .header(HeaderName::from_static("x-extra"), HeaderValue::from_static("b"));
+    t.execute(call).await.unwrap();
+
+    let sent = sim.prompt_requests();
+    assert_eq!(sent.len(), 2, "a 503, then the retry");
+    for request in sent {
+        let values = |name: &str| -> Vec<&str> {
+            request
+                .headers
+                .iter()
+                .filter(|(n, _)| n == name)
+                .map(|(_, v)| v.as_str())
+                .collect()
+        };
+        assert_eq!(values("host"), [format!("127.0.0.1:{}", sim.addr().port())]);
+        assert_eq!(values("x-genesys-request-id"), ["host-1"]);
+        assert_eq!(values("x-extra"), ["a", "b"], "the call's own headers, every value");
+    }
 }

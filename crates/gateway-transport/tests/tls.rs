@@ -170,14 +170,26 @@ async fn concurrent_calls(client: ClientOptions, count: usize) -> (Vec<Version>,
 #[tokio::test]
 async fn http2_multiplexes_calls_on_one_connection_and_http1_only_offers_only_http1() {
     let (versions, connections) = concurrent_calls(ClientOptions::default(), 20).await;
-    assert!(versions.iter().all(|v| *v == Version::HTTP_2), "{versions:?}");
-    assert_eq!(connections, 0, "20 calls at once share the one HTTP/2 connection");
+    assert!(
+        versions.iter().all(|v| *v == Version::HTTP_2),
+        "{versions:?}"
+    );
+    assert_eq!(
+        connections, 0,
+        "20 calls at once share the one HTTP/2 connection"
+    );
 
     let http1 = ClientOptions {
         http1_only: true,
         ..ClientOptions::default()
     };
     let (versions, connections) = concurrent_calls(http1, 20).await;
-    assert!(versions.iter().all(|v| *v == Version::HTTP_11), "{versions:?}");
-    assert!(connections > 0, "HTTP/1.1 calls at once need more connections");
+    assert!(
+        versions.iter().all(|v| *v == Version::HTTP_11),
+        "{versions:?}"
+    );
+    assert!(
+        connections > 0,
+        "HTTP/1.1 calls at once need more connections"
+    );
 }
