@@ -25,6 +25,8 @@ pub(crate) struct Attempt {
 }
 
 /// What the call does after one model's attempt.
+// Unboxed on purpose: a box would cost an allocation per call, and this lives briefly.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Next {
     /// Return the model's answer.
     Answered(GatewayResponse),

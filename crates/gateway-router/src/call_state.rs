@@ -121,6 +121,8 @@ pub(crate) struct Asked {
 }
 
 /// How the walk down the chain ended.
+// Unboxed on purpose: a box would cost an allocation per call, and this lives briefly.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Ended {
     /// The caller dropped the future, or the call's stop signal came first; why.
     Cancelled(String),
