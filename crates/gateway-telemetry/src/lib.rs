@@ -76,7 +76,7 @@ pub use exporter::{
 };
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{
-    AuditCounters, AuditEvent, InFlightGuard, ModelMetrics, audit_event, build_info, describe,
-    fallback, fleet_degraded_gauge, http_request, limiter_wait, token_refresh,
+    AuditCounters, AuditEvent, HttpMetrics, InFlightGuard, ModelMetrics, audit_event, build_info,
+    describe, fallback, fleet_degraded_gauge, http_request, limiter_wait, token_refresh,
 };
 pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};

@@ -418,6 +418,78 @@ pub fn http_request(path: &str, status: u16, duration: Duration) {
         .record(duration.as_secs_f64());
 }
 
+/// The HTTP service's metric handles, kept so that recording an answer neither builds a
+/// labelled key nor allocates: a duration histogram per path label, and a counter per
+/// path and status made on first use (the label sets stay bounded: the paths given, and
+/// statuses 100 to 599).
+///
+/// ```
+/// use std::time::Duration;
+/// use gateway_telemetry::{HttpMetrics, LocalMetrics};
+///
+/// let local = LocalMetrics::new();
+/// let http = local.scope(|| HttpMetrics::new(&["/v1/route", "other"]));
+/// local.scope(|| http.record("/v1/route", 200, Duration::from_millis(3)));
+/// assert!(local.render().contains(
+///     r#"genesys_router_http_requests_total{path="/v1/route",status="200"} 1"#
+/// ));
+/// ```
+pub struct HttpMetrics {
+    paths: &'static [&'static str],
+    durations: Vec<Histogram>,
+    counters: std::sync::RwLock<std::collections::HashMap<(usize, u16), Counter>>,
+}
+
+impl HttpMetrics {
+    /// Handles for `paths` (the label values a path can take), bound to the recorder
+    /// current now; the counters made later bind to the one current then.
+    pub fn new(paths: &'static [&'static str]) -> Self {
+        Self {
+            paths,
+            durations: paths
+                .iter()
+                .map(|path| metrics::histogram!(HTTP_REQUEST_DURATION_SECONDS, LABEL_PATH => *path))
+                .collect(),
+            counters: std::sync::RwLock::default(),
+        }
+    }
+
+    /// Records one answered request; a `path` not given to [`HttpMetrics::new`] is
+    /// recorded as [`http_request`] would.
+    pub fn record(&self, path: &str, status: u16, duration: Duration) {
+        let Some(i) = self.paths.iter().position(|p| *p == path) else {
+            http_request(path, status, duration);
+            return;
+        };
+        self.durations[i].record(duration.as_secs_f64());
+        let cached = self
+            .counters
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(&(i, status))
+            .cloned();
+        let counter = cached.unwrap_or_else(|| {
+            let counter = metrics::counter!(HTTP_REQUESTS_TOTAL, LABEL_PATH => self.paths[i], LABEL_STATUS => status.to_string());
+            if (100..600).contains(&status) {
+                self.counters
+                    .write()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .insert((i, status), counter.clone());
+            }
+            counter
+        });
+        counter.increment(1);
+    }
+}
+
+impl fmt::Debug for HttpMetrics {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HttpMetrics")
+            .field("paths", &self.paths)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The fleet-degraded gauge (1 while Redis cannot be reached), bound to the recorder
 /// current now; it starts at 0.
 pub fn fleet_degraded_gauge() -> Gauge {

@@ -712,8 +712,14 @@ async fn every_attempt_carries_one_host_and_the_transports_own_headers_win() {
     let call = prompt_call(&t, "host-1")
         .header(http::header::HOST, HeaderValue::from_static("elsewhere"))
         .header(REQUEST_ID, HeaderValue::from_static("not-this-one"))
-        .header(HeaderName::from_static("x-extra"), HeaderValue::from_static("a"))
-        .header(HeaderName::from_static("x-extra"), HeaderValue::from_static("b"));
+        .header(
+            HeaderName::from_static("x-extra"),
+            HeaderValue::from_static("a"),
+        )
+        .header(
+            HeaderName::from_static("x-extra"),
+            HeaderValue::from_static("b"),
+        );
     t.execute(call).await.unwrap();
 
     let sent = sim.prompt_requests();
@@ -729,6 +735,10 @@ async fn every_attempt_carries_one_host_and_the_transports_own_headers_win() {
         };
         assert_eq!(values("host"), [format!("127.0.0.1:{}", sim.addr().port())]);
         assert_eq!(values("x-genesys-request-id"), ["host-1"]);
-        assert_eq!(values("x-extra"), ["a", "b"], "the call's own headers, every value");
+        assert_eq!(
+            values("x-extra"),
+            ["a", "b"],
+            "the call's own headers, every value"
+        );
     }
 }

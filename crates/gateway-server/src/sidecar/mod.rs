@@ -107,9 +107,21 @@ impl SidecarOptions {
     }
 }
 
-/// What the handlers serve with.
+/// What the handlers serve with: one shared state, so the clone axum makes for every
+/// request is one reference count, not a copy of every field.
 #[derive(Clone)]
-pub(crate) struct App {
+pub(crate) struct App(std::sync::Arc<AppState>);
+
+impl std::ops::Deref for App {
+    type Target = AppState;
+
+    fn deref(&self) -> &AppState {
+        &self.0
+    }
+}
+
+/// The state behind [`App`].
+pub(crate) struct AppState {
     router: Router,
     metrics: Option<MetricsHandle>,
     options: SidecarOptions,
@@ -119,6 +131,8 @@ pub(crate) struct App {
     stop: CancellationToken,
     /// When the sidecar started, in Unix seconds (the `created` of its models).
     started_unix: u64,
+    /// The HTTP service's metric handles, kept for every request.
+    http_metrics: gateway_telemetry::HttpMetrics,
 }
 
 /// The route an answer went through (both doors).
@@ -156,17 +170,16 @@ impl App {
         &self,
         request: gateway_model::RouteRequest,
     ) -> Result<gateway_model::RouteOutcome, gateway_router::RouteError> {
-        let router = self.router.clone();
-        let stop = self.stop.clone();
-        let drain = self.options.drain;
+        let app = self.clone();
         let call = self.calls.spawn(async move {
-            let reason = async move {
-                stop.cancelled().await;
+            let drain = app.options.drain;
+            let reason = async {
+                app.stop.cancelled().await;
                 format!(
                     "the sidecar shut down: its drain timeout of {drain:?} ended before the call"
                 )
             };
-            router.route_until(request, reason).await
+            app.router.route_until(request, reason).await
         });
         match call.await {
             Ok(result) => result,
@@ -231,14 +244,15 @@ impl Sidecar {
             Some(at) => Some(TcpListener::bind(at).await?),
             None => None,
         };
-        let app = App {
+        let app = App(std::sync::Arc::new(AppState {
             router,
             metrics,
+            http_metrics: gateway_telemetry::HttpMetrics::new(routes::PATH_LABELS),
             calls: TaskTracker::new(),
             stop: CancellationToken::new(),
             started_unix: openai::response::unix_now(),
             options,
-        };
+        }));
         let main = Server::serve(listener, app.options.limits, service(&app, false))?;
         let extra = match metrics_listener {
             Some(l) => Some(Server::serve(l, app.options.limits, service(&app, true))?),

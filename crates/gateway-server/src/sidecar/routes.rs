@@ -6,8 +6,8 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::routing::{get, post};
 use gateway_model::{RouteRequest, from_json_slice};
-use http::header::HeaderName;
-use http::{HeaderMap, StatusCode};
+use http::header::HeaderValue;
+use http::StatusCode;
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 
@@ -50,8 +50,7 @@ pub(crate) fn metrics_only(app: App) -> Paths {
 /// Request ids in and out, the access log, and the house rules for every answer.
 fn with_service_layers(paths: Paths<App>, app: App) -> Paths {
     paths
-        .layer(middleware::from_fn(conventions))
-        .layer(middleware::from_fn(access_log))
+        .layer(middleware::from_fn_with_state(app.clone(), access_log))
         .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
         .layer(SetRequestIdLayer::new(
             X_REQUEST_ID.clone(),
@@ -62,9 +61,7 @@ fn with_service_layers(paths: Paths<App>, app: App) -> Paths {
 
 /// Gives axum's own answers (405 with `Allow`, extractor rejections) the sidecar's error
 /// body, and every 429 and 503 a `Retry-After`.
-async fn conventions(request: Request, next: Next) -> Reply {
-    let openai = super::openai::owns(request.uri().path());
-    let response = next.run(request).await;
+fn conventions(openai: bool, response: Reply) -> Reply {
     if response.status() == StatusCode::METHOD_NOT_ALLOWED
         && response.headers().get(http::header::CONTENT_TYPE).is_none()
     {
@@ -87,47 +84,61 @@ async fn conventions(request: Request, next: Next) -> Reply {
     with_retry_after(response)
 }
 
-/// One line per request: method, path, status, latency, request id; never a body.
-async fn access_log(request: Request, next: Next) -> Reply {
+/// One line per request (method, path, status, latency, request id; never a body) and
+/// the HTTP metrics, around the house rules ([`conventions`]). Nothing is copied for the
+/// line unless the access log is on.
+async fn access_log(State(app): State<App>, request: Request, next: Next) -> Reply {
     let started = std::time::Instant::now();
-    let method = request.method().clone();
-    let path = request.uri().path().to_owned();
-    let request_id = header_text(request.headers(), &X_REQUEST_ID);
-    let response = next.run(request).await;
+    let path = request.uri().path();
+    let label = path_label(path);
+    let openai = super::openai::owns(path);
+    let logged =
+        tracing::enabled!(target: "genesys_router::access", tracing::Level::INFO).then(|| {
+            let id = request.headers().get(&X_REQUEST_ID).cloned();
+            (request.method().clone(), path.to_owned(), id)
+        });
+    let response = conventions(openai, next.run(request).await);
     let status = response.status().as_u16();
-    let route = header_text(response.headers(), &super::ROUTE_HEADER);
-    let model = header_text(response.headers(), &super::MODEL_HEADER);
-    let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
-    gateway_telemetry::http_request(&path_label(&path), status, started.elapsed());
-    tracing::info!(
-        target: "genesys_router::access",
-        %method, %path, status, latency_ms, route, model, request_id,
-        "request"
-    );
+    app.http_metrics.record(label, status, started.elapsed());
+    if let Some((method, path, request_id)) = logged {
+        let latency_ms = started.elapsed().as_secs_f64() * 1_000.0;
+        tracing::info!(
+            target: "genesys_router::access",
+            %method, %path, status, latency_ms,
+            route = header_str(response.headers().get(&super::ROUTE_HEADER)),
+            model = header_str(response.headers().get(&super::MODEL_HEADER)),
+            request_id = header_str(request_id.as_ref()),
+            "request"
+        );
+    }
     response
 }
 
-/// A bounded metric label for a path: the known ones, else `other`.
-fn path_label(path: &str) -> String {
-    match path {
-        "/v1/route"
-        | "/metrics"
-        | "/healthz"
-        | "/readyz"
-        | "/openapi.json"
-        | "/v1/chat/completions"
-        | "/v1/models" => path.to_owned(),
-        _ if path.starts_with("/v1/models/") => "/v1/models/{model}".to_owned(),
-        _ => "other".to_owned(),
-    }
+/// A header's text, or "" (for the access log).
+fn header_str(value: Option<&HeaderValue>) -> &str {
+    value.and_then(|v| v.to_str().ok()).unwrap_or("")
 }
 
-fn header_text(headers: &HeaderMap, name: &HeaderName) -> String {
-    headers
-        .get(name)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or_default()
-        .to_owned()
+/// Every path label of the HTTP metrics.
+pub(crate) const PATH_LABELS: &[&str] = &[
+    "/v1/route",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/v1/chat/completions",
+    "/v1/models",
+    "/v1/models/{model}",
+    "other",
+];
+
+/// A bounded metric label for a path: one of [`PATH_LABELS`].
+fn path_label(path: &str) -> &'static str {
+    match PATH_LABELS.iter().find(|label| **label == path) {
+        Some(label) => label,
+        None if path.starts_with("/v1/models/") => "/v1/models/{model}",
+        None => "other",
+    }
 }
 
 async fn not_found(request: Request) -> Reply {
