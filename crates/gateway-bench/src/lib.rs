@@ -9,9 +9,14 @@
 //! cargo xtask bench           # builds both, runs the micro-benchmarks and `gateway-bench run`
 //! ```
 
+pub mod caller;
 pub mod load;
 pub mod measure;
 pub mod orchestrate;
+mod plan;
+mod processes;
+mod report;
+pub mod tls;
 
 use std::process::ExitCode;
 

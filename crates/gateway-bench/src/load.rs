@@ -9,69 +9,17 @@ use std::time::{Duration, Instant};
 use anyhow::{Context as _, bail};
 use bytes::Bytes;
 use gateway_auth::{ClientCredentials, Credentials};
-use gateway_model::{
-    AuditConfig, EnvironmentConfig, FsyncPolicy, GatewayPayload, GatewayResponse, RouteConfig,
-    RouteOutcome, RouteRequest, RouterConfig,
-};
-use gateway_router::Router;
 use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
 use gateway_telemetry::LatencyHistogram;
 use gateway_transport::TokenSource;
-use http::header::{AUTHORIZATION, CONTENT_TYPE, HeaderValue};
-use http::{Request, Uri};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::{Connect, HttpConnector};
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
+use crate::caller::{Caller, Scenario, Setup, caller};
 use crate::measure::{mib, sample};
-
-/// The prompt every call sends (a short transcript summary request).
-pub const PROMPT: &str = "Summarize this transcript: the customer asks to move the delivery to Friday and to keep the same address.";
-
-/// What a load run sends.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Scenario {
-    /// A bare hyper-util client (the transport's connector and pool settings) posting a
-    /// ready payload with a static bearer token, parsing the answer.
-    Baseline,
-    /// `Router::route` with everything on.
-    Library,
-    /// The load generator posting payloads straight to the simulator.
-    Direct,
-    /// The load generator posting route requests to `genesys-router serve`.
-    Sidecar,
-    /// `Router::route` as [`Scenario::Library`], in fleet mode on a local `redis-server`
-    /// (`GENESYS_ROUTER_REDIS_URL`): the shared token, rate budget and circuits.
-    Fleet,
-}
-
-impl Scenario {
-    /// Parses a scenario name.
-    pub fn parse(name: &str) -> anyhow::Result<Self> {
-        Ok(match name {
-            "baseline" => Scenario::Baseline,
-            "library" => Scenario::Library,
-            "direct" => Scenario::Direct,
-            "sidecar" => Scenario::Sidecar,
-            "fleet" => Scenario::Fleet,
-            other => bail!("unknown scenario `{other}`"),
-        })
-    }
-
-    /// The name used on the command line and in the results.
-    pub fn name(self) -> &'static str {
-        match self {
-            Scenario::Baseline => "baseline",
-            Scenario::Library => "library",
-            Scenario::Direct => "direct",
-            Scenario::Sidecar => "sidecar",
-            Scenario::Fleet => "fleet",
-        }
-    }
-}
 
 /// How long, or how many calls.
 #[derive(Debug, Clone, Copy)]
@@ -119,272 +67,6 @@ pub struct LoadResult {
     pub peak_rss_mib: f64,
     /// RSS (MiB) after each checkpoint count of calls (memory runs only).
     pub rss_checkpoints: Vec<(u64, f64)>,
-}
-
-/// Issues one call of a scenario.
-pub struct Caller(CallerKind);
-
-/// What issues a scenario's calls.
-enum CallerKind {
-    /// A raw HTTP POST of a ready body.
-    Raw(Box<RawCall>),
-    /// The router.
-    Router(Router),
-}
-
-/// A raw HTTP POST of a ready body.
-struct RawCall {
-    client: RawClient,
-    uri: Uri,
-    body: Bytes,
-    bearer: Option<HeaderValue>,
-    expect: Expect,
-}
-
-/// The pooled client a raw caller uses.
-enum RawClient {
-    /// The transport's connector (hyper-rustls over `HttpConnector`) and pool settings.
-    Transport(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
-    /// A plain hyper-util client, as a load generator would use.
-    Plain(Client<HttpConnector, Full<Bytes>>),
-}
-
-/// What a raw answer is parsed as.
-#[derive(Clone, Copy)]
-enum Expect {
-    Gateway,
-    Outcome,
-}
-
-/// A client with `gateway_transport::HttpClient`'s connector and pool settings.
-fn transport_like_client() -> Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>> {
-    let mut http = HttpConnector::new();
-    http.enforce_http(false);
-    http.set_nodelay(true);
-    http.set_connect_timeout(Some(Duration::from_secs(5)));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let https = hyper_rustls::HttpsConnectorBuilder::new()
-        .with_provider_and_webpki_roots(provider)
-        .expect("the ring provider supports the default protocol versions")
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .wrap_connector(http);
-    Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .timer(TokioTimer::new())
-        .pool_idle_timeout(Duration::from_secs(90))
-        .pool_max_idle_per_host(1024)
-        .build(https)
-}
-
-async fn post<C: Connect + Clone + Send + Sync + 'static>(
-    client: &Client<C, Full<Bytes>>,
-    uri: &Uri,
-    body: &Bytes,
-    bearer: Option<&HeaderValue>,
-    expect: Expect,
-) -> anyhow::Result<()> {
-    let mut request = Request::new(Full::new(body.clone()));
-    *request.method_mut() = http::Method::POST;
-    *request.uri_mut() = uri.clone();
-    let headers = request.headers_mut();
-    headers.insert(CONTENT_TYPE, HeaderValue::from_static("application/json"));
-    headers.insert(
-        "x-genesys-request-id",
-        HeaderValue::from_str(&uuid::Uuid::new_v4().to_string())?,
-    );
-    if let Some(bearer) = bearer {
-        headers.insert(AUTHORIZATION, bearer.clone());
-    }
-    let response = client.request(request).await?;
-    let status = response.status();
-    let bytes = response.into_body().collect().await?.to_bytes();
-    if !status.is_success() {
-        bail!("HTTP {status}: {}", String::from_utf8_lossy(&bytes));
-    }
-    match expect {
-        Expect::Gateway => drop(serde_json::from_slice::<GatewayResponse>(&bytes)?),
-        Expect::Outcome => drop(serde_json::from_slice::<RouteOutcome>(&bytes)?),
-    }
-    Ok(())
-}
-
-impl Caller {
-    /// Makes call number `i` (the sticky key cycles over 1,000 conversations).
-    pub async fn call(&self, i: u64) -> anyhow::Result<()> {
-        match &self.0 {
-            CallerKind::Raw(raw) => match &raw.client {
-                RawClient::Transport(c) => {
-                    post(c, &raw.uri, &raw.body, raw.bearer.as_ref(), raw.expect).await
-                }
-                RawClient::Plain(c) => {
-                    post(c, &raw.uri, &raw.body, raw.bearer.as_ref(), raw.expect).await
-                }
-            },
-            CallerKind::Router(router) => {
-                let request = RouteRequest::new("bench", PROMPT)
-                    .sticky_key(format!("conversation-{}", i % 1000));
-                router
-                    .route(request)
-                    .await
-                    .map(drop)
-                    .map_err(anyhow::Error::from)
-            }
-        }
-    }
-}
-
-/// A token from the simulator's login endpoint.
-pub async fn sim_token(sim: &str) -> anyhow::Result<String> {
-    let tokens =
-        ClientCredentials::builder(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-            .login_base(sim)
-            .build()?;
-    Ok(tokens.current_token().await?.expose().to_owned())
-}
-
-/// The payload every raw call to the simulator sends, serialised once.
-fn payload_bytes() -> anyhow::Result<Bytes> {
-    let payload = GatewayPayload::builder("model-gen-4", PROMPT)
-        .fallbacks(["model-fallback-3"])
-        .build()?;
-    Ok(Bytes::from(serde_json::to_vec(&payload)?))
-}
-
-/// The router config the library scenario runs with (and the sidecar's, through TOML).
-pub fn router_config(sim: &str, audit_file: &std::path::Path) -> RouterConfig {
-    let mut config = RouterConfig::new(EnvironmentConfig::at(sim)).with_route(
-        "bench",
-        RouteConfig {
-            fallbacks: vec!["model-fallback-3".into()],
-            ..RouteConfig::to_model("model-gen-4")
-        },
-    );
-    config.limits.max_concurrency = 256;
-    config.audit = AuditConfig {
-        file: audit_file.to_owned(),
-        fsync: FsyncPolicy::Interval,
-        rotate_bytes: 64 * 1024 * 1024,
-        keep_rotated: 1,
-        ..AuditConfig::default()
-    };
-    config
-}
-
-/// Parts of the router a load run leaves out, to measure what each costs (the published
-/// scenarios leave out nothing).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct Without {
-    /// No audit trail.
-    pub audit: bool,
-    /// No metrics recorder installed.
-    pub metrics: bool,
-}
-
-impl Without {
-    /// Parses `audit` or `metrics`.
-    pub fn parse(names: &[String]) -> anyhow::Result<Self> {
-        let mut without = Self::default();
-        for name in names {
-            match name.as_str() {
-                "audit" => without.audit = true,
-                "metrics" => without.metrics = true,
-                other => bail!("unknown part `{other}` (audit, metrics)"),
-            }
-        }
-        Ok(without)
-    }
-
-    /// Installs the metrics recorder unless left out.
-    fn install_metrics(self) -> anyhow::Result<()> {
-        if !self.metrics {
-            gateway_telemetry::install_at(None).context("installing the metrics recorder")?;
-        }
-        Ok(())
-    }
-
-    /// `config` with the parts left out.
-    fn apply(self, mut config: RouterConfig) -> RouterConfig {
-        config.audit.enabled &= !self.audit;
-        config
-    }
-}
-
-/// Builds the caller for `scenario` against `target` (the simulator, or the sidecar).
-pub async fn caller(
-    scenario: Scenario,
-    target: &str,
-    out_dir: &std::path::Path,
-    without: Without,
-) -> anyhow::Result<Caller> {
-    Ok(match scenario {
-        Scenario::Baseline | Scenario::Direct => {
-            let bearer = HeaderValue::from_str(&format!("Bearer {}", sim_token(target).await?))?;
-            let client = if scenario == Scenario::Baseline {
-                RawClient::Transport(transport_like_client())
-            } else {
-                RawClient::Plain(Client::builder(TokioExecutor::new()).build_http())
-            };
-            Caller(CallerKind::Raw(Box::new(RawCall {
-                client,
-                uri: format!("{target}/api/v2/ai/gateway/prompts").parse()?,
-                body: payload_bytes()?,
-                bearer: Some(bearer),
-                expect: Expect::Gateway,
-            })))
-        }
-        Scenario::Sidecar => {
-            let request = RouteRequest::new("bench", PROMPT).sticky_key("conversation-1");
-            Caller(CallerKind::Raw(Box::new(RawCall {
-                client: RawClient::Plain(Client::builder(TokioExecutor::new()).build_http()),
-                uri: format!("{target}/v1/route").parse()?,
-                body: Bytes::from(serde_json::to_vec(&request)?),
-                bearer: None,
-                expect: Expect::Outcome,
-            })))
-        }
-        Scenario::Library => {
-            without.install_metrics()?;
-            let audit = out_dir.join(format!("library-audit-{}.jsonl", std::process::id()));
-            let router = Router::builder(without.apply(router_config(target, &audit)))
-                .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-                .without_recorder_check()
-                .build()
-                .await
-                .context("building the router")?;
-            Caller(CallerKind::Router(router))
-        }
-        Scenario::Fleet => {
-            without.install_metrics()?;
-            let audit = out_dir.join(format!("fleet-audit-{}.jsonl", std::process::id()));
-            let mut config = without.apply(router_config(target, &audit));
-            // A pace far above what the machine can send: every attempt still reserves
-            // its slot in Redis, as a fleet with a rate budget does.
-            config.limits.requests_per_minute = Some(6_000_000);
-            config.limits.rate_burst = 1_000;
-            config.fleet = Some(gateway_model::FleetConfig {
-                key_prefix: format!("bench-{}", std::process::id()),
-                replicas: 3,
-                ..gateway_model::FleetConfig::default()
-            });
-            let fleet = gateway_fleet::Fleet::from_config(&config)?.context("a [fleet] section")?;
-            let tokens = fleet.clone();
-            let mut builder = Router::builder(config)
-                .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-                .shared_circuits(fleet.circuits())
-                .token_layer(move |local| tokens.tokens(local));
-            if let Some(budget) = fleet.rate_budget() {
-                builder = builder.rate_budget(budget);
-            }
-            let router = builder
-                .without_recorder_check()
-                .build()
-                .await
-                .context("building the router")?;
-            Caller(CallerKind::Router(router))
-        }
-    })
 }
 
 /// Counters and flags the workers share with the measuring task.
@@ -478,9 +160,9 @@ pub async fn run(
     length: Length,
     checkpoints: &[u64],
     out_dir: &std::path::Path,
-    without: Without,
+    setup: &Setup,
 ) -> anyhow::Result<LoadResult> {
-    let caller = Arc::new(caller(scenario, target, out_dir, without).await?);
+    let caller = Arc::new(caller(scenario, target, out_dir, setup).await?);
     let progress = Arc::new(Progress::default());
     let limit = match length {
         Length::Count { calls } => calls,
@@ -507,16 +189,7 @@ pub async fn run(
         Length::Count { .. } => {
             before = sample("self").unwrap_or_default();
             started = Instant::now();
-            let mut pending: Vec<u64> = checkpoints.to_vec();
-            pending.sort_unstable();
-            for at in pending {
-                while progress.finished() < at
-                    && !workers.iter().all(tokio::task::JoinHandle::is_finished)
-                {
-                    tokio::time::sleep(Duration::from_millis(20)).await;
-                }
-                rss_checkpoints.push((at, mib(sample("self").unwrap_or_default().rss)));
-            }
+            rss_checkpoints = sample_checkpoints(&progress, &workers, checkpoints).await;
         }
     }
     let measured = match length {
@@ -541,6 +214,25 @@ pub async fn run(
         after,
         rss_checkpoints,
     ))
+}
+
+/// RSS (MiB) as the finished calls pass each count in `checkpoints`.
+async fn sample_checkpoints(
+    progress: &Progress,
+    workers: &[tokio::task::JoinHandle<()>],
+    checkpoints: &[u64],
+) -> Vec<(u64, f64)> {
+    let mut pending: Vec<u64> = checkpoints.to_vec();
+    pending.sort_unstable();
+    let mut sampled = Vec::with_capacity(pending.len());
+    for at in pending {
+        while progress.finished() < at && !workers.iter().all(tokio::task::JoinHandle::is_finished)
+        {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        sampled.push((at, mib(sample("self").unwrap_or_default().rss)));
+    }
+    sampled
 }
 
 fn summarize(
@@ -617,4 +309,29 @@ pub async fn sim_counter(sim: &str, name: &str) -> anyhow::Result<u64> {
     counters[name]
         .as_u64()
         .with_context(|| format!("no counter {name} in {counters}"))
+}
+
+/// One counter from the simulator's admin API, over TLS trusting `ca` where given.
+pub async fn sim_counter_at(
+    sim: &str,
+    ca: Option<&std::path::Path>,
+    name: &str,
+) -> anyhow::Result<u64> {
+    let mut options = gateway_transport::ClientOptions::default();
+    if let Some(ca) = ca {
+        options = options.extra_ca_file(ca)?;
+    }
+    let client = gateway_transport::HttpClient::new(&options)?;
+    let uri = client.check_url(&format!("{sim}/__admin/counters"))?;
+    let request = http::Request::get(uri).body(Full::default())?;
+    let answer = client.send(request, Duration::from_secs(10)).await?;
+    let counters: serde_json::Value = serde_json::from_slice(&answer.body)?;
+    counters[name]
+        .as_u64()
+        .with_context(|| format!("no counter {name} in {counters}"))
+}
+
+/// [`sim_counter_at`] from a blocking thread of the runtime (the orchestration runs on one).
+pub fn sim_counter_blocking(sim: &str, ca: &std::path::Path, name: &str) -> anyhow::Result<u64> {
+    tokio::runtime::Handle::current().block_on(sim_counter_at(sim, Some(ca), name))
 }

@@ -5,7 +5,7 @@
 //!
 //! ```text
 //! gateway-bench run [--quick] [--out-dir DIR] [--cli PATH] [--criterion-dir DIR]
-//! gateway-bench sim                                  (the simulator, zero latency)
+//! gateway-bench sim [--latency-ms MS] [--tls-cert PEM --tls-key PEM]
 //! gateway-bench load --scenario S --concurrency N --target URL [...]
 //! gateway-bench token-storm --target URL --callers N
 //! ```
@@ -15,9 +15,10 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::bail;
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
 
-use gateway_bench::load::{self, Length, Scenario};
+use gateway_bench::caller::{Scenario, Setup, Without};
+use gateway_bench::load::{self, Length};
 use gateway_bench::orchestrate;
 
 /// The router's cost against a bare hyper client, and the sidecar's against direct calls.
@@ -45,39 +46,10 @@ enum Command {
         #[arg(long)]
         criterion_dir: Option<PathBuf>,
     },
-    /// The simulator with zero latency, until killed; prints its base URL.
-    Sim,
+    /// The simulator, until killed; prints its base URL.
+    Sim(SimArgs),
     /// One scenario's load; prints its result as one JSON line.
-    Load {
-        /// baseline, library, direct, sidecar or fleet.
-        #[arg(long, value_parser = Scenario::parse)]
-        scenario: Scenario,
-        /// Workers calling back to back.
-        #[arg(long, default_value_t = 16)]
-        concurrency: usize,
-        /// The simulator's (or sidecar's) base URL.
-        #[arg(long)]
-        target: String,
-        /// Where the scenario's files go.
-        #[arg(long, default_value = "target/bench")]
-        out_dir: PathBuf,
-        /// A fixed number of calls instead of a timed run.
-        #[arg(long)]
-        calls: Option<u64>,
-        /// Warm-up of a timed run, in milliseconds.
-        #[arg(long, default_value_t = 500)]
-        warmup_ms: u64,
-        /// Measured window of a timed run, in milliseconds.
-        #[arg(long, default_value_t = 3000)]
-        measure_ms: u64,
-        /// Call counts at which a fixed-count run samples its memory (comma-separated).
-        #[arg(long, value_delimiter = ',')]
-        checkpoints: Vec<u64>,
-        /// Leave out parts of the router to measure what they cost: `audit`, `metrics`
-        /// (comma-separated; library and fleet only).
-        #[arg(long, value_delimiter = ',')]
-        without: Vec<String>,
-    },
+    Load(LoadArgs),
     /// Many callers asking one token source at once; prints the token requests made.
     TokenStorm {
         /// The simulator's base URL.
@@ -89,6 +61,62 @@ enum Command {
     },
 }
 
+/// How the simulator answers.
+#[derive(Debug, Args)]
+struct SimArgs {
+    /// Every answer takes this long (default: at once).
+    #[arg(long)]
+    latency_ms: Option<f64>,
+    /// Serve TLS (HTTP/2 and HTTP/1.1 by ALPN) with this certificate chain (PEM).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// One load run.
+#[derive(Debug, Args)]
+struct LoadArgs {
+    /// baseline, library, direct, sidecar or fleet.
+    #[arg(long, value_parser = Scenario::parse)]
+    scenario: Scenario,
+    /// Workers calling back to back.
+    #[arg(long, default_value_t = 16)]
+    concurrency: usize,
+    /// The simulator's (or sidecar's) base URL.
+    #[arg(long)]
+    target: String,
+    /// Where the scenario's files go.
+    #[arg(long, default_value = "target/bench")]
+    out_dir: PathBuf,
+    /// A fixed number of calls instead of a timed run.
+    #[arg(long)]
+    calls: Option<u64>,
+    /// Warm-up of a timed run, in milliseconds.
+    #[arg(long, default_value_t = 500)]
+    warmup_ms: u64,
+    /// Measured window of a timed run, in milliseconds.
+    #[arg(long, default_value_t = 3000)]
+    measure_ms: u64,
+    /// Call counts at which a fixed-count run samples its memory (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    checkpoints: Vec<u64>,
+    /// Leave out parts of the router to measure what they cost: `audit`, `metrics`
+    /// (comma-separated; library and fleet only).
+    #[arg(long, value_delimiter = ',')]
+    without: Vec<String>,
+    /// Trust this CA (PEM), for a simulator serving TLS.
+    #[arg(long)]
+    ca_file: Option<PathBuf>,
+    /// Offer only HTTP/1.1 to the gateway.
+    #[arg(long)]
+    http1_only: bool,
+    /// The router's concurrency limit (default 256).
+    #[arg(long)]
+    max_concurrency: Option<u32>,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     gateway_bench::block_on(dispatch(cli.command))
@@ -96,48 +124,8 @@ fn main() -> ExitCode {
 
 async fn dispatch(command: Command) -> anyhow::Result<()> {
     match command {
-        Command::Sim => {
-            let sim = gateway_sim::Sim::builder()
-                .record_capacity(0)
-                .start()
-                .await?;
-            println!("gateway-sim {}", sim.base_url());
-            // Runs until the orchestrator kills it.
-            std::future::pending::<()>().await;
-            Ok(())
-        }
-        Command::Load {
-            scenario,
-            concurrency,
-            target,
-            out_dir,
-            calls,
-            warmup_ms,
-            measure_ms,
-            checkpoints,
-            without,
-        } => {
-            std::fs::create_dir_all(&out_dir)?;
-            let length = match calls {
-                Some(calls) => Length::Count { calls },
-                None => Length::Timed {
-                    warmup: Duration::from_millis(warmup_ms),
-                    measure: Duration::from_millis(measure_ms),
-                },
-            };
-            let result = load::run(
-                scenario,
-                concurrency,
-                &target,
-                length,
-                &checkpoints,
-                &out_dir,
-                load::Without::parse(&without)?,
-            )
-            .await?;
-            println!("{}", serde_json::to_string(&result)?);
-            Ok(())
-        }
+        Command::Sim(args) => simulate(args).await,
+        Command::Load(args) => load(args).await,
         Command::TokenStorm { target, callers } => {
             let requests = load::token_storm(&target, callers).await?;
             println!("{requests}");
@@ -171,4 +159,59 @@ async fn dispatch(command: Command) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+/// Runs the simulator until killed.
+async fn simulate(args: SimArgs) -> anyhow::Result<()> {
+    let mut builder = gateway_sim::Sim::builder().record_capacity(0);
+    if let Some(ms) = args.latency_ms {
+        builder = builder.behaviour(gateway_sim::Behaviour {
+            latency: gateway_sim::Latency::Fixed { ms },
+            ..gateway_sim::Behaviour::default()
+        });
+    }
+    if let (Some(cert), Some(key)) = (args.tls_cert, args.tls_key) {
+        builder = builder.tls(
+            std::fs::read_to_string(cert)?,
+            std::fs::read_to_string(key)?,
+        );
+    }
+    // Thousands of callers each hold a connection.
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let sim = builder.start().await?;
+    println!("gateway-sim {}", sim.base_url());
+    // Runs until the orchestrator kills it.
+    std::future::pending::<()>().await;
+    Ok(())
+}
+
+/// Runs one load and prints its result line.
+async fn load(args: LoadArgs) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&args.out_dir)?;
+    let _ = rlimit::increase_nofile_limit(u64::MAX);
+    let length = match args.calls {
+        Some(calls) => Length::Count { calls },
+        None => Length::Timed {
+            warmup: Duration::from_millis(args.warmup_ms),
+            measure: Duration::from_millis(args.measure_ms),
+        },
+    };
+    let setup = Setup {
+        without: Without::parse(&args.without)?,
+        ca_file: args.ca_file,
+        http1_only: args.http1_only,
+        max_concurrency: args.max_concurrency,
+    };
+    let result = load::run(
+        args.scenario,
+        args.concurrency,
+        &args.target,
+        length,
+        &args.checkpoints,
+        &args.out_dir,
+        &setup,
+    )
+    .await?;
+    println!("{}", serde_json::to_string(&result)?);
+    Ok(())
 }

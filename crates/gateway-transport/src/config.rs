@@ -60,6 +60,11 @@ impl TransportConfig {
             max_response_bytes: usize::try_from(config.limits.max_response_bytes)
                 .unwrap_or(usize::MAX),
             http1_only: config.tls.http1_only,
+            // As many idle connections as calls may be in flight, so a full limiter
+            // does not close and reopen connections between calls.
+            pool_max_idle_per_host: usize::try_from(config.limits.max_concurrency)
+                .unwrap_or(usize::MAX)
+                .max(ClientOptions::default().pool_max_idle_per_host),
             ..ClientOptions::default()
         };
         if let Some(path) = &config.tls.extra_ca_file {

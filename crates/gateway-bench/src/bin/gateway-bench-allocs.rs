@@ -16,7 +16,8 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use clap::Parser;
-use gateway_bench::load::{self, Scenario};
+use gateway_bench::caller::{self, Scenario, Setup};
+use gateway_bench::load;
 
 #[global_allocator]
 static ALLOC: dhat::Alloc = dhat::Alloc;
@@ -52,15 +53,8 @@ fn main() -> ExitCode {
 
 async fn count(cli: &Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.out_dir)?;
-    let caller = Arc::new(
-        load::caller(
-            cli.scenario,
-            &cli.target,
-            &cli.out_dir,
-            load::Without::default(),
-        )
-        .await?,
-    );
+    let setup = Setup::default();
+    let caller = Arc::new(caller::caller(cli.scenario, &cli.target, &cli.out_dir, &setup).await?);
     load::drive(&caller, cli.concurrency, cli.calls.min(2_000)).await?;
 
     let mut builder = dhat::Profiler::builder().trim_backtraces(Some(40));

@@ -6,8 +6,8 @@ use axum::extract::{Request, State};
 use axum::middleware::{self, Next};
 use axum::routing::{get, post};
 use gateway_model::{RouteRequest, from_json_slice};
-use http::header::HeaderValue;
 use http::StatusCode;
+use http::header::HeaderValue;
 use serde_json::json;
 use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
 

@@ -1,0 +1,287 @@
+//! What a benchmark run reports: one row per load run, the ratios the targets are stated
+//! in, the printed table, and the machine the figures came from.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::path::Path;
+
+use serde::Serialize;
+use serde_json::{Value, json};
+
+use crate::load::LoadResult;
+
+/// One row of `runs` in the results.
+#[derive(Debug, Clone, Serialize)]
+pub(crate) struct Run {
+    pub(crate) scenario: &'static str,
+    pub(crate) concurrency: usize,
+    pub(crate) requests: u64,
+    pub(crate) rps: f64,
+    pub(crate) p50_us: u64,
+    pub(crate) p90_us: u64,
+    pub(crate) p99_us: u64,
+    pub(crate) max_us: u64,
+    pub(crate) cpu_us_per_request: f64,
+    pub(crate) peak_rss_mib: f64,
+    pub(crate) errors: u64,
+    pub(crate) seconds: f64,
+    /// Cores the simulator used meanwhile (its CPU seconds per wall second).
+    pub(crate) sim_cpu_cores: f64,
+    /// For sidecar runs: the load generator's own CPU per call (the sidecar's is
+    /// `cpu_us_per_request`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub(crate) generator_cpu_us_per_request: Option<f64>,
+}
+
+/// The row of one load run, with the simulator's cores meanwhile.
+pub(crate) fn run_row(result: &LoadResult, sim_cpu_cores: f64) -> Run {
+    Run {
+        scenario: result.scenario.name(),
+        concurrency: result.concurrency,
+        requests: result.requests,
+        rps: result.rps,
+        p50_us: result.p50_us,
+        p90_us: result.p90_us,
+        p99_us: result.p99_us,
+        max_us: result.max_us,
+        cpu_us_per_request: result.cpu_us_per_request,
+        peak_rss_mib: result.peak_rss_mib,
+        errors: result.errors,
+        seconds: result.seconds,
+        sim_cpu_cores,
+        generator_cpu_us_per_request: None,
+    }
+}
+
+/// `a - b` in microseconds, signed.
+pub(crate) fn diff(a: u64, b: u64) -> i64 {
+    i64::try_from(a).unwrap_or(i64::MAX) - i64::try_from(b).unwrap_or(i64::MAX)
+}
+
+/// Added latency as a share of the compared latency.
+pub(crate) fn share(a: u64, b: u64) -> f64 {
+    diff(a, b) as f64 / b.max(1) as f64
+}
+
+/// `a / b`, or 0 for an empty `b`.
+pub(crate) fn ratio(a: f64, b: f64) -> f64 {
+    a / b.max(1e-9)
+}
+
+/// The middle value (the mean of the middle two for an even count); 0 for none.
+pub(crate) fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => f64::midpoint(values[n / 2 - 1], values[n / 2]),
+    }
+}
+
+/// Ratios by name, then by concurrency level.
+pub(crate) type Ratios = BTreeMap<&'static str, BTreeMap<String, Value>>;
+
+/// Library against baseline and sidecar against direct (and fleet against library), at
+/// each of `levels`.
+pub(crate) fn ratios(runs: &[Run], levels: &[usize]) -> Ratios {
+    let find = |scenario: &str, c: usize| {
+        runs.iter()
+            .find(|r| r.scenario == scenario && r.concurrency == c)
+    };
+    let mut ratios = Ratios::new();
+    for &c in levels {
+        let (Some(base), Some(lib), Some(direct), Some(side)) = (
+            find("baseline", c),
+            find("library", c),
+            find("direct", c),
+            find("sidecar", c),
+        ) else {
+            continue;
+        };
+        let mut put = |name: &'static str, value: Value| {
+            ratios.entry(name).or_default().insert(c.to_string(), value);
+        };
+        put("library_rps_vs_baseline", json!(ratio(lib.rps, base.rps)));
+        put("library_added_p50_us", json!(diff(lib.p50_us, base.p50_us)));
+        put("library_added_p99_us", json!(diff(lib.p99_us, base.p99_us)));
+        put(
+            "library_cpu_vs_baseline",
+            json!(ratio(lib.cpu_us_per_request, base.cpu_us_per_request)),
+        );
+        put(
+            "library_added_p50_vs_baseline",
+            json!(share(lib.p50_us, base.p50_us)),
+        );
+        put(
+            "sidecar_cpu_vs_baseline",
+            json!(ratio(side.cpu_us_per_request, base.cpu_us_per_request)),
+        );
+        put(
+            "sidecar_added_p99_vs_direct",
+            json!(share(side.p99_us, direct.p99_us)),
+        );
+        put("sidecar_rps_vs_direct", json!(ratio(side.rps, direct.rps)));
+        put(
+            "sidecar_added_p50_us",
+            json!(diff(side.p50_us, direct.p50_us)),
+        );
+        put(
+            "sidecar_added_p99_us",
+            json!(diff(side.p99_us, direct.p99_us)),
+        );
+        if let Some(fleet) = find("fleet", c) {
+            put("fleet_added_p50_us", json!(diff(fleet.p50_us, lib.p50_us)));
+            put("fleet_added_p99_us", json!(diff(fleet.p99_us, lib.p99_us)));
+            put(
+                "fleet_cpu_vs_library",
+                json!(ratio(fleet.cpu_us_per_request, lib.cpu_us_per_request)),
+            );
+        }
+    }
+    ratios
+}
+
+/// The median over repeated baseline/library pairs of the library's rps and CPU per call
+/// against the baseline's, at each level (`library_rps_vs_baseline_median`,
+/// `library_cpu_vs_baseline_median`).
+pub(crate) fn median_ratios(pairs: &[(Run, Run)], levels: &[usize], into: &mut Ratios) {
+    for &c in levels {
+        let at: Vec<&(Run, Run)> = pairs
+            .iter()
+            .filter(|(base, _)| base.concurrency == c)
+            .collect();
+        if at.is_empty() {
+            continue;
+        }
+        let rps = median(at.iter().map(|(b, l)| ratio(l.rps, b.rps)).collect());
+        let cpu = median(
+            at.iter()
+                .map(|(b, l)| ratio(l.cpu_us_per_request, b.cpu_us_per_request))
+                .collect(),
+        );
+        let key = c.to_string();
+        into.entry("library_rps_vs_baseline_median")
+            .or_default()
+            .insert(key.clone(), json!(rps));
+        into.entry("library_cpu_vs_baseline_median")
+            .or_default()
+            .insert(key, json!(cpu));
+    }
+}
+
+/// The printed table of every run and ratio.
+pub(crate) fn table(runs: &[Run], ratios: &Ratios, levels: &[usize]) -> String {
+    let mut out = String::new();
+    let _ = writeln!(
+        out,
+        "{:<14} {:>5} {:>9} {:>10} {:>8} {:>8} {:>8} {:>8} {:>9} {:>8} {:>8}",
+        "scenario",
+        "c",
+        "requests",
+        "rps",
+        "p50 us",
+        "p90 us",
+        "p99 us",
+        "max us",
+        "cpu us/r",
+        "rss MiB",
+        "sim cpu"
+    );
+    for r in runs {
+        let _ = writeln!(
+            out,
+            "{:<14} {:>5} {:>9} {:>10.0} {:>8} {:>8} {:>8} {:>8} {:>9.1} {:>8.1} {:>8.2}",
+            r.scenario,
+            r.concurrency,
+            r.requests,
+            r.rps,
+            r.p50_us,
+            r.p90_us,
+            r.p99_us,
+            r.max_us,
+            r.cpu_us_per_request,
+            r.peak_rss_mib,
+            r.sim_cpu_cores
+        );
+    }
+    let _ = writeln!(out);
+    for (name, by_level) in ratios {
+        let values: Vec<String> = levels
+            .iter()
+            .filter_map(|c| {
+                by_level
+                    .get(&c.to_string())
+                    .map(|v| format!("c={c}: {}", fmt_value(v)))
+            })
+            .collect();
+        let _ = writeln!(out, "{name:<32} {}", values.join("   "));
+    }
+    out
+}
+
+/// A number with three decimals, anything else as JSON.
+pub(crate) fn fmt_value(v: &Value) -> String {
+    match v.as_f64() {
+        Some(f) if v.is_f64() => format!("{f:.3}"),
+        _ => v.to_string(),
+    }
+}
+
+/// Criterion's mean estimates (ns), by benchmark id, if criterion ran. Criterion keeps
+/// each benchmark in `<dir>/<id with / as _>/new/estimates.json`.
+pub(crate) fn micro(dir: Option<&Path>) -> BTreeMap<String, f64> {
+    let mut out = BTreeMap::new();
+    let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
+        return out;
+    };
+    for bench in entries.flatten() {
+        let estimates = bench.path().join("new/estimates.json");
+        let Ok(text) = std::fs::read_to_string(&estimates) else {
+            continue;
+        };
+        let Ok(json) = serde_json::from_str::<Value>(&text) else {
+            continue;
+        };
+        if let Some(mean) = json["mean"]["point_estimate"].as_f64() {
+            out.insert(bench.file_name().to_string_lossy().into_owned(), mean);
+        }
+    }
+    out
+}
+
+/// The machine the numbers came from.
+pub(crate) fn machine() -> Value {
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_owned())
+        })
+        .unwrap_or_default();
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
+        .unwrap_or_default()
+        .trim()
+        .to_owned();
+    json!({
+        "cores": std::thread::available_parallelism().map_or(0, usize::from),
+        "cpu": cpu,
+        "kernel": kernel,
+        "os": std::env::consts::OS,
+        "arch": std::env::consts::ARCH,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn medians_of_odd_and_even_counts() {
+        assert_eq!(median(vec![3.0, 1.0, 2.0]), 2.0);
+        assert_eq!(median(vec![4.0, 1.0, 2.0, 3.0]), 2.5);
+        assert_eq!(median(Vec::new()), 0.0);
+        assert_eq!(share(150, 100), 0.5);
+        assert_eq!(diff(1, 3), -2);
+    }
+}
