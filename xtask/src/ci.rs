@@ -97,6 +97,10 @@ fn test_steps() -> Vec<Step> {
 fn steps() -> Vec<Step> {
     let mut steps = vec![
         Step::cargo("fmt", &["fmt", "--all", "--check"]),
+        Step {
+            name: "tidy",
+            action: Action::InProcess(crate::tidy::check),
+        },
         Step::cargo(
             "clippy",
             &[

@@ -33,7 +33,7 @@ commands:
   tidy              module and function sizes, no import cycle (xtask/src/tidy.rs)
   package           package the published crates and check them from their packages
   release           build the release binary, check its size, run the CLI tests on it
-  ci                fmt, clippy, tests + doctests, schema --check, promtool, docs,
+  ci                fmt, tidy, clippy, tests + doctests, schema --check, promtool, docs,
                     release, package, bench --quick
   bench [--quick]   benchmarks (bench profile); results in target/bench/results.json
 ";

@@ -562,4 +562,10 @@ mod tests {
             "{found:?}"
         );
     }
+
+    #[test]
+    fn the_workspace_keeps_the_rules() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap();
+        check(root).unwrap_or_else(|e| panic!("{e}"));
+    }
 }
