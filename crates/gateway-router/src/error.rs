@@ -266,3 +266,53 @@ impl RouteError {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::error::Error as _;
+
+    use gateway_model::{Rule, ValidationErrors};
+    use gateway_transport::{LimiterTimeout, TokenError};
+
+    use super::*;
+
+    #[test]
+    fn the_cause_is_the_source_and_the_helpers_say_what_to_do() {
+        let refused = TokenError {
+            message: "the login host refused client-1".into(),
+            retryable: false,
+        };
+        let err = RouteError::from(RouteErrorKind::Token(refused.clone()));
+        let source = err.source().expect("a token failure has a cause");
+        assert_eq!(source.downcast_ref::<TokenError>(), Some(&refused));
+        assert!(err.is_auth() && !err.is_retryable() && !err.is_timeout());
+
+        let unreachable = TokenError::transient("the login host did not answer");
+        let err = RouteError::from(RouteErrorKind::Token(unreachable));
+        assert!(!err.is_auth() && err.is_retryable());
+
+        let invalid = ValidationErrors::single("/prompt", Rule::Required);
+        let err = RouteError::from(RouteErrorKind::Invalid(invalid.clone()));
+        let source = err.source().expect("an invalid request has its violations");
+        assert_eq!(source.downcast_ref::<ValidationErrors>(), Some(&invalid));
+        assert!(err.is_invalid() && !err.is_retryable());
+
+        let busy = LimiterTimeout {
+            waited: Duration::from_secs(5),
+            max: 64,
+        };
+        let err = RouteError::from(RouteErrorKind::Overloaded(busy));
+        assert!(err.source().is_some_and(|s| s.is::<LimiterTimeout>()));
+        assert!(err.is_timeout() && err.is_retryable());
+        assert!(err.to_string().contains("no concurrency slot free within 5s"), "{err}");
+
+        let exhausted = RouteError::from(RouteErrorKind::Exhausted {
+            route: "r".into(),
+            tried: vec![(ModelId::new("m"), Outcome::RateLimited)],
+            last: "429".into(),
+            retry_after: Some(Duration::from_secs(3)),
+        });
+        assert!(exhausted.is_rate_limited() && exhausted.is_retryable());
+        assert!(exhausted.source().is_none());
+    }
+}

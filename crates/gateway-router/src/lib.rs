@@ -13,8 +13,9 @@
 //!   client. The rest of the chain is sent as `fallbackModels` too.
 //! - **Circuit breakers** per model ([`CircuitBreaker`]); a long `Retry-After` cools the
 //!   model down so other calls skip it at once.
-//! - **Validation first**: every payload is validated and checked against the compiled
-//!   JSON Schema before it is sent.
+//! - **Validation first**: every payload meets its JSON Schema before it is sent
+//!   (`GatewayPayload::to_json_bytes`: the Rust validator, which a property test proves
+//!   refuses exactly what the schema refuses, and the compiled schema for untyped extras).
 //! - **Metrics and audit**: every call records metrics and writes one audit entry (all
 //!   models tried, the prompt's SHA-256, never the prompt) before it returns.
 //!
