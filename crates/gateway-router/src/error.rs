@@ -302,7 +302,8 @@ mod tests {
             max: 64,
         };
         let err = RouteError::from(RouteErrorKind::Overloaded(busy));
-        assert!(err.source().is_some_and(|s| s.is::<LimiterTimeout>()));
+        let source = err.source().expect("an overloaded call has its limiter timeout");
+        assert!(source.is::<LimiterTimeout>());
         assert!(err.is_timeout() && err.is_retryable());
         assert!(err.to_string().contains("no concurrency slot free within 5s"), "{err}");
 
