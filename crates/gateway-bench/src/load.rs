@@ -70,7 +70,6 @@ pub struct LoadResult {
 }
 
 /// Counters and flags the workers share with the measuring task.
-#[derive(Default)]
 struct Progress {
     histogram: LatencyHistogram,
     done: AtomicU64,
@@ -79,6 +78,22 @@ struct Progress {
     measuring: AtomicBool,
     stop: AtomicBool,
     first_error: std::sync::Mutex<Option<String>>,
+}
+
+impl Default for Progress {
+    /// A precise histogram: at 50 ms upstream a millisecond-wide bucket would hide what
+    /// the router adds.
+    fn default() -> Self {
+        Self {
+            histogram: LatencyHistogram::precise(),
+            done: AtomicU64::default(),
+            errors: AtomicU64::default(),
+            issued: AtomicU64::default(),
+            measuring: AtomicBool::default(),
+            stop: AtomicBool::default(),
+            first_error: std::sync::Mutex::default(),
+        }
+    }
 }
 
 impl Progress {

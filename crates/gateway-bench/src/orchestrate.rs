@@ -139,35 +139,45 @@ fn memory(plan: &Plan, sim: &Simulator) -> anyhow::Result<Value> {
     }))
 }
 
-/// The simulator answering in [`UPSTREAM_MS`], and thousands of callers at once through
-/// the direct client, the library and the sidecar (the router's concurrency limit raised
-/// to fit): throughput against direct, added p99, peak RSS.
+/// The simulator answering in [`UPSTREAM_MS`], and callers at each of the plan's levels
+/// (thousands at once at the last) through the direct client, the library and the
+/// sidecar (the router's concurrency limit raised to fit): throughput against direct,
+/// added p50 and p99, peak RSS.
 fn realistic(plan: &Plan) -> anyhow::Result<Value> {
-    let callers = plan.realistic_callers();
     let sim = Simulator::start(&["--latency-ms".into(), UPSTREAM_MS.to_string()])?;
-    let setup = Setup {
-        max_concurrency: Some(u32::try_from(callers * 2).unwrap_or(u32::MAX)),
-        ..Setup::default()
-    };
-    eprintln!("bench: {callers} callers, upstream answering in {UPSTREAM_MS} ms");
-    let direct = Load::new(Scenario::Direct, callers, &sim.url).measured(plan, &sim)?;
-    let library = Load::new(Scenario::Library, callers, &sim.url)
-        .setup(&setup)
-        .measured(plan, &sim)?;
-    let side = sidecar(plan, &sim, callers, &setup)?;
+    let mut runs = Vec::new();
+    let mut by_callers = serde_json::Map::new();
+    for callers in plan.realistic_levels() {
+        let setup = Setup {
+            max_concurrency: Some(u32::try_from(callers * 2).unwrap_or(u32::MAX).max(256)),
+            ..Setup::default()
+        };
+        eprintln!("bench: {callers} callers, upstream answering in {UPSTREAM_MS} ms");
+        let direct = Load::new(Scenario::Direct, callers, &sim.url).measured(plan, &sim)?;
+        let library = Load::new(Scenario::Library, callers, &sim.url)
+            .setup(&setup)
+            .measured(plan, &sim)?;
+        let side = sidecar(plan, &sim, callers, &setup)?;
+        by_callers.insert(
+            callers.to_string(),
+            json!({
+                "library_rps_vs_direct": ratio(library.rps, direct.rps),
+                "sidecar_rps_vs_direct": ratio(side.rps, direct.rps),
+                "library_added_p50_us": diff(library.p50_us, direct.p50_us),
+                "library_added_p99_us": diff(library.p99_us, direct.p99_us),
+                "sidecar_added_p50_us": diff(side.p50_us, direct.p50_us),
+                "sidecar_added_p99_us": diff(side.p99_us, direct.p99_us),
+                "sidecar_added_p99_vs_upstream": share(side.p99_us, direct.p99_us),
+                "library_peak_rss_mib": library.peak_rss_mib,
+                "sidecar_peak_rss_mib": side.peak_rss_mib,
+            }),
+        );
+        runs.extend([direct, library, side]);
+    }
     Ok(json!({
         "upstream_ms": UPSTREAM_MS,
-        "callers": callers,
-        "runs": [&direct, &library, &side],
-        "library_rps_vs_direct": ratio(library.rps, direct.rps),
-        "sidecar_rps_vs_direct": ratio(side.rps, direct.rps),
-        "library_added_p50_us": diff(library.p50_us, direct.p50_us),
-        "library_added_p99_us": diff(library.p99_us, direct.p99_us),
-        "sidecar_added_p50_us": diff(side.p50_us, direct.p50_us),
-        "sidecar_added_p99_us": diff(side.p99_us, direct.p99_us),
-        "sidecar_added_p99_vs_upstream": share(side.p99_us, direct.p99_us),
-        "library_peak_rss_mib": library.peak_rss_mib,
-        "sidecar_peak_rss_mib": side.peak_rss_mib,
+        "by_callers": by_callers,
+        "runs": runs,
     }))
 }
 
@@ -296,8 +306,14 @@ fn summary(runs: &[Run], ratios: &Ratios, results: &Value, path: &std::path::Pat
         fmt_value(&results["allocations"]["library"]),
         fmt_value(&results["allocations"]["baseline"]),
     );
-    for section in ["realistic_latency", "http2"] {
-        if let Some(fields) = results[section].as_object() {
+    for (section, figures) in [
+        (
+            "realistic_latency",
+            &results["realistic_latency"]["by_callers"],
+        ),
+        ("http2", &results["http2"]),
+    ] {
+        if let Some(fields) = figures.as_object() {
             let figures: Vec<String> = fields
                 .iter()
                 .filter(|(name, _)| *name != "runs")

@@ -36,8 +36,13 @@ impl Plan {
         if self.quick { 1 } else { 3 }
     }
 
-    /// Callers at once in the realistic scenario.
-    pub(crate) fn realistic_callers(&self) -> usize {
-        if self.quick { 200 } else { 2_000 }
+    /// Callers at once in the realistic scenario: levels where the machine keeps up,
+    /// then thousands (hundreds in quick mode), where a 2-core machine cannot.
+    pub(crate) fn realistic_levels(&self) -> Vec<usize> {
+        if self.quick {
+            vec![16, 200]
+        } else {
+            vec![1, 16, 64, 2_000]
+        }
     }
 }

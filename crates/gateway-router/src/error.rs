@@ -302,10 +302,16 @@ mod tests {
             max: 64,
         };
         let err = RouteError::from(RouteErrorKind::Overloaded(busy));
-        let source = err.source().expect("an overloaded call has its limiter timeout");
+        let source = err
+            .source()
+            .expect("an overloaded call has its limiter timeout");
         assert!(source.is::<LimiterTimeout>());
         assert!(err.is_timeout() && err.is_retryable());
-        assert!(err.to_string().contains("no concurrency slot free within 5s"), "{err}");
+        assert!(
+            err.to_string()
+                .contains("no concurrency slot free within 5s"),
+            "{err}"
+        );
 
         let exhausted = RouteError::from(RouteErrorKind::Exhausted {
             route: "r".into(),

@@ -5,7 +5,9 @@
 //! wide and the reported midpoint is within [`MAX_RELATIVE_ERROR`] (1/64 ≈ 1.6 %) of any
 //! value in it. The range ends at 2^40 ns (about 18.3 minutes); longer values land in the
 //! last bucket, and the exact maximum is tracked separately. Memory is fixed at
-//! construction whatever the number of recorded values.
+//! construction whatever the number of recorded values. [`LatencyHistogram::precise`]
+//! splits each power of two into 1,024 buckets instead (1/2,048 error, 254 KiB), for a
+//! load generator that compares latencies to a fraction of a millisecond at 50 ms.
 
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -14,6 +16,8 @@ use std::time::Duration;
 const SUB_BITS: u32 = 5;
 const SUB: usize = 1 << SUB_BITS;
 const MAX_BITS: u32 = 40;
+/// The sub-bucket bits of [`LatencyHistogram::precise`].
+const PRECISE_SUB_BITS: u32 = 10;
 
 /// Number of buckets in every histogram.
 pub const BUCKETS: usize = SUB + (MAX_BITS - SUB_BITS) as usize * SUB;
@@ -27,6 +31,8 @@ pub const MAX_TRACKED: Duration = Duration::from_nanos((1 << MAX_BITS) - 1);
 /// Lock-free latency histogram: every method takes `&self`, recording is a few relaxed
 /// atomic operations, and memory never grows.
 pub struct LatencyHistogram {
+    /// Each power of two is split into `2^sub_bits` buckets.
+    sub_bits: u32,
     buckets: Box<[AtomicU64]>,
     count: AtomicU64,
     sum_ns: AtomicU64,
@@ -34,25 +40,32 @@ pub struct LatencyHistogram {
     max_ns: AtomicU64,
 }
 
-fn bucket_index(ns: u64) -> usize {
-    if ns < SUB as u64 {
+/// How many buckets split powers of two into `2^sub_bits` each.
+fn bucket_count(sub_bits: u32) -> usize {
+    (1 << sub_bits) + (MAX_BITS - sub_bits) as usize * (1 << sub_bits)
+}
+
+fn bucket_index(ns: u64, sub_bits: u32) -> usize {
+    let sub_count = 1usize << sub_bits;
+    if ns < sub_count as u64 {
         return ns as usize;
     }
     let ns = ns.min((1 << MAX_BITS) - 1);
     let msb = ns.ilog2();
-    let shift = msb - SUB_BITS;
-    let sub = (ns >> shift) as usize - SUB;
-    SUB + shift as usize * SUB + sub
+    let shift = msb - sub_bits;
+    let sub = (ns >> shift) as usize - sub_count;
+    sub_count + shift as usize * sub_count + sub
 }
 
 /// The inclusive range of nanosecond values bucket `index` holds.
-fn bucket_range(index: usize) -> (u64, u64) {
-    if index < SUB {
+fn bucket_range(index: usize, sub_bits: u32) -> (u64, u64) {
+    let sub_count = 1usize << sub_bits;
+    if index < sub_count {
         return (index as u64, index as u64);
     }
-    let shift = (index - SUB) / SUB;
-    let sub = (index - SUB) % SUB;
-    let low = ((SUB + sub) as u64) << shift;
+    let shift = (index - sub_count) / sub_count;
+    let sub = (index - sub_count) % sub_count;
+    let low = ((sub_count + sub) as u64) << shift;
     (low, low + (1u64 << shift) - 1)
 }
 
@@ -63,8 +76,32 @@ fn saturating_nanos(d: Duration) -> u64 {
 impl LatencyHistogram {
     /// An empty histogram.
     pub fn new() -> Self {
+        Self::with_sub_bits(SUB_BITS)
+    }
+
+    /// An empty histogram with 1,024 buckets per power of two: quantiles within 1/2,048
+    /// (0.05 %), 254 KiB of buckets.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gateway_telemetry::LatencyHistogram;
+    ///
+    /// let h = LatencyHistogram::precise();
+    /// h.record(Duration::from_micros(50_000));
+    /// h.record(Duration::from_micros(50_300));
+    /// let p50 = h.quantile(0.5).unwrap().as_micros();
+    /// assert!(p50.abs_diff(50_000) <= 25, "{p50}");
+    /// ```
+    pub fn precise() -> Self {
+        Self::with_sub_bits(PRECISE_SUB_BITS)
+    }
+
+    fn with_sub_bits(sub_bits: u32) -> Self {
         Self {
-            buckets: (0..BUCKETS).map(|_| AtomicU64::new(0)).collect(),
+            sub_bits,
+            buckets: (0..bucket_count(sub_bits))
+                .map(|_| AtomicU64::new(0))
+                .collect(),
             count: AtomicU64::new(0),
             sum_ns: AtomicU64::new(0),
             min_ns: AtomicU64::new(u64::MAX),
@@ -75,7 +112,7 @@ impl LatencyHistogram {
     /// Records one latency.
     pub fn record(&self, latency: Duration) {
         let ns = saturating_nanos(latency);
-        self.buckets[bucket_index(ns)].fetch_add(1, Ordering::Relaxed);
+        self.buckets[bucket_index(ns, self.sub_bits)].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
         self.sum_ns.fetch_add(ns, Ordering::Relaxed);
         self.min_ns.fetch_min(ns, Ordering::Relaxed);
@@ -130,7 +167,7 @@ impl LatencyHistogram {
                     seen += c;
                     seen >= rank
                 })?;
-                let (low, high) = bucket_range(index);
+                let (low, high) = bucket_range(index, self.sub_bits);
                 let mid = low + (high - low) / 2;
                 Some(Duration::from_nanos(mid.clamp(min.min(max), max)))
             })
@@ -164,27 +201,36 @@ mod tests {
 
     #[test]
     fn buckets_tile_the_range_without_gaps() {
-        let mut next = 0u64;
-        for index in 0..BUCKETS {
-            let (low, high) = bucket_range(index);
-            assert_eq!(low, next, "bucket {index}");
-            assert!(high >= low);
-            assert_eq!(bucket_index(low), index);
-            assert_eq!(bucket_index(high), index);
-            next = high + 1;
+        assert_eq!(bucket_count(SUB_BITS), BUCKETS);
+        for sub_bits in [SUB_BITS, PRECISE_SUB_BITS] {
+            let buckets = bucket_count(sub_bits);
+            let mut next = 0u64;
+            for index in 0..buckets {
+                let (low, high) = bucket_range(index, sub_bits);
+                assert_eq!(low, next, "bucket {index}");
+                assert!(high >= low);
+                assert_eq!(bucket_index(low, sub_bits), index);
+                assert_eq!(bucket_index(high, sub_bits), index);
+                next = high + 1;
+            }
+            assert_eq!(next, 1 << MAX_BITS);
+            assert_eq!(bucket_index(u64::MAX, sub_bits), buckets - 1);
         }
-        assert_eq!(next, 1 << MAX_BITS);
-        assert_eq!(bucket_index(u64::MAX), BUCKETS - 1);
     }
 
     #[test]
     fn every_bucket_midpoint_is_within_the_stated_error() {
-        for index in SUB..BUCKETS {
-            let (low, high) = bucket_range(index);
-            let mid = low + (high - low) / 2;
-            for v in [low, high] {
-                let err = (mid as f64 - v as f64).abs() / v as f64;
-                assert!(err <= MAX_RELATIVE_ERROR, "bucket {index}: {err}");
+        for (sub_bits, error) in [
+            (SUB_BITS, MAX_RELATIVE_ERROR),
+            (PRECISE_SUB_BITS, 1.0 / 2048.0),
+        ] {
+            for index in (1 << sub_bits)..bucket_count(sub_bits) {
+                let (low, high) = bucket_range(index, sub_bits);
+                let mid = low + (high - low) / 2;
+                for v in [low, high] {
+                    let err = (mid as f64 - v as f64).abs() / v as f64;
+                    assert!(err <= error, "bucket {index}: {err}");
+                }
             }
         }
     }
