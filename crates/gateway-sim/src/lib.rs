@@ -143,6 +143,7 @@ mod check;
 mod limit;
 mod locks;
 mod oauth;
+mod pki;
 mod prompts;
 mod record;
 mod reply;
@@ -158,6 +159,7 @@ pub use check::{
     InputError, MAX_HTTP_DATE_SECS, MAX_OVERSIZED_BYTES, MAX_TOKEN_LIFETIME, MAX_WAIT_MS,
     MAX_WINDOW_SECS, MIN_TOKEN_LIFETIME,
 };
+pub use pki::TestPki;
 pub use record::{Counters, RecordedRequest};
 pub use server::{
     DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_MODELS, DEFAULT_RECORD_CAPACITY, Sim,

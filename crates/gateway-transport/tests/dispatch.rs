@@ -725,14 +725,7 @@ async fn every_attempt_carries_one_host_and_the_transports_own_headers_win() {
     let sent = sim.prompt_requests();
     assert_eq!(sent.len(), 2, "a 503, then the retry");
     for request in sent {
-        let values = |name: &str| -> Vec<&str> {
-            request
-                .headers
-                .iter()
-                .filter(|(n, _)| n == name)
-                .map(|(_, v)| v.as_str())
-                .collect()
-        };
+        let values = |name: &str| request.header_values(name);
         assert_eq!(values("host"), [format!("127.0.0.1:{}", sim.addr().port())]);
         assert_eq!(values("x-genesys-request-id"), ["host-1"]);
         assert_eq!(

@@ -6,34 +6,15 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_model::ModelEntityListing;
-use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sim};
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sim, TestPki};
 use gateway_transport::{Call, ClientOptions, ErrorKind, StaticToken, Transport, TransportConfig};
 use http::{Request, StatusCode, Version};
 use http_body_util::Full;
-use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, KeyUsagePurpose};
 
 /// A CA and a `localhost` certificate it signed: `(ca_pem, cert_pem, key_pem)`.
 fn test_pki() -> (String, String, String) {
-    let mut ca_params = CertificateParams::new(Vec::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    ca_params
-        .distinguished_name
-        .push(DnType::CommonName, "genesys-router test CA");
-    ca_params.key_usages = vec![
-        KeyUsagePurpose::KeyCertSign,
-        KeyUsagePurpose::DigitalSignature,
-    ];
-    let ca_key = KeyPair::generate().unwrap();
-    let ca_cert = ca_params.self_signed(&ca_key).unwrap();
-    let issuer = Issuer::new(ca_params, ca_key);
-
-    let mut leaf =
-        CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()]).unwrap();
-    leaf.distinguished_name
-        .push(DnType::CommonName, "localhost");
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf_cert = leaf.signed_by(&leaf_key, &issuer).unwrap();
-    (ca_cert.pem(), leaf_cert.pem(), leaf_key.serialize_pem())
+    let pki = TestPki::generate().unwrap();
+    (pki.ca_pem, pki.cert_pem, pki.key_pem)
 }
 
 async fn token(transport: &Transport, base: &str) -> String {
