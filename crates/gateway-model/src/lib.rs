@@ -10,8 +10,9 @@
 //! - the governance record [`AuditEntry`] and the [`RouterConfig`];
 //! - the Genesys Cloud [`Region`] table and the URL rules in [`endpoint`];
 //! - validation ([`Validate`]) that reports *every* violation with its JSON Pointer, and
-//!   the JSON Schemas ([`schema::SCHEMAS`]) that state the same bounds, compiled once
-//!   into a format check ([`payload_format`]).
+//!   the JSON Schemas ([`schema::SCHEMAS`]) that state the same bounds; the payload's
+//!   is also compiled once into a format check ([`payload_format`]), and
+//!   [`GatewayPayload::to_json_bytes`] is the one encoder that holds a payload to it.
 //!
 //! Wire types are camelCase; unknown response fields are kept, never rejected.
 //!
