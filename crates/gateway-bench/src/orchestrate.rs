@@ -181,56 +181,88 @@ fn realistic(plan: &Plan) -> anyhow::Result<Value> {
     }))
 }
 
-/// The library over TLS to the simulator in TLS mode: HTTP/2 by ALPN (one multiplexed
-/// connection) against HTTP/1.1 only (a pool), same load.
+/// The library over TLS to the simulator in TLS mode: HTTP/2 by ALPN against HTTP/1.1
+/// only (a pool), same load: 16 and 64 callers on answers that come at once, then the
+/// realistic scenario's most callers on answers that take [`UPSTREAM_MS`], where the
+/// calls in flight outnumber one connection's streams.
 fn http2(plan: &Plan) -> anyhow::Result<Value> {
     let tls = crate::tls::TestPki::write(&plan.out_dir.join("tls"))?;
-    let sim = Simulator::start(&tls.sim_args())?;
     let mut runs = Vec::new();
     let mut out = serde_json::Map::new();
+    let instant = Simulator::start(&tls.sim_args())?;
     for concurrency in [16, 64] {
-        let mut rows = Vec::new();
-        for http1_only in [false, true] {
-            let setup = Setup {
-                ca_file: Some(tls.ca.clone()),
-                http1_only,
-                ..Setup::default()
-            };
-            let label = if http1_only { "http1" } else { "http2" };
-            eprintln!("bench: library over TLS, {label}, concurrency {concurrency}");
-            let before = crate::load::sim_counter_blocking(&sim.url, &tls.ca, "connections")?;
-            let row = Load::new(Scenario::Library, concurrency, &sim.url)
-                .setup(&setup)
-                .measured(plan, &sim)?;
-            let after = crate::load::sim_counter_blocking(&sim.url, &tls.ca, "connections")?;
-            out.insert(
-                format!("{label}_connections_c{concurrency}"),
-                json!(after - before),
-            );
-            rows.push(row);
-        }
-        let (h2, h1) = (&rows[0], &rows[1]);
-        let key = concurrency.to_string();
-        for (name, value) in [
-            ("http2_rps_vs_http1", ratio(h2.rps, h1.rps)),
-            (
-                "http2_cpu_vs_http1",
-                ratio(h2.cpu_us_per_request, h1.cpu_us_per_request),
-            ),
-            (
-                "http2_p99_vs_http1",
-                ratio(h2.p99_us as f64, h1.p99_us as f64),
-            ),
-        ] {
-            out.entry(name)
-                .or_insert_with(|| json!({}))
-                .as_object_mut()
-                .map(|levels| levels.insert(key.clone(), json!(value)));
-        }
-        runs.extend(rows);
+        let level = concurrency.to_string();
+        runs.extend(versions_compared(
+            plan,
+            &instant,
+            &tls,
+            concurrency,
+            &level,
+            &mut out,
+        )?);
     }
+    drop(instant);
+    let mut args = tls.sim_args();
+    args.extend(["--latency-ms".into(), UPSTREAM_MS.to_string()]);
+    let slow = Simulator::start(&args)?;
+    let callers = plan.realistic_levels().last().copied().unwrap_or(200);
+    let level = format!("{callers}_at_{UPSTREAM_MS}ms");
+    runs.extend(versions_compared(
+        plan, &slow, &tls, callers, &level, &mut out,
+    )?);
     out.insert("runs".into(), json!(runs));
     Ok(Value::Object(out))
+}
+
+/// One HTTP/2 run and one HTTP/1.1 run of `concurrency` callers against `sim`; their
+/// ratios and the connections each opened go into `out` under `level`.
+fn versions_compared(
+    plan: &Plan,
+    sim: &Simulator,
+    tls: &crate::tls::TestPki,
+    concurrency: usize,
+    level: &str,
+    out: &mut serde_json::Map<String, Value>,
+) -> anyhow::Result<Vec<crate::report::Run>> {
+    let mut rows = Vec::new();
+    for http1_only in [false, true] {
+        let setup = Setup {
+            ca_file: Some(tls.ca.clone()),
+            http1_only,
+            max_concurrency: Some(u32::try_from(concurrency * 2).unwrap_or(u32::MAX).max(256)),
+            ..Setup::default()
+        };
+        let label = if http1_only { "http1" } else { "http2" };
+        eprintln!("bench: library over TLS, {label}, {concurrency} callers ({level})");
+        let before = crate::load::sim_counter_blocking(&sim.url, &tls.ca, "connections")?;
+        let row = Load::new(Scenario::Library, concurrency, &sim.url)
+            .setup(&setup)
+            .measured(plan, sim)?;
+        let after = crate::load::sim_counter_blocking(&sim.url, &tls.ca, "connections")?;
+        out.insert(
+            format!("{label}_connections_c{level}"),
+            json!(after - before),
+        );
+        rows.push(row);
+    }
+    let (h2, h1) = (&rows[0], &rows[1]);
+    for (name, value) in [
+        ("http2_rps_vs_http1", ratio(h2.rps, h1.rps)),
+        (
+            "http2_cpu_vs_http1",
+            ratio(h2.cpu_us_per_request, h1.cpu_us_per_request),
+        ),
+        (
+            "http2_p99_vs_http1",
+            ratio(h2.p99_us as f64, h1.p99_us as f64),
+        ),
+    ] {
+        out.entry(name)
+            .or_insert_with(|| json!({}))
+            .as_object_mut()
+            .map(|levels| levels.insert(level.to_owned(), json!(value)));
+    }
+    Ok(rows)
 }
 
 /// Token requests the simulator saw for 10,000 callers on a cold cache.

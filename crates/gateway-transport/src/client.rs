@@ -18,6 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::error::ErrorKind;
+use crate::lanes::Lanes;
 use crate::tcp::TcpConnector;
 use gateway_model::RetryReason;
 
@@ -39,8 +40,12 @@ pub struct ClientOptions {
     /// Most idle connections kept per host.
     pub pool_max_idle_per_host: usize,
     /// Offer only HTTP/1.1 by ALPN (by default HTTP/2 is offered too, and a gateway that
-    /// takes it serves every call over one multiplexed connection).
+    /// takes it serves calls multiplexed over few connections).
     pub http1_only: bool,
+    /// Most HTTP/2 connections per host: each serves up to
+    /// [`STREAMS_PER_CONNECTION`](crate::STREAMS_PER_CONNECTION) calls before the next
+    /// opens, so calls do not queue behind one connection's stream limit.
+    pub http2_connections: usize,
 }
 
 impl Default for ClientOptions {
@@ -56,6 +61,7 @@ impl Default for ClientOptions {
             pool_idle_timeout: Duration::from_secs(90),
             pool_max_idle_per_host: 1024,
             http1_only: false,
+            http2_connections: 1,
         }
     }
 }
@@ -84,10 +90,13 @@ pub struct Exchange {
     pub body: Bytes,
 }
 
-/// The pooled HTTP client every call shares. Cheap to clone (one pool).
+/// hyper-util's pooled client over our connector.
+type PooledClient = Client<HttpsConnector<TcpConnector>, Full<Bytes>>;
+
+/// The pooled HTTP client every call shares. Cheap to clone (one set of pools).
 #[derive(Clone)]
 pub struct HttpClient {
-    inner: Client<HttpsConnector<TcpConnector>, Full<Bytes>>,
+    lanes: Arc<Lanes<PooledClient>>,
     allow_insecure_http: bool,
     max_response_bytes: usize,
 }
@@ -97,35 +106,26 @@ impl std::fmt::Debug for HttpClient {
         f.debug_struct("HttpClient")
             .field("allow_insecure_http", &self.allow_insecure_http)
             .field("max_response_bytes", &self.max_response_bytes)
+            .field("lanes", &self.lanes.len())
             .finish_non_exhaustive()
     }
 }
 
 impl HttpClient {
-    /// Builds the client: trust roots, TLS with the ring provider, the connection pool.
+    /// Builds the client: trust roots, TLS with the ring provider, the connection pools.
     pub fn new(options: &ClientOptions) -> Result<Self, ErrorKind> {
         let tls = tls_config(options)?;
-        let mut http = HttpConnector::new();
-        http.enforce_http(false);
-        http.set_nodelay(true);
-        http.set_connect_timeout(Some(options.connect_timeout));
-        let https = hyper_rustls::HttpsConnectorBuilder::new()
-            .with_tls_config(tls)
-            .https_or_http()
-            .enable_http1();
-        let https = if options.http1_only {
-            https.wrap_connector(TcpConnector(http))
+        let first = pooled_client(options, tls.clone(), Offer::Both);
+        let more = if options.http1_only {
+            0
         } else {
-            https.enable_http2().wrap_connector(TcpConnector(http))
+            options.http2_connections.saturating_sub(1)
         };
-        let inner = Client::builder(TokioExecutor::new())
-            .pool_timer(TokioTimer::new())
-            .timer(TokioTimer::new())
-            .pool_idle_timeout(options.pool_idle_timeout)
-            .pool_max_idle_per_host(options.pool_max_idle_per_host)
-            .build(https);
+        let lanes = Lanes::new(first, more, || {
+            pooled_client(options, tls.clone(), Offer::Http2)
+        });
         Ok(Self {
-            inner,
+            lanes: Arc::new(lanes),
             allow_insecure_http: options.allow_insecure_http,
             max_response_bytes: options.max_response_bytes,
         })
@@ -172,12 +172,18 @@ impl HttpClient {
         authority: Option<&http::uri::Authority>,
     ) -> Result<Exchange, ErrorKind> {
         let host = || authority.map_or_else(String::new, ToString::to_string);
-        let response = self
-            .inner
+        let lane = self.lanes.take(authority);
+        let response = lane
+            .client()
             .request(request)
             .await
             .map_err(|e| classify(&e, &host()))?;
         let (parts, body) = response.into_parts();
+        if parts.version == Version::HTTP_2
+            && let Some(host) = authority
+        {
+            self.lanes.saw_http2(host);
+        }
         let declared = parts
             .headers
             .get(http::header::CONTENT_LENGTH)
@@ -207,6 +213,43 @@ impl HttpClient {
             body,
         })
     }
+}
+
+/// The HTTP versions a pooled client offers by ALPN.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Offer {
+    /// HTTP/2 and HTTP/1.1, or HTTP/1.1 alone with `http1_only`.
+    Both,
+    /// HTTP/2 alone, for a gateway known to speak it.
+    Http2,
+}
+
+/// One pooled client: the connector (TCP, then TLS offering the versions `offer` and
+/// `options` allow) and hyper-util's pool.
+fn pooled_client(options: &ClientOptions, tls: rustls::ClientConfig, offer: Offer) -> PooledClient {
+    let mut http = HttpConnector::new();
+    http.enforce_http(false);
+    http.set_nodelay(true);
+    http.set_connect_timeout(Some(options.connect_timeout));
+    let https = hyper_rustls::HttpsConnectorBuilder::new()
+        .with_tls_config(tls)
+        .https_or_http();
+    let https = match (offer, options.http1_only) {
+        (Offer::Http2, _) => https.enable_http2().wrap_connector(TcpConnector(http)),
+        (Offer::Both, true) => https.enable_http1().wrap_connector(TcpConnector(http)),
+        (Offer::Both, false) => https
+            .enable_http1()
+            .enable_http2()
+            .wrap_connector(TcpConnector(http)),
+    };
+    Client::builder(TokioExecutor::new())
+        .pool_timer(TokioTimer::new())
+        .timer(TokioTimer::new())
+        .pool_idle_timeout(options.pool_idle_timeout)
+        .pool_max_idle_per_host(options.pool_max_idle_per_host)
+        // Known HTTP/2: one call opens the connection while the others wait for it.
+        .http2_only(offer == Offer::Http2)
+        .build(https)
 }
 
 /// The whole of `body`, at most `limit` bytes (`Err(None)` beyond). An answer that comes

@@ -60,6 +60,10 @@ impl TransportConfig {
             max_response_bytes: usize::try_from(config.limits.max_response_bytes)
                 .unwrap_or(usize::MAX),
             http1_only: config.tls.http1_only,
+            // Enough HTTP/2 connections for every call the limiter lets through.
+            http2_connections: usize::try_from(config.limits.max_concurrency)
+                .unwrap_or(usize::MAX)
+                .div_ceil(crate::STREAMS_PER_CONNECTION),
             // As many idle connections as calls may be in flight, so a full limiter
             // does not close and reopen connections between calls.
             pool_max_idle_per_host: usize::try_from(config.limits.max_concurrency)

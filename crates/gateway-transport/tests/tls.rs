@@ -5,11 +5,18 @@
 use std::time::Duration;
 
 use bytes::Bytes;
+use gateway_model::GatewayPayload;
 use gateway_model::ModelEntityListing;
-use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sim, TestPki};
-use gateway_transport::{Call, ClientOptions, ErrorKind, StaticToken, Transport, TransportConfig};
+use gateway_sim::{
+    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, Sim, SimHandle, TestPki,
+};
+use gateway_transport::{
+    Call, ClientOptions, ErrorKind, STREAMS_PER_CONNECTION, StaticToken, Transport, TransportConfig,
+};
 use http::{Request, StatusCode, Version};
 use http_body_util::Full;
+
+const PROMPTS: &str = "/api/v2/ai/gateway/prompts";
 
 /// A CA and a `localhost` certificate it signed: `(ca_pem, cert_pem, key_pem)`.
 fn test_pki() -> (String, String, String) {
@@ -116,36 +123,61 @@ fn a_bad_extra_ca_is_a_setup_error() {
     );
 }
 
-/// One call, then `count` calls at once through a transport with `client` options; the
-/// versions the answers came over, and the connections the simulator accepted for the
-/// `count` calls. (Until the first handshake says which version the gateway speaks,
-/// every call waiting opens a connection, so the first call goes alone.)
-async fn concurrent_calls(client: ClientOptions, count: usize) -> (Vec<Version>, u64) {
+/// A TLS simulator behaving as `behaviour` says, and a transport with `client` options
+/// that trusts it and holds a token from it.
+async fn tls_pair(behaviour: Behaviour, client: ClientOptions) -> (SimHandle, Transport) {
     let (ca, cert, key) = test_pki();
-    let sim = Sim::builder().tls(cert, key).start().await.unwrap();
+    let sim = Sim::builder()
+        .tls(cert, key)
+        .behaviour(behaviour)
+        .start()
+        .await
+        .unwrap();
     let mut config = TransportConfig::new(sim.base_url());
     config.client = ClientOptions {
         extra_ca_pem: Some(ca.into_bytes()),
         ..client
     };
+    config.max_concurrency = 1_000;
     let bare = Transport::new(config.clone()).unwrap();
     let token = token(&bare, &sim.base_url()).await;
     let t = Transport::new(config)
         .unwrap()
         .with_token_source(StaticToken::new(&token).unwrap());
-    let first = Call::get(t.url("/api/v2/ai/models").unwrap(), "tls-first");
-    t.execute(first).await.unwrap();
+    (sim, t)
+}
+
+/// One call, then `count` calls at once (`make` builds the i-th); the versions the
+/// answers came over, and the connections the simulator accepted for the `count` calls.
+/// (Until the first handshake says which version the gateway speaks, every call waiting
+/// opens a connection, so the first call goes alone.)
+async fn burst(
+    sim: &SimHandle,
+    t: &Transport,
+    count: usize,
+    make: impl Fn(&Transport, usize) -> Call,
+) -> (Vec<Version>, u64) {
+    t.execute(make(t, count)).await.unwrap();
     let before = sim.counters().connections;
     let mut calls = tokio::task::JoinSet::new();
     for i in 0..count {
-        let (t, uri) = (t.clone(), t.url("/api/v2/ai/models").unwrap());
-        calls.spawn(async move { t.execute(Call::get(uri, format!("tls-many-{i}"))).await });
+        let (t, call) = (t.clone(), make(t, i));
+        calls.spawn(async move { t.execute(call).await });
     }
     let mut versions = Vec::new();
     while let Some(answer) = calls.join_next().await {
         versions.push(answer.unwrap().unwrap().version);
     }
     (versions, sim.counters().connections - before)
+}
+
+/// `count` catalogue reads at once, as [`burst`] says.
+async fn concurrent_calls(client: ClientOptions, count: usize) -> (Vec<Version>, u64) {
+    let (sim, t) = tls_pair(Behaviour::default(), client).await;
+    burst(&sim, &t, count, |t, i| {
+        Call::get(t.url("/api/v2/ai/models").unwrap(), format!("tls-many-{i}"))
+    })
+    .await
 }
 
 #[tokio::test]
@@ -173,4 +205,42 @@ async fn http2_multiplexes_calls_on_one_connection_and_http1_only_offers_only_ht
         connections > 0,
         "HTTP/1.1 calls at once need more connections"
     );
+}
+
+#[tokio::test]
+async fn calls_past_one_connections_streams_open_one_more_http2_connection() {
+    const CALLS: usize = STREAMS_PER_CONNECTION + 50;
+    let slow = Behaviour {
+        latency: Latency::Fixed { ms: 1_000.0 },
+        ..Behaviour::default()
+    };
+    let prompt = |t: &Transport, i: usize| {
+        let payload = GatewayPayload::builder("model-gen-4", "Summarize this transcript")
+            .build()
+            .unwrap();
+        let body = Bytes::from(serde_json::to_vec(&payload).unwrap());
+        Call::post(t.url(PROMPTS).unwrap(), body, format!("lane-{i}"))
+    };
+    for (lanes, opened) in [(1, 0), (2, 1)] {
+        let client = ClientOptions {
+            http2_connections: lanes,
+            ..ClientOptions::default()
+        };
+        let (sim, t) = tls_pair(slow.clone(), client).await;
+        let (versions, connections) = burst(&sim, &t, CALLS, prompt).await;
+        assert!(
+            versions.iter().all(|v| *v == Version::HTTP_2),
+            "{versions:?}"
+        );
+        assert_eq!(
+            sim.counters().max_prompts_in_flight,
+            i64::try_from(CALLS).unwrap(),
+            "every call was at the gateway at once"
+        );
+        assert_eq!(
+            connections, opened,
+            "{lanes} lane(s): {CALLS} calls at once open {opened} more connection(s), \
+             the second lane's one connection opened by one call while the others wait"
+        );
+    }
 }

@@ -26,8 +26,9 @@ pub struct TlsConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub extra_ca_file: Option<PathBuf>,
     /// Offer only HTTP/1.1 to the gateway (ALPN). By default HTTP/2 is offered too: a
-    /// gateway that takes it serves every call over one multiplexed connection, a pool
-    /// of HTTP/1.1 connections otherwise.
+    /// gateway that takes it serves up to 100 calls at once on each connection (as
+    /// many connections as `limits.max_concurrency` needs), a pool of HTTP/1.1
+    /// connections otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub http1_only: bool,
 }

@@ -94,7 +94,8 @@ async fn access_log(State(app): State<App>, request: Request, next: Next) -> Rep
     let openai = super::openai::owns(path);
     let logged =
         tracing::enabled!(target: "genesys_router::access", tracing::Level::INFO).then(|| {
-            let id = request.headers().get(&X_REQUEST_ID).cloned();
+            // Copied, not cloned: a header value shares the connection's read buffer.
+            let id = header_str(request.headers().get(&X_REQUEST_ID)).to_owned();
             (request.method().clone(), path.to_owned(), id)
         });
     let response = conventions(openai, next.run(request).await);
@@ -107,7 +108,7 @@ async fn access_log(State(app): State<App>, request: Request, next: Next) -> Rep
             %method, %path, status, latency_ms,
             route = header_str(response.headers().get(&super::ROUTE_HEADER)),
             model = header_str(response.headers().get(&super::MODEL_HEADER)),
-            request_id = header_str(request_id.as_ref()),
+            request_id = %request_id,
             "request"
         );
     }
@@ -179,36 +180,41 @@ async fn metrics(State(app): State<App>) -> Reply {
 }
 
 async fn route(State(app): State<App>, request: Request<Body>) -> Reply {
-    let (parts, body) = request.into_parts();
-    let body = match read_body(
-        body,
-        app.options.body_max_bytes,
-        app.options.limits.body_read_timeout,
-    )
-    .await
-    {
-        Ok(body) => body,
-        Err(e) => {
-            let code = match e.status() {
-                StatusCode::PAYLOAD_TOO_LARGE => "router.body.too.large",
-                StatusCode::REQUEST_TIMEOUT => "router.body.timeout",
-                _ => "router.body.unreadable",
-            };
-            return error(e.status(), code, &e.to_string(), None);
-        }
+    // The head and body are slices of the connection's read buffer: parsed into owned
+    // values in this block, they let it go before the call rather than after.
+    let request = {
+        let (parts, body) = request.into_parts();
+        let body = match read_body(
+            body,
+            app.options.body_max_bytes,
+            app.options.limits.body_read_timeout,
+        )
+        .await
+        {
+            Ok(body) => body,
+            Err(e) => {
+                let code = match e.status() {
+                    StatusCode::PAYLOAD_TOO_LARGE => "router.body.too.large",
+                    StatusCode::REQUEST_TIMEOUT => "router.body.timeout",
+                    _ => "router.body.unreadable",
+                };
+                return error(e.status(), code, &e.to_string(), None);
+            }
+        };
+        let mut request: RouteRequest = match from_json_slice(&body) {
+            Ok(request) => request,
+            Err(errors) => {
+                return error(
+                    StatusCode::BAD_REQUEST,
+                    "router.invalid.request",
+                    &errors.to_string(),
+                    Some(violation_details(&errors)),
+                );
+            }
+        };
+        super::context::adopt(&parts.headers, &mut request);
+        request
     };
-    let mut request: RouteRequest = match from_json_slice(&body) {
-        Ok(request) => request,
-        Err(errors) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "router.invalid.request",
-                &errors.to_string(),
-                Some(violation_details(&errors)),
-            );
-        }
-    };
-    super::context::adopt(&parts.headers, &mut request);
     match app.route(request).await {
         Ok(outcome) => {
             let mut reply = json(StatusCode::OK, &outcome);

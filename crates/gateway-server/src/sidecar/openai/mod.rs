@@ -77,17 +77,23 @@ async fn require_key(State(app): State<App>, request: Request, next: Next) -> Re
 }
 
 async fn chat_completions(State(app): State<App>, request: Request<Body>) -> Reply {
-    let (parts, body) = request.into_parts();
-    let limits = &app.options;
-    let body = match read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout).await {
-        Ok(body) => body,
-        Err(e) => return OpenAiError::body(&e).into_reply(),
+    // The head and body are slices of the connection's read buffer: parsed into owned
+    // values in this block, they let it go before the call rather than after.
+    let (request, call) = {
+        let (parts, body) = request.into_parts();
+        let limits = &app.options;
+        let body =
+            match read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout).await {
+                Ok(body) => body,
+                Err(e) => return OpenAiError::body(&e).into_reply(),
+            };
+        let (mut request, call) = match ChatCall::parse(&body, &parts.headers) {
+            Ok(parsed) => parsed,
+            Err(e) => return e.into_reply(),
+        };
+        super::context::adopt(&parts.headers, &mut request);
+        (request, call)
     };
-    let (mut request, call) = match ChatCall::parse(&body, &parts.headers) {
-        Ok(parsed) => parsed,
-        Err(e) => return e.into_reply(),
-    };
-    super::context::adopt(&parts.headers, &mut request);
     let outcome = match app.route(request).await {
         Ok(outcome) => outcome,
         Err(err) => return OpenAiError::route(&err, &call).into_reply(),
