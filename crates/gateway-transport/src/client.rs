@@ -44,7 +44,8 @@ pub struct ClientOptions {
     pub http1_only: bool,
     /// Most HTTP/2 connections per host: each serves up to
     /// [`STREAMS_PER_CONNECTION`](crate::STREAMS_PER_CONNECTION) calls before the next
-    /// opens, so calls do not queue behind one connection's stream limit.
+    /// opens, so calls do not queue behind one connection's stream limit (1 by default;
+    /// `TransportConfig::from_router_config` makes it `max_concurrency / 100`).
     pub http2_connections: usize,
 }
 
