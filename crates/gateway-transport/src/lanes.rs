@@ -26,6 +26,10 @@ use http::uri::Authority;
 /// 9113 asks a server to allow.
 pub const STREAMS_PER_CONNECTION: usize = 100;
 
+/// Most lanes a client keeps, whatever it is asked for: enough for the largest
+/// `max_concurrency` a configuration may set (10,000).
+pub const MAX_LANES: usize = 100;
+
 /// One client and the calls on it.
 #[derive(Debug)]
 struct Lane<C> {
@@ -71,10 +75,11 @@ impl<C> Drop for Ticket<'_, C> {
 }
 
 impl<C> Lanes<C> {
-    /// `first`, and `more` lanes made by `make` for when the gateway speaks HTTP/2.
+    /// `first`, and `more` lanes (at most [`MAX_LANES`] in all) made by `make` for when
+    /// the gateway speaks HTTP/2.
     pub(crate) fn new(first: C, more: usize, make: impl FnMut() -> C) -> Self {
         let lanes = std::iter::once(first)
-            .chain(std::iter::repeat_with(make).take(more))
+            .chain(std::iter::repeat_with(make).take(more.min(MAX_LANES - 1)))
             .map(Lane::new)
             .collect();
         Self {
@@ -203,6 +208,11 @@ mod tests {
         );
         drop((first, third, last, overflow));
         assert_eq!(calls(&lanes), [0, 0, 0]);
+    }
+
+    #[test]
+    fn no_more_than_max_lanes_are_made() {
+        assert_eq!(lanes(usize::MAX).len(), MAX_LANES);
     }
 
     #[test]

@@ -56,7 +56,7 @@ pub use circuits::SharedCircuits;
 pub use client::{ClientOptions, Exchange, HttpClient};
 pub use config::TransportConfig;
 pub use error::{CallStats, ErrorKind, TransportError};
-pub use lanes::STREAMS_PER_CONNECTION;
+pub use lanes::{MAX_LANES, STREAMS_PER_CONNECTION};
 pub use limiter::{Limiter, LimiterTimeout, Permit};
 pub use rate_budget::{Gcra, LocalRateBudget, RateBudget};
 pub use retry::{Disposition, RETRY_AFTER_CEILING, RetryPolicy, Wait, parse_retry_after};
