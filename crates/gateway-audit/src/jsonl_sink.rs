@@ -16,7 +16,7 @@ use tokio::time::Instant;
 
 use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 
-use group_commit::GroupCommit;
+use group_commit::{GroupCommit, Queued};
 use jsonl_file::{JsonlFile, OsSync, SyncFile};
 
 const SINK: &str = "jsonl";
@@ -74,7 +74,9 @@ impl Drop for Leadership<'_> {
 /// writing, writes every queued line itself in one `write` (it keeps going until the
 /// queue is empty, so no line is left behind); callers who find a writer at work wait
 /// for it. Concurrent callers never interleave, each line has reached the OS when its
-/// `record` returns, and under load many lines share one system call. Syncing to disk happens
+/// `record` returns, and under load many lines share one system call (when lines come
+/// close together, the writer first lets the tasks that are ready queue theirs; a lone
+/// line is written at once). Syncing to disk happens
 /// on a dedicated thread that batches requests (group commit): with
 /// [`FsyncPolicy::EveryEntry`] `record` waits for the sync covering its entry; with
 /// [`FsyncPolicy::Interval`] the thread syncs at most every interval; with
@@ -141,7 +143,7 @@ impl JsonlSink {
     /// Appends one entry (synchronously, without waiting for a sync) and returns its
     /// sequence number in this sink.
     pub fn append(&self, entry: &EncodedEntry) -> Result<u64, AuditError> {
-        let seq = self.enqueue(entry.line())?;
+        let seq = self.enqueue(entry.line())?.seq;
         loop {
             if self.lead_if_free() {
                 continue;
@@ -157,12 +159,15 @@ impl JsonlSink {
     /// Appends one entry, waiting (asynchronously) if another caller is writing it.
     async fn append_async(&self, line: &[u8]) -> Result<u64, AuditError> {
         let mut rx = self.commit.subscribe();
-        let seq = self.enqueue(line)?;
+        let Queued { seq, busy } = self.enqueue(line)?;
         if self.commit.claim() {
-            // Let the tasks that are ready queue their lines first, so they share this
-            // write. If this future is dropped meanwhile, the guard writes them anyway.
+            // When lines come close together, let the tasks that are ready queue theirs
+            // first, so they share this write; if this future is dropped meanwhile, the
+            // guard writes them anyway. A lone line is written at once.
             let leadership = Leadership(self);
-            tokio::task::yield_now().await;
+            if busy {
+                tokio::task::yield_now().await;
+            }
             drop(leadership);
         }
         loop {
@@ -177,8 +182,8 @@ impl JsonlSink {
         }
     }
 
-    /// Queues `line`; returns its sequence number.
-    fn enqueue(&self, line: &[u8]) -> Result<u64, AuditError> {
+    /// Queues `line`; returns its sequence number and whether lines come close together.
+    fn enqueue(&self, line: &[u8]) -> Result<Queued, AuditError> {
         self.commit
             .enqueue(line)
             .ok_or(AuditError::Closed { sink: SINK })

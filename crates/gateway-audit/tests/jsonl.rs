@@ -191,6 +191,36 @@ async fn concurrent_writers_never_interleave_lines() {
     assert_eq!(read.into_iter().collect::<HashSet<_>>(), written);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_is_in_the_file_when_record_returns_alone_or_in_company() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sink =
+        Arc::new(JsonlSink::open_with(&path, options(FsyncPolicy::Never, u64::MAX, 1)).unwrap());
+    // A lone line is written at once, without waiting for company.
+    let lone = entries::entry(1);
+    sink.record(&lone).await.unwrap();
+    assert_eq!(ids_in(&path), vec![lone.id]);
+    // Lines that come together share writes; each is still in the file when its
+    // record returns.
+    let mut tasks = Vec::new();
+    for t in 1..=8u64 {
+        let sink = Arc::clone(&sink);
+        let path = path.clone();
+        tasks.push(tokio::spawn(async move {
+            for n in 0..25 {
+                let entry = entries::entry(t * 1000 + n);
+                sink.record(&entry).await.unwrap();
+                assert!(ids_in(&path).contains(&entry.id), "task {t}, entry {n}");
+            }
+        }));
+    }
+    for task in tasks {
+        task.await.unwrap();
+    }
+    assert_eq!(ids_in(&path).len(), 1 + 8 * 25);
+}
+
 #[tokio::test]
 async fn every_policy_flushes_and_shutdown_closes() {
     let dir = tempfile::tempdir().unwrap();

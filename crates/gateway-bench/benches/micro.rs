@@ -88,6 +88,9 @@ fn recording(c: &mut Criterion) {
                 .expect("written");
         });
     });
+    c.bench_function("telemetry/audit_encode", |b| {
+        b.iter(|| EncodedEntry::encode(black_box(&entry)).expect("encodes"));
+    });
     c.bench_function("telemetry/prompt_digest", |b| {
         b.iter(|| PromptDigest::of(black_box(PROMPT)));
     });

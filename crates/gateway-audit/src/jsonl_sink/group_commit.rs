@@ -2,11 +2,29 @@
 //! every queued line in one go, until the queue is empty.
 
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
 use crate::AuditError;
 use crate::jsonl_sink::failed_ranges::FailedRanges;
+
+/// Lines queued closer together than this, or a last write that took several lines, mean
+/// others are likely to queue theirs in the next moments: worth a writer's yield so they
+/// share its write. Otherwise (a lone caller, a slow upstream) the yield would only wake
+/// an idle worker thread for nothing: measured at one caller, 1.6 futex calls and about
+/// 15 µs of CPU per call.
+const BUSY_GAP: Duration = Duration::from_micros(50);
+
+/// A line just queued.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Queued {
+    /// Its sequence number.
+    pub(super) seq: u64,
+    /// Whether the line before it came less than [`BUSY_GAP`] earlier, or the last
+    /// write took more than one line.
+    pub(super) busy: bool,
+}
 
 /// Lines waiting to be written by whichever caller leads the next write.
 #[derive(Default)]
@@ -21,6 +39,10 @@ struct Queue {
     leader: bool,
     /// Whether the sink was closed (kept here so queueing never waits on a write).
     closed: bool,
+    /// When the last line was queued.
+    last_queued_at: Option<Instant>,
+    /// How many lines the last write took.
+    last_batch: usize,
 }
 
 /// How far the written lines go, and which lines failed.
@@ -63,8 +85,14 @@ impl GroupCommit {
         self.queue.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    /// Queues `line`; returns its sequence number, or `None` once closed.
-    pub(super) fn enqueue(&self, line: &[u8]) -> Option<u64> {
+    /// Queues `line`; returns its sequence number and whether lines come close together,
+    /// or `None` once closed.
+    pub(super) fn enqueue(&self, line: &[u8]) -> Option<Queued> {
+        self.enqueue_at(line, Instant::now())
+    }
+
+    /// [`enqueue`](Self::enqueue), with the time it happens.
+    fn enqueue_at(&self, line: &[u8], now: Instant) -> Option<Queued> {
         let mut q = self.queue();
         if q.closed {
             return None;
@@ -72,7 +100,15 @@ impl GroupCommit {
         q.buf.extend_from_slice(line);
         q.lens.push(line.len());
         q.queued += 1;
-        Some(q.queued)
+        let close = q
+            .last_queued_at
+            .replace(now)
+            .is_some_and(|last| now.saturating_duration_since(last) < BUSY_GAP);
+        let busy = close || q.last_batch > 1;
+        Some(Queued {
+            seq: q.queued,
+            busy,
+        })
     }
 
     /// Becomes the writer if no one is writing and lines are queued.
@@ -109,6 +145,7 @@ impl GroupCommit {
                 }
             });
             let mut q = self.queue();
+            q.last_batch = lens.len();
             buf.clear();
             lens.clear();
             if q.lens.is_empty() {
@@ -137,5 +174,53 @@ impl GroupCommit {
     /// Refuses lines from now on.
     pub(super) fn close(&self) {
         self.queue().closed = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn write_all(commit: &GroupCommit) -> usize {
+        assert!(commit.claim(), "lines are queued and no one writes");
+        let mut written = 0;
+        commit.write_queued(|_, lens| {
+            written += lens.len();
+            Ok(())
+        });
+        written
+    }
+
+    #[test]
+    fn lines_are_busy_when_close_together_or_after_a_shared_write() {
+        let commit = GroupCommit::new();
+        let t0 = Instant::now();
+        let at = |us: u64| t0 + Duration::from_micros(us);
+
+        let first = commit.enqueue_at(b"a\n", at(0)).expect("open");
+        assert_eq!(
+            (first.seq, first.busy),
+            (1, false),
+            "a first line has no company"
+        );
+        let close = commit.enqueue_at(b"b\n", at(10)).expect("open");
+        assert_eq!((close.seq, close.busy), (2, true), "10 µs after another");
+        assert_eq!(write_all(&commit), 2);
+
+        let after_shared = commit.enqueue_at(b"c\n", at(10_000)).expect("open");
+        assert!(after_shared.busy, "the last write took two lines");
+        assert_eq!(write_all(&commit), 1);
+
+        let lone = commit.enqueue_at(b"d\n", at(20_000)).expect("open");
+        assert!(!lone.busy, "10 ms after a write of one line");
+        let just_past = commit.enqueue_at(b"e\n", at(20_000 + 50)).expect("open");
+        assert!(!just_past.busy, "50 µs apart is not close");
+    }
+
+    #[test]
+    fn a_closed_queue_refuses_lines() {
+        let commit = GroupCommit::new();
+        commit.close();
+        assert!(commit.enqueue(b"a\n").is_none());
     }
 }
