@@ -86,6 +86,38 @@ async fn headers_sent_a_byte_at_a_time_are_cut_off() {
     );
 }
 
+/// Half a request head, then silence: the header timeout applies from its first byte,
+/// not the idle timeout, on every connection (eight, so a watchdog that misses the byte
+/// now and then cannot pass by luck).
+#[tokio::test]
+async fn a_head_that_stops_halfway_is_cut_off_at_the_header_timeout() {
+    let server = start(16).await;
+    let started = Instant::now();
+    let mut closed = Vec::new();
+    for _ in 0..8 {
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nx-half: ")
+            .await
+            .unwrap();
+        closed.push(tokio::spawn(async move {
+            read_to_close(&mut stream, IDLE * 4).await;
+            Instant::now()
+        }));
+    }
+    for closed in closed {
+        let at = closed.await.unwrap().duration_since(started);
+        assert!(
+            at < IDLE,
+            "closed after {at:?}: the idle timeout, not the header one"
+        );
+        assert!(
+            at + Duration::from_millis(50) >= HEADER,
+            "closed after {at:?}"
+        );
+    }
+}
+
 #[tokio::test]
 async fn an_idle_connection_is_closed_after_the_idle_timeout() {
     let server = start(16).await;
