@@ -76,11 +76,11 @@ impl Drop for Leadership<'_> {
 /// for it. Concurrent callers never interleave, each line has reached the OS when its
 /// `record` returns, and under load many lines share one system call (when lines come
 /// close together, the writer first lets the tasks that are ready queue theirs; a lone
-/// line is written at once). Syncing to disk happens
-/// on a dedicated thread that batches requests (group commit): with
-/// [`FsyncPolicy::EveryEntry`] `record` waits for the sync covering its entry; with
-/// [`FsyncPolicy::Interval`] the thread syncs at most every interval; with
-/// [`FsyncPolicy::Never`] only an explicit [`flush`](crate::AuditSink::flush) syncs.
+/// line is written at once). Syncing to disk happens on a dedicated thread that batches
+/// requests (group commit): with [`FsyncPolicy::EveryEntry`] `record` waits for the sync
+/// covering its entry; with [`FsyncPolicy::Interval`] the thread syncs at most every
+/// interval; with [`FsyncPolicy::Never`] only an explicit
+/// [`flush`](crate::AuditSink::flush) syncs.
 /// Before an entry would take the file past `rotate_bytes`, the file becomes `name.1`
 /// (older ones shift to `name.2` ... `name.N`, the oldest beyond `keep_rotated` is
 /// deleted) and a new file is started.
