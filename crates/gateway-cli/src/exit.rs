@@ -16,7 +16,8 @@ pub enum Exit {
     /// malformed, a call cancelled or overloaded).
     Failure,
     /// 2: the command line is wrong: an unknown flag or value (clap's code), a bad log
-    /// filter, an unknown route, a prompt that breaks a rule. Nothing was sent.
+    /// filter or worker thread count, an unknown route, a prompt that breaks a rule.
+    /// Nothing was sent.
     Usage,
     /// 3: the config file cannot be read or is not a valid configuration.
     Config,
@@ -32,7 +33,7 @@ pub const EXIT_CODES_HELP: &str = "\
 Exit codes:
   0  success
   1  any other failure
-  2  usage: bad arguments, log filter, route name or prompt (nothing was sent)
+  2  usage: bad arguments, log filter, thread count, route name or prompt (nothing was sent)
   3  the config file cannot be read or is invalid
   4  credentials missing, or refused by the login host or the gateway
   5  upstream failure: every model failed, or a host could not be reached";

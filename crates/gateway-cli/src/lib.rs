@@ -17,4 +17,5 @@ pub mod exit;
 pub mod healthcheck;
 pub mod logging;
 pub mod report;
+pub mod runtime;
 pub mod signal;

@@ -7,6 +7,7 @@ use clap::Parser;
 use gateway_cli::args::{Cli, Command};
 use gateway_cli::exit::{self, Exit};
 use gateway_cli::logging::{self, LogFormat};
+use gateway_cli::runtime::{self, RuntimeError};
 use gateway_cli::{commands, console, demo, healthcheck};
 
 fn main() -> ExitCode {
@@ -18,13 +19,15 @@ fn main() -> ExitCode {
     }
     let log_format = cli.log_format;
 
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match runtime::build() {
         Ok(runtime) => runtime,
+        Err(e @ RuntimeError::WorkerThreads(_)) => {
+            // A bad setting, like a bad log filter: nothing ran.
+            console::error(e);
+            return Exit::Usage.into();
+        }
         Err(e) => {
-            console::error(format_args!("cannot start the async runtime: {e}"));
+            console::error(e);
             return Exit::Failure.into();
         }
     };

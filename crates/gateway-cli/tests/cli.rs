@@ -171,6 +171,32 @@ fn an_invalid_filter_is_a_usage_error_with_the_reason() {
     }
 }
 
+/// tokio panics on a bad `TOKIO_WORKER_THREADS`; the binary refuses it first, as a usage
+/// error that names it, and takes a good one.
+#[test]
+fn a_bad_worker_thread_count_is_a_usage_error_not_a_panic() {
+    for bad in ["abc", "0", "-3", "100000", "99999999999999999999999"] {
+        let output = cli(&["schema"])
+            .env("TOKIO_WORKER_THREADS", bad)
+            .output()
+            .unwrap();
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(2), "{bad}: {text}");
+        assert!(
+            text.contains(&format!("invalid TOKIO_WORKER_THREADS `{bad}`"))
+                && !text.contains("panicked"),
+            "names the variable and its value: {text}"
+        );
+        assert!(output.stdout.is_empty(), "the command did not run");
+    }
+    let output = cli(&["schema"])
+        .env("TOKIO_WORKER_THREADS", "1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(!output.stdout.is_empty());
+}
+
 /// The JSON document `route --json` printed on stdout.
 fn stdout_json(output: &Output) -> serde_json::Value {
     serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
