@@ -1,11 +1,14 @@
 //! Circuit state for the fleet: an open circuit at one replica is open at all of them,
 //! and one replica at a time holds the half-open probe.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
+use gateway_transport::clock::later;
 use gateway_transport::{BoxFuture, SharedCircuits};
 use redis::Script;
+use tokio::time::Instant;
 
 use crate::redis_link::RedisLink;
 use crate::tokens::millis;
@@ -26,6 +29,38 @@ if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
 return 0
 ";
 
+/// How long a replica trusts what it last read of a model's circuit: another replica's
+/// opening reaches it within this (plus a round trip), and the calls that want the
+/// circuit meanwhile share one read instead of making one each.
+pub(crate) const FRESH_FOR: Duration = Duration::from_millis(2);
+
+/// What a replica last read of one model's circuit.
+#[derive(Clone, Copy)]
+struct Reading {
+    /// When the answer came.
+    answered_at: Instant,
+    /// Until when the circuit was open, as far as that answer said.
+    open_until: Option<Instant>,
+}
+
+impl Reading {
+    /// Whether the reading may still stand for the circuit at `now`.
+    fn is_fresh(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.answered_at) < FRESH_FOR
+    }
+
+    /// The circuit's open time left at `now`, as far as this reading says.
+    fn open_left(&self, now: Instant) -> Option<Duration> {
+        self.open_until
+            .map(|until| until.saturating_duration_since(now))
+            .filter(|left| !left.is_zero())
+    }
+}
+
+/// One model's reading: the last one while fresh, or the one under way, which every
+/// call that wants the circuit meanwhile waits for (all are woken when it comes).
+type Slot = Arc<tokio::sync::OnceCell<Reading>>;
+
 /// The fleet's circuits.
 pub(crate) struct FleetCircuits {
     link: Arc<RedisLink>,
@@ -33,6 +68,8 @@ pub(crate) struct FleetCircuits {
     probe_lease: Duration,
     open: Script,
     claim: Script,
+    /// Each model's reading, made on its first call (the models are the config's).
+    readings: Mutex<HashMap<String, Slot>>,
 }
 
 impl FleetCircuits {
@@ -42,7 +79,37 @@ impl FleetCircuits {
             probe_lease,
             open: Script::new(OPEN),
             claim: Script::new(CLAIM),
+            readings: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// The reading of `model`'s circuit to use at `now`: the last one if it is fresh or
+    /// still under way, else a new one to take.
+    fn slot(&self, model: &str, now: Instant) -> Slot {
+        let mut readings = self.readings.lock().unwrap_or_else(PoisonError::into_inner);
+        let slot = match readings.get_mut(model) {
+            Some(slot) => slot,
+            None => readings.entry(model.to_owned()).or_default(),
+        };
+        if slot.get().is_some_and(|reading| !reading.is_fresh(now)) {
+            *slot = Slot::default();
+        }
+        Arc::clone(slot)
+    }
+
+    /// Asks Redis how long `model`'s circuit stays open; `None` when it is closed or
+    /// Redis cannot say (the replica's own breaker decides then).
+    async fn read(&self, model: &str) -> Option<Duration> {
+        let (circuit, _) = self.keys(model);
+        let left: i64 = self
+            .link
+            .query(redis::cmd("PTTL").arg(&circuit))
+            .await
+            .ok()?;
+        u64::try_from(left)
+            .ok()
+            .filter(|ms| *ms > 0)
+            .map(Duration::from_millis)
     }
 
     fn keys(&self, model: &str) -> (String, String) {
@@ -55,17 +122,24 @@ impl FleetCircuits {
 
 impl SharedCircuits for FleetCircuits {
     fn open_for(&self, model: &str) -> BoxFuture<'_, Option<Duration>> {
-        let (circuit, _) = self.keys(model);
+        let now = Instant::now();
+        let slot = self.slot(model, now);
+        if let Some(reading) = slot.get() {
+            return Box::pin(std::future::ready(reading.open_left(now)));
+        }
+        let model = model.to_owned();
         Box::pin(async move {
-            let left: i64 = self
-                .link
-                .query(redis::cmd("PTTL").arg(&circuit))
-                .await
-                .ok()?;
-            u64::try_from(left)
-                .ok()
-                .filter(|ms| *ms > 0)
-                .map(Duration::from_millis)
+            let reading = slot
+                .get_or_init(|| async {
+                    let left = self.read(&model).await;
+                    let answered_at = Instant::now();
+                    Reading {
+                        answered_at,
+                        open_until: left.map(|left| later(answered_at, left)),
+                    }
+                })
+                .await;
+            reading.open_left(Instant::now())
         })
     }
 

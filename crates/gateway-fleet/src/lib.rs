@@ -10,9 +10,10 @@
 //!   GCRA cell in Redis, updated atomically by a Lua script on Redis' own clock; a 429 or
 //!   a spent `inin-ratelimit-*` window seen by one replica pauses all of them.
 //! - **Shared circuits** ([`Fleet::circuits`]): a model's open circuit, with its
-//!   cool-down, is seen by every replica before it calls the model; after the cool-down
-//!   one replica claims the half-open probe and the others keep skipping the model until
-//!   it reports.
+//!   cool-down, is seen by every replica within 2 ms (a replica trusts its last reading
+//!   of a circuit that long, so the calls that come meanwhile share one Redis read);
+//!   after the cool-down one replica claims the half-open probe, in Redis, and the
+//!   others keep skipping the model until it reports.
 //! - **Redis down**: every command is bounded by `command_timeout_ms`; on failure the
 //!   replica uses local state (its own token, a local pace of `requests_per_minute /
 //!   replicas`), sets the `genesys_router_fleet_degraded` gauge to 1 and warns once,

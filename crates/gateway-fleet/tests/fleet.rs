@@ -227,7 +227,6 @@ async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after
         return;
     };
     let sim = Sim::builder().start().await.unwrap();
-    sim.set_model_behaviour("model-gen-4", gateway_sim::Behaviour::failing(503));
     let mut config = router_config(&sim);
     let mut route = gateway_model::RouteConfig::to_model("model-gen-4");
     route.fallbacks = vec!["model-fallback-3".into()];
@@ -241,11 +240,18 @@ async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after
         routers.push(replica(&config, &redis.url()).await.0);
     }
 
-    // Two failures at the first replica open its circuit.
-    assert!(load(&routers[..1], 1).await.iter().all(Result::is_ok));
-    assert!(load(&routers[..1], 1).await.iter().all(Result::is_ok));
+    // The others read the circuit closed and call the model.
+    assert!(load(&routers[1..], 1).await.iter().all(Result::is_ok));
     assert_eq!(calls_to(&sim, "model-gen-4"), 2);
-    // The others skip the model at once, straight to the fallback.
+
+    // Two failures at the first replica open its circuit.
+    sim.set_model_behaviour("model-gen-4", gateway_sim::Behaviour::failing(503));
+    assert!(load(&routers[..1], 1).await.iter().all(Result::is_ok));
+    assert!(load(&routers[..1], 1).await.iter().all(Result::is_ok));
+    assert_eq!(calls_to(&sim, "model-gen-4"), 4);
+    // Once their readings are older than a replica trusts one (2 ms), the others skip
+    // the model, straight to the fallback.
+    tokio::time::sleep(Duration::from_millis(5)).await;
     let others = load(&routers[1..], 5).await;
     assert!(others.iter().all(|r| {
         r.as_ref()
@@ -253,7 +259,7 @@ async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after
     }));
     assert_eq!(
         calls_to(&sim, "model-gen-4"),
-        2,
+        4,
         "no replica calls a model whose circuit is open"
     );
 
@@ -264,15 +270,40 @@ async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after
     assert!(after.iter().all(Result::is_ok));
     assert_eq!(
         calls_to(&sim, "model-gen-4"),
-        3,
+        5,
         "exactly one probe for the fleet"
     );
     let again = load(&routers, 5).await;
     assert!(again.iter().all(Result::is_ok));
     assert_eq!(
         calls_to(&sim, "model-gen-4"),
-        3,
+        5,
         "the failed probe reopened it everywhere"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_at_once_on_one_replica_share_one_read_of_the_circuit() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = router_config(&sim);
+    config.fleet = Some(fleet_config("one-read", 1));
+    let (router, _fleet) = replica(&config, &redis.url()).await;
+    let routers = [router];
+    // The first call also reads the shared token (a script that runs `PTTL` too).
+    assert!(load(&routers, 1).await.iter().all(Result::is_ok));
+
+    redis.reset_stats().await;
+    let calls = 200;
+    assert!(load(&routers, calls).await.iter().all(Result::is_ok));
+    let reads = redis.calls_of("pttl").await;
+    // One read each would be 200; a read is shared by every call that comes while it
+    // is under way or less than 2 ms after its answer.
+    assert!(
+        (1..=calls / 4).contains(&usize::try_from(reads).unwrap()),
+        "{reads} reads"
     );
 }
 

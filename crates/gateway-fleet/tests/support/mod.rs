@@ -49,6 +49,43 @@ impl RedisServer {
         format!("redis://127.0.0.1:{}/", self.port)
     }
 
+    /// How many times the server ran `command` (lower case, as `INFO commandstats`
+    /// names it) since it started or since [`RedisServer::reset_stats`].
+    pub async fn calls_of(&self, command: &str) -> u64 {
+        let info: String = redis::cmd("INFO")
+            .arg("commandstats")
+            .query_async(&mut self.connection().await)
+            .await
+            .expect("INFO commandstats");
+        let prefix = format!("cmdstat_{command}:calls=");
+        info.lines()
+            .find_map(|line| line.strip_prefix(&prefix))
+            .map_or(0, |rest| {
+                rest.split(',')
+                    .next()
+                    .unwrap_or_default()
+                    .parse()
+                    .expect("a count")
+            })
+    }
+
+    /// Zeroes the server's command counts.
+    pub async fn reset_stats(&self) {
+        let () = redis::cmd("CONFIG")
+            .arg("RESETSTAT")
+            .query_async(&mut self.connection().await)
+            .await
+            .expect("CONFIG RESETSTAT");
+    }
+
+    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(self.url())
+            .expect("a valid URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("a connection to the test's redis-server")
+    }
+
     /// Kills the server (the fleet then runs degraded).
     pub fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
