@@ -96,11 +96,18 @@ pub(crate) struct Spool {
     segment_bytes: u64,
 }
 
+/// The highest segment index taken from a file name: the spool counts on by one from
+/// the highest it finds, and from here that cannot overflow in any spool's life. A
+/// larger number (say `18446744073709551615.jsonl`, which overflowed the count) is not
+/// a segment this spool wrote, and is left alone.
+const MAX_SEGMENT_INDEX: u64 = 1 << 62;
+
 fn segment_index(name: &str) -> Option<u64> {
     let digits = name.strip_suffix(".jsonl")?;
     (digits.len() == 20 && digits.bytes().all(|b| b.is_ascii_digit()))
         .then(|| digits.parse().ok())
         .flatten()
+        .filter(|index| *index <= MAX_SEGMENT_INDEX)
 }
 
 /// Where a segment is rewritten before it replaces the original.
@@ -151,7 +158,7 @@ impl Spool {
         sealed.sort_by_key(|s| s.index);
         Ok(Self {
             dir: dir.to_owned(),
-            next_index: sealed.last().map_or(1, |s| s.index + 1),
+            next_index: sealed.last().map_or(1, |s| s.index.saturating_add(1)),
             total_bytes: sealed.iter().map(|s| s.bytes).sum(),
             sealed: sealed.into(),
             current: None,
@@ -178,7 +185,7 @@ impl Spool {
                 .append(true)
                 .open(&path)
                 .map_err(|e| AuditError::io("create", &path, e))?;
-            self.next_index += 1;
+            self.next_index = self.next_index.saturating_add(1);
             sync_dir(&self.dir)?;
             self.current = Some(OpenSegment {
                 index,
@@ -456,6 +463,34 @@ mod tests {
         assert_eq!(segment_index("42.jsonl"), None);
         assert_eq!(segment_index("0000000000000000004x.jsonl"), None);
         assert_eq!(segment_index("00000000000000000042.jsonl.tmp"), None);
+        assert_eq!(
+            segment_index("04611686018427387904.jsonl"),
+            Some(MAX_SEGMENT_INDEX)
+        );
+        assert_eq!(segment_index("04611686018427387905.jsonl"), None);
+    }
+
+    #[test]
+    fn a_segment_numbered_at_the_end_of_the_count_neither_panics_nor_is_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let foreign = dir.path().join(format!("{}.jsonl", u64::MAX));
+        std::fs::write(&foreign, "{\"x\":1}\n").unwrap();
+        let last = dir.path().join(format!("{MAX_SEGMENT_INDEX:020}.jsonl"));
+        let line = encoded(0).line().to_vec();
+        std::fs::write(&last, &line).unwrap();
+
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let appended = spool.append(&loose(&[encoded(1)]));
+        assert!(appended.error.is_none(), "{:?}", appended.error);
+        assert_eq!(appended.written, 1);
+        assert_eq!(spool.oldest().unwrap().unwrap().index, MAX_SEGMENT_INDEX);
+        assert!(spool.path_of(MAX_SEGMENT_INDEX + 1).exists());
+        assert_eq!(
+            std::fs::read(&last).unwrap(),
+            line,
+            "the last segment is kept"
+        );
+        assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "{\"x\":1}\n");
     }
 
     fn encoded(n: usize) -> EncodedEntry {
