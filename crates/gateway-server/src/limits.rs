@@ -30,7 +30,8 @@ impl Default for ConnectionLimits {
             header_read_timeout: Duration::from_secs(10),
             body_read_timeout: Duration::from_secs(30),
             idle_timeout: Duration::from_secs(60),
-            max_connections: 4_096,
+            max_connections: usize::try_from(gateway_model::DEFAULT_MAX_CONNECTIONS)
+                .unwrap_or(usize::MAX),
         }
     }
 }

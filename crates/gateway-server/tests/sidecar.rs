@@ -7,8 +7,10 @@ use bytes::Bytes;
 use gateway_auth::Credentials;
 use gateway_model::{EnvironmentConfig, RouteConfig, RouteOutcome, RouterConfig};
 use gateway_router::Router;
-use gateway_server::Sidecar;
-use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, Sim, SimHandle};
+use gateway_server::{Sidecar, SidecarOptions};
+use gateway_sim::{
+    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, Scripted, Sim, SimHandle, Target,
+};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -226,5 +228,76 @@ async fn health_readiness_and_metrics() {
             .contains("`someone` was rejected"),
         "{body}"
     );
+    sidecar.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
+    let sim = Sim::builder().start().await.unwrap();
+    // The first call stalls at the gateway until its attempt times out.
+    sim.script(Target::model("model-gen-4"), [Scripted::Stall]);
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
+        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
+    config.audit.enabled = false;
+    config.retry.max_attempts = 1;
+    config.limits.attempt_timeout_ms = 1_000;
+    let router = Router::builder(config)
+        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+        .build()
+        .await
+        .unwrap();
+    let options = SidecarOptions {
+        max_calls: 1,
+        ..SidecarOptions::default()
+    };
+    let sidecar = Sidecar::start_with(router, None, "127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap();
+    let url = format!("http://{}/v1/route", sidecar.addr());
+    let body = r#"{"route": "summarize", "prompt": "hi"}"#;
+
+    // A caller sends, and hangs up once its call is at the gateway.
+    let hung_up = {
+        let client: Client<HttpConnector, Full<Bytes>> =
+            Client::builder(TokioExecutor::new()).build_http();
+        let url = url.clone();
+        tokio::spawn(async move { send(&client, Method::POST, url, body).await })
+    };
+    let mut reached = false;
+    for _ in 0..100_000 {
+        if sim.prompt_requests().len() == 1 {
+            reached = true;
+            break;
+        }
+        tokio::task::yield_now().await;
+    }
+    assert!(reached, "the first call reached the simulator");
+    hung_up.abort();
+
+    // Its call runs on and holds the one slot: the next caller is refused at once.
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let (status, answer) = send(&client, Method::POST, url.clone(), body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(error["code"], "router.overloaded", "{error}");
+    assert_eq!(
+        sim.prompt_requests().len(),
+        1,
+        "the refused call never left"
+    );
+
+    // Once the stalled call ends (its attempt times out), the slot is free again.
+    let mut answered = false;
+    for _ in 0..100 {
+        let (status, _) = send(&client, Method::POST, url.clone(), body).await;
+        if status == StatusCode::OK {
+            answered = true;
+            break;
+        }
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(answered, "the slot came back when the call ended");
     sidecar.shutdown().await;
 }

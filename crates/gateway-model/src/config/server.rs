@@ -1,4 +1,5 @@
-//! `[server]`: the HTTP sidecar's connection timeouts, connection cap, drain and body size.
+//! `[server]`: the HTTP sidecar's connection timeouts, connection and call caps, drain and
+//! body size.
 
 use std::time::Duration;
 
@@ -26,6 +27,11 @@ pub struct ServerConfig {
     pub idle_timeout_ms: u64,
     /// Most connections open at once; beyond it new connections are refused at once.
     pub max_connections: u32,
+    /// Most routed calls in flight at once, counting those whose caller has hung up
+    /// (they run on to their end, so they are audited as they really ended); beyond it
+    /// a call is refused at once with 503 `router.overloaded`. Unset: `max_connections`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_calls: Option<u32>,
     /// On shutdown, how long calls in flight may run before they are cancelled.
     pub drain_timeout_ms: u64,
     /// Largest request body accepted; a larger one is refused.
@@ -47,6 +53,7 @@ impl Default for ServerConfig {
             body_read_timeout_ms: 30_000,
             idle_timeout_ms: 60_000,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            max_calls: None,
             drain_timeout_ms: 30_000,
             request_body_max_bytes: 1_048_576,
             api_keys_env: None,
@@ -71,6 +78,11 @@ impl ServerConfig {
         Duration::from_millis(self.idle_timeout_ms)
     }
 
+    /// [`Self::max_calls`], or [`Self::max_connections`] when it is unset.
+    pub fn call_limit(&self) -> u32 {
+        self.max_calls.unwrap_or(self.max_connections)
+    }
+
     /// [`Self::drain_timeout_ms`] as a duration.
     pub fn drain_timeout(&self) -> Duration {
         Duration::from_millis(self.drain_timeout_ms)
@@ -83,6 +95,7 @@ impl Bounded for ServerConfig {
         bounds::int!(body_read_timeout_ms, 100, 600_000),
         bounds::int!(idle_timeout_ms, 100, 3_600_000),
         bounds::int!(max_connections, 1, 1_000_000),
+        bounds::int!(max_calls, 1, 1_000_000),
         bounds::int!(drain_timeout_ms, 0, 3_600_000),
         bounds::int!(request_body_max_bytes, 1_024, 67_108_864),
         bounds::text!(api_keys_env, super::credentials::ENV_VAR),

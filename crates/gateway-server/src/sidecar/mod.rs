@@ -24,12 +24,13 @@ mod routes;
 pub use keys::ApiKeys;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_router::Router;
 use gateway_telemetry::MetricsHandle;
 use tokio::net::TcpListener;
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
@@ -47,6 +48,9 @@ pub const FLUSH_BOUND: Duration = Duration::from_secs(5);
 pub struct SidecarOptions {
     /// Per-connection timeouts and the connection cap.
     pub limits: ConnectionLimits,
+    /// Most routed calls in flight, counting those whose caller hung up; beyond it a
+    /// call is refused at once (503 `router.overloaded`).
+    pub max_calls: usize,
     /// Largest request body read, in bytes.
     pub body_max_bytes: usize,
     /// How long calls in flight may run on after a shutdown begins.
@@ -64,6 +68,7 @@ impl Default for SidecarOptions {
     fn default() -> Self {
         Self {
             limits: ConnectionLimits::default(),
+            max_calls: ConnectionLimits::default().max_connections,
             body_max_bytes: 1024 * 1024,
             drain: Duration::from_secs(30),
             metrics_listen: None,
@@ -93,6 +98,7 @@ impl SidecarOptions {
                 idle_timeout: server.idle_timeout(),
                 max_connections: usize::try_from(server.max_connections).unwrap_or(usize::MAX),
             },
+            max_calls: usize::try_from(server.call_limit()).unwrap_or(usize::MAX),
             body_max_bytes: usize::try_from(server.request_body_max_bytes).unwrap_or(usize::MAX),
             drain: server.drain_timeout(),
             metrics_listen,
@@ -110,7 +116,7 @@ impl SidecarOptions {
 /// What the handlers serve with: one shared state, so the clone axum makes for every
 /// request is one reference count, not a copy of every field.
 #[derive(Clone)]
-pub(crate) struct App(std::sync::Arc<AppState>);
+pub(crate) struct App(Arc<AppState>);
 
 impl std::ops::Deref for App {
     type Target = AppState;
@@ -127,6 +133,8 @@ pub(crate) struct AppState {
     options: SidecarOptions,
     /// Routed calls run as tasks of their own, tracked so shutdown can wait for them.
     calls: TaskTracker,
+    /// One permit per routed call in flight, held by its task (`options.max_calls`).
+    call_slots: Arc<Semaphore>,
     /// Cancelled when the drain timeout ends: calls still running stop then.
     stop: CancellationToken,
     /// When the sidecar started, in Unix seconds (the `created` of its models).
@@ -170,8 +178,18 @@ impl App {
         &self,
         request: gateway_model::RouteRequest,
     ) -> Result<gateway_model::RouteOutcome, gateway_router::RouteError> {
+        let Ok(slot) = Arc::clone(&self.call_slots).try_acquire_owned() else {
+            return Err(gateway_router::RouteErrorKind::Overloaded(
+                gateway_transport::LimiterTimeout {
+                    waited: Duration::ZERO,
+                    max: self.options.max_calls,
+                },
+            )
+            .into());
+        };
         let app = self.clone();
         let call = self.calls.spawn(async move {
+            let _slot = slot;
             let drain = app.options.drain;
             let reason = async {
                 app.stop.cancelled().await;
@@ -244,11 +262,14 @@ impl Sidecar {
             Some(at) => Some(TcpListener::bind(at).await?),
             None => None,
         };
-        let app = App(std::sync::Arc::new(AppState {
+        let app = App(Arc::new(AppState {
             router,
             metrics,
             http_metrics: gateway_telemetry::HttpMetrics::new(routes::PATH_LABELS),
             calls: TaskTracker::new(),
+            call_slots: Arc::new(Semaphore::new(
+                options.max_calls.clamp(1, Semaphore::MAX_PERMITS),
+            )),
             stop: CancellationToken::new(),
             started_unix: openai::response::unix_now(),
             options,
