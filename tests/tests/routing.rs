@@ -437,6 +437,38 @@ async fn configured_models_are_checked_against_the_catalogue() {
     assert_eq!(check.unknown, [gateway_model::ModelId::new("model-gen-4")]);
 }
 
+#[tokio::test]
+async fn the_catalogue_is_read_until_every_configured_model_is_found() {
+    // 250 models: three pages of 100.
+    let ids: Vec<String> = (0..250).map(|n| format!("model-{n:04}")).collect();
+    let sim = Sim::builder().models(&ids).start().await.unwrap();
+    let mut config = config_for(&sim).with_route("s", chain("model-0000", &["model-0099"]));
+    config.environment.validate_models = true;
+    let router = router_for(config.clone()).build().await.unwrap();
+    assert!(router.last_model_check().unwrap().all_known());
+    assert_eq!(
+        sim.counters().model_requests,
+        1,
+        "both are on the first page"
+    );
+
+    sim.reset();
+    config
+        .routes
+        .insert("t".into(), chain("model-0249", &["model-9999"]));
+    let err = router_for(config).build().await.unwrap_err();
+    assert!(
+        matches!(&err, BuildError::UnknownModels { unknown } if unknown.len() == 1),
+        "{err}"
+    );
+    assert!(err.to_string().contains("`model-9999`"), "{err}");
+    assert_eq!(
+        sim.counters().model_requests,
+        3,
+        "a missing model reads every page"
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_hanging_model_leaves_time_for_its_fallback() {
     let sim = Sim::builder().start().await.unwrap();

@@ -22,8 +22,6 @@ const MAX_PAGES: u32 = 1_000;
 pub struct CatalogueCheck {
     /// When the check ran.
     pub checked_at: SystemTime,
-    /// Every model id the catalogue lists.
-    pub available: BTreeSet<String>,
     /// Configured models the catalogue does not list, sorted.
     pub unknown: Vec<ModelId>,
 }
@@ -35,35 +33,37 @@ impl CatalogueCheck {
     }
 }
 
-/// Reads the whole catalogue at `models_uri` through `transport` and lists the models of
-/// `configured` it lacks.
+/// Reads the catalogue at `models_uri` through `transport`, page by page until every
+/// model of `configured` is found or the pages end, and lists the ones it lacks.
+///
+/// Only the configured models are kept: a catalogue of any size costs one page at a
+/// time (each at most `max_response_bytes`), never the whole list.
 pub(crate) async fn check<'a>(
     transport: &Transport,
     models_uri: &str,
     configured: impl IntoIterator<Item = &'a ModelId>,
 ) -> Result<CatalogueCheck, TransportError> {
-    let mut available = BTreeSet::new();
+    let mut missing: BTreeSet<&ModelId> = configured.into_iter().collect();
     for page in 1..=MAX_PAGES {
+        if missing.is_empty() {
+            break;
+        }
         let url = format!("{models_uri}?pageNumber={page}&pageSize={PAGE_SIZE}");
         let uri: Uri = transport.client().check_url(&url)?;
         let answer = transport
             .execute(Call::get(uri, ids::random().to_string()))
             .await?;
         let listing: ModelEntityListing = answer.json()?;
-        available.extend(listing.entities.iter().map(|e| e.id.as_str().to_owned()));
+        for entity in &listing.entities {
+            missing.retain(|m| m.as_str() != entity.id.as_str());
+        }
         if !listing.has_next() || listing.entities.is_empty() {
             break;
         }
     }
-    let unknown = configured
-        .into_iter()
-        .filter(|m| !available.contains(m.as_str()))
-        .cloned()
-        .collect();
     Ok(CatalogueCheck {
         checked_at: SystemTime::now(),
-        available,
-        unknown,
+        unknown: missing.into_iter().cloned().collect(),
     })
 }
 
