@@ -435,3 +435,66 @@ async fn a_refused_message_keeps_its_id_and_body_across_a_restart() {
     assert_eq!(spool_segments(&spool), 0);
     assert_messages_are_immutable(&receiver.state.messages());
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_entry_refused_as_too_large_is_set_aside_and_the_rest_flow_on() {
+    let receiver = Receiver::start(secret()).await;
+    let one = gateway_audit::EncodedEntry::encode(&entries::entry(0))
+        .unwrap()
+        .json()
+        .len();
+    // Room for two entries a message: a batch of ten is refused, each entry on its own
+    // is taken, except one whose `reason` alone is over the limit.
+    receiver.set_mode(Mode::RefuseOver(2 * one + 100));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let config = config(&receiver, &spool, 10, 1_000);
+    let metrics = LocalMetrics::new();
+    let sink =
+        metrics.scope(|| WebhookSink::start_with(&config, secret(), fast_retries()).unwrap());
+
+    let mut sent = record_many(&sink, 0, 5).await;
+    let mut huge = entries::entry(5);
+    huge.reason = Some("x".repeat(4 * one));
+    sink.record(&huge).await.unwrap();
+    sent.extend(record_many(&sink, 6, 5).await);
+    receiver
+        .wait_until("the ten others", Duration::from_secs(30), |s| {
+            s.unique() == 10
+        })
+        .await;
+    assert_eq!(receiver.state.ids(), sent, "every other entry arrives");
+    sink.shutdown(in_secs(10)).await.unwrap();
+    let report = sink.report();
+    assert_eq!((report.rejected, report.dropped), (1, 0), "{report:?}");
+    assert!(
+        metrics
+            .render()
+            .contains(r#"genesys_router_audit_entries_total{event="rejected"} 1"#)
+    );
+    drop(sink);
+
+    // The refused entry is kept, in the spool's line format.
+    let rejected = spool.join("rejected");
+    let files: Vec<_> = std::fs::read_dir(&rejected)
+        .unwrap()
+        .map(|f| f.unwrap().path())
+        .collect();
+    assert_eq!(files.len(), 1, "{files:?}");
+    let kept = std::fs::read_to_string(&files[0]).unwrap();
+    assert!(kept.contains(&huge.id.to_string()), "{kept}");
+    assert_eq!(spool_segments(&spool), 0, "nothing else waits in the spool");
+
+    // Moved back into the spool once the receiver takes larger bodies, it is delivered.
+    receiver.set_mode(Mode::Accept);
+    let name = files[0].file_name().unwrap();
+    std::fs::rename(&files[0], spool.join(name)).unwrap();
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    receiver
+        .wait_until("the refused entry", Duration::from_secs(30), |s| {
+            s.unique() == 11
+        })
+        .await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(sink.report().replayed, 1);
+}

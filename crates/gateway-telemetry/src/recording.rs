@@ -32,11 +32,14 @@ pub enum AuditEvent {
     Retried,
     /// A sink refused the entry (the JSONL write failed); the router logged it.
     Failed,
+    /// Refused by the webhook receiver as too large (413) on its own, and set aside in
+    /// the spool's `rejected/` directory instead of blocking the entries behind it.
+    Rejected,
 }
 
 impl AuditEvent {
     /// Every event, in label order.
-    pub const ALL: [AuditEvent; 7] = [
+    pub const ALL: [AuditEvent; 8] = [
         AuditEvent::Written,
         AuditEvent::Delivered,
         AuditEvent::Spooled,
@@ -44,6 +47,7 @@ impl AuditEvent {
         AuditEvent::Dropped,
         AuditEvent::Retried,
         AuditEvent::Failed,
+        AuditEvent::Rejected,
     ];
 
     /// The label value.
@@ -56,6 +60,7 @@ impl AuditEvent {
             AuditEvent::Dropped => "dropped",
             AuditEvent::Retried => "retried",
             AuditEvent::Failed => "failed",
+            AuditEvent::Rejected => "rejected",
         }
     }
 }
@@ -70,6 +75,7 @@ impl AuditEvent {
             AuditEvent::Dropped => 4,
             AuditEvent::Retried => 5,
             AuditEvent::Failed => 6,
+            AuditEvent::Rejected => 7,
         }
     }
 }
@@ -368,6 +374,7 @@ fn audit_counter(event: AuditEvent) -> Counter {
         AuditEvent::Dropped => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "dropped"),
         AuditEvent::Retried => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "retried"),
         AuditEvent::Failed => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "failed"),
+        AuditEvent::Rejected => metrics::counter!(AUDIT_ENTRIES_TOTAL, LABEL_EVENT => "rejected"),
     }
 }
 

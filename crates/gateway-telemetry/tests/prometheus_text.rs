@@ -221,6 +221,7 @@ fn expected_series() -> BTreeMap<Series, f64> {
         ("dropped", 1.0),
         ("retried", 0.0),
         ("failed", 0.0),
+        ("rejected", 0.0),
     ] {
         expected.insert(series(AUDIT_ENTRIES_TOTAL, &[("event", event)]), count);
     }

@@ -66,6 +66,20 @@ impl Message {
     pub(crate) fn entries(&self) -> u64 {
         self.entries
     }
+
+    /// The same entries as messages of one entry each, in order; `None` if the body
+    /// cannot be read back as entries (a damaged spool line).
+    pub(crate) fn split(&self) -> Option<Vec<Message>> {
+        let batch = WebhookBatch::parse(&self.body).ok()?;
+        batch
+            .entries
+            .iter()
+            .map(|entry| {
+                let encoded = EncodedEntry::encode(entry).ok()?;
+                Some(Message::of(std::slice::from_ref(&encoded)))
+            })
+            .collect()
+    }
 }
 
 /// Concatenates already-encoded entries into a batch body, without re-encoding.

@@ -12,6 +12,8 @@ use tokio::sync::watch;
 /// entries of failed attempts (each failed POST adds its batch size). *Spooled* counts
 /// entries written to the spool; *replayed* those delivered out of it. *Dropped* counts
 /// entries truly lost: the spool was full or failing, or a spooled line was corrupt.
+/// *Rejected* counts entries the receiver refused as too large (413) on their own: they
+/// are kept in the spool's `rejected/` directory, not sent again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct DeliveryReport {
     /// Entries taken by `record`.
@@ -26,6 +28,8 @@ pub struct DeliveryReport {
     pub replayed: u64,
     /// Entries lost (spool full or failing, corrupt spool line).
     pub dropped: u64,
+    /// Entries refused as too large on their own and set aside in `rejected/`.
+    pub rejected: u64,
     /// Entries accepted but not yet delivered or spooled (in memory).
     pub in_memory: u64,
     /// Bytes waiting in the spool.
@@ -40,6 +44,7 @@ pub(crate) struct DeliveryCounters {
     spooled: AtomicU64,
     replayed: AtomicU64,
     dropped: AtomicU64,
+    rejected: AtomicU64,
     spool_bytes: AtomicU64,
     /// Entries delivered from memory, spooled or dropped: no longer the sink's to lose.
     settled: watch::Sender<u64>,
@@ -55,6 +60,7 @@ impl DeliveryCounters {
             spooled: AtomicU64::new(0),
             replayed: AtomicU64::new(0),
             dropped: AtomicU64::new(0),
+            rejected: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(spool_bytes),
             settled: watch::Sender::new(0),
             metrics: AuditCounters::new(),
@@ -76,6 +82,7 @@ impl DeliveryCounters {
             AuditEvent::Spooled => &self.spooled,
             AuditEvent::Replayed => &self.replayed,
             AuditEvent::Dropped => &self.dropped,
+            AuditEvent::Rejected => &self.rejected,
             AuditEvent::Written | AuditEvent::Failed => return,
         };
         counter.fetch_add(n, Ordering::Relaxed);
@@ -111,6 +118,7 @@ impl DeliveryCounters {
             spooled: self.spooled.load(Ordering::Relaxed),
             replayed: self.replayed.load(Ordering::Relaxed),
             dropped: self.dropped.load(Ordering::Relaxed),
+            rejected: self.rejected.load(Ordering::Relaxed),
             in_memory: accepted.saturating_sub(settled),
             spool_bytes: self.spool_bytes.load(Ordering::Relaxed),
         }

@@ -17,9 +17,13 @@
 //!   attempts, until the receiver answers 2xx. Entries spooled before any attempt are
 //!   formed into messages when their segment is first replayed, and the segment is
 //!   rewritten as those messages (a little larger) before they are sent; should that
-//!   rewrite fail, the error is logged and only a restart could form them anew. No status
-//!   is treated as permanent: a misconfigured receiver (400, 401, 404...) keeps entries
-//!   in the spool, logged, until it is fixed.
+//!   rewrite fail, the error is logged and only a restart could form them anew. Only 413
+//!   is treated as final, because sending the same bytes again cannot change it: a
+//!   message of several entries is sent again as one message per entry, and an entry
+//!   refused on its own is set aside in the spool's `rejected/` directory (same line
+//!   format: moved back into the spool directory, it is replayed) and counted
+//!   `rejected`, so it does not hold up the entries behind it. A misconfigured receiver
+//!   (400, 401, 404...) keeps entries in the spool, logged, until it is fixed.
 //!   Entries are dropped (and counted `dropped`) only when the spool is full
 //!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, or a spooled line is corrupt.
 //! - A new sink over the same spool directory replays what an earlier one left. Use one

@@ -96,6 +96,9 @@ pub(crate) struct Spool {
     segment_bytes: u64,
 }
 
+/// The spool's subdirectory for messages the receiver refused on their own.
+pub(crate) const REJECTED_DIR: &str = "rejected";
+
 /// The highest segment index taken from a file name: the spool counts on by one from
 /// the highest it finds, and from here that cannot overflow in any spool's life. A
 /// larger number (say `18446744073709551615.jsonl`, which overflowed the count) is not
@@ -169,6 +172,25 @@ impl Spool {
 
     pub(crate) fn path_of(&self, index: u64) -> PathBuf {
         self.dir.join(format!("{index:020}.jsonl"))
+    }
+
+    /// Keeps a message the receiver refused on its own in `rejected/`, under the name of
+    /// the segment it came from (the same line format: a file moved back into the spool
+    /// directory is replayed), synced before this returns.
+    pub(crate) fn set_aside(&self, segment: u64, message: &Message) -> Result<PathBuf, AuditError> {
+        let dir = self.dir.join(REJECTED_DIR);
+        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io("create directory", &dir, e))?;
+        let path = dir.join(format!("{segment:020}.jsonl"));
+        let mut file = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&path)
+            .map_err(|e| AuditError::io("create", &path, e))?;
+        file.write_all(&message_line(message))
+            .and_then(|()| file.sync_all())
+            .map_err(|e| AuditError::io("write", &path, e))?;
+        sync_dir(&dir)?;
+        Ok(path)
     }
 
     /// Bytes waiting in the spool.

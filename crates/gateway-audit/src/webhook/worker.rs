@@ -368,23 +368,82 @@ impl Worker {
         };
         let n = message.entries();
         let result = self.post_until_stop(message).await;
-        let mut replay = replay;
         match result {
             Ok(()) => {
                 self.shared.counters.add(AuditEvent::Delivered, n);
                 self.shared.counters.add(AuditEvent::Replayed, n);
                 self.backoff.reset();
                 self.next_attempt = None;
-                replay.next += 1;
-                if replay.next >= replay.messages.len() {
-                    self.remove_segment(replay.segment).await;
-                } else {
-                    self.replay = Some(replay);
-                }
+                self.advance(replay).await;
+            }
+            Err(DeliveryError::Status(StatusCode::PAYLOAD_TOO_LARGE)) => {
+                self.shared.counters.add(AuditEvent::Retried, n);
+                self.too_large(replay).await;
             }
             Err(e) => {
                 tracing::warn!(error = %e, entries = n, "audit webhook replay failed; backing off");
                 self.shared.counters.add(AuditEvent::Retried, n);
+                self.next_attempt = Some(self.backoff.next_attempt());
+                self.replay = Some(replay);
+            }
+        }
+    }
+
+    /// Moves past the message just sent, removing the segment after its last one.
+    async fn advance(&mut self, mut replay: Replay) {
+        replay.next += 1;
+        if replay.next >= replay.messages.len() {
+            self.remove_segment(replay.segment).await;
+        } else {
+            self.replay = Some(replay);
+        }
+    }
+
+    /// The receiver refused `replay`'s next message as too large (413), which sending
+    /// it again would not change: a message of several entries is replaced by one
+    /// message per entry, sent at once; a single entry is set aside in the spool's
+    /// `rejected/` directory so the entries behind it are not held up forever.
+    async fn too_large(&mut self, mut replay: Replay) {
+        let Some(message) = replay.messages.get(replay.next).cloned() else {
+            return;
+        };
+        let n = message.entries();
+        if n > 1
+            && let Some(singles) = message.split()
+        {
+            tracing::warn!(
+                entries = n,
+                "the audit webhook receiver refused a message as too large (413); \
+                 sending its entries one per message"
+            );
+            replay.messages.splice(replay.next..=replay.next, singles);
+            self.replay = Some(replay);
+            return;
+        }
+        let shared = Arc::clone(&self.shared);
+        let segment = replay.segment.index;
+        let kept = tokio::task::spawn_blocking(move || lock(&shared).set_aside(segment, &message))
+            .await
+            .unwrap_or_else(|e| {
+                Err(AuditError::Task {
+                    sink: "webhook",
+                    reason: format!("setting a refused message aside failed: {e}"),
+                })
+            });
+        match kept {
+            Ok(path) => {
+                tracing::error!(
+                    entries = n,
+                    path = %path.display(),
+                    "the audit webhook receiver refused an entry as too large (413); \
+                     it is kept in the spool's rejected/ directory and not sent again"
+                );
+                self.shared.counters.add(AuditEvent::Rejected, n);
+                self.next_attempt = None;
+                self.advance(replay).await;
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "could not set a refused audit message aside; will retry");
                 self.next_attempt = Some(self.backoff.next_attempt());
                 self.replay = Some(replay);
             }

@@ -31,6 +31,8 @@ pub enum Mode {
     Fail(StatusCode),
     /// Accept this many more requests, then fail with this status.
     AcceptThenFail(u64, StatusCode),
+    /// 413 for a body longer than this many bytes, 200 otherwise.
+    RefuseOver(usize),
 }
 
 /// What the receiver saw.
@@ -79,7 +81,13 @@ impl State {
         let id = headers.get(HEADER_ID).and_then(|v| v.to_str().ok());
         let id = id.unwrap_or_default().to_owned();
         self.messages.lock().unwrap().push((id, body.clone()));
-        self.answer()
+        match self.answer() {
+            Mode::RefuseOver(limit) if body.len() > limit => {
+                Mode::Fail(StatusCode::PAYLOAD_TOO_LARGE)
+            }
+            Mode::RefuseOver(_) => Mode::Accept,
+            other => other,
+        }
     }
 
     async fn handle(&self, request: Request<Incoming>) -> Response<Full<Bytes>> {
