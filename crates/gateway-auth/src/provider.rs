@@ -512,7 +512,9 @@ impl ClientCredentials {
             })?
             .get();
         let token = AccessToken::new(&grant.access_token)
-            .ok_or_else(|| bad("the access token holds characters a header cannot carry".into()))?;
+            .ok_or_else(|| {
+            bad("the access token is empty, or holds white space or characters a header cannot carry".into())
+        })?;
         // `lifetime` is at most 48 h; the sums are checked all the same, and no
         // `Instant` is subtracted from.
         let before_expiry = |margin: Duration| started.checked_add(lifetime.saturating_sub(margin));

@@ -393,3 +393,28 @@ async fn an_unusable_expires_in_is_a_typed_error_and_the_next_grant_recovers() {
         assert_eq!(tokens.token_lifetime(), Some(Duration::from_secs(86_400)));
     }
 }
+
+/// An answer whose `access_token` is empty or could not be a bearer token is a typed
+/// error, not a token sent as `Bearer `.
+#[tokio::test]
+async fn an_empty_or_spaced_access_token_is_refused() {
+    for access_token in ["", "   ", "two words"] {
+        let sim = Sim::builder().start().await.unwrap();
+        sim.try_script(
+            Target::Token,
+            [Scripted::Raw {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: format!(
+                    r#"{{"access_token":"{access_token}","token_type":"bearer","expires_in":86400}}"#
+                ),
+            }],
+        )
+        .unwrap();
+        let err = provider(&sim).prefetch().await.unwrap_err();
+        assert!(
+            err.to_string().contains("the access token is empty"),
+            "{access_token:?}: {err}"
+        );
+    }
+}

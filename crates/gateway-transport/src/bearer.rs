@@ -21,8 +21,12 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    /// Wraps a raw token; `None` if it holds characters a header cannot carry.
+    /// Wraps a raw token; `None` if it is empty, holds white space (no bearer token
+    /// does) or characters a header cannot carry.
     pub fn new(token: &str) -> Option<Self> {
+        if token.is_empty() || token.contains(char::is_whitespace) {
+            return None;
+        }
         let mut header = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
         header.set_sensitive(true);
         Some(Self {
@@ -129,7 +133,7 @@ pub struct StaticToken {
 }
 
 impl StaticToken {
-    /// A source for `token`; `None` if it holds characters a header cannot carry.
+    /// A source for `token`; `None` if it is not a bearer token ([`AccessToken::new`]).
     pub fn new(token: &str) -> Option<Self> {
         AccessToken::new(token).map(|token| Self { token })
     }
@@ -188,6 +192,9 @@ mod tests {
         assert!(t.same_as(&AccessToken::new("s3cr3t-token").unwrap()));
         assert!(!t.same_as(&AccessToken::new("other").unwrap()));
         assert!(AccessToken::new("bad\ntoken").is_none());
+        for not_a_token in ["", " ", "two words", "tab\there"] {
+            assert!(AccessToken::new(not_a_token).is_none(), "{not_a_token:?}");
+        }
         let s = StaticToken::new("s3cr3t-token").unwrap();
         assert!(!format!("{s:?}").contains("s3cr3t"));
     }
