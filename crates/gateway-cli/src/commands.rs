@@ -6,8 +6,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{Context as _, bail};
-use gateway_model::RouteRequest;
 use gateway_model::schema::{SCHEMAS, entry};
+use gateway_model::{MAX_PROMPT_CHARS, RouteRequest};
 use gateway_router::{ConfigError, Router, load_config};
 use gateway_sim::Sim;
 use gateway_telemetry::MetricsHandle;
@@ -18,7 +18,7 @@ use crate::args::{
     CheckConfigArgs, Cli, CompletionsArgs, ManArgs, RouteArgs, SchemaArgs, ServeArgs, SimArgs,
 };
 use crate::console;
-use crate::exit::{Exit, InvalidConfig};
+use crate::exit::{Exit, InvalidConfig, InvalidInput};
 use crate::signal::termination;
 use gateway_server::{Sidecar, SidecarOptions};
 
@@ -46,14 +46,9 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
         .build()
         .await
         .context("setting up the router")?;
-    let prompt = if let Some(prompt) = args.prompt {
-        prompt
-    } else {
-        let mut text = String::new();
-        std::io::stdin()
-            .read_to_string(&mut text)
-            .context("reading the prompt from standard input")?;
-        text.trim_end_matches(['\n', '\r']).to_owned()
+    let prompt = match args.prompt {
+        Some(prompt) => prompt,
+        None => read_prompt(std::io::stdin().lock())?,
     };
     let mut request = RouteRequest::new(args.route, prompt).tuning(args.tuning.into());
     if let Some(key) = args.key {
@@ -250,6 +245,30 @@ pub fn man(args: &ManArgs) -> anyhow::Result<i32> {
 
 /// Writes `bytes` to stdout, where `println!` would panic on a failed write. A reader
 /// that stops early (`| head`) is no failure.
+/// Most bytes of a prompt read from standard input: the longest prompt the gateway takes
+/// ([`MAX_PROMPT_CHARS`] characters of up to 4 bytes) and a line break.
+const MAX_STDIN_PROMPT_BYTES: usize = MAX_PROMPT_CHARS * 4 + 2;
+
+/// The prompt on `input`, without its trailing line breaks; reads no more than a prompt
+/// can be, so a runaway pipe is refused instead of filling memory.
+fn read_prompt(input: impl std::io::Read) -> anyhow::Result<String> {
+    let mut bytes = Vec::new();
+    input
+        .take(u64::try_from(MAX_STDIN_PROMPT_BYTES + 1).unwrap_or(u64::MAX))
+        .read_to_end(&mut bytes)
+        .context("reading the prompt from standard input")?;
+    if bytes.len() > MAX_STDIN_PROMPT_BYTES {
+        return Err(InvalidInput(format!(
+            "the prompt on standard input is longer than {MAX_STDIN_PROMPT_BYTES} bytes; \
+             a prompt is at most {MAX_PROMPT_CHARS} characters"
+        ))
+        .into());
+    }
+    let text = String::from_utf8(bytes)
+        .map_err(|_| InvalidInput("the prompt on standard input is not UTF-8".into()))?;
+    Ok(text.trim_end_matches(['\n', '\r']).to_owned())
+}
+
 fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {

@@ -76,6 +76,12 @@ impl From<Exit> for std::process::ExitCode {
 #[error("{0}")]
 pub struct InvalidConfig(pub String);
 
+/// Input the command line refuses before anything is sent (a prompt on standard input
+/// longer than any prompt may be, say); exits 2 like the router's own refusals.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct InvalidInput(pub String);
+
 /// The exit code for `err`: the first cause in its chain that says what to fix.
 pub fn classify(err: &anyhow::Error) -> Exit {
     err.chain()
@@ -88,6 +94,8 @@ pub fn classify(err: &anyhow::Error) -> Exit {
                 Some(auth_exit(e))
             } else if cause.is::<ConfigError>() || cause.is::<InvalidConfig>() {
                 Some(Exit::Config)
+            } else if cause.is::<InvalidInput>() {
+                Some(Exit::Usage)
             } else {
                 None
             }

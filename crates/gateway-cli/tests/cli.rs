@@ -230,6 +230,33 @@ async fn exit_2_for_usage_errors() {
     let body = stdout_json(&unknown_route);
     assert_eq!(body["code"], "router.unknown.route");
     assert_eq!(body["exitCode"], 2);
+
+    // A prompt piped in that is longer than any prompt may be is refused after reading
+    // one byte past the longest (8,000 four-byte characters and a line break).
+    let mut piped = cli(&["route", "--route", "summarize"]);
+    piped
+        .arg("--config")
+        .arg(&config)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    let too_long = tokio::task::spawn_blocking(move || {
+        use std::io::Write as _;
+        let mut child = piped.spawn().unwrap();
+        let mut stdin = child.stdin.take().unwrap();
+        // The CLI stops reading at its limit; a broken pipe after that is expected.
+        let _ = stdin.write_all(&vec![b'x'; 1 << 20]);
+        drop(stdin);
+        child.wait_with_output().unwrap()
+    })
+    .await
+    .unwrap();
+    assert_eq!(too_long.status.code(), Some(2), "{}", stderr(&too_long));
+    assert!(
+        stderr(&too_long).contains("longer than 32002 bytes"),
+        "{}",
+        stderr(&too_long)
+    );
     assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
 }
 
