@@ -155,3 +155,76 @@ async fn invalid_requests_are_audited_without_reaching_the_gateway() {
     assert!(entries[0].models_tried.is_empty());
     assert_eq!(sim.counters().prompt_requests, 0);
 }
+
+#[tokio::test]
+async fn what_an_answer_can_put_into_an_entry_is_bounded() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sim = Sim::builder().start().await.unwrap();
+    let sink = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
+    let mut config = config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4"));
+    config.retry.max_attempts = 1;
+    let router = router_for(config)
+        .audit_sink(Arc::new(sink))
+        .build()
+        .await
+        .unwrap();
+    let json = vec![("content-type".to_owned(), "application/json".to_owned())];
+    let long = "x".repeat(200_000);
+    let mut headers = json.clone();
+    headers.push(("inin-correlation-id".into(), "c".repeat(4_000)));
+    sim.script(
+        Target::model("model-gen-4"),
+        [
+            Scripted::Raw {
+                status: 200,
+                headers,
+                body: format!(
+                    r#"{{"id":"c1","modelId":"model-{}","output":"ok","usage":{{"promptTokens":3,"completionTokens":1,"totalTokens":4,"junk":"{long}"}},"safety":{{"verdict":"{}"}}}}"#,
+                    "m".repeat(1_000),
+                    "v".repeat(1_000),
+                ),
+            },
+            Scripted::Raw {
+                status: 503,
+                headers: json,
+                body: format!(r#"{{"code":"{long}","message":"down","status":503}}"#),
+            },
+        ],
+    );
+    router.route(RouteRequest::new("s", "hi")).await.unwrap();
+    router
+        .route(RouteRequest::new("s", "hi"))
+        .await
+        .unwrap_err();
+
+    let read = read_jsonl(&path).unwrap();
+    assert!(read.skipped.is_empty(), "{:?}", read.skipped);
+    let [answered, failed] = &read.entries[..] else {
+        panic!("two entries: {:?}", read.entries);
+    };
+    let max = gateway_model::MAX_UPSTREAM_TEXT_CHARS;
+    let chars = |text: &str| text.chars().count();
+    let usage = answered.usage.as_ref().unwrap();
+    assert_eq!(usage.total_tokens, 4, "the counts are kept");
+    assert!(
+        usage.extra.is_empty(),
+        "oversized unknown usage fields are left out"
+    );
+    assert_eq!(chars(answered.served_model.as_ref().unwrap().as_str()), max);
+    assert_eq!(
+        chars(answered.upstream_correlation_id.as_deref().unwrap()),
+        max
+    );
+    assert_eq!(
+        chars(answered.safety_verdict.as_ref().unwrap().as_str()),
+        max
+    );
+    assert_eq!(chars(failed.error_code.as_deref().unwrap()), max);
+    assert_eq!(
+        chars(failed.models_tried[0].error_code.as_deref().unwrap()),
+        max
+    );
+    let line = std::fs::read_to_string(&path).unwrap();
+    assert!(line.len() < 16_384, "{} bytes", line.len());
+}

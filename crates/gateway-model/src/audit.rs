@@ -83,10 +83,10 @@ pub struct ModelAttempt {
     /// The last HTTP status it answered with, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// The Genesys error code of the last failure, if any.
+    /// The Genesys error code of the last failure, if any (at most 256 characters: longer text from the gateway is cut, ending in `…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
-    /// The `ININ-Correlation-Id` of the last answer, if any.
+    /// The `ININ-Correlation-Id` of the last answer, if any (at most 256 characters: longer text from the gateway is cut, ending in `…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_correlation_id: Option<String>,
     /// Time spent on this model, in microseconds.
@@ -108,7 +108,7 @@ pub struct AuditEntry {
     pub request_id: String,
     /// The `X-Correlation-Id` shared by every model tried in this call.
     pub correlation_id: String,
-    /// The `ININ-Correlation-Id` of the last answer, if any.
+    /// The `ININ-Correlation-Id` of the last answer, if any (at most 256 characters: longer text from the gateway is cut, ending in `…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_correlation_id: Option<String>,
     /// The W3C trace id sent to the gateway (32 hex digits): the caller's `traceparent`'s,
@@ -121,7 +121,8 @@ pub struct AuditEntry {
     pub caller_request_id: Option<String>,
     /// The model selection chose first.
     pub requested_model: ModelId,
-    /// The model that answered, if one did (the gateway may report its own fallback).
+    /// The model that answered, if one did (the gateway may report its own fallback;
+    /// at most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(with = "Option<String>")]
     pub served_model: Option<ModelId>,
@@ -136,7 +137,7 @@ pub struct AuditEntry {
     /// The final HTTP status, if a request was answered.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub status: Option<u16>,
-    /// The Genesys error code of the final failure, if any.
+    /// The Genesys error code of the final failure, if any (at most 256 characters: longer text from the gateway is cut, ending in `…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
     /// Why a `cancelled` call was stopped (the caller went away, a shutdown's drain
@@ -149,10 +150,10 @@ pub struct AuditEntry {
     pub tuning: Tuning,
     /// The temperature sent.
     pub temperature: f64,
-    /// The gateway's safety verdict, if it gave one.
+    /// The gateway's safety verdict, if it gave one (at most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety_verdict: Option<SafetyVerdict>,
-    /// Token counts, if reported.
+    /// Token counts, if reported (unknown fields only up to 4,096 bytes of JSON).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub usage: Option<Usage>,
     /// Lowercase hex SHA-256 of the prompt's UTF-8 bytes.
@@ -164,6 +165,101 @@ pub struct AuditEntry {
     /// The caller's metadata labels.
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
+}
+
+/// Longest text an audit entry keeps from a gateway answer (a model id, an error code,
+/// a correlation id, a safety verdict), in characters: a longer one is cut to this, its
+/// last character a `…`.
+pub const MAX_UPSTREAM_TEXT_CHARS: usize = 256;
+
+/// Most bytes of JSON the unknown fields of an answer's `usage` may take in an audit
+/// entry; larger ones are left out (the token counts are kept).
+pub const MAX_USAGE_EXTRA_BYTES: usize = 4_096;
+
+/// Cuts `text` to [`MAX_UPSTREAM_TEXT_CHARS`] characters, ending in `…` if it was longer.
+fn cut(text: &mut String) {
+    if let Some((at, _)) = text.char_indices().nth(MAX_UPSTREAM_TEXT_CHARS) {
+        let keep = text
+            .char_indices()
+            .nth(MAX_UPSTREAM_TEXT_CHARS - 1)
+            .map_or(at, |(i, _)| i);
+        text.truncate(keep);
+        text.push('…');
+    }
+}
+
+/// Bytes of `value` as compact JSON, counted without keeping them.
+fn json_len(value: &impl Serialize) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 = self.0.saturating_add(buf.len());
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => usize::MAX,
+    }
+}
+
+impl AuditEntry {
+    /// Cuts what the entry took from the gateway's answers to [`MAX_UPSTREAM_TEXT_CHARS`]
+    /// and [`MAX_USAGE_EXTRA_BYTES`], so that no answer can make an entry too large to
+    /// store, read back or deliver.
+    ///
+    /// ```
+    /// # use gateway_model::{AuditEntry, MAX_UPSTREAM_TEXT_CHARS};
+    /// # fn entry() -> AuditEntry { serde_json::from_value(serde_json::json!({
+    /// #     "id": "0190f0b8-3c4e-7a6b-8c3d-2e1f0a9b8c7d", "timestamp": "2026-12-05T10:00:00Z",
+    /// #     "route": "r", "requestId": "q", "correlationId": "c", "requestedModel": "m",
+    /// #     "attempts": 1, "fallbacksUsed": 0, "modelsTried": [], "outcome": "upstream_error",
+    /// #     "latencyUs": 1, "tuning": "default", "temperature": 0.2,
+    /// #     "promptSha256": "0".repeat(64), "promptChars": 1 })).unwrap() }
+    /// let mut entry = entry();
+    /// entry.error_code = Some("x".repeat(100_000));
+    /// entry.bound_upstream_fields();
+    /// assert_eq!(entry.error_code.unwrap().chars().count(), MAX_UPSTREAM_TEXT_CHARS);
+    /// ```
+    pub fn bound_upstream_fields(&mut self) {
+        for text in [&mut self.upstream_correlation_id, &mut self.error_code]
+            .into_iter()
+            .flatten()
+        {
+            cut(text);
+        }
+        for attempt in &mut self.models_tried {
+            for text in [
+                &mut attempt.error_code,
+                &mut attempt.upstream_correlation_id,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                cut(text);
+            }
+        }
+        if let Some(model) = &mut self.served_model
+            && model.as_str().chars().count() > MAX_UPSTREAM_TEXT_CHARS
+        {
+            let mut text = model.as_str().to_owned();
+            cut(&mut text);
+            *model = ModelId::new(text);
+        }
+        if let Some(SafetyVerdict::Other(text)) = &mut self.safety_verdict {
+            cut(text);
+        }
+        if let Some(usage) = &mut self.usage
+            && !usage.extra.is_empty()
+            && json_len(&usage.extra) > MAX_USAGE_EXTRA_BYTES
+        {
+            usage.extra.clear();
+        }
+    }
 }
 
 impl Validate for AuditEntry {

@@ -57,7 +57,9 @@ mod unknown_fields;
 mod validation;
 mod wire;
 
-pub use audit::{AuditEntry, ModelAttempt, Outcome};
+pub use audit::{
+    AuditEntry, MAX_UPSTREAM_TEXT_CHARS, MAX_USAGE_EXTRA_BYTES, ModelAttempt, Outcome,
+};
 pub use config::{
     AuditConfig, CircuitBreakerConfig, CredentialsConfig, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN, ENV_VAR_PATTERN, Endpoints,

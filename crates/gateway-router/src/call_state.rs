@@ -175,7 +175,7 @@ impl Asked {
         } else {
             last.and_then(|a| a.error_code.clone())
         };
-        AuditEntry {
+        let mut entry = AuditEntry {
             id: ids::time_ordered(),
             timestamp: chrono::Utc::now(),
             route: self.route,
@@ -206,7 +206,9 @@ impl Asked {
             prompt_sha256: self.digest.sha256,
             prompt_chars: self.digest.chars,
             metadata: self.metadata,
-        }
+        };
+        entry.bound_upstream_fields();
+        entry
     }
 }
 
