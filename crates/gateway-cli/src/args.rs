@@ -143,7 +143,7 @@ pub struct SimArgs {
     #[arg(long, default_value_t = 86_400, value_parser = clap::value_parser!(u64).range(1..=172_800))]
     pub token_lifetime_secs: u64,
     /// The catalogue's model ids (comma-separated; default: the built-in four).
-    #[arg(long, value_delimiter = ',')]
+    #[arg(long, value_delimiter = ',', value_parser = parse_model_id)]
     pub models: Vec<String>,
     /// Limit prompt calls per OAuth client, across all of its tokens, to `ALLOWED` per
     /// `WINDOW_SECS` (such as `300/60`; at least 1 call, a window of 1 to 86400 s);
@@ -234,6 +234,19 @@ fn parse_label(text: &str) -> Result<(String, String), String> {
     text.split_once('=')
         .map(|(k, v)| (k.to_owned(), v.to_owned()))
         .ok_or_else(|| format!("`{text}` is not key=value"))
+}
+
+/// A model id the router could route to (the catalogue's ids are matched against them).
+fn parse_model_id(text: &str) -> Result<String, String> {
+    if gateway_model::ModelId::is_well_formed(text) {
+        Ok(text.to_owned())
+    } else {
+        Err(format!(
+            "`{text}` is not a model id: it must match {} and be at most {} characters",
+            gateway_model::MODEL_ID_PATTERN,
+            gateway_model::MODEL_ID_MAX_LEN
+        ))
+    }
 }
 
 fn parse_client(text: &str) -> Result<(String, String), String> {
@@ -327,6 +340,21 @@ mod tests {
             panic!("demo")
         };
         assert_eq!((demo.requests, demo.concurrency), (1_000_000, 1_024));
+    }
+
+    #[test]
+    fn the_simulators_models_must_be_model_ids() {
+        for bad in ["a,,b", "has space", "x\ny"] {
+            let err = parse(&["sim", "--models", bad]).expect_err(bad);
+            assert_eq!(err.kind(), clap::error::ErrorKind::ValueValidation, "{bad}");
+        }
+        let Command::Sim(sim) = parse(&["sim", "--models", "model-a,model-b"])
+            .unwrap()
+            .command
+        else {
+            panic!("sim")
+        };
+        assert_eq!(sim.models, ["model-a", "model-b"]);
     }
 
     #[test]
