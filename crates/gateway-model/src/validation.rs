@@ -98,7 +98,8 @@ pub enum Rule {
     },
     /// The document could not be read into the type at all (wrong JSON type, unknown field).
     Malformed {
-        /// The parser's message.
+        /// The parser's message, at most [`MAX_MALFORMED_CHARS`] characters (see
+        /// [`Rule::malformed`]).
         message: String,
     },
     /// A JSON Schema keyword failed (reported by the compiled format check).
@@ -108,6 +109,42 @@ pub enum Rule {
         /// The validator's message.
         message: String,
     },
+}
+
+/// Longest parser message a [`Rule::Malformed`] keeps, and longest path a [`Violation`]
+/// keeps, in characters.
+pub const MAX_MALFORMED_CHARS: usize = 512;
+
+/// `text` cut to [`MAX_MALFORMED_CHARS`] characters, ending in `…` if it was longer:
+/// messages and paths quote the input (a TOML error shows its whole line, a path an
+/// unknown key), and the input may be anything.
+fn bounded(mut text: String) -> String {
+    if text.char_indices().nth(MAX_MALFORMED_CHARS).is_some()
+        && let Some((keep, _)) = text.char_indices().nth(MAX_MALFORMED_CHARS - 1)
+    {
+        text.truncate(keep);
+        text.push('…');
+    }
+    text
+}
+
+impl Rule {
+    /// [`Rule::Malformed`] with `message`, cut to [`MAX_MALFORMED_CHARS`] characters
+    /// (ending in `…` if it was longer).
+    ///
+    /// ```
+    /// use gateway_model::{MAX_MALFORMED_CHARS, Rule};
+    ///
+    /// let Rule::Malformed { message } = Rule::malformed("x".repeat(100_000)) else {
+    ///     unreachable!()
+    /// };
+    /// assert_eq!(message.chars().count(), MAX_MALFORMED_CHARS);
+    /// ```
+    pub fn malformed(message: impl fmt::Display) -> Self {
+        Self::Malformed {
+            message: bounded(message.to_string()),
+        }
+    }
 }
 
 impl fmt::Display for Rule {
@@ -157,7 +194,8 @@ impl fmt::Display for Rule {
 /// One broken rule at one place in a document.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Violation {
-    /// JSON Pointer of the offending value (`""` is the document itself).
+    /// JSON Pointer of the offending value (`""` is the document itself), at most
+    /// [`MAX_MALFORMED_CHARS`] characters.
     pub path: String,
     /// The rule it broke.
     pub rule: Rule,
@@ -190,7 +228,7 @@ impl ValidationErrors {
     pub fn single(path: impl Into<String>, rule: Rule) -> Self {
         Self {
             violations: vec![Violation {
-                path: path.into(),
+                path: bounded(path.into()),
                 rule,
             }],
         }
@@ -311,7 +349,7 @@ impl Violations {
     /// Records that the value at `at` broke `rule`.
     pub fn push(&mut self, at: &Location<'_>, rule: Rule) {
         self.list.push(Violation {
-            path: at.pointer(),
+            path: bounded(at.pointer()),
             rule,
         });
     }
@@ -426,14 +464,8 @@ where
     }
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(malformed)?;
-    de.end().map_err(|e| {
-        ValidationErrors::single(
-            "",
-            Rule::Malformed {
-                message: e.to_string(),
-            },
-        )
-    })?;
+    de.end()
+        .map_err(|e| ValidationErrors::single("", Rule::malformed(e)))?;
     parsed.validate()?;
     Ok(parsed)
 }
@@ -452,12 +484,7 @@ fn not_an_object() -> ValidationErrors {
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(malformed)`
 pub(crate) fn malformed<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> ValidationErrors {
     let path = serde_path_to_pointer(err.path());
-    ValidationErrors::single(
-        path,
-        Rule::Malformed {
-            message: err.inner().to_string(),
-        },
-    )
+    ValidationErrors::single(path, Rule::malformed(err.inner()))
 }
 
 /// Converts `serde_path_to_error`'s path into a JSON Pointer.

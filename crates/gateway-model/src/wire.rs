@@ -41,14 +41,7 @@ impl GatewayPayload {
     /// [`Parameters::extra`](crate::Parameters::extra) entries are the schema's alone to judge (they could, say,
     /// repeat a typed name), so such a payload also goes through the compiled schema.
     pub fn to_json_bytes(&self) -> Result<Vec<u8>, ValidationErrors> {
-        let malformed = |e: serde_json::Error| {
-            ValidationErrors::single(
-                "",
-                Rule::Malformed {
-                    message: e.to_string(),
-                },
-            )
-        };
+        let malformed = |e: serde_json::Error| ValidationErrors::single("", Rule::malformed(e));
         self.validate()?;
         let bytes = if self.parameters.extra.is_empty() {
             // Sized for the prompt and the rest of a typical payload, so it grows rarely.

@@ -166,14 +166,8 @@ impl RouterConfig {
 
     /// Parses TOML and validates the result; a syntax or type error names its path.
     pub fn from_toml_str(text: &str) -> Result<Self, ValidationErrors> {
-        let de = toml::Deserializer::parse(text).map_err(|e| {
-            ValidationErrors::single(
-                "",
-                Rule::Malformed {
-                    message: e.to_string(),
-                },
-            )
-        })?;
+        let de = toml::Deserializer::parse(text)
+            .map_err(|e| ValidationErrors::single("", Rule::malformed(e)))?;
         let config: Self = serde_path_to_error::deserialize(de).map_err(malformed)?;
         config.validate()?;
         Ok(config)
@@ -199,6 +193,19 @@ mod tests {
     fn minimal() -> RouterConfig {
         RouterConfig::new(EnvironmentConfig::at("http://127.0.0.1:8080"))
             .with_route("summarize", RouteConfig::to_model("model-gen-4"))
+    }
+
+    #[test]
+    fn a_parse_error_quotes_no_more_than_its_bound_of_a_long_line() {
+        for text in [
+            format!("[environment]\nregion = \"{}", "x".repeat(300_000)),
+            format!("[environment]\nregion = [{}", "1,".repeat(150_000)),
+            format!("[environment]\n{} = 1", "unknown".repeat(50_000)),
+        ] {
+            let errors = RouterConfig::from_toml_str(&text).unwrap_err();
+            let shown = errors.to_string();
+            assert!(shown.chars().count() < 1_200, "{} characters", shown.len());
+        }
     }
 
     #[test]
