@@ -333,6 +333,21 @@ async fn a_huge_expires_in_is_clamped_to_48_hours_and_the_token_is_used() {
 }
 
 /// The same through a raw answer, for numbers beyond u64 and in exponent form.
+/// A simulator whose next token answer is 200 with exactly `body`.
+async fn sim_granting(body: &str) -> SimHandle {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.try_script(
+        Target::Token,
+        [Scripted::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: body.to_owned(),
+        }],
+    )
+    .unwrap();
+    sim
+}
+
 #[tokio::test(start_paused = true)]
 async fn raw_token_answers_with_absurd_lifetimes_are_clamped() {
     for expires_in in [
@@ -341,18 +356,10 @@ async fn raw_token_answers_with_absurd_lifetimes_are_clamped() {
         "1e300",
         "172801",
     ] {
-        let sim = Sim::builder().start().await.unwrap();
-        sim.try_script(
-            Target::Token,
-            [Scripted::Raw {
-                status: 200,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: format!(
-                    r#"{{"access_token":"raw-token","token_type":"bearer","expires_in":{expires_in}}}"#
-                ),
-            }],
-        )
-        .unwrap();
+        let sim = sim_granting(&format!(
+            r#"{{"access_token":"raw-token","token_type":"bearer","expires_in":{expires_in}}}"#
+        ))
+        .await;
         let tokens = provider(&sim);
         tokens.prefetch().await.unwrap();
         assert_eq!(
@@ -399,18 +406,10 @@ async fn an_unusable_expires_in_is_a_typed_error_and_the_next_grant_recovers() {
 #[tokio::test]
 async fn an_empty_or_spaced_access_token_is_refused() {
     for access_token in ["", "   ", "two words"] {
-        let sim = Sim::builder().start().await.unwrap();
-        sim.try_script(
-            Target::Token,
-            [Scripted::Raw {
-                status: 200,
-                headers: vec![("content-type".into(), "application/json".into())],
-                body: format!(
-                    r#"{{"access_token":"{access_token}","token_type":"bearer","expires_in":86400}}"#
-                ),
-            }],
-        )
-        .unwrap();
+        let sim = sim_granting(&format!(
+            r#"{{"access_token":"{access_token}","token_type":"bearer","expires_in":86400}}"#
+        ))
+        .await;
         let err = provider(&sim).prefetch().await.unwrap_err();
         assert!(
             err.to_string().contains("the access token is empty"),
