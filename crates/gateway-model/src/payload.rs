@@ -250,9 +250,37 @@ impl Serialize for Metadata {
     }
 }
 
+/// Reads labels, refusing a key given twice: JSON leaves duplicates to the reader, and
+/// keeping one of them silently would change what the caller asked for.
 impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        BTreeMap::deserialize(deserializer).map(Self::from)
+        struct Labels;
+
+        impl<'de> serde::de::Visitor<'de> for Labels {
+            type Value = BTreeMap<String, String>;
+
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("an object of string labels")
+            }
+
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                mut map: A,
+            ) -> Result<Self::Value, A::Error> {
+                let mut labels = BTreeMap::new();
+                while let Some((key, value)) = map.next_entry::<String, String>()? {
+                    if labels.contains_key(&key) {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "duplicate label `{key}`"
+                        )));
+                    }
+                    labels.insert(key, value);
+                }
+                Ok(labels)
+            }
+        }
+
+        deserializer.deserialize_map(Labels).map(Self::from)
     }
 }
 
@@ -522,6 +550,19 @@ mod tests {
         );
         assert!(base().max_tokens(MAX_TOKENS_CAP).build().is_ok());
         assert!(base().max_tokens(MAX_TOKENS_CAP + 1).build().is_err());
+    }
+
+    #[test]
+    fn a_label_given_twice_is_refused_not_overwritten() {
+        let err =
+            serde_json::from_str::<Metadata>(r#"{"ticket":"T-1","ticket":"T-2"}"#).unwrap_err();
+        assert!(
+            err.to_string().contains("duplicate label `ticket`"),
+            "{err}"
+        );
+        let labels: Metadata = serde_json::from_str(r#"{"a":"1","b":"2"}"#).unwrap();
+        assert_eq!(labels.len(), 2);
+        assert!(serde_json::from_str::<Metadata>(r#"{"a":1}"#).is_err());
     }
 
     #[test]

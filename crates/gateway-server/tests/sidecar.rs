@@ -122,6 +122,10 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
             "/colour",
         ),
         (r#"{"route": "summarize""#, ""),
+        (
+            r#"{"route": "summarize", "prompt": "hi", "metadata": {"t": "1", "t": "2"}}"#,
+            "/metadata",
+        ),
     ];
     for (body, field) in cases {
         let (status, answer) = send(&client, Method::POST, url.clone(), body).await;
