@@ -32,7 +32,7 @@ return 0
 /// How long a replica trusts what it last read of a model's circuit: another replica's
 /// opening reaches it within this (plus a round trip), and the calls that want the
 /// circuit meanwhile share one read instead of making one each.
-pub(crate) const FRESH_FOR: Duration = Duration::from_millis(2);
+const FRESH_FOR: Duration = Duration::from_millis(2);
 
 /// What a replica last read of one model's circuit.
 #[derive(Clone, Copy)]
