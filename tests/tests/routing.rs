@@ -470,6 +470,36 @@ async fn the_catalogue_is_read_until_every_configured_model_is_found() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_slow_catalogue_gets_one_deadline_for_all_its_pages() {
+    // Four pages of 100, each answering in 25 s: 100 s in all, past the 90 s deadline
+    // although each page is well within it.
+    let ids: Vec<String> = (0..350).map(|n| format!("model-{n:04}")).collect();
+    let sim = Sim::builder().models(&ids).start().await.unwrap();
+    sim.set_catalogue_delay(std::time::Duration::from_secs(25));
+    let mut config = config_for(&sim).with_route("s", chain("model-0000", &["model-9999"]));
+    config.environment.validate_models = true;
+    config.limits.deadline_ms = 90_000;
+    config.limits.attempt_timeout_ms = 30_000;
+
+    let started = tokio::time::Instant::now();
+    let err = router_for(config).build().await.unwrap_err();
+    assert!(
+        matches!(&err, BuildError::Catalogue(e) if e.is_timeout()),
+        "{err}"
+    );
+    assert!(
+        started.elapsed() <= std::time::Duration::from_secs(91),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        sim.counters().model_requests,
+        4,
+        "the fourth page was cut off"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_hanging_model_leaves_time_for_its_fallback() {
     let sim = Sim::builder().start().await.unwrap();
     sim.script(Target::model("model-gen-4"), vec![Scripted::Stall; 5]);

@@ -9,6 +9,7 @@ use std::time::SystemTime;
 use gateway_model::{ModelEntityListing, ModelId};
 use gateway_transport::{Call, Transport, TransportError};
 use http::Uri;
+use tokio::time::Instant;
 
 use crate::ids;
 
@@ -37,11 +38,14 @@ impl CatalogueCheck {
 /// model of `configured` is found or the pages end, and lists the ones it lacks.
 ///
 /// Only the configured models are kept: a catalogue of any size costs one page at a
-/// time (each at most `max_response_bytes`), never the whole list.
+/// time (each at most `max_response_bytes`), never the whole list. Every page is read
+/// before `deadline`, one deadline for the whole check: a slow catalogue cannot hold
+/// up a start for a deadline per page.
 pub(crate) async fn check<'a>(
     transport: &Transport,
     models_uri: &str,
     configured: impl IntoIterator<Item = &'a ModelId>,
+    deadline: Instant,
 ) -> Result<CatalogueCheck, TransportError> {
     let mut missing: BTreeSet<&ModelId> = configured.into_iter().collect();
     for page in 1..=MAX_PAGES {
@@ -51,7 +55,7 @@ pub(crate) async fn check<'a>(
         let url = format!("{models_uri}?pageNumber={page}&pageSize={PAGE_SIZE}");
         let uri: Uri = transport.client().check_url(&url)?;
         let answer = transport
-            .execute(Call::get(uri, ids::random().to_string()))
+            .execute(Call::get(uri, ids::random().to_string()).deadline(deadline))
             .await?;
         let listing: ModelEntityListing = answer.json()?;
         for entity in &listing.entities {

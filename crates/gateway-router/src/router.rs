@@ -129,12 +129,15 @@ impl Router {
         }
     }
 
-    /// Reads the gateway's whole catalogue and lists configured models it lacks. The
-    /// result is kept ([`Router::last_model_check`]).
+    /// Reads the gateway's catalogue until every configured model is found, within one
+    /// call's deadline (`[limits] deadline_ms`) for all its pages, and lists the
+    /// configured models it lacks. The result is kept ([`Router::last_model_check`]).
     pub async fn check_models(&self) -> Result<CatalogueCheck, TransportError> {
         let inner = &*self.inner;
         let configured = inner.config.all_models();
-        let check = catalogue::check(&inner.transport, &inner.models_uri, configured).await?;
+        let deadline = gateway_transport::clock::from_now(inner.deadline);
+        let check =
+            catalogue::check(&inner.transport, &inner.models_uri, configured, deadline).await?;
         inner.last_check.set(check.clone());
         Ok(check)
     }

@@ -226,6 +226,7 @@ impl SimBuilder {
             started: tokio::time::Instant::now(),
             clients,
             token_lifetime: RwLock::new(self.token_lifetime),
+            catalogue_delay: RwLock::new(Duration::ZERO),
             tokens: RwLock::new(HashMap::new()),
             catalogue: RwLock::new(catalogue),
             behaviours: RwLock::new(self.behaviours.clone()),
@@ -395,6 +396,12 @@ impl SimHandle {
     /// [`MAX_TOKEN_LIFETIME`](crate::MAX_TOKEN_LIFETIME)).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         *write(&self.state.token_lifetime) = check::clamp_token_lifetime(lifetime);
+    }
+
+    /// Holds back every catalogue page (`GET /api/v2/ai/models`) by `delay`, at most
+    /// 600 s (for tests of a slow catalogue).
+    pub fn set_catalogue_delay(&self, delay: Duration) {
+        *write(&self.state.catalogue_delay) = delay.min(crate::state::MAX_CATALOGUE_DELAY);
     }
 
     /// Sets (or with `None` removes) the prompt-call limit per OAuth client, starting every

@@ -9,6 +9,7 @@ use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Limited};
 use hyper::body::Incoming;
 
+use crate::locks::read;
 use crate::record::{LiveCounters, RecordedRequest};
 use crate::reply::{Answer, Dropped, Received, error};
 use crate::state::State;
@@ -72,6 +73,10 @@ async fn dispatch(state: &State, request: &Received) -> Answer {
         }
         (&Method::GET, "/api/v2/ai/models") => {
             LiveCounters::bump(&state.counters.model_requests);
+            let delay = *read(&state.catalogue_delay);
+            if !delay.is_zero() {
+                tokio::time::sleep(delay).await;
+            }
             Ok(catalogue::list(state, request))
         }
         (&Method::GET, p) if p.starts_with("/api/v2/ai/models/") => {

@@ -16,6 +16,11 @@ use crate::limit::{ClientLimits, Windows};
 use crate::locks::{lock, read, write};
 use crate::record::{LiveCounters, Recorder};
 
+/// The longest a catalogue page may be held back ([`SimHandle::set_catalogue_delay`]).
+///
+/// [`SimHandle::set_catalogue_delay`]: crate::SimHandle::set_catalogue_delay
+pub(crate) const MAX_CATALOGUE_DELAY: Duration = Duration::from_secs(600);
+
 /// One granted access token.
 pub(crate) struct TokenInfo {
     /// The OAuth client it was granted to.
@@ -92,6 +97,8 @@ pub(crate) struct State {
     pub(crate) started: Instant,
     pub(crate) clients: HashMap<String, String>,
     pub(crate) token_lifetime: RwLock<Duration>,
+    /// How long each catalogue page takes to answer (at most [`MAX_CATALOGUE_DELAY`]).
+    pub(crate) catalogue_delay: RwLock<Duration>,
     pub(crate) tokens: RwLock<HashMap<String, TokenInfo>>,
     pub(crate) catalogue: RwLock<BTreeMap<String, ModelEntity>>,
     pub(crate) behaviours: RwLock<Behaviours>,

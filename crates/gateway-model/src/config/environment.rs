@@ -58,7 +58,8 @@ pub struct EnvironmentConfig {
     pub models_path: String,
     /// Allow plain `http://` to hosts that are not loopback.
     pub allow_insecure_http: bool,
-    /// Check at start-up that every configured model exists in the catalogue.
+    /// Check at start-up that every configured model exists in the catalogue (every
+    /// page read within one `[limits] deadline_ms`).
     pub validate_models: bool,
 }
 
