@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use gateway_model::CredentialsConfig;
+use gateway_model::{CredentialsConfig, EnvVarError};
 
 use crate::error::AuthError;
 
@@ -73,7 +73,7 @@ impl Credentials {
 
     /// Reads the env vars a [`CredentialsConfig`] names (the client id may be given inline).
     pub fn from_config(config: &CredentialsConfig) -> Result<Self, AuthError> {
-        Self::from_lookup(config, |name| std::env::var(name).ok())
+        Self::read_with(config, gateway_model::env_var)
     }
 
     /// Like [`Credentials::from_config`], reading variables through `lookup` (for tests,
@@ -82,15 +82,23 @@ impl Credentials {
         config: &CredentialsConfig,
         lookup: impl Fn(&str) -> Option<String>,
     ) -> Result<Self, AuthError> {
-        let read = |name: &str| match lookup(name) {
-            Some(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
-            Some(_) => Err(AuthError::MissingEnv {
+        Self::read_with(config, |name| lookup(name).ok_or(EnvVarError::Unset))
+    }
+
+    /// The credentials, each variable read through `read`.
+    fn read_with(
+        config: &CredentialsConfig,
+        read_var: impl Fn(&str) -> Result<String, EnvVarError>,
+    ) -> Result<Self, AuthError> {
+        let read = |name: &str| match read_var(name) {
+            Ok(value) if !value.trim().is_empty() => Ok(value.trim().to_owned()),
+            Ok(_) => Err(AuthError::MissingEnv {
                 name: name.to_owned(),
                 reason: "is empty",
             }),
-            None => Err(AuthError::MissingEnv {
+            Err(e) => Err(AuthError::MissingEnv {
                 name: name.to_owned(),
-                reason: "is not set",
+                reason: e.as_str(),
             }),
         };
         let client_id = match &config.client_id {

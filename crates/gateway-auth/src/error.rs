@@ -15,7 +15,7 @@ pub enum AuthError {
     MissingEnv {
         /// The variable's name.
         name: String,
-        /// `is not set` or `is empty`.
+        /// `is not set`, `is not valid UTF-8` or `is empty`.
         reason: &'static str,
     },
     /// The login service refused the client (wrong id or secret, disabled client).

@@ -317,6 +317,20 @@ async fn exit_4_for_missing_credentials_with_the_cause_printed_once() {
     let body = stdout_json(&output);
     assert_eq!(body["code"], "cli.credentials");
     assert_eq!(body["exitCode"], 4);
+
+    // A secret that is set but not UTF-8 is named as such, not as unset.
+    let mut command = route(&config, &[]);
+    command.env(
+        "GENESYS_CLIENT_SECRET",
+        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"s\xffcret"),
+    );
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("GENESYS_CLIENT_SECRET is not valid UTF-8"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

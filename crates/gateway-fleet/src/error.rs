@@ -4,11 +4,13 @@
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum FleetError {
-    /// The env var that should hold the Redis URL is not set.
-    #[error("[fleet] redis_url_env: the env var `{env}` is not set")]
+    /// The env var that should hold the Redis URL is not set, or not UTF-8.
+    #[error("[fleet] redis_url_env: the env var `{env}` {reason}")]
     UrlEnvUnset {
         /// The env var's name.
         env: String,
+        /// Why it gave no text.
+        reason: gateway_model::EnvVarError,
     },
     /// The Redis URL cannot be used (the URL itself is not repeated: it may hold a password).
     #[error(

@@ -78,8 +78,11 @@ impl Fleet {
         let Some(fleet) = &config.fleet else {
             return Ok(None);
         };
-        let url = std::env::var(&fleet.redis_url_env).map_err(|_| FleetError::UrlEnvUnset {
-            env: fleet.redis_url_env.clone(),
+        let url = gateway_model::env_var(&fleet.redis_url_env).map_err(|reason| {
+            FleetError::UrlEnvUnset {
+                env: fleet.redis_url_env.clone(),
+                reason,
+            }
         })?;
         Self::connect(&url, fleet, &config.limits).map(Some)
     }

@@ -40,6 +40,7 @@ mod audit;
 mod bounds;
 mod config;
 pub mod endpoint;
+mod env_var;
 mod error_body;
 mod model_id;
 mod models;
@@ -68,6 +69,7 @@ pub use config::{
     MAX_SPLIT_WEIGHT, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig, RouteConfig, RouterConfig,
     ServerConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
 };
+pub use env_var::{EnvVarError, env_var};
 pub use error_body::{
     CODE_AUTHENTICATION_REQUIRED, CODE_BAD_CREDENTIALS, CODE_BAD_REQUEST, CODE_MISSING_PERMISSIONS,
     CODE_MODEL_RESTRICTED, CODE_NOT_FOUND, CODE_POLICY_VIOLATION, CODE_REQUEST_TOO_LARGE,

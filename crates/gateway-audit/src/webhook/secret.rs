@@ -19,10 +19,12 @@ pub const MAX_KEY_BYTES: usize = 1024;
 #[non_exhaustive]
 pub enum SecretError {
     /// The environment variable that should hold the secret is unset or not UTF-8.
-    #[error("environment variable `{var}` (the webhook secret) is not set")]
+    #[error("environment variable `{var}` (the webhook secret) {reason}")]
     MissingEnv {
         /// The variable's name.
         var: String,
+        /// Why it gave no text.
+        reason: gateway_model::EnvVarError,
     },
     /// The text after `whsec_` is not standard base64.
     #[error("the webhook secret is not `whsec_` followed by standard base64")]
@@ -69,8 +71,9 @@ impl WebhookSecret {
 
     /// Reads and parses the secret from environment variable `var`.
     pub fn from_env(var: &str) -> Result<Self, SecretError> {
-        let value = std::env::var(var).map_err(|_| SecretError::MissingEnv {
+        let value = gateway_model::env_var(var).map_err(|reason| SecretError::MissingEnv {
             var: var.to_owned(),
+            reason,
         })?;
         Self::parse(&value)
     }

@@ -42,8 +42,8 @@ impl ApiKeys {
 
     /// Keys from the env var `name`; an unset or empty variable is an error naming it.
     pub fn from_env(name: &str) -> Result<Self, String> {
-        let value =
-            std::env::var(name).map_err(|_| format!("the API keys env var `{name}` is not set"))?;
+        let value = gateway_model::env_var(name)
+            .map_err(|reason| format!("the API keys env var `{name}` {reason}"))?;
         let keys = Self::parse(&value);
         if keys.is_empty() {
             return Err(format!("the API keys env var `{name}` holds no key"));
