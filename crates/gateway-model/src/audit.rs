@@ -10,7 +10,7 @@ use crate::payload::{MAX_PROMPT_CHARS, Metadata};
 use crate::response::Usage;
 use crate::safety::SafetyVerdict;
 use crate::tuning::Tuning;
-use crate::validation::{Location, Rule, Validate, Violations};
+use crate::validation::{Location, Rule, Validate, Violations, cut_to};
 
 /// How a call (or one model's part of it) ended.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, JsonSchema)]
@@ -178,14 +178,7 @@ pub const MAX_USAGE_EXTRA_BYTES: usize = 4_096;
 
 /// Cuts `text` to [`MAX_UPSTREAM_TEXT_CHARS`] characters, ending in `…` if it was longer.
 fn cut(text: &mut String) {
-    if let Some((at, _)) = text.char_indices().nth(MAX_UPSTREAM_TEXT_CHARS) {
-        let keep = text
-            .char_indices()
-            .nth(MAX_UPSTREAM_TEXT_CHARS - 1)
-            .map_or(at, |(i, _)| i);
-        text.truncate(keep);
-        text.push('…');
-    }
+    cut_to(text, MAX_UPSTREAM_TEXT_CHARS);
 }
 
 /// Bytes of `value` as compact JSON, counted without keeping them.

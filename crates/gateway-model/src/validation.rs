@@ -119,13 +119,20 @@ pub const MAX_MALFORMED_CHARS: usize = 512;
 /// messages and paths quote the input (a TOML error shows its whole line, a path an
 /// unknown key), and the input may be anything.
 fn bounded(mut text: String) -> String {
-    if text.char_indices().nth(MAX_MALFORMED_CHARS).is_some()
-        && let Some((keep, _)) = text.char_indices().nth(MAX_MALFORMED_CHARS - 1)
+    cut_to(&mut text, MAX_MALFORMED_CHARS);
+    text
+}
+
+/// Cuts `text` to `max_chars` characters (at least 1), its last one a `…` if it was
+/// longer.
+pub(crate) fn cut_to(text: &mut String, max_chars: usize) {
+    let max_chars = max_chars.max(1);
+    if text.char_indices().nth(max_chars).is_some()
+        && let Some((keep, _)) = text.char_indices().nth(max_chars - 1)
     {
         text.truncate(keep);
         text.push('…');
     }
-    text
 }
 
 impl Rule {
