@@ -11,6 +11,8 @@ use tracing_subscriber::layer::SubscriberExt as _;
 use tracing_subscriber::util::SubscriberInitExt as _;
 use tracing_subscriber::{Layer as _, fmt as tfmt};
 
+use gateway_model::{EnvVarError, env_var};
+
 use crate::console;
 pub use crate::console::LogFormat;
 
@@ -54,23 +56,40 @@ pub struct FilterError {
     pub reason: tracing_subscriber::filter::ParseError,
 }
 
+/// Why logging could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum LogInitError {
+    /// The filter does not parse.
+    #[error(transparent)]
+    Filter(#[from] FilterError),
+    /// A filter env var is set but not to UTF-8 text.
+    #[error("{name} {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Why it gave no text.
+        reason: EnvVarError,
+    },
+}
+
 /// The filter text and its origin: the flag, then the first non-empty of
-/// `GENESYS_ROUTER_LOG` and `RUST_LOG` (read through `lookup`), else `warn`.
+/// `GENESYS_ROUTER_LOG` and `RUST_LOG` (read through `lookup`), else `warn`. A variable
+/// that is set but not UTF-8 is an error, not skipped: its owner meant something by it.
 pub fn choose_filter(
     flag: Option<&str>,
-    lookup: impl Fn(&str) -> Option<String>,
-) -> (String, FilterOrigin) {
+    lookup: impl Fn(&str) -> Result<String, EnvVarError>,
+) -> Result<(String, FilterOrigin), LogInitError> {
     if let Some(flag) = flag {
-        return (flag.to_owned(), FilterOrigin::Flag);
+        return Ok((flag.to_owned(), FilterOrigin::Flag));
     }
-    [ENV_LOG, ENV_RUST_LOG]
-        .into_iter()
-        .find_map(|name| {
-            lookup(name)
-                .filter(|v| !v.trim().is_empty())
-                .map(|v| (v, FilterOrigin::Env(name)))
-        })
-        .unwrap_or_else(|| (DEFAULT_FILTER.to_owned(), FilterOrigin::Default))
+    for name in [ENV_LOG, ENV_RUST_LOG] {
+        match lookup(name) {
+            Ok(v) if !v.trim().is_empty() => return Ok((v, FilterOrigin::Env(name))),
+            Ok(_) | Err(EnvVarError::Unset) => {}
+            Err(reason) => return Err(LogInitError::Env { name, reason }),
+        }
+    }
+    Ok((DEFAULT_FILTER.to_owned(), FilterOrigin::Default))
 }
 
 /// Parses a filter strictly: an unknown level or a malformed directive is an error.
@@ -92,8 +111,8 @@ pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
 
 /// Installs the global subscriber on stderr; the console lines
 /// ([`crate::console`]) are written in the same format whatever the filter.
-pub fn init(flag: Option<&str>, format: LogFormat) -> Result<(), FilterError> {
-    let (directives, origin) = choose_filter(flag, |name| std::env::var(name).ok());
+pub fn init(flag: Option<&str>, format: LogFormat) -> Result<(), LogInitError> {
+    let (directives, origin) = choose_filter(flag, env_var)?;
     let filter = parse_filter(&directives, origin)?;
     let ansi = use_colour(
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
@@ -137,11 +156,14 @@ where
 mod tests {
     use super::*;
 
-    fn env<'a>(vars: &'a [(&'a str, &'a str)]) -> impl Fn(&str) -> Option<String> + 'a {
+    fn env<'a>(
+        vars: &'a [(&'a str, &'a str)],
+    ) -> impl Fn(&str) -> Result<String, EnvVarError> + 'a {
         move |name| {
             vars.iter()
                 .find(|(k, _)| *k == name)
                 .map(|(_, v)| (*v).to_owned())
+                .ok_or(EnvVarError::Unset)
         }
     }
 
@@ -149,22 +171,39 @@ mod tests {
     fn the_flag_wins_then_our_env_var_then_rust_log_then_warn() {
         let both = [(ENV_LOG, "info"), (ENV_RUST_LOG, "debug")];
         assert_eq!(
-            choose_filter(Some("trace"), env(&both)),
+            choose_filter(Some("trace"), env(&both)).unwrap(),
             ("trace".to_owned(), FilterOrigin::Flag)
         );
         assert_eq!(
-            choose_filter(None, env(&both)),
+            choose_filter(None, env(&both)).unwrap(),
             ("info".to_owned(), FilterOrigin::Env(ENV_LOG))
         );
         // An empty variable counts as unset.
         let rust_only = [(ENV_LOG, " "), (ENV_RUST_LOG, "debug")];
         assert_eq!(
-            choose_filter(None, env(&rust_only)),
+            choose_filter(None, env(&rust_only)).unwrap(),
             ("debug".to_owned(), FilterOrigin::Env(ENV_RUST_LOG))
         );
         assert_eq!(
-            choose_filter(None, env(&[])),
+            choose_filter(None, env(&[])).unwrap(),
             ("warn".to_owned(), FilterOrigin::Default)
+        );
+    }
+
+    #[test]
+    fn a_filter_variable_that_is_not_utf8_is_an_error_naming_it() {
+        let not_utf8 = |name: &str| {
+            if name == ENV_LOG {
+                Err(EnvVarError::NotUnicode)
+            } else {
+                Ok("debug".to_owned())
+            }
+        };
+        let err = choose_filter(None, not_utf8).unwrap_err().to_string();
+        assert_eq!(err, "GENESYS_ROUTER_LOG is not valid UTF-8");
+        assert!(
+            choose_filter(Some("info"), not_utf8).is_ok(),
+            "the flag wins"
         );
     }
 

@@ -169,6 +169,25 @@ fn an_invalid_filter_is_a_usage_error_with_the_reason() {
         );
         assert!(output.stdout.is_empty(), "the command did not run");
     }
+
+    // A filter variable that is set but not UTF-8 is named, not skipped for the next.
+    let output = cli(&["schema"])
+        .env("GENESYS_ROUTER_LOG", not_utf8())
+        .env("RUST_LOG", "debug")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("GENESYS_ROUTER_LOG is not valid UTF-8"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(output.stdout.is_empty(), "the command did not run");
+}
+
+/// `s\xffx`: a value no UTF-8 reader accepts.
+fn not_utf8() -> &'static std::ffi::OsStr {
+    <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"s\xffx")
 }
 
 /// tokio panics on a bad `TOKIO_WORKER_THREADS`; the binary refuses it first, as a usage
@@ -295,6 +314,28 @@ async fn exit_3_for_an_invalid_config_file() {
 
     let missing = run(route(&dir.path().join("absent.toml"), &[])).await;
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
+
+    // A region override that is set but not UTF-8 is a config error naming it, not a
+    // silent fall back to the file's region.
+    let good = dir.path().join("good.toml");
+    std::fs::write(
+        &good,
+        "[environment]\nregion = \"us-east-1\"\n[routes.a]\nmodel = \"m\"\n",
+    )
+    .unwrap();
+    let mut checked = cli(&["check-config", "--json"]);
+    checked.arg(&good).env("GENESYS_REGION", not_utf8());
+    let checked = run(checked).await;
+    assert_eq!(checked.status.code(), Some(3), "{}", stderr(&checked));
+    let report = stdout_json(&checked);
+    assert_eq!(report["valid"], false);
+    assert!(
+        report["problems"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("GENESYS_REGION is not valid UTF-8"),
+        "{report}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -320,10 +361,7 @@ async fn exit_4_for_missing_credentials_with_the_cause_printed_once() {
 
     // A secret that is set but not UTF-8 is named as such, not as unset.
     let mut command = route(&config, &[]);
-    command.env(
-        "GENESYS_CLIENT_SECRET",
-        <std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b"s\xffcret"),
-    );
+    command.env("GENESYS_CLIENT_SECRET", not_utf8());
     let output = run(command).await;
     assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
     assert!(

@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use gateway_auth::ENV_REGION;
-use gateway_model::{RouterConfig, Validate, ValidationErrors};
+use gateway_model::{EnvVarError, RouterConfig, Validate, ValidationErrors, env_var};
 
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -25,6 +25,14 @@ pub enum ConfigError {
         /// Every violation, with its path in the document.
         errors: ValidationErrors,
     },
+    /// An override env var is set but not to UTF-8 text.
+    #[error("{name} {reason}")]
+    Env {
+        /// The variable.
+        name: &'static str,
+        /// Why it gave no text.
+        reason: EnvVarError,
+    },
 }
 
 /// Reads, parses and validates a TOML config, then applies env overrides
@@ -38,7 +46,19 @@ pub fn load_config(path: &Path) -> Result<RouterConfig, ConfigError> {
         path: path.to_owned(),
         errors,
     })?;
-    apply_env_overrides(&mut config, |name| std::env::var(name).ok());
+    let region = match env_var(ENV_REGION) {
+        Ok(region) => Some(region),
+        Err(EnvVarError::Unset) => None,
+        Err(reason) => {
+            return Err(ConfigError::Env {
+                name: ENV_REGION,
+                reason,
+            });
+        }
+    };
+    apply_env_overrides(&mut config, |name| {
+        (name == ENV_REGION).then(|| region.clone()).flatten()
+    });
     config.validate().map_err(|errors| ConfigError::Invalid {
         path: path.to_owned(),
         errors,
