@@ -119,10 +119,10 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
     if let Some(room) = gateway_server::raise_for_connections()
         && u64::try_from(options.limits.max_connections).unwrap_or(u64::MAX) > room
     {
-        eprintln!(
-            "warning: [server] max_connections = {} does not fit the open-file limit; serving at most {room}",
+        console::warn(format_args!(
+            "[server] max_connections = {} does not fit the open-file limit; serving at most {room}",
             options.limits.max_connections
-        );
+        ));
         options.limits.max_connections = usize::try_from(room).unwrap_or(usize::MAX).max(1);
     }
     let router = builder(config)?
@@ -132,21 +132,21 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
     let sidecar = Sidecar::start_with(router, Some(metrics), args.listen, options)
         .await
         .with_context(|| format!("listening on {}", args.listen))?;
-    eprintln!(
+    console::info(format_args!(
         "genesys-router serving on http://{} (POST /v1/route, GET /metrics /healthz /readyz)",
         sidecar.addr()
-    );
+    ));
     if let Some(at) = sidecar.metrics_addr() {
-        eprintln!("metrics also on http://{at}/metrics");
+        console::info(format_args!("metrics also on http://{at}/metrics"));
     }
     let trigger = sidecar.shutdown_trigger();
     tokio::spawn(async move {
         termination().await;
-        eprintln!("shutting down: draining in-flight calls and flushing the audit trail");
+        console::info("shutting down: draining in-flight calls and flushing the audit trail");
         let _ = trigger.send(true);
     });
     sidecar.wait().await;
-    eprintln!("stopped");
+    console::info("stopped");
     Ok(0)
 }
 
@@ -190,24 +190,19 @@ pub fn schema(args: &SchemaArgs) -> anyhow::Result<i32> {
             let path = dir.join(e.file_name());
             std::fs::write(&path, e.render())
                 .with_context(|| format!("writing {}", path.display()))?;
-            println!("wrote {}", path.display());
+            write_stdout(format!("wrote {}\n", path.display()).as_bytes())?;
         }
         return Ok(0);
     }
-    match &args.name {
-        Some(name) => {
-            let Some(e) = entry(name.trim_end_matches(".schema.json")) else {
-                let names: Vec<&str> = SCHEMAS.iter().map(|e| e.name).collect();
-                bail!("no schema named `{name}`; known: {}", names.join(", "));
-            };
-            print!("{}", e.render());
-        }
-        None => {
-            for e in SCHEMAS {
-                println!("{}", e.name);
-            }
-        }
-    }
+    let names: Vec<&str> = SCHEMAS.iter().map(|e| e.name).collect();
+    let Some(name) = &args.name else {
+        write_stdout(format!("{}\n", names.join("\n")).as_bytes())?;
+        return Ok(0);
+    };
+    let Some(e) = entry(name.trim_end_matches(".schema.json")) else {
+        bail!("no schema named `{name}`; known: {}", names.join(", "));
+    };
+    write_stdout(e.render().as_bytes())?;
     Ok(0)
 }
 
@@ -243,8 +238,6 @@ pub fn man(args: &ManArgs) -> anyhow::Result<i32> {
     Ok(0)
 }
 
-/// Writes `bytes` to stdout, where `println!` would panic on a failed write. A reader
-/// that stops early (`| head`) is no failure.
 /// Most bytes of a prompt read from standard input: the longest prompt the gateway takes
 /// ([`MAX_PROMPT_CHARS`] characters of up to 4 bytes) and a line break.
 const MAX_STDIN_PROMPT_BYTES: usize = MAX_PROMPT_CHARS * 4 + 2;
@@ -269,7 +262,9 @@ fn read_prompt(input: impl std::io::Read) -> anyhow::Result<String> {
     Ok(text.trim_end_matches(['\n', '\r']).to_owned())
 }
 
-fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
+/// Writes `bytes` to stdout, where `println!` would panic on a failed write. A reader
+/// that stops early (`| head`) is no failure.
+pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     let mut out = std::io::stdout().lock();
     match out.write_all(bytes).and_then(|()| out.flush()) {
         Ok(()) => Ok(()),

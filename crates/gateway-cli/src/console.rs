@@ -1,6 +1,9 @@
 //! The lines the commands print for people (a listening address, a summary, the final
 //! error), in the log format: plain text, or JSON events like every log line.
 
+// The one place that writes to stderr directly.
+#![allow(clippy::print_stderr)]
+
 use std::fmt::Display;
 use std::sync::OnceLock;
 

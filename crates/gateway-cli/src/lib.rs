@@ -9,6 +9,10 @@
 //! assert!(matches!(cli.command, gateway_cli::args::Command::CheckConfig(_)));
 //! ```
 
+// Output goes through `console` (stderr, in the log format) or `commands::write_stdout`
+// (stdout, where `print!` would panic on a closed pipe).
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 pub mod args;
 pub mod commands;
 pub mod console;

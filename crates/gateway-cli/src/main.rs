@@ -1,6 +1,9 @@
 //! `genesys-router`: route, serve, demo, sim, schema, check-config, healthcheck,
 //! completions, man.
 
+// Output goes through `console` or `commands::write_stdout`, never `print!`.
+#![deny(clippy::print_stdout, clippy::print_stderr)]
+
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -14,7 +17,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format) {
         // A bad filter is a usage error, like a bad flag (clap exits 2 for those).
-        eprintln!("error: {e}");
+        console::error(e);
         return Exit::Usage.into();
     }
     let log_format = cli.log_format;
@@ -61,7 +64,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<i32> {
                     && std::io::IsTerminal::is_terminal(&std::io::stderr()),
             };
             let report = demo::run(&options, &metrics).await?;
-            print!("{}", report.summary);
+            commands::write_stdout(report.summary.as_bytes())?;
             Ok(0)
         }
         Command::Sim(args) => commands::sim(args).await,

@@ -469,7 +469,12 @@ fn completions_and_the_man_page_are_generated() {
 fn a_reader_that_stops_early_is_no_failure() {
     // `genesys-router completions bash | head -1`: every write after the reader left
     // fails with EPIPE; the reader is gone before the first one here.
-    for args in [&["completions", "bash"][..], &["man"][..]] {
+    for args in [
+        &["completions", "bash"][..],
+        &["man"],
+        &["schema"],
+        &["schema", "route-request"],
+    ] {
         let (reader, writer) = std::io::pipe().unwrap();
         drop(reader);
         let output = cli(args).stdout(writer).output().unwrap();
