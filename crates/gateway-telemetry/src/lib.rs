@@ -19,7 +19,12 @@
 //! | `genesys_router_limiter_wait_seconds` | histogram | seconds; buckets 100 µs … 30 | none |
 //! | `genesys_router_in_flight_requests` | gauge | calls | `model` |
 //! | `genesys_router_token_refreshes_total` | counter | refreshes | `result` (`success`, `failure`) |
-//! | `genesys_router_audit_entries_total` | counter | entries | `event` (`written`, `delivered`, `spooled`, `replayed`, `dropped`, `retried`, `failed`) |
+//! | `genesys_router_audit_entries_total` | counter | entries | `event` (`written`, `delivered`, `spooled`, `replayed`, `dropped`, `retried`, `failed`, `rejected`) |
+//! | `genesys_router_tokens_total` | counter | tokens the gateway reported | `model`, `kind` (`prompt`, `completion`) |
+//! | `genesys_router_http_requests_total` | counter | requests the sidecar answered | `path` (a known path or `other`), `status` |
+//! | `genesys_router_http_request_duration_seconds` | histogram | seconds; buckets 0.01 … 120 | `path` |
+//! | `genesys_router_build_info` | gauge | always 1 | `version`, `service` |
+//! | `genesys_router_fleet_degraded` | gauge | 1 while a fleet replica runs on local state | none |
 //!
 //! Bucket bounds are in [`metric_names`]. Label values come from config (model ids) or
 //! fixed sets, so the number of series is bounded.

@@ -1,8 +1,9 @@
-//! The HTTP transport: one pooled hyper-util client over rustls, a concurrency limiter
+//! The HTTP transport: pooled hyper-util clients over rustls, a concurrency limiter
 //! with a bounded wait, a retry policy with a retry budget, and an overall deadline.
 //!
 //! - [`HttpClient`]: hyper-util's pooled client over rustls (ring provider), HTTP/1.1 and
-//!   HTTP/2 by ALPN, webpki or native roots plus an optional extra CA; plain `http://`
+//!   HTTP/2 by ALPN (or HTTP/1.1 only, `[tls] http1_only`), in lanes: past 100 calls on one
+//!   HTTP/2 connection another lane opens one more; webpki or native roots plus an optional extra CA; plain `http://`
 //!   only to loopback unless explicitly allowed; response bodies capped.
 //! - [`Limiter`]: at most N calls in flight; a caller that cannot get a slot in time gets
 //!   [`LimiterTimeout`]. Cancelled calls always give their slot back.
