@@ -498,3 +498,28 @@ async fn an_entry_refused_as_too_large_is_set_aside_and_the_rest_flow_on() {
     sink.shutdown(in_secs(10)).await.unwrap();
     assert_eq!(sink.report().replayed, 1);
 }
+
+/// A request timeout past the clock's range counts as the longest one honoured instead
+/// of overflowing the deadline (a panic in the delivery task, so nothing arrived).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_absurd_request_timeout_still_delivers() {
+    let receiver = Receiver::start(secret()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let options = WebhookOptions {
+        request_timeout: Duration::MAX,
+        ..fast_retries()
+    };
+    let sink = WebhookSink::start_with(
+        &config(&receiver, &dir.path().join("spool"), 10, 100),
+        secret(),
+        options,
+    )
+    .unwrap();
+    let sent = record_many(&sink, 0, 3).await;
+    receiver
+        .wait_until("3 unique ids", Duration::from_secs(10), |s| s.unique() == 3)
+        .await;
+    assert_eq!(receiver.state.ids(), sent);
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(sink.report().delivered, 3);
+}

@@ -79,7 +79,8 @@ pub struct WebhookOptions {
     pub retry_base: Duration,
     /// Longest wait between attempts.
     pub retry_max: Duration,
-    /// Longest time one POST may take, connection included.
+    /// Longest time one POST may take, connection included; at most
+    /// [`MAX_REQUEST_TIMEOUT`] (a longer one counts as that).
     pub request_timeout: Duration,
     /// Spool size beyond which new entries are dropped (and counted).
     pub max_spool_bytes: u64,
@@ -90,6 +91,9 @@ pub struct WebhookOptions {
     /// TLS client settings; by default Mozilla's roots (`webpki-roots`) with `ring`.
     pub tls: Option<rustls::ClientConfig>,
 }
+
+/// The longest [`WebhookOptions::request_timeout`] honoured: one day.
+pub const MAX_REQUEST_TIMEOUT: Duration = Duration::from_secs(86_400);
 
 impl Default for WebhookOptions {
     fn default() -> Self {

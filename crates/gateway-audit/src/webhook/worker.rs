@@ -29,7 +29,7 @@ use crate::webhook::signature::{
     HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign, unix_seconds,
 };
 use crate::webhook::spool::{Record, Segment, Spool, into_messages, read_segment, rewrite_segment};
-use crate::webhook::{Shared, WebhookOptions};
+use crate::webhook::{MAX_REQUEST_TIMEOUT, Shared, WebhookOptions};
 use crate::{AuditError, EncodedEntry};
 
 pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
@@ -270,7 +270,8 @@ impl Worker {
 
     /// POSTs a message, giving up at the request timeout or when shutdown's delivery time ends.
     async fn post_until_stop(&mut self, message: &Message) -> Result<(), DeliveryError> {
-        let request_deadline = Instant::now() + self.shared.options.request_timeout;
+        let timeout = self.shared.options.request_timeout.min(MAX_REQUEST_TIMEOUT);
+        let request_deadline = Instant::now() + timeout;
         let cutoff = |stop_at: Option<Instant>| {
             stop_at.map_or(request_deadline, |s| s.min(request_deadline))
         };
