@@ -26,15 +26,19 @@ fn repo_file(path: &str) -> std::path::PathBuf {
         .join(path)
 }
 
-/// Starts `genesys-router serve` on a free port; returns the child, its stderr, and the address.
+/// Starts `genesys-router serve` (with `extra` flags) on a free port; returns the child,
+/// its stderr, the address, and the first line, which names it.
 fn spawn_serve(
     config: &std::path::Path,
+    extra: &[&str],
 ) -> (
     std::process::Child,
     BufReader<std::process::ChildStderr>,
     String,
+    String,
 ) {
     let mut child = Command::new(BIN)
+        .args(extra)
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", "127.0.0.1:0", "--drain-secs", "20"])
@@ -53,7 +57,7 @@ fn spawn_serve(
         .and_then(|s| s.split_whitespace().next())
         .unwrap_or_else(|| panic!("no address in: {line}"))
         .to_owned();
-    (child, stderr, addr)
+    (child, stderr, addr, line)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -79,7 +83,7 @@ async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
     )
     .unwrap();
 
-    let (mut child, mut stderr, addr) = spawn_serve(&config);
+    let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
 
     // 40 calls in flight, then SIGTERM while every one waits on the gateway.
     let client: Client<HttpConnector, Full<Bytes>> =
@@ -251,7 +255,16 @@ async fn healthcheck_passes_on_a_serving_sidecar_and_fails_otherwise() {
         ),
     )
     .unwrap();
-    let (mut child, _stderr, addr) = spawn_serve(&config);
+    // Under the JSON log format, the line naming the address is a JSON event too.
+    let (mut child, _stderr, addr, first) = spawn_serve(&config, &["--log-format", "json"]);
+    let event: serde_json::Value =
+        serde_json::from_str(&first).unwrap_or_else(|e| panic!("not JSON ({e}): {first}"));
+    assert!(
+        event["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("serving on http://")),
+        "{first}"
+    );
     let probe = |url: String| {
         tokio::task::spawn_blocking(move || {
             Command::new(BIN)
