@@ -21,7 +21,7 @@ pub enum UrlError {
     /// The text is not an absolute URL.
     #[error("`{url}` is not an absolute http(s) URL: {reason}")]
     Malformed {
-        /// The URL as given.
+        /// The URL as given (any user name and password replaced by `***`).
         url: String,
         /// The parser's complaint.
         reason: String,
@@ -29,50 +29,78 @@ pub enum UrlError {
     /// A scheme other than `http` or `https`.
     #[error("`{url}` uses scheme `{scheme}`; only https (and http on loopback) is allowed")]
     Scheme {
-        /// The URL as given.
+        /// The URL as given (any user name and password replaced by `***`).
         url: String,
         /// The scheme found.
         scheme: String,
+    },
+    /// The URL carries a user name or password (`user:pass@host`): a secret that error
+    /// messages and logs would repeat, and that no host the router talks to takes.
+    #[error("`{url}` carries a user name or password before its host; put no credentials in a URL")]
+    Credentials {
+        /// The URL as given, with its user name and password replaced by `***`.
+        url: String,
     },
     /// Plain `http://` to a host that is not loopback.
     #[error(
         "`{url}` is plain http to a non-loopback host; use https, or allow insecure http explicitly"
     )]
     InsecureHttp {
-        /// The URL as given.
+        /// The URL as given (any user name and password replaced by `***`).
         url: String,
     },
 }
 
+/// `url` with anything between its `scheme://` and the last `@` of its authority replaced
+/// by `***`, so a password in it never reaches a message.
+///
+/// ```
+/// use gateway_model::endpoint::redact_userinfo;
+///
+/// assert_eq!(redact_userinfo("https://u:pw@host/p?q=a@b"), "https://***@host/p?q=a@b");
+/// assert_eq!(redact_userinfo("https://host/a@b"), "https://host/a@b");
+/// ```
+pub fn redact_userinfo(url: &str) -> String {
+    let start = url.find("://").map_or(0, |i| i + 3);
+    let rest = &url[start..];
+    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    match rest[..authority_len].rfind('@') {
+        Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
+        None => url.to_owned(),
+    }
+}
+
 /// Parses `url` and checks it is https, or http to a loopback host, or http with
-/// `allow_insecure_http` set.
+/// `allow_insecure_http` set, with no user name or password in it.
 pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Uri, UrlError> {
+    let shown = || redact_userinfo(url);
     let uri: Uri = url
         .parse()
         .map_err(|e: http::uri::InvalidUri| UrlError::Malformed {
-            url: url.to_owned(),
+            url: shown(),
             reason: e.to_string(),
         })?;
     let Some(scheme) = uri.scheme_str() else {
         return Err(UrlError::Malformed {
-            url: url.to_owned(),
+            url: shown(),
             reason: "no scheme".into(),
         });
     };
+    if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(UrlError::Credentials { url: shown() });
+    }
     let Some(host) = uri.host() else {
         return Err(UrlError::Malformed {
-            url: url.to_owned(),
+            url: shown(),
             reason: "no host".into(),
         });
     };
     match scheme {
         "https" => Ok(uri),
         "http" if allow_insecure_http || is_loopback_host(host) => Ok(uri),
-        "http" => Err(UrlError::InsecureHttp {
-            url: url.to_owned(),
-        }),
+        "http" => Err(UrlError::InsecureHttp { url: shown() }),
         other => Err(UrlError::Scheme {
-            url: url.to_owned(),
+            url: shown(),
             scheme: other.to_owned(),
         }),
     }
@@ -103,6 +131,32 @@ mod tests {
         ] {
             assert!(!is_loopback_host(h), "{h}");
         }
+    }
+
+    #[test]
+    fn a_user_name_or_password_is_refused_and_never_repeated() {
+        for url in [
+            "https://user:s3cret@hooks.example.com/audit",
+            "https://s3cret@hooks.example.com",
+            "http://user:s3cret@127.0.0.1:8080/hook",
+            "https://a@b:s3cret@hooks.example.com/x",
+        ] {
+            let err = check_url(url, true).unwrap_err();
+            assert!(
+                matches!(err, UrlError::Credentials { .. }),
+                "{url}: {err:?}"
+            );
+            let text = err.to_string();
+            assert!(!text.contains("s3cret"), "{text}");
+            assert!(text.contains("***@"), "{text}");
+        }
+        // A URL refused for another reason does not repeat a password either.
+        for url in ["ftp://user:s3cret@host/x", "https://user:s3cret@ho st/x"] {
+            let text = check_url(url, false).unwrap_err().to_string();
+            assert!(!text.contains("s3cret"), "{url}: {text}");
+        }
+        // An `@` after the host (a path, a query) is no credential.
+        assert!(check_url("https://hooks.example.com/a@b?c=d@e", false).is_ok());
     }
 
     #[test]
