@@ -14,7 +14,7 @@ use gateway_tests::{config_for, router_for};
 
 #[tokio::test]
 async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
-    let metrics = gateway_telemetry::install_at(None).unwrap();
+    let metrics = gateway_telemetry::install().unwrap();
     let sim = Sim::builder().start().await.unwrap();
     let route = RouteConfig {
         fallbacks: vec!["model-fallback-3".into()],

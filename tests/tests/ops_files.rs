@@ -663,7 +663,7 @@ async fn route(
 
 #[tokio::test]
 async fn every_metric_the_ops_files_use_is_in_a_real_scrape() {
-    let metrics = gateway_telemetry::install_at(None).unwrap();
+    let metrics = gateway_telemetry::install().unwrap();
     let sim = Sim::builder().start().await.unwrap();
     let audit = tempfile::tempdir().unwrap();
     let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url())).with_route(

@@ -263,7 +263,7 @@ impl Without {
     /// Installs the metrics recorder unless left out.
     fn install_metrics(self) -> anyhow::Result<()> {
         if !self.metrics {
-            gateway_telemetry::install_at(None).context("installing the metrics recorder")?;
+            gateway_telemetry::install().context("installing the metrics recorder")?;
         }
         Ok(())
     }

@@ -78,7 +78,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<i32> {
 
 /// Installs the Prometheus recorder (before any router is built, so its handles record).
 fn install_metrics() -> anyhow::Result<gateway_telemetry::MetricsHandle> {
-    let handle = gateway_telemetry::install_at(None)?;
+    let handle = gateway_telemetry::install()?;
     gateway_telemetry::describe();
     Ok(handle)
 }

@@ -14,7 +14,7 @@ use hyper_util::rt::TokioExecutor;
 
 #[tokio::test]
 async fn token_and_request_counters_follow_routed_calls() {
-    let metrics = gateway_telemetry::install_at(None).unwrap();
+    let metrics = gateway_telemetry::install().unwrap();
     let sim = Sim::builder().start().await.unwrap();
     let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
         .with_route("summarize", RouteConfig::to_model("model-gen-4"));

@@ -1,13 +1,13 @@
 //! The Prometheus exporter: a recorder with this crate's bucket layout, installed globally
-//! (optionally serving the exposition text over HTTP) or kept local for tests.
+//! or kept local for tests. It renders in-process ([`MetricsHandle::render`]) and serves
+//! nothing itself: `[metrics] listen` is served by `gateway-server` (`genesys-router
+//! serve`), whose listener has a connection cap and timeouts.
 
 use std::cell::Cell;
 use std::fmt;
-use std::net::SocketAddr;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use gateway_model::MetricsConfig;
 use metrics_exporter_prometheus::{
     Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
 };
@@ -29,7 +29,7 @@ thread_local! {
 }
 
 /// Whether metrics registered on this thread now reach a recorder this crate set up:
-/// the global one of [`install`] / [`install_at`], or a [`LocalMetrics::scope`] that is
+/// the global one of [`install`], or a [`LocalMetrics::scope`] that is
 /// running. A recorder installed with `metrics::set_global_recorder` directly is not
 /// seen (the `metrics` crate cannot tell it from none).
 ///
@@ -53,26 +53,6 @@ pub enum ExporterError {
         "a global metrics recorder is already installed; install the exporter once per process"
     )]
     AlreadyInstalled,
-    /// The configured listen address is not `host:port`.
-    #[error("metrics listen address `{addr}` is not host:port, such as 127.0.0.1:9464")]
-    BadListenAddress {
-        /// The address as configured.
-        addr: String,
-    },
-    /// Serving over HTTP needs a Tokio runtime, and none is current.
-    #[error("serving metrics on {addr} needs a Tokio runtime; call install from within one")]
-    NoRuntime {
-        /// The address that was to be served.
-        addr: SocketAddr,
-    },
-    /// The HTTP listener could not be started.
-    #[error("could not serve metrics on {addr}: {reason}")]
-    Listen {
-        /// The address that was to be served.
-        addr: SocketAddr,
-        /// What went wrong.
-        reason: String,
-    },
     /// The background thread that drains histogram samples could not be started.
     #[error("could not start the metrics upkeep thread: {0}")]
     Upkeep(#[source] std::io::Error),
@@ -82,7 +62,6 @@ pub enum ExporterError {
 #[derive(Clone)]
 pub struct MetricsHandle {
     inner: PrometheusHandle,
-    listen: Option<SocketAddr>,
 }
 
 impl MetricsHandle {
@@ -96,18 +75,11 @@ impl MetricsHandle {
     pub fn run_upkeep(&self) {
         self.inner.run_upkeep();
     }
-
-    /// The address `/metrics` is served on, if any.
-    pub fn listen_addr(&self) -> Option<SocketAddr> {
-        self.listen
-    }
 }
 
 impl fmt::Debug for MetricsHandle {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("MetricsHandle")
-            .field("listen", &self.listen)
-            .finish_non_exhaustive()
+        f.debug_struct("MetricsHandle").finish_non_exhaustive()
     }
 }
 
@@ -129,82 +101,38 @@ pub fn prometheus_builder() -> PrometheusBuilder {
         })
 }
 
-/// Installs the global Prometheus recorder as `config` says (serving `config.listen` if
-/// set) and registers metric descriptions.
+/// Installs the global Prometheus recorder, with an upkeep thread that folds histogram
+/// samples into buckets every [`UPKEEP_INTERVAL`], and registers metric descriptions.
+/// Render with the returned handle; serve it with `gateway-server`.
 ///
 /// A second call fails with [`ExporterError::AlreadyInstalled`]; it never panics.
-pub fn install(config: &MetricsConfig) -> Result<MetricsHandle, ExporterError> {
-    let listen = match &config.listen {
-        None => None,
-        Some(addr) => Some(
-            addr.parse::<SocketAddr>()
-                .map_err(|_| ExporterError::BadListenAddress { addr: addr.clone() })?,
-        ),
-    };
-    install_at(listen)
-}
-
-/// Installs the global Prometheus recorder, serving the exposition text over HTTP on
-/// `listen` if given (any path answers), and registers metric descriptions.
-pub fn install_at(listen: Option<SocketAddr>) -> Result<MetricsHandle, ExporterError> {
+pub fn install() -> Result<MetricsHandle, ExporterError> {
     if INSTALLED.swap(true, Ordering::SeqCst) {
         return Err(ExporterError::AlreadyInstalled);
     }
-    let result = install_once(listen);
+    let result = install_once();
     if result.is_err() {
         INSTALLED.store(false, Ordering::SeqCst);
     }
     result
 }
 
-fn install_once(listen: Option<SocketAddr>) -> Result<MetricsHandle, ExporterError> {
-    let builder = prometheus_builder();
-    let handle = match listen {
-        None => {
-            let recorder = builder.build_recorder();
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).map_err(|_| ExporterError::AlreadyInstalled)?;
-            let upkeep = handle.clone();
-            std::thread::Builder::new()
-                .name("genesys-metrics-upkeep".into())
-                .spawn(move || {
-                    loop {
-                        std::thread::sleep(UPKEEP_INTERVAL);
-                        upkeep.run_upkeep();
-                    }
-                })
-                .map_err(ExporterError::Upkeep)?;
-            handle
-        }
-        Some(addr) => {
-            let runtime = tokio::runtime::Handle::try_current()
-                .map_err(|_| ExporterError::NoRuntime { addr })?;
-            let (recorder, exporter) = {
-                let _entered = runtime.enter();
-                builder
-                    .with_http_listener(addr)
-                    .upkeep_timeout(UPKEEP_INTERVAL)
-                    .build()
-                    .map_err(|e| ExporterError::Listen {
-                        addr,
-                        reason: e.to_string(),
-                    })?
-            };
-            let handle = recorder.handle();
-            metrics::set_global_recorder(recorder).map_err(|_| ExporterError::AlreadyInstalled)?;
-            runtime.spawn(async move {
-                if let Err(e) = exporter.await {
-                    tracing::error!(error = ?e, "the metrics listener stopped");
-                }
-            });
-            handle
-        }
-    };
+fn install_once() -> Result<MetricsHandle, ExporterError> {
+    let recorder = prometheus_builder().build_recorder();
+    let handle = recorder.handle();
+    metrics::set_global_recorder(recorder).map_err(|_| ExporterError::AlreadyInstalled)?;
+    let upkeep = handle.clone();
+    std::thread::Builder::new()
+        .name("genesys-metrics-upkeep".into())
+        .spawn(move || {
+            loop {
+                std::thread::sleep(UPKEEP_INTERVAL);
+                upkeep.run_upkeep();
+            }
+        })
+        .map_err(ExporterError::Upkeep)?;
     describe();
-    Ok(MetricsHandle {
-        inner: handle,
-        listen,
-    })
+    Ok(MetricsHandle { inner: handle })
 }
 
 /// A Prometheus recorder that is not installed globally: for tests, or to keep one
@@ -220,7 +148,6 @@ impl LocalMetrics {
         let recorder = prometheus_builder().build_recorder();
         let handle = MetricsHandle {
             inner: recorder.handle(),
-            listen: None,
         };
         let local = Self { recorder, handle };
         local.scope(describe);

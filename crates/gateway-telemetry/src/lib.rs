@@ -5,8 +5,9 @@
 //! # Metrics
 //!
 //! Recorded with the `metrics` macros, so any recorder works; [`install`] sets up the
-//! Prometheus exporter with the bucket layouts below (and optionally serves the text on
-//! an address), [`LocalMetrics`] builds one without installing it globally.
+//! Prometheus recorder with the bucket layouts below (it renders in-process and serves
+//! nothing: `gateway-server` serves the text, with its connection limits and timeouts),
+//! [`LocalMetrics`] builds one without installing it globally.
 //!
 //! | Name | Type | Unit | Labels |
 //! |---|---|---|---|
@@ -76,8 +77,8 @@ mod recording;
 mod stats;
 
 pub use exporter::{
-    ExporterError, LocalMetrics, MetricsHandle, UPKEEP_INTERVAL, install, install_at,
-    prometheus_builder, recorder_installed,
+    ExporterError, LocalMetrics, MetricsHandle, UPKEEP_INTERVAL, install, prometheus_builder,
+    recorder_installed,
 };
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{
