@@ -235,6 +235,62 @@ async fn health_readiness_and_metrics() {
     sidecar.shutdown().await;
 }
 
+/// A login host that accepts connections and never answers does not hang `/readyz`: it
+/// answers 503 once its wait for a token is over.
+#[tokio::test]
+async fn readiness_does_not_hang_on_a_silent_login_host() {
+    let sim = Sim::builder().start().await.unwrap();
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let login = format!("http://{}", silent.local_addr().unwrap());
+    let held = tokio::spawn(async move {
+        let mut open = Vec::new();
+        while let Ok((socket, _)) = silent.accept().await {
+            open.push(socket);
+        }
+    });
+    let mut config = RouterConfig::new(EnvironmentConfig {
+        login_base: Some(login),
+        ..EnvironmentConfig::at(sim.base_url())
+    })
+    .with_route("summarize", RouteConfig::to_model("model-gen-4"));
+    config.audit.enabled = false;
+    let router = Router::builder(config)
+        .credentials(Credentials::new(
+            gateway_sim::DEFAULT_CLIENT_ID,
+            gateway_sim::DEFAULT_CLIENT_SECRET,
+        ))
+        .build()
+        .await
+        .unwrap();
+    let sidecar = Sidecar::start(
+        router,
+        None,
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap();
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let probe = send(
+        &client,
+        Method::GET,
+        format!("http://{}/readyz", sidecar.addr()),
+        "",
+    );
+    let (status, body) = tokio::time::timeout(Duration::from_secs(8), probe)
+        .await
+        .expect("/readyz answers within its own wait, not the login timeout");
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert!(
+        body["token"].as_str().unwrap().contains("no token within"),
+        "{body}"
+    );
+    sidecar.shutdown().await;
+    held.abort();
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     let sim = Sim::builder().start().await.unwrap();

@@ -225,8 +225,17 @@ async fn route(State(app): State<App>, request: Request<Body>) -> Reply {
     }
 }
 
+/// How long `/readyz` waits for a token before it answers "not ready": a probe must
+/// not hang on a login host that does not answer.
+pub(crate) const READY_TOKEN_WAIT: std::time::Duration = std::time::Duration::from_secs(2);
+
 async fn ready(State(app): State<App>) -> Reply {
-    let token = app.router.token_ready().await.map_err(|e| e.to_string());
+    let token = match tokio::time::timeout(READY_TOKEN_WAIT, app.router.token_ready()).await {
+        Ok(ready) => ready.map_err(|e| e.to_string()),
+        Err(_) => Err(format!(
+            "no token within {READY_TOKEN_WAIT:?}: the login host has not answered yet"
+        )),
+    };
     let models = match app.router.last_model_check() {
         Some(check) if !check.all_known() => Err(format!(
             "unknown models: {}",
