@@ -315,6 +315,22 @@ async fn exit_3_for_an_invalid_config_file() {
     let missing = run(route(&dir.path().join("absent.toml"), &[])).await;
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
 
+    // What is not a regular file, or is larger than any config, is refused before it is
+    // read to its end (`/dev/zero` never ends; a FIFO would block the open).
+    let huge = dir.path().join("huge.toml");
+    std::fs::write(&huge, vec![b'#'; 2 * 1024 * 1024]).unwrap();
+    for (path, why) in [
+        (Path::new("/dev/zero"), "not a regular file"),
+        (huge.as_path(), "larger than 1048576 bytes"),
+    ] {
+        let mut checked = cli(&["check-config"]);
+        checked.arg(path);
+        let checked = run(checked).await;
+        assert_eq!(checked.status.code(), Some(3), "{}", stderr(&checked));
+        let text = String::from_utf8_lossy(&checked.stdout).into_owned() + &stderr(&checked);
+        assert!(text.contains(why), "{path:?}: {text}");
+    }
+
     // A region override that is set but not UTF-8 is a config error naming it, not a
     // silent fall back to the file's region.
     let good = dir.path().join("good.toml");

@@ -37,6 +37,7 @@
 //! ```
 
 mod audit;
+mod bounded_file;
 mod bounds;
 mod config;
 pub mod endpoint;
@@ -61,6 +62,7 @@ mod wire;
 pub use audit::{
     AuditEntry, MAX_UPSTREAM_TEXT_CHARS, MAX_USAGE_EXTRA_BYTES, ModelAttempt, Outcome,
 };
+pub use bounded_file::read_bounded;
 pub use config::{
     AuditConfig, CircuitBreakerConfig, CredentialsConfig, DEFAULT_MAX_CONNECTIONS,
     DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN, ENV_VAR_PATTERN, Endpoints,

@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use gateway_auth::ENV_REGION;
-use gateway_model::{EnvVarError, RouterConfig, Validate, ValidationErrors, env_var};
+use gateway_model::{EnvVarError, RouterConfig, Validate, ValidationErrors, env_var, read_bounded};
+
+/// The largest config file read: far past any real one (the example is 5 KB).
+pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
 
 /// Why a config file could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -38,9 +41,16 @@ pub enum ConfigError {
 /// Reads, parses and validates a TOML config, then applies env overrides
 /// (`GENESYS_REGION` replaces the environment's region; see [`apply_env_overrides`]).
 pub fn load_config(path: &Path) -> Result<RouterConfig, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+    let read = |source| ConfigError::Read {
         path: path.to_owned(),
         source,
+    };
+    let bytes = read_bounded(path, MAX_CONFIG_BYTES).map_err(read)?;
+    let text = String::from_utf8(bytes).map_err(|_| {
+        read(std::io::Error::new(
+            std::io::ErrorKind::InvalidData,
+            "not UTF-8 text",
+        ))
     })?;
     let mut config = RouterConfig::from_toml_str(&text).map_err(|errors| ConfigError::Invalid {
         path: path.to_owned(),

@@ -63,7 +63,7 @@ mod trace_context;
 pub use breaker::{Admission, BreakerState, CircuitBreaker, CoolDownRule, ProbeGuard};
 pub use builder::{BuildError, RouterBuilder};
 pub use catalogue::CatalogueCheck;
-pub use config_file::{ConfigError, apply_env_overrides, load_config};
+pub use config_file::{ConfigError, MAX_CONFIG_BYTES, apply_env_overrides, load_config};
 pub use error::{CallTrace, RouteError, RouteErrorKind};
 pub use router::Router;
 pub use selection::StickySelector;

@@ -68,10 +68,14 @@ impl Default for ClientOptions {
     }
 }
 
+/// The largest CA file read: a bundle of every public root is about 250 KB.
+pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
+
 impl ClientOptions {
-    /// Trusts the CA certificates in the PEM file at `path` as well.
+    /// Trusts the CA certificates in the PEM file at `path` (at most [`MAX_CA_FILE_BYTES`],
+    /// a regular file) as well.
     pub fn extra_ca_file(mut self, path: &Path) -> Result<Self, ErrorKind> {
-        let pem = std::fs::read(path).map_err(|e| {
+        let pem = gateway_model::read_bounded(path, MAX_CA_FILE_BYTES).map_err(|e| {
             ErrorKind::Setup(format!("cannot read CA file {}: {e}", path.display()))
         })?;
         self.extra_ca_pem = Some(pem);

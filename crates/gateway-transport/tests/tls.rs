@@ -121,6 +121,14 @@ fn a_bad_extra_ca_is_a_setup_error() {
         missing.to_string().contains("/nonexistent/ca.pem"),
         "{missing}"
     );
+    // A device that never ends is refused without reading it.
+    let endless = ClientOptions::default()
+        .extra_ca_file(std::path::Path::new("/dev/zero"))
+        .unwrap_err();
+    assert!(
+        endless.to_string().contains("not a regular file"),
+        "{endless}"
+    );
 }
 
 /// A TLS simulator behaving as `behaviour` says, and a transport with `client` options
