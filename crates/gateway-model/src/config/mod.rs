@@ -136,6 +136,70 @@ impl Validate for RouterConfig {
         if let Some(fleet) = &self.fleet {
             fleet.collect_violations(&at.key("fleet"), out);
         }
+        self.env_vars_are_distinct(at, out);
+    }
+}
+
+/// What a config must not do with the env vars it names.
+const ONE_VALUE_PER_ENV_VAR: &str = "names an env var another setting already reads; each      holds one value (a secret read as a client id, an API key or a URL would be sent or      shown as one)";
+
+impl RouterConfig {
+    /// Every env var the config reads a value from, with its section and key, in the
+    /// order the sections are listed.
+    fn env_vars(&self) -> Vec<(&str, [&'static str; 3], usize)> {
+        let mut vars = Vec::new();
+        if self.credentials.client_id.is_none() {
+            vars.push((
+                self.credentials.client_id_env.as_str(),
+                ["credentials", "client_id_env", ""],
+                2,
+            ));
+        }
+        vars.push((
+            self.credentials.client_secret_env.as_str(),
+            ["credentials", "client_secret_env", ""],
+            2,
+        ));
+        if let Some(keys) = &self.server.api_keys_env {
+            vars.push((keys.as_str(), ["server", "api_keys_env", ""], 2));
+        }
+        if let Some(webhook) = &self.audit.webhook {
+            vars.push((
+                webhook.secret_env.as_str(),
+                ["audit", "webhook", "secret_env"],
+                3,
+            ));
+        }
+        if let Some(fleet) = &self.fleet {
+            vars.push((
+                fleet.redis_url_env.as_str(),
+                ["fleet", "redis_url_env", ""],
+                2,
+            ));
+        }
+        vars
+    }
+
+    /// Refuses a config that reads two values from one env var, at the later setting.
+    fn env_vars_are_distinct(&self, at: &Location<'_>, out: &mut Violations) {
+        let vars = self.env_vars();
+        for (i, (name, path, depth)) in vars.iter().enumerate() {
+            if vars[..i].iter().any(|(earlier, ..)| earlier == name) {
+                let (a, b) = (at.key(path[0]), path[1]);
+                let second = a.key(b);
+                let here = if *depth == 3 {
+                    second.key(path[2])
+                } else {
+                    second
+                };
+                out.push(
+                    &here,
+                    Rule::Conflict {
+                        reason: ONE_VALUE_PER_ENV_VAR,
+                    },
+                );
+            }
+        }
     }
 }
 
@@ -206,6 +270,39 @@ mod tests {
             let shown = errors.to_string();
             assert!(shown.chars().count() < 1_200, "{} characters", shown.len());
         }
+    }
+
+    #[test]
+    fn one_env_var_is_never_read_for_two_values() {
+        let paths = |text: &str| -> Vec<String> {
+            RouterConfig::from_toml_str(text).map_or_else(
+                |e| e.violations().iter().map(|v| v.path.clone()).collect(),
+                |_| Vec::new(),
+            )
+        };
+        let routes = "[environment]\nregion = \"us-east-1\"\n[routes.a]\nmodel = \"m\"\n";
+        assert_eq!(
+            paths(&format!(
+                "{routes}[credentials]\nclient_id_env = \"S\"\nclient_secret_env = \"S\"\n"
+            )),
+            ["/credentials/client_secret_env"]
+        );
+        assert_eq!(
+            paths(&format!(
+                "{routes}[server]\napi_keys_env = \"GENESYS_CLIENT_SECRET\"\n\
+                 [audit.webhook]\nurl = \"https://hooks.example.com\"\n\
+                 secret_env = \"GENESYS_CLIENT_SECRET\"\nspool_dir = \"spool\"\n"
+            )),
+            ["/server/api_keys_env", "/audit/webhook/secret_env"]
+        );
+        // An inline client id reads no env var, so its env var name is free.
+        assert!(
+            paths(&format!(
+                "{routes}[credentials]\nclient_id = \"c\"\nclient_id_env = \"S\"\nclient_secret_env = \"S\"\n"
+            ))
+            .is_empty()
+        );
+        assert!(paths(routes).is_empty(), "the defaults are distinct");
     }
 
     #[test]
