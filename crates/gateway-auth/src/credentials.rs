@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use gateway_model::{CredentialsConfig, EnvVarError};
+use gateway_model::{CredentialsConfig, EnvVarError, MAX_CLIENT_ID_CHARS};
 
 use crate::error::AuthError;
 
@@ -103,7 +103,7 @@ impl Credentials {
         };
         let client_id = match &config.client_id {
             Some(id) => id.clone(),
-            None => read(&config.client_id_env)?,
+            None => read_client_id(&config.client_id_env, read(&config.client_id_env)?)?,
         };
         let client_secret = Secret::new(read(&config.client_secret_env)?);
         Ok(Self {
@@ -111,6 +111,19 @@ impl Credentials {
             client_secret,
         })
     }
+}
+
+/// `id`, read from the env var `name`, if it is a client id at all. Errors name the
+/// client id, so one from the environment gets the inline one's bound: a runaway value is
+/// refused, not printed.
+fn read_client_id(name: &str, id: String) -> Result<String, AuthError> {
+    if id.chars().nth(MAX_CLIENT_ID_CHARS).is_some() || id.chars().any(char::is_control) {
+        return Err(AuthError::MissingEnv {
+            name: name.to_owned(),
+            reason: "is longer than a client id may be, or holds a control character",
+        });
+    }
+    Ok(id)
 }
 
 #[cfg(test)]
@@ -141,5 +154,34 @@ mod tests {
         let ok = Credentials::from_lookup(&config, |n| Some(format!("{n}-value"))).unwrap();
         assert_eq!(ok.client_id, "MY_ID-value");
         assert_eq!(ok.client_secret.expose(), "MY_SECRET-value");
+
+        // A client id from the environment has the inline one's bound; errors never
+        // repeat the value.
+        for bad in ["c".repeat(MAX_CLIENT_ID_CHARS + 1), "sim\u{0}client".into()] {
+            let err = Credentials::from_lookup(&config, |n| {
+                Some(if n == "MY_ID" {
+                    bad.clone()
+                } else {
+                    "s".into()
+                })
+            })
+            .unwrap_err()
+            .to_string();
+            assert!(
+                err.starts_with("environment variable MY_ID is longer"),
+                "{err}"
+            );
+            assert!(!err.contains("ccc") && !err.contains("sim"), "{err}");
+        }
+        let longest = "c".repeat(MAX_CLIENT_ID_CHARS);
+        let ok = Credentials::from_lookup(&config, |n| {
+            Some(if n == "MY_ID" {
+                longest.clone()
+            } else {
+                "s".into()
+            })
+        })
+        .unwrap();
+        assert_eq!(ok.client_id, longest);
     }
 }

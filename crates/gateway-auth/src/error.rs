@@ -15,7 +15,9 @@ pub enum AuthError {
     MissingEnv {
         /// The variable's name.
         name: String,
-        /// `is not set`, `is not valid UTF-8` or `is empty`.
+        /// `is not set`, `is not valid UTF-8`, `is empty`, or (for the client id) longer
+        /// than [`MAX_CLIENT_ID_CHARS`](gateway_model::MAX_CLIENT_ID_CHARS) or holding a
+        /// control character.
         reason: &'static str,
     },
     /// The login service refused the client (wrong id or secret, disabled client).
