@@ -89,6 +89,22 @@ pub fn check_url(url: &str, allow_insecure_http: bool) -> Result<Uri, UrlError> 
     if uri.authority().is_some_and(|a| a.as_str().contains('@')) {
         return Err(UrlError::Credentials { url: shown() });
     }
+    if url.contains('#') {
+        // Never sent; after a base URL it would swallow every path appended to it.
+        return Err(UrlError::Malformed {
+            url: shown(),
+            reason: "a fragment (`#...`) has no place in it".into(),
+        });
+    }
+    if let Some(authority) = uri.authority() {
+        let after_host = authority.as_str().rsplit(']').next().unwrap_or("");
+        if after_host.contains(':') && uri.port_u16().is_none_or(|port| port == 0) {
+            return Err(UrlError::Malformed {
+                url: shown(),
+                reason: "its port must be a number from 1 to 65535".into(),
+            });
+        }
+    }
     let Some(host) = uri.host() else {
         return Err(UrlError::Malformed {
             url: shown(),
@@ -155,6 +171,23 @@ mod tests {
             let text = check_url(url, false).unwrap_err().to_string();
             assert!(!text.contains("s3cret"), "{url}: {text}");
         }
+        // A port out of range, an empty one, or a fragment is refused.
+        for url in [
+            "http://127.0.0.1:65536",
+            "http://127.0.0.1:0/x",
+            "http://127.0.0.1:",
+            "https://[::1]:99999/x",
+            "https://host:18446744073709551615",
+            "http://127.0.0.1:8080#frag",
+        ] {
+            assert!(
+                matches!(check_url(url, false), Err(UrlError::Malformed { .. })),
+                "{url}"
+            );
+        }
+        assert!(check_url("https://[::1]/x", false).is_ok());
+        assert!(check_url("https://[::1]:8443/x", false).is_ok());
+        assert!(check_url("http://127.0.0.1:65535", false).is_ok());
         // An `@` after the host (a path, a query) is no credential.
         assert!(check_url("https://hooks.example.com/a@b?c=d@e", false).is_ok());
     }
