@@ -36,6 +36,11 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
 }
 
 async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
+    // As the HTTP API refuses a repeated label, rather than keep the last one.
+    let mut labels = std::collections::HashSet::new();
+    if let Some((k, _)) = args.metadata.iter().find(|(k, _)| !labels.insert(k)) {
+        return Err(InvalidInput(format!("--meta gives the label `{k}` twice")).into());
+    }
     let config = load_config(&args.config)?;
     if config.metrics.listen.is_some() {
         console::info("note: [metrics] listen applies to `serve` only; `route` serves nothing");

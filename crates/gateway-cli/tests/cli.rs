@@ -276,6 +276,14 @@ async fn exit_2_for_usage_errors() {
         "{}",
         stderr(&too_long)
     );
+    // A label given twice is refused, as the HTTP API refuses it, not kept as the last.
+    let twice = run(route(&config, &["--meta", "t=1", "--meta", "t=2"])).await;
+    assert_eq!(twice.status.code(), Some(2), "{}", stderr(&twice));
+    assert!(
+        stderr(&twice).contains("--meta gives the label `t` twice"),
+        "{}",
+        stderr(&twice)
+    );
     assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
 }
 

@@ -115,11 +115,11 @@ impl Door {
     }
 
     /// Sends `body` as JSON to `path` with `headers`: the status, headers and JSON body.
-    async fn raw(
+    async fn raw<V: AsRef<[u8]>>(
         &self,
         method: Method,
         path: &str,
-        headers: &[(&str, &str)],
+        headers: &[(&str, V)],
         body: Option<Value>,
     ) -> (StatusCode, http::HeaderMap, Value) {
         let client = HttpClient::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
@@ -127,7 +127,8 @@ impl Door {
             .method(method)
             .uri(format!("http://{}{path}", self.sidecar.addr()));
         for (name, value) in headers {
-            request = request.header(*name, *value);
+            let value = http::HeaderValue::from_bytes(value.as_ref()).unwrap();
+            request = request.header(*name, value);
         }
         let body = body.map_or_else(Bytes::new, |b| Bytes::from(b.to_string()));
         let response = client
@@ -427,7 +428,10 @@ async fn the_band_is_named_and_tuning_picks_the_routes_temperature() {
         .raw(
             Method::POST,
             "/v1/chat/completions",
-            &[("authorization", &format!("Bearer {KEY}")), ("x-request-id", "caller-7")],
+            &[
+                ("authorization", format!("Bearer {KEY}").as_str()),
+                ("x-request-id", "caller-7"),
+            ],
             Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}], "tuning": "high"})),
         )
         .await;
@@ -473,6 +477,23 @@ async fn the_same_user_always_reaches_the_same_model() {
         2,
         "different users reach both models of the split"
     );
+
+    // A key that is not text is refused, not dropped (which would pick any model).
+    let auth = format!("Bearer {KEY}");
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[
+                ("authorization", auth.as_bytes()),
+                ("content-type", b"application/json"),
+                ("x-sticky-key", b"\xff\xfe"),
+            ],
+            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["param"], "X-Sticky-Key", "{body}");
 
     // An `X-Sticky-Key` header wins over `user`.
     let keyed = Client::with_config(
@@ -522,7 +543,7 @@ async fn a_missing_or_wrong_api_key_is_an_openai_authentication_error() {
         .raw(
             Method::POST,
             "/v1/chat/completions",
-            &[],
+            &[] as &[(&str, &str)],
             Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}]})),
         )
         .await;

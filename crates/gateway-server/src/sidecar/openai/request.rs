@@ -12,7 +12,7 @@
 //! The 8,000-character rule applies to the rendered prompt.
 
 use gateway_model::{Metadata, RouteRequest, Tuning};
-use http::HeaderMap;
+use http::{HeaderMap, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
 use serde_json::{Map, Value};
@@ -218,10 +218,19 @@ impl ChatCompletionRequest {
         request.top_p = self.top_p;
         request.max_tokens = max_tokens;
         request.metadata = self.metadata.unwrap_or_default();
-        let header_key = headers
-            .get(&X_STICKY_KEY)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty());
+        // A key the caller sent but that is not text is refused, not dropped: without it
+        // the call would go to whichever model the split picks.
+        let header_key = match headers.get(&X_STICKY_KEY).map(HeaderValue::to_str) {
+            Some(Ok(key)) => Some(key).filter(|key| !key.is_empty()),
+            None => None,
+            Some(Err(_)) => {
+                return Err(OpenAiError::invalid(
+                    Some("X-Sticky-Key".into()),
+                    "invalid_value",
+                    "the X-Sticky-Key header must be visible ASCII text".into(),
+                ));
+            }
+        };
         let sticky_key_param = if header_key.is_some() {
             "X-Sticky-Key"
         } else {
