@@ -115,7 +115,11 @@ fn route_exit(err: &RouteError) -> Exit {
 
 fn build_exit(err: &BuildError) -> Exit {
     match err {
-        BuildError::Config(_) | BuildError::UnknownModels { .. } => Exit::Config,
+        // A webhook secret env var unset or malformed is a setting to fix too, like the
+        // fleet's Redis URL or the API keys.
+        BuildError::Config(_)
+        | BuildError::UnknownModels { .. }
+        | BuildError::Audit(gateway_audit::AuditError::Secret(_)) => Exit::Config,
         BuildError::Auth(e) => auth_exit(e),
         BuildError::Catalogue(_) => Exit::Upstream,
         _ => Exit::Failure,

@@ -362,6 +362,36 @@ async fn exit_3_for_an_invalid_config_file() {
     );
 }
 
+/// A webhook secret variable that is unset is a setting to fix: exit 3, as for the
+/// fleet's Redis URL or the API keys, not the catch-all 1.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_for_a_missing_webhook_secret() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n\
+             [audit]\nfile = \"{}\"\n[audit.webhook]\nurl = \"{}/hook\"\n\
+             secret_env = \"GENESYS_ROUTER_TEST_UNSET_WEBHOOK_SECRET\"\nspool_dir = \"{}\"\n",
+            sim.base_url(),
+            dir.path().join("audit.jsonl").display(),
+            sim.base_url(),
+            dir.path().join("spool").display(),
+        ),
+    )
+    .unwrap();
+    let output = run(route(&config, &[])).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("GENESYS_ROUTER_TEST_UNSET_WEBHOOK_SECRET"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_4_for_missing_credentials_with_the_cause_printed_once() {
     let sim = Sim::builder().start().await.unwrap();
