@@ -136,7 +136,7 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
         .context("setting up the router")?;
     let sidecar = Sidecar::start_with(router, Some(metrics), args.listen, options)
         .await
-        .with_context(|| format!("listening on {}", args.listen))?;
+        .context("starting the sidecar")?;
     console::info(format_args!(
         "genesys-router serving on http://{} (POST /v1/route, GET /metrics /healthz /readyz)",
         sidecar.addr()

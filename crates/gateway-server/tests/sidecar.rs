@@ -235,6 +235,35 @@ async fn health_readiness_and_metrics() {
     sidecar.shutdown().await;
 }
 
+/// A bind that fails names the setting it came from: the service's address or
+/// `[metrics] listen`.
+#[tokio::test]
+async fn a_busy_metrics_address_is_named_as_metrics_listen() {
+    let sim = Sim::builder().start().await.unwrap();
+    let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let at = busy.local_addr().unwrap();
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
+        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
+    config.audit.enabled = false;
+    let router = Router::builder(config)
+        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+        .build()
+        .await
+        .unwrap();
+    let options = SidecarOptions {
+        metrics_listen: Some(at),
+        ..SidecarOptions::default()
+    };
+    let err = Sidecar::start_with(router, None, "127.0.0.1:0".parse().unwrap(), options)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains(&format!("cannot listen on {at} ([metrics] listen)")),
+        "{err}"
+    );
+}
+
 /// A login host that accepts connections and never answers does not hang `/readyz`: it
 /// answers 503 once its wait for a token is over.
 #[tokio::test]

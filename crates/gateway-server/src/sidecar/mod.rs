@@ -257,9 +257,19 @@ impl Sidecar {
         options: SidecarOptions,
     ) -> std::io::Result<Self> {
         gateway_telemetry::build_info("genesys-router", env!("CARGO_PKG_VERSION"));
-        let listener = TcpListener::bind(addr).await?;
+        // Each bind error names its address and setting: there are two.
+        let named = |what: &str, at: SocketAddr, e: std::io::Error| {
+            std::io::Error::new(e.kind(), format!("cannot listen on {at} ({what}): {e}"))
+        };
+        let listener = TcpListener::bind(addr)
+            .await
+            .map_err(|e| named("the service", addr, e))?;
         let metrics_listener = match options.metrics_listen {
-            Some(at) => Some(TcpListener::bind(at).await?),
+            Some(at) => Some(
+                TcpListener::bind(at)
+                    .await
+                    .map_err(|e| named("[metrics] listen", at, e))?,
+            ),
             None => None,
         };
         let app = App(Arc::new(AppState {
