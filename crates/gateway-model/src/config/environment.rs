@@ -3,7 +3,7 @@
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-use crate::bounds::{self, Bound, Bounded, Pattern, Text, white_space_class};
+use crate::bounds::{self, Bound, Bounded, Pattern, Text};
 use crate::endpoint::check_url;
 use crate::region::Region;
 use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations};
@@ -12,15 +12,23 @@ use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations};
 pub const DEFAULT_PROMPTS_PATH: &str = "/api/v2/ai/gateway/prompts";
 /// The default path of the model catalogue.
 pub const DEFAULT_MODELS_PATH: &str = "/api/v2/ai/models";
-/// The pattern endpoint paths match: a leading `/`, then no Unicode `White_Space`.
-pub const ENDPOINT_PATH_PATTERN: &str = concat!("^/[^", white_space_class!(), "]*$");
+/// The pattern endpoint paths match: a leading `/`, then only the characters RFC 3986
+/// allows in a path (no space, control character, `?` or `#`; others percent-encoded).
+pub const ENDPOINT_PATH_PATTERN: &str = "^/[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$";
+
+/// The characters [`ENDPOINT_PATH_PATTERN`] allows after the leading `/`, besides ASCII
+/// letters and digits.
+const PATH_PUNCTUATION: &str = "._~!$&'()*+,;=:@%/-";
 
 /// Why `login_base` is refused next to `region`.
 const LOGIN_BASE_WITH_REGION: &str =
     "`login_base` goes with `api_base` only: a `region` sets the login host itself";
 
 const ENDPOINT_PATH: Pattern = Pattern::new(ENDPOINT_PATH_PATTERN, |path| {
-    path.starts_with('/') && !path.contains(char::is_whitespace)
+    path.strip_prefix('/').is_some_and(|rest| {
+        rest.chars()
+            .all(|c| c.is_ascii_alphanumeric() || PATH_PUNCTUATION.contains(c))
+    })
 });
 
 /// Where the gateway is: a Genesys Cloud region, or explicit base URLs.

@@ -273,6 +273,36 @@ mod tests {
     }
 
     #[test]
+    fn endpoint_paths_hold_only_path_characters() {
+        let check = |path: &str| {
+            let mut config = RouterConfig::new(EnvironmentConfig::at("https://api.example.com"))
+                .with_route("a", RouteConfig::to_model("m"));
+            config.environment.prompts_path = path.to_owned();
+            config
+                .validate()
+                .map_err(|e| e.violations()[0].path.clone())
+        };
+        for good in ["/api/v2/ai/gateway/prompts", "/a%20b/~x/(1);v=2:@x", "/"] {
+            assert!(check(good).is_ok(), "{good}");
+        }
+        for bad in [
+            "api/v2",
+            "/a b",
+            "/a\u{1}b",
+            "/a\u{7f}b",
+            "/a?x=1",
+            "/a#f",
+            "/café",
+        ] {
+            assert_eq!(
+                check(bad).unwrap_err(),
+                "/environment/prompts_path",
+                "{bad:?}"
+            );
+        }
+    }
+
+    #[test]
     fn one_env_var_is_never_read_for_two_values() {
         let paths = |text: &str| -> Vec<String> {
             RouterConfig::from_toml_str(text).map_or_else(
