@@ -580,6 +580,17 @@ async fn the_doors_own_errors_keep_openais_shape() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(body["error"]["code"], "unknown_url");
+    // A model name that does not decode to text gets OpenAI's error shape too.
+    let (status, _, body) = door
+        .raw(
+            Method::GET,
+            "/v1/models/%ff%fe",
+            &[("authorization", &auth)],
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(body["error"]["param"], "model", "{body}");
     let (status, _, body) = door
         .raw(
             Method::POST,

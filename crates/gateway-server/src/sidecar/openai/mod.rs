@@ -126,7 +126,20 @@ async fn models(State(app): State<App>) -> Reply {
     json(StatusCode::OK, &ModelList::new(cards))
 }
 
-async fn model(State(app): State<App>, Path(name): Path<String>) -> Reply {
+async fn model(
+    State(app): State<App>,
+    name: Result<Path<String>, axum::extract::rejection::PathRejection>,
+) -> Reply {
+    // A name that does not decode to text is no model either, in OpenAI's error shape
+    // rather than axum's plain-text rejection.
+    let Ok(Path(name)) = name else {
+        return OpenAiError::invalid(
+            Some("model".into()),
+            "invalid_value",
+            "the model name in the path is not percent-encoded UTF-8".into(),
+        )
+        .into_reply();
+    };
     if app.router.routes().contains(&name.as_str()) {
         json(StatusCode::OK, &ModelCard::new(&name, app.started_unix))
     } else {
