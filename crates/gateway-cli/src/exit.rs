@@ -19,7 +19,8 @@ pub enum Exit {
     /// filter or worker thread count, an unknown route, a prompt that breaks a rule.
     /// Nothing was sent.
     Usage,
-    /// 3: the config file cannot be read or is not a valid configuration.
+    /// 3: the config file cannot be read or is not a valid configuration, or a file or
+    /// env var it names is missing or malformed.
     Config,
     /// 4: the credentials are missing, or the login host or the gateway refused them.
     Credentials,
@@ -115,10 +116,12 @@ fn route_exit(err: &RouteError) -> Exit {
 
 fn build_exit(err: &BuildError) -> Exit {
     match err {
-        // A webhook secret env var unset or malformed is a setting to fix too, like the
-        // fleet's Redis URL or the API keys.
+        // The transport's set-up reads only settings (the roots, a CA file, base URLs),
+        // and a webhook secret env var unset or malformed is a setting to fix too, like
+        // the fleet's Redis URL or the API keys.
         BuildError::Config(_)
         | BuildError::UnknownModels { .. }
+        | BuildError::Transport(_)
         | BuildError::Audit(gateway_audit::AuditError::Secret(_)) => Exit::Config,
         BuildError::Auth(e) => auth_exit(e),
         BuildError::Catalogue(_) => Exit::Upstream,

@@ -392,6 +392,26 @@ async fn exit_3_for_a_missing_webhook_secret() {
     assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
 }
 
+/// A CA file that holds no certificate is a setting to fix: exit 3, not the catch-all.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_for_a_ca_file_without_a_certificate() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let ca = dir.path().join("ca.pem");
+    std::fs::write(&ca, "not a certificate\n").unwrap();
+    let config = sim_config(dir.path(), &sim);
+    let text = std::fs::read_to_string(&config).unwrap();
+    let text = format!("{text}[tls]\nextra_ca_file = \"{}\"\n", ca.display());
+    std::fs::write(&config, text).unwrap();
+    let output = run(route(&config, &[])).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("no certificate"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_4_for_missing_credentials_with_the_cause_printed_once() {
     let sim = Sim::builder().start().await.unwrap();
