@@ -2,7 +2,7 @@
 
 use std::fmt;
 
-use gateway_model::{CredentialsConfig, EnvVarError, MAX_CLIENT_ID_CHARS};
+use gateway_model::{CredentialsConfig, EnvVarError, is_client_id};
 
 use crate::error::AuthError;
 
@@ -113,14 +113,14 @@ impl Credentials {
     }
 }
 
-/// `id`, read from the env var `name`, if it is a client id at all. Errors name the
-/// client id, so one from the environment gets the inline one's bound: a runaway value is
-/// refused, not printed.
+/// `id`, read from the env var `name`, if it is a client id ([`is_client_id`], the rule
+/// an inline one meets). Errors name the client id, so a runaway value is refused, not
+/// printed.
 fn read_client_id(name: &str, id: String) -> Result<String, AuthError> {
-    if id.chars().nth(MAX_CLIENT_ID_CHARS).is_some() || id.chars().any(char::is_control) {
+    if !is_client_id(&id) {
         return Err(AuthError::MissingEnv {
             name: name.to_owned(),
-            reason: "is longer than a client id may be, or holds a control character",
+            reason: "is not a client id (at most 256 visible ASCII characters, no `:`)",
         });
     }
     Ok(id)
@@ -157,7 +157,11 @@ mod tests {
 
         // A client id from the environment has the inline one's bound; errors never
         // repeat the value.
-        for bad in ["c".repeat(MAX_CLIENT_ID_CHARS + 1), "sim\u{0}client".into()] {
+        for bad in [
+            "c".repeat(gateway_model::MAX_CLIENT_ID_CHARS + 1),
+            "sim\u{0}client".into(),
+            "sim:client".into(),
+        ] {
             let err = Credentials::from_lookup(&config, |n| {
                 Some(if n == "MY_ID" {
                     bad.clone()
@@ -168,12 +172,12 @@ mod tests {
             .unwrap_err()
             .to_string();
             assert!(
-                err.starts_with("environment variable MY_ID is longer"),
+                err.starts_with("environment variable MY_ID is not a client id"),
                 "{err}"
             );
             assert!(!err.contains("ccc") && !err.contains("sim"), "{err}");
         }
-        let longest = "c".repeat(MAX_CLIENT_ID_CHARS);
+        let longest = "c".repeat(gateway_model::MAX_CLIENT_ID_CHARS);
         let ok = Credentials::from_lookup(&config, |n| {
             Some(if n == "MY_ID" {
                 longest.clone()

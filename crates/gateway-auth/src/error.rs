@@ -15,9 +15,8 @@ pub enum AuthError {
     MissingEnv {
         /// The variable's name.
         name: String,
-        /// `is not set`, `is not valid UTF-8`, `is empty`, or (for the client id) longer
-        /// than [`MAX_CLIENT_ID_CHARS`](gateway_model::MAX_CLIENT_ID_CHARS) or holding a
-        /// control character.
+        /// `is not set`, `is not valid UTF-8`, `is empty`, or (for the client id) not a
+        /// client id ([`is_client_id`](gateway_model::is_client_id)).
         reason: &'static str,
     },
     /// The login service refused the client (wrong id or secret, disabled client).

@@ -64,12 +64,13 @@ pub use audit::{
 };
 pub use bounded_file::read_bounded;
 pub use config::{
-    AuditConfig, CircuitBreakerConfig, CredentialsConfig, DEFAULT_MAX_CONNECTIONS,
-    DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN, ENV_VAR_PATTERN, Endpoints,
-    EnvironmentConfig, FleetConfig, FsyncPolicy, KEY_PREFIX_PATTERN, LimitsConfig,
-    MAX_CLIENT_ID_CHARS, MAX_KEY_PREFIX_CHARS, MAX_ROUTE_NAME_CHARS, MAX_SPLIT_ENTRIES,
-    MAX_SPLIT_WEIGHT, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig, RouteConfig, RouterConfig,
-    ServerConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
+    AuditConfig, CLIENT_ID_PATTERN, CircuitBreakerConfig, CredentialsConfig,
+    DEFAULT_MAX_CONNECTIONS, DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN,
+    ENV_VAR_PATTERN, Endpoints, EnvironmentConfig, FleetConfig, FsyncPolicy, KEY_PREFIX_PATTERN,
+    LimitsConfig, MAX_CLIENT_ID_CHARS, MAX_KEY_PREFIX_CHARS, MAX_ROUTE_NAME_CHARS,
+    MAX_SPLIT_ENTRIES, MAX_SPLIT_WEIGHT, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig,
+    RouteConfig, RouterConfig, ServerConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
+    is_client_id,
 };
 pub use env_var::{EnvVarError, env_var};
 pub use error_body::{

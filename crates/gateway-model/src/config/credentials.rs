@@ -8,8 +8,31 @@ use crate::validation::{Location, Validate, Violations};
 
 /// The pattern env var names match.
 pub const ENV_VAR_PATTERN: &str = "^[A-Z_][A-Z0-9_]*$";
-/// Longest inline OAuth client id, in characters.
+/// Longest OAuth client id, in characters.
 pub const MAX_CLIENT_ID_CHARS: usize = 256;
+/// The pattern an OAuth client id matches: visible ASCII, without a space or a `:` (the id
+/// goes into HTTP Basic credentials, where a `:` would end it).
+pub const CLIENT_ID_PATTERN: &str = "^[!-9;-~]+$";
+
+/// Whether `id` is an OAuth client id: 1 to [`MAX_CLIENT_ID_CHARS`] characters matching
+/// [`CLIENT_ID_PATTERN`]. Inline in a config or read from the environment, the rule is
+/// this one.
+///
+/// ```
+/// use gateway_model::is_client_id;
+///
+/// assert!(is_client_id("3f1c2d4e-0000-4000-8000-abcdefabcdef"));
+/// assert!(!is_client_id("  ") && !is_client_id("a:b") && !is_client_id("a\u{0}b"));
+/// ```
+pub fn is_client_id(id: &str) -> bool {
+    (1..=MAX_CLIENT_ID_CHARS).contains(&id.len()) && client_id_chars(id)
+}
+
+fn client_id_chars(id: &str) -> bool {
+    id.bytes().all(|b| b.is_ascii_graphic() && b != b':')
+}
+
+const CLIENT_ID_CHARS: Pattern = Pattern::new(CLIENT_ID_PATTERN, client_id_chars);
 
 /// An env var name: [`ENV_VAR_PATTERN`].
 pub(crate) const ENV_VAR: Text = Text::non_empty().matching(&ENV_VAR_NAME);
@@ -48,7 +71,10 @@ impl Default for CredentialsConfig {
 
 impl Bounded for CredentialsConfig {
     const BOUNDS: &'static [Bound<Self>] = &[
-        bounds::text!(client_id, Text::chars(1, MAX_CLIENT_ID_CHARS)),
+        bounds::text!(
+            client_id,
+            Text::chars(1, MAX_CLIENT_ID_CHARS).matching(&CLIENT_ID_CHARS)
+        ),
         bounds::text!(client_id_env, ENV_VAR),
         bounds::text!(client_secret_env, ENV_VAR),
     ];

@@ -23,7 +23,9 @@ use serde::{Deserialize, Serialize};
 
 pub use audit::{AuditConfig, FsyncPolicy, WebhookConfig};
 pub use circuit_breaker::CircuitBreakerConfig;
-pub use credentials::{CredentialsConfig, ENV_VAR_PATTERN, MAX_CLIENT_ID_CHARS};
+pub use credentials::{
+    CLIENT_ID_PATTERN, CredentialsConfig, ENV_VAR_PATTERN, MAX_CLIENT_ID_CHARS, is_client_id,
+};
 pub use environment::{
     DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN, Endpoints, EnvironmentConfig,
 };
@@ -300,6 +302,23 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_inline_client_id_meets_the_client_id_rule() {
+        for bad in ["  ", "a:b", "sim\u{1}client", "café"] {
+            let mut config = minimal();
+            config.credentials.client_id = Some(bad.into());
+            let errors = config.validate().unwrap_err();
+            assert_eq!(
+                errors.violations()[0].path,
+                "/credentials/client_id",
+                "{bad:?}"
+            );
+        }
+        let mut config = minimal();
+        config.credentials.client_id = Some("3f1c2d4e-0000-4000-8000-abcdefabcdef".into());
+        config.validate().unwrap();
     }
 
     #[test]
