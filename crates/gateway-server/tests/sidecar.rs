@@ -18,6 +18,31 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
+/// A router with one route, `summarize` on `model-gen-4`, in `environment`, logging in
+/// as `credentials`, with no audit trail.
+async fn one_route_router(environment: EnvironmentConfig, credentials: Credentials) -> Router {
+    let mut config = RouterConfig::new(environment)
+        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
+    config.audit.enabled = false;
+    Router::builder(config)
+        .credentials(credentials)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// `router` served on a free loopback port with the default options.
+async fn serve(router: Router) -> Sidecar {
+    Sidecar::start(
+        router,
+        None,
+        "127.0.0.1:0".parse().unwrap(),
+        Duration::from_secs(5),
+    )
+    .await
+    .unwrap()
+}
+
 async fn sidecar(sim: &SimHandle) -> Sidecar {
     let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url())).with_route(
         "summarize",
@@ -199,22 +224,14 @@ async fn health_readiness_and_metrics() {
     sidecar.shutdown().await;
 
     // With credentials the login service refuses, the sidecar runs but is not ready.
-    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
-        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
-    config.audit.enabled = false;
-    let router = Router::builder(config)
-        .credentials(Credentials::new("someone", "wrong"))
-        .build()
-        .await
-        .unwrap();
-    let sidecar = Sidecar::start(
-        router,
-        None,
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(5),
+    let sidecar = serve(
+        one_route_router(
+            EnvironmentConfig::at(sim.base_url()),
+            Credentials::new("someone", "wrong"),
+        )
+        .await,
     )
-    .await
-    .unwrap();
+    .await;
     let base = format!("http://{}", sidecar.addr());
     assert_eq!(
         send(&client, Method::GET, format!("{base}/healthz"), "")
@@ -242,14 +259,11 @@ async fn a_busy_metrics_address_is_named_as_metrics_listen() {
     let sim = Sim::builder().start().await.unwrap();
     let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = busy.local_addr().unwrap();
-    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
-        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
-    config.audit.enabled = false;
-    let router = Router::builder(config)
-        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-        .build()
-        .await
-        .unwrap();
+    let router = one_route_router(
+        EnvironmentConfig::at(sim.base_url()),
+        Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),
+    )
+    .await;
     let options = SidecarOptions {
         metrics_listen: Some(at),
         ..SidecarOptions::default()
@@ -277,28 +291,18 @@ async fn readiness_does_not_hang_on_a_silent_login_host() {
             open.push(socket);
         }
     });
-    let mut config = RouterConfig::new(EnvironmentConfig {
+    let environment = EnvironmentConfig {
         login_base: Some(login),
         ..EnvironmentConfig::at(sim.base_url())
-    })
-    .with_route("summarize", RouteConfig::to_model("model-gen-4"));
-    config.audit.enabled = false;
-    let router = Router::builder(config)
-        .credentials(Credentials::new(
-            gateway_sim::DEFAULT_CLIENT_ID,
-            gateway_sim::DEFAULT_CLIENT_SECRET,
-        ))
-        .build()
-        .await
-        .unwrap();
-    let sidecar = Sidecar::start(
-        router,
-        None,
-        "127.0.0.1:0".parse().unwrap(),
-        Duration::from_secs(5),
+    };
+    let sidecar = serve(
+        one_route_router(
+            environment,
+            Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),
+        )
+        .await,
     )
-    .await
-    .unwrap();
+    .await;
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let probe = send(
