@@ -143,41 +143,49 @@ impl Validate for RouterConfig {
 }
 
 /// What a config must not do with the env vars it names.
-const ONE_VALUE_PER_ENV_VAR: &str = "names an env var another setting already reads; each      holds one value (a secret read as a client id, an API key or a URL would be sent or      shown as one)";
+const ONE_VALUE_PER_ENV_VAR: &str = "names an env var another setting already reads; each \
+     holds one value (a secret read as a client id, an API key or a URL would be sent or \
+     shown as one)";
+
+/// Records [`ONE_VALUE_PER_ENV_VAR`] at `keys` under `at`.
+fn push_under(at: &Location<'_>, keys: &[&str], out: &mut Violations) {
+    match keys {
+        [] => out.push(
+            at,
+            Rule::Conflict {
+                reason: ONE_VALUE_PER_ENV_VAR,
+            },
+        ),
+        [first, rest @ ..] => push_under(&at.key(first), rest, out),
+    }
+}
 
 impl RouterConfig {
-    /// Every env var the config reads a value from, with its section and key, in the
-    /// order the sections are listed.
-    fn env_vars(&self) -> Vec<(&str, [&'static str; 3], usize)> {
+    /// Every env var the config reads a value from, with the keys leading to its
+    /// setting, in the order the sections are listed.
+    fn env_vars(&self) -> Vec<(&str, &'static [&'static str])> {
         let mut vars = Vec::new();
         if self.credentials.client_id.is_none() {
             vars.push((
                 self.credentials.client_id_env.as_str(),
-                ["credentials", "client_id_env", ""],
-                2,
+                &["credentials", "client_id_env"][..],
             ));
         }
         vars.push((
             self.credentials.client_secret_env.as_str(),
-            ["credentials", "client_secret_env", ""],
-            2,
+            &["credentials", "client_secret_env"],
         ));
         if let Some(keys) = &self.server.api_keys_env {
-            vars.push((keys.as_str(), ["server", "api_keys_env", ""], 2));
+            vars.push((keys.as_str(), &["server", "api_keys_env"]));
         }
         if let Some(webhook) = &self.audit.webhook {
             vars.push((
                 webhook.secret_env.as_str(),
-                ["audit", "webhook", "secret_env"],
-                3,
+                &["audit", "webhook", "secret_env"],
             ));
         }
         if let Some(fleet) = &self.fleet {
-            vars.push((
-                fleet.redis_url_env.as_str(),
-                ["fleet", "redis_url_env", ""],
-                2,
-            ));
+            vars.push((fleet.redis_url_env.as_str(), &["fleet", "redis_url_env"]));
         }
         vars
     }
@@ -185,21 +193,9 @@ impl RouterConfig {
     /// Refuses a config that reads two values from one env var, at the later setting.
     fn env_vars_are_distinct(&self, at: &Location<'_>, out: &mut Violations) {
         let vars = self.env_vars();
-        for (i, (name, path, depth)) in vars.iter().enumerate() {
-            if vars[..i].iter().any(|(earlier, ..)| earlier == name) {
-                let (a, b) = (at.key(path[0]), path[1]);
-                let second = a.key(b);
-                let here = if *depth == 3 {
-                    second.key(path[2])
-                } else {
-                    second
-                };
-                out.push(
-                    &here,
-                    Rule::Conflict {
-                        reason: ONE_VALUE_PER_ENV_VAR,
-                    },
-                );
+        for (i, (name, keys)) in vars.iter().enumerate() {
+            if vars[..i].iter().any(|(earlier, _)| earlier == name) {
+                push_under(at, keys, out);
             }
         }
     }
