@@ -79,8 +79,9 @@ pub enum AuditError {
         /// Which sink.
         sink: &'static str,
     },
-    /// A flush or shutdown deadline passed with entries still pending (they are not lost:
-    /// they stay queued, and shutdown spools what it can).
+    /// A flush or shutdown deadline, or an entry's wait for its sync, passed with entries
+    /// still pending (they are not lost: they stay queued or written, and shutdown spools
+    /// what it can).
     #[error("the {sink} audit sink's deadline passed with {pending} entries pending")]
     Timeout {
         /// Which sink.

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-use gateway_model::{AuditConfig, FsyncPolicy};
+use gateway_model::{AuditConfig, EVERY_ENTRY_SYNC_WAIT, FsyncPolicy};
 use gateway_telemetry::{AuditCounters, AuditEvent};
 use tokio::time::Instant;
 
@@ -78,7 +78,8 @@ impl Drop for Leadership<'_> {
 /// close together, the writer first lets the tasks that are ready queue theirs; a lone
 /// line is written at once). Syncing to disk happens on a dedicated thread that batches
 /// requests (group commit): with [`FsyncPolicy::EveryEntry`] `record` waits for the sync
-/// covering its entry; with [`FsyncPolicy::Interval`] the thread syncs at most every
+/// covering its entry (at most [`EVERY_ENTRY_SYNC_WAIT`], then it fails with
+/// [`AuditError::Timeout`]); with [`FsyncPolicy::Interval`] the thread syncs at most every
 /// interval; with [`FsyncPolicy::Never`] only an explicit
 /// [`flush`](crate::AuditSink::flush) syncs.
 /// Before an entry would take the file past `rotate_bytes`, the file becomes `name.1`
@@ -278,7 +279,12 @@ impl AuditSink for JsonlSink {
         Box::pin(async move {
             let seq = self.append_async(entry.line()).await?;
             if self.file.options().fsync == FsyncPolicy::EveryEntry {
-                self.wait_synced(seq).await?;
+                tokio::time::timeout(EVERY_ENTRY_SYNC_WAIT, self.wait_synced(seq))
+                    .await
+                    .map_err(|_| AuditError::Timeout {
+                        sink: SINK,
+                        pending: seq.saturating_sub(self.file.synced()),
+                    })??;
             }
             Ok(())
         })

@@ -542,6 +542,12 @@ impl AsText for std::path::PathBuf {
     }
 }
 
+impl AsText for Option<std::path::PathBuf> {
+    fn as_text(&self) -> Option<&str> {
+        self.as_deref().and_then(std::path::Path::to_str)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

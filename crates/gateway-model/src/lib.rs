@@ -66,11 +66,11 @@ pub use bounded_file::read_bounded;
 pub use config::{
     AuditConfig, CLIENT_ID_PATTERN, CircuitBreakerConfig, CredentialsConfig,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN,
-    ENV_VAR_PATTERN, Endpoints, EnvironmentConfig, FleetConfig, FsyncPolicy, KEY_PREFIX_PATTERN,
-    LimitsConfig, MAX_CLIENT_ID_CHARS, MAX_KEY_PREFIX_CHARS, MAX_ROUTE_NAME_CHARS,
-    MAX_SPLIT_ENTRIES, MAX_SPLIT_WEIGHT, MetricsConfig, ROUTE_NAME_PATTERN, RetryConfig,
-    RouteConfig, RouterConfig, ServerConfig, SplitEntry, TlsConfig, TrustRoots, WebhookConfig,
-    is_client_id,
+    ENV_VAR_PATTERN, EVERY_ENTRY_SYNC_WAIT, Endpoints, EnvironmentConfig, FILE_PATH_PATTERN,
+    FleetConfig, FsyncPolicy, KEY_PREFIX_PATTERN, LimitsConfig, MAX_CLIENT_ID_CHARS,
+    MAX_KEY_PREFIX_CHARS, MAX_ROUTE_NAME_CHARS, MAX_SPLIT_ENTRIES, MAX_SPLIT_WEIGHT, MetricsConfig,
+    ROUTE_NAME_PATTERN, RetryConfig, RouteConfig, RouterConfig, ServerConfig, SplitEntry,
+    TlsConfig, TrustRoots, WebhookConfig, is_client_id,
 };
 pub use env_var::{EnvVarError, env_var};
 pub use error_body::{

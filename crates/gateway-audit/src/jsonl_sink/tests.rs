@@ -185,3 +185,26 @@ async fn a_failed_inline_sync_of_a_rotated_file_fails_its_entries() {
     sink.wait_synced(first + 1).await.unwrap();
     sink.wait_synced(last).await.unwrap();
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_every_entry_record_stops_waiting_for_a_sync_that_never_ends() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[Step::Hold]);
+    let sink = open(&dir, options(FsyncPolicy::EveryEntry, u64::MAX), &sync);
+    let started = Instant::now();
+    let waited = gateway_model::EVERY_ENTRY_SYNC_WAIT;
+    let recorded = tokio::time::timeout(waited * 2, sink.record_encoded(&entry()))
+        .await
+        .expect("the record is still waiting for its sync");
+    assert!(
+        matches!(recorded, Err(AuditError::Timeout { pending: 1, .. })),
+        "{recorded:?}"
+    );
+    assert_eq!(started.elapsed(), waited);
+    // The sync that was stuck answers for the entry once the disk comes back (on the
+    // real clock: the paused one would jump past a deadline while the thread syncs).
+    tokio::time::resume();
+    sync.release();
+    sink.flush(soon()).await.unwrap();
+    sink.shutdown(soon()).await.unwrap();
+}

@@ -1,20 +1,27 @@
 //! `[audit]`: the JSONL audit file and the optional signed webhook.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::FILE_PATH;
 use super::credentials::ENV_VAR;
-use crate::bounds::{self, Bound, Bounded, Text};
+use crate::bounds::{self, Bound, Bounded};
 use crate::endpoint::check_url;
 use crate::validation::{Location, Rule, Validate, Violations};
+
+/// How long a call waits for the sync covering its audit entry under
+/// [`FsyncPolicy::EveryEntry`] (the entry has reached the OS by then): a disk that stops
+/// answering fails the entry's write instead of holding the call forever.
+pub const EVERY_ENTRY_SYNC_WAIT: Duration = Duration::from_secs(30);
 
 /// When the audit file is synced to disk.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum FsyncPolicy {
-    /// After every entry (safest, slowest).
+    /// After every entry (safest, slowest); a call waits at most 30 s for its entry's sync.
     EveryEntry,
     /// At most every `fsync_interval_ms` (an entry is still flushed to the OS before the call returns).
     #[default]
@@ -61,7 +68,7 @@ impl Default for AuditConfig {
 
 impl Bounded for AuditConfig {
     const BOUNDS: &'static [Bound<Self>] = &[
-        bounds::text!(file, Text::non_empty()),
+        bounds::text!(file, FILE_PATH),
         bounds::int!(fsync_interval_ms, 1, 3_600_000),
         bounds::int!(rotate_bytes, 4096, u64::MAX),
         bounds::int!(keep_rotated, 1, 1000),
@@ -112,7 +119,7 @@ fn default_queue_capacity() -> u32 {
 impl Bounded for WebhookConfig {
     const BOUNDS: &'static [Bound<Self>] = &[
         bounds::text!(secret_env, ENV_VAR),
-        bounds::text!(spool_dir, Text::non_empty()),
+        bounds::text!(spool_dir, FILE_PATH),
         bounds::int!(batch_size, 1, 1000),
         bounds::int!(queue_capacity, 1, 1_000_000),
     ];
@@ -131,5 +138,18 @@ impl Validate for WebhookConfig {
             );
         }
         bounds::check(self, at, out);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_every_entry_doc_states_the_sync_wait() {
+        let schema = schemars::schema_for!(FsyncPolicy);
+        let text = schema.as_value().to_string();
+        let wait = format!("at most {} s", EVERY_ENTRY_SYNC_WAIT.as_secs());
+        assert!(text.contains(&wait), "{text}");
     }
 }

@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use audit::{AuditConfig, FsyncPolicy, WebhookConfig};
+pub use audit::{AuditConfig, EVERY_ENTRY_SYNC_WAIT, FsyncPolicy, WebhookConfig};
 pub use circuit_breaker::CircuitBreakerConfig;
 pub use credentials::{
     CLIENT_ID_PATTERN, CredentialsConfig, ENV_VAR_PATTERN, MAX_CLIENT_ID_CHARS, is_client_id,
@@ -49,6 +49,15 @@ pub const MAX_ROUTE_NAME_CHARS: usize = 64;
 /// A route name: 1 to [`MAX_ROUTE_NAME_CHARS`] characters matching [`ROUTE_NAME_PATTERN`].
 pub(crate) const ROUTE_NAME: Text =
     Text::chars(1, MAX_ROUTE_NAME_CHARS).matching(&ROUTE_NAME_CHARS);
+
+/// The pattern file and directory paths match: no NUL character, which no operating
+/// system takes in a path.
+pub const FILE_PATH_PATTERN: &str = r"^[^\u0000]*$";
+
+/// A file or directory path: at least one character, none of them NUL.
+pub(crate) const FILE_PATH: Text = Text::non_empty().matching(&FILE_PATH_CHARS);
+
+const FILE_PATH_CHARS: Pattern = Pattern::new(FILE_PATH_PATTERN, |path| !path.contains('\0'));
 
 const ROUTE_NAME_CHARS: Pattern = Pattern::new(ROUTE_NAME_PATTERN, |name| {
     name.chars()
@@ -135,6 +144,7 @@ impl Validate for RouterConfig {
             .collect_violations(&at.key("circuit_breaker"), out);
         self.audit.collect_violations(&at.key("audit"), out);
         self.metrics.collect_violations(&at.key("metrics"), out);
+        self.tls.collect_violations(&at.key("tls"), out);
         if let Some(fleet) = &self.fleet {
             fleet.collect_violations(&at.key("fleet"), out);
         }
@@ -298,6 +308,43 @@ mod tests {
                 "{bad:?}"
             );
         }
+    }
+
+    #[test]
+    fn file_paths_hold_no_nul_character() {
+        let text = |audit_file: &str, ca_file: &str, spool_dir: &str| {
+            format!(
+                "[environment]\nregion = \"eu-west-1\"\n[routes.a]\nmodel = \"m\"\n\
+                 [audit]\nfile = \"{audit_file}\"\n\
+                 [audit.webhook]\nurl = \"https://audit.example.com/hook\"\n\
+                 secret_env = \"AUDIT_WEBHOOK_SECRET\"\nspool_dir = \"{spool_dir}\"\n\
+                 [tls]\nextra_ca_file = \"{ca_file}\"\n"
+            )
+        };
+        let paths = |text: String| -> Vec<String> {
+            match RouterConfig::from_toml_str(&text) {
+                Ok(_) => Vec::new(),
+                Err(errors) => errors.violations().iter().map(|v| v.path.clone()).collect(),
+            }
+        };
+        assert!(paths(text("audit/a.jsonl", "ca.pem", "spool")).is_empty());
+        // TOML's \u0000 escape puts a NUL into the string.
+        assert_eq!(
+            paths(text(
+                "audit/a\\u0000.jsonl",
+                "ca\\u0000.pem",
+                "sp\\u0000ool"
+            )),
+            [
+                "/audit/file",
+                "/audit/webhook/spool_dir",
+                "/tls/extra_ca_file"
+            ]
+        );
+        assert_eq!(
+            paths(text("audit/a.jsonl", "", "spool")),
+            ["/tls/extra_ca_file"]
+        );
     }
 
     #[test]

@@ -5,6 +5,10 @@ use std::path::PathBuf;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+use super::FILE_PATH;
+use crate::bounds::{self, Bound, Bounded};
+use crate::validation::{Location, Validate, Violations};
+
 /// Which root certificates to trust.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
@@ -19,6 +23,7 @@ pub enum TrustRoots {
 /// TLS trust settings and the HTTP versions offered.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
 #[serde(default, deny_unknown_fields)]
+#[schemars(transform = bounds::state::<Self>)]
 pub struct TlsConfig {
     /// Root store.
     pub roots: TrustRoots,
@@ -31,4 +36,14 @@ pub struct TlsConfig {
     /// connections otherwise.
     #[serde(skip_serializing_if = "std::ops::Not::not")]
     pub http1_only: bool,
+}
+
+impl Bounded for TlsConfig {
+    const BOUNDS: &'static [Bound<Self>] = &[bounds::text!(extra_ca_file, FILE_PATH)];
+}
+
+impl Validate for TlsConfig {
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        bounds::check(self, at, out);
+    }
 }
