@@ -9,7 +9,9 @@ use serde_json::{Value, json};
 
 use crate::behaviour::{Behaviour, RateLimit, Scripted, Target};
 use crate::catalogue;
-use crate::check::{self, InputError, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME};
+use crate::check::{
+    self, InputError, MAX_ADMIN_MODELS, MAX_PENDING_SCRIPTS, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME,
+};
 use crate::locks::{lock, read, write};
 use crate::reply::{self, Answer, Received};
 use crate::state::State;
@@ -64,28 +66,19 @@ pub(crate) fn handle(state: &State, request: &Received) -> Answer {
             })
         }
         (&Method::PUT, r) if model_behaviour_route(r).is_some() => {
-            let model = model_behaviour_route(r).unwrap_or_default();
-            parse(state, request, Behaviour::check).map_or_else(Ok, |b| {
-                write(&state.behaviours).models.insert(model.to_owned(), b);
-                ok(json!({ "target": { "model": model } }))
-            })
+            put_model_behaviour(state, request, model_behaviour_route(r).unwrap_or_default())
         }
-        (&Method::PUT, r) if r.starts_with("models/") => {
-            let model = r.strip_prefix("models/").unwrap_or_default();
-            write(&state.catalogue).insert(model.to_owned(), catalogue::entity(model));
-            ok(json!({ "added": model }))
-        }
+        (&Method::PUT, r) if r.starts_with("models/") => Ok(put_model(
+            state,
+            seq,
+            r.strip_prefix("models/").unwrap_or_default(),
+        )),
         (&Method::DELETE, r) if r.starts_with("models/") => {
             let model = r.strip_prefix("models/").unwrap_or_default();
             let removed = write(&state.catalogue).remove(model).is_some();
             ok(json!({ "removed": removed }))
         }
-        (&Method::POST, "script") => parse(state, request, check_script).map_or_else(Ok, |s| {
-            let n = s.responses.len();
-            let mut scripts = lock(&state.scripts);
-            scripts.push(s.target, s.responses);
-            ok(json!({ "queued": n, "pending": scripts.pending() }))
-        }),
+        (&Method::POST, "script") => post_script(state, request),
         _ => Ok(reply::error(
             state,
             seq,
@@ -94,6 +87,56 @@ pub(crate) fn handle(state: &State, request: &Received) -> Answer {
             &format!("No admin route {} /__admin/{route}", request.method),
         )),
     }
+}
+
+/// `PUT models/{model}/behaviour`: the model's own behaviour.
+fn put_model_behaviour(state: &State, request: &Received, model: &str) -> Answer {
+    parse(state, request, Behaviour::check).map_or_else(Ok, |b| {
+        let mut behaviours = write(&state.behaviours);
+        if behaviours.models.len() >= MAX_ADMIN_MODELS && !behaviours.models.contains_key(model) {
+            let what = "models with a behaviour";
+            return Ok(full(state, request.seq, what, MAX_ADMIN_MODELS));
+        }
+        behaviours.models.insert(model.to_owned(), b);
+        let body = json!({ "target": { "model": model } });
+        Ok(reply::json(state, request.seq, StatusCode::OK, &body))
+    })
+}
+
+/// `PUT models/{model}`: adds the model to the catalogue.
+fn put_model(state: &State, seq: u64, model: &str) -> http::Response<reply::Body> {
+    let mut models = write(&state.catalogue);
+    if models.len() >= MAX_ADMIN_MODELS && !models.contains_key(model) {
+        return full(state, seq, "models in the catalogue", MAX_ADMIN_MODELS);
+    }
+    models.insert(model.to_owned(), catalogue::entity(model));
+    reply::json(state, seq, StatusCode::OK, &json!({ "added": model }))
+}
+
+/// `POST script`: queues one-shot answers.
+fn post_script(state: &State, request: &Received) -> Answer {
+    parse(state, request, check_script).map_or_else(Ok, |s| {
+        let n = s.responses.len();
+        let mut scripts = lock(&state.scripts);
+        if scripts.pending().saturating_add(n) > MAX_PENDING_SCRIPTS {
+            let what = "scripted answers pending";
+            return Ok(full(state, request.seq, what, MAX_PENDING_SCRIPTS));
+        }
+        scripts.push(s.target, s.responses);
+        let body = json!({ "queued": n, "pending": scripts.pending() });
+        Ok(reply::json(state, request.seq, StatusCode::OK, &body))
+    })
+}
+
+/// The 400 for an admin call that would take the simulator past one of its bounds.
+fn full(state: &State, seq: u64, what: &str, max: usize) -> http::Response<reply::Body> {
+    reply::error(
+        state,
+        seq,
+        StatusCode::BAD_REQUEST,
+        gateway_model::CODE_BAD_REQUEST,
+        &format!("at most {max} {what}: reset or remove some first"),
+    )
 }
 
 /// `GET`, `PUT` (a [`RateLimit`]) or `DELETE` one of the limits per OAuth client:

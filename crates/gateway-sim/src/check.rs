@@ -21,6 +21,14 @@ pub const MAX_WAIT_MS: u64 = 3_600_000;
 pub const MAX_WINDOW_SECS: u64 = 86_400;
 /// The largest `oversized` body, in bytes: 64 MiB.
 pub const MAX_OVERSIZED_BYTES: usize = 64 * 1024 * 1024;
+/// The most one-shot answers the admin API keeps pending at once, over all targets.
+pub const MAX_PENDING_SCRIPTS: usize = 10_000;
+/// The most models the admin API lets the catalogue hold, and the most models with a
+/// behaviour of their own it keeps.
+pub const MAX_ADMIN_MODELS: usize = 10_000;
+/// The most tokens the simulator keeps: granting one more first forgets the expired and
+/// revoked ones, then, if none were, the one that expires first.
+pub const MAX_LIVE_TOKENS: usize = 100_000;
 /// The latest `Retry-After` HTTP date: 9999-12-31 23:59:59 GMT (HTTP dates have four-digit
 /// years), as seconds since the Unix epoch. Later dates are clamped to it.
 pub const MAX_HTTP_DATE_SECS: u64 = 253_402_300_799;

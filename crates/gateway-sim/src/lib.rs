@@ -101,7 +101,11 @@
 //! standalone simulator (`genesys-router sim`) can drive it. Bodies are the JSON form of
 //! the Rust types (camelCase), always a JSON object: serde's sequence form of a struct
 //! (`[5]` for `{"secs":5}`) is refused, like a value out of its range, with a 400 naming
-//! the field. Admin calls are neither recorded nor counted.
+//! the field. Admin calls are neither recorded nor counted. What the admin API may
+//! accumulate is bounded: at most [`MAX_PENDING_SCRIPTS`] one-shot answers pending and
+//! [`MAX_ADMIN_MODELS`] catalogue entries and model behaviours (a 400 beyond); the
+//! simulator keeps at most [`MAX_LIVE_TOKENS`] tokens, forgetting the one that expires
+//! first.
 //!
 //! ```sh
 //! SIM=http://127.0.0.1:8080
@@ -156,8 +160,8 @@ pub use behaviour::{
     SlowBody, Target,
 };
 pub use check::{
-    InputError, MAX_HTTP_DATE_SECS, MAX_OVERSIZED_BYTES, MAX_TOKEN_LIFETIME, MAX_WAIT_MS,
-    MAX_WINDOW_SECS, MIN_TOKEN_LIFETIME,
+    InputError, MAX_ADMIN_MODELS, MAX_HTTP_DATE_SECS, MAX_LIVE_TOKENS, MAX_OVERSIZED_BYTES,
+    MAX_PENDING_SCRIPTS, MAX_TOKEN_LIFETIME, MAX_WAIT_MS, MAX_WINDOW_SECS, MIN_TOKEN_LIFETIME,
 };
 pub use pki::TestPki;
 pub use record::{Counters, RecordedRequest};

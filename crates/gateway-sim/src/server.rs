@@ -386,7 +386,7 @@ impl SimHandle {
         self.state.counters.snapshot(self.state.recorder.evicted())
     }
 
-    /// Revokes every token granted so far; returns how many.
+    /// Revokes every token granted so far; returns how many were still valid.
     pub fn revoke_tokens(&self) -> usize {
         self.state.revoke_all()
     }
@@ -515,4 +515,42 @@ async fn accept_loop(
     }
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::check::MAX_LIVE_TOKENS;
+    use crate::locks::read;
+
+    #[tokio::test]
+    async fn the_token_store_forgets_the_token_that_expires_first_when_full() {
+        let sim = Sim::builder()
+            .token_lifetime(Duration::from_secs(3600))
+            .start()
+            .await
+            .unwrap();
+        let state = &sim.state;
+        let (first, _) = state.grant(0, DEFAULT_CLIENT_ID);
+        // Tokens granted later live longer.
+        *write(&state.token_lifetime) = Duration::from_secs(7200);
+        let (second, _) = state.grant(1, DEFAULT_CLIENT_ID);
+        for n in 2..MAX_LIVE_TOKENS {
+            state.grant(n as u64, DEFAULT_CLIENT_ID);
+        }
+        assert_eq!(read(&state.tokens).len(), MAX_LIVE_TOKENS);
+        let bearer = |token: &str| format!("Bearer {token}");
+        assert!(state.check_bearer(Some(&bearer(&first))).is_ok());
+        let (last, _) = state.grant(MAX_LIVE_TOKENS as u64, DEFAULT_CLIENT_ID);
+        assert_eq!(read(&state.tokens).len(), MAX_LIVE_TOKENS);
+        assert!(state.check_bearer(Some(&bearer(&first))).is_err());
+        assert!(state.check_bearer(Some(&bearer(&second))).is_ok());
+        assert!(state.check_bearer(Some(&bearer(&last))).is_ok());
+        // Revoked tokens go first, and only the valid ones count as revoked.
+        assert_eq!(sim.revoke_tokens(), MAX_LIVE_TOKENS);
+        assert_eq!(sim.revoke_tokens(), 0);
+        state.grant(u64::MAX, DEFAULT_CLIENT_ID);
+        assert_eq!(read(&state.tokens).len(), 1);
+        sim.shutdown().await;
+    }
 }

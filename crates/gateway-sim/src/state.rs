@@ -151,7 +151,17 @@ impl State {
         let token = format!("sim-{:016x}{:016x}", self.random(n, 1), self.random(n, 2));
         let now = Instant::now();
         let mut tokens = write(&self.tokens);
-        tokens.retain(|_, t| t.expires_at > now && !t.revoked);
+        if tokens.len() >= check::MAX_LIVE_TOKENS {
+            tokens.retain(|_, t| t.expires_at > now && !t.revoked);
+            if tokens.len() >= check::MAX_LIVE_TOKENS
+                && let Some(first) = tokens
+                    .iter()
+                    .min_by_key(|(_, t)| t.expires_at)
+                    .map(|(token, _)| token.clone())
+            {
+                tokens.remove(&first);
+            }
+        }
         tokens.insert(
             token.clone(),
             TokenInfo {
@@ -190,9 +200,16 @@ impl State {
 
     /// Revokes every token granted so far.
     pub(crate) fn revoke_all(&self) -> usize {
+        let now = Instant::now();
         let mut tokens = write(&self.tokens);
-        tokens.values_mut().for_each(|t| t.revoked = true);
-        tokens.len()
+        let mut revoked = 0;
+        for token in tokens.values_mut() {
+            if token.expires_at > now && !token.revoked {
+                revoked += 1;
+            }
+            token.revoked = true;
+        }
+        revoked
     }
 
     /// Milliseconds since start on tokio's clock.

@@ -988,3 +988,73 @@ proptest! {
         prop_assert_eq!(panics(), 0);
     }
 }
+
+#[tokio::test]
+async fn what_the_admin_api_accumulates_is_bounded() {
+    use gateway_sim::{MAX_ADMIN_MODELS, MAX_PENDING_SCRIPTS};
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let oks = |n: usize| {
+        script(
+            &json!("global"),
+            &Value::Array(vec![json!({"kind": "ok"}); n]),
+        )
+    };
+    let queued = http
+        .admin(Method::POST, "script", oks(MAX_PENDING_SCRIPTS - 1))
+        .await;
+    assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
+    let refused = http.admin(Method::POST, "script", oks(2)).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .message()
+            .contains(&format!("at most {MAX_PENDING_SCRIPTS} scripted answers")),
+        "{}",
+        refused.message()
+    );
+    assert_eq!(sim.pending_scripts(), MAX_PENDING_SCRIPTS - 1);
+    let last = http.admin(Method::POST, "script", oks(1)).await;
+    assert_eq!(last.status, StatusCode::OK, "{}", last.message());
+
+    // The Rust API is the test's own and unbounded: fill up to the bound through it.
+    for n in 0..MAX_ADMIN_MODELS {
+        sim.add_model(&format!("model-extra-{n}"));
+        sim.set_model_behaviour(format!("model-extra-{n}"), Behaviour::default());
+    }
+    let behaviour = "{}";
+    for (path, body) in [
+        ("models/model-one-more", ""),
+        ("models/model-one-more/behaviour", behaviour),
+    ] {
+        let refused = http.admin(Method::PUT, path, body).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{path}");
+        assert!(
+            refused
+                .message()
+                .contains(&format!("at most {MAX_ADMIN_MODELS} models")),
+            "{}",
+            refused.message()
+        );
+    }
+    // Replacing what is there is still allowed.
+    let existing = format!("model-extra-{}", MAX_ADMIN_MODELS - 1);
+    for path in [
+        format!("models/{existing}"),
+        format!("models/{existing}/behaviour"),
+    ] {
+        let body = if path.ends_with("behaviour") {
+            behaviour
+        } else {
+            ""
+        };
+        assert_eq!(
+            http.admin(Method::PUT, &path, body).await.status,
+            StatusCode::OK,
+            "{path}"
+        );
+    }
+    assert_eq!(panics(), 0);
+    sim.shutdown().await;
+}
