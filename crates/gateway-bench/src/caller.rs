@@ -336,9 +336,10 @@ async fn fleet_router(target: &str, out_dir: &Path, setup: &Setup) -> anyhow::Re
     });
     let fleet = gateway_fleet::Fleet::from_config(&config)?.context("a [fleet] section")?;
     let tokens = fleet.clone();
+    let longest_open = config.longest_circuit_opening();
     let mut builder = Router::builder(config)
         .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-        .shared_circuits(fleet.circuits())
+        .shared_circuits(fleet.circuits(longest_open))
         .token_layer(move |local| tokens.tokens(local));
     if let Some(budget) = fleet.rate_budget() {
         builder = builder.rate_budget(budget);

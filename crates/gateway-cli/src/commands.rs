@@ -90,6 +90,7 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
 fn builder(config: gateway_model::RouterConfig) -> anyhow::Result<gateway_router::RouterBuilder> {
     let fleet =
         gateway_fleet::Fleet::from_config(&config).map_err(|e| InvalidConfig(e.to_string()))?;
+    let longest_open = config.longest_circuit_opening();
     let mut builder = Router::builder(config);
     if let Some(fleet) = fleet {
         console::info(format_args!(
@@ -99,7 +100,7 @@ fn builder(config: gateway_model::RouterConfig) -> anyhow::Result<gateway_router
             builder = builder.rate_budget(budget);
         }
         builder = builder
-            .shared_circuits(fleet.circuits())
+            .shared_circuits(fleet.circuits(longest_open))
             .token_layer(move |local| fleet.tokens(local));
     }
     Ok(builder)

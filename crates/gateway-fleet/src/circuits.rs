@@ -11,7 +11,7 @@ use redis::Script;
 use tokio::time::Instant;
 
 use crate::redis_link::RedisLink;
-use crate::tokens::millis;
+use crate::scripts::{COMPARE_AND_DELETE, TAKE, millis, owner_value};
 
 /// Opens `KEYS[1]` (the circuit) for `ARGV[1]` ms and frees `KEYS[2]` (the probe), at once.
 const OPEN: &str = r"
@@ -20,13 +20,15 @@ redis.call('DEL', KEYS[2])
 return 0
 ";
 
-/// Claims the probe `KEYS[2]` for `ARGV[1]` ms, unless the circuit `KEYS[1]` is open
-/// again (a probe that just failed reopened it): one check, so no second probe slips in
-/// between another replica's failed probe and its reopening.
-const CLAIM: &str = r"
-if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
-if redis.call('SET', KEYS[2], '1', 'NX', 'PX', ARGV[1]) then return 1 end
-return 0
+/// How long the circuit `KEYS[1]` stays open (its `PTTL`), after bringing an opening
+/// longer than any replica makes (`ARGV[1]` ms), or one that never expires, down to that.
+const READ: &str = r"
+local left = redis.call('PTTL', KEYS[1])
+if left == -1 or left > tonumber(ARGV[1]) then
+  redis.call('PEXPIRE', KEYS[1], ARGV[1])
+  return tonumber(ARGV[1])
+end
+return left
 ";
 
 /// How long a replica trusts what it last read of a model's circuit: another replica's
@@ -66,19 +68,30 @@ pub(crate) struct FleetCircuits {
     link: Arc<RedisLink>,
     /// How long a claimed probe stays claimed if its replica never reports (a crash).
     probe_lease: Duration,
+    /// The longest a replica opens a circuit for: a longer opening read from Redis is
+    /// brought down to it.
+    longest_open: Duration,
+    /// What this replica's probe claims hold, so that it frees only its own.
+    owner: String,
     open: Script,
-    claim: Script,
+    read: Script,
+    take: Script,
+    compare_and_delete: Script,
     /// Each model's reading, made on its first call (the models are the config's).
     readings: Mutex<HashMap<String, Slot>>,
 }
 
 impl FleetCircuits {
-    pub(crate) fn new(link: Arc<RedisLink>, probe_lease: Duration) -> Self {
+    pub(crate) fn new(link: Arc<RedisLink>, probe_lease: Duration, longest_open: Duration) -> Self {
         Self {
             link,
             probe_lease,
+            longest_open,
+            owner: owner_value(),
             open: Script::new(OPEN),
-            claim: Script::new(CLAIM),
+            read: Script::new(READ),
+            take: Script::new(TAKE),
+            compare_and_delete: Script::new(COMPARE_AND_DELETE),
             readings: Mutex::new(HashMap::new()),
         }
     }
@@ -101,9 +114,10 @@ impl FleetCircuits {
     /// Redis cannot say (the replica's own breaker decides then).
     async fn read(&self, model: &str) -> Option<Duration> {
         let (circuit, _) = self.keys(model);
+        let longest = millis(self.longest_open).to_string();
         let left: i64 = self
             .link
-            .query(redis::cmd("PTTL").arg(&circuit))
+            .eval(&self.read, &[&circuit], &[longest])
             .await
             .ok()?;
         u64::try_from(left)
@@ -146,10 +160,16 @@ impl SharedCircuits for FleetCircuits {
     fn claim_probe(&self, model: &str) -> BoxFuture<'_, bool> {
         let (circuit, probe) = self.keys(model);
         Box::pin(async move {
+            // One script checks the circuit and claims the probe, so no second probe
+            // slips in between another replica's failed probe and its reopening.
             let lease = millis(self.probe_lease).to_string();
             match self
                 .link
-                .eval::<i64>(&self.claim, &[&circuit, &probe], &[lease])
+                .eval::<i64>(
+                    &self.take,
+                    &[&probe, &circuit],
+                    &[self.owner.clone(), lease],
+                )
                 .await
             {
                 Ok(taken) => taken == 1,
@@ -164,6 +184,17 @@ impl SharedCircuits for FleetCircuits {
         Box::pin(async move {
             let ms = millis(wait).to_string();
             let _: Result<i64, _> = self.link.eval(&self.open, &[&circuit, &probe], &[ms]).await;
+        })
+    }
+
+    fn released(&self, model: &str) -> BoxFuture<'_, ()> {
+        let (_, probe) = self.keys(model);
+        Box::pin(async move {
+            let owner = self.owner.clone();
+            let _: Result<i64, _> = self
+                .link
+                .eval(&self.compare_and_delete, &[&probe], &[owner])
+                .await;
         })
     }
 

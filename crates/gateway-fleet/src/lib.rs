@@ -13,7 +13,12 @@
 //!   cool-down, is seen by every replica within 2 ms (a replica trusts its last reading
 //!   of a circuit that long, so the calls that come meanwhile share one Redis read);
 //!   after the cool-down one replica claims the half-open probe, in Redis, and the
-//!   others keep skipping the model until it reports.
+//!   others keep skipping the model until it reports (a probe that ends without a
+//!   verdict, or whose call is dropped, frees its claim at once).
+//! - **Values no replica writes** (another type, an expiry longer than any replica sets
+//!   or none, text where a number goes, a token over `MAX_ACCESS_TOKEN_BYTES`) are
+//!   passed over and written over: they neither degrade the replica nor hold a model,
+//!   the rate budget or the token lock past a replica's own bound.
 //! - **Redis down**: every command is bounded by `command_timeout_ms`; on failure the
 //!   replica uses local state (its own token, a local pace of `requests_per_minute /
 //!   replicas`), sets the `genesys_router_fleet_degraded` gauge to 1 and warns once,
@@ -29,7 +34,7 @@
 //!     let tokens = fleet.clone();
 //!     builder = builder
 //!         .token_layer(move |local| tokens.tokens(local))
-//!         .shared_circuits(fleet.circuits());
+//!         .shared_circuits(fleet.circuits(config.longest_circuit_opening()));
 //!     if let Some(budget) = fleet.rate_budget() {
 //!         builder = builder.rate_budget(budget);
 //!     }
@@ -43,9 +48,11 @@ mod error;
 mod health;
 mod rate;
 mod redis_link;
+mod scripts;
 mod tokens;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use gateway_model::{FleetConfig, LimitsConfig, RouterConfig};
 use gateway_transport::{RateBudget, SharedCircuits, TokenSource};
@@ -121,9 +128,16 @@ impl Fleet {
 
     /// The fleet's circuit state: an open circuit at one replica is open at all, and
     /// one replica sends the half-open probe (its claim lasts a call's deadline at most).
-    pub fn circuits(&self) -> Arc<dyn SharedCircuits> {
-        let lease = std::time::Duration::from_millis(self.limits.deadline_ms);
-        Arc::new(circuits::FleetCircuits::new(Arc::clone(&self.link), lease))
+    /// `longest_open` is the longest a replica opens a circuit for
+    /// ([`RouterConfig::longest_circuit_opening`]): an opening found in Redis that is
+    /// longer, or never ends, is cut to it.
+    pub fn circuits(&self, longest_open: Duration) -> Arc<dyn SharedCircuits> {
+        let lease = Duration::from_millis(self.limits.deadline_ms);
+        Arc::new(circuits::FleetCircuits::new(
+            Arc::clone(&self.link),
+            lease,
+            longest_open,
+        ))
     }
 
     /// Whether this replica runs on local state because Redis cannot be reached.

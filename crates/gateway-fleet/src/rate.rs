@@ -12,11 +12,14 @@ use crate::redis_link::RedisLink;
 const MAX_WAIT: Duration = Duration::from_secs(3_600);
 
 /// Reserves the next slot: the wait in microseconds, or `-1 - wait` beyond `ARGV[3]`.
+/// A stored value no replica writes (not a number, or later than `ARGV[4]` µs from now,
+/// the farthest a replica sets) counts as none.
 const RESERVE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
-if tat < now then tat = now end
+local stored = redis.pcall('GET', KEYS[1])
+local tat = type(stored) == 'string' and tonumber(stored) or now
+if tat ~= tat or tat < now or tat > now + tonumber(ARGV[4]) then tat = now end
 local send_at = tat - tonumber(ARGV[2])
 if send_at < now then send_at = now end
 local wait = send_at - now
@@ -26,12 +29,15 @@ redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.floor((next
 return wait
 ";
 
-/// Holds every slot back until `ARGV[1]` microseconds from now.
+/// Holds every slot back until `ARGV[1]` microseconds from now (plus the tolerance
+/// `ARGV[2]`); a stored value no replica writes (see [`RESERVE`]) is written over.
 const PAUSE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local later = now + tonumber(ARGV[1]) + tonumber(ARGV[2])
-local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+local stored = redis.pcall('GET', KEYS[1])
+local tat = type(stored) == 'string' and tonumber(stored) or 0
+if tat ~= tat or tat > now + tonumber(ARGV[3]) then tat = 0 end
 if tat < later then
   redis.call('SET', KEYS[1], string.format('%d', later), 'PX', math.floor((later - now) / 1000) + 1000)
 end
@@ -61,6 +67,19 @@ impl FleetRate {
     }
 }
 
+impl FleetRate {
+    /// The farthest from now, in microseconds, that a replica sets the next slot: a
+    /// pause of [`MAX_WAIT`] plus the tolerance, or a reservation that waited that long
+    /// plus one interval.
+    fn farthest(&self) -> String {
+        let longest =
+            MAX_WAIT + self.cell.tolerance.min(MAX_WAIT) + self.cell.interval.min(MAX_WAIT);
+        u64::try_from(longest.as_micros())
+            .unwrap_or(u64::MAX)
+            .to_string()
+    }
+}
+
 fn micros(d: Duration) -> String {
     u64::try_from(d.min(MAX_WAIT).as_micros())
         .unwrap_or(u64::MAX)
@@ -75,12 +94,15 @@ impl RateBudget for FleetRate {
                 micros(self.cell.interval),
                 micros(self.cell.tolerance),
                 micros(max_wait),
+                self.farthest(),
             ];
             match self.link.eval::<i64>(&self.reserve, &[&key], &args).await {
-                Ok(wait) if wait >= 0 => Ok(Duration::from_micros(wait.unsigned_abs())),
-                Ok(refused) => Err(Duration::from_micros(
-                    refused.saturating_add(1).unsigned_abs(),
-                )),
+                Ok(wait) if wait >= 0 => {
+                    Ok(Duration::from_micros(wait.unsigned_abs()).min(max_wait))
+                }
+                Ok(refused) => Err(
+                    Duration::from_micros(refused.saturating_add(1).unsigned_abs()).min(MAX_WAIT),
+                ),
                 Err(_) => self.local.try_reserve(max_wait),
             }
         })
@@ -91,7 +113,7 @@ impl RateBudget for FleetRate {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let link = Arc::clone(&self.link);
             let script = self.pause.clone();
-            let args = [micros(wait), micros(self.cell.tolerance)];
+            let args = [micros(wait), micros(self.cell.tolerance), self.farthest()];
             runtime.spawn(async move {
                 let key = link.key("rate");
                 let _: Result<i64, _> = link.eval(&script, &[&key], &args).await;

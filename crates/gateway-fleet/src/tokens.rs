@@ -1,14 +1,14 @@
 //! One access token for the fleet, cached in Redis and fetched by one replica at a time.
 
-use std::hash::{BuildHasher, Hasher};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
-use gateway_transport::{AccessToken, BoxFuture, TokenError, TokenSource};
+use gateway_transport::{AccessToken, BoxFuture, MAX_ACCESS_TOKEN_BYTES, TokenError, TokenSource};
 use redis::Script;
 use tokio::time::Instant;
 
 use crate::redis_link::{RedisLink, Unavailable};
+use crate::scripts::{COMPARE_AND_DELETE, TAKE, millis, owner_value};
 
 /// How often a replica waiting for another's fetch looks for the token.
 const POLL: Duration = Duration::from_millis(20);
@@ -17,17 +17,18 @@ const DEFAULT_SHARE: Duration = Duration::from_secs(60);
 /// Tokens about to expire are not shared.
 const MIN_SHARE: Duration = Duration::from_secs(1);
 
-/// The shared token and how many milliseconds it has left.
-const GET_WITH_TTL: &str = r"
-return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
-";
+/// The longest a token is shared: Genesys Cloud's longest token lifetime (48 h). A
+/// longer expiry read from Redis is not one a replica wrote.
+const MAX_SHARE: Duration = Duration::from_secs(172_800);
 
-/// Deletes `KEYS[1]` only if it still holds `ARGV[1]` (a lock of ours, a token refused).
-const COMPARE_AND_DELETE: &str = r"
-if redis.call('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
+/// The shared token and how many milliseconds it has left; nothing when the key holds
+/// what no replica writes (another type, or more than `ARGV[1]` bytes).
+const GET_WITH_TTL: &str = r"
+local kind = redis.call('TYPE', KEYS[1])['ok']
+if kind ~= 'string' or redis.call('STRLEN', KEYS[1]) > tonumber(ARGV[1]) then
+  return {false, -2}
 end
-return 0
+return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1])}
 ";
 
 /// What stops the shared path: Redis (use the local token) or the login itself.
@@ -54,6 +55,7 @@ pub(crate) struct FleetTokens {
     /// The token this replica saw refused (a 401): never taken from Redis again.
     refused: Mutex<Option<AccessToken>>,
     get_with_ttl: Script,
+    take: Script,
     compare_and_delete: Script,
 }
 
@@ -66,6 +68,7 @@ impl FleetTokens {
             flight: tokio::sync::Mutex::new(()),
             refused: Mutex::new(None),
             get_with_ttl: Script::new(GET_WITH_TTL),
+            take: Script::new(TAKE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
         }
     }
@@ -104,19 +107,12 @@ impl FleetTokens {
             if let Some(token) = self.cached(&key).await? {
                 return Ok(token);
             }
-            let me = lock_value();
-            let taken: Option<String> = self
+            let me = owner_value();
+            let taken: i64 = self
                 .link
-                .query(
-                    redis::cmd("SET")
-                        .arg(&lock)
-                        .arg(&me)
-                        .arg("NX")
-                        .arg("PX")
-                        .arg(lock_ms),
-                )
+                .eval(&self.take, &[&lock], &[me.clone(), lock_ms.to_string()])
                 .await?;
-            if taken.is_some() {
+            if taken == 1 {
                 let fetched = self.fetch_and_share(&key).await;
                 let _: Result<i64, _> = self
                     .link
@@ -134,10 +130,14 @@ impl FleetTokens {
     /// Redis' copy of the token and its time left, unless it is the one this replica
     /// saw refused.
     async fn cached(&self, key: &str) -> Result<Option<(AccessToken, Duration)>, Stop> {
-        let (text, left_ms): (Option<String>, i64) =
-            self.link.eval(&self.get_with_ttl, &[key], &[]).await?;
-        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0));
-        Ok(text
+        let longest = MAX_ACCESS_TOKEN_BYTES.to_string();
+        let (bytes, left_ms): (Option<Vec<u8>>, i64) = self
+            .link
+            .eval(&self.get_with_ttl, &[key], &[longest])
+            .await?;
+        let left = Duration::from_millis(u64::try_from(left_ms).unwrap_or(0)).min(MAX_SHARE);
+        Ok(bytes
+            .and_then(|b| String::from_utf8(b).ok())
             .and_then(|t| AccessToken::new(&t))
             .filter(|t| !self.is_refused(t) && left >= MIN_SHARE)
             .map(|t| (t, left)))
@@ -217,21 +217,4 @@ impl TokenSource for FleetTokens {
     fn valid_for(&self, token: &AccessToken) -> Option<Duration> {
         self.local.valid_for(token)
     }
-}
-
-/// A value no other replica's lock holds.
-fn lock_value() -> String {
-    let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-    hasher.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_nanos()),
-    );
-    hasher.write_u32(std::process::id());
-    format!("{:016x}", hasher.finish())
-}
-
-/// Whole milliseconds, at least 1.
-pub(crate) fn millis(d: Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
 }

@@ -1,6 +1,8 @@
 //! Fleet mode against a real `redis-server` and the simulator: replicas share one token
-//! and one rate budget, and keep working on local state while Redis is down.
+//! and one rate budget, and keep working on local state while Redis is down; values in
+//! Redis that no replica writes are passed over (`hostile_redis`).
 
+mod hostile_redis;
 mod support;
 
 use std::time::Duration;

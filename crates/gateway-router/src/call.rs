@@ -15,6 +15,7 @@ use crate::breaker::{Admission, Transition};
 use crate::call_state::{Asked, CallState, Ended, answer};
 use crate::compiled_route::CompiledRoute;
 use crate::error::{RouteError, RouteErrorKind};
+use crate::fleet_probe::FleetProbe;
 use crate::router::{ModelState, Router};
 use crate::trace_context::TraceContext;
 
@@ -186,14 +187,17 @@ impl Router {
             }
             let next_model = chain.get(i + 1);
             let state = &self.inner.models[model];
-            let probe = match self.admit(state, model).await {
+            let (probe, fleet_probe) = match self.admit(state, model).await {
                 Admission::Rejected { .. } => {
                     call.skipped(model);
                     self.count_fallback(model, next_model, Outcome::CircuitOpen);
                     continue;
                 }
-                Admission::Probe(probe) => Some(probe),
-                Admission::Allowed => None,
+                Admission::Probe(probe) => {
+                    let claim = self.inner.circuits.as_ref();
+                    (Some(probe), claim.map(|c| FleetProbe::new(c, model)))
+                }
+                Admission::Allowed => (None, None),
             };
             // A fallback changes only `modelId` and `fallbackModels`: the payload is
             // encoded (validated, checked) again for each model sent to.
@@ -210,6 +214,9 @@ impl Router {
             let attempt = self.try_model(&target, sent, call).await;
             let transition = state.breaker.report(attempt.health, probe);
             self.share(model, transition).await;
+            if let Some(claim) = fleet_probe {
+                claim.settle(transition).await;
+            }
             match attempt.next {
                 Next::Answered(response) => return Ended::Answered(response),
                 Next::Stop(kind) => return Ended::Stopped(kind),

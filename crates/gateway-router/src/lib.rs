@@ -54,6 +54,7 @@ mod catalogue;
 mod compiled_route;
 mod config_file;
 mod error;
+mod fleet_probe;
 mod ids;
 mod router;
 mod sampling;

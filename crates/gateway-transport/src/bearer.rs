@@ -12,6 +12,10 @@ use http::HeaderValue;
 /// A boxed future, as [`TokenSource`] returns (object-safe).
 pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 
+/// The longest access token taken, in bytes (Genesys Cloud's are far shorter; a JWT
+/// with many claims stays under this).
+pub const MAX_ACCESS_TOKEN_BYTES: usize = 16 * 1024;
+
 /// An access token. Its text never appears in `Debug` or `Display`; the ready-made
 /// `Authorization` header value is marked sensitive (hidden from hyper's logs and HPACK).
 #[derive(Clone)]
@@ -21,10 +25,13 @@ pub struct AccessToken {
 }
 
 impl AccessToken {
-    /// Wraps a raw token; `None` if it is empty, holds white space (no bearer token
-    /// does) or characters a header cannot carry.
+    /// Wraps a raw token; `None` if it is empty, longer than [`MAX_ACCESS_TOKEN_BYTES`],
+    /// or holds anything but visible ASCII (a bearer token's characters, RFC 6750).
     pub fn new(token: &str) -> Option<Self> {
-        if token.is_empty() || token.contains(char::is_whitespace) {
+        if token.is_empty()
+            || token.len() > MAX_ACCESS_TOKEN_BYTES
+            || !token.bytes().all(|b| b.is_ascii_graphic())
+        {
             return None;
         }
         let mut header = HeaderValue::from_str(&format!("Bearer {token}")).ok()?;
@@ -197,5 +204,17 @@ mod tests {
         }
         let s = StaticToken::new("s3cr3t-token").unwrap();
         assert!(!format!("{s:?}").contains("s3cr3t"));
+    }
+
+    #[test]
+    fn a_token_is_visible_ascii_of_a_bounded_length() {
+        // A header carries these bytes, but `expose` could not give them back as text.
+        assert!(AccessToken::new("tökén").is_none());
+        assert!(AccessToken::new("nul\u{0}in").is_none());
+        let longest = "a".repeat(MAX_ACCESS_TOKEN_BYTES);
+        assert_eq!(AccessToken::new(&longest).unwrap().expose(), longest);
+        assert!(AccessToken::new(&format!("{longest}a")).is_none());
+        let punctuated = "eyJ0eXAi.OiJK-V1Qi_LC/J+h=~";
+        assert_eq!(AccessToken::new(punctuated).unwrap().expose(), punctuated);
     }
 }

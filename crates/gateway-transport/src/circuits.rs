@@ -20,6 +20,11 @@ pub trait SharedCircuits: Send + Sync + 'static {
     /// `model`'s circuit opened here for `wait`: opens it across the fleet.
     fn opened(&self, model: &str, wait: Duration) -> BoxFuture<'_, ()>;
 
+    /// The probe this replica claimed for `model` ended without a verdict (a client
+    /// error, a policy refusal, a call cancelled): lets another replica probe now rather
+    /// than when the claim lapses.
+    fn released(&self, model: &str) -> BoxFuture<'_, ()>;
+
     /// `model`'s circuit closed here (a probe succeeded): closes it across the fleet.
     fn closed(&self, model: &str) -> BoxFuture<'_, ()>;
 }

@@ -48,7 +48,9 @@ mod retry;
 mod tcp;
 mod transport;
 
-pub use bearer::{AccessToken, BoxFuture, StaticToken, TokenError, TokenSource};
+pub use bearer::{
+    AccessToken, BoxFuture, MAX_ACCESS_TOKEN_BYTES, StaticToken, TokenError, TokenSource,
+};
 pub use budget::RetryBudget;
 pub use call::{
     Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, shared_header_value,

@@ -460,8 +460,11 @@ impl Transport {
         match rate.reserve(max_wait).await {
             Ok(wait) if wait.is_zero() => Ok(()),
             Ok(wait) => {
+                // The budget promises no more than `max_wait`; one kept elsewhere (Redis)
+                // is held to it here too.
+                let wait = wait.min(max_wait);
                 stats.backoff += wait;
-                tokio::time::sleep(wait.min(max_wait)).await;
+                tokio::time::sleep(wait).await;
                 Ok(())
             }
             Err(wait) => Err(ErrorKind::Paced { wait }),

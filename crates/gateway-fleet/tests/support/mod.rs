@@ -78,7 +78,8 @@ impl RedisServer {
             .expect("CONFIG RESETSTAT");
     }
 
-    async fn connection(&self) -> redis::aio::MultiplexedConnection {
+    /// A connection of the test's own, to put values in and read them back.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
         redis::Client::open(self.url())
             .expect("a valid URL")
             .get_multiplexed_async_connection()
@@ -152,26 +153,20 @@ pub fn fleet(config: &RouterConfig, redis_url: &str) -> Fleet {
 /// A router in the fleet on `redis`, and its fleet handle.
 pub async fn replica(config: &RouterConfig, redis_url: &str) -> (Router, Fleet) {
     let fleet = fleet(config, redis_url);
-    let router = with_fleet(Router::builder(config.clone()), &fleet)
-        .build()
-        .await
-        .unwrap();
+    let router = with_fleet(config, &fleet).build().await.unwrap();
     (router, fleet)
 }
 
-/// `builder` plugged into `fleet`.
-pub fn with_fleet(
-    builder: gateway_router::RouterBuilder,
-    fleet: &Fleet,
-) -> gateway_router::RouterBuilder {
+/// A router builder for `config`, plugged into `fleet`.
+pub fn with_fleet(config: &RouterConfig, fleet: &Fleet) -> gateway_router::RouterBuilder {
     let tokens = fleet.clone();
-    let mut builder = builder
+    let mut builder = Router::builder(config.clone())
         .credentials(gateway_auth::Credentials::new(
             DEFAULT_CLIENT_ID,
             DEFAULT_CLIENT_SECRET,
         ))
         .token_layer(move |local| tokens.tokens(local))
-        .shared_circuits(fleet.circuits());
+        .shared_circuits(fleet.circuits(config.longest_circuit_opening()));
     if let Some(budget) = fleet.rate_budget() {
         builder = builder.rate_budget(budget);
     }
@@ -180,10 +175,7 @@ pub fn with_fleet(
 
 /// A router of `fleet`.
 pub async fn replica_of(config: &RouterConfig, fleet: &Fleet) -> Router {
-    with_fleet(Router::builder(config.clone()), fleet)
-        .build()
-        .await
-        .unwrap()
+    with_fleet(config, fleet).build().await.unwrap()
 }
 
 /// A router on its own (no fleet), pacing only itself.

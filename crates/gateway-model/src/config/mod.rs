@@ -236,6 +236,14 @@ impl RouterConfig {
         self
     }
 
+    /// The longest a router keeps a model's circuit open: its cool-down after failures
+    /// (`circuit_breaker.cooldown_ms`) or a `Retry-After` (at most
+    /// `retry.max_retry_after_s`), whichever is longer.
+    pub fn longest_circuit_opening(&self) -> std::time::Duration {
+        std::time::Duration::from_millis(self.circuit_breaker.cooldown_ms)
+            .max(std::time::Duration::from_secs(self.retry.max_retry_after_s))
+    }
+
     /// Parses TOML and validates the result; a syntax or type error names its path.
     pub fn from_toml_str(text: &str) -> Result<Self, ValidationErrors> {
         let de = toml::Deserializer::parse(text)
