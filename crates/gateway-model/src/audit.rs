@@ -6,9 +6,13 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::model_id::ModelId;
-use crate::payload::{MAX_PROMPT_CHARS, Metadata};
+use crate::payload::{
+    MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, MAX_PROMPT_CHARS,
+    Metadata,
+};
 use crate::response::Usage;
 use crate::safety::SafetyVerdict;
+use crate::trace::MAX_CALLER_REQUEST_ID_CHARS;
 use crate::tuning::Tuning;
 use crate::validation::{Location, Rule, Validate, Violations, cut_to};
 
@@ -116,7 +120,8 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[schemars(regex(pattern = r"^[0-9a-f]{32}$"))]
     pub trace_id: Option<String>,
-    /// The caller's own request id (the sidecar's `X-Request-Id`), if one was given.
+    /// The caller's own request id (the sidecar's `X-Request-Id`), if one was given (at
+    /// most 256 characters).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub caller_request_id: Option<String>,
     /// The model selection chose first.
@@ -162,7 +167,8 @@ pub struct AuditEntry {
     /// Prompt length in characters (Unicode scalar values).
     #[schemars(range(max = 8000))]
     pub prompt_chars: u32,
-    /// The caller's metadata labels.
+    /// The caller's metadata labels (for a request refused for its labels, the first 32,
+    /// each cut to the bounds a valid request keeps).
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
 }
@@ -251,6 +257,53 @@ impl AuditEntry {
             && json_len(&usage.extra) > MAX_USAGE_EXTRA_BYTES
         {
             usage.extra.clear();
+        }
+    }
+}
+
+impl AuditEntry {
+    /// Cuts what the entry took from the caller to the bounds a valid request keeps: at
+    /// most [`MAX_METADATA_ENTRIES`] labels (the first, in key order), keys of
+    /// [`MAX_METADATA_KEY_CHARS`] and values of [`MAX_METADATA_VALUE_CHARS`] characters, a
+    /// caller request id of [`MAX_CALLER_REQUEST_ID_CHARS`]. The entry for a request
+    /// refused for breaking those bounds stays small.
+    ///
+    /// ```
+    /// # use gateway_model::{AuditEntry, MAX_METADATA_VALUE_CHARS, Metadata};
+    /// # fn entry() -> AuditEntry { serde_json::from_value(serde_json::json!({
+    /// #     "id": "0190f0b8-3c4e-7a6b-8c3d-2e1f0a9b8c7d", "timestamp": "2026-12-05T10:00:00Z",
+    /// #     "route": "r", "requestId": "q", "correlationId": "c", "requestedModel": "m",
+    /// #     "attempts": 0, "fallbacksUsed": 0, "modelsTried": [], "outcome": "client_error",
+    /// #     "latencyUs": 1, "tuning": "default", "temperature": 0.2,
+    /// #     "promptSha256": "0".repeat(64), "promptChars": 1 })).unwrap() }
+    /// let mut entry = entry();
+    /// entry.metadata = Metadata::from_iter([("k", "v".repeat(1_000_000))]);
+    /// entry.bound_caller_fields();
+    /// let value = entry.metadata.iter().next().unwrap().1;
+    /// assert_eq!(value.chars().count(), MAX_METADATA_VALUE_CHARS);
+    /// ```
+    pub fn bound_caller_fields(&mut self) {
+        if let Some(id) = &mut self.caller_request_id {
+            cut_to(id, MAX_CALLER_REQUEST_ID_CHARS);
+        }
+        // A text no longer in bytes than the bound is within it in characters too.
+        let over = |text: &str, max: usize| text.len() > max && text.chars().count() > max;
+        let labels = &self.metadata;
+        if labels.len() > MAX_METADATA_ENTRIES
+            || labels.iter().any(|(key, value)| {
+                over(key, MAX_METADATA_KEY_CHARS) || over(value, MAX_METADATA_VALUE_CHARS)
+            })
+        {
+            self.metadata = labels
+                .iter()
+                .take(MAX_METADATA_ENTRIES)
+                .map(|(key, value)| {
+                    let (mut key, mut value) = (key.clone(), value.clone());
+                    cut_to(&mut key, MAX_METADATA_KEY_CHARS);
+                    cut_to(&mut value, MAX_METADATA_VALUE_CHARS);
+                    (key, value)
+                })
+                .collect();
         }
     }
 }

@@ -208,6 +208,7 @@ impl Asked {
             metadata: self.metadata,
         };
         entry.bound_upstream_fields();
+        entry.bound_caller_fields();
         entry
     }
 }

@@ -397,6 +397,33 @@ async fn refused_requests_name_the_parameter_and_never_reach_the_gateway() {
 }
 
 #[tokio::test]
+async fn the_audit_entry_of_a_refused_request_keeps_its_labels_within_their_bounds() {
+    use gateway_model::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS};
+    let door = Door::start().await;
+    let many: serde_json::Map<String, Value> = (0..=MAX_METADATA_ENTRIES)
+        .map(|n| (format!("{n:02}{}", "k".repeat(200)), json!("v".repeat(10_000))))
+        .collect();
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {KEY}"))],
+            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}], "metadata": many})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert!(door.payloads().is_empty());
+    let entries = door.shutdown().await;
+    assert_eq!(entries.len(), 1, "the refused call is audited");
+    let labels = &entries[0].metadata;
+    assert_eq!(labels.len(), MAX_METADATA_ENTRIES);
+    for (key, value) in labels.iter() {
+        assert_eq!(key.chars().count(), MAX_METADATA_KEY_CHARS);
+        assert_eq!(value.chars().count(), MAX_METADATA_VALUE_CHARS);
+    }
+}
+
+#[tokio::test]
 async fn the_band_is_named_and_tuning_picks_the_routes_temperature() {
     let door = Door::start().await;
     let (status, _, body) = door
