@@ -182,7 +182,8 @@ pub struct RouteOutcome {
     pub response: GatewayResponse,
     /// The model selection chose first.
     pub requested_model: ModelId,
-    /// The model that answered (as the gateway reports it).
+    /// The model that answered, as the gateway reports it (at most 256 characters: a
+    /// longer id is cut, ending in `…`; `response.modelId` keeps it whole).
     #[schemars(with = "String")]
     pub served_model: ModelId,
     /// HTTP attempts across every model tried.

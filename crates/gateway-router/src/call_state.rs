@@ -223,7 +223,11 @@ pub(crate) fn answer(
     match settled {
         Ok(response) => Ok(RouteOutcome {
             route: entry.route,
-            served_model: response.model_id.clone(),
+            // As the entry has it: the gateway's id, cut to `MAX_UPSTREAM_TEXT_CHARS` (the
+            // sidecar echoes it in a header; the full text stays in `response`).
+            served_model: entry
+                .served_model
+                .unwrap_or_else(|| response.model_id.clone()),
             response,
             requested_model: entry.requested_model,
             attempts: entry.attempts,

@@ -401,7 +401,12 @@ async fn the_audit_entry_of_a_refused_request_keeps_its_labels_within_their_boun
     use gateway_model::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS};
     let door = Door::start().await;
     let many: serde_json::Map<String, Value> = (0..=MAX_METADATA_ENTRIES)
-        .map(|n| (format!("{n:02}{}", "k".repeat(200)), json!("v".repeat(10_000))))
+        .map(|n| {
+            (
+                format!("{n:02}{}", "k".repeat(200)),
+                json!("v".repeat(10_000)),
+            )
+        })
         .collect();
     let (status, _, body) = door
         .raw(
@@ -421,6 +426,41 @@ async fn the_audit_entry_of_a_refused_request_keeps_its_labels_within_their_boun
         assert_eq!(key.chars().count(), MAX_METADATA_KEY_CHARS);
         assert_eq!(value.chars().count(), MAX_METADATA_VALUE_CHARS);
     }
+}
+
+#[tokio::test]
+async fn a_served_model_id_of_any_length_comes_back_cut_as_the_audit_keeps_it() {
+    use gateway_model::MAX_UPSTREAM_TEXT_CHARS;
+    let door = Door::start().await;
+    let long = "m".repeat(100_000);
+    let body = json!({"id": "x", "modelId": long, "output": "o"}).to_string();
+    door.sim.script(
+        Target::Global,
+        [Scripted::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        }],
+    );
+    let (status, headers, answer) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &format!("Bearer {KEY}"))],
+            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{answer}");
+    let model = answer["model"].as_str().unwrap();
+    assert_eq!(model.chars().count(), MAX_UPSTREAM_TEXT_CHARS);
+    assert!(model.ends_with('…'));
+    let header = headers.get("x-genesys-router-model");
+    assert!(
+        header.is_none_or(|h| h.len() <= 4 * MAX_UPSTREAM_TEXT_CHARS),
+        "{header:?}"
+    );
+    let entries = door.shutdown().await;
+    assert_eq!(entries[0].served_model.as_ref().unwrap().as_str(), model);
 }
 
 #[tokio::test]
