@@ -219,6 +219,30 @@ async fn a_400_and_a_client_403_do_not_fall_back() {
 }
 
 #[tokio::test]
+async fn a_redirect_or_a_status_outside_https_classes_is_the_upstreams_failure() {
+    let sim = Sim::builder().start().await.unwrap();
+    let router = gen4_with_fallback(&sim).await;
+    for status in [302, 308, 601, 999] {
+        sim.script(
+            Target::model("model-gen-4"),
+            [Scripted::Status { status, code: None }],
+        );
+        let outcome = router.route(RouteRequest::new("s", "hello")).await;
+        let outcome = outcome.unwrap_or_else(|e| panic!("{status}: {e}"));
+        assert_eq!(
+            outcome.served_model.as_str(),
+            "model-fallback-3",
+            "{status}"
+        );
+        assert_eq!(
+            outcome.models_tried[0].outcome,
+            gateway_model::Outcome::UpstreamError,
+            "{status}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn an_open_circuit_skips_the_model_without_a_request() {
     let sim = Sim::builder()
         .model_behaviour("model-gen-4", Behaviour::failing(500))

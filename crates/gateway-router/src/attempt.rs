@@ -242,8 +242,10 @@ fn classify(
             422 if body.as_deref().is_some_and(ErrorBody::is_policy_violation) => {
                 (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
             }
-            500..=599 => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
-            s => (Outcome::ClientError, refused(s), Health::Neutral),
+            s @ 400..=499 => (Outcome::ClientError, refused(s), Health::Neutral),
+            // 5xx, and what no gateway should answer a POST with (a redirect, a status
+            // outside HTTP's classes): the model's side failed.
+            _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
         },
         ErrorKind::RateLimited { retry_after, .. } => {
             let health = retry_after
