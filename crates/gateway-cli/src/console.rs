@@ -41,7 +41,7 @@ pub fn info(message: impl Display) {
     if json() {
         tracing::info!(target: TARGET, "{message}");
     } else {
-        eprintln!("{message}");
+        eprintln!("{}", printable(&message));
     }
 }
 
@@ -50,7 +50,7 @@ pub fn warn(message: impl Display) {
     if json() {
         tracing::warn!(target: TARGET, "{message}");
     } else {
-        eprintln!("warning: {message}");
+        eprintln!("warning: {}", printable(&message));
     }
 }
 
@@ -59,6 +59,42 @@ pub fn error(message: impl Display) {
     if json() {
         tracing::error!(target: TARGET, "{message}");
     } else {
-        eprintln!("error: {message}");
+        eprintln!("error: {}", printable(&message));
+    }
+}
+
+/// `message` as one line a terminal shows as it is: control characters (a line break, an
+/// escape sequence from a gateway's error text) are written as Rust escapes (`\n`,
+/// `\u{1b}`). JSON lines escape them already.
+fn printable(message: &dyn Display) -> String {
+    let text = message.to_string();
+    if !text.chars().any(char::is_control) {
+        return text;
+    }
+    let mut line = String::with_capacity(text.len() + 8);
+    for c in text.chars() {
+        if c.is_control() {
+            line.extend(c.escape_default());
+        } else {
+            line.push(c);
+        }
+    }
+    line
+}
+
+#[cfg(test)]
+mod tests {
+    use super::printable;
+
+    #[test]
+    fn control_characters_are_written_as_escapes() {
+        assert_eq!(
+            printable(&"plain: `text` \"quoted\""),
+            "plain: `text` \"quoted\""
+        );
+        assert_eq!(
+            printable(&"a\nFAKE\u{1b}[31mRED\tend\u{85}"),
+            "a\\nFAKE\\u{1b}[31mRED\\tend\\u{85}"
+        );
     }
 }

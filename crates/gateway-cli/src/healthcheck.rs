@@ -17,6 +17,10 @@ pub enum ProbeError {
     /// The URL is not plain `http://host[:port]/path` (the sidecar serves no TLS).
     #[error("`{0}` is not an http:// URL (the sidecar serves plain HTTP)")]
     NotHttp(http::Uri),
+    /// The URL carries a user name or password (shown here as `***`): the sidecar takes
+    /// none in its URL.
+    #[error("`{0}` carries credentials; the sidecar takes none in its URL")]
+    Credentials(String),
     /// No answer within the timeout.
     #[error("no answer from {url} within {timeout:?}")]
     Timeout {
@@ -45,6 +49,11 @@ pub enum ProbeError {
 
 /// GETs `url` within `timeout`; `Ok` on a 2xx answer.
 pub async fn probe(url: &http::Uri, timeout: Duration) -> Result<http::StatusCode, ProbeError> {
+    if url.authority().is_some_and(|a| a.as_str().contains('@')) {
+        return Err(ProbeError::Credentials(
+            gateway_model::endpoint::redact_userinfo(&url.to_string()),
+        ));
+    }
     if url.scheme_str() != Some("http") || url.host().is_none() {
         return Err(ProbeError::NotHttp(url.clone()));
     }

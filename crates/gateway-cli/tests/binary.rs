@@ -276,6 +276,16 @@ async fn healthcheck_passes_on_a_serving_sidecar_and_fails_otherwise() {
 
     let healthy = probe(format!("http://{addr}/healthz")).await.unwrap();
     assert_eq!(healthy.status.code(), Some(0), "{healthy:?}");
+    // A password in the URL is refused, and not printed.
+    let userinfo = probe(format!("http://user:pw-secret@{addr}/healthz"))
+        .await
+        .unwrap();
+    assert_eq!(userinfo.status.code(), Some(1), "{userinfo:?}");
+    let said = String::from_utf8_lossy(&userinfo.stderr);
+    assert!(
+        said.contains("credentials") && !said.contains("pw-secret"),
+        "{said}"
+    );
     // A 404 is not healthy.
     let missing = probe(format!("http://{addr}/nope")).await.unwrap();
     assert_eq!(missing.status.code(), Some(1), "{missing:?}");
