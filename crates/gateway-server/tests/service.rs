@@ -165,15 +165,25 @@ async fn api_keys_guard_routing_but_not_health() {
         "nothing reached the gateway without a key"
     );
 
-    let (status, _, _) = send(
-        &client,
-        Method::POST,
-        route,
-        &[("authorization", "Bearer k-right")],
-        ROUTE_BODY,
-    )
-    .await;
-    assert_eq!(status, StatusCode::OK);
+    // The scheme's name is case-insensitive; the key is not.
+    for (header, expected) in [
+        ("Bearer k-right", StatusCode::OK),
+        ("bearer k-right", StatusCode::OK),
+        ("BEARER k-right", StatusCode::OK),
+        ("Bearer K-RIGHT", StatusCode::UNAUTHORIZED),
+        ("Basic k-right", StatusCode::UNAUTHORIZED),
+        ("Bearer", StatusCode::UNAUTHORIZED),
+    ] {
+        let (status, _, _) = send(
+            &client,
+            Method::POST,
+            route.clone(),
+            &[("authorization", header)],
+            ROUTE_BODY,
+        )
+        .await;
+        assert_eq!(status, expected, "{header}");
+    }
 
     for open in ["/healthz", "/readyz", "/openapi.json"] {
         let (status, _, _) = send(&client, Method::GET, format!("{base}{open}"), &[], "").await;

@@ -85,9 +85,13 @@ pub(crate) fn admit(keys: &ApiKeys, headers: &http::HeaderMap) -> Result<(), Den
     if keys.is_empty() {
         return Ok(());
     }
+    // The scheme's name is case-insensitive (RFC 9110, 11.1); one space follows it.
     let presented = headers
         .get(AUTHORIZATION)
-        .and_then(|v| v.as_bytes().strip_prefix(b"Bearer "));
+        .map(HeaderValue::as_bytes)
+        .and_then(|v| v.split_at_checked(7))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case(b"Bearer "))
+        .map(|(_, key)| key);
     match presented {
         Some(key) if keys.admits(key) => Ok(()),
         Some(_) => Err(Denied {
