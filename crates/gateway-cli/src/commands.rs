@@ -281,16 +281,18 @@ pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
 
 /// `check-config`: every problem with its path, or a short summary (as JSON with
 /// `--json`). Exits 0 for a valid file, 3 otherwise.
-pub fn check_config(args: &CheckConfigArgs) -> i32 {
+/// A report that cannot be written (a full disk) is an error, not a silent 0.
+pub fn check_config(args: &CheckConfigArgs) -> anyhow::Result<i32> {
     let report = check_config_file(&args.file);
-    let mut out = std::io::stdout().lock();
-    if args.json {
-        let _ = serde_json::to_writer_pretty(&mut out, &report);
-        let _ = writeln!(out);
+    let text = if args.json {
+        let mut json = serde_json::to_string_pretty(&report)?;
+        json.push('\n');
+        json
     } else {
-        let _ = write!(out, "{report}");
-    }
-    i32::from(report.exit_code)
+        report.to_string()
+    };
+    write_stdout(text.as_bytes())?;
+    Ok(i32::from(report.exit_code))
 }
 
 /// What `check-config` found in one file.

@@ -69,7 +69,7 @@ async fn run(command: Command, log_format: LogFormat) -> anyhow::Result<i32> {
         }
         Command::Sim(args) => commands::sim(args).await,
         Command::Schema(args) => commands::schema(&args),
-        Command::CheckConfig(args) => Ok(commands::check_config(&args)),
+        Command::CheckConfig(args) => commands::check_config(&args),
         Command::Healthcheck(args) => Ok(healthcheck::healthcheck(&args).await),
         Command::Completions(args) => commands::completions(&args),
         Command::Man(args) => commands::man(&args),

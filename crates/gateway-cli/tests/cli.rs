@@ -559,6 +559,31 @@ fn a_reader_that_stops_early_is_no_failure() {
 }
 
 #[test]
+fn output_that_cannot_be_written_fails_the_command() {
+    let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
+        return;
+    };
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    std::fs::write(
+        &config,
+        "[environment]\nregion = \"eu-west-1\"\n[routes.a]\nmodel = \"m\"\n",
+    )
+    .unwrap();
+    for json in [false, true] {
+        let mut command = cli(&["check-config"]);
+        command.arg(&config);
+        if json {
+            command.arg("--json");
+        }
+        let output = command.stdout(full.try_clone().unwrap()).output().unwrap();
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "json {json}: {text}");
+        assert!(text.contains("writing to standard output"), "{text}");
+    }
+}
+
+#[test]
 fn serving_the_network_without_api_keys_is_refused_with_exit_3() {
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("router.toml");
