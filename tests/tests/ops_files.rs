@@ -758,5 +758,5 @@ async fn every_metric_the_ops_files_use_is_in_a_real_scrape() {
         "genesys_router_audit_entries_total",
         &[("event", "spooled")]
     ));
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }

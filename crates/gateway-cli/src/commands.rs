@@ -151,8 +151,10 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
         console::info("shutting down: draining in-flight calls and flushing the audit trail");
         let _ = trigger.send(true);
     });
-    sidecar.wait().await;
+    let flushed = sidecar.wait().await;
     console::info("stopped");
+    // Entries may be lost: a supervisor must see it in the exit code.
+    flushed.context("flushing the audit trail at shutdown")?;
     Ok(0)
 }
 

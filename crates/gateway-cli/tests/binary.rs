@@ -156,6 +156,54 @@ async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_exits_non_zero_when_audit_entries_were_lost() {
+    if std::fs::metadata("/dev/full").is_err() {
+        return;
+    }
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    // Every write to /dev/full fails: the call is answered, its entry is lost.
+    std::fs::write(
+        &config,
+        format!(
+            "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n[audit]\nfile = \"/dev/full\"\n",
+            sim.base_url(),
+        ),
+    )
+    .unwrap();
+    let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let body = r#"{"route":"summarize","prompt":"hello"}"#;
+    let response = client
+        .request(
+            Request::post(format!("http://{addr}/v1/route"))
+                .body(Full::new(Bytes::from(body)))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let killed = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(killed.success());
+    let exit = tokio::task::spawn_blocking(move || child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert_eq!(exit.code(), Some(1), "{rest}");
+    assert!(
+        rest.contains("flushing the audit trail at shutdown"),
+        "{rest}"
+    );
+}
+
 #[test]
 fn check_config_accepts_the_example_and_lists_every_problem_of_a_bad_file() {
     let ok = Command::new(BIN)

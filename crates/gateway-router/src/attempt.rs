@@ -243,8 +243,7 @@ fn classify(
                 (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
             }
             s @ 400..=499 => (Outcome::ClientError, refused(s), Health::Neutral),
-            // 5xx, and what no gateway should answer a POST with (a redirect, a status
-            // outside HTTP's classes): the model's side failed.
+            // 5xx, a redirect, a status outside HTTP's classes: the model's side failed.
             _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
         },
         ErrorKind::RateLimited { retry_after, .. } => {

@@ -67,5 +67,7 @@ pub use builder::{BuildError, RouterBuilder};
 pub use catalogue::CatalogueCheck;
 pub use config_file::{ConfigError, MAX_CONFIG_BYTES, apply_env_overrides, load_config};
 pub use error::{CallTrace, RouteError, RouteErrorKind};
+/// What [`Router::flush`] and [`Router::shutdown`] fail with: the audit trail's error.
+pub use gateway_audit::AuditError;
 pub use router::Router;
 pub use selection::StickySelector;

@@ -142,7 +142,7 @@ impl Door {
     }
 
     async fn shutdown(self) -> Vec<gateway_model::AuditEntry> {
-        self.sidecar.shutdown().await;
+        self.sidecar.shutdown().await.unwrap();
         audit_entries(&self.audit)
     }
 }

@@ -122,7 +122,7 @@ async fn every_documented_path_is_served_and_nothing_else() {
     )
     .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -195,7 +195,7 @@ async fn api_keys_guard_routing_but_not_health() {
         StatusCode::UNAUTHORIZED,
         "metrics follow the switch"
     );
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }
 
 #[test]
@@ -258,7 +258,7 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
     let (status, _, body) = send(&client, Method::HEAD, format!("{base}/healthz"), &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_empty());
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 
     // Not ready (the login service refuses the client): 503 with Retry-After.
     let metrics = gateway_telemetry::LocalMetrics::new();
@@ -280,5 +280,5 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
     .await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(headers["retry-after"], "1");
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }

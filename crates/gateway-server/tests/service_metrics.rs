@@ -76,5 +76,5 @@ async fn token_and_request_counters_follow_routed_calls() {
         3.0
     );
     assert_eq!(line("genesys_router_build_info{"), 1.0);
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }

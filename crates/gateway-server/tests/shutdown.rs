@@ -102,7 +102,7 @@ async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503
         tokio::task::yield_now().await;
     }
     let started = Instant::now();
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
     let took = started.elapsed();
     assert!(
         took < drain + ANSWER_GRACE + FLUSH_BOUND,
@@ -162,7 +162,7 @@ async fn metrics_listen_serves_metrics_on_its_own_address_with_the_same_timeouts
     // Only metrics there: no routing on the metrics port.
     let (status, _, _) = send(&client, Method::POST, format!("http://{at}/v1/route"), "{}").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -197,5 +197,5 @@ async fn only_a_json_object_is_a_route_request() {
         0,
         "nothing reached the gateway"
     );
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }

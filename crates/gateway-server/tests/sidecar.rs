@@ -124,7 +124,7 @@ async fn the_sidecar_answers_concurrent_clients() {
         sim.counters().max_prompts_in_flight > 1,
         "the calls ran concurrently"
     );
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -189,7 +189,7 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
         0,
         "nothing bad reached the gateway"
     );
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -221,7 +221,7 @@ async fn health_readiness_and_metrics() {
         StatusCode::METHOD_NOT_ALLOWED
     );
 
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 
     // With credentials the login service refuses, the sidecar runs but is not ready.
     let sidecar = serve(
@@ -249,7 +249,7 @@ async fn health_readiness_and_metrics() {
             .contains("`someone` was rejected"),
         "{body}"
     );
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }
 
 /// A bind that fails names the setting it came from: the service's address or
@@ -320,7 +320,7 @@ async fn readiness_does_not_hang_on_a_silent_login_host() {
         body["token"].as_str().unwrap().contains("no token within"),
         "{body}"
     );
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
     held.abort();
 }
 
@@ -392,5 +392,5 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(answered, "the slot came back when the call ended");
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }

@@ -119,7 +119,7 @@ async fn the_callers_trace_reaches_every_model_tried_and_the_audit_entry() {
     for request in sim.prompt_requests() {
         assert_eq!(request.header("tracestate"), Some("congo=t61rcWkgMzE"));
     }
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }
 
 #[tokio::test]
@@ -159,5 +159,5 @@ async fn without_a_valid_traceparent_the_router_starts_a_trace_and_audits_it() {
         // The sidecar made up a request id and recorded it as the caller's.
         assert!(entry.caller_request_id.is_some_and(|id| !id.is_empty()));
     }
-    sidecar.shutdown().await;
+    sidecar.shutdown().await.unwrap();
 }

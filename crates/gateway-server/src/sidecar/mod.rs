@@ -214,7 +214,7 @@ pub struct Sidecar {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
-    task: JoinHandle<()>,
+    task: JoinHandle<Result<(), gateway_router::AuditError>>,
 }
 
 impl std::fmt::Debug for Sidecar {
@@ -311,15 +311,23 @@ impl Sidecar {
         self.metrics_addr
     }
 
-    /// Stops accepting, drains in-flight calls, flushes the audit trail, and returns.
-    pub async fn shutdown(self) {
+    /// Stops accepting, drains in-flight calls, flushes the audit trail, and returns;
+    /// `Err` if the audit trail could not be flushed (entries may be lost).
+    pub async fn shutdown(self) -> Result<(), gateway_router::AuditError> {
         let _ = self.shutdown.send(true);
-        let _ = self.task.await;
+        self.wait().await
     }
 
-    /// Waits until the server stops (after [`Sidecar::shutdown`] or a fatal error).
-    pub async fn wait(self) {
-        let _ = self.task.await;
+    /// Waits until the server stops (after [`Sidecar::shutdown`] or its trigger);
+    /// `Err` if the audit trail could not be flushed (entries may be lost).
+    pub async fn wait(self) -> Result<(), gateway_router::AuditError> {
+        match self.task.await {
+            Ok(flushed) => flushed,
+            Err(e) => Err(gateway_router::AuditError::Task {
+                sink: "sidecar",
+                reason: format!("the sidecar's task ended before flushing: {e}"),
+            }),
+        }
     }
 
     /// A handle that triggers shutdown from elsewhere (a signal handler).
@@ -340,8 +348,14 @@ fn service(
     hyper_util::service::TowerToHyperService::new(paths)
 }
 
-/// Serves until the shutdown signal, then shuts down in the documented steps.
-async fn run(main: Server, extra: Option<Server>, app: App, mut shutdown: watch::Receiver<bool>) {
+/// Serves until the shutdown signal, then shuts down in the documented steps; the
+/// audit trail's flush is the last, and its result is the run's.
+async fn run(
+    main: Server,
+    extra: Option<Server>,
+    app: App,
+    mut shutdown: watch::Receiver<bool>,
+) -> Result<(), gateway_router::AuditError> {
     let _ = shutdown.wait_for(|down| *down).await;
     let servers: Vec<&Server> = std::iter::once(&main).chain(extra.as_ref()).collect();
     for server in &servers {
@@ -376,7 +390,5 @@ async fn run(main: Server, extra: Option<Server>, app: App, mut shutdown: watch:
         }
     }
     let deadline = gateway_transport::clock::from_now(FLUSH_BOUND);
-    if let Err(e) = app.router.shutdown(deadline).await {
-        tracing::error!(error = %e, "the audit trail could not be flushed");
-    }
+    app.router.shutdown(deadline).await
 }
