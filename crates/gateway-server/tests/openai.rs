@@ -422,7 +422,7 @@ async fn the_audit_entry_of_a_refused_request_keeps_its_labels_within_their_boun
     assert_eq!(entries.len(), 1, "the refused call is audited");
     let labels = &entries[0].metadata;
     assert_eq!(labels.len(), MAX_METADATA_ENTRIES);
-    for (key, value) in labels.iter() {
+    for (key, value) in labels {
         assert_eq!(key.chars().count(), MAX_METADATA_KEY_CHARS);
         assert_eq!(value.chars().count(), MAX_METADATA_VALUE_CHARS);
     }
