@@ -132,12 +132,22 @@ async fn a_probe_that_ends_without_a_verdict_frees_the_fleets_claim_at_once() {
         [gateway_sim::Scripted::Stall],
     );
     tokio::time::sleep(Duration::from_millis(1_100)).await;
-    let dropped = tokio::time::timeout(
-        Duration::from_millis(100),
-        router.route(RouteRequest::new("reply", "f")),
-    )
-    .await;
-    assert!(dropped.is_err(), "the probe was still waiting: {dropped:?}");
+    let probing = router.clone();
+    let call = tokio::spawn(async move { probing.route(RouteRequest::new("reply", "f")).await });
+    // Dropped once the probe is at the gateway (which never answers it).
+    for _ in 0..2_000 {
+        if sim.counters().prompts_in_flight == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    assert_eq!(
+        sim.counters().prompts_in_flight,
+        1,
+        "the probe reached the gateway"
+    );
+    call.abort();
+    assert!(call.await.unwrap_err().is_cancelled());
     until_gone(&redis, probe).await;
     assert_eq!(served(&router, "reply", "g").await, "model-gen-4");
 }
@@ -205,8 +215,14 @@ async fn a_token_lock_without_an_expiry_lapses_within_token_lock_ms() {
             let () = connection.set(&lock, "held").await.unwrap();
         }
         let (router, fleet) = replica(&config, &redis.url()).await;
+        // The first call waits for the lock as long as a lock lasts, then goes on with a
+        // token of its own; meanwhile the lock's missing expiry was cut to that.
         assert!(router.route(RouteRequest::new("reply", "a")).await.is_ok());
-        // The lock lapsed and the replica took it: the token it fetched is shared.
+        let left: i64 = connection.pttl(&lock).await.unwrap();
+        assert!(left == -2 || (0..=300).contains(&left), "{prefix}: {left}");
+        until_gone(&redis, &lock).await;
+        // The next call takes the lapsed lock and shares its token with the fleet.
+        assert!(router.route(RouteRequest::new("reply", "b")).await.is_ok());
         let shared: Option<String> = connection.get(format!("{prefix}:token")).await.unwrap();
         assert!(shared.is_some_and(|t| t.starts_with("sim-")), "{prefix}");
         assert!(!fleet.is_degraded(), "{prefix}");
