@@ -276,6 +276,37 @@ async fn a_streamed_completion_reassembles_to_the_plain_answer_and_ends_with_usa
 }
 
 #[tokio::test]
+async fn a_stream_asked_for_usage_the_gateway_did_not_report_says_null_not_zero() {
+    let door = Door::start().await;
+    let body = json!({"id": "x", "modelId": "model-gen-4", "output": "o"}).to_string();
+    door.sim.script(
+        Target::Global,
+        [Scripted::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body,
+        }],
+    );
+    let request = conversation("reply")
+        .stream_options(ChatCompletionStreamOptions {
+            include_usage: Some(true),
+            include_obfuscation: None,
+        })
+        .build()
+        .unwrap();
+    let mut stream = door.client().chat().create_stream(request).await.unwrap();
+    let mut chunks = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        chunks.push(chunk.unwrap());
+    }
+    let last = chunks.last().unwrap();
+    assert!(last.choices.is_empty(), "the usage chunk comes last");
+    assert_eq!(last.usage, None);
+    assert!(chunks.iter().all(|c| c.usage.is_none()));
+    door.shutdown().await;
+}
+
+#[tokio::test]
 async fn the_routes_are_the_models() {
     let door = Door::start().await;
     let models = door.client().models().list().await.unwrap();

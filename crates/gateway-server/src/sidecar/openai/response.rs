@@ -75,9 +75,10 @@ pub(crate) struct ChatCompletionChunk<'a> {
     model: &'a str,
     /// The choice's delta (empty on the usage chunk).
     choices: Vec<ChunkChoice<'a>>,
-    /// Token counts, on the last chunk when `stream_options.include_usage` is set.
+    /// Token counts, on the last chunk when `stream_options.include_usage` is set
+    /// (`null` there when the gateway reported none).
     #[serde(skip_serializing_if = "Option::is_none")]
-    usage: Option<CompletionUsage>,
+    usage: Option<Option<CompletionUsage>>,
 }
 
 /// What one chunk adds to the choice.
@@ -235,11 +236,7 @@ pub(crate) fn event_stream(outcome: &RouteOutcome, created: u64, include_usage: 
             created,
             model: &model,
             choices: Vec::new(),
-            usage: Some(usage(outcome).unwrap_or(CompletionUsage {
-                prompt_tokens: 0,
-                completion_tokens: 0,
-                total_tokens: 0,
-            })),
+            usage: Some(usage(outcome)),
         });
     }
     let mut events = String::new();
