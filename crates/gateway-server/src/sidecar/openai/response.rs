@@ -78,6 +78,7 @@ pub(crate) struct ChatCompletionChunk<'a> {
     /// Token counts, on the last chunk when `stream_options.include_usage` is set
     /// (`null` there when the gateway reported none).
     #[serde(skip_serializing_if = "Option::is_none")]
+    #[allow(clippy::option_option)] // absent, `null` or the counts: three states on the wire
     usage: Option<Option<CompletionUsage>>,
 }
 
