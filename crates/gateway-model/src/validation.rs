@@ -124,8 +124,14 @@ fn bounded(mut text: String) -> String {
 }
 
 /// Cuts `text` to `max_chars` characters (at least 1), its last one a `…` if it was
-/// longer.
-pub(crate) fn cut_to(text: &mut String, max_chars: usize) {
+/// longer: how every text from outside is bounded before it is kept or echoed.
+///
+/// ```
+/// let mut text = String::from("conversation");
+/// gateway_model::cut_to(&mut text, 5);
+/// assert_eq!(text, "conv…");
+/// ```
+pub fn cut_to(text: &mut String, max_chars: usize) {
     let max_chars = max_chars.max(1);
     if text.char_indices().nth(max_chars).is_some()
         && let Some((keep, _)) = text.char_indices().nth(max_chars - 1)

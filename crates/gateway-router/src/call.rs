@@ -66,11 +66,7 @@ impl Router {
     ) -> Result<RouteOutcome, RouteError> {
         let started = Instant::now();
         let Some(route) = self.inner.routes.get(&request.route) else {
-            return Err(RouteErrorKind::UnknownRoute {
-                route: request.route,
-                known: self.routes().into_iter().map(str::to_owned).collect(),
-            }
-            .into());
+            return Err(RouteErrorKind::unknown_route(request.route, &self.routes()).into());
         };
         let chain = route.chain(request.sticky_key.as_deref().unwrap_or(&request.prompt));
         // A route has at least one model (config validation); so does its chain.

@@ -24,17 +24,60 @@ pub struct CallTrace {
     pub audit_id: Option<Uuid>,
 }
 
+/// The most characters of an unknown route's name an error repeats (no route's name is
+/// longer than `MAX_ROUTE_NAME_CHARS`).
+pub const MAX_UNKNOWN_ROUTE_CHARS: usize = 2 * gateway_model::MAX_ROUTE_NAME_CHARS;
+
+/// The most configured routes an unknown route's error lists.
+pub const MAX_LISTED_ROUTES: usize = 20;
+
+/// The configured routes as an unknown route's error lists them: `known`, then how
+/// many more there are.
+///
+/// ```
+/// let names = ["reply".to_owned(), "summarize".to_owned()];
+/// assert_eq!(gateway_router::route_list(&names, 0), "reply, summarize");
+/// assert_eq!(gateway_router::route_list(&names, 3), "reply, summarize and 3 more");
+/// ```
+pub fn route_list(known: &[String], unlisted: usize) -> String {
+    let list = known.join(", ");
+    if unlisted == 0 {
+        list
+    } else {
+        format!("{list} and {unlisted} more")
+    }
+}
+
+impl RouteErrorKind {
+    /// The error for a call to `route`, which no route of `known` (every configured
+    /// name, in order) has: the name cut, and the list too.
+    pub(crate) fn unknown_route(mut route: String, known: &[&str]) -> Self {
+        gateway_model::cut_to(&mut route, MAX_UNKNOWN_ROUTE_CHARS);
+        let listed = known.len().min(MAX_LISTED_ROUTES);
+        Self::UnknownRoute {
+            route,
+            known: known[..listed]
+                .iter()
+                .map(|&name| name.to_owned())
+                .collect(),
+            unlisted: known.len() - listed,
+        }
+    }
+}
+
 /// The kind of failure.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 #[non_exhaustive]
 pub enum RouteErrorKind {
     /// No route has that name.
-    #[error("unknown route `{route}`; configured routes: {}", known.join(", "))]
+    #[error("unknown route `{route}`; configured routes: {}", route_list(known, *unlisted))]
     UnknownRoute {
-        /// The name asked for.
+        /// The name asked for, cut to [`MAX_UNKNOWN_ROUTE_CHARS`] characters.
         route: String,
-        /// The configured names.
+        /// The configured names, the first [`MAX_LISTED_ROUTES`] in order.
         known: Vec<String>,
+        /// How many configured names `known` leaves out.
+        unlisted: usize,
     },
     /// The request (or the payload built from it) breaks a rule; nothing was sent.
     #[error("invalid request: {0}")]
@@ -275,6 +318,26 @@ mod tests {
     use gateway_transport::{LimiterTimeout, TokenError};
 
     use super::*;
+
+    #[test]
+    fn an_unknown_route_error_repeats_a_bounded_name_and_list() {
+        let names: Vec<String> = (0..25).map(|n| format!("route-{n:02}")).collect();
+        let known: Vec<&str> = names.iter().map(String::as_str).collect();
+        let err = RouteErrorKind::unknown_route("x".repeat(900_000), &known);
+        let text = err.to_string();
+        assert!(text.chars().count() < 600, "{} characters", text.len());
+        assert!(text.ends_with("route-19 and 5 more"), "{text}");
+        let RouteErrorKind::UnknownRoute { route, known, .. } = err else {
+            unreachable!()
+        };
+        assert_eq!(route.chars().count(), MAX_UNKNOWN_ROUTE_CHARS);
+        assert_eq!(known.len(), MAX_LISTED_ROUTES);
+        let few = RouteErrorKind::unknown_route("nope".into(), &["a", "b"]);
+        assert_eq!(
+            few.to_string(),
+            "unknown route `nope`; configured routes: a, b"
+        );
+    }
 
     #[test]
     fn the_cause_is_the_source_and_the_helpers_say_what_to_do() {

@@ -66,7 +66,9 @@ pub use breaker::{Admission, BreakerState, CircuitBreaker, CoolDownRule, ProbeGu
 pub use builder::{BuildError, RouterBuilder};
 pub use catalogue::CatalogueCheck;
 pub use config_file::{ConfigError, MAX_CONFIG_BYTES, apply_env_overrides, load_config};
-pub use error::{CallTrace, RouteError, RouteErrorKind};
+pub use error::{
+    CallTrace, MAX_LISTED_ROUTES, MAX_UNKNOWN_ROUTE_CHARS, RouteError, RouteErrorKind, route_list,
+};
 /// What [`Router::flush`] and [`Router::shutdown`] fail with: the audit trail's error.
 pub use gateway_audit::AuditError;
 pub use router::Router;

@@ -143,6 +143,8 @@ async fn model(
     if app.router.routes().contains(&name.as_str()) {
         json(StatusCode::OK, &ModelCard::new(&name, app.started_unix))
     } else {
+        let mut name = name;
+        gateway_model::cut_to(&mut name, gateway_router::MAX_UNKNOWN_ROUTE_CHARS);
         OpenAiError::status(
             StatusCode::NOT_FOUND,
             "model_not_found",

@@ -15,13 +15,17 @@ impl OpenAiError {
     pub(crate) fn route(err: &RouteError, call: &ChatCall) -> Self {
         let retry_after = err.retry_after();
         let mut error = match err.kind() {
-            RouteErrorKind::UnknownRoute { route, known } => Self::new(
+            RouteErrorKind::UnknownRoute {
+                route,
+                known,
+                unlisted,
+            } => Self::new(
                 StatusCode::NOT_FOUND,
                 Some("model".into()),
                 "model_not_found",
                 format!(
                     "the model `{route}` does not exist: models are the configured routes ({})",
-                    known.join(", ")
+                    gateway_router::route_list(known, *unlisted)
                 ),
             ),
             RouteErrorKind::Invalid(errors) => invalid_request(errors, call),
