@@ -14,9 +14,29 @@ use gateway_cli::runtime::{self, RuntimeError};
 use gateway_cli::{commands, console, demo, healthcheck};
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) => {
+            if e.use_stderr() && route_json(std::env::args_os()) {
+                // clap's message, up to its usage paragraph, on one line.
+                let text = e.to_string();
+                let lines: Vec<&str> = text
+                    .lines()
+                    .take_while(|l| !l.is_empty())
+                    .map(str::trim)
+                    .collect();
+                usage_json(lines.join(" ").trim_start_matches("error: "));
+            }
+            // Prints the message (or the help) and exits: 2 for a wrong command line.
+            e.exit();
+        }
+    };
+    let json = matches!(&cli.command, Command::Route(args) if args.json);
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format) {
         // A bad filter is a usage error, like a bad flag (clap exits 2 for those).
+        if json {
+            usage_json(&e.to_string());
+        }
         console::error(e);
         return Exit::Usage.into();
     }
@@ -26,6 +46,9 @@ fn main() -> ExitCode {
         Ok(runtime) => runtime,
         Err(e @ RuntimeError::WorkerThreads(_)) => {
             // A bad setting, like a bad log filter: nothing ran.
+            if json {
+                usage_json(&e.to_string());
+            }
             console::error(e);
             return Exit::Usage.into();
         }
@@ -42,6 +65,22 @@ fn main() -> ExitCode {
             exit::report(&e);
             exit::classify(&e).into()
         }
+    }
+}
+
+/// Whether the command line asks `route` for JSON, read from the raw arguments (for a
+/// command line clap refused).
+fn route_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
+    let args: Vec<_> = args.collect();
+    args.iter().any(|a| a == "route") && args.iter().any(|a| a == "--json")
+}
+
+/// `route --json`'s error document for a usage failure found before the command ran, so
+/// a script reads one JSON document whatever went wrong.
+fn usage_json(message: &str) {
+    let err = anyhow::Error::new(exit::InvalidInput(message.to_owned()));
+    if let Ok(body) = serde_json::to_string_pretty(&exit::json_error(&err)) {
+        let _ = commands::write_stdout(format!("{body}\n").as_bytes());
     }
 }
 

@@ -559,6 +559,50 @@ fn a_reader_that_stops_early_is_no_failure() {
 }
 
 #[test]
+fn route_json_prints_one_json_document_for_a_wrong_command_line_too() {
+    /// The arguments, the environment, and what the message names.
+    type Case<'a> = (&'a [&'a str], &'a [(&'a str, &'a str)], &'a str);
+    let cases: [Case<'_>; 4] = [
+        (&["route", "--json", "--bogus"], &[], "--bogus"),
+        (&["route", "--json", "--route", "a"], &[], "--config"),
+        (
+            &[
+                "--log", "[{", "route", "--json", "--config", "x", "--route", "a", "--prompt", "p",
+            ],
+            &[],
+            "filter",
+        ),
+        (
+            &[
+                "route", "--json", "--config", "x", "--route", "a", "--prompt", "p",
+            ],
+            &[("TOKIO_WORKER_THREADS", "0")],
+            "TOKIO_WORKER_THREADS",
+        ),
+    ];
+    for (args, env, says) in cases {
+        let mut command = cli(args);
+        command.envs(env.iter().copied());
+        let output = command.output().unwrap();
+        assert_eq!(
+            output.status.code(),
+            Some(2),
+            "{args:?}: {}",
+            stderr(&output)
+        );
+        let body = stdout_json(&output);
+        assert_eq!(body["code"], "cli.usage", "{args:?}");
+        assert_eq!(body["exitCode"], 2, "{args:?}");
+        let message = body["message"].as_str().unwrap();
+        assert!(message.contains(says), "{args:?}: {message}");
+    }
+    // Help is no failure, and not JSON.
+    let help = cli(&["route", "--json", "--help"]).output().unwrap();
+    assert_eq!(help.status.code(), Some(0));
+    assert!(String::from_utf8_lossy(&help.stdout).contains("Usage:"));
+}
+
+#[test]
 fn output_that_cannot_be_written_fails_the_command() {
     let Ok(full) = std::fs::OpenOptions::new().write(true).open("/dev/full") else {
         return;
