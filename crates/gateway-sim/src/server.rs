@@ -228,7 +228,7 @@ impl SimBuilder {
             token_lifetime: RwLock::new(self.token_lifetime),
             catalogue_delay: RwLock::new(Duration::ZERO),
             tokens: RwLock::new(HashMap::new()),
-            catalogue: RwLock::new(catalogue),
+            catalogue: RwLock::new(catalogue.clone()),
             behaviours: RwLock::new(self.behaviours.clone()),
             scripts: Mutex::new(scripts),
             windows: Windows::default(),
@@ -239,6 +239,7 @@ impl SimBuilder {
             counters: LiveCounters::default(),
             seq: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
+            initial_catalogue: catalogue,
             initial_behaviours: self.behaviours,
             initial_token_lifetime: self.token_lifetime,
             initial_client_limits: self.client_limits,
@@ -429,7 +430,8 @@ impl SimHandle {
     }
 
     /// Clears the log, counters, scripts and rate-limit windows, and restores the
-    /// behaviours, client limits and token lifetime the simulator started with.
+    /// behaviours, client limits, catalogue (with no delay) and token lifetime the
+    /// simulator started with.
     pub fn reset(&self) {
         self.state.reset();
     }

@@ -116,6 +116,7 @@ pub(crate) struct State {
     pub(crate) seq: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
     /// What `reset` goes back to.
+    pub(crate) initial_catalogue: BTreeMap<String, ModelEntity>,
     pub(crate) initial_behaviours: Behaviours,
     pub(crate) initial_token_lifetime: Duration,
     pub(crate) initial_client_limits: ClientLimits,
@@ -229,9 +230,11 @@ impl State {
         self.token_windows.clear();
     }
 
-    /// Resets the log, counters, scripts, rate-limit windows and limits, behaviours and
-    /// token lifetime (tokens already granted stay valid).
+    /// Resets the log, counters, scripts, rate-limit windows and limits, behaviours, the
+    /// catalogue and its delay, and the token lifetime (tokens already granted stay valid).
     pub(crate) fn reset(&self) {
+        *write(&self.catalogue) = self.initial_catalogue.clone();
+        *write(&self.catalogue_delay) = Duration::ZERO;
         self.recorder.clear();
         self.counters.reset();
         *lock(&self.scripts) = Scripts::default();

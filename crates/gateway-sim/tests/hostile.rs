@@ -1055,6 +1055,12 @@ async fn what_the_admin_api_accumulates_is_bounded() {
             "{path}"
         );
     }
+    // A reset brings the catalogue back to the one the simulator started with.
+    let reset = http.admin(Method::POST, "reset", "{}").await;
+    assert_eq!(reset.status, StatusCode::OK);
+    let added = http.admin(Method::PUT, "models/model-one-more", "").await;
+    assert_eq!(added.status, StatusCode::OK, "{}", added.message());
+    assert_eq!(sim.pending_scripts(), 0);
     assert_eq!(panics(), 0);
     sim.shutdown().await;
 }
