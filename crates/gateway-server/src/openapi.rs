@@ -123,13 +123,13 @@ fn openai_paths(
             "security": [{ "apiKey": [] }],
             "parameters": [request_id_header(), sticky_key_header()],
             "requestBody": { "required": true, "content": { "application/json": { "schema": chat_request } } },
-            "responses": openai_responses(
+            "responses": with_body_timeout(openai_responses(
                 json!({ "description": "the answer (a `chat.completion`, or with `stream: true` an event stream of `chat.completion.chunk`)", "content": {
                     "application/json": { "schema": chat_completion },
                     "text/event-stream": { "schema": { "type": "string", "description": "`data: <chunk>` events, then `data: [DONE]`" }, "x-chunk-schema": chat_chunk }
                 } }),
                 openai_error
-            )
+            ), openai_error)
         }},
         "/v1/models": { "get": {
             "operationId": "listModels",
@@ -178,6 +178,19 @@ fn sticky_key_header() -> Value {
 }
 
 /// The OpenAI door's answers: `ok` and its errors, all in OpenAI's error shape.
+/// `responses` with the 408 of a request body that did not arrive in time, in the order
+/// of their statuses.
+fn with_body_timeout(responses: Value, error: &Value) -> Value {
+    let Value::Object(map) = responses else {
+        return responses;
+    };
+    let timeout = json_response("the request body did not arrive in time", error);
+    let mut entries: Vec<(String, Value)> = map.into_iter().collect();
+    entries.push(("408".into(), timeout));
+    entries.sort_by(|a, b| a.0.cmp(&b.0));
+    Value::Object(entries.into_iter().collect())
+}
+
 fn openai_responses(ok: Value, error: &Value) -> Value {
     let mut responses = serde_json::Map::new();
     responses.insert("200".into(), ok);
@@ -189,6 +202,7 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
         ("401", "a missing or wrong API key"),
         ("403", "the OAuth client's roles do not allow it"),
         ("404", "unknown model (`model_not_found`)"),
+        ("405", "another method than the path's (with Allow)"),
         ("413", "the request body is too large"),
         ("429", "rate limited (with Retry-After)"),
         ("502", "every model failed, or no token"),
@@ -232,6 +246,7 @@ fn route_responses(outcome: &Value) -> Value {
         ("401", "a missing or wrong API key"),
         ("403", "the OAuth client's roles do not allow it"),
         ("404", "unknown route"),
+        ("405", "another method than the path's (with Allow)"),
         ("408", "the request body did not arrive in time"),
         ("413", "the request body is too large"),
         ("422", "the gateway refused the request"),
