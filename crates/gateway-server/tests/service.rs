@@ -244,6 +244,20 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
     )
     .await;
     assert_eq!(headers["x-request-id"], "caller-7");
+    // One the audit trail could not keep is replaced by one made up, which it keeps.
+    let long = "r".repeat(10_000);
+    for unusable in [long.as_str(), "caller\t7"] {
+        let (_, headers, _) = send(
+            &client,
+            Method::POST,
+            format!("{base}/v1/route"),
+            &[("x-request-id", unusable)],
+            ROUTE_BODY,
+        )
+        .await;
+        let echoed = headers["x-request-id"].to_str().unwrap();
+        assert!(uuid::Uuid::parse_str(echoed).is_ok(), "{echoed}");
+    }
     let (status, headers, _) = send(&client, Method::GET, format!("{base}/nowhere"), &[], "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!headers["x-request-id"].is_empty());

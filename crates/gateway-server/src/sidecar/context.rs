@@ -28,6 +28,12 @@ pub(crate) fn adopt(headers: &HeaderMap, request: &mut RouteRequest) {
     }
 }
 
+/// Whether `headers` carry a caller request id the audit trail can keep (one value,
+/// printable ASCII, 1 to [`MAX_CALLER_REQUEST_ID_CHARS`] bytes).
+pub(crate) fn has_usable_request_id(headers: &HeaderMap) -> bool {
+    text(headers, &X_REQUEST_ID, MAX_CALLER_REQUEST_ID_CHARS).is_some()
+}
+
 /// The header's one value if it is non-empty printable ASCII of at most `max` bytes.
 fn text<'h>(headers: &'h HeaderMap, name: &HeaderName, max: usize) -> Option<&'h str> {
     let mut values = headers.get_all(name).iter();

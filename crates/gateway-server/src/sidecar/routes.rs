@@ -16,7 +16,7 @@ use super::keys::require_key;
 use super::reply::{Reply, error, json, route_error, text, violation_details, with_retry_after};
 use crate::read_body;
 
-use super::context::X_REQUEST_ID;
+use super::context::{X_REQUEST_ID, has_usable_request_id};
 
 /// Every path the sidecar serves (the OpenAPI document lists the same set).
 pub(crate) fn paths(app: App) -> Paths {
@@ -56,7 +56,17 @@ fn with_service_layers(paths: Paths<App>, app: App) -> Paths {
             X_REQUEST_ID.clone(),
             MakeRequestUuid,
         ))
+        .layer(middleware::map_request(drop_unusable_request_id))
         .with_state(app)
+}
+
+/// A caller request id the audit trail could not keep (too long, not printable, given
+/// twice) is replaced by one made up, so the id echoed is always the one audited.
+async fn drop_unusable_request_id(mut request: Request) -> Request {
+    if request.headers().contains_key(&X_REQUEST_ID) && !has_usable_request_id(request.headers()) {
+        request.headers_mut().remove(&X_REQUEST_ID);
+    }
+    request
 }
 
 /// Gives axum's own answers (405 with `Allow`, extractor rejections) the sidecar's error
