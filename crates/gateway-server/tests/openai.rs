@@ -497,7 +497,7 @@ async fn a_served_model_id_of_any_length_comes_back_cut_as_the_audit_keeps_it() 
 #[tokio::test]
 async fn the_band_is_named_and_tuning_picks_the_routes_temperature() {
     let door = Door::start().await;
-    let (status, _, body) = door
+    let (status, headers, body) = door
         .raw(
             Method::POST,
             "/v1/chat/completions",
@@ -506,6 +506,8 @@ async fn the_band_is_named_and_tuning_picks_the_routes_temperature() {
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A refused call names its route too (the access log reads it).
+    assert_eq!(headers["x-genesys-router-route"], "reply");
     let message = body["error"]["message"].as_str().unwrap();
     assert!(message.contains("0.2..=0.8"), "{message}");
 

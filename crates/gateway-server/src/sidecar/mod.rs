@@ -153,6 +153,21 @@ pub(crate) static MODEL_HEADER: http::HeaderName =
 pub(crate) static FALLBACKS_HEADER: http::HeaderName =
     http::HeaderName::from_static("x-genesys-router-fallbacks");
 
+/// Says on a failed call's answer which route it went through, when it reached one
+/// (for the access log, as [`describe`] does for an answered one).
+pub(crate) fn name_route(
+    mut reply: reply::Reply,
+    err: &gateway_router::RouteError,
+) -> reply::Reply {
+    if let Some(value) = err
+        .trace()
+        .and_then(|trace| http::HeaderValue::from_str(&trace.route).ok())
+    {
+        reply.headers_mut().insert(ROUTE_HEADER.clone(), value);
+    }
+    reply
+}
+
 /// Says on an answer which route and model served it.
 pub(crate) fn describe(reply: &mut reply::Reply, outcome: &gateway_model::RouteOutcome) {
     let headers = reply.headers_mut();

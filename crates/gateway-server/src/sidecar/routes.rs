@@ -231,7 +231,7 @@ async fn route(State(app): State<App>, request: Request<Body>) -> Reply {
             super::describe(&mut reply, &outcome);
             reply
         }
-        Err(err) => route_error(&err),
+        Err(err) => super::name_route(route_error(&err), &err),
     }
 }
 

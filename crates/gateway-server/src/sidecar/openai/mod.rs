@@ -96,7 +96,7 @@ async fn chat_completions(State(app): State<App>, request: Request<Body>) -> Rep
     };
     let outcome = match app.route(request).await {
         Ok(outcome) => outcome,
-        Err(err) => return OpenAiError::route(&err, &call).into_reply(),
+        Err(err) => return super::name_route(OpenAiError::route(&err, &call).into_reply(), &err),
     };
     let created = unix_now();
     let mut reply = if call.stream {
