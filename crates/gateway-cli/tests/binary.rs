@@ -28,6 +28,22 @@ fn repo_file(path: &str) -> std::path::PathBuf {
 
 /// Starts `genesys-router serve` (with `extra` flags) on a free port; returns the child,
 /// its stderr, the address, and the first line, which names it.
+/// A config in `dir` with one route, `summarize` to `model-gen-4` on `sim`, and `audit`
+/// as its `[audit]` section.
+fn one_route_config(
+    dir: &tempfile::TempDir,
+    sim: &gateway_sim::SimHandle,
+    audit: &str,
+) -> std::path::PathBuf {
+    let config = dir.path().join("router.toml");
+    let text = format!(
+        "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n[audit]\n{audit}\n",
+        sim.base_url()
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
 fn spawn_serve(
     config: &std::path::Path,
     extra: &[&str],
@@ -72,16 +88,8 @@ async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n[audit]\nfile = \"{}\"\nfsync = \"never\"\n",
-            sim.base_url(),
-            audit.display()
-        ),
-    )
-    .unwrap();
+    let audit_section = format!("file = \"{}\"\nfsync = \"never\"", audit.display());
+    let config = one_route_config(&dir, &sim, &audit_section);
 
     let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
 
@@ -163,16 +171,8 @@ async fn serve_exits_non_zero_when_audit_entries_were_lost() {
     }
     let sim = Sim::builder().start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("router.toml");
     // Every write to /dev/full fails: the call is answered, its entry is lost.
-    std::fs::write(
-        &config,
-        format!(
-            "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n[audit]\nfile = \"/dev/full\"\n",
-            sim.base_url(),
-        ),
-    )
-    .unwrap();
+    let config = one_route_config(&dir, &sim, "file = \"/dev/full\"");
     let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
@@ -294,15 +294,7 @@ async fn the_demo_answers_and_audits_every_prompt() {
 async fn healthcheck_passes_on_a_serving_sidecar_and_fails_otherwise() {
     let sim = Sim::builder().start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("router.toml");
-    std::fs::write(
-        &config,
-        format!(
-            "[environment]\napi_base = \"{}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n[audit]\nenabled = false\n",
-            sim.base_url()
-        ),
-    )
-    .unwrap();
+    let config = one_route_config(&dir, &sim, "enabled = false");
     // Under the JSON log format, the line naming the address is a JSON event too.
     let (mut child, _stderr, addr, first) = spawn_serve(&config, &["--log-format", "json"]);
     let event: serde_json::Value =

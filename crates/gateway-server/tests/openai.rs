@@ -12,7 +12,7 @@ use async_openai::types::chat::{
     ChatCompletionRequestSystemMessageArgs, ChatCompletionRequestUserMessageArgs,
     ChatCompletionRequestUserMessageContent, ChatCompletionRequestUserMessageContentPart,
     ChatCompletionStreamOptions, CreateChatCompletionRequest, CreateChatCompletionRequestArgs,
-    FinishReason, ImageUrl,
+    CreateChatCompletionStreamResponse, FinishReason, ImageUrl,
 };
 use bytes::Bytes;
 use futures_util::StreamExt;
@@ -141,6 +141,35 @@ impl Door {
         (parts.status, parts.headers, json)
     }
 
+    /// Scripts the gateway's next answer: a 200 with `body` as it is.
+    fn answer_next(&self, body: &Value) {
+        self.sim.script(
+            Target::Global,
+            [Scripted::Raw {
+                status: 200,
+                headers: vec![("content-type".into(), "application/json".into())],
+                body: body.to_string(),
+            }],
+        );
+    }
+
+    /// The chunks of a streamed completion of `reply` that asks for usage.
+    async fn stream_with_usage(&self) -> Vec<CreateChatCompletionStreamResponse> {
+        let request = conversation("reply")
+            .stream_options(ChatCompletionStreamOptions {
+                include_usage: Some(true),
+                include_obfuscation: None,
+            })
+            .build()
+            .unwrap();
+        let mut stream = self.client().chat().create_stream(request).await.unwrap();
+        let mut chunks = Vec::new();
+        while let Some(chunk) = stream.next().await {
+            chunks.push(chunk.unwrap());
+        }
+        chunks
+    }
+
     async fn shutdown(self) -> Vec<gateway_model::AuditEntry> {
         self.sidecar.shutdown().await.unwrap();
         audit_entries(&self.audit)
@@ -243,20 +272,11 @@ async fn a_streamed_completion_reassembles_to_the_plain_answer_and_ends_with_usa
         .await
         .unwrap();
 
-    let request = conversation("reply")
-        .stream_options(ChatCompletionStreamOptions {
-            include_usage: Some(true),
-            include_obfuscation: None,
-        })
-        .build()
-        .unwrap();
-    let mut stream = door.client().chat().create_stream(request).await.unwrap();
     let mut text = String::new();
     let mut finish = None;
     let mut usage = None;
     let mut ids = BTreeSet::new();
-    while let Some(chunk) = stream.next().await {
-        let chunk = chunk.unwrap();
+    for chunk in door.stream_with_usage().await {
         assert_eq!(chunk.model, plain.model);
         ids.insert(chunk.id.clone());
         for choice in &chunk.choices {
@@ -278,27 +298,8 @@ async fn a_streamed_completion_reassembles_to_the_plain_answer_and_ends_with_usa
 #[tokio::test]
 async fn a_stream_asked_for_usage_the_gateway_did_not_report_says_null_not_zero() {
     let door = Door::start().await;
-    let body = json!({"id": "x", "modelId": "model-gen-4", "output": "o"}).to_string();
-    door.sim.script(
-        Target::Global,
-        [Scripted::Raw {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body,
-        }],
-    );
-    let request = conversation("reply")
-        .stream_options(ChatCompletionStreamOptions {
-            include_usage: Some(true),
-            include_obfuscation: None,
-        })
-        .build()
-        .unwrap();
-    let mut stream = door.client().chat().create_stream(request).await.unwrap();
-    let mut chunks = Vec::new();
-    while let Some(chunk) = stream.next().await {
-        chunks.push(chunk.unwrap());
-    }
+    door.answer_next(&json!({"id": "x", "modelId": "model-gen-4", "output": "o"}));
+    let chunks = door.stream_with_usage().await;
     let last = chunks.last().unwrap();
     assert!(last.choices.is_empty(), "the usage chunk comes last");
     assert_eq!(last.usage, None);
@@ -464,15 +465,7 @@ async fn a_served_model_id_of_any_length_comes_back_cut_as_the_audit_keeps_it() 
     use gateway_model::MAX_UPSTREAM_TEXT_CHARS;
     let door = Door::start().await;
     let long = "m".repeat(100_000);
-    let body = json!({"id": "x", "modelId": long, "output": "o"}).to_string();
-    door.sim.script(
-        Target::Global,
-        [Scripted::Raw {
-            status: 200,
-            headers: vec![("content-type".into(), "application/json".into())],
-            body,
-        }],
-    );
+    door.answer_next(&json!({"id": "x", "modelId": long, "output": "o"}));
     let (status, headers, answer) = door
         .raw(
             Method::POST,
