@@ -49,6 +49,8 @@ return 0
 pub(crate) struct FleetRate {
     link: Arc<RedisLink>,
     cell: Gcra,
+    /// [`farthest`] for `cell`, as the scripts take it.
+    farthest: String,
     local: LocalRateBudget,
     reserve: Script,
     pause: Script,
@@ -57,9 +59,11 @@ pub(crate) struct FleetRate {
 impl FleetRate {
     pub(crate) fn new(link: Arc<RedisLink>, per_minute: u32, burst: u32, replicas: u32) -> Self {
         let share = (per_minute / replicas.max(1)).max(1);
+        let cell = Gcra::new(per_minute, burst);
         Self {
             link,
-            cell: Gcra::new(per_minute, burst),
+            farthest: farthest(&cell),
+            cell,
             local: LocalRateBudget::new(share, burst / replicas.max(1)),
             reserve: Script::new(RESERVE),
             pause: Script::new(PAUSE),
@@ -67,17 +71,14 @@ impl FleetRate {
     }
 }
 
-impl FleetRate {
-    /// The farthest from now, in microseconds, that a replica sets the next slot: a
-    /// pause of [`MAX_WAIT`] plus the tolerance, or a reservation that waited that long
-    /// plus one interval.
-    fn farthest(&self) -> String {
-        let longest =
-            MAX_WAIT + self.cell.tolerance.min(MAX_WAIT) + self.cell.interval.min(MAX_WAIT);
-        u64::try_from(longest.as_micros())
-            .unwrap_or(u64::MAX)
-            .to_string()
-    }
+/// The farthest from now, in microseconds, that a replica sets the next slot of `cell`:
+/// a pause of [`MAX_WAIT`] plus the tolerance, or a reservation that waited that long
+/// plus one interval.
+fn farthest(cell: &Gcra) -> String {
+    let longest = MAX_WAIT + cell.tolerance.min(MAX_WAIT) + cell.interval.min(MAX_WAIT);
+    u64::try_from(longest.as_micros())
+        .unwrap_or(u64::MAX)
+        .to_string()
 }
 
 fn micros(d: Duration) -> String {
@@ -94,7 +95,7 @@ impl RateBudget for FleetRate {
                 micros(self.cell.interval),
                 micros(self.cell.tolerance),
                 micros(max_wait),
-                self.farthest(),
+                self.farthest.clone(),
             ];
             match self.link.eval::<i64>(&self.reserve, &[&key], &args).await {
                 Ok(wait) if wait >= 0 => {
@@ -113,7 +114,11 @@ impl RateBudget for FleetRate {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let link = Arc::clone(&self.link);
             let script = self.pause.clone();
-            let args = [micros(wait), micros(self.cell.tolerance), self.farthest()];
+            let args = [
+                micros(wait),
+                micros(self.cell.tolerance),
+                self.farthest.clone(),
+            ];
             runtime.spawn(async move {
                 let key = link.key("rate");
                 let _: Result<i64, _> = link.eval(&script, &[&key], &args).await;
