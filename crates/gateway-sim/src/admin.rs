@@ -65,28 +65,74 @@ pub(crate) fn handle(state: &State, request: &Received) -> Answer {
                 ok(json!({ "target": "global" }))
             })
         }
-        (&Method::PUT, r) if model_behaviour_route(r).is_some() => {
-            put_model_behaviour(state, request, model_behaviour_route(r).unwrap_or_default())
-        }
-        (&Method::PUT, r) if r.starts_with("models/") => Ok(put_model(
-            state,
-            seq,
-            r.strip_prefix("models/").unwrap_or_default(),
-        )),
-        (&Method::DELETE, r) if r.starts_with("models/") => {
-            let model = r.strip_prefix("models/").unwrap_or_default();
-            let removed = write(&state.catalogue).remove(model).is_some();
-            ok(json!({ "removed": removed }))
-        }
+        (method, r) if r.starts_with("models/") => match (method, model_route(r)) {
+            (_, ModelRoute::Malformed(id)) => Ok(malformed_model(state, seq, id)),
+            (&Method::PUT, ModelRoute::Behaviour(model)) => {
+                put_model_behaviour(state, request, model)
+            }
+            (&Method::PUT, ModelRoute::Model(model)) => Ok(put_model(state, seq, model)),
+            (&Method::DELETE, ModelRoute::Model(model)) => {
+                let removed = write(&state.catalogue).remove(model).is_some();
+                ok(json!({ "removed": removed }))
+            }
+            _ => Ok(no_admin_route(state, request, route)),
+        },
         (&Method::POST, "script") => post_script(state, request),
-        _ => Ok(reply::error(
-            state,
-            seq,
-            StatusCode::NOT_FOUND,
-            gateway_model::CODE_NOT_FOUND,
-            &format!("No admin route {} /__admin/{route}", request.method),
-        )),
+        _ => Ok(no_admin_route(state, request, route)),
     }
+}
+
+/// The 404 for a method and path the admin API does not serve.
+fn no_admin_route(state: &State, request: &Received, route: &str) -> http::Response<reply::Body> {
+    reply::error(
+        state,
+        request.seq,
+        StatusCode::NOT_FOUND,
+        gateway_model::CODE_NOT_FOUND,
+        &format!("No admin route {} /__admin/{route}", request.method),
+    )
+}
+
+/// What a path under `models/` names.
+enum ModelRoute<'a> {
+    /// `models/<id>`.
+    Model(&'a str),
+    /// `models/<id>/behaviour`.
+    Behaviour(&'a str),
+    /// An id that is not a model id (empty, a `/` in it, percent-encoded, ...).
+    Malformed(&'a str),
+}
+
+/// Splits `models/<id>` or `models/<id>/behaviour`, checking the id against
+/// [`gateway_model::MODEL_ID_PATTERN`].
+fn model_route(route: &str) -> ModelRoute<'_> {
+    let rest = route.strip_prefix("models/").unwrap_or(route);
+    let (id, behaviour) = match rest.strip_suffix("/behaviour") {
+        Some(id) => (id, true),
+        None => (rest, false),
+    };
+    match (gateway_model::ModelId::is_well_formed(id), behaviour) {
+        (false, _) => ModelRoute::Malformed(id),
+        (true, true) => ModelRoute::Behaviour(id),
+        (true, false) => ModelRoute::Model(id),
+    }
+}
+
+/// The 400 for a model path whose id no model can have.
+fn malformed_model(state: &State, seq: u64, id: &str) -> http::Response<reply::Body> {
+    let mut shown = id.to_owned();
+    gateway_model::cut_to(&mut shown, 64);
+    reply::error(
+        state,
+        seq,
+        StatusCode::BAD_REQUEST,
+        gateway_model::CODE_BAD_REQUEST,
+        &format!(
+            "`{shown}` is not a model id: 1 to {} characters matching {}",
+            gateway_model::MODEL_ID_MAX_LEN,
+            gateway_model::MODEL_ID_PATTERN
+        ),
+    )
 }
 
 /// `PUT models/{model}/behaviour`: the model's own behaviour.
@@ -189,14 +235,6 @@ fn client_limit(state: &State, request: &Received, route: &str) -> Answer {
             &format!("No admin route {} /__admin/{route}", request.method),
         )),
     }
-}
-
-/// `models/<id>/behaviour` gives `<id>` (not empty).
-fn model_behaviour_route(route: &str) -> Option<&str> {
-    route
-        .strip_prefix("models/")?
-        .strip_suffix("/behaviour")
-        .filter(|model| !model.is_empty())
 }
 
 /// Checks that a token lifetime is in range.

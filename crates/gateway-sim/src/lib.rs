@@ -139,6 +139,10 @@
 //! curl $SIM/__admin/counters                           # counts per endpoint and status
 //! curl -X POST $SIM/__admin/reset                      # back to the start
 //! ```
+//!
+//! The `{id}` of `models/{id}` and `models/{id}/behaviour` must be a model id
+//! ([`gateway_model::MODEL_ID_PATTERN`], 1 to 128 characters, taken as written, not
+//! percent-decoded); anything else is a 400 that changes nothing.
 
 mod admin;
 mod behaviour;

@@ -1064,3 +1064,49 @@ async fn what_the_admin_api_accumulates_is_bounded() {
     assert_eq!(panics(), 0);
     sim.shutdown().await;
 }
+
+/// The simulator's catalogue, as its models page lists it.
+async fn catalogue(http: &Http) -> Bytes {
+    let token: Value = serde_json::from_slice(&http.token_reply().await.unwrap().body).unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let page = http
+        .try_send(
+            Method::GET,
+            "/api/v2/ai/models?pageSize=100",
+            &[("authorization", bearer)],
+            "",
+        )
+        .await
+        .unwrap();
+    assert_eq!(page.status, StatusCode::OK);
+    page.body
+}
+
+#[tokio::test]
+async fn a_model_path_whose_id_no_model_can_have_is_a_400_and_changes_nothing() {
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let before = catalogue(&http).await;
+    for (method, path, body) in [
+        (Method::PUT, "models//behaviour", "{}"),
+        (Method::PUT, "models/a%2Fb", ""),
+        (Method::PUT, "models/a/b", ""),
+        (Method::PUT, "models/a/b/behaviour", "{}"),
+        (Method::DELETE, "models/-leading-dash", ""),
+    ] {
+        let refused = http.admin(method.clone(), path, body).await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST, "{method} {path}");
+        assert!(
+            refused.message().contains("is not a model id"),
+            "{method} {path}: {}",
+            refused.message()
+        );
+    }
+    assert_eq!(catalogue(&http).await, before, "the catalogue changed");
+    // A well-formed id still works, with or without `/behaviour`.
+    for (path, body) in [("models/model-x", ""), ("models/model-x/behaviour", "{}")] {
+        let added = http.admin(Method::PUT, path, body).await;
+        assert_eq!(added.status, StatusCode::OK, "{path}: {}", added.message());
+    }
+    sim.shutdown().await;
+}
