@@ -166,6 +166,18 @@ async fn over_the_cap_is_refused_at_once_while_established_callers_are_served() 
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("retry-after: 1"), "{refused}");
     assert!(started.elapsed() < HEADER, "refused quickly");
+    // The body is whole, and a caller of either door finds its error shape in it.
+    let (head, body) = refused.split_once("\r\n\r\n").expect("a head and a body");
+    assert!(
+        head.contains(&format!("content-length: {}", body.len())),
+        "{refused}"
+    );
+    let body: serde_json::Value = serde_json::from_str(body).expect("a JSON body");
+    assert_eq!(body["code"], "router.too.many.connections");
+    assert_eq!(body["status"], 503);
+    assert_eq!(body["error"]["code"], "too_many_connections");
+    assert_eq!(body["error"]["type"], "api_error");
+    assert!(body["error"]["message"].is_string());
 
     // An established caller still gets answers.
     open[0].write_all(GET).await.unwrap();
