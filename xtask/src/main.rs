@@ -11,9 +11,12 @@
 //!   against it (`release.rs`).
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
 //! - `bench [--quick]`: micro-benchmarks and the load benchmark (`target/bench/results.json`).
+//! - `openai-sdk`: the OpenAI door driven by the real OpenAI Python SDK and `LangChain`
+//!   (`openai_sdk.rs`; needs `python3` and `PyPI`, so not part of `ci`).
 
 mod bench;
 mod ci;
+mod openai_sdk;
 mod package;
 mod portable;
 mod release;
@@ -36,6 +39,8 @@ commands:
   ci                fmt, tidy, clippy, tests + doctests, schema --check, promtool, docs,
                     release, package, bench --quick
   bench [--quick]   benchmarks (bench profile); results in target/bench/results.json
+  openai-sdk        the OpenAI door checked with the real OpenAI Python SDK and
+                    LangChain (needs python3 with venv, and PyPI; not part of ci)
 ";
 
 fn main() -> ExitCode {
@@ -50,6 +55,7 @@ fn main() -> ExitCode {
         ["package"] => repo_root().and_then(|root| package::check(&root)),
         ["bench"] => repo_root().and_then(|root| bench::run(&root, false)),
         ["bench", "--quick"] => repo_root().and_then(|root| bench::run(&root, true)),
+        ["openai-sdk"] => repo_root().and_then(|root| openai_sdk::run(&root)),
         ["help" | "--help" | "-h"] | [] => {
             print!("{USAGE}");
             return ExitCode::SUCCESS;
