@@ -11,8 +11,9 @@
 //!   against it (`release.rs`).
 //! - `ci`: every check CI runs, in order, stopping at the first failure.
 //! - `bench [--quick]`: micro-benchmarks and the load benchmark (`target/bench/results.json`).
-//! - `openai-sdk`: the OpenAI door driven by the real OpenAI Python SDK and `LangChain`
-//!   (`openai_sdk.rs`; needs `python3` and `PyPI`, so not part of `ci`).
+//! - `openai-sdk`: the OpenAI door driven by the real OpenAI Python SDK, `LangChain` and
+//!   the Vercel AI SDK (`openai_sdk.rs`; needs `python3`, `node` and the package
+//!   registries, so not part of `ci`).
 
 mod bench;
 mod ci;
@@ -39,8 +40,9 @@ commands:
   ci                fmt, tidy, clippy, tests + doctests, schema --check, promtool, docs,
                     release, package, bench --quick
   bench [--quick]   benchmarks (bench profile); results in target/bench/results.json
-  openai-sdk        the OpenAI door checked with the real OpenAI Python SDK and
-                    LangChain (needs python3 with venv, and PyPI; not part of ci)
+  openai-sdk        the OpenAI door checked with the real OpenAI Python SDK, LangChain
+                    and the Vercel AI SDK (needs python3 with venv, node with npm,
+                    and the package registries; not part of ci)
 ";
 
 fn main() -> ExitCode {

@@ -1,11 +1,12 @@
-//! `cargo xtask openai-sdk`: the sidecar's OpenAI door driven by the real OpenAI Python
-//! SDK and `LangChain` (`tests/openai-sdk/check.py`), against the simulator.
+//! `cargo xtask openai-sdk`: the sidecar's OpenAI door driven by the real clients, against
+//! the simulator: the OpenAI Python SDK and `LangChain` (`tests/openai-sdk/check.py`), and
+//! the Vercel AI SDK (`tests/openai-sdk/check.mjs`).
 //!
 //! It builds the CLI, starts `genesys-router sim` and `genesys-router serve` on free
-//! loopback ports, installs the pinned clients of `tests/openai-sdk/requirements.txt`
-//! into a virtualenv under `target/openai-sdk/` (from `PyPI`, once), and runs the checks.
-//! It needs `python3` with `venv`; it is not part of `cargo xtask ci`, which must not
-//! depend on `PyPI`.
+//! loopback ports, installs the pinned clients (`requirements.txt` into a virtualenv,
+//! `package.json` with npm, both under `target/openai-sdk/`), and runs the checks. It
+//! needs `python3` with `venv` and `node` with `npm`; it is not part of `cargo xtask ci`,
+//! which must not depend on `PyPI` or npm.
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub fn run(root: &Path) -> Result<(), String> {
     let work = target.join("openai-sdk");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;
     let python = virtualenv(root, &work)?;
+    let node_check = node_packages(root, &work)?;
 
     let (sim, sim_url) = Running::start(
         Command::new(&binary).args(["sim", "--listen", "127.0.0.1:0"]),
@@ -43,19 +45,49 @@ pub fn run(root: &Path) -> Result<(), String> {
             .env("GENESYS_ROUTER_API_KEYS", CALLER_KEY),
         "serving on ",
     )?;
-    let status = Command::new(&python)
-        .arg(root.join("tests/openai-sdk/check.py"))
-        .env("ROUTER_URL", format!("{sidecar_url}/v1"))
-        .env("ROUTER_KEY", CALLER_KEY)
-        .env("ROUTER_ROUTES", ROUTES)
-        .status()
-        .map_err(|e| format!("cannot start {}: {e}", python.display()))?;
+    let v1 = format!("{sidecar_url}/v1");
+    let client = |program: &Path, script: &Path| {
+        let mut command = Command::new(program);
+        command
+            .arg(script)
+            .env("ROUTER_URL", &v1)
+            .env("ROUTER_KEY", CALLER_KEY)
+            .env("ROUTER_ROUTES", ROUTES);
+        command
+    };
+    succeed(&mut client(
+        &python,
+        &root.join("tests/openai-sdk/check.py"),
+    ))
+    .map_err(|e| format!("tests/openai-sdk/check.py: {e}"))?;
+    succeed(&mut client(Path::new("node"), &node_check))
+        .map_err(|e| format!("tests/openai-sdk/check.mjs: {e}"))?;
     drop((sidecar, sim));
-    if status.success() {
-        Ok(())
-    } else {
-        Err(format!("tests/openai-sdk/check.py exited with {status}"))
+    Ok(())
+}
+
+/// `check.mjs` copied next to the pinned Vercel AI SDK packages in `work/node`, where
+/// node resolves its imports.
+fn node_packages(root: &Path, work: &Path) -> Result<PathBuf, String> {
+    let node = work.join("node");
+    std::fs::create_dir_all(&node).map_err(|e| format!("{}: {e}", node.display()))?;
+    for file in ["package.json", "check.mjs"] {
+        let from = root.join("tests/openai-sdk").join(file);
+        std::fs::copy(&from, node.join(file))
+            .map_err(|e| format!("cannot copy {}: {e}", from.display()))?;
     }
+    succeed(
+        Command::new("npm")
+            .args(["install", "--silent", "--no-audit", "--no-fund"])
+            .current_dir(&node),
+    )
+    .map_err(|e| {
+        format!(
+            "npm install in {} (is node installed?): {e}",
+            node.display()
+        )
+    })?;
+    Ok(node.join("check.mjs"))
 }
 
 /// The virtualenv's `python`, with the pinned clients installed.
