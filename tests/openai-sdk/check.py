@@ -115,6 +115,16 @@ def _():
     refused(openai.BadRequestError, 400, "messages", model=ROUTES[0], messages=[])
 
 
+@check("responses: the Responses API, not served, is a 404 naming the URL")
+def _():
+    try:
+        client.responses.create(model=ROUTES[0], input="hi")
+    except openai.NotFoundError as e:
+        assert "/v1/responses" in e.body["message"], e.body
+    else:
+        raise AssertionError("POST /v1/responses answered")
+
+
 @check("auth: a wrong key is an AuthenticationError")
 def _():
     stranger = OpenAI(base_url=BASE, api_key="not-a-key", max_retries=0)
