@@ -20,6 +20,7 @@ async function check(name, run) {
 }
 
 for (const [provider, model] of [
+  ['@ai-sdk/openai (Responses API)', openai(route)],
   ['@ai-sdk/openai .chat()', openai.chat(route)],
   ['@ai-sdk/openai-compatible', compatible.chatModel(route)],
 ]) {
@@ -49,13 +50,19 @@ await check('an unknown route is a 404 naming the model', async () => {
   );
 });
 
-// `openai(id)` means OpenAI's Responses API (`POST /v1/responses`), which the door does
-// not serve: it must say so in OpenAI's error shape rather than fail obscurely.
-await check('the Responses API is a 404 naming the URL', async () => {
-  await assert.rejects(
-    generateText({ model: openai(route), prompt: 'x', maxRetries: 0 }),
-    (e) => e.statusCode === 404 && /\/v1\/responses/.test(e.message),
-  );
+await check('a conversation with a system prompt, through the Responses API', async () => {
+  const answer = await generateText({
+    model: openai(route),
+    system: 'Be brief.',
+    messages: [
+      { role: 'user', content: 'Where is my parcel?' },
+      { role: 'assistant', content: 'Which order?' },
+      { role: 'user', content: '#42' },
+    ],
+    maxRetries: 0,
+  });
+  assert.ok(answer.text.length > 0, 'text');
+  assert.deepEqual(answer.warnings, []);
 });
 
 console.log('Vercel AI SDK checks passed');

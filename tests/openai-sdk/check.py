@@ -115,14 +115,48 @@ def _():
     refused(openai.BadRequestError, 400, "messages", model=ROUTES[0], messages=[])
 
 
-@check("responses: the Responses API, not served, is a 404 naming the URL")
+@check("responses: create, with instructions and an earlier turn sent back")
 def _():
-    try:
-        client.responses.create(model=ROUTES[0], input="hi")
-    except openai.NotFoundError as e:
-        assert "/v1/responses" in e.body["message"], e.body
-    else:
-        raise AssertionError("POST /v1/responses answered")
+    answer = client.responses.create(
+        model=ROUTES[0],
+        instructions="Be brief.",
+        input=[
+            {"role": "user", "content": "Where is my parcel?"},
+            {"role": "assistant", "content": "Which order?"},
+            {"role": "user", "content": [{"type": "input_text", "text": "#42"}]},
+        ],
+        user="conv-7f3a",
+    )
+    assert answer.object == "response" and answer.status == "completed", answer
+    assert answer.output_text, answer
+    assert answer.usage.total_tokens == (
+        answer.usage.input_tokens + answer.usage.output_tokens
+    ), answer.usage
+
+
+@check("responses: the stream helper's events and final response")
+def _():
+    with client.responses.stream(model=ROUTES[0], input="hi") as stream:
+        deltas = [e.delta for e in stream if e.type == "response.output_text.delta"]
+        final = stream.get_final_response()
+    assert final.status == "completed", final
+    assert "".join(deltas) == final.output_text, (deltas, final.output_text)
+
+
+@check("responses: what the gateway cannot do is refused by name")
+def _():
+    tool = {"type": "function", "name": "f", "parameters": {}}
+    for param, call in [
+        ("tools", dict(tools=[tool])),
+        ("previous_response_id", dict(previous_response_id="resp_1")),
+        ("store", dict(store=True)),
+    ]:
+        try:
+            client.responses.create(model=ROUTES[0], input="hi", **call)
+        except openai.BadRequestError as e:
+            assert e.body["param"] == param, e.body
+        else:
+            raise AssertionError(f"{param} was not refused")
 
 
 @check("auth: a wrong key is an AuthenticationError")
@@ -160,7 +194,7 @@ def _():
     asyncio.run(run())
 
 
-@check("langchain: invoke and stream through ChatOpenAI")
+@check("langchain: invoke and stream through ChatOpenAI, by both APIs")
 def _():
     llm = ChatOpenAI(base_url=BASE, api_key=KEY, model=ROUTES[0], max_retries=0)
     answer = llm.invoke("Summarize this transcript")
@@ -168,6 +202,13 @@ def _():
     assert answer.response_metadata["model_name"], answer.response_metadata
     assert answer.usage_metadata["total_tokens"] > 0, answer.usage_metadata
     assert "".join(c.content for c in llm.stream("hi")), "a stream with content"
+    # The same through the Responses API, whose answers are lists of content blocks.
+    llm = ChatOpenAI(base_url=BASE, api_key=KEY, model=ROUTES[0], max_retries=0,
+                     use_responses_api=True)
+    answer = llm.invoke([("system", "Be brief."), ("user", "Summarize this transcript")])
+    assert answer.text, answer
+    assert answer.usage_metadata["total_tokens"] > 0, answer.usage_metadata
+    assert "".join(c.text for c in llm.stream("hi")), "a Responses stream with content"
 
 
 print(f"{len(passed)} checks passed (openai {openai.__version__})")

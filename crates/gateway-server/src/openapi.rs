@@ -10,6 +10,9 @@ use serde_json::{Value, json};
 use crate::sidecar::openai::error::OpenAiErrorBody;
 use crate::sidecar::openai::request::ChatCompletionRequest;
 use crate::sidecar::openai::response::{ChatCompletion, ChatCompletionChunk, ModelCard, ModelList};
+use crate::sidecar::openai::responses::{
+    CreateResponseRequest, ResponseObject, ResponseStreamEvent,
+};
 
 /// The document as JSON.
 ///
@@ -32,6 +35,13 @@ pub fn document() -> Value {
     let chat_chunk = schemas
         .subschema_for::<ChatCompletionChunk<'static>>()
         .to_value();
+    let responses = [
+        schemas.subschema_for::<CreateResponseRequest>().to_value(),
+        schemas.subschema_for::<ResponseObject>().to_value(),
+        schemas
+            .subschema_for::<ResponseStreamEvent<'static>>()
+            .to_value(),
+    ];
     let model_list = schemas.subschema_for::<ModelList>().to_value();
     let model_card = schemas.subschema_for::<ModelCard>().to_value();
     let openai_error = schemas.subschema_for::<OpenAiErrorBody>().to_value();
@@ -50,6 +60,10 @@ pub fn document() -> Value {
         ),
     ) {
         all.extend(openai);
+        all.insert(
+            "/v1/responses".into(),
+            responses_path(&responses, &openai_error),
+        );
     }
     json!({
         "openapi": "3.1.0",
@@ -147,6 +161,26 @@ fn openai_paths(
             "responses": openai_responses(json_response("the route", model_card), openai_error)
         }}
     })
+}
+
+/// `POST /v1/responses`: `[request, response, event]` schemas.
+fn responses_path([request, response, event]: &[Value; 3], openai_error: &Value) -> Value {
+    json!({ "post": {
+        "operationId": "createResponse",
+        "summary": "OpenAI Responses API through a route (text only; nothing is stored)",
+        "description": "`model` names a route. `input` (a string, or `message` items) and `instructions` are rendered into the gateway prompt by the chat completions template, `instructions` first as a `System` turn. Other item types, non-text parts, `tools`, `previous_response_id`, `store: true` and a `text.format` other than `text` are refused by name (400). With `stream: true` the answer is Server-Sent Events (`event:` and `data:` lines) from `response.created` to `response.completed` or `response.incomplete`; the gateway answers whole, so the text arrives as one delta.",
+        "tags": ["openai"],
+        "security": [{ "apiKey": [] }],
+        "parameters": [request_id_header(), sticky_key_header()],
+        "requestBody": { "required": true, "content": { "application/json": { "schema": request } } },
+        "responses": with_body_timeout(openai_responses(
+            json!({ "description": "the answer (a `response`, or with `stream: true` its event stream)", "content": {
+                "application/json": { "schema": response },
+                "text/event-stream": { "schema": { "type": "string", "description": "`event: <type>` and `data: <event>` pairs" }, "x-event-schema": event }
+            } }),
+            openai_error
+        ), openai_error)
+    }})
 }
 
 /// The document as the exact text written to `schemas/openapi.json`.

@@ -29,6 +29,8 @@ use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
 
+mod openai_responses;
+
 const KEY: &str = "k-openai-test";
 
 /// A sidecar with two routes: `reply` splits 50/50 between two models with the band

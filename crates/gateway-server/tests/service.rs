@@ -71,6 +71,7 @@ fn client() -> HttpClient {
 
 const ROUTE_BODY: &str = r#"{"route":"summarize","prompt":"hello"}"#;
 const CHAT_BODY: &str = r#"{"model":"summarize","messages":[{"role":"user","content":"hello"}]}"#;
+const RESPONSES_BODY: &str = r#"{"model":"summarize","input":"hi"}"#;
 
 #[tokio::test]
 async fn every_documented_path_is_served_and_nothing_else() {
@@ -91,6 +92,7 @@ async fn every_documented_path_is_served_and_nothing_else() {
     for (path, method, _) in &operations {
         let body = match (method, path.as_str()) {
             (&Method::POST, "/v1/chat/completions") => CHAT_BODY,
+            (&Method::POST, "/v1/responses") => RESPONSES_BODY,
             (&Method::POST, _) => ROUTE_BODY,
             _ => "",
         };

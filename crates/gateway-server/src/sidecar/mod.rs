@@ -6,7 +6,7 @@
 //! | `GET /metrics` | Prometheus text (also on `[metrics] listen`, if set) |
 //! | `GET /healthz` | 200 while the process runs |
 //! | `GET /readyz` | 200 when a token can be had and the configured models are known, else 503 |
-//! | `POST /v1/chat/completions`, `GET /v1/models` | the OpenAI-compatible door (`sidecar/openai/`) |
+//! | `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/models` | the OpenAI-compatible door (`sidecar/openai/`) |
 //!
 //! Shutdown takes at most `drain + ANSWER_GRACE + FLUSH_BOUND`: stop accepting and let
 //! calls in flight finish for up to the drain timeout; then cancel what is left (each

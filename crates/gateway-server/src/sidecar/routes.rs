@@ -138,6 +138,7 @@ pub(crate) const PATH_LABELS: &[&str] = &[
     "/readyz",
     "/openapi.json",
     "/v1/chat/completions",
+    "/v1/responses",
     "/v1/models",
     "/v1/models/{model}",
     "other",

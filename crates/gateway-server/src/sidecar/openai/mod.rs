@@ -3,6 +3,7 @@
 //! | method and path | answer |
 //! | --- | --- |
 //! | `POST /v1/chat/completions` | a `chat.completion`, or with `stream: true` Server-Sent Events of `chat.completion.chunk` |
+//! | `POST /v1/responses` | a `response` (OpenAI's Responses API, text only, nothing stored), or with `stream: true` its Server-Sent Events ([`responses`]) |
 //! | `GET /v1/models` | the routes, as models |
 //! | `GET /v1/models/{model}` | one route, as a model |
 //!
@@ -16,6 +17,7 @@
 pub(crate) mod error;
 pub(crate) mod request;
 pub(crate) mod response;
+pub(crate) mod responses;
 mod route_error;
 
 use axum::Router as Paths;
@@ -23,12 +25,14 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::middleware::{self, Next};
 use axum::routing::{get, post};
-use http::StatusCode;
+use gateway_model::{RouteOutcome, RouteRequest};
 use http::header::{CACHE_CONTROL, HeaderValue};
+use http::{HeaderMap, StatusCode};
 
 use self::error::OpenAiError;
 use self::request::ChatCall;
 use self::response::{ChatCompletion, ModelCard, ModelList, event_stream, unix_now};
+use self::responses::{CreateResponseRequest, ResponseObject, response_events};
 use super::App;
 use super::reply::{Reply, json, text};
 use crate::read_body;
@@ -37,6 +41,7 @@ use crate::read_body;
 pub(crate) fn paths(app: &App) -> Paths<App> {
     Paths::new()
         .route("/v1/chat/completions", post(chat_completions))
+        .route("/v1/responses", post(create_response))
         .route("/v1/models", get(models))
         .route("/v1/models/{model}", get(model))
         .layer(middleware::from_fn_with_state(app.clone(), require_key))
@@ -76,41 +81,71 @@ async fn require_key(State(app): State<App>, request: Request, next: Next) -> Re
     }
 }
 
-async fn chat_completions(State(app): State<App>, request: Request<Body>) -> Reply {
+/// How a door reads its request: the call for the router, and how to answer it.
+type Parse = fn(&[u8], &HeaderMap) -> Result<(RouteRequest, ChatCall), OpenAiError>;
+
+/// Reads and parses `request` by `parse`, then routes it: the outcome and how to answer
+/// it, or the error's answer.
+async fn routed(
+    app: &App,
+    request: Request<Body>,
+    parse: Parse,
+) -> Result<(RouteOutcome, ChatCall), Reply> {
     // The head and body are slices of the connection's read buffer: parsed into owned
     // values in this block, they let it go before the call rather than after.
     let (request, call) = {
         let (parts, body) = request.into_parts();
         let limits = &app.options;
-        let body =
-            match read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout).await {
-                Ok(body) => body,
-                Err(e) => return OpenAiError::body(&e).into_reply(),
-            };
-        let (mut request, call) = match ChatCall::parse(&body, &parts.headers) {
-            Ok(parsed) => parsed,
-            Err(e) => return e.into_reply(),
-        };
+        let body = read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout)
+            .await
+            .map_err(|e| OpenAiError::body(&e).into_reply())?;
+        let (mut request, call) = parse(&body, &parts.headers).map_err(OpenAiError::into_reply)?;
         super::context::adopt(&parts.headers, &mut request);
         (request, call)
     };
-    let outcome = match app.route(request).await {
-        Ok(outcome) => outcome,
-        Err(err) => return super::name_route(OpenAiError::route(&err, &call).into_reply(), &err),
+    match app.route(request).await {
+        Ok(outcome) => Ok((outcome, call)),
+        Err(err) => Err(super::name_route(
+            OpenAiError::route(&err, &call).into_reply(),
+            &err,
+        )),
+    }
+}
+
+/// An answer as Server-Sent Events.
+fn events(stream: String) -> Reply {
+    let mut reply = text(StatusCode::OK, "text/event-stream", stream);
+    reply
+        .headers_mut()
+        .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    reply
+}
+
+async fn chat_completions(State(app): State<App>, request: Request<Body>) -> Reply {
+    let (outcome, call) = match routed(&app, request, ChatCall::parse).await {
+        Ok(routed) => routed,
+        Err(reply) => return reply,
     };
     let created = unix_now();
     let mut reply = if call.stream {
-        let mut reply = text(
-            StatusCode::OK,
-            "text/event-stream",
-            event_stream(&outcome, created, call.include_usage),
-        );
-        reply
-            .headers_mut()
-            .insert(CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-        reply
+        events(event_stream(&outcome, created, call.include_usage))
     } else {
         json(StatusCode::OK, &ChatCompletion::new(&outcome, created))
+    };
+    super::describe(&mut reply, &outcome);
+    reply
+}
+
+async fn create_response(State(app): State<App>, request: Request<Body>) -> Reply {
+    let (outcome, call) = match routed(&app, request, CreateResponseRequest::parse).await {
+        Ok(routed) => routed,
+        Err(reply) => return reply,
+    };
+    let created = unix_now();
+    let mut reply = if call.stream {
+        events(response_events(&outcome, created))
+    } else {
+        json(StatusCode::OK, &ResponseObject::new(&outcome, created))
     };
     super::describe(&mut reply, &outcome);
     reply

@@ -147,12 +147,15 @@ pub(crate) struct ChatCall {
     pub(crate) include_usage: bool,
     /// The parameter that set the token limit, to name in errors.
     pub(crate) max_tokens_param: &'static str,
+    /// The parameter the prompt was rendered from (`messages`, or `input`), to name in
+    /// errors.
+    pub(crate) prompt_param: &'static str,
     /// Where the sticky key came from, to name in errors.
     pub(crate) sticky_key_param: &'static str,
 }
 
 /// Parameters accepted at the value that means "off", which SDKs send by default.
-fn is_neutral(name: &str, value: &Value) -> bool {
+pub(super) fn is_neutral(name: &str, value: &Value) -> bool {
     match name {
         "n" => value.as_u64() == Some(1),
         "logprobs" | "store" | "parallel_tool_calls" => value == &Value::Bool(false),
@@ -162,7 +165,10 @@ fn is_neutral(name: &str, value: &Value) -> bool {
 }
 
 /// The first parameter in `rest` that is set and cannot be honoured.
-fn unsupported<'a>(rest: &'a Map<String, Value>, at: &str) -> Option<(String, &'a Value)> {
+pub(super) fn unsupported<'a>(
+    rest: &'a Map<String, Value>,
+    at: &str,
+) -> Option<(String, &'a Value)> {
     rest.iter()
         .find(|(name, value)| !value.is_null() && !is_neutral(name, value))
         .map(|(name, value)| (format!("{at}{name}"), value))
@@ -212,31 +218,14 @@ impl ChatCompletionRequest {
         }
         let (max_tokens, max_tokens_param) =
             token_cap(self.max_tokens, self.max_completion_tokens)?;
-        let mut request = RouteRequest::new(model, render(&messages)?);
+        let mut request = RouteRequest::new(model, render(&messages, "messages", &["text"])?);
         request.tuning = self.tuning.unwrap_or_default();
         request.temperature = self.temperature;
         request.top_p = self.top_p;
         request.max_tokens = max_tokens;
         request.metadata = self.metadata.unwrap_or_default();
-        // A key the caller sent but that is not text is refused, not dropped: without it
-        // the call would go to whichever model the split picks.
-        let header_key = match headers.get(&X_STICKY_KEY).map(HeaderValue::to_str) {
-            Some(Ok(key)) => Some(key).filter(|key| !key.is_empty()),
-            None => None,
-            Some(Err(_)) => {
-                return Err(OpenAiError::invalid(
-                    Some("X-Sticky-Key".into()),
-                    "invalid_value",
-                    "the X-Sticky-Key header must be visible ASCII text".into(),
-                ));
-            }
-        };
-        let sticky_key_param = if header_key.is_some() {
-            "X-Sticky-Key"
-        } else {
-            "user"
-        };
-        request.sticky_key = header_key.map(str::to_owned).or(self.user);
+        let (sticky_key, sticky_key_param) = sticky_key(headers, self.user)?;
+        request.sticky_key = sticky_key;
         let include_usage = self
             .stream_options
             .and_then(|o| o.include_usage)
@@ -245,9 +234,29 @@ impl ChatCompletionRequest {
             stream: self.stream.unwrap_or(false),
             include_usage,
             max_tokens_param,
+            prompt_param: "messages",
             sticky_key_param,
         };
         Ok((request, call))
+    }
+}
+
+/// The sticky key, from the `X-Sticky-Key` header or else `user`, and the name it came
+/// by (for errors).
+pub(super) fn sticky_key(
+    headers: &HeaderMap,
+    user: Option<String>,
+) -> Result<(Option<String>, &'static str), OpenAiError> {
+    // A key the caller sent but that is not text is refused, not dropped: without it
+    // the call would go to whichever model the split picks.
+    match headers.get(&X_STICKY_KEY).map(HeaderValue::to_str) {
+        Some(Ok(key)) if !key.is_empty() => Ok((Some(key.to_owned()), "X-Sticky-Key")),
+        Some(Ok(_)) | None => Ok((user, "user")),
+        Some(Err(_)) => Err(OpenAiError::invalid(
+            Some("X-Sticky-Key".into()),
+            "invalid_value",
+            "the X-Sticky-Key header must be visible ASCII text".into(),
+        )),
     }
 }
 
@@ -286,10 +295,16 @@ fn token_cap(
 }
 
 /// The conversation as one prompt, by the template in this module's documentation.
-fn render(messages: &[ChatMessage]) -> Result<String, OpenAiError> {
+/// `list` names the messages in errors (`messages`, `input`); `text_kinds` are the types
+/// of the content parts that hold text.
+pub(super) fn render(
+    messages: &[ChatMessage],
+    list: &str,
+    text_kinds: &[&str],
+) -> Result<String, OpenAiError> {
     let mut texts = Vec::with_capacity(messages.len());
     for (i, message) in messages.iter().enumerate() {
-        texts.push(message.text(i)?);
+        texts.push(message.text(&format!("{list}[{i}]."), text_kinds)?);
     }
     if let [only] = messages
         && only.role == Role::User
@@ -328,9 +343,18 @@ fn is_author_name(name: &str) -> bool {
 }
 
 impl ChatMessage {
-    /// The message's text; `i` is its index, to name it in errors.
-    fn text(&self, i: usize) -> Result<String, OpenAiError> {
-        let at = format!("messages[{i}].");
+    /// A message of `role` holding `text`.
+    pub(super) fn plain(role: Role, text: String) -> Self {
+        Self {
+            role,
+            content: Some(Content::Text(text)),
+            name: None,
+            rest: Map::new(),
+        }
+    }
+
+    /// The message's text; `at` names it in errors (`messages[2].`).
+    fn text(&self, at: &str, text_kinds: &[&str]) -> Result<String, OpenAiError> {
         if let Some(name) = &self.name
             && !is_author_name(name)
         {
@@ -342,7 +366,7 @@ impl ChatMessage {
                 ),
             ));
         }
-        if let Some((param, _)) = unsupported(&self.rest, &at) {
+        if let Some((param, _)) = unsupported(&self.rest, at) {
             return Err(OpenAiError::invalid(
                 Some(param.clone()),
                 "unsupported_parameter",
@@ -356,8 +380,8 @@ impl ChatMessage {
                 let mut text = String::new();
                 for (j, part) in parts.iter().enumerate() {
                     let part_text = match (part.kind.as_str(), &part.text) {
-                        ("text", Some(t)) => t,
-                        ("text", None) => {
+                        (kind, Some(t)) if text_kinds.contains(&kind) => t,
+                        (kind, None) if text_kinds.contains(&kind) => {
                             return Err(OpenAiError::missing(&format!("{at}content[{j}].text")));
                         }
                         (other, _) => {

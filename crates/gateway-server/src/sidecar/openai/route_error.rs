@@ -98,13 +98,13 @@ fn invalid_request(errors: &ValidationErrors, call: &ChatCall) -> OpenAiError {
     OpenAiError::invalid(param, code, message)
 }
 
-/// The Chat Completions parameter a `RouteRequest` (or payload) path comes from.
+/// The parameter of the caller's request a `RouteRequest` (or payload) path comes from.
 fn param_of(path: &str, call: &ChatCall) -> Option<&'static str> {
     let field = path.trim_start_matches('/');
     let field = field.strip_prefix("parameters/").unwrap_or(field);
     let head = field.split('/').next().unwrap_or(field);
     Some(match head {
-        "prompt" => "messages",
+        "prompt" => call.prompt_param,
         "route" => "model",
         "temperature" => "temperature",
         "maxTokens" => call.max_tokens_param,
@@ -118,7 +118,9 @@ fn param_of(path: &str, call: &ChatCall) -> Option<&'static str> {
 /// OpenAI's code for a broken rule.
 fn code_of(rule: &Rule, param: Option<&str>) -> &'static str {
     match rule {
-        Rule::TooLong { .. } if param == Some("messages") => "context_length_exceeded",
+        Rule::TooLong { .. } if matches!(param, Some("messages" | "input")) => {
+            "context_length_exceeded"
+        }
         Rule::TooLong { .. } => "string_above_max_length",
         Rule::TooShort { .. } | Rule::Required => "empty_value",
         Rule::OutOfRange { .. } | Rule::OutsideRoute { .. } => "out_of_range",
