@@ -268,6 +268,13 @@ fn refusals() -> Vec<(Value, u16, &'static str, &'static str)> {
             "input",
             "missing_required_parameter",
         ),
+        (with(&json!({"input": 42})), 400, "input", "invalid_type"),
+        (
+            with(&json!({"input": [{"role": "tool", "content": "x"}]})),
+            400,
+            "input[0].role",
+            "invalid_type",
+        ),
     ]
 }
 
@@ -286,6 +293,8 @@ async fn responses_requests_the_gateway_cannot_honour_are_refused_by_name() {
         );
         assert_eq!(answer["error"]["param"], param, "{body}: {answer}");
         assert_eq!(answer["error"]["code"], code, "{body}: {answer}");
+        let message = answer["error"]["message"].as_str().unwrap();
+        assert!(!message.contains("enum"), "no Rust type in {message}");
     }
     // Store off, a plain text format and nulls are what SDKs send by default.
     let neutral = with(

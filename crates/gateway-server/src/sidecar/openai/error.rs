@@ -85,10 +85,14 @@ impl OpenAiError {
             );
         }
         let param = error.path().to_string();
-        let message = if inner.to_string().contains("untagged enum Content") {
+        let text = inner.to_string();
+        // serde names the untagged enum's Rust type; say what the parameter takes instead.
+        let message = if text.contains("untagged enum Content") {
             "must be a string or an array of text parts".to_owned()
+        } else if text.contains("untagged enum ResponseInput") {
+            "must be a string or an array of message items".to_owned()
         } else {
-            strip_position(&inner.to_string())
+            strip_position(&text)
         };
         Self::invalid(
             Some(param.clone()),
