@@ -134,6 +134,14 @@ def _():
     ), answer.usage
 
 
+@check("responses: the answer passes the SDK's validating model (every required field), not only its lenient parse")
+def _():
+    from openai.types.responses import Response
+
+    raw = client.responses.with_raw_response.create(model=ROUTES[0], input="hi")
+    Response.model_validate(raw.http_response.json(), strict=False)
+
+
 @check("responses: the stream helper's events and final response")
 def _():
     with client.responses.stream(model=ROUTES[0], input="hi") as stream:

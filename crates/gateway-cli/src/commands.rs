@@ -139,7 +139,7 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
         .await
         .context("starting the sidecar")?;
     console::info(format_args!(
-        "genesys-router serving on http://{} (POST /v1/route, GET /metrics /healthz /readyz)",
+        "genesys-router serving on http://{} (POST /v1/route; OpenAI: POST /v1/chat/completions /v1/responses, GET /v1/models; GET /metrics /healthz /readyz)",
         sidecar.addr()
     ));
     if let Some(at) = sidecar.metrics_addr() {

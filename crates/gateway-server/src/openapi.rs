@@ -234,7 +234,10 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
             "invalid or unsupported parameter (`param` names it), or a content policy refusal",
         ),
         ("401", "a missing or wrong API key"),
-        ("403", "the OAuth client's roles do not allow it"),
+        (
+            "403",
+            "the OAuth client's roles do not allow it, or a web page's request (with `Origin`) while no API keys are configured",
+        ),
         ("404", "unknown model (`model_not_found`)"),
         ("405", "another method than the path's (with Allow)"),
         ("413", "the request body is too large"),
@@ -278,7 +281,10 @@ fn route_responses(outcome: &Value) -> Value {
     for (status, what) in [
         ("400", "invalid request: every violation named in `details`"),
         ("401", "a missing or wrong API key"),
-        ("403", "the OAuth client's roles do not allow it"),
+        (
+            "403",
+            "the OAuth client's roles do not allow it, or a web page's request (with `Origin`) while no API keys are configured",
+        ),
         ("404", "unknown route"),
         ("405", "another method than the path's (with Allow)"),
         ("408", "the request body did not arrive in time"),

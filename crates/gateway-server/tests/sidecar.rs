@@ -394,3 +394,58 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     assert!(answered, "the slot came back when the call ended");
     sidecar.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn without_api_keys_a_web_pages_request_is_refused_at_every_door() {
+    let sim = Sim::builder().start().await.unwrap();
+    let sidecar = sidecar(&sim).await;
+    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let base = format!("http://{}", sidecar.addr());
+    // What a page's "simple" cross-origin POST looks like: text/plain, no preflight.
+    let from_a_page = |path: &str, body: &str| {
+        Request::post(format!("{base}{path}"))
+            .header("origin", "https://evil.example")
+            .header("content-type", "text/plain")
+            .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
+            .unwrap()
+    };
+    for (path, body, code) in [
+        (
+            "/v1/route",
+            r#"{"route":"summarize","prompt":"hi"}"#,
+            "router.cross.origin",
+        ),
+        (
+            "/v1/chat/completions",
+            r#"{"model":"summarize","messages":[{"role":"user","content":"hi"}]}"#,
+            "cross_origin_request",
+        ),
+        (
+            "/v1/responses",
+            r#"{"model":"summarize","input":"hi"}"#,
+            "cross_origin_request",
+        ),
+    ] {
+        let response = client.request(from_a_page(path, body)).await.unwrap();
+        assert_eq!(response.status(), StatusCode::FORBIDDEN, "{path}");
+        let answer: Value =
+            serde_json::from_slice(&response.into_body().collect().await.unwrap().to_bytes())
+                .unwrap();
+        let got = answer["code"].as_str().or(answer["error"]["code"].as_str());
+        assert_eq!(got, Some(code), "{path}: {answer}");
+    }
+    assert!(
+        sim.prompt_requests().is_empty(),
+        "no page's call reached the gateway"
+    );
+    // The same request without `Origin`, as curl and the SDKs send it, is served.
+    let (status, _) = send(
+        &client,
+        Method::POST,
+        format!("{base}/v1/route"),
+        r#"{"route":"summarize","prompt":"hi"}"#,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    sidecar.shutdown().await.unwrap();
+}

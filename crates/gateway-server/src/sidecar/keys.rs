@@ -105,8 +105,29 @@ pub(crate) fn admit(keys: &ApiKeys, headers: &http::HeaderMap) -> Result<(), Den
     }
 }
 
-/// Lets a request through only with a valid key; otherwise a Genesys-style 401.
+/// What a request from a web page is told when no keys are configured.
+pub(crate) const FROM_A_WEB_PAGE: &str = "a request from a web page (it carries `Origin`) is refused: without API keys ([server] api_keys_env) any page a browser on this host opens could make routed calls";
+
+/// Whether a request comes from a web page (browsers send `Origin` with every POST and
+/// every cross-origin request; SDKs, curl and proxies to an API do not) while no keys
+/// are configured. Such a request is refused: a page's "simple" cross-origin POST (a
+/// `text/plain` body) needs no CORS preflight, so it would otherwise reach the gateway,
+/// billed, though the page cannot read the answer. With keys, it cannot present one.
+pub(crate) fn from_a_web_page_without_keys(keys: &ApiKeys, headers: &http::HeaderMap) -> bool {
+    keys.is_empty() && headers.contains_key(http::header::ORIGIN)
+}
+
+/// Lets a request through only with a valid key; otherwise a Genesys-style 401 (or 403
+/// for a web page's request without keys configured).
 pub(crate) async fn require_key(State(app): State<App>, request: Request, next: Next) -> Reply {
+    if from_a_web_page_without_keys(&app.options.api_keys, request.headers()) {
+        return error(
+            StatusCode::FORBIDDEN,
+            "router.cross.origin",
+            FROM_A_WEB_PAGE,
+            None,
+        );
+    }
     match admit(&app.options.api_keys, request.headers()) {
         Ok(()) => next.run(request).await,
         Err(denied) => {

@@ -312,3 +312,22 @@ async fn responses_requests_the_gateway_cannot_honour_are_refused_by_name() {
     );
     door.shutdown().await;
 }
+
+#[tokio::test]
+async fn with_api_keys_a_request_carrying_origin_is_judged_by_its_key_alone() {
+    let door = Door::start().await;
+    let body = json!({"model": "summarize", "input": "hi"});
+    let with_key = [
+        ("authorization", format!("Bearer {KEY}")),
+        ("origin", "https://app.example".to_owned()),
+    ];
+    let (status, _, _) = door
+        .raw(Method::POST, "/v1/responses", &with_key, Some(body.clone()))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _, answer) = door
+        .raw(Method::POST, "/v1/responses", &with_key[1..], Some(body))
+        .await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
+    door.shutdown().await;
+}

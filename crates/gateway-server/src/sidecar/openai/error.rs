@@ -32,6 +32,12 @@ pub(crate) struct OpenAiErrorDetail {
     code: Option<&'static str>,
 }
 
+/// Longest error message, in characters: a message may quote what the caller sent.
+const MAX_MESSAGE_CHARS: usize = 1024;
+
+/// Longest `param`, in characters: a parameter's name is the caller's key.
+const MAX_PARAM_CHARS: usize = 256;
+
 /// An answer of the door that is not a completion.
 #[derive(Debug)]
 pub(crate) struct OpenAiError {
@@ -50,6 +56,13 @@ impl OpenAiError {
         code: &'static str,
         message: String,
     ) -> Self {
+        // Both may repeat what the caller sent: a key, a role, a type of any length.
+        let mut message = message;
+        gateway_model::cut_to(&mut message, MAX_MESSAGE_CHARS);
+        let param = param.map(|mut param| {
+            gateway_model::cut_to(&mut param, MAX_PARAM_CHARS);
+            param
+        });
         Self {
             status,
             message,
@@ -76,6 +89,15 @@ impl OpenAiError {
 
     /// A 400 for a body that is not JSON, or a parameter of the wrong type.
     pub(crate) fn unreadable(error: &serde_path_to_error::Error<serde_json::Error>) -> Self {
+        Self::unreadable_at("", error)
+    }
+
+    /// [`OpenAiError::unreadable`] for a value read at `at` (such as `input[2]`), so the
+    /// parameter is named from the top of the request.
+    pub(crate) fn unreadable_at(
+        at: &str,
+        error: &serde_path_to_error::Error<serde_json::Error>,
+    ) -> Self {
         let inner = error.inner();
         if inner.is_syntax() || inner.is_eof() || inner.is_io() {
             return Self::invalid(
@@ -84,20 +106,23 @@ impl OpenAiError {
                 format!("the body is not JSON: {inner}"),
             );
         }
-        let param = error.path().to_string();
-        let text = inner.to_string();
-        // serde names the untagged enum's Rust type; say what the parameter takes instead.
-        let message = if text.contains("untagged enum Content") {
-            "must be a string or an array of text parts".to_owned()
-        } else if text.contains("untagged enum ResponseInput") {
-            "must be a string or an array of message items".to_owned()
-        } else {
-            strip_position(&text)
+        let path = error.path().to_string();
+        let param = match (at, path.as_str()) {
+            ("", ".") => {
+                return Self::invalid(
+                    None,
+                    "invalid_type",
+                    format!("the body must be a JSON object: {}", plain_words(inner)),
+                );
+            }
+            (at, ".") => at.to_owned(),
+            ("", path) => path.to_owned(),
+            (at, path) => format!("{at}.{path}"),
         };
         Self::invalid(
             Some(param.clone()),
             "invalid_type",
-            format!("`{param}`: {message}"),
+            format!("`{param}`: {}", plain_words(inner)),
         )
     }
 
@@ -183,10 +208,28 @@ fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
-/// serde's message without its ` at line 1 column 7` tail.
-fn strip_position(message: &str) -> String {
-    match message.rfind(" at line ") {
-        Some(at) => message[..at].to_owned(),
-        None => message.to_owned(),
+/// serde's complaint in the caller's terms: without its ` at line 1 column 7` tail and
+/// without the Rust types it names (an untagged enum, a struct, `f64`, `u32`).
+fn plain_words(error: &serde_json::Error) -> String {
+    let text = error.to_string();
+    let text = match text.rfind(" at line ") {
+        Some(at) => &text[..at],
+        None => &text,
+    };
+    if text.contains("untagged enum Content") {
+        return "must be a string or an array of text parts".to_owned();
     }
+    let mut words = text.to_owned();
+    if let Some(start) = words.find("expected struct ") {
+        words.replace_range(start.., "expected an object");
+    }
+    for (rust, said) in [
+        ("expected f64", "expected a number"),
+        ("expected u32", "expected an integer from 0 to 4294967295"),
+        ("expected u64", "expected a non-negative integer"),
+        ("expected a boolean", "expected true or false"),
+    ] {
+        words = words.replace(rust, said);
+    }
+    words
 }

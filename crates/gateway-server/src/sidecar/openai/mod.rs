@@ -55,12 +55,16 @@ pub(crate) fn owns(path: &str) -> bool {
 
 /// The door's 404 for a path it does not serve.
 pub(crate) fn not_found(method: &http::Method, path: &str) -> Reply {
-    OpenAiError::status(
-        StatusCode::NOT_FOUND,
-        "unknown_url",
-        &format!("unknown request URL: {method} {path}"),
-    )
-    .into_reply()
+    let mut path = path.to_owned();
+    gateway_model::cut_to(&mut path, 256);
+    let message = if path.starts_with("/v1/responses/") {
+        format!(
+            "unknown request URL: {method} {path}: responses are not stored, so none can be fetched, listed or cancelled"
+        )
+    } else {
+        format!("unknown request URL: {method} {path}")
+    };
+    OpenAiError::status(StatusCode::NOT_FOUND, "unknown_url", &message).into_reply()
 }
 
 /// The door's 405, keeping axum's `Allow`.
@@ -73,8 +77,17 @@ pub(crate) fn method_not_allowed() -> Reply {
     .into_reply()
 }
 
-/// Lets a request through only with a valid key; otherwise OpenAI's 401.
+/// Lets a request through only with a valid key; otherwise OpenAI's 401 (or 403 for a
+/// web page's request without keys configured).
 async fn require_key(State(app): State<App>, request: Request, next: Next) -> Reply {
+    if super::keys::from_a_web_page_without_keys(&app.options.api_keys, request.headers()) {
+        return OpenAiError::status(
+            StatusCode::FORBIDDEN,
+            "cross_origin_request",
+            super::keys::FROM_A_WEB_PAGE,
+        )
+        .into_reply();
+    }
     match super::keys::admit(&app.options.api_keys, request.headers()) {
         Ok(()) => next.run(request).await,
         Err(denied) => OpenAiError::unauthenticated(denied.message, denied.challenge).into_reply(),

@@ -154,8 +154,9 @@ pub(crate) struct ChatCall {
     pub(crate) sticky_key_param: &'static str,
 }
 
-/// Parameters accepted at the value that means "off", which SDKs send by default.
-pub(super) fn is_neutral(name: &str, value: &Value) -> bool {
+/// Chat Completions parameters accepted at the value that means "off", which SDKs send
+/// by default.
+fn is_neutral(name: &str, value: &Value) -> bool {
     match name {
         "n" => value.as_u64() == Some(1),
         "logprobs" | "store" | "parallel_tool_calls" => value == &Value::Bool(false),
@@ -164,14 +165,21 @@ pub(super) fn is_neutral(name: &str, value: &Value) -> bool {
     }
 }
 
-/// The first parameter in `rest` that is set and cannot be honoured.
+/// The first parameter in `rest` that is set (not null), is not at a value `neutral`
+/// accepts, and so cannot be honoured.
 pub(super) fn unsupported<'a>(
     rest: &'a Map<String, Value>,
     at: &str,
+    neutral: fn(&str, &Value) -> bool,
 ) -> Option<(String, &'a Value)> {
     rest.iter()
-        .find(|(name, value)| !value.is_null() && !is_neutral(name, value))
+        .find(|(name, value)| !value.is_null() && !neutral(name, value))
         .map(|(name, value)| (format!("{at}{name}"), value))
+}
+
+/// Nothing but null: the neutral value of a message's unknown field.
+fn only_null(_: &str, _: &Value) -> bool {
+    false
 }
 
 impl ChatCall {
@@ -224,7 +232,7 @@ impl ChatCompletionRequest {
         request.top_p = self.top_p;
         request.max_tokens = max_tokens;
         request.metadata = self.metadata.unwrap_or_default();
-        let (sticky_key, sticky_key_param) = sticky_key(headers, self.user)?;
+        let (sticky_key, sticky_key_param) = sticky_key(headers, [("user", self.user)])?;
         request.sticky_key = sticky_key;
         let include_usage = self
             .stream_options
@@ -241,17 +249,24 @@ impl ChatCompletionRequest {
     }
 }
 
-/// The sticky key, from the `X-Sticky-Key` header or else `user`, and the name it came
-/// by (for errors).
-pub(super) fn sticky_key(
+/// The sticky key, from the `X-Sticky-Key` header or else the first of `fields` (named
+/// body parameters, in order of precedence) that is set, and the name it came by (for
+/// errors).
+pub(super) fn sticky_key<const N: usize>(
     headers: &HeaderMap,
-    user: Option<String>,
+    fields: [(&'static str, Option<String>); N],
 ) -> Result<(Option<String>, &'static str), OpenAiError> {
     // A key the caller sent but that is not text is refused, not dropped: without it
     // the call would go to whichever model the split picks.
     match headers.get(&X_STICKY_KEY).map(HeaderValue::to_str) {
         Some(Ok(key)) if !key.is_empty() => Ok((Some(key.to_owned()), "X-Sticky-Key")),
-        Some(Ok(_)) | None => Ok((user, "user")),
+        Some(Ok(_)) | None => {
+            let first = fields.first().map_or("user", |(name, _)| *name);
+            Ok(fields
+                .into_iter()
+                .find_map(|(name, key)| key.map(|key| (Some(key), name)))
+                .unwrap_or((None, first)))
+        }
         Some(Err(_)) => Err(OpenAiError::invalid(
             Some("X-Sticky-Key".into()),
             "invalid_value",
@@ -262,7 +277,7 @@ pub(super) fn sticky_key(
 
 /// Refuses the first parameter the gateway cannot honour, by name.
 fn refuse_unsupported(rest: &Map<String, Value>) -> Result<(), OpenAiError> {
-    let Some((param, value)) = unsupported(rest, "") else {
+    let Some((param, value)) = unsupported(rest, "", is_neutral) else {
         return Ok(());
     };
     let message = if param == "n" {
@@ -366,7 +381,7 @@ impl ChatMessage {
                 ),
             ));
         }
-        if let Some((param, _)) = unsupported(&self.rest, at) {
+        if let Some((param, _)) = unsupported(&self.rest, at, only_null) {
             return Err(OpenAiError::invalid(
                 Some(param.clone()),
                 "unsupported_parameter",

@@ -1,226 +1,8 @@
-//! OpenAI's Responses API (`POST /v1/responses`), as far as a gateway that answers one
-//! text turn can serve it: the request read into a [`RouteRequest`], and the answer as a
-//! `response` object or its Server-Sent Events.
-//!
-//! `input` is a string (one user message) or a list of `message` items, rendered into the
-//! prompt by the Chat Completions template ([`super::request`]); `instructions` comes
-//! first, as a `System` turn. Parts of type `input_text` and `output_text` hold text;
-//! other item types (function calls, reasoning), other parts (images, files) and
-//! parameters the gateway cannot honour (`tools`, `previous_response_id`, `store: true`,
-//! a `text.format` other than `text`, ...) are refused by name. Nothing is stored, so a
-//! response cannot be fetched again.
+//! The Responses API's answers: the `response` object and its Server-Sent Events.
 
-use gateway_model::{FinishReason, Metadata, RouteOutcome, RouteRequest, Tuning};
-use http::HeaderMap;
+use gateway_model::{FinishReason, RouteOutcome};
 use schemars::JsonSchema;
-use serde::{Deserialize, Serialize};
-use serde_json::{Map, Value};
-
-use super::error::OpenAiError;
-use super::request::{ChatCall, ChatMessage, Role, render, sticky_key, unsupported};
-
-/// The content part types that hold text in `input`.
-const TEXT_PARTS: &[&str] = &["input_text", "output_text"];
-
-/// A Responses API request, as far as this door reads it: every other parameter is
-/// refused by name, since dropping it silently would change what the caller gets.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[schemars(title = "CreateResponseRequest")]
-pub(crate) struct CreateResponseRequest {
-    /// The route, named as a model (`GET /v1/models` lists them).
-    #[schemars(with = "String", required)]
-    model: Option<String>,
-    /// The prompt: a string, or a list of `message` items (`role`, `content`).
-    #[schemars(with = "ResponseInput", required)]
-    input: Option<ResponseInput>,
-    /// Instructions, rendered as the first (`System`) turn.
-    #[serde(default)]
-    instructions: Option<String>,
-    /// A temperature inside the route's `low..=high` band; absent, `tuning` picks it.
-    #[serde(default)]
-    temperature: Option<f64>,
-    /// Extension: the tuning level that picks the route's temperature (not with `temperature`).
-    #[serde(default)]
-    tuning: Option<Tuning>,
-    /// Nucleus sampling, replacing the route's `topP`.
-    #[serde(default)]
-    top_p: Option<f64>,
-    /// The output token limit, at most the route's own.
-    #[serde(default)]
-    max_output_tokens: Option<u32>,
-    /// Whether to answer as Server-Sent Events.
-    #[serde(default)]
-    stream: Option<bool>,
-    /// The caller's end-user id: the sticky key, unless an `X-Sticky-Key` header is given.
-    #[serde(default)]
-    user: Option<String>,
-    /// Labels added to the gateway payload's metadata and the audit entry.
-    #[serde(default)]
-    metadata: Option<Metadata>,
-    /// Output format: only `{"format": {"type": "text"}}`.
-    #[serde(default)]
-    text: Option<Value>,
-    /// Accepted only at their "off" values (`store: false`, `parallel_tool_calls:
-    /// false`); any other parameter is refused.
-    #[serde(flatten)]
-    #[schemars(skip)]
-    rest: Map<String, Value>,
-}
-
-/// `input`: a string, or a list of items.
-#[derive(Debug, Deserialize, JsonSchema)]
-#[serde(untagged)]
-pub(crate) enum ResponseInput {
-    /// One user message.
-    Text(String),
-    /// `message` items: `{"role", "content"}`, optionally with `"type": "message"` (and
-    /// the `id` and `status` of an earlier output item, which are ignored).
-    Items(Vec<Map<String, Value>>),
-}
-
-impl CreateResponseRequest {
-    /// Reads `body` (with the caller's `headers`) as a Responses API request: the call
-    /// for the router, and how to answer it.
-    pub(crate) fn parse(
-        body: &[u8],
-        headers: &HeaderMap,
-    ) -> Result<(RouteRequest, ChatCall), OpenAiError> {
-        let mut reader = serde_json::Deserializer::from_slice(body);
-        let parsed: Self = serde_path_to_error::deserialize(&mut reader)
-            .map_err(|e| OpenAiError::unreadable(&e))?;
-        reader.end().map_err(|e| {
-            OpenAiError::invalid(
-                None,
-                "invalid_json",
-                format!("the body is not one JSON object: {e}"),
-            )
-        })?;
-        parsed.into_call(headers)
-    }
-
-    fn into_call(self, headers: &HeaderMap) -> Result<(RouteRequest, ChatCall), OpenAiError> {
-        refuse_unsupported(&self.rest, self.text.as_ref())?;
-        let model = self.model.ok_or_else(|| OpenAiError::missing("model"))?;
-        let input = self.input.ok_or_else(|| OpenAiError::missing("input"))?;
-        if self.temperature.is_some() && self.tuning.is_some() {
-            return Err(OpenAiError::invalid(
-                Some("tuning".into()),
-                "conflicting_parameters",
-                "give `temperature` or `tuning`, not both".into(),
-            ));
-        }
-        let prompt = prompt(input, self.instructions)?;
-        let mut request = RouteRequest::new(model, prompt);
-        request.tuning = self.tuning.unwrap_or_default();
-        request.temperature = self.temperature;
-        request.top_p = self.top_p;
-        request.max_tokens = self.max_output_tokens;
-        request.metadata = self.metadata.unwrap_or_default();
-        let (sticky_key, sticky_key_param) = sticky_key(headers, self.user)?;
-        request.sticky_key = sticky_key;
-        let call = ChatCall {
-            stream: self.stream.unwrap_or(false),
-            include_usage: true,
-            max_tokens_param: "max_output_tokens",
-            prompt_param: "input",
-            sticky_key_param,
-        };
-        Ok((request, call))
-    }
-}
-
-/// Refuses the first parameter the gateway cannot honour, by name.
-fn refuse_unsupported(rest: &Map<String, Value>, text: Option<&Value>) -> Result<(), OpenAiError> {
-    if let Some((param, _)) = unsupported(rest, "") {
-        let message = if param == "store" {
-            "nothing is stored, so a response cannot be fetched again: `store` must be false or absent".to_owned()
-        } else {
-            format!("`{param}` is not supported by the Genesys Cloud AI Gateway; remove it")
-        };
-        return Err(OpenAiError::invalid(
-            Some(param),
-            "unsupported_parameter",
-            message,
-        ));
-    }
-    let plain = |text: &Value| {
-        text.as_object().is_some_and(|t| {
-            t.iter().all(|(key, value)| {
-                value.is_null()
-                    || (key == "format"
-                        && value.get("type").and_then(Value::as_str) == Some("text"))
-            })
-        })
-    };
-    match text {
-        Some(text) if !text.is_null() && !plain(text) => Err(OpenAiError::invalid(
-            Some("text".into()),
-            "unsupported_parameter",
-            "only `{\"format\": {\"type\": \"text\"}}` is supported: the gateway answers plain text"
-                .into(),
-        )),
-        _ => Ok(()),
-    }
-}
-
-/// The prompt of `input`, with `instructions` as the first turn.
-fn prompt(input: ResponseInput, instructions: Option<String>) -> Result<String, OpenAiError> {
-    let mut messages: Vec<ChatMessage> = instructions
-        .map(|text| ChatMessage::plain(Role::System, text))
-        .into_iter()
-        .collect();
-    match input {
-        ResponseInput::Text(text) if messages.is_empty() => return Ok(text),
-        ResponseInput::Text(text) => messages.push(ChatMessage::plain(Role::User, text)),
-        ResponseInput::Items(items) => {
-            if items.is_empty() {
-                return Err(OpenAiError::invalid(
-                    Some("input".into()),
-                    "invalid_value",
-                    "`input` must hold at least one message".into(),
-                ));
-            }
-            for (i, item) in items.into_iter().enumerate() {
-                messages.push(message_item(i, item)?);
-            }
-        }
-    }
-    render(&messages, "input", TEXT_PARTS)
-}
-
-/// One `input` item as a message; any other item type is refused.
-fn message_item(i: usize, mut item: Map<String, Value>) -> Result<ChatMessage, OpenAiError> {
-    let at = format!("input[{i}]");
-    match item.remove("type") {
-        None | Some(Value::Null) => {}
-        Some(Value::String(kind)) if kind == "message" => {}
-        Some(other) => {
-            return Err(OpenAiError::invalid(
-                Some(format!("{at}.type")),
-                "unsupported_value",
-                format!(
-                    "input items of type {other} are not supported: the gateway takes messages"
-                ),
-            ));
-        }
-    }
-    // An earlier output item sent back carries its id and status; neither matters here.
-    item.remove("id");
-    item.remove("status");
-    serde_path_to_error::deserialize(Value::Object(item)).map_err(|e| {
-        let path = e.path().to_string();
-        let param = if path == "." {
-            at.clone()
-        } else {
-            format!("{at}.{path}")
-        };
-        OpenAiError::invalid(
-            Some(param.clone()),
-            "invalid_type",
-            format!("`{param}`: {}", e.inner()),
-        )
-    })
-}
+use serde::Serialize;
 
 /// A whole answer: a `response` object.
 #[derive(Debug, Serialize, JsonSchema)]
@@ -245,6 +27,12 @@ pub(crate) struct ResponseObject {
     output: Vec<OutputMessage>,
     /// Token counts, when the gateway reports them.
     usage: Option<ResponseUsage>,
+    /// Always empty: no tools are offered.
+    tools: [(); 0],
+    /// Always `auto` (with no tools, the same as `none`).
+    tool_choice: &'static str,
+    /// Always false.
+    parallel_tool_calls: bool,
 }
 
 /// Why an answer is incomplete.
@@ -304,6 +92,8 @@ pub(crate) struct ResponseUsage {
 pub(crate) struct CachedTokens {
     /// Always 0.
     cached_tokens: u32,
+    /// Always 0.
+    cache_write_tokens: u32,
 }
 
 /// `output_tokens_details`.
@@ -348,13 +138,19 @@ impl ResponseObject {
             }],
             usage: outcome.response.usage.as_ref().map(|u| ResponseUsage {
                 input_tokens: u.prompt_tokens,
-                input_tokens_details: CachedTokens { cached_tokens: 0 },
+                input_tokens_details: CachedTokens {
+                    cached_tokens: 0,
+                    cache_write_tokens: 0,
+                },
                 output_tokens: u.completion_tokens,
                 output_tokens_details: ReasoningTokens {
                     reasoning_tokens: 0,
                 },
                 total_tokens: u.total_tokens,
             }),
+            tools: [],
+            tool_choice: "auto",
+            parallel_tool_calls: false,
         }
     }
 
@@ -370,6 +166,9 @@ impl ResponseObject {
             model: self.model.clone(),
             output: Vec::new(),
             usage: None,
+            tools: [],
+            tool_choice: self.tool_choice,
+            parallel_tool_calls: self.parallel_tool_calls,
         }
     }
 }
