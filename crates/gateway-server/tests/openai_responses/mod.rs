@@ -331,3 +331,16 @@ async fn with_api_keys_a_request_carrying_origin_is_judged_by_its_key_alone() {
     assert_eq!(status, StatusCode::UNAUTHORIZED, "{answer}");
     door.shutdown().await;
 }
+
+#[tokio::test]
+async fn fetching_a_response_again_says_none_is_stored() {
+    let door = Door::start().await;
+    let auth = [("authorization", format!("Bearer {KEY}"))];
+    let (status, _, answer) = door
+        .raw::<String>(Method::GET, "/v1/responses/resp_1", &auth, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let message = answer["error"]["message"].as_str().unwrap();
+    assert!(message.contains("not stored"), "{message}");
+    door.shutdown().await;
+}
