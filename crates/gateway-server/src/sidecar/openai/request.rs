@@ -189,18 +189,38 @@ impl ChatCall {
         body: &[u8],
         headers: &HeaderMap,
     ) -> Result<(RouteRequest, Self), OpenAiError> {
-        let mut reader = serde_json::Deserializer::from_slice(body);
-        let parsed: ChatCompletionRequest = serde_path_to_error::deserialize(&mut reader)
-            .map_err(|e| OpenAiError::unreadable(&e))?;
-        reader.end().map_err(|e| {
-            OpenAiError::invalid(
-                None,
-                "invalid_json",
-                format!("the body is not one JSON object: {e}"),
-            )
-        })?;
-        parsed.into_call(headers)
+        read_json::<ChatCompletionRequest>(body)?.into_call(headers)
     }
+}
+
+/// Reads `body` as one JSON value of type `T`; a parameter of the wrong type is named.
+pub(super) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
+    let mut reader = serde_json::Deserializer::from_slice(body);
+    let parsed =
+        serde_path_to_error::deserialize(&mut reader).map_err(|e| OpenAiError::unreadable(&e))?;
+    reader.end().map_err(|e| {
+        OpenAiError::invalid(
+            None,
+            "invalid_json",
+            format!("the body is not one JSON object: {e}"),
+        )
+    })?;
+    Ok(parsed)
+}
+
+/// Refuses `temperature` together with `tuning`: each would pick the temperature.
+pub(super) fn one_temperature(
+    temperature: Option<f64>,
+    tuning: Option<Tuning>,
+) -> Result<(), OpenAiError> {
+    if temperature.is_some() && tuning.is_some() {
+        return Err(OpenAiError::invalid(
+            Some("tuning".into()),
+            "conflicting_parameters",
+            "give `temperature` or `tuning`, not both".into(),
+        ));
+    }
+    Ok(())
 }
 
 impl ChatCompletionRequest {
@@ -217,13 +237,7 @@ impl ChatCompletionRequest {
                 "`messages` must hold at least one message".into(),
             ));
         }
-        if self.temperature.is_some() && self.tuning.is_some() {
-            return Err(OpenAiError::invalid(
-                Some("tuning".into()),
-                "conflicting_parameters",
-                "give `temperature` or `tuning`, not both".into(),
-            ));
-        }
+        one_temperature(self.temperature, self.tuning)?;
         let (max_tokens, max_tokens_param) =
             token_cap(self.max_tokens, self.max_completion_tokens)?;
         let mut request = RouteRequest::new(model, render(&messages, "messages", &["text"])?);

@@ -21,7 +21,9 @@ mod answer;
 pub(crate) use self::answer::{ResponseObject, ResponseStreamEvent, response_events};
 
 use super::error::OpenAiError;
-use super::request::{ChatCall, ChatMessage, Role, render, sticky_key, unsupported};
+use super::request::{
+    ChatCall, ChatMessage, Role, one_temperature, read_json, render, sticky_key, unsupported,
+};
 
 /// Responses API parameters accepted at the value that means "off" (or, with no tools,
 /// makes no difference), which SDKs may send.
@@ -169,17 +171,7 @@ impl CreateResponseRequest {
         body: &[u8],
         headers: &HeaderMap,
     ) -> Result<(RouteRequest, ChatCall), OpenAiError> {
-        let mut reader = serde_json::Deserializer::from_slice(body);
-        let parsed: Self = serde_path_to_error::deserialize(&mut reader)
-            .map_err(|e| OpenAiError::unreadable(&e))?;
-        reader.end().map_err(|e| {
-            OpenAiError::invalid(
-                None,
-                "invalid_json",
-                format!("the body is not one JSON object: {e}"),
-            )
-        })?;
-        parsed.into_call(headers)
+        read_json::<Self>(body)?.into_call(headers)
     }
 
     fn into_call(self, headers: &HeaderMap) -> Result<(RouteRequest, ChatCall), OpenAiError> {
@@ -191,13 +183,7 @@ impl CreateResponseRequest {
         ];
         let model = self.model.ok_or_else(|| OpenAiError::missing("model"))?;
         let input = self.input.ok_or_else(|| OpenAiError::missing("input"))?;
-        if self.temperature.is_some() && self.tuning.is_some() {
-            return Err(OpenAiError::invalid(
-                Some("tuning".into()),
-                "conflicting_parameters",
-                "give `temperature` or `tuning`, not both".into(),
-            ));
-        }
+        one_temperature(self.temperature, self.tuning)?;
         let prompt = prompt(input, self.instructions)?;
         let mut request = RouteRequest::new(model, prompt);
         request.tuning = self.tuning.unwrap_or_default();
