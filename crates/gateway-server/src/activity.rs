@@ -207,20 +207,37 @@ impl Drop for InFlight {
 impl<S> hyper::service::Service<Request<Incoming>> for Tracked<S>
 where
     S: hyper::service::Service<Request<Incoming>>,
-    S::Future: Send + 'static,
 {
     type Response = S::Response;
     type Error = S::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<S::Response, S::Error>> + Send>>;
+    type Future = TrackedAnswer<S::Future>;
 
     fn call(&self, req: Request<Incoming>) -> Self::Future {
         self.activity.request_started();
         let guard = InFlight(Arc::clone(&self.activity));
-        let answer = self.inner.call(req);
-        Box::pin(async move {
-            let answer = answer.await;
-            drop(guard);
-            answer
-        })
+        TrackedAnswer {
+            answer: self.inner.call(req),
+            guard: Some(guard),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer that marks the request as ended when it is ready (or dropped).
+    pub(crate) struct TrackedAnswer<F> {
+        #[pin]
+        answer: F,
+        guard: Option<InFlight>,
+    }
+}
+
+impl<F: Future> Future for TrackedAnswer<F> {
+    type Output = F::Output;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+        let this = self.project();
+        let answer = std::task::ready!(this.answer.poll(cx));
+        this.guard.take();
+        Poll::Ready(answer)
     }
 }

@@ -298,3 +298,82 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
     assert_eq!(headers["retry-after"], "1");
     sidecar.shutdown().await.unwrap();
 }
+
+/// Where a test's log lines go.
+#[derive(Clone, Default)]
+struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+// One thread: the sidecar's tasks log through this test's subscriber.
+#[tokio::test(flavor = "current_thread")]
+async fn the_access_log_has_one_line_per_request_and_no_body() {
+    let captured = Captured::default();
+    let writer = captured.clone();
+    let subscriber = tracing_subscriber::fmt()
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .with_env_filter("genesys_router::access=info")
+        .finish();
+    let _default = tracing::subscriber::set_default(subscriber);
+
+    let sim = Sim::builder().start().await.unwrap();
+    let (sidecar, _metrics) = start(&sim, SidecarOptions::default()).await;
+    let base = format!("http://{}", sidecar.addr());
+    let client = client();
+    let secret_prompt = r#"{"route":"summarize","prompt":"card 4111 1111 1111 1111"}"#;
+    let (status, _, _) = send(
+        &client,
+        Method::POST,
+        format!("{base}/v1/route"),
+        &[("x-request-id", "caller-9")],
+        secret_prompt,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, headers, _) =
+        send(&client, Method::DELETE, format!("{base}/v1/route"), &[], "").await;
+    assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
+    let made_up = headers["x-request-id"].to_str().unwrap().to_owned();
+    sidecar.shutdown().await.unwrap();
+
+    let log = String::from_utf8(captured.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = log.lines().collect();
+    assert_eq!(lines.len(), 2, "{log}");
+    for (line, expected) in lines.iter().zip([
+        [
+            "method=POST",
+            "path=/v1/route",
+            "status=200",
+            "route=\"summarize\"",
+            "model=\"model-gen-4\"",
+            "request_id=caller-9",
+        ],
+        [
+            "method=DELETE",
+            "path=/v1/route",
+            "status=405",
+            "route=\"\"",
+            "model=\"\"",
+            &format!("request_id={made_up}"),
+        ],
+    ]) {
+        for part in expected {
+            assert!(line.contains(part), "{part} missing from {line}");
+        }
+        assert!(line.contains("latency_ms="), "{line}");
+    }
+    assert!(
+        !log.contains("4111"),
+        "a body reached the access log: {log}"
+    );
+}

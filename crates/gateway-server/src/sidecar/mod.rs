@@ -16,6 +16,7 @@
 //! [`FLUSH_BOUND`].
 
 mod context;
+mod house_rules;
 mod keys;
 pub(crate) mod openai;
 mod reply;
@@ -290,7 +291,7 @@ impl Sidecar {
         let app = App(Arc::new(AppState {
             router,
             metrics,
-            http_metrics: gateway_telemetry::HttpMetrics::new(routes::PATH_LABELS),
+            http_metrics: gateway_telemetry::HttpMetrics::new(house_rules::PATH_LABELS),
             calls: TaskTracker::new(),
             call_slots: Arc::new(Semaphore::new(
                 options.max_calls.clamp(1, Semaphore::MAX_PERMITS),
@@ -351,16 +352,25 @@ impl Sidecar {
     }
 }
 
+/// The paths of the main listener, or of the metrics listener, under the house rules.
 fn service(
     app: &App,
     metrics_only: bool,
-) -> hyper_util::service::TowerToHyperService<axum::Router> {
+) -> impl hyper::service::Service<
+    http::Request<hyper::body::Incoming>,
+    Response = reply::Reply,
+    Error = std::convert::Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
     let paths = if metrics_only {
         routes::metrics_only(app.clone())
     } else {
         routes::paths(app.clone())
     };
-    hyper_util::service::TowerToHyperService::new(paths)
+    house_rules::around(paths, app.clone())
 }
 
 /// Serves until the shutdown signal, then shuts down in the documented steps; the

@@ -1,0 +1,215 @@
+//! What every answer of the service goes through: request ids in and out, the access
+//! log, the HTTP metrics and the house rules for answers, as one tower stack around the
+//! paths.
+//!
+//! The stack is composed statically around the finished axum router rather than added
+//! with `Router::layer`, which boxes every layer's future on every request: each of those
+//! boxes lives as long as the call, so at 2,000 calls in flight they cost megabytes
+//! (BENCHMARKS.md).
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+use axum::Router as Paths;
+use http::header::HeaderValue;
+use http::{Method, Request, StatusCode};
+use hyper::body::Incoming;
+use tower::{Layer, Service, ServiceBuilder};
+use tower_http::request_id::{MakeRequestUuid, PropagateRequestIdLayer, SetRequestIdLayer};
+
+use super::App;
+use super::context::{X_REQUEST_ID, has_usable_request_id};
+use super::reply::{Reply, error, with_retry_after};
+
+/// Every path label of the HTTP metrics.
+pub(crate) const PATH_LABELS: &[&str] = &[
+    "/v1/route",
+    "/metrics",
+    "/healthz",
+    "/readyz",
+    "/openapi.json",
+    "/v1/chat/completions",
+    "/v1/responses",
+    "/v1/models",
+    "/v1/models/{model}",
+    "other",
+];
+
+/// `paths` with request ids in and out, the access log, the HTTP metrics and the house
+/// rules: a service hyper can serve.
+pub(crate) fn around(
+    paths: Paths,
+    app: App,
+) -> impl hyper::service::Service<
+    Request<Incoming>,
+    Response = Reply,
+    Error = Infallible,
+    Future: Send + 'static,
+> + Clone
++ Send
++ Sync
++ 'static {
+    let stack = ServiceBuilder::new()
+        .map_request(drop_unusable_request_id::<Incoming>)
+        .layer(SetRequestIdLayer::new(
+            X_REQUEST_ID.clone(),
+            MakeRequestUuid,
+        ))
+        .layer(PropagateRequestIdLayer::new(X_REQUEST_ID.clone()))
+        .layer(HouseRulesLayer { app })
+        .service(paths);
+    hyper_util::service::TowerToHyperService::new(stack)
+}
+
+/// A caller request id the audit trail could not keep (too long, not printable, given
+/// twice) is replaced by one made up, so the id echoed is always the one audited.
+fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
+    if request.headers().contains_key(&X_REQUEST_ID) && !has_usable_request_id(request.headers()) {
+        request.headers_mut().remove(&X_REQUEST_ID);
+    }
+    request
+}
+
+/// Puts [`HouseRules`] around a service.
+#[derive(Clone)]
+struct HouseRulesLayer {
+    app: App,
+}
+
+impl<S> Layer<S> for HouseRulesLayer {
+    type Service = HouseRules<S>;
+
+    fn layer(&self, inner: S) -> HouseRules<S> {
+        HouseRules {
+            inner,
+            app: self.app.clone(),
+        }
+    }
+}
+
+/// One access-log line per request (method, path, status, latency, request id; never a
+/// body) and the HTTP metrics, around the house rules ([`conventions`]). Nothing is
+/// copied for the line unless the access log is on.
+#[derive(Clone)]
+struct HouseRules<S> {
+    inner: S,
+    app: App,
+}
+
+impl<S, B> Service<Request<B>> for HouseRules<S>
+where
+    S: Service<Request<B>, Response = Reply, Error = Infallible>,
+{
+    type Response = Reply;
+    type Error = Infallible;
+    type Future = Answer<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Infallible>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, request: Request<B>) -> Self::Future {
+        let path = request.uri().path();
+        let label = path_label(path);
+        let openai = super::openai::owns(path);
+        let logged = tracing::enabled!(target: "genesys_router::access", tracing::Level::INFO)
+            .then(|| {
+                // Copied, not cloned: a header value shares the connection's read buffer.
+                let id = header_str(request.headers().get(&X_REQUEST_ID)).to_owned();
+                (request.method().clone(), path.to_owned(), id)
+            });
+        Answer {
+            inner: self.inner.call(request),
+            app: self.app.clone(),
+            started: Instant::now(),
+            label,
+            openai,
+            logged,
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// A request's answer under the house rules: [`HouseRules`]' future.
+    struct Answer<F> {
+        #[pin]
+        inner: F,
+        app: App,
+        started: Instant,
+        label: &'static str,
+        openai: bool,
+        logged: Option<(Method, String, String)>,
+    }
+}
+
+impl<F> Future for Answer<F>
+where
+    F: Future<Output = Result<Reply, Infallible>>,
+{
+    type Output = Result<Reply, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let Ok(response) = ready!(this.inner.poll(cx));
+        let response = conventions(*this.openai, response);
+        let status = response.status().as_u16();
+        this.app
+            .http_metrics
+            .record(this.label, status, this.started.elapsed());
+        if let Some(logged) = this.logged.take() {
+            let (method, path, request_id) = logged;
+            let latency_ms = this.started.elapsed().as_secs_f64() * 1_000.0;
+            tracing::info!(
+                target: "genesys_router::access",
+                %method, %path, status, latency_ms,
+                route = header_str(response.headers().get(&super::ROUTE_HEADER)),
+                model = header_str(response.headers().get(&super::MODEL_HEADER)),
+                request_id = %request_id,
+                "request"
+            );
+        }
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// Gives axum's own answers (405 with `Allow`, extractor rejections) the sidecar's error
+/// body, and every 429 and 503 a `Retry-After`.
+fn conventions(openai: bool, response: Reply) -> Reply {
+    if response.status() == StatusCode::METHOD_NOT_ALLOWED
+        && response.headers().get(http::header::CONTENT_TYPE).is_none()
+    {
+        let allow = response.headers().get(http::header::ALLOW).cloned();
+        let mut reply = if openai {
+            super::openai::method_not_allowed()
+        } else {
+            error(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "router.method.not.allowed",
+                "method not allowed",
+                None,
+            )
+        };
+        if let Some(allow) = allow {
+            reply.headers_mut().insert(http::header::ALLOW, allow);
+        }
+        return reply;
+    }
+    with_retry_after(response)
+}
+
+/// A header's text, or "" (for the access log).
+fn header_str(value: Option<&HeaderValue>) -> &str {
+    value.and_then(|v| v.to_str().ok()).unwrap_or("")
+}
+
+/// A bounded metric label for a path: one of [`PATH_LABELS`].
+fn path_label(path: &str) -> &'static str {
+    match PATH_LABELS.iter().find(|label| **label == path) {
+        Some(label) => label,
+        None if path.starts_with("/v1/models/") => "/v1/models/{model}",
+        None => "other",
+    }
+}
