@@ -133,6 +133,7 @@ async fn api_keys_guard_routing_but_not_health() {
     let options = SidecarOptions {
         api_keys: ApiKeys::parse("k-right"),
         metrics_open: false,
+        metrics_listen: Some("127.0.0.1:0".parse().unwrap()),
         ..SidecarOptions::default()
     };
     let (sidecar, _metrics) = start(&sim, options).await;
@@ -197,6 +198,13 @@ async fn api_keys_guard_routing_but_not_health() {
         StatusCode::UNAUTHORIZED,
         "metrics follow the switch"
     );
+    // So do they on the metrics listener.
+    let metrics_at = format!("http://{}/metrics", sidecar.metrics_addr().unwrap());
+    let (status, _, _) = send(&client, Method::GET, metrics_at.clone(), &[], "").await;
+    assert_eq!(status, StatusCode::UNAUTHORIZED);
+    let key = [("authorization", "Bearer k-right")];
+    let (status, _, _) = send(&client, Method::GET, metrics_at, &key, "").await;
+    assert_eq!(status, StatusCode::OK);
     sidecar.shutdown().await.unwrap();
 }
 

@@ -1,12 +1,13 @@
 //! Optional bearer API keys for the sidecar's callers.
 
 use std::fmt;
+use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
+use axum::extract::FromRequestParts;
 use http::StatusCode;
 use http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
+use http::request::Parts;
 use subtle::ConstantTimeEq;
 
 use super::App;
@@ -117,30 +118,59 @@ pub(crate) fn from_a_web_page_without_keys(keys: &ApiKeys, headers: &http::Heade
     keys.is_empty() && headers.contains_key(http::header::ORIGIN)
 }
 
-/// Lets a request through only with a valid key; otherwise a Genesys-style 401 (or 403
-/// for a web page's request without keys configured).
-pub(crate) async fn require_key(State(app): State<App>, request: Request, next: Next) -> Reply {
-    if from_a_web_page_without_keys(&app.options.api_keys, request.headers()) {
-        return error(
+/// How a door answers a request the API keys turn away.
+pub(crate) trait Refusal {
+    /// A web page's request, with no keys configured (403).
+    fn cross_origin() -> Reply;
+    /// A request without a valid key (401 with its challenge).
+    fn unauthenticated(denied: Denied) -> Reply;
+}
+
+/// A request the API keys let through: a handler that takes this extractor runs only
+/// then, and `D` answers the others. An extractor rather than a middleware, which
+/// axum would box on every request for the call's whole life.
+pub(crate) struct Keyed<D>(PhantomData<D>);
+
+impl<D: Refusal> FromRequestParts<App> for Keyed<D> {
+    type Rejection = Reply;
+
+    async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Reply> {
+        let keys = &app.options.api_keys;
+        if from_a_web_page_without_keys(keys, &parts.headers) {
+            return Err(D::cross_origin());
+        }
+        admit(keys, &parts.headers)
+            .map(|()| Keyed(PhantomData))
+            .map_err(D::unauthenticated)
+    }
+}
+
+/// The sidecar's own door: its refusals have the Genesys-style error body.
+pub(crate) enum SidecarDoor {}
+
+/// A request to the sidecar's own paths that the API keys let through.
+pub(crate) type SidecarKey = Keyed<SidecarDoor>;
+
+impl Refusal for SidecarDoor {
+    fn cross_origin() -> Reply {
+        error(
             StatusCode::FORBIDDEN,
             "router.cross.origin",
             FROM_A_WEB_PAGE,
             None,
-        );
+        )
     }
-    match admit(&app.options.api_keys, request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(denied) => {
-            let mut reply = error(
-                StatusCode::UNAUTHORIZED,
-                "router.unauthenticated",
-                denied.message,
-                None,
-            );
-            reply
-                .headers_mut()
-                .insert(WWW_AUTHENTICATE, HeaderValue::from_static(denied.challenge));
-            reply
-        }
+
+    fn unauthenticated(denied: Denied) -> Reply {
+        let mut reply = error(
+            StatusCode::UNAUTHORIZED,
+            "router.unauthenticated",
+            denied.message,
+            None,
+        );
+        reply
+            .headers_mut()
+            .insert(WWW_AUTHENTICATE, HeaderValue::from_static(denied.challenge));
+        reply
     }
 }

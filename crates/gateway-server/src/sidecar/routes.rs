@@ -3,47 +3,45 @@
 use axum::Router as Paths;
 use axum::body::Body;
 use axum::extract::{Request, State};
-use axum::middleware;
 use axum::routing::{get, post};
 use gateway_model::{RouteRequest, from_json_slice};
 use http::StatusCode;
 use serde_json::json;
 
 use super::App;
-use super::keys::require_key;
+use super::keys::SidecarKey;
 use super::reply::{Reply, error, json, route_error, text, violation_details};
 use crate::read_body;
 
 /// Every path the sidecar serves (the OpenAPI document lists the same set).
 pub(crate) fn paths(app: App) -> Paths {
     let metrics_open = app.options.metrics_open;
-    let mut protected = Paths::new().route("/v1/route", post(route));
-    let mut open = Paths::new()
+    let paths = Paths::new()
+        .route("/v1/route", post(route))
         .route("/healthz", get(healthz))
         .route("/readyz", get(ready))
         .route("/openapi.json", get(openapi));
-    if metrics_open {
-        open = open.route("/metrics", get(metrics));
-    } else {
-        protected = protected.route("/metrics", get(metrics));
-    }
-    let protected = protected.layer(middleware::from_fn_with_state(app.clone(), require_key));
-    let door = super::openai::paths(&app);
-    open.merge(protected)
-        .merge(door)
+    with_metrics(paths, metrics_open)
+        .merge(super::openai::paths())
         .fallback(not_found)
         .with_state(app)
 }
 
 /// The metrics listener's only path (`[metrics] listen`).
 pub(crate) fn metrics_only(app: App) -> Paths {
-    let paths = Paths::new().route("/metrics", get(metrics));
-    let paths = if app.options.metrics_open {
-        paths
+    let metrics_open = app.options.metrics_open;
+    with_metrics(Paths::new(), metrics_open)
+        .fallback(not_found)
+        .with_state(app)
+}
+
+/// `paths` and `GET /metrics`, behind the API keys unless `[server] metrics_require_key` is off.
+fn with_metrics(paths: Paths<App>, open: bool) -> Paths<App> {
+    if open {
+        paths.route("/metrics", get(metrics))
     } else {
-        paths.layer(middleware::from_fn_with_state(app.clone(), require_key))
-    };
-    paths.fallback(not_found).with_state(app)
+        paths.route("/metrics", get(keyed_metrics))
+    }
 }
 
 async fn not_found(request: Request) -> Reply {
@@ -71,6 +69,10 @@ async fn openapi() -> Reply {
     )
 }
 
+async fn keyed_metrics(_: SidecarKey, app: State<App>) -> Reply {
+    metrics(app).await
+}
+
 async fn metrics(State(app): State<App>) -> Reply {
     match &app.metrics {
         Some(m) => text(StatusCode::OK, "text/plain; version=0.0.4", m.render()),
@@ -83,7 +85,7 @@ async fn metrics(State(app): State<App>) -> Reply {
     }
 }
 
-async fn route(State(app): State<App>, request: Request<Body>) -> Reply {
+async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) -> Reply {
     // The head and body are slices of the connection's read buffer: parsed into owned
     // values in this block, they let it go before the call rather than after.
     let request = {

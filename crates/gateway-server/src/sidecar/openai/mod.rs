@@ -23,7 +23,6 @@ mod route_error;
 use axum::Router as Paths;
 use axum::body::Body;
 use axum::extract::{Path, Request, State};
-use axum::middleware::{self, Next};
 use axum::routing::{get, post};
 use gateway_model::{RouteOutcome, RouteRequest};
 use http::header::{CACHE_CONTROL, HeaderValue};
@@ -34,17 +33,17 @@ use self::request::ChatCall;
 use self::response::{ChatCompletion, ModelCard, ModelList, event_stream, unix_now};
 use self::responses::{CreateResponseRequest, ResponseObject, response_events};
 use super::App;
+use super::keys::{Denied, Keyed, Refusal};
 use super::reply::{Reply, json, text};
 use crate::read_body;
 
 /// The door's paths, each behind the API keys (when configured).
-pub(crate) fn paths(app: &App) -> Paths<App> {
+pub(crate) fn paths() -> Paths<App> {
     Paths::new()
         .route("/v1/chat/completions", post(chat_completions))
         .route("/v1/responses", post(create_response))
         .route("/v1/models", get(models))
         .route("/v1/models/{model}", get(model))
-        .layer(middleware::from_fn_with_state(app.clone(), require_key))
 }
 
 /// Whether `path` belongs to this door (its answers, 404s and 405s included, then take
@@ -77,20 +76,24 @@ pub(crate) fn method_not_allowed() -> Reply {
     .into_reply()
 }
 
-/// Lets a request through only with a valid key; otherwise OpenAI's 401 (or 403 for a
-/// web page's request without keys configured).
-async fn require_key(State(app): State<App>, request: Request, next: Next) -> Reply {
-    if super::keys::from_a_web_page_without_keys(&app.options.api_keys, request.headers()) {
-        return OpenAiError::status(
+/// The OpenAI-compatible door: its refusals have OpenAI's error shape.
+pub(crate) enum OpenAiDoor {}
+
+/// A request to the door that the API keys let through.
+type OpenAiKey = Keyed<OpenAiDoor>;
+
+impl Refusal for OpenAiDoor {
+    fn cross_origin() -> Reply {
+        OpenAiError::status(
             StatusCode::FORBIDDEN,
             "cross_origin_request",
             super::keys::FROM_A_WEB_PAGE,
         )
-        .into_reply();
+        .into_reply()
     }
-    match super::keys::admit(&app.options.api_keys, request.headers()) {
-        Ok(()) => next.run(request).await,
-        Err(denied) => OpenAiError::unauthenticated(denied.message, denied.challenge).into_reply(),
+
+    fn unauthenticated(denied: Denied) -> Reply {
+        OpenAiError::unauthenticated(denied.message, denied.challenge).into_reply()
     }
 }
 
@@ -134,7 +137,7 @@ fn events(stream: String) -> Reply {
     reply
 }
 
-async fn chat_completions(State(app): State<App>, request: Request<Body>) -> Reply {
+async fn chat_completions(_: OpenAiKey, State(app): State<App>, request: Request<Body>) -> Reply {
     let (outcome, call) = match routed(&app, request, ChatCall::parse).await {
         Ok(routed) => routed,
         Err(reply) => return reply,
@@ -149,7 +152,7 @@ async fn chat_completions(State(app): State<App>, request: Request<Body>) -> Rep
     reply
 }
 
-async fn create_response(State(app): State<App>, request: Request<Body>) -> Reply {
+async fn create_response(_: OpenAiKey, State(app): State<App>, request: Request<Body>) -> Reply {
     let (outcome, call) = match routed(&app, request, CreateResponseRequest::parse).await {
         Ok(routed) => routed,
         Err(reply) => return reply,
@@ -164,7 +167,7 @@ async fn create_response(State(app): State<App>, request: Request<Body>) -> Repl
     reply
 }
 
-async fn models(State(app): State<App>) -> Reply {
+async fn models(_: OpenAiKey, State(app): State<App>) -> Reply {
     let cards = app
         .router
         .routes()
@@ -175,6 +178,7 @@ async fn models(State(app): State<App>) -> Reply {
 }
 
 async fn model(
+    _: OpenAiKey,
     State(app): State<App>,
     name: Result<Path<String>, axum::extract::rejection::PathRejection>,
 ) -> Reply {
