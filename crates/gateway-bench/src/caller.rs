@@ -94,6 +94,27 @@ enum RawClient {
     Transport(Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>),
     /// A plain hyper-util client, as a load generator would use.
     Plain(Client<HttpConnector, Full<Bytes>>),
+    /// Plain hyper-util clients speaking HTTP/2 without TLS (prior knowledge), each
+    /// keeping one multiplexed connection; call `i` goes through client `i % n`.
+    Multiplexed(Vec<Client<HttpConnector, Full<Bytes>>>),
+}
+
+/// Streams a multiplexing caller keeps open on one connection (the sidecar allows 256).
+const STREAMS_PER_CONNECTION: usize = 100;
+
+/// Enough HTTP/2 clients that `concurrency` callers keep at most
+/// [`STREAMS_PER_CONNECTION`] streams open on each one's connection.
+fn multiplexed(concurrency: usize) -> RawClient {
+    let clients = concurrency.div_ceil(STREAMS_PER_CONNECTION).max(1);
+    RawClient::Multiplexed(
+        (0..clients)
+            .map(|_| {
+                Client::builder(TokioExecutor::new())
+                    .http2_only(true)
+                    .build_http()
+            })
+            .collect(),
+    )
 }
 
 /// What a raw answer is parsed as.
@@ -168,6 +189,11 @@ impl Caller {
                 RawClient::Plain(c) => {
                     post(c, &raw.uri, &raw.body, raw.bearer.as_ref(), raw.expect).await
                 }
+                RawClient::Multiplexed(clients) => {
+                    // `i` counts calls, so the calls in flight spread evenly.
+                    let c = &clients[usize::try_from(i).unwrap_or(0) % clients.len()];
+                    post(c, &raw.uri, &raw.body, raw.bearer.as_ref(), raw.expect).await
+                }
             },
             CallerKind::Router(router) => {
                 let request = RouteRequest::new("bench", PROMPT)
@@ -211,6 +237,9 @@ pub struct Setup {
     pub http1_only: bool,
     /// `[limits] max_concurrency`, when more than the default 256 calls run at once.
     pub max_concurrency: Option<u32>,
+    /// The sidecar's callers speak HTTP/2 (prior knowledge, no TLS) and multiplex their
+    /// calls over a few connections instead of holding one HTTP/1.1 connection each.
+    pub callers_http2: bool,
 }
 
 /// The router config the library scenario runs with (and the sidecar's, through TOML).
@@ -272,6 +301,7 @@ impl Without {
 /// Builds the caller for `scenario` against `target` (the simulator, or the sidecar).
 pub async fn caller(
     scenario: Scenario,
+    concurrency: usize,
     target: &str,
     out_dir: &Path,
     setup: &Setup,
@@ -294,8 +324,13 @@ pub async fn caller(
         }
         Scenario::Sidecar => {
             let request = RouteRequest::new("bench", PROMPT).sticky_key("conversation-1");
+            let client = if setup.callers_http2 {
+                multiplexed(concurrency)
+            } else {
+                RawClient::Plain(Client::builder(TokioExecutor::new()).build_http())
+            };
             Caller(CallerKind::Raw(Box::new(RawCall {
-                client: RawClient::Plain(Client::builder(TokioExecutor::new()).build_http()),
+                client,
                 uri: format!("{target}/v1/route").parse()?,
                 body: Bytes::from(serde_json::to_vec(&request)?),
                 bearer: None,

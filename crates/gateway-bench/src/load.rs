@@ -177,7 +177,7 @@ pub async fn run(
     out_dir: &std::path::Path,
     setup: &Setup,
 ) -> anyhow::Result<LoadResult> {
-    let caller = Arc::new(caller(scenario, target, out_dir, setup).await?);
+    let caller = Arc::new(caller(scenario, concurrency, target, out_dir, setup).await?);
     let progress = Arc::new(Progress::default());
     let limit = match length {
         Length::Count { calls } => calls,

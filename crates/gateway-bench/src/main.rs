@@ -115,6 +115,10 @@ struct LoadArgs {
     /// The router's concurrency limit (default 256).
     #[arg(long)]
     max_concurrency: Option<u32>,
+    /// The sidecar's callers multiplex over HTTP/2 (prior knowledge), about 100 calls
+    /// per connection, instead of one HTTP/1.1 connection each.
+    #[arg(long)]
+    callers_http2: bool,
 }
 
 fn main() -> ExitCode {
@@ -201,6 +205,7 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         ca_file: args.ca_file,
         http1_only: args.http1_only,
         max_concurrency: args.max_concurrency,
+        callers_http2: args.callers_http2,
     };
     let result = load::run(
         args.scenario,

@@ -210,8 +210,39 @@ fn http2(plan: &Plan) -> anyhow::Result<Value> {
     runs.extend(versions_compared(
         plan, &slow, &tls, callers, &level, &mut out,
     )?);
+    let side = sidecar_multiplexed(plan, &slow, &tls, callers)?;
+    out.insert(
+        format!("sidecar_multiplexed_{level}"),
+        json!({
+            "rps": side.rps,
+            "p50_us": side.p50_us,
+            "p99_us": side.p99_us,
+            "cpu_us_per_request": side.cpu_us_per_request,
+            "peak_rss_mib": side.peak_rss_mib,
+        }),
+    );
+    runs.push(side);
     out.insert("runs".into(), json!(runs));
     Ok(Value::Object(out))
+}
+
+/// The sidecar with HTTP/2 on both sides, as it can be deployed: over TLS to the
+/// gateway, and its `callers` multiplexing over HTTP/2 (about 100 calls per connection)
+/// rather than holding an HTTP/1.1 connection each.
+fn sidecar_multiplexed(
+    plan: &Plan,
+    sim: &Simulator,
+    tls: &crate::tls::TestPki,
+    callers: usize,
+) -> anyhow::Result<Run> {
+    let setup = Setup {
+        ca_file: Some(tls.ca.clone()),
+        max_concurrency: Some(u32::try_from(callers * 2).unwrap_or(u32::MAX).max(256)),
+        callers_http2: true,
+        ..Setup::default()
+    };
+    eprintln!("bench: sidecar with HTTP/2 both ways, {callers} callers");
+    sidecar(plan, sim, callers, &setup)
 }
 
 /// One HTTP/2 run and one HTTP/1.1 run of `concurrency` callers against `sim`; their

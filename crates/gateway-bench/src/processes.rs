@@ -139,6 +139,9 @@ impl<'a> Load<'a> {
         if setup.http1_only {
             self.args.push("--http1-only".into());
         }
+        if setup.callers_http2 {
+            self.args.push("--callers-http2".into());
+        }
         if let Some(max) = setup.max_concurrency {
             self.args.push("--max-concurrency".into());
             self.args.push(max.to_string());
@@ -239,7 +242,9 @@ pub(crate) fn sidecar(
     let url = read_url(stderr, "the sidecar")?;
 
     let before = sample(&pid).unwrap_or_default();
-    let mut row = Load::new(Scenario::Sidecar, concurrency, &url).measured(plan, sim)?;
+    let mut row = Load::new(Scenario::Sidecar, concurrency, &url)
+        .setup(setup)
+        .measured(plan, sim)?;
     let after = sample(&pid).unwrap_or_default();
     drop(guard);
     remove_audit_files(&plan.out_dir);

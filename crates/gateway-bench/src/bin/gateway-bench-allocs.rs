@@ -54,7 +54,16 @@ fn main() -> ExitCode {
 async fn count(cli: &Cli) -> anyhow::Result<()> {
     std::fs::create_dir_all(&cli.out_dir)?;
     let setup = Setup::default();
-    let caller = Arc::new(caller::caller(cli.scenario, &cli.target, &cli.out_dir, &setup).await?);
+    let caller = Arc::new(
+        caller::caller(
+            cli.scenario,
+            cli.concurrency,
+            &cli.target,
+            &cli.out_dir,
+            &setup,
+        )
+        .await?,
+    );
     load::drive(&caller, cli.concurrency, cli.calls.min(2_000)).await?;
 
     let mut builder = dhat::Profiler::builder().trim_backtraces(Some(40));
