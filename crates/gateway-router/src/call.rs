@@ -37,8 +37,12 @@ impl Router {
     /// before it completes, the call in flight is abandoned (its limiter slot and
     /// connection are released) and an entry with outcome `cancelled` is written in the
     /// background with whatever was tried so far.
-    pub async fn route(&self, request: RouteRequest) -> Result<RouteOutcome, RouteError> {
-        self.route_until(request, std::future::pending()).await
+    pub fn route(
+        &self,
+        request: RouteRequest,
+    ) -> impl Future<Output = Result<RouteOutcome, RouteError>> {
+        // The future of `route_until` itself: a wrapper would store its own copy.
+        self.route_until(request, std::future::pending())
     }
 
     /// Routes one prompt like [`Router::route`], but stops the call when `stop`
@@ -59,45 +63,51 @@ impl Router {
     /// let result = router.route_until(RouteRequest::new("summarize", "hi"), stop).await;
     /// # }
     /// ```
-    pub async fn route_until(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"
+    )]
+    pub fn route_until(
         &self,
         request: RouteRequest,
         stop: impl Future<Output = String>,
-    ) -> Result<RouteOutcome, RouteError> {
-        let started = Instant::now();
-        let Some(route) = self.inner.routes.get(&request.route) else {
-            return Err(RouteErrorKind::unknown_route(request.route, &self.routes()).into());
-        };
-        let chain = route.chain(request.sticky_key.as_deref().unwrap_or(&request.prompt));
-        // A route has at least one model (config validation); so does its chain.
-        let primary = chain.first().cloned().unwrap_or_else(|| ModelId::new(""));
-        let Prepared {
-            mut payload,
-            asked,
-            call,
-            invalid,
-        } = self.prepare(route, &primary, chain.len(), request, started);
-        let mut guard = CallGuard {
-            router: self,
-            started,
-            asked: Some(asked),
-            call: Some(call),
-        };
-        let ended = if let Some(kind) = invalid {
-            Ended::Stopped(kind)
-        } else {
-            let call = guard
-                .call
-                .as_mut()
-                .expect("the guard holds the call until disarmed");
-            tokio::select! {
-                biased;
-                ended = self.walk(chain, &mut payload, call) => ended,
-                reason = stop => Ended::Cancelled(reason),
-            }
-        };
-        let (asked, call) = guard.disarm();
-        self.finish(asked, call, ended, started).await
+    ) -> impl Future<Output = Result<RouteOutcome, RouteError>> {
+        async move {
+            let started = Instant::now();
+            let Some(route) = self.inner.routes.get(&request.route) else {
+                return Err(RouteErrorKind::unknown_route(request.route, &self.routes()).into());
+            };
+            let chain = route.chain(request.sticky_key.as_deref().unwrap_or(&request.prompt));
+            // A route has at least one model (config validation); so does its chain.
+            let primary = chain.first().cloned().unwrap_or_else(|| ModelId::new(""));
+            let Prepared {
+                mut payload,
+                asked,
+                call,
+                invalid,
+            } = self.prepare(route, &primary, chain.len(), request, started);
+            let mut guard = CallGuard {
+                router: self,
+                started,
+                asked: Some(asked),
+                call: Some(call),
+            };
+            let ended = if let Some(kind) = invalid {
+                Ended::Stopped(kind)
+            } else {
+                let call = guard
+                    .call
+                    .as_mut()
+                    .expect("the guard holds the call until disarmed");
+                tokio::select! {
+                    biased;
+                    ended = self.walk(chain, &mut payload, call) => ended,
+                    reason = stop => Ended::Cancelled(reason),
+                }
+            };
+            let (asked, call) = guard.disarm();
+            self.finish(asked, call, ended, started).await
+        }
     }
 
     /// The payload for `primary`, the audit entry's record of `request`, the call's

@@ -151,73 +151,82 @@ impl HttpClient {
     ///
     /// The URL rule is checked here too, so no request escapes it. Dropping the returned
     /// future closes the connection instead of returning it to the pool.
-    pub async fn send(
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"
+    )]
+    pub fn send(
         &self,
         request: Request<Full<Bytes>>,
         timeout: Duration,
-    ) -> Result<Exchange, ErrorKind> {
-        // Kept for error messages only (an `Authority` is cheap to clone: shared bytes).
-        let host = request.uri().authority().cloned();
-        match (request.uri().scheme_str(), request.uri().host()) {
-            (Some("https"), _) => {}
-            (Some("http"), Some(h))
-                if self.allow_insecure_http || gateway_model::endpoint::is_loopback_host(h) => {}
-            _ => {
-                check_url(&request.uri().to_string(), self.allow_insecure_http)?;
+    ) -> impl Future<Output = Result<Exchange, ErrorKind>> {
+        async move {
+            // Kept for error messages only (an `Authority` is cheap to clone: shared bytes).
+            let host = request.uri().authority().cloned();
+            match (request.uri().scheme_str(), request.uri().host()) {
+                (Some("https"), _) => {}
+                (Some("http"), Some(h))
+                    if self.allow_insecure_http || gateway_model::endpoint::is_loopback_host(h) => {
+                }
+                _ => {
+                    check_url(&request.uri().to_string(), self.allow_insecure_http)?;
+                }
             }
-        }
-        match tokio::time::timeout(timeout, self.exchange(request, host.as_ref())).await {
-            Ok(result) => result,
-            Err(_) => Err(ErrorKind::Timeout(timeout)),
+            match tokio::time::timeout(timeout, self.exchange(request, host.as_ref())).await {
+                Ok(result) => result,
+                Err(_) => Err(ErrorKind::Timeout(timeout)),
+            }
         }
     }
 
-    async fn exchange(
+    fn exchange(
         &self,
         request: Request<Full<Bytes>>,
         authority: Option<&http::uri::Authority>,
-    ) -> Result<Exchange, ErrorKind> {
-        let host = || authority.map_or_else(String::new, ToString::to_string);
+    ) -> impl Future<Output = Result<Exchange, ErrorKind>> {
+        // The request goes into hyper-util's (boxed) future at once, so this future does
+        // not hold it too; the lane's ticket is held until the body is read.
         let lane = self.lanes.take(authority);
-        let response = lane
-            .client()
-            .request(request)
-            .await
-            .map_err(|e| classify(&e, &host()))?;
-        let (parts, body) = response.into_parts();
-        if parts.version == Version::HTTP_2
-            && let Some(host) = authority
-        {
-            self.lanes.saw_http2(host);
-        }
-        let declared = parts
-            .headers
-            .get(http::header::CONTENT_LENGTH)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.parse::<u64>().ok());
-        let cap = u64::try_from(self.max_response_bytes).unwrap_or(u64::MAX);
-        if declared.is_some_and(|n| n > cap) {
-            return Err(ErrorKind::BodyTooLarge {
-                limit: self.max_response_bytes,
-            });
-        }
-        let body = read_body(body, self.max_response_bytes)
-            .await
-            .map_err(|e| match e {
-                None => ErrorKind::BodyTooLarge {
+        let answer = lane.client().request(request);
+        async move {
+            let host = || authority.map_or_else(String::new, ToString::to_string);
+            let _lane = lane;
+            let response = answer.await.map_err(|e| classify(&e, &host()))?;
+            let (parts, body) = response.into_parts();
+            if parts.version == Version::HTTP_2
+                && let Some(host) = authority
+            {
+                self.lanes.saw_http2(host);
+            }
+            let declared = parts
+                .headers
+                .get(http::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok());
+            let cap = u64::try_from(self.max_response_bytes).unwrap_or(u64::MAX);
+            if declared.is_some_and(|n| n > cap) {
+                return Err(ErrorKind::BodyTooLarge {
                     limit: self.max_response_bytes,
-                },
-                Some(e) => ErrorKind::Connection {
-                    host: host(),
-                    reason: format!("reading the body: {}", chain(&e)),
-                },
-            })?;
-        Ok(Exchange {
-            status: parts.status,
-            version: parts.version,
-            headers: parts.headers,
-            body,
-        })
+                });
+            }
+            let body = read_body(body, self.max_response_bytes)
+                .await
+                .map_err(|e| match e {
+                    None => ErrorKind::BodyTooLarge {
+                        limit: self.max_response_bytes,
+                    },
+                    Some(e) => ErrorKind::Connection {
+                        host: host(),
+                        reason: format!("reading the body: {}", chain(&e)),
+                    },
+                })?;
+            Ok(Exchange {
+                status: parts.status,
+                version: parts.version,
+                headers: parts.headers,
+                body,
+            })
+        }
     }
 }
 

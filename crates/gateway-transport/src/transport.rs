@@ -237,17 +237,23 @@ impl Transport {
     /// a `Retry-After` or a backoff does not keep healthy calls from running. It takes a
     /// slot again (waiting at most the limiter timeout) before its next attempt.
     /// Dropping the future releases its slot and closes its connection.
-    pub async fn execute(&self, call: Call) -> Result<Answer, TransportError> {
-        let mut stats = CallStats::default();
-        match self.run(&call, &mut stats).await {
-            Ok(exchange) => Ok(Answer {
-                status: exchange.status,
-                version: exchange.version,
-                headers: exchange.headers,
-                body: exchange.body,
-                stats,
-            }),
-            Err(kind) => Err(TransportError::new(kind, stats)),
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"
+    )]
+    pub fn execute(&self, call: Call) -> impl Future<Output = Result<Answer, TransportError>> {
+        async move {
+            let mut stats = CallStats::default();
+            match self.run(&call, &mut stats).await {
+                Ok(exchange) => Ok(Answer {
+                    status: exchange.status,
+                    version: exchange.version,
+                    headers: exchange.headers,
+                    body: exchange.body,
+                    stats,
+                }),
+                Err(kind) => Err(TransportError::new(kind, stats)),
+            }
         }
     }
 
