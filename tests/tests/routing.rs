@@ -404,6 +404,75 @@ async fn every_model_failing_is_one_clear_error() {
     assert_eq!(err.trace().unwrap().models_tried.len(), 2);
 }
 
+/// `s` (model-gen-4, then model-fallback-3) against a simulator whose two models answer
+/// with `gen4` and `fallback`.
+async fn route_against(gen4: Behaviour, fallback: Behaviour) -> gateway_router::RouteError {
+    let sim = Sim::builder()
+        .model_behaviour("model-gen-4", gen4)
+        .model_behaviour("model-fallback-3", fallback)
+        .start()
+        .await
+        .unwrap();
+    let router = gen4_with_fallback(&sim).await;
+    router
+        .route(RouteRequest::new("s", "my account number is 1234"))
+        .await
+        .unwrap_err()
+}
+
+#[tokio::test]
+async fn a_request_every_model_refuses_is_a_refusal_not_a_failure_to_retry() {
+    let restricted = || Behaviour {
+        restricted: true,
+        ..Behaviour::default()
+    };
+    let policy = || Behaviour {
+        policy_rules: vec![PolicyRule {
+            contains: "account".into(),
+            code: None,
+        }],
+        ..Behaviour::default()
+    };
+
+    let err = route_against(restricted(), restricted()).await;
+    let outcomes: Vec<_> = err
+        .trace()
+        .unwrap()
+        .models_tried
+        .iter()
+        .map(|a| (a.outcome, a.status))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [
+            (Outcome::ClientError, Some(403)),
+            (Outcome::ClientError, Some(403))
+        ],
+        "both models were tried"
+    );
+    assert_eq!(err.http_status(), 403, "restricted everywhere: {err}");
+    assert_eq!(err.code(), "router.all.models.failed");
+    assert!(err.is_refused() && !err.is_retryable(), "{err}");
+    assert_eq!(err.retry_after(), None);
+
+    let err = route_against(policy(), policy()).await;
+    assert_eq!(
+        err.http_status(),
+        422,
+        "a policy violation everywhere: {err}"
+    );
+    assert!(err.is_refused() && !err.is_retryable());
+
+    let err = route_against(restricted(), Behaviour::failing(404)).await;
+    assert_eq!(err.http_status(), 422, "refusals that differ: {err}");
+    assert!(err.is_refused() && !err.is_retryable());
+
+    // One model failing on its side makes the whole call worth another try.
+    let err = route_against(restricted(), Behaviour::failing(502)).await;
+    assert_eq!(err.http_status(), 502, "{err}");
+    assert!(!err.is_refused() && err.is_retryable());
+}
+
 #[tokio::test]
 async fn invalid_requests_never_reach_the_gateway() {
     let sim = Sim::builder().start().await.unwrap();

@@ -13,7 +13,8 @@ pub enum Exit {
     /// 0: done.
     Success,
     /// 1: any other failure (an I/O error, the gateway refusing the request as
-    /// malformed, a call cancelled or overloaded).
+    /// malformed or refusing it for every model of the route, a call cancelled or
+    /// overloaded).
     Failure,
     /// 2: the command line is wrong: an unknown flag or value (clap's code), a bad log
     /// filter or worker thread count, an unknown route, a prompt that breaks a rule.
@@ -109,6 +110,10 @@ fn route_exit(err: &RouteError) -> Exit {
         RouteErrorKind::UnknownRoute { .. } | RouteErrorKind::Invalid(_) => Exit::Usage,
         RouteErrorKind::Unauthorized { .. } | RouteErrorKind::Forbidden { .. } => Exit::Credentials,
         RouteErrorKind::Token(t) if !t.retryable => Exit::Credentials,
+        // Every model refused the request itself: a later try would meet the same.
+        RouteErrorKind::Exhausted {
+            refused: Some(_), ..
+        } => Exit::Failure,
         RouteErrorKind::Token(_) | RouteErrorKind::Exhausted { .. } => Exit::Upstream,
         _ => Exit::Failure,
     }
@@ -243,6 +248,21 @@ mod tests {
             gateway_transport::TokenError::transient("unreachable"),
         )));
         assert_eq!(classify(&unreachable), Exit::Upstream);
+        let exhausted = |refused| {
+            anyhow::Error::new(RouteError::from(RouteErrorKind::Exhausted {
+                route: "r".into(),
+                tried: Vec::new(),
+                last: "403".into(),
+                retry_after: None,
+                refused,
+            }))
+        };
+        assert_eq!(classify(&exhausted(None)), Exit::Upstream);
+        assert_eq!(
+            classify(&exhausted(Some(403))),
+            Exit::Failure,
+            "every model refused it: a later try would meet the same"
+        );
         assert_eq!(classify(&anyhow::anyhow!("disk full")), Exit::Failure);
         let codes: Vec<u8> = [
             Exit::Success,

@@ -90,7 +90,23 @@ impl CallState {
                 }
             }),
             retry_after: self.retry_after,
+            refused: self.refused_by_all(),
         }
+    }
+
+    /// When every model refused the request itself (a restricted or unknown model, a
+    /// policy violation): the status they shared, or 422 when they differed.
+    fn refused_by_all(&self) -> Option<u16> {
+        let refusal =
+            |a: &ModelAttempt| matches!(a.outcome, Outcome::ClientError | Outcome::PolicyViolation);
+        let (first, rest) = self.tried.split_first()?;
+        if !refusal(first) || !rest.iter().all(refusal) {
+            return None;
+        }
+        let shared = first
+            .status
+            .filter(|s| rest.iter().all(|a| a.status == Some(*s)));
+        Some(shared.unwrap_or(422))
     }
 }
 

@@ -129,6 +129,10 @@ pub enum RouteErrorKind {
         last: String,
         /// The longest `Retry-After` seen, if models were rate limited.
         retry_after: Option<Duration>,
+        /// When every model refused the request itself (restricted, unknown to the
+        /// gateway, a policy violation), so the same request would meet the same
+        /// refusals again: the status they shared, or 422 when they differed.
+        refused: Option<u16>,
     },
 }
 
@@ -204,10 +208,18 @@ impl RouteError {
         matches!(self.kind, RouteErrorKind::Invalid(_))
     }
 
-    /// Whether the gateway refused the request itself (400, 413, an unprocessable 422):
-    /// sending it again, to any model, would not help.
+    /// Whether the gateway refused the request itself (400, 413, an unprocessable 422),
+    /// or every model of the route refused it (restricted, unknown, a policy violation):
+    /// sending it again unchanged would not help.
     pub fn is_refused(&self) -> bool {
-        matches!(self.kind, RouteErrorKind::Refused { .. })
+        matches!(
+            self.kind,
+            RouteErrorKind::Refused { .. }
+                | RouteErrorKind::Exhausted {
+                    refused: Some(_),
+                    ..
+                }
+        )
     }
 
     /// Whether the credentials are at fault: a token refused after a refresh (401), a
@@ -243,12 +255,12 @@ impl RouteError {
     }
 
     /// Whether the same request may succeed later, unchanged: every model failed or was
-    /// busy, the call was cancelled, or the login host could not be reached.
+    /// busy (and not because each refused it), the call was cancelled, or the login host
+    /// could not be reached.
     pub fn is_retryable(&self) -> bool {
         match &self.kind {
-            RouteErrorKind::Exhausted { .. }
-            | RouteErrorKind::Overloaded(_)
-            | RouteErrorKind::Cancelled { .. } => true,
+            RouteErrorKind::Exhausted { refused, .. } => refused.is_none(),
+            RouteErrorKind::Overloaded(_) | RouteErrorKind::Cancelled { .. } => true,
             RouteErrorKind::Token(token) => token.retryable,
             _ => false,
         }
@@ -262,7 +274,9 @@ impl RouteError {
         }
     }
 
-    /// The HTTP status a sidecar answers with for this failure.
+    /// The HTTP status a sidecar answers with for this failure: 403 when every model of
+    /// the route is restricted, 422 when every model refused the request otherwise, 502
+    /// (429 or 504 by the outcomes) when they failed.
     pub fn http_status(&self) -> u16 {
         match &self.kind {
             RouteErrorKind::UnknownRoute { .. } => 404,
@@ -272,6 +286,18 @@ impl RouteError {
             RouteErrorKind::Forbidden { .. } => 403,
             RouteErrorKind::Unauthorized { .. } | RouteErrorKind::Token(_) => 502,
             RouteErrorKind::Overloaded(_) | RouteErrorKind::Cancelled { .. } => 503,
+            // Restricted everywhere is the organisation's permission; any other refusal
+            // everywhere, the request the gateway will not process.
+            RouteErrorKind::Exhausted {
+                refused: Some(status),
+                ..
+            } => {
+                if *status == 403 {
+                    403
+                } else {
+                    422
+                }
+            }
             RouteErrorKind::Exhausted { tried, .. } => {
                 if !tried.is_empty() && tried.iter().all(|(_, o)| *o == Outcome::RateLimited) {
                     429
@@ -381,8 +407,10 @@ mod tests {
             tried: vec![(ModelId::new("m"), Outcome::RateLimited)],
             last: "429".into(),
             retry_after: Some(Duration::from_secs(3)),
+            refused: None,
         });
         assert!(exhausted.is_rate_limited() && exhausted.is_retryable());
+        assert!(!exhausted.is_refused());
         assert!(exhausted.source().is_none());
     }
 }

@@ -231,18 +231,21 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
     for (status, what) in [
         (
             "400",
-            "invalid or unsupported parameter (`param` names it), or a content policy refusal",
+            "invalid or unsupported parameter (`param` names it), a content policy refusal, or a request every model of the route refused",
         ),
         ("401", "a missing or wrong API key"),
         (
             "403",
-            "the OAuth client's roles do not allow it, or a web page's request (with `Origin`) while no API keys are configured",
+            "the OAuth client's roles do not allow it, every model of the route is restricted for the organisation, or a web page's request (with `Origin`) while no API keys are configured",
         ),
         ("404", "unknown model (`model_not_found`)"),
         ("405", "another method than the path's (with Allow)"),
         ("413", "the request body is too large"),
         ("429", "rate limited (with Retry-After)"),
-        ("502", "every model failed, or no token"),
+        (
+            "502",
+            "every model failed (not by refusing the request), or no token",
+        ),
         ("503", "overloaded or shutting down (with Retry-After)"),
         ("504", "the deadline passed"),
     ] {
@@ -283,15 +286,21 @@ fn route_responses(outcome: &Value) -> Value {
         ("401", "a missing or wrong API key"),
         (
             "403",
-            "the OAuth client's roles do not allow it, or a web page's request (with `Origin`) while no API keys are configured",
+            "the OAuth client's roles do not allow it, every model of the route is restricted for the organisation, or a web page's request (with `Origin`) while no API keys are configured",
         ),
         ("404", "unknown route"),
         ("405", "another method than the path's (with Allow)"),
         ("408", "the request body did not arrive in time"),
         ("413", "the request body is too large"),
-        ("422", "the gateway refused the request"),
+        (
+            "422",
+            "the gateway refused the request, or every model of the route refused it (unknown to the gateway, a content policy)",
+        ),
         ("429", "rate limited (with Retry-After)"),
-        ("502", "every model failed, or no token"),
+        (
+            "502",
+            "every model failed (not by refusing the request), or no token",
+        ),
         ("503", "overloaded or shutting down (with Retry-After)"),
         ("504", "the deadline passed"),
     ] {

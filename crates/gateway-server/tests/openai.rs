@@ -743,6 +743,55 @@ async fn the_doors_own_errors_keep_openais_shape() {
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"]["type"], "rate_limit_error");
     assert!(headers.contains_key("retry-after"));
+
+    door.shutdown().await;
+}
+
+/// Every model refusing the request ends in an error OpenAI's SDKs do not retry, and no
+/// Retry-After invites a retry either.
+#[tokio::test]
+async fn a_request_every_model_refuses_is_not_an_error_to_retry() {
+    let door = Door::start().await;
+    let auth = format!("Bearer {KEY}");
+    // Every model restricted is a permission error.
+    door.sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 403,
+            code: Some("ai.model.restricted".into()),
+        }],
+    );
+    let (status, headers, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "permission_denied");
+    assert!(!headers.contains_key("retry-after"), "{headers:?}");
+
+    // Every model refusing it otherwise (unknown to the gateway) is a refused request.
+    door.sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Status {
+            status: 404,
+            code: None,
+        }],
+    );
+    let (status, headers, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["code"], "request_refused");
+    assert!(!headers.contains_key("retry-after"), "{headers:?}");
     door.shutdown().await;
 }
 

@@ -193,6 +193,41 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
 }
 
 #[tokio::test]
+async fn a_route_whose_every_model_is_restricted_answers_403_not_a_502_to_retry() {
+    let restricted = Behaviour {
+        restricted: true,
+        ..Behaviour::default()
+    };
+    let sim = Sim::builder()
+        .model_behaviour("model-gen-4", restricted.clone())
+        .model_behaviour("model-fallback-3", restricted)
+        .start()
+        .await
+        .unwrap();
+    let sidecar = sidecar(&sim).await;
+    let client: Client<HttpConnector, Full<Bytes>> =
+        Client::builder(TokioExecutor::new()).build_http();
+    let (status, answer) = send(
+        &client,
+        Method::POST,
+        format!("http://{}/v1/route", sidecar.addr()),
+        r#"{"route": "summarize", "prompt": "hi"}"#,
+    )
+    .await;
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, StatusCode::FORBIDDEN, "{error}");
+    assert_eq!(error["status"], 403);
+    assert_eq!(error["code"], "router.all.models.failed");
+    assert_eq!(error["modelsTried"].as_array().map(Vec::len), Some(2));
+    assert_eq!(
+        sim.counters().prompt_requests,
+        2,
+        "each model once, no retry"
+    );
+    sidecar.shutdown().await.unwrap();
+}
+
+#[tokio::test]
 async fn health_readiness_and_metrics() {
     let sim = Sim::builder().start().await.unwrap();
     let sidecar = sidecar(&sim).await;

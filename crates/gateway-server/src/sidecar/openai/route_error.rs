@@ -46,12 +46,12 @@ impl OpenAiError {
                 "request_too_large",
                 err.to_string(),
             ),
-            RouteErrorKind::Refused { .. } => Self::new(
-                StatusCode::BAD_REQUEST,
-                None,
-                "request_refused",
-                err.to_string(),
-            ),
+            RouteErrorKind::Refused { .. } => refused(err),
+            // Every model refused it; restricted everywhere is the generic arm's 403.
+            RouteErrorKind::Exhausted {
+                refused: Some(status),
+                ..
+            } if *status != 403 => refused(err),
             _ => {
                 let status =
                     StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
@@ -74,6 +74,17 @@ impl OpenAiError {
         }
         error
     }
+}
+
+/// The gateway would not process the request: OpenAI's answer to a request it will not
+/// take, which its SDKs do not retry.
+fn refused(err: &RouteError) -> OpenAiError {
+    OpenAiError::new(
+        StatusCode::BAD_REQUEST,
+        None,
+        "request_refused",
+        err.to_string(),
+    )
 }
 
 /// A validation failure, naming the first parameter at fault as the caller named it.
