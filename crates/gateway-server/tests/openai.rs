@@ -143,6 +143,19 @@ impl Door {
         (parts.status, parts.headers, json)
     }
 
+    /// A one-line chat call to `summarize` after model-gen-4's next answer is `answer`.
+    async fn chat_after(&self, answer: Scripted) -> (StatusCode, http::HeaderMap, Value) {
+        self.sim.script(Target::model("model-gen-4"), [answer]);
+        let auth = format!("Bearer {KEY}");
+        self.raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await
+    }
+
     /// Scripts the gateway's next answer: a 200 with `body` as it is.
     fn answer_next(&self, body: &Value) {
         self.sim.script(
@@ -711,34 +724,16 @@ async fn the_doors_own_errors_keep_openais_shape() {
     assert_eq!(body["error"]["code"], "request_too_large");
 
     // Every model refusing on policy is OpenAI's content policy error.
-    door.sim
-        .script(Target::model("model-gen-4"), [Scripted::PolicyViolation]);
-    let (status, _, body) = door
-        .raw(
-            Method::POST,
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
-        )
-        .await;
+    let (status, _, body) = door.chat_after(Scripted::PolicyViolation).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "content_policy_violation");
 
     // Every model rate limited is a 429 with Retry-After.
-    door.sim.script(
-        Target::model("model-gen-4"),
-        [Scripted::Status {
+    let (status, headers, body) = door
+        .chat_after(Scripted::Status {
             status: 429,
             code: None,
-        }],
-    );
-    let (status, headers, body) = door
-        .raw(
-            Method::POST,
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
-        )
+        })
         .await;
     assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{body}");
     assert_eq!(body["error"]["type"], "rate_limit_error");
@@ -752,42 +747,23 @@ async fn the_doors_own_errors_keep_openais_shape() {
 #[tokio::test]
 async fn a_request_every_model_refuses_is_not_an_error_to_retry() {
     let door = Door::start().await;
-    let auth = format!("Bearer {KEY}");
     // Every model restricted is a permission error.
-    door.sim.script(
-        Target::model("model-gen-4"),
-        [Scripted::Status {
+    let (status, headers, body) = door
+        .chat_after(Scripted::Status {
             status: 403,
             code: Some("ai.model.restricted".into()),
-        }],
-    );
-    let (status, headers, body) = door
-        .raw(
-            Method::POST,
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
-        )
+        })
         .await;
     assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
     assert_eq!(body["error"]["code"], "permission_denied");
     assert!(!headers.contains_key("retry-after"), "{headers:?}");
 
     // Every model refusing it otherwise (unknown to the gateway) is a refused request.
-    door.sim.script(
-        Target::model("model-gen-4"),
-        [Scripted::Status {
+    let (status, headers, body) = door
+        .chat_after(Scripted::Status {
             status: 404,
             code: None,
-        }],
-    );
-    let (status, headers, body) = door
-        .raw(
-            Method::POST,
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
-        )
+        })
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
     assert_eq!(body["error"]["code"], "request_refused");
