@@ -17,6 +17,8 @@ use crate::trace_context::TraceContext;
 #[derive(Debug)]
 pub(crate) struct CallState {
     pub(crate) deadline: Instant,
+    /// The models of the route's chain.
+    models: usize,
     pub(crate) correlation_id: String,
     pub(crate) trace: TraceContext,
     /// Every model tried or skipped; the last one's entry is filled in when it ends.
@@ -32,6 +34,7 @@ impl CallState {
     pub(crate) fn new(deadline: Instant, models: usize, trace: TraceContext) -> Self {
         Self {
             deadline,
+            models,
             correlation_id: ids::random().to_string(),
             trace,
             tried: Vec::with_capacity(models),
@@ -94,13 +97,14 @@ impl CallState {
         }
     }
 
-    /// When every model refused the request itself (a restricted or unknown model, a
-    /// policy violation): the status they shared, or 422 when they differed.
+    /// When every model of the chain refused the request itself (a restricted or unknown
+    /// model, a policy violation): the status they shared, or 422 when they differed.
+    /// `None` when one failed on its side or was skipped, or the deadline left one untried.
     fn refused_by_all(&self) -> Option<u16> {
         let refusal =
             |a: &ModelAttempt| matches!(a.outcome, Outcome::ClientError | Outcome::PolicyViolation);
         let (first, rest) = self.tried.split_first()?;
-        if !refusal(first) || !rest.iter().all(refusal) {
+        if self.tried.len() < self.models || !refusal(first) || !rest.iter().all(refusal) {
             return None;
         }
         let shared = first
@@ -272,4 +276,58 @@ pub(crate) fn answer(
 /// Microseconds, saturating.
 pub(crate) fn duration_us(d: Duration) -> u64 {
     u64::try_from(d.as_micros()).unwrap_or(u64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn refused(status: u16) -> ModelAttempt {
+        ModelAttempt {
+            attempts: 1,
+            outcome: if status == 422 {
+                Outcome::PolicyViolation
+            } else {
+                Outcome::ClientError
+            },
+            status: Some(status),
+            ..pending(&ModelId::new("m"))
+        }
+    }
+
+    fn exhausted_after(models: usize, tried: Vec<ModelAttempt>) -> Option<u16> {
+        let mut call = CallState::new(
+            Instant::now(),
+            models,
+            TraceContext::continue_or_start(None, None),
+        );
+        call.tried = tried;
+        match call.exhausted("r", Duration::ZERO) {
+            RouteErrorKind::Exhausted { refused, .. } => refused,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_call_is_refused_by_all_only_when_every_model_of_the_chain_refused_it() {
+        assert_eq!(
+            exhausted_after(2, vec![refused(403), refused(403)]),
+            Some(403)
+        );
+        assert_eq!(
+            exhausted_after(2, vec![refused(403), refused(422)]),
+            Some(422)
+        );
+        assert_eq!(
+            exhausted_after(2, vec![refused(403)]),
+            None,
+            "the deadline left the fallback untried"
+        );
+        let failed = ModelAttempt {
+            outcome: Outcome::UpstreamError,
+            ..refused(503)
+        };
+        assert_eq!(exhausted_after(2, vec![refused(403), failed]), None);
+        assert_eq!(exhausted_after(0, Vec::new()), None);
+    }
 }
