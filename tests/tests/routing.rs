@@ -463,14 +463,17 @@ async fn a_request_every_model_refuses_is_a_refusal_not_a_failure_to_retry() {
     );
     assert!(err.is_refused() && !err.is_retryable());
 
-    let err = route_against(restricted(), Behaviour::failing(404)).await;
+    let err = route_against(restricted(), policy()).await;
     assert_eq!(err.http_status(), 422, "refusals that differ: {err}");
     assert!(err.is_refused() && !err.is_retryable());
 
-    // One model failing on its side makes the whole call worth another try.
-    let err = route_against(restricted(), Behaviour::failing(502)).await;
-    assert_eq!(err.http_status(), 502, "{err}");
-    assert!(!err.is_refused() && err.is_retryable());
+    // One model failing on its side makes the whole call worth another try; a 404
+    // counts against the model's health, so it is such a failure.
+    for status in [502, 404] {
+        let err = route_against(restricted(), Behaviour::failing(status)).await;
+        assert_eq!(err.http_status(), 502, "{status}: {err}");
+        assert!(!err.is_refused() && err.is_retryable(), "{status}");
+    }
 }
 
 #[tokio::test]

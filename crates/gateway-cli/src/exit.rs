@@ -25,8 +25,9 @@ pub enum Exit {
     Config,
     /// 4: the credentials are missing, or the login host or the gateway refused them.
     Credentials,
-    /// 5: the gateway or the login host failed: every model failed, timed out or was
-    /// rate limited, or a host could not be reached. A later try may work.
+    /// 5: the gateway or the login host failed: every model failed (not by refusing the
+    /// request), timed out or was rate limited, or a host could not be reached. A later
+    /// try may work.
     Upstream,
 }
 
@@ -38,7 +39,7 @@ Exit codes:
   2  usage: bad arguments, log filter, thread count, route name or prompt (nothing was sent)
   3  the config file cannot be read or is invalid
   4  credentials missing, or refused by the login host or the gateway
-  5  upstream failure: every model failed, or a host could not be reached";
+  5  upstream failure: every model failed (not by refusing the request), or a host could not be reached";
 
 impl Exit {
     /// The process exit code.

@@ -97,12 +97,16 @@ impl CallState {
         }
     }
 
-    /// When every model of the chain refused the request itself (a restricted or unknown
-    /// model, a policy violation): the status they shared, or 422 when they differed.
-    /// `None` when one failed on its side or was skipped, or the deadline left one untried.
+    /// When every model of the chain refused the request itself (a 403 restricting the
+    /// model, a 422 policy violation): the status they shared, or 422 when they differed.
+    /// `None` when one failed on its side (a 404 included: it counts against the model's
+    /// health) or was skipped, or the deadline left one untried.
     fn refused_by_all(&self) -> Option<u16> {
-        let refusal =
-            |a: &ModelAttempt| matches!(a.outcome, Outcome::ClientError | Outcome::PolicyViolation);
+        let refusal = |a: &ModelAttempt| match a.outcome {
+            Outcome::PolicyViolation => true,
+            Outcome::ClientError => a.status == Some(403),
+            _ => false,
+        };
         let (first, rest) = self.tried.split_first()?;
         if self.tried.len() < self.models || !refusal(first) || !rest.iter().all(refusal) {
             return None;
@@ -328,6 +332,11 @@ mod tests {
             ..refused(503)
         };
         assert_eq!(exhausted_after(2, vec![refused(403), failed]), None);
+        assert_eq!(
+            exhausted_after(2, vec![refused(403), refused(404)]),
+            None,
+            "a 404 is the model's failure, not a refusal of the request"
+        );
         assert_eq!(exhausted_after(0, Vec::new()), None);
     }
 }

@@ -129,9 +129,9 @@ pub enum RouteErrorKind {
         last: String,
         /// The longest `Retry-After` seen, if models were rate limited.
         retry_after: Option<Duration>,
-        /// When every model refused the request itself (restricted, unknown to the
-        /// gateway, a policy violation), so the same request would meet the same
-        /// refusals again: the status they shared, or 422 when they differed.
+        /// When every model refused the request itself (restricted for the organisation,
+        /// a policy violation), so the same request would meet the same refusals again:
+        /// the status they shared (403 or 422), or 422 when they differed.
         refused: Option<u16>,
     },
 }
@@ -209,7 +209,7 @@ impl RouteError {
     }
 
     /// Whether the gateway refused the request itself (400, 413, an unprocessable 422),
-    /// or every model of the route refused it (restricted, unknown, a policy violation):
+    /// or every model of the route refused it (restricted, a policy violation):
     /// sending it again unchanged would not help.
     pub fn is_refused(&self) -> bool {
         matches!(
@@ -275,8 +275,8 @@ impl RouteError {
     }
 
     /// The HTTP status a sidecar answers with for this failure: 403 when every model of
-    /// the route is restricted, 422 when every model refused the request otherwise, 502
-    /// (429 or 504 by the outcomes) when they failed.
+    /// the route is restricted, 422 when every model refused the request otherwise (a
+    /// policy violation), 502 (429 or 504 by the outcomes) when they failed.
     pub fn http_status(&self) -> u16 {
         match &self.kind {
             RouteErrorKind::UnknownRoute { .. } => 404,

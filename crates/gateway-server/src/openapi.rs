@@ -294,7 +294,7 @@ fn route_responses(outcome: &Value) -> Value {
         ("413", "the request body is too large"),
         (
             "422",
-            "the gateway refused the request, or every model of the route refused it (unknown to the gateway, a content policy)",
+            "the gateway refused the request, or every model of the route refused it (a content policy, or restricted for some and a policy for the others)",
         ),
         ("429", "rate limited (with Retry-After)"),
         (

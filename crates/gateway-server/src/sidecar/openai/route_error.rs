@@ -29,17 +29,16 @@ impl OpenAiError {
                 ),
             ),
             RouteErrorKind::Invalid(errors) => invalid_request(errors, call),
-            RouteErrorKind::Exhausted { tried, .. }
-                if !tried.is_empty()
-                    && tried.iter().all(|(_, o)| *o == Outcome::PolicyViolation) =>
-            {
-                Self::new(
-                    StatusCode::BAD_REQUEST,
-                    None,
-                    "content_policy_violation",
-                    err.to_string(),
-                )
-            }
+            RouteErrorKind::Exhausted {
+                tried,
+                refused: Some(_),
+                ..
+            } if tried.iter().all(|(_, o)| *o == Outcome::PolicyViolation) => Self::new(
+                StatusCode::BAD_REQUEST,
+                None,
+                "content_policy_violation",
+                err.to_string(),
+            ),
             RouteErrorKind::Refused { status: 413, .. } => Self::new(
                 StatusCode::PAYLOAD_TOO_LARGE,
                 None,
@@ -47,7 +46,8 @@ impl OpenAiError {
                 err.to_string(),
             ),
             RouteErrorKind::Refused { .. } => refused(err),
-            // Every model refused it; restricted everywhere is the generic arm's 403.
+            // Every model refused it (restricted, or on policy): restricted everywhere is
+            // the generic arm's 403.
             RouteErrorKind::Exhausted {
                 refused: Some(status),
                 ..
@@ -137,5 +137,80 @@ fn code_of(rule: &Rule, param: Option<&str>) -> &'static str {
         Rule::OutOfRange { .. } | Rule::OutsideRoute { .. } => "out_of_range",
         Rule::TooMany { .. } => "array_above_max_length",
         _ => "invalid_value",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gateway_model::ModelId;
+    use http::header::RETRY_AFTER;
+    use http_body_util::BodyExt as _;
+
+    use super::*;
+
+    /// The door's answer to an exhausted call: status, `error.code`, and whether it
+    /// carries a `Retry-After`.
+    fn answer(tried: &[Outcome], refused: Option<u16>) -> (StatusCode, String, bool) {
+        let err = RouteError::from(RouteErrorKind::Exhausted {
+            route: "r".into(),
+            tried: tried
+                .iter()
+                .enumerate()
+                .map(|(i, o)| (ModelId::new(format!("m{i}")), *o))
+                .collect(),
+            last: "refused".into(),
+            retry_after: None,
+            refused,
+        });
+        let call = ChatCall {
+            stream: false,
+            include_usage: false,
+            max_tokens_param: "max_tokens",
+            prompt_param: "messages",
+            sticky_key_param: "user",
+        };
+        let reply = OpenAiError::route(&err, &call).into_reply();
+        let status = reply.status();
+        let retry = reply.headers().contains_key(RETRY_AFTER);
+        let body = tokio::runtime::Builder::new_current_thread()
+            .build()
+            .unwrap()
+            .block_on(reply.into_body().collect())
+            .unwrap()
+            .to_bytes();
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        let code = body["error"]["code"]
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        (status, code, retry)
+    }
+
+    #[test]
+    fn a_call_every_model_refused_is_an_error_sdks_do_not_retry() {
+        use Outcome::{ClientError, PolicyViolation};
+        assert_eq!(
+            answer(&[ClientError, ClientError], Some(403)),
+            (StatusCode::FORBIDDEN, "permission_denied".into(), false),
+            "restricted everywhere"
+        );
+        assert_eq!(
+            answer(&[PolicyViolation, PolicyViolation], Some(422)),
+            (
+                StatusCode::BAD_REQUEST,
+                "content_policy_violation".into(),
+                false
+            )
+        );
+        assert_eq!(
+            answer(&[ClientError, PolicyViolation], Some(422)),
+            (StatusCode::BAD_REQUEST, "request_refused".into(), false),
+            "restricted for one model, a policy for the other"
+        );
+        // The deadline left the fallback untried: that model may still answer.
+        assert_eq!(
+            answer(&[PolicyViolation], None),
+            (StatusCode::BAD_GATEWAY, "upstream_error".into(), true)
+        );
     }
 }
