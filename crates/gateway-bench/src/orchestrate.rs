@@ -40,7 +40,7 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
     let http2 = http2(plan)?;
 
     let mut ratios = ratios(&runs, &LEVELS);
-    median_ratios(&pairs, &LEVELS, &mut ratios);
+    median_ratios(&pairs, &runs, &LEVELS, &mut ratios);
     let micro = micro(plan.criterion_dir.as_deref());
     let results = json!({
         "quick": plan.quick,

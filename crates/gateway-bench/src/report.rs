@@ -141,10 +141,17 @@ pub(crate) fn ratios(runs: &[Run], levels: &[usize]) -> Ratios {
     ratios
 }
 
-/// The median over repeated baseline/library pairs of the library's rps and CPU per call
-/// against the baseline's, at each level (`library_rps_vs_baseline_median`,
-/// `library_cpu_vs_baseline_median`).
-pub(crate) fn median_ratios(pairs: &[(Run, Run)], levels: &[usize], into: &mut Ratios) {
+/// The median over repeated baseline/library pairs of the library's rps, CPU per call
+/// and added p50 against the baseline's, at each level (`library_rps_vs_baseline_median`,
+/// `library_cpu_vs_baseline_median`, `library_added_p50_vs_baseline_median`); and the
+/// sidecar's CPU per call in `runs` against the median of those baselines'
+/// (`sidecar_cpu_vs_baseline_median`), so one slow baseline run does not move it.
+pub(crate) fn median_ratios(
+    pairs: &[(Run, Run)],
+    runs: &[Run],
+    levels: &[usize],
+    into: &mut Ratios,
+) {
     for &c in levels {
         let at: Vec<&(Run, Run)> = pairs
             .iter()
@@ -153,19 +160,35 @@ pub(crate) fn median_ratios(pairs: &[(Run, Run)], levels: &[usize], into: &mut R
         if at.is_empty() {
             continue;
         }
-        let rps = median(at.iter().map(|(b, l)| ratio(l.rps, b.rps)).collect());
-        let cpu = median(
-            at.iter()
-                .map(|(b, l)| ratio(l.cpu_us_per_request, b.cpu_us_per_request))
-                .collect(),
+        let of =
+            |figure: fn(&Run, &Run) -> f64| median(at.iter().map(|(b, l)| figure(b, l)).collect());
+        let mut put = |name: &'static str, value: f64| {
+            into.entry(name)
+                .or_default()
+                .insert(c.to_string(), json!(value));
+        };
+        put(
+            "library_rps_vs_baseline_median",
+            of(|b, l| ratio(l.rps, b.rps)),
         );
-        let key = c.to_string();
-        into.entry("library_rps_vs_baseline_median")
-            .or_default()
-            .insert(key.clone(), json!(rps));
-        into.entry("library_cpu_vs_baseline_median")
-            .or_default()
-            .insert(key, json!(cpu));
+        put(
+            "library_cpu_vs_baseline_median",
+            of(|b, l| ratio(l.cpu_us_per_request, b.cpu_us_per_request)),
+        );
+        put(
+            "library_added_p50_vs_baseline_median",
+            of(|b, l| share(l.p50_us, b.p50_us)),
+        );
+        let sidecar = runs
+            .iter()
+            .find(|r| r.scenario == "sidecar" && r.concurrency == c);
+        if let Some(sidecar) = sidecar {
+            let baseline = median(at.iter().map(|(b, _)| b.cpu_us_per_request).collect());
+            put(
+                "sidecar_cpu_vs_baseline_median",
+                ratio(sidecar.cpu_us_per_request, baseline),
+            );
+        }
     }
 }
 
@@ -275,6 +298,50 @@ pub(crate) fn machine() -> Value {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn run(scenario: &'static str, cpu_us_per_request: f64, p50_us: u64) -> Run {
+        Run {
+            scenario,
+            concurrency: 16,
+            requests: 1,
+            rps: 1_000_000.0 / cpu_us_per_request,
+            p50_us,
+            p90_us: p50_us,
+            p99_us: p50_us,
+            max_us: p50_us,
+            cpu_us_per_request,
+            peak_rss_mib: 0.0,
+            errors: 0,
+            seconds: 1.0,
+            sim_cpu_cores: 0.0,
+            generator_cpu_us_per_request: None,
+        }
+    }
+
+    #[test]
+    fn median_ratios_take_each_figure_over_the_pairs_and_the_sidecar_over_their_baselines() {
+        let pairs = [
+            (run("baseline", 17.0, 100), run("library", 34.0, 150)),
+            (run("baseline", 13.0, 100), run("library", 26.0, 120)),
+            (run("baseline", 12.0, 100), run("library", 30.0, 110)),
+        ];
+        let runs = [run("sidecar", 65.0, 500)];
+        let mut ratios = Ratios::new();
+        median_ratios(&pairs, &runs, &[16, 64], &mut ratios);
+        let at16 = |name: &str| ratios[name]["16"].as_f64().unwrap();
+        assert_eq!(at16("library_cpu_vs_baseline_median"), 2.0);
+        assert_eq!(at16("library_rps_vs_baseline_median"), 0.5);
+        assert_eq!(at16("library_added_p50_vs_baseline_median"), 0.2);
+        assert_eq!(
+            at16("sidecar_cpu_vs_baseline_median"),
+            5.0,
+            "against the median baseline, 13 µs, not the first run's 17"
+        );
+        assert!(
+            !ratios["library_cpu_vs_baseline_median"].contains_key("64"),
+            "no pair ran at 64"
+        );
+    }
 
     #[test]
     fn medians_of_odd_and_even_counts() {
