@@ -254,6 +254,7 @@ async fn an_open_circuit_skips_the_model_without_a_request() {
         .with_route("solo", RouteConfig::to_model("model-gen-4"));
     config.circuit_breaker.failure_threshold = 2;
     config.retry.max_attempts = 1;
+    let cooldown = Duration::from_millis(config.circuit_breaker.cooldown_ms);
     let router = router_for(config).build().await.unwrap();
 
     for _ in 0..2 {
@@ -291,6 +292,14 @@ async fn an_open_circuit_skips_the_model_without_a_request() {
         Outcome::CircuitOpen
     );
     assert_eq!(to_gen4(&sim), before);
+    // It says when the circuit lets a call through: the rest of the cooldown.
+    let wait = err
+        .retry_after()
+        .expect("a wait until the circuit half-opens");
+    assert!(
+        wait <= cooldown && wait > cooldown / 2,
+        "{wait:?} of a {cooldown:?} cooldown"
+    );
 }
 
 #[tokio::test(start_paused = true)]

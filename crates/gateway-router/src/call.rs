@@ -194,8 +194,8 @@ impl Router {
             let next_model = chain.get(i + 1);
             let state = &self.inner.models[model];
             let (probe, fleet_probe) = match self.admit(state, model).await {
-                Admission::Rejected { .. } => {
-                    call.skipped(model);
+                Admission::Rejected { retry_in } => {
+                    call.skipped(model, retry_in);
                     self.count_fallback(model, next_model, Outcome::CircuitOpen);
                     continue;
                 }

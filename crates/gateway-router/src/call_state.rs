@@ -13,6 +13,10 @@ use crate::error::{CallTrace, RouteError, RouteErrorKind};
 use crate::ids;
 use crate::trace_context::TraceContext;
 
+/// The wait a skipped model suggests when another call's probe of it is already out: the
+/// probe's answer decides, and it is usually a round trip away.
+const PROBE_OUT_WAIT: Duration = Duration::from_secs(1);
+
 /// Per-call bookkeeping of the loop.
 #[derive(Debug)]
 pub(crate) struct CallState {
@@ -28,6 +32,8 @@ pub(crate) struct CallState {
     pub(crate) attempts: u32,
     pub(crate) last_failure: Option<String>,
     pub(crate) retry_after: Option<Duration>,
+    /// The soonest a skipped model's circuit lets a call through.
+    reopens_in: Option<Duration>,
 }
 
 impl CallState {
@@ -42,11 +48,15 @@ impl CallState {
             attempts: 0,
             last_failure: None,
             retry_after: None,
+            reopens_in: None,
         }
     }
 
-    /// Notes `model` as skipped because its circuit is open.
-    pub(crate) fn skipped(&mut self, model: &ModelId) {
+    /// Notes `model` as skipped because its circuit is open, for `retry_in` (unknown
+    /// while another call's probe of it is out).
+    pub(crate) fn skipped(&mut self, model: &ModelId, retry_in: Option<Duration>) {
+        let wait = retry_in.unwrap_or(PROBE_OUT_WAIT);
+        self.reopens_in = Some(self.reopens_in.map_or(wait, |soonest| soonest.min(wait)));
         self.tried.push(ModelAttempt {
             request_id: String::new(),
             outcome: Outcome::CircuitOpen,
@@ -92,9 +102,20 @@ impl CallState {
                     "every model's circuit is open".to_owned()
                 }
             }),
-            retry_after: self.retry_after,
+            retry_after: if self.all_skipped() {
+                self.reopens_in
+            } else {
+                self.retry_after
+            },
             refused: self.refused_by_all(),
         }
+    }
+
+    /// Whether every model of the chain was skipped, its circuit open.
+    fn all_skipped(&self) -> bool {
+        self.tried.len() >= self.models
+            && !self.tried.is_empty()
+            && self.tried.iter().all(|a| a.outcome == Outcome::CircuitOpen)
     }
 
     /// When every model of the chain refused the request itself (a 403 restricting the
@@ -310,6 +331,45 @@ mod tests {
             RouteErrorKind::Exhausted { refused, .. } => refused,
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_call_whose_every_circuit_is_open_says_when_the_first_lets_a_call_through() {
+        let retry_after = |models: usize, waits: &[Option<u64>], failed: bool| {
+            let mut call = CallState::new(
+                Instant::now(),
+                models,
+                TraceContext::continue_or_start(None, None),
+            );
+            call.retry_after = Some(Duration::from_secs(7));
+            for wait in waits {
+                call.skipped(&ModelId::new("m"), wait.map(Duration::from_secs));
+            }
+            if failed {
+                call.tried.push(refused(403));
+            }
+            match call.exhausted("r", Duration::ZERO) {
+                RouteErrorKind::Exhausted { retry_after, .. } => retry_after,
+                other => panic!("{other:?}"),
+            }
+        };
+        let secs = |s| Some(Duration::from_secs(s));
+        assert_eq!(retry_after(2, &[Some(30), Some(5)], false), secs(5));
+        assert_eq!(
+            retry_after(2, &[Some(30), None], false),
+            Some(PROBE_OUT_WAIT),
+            "a probe is out"
+        );
+        assert_eq!(
+            retry_after(2, &[Some(30)], true),
+            secs(7),
+            "a model was tried: the rate limits' wait, as before"
+        );
+        assert_eq!(
+            retry_after(2, &[Some(30)], false),
+            secs(7),
+            "the deadline left one untried"
+        );
     }
 
     #[test]
