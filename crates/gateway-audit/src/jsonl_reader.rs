@@ -21,7 +21,8 @@ pub enum SkipReason {
         /// The decoder's complaint.
         error: String,
     },
-    /// The last line has no line break and does not decode: a write cut short by a crash.
+    /// The last line has no line break and does not decode: a write cut short by a crash,
+    /// or, in a file still being written, a line whose write had not ended when read.
     Truncated {
         /// The decoder's complaint.
         error: String,
@@ -79,6 +80,10 @@ pub struct ReadReport {
 
 /// Iterates a JSONL audit stream: `Ok` per entry, `Err` per skipped line (blank lines
 /// are ignored). Memory is bounded by [`MAX_LINE_BYTES`] whatever the input.
+///
+/// The stream ends at the first end of input: a file that grows while it is read (the
+/// sink appending to it) reads as it stood then, its last line at most half-written,
+/// never as the two halves of a line written in between.
 pub struct JsonlReader<R> {
     reader: R,
     line: u64,
@@ -142,7 +147,12 @@ impl<R: BufRead> Iterator for JsonlReader<R> {
             self.line += 1;
             let skipped = |line, reason| Some(Err(SkippedLine { line, reason }));
             let (terminated, length) = match read {
-                Ok(Some(found)) => found,
+                Ok(Some(found)) => {
+                    // A line cut by the end of input is the last: what comes after it
+                    // was written since, and would read as a broken line of its own.
+                    self.done = !found.0;
+                    found
+                }
                 Ok(None) => break,
                 Err(e) => {
                     self.done = true;
@@ -233,5 +243,32 @@ mod tests {
             }
         );
         assert!(matches!(skipped[3].reason, SkipReason::Truncated { .. }));
+    }
+
+    /// A file that is appended to between two reads: each `read` gives the next chunk,
+    /// an empty chunk being the end of the file as it stood then.
+    struct Growing(std::collections::VecDeque<&'static [u8]>);
+
+    impl std::io::Read for Growing {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            let chunk = self.0.pop_front().unwrap_or_default();
+            buf[..chunk.len()].copy_from_slice(chunk);
+            Ok(chunk.len())
+        }
+    }
+
+    #[test]
+    fn a_file_read_while_it_grows_ends_at_its_first_end() {
+        let file = Growing([&b"{not json}\n{\"id\":"[..], b"", b"1}\n{also not}\n"].into());
+        let skipped: Vec<_> = JsonlReader::new(BufReader::new(file))
+            .map(|r| r.unwrap_err())
+            .collect();
+        let lines: Vec<_> = skipped.iter().map(|s| s.line).collect();
+        assert_eq!(
+            lines,
+            [1, 2],
+            "the rest of line 2, written after the read reached the end, is not a line 3: {skipped:?}"
+        );
+        assert!(matches!(skipped[1].reason, SkipReason::Truncated { .. }));
     }
 }
