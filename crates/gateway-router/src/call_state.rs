@@ -102,7 +102,7 @@ impl CallState {
                     "every model's circuit is open".to_owned()
                 }
             }),
-            retry_after: if self.all_skipped() {
+            retry_after: if self.every_model(|a| a.outcome == Outcome::CircuitOpen) {
                 self.reopens_in
             } else {
                 self.retry_after
@@ -111,11 +111,10 @@ impl CallState {
         }
     }
 
-    /// Whether every model of the chain was skipped, its circuit open.
-    fn all_skipped(&self) -> bool {
-        self.tried.len() >= self.models
-            && !self.tried.is_empty()
-            && self.tried.iter().all(|a| a.outcome == Outcome::CircuitOpen)
+    /// Whether every model of the chain was reached (the deadline left none untried) and
+    /// ended as `ended` says.
+    fn every_model(&self, ended: impl Fn(&ModelAttempt) -> bool) -> bool {
+        !self.tried.is_empty() && self.tried.len() >= self.models && self.tried.iter().all(ended)
     }
 
     /// When every model of the chain refused the request itself (a 403 restricting the
@@ -128,13 +127,11 @@ impl CallState {
             Outcome::ClientError => a.status == Some(403),
             _ => false,
         };
-        let (first, rest) = self.tried.split_first()?;
-        if self.tried.len() < self.models || !refusal(first) || !rest.iter().all(refusal) {
+        if !self.every_model(refusal) {
             return None;
         }
-        let shared = first
-            .status
-            .filter(|s| rest.iter().all(|a| a.status == Some(*s)));
+        let first = self.tried.first().and_then(|a| a.status);
+        let shared = first.filter(|s| self.tried.iter().all(|a| a.status == Some(*s)));
         Some(shared.unwrap_or(422))
     }
 }
@@ -320,12 +317,17 @@ mod tests {
         }
     }
 
-    fn exhausted_after(models: usize, tried: Vec<ModelAttempt>) -> Option<u16> {
-        let mut call = CallState::new(
+    /// A call state for a chain of `models`.
+    fn call(models: usize) -> CallState {
+        CallState::new(
             Instant::now(),
             models,
             TraceContext::continue_or_start(None, None),
-        );
+        )
+    }
+
+    fn exhausted_after(models: usize, tried: Vec<ModelAttempt>) -> Option<u16> {
+        let mut call = call(models);
         call.tried = tried;
         match call.exhausted("r", Duration::ZERO) {
             RouteErrorKind::Exhausted { refused, .. } => refused,
@@ -336,11 +338,7 @@ mod tests {
     #[test]
     fn a_call_whose_every_circuit_is_open_says_when_the_first_lets_a_call_through() {
         let retry_after = |models: usize, waits: &[Option<u64>], failed: bool| {
-            let mut call = CallState::new(
-                Instant::now(),
-                models,
-                TraceContext::continue_or_start(None, None),
-            );
+            let mut call = call(models);
             call.retry_after = Some(Duration::from_secs(7));
             for wait in waits {
                 call.skipped(&ModelId::new("m"), wait.map(Duration::from_secs));

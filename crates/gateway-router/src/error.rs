@@ -283,22 +283,19 @@ impl RouteError {
             RouteErrorKind::UnknownRoute { .. } => 404,
             RouteErrorKind::Invalid(_) => 400,
             RouteErrorKind::Refused { status, .. } if *status == 413 => 413,
-            RouteErrorKind::Refused { .. } => 422,
-            RouteErrorKind::Forbidden { .. } => 403,
+            // Restricted by every model is the organisation's permission, like the OAuth
+            // client's roles; any other refusal by every model, a request the gateway
+            // will not process.
+            RouteErrorKind::Forbidden { .. }
+            | RouteErrorKind::Exhausted {
+                refused: Some(403), ..
+            } => 403,
+            RouteErrorKind::Refused { .. }
+            | RouteErrorKind::Exhausted {
+                refused: Some(_), ..
+            } => 422,
             RouteErrorKind::Unauthorized { .. } | RouteErrorKind::Token(_) => 502,
             RouteErrorKind::Overloaded(_) | RouteErrorKind::Cancelled { .. } => 503,
-            // Restricted everywhere is the organisation's permission; any other refusal
-            // everywhere, the request the gateway will not process.
-            RouteErrorKind::Exhausted {
-                refused: Some(status),
-                ..
-            } => {
-                if *status == 403 {
-                    403
-                } else {
-                    422
-                }
-            }
             RouteErrorKind::Exhausted { tried, .. } => {
                 if !tried.is_empty() && tried.iter().all(|(_, o)| *o == Outcome::RateLimited) {
                     429
