@@ -10,6 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
+use gateway_model::redact::redact_json;
 use gateway_model::{Jitter, Region, RouterConfig};
 use gateway_transport::{
     AccessToken, BoxFuture, ClientOptions, HttpClient, TokenError, TokenSource,
@@ -20,7 +21,7 @@ use http_body_util::Full;
 use serde::Deserialize;
 use tokio::time::Instant;
 
-use crate::credentials::Credentials;
+use crate::credentials::{Credentials, Secret};
 use crate::error::AuthError;
 use crate::lifetime::TokenLifetime;
 use crate::refresh::{Bucket, RefreshPolicy};
@@ -63,6 +64,9 @@ struct Inner {
     host: String,
     client_id: String,
     basic: HeaderValue,
+    /// The client secret and the Basic credential it is sent in, taken out of whatever
+    /// the login host's error answers repeat.
+    sent_secrets: [Secret; 2],
     policy: RefreshPolicy,
     timeout: Duration,
     cache: RwLock<Option<Arc<Cached>>>,
@@ -215,6 +219,7 @@ impl ClientCredentialsBuilder {
         let mut basic = HeaderValue::from_str(&format!("Basic {encoded}"))
             .map_err(|_| AuthError::Url("the credentials cannot be sent in a header".into()))?;
         basic.set_sensitive(true);
+        let sent_secrets = [self.credentials.client_secret, Secret::new(encoded)];
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
                 http,
@@ -222,6 +227,7 @@ impl ClientCredentialsBuilder {
                 host,
                 client_id: self.credentials.client_id,
                 basic,
+                sent_secrets,
                 policy: self.policy,
                 timeout: self.timeout,
                 cache: RwLock::new(None),
@@ -447,7 +453,14 @@ impl ClientCredentials {
         match answer.status.as_u16() {
             200 => self.granted(&answer.body, started),
             400 | 401 => {
-                let body: Option<GrantError> = serde_json::from_slice(&answer.body).ok();
+                let body: Option<GrantError> =
+                    serde_json::from_slice(&answer.body)
+                        .ok()
+                        .and_then(|mut value| {
+                            let secrets = inner.sent_secrets.each_ref().map(Secret::expose);
+                            redact_json(&mut value, &secrets);
+                            serde_json::from_value(value).ok()
+                        });
                 let (error, description) = body
                     .map(|b| (b.error, b.description.or(b.error_description)))
                     .unwrap_or_default();

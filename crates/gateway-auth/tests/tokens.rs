@@ -5,6 +5,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
+use base64::Engine;
 use gateway_auth::{AuthError, ClientCredentials, Credentials};
 use gateway_model::GatewayPayload;
 use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, SimHandle, Target};
@@ -250,6 +251,36 @@ async fn wrong_credentials_name_the_client_but_never_the_secret() {
     assert!(matches!(call_err.kind(), ErrorKind::Token(_)), "{call_err}");
     assert!(call_err.to_string().contains("ops-router"));
     assert!(!call_err.to_string().contains("s3cr3t"));
+}
+
+#[tokio::test]
+async fn a_login_answer_that_repeats_the_credentials_reaches_no_error_with_them() {
+    let sim = Sim::builder().start().await.unwrap();
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}"));
+    // A login host (or a proxy before it) that quotes the request's header back.
+    sim.script(
+        Target::Token,
+        [Scripted::Raw {
+            status: 401,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!(
+                r#"{{"error":"invalid_client {DEFAULT_CLIENT_SECRET}","description":"got Authorization: Basic {basic}"}}"#
+            ),
+        }],
+    );
+    let err = provider(&sim).prefetch().await.unwrap_err();
+    assert!(
+        matches!(&err, AuthError::Rejected { description: Some(d), .. }
+            if d == "got Authorization: Basic <redacted>"),
+        "{err:?}"
+    );
+    let shown = format!("{err} {err:?}");
+    assert!(shown.contains("invalid_client <redacted>"), "{shown}");
+    assert!(
+        !shown.contains(&basic) && !shown.contains(DEFAULT_CLIENT_SECRET),
+        "{shown}"
+    );
 }
 
 #[tokio::test]

@@ -112,6 +112,26 @@ impl ErrorBody {
         serde_json::from_slice(bytes).ok()
     }
 
+    /// Parses a body like [`ErrorBody::parse`], with each of `secrets` taken out of
+    /// every string ([`redact_json`](crate::redact::redact_json)): for an answer to a
+    /// request that carried them, which the other side may have repeated.
+    ///
+    /// ```
+    /// use gateway_model::ErrorBody;
+    ///
+    /// let body = br#"{"message":"bad token: Bearer tok-123","code":"bad.credentials"}"#;
+    /// let parsed = ErrorBody::parse_redacting(body, &["tok-123"]).unwrap();
+    /// assert_eq!(parsed.message.as_deref(), Some("bad token: Bearer <redacted>"));
+    /// ```
+    pub fn parse_redacting(bytes: &[u8], secrets: &[&str]) -> Option<Self> {
+        if secrets.iter().all(|s| s.is_empty()) {
+            return Self::parse(bytes);
+        }
+        let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
+        crate::redact::redact_json(&mut value, secrets);
+        serde_json::from_value(value).ok()
+    }
+
     /// Whether a 403 with this body concerns the model (restricted) rather than the OAuth client.
     pub fn is_model_restricted(&self) -> bool {
         self.code.as_deref() == Some(CODE_MODEL_RESTRICTED)

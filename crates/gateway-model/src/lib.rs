@@ -47,6 +47,7 @@ mod model_id;
 mod models;
 mod open_enum;
 mod payload;
+pub mod redact;
 mod region;
 mod response;
 mod retry;

@@ -280,7 +280,7 @@ impl Transport {
             let Some(sent) = self.attempt(call, &ids, deadline, stats).await? else {
                 return Err(past_deadline(last_failure));
             };
-            match self.judge(sent.result, stats) {
+            match self.judge(sent.result, sent.token.as_ref(), stats) {
                 Step::Done(exchange) => return Ok(exchange),
                 // The attempt was cut short by the call's deadline, not by its own timeout.
                 Step::Retry {
@@ -381,8 +381,13 @@ impl Transport {
         Ok(wait)
     }
 
-    /// What one attempt's result means for the call.
-    fn judge(&self, result: Result<Exchange, ErrorKind>, stats: &mut CallStats) -> Step {
+    /// What one attempt's result, sent with `token`, means for the call.
+    fn judge(
+        &self,
+        result: Result<Exchange, ErrorKind>,
+        token: Option<&AccessToken>,
+        stats: &mut CallStats,
+    ) -> Step {
         let exchange = match result {
             Ok(exchange) => exchange,
             Err(kind) => {
@@ -403,7 +408,11 @@ impl Transport {
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
         self.observe_rate_limit(&exchange.headers);
-        let body = || ErrorBody::parse(&exchange.body).map(Box::new);
+        // An error body may repeat the request's `Authorization` header: its token is
+        // taken out before the body reaches an error, a log line or a caller.
+        let sent_token = token.map(AccessToken::expose);
+        let body =
+            || ErrorBody::parse_redacting(&exchange.body, sent_token.as_slice()).map(Box::new);
         match RetryPolicy::classify(exchange.status) {
             Disposition::Success => Step::Done(exchange),
             Disposition::RefreshToken => Step::Refresh(body()),

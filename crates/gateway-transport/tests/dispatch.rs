@@ -5,6 +5,7 @@
 //! time, so a 2 s `Retry-After` costs no wall-clock time and the simulator's recorded
 //! arrival times (also on tokio's clock) show the exact waits.
 
+use std::fmt::Write as _;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
@@ -589,6 +590,50 @@ async fn a_401_refreshes_the_token_once_then_fails_cleanly() {
     );
     assert_eq!(err.attempts(), 2);
     assert_eq!(err.code(), Some("bad.credentials"));
+}
+
+#[tokio::test]
+async fn an_error_body_that_repeats_the_token_reaches_no_error_with_it() {
+    let sim = Sim::builder().start().await.unwrap();
+    let t = transport(&sim, config(&sim)).await;
+    let token = sim_token(&t, &sim).await;
+    let t = Transport::new(config(&sim))
+        .unwrap()
+        .with_token_source(StaticToken::new(&token).unwrap());
+    // A debugging proxy's 400 and 401 that quote the request's headers back, once in
+    // plain text and once with JSON escapes.
+    let escaped = token.chars().fold(String::new(), |mut out, c| {
+        write!(out, "\\u{:04x}", u32::from(c)).unwrap();
+        out
+    });
+    let echo = |status: u16, code: &str| Scripted::Raw {
+        status,
+        headers: vec![("content-type".into(), "application/json".into())],
+        body: format!(
+            r#"{{"message":"got Authorization: Bearer {token}","code":"{code}","status":{status},"details":[{{"header":"{escaped}"}}],"{token}":true}}"#
+        ),
+    };
+    sim.script(
+        Target::Global,
+        [
+            echo(400, "bad.request"),
+            echo(401, "bad.credentials"),
+            echo(401, "bad.credentials"),
+        ],
+    );
+    for (call, kind) in [("bad-request", "Status"), ("unauthorized", "Unauthorized")] {
+        let err = t.execute(prompt_call(&t, call)).await.unwrap_err();
+        let body = err.error_body().expect("the error body is kept");
+        assert_eq!(
+            body.message.as_deref(),
+            Some("got Authorization: Bearer <redacted>"),
+            "{kind}"
+        );
+        let everything = format!("{err} {err:?} {}", serde_json::to_string(body).unwrap());
+        assert!(!everything.contains(&token), "{kind}: {everything}");
+        assert!(everything.contains("<redacted>"), "{kind}: {everything}");
+    }
+    assert_eq!(sim.pending_scripts(), 0, "each echo was answered");
 }
 
 #[tokio::test]

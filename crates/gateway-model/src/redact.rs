@@ -1,0 +1,105 @@
+//! Known secrets taken out of text that another host sent back.
+//!
+//! A gateway, a proxy or a login host may repeat what it was sent (an `Authorization`
+//! header, say) in an error message. The router quotes such messages in its errors, so
+//! whoever reads them first takes out the secrets it sent.
+
+use std::borrow::Cow;
+
+use serde_json::Value;
+
+/// What stands in for a secret taken out of a text.
+pub const REDACTED: &str = "<redacted>";
+
+/// `text` with every occurrence of each non-empty secret replaced by [`REDACTED`].
+///
+/// ```
+/// use gateway_model::redact::redact_secrets;
+///
+/// let text = redact_secrets("auth was Bearer tok-123", &["tok-123"]);
+/// assert_eq!(text, "auth was Bearer <redacted>");
+/// assert_eq!(redact_secrets("nothing to hide", &["tok-123", ""]), "nothing to hide");
+/// ```
+pub fn redact_secrets<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
+    let mut text = Cow::Borrowed(text);
+    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+        if text.contains(secret) {
+            text = Cow::Owned(text.replace(secret, REDACTED));
+        }
+    }
+    text
+}
+
+/// Takes each non-empty secret out of every string in `value`, object keys included.
+///
+/// Strings are compared as decoded, so a secret written with JSON escapes (`\/`,
+/// `\u0041`) is found too.
+///
+/// ```
+/// use gateway_model::redact::redact_json;
+///
+/// let mut value = serde_json::json!({"message": "got Bearer tok-123", "errors": [{"tok-123": 1}]});
+/// redact_json(&mut value, &["tok-123"]);
+/// assert_eq!(value, serde_json::json!({"message": "got Bearer <redacted>", "errors": [{"<redacted>": 1}]}));
+/// ```
+pub fn redact_json(value: &mut Value, secrets: &[&str]) {
+    match value {
+        Value::String(text) => {
+            if let Cow::Owned(redacted) = redact_secrets(text, secrets) {
+                *text = redacted;
+            }
+        }
+        Value::Array(items) => {
+            for item in items {
+                redact_json(item, secrets);
+            }
+        }
+        Value::Object(map) => {
+            let keys_hold_one = map
+                .keys()
+                .any(|key| matches!(redact_secrets(key, secrets), Cow::Owned(_)));
+            if keys_hold_one {
+                *map = std::mem::take(map)
+                    .into_iter()
+                    .map(|(key, mut item)| {
+                        redact_json(&mut item, secrets);
+                        (redact_secrets(&key, secrets).into_owned(), item)
+                    })
+                    .collect();
+            } else {
+                for item in map.values_mut() {
+                    redact_json(item, secrets);
+                }
+            }
+        }
+        Value::Null | Value::Bool(_) | Value::Number(_) => {}
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_occurrence_of_every_secret_goes_and_the_rest_stays() {
+        assert_eq!(
+            redact_secrets("a s1 b s2 c s1", &["s1", "s2"]),
+            "a <redacted> b <redacted> c <redacted>"
+        );
+        assert!(matches!(
+            redact_secrets("clean", &["s1"]),
+            Cow::Borrowed("clean")
+        ));
+    }
+
+    #[test]
+    fn a_secret_written_with_json_escapes_is_found() {
+        let mut value: Value =
+            serde_json::from_str(r#"{"m": "Basic YWJj\/ZGVm", "n": ["\u0074ok"]}"#).unwrap();
+        redact_json(&mut value, &["YWJj/ZGVm", "tok"]);
+        assert_eq!(
+            value,
+            serde_json::json!({"m": "Basic <redacted>", "n": ["<redacted>"]})
+        );
+    }
+}
