@@ -662,6 +662,39 @@ async fn an_unknown_model_falls_back_and_a_refused_token_stops() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_failing_login_host_ends_the_call_as_its_trouble_with_a_time_to_come_back() {
+    let sim = Sim::builder().start().await.unwrap();
+    let router = gen4_with_fallback(&sim).await;
+    // The token in use is revoked, and the login host answers 503 from now on.
+    sim.revoke_tokens();
+    sim.script(
+        Target::Token,
+        std::iter::repeat_with(|| Scripted::Status {
+            status: 503,
+            code: None,
+        })
+        .take(50),
+    );
+    let err = router
+        .route(RouteRequest::new("s", "hello"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err.kind(), RouteErrorKind::Token(_)), "{err}");
+    assert!(err.is_retryable() && !err.is_auth(), "{err}");
+    assert!(
+        err.retry_after().is_some_and(|wait| wait > Duration::ZERO),
+        "{err:?}"
+    );
+    let tried = &err.trace().unwrap().models_tried;
+    assert_eq!(tried.len(), 1, "the login host's trouble is no model's");
+    assert_eq!(tried[0].outcome, Outcome::UpstreamError, "not the client's");
+    assert!(
+        sim.counters().token_requests >= 3,
+        "the login host was asked again within the deadline"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dropped_call_releases_everything_and_is_audited_as_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");

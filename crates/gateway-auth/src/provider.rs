@@ -544,6 +544,13 @@ impl ClientCredentials {
         }))
     }
 
+    /// How long until the next token request is allowed, after a failure.
+    fn next_attempt_in(&self) -> Option<Duration> {
+        lock(&self.inner.backoff)
+            .next_attempt
+            .map(|next| next.saturating_duration_since(Instant::now()))
+    }
+
     /// The lifetime of the cached token, if one is cached.
     pub fn token_lifetime(&self) -> Option<Duration> {
         self.cached().map(|c| c.lifetime)
@@ -552,7 +559,16 @@ impl ClientCredentials {
 
 impl TokenSource for ClientCredentials {
     fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
-        Box::pin(async move { self.current_token().await.map_err(TokenError::from) })
+        Box::pin(async move {
+            self.current_token().await.map_err(|err| {
+                let retry_in = err.is_transient().then(|| self.next_attempt_in()).flatten();
+                let err = TokenError::from(err);
+                match retry_in {
+                    Some(wait) => err.with_retry_in(wait),
+                    None => err,
+                }
+            })
+        })
     }
 
     fn ready_token(&self) -> Option<AccessToken> {

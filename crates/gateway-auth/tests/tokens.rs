@@ -296,6 +296,58 @@ async fn debug_output_and_errors_never_contain_the_secret_or_the_token() {
     assert!(shown.contains(DEFAULT_CLIENT_ID));
 }
 
+#[tokio::test(start_paused = true)]
+async fn a_call_with_no_token_waits_out_the_logins_backoff_and_asks_again() {
+    let sim = Sim::builder().start().await.unwrap();
+    let unavailable = || Scripted::Status {
+        status: 503,
+        code: None,
+    };
+    sim.script(Target::Token, [unavailable(), Scripted::Drop]);
+    let tokens = provider(&sim);
+    let t = transport(&sim, &tokens);
+    let started = tokio::time::Instant::now();
+    let answer = t.execute(prompt(&t, "cold")).await.unwrap();
+    assert_eq!(
+        answer.stats.attempts, 1,
+        "one prompt request, once a token came"
+    );
+    assert_eq!(sim.counters().token_requests, 3);
+    // The provider's own backoff (equal jitter): 0.5 to 1 s after the first failure,
+    // 1 to 2 s after the second.
+    let waited = started.elapsed();
+    assert!(
+        (Duration::from_millis(1500)..=Duration::from_secs(3)).contains(&waited),
+        "{waited:?}"
+    );
+
+    // A login host that keeps failing: the call gives up when the next request would
+    // come after its deadline, with the login's failure and when it is asked again.
+    sim.script(Target::Token, std::iter::repeat_with(unavailable).take(10));
+    let tokens = provider(&sim);
+    let mut config = TransportConfig::new(sim.base_url());
+    config.deadline = Duration::from_secs(3);
+    let t = Transport::new(config)
+        .unwrap()
+        .with_token_source(tokens.clone());
+    let before = sim.counters().token_requests;
+    let started = tokio::time::Instant::now();
+    let err = t.execute(prompt(&t, "down")).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(3), "{err}");
+    let ErrorKind::Token(token) = err.kind() else {
+        panic!("{err}")
+    };
+    assert!(token.retryable, "{err}");
+    assert!(
+        token.retry_in.is_some_and(|wait| wait > Duration::ZERO),
+        "{token:?}"
+    );
+    assert!(err.to_string().contains("HTTP 503"), "{err}");
+    assert_eq!(err.attempts(), 0, "no prompt request without a token");
+    let asked = sim.counters().token_requests - before;
+    assert!((2..=3).contains(&asked), "{asked} token requests in 3 s");
+}
+
 #[tokio::test]
 async fn an_unreachable_login_host_is_named() {
     let port = std::net::TcpListener::bind("127.0.0.1:0")

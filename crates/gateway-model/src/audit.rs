@@ -26,7 +26,8 @@ pub enum Outcome {
     ClientError,
     /// Rate limited (429) until retries or the wait cap ran out.
     RateLimited,
-    /// The gateway or the connection failed (5xx, reset, refused) until retries ran out.
+    /// The gateway, the login host or the connection failed (5xx, reset, refused) until
+    /// retries ran out.
     UpstreamError,
     /// The prompt or answer broke a content policy (422).
     PolicyViolation,

@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_model::{ErrorBody, GatewayResponse, ModelId, Outcome, RetryReason};
-use gateway_transport::{Answer, Call, CallStats, ErrorKind, TransportError};
+use gateway_transport::{Answer, Call, CallStats, ErrorKind, TokenError, TransportError};
 use tokio::time::Instant;
 
 use crate::breaker::{CoolDownRule, Health};
@@ -207,6 +207,16 @@ fn detail(err: &TransportError) -> String {
         .map_or_else(|| err.to_string(), ErrorBody::to_string)
 }
 
+/// A failed token's outcome: the login host's trouble (transient), or the client's
+/// credentials (not).
+fn token_outcome(token: &TokenError) -> Outcome {
+    if token.retryable {
+        Outcome::UpstreamError
+    } else {
+        Outcome::ClientError
+    }
+}
+
 /// How a transport failure ends a model's part: outcome, what the loop does next, and
 /// what it says about the model's health.
 fn classify(
@@ -270,7 +280,7 @@ fn classify(
             Health::Neutral,
         ),
         ErrorKind::Token(t) => (
-            Outcome::ClientError,
+            token_outcome(t),
             Next::Stop(RouteErrorKind::Token(t.clone())),
             Health::Neutral,
         ),

@@ -325,11 +325,13 @@ impl RouteError {
 
     /// When to try again: the longest `Retry-After` seen for a call that failed on rate
     /// limits; for a call that found every model's circuit open, the time until the
-    /// first lets a call through; a second for a call cancelled by a shutdown (another
-    /// replica can take it).
+    /// first lets a call through; for a call that got no token, when the login host is
+    /// asked again; a second for a call cancelled by a shutdown (another replica can
+    /// take it).
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
             RouteErrorKind::Exhausted { retry_after, .. } => *retry_after,
+            RouteErrorKind::Token(token) if token.retryable => token.retry_in,
             RouteErrorKind::Cancelled { .. } => Some(Duration::from_secs(1)),
             _ => None,
         }
@@ -367,18 +369,26 @@ mod tests {
 
     #[test]
     fn the_cause_is_the_source_and_the_helpers_say_what_to_do() {
-        let refused = TokenError {
-            message: "the login host refused client-1".into(),
-            retryable: false,
-        };
+        let refused = TokenError::permanent("the login host refused client-1");
         let err = RouteError::from(RouteErrorKind::Token(refused.clone()));
         let source = err.source().expect("a token failure has a cause");
         assert_eq!(source.downcast_ref::<TokenError>(), Some(&refused));
         assert!(err.is_auth() && !err.is_retryable() && !err.is_timeout());
 
         let unreachable = TokenError::transient("the login host did not answer");
-        let err = RouteError::from(RouteErrorKind::Token(unreachable));
+        let err = RouteError::from(RouteErrorKind::Token(unreachable.clone()));
         assert!(!err.is_auth() && err.is_retryable());
+        assert_eq!(err.retry_after(), None);
+        let backing_off = unreachable.with_retry_in(Duration::from_millis(800));
+        let err = RouteError::from(RouteErrorKind::Token(backing_off));
+        assert_eq!(err.retry_after(), Some(Duration::from_millis(800)));
+        let refused_later = refused.clone().with_retry_in(Duration::from_secs(1));
+        let err = RouteError::from(RouteErrorKind::Token(refused_later));
+        assert_eq!(
+            err.retry_after(),
+            None,
+            "refused credentials: no point coming back"
+        );
 
         let invalid = ValidationErrors::single("/prompt", Rule::Required);
         let err = RouteError::from(RouteErrorKind::Invalid(invalid.clone()));

@@ -244,7 +244,7 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
         ("429", "rate limited (with Retry-After)"),
         (
             "502",
-            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open",
+            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open, or when the login host will be asked again",
         ),
         ("503", "overloaded or shutting down (with Retry-After)"),
         ("504", "the deadline passed"),
@@ -299,7 +299,7 @@ fn route_responses(outcome: &Value) -> Value {
         ("429", "rate limited (with Retry-After)"),
         (
             "502",
-            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open",
+            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open, or when the login host will be asked again",
         ),
         ("503", "overloaded or shutting down (with Retry-After)"),
         ("504", "the deadline passed"),

@@ -6,6 +6,7 @@ use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::time::Duration;
 
 use http::HeaderValue;
 
@@ -89,6 +90,9 @@ pub struct TokenError {
     pub message: String,
     /// Whether trying again later may help (a network failure) or not (rejected credentials).
     pub retryable: bool,
+    /// When the source will ask the login host again, if it knows (it backs off after a
+    /// failure): a caller with that much time left waits and asks again.
+    pub retry_in: Option<Duration>,
 }
 
 impl TokenError {
@@ -97,6 +101,7 @@ impl TokenError {
         Self {
             message: message.into(),
             retryable: true,
+            retry_in: None,
         }
     }
 
@@ -105,7 +110,24 @@ impl TokenError {
         Self {
             message: message.into(),
             retryable: false,
+            retry_in: None,
         }
+    }
+
+    /// The same failure, saying when the source will try again.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gateway_transport::TokenError;
+    ///
+    /// let err = TokenError::transient("the login host answered HTTP 503")
+    ///     .with_retry_in(Duration::from_millis(800));
+    /// assert_eq!(err.retry_in, Some(Duration::from_millis(800)));
+    /// ```
+    #[must_use]
+    pub fn with_retry_in(mut self, wait: Duration) -> Self {
+        self.retry_in = Some(wait);
+        self
     }
 }
 
@@ -127,7 +149,7 @@ pub trait TokenSource: Send + Sync + 'static {
 
     /// How much longer `token` stays usable, if this source knows (a fleet caches a
     /// shared token for that long).
-    fn valid_for(&self, token: &AccessToken) -> Option<std::time::Duration> {
+    fn valid_for(&self, token: &AccessToken) -> Option<Duration> {
         let _ = token;
         None
     }
@@ -181,7 +203,7 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
         (**self).invalidate(token);
     }
 
-    fn valid_for(&self, token: &AccessToken) -> Option<std::time::Duration> {
+    fn valid_for(&self, token: &AccessToken) -> Option<Duration> {
         (**self).valid_for(token)
     }
 }

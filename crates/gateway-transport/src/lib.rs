@@ -46,6 +46,7 @@ mod pacing;
 mod rate_budget;
 mod retry;
 mod tcp;
+mod token_wait;
 mod transport;
 
 pub use bearer::{

@@ -23,6 +23,7 @@ use crate::limiter::{Limiter, Permit};
 use crate::pacing::Pacing;
 use crate::rate_budget::{LocalRateBudget, RateBudget};
 use crate::retry::{Disposition, RetryPolicy, Wait, parse_retry_after};
+use crate::token_wait::{TokenWait, wait_for_token};
 
 /// The header values that identify a call, checked once: its request id and its
 /// correlation id, if any (shared values: every attempt's clone is a reference).
@@ -277,7 +278,10 @@ impl Transport {
             last,
         };
         loop {
-            let Some(sent) = self.attempt(call, &ids, deadline, stats).await? else {
+            let Some(sent) = self
+                .attempt(call, &ids, deadline, stats, &mut last_failure)
+                .await?
+            else {
                 return Err(past_deadline(last_failure));
             };
             match self.judge(sent.result, sent.token.as_ref(), stats) {
@@ -323,6 +327,7 @@ impl Transport {
         ids: &Ids,
         deadline: Instant,
         stats: &mut CallStats,
+        last_failure: &mut Option<String>,
     ) -> Result<Option<Sent>, ErrorKind> {
         let inner = &*self.inner;
         self.pace(deadline, stats).await?;
@@ -331,9 +336,13 @@ impl Transport {
         let token = match &inner.tokens {
             Some(source) => match source.ready_token() {
                 Some(token) => Some(token),
-                None => match tokio::time::timeout_at(deadline, source.token()).await {
-                    Ok(token) => Some(token?),
-                    Err(_) => return Ok(None),
+                None => match wait_for_token(&**source, deadline, &inner.config.retry).await {
+                    Ok(token) => Some(token),
+                    Err(TokenWait::Failed(err)) => return Err(ErrorKind::Token(err)),
+                    Err(TokenWait::PastDeadline(waited)) => {
+                        *last_failure = Some(waited);
+                        return Ok(None);
+                    }
                 },
             },
             None => None,

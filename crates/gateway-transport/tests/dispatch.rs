@@ -734,8 +734,9 @@ async fn waiting_for_a_token_holds_no_slot_and_ends_at_the_deadline() {
     );
     let err = waiting.await.unwrap().unwrap_err();
     assert!(
-        matches!(err.kind(), ErrorKind::DeadlineExceeded { .. }),
-        "{err}"
+        matches!(err.kind(), ErrorKind::DeadlineExceeded { last: Some(last), .. }
+            if last == "no access token: the login host has not answered"),
+        "the wait is named, not taken for the model's slowness: {err}"
     );
     assert_eq!(err.attempts(), 0);
     assert_eq!(sim.counters().prompt_requests, 0);
