@@ -5,7 +5,9 @@
 use std::sync::Arc;
 
 use gateway_audit::{JsonlOptions, JsonlSink, PromptDigest, read_jsonl};
-use gateway_model::{FsyncPolicy, Outcome, RouteConfig, RouteRequest};
+use gateway_model::{
+    AuditEntry, FormatCheck, FsyncPolicy, Outcome, RouteConfig, RouteRequest, Validate,
+};
 use gateway_sim::{Scripted, Sim, Target};
 use gateway_tests::{config_for, router_for};
 
@@ -86,6 +88,7 @@ async fn audit_entries_match_what_the_simulator_saw() {
     let report = read_jsonl(&path).unwrap();
     assert!(report.skipped.is_empty());
     let entries = report.entries;
+    keep_the_exported_schema(&entries);
     assert_eq!(entries.len(), 4);
     let text = std::fs::read_to_string(&path).unwrap();
     assert!(
@@ -137,6 +140,19 @@ async fn audit_entries_match_what_the_simulator_saw() {
     assert!(failed.served_model.is_none());
 }
 
+/// Asserts that each entry is what the exported schema (schemas/audit-entry.schema.json)
+/// and `Validate` promise.
+fn keep_the_exported_schema(entries: &[AuditEntry]) {
+    let schema = FormatCheck::for_type::<AuditEntry>();
+    for entry in entries {
+        let json = serde_json::to_value(entry).unwrap();
+        if let Err(errors) = schema.check(&json) {
+            panic!("{errors}\n{json:#}");
+        }
+        assert!(entry.validate().is_ok(), "{:?}", entry.validate());
+    }
+}
+
 #[tokio::test]
 async fn invalid_requests_are_audited_without_reaching_the_gateway() {
     let dir = tempfile::tempdir().unwrap();
@@ -148,11 +164,55 @@ async fn invalid_requests_are_audited_without_reaching_the_gateway() {
         .build()
         .await
         .unwrap();
-    router.route(RouteRequest::new("s", "")).await.unwrap_err();
-    let entries = read_jsonl(&path).unwrap().entries;
-    assert_eq!(entries.len(), 1);
-    assert_eq!(entries[0].outcome, Outcome::ClientError);
-    assert!(entries[0].models_tried.is_empty());
+    let many_labels = (0..40).fold(RouteRequest::new("s", "hi"), |request, n| {
+        request.metadata(format!("k{n:02}"), "v")
+    });
+    let refused = [
+        RouteRequest::new("s", ""),
+        RouteRequest::new("s", "p".repeat(gateway_model::MAX_PROMPT_CHARS + 1_000)),
+        RouteRequest::new("s", "hi")
+            .metadata("\u{0}", "nul")
+            .metadata("ключ", "cyrillic")
+            .metadata("", "empty")
+            .metadata("k".repeat(100), "long key")
+            .metadata("fine", "v".repeat(10_000)),
+        many_labels,
+        RouteRequest::new("s", "hi")
+            .temperature(5.0)
+            .max_tokens(u32::MAX)
+            .sticky_key("s".repeat(100_000))
+            .caller_request_id("r".repeat(100_000)),
+    ];
+    for request in refused {
+        router.route(request).await.unwrap_err();
+    }
+    let read = read_jsonl(&path).unwrap();
+    assert!(read.skipped.is_empty(), "{:?}", read.skipped);
+    let entries = read.entries;
+    assert_eq!(entries.len(), 5);
+    keep_the_exported_schema(&entries);
+    for entry in &entries {
+        assert_eq!(entry.outcome, Outcome::ClientError);
+        assert!(entry.models_tried.is_empty());
+    }
+    assert_eq!(
+        entries[1].prompt_chars, 9_000,
+        "the length asked for is kept"
+    );
+    let labels: Vec<&str> = entries[2]
+        .metadata
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(
+        labels,
+        ["fine"],
+        "labels a valid request cannot carry are left out"
+    );
+    assert_eq!(
+        entries[3].metadata.len(),
+        gateway_model::MAX_METADATA_ENTRIES
+    );
     assert_eq!(sim.counters().prompt_requests, 0);
 }
 
@@ -200,6 +260,7 @@ async fn what_an_answer_can_put_into_an_entry_is_bounded() {
 
     let read = read_jsonl(&path).unwrap();
     assert!(read.skipped.is_empty(), "{:?}", read.skipped);
+    keep_the_exported_schema(&read.entries);
     let [answered, failed] = &read.entries[..] else {
         panic!("two entries: {:?}", read.entries);
     };

@@ -6,10 +6,7 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use crate::model_id::ModelId;
-use crate::payload::{
-    MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS, MAX_PROMPT_CHARS,
-    Metadata,
-};
+use crate::payload::{MAX_METADATA_ENTRIES, MAX_METADATA_VALUE_CHARS, METADATA_KEY, Metadata};
 use crate::response::Usage;
 use crate::safety::SafetyVerdict;
 use crate::trace::MAX_CALLER_REQUEST_ID_CHARS;
@@ -165,11 +162,11 @@ pub struct AuditEntry {
     /// Lowercase hex SHA-256 of the prompt's UTF-8 bytes.
     #[schemars(regex(pattern = r"^[0-9a-f]{64}$"))]
     pub prompt_sha256: String,
-    /// Prompt length in characters (Unicode scalar values).
-    #[schemars(range(max = 8000))]
+    /// Prompt length in characters (Unicode scalar values): above 8,000 only for a
+    /// request refused for it.
     pub prompt_chars: u32,
-    /// The caller's metadata labels (for a request refused for its labels, the first 32,
-    /// each cut to the bounds a valid request keeps).
+    /// The caller's metadata labels (for a request refused for its labels, the first 32
+    /// whose keys a valid request can carry, values cut to 512 characters).
     #[serde(default, skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
 }
@@ -264,10 +261,13 @@ impl AuditEntry {
 
 impl AuditEntry {
     /// Cuts what the entry took from the caller to the bounds a valid request keeps: at
-    /// most [`MAX_METADATA_ENTRIES`] labels (the first, in key order), keys of
-    /// [`MAX_METADATA_KEY_CHARS`] and values of [`MAX_METADATA_VALUE_CHARS`] characters, a
-    /// caller request id of [`MAX_CALLER_REQUEST_ID_CHARS`]. The entry for a request
-    /// refused for breaking those bounds stays small.
+    /// most [`MAX_METADATA_ENTRIES`] labels (the first, in key order) with keys a valid
+    /// request can carry (1 to [`MAX_METADATA_KEY_CHARS`](crate::MAX_METADATA_KEY_CHARS)
+    /// characters of [`METADATA_KEY_PATTERN`](crate::METADATA_KEY_PATTERN); the others
+    /// are left out), values of
+    /// [`MAX_METADATA_VALUE_CHARS`] characters, a caller request id of
+    /// [`MAX_CALLER_REQUEST_ID_CHARS`]. The entry for a request refused for breaking
+    /// those bounds stays small and keeps to the exported schema.
     ///
     /// ```
     /// # use gateway_model::{AuditEntry, MAX_METADATA_VALUE_CHARS, Metadata};
@@ -292,17 +292,17 @@ impl AuditEntry {
         let labels = &self.metadata;
         if labels.len() > MAX_METADATA_ENTRIES
             || labels.iter().any(|(key, value)| {
-                over(key, MAX_METADATA_KEY_CHARS) || over(value, MAX_METADATA_VALUE_CHARS)
+                !METADATA_KEY.accepts(key) || over(value, MAX_METADATA_VALUE_CHARS)
             })
         {
             self.metadata = labels
                 .iter()
+                .filter(|(key, _)| METADATA_KEY.accepts(key))
                 .take(MAX_METADATA_ENTRIES)
                 .map(|(key, value)| {
-                    let (mut key, mut value) = (key.clone(), value.clone());
-                    cut_to(&mut key, MAX_METADATA_KEY_CHARS);
+                    let mut value = value.clone();
                     cut_to(&mut value, MAX_METADATA_VALUE_CHARS);
-                    (key, value)
+                    (key.clone(), value)
                 })
                 .collect();
         }
@@ -321,15 +321,6 @@ impl Validate for AuditEntry {
                 &at.key("promptSha256"),
                 Rule::Pattern {
                     pattern: r"^[0-9a-f]{64}$",
-                },
-            );
-        }
-        if usize::try_from(self.prompt_chars).map_or(true, |n| n > MAX_PROMPT_CHARS) {
-            out.push(
-                &at.key("promptChars"),
-                Rule::OutOfRange {
-                    range: "0..=8000",
-                    actual: f64::from(self.prompt_chars),
                 },
             );
         }

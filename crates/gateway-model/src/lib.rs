@@ -100,6 +100,6 @@ pub use trace::{
 pub use tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning};
 pub use validation::{
     Location, MAX_MALFORMED_CHARS, Rule, Validate, ValidationErrors, Violation, Violations, cut_to,
-    from_json_slice, from_json_value,
+    from_json_slice, from_json_value, parse_json_slice,
 };
 pub use wire::payload_format;

@@ -60,7 +60,8 @@ const NOT_BLANK: Pattern = Pattern::not_blank(PROMPT_PATTERN, |text| {
 
 /// A metadata key: 1 to [`MAX_METADATA_KEY_CHARS`] characters matching
 /// [`METADATA_KEY_PATTERN`].
-const METADATA_KEY: Text = Text::chars(1, MAX_METADATA_KEY_CHARS).matching(&METADATA_KEY_CHARS);
+pub(crate) const METADATA_KEY: Text =
+    Text::chars(1, MAX_METADATA_KEY_CHARS).matching(&METADATA_KEY_CHARS);
 
 const METADATA_KEY_CHARS: Pattern = Pattern::new(METADATA_KEY_PATTERN, |key| {
     key.chars()

@@ -469,6 +469,26 @@ pub fn from_json_slice<T>(bytes: &[u8]) -> Result<T, ValidationErrors>
 where
     T: serde::de::DeserializeOwned + Validate,
 {
+    let parsed: T = parse_json_slice(bytes)?;
+    parsed.validate()?;
+    Ok(parsed)
+}
+
+/// Reads JSON text holding an object into `T` without checking its bounds: for a reader
+/// that hands the value on to one that validates it (the router, which audits a request
+/// it refuses). A type mismatch or unknown field is refused as in [`from_json_slice`].
+///
+/// ```
+/// use gateway_model::{RouteRequest, Validate, parse_json_slice};
+///
+/// let request: RouteRequest = parse_json_slice(br#"{"route":"r","prompt":""}"#).unwrap();
+/// assert!(request.validate().is_err(), "read, not yet checked");
+/// assert!(parse_json_slice::<RouteRequest>(br#"{"route":5,"prompt":""}"#).is_err());
+/// ```
+pub fn parse_json_slice<T>(bytes: &[u8]) -> Result<T, ValidationErrors>
+where
+    T: serde::de::DeserializeOwned,
+{
     // serde reads a JSON array into a struct too (its sequence form); the schemas say
     // object, so only an object is read. Every type read here is an object at the top
     // and holds no nested struct but `parameters` (checked by the schema before sending).
@@ -479,7 +499,6 @@ where
     let parsed: T = serde_path_to_error::deserialize(&mut de).map_err(malformed)?;
     de.end()
         .map_err(|e| ValidationErrors::single("", Rule::malformed(e)))?;
-    parsed.validate()?;
     Ok(parsed)
 }
 

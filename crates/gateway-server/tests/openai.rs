@@ -444,34 +444,65 @@ async fn refused_requests_name_the_parameter_and_never_reach_the_gateway() {
 }
 
 #[tokio::test]
-async fn the_audit_entry_of_a_refused_request_keeps_its_labels_within_their_bounds() {
-    use gateway_model::{MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS, MAX_METADATA_VALUE_CHARS};
+async fn the_audit_entry_of_a_refused_request_keeps_the_labels_a_valid_request_can_carry() {
+    use gateway_model::{
+        AuditEntry, FormatCheck, MAX_METADATA_ENTRIES, MAX_METADATA_KEY_CHARS,
+        MAX_METADATA_VALUE_CHARS,
+    };
     let door = Door::start().await;
-    let many: serde_json::Map<String, Value> = (0..=MAX_METADATA_ENTRIES)
-        .map(|n| {
-            (
-                format!("{n:02}{}", "k".repeat(200)),
-                json!("v".repeat(10_000)),
-            )
-        })
+    let mut many: serde_json::Map<String, Value> = (0..=MAX_METADATA_ENTRIES)
+        .map(|n| (format!("k{n:02}"), json!("v".repeat(10_000))))
         .collect();
+    for key in [
+        "a".repeat(200),
+        "\u{0}".into(),
+        "ключ".into(),
+        String::new(),
+    ] {
+        many.insert(key, json!("x"));
+    }
+    let auth = format!("Bearer {KEY}");
     let (status, _, body) = door
         .raw(
             Method::POST,
             "/v1/chat/completions",
-            &[("authorization", &format!("Bearer {KEY}"))],
+            &[("authorization", &auth)],
             Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}], "metadata": many})),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    // The Genesys door refuses the same labels, and an over-long prompt, the same way.
+    for request in [
+        json!({"route": "reply", "prompt": "hi", "metadata": many}),
+        json!({"route": "reply", "prompt": "p".repeat(9_000)}),
+    ] {
+        let (status, _, body) = door
+            .raw(
+                Method::POST,
+                "/v1/route",
+                &[("authorization", &auth)],
+                Some(request),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["code"], "router.invalid.request", "{body}");
+    }
     assert!(door.payloads().is_empty());
     let entries = door.shutdown().await;
-    assert_eq!(entries.len(), 1, "the refused call is audited");
-    let labels = &entries[0].metadata;
-    assert_eq!(labels.len(), MAX_METADATA_ENTRIES);
-    for (key, value) in labels {
-        assert_eq!(key.chars().count(), MAX_METADATA_KEY_CHARS);
-        assert_eq!(value.chars().count(), MAX_METADATA_VALUE_CHARS);
+    assert_eq!(entries.len(), 3, "each door audits the request it refuses");
+    let schema = FormatCheck::for_type::<AuditEntry>();
+    for entry in &entries {
+        let json = serde_json::to_value(entry).unwrap();
+        assert!(schema.is_valid(&json), "{json:#}");
+    }
+    assert_eq!(entries[2].prompt_chars, 9_000);
+    for labels in [&entries[0].metadata, &entries[1].metadata] {
+        assert_eq!(labels.len(), MAX_METADATA_ENTRIES);
+        for (key, value) in labels {
+            assert!(key.starts_with('k') && key.len() == 3, "{key}");
+            assert!(key.chars().count() <= MAX_METADATA_KEY_CHARS);
+            assert_eq!(value.chars().count(), MAX_METADATA_VALUE_CHARS);
+        }
     }
 }
 

@@ -4,7 +4,7 @@ use axum::Router as Paths;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::routing::{get, post};
-use gateway_model::{RouteRequest, from_json_slice};
+use gateway_model::{RouteRequest, parse_json_slice};
 use http::StatusCode;
 use serde_json::json;
 
@@ -107,7 +107,9 @@ async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) ->
                 return error(e.status(), code, &e.to_string(), None);
             }
         };
-        let mut request: RouteRequest = match from_json_slice(&body) {
+        // Read here, checked by the router, which audits a request it refuses, as it
+        // does for every door.
+        let mut request: RouteRequest = match parse_json_slice(&body) {
             Ok(request) => request,
             Err(errors) => {
                 return error(
