@@ -167,7 +167,8 @@ where
                 %method, %path, status, latency_ms,
                 route = header_str(response.headers().get(&super::ROUTE_HEADER)),
                 model = header_str(response.headers().get(&super::MODEL_HEADER)),
-                request_id = %request_id,
+                // Quoted, like `route` and `model`: a caller's id may hold spaces.
+                request_id = request_id.as_str(),
                 "request"
             );
         }
