@@ -28,6 +28,10 @@ content-type: application/json\r\ncontent-length: 189\r\nconnection: close\r\n\r
 /// How long to back off after `accept` fails (out of descriptors, say), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
+/// How long an idle HTTP/2 connection is given to send its GOAWAY and close (hyper's
+/// graceful shutdown waits for a PING's answer) before it is dropped.
+const GOAWAY_GRACE: Duration = Duration::from_secs(1);
+
 /// An accept loop serving one listener; see [`Server::serve`].
 ///
 /// ```
@@ -232,10 +236,20 @@ async fn connection<S, B>(
                 conn.as_mut().graceful_shutdown();
             }
             _ = signals.close.wait_for(|c| *c) => return,
-            () = activity.expired(&limits) => {
-                tracing::debug!("closing a connection: idle, or headers too slow");
-                return;
-            }
+            () = activity.expired(&limits) => break,
+        }
+    }
+    tracing::debug!("closing a connection: idle, or headers too slow");
+    if activity.is_multiplexed() {
+        // An HTTP/2 client is told with a GOAWAY, so that it does not send a request
+        // into a connection that is going away; no stream is open to wait for.
+        if !draining {
+            conn.as_mut().graceful_shutdown();
+        }
+        tokio::select! {
+            _ = conn.as_mut() => {}
+            _ = signals.close.wait_for(|c| *c) => {}
+            () = tokio::time::sleep(GOAWAY_GRACE) => {}
         }
     }
 }

@@ -9,7 +9,7 @@ use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -24,6 +24,9 @@ use crate::ConnectionLimits;
 /// No partial request is pending.
 const NONE: u64 = u64::MAX;
 
+/// How an HTTP/2 connection begins (RFC 9113 §3.4); no HTTP/1.1 method is `PRI`.
+const HTTP2_PREFACE_START: &[u8; 4] = b"PRI ";
+
 /// One connection's activity, in milliseconds since it was accepted.
 #[derive(Debug)]
 pub(crate) struct Activity {
@@ -36,6 +39,10 @@ pub(crate) struct Activity {
     in_flight: AtomicUsize,
     /// Wakes the watchdog when a deadline moves earlier (a request's first byte).
     changed: Notify,
+    /// The connection speaks HTTP/2: frames between requests (PING, SETTINGS,
+    /// `WINDOW_UPDATE`) are not the start of a request, and only a finished request
+    /// counts as activity.
+    multiplexed: AtomicBool,
 }
 
 impl Activity {
@@ -46,7 +53,20 @@ impl Activity {
             partial_since_ms: AtomicU64::new(NONE),
             in_flight: AtomicUsize::new(0),
             changed: Notify::new(),
+            multiplexed: AtomicBool::new(false),
         })
+    }
+
+    /// Whether the connection speaks HTTP/2 (it began with the preface).
+    pub(crate) fn is_multiplexed(&self) -> bool {
+        self.multiplexed.load(Ordering::Acquire)
+    }
+
+    /// The connection began with the HTTP/2 preface: its bytes no longer start a header
+    /// clock (hyper's HTTP/2 server bounds a stream's headers itself).
+    fn speaks_http2(&self) {
+        self.multiplexed.store(true, Ordering::Release);
+        self.partial_since_ms.store(NONE, Ordering::Release);
     }
 
     fn now_ms(&self) -> u64 {
@@ -58,6 +78,9 @@ impl Activity {
     }
 
     fn bytes_arrived(&self) {
+        if self.is_multiplexed() {
+            return;
+        }
         let now = self.now_ms();
         self.last_ms.store(now, Ordering::Relaxed);
         if self.in_flight.load(Ordering::Acquire) == 0 {
@@ -129,11 +152,31 @@ fn saturating_add(base: Instant, d: Duration) -> Instant {
 pub(crate) struct WatchedIo<T> {
     inner: T,
     activity: Arc<Activity>,
+    /// The connection's first bytes, until there are enough to tell HTTP/2 by.
+    head: [u8; 4],
+    head_len: usize,
 }
 
 impl<T> WatchedIo<T> {
     pub(crate) fn new(inner: T, activity: Arc<Activity>) -> Self {
-        Self { inner, activity }
+        Self {
+            inner,
+            activity,
+            head: [0; 4],
+            head_len: 0,
+        }
+    }
+
+    /// Keeps the connection's first bytes until it is known whether they are the
+    /// HTTP/2 preface.
+    fn note_head(&mut self, arrived: &[u8]) {
+        let want = self.head.len() - self.head_len;
+        let take = arrived.len().min(want);
+        self.head[self.head_len..self.head_len + take].copy_from_slice(&arrived[..take]);
+        self.head_len += take;
+        if self.head_len == self.head.len() && self.head == *HTTP2_PREFACE_START {
+            self.activity.speaks_http2();
+        }
     }
 }
 
@@ -146,6 +189,9 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
+            if self.head_len < self.head.len() {
+                self.note_head(&buf.filled()[before..]);
+            }
             self.activity.bytes_arrived();
         }
         polled

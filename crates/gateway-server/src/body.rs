@@ -38,11 +38,18 @@ impl BodyError {
 }
 
 /// Reads `body` whole, refusing more than `limit` bytes or more than `timeout` of waiting.
+///
+/// A body that announces more than `limit` bytes (its `Content-Length`) is refused
+/// before a byte of it is read, so a client that sent `Expect: 100-continue` gets the
+/// 413 instead of an invitation to upload.
 pub async fn read_body<B>(body: B, limit: usize, timeout: Duration) -> Result<Bytes, BodyError>
 where
     B: http_body::Body<Data = Bytes>,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
+    if usize::try_from(body.size_hint().lower()).map_or(true, |announced| announced > limit) {
+        return Err(BodyError::TooLarge { limit });
+    }
     match tokio::time::timeout(timeout, Limited::new(body, limit).collect()).await {
         Err(_) => Err(BodyError::TimedOut { timeout }),
         Ok(Ok(collected)) => Ok(collected.to_bytes()),

@@ -262,3 +262,69 @@ async fn limits_beyond_any_clock_mean_never() {
     assert!(idle.is_err(), "the idle connection was closed: {idle:?}");
     assert_eq!(server.open_connections(), 1);
 }
+
+#[tokio::test]
+async fn a_body_announced_over_the_cap_is_refused_before_it_is_sent() {
+    let server = start(4).await;
+    for head in [
+        // Without the check: `100 Continue`, then the upload.
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 10000000\r\nexpect: 100-continue\r\n\r\n",
+        // Without the check: a 408 once the body timeout has passed.
+        "POST / HTTP/1.1\r\nhost: x\r\ncontent-length: 9223372036854775807\r\n\r\n",
+    ] {
+        let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+        stream.write_all(head.as_bytes()).await.unwrap();
+        let mut got = vec![0; 1024];
+        let read = tokio::time::timeout(Duration::from_secs(5), stream.read(&mut got))
+            .await
+            .expect("an answer in time")
+            .unwrap();
+        let answer = String::from_utf8_lossy(&got[..read]);
+        assert!(answer.starts_with("HTTP/1.1 413 "), "{head}: {answer}");
+    }
+    server.close_all();
+    server.drained().await;
+}
+
+/// The frame types an HTTP/2 server sent until it closed the connection.
+async fn http2_frames_until_close(stream: &mut TcpStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the server closed the connection in time")
+        .ok();
+    let mut types = Vec::new();
+    let mut rest = &bytes[..];
+    while rest.len() >= 9 {
+        let length = usize::from(rest[0]) << 16 | usize::from(rest[1]) << 8 | usize::from(rest[2]);
+        types.push(rest[3]);
+        rest = &rest[(9 + length).min(rest.len())..];
+    }
+    types
+}
+
+#[tokio::test]
+async fn an_idle_http2_connection_is_told_with_a_goaway_and_pings_do_not_shorten_its_life() {
+    const SETTINGS: u8 = 0x4;
+    const PING: u8 = 0x6;
+    const GOAWAY: u8 = 0x7;
+    let server = start(4).await;
+    let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    let started = Instant::now();
+    let mut hello = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n".to_vec();
+    hello.extend_from_slice(&[0, 0, 0, SETTINGS, 0, 0, 0, 0, 0]);
+    hello.extend_from_slice(&[0, 0, 0, SETTINGS, 1, 0, 0, 0, 0]);
+    // A client's keep-alive PING, with no request open: not the start of a request,
+    // whose headers would have to arrive within the header timeout.
+    hello.extend_from_slice(&[0, 0, 8, PING, 0, 0, 0, 0, 0, 1, 2, 3, 4, 5, 6, 7, 8]);
+    stream.write_all(&hello).await.unwrap();
+
+    let frames = http2_frames_until_close(&mut stream).await;
+    assert!(frames.contains(&PING), "the PING is answered: {frames:?}");
+    assert!(frames.contains(&GOAWAY), "closed with a GOAWAY: {frames:?}");
+    assert!(
+        started.elapsed() >= IDLE,
+        "closed after {:?}, before the idle timeout of {IDLE:?}",
+        started.elapsed()
+    );
+}
