@@ -112,8 +112,10 @@ impl RetryPolicy {
 
     /// Decides the wait after failed attempt number `attempt` (1-based).
     ///
-    /// `retry_after` is the server's `Retry-After`, if any (it replaces the backoff);
-    /// `remaining` is the time left before the deadline; `unit` is a uniform draw in `[0, 1)`.
+    /// `retry_after` is the server's `Retry-After`, if any: the wait is the longer of it
+    /// and the backoff, so a `Retry-After: 0` (or a date in the past) is not a retry at
+    /// once; `remaining` is the time left before the deadline; `unit` is a uniform draw
+    /// in `[0, 1)`.
     pub fn wait(
         &self,
         attempt: u32,
@@ -129,7 +131,8 @@ impl RetryPolicy {
         if attempt >= self.max_attempts {
             return Wait::AttemptsExhausted;
         }
-        let sleep = retry_after.unwrap_or_else(|| self.backoff(attempt, unit));
+        let backoff = self.backoff(attempt, unit);
+        let sleep = retry_after.map_or(backoff, |after| after.max(backoff));
         if sleep >= remaining {
             Wait::PastDeadline
         } else {

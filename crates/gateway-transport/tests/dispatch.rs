@@ -117,6 +117,32 @@ async fn retry_after_in_seconds_is_honoured_with_the_same_request_id() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_retry_after_of_zero_still_waits_the_backoff() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Global,
+        [
+            Scripted::TooManyRequests {
+                retry_after: RetryAfter::Seconds(0),
+            },
+            Scripted::TooManyRequests {
+                retry_after: RetryAfter::Seconds(0),
+            },
+        ],
+    );
+    let t = transport(&sim, config(&sim)).await;
+    let answer = t.execute(prompt_call(&t, "zero")).await.unwrap();
+    assert_eq!(answer.stats.attempts, 3);
+    let seen = sim.prompt_requests();
+    // The backoff without jitter: 100 ms, then 200 ms.
+    let gaps = [seen[1].at_ms - seen[0].at_ms, seen[2].at_ms - seen[1].at_ms];
+    assert!(
+        (100.0..150.0).contains(&gaps[0]) && (200.0..250.0).contains(&gaps[1]),
+        "{gaps:?} ms"
+    );
+}
+
+#[tokio::test(start_paused = true)]
 async fn retry_after_as_an_http_date_is_honoured() {
     let sim = Sim::builder().start().await.unwrap();
     sim.script(
