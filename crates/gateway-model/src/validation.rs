@@ -14,6 +14,9 @@ use std::fmt;
 pub enum Rule {
     /// A required value is missing or empty.
     Required,
+    /// A required field is absent, so the document could not be read (the first such
+    /// field; the reader stops there, as at a [`Rule::Malformed`] value).
+    Missing,
     /// A string has fewer characters (Unicode scalar values) than allowed.
     TooShort {
         /// Smallest allowed length.
@@ -164,6 +167,7 @@ impl fmt::Display for Rule {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Rule::Required => f.write_str("is required and must not be empty"),
+            Rule::Missing => f.write_str("is missing"),
             Rule::TooShort { min, actual } => {
                 write!(f, "must have at least {min} characters (has {actual})")
             }
@@ -515,8 +519,20 @@ fn not_an_object() -> ValidationErrors {
 /// Turns a path-tracking deserialisation error into a single violation.
 #[allow(clippy::needless_pass_by_value)] // used as `map_err(malformed)`
 pub(crate) fn malformed<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> ValidationErrors {
-    let path = serde_path_to_pointer(err.path());
-    ValidationErrors::single(path, Rule::malformed(err.inner()))
+    let mut path = serde_path_to_pointer(err.path());
+    let message = err.inner().to_string();
+    // serde names a missing field only in its message (`missing field `prompt``): the
+    // violation is the field's, not the object's.
+    if let Some(field) = message
+        .strip_prefix("missing field `")
+        .and_then(|rest| rest.split_once('`'))
+        .map(|(field, _)| field)
+    {
+        path.push('/');
+        path.push_str(&field.replace('~', "~0").replace('/', "~1"));
+        return ValidationErrors::single(path, Rule::Missing);
+    }
+    ValidationErrors::single(path, Rule::malformed(message))
 }
 
 /// Converts `serde_path_to_error`'s path into a JSON Pointer.
@@ -542,6 +558,36 @@ fn serde_path_to_pointer(path: &serde_path_to_error::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_missing_field_is_named_by_its_own_path() {
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Outer {
+            inner: Inner,
+        }
+        #[derive(Debug, serde::Deserialize)]
+        #[allow(dead_code)]
+        struct Inner {
+            prompt: String,
+        }
+        let parse = |text: &str| {
+            let mut de = serde_json::Deserializer::from_str(text);
+            serde_path_to_error::deserialize::<_, Outer>(&mut de).map_err(malformed)
+        };
+        let err = parse(r#"{"inner": {}}"#).unwrap_err();
+        let v = &err.violations()[0];
+        assert_eq!(
+            (v.path.as_str(), &v.rule),
+            ("/inner/prompt", &Rule::Missing)
+        );
+        let err = parse("{}").unwrap_err();
+        assert_eq!(err.violations()[0].path, "/inner");
+        let err = parse(r#"{"inner": {"prompt": 5}}"#).unwrap_err();
+        let v = &err.violations()[0];
+        assert_eq!(v.path, "/inner/prompt");
+        assert!(matches!(v.rule, Rule::Malformed { .. }), "{v:?}");
+    }
 
     #[test]
     fn pointers_escape_tilde_and_slash() {

@@ -142,6 +142,7 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
             "/tuning",
         ),
         (r#"{"route": "summarize", "prompt": ""}"#, "/prompt"),
+        (r#"{"route": "summarize"}"#, "/prompt"),
         (
             r#"{"route": "summarize", "prompt": "hi", "colour": "red"}"#,
             "/colour",

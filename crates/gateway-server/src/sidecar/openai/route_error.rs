@@ -134,6 +134,7 @@ fn code_of(rule: &Rule, param: Option<&str>) -> &'static str {
         }
         Rule::TooLong { .. } => "string_above_max_length",
         Rule::TooShort { .. } | Rule::Required => "empty_value",
+        Rule::Missing => "missing_required_parameter",
         Rule::OutOfRange { .. } | Rule::OutsideRoute { .. } => "out_of_range",
         Rule::TooMany { .. } => "array_above_max_length",
         _ => "invalid_value",
