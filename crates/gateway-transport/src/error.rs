@@ -72,7 +72,7 @@ pub enum ErrorKind {
         wait: Duration,
     },
     /// 429 Too Many Requests, after retries or with a `Retry-After` beyond the cap.
-    #[error("rate limited (429{}){}", body_suffix(.body.as_deref()), retry_after.map(|d| format!("; retry after {d:?}")).unwrap_or_default())]
+    #[error("rate limited (429{}){}", body_suffix(.body.as_deref()), retry_after.map(retry_after_suffix).unwrap_or_default())]
     RateLimited {
         /// The last `Retry-After`, if any.
         retry_after: Option<Duration>,
@@ -155,6 +155,16 @@ pub enum ErrorKind {
 
 fn body_suffix(body: Option<&ErrorBody>) -> String {
     body.map(|b| format!(" {b}")).unwrap_or_default()
+}
+
+/// `; retry after 2s`, or `a day or more` for a wait read at the ceiling (a
+/// `Retry-After` of 10^20 seconds or a date in the year 9999 is not "86400s").
+fn retry_after_suffix(wait: Duration) -> String {
+    if wait >= crate::retry::RETRY_AFTER_CEILING {
+        "; retry after a day or more".to_owned()
+    } else {
+        format!("; retry after {wait:?}")
+    }
 }
 
 /// A failed call: the kind of failure and the call's statistics (boxed, so a `Result`

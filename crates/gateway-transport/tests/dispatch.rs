@@ -339,6 +339,22 @@ async fn retry_after_beyond_the_cap_fails_at_once() {
         ErrorKind::RateLimited { over_cap: true, .. }
     ));
     assert_eq!(err.attempts(), 1);
+    assert!(err.to_string().ends_with("retry after 600s"), "{err}");
+
+    // An absurd wait is read at the ceiling, and not reported as a number never sent.
+    sim.script(
+        Target::Global,
+        [Scripted::Raw {
+            status: 429,
+            headers: vec![("retry-after".into(), "99999999999999999999".into())],
+            body: String::new(),
+        }],
+    );
+    let err = t.execute(prompt_call(&t, "req-absurd")).await.unwrap_err();
+    assert!(
+        err.to_string().ends_with("retry after a day or more"),
+        "{err}"
+    );
 }
 
 #[tokio::test(start_paused = true)]
