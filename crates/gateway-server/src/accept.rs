@@ -29,7 +29,8 @@ content-type: application/json\r\ncontent-length: 189\r\nconnection: close\r\n\r
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);
 
 /// How long an idle HTTP/2 connection is given to send its GOAWAY and close (hyper's
-/// graceful shutdown waits for a PING's answer) before it is dropped.
+/// graceful shutdown waits for a PING's answer) before it is dropped, unless a request
+/// that raced the GOAWAY is still being answered.
 const GOAWAY_GRACE: Duration = Duration::from_secs(1);
 
 /// An accept loop serving one listener; see [`Server::serve`].
@@ -242,14 +243,22 @@ async fn connection<S, B>(
     tracing::debug!("closing a connection: idle, or headers too slow");
     if activity.is_multiplexed() {
         // An HTTP/2 client is told with a GOAWAY, so that it does not send a request
-        // into a connection that is going away; no stream is open to wait for.
+        // into a connection that is going away.
         if !draining {
             conn.as_mut().graceful_shutdown();
         }
         tokio::select! {
-            _ = conn.as_mut() => {}
-            _ = signals.close.wait_for(|c| *c) => {}
+            _ = conn.as_mut() => return,
+            _ = signals.close.wait_for(|c| *c) => return,
             () = tokio::time::sleep(GOAWAY_GRACE) => {}
+        }
+        // A request that raced the GOAWAY was taken, and the GOAWAY told its client so:
+        // it is answered (within its own deadlines) unless the server closes everything.
+        if activity.has_requests_in_flight() {
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                _ = signals.close.wait_for(|c| *c) => {}
+            }
         }
     }
 }

@@ -24,8 +24,9 @@ use crate::ConnectionLimits;
 /// No partial request is pending.
 const NONE: u64 = u64::MAX;
 
-/// How an HTTP/2 connection begins (RFC 9113 §3.4); no HTTP/1.1 method is `PRI`.
-const HTTP2_PREFACE_START: &[u8; 4] = b"PRI ";
+/// How an HTTP/2 connection begins (RFC 9113 §3.4): hyper-util serves HTTP/2 only after
+/// all of it, and HTTP/1.1 otherwise (where `PRI` is a method like any other).
+const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 
 /// One connection's activity, in milliseconds since it was accepted.
 #[derive(Debug)]
@@ -41,7 +42,8 @@ pub(crate) struct Activity {
     changed: Notify,
     /// The connection speaks HTTP/2: frames between requests (PING, SETTINGS,
     /// `WINDOW_UPDATE`) are not the start of a request, and only a finished request
-    /// counts as activity.
+    /// counts as activity, so a stream whose headers stall is bounded by the idle
+    /// timeout (h2 bounds a header block's size, not its time).
     multiplexed: AtomicBool,
 }
 
@@ -57,13 +59,18 @@ impl Activity {
         })
     }
 
+    /// Whether a request is being answered.
+    pub(crate) fn has_requests_in_flight(&self) -> bool {
+        self.in_flight.load(Ordering::Acquire) > 0
+    }
+
     /// Whether the connection speaks HTTP/2 (it began with the preface).
     pub(crate) fn is_multiplexed(&self) -> bool {
         self.multiplexed.load(Ordering::Acquire)
     }
 
     /// The connection began with the HTTP/2 preface: its bytes no longer start a header
-    /// clock (hyper's HTTP/2 server bounds a stream's headers itself).
+    /// clock, and it is idle from its last finished request.
     fn speaks_http2(&self) {
         self.multiplexed.store(true, Ordering::Release);
         self.partial_since_ms.store(NONE, Ordering::Release);
@@ -152,9 +159,9 @@ fn saturating_add(base: Instant, d: Duration) -> Instant {
 pub(crate) struct WatchedIo<T> {
     inner: T,
     activity: Arc<Activity>,
-    /// The connection's first bytes, until there are enough to tell HTTP/2 by.
-    head: [u8; 4],
-    head_len: usize,
+    /// How many of the connection's first bytes matched the HTTP/2 preface; `None` once
+    /// one did not (or the whole preface came), so later reads skip the check.
+    preface_matched: Option<usize>,
 }
 
 impl<T> WatchedIo<T> {
@@ -162,21 +169,23 @@ impl<T> WatchedIo<T> {
         Self {
             inner,
             activity,
-            head: [0; 4],
-            head_len: 0,
+            preface_matched: Some(0),
         }
     }
 
-    /// Keeps the connection's first bytes until it is known whether they are the
-    /// HTTP/2 preface.
-    fn note_head(&mut self, arrived: &[u8]) {
-        let want = self.head.len() - self.head_len;
-        let take = arrived.len().min(want);
-        self.head[self.head_len..self.head_len + take].copy_from_slice(&arrived[..take]);
-        self.head_len += take;
-        if self.head_len == self.head.len() && self.head == *HTTP2_PREFACE_START {
+    /// Compares the connection's first bytes with the HTTP/2 preface, until the whole
+    /// preface has come or a byte differs.
+    fn match_preface(&mut self, matched: usize, arrived: &[u8]) {
+        let rest = &HTTP2_PREFACE[matched..];
+        let take = arrived.len().min(rest.len());
+        self.preface_matched = if arrived[..take] != rest[..take] {
+            None
+        } else if take == rest.len() {
             self.activity.speaks_http2();
-        }
+            None
+        } else {
+            Some(matched + take)
+        };
     }
 }
 
@@ -189,8 +198,8 @@ impl<T: AsyncRead + Unpin> AsyncRead for WatchedIo<T> {
         let before = buf.filled().len();
         let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
         if buf.filled().len() > before {
-            if self.head_len < self.head.len() {
-                self.note_head(&buf.filled()[before..]);
+            if let Some(matched) = self.preface_matched {
+                self.match_preface(matched, &buf.filled()[before..]);
             }
             self.activity.bytes_arrived();
         }

@@ -87,19 +87,22 @@ async fn headers_sent_a_byte_at_a_time_are_cut_off() {
 }
 
 /// Half a request head, then silence: the header timeout applies from its first byte,
-/// not the idle timeout, on every connection (eight, so a watchdog that misses the byte
-/// now and then cannot pass by luck).
+/// not the idle timeout, on every connection (nine, so a watchdog that misses the byte
+/// now and then cannot pass by luck). An HTTP/1.1 request whose method is `PRI`, and an
+/// HTTP/2 preface that stops short, are half heads too.
 #[tokio::test]
 async fn a_head_that_stops_halfway_is_cut_off_at_the_header_timeout() {
     let server = start(16).await;
     let started = Instant::now();
     let mut closed = Vec::new();
-    for _ in 0..8 {
+    let heads: [&[u8]; 3] = [
+        b"GET / HTTP/1.1\r\nx-half: ",
+        b"PRI /x HTTP/1.1\r\nx-half: ",
+        b"PRI * HTTP/2.0\r\n",
+    ];
+    for head in heads.iter().cycle().take(9) {
         let mut stream = TcpStream::connect(server.local_addr()).await.unwrap();
-        stream
-            .write_all(b"GET / HTTP/1.1\r\nx-half: ")
-            .await
-            .unwrap();
+        stream.write_all(head).await.unwrap();
         closed.push(tokio::spawn(async move {
             read_to_close(&mut stream, IDLE * 4).await;
             Instant::now()
