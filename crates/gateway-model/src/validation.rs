@@ -333,16 +333,7 @@ impl<'a> Location<'a> {
         }
         match self.segment {
             Segment::Root => {}
-            Segment::Key(key) => {
-                out.push('/');
-                for c in key.chars() {
-                    match c {
-                        '~' => out.push_str("~0"),
-                        '/' => out.push_str("~1"),
-                        c => out.push(c),
-                    }
-                }
-            }
+            Segment::Key(key) => push_key(out, key),
             Segment::Index(i) => {
                 out.push('/');
                 out.push_str(&i.to_string());
@@ -528,11 +519,22 @@ pub(crate) fn malformed<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> 
         .and_then(|rest| rest.split_once('`'))
         .map(|(field, _)| field)
     {
-        path.push('/');
-        path.push_str(&field.replace('~', "~0").replace('/', "~1"));
+        push_key(&mut path, field);
         return ValidationErrors::single(path, Rule::Missing);
     }
     ValidationErrors::single(path, Rule::malformed(message))
+}
+
+/// Appends `/key` to a JSON Pointer, escaping `~` and `/` (RFC 6901).
+fn push_key(out: &mut String, key: &str) {
+    out.push('/');
+    for c in key.chars() {
+        match c {
+            '~' => out.push_str("~0"),
+            '/' => out.push_str("~1"),
+            c => out.push(c),
+        }
+    }
 }
 
 /// Converts `serde_path_to_error`'s path into a JSON Pointer.
@@ -545,10 +547,7 @@ fn serde_path_to_pointer(path: &serde_path_to_error::Path) -> String {
                 out.push('/');
                 out.push_str(&index.to_string());
             }
-            S::Map { key } | S::Enum { variant: key } => {
-                out.push('/');
-                out.push_str(&key.replace('~', "~0").replace('/', "~1"));
-            }
+            S::Map { key } | S::Enum { variant: key } => push_key(&mut out, key),
             S::Unknown => {}
         }
     }
