@@ -695,6 +695,39 @@ async fn a_failing_login_host_ends_the_call_as_its_trouble_with_a_time_to_come_b
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_login_host_down_for_longer_than_one_models_share_costs_no_model() {
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config_for(&sim).with_route(
+        "s",
+        chain("model-gen-4", &["model-gen-5", "model-fallback-3"]),
+    );
+    // Three models: the first gets a third of the 45 s, 15 s.
+    config.limits.deadline_ms = 45_000;
+    let router = router_for(config).build().await.unwrap();
+    sim.revoke_tokens();
+    // The provider backs off 0.5 to 1 s, then twice as long after each failure: the
+    // sixth token request goes out 15.5 to 31 s after the first, past the first model's
+    // share and within the call's deadline.
+    sim.script(
+        Target::Token,
+        std::iter::repeat_with(|| Scripted::Status {
+            status: 503,
+            code: None,
+        })
+        .take(5),
+    );
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(sim.pending_scripts(), 0, "the five failures were answered");
+    assert_eq!(sim.counters().token_requests, 6, "then a token");
+    for tried in &outcome.models_tried {
+        assert!(
+            matches!(tried.outcome, Outcome::Success | Outcome::Timeout),
+            "{tried:?}"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_dropped_call_releases_everything_and_is_audited_as_cancelled() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");

@@ -10,7 +10,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
-use gateway_model::redact::redact_json;
+use gateway_model::redact::{redact_json, redact_secrets};
 use gateway_model::{Jitter, Region, RouterConfig};
 use gateway_transport::{
     AccessToken, BoxFuture, ClientOptions, HttpClient, TokenError, TokenSource,
@@ -502,9 +502,11 @@ impl ClientCredentials {
     /// `started` (when the request went out: never later than the login host's clock).
     fn granted(&self, body: &[u8], started: Instant) -> Result<Arc<Cached>, AuthError> {
         let inner = &*self.inner;
+        // A login host may repeat the credentials where the token belongs.
+        let secrets = inner.sent_secrets.each_ref().map(Secret::expose);
         let bad = |reason: String| AuthError::BadAnswer {
             host: inner.host.clone(),
-            reason,
+            reason: redact_secrets(&reason, &secrets).into_owned(),
         };
         let grant: Grant = serde_json::from_slice(body)
             .map_err(|e| bad(format!("the token answer is not the expected JSON: {e}")))?;

@@ -281,6 +281,25 @@ async fn a_login_answer_that_repeats_the_credentials_reaches_no_error_with_them(
         !shown.contains(&basic) && !shown.contains(DEFAULT_CLIENT_SECRET),
         "{shown}"
     );
+
+    // A grant that repeats the header where the token type belongs.
+    sim.script(
+        Target::Token,
+        [Scripted::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!(
+                r#"{{"access_token":"t-1","token_type":"Basic {basic}","expires_in":3600}}"#
+            ),
+        }],
+    );
+    let err = provider(&sim).prefetch().await.unwrap_err();
+    let shown = format!("{err} {err:?}");
+    assert!(matches!(err, AuthError::BadAnswer { .. }), "{shown}");
+    assert!(
+        shown.contains("Basic <redacted>") && !shown.contains(&basic),
+        "{shown}"
+    );
 }
 
 #[tokio::test]

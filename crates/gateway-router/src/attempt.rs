@@ -105,7 +105,8 @@ impl Router {
         let mut spec = call.trace.apply(
             Call::post(inner.prompts_uri.clone(), body, request_id)
                 .correlation_id(call.correlation_id.clone())
-                .deadline(target.deadline),
+                .deadline(target.deadline)
+                .token_deadline(call.deadline),
         );
         if target.has_fallback {
             // With a fallback at hand, a long Retry-After fails over instead of waiting.

@@ -5,10 +5,12 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_model::MAX_REQUEST_BYTES;
+use gateway_model::redact::redact_secrets;
 use http::header::{HeaderName, HeaderValue};
 use http::{HeaderMap, Method, StatusCode, Uri, Version};
 use tokio::time::Instant;
 
+use crate::bearer::AccessToken;
 use crate::error::{CallStats, ErrorKind};
 
 /// The longest text [`shared_header_value`] keeps inline.
@@ -74,6 +76,10 @@ pub struct Call {
     /// A cap on `Retry-After` for this call, replacing the policy's (a router with a
     /// fallback at hand would rather fail over than wait long).
     pub max_retry_after: Option<Duration>,
+    /// How long the call may wait for a token, if longer than its deadline: a router
+    /// that gives each model a share of its time passes the whole chain's deadline, as a
+    /// slow login host is no model's fault and the next model needs the same token.
+    pub token_deadline: Option<Instant>,
     /// More headers sent on every attempt (such as `traceparent`); the transport's own
     /// (`Authorization`, the ids, `Accept`, `Content-Type`, `User-Agent`) win over them.
     pub headers: HeaderMap,
@@ -90,6 +96,7 @@ impl Call {
             correlation_id: None,
             deadline: None,
             max_retry_after: None,
+            token_deadline: None,
             headers: HeaderMap::new(),
         }
     }
@@ -114,6 +121,13 @@ impl Call {
     #[must_use]
     pub fn deadline(mut self, deadline: Instant) -> Self {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Lets the call wait for a token until `deadline`, if that is later than its own.
+    #[must_use]
+    pub fn token_deadline(mut self, deadline: Instant) -> Self {
+        self.token_deadline = Some(deadline);
         self
     }
 
@@ -145,12 +159,18 @@ pub struct Answer {
     pub body: Bytes,
     /// Attempts, retries and timings.
     pub stats: CallStats,
+    /// The token the answered request carried, taken out of a decoding error's text.
+    pub(crate) sent_token: Option<AccessToken>,
 }
 
 impl Answer {
-    /// The body as JSON of type `T`.
+    /// The body as JSON of type `T`. A decoding error quotes what it could not read,
+    /// without the request's token (an answer may repeat it where a number belongs).
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorKind> {
-        serde_json::from_slice(&self.body).map_err(|e| ErrorKind::Decode(e.to_string()))
+        serde_json::from_slice(&self.body).map_err(|e| {
+            let secret = self.sent_token.as_ref().map(AccessToken::expose);
+            ErrorKind::Decode(redact_secrets(&e.to_string(), secret.as_slice()).into_owned())
+        })
     }
 
     /// The `ININ-Correlation-Id` header.

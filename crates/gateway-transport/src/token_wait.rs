@@ -6,22 +6,52 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 use crate::bearer::{AccessToken, TokenError, TokenSource};
+use crate::call::Call;
+use crate::error::ErrorKind;
 use crate::retry::RetryPolicy;
 
 /// The shortest wait before a token source that failed is asked again.
 const TOKEN_RETRY_FLOOR: Duration = Duration::from_millis(10);
 
+/// Why a call whose token came after its own deadline sent nothing.
+const TOKEN_CAME_TOO_LATE: &str = "the access token came after this call's deadline";
+
 /// Why [`wait_for_token`] has no token.
-pub(crate) enum TokenWait {
+enum TokenWait {
     /// The source failed for good, or will not try again before the deadline.
     Failed(TokenError),
     /// The deadline passed while waiting; says on what.
     PastDeadline(String),
 }
 
+/// A token for one attempt of `call`, waited for until the call's token deadline (at
+/// least `deadline`, the attempt's). `None`, with the reason in `last_failure`, when
+/// `deadline` passed first.
+pub(crate) async fn await_token(
+    source: &dyn TokenSource,
+    call: &Call,
+    deadline: Instant,
+    policy: &RetryPolicy,
+    last_failure: &mut Option<String>,
+) -> Result<Option<AccessToken>, ErrorKind> {
+    let until = call.token_deadline.map_or(deadline, |t| t.max(deadline));
+    match wait_for_token(source, until, policy).await {
+        Ok(_) if Instant::now() >= deadline => {
+            *last_failure = Some(TOKEN_CAME_TOO_LATE.into());
+            Ok(None)
+        }
+        Ok(token) => Ok(Some(token)),
+        Err(TokenWait::Failed(err)) => Err(ErrorKind::Token(err)),
+        Err(TokenWait::PastDeadline(waited)) => {
+            *last_failure = Some(waited);
+            Ok(None)
+        }
+    }
+}
+
 /// A token from `source`. A transient failure is asked again after the source's
 /// `retry_in` (else `policy`'s backoff), as long as that comes before `deadline`.
-pub(crate) async fn wait_for_token(
+async fn wait_for_token(
     source: &dyn TokenSource,
     deadline: Instant,
     policy: &RetryPolicy,

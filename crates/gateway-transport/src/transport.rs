@@ -23,7 +23,7 @@ use crate::limiter::{Limiter, Permit};
 use crate::pacing::Pacing;
 use crate::rate_budget::{LocalRateBudget, RateBudget};
 use crate::retry::{Disposition, RetryPolicy, Wait, parse_retry_after};
-use crate::token_wait::{TokenWait, wait_for_token};
+use crate::token_wait::await_token;
 
 /// The header values that identify a call, checked once: its request id and its
 /// correlation id, if any (shared values: every attempt's clone is a reference).
@@ -246,19 +246,25 @@ impl Transport {
         async move {
             let mut stats = CallStats::default();
             match self.run(&call, &mut stats).await {
-                Ok(exchange) => Ok(Answer {
+                Ok((exchange, token)) => Ok(Answer {
                     status: exchange.status,
                     version: exchange.version,
                     headers: exchange.headers,
                     body: exchange.body,
                     stats,
+                    sent_token: token,
                 }),
                 Err(kind) => Err(TransportError::new(kind, stats)),
             }
         }
     }
 
-    async fn run(&self, call: &Call, stats: &mut CallStats) -> Result<Exchange, ErrorKind> {
+    /// The call's successful exchange and the token it was sent with.
+    async fn run(
+        &self,
+        call: &Call,
+        stats: &mut CallStats,
+    ) -> Result<(Exchange, Option<AccessToken>), ErrorKind> {
         let inner = &*self.inner;
         let started = Instant::now();
         let deadline = call
@@ -285,7 +291,7 @@ impl Transport {
                 return Err(past_deadline(last_failure));
             };
             match self.judge(sent.result, sent.token.as_ref(), stats) {
-                Step::Done(exchange) => return Ok(exchange),
+                Step::Done(exchange) => return Ok((exchange, sent.token)),
                 // The attempt was cut short by the call's deadline, not by its own timeout.
                 Step::Retry {
                     failure: ErrorKind::Timeout(_),
@@ -332,19 +338,26 @@ impl Transport {
         let inner = &*self.inner;
         self.pace(deadline, stats).await?;
         self.keep_rate(deadline, stats).await?;
-        // The token first, bounded by the deadline, so no slot is held while waiting for it.
+        // The token first, so no slot is held while waiting for it.
         let token = match &inner.tokens {
-            Some(source) => match source.ready_token() {
-                Some(token) => Some(token),
-                None => match wait_for_token(&**source, deadline, &inner.config.retry).await {
-                    Ok(token) => Some(token),
-                    Err(TokenWait::Failed(err)) => return Err(ErrorKind::Token(err)),
-                    Err(TokenWait::PastDeadline(waited)) => {
-                        *last_failure = Some(waited);
-                        return Ok(None);
-                    }
-                },
-            },
+            Some(source) => {
+                let token = match source.ready_token() {
+                    Some(token) => token,
+                    None => match await_token(
+                        &**source,
+                        call,
+                        deadline,
+                        &inner.config.retry,
+                        last_failure,
+                    )
+                    .await?
+                    {
+                        Some(token) => token,
+                        None => return Ok(None),
+                    },
+                };
+                Some(token)
+            }
             None => None,
         };
         let permit = self.acquire(deadline, stats).await?;

@@ -676,6 +676,28 @@ async fn an_error_body_that_repeats_the_token_reaches_no_error_with_it() {
         assert!(everything.contains("<redacted>"), "{kind}: {everything}");
     }
     assert_eq!(sim.pending_scripts(), 0, "each echo was answered");
+
+    // A 200 that puts the header where a count belongs: the decoding error quotes the
+    // value it could not read, without the token.
+    sim.script(
+        Target::Global,
+        [Scripted::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!(
+                r#"{{"id":"c","modelId":"m","output":"o","usage":{{"promptTokens":"Bearer {token}","completionTokens":1,"totalTokens":1}}}}"#
+            ),
+        }],
+    );
+    let answer = t.execute(prompt_call(&t, "decode")).await.unwrap();
+    let err = answer
+        .json::<gateway_model::GatewayResponse>()
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("Bearer <redacted>") && !err.contains(&token),
+        "{err}"
+    );
 }
 
 #[tokio::test]
