@@ -661,20 +661,25 @@ async fn an_unknown_model_falls_back_and_a_refused_token_stops() {
     );
 }
 
+/// Revokes any token the simulator granted, and answers the next `times` token
+/// requests 503.
+fn login_fails(sim: &SimHandle, times: usize) {
+    sim.revoke_tokens();
+    let unavailable = || Scripted::Status {
+        status: 503,
+        code: None,
+    };
+    sim.script(
+        Target::Token,
+        std::iter::repeat_with(unavailable).take(times),
+    );
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_failing_login_host_ends_the_call_as_its_trouble_with_a_time_to_come_back() {
     let sim = Sim::builder().start().await.unwrap();
     let router = gen4_with_fallback(&sim).await;
-    // The token in use is revoked, and the login host answers 503 from now on.
-    sim.revoke_tokens();
-    sim.script(
-        Target::Token,
-        std::iter::repeat_with(|| Scripted::Status {
-            status: 503,
-            code: None,
-        })
-        .take(50),
-    );
+    login_fails(&sim, 50);
     let err = router
         .route(RouteRequest::new("s", "hello"))
         .await
@@ -704,18 +709,10 @@ async fn a_login_host_down_for_longer_than_one_models_share_costs_no_model() {
     // Three models: the first gets a third of the 45 s, 15 s.
     config.limits.deadline_ms = 45_000;
     let router = router_for(config).build().await.unwrap();
-    sim.revoke_tokens();
     // The provider backs off 0.5 to 1 s, then twice as long after each failure: the
     // sixth token request goes out 15.5 to 31 s after the first, past the first model's
     // share and within the call's deadline.
-    sim.script(
-        Target::Token,
-        std::iter::repeat_with(|| Scripted::Status {
-            status: 503,
-            code: None,
-        })
-        .take(5),
-    );
+    login_fails(&sim, 5);
     let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
     assert_eq!(sim.pending_scripts(), 0, "the five failures were answered");
     assert_eq!(sim.counters().token_requests, 6, "then a token");
