@@ -40,7 +40,10 @@ pub struct Permit {
 
 /// No slot became free within the wait.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
-#[error("no concurrency slot free within {waited:?} (limit {max} calls in flight)")]
+#[error(
+    "no concurrency slot free{} (limit {max} calls in flight)",
+    if waited.is_zero() { String::new() } else { format!(" within {waited:?}") }
+)]
 pub struct LimiterTimeout {
     /// How long the caller waited.
     pub waited: Duration,
@@ -87,5 +90,29 @@ impl Limiter {
                 max: self.max,
             }),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_without_a_wait_does_not_claim_one() {
+        let waited = |ms| {
+            LimiterTimeout {
+                waited: Duration::from_millis(ms),
+                max: 2,
+            }
+            .to_string()
+        };
+        assert_eq!(
+            waited(0),
+            "no concurrency slot free (limit 2 calls in flight)"
+        );
+        assert_eq!(
+            waited(1500),
+            "no concurrency slot free within 1.5s (limit 2 calls in flight)"
+        );
     }
 }
