@@ -24,6 +24,12 @@ pub enum BodyError {
     /// The connection failed while the body arrived.
     #[error("the request body could not be read: {0}")]
     Broken(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// The body is compressed (or otherwise encoded), which the service does not read.
+    #[error("the request body is sent with `Content-Encoding: {encoding}`; send it unencoded")]
+    Encoded {
+        /// The `Content-Encoding` sent (at most 64 printable characters of it).
+        encoding: String,
+    },
 }
 
 impl BodyError {
@@ -33,8 +39,54 @@ impl BodyError {
             BodyError::TooLarge { .. } => http::StatusCode::PAYLOAD_TOO_LARGE,
             BodyError::TimedOut { .. } => http::StatusCode::REQUEST_TIMEOUT,
             BodyError::Broken(_) => http::StatusCode::BAD_REQUEST,
+            BodyError::Encoded { .. } => http::StatusCode::UNSUPPORTED_MEDIA_TYPE,
         }
     }
+}
+
+/// Longest `Content-Encoding` a [`BodyError::Encoded`] repeats.
+const MAX_ENCODING_CHARS: usize = 64;
+
+/// Refuses a body sent with a `Content-Encoding` other than `identity`: read as it is,
+/// a compressed body would only fail as malformed JSON (415, not 400).
+///
+/// ```
+/// use gateway_server::{BodyError, check_content_encoding};
+/// use http::HeaderMap;
+///
+/// let mut headers = HeaderMap::new();
+/// assert!(check_content_encoding(&headers).is_ok());
+/// headers.insert("content-encoding", "gzip".parse().unwrap());
+/// let err = check_content_encoding(&headers).unwrap_err();
+/// assert!(matches!(&err, BodyError::Encoded { encoding } if encoding == "gzip"));
+/// assert_eq!(err.status(), http::StatusCode::UNSUPPORTED_MEDIA_TYPE);
+/// ```
+pub fn check_content_encoding(headers: &http::HeaderMap) -> Result<(), BodyError> {
+    let Some(encoded) = headers
+        .get_all(http::header::CONTENT_ENCODING)
+        .iter()
+        .find(|value| {
+            !value
+                .as_bytes()
+                .trim_ascii()
+                .eq_ignore_ascii_case(b"identity")
+        })
+    else {
+        return Ok(());
+    };
+    let encoding = encoded
+        .as_bytes()
+        .iter()
+        .take(MAX_ENCODING_CHARS)
+        .map(|&b| {
+            if (b' '..=b'~').contains(&b) {
+                char::from(b)
+            } else {
+                '?'
+            }
+        })
+        .collect();
+    Err(BodyError::Encoded { encoding })
 }
 
 /// Reads `body` whole, refusing more than `limit` bytes or more than `timeout` of waiting.

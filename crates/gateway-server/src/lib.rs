@@ -41,7 +41,7 @@ pub mod openapi;
 pub mod sidecar;
 
 pub use accept::Server;
-pub use body::{BodyError, read_body};
+pub use body::{BodyError, check_content_encoding, read_body};
 pub use fd_limit::{RESERVED_DESCRIPTORS, raise_for_connections};
 pub use limits::ConnectionLimits;
 pub use sidecar::{ApiKeys, Sidecar, SidecarOptions};

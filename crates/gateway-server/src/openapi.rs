@@ -241,6 +241,10 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
         ("404", "unknown model (`model_not_found`)"),
         ("405", "another method than the path's (with Allow)"),
         ("413", "the request body is too large"),
+        (
+            "415",
+            "the request body is sent with a `Content-Encoding` other than identity",
+        ),
         ("429", "rate limited (with Retry-After)"),
         (
             "502",
@@ -292,6 +296,10 @@ fn route_responses(outcome: &Value) -> Value {
         ("405", "another method than the path's (with Allow)"),
         ("408", "the request body did not arrive in time"),
         ("413", "the request body is too large"),
+        (
+            "415",
+            "the request body is sent with a `Content-Encoding` other than identity",
+        ),
         (
             "422",
             "the gateway refused the request, or every model of the route refused it (a content policy, or restricted for some and a policy for the others)",

@@ -754,6 +754,35 @@ async fn the_doors_own_errors_keep_openais_shape() {
     assert_eq!(body["error"]["type"], "invalid_request_error");
     assert_eq!(body["error"]["code"], "request_too_large");
 
+    // A compressed body is refused as such on both doors, not read as broken JSON.
+    let gzip = [
+        ("authorization", auth.as_str()),
+        ("content-encoding", "gzip"),
+    ];
+    let chat = json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]});
+    let (status, _, body) = door
+        .raw(Method::POST, "/v1/chat/completions", &gzip, Some(chat))
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(body["error"]["code"], "unsupported_content_encoding");
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/route",
+            &gzip,
+            Some(json!({"route": "summarize", "prompt": "hi"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{body}");
+    assert_eq!(body["code"], "router.body.encoded");
+    assert!(
+        body["message"]
+            .as_str()
+            .unwrap()
+            .contains("Content-Encoding: gzip"),
+        "{body}"
+    );
+
     // Every model refusing on policy is OpenAI's content policy error.
     let (status, _, body) = door.chat_after(Scripted::PolicyViolation).await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");

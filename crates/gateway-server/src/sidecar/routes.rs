@@ -11,7 +11,7 @@ use serde_json::json;
 use super::App;
 use super::keys::SidecarKey;
 use super::reply::{Reply, error, json, route_error, text, violation_details};
-use crate::read_body;
+use crate::{check_content_encoding, read_body};
 
 /// Every path the sidecar serves (the OpenAPI document lists the same set).
 pub(crate) fn paths(app: App) -> Paths {
@@ -90,18 +90,22 @@ async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) ->
     // values in this block, they let it go before the call rather than after.
     let request = {
         let (parts, body) = request.into_parts();
-        let body = match read_body(
-            body,
-            app.options.body_max_bytes,
-            app.options.limits.body_read_timeout,
-        )
-        .await
-        {
+        let read = async {
+            check_content_encoding(&parts.headers)?;
+            read_body(
+                body,
+                app.options.body_max_bytes,
+                app.options.limits.body_read_timeout,
+            )
+            .await
+        };
+        let body = match read.await {
             Ok(body) => body,
             Err(e) => {
                 let code = match e.status() {
                     StatusCode::PAYLOAD_TOO_LARGE => "router.body.too.large",
                     StatusCode::REQUEST_TIMEOUT => "router.body.timeout",
+                    StatusCode::UNSUPPORTED_MEDIA_TYPE => "router.body.encoded",
                     _ => "router.body.unreadable",
                 };
                 return error(e.status(), code, &e.to_string(), None);

@@ -154,6 +154,7 @@ impl OpenAiError {
         let code = match error.status() {
             StatusCode::PAYLOAD_TOO_LARGE => "request_too_large",
             StatusCode::REQUEST_TIMEOUT => "request_timeout",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE => "unsupported_content_encoding",
             _ => "body_unreadable",
         };
         Self::new(error.status(), None, code, error.to_string())
