@@ -264,10 +264,9 @@ impl AuditEntry {
     /// most [`MAX_METADATA_ENTRIES`] labels (the first, in key order) with keys a valid
     /// request can carry (1 to [`MAX_METADATA_KEY_CHARS`](crate::MAX_METADATA_KEY_CHARS)
     /// characters of [`METADATA_KEY_PATTERN`](crate::METADATA_KEY_PATTERN); the others
-    /// are left out), values of
-    /// [`MAX_METADATA_VALUE_CHARS`] characters, a caller request id of
-    /// [`MAX_CALLER_REQUEST_ID_CHARS`]. The entry for a request refused for breaking
-    /// those bounds stays small and keeps to the exported schema.
+    /// are left out), values of [`MAX_METADATA_VALUE_CHARS`] characters, a caller
+    /// request id of [`MAX_CALLER_REQUEST_ID_CHARS`]. The entry for a request refused
+    /// for breaking those bounds stays small and keeps to the exported schema.
     ///
     /// ```
     /// # use gateway_model::{AuditEntry, MAX_METADATA_VALUE_CHARS, Metadata};
