@@ -187,6 +187,18 @@ pub(crate) fn describe(reply: &mut reply::Reply, outcome: &gateway_model::RouteO
 }
 
 impl App {
+    /// A door's request body, read as every door reads one: unencoded, within the
+    /// body cap and the body-read timeout.
+    pub(crate) async fn read_body(
+        &self,
+        headers: &http::HeaderMap,
+        body: axum::body::Body,
+    ) -> Result<bytes::Bytes, crate::BodyError> {
+        crate::check_content_encoding(headers)?;
+        let limits = &self.options;
+        crate::read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout).await
+    }
+
     /// Routes `request` in a task of its own: a client that disconnects does not cancel
     /// the call (which may already be at the gateway), so it still ends, and is audited,
     /// as it really ended. Only the drain deadline of a shutdown stops it, with its reason.

@@ -11,7 +11,6 @@ use serde_json::json;
 use super::App;
 use super::keys::SidecarKey;
 use super::reply::{Reply, error, json, route_error, text, violation_details};
-use crate::{check_content_encoding, read_body};
 
 /// Every path the sidecar serves (the OpenAPI document lists the same set).
 pub(crate) fn paths(app: App) -> Paths {
@@ -90,16 +89,7 @@ async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) ->
     // values in this block, they let it go before the call rather than after.
     let request = {
         let (parts, body) = request.into_parts();
-        let read = async {
-            check_content_encoding(&parts.headers)?;
-            read_body(
-                body,
-                app.options.body_max_bytes,
-                app.options.limits.body_read_timeout,
-            )
-            .await
-        };
-        let body = match read.await {
+        let body = match app.read_body(&parts.headers, body).await {
             Ok(body) => body,
             Err(e) => {
                 let code = match e.status() {

@@ -35,7 +35,6 @@ use self::responses::{CreateResponseRequest, ResponseObject, response_events};
 use super::App;
 use super::keys::{Denied, Keyed, Refusal};
 use super::reply::{Reply, json, text};
-use crate::{check_content_encoding, read_body};
 
 /// The door's paths, each behind the API keys (when configured).
 pub(crate) fn paths() -> Paths<App> {
@@ -111,12 +110,10 @@ async fn routed(
     // values in this block, they let it go before the call rather than after.
     let (request, call) = {
         let (parts, body) = request.into_parts();
-        let limits = &app.options;
-        let read = async {
-            check_content_encoding(&parts.headers)?;
-            read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout).await
-        };
-        let body = read.await.map_err(|e| OpenAiError::body(&e).into_reply())?;
+        let body = app
+            .read_body(&parts.headers, body)
+            .await
+            .map_err(|e| OpenAiError::body(&e).into_reply())?;
         let (mut request, call) = parse(&body, &parts.headers).map_err(OpenAiError::into_reply)?;
         super::context::adopt(&parts.headers, &mut request);
         (request, call)
