@@ -233,7 +233,7 @@ fn classify(
         })
     };
     match err.kind() {
-        ErrorKind::Status { status, body } => match status.as_u16() {
+        ErrorKind::Status { status, body, .. } => match status.as_u16() {
             400 | 413 => (
                 Outcome::ClientError,
                 refused(status.as_u16()),

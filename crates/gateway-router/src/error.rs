@@ -127,7 +127,8 @@ pub enum RouteErrorKind {
         tried: Vec<(ModelId, Outcome)>,
         /// The last failure, described.
         last: String,
-        /// The longest `Retry-After` seen, if models were rate limited; when every
+        /// The longest `Retry-After` seen, if models were rate limited or unavailable
+        /// (a 5xx that said when to come back); when every
         /// model's circuit was open, the time until the first lets a call through.
         retry_after: Option<Duration>,
         /// When every model refused the request itself (restricted for the organisation,
@@ -324,10 +325,10 @@ impl RouteError {
     }
 
     /// When to try again: the longest `Retry-After` seen for a call that failed on rate
-    /// limits; for a call that found every model's circuit open, the time until the
-    /// first lets a call through; for a call that got no token, when the login host is
-    /// asked again; a second for a call cancelled by a shutdown (another replica can
-    /// take it).
+    /// limits or on 5xx answers that carried one; for a call that found every model's
+    /// circuit open, the time until the first lets a call through; for a call that got no
+    /// token, when the login host is asked again; a second for a call cancelled by a
+    /// shutdown (another replica can take it).
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.kind {
             RouteErrorKind::Exhausted { retry_after, .. } => *retry_after,

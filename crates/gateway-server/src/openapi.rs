@@ -248,7 +248,7 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
         ("429", "rate limited (with Retry-After)"),
         (
             "502",
-            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open, or when the login host will be asked again",
+            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open, when the gateway's last answers said when to come back, or when the login host will be asked again",
         ),
         ("503", "overloaded or shutting down (with Retry-After)"),
         ("504", "the deadline passed"),
@@ -307,7 +307,7 @@ fn route_responses(outcome: &Value) -> Value {
         ("429", "rate limited (with Retry-After)"),
         (
             "502",
-            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open, or when the login host will be asked again",
+            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open, when the gateway's last answers said when to come back, or when the login host will be asked again",
         ),
         ("503", "overloaded or shutting down (with Retry-After)"),
         ("504", "the deadline passed"),

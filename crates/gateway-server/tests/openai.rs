@@ -802,6 +802,30 @@ async fn the_doors_own_errors_keep_openais_shape() {
     door.shutdown().await;
 }
 
+/// A route whose every model is unavailable for longer than the router waits ends in a
+/// 502 that passes the gateway's `Retry-After` on, and says why it stopped.
+#[tokio::test]
+async fn a_route_whose_every_model_is_unavailable_passes_the_gateways_retry_after_on() {
+    let door = Door::start().await;
+    let (status, headers, body) = door
+        .chat_after(Scripted::Raw {
+            status: 503,
+            headers: vec![("retry-after".into(), "600".into())],
+            body: String::new(),
+        })
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{body}");
+    assert_eq!(headers["retry-after"], "600");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("HTTP 503 Service Unavailable; retry after 600s"),
+        "{body}"
+    );
+    door.shutdown().await;
+}
+
 /// A route whose every model is restricted ends in an error OpenAI's SDKs do not retry,
 /// and no Retry-After invites a retry either.
 #[tokio::test]

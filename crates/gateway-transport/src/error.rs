@@ -87,11 +87,14 @@ pub enum ErrorKind {
         /// The Genesys error body.
         body: Option<Box<ErrorBody>>,
     },
-    /// Any other failed status (400, 403, 404, 422, 5xx after retries, ...).
-    #[error("HTTP {status}{}", body_suffix(.body.as_deref()))]
+    /// Any other failed status (400, 403, 404, 422, 5xx after retries or with a
+    /// `Retry-After` beyond the cap, ...).
+    #[error("HTTP {status}{}{}", body_suffix(.body.as_deref()), retry_after.map(retry_after_suffix).unwrap_or_default())]
     Status {
         /// The status.
         status: StatusCode,
+        /// The answer's `Retry-After`, if a status that is retried (5xx) carried one.
+        retry_after: Option<Duration>,
         /// The Genesys error body, if the answer had one.
         body: Option<Box<ErrorBody>>,
     },
@@ -250,10 +253,13 @@ impl TransportError {
         self.error_body()?.context_id.as_deref()
     }
 
-    /// The last `Retry-After` of a rate-limited call (or the local pause of a paced one).
+    /// The last answer's `Retry-After` (a 429, or a 5xx that carried one), or the local
+    /// pause of a paced call.
     pub fn retry_after(&self) -> Option<Duration> {
         match &self.0.kind {
-            ErrorKind::RateLimited { retry_after, .. } => *retry_after,
+            ErrorKind::RateLimited { retry_after, .. } | ErrorKind::Status { retry_after, .. } => {
+                *retry_after
+            }
             ErrorKind::Paced { wait } => Some(*wait),
             _ => None,
         }

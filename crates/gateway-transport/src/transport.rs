@@ -440,6 +440,7 @@ impl Transport {
             Disposition::RefreshToken => Step::Refresh(body()),
             Disposition::Fail => Step::Fail(ErrorKind::Status {
                 status: exchange.status,
+                retry_after: None,
                 body: body(),
             }),
             Disposition::Retry(reason) => {
@@ -460,6 +461,7 @@ impl Transport {
                 } else {
                     ErrorKind::Status {
                         status: exchange.status,
+                        retry_after,
                         body: body(),
                     }
                 };

@@ -358,6 +358,44 @@ async fn retry_after_beyond_the_cap_fails_at_once() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_5xx_says_when_to_come_back_and_one_beyond_the_cap_fails_at_once() {
+    let sim = Sim::builder().start().await.unwrap();
+    let unavailable = |after: &str| Scripted::Raw {
+        status: 503,
+        headers: vec![("retry-after".into(), after.into())],
+        body: String::new(),
+    };
+    sim.script(Target::Global, [unavailable("600")]);
+    let t = transport(&sim, config(&sim)).await;
+
+    let started = tokio::time::Instant::now();
+    let err = t.execute(prompt_call(&t, "req-503")).await.unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(1));
+    assert_eq!(err.attempts(), 1);
+    assert_eq!(err.status(), Some(StatusCode::SERVICE_UNAVAILABLE));
+    assert_eq!(err.retry_after(), Some(Duration::from_secs(600)));
+    assert!(err.to_string().ends_with("retry after 600s"), "{err}");
+
+    // One within the cap is waited out; the last answer, a 5xx without one, says nothing
+    // of when.
+    let failed = || Scripted::Status {
+        status: 500,
+        code: None,
+    };
+    sim.script(
+        Target::Global,
+        [unavailable("2"), failed(), failed(), failed()],
+    );
+    let started = tokio::time::Instant::now();
+    let err = t.execute(prompt_call(&t, "req-500")).await.unwrap_err();
+    assert!(started.elapsed() >= Duration::from_secs(2));
+    assert_eq!(err.attempts(), 4);
+    assert_eq!(err.status(), Some(StatusCode::INTERNAL_SERVER_ERROR));
+    assert_eq!(err.retry_after(), None);
+    assert!(!err.to_string().contains("retry after"), "{err}");
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_empty_retry_budget_stops_retries() {
     let sim = Sim::builder()
         .behaviour(Behaviour::failing(502))
