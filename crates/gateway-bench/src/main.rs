@@ -1,7 +1,7 @@
 //! `gateway-bench`: the router's cost measured against a bare hyper client, and the
 //! sidecar's against direct calls, in one run on one simulator. `cargo xtask bench`
-//! builds it in release mode and runs `gateway-bench run`; BENCHMARKS.md explains the
-//! figures.
+//! builds it with the `bench` profile (release settings, symbols kept) and runs
+//! `gateway-bench run`; BENCHMARKS.md explains the figures.
 //!
 //! ```text
 //! gateway-bench run [--quick] [--out-dir DIR] [--cli PATH] [--criterion-dir DIR]

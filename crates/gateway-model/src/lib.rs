@@ -1,6 +1,7 @@
 //! Wire and config types for the Genesys Cloud AI Gateway router.
 //!
-//! This crate holds the data every other crate exchanges, with no I/O and no async:
+//! This crate holds the data every other crate exchanges, with no network I/O and no
+//! async (it reads only env vars and size-bounded files):
 //!
 //! - the prompt payload ([`GatewayPayload`], built and checked by [`PayloadBuilder`]),
 //!   its sampling [`Parameters`], [`TemperatureMatrix`] and [`Tuning`], [`SafetyFilter`]s
