@@ -128,8 +128,8 @@ pub enum RouteErrorKind {
         /// The last failure, described.
         last: String,
         /// The longest `Retry-After` seen, if models were rate limited or unavailable
-        /// (a 5xx that said when to come back); when every
-        /// model's circuit was open, the time until the first lets a call through.
+        /// (a 5xx that said when to come back); when every model's circuit was open, the
+        /// time until the first lets a call through.
         retry_after: Option<Duration>,
         /// When every model refused the request itself (restricted for the organisation,
         /// a policy violation), so the same request would meet the same refusals again:
