@@ -45,8 +45,8 @@ pub struct ClientOptions {
     /// Most HTTP/2 connections per host: each serves up to
     /// [`STREAMS_PER_CONNECTION`](crate::STREAMS_PER_CONNECTION) calls before the next
     /// opens, so calls do not queue behind one connection's stream limit (1 by default;
-    /// `TransportConfig::from_router_config` makes it `max_concurrency / 100` rounded up; at most
-    /// [`MAX_LANES`](crate::MAX_LANES)).
+    /// `TransportConfig::from_router_config` makes it `max_concurrency / 100` rounded
+    /// up; at most [`MAX_LANES`](crate::MAX_LANES)).
     pub http2_connections: usize,
 }
 
