@@ -95,8 +95,8 @@ pub use route::{MAX_STICKY_KEY_CHARS, RouteOutcome, RouteRequest};
 pub use safety::{SafetyFilter, SafetyReport, SafetyVerdict};
 pub use schema::FormatCheck;
 pub use trace::{
-    MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACESTATE_CHARS, PRINTABLE_ASCII_PATTERN,
-    TRACEPARENT_PATTERN, TraceParent,
+    MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACEPARENT_CHARS, MAX_TRACESTATE_CHARS,
+    PRINTABLE_ASCII_PATTERN, TRACEPARENT_PATTERN, TraceParent,
 };
 pub use tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning};
 pub use validation::{

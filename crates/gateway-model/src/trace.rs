@@ -6,8 +6,13 @@ use std::fmt;
 
 use crate::bounds::{Pattern, Text};
 
-/// The pattern a version-00 `traceparent` matches: version, trace id, parent id, flags.
-pub const TRACEPARENT_PATTERN: &str = "^00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}$";
+/// The pattern a `traceparent` matches: version, trace id, parent id, flags; a version
+/// after `00` (but not the invalid `ff`) may add fields after a dash, which are ignored.
+pub const TRACEPARENT_PATTERN: &str = "^(00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}|\
+(0[1-9a-f]|[1-9a-e][0-9a-f]|f[0-9a-e])-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}(-[ -~]*)?)$";
+
+/// Longest `traceparent` accepted, in characters: version 00 has 55, later versions more.
+pub const MAX_TRACEPARENT_CHARS: usize = 512;
 
 /// Longest `tracestate` passed on, in characters (the specification's own limit).
 pub const MAX_TRACESTATE_CHARS: usize = 512;
@@ -19,7 +24,8 @@ pub const MAX_CALLER_REQUEST_ID_CHARS: usize = 256;
 pub const PRINTABLE_ASCII_PATTERN: &str = "^[ -~]*$";
 
 /// A `traceparent` field: [`TRACEPARENT_PATTERN`].
-pub(crate) const TRACEPARENT: Text = Text::chars(55, 55).matching(&TRACEPARENT_FORMAT);
+pub(crate) const TRACEPARENT: Text =
+    Text::chars(55, MAX_TRACEPARENT_CHARS).matching(&TRACEPARENT_FORMAT);
 
 /// A `tracestate` field: printable ASCII, at most [`MAX_TRACESTATE_CHARS`].
 pub(crate) const TRACESTATE: Text = Text::chars(1, MAX_TRACESTATE_CHARS).matching(&PRINTABLE);
@@ -32,15 +38,27 @@ pub(crate) const CALLER_REQUEST_ID: Text =
 // accepted and then ignored (a new trace is started), as the specification asks.
 const TRACEPARENT_FORMAT: Pattern = Pattern::new(TRACEPARENT_PATTERN, well_formed);
 
-/// Whether `text` has the version-00 format of [`TRACEPARENT_PATTERN`].
+/// Whether `text` has the format of [`TRACEPARENT_PATTERN`]: the specification's
+/// version 00 exactly, or a later version read as version 00 where it can be (its first
+/// 55 characters in that format, then nothing or a dash and anything printable).
 fn well_formed(text: &str) -> bool {
     let bytes = text.as_bytes();
-    bytes.len() == 55
-        && text.starts_with("00-")
-        && bytes.iter().enumerate().all(|(i, &b)| match i {
-            2 | 35 | 52 => b == b'-',
-            _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
-        })
+    let Some((head, tail)) = bytes.split_at_checked(55) else {
+        return false;
+    };
+    let head_ok = head.iter().enumerate().all(|(i, &b)| match i {
+        2 | 35 | 52 => b == b'-',
+        _ => b.is_ascii_digit() || (b'a'..=b'f').contains(&b),
+    });
+    let tail_ok = match head.get(..2) {
+        Some(b"00") => tail.is_empty(),
+        Some(b"ff") => false,
+        _ => match tail.split_first() {
+            None => true,
+            Some((&dash, rest)) => dash == b'-' && rest.iter().all(|b| (b' '..=b'~').contains(b)),
+        },
+    };
+    head_ok && tail_ok
 }
 
 const PRINTABLE: Pattern = Pattern::new(PRINTABLE_ASCII_PATTERN, |text| {
@@ -75,9 +93,10 @@ impl TraceParent {
         })
     }
 
-    /// Reads a version-00 `traceparent` header (lowercase hex, as the specification
-    /// requires); `None` for anything else, including all-zero ids, which the
-    /// specification calls invalid.
+    /// Reads a `traceparent` header (lowercase hex, as the specification requires): a
+    /// version-00 one, or a later version's first four fields, as the specification asks
+    /// of a version-00 reader; `None` for anything else, including all-zero ids, which
+    /// the specification calls invalid. What it writes back is always version 00.
     pub fn parse(text: &str) -> Option<Self> {
         if !well_formed(text) {
             return None;
@@ -145,8 +164,13 @@ mod tests {
         for bad in [
             "",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7",
-            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-00",
+            "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-00",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0100",
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-\u{e9}",
+            "0g-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "0A-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
             "00-4BF92F3577B34DA6A3CE929D0E0E4736-00f067aa0ba902b7-01",
             "00-00000000000000000000000000000000-00f067aa0ba902b7-01",
             "00-4bf92f3577b34da6a3ce929d0e0e4736-0000000000000000-01",
@@ -157,6 +181,19 @@ mod tests {
             "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\u{e9}",
         ] {
             assert_eq!(TraceParent::parse(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_later_version_is_read_as_version_00_and_passed_on_as_one() {
+        for later in [
+            "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-what-the-future-holds",
+            "fe-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-",
+        ] {
+            let parent = TraceParent::parse(later).unwrap_or_else(|| panic!("{later}"));
+            assert_eq!(parent.to_string(), EXAMPLE, "{later}");
+            assert!(TRACEPARENT.accepts(later), "{later}");
         }
     }
 

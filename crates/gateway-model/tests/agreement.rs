@@ -420,8 +420,16 @@ fn request_bases() -> Vec<Value> {
     let full = RouteRequest::new("summarize", "Summarize this transcript")
         .tuning(Tuning::Low)
         .sticky_key("conversation-7f3a")
-        .metadata("queue", "billing");
-    [full, RouteRequest::new("reply", "hi")]
+        .metadata("queue", "billing")
+        .trace_context(
+            "cc-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-later",
+            Some("congo=t61rcWkgMzE".to_owned()),
+        );
+    let short = RouteRequest::new("reply", "hi").trace_context(
+        "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01",
+        None,
+    );
+    [full, short]
         .iter()
         .map(|r| serde_json::to_value(r).unwrap())
         .collect()

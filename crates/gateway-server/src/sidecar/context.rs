@@ -1,7 +1,10 @@
 //! What a caller's headers say about its call: its W3C trace context and request id,
 //! carried into the [`RouteRequest`] so the gateway and the audit trail see them.
 
-use gateway_model::{MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACESTATE_CHARS, RouteRequest, TraceParent};
+use gateway_model::{
+    MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACEPARENT_CHARS, MAX_TRACESTATE_CHARS, RouteRequest,
+    TraceParent,
+};
 use http::HeaderMap;
 use http::header::HeaderName;
 
@@ -16,8 +19,8 @@ static TRACESTATE: HeaderName = HeaderName::from_static("tracestate");
 /// own, and the request id is only a label.
 pub(crate) fn adopt(headers: &HeaderMap, request: &mut RouteRequest) {
     if request.traceparent.is_none()
-        && let Some(parent) =
-            text(headers, &TRACEPARENT, 55).filter(|t| TraceParent::parse(t).is_some())
+        && let Some(parent) = text(headers, &TRACEPARENT, MAX_TRACEPARENT_CHARS)
+            .filter(|t| TraceParent::parse(t).is_some())
     {
         request.traceparent = Some(parent.to_owned());
         request.tracestate = text(headers, &TRACESTATE, MAX_TRACESTATE_CHARS).map(str::to_owned);
@@ -79,6 +82,23 @@ mod tests {
         assert_eq!(r.tracestate.as_deref(), Some("congo=t61rcWkgMzE"));
         assert_eq!(r.caller_request_id.as_deref(), Some("caller-1"));
         r.validate().unwrap();
+    }
+
+    #[test]
+    fn a_later_versions_traceparent_is_carried_up_to_its_bound() {
+        let later = "01-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01-future";
+        let r = adopted(&[("traceparent", later), ("tracestate", "a=b")]);
+        assert_eq!(r.traceparent.as_deref(), Some(later));
+        assert_eq!(r.tracestate.as_deref(), Some("a=b"));
+        r.validate().unwrap();
+
+        let longest = format!("{later}{}", "x".repeat(MAX_TRACEPARENT_CHARS - later.len()));
+        assert_eq!(
+            adopted(&[("traceparent", &longest)]).traceparent,
+            Some(longest.clone())
+        );
+        let too_long = format!("{longest}x");
+        assert_eq!(adopted(&[("traceparent", &too_long)]).traceparent, None);
     }
 
     #[test]
