@@ -175,7 +175,7 @@ impl ClientCredentialsBuilder {
         self
     }
 
-    /// Timeout of one token request (default 10 s).
+    /// Timeout of one token request (default 10 s, as `[limits] login_timeout_ms`).
     pub fn timeout(mut self, timeout: Duration) -> Self {
         self.timeout = timeout;
         self
@@ -283,7 +283,7 @@ impl ClientCredentials {
         }
     }
 
-    /// A provider for the login host a [`RouterConfig`]'s environment resolves to.
+    /// A provider for a [`RouterConfig`]'s login host and `[limits] login_timeout_ms`.
     pub fn from_router_config(
         config: &RouterConfig,
         credentials: Credentials,
@@ -292,7 +292,9 @@ impl ClientCredentials {
             .environment
             .resolve()
             .map_err(|e| AuthError::Url(e.to_string()))?;
-        Ok(Self::builder(credentials).login_base(endpoints.login_base))
+        Ok(Self::builder(credentials)
+            .login_base(endpoints.login_base)
+            .timeout(Duration::from_millis(config.limits.login_timeout_ms)))
     }
 
     /// The client id (not secret).

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use gateway_auth::{AuthError, ClientCredentials, Credentials};
-use gateway_model::GatewayPayload;
+use gateway_model::{EnvironmentConfig, GatewayPayload, RouterConfig};
 use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, SimHandle, Target};
 use gateway_transport::{Call, ErrorKind, RetryPolicy, TokenSource, Transport, TransportConfig};
 
@@ -388,6 +388,28 @@ async fn an_unreachable_login_host_is_named() {
             .contains(&format!("cannot reach the login host 127.0.0.1:{port}")),
         "{err}"
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_configs_login_timeout_bounds_each_token_request() {
+    let sim = Sim::builder().start().await.unwrap();
+    let provider_giving_up_after = |ms| {
+        let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()));
+        config.limits.login_timeout_ms = ms;
+        let credentials = Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET);
+        ClientCredentials::from_router_config(&config, credentials)
+            .unwrap()
+            .build()
+            .unwrap()
+    };
+    sim.script(Target::Token, [Scripted::Delay { ms: 1_000 }]);
+    let err = provider_giving_up_after(500).prefetch().await.unwrap_err();
+    assert!(matches!(err, AuthError::Unreachable { .. }), "{err:?}");
+    assert!(err.to_string().contains("500ms"), "{err}");
+
+    sim.script(Target::Token, [Scripted::Delay { ms: 1_000 }]);
+    provider_giving_up_after(2_000).prefetch().await.unwrap();
+    assert_eq!(sim.counters().token_requests, 2);
 }
 
 #[test]

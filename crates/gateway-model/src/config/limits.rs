@@ -21,6 +21,8 @@ pub struct LimitsConfig {
     pub deadline_ms: u64,
     /// TCP + TLS connect timeout.
     pub connect_timeout_ms: u64,
+    /// Timeout of one OAuth token request to the login host.
+    pub login_timeout_ms: u64,
     /// Largest response body accepted.
     pub max_response_bytes: u64,
     /// Requests per minute this OAuth client may send (Genesys limits each client);
@@ -40,6 +42,7 @@ impl Default for LimitsConfig {
             attempt_timeout_ms: 30_000,
             deadline_ms: 90_000,
             connect_timeout_ms: 5_000,
+            login_timeout_ms: 10_000,
             max_response_bytes: 4 * 1024 * 1024,
             requests_per_minute: None,
             rate_burst: 5,
@@ -54,6 +57,7 @@ impl Bounded for LimitsConfig {
         bounds::int!(attempt_timeout_ms, 1, 600_000),
         bounds::int!(deadline_ms, 1, 3_600_000),
         bounds::int!(connect_timeout_ms, 1, 600_000),
+        bounds::int!(login_timeout_ms, 1, 600_000),
         bounds::int!(max_response_bytes, 1024, 67_108_864),
         bounds::int!(requests_per_minute, 1, 6_000_000),
         bounds::int!(rate_burst, 0, 100_000),
