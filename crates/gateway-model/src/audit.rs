@@ -76,7 +76,8 @@ impl std::fmt::Display for Outcome {
 pub struct ModelAttempt {
     /// The model tried.
     pub model_id: ModelId,
-    /// The `X-Genesys-Request-Id` sent to it (the same on each of its HTTP attempts).
+    /// The `X-Genesys-Request-Id` sent to it (the same on each of its HTTP attempts);
+    /// empty when its circuit was open, so nothing was sent.
     pub request_id: String,
     /// HTTP attempts made to this model (0 when its circuit was open).
     pub attempts: u32,
@@ -106,7 +107,7 @@ pub struct AuditEntry {
     pub timestamp: DateTime<Utc>,
     /// The route the call went through.
     pub route: String,
-    /// The `X-Genesys-Request-Id` of the last model tried (each model has its own; see `modelsTried`).
+    /// The `X-Genesys-Request-Id` of the last model tried (each model has its own; see `modelsTried`); empty when no model was tried: a request refused before routing, or every circuit open.
     pub request_id: String,
     /// The `X-Correlation-Id` shared by every model tried in this call.
     pub correlation_id: String,

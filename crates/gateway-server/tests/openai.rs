@@ -494,6 +494,7 @@ async fn the_audit_entry_of_a_refused_request_keeps_the_labels_a_valid_request_c
     for entry in &entries {
         let json = serde_json::to_value(entry).unwrap();
         assert!(schema.is_valid(&json), "{json:#}");
+        assert_eq!(json["requestId"], "", "no model was tried");
     }
     assert_eq!(entries[2].prompt_chars, 9_000);
     for labels in [&entries[0].metadata, &entries[1].metadata] {
