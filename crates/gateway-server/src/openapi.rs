@@ -71,7 +71,7 @@ pub fn document() -> Value {
         "info": {
             "title": "genesys-router sidecar",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Routes prompts to the Genesys Cloud AI Gateway: sticky model selection, temperature tuning, fallbacks, retries, metrics and an audit trail.",
+            "description": "Routes prompts to the Genesys Cloud AI Gateway: sticky model selection, temperature tuning, fallbacks, retries, metrics and an audit trail. On every path, an HTTP/1.1 request without exactly one valid `Host` is refused with 400 (`router.host.invalid`; `invalid_host` on the OpenAI paths), as RFC 9112 asks.",
             "license": { "name": "Apache-2.0", "identifier": "Apache-2.0" }
         },
         "paths": paths,

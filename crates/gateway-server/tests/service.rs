@@ -307,6 +307,63 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
     sidecar.shutdown().await.unwrap();
 }
 
+/// Sends `head` (a request without a body) on a connection of its own, which the
+/// service closes after answering; the answer's status line and body.
+async fn raw(addr: std::net::SocketAddr, head: &str) -> (String, serde_json::Value) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(5),
+        stream.read_to_end(&mut answer),
+    )
+    .await
+    .expect("the service closes the connection")
+    .unwrap();
+    let answer = String::from_utf8(answer).unwrap();
+    let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+    let status = head.lines().next().unwrap().to_owned();
+    (status, serde_json::from_str(body).unwrap_or_default())
+}
+
+#[tokio::test]
+async fn an_http_1_1_request_without_exactly_one_valid_host_is_refused() {
+    let sim = Sim::builder().start().await.unwrap();
+    let (sidecar, _metrics) = start(&sim, SidecarOptions::default()).await;
+    let addr = sidecar.addr();
+    let close = "connection: close\r\n";
+    for hosts in [
+        "",
+        "host: a\r\nhost: b\r\n",
+        "host: a b\r\n",
+        "host: a/b\r\n",
+    ] {
+        let (status, body) = raw(
+            addr,
+            &format!("GET /healthz HTTP/1.1\r\n{hosts}{close}\r\n"),
+        )
+        .await;
+        assert_eq!(status, "HTTP/1.1 400 Bad Request", "{hosts:?}");
+        assert_eq!(body["code"], "router.host.invalid", "{hosts:?}: {body}");
+        assert_eq!(body["status"], 400, "{body}");
+    }
+    // The OpenAI door refuses it in OpenAI's error shape.
+    let (status, body) = raw(addr, &format!("GET /v1/models HTTP/1.1\r\n{close}\r\n")).await;
+    assert_eq!(status, "HTTP/1.1 400 Bad Request");
+    assert_eq!(body["error"]["code"], "invalid_host", "{body}");
+    // An empty Host (a target without an authority), a valid one and HTTP/1.0 pass.
+    for request in [
+        format!("GET /healthz HTTP/1.1\r\nhost:\r\n{close}\r\n"),
+        format!("GET /healthz HTTP/1.1\r\nhost: {addr}\r\n{close}\r\n"),
+        "GET /healthz HTTP/1.0\r\n\r\n".to_owned(),
+    ] {
+        let (status, _) = raw(addr, &request).await;
+        assert!(status.ends_with(" 200 OK"), "{request:?}: {status}");
+    }
+    sidecar.shutdown().await.unwrap();
+}
+
 /// Where a test's log lines go.
 #[derive(Clone, Default)]
 struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);

@@ -1,6 +1,6 @@
 //! What every answer of the service goes through: request ids in and out, the access
-//! log, the HTTP metrics and the house rules for answers, as one tower stack around the
-//! paths.
+//! log, the HTTP metrics and the house rules (a usable `Host`; the shape of answers), as
+//! one tower stack around the paths.
 //!
 //! The stack is composed statically around the finished axum router rather than added
 //! with `Router::layer`, which boxes every layer's future on every request: each of those
@@ -115,6 +115,7 @@ where
         let path = request.uri().path();
         let label = path_label(path);
         let openai = super::openai::owns(path);
+        let served = has_one_usable_host(&request);
         let logged = tracing::enabled!(target: "genesys_router::access", tracing::Level::INFO)
             .then(|| {
                 // Copied, not cloned: a header value shares the connection's read buffer.
@@ -122,7 +123,8 @@ where
                 (request.method().clone(), path.to_owned(), id)
             });
         Answer {
-            inner: self.inner.call(request),
+            // Without a usable `Host` the paths never see the request: it is refused.
+            inner: served.then(|| self.inner.call(request)),
             app: self.app.clone(),
             started: Instant::now(),
             label,
@@ -136,7 +138,7 @@ pin_project_lite::pin_project! {
     /// A request's answer under the house rules: [`HouseRules`]' future.
     struct Answer<F> {
         #[pin]
-        inner: F,
+        inner: Option<F>,
         app: App,
         started: Instant,
         label: &'static str,
@@ -153,7 +155,13 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let Ok(response) = ready!(this.inner.poll(cx));
+        let response = match this.inner.as_pin_mut() {
+            Some(inner) => {
+                let Ok(response) = ready!(inner.poll(cx));
+                response
+            }
+            None => bad_host(*this.openai),
+        };
         let response = conventions(*this.openai, response);
         let status = response.status().as_u16();
         this.app
@@ -173,6 +181,37 @@ where
             );
         }
         Poll::Ready(Ok(response))
+    }
+}
+
+/// Whether `request` may be served as RFC 9112 (section 3.2) asks of a server: an
+/// HTTP/1.1 request carries exactly one `Host`, empty or a valid authority. Other
+/// versions name their target otherwise and pass.
+fn has_one_usable_host<B>(request: &Request<B>) -> bool {
+    if request.version() != http::Version::HTTP_11 {
+        return true;
+    }
+    let mut hosts = request.headers().get_all(http::header::HOST).iter();
+    match (hosts.next(), hosts.next()) {
+        (Some(host), None) => {
+            host.is_empty() || http::uri::Authority::try_from(host.as_bytes()).is_ok()
+        }
+        _ => false,
+    }
+}
+
+/// The 400 for an HTTP/1.1 request without exactly one usable `Host`.
+fn bad_host(openai: bool) -> Reply {
+    const MESSAGE: &str = "an HTTP/1.1 request needs exactly one valid Host header";
+    if openai {
+        super::openai::bad_host(MESSAGE)
+    } else {
+        error(
+            StatusCode::BAD_REQUEST,
+            "router.host.invalid",
+            MESSAGE,
+            None,
+        )
     }
 }
 

@@ -75,6 +75,11 @@ pub(crate) fn method_not_allowed() -> Reply {
     .into_reply()
 }
 
+/// The door's 400 for a request without a usable `Host`.
+pub(crate) fn bad_host(message: &str) -> Reply {
+    OpenAiError::status(StatusCode::BAD_REQUEST, "invalid_host", message).into_reply()
+}
+
 /// The OpenAI-compatible door: its refusals have OpenAI's error shape.
 pub(crate) enum OpenAiDoor {}
 
