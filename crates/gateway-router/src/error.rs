@@ -112,6 +112,15 @@ pub enum RouteErrorKind {
     /// No concurrency slot became free in time.
     #[error("overloaded: {0}")]
     Overloaded(#[source] LimiterTimeout),
+    /// The caller's own limit on calls in flight was reached, so the call was refused
+    /// before any model (see [`crate::Router::refuse_at_capacity`]).
+    #[error("overloaded: the limit of {limit} calls in flight, set by `{setting}`, is reached")]
+    AtCapacity {
+        /// The limit.
+        limit: usize,
+        /// The setting that sets it, such as `server.max_calls`.
+        setting: &'static str,
+    },
     /// The call was stopped before it ended (see [`crate::Router::route_until`]).
     #[error("the call was cancelled: {reason}")]
     Cancelled {
@@ -239,11 +248,12 @@ impl RouteError {
         self.http_status() == 429
     }
 
-    /// Whether the call ran out of time: a model timed out, the deadline passed, or no
-    /// concurrency slot came free in time.
+    /// Whether the call ran out of time: a model timed out, the deadline passed, no
+    /// concurrency slot came free in time, or the caller's limit on calls in flight was
+    /// reached.
     pub fn is_timeout(&self) -> bool {
         match &self.kind {
-            RouteErrorKind::Overloaded(_) => true,
+            RouteErrorKind::Overloaded(_) | RouteErrorKind::AtCapacity { .. } => true,
             RouteErrorKind::Exhausted { tried, .. } => {
                 tried.iter().any(|(_, o)| *o == Outcome::Timeout)
             }
@@ -262,7 +272,9 @@ impl RouteError {
     pub fn is_retryable(&self) -> bool {
         match &self.kind {
             RouteErrorKind::Exhausted { refused, .. } => refused.is_none(),
-            RouteErrorKind::Overloaded(_) | RouteErrorKind::Cancelled { .. } => true,
+            RouteErrorKind::Overloaded(_)
+            | RouteErrorKind::AtCapacity { .. }
+            | RouteErrorKind::Cancelled { .. } => true,
             RouteErrorKind::Token(token) => token.retryable,
             _ => false,
         }
@@ -296,7 +308,9 @@ impl RouteError {
                 refused: Some(_), ..
             } => 422,
             RouteErrorKind::Unauthorized { .. } | RouteErrorKind::Token(_) => 502,
-            RouteErrorKind::Overloaded(_) | RouteErrorKind::Cancelled { .. } => 503,
+            RouteErrorKind::Overloaded(_)
+            | RouteErrorKind::AtCapacity { .. }
+            | RouteErrorKind::Cancelled { .. } => 503,
             RouteErrorKind::Exhausted { tried, .. } => {
                 if !tried.is_empty() && tried.iter().all(|(_, o)| *o == Outcome::RateLimited) {
                     429
@@ -318,7 +332,9 @@ impl RouteError {
             RouteErrorKind::Unauthorized { .. } => "router.unauthorized",
             RouteErrorKind::Forbidden { .. } => "router.forbidden",
             RouteErrorKind::Token(_) => "router.no.token",
-            RouteErrorKind::Overloaded(_) => "router.overloaded",
+            RouteErrorKind::Overloaded(_) | RouteErrorKind::AtCapacity { .. } => {
+                "router.overloaded"
+            }
             RouteErrorKind::Cancelled { .. } => "router.cancelled",
             RouteErrorKind::Exhausted { .. } => "router.all.models.failed",
         }

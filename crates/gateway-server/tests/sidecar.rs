@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_auth::Credentials;
-use gateway_model::{EnvironmentConfig, RouteConfig, RouteOutcome, RouterConfig};
+use gateway_model::{EnvironmentConfig, Outcome, RouteConfig, RouteOutcome, RouterConfig};
 use gateway_router::Router;
 use gateway_server::{Sidecar, SidecarOptions};
 use gateway_sim::{
@@ -363,7 +363,9 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     sim.script(Target::model("model-gen-4"), [Scripted::Stall]);
     let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
         .with_route("summarize", RouteConfig::to_model("model-gen-4"));
-    config.audit.enabled = false;
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    config.audit.file.clone_from(&audit);
     config.retry.max_attempts = 1;
     config.limits.attempt_timeout_ms = 1_000;
     let router = Router::builder(config)
@@ -406,6 +408,11 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let error: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(error["code"], "router.overloaded", "{error}");
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.contains("the limit of 1 calls in flight, set by `server.max_calls`, is reached"),
+        "the refusal names the setting: {message}"
+    );
     assert_eq!(
         sim.prompt_requests().len(),
         1,
@@ -413,6 +420,7 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     );
 
     // Once the stalled call ends (its attempt times out), the slot is free again.
+    let mut refused = 1;
     let mut answered = false;
     for _ in 0..100 {
         let (status, _) = send(&client, Method::POST, url.clone(), body).await;
@@ -421,10 +429,30 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
             break;
         }
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        refused += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(answered, "the slot came back when the call ended");
     sidecar.shutdown().await.unwrap();
+
+    // Every call is audited, the refused ones too: one entry each, sending nothing.
+    let entries = gateway_audit::read_jsonl(&audit).unwrap().entries;
+    assert_eq!(entries.len(), refused + 2, "{entries:#?}");
+    let shed: Vec<_> = entries
+        .iter()
+        .filter(|e| {
+            e.reason
+                .as_deref()
+                .is_some_and(|r| r.contains("server.max_calls"))
+        })
+        .collect();
+    assert_eq!(shed.len(), refused, "{entries:#?}");
+    for entry in shed {
+        assert_eq!(entry.outcome, Outcome::Timeout);
+        assert_eq!(entry.request_id, "", "nothing was sent");
+        assert!(entry.models_tried.is_empty() && entry.attempts == 0);
+        assert_eq!(entry.route, "summarize");
+    }
 }
 
 #[tokio::test]

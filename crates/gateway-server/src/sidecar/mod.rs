@@ -50,7 +50,7 @@ pub struct SidecarOptions {
     /// Per-connection timeouts and the connection cap.
     pub limits: ConnectionLimits,
     /// Most routed calls in flight, counting those whose caller hung up; beyond it a
-    /// call is refused at once (503 `router.overloaded`).
+    /// call is refused at once (503 `router.overloaded`), and audited.
     pub max_calls: usize,
     /// Largest request body read, in bytes.
     pub body_max_bytes: usize,
@@ -207,13 +207,11 @@ impl App {
         request: gateway_model::RouteRequest,
     ) -> Result<gateway_model::RouteOutcome, gateway_router::RouteError> {
         let Ok(slot) = Arc::clone(&self.call_slots).try_acquire_owned() else {
-            return Err(gateway_router::RouteErrorKind::Overloaded(
-                gateway_transport::LimiterTimeout {
-                    waited: Duration::ZERO,
-                    max: self.options.max_calls,
-                },
-            )
-            .into());
+            let limit = self.options.max_calls;
+            return Err(self
+                .router
+                .refuse_at_capacity(request, limit, "server.max_calls")
+                .await);
         };
         let app = self.clone();
         let call = self.calls.spawn(async move {
