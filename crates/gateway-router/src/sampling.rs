@@ -52,7 +52,8 @@ impl RouteSampling {
             None => self.max_tokens,
         };
         let parameters = Parameters {
-            temperature,
+            // -0.0 + 0.0 is +0.0: a negative zero is sent, and audited, as 0.
+            temperature: temperature + 0.0,
             max_tokens,
             top_p: request.top_p.unwrap_or(self.top_p),
             extra: serde_json::Map::new(),
@@ -86,6 +87,27 @@ mod tests {
         let (p, broken) = ROUTE.parameters(&request);
         assert_eq!((p.temperature, p.max_tokens, p.top_p), (0.1, 1024, 0.5));
         assert!(broken.is_empty());
+    }
+
+    #[test]
+    fn a_negative_zero_temperature_is_sent_as_zero() {
+        let from_zero = RouteSampling {
+            temperature: TemperatureMatrix {
+                low: -0.0,
+                default: -0.0,
+                high: 0.9,
+            },
+            ..ROUTE
+        };
+        for request in [
+            RouteRequest::new("r", "p").temperature(-0.0),
+            RouteRequest::new("r", "p").tuning(Tuning::Low),
+        ] {
+            let (p, broken) = from_zero.parameters(&request);
+            assert!(broken.is_empty());
+            assert_eq!(p.temperature.to_bits(), 0.0_f64.to_bits());
+            assert_eq!(serde_json::to_string(&p.temperature).unwrap(), "0.0");
+        }
     }
 
     #[test]
