@@ -12,6 +12,10 @@ use crate::AuditError;
 /// Longest line read; a longer one is skipped as [`SkipReason::TooLong`].
 pub const MAX_LINE_BYTES: usize = 1 << 20;
 
+/// Most skipped lines a [`ReadReport`] lists; beyond them it only counts, so a file of
+/// garbage cannot make a report many times the file's size.
+pub const MAX_SKIPPED_LISTED: usize = 1_000;
+
 /// Why a line was skipped.
 #[derive(Debug, Clone, PartialEq, Eq)]
 #[non_exhaustive]
@@ -74,8 +78,10 @@ impl fmt::Display for SkippedLine {
 pub struct ReadReport {
     /// The entries that decoded, in file order.
     pub entries: Vec<AuditEntry>,
-    /// The lines that did not, in file order.
+    /// The lines that did not, in file order: the first [`MAX_SKIPPED_LISTED`].
     pub skipped: Vec<SkippedLine>,
+    /// How many more lines were skipped than `skipped` lists.
+    pub skipped_unlisted: u64,
 }
 
 /// Iterates a JSONL audit stream: `Ok` per entry, `Err` per skipped line (blank lines
@@ -205,15 +211,21 @@ impl<R> fmt::Debug for JsonlReader<R> {
     }
 }
 
-/// Reads a whole JSONL audit file: every entry that decodes, and every line skipped.
+/// Reads a whole JSONL audit file: every entry that decodes, and the lines skipped (the
+/// first [`MAX_SKIPPED_LISTED`], and how many more).
 ///
 /// Only failing to open the file is an error; broken lines are reported in the result.
+/// The entries are all held at once: [`JsonlReader`] goes through a large file one entry
+/// at a time.
 pub fn read_jsonl(path: impl AsRef<Path>) -> Result<ReadReport, AuditError> {
     let mut report = ReadReport::default();
     for item in JsonlReader::open(path.as_ref())? {
         match item {
             Ok(entry) => report.entries.push(entry),
-            Err(skipped) => report.skipped.push(skipped),
+            Err(skipped) if report.skipped.len() < MAX_SKIPPED_LISTED => {
+                report.skipped.push(skipped);
+            }
+            Err(_) => report.skipped_unlisted = report.skipped_unlisted.saturating_add(1),
         }
     }
     Ok(report)

@@ -94,7 +94,8 @@ pub use encoded_entry::EncodedEntry;
 pub use error::AuditError;
 pub use fan_out::FanOut;
 pub use jsonl_reader::{
-    JsonlReader, MAX_LINE_BYTES, ReadReport, SkipReason, SkippedLine, read_jsonl,
+    JsonlReader, MAX_LINE_BYTES, MAX_SKIPPED_LISTED, ReadReport, SkipReason, SkippedLine,
+    read_jsonl,
 };
 pub use jsonl_sink::{JsonlOptions, JsonlSink, rotated_path};
 pub use prompt_digest::PromptDigest;

@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gateway_audit::{
-    AuditError, AuditSink, EncodedEntry, JsonlOptions, JsonlSink, SkipReason, SkippedLine,
-    read_jsonl, rotated_path,
+    AuditError, AuditSink, EncodedEntry, JsonlOptions, JsonlSink, MAX_SKIPPED_LISTED, SkipReason,
+    SkippedLine, read_jsonl, rotated_path,
 };
 use gateway_model::{AuditConfig, FsyncPolicy};
 use gateway_telemetry::LocalMetrics;
@@ -272,6 +272,28 @@ async fn every_policy_flushes_and_shutdown_closes() {
         assert!(matches!(err, AuditError::Closed { sink: "jsonl" }), "{err}");
         assert_eq!(ids_in(&path).len(), 20);
     }
+}
+
+#[test]
+fn a_file_of_garbage_is_listed_up_to_a_bound_and_counted_beyond_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let mut text = serde_json::to_string(&entries::entry(1)).unwrap();
+    text.push('\n');
+    text.push_str(&"x\n".repeat(MAX_SKIPPED_LISTED + 5_000));
+    text.push_str(&serde_json::to_string(&entries::entry(2)).unwrap());
+    text.push('\n');
+    std::fs::write(&path, text).unwrap();
+
+    let report = read_jsonl(&path).unwrap();
+    assert_eq!(
+        report.entries.len(),
+        2,
+        "entries on both sides of the garbage"
+    );
+    assert_eq!(report.skipped.len(), MAX_SKIPPED_LISTED);
+    assert_eq!(report.skipped[0].line, 2);
+    assert_eq!(report.skipped_unlisted, 5_000);
 }
 
 #[test]
