@@ -163,7 +163,8 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<i32> {
     let mut builder = Sim::builder()
         .addr(args.listen)
         .seed(args.seed)
-        .token_lifetime(Duration::from_secs(args.token_lifetime_secs));
+        .token_lifetime(Duration::from_secs(args.token_lifetime_secs))
+        .connection_timeout(Duration::from_secs(args.connection_timeout_secs));
     for (id, secret) in args.clients {
         builder = builder.client(id, secret);
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use gateway_model::ModelEntity;
 use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
@@ -62,6 +62,7 @@ impl Sim {
             scripts: Vec::new(),
             record_capacity: DEFAULT_RECORD_CAPACITY,
             tls: None,
+            connection_timeout: None,
         }
     }
 }
@@ -80,6 +81,7 @@ pub struct SimBuilder {
     scripts: Vec<(Target, Vec<Scripted>)>,
     record_capacity: usize,
     tls: Option<(String, String)>,
+    connection_timeout: Option<Duration>,
 }
 
 impl std::fmt::Debug for Behaviours {
@@ -184,6 +186,15 @@ impl SimBuilder {
         self
     }
 
+    /// Closes a connection that has not finished its TLS handshake, sent its first byte,
+    /// or (over HTTP/1.1) sent a request's headers within `timeout`, or that waits that
+    /// long for its next request. Off by default: a test on tokio's paused clock would
+    /// see its pooled connections closed as the clock jumps.
+    pub fn connection_timeout(mut self, timeout: Duration) -> Self {
+        self.connection_timeout = Some(timeout);
+        self
+    }
+
     /// Checks the behaviours and scripts ([`Behaviour::check`], [`Scripted::check_for`]),
     /// binds the address and starts serving in the background.
     pub async fn start(self) -> Result<SimHandle, SimError> {
@@ -193,16 +204,12 @@ impl SimBuilder {
             .as_ref()
             .map(|(cert, key)| tls_acceptor(cert, key))
             .transpose()?;
-        let listener = TcpListener::bind(self.addr)
-            .await
-            .map_err(|e| SimError::Bind {
-                addr: self.addr,
-                source: e,
-            })?;
-        let addr = listener.local_addr().map_err(|e| SimError::Bind {
+        let bind_error = |source| SimError::Bind {
             addr: self.addr,
-            source: e,
-        })?;
+            source,
+        };
+        let listener = TcpListener::bind(self.addr).await.map_err(bind_error)?;
+        let addr = listener.local_addr().map_err(bind_error)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
         let mut clients: HashMap<String, String> = self.clients.into_iter().collect();
@@ -245,7 +252,13 @@ impl SimBuilder {
             initial_client_limits: self.client_limits,
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let task = tokio::spawn(accept_loop(listener, Arc::clone(&state), tls, shutdown_rx));
+        let task = tokio::spawn(accept_loop(
+            listener,
+            Arc::clone(&state),
+            tls,
+            self.connection_timeout,
+            shutdown_rx,
+        ));
         Ok(SimHandle {
             addr,
             scheme,
@@ -476,9 +489,17 @@ async fn accept_loop(
     listener: TcpListener,
     state: Arc<State>,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    timeout: Option<Duration>,
     mut shutdown: watch::Receiver<bool>,
 ) {
-    let builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = auto::Builder::new(TokioExecutor::new());
+    if let Some(timeout) = timeout {
+        builder
+            .http1()
+            .timer(TokioTimer::new())
+            .header_read_timeout(timeout);
+    }
+
     let graceful = GracefulShutdown::new();
     loop {
         let accepted = tokio::select! {
@@ -496,16 +517,29 @@ async fn accept_loop(
         let service = service_fn(move |req| service::handle(Arc::clone(&state), req));
         let builder = builder.clone();
         let watcher = graceful.watcher();
+        let down = shutdown.clone();
         match tls.clone() {
-            None => {
+            None if timeout.is_none() => {
                 let conn = builder
                     .serve_connection(TokioIo::new(stream), service)
                     .into_owned();
                 tokio::spawn(watcher.watch(conn));
             }
+            None => {
+                tokio::spawn(async move {
+                    // The version is told from the first bytes: wait for them first.
+                    let mut first = [0_u8; 1];
+                    if let Some(Ok(1)) = within(timeout, down, stream.peek(&mut first)).await {
+                        let conn = builder
+                            .serve_connection(TokioIo::new(stream), service)
+                            .into_owned();
+                        let _ = watcher.watch(conn).await;
+                    }
+                });
+            }
             Some(acceptor) => {
                 tokio::spawn(async move {
-                    if let Ok(stream) = acceptor.accept(stream).await {
+                    if let Some(Ok(stream)) = within(timeout, down, acceptor.accept(stream)).await {
                         let conn = builder
                             .serve_connection(TokioIo::new(stream), service)
                             .into_owned();
@@ -517,6 +551,25 @@ async fn accept_loop(
     }
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
+}
+
+/// What `wait` gives, or `None` if `timeout` (when there is one) passes or the simulator
+/// shuts down first.
+async fn within<T>(
+    timeout: Option<Duration>,
+    mut shutdown: watch::Receiver<bool>,
+    wait: impl Future<Output = T>,
+) -> Option<T> {
+    let bounded = async {
+        match timeout {
+            Some(timeout) => tokio::time::timeout(timeout, wait).await.ok(),
+            None => Some(wait.await),
+        }
+    };
+    tokio::select! {
+        done = bounded => done,
+        _ = shutdown.wait_for(|down| *down) => None,
+    }
 }
 
 #[cfg(test)]

@@ -1110,3 +1110,53 @@ async fn a_model_path_whose_id_no_model_can_have_is_a_400_and_changes_nothing() 
     }
     sim.shutdown().await;
 }
+
+/// With a connection timeout, a connection that sends nothing, or only part of a
+/// request's headers, or waits between requests, is closed when it runs out; one that
+/// sends in time is served.
+#[tokio::test(start_paused = true)]
+async fn the_connection_timeout_closes_silent_and_slow_connections() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let timeout = Duration::from_secs(10);
+    let sim = Sim::builder()
+        .connection_timeout(timeout)
+        .start()
+        .await
+        .unwrap();
+    // Closed at the timeout, not before: the read sees the end of the stream.
+    let closed_after = |mut stream: tokio::net::TcpStream| async move {
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        stream.read_to_end(&mut rest).await.unwrap();
+        (
+            started.elapsed(),
+            String::from_utf8_lossy(&rest).into_owned(),
+        )
+    };
+    let connect = || tokio::net::TcpStream::connect(sim.addr());
+
+    let silent = connect().await.unwrap();
+    let (waited, _) = closed_after(silent).await;
+    assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
+
+    let mut slow = connect().await.unwrap();
+    slow.write_all(b"GET /__admin/health HTTP/1.1\r\nHost: x\r\n")
+        .await
+        .unwrap();
+    let (waited, _) = closed_after(slow).await;
+    assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
+
+    let mut prompt = connect().await.unwrap();
+    prompt
+        .write_all(b"GET /__admin/health HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let (waited, answer) = closed_after(prompt).await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        waited >= timeout && waited < timeout * 2,
+        "kept alive for the next request until the timeout: {waited:?}"
+    );
+    sim.shutdown().await;
+}
