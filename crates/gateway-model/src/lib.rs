@@ -44,6 +44,7 @@ mod config;
 pub mod endpoint;
 mod env_var;
 mod error_body;
+mod location;
 mod model_id;
 mod models;
 mod open_enum;
@@ -100,7 +101,7 @@ pub use trace::{
 };
 pub use tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning};
 pub use validation::{
-    Location, MAX_MALFORMED_CHARS, Rule, Validate, ValidationErrors, Violation, Violations, cut_to,
-    from_json_slice, from_json_value, parse_json_slice,
+    Location, MAX_MALFORMED_CHARS, MAX_VIOLATIONS, Rule, Validate, ValidationErrors, Violation,
+    Violations, cut_to, from_json_slice, from_json_value, parse_json_slice,
 };
 pub use wire::payload_format;

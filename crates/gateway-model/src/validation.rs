@@ -8,6 +8,9 @@
 
 use std::fmt;
 
+pub use crate::location::Location;
+use crate::location::push_key;
+
 /// A rule a value broke, with the numbers needed to explain it.
 #[derive(Debug, Clone, PartialEq)]
 #[non_exhaustive]
@@ -117,6 +120,11 @@ pub enum Rule {
 /// Longest parser message a [`Rule::Malformed`] keeps, and longest path a [`Violation`]
 /// keeps, in characters.
 pub const MAX_MALFORMED_CHARS: usize = 512;
+
+/// Most violations a [`ValidationErrors`] lists; beyond them it only counts, so a document
+/// of many small mistakes cannot make an error (or an answer that echoes it) many times
+/// its own size.
+pub const MAX_VIOLATIONS: usize = 64;
 
 /// `text` cut to [`MAX_MALFORMED_CHARS`] characters, ending in `…` if it was longer:
 /// messages and paths quote the input (a TOML error shows its whole line, a path an
@@ -229,16 +237,57 @@ impl fmt::Display for Violation {
     }
 }
 
-/// Every violation found in one document, in document order; never empty.
+/// Every violation found in one document, in document order (the first
+/// [`MAX_VIOLATIONS`], and how many more); never empty.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub struct ValidationErrors {
     violations: Vec<Violation>,
+    omitted: usize,
 }
 
 impl ValidationErrors {
-    /// Wraps a non-empty list; returns `None` for an empty one.
-    pub fn from_violations(violations: Vec<Violation>) -> Option<Self> {
-        (!violations.is_empty()).then_some(Self { violations })
+    /// Wraps a non-empty list, keeping its first [`MAX_VIOLATIONS`]; returns `None` for
+    /// an empty one.
+    ///
+    /// ```
+    /// use gateway_model::{MAX_VIOLATIONS, Rule, ValidationErrors, Violation};
+    ///
+    /// let one = Violation { path: "/prompt".into(), rule: Rule::Required };
+    /// let errors = ValidationErrors::from_violations(vec![one; 100]).unwrap();
+    /// assert_eq!(errors.violations().len(), MAX_VIOLATIONS);
+    /// assert_eq!((errors.omitted(), errors.len()), (36, 100));
+    /// assert!(errors.to_string().starts_with("100 validation errors"));
+    /// assert!(errors.to_string().ends_with("… and 36 more"));
+    /// ```
+    pub fn from_violations(mut violations: Vec<Violation>) -> Option<Self> {
+        let omitted = violations.len().saturating_sub(MAX_VIOLATIONS);
+        violations.truncate(MAX_VIOLATIONS);
+        (!violations.is_empty()).then_some(Self {
+            violations,
+            omitted,
+        })
+    }
+
+    /// Adds `more` after the violations already found, within the same bound.
+    pub fn extend(&mut self, more: impl IntoIterator<Item = Violation>) {
+        for violation in more {
+            if self.violations.len() < MAX_VIOLATIONS {
+                self.violations.push(violation);
+            } else {
+                self.omitted = self.omitted.saturating_add(1);
+            }
+        }
+    }
+
+    /// How many violations were found beyond those listed.
+    pub fn omitted(&self) -> usize {
+        self.omitted
+    }
+
+    /// How many violations were found, listed or not.
+    #[expect(clippy::len_without_is_empty, reason = "never empty")]
+    pub fn len(&self) -> usize {
+        self.violations.len().saturating_add(self.omitted)
     }
 
     /// One violation.
@@ -248,10 +297,11 @@ impl ValidationErrors {
                 path: bounded(path.into()),
                 rule,
             }],
+            omitted: 0,
         }
     }
 
-    /// The violations, in document order.
+    /// The violations, in document order: the first [`MAX_VIOLATIONS`] found.
     pub fn violations(&self) -> &[Violation] {
         &self.violations
     }
@@ -269,83 +319,24 @@ impl ValidationErrors {
 
 impl fmt::Display for ValidationErrors {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let n = self.violations.len();
+        let n = self.len();
         write!(f, "{n} validation error{}", if n == 1 { "" } else { "s" })?;
         for v in &self.violations {
             write!(f, "\n  {v}")?;
+        }
+        if self.omitted > 0 {
+            write!(f, "\n  … and {} more", self.omitted)?;
         }
         Ok(())
     }
 }
 
-/// Where a value sits in a document, as a chain of segments kept on the stack.
-///
-/// Validators pass a `Location` down while walking; the JSON Pointer string is only
-/// built when a violation is recorded, so validating a valid document allocates nothing.
-#[derive(Clone, Copy, Debug)]
-pub struct Location<'a> {
-    parent: Option<&'a Location<'a>>,
-    segment: Segment<'a>,
-}
-
-#[derive(Clone, Copy, Debug)]
-enum Segment<'a> {
-    Root,
-    Key(&'a str),
-    Index(usize),
-}
-
-impl<'a> Location<'a> {
-    /// The document itself.
-    pub const ROOT: Location<'static> = Location {
-        parent: None,
-        segment: Segment::Root,
-    };
-
-    /// The member `key` of the object here.
-    #[must_use]
-    pub fn key(&'a self, key: &'a str) -> Location<'a> {
-        Location {
-            parent: Some(self),
-            segment: Segment::Key(key),
-        }
-    }
-
-    /// The element `index` of the array here.
-    #[must_use]
-    pub fn index(&'a self, index: usize) -> Location<'a> {
-        Location {
-            parent: Some(self),
-            segment: Segment::Index(index),
-        }
-    }
-
-    /// The JSON Pointer of this location (`~` and `/` escaped as RFC 6901 says).
-    pub fn pointer(&self) -> String {
-        let mut out = String::new();
-        self.write_pointer(&mut out);
-        out
-    }
-
-    fn write_pointer(&self, out: &mut String) {
-        if let Some(parent) = self.parent {
-            parent.write_pointer(out);
-        }
-        match self.segment {
-            Segment::Root => {}
-            Segment::Key(key) => push_key(out, key),
-            Segment::Index(i) => {
-                out.push('/');
-                out.push_str(&i.to_string());
-            }
-        }
-    }
-}
-
-/// Collects violations while a validator walks a document.
+/// Collects violations while a validator walks a document: the first
+/// [`MAX_VIOLATIONS`], and how many more.
 #[derive(Debug, Default)]
 pub struct Violations {
     list: Vec<Violation>,
+    omitted: usize,
 }
 
 impl Violations {
@@ -356,10 +347,14 @@ impl Violations {
 
     /// Records that the value at `at` broke `rule`.
     pub fn push(&mut self, at: &Location<'_>, rule: Rule) {
-        self.list.push(Violation {
-            path: bounded(at.pointer()),
-            rule,
-        });
+        if self.list.len() < MAX_VIOLATIONS {
+            self.list.push(Violation {
+                path: bounded(at.pointer()),
+                rule,
+            });
+        } else {
+            self.omitted = self.omitted.saturating_add(1);
+        }
     }
 
     /// Whether nothing was recorded.
@@ -369,7 +364,11 @@ impl Violations {
 
     /// `Ok(())` if nothing was recorded, else every violation.
     pub fn finish(self) -> Result<(), ValidationErrors> {
-        ValidationErrors::from_violations(self.list).map_or(Ok(()), Err)
+        let omitted = self.omitted;
+        ValidationErrors::from_violations(self.list).map_or(Ok(()), |mut errors| {
+            errors.omitted = errors.omitted.saturating_add(omitted);
+            Err(errors)
+        })
     }
 
     /// Checks that `value` is within `min..=max` characters.
@@ -525,18 +524,6 @@ pub(crate) fn malformed<E: fmt::Display>(err: serde_path_to_error::Error<E>) -> 
     ValidationErrors::single(path, Rule::malformed(message))
 }
 
-/// Appends `/key` to a JSON Pointer, escaping `~` and `/` (RFC 6901).
-fn push_key(out: &mut String, key: &str) {
-    out.push('/');
-    for c in key.chars() {
-        match c {
-            '~' => out.push_str("~0"),
-            '/' => out.push_str("~1"),
-            c => out.push(c),
-        }
-    }
-}
-
 /// Converts `serde_path_to_error`'s path into a JSON Pointer.
 fn serde_path_to_pointer(path: &serde_path_to_error::Path) -> String {
     use serde_path_to_error::Segment as S;
@@ -557,6 +544,33 @@ fn serde_path_to_pointer(path: &serde_path_to_error::Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_collector_lists_the_first_violations_and_counts_the_rest() {
+        let mut found = Violations::new();
+        for i in 0..MAX_VIOLATIONS + 10 {
+            found.push(&Location::ROOT.index(i), Rule::Required);
+        }
+        let mut errors = found.finish().unwrap_err();
+        errors.extend([Violation {
+            path: "/temperature".into(),
+            rule: Rule::Required,
+        }]);
+        assert_eq!(errors.violations().len(), MAX_VIOLATIONS);
+        assert_eq!(errors.violations()[MAX_VIOLATIONS - 1].path, "/63");
+        assert_eq!((errors.omitted(), errors.len()), (11, MAX_VIOLATIONS + 11));
+        let shown = errors.to_string();
+        assert!(shown.starts_with("75 validation errors\n  /0: "), "{shown}");
+        assert!(shown.ends_with("\n  … and 11 more"), "{shown}");
+
+        let mut few = ValidationErrors::single("/prompt", Rule::Required);
+        few.extend([Violation {
+            path: "/route".into(),
+            rule: Rule::Required,
+        }]);
+        assert_eq!((few.len(), few.omitted()), (2, 0));
+        assert!(!few.to_string().contains("more"));
+    }
 
     #[test]
     fn a_missing_field_is_named_by_its_own_path() {

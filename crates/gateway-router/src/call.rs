@@ -357,13 +357,13 @@ fn share_of(now: Instant, deadline: Instant, models: usize) -> Instant {
 /// Every rule `request` breaks: its own bounds, then the route's (`outside_route`), each
 /// place reported once.
 fn refused(request: &RouteRequest, outside_route: Vec<Violation>) -> Option<ValidationErrors> {
-    let mut broken = request
-        .validate()
-        .err()
-        .map(|e| e.violations().to_vec())
-        .unwrap_or_default();
-    broken.extend(outside_route);
-    ValidationErrors::from_violations(broken)
+    match request.validate() {
+        Ok(()) => ValidationErrors::from_violations(outside_route),
+        Err(mut broken) => {
+            broken.extend(outside_route);
+            Some(broken)
+        }
+    }
 }
 
 /// Writes an audit entry with outcome `cancelled` if the call's future is dropped

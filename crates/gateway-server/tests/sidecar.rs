@@ -173,6 +173,29 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
         "the unknown field is named"
     );
 
+    // Many small mistakes: the answer lists the first of them and counts the rest, so
+    // it stays far smaller than the request.
+    let labels: Vec<String> = (0..20_000).map(|i| format!(r#""!{i}":"""#)).collect();
+    let body = format!(
+        r#"{{"route": "summarize", "prompt": "hi", "metadata": {{{}}}}}"#,
+        labels.join(",")
+    );
+    let (status, answer) = send(&client, Method::POST, url.clone(), &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(answer.len() < body.len() / 4, "{} bytes", answer.len());
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(error["details"][0]["fieldName"], "/metadata");
+    assert_eq!(
+        error["details"].as_array().unwrap().len(),
+        gateway_model::MAX_VIOLATIONS
+    );
+    let message = error["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("invalid request: 20001 validation errors"),
+        "{message}"
+    );
+    assert!(message.contains("\n  … and 19937 more"), "{message}");
+
     let (status, answer) = send(
         &client,
         Method::POST,
