@@ -217,63 +217,6 @@ async fn invalid_requests_are_audited_without_reaching_the_gateway() {
 }
 
 #[tokio::test]
-async fn calls_refused_at_capacity_are_audited_without_reaching_the_gateway() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let sim = Sim::builder().start().await.unwrap();
-    let sink = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
-    let router = router_for(config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4")))
-        .audit_sink(Arc::new(sink))
-        .build()
-        .await
-        .unwrap();
-
-    let request = RouteRequest::new("s", "hi").metadata("ticket", "T-9");
-    let shed = router
-        .refuse_at_capacity(request, 8, "server.max_calls")
-        .await;
-    assert_eq!(
-        shed.kind(),
-        &gateway_router::RouteErrorKind::AtCapacity {
-            limit: 8,
-            setting: "server.max_calls"
-        }
-    );
-    assert_eq!(
-        (shed.http_status(), shed.code()),
-        (503, "router.overloaded")
-    );
-    assert!(shed.is_retryable() && shed.is_timeout());
-    assert!(shed.correlation_id().is_some(), "a call like any other");
-    // A request that breaks a rule is refused for that; an unknown route as ever.
-    let invalid = router
-        .refuse_at_capacity(RouteRequest::new("s", ""), 8, "server.max_calls")
-        .await;
-    assert!(invalid.is_invalid(), "{invalid}");
-    let unknown = router
-        .refuse_at_capacity(RouteRequest::new("nope", "hi"), 8, "server.max_calls")
-        .await;
-    assert!(unknown.is_unknown_route(), "{unknown}");
-
-    let read = read_jsonl(&path).unwrap();
-    let entries = read.entries;
-    assert_eq!(entries.len(), 2, "no entry for the unknown route");
-    keep_the_exported_schema(&entries);
-    let entry = &entries[0];
-    assert_eq!(entry.outcome, Outcome::Timeout);
-    assert_eq!(
-        entry.reason.as_deref(),
-        Some("overloaded: the limit of 8 calls in flight, set by `server.max_calls`, is reached")
-    );
-    assert_eq!(Some(entry.correlation_id.as_str()), shed.correlation_id());
-    assert_eq!((entry.request_id.as_str(), entry.attempts), ("", 0));
-    assert!(entry.models_tried.is_empty());
-    assert_eq!(entry.metadata.get("ticket"), Some("T-9"));
-    assert_eq!(entries[1].outcome, Outcome::ClientError);
-    assert_eq!(sim.counters().prompt_requests, 0);
-}
-
-#[tokio::test]
 async fn what_an_answer_can_put_into_an_entry_is_bounded() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");

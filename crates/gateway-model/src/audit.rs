@@ -28,9 +28,7 @@ pub enum Outcome {
     UpstreamError,
     /// The prompt or answer broke a content policy (422).
     PolicyViolation,
-    /// A deadline, an attempt timeout or the limiter wait ran out, or the caller's limit
-    /// on calls in flight (a sidecar's `server.max_calls`) refused the call before any
-    /// model.
+    /// A deadline, an attempt timeout or the limiter wait ran out.
     Timeout,
     /// The model's circuit was open, so no request was sent.
     CircuitOpen,
@@ -147,8 +145,7 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error_code: Option<String>,
     /// Why a `cancelled` call was stopped (the caller went away, a shutdown's drain
-    /// timeout ended), or why a `timeout` call was refused before any model (the limit on
-    /// calls in flight and the setting that sets it), in words.
+    /// timeout ended), in words.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Time from the call's start to its end, in microseconds.

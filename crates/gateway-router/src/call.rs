@@ -63,57 +63,14 @@ impl Router {
     /// let result = router.route_until(RouteRequest::new("summarize", "hi"), stop).await;
     /// # }
     /// ```
-    pub fn route_until(
-        &self,
-        request: RouteRequest,
-        stop: impl Future<Output = String>,
-    ) -> impl Future<Output = Result<RouteOutcome, RouteError>> {
-        self.call(request, stop, None)
-    }
-
-    /// Refuses `request` without sending it, because the caller's own limit of `limit`
-    /// calls in flight, set by `setting`, is reached: the refusal is audited like any
-    /// call (outcome `timeout`, with the reason) and returned as
-    /// [`RouteErrorKind::AtCapacity`]. A request that breaks a rule is refused for that
-    /// instead, and an unknown route name as [`Router::route`] refuses it.
-    ///
-    /// A sidecar uses it for its `server.max_calls`, so that a call shed for load leaves
-    /// the same trail as one the transport's limiter turns away.
-    ///
-    /// ```no_run
-    /// # async fn run(router: gateway_router::Router) {
-    /// use gateway_model::RouteRequest;
-    /// let request = RouteRequest::new("summarize", "hi");
-    /// let err = router.refuse_at_capacity(request, 256, "server.max_calls").await;
-    /// assert_eq!(err.code(), "router.overloaded");
-    /// # }
-    /// ```
-    pub async fn refuse_at_capacity(
-        &self,
-        request: RouteRequest,
-        limit: usize,
-        setting: &'static str,
-    ) -> RouteError {
-        let refused = self.call(request, std::future::pending(), Some((limit, setting)));
-        // A refused call sends nothing, so it cannot end in an answer.
-        refused
-            .await
-            .err()
-            .unwrap_or_else(|| RouteErrorKind::AtCapacity { limit, setting }.into())
-    }
-
-    /// A call of `request`, stopped when `stop` resolves first; refused as
-    /// [`RouteErrorKind::AtCapacity`] for the `(limit, setting)` of `at_capacity`, when
-    /// given, before any model (after the request's own checks).
     #[expect(
         clippy::manual_async_fn,
         reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"
     )]
-    fn call(
+    pub fn route_until(
         &self,
         request: RouteRequest,
         stop: impl Future<Output = String>,
-        at_capacity: Option<(usize, &'static str)>,
     ) -> impl Future<Output = Result<RouteOutcome, RouteError>> {
         async move {
             let started = Instant::now();
@@ -135,9 +92,7 @@ impl Router {
                 asked: Some(asked),
                 call: Some(call),
             };
-            let refusal =
-                at_capacity.map(|(limit, setting)| RouteErrorKind::AtCapacity { limit, setting });
-            let ended = if let Some(kind) = invalid.or(refusal) {
+            let ended = if let Some(kind) = invalid {
                 Ended::Stopped(kind)
             } else {
                 let call = guard

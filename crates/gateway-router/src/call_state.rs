@@ -203,7 +203,6 @@ impl Asked {
         let outcome = match settled {
             Err(RouteErrorKind::Cancelled { .. }) => Outcome::Cancelled,
             Err(RouteErrorKind::Invalid(_)) => Outcome::ClientError,
-            Err(RouteErrorKind::AtCapacity { .. }) => Outcome::Timeout,
             _ => call
                 .tried
                 .last()
@@ -237,7 +236,6 @@ impl Asked {
             error_code,
             reason: match settled {
                 Err(RouteErrorKind::Cancelled { reason }) => Some(reason.clone()),
-                Err(refused @ RouteErrorKind::AtCapacity { .. }) => Some(refused.to_string()),
                 _ => None,
             },
             latency_us: duration_us(latency),

@@ -112,8 +112,8 @@ pub enum RouteErrorKind {
     /// No concurrency slot became free in time.
     #[error("overloaded: {0}")]
     Overloaded(#[source] LimiterTimeout),
-    /// The caller's own limit on calls in flight was reached, so the call was refused
-    /// before any model (see [`crate::Router::refuse_at_capacity`]).
+    /// The caller's own limit on calls in flight was reached (a sidecar's
+    /// `server.max_calls`), so the call was refused before it was read.
     #[error("overloaded: the limit of {limit} calls in flight, set by `{setting}`, is reached")]
     AtCapacity {
         /// The limit.
@@ -427,6 +427,20 @@ mod tests {
             err.to_string()
                 .contains("no concurrency slot free within 5s"),
             "{err}"
+        );
+
+        let full = RouteError::from(RouteErrorKind::AtCapacity {
+            limit: 8,
+            setting: "server.max_calls",
+        });
+        assert_eq!(
+            (full.http_status(), full.code()),
+            (503, "router.overloaded")
+        );
+        assert!(full.is_timeout() && full.is_retryable() && full.source().is_none());
+        assert_eq!(
+            full.to_string(),
+            "overloaded: the limit of 8 calls in flight, set by `server.max_calls`, is reached"
         );
 
         let exhausted = RouteError::from(RouteErrorKind::Exhausted {

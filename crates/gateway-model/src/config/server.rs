@@ -29,7 +29,8 @@ pub struct ServerConfig {
     pub max_connections: u32,
     /// Most routed calls in flight at once, counting those whose caller has hung up
     /// (they run on to their end, so they are audited as they really ended); beyond it
-    /// a call is refused at once with 503 `router.overloaded`. Unset: `max_connections`.
+    /// a call is refused at once with 503 `router.overloaded`, before its body is read,
+    /// so it also bounds the request bodies held. Unset: `max_connections`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_calls: Option<u32>,
     /// On shutdown, how long calls in flight may run before they are cancelled.

@@ -50,7 +50,7 @@ pub struct SidecarOptions {
     /// Per-connection timeouts and the connection cap.
     pub limits: ConnectionLimits,
     /// Most routed calls in flight, counting those whose caller hung up; beyond it a
-    /// call is refused at once (503 `router.overloaded`), and audited.
+    /// call is refused at once, before its body is read (503 `router.overloaded`).
     pub max_calls: usize,
     /// Largest request body read, in bytes.
     pub body_max_bytes: usize,
@@ -186,6 +186,11 @@ pub(crate) fn describe(reply: &mut reply::Reply, outcome: &gateway_model::RouteO
     );
 }
 
+/// A held slot of `server.max_calls`; dropping it frees the slot.
+pub(crate) struct CallSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 impl App {
     /// A door's request body, read as every door reads one: unencoded, within the
     /// body cap and the body-read timeout.
@@ -199,20 +204,32 @@ impl App {
         crate::read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout).await
     }
 
-    /// Routes `request` in a task of its own: a client that disconnects does not cancel
-    /// the call (which may already be at the gateway), so it still ends, and is audited,
-    /// as it really ended. Only the drain deadline of a shutdown stops it, with its reason.
+    /// One of the `max_calls` slots of calls in flight, taken before the request's body
+    /// is read, so the slots bound the bodies held as well as the calls. None free: the
+    /// request is refused at once, unread (so, like one over the connection cap, it is
+    /// not a call and leaves no audit entry), naming the setting.
+    pub(crate) fn call_slot(&self) -> Result<CallSlot, gateway_router::RouteError> {
+        Arc::clone(&self.call_slots)
+            .try_acquire_owned()
+            .map(|permit| CallSlot { _permit: permit })
+            .map_err(|_| {
+                gateway_router::RouteErrorKind::AtCapacity {
+                    limit: self.options.max_calls,
+                    setting: "server.max_calls",
+                }
+                .into()
+            })
+    }
+
+    /// Routes `request`, holding `slot` until the call ends, in a task of its own: a
+    /// client that disconnects does not cancel the call (which may already be at the
+    /// gateway), so it still ends, and is audited, as it really ended. Only the drain
+    /// deadline of a shutdown stops it, with its reason.
     pub(crate) async fn route(
         &self,
         request: gateway_model::RouteRequest,
+        slot: CallSlot,
     ) -> Result<gateway_model::RouteOutcome, gateway_router::RouteError> {
-        let Ok(slot) = Arc::clone(&self.call_slots).try_acquire_owned() else {
-            let limit = self.options.max_calls;
-            return Err(self
-                .router
-                .refuse_at_capacity(request, limit, "server.max_calls")
-                .await);
-        };
         let app = self.clone();
         let call = self.calls.spawn(async move {
             let _slot = slot;

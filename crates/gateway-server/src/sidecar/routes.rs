@@ -85,6 +85,10 @@ async fn metrics(State(app): State<App>) -> Reply {
 }
 
 async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) -> Reply {
+    let slot = match app.call_slot() {
+        Ok(slot) => slot,
+        Err(err) => return route_error(&err),
+    };
     // The head and body are slices of the connection's read buffer: parsed into owned
     // values in this block, they let it go before the call rather than after.
     let request = {
@@ -117,7 +121,7 @@ async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) ->
         super::context::adopt(&parts.headers, &mut request);
         request
     };
-    match app.route(request).await {
+    match app.route(request, slot).await {
         Ok(outcome) => {
             let mut reply = json(StatusCode::OK, &outcome);
             super::describe(&mut reply, &outcome);

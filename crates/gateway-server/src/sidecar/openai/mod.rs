@@ -111,6 +111,9 @@ async fn routed(
     request: Request<Body>,
     parse: Parse,
 ) -> Result<(RouteOutcome, ChatCall), Reply> {
+    let slot = app
+        .call_slot()
+        .map_err(|err| OpenAiError::failed(&err).into_reply())?;
     // The head and body are slices of the connection's read buffer: parsed into owned
     // values in this block, they let it go before the call rather than after.
     let (request, call) = {
@@ -123,7 +126,7 @@ async fn routed(
         super::context::adopt(&parts.headers, &mut request);
         (request, call)
     };
-    match app.route(request).await {
+    match app.route(request, slot).await {
         Ok(outcome) => Ok((outcome, call)),
         Err(err) => Err(super::name_route(
             OpenAiError::route(&err, &call).into_reply(),

@@ -52,25 +52,29 @@ impl OpenAiError {
                 refused: Some(status),
                 ..
             } if *status != 403 => refused(err),
-            _ => {
-                let status =
-                    StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-                let code = match status {
-                    StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
-                    StatusCode::FORBIDDEN => "permission_denied",
-                    StatusCode::SERVICE_UNAVAILABLE => "overloaded",
-                    StatusCode::GATEWAY_TIMEOUT => "timeout",
-                    _ => "upstream_error",
-                };
-                let mut error = Self::new(status, None, code, err.to_string());
-                if err.is_retryable() {
-                    error.retry_after = Some(retry_after.unwrap_or(Duration::from_secs(1)));
-                }
-                error
-            }
+            _ => Self::failed(err),
         };
         if error.retry_after.is_none() {
             error.retry_after = retry_after;
+        }
+        error
+    }
+
+    /// A failure that names no parameter (rate limited, unavailable, overloaded, a
+    /// timeout, the gateway or the credentials failing), by its HTTP status; a retryable
+    /// one says when to come back.
+    pub(crate) fn failed(err: &RouteError) -> Self {
+        let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
+        let code = match status {
+            StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
+            StatusCode::FORBIDDEN => "permission_denied",
+            StatusCode::SERVICE_UNAVAILABLE => "overloaded",
+            StatusCode::GATEWAY_TIMEOUT => "timeout",
+            _ => "upstream_error",
+        };
+        let mut error = Self::new(status, None, code, err.to_string());
+        if err.is_retryable() {
+            error.retry_after = Some(err.retry_after().unwrap_or(Duration::from_secs(1)));
         }
         error
     }
