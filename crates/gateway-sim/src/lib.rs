@@ -30,7 +30,7 @@
 //! | method and path | what it does |
 //! | --- | --- |
 //! | `POST /oauth/token` | `Authorization: Basic base64(id:secret)`, form `grant_type=client_credentials`; answers `{"access_token","token_type":"bearer","expires_in"}`, or 401 `invalid_client` / 400 `unsupported_grant_type` / 429 `too_many_requests` (the token limit) in the login service's error shape |
-//! | `POST /api/v2/ai/gateway/prompts` | checks the bearer token (401), validates the `GatewayPayload` with `gateway-model`'s rules (400 listing every violation), looks up the model (404), applies scripts and behaviours, answers a `GatewayResponse` with deterministic text and token counts |
+//! | `POST /api/v2/ai/gateway/prompts` | checks the bearer token (401), validates the `GatewayPayload` with `gateway-model`'s rules (400 listing every violation, the first 64 of many), looks up the model (404), applies scripts and behaviours, answers a `GatewayResponse` with deterministic text and token counts |
 //! | `GET /api/v2/ai/models?pageNumber=&pageSize=` | the catalogue, in Genesys paging shape |
 //! | `GET /api/v2/ai/models/{modelId}` | one model, or 404 |
 //!

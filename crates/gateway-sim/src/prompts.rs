@@ -425,7 +425,8 @@ fn unauthorized(state: &State, seq: u64, problem: &TokenProblem) -> Response<Bod
     reply::error(state, seq, StatusCode::UNAUTHORIZED, code, message)
 }
 
-/// A 400 naming every violation, with one `details` entry per violation.
+/// A 400 naming every violation (the first 64, and how many more), with one `details`
+/// entry per violation named.
 fn bad_request(state: &State, seq: u64, errors: &ValidationErrors) -> Response<Body> {
     let mut body = reply::error_body(
         state,

@@ -186,10 +186,11 @@ impl SimBuilder {
         self
     }
 
-    /// Closes a connection that has not finished its TLS handshake, sent its first byte,
-    /// or (over HTTP/1.1) sent a request's headers within `timeout`, or that waits that
-    /// long for its next request. Off by default: a test on tokio's paused clock would
-    /// see its pooled connections closed as the clock jumps.
+    /// Closes a connection that has not finished its TLS handshake, sent its first byte
+    /// (in plain text) or, over HTTP/1.1, a request's headers within `timeout`, or that
+    /// waits that long for its next HTTP/1.1 request. An HTTP/2 connection, and one that
+    /// stops inside the HTTP/2 preface, are not bounded. Off by default: a test on
+    /// tokio's paused clock would see its pooled connections closed as the clock jumps.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = Some(timeout);
         self
@@ -519,12 +520,6 @@ async fn accept_loop(
         let watcher = graceful.watcher();
         let down = shutdown.clone();
         match tls.clone() {
-            None if timeout.is_none() => {
-                let conn = builder
-                    .serve_connection(TokioIo::new(stream), service)
-                    .into_owned();
-                tokio::spawn(watcher.watch(conn));
-            }
             None => {
                 tokio::spawn(async move {
                     // The version is told from the first bytes: wait for them first.
@@ -540,6 +535,13 @@ async fn accept_loop(
             Some(acceptor) => {
                 tokio::spawn(async move {
                     if let Some(Ok(stream)) = within(timeout, down, acceptor.accept(stream)).await {
+                        // ALPN said which version: serving only that one starts HTTP/1.1's
+                        // header timer at once, instead of after the version is sniffed.
+                        let builder = match stream.get_ref().1.alpn_protocol() {
+                            Some(b"h2") => builder.http2_only(),
+                            Some(_) => builder.http1_only(),
+                            None => builder,
+                        };
                         let conn = builder
                             .serve_connection(TokioIo::new(stream), service)
                             .into_owned();

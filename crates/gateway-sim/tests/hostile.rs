@@ -1160,3 +1160,47 @@ async fn the_connection_timeout_closes_silent_and_slow_connections() {
     );
     sim.shutdown().await;
 }
+
+/// Over TLS, an HTTP/1.1 connection (by ALPN) that finishes its handshake and then says
+/// nothing is closed at the connection timeout too.
+#[tokio::test(start_paused = true)]
+async fn the_connection_timeout_holds_after_a_tls_handshake() {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    use std::sync::Arc;
+    use tokio::io::AsyncReadExt;
+
+    let pki = gateway_sim::TestPki::generate().unwrap();
+    let timeout = Duration::from_secs(10);
+    let sim = Sim::builder()
+        .tls(pki.cert_pem.clone(), pki.key_pem.clone())
+        .connection_timeout(timeout)
+        .start()
+        .await
+        .unwrap();
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
+        .unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    let tcp = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+        .connect(name, tcp)
+        .await
+        .unwrap();
+
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    // The end of the stream, with or without a close_notify first.
+    let _ = tls.read_to_end(&mut rest).await;
+    let waited = started.elapsed();
+    assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
+    sim.shutdown().await;
+}
