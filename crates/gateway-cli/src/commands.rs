@@ -282,7 +282,15 @@ pub fn write_stdout(bytes: &[u8]) -> anyhow::Result<()> {
     }
 }
 
-/// `check-config`: every problem with its path, or a short summary (as JSON with
+#[expect(
+    clippy::trivially_copy_pass_by_ref,
+    reason = "serde's skip_serializing_if"
+)]
+fn is_zero(n: &usize) -> bool {
+    *n == 0
+}
+
+/// `check-config`: every problem with its path (the first 64, and how many more), or a short summary (as JSON with
 /// `--json`). Exits 0 for a valid file, 3 otherwise.
 /// A report that cannot be written (a full disk) is an error, not a silent 0.
 pub fn check_config(args: &CheckConfigArgs) -> anyhow::Result<i32> {
@@ -312,9 +320,13 @@ pub struct CheckReport {
     /// Every model its routes name (valid files only).
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub models: Vec<String>,
-    /// Every problem, with its JSON Pointer (`""`: the file as a whole).
+    /// Every problem, with its JSON Pointer (`""`: the file as a whole): the first
+    /// `gateway_model::MAX_VIOLATIONS`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
     pub problems: Vec<Problem>,
+    /// How many more problems were found than `problems` lists.
+    #[serde(skip_serializing_if = "is_zero")]
+    pub problems_unlisted: usize,
     /// The exit code: 0 or 3.
     pub exit_code: u8,
 }
@@ -336,6 +348,7 @@ pub fn check_config_file(path: &Path) -> CheckReport {
         routes: Vec::new(),
         models: Vec::new(),
         problems: Vec::new(),
+        problems_unlisted: 0,
         exit_code: Exit::Config.code(),
     };
     match load_config(path) {
@@ -350,6 +363,7 @@ pub fn check_config_file(path: &Path) -> CheckReport {
                 .collect();
         }
         Err(ConfigError::Invalid { errors, .. }) => {
+            report.problems_unlisted = errors.omitted();
             report.problems = errors
                 .violations()
                 .iter()
@@ -386,7 +400,7 @@ impl std::fmt::Display for CheckReport {
         {
             return writeln!(f, "{}", only.message);
         }
-        let n = self.problems.len();
+        let n = self.problems.len() + self.problems_unlisted;
         writeln!(f, "{}: {n} problem{}", self.file, plural(n))?;
         for p in &self.problems {
             let path = if p.path.is_empty() {
@@ -395,6 +409,9 @@ impl std::fmt::Display for CheckReport {
                 &p.path
             };
             writeln!(f, "  {path}: {}", p.message)?;
+        }
+        if self.problems_unlisted > 0 {
+            writeln!(f, "  … and {} more", self.problems_unlisted)?;
         }
         Ok(())
     }

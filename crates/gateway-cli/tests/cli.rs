@@ -320,6 +320,35 @@ async fn exit_3_for_an_invalid_config_file() {
         "{report}"
     );
 
+    // Past 64 problems the report lists the first and counts the rest, in both forms.
+    let many = dir.path().join("many.toml");
+    let routes = (0..70)
+        .map(|i| format!("[routes.r{i:02}]\nmodel = \"\"\n"))
+        .collect::<Vec<_>>()
+        .concat();
+    std::fs::write(
+        &many,
+        format!("[environment]\nregion = \"us-east-1\"\n{routes}"),
+    )
+    .unwrap();
+    let mut checked = cli(&["check-config", "--json"]);
+    checked.arg(&many);
+    let report = stdout_json(&run(checked).await);
+    assert_eq!(report["problems"].as_array().unwrap().len(), 64, "{report}");
+    let unlisted = report["problemsUnlisted"].as_u64().unwrap();
+    assert!(unlisted >= 6, "{report}");
+    let mut checked = cli(&["check-config"]);
+    checked.arg(&many);
+    let text = String::from_utf8_lossy(&run(checked).await.stdout).into_owned();
+    assert!(
+        text.contains(&format!(": {} problems\n", 64 + unlisted)),
+        "{text}"
+    );
+    assert!(
+        text.ends_with(&format!("  … and {unlisted} more\n")),
+        "{text}"
+    );
+
     let missing = run(route(&dir.path().join("absent.toml"), &[])).await;
     assert_eq!(missing.status.code(), Some(3), "{}", stderr(&missing));
 

@@ -432,7 +432,8 @@ impl PayloadBuilder {
         self
     }
 
-    /// Validates and returns the payload, or every violation with its JSON path.
+    /// Validates and returns the payload, or the violations with their JSON paths (the
+    /// first [`crate::MAX_VIOLATIONS`], and how many more).
     pub fn build(self) -> Result<GatewayPayload, ValidationErrors> {
         self.payload.validate()?;
         Ok(self.payload)

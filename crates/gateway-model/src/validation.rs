@@ -362,7 +362,8 @@ impl Violations {
         self.list.is_empty()
     }
 
-    /// `Ok(())` if nothing was recorded, else every violation.
+    /// `Ok(())` if nothing was recorded, else the violations (the first
+    /// [`MAX_VIOLATIONS`], and how many more).
     pub fn finish(self) -> Result<(), ValidationErrors> {
         let omitted = self.omitted;
         ValidationErrors::from_violations(self.list).map_or(Ok(()), |mut errors| {
@@ -439,7 +440,8 @@ pub trait Validate {
     /// Records every violation of `self`, located relative to `at`.
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations);
 
-    /// Checks every rule; on failure returns all violations with their JSON paths.
+    /// Checks every rule; on failure returns the violations with their JSON paths (the
+    /// first [`MAX_VIOLATIONS`], and how many more).
     fn validate(&self) -> Result<(), ValidationErrors> {
         let mut out = Violations::new();
         self.collect_violations(&Location::ROOT, &mut out);

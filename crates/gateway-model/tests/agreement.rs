@@ -217,6 +217,14 @@ fn compare(
         comparable,
         schema.as_ref().err()
     );
+    // Past `MAX_VIOLATIONS` each side lists its first ones in its own order, so only
+    // the verdicts can be compared.
+    let listed_all = |verdict: &Result<(), ValidationErrors>| {
+        verdict.as_ref().err().is_none_or(|e| e.omitted() == 0)
+    };
+    if !listed_all(rust) || !listed_all(schema) {
+        return Ok(());
+    }
     for v in &comparable {
         prop_assert!(
             schema_paths.iter().any(|p| related(p, &v.path)),

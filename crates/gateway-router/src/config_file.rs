@@ -20,7 +20,8 @@ pub enum ConfigError {
         /// The OS error.
         source: std::io::Error,
     },
-    /// The file is not a valid configuration; every problem is listed with its path.
+    /// The file is not a valid configuration; every problem is listed with its path (the
+    /// first 64, and how many more).
     #[error("{path} is not a valid router configuration: {errors}")]
     Invalid {
         /// The file.

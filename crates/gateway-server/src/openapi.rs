@@ -286,7 +286,10 @@ fn route_responses(outcome: &Value) -> Value {
         json_response("the answer, with the model that gave it", outcome),
     );
     for (status, what) in [
-        ("400", "invalid request: every violation named in `details`"),
+        (
+            "400",
+            "invalid request: every violation named in `details` (the first 64; the message counts the rest)",
+        ),
         ("401", "a missing or wrong API key"),
         (
             "403",

@@ -696,6 +696,32 @@ async fn a_missing_or_wrong_api_key_is_an_openai_authentication_error() {
 }
 
 #[tokio::test]
+async fn many_mistakes_are_counted_before_the_first_are_named() {
+    let door = Door::start().await;
+    let auth = format!("Bearer {KEY}");
+    let metadata: serde_json::Map<String, Value> =
+        (0..100).map(|i| (format!("!{i}"), json!(""))).collect();
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!({
+                "model": "reply",
+                "messages": [{"role": "user", "content": "hi"}],
+                "metadata": metadata,
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(
+        message.starts_with("101 problems, the first 64: `metadata`"),
+        "{message}"
+    );
+}
+
+#[tokio::test]
 async fn the_doors_own_errors_keep_openais_shape() {
     let door = Door::start().await;
     let auth = format!("Bearer {KEY}");

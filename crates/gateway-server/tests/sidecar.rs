@@ -439,8 +439,10 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     // The slot is taken before the body is read: a body over the cap is refused for
     // the slot, unread, not for its size.
     let too_big = "x".repeat(2 << 20);
-    let (status, _) = send(&client, Method::POST, url.clone(), &too_big).await;
+    let (status, answer) = send(&client, Method::POST, url.clone(), &too_big).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(error["code"], "router.overloaded", "{error}");
     let openai = format!("http://{}/v1/chat/completions", sidecar.addr());
     let (status, answer) = send(&client, Method::POST, openai, &too_big).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -453,7 +455,6 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     );
 
     // Once the stalled call ends (its attempt times out), the slot is free again.
-    let mut refused = 3;
     let mut answered = false;
     for _ in 0..100 {
         let (status, _) = send(&client, Method::POST, url.clone(), body).await;
@@ -462,7 +463,6 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
             break;
         }
         assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
-        refused += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(answered, "the slot came back when the call ended");
@@ -470,7 +470,6 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
 
     // A refused request is not read, so it is not a call: only the two calls that were
     // leave entries.
-    assert!(refused >= 3, "refused before and after the body check");
     let entries = gateway_audit::read_jsonl(&audit).unwrap().entries;
     let outcomes: Vec<_> = entries.iter().map(|e| e.outcome).collect();
     assert_eq!(

@@ -105,6 +105,13 @@ fn invalid_request(errors: &ValidationErrors, call: &ChatCall) -> OpenAiError {
         })
         .collect::<Vec<_>>()
         .join("; ");
+    // Said first: a long message is cut at its end.
+    let message = if errors.omitted() > 0 {
+        let (all, listed) = (errors.len(), violations.len());
+        format!("{all} problems, the first {listed}: {message}")
+    } else {
+        message
+    };
     let first = violations.first();
     let param = first
         .and_then(|v| param_of(&v.path, call))
