@@ -290,8 +290,8 @@ fn is_zero(n: &usize) -> bool {
     *n == 0
 }
 
-/// `check-config`: every problem with its path (the first 64, and how many more), or a short summary (as JSON with
-/// `--json`). Exits 0 for a valid file, 3 otherwise.
+/// `check-config`: every problem with its path (the first 64, and how many more), or a
+/// short summary (as JSON with `--json`). Exits 0 for a valid file, 3 otherwise.
 /// A report that cannot be written (a full disk) is an error, not a silent 0.
 pub fn check_config(args: &CheckConfigArgs) -> anyhow::Result<i32> {
     let report = check_config_file(&args.file);

@@ -271,11 +271,7 @@ impl ValidationErrors {
     /// Adds `more` after the violations already found, within the same bound.
     pub fn extend(&mut self, more: impl IntoIterator<Item = Violation>) {
         for violation in more {
-            if self.violations.len() < MAX_VIOLATIONS {
-                self.violations.push(violation);
-            } else {
-                self.omitted = self.omitted.saturating_add(1);
-            }
+            keep(&mut self.violations, &mut self.omitted, || violation);
         }
     }
 
@@ -331,6 +327,16 @@ impl fmt::Display for ValidationErrors {
     }
 }
 
+/// Lists the violation `make` builds while `list` has room under [`MAX_VIOLATIONS`], else
+/// only counts it in `omitted` (without building it: a pointer costs an allocation).
+fn keep(list: &mut Vec<Violation>, omitted: &mut usize, make: impl FnOnce() -> Violation) {
+    if list.len() < MAX_VIOLATIONS {
+        list.push(make());
+    } else {
+        *omitted = omitted.saturating_add(1);
+    }
+}
+
 /// Collects violations while a validator walks a document: the first
 /// [`MAX_VIOLATIONS`], and how many more.
 #[derive(Debug, Default)]
@@ -347,14 +353,10 @@ impl Violations {
 
     /// Records that the value at `at` broke `rule`.
     pub fn push(&mut self, at: &Location<'_>, rule: Rule) {
-        if self.list.len() < MAX_VIOLATIONS {
-            self.list.push(Violation {
-                path: bounded(at.pointer()),
-                rule,
-            });
-        } else {
-            self.omitted = self.omitted.saturating_add(1);
-        }
+        keep(&mut self.list, &mut self.omitted, || Violation {
+            path: bounded(at.pointer()),
+            rule,
+        });
     }
 
     /// Whether nothing was recorded.
