@@ -3,124 +3,15 @@
 //! loopback with a bare hyper client; windows are 60 s on tokio's real clock, far longer
 //! than a test, so no test crosses a window's end.
 
-use base64::Engine;
-use bytes::Bytes;
-use gateway_model::GatewayPayload;
-use gateway_sim::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RateLimit, RetryAfterStyle, Sim, SimHandle,
-};
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, RateLimit, RetryAfterStyle, Sim};
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use support::{CLIENT_CREDENTIALS, Http};
+
+mod support;
 
 const OTHER_ID: &str = "other-client";
 const OTHER_SECRET: &str = "other-secret";
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn header(&self, name: &str) -> &str {
-        self.headers
-            .get(name)
-            .map_or("", |v| v.to_str().unwrap_or_default())
-    }
-
-    /// `Retry-After` in delta seconds.
-    fn retry_after_secs(&self) -> u64 {
-        self.header("retry-after")
-            .parse()
-            .unwrap_or_else(|_| panic!("Retry-After: {:?}", self.headers.get("retry-after")))
-    }
-}
-
-struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
-}
-
-impl Http {
-    fn new(sim: &SimHandle) -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            base: sim.base_url(),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, String)],
-        body: impl Into<Bytes>,
-    ) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            builder = builder.header(*k, v);
-        }
-        let response = self
-            .client
-            .request(builder.body(Full::new(body.into())).unwrap())
-            .await
-            .unwrap();
-        let (parts, body) = response.into_parts();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
-    }
-
-    async fn token_reply(&self, id: &str, secret: &str) -> Reply {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-        self.send(
-            Method::POST,
-            "/oauth/token",
-            &[("authorization", format!("Basic {basic}"))],
-            "grant_type=client_credentials",
-        )
-        .await
-    }
-
-    async fn token(&self, id: &str, secret: &str) -> String {
-        let reply = self.token_reply(id, secret).await;
-        assert_eq!(reply.status, StatusCode::OK, "{}", reply.json());
-        reply.json()["access_token"].as_str().unwrap().to_owned()
-    }
-
-    async fn prompt(&self, token: &str) -> Reply {
-        let payload = GatewayPayload::builder("model-gen-4", "hello").build_unchecked();
-        self.send(
-            Method::POST,
-            "/api/v2/ai/gateway/prompts",
-            &[("authorization", format!("Bearer {token}"))],
-            serde_json::to_vec(&payload).unwrap(),
-        )
-        .await
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: Value) -> Reply {
-        let body = if body.is_null() {
-            Vec::new()
-        } else {
-            serde_json::to_vec(&body).unwrap()
-        };
-        self.send(method, &format!("/__admin/{path}"), &[], body)
-            .await
-    }
-}
 
 fn per_minute(allowed: u32) -> RateLimit {
     RateLimit {
@@ -149,12 +40,12 @@ async fn two_tokens_of_one_client_share_its_limit_and_another_client_is_apart() 
     let other = http.token(OTHER_ID, OTHER_SECRET).await;
 
     for (n, token) in [&first, &second, &first].into_iter().enumerate() {
-        let reply = http.prompt(token).await;
+        let reply = http.prompt_hello(token).await;
         assert_eq!(reply.status, StatusCode::OK, "call {}", n + 1);
         assert_eq!(reply.header("inin-ratelimit-count"), (n + 1).to_string());
         assert_eq!(reply.header("inin-ratelimit-allowed"), "3");
     }
-    let limited = http.prompt(&second).await;
+    let limited = http.prompt_hello(&second).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     let body = limited.json();
     assert_eq!(body["code"], "too.many.requests.retry.after");
@@ -167,7 +58,7 @@ async fn two_tokens_of_one_client_share_its_limit_and_another_client_is_apart() 
     let reset: u64 = limited.header("inin-ratelimit-reset").parse().unwrap();
     assert!((1..=60).contains(&reset), "{reset}");
 
-    let apart = http.prompt(&other).await;
+    let apart = http.prompt_hello(&other).await;
     assert_eq!(
         apart.status,
         StatusCode::OK,
@@ -190,13 +81,15 @@ async fn the_token_limit_grants_at_most_allowed_tokens_per_window() {
         .await
         .unwrap();
     let http = Http::new(&sim);
-    let refused = http.token_reply(DEFAULT_CLIENT_ID, "wrong").await;
+    let refused = http
+        .grant(DEFAULT_CLIENT_ID, "wrong", CLIENT_CREDENTIALS)
+        .await;
     assert_eq!(refused.status, StatusCode::UNAUTHORIZED, "not counted");
 
     let first = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     let limited = http
-        .token_reply(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+        .grant(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, CLIENT_CREDENTIALS)
         .await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!((1..=60).contains(&limited.retry_after_secs()));
@@ -215,7 +108,7 @@ async fn the_token_limit_grants_at_most_allowed_tokens_per_window() {
 
     http.token(OTHER_ID, OTHER_SECRET).await;
     assert_eq!(
-        http.prompt(&first).await.status,
+        http.prompt_hello(&first).await.status,
         StatusCode::OK,
         "tokens granted before the limit stay valid"
     );
@@ -234,17 +127,17 @@ async fn the_handle_sets_and_removes_the_limits_at_run_time() {
     let mut limit = per_minute(1);
     limit.retry_after = RetryAfterStyle::HttpDate;
     sim.set_client_rate_limit(Some(limit));
-    assert_eq!(http.prompt(&token).await.status, StatusCode::OK);
-    let limited = http.prompt(&token).await;
+    assert_eq!(http.prompt_hello(&token).await.status, StatusCode::OK);
+    let limited = http.prompt_hello(&token).await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(httpdate::parse_http_date(limited.header("retry-after")).is_ok());
     sim.set_client_rate_limit(None);
-    assert_eq!(http.prompt(&token).await.status, StatusCode::OK);
+    assert_eq!(http.prompt_hello(&token).await.status, StatusCode::OK);
 
     sim.set_token_rate_limit(Some(per_minute(1)));
     http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     let limited = http
-        .token_reply(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+        .grant(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, CLIENT_CREDENTIALS)
         .await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     sim.set_token_rate_limit(None);
@@ -267,11 +160,11 @@ async fn the_admin_api_sets_reads_and_clears_each_limit() {
     let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
 
     let none = http
-        .admin(Method::GET, "client-rate-limit", Value::Null)
+        .admin_json(Method::GET, "client-rate-limit", Value::Null)
         .await;
     assert_eq!(none.json(), json!({ "clientRateLimit": null }));
     let set = http
-        .admin(
+        .admin_json(
             Method::PUT,
             "client-rate-limit",
             json!({"allowed": 1, "windowSecs": 60}),
@@ -282,22 +175,22 @@ async fn the_admin_api_sets_reads_and_clears_each_limit() {
         json!({"clientRateLimit": {"allowed": 1, "windowSecs": 60, "retryAfter": "seconds"}});
     assert_eq!(set.json(), expected);
     let read = http
-        .admin(Method::GET, "client-rate-limit", Value::Null)
+        .admin_json(Method::GET, "client-rate-limit", Value::Null)
         .await;
     assert_eq!(read.json(), expected);
-    assert_eq!(http.prompt(&token).await.status, StatusCode::OK);
+    assert_eq!(http.prompt_hello(&token).await.status, StatusCode::OK);
     assert_eq!(
-        http.prompt(&token).await.status,
+        http.prompt_hello(&token).await.status,
         StatusCode::TOO_MANY_REQUESTS
     );
     let cleared = http
-        .admin(Method::DELETE, "client-rate-limit", Value::Null)
+        .admin_json(Method::DELETE, "client-rate-limit", Value::Null)
         .await;
     assert_eq!(cleared.json(), json!({ "clientRateLimit": null }));
-    assert_eq!(http.prompt(&token).await.status, StatusCode::OK);
+    assert_eq!(http.prompt_hello(&token).await.status, StatusCode::OK);
 
     let set = http
-        .admin(
+        .admin_json(
             Method::PUT,
             "token-rate-limit",
             json!({"allowed": 1, "windowSecs": 60, "retryAfter": "httpDate"}),
@@ -307,11 +200,11 @@ async fn the_admin_api_sets_reads_and_clears_each_limit() {
     assert_eq!(set.json()["tokenRateLimit"]["allowed"], 1);
     http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     let limited = http
-        .token_reply(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET)
+        .grant(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, CLIENT_CREDENTIALS)
         .await;
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert!(httpdate::parse_http_date(limited.header("retry-after")).is_ok());
-    http.admin(Method::DELETE, "token-rate-limit", Value::Null)
+    http.admin_json(Method::DELETE, "token-rate-limit", Value::Null)
         .await;
     http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
 
@@ -324,17 +217,17 @@ async fn the_admin_api_sets_reads_and_clears_each_limit() {
     assert_eq!(counters["tokenGrants"], 3);
 
     // Reset restores the limits the simulator started with.
-    http.admin(Method::POST, "reset", json!({})).await;
+    http.admin_json(Method::POST, "reset", json!({})).await;
     let restored = http
-        .admin(Method::GET, "token-rate-limit", Value::Null)
+        .admin_json(Method::GET, "token-rate-limit", Value::Null)
         .await;
     assert_eq!(restored.json()["tokenRateLimit"]["allowed"], 5);
     let cleared = http
-        .admin(Method::GET, "client-rate-limit", Value::Null)
+        .admin_json(Method::GET, "client-rate-limit", Value::Null)
         .await;
     assert_eq!(cleared.json(), json!({ "clientRateLimit": null }));
     let wrong = http
-        .admin(Method::POST, "token-rate-limit", Value::Null)
+        .admin_json(Method::POST, "token-rate-limit", Value::Null)
         .await;
     assert_eq!(wrong.status, StatusCode::NOT_FOUND);
 }

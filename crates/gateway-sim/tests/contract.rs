@@ -3,117 +3,16 @@
 
 use std::time::Duration;
 
-use base64::Engine;
-use bytes::Bytes;
 use gateway_model::{ErrorBody, GatewayPayload, GatewayResponse, ModelEntityListing};
 use gateway_sim::{
     Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, PolicyRule, RateLimit,
-    RetryAfterStyle, Sim, SimHandle, SlowBody,
+    RetryAfterStyle, Sim, SlowBody,
 };
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use serde_json::{Value, json};
+use support::Http;
 
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-}
-
-struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
-}
-
-impl Http {
-    fn new(sim: &SimHandle) -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            base: sim.base_url(),
-        }
-    }
-
-    async fn send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, String)],
-        body: impl Into<Bytes>,
-    ) -> Reply {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            builder = builder.header(*k, v);
-        }
-        let response = self
-            .client
-            .request(builder.body(Full::new(body.into())).unwrap())
-            .await
-            .unwrap();
-        let (parts, body) = response.into_parts();
-        Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body: body.collect().await.unwrap().to_bytes(),
-        }
-    }
-
-    async fn token_with(&self, id: &str, secret: &str, form: &'static str) -> Reply {
-        let basic = base64::engine::general_purpose::STANDARD.encode(format!("{id}:{secret}"));
-        self.send(
-            Method::POST,
-            "/oauth/token",
-            &[("authorization", format!("Basic {basic}"))],
-            form,
-        )
-        .await
-    }
-
-    async fn token(&self) -> String {
-        let reply = self
-            .token_with(
-                DEFAULT_CLIENT_ID,
-                DEFAULT_CLIENT_SECRET,
-                "grant_type=client_credentials",
-            )
-            .await;
-        assert_eq!(reply.status, StatusCode::OK);
-        reply.json()["access_token"].as_str().unwrap().to_owned()
-    }
-
-    async fn prompt(&self, token: &str, body: &Value) -> Reply {
-        self.send(
-            Method::POST,
-            "/api/v2/ai/gateway/prompts",
-            &[
-                ("authorization", format!("Bearer {token}")),
-                ("x-genesys-request-id", "rid-1".into()),
-            ],
-            serde_json::to_vec(body).unwrap(),
-        )
-        .await
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: Value) -> Reply {
-        self.send(
-            method,
-            &format!("/__admin/{path}"),
-            &[],
-            serde_json::to_vec(&body).unwrap(),
-        )
-        .await
-    }
-}
+mod support;
 
 fn payload(model: &str, prompt: &str) -> Value {
     serde_json::to_value(
@@ -134,7 +33,7 @@ async fn oauth_grants_tokens_and_refuses_bad_clients_like_genesys() {
     let http = Http::new(&sim);
 
     let ok = http
-        .token_with(
+        .grant(
             DEFAULT_CLIENT_ID,
             DEFAULT_CLIENT_SECRET,
             "grant_type=client_credentials",
@@ -146,14 +45,14 @@ async fn oauth_grants_tokens_and_refuses_bad_clients_like_genesys() {
     assert_eq!(body["expires_in"], 600);
 
     let bad = http
-        .token_with(DEFAULT_CLIENT_ID, "wrong", "grant_type=client_credentials")
+        .grant(DEFAULT_CLIENT_ID, "wrong", "grant_type=client_credentials")
         .await;
     assert_eq!(bad.status, StatusCode::UNAUTHORIZED);
     assert_eq!(bad.json()["error"], "invalid_client");
     assert_eq!(bad.json()["description"], "authentication failed");
 
     let grant = http
-        .token_with(
+        .grant(
             DEFAULT_CLIENT_ID,
             DEFAULT_CLIENT_SECRET,
             "grant_type=password",
@@ -170,7 +69,7 @@ async fn oauth_grants_tokens_and_refuses_bad_clients_like_genesys() {
 async fn prompts_are_authenticated_validated_and_answered_deterministically() {
     let sim = Sim::builder().start().await.unwrap();
     let http = Http::new(&sim);
-    let token = http.token().await;
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
 
     let answer = http
         .prompt(&token, &payload("model-gen-4", "Summarize this transcript"))
@@ -230,7 +129,7 @@ async fn the_catalogue_is_paged_like_genesys() {
         .await
         .unwrap();
     let http = Http::new(&sim);
-    let token = http.token().await;
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     let auth = [("authorization", format!("Bearer {token}"))];
 
     let page = http
@@ -296,7 +195,7 @@ async fn behaviours_script_policy_restriction_and_rate_limits() {
         .await
         .unwrap();
     let http = Http::new(&sim);
-    let token = http.token().await;
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
 
     let first = http.prompt(&token, &payload("model-gen-4", "fine")).await;
     assert_eq!(first.status, StatusCode::OK);
@@ -328,10 +227,10 @@ async fn behaviours_script_policy_restriction_and_rate_limits() {
 async fn the_admin_api_scripts_reads_and_resets() {
     let sim = Sim::builder().start().await.unwrap();
     let http = Http::new(&sim);
-    let token = http.token().await;
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
 
     let queued = http
-        .admin(
+        .admin_json(
             Method::POST,
             "script",
             json!({"target": {"model": "model-gen-4"}, "responses": [
@@ -360,7 +259,7 @@ async fn the_admin_api_scripts_reads_and_resets() {
     );
 
     let set = http
-        .admin(
+        .admin_json(
             Method::PUT,
             "models/model-gen-5/behaviour",
             json!({"errors": [{"status": 502, "rate": 1.0}]}),
@@ -375,7 +274,7 @@ async fn the_admin_api_scripts_reads_and_resets() {
     );
 
     let bad = http
-        .admin(
+        .admin_json(
             Method::PUT,
             "behaviour",
             json!({"latency": {"kind": "sometimes"}}),
@@ -405,7 +304,7 @@ async fn the_admin_api_scripts_reads_and_resets() {
     );
 
     assert_eq!(
-        http.admin(Method::POST, "tokens/revoke", json!({}))
+        http.admin_json(Method::POST, "tokens/revoke", json!({}))
             .await
             .json()["revoked"],
         1
@@ -417,10 +316,10 @@ async fn the_admin_api_scripts_reads_and_resets() {
         StatusCode::UNAUTHORIZED
     );
 
-    http.admin(Method::POST, "reset", json!({})).await;
+    http.admin_json(Method::POST, "reset", json!({})).await;
     assert_eq!(sim.counters().prompt_requests, 0);
     assert!(sim.requests().is_empty());
-    let fresh = http.token().await;
+    let fresh = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     assert_eq!(
         http.prompt(&fresh, &payload("model-gen-5", "a"))
             .await
@@ -452,7 +351,7 @@ async fn the_same_seed_gives_the_same_run() {
             .await
             .unwrap();
         let http = Http::new(&sim);
-        let token = http.token().await;
+        let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
         let mut statuses = Vec::new();
         for _ in 0..60 {
             statuses.push(
@@ -489,7 +388,7 @@ async fn latency_and_slow_bodies_take_their_time_on_tokios_clock() {
         .await
         .unwrap();
     let http = Http::new(&sim);
-    let token = http.token().await;
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     let started = tokio::time::Instant::now();
     let reply = http.prompt(&token, &payload("model-gen-4", "slowly")).await;
     assert_eq!(reply.status, StatusCode::OK);
@@ -505,7 +404,7 @@ async fn latency_and_slow_bodies_take_their_time_on_tokios_clock() {
 async fn the_request_log_is_bounded() {
     let sim = Sim::builder().record_capacity(3).start().await.unwrap();
     let http = Http::new(&sim);
-    let token = http.token().await;
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     for i in 0..5 {
         http.prompt(&token, &payload("model-gen-4", &format!("n{i}")))
             .await;
@@ -525,7 +424,7 @@ async fn the_request_log_is_bounded() {
 async fn oversized_requests_get_413() {
     let sim = Sim::builder().start().await.unwrap();
     let http = Http::new(&sim);
-    let token = http.token().await;
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
     let huge = vec![b'x'; 512_001];
     let reply = http
         .send(

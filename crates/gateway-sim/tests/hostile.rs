@@ -6,20 +6,17 @@ use std::sync::Once;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use base64::Engine;
 use bytes::Bytes;
-use gateway_model::GatewayPayload;
 use gateway_sim::{
-    Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, RateLimit, RetryAfter,
-    RetryAfterStyle, Scripted, Sim, SimError, SimHandle, Target,
+    Behaviour, Latency, RateLimit, RetryAfter, RetryAfterStyle, Scripted, Sim, SimError, SimHandle,
+    Target,
 };
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use http::{Method, StatusCode};
 use proptest::prelude::*;
 use serde_json::{Value, json};
+use support::Http;
+
+mod support;
 
 static PANICS: AtomicUsize = AtomicUsize::new(0);
 
@@ -38,99 +35,6 @@ fn count_panics() {
 
 fn panics() -> usize {
     PANICS.load(Ordering::SeqCst)
-}
-
-struct Reply {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: Bytes,
-}
-
-impl Reply {
-    fn json(&self) -> Value {
-        serde_json::from_slice(&self.body).unwrap_or(Value::Null)
-    }
-
-    fn message(&self) -> String {
-        self.json()["message"]
-            .as_str()
-            .unwrap_or_default()
-            .to_owned()
-    }
-}
-
-struct Http {
-    client: Client<HttpConnector, Full<Bytes>>,
-    base: String,
-}
-
-impl Http {
-    fn new(sim: &SimHandle) -> Self {
-        Self {
-            client: Client::builder(TokioExecutor::new()).build_http(),
-            base: sim.base_url(),
-        }
-    }
-
-    /// Sends a request; `Err` means the connection closed without an answer.
-    async fn try_send(
-        &self,
-        method: Method,
-        path: &str,
-        headers: &[(&str, String)],
-        body: impl Into<Bytes>,
-    ) -> Result<Reply, String> {
-        let mut builder = Request::builder()
-            .method(method)
-            .uri(format!("{}{path}", self.base));
-        for (k, v) in headers {
-            builder = builder.header(*k, v);
-        }
-        let request = builder
-            .body(Full::new(body.into()))
-            .map_err(|e| e.to_string())?;
-        let response = self
-            .client
-            .request(request)
-            .await
-            .map_err(|e| e.to_string())?;
-        let (parts, body) = response.into_parts();
-        let body = body.collect().await.map_err(|e| e.to_string())?.to_bytes();
-        Ok(Reply {
-            status: parts.status,
-            headers: parts.headers,
-            body,
-        })
-    }
-
-    async fn admin(&self, method: Method, path: &str, body: impl Into<Bytes>) -> Reply {
-        self.try_send(method, &format!("/__admin/{path}"), &[], body)
-            .await
-            .unwrap_or_else(|e| panic!("/__admin/{path} dropped the connection: {e}"))
-    }
-
-    async fn token_reply(&self) -> Result<Reply, String> {
-        let basic = base64::engine::general_purpose::STANDARD
-            .encode(format!("{DEFAULT_CLIENT_ID}:{DEFAULT_CLIENT_SECRET}"));
-        self.try_send(
-            Method::POST,
-            "/oauth/token",
-            &[("authorization", format!("Basic {basic}"))],
-            "grant_type=client_credentials",
-        )
-        .await
-    }
-
-    async fn prompt(&self, token: &str) -> Result<Reply, String> {
-        let payload = GatewayPayload::builder("model-gen-4", "hello").build_unchecked();
-        self.try_send(
-            Method::POST,
-            "/api/v2/ai/gateway/prompts",
-            &[("authorization", format!("Bearer {token}"))],
-            serde_json::to_vec(&payload).unwrap(),
-        )
-        .await
-    }
 }
 
 fn script(target: &Value, responses: &Value) -> String {
@@ -156,7 +60,7 @@ async fn raw_answers_send_exactly_the_scripted_status_headers_and_body() {
         )
         .await;
     assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
-    let token = http.token_reply().await.unwrap();
+    let token = http.try_default_grant().await.unwrap();
     assert_eq!(token.status, StatusCode::OK);
     assert_eq!(token.body, token_body.as_bytes());
     assert_eq!(token.headers["content-type"], "application/json");
@@ -183,16 +87,19 @@ async fn raw_answers_send_exactly_the_scripted_status_headers_and_body() {
         )
         .await;
     assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
-    let real = http.token_reply().await.unwrap().json();
+    let real = http.try_default_grant().await.unwrap().json();
     let real = real["access_token"].as_str().unwrap();
     for expected in retry_afters {
-        let reply = http.prompt(real).await.unwrap();
+        let reply = http.try_prompt_hello(real).await.unwrap();
         assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(reply.headers["retry-after"], expected);
         assert_eq!(reply.headers.get_all("x-twice").iter().count(), 2);
         assert!(reply.body.is_empty(), "no body unless scripted");
     }
-    assert_eq!(http.prompt(real).await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        http.try_prompt_hello(real).await.unwrap().status,
+        StatusCode::OK
+    );
     assert_eq!(panics(), 0);
 }
 
@@ -259,9 +166,9 @@ async fn raw_answers_http_cannot_carry_are_refused_with_a_400_naming_the_field()
     assert_eq!(err.path, "[1].headers[0][1]");
     assert_eq!(sim.pending_scripts(), 0);
     sim.script(Target::Global, [bad]);
-    let token = http.token_reply().await.unwrap().json();
+    let token = http.try_default_grant().await.unwrap().json();
     let reply = http
-        .prompt(token["access_token"].as_str().unwrap())
+        .try_prompt_hello(token["access_token"].as_str().unwrap())
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
@@ -285,7 +192,7 @@ async fn a_scripted_grant_writes_any_expires_in_and_the_token_works() {
         );
         let queued = http.admin(Method::POST, "script", body).await;
         assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
-        let reply = http.token_reply().await.unwrap();
+        let reply = http.try_default_grant().await.unwrap();
         assert_eq!(reply.status, StatusCode::OK);
         let text = String::from_utf8_lossy(&reply.body).into_owned();
         let written: Value = serde_json::from_str(&text).unwrap();
@@ -295,7 +202,10 @@ async fn a_scripted_grant_writes_any_expires_in_and_the_token_works() {
             "{text}"
         );
         let token = written["access_token"].as_str().unwrap();
-        assert_eq!(http.prompt(token).await.unwrap().status, StatusCode::OK);
+        assert_eq!(
+            http.try_prompt_hello(token).await.unwrap().status,
+            StatusCode::OK
+        );
     }
     let elsewhere = http
         .admin(
@@ -342,7 +252,7 @@ async fn an_out_of_range_token_lifetime_is_a_400_and_tokens_keep_coming() {
             .await;
         assert_eq!(reply.status, StatusCode::BAD_REQUEST, "secs {secs}");
         let token = http
-            .token_reply()
+            .try_default_grant()
             .await
             .expect("the token endpoint answers");
         assert_eq!(token.json()["expires_in"], 86_400, "unchanged by {secs}");
@@ -356,7 +266,7 @@ async fn an_out_of_range_token_lifetime_is_a_400_and_tokens_keep_coming() {
             )
             .await;
         assert_eq!(reply.status, StatusCode::OK);
-        let token = http.token_reply().await.unwrap();
+        let token = http.try_default_grant().await.unwrap();
         assert_eq!(token.json()["expires_in"], secs);
     }
     assert_eq!(panics(), 0);
@@ -371,13 +281,19 @@ async fn the_rust_api_clamps_token_lifetimes() {
         .await
         .unwrap();
     let http = Http::new(&sim);
-    let token = http.token_reply().await.expect("no panic on the grant");
+    let token = http
+        .try_default_grant()
+        .await
+        .expect("no panic on the grant");
     assert_eq!(token.json()["expires_in"], 172_800);
     sim.set_token_lifetime(Duration::ZERO);
-    assert_eq!(http.token_reply().await.unwrap().json()["expires_in"], 1);
+    assert_eq!(
+        http.try_default_grant().await.unwrap().json()["expires_in"],
+        1
+    );
     sim.set_token_lifetime(Duration::from_secs(u64::MAX));
     assert_eq!(
-        http.token_reply().await.unwrap().json()["expires_in"],
+        http.try_default_grant().await.unwrap().json()["expires_in"],
         172_800
     );
     assert_eq!(panics(), 0);
@@ -390,7 +306,7 @@ async fn a_far_http_date_retry_after_is_clamped_to_the_year_9999() {
     count_panics();
     let sim = Sim::builder().start().await.unwrap();
     let http = Http::new(&sim);
-    let token = http.token_reply().await.unwrap().json();
+    let token = http.try_default_grant().await.unwrap().json();
     let token = token["access_token"].as_str().unwrap();
     for secs in [u64::MAX, 300_000_000_000, 253_402_300_799] {
         sim.script(
@@ -399,7 +315,10 @@ async fn a_far_http_date_retry_after_is_clamped_to_the_year_9999() {
                 retry_after: RetryAfter::HttpDate(secs),
             }],
         );
-        let reply = http.prompt(token).await.expect("an answer, not a drop");
+        let reply = http
+            .try_prompt_hello(token)
+            .await
+            .expect("an answer, not a drop");
         assert_eq!(reply.status, StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(
             reply.headers["retry-after"],
@@ -474,7 +393,7 @@ async fn admin_bodies_must_be_objects_where_objects_are_meant() {
         );
     }
     assert_eq!(sim.pending_scripts(), 0);
-    let token = http.token_reply().await.unwrap();
+    let token = http.try_default_grant().await.unwrap();
     assert_eq!(token.json()["expires_in"], 86_400);
     assert_eq!(panics(), 0);
 }
@@ -566,9 +485,9 @@ async fn out_of_range_admin_numbers_are_400s_naming_the_field() {
     // This route once sliced its path out of bounds and panicked.
     let odd = http.admin(Method::PUT, "models/behaviour", "").await;
     assert_eq!(odd.status, StatusCode::OK);
-    let token = http.token_reply().await.unwrap().json();
+    let token = http.try_default_grant().await.unwrap().json();
     let reply = http
-        .prompt(token["access_token"].as_str().unwrap())
+        .try_prompt_hello(token["access_token"].as_str().unwrap())
         .await
         .unwrap();
     assert_eq!(reply.status, StatusCode::OK, "nothing refused was applied");
@@ -613,11 +532,14 @@ async fn out_of_range_client_limits_are_400s_naming_the_field() {
         }
     }
     // Nothing refused was applied: no limit stops a token or a prompt call.
-    let token = http.token_reply().await.unwrap();
+    let token = http.try_default_grant().await.unwrap();
     assert_eq!(token.status, StatusCode::OK);
     let token = token.json()["access_token"].as_str().unwrap().to_owned();
     for _ in 0..3 {
-        assert_eq!(http.prompt(&token).await.unwrap().status, StatusCode::OK);
+        assert_eq!(
+            http.try_prompt_hello(&token).await.unwrap().status,
+            StatusCode::OK
+        );
     }
     assert_eq!(panics(), 0);
 }
@@ -630,19 +552,25 @@ async fn unchecked_rust_api_values_are_clamped_where_they_are_used() {
     count_panics();
     let sim = Sim::builder().start().await.unwrap();
     let http = Http::new(&sim);
-    let token = http.token_reply().await.unwrap().json();
+    let token = http.try_default_grant().await.unwrap().json();
     let token = token["access_token"].as_str().unwrap();
     sim.set_behaviour(Behaviour {
         latency: Latency::Fixed { ms: f64::NAN },
         ..Behaviour::default()
     });
-    assert_eq!(http.prompt(token).await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        http.try_prompt_hello(token).await.unwrap().status,
+        StatusCode::OK
+    );
     sim.script(Target::Global, [Scripted::Oversized { bytes: usize::MAX }]);
-    let big = http.prompt(token).await.unwrap();
+    let big = http.try_prompt_hello(token).await.unwrap();
     assert_eq!(big.body.len(), gateway_sim::MAX_OVERSIZED_BYTES);
     sim.script(Target::Global, [Scripted::Delay { ms: u64::MAX }]);
     let started = tokio::time::Instant::now();
-    assert_eq!(http.prompt(token).await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        http.try_prompt_hello(token).await.unwrap().status,
+        StatusCode::OK
+    );
     let waited = started.elapsed();
     assert!(
         waited >= Duration::from_secs(3600) && waited < Duration::from_secs(3601),
@@ -654,7 +582,7 @@ async fn unchecked_rust_api_values_are_clamped_where_they_are_used() {
         window_secs: u64::MAX,
         retry_after: RetryAfterStyle::HttpDate,
     }));
-    let limited = http.prompt(token).await.unwrap();
+    let limited = http.try_prompt_hello(token).await.unwrap();
     assert_eq!(limited.status, StatusCode::TOO_MANY_REQUESTS);
     assert_eq!(limited.headers["inin-ratelimit-reset"], "86400");
     sim.set_token_rate_limit(Some(RateLimit {
@@ -662,7 +590,10 @@ async fn unchecked_rust_api_values_are_clamped_where_they_are_used() {
         window_secs: 0,
         retry_after: RetryAfterStyle::Seconds,
     }));
-    assert_eq!(http.token_reply().await.unwrap().status, StatusCode::OK);
+    assert_eq!(
+        http.try_default_grant().await.unwrap().status,
+        StatusCode::OK
+    );
     assert_eq!(panics(), 0);
 }
 
@@ -823,7 +754,7 @@ proptest! {
             );
             // Whatever was accepted is undone, so a scripted stall cannot hang the check.
             http.try_send(Method::POST, "/__admin/reset", &[], "").await.map_err(TestCaseError::fail)?;
-            let token = http.token_reply().await.map_err(TestCaseError::fail)?;
+            let token = http.try_default_grant().await.map_err(TestCaseError::fail)?;
             prop_assert_eq!(token.status, StatusCode::OK);
             prop_assert_eq!(sim.pending_scripts(), 0);
             Ok(())
@@ -969,12 +900,12 @@ proptest! {
             sim.set_client_rate_limit(client_limit);
             sim.set_token_rate_limit(token_limit);
             let http = Http::new(&sim);
-            let token = http.token_reply().await.map_err(TestCaseError::fail)?.json();
+            let token = http.try_default_grant().await.map_err(TestCaseError::fail)?.json();
             let token = token["access_token"].as_str().unwrap_or_default().to_owned();
             // The first call takes the script, the second the behaviour.
             for _ in 0..2 {
                 let dropped = sim.counters().dropped_connections;
-                if let Err(e) = http.prompt(&token).await {
+                if let Err(e) = http.try_prompt_hello(&token).await {
                     prop_assert!(
                         sim.counters().dropped_connections > dropped,
                         "the connection dropped without a scripted drop: {}", e
@@ -1067,7 +998,8 @@ async fn what_the_admin_api_accumulates_is_bounded() {
 
 /// The simulator's catalogue, as its models page lists it.
 async fn catalogue(http: &Http) -> Bytes {
-    let token: Value = serde_json::from_slice(&http.token_reply().await.unwrap().body).unwrap();
+    let token: Value =
+        serde_json::from_slice(&http.try_default_grant().await.unwrap().body).unwrap();
     let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
     let page = http
         .try_send(
