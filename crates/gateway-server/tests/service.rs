@@ -1,30 +1,14 @@
 //! The HTTP service's conventions over real sockets: the OpenAPI document matches the
 //! paths served, API keys, request ids, `Allow`, `Retry-After`, service metrics.
 
-use bytes::Bytes;
 use gateway_auth::Credentials;
-use gateway_model::{EnvironmentConfig, RouteConfig, RouterConfig};
-use gateway_router::Router;
+use gateway_model::EnvironmentConfig;
 use gateway_server::{ApiKeys, Sidecar, SidecarOptions};
-use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sim, SimHandle};
-use http::{HeaderMap, Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use gateway_sim::{DEFAULT_CLIENT_ID, Sim, SimHandle};
+use http::{Method, StatusCode};
+use support::{client, one_route, router, router_as, send_with};
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
-async fn router(sim: &SimHandle, secret: &str) -> Router {
-    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
-        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
-    config.audit.enabled = false;
-    Router::builder(config)
-        .credentials(Credentials::new(DEFAULT_CLIENT_ID, secret))
-        .build()
-        .await
-        .unwrap()
-}
+mod support;
 
 async fn start(
     sim: &SimHandle,
@@ -32,7 +16,7 @@ async fn start(
 ) -> (Sidecar, gateway_telemetry::LocalMetrics) {
     let metrics = gateway_telemetry::LocalMetrics::new();
     let sidecar = Sidecar::start_with(
-        router(sim, DEFAULT_CLIENT_SECRET).await,
+        router(one_route(EnvironmentConfig::at(sim.base_url()))).await,
         Some(metrics.handle().clone()),
         "127.0.0.1:0".parse().unwrap(),
         options,
@@ -40,33 +24,6 @@ async fn start(
     .await
     .unwrap();
     (sidecar, metrics)
-}
-
-async fn send(
-    client: &HttpClient,
-    method: Method,
-    url: String,
-    headers: &[(&str, &str)],
-    body: &str,
-) -> (StatusCode, HeaderMap, Bytes) {
-    let mut request = Request::builder().method(method).uri(url);
-    for (name, value) in headers {
-        request = request.header(*name, *value);
-    }
-    let request = request
-        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
-}
-
-fn client() -> HttpClient {
-    Client::builder(TokioExecutor::new()).build_http()
 }
 
 const ROUTE_BODY: &str = r#"{"route":"summarize","prompt":"hello"}"#;
@@ -97,7 +54,7 @@ async fn every_documented_path_is_served_and_nothing_else() {
             _ => "",
         };
         let url = format!("{base}{}", path.replace("{model}", "summarize"));
-        let (status, _, answer) = send(&client, method.clone(), url, &[], body).await;
+        let (status, _, answer) = send_with(&client, method.clone(), url, &[], body).await;
         assert!(
             status.is_success(),
             "{method} {path} is documented but answered {status}: {}",
@@ -105,7 +62,7 @@ async fn every_documented_path_is_served_and_nothing_else() {
         );
     }
     // The document the service serves is the committed one.
-    let (_, _, served) = send(
+    let (_, _, served) = send_with(
         &client,
         Method::GET,
         format!("{base}/openapi.json"),
@@ -115,7 +72,7 @@ async fn every_documented_path_is_served_and_nothing_else() {
     .await;
     assert_eq!(served, committed.as_bytes());
     // A path it does not list is not served.
-    let (status, _, _) = send(
+    let (status, _, _) = send_with(
         &client,
         Method::GET,
         format!("{base}/v1/undocumented"),
@@ -141,13 +98,14 @@ async fn api_keys_guard_routing_but_not_health() {
     let client = client();
     let route = format!("{base}/v1/route");
 
-    let (status, headers, body) = send(&client, Method::POST, route.clone(), &[], ROUTE_BODY).await;
+    let (status, headers, body) =
+        send_with(&client, Method::POST, route.clone(), &[], ROUTE_BODY).await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(headers["www-authenticate"], "Bearer");
     let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error["code"], "router.unauthenticated");
 
-    let (status, headers, _) = send(
+    let (status, headers, _) = send_with(
         &client,
         Method::POST,
         route.clone(),
@@ -177,7 +135,7 @@ async fn api_keys_guard_routing_but_not_health() {
         ("Basic k-right", StatusCode::UNAUTHORIZED),
         ("Bearer", StatusCode::UNAUTHORIZED),
     ] {
-        let (status, _, _) = send(
+        let (status, _, _) = send_with(
             &client,
             Method::POST,
             route.clone(),
@@ -189,10 +147,11 @@ async fn api_keys_guard_routing_but_not_health() {
     }
 
     for open in ["/healthz", "/readyz", "/openapi.json"] {
-        let (status, _, _) = send(&client, Method::GET, format!("{base}{open}"), &[], "").await;
+        let (status, _, _) =
+            send_with(&client, Method::GET, format!("{base}{open}"), &[], "").await;
         assert_eq!(status, StatusCode::OK, "{open} stays open");
     }
-    let (status, _, _) = send(&client, Method::GET, format!("{base}/metrics"), &[], "").await;
+    let (status, _, _) = send_with(&client, Method::GET, format!("{base}/metrics"), &[], "").await;
     assert_eq!(
         status,
         StatusCode::UNAUTHORIZED,
@@ -200,10 +159,10 @@ async fn api_keys_guard_routing_but_not_health() {
     );
     // So do they on the metrics listener.
     let metrics_at = format!("http://{}/metrics", sidecar.metrics_addr().unwrap());
-    let (status, _, _) = send(&client, Method::GET, metrics_at.clone(), &[], "").await;
+    let (status, _, _) = send_with(&client, Method::GET, metrics_at.clone(), &[], "").await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     let key = [("authorization", "Bearer k-right")];
-    let (status, _, _) = send(&client, Method::GET, metrics_at, &key, "").await;
+    let (status, _, _) = send_with(&client, Method::GET, metrics_at, &key, "").await;
     assert_eq!(status, StatusCode::OK);
     sidecar.shutdown().await.unwrap();
 }
@@ -245,7 +204,7 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
     let client = client();
 
     // The caller's request id comes back; one is made up when absent, on every answer.
-    let (_, headers, _) = send(
+    let (_, headers, _) = send_with(
         &client,
         Method::POST,
         format!("{base}/v1/route"),
@@ -257,7 +216,7 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
     // One the audit trail could not keep is replaced by one made up, which it keeps.
     let long = "r".repeat(10_000);
     for unusable in [long.as_str(), "caller\t7"] {
-        let (_, headers, _) = send(
+        let (_, headers, _) = send_with(
             &client,
             Method::POST,
             format!("{base}/v1/route"),
@@ -268,18 +227,20 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
         let echoed = headers["x-request-id"].to_str().unwrap();
         assert!(uuid::Uuid::parse_str(echoed).is_ok(), "{echoed}");
     }
-    let (status, headers, _) = send(&client, Method::GET, format!("{base}/nowhere"), &[], "").await;
+    let (status, headers, _) =
+        send_with(&client, Method::GET, format!("{base}/nowhere"), &[], "").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(!headers["x-request-id"].is_empty());
 
     let (status, headers, body) =
-        send(&client, Method::DELETE, format!("{base}/v1/route"), &[], "").await;
+        send_with(&client, Method::DELETE, format!("{base}/v1/route"), &[], "").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     assert_eq!(headers["allow"], "POST");
     let error: serde_json::Value = serde_json::from_slice(&body).unwrap();
     assert_eq!(error["code"], "router.method.not.allowed");
 
-    let (status, _, body) = send(&client, Method::HEAD, format!("{base}/healthz"), &[], "").await;
+    let (status, _, body) =
+        send_with(&client, Method::HEAD, format!("{base}/healthz"), &[], "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(body.is_empty());
     sidecar.shutdown().await.unwrap();
@@ -287,14 +248,18 @@ async fn request_ids_allow_head_and_retry_after_follow_http_conventions() {
     // Not ready (the login service refuses the client): 503 with Retry-After.
     let metrics = gateway_telemetry::LocalMetrics::new();
     let sidecar = Sidecar::start_with(
-        router(&sim, "wrong").await,
+        router_as(
+            one_route(EnvironmentConfig::at(sim.base_url())),
+            Credentials::new(DEFAULT_CLIENT_ID, "wrong"),
+        )
+        .await,
         Some(metrics.handle().clone()),
         "127.0.0.1:0".parse().unwrap(),
         SidecarOptions::default(),
     )
     .await
     .unwrap();
-    let (status, headers, _) = send(
+    let (status, headers, _) = send_with(
         &client,
         Method::GET,
         format!("http://{}/readyz", sidecar.addr()),
@@ -396,7 +361,7 @@ async fn the_access_log_has_one_line_per_request_and_no_body() {
     let base = format!("http://{}", sidecar.addr());
     let client = client();
     let secret_prompt = r#"{"route":"summarize","prompt":"card 4111 1111 1111 1111"}"#;
-    let (status, _, _) = send(
+    let (status, _, _) = send_with(
         &client,
         Method::POST,
         format!("{base}/v1/route"),
@@ -407,7 +372,7 @@ async fn the_access_log_has_one_line_per_request_and_no_body() {
     .await;
     assert_eq!(status, StatusCode::OK);
     let (status, headers, _) =
-        send(&client, Method::DELETE, format!("{base}/v1/route"), &[], "").await;
+        send_with(&client, Method::DELETE, format!("{base}/v1/route"), &[], "").await;
     assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED);
     let made_up = headers["x-request-id"].to_str().unwrap().to_owned();
     sidecar.shutdown().await.unwrap();

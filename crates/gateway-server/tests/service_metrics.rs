@@ -2,28 +2,19 @@
 //! recorder (one per process), so it holds this one test only.
 
 use bytes::Bytes;
-use gateway_auth::Credentials;
-use gateway_model::{EnvironmentConfig, RouteConfig, RouterConfig};
-use gateway_router::Router;
+use gateway_model::EnvironmentConfig;
 use gateway_server::{Sidecar, SidecarOptions};
-use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Sim};
+use gateway_sim::Sim;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+
+mod support;
 
 #[tokio::test]
 async fn token_and_request_counters_follow_routed_calls() {
     let metrics = gateway_telemetry::install().unwrap();
     let sim = Sim::builder().start().await.unwrap();
-    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
-        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
-    config.audit.enabled = false;
-    let router = Router::builder(config)
-        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-        .build()
-        .await
-        .unwrap();
+    let router = support::router(support::one_route(EnvironmentConfig::at(sim.base_url()))).await;
     let sidecar = Sidecar::start_with(
         router,
         Some(metrics.clone()),
@@ -33,7 +24,7 @@ async fn token_and_request_counters_follow_routed_calls() {
     .await
     .unwrap();
     let base = format!("http://{}", sidecar.addr());
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = support::client();
     let mut prompt_tokens = 0;
     let mut completion_tokens = 0;
     for _ in 0..3 {

@@ -2,56 +2,26 @@
 
 use std::time::{Duration, Instant};
 
-use bytes::Bytes;
-use gateway_auth::Credentials;
-use gateway_model::{EnvironmentConfig, Outcome, RouteConfig, RouterConfig};
+use gateway_model::{EnvironmentConfig, Outcome, RouterConfig};
 use gateway_router::Router;
 use gateway_server::sidecar::{ANSWER_GRACE, FLUSH_BOUND};
 use gateway_server::{Sidecar, SidecarOptions};
-use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Latency, Sim, SimHandle};
-use http::{Method, Request, StatusCode};
-use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
+use gateway_sim::{Behaviour, Latency, Sim, SimHandle};
+use http::{Method, StatusCode};
+use support::{client, one_route, send};
+
+mod support;
 use serde_json::Value;
 
-type HttpClient = Client<HttpConnector, Full<Bytes>>;
-
 async fn router(sim: &SimHandle, audit: Option<&std::path::Path>) -> Router {
-    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
-        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
-    match audit {
-        Some(file) => config.audit.file = file.to_owned(),
-        None => config.audit.enabled = false,
+    let mut config = one_route(EnvironmentConfig::at(sim.base_url()));
+    if let Some(file) = audit {
+        config.audit.enabled = true;
+        config.audit.file = file.to_owned();
     }
     config.limits.deadline_ms = 60_000;
     config.limits.attempt_timeout_ms = 60_000;
-    Router::builder(config)
-        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-        .build()
-        .await
-        .unwrap()
-}
-
-async fn send(
-    client: &HttpClient,
-    method: Method,
-    url: String,
-    body: &str,
-) -> (StatusCode, http::HeaderMap, Bytes) {
-    let request = Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let (parts, body) = response.into_parts();
-    (
-        parts.status,
-        parts.headers,
-        body.collect().await.unwrap().to_bytes(),
-    )
+    support::router(config).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -82,7 +52,7 @@ async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503
     .await
     .unwrap();
     let url = format!("http://{}/v1/route", sidecar.addr());
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
     let calls: Vec<_> = (0..20)
         .map(|i| {
             let (client, url) = (client.clone(), url.clone());
@@ -150,7 +120,7 @@ async fn metrics_listen_serves_metrics_on_its_own_address_with_the_same_timeouts
     .unwrap();
     let at = sidecar.metrics_addr().expect("a metrics listener");
     assert_ne!(at, sidecar.addr());
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
     let (status, headers, _) = send(&client, Method::GET, format!("http://{at}/metrics"), "").await;
     assert_eq!(status, StatusCode::OK);
     assert!(
@@ -178,7 +148,7 @@ async fn only_a_json_object_is_a_route_request() {
     .await
     .unwrap();
     let url = format!("http://{}/v1/route", sidecar.addr());
-    let client: HttpClient = Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
     for body in [
         r#"["summarize","hi"]"#,
         r#" ["summarize","hi",null,null,{}]"#,

@@ -13,23 +13,10 @@ use gateway_sim::{
 };
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::TokioExecutor;
 use serde_json::{Value, json};
+use support::{client, one_route, router, router_as, send};
 
-/// A router with one route, `summarize` on `model-gen-4`, in `environment`, logging in
-/// as `credentials`, with no audit trail.
-async fn one_route_router(environment: EnvironmentConfig, credentials: Credentials) -> Router {
-    let mut config = RouterConfig::new(environment)
-        .with_route("summarize", RouteConfig::to_model("model-gen-4"));
-    config.audit.enabled = false;
-    Router::builder(config)
-        .credentials(credentials)
-        .build()
-        .await
-        .unwrap()
-}
+mod support;
 
 /// `router` served on a free loopback port with the default options.
 async fn serve(router: Router) -> Sidecar {
@@ -43,20 +30,17 @@ async fn serve(router: Router) -> Sidecar {
     .unwrap()
 }
 
+/// A router whose `summarize` route falls back to `model-fallback-3`, served with
+/// metrics on a free loopback port.
 async fn sidecar(sim: &SimHandle) -> Sidecar {
-    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url())).with_route(
+    let config = one_route(EnvironmentConfig::at(sim.base_url())).with_route(
         "summarize",
         RouteConfig {
             fallbacks: vec!["model-fallback-3".into()],
             ..RouteConfig::to_model("model-gen-4")
         },
     );
-    config.audit.enabled = false;
-    let router = Router::builder(config)
-        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-        .build()
-        .await
-        .unwrap();
+    let router = router(config).await;
     let metrics = gateway_telemetry::LocalMetrics::new();
     Sidecar::start(
         router,
@@ -66,25 +50,6 @@ async fn sidecar(sim: &SimHandle) -> Sidecar {
     )
     .await
     .unwrap()
-}
-
-async fn send(
-    client: &Client<HttpConnector, Full<Bytes>>,
-    method: Method,
-    url: String,
-    body: &str,
-) -> (StatusCode, Bytes) {
-    let request = Request::builder()
-        .method(method)
-        .uri(url)
-        .body(Full::new(Bytes::copy_from_slice(body.as_bytes())))
-        .unwrap();
-    let response = client.request(request).await.unwrap();
-    let status = response.status();
-    (
-        status,
-        response.into_body().collect().await.unwrap().to_bytes(),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,8 +64,7 @@ async fn the_sidecar_answers_concurrent_clients() {
         .unwrap();
     let sidecar = sidecar(&sim).await;
     let url = format!("http://{}/v1/route", sidecar.addr());
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
 
     let calls: Vec<_> = (0..64)
         .map(|i| {
@@ -113,7 +77,7 @@ async fn the_sidecar_answers_concurrent_clients() {
         .collect();
     let mut ids = std::collections::HashSet::new();
     for call in calls {
-        let (status, body) = call.await.unwrap();
+        let (status, _, body) = call.await.unwrap();
         assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
         let outcome: RouteOutcome = serde_json::from_slice(&body).unwrap();
         assert_eq!(outcome.served_model.as_str(), "model-gen-4");
@@ -132,8 +96,7 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
     let sim = Sim::builder().start().await.unwrap();
     let sidecar = sidecar(&sim).await;
     let url = format!("http://{}/v1/route", sidecar.addr());
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
 
     let cases = [
         (r#"{"route": 5, "prompt": "hi"}"#, "/route"),
@@ -154,14 +117,14 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
         ),
     ];
     for (body, field) in cases {
-        let (status, answer) = send(&client, Method::POST, url.clone(), body).await;
+        let (status, _, answer) = send(&client, Method::POST, url.clone(), body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
         let error: Value = serde_json::from_slice(&answer).unwrap();
         assert_eq!(error["code"], "router.invalid.request");
         assert_eq!(error["status"], 400);
         assert_eq!(error["details"][0]["fieldName"], field, "{body}: {error}");
     }
-    let (_, answer) = send(
+    let (_, _, answer) = send(
         &client,
         Method::POST,
         url.clone(),
@@ -180,7 +143,7 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
         r#"{{"route": "summarize", "prompt": "hi", "metadata": {{{}}}}}"#,
         labels.join(",")
     );
-    let (status, answer) = send(&client, Method::POST, url.clone(), &body).await;
+    let (status, _, answer) = send(&client, Method::POST, url.clone(), &body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(answer.len() < body.len() / 4, "{} bytes", answer.len());
     let error: Value = serde_json::from_slice(&answer).unwrap();
@@ -196,7 +159,7 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
     );
     assert!(message.contains("\n  … and 19937 more"), "{message}");
 
-    let (status, answer) = send(
+    let (status, _, answer) = send(
         &client,
         Method::POST,
         url.clone(),
@@ -229,9 +192,8 @@ async fn a_route_whose_every_model_is_restricted_answers_403_not_a_502_to_retry(
         .await
         .unwrap();
     let sidecar = sidecar(&sim).await;
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let (status, answer) = send(
+    let client = client();
+    let (status, _, answer) = send(
         &client,
         Method::POST,
         format!("http://{}/v1/route", sidecar.addr()),
@@ -252,8 +214,7 @@ async fn health_readiness_and_metrics() {
     let sim = Sim::builder().start().await.unwrap();
     let sidecar = sidecar(&sim).await;
     let base = format!("http://{}", sidecar.addr());
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
 
     assert_eq!(
         send(&client, Method::GET, format!("{base}/healthz"), "")
@@ -261,7 +222,7 @@ async fn health_readiness_and_metrics() {
             .0,
         StatusCode::OK
     );
-    let (status, body) = send(&client, Method::GET, format!("{base}/readyz"), "").await;
+    let (status, _, body) = send(&client, Method::GET, format!("{base}/readyz"), "").await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
     assert_eq!(
         send(&client, Method::GET, format!("{base}/metrics"), "")
@@ -280,8 +241,8 @@ async fn health_readiness_and_metrics() {
 
     // With credentials the login service refuses, the sidecar runs but is not ready.
     let sidecar = serve(
-        one_route_router(
-            EnvironmentConfig::at(sim.base_url()),
+        router_as(
+            one_route(EnvironmentConfig::at(sim.base_url())),
             Credentials::new("someone", "wrong"),
         )
         .await,
@@ -294,7 +255,7 @@ async fn health_readiness_and_metrics() {
             .0,
         StatusCode::OK
     );
-    let (status, body) = send(&client, Method::GET, format!("{base}/readyz"), "").await;
+    let (status, _, body) = send(&client, Method::GET, format!("{base}/readyz"), "").await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let body: Value = serde_json::from_slice(&body).unwrap();
     assert!(
@@ -314,8 +275,8 @@ async fn a_busy_metrics_address_is_named_as_metrics_listen() {
     let sim = Sim::builder().start().await.unwrap();
     let busy = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let at = busy.local_addr().unwrap();
-    let router = one_route_router(
-        EnvironmentConfig::at(sim.base_url()),
+    let router = router_as(
+        one_route(EnvironmentConfig::at(sim.base_url())),
         Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),
     )
     .await;
@@ -351,22 +312,21 @@ async fn readiness_does_not_hang_on_a_silent_login_host() {
         ..EnvironmentConfig::at(sim.base_url())
     };
     let sidecar = serve(
-        one_route_router(
-            environment,
+        router_as(
+            one_route(environment),
             Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET),
         )
         .await,
     )
     .await;
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
+    let client = client();
     let probe = send(
         &client,
         Method::GET,
         format!("http://{}/readyz", sidecar.addr()),
         "",
     );
-    let (status, body) = tokio::time::timeout(Duration::from_secs(8), probe)
+    let (status, _, body) = tokio::time::timeout(Duration::from_secs(8), probe)
         .await
         .expect("/readyz answers within its own wait, not the login timeout");
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
@@ -408,8 +368,7 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
 
     // A caller sends, and hangs up once its call is at the gateway.
     let hung_up = {
-        let client: Client<HttpConnector, Full<Bytes>> =
-            Client::builder(TokioExecutor::new()).build_http();
+        let client = client();
         let url = url.clone();
         tokio::spawn(async move { send(&client, Method::POST, url, body).await })
     };
@@ -425,9 +384,8 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     hung_up.abort();
 
     // Its call runs on and holds the one slot: the next caller is refused at once.
-    let client: Client<HttpConnector, Full<Bytes>> =
-        Client::builder(TokioExecutor::new()).build_http();
-    let (status, answer) = send(&client, Method::POST, url.clone(), body).await;
+    let client = client();
+    let (status, _, answer) = send(&client, Method::POST, url.clone(), body).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let error: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(error["code"], "router.overloaded", "{error}");
@@ -439,12 +397,12 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     // The slot is taken before the body is read: a body over the cap is refused for
     // the slot, unread, not for its size.
     let too_big = "x".repeat(2 << 20);
-    let (status, answer) = send(&client, Method::POST, url.clone(), &too_big).await;
+    let (status, _, answer) = send(&client, Method::POST, url.clone(), &too_big).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let error: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(error["code"], "router.overloaded", "{error}");
     let openai = format!("http://{}/v1/chat/completions", sidecar.addr());
-    let (status, answer) = send(&client, Method::POST, openai, &too_big).await;
+    let (status, _, answer) = send(&client, Method::POST, openai, &too_big).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let error: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(error["error"]["code"], "overloaded", "{error}");
@@ -457,7 +415,7 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     // Once the stalled call ends (its attempt times out), the slot is free again.
     let mut answered = false;
     for _ in 0..100 {
-        let (status, _) = send(&client, Method::POST, url.clone(), body).await;
+        let (status, _, _) = send(&client, Method::POST, url.clone(), body).await;
         if status == StatusCode::OK {
             answered = true;
             break;
@@ -483,7 +441,7 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
 async fn without_api_keys_a_web_pages_request_is_refused_at_every_door() {
     let sim = Sim::builder().start().await.unwrap();
     let sidecar = sidecar(&sim).await;
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = client();
     let base = format!("http://{}", sidecar.addr());
     // What a page's "simple" cross-origin POST looks like: text/plain, no preflight.
     let from_a_page = |path: &str, body: &str| {
@@ -523,7 +481,7 @@ async fn without_api_keys_a_web_pages_request_is_refused_at_every_door() {
         "no page's call reached the gateway"
     );
     // The same request without `Origin`, as curl and the SDKs send it, is served.
-    let (status, _) = send(
+    let (status, _, _) = send(
         &client,
         Method::POST,
         format!("{base}/v1/route"),

@@ -2,15 +2,13 @@
 //! gateway and into the audit trail: a real sidecar, the simulator, a real audit file.
 
 use bytes::Bytes;
-use gateway_auth::Credentials;
 use gateway_model::{AuditEntry, EnvironmentConfig, RouteConfig, RouterConfig, TraceParent};
-use gateway_router::Router;
 use gateway_server::{Sidecar, SidecarOptions};
-use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, SimHandle, Target};
+use gateway_sim::{Scripted, Sim, SimHandle, Target};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
-use hyper_util::client::legacy::Client;
-use hyper_util::rt::TokioExecutor;
+
+mod support;
 
 const CALLER: &str = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
 const TRACE_ID: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
@@ -22,11 +20,7 @@ async fn sidecar(sim: &SimHandle, audit: &std::path::Path) -> Sidecar {
         RouterConfig::new(EnvironmentConfig::at(sim.base_url())).with_route("summarize", route);
     config.audit.file = audit.to_owned();
     config.retry.max_attempts = 1;
-    let router = Router::builder(config)
-        .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
-        .build()
-        .await
-        .unwrap();
+    let router = support::router(config).await;
     Sidecar::start_with(
         router,
         None,
@@ -43,7 +37,7 @@ async fn route(
     audit: &std::path::Path,
     headers: &[(&str, &str)],
 ) -> (StatusCode, AuditEntry) {
-    let client = Client::builder(TokioExecutor::new()).build_http::<Full<Bytes>>();
+    let client = support::client();
     let mut request = Request::builder()
         .method(Method::POST)
         .uri(format!("http://{}/v1/route", sidecar.addr()));
