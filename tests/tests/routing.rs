@@ -768,6 +768,12 @@ async fn a_dropped_call_releases_everything_and_is_audited_as_cancelled() {
         !entries[0].request_id.is_empty(),
         "the request that was in flight is named"
     );
+    // It reached the gateway, and the entry says so, with the time it was out.
+    assert_eq!(sim.prompt_requests().len(), 1);
+    let tried = &entries[0].models_tried[0];
+    assert_eq!((entries[0].attempts, tried.attempts), (1, 1), "{tried:?}");
+    assert!(tried.latency_us > 0, "{tried:?}");
+    assert!(tried.latency_us <= entries[0].latency_us, "{tried:?}");
 
     // The router still works.
     router.route(RouteRequest::new("s", "hello")).await.unwrap();

@@ -79,7 +79,8 @@ pub struct ModelAttempt {
     /// The `X-Genesys-Request-Id` sent to it (the same on each of its HTTP attempts);
     /// empty when its circuit was open, so nothing was sent.
     pub request_id: String,
-    /// HTTP attempts made to this model (0 when its circuit was open).
+    /// HTTP attempts made to this model (0 when its circuit was open). For a call
+    /// cancelled while this model was being tried, the attempts started by then.
     pub attempts: u32,
     /// How this model's part ended.
     pub outcome: Outcome,

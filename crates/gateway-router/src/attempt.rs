@@ -78,7 +78,7 @@ impl Router {
         self.record_attempt(target, verdict.outcome, elapsed, &verdict.stats);
         call.waited += verdict.stats.upstream + verdict.stats.backoff + verdict.stats.limiter_wait;
         call.attempts += verdict.stats.attempts;
-        if let Some(entry) = call.current() {
+        if let Some(entry) = call.ended() {
             entry.attempts = verdict.stats.attempts;
             entry.outcome = verdict.outcome;
             entry.status = verdict.stats.last_status.map(|s| s.as_u16());
@@ -99,7 +99,7 @@ impl Router {
         target: &Target<'_>,
         body: Bytes,
         request_id: String,
-        call: &CallState,
+        call: &mut CallState,
     ) -> Result<Answer, TransportError> {
         let inner = &*self.inner;
         let mut spec = call.trace.apply(
@@ -112,7 +112,11 @@ impl Router {
             // With a fallback at hand, a long Retry-After fails over instead of waiting.
             spec = spec.max_retry_after(inner.cool_down.after);
         }
-        inner.transport.execute(spec).await
+        // Tracked, so that a call cancelled mid-flight still records what was sent.
+        inner
+            .transport
+            .execute_tracked(spec, &mut call.progress)
+            .await
     }
 
     /// Records one model's attempt in the metrics and the statistics.

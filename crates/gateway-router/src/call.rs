@@ -160,12 +160,13 @@ impl Router {
     async fn finish(
         &self,
         asked: Asked,
-        call: CallState,
+        mut call: CallState,
         ended: Ended,
         started: Instant,
     ) -> Result<RouteOutcome, RouteError> {
         let inner = &*self.inner;
         let latency = started.elapsed();
+        call.cut_short();
         if let Some(state) = inner.models.get(&asked.primary) {
             state.metrics.overhead(latency.saturating_sub(call.waited));
         }
@@ -341,9 +342,10 @@ impl CallGuard<'_> {
 
 impl Drop for CallGuard<'_> {
     fn drop(&mut self) {
-        let (Some(asked), Some(call)) = (self.asked.take(), self.call.take()) else {
+        let (Some(asked), Some(mut call)) = (self.asked.take(), self.call.take()) else {
             return;
         };
+        call.cut_short();
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

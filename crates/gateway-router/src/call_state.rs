@@ -7,6 +7,7 @@ use gateway_audit::PromptDigest;
 use gateway_model::{
     AuditEntry, GatewayResponse, Metadata, ModelAttempt, ModelId, Outcome, RouteOutcome, Tuning,
 };
+use gateway_transport::CallStats;
 use tokio::time::Instant;
 
 use crate::error::{CallTrace, RouteError, RouteErrorKind};
@@ -34,6 +35,11 @@ pub(crate) struct CallState {
     pub(crate) retry_after: Option<Duration>,
     /// The soonest a skipped model's circuit lets a call through.
     reopens_in: Option<Duration>,
+    /// When the model being tried was sent to; `None` once its end is noted.
+    sent_at: Option<Instant>,
+    /// What the transport has done for the model being tried, kept up to date while
+    /// it runs (emptied when it ends), so a cancelled call still knows.
+    pub(crate) progress: CallStats,
 }
 
 impl CallState {
@@ -49,6 +55,8 @@ impl CallState {
             last_failure: None,
             retry_after: None,
             reopens_in: None,
+            sent_at: None,
+            progress: CallStats::default(),
         }
     }
 
@@ -71,11 +79,32 @@ impl CallState {
             request_id: request_id.to_owned(),
             ..pending(model)
         });
+        self.sent_at = Some(Instant::now());
     }
 
-    /// The entry of the model being tried, to fill in as it ends.
-    pub(crate) fn current(&mut self) -> Option<&mut ModelAttempt> {
+    /// The entry of the model just tried, to fill in now that it has ended.
+    pub(crate) fn ended(&mut self) -> Option<&mut ModelAttempt> {
+        self.sent_at = None;
         self.tried.last_mut()
+    }
+
+    /// Notes what the model being tried when the call was cancelled had done: its
+    /// attempts started, its last answer and its time so far. Does nothing when no
+    /// model is in flight.
+    pub(crate) fn cut_short(&mut self) {
+        let Some(sent_at) = self.sent_at.take() else {
+            return;
+        };
+        let progress = std::mem::take(&mut self.progress);
+        let elapsed = sent_at.elapsed();
+        self.attempts = self.attempts.saturating_add(progress.attempts);
+        self.waited += elapsed;
+        if let Some(entry) = self.tried.last_mut() {
+            entry.attempts = progress.attempts;
+            entry.status = progress.last_status.map(|s| s.as_u16());
+            entry.upstream_correlation_id = progress.upstream_correlation_id;
+            entry.latency_us = duration_us(elapsed);
+        }
     }
 
     /// The last model a request was sent to, if any.

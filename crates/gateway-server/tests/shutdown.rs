@@ -94,10 +94,18 @@ async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503
     }
     let report = gateway_audit::read_jsonl(&audit).unwrap();
     assert_eq!(report.entries.len(), 20, "one entry per call");
+    let drain_us = u64::try_from(drain.as_micros()).unwrap();
     for entry in &report.entries {
         assert_eq!(entry.outcome, Outcome::Cancelled);
         let reason = entry.reason.as_deref().unwrap_or_default();
         assert!(reason.contains("drain timeout"), "{reason}");
+        // Each request reached the gateway: the entry says it was sent, and for how long
+        // (at least the drain) it was out. It once said 0 attempts in 0 µs.
+        assert_eq!(entry.attempts, 1, "{entry:?}");
+        let tried = &entry.models_tried[0];
+        assert_eq!(tried.attempts, 1, "{entry:?}");
+        assert!(tried.latency_us >= drain_us, "{entry:?}");
+        assert!(tried.latency_us <= entry.latency_us, "{entry:?}");
     }
 }
 

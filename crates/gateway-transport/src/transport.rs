@@ -2,28 +2,30 @@
 //! backoff and `Retry-After`, the retry budget, the overall deadline.
 
 use std::sync::Arc;
-use std::time::{Duration, SystemTime};
+use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_model::{ErrorBody, RetryReason};
-use http::header::{
-    ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, RETRY_AFTER, USER_AGENT,
-};
+use gateway_model::RetryReason;
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
 use http::{HeaderMap, Request, Uri};
 use http_body_util::Full;
 use tokio::time::Instant;
 
 use crate::bearer::{AccessToken, TokenSource};
 use crate::budget::RetryBudget;
-use crate::call::{Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, check_call};
+use crate::call::{Answer, CORRELATION_ID, Call, REQUEST_ID, check_call};
 use crate::client::{Exchange, HttpClient};
 use crate::config::TransportConfig;
 use crate::error::{CallStats, ErrorKind, TransportError};
 use crate::limiter::{Limiter, Permit};
 use crate::pacing::Pacing;
 use crate::rate_budget::{LocalRateBudget, RateBudget};
-use crate::retry::{Disposition, RetryPolicy, Wait, parse_retry_after};
+use crate::retry::Wait;
 use crate::token_wait::await_token;
+
+mod judge;
+
+use judge::Step;
 
 /// The header values that identify a call, checked once: its request id and its
 /// correlation id, if any (shared values: every attempt's clone is a reference).
@@ -36,22 +38,6 @@ struct Ids {
 struct Sent {
     result: Result<Exchange, ErrorKind>,
     token: Option<AccessToken>,
-}
-
-/// What one attempt's result means for the call.
-enum Step {
-    /// A success.
-    Done(Exchange),
-    /// A 401: refresh the token once, or fail.
-    Refresh(Option<Box<ErrorBody>>),
-    /// A retryable failure.
-    Retry {
-        reason: RetryReason,
-        retry_after: Option<std::time::Duration>,
-        failure: ErrorKind,
-    },
-    /// A final failure.
-    Fail(ErrorKind),
 }
 
 /// The error a call ends with when the policy says not to retry.
@@ -245,7 +231,39 @@ impl Transport {
     pub fn execute(&self, call: Call) -> impl Future<Output = Result<Answer, TransportError>> {
         async move {
             let mut stats = CallStats::default();
-            match self.run(&call, &mut stats).await {
+            self.execute_tracked(call, &mut stats).await
+        }
+    }
+
+    /// Like [`Transport::execute`], keeping `progress` up to date while the call runs,
+    /// so that a caller who drops the future still knows what it had sent: the attempts
+    /// started (an attempt counts once its request is handed to the connection), the
+    /// retries, and the answers read. When the future completes, the figures move into
+    /// the [`Answer`] or the [`TransportError`] and `progress` is left empty.
+    ///
+    /// ```no_run
+    /// # async fn run(transport: gateway_transport::Transport, call: gateway_transport::Call) {
+    /// let mut progress = gateway_transport::CallStats::default();
+    /// tokio::select! {
+    ///     done = transport.execute_tracked(call, &mut progress) => drop(done),
+    ///     () = tokio::time::sleep(std::time::Duration::from_secs(1)) => {}
+    /// }
+    /// println!("{} attempt(s) started before the wait ended", progress.attempts);
+    /// # }
+    /// ```
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"
+    )]
+    pub fn execute_tracked<'a>(
+        &'a self,
+        call: Call,
+        progress: &'a mut CallStats,
+    ) -> impl Future<Output = Result<Answer, TransportError>> + 'a {
+        async move {
+            let result = self.run(&call, progress).await;
+            let stats = std::mem::take(progress);
+            match result {
                 Ok((exchange, token)) => Ok(Answer {
                     status: exchange.status,
                     version: exchange.version,
@@ -401,77 +419,6 @@ impl Transport {
             return Err(failure);
         }
         Ok(wait)
-    }
-
-    /// What one attempt's result, sent with `token`, means for the call.
-    fn judge(
-        &self,
-        result: Result<Exchange, ErrorKind>,
-        token: Option<&AccessToken>,
-        stats: &mut CallStats,
-    ) -> Step {
-        let exchange = match result {
-            Ok(exchange) => exchange,
-            Err(kind) => {
-                return match kind.retry_reason() {
-                    Some(reason) => Step::Retry {
-                        reason,
-                        retry_after: None,
-                        failure: kind,
-                    },
-                    None => Step::Fail(kind),
-                };
-            }
-        };
-        stats.last_status = Some(exchange.status);
-        stats.upstream_correlation_id = exchange
-            .headers
-            .get(ININ_CORRELATION_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
-        self.observe_rate_limit(&exchange.headers);
-        // An error body may repeat the request's `Authorization` header: its token is
-        // taken out before the body reaches an error, a log line or a caller.
-        let sent_token = token.map(AccessToken::expose);
-        let body =
-            || ErrorBody::parse_redacting(&exchange.body, sent_token.as_slice()).map(Box::new);
-        match RetryPolicy::classify(exchange.status) {
-            Disposition::Success => Step::Done(exchange),
-            Disposition::RefreshToken => Step::Refresh(body()),
-            Disposition::Fail => Step::Fail(ErrorKind::Status {
-                status: exchange.status,
-                retry_after: None,
-                body: body(),
-            }),
-            Disposition::Retry(reason) => {
-                let retry_after = exchange
-                    .headers
-                    .get(RETRY_AFTER)
-                    .and_then(|v| v.to_str().ok())
-                    .and_then(|v| parse_retry_after(v, SystemTime::now()));
-                let failure = if reason == RetryReason::RateLimited {
-                    if let Some(after) = retry_after {
-                        self.pause_rate(after.min(self.inner.config.retry.max_retry_after));
-                    }
-                    ErrorKind::RateLimited {
-                        retry_after,
-                        over_cap: false,
-                        body: body(),
-                    }
-                } else {
-                    ErrorKind::Status {
-                        status: exchange.status,
-                        retry_after,
-                        body: body(),
-                    }
-                };
-                Step::Retry {
-                    reason,
-                    retry_after,
-                    failure,
-                }
-            }
-        }
     }
 
     /// Waits out a pause announced by `inin-ratelimit-*` headers, if it ends before the deadline.
