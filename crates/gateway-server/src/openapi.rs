@@ -132,7 +132,7 @@ fn openai_paths(
         "/v1/chat/completions": { "post": {
             "operationId": "createChatCompletion",
             "summary": "OpenAI-compatible chat completion through a route",
-            "description": "`model` names a route. The messages are rendered into the gateway prompt: one user message is its text; otherwise each message is `System|User|Assistant[ (name)]: text`, joined by blank lines. Parameters the gateway cannot honour are refused by name (400 `unsupported_parameter`). With `stream: true` the answer is Server-Sent Events of `chat.completion.chunk` ending in `data: [DONE]`; the gateway answers whole, so the content arrives as one delta.",
+            "description": "`model` names a route. The messages are rendered into the gateway prompt: one user message is its text; otherwise each message is `System|User|Assistant[ (name)]: text`, joined by blank lines. Parameters the gateway cannot honour are refused by name (400 `unsupported_parameter`); at their \"off\" value (`tools: []`, `tool_choice: \"none\"`, `response_format: {\"type\": \"text\"}`, `stop: []`, `n: 1`, ...) they are accepted. With `stream: true` the answer is Server-Sent Events of `chat.completion.chunk` ending in `data: [DONE]`; the gateway answers whole, so the content arrives as one delta.",
             "tags": ["openai"],
             "security": [{ "apiKey": [] }],
             "parameters": [request_id_header(), sticky_key_header()],

@@ -154,14 +154,43 @@ pub(crate) struct ChatCall {
     pub(crate) sticky_key_param: &'static str,
 }
 
-/// Chat Completions parameters accepted at the value that means "off", which SDKs send
-/// by default.
+/// Parameters both doors accept at the value that means "off" or, with no tools, makes
+/// no difference, which SDKs and frameworks send by default.
+pub(super) fn is_neutral_in_both(name: &str, value: &Value) -> bool {
+    match name {
+        "store" => value == &Value::Bool(false),
+        "parallel_tool_calls" => value.is_boolean(),
+        "tools" => is_empty_array(value),
+        "tool_choice" => matches!(value.as_str(), Some("none" | "auto")),
+        "service_tier" => matches!(value.as_str(), Some("auto" | "default")),
+        "top_logprobs" => value.as_u64() == Some(0),
+        _ => false,
+    }
+}
+
+/// Whether `value` is `[]`.
+pub(super) fn is_empty_array(value: &Value) -> bool {
+    value.as_array().is_some_and(Vec::is_empty)
+}
+
+/// Chat Completions parameters accepted at their neutral value (see
+/// [`is_neutral_in_both`]).
 fn is_neutral(name: &str, value: &Value) -> bool {
     match name {
         "n" => value.as_u64() == Some(1),
-        "logprobs" | "store" | "parallel_tool_calls" => value == &Value::Bool(false),
+        "logprobs" => value == &Value::Bool(false),
         "presence_penalty" | "frequency_penalty" => value.as_f64() == Some(0.0),
-        _ => false,
+        "functions" | "stop" => is_empty_array(value),
+        "function_call" => matches!(value.as_str(), Some("none" | "auto")),
+        "logit_bias" => value.as_object().is_some_and(Map::is_empty),
+        "modalities" => value
+            .as_array()
+            .is_some_and(|m| m == &[Value::from("text")]),
+        "response_format" => value.as_object().is_some_and(|format| {
+            format.get("type").and_then(Value::as_str) == Some("text")
+                && format.iter().all(|(k, v)| k == "type" || v.is_null())
+        }),
+        _ => is_neutral_in_both(name, value),
     }
 }
 
@@ -479,6 +508,31 @@ mod tests {
             (r#"{"model":"r","messages":[],"n":2}"#, "n"),
             (r#"{"model":"r","messages":[],"logprobs":true}"#, "logprobs"),
             (
+                r#"{"model":"r","messages":[],"tool_choice":"required"}"#,
+                "tool_choice",
+            ),
+            (r#"{"model":"r","messages":[],"stop":["\n"]}"#, "stop"),
+            (
+                r#"{"model":"r","messages":[],"modalities":["text","audio"]}"#,
+                "modalities",
+            ),
+            (
+                r#"{"model":"r","messages":[],"logit_bias":{"50256":-100}}"#,
+                "logit_bias",
+            ),
+            (
+                r#"{"model":"r","messages":[],"response_format":{"type":"json_object"}}"#,
+                "response_format",
+            ),
+            (
+                r#"{"model":"r","messages":[],"response_format":{"type":"text","strict":true}}"#,
+                "response_format",
+            ),
+            (
+                r#"{"model":"r","messages":[],"service_tier":"flex"}"#,
+                "service_tier",
+            ),
+            (
                 r#"{"model":"r","messages":[{"role":"assistant","content":null,"tool_calls":[]}]}"#,
                 "messages[0].tool_calls",
             ),
@@ -518,8 +572,12 @@ mod tests {
     fn default_valued_parameters_and_nulls_are_accepted() {
         let (request, call) = call(
             r#"{"model":"r","messages":[{"role":"user","content":"x"}],"n":1,"logprobs":false,
-                "presence_penalty":0,"frequency_penalty":0.0,"tools":null,"temperature":null,
-                "stream":true,"stream_options":{"include_usage":true},"user":"conv-9"}"#,
+                "presence_penalty":0,"frequency_penalty":0.0,"seed":null,"temperature":null,
+                "stream":true,"stream_options":{"include_usage":true},"user":"conv-9",
+                "tools":[],"tool_choice":"none","parallel_tool_calls":true,"functions":[],
+                "function_call":"auto","response_format":{"type":"text"},"stop":[],
+                "service_tier":"auto","modalities":["text"],"logit_bias":{},"store":false,
+                "top_logprobs":0}"#,
         )
         .unwrap();
         assert!(call.stream && call.include_usage);

@@ -22,25 +22,21 @@ pub(crate) use self::answer::{ResponseObject, ResponseStreamEvent, response_even
 
 use super::error::OpenAiError;
 use super::request::{
-    ChatCall, ChatMessage, Role, one_temperature, read_json, render, sticky_key, unsupported,
+    ChatCall, ChatMessage, Role, is_empty_array, is_neutral_in_both, one_temperature, read_json,
+    render, sticky_key, unsupported,
 };
 
-/// Responses API parameters accepted at the value that means "off" (or, with no tools,
-/// makes no difference), which SDKs may send.
+/// Responses API parameters accepted at their neutral value (see
+/// [`is_neutral_in_both`]).
 fn is_neutral(name: &str, value: &Value) -> bool {
-    let empty_array = value.as_array().is_some_and(Vec::is_empty);
     match name {
-        "store" | "background" => value == &Value::Bool(false),
-        "parallel_tool_calls" => value.is_boolean(),
-        "tools" | "include" => empty_array,
-        "tool_choice" => matches!(value.as_str(), Some("none" | "auto")),
+        "background" => value == &Value::Bool(false),
+        "include" => is_empty_array(value),
         "truncation" => value.as_str() == Some("disabled"),
-        "service_tier" => matches!(value.as_str(), Some("auto" | "default")),
-        "top_logprobs" => value.as_u64() == Some(0),
         "reasoning" => value
             .as_object()
             .is_some_and(|o| o.values().all(Value::is_null)),
-        _ => false,
+        _ => is_neutral_in_both(name, value),
     }
 }
 
