@@ -19,7 +19,7 @@ use crate::args::{
 };
 use crate::console;
 use crate::exit::{Exit, InvalidConfig, InvalidInput};
-use crate::signal::termination;
+use crate::signal::{StopSignals, termination};
 use gateway_server::{Sidecar, SidecarOptions};
 
 /// `route`: one prompt, printed answer (or the outcome as JSON). Returns the exit code;
@@ -145,11 +145,20 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
     if let Some(at) = sidecar.metrics_addr() {
         console::info(format_args!("metrics also on http://{at}/metrics"));
     }
-    let trigger = sidecar.shutdown_trigger();
+    let (trigger, hurry) = (sidecar.shutdown_trigger(), sidecar.hurry_trigger());
+    let mut signals = StopSignals::new();
     tokio::spawn(async move {
-        termination().await;
-        console::info("shutting down: draining in-flight calls and flushing the audit trail");
+        signals.next().await;
+        console::info(
+            "shutting down: draining in-flight calls and flushing the audit trail \
+             (a second signal cancels the calls still running)",
+        );
         let _ = trigger.send(true);
+        signals.next().await;
+        console::warn(
+            "second stop signal: cancelling the calls still running, then flushing the audit trail",
+        );
+        hurry.cancel();
     });
     let flushed = sidecar.wait().await;
     console::info("stopped");

@@ -26,8 +26,6 @@ fn repo_file(path: &str) -> std::path::PathBuf {
         .join(path)
 }
 
-/// Starts `genesys-router serve` (with `extra` flags) on a free port; returns the child,
-/// its stderr, the address, and the first line, which names it.
 /// A config in `dir` with one route, `summarize` to `model-gen-4` on `sim`, and `audit`
 /// as its `[audit]` section.
 fn one_route_config(
@@ -44,6 +42,8 @@ fn one_route_config(
     config
 }
 
+/// Starts `genesys-router serve` (with `extra` flags) on a free port; returns the child,
+/// its stderr, the address, and the first line, which names it.
 fn spawn_serve(
     config: &std::path::Path,
     extra: &[&str],
@@ -76,27 +76,11 @@ fn spawn_serve(
     (child, stderr, addr, line)
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
-    let sim = Sim::builder()
-        .behaviour(Behaviour {
-            latency: Latency::Fixed { ms: 400.0 },
-            ..Behaviour::default()
-        })
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let audit_section = format!("file = \"{}\"\nfsync = \"never\"", audit.display());
-    let config = one_route_config(&dir, &sim, &audit_section);
-
-    let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
-
-    // 40 calls in flight, then SIGTERM while every one waits on the gateway.
+/// `n` routed calls to the sidecar at `addr`, each in a task: their status and body.
+fn route_calls(addr: &str, n: usize) -> Vec<tokio::task::JoinHandle<(StatusCode, Bytes)>> {
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
-    let calls: Vec<_> = (0..40)
+    (0..n)
         .map(|i| {
             let (client, url) = (client.clone(), format!("http://{addr}/v1/route"));
             tokio::spawn(async move {
@@ -116,20 +100,51 @@ async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
                 )
             })
         })
-        .collect();
+        .collect()
+}
+
+/// Waits (at most 20 s) until `n` prompt calls are at `sim`.
+async fn until_in_flight(sim: &gateway_sim::SimHandle, n: i64) {
     let started = tokio::time::Instant::now();
-    while sim.counters().prompts_in_flight < 40 {
+    while sim.counters().prompts_in_flight < n {
         assert!(
             started.elapsed() < Duration::from_secs(20),
             "the calls never reached the simulator"
         );
         tokio::task::yield_now().await;
     }
+}
+
+/// Sends `signal` (`TERM`, `INT`) to `child`.
+fn signal(child: &std::process::Child, signal: &str) {
     let killed = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
+        .args([&format!("-{signal}"), &child.id().to_string()])
         .status()
         .unwrap();
     assert!(killed.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 400.0 },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let audit_section = format!("file = \"{}\"\nfsync = \"never\"", audit.display());
+    let config = one_route_config(&dir, &sim, &audit_section);
+
+    let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
+
+    // 40 calls in flight, then SIGTERM while every one waits on the gateway.
+    let calls = route_calls(&addr, 40);
+    until_in_flight(&sim, 40).await;
+    signal(&child, "TERM");
 
     let mut audit_ids = HashSet::new();
     for call in calls {
@@ -162,6 +177,70 @@ async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
         written, audit_ids,
         "every answered call has its audit entry"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stop_signal_ends_the_drain_and_every_call_is_still_audited() {
+    // Regression: a second Ctrl-C or SIGTERM was ignored; only SIGKILL, which loses the
+    // audit trail's tail, ended the drain.
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 60_000.0 },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let audit_section = format!("file = \"{}\"\nfsync = \"never\"", audit.display());
+    let config = one_route_config(&dir, &sim, &audit_section);
+    let (mut child, stderr, addr, _) = spawn_serve(&config, &[]);
+    let calls = route_calls(&addr, 3);
+    until_in_flight(&sim, 3).await;
+
+    signal(&child, "TERM");
+    // The first signal is taken (its line is written) before the second is sent.
+    let mut stderr = tokio::task::spawn_blocking(move || {
+        let mut stderr = stderr;
+        let mut line = String::new();
+        while !line.contains("shutting down") {
+            line.clear();
+            assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "stderr ended");
+        }
+        stderr
+    })
+    .await
+    .unwrap();
+    signal(&child, "INT");
+
+    // The drain is 20 s: ending well before it is the second signal's doing.
+    let exit = tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || child.wait()),
+    )
+    .await
+    .expect("the second signal ends the drain")
+    .unwrap()
+    .unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+    assert!(exit.success(), "{exit}: {rest}");
+    assert!(rest.contains("second stop signal"), "{rest}");
+    for call in calls {
+        let (status, body) = call.await.unwrap();
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "router.cancelled", "{body}");
+    }
+    let entries = read_jsonl(&audit).unwrap().entries;
+    assert_eq!(entries.len(), 3, "one entry per call");
+    for entry in &entries {
+        assert_eq!(entry.outcome, gateway_model::Outcome::Cancelled);
+        let reason = entry.reason.as_deref().unwrap_or_default();
+        assert!(reason.contains("ended early"), "{reason}");
+        assert_eq!(entry.models_tried[0].attempts, 1, "{entry:?}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

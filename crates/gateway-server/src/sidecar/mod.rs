@@ -9,7 +9,8 @@
 //! | `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/models` | the OpenAI-compatible door (`sidecar/openai/`) |
 //!
 //! Shutdown takes at most `drain + ANSWER_GRACE + FLUSH_BOUND`: stop accepting and let
-//! calls in flight finish for up to the drain timeout; then cancel what is left (each
+//! calls in flight finish for up to the drain timeout (or until
+//! [`Sidecar::hurry_trigger`] ends the drain early); then cancel what is left (each
 //! such call is audited as `cancelled` with the reason and, where its connection is
 //! still open, answered 503 with `Retry-After`) and give those answers up to
 //! [`ANSWER_GRACE`]; then close every connection and flush the audit trail for up to
@@ -136,8 +137,10 @@ pub(crate) struct AppState {
     calls: TaskTracker,
     /// One permit per routed call in flight, held by its task (`options.max_calls`).
     call_slots: Arc<Semaphore>,
-    /// Cancelled when the drain timeout ends: calls still running stop then.
+    /// Cancelled when the drain ends: calls still running stop then.
     stop: CancellationToken,
+    /// Cancelled to end a shutdown's drain before its timeout.
+    hurry: CancellationToken,
     /// When the sidecar started, in Unix seconds (the `created` of its models).
     started_unix: u64,
     /// The HTTP service's metric handles, kept for every request.
@@ -236,9 +239,15 @@ impl App {
             let drain = app.options.drain;
             let reason = async {
                 app.stop.cancelled().await;
-                format!(
-                    "the sidecar shut down: its drain timeout of {drain:?} ended before the call"
-                )
+                if app.hurry.is_cancelled() {
+                    "the sidecar shut down: its drain was ended early (a second stop signal) \
+                     before the call"
+                        .to_owned()
+                } else {
+                    format!(
+                        "the sidecar shut down: its drain timeout of {drain:?} ended before the call"
+                    )
+                }
             };
             app.router.route_until(request, reason).await
         });
@@ -257,6 +266,7 @@ pub struct Sidecar {
     addr: SocketAddr,
     metrics_addr: Option<SocketAddr>,
     shutdown: watch::Sender<bool>,
+    hurry: CancellationToken,
     task: JoinHandle<Result<(), gateway_router::AuditError>>,
 }
 
@@ -324,6 +334,7 @@ impl Sidecar {
                 options.max_calls.clamp(1, Semaphore::MAX_PERMITS),
             )),
             stop: CancellationToken::new(),
+            hurry: CancellationToken::new(),
             started_unix: openai::response::unix_now(),
             options,
         }));
@@ -335,11 +346,13 @@ impl Sidecar {
         let (shutdown, rx) = watch::channel(false);
         let addr = main.local_addr();
         let metrics_addr = extra.as_ref().map(Server::local_addr);
+        let hurry = app.hurry.clone();
         let task = tokio::spawn(run(main, extra, app, rx));
         Ok(Self {
             addr,
             metrics_addr,
             shutdown,
+            hurry,
             task,
         })
     }
@@ -376,6 +389,23 @@ impl Sidecar {
     /// A handle that triggers shutdown from elsewhere (a signal handler).
     pub fn shutdown_trigger(&self) -> watch::Sender<bool> {
         self.shutdown.clone()
+    }
+
+    /// A handle that ends a shutdown's drain at once, as a second stop signal does:
+    /// calls still running are cancelled (audited, answered 503), then the audit trail is
+    /// flushed. Cancelled before the shutdown begins, the drain is skipped.
+    ///
+    /// ```no_run
+    /// # async fn run(sidecar: gateway_server::Sidecar) {
+    /// let (stop, hurry) = (sidecar.shutdown_trigger(), sidecar.hurry_trigger());
+    /// let _ = stop.send(true); // first signal: drain
+    /// hurry.cancel(); // second signal: stop the calls still running now
+    /// let flushed = sidecar.wait().await;
+    /// # drop(flushed);
+    /// # }
+    /// ```
+    pub fn hurry_trigger(&self) -> CancellationToken {
+        self.hurry.clone()
     }
 }
 
@@ -421,13 +451,25 @@ async fn run(
             server.drained().await;
         }
     };
-    if tokio::time::timeout(drain, finished).await.is_err() {
+    let cut = tokio::select! {
+        () = finished => false,
+        () = tokio::time::sleep(drain) => true,
+        () = app.hurry.cancelled() => true,
+    };
+    if cut {
         let left = app.calls.len();
-        tracing::warn!(
-            ?drain,
-            calls = left,
-            "calls still running at the drain timeout are cancelled"
-        );
+        if app.hurry.is_cancelled() {
+            tracing::warn!(
+                calls = left,
+                "the drain was ended early: calls still running are cancelled"
+            );
+        } else {
+            tracing::warn!(
+                ?drain,
+                calls = left,
+                "calls still running at the drain timeout are cancelled"
+            );
+        }
         app.stop.cancel();
         let answered = async {
             app.calls.wait().await;
