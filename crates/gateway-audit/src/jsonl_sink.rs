@@ -98,6 +98,49 @@ pub struct JsonlSink {
 }
 
 impl JsonlSink {
+    /// Checks, creating nothing, that [`JsonlSink::open`] could keep a trail at `path`:
+    /// it is absent or not a directory, and its nearest existing ancestor is a directory
+    /// (`check-config` reports what the sink would later fail on).
+    ///
+    /// ```
+    /// use gateway_audit::JsonlSink;
+    /// let dir = std::env::temp_dir();
+    /// assert!(JsonlSink::check_path(&dir.join("new/audit.jsonl")).is_ok());
+    /// assert!(JsonlSink::check_path(&dir).is_err(), "a directory");
+    /// ```
+    pub fn check_path(path: &std::path::Path) -> Result<(), AuditError> {
+        use std::io::{Error, ErrorKind};
+        match std::fs::metadata(path) {
+            Ok(meta) if meta.is_dir() => {
+                let is_dir = Error::new(ErrorKind::IsADirectory, "it is a directory");
+                return Err(AuditError::io("open", path, is_dir));
+            }
+            Ok(_) => return Ok(()),
+            // Under a file: the ancestors say which one.
+            Err(e) if !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
+                return Err(AuditError::io("inspect", path, e));
+            }
+            Err(_) => {}
+        }
+        // The nearest ancestor that exists must be a directory to create the rest in.
+        for ancestor in path.ancestors().skip(1) {
+            if ancestor.as_os_str().is_empty() {
+                break;
+            }
+            match std::fs::metadata(ancestor) {
+                Ok(meta) if meta.is_dir() => return Ok(()),
+                Ok(_) => {
+                    let why = format!("`{}` is not a directory", ancestor.display());
+                    let not_dir = Error::new(ErrorKind::NotADirectory, why);
+                    return Err(AuditError::io("create the directory of", path, not_dir));
+                }
+                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
+                Err(e) => return Err(AuditError::io("inspect", ancestor, e)),
+            }
+        }
+        Ok(())
+    }
+
     /// Opens (creating it and its directory if needed) the file an [`AuditConfig`] names.
     pub fn open(config: &AuditConfig) -> Result<Self, AuditError> {
         Self::open_with(&config.file, JsonlOptions::from_config(config))

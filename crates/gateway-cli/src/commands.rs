@@ -66,7 +66,7 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     let flushed = router
         .shutdown(tokio::time::Instant::now() + Duration::from_secs(10))
         .await;
-    if let Err(e) = flushed {
+    if let (Err(e), Err(_)) = (&flushed, &result) {
         console::warn(format_args!("the audit trail could not be flushed: {e}"));
     }
     // The caller reports the failure (and the models it tried) once, with its exit code.
@@ -82,6 +82,14 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
             outcome.attempts,
             outcome.latency_us as f64 / 1000.0
         ));
+    }
+    // The answer is out, but its audit entry may be lost: a script must see it, as a
+    // supervisor sees it from `serve`.
+    if let Err(e) = flushed {
+        console::error(format_args!(
+            "the audit trail could not be flushed (entries may be lost): {e}"
+        ));
+        return Ok(i32::from(Exit::Failure.code()));
     }
     Ok(0)
 }
@@ -362,6 +370,10 @@ pub fn check_config_file(path: &Path) -> CheckReport {
     };
     match load_config(path) {
         Ok(config) => {
+            report.problems = files_named(&config);
+            if !report.problems.is_empty() {
+                return report;
+            }
             report.valid = true;
             report.exit_code = Exit::Success.code();
             report.routes = config.routes.keys().cloned().collect();
@@ -388,6 +400,29 @@ pub fn check_config_file(path: &Path) -> CheckReport {
         }),
     }
     report
+}
+
+/// The problems of the files a valid config names, found as `serve` would find them
+/// but creating nothing: an audit file it could not open, a CA file it could not use.
+fn files_named(config: &gateway_model::RouterConfig) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    if config.audit.enabled
+        && let Err(e) = gateway_audit::JsonlSink::check_path(&config.audit.file)
+    {
+        problems.push(Problem {
+            path: "/audit/file".into(),
+            message: e.to_string(),
+        });
+    }
+    if let Some(ca) = &config.tls.extra_ca_file
+        && let Err(e) = gateway_transport::ClientOptions::default().extra_ca_file(ca)
+    {
+        problems.push(Problem {
+            path: "/tls/extra_ca_file".into(),
+            message: e.to_string(),
+        });
+    }
+    problems
 }
 
 impl std::fmt::Display for CheckReport {

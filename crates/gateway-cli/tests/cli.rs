@@ -439,6 +439,81 @@ async fn exit_3_for_a_ca_file_without_a_certificate() {
         "{}",
         stderr(&output)
     );
+    // check-config reads it as serve would, and says so.
+    let mut check = cli(&["check-config", "--json"]);
+    check.arg(&config);
+    let checked = run(check).await;
+    assert_eq!(checked.status.code(), Some(3), "{}", stderr(&checked));
+    let report = stdout_json(&checked);
+    assert_eq!(
+        report["problems"][0]["path"], "/tls/extra_ca_file",
+        "{report}"
+    );
+    let message = report["problems"][0]["message"].as_str().unwrap();
+    assert!(message.contains("no certificate"), "{message}");
+}
+
+/// `sim_config` with `[audit] file = "<file>"` instead of no audit trail.
+fn audited_config(dir: &Path, sim: &SimHandle, file: &Path) -> PathBuf {
+    let config = sim_config(dir, sim);
+    let text = std::fs::read_to_string(&config).unwrap().replace(
+        "[audit]\nenabled = false\n",
+        &format!("[audit]\nfile = \"{}\"\n", file.display()),
+    );
+    std::fs::write(&config, text).unwrap();
+    config
+}
+
+/// An audit file that cannot be opened (a directory, a path under a file) is a setting
+/// to fix, named by its key: exit 3 from `route`, and `check-config` finds it first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_for_an_audit_file_that_cannot_be_opened_and_check_config_says_so() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "").unwrap();
+    for (file, why) in [
+        (dir.path().to_owned(), "directory"),
+        (plain.join("sub").join("audit.jsonl"), "not a directory"),
+    ] {
+        let config = audited_config(dir.path(), &sim, &file);
+        let output = run(route(&config, &[])).await;
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("`audit.file`"),
+            "{}",
+            stderr(&output)
+        );
+        let mut check = cli(&["check-config", "--json"]);
+        check.arg(&config);
+        let checked = run(check).await;
+        assert_eq!(checked.status.code(), Some(3), "{}", stderr(&checked));
+        let report = stdout_json(&checked);
+        assert_eq!(report["problems"][0]["path"], "/audit/file", "{report}");
+        let message = report["problems"][0]["message"].as_str().unwrap();
+        assert!(message.contains(why), "{message}");
+    }
+    assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
+}
+
+/// The answer is printed, but an entry that could not be written fails the command, as
+/// it fails `serve`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn route_exits_1_when_its_audit_entry_is_lost() {
+    if std::fs::metadata("/dev/full").is_err() {
+        return;
+    }
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = audited_config(dir.path(), &sim, Path::new("/dev/full"));
+    let output = run(route(&config, &[])).await;
+    assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
+    assert!(!output.stdout.is_empty(), "the answer is still printed");
+    assert!(
+        stderr(&output).contains("could not be flushed"),
+        "{}",
+        stderr(&output)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -33,6 +33,9 @@ pub enum BuildError {
     /// An audit sink could not be opened.
     #[error("audit: {0}")]
     Audit(#[from] AuditError),
+    /// The audit file the configuration names cannot be opened.
+    #[error("`audit.file`: {0}")]
+    AuditFile(#[source] AuditError),
     /// The configuration names models the gateway does not know.
     #[error("the gateway's catalogue does not list {}: check the route configuration", unknown.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))]
     UnknownModels {
@@ -278,7 +281,7 @@ fn audit_from_config(config: &RouterConfig) -> Result<Option<Arc<dyn AuditSink>>
     if !audit.enabled {
         return Ok(None);
     }
-    let file = JsonlSink::open(audit)?;
+    let file = JsonlSink::open(audit).map_err(BuildError::AuditFile)?;
     let Some(webhook) = &audit.webhook else {
         return Ok(Some(Arc::new(file)));
     };

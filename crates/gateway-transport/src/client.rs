@@ -16,6 +16,7 @@ use hyper_rustls::HttpsConnector;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
+use rustls_pki_types::CertificateDer;
 
 use crate::error::ErrorKind;
 use crate::lanes::Lanes;
@@ -73,11 +74,13 @@ pub const MAX_CA_FILE_BYTES: u64 = 4 * 1024 * 1024;
 
 impl ClientOptions {
     /// Trusts the CA certificates in the PEM file at `path` (at most [`MAX_CA_FILE_BYTES`],
-    /// a regular file) as well.
+    /// a regular file, at least one certificate) as well.
     pub fn extra_ca_file(mut self, path: &Path) -> Result<Self, ErrorKind> {
         let pem = gateway_model::read_bounded(path, MAX_CA_FILE_BYTES).map_err(|e| {
             ErrorKind::Setup(format!("cannot read CA file {}: {e}", path.display()))
         })?;
+        extra_ca_certs(&pem)
+            .map_err(|e| ErrorKind::Setup(format!("CA file {}: {e}", path.display())))?;
         self.extra_ca_pem = Some(pem);
         Ok(self)
     }
@@ -372,9 +375,6 @@ fn chain(err: &(dyn StdError + 'static)) -> String {
 }
 
 fn tls_config(options: &ClientOptions) -> Result<rustls::ClientConfig, ErrorKind> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-
     let mut roots = rustls::RootCertStore::empty();
     match options.roots {
         TrustRoots::Webpki => roots.extend(webpki_roots::TLS_SERVER_ROOTS.iter().cloned()),
@@ -391,12 +391,7 @@ fn tls_config(options: &ClientOptions) -> Result<rustls::ClientConfig, ErrorKind
         }
     }
     if let Some(pem) = &options.extra_ca_pem {
-        let certs = CertificateDer::pem_slice_iter(pem)
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(|e| ErrorKind::Setup(format!("extra CA PEM: {e}")))?;
-        if certs.is_empty() {
-            return Err(ErrorKind::Setup("extra CA PEM holds no certificate".into()));
-        }
+        let certs = extra_ca_certs(pem).map_err(ErrorKind::Setup)?;
         for cert in certs {
             roots
                 .add(cert)
@@ -409,4 +404,17 @@ fn tls_config(options: &ClientOptions) -> Result<rustls::ClientConfig, ErrorKind
         .map_err(|e| ErrorKind::Setup(e.to_string()))?
         .with_root_certificates(roots)
         .with_no_client_auth())
+}
+
+/// The certificates of an extra CA's PEM text: at least one, every block readable.
+fn extra_ca_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
+    use rustls_pki_types::pem::PemObject;
+
+    let certs = CertificateDer::pem_slice_iter(pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("extra CA PEM: {e}"))?;
+    if certs.is_empty() {
+        return Err("extra CA PEM holds no certificate".into());
+    }
+    Ok(certs)
 }
