@@ -89,6 +89,30 @@ pub fn check_content_encoding(headers: &http::HeaderMap) -> Result<(), BodyError
     Err(BodyError::Encoded { encoding })
 }
 
+/// Reads and drops `body`, if it announces at most `limit` bytes, for at most `timeout`:
+/// a request refused before its body is read is answered after its body has arrived, so
+/// the client reads the answer rather than a reset from a socket closed with unread data.
+/// Nothing is kept.
+pub(crate) async fn discard_body<B>(body: B, limit: usize, timeout: Duration)
+where
+    B: http_body::Body<Data = Bytes> + Unpin,
+{
+    if usize::try_from(body.size_hint().lower()).map_or(true, |announced| announced > limit) {
+        return;
+    }
+    let discard = async {
+        let mut body = body;
+        let mut seen = 0usize;
+        while let Some(Ok(frame)) = body.frame().await {
+            seen = seen.saturating_add(frame.data_ref().map_or(0, Bytes::len));
+            if seen > limit {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(timeout, discard).await;
+}
+
 /// Reads `body` whole, refusing more than `limit` bytes or more than `timeout` of waiting.
 ///
 /// A body that announces more than `limit` bytes (its `Content-Length`) is refused

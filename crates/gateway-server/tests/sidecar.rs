@@ -339,6 +339,24 @@ async fn readiness_does_not_hang_on_a_silent_login_host() {
     held.abort();
 }
 
+/// Sends a request head to `path` at `addr` announcing a body of `len` bytes with
+/// `Expect: 100-continue`, and no body; the answer, read until the server closes.
+async fn announce_only(addr: std::net::SocketAddr, path: &str, len: usize) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {len}\r\nexpect: 100-continue\r\n\r\n"
+    );
+    raw.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), raw.read_to_end(&mut answer))
+        .await
+        .expect("answered and closed without the body")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     let sim = Sim::builder().start().await.unwrap();
@@ -356,8 +374,11 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
         .build()
         .await
         .unwrap();
+    // A body cap larger than loopback's socket buffers, so that a refused body within
+    // it is still arriving when the answer is ready.
     let options = SidecarOptions {
         max_calls: 1,
+        body_max_bytes: 32 << 20,
         ..SidecarOptions::default()
     };
     let sidecar = Sidecar::start_with(router, None, "127.0.0.1:0".parse().unwrap(), options)
@@ -394,15 +415,20 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
         message.contains("the limit of 1 calls in flight, set by `server.max_calls`, is reached"),
         "the refusal names the setting: {message}"
     );
-    // The slot is taken before the body is read: a body over the cap is refused for
-    // the slot, unread, not for its size.
-    let too_big = "x".repeat(2 << 20);
-    let (status, _, answer) = send(&client, Method::POST, url.clone(), &too_big).await;
+    // The slot is taken before the body is read: a body over the cap, announced and
+    // not sent (`Expect: 100-continue`), is refused for the slot, not for its size.
+    let answer = announce_only(sidecar.addr(), "/v1/route", 64 << 20).await;
+    assert!(answer.starts_with("HTTP/1.1 503 "), "{answer}");
+    assert!(answer.contains(r#""code":"router.overloaded""#), "{answer}");
+    // A body within the cap that is not JSON is refused for the slot too (not a 400),
+    // in both doors; its bytes are dropped as they come, so the answer is read.
+    let junk = "x".repeat(16 << 20);
+    let (status, _, answer) = send(&client, Method::POST, url.clone(), &junk).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let error: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(error["code"], "router.overloaded", "{error}");
     let openai = format!("http://{}/v1/chat/completions", sidecar.addr());
-    let (status, _, answer) = send(&client, Method::POST, openai, &too_big).await;
+    let (status, _, answer) = send(&client, Method::POST, openai, &junk).await;
     assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     let error: Value = serde_json::from_slice(&answer).unwrap();
     assert_eq!(error["error"]["code"], "overloaded", "{error}");

@@ -207,6 +207,14 @@ impl App {
         crate::read_body(body, limits.body_max_bytes, limits.limits.body_read_timeout).await
     }
 
+    /// Drops a refused request's body as it arrives (within the body cap and the
+    /// body-read timeout), keeping none of it, so its refusal reaches the client.
+    pub(crate) async fn discard_body(&self, body: axum::body::Body) {
+        let limits = &self.options;
+        crate::body::discard_body(body, limits.body_max_bytes, limits.limits.body_read_timeout)
+            .await;
+    }
+
     /// One of the `max_calls` slots of calls in flight, taken before the request's body
     /// is read, so the slots bound the bodies held as well as the calls. None free: the
     /// request is refused at once, unread (so, like one over the connection cap, it is

@@ -87,7 +87,10 @@ async fn metrics(State(app): State<App>) -> Reply {
 async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) -> Reply {
     let slot = match app.call_slot() {
         Ok(slot) => slot,
-        Err(err) => return route_error(&err),
+        Err(err) => {
+            app.discard_body(request.into_body()).await;
+            return route_error(&err);
+        }
     };
     // The head and body are slices of the connection's read buffer: parsed into owned
     // values in this block, they let it go before the call rather than after.

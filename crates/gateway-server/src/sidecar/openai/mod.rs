@@ -111,9 +111,13 @@ async fn routed(
     request: Request<Body>,
     parse: Parse,
 ) -> Result<(RouteOutcome, ChatCall), Reply> {
-    let slot = app
-        .call_slot()
-        .map_err(|err| OpenAiError::failed(&err).into_reply())?;
+    let slot = match app.call_slot() {
+        Ok(slot) => slot,
+        Err(err) => {
+            app.discard_body(request.into_body()).await;
+            return Err(OpenAiError::failed(&err).into_reply());
+        }
+    };
     // The head and body are slices of the connection's read buffer: parsed into owned
     // values in this block, they let it go before the call rather than after.
     let (request, call) = {
