@@ -5,7 +5,7 @@ use std::io::{Read as _, Write as _};
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
+use anyhow::Context as _;
 use gateway_model::schema::{SCHEMAS, entry};
 use gateway_model::{MAX_PROMPT_CHARS, RouteRequest};
 use gateway_router::{ConfigError, Router, load_config};
@@ -182,6 +182,16 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<i32> {
         .seed(args.seed)
         .token_lifetime(Duration::from_secs(args.token_lifetime_secs))
         .connection_timeout(Duration::from_secs(args.connection_timeout_secs));
+    // The login hint names a client the simulator knows; a secret given on the command
+    // line is not echoed.
+    let login = match args.clients.first() {
+        Some((id, _)) => format!("{id}:<secret>"),
+        None => format!(
+            "{}:{}",
+            gateway_sim::DEFAULT_CLIENT_ID,
+            gateway_sim::DEFAULT_CLIENT_SECRET
+        ),
+    };
     for (id, secret) in args.clients {
         builder = builder.client(id, secret);
     }
@@ -198,7 +208,7 @@ pub async fn sim(args: SimArgs) -> anyhow::Result<i32> {
     let base = sim.base_url();
     console::info(format_args!("gateway-sim listening on {base}"));
     console::info(format_args!(
-        "  token:   curl -u sim-client:sim-secret -d grant_type=client_credentials {base}/oauth/token"
+        "  token:   curl -u {login} -d grant_type=client_credentials {base}/oauth/token"
     ));
     console::info(format_args!(
         "  admin:   curl {base}/__admin/counters   (see `cargo doc -p gateway-sim` for the admin API)"
@@ -226,7 +236,12 @@ pub fn schema(args: &SchemaArgs) -> anyhow::Result<i32> {
         return Ok(0);
     };
     let Some(e) = entry(name.trim_end_matches(".schema.json")) else {
-        bail!("no schema named `{name}`; known: {}", names.join(", "));
+        // A wrong argument: exit 2, like any unknown value.
+        return Err(InvalidInput(format!(
+            "no schema named `{name}`; known: {}",
+            names.join(", ")
+        ))
+        .into());
     };
     write_stdout(e.render().as_bytes())?;
     Ok(0)
@@ -442,7 +457,11 @@ impl std::fmt::Display for CheckReport {
         if let [only] = self.problems.as_slice()
             && only.path.is_empty()
         {
-            return writeln!(f, "{}", only.message);
+            // A problem of the whole file (unreadable, not TOML) names the file once.
+            if only.message.contains(&self.file) {
+                return writeln!(f, "{}", only.message);
+            }
+            return writeln!(f, "{}: {}", self.file, only.message);
         }
         let n = self.problems.len() + self.problems_unlisted;
         writeln!(f, "{}: {n} problem{}", self.file, plural(n))?;

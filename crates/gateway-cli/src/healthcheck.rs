@@ -29,12 +29,13 @@ pub enum ProbeError {
         /// How long the probe waited.
         timeout: Duration,
     },
-    /// The connection or the request failed.
-    #[error("GET {url} failed: {source}")]
+    /// The connection or the request failed (its causes say why: refused, reset, ...).
+    #[error("GET {url} failed")]
     Request {
         /// The URL probed.
         url: http::Uri,
         /// What hyper reported.
+        #[source]
         source: hyper_util::client::legacy::Error,
     },
     /// The server answered with a status other than 2xx.
@@ -86,7 +87,9 @@ pub async fn healthcheck(args: &HealthcheckArgs) -> i32 {
     match probe(&args.url, Duration::from_secs(args.timeout_secs)).await {
         Ok(_) => 0,
         Err(e) => {
-            crate::console::info(format_args!("unhealthy: {e}"));
+            // Every cause once: "connection refused" is what an operator needs.
+            let reason = crate::exit::render(&anyhow::Error::new(e));
+            crate::console::info(format_args!("unhealthy: {reason}"));
             1
         }
     }

@@ -324,6 +324,23 @@ fn check_config_accepts_the_example_and_lists_every_problem_of_a_bad_file() {
         assert!(stdout.contains(path), "{path} missing from:\n{stdout}");
     }
     assert!(stdout.contains("3 problems"), "{stdout}");
+
+    // Not TOML at all: the one problem names the file.
+    std::fs::write(&bad, "x = [").unwrap();
+    let out = Command::new(BIN)
+        .arg("check-config")
+        .arg(&bad)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(3), "{stdout}");
+    assert!(
+        stdout.starts_with(&format!(
+            "{}: is malformed: TOML parse error",
+            bad.display()
+        )),
+        "{stdout}"
+    );
 }
 
 #[test]
@@ -415,5 +432,7 @@ async fn healthcheck_passes_on_a_serving_sidecar_and_fails_otherwise() {
     // Nothing listens there any more.
     let down = probe(format!("http://{addr}/healthz")).await.unwrap();
     assert_eq!(down.status.code(), Some(1), "{down:?}");
-    assert!(String::from_utf8_lossy(&down.stderr).starts_with("unhealthy: "));
+    let said = String::from_utf8_lossy(&down.stderr);
+    assert!(said.starts_with("unhealthy: "), "{said}");
+    assert!(said.contains("refused"), "the cause is named: {said}");
 }

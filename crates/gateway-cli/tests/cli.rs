@@ -236,6 +236,14 @@ async fn exit_2_for_usage_errors() {
     let bad_flag = run(route(&config, &["--bogus"])).await;
     assert_eq!(bad_flag.status.code(), Some(2), "{}", stderr(&bad_flag));
 
+    let unknown_schema = run(cli(&["schema", "nope"])).await;
+    assert_eq!(unknown_schema.status.code(), Some(2));
+    assert!(
+        stderr(&unknown_schema).contains("no schema named `nope`"),
+        "{}",
+        stderr(&unknown_schema)
+    );
+
     let mut unknown_route = cli(&["route", "--route", "nope", "--prompt", "hi", "--json"]);
     unknown_route.arg("--config").arg(&config);
     let unknown_route = run(unknown_route).await;

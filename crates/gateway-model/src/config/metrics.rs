@@ -25,7 +25,7 @@ impl Validate for MetricsConfig {
             out.push(
                 &at.key("listen"),
                 Rule::Pattern {
-                    pattern: "host:port, such as 127.0.0.1:9464",
+                    pattern: "an IP address and port, such as 127.0.0.1:9464 or [::1]:9464 (not a host name)",
                 },
             );
         }

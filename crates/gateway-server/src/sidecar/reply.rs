@@ -11,15 +11,13 @@ use serde_json::json;
 /// The answer type of every sidecar handler.
 pub(crate) type Reply = Response;
 
-/// A route failure as a Genesys-style error body; `contextId` is the correlation id.
+/// A route failure as a Genesys-style error body; `contextId` is the correlation id, if
+/// the call had one.
 pub(crate) fn route_error(err: &RouteError) -> Reply {
     let status = StatusCode::from_u16(err.http_status()).unwrap_or(StatusCode::BAD_GATEWAY);
-    let mut body = ErrorBody::new(
-        status.as_u16(),
-        err.code(),
-        err.to_string(),
-        err.correlation_id().unwrap_or(""),
-    );
+    let mut body = ErrorBody::new(status.as_u16(), err.code(), err.to_string(), "");
+    // A failure before any call (an unknown route) has no correlation id: no `contextId`.
+    body.context_id = err.correlation_id().map(str::to_owned);
     if let Some(details) = err.violations().map(violation_details) {
         body.details = details;
     }
