@@ -67,8 +67,7 @@ impl Router {
     ) -> Attempt {
         // Recorded before sending: a call cancelled mid-flight still shows this model.
         let request_id = ids::random().to_string();
-        call.sending(target.model, &request_id);
-        let started = Instant::now();
+        let started = call.sending(target.model, &request_id);
         let result = {
             let _in_flight = target.state.metrics.in_flight();
             self.send(target, body, request_id, call).await

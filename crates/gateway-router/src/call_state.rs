@@ -72,14 +72,16 @@ impl CallState {
         });
     }
 
-    /// Notes `model` as sent with `request_id`; until its end is noted it reads as
-    /// cancelled, so a call dropped mid-flight still shows the model.
-    pub(crate) fn sending(&mut self, model: &ModelId, request_id: &str) {
+    /// Notes `model` as sent with `request_id`, now (returned); until its end is noted
+    /// it reads as cancelled, so a call dropped mid-flight still shows the model.
+    pub(crate) fn sending(&mut self, model: &ModelId, request_id: &str) -> Instant {
         self.tried.push(ModelAttempt {
             request_id: request_id.to_owned(),
             ..pending(model)
         });
-        self.sent_at = Some(Instant::now());
+        let now = Instant::now();
+        self.sent_at = Some(now);
+        now
     }
 
     /// The entry of the model just tried, to fill in now that it has ended.
