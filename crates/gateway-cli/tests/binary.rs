@@ -115,6 +115,31 @@ async fn until_in_flight(sim: &gateway_sim::SimHandle, n: i64) {
     }
 }
 
+/// A simulator answering in `ms`, and a config for it in a new directory whose audit
+/// trail is `audit.jsonl` there.
+async fn slow_sim_and_audited_config(
+    ms: f64,
+) -> (
+    gateway_sim::SimHandle,
+    tempfile::TempDir,
+    std::path::PathBuf,
+    std::path::PathBuf,
+) {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let audit_section = format!("file = \"{}\"\nfsync = \"never\"", audit.display());
+    let config = one_route_config(&dir, &sim, &audit_section);
+    (sim, dir, audit, config)
+}
+
 /// Sends `signal` (`TERM`, `INT`) to `child`.
 fn signal(child: &std::process::Child, signal: &str) {
     let killed = Command::new("kill")
@@ -126,18 +151,7 @@ fn signal(child: &std::process::Child, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
-    let sim = Sim::builder()
-        .behaviour(Behaviour {
-            latency: Latency::Fixed { ms: 400.0 },
-            ..Behaviour::default()
-        })
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let audit_section = format!("file = \"{}\"\nfsync = \"never\"", audit.display());
-    let config = one_route_config(&dir, &sim, &audit_section);
+    let (sim, _dir, audit, config) = slow_sim_and_audited_config(400.0).await;
 
     let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
 
@@ -183,18 +197,7 @@ async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
 async fn a_second_stop_signal_ends_the_drain_and_every_call_is_still_audited() {
     // Regression: a second Ctrl-C or SIGTERM was ignored; only SIGKILL, which loses the
     // audit trail's tail, ended the drain.
-    let sim = Sim::builder()
-        .behaviour(Behaviour {
-            latency: Latency::Fixed { ms: 60_000.0 },
-            ..Behaviour::default()
-        })
-        .start()
-        .await
-        .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let audit = dir.path().join("audit.jsonl");
-    let audit_section = format!("file = \"{}\"\nfsync = \"never\"", audit.display());
-    let config = one_route_config(&dir, &sim, &audit_section);
+    let (sim, _dir, audit, config) = slow_sim_and_audited_config(60_000.0).await;
     let (mut child, stderr, addr, _) = spawn_serve(&config, &[]);
     let calls = route_calls(&addr, 3);
     until_in_flight(&sim, 3).await;

@@ -448,17 +448,22 @@ async fn exit_3_for_a_ca_file_without_a_certificate() {
         stderr(&output)
     );
     // check-config reads it as serve would, and says so.
+    let (path, message) = first_problem(&config).await;
+    assert_eq!(path, "/tls/extra_ca_file");
+    assert!(message.contains("no certificate"), "{message}");
+}
+
+/// `check-config --json` of `config`, which must exit 3: its first problem's path and
+/// message.
+async fn first_problem(config: &Path) -> (String, String) {
     let mut check = cli(&["check-config", "--json"]);
-    check.arg(&config);
+    check.arg(config);
     let checked = run(check).await;
     assert_eq!(checked.status.code(), Some(3), "{}", stderr(&checked));
     let report = stdout_json(&checked);
-    assert_eq!(
-        report["problems"][0]["path"], "/tls/extra_ca_file",
-        "{report}"
-    );
-    let message = report["problems"][0]["message"].as_str().unwrap();
-    assert!(message.contains("no certificate"), "{message}");
+    let first = &report["problems"][0];
+    let text = |key: &str| first[key].as_str().unwrap_or_default().to_owned();
+    (text("path"), text("message"))
 }
 
 /// `sim_config` with `[audit] file = "<file>"` instead of no audit trail.
@@ -492,13 +497,8 @@ async fn exit_3_for_an_audit_file_that_cannot_be_opened_and_check_config_says_so
             "{}",
             stderr(&output)
         );
-        let mut check = cli(&["check-config", "--json"]);
-        check.arg(&config);
-        let checked = run(check).await;
-        assert_eq!(checked.status.code(), Some(3), "{}", stderr(&checked));
-        let report = stdout_json(&checked);
-        assert_eq!(report["problems"][0]["path"], "/audit/file", "{report}");
-        let message = report["problems"][0]["message"].as_str().unwrap();
+        let (path, message) = first_problem(&config).await;
+        assert_eq!(path, "/audit/file");
         assert!(message.contains(why), "{message}");
     }
     assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
