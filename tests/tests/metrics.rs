@@ -46,10 +46,7 @@ async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
     );
     router.route(RouteRequest::new("s", "three")).await.unwrap();
 
-    let samples = parse(&metrics.render()).unwrap();
-    let get = |name: &str, labels: &[(&str, &str)]| {
-        samples.get(&series(name, labels)).copied().unwrap_or(0.0)
-    };
+    let get = read(&metrics);
     let gen4 = [("model", "model-gen-4")];
     assert_eq!(
         get(
@@ -110,4 +107,45 @@ async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
         (gen4.requests, gen4.successes, gen4.retries, gen4.fallbacks),
         (3, 2, 3, 1)
     );
+
+    // A call dropped while its request is at the gateway counts that attempt, and a
+    // request that ended `cancelled`, as its audit entry does.
+    drop_mid_flight(&router, &sim, "four").await;
+    let get = read(&metrics);
+    let gen4 = [("model", "model-gen-4")];
+    assert_eq!(get(ATTEMPTS_TOTAL, &gen4), 1.0 + 3.0 + 2.0 + 1.0);
+    assert_eq!(
+        get(
+            REQUESTS_TOTAL,
+            &[("model", "model-gen-4"), ("outcome", "cancelled")]
+        ),
+        1.0
+    );
+}
+
+/// Routes `prompt` on route `s` while `model-gen-4` stalls, and drops the call once its
+/// request is at the simulator.
+async fn drop_mid_flight(
+    router: &gateway_router::Router,
+    sim: &gateway_sim::SimHandle,
+    prompt: &str,
+) {
+    sim.script(Target::model("model-gen-4"), [Scripted::Stall]);
+    let sent = sim.prompt_requests().len();
+    let mut call = Box::pin(router.route(RouteRequest::new("s", prompt)));
+    tokio::select! {
+        _ = &mut call => panic!("a stalled call cannot end"),
+        () = async {
+            while sim.prompt_requests().len() == sent {
+                tokio::task::yield_now().await;
+            }
+        } => {}
+    }
+    drop(call);
+}
+
+/// Each series' value as `metrics` renders it now (0 when absent).
+fn read(metrics: &gateway_telemetry::MetricsHandle) -> impl Fn(&str, &[(&str, &str)]) -> f64 {
+    let samples = parse(&metrics.render()).unwrap();
+    move |name, labels| samples.get(&series(name, labels)).copied().unwrap_or(0.0)
 }

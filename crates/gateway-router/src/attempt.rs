@@ -9,7 +9,7 @@ use gateway_transport::{Answer, Call, CallStats, ErrorKind, TokenError, Transpor
 use tokio::time::Instant;
 
 use crate::breaker::{CoolDownRule, Health};
-use crate::call_state::{CallState, duration_us};
+use crate::call_state::{CallState, CutShort, duration_us};
 use crate::error::RouteErrorKind;
 use crate::ids;
 use crate::router::{ModelState, Router};
@@ -74,7 +74,13 @@ impl Router {
         };
         let elapsed = started.elapsed();
         let verdict = judge(result, target, self.inner.cool_down, call);
-        self.record_attempt(target, verdict.outcome, elapsed, &verdict.stats);
+        self.record_attempt(
+            target.state,
+            target.model,
+            verdict.outcome,
+            elapsed,
+            &verdict.stats,
+        );
         call.waited += verdict.stats.upstream + verdict.stats.backoff + verdict.stats.limiter_wait;
         call.attempts += verdict.stats.attempts;
         if let Some(entry) = call.ended() {
@@ -118,15 +124,27 @@ impl Router {
             .await
     }
 
+    /// Records what the model in flight when a call was cancelled had done, as an
+    /// attempt that ended `cancelled`.
+    pub(crate) fn record_cut_short(&self, cut: Option<CutShort>) {
+        if let Some(cut) = cut
+            && let Some(state) = self.inner.models.get(&cut.model)
+        {
+            let cancelled = Outcome::Cancelled;
+            self.record_attempt(state, &cut.model, cancelled, cut.elapsed, &cut.stats);
+        }
+    }
+
     /// Records one model's attempt in the metrics and the statistics.
     fn record_attempt(
         &self,
-        target: &Target<'_>,
+        state: &ModelState,
+        model: &ModelId,
         outcome: Outcome,
         elapsed: Duration,
         stats: &CallStats,
     ) {
-        let (metrics, model) = (&target.state.metrics, target.model.as_str());
+        let (metrics, model) = (&state.metrics, model.as_str());
         for _ in 0..stats.attempts {
             metrics.attempt();
         }

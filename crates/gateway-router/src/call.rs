@@ -166,7 +166,7 @@ impl Router {
     ) -> Result<RouteOutcome, RouteError> {
         let inner = &*self.inner;
         let latency = started.elapsed();
-        call.cut_short();
+        self.record_cut_short(call.cut_short());
         if let Some(state) = inner.models.get(&asked.primary) {
             state.metrics.overhead(latency.saturating_sub(call.waited));
         }
@@ -345,7 +345,7 @@ impl Drop for CallGuard<'_> {
         let (Some(asked), Some(mut call)) = (self.asked.take(), self.call.take()) else {
             return;
         };
-        call.cut_short();
+        self.router.record_cut_short(call.cut_short());
         let Ok(runtime) = tokio::runtime::Handle::try_current() else {
             return;
         };

@@ -18,6 +18,13 @@ use crate::trace_context::TraceContext;
 /// probe's answer decides, and it is usually a round trip away.
 const PROBE_OUT_WAIT: Duration = Duration::from_secs(1);
 
+/// What the model in flight when a call was cancelled had done.
+pub(crate) struct CutShort {
+    pub(crate) model: ModelId,
+    pub(crate) stats: CallStats,
+    pub(crate) elapsed: Duration,
+}
+
 /// Per-call bookkeeping of the loop.
 #[derive(Debug)]
 pub(crate) struct CallState {
@@ -91,22 +98,26 @@ impl CallState {
     }
 
     /// Notes what the model being tried when the call was cancelled had done: its
-    /// attempts started, its last answer and its time so far. Does nothing when no
-    /// model is in flight.
-    pub(crate) fn cut_short(&mut self) {
-        let Some(sent_at) = self.sent_at.take() else {
-            return;
-        };
-        let progress = std::mem::take(&mut self.progress);
+    /// attempts started, its last answer and its time so far. Returns it, for the
+    /// metrics; `None` when no model was in flight.
+    pub(crate) fn cut_short(&mut self) -> Option<CutShort> {
+        let sent_at = self.sent_at.take()?;
+        let stats = std::mem::take(&mut self.progress);
         let elapsed = sent_at.elapsed();
-        self.attempts = self.attempts.saturating_add(progress.attempts);
+        self.attempts = self.attempts.saturating_add(stats.attempts);
         self.waited += elapsed;
-        if let Some(entry) = self.tried.last_mut() {
-            entry.attempts = progress.attempts;
-            entry.status = progress.last_status.map(|s| s.as_u16());
-            entry.upstream_correlation_id = progress.upstream_correlation_id;
-            entry.latency_us = duration_us(elapsed);
-        }
+        let entry = self.tried.last_mut()?;
+        entry.attempts = stats.attempts;
+        entry.status = stats.last_status.map(|s| s.as_u16());
+        entry
+            .upstream_correlation_id
+            .clone_from(&stats.upstream_correlation_id);
+        entry.latency_us = duration_us(elapsed);
+        Some(CutShort {
+            model: entry.model_id.clone(),
+            stats,
+            elapsed,
+        })
     }
 
     /// The last model a request was sent to, if any.
