@@ -155,10 +155,11 @@ pub struct SimArgs {
     /// default.
     #[arg(long, value_name = "ALLOWED/WINDOW_SECS", value_parser = parse_rate_limit)]
     pub token_rate_limit: Option<RateLimit>,
-    /// Close a connection that has not sent its first byte or, over HTTP/1.1, a request's
-    /// headers within this many seconds, or waits that long for its next HTTP/1.1
-    /// request (1 to 3600; longer than the router's 90 s pool idle timeout by default,
-    /// so the router closes an idle connection first).
+    /// Close a connection that has not sent its first request, or over HTTP/1.1 a
+    /// request's headers, within this many seconds, that waits that long for its next
+    /// HTTP/1.1 request, or whose HTTP/2 peer leaves a ping that long unanswered (1 to
+    /// 3600; longer than the router's 90 s pool idle timeout by default, so the router
+    /// closes an idle connection first).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub connection_timeout_secs: u64,
 }

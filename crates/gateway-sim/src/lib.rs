@@ -144,6 +144,7 @@
 //! ([`gateway_model::MODEL_ID_PATTERN`], 1 to 128 characters, taken as written, not
 //! percent-decoded); anything else is a 400 that changes nothing.
 
+mod accept;
 mod admin;
 mod behaviour;
 mod catalogue;

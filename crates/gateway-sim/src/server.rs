@@ -7,10 +7,6 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use gateway_model::ModelEntity;
-use hyper::service::service_fn;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
@@ -21,7 +17,7 @@ use crate::limit::{ClientLimits, Windows};
 use crate::locks::{lock, write};
 use crate::record::{Counters, LiveCounters, RecordedRequest, Recorder};
 use crate::state::{Behaviours, Scripts, State};
-use crate::{catalogue, service};
+use crate::{accept, catalogue};
 
 /// The OAuth client id the simulator accepts unless told otherwise.
 pub const DEFAULT_CLIENT_ID: &str = "sim-client";
@@ -36,8 +32,6 @@ pub const DEFAULT_MODELS: &[&str] = &[
 ];
 /// Requests kept in the log unless told otherwise (older ones are evicted).
 pub const DEFAULT_RECORD_CAPACITY: usize = 10_000;
-/// How long shutdown waits for open connections to finish.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
 /// The simulator. Start one with [`Sim::builder`].
 #[derive(Debug)]
@@ -187,9 +181,11 @@ impl SimBuilder {
     }
 
     /// Closes a connection that has not finished its TLS handshake, sent its first byte
-    /// (in plain text) or, over HTTP/1.1, a request's headers within `timeout`, or that
-    /// waits that long for its next HTTP/1.1 request. An HTTP/2 connection, and one that
-    /// stops inside the HTTP/2 preface, are not bounded. Off by default: a test on
+    /// (in plain text), or sent its first request within `timeout` of connecting; one
+    /// that takes that long over an HTTP/1.1 request's headers or waits that long for its
+    /// next HTTP/1.1 request; and an HTTP/2 connection whose peer leaves a ping
+    /// unanswered for `timeout` (pings go every `timeout`). An HTTP/2 connection that has
+    /// served a request and still answers pings stays open. Off by default: a test on
     /// tokio's paused clock would see its pooled connections closed as the clock jumps.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = Some(timeout);
@@ -253,7 +249,7 @@ impl SimBuilder {
             initial_client_limits: self.client_limits,
         });
         let scheme = if tls.is_some() { "https" } else { "http" };
-        let task = tokio::spawn(accept_loop(
+        let task = tokio::spawn(accept::accept_loop(
             listener,
             Arc::clone(&state),
             tls,
@@ -483,95 +479,6 @@ fn tls_acceptor(cert_pem: &str, key_pem: &str) -> Result<tokio_rustls::TlsAccept
         .map_err(|e| SimError::Tls(e.to_string()))?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     Ok(tokio_rustls::TlsAcceptor::from(Arc::new(config)))
-}
-
-/// Accepts connections until shutdown, then drains them.
-async fn accept_loop(
-    listener: TcpListener,
-    state: Arc<State>,
-    tls: Option<tokio_rustls::TlsAcceptor>,
-    timeout: Option<Duration>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
-    if let Some(timeout) = timeout {
-        builder
-            .http1()
-            .timer(TokioTimer::new())
-            .header_read_timeout(timeout);
-    }
-
-    let graceful = GracefulShutdown::new();
-    loop {
-        let accepted = tokio::select! {
-            accepted = listener.accept() => accepted,
-            _ = shutdown.wait_for(|down| *down) => break,
-        };
-        let Ok((stream, _)) = accepted else {
-            // Out of descriptors, say: back off instead of spinning.
-            tokio::time::sleep(Duration::from_millis(50)).await;
-            continue;
-        };
-        let _ = stream.set_nodelay(true);
-        LiveCounters::bump(&state.counters.connections);
-        let state = Arc::clone(&state);
-        let service = service_fn(move |req| service::handle(Arc::clone(&state), req));
-        let builder = builder.clone();
-        let watcher = graceful.watcher();
-        let down = shutdown.clone();
-        match tls.clone() {
-            None => {
-                tokio::spawn(async move {
-                    // The version is told from the first bytes: wait for them first.
-                    let mut first = [0_u8; 1];
-                    if let Some(Ok(1)) = within(timeout, down, stream.peek(&mut first)).await {
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
-                        let _ = watcher.watch(conn).await;
-                    }
-                });
-            }
-            Some(acceptor) => {
-                tokio::spawn(async move {
-                    if let Some(Ok(stream)) = within(timeout, down, acceptor.accept(stream)).await {
-                        // ALPN said which version: serving only that one starts HTTP/1.1's
-                        // header timer at once, instead of after the version is sniffed.
-                        let builder = match stream.get_ref().1.alpn_protocol() {
-                            Some(b"h2") => builder.http2_only(),
-                            Some(_) => builder.http1_only(),
-                            None => builder,
-                        };
-                        let conn = builder
-                            .serve_connection(TokioIo::new(stream), service)
-                            .into_owned();
-                        let _ = watcher.watch(conn).await;
-                    }
-                });
-            }
-        }
-    }
-    drop(listener);
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;
-}
-
-/// What `wait` gives, or `None` if `timeout` (when there is one) passes or the simulator
-/// shuts down first.
-async fn within<T>(
-    timeout: Option<Duration>,
-    mut shutdown: watch::Receiver<bool>,
-    wait: impl Future<Output = T>,
-) -> Option<T> {
-    let bounded = async {
-        match timeout {
-            Some(timeout) => tokio::time::timeout(timeout, wait).await.ok(),
-            None => Some(wait.await),
-        }
-    };
-    tokio::select! {
-        done = bounded => done,
-        _ = shutdown.wait_for(|down| *down) => None,
-    }
 }
 
 #[cfg(test)]

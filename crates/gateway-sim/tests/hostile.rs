@@ -1093,6 +1093,35 @@ async fn the_connection_timeout_closes_silent_and_slow_connections() {
     sim.shutdown().await;
 }
 
+/// A connection that stops inside the HTTP/2 preface, or sends a whole preface and then
+/// no request, is closed at the connection timeout too: hyper's header timer covers
+/// HTTP/1.1 only.
+#[tokio::test(start_paused = true)]
+async fn the_connection_timeout_closes_a_stalled_http2_preface() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let timeout = Duration::from_secs(10);
+    let sim = Sim::builder()
+        .connection_timeout(timeout)
+        .start()
+        .await
+        .unwrap();
+    for sent in [
+        &b"PRI * HTTP/2.0\r\n"[..],
+        b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+    ] {
+        let mut stream = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+        stream.write_all(sent).await.unwrap();
+        let started = tokio::time::Instant::now();
+        let mut rest = Vec::new();
+        let closed = tokio::time::timeout(timeout * 3, stream.read_to_end(&mut rest)).await;
+        let waited = started.elapsed();
+        assert!(closed.is_ok(), "still open after {waited:?}");
+        assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
+    }
+    sim.shutdown().await;
+}
+
 /// Over TLS, an HTTP/1.1 connection (by ALPN) that finishes its handshake and then says
 /// nothing is closed at the connection timeout too.
 #[tokio::test(start_paused = true)]
