@@ -109,36 +109,7 @@ impl JsonlSink {
     /// assert!(JsonlSink::check_path(&dir).is_err(), "a directory");
     /// ```
     pub fn check_path(path: &std::path::Path) -> Result<(), AuditError> {
-        use std::io::{Error, ErrorKind};
-        match std::fs::metadata(path) {
-            Ok(meta) if meta.is_dir() => {
-                let is_dir = Error::new(ErrorKind::IsADirectory, "it is a directory");
-                return Err(AuditError::io("open", path, is_dir));
-            }
-            Ok(_) => return Ok(()),
-            // Under a file: the ancestors say which one.
-            Err(e) if !matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {
-                return Err(AuditError::io("inspect", path, e));
-            }
-            Err(_) => {}
-        }
-        // The nearest ancestor that exists must be a directory to create the rest in.
-        for ancestor in path.ancestors().skip(1) {
-            if ancestor.as_os_str().is_empty() {
-                break;
-            }
-            match std::fs::metadata(ancestor) {
-                Ok(meta) if meta.is_dir() => return Ok(()),
-                Ok(_) => {
-                    let why = format!("`{}` is not a directory", ancestor.display());
-                    let not_dir = Error::new(ErrorKind::NotADirectory, why);
-                    return Err(AuditError::io("create the directory of", path, not_dir));
-                }
-                Err(e) if matches!(e.kind(), ErrorKind::NotFound | ErrorKind::NotADirectory) => {}
-                Err(e) => return Err(AuditError::io("inspect", ancestor, e)),
-            }
-        }
-        Ok(())
+        crate::path_check::creatable(path, crate::path_check::Want::File)
     }
 
     /// Opens (creating it and its directory if needed) the file an [`AuditConfig`] names.

@@ -81,6 +81,7 @@ mod error;
 mod fan_out;
 mod jsonl_reader;
 mod jsonl_sink;
+mod path_check;
 mod prompt_digest;
 pub mod webhook;
 

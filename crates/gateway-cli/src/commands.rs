@@ -418,16 +418,25 @@ pub fn check_config_file(path: &Path) -> CheckReport {
 }
 
 /// The problems of the files a valid config names, found as `serve` would find them
-/// but creating nothing: an audit file it could not open, a CA file it could not use.
+/// but creating nothing: an audit file it could not open, a webhook spool it could not
+/// create, a CA file it could not use.
 fn files_named(config: &gateway_model::RouterConfig) -> Vec<Problem> {
     let mut problems = Vec::new();
-    if config.audit.enabled
-        && let Err(e) = gateway_audit::JsonlSink::check_path(&config.audit.file)
-    {
-        problems.push(Problem {
-            path: "/audit/file".into(),
-            message: e.to_string(),
-        });
+    if config.audit.enabled {
+        if let Err(e) = gateway_audit::JsonlSink::check_path(&config.audit.file) {
+            problems.push(Problem {
+                path: "/audit/file".into(),
+                message: e.to_string(),
+            });
+        }
+        if let Some(webhook) = &config.audit.webhook
+            && let Err(e) = gateway_audit::webhook::WebhookSink::check_spool_dir(&webhook.spool_dir)
+        {
+            problems.push(Problem {
+                path: "/audit/webhook/spool_dir".into(),
+                message: e.to_string(),
+            });
+        }
     }
     if let Some(ca) = &config.tls.extra_ca_file
         && let Err(e) = gateway_transport::ClientOptions::default().extra_ca_file(ca)

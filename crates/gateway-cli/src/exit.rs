@@ -125,12 +125,13 @@ fn build_exit(err: &BuildError) -> Exit {
         // The transport's set-up reads only settings (the roots, a CA file, base URLs),
         // and a webhook secret env var unset or malformed is a setting to fix too, like
         // the fleet's Redis URL or the API keys.
-        // The audit file is a setting too: a directory, or a path under a file, is fixed
-        // in the config.
+        // The audit file and the webhook's spool are settings too: a directory where a
+        // file should be, or a path under a file, is fixed in the config.
         BuildError::Config(_)
         | BuildError::UnknownModels { .. }
         | BuildError::Transport(_)
         | BuildError::AuditFile(_)
+        | BuildError::SpoolDir(_)
         | BuildError::Audit(gateway_audit::AuditError::Secret(_)) => Exit::Config,
         BuildError::Auth(e) => auth_exit(e),
         BuildError::Catalogue(_) => Exit::Upstream,

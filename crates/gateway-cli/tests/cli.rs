@@ -504,6 +504,37 @@ async fn exit_3_for_an_audit_file_that_cannot_be_opened_and_check_config_says_so
     assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
 }
 
+/// A webhook spool that cannot be created (a file where the directory should be) is a
+/// setting too: exit 3 naming its key, found by `check-config` first.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_for_a_webhook_spool_that_cannot_be_created_and_check_config_says_so() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let plain = dir.path().join("plain");
+    std::fs::write(&plain, "").unwrap();
+    for spool in [plain.clone(), plain.join("spool")] {
+        let config = audited_config(dir.path(), &sim, &dir.path().join("audit.jsonl"));
+        let text = format!(
+            "{}[audit.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n\
+             secret_env = \"NO_SUCH_WEBHOOK_SECRET\"\nspool_dir = \"{}\"\n",
+            std::fs::read_to_string(&config).unwrap(),
+            spool.display()
+        );
+        std::fs::write(&config, text).unwrap();
+        let output = run(route(&config, &[])).await;
+        assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+        assert!(
+            stderr(&output).contains("`audit.webhook.spool_dir`"),
+            "{}",
+            stderr(&output)
+        );
+        let (path, message) = first_problem(&config).await;
+        assert_eq!(path, "/audit/webhook/spool_dir");
+        assert!(message.contains("not a directory"), "{message}");
+    }
+    assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
+}
+
 /// The answer is printed, but an entry that could not be written fails the command, as
 /// it fails `serve`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -36,6 +36,9 @@ pub enum BuildError {
     /// The audit file the configuration names cannot be opened.
     #[error("`audit.file`: {0}")]
     AuditFile(#[source] AuditError),
+    /// The webhook's spool directory the configuration names cannot be created.
+    #[error("`audit.webhook.spool_dir`: {0}")]
+    SpoolDir(#[source] AuditError),
     /// The configuration names models the gateway does not know.
     #[error("the gateway's catalogue does not list {}: check the route configuration", unknown.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", "))]
     UnknownModels {
@@ -285,6 +288,7 @@ fn audit_from_config(config: &RouterConfig) -> Result<Option<Arc<dyn AuditSink>>
     let Some(webhook) = &audit.webhook else {
         return Ok(Some(Arc::new(file)));
     };
+    WebhookSink::check_spool_dir(&webhook.spool_dir).map_err(BuildError::SpoolDir)?;
     let secret = WebhookSecret::from_env(&webhook.secret_env).map_err(AuditError::from)?;
     let hook = WebhookSink::start(webhook, secret)?;
     Ok(Some(Arc::new(FanOut::new(vec![

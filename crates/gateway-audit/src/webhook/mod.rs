@@ -139,6 +139,22 @@ impl WebhookSink {
         Self::start_with(config, secret, WebhookOptions::default())
     }
 
+    /// Checks, creating nothing, that [`start`](Self::start) could keep its spool in
+    /// `dir`: it is a directory, or absent with a directory as its nearest existing
+    /// ancestor (`check-config` reports what the sink would later fail on).
+    ///
+    /// ```
+    /// use gateway_audit::webhook::WebhookSink;
+    /// let dir = tempfile::tempdir()?;
+    /// assert!(WebhookSink::check_spool_dir(&dir.path().join("new/spool")).is_ok());
+    /// std::fs::write(dir.path().join("file"), b"")?;
+    /// assert!(WebhookSink::check_spool_dir(&dir.path().join("file")).is_err());
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn check_spool_dir(dir: &std::path::Path) -> Result<(), AuditError> {
+        crate::path_check::creatable(dir, crate::path_check::Want::Directory)
+    }
+
     /// [`start`](Self::start) with explicit [`WebhookOptions`].
     pub fn start_with(
         config: &WebhookConfig,

@@ -248,12 +248,10 @@ impl App {
             let reason = async {
                 app.stop.cancelled().await;
                 if app.hurry.is_cancelled() {
-                    "the sidecar shut down: its drain was ended early (a second stop signal) \
-                     before the call"
-                        .to_owned()
+                    "the sidecar shut down: its drain was ended early, before the call finished".to_owned()
                 } else {
                     format!(
-                        "the sidecar shut down: its drain timeout of {drain:?} ended before the call"
+                        "the sidecar shut down: its drain timeout of {drain:?} ended before the call finished"
                     )
                 }
             };
