@@ -1043,40 +1043,53 @@ async fn a_model_path_whose_id_no_model_can_have_is_a_400_and_changes_nothing() 
     sim.shutdown().await;
 }
 
+/// How long `stream` stayed open (read to its end) and what it sent; fails if it is
+/// still open after three times `timeout`.
+async fn closed_after<S>(mut stream: S, timeout: Duration) -> (Duration, String)
+where
+    S: tokio::io::AsyncRead + Unpin,
+{
+    use tokio::io::AsyncReadExt;
+
+    let started = tokio::time::Instant::now();
+    let mut rest = Vec::new();
+    // The end of the stream, or (over TLS, without a close_notify) an error.
+    let read = tokio::time::timeout(timeout * 3, stream.read_to_end(&mut rest)).await;
+    let waited = started.elapsed();
+    assert!(read.is_ok(), "still open after {waited:?}");
+    (waited, String::from_utf8_lossy(&rest).into_owned())
+}
+
+/// A simulator whose connection timeout is `timeout`.
+async fn timed_sim(timeout: Duration) -> gateway_sim::SimHandle {
+    Sim::builder()
+        .connection_timeout(timeout)
+        .start()
+        .await
+        .unwrap()
+}
+
 /// With a connection timeout, a connection that sends nothing, or only part of a
 /// request's headers, or waits between requests, is closed when it runs out; one that
 /// sends in time is served.
 #[tokio::test(start_paused = true)]
 async fn the_connection_timeout_closes_silent_and_slow_connections() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     let timeout = Duration::from_secs(10);
-    let sim = Sim::builder()
-        .connection_timeout(timeout)
-        .start()
-        .await
-        .unwrap();
-    // Closed at the timeout, not before: the read sees the end of the stream.
-    let closed_after = |mut stream: tokio::net::TcpStream| async move {
-        let started = tokio::time::Instant::now();
-        let mut rest = Vec::new();
-        stream.read_to_end(&mut rest).await.unwrap();
-        (
-            started.elapsed(),
-            String::from_utf8_lossy(&rest).into_owned(),
-        )
-    };
+    let sim = timed_sim(timeout).await;
     let connect = || tokio::net::TcpStream::connect(sim.addr());
 
+    // Closed at the timeout, not before: the read sees the end of the stream.
     let silent = connect().await.unwrap();
-    let (waited, _) = closed_after(silent).await;
+    let (waited, _) = closed_after(silent, timeout).await;
     assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
 
     let mut slow = connect().await.unwrap();
     slow.write_all(b"GET /__admin/health HTTP/1.1\r\nHost: x\r\n")
         .await
         .unwrap();
-    let (waited, _) = closed_after(slow).await;
+    let (waited, _) = closed_after(slow, timeout).await;
     assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
 
     let mut prompt = connect().await.unwrap();
@@ -1084,7 +1097,7 @@ async fn the_connection_timeout_closes_silent_and_slow_connections() {
         .write_all(b"GET /__admin/health HTTP/1.1\r\nHost: x\r\n\r\n")
         .await
         .unwrap();
-    let (waited, answer) = closed_after(prompt).await;
+    let (waited, answer) = closed_after(prompt, timeout).await;
     assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
     assert!(
         waited >= timeout && waited < timeout * 2,
@@ -1098,38 +1111,29 @@ async fn the_connection_timeout_closes_silent_and_slow_connections() {
 /// HTTP/1.1 only.
 #[tokio::test(start_paused = true)]
 async fn the_connection_timeout_closes_a_stalled_http2_preface() {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::io::AsyncWriteExt;
 
     let timeout = Duration::from_secs(10);
-    let sim = Sim::builder()
-        .connection_timeout(timeout)
-        .start()
-        .await
-        .unwrap();
+    let sim = timed_sim(timeout).await;
     for sent in [
         &b"PRI * HTTP/2.0\r\n"[..],
         b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
     ] {
         let mut stream = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
         stream.write_all(sent).await.unwrap();
-        let started = tokio::time::Instant::now();
-        let mut rest = Vec::new();
-        let closed = tokio::time::timeout(timeout * 3, stream.read_to_end(&mut rest)).await;
-        let waited = started.elapsed();
-        assert!(closed.is_ok(), "still open after {waited:?}");
+        let (waited, _) = closed_after(stream, timeout).await;
         assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
     }
     sim.shutdown().await;
 }
 
-/// Over TLS, an HTTP/1.1 connection (by ALPN) that finishes its handshake and then says
-/// nothing is closed at the connection timeout too.
+/// Over TLS, a connection that finishes its handshake and then says nothing is closed at
+/// the connection timeout too, whichever version ALPN chose.
 #[tokio::test(start_paused = true)]
 async fn the_connection_timeout_holds_after_a_tls_handshake() {
     use rustls_pki_types::CertificateDer;
     use rustls_pki_types::pem::PemObject;
     use std::sync::Arc;
-    use tokio::io::AsyncReadExt;
 
     let pki = gateway_sim::TestPki::generate().unwrap();
     let timeout = Duration::from_secs(10);
@@ -1144,24 +1148,22 @@ async fn the_connection_timeout_holds_after_a_tls_handshake() {
         .add(CertificateDer::from_pem_slice(pki.ca_pem.as_bytes()).unwrap())
         .unwrap();
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    let tcp = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
-    let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
-    let mut tls = tokio_rustls::TlsConnector::from(Arc::new(config))
-        .connect(name, tcp)
-        .await
-        .unwrap();
-
-    let started = tokio::time::Instant::now();
-    let mut rest = Vec::new();
-    // The end of the stream, with or without a close_notify first.
-    let _ = tls.read_to_end(&mut rest).await;
-    let waited = started.elapsed();
-    assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
+    for alpn in [&b"http/1.1"[..], b"h2"] {
+        let mut config = rustls::ClientConfig::builder_with_provider(Arc::clone(&provider))
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots.clone())
+            .with_no_client_auth();
+        config.alpn_protocols = vec![alpn.to_vec()];
+        let tcp = tokio::net::TcpStream::connect(sim.addr()).await.unwrap();
+        let name = rustls_pki_types::ServerName::try_from("localhost").unwrap();
+        let tls = tokio_rustls::TlsConnector::from(Arc::new(config))
+            .connect(name, tcp)
+            .await
+            .unwrap();
+        assert_eq!(tls.get_ref().1.alpn_protocol(), Some(alpn));
+        let (waited, _) = closed_after(tls, timeout).await;
+        assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
+    }
     sim.shutdown().await;
 }
