@@ -219,7 +219,7 @@ fn client_limit(state: &State, request: &Received, route: &str) -> Answer {
                 limits.tokens
             })
         }
-        Method::PUT => parse(state, request, check::check_client_limit).map_or_else(Ok, |limit| {
+        Method::PUT => parse(state, request, check::check_rate_limit).map_or_else(Ok, |limit| {
             set(Some(limit));
             ok(Some(limit))
         }),
@@ -253,8 +253,10 @@ fn check_token_lifetime(t: &TokenLifetime) -> Result<(), InputError> {
     }
 }
 
+/// Checks a script's target (path `target.model`) and its answers (`responses[0].ms`).
 fn check_script(s: &ScriptRequest) -> Result<(), InputError> {
-    check::check_scripts(&s.target, &s.responses).map_err(|e| e.within("responses"))
+    s.target.check().map_err(|e| e.within("target"))?;
+    check::check_answers(&s.target, &s.responses).map_err(|e| e.within("responses"))
 }
 
 /// Parses a JSON body into `T` and checks it with `check`, or gives the 400 answer

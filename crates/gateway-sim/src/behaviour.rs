@@ -18,13 +18,14 @@ pub struct Behaviour {
     pub errors: Vec<ErrorRate>,
     /// Fraction of calls whose connection is closed without an answer.
     pub drop_rate: f64,
-    /// A rate limit per bearer token, answering 429 beyond it.
+    /// A rate limit per bearer token, answering 429 beyond it (at least 1 call allowed:
+    /// leave it out to have none).
     pub rate_limit: Option<RateLimit>,
     /// Prompts containing these texts are refused with 422 (a policy violation).
     pub policy_rules: Vec<PolicyRule>,
     /// Refuse every call with 403 `ai.model.restricted`.
     pub restricted: bool,
-    /// Send successful bodies slowly, in chunks.
+    /// Send successful bodies slowly, in chunks (an hour of pauses at most, in all).
     pub slow_body: Option<SlowBody>,
     /// Report this model id as the one that answered (a gateway-side fallback).
     pub serve_as: Option<String>,
@@ -87,9 +88,9 @@ pub struct ErrorRate {
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct RateLimit {
-    /// Calls allowed per window.
+    /// Calls allowed per window: at least 1 (remove the limit to turn it off).
     pub allowed: u32,
-    /// Window length in seconds.
+    /// Window length in seconds: 1 to [`MAX_WINDOW_SECS`](crate::MAX_WINDOW_SECS).
     pub window_secs: u64,
     /// How the 429's `Retry-After` is written.
     #[serde(default)]
@@ -118,13 +119,15 @@ pub struct PolicyRule {
     pub code: Option<String>,
 }
 
-/// Send a successful body in `chunks` parts, `chunk_delay_ms` apart.
+/// Send a successful body in `chunks` parts, `chunk_delay_ms` apart, pausing at most
+/// [`MAX_WAIT_MS`](crate::MAX_WAIT_MS) in all (`chunks` × `chunk_delay_ms`).
 #[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
 pub struct SlowBody {
-    /// Number of parts.
+    /// Number of parts: at least 1.
     pub chunks: u32,
-    /// Pause before each part, milliseconds.
+    /// Pause before each part, milliseconds: at most [`MAX_WAIT_MS`](crate::MAX_WAIT_MS)
+    /// divided by `chunks`.
     pub chunk_delay_ms: u64,
 }
 
@@ -206,7 +209,8 @@ pub enum Target {
     Global,
     /// `POST /oauth/token`.
     Token,
-    /// Prompt calls to one model.
+    /// Prompt calls to one model: a model id ([`gateway_model::MODEL_ID_PATTERN`], 1 to
+    /// 128 characters).
     Model(String),
 }
 

@@ -8,14 +8,14 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use http::StatusCode;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 
-use crate::behaviour::{Behaviour, Latency, RateLimit, RetryAfter, Scripted, Target};
+use crate::behaviour::{Behaviour, Latency, RateLimit, RetryAfter, Scripted, SlowBody, Target};
 
 /// The shortest token lifetime the simulator grants.
 pub const MIN_TOKEN_LIFETIME: Duration = Duration::from_secs(1);
 /// The longest token lifetime the simulator grants: 48 hours, Genesys Cloud's maximum.
 pub const MAX_TOKEN_LIFETIME: Duration = Duration::from_secs(172_800);
-/// The longest wait (latency, `delay`, a slow body's pause between parts), in milliseconds:
-/// one hour.
+/// The longest wait (latency, `delay`, a slow body's pause between parts, and all of a slow
+/// body's pauses together), in milliseconds: one hour.
 pub const MAX_WAIT_MS: u64 = 3_600_000;
 /// The longest rate-limit window, in seconds: one day.
 pub const MAX_WINDOW_SECS: u64 = 86_400;
@@ -78,8 +78,9 @@ impl InputError {
 impl Behaviour {
     /// Checks every number against its documented range: latencies finite and 0 to
     /// [`MAX_WAIT_MS`] (a uniform minimum not above its maximum), rates 0 to 1, statuses
-    /// 200 to 999, a rate-limit window of 1 to [`MAX_WINDOW_SECS`] s, a slow body of at
-    /// least one part with pauses up to [`MAX_WAIT_MS`].
+    /// 200 to 999, a rate limit allowing at least one call in a window of 1 to
+    /// [`MAX_WINDOW_SECS`] s, a slow body of at least one part whose pauses take at most
+    /// [`MAX_WAIT_MS`] in all.
     pub fn check(&self) -> Result<(), InputError> {
         check_latency(&self.latency)?;
         for (i, e) in self.errors.iter().enumerate() {
@@ -88,15 +89,25 @@ impl Behaviour {
         }
         check_rate("dropRate", self.drop_rate)?;
         if let Some(limit) = &self.rate_limit {
-            check_window("rateLimit.windowSecs", limit.window_secs)?;
+            check_rate_limit(limit).map_err(|e| e.within("rateLimit"))?;
         }
         if let Some(slow) = &self.slow_body {
-            if slow.chunks == 0 {
-                return Err(InputError::new("slowBody.chunks", "must be at least 1"));
-            }
-            check_wait_ms("slowBody.chunkDelayMs", slow.chunk_delay_ms)?;
+            check_slow_body(slow)?;
         }
         Ok(())
+    }
+}
+
+impl Target {
+    /// Checks that a model target names a model id: 1 to
+    /// [`MODEL_ID_MAX_LEN`](gateway_model::MODEL_ID_MAX_LEN) characters matching
+    /// [`MODEL_ID_PATTERN`](gateway_model::MODEL_ID_PATTERN), the rule of
+    /// `/__admin/models/{id}` (no call can name another, so its script would never be used).
+    pub fn check(&self) -> Result<(), InputError> {
+        match self {
+            Target::Model(id) => check_model_id("model", id),
+            Target::Global | Target::Token => Ok(()),
+        }
     }
 }
 
@@ -134,8 +145,15 @@ impl Scripted {
     }
 }
 
-/// Checks a list of scripted answers for `target`, naming the failing one by index.
+/// Checks a script: its target ([`Target::check`], path `target.model`), then each answer
+/// for it, naming the failing one by index (`[1].status`).
 pub(crate) fn check_scripts(target: &Target, answers: &[Scripted]) -> Result<(), InputError> {
+    target.check().map_err(|e| e.within("target"))?;
+    check_answers(target, answers)
+}
+
+/// Checks a list of scripted answers for `target`, naming the failing one by index.
+pub(crate) fn check_answers(target: &Target, answers: &[Scripted]) -> Result<(), InputError> {
     answers.iter().enumerate().try_for_each(|(i, answer)| {
         answer
             .check_for(target)
@@ -143,10 +161,10 @@ pub(crate) fn check_scripts(target: &Target, answers: &[Scripted]) -> Result<(),
     })
 }
 
-/// Checks a limit per OAuth client (calls or tokens): at least 1 allowed per window (a
-/// limit that allows nothing is turned off instead) and a window of 1 to
-/// [`MAX_WINDOW_SECS`] s. Paths are the limit's own fields.
-pub(crate) fn check_client_limit(limit: &RateLimit) -> Result<(), InputError> {
+/// Checks a rate limit (a behaviour's per token, or one per OAuth client on calls or
+/// tokens): at least 1 allowed per window (a limit that allows nothing is removed instead)
+/// and a window of 1 to [`MAX_WINDOW_SECS`] s. Paths are the limit's own fields.
+pub(crate) fn check_rate_limit(limit: &RateLimit) -> Result<(), InputError> {
     if limit.allowed == 0 {
         return Err(InputError::new(
             "allowed",
@@ -165,6 +183,40 @@ fn check_window(path: &str, secs: u64) -> Result<(), InputError> {
             format!("must be 1 to {MAX_WINDOW_SECS} seconds"),
         ))
     }
+}
+
+/// Checks a behaviour's slow body: at least one part, each pause up to [`MAX_WAIT_MS`],
+/// and all the pauses (`chunks` × `chunkDelayMs`) up to [`MAX_WAIT_MS`] together.
+fn check_slow_body(slow: &SlowBody) -> Result<(), InputError> {
+    if slow.chunks == 0 {
+        return Err(InputError::new("slowBody.chunks", "must be at least 1"));
+    }
+    check_wait_ms("slowBody.chunkDelayMs", slow.chunk_delay_ms)?;
+    if u64::from(slow.chunks).saturating_mul(slow.chunk_delay_ms) > MAX_WAIT_MS {
+        return Err(InputError::new(
+            "slowBody",
+            format!("`chunks` × `chunkDelayMs` must be at most {MAX_WAIT_MS} milliseconds"),
+        ));
+    }
+    Ok(())
+}
+
+/// Checks that `id` is a model id ([`gateway_model::ModelId::is_well_formed`]), showing at
+/// most 64 of its characters.
+pub(crate) fn check_model_id(path: &str, id: &str) -> Result<(), InputError> {
+    if gateway_model::ModelId::is_well_formed(id) {
+        return Ok(());
+    }
+    let mut shown = id.to_owned();
+    gateway_model::cut_to(&mut shown, 64);
+    Err(InputError::new(
+        path,
+        format!(
+            "must be a model id, 1 to {} characters matching {} (not `{shown}`)",
+            gateway_model::MODEL_ID_MAX_LEN,
+            gateway_model::MODEL_ID_PATTERN
+        ),
+    ))
 }
 
 fn check_latency(latency: &Latency) -> Result<(), InputError> {
@@ -282,6 +334,14 @@ pub(crate) fn wait_from_ms(ms: f64) -> Duration {
 /// A wait of `ms` milliseconds, capped at [`MAX_WAIT_MS`].
 pub(crate) fn wait_from_millis(ms: u64) -> Duration {
     Duration::from_millis(ms.min(MAX_WAIT_MS))
+}
+
+/// A slow body's parts (at least 1) and the pause before each, cut so that all the pauses
+/// take at most [`MAX_WAIT_MS`] together.
+pub(crate) fn slow_body_parts(slow: &SlowBody) -> (u32, Duration) {
+    let chunks = slow.chunks.max(1);
+    let most_each = MAX_WAIT_MS / u64::from(chunks);
+    (chunks, wait_from_millis(slow.chunk_delay_ms.min(most_each)))
 }
 
 /// A token lifetime within [`MIN_TOKEN_LIFETIME`]..=[`MAX_TOKEN_LIFETIME`].

@@ -69,7 +69,8 @@
 //!
 //! Every number has a documented range, checked by the admin API (a 400 naming the
 //! field), by [`SimBuilder::start`] ([`SimError::Invalid`]) and by
-//! [`SimHandle::try_script`] ([`Behaviour::check`], [`Scripted::check_for`]):
+//! [`SimHandle::try_script`] ([`Behaviour::check`], [`Target::check`],
+//! [`Scripted::check_for`]):
 //!
 //! | value | range |
 //! | --- | --- |
@@ -78,8 +79,10 @@
 //! | `errors[].rate`, `dropRate` | 0 to 1 |
 //! | `status`, `errors[].status`, `raw.status` | 200 to 999 |
 //! | `rateLimit.windowSecs`, a client limit's `windowSecs` | 1 to 86,400 s ([`MAX_WINDOW_SECS`]) |
-//! | a client limit's `allowed` | at least 1 (remove the limit to turn it off) |
+//! | `rateLimit.allowed`, a client limit's `allowed` | at least 1 (remove the limit to turn it off) |
 //! | `slowBody.chunks` | at least 1 |
+//! | `slowBody.chunks` × `slowBody.chunkDelayMs` | at most 3,600,000 ms in all ([`MAX_WAIT_MS`]) |
+//! | a script's `target.model`, the model of [`SimBuilder::model_behaviour`] | a model id ([`gateway_model::MODEL_ID_PATTERN`], 1 to 128 characters) |
 //! | `oversized.bytes` | at most 64 MiB ([`MAX_OVERSIZED_BYTES`]) |
 //! | `raw.headers` | names and values HTTP can carry; not `content-length`, `transfer-encoding` or a connection header |
 //! | `retryAfter.seconds` | any `u64`, sent as is |
@@ -87,8 +90,9 @@
 //!
 //! A value the Rust API takes unchecked ([`SimHandle::set_behaviour`],
 //! [`SimHandle::script`], the client limits' setters) is clamped where it is used (NaN
-//! counts as 0), so nothing the simulator is told can panic it; a `raw` answer HTTP
-//! cannot carry answers a 500 `sim.script.invalid` naming the problem.
+//! counts as 0; a slow body's pauses are cut to an hour in all; a rate limit allowing 0
+//! refuses every call), so nothing the simulator is told can panic it; a `raw` answer
+//! HTTP cannot carry answers a 500 `sim.script.invalid` naming the problem.
 //!
 //! Every request is recorded (method, path, headers, body, time) in a bounded log
 //! ([`SimHandle::requests`]), and [`Counters`] count calls per endpoint, token grants,

@@ -196,9 +196,7 @@ fn plan(state: &State, seq: u64, payload: &GatewayPayload, token: &str) -> Plan 
         (draw < acc).then_some(e.status)
     });
     plan.drop = state.unit(seq, STREAM_DROP) < b.drop_rate;
-    plan.slow_body = b
-        .slow_body
-        .map(|s| (s.chunks.max(1), check::wait_from_millis(s.chunk_delay_ms)));
+    plan.slow_body = b.slow_body.as_ref().map(check::slow_body_parts);
 
     plan.rate_limit = b.rate_limit.map(|limit| state.windows.hit(token, &limit));
     plan

@@ -140,7 +140,8 @@ impl SimBuilder {
         self
     }
 
-    /// The behaviour of one model.
+    /// The behaviour of one model; [`SimBuilder::start`] refuses a `model` that is not a
+    /// model id ([`gateway_model::MODEL_ID_PATTERN`], 1 to 128 characters).
     pub fn model_behaviour(mut self, model: impl Into<String>, behaviour: Behaviour) -> Self {
         self.behaviours.models.insert(model.into(), behaviour);
         self
@@ -192,8 +193,9 @@ impl SimBuilder {
         self
     }
 
-    /// Checks the behaviours and scripts ([`Behaviour::check`], [`Scripted::check_for`]),
-    /// binds the address and starts serving in the background.
+    /// Checks the behaviours, the model ids they are set for, and the scripts
+    /// ([`Behaviour::check`], [`Target::check`], [`Scripted::check_for`]), binds the
+    /// address and starts serving in the background.
     pub async fn start(self) -> Result<SimHandle, SimError> {
         self.check()?;
         let tls = self
@@ -273,6 +275,7 @@ impl SimBuilder {
             .check()
             .map_err(|e| e.within("behaviour"))?;
         for (model, b) in &self.behaviours.models {
+            check::check_model_id("models", model)?;
             b.check()
                 .map_err(|e| e.within(&format!("models.{model}")))?;
         }
@@ -280,10 +283,10 @@ impl SimBuilder {
             check::check_scripts(target, answers).map_err(|e| e.within("script"))?;
         }
         if let Some(limit) = &self.client_limits.requests {
-            check::check_client_limit(limit).map_err(|e| e.within("clientRateLimit"))?;
+            check::check_rate_limit(limit).map_err(|e| e.within("clientRateLimit"))?;
         }
         if let Some(limit) = &self.client_limits.tokens {
-            check::check_client_limit(limit).map_err(|e| e.within("tokenRateLimit"))?;
+            check::check_rate_limit(limit).map_err(|e| e.within("tokenRateLimit"))?;
         }
         Ok(())
     }
@@ -356,13 +359,15 @@ impl SimHandle {
 
     /// Queues one-shot answers: each is used once by the next matching call. An answer
     /// that [`Scripted::check_for`] refuses is still queued and answers a 500
-    /// `sim.script.invalid` (or `sim.script.misuse`) naming the problem: use
+    /// `sim.script.invalid` (or `sim.script.misuse`) naming the problem, and answers for
+    /// a target [`Target::check`] refuses wait for a call that never comes: use
     /// [`SimHandle::try_script`] to be told at once.
     pub fn script(&self, target: Target, answers: impl IntoIterator<Item = Scripted>) {
         lock(&self.state.scripts).push(target, answers);
     }
 
-    /// Queues one-shot answers if every one passes [`Scripted::check_for`]; otherwise
+    /// Queues one-shot answers if the target passes [`Target::check`] (path
+    /// `target.model`) and every answer [`Scripted::check_for`] (path `[i]...`); otherwise
     /// queues none and names the first that fails.
     pub fn try_script(
         &self,

@@ -9,7 +9,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gateway_sim::{
     Behaviour, Latency, RateLimit, RetryAfter, RetryAfterStyle, Scripted, Sim, SimError, SimHandle,
-    Target,
+    SlowBody, Target,
 };
 use http::{Method, StatusCode};
 use proptest::prelude::*;
@@ -398,54 +398,70 @@ async fn admin_bodies_must_be_objects_where_objects_are_meant() {
     assert_eq!(panics(), 0);
 }
 
+/// Behaviour bodies out of range, and the path each 400 names.
+const OUT_OF_RANGE_BEHAVIOURS: &[(&str, &str)] = &[
+    (r#"{"latency":{"kind":"fixed","ms":-1}}"#, "latency.ms"),
+    (r#"{"latency":{"kind":"fixed","ms":1e308}}"#, "latency.ms"),
+    (r#"{"latency":{"kind":"fixed","ms":3600001}}"#, "latency.ms"),
+    (
+        r#"{"latency":{"kind":"uniform","minMs":50,"maxMs":10}}"#,
+        "latency.minMs",
+    ),
+    (
+        r#"{"latency":{"kind":"exponential","meanMs":-3}}"#,
+        "latency.meanMs",
+    ),
+    (
+        r#"{"errors":[{"status":0,"rate":0.5}]}"#,
+        "errors[0].status",
+    ),
+    (
+        r#"{"errors":[{"status":503,"rate":1.5}]}"#,
+        "errors[0].rate",
+    ),
+    (
+        r#"{"errors":[{"status":70000,"rate":0.5}]}"#,
+        "errors[0].status",
+    ),
+    (r#"{"dropRate":-0.1}"#, "dropRate"),
+    (
+        r#"{"rateLimit":{"allowed":5,"windowSecs":0}}"#,
+        "rateLimit.windowSecs",
+    ),
+    (
+        r#"{"rateLimit":{"allowed":5,"windowSecs":18446744073709551615}}"#,
+        "rateLimit.windowSecs",
+    ),
+    (
+        r#"{"slowBody":{"chunks":0,"chunkDelayMs":1}}"#,
+        "slowBody.chunks",
+    ),
+    (
+        r#"{"slowBody":{"chunks":2,"chunkDelayMs":18446744073709551615}}"#,
+        "slowBody.chunkDelayMs",
+    ),
+    // Like a client limit: a limit that allows nothing is removed instead.
+    (
+        r#"{"rateLimit":{"allowed":0,"windowSecs":1}}"#,
+        "rateLimit.allowed",
+    ),
+    // Each pause is in range; all of them together are not.
+    (
+        r#"{"slowBody":{"chunks":4294967295,"chunkDelayMs":3600000}}"#,
+        "slowBody",
+    ),
+    (
+        r#"{"slowBody":{"chunks":2,"chunkDelayMs":1800001}}"#,
+        "slowBody",
+    ),
+];
+
 #[tokio::test]
 async fn out_of_range_admin_numbers_are_400s_naming_the_field() {
     count_panics();
     let sim = Sim::builder().start().await.unwrap();
     let http = Http::new(&sim);
-    let behaviours = [
-        (r#"{"latency":{"kind":"fixed","ms":-1}}"#, "latency.ms"),
-        (r#"{"latency":{"kind":"fixed","ms":1e308}}"#, "latency.ms"),
-        (r#"{"latency":{"kind":"fixed","ms":3600001}}"#, "latency.ms"),
-        (
-            r#"{"latency":{"kind":"uniform","minMs":50,"maxMs":10}}"#,
-            "latency.minMs",
-        ),
-        (
-            r#"{"latency":{"kind":"exponential","meanMs":-3}}"#,
-            "latency.meanMs",
-        ),
-        (
-            r#"{"errors":[{"status":0,"rate":0.5}]}"#,
-            "errors[0].status",
-        ),
-        (
-            r#"{"errors":[{"status":503,"rate":1.5}]}"#,
-            "errors[0].rate",
-        ),
-        (
-            r#"{"errors":[{"status":70000,"rate":0.5}]}"#,
-            "errors[0].status",
-        ),
-        (r#"{"dropRate":-0.1}"#, "dropRate"),
-        (
-            r#"{"rateLimit":{"allowed":5,"windowSecs":0}}"#,
-            "rateLimit.windowSecs",
-        ),
-        (
-            r#"{"rateLimit":{"allowed":5,"windowSecs":18446744073709551615}}"#,
-            "rateLimit.windowSecs",
-        ),
-        (
-            r#"{"slowBody":{"chunks":0,"chunkDelayMs":1}}"#,
-            "slowBody.chunks",
-        ),
-        (
-            r#"{"slowBody":{"chunks":2,"chunkDelayMs":18446744073709551615}}"#,
-            "slowBody.chunkDelayMs",
-        ),
-    ];
-    for (body, path) in behaviours {
+    for &(body, path) in OUT_OF_RANGE_BEHAVIOURS {
         for route in ["behaviour", "models/model-gen-4/behaviour"] {
             let reply = http.admin(Method::PUT, route, body).await;
             assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{route} {body}");
@@ -576,6 +592,24 @@ async fn unchecked_rust_api_values_are_clamped_where_they_are_used() {
         waited >= Duration::from_secs(3600) && waited < Duration::from_secs(3601),
         "{waited:?}"
     );
+    // Four pauses of an hour each are cut to an hour in all.
+    sim.set_behaviour(Behaviour {
+        slow_body: Some(SlowBody {
+            chunks: 4,
+            chunk_delay_ms: 3_600_000,
+        }),
+        ..Behaviour::default()
+    });
+    let started = tokio::time::Instant::now();
+    let slow = http.try_prompt_hello(token).await.unwrap();
+    assert_eq!(slow.status, StatusCode::OK);
+    assert!(slow.body.len() >= 4, "the body comes in four parts");
+    let waited = started.elapsed();
+    assert!(
+        waited >= Duration::from_secs(3600) && waited < Duration::from_secs(3601),
+        "{waited:?}"
+    );
+    sim.set_behaviour(Behaviour::default());
     // A window of u64::MAX seconds is a day; allowed 0 refuses every call.
     sim.set_client_rate_limit(Some(RateLimit {
         allowed: 0,
@@ -637,6 +671,37 @@ async fn the_builder_refuses_out_of_range_set_ups() {
         "{err}"
     );
     let err = Sim::builder()
+        .behaviour(Behaviour {
+            rate_limit: Some(limit(0, 1)),
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SimError::Invalid(e) if e.path == "behaviour.rateLimit.allowed"
+            && e.rule.contains("remove the limit to turn it off")),
+        "{err}"
+    );
+    let err = Sim::builder()
+        .model_behaviour(
+            "model-gen-4",
+            Behaviour {
+                slow_body: Some(SlowBody {
+                    chunks: u32::MAX,
+                    chunk_delay_ms: 3_600_000,
+                }),
+                ..Behaviour::default()
+            },
+        )
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SimError::Invalid(e) if e.path == "models.model-gen-4.slowBody"),
+        "{err}"
+    );
+    let err = Sim::builder()
         .token_rate_limit(limit(3, 0))
         .start()
         .await
@@ -645,6 +710,62 @@ async fn the_builder_refuses_out_of_range_set_ups() {
         matches!(&err, SimError::Invalid(e) if e.path == "tokenRateLimit.windowSecs"),
         "{err}"
     );
+}
+
+/// A script for a model no call can name would wait forever, counting against
+/// `MAX_PENDING_SCRIPTS`: its target must be a model id, as in `/__admin/models/{id}`.
+#[tokio::test]
+async fn script_and_behaviour_targets_must_be_model_ids() {
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let long = "m".repeat(100_000);
+    for model in ["", long.as_str(), "a/b", "-dash", "model gen"] {
+        let reply = http
+            .admin(
+                Method::POST,
+                "script",
+                script(&json!({ "model": model }), &json!([{"kind": "ok"}])),
+            )
+            .await;
+        assert_eq!(reply.status, StatusCode::BAD_REQUEST, "{model:.20}");
+        assert!(
+            reply.message().contains("`target.model`") && reply.message().len() < 400,
+            "{model:.20}: {}",
+            reply.message()
+        );
+        let err = sim
+            .try_script(Target::model(model), [Scripted::Ok])
+            .unwrap_err();
+        assert_eq!(err.path, "target.model", "{model:.20}");
+    }
+    assert_eq!(sim.pending_scripts(), 0, "nothing refused was queued");
+    let ok = script(&json!({"model": "model-gen-4"}), &json!([{"kind": "ok"}]));
+    assert_eq!(
+        http.admin(Method::POST, "script", ok).await.status,
+        StatusCode::OK
+    );
+    assert_eq!(sim.pending_scripts(), 1);
+
+    let err = Sim::builder()
+        .script(Target::model(""), [Scripted::Ok])
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SimError::Invalid(e) if e.path == "script.target.model"),
+        "{err}"
+    );
+    let err = Sim::builder()
+        .model_behaviour("a/b", Behaviour::default())
+        .start()
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, SimError::Invalid(e) if e.path == "models" && e.rule.contains("`a/b`")),
+        "{err}"
+    );
+    assert_eq!(panics(), 0);
 }
 
 /// JSON values built from the admin API's own field names and kinds, with hostile numbers,
