@@ -4,8 +4,12 @@
 //! - **One token** ([`Fleet::tokens`]): the access token and its expiry are cached in
 //!   Redis; one replica fetches while the others wait for it, under a lock with a
 //!   timeout (a crashed fetcher blocks nobody for longer than `token_lock_ms`). A 401
-//!   refresh goes through the same lock, so the fleet fetches once. Whoever can read the
-//!   keys can use the token: protect them with Redis ACLs and TLS (`rediss://`).
+//!   refresh goes through the same lock, so the fleet fetches once. A replica uses its
+//!   copy without asking Redis for [`TOKEN_RECHECK`] at most (never past its expiry);
+//!   then it reads Redis again and, if Redis lost the token (a restart), shares its copy
+//!   again instead of logging in, so replicas that start later find that token too.
+//!   Whoever can read the keys can use the token: protect them with Redis ACLs and TLS
+//!   (`rediss://`).
 //! - **One rate budget** ([`Fleet::rate_budget`]): `[limits] requests_per_minute` as one
 //!   GCRA cell in Redis, updated atomically by a Lua script on Redis' own clock; a 429 or
 //!   a spent `inin-ratelimit-*` window seen by one replica pauses all of them.
@@ -16,9 +20,14 @@
 //!   others keep skipping the model until it reports (a probe that ends without a
 //!   verdict, or whose call is dropped, frees its claim at once).
 //! - **Values no replica writes** (another type, an expiry longer than any replica sets
-//!   or none, text where a number goes, a token over `MAX_ACCESS_TOKEN_BYTES`) are
-//!   passed over and written over: they neither degrade the replica nor hold a model,
-//!   the rate budget or the token lock past a replica's own bound.
+//!   or none, text where a number goes, a token over `MAX_ACCESS_TOKEN_BYTES`) neither
+//!   degrade the replica nor hold a model, the rate budget or the token lock past a
+//!   replica's own bound. The token key and the rate cell pass over such a value and
+//!   write over it; a token lock or probe claim holding one has its expiry cut to the
+//!   lock's or claim's own and lapses within it; a model's circuit key counts as an open
+//!   circuit whatever it holds (a list, `1` with no expiry), its opening cut to
+//!   `longest_circuit_opening` (180 s by default), so the model is skipped that long at
+//!   most.
 //! - **Redis down**: every command is bounded by `command_timeout_ms`; on failure the
 //!   replica uses local state (its own token, a local pace of `requests_per_minute /
 //!   replicas`), sets the `genesys_router_fleet_degraded` gauge to 1 and warns once,
@@ -58,6 +67,7 @@ use gateway_model::{FleetConfig, LimitsConfig, RouterConfig};
 use gateway_transport::{RateBudget, SharedCircuits, TokenSource};
 
 pub use error::FleetError;
+pub use tokens::TOKEN_RECHECK;
 
 use redis_link::RedisLink;
 
@@ -67,6 +77,7 @@ pub struct Fleet {
     link: Arc<RedisLink>,
     limits: LimitsConfig,
     replicas: u32,
+    token_recheck: Duration,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -105,13 +116,27 @@ impl Fleet {
             link: Arc::new(RedisLink::open(url, fleet)?),
             limits: limits.clone(),
             replicas: fleet.replicas.max(1),
+            token_recheck: TOKEN_RECHECK,
         })
+    }
+
+    /// The same fleet, whose token sources ([`Fleet::tokens`]) use their copy of the
+    /// shared token for `every` at most before asking Redis again ([`TOKEN_RECHECK`]
+    /// unless set; zero asks on every call).
+    #[must_use]
+    pub fn with_token_recheck(mut self, every: Duration) -> Self {
+        self.token_recheck = every;
+        self
     }
 
     /// A token source giving every replica the fleet's one token; `local` fetches it
     /// (and stands in while Redis is down).
     pub fn tokens(&self, local: Arc<dyn TokenSource>) -> Arc<dyn TokenSource> {
-        Arc::new(tokens::FleetTokens::new(Arc::clone(&self.link), local))
+        Arc::new(tokens::FleetTokens::new(
+            Arc::clone(&self.link),
+            local,
+            self.token_recheck,
+        ))
     }
 
     /// The fleet's shared pace, if `[limits] requests_per_minute` is set.

@@ -1,7 +1,8 @@
-//! The Lua scripts more than one part of the fleet runs, and the rule they share: a key
-//! holds what a replica wrote, or it is treated as absent and written over. A value no
-//! replica writes (another type, an expiry longer than any replica sets, or none) must
-//! not stop the fleet for longer than a replica's own bound.
+//! The Lua scripts more than one part of the fleet runs, and the rule they share: a value
+//! no replica writes (another type, an expiry longer than any replica sets, or none) must
+//! not stop the fleet for longer than a replica's own bound. The token and the rate cell
+//! treat it as absent and write over it; a lock, a claim or a circuit's opening has its
+//! expiry cut to that bound.
 
 /// Takes `KEYS[1]` with the value `ARGV[1]` for `ARGV[2]` ms (1), unless it is held (0),
 /// or unless `KEYS[2]`, when given, exists (0). A holder's key whose expiry is missing or

@@ -348,3 +348,79 @@ async fn a_revoked_token_is_refreshed_once_for_the_whole_fleet() {
         "one refresh for the fleet"
     );
 }
+
+/// The bearer tokens of the prompt calls the simulator received, in order (as its log
+/// shows them: redacted, with a fingerprint that tells tokens apart).
+fn bearers(sim: &SimHandle) -> Vec<String> {
+    sim.prompt_requests()
+        .iter()
+        .filter_map(|r| r.header("authorization").map(str::to_owned))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_redis_lost_is_shared_again_by_the_replica_holding_it() {
+    let Some(mut redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = router_config(&sim);
+    config.fleet = Some(FleetConfig {
+        command_timeout_ms: 200,
+        ..fleet_config("re-share", 2)
+    });
+    let recheck = Duration::from_millis(100);
+    let fleet_a = support::fleet(&config, &redis.url()).with_token_recheck(recheck);
+    let a = support::replica_of(&config, &fleet_a).await;
+    assert!(load(std::slice::from_ref(&a), 1).await[0].is_ok());
+    let token_a = bearers(&sim)[0].clone();
+
+    // Redis loses everything (as a restart without persistence does), and the copy's
+    // recheck interval passes: A's next call finds no token and shares its own again.
+    let mut connection = redis.connection().await;
+    let () = redis::cmd("FLUSHALL")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    tokio::time::sleep(recheck).await;
+    assert!(load(std::slice::from_ref(&a), 1).await[0].is_ok());
+    let shared: Option<String> = redis::cmd("GET")
+        .arg("re-share:token")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        shared.is_some_and(|t| t.starts_with("sim-")),
+        "A shared a token again"
+    );
+    assert_eq!(bearers(&sim)[1], token_a, "its own");
+    let left: i64 = redis::cmd("PTTL")
+        .arg("re-share:token")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(
+        (1..=86_400_000).contains(&left),
+        "for its time left: {left} ms"
+    );
+
+    // A replica that starts now takes that token: one login for the fleet.
+    let fleet_b = support::fleet(&config, &redis.url()).with_token_recheck(recheck);
+    let b = support::replica_of(&config, &fleet_b).await;
+    assert!(load(std::slice::from_ref(&b), 1).await[0].is_ok());
+    assert_eq!(bearers(&sim)[2], token_a, "B uses A's token");
+    assert_eq!(sim.counters().token_requests, 1, "one token for the fleet");
+
+    // With Redis gone, B keeps the valid copy it read past the interval rather than
+    // logging in (A's local source holds the token A fetched, so only B can tell).
+    redis.kill();
+    tokio::time::sleep(recheck).await;
+    assert!(load(&[a, b], 2).await.iter().all(Result::is_ok));
+    assert!(bearers(&sim).iter().all(|t| *t == token_a));
+    assert_eq!(
+        sim.counters().token_requests,
+        1,
+        "no login while the copy is valid"
+    );
+    assert!(fleet_a.is_degraded() && fleet_b.is_degraded());
+}
