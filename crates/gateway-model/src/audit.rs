@@ -81,11 +81,16 @@ pub struct ModelAttempt {
     pub request_id: String,
     /// HTTP attempts made to this model (0 when its circuit was open). For a call
     /// cancelled while this model was being tried, the attempts started by then.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub attempts: u32,
     /// How this model's part ended.
     pub outcome: Outcome,
     /// The last HTTP status it answered with, if any.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub status: Option<u16>,
     /// The Genesys error code of the last failure, if any (at most 256 characters: longer text from the gateway is cut, ending in `…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -94,6 +99,7 @@ pub struct ModelAttempt {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream_correlation_id: Option<String>,
     /// Time spent on this model, in microseconds.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub latency_us: u64,
 }
 
@@ -132,15 +138,21 @@ pub struct AuditEntry {
     #[schemars(with = "Option<String>")]
     pub served_model: Option<ModelId>,
     /// HTTP attempts across every model.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub attempts: u32,
     /// Fallback models tried after the first.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub fallbacks_used: u32,
     /// Every model tried, in order.
     pub models_tried: Vec<ModelAttempt>,
     /// How the call ended.
     pub outcome: Outcome,
     /// The final HTTP status, if a request was answered.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub status: Option<u16>,
     /// The Genesys error code of the final failure, if any (at most 256 characters: longer text from the gateway is cut, ending in `…`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -150,6 +162,7 @@ pub struct AuditEntry {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     /// Time from the call's start to its end, in microseconds.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub latency_us: u64,
     /// The tuning level asked for.
     pub tuning: Tuning,
@@ -166,6 +179,7 @@ pub struct AuditEntry {
     pub prompt_sha256: String,
     /// Prompt length in characters (Unicode scalar values): above 8,000 only for a
     /// request refused for it.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub prompt_chars: u32,
     /// The caller's metadata labels (for a request refused for its labels, the first 32
     /// whose keys a valid request can carry, values cut to 512 characters).

@@ -318,13 +318,11 @@ impl<T> Bound<T> {
             } => {
                 let Some(actual) = get(value) else { return };
                 if !(*min..=*max).contains(&actual) {
-                    #[allow(clippy::cast_precision_loss)] // only shown in the message
-                    let actual = actual as f64;
                     out.push(
                         &here,
                         Rule::OutOfRange {
                             range: text.as_str(),
-                            actual,
+                            actual: actual.into(),
                         },
                     );
                 }
@@ -348,7 +346,7 @@ impl<T> Bound<T> {
                         &here,
                         Rule::OutOfRange {
                             range: text.as_str(),
-                            actual,
+                            actual: actual.into(),
                         },
                     );
                 }

@@ -44,7 +44,11 @@ pub struct ErrorBody {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code: Option<String>,
     /// The HTTP status, repeated.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub status: Option<u16>,
     /// Genesys' id for this failure; quote it to Genesys support.
     #[serde(default, skip_serializing_if = "Option::is_none")]

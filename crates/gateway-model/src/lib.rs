@@ -44,6 +44,7 @@ mod config;
 pub mod endpoint;
 mod env_var;
 mod error_body;
+mod found;
 mod location;
 mod model_id;
 mod models;
@@ -60,6 +61,7 @@ mod trace;
 mod tuning;
 mod unknown_fields;
 mod validation;
+pub mod whole;
 mod wire;
 
 pub use audit::{
@@ -101,7 +103,8 @@ pub use trace::{
 };
 pub use tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning};
 pub use validation::{
-    Location, MAX_MALFORMED_CHARS, MAX_VIOLATIONS, Rule, Validate, ValidationErrors, Violation,
-    Violations, cut_to, from_json_slice, from_json_value, parse_json_slice,
+    Found, Location, MAX_MALFORMED_CHARS, MAX_UNKNOWN_NAME_CHARS, MAX_VIOLATIONS, Rule, Validate,
+    ValidationErrors, Violation, Violations, cut_to, from_json_slice, from_json_value,
+    parse_json_slice,
 };
 pub use wire::payload_format;

@@ -21,7 +21,11 @@ pub struct ModelEntity {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub state: Option<String>,
     /// Largest `maxTokens` the model accepts.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub max_output_tokens: Option<u32>,
     /// The entity's own URI.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -39,16 +43,16 @@ pub struct ModelEntityListing {
     #[serde(default)]
     pub entities: Vec<ModelEntity>,
     /// This page's number, from 1.
-    #[serde(default = "one")]
+    #[serde(default = "one", deserialize_with = "crate::whole::deserialize")]
     pub page_number: u32,
     /// Entries per page.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::whole::deserialize")]
     pub page_size: u32,
     /// Entries on all pages.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::whole::deserialize")]
     pub total: u64,
     /// Number of pages.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "crate::whole::deserialize")]
     pub page_count: u32,
     /// URI of the next page, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -105,6 +105,7 @@ pub struct Parameters {
     /// Sampling temperature, 0.0 to 2.0.
     pub temperature: f64,
     /// Most tokens to generate, 1 to 32768.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub max_tokens: u32,
     /// Nucleus sampling mass: above 0, at most 1.
     pub top_p: f64,

@@ -107,11 +107,7 @@ impl Region {
     /// The rule an unknown region name breaks, listing every known name and domain.
     pub(crate) fn unknown_rule(name: &str) -> Rule {
         let known = REGIONS.iter().flat_map(|r| [r.name, r.domain]).collect();
-        Rule::Unknown {
-            what: "Genesys Cloud region",
-            name: name.to_owned(),
-            known,
-        }
+        Rule::unknown("Genesys Cloud region", name, known)
     }
 
     /// The AWS region name, such as `eu-west-1`.
@@ -178,5 +174,18 @@ mod tests {
                 && text.contains("us-east-1")
                 && text.contains("apne3.pure.cloud")
         );
+    }
+
+    #[test]
+    fn a_huge_unknown_region_is_quoted_cut() {
+        let huge = "x".repeat(100_000);
+        let text = Region::parse(&huge).unwrap_err().to_string();
+        assert!(text.len() < 1_000, "{} bytes", text.len());
+        assert!(text.contains(&format!("`{}…`", "x".repeat(63))), "{text}");
+        let config = format!("[environment]\nregion = \"{huge}\"\n[routes.a]\nmodel = \"m\"\n");
+        let text = crate::RouterConfig::from_toml_str(&config)
+            .unwrap_err()
+            .to_string();
+        assert!(text.len() < 1_000, "{} bytes", text.len());
     }
 }

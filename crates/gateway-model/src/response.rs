@@ -64,9 +64,9 @@ pub struct GatewayResponse {
 }
 
 keep_unknown_fields!(Usage {
-    prompt_tokens: "promptTokens" required,
-    completion_tokens: "completionTokens" required,
-    total_tokens: "totalTokens" required,
+    prompt_tokens: "promptTokens" whole,
+    completion_tokens: "completionTokens" whole,
+    total_tokens: "totalTokens" whole,
 });
 
 keep_unknown_fields!(GatewayResponse {
@@ -141,5 +141,37 @@ mod tests {
         let escaped = escaped.unwrap();
         assert_eq!(escaped.model_id, "m");
         assert_eq!(escaped.extra["new"], 1);
+    }
+
+    #[test]
+    fn token_counts_written_as_whole_floats_are_read_and_fractions_refused() {
+        let usage = |counts: &str| {
+            serde_json::from_str::<GatewayResponse>(&format!(
+                r#"{{"id":"a","modelId":"m","output":"o","usage":{{{counts}}}}}"#
+            ))
+            .map(|r| r.usage.unwrap())
+        };
+        let read = usage(r#""promptTokens":12.0,"completionTokens":3e1,"totalTokens":42"#);
+        let read = read.unwrap();
+        assert_eq!(
+            (
+                read.prompt_tokens,
+                read.completion_tokens,
+                read.total_tokens
+            ),
+            (12, 30, 42)
+        );
+        let fraction = usage(r#""promptTokens":1.5,"completionTokens":3,"totalTokens":4"#);
+        assert!(
+            fraction
+                .unwrap_err()
+                .to_string()
+                .contains("floating point `1.5`")
+        );
+        let missing = usage(r#""promptTokens":1,"completionTokens":3"#).unwrap_err();
+        assert!(
+            missing.to_string().contains("missing field `totalTokens`"),
+            "{missing}"
+        );
     }
 }

@@ -53,7 +53,11 @@ pub struct RouteRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub temperature: Option<f64>,
     /// A completion token limit replacing the route's; at most the route's own.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub max_tokens: Option<u32>,
     /// A nucleus sampling value replacing the route's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -187,12 +191,15 @@ pub struct RouteOutcome {
     #[schemars(with = "String")]
     pub served_model: ModelId,
     /// HTTP attempts across every model tried.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub attempts: u32,
     /// Fallback models tried after the first.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub fallbacks_used: u32,
     /// Every model tried, in order, the one that answered last.
     pub models_tried: Vec<ModelAttempt>,
     /// Time from the call's start to its answer, in microseconds.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub latency_us: u64,
     /// The `X-Correlation-Id` shared by every model tried.
     pub correlation_id: String,

@@ -65,11 +65,7 @@ impl crate::Validate for SafetyFilter {
         if let SafetyFilter::Other(name) = self {
             out.push(
                 at,
-                crate::Rule::Unknown {
-                    what: "safety filter",
-                    name: name.clone(),
-                    known: Self::KNOWN.to_vec(),
-                },
+                crate::Rule::unknown("safety filter", name, Self::KNOWN.to_vec()),
             );
         }
     }

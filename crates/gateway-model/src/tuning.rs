@@ -58,11 +58,7 @@ impl std::str::FromStr for Tuning {
             "high" => Ok(Tuning::High),
             other => Err(crate::ValidationErrors::single(
                 "",
-                Rule::Unknown {
-                    what: "tuning level",
-                    name: other.to_owned(),
-                    known: vec!["low", "default", "high"],
-                },
+                Rule::unknown("tuning level", other, vec!["low", "default", "high"]),
             )),
         }
     }

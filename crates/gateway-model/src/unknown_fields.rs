@@ -50,8 +50,9 @@ impl<'de> Deserialize<'de> for Key<'de> {
 /// `extra: serde_json::Map<String, serde_json::Value>` that keeps unknown keys.
 ///
 /// Each field is `name: "jsonName" mode`, where mode is `required` (must be present),
-/// `optional` (an `Option`: absent or `null` reads as `None`, `None` is not written) or
-/// `list` (a `Vec`: absent reads as empty, empty is not written).
+/// `whole` (a required unsigned integer, read by [`crate::whole::Whole`]), `optional`
+/// (an `Option`: absent or `null` reads as `None`, `None` is not written) or `list` (a
+/// `Vec`: absent reads as empty, empty is not written).
 macro_rules! keep_unknown_fields {
     ($ty:ident { $($field:ident : $json:literal $mode:ident),* $(,)? }) => {
         impl serde::Serialize for $ty {
@@ -87,7 +88,7 @@ macro_rules! keep_unknown_fields {
                                     if $field.is_some() {
                                         return Err(A::Error::duplicate_field($json));
                                     }
-                                    $field = Some(map.next_value()?);
+                                    $field = Some($crate::unknown_fields::keep_unknown_fields!(@next $mode map));
                                 } )*
                                 _ => {
                                     let value = map.next_value::<serde_json::Value>()?;
@@ -106,6 +107,15 @@ macro_rules! keep_unknown_fields {
             }
         }
     };
+    (@next whole $map:ident) => {
+        $map.next_value::<$crate::whole::Whole<_>>()?.0
+    };
+    (@next $mode:ident $map:ident) => {
+        $map.next_value()?
+    };
+    (@write whole $map:ident $json:literal $value:expr) => {
+        $map.serialize_entry($json, $value)?;
+    };
     (@write required $map:ident $json:literal $value:expr) => {
         $map.serialize_entry($json, $value)?;
     };
@@ -118,6 +128,9 @@ macro_rules! keep_unknown_fields {
         if !$value.is_empty() {
             $map.serialize_entry($json, $value)?;
         }
+    };
+    (@read whole $field:ident $json:literal $access:ident) => {
+        $field.ok_or_else(|| <$access::Error as serde::de::Error>::missing_field($json))?
     };
     (@read required $field:ident $json:literal $access:ident) => {
         $field.ok_or_else(|| <$access::Error as serde::de::Error>::missing_field($json))?

@@ -8,6 +8,7 @@
 
 use std::fmt;
 
+pub use crate::found::Found;
 pub use crate::location::Location;
 use crate::location::push_key;
 
@@ -39,7 +40,7 @@ pub enum Rule {
         /// The range, written as in the documentation (for example `0.0..=2.0`).
         range: &'static str,
         /// The value found (`NaN` and infinities included).
-        actual: f64,
+        actual: Found,
     },
     /// A number lies outside what the route it is sent through allows (its temperature
     /// band, its token cap).
@@ -47,7 +48,7 @@ pub enum Rule {
         /// What bounds it, with the range (for example `temperature band 0.1..=0.9`).
         bound: String,
         /// The value found.
-        actual: f64,
+        actual: Found,
     },
     /// A string does not match the documented pattern.
     Pattern {
@@ -120,6 +121,8 @@ pub enum Rule {
 /// Longest parser message a [`Rule::Malformed`] keeps, and longest path a [`Violation`]
 /// keeps, in characters.
 pub const MAX_MALFORMED_CHARS: usize = 512;
+/// Longest name a [`Rule::Unknown`] keeps, in characters: no known name comes close.
+pub const MAX_UNKNOWN_NAME_CHARS: usize = 64;
 
 /// Most violations a [`ValidationErrors`] lists; beyond them it only counts, so a document
 /// of many small mistakes cannot make an error (or an answer that echoes it) many times
@@ -168,6 +171,23 @@ impl Rule {
         Self::Malformed {
             message: bounded(message.to_string()),
         }
+    }
+
+    /// [`Rule::Unknown`] for `name`, cut to [`MAX_UNKNOWN_NAME_CHARS`] characters
+    /// (ending in `…` if it was longer).
+    ///
+    /// ```
+    /// use gateway_model::{MAX_UNKNOWN_NAME_CHARS, Rule};
+    ///
+    /// let rule = Rule::unknown("tuning level", &"x".repeat(100_000), vec!["low", "high"]);
+    /// let Rule::Unknown { name, .. } = &rule else { unreachable!() };
+    /// assert_eq!(name.chars().count(), MAX_UNKNOWN_NAME_CHARS);
+    /// assert!(rule.to_string().ends_with("…`; known: low, high"));
+    /// ```
+    pub fn unknown(what: &'static str, name: &str, known: Vec<&'static str>) -> Self {
+        let mut name = name.to_owned();
+        cut_to(&mut name, MAX_UNKNOWN_NAME_CHARS);
+        Self::Unknown { what, name, known }
     }
 }
 
@@ -400,7 +420,7 @@ impl Violations {
                 at,
                 Rule::OutOfRange {
                     range,
-                    actual: value,
+                    actual: value.into(),
                 },
             );
         }
@@ -632,6 +652,19 @@ mod tests {
         assert!(
             text.contains("/b: must have at most 1 entries (has 2)"),
             "{text}"
+        );
+    }
+
+    #[test]
+    fn a_large_integer_out_of_range_is_reported_as_written() {
+        let text = "[environment]\nregion = \"eu-west-1\"\n[routes.a]\nmodel = \"m\"\n\
+                    [retry]\nmax_retry_after_s = 18446744073709551615\n";
+        let err = crate::RouterConfig::from_toml_str(text)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/retry/max_retry_after_s: must be in 0..=3600 (is 18446744073709551615)"),
+            "{err}"
         );
     }
 

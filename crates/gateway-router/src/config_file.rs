@@ -3,7 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use gateway_auth::ENV_REGION;
-use gateway_model::{EnvVarError, RouterConfig, Validate, ValidationErrors, env_var, read_bounded};
+use gateway_model::{
+    EnvVarError, MAX_UNKNOWN_NAME_CHARS, RouterConfig, Validate, ValidationErrors, cut_to, env_var,
+    read_bounded,
+};
 
 /// The largest config file read: far past any real one (the example is 5 KB).
 pub const MAX_CONFIG_BYTES: u64 = 1024 * 1024;
@@ -96,8 +99,10 @@ pub fn apply_env_overrides(
         return false;
     };
     if let Some(api_base) = &config.environment.api_base {
+        let mut shown = region.clone();
+        cut_to(&mut shown, MAX_UNKNOWN_NAME_CHARS);
         tracing::warn!(
-            %region,
+            region = %shown,
             %api_base,
             "{ENV_REGION} is ignored: the config names its hosts (api_base), which win"
         );

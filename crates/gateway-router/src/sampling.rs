@@ -29,7 +29,7 @@ impl RouteSampling {
                     path: "/temperature".into(),
                     rule: Rule::OutsideRoute {
                         bound: format!("temperature band {:?}..={:?}", band.start(), band.end()),
-                        actual: t,
+                        actual: t.into(),
                     },
                 });
                 t
@@ -43,7 +43,7 @@ impl RouteSampling {
                     path: "/maxTokens".into(),
                     rule: Rule::OutsideRoute {
                         bound: format!("token cap 1..={}", self.max_tokens),
-                        actual: f64::from(n),
+                        actual: n.into(),
                     },
                 });
                 n

@@ -42,10 +42,13 @@ pub struct AuditConfig {
     /// When the file is synced to disk.
     pub fsync: FsyncPolicy,
     /// Sync interval for `fsync = "interval"`.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub fsync_interval_ms: u64,
     /// Size at which the file is rotated.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub rotate_bytes: u64,
     /// Rotated files kept.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub keep_rotated: u32,
     /// An optional webhook receiving every entry.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -101,10 +104,16 @@ pub struct WebhookConfig {
     /// Directory entries are spooled to while the endpoint is down.
     pub spool_dir: PathBuf,
     /// Entries per POST.
-    #[serde(default = "default_batch_size")]
+    #[serde(
+        default = "default_batch_size",
+        deserialize_with = "crate::whole::deserialize"
+    )]
     pub batch_size: u32,
     /// Entries held in memory before spooling to disk.
-    #[serde(default = "default_queue_capacity")]
+    #[serde(
+        default = "default_queue_capacity",
+        deserialize_with = "crate::whole::deserialize"
+    )]
     pub queue_capacity: u32,
 }
 

@@ -12,10 +12,13 @@ use crate::validation::{Location, Validate, Violations};
 #[schemars(transform = bounds::state::<Self>)]
 pub struct CircuitBreakerConfig {
     /// Consecutive failed calls that open a model's circuit.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub failure_threshold: u32,
     /// How long an open circuit stays open before one probe is let through.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub cooldown_ms: u64,
     /// A 429 whose `Retry-After` is at least this long cools the model down for that long.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub cool_down_on_retry_after_s: u64,
 }
 

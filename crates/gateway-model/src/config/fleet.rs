@@ -36,11 +36,14 @@ pub struct FleetConfig {
     /// Prefix of every key the fleet uses; replicas with the same prefix share state.
     pub key_prefix: String,
     /// Longest wait for one Redis command; beyond it the replica uses its local state.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub command_timeout_ms: u64,
     /// How many replicas share the OAuth client: with Redis down, each paces at
     /// `requests_per_minute / replicas`.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub replicas: u32,
     /// Longest a replica holds the token-fetch lock (a crashed fetcher blocks no longer).
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub token_lock_ms: u64,
 }
 

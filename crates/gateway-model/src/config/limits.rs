@@ -12,25 +12,37 @@ use crate::validation::{Location, Rule, Validate, Violations};
 #[schemars(transform = bounds::state::<Self>)]
 pub struct LimitsConfig {
     /// Most requests in flight to the gateway at once.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub max_concurrency: u32,
     /// Longest wait for a concurrency slot before failing with a limiter timeout.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub limiter_timeout_ms: u64,
     /// Timeout of one HTTP attempt.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub attempt_timeout_ms: u64,
     /// Deadline of one whole call, retries and fallbacks included.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub deadline_ms: u64,
     /// TCP + TLS connect timeout.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub connect_timeout_ms: u64,
     /// Timeout of one OAuth token request to the login host.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub login_timeout_ms: u64,
     /// Largest response body accepted.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub max_response_bytes: u64,
     /// Requests per minute this OAuth client may send (Genesys limits each client);
     /// calls are paced within their deadline instead of being sent into 429s. Unset: no
     /// pacing beyond what the gateway's own `inin-ratelimit-*` headers ask for.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub requests_per_minute: Option<u32>,
     /// How many requests beyond the steady pace may go at once (the pacer's burst).
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub rate_burst: u32,
 }
 

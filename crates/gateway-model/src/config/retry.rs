@@ -12,16 +12,21 @@ use crate::validation::{Location, Rule, Validate, Violations};
 #[schemars(transform = bounds::state::<Self>)]
 pub struct RetryConfig {
     /// Most HTTP attempts per model, the first included.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub max_attempts: u32,
     /// First backoff cap; each retry doubles it (full jitter picks a wait below it).
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub base_delay_ms: u64,
     /// Largest backoff cap.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub max_delay_ms: u64,
     /// A `Retry-After` longer than this is not waited out: the call fails at once.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub max_retry_after_s: u64,
     /// Retries allowed as a fraction of recent requests (the retry budget).
     pub budget_ratio: f64,
     /// Retries per second always allowed, whatever the ratio.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub budget_min_per_s: u32,
 }
 

@@ -45,6 +45,7 @@ pub struct RouteConfig {
     /// Temperatures by tuning level.
     pub temperature: TemperatureMatrix,
     /// `maxTokens` for this route.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub max_tokens: u32,
     /// `topP` for this route: above 0, at most 1.
     pub top_p: f64,
@@ -150,6 +151,7 @@ pub struct SplitEntry {
     /// The model.
     pub model: ModelId,
     /// Its relative weight (shares are weight / sum of weights).
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub weight: u32,
 }
 

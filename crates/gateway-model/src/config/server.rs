@@ -20,22 +20,32 @@ pub const DEFAULT_MAX_CONNECTIONS: u32 = 4_096;
 #[schemars(transform = bounds::state::<Self>)]
 pub struct ServerConfig {
     /// Longest wait for a request's complete headers, from its first byte.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub header_read_timeout_ms: u64,
     /// Longest wait for a request's complete body, once its headers are in.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub body_read_timeout_ms: u64,
     /// How long a keep-alive connection may wait for its next request before it is closed.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub idle_timeout_ms: u64,
     /// Most connections open at once; beyond it new connections are refused at once.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub max_connections: u32,
     /// Most routed calls in flight at once, counting those whose caller has hung up
     /// (they run on to their end, so they are audited as they really ended); beyond it
     /// a call is refused at once with 503 `router.overloaded`, before its body is read,
     /// so it also bounds the request bodies held. Unset: `max_connections`.
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::option"
+    )]
     pub max_calls: Option<u32>,
     /// On shutdown, how long calls in flight may run before they are cancelled.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub drain_timeout_ms: u64,
     /// Largest request body accepted; a larger one is refused.
+    #[serde(deserialize_with = "crate::whole::deserialize")]
     pub request_body_max_bytes: u64,
     /// Env var holding the API keys callers must present as `Authorization: Bearer
     /// <key>` (comma-separated). Unset: no keys, and `serve` listens only on loopback

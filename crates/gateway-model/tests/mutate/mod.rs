@@ -3,7 +3,7 @@
 //! A mutation picks one place a document can hold a value (every property the schema
 //! names, present or not, every list and map, every element) and sets it to a value near
 //! the bounds the schema states there: a number one below, at and one above `minimum`
-//! and `maximum`, a string one character short of or over `minLength`/`maxLength` (in
+//! and `maximum` (an integer sometimes written as a float, `512.0` or `512.5`), a string one character short of or over `minLength`/`maxLength` (in
 //! one- to four-byte characters), a string with a character the usual patterns refuse
 //! (whitespace, `/`, `é`, U+FEFF, U+0085), an unknown enum name, `null`, a wrong type;
 //! a list emptied, grown past `maxItems` or given a duplicate; a map given a key of
@@ -228,7 +228,14 @@ fn integer(rng: &mut Rng, schema: &Value) -> Value {
     } else {
         *rng.pick(&edges)
     };
-    i64::try_from(n).map_or_else(|_| json!(u64::try_from(n).unwrap_or(u64::MAX)), Value::from)
+    match rng.below(8) {
+        // The same integer written as a float (`512.0`), which JSON Schema counts as an
+        // integer, or one with a fraction, which it does not.
+        0 => json!(n as f64),
+        1 => json!(n as f64 + 0.5),
+        _ => i64::try_from(n)
+            .map_or_else(|_| json!(u64::try_from(n).unwrap_or(u64::MAX)), Value::from),
+    }
 }
 
 fn number(rng: &mut Rng, schema: &Value) -> Value {

@@ -43,10 +43,10 @@ pub(crate) struct ChatCompletionRequest {
     #[serde(default)]
     top_p: Option<f64>,
     /// The completion token limit (deprecated name), at most the route's own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "gateway_model::whole::option")]
     max_tokens: Option<u32>,
     /// The completion token limit, at most the route's own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "gateway_model::whole::option")]
     max_completion_tokens: Option<u32>,
     /// Whether to answer as Server-Sent Events of `chat.completion.chunk`.
     #[serde(default)]
@@ -163,7 +163,7 @@ pub(super) fn is_neutral_in_both(name: &str, value: &Value) -> bool {
         "tools" => is_empty_array(value),
         "tool_choice" => matches!(value.as_str(), Some("none" | "auto")),
         "service_tier" => matches!(value.as_str(), Some("auto" | "default")),
-        "top_logprobs" => value.as_u64() == Some(0),
+        "top_logprobs" => value.as_f64() == Some(0.0),
         _ => false,
     }
 }
@@ -177,7 +177,8 @@ pub(super) fn is_empty_array(value: &Value) -> bool {
 /// [`is_neutral_in_both`]).
 fn is_neutral(name: &str, value: &Value) -> bool {
     match name {
-        "n" => value.as_u64() == Some(1),
+        // `1.0` is the same number, as JSON Schema counts it.
+        "n" => value.as_f64() == Some(1.0),
         "logprobs" => value == &Value::Bool(false),
         "presence_penalty" | "frequency_penalty" => value.as_f64() == Some(0.0),
         "functions" | "stop" => is_empty_array(value),
@@ -583,6 +584,34 @@ mod tests {
         assert!(call.stream && call.include_usage);
         assert_eq!(request.temperature, None);
         assert_eq!(request.sticky_key.as_deref(), Some("conv-9"));
+    }
+
+    /// JSON Schema counts `100.0` as the integer 100, and Python clients write it so.
+    #[test]
+    fn whole_numbers_written_as_floats_are_taken_and_fractions_refused() {
+        let (request, _) = call(
+            r#"{"model":"r","messages":[{"role":"user","content":"x"}],"n":1.0,
+                "max_completion_tokens":1e2,"top_logprobs":0.0}"#,
+        )
+        .unwrap();
+        assert_eq!(request.max_tokens, Some(100));
+        let (request, _) =
+            call(r#"{"model":"r","messages":[{"role":"user","content":"x"}],"max_tokens":64.0}"#)
+                .unwrap();
+        assert_eq!(request.max_tokens, Some(64));
+        for (body, param) in [
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"x"}],"max_tokens":64.5}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"x"}],"n":2.0}"#,
+                "n",
+            ),
+        ] {
+            let err = call(body).unwrap_err();
+            assert_eq!(err.param(), Some(param), "{body}: {err:?}");
+        }
     }
 
     #[test]

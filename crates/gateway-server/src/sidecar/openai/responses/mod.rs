@@ -67,7 +67,7 @@ pub(crate) struct CreateResponseRequest {
     #[serde(default)]
     top_p: Option<f64>,
     /// The output token limit, at most the route's own.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "gateway_model::whole::option")]
     max_output_tokens: Option<u32>,
     /// Whether to answer as Server-Sent Events.
     #[serde(default)]
@@ -313,11 +313,16 @@ mod tests {
         let (request, call) = parse(
             r#"{"model":"r","input":"x","store":false,"tools":[],"tool_choice":"auto",
                 "include":[],"truncation":"disabled","background":false,"service_tier":"auto",
-                "top_logprobs":0,"reasoning":{},"parallel_tool_calls":true,
-                "text":{"format":{"type":"text"},"verbosity":"medium"}}"#,
+                "top_logprobs":0.0,"reasoning":{},"parallel_tool_calls":true,
+                "text":{"format":{"type":"text"},"verbosity":"medium"},"max_output_tokens":64.0}"#,
         )
         .unwrap();
         assert_eq!(request.prompt, "x");
+        assert_eq!(
+            request.max_tokens,
+            Some(64),
+            "a whole number written as a float"
+        );
         assert_eq!(call.prompt_param, "input");
     }
 
