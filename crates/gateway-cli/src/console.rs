@@ -63,23 +63,33 @@ pub fn error(message: impl Display) {
     }
 }
 
-/// `message` as one line a terminal shows as it is: control characters (a line break, an
-/// escape sequence from a gateway's error text) are written as Rust escapes (`\n`,
-/// `\u{1b}`). JSON lines escape them already.
+/// `message` as a terminal shows it as it is: control characters (an escape sequence from
+/// a gateway's error text, a carriage return) are written as Rust escapes (`\u{1b}`,
+/// `\r`), and each line after the first starts with at least two spaces, so a message's
+/// own list (a validation error's problems) reads as one, and a line break in quoted
+/// text cannot pass for a line of its own. JSON lines escape them already.
 fn printable(message: &dyn Display) -> String {
     let text = message.to_string();
     if !text.chars().any(char::is_control) {
         return text;
     }
-    let mut line = String::with_capacity(text.len() + 8);
-    for c in text.chars() {
-        if c.is_control() {
-            line.extend(c.escape_default());
-        } else {
-            line.push(c);
+    let mut out = String::with_capacity(text.len() + 8);
+    for (i, line) in text.split('\n').enumerate() {
+        if i > 0 {
+            out.push('\n');
+            if !line.starts_with("  ") {
+                out.push_str("  ");
+            }
+        }
+        for c in line.chars() {
+            if c.is_control() {
+                out.extend(c.escape_default());
+            } else {
+                out.push(c);
+            }
         }
     }
-    line
+    out
 }
 
 #[cfg(test)]
@@ -87,14 +97,19 @@ mod tests {
     use super::printable;
 
     #[test]
-    fn control_characters_are_written_as_escapes() {
+    fn control_characters_are_written_as_escapes_and_lines_indented() {
         assert_eq!(
             printable(&"plain: `text` \"quoted\""),
             "plain: `text` \"quoted\""
         );
         assert_eq!(
-            printable(&"a\nFAKE\u{1b}[31mRED\tend\u{85}"),
-            "a\\nFAKE\\u{1b}[31mRED\\tend\\u{85}"
+            printable(&"a\nerror: FAKE\u{1b}[31mRED\tend\u{85}\r"),
+            "a\n  error: FAKE\\u{1b}[31mRED\\tend\\u{85}\\r"
+        );
+        assert_eq!(
+            printable(&"2 validation errors\n  /prompt: is required\n  /route: is required"),
+            "2 validation errors\n  /prompt: is required\n  /route: is required",
+            "a message's own indented list stays as it is"
         );
     }
 }

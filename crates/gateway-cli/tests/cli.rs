@@ -292,6 +292,16 @@ async fn exit_2_for_usage_errors() {
         "{}",
         stderr(&twice)
     );
+    // A prompt that breaks a rule: its problems are listed one per line, not escaped.
+    let mut empty = cli(&["route", "--route", "summarize", "--prompt", ""]);
+    empty.arg("--config").arg(&config);
+    let empty = run(empty).await;
+    assert_eq!(empty.status.code(), Some(2), "{}", stderr(&empty));
+    assert!(
+        stderr(&empty).contains("1 validation error\n  /prompt: is required"),
+        "{}",
+        stderr(&empty)
+    );
     assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
 }
 
