@@ -114,6 +114,44 @@ fn builder(config: gateway_model::RouterConfig) -> anyhow::Result<gateway_router
     Ok(builder)
 }
 
+/// The env var the README and the example config name for the sidecar's API keys.
+const CONVENTIONAL_KEYS_ENV: &str = "GENESYS_ROUTER_API_KEYS";
+
+/// Refuses to serve the network without API keys (unless told to), and warns when the
+/// keys are set under the name the examples use while the config names no variable.
+fn refuse_an_open_door(
+    args: &ServeArgs,
+    options: &SidecarOptions,
+    config: &gateway_model::RouterConfig,
+) -> anyhow::Result<()> {
+    // The name the examples use, set while the config names no variable: a key the
+    // operator meant to require that would not be asked for.
+    let unnamed_keys = (config.server.api_keys_env.is_none()
+        && std::env::var_os(CONVENTIONAL_KEYS_ENV).is_some())
+    .then(|| {
+        format!(
+            "{CONVENTIONAL_KEYS_ENV} is set, but [server] api_keys_env does not name it, so no \
+             API key is asked for"
+        )
+    });
+    if Sidecar::is_open_to_the_network(args.listen, options) && !args.allow_unauthenticated {
+        return Err(InvalidConfig(format!(
+            "refusing to listen on {} without API keys: anyone who can reach it could send \
+             prompts as this OAuth client. Set [server] api_keys_env to an env var holding \
+             keys, listen on a loopback address, or pass --allow-unauthenticated{}",
+            args.listen,
+            unnamed_keys
+                .map(|hint| format!(" ({hint})"))
+                .unwrap_or_default()
+        ))
+        .into());
+    }
+    if let Some(hint) = unnamed_keys {
+        console::warn(hint);
+    }
+    Ok(())
+}
+
 /// `serve`: the sidecar until SIGTERM or Ctrl-C.
 pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i32> {
     let config = load_config(&args.config)?;
@@ -121,15 +159,7 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
     if let Some(secs) = args.drain_secs {
         options.drain = Duration::from_secs(secs);
     }
-    if Sidecar::is_open_to_the_network(args.listen, &options) && !args.allow_unauthenticated {
-        return Err(InvalidConfig(format!(
-            "refusing to listen on {} without API keys: anyone who can reach it could send \
-             prompts as this OAuth client. Set [server] api_keys_env to an env var holding \
-             keys, listen on a loopback address, or pass --allow-unauthenticated",
-            args.listen
-        ))
-        .into());
-    }
+    refuse_an_open_door(&args, &options, &config)?;
     if let Some(room) = gateway_server::raise_for_connections()
         && u64::try_from(options.limits.max_connections).unwrap_or(u64::MAX) > room
     {

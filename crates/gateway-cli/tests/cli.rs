@@ -791,8 +791,28 @@ fn serving_the_network_without_api_keys_is_refused_with_exit_3() {
     .unwrap();
     let output = cli(&["serve", "--listen", "0.0.0.0:0", "--config"])
         .arg(&config)
+        .env_remove("GENESYS_ROUTER_API_KEYS")
         .output()
         .unwrap();
     assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
     assert!(stderr(&output).contains("refusing to listen on 0.0.0.0:0 without API keys"));
+    assert!(!stderr(&output).contains("GENESYS_ROUTER_API_KEYS"));
+
+    // The keys are set under the name the examples use, but the config does not name it.
+    let output = cli(&["serve", "--listen", "0.0.0.0:0", "--config"])
+        .arg(&config)
+        .env("GENESYS_ROUTER_API_KEYS", "k-1")
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("GENESYS_ROUTER_API_KEYS is set, but [server] api_keys_env does not name it"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains("k-1"),
+        "the key itself is not shown"
+    );
 }
