@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use gateway_audit::webhook::{WebhookSecret, WebhookSink};
+use gateway_audit::webhook::{WebhookOptions, WebhookSecret, WebhookSink};
 use gateway_audit::{AuditError, AuditSink, FanOut, JsonlSink};
 use gateway_auth::{ClientCredentials, Credentials};
-use gateway_model::{ModelId, RouterConfig, Validate, ValidationErrors};
+use gateway_model::{ModelId, RouterConfig, Validate, ValidationErrors, WebhookConfig};
 use gateway_telemetry::{ModelMetrics, Stats};
 use gateway_transport::{TokenSource, Transport, TransportConfig, TransportError};
 
@@ -290,11 +290,29 @@ fn audit_from_config(config: &RouterConfig) -> Result<Option<Arc<dyn AuditSink>>
     };
     WebhookSink::check_spool_dir(&webhook.spool_dir).map_err(BuildError::SpoolDir)?;
     let secret = WebhookSecret::from_env(&webhook.secret_env).map_err(AuditError::from)?;
-    let hook = WebhookSink::start(webhook, secret)?;
+    let hook = start_webhook(config, webhook, secret)?;
     Ok(Some(Arc::new(FanOut::new(vec![
         Arc::new(file),
         Arc::new(hook),
     ]))))
+}
+
+/// Starts the audit webhook trusting what the config's gateway client trusts (`[tls]
+/// roots` and `extra_ca_file`): a receiver on a private CA is reached like the gateway.
+fn start_webhook(
+    config: &RouterConfig,
+    webhook: &WebhookConfig,
+    secret: WebhookSecret,
+) -> Result<WebhookSink, BuildError> {
+    let transport = |kind| BuildError::Transport(TransportError::from(kind));
+    let client = TransportConfig::from_router_config(config)
+        .map_err(transport)?
+        .client;
+    let options = WebhookOptions {
+        tls: Some(client.tls_config().map_err(transport)?),
+        ..WebhookOptions::default()
+    };
+    Ok(WebhookSink::start_with(webhook, secret, options)?)
 }
 
 impl Router {
@@ -311,5 +329,66 @@ impl Router {
             transport: None,
             check_recorder: true,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gateway_model::{AuditEntry, EnvironmentConfig};
+    use gateway_sim::{Sim, TestPki};
+    use tokio::time::Instant;
+
+    fn entry(id: uuid::Uuid) -> AuditEntry {
+        serde_json::from_value(serde_json::json!({
+            "id": id, "timestamp": "2026-12-05T10:00:00Z",
+            "route": "r", "requestId": "q", "correlationId": "c", "requestedModel": "m",
+            "attempts": 1, "fallbacksUsed": 0, "modelsTried": [], "outcome": "success",
+            "latencyUs": 1, "tuning": "default", "temperature": 0.2,
+            "promptSha256": "0".repeat(64), "promptChars": 1 }))
+        .unwrap()
+    }
+
+    /// A webhook receiver whose certificate a private CA signed is reached when `[tls]
+    /// extra_ca_file` names that CA, as the gateway is (the simulator answers its POST
+    /// 404, which leaves the entry spooled: the POST arriving is what counts here).
+    #[tokio::test]
+    async fn the_webhook_trusts_the_extra_ca_the_gateway_client_trusts() {
+        let pki = TestPki::generate().unwrap();
+        let sim = Sim::builder()
+            .tls(pki.cert_pem, pki.key_pem)
+            .start()
+            .await
+            .unwrap();
+        let dir = std::env::temp_dir().join(format!("gateway-router-{}", uuid::Uuid::now_v7()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let ca = dir.join("ca.pem");
+        std::fs::write(&ca, &pki.ca_pem).unwrap();
+        let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()));
+        config.tls.extra_ca_file = Some(ca);
+        let webhook = WebhookConfig {
+            url: format!("{}/audit", sim.base_url()),
+            secret_env: "UNUSED_IN_THIS_TEST".into(),
+            spool_dir: dir.join("spool"),
+            batch_size: 10,
+            queue_capacity: 100,
+        };
+        let secret = WebhookSecret::from_key(*b"a key for the audit webhook test").unwrap();
+        let sink = start_webhook(&config, &webhook, secret).unwrap();
+
+        let id = uuid::Uuid::now_v7();
+        sink.record(&entry(id)).await.unwrap();
+        // Settled once the first POST is answered (or failed) and its entry spooled.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        sink.flush(deadline).await.unwrap();
+        let posts: Vec<_> = sim
+            .requests()
+            .into_iter()
+            .filter(|r| r.method == "POST" && r.path == "/audit")
+            .collect();
+        sink.shutdown(deadline).await.unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+        assert!(!posts.is_empty(), "no POST over TLS: {:?}", sink.report());
+        assert!(posts[0].body.contains(&id.to_string()), "{}", posts[0].body);
     }
 }

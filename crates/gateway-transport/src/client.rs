@@ -84,6 +84,12 @@ impl ClientOptions {
         self.extra_ca_pem = Some(pem);
         Ok(self)
     }
+
+    /// The rustls client configuration these options trust (roots and extra CA, `ring`),
+    /// for other clients that must trust what the gateway client trusts (the audit webhook).
+    pub fn tls_config(&self) -> Result<rustls::ClientConfig, ErrorKind> {
+        tls_config(self)
+    }
 }
 
 /// An answer read in full.

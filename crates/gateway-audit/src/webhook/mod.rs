@@ -5,7 +5,8 @@
 //! - A background task POSTs messages of up to `batch_size` entries as
 //!   `{"entries": [...]}` ([`WebhookBatch`]), signed per Standard Webhooks
 //!   ([`sign`]; receivers check with [`verify_headers`]). A 2xx answer delivers the
-//!   message. Its `webhook-id` (`msg_` plus 32 hex digits derived from its entry ids) and
+//!   message as soon as its status arrives: the body is then read for at most 1 s and
+//!   64 KiB, only so the connection can be reused, and how that goes changes nothing. Its `webhook-id` (`msg_` plus 32 hex digits derived from its entry ids) and
 //!   its body are fixed when it is formed and stay so until it is delivered, through
 //!   every retry and across restarts: each entry travels in one message only, and
 //!   entries that arrive while a message waits go into later messages. Only the
@@ -21,11 +22,15 @@
 //!   is treated as final, because sending the same bytes again cannot change it: a
 //!   message of several entries is sent again as one message per entry, and an entry
 //!   refused on its own is set aside in the spool's `rejected/` directory (same line
-//!   format: moved back into the spool directory, it is replayed) and counted
+//!   format: moved back into the spool directory while no sink has it open, it is
+//!   replayed by the next sink to open it) and counted
 //!   `rejected`, so it does not hold up the entries behind it. A misconfigured receiver
 //!   (400, 401, 404...) keeps entries in the spool, logged, until it is fixed.
 //!   Entries are dropped (and counted `dropped`) only when the spool is full
 //!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, or a spooled line is corrupt.
+//!   A file named like a segment but larger than [`WebhookOptions::segment_bytes`] plus
+//!   64 MiB (more than the sink ever writes) is not read: it is moved to `rejected/` as
+//!   `{index}.oversized`, logged, and stops counting against the spool's size.
 //! - A new sink over the same spool directory replays what an earlier one left. Use one
 //!   sink per spool directory at a time (the directory is not locked).
 //! - One POST is in flight at a time, so throughput is about `batch_size` per round trip.
@@ -38,6 +43,7 @@
 mod backoff;
 mod batch;
 mod delivery_report;
+mod post;
 pub(crate) mod secret;
 mod signature;
 mod spool;
@@ -67,8 +73,9 @@ pub use signature::{
 };
 
 use delivery_report::DeliveryCounters;
+use post::build_client;
 use spool::{Record, Spool};
-use worker::{Worker, build_client, spool_records};
+use worker::{Worker, spool_records};
 
 const SINK: &str = "webhook";
 
@@ -88,7 +95,8 @@ pub struct WebhookOptions {
     pub segment_bytes: u64,
     /// Allow plain `http://` to hosts that are not loopback.
     pub allow_insecure_http: bool,
-    /// TLS client settings; by default Mozilla's roots (`webpki-roots`) with `ring`.
+    /// TLS client settings; by default Mozilla's roots (`webpki-roots`) with `ring`. The
+    /// router passes its gateway client's (`[tls] roots` and `extra_ca_file`).
     pub tls: Option<rustls::ClientConfig>,
 }
 

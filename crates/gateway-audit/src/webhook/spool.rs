@@ -99,6 +99,13 @@ pub(crate) struct Spool {
 /// The spool's subdirectory for messages the receiver refused on their own.
 pub(crate) const REJECTED_DIR: &str = "rejected";
 
+/// The most bytes one record may take past a segment's `segment_bytes`. A segment is
+/// closed once it reaches `segment_bytes`, so one this sink wrote holds at most that
+/// plus one record; a file named like a segment and larger than `segment_bytes` plus
+/// this is not read (it could be larger than memory): it is moved to `rejected/` as
+/// `{index}.oversized`, logged, and no longer counts against the spool's cap.
+pub(crate) const MAX_RECORD_BYTES: u64 = 64 << 20;
+
 /// The highest segment index taken from a file name: the spool counts on by one from
 /// the highest it finds, and from here that cannot overflow in any spool's life. A
 /// larger number (say `18446744073709551615.jsonl`, which overflowed the count) is not
@@ -159,7 +166,7 @@ impl Spool {
             }
         }
         sealed.sort_by_key(|s| s.index);
-        Ok(Self {
+        let mut spool = Self {
             dir: dir.to_owned(),
             next_index: sealed.last().map_or(1, |s| s.index.saturating_add(1)),
             total_bytes: sealed.iter().map(|s| s.bytes).sum(),
@@ -167,7 +174,39 @@ impl Spool {
             current: None,
             max_bytes,
             segment_bytes: segment_bytes.max(1),
-        })
+        };
+        spool.set_aside_oversized();
+        Ok(spool)
+    }
+
+    /// Moves every sealed segment over `segment_bytes` plus [`MAX_RECORD_BYTES`] to
+    /// `rejected/`, unread, and forgets it (if the move fails it stays where it is,
+    /// forgotten until the next start tries again).
+    fn set_aside_oversized(&mut self) {
+        let bound = self.segment_bytes.saturating_add(MAX_RECORD_BYTES);
+        let (oversized, kept) = std::mem::take(&mut self.sealed)
+            .into_iter()
+            .partition::<VecDeque<_>, _>(|s| s.bytes > bound);
+        self.sealed = kept;
+        for segment in oversized {
+            self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
+            let from = self.path_of(segment.index);
+            let dir = self.dir.join(REJECTED_DIR);
+            let to = dir.join(format!("{:020}.oversized", segment.index));
+            let moved = std::fs::create_dir_all(&dir)
+                .and_then(|()| std::fs::rename(&from, &to))
+                .map_err(|e| AuditError::io("move aside", &from, e));
+            match moved {
+                Ok(()) => tracing::error!(
+                    path = %to.display(), bytes = segment.bytes, bound,
+                    "an audit spool segment larger than the sink ever writes was set aside unread"
+                ),
+                Err(e) => tracing::error!(
+                    error = %e, bytes = segment.bytes, bound,
+                    "an audit spool segment larger than the sink ever writes is skipped unread"
+                ),
+            }
+        }
     }
 
     pub(crate) fn path_of(&self, index: u64) -> PathBuf {
@@ -300,6 +339,7 @@ impl Spool {
             self.sync_current()?;
             self.seal();
         }
+        self.set_aside_oversized();
         Ok(self.sealed.front().copied())
     }
 
@@ -567,6 +607,38 @@ mod tests {
         assert_eq!(spool.append(&loose(&batch[10..])).written, 2);
         let segment = spool.oldest().unwrap().unwrap();
         assert_eq!(segment.bytes, 2 * line);
+    }
+
+    #[test]
+    fn a_segment_larger_than_the_sink_writes_is_set_aside_unread() {
+        let dir = tempfile::tempdir().unwrap();
+        let segment_bytes = 1024;
+        let first = encoded(0);
+        let last = encoded(2);
+        std::fs::write(dir.path().join(format!("{:020}.jsonl", 1)), first.line()).unwrap();
+        std::fs::write(dir.path().join(format!("{:020}.jsonl", 3)), last.line()).unwrap();
+        // Sparse: reading it would allocate 64 MiB and more.
+        let huge = dir.path().join(format!("{:020}.jsonl", 2));
+        let huge_len = segment_bytes + MAX_RECORD_BYTES + 1;
+        File::create(&huge).unwrap().set_len(huge_len).unwrap();
+
+        let mut spool = Spool::open(dir.path(), 1 << 30, segment_bytes).unwrap();
+        let line = |e: &EncodedEntry| e.line().len() as u64;
+        assert_eq!(spool.total_bytes(), line(&first) + line(&last));
+        let mut replayed = Vec::new();
+        while let Some(segment) = spool.oldest().unwrap() {
+            let (records, corrupt) = read_segment(&spool.path_of(segment.index)).unwrap();
+            assert_eq!(corrupt, 0);
+            replayed.extend(entries_of(records).iter().map(EncodedEntry::id));
+            spool.remove(segment).unwrap();
+        }
+        assert_eq!(replayed, [first.id(), last.id()]);
+        assert!(!huge.exists());
+        let aside = dir
+            .path()
+            .join(REJECTED_DIR)
+            .join(format!("{:020}.oversized", 2));
+        assert_eq!(std::fs::metadata(aside).unwrap().len(), huge_len);
     }
 
     #[test]

@@ -10,75 +10,21 @@
 //! go into later messages. A segment is deleted once all its messages are delivered.
 
 use std::sync::{Arc, MutexGuard, PoisonError};
-use std::time::SystemTime;
 
-use bytes::Bytes;
 use gateway_telemetry::AuditEvent;
-use http::header::{CONTENT_TYPE, USER_AGENT};
-use http::{Request, StatusCode};
-use http_body_util::{BodyExt, Full, Limited};
-use hyper_util::client::legacy::Client;
-use hyper_util::client::legacy::connect::HttpConnector;
-use hyper_util::rt::{TokioExecutor, TokioTimer};
+use http::StatusCode;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use crate::webhook::backoff::Backoff;
 use crate::webhook::batch::Message;
-use crate::webhook::signature::{
-    HEADER_ID, HEADER_SIGNATURE, HEADER_TIMESTAMP, sign, unix_seconds,
-};
+use crate::webhook::post::{DeliveryError, HttpClient, post, verdict};
 use crate::webhook::spool::{Record, Segment, Spool, into_messages, read_segment, rewrite_segment};
-use crate::webhook::{MAX_REQUEST_TIMEOUT, Shared, WebhookOptions};
+use crate::webhook::{MAX_REQUEST_TIMEOUT, Shared};
 use crate::{AuditError, EncodedEntry};
-
-pub(crate) type HttpClient = Client<hyper_rustls::HttpsConnector<HttpConnector>, Full<Bytes>>;
-
-/// Most bytes of a response body read (and thrown away) so the connection can be reused.
-const MAX_DRAIN_BYTES: usize = 64 * 1024;
 
 /// Most queued entries moved to the spool per append.
 const DRAIN_CHUNK: usize = 4096;
-
-/// Builds the HTTP client, once per sink.
-pub(crate) fn build_client(options: &WebhookOptions) -> Result<HttpClient, AuditError> {
-    let builder = hyper_rustls::HttpsConnectorBuilder::new();
-    let builder = match &options.tls {
-        Some(config) => builder.with_tls_config(config.clone()),
-        None => builder
-            .with_provider_and_webpki_roots(rustls::crypto::ring::default_provider())
-            .map_err(|e| AuditError::Tls {
-                reason: e.to_string(),
-            })?,
-    };
-    let connector = builder
-        .https_or_http()
-        .enable_http1()
-        .enable_http2()
-        .build();
-    Ok(Client::builder(TokioExecutor::new())
-        .pool_timer(TokioTimer::new())
-        .pool_idle_timeout(std::time::Duration::from_secs(30))
-        .build(connector))
-}
-
-/// Why one POST did not deliver.
-#[derive(Debug)]
-enum DeliveryError {
-    Status(StatusCode),
-    Http(String),
-    Timeout,
-}
-
-impl std::fmt::Display for DeliveryError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            DeliveryError::Status(s) => write!(f, "receiver answered {s}"),
-            DeliveryError::Http(e) => write!(f, "request failed: {e}"),
-            DeliveryError::Timeout => f.write_str("request timed out"),
-        }
-    }
-}
 
 struct Replay {
     segment: Segment,
@@ -102,54 +48,6 @@ pub(crate) struct Worker {
 
 fn lock(shared: &Shared) -> MutexGuard<'_, Spool> {
     shared.spool.lock().unwrap_or_else(PoisonError::into_inner)
-}
-
-/// POSTs one message, signed with a fresh timestamp.
-async fn post(
-    client: &HttpClient,
-    shared: &Shared,
-    message: &Message,
-) -> Result<(), DeliveryError> {
-    let body = message.body().clone();
-    let id = message.id();
-    let timestamp = unix_seconds(SystemTime::now());
-    let signature = sign(&shared.secret, id, timestamp, &body);
-    let request = Request::post(shared.uri.clone())
-        .header(CONTENT_TYPE, "application/json")
-        .header(
-            USER_AGENT,
-            concat!("genesys-router/", env!("CARGO_PKG_VERSION")),
-        )
-        .header(HEADER_ID, id)
-        .header(HEADER_TIMESTAMP, timestamp)
-        .header(HEADER_SIGNATURE, signature)
-        .body(Full::new(body))
-        .map_err(|e| DeliveryError::Http(e.to_string()))?;
-    let response = client
-        .request(request)
-        .await
-        .map_err(|e| DeliveryError::Http(error_chain(&e)))?;
-    let status = response.status();
-    // Read (and ignore) a bounded body so the connection can be reused.
-    let _ = Limited::new(response.into_body(), MAX_DRAIN_BYTES)
-        .collect()
-        .await;
-    if status.is_success() {
-        Ok(())
-    } else {
-        Err(DeliveryError::Status(status))
-    }
-}
-
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(inner) = source {
-        text.push_str(": ");
-        text.push_str(&inner.to_string());
-        source = inner.source();
-    }
-    text
 }
 
 impl Worker {
@@ -268,7 +166,8 @@ impl Worker {
         Some(batch)
     }
 
-    /// POSTs a message, giving up at the request timeout or when shutdown's delivery time ends.
+    /// POSTs a message, giving up at the request timeout or when shutdown's delivery time
+    /// ends if no answer's head came by then; the status decides (see [`verdict`]).
     async fn post_until_stop(&mut self, message: &Message) -> Result<(), DeliveryError> {
         let timeout = self.shared.options.request_timeout.min(MAX_REQUEST_TIMEOUT);
         let request_deadline = Instant::now() + timeout;
@@ -277,10 +176,10 @@ impl Worker {
         };
         let attempt = post(&self.client, &self.shared, message);
         tokio::pin!(attempt);
-        loop {
+        let response = loop {
             let until = cutoff(self.stop_at);
             tokio::select! {
-                result = &mut attempt => return result,
+                result = &mut attempt => break result?,
                 () = tokio::time::sleep_until(until) => return Err(DeliveryError::Timeout),
                 changed = self.shutdown.changed(), if self.stop_at.is_none() && !self.shutdown_gone => {
                     if changed.is_err() {
@@ -291,7 +190,8 @@ impl Worker {
                     }
                 }
             }
-        }
+        };
+        verdict(response).await
     }
 
     /// Writes records to the spool (on the blocking pool) and settles their entries;
