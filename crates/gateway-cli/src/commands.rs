@@ -281,14 +281,41 @@ pub fn schema(args: &SchemaArgs) -> anyhow::Result<i32> {
 pub fn completions(args: &CompletionsArgs) -> anyhow::Result<i32> {
     // Into a buffer first: clap_complete panics when its writer fails.
     let mut script = Vec::new();
-    clap_complete::generate(
-        args.shell,
-        &mut Cli::command(),
-        "genesys-router",
-        &mut script,
-    );
+    clap_complete::generate(args.shell, &mut Cli::command(), BIN_NAME, &mut script);
+    if args.shell == clap_complete::Shell::Bash {
+        let text = String::from_utf8(script).context("the bash completion script")?;
+        script = bash_labels_as_the_loop_spells_them(&text, BIN_NAME).into_bytes();
+    }
     write_stdout(&script)?;
     Ok(0)
+}
+
+/// The name completion scripts complete.
+const BIN_NAME: &str = "genesys-router";
+
+/// `clap_complete`'s separator between command names in a bash completion state.
+const BASH_CMD_SEP: &str = "__subcmd__";
+
+/// `script` with each `case "${cmd}"` label spelled as the script's own loop sets `cmd`.
+// clap_complete 4.6 (clap-rs/clap#6421, unfixed in 4.6.12) escapes a hyphen in the bin
+// name as `__` in the loop but as `__subcmd__` in the labels, so no subcommand's label
+// ever matched. Once a release fixes it, no label has the wrong spelling and this
+// changes nothing.
+fn bash_labels_as_the_loop_spells_them(script: &str, bin_name: &str) -> String {
+    let wrong = bin_name.replace('-', BASH_CMD_SEP);
+    let right = bin_name.replace('-', "__");
+    let mut fixed = String::with_capacity(script.len());
+    for line in script.split_inclusive('\n') {
+        let label = line.trim_start();
+        let indent = &line[..line.len() - label.len()];
+        match label.strip_prefix(wrong.as_str()) {
+            Some(rest) if rest.starts_with(BASH_CMD_SEP) || rest.starts_with(')') => {
+                fixed.extend([indent, right.as_str(), rest]);
+            }
+            _ => fixed.push_str(line),
+        }
+    }
+    fixed
 }
 
 /// `man`: the man page on stdout, or every page written to `--out`.

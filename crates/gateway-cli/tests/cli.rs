@@ -692,6 +692,53 @@ fn completions_and_the_man_page_are_generated() {
     }
 }
 
+/// What bash's completion function offers for `words`, the last one being completed,
+/// with the script `genesys-router completions bash` prints sourced.
+fn bash_completes(script: &Path, words: &[&str]) -> Vec<String> {
+    // As bash calls a `complete -F` function: the command, the word, the word before.
+    let program = format!(
+        "source {}\nCOMP_WORDS=({})\nCOMP_CWORD={}\n\
+         _genesys__router genesys-router \"${{COMP_WORDS[COMP_CWORD]}}\" \"${{COMP_WORDS[COMP_CWORD-1]}}\"\n\
+         printf '%s\\n' \"${{COMPREPLY[@]}}\"\n",
+        script.display(),
+        words.join(" "),
+        words.len() - 1,
+    );
+    let out = Command::new("bash")
+        .args(["--norc", "--noprofile", "-c", &program])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .filter(|word| !word.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+#[test]
+fn bash_completes_the_options_of_every_subcommand() {
+    let output = cli(&["completions", "bash"]).output().unwrap();
+    assert!(output.status.success(), "{}", stderr(&output));
+    let dir = tempfile::tempdir().unwrap();
+    let script = dir.path().join("genesys-router.bash");
+    std::fs::write(&script, &output.stdout).unwrap();
+
+    let top = bash_completes(&script, &["genesys-router", "se"]);
+    assert_eq!(top, ["serve"], "the subcommands");
+    let serve = bash_completes(&script, &["genesys-router", "serve", "--l"]);
+    assert!(serve.contains(&"--listen".to_owned()), "{serve:?}");
+    let route = bash_completes(&script, &["genesys-router", "route", "--"]);
+    for option in ["--route", "--prompt", "--config"] {
+        assert!(route.contains(&option.to_owned()), "{option}: {route:?}");
+    }
+    let check = bash_completes(&script, &["genesys-router", "check-config", "--j"]);
+    assert_eq!(check, ["--json"], "a hyphenated subcommand");
+    let help = bash_completes(&script, &["genesys-router", "help", "se"]);
+    assert_eq!(help, ["serve"], "a nested subcommand");
+}
+
 #[test]
 fn a_reader_that_stops_early_is_no_failure() {
     // `genesys-router completions bash | head -1`: every write after the reader left

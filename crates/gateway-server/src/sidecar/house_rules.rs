@@ -125,25 +125,39 @@ where
         Answer {
             // Without a usable `Host` the paths never see the request: it is refused.
             inner: served.then(|| self.inner.call(request)),
-            app: self.app.clone(),
-            started: Instant::now(),
-            label,
             openai,
-            logged,
+            entry: Entry {
+                app: self.app.clone(),
+                started: Instant::now(),
+                label,
+                logged,
+            },
+            answered: false,
         }
     }
 }
 
+/// nginx's status for a request whose caller hung up before it was answered.
+const CLIENT_CLOSED_REQUEST: u16 = 499;
+
 pin_project_lite::pin_project! {
-    /// A request's answer under the house rules: [`HouseRules`]' future.
+    /// A request's answer under the house rules: [`HouseRules`]' future. Dropped before
+    /// it answered (the caller hung up), it records the request as a 499.
     struct Answer<F> {
         #[pin]
         inner: Option<F>,
-        app: App,
-        started: Instant,
-        label: &'static str,
         openai: bool,
-        logged: Option<(Method, String, String)>,
+        entry: Entry,
+        answered: bool,
+    }
+
+    impl<F> PinnedDrop for Answer<F> {
+        fn drop(this: Pin<&mut Self>) {
+            let this = this.project();
+            if !*this.answered {
+                this.entry.record(CLIENT_CLOSED_REQUEST, "", "");
+            }
+        }
     }
 }
 
@@ -163,24 +177,39 @@ where
             None => bad_host(*this.openai),
         };
         let response = conventions(*this.openai, response);
-        let status = response.status().as_u16();
-        this.app
-            .http_metrics
-            .record(this.label, status, this.started.elapsed());
-        if let Some(logged) = this.logged.take() {
-            let (method, path, request_id) = logged;
-            let latency_ms = this.started.elapsed().as_secs_f64() * 1_000.0;
+        *this.answered = true;
+        this.entry.record(
+            response.status().as_u16(),
+            header_str(response.headers().get(&super::ROUTE_HEADER)),
+            header_str(response.headers().get(&super::MODEL_HEADER)),
+        );
+        Poll::Ready(Ok(response))
+    }
+}
+
+/// What the HTTP metrics and the access log take from a request.
+struct Entry {
+    app: App,
+    started: Instant,
+    label: &'static str,
+    logged: Option<(Method, String, String)>,
+}
+
+impl Entry {
+    /// Counts the request as answered `status` and writes its access-log line, if on.
+    fn record(&mut self, status: u16, route: &str, model: &str) {
+        let elapsed = self.started.elapsed();
+        self.app.http_metrics.record(self.label, status, elapsed);
+        if let Some((method, path, request_id)) = self.logged.take() {
+            let latency_ms = elapsed.as_secs_f64() * 1_000.0;
             tracing::info!(
                 target: "genesys_router::access",
-                %method, %path, status, latency_ms,
-                route = header_str(response.headers().get(&super::ROUTE_HEADER)),
-                model = header_str(response.headers().get(&super::MODEL_HEADER)),
+                %method, %path, status, latency_ms, route, model,
                 // Quoted, like `route` and `model`: a caller's id may hold spaces.
                 request_id = request_id.as_str(),
                 "request"
             );
         }
-        Poll::Ready(Ok(response))
     }
 }
 

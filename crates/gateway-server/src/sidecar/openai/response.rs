@@ -211,7 +211,8 @@ pub(crate) fn event_stream(outcome: &RouteOutcome, created: u64, include_usage: 
             delta,
             finish_reason,
         }],
-        usage: None,
+        // As OpenAI: with usage asked for, `null` on every chunk before the usage chunk.
+        usage: include_usage.then_some(None),
     };
     let mut chunks = vec![
         chunk(
@@ -248,4 +249,59 @@ pub(crate) fn event_stream(outcome: &RouteOutcome, created: u64, include_usage: 
     }
     events.push_str("data: [DONE]\n\n");
     events
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::{Value, json};
+
+    /// An answer of `output` from `model-gen-4`, with token counts.
+    fn outcome() -> RouteOutcome {
+        serde_json::from_value(json!({
+            "route": "summarize",
+            "response": {
+                "id": "r-1", "modelId": "model-gen-4", "output": "Short.",
+                "usage": {"promptTokens": 3, "completionTokens": 2, "totalTokens": 5},
+            },
+            "requestedModel": "model-gen-4", "servedModel": "model-gen-4",
+            "attempts": 1, "fallbacksUsed": 0, "modelsTried": [], "latencyUs": 1,
+            "correlationId": "c-1", "requestId": "req-1",
+        }))
+        .unwrap()
+    }
+
+    /// The JSON chunks of `events`, without the closing `[DONE]`.
+    fn chunks(events: &str) -> Vec<Value> {
+        let mut datas: Vec<&str> = events
+            .split("\n\n")
+            .filter_map(|event| event.strip_prefix("data: "))
+            .collect();
+        assert_eq!(datas.pop(), Some("[DONE]"));
+        datas
+            .iter()
+            .map(|d| serde_json::from_str(d).unwrap())
+            .collect()
+    }
+
+    #[test]
+    fn with_include_usage_every_chunk_but_the_last_says_usage_null() {
+        let chunks = chunks(&event_stream(&outcome(), 1, true));
+        let (last, before) = chunks.split_last().unwrap();
+        assert_eq!(before.len(), 3, "role, content and finish chunks");
+        for chunk in before {
+            assert_eq!(chunk.get("usage"), Some(&Value::Null), "{chunk}");
+        }
+        assert_eq!(last["usage"]["total_tokens"], 5, "{last}");
+        assert_eq!(last["choices"], json!([]));
+    }
+
+    #[test]
+    fn without_include_usage_no_chunk_has_a_usage_field() {
+        let chunks = chunks(&event_stream(&outcome(), 1, false));
+        assert_eq!(chunks.len(), 3);
+        for chunk in &chunks {
+            assert!(chunk.get("usage").is_none(), "{chunk}");
+        }
+    }
 }
