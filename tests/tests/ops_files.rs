@@ -17,7 +17,7 @@ use gateway_model::{EnvironmentConfig, RouteConfig, RouterConfig};
 use gateway_router::Router;
 use gateway_server::{Sidecar, SidecarOptions};
 use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, Target};
-use gateway_telemetry::metric_names::FLEET_DEGRADED;
+use gateway_telemetry::metric_names::{FLEET_DEGRADED, WEBHOOK_SPOOL_BYTES};
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -32,10 +32,16 @@ const METRIC_NAMES: &str = include_str!("../../crates/gateway-telemetry/src/metr
 
 /// Metrics the ops files may name although the scrape in this test cannot show them,
 /// with the reason. Each must still be a name `metric_names.rs` declares.
-const ONLY_IN_SPECIAL_CONDITIONS: &[(&str, &str)] = &[(
-    FLEET_DEGRADED,
-    "registered only in fleet mode ([fleet] with a Redis URL)",
-)];
+const ONLY_IN_SPECIAL_CONDITIONS: &[(&str, &str)] = &[
+    (
+        FLEET_DEGRADED,
+        "registered only in fleet mode ([fleet] with a Redis URL)",
+    ),
+    (
+        WEBHOOK_SPOOL_BYTES,
+        "registered only with an audit webhook ([audit.webhook])",
+    ),
+];
 
 /// Grafana's own variables, which a dashboard may use without defining them.
 const GRAFANA_BUILTINS: &[&str] = &["__rate_interval", "__interval", "__range"];

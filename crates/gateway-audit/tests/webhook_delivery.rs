@@ -205,12 +205,21 @@ async fn a_misconfigured_receiver_keeps_entries_spooled_until_fixed() {
     let receiver = Receiver::start(secret()).await;
     receiver.set_mode(Mode::Fail(StatusCode::NOT_FOUND));
     let dir = tempfile::tempdir().unwrap();
-    let sink = WebhookSink::start_with(
-        &config(&receiver, &dir.path().join("spool"), 20, 100),
-        secret(),
-        fast_retries(),
-    )
-    .unwrap();
+    let metrics = LocalMetrics::new();
+    let sink = metrics.scope(|| {
+        WebhookSink::start_with(
+            &config(&receiver, &dir.path().join("spool"), 20, 100),
+            secret(),
+            fast_retries(),
+        )
+        .unwrap()
+    });
+    // The spool's size as the metrics show it.
+    let gauge = || {
+        let samples = gateway_telemetry::exposition::parse(&metrics.render()).unwrap();
+        samples[&gateway_telemetry::exposition::series("genesys_router_webhook_spool_bytes", &[])]
+    };
+    assert_eq!(gauge(), 0.0);
     let sent = record_many(&sink, 0, 200).await;
     sink.flush(in_secs(10)).await.unwrap();
     // Several attempts are refused, nothing is dropped.
@@ -221,12 +230,20 @@ async fn a_misconfigured_receiver_keeps_entries_spooled_until_fixed() {
         .await;
     let report = sink.report();
     assert_eq!((report.spooled, report.dropped), (200, 0), "{report:?}");
+    assert!(report.spool_bytes > 0, "{report:?}");
+    // The size changes once more when the spooled entries are formed into messages.
+    assert!(gauge() > 0.0);
     receiver.set_mode(Mode::Accept);
     receiver
         .wait_until("every id", Duration::from_secs(30), |s| s.unique() == 200)
         .await;
     assert_eq!(receiver.state.ids(), sent);
     sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(
+        gauge(),
+        0.0,
+        "the spool is empty once every entry is delivered"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -22,10 +22,11 @@
 //! | `genesys_router_token_refreshes_total` | counter | refreshes | `result` (`success`, `failure`) |
 //! | `genesys_router_audit_entries_total` | counter | entries | `event` (`written`, `delivered`, `spooled`, `replayed`, `dropped`, `retried`, `failed`, `rejected`) |
 //! | `genesys_router_tokens_total` | counter | tokens the gateway reported | `model`, `kind` (`prompt`, `completion`) |
-//! | `genesys_router_http_requests_total` | counter | requests the sidecar answered | `path` (a known path or `other`), `status` |
+//! | `genesys_router_http_requests_total` | counter | requests the sidecar answered (`499`: the caller hung up first) | `path` (a known path or `other`), `status` |
 //! | `genesys_router_http_request_duration_seconds` | histogram | seconds; buckets 0.01 … 120 | `path` |
 //! | `genesys_router_build_info` | gauge | always 1 | `version`, `service` |
 //! | `genesys_router_fleet_degraded` | gauge | 1 while a fleet replica runs on local state | none |
+//! | `genesys_router_webhook_spool_bytes` | gauge | bytes waiting in the audit webhook's spool | none |
 //!
 //! Bucket bounds are in [`metric_names`]. Label values come from config (model ids) or
 //! fixed sets, so the number of series is bounded.
@@ -84,5 +85,6 @@ pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_T
 pub use recording::{
     AuditCounters, AuditEvent, HttpMetrics, InFlightGuard, ModelMetrics, audit_event, build_info,
     describe, fallback, fleet_degraded_gauge, http_request, limiter_wait, token_refresh,
+    webhook_spool_bytes_gauge,
 };
 pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};

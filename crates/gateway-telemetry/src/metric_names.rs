@@ -32,6 +32,8 @@ pub const HTTP_REQUEST_DURATION_SECONDS: &str = "genesys_router_http_request_dur
 pub const BUILD_INFO: &str = "genesys_router_build_info";
 /// Gauge: 1 while a fleet replica runs on local state because Redis cannot be reached.
 pub const FLEET_DEGRADED: &str = "genesys_router_fleet_degraded";
+/// Gauge (bytes): what waits in the audit webhook's spool; registered with the webhook.
+pub const WEBHOOK_SPOOL_BYTES: &str = "genesys_router_webhook_spool_bytes";
 
 /// Label key naming the model.
 pub const LABEL_MODEL: &str = "model";

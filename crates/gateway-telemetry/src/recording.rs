@@ -13,6 +13,7 @@ use crate::metric_names::{
     LABEL_FROM, LABEL_KIND, LABEL_MODEL, LABEL_OUTCOME, LABEL_PATH, LABEL_REASON, LABEL_RESULT,
     LABEL_STATUS, LABEL_TO, LABEL_VERSION, LIMITER_WAIT_SECONDS, OVERHEAD_SECONDS,
     REQUEST_DURATION_SECONDS, REQUESTS_TOTAL, RETRIES_TOTAL, TOKEN_REFRESHES_TOTAL, TOKENS_TOTAL,
+    WEBHOOK_SPOOL_BYTES,
 };
 
 /// What happened to an audit entry (the `event` label of the audit counter).
@@ -126,7 +127,7 @@ enum Kind {
 }
 
 /// Every metric's name, kind, unit and help text.
-const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 15] = [
+const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 16] = [
     (
         REQUESTS_TOTAL,
         Kind::Counter,
@@ -216,6 +217,12 @@ const DESCRIPTIONS: [(&str, Kind, Option<Unit>, &str); 15] = [
         Kind::Counter,
         Some(Unit::Count),
         "Audit entries, by what happened to them.",
+    ),
+    (
+        WEBHOOK_SPOOL_BYTES,
+        Kind::Gauge,
+        Some(Unit::Bytes),
+        "Bytes waiting in the audit webhook's spool for the receiver to take them.",
     ),
 ];
 
@@ -502,6 +509,14 @@ impl fmt::Debug for HttpMetrics {
 pub fn fleet_degraded_gauge() -> Gauge {
     let gauge = metrics::gauge!(FLEET_DEGRADED);
     gauge.set(0.0);
+    gauge
+}
+
+/// The webhook spool's size gauge, bound to the recorder current now; it starts at
+/// `bytes` (what an earlier run left).
+pub fn webhook_spool_bytes_gauge(bytes: u64) -> Gauge {
+    let gauge = metrics::gauge!(WEBHOOK_SPOOL_BYTES);
+    gauge.set(bytes as f64);
     gauge
 }
 

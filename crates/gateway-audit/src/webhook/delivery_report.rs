@@ -3,6 +3,7 @@
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use gateway_telemetry::{AuditCounters, AuditEvent};
+use metrics::Gauge;
 use tokio::sync::watch;
 
 /// Counts of what the webhook sink did with entries, readable at any time.
@@ -46,6 +47,8 @@ pub(crate) struct DeliveryCounters {
     dropped: AtomicU64,
     rejected: AtomicU64,
     spool_bytes: AtomicU64,
+    /// `spool_bytes` as the metrics show it.
+    spool_gauge: Gauge,
     /// Entries delivered from memory, spooled or dropped: no longer the sink's to lose.
     settled: watch::Sender<u64>,
     metrics: AuditCounters,
@@ -62,6 +65,7 @@ impl DeliveryCounters {
             dropped: AtomicU64::new(0),
             rejected: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(spool_bytes),
+            spool_gauge: gateway_telemetry::webhook_spool_bytes_gauge(spool_bytes),
             settled: watch::Sender::new(0),
             metrics: AuditCounters::new(),
         }
@@ -95,6 +99,7 @@ impl DeliveryCounters {
 
     pub(crate) fn set_spool_bytes(&self, bytes: u64) {
         self.spool_bytes.store(bytes, Ordering::Relaxed);
+        self.spool_gauge.set(bytes as f64);
     }
 
     /// Marks `n` accepted entries as delivered, spooled or dropped.
