@@ -75,8 +75,9 @@ pub(crate) struct ChatCompletionChunk<'a> {
     model: &'a str,
     /// The choice's delta (empty on the usage chunk).
     choices: Vec<ChunkChoice<'a>>,
-    /// Token counts, on the last chunk when `stream_options.include_usage` is set
-    /// (`null` there when the gateway reported none).
+    /// Token counts when `stream_options.include_usage` is set: `null` on every chunk
+    /// but the last, which has the counts (`null` there too when the gateway reported
+    /// none); absent otherwise.
     #[serde(skip_serializing_if = "Option::is_none")]
     #[allow(clippy::option_option)] // absent, `null` or the counts: three states on the wire
     usage: Option<Option<CompletionUsage>>,
