@@ -11,20 +11,7 @@ use tokio::io::AsyncWriteExt as _;
 
 mod support;
 
-/// Where the test's log lines go.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
-}
+use support::Captured;
 
 const HUNG_UP: &str =
     r#"genesys_router_http_requests_total{path="/v1/chat/completions",status="499"}"#;

@@ -6,7 +6,7 @@ use gateway_model::EnvironmentConfig;
 use gateway_server::{ApiKeys, Sidecar, SidecarOptions};
 use gateway_sim::{DEFAULT_CLIENT_ID, Sim, SimHandle};
 use http::{Method, StatusCode};
-use support::{client, one_route, router, router_as, send_with};
+use support::{Captured, client, one_route, router, router_as, send_with};
 
 mod support;
 
@@ -327,21 +327,6 @@ async fn an_http_1_1_request_without_exactly_one_valid_host_is_refused() {
         assert!(status.ends_with(" 200 OK"), "{request:?}: {status}");
     }
     sidecar.shutdown().await.unwrap();
-}
-
-/// Where a test's log lines go.
-#[derive(Clone, Default)]
-struct Captured(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
-
-impl std::io::Write for Captured {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.0.lock().unwrap().extend_from_slice(buf);
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        Ok(())
-    }
 }
 
 // One thread: the sidecar's tasks log through this test's subscriber.

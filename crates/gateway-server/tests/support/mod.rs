@@ -1,5 +1,5 @@
 //! What the sidecar's tests share: a router with one route on the simulator, a plain
-//! HTTP/1.1 client, and one request sent and its answer read whole.
+//! HTTP/1.1 client, one request sent and its answer read whole, and a log capture.
 
 // Each test binary uses its own part of this module.
 #![allow(dead_code)]
@@ -82,4 +82,19 @@ pub async fn send_with(
         parts.headers,
         body.collect().await.unwrap().to_bytes(),
     )
+}
+
+/// Where a test's log lines go: a `tracing` writer that keeps them in memory.
+#[derive(Clone, Default)]
+pub struct Captured(pub std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Captured {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
 }
