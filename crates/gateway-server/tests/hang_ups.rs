@@ -19,14 +19,7 @@ const HUNG_UP: &str =
 // One thread: the sidecar's tasks log through this test's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn a_caller_that_hangs_up_before_the_answer_is_counted_and_logged_as_499() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_env_filter("genesys_router::access=info")
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::access_log();
     let metrics = gateway_telemetry::install().unwrap();
 
     let sim = Sim::builder().start().await.unwrap();

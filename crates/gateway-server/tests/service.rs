@@ -332,14 +332,7 @@ async fn an_http_1_1_request_without_exactly_one_valid_host_is_refused() {
 // One thread: the sidecar's tasks log through this test's subscriber.
 #[tokio::test(flavor = "current_thread")]
 async fn the_access_log_has_one_line_per_request_and_no_body() {
-    let captured = Captured::default();
-    let writer = captured.clone();
-    let subscriber = tracing_subscriber::fmt()
-        .with_writer(move || writer.clone())
-        .with_ansi(false)
-        .with_env_filter("genesys_router::access=info")
-        .finish();
-    let _default = tracing::subscriber::set_default(subscriber);
+    let (captured, _default) = Captured::access_log();
 
     let sim = Sim::builder().start().await.unwrap();
     let (sidecar, _metrics) = start(&sim, SidecarOptions::default()).await;

@@ -98,3 +98,17 @@ impl std::io::Write for Captured {
         Ok(())
     }
 }
+
+impl Captured {
+    /// Captures the access log's lines, as text, on this thread until the guard drops.
+    pub fn access_log() -> (Self, tracing::subscriber::DefaultGuard) {
+        let captured = Captured::default();
+        let writer = captured.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_writer(move || writer.clone())
+            .with_ansi(false)
+            .with_env_filter("genesys_router::access=info")
+            .finish();
+        (captured, tracing::subscriber::set_default(subscriber))
+    }
+}
