@@ -862,4 +862,29 @@ fn serving_the_network_without_api_keys_is_refused_with_exit_3() {
         !stderr(&output).contains("k-1"),
         "the key itself is not shown"
     );
+
+    // Named, but the second key is too short to resist guessing.
+    let named = format!(
+        "{}[server]\napi_keys_env = \"ROUTER_TEST_KEYS\"\n",
+        std::fs::read_to_string(&config).unwrap()
+    );
+    std::fs::write(&config, named).unwrap();
+    let output = cli(&["serve", "--listen", "0.0.0.0:0", "--config"])
+        .arg(&config)
+        .env(
+            "ROUTER_TEST_KEYS",
+            "0123456789abcdef0123456789abcdef,k-shorty",
+        )
+        .output()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("key 2 of 2 is 8 characters long; at least 16"),
+        "{}",
+        stderr(&output)
+    );
+    assert!(
+        !stderr(&output).contains("shorty"),
+        "the key itself is not shown"
+    );
 }

@@ -44,4 +44,4 @@ pub use accept::Server;
 pub use body::{BodyError, check_content_encoding, read_body};
 pub use fd_limit::{RESERVED_DESCRIPTORS, raise_for_connections};
 pub use limits::ConnectionLimits;
-pub use sidecar::{ApiKeys, Sidecar, SidecarOptions};
+pub use sidecar::{ApiKeys, MIN_API_KEY_CHARS, Sidecar, SidecarOptions};

@@ -13,6 +13,9 @@ use subtle::ConstantTimeEq;
 use super::App;
 use super::reply::{Reply, error};
 
+/// The fewest characters an API key read from the environment may have.
+pub const MIN_API_KEY_CHARS: usize = 16;
+
 /// The API keys callers may present as `Authorization: Bearer <key>`. Redacted in `Debug`.
 #[derive(Clone, Default)]
 pub struct ApiKeys(Arc<Vec<Vec<u8>>>);
@@ -41,13 +44,47 @@ impl ApiKeys {
         Self(Arc::new(keys))
     }
 
-    /// Keys from the env var `name`; an unset or empty variable is an error naming it.
+    /// Keys from the env var `name`, as [`ApiKeys::parse_strict`] reads them; an unset
+    /// variable, or one breaking its rules, is an error naming it.
     pub fn from_env(name: &str) -> Result<Self, String> {
         let value = gateway_model::env_var(name)
             .map_err(|reason| format!("the API keys env var `{name}` {reason}"))?;
-        let keys = Self::parse(&value);
+        Self::parse_strict(&value)
+            .map_err(|reason| format!("the API keys env var `{name}` {reason}"))
+    }
+
+    /// Keys from a list as [`ApiKeys::parse`] reads it, refusing a list with no key and a
+    /// key that is shorter than [`MIN_API_KEY_CHARS`] or holds anything but visible ASCII
+    /// (the error gives the key's place in the list, never the key).
+    ///
+    /// ```
+    /// use gateway_server::ApiKeys;
+    /// assert_eq!(ApiKeys::parse_strict("0123456789abcdef0123").unwrap().len(), 1);
+    /// let err = ApiKeys::parse_strict("0123456789abcdef0123, secret").unwrap_err();
+    /// assert!(err.contains("key 2 of 2 is 6 characters long"), "{err}");
+    /// assert!(!err.contains("secret"));
+    /// ```
+    pub fn parse_strict(list: &str) -> Result<Self, String> {
+        let keys = Self::parse(list);
         if keys.is_empty() {
-            return Err(format!("the API keys env var `{name}` holds no key"));
+            return Err("holds no key".to_owned());
+        }
+        let count = keys.len();
+        for (place, key) in (1..).zip(keys.0.iter()) {
+            if !key.iter().all(u8::is_ascii_graphic) {
+                return Err(format!(
+                    "holds a key (key {place} of {count}) with a space, a control character \
+                     or a non-ASCII character: a key is visible ASCII only"
+                ));
+            }
+            if key.len() < MIN_API_KEY_CHARS {
+                return Err(format!(
+                    "holds a key too short to resist guessing (key {place} of {count} is {} \
+                     characters long; at least {MIN_API_KEY_CHARS}): `openssl rand -hex 32` \
+                     makes a good one",
+                    key.len()
+                ));
+            }
         }
         Ok(keys)
     }

@@ -23,7 +23,7 @@ pub(crate) mod openai;
 mod reply;
 mod routes;
 
-pub use keys::ApiKeys;
+pub use keys::{ApiKeys, MIN_API_KEY_CHARS};
 
 use std::net::SocketAddr;
 use std::sync::Arc;
