@@ -516,6 +516,52 @@ async fn an_entry_refused_as_too_large_is_set_aside_and_the_rest_flow_on() {
     assert_eq!(sink.report().replayed, 1);
 }
 
+/// A spool line that is JSON with an `id` but not an audit entry (put there by hand or by
+/// another program) is not signed and sent as one: it is kept in `rejected/`, counted
+/// dropped, and the entries around it are delivered.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_line_in_the_spool_is_kept_aside_not_sent() {
+    let receiver = Receiver::start(secret()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let (first, second) = (entries::entry(0), entries::entry(1));
+    let line = |e: &gateway_model::AuditEntry| {
+        String::from_utf8(
+            gateway_audit::EncodedEntry::encode(e)
+                .unwrap()
+                .line()
+                .to_vec(),
+        )
+        .unwrap()
+    };
+    let foreign = format!(
+        "{{\"id\":\"{}\",\"note\":\"not an entry\"}}\n",
+        Uuid::now_v7()
+    );
+    let segment = "00000000000000000001";
+    std::fs::write(
+        spool.join(format!("{segment}.jsonl")),
+        format!("{}{foreign}{}", line(&first), line(&second)),
+    )
+    .unwrap();
+
+    let config = config(&receiver, &spool, 10, 1_000);
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    receiver
+        .wait_until("the two entries", Duration::from_secs(30), |s| {
+            s.unique() == 2
+        })
+        .await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(receiver.state.ids(), HashSet::from([first.id, second.id]));
+    let report = sink.report();
+    assert_eq!((report.replayed, report.dropped), (2, 1), "{report:?}");
+    let kept = spool.join("rejected").join(format!("{segment}.unreadable"));
+    assert_eq!(std::fs::read_to_string(kept).unwrap(), foreign);
+    assert_eq!(spool_segments(&spool), 0, "the replayed segment is deleted");
+}
+
 /// A request timeout past the clock's range counts as the longest one honoured instead
 /// of overflowing the deadline (a panic in the delivery task, so nothing arrived).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -27,7 +27,9 @@
 //!   `rejected`, so it does not hold up the entries behind it. A misconfigured receiver
 //!   (400, 401, 404...) keeps entries in the spool, logged, until it is fixed.
 //!   Entries are dropped (and counted `dropped`) only when the spool is full
-//!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, or a spooled line is corrupt.
+//!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, or a spooled line is
+//!   unreadable: cut short, or not an audit entry (JSON another program put there is
+//!   never signed and sent); such lines are copied to `rejected/{index}.unreadable`.
 //!   A file named like a segment but larger than [`WebhookOptions::segment_bytes`] plus
 //!   64 MiB (more than the sink ever writes) is not read: it is moved to `rejected/` as
 //!   `{index}.oversized`, logged, and stops counting against the spool's size.

@@ -15,10 +15,9 @@ use std::io::{BufWriter, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use bytes::Bytes;
-use serde::Deserialize;
-use uuid::Uuid;
+use gateway_model::AuditEntry;
 
-use crate::webhook::batch::Message;
+use crate::webhook::batch::{Message, WebhookBatch};
 use crate::{AuditError, EncodedEntry};
 
 /// One line of a segment.
@@ -217,15 +216,34 @@ impl Spool {
     /// the segment it came from (the same line format: a file moved back into the spool
     /// directory is replayed), synced before this returns.
     pub(crate) fn set_aside(&self, segment: u64, message: &Message) -> Result<PathBuf, AuditError> {
+        self.append_rejected(&format!("{segment:020}.jsonl"), &[&message_line(message)])
+    }
+
+    /// Keeps the lines of segment `segment` that could not be read in
+    /// `rejected/{segment}.unreadable`, synced before this returns: they are not sent,
+    /// but what the spool held is not lost either.
+    pub(crate) fn set_aside_unreadable(
+        &self,
+        segment: u64,
+        lines: &[Bytes],
+    ) -> Result<PathBuf, AuditError> {
+        let lines: Vec<&[u8]> = lines.iter().map(|line| &line[..]).collect();
+        self.append_rejected(&format!("{segment:020}.unreadable"), &lines)
+    }
+
+    /// Appends `lines` to the file `name` of `rejected/` and syncs it and the directory.
+    fn append_rejected(&self, name: &str, lines: &[&[u8]]) -> Result<PathBuf, AuditError> {
         let dir = self.dir.join(REJECTED_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| AuditError::io("create directory", &dir, e))?;
-        let path = dir.join(format!("{segment:020}.jsonl"));
+        let path = dir.join(name);
         let mut file = OpenOptions::new()
             .create(true)
             .append(true)
             .open(&path)
             .map_err(|e| AuditError::io("create", &path, e))?;
-        file.write_all(&message_line(message))
+        lines
+            .iter()
+            .try_for_each(|line| file.write_all(line))
             .and_then(|()| file.sync_all())
             .map_err(|e| AuditError::io("write", &path, e))?;
         sync_dir(&dir)?;
@@ -367,50 +385,59 @@ impl Spool {
     }
 }
 
-#[derive(Deserialize)]
-struct IdOnly {
-    id: Uuid,
+/// A segment read back.
+#[derive(Debug, Default)]
+pub(crate) struct SegmentRead {
+    /// Its readable records, in order.
+    pub(crate) records: Vec<Record>,
+    /// How many entries its unreadable lines held, as far as can be told.
+    pub(crate) corrupt: u64,
+    /// Its unreadable lines, each as it was (a cut-short last line gets its `\n`).
+    pub(crate) unreadable: Vec<Bytes>,
 }
 
-#[derive(Deserialize)]
-struct BodyIds {
-    entries: Vec<IdOnly>,
-}
-
-/// Reads a segment back: its records in order, and how many entries corrupt lines held.
-pub(crate) fn read_segment(path: &Path) -> Result<(Vec<Record>, u64), AuditError> {
+/// Reads a segment back: its records in order, and what could not be read.
+pub(crate) fn read_segment(path: &Path) -> Result<SegmentRead, AuditError> {
     let data = Bytes::from(std::fs::read(path).map_err(|e| AuditError::io("read", path, e))?);
-    let mut records = Vec::new();
-    let mut corrupt = 0;
+    let mut read = SegmentRead::default();
     let mut start = 0;
     while start < data.len() {
         let Some(newline) = data[start..].iter().position(|&b| b == b'\n') else {
             // A partial last line: a write cut short.
             if !data[start..].trim_ascii().is_empty() {
-                corrupt += 1;
+                read.corrupt += 1;
+                let mut line = data[start..].to_vec();
+                line.push(b'\n');
+                read.unreadable.push(Bytes::from(line));
             }
             break;
         };
         let end = start + newline;
         if !data[start..end].trim_ascii().is_empty() {
             match parse_line(&data, start, end) {
-                Ok(record) => records.push(record),
-                Err(lost) => corrupt += lost,
+                Ok(record) => read.records.push(record),
+                Err(lost) => {
+                    read.corrupt += lost;
+                    read.unreadable.push(data.slice(start..=end));
+                }
             }
         }
         start = end + 1;
     }
-    Ok((records, corrupt))
+    Ok(read)
 }
 
 /// Parses the line `data[start..end]` (`end` is its line break); `Err` says how many
 /// entries a corrupt line held, as far as can be told.
+///
+/// Each entry must read as an [`AuditEntry`]: JSON of another kind, put in the spool
+/// by hand or by another program, is corrupt, so it is never signed and sent as ours.
 fn parse_line(data: &Bytes, start: usize, end: usize) -> Result<Record, u64> {
     let text = &data[start..end];
     if text.starts_with(b"{") {
-        let IdOnly { id } = serde_json::from_slice(text).map_err(|_| 1u64)?;
+        let entry: AuditEntry = serde_json::from_slice(text).map_err(|_| 1u64)?;
         return Ok(Record::Entry(EncodedEntry::from_line(
-            id,
+            entry.id,
             data.slice(start..=end),
         )));
     }
@@ -428,8 +455,8 @@ fn parse_line(data: &Bytes, start: usize, end: usize) -> Result<Record, u64> {
         .ok_or(1u64)?;
     // An entry takes at least 2 bytes (`{}`): that bounds what a damaged count can claim.
     let lost = count.clamp(1, (body.len() as u64 / 2).max(1));
-    let ids: BodyIds = serde_json::from_slice(body).map_err(|_| lost)?;
-    if count == 0 || ids.entries.len() as u64 != count {
+    let parsed: WebhookBatch = serde_json::from_slice(body).map_err(|_| lost)?;
+    if count == 0 || parsed.entries.len() as u64 != count {
         return Err(lost);
     }
     let body = data.slice(end - body.len()..end);
@@ -517,6 +544,8 @@ pub(crate) fn rewrite_segment(path: &Path, messages: &[Message]) -> Result<u64, 
 
 #[cfg(test)]
 mod tests {
+    use uuid::Uuid;
+
     use super::*;
 
     #[test]
@@ -555,10 +584,17 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "{\"x\":1}\n");
     }
 
+    /// A real audit entry, encoded; `n` is its route's number.
     fn encoded(n: usize) -> EncodedEntry {
-        let id = Uuid::now_v7();
-        let line = format!("{{\"id\":\"{id}\",\"n\":\"{n:04}\"}}\n");
-        EncodedEntry::from_line(id, Bytes::from(line))
+        let entry: AuditEntry = serde_json::from_value(serde_json::json!({
+            "id": Uuid::now_v7(), "timestamp": "2026-12-06T10:00:00Z",
+            "route": format!("r{n:04}"), "requestId": "q", "correlationId": "c",
+            "requestedModel": "m", "attempts": 1, "fallbacksUsed": 0, "modelsTried": [],
+            "outcome": "upstream_error", "latencyUs": 1, "tuning": "default",
+            "temperature": 0.2, "promptSha256": "0".repeat(64), "promptChars": 1,
+        }))
+        .unwrap();
+        EncodedEntry::encode(&entry).unwrap()
     }
 
     fn loose(entries: &[EncodedEntry]) -> Vec<Record> {
@@ -593,7 +629,9 @@ mod tests {
         assert_eq!(spool.total_bytes(), 10 * line);
         let mut replayed = Vec::new();
         while let Some(segment) = spool.oldest().unwrap() {
-            let (records, corrupt) = read_segment(&spool.path_of(segment.index)).unwrap();
+            let SegmentRead {
+                records, corrupt, ..
+            } = read_segment(&spool.path_of(segment.index)).unwrap();
             assert_eq!(corrupt, 0);
             let entries = entries_of(records);
             replayed.extend(entries.iter().map(EncodedEntry::id));
@@ -627,7 +665,9 @@ mod tests {
         assert_eq!(spool.total_bytes(), line(&first) + line(&last));
         let mut replayed = Vec::new();
         while let Some(segment) = spool.oldest().unwrap() {
-            let (records, corrupt) = read_segment(&spool.path_of(segment.index)).unwrap();
+            let SegmentRead {
+                records, corrupt, ..
+            } = read_segment(&spool.path_of(segment.index)).unwrap();
             assert_eq!(corrupt, 0);
             replayed.extend(entries_of(records).iter().map(EncodedEntry::id));
             spool.remove(segment).unwrap();
@@ -642,18 +682,28 @@ mod tests {
     }
 
     #[test]
-    fn corrupt_and_partial_lines_are_counted_not_fatal() {
+    fn corrupt_partial_and_foreign_lines_are_counted_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("00000000000000000001.jsonl");
-        let id = Uuid::now_v7();
-        let text = format!("{{\"id\":\"{id}\"}}\n{{broken\n\n{{\"id\":\"{id}\"}}\n{{\"id\":\"");
+        let (first, second) = (encoded(1), encoded(2));
+        let line = |e: &EncodedEntry| String::from_utf8(e.line().to_vec()).unwrap();
+        // JSON that has an id but is not an audit entry is as corrupt as broken JSON:
+        // it must not be signed and sent as one of ours.
+        let foreign = format!("{{\"id\":\"{}\",\"note\":\"not ours\"}}", Uuid::now_v7());
+        let text = format!(
+            "{}{{broken\n\n{foreign}\n{}{{\"id\":\"",
+            line(&first),
+            line(&second)
+        );
         std::fs::write(&path, text).unwrap();
-        let (records, corrupt) = read_segment(&path).unwrap();
-        let entries = entries_of(records);
-        assert_eq!(entries.len(), 2);
-        assert_eq!(corrupt, 2);
-        assert_eq!(entries[0].id(), id);
-        assert_eq!(entries[0].json(), format!("{{\"id\":\"{id}\"}}").as_bytes());
+        let read = read_segment(&path).unwrap();
+        assert_eq!(read.corrupt, 3);
+        assert_eq!(entries_of(read.records), [first, second]);
+        // Each unreadable line is kept as it was, the cut-short last one completed.
+        let kept: Vec<_> = read.unreadable.iter().map(|l| &l[..]).collect();
+        let foreign_line = format!("{foreign}\n");
+        let expected = [&b"{broken\n"[..], foreign_line.as_bytes(), b"{\"id\":\"\n"];
+        assert_eq!(kept, expected);
     }
 
     #[test]
@@ -672,7 +722,11 @@ mod tests {
         let segment = spool.oldest().unwrap().unwrap();
         let path = spool.path_of(segment.index);
 
-        let (read, corrupt) = read_segment(&path).unwrap();
+        let SegmentRead {
+            records: read,
+            corrupt,
+            ..
+        } = read_segment(&path).unwrap();
         assert_eq!((read.len(), corrupt), (9, 0));
         let (messages, formed) = into_messages(read, 2);
         assert!(formed);
@@ -693,7 +747,11 @@ mod tests {
         assert_eq!(spool.total_bytes(), bytes);
         assert_eq!(std::fs::metadata(&path).unwrap().len(), bytes);
         assert!(!rewrite_path(&path).exists());
-        let (read, corrupt) = read_segment(&path).unwrap();
+        let SegmentRead {
+            records: read,
+            corrupt,
+            ..
+        } = read_segment(&path).unwrap();
         assert_eq!(corrupt, 0);
         assert_eq!(into_messages(read, 100), (expected, false));
     }
@@ -706,15 +764,23 @@ mod tests {
         let whole = String::from_utf8(message_line(&message)).unwrap();
         let id = message.id();
         let cut = &whole[..whole.len() / 2];
+        let foreign = r#"{"entries":[{"id":"0190f0b8-3c4e-7a6b-8c3d-2e1f0a9b8c7d"}]}"#;
         let text = format!(
-            "{whole}{cut}\n{id} 2 {}\nmsg_nothex 1 {{\"entries\":[]}}\n{id} 99999999999 {{}}\n",
+            "{whole}{cut}\n{id} 2 {}\nmsg_nothex 1 {{\"entries\":[]}}\n{id} 99999999999 {{}}\n\
+             {id} 1 {foreign}\n",
             String::from_utf8_lossy(message.body()),
         );
         std::fs::write(&path, text).unwrap();
-        let (records, corrupt) = read_segment(&path).unwrap();
+        let SegmentRead {
+            records,
+            corrupt,
+            unreadable,
+        } = read_segment(&path).unwrap();
+        assert_eq!(unreadable.len(), 5);
         // The cut line loses its 3 entries, the wrong count the 2 it claims, the bad id
-        // one line, and the absurd count no more than its body could hold.
-        assert_eq!(corrupt, 3 + 2 + 1 + 1);
+        // one line, the absurd count no more than its body could hold, and the body
+        // whose entry is not an audit entry its one.
+        assert_eq!(corrupt, 3 + 2 + 1 + 1 + 1);
         assert_eq!(records.len(), 1);
         assert!(matches!(&records[0], Record::Message(m) if *m == message));
     }

@@ -11,6 +11,7 @@
 
 use std::sync::{Arc, MutexGuard, PoisonError};
 
+use bytes::Bytes;
 use gateway_telemetry::AuditEvent;
 use http::StatusCode;
 use tokio::sync::{mpsc, watch};
@@ -364,17 +365,9 @@ impl Worker {
                         reason: format!("spool reader failed: {e}"),
                     })
                 })?;
-            let Some((segment, messages, corrupt)) = loaded else {
+            let Some((segment, messages)) = loaded else {
                 return Ok(None);
             };
-            if corrupt > 0 {
-                tracing::error!(
-                    corrupt,
-                    segment = segment.index,
-                    "corrupt lines in the audit spool were dropped"
-                );
-                self.shared.counters.add(AuditEvent::Dropped, corrupt);
-            }
             if !messages.is_empty() {
                 return Ok(Some(Replay {
                     segment,
@@ -419,13 +412,13 @@ impl Worker {
     }
 }
 
-/// Reads the oldest segment (blocking) as messages with how many entries were corrupt.
+/// Reads the oldest segment (blocking) as messages.
 ///
 /// Loose entries are formed into messages here, before their first attempt, and the
 /// segment is rewritten as those messages so that a restart resends the same ids and
 /// bodies. If the rewrite fails the messages are still sent; only a restart could then
-/// form them anew.
-fn load_segment(shared: &Shared) -> Result<Option<(Segment, Vec<Message>, u64)>, AuditError> {
+/// form them anew. Unreadable lines are counted dropped and kept in `rejected/` first.
+fn load_segment(shared: &Shared) -> Result<Option<(Segment, Vec<Message>)>, AuditError> {
     let (segment, path) = {
         let mut spool = lock(shared);
         let Some(segment) = spool.oldest()? else {
@@ -433,9 +426,12 @@ fn load_segment(shared: &Shared) -> Result<Option<(Segment, Vec<Message>, u64)>,
         };
         (segment, spool.path_of(segment.index))
     };
-    let (records, corrupt) = read_segment(&path)?;
-    let (messages, formed) = into_messages(records, shared.batch_size);
-    if formed && !messages.is_empty() {
+    let read = read_segment(&path)?;
+    if read.corrupt > 0 {
+        set_aside_unreadable(shared, segment.index, &read.unreadable, read.corrupt);
+    }
+    let (messages, formed) = into_messages(read.records, shared.batch_size);
+    if (formed || read.corrupt > 0) && !messages.is_empty() {
         match rewrite_segment(&path, &messages) {
             Ok(bytes) => {
                 let mut spool = lock(shared);
@@ -447,7 +443,28 @@ fn load_segment(shared: &Shared) -> Result<Option<(Segment, Vec<Message>, u64)>,
             }
         }
     }
-    Ok(Some((segment, messages, corrupt)))
+    Ok(Some((segment, messages)))
+}
+
+/// Keeps the unreadable `lines` of segment `index` (holding about `corrupt` entries) in
+/// `rejected/`, logs where, and counts their entries dropped: they are not sent.
+fn set_aside_unreadable(shared: &Shared, index: u64, lines: &[Bytes], corrupt: u64) {
+    match lock(shared).set_aside_unreadable(index, lines) {
+        Ok(path) => tracing::error!(
+            corrupt,
+            segment = index,
+            path = %path.display(),
+            "unreadable lines in the audit spool (not audit entries this router wrote) are \
+             not sent; they are kept in the spool's rejected/ directory"
+        ),
+        Err(e) => tracing::error!(
+            corrupt,
+            segment = index,
+            error = %e,
+            "unreadable lines in the audit spool are not sent, and could not be kept either"
+        ),
+    }
+    shared.counters.add(AuditEvent::Dropped, corrupt);
 }
 
 /// Appends `records` to the spool on the blocking pool, counts and settles their entries.
