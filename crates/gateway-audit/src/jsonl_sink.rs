@@ -227,13 +227,31 @@ impl JsonlSink {
 
     /// Line `seq`'s sequence number, or why writing it failed.
     fn written(&self, seq: u64, outcome: Result<(), Arc<str>>) -> Result<u64, AuditError> {
-        outcome.map(|()| seq).map_err(|message| {
-            AuditError::io(
-                "append to",
-                self.file.path(),
-                std::io::Error::other(message.to_string()),
-            )
-        })
+        outcome
+            .map(|()| seq)
+            .map_err(|message| self.append_failed(&message))
+    }
+
+    /// The error for a line whose write failed with `message`.
+    fn append_failed(&self, message: &str) -> AuditError {
+        AuditError::io(
+            "append to",
+            self.file.path(),
+            std::io::Error::other(message.to_owned()),
+        )
+    }
+
+    /// Waits until lines `first..=last` were written; `Err` if writing any of them failed.
+    async fn wait_written_range(&self, first: u64, last: u64) -> Result<(), AuditError> {
+        let mut rx = self.commit.subscribe();
+        let appended = rx
+            .wait_for(|a| a.through() >= last)
+            .await
+            .map_err(|_| AuditError::Closed { sink: SINK })?;
+        match appended.failure_in(first, last) {
+            Some(message) => Err(self.append_failed(message)),
+            None => Ok(()),
+        }
     }
 
     /// Waits until entry `seq` went through a sync; `Err` if that sync failed.
@@ -263,9 +281,14 @@ impl JsonlSink {
             return Err(AuditError::Closed { sink: SINK });
         };
         // A flush answers for everything written since the previous one, so a failed
-        // periodic sync is reported even when this flush's own sync passes.
+        // write, or a failed periodic sync, is reported even when this flush's own sync
+        // passes.
         let first = self.flushed.load(Ordering::Acquire) + 1;
-        let waited = self.wait_synced_range(first, target);
+        let waited = async {
+            let written = self.wait_written_range(first, target).await;
+            let synced = self.wait_synced_range(first, target).await;
+            written.and(synced)
+        };
         match tokio::time::timeout_at(deadline, waited).await {
             Ok(result) => {
                 self.flushed.fetch_max(target, Ordering::AcqRel);

@@ -8,7 +8,8 @@ use crate::AuditError;
 /// What the path must be once it exists.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub(crate) enum Want {
-    /// A file to append to: anything but a directory.
+    /// A regular file to append to, rotate, sync and read back: not a directory, and not
+    /// a device, pipe or socket (`/dev/null` would take the trail and keep nothing).
     File,
     /// A directory to keep files in.
     Directory,
@@ -21,6 +22,14 @@ pub(crate) fn creatable(path: &Path, want: Want) -> Result<(), AuditError> {
         Ok(meta) if meta.is_dir() && want == Want::File => {
             let is_dir = Error::new(ErrorKind::IsADirectory, "it is a directory");
             return Err(AuditError::io("open", path, is_dir));
+        }
+        Ok(meta) if !meta.is_file() && want == Want::File => {
+            let special = Error::new(
+                ErrorKind::InvalidInput,
+                "it is not a regular file but a device, pipe or socket; the audit trail is \
+                 appended, rotated, synced and read back, so it must be a file",
+            );
+            return Err(AuditError::io("open", path, special));
         }
         Ok(meta) if !meta.is_dir() && want == Want::Directory => {
             let not_dir = Error::new(ErrorKind::NotADirectory, "it is not a directory");
@@ -69,6 +78,10 @@ mod tests {
         assert!(creatable(&file, Want::File).is_ok(), "present");
         let err = creatable(dir.path(), Want::File).unwrap_err().to_string();
         assert!(err.contains("it is a directory"), "{err}");
+        let err = creatable(Path::new("/dev/null"), Want::File)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not a regular file"), "{err}");
         let err = creatable(&file.join("x/audit.jsonl"), Want::File)
             .unwrap_err()
             .to_string();

@@ -1,6 +1,9 @@
 //! The real `genesys-router` binary: graceful shutdown under load loses no audit entry;
 //! `check-config` lists every problem; the demo routes everything and audits everything.
 
+#[path = "support/no_room.rs"]
+mod no_room;
+
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
@@ -53,7 +56,21 @@ fn spawn_serve(
     String,
     String,
 ) {
-    let mut child = Command::new(BIN)
+    spawn_serve_by(Command::new(BIN), config, extra)
+}
+
+/// [`spawn_serve`] through `command` (the binary, or a shell that execs it).
+fn spawn_serve_by(
+    mut command: Command,
+    config: &std::path::Path,
+    extra: &[&str],
+) -> (
+    std::process::Child,
+    BufReader<std::process::ChildStderr>,
+    String,
+    String,
+) {
+    let mut child = command
         .args(extra)
         .args(["serve", "--config"])
         .arg(config)
@@ -248,14 +265,17 @@ async fn a_second_stop_signal_ends_the_drain_and_every_call_is_still_audited() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_exits_non_zero_when_audit_entries_were_lost() {
-    if std::fs::metadata("/dev/full").is_err() {
-        return;
-    }
     let sim = Sim::builder().start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    // Every write to /dev/full fails: the call is answered, its entry is lost.
-    let config = one_route_config(&dir, &sim, "file = \"/dev/full\"");
-    let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
+    let audit = dir.path().join("audit.jsonl");
+    let config = one_route_config(
+        &dir,
+        &sim,
+        &format!("file = {:?}", audit.display().to_string()),
+    );
+    // Every write to the audit file fails: the call is answered, its entry is lost.
+    let limited = no_room::with_no_room(&Command::new(BIN));
+    let (mut child, mut stderr, addr, _) = spawn_serve_by(limited, &config, &[]);
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();
     let body = r#"{"route":"summarize","prompt":"hello"}"#;

@@ -6,6 +6,9 @@
 //! one `cargo build --release -p gateway-cli` makes (its "release binary" step), so what
 //! ships is what these tests check.
 
+#[path = "support/no_room.rs"]
+mod no_room;
+
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
@@ -487,8 +490,9 @@ fn audited_config(dir: &Path, sim: &SimHandle, file: &Path) -> PathBuf {
     config
 }
 
-/// An audit file that cannot be opened (a directory, a path under a file) is a setting
-/// to fix, named by its key: exit 3 from `route`, and `check-config` finds it first.
+/// An audit file that cannot be opened (a directory, a path under a file) or cannot keep
+/// the trail (a device such as `/dev/null`) is a setting to fix, named by its key: exit 3
+/// from `route`, and `check-config` finds it first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn exit_3_for_an_audit_file_that_cannot_be_opened_and_check_config_says_so() {
     let sim = Sim::builder().start().await.unwrap();
@@ -498,6 +502,7 @@ async fn exit_3_for_an_audit_file_that_cannot_be_opened_and_check_config_says_so
     for (file, why) in [
         (dir.path().to_owned(), "directory"),
         (plain.join("sub").join("audit.jsonl"), "not a directory"),
+        (PathBuf::from("/dev/null"), "not a regular file"),
     ] {
         let config = audited_config(dir.path(), &sim, &file);
         let output = run(route(&config, &[])).await;
@@ -549,13 +554,10 @@ async fn exit_3_for_a_webhook_spool_that_cannot_be_created_and_check_config_says
 /// it fails `serve`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn route_exits_1_when_its_audit_entry_is_lost() {
-    if std::fs::metadata("/dev/full").is_err() {
-        return;
-    }
     let sim = Sim::builder().start().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let config = audited_config(dir.path(), &sim, Path::new("/dev/full"));
-    let output = run(route(&config, &[])).await;
+    let config = audited_config(dir.path(), &sim, &dir.path().join("audit.jsonl"));
+    let output = run(no_room::with_no_room(&route(&config, &[]))).await;
     assert_eq!(output.status.code(), Some(1), "{}", stderr(&output));
     assert!(!output.stdout.is_empty(), "the answer is still printed");
     assert!(

@@ -55,6 +55,16 @@ pub(super) struct Appended {
 }
 
 impl Appended {
+    /// Why writing a line in `first..=last` failed, if one did (once `through >= last`).
+    pub(super) fn failure_in(&self, first: u64, last: u64) -> Option<&Arc<str>> {
+        self.failures.find(first, last)
+    }
+
+    /// Every line up to this sequence number has been written (or has failed).
+    pub(super) fn through(&self) -> u64 {
+        self.through
+    }
+
     /// Whether line `seq` was written: `None` while it waits, else `Err(why)` if it failed.
     pub(super) fn outcome(&self, seq: u64) -> Option<Result<(), Arc<str>>> {
         if self.through < seq {

@@ -12,6 +12,7 @@ use tokio::sync::watch;
 use crate::AuditError;
 use crate::jsonl_sink::failed_ranges::FailedRanges;
 use crate::jsonl_sink::{JsonlOptions, rotated_path};
+use crate::path_check::{Want, creatable};
 
 /// Rotated files whose sync is still pending before one is synced inline.
 const MAX_RETIRED: usize = 16;
@@ -113,6 +114,7 @@ impl JsonlFile {
         options: JsonlOptions,
         sync: Arc<dyn SyncFile>,
     ) -> Result<Self, AuditError> {
+        creatable(&path, Want::File)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
         }

@@ -37,7 +37,7 @@ pub enum FsyncPolicy {
 pub struct AuditConfig {
     /// Whether to write audit entries at all.
     pub enabled: bool,
-    /// The JSONL file entries are appended to.
+    /// The JSONL file entries are appended to (a regular file: not a device, pipe or socket).
     pub file: PathBuf,
     /// When the file is synced to disk.
     pub fsync: FsyncPolicy,
