@@ -45,31 +45,22 @@ fn one_route_config(
     config
 }
 
-/// Starts `genesys-router serve` (with `extra` flags) on a free port; returns the child,
-/// its stderr, the address, and the first line, which names it.
-fn spawn_serve(
-    config: &std::path::Path,
-    extra: &[&str],
-) -> (
+/// A started `serve`: the child, its stderr, the address, and the first line, which
+/// names it.
+type Served = (
     std::process::Child,
     BufReader<std::process::ChildStderr>,
     String,
     String,
-) {
+);
+
+/// Starts `genesys-router serve` (with `extra` flags) on a free port.
+fn spawn_serve(config: &std::path::Path, extra: &[&str]) -> Served {
     spawn_serve_by(Command::new(BIN), config, extra)
 }
 
 /// [`spawn_serve`] through `command` (the binary, or a shell that execs it).
-fn spawn_serve_by(
-    mut command: Command,
-    config: &std::path::Path,
-    extra: &[&str],
-) -> (
-    std::process::Child,
-    BufReader<std::process::ChildStderr>,
-    String,
-    String,
-) {
+fn spawn_serve_by(mut command: Command, config: &std::path::Path, extra: &[&str]) -> Served {
     let mut child = command
         .args(extra)
         .args(["serve", "--config"])
