@@ -626,6 +626,42 @@ async fn a_hanging_model_leaves_time_for_its_fallback() {
     );
 }
 
+/// With the default shape (three attempts, each a third of the deadline), a hanging
+/// model's last attempt is always cut by the call's deadline rather than by its own
+/// timeout. The timeouts before it are the model's failures all the same: its breaker
+/// opens, instead of every call waiting its whole time on a dead model.
+#[tokio::test(start_paused = true)]
+async fn a_hanging_model_opens_its_breaker_when_the_deadline_cuts_its_last_attempt() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(Target::model("model-gen-4"), vec![Scripted::Stall; 6]);
+    let mut config = config_for(&sim).with_route("solo", RouteConfig::to_model("model-gen-4"));
+    config.limits.deadline_ms = 6_000;
+    config.limits.attempt_timeout_ms = 2_000;
+    config.circuit_breaker.failure_threshold = 2;
+    let router = router_for(config).build().await.unwrap();
+
+    for _ in 0..2 {
+        let err = router
+            .route(RouteRequest::new("solo", "hello"))
+            .await
+            .unwrap_err();
+        let tried = &err.trace().unwrap().models_tried[0];
+        assert_eq!(
+            (tried.attempts, tried.outcome),
+            (3, Outcome::Timeout),
+            "{err}"
+        );
+    }
+    assert!(
+        matches!(
+            router.breaker_state("model-gen-4"),
+            Some(BreakerState::Open { .. })
+        ),
+        "{:?}",
+        router.breaker_state("model-gen-4")
+    );
+}
+
 #[tokio::test]
 async fn an_unknown_model_falls_back_and_a_refused_token_stops() {
     let sim = Sim::builder().start().await.unwrap();

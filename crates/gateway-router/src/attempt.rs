@@ -239,6 +239,19 @@ fn token_outcome(token: &TokenError) -> Outcome {
     }
 }
 
+/// Whether an attempt before `err` was retried for a failure of the model's own: a 5xx,
+/// a broken connection, or its own attempt timeout.
+fn failed_before(err: &TransportError) -> bool {
+    let stats = err.stats();
+    [
+        RetryReason::ServerError,
+        RetryReason::Connection,
+        RetryReason::Timeout,
+    ]
+    .into_iter()
+    .any(|reason| stats.retries_for(reason) > 0)
+}
+
 /// How a transport failure ends a model's part: outcome, what the loop does next, and
 /// what it says about the model's health.
 fn classify(
@@ -292,7 +305,12 @@ fn classify(
             Health::Neutral,
         ),
         ErrorKind::Timeout(_) => (Outcome::Timeout, Next::Fallback, Health::Unhealthy),
-        // The call's (or the model's share of the) deadline, not the model's own slowness.
+        // The call's (or the model's share of the) deadline, not the model's own slowness,
+        // unless an earlier attempt failed on the model's account: then the deadline only
+        // cut short a model that was failing, and its breaker must hear of it.
+        ErrorKind::DeadlineExceeded { .. } if failed_before(err) => {
+            (Outcome::Timeout, Next::Fallback, Health::Unhealthy)
+        }
         ErrorKind::DeadlineExceeded { .. } => (Outcome::Timeout, Next::Fallback, Health::Neutral),
         // Not sent: the spent rate limit is this client's, not the model's.
         ErrorKind::Paced { .. } => (Outcome::RateLimited, Next::Fallback, Health::Neutral),
