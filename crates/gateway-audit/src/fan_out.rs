@@ -2,14 +2,16 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::task::Poll;
 
 use tokio::time::Instant;
 
 use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 
-/// Writes every entry to each of its sinks, in order, encoding it once.
+/// Writes every entry to each of its sinks, encoding it once.
 ///
-/// A failing sink does not stop the others; the result names how many failed.
+/// Every sink is handed the entry at once (in the first poll); a failing or slow sink
+/// does not stop the others, and the result names how many failed.
 #[derive(Clone, Default)]
 pub struct FanOut {
     sinks: Vec<Arc<dyn AuditSink>>,
@@ -53,15 +55,45 @@ impl AuditSink for FanOut {
         "fan-out"
     }
 
+    /// Hands `entry` to every sink in the first poll, then waits for them all: a caller
+    /// that drops the future after that (a cancelled call) has still reached each sink,
+    /// where waiting for one sink before asking the next would have skipped the rest.
     fn record_encoded<'a>(&'a self, entry: &'a EncodedEntry) -> AuditFuture<'a> {
+        if let [only] = &self.sinks[..] {
+            return only.record_encoded(entry);
+        }
+        let mut pending: Vec<_> = self
+            .sinks
+            .iter()
+            .map(|sink| Some(sink.record_encoded(entry)))
+            .collect();
+        let mut results: Vec<Option<Result<(), AuditError>>> = std::iter::repeat_with(|| None)
+            .take(pending.len())
+            .collect();
         Box::pin(async move {
-            let mut errors = Vec::new();
-            for sink in &self.sinks {
-                if let Err(e) = sink.record_encoded(entry).await {
-                    errors.push(e);
+            std::future::poll_fn(|cx| {
+                let mut done = true;
+                for (slot, result) in pending.iter_mut().zip(&mut results) {
+                    if let Some(future) = slot {
+                        match future.as_mut().poll(cx) {
+                            Poll::Ready(outcome) => {
+                                *result = Some(outcome);
+                                *slot = None;
+                            }
+                            Poll::Pending => done = false,
+                        }
+                    }
                 }
-            }
-            self.combine(errors)
+                if done { Poll::Ready(()) } else { Poll::Pending }
+            })
+            .await;
+            self.combine(
+                results
+                    .into_iter()
+                    .flatten()
+                    .filter_map(Result::err)
+                    .collect(),
+            )
         })
     }
 
@@ -98,5 +130,61 @@ impl fmt::Debug for FanOut {
                 &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
             )
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use super::*;
+    use crate::test_entry::encoded;
+    use crate::{JsonlOptions, JsonlSink};
+
+    /// A sink that notes each entry it is handed and then never finishes.
+    #[derive(Default)]
+    struct Hanging(Mutex<Vec<uuid::Uuid>>);
+
+    impl AuditSink for Hanging {
+        fn name(&self) -> &'static str {
+            "hanging"
+        }
+
+        fn record_encoded<'a>(&'a self, entry: &'a EncodedEntry) -> AuditFuture<'a> {
+            self.0.lock().unwrap().push(entry.id());
+            Box::pin(std::future::pending())
+        }
+
+        fn flush(&self, _: Instant) -> AuditFuture<'_> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+
+        fn shutdown(&self, _: Instant) -> AuditFuture<'_> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    /// A call cancelled while a slow sink writes its entry has still handed the entry to
+    /// every other sink: here a real JSONL file behind a sink that never finishes.
+    #[tokio::test]
+    async fn an_entry_dropped_after_the_first_poll_reaches_every_sink() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("audit.jsonl");
+        let jsonl = Arc::new(JsonlSink::open_with(&path, JsonlOptions::default()).unwrap());
+        let hanging = Arc::new(Hanging::default());
+        let fan = FanOut::new(vec![hanging.clone(), jsonl.clone()]);
+        let entry = encoded(1);
+
+        // One poll, then the future is dropped (tokio's timeout polls it first).
+        let cut = tokio::time::timeout(Duration::ZERO, fan.record_encoded(&entry)).await;
+        assert!(cut.is_err(), "the hanging sink keeps it pending");
+        assert_eq!(*hanging.0.lock().unwrap(), [entry.id()]);
+        jsonl
+            .flush(Instant::now() + Duration::from_secs(10))
+            .await
+            .unwrap();
+        let written = std::fs::read(&path).unwrap();
+        assert_eq!(written, entry.line(), "the JSONL sink got the entry too");
     }
 }

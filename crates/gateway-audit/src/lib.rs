@@ -83,6 +83,8 @@ mod jsonl_reader;
 mod jsonl_sink;
 mod path_check;
 mod prompt_digest;
+#[cfg(test)]
+mod test_entry;
 pub mod webhook;
 
 use std::future::Future;
@@ -113,6 +115,11 @@ pub trait AuditSink: Send + Sync {
     fn name(&self) -> &'static str;
 
     /// Takes one already-encoded entry; when this resolves `Ok`, the sink answers for it.
+    ///
+    /// A caller may drop the future after its first poll (a call cancelled while its
+    /// entry is written): a sink must take the entry in that first poll, as the
+    /// built-in ones do (the JSONL sink queues its line, the webhook its entry), or the
+    /// entry can be lost.
     fn record_encoded<'a>(&'a self, entry: &'a EncodedEntry) -> AuditFuture<'a>;
 
     /// Takes one entry (encodes it, then [`record_encoded`](AuditSink::record_encoded)).

@@ -239,17 +239,25 @@ fn token_outcome(token: &TokenError) -> Outcome {
     }
 }
 
-/// Whether an attempt before `err` was retried for a failure of the model's own: a 5xx,
-/// a broken connection, or its own attempt timeout.
-fn failed_before(err: &TransportError) -> bool {
+/// What a model's part cut by the call's (or its share of the) deadline says of its
+/// health: nothing, since that is not the model's own slowness, unless an attempt before
+/// `err` was retried for a failure of the model's own (a 5xx, a broken connection, its own
+/// attempt timeout): then the deadline only cut short a failing model, whose breaker
+/// must hear of it.
+fn cut_short(err: &TransportError) -> Health {
     let stats = err.stats();
-    [
+    let failed_before = [
         RetryReason::ServerError,
         RetryReason::Connection,
         RetryReason::Timeout,
     ]
     .into_iter()
-    .any(|reason| stats.retries_for(reason) > 0)
+    .any(|reason| stats.retries_for(reason) > 0);
+    if failed_before {
+        Health::Unhealthy
+    } else {
+        Health::Neutral
+    }
 }
 
 /// How a transport failure ends a model's part: outcome, what the loop does next, and
@@ -305,13 +313,7 @@ fn classify(
             Health::Neutral,
         ),
         ErrorKind::Timeout(_) => (Outcome::Timeout, Next::Fallback, Health::Unhealthy),
-        // The call's (or the model's share of the) deadline, not the model's own slowness,
-        // unless an earlier attempt failed on the model's account: then the deadline only
-        // cut short a model that was failing, and its breaker must hear of it.
-        ErrorKind::DeadlineExceeded { .. } if failed_before(err) => {
-            (Outcome::Timeout, Next::Fallback, Health::Unhealthy)
-        }
-        ErrorKind::DeadlineExceeded { .. } => (Outcome::Timeout, Next::Fallback, Health::Neutral),
+        ErrorKind::DeadlineExceeded { .. } => (Outcome::Timeout, Next::Fallback, cut_short(err)),
         // Not sent: the spent rate limit is this client's, not the model's.
         ErrorKind::Paced { .. } => (Outcome::RateLimited, Next::Fallback, Health::Neutral),
         ErrorKind::LimiterTimeout(t) => (

@@ -547,6 +547,7 @@ mod tests {
     use uuid::Uuid;
 
     use super::*;
+    use crate::test_entry::encoded;
 
     #[test]
     fn segment_names_are_strict() {
@@ -582,19 +583,6 @@ mod tests {
             "the last segment is kept"
         );
         assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "{\"x\":1}\n");
-    }
-
-    /// A real audit entry, encoded; `n` is its route's number.
-    fn encoded(n: usize) -> EncodedEntry {
-        let entry: AuditEntry = serde_json::from_value(serde_json::json!({
-            "id": Uuid::now_v7(), "timestamp": "2026-12-06T10:00:00Z",
-            "route": format!("r{n:04}"), "requestId": "q", "correlationId": "c",
-            "requestedModel": "m", "attempts": 1, "fallbacksUsed": 0, "modelsTried": [],
-            "outcome": "upstream_error", "latencyUs": 1, "tuning": "default",
-            "temperature": 0.2, "promptSha256": "0".repeat(64), "promptChars": 1,
-        }))
-        .unwrap();
-        EncodedEntry::encode(&entry).unwrap()
     }
 
     fn loose(entries: &[EncodedEntry]) -> Vec<Record> {
