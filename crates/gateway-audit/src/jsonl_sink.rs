@@ -185,16 +185,27 @@ impl JsonlSink {
             }
             drop(leadership);
         }
-        loop {
-            self.lead_if_free();
-            let outcome = rx.borrow_and_update().outcome(seq);
-            if let Some(outcome) = outcome {
-                return self.written(seq, outcome);
+        // Another caller's write takes microseconds, but a disk that stops answering
+        // holds it in its system call: then this gives up rather than wait forever (the
+        // line may still be written later; reporting it failed is the safe side).
+        let waited = async {
+            loop {
+                self.lead_if_free();
+                let outcome = rx.borrow_and_update().outcome(seq);
+                if let Some(outcome) = outcome {
+                    return self.written(seq, outcome);
+                }
+                if rx.changed().await.is_err() {
+                    return Err(AuditError::Closed { sink: SINK });
+                }
             }
-            if rx.changed().await.is_err() {
-                return Err(AuditError::Closed { sink: SINK });
-            }
-        }
+        };
+        tokio::time::timeout(EVERY_ENTRY_SYNC_WAIT, waited)
+            .await
+            .unwrap_or(Err(AuditError::Timeout {
+                sink: SINK,
+                pending: 1,
+            }))
     }
 
     /// Queues `line`; returns its sequence number and whether lines come close together.
@@ -241,6 +252,12 @@ impl JsonlSink {
         )
     }
 
+    /// Lines written (or failed) but not yet through a sync, as last published.
+    fn unsynced(&self) -> u64 {
+        let written = self.commit.subscribe().borrow().through();
+        written.saturating_sub(self.file.synced_so_far())
+    }
+
     /// Waits until lines `first..=last` were written; `Err` if writing any of them failed.
     async fn wait_written_range(&self, first: u64, last: u64) -> Result<(), AuditError> {
         let mut rx = self.commit.subscribe();
@@ -277,8 +294,26 @@ impl JsonlSink {
     }
 
     async fn flush_until(&self, deadline: Instant) -> Result<(), AuditError> {
-        let Some(target) = self.file.request_sync() else {
-            return Err(AuditError::Closed { sink: SINK });
+        // The file's lock is held by a writer inside its system call: asked from the
+        // blocking pool, a disk that stops answering cannot hold this past `deadline`
+        // (nor block the runtime's thread).
+        let file = Arc::clone(&self.file);
+        let asked = tokio::task::spawn_blocking(move || file.request_sync());
+        let target = match tokio::time::timeout_at(deadline, asked).await {
+            Ok(Ok(Some(target))) => target,
+            Ok(Ok(None)) => return Err(AuditError::Closed { sink: SINK }),
+            Ok(Err(e)) => {
+                return Err(AuditError::Task {
+                    sink: SINK,
+                    reason: format!("asking for a sync failed: {e}"),
+                });
+            }
+            Err(_) => {
+                return Err(AuditError::Timeout {
+                    sink: SINK,
+                    pending: self.unsynced(),
+                });
+            }
         };
         // A flush answers for everything written since the previous one, so a failed
         // write, or a failed periodic sync, is reported even when this flush's own sync
@@ -296,7 +331,7 @@ impl JsonlSink {
             }
             Err(_) => Err(AuditError::Timeout {
                 sink: SINK,
-                pending: target.saturating_sub(self.file.synced()),
+                pending: target.saturating_sub(self.file.synced_so_far()),
             }),
         }
     }
@@ -320,7 +355,7 @@ impl AuditSink for JsonlSink {
                     .await
                     .map_err(|_| AuditError::Timeout {
                         sink: SINK,
-                        pending: seq.saturating_sub(self.file.synced()),
+                        pending: seq.saturating_sub(self.file.synced_so_far()),
                     })??;
             }
             Ok(())

@@ -82,6 +82,21 @@ pub(super) struct JsonlFile {
     sync: Arc<dyn SyncFile>,
 }
 
+/// `Ok` for a file that was not there to remove or rename.
+fn ignore_missing(result: std::io::Result<()>) -> std::io::Result<()> {
+    match result {
+        Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Where a rotation creates the next file before it takes `path`'s place.
+fn rotating_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".rotating");
+    PathBuf::from(name)
+}
+
 fn open_append(path: &Path) -> Result<(File, u64, bool), AuditError> {
     let file = OpenOptions::new()
         .create(true)
@@ -226,43 +241,70 @@ impl JsonlFile {
         }
     }
 
-    /// Starts a new file; the old one, holding entries up to `last`, is synced later.
+    /// Starts a new file; the old one, holding entries up to `last`, is synced later
+    /// (under `fsync = "never"` only by a flush, or once too many wait).
+    ///
+    /// The new file is created first, under a temporary name, so a rotation that cannot
+    /// create it (no file descriptor left, a full disk) has moved nothing and is tried
+    /// again later; one rename then puts it at the path, so the path always names the file
+    /// being written, and no failed rotation can shift or delete the rotated files.
     fn rotate(&self, st: &mut FileState, last: u64) -> Result<(), AuditError> {
         let path = &self.path;
-        let keep = self.options.keep_rotated;
-        let ignore_missing = |r: std::io::Result<()>| match r {
-            Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
-            _ => Ok(()),
-        };
-        if keep == 0 {
-            ignore_missing(std::fs::remove_file(path))
-                .map_err(|e| AuditError::io("rotate (remove)", path, e))?;
-        } else {
-            let oldest = rotated_path(path, keep);
-            ignore_missing(std::fs::remove_file(&oldest))
-                .map_err(|e| AuditError::io("rotate (remove)", &oldest, e))?;
-            for n in (1..keep).rev() {
-                let from = rotated_path(path, n);
-                ignore_missing(std::fs::rename(&from, rotated_path(path, n + 1)))
-                    .map_err(|e| AuditError::io("rotate (rename)", &from, e))?;
-            }
-            std::fs::rename(path, rotated_path(path, 1))
-                .map_err(|e| AuditError::io("rotate (rename)", path, e))?;
+        let fresh_path = rotating_path(path);
+        ignore_missing(std::fs::remove_file(&fresh_path))
+            .map_err(|e| AuditError::io("rotate (remove)", &fresh_path, e))?;
+        let fresh = OpenOptions::new()
+            .create_new(true)
+            .append(true)
+            .read(true)
+            .open(&fresh_path)
+            .map_err(|e| AuditError::io("rotate (create)", &fresh_path, e))?;
+        if let Err(e) = self.move_current_aside() {
+            let _ = std::fs::remove_file(&fresh_path);
+            return Err(e);
         }
-        let (file, size, _) = open_append(path)?;
-        let old = std::mem::replace(&mut st.file, Arc::new(file));
-        st.size = size;
-        st.rotate_after = self.options.rotate_bytes;
-        if self.options.fsync != FsyncPolicy::Never {
-            if st.retired.len() >= MAX_RETIRED {
-                let oldest = st.retired.remove(0);
-                self.sync_retired_inline(st, &oldest);
+        // With no file kept, this replaces the current one in the same step.
+        if let Err(e) = std::fs::rename(&fresh_path, path) {
+            if self.options.keep_rotated > 0 {
+                let _ = std::fs::rename(rotated_path(path, 1), path);
             }
-            st.retired.push(Retired { file: old, last });
+            let _ = std::fs::remove_file(&fresh_path);
+            return Err(AuditError::io("rotate (rename)", &fresh_path, e));
+        }
+        let old = std::mem::replace(&mut st.file, Arc::new(fresh));
+        st.size = 0;
+        st.rotate_after = self.options.rotate_bytes;
+        if st.retired.len() >= MAX_RETIRED {
+            let oldest = st.retired.remove(0);
+            self.sync_retired_inline(st, &oldest);
+        }
+        st.retired.push(Retired { file: old, last });
+        if self.options.fsync != FsyncPolicy::Never {
             st.sync_wanted = st.sync_wanted.max(st.written);
             self.wake.notify_one();
         }
         Ok(())
+    }
+
+    /// Drops the oldest rotated file and shifts the others up by one, then renames the
+    /// current file to `<path>.1` (nothing when no rotated file is kept). A current file
+    /// removed from under the sink is passed over: the new one takes its place.
+    fn move_current_aside(&self) -> Result<(), AuditError> {
+        let path = &self.path;
+        let keep = self.options.keep_rotated;
+        if keep == 0 {
+            return Ok(());
+        }
+        let oldest = rotated_path(path, keep);
+        ignore_missing(std::fs::remove_file(&oldest))
+            .map_err(|e| AuditError::io("rotate (remove)", &oldest, e))?;
+        for n in (1..keep).rev() {
+            let from = rotated_path(path, n);
+            ignore_missing(std::fs::rename(&from, rotated_path(path, n + 1)))
+                .map_err(|e| AuditError::io("rotate (rename)", &from, e))?;
+        }
+        ignore_missing(std::fs::rename(path, rotated_path(path, 1)))
+            .map_err(|e| AuditError::io("rotate (rename)", path, e))
     }
 
     /// Syncs a rotated file on the writer's thread (too many are waiting). A failure
@@ -294,9 +336,10 @@ impl JsonlFile {
         Some(target)
     }
 
-    /// Every entry up to this sequence number has been through a sync.
-    pub(super) fn synced(&self) -> u64 {
-        self.lock().synced
+    /// Every entry up to this sequence number has been through a sync, as last
+    /// published (read without the file's lock, which a stuck write may hold).
+    pub(super) fn synced_so_far(&self) -> u64 {
+        self.progress.borrow().through
     }
 
     /// Follows how far syncing goes.
@@ -322,7 +365,7 @@ impl JsonlFile {
                 st.written
             };
             let closing = st.closed;
-            if target > st.synced || !st.retired.is_empty() {
+            if target > st.synced || (policy != FsyncPolicy::Never && !st.retired.is_empty()) {
                 st = self.sync_through(st, target);
             }
             if closing && (policy == FsyncPolicy::Never || st.synced >= st.written) {
@@ -332,7 +375,11 @@ impl JsonlFile {
     }
 
     fn wait_due<'a>(&'a self, st: MutexGuard<'a, FileState>) -> MutexGuard<'a, FileState> {
-        let due = |s: &mut FileState| s.closed || s.sync_wanted > s.synced || !s.retired.is_empty();
+        // Under `never`, rotated files wait for a requested sync (a flush).
+        let retired_due = self.options.fsync != FsyncPolicy::Never;
+        let due = |s: &mut FileState| {
+            s.closed || s.sync_wanted > s.synced || (retired_due && !s.retired.is_empty())
+        };
         if self.options.fsync == FsyncPolicy::Interval {
             self.wake
                 .wait_timeout_while(st, self.options.fsync_interval, |s| !due(s))

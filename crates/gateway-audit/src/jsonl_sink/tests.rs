@@ -208,3 +208,97 @@ async fn an_every_entry_record_stops_waiting_for_a_sync_that_never_ends() {
     sink.flush(soon()).await.unwrap();
     sink.shutdown(soon()).await.unwrap();
 }
+
+fn line_count(path: &std::path::Path) -> usize {
+    std::fs::read_to_string(path).map_or(0, |text| text.lines().count())
+}
+
+/// A rotation that cannot create the next file (here a directory squats on its
+/// temporary name, as no file descriptor or no disk space left would stop it) moves
+/// nothing: the entries stay in the file at the path, and the next rotation after the
+/// cause is gone works. It once renamed the current file away first, then failed to
+/// open a new one, and later rotations deleted the file being written.
+#[tokio::test]
+async fn a_rotation_that_cannot_create_the_next_file_moves_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[]);
+    // Every line but the first tries to rotate the file.
+    let sink = open(&dir, options(FsyncPolicy::Interval, 1), &sync);
+    let path = dir.path().join("audit.jsonl");
+    let squatter = dir.path().join("audit.jsonl.rotating");
+    std::fs::create_dir(&squatter).unwrap();
+    for _ in 0..3 {
+        sink.record_encoded(&entry()).await.unwrap();
+    }
+    assert_eq!(line_count(&path), 3);
+    assert!(
+        !super::rotated_path(&path, 1).exists(),
+        "nothing was rotated"
+    );
+
+    std::fs::remove_dir(&squatter).unwrap();
+    sink.record_encoded(&entry()).await.unwrap();
+    sink.flush(soon()).await.unwrap();
+    assert_eq!(line_count(&super::rotated_path(&path, 1)), 3);
+    assert_eq!(line_count(&path), 1);
+    assert!(!squatter.exists(), "the temporary name is gone");
+}
+
+/// `fsync = "never"` syncs nothing by itself, but a flush syncs everything written so
+/// far, the files rotated since the last flush included (it once synced only the
+/// current file).
+#[tokio::test]
+async fn a_flush_under_never_syncs_the_files_rotated_since_the_last_one() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[]);
+    let sink = open(&dir, options(FsyncPolicy::Never, 1), &sync);
+    for _ in 0..3 {
+        sink.record_encoded(&entry()).await.unwrap();
+    }
+    assert_eq!(sync.calls(), 0, "never syncs by itself");
+    sink.flush(soon()).await.unwrap();
+    assert_eq!(sync.calls(), 3, "two rotated files and the current one");
+}
+
+/// A disk that stops answering inside a writer's system call (here the inline sync of a
+/// rotated file, held, with the file's lock) holds neither another caller's record
+/// forever nor a flush past its deadline, and blocks no runtime thread.
+#[tokio::test]
+async fn a_stuck_writer_holds_neither_a_record_nor_a_flush_forever() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[Step::Hold, Step::Hold]);
+    let sink = Arc::new(open(&dir, options(FsyncPolicy::EveryEntry, 1), &sync));
+    sink.append(&entry()).unwrap();
+    sync.wait_for_calls(1);
+    // 17 rotations while the sync thread is stuck: the last syncs the oldest retired
+    // file inline, and that sync is held too.
+    let writer = {
+        let sink = Arc::clone(&sink);
+        std::thread::spawn(move || {
+            for _ in 0..17 {
+                let _ = sink.append(&entry());
+            }
+        })
+    };
+    sync.wait_for_calls(2);
+
+    // The record's bound is 30 s: on a paused clock, which jumps to it.
+    tokio::time::pause();
+    let recorded = sink.record_encoded(&entry()).await;
+    assert!(
+        matches!(recorded, Err(AuditError::Timeout { pending: 1, .. })),
+        "{recorded:?}"
+    );
+    // The flush asks for its sync from the blocking pool, which holds a paused clock
+    // still while it waits: this part runs on the real one.
+    tokio::time::resume();
+    let flushed = sink
+        .flush(Instant::now() + Duration::from_millis(200))
+        .await;
+    assert!(
+        matches!(flushed, Err(AuditError::Timeout { .. })),
+        "{flushed:?}"
+    );
+    sync.release();
+    writer.join().unwrap();
+}
