@@ -229,9 +229,11 @@ impl JsonlSink {
     fn write_queued(&self) {
         self.commit.write_queued(|buf, lens| {
             let result = self.file.write_lines(buf, lens);
-            if result.is_ok() {
-                self.counters.add(AuditEvent::Written, lens.len() as u64);
-            }
+            let whole = match &result {
+                Ok(()) => lens.len(),
+                Err((whole, _)) => *whole,
+            };
+            self.counters.add(AuditEvent::Written, whole as u64);
             result
         });
     }

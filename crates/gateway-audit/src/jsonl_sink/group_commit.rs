@@ -132,10 +132,11 @@ impl GroupCommit {
     }
 
     /// Writes every queued line with `write` (consecutive lines back to back, and their
-    /// lengths), then gives up the writer role, which the caller holds.
+    /// lengths; a failure says how many lines it wrote whole first), then gives up the
+    /// writer role, which the caller holds.
     pub(super) fn write_queued(
         &self,
-        mut write: impl FnMut(&[u8], &[usize]) -> Result<(), AuditError>,
+        mut write: impl FnMut(&[u8], &[usize]) -> Result<(), (usize, AuditError)>,
     ) {
         let (mut buf, mut lens, mut through) = {
             let mut q = self.queue();
@@ -150,8 +151,10 @@ impl GroupCommit {
             let result = write(&buf, &lens);
             self.appended.send_modify(|a| {
                 a.through = through;
-                if let Err(e) = &result {
-                    a.failures.add(first, through, e.to_string().into());
+                if let Err((whole, e)) = &result {
+                    // The lines before the failing write are in a file: only the rest failed.
+                    let failed = first.saturating_add(*whole as u64);
+                    a.failures.add(failed, through, e.to_string().into());
                 }
             });
             let mut q = self.queue();
@@ -225,6 +228,26 @@ mod tests {
         assert!(!lone.busy, "10 ms after a write of one line");
         let just_past = commit.enqueue_at(b"e\n", at(20_000 + 50)).expect("open");
         assert!(!just_past.busy, "50 µs apart is not close");
+    }
+
+    /// A batch whose write failed after some lines were written whole fails only the
+    /// lines from the failing write on: the others are in a file, and a caller told
+    /// otherwise could write them again.
+    #[test]
+    fn a_write_that_fails_midway_fails_only_the_lines_it_did_not_write() {
+        let commit = GroupCommit::new();
+        let seqs: Vec<u64> = [b"a\n", b"b\n", b"c\n"]
+            .iter()
+            .map(|line| commit.enqueue(*line).expect("open").seq)
+            .collect();
+        assert!(commit.claim());
+        commit.write_queued(|_, lens| {
+            assert_eq!(lens.len(), 3, "one batch");
+            Err((1, AuditError::Closed { sink: "test" }))
+        });
+        assert_eq!(commit.outcome(seqs[0]), Some(Ok(())));
+        assert!(matches!(commit.outcome(seqs[1]), Some(Err(_))));
+        assert!(matches!(commit.outcome(seqs[2]), Some(Err(_))));
     }
 
     #[test]

@@ -70,6 +70,8 @@ struct FileState {
     retired: Vec<Retired>,
     closed: bool,
     broken_tail: bool,
+    /// A rotation renamed files since the directory was last synced.
+    dir_unsynced: bool,
 }
 
 /// The audit file, its rotation, and the state the sync thread works from.
@@ -88,6 +90,15 @@ fn ignore_missing(result: std::io::Result<()>) -> std::io::Result<()> {
         Err(e) if e.kind() != ErrorKind::NotFound => Err(e),
         _ => Ok(()),
     }
+}
+
+/// Syncs the directory holding `path` (its names: renames and new files).
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    File::open(dir)?.sync_all()
 }
 
 /// Where a rotation creates the next file before it takes `path`'s place.
@@ -153,6 +164,7 @@ impl JsonlFile {
                 retired: Vec::new(),
                 closed: false,
                 broken_tail: false,
+                dir_unsynced: false,
             }),
             wake: Condvar::new(),
             progress: watch::Sender::new(SyncProgress::default()),
@@ -176,17 +188,31 @@ impl JsonlFile {
 
     /// Writes consecutive lines (`buf`, split by `lens`), rotating at line boundaries
     /// as the options say, with as few `write` calls as rotation allows. The lines take
-    /// the next sequence numbers, failed or not.
-    pub(super) fn write_lines(&self, buf: &[u8], lens: &[usize]) -> Result<(), AuditError> {
+    /// the next sequence numbers, failed or not. A failure comes with how many lines
+    /// were written whole before it: those are in a file, only the rest failed.
+    pub(super) fn write_lines(
+        &self,
+        buf: &[u8],
+        lens: &[usize],
+    ) -> Result<(), (usize, AuditError)> {
         let mut st = self.lock();
-        if st.broken_tail && (&*st.file).write_all(b"\n").is_ok() {
-            st.broken_tail = false;
-            st.size += 1;
+        let mut result = Ok(());
+        if st.broken_tail {
+            match (&*st.file).write_all(b"\n") {
+                Ok(()) => {
+                    st.broken_tail = false;
+                    st.size = st.size.saturating_add(1);
+                }
+                // Lines glued to a broken one would not read back: fail them instead.
+                Err(e) => {
+                    let e = AuditError::io("terminate the last line of", &self.path, e);
+                    result = Err((0, e));
+                }
+            }
         }
         let mut start = 0;
         let mut lines = 0;
-        let mut result = Ok(());
-        while start < buf.len() {
+        while result.is_ok() && start < buf.len() {
             let (end, taken) = Self::run_before_rotation(&st, &lens[lines..], start);
             if st.size > 0 && st.size + (end - start) as u64 > st.rotate_after {
                 // The lines written so far, this call's included, stay in the old file.
@@ -198,8 +224,13 @@ impl JsonlFile {
                 let size = st.size;
                 if st.file.set_len(size).is_err() {
                     st.broken_tail = true;
+                    // The partial write stays: count it, so that no later undo cuts into
+                    // the lines before it.
+                    if let Ok(meta) = st.file.metadata() {
+                        st.size = meta.len();
+                    }
                 }
-                result = Err(AuditError::io("append to", &self.path, e));
+                result = Err((lines, AuditError::io("append to", &self.path, e)));
                 break;
             }
             st.size += (end - start) as u64;
@@ -273,6 +304,8 @@ impl JsonlFile {
         }
         let old = std::mem::replace(&mut st.file, Arc::new(fresh));
         st.size = 0;
+        st.broken_tail = false;
+        st.dir_unsynced = true;
         st.rotate_after = self.options.rotate_bytes;
         if st.retired.len() >= MAX_RETIRED {
             let oldest = st.retired.remove(0);
@@ -402,11 +435,21 @@ impl JsonlFile {
         let retired = std::mem::take(&mut st.retired);
         let file = Arc::clone(&st.file);
         let from = st.synced + 1;
+        let renamed = std::mem::take(&mut st.dir_unsynced);
         drop(st);
+        // After a rotation the directory is synced too, so the renames that put the
+        // synced files under their names survive a power loss with them.
         let result = retired
             .iter()
             .try_for_each(|r| self.sync.sync_data(&r.file))
-            .and_then(|()| self.sync.sync_data(&file));
+            .and_then(|()| self.sync.sync_data(&file))
+            .and_then(|()| {
+                if renamed {
+                    sync_parent(&self.path)
+                } else {
+                    Ok(())
+                }
+            });
         drop(retired);
         let mut st = self.lock();
         st.synced = st.synced.max(target);
