@@ -302,33 +302,43 @@ async fn an_open_circuit_skips_the_model_without_a_request() {
     );
 }
 
+/// A `Retry-After` of at least `cool_down_on_retry_after_s` (the threshold itself
+/// included: it was once waited out, then cooled the model down all the same) cools
+/// the model down, and the call fails over at once.
 #[tokio::test(start_paused = true)]
 async fn a_long_retry_after_cools_the_model_down_and_fails_over_at_once() {
-    let sim = Sim::builder().start().await.unwrap();
-    sim.script(
-        Target::model("model-gen-4"),
-        [Scripted::TooManyRequests {
-            retry_after: RetryAfter::Seconds(30),
-        }],
-    );
-    let router = gen4_with_fallback(&sim).await;
+    let threshold = gateway_model::CircuitBreakerConfig::default().cool_down_on_retry_after_s;
+    for seconds in [threshold, 30] {
+        let sim = Sim::builder().start().await.unwrap();
+        sim.script(
+            Target::model("model-gen-4"),
+            [Scripted::TooManyRequests {
+                retry_after: RetryAfter::Seconds(seconds),
+            }],
+        );
+        let router = gen4_with_fallback(&sim).await;
 
-    let started = tokio::time::Instant::now();
-    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
-    assert!(
-        started.elapsed() < Duration::from_secs(1),
-        "it failed over instead of waiting 30 s"
-    );
-    assert_eq!(outcome.models_tried[0].outcome, Outcome::RateLimited);
-    assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+        let started = tokio::time::Instant::now();
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert!(
+            started.elapsed() < Duration::from_secs(1),
+            "it failed over instead of waiting {seconds} s"
+        );
+        assert_eq!(outcome.models_tried[0].outcome, Outcome::RateLimited);
+        assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
 
-    // Other calls go straight to the fallback while the model cools down...
-    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
-    assert_eq!(outcome.models_tried[0].outcome, Outcome::CircuitOpen);
-    // ...and the model is tried again once the wait is over.
-    tokio::time::advance(Duration::from_secs(31)).await;
-    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
-    assert_eq!(outcome.served_model.as_str(), "model-gen-4");
+        // Other calls go straight to the fallback while the model cools down...
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert_eq!(outcome.models_tried[0].outcome, Outcome::CircuitOpen);
+        // ...and the model is tried again once the wait is over.
+        tokio::time::advance(Duration::from_secs(seconds + 1)).await;
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert_eq!(
+            outcome.served_model.as_str(),
+            "model-gen-4",
+            "after {seconds} s"
+        );
+    }
 }
 
 #[tokio::test(start_paused = true)]

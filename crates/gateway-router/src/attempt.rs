@@ -115,7 +115,7 @@ impl Router {
         );
         if target.has_fallback {
             // With a fallback at hand, a long Retry-After fails over instead of waiting.
-            spec = spec.max_retry_after(inner.cool_down.after);
+            spec = spec.max_retry_after(inner.cool_down.longest_wait_with_a_fallback());
         }
         // Tracked, so that a call cancelled mid-flight still records what was sent.
         inner

@@ -130,6 +130,21 @@ impl CoolDownRule {
     pub fn cool_down(&self, wait: Duration) -> Option<Duration> {
         (wait >= self.after).then(|| wait.min(self.longest))
     }
+
+    /// The longest `Retry-After` waited out when a fallback is at hand: just under
+    /// [`after`](Self::after), since any wait that cools the model down fails over.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gateway_router::CoolDownRule;
+    ///
+    /// let rule = CoolDownRule { after: Duration::from_secs(5), longest: Duration::from_secs(180) };
+    /// let longest = rule.longest_wait_with_a_fallback();
+    /// assert!(longest < rule.after && rule.cool_down(longest).is_none());
+    /// ```
+    pub fn longest_wait_with_a_fallback(&self) -> Duration {
+        self.after.saturating_sub(Duration::from_nanos(1))
+    }
 }
 
 /// One model's circuit breaker.
