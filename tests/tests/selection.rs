@@ -25,7 +25,9 @@ fn keys() -> impl Iterator<Item = String> {
 }
 
 fn assign(selector: &StickySelector) -> Vec<ModelId> {
-    keys().map(|k| selector.select(&k).clone()).collect()
+    keys()
+        .map(|k| selector.select(&k).unwrap().clone())
+        .collect()
 }
 
 fn shares(picks: &[ModelId]) -> HashMap<String, f64> {

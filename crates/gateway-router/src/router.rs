@@ -89,7 +89,10 @@ impl Router {
 
     /// The model a call to `route` with `key` starts with, or `None` for an unknown route.
     pub fn select(&self, route: &str, key: &str) -> Option<&ModelId> {
-        self.inner.routes.get(route).map(|r| r.selector.select(key))
+        self.inner
+            .routes
+            .get(route)
+            .and_then(|r| r.selector.select(key))
     }
 
     /// Per-model statistics: requests, hit rate, latency percentiles, retries, fallbacks.

@@ -39,9 +39,10 @@ struct Candidate {
 ///     SplitEntry { model: "model-gen-4".into(), weight: 90 },
 ///     SplitEntry { model: "model-gen-5".into(), weight: 10 },
 /// ]);
-/// let first = selector.select("conversation-7f3a").clone();
+/// let first = selector.select("conversation-7f3a").cloned();
 /// // The same key always gets the same model.
-/// assert_eq!(selector.select("conversation-7f3a"), &first);
+/// assert_eq!(selector.select("conversation-7f3a"), first.as_ref());
+/// assert_eq!(StickySelector::new(&[]).select("any key"), None);
 /// ```
 #[derive(Debug, Clone)]
 pub struct StickySelector {
@@ -72,9 +73,10 @@ impl StickySelector {
         self.candidates.iter().map(|c| &c.model)
     }
 
-    /// The model for `key`.
-    pub fn select(&self, key: &str) -> &ModelId {
-        &self.candidates[self.position(key)].model
+    /// The model for `key` (`None` only for a selector over no model, which config
+    /// validation rules out).
+    pub fn select(&self, key: &str) -> Option<&ModelId> {
+        self.candidates.get(self.position(key)).map(|c| &c.model)
     }
 
     /// The position of the model for `key` among [`StickySelector::models`] (0 for a
@@ -125,7 +127,7 @@ mod tests {
         // Pinned values: a change here means every deployment would reshuffle its users.
         let s = split(&[("a", 50), ("b", 50)]);
         let picks: String = (0..24)
-            .map(|i| s.select(&format!("key-{i}")).as_str().to_owned())
+            .map(|i| s.select(&format!("key-{i}")).unwrap().as_str().to_owned())
             .collect();
         assert_eq!(picks, PINNED_PICKS);
     }
@@ -135,12 +137,12 @@ mod tests {
     #[test]
     fn a_single_model_is_always_chosen() {
         let s = StickySelector::single("m".into());
-        assert_eq!(s.select("anything"), "m");
+        assert_eq!(s.select("anything").unwrap(), "m");
     }
 
     #[test]
     fn zero_weight_never_wins() {
         let s = split(&[("a", 0), ("b", 1)]);
-        assert!((0..1000).all(|i| s.select(&i.to_string()) == "b"));
+        assert!((0..1000).all(|i| s.select(&i.to_string()).unwrap() == "b"));
     }
 }

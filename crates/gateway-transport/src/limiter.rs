@@ -52,9 +52,10 @@ pub struct LimiterTimeout {
 }
 
 impl Limiter {
-    /// A limiter with `max` slots (at least 1) whose waits default to `max_wait`.
+    /// A limiter with `max` slots (at least 1, at most tokio's
+    /// [`Semaphore::MAX_PERMITS`]) whose waits default to `max_wait`.
     pub fn new(max: usize, max_wait: Duration) -> Self {
-        let max = max.max(1);
+        let max = max.clamp(1, Semaphore::MAX_PERMITS);
         Self {
             semaphore: Arc::new(Semaphore::new(max)),
             max,
@@ -114,5 +115,13 @@ mod tests {
             waited(1500),
             "no concurrency slot free within 1.5s (limit 2 calls in flight)"
         );
+    }
+
+    /// tokio's semaphore panics past its permit limit; the limiter holds it there.
+    #[test]
+    fn a_limit_past_what_a_semaphore_holds_is_clamped_not_a_panic() {
+        let limiter = Limiter::new(usize::MAX, Duration::from_secs(1));
+        assert_eq!(limiter.max(), Semaphore::MAX_PERMITS);
+        assert_eq!(Limiter::new(0, Duration::from_secs(1)).max(), 1);
     }
 }
