@@ -81,7 +81,8 @@ impl Router {
             elapsed,
             &verdict.stats,
         );
-        call.waited += verdict.stats.upstream + verdict.stats.backoff + verdict.stats.limiter_wait;
+        let stats = &verdict.stats;
+        call.waited += stats.upstream + stats.backoff + stats.limiter_wait + stats.token_wait;
         call.attempts += verdict.stats.attempts;
         if let Some(entry) = call.ended() {
             entry.attempts = verdict.stats.attempts;

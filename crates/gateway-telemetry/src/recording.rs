@@ -285,7 +285,8 @@ impl ModelMetrics {
         self.duration.record(duration.as_secs_f64());
     }
 
-    /// Records the router's own time around one call (everything but the upstream wait).
+    /// Records the router's own time around one call: everything but the waits (upstream,
+    /// backoff, limiter, token).
     pub fn overhead(&self, duration: Duration) {
         self.overhead.record(duration.as_secs_f64());
     }

@@ -24,6 +24,8 @@ pub struct CallStats {
     pub upstream: Duration,
     /// Time spent sleeping between attempts.
     pub backoff: Duration,
+    /// Time spent waiting for a bearer token (none was cached, or it was being renewed).
+    pub token_wait: Duration,
     /// Whether the token was refreshed after a 401.
     pub token_refreshed: bool,
     /// Whether a retry was refused because the retry budget was spent.

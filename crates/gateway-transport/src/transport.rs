@@ -361,14 +361,9 @@ impl Transport {
             Some(source) => {
                 let token = match source.ready_token() {
                     Some(token) => token,
-                    None => match await_token(
-                        &**source,
-                        call,
-                        deadline,
-                        &inner.config.retry,
-                        last_failure,
-                    )
-                    .await?
+                    None => match self
+                        .awaited_token(&**source, call, deadline, stats, last_failure)
+                        .await?
                     {
                         Some(token) => token,
                         None => return Ok(None),
@@ -391,6 +386,29 @@ impl Transport {
         stats.upstream += sent.elapsed();
         drop(permit);
         Ok(Some(Sent { result, token }))
+    }
+
+    /// A token from `source`, which has none ready, the wait counted in `stats`; `None`
+    /// when the deadline passes first.
+    async fn awaited_token(
+        &self,
+        source: &dyn TokenSource,
+        call: &Call,
+        deadline: Instant,
+        stats: &mut CallStats,
+        last_failure: &mut Option<String>,
+    ) -> Result<Option<AccessToken>, ErrorKind> {
+        let asked = Instant::now();
+        let token = await_token(
+            source,
+            call,
+            deadline,
+            &self.inner.config.retry,
+            last_failure,
+        );
+        let token = token.await;
+        stats.token_wait += asked.elapsed();
+        token
     }
 
     /// How long to wait before retrying a `failure`, or the error the call ends with:

@@ -841,6 +841,11 @@ async fn waiting_for_a_token_holds_no_slot_and_ends_at_the_deadline() {
         "the wait is named, not taken for the model's slowness: {err}"
     );
     assert_eq!(err.attempts(), 0);
+    assert_eq!(
+        err.stats().token_wait,
+        Duration::from_millis(800),
+        "the wait is counted as a token wait, not as the router's own time"
+    );
     assert_eq!(sim.counters().prompt_requests, 0);
 }
 
