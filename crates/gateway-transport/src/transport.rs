@@ -373,7 +373,9 @@ impl Transport {
             }
             None => None,
         };
-        let permit = self.acquire(deadline, stats).await?;
+        let Some(permit) = self.acquire(deadline, stats).await? else {
+            return Ok(None);
+        };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
             return Ok(None);
@@ -492,15 +494,25 @@ impl Transport {
     }
 
     /// A limiter slot, waiting at most the limiter timeout and never past `deadline`.
-    async fn acquire(&self, deadline: Instant, stats: &mut CallStats) -> Result<Permit, ErrorKind> {
+    async fn acquire(
+        &self,
+        deadline: Instant,
+        stats: &mut CallStats,
+    ) -> Result<Option<Permit>, ErrorKind> {
         let limiter = &self.inner.limiter;
-        let wait = limiter
-            .max_wait()
-            .min(deadline.saturating_duration_since(Instant::now()));
+        let left = deadline.saturating_duration_since(Instant::now());
+        let wait = limiter.max_wait().min(left);
         let started = Instant::now();
         let permit = limiter.acquire(wait).await;
         stats.limiter_wait += started.elapsed();
-        Ok(permit?)
+        match permit {
+            Ok(permit) => Ok(Some(permit)),
+            // The deadline ended the wait, not the limiter's own timeout: that says the
+            // call's (or its model's share of the) time is up, not that the router is
+            // overloaded, so a fallback with time of its own still gets its turn.
+            Err(_) if left < limiter.max_wait() => Ok(None),
+            Err(timeout) => Err(timeout.into()),
+        }
     }
 
     /// The HTTP request of one attempt: the call's own headers under the transport's

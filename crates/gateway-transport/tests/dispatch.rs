@@ -520,6 +520,35 @@ async fn a_waiting_caller_gives_up_with_a_limiter_timeout() {
     assert_eq!(t.limiter().available(), 1);
 }
 
+/// A wait for a slot that the call's deadline cuts short, before the limiter's own
+/// timeout, is the deadline's doing: reported as such, not as an overloaded router
+/// (which would stop a router's call instead of letting a fallback have its share).
+#[tokio::test(start_paused = true)]
+async fn a_slot_wait_cut_by_the_deadline_is_a_deadline_not_an_overload() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(Target::Global, [Scripted::Stall]);
+    let mut config = config(&sim);
+    config.max_concurrency = 1;
+    config.limiter_timeout = Duration::from_secs(10);
+    let t = transport(&sim, config).await;
+
+    let _holder = tokio::spawn({
+        let t = t.clone();
+        async move { t.execute(prompt_call(&t, "holder")).await }
+    });
+    wait_until(|| sim.counters().prompts_in_flight == 1).await;
+    let started = tokio::time::Instant::now();
+    let call = prompt_call(&t, "waiter").deadline(started + Duration::from_millis(300));
+    let err = t.execute(call).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::DeadlineExceeded { .. }),
+        "{err}"
+    );
+    assert_eq!(started.elapsed(), Duration::from_millis(300));
+    assert_eq!(err.attempts(), 0);
+    assert_eq!(err.stats().limiter_wait, Duration::from_millis(300));
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_caller_sleeping_in_backoff_holds_no_slot_and_cancelling_it_leaks_nothing() {
     let sim = Sim::builder().start().await.unwrap();
