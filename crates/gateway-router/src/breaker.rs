@@ -52,6 +52,8 @@ pub enum Admission<'a> {
 #[derive(Debug)]
 pub struct ProbeGuard<'a> {
     breaker: &'a CircuitBreaker,
+    /// Which probe this is: only the probe still out may free the half-open slot.
+    id: u64,
     reported: bool,
 }
 
@@ -79,14 +81,14 @@ impl ProbeGuard<'_> {
     /// error, say): let the next call probe.
     pub fn neutral(mut self) {
         self.reported = true;
-        self.breaker.release_probe();
+        self.breaker.release_probe(self.id);
     }
 }
 
 impl Drop for ProbeGuard<'_> {
     fn drop(&mut self) {
         if !self.reported {
-            self.breaker.release_probe();
+            self.breaker.release_probe(self.id);
         }
     }
 }
@@ -164,7 +166,14 @@ impl CoolDownRule {
 pub struct CircuitBreaker {
     threshold: u32,
     cooldown: Duration,
-    state: Mutex<BreakerState>,
+    state: Mutex<Guarded>,
+}
+
+/// A breaker's state, and the number of the last probe let through.
+#[derive(Debug)]
+struct Guarded {
+    state: BreakerState,
+    probe: u64,
 }
 
 impl CircuitBreaker {
@@ -173,47 +182,51 @@ impl CircuitBreaker {
         Self {
             threshold: threshold.max(1),
             cooldown,
-            state: Mutex::new(BreakerState::Closed { failures: 0 }),
+            state: Mutex::new(Guarded {
+                state: BreakerState::Closed { failures: 0 },
+                probe: 0,
+            }),
         }
     }
 
-    fn lock(&self) -> MutexGuard<'_, BreakerState> {
+    fn lock(&self) -> MutexGuard<'_, Guarded> {
         self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     /// The state now.
     pub fn state(&self) -> BreakerState {
-        *self.lock()
+        self.lock().state
     }
 
     /// Whether a call may go to the model now.
     pub fn admit(&self) -> Admission<'_> {
-        let mut state = self.lock();
-        match *state {
+        let mut guarded = self.lock();
+        match guarded.state {
             BreakerState::Closed { .. } => Admission::Allowed,
             BreakerState::Open { until } => {
                 let now = Instant::now();
                 if now >= until {
-                    *state = BreakerState::HalfOpen { probing: true };
-                    Admission::Probe(ProbeGuard {
-                        breaker: self,
-                        reported: false,
-                    })
+                    self.probe(&mut guarded)
                 } else {
                     Admission::Rejected {
                         retry_in: Some(until - now),
                     }
                 }
             }
-            BreakerState::HalfOpen { probing: false } => {
-                *state = BreakerState::HalfOpen { probing: true };
-                Admission::Probe(ProbeGuard {
-                    breaker: self,
-                    reported: false,
-                })
-            }
+            BreakerState::HalfOpen { probing: false } => self.probe(&mut guarded),
             BreakerState::HalfOpen { probing: true } => Admission::Rejected { retry_in: None },
         }
+    }
+
+    /// Lets one probe through (the caller holds the lock).
+    fn probe(&self, guarded: &mut Guarded) -> Admission<'_> {
+        guarded.state = BreakerState::HalfOpen { probing: true };
+        guarded.probe = guarded.probe.wrapping_add(1);
+        Admission::Probe(ProbeGuard {
+            breaker: self,
+            id: guarded.probe,
+            reported: false,
+        })
     }
 
     /// A call succeeded: close the circuit.
@@ -234,10 +247,14 @@ impl CircuitBreaker {
         self.apply(Health::CoolDown(wait));
     }
 
-    fn release_probe(&self) {
-        let mut state = self.lock();
-        if let BreakerState::HalfOpen { .. } = *state {
-            *state = BreakerState::HalfOpen { probing: false };
+    /// Frees the half-open slot if probe `id` is the one out: a probe from an earlier
+    /// opening, ending late, must not let a second probe join the current one.
+    fn release_probe(&self, id: u64) {
+        let mut guarded = self.lock();
+        if let BreakerState::HalfOpen { .. } = guarded.state
+            && guarded.probe == id
+        {
+            guarded.state = BreakerState::HalfOpen { probing: false };
         }
     }
 
@@ -245,22 +262,24 @@ impl CircuitBreaker {
     /// the half-open probe) and tells whether the circuit opened or closed because of it,
     /// in one step under the breaker's lock.
     pub(crate) fn report(&self, health: Health, probe: Option<ProbeGuard<'_>>) -> Transition {
-        let was_probe = probe.is_some_and(|mut p| {
+        let probe = probe.map(|mut p| {
             p.reported = true;
-            true
+            p.id
         });
-        let mut state = self.lock();
-        let before = *state;
-        match health {
-            Health::Neutral if was_probe => {
-                if let BreakerState::HalfOpen { .. } = *state {
-                    *state = BreakerState::HalfOpen { probing: false };
+        let mut guarded = self.lock();
+        let before = guarded.state;
+        match (health, probe) {
+            (Health::Neutral, Some(id)) => {
+                if let BreakerState::HalfOpen { .. } = guarded.state
+                    && guarded.probe == id
+                {
+                    guarded.state = BreakerState::HalfOpen { probing: false };
                 }
             }
-            Health::Neutral => {}
-            health => *state = self.next(*state, health),
+            (Health::Neutral, None) => {}
+            (health, _) => guarded.state = self.next(guarded.state, health),
         }
-        match *state {
+        match guarded.state {
             after if after == before => Transition::None,
             BreakerState::Open { until } => {
                 Transition::Opened(until.saturating_duration_since(Instant::now()))
@@ -275,8 +294,8 @@ impl CircuitBreaker {
     }
 
     fn apply(&self, health: Health) {
-        let mut state = self.lock();
-        *state = self.next(*state, health);
+        let mut guarded = self.lock();
+        guarded.state = self.next(guarded.state, health);
     }
 
     /// The state after a call that said `health` (not [`Health::Neutral`]) in `state`.
@@ -357,6 +376,35 @@ mod tests {
         );
         probe.success();
         assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
+    }
+
+    /// A probe that outlives its opening (an LLM call longer than the cooldown) ends
+    /// without a verdict while a later opening's probe is out: it must not free that
+    /// probe's slot and let a second probe in beside it.
+    #[tokio::test(start_paused = true)]
+    async fn a_late_probe_from_an_earlier_opening_frees_no_slot_of_a_later_one() {
+        let b = CircuitBreaker::new(1, Duration::from_secs(10));
+        b.record_failure();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let Admission::Probe(old) = b.admit() else {
+            panic!("a probe after the cooldown")
+        };
+        // Another call, let in before the circuit opened, fails: it opens again.
+        b.record_failure();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let Admission::Probe(current) = b.admit() else {
+            panic!("a probe after the second cooldown")
+        };
+        old.neutral();
+        assert!(
+            matches!(b.admit(), Admission::Rejected { retry_in: None }),
+            "the current probe is still out"
+        );
+        drop(current);
+        assert!(
+            matches!(b.admit(), Admission::Probe(_)),
+            "the current probe's own end frees the slot"
+        );
     }
 
     #[tokio::test(start_paused = true)]
