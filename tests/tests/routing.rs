@@ -672,6 +672,47 @@ async fn a_hanging_model_opens_its_breaker_when_the_deadline_cuts_its_last_attem
     );
 }
 
+/// A model's share of the deadline is split only among the models that can still be
+/// tried: a fallback whose circuit stays open past the deadline will be skipped, so its
+/// share goes to the others instead of cutting a slow but working model short.
+#[tokio::test(start_paused = true)]
+async fn a_fallback_open_past_the_deadline_leaves_its_share_to_the_others() {
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config_for(&sim)
+        .with_route(
+            "s",
+            chain("model-gen-4", &["model-fallback-3", "model-small-1"]),
+        )
+        .with_route("small", RouteConfig::to_model("model-small-1"));
+    config.limits.deadline_ms = 9_000;
+    config.limits.attempt_timeout_ms = 9_000;
+    config.retry.max_attempts = 1;
+    config.circuit_breaker.failure_threshold = 1;
+    config.circuit_breaker.cooldown_ms = 60_000;
+    let router = router_for(config).build().await.unwrap();
+    // model-small-1 fails once: its circuit opens for a minute, past any deadline below.
+    sim.script(
+        Target::model("model-small-1"),
+        [Scripted::Status {
+            status: 500,
+            code: None,
+        }],
+    );
+    router
+        .route(RouteRequest::new("small", "hello"))
+        .await
+        .unwrap_err();
+
+    // Three models, one of them skipped: model-gen-4 gets half the 9 s, not a third,
+    // and answers in 4 s.
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Delay { ms: 4_000 }],
+    );
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-gen-4");
+}
+
 #[tokio::test]
 async fn an_unknown_model_falls_back_and_a_refused_token_stops() {
     let sim = Sim::builder().start().await.unwrap();

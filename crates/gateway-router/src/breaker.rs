@@ -198,6 +198,11 @@ impl CircuitBreaker {
         self.lock().state
     }
 
+    /// Whether the circuit is open and stays open until at least `when`.
+    pub(crate) fn open_past(&self, when: Instant) -> bool {
+        matches!(self.lock().state, BreakerState::Open { until } if until >= when)
+    }
+
     /// Whether a call may go to the model now.
     pub fn admit(&self) -> Admission<'_> {
         let mut guarded = self.lock();

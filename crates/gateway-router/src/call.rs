@@ -180,7 +180,8 @@ impl Router {
     /// call.
     ///
     /// Each model but the last gets an equal share of the time left, so a model that hangs
-    /// cannot use up the fallbacks' time; the last gets all that remains.
+    /// cannot use up the fallbacks' time; the last gets all that remains. Later models whose
+    /// circuit stays open past the deadline take no share.
     async fn walk(
         &self,
         chain: &[ModelId],
@@ -216,7 +217,7 @@ impl Router {
                 state,
                 model,
                 has_fallback: next_model.is_some(),
-                deadline: share_of(now, call.deadline, chain.len() - i),
+                deadline: share_of(now, call.deadline, self.contenders(chain, i, call.deadline)),
             };
             let attempt = self.try_model(&target, sent, call).await;
             let transition = state.breaker.report(attempt.health, probe);
@@ -231,6 +232,22 @@ impl Router {
             }
         }
         Ended::Exhausted
+    }
+
+    /// How many models of `chain` from `i` on may still take a share of the time up to
+    /// `deadline`: the model at `i`, and each after it whose circuit is not known to stay
+    /// open past `deadline` (such a model will be skipped, so its share goes to the others).
+    fn contenders(&self, chain: &[ModelId], i: usize, deadline: Instant) -> usize {
+        let later = chain.get(i + 1..).unwrap_or_default();
+        1 + later
+            .iter()
+            .filter(|m| {
+                self.inner
+                    .models
+                    .get(*m)
+                    .is_none_or(|state| !state.breaker.open_past(deadline))
+            })
+            .count()
     }
 
     /// Counts a move from `model` to the next one, if there is one.
