@@ -342,6 +342,26 @@ impl JsonlSink {
         self.commit.close();
         self.file.close();
     }
+
+    /// Refuses lines from now on and waits (until `deadline`) for every line queued
+    /// before to be written, writing them itself if no one is: a line whose writer is
+    /// still waiting for company must not miss the shutdown's sync.
+    async fn write_the_last_lines(&self, deadline: Instant) -> Result<(), AuditError> {
+        let last = self.commit.close();
+        self.lead_if_free();
+        let mut rx = self.commit.subscribe();
+        let written = tokio::time::timeout_at(deadline, rx.wait_for(|a| a.through() >= last))
+            .await
+            .map(|waited| waited.is_ok());
+        match written {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AuditError::Closed { sink: SINK }),
+            Err(_) => Err(AuditError::Timeout {
+                sink: SINK,
+                pending: last.saturating_sub(rx.borrow().through()),
+            }),
+        }
+    }
 }
 
 impl AuditSink for JsonlSink {
@@ -372,12 +392,15 @@ impl AuditSink for JsonlSink {
 
     fn shutdown(&self, deadline: Instant) -> AuditFuture<'_> {
         Box::pin(async move {
-            let flushed = match self.flush_until(deadline).await {
-                Err(AuditError::Closed { .. }) => Ok(()),
-                other => other,
+            let flushed = match self.write_the_last_lines(deadline).await {
+                Ok(()) => self.flush_until(deadline).await,
+                Err(e) => Err(e),
             };
             self.close();
-            flushed
+            match flushed {
+                Err(AuditError::Closed { .. }) => Ok(()),
+                other => other,
+            }
         })
     }
 }

@@ -184,9 +184,11 @@ impl GroupCommit {
         self.appended.subscribe()
     }
 
-    /// Refuses lines from now on.
-    pub(super) fn close(&self) {
-        self.queue().closed = true;
+    /// Refuses lines from now on; returns the sequence number of the last line queued.
+    pub(super) fn close(&self) -> u64 {
+        let mut q = self.queue();
+        q.closed = true;
+        q.queued
     }
 }
 

@@ -302,3 +302,22 @@ async fn a_stuck_writer_holds_neither_a_record_nor_a_flush_forever() {
     sync.release();
     writer.join().unwrap();
 }
+
+/// A line queued just before the shutdown, whose writer has not written it yet (it waits
+/// for company), is written and synced by the shutdown; it once missed both.
+#[tokio::test]
+async fn a_line_queued_before_shutdown_is_written_and_synced_by_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[]);
+    let sink = open(&dir, options(FsyncPolicy::Never, u64::MAX), &sync);
+    let line = entry();
+    let seq = sink.enqueue(line.line()).unwrap().seq;
+    sink.shutdown(soon()).await.unwrap();
+    let written = std::fs::read(dir.path().join("audit.jsonl")).unwrap();
+    assert_eq!(written, line.line());
+    assert!(
+        sink.file.synced_so_far() >= seq,
+        "the shutdown's sync covers it"
+    );
+    assert_eq!(sync.calls(), 1);
+}
