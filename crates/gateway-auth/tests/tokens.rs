@@ -219,6 +219,62 @@ async fn a_failing_token_endpoint_during_a_background_refresh_does_not_fail_call
     assert_eq!(sim.pending_scripts(), 0);
 }
 
+/// Once the cached token is past its use (a login outage longer than its life), a failed
+/// token request backs off on the schedule (1 s, then longer), as with no token at all:
+/// it once waited only 100 ms, so every caller asked the login host ten times a second.
+#[tokio::test(start_paused = true)]
+async fn a_failed_login_after_the_token_expired_backs_off_on_the_schedule() {
+    let sim = Sim::builder()
+        .token_lifetime(Duration::from_secs(120))
+        .start()
+        .await
+        .unwrap();
+    let tokens = provider(&sim);
+    tokens.prefetch().await.unwrap();
+    sim.script(
+        Target::Token,
+        vec![
+            Scripted::Status {
+                status: 503,
+                code: None,
+            };
+            5
+        ],
+    );
+    tokio::time::advance(Duration::from_secs(130)).await;
+
+    let failed = tokens.current_token().await.unwrap_err();
+    assert!(matches!(failed, AuthError::Unreachable { .. }), "{failed}");
+    let again = tokens.current_token().await.unwrap_err();
+    let AuthError::BackingOff { retry_in, .. } = again else {
+        panic!("backing off, not {again}");
+    };
+    assert!(retry_in >= Duration::from_millis(500), "{retry_in:?}");
+    assert_eq!(tokens.token_requests(), 2, "one grant, one failure");
+}
+
+/// A token whose life ended before its answer arrived (a short `expires_in`, a slow
+/// login host) is a bad answer that backs off, not a success that resets the backoff and
+/// sends the next caller straight back to the login host.
+#[tokio::test(start_paused = true)]
+async fn a_token_expired_on_arrival_is_a_bad_answer() {
+    let sim = Sim::builder()
+        .token_lifetime(Duration::from_secs(1))
+        .start()
+        .await
+        .unwrap();
+    let tokens = provider(&sim);
+    sim.script(Target::Token, [Scripted::Delay { ms: 2_000 }]);
+    let err = tokens.current_token().await.unwrap_err();
+    assert!(
+        matches!(&err, AuthError::BadAnswer { reason, .. } if reason.contains("no longer usable")),
+        "{err}"
+    );
+    let again = tokens.current_token().await.unwrap_err();
+    assert!(matches!(again, AuthError::BackingOff { .. }), "{again}");
+    assert_eq!(tokens.token_requests(), 1);
+}
+
 #[tokio::test]
 async fn wrong_credentials_name_the_client_but_never_the_secret() {
     let sim = Sim::builder().start().await.unwrap();
@@ -296,8 +352,9 @@ async fn a_login_answer_that_repeats_the_credentials_reaches_no_error_with_them(
     let err = provider(&sim).prefetch().await.unwrap_err();
     let shown = format!("{err} {err:?}");
     assert!(matches!(err, AuthError::BadAnswer { .. }), "{shown}");
+    // The value is not quoted at all: redaction cannot miss an escaped form of it.
     assert!(
-        shown.contains("Basic <redacted>") && !shown.contains(&basic),
+        shown.contains("token_type is not bearer") && !shown.contains(&basic),
         "{shown}"
     );
 }

@@ -11,7 +11,8 @@ use serde_json::Value;
 /// What stands in for a secret taken out of a text.
 pub const REDACTED: &str = "<redacted>";
 
-/// `text` with every occurrence of each non-empty secret replaced by [`REDACTED`].
+/// `text` with every occurrence of each non-empty secret replaced by [`REDACTED`], as it
+/// is and as `{:?}` (and serde's error messages) escape it inside quotes.
 ///
 /// ```
 /// use gateway_model::redact::redact_secrets;
@@ -19,12 +20,22 @@ pub const REDACTED: &str = "<redacted>";
 /// let text = redact_secrets("auth was Bearer tok-123", &["tok-123"]);
 /// assert_eq!(text, "auth was Bearer <redacted>");
 /// assert_eq!(redact_secrets("nothing to hide", &["tok-123", ""]), "nothing to hide");
+/// let quoted = format!("invalid type: string {:?}", "s\"cr\\et");
+/// assert_eq!(redact_secrets(&quoted, &["s\"cr\\et"]), "invalid type: string \"<redacted>\"");
 /// ```
 pub fn redact_secrets<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
     let mut text = Cow::Borrowed(text);
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         if text.contains(secret) {
             text = Cow::Owned(text.replace(secret, REDACTED));
+        }
+        let quoted = format!("{secret:?}");
+        let escaped = quoted
+            .strip_prefix('"')
+            .and_then(|q| q.strip_suffix('"'))
+            .unwrap_or(&quoted);
+        if escaped != *secret && text.contains(escaped) {
+            text = Cow::Owned(text.replace(escaped, REDACTED));
         }
     }
     text

@@ -373,8 +373,20 @@ impl Transport {
             }
             None => None,
         };
+        let waited = stats.limiter_wait;
         let Some(permit) = self.acquire(deadline, stats).await? else {
             return Ok(None);
+        };
+        // A long wait for the slot (a token's safety margin is seconds: one of a second or
+        // more) may have outlived the token taken before it: take the source's current
+        // one if it has a usable one.
+        let token = match (&inner.tokens, token) {
+            (Some(source), Some(held))
+                if stats.limiter_wait.saturating_sub(waited) >= Duration::from_secs(1) =>
+            {
+                Some(source.ready_token().unwrap_or(held))
+            }
+            (_, token) => token,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {

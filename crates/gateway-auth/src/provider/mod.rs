@@ -7,19 +7,19 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use bytes::Bytes;
 use gateway_model::redact::{redact_json, redact_secrets};
-use gateway_model::{Jitter, Region, RouterConfig};
-use gateway_transport::{
-    AccessToken, BoxFuture, ClientOptions, HttpClient, TokenError, TokenSource,
-};
+use gateway_model::{Jitter, RouterConfig};
+use gateway_transport::{AccessToken, BoxFuture, HttpClient, TokenError, TokenSource};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
 use serde::Deserialize;
 use tokio::time::Instant;
+
+mod builder;
+
+pub use builder::ClientCredentialsBuilder;
 
 use crate::credentials::{Credentials, Secret};
 use crate::error::AuthError;
@@ -125,120 +125,6 @@ impl fmt::Debug for ClientCredentials {
             .field("token", &cached.as_ref().map(|_| "<redacted>"))
             .field("token_requests", &self.token_requests())
             .finish()
-    }
-}
-
-/// Configures a [`ClientCredentials`] provider.
-#[must_use]
-pub struct ClientCredentialsBuilder {
-    credentials: Credentials,
-    login_base: Option<String>,
-    http: Option<HttpClient>,
-    policy: RefreshPolicy,
-    timeout: Duration,
-    forced_burst: u32,
-    forced_every: Duration,
-    hook: Option<RefreshHook>,
-}
-
-impl fmt::Debug for ClientCredentialsBuilder {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ClientCredentialsBuilder")
-            .field("credentials", &self.credentials)
-            .field("login_base", &self.login_base)
-            .finish_non_exhaustive()
-    }
-}
-
-impl ClientCredentialsBuilder {
-    /// Uses the login host of `region` (`https://login.<domain>`).
-    pub fn region(mut self, region: Region) -> Self {
-        self.login_base = Some(region.login_base_url());
-        self
-    }
-
-    /// Uses an explicit login base URL (a simulator, a private gateway).
-    pub fn login_base(mut self, url: impl Into<String>) -> Self {
-        self.login_base = Some(url.into());
-        self
-    }
-
-    /// Shares an HTTP client (and its connection pool) instead of building one.
-    pub fn http_client(mut self, http: HttpClient) -> Self {
-        self.http = Some(http);
-        self
-    }
-
-    /// When to refresh ahead of expiry.
-    pub fn refresh_policy(mut self, policy: RefreshPolicy) -> Self {
-        self.policy = policy;
-        self
-    }
-
-    /// Timeout of one token request (default 10 s, as `[limits] login_timeout_ms`).
-    pub fn timeout(mut self, timeout: Duration) -> Self {
-        self.timeout = timeout;
-        self
-    }
-
-    /// How many 401-forced refreshes may happen at once, and how often one more is allowed.
-    pub fn forced_refresh_limit(mut self, burst: u32, every: Duration) -> Self {
-        self.forced_burst = burst;
-        self.forced_every = every;
-        self
-    }
-
-    /// Called after every token request with its result (for metrics).
-    pub fn on_refresh(mut self, hook: impl Fn(bool) + Send + Sync + 'static) -> Self {
-        self.hook = Some(Arc::new(hook));
-        self
-    }
-
-    /// Builds the provider. No request is made until the first token is needed.
-    pub fn build(self) -> Result<ClientCredentials, AuthError> {
-        let base = self.login_base.ok_or_else(|| {
-            AuthError::Url("no login host: set a region or a login base URL".into())
-        })?;
-        let http = match self.http {
-            Some(http) => http,
-            None => HttpClient::new(&ClientOptions::default())
-                .map_err(|e| AuthError::Url(e.to_string()))?,
-        };
-        let url = format!("{}{TOKEN_PATH}", base.trim_end_matches('/'));
-        let token_url = http
-            .check_url(&url)
-            .map_err(|e| AuthError::Url(e.to_string()))?;
-        let host = token_url
-            .authority()
-            .map_or_else(String::new, ToString::to_string);
-        let encoded = STANDARD.encode(format!(
-            "{}:{}",
-            self.credentials.client_id,
-            self.credentials.client_secret.expose()
-        ));
-        let mut basic = HeaderValue::from_str(&format!("Basic {encoded}"))
-            .map_err(|_| AuthError::Url("the credentials cannot be sent in a header".into()))?;
-        basic.set_sensitive(true);
-        let sent_secrets = [self.credentials.client_secret, Secret::new(encoded)];
-        Ok(ClientCredentials {
-            inner: Arc::new(Inner {
-                http,
-                token_url,
-                host,
-                client_id: self.credentials.client_id,
-                basic,
-                sent_secrets,
-                policy: self.policy,
-                timeout: self.timeout,
-                cache: RwLock::new(None),
-                single_flight: Arc::new(tokio::sync::Mutex::new(())),
-                background: AtomicBool::new(false),
-                backoff: Mutex::new(FailureStreak::default()),
-                forced: Mutex::new(Bucket::new(self.forced_burst, self.forced_every)),
-                requests: AtomicU64::new(0),
-                hook: self.hook,
-            }),
-        })
     }
 }
 
@@ -392,15 +278,19 @@ impl ClientCredentials {
         let this = self.clone();
         let seen = Arc::clone(seen);
         tokio::spawn(async move {
+            // Cleared however the task ends (a panicking hook, a runtime shutting down),
+            // so that a later refresh can start.
+            let running = ClearOnDrop(&this.inner.background);
             let flight = this.inner.single_flight.lock().await;
-            // Skip if a caller refreshed while this task waited for the lock.
+            // Skip if a caller refreshed while this task waited for the lock, or if a
+            // caller's failed request set a backoff meanwhile.
             let still_due = this.cached().is_none_or(|c| Arc::ptr_eq(&c, &seen));
-            if still_due {
+            if still_due && this.next_attempt_in().is_none_or(|wait| wait.is_zero()) {
                 // A failure is recorded in the backoff; the old token stays in use.
                 let _ = this.fetch_and_store().await;
             }
             drop(flight);
-            this.inner.background.store(false, Ordering::Release);
+            drop(running);
         });
     }
 
@@ -425,10 +315,14 @@ impl ClientCredentials {
             Err(err) => {
                 backoff.failures = backoff.failures.saturating_add(1);
                 let mut wait = RETRY_SCHEDULE.delay(backoff.failures, fastrand::f64());
-                // With a token still valid, try again well before it expires.
+                // With a token still usable, try again well before it expires. One past
+                // its use (an outage longer than its life) is no reason to hurry: the
+                // schedule stands, or every caller would ask every 100 ms.
                 if let Some(c) = self.cached() {
                     let left = c.usable_until.saturating_duration_since(Instant::now());
-                    wait = wait.min(left / 2).max(Duration::from_millis(100));
+                    if !left.is_zero() {
+                        wait = wait.min(left / 2).max(Duration::from_millis(100));
+                    }
                 }
                 // `wait` is at most 60 s; a clock at the end of its range retries
                 // at once rather than panicking.
@@ -517,10 +411,8 @@ impl ClientCredentials {
             .as_deref()
             .is_some_and(|t| !t.eq_ignore_ascii_case("bearer"))
         {
-            return Err(bad(format!(
-                "token_type is {:?}, not bearer",
-                grant.token_type.unwrap_or_default()
-            )));
+            // The value is not quoted: it could be anything the host echoes.
+            return Err(bad("token_type is not bearer".into()));
         }
         let lifetime = TokenLifetime::from_expires_in(grant.expires_in.as_ref())
             .map_err(|reason| AuthError::InvalidLifetime {
@@ -540,6 +432,14 @@ impl ClientCredentials {
         let (Some(usable_until), Some(refresh_at)) = (usable_until, refresh_at) else {
             return Err(bad("the token's expiry is beyond this clock's range".into()));
         };
+        // A short life and a slow answer: cached, it would send the next caller straight
+        // back to the login host, with the backoff just reset by this "success".
+        if usable_until <= Instant::now() {
+            return Err(bad(format!(
+                "the token was no longer usable when its answer arrived (a life of {} s)",
+                lifetime.as_secs()
+            )));
+        }
         Ok(Arc::new(Cached {
             token,
             usable_until,
@@ -558,6 +458,15 @@ impl ClientCredentials {
     /// The lifetime of the cached token, if one is cached.
     pub fn token_lifetime(&self) -> Option<Duration> {
         self.cached().map(|c| c.lifetime)
+    }
+}
+
+/// Clears its flag when dropped.
+struct ClearOnDrop<'a>(&'a AtomicBool);
+
+impl Drop for ClearOnDrop<'_> {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
     }
 }
 
