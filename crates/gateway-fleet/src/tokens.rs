@@ -92,6 +92,44 @@ impl Held {
     }
 }
 
+/// The fleet's token-fetch lock as this replica holds it: released when the fetch ends,
+/// or, if the call holding it is dropped mid-fetch, in the background, so the other
+/// replicas do not wait out its lease (`token_lock_ms`) and then each log in.
+struct TokenLock {
+    link: Arc<RedisLink>,
+    script: Script,
+    key: String,
+    /// Whose lock it is; `None` once released.
+    owner: Option<String>,
+}
+
+impl TokenLock {
+    /// Releases the lock if this replica still holds it.
+    async fn release(mut self) {
+        if let Some(owner) = self.owner.take() {
+            let _: Result<i64, _> = self.link.eval(&self.script, &[&self.key], &[owner]).await;
+        }
+    }
+}
+
+impl Drop for TokenLock {
+    fn drop(&mut self) {
+        let Some(owner) = self.owner.take() else {
+            return;
+        };
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let (link, script, key) = (
+                Arc::clone(&self.link),
+                self.script.clone(),
+                self.key.clone(),
+            );
+            runtime.spawn(async move {
+                let _: Result<i64, _> = link.eval(&script, &[&key], &[owner]).await;
+            });
+        }
+    }
+}
+
 /// The fleet's token source.
 pub(crate) struct FleetTokens {
     link: Arc<RedisLink>,
@@ -201,11 +239,14 @@ impl FleetTokens {
                 .eval(&self.take, &[&lock], &[me.clone(), lock_ms.to_string()])
                 .await?;
             if taken == 1 {
+                let held = TokenLock {
+                    link: Arc::clone(&self.link),
+                    script: self.compare_and_delete.clone(),
+                    key: lock.clone(),
+                    owner: Some(me),
+                };
                 let fetched = self.fetch_and_share(&key, mine).await;
-                let _: Result<i64, _> = self
-                    .link
-                    .eval(&self.compare_and_delete, &[&lock], &[me])
-                    .await;
+                held.release().await;
                 return fetched;
             }
             if Instant::now() >= give_up {

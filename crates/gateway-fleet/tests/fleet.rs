@@ -8,7 +8,7 @@ mod support;
 use std::time::Duration;
 
 use gateway_model::FleetConfig;
-use gateway_sim::{RateLimit, RetryAfterStyle, Sim, SimHandle};
+use gateway_sim::{RateLimit, RetryAfterStyle, Scripted, Sim, SimHandle, Target};
 use support::{RedisServer, fleet_config, load, replica, router_config};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -423,4 +423,46 @@ async fn a_token_redis_lost_is_shared_again_by_the_replica_holding_it() {
         "no login while the copy is valid"
     );
     assert!(fleet_a.is_degraded() && fleet_b.is_degraded());
+}
+
+/// A call dropped while it holds the fleet's token-fetch lock (its deadline passed while
+/// the login host hung) releases the lock at once, instead of leaving every replica to
+/// wait out its lease (`token_lock_ms`) and then log in on its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_dropped_mid_fetch_releases_the_fleets_token_lock() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = router_config(&sim);
+    config.fleet = Some(fleet_config("dropped-lock", 1));
+    config.limits.deadline_ms = 1_000;
+    config.limits.attempt_timeout_ms = 1_000;
+    let lease = Duration::from_millis(config.fleet.as_ref().unwrap().token_lock_ms);
+    let (router, _fleet) = replica(&config, &redis.url()).await;
+    assert!(load(std::slice::from_ref(&router), 1).await[0].is_ok());
+
+    // The next call meets a 401; the login it then makes, under the lock, hangs.
+    assert!(sim.revoke_tokens() >= 1);
+    sim.script(Target::Token, [Scripted::Stall]);
+    assert!(load(std::slice::from_ref(&router), 1).await[0].is_err());
+
+    let mut connection = redis.connection().await;
+    let started = std::time::Instant::now();
+    loop {
+        let held: Option<String> = redis::cmd("GET")
+            .arg("dropped-lock:token:lock")
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if held.is_none() {
+            break;
+        }
+        assert!(
+            started.elapsed() < lease / 4,
+            "the lock is still held {:?} later (lease {lease:?})",
+            started.elapsed()
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
