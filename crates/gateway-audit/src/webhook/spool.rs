@@ -589,6 +589,21 @@ mod tests {
         entries.iter().cloned().map(Record::Entry).collect()
     }
 
+    /// Reads and removes every segment, oldest first, none corrupt: the ids of their
+    /// entries, in order.
+    fn replay_all(spool: &mut Spool) -> Vec<Uuid> {
+        let mut replayed = Vec::new();
+        while let Some(segment) = spool.oldest().unwrap() {
+            let SegmentRead {
+                records, corrupt, ..
+            } = read_segment(&spool.path_of(segment.index)).unwrap();
+            assert_eq!(corrupt, 0);
+            replayed.extend(entries_of(records).iter().map(EncodedEntry::id));
+            spool.remove(segment).unwrap();
+        }
+        replayed
+    }
+
     fn entries_of(records: Vec<Record>) -> Vec<EncodedEntry> {
         records
             .into_iter()
@@ -615,16 +630,7 @@ mod tests {
         // A new spool over the same directory replays segments oldest first.
         let mut spool = Spool::open(dir.path(), 10 * line, 4 * line).unwrap();
         assert_eq!(spool.total_bytes(), 10 * line);
-        let mut replayed = Vec::new();
-        while let Some(segment) = spool.oldest().unwrap() {
-            let SegmentRead {
-                records, corrupt, ..
-            } = read_segment(&spool.path_of(segment.index)).unwrap();
-            assert_eq!(corrupt, 0);
-            let entries = entries_of(records);
-            replayed.extend(entries.iter().map(EncodedEntry::id));
-            spool.remove(segment).unwrap();
-        }
+        let replayed = replay_all(&mut spool);
         let expected: Vec<_> = batch[..10].iter().map(EncodedEntry::id).collect();
         assert_eq!(replayed, expected);
         assert_eq!(spool.total_bytes(), 0);
@@ -651,15 +657,7 @@ mod tests {
         let mut spool = Spool::open(dir.path(), 1 << 30, segment_bytes).unwrap();
         let line = |e: &EncodedEntry| e.line().len() as u64;
         assert_eq!(spool.total_bytes(), line(&first) + line(&last));
-        let mut replayed = Vec::new();
-        while let Some(segment) = spool.oldest().unwrap() {
-            let SegmentRead {
-                records, corrupt, ..
-            } = read_segment(&spool.path_of(segment.index)).unwrap();
-            assert_eq!(corrupt, 0);
-            replayed.extend(entries_of(records).iter().map(EncodedEntry::id));
-            spool.remove(segment).unwrap();
-        }
+        let replayed = replay_all(&mut spool);
         assert_eq!(replayed, [first.id(), last.id()]);
         assert!(!huge.exists());
         let aside = dir
