@@ -71,7 +71,8 @@ pub(crate) struct FleetCircuits {
     /// The longest a replica opens a circuit for: a longer opening read from Redis is
     /// brought down to it.
     longest_open: Duration,
-    /// What this replica's probe claims hold, so that it frees only its own.
+    /// What identifies this replica's probe claims (with each claim's number), so that
+    /// a claim frees only itself.
     owner: String,
     open: Script,
     read: Script,
@@ -126,6 +127,11 @@ impl FleetCircuits {
             .map(Duration::from_millis)
     }
 
+    /// What the probe key holds while `claim` has it.
+    fn claim_value(&self, claim: u64) -> String {
+        format!("{}:{claim}", self.owner)
+    }
+
     fn keys(&self, model: &str) -> (String, String) {
         (
             self.link.key(&format!("circuit:{model}")),
@@ -157,7 +163,7 @@ impl SharedCircuits for FleetCircuits {
         })
     }
 
-    fn claim_probe(&self, model: &str) -> BoxFuture<'_, bool> {
+    fn claim_probe(&self, model: &str, claim: u64) -> BoxFuture<'_, bool> {
         let (circuit, probe) = self.keys(model);
         Box::pin(async move {
             // One script checks the circuit and claims the probe, so no second probe
@@ -168,7 +174,7 @@ impl SharedCircuits for FleetCircuits {
                 .eval::<i64>(
                     &self.take,
                     &[&probe, &circuit],
-                    &[self.owner.clone(), lease],
+                    &[self.claim_value(claim), lease],
                 )
                 .await
             {
@@ -187,13 +193,13 @@ impl SharedCircuits for FleetCircuits {
         })
     }
 
-    fn released(&self, model: &str) -> BoxFuture<'_, ()> {
+    fn released(&self, model: &str, claim: u64) -> BoxFuture<'_, ()> {
         let (_, probe) = self.keys(model);
         Box::pin(async move {
-            let owner = self.owner.clone();
+            let value = self.claim_value(claim);
             let _: Result<i64, _> = self
                 .link
-                .eval(&self.compare_and_delete, &[&probe], &[owner])
+                .eval(&self.compare_and_delete, &[&probe], &[value])
                 .await;
         })
     }

@@ -287,6 +287,11 @@ impl FleetTokens {
             (copy.token.clone(), copy.left())
         } else {
             let token = self.local.token().await.map_err(Stop::Failed)?;
+            // The local source keeps a token refused here while its forced refreshes are
+            // spent: it is used locally, never shared for the fleet to adopt.
+            if self.is_refused(&token) {
+                return Err(Stop::Local);
+            }
             let share = self.local.valid_for(&token).unwrap_or(DEFAULT_SHARE);
             (token, share)
         };

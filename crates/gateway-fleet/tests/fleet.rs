@@ -284,6 +284,41 @@ async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after
     );
 }
 
+/// A probe claim frees only itself: a release from a probe of the same replica that is
+/// not the one holding the claim (a late probe, or a claim never granted) leaves the
+/// claim in place, so no other replica probes meanwhile.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_probe_claim_is_freed_by_its_own_release_only() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = router_config(&sim);
+    config.fleet = Some(fleet_config("claims", 2));
+    let longest = config.longest_circuit_opening();
+    let a = support::fleet(&config, &redis.url()).circuits(longest);
+    let b = support::fleet(&config, &redis.url()).circuits(longest);
+
+    assert!(a.claim_probe("m", 1).await);
+    assert!(
+        !a.claim_probe("m", 2).await,
+        "one claim, on one replica too"
+    );
+    assert!(!b.claim_probe("m", 1).await, "nor at another replica");
+    a.released("m", 2).await;
+    assert!(
+        !b.claim_probe("m", 7).await,
+        "claim 2 was never A's to free"
+    );
+    a.released("m", 1).await;
+    assert!(b.claim_probe("m", 7).await, "freed by its own release");
+    a.released("m", 1).await;
+    assert!(
+        !a.claim_probe("m", 3).await,
+        "a late release leaves B's claim alone"
+    );
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_at_once_on_one_replica_share_one_read_of_the_circuit() {
     let Some(redis) = RedisServer::start() else {
@@ -347,6 +382,41 @@ async fn a_revoked_token_is_refreshed_once_for_the_whole_fleet() {
         2,
         "one refresh for the fleet"
     );
+}
+
+/// A replica whose forced refreshes are spent (3 at once, then one per 10 s) keeps the
+/// token it saw refused, as its local source does, but never shares it: a replica that
+/// starts then logs in instead of adopting a token Genesys refuses.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_seen_refused_is_not_shared_while_the_replicas_refreshes_are_spent() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = router_config(&sim);
+    config.fleet = Some(fleet_config("refused", 2));
+    let (a, _fleet_a) = replica(&config, &redis.url()).await;
+    let a = std::slice::from_ref(&a);
+    assert!(load(a, 1).await[0].is_ok());
+    for _ in 0..3 {
+        assert!(sim.revoke_tokens() >= 1);
+        assert!(load(a, 1).await[0].is_ok(), "a forced refresh is left");
+    }
+    // The fourth revocation finds A's refreshes spent: A keeps the refused token.
+    assert!(sim.revoke_tokens() >= 1);
+    assert!(load(a, 1).await[0].is_err());
+    assert_eq!(sim.counters().token_requests, 4);
+
+    let refused = |sim: &SimHandle| sim.counters().by_status.get(&401).copied();
+    let refused_before = refused(&sim);
+    let (b, _fleet_b) = replica(&config, &redis.url()).await;
+    assert!(load(std::slice::from_ref(&b), 1).await[0].is_ok());
+    assert_eq!(
+        refused(&sim),
+        refused_before,
+        "B's call carried a token of its own, not the one A saw refused"
+    );
+    assert_eq!(sim.counters().token_requests, 5, "B logged in");
 }
 
 /// The bearer tokens of the prompt calls the simulator received, in order (as its log

@@ -195,17 +195,15 @@ impl Router {
             }
             let next_model = chain.get(i + 1);
             let state = &self.inner.models[model];
-            let (probe, fleet_probe) = match self.admit(state, model).await {
+            let (admission, fleet_probe) = self.admit(state, model).await;
+            let probe = match admission {
                 Admission::Rejected { retry_in } => {
                     call.skipped(model, retry_in);
                     self.count_fallback(model, next_model, Outcome::CircuitOpen);
                     continue;
                 }
-                Admission::Probe(probe) => {
-                    let claim = self.inner.circuits.as_ref();
-                    (Some(probe), claim.map(|c| FleetProbe::new(c, model)))
-                }
-                Admission::Allowed => (None, None),
+                Admission::Probe(probe) => Some(probe),
+                Admission::Allowed => None,
             };
             // A fallback changes only `modelId` and `fallbackModels`: the payload is
             // encoded (validated, checked) again for each model sent to.
@@ -259,20 +257,28 @@ impl Router {
     }
 
     /// Whether `model` may be called now: its breaker, which first takes in the fleet's
-    /// open circuit, and the fleet's one probe.
-    async fn admit<'s>(&self, state: &'s ModelState, model: &ModelId) -> Admission<'s> {
+    /// open circuit, and the fleet's one probe (with the claim on it, for a probe).
+    async fn admit<'s>(
+        &self,
+        state: &'s ModelState,
+        model: &ModelId,
+    ) -> (Admission<'s>, Option<FleetProbe>) {
         let Some(shared) = &self.inner.circuits else {
-            return state.breaker.admit();
+            return (state.breaker.admit(), None);
         };
         if let Some(wait) = shared.open_for(model.as_str()).await {
             state.breaker.cool_down(wait);
         }
         match state.breaker.admit() {
-            Admission::Probe(probe) if !shared.claim_probe(model.as_str()).await => {
-                probe.neutral();
-                Admission::Rejected { retry_in: None }
+            Admission::Probe(probe) => {
+                if let Some(claim) = FleetProbe::claim(shared, model).await {
+                    (Admission::Probe(probe), Some(claim))
+                } else {
+                    probe.neutral();
+                    (Admission::Rejected { retry_in: None }, None)
+                }
             }
-            other => other,
+            other => (other, None),
         }
     }
 

@@ -1,27 +1,41 @@
 //! A half-open probe claimed across the fleet: freed for the other replicas when it ends
-//! without a verdict, even when the call is dropped mid-flight.
+//! without a verdict, even when the call is dropped mid-flight or while the claim is made.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use gateway_model::ModelId;
 use gateway_transport::SharedCircuits;
 
 use crate::breaker::Transition;
 
+/// The number the next claim takes: each claim frees only itself, never a later probe's.
+static NEXT_CLAIM: AtomicU64 = AtomicU64::new(1);
+
 /// The fleet's claim on one model's probe, held by the call that sends it.
 pub(crate) struct FleetProbe {
     shared: Arc<dyn SharedCircuits>,
     model: ModelId,
+    claim: u64,
     settled: bool,
 }
 
 impl FleetProbe {
-    /// The claim this call holds on `model`'s probe.
-    pub(crate) fn new(shared: &Arc<dyn SharedCircuits>, model: &ModelId) -> Self {
-        Self {
+    /// Claims `model`'s probe across the fleet; `None` if another claim has it. A call
+    /// dropped while the claim is made frees it in the background, whether or not it was
+    /// granted.
+    pub(crate) async fn claim(shared: &Arc<dyn SharedCircuits>, model: &ModelId) -> Option<Self> {
+        let mut this = Self {
             shared: Arc::clone(shared),
             model: model.clone(),
+            claim: NEXT_CLAIM.fetch_add(1, Ordering::Relaxed),
             settled: false,
+        };
+        if this.shared.claim_probe(model.as_str(), this.claim).await {
+            Some(this)
+        } else {
+            this.settled = true;
+            None
         }
     }
 
@@ -30,7 +44,7 @@ impl FleetProbe {
     pub(crate) async fn settle(mut self, transition: Transition) {
         self.settled = true;
         if transition == Transition::None {
-            self.shared.released(self.model.as_str()).await;
+            self.shared.released(self.model.as_str(), self.claim).await;
         }
     }
 }
@@ -43,8 +57,69 @@ impl Drop for FleetProbe {
         }
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let shared = Arc::clone(&self.shared);
-            let model = self.model.clone();
-            runtime.spawn(async move { shared.released(model.as_str()).await });
+            let (model, claim) = (self.model.clone(), self.claim);
+            runtime.spawn(async move { shared.released(model.as_str(), claim).await });
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+    use std::time::Duration;
+
+    use gateway_transport::BoxFuture;
+    use tokio::sync::Notify;
+
+    use super::*;
+
+    /// Shared circuits that never answer a claim, and note each release.
+    #[derive(Default)]
+    struct Unanswered {
+        claims: Mutex<Vec<u64>>,
+        releases: Mutex<Vec<u64>>,
+        released: Notify,
+    }
+
+    impl SharedCircuits for Unanswered {
+        fn open_for(&self, _: &str) -> BoxFuture<'_, Option<Duration>> {
+            Box::pin(std::future::ready(None))
+        }
+        fn claim_probe(&self, _: &str, claim: u64) -> BoxFuture<'_, bool> {
+            self.claims.lock().unwrap().push(claim);
+            Box::pin(std::future::pending())
+        }
+        fn opened(&self, _: &str, _: Duration) -> BoxFuture<'_, ()> {
+            Box::pin(std::future::ready(()))
+        }
+        fn released(&self, _: &str, claim: u64) -> BoxFuture<'_, ()> {
+            self.releases.lock().unwrap().push(claim);
+            self.released.notify_one();
+            Box::pin(std::future::ready(()))
+        }
+        fn closed(&self, _: &str) -> BoxFuture<'_, ()> {
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    #[tokio::test]
+    async fn a_call_dropped_while_its_claim_is_made_frees_that_claim() {
+        let circuits = Arc::new(Unanswered::default());
+        let shared: Arc<dyn SharedCircuits> = circuits.clone();
+        let model = ModelId::from("m");
+        let mut claim = Box::pin(FleetProbe::claim(&shared, &model));
+        // One poll sends the claim (which Redis may grant); then the call is dropped.
+        assert!(
+            tokio::time::timeout(Duration::ZERO, &mut claim)
+                .await
+                .is_err()
+        );
+        drop(claim);
+        tokio::time::timeout(Duration::from_secs(5), circuits.released.notified())
+            .await
+            .expect("the claim is released in the background");
+        let claims = circuits.claims.lock().unwrap().clone();
+        assert_eq!(claims.len(), 1);
+        assert_eq!(*circuits.releases.lock().unwrap(), claims, "that claim");
     }
 }

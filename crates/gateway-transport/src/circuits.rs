@@ -14,16 +14,18 @@ pub trait SharedCircuits: Send + Sync + 'static {
     /// How much longer `model`'s circuit is open across the fleet, if it is.
     fn open_for(&self, model: &str) -> BoxFuture<'_, Option<Duration>>;
 
-    /// Claims the one half-open probe of `model`; `false` if another replica has it.
-    fn claim_probe(&self, model: &str) -> BoxFuture<'_, bool>;
+    /// Claims the one half-open probe of `model` as `claim` (a number no other claim of
+    /// this process uses); `false` if another claim, here or at another replica, has it.
+    fn claim_probe(&self, model: &str, claim: u64) -> BoxFuture<'_, bool>;
 
     /// `model`'s circuit opened here for `wait`: opens it across the fleet.
     fn opened(&self, model: &str, wait: Duration) -> BoxFuture<'_, ()>;
 
-    /// The probe this replica claimed for `model` ended without a verdict (a client
-    /// error, a policy refusal, a call cancelled): lets another replica probe now rather
-    /// than when the claim lapses.
-    fn released(&self, model: &str) -> BoxFuture<'_, ()>;
+    /// The probe claimed as `claim` for `model` ended without a verdict (a client error,
+    /// a policy refusal, a call cancelled, even while the claim was being made): lets
+    /// another probe go now rather than when the claim lapses. A later claim, or one
+    /// never granted, is left alone.
+    fn released(&self, model: &str, claim: u64) -> BoxFuture<'_, ()>;
 
     /// `model`'s circuit closed here (a probe succeeded): closes it across the fleet.
     fn closed(&self, model: &str) -> BoxFuture<'_, ()>;

@@ -42,7 +42,8 @@ pub struct FleetConfig {
     /// `requests_per_minute / replicas`.
     #[serde(deserialize_with = "crate::whole::deserialize")]
     pub replicas: u32,
-    /// Longest a replica holds the token-fetch lock (a crashed fetcher blocks no longer).
+    /// Longest a replica holds the token-fetch lock (a crashed fetcher blocks no longer);
+    /// at least `[limits] login_timeout_ms`, so one login fits in it.
     #[serde(deserialize_with = "crate::whole::deserialize")]
     pub token_lock_ms: u64,
 }

@@ -146,7 +146,18 @@ impl Validate for RouterConfig {
         self.metrics.collect_violations(&at.key("metrics"), out);
         self.tls.collect_violations(&at.key("tls"), out);
         if let Some(fleet) = &self.fleet {
-            fleet.collect_violations(&at.key("fleet"), out);
+            let here = at.key("fleet");
+            fleet.collect_violations(&here, out);
+            // A lease shorter than a login lets a second replica take the lock and log in
+            // while the first still waits for its token.
+            if fleet.token_lock_ms < self.limits.login_timeout_ms {
+                out.push(
+                    &here.key("token_lock_ms"),
+                    Rule::Order {
+                        expected: "limits.login_timeout_ms <= token_lock_ms",
+                    },
+                );
+            }
         }
         self.env_vars_are_distinct(at, out);
     }
@@ -547,6 +558,19 @@ mod tests {
             err.has_path("/limits/deadline_ms") && err.has_path("/retry/max_delay_ms"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn the_fleets_token_lock_outlasts_a_login() {
+        let mut c = minimal();
+        c.fleet = Some(FleetConfig::default());
+        c.validate().unwrap();
+        c.limits.login_timeout_ms = 20_000;
+        let err = c.validate().unwrap_err();
+        assert!(err.has_path("/fleet/token_lock_ms"), "{err}");
+        assert!(err.to_string().contains("login_timeout_ms"), "{err}");
+        c.fleet = None;
+        c.validate().unwrap();
     }
 
     #[test]
