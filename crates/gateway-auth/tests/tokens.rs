@@ -96,6 +96,37 @@ async fn a_short_lived_token_is_refreshed_before_it_expires() {
     assert_eq!(counters.token_requests, counters.token_grants);
 }
 
+/// What a fleet renews its shared token with: `refresh_in` says when a token falls due,
+/// and `renew` fetches one successor however many ask, and none for a token already
+/// replaced.
+#[tokio::test(start_paused = true)]
+async fn a_due_token_is_renewed_once_and_refresh_in_says_when_it_falls_due() {
+    let sim = Sim::builder()
+        .token_lifetime(Duration::from_secs(30))
+        .start()
+        .await
+        .unwrap();
+    let tokens = provider(&sim);
+    let first = tokens.token().await.unwrap();
+    // Half of a 30 s life is its refresh margin: due 15 s after it was granted.
+    let due_in = tokens.refresh_in(&first).unwrap();
+    assert!(
+        (Duration::from_secs(14)..=Duration::from_secs(15)).contains(&due_in),
+        "{due_in:?}"
+    );
+    tokio::time::sleep(due_in).await;
+
+    let (a, b) = tokio::join!(tokens.renew(&first), tokens.renew(&first));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert!(!a.same_as(&first) && a.same_as(&b), "one successor");
+    assert_eq!(sim.counters().token_requests, 2);
+    let again = tokens.renew(&first).await.unwrap();
+    assert!(again.same_as(&a), "the first was already replaced");
+    assert_eq!(sim.counters().token_requests, 2);
+    assert!(tokens.refresh_in(&a).unwrap() > Duration::from_secs(14));
+    assert_eq!(tokens.refresh_in(&first), None, "no longer cached");
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_revoked_token_is_refreshed_once_and_the_call_succeeds() {
     let sim = Sim::builder().start().await.unwrap();

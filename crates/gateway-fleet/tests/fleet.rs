@@ -495,6 +495,148 @@ async fn a_token_redis_lost_is_shared_again_by_the_replica_holding_it() {
     assert!(fleet_a.is_degraded() && fleet_b.is_degraded());
 }
 
+/// Polls `key` until it holds a value other than `old`, for `within` at most.
+async fn new_value(redis: &RedisServer, key: &str, old: &str, within: Duration) -> String {
+    let mut connection = redis.connection().await;
+    let started = std::time::Instant::now();
+    loop {
+        let now: Option<String> = redis::cmd("GET")
+            .arg(key)
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        if let Some(value) = now.filter(|v| v != old) {
+            return value;
+        }
+        assert!(
+            started.elapsed() < within,
+            "{key} still holds the old value"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// How long `key` has left, in ms (`-2`: gone).
+async fn pttl(redis: &RedisServer, key: &str) -> i64 {
+    redis::cmd("PTTL")
+        .arg(key)
+        .query_async(&mut redis.connection().await)
+        .await
+        .unwrap()
+}
+
+/// Two replicas on one 4 s token, which falls due for renewal 2 s after it was granted
+/// (a short life's refresh margin is half of it); their routers, their fleet handles, and
+/// the token, once A's first call has fetched it.
+async fn on_a_short_token(
+    redis: &RedisServer,
+    sim: &SimHandle,
+    prefix: &str,
+) -> ([gateway_router::Router; 2], String) {
+    sim.set_token_lifetime(Duration::from_secs(4));
+    let mut config = router_config(sim);
+    config.fleet = Some(fleet_config(prefix, 2));
+    let recheck = Duration::from_millis(100);
+    let fleet_a = support::fleet(&config, &redis.url()).with_token_recheck(recheck);
+    let fleet_b = support::fleet(&config, &redis.url()).with_token_recheck(recheck);
+    let a = support::replica_of(&config, &fleet_a).await;
+    let b = support::replica_of(&config, &fleet_b).await;
+    assert!(load(std::slice::from_ref(&a), 1).await[0].is_ok());
+    let mut connection = redis.connection().await;
+    let token: String = redis::cmd("GET")
+        .arg(format!("{prefix}:token"))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let fresh = pttl(redis, &format!("{prefix}:token:fresh")).await;
+    assert!((1..=2_000).contains(&fresh), "fresh for {fresh} ms");
+    // Once it is due, its freshness key is gone.
+    while pttl(redis, &format!("{prefix}:token:fresh")).await != -2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    ([a, b], token)
+}
+
+/// A shared token due for renewal is renewed in the background by the first replica to
+/// read it, while it is still valid: calls go on with it meanwhile, the fleet logs in once
+/// more, and every replica moves to the new token without waiting for a login.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleet_renews_its_token_before_it_expires() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    let granted = std::time::Instant::now();
+    let ([a, b], first) = on_a_short_token(&redis, &sim, "renew").await;
+
+    // B reads the due token: its call goes with it, and the renewal starts.
+    assert!(load(std::slice::from_ref(&b), 1).await[0].is_ok());
+    assert_eq!(
+        bearers(&sim)[1],
+        bearers(&sim)[0],
+        "the due token, still valid"
+    );
+    // The new token is shared before the first stops being handed out (3.8 s).
+    let left = Duration::from_millis(3_800).saturating_sub(granted.elapsed());
+    let second = new_value(&redis, "renew:token", &first, left).await;
+    assert!(second.starts_with("sim-"));
+    assert_eq!(
+        sim.counters().token_requests,
+        2,
+        "one renewal for the fleet"
+    );
+    let fresh = pttl(&redis, "renew:token:fresh").await;
+    assert!(fresh > 1_000, "the new token is fresh for {fresh} ms");
+
+    // Each replica takes it at its next read of Redis (calls that come while that read is
+    // under way go with the copy, still valid), and keeps it.
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    for replica in [&a, &b] {
+        assert!(load(std::slice::from_ref(replica), 1).await[0].is_ok());
+    }
+    assert!(load(&[a, b], 2).await.iter().all(Result::is_ok));
+    let sent = bearers(&sim);
+    assert!(sent[2..].iter().all(|t| *t != sent[0]), "{sent:?}");
+    assert_eq!(sim.counters().token_requests, 2);
+}
+
+/// A renewal whose login fails leaves the due token shared and marks it fresh for
+/// `RENEW_RETRY` (10 s): the other replicas do not each try a login of their own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failed_renewal_is_tried_again_by_the_fleet_once_per_interval() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let sim = Sim::builder().start().await.unwrap();
+    let ([a, b], first) = on_a_short_token(&redis, &sim, "renew-failed").await;
+
+    sim.script(
+        Target::Token,
+        [Scripted::Status {
+            status: 503,
+            code: None,
+        }],
+    );
+    assert!(load(std::slice::from_ref(&b), 1).await[0].is_ok());
+    // The failed renewal marks the token fresh again.
+    let mut fresh = pttl(&redis, "renew-failed:token:fresh").await;
+    while fresh == -2 {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        fresh = pttl(&redis, "renew-failed:token:fresh").await;
+    }
+    assert!(fresh > 5_000, "fresh for {fresh} ms");
+    assert_eq!(sim.counters().token_requests, 2);
+    tokio::time::sleep(Duration::from_millis(150)).await;
+    assert!(load(&[a, b], 2).await.iter().all(Result::is_ok));
+    assert_eq!(sim.counters().token_requests, 2, "no replica tried again");
+    let shared: String = redis::cmd("GET")
+        .arg("renew-failed:token")
+        .query_async(&mut redis.connection().await)
+        .await
+        .unwrap();
+    assert_eq!(shared, first, "the due token stays shared");
+}
+
 /// A call dropped while it holds the fleet's token-fetch lock (its deadline passed while
 /// the login host hung) releases the lock at once, instead of leaving every replica to
 /// wait out its lease (`token_lock_ms`) and then log in on its own.

@@ -153,6 +153,21 @@ pub trait TokenSource: Send + Sync + 'static {
         let _ = token;
         None
     }
+
+    /// How long until this source would refresh `token` ahead of its expiry, if it knows
+    /// (a fleet renews the shared token then, while it is still valid).
+    fn refresh_in(&self, token: &AccessToken) -> Option<Duration> {
+        let _ = token;
+        None
+    }
+
+    /// A token to use instead of `token`, which is due for a refresh but still valid:
+    /// one fetched now, unless the source holds one newer and not yet due. By default,
+    /// [`TokenSource::token`].
+    fn renew(&self, token: &AccessToken) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        let _ = token;
+        self.token()
+    }
 }
 
 /// A token source that always returns the same token (for tests, or tokens obtained elsewhere).
@@ -205,6 +220,14 @@ impl<T: TokenSource + ?Sized> TokenSource for Arc<T> {
 
     fn valid_for(&self, token: &AccessToken) -> Option<Duration> {
         (**self).valid_for(token)
+    }
+
+    fn refresh_in(&self, token: &AccessToken) -> Option<Duration> {
+        (**self).refresh_in(token)
+    }
+
+    fn renew(&self, token: &AccessToken) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        (**self).renew(token)
     }
 }
 

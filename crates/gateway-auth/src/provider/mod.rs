@@ -95,6 +95,9 @@ struct Inner {
 ///   next caller fetches a new one. Such forced refreshes are rate limited (3 at once,
 ///   then one per 10 s), and failed requests back off, so the token endpoint (about 300
 ///   requests per minute per client) is never hammered, even when every call gets a 401.
+/// - [`TokenSource::refresh_in`] says when a cached token falls due, and
+///   [`TokenSource::renew`] fetches its successor under the same single flight and
+///   backoff, so a fleet can renew its shared token ahead of expiry.
 ///
 /// Cheap to clone; clones share the cache.
 ///
@@ -227,9 +230,25 @@ impl ClientCredentials {
 
     /// Fetches a token while callers wait (no usable token is cached).
     async fn refresh_now(&self) -> Result<AccessToken, AuthError> {
+        self.fetch_unless(|_| true).await
+    }
+
+    /// A token other than `old` and not yet due for a refresh: the cached one if it is
+    /// such, else one fetched now (under the same backoff as any fetch).
+    async fn renewed(&self, old: &AccessToken) -> Result<AccessToken, AuthError> {
+        self.fetch_unless(|c| !c.token.same_as(old) && Instant::now() < c.refresh_at)
+            .await
+    }
+
+    /// Fetches a token while callers wait, unless the cached one is usable and `keep`
+    /// takes it.
+    async fn fetch_unless(&self, keep: impl Fn(&Cached) -> bool) -> Result<AccessToken, AuthError> {
         let flight = Arc::clone(&self.inner.single_flight).lock_owned().await;
         // Whoever held the lock before may have fetched one already.
-        if let Some(cached) = self.cached().filter(|c| Instant::now() < c.usable_until) {
+        if let Some(cached) = self
+            .cached()
+            .filter(|c| Instant::now() < c.usable_until && keep(c))
+        {
             return Ok(cached.token.clone());
         }
         {
@@ -470,18 +489,40 @@ impl Drop for ClearOnDrop<'_> {
     }
 }
 
+impl ClientCredentials {
+    /// `err` as the transport sees it, saying when the next request may go.
+    fn token_error(&self, err: AuthError) -> TokenError {
+        let retry_in = err.is_transient().then(|| self.next_attempt_in()).flatten();
+        let err = TokenError::from(err);
+        match retry_in {
+            Some(wait) => err.with_retry_in(wait),
+            None => err,
+        }
+    }
+}
+
 impl TokenSource for ClientCredentials {
     fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
         Box::pin(async move {
-            self.current_token().await.map_err(|err| {
-                let retry_in = err.is_transient().then(|| self.next_attempt_in()).flatten();
-                let err = TokenError::from(err);
-                match retry_in {
-                    Some(wait) => err.with_retry_in(wait),
-                    None => err,
-                }
-            })
+            self.current_token()
+                .await
+                .map_err(|err| self.token_error(err))
         })
+    }
+
+    fn renew(&self, token: &AccessToken) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        let old = token.clone();
+        Box::pin(async move {
+            self.renewed(&old)
+                .await
+                .map_err(|err| self.token_error(err))
+        })
+    }
+
+    fn refresh_in(&self, token: &AccessToken) -> Option<Duration> {
+        self.cached()
+            .filter(|c| c.token.same_as(token))
+            .map(|c| c.refresh_at.saturating_duration_since(Instant::now()))
     }
 
     fn ready_token(&self) -> Option<AccessToken> {
