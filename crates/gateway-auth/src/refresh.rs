@@ -5,8 +5,10 @@ use std::time::Duration;
 use tokio::time::Instant;
 
 /// When a cached token is refreshed: ahead of expiry, in the last `fraction` of its life
-/// but at least `min_margin` before it ends (never more than half its life), plus up to
-/// `jitter` of that margin again so many routers started together do not refresh together.
+/// but at least `min_margin` before it ends (never more than half its life, never less
+/// than twice [`RefreshPolicy::safety`], so the refresh starts while the token is still
+/// handed out), plus up to `jitter` of that margin again so many routers started
+/// together do not refresh together.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct RefreshPolicy {
     /// Share of the lifetime before expiry when refreshing starts (default 0.1).
@@ -29,12 +31,14 @@ impl Default for RefreshPolicy {
 
 impl RefreshPolicy {
     /// The time before expiry at which a token of `lifetime` is refreshed; `unit` is a
-    /// uniform draw in `[0, 1)`. Never more than half the lifetime; fractions outside
-    /// `0..=1` (NaN included) count as the nearest bound or 0, so nothing here panics.
+    /// uniform draw in `[0, 1)`. Never more than half the lifetime, nor less than twice
+    /// the safety margin; fractions outside `0..=1` (NaN included) count as the nearest
+    /// bound or 0, so nothing here panics.
     pub fn margin(&self, lifetime: Duration, unit: f64) -> Duration {
         let half = lifetime / 2;
         let base = scale(lifetime, self.fraction)
             .max(self.min_margin)
+            .max(Self::safety(lifetime).saturating_mul(2))
             .min(half);
         let jitter = scale(base, fraction(self.jitter) * fraction(unit));
         base.saturating_add(jitter).min(half)
@@ -118,6 +122,20 @@ mod tests {
             p.margin(Duration::from_secs(20), 0.0),
             Duration::from_secs(10)
         );
+        // A policy asking for no margin still refreshes before the token stops being
+        // handed out (the safety margin: 5 s, or a twentieth of a short life).
+        let none = RefreshPolicy {
+            fraction: 0.0,
+            min_margin: Duration::ZERO,
+            jitter: 0.0,
+        };
+        for (life, margin) in [(86_400, 10_000), (20, 2_000), (1, 100)] {
+            assert_eq!(
+                none.margin(Duration::from_secs(life), 0.5),
+                Duration::from_millis(margin),
+                "{life} s"
+            );
+        }
         let jittered = RefreshPolicy::default().margin(Duration::from_secs(86_400), 0.99);
         assert!(jittered > Duration::from_secs(8_640) && jittered < Duration::from_secs(9_505));
     }
