@@ -21,6 +21,17 @@ pub enum AuditError {
         #[source]
         source: std::io::Error,
     },
+    /// Another sink (another process, or another router of this one) writes this audit
+    /// file or spool: each replica needs its own.
+    #[error(
+        "`{path}` is in use by another audit sink (its lock `{lock}` is held): give each replica its own audit file and spool directory"
+    )]
+    InUse {
+        /// The audit file or spool directory.
+        path: PathBuf,
+        /// The lock file held.
+        lock: PathBuf,
+    },
     /// Syncing the audit file to disk failed; the entry reached the OS but may not be durable.
     #[error("could not sync `{path}` to disk: {message}")]
     Sync {

@@ -14,6 +14,7 @@ use gateway_model::{AuditConfig, EVERY_ENTRY_SYNC_WAIT, FsyncPolicy};
 use gateway_telemetry::{AuditCounters, AuditEvent};
 use tokio::time::Instant;
 
+use crate::exclusive::ExclusiveUse;
 use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 
 use group_commit::{GroupCommit, Queued};
@@ -95,6 +96,8 @@ pub struct JsonlSink {
     counters: AuditCounters,
     /// The last entry a completed flush answered for: the next one answers from there.
     flushed: AtomicU64,
+    /// This sink's hold on the file (`<file>.lock`): no other sink writes it meanwhile.
+    _claim: ExclusiveUse,
 }
 
 impl JsonlSink {
@@ -131,7 +134,8 @@ impl JsonlSink {
         options: JsonlOptions,
         sync: Arc<dyn SyncFile>,
     ) -> Result<Self, AuditError> {
-        let file = Arc::new(JsonlFile::open(path, options, sync)?);
+        let (file, claim) = JsonlFile::open(path, options, sync)?;
+        let file = Arc::new(file);
         let for_thread = Arc::clone(&file);
         std::thread::Builder::new()
             .name("audit-jsonl-sync".into())
@@ -142,6 +146,7 @@ impl JsonlSink {
             commit: GroupCommit::new(),
             counters: AuditCounters::new(),
             flushed: AtomicU64::new(0),
+            _claim: claim,
         })
     }
 

@@ -78,6 +78,7 @@
 
 mod encoded_entry;
 mod error;
+mod exclusive;
 mod fan_out;
 mod jsonl_reader;
 mod jsonl_sink;

@@ -380,3 +380,21 @@ fn written_lines_are_counted_in_the_recorder_the_sink_was_built_under() {
     );
     assert_eq!(parse(&other.render()).unwrap().get(&written), None);
 }
+
+/// One sink at a time writes a file: a second (another replica on a shared volume, say)
+/// would rotate the first one's file away, so it is refused, naming the file, until the
+/// first is dropped; the lock file stands beside the trail and holds nothing.
+#[test]
+fn a_second_sink_on_one_file_is_refused_until_the_first_is_dropped() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let first = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
+    let err = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap_err();
+    assert!(matches!(err, AuditError::InUse { .. }), "{err}");
+    assert!(err.to_string().contains("audit.jsonl"), "{err}");
+    drop(first);
+    let again = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
+    drop(again);
+    let lock = dir.path().join("audit.jsonl.lock");
+    assert_eq!(std::fs::metadata(lock).unwrap().len(), 0);
+}

@@ -13,8 +13,8 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_audit::AuditSink;
 use gateway_audit::webhook::{WebhookBatch, WebhookOptions, WebhookSecret, WebhookSink};
+use gateway_audit::{AuditError, AuditSink};
 use gateway_model::WebhookConfig;
 use gateway_telemetry::LocalMetrics;
 use http::StatusCode;
@@ -263,6 +263,14 @@ async fn a_wrong_secret_is_refused_by_the_receiver_and_nothing_is_lost() {
         .await;
     sink.shutdown(in_secs(10)).await.unwrap();
     assert_eq!(receiver.state.unique(), 0);
+    // Until it is dropped, the first sink holds the spool directory.
+    let second = WebhookSink::start_with(
+        &config(&receiver, &spool, 10, 100),
+        secret(),
+        fast_retries(),
+    );
+    assert!(matches!(second, Err(AuditError::InUse { .. })));
+    drop(sink);
     // With the right secret, a new sink delivers what the first one spooled.
     let sink = WebhookSink::start_with(
         &config(&receiver, &spool, 10, 100),

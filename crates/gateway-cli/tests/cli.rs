@@ -519,6 +519,30 @@ async fn exit_3_for_an_audit_file_that_cannot_be_opened_and_check_config_says_so
     assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
 }
 
+/// An audit file another process writes (here, a sink of this test's) is refused before
+/// anything is sent: two writers would rotate each other's files away. Exit 3, naming the
+/// key and saying why.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_for_an_audit_file_another_process_writes() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    let holder =
+        gateway_audit::JsonlSink::open_with(&file, gateway_audit::JsonlOptions::default()).unwrap();
+    let config = audited_config(dir.path(), &sim, &file);
+    let output = run(route(&config, &[])).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    let said = stderr(&output);
+    assert!(
+        said.contains("`audit.file`") && said.contains("in use"),
+        "{said}"
+    );
+    assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
+    drop(holder);
+    let output = run(route(&config, &[])).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+}
+
 /// A webhook spool that cannot be created (a file where the directory should be) is a
 /// setting too: exit 3 naming its key, found by `check-config` first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

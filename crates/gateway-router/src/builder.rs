@@ -33,10 +33,11 @@ pub enum BuildError {
     /// An audit sink could not be opened.
     #[error("audit: {0}")]
     Audit(#[from] AuditError),
-    /// The audit file the configuration names cannot be opened.
+    /// The audit file the configuration names cannot be opened, or another sink holds it.
     #[error("`audit.file`: {0}")]
     AuditFile(#[source] AuditError),
-    /// The webhook's spool directory the configuration names cannot be created.
+    /// The webhook's spool directory the configuration names cannot be created, or
+    /// another sink holds it.
     #[error("`audit.webhook.spool_dir`: {0}")]
     SpoolDir(#[source] AuditError),
     /// The configuration names models the gateway does not know.
@@ -312,7 +313,11 @@ fn start_webhook(
         tls: Some(client.tls_config().map_err(transport)?),
         ..WebhookOptions::default()
     };
-    Ok(WebhookSink::start_with(webhook, secret, options)?)
+    WebhookSink::start_with(webhook, secret, options).map_err(|e| match e {
+        // Another sink holds the spool: a setting to fix, like a spool under a file.
+        AuditError::InUse { .. } => BuildError::SpoolDir(e),
+        e => BuildError::Audit(e),
+    })
 }
 
 impl Router {

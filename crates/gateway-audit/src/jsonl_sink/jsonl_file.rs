@@ -10,6 +10,7 @@ use gateway_model::FsyncPolicy;
 use tokio::sync::watch;
 
 use crate::AuditError;
+use crate::exclusive::{ExclusiveUse, lock_beside};
 use crate::jsonl_sink::failed_ranges::FailedRanges;
 use crate::jsonl_sink::{JsonlOptions, rotated_path};
 use crate::path_check::{Want, creatable};
@@ -139,11 +140,12 @@ impl JsonlFile {
         path: PathBuf,
         options: JsonlOptions,
         sync: Arc<dyn SyncFile>,
-    ) -> Result<Self, AuditError> {
+    ) -> Result<(Self, ExclusiveUse), AuditError> {
         creatable(&path, Want::File)?;
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
         }
+        let claim = ExclusiveUse::claim(lock_beside(&path), &path)?;
         let (file, mut size, unterminated) = open_append(&path)?;
         if unterminated {
             (&file)
@@ -151,7 +153,7 @@ impl JsonlFile {
                 .map_err(|e| AuditError::io("terminate the last line of", &path, e))?;
             size += 1;
         }
-        Ok(Self {
+        let opened = Self {
             path,
             options,
             state: Mutex::new(FileState {
@@ -169,7 +171,8 @@ impl JsonlFile {
             wake: Condvar::new(),
             progress: watch::Sender::new(SyncProgress::default()),
             sync,
-        })
+        };
+        Ok((opened, claim))
     }
 
     fn lock(&self) -> MutexGuard<'_, FileState> {

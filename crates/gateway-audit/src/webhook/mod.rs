@@ -33,8 +33,10 @@
 //!   A file named like a segment but larger than [`WebhookOptions::segment_bytes`] plus
 //!   64 MiB (more than the sink ever writes) is not read: it is moved to `rejected/` as
 //!   `{index}.oversized`, logged, and stops counting against the spool's size.
-//! - A new sink over the same spool directory replays what an earlier one left. Use one
-//!   sink per spool directory at a time (the directory is not locked).
+//! - A new sink over the same spool directory replays what an earlier one left. One sink
+//!   at a time has a spool directory: it holds a lock on `spool.lock` there until it is
+//!   dropped, and a second sink (another replica on a shared volume, say) is refused
+//!   with [`AuditError::InUse`] rather than replaying and rewriting the same segments.
 //! - One POST is in flight at a time, so throughput is about `batch_size` per round trip.
 //! - `flush(deadline)` waits until every entry accepted so far is delivered or spooled.
 //!   `shutdown(deadline)` stops taking entries, tries to deliver what is queued during

@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 use gateway_model::AuditEntry;
 
+use crate::exclusive::ExclusiveUse;
 use crate::webhook::batch::{Message, WebhookBatch};
 use crate::{AuditError, EncodedEntry};
 
@@ -93,7 +94,13 @@ pub(crate) struct Spool {
     total_bytes: u64,
     max_bytes: u64,
     segment_bytes: u64,
+    /// This spool's hold on the directory ([`LOCK_FILE`]): no other spool replays or
+    /// rewrites its segments meanwhile.
+    _claim: ExclusiveUse,
 }
+
+/// The lock file inside a spool directory.
+pub(crate) const LOCK_FILE: &str = "spool.lock";
 
 /// The spool's subdirectory for messages the receiver refused on their own.
 pub(crate) const REJECTED_DIR: &str = "rejected";
@@ -140,6 +147,7 @@ impl Spool {
     /// Opens (creating) `dir`; segments left by an earlier run are queued for replay.
     pub(crate) fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> Result<Self, AuditError> {
         std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
+        let claim = ExclusiveUse::claim(dir.join(LOCK_FILE), dir)?;
         let mut sealed = Vec::new();
         let listing = std::fs::read_dir(dir).map_err(|e| AuditError::io("list", dir, e))?;
         for item in listing {
@@ -173,6 +181,7 @@ impl Spool {
             current: None,
             max_bytes,
             segment_bytes: segment_bytes.max(1),
+            _claim: claim,
         };
         spool.set_aside_oversized();
         Ok(spool)
@@ -634,7 +643,11 @@ mod tests {
         let expected: Vec<_> = batch[..10].iter().map(EncodedEntry::id).collect();
         assert_eq!(replayed, expected);
         assert_eq!(spool.total_bytes(), 0);
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        let left: Vec<_> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name())
+            .collect();
+        assert_eq!(left, [LOCK_FILE], "no segment left");
         // Room again once replayed; the open segment is sealed for replay on demand.
         assert_eq!(spool.append(&loose(&batch[10..])).written, 2);
         let segment = spool.oldest().unwrap().unwrap();

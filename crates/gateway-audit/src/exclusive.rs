@@ -1,0 +1,64 @@
+//! One writer per audit file and per spool: a lock file beside the one or inside the other,
+//! held while the sink lives. Two sinks on one path (two replicas on a shared volume,
+//! say) would rotate each other's files away, or replay and rewrite each other's
+//! segments; the second is refused when it opens instead.
+
+use std::fs::{File, OpenOptions, TryLockError};
+use std::path::{Path, PathBuf};
+
+use crate::error::AuditError;
+
+/// An exclusive lock on a lock file, released when dropped (or when the process ends).
+#[derive(Debug)]
+pub(crate) struct ExclusiveUse {
+    _lock: Option<File>,
+}
+
+impl ExclusiveUse {
+    /// Takes the lock file `lock` for `guarded` (the file or directory it stands for); a
+    /// file system that cannot lock is used without one, with a warning.
+    pub(crate) fn claim(lock: PathBuf, guarded: &Path) -> Result<Self, AuditError> {
+        let file = OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)
+            .map_err(|e| AuditError::io("open the lock file", &lock, e))?;
+        match file.try_lock() {
+            Ok(()) => Ok(Self { _lock: Some(file) }),
+            Err(TryLockError::WouldBlock) => Err(AuditError::InUse {
+                path: guarded.to_owned(),
+                lock,
+            }),
+            Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
+                tracing::warn!(path = %guarded.display(), "this file system cannot lock files: nothing stops a second process from writing the same audit trail");
+                Ok(Self { _lock: None })
+            }
+            Err(TryLockError::Error(e)) => Err(AuditError::io("lock", &lock, e)),
+        }
+    }
+}
+
+/// The lock file of an audit file: its name with `.lock` appended.
+pub(crate) fn lock_beside(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".lock");
+    PathBuf::from(name)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_second_claim_is_refused_until_the_first_is_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let guarded = dir.path().join("audit.jsonl");
+        let first = ExclusiveUse::claim(lock_beside(&guarded), &guarded).unwrap();
+        let err = ExclusiveUse::claim(lock_beside(&guarded), &guarded).unwrap_err();
+        assert!(matches!(err, AuditError::InUse { .. }), "{err}");
+        assert!(err.to_string().contains("audit.jsonl"), "{err}");
+        drop(first);
+        ExclusiveUse::claim(lock_beside(&guarded), &guarded).unwrap();
+    }
+}
