@@ -637,6 +637,38 @@ async fn a_failed_renewal_is_tried_again_by_the_fleet_once_per_interval() {
     assert_eq!(shared, first, "the due token stays shared");
 }
 
+/// A Redis that accepts connections and never answers holds no call past its deadline,
+/// even when each command may wait longer than the whole call (on tokio's paused clock:
+/// the test waits for nothing real).
+#[tokio::test(start_paused = true)]
+async fn a_redis_that_never_answers_holds_no_call_past_its_deadline() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("redis://{}/", silent.local_addr().unwrap());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = router_config(&sim);
+    config.limits.deadline_ms = 1_000;
+    config.limits.attempt_timeout_ms = 1_000;
+    config.fleet = Some(FleetConfig {
+        command_timeout_ms: 10_000,
+        ..fleet_config("silent", 2)
+    });
+    let (router, _fleet) = replica(&config, &url).await;
+    let started = tokio::time::Instant::now();
+    let result = router
+        .route(gateway_model::RouteRequest::new("reply", "a"))
+        .await;
+    let took = started.elapsed();
+    assert!(took <= Duration::from_millis(1_050), "took {took:?}");
+    assert!(result.is_err(), "the deadline passed");
+    holder.abort();
+}
+
 /// A call dropped while it holds the fleet's token-fetch lock (its deadline passed while
 /// the login host hung) releases the lock at once, instead of leaving every replica to
 /// wait out its lease (`token_lock_ms`) and then log in on its own.

@@ -195,7 +195,10 @@ impl Router {
             }
             let next_model = chain.get(i + 1);
             let state = &self.inner.models[model];
-            let (admission, fleet_probe) = self.admit(state, model).await;
+            let Some((admission, fleet_probe)) = self.admit(state, model, call.deadline).await
+            else {
+                return Ended::Exhausted;
+            };
             let probe = match admission {
                 Admission::Rejected { retry_in } => {
                     call.skipped(model, retry_in);
@@ -258,28 +261,35 @@ impl Router {
 
     /// Whether `model` may be called now: its breaker, which first takes in the fleet's
     /// open circuit, and the fleet's one probe (with the claim on it, for a probe).
+    /// `None` if `deadline` passed while the fleet was asked (each Redis command has a
+    /// bound of its own, which may be longer than the call has left).
     async fn admit<'s>(
         &self,
         state: &'s ModelState,
         model: &ModelId,
-    ) -> (Admission<'s>, Option<FleetProbe>) {
+        deadline: Instant,
+    ) -> Option<(Admission<'s>, Option<FleetProbe>)> {
         let Some(shared) = &self.inner.circuits else {
-            return (state.breaker.admit(), None);
+            return Some((state.breaker.admit(), None));
         };
-        if let Some(wait) = shared.open_for(model.as_str()).await {
-            state.breaker.cool_down(wait);
-        }
-        match state.breaker.admit() {
-            Admission::Probe(probe) => {
-                if let Some(claim) = FleetProbe::claim(shared, model).await {
-                    (Admission::Probe(probe), Some(claim))
-                } else {
-                    probe.neutral();
-                    (Admission::Rejected { retry_in: None }, None)
-                }
+        let asked = async {
+            if let Some(wait) = shared.open_for(model.as_str()).await {
+                state.breaker.cool_down(wait);
             }
-            other => (other, None),
-        }
+            match state.breaker.admit() {
+                Admission::Probe(probe) => {
+                    if let Some(claim) = FleetProbe::claim(shared, model).await {
+                        (Admission::Probe(probe), Some(claim))
+                    } else {
+                        probe.neutral();
+                        (Admission::Rejected { retry_in: None }, None)
+                    }
+                }
+                other => (other, None),
+            }
+        };
+        // Cut short, a probe's slot and its claim are freed by their guards.
+        tokio::time::timeout_at(deadline, asked).await.ok()
     }
 
     /// Tells the fleet, if any, that `model`'s circuit opened or closed here.
