@@ -109,6 +109,60 @@ async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503
     }
 }
 
+/// A request whose body is still arriving when the shutdown starts, with no other call
+/// running: its call starts only once the body is in, after the shutdown began, and its
+/// client hangs up without waiting for the answer. The call still runs to its end and
+/// is audited before the trail is closed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_whose_body_arrives_during_the_shutdown_is_audited() {
+    use tokio::io::AsyncWriteExt;
+
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            latency: Latency::Fixed { ms: 300.0 },
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let sidecar = Sidecar::start_with(
+        router(&sim, Some(&audit)).await,
+        None,
+        "127.0.0.1:0".parse().unwrap(),
+        SidecarOptions::default(),
+    )
+    .await
+    .unwrap();
+    let addr = sidecar.addr();
+    let body = r#"{"route":"summarize","prompt":"late body"}"#;
+    let (first, rest) = body.split_at(10);
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/route HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
+         content-length: {}\r\n\r\n{first}",
+        body.len()
+    );
+    stream.write_all(head.as_bytes()).await.unwrap();
+
+    // The shutdown starts; once the listener is closed, no call was running.
+    let _ = sidecar.shutdown_trigger().send(true);
+    while tokio::net::TcpStream::connect(addr).await.is_ok() {
+        tokio::task::yield_now().await;
+    }
+    stream.write_all(rest.as_bytes()).await.unwrap();
+    while sim.counters().prompts_in_flight < 1 {
+        tokio::task::yield_now().await;
+    }
+    drop(stream);
+
+    sidecar.wait().await.unwrap();
+    let report = gateway_audit::read_jsonl(&audit).unwrap();
+    assert_eq!(report.entries.len(), 1, "the call is audited");
+    assert_eq!(report.entries[0].outcome, Outcome::Success);
+}
+
 #[tokio::test]
 async fn metrics_listen_serves_metrics_on_its_own_address_with_the_same_timeouts() {
     // Regression: `[metrics] listen` was accepted by check-config and ignored by serve.

@@ -8,13 +8,14 @@
 //! | `GET /readyz` | 200 when a token can be had and the configured models are known, else 503 |
 //! | `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/models` | the OpenAI-compatible door (`sidecar/openai/`) |
 //!
-//! Shutdown takes at most `drain + ANSWER_GRACE + FLUSH_BOUND`: stop accepting and let
+//! Shutdown takes at most `drain + 2 × ANSWER_GRACE + FLUSH_BOUND`: stop accepting and let
 //! calls in flight finish for up to the drain timeout (or until
 //! [`Sidecar::hurry_trigger`] ends the drain early); then cancel what is left (each
 //! such call is audited as `cancelled` with the reason and, where its connection is
 //! still open, answered 503 with `Retry-After`) and give those answers up to
-//! [`ANSWER_GRACE`]; then close every connection and flush the audit trail for up to
-//! [`FLUSH_BOUND`].
+//! [`ANSWER_GRACE`]; then close every connection, give the cancelled calls up to
+//! [`ANSWER_GRACE`] again to write their audit entries, and flush the audit trail for up
+//! to [`FLUSH_BOUND`].
 
 mod context;
 mod house_rules;
@@ -451,11 +452,14 @@ async fn run(
     }
     app.calls.close();
     let drain = app.options.drain;
+    // Connections first: a request whose body is still arriving starts its call only
+    // then, and that call must be waited for too. Once every connection has ended, no
+    // call can start.
     let finished = async {
-        app.calls.wait().await;
         for server in &servers {
             server.drained().await;
         }
+        app.calls.wait().await;
     };
     let cut = tokio::select! {
         () = finished => false,
@@ -478,15 +482,18 @@ async fn run(
         }
         app.stop.cancel();
         let answered = async {
-            app.calls.wait().await;
             for server in &servers {
                 server.drained().await;
             }
+            app.calls.wait().await;
         };
         if tokio::time::timeout(ANSWER_GRACE, answered).await.is_err() {
             for server in &servers {
                 server.close_all();
             }
+            // Cancelled, the calls left end at once; each writes its audit entry before
+            // the trail is closed.
+            let _ = tokio::time::timeout(ANSWER_GRACE, app.calls.wait()).await;
         }
     }
     let deadline = gateway_transport::clock::from_now(FLUSH_BOUND);
