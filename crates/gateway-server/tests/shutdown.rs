@@ -115,7 +115,7 @@ async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503
 /// is audited before the trail is closed.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_whose_body_arrives_during_the_shutdown_is_audited() {
-    use tokio::io::AsyncWriteExt;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
     let sim = Sim::builder()
         .behaviour(Behaviour {
@@ -137,21 +137,24 @@ async fn a_call_whose_body_arrives_during_the_shutdown_is_audited() {
     .unwrap();
     let addr = sidecar.addr();
     let body = r#"{"route":"summarize","prompt":"late body"}"#;
-    let (first, rest) = body.split_at(10);
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
     let head = format!(
         "POST /v1/route HTTP/1.1\r\nhost: {addr}\r\ncontent-type: application/json\r\n\
-         content-length: {}\r\n\r\n{first}",
+         expect: 100-continue\r\ncontent-length: {}\r\n\r\n",
         body.len()
     );
     stream.write_all(head.as_bytes()).await.unwrap();
+    // `100 Continue` comes when the handler asks for the body: the request is in flight.
+    let mut interim = [0u8; 25];
+    stream.read_exact(&mut interim).await.unwrap();
+    assert!(interim.starts_with(b"HTTP/1.1 100 Continue\r\n\r\n"));
 
     // The shutdown starts; once the listener is closed, no call was running.
     let _ = sidecar.shutdown_trigger().send(true);
     while tokio::net::TcpStream::connect(addr).await.is_ok() {
         tokio::task::yield_now().await;
     }
-    stream.write_all(rest.as_bytes()).await.unwrap();
+    stream.write_all(body.as_bytes()).await.unwrap();
     while sim.counters().prompts_in_flight < 1 {
         tokio::task::yield_now().await;
     }
