@@ -16,7 +16,9 @@ pub(crate) struct ExclusiveUse {
 
 impl ExclusiveUse {
     /// Takes the lock file `lock` for `guarded` (the file or directory it stands for); a
-    /// file system that cannot lock is used without one, with a warning.
+    /// file system that cannot lock is used without one, with a warning. Locks exclude
+    /// only where the file system enforces them across its clients (a local disk does;
+    /// a network file system may not).
     pub(crate) fn claim(lock: PathBuf, guarded: &Path) -> Result<Self, AuditError> {
         let file = OpenOptions::new()
             .create(true)
@@ -30,11 +32,12 @@ impl ExclusiveUse {
                 path: guarded.to_owned(),
                 lock,
             }),
-            Err(TryLockError::Error(e)) if e.kind() == std::io::ErrorKind::Unsupported => {
-                tracing::warn!(path = %guarded.display(), "this file system cannot lock files: nothing stops a second process from writing the same audit trail");
+            // No lock to be had here (ENOSYS, ENOLCK without a lock daemon, EOPNOTSUPP on
+            // some FUSE mounts): the trail is kept as before, with a warning.
+            Err(TryLockError::Error(e)) => {
+                tracing::warn!(path = %guarded.display(), error = %e, "this file system cannot lock files: nothing stops a second process from writing the same audit trail");
                 Ok(Self { _lock: None })
             }
-            Err(TryLockError::Error(e)) => Err(AuditError::io("lock", &lock, e)),
         }
     }
 }

@@ -9,8 +9,9 @@
 //!   then it reads Redis again and, if Redis lost the token (a restart), shares its copy
 //!   again instead of logging in, so replicas that start later find that token too.
 //!   Once the token reaches its fetcher's refresh point, the first replica to read it
-//!   renews it in the background while every call goes on with it, so a rollover makes no
-//!   call wait for a login (a failed renewal is tried again by the fleet every 10 s).
+//!   renews it in the background while every call goes on with it, so under traffic a
+//!   rollover makes no call wait for a login (a failed renewal is tried again by the
+//!   fleet every 10 s; a fleet idle through the refresh margin logs in on its next call).
 //!   Whoever can read the keys can use the token: protect them with Redis ACLs and TLS
 //!   (`rediss://`).
 //! - **One rate budget** ([`Fleet::rate_budget`]): `[limits] requests_per_minute` as one

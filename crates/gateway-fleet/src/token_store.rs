@@ -4,7 +4,7 @@
 //! Beside the token, a second key says how long it stays fresh: the fetching source's
 //! refresh point (`TokenSource::refresh_in`). Once that key is gone, the first replica to
 //! read the token starts a renewal in the background under the fetch lock; calls keep the
-//! still-valid token meanwhile, so a rollover makes no call wait for a login.
+//! still-valid token meanwhile, so under traffic a rollover makes no call wait for a login.
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -43,11 +43,22 @@ end
 return {redis.call('GET', KEYS[1]), redis.call('PTTL', KEYS[1]), redis.call('PTTL', KEYS[2])}
 ";
 
-/// Shares the token `ARGV[1]` for `ARGV[2]` ms, fresh for `ARGV[3]` ms, in one step.
+/// Shares the token `ARGV[1]` for `ARGV[2]` ms, fresh for `ARGV[3]` ms, in one step, if
+/// the fetch lock `KEYS[3]` is still `ARGV[4]`'s (a holder whose lease lapsed mid-login
+/// writes nothing over the next holder's token).
 const SHARE: &str = r"
+if redis.pcall('GET', KEYS[3]) ~= ARGV[4] then return 0 end
 redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
 redis.call('SET', KEYS[2], '1', 'PX', ARGV[3])
-return 0
+return 1
+";
+
+/// Marks the shared token fresh for `ARGV[1]` ms, if the fetch lock `KEYS[2]` is still
+/// `ARGV[2]`'s.
+const KEEP_FRESH: &str = r"
+if redis.pcall('GET', KEYS[2]) ~= ARGV[2] then return 0 end
+redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+return 1
 ";
 
 /// What stops the shared path: Redis (use the local token) or the login itself.
@@ -84,6 +95,11 @@ struct TokenLock {
 }
 
 impl TokenLock {
+    /// What the lock key holds while this lock has it.
+    fn owner(&self) -> &str {
+        self.owner.as_deref().unwrap_or_default()
+    }
+
     /// Releases the lock if this replica still holds it.
     async fn release(mut self) {
         if let Some(owner) = self.owner.take() {
@@ -131,6 +147,7 @@ pub(crate) struct TokenStore {
     take: Script,
     compare_and_delete: Script,
     share: Script,
+    keep_fresh: Script,
 }
 
 impl TokenStore {
@@ -144,6 +161,7 @@ impl TokenStore {
             take: Script::new(TAKE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
             share: Script::new(SHARE),
+            keep_fresh: Script::new(KEEP_FRESH),
         }
     }
 
@@ -161,7 +179,7 @@ impl TokenStore {
                 return Ok(stored);
             }
             if let Some(held) = self.lock().await? {
-                let fetched = self.fetch_and_share(mine).await;
+                let fetched = self.fetch_and_share(mine, &held).await;
                 held.release().await;
                 return fetched;
             }
@@ -214,11 +232,16 @@ impl TokenStore {
     /// Under the lock, unless Redis holds a usable token: shares `mine` (this replica's
     /// copy) for its time left, or else a token fetched through the local source for as
     /// long as it stays usable, over whatever unusable value the key holds.
-    async fn fetch_and_share(&self, mine: Option<&Stored>) -> Result<Stored, Stop> {
+    async fn fetch_and_share(
+        &self,
+        mine: Option<&Stored>,
+        held: &TokenLock,
+    ) -> Result<Stored, Stop> {
         if let Some(stored) = self.cached().await? {
             return Ok(stored);
         }
-        let stored = if let Some(copy) = mine {
+        // A 401 may have come for `mine` while this call waited for the lock.
+        let stored = if let Some(copy) = mine.filter(|c| !self.is_refused(&c.token)) {
             copy.clone()
         } else {
             let token = self.local.token().await.map_err(Stop::Failed)?;
@@ -229,7 +252,12 @@ impl TokenStore {
             }
             self.as_stored(token)
         };
-        self.store(&stored).await;
+        self.store(&stored, held).await;
+        // Refused while it was being shared: taken back at once.
+        if self.is_refused(&stored.token) {
+            self.refuse(&stored.token);
+            return Err(Stop::Local);
+        }
         Ok(stored)
     }
 
@@ -240,8 +268,9 @@ impl TokenStore {
         Stored { token, left, fresh }
     }
 
-    /// Writes `stored` to Redis, unless it is about to expire.
-    async fn store(&self, stored: &Stored) {
+    /// Writes `stored` to Redis while `held` is still the fetch lock, unless it is about
+    /// to expire.
+    async fn store(&self, stored: &Stored, held: &TokenLock) {
         if stored.left < MIN_SHARE {
             return;
         }
@@ -250,10 +279,11 @@ impl TokenStore {
             stored.token.expose().to_owned(),
             millis(stored.left).to_string(),
             millis(stored.fresh).to_string(),
+            held.owner().to_owned(),
         ];
         let written: Result<i64, _> = self
             .link
-            .eval(&self.share, &[&keys[0], &keys[1]], &args)
+            .eval(&self.share, &[&keys[0], &keys[1], &held.key], &args)
             .await;
         if written.is_err() {
             tracing::debug!("the fleet token could not be shared; it is used locally");
@@ -290,34 +320,30 @@ impl TokenStore {
         if still_due {
             match self.local.renew(due).await {
                 Ok(token) if !token.same_as(due) && !self.is_refused(&token) => {
-                    self.store(&self.as_stored(token)).await;
+                    self.store(&self.as_stored(token), &held).await;
                 }
-                Ok(_) => self.keep_fresh(RENEW_RETRY).await,
+                Ok(_) => self.keep_fresh(RENEW_RETRY, &held).await,
                 Err(e) => {
                     tracing::warn!(
                         error = %e,
                         retry_in_s = RENEW_RETRY.as_secs(),
                         "the fleet token could not be renewed; it stays in use while valid"
                     );
-                    self.keep_fresh(RENEW_RETRY).await;
+                    self.keep_fresh(RENEW_RETRY, &held).await;
                 }
             }
         }
         held.release().await;
     }
 
-    /// Marks the shared token fresh for `fresh`: no replica renews it meanwhile.
-    async fn keep_fresh(&self, fresh: Duration) {
+    /// Marks the shared token fresh for `fresh` while `held` is still the fetch lock: no
+    /// replica renews it meanwhile.
+    async fn keep_fresh(&self, fresh: Duration, held: &TokenLock) {
         let key = self.link.key("token:fresh");
-        let _: Result<Option<String>, _> = self
+        let args = [millis(fresh).to_string(), held.owner().to_owned()];
+        let _: Result<i64, _> = self
             .link
-            .query(
-                redis::cmd("SET")
-                    .arg(key)
-                    .arg("1")
-                    .arg("PX")
-                    .arg(millis(fresh)),
-            )
+            .eval(&self.keep_fresh, &[&key, &held.key], &args)
             .await;
     }
 

@@ -39,11 +39,17 @@ impl Held {
     /// A copy of `stored`, as Redis holds it from now.
     fn new(stored: Stored, recheck: Duration) -> Self {
         let until = gateway_transport::clock::from_now(stored.left);
+        let fresh_until = gateway_transport::clock::from_now(stored.fresh).min(until);
+        let mut trusted_until = gateway_transport::clock::from_now(recheck).min(until);
+        // Read again when it falls due, so the renewal starts then, not a recheck later.
+        if fresh_until > Instant::now() {
+            trusted_until = trusted_until.min(fresh_until);
+        }
         Self {
             token: stored.token,
             until,
-            fresh_until: gateway_transport::clock::from_now(stored.fresh).min(until),
-            trusted_until: gateway_transport::clock::from_now(recheck).min(until),
+            fresh_until,
+            trusted_until,
         }
     }
 

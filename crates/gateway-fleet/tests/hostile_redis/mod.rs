@@ -204,9 +204,10 @@ async fn a_token_lock_without_an_expiry_lapses_within_token_lock_ms() {
     let mut connection = redis.connection().await;
     for (prefix, hash) in [("lock-string", false), ("lock-hash", true)] {
         let mut config = router_config(&sim);
-        config.limits.login_timeout_ms = 300;
+        config.limits.login_timeout_ms = 100;
         config.fleet = Some(gateway_model::FleetConfig {
             token_lock_ms: 300,
+            command_timeout_ms: 100,
             ..fleet_config(prefix, 2)
         });
         let lock = format!("{prefix}:token:lock");

@@ -43,7 +43,8 @@ pub struct FleetConfig {
     #[serde(deserialize_with = "crate::whole::deserialize")]
     pub replicas: u32,
     /// Longest a replica holds the token-fetch lock (a crashed fetcher blocks no longer);
-    /// at least `[limits] login_timeout_ms`, so one login fits in it.
+    /// at least `[limits] login_timeout_ms` plus two `command_timeout_ms`, so one login
+    /// and the Redis commands around it fit in it.
     #[serde(deserialize_with = "crate::whole::deserialize")]
     pub token_lock_ms: u64,
 }
@@ -55,7 +56,7 @@ impl Default for FleetConfig {
             key_prefix: "genesys-router".to_owned(),
             command_timeout_ms: 250,
             replicas: 1,
-            token_lock_ms: 10_000,
+            token_lock_ms: 15_000,
         }
     }
 }

@@ -148,13 +148,17 @@ impl Validate for RouterConfig {
         if let Some(fleet) = &self.fleet {
             let here = at.key("fleet");
             fleet.collect_violations(&here, out);
-            // A lease shorter than a login lets a second replica take the lock and log in
-            // while the first still waits for its token.
-            if fleet.token_lock_ms < self.limits.login_timeout_ms {
+            // A lease shorter than a login (with the Redis commands around it) lets a
+            // second replica take the lock and log in while the first still waits.
+            let needed = self
+                .limits
+                .login_timeout_ms
+                .saturating_add(fleet.command_timeout_ms.saturating_mul(2));
+            if fleet.token_lock_ms < needed {
                 out.push(
                     &here.key("token_lock_ms"),
                     Rule::Order {
-                        expected: "limits.login_timeout_ms <= token_lock_ms",
+                        expected: "limits.login_timeout_ms + 2 * command_timeout_ms <= token_lock_ms",
                     },
                 );
             }
@@ -565,7 +569,9 @@ mod tests {
         let mut c = minimal();
         c.fleet = Some(FleetConfig::default());
         c.validate().unwrap();
-        c.limits.login_timeout_ms = 20_000;
+        c.limits.login_timeout_ms = 14_500;
+        c.validate().unwrap();
+        c.limits.login_timeout_ms = 14_501;
         let err = c.validate().unwrap_err();
         assert!(err.has_path("/fleet/token_lock_ms"), "{err}");
         assert!(err.to_string().contains("login_timeout_ms"), "{err}");
