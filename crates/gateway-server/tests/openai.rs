@@ -853,6 +853,41 @@ async fn a_route_whose_every_model_is_unavailable_passes_the_gateways_retry_afte
     door.shutdown().await;
 }
 
+/// OpenAI's SDKs retry any 5xx twice unless the answer says `x-should-retry: false`. A
+/// failure the router knows will not pass by trying again (the gateway refusing its
+/// credentials after a refresh) says so; one that may pass says `true`.
+#[tokio::test]
+async fn each_failure_tells_the_sdks_whether_to_retry() {
+    let door = Door::start().await;
+    let refused = Scripted::Status {
+        status: 401,
+        code: None,
+    };
+    door.sim
+        .script(Target::model("model-gen-4"), [refused.clone(), refused]);
+    let auth = format!("Bearer {KEY}");
+    let (status, headers, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert_eq!(headers["x-should-retry"], "false", "{body}");
+
+    let (status, headers, body) = door
+        .chat_after(Scripted::Status {
+            status: 503,
+            code: None,
+        })
+        .await;
+    assert!(status.is_server_error(), "{status} {body}");
+    assert_eq!(headers["x-should-retry"], "true", "{body}");
+    door.shutdown().await;
+}
+
 /// A route whose every model is restricted ends in an error OpenAI's SDKs do not retry,
 /// and no Retry-After invites a retry either.
 #[tokio::test]

@@ -3,7 +3,10 @@
 use std::time::Duration;
 
 use http::StatusCode;
-use http::header::{HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+use http::header::{HeaderName, HeaderValue, RETRY_AFTER, WWW_AUTHENTICATE};
+
+/// The header OpenAI's SDKs read to decide whether to retry a failed request.
+const SHOULD_RETRY: HeaderName = HeaderName::from_static("x-should-retry");
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -46,6 +49,9 @@ pub(crate) struct OpenAiError {
     param: Option<String>,
     code: Option<&'static str>,
     pub(super) retry_after: Option<Duration>,
+    /// `x-should-retry`: whether OpenAI's SDKs should try again (they retry 408, 409,
+    /// 429 and 5xx twice by default unless told).
+    pub(super) should_retry: Option<bool>,
     challenge: Option<&'static str>,
 }
 
@@ -69,6 +75,7 @@ impl OpenAiError {
             param,
             code: Some(code),
             retry_after: None,
+            should_retry: None,
             challenge: None,
         }
     }
@@ -192,6 +199,10 @@ impl OpenAiError {
         }
         if let Some(challenge) = self.challenge {
             headers.insert(WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        if let Some(retry) = self.should_retry {
+            let value = HeaderValue::from_static(if retry { "true" } else { "false" });
+            headers.insert(SHOULD_RETRY, value);
         }
         with_retry_after(reply)
     }

@@ -76,6 +76,10 @@ impl OpenAiError {
         if err.is_retryable() {
             error.retry_after = Some(err.retry_after().unwrap_or(Duration::from_secs(1)));
         }
+        // The router has already retried and fallen back: an SDK's own retries of a
+        // failure that will not pass (the gateway refusing the router's credentials)
+        // would only make more routed, audited calls.
+        error.should_retry = Some(err.is_retryable());
         error
     }
 }
