@@ -253,11 +253,13 @@ async fn connection<S, B>(
             () = tokio::time::sleep(GOAWAY_GRACE) => {}
         }
         // A request that raced the GOAWAY was taken, and the GOAWAY told its client so:
-        // it is answered (within its own deadlines) unless the server closes everything.
+        // it is answered (within its own deadlines) unless the server closes everything,
+        // or the connection then sits idle again (a client that takes no more bytes).
         if activity.has_requests_in_flight() {
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = signals.close.wait_for(|c| *c) => {}
+                () = activity.expired(&limits) => {}
             }
         }
     }

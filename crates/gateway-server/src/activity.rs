@@ -32,7 +32,7 @@ const HTTP2_PREFACE: &[u8; 24] = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
 #[derive(Debug)]
 pub(crate) struct Activity {
     accepted: Instant,
-    /// The last time bytes arrived or a request ended.
+    /// The last time bytes arrived, bytes of an answer left (HTTP/1.1), or a request ended.
     last_ms: AtomicU64,
     /// When the first byte of a request arrived whose headers are not complete yet.
     partial_since_ms: AtomicU64,
@@ -100,6 +100,17 @@ impl Activity {
                 self.changed.notify_one();
             }
         }
+    }
+
+    /// Bytes of an answer left: over HTTP/1.1 a slow reader still taking them is not
+    /// idle, so an answer is not cut short while it is being read. (Over HTTP/2 the
+    /// server's writes include PING and SETTINGS acknowledgements, which a client could
+    /// provoke to hold a connection: only finished requests count there.)
+    fn bytes_sent(&self) {
+        if self.is_multiplexed() {
+            return;
+        }
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
     }
 
     fn request_started(&self) {
@@ -213,7 +224,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write(cx, buf)
+        let polled = Pin::new(&mut self.inner).poll_write(cx, buf);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.bytes_sent();
+        }
+        polled
     }
 
     fn poll_write_vectored(
@@ -221,7 +236,11 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for WatchedIo<T> {
         cx: &mut Context<'_>,
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
-        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.bytes_sent();
+        }
+        polled
     }
 
     fn is_write_vectored(&self) -> bool {

@@ -331,3 +331,41 @@ async fn an_idle_http2_connection_is_told_with_a_goaway_and_pings_do_not_shorten
         started.elapsed()
     );
 }
+
+/// An answer read slowly is not cut short by the idle timeout: over HTTP/1.1 each write
+/// the reader takes counts as activity. On tokio's paused clock: the reader waits a sixth
+/// of the idle timeout between reads, through dozens of idle timeouts in all. (Both
+/// socket buffers are small, so the server writes as the reader reads; a large send
+/// buffer hides a slow reader's progress from the server, and such a reader must take
+/// a buffer's worth within the idle timeout, 60 s by default.)
+#[tokio::test(start_paused = true)]
+async fn an_answer_read_slowly_is_not_cut_short_by_the_idle_timeout() {
+    const SIZE: usize = 4 << 20;
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_send_buffer_size(16 * 1024).unwrap();
+    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+    let listener = socket.listen(16).unwrap();
+    let big = hyper::service::service_fn(|_: Request<Incoming>| async {
+        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; SIZE]))))
+    });
+    let server = Server::serve(listener, limits(16), big).unwrap();
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(16 * 1024).unwrap();
+    let mut stream = socket.connect(server.local_addr()).await.unwrap();
+    stream.write_all(GET).await.unwrap();
+
+    let started = tokio::time::Instant::now();
+    let mut got = 0;
+    let mut buf = vec![0u8; 64 * 1024];
+    while got < SIZE {
+        let n = stream.read(&mut buf).await.unwrap();
+        assert!(
+            n > 0,
+            "cut short after {got} bytes, {:?} in",
+            started.elapsed()
+        );
+        got += n;
+        tokio::time::sleep(IDLE / 6).await;
+    }
+    assert!(started.elapsed() > IDLE * 4, "{:?}", started.elapsed());
+}
