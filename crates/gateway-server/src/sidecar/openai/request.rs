@@ -57,6 +57,14 @@ pub(crate) struct ChatCompletionRequest {
     /// The caller's end-user id: the sticky key, unless an `X-Sticky-Key` header is given.
     #[serde(default)]
     user: Option<String>,
+    /// The sticky key when neither the header nor `user` is given (OpenAI's newer name
+    /// for an end-user id).
+    #[serde(default)]
+    safety_identifier: Option<String>,
+    /// The sticky key when none of the above is given (OpenAI routes calls with the same
+    /// key alike too).
+    #[serde(default)]
+    prompt_cache_key: Option<String>,
     /// Labels added to the gateway payload's metadata and the audit entry.
     #[serde(default)]
     metadata: Option<Metadata>,
@@ -74,6 +82,11 @@ pub(crate) struct StreamOptions {
     /// Send a last chunk with the token usage.
     #[serde(default)]
     include_usage: Option<bool>,
+    /// Pad stream chunks against length side channels: accepted and ignored (the whole
+    /// answer comes in one content chunk).
+    #[serde(default)]
+    #[expect(dead_code, reason = "accepted for OpenAI's clients; nothing needs padding")]
+    include_obfuscation: Option<bool>,
 }
 
 /// One message of the conversation.
@@ -276,7 +289,12 @@ impl ChatCompletionRequest {
         request.top_p = self.top_p;
         request.max_tokens = max_tokens;
         request.metadata = self.metadata.unwrap_or_default();
-        let (sticky_key, sticky_key_param) = sticky_key(headers, [("user", self.user)])?;
+        let sticky = [
+            ("user", self.user),
+            ("safety_identifier", self.safety_identifier),
+            ("prompt_cache_key", self.prompt_cache_key),
+        ];
+        let (sticky_key, sticky_key_param) = sticky_key(headers, sticky)?;
         request.sticky_key = sticky_key;
         let include_usage = self
             .stream_options
@@ -574,7 +592,8 @@ mod tests {
         let (request, call) = call(
             r#"{"model":"r","messages":[{"role":"user","content":"x"}],"n":1,"logprobs":false,
                 "presence_penalty":0,"frequency_penalty":0.0,"seed":null,"temperature":null,
-                "stream":true,"stream_options":{"include_usage":true},"user":"conv-9",
+                "stream":true,"stream_options":{"include_usage":true,"include_obfuscation":false},
+                "user":"conv-9","safety_identifier":"s","prompt_cache_key":"p",
                 "tools":[],"tool_choice":"none","parallel_tool_calls":true,"functions":[],
                 "function_call":"auto","response_format":{"type":"text"},"stop":[],
                 "service_tier":"auto","modalities":["text"],"logit_bias":{},"store":false,
