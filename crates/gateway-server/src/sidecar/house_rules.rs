@@ -73,6 +73,9 @@ fn drop_unusable_request_id<B>(mut request: Request<B>) -> Request<B> {
     request
 }
 
+/// The most characters of a request's path the access log keeps.
+const MAX_LOGGED_PATH_CHARS: usize = 256;
+
 /// Puts [`HouseRules`] around a service.
 #[derive(Clone)]
 struct HouseRulesLayer {
@@ -120,7 +123,10 @@ where
             .then(|| {
                 // Copied, not cloned: a header value shares the connection's read buffer.
                 let id = header_str(request.headers().get(&X_REQUEST_ID)).to_owned();
-                (request.method().clone(), path.to_owned(), id)
+                // A path is as long as hyper lets a request line be: logged, it is cut.
+                let mut path = path.to_owned();
+                gateway_model::cut_to(&mut path, MAX_LOGGED_PATH_CHARS);
+                (request.method().clone(), path, id)
             });
         Answer {
             // Without a usable `Host` the paths never see the request: it is refused.

@@ -18,7 +18,7 @@ pub const MIN_API_KEY_CHARS: usize = 16;
 
 /// The API keys callers may present as `Authorization: Bearer <key>`. Redacted in `Debug`.
 #[derive(Clone, Default)]
-pub struct ApiKeys(Arc<Vec<Vec<u8>>>);
+pub struct ApiKeys(Arc<Vec<[u8; 32]>>);
 
 impl fmt::Debug for ApiKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -35,13 +35,15 @@ impl ApiKeys {
     /// assert!(!format!("{keys:?}").contains("k-one"));
     /// ```
     pub fn parse(list: &str) -> Self {
-        let keys = list
-            .split([',', '\n'])
-            .map(str::trim)
-            .filter(|k| !k.is_empty())
-            .map(|k| k.as_bytes().to_vec())
-            .collect();
-        Self(Arc::new(keys))
+        Self::of(&split(list))
+    }
+
+    /// The keys, each kept as its SHA-256 digest: a presented key is compared digest to
+    /// digest, in constant time, so the time taken tells neither a key nor its length.
+    fn of(keys: &[&str]) -> Self {
+        Self(Arc::new(
+            keys.iter().map(|k| digest(k.as_bytes())).collect(),
+        ))
     }
 
     /// Keys from the env var `name`, as [`ApiKeys::parse_strict`] reads them; an unset
@@ -65,12 +67,12 @@ impl ApiKeys {
     /// assert!(!err.contains("secret"));
     /// ```
     pub fn parse_strict(list: &str) -> Result<Self, String> {
-        let keys = Self::parse(list);
+        let keys = split(list);
         if keys.is_empty() {
             return Err("holds no key".to_owned());
         }
         let count = keys.len();
-        for (place, key) in (1..).zip(keys.0.iter()) {
+        for (place, key) in (1..).zip(keys.iter().map(|k| k.as_bytes())) {
             if !key.iter().all(u8::is_ascii_graphic) {
                 return Err(format!(
                     "holds a key (key {place} of {count}) with a space, a control character \
@@ -86,7 +88,7 @@ impl ApiKeys {
                 ));
             }
         }
-        Ok(keys)
+        Ok(Self::of(&keys))
     }
 
     /// How many keys there are.
@@ -101,12 +103,27 @@ impl ApiKeys {
 
     /// Whether `presented` is one of the keys, compared in constant time per key.
     fn admits(&self, presented: &[u8]) -> bool {
+        let presented = digest(presented);
         let mut found = subtle::Choice::from(0);
         for key in self.0.iter() {
-            found |= key.as_slice().ct_eq(presented);
+            found |= key.ct_eq(&presented);
         }
         found.into()
     }
+}
+
+/// The keys of a comma- or newline-separated list, trimmed, empty ones left out.
+fn split(list: &str) -> Vec<&str> {
+    list.split([',', '\n'])
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .collect()
+}
+
+/// SHA-256 of `key`.
+fn digest(key: &[u8]) -> [u8; 32] {
+    use sha2::Digest;
+    sha2::Sha256::digest(key).into()
 }
 
 /// Why a caller was not let in: a sentence and the `WWW-Authenticate` challenge.

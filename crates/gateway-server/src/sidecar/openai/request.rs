@@ -85,7 +85,10 @@ pub(crate) struct StreamOptions {
     /// Pad stream chunks against length side channels: accepted and ignored (the whole
     /// answer comes in one content chunk).
     #[serde(default)]
-    #[expect(dead_code, reason = "accepted for OpenAI's clients; nothing needs padding")]
+    #[expect(
+        dead_code,
+        reason = "accepted for OpenAI's clients; nothing needs padding"
+    )]
     include_obfuscation: Option<bool>,
 }
 
