@@ -11,6 +11,15 @@ use gateway_model::{EnvironmentConfig, GatewayPayload, RouterConfig};
 use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, Scripted, Sim, SimHandle, Target};
 use gateway_transport::{Call, ErrorKind, RetryPolicy, TokenSource, Transport, TransportConfig};
 
+/// A simulator granting tokens that live `secs` seconds.
+async fn with_token_life(secs: u64) -> SimHandle {
+    Sim::builder()
+        .token_lifetime(Duration::from_secs(secs))
+        .start()
+        .await
+        .unwrap()
+}
+
 fn provider(sim: &SimHandle) -> ClientCredentials {
     ClientCredentials::builder(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
         .login_base(sim.base_url())
@@ -64,11 +73,7 @@ async fn a_thousand_cold_callers_cause_one_token_request() {
 
 #[tokio::test(start_paused = true)]
 async fn a_short_lived_token_is_refreshed_before_it_expires() {
-    let sim = Sim::builder()
-        .token_lifetime(Duration::from_secs(30))
-        .start()
-        .await
-        .unwrap();
+    let sim = with_token_life(30).await;
     let tokens = provider(&sim);
     let t = transport(&sim, &tokens);
 
@@ -101,11 +106,7 @@ async fn a_short_lived_token_is_refreshed_before_it_expires() {
 /// replaced.
 #[tokio::test(start_paused = true)]
 async fn a_due_token_is_renewed_once_and_refresh_in_says_when_it_falls_due() {
-    let sim = Sim::builder()
-        .token_lifetime(Duration::from_secs(30))
-        .start()
-        .await
-        .unwrap();
+    let sim = with_token_life(30).await;
     let tokens = provider(&sim);
     let first = tokens.token().await.unwrap();
     // Half of a 30 s life is its refresh margin: due 15 s after it was granted.
@@ -195,11 +196,7 @@ async fn every_call_getting_a_401_does_not_hammer_the_token_endpoint() {
 
 #[tokio::test(start_paused = true)]
 async fn a_failing_token_endpoint_during_a_background_refresh_does_not_fail_calls() {
-    let sim = Sim::builder()
-        .token_lifetime(Duration::from_secs(120))
-        .start()
-        .await
-        .unwrap();
+    let sim = with_token_life(120).await;
     let refreshes = Arc::new((AtomicU32::new(0), AtomicU32::new(0)));
     let counts = Arc::clone(&refreshes);
     let tokens =
@@ -255,11 +252,7 @@ async fn a_failing_token_endpoint_during_a_background_refresh_does_not_fail_call
 /// it once waited only 100 ms, so every caller asked the login host ten times a second.
 #[tokio::test(start_paused = true)]
 async fn a_failed_login_after_the_token_expired_backs_off_on_the_schedule() {
-    let sim = Sim::builder()
-        .token_lifetime(Duration::from_secs(120))
-        .start()
-        .await
-        .unwrap();
+    let sim = with_token_life(120).await;
     let tokens = provider(&sim);
     tokens.prefetch().await.unwrap();
     sim.script(
@@ -289,11 +282,7 @@ async fn a_failed_login_after_the_token_expired_backs_off_on_the_schedule() {
 /// sends the next caller straight back to the login host.
 #[tokio::test(start_paused = true)]
 async fn a_token_expired_on_arrival_is_a_bad_answer() {
-    let sim = Sim::builder()
-        .token_lifetime(Duration::from_secs(1))
-        .start()
-        .await
-        .unwrap();
+    let sim = with_token_life(1).await;
     let tokens = provider(&sim);
     sim.script(Target::Token, [Scripted::Delay { ms: 2_000 }]);
     let err = tokens.current_token().await.unwrap_err();

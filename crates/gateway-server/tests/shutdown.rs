@@ -24,18 +24,23 @@ async fn router(sim: &SimHandle, audit: Option<&std::path::Path>) -> Router {
     support::router(config).await
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503() {
-    // Regression: with a 1 s drain and a 3 s upstream, every call in flight was lost:
-    // no answer and no audit entry.
-    let sim = Sim::builder()
+/// A simulator whose every answer takes `ms` milliseconds.
+async fn answering_in(ms: u32) -> SimHandle {
+    Sim::builder()
         .behaviour(Behaviour {
-            latency: Latency::Fixed { ms: 3_000.0 },
+            latency: Latency::Fixed { ms: f64::from(ms) },
             ..Behaviour::default()
         })
         .start()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503() {
+    // Regression: with a 1 s drain and a 3 s upstream, every call in flight was lost:
+    // no answer and no audit entry.
+    let sim = answering_in(3_000).await;
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let drain = Duration::from_millis(300);
@@ -117,14 +122,7 @@ async fn calls_left_at_the_drain_deadline_are_cancelled_audited_and_answered_503
 async fn a_call_whose_body_arrives_during_the_shutdown_is_audited() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-    let sim = Sim::builder()
-        .behaviour(Behaviour {
-            latency: Latency::Fixed { ms: 300.0 },
-            ..Behaviour::default()
-        })
-        .start()
-        .await
-        .unwrap();
+    let sim = answering_in(300).await;
     let dir = tempfile::tempdir().unwrap();
     let audit = dir.path().join("audit.jsonl");
     let sidecar = Sidecar::start_with(
