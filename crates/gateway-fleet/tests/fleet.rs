@@ -652,11 +652,9 @@ async fn a_failed_renewal_is_tried_again_by_the_fleet_once_per_interval() {
     assert_eq!(shared, first, "the due token stays shared");
 }
 
-/// A Redis that accepts connections and never answers holds no call past its deadline,
-/// even when each command may wait longer than the whole call (on tokio's paused clock:
-/// the test waits for nothing real).
-#[tokio::test(start_paused = true)]
-async fn a_redis_that_never_answers_holds_no_call_past_its_deadline() {
+/// A Redis on loopback that accepts connections and never answers; its URL, and the task
+/// holding its connections.
+async fn silent_redis() -> (String, tokio::task::JoinHandle<()>) {
     let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("redis://{}/", silent.local_addr().unwrap());
     let holder = tokio::spawn(async move {
@@ -665,8 +663,12 @@ async fn a_redis_that_never_answers_holds_no_call_past_its_deadline() {
             held.push(stream);
         }
     });
-    let sim = Sim::builder().start().await.unwrap();
-    let mut config = router_config(&sim);
+    (url, holder)
+}
+
+/// A config with a 1 s deadline in a fleet whose Redis commands may each take 10 s.
+fn with_slow_commands(sim: &SimHandle) -> gateway_model::RouterConfig {
+    let mut config = router_config(sim);
     config.limits.deadline_ms = 1_000;
     config.limits.attempt_timeout_ms = 1_000;
     config.fleet = Some(FleetConfig {
@@ -674,7 +676,17 @@ async fn a_redis_that_never_answers_holds_no_call_past_its_deadline() {
         token_lock_ms: 30_000,
         ..fleet_config("silent", 2)
     });
-    let (router, _fleet) = replica(&config, &url).await;
+    config
+}
+
+/// A Redis that accepts connections and never answers holds no call past its deadline,
+/// even when each command may wait longer than the whole call (on tokio's paused clock:
+/// the test waits for nothing real).
+#[tokio::test(start_paused = true)]
+async fn a_redis_that_never_answers_holds_no_call_past_its_deadline() {
+    let (url, holder) = silent_redis().await;
+    let sim = Sim::builder().start().await.unwrap();
+    let (router, _fleet) = replica(&with_slow_commands(&sim), &url).await;
     let started = tokio::time::Instant::now();
     let result = router
         .route(gateway_model::RouteRequest::new("reply", "a"))
@@ -682,6 +694,35 @@ async fn a_redis_that_never_answers_holds_no_call_past_its_deadline() {
     let took = started.elapsed();
     assert!(took <= Duration::from_millis(1_050), "took {took:?}");
     assert!(result.is_err(), "the deadline passed");
+    holder.abort();
+}
+
+/// The fleet's rate budget alone (no shared circuits or token): a reservation Redis never
+/// answers ends with the call's deadline, not the command's timeout.
+#[tokio::test(start_paused = true)]
+async fn a_rate_budget_that_never_answers_holds_no_call_past_its_deadline() {
+    let (url, holder) = silent_redis().await;
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = with_slow_commands(&sim);
+    config.limits.requests_per_minute = Some(600);
+    let fleet = support::fleet(&config, &url);
+    let router = gateway_router::Router::builder(config)
+        .credentials(gateway_auth::Credentials::new(
+            gateway_sim::DEFAULT_CLIENT_ID,
+            gateway_sim::DEFAULT_CLIENT_SECRET,
+        ))
+        .rate_budget(fleet.rate_budget().unwrap())
+        .build()
+        .await
+        .unwrap();
+    let started = tokio::time::Instant::now();
+    let result = router
+        .route(gateway_model::RouteRequest::new("reply", "a"))
+        .await;
+    let took = started.elapsed();
+    assert!(took <= Duration::from_millis(1_050), "took {took:?}");
+    assert!(result.is_err(), "the deadline passed");
+    assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
     holder.abort();
 }
 

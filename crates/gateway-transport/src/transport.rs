@@ -355,7 +355,9 @@ impl Transport {
     ) -> Result<Option<Sent>, ErrorKind> {
         let inner = &*self.inner;
         self.pace(deadline, stats).await?;
-        self.keep_rate(deadline, stats).await?;
+        if !self.keep_rate(deadline, stats).await? {
+            return Ok(None);
+        }
         // The token first, so no slot is held while waiting for it.
         let token = match &inner.tokens {
             Some(source) => {
@@ -469,21 +471,26 @@ impl Transport {
     }
 
     /// Waits for a slot of the rate budget, if one is set and the slot comes before the
-    /// deadline.
-    async fn keep_rate(&self, deadline: Instant, stats: &mut CallStats) -> Result<(), ErrorKind> {
+    /// deadline; `false` when the deadline passes first (a budget kept elsewhere, such as
+    /// Redis, may take a while to answer).
+    async fn keep_rate(&self, deadline: Instant, stats: &mut CallStats) -> Result<bool, ErrorKind> {
         let Some(rate) = &self.inner.rate else {
-            return Ok(());
+            return Ok(true);
         };
         let max_wait = deadline.saturating_duration_since(Instant::now());
-        match rate.reserve(max_wait).await {
-            Ok(wait) if wait.is_zero() => Ok(()),
+        let Ok(reserved) = tokio::time::timeout_at(deadline, rate.reserve(max_wait)).await else {
+            return Ok(false);
+        };
+        match reserved {
+            Ok(wait) if wait.is_zero() => Ok(true),
             Ok(wait) => {
-                // The budget promises no more than `max_wait`; one kept elsewhere (Redis)
-                // is held to it here too.
-                let wait = wait.min(max_wait);
-                stats.backoff += wait;
-                tokio::time::sleep(wait).await;
-                Ok(())
+                // The budget promises no more than `max_wait`; one kept elsewhere is held
+                // to the time left now.
+                let now = Instant::now();
+                let until = crate::clock::later(now, wait).min(deadline);
+                stats.backoff += until.saturating_duration_since(now);
+                tokio::time::sleep_until(until).await;
+                Ok(Instant::now() < deadline)
             }
             Err(wait) => Err(ErrorKind::Paced { wait }),
         }
