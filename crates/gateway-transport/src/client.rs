@@ -18,6 +18,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 use rustls_pki_types::CertificateDer;
 
+use crate::connect_timeout::ConnectTimeout;
 use crate::error::ErrorKind;
 use crate::lanes::Lanes;
 use crate::tcp::TcpConnector;
@@ -32,7 +33,7 @@ pub struct ClientOptions {
     pub extra_ca_pem: Option<Vec<u8>>,
     /// Allow plain `http://` to hosts that are not loopback.
     pub allow_insecure_http: bool,
-    /// TCP connect timeout.
+    /// Longest a new connection may take, TCP and TLS together.
     pub connect_timeout: Duration,
     /// Largest response body accepted.
     pub max_response_bytes: usize,
@@ -106,7 +107,7 @@ pub struct Exchange {
 }
 
 /// hyper-util's pooled client over our connector.
-type PooledClient = Client<HttpsConnector<TcpConnector>, Full<Bytes>>;
+type PooledClient = Client<ConnectTimeout<HttpsConnector<TcpConnector>>, Full<Bytes>>;
 
 /// The pooled HTTP client every call shares. Cheap to clone (one set of pools).
 #[derive(Clone)]
@@ -239,6 +240,17 @@ impl HttpClient {
     }
 }
 
+/// Idle time before the kernel probes a pooled connection, the time between probes, and
+/// how many go unanswered before it is closed: a dead peer is found within 40 s.
+const TCP_KEEPALIVE: Duration = Duration::from_secs(15);
+const TCP_KEEPALIVE_INTERVAL: Duration = Duration::from_secs(5);
+const TCP_KEEPALIVE_RETRIES: u32 = 5;
+
+/// How often an HTTP/2 connection is pinged, and how long its answer may take before the
+/// connection is closed.
+const HTTP2_PING_EVERY: Duration = Duration::from_secs(20);
+const HTTP2_PING_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The HTTP versions a pooled client offers by ALPN.
 #[derive(Clone, Copy, PartialEq, Eq)]
 enum Offer {
@@ -255,6 +267,11 @@ fn pooled_client(options: &ClientOptions, tls: rustls::ClientConfig, offer: Offe
     http.enforce_http(false);
     http.set_nodelay(true);
     http.set_connect_timeout(Some(options.connect_timeout));
+    // A pooled connection whose peer vanished (a NAT or load balancer that dropped it
+    // silently) is found out by the kernel's probes, not by a call's timeout.
+    http.set_keepalive(Some(TCP_KEEPALIVE));
+    http.set_keepalive_interval(Some(TCP_KEEPALIVE_INTERVAL));
+    http.set_keepalive_retries(Some(TCP_KEEPALIVE_RETRIES));
     let https = hyper_rustls::HttpsConnectorBuilder::new()
         .with_tls_config(tls)
         .https_or_http();
@@ -273,7 +290,12 @@ fn pooled_client(options: &ClientOptions, tls: rustls::ClientConfig, offer: Offe
         .pool_max_idle_per_host(options.pool_max_idle_per_host)
         // Known HTTP/2: one call opens the connection while the others wait for it.
         .http2_only(offer == Offer::Http2)
-        .build(https)
+        // One HTTP/2 connection carries every call: a dead one is closed by an
+        // unanswered PING, not left to fail each call at its timeout.
+        .http2_keep_alive_interval(HTTP2_PING_EVERY)
+        .http2_keep_alive_timeout(HTTP2_PING_TIMEOUT)
+        .http2_keep_alive_while_idle(true)
+        .build(ConnectTimeout::new(https, options.connect_timeout))
 }
 
 /// The whole of `body`, at most `limit` bytes (`Err(None)` beyond). An answer that comes

@@ -39,6 +39,7 @@ mod circuits;
 mod client;
 pub mod clock;
 mod config;
+mod connect_timeout;
 mod error;
 mod lanes;
 mod limiter;

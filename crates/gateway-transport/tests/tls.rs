@@ -252,3 +252,41 @@ async fn calls_past_one_connections_streams_open_one_more_http2_connection() {
         );
     }
 }
+
+/// A gateway that takes the connection but never answers the TLS handshake is given the
+/// connect timeout, TCP and TLS together, not the attempt's (on tokio's paused clock).
+#[tokio::test(start_paused = true)]
+async fn a_stalled_tls_handshake_ends_at_the_connect_timeout() {
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("https://127.0.0.1:{}", silent.local_addr().unwrap().port());
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = silent.accept().await {
+            held.push(stream);
+        }
+    });
+    let mut config = TransportConfig::new(&base);
+    config.retry.max_attempts = 1;
+    config.client.connect_timeout = Duration::from_millis(200);
+    config.attempt_timeout = Duration::from_secs(20);
+    config.deadline = Duration::from_secs(30);
+    let t = Transport::new(config).unwrap();
+
+    let started = tokio::time::Instant::now();
+    let err = t
+        .execute(Call::get(t.url("/api/v2/ai/models").unwrap(), "tls-stall"))
+        .await
+        .unwrap_err();
+    assert!(
+        started.elapsed() < Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    match err.kind() {
+        ErrorKind::Connect { reason, .. } => {
+            assert!(reason.contains("not made within"), "{reason}");
+        }
+        other => panic!("expected a connect error, got {other:?}"),
+    }
+    holder.abort();
+}
