@@ -248,7 +248,11 @@ async fn what_an_answer_can_put_into_an_entry_is_bounded() {
             Scripted::Raw {
                 status: 503,
                 headers: json,
-                body: format!(r#"{{"code":"{long}","message":"down","status":503}}"#),
+                // Within the 64 KiB the transport reads of an error's body.
+                body: format!(
+                    r#"{{"code":"{}","message":"down","status":503}}"#,
+                    "x".repeat(60_000)
+                ),
             },
         ],
     );

@@ -213,23 +213,37 @@ impl HttpClient {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            let cap = u64::try_from(self.max_response_bytes).unwrap_or(u64::MAX);
-            if declared.is_some_and(|n| n > cap) {
-                return Err(ErrorKind::BodyTooLarge {
-                    limit: self.max_response_bytes,
-                });
-            }
-            let body = read_body(body, self.max_response_bytes)
-                .await
-                .map_err(|e| match e {
-                    None => ErrorKind::BodyTooLarge {
-                        limit: self.max_response_bytes,
-                    },
-                    Some(e) => ErrorKind::Connection {
-                        host: host(),
-                        reason: format!("reading the body: {}", chain(&e)),
-                    },
-                })?;
+            // An error's body is read only to say why (a code, a message): a small cap,
+            // and past it the status still stands, so a 401 is refreshed, a 429 or 5xx
+            // retried, and the call says what happened rather than "too large".
+            let success = parts.status.is_success();
+            let limit = if success {
+                self.max_response_bytes
+            } else {
+                self.max_response_bytes.min(MAX_ERROR_BODY_BYTES)
+            };
+            let too_large = || ErrorKind::BodyTooLarge {
+                limit: self.max_response_bytes,
+            };
+            let cap = u64::try_from(limit).unwrap_or(u64::MAX);
+            let body = if declared.is_some_and(|n| n > cap) {
+                if success {
+                    return Err(too_large());
+                }
+                Bytes::new()
+            } else {
+                match read_body(body, limit).await {
+                    Ok(body) => body,
+                    Err(None) if success => return Err(too_large()),
+                    Err(None) => Bytes::new(),
+                    Err(Some(e)) => {
+                        return Err(ErrorKind::Connection {
+                            host: host(),
+                            reason: format!("reading the body: {}", chain(&e)),
+                        });
+                    }
+                }
+            };
             Ok(Exchange {
                 status: parts.status,
                 version: parts.version,
@@ -239,6 +253,10 @@ impl HttpClient {
         }
     }
 }
+
+/// The most of an error answer's body read (its code and message come first): past it
+/// the body is dropped and the status stands.
+pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
 
 /// Idle time before the kernel probes a pooled connection, the time between probes, and
 /// how many go unanswered before it is closed: a dead peer is found within 40 s.

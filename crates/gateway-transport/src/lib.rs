@@ -58,7 +58,7 @@ pub use call::{
     Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, shared_header_value,
 };
 pub use circuits::SharedCircuits;
-pub use client::{ClientOptions, Exchange, HttpClient, MAX_CA_FILE_BYTES};
+pub use client::{ClientOptions, Exchange, HttpClient, MAX_CA_FILE_BYTES, MAX_ERROR_BODY_BYTES};
 pub use config::TransportConfig;
 pub use error::{CallStats, ErrorKind, TransportError};
 pub use lanes::{MAX_LANES, STREAMS_PER_CONNECTION};

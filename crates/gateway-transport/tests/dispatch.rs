@@ -442,6 +442,27 @@ async fn an_oversized_body_is_refused() {
     assert_eq!(err.attempts(), 1);
 }
 
+/// An error answer whose body is larger than the transport reads of one (or than the
+/// whole answer cap) keeps its status: a 503 is retried, not refused as too large.
+#[tokio::test(start_paused = true)]
+async fn an_error_answer_with_an_oversized_body_keeps_its_status() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Global,
+        [Scripted::Raw {
+            status: 503,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!(r#"{{"message":"{}"}}"#, "x".repeat(100 * 1024)),
+        }],
+    );
+    let mut config = config(&sim);
+    config.client.max_response_bytes = 80 * 1024;
+    let t = transport(&sim, config).await;
+    let answer = t.execute(prompt_call(&t, "req-big-error")).await.unwrap();
+    assert_eq!(answer.stats.attempts, 2, "the 503 was retried");
+    const { assert!(gateway_transport::MAX_ERROR_BODY_BYTES < 100 * 1024) };
+}
+
 #[tokio::test(start_paused = true)]
 async fn an_attempt_timeout_is_retried_then_reported() {
     let sim = Sim::builder().start().await.unwrap();
