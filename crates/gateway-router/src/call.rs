@@ -197,6 +197,7 @@ impl Router {
             let state = &self.inner.models[model];
             let Some((admission, fleet_probe)) = self.admit(state, model, call.deadline).await
             else {
+                call.out_of_time(model);
                 return Ended::Exhausted;
             };
             let probe = match admission {

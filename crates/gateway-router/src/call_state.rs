@@ -79,6 +79,16 @@ impl CallState {
         });
     }
 
+    /// Notes `model` as reached only once the deadline had passed (asking the fleet
+    /// about it took the time left): not sent, and timed out.
+    pub(crate) fn out_of_time(&mut self, model: &ModelId) {
+        self.tried.push(ModelAttempt {
+            request_id: String::new(),
+            outcome: Outcome::Timeout,
+            ..pending(model)
+        });
+    }
+
     /// Notes `model` as sent with `request_id`, now (returned); until its end is noted
     /// it reads as cancelled, so a call dropped mid-flight still shows the model.
     pub(crate) fn sending(&mut self, model: &ModelId, request_id: &str) -> Instant {
