@@ -30,9 +30,10 @@ pub struct CallStats {
     pub token_refreshed: bool,
     /// Whether a retry was refused because the retry budget was spent.
     pub budget_exhausted: bool,
-    /// The status of the last answer, if any.
+    /// The status of the last attempt's answer (none when it had none: a timeout, a
+    /// broken connection).
     pub last_status: Option<StatusCode>,
-    /// The `ININ-Correlation-Id` of the last answer, if any.
+    /// The `ININ-Correlation-Id` of the last attempt's answer, if it had one.
     pub upstream_correlation_id: Option<String>,
 }
 

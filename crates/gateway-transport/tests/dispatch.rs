@@ -466,10 +466,18 @@ async fn an_error_answer_with_an_oversized_body_keeps_its_status() {
 #[tokio::test(start_paused = true)]
 async fn an_attempt_timeout_is_retried_then_reported() {
     let sim = Sim::builder().start().await.unwrap();
-    sim.script(Target::Global, [Scripted::Stall, Scripted::Stall]);
+    // A 503 first: the status the call ends with is its last attempt's, which had none.
+    let unavailable = Scripted::Status {
+        status: 503,
+        code: None,
+    };
+    sim.script(
+        Target::Global,
+        [unavailable, Scripted::Stall, Scripted::Stall],
+    );
     let mut config = config(&sim);
     config.attempt_timeout = Duration::from_millis(300);
-    config.retry.max_attempts = 2;
+    config.retry.max_attempts = 3;
     let t = transport(&sim, config).await;
     let err = t.execute(prompt_call(&t, "req-stall")).await.unwrap_err();
     assert!(
@@ -478,6 +486,7 @@ async fn an_attempt_timeout_is_retried_then_reported() {
     );
     assert_eq!(err.stats().retries_for(RetryReason::Timeout), 1);
     assert!(err.is_timeout());
+    assert_eq!(err.stats().last_status, None, "not the earlier 503");
 }
 
 #[tokio::test(start_paused = true)]

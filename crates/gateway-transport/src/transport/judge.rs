@@ -40,6 +40,9 @@ impl Transport {
         let exchange = match result {
             Ok(exchange) => exchange,
             Err(kind) => {
+                // No answer this time: an earlier attempt's status is not this one's.
+                stats.last_status = None;
+                stats.upstream_correlation_id = None;
                 return match kind.retry_reason() {
                     Some(reason) => Step::Retry {
                         reason,
