@@ -242,6 +242,33 @@ async fn a_redirect_or_a_status_outside_https_classes_is_the_upstreams_failure()
     }
 }
 
+/// A 408 says the request was not taken in time, so it was not processed: it is sent
+/// again, and after the last attempt the call falls back, as after a timeout.
+#[tokio::test(start_paused = true)]
+async fn a_408_is_sent_again_then_falls_back() {
+    let sim = Sim::builder().start().await.unwrap();
+    let router = gen4_with_fallback(&sim).await;
+    let late = Scripted::Status {
+        status: 408,
+        code: None,
+    };
+    sim.script(Target::model("model-gen-4"), [late.clone()]);
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-gen-4");
+    assert_eq!(outcome.models_tried[0].attempts, 2, "sent again");
+
+    sim.script(
+        Target::model("model-gen-4"),
+        [late.clone(), late.clone(), late],
+    );
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+    assert_eq!(
+        outcome.models_tried[0].outcome,
+        gateway_model::Outcome::Timeout
+    );
+}
+
 #[tokio::test]
 async fn an_open_circuit_skips_the_model_without_a_request() {
     let sim = Sim::builder()

@@ -13,7 +13,8 @@ use std::time::Duration;
 pub enum RetryReason {
     /// A 429 answer.
     RateLimited,
-    /// A retryable 5xx answer (500, 502, 503, 504).
+    /// A retryable server answer: 500, 502, 503, 504, or 408 (the request was not taken
+    /// in time, so it was not processed).
     ServerError,
     /// The connection could not be made, or broke before a complete answer.
     Connection,

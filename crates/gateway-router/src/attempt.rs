@@ -296,6 +296,9 @@ fn classify(
             422 if body.as_deref().is_some_and(ErrorBody::is_policy_violation) => {
                 (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
             }
+            // The gateway (or a proxy before it) gave up waiting for the request: nothing
+            // the model did, and nothing a resend to another model need fear.
+            408 => (Outcome::Timeout, Next::Fallback, Health::Neutral),
             s @ 400..=499 => (Outcome::ClientError, refused(s), Health::Neutral),
             // 5xx, a redirect, a status outside HTTP's classes: the model's side failed.
             _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
