@@ -111,9 +111,38 @@ impl ErrorBody {
         }
     }
 
-    /// Parses a body leniently: anything that is not a JSON object yields `None`.
+    /// Parses a body leniently: anything that is not a JSON object yields `None`, and a
+    /// field of the wrong type (`"status": "403"`) is left out rather than losing the
+    /// rest (the `code` that says a model is restricted, say).
+    ///
+    /// ```
+    /// use gateway_model::ErrorBody;
+    ///
+    /// let body = br#"{"code":"ai.model.restricted","status":"403"}"#;
+    /// let parsed = ErrorBody::parse(body).unwrap();
+    /// assert!(parsed.is_model_restricted());
+    /// assert_eq!(parsed.status, None);
+    /// ```
     pub fn parse(bytes: &[u8]) -> Option<Self> {
-        serde_json::from_slice(bytes).ok()
+        serde_json::from_slice(bytes)
+            .ok()
+            .or_else(|| Self::field_by_field(serde_json::from_slice(bytes).ok()?))
+    }
+
+    /// `value`'s fields that read as this shape, each on its own; `None` if it is not an
+    /// object.
+    fn field_by_field(value: serde_json::Value) -> Option<Self> {
+        let serde_json::Value::Object(fields) = value else {
+            return None;
+        };
+        let kept: serde_json::Map<String, serde_json::Value> = fields
+            .into_iter()
+            .filter(|(name, field)| {
+                let one = serde_json::Map::from_iter([(name.clone(), field.clone())]);
+                serde_json::from_value::<Self>(serde_json::Value::Object(one)).is_ok()
+            })
+            .collect();
+        serde_json::from_value(serde_json::Value::Object(kept)).ok()
     }
 
     /// Parses a body like [`ErrorBody::parse`], with each of `secrets` taken out of
@@ -133,7 +162,9 @@ impl ErrorBody {
         }
         let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
         crate::redact::redact_json(&mut value, secrets);
-        serde_json::from_value(value).ok()
+        Self::deserialize(&value)
+            .ok()
+            .or_else(|| Self::field_by_field(value))
     }
 
     /// Whether a 403 with this body concerns the model (restricted) rather than the OAuth client.
