@@ -263,6 +263,8 @@ fn cut_short(err: &TransportError) -> Health {
 
 /// How a transport failure ends a model's part: outcome, what the loop does next, and
 /// what it says about the model's health.
+/// (A 408 is a request the gateway or a proxy did not take in time: not the model's
+/// doing, so it falls back without counting against it.)
 fn classify(
     err: &TransportError,
     model: &ModelId,
@@ -296,8 +298,6 @@ fn classify(
             422 if body.as_deref().is_some_and(ErrorBody::is_policy_violation) => {
                 (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
             }
-            // The gateway (or a proxy before it) gave up waiting for the request: nothing
-            // the model did, and nothing a resend to another model need fear.
             408 => (Outcome::Timeout, Next::Fallback, Health::Neutral),
             s @ 400..=499 => (Outcome::ClientError, refused(s), Health::Neutral),
             // 5xx, a redirect, a status outside HTTP's classes: the model's side failed.

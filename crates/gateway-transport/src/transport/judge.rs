@@ -30,7 +30,8 @@ pub(super) enum Step {
 }
 
 impl Transport {
-    /// What one attempt's result, sent with `token`, means for the call.
+    /// What one attempt's result, sent with `token`, means for the call. An attempt
+    /// without an answer clears the status and correlation id an earlier one left.
     pub(super) fn judge(
         &self,
         result: Result<Exchange, ErrorKind>,
@@ -40,9 +41,7 @@ impl Transport {
         let exchange = match result {
             Ok(exchange) => exchange,
             Err(kind) => {
-                // No answer this time: an earlier attempt's status is not this one's.
-                stats.last_status = None;
-                stats.upstream_correlation_id = None;
+                (stats.last_status, stats.upstream_correlation_id) = (None, None);
                 return match kind.retry_reason() {
                     Some(reason) => Step::Retry {
                         reason,
