@@ -83,6 +83,18 @@ pub(crate) struct Stored {
     pub(crate) fresh: Duration,
 }
 
+impl Stored {
+    /// The same token as it stands now, its times having been read at `read`.
+    fn aged(&self, read: Instant) -> Self {
+        let gone = read.elapsed();
+        Self {
+            token: self.token.clone(),
+            left: self.left.saturating_sub(gone),
+            fresh: self.fresh.saturating_sub(gone),
+        }
+    }
+}
+
 /// The fleet's token-fetch lock as this replica holds it: released when the fetch ends,
 /// or, if the call holding it is dropped mid-fetch, in the background, so the other
 /// replicas do not wait out its lease (`token_lock_ms`) and then each log in.
@@ -173,13 +185,14 @@ impl TokenStore {
     /// Redis' copy of the token, or, under the fleet's lock, `mine` (this replica's valid
     /// copy) or else one fetched through the local source, shared.
     pub(crate) async fn shared(&self, mine: Option<&Stored>) -> Result<Stored, Stop> {
-        let give_up = gateway_transport::clock::from_now(self.link.token_lock());
+        let asked = Instant::now();
+        let give_up = gateway_transport::clock::later(asked, self.link.token_lock());
         loop {
             if let Some(stored) = self.cached().await? {
                 return Ok(stored);
             }
             if let Some(held) = self.lock().await? {
-                let fetched = self.fetch_and_share(mine, &held).await;
+                let fetched = self.fetch_and_share(mine, asked, &held).await;
                 held.release().await;
                 return fetched;
             }
@@ -230,11 +243,13 @@ impl TokenStore {
     }
 
     /// Under the lock, unless Redis holds a usable token: shares `mine` (this replica's
-    /// copy) for its time left, or else a token fetched through the local source for as
-    /// long as it stays usable, over whatever unusable value the key holds.
+    /// copy, as it stood at `asked`) for its time left, or else a token fetched through
+    /// the local source for as long as it stays usable, over whatever unusable value the
+    /// key holds.
     async fn fetch_and_share(
         &self,
         mine: Option<&Stored>,
+        asked: Instant,
         held: &TokenLock,
     ) -> Result<Stored, Stop> {
         if let Some(stored) = self.cached().await? {
@@ -242,7 +257,8 @@ impl TokenStore {
         }
         // A 401 may have come for `mine` while this call waited for the lock.
         let stored = if let Some(copy) = mine.filter(|c| !self.is_refused(&c.token)) {
-            copy.clone()
+            // Its time left is counted from now, not from before the wait for the lock.
+            copy.aged(asked)
         } else {
             let token = self.local.token().await.map_err(Stop::Failed)?;
             // The local source keeps a token refused here while its forced refreshes are
