@@ -9,16 +9,16 @@ use std::time::Duration;
 
 use gateway_model::FleetConfig;
 use gateway_sim::{RateLimit, RetryAfterStyle, Scripted, Sim, SimHandle, Target};
-use support::{RedisServer, fleet_config, load, replica, router_config};
+use support::{
+    RedisServer, fleet_config, fleet_router_config, load, redis_and_sim, replica, router_config,
+};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_replicas_cold_starting_together_fetch_one_token() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
-    let mut config = router_config(&sim);
-    config.fleet = Some(fleet_config("one-token", 3));
+    let config = fleet_router_config(&sim, "one-token", 3);
     let mut routers = Vec::new();
     let mut fleets = Vec::new();
     for _ in 0..3 {
@@ -36,10 +36,9 @@ async fn three_replicas_cold_starting_together_fetch_one_token() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn with_redis_down_calls_go_on_locally_and_the_fleet_rejoins_when_it_is_back() {
-    let Some(mut redis) = RedisServer::start() else {
+    let Some((mut redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let mut config = router_config(&sim);
     config.limits.deadline_ms = 5_000;
     config.limits.attempt_timeout_ms = 2_000;
@@ -225,10 +224,9 @@ fn calls_to(sim: &SimHandle, model: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after_the_cool_down() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let mut config = router_config(&sim);
     let mut route = gateway_model::RouteConfig::to_model("model-gen-4");
     route.fallbacks = vec!["model-fallback-3".into()];
@@ -289,12 +287,10 @@ async fn a_circuit_opened_at_one_replica_is_open_at_all_and_one_probe_goes_after
 /// claim in place, so no other replica probes meanwhile.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_claim_is_freed_by_its_own_release_only() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
-    let mut config = router_config(&sim);
-    config.fleet = Some(fleet_config("claims", 2));
+    let config = fleet_router_config(&sim, "claims", 2);
     let longest = config.longest_circuit_opening();
     let a = support::fleet(&config, &redis.url()).circuits(longest);
     let b = support::fleet(&config, &redis.url()).circuits(longest);
@@ -321,12 +317,10 @@ async fn a_probe_claim_is_freed_by_its_own_release_only() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_at_once_on_one_replica_share_one_read_of_the_circuit() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
-    let mut config = router_config(&sim);
-    config.fleet = Some(fleet_config("one-read", 1));
+    let config = fleet_router_config(&sim, "one-read", 1);
     let (router, _fleet) = replica(&config, &redis.url()).await;
     let routers = [router];
     // The first call also reads the shared token (a script that runs `PTTL` too).
@@ -357,12 +351,10 @@ async fn one_router_paced_by_requests_per_minute_sends_no_call_into_the_clients_
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_revoked_token_is_refreshed_once_for_the_whole_fleet() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
-    let mut config = router_config(&sim);
-    config.fleet = Some(fleet_config("refresh", 3));
+    let config = fleet_router_config(&sim, "refresh", 3);
     let mut routers = Vec::new();
     for _ in 0..3 {
         routers.push(replica(&config, &redis.url()).await.0);
@@ -389,12 +381,10 @@ async fn a_revoked_token_is_refreshed_once_for_the_whole_fleet() {
 /// starts then logs in instead of adopting a token Genesys refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_seen_refused_is_not_shared_while_the_replicas_refreshes_are_spent() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
-    let mut config = router_config(&sim);
-    config.fleet = Some(fleet_config("refused", 2));
+    let config = fleet_router_config(&sim, "refused", 2);
     let (a, _fleet_a) = replica(&config, &redis.url()).await;
     let a = std::slice::from_ref(&a);
     assert!(load(a, 1).await[0].is_ok());
@@ -430,10 +420,9 @@ fn bearers(sim: &SimHandle) -> Vec<String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_redis_lost_is_shared_again_by_the_replica_holding_it() {
-    let Some(mut redis) = RedisServer::start() else {
+    let Some((mut redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let mut config = router_config(&sim);
     config.fleet = Some(FleetConfig {
         command_timeout_ms: 200,
@@ -553,8 +542,7 @@ async fn on_a_short_token(
     prefix: &str,
 ) -> ([gateway_router::Router; 2], String) {
     sim.set_token_lifetime(Duration::from_secs(6));
-    let mut config = router_config(sim);
-    config.fleet = Some(fleet_config(prefix, 2));
+    let config = fleet_router_config(sim, prefix, 2);
     let recheck = Duration::from_millis(100);
     let fleet_a = support::fleet(&config, &redis.url()).with_token_recheck(recheck);
     let fleet_b = support::fleet(&config, &redis.url()).with_token_recheck(recheck);
@@ -580,10 +568,9 @@ async fn on_a_short_token(
 /// more, and every replica moves to the new token without waiting for a login.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleet_renews_its_token_before_it_expires() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let granted = std::time::Instant::now();
     let ([a, b], first) = on_a_short_token(&redis, &sim, "renew").await;
 
@@ -622,10 +609,9 @@ async fn the_fleet_renews_its_token_before_it_expires() {
 /// `RENEW_RETRY` (10 s): the other replicas do not each try a login of their own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_failed_renewal_is_tried_again_by_the_fleet_once_per_interval() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let ([a, b], first) = on_a_short_token(&redis, &sim, "renew-failed").await;
 
     sim.script(
@@ -735,12 +721,10 @@ async fn a_rate_budget_that_never_answers_holds_no_call_past_its_deadline() {
 /// wait out its lease (`token_lock_ms`) and then log in on its own.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_call_dropped_mid_fetch_releases_the_fleets_token_lock() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
-    let mut config = router_config(&sim);
-    config.fleet = Some(fleet_config("dropped-lock", 1));
+    let mut config = fleet_router_config(&sim, "dropped-lock", 1);
     config.limits.deadline_ms = 1_000;
     config.limits.attempt_timeout_ms = 1_000;
     let lease = Duration::from_millis(config.fleet.as_ref().unwrap().token_lock_ms);

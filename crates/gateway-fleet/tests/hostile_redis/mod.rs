@@ -5,10 +5,12 @@
 
 use std::time::Duration;
 
-use crate::support::{RedisServer, fleet_config, replica, router_config};
+use crate::support::{
+    RedisServer, fleet_config, fleet_router_config, redis_and_sim, replica, router_config,
+};
 use gateway_model::{RouteConfig, RouteRequest, RouterConfig};
 use gateway_router::Router;
-use gateway_sim::{Behaviour, PolicyRule, Sim, SimHandle};
+use gateway_sim::{Behaviour, PolicyRule, SimHandle};
 use redis::AsyncCommands;
 
 /// Ten years, in milliseconds.
@@ -56,10 +58,9 @@ async fn until_gone(redis: &RedisServer, key: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_circuit_opening_longer_than_any_replica_makes_is_cut_to_the_longest() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let config = circuit_config(&sim, "far-circuit");
     let mut connection = redis.connection().await;
     let far = "far-circuit:circuit:model-gen-4";
@@ -85,10 +86,9 @@ async fn a_circuit_opening_longer_than_any_replica_makes_is_cut_to_the_longest()
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_probe_that_ends_without_a_verdict_frees_the_fleets_claim_at_once() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let mut config = circuit_config(&sim, "probe-free");
     config.limits.attempt_timeout_ms = 200;
     let (router, _fleet) = replica(&config, &redis.url()).await;
@@ -154,10 +154,9 @@ async fn a_probe_that_ends_without_a_verdict_frees_the_fleets_claim_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_rate_cell_holding_what_no_replica_writes_is_written_over() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let mut config = router_config(&sim);
     config.limits.requests_per_minute = Some(600);
     config.limits.rate_burst = 10;
@@ -197,10 +196,9 @@ async fn a_rate_cell_holding_what_no_replica_writes_is_written_over() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_lock_without_an_expiry_lapses_within_token_lock_ms() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let mut connection = redis.connection().await;
     for (prefix, hash) in [("lock-string", false), ("lock-hash", true)] {
         let mut config = router_config(&sim);
@@ -233,10 +231,9 @@ async fn a_token_lock_without_an_expiry_lapses_within_token_lock_ms() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_key_holding_what_no_replica_writes_is_passed_over() {
-    let Some(redis) = RedisServer::start() else {
+    let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let sim = Sim::builder().start().await.unwrap();
     let mut connection = redis.connection().await;
     let long = "t"
         .repeat(gateway_transport::MAX_ACCESS_TOKEN_BYTES + 1)
@@ -261,8 +258,7 @@ async fn a_token_key_holding_what_no_replica_writes_is_passed_over() {
 /// A replica under `prefix` calls with a token of its own fetching, stays joined, and
 /// shares that token (written over what was in the key).
 async fn token_passed_over(sim: &SimHandle, redis: &RedisServer, prefix: &str) {
-    let mut config = router_config(sim);
-    config.fleet = Some(fleet_config(prefix, 2));
+    let config = fleet_router_config(sim, prefix, 2);
     let (router, fleet) = replica(&config, &redis.url()).await;
     let requests = sim.counters().token_requests;
     assert!(

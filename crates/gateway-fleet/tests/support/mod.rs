@@ -124,6 +124,17 @@ impl Drop for RedisServer {
     }
 }
 
+/// A `redis-server` and the simulator, started for one test; `None` where
+/// [`RedisServer::start`] skips the test.
+pub async fn redis_and_sim() -> Option<(RedisServer, SimHandle)> {
+    let redis = RedisServer::start()?;
+    let sim = gateway_sim::Sim::builder()
+        .start()
+        .await
+        .expect("the simulator starts");
+    Some((redis, sim))
+}
+
 /// A fleet config under a prefix of the test's own. Its command timeout is generous:
 /// a thousand calls at once on a two-core machine running other tests can keep Redis'
 /// answers past the default 250 ms, which would degrade a fleet whose Redis is fine.
@@ -141,6 +152,13 @@ pub fn router_config(sim: &SimHandle) -> RouterConfig {
     let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
         .with_route("reply", RouteConfig::to_model("model-gen-4"));
     config.audit.enabled = false;
+    config
+}
+
+/// [`router_config`] with a `[fleet]` section of [`fleet_config`].
+pub fn fleet_router_config(sim: &SimHandle, prefix: &str, replicas: u32) -> RouterConfig {
+    let mut config = router_config(sim);
+    config.fleet = Some(fleet_config(prefix, replicas));
     config
 }
 
