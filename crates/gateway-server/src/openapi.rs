@@ -261,7 +261,7 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
 fn request_id_header() -> Value {
     json!({
         "name": "x-request-id", "in": "header", "required": false,
-        "description": "The caller's request id; echoed on the answer (one is made up when absent).",
+        "description": "The caller's request id; echoed on the answer, which carries the id the audit entry keeps: a `/v1/route` body's `callerRequestId` over this header, one made up when neither is given.",
         "schema": { "type": "string" }
     })
 }

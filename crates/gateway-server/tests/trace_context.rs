@@ -5,7 +5,7 @@ use bytes::Bytes;
 use gateway_model::{AuditEntry, EnvironmentConfig, RouteConfig, RouterConfig, TraceParent};
 use gateway_server::{Sidecar, SidecarOptions};
 use gateway_sim::{Scripted, Sim, SimHandle, Target};
-use http::{Method, Request, StatusCode};
+use http::{HeaderMap, Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 
 mod support;
@@ -37,6 +37,19 @@ async fn route(
     audit: &std::path::Path,
     headers: &[(&str, &str)],
 ) -> (StatusCode, AuditEntry) {
+    let body = r#"{"route":"summarize","prompt":"hello"}"#;
+    let (status, _, entry) = route_with(sidecar, audit, headers, body).await;
+    (status, entry)
+}
+
+/// Sends `body` to `/v1/route` with `headers`; the answer's status and headers, and the
+/// audit entry the call left.
+async fn route_with(
+    sidecar: &Sidecar,
+    audit: &std::path::Path,
+    headers: &[(&str, &str)],
+    body: &'static str,
+) -> (StatusCode, HeaderMap, AuditEntry) {
     let client = support::client();
     let mut request = Request::builder()
         .method(Method::POST)
@@ -44,21 +57,21 @@ async fn route(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let body = Full::new(Bytes::from_static(
-        br#"{"route":"summarize","prompt":"hello"}"#,
-    ));
+    let body = Full::new(Bytes::from_static(body.as_bytes()));
     let response = client.request(request.body(body).unwrap()).await.unwrap();
     let status = response.status();
+    let answer_headers = response.headers().clone();
     let body = response.into_body().collect().await.unwrap().to_bytes();
     let outcome: serde_json::Value = serde_json::from_slice(&body).unwrap();
-    let audit_id = outcome["auditId"].as_str().unwrap().to_owned();
-    let entry = gateway_audit::read_jsonl(audit)
-        .unwrap()
-        .entries
-        .into_iter()
-        .find(|e| e.id.to_string() == audit_id)
-        .expect("the call's audit entry");
-    (status, entry)
+    // An answer names its entry; a refusal does not, and its entry is the last one.
+    let audit_id = outcome["auditId"].as_str().map(str::to_owned);
+    let entries = gateway_audit::read_jsonl(audit).unwrap().entries;
+    let entry = match audit_id {
+        Some(id) => entries.into_iter().find(|e| e.id.to_string() == id),
+        None => entries.into_iter().last(),
+    }
+    .expect("the call's audit entry");
+    (status, answer_headers, entry)
 }
 
 fn sent_traceparents(sim: &SimHandle) -> Vec<TraceParent> {
@@ -153,5 +166,31 @@ async fn without_a_valid_traceparent_the_router_starts_a_trace_and_audits_it() {
         // The sidecar made up a request id and recorded it as the caller's.
         assert!(entry.caller_request_id.is_some_and(|id| !id.is_empty()));
     }
+    sidecar.shutdown().await.unwrap();
+}
+
+/// A `callerRequestId` in the body is the one audited, over the header's, and so the one
+/// echoed: the caller finds its call in the trail by the id it got back.
+#[tokio::test]
+async fn the_id_echoed_is_the_one_audited_when_the_body_gives_its_own() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let audit = dir.path().join("audit.jsonl");
+    let sidecar = sidecar(&sim, &audit).await;
+    let body = r#"{"route":"summarize","prompt":"hello","callerRequestId":"body-1"}"#;
+
+    for headers in [&[("x-request-id", "header-2")][..], &[][..]] {
+        let (status, answer, entry) = route_with(&sidecar, &audit, headers, body).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!(entry.caller_request_id.as_deref(), Some("body-1"));
+        assert_eq!(answer["x-request-id"], "body-1", "{headers:?}");
+    }
+    // A refused call is audited with the body's id too, and echoes it.
+    let refused = r#"{"route":"summarize","prompt":"","callerRequestId":"body-3"}"#;
+    let (status, answer, entry) =
+        route_with(&sidecar, &audit, &[("x-request-id", "header-4")], refused).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert_eq!(entry.caller_request_id.as_deref(), Some("body-3"));
+    assert_eq!(answer["x-request-id"], "body-3");
     sidecar.shutdown().await.unwrap();
 }

@@ -5,8 +5,8 @@ use gateway_model::{
     MAX_CALLER_REQUEST_ID_CHARS, MAX_TRACEPARENT_CHARS, MAX_TRACESTATE_CHARS, RouteRequest,
     TraceParent,
 };
-use http::HeaderMap;
 use http::header::HeaderName;
+use http::{HeaderMap, HeaderValue};
 
 /// The header every answer carries: the caller's `x-request-id`, or one made up.
 pub(crate) static X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
@@ -31,6 +31,17 @@ pub(crate) fn adopt(headers: &HeaderMap, request: &mut RouteRequest) {
     }
 }
 
+/// The `x-request-id` to answer with when the body of a `/v1/route` request gave its
+/// own `callerRequestId`, which the audit trail keeps over the header's: that id, if
+/// it is one the trail can keep, so the id echoed is the one audited.
+pub(crate) fn body_request_id(request: &RouteRequest) -> Option<HeaderValue> {
+    let id = request.caller_request_id.as_deref()?;
+    let bytes = id.as_bytes();
+    (usable(bytes, MAX_CALLER_REQUEST_ID_CHARS))
+        .then(|| HeaderValue::from_str(id).ok())
+        .flatten()
+}
+
 /// Whether `headers` carry a caller request id the audit trail can keep (one value,
 /// printable ASCII, 1 to [`MAX_CALLER_REQUEST_ID_CHARS`] bytes).
 pub(crate) fn has_usable_request_id(headers: &HeaderMap) -> bool {
@@ -44,11 +55,14 @@ fn text<'h>(headers: &'h HeaderMap, name: &HeaderName, max: usize) -> Option<&'h
     if values.next().is_some() {
         return None;
     }
-    let bytes = value.as_bytes();
-    let printable = bytes.iter().all(|b| (b' '..=b'~').contains(b));
-    (printable && !bytes.is_empty() && bytes.len() <= max)
+    usable(value.as_bytes(), max)
         .then(|| value.to_str().ok())
         .flatten()
+}
+
+/// Whether `bytes` are non-empty printable ASCII of at most `max` bytes.
+fn usable(bytes: &[u8], max: usize) -> bool {
+    !bytes.is_empty() && bytes.len() <= max && bytes.iter().all(|b| (b' '..=b'~').contains(b))
 }
 
 #[cfg(test)]

@@ -184,6 +184,13 @@ where
         };
         let response = conventions(*this.openai, response);
         *this.answered = true;
+        // A handler that answers with an id of its own (the body's) logs that one.
+        if let (Some((_, _, logged_id)), Some(id)) = (
+            this.entry.logged.as_mut(),
+            response.headers().get(&X_REQUEST_ID),
+        ) {
+            header_str(Some(id)).clone_into(logged_id);
+        }
         this.entry.record(
             response.status().as_u16(),
             header_str(response.headers().get(&super::ROUTE_HEADER)),

@@ -1,14 +1,18 @@
 //! The sidecar's paths, as an axum router, and their handlers.
 
+use std::sync::OnceLock;
+
 use axum::Router as Paths;
 use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::routing::{get, post};
+use bytes::Bytes;
 use gateway_model::{RouteRequest, parse_json_slice};
 use http::StatusCode;
 use serde_json::json;
 
 use super::App;
+use super::context::X_REQUEST_ID;
 use super::keys::SidecarKey;
 use super::reply::{Reply, error, json, route_error, text, violation_details};
 
@@ -60,12 +64,11 @@ async fn healthz() -> Reply {
     json(StatusCode::OK, &json!({ "status": "ok" }))
 }
 
+/// The OpenAPI document, built on its first request and shared by every later one.
 async fn openapi() -> Reply {
-    text(
-        StatusCode::OK,
-        "application/json",
-        crate::openapi::document_json(),
-    )
+    static DOCUMENT: OnceLock<Bytes> = OnceLock::new();
+    let document = DOCUMENT.get_or_init(|| Bytes::from(crate::openapi::document_json()));
+    text(StatusCode::OK, "application/json", document.clone())
 }
 
 async fn keyed_metrics(_: SidecarKey, app: State<App>) -> Reply {
@@ -94,7 +97,7 @@ async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) ->
     };
     // The head and body are slices of the connection's read buffer: parsed into owned
     // values in this block, they let it go before the call rather than after.
-    let request = {
+    let (request, echoed) = {
         let (parts, body) = request.into_parts();
         let body = match app.read_body(&parts.headers, body).await {
             Ok(body) => body,
@@ -121,17 +124,22 @@ async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) ->
                 );
             }
         };
+        let echoed = super::context::body_request_id(&request);
         super::context::adopt(&parts.headers, &mut request);
-        request
+        (request, echoed)
     };
-    match app.route(request, slot).await {
+    let mut reply = match app.route(request, slot).await {
         Ok(outcome) => {
             let mut reply = json(StatusCode::OK, &outcome);
             super::describe(&mut reply, &outcome);
             reply
         }
         Err(err) => super::name_route(route_error(&err), &err),
+    };
+    if let Some(id) = echoed {
+        reply.headers_mut().insert(X_REQUEST_ID.clone(), id);
     }
+    reply
 }
 
 /// How long `/readyz` waits for a token before it answers "not ready": a probe must
