@@ -29,8 +29,16 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
     let json = args.json;
     let result = route_once(args).await;
     if json && let Err(e) = &result {
-        let body = serde_json::to_string_pretty(&crate::exit::json_error(e))?;
-        write_stdout(format!("{body}\n").as_bytes())?;
+        // The failure is what the exit code and stderr report, whether or not its JSON
+        // body could be written.
+        let written = serde_json::to_string_pretty(&crate::exit::json_error(e))
+            .map_err(anyhow::Error::from)
+            .and_then(|body| write_stdout(format!("{body}\n").as_bytes()));
+        if let Err(lost) = written {
+            console::warn(format_args!(
+                "the JSON error body could not be written: {lost:#}"
+            ));
+        }
     }
     result
 }
@@ -62,7 +70,14 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     for (k, v) in args.metadata {
         request = request.metadata(k, v);
     }
-    let result = router.route(request).await;
+    // From here a prompt may be sent: SIGTERM or Ctrl-C cancels the call, which is
+    // audited as cancelled, rather than killing the process with no entry written.
+    let mut signals = StopSignals::new();
+    let stop = async move {
+        signals.next().await;
+        "stopped by a signal".to_owned()
+    };
+    let result = router.route_until(request, stop).await;
     let flushed = router
         .shutdown(tokio::time::Instant::now() + Duration::from_secs(10))
         .await;
@@ -173,6 +188,9 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
         .build()
         .await
         .context("setting up the router")?;
+    // Listened for before the sidecar accepts its first request, so that no signal
+    // after that takes the default action and stops it without a drain.
+    let mut signals = StopSignals::new();
     let sidecar = Sidecar::start_with(router, Some(metrics), args.listen, options)
         .await
         .context("starting the sidecar")?;
@@ -184,19 +202,18 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
         console::info(format_args!("metrics also on http://{at}/metrics"));
     }
     let (trigger, hurry) = (sidecar.shutdown_trigger(), sidecar.hurry_trigger());
-    let mut signals = StopSignals::new();
     tokio::spawn(async move {
         signals.next().await;
+        let _ = trigger.send(true);
         console::info(
             "shutting down: draining in-flight calls and flushing the audit trail \
              (a second signal cancels the calls still running)",
         );
-        let _ = trigger.send(true);
         signals.next().await;
+        hurry.cancel();
         console::warn(
             "second stop signal: cancelling the calls still running, then flushing the audit trail",
         );
-        hurry.cancel();
     });
     let flushed = sidecar.wait().await;
     console::info("stopped");

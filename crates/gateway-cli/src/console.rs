@@ -1,10 +1,8 @@
 //! The lines the commands print for people (a listening address, a summary, the final
 //! error), in the log format: plain text, or JSON events like every log line.
 
-// The one place that writes to stderr directly.
-#![allow(clippy::print_stderr)]
-
 use std::fmt::Display;
+use std::io::Write as _;
 use std::sync::OnceLock;
 
 use clap::ValueEnum;
@@ -41,7 +39,7 @@ pub fn info(message: impl Display) {
     if json() {
         tracing::info!(target: TARGET, "{message}");
     } else {
-        eprintln!("{}", printable(&message));
+        line("", &message);
     }
 }
 
@@ -50,7 +48,7 @@ pub fn warn(message: impl Display) {
     if json() {
         tracing::warn!(target: TARGET, "{message}");
     } else {
-        eprintln!("warning: {}", printable(&message));
+        line("warning: ", &message);
     }
 }
 
@@ -59,8 +57,15 @@ pub fn error(message: impl Display) {
     if json() {
         tracing::error!(target: TARGET, "{message}");
     } else {
-        eprintln!("error: {}", printable(&message));
+        line("error: ", &message);
     }
+}
+
+/// Writes `prefix` and `message` as one line on stderr. A stderr that cannot be written
+/// (a closed pipe, a full disk) loses the line: it must not stop the command (as
+/// `eprintln!`'s panic would, in a signal task that then never starts a shutdown).
+fn line(prefix: &str, message: &dyn Display) {
+    let _ = writeln!(std::io::stderr().lock(), "{prefix}{}", printable(message));
 }
 
 /// `message` as a terminal shows it as it is: control characters (an escape sequence from

@@ -58,6 +58,9 @@ fn main() -> ExitCode {
         }
     };
     let result = runtime.block_on(run(cli.command, log_format));
+    // A blocking task still running (a DNS lookup a timeout gave up on) must not hold
+    // the exit: dropping the runtime would wait for it without bound.
+    runtime.shutdown_timeout(BLOCKING_TASKS_GRACE);
     match result {
         Ok(0) => ExitCode::SUCCESS,
         Ok(code) => ExitCode::from(u8::try_from(code).unwrap_or(1)),
@@ -67,6 +70,9 @@ fn main() -> ExitCode {
         }
     }
 }
+
+/// How long the exit waits for blocking tasks still running once the command is done.
+const BLOCKING_TASKS_GRACE: std::time::Duration = std::time::Duration::from_secs(1);
 
 /// Whether the command line asks `route` for JSON, read from the raw arguments (for a
 /// command line clap refused).

@@ -254,6 +254,83 @@ async fn a_second_stop_signal_ends_the_drain_and_every_call_is_still_audited() {
     }
 }
 
+/// Waits (at most 15 s) for `child` to exit; its status and what was left of its stderr.
+async fn exit_within_15_s(
+    mut child: std::process::Child,
+    stderr: Option<std::process::ChildStderr>,
+) -> (std::process::ExitStatus, String) {
+    tokio::time::timeout(
+        Duration::from_secs(15),
+        tokio::task::spawn_blocking(move || {
+            let mut rest = String::new();
+            if let Some(mut stderr) = stderr {
+                std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
+            }
+            (child.wait().unwrap(), rest)
+        }),
+    )
+    .await
+    .expect("the process ends")
+    .unwrap()
+}
+
+/// Regression: `route` took no signal, so Ctrl-C or a supervisor's SIGTERM killed it
+/// with its prompt sent and billed, and no audit entry written.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stop_signal_cancels_a_route_call_and_audits_it() {
+    let (sim, _dir, audit, config) = slow_sim_and_audited_config(60_000.0).await;
+    let mut child = Command::new(BIN)
+        .args(["route", "--config"])
+        .arg(&config)
+        .args(["--route", "summarize", "--prompt", "hello"])
+        .env("GENESYS_CLIENT_ID", gateway_sim::DEFAULT_CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", gateway_sim::DEFAULT_CLIENT_SECRET)
+        .env_remove("GENESYS_REGION")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    until_in_flight(&sim, 1).await;
+    signal(&child, "INT");
+
+    let stderr = child.stderr.take();
+    let (exit, rest) = exit_within_15_s(child, stderr).await;
+    assert_eq!(exit.code(), Some(1), "a cancelled call: {exit}: {rest}");
+    let entries = read_jsonl(&audit).unwrap().entries;
+    assert_eq!(entries.len(), 1, "{rest}");
+    assert_eq!(entries[0].outcome, gateway_model::Outcome::Cancelled);
+    let reason = entries[0].reason.as_deref().unwrap_or_default();
+    assert!(reason.contains("stopped by a signal"), "{reason}");
+}
+
+/// Regression: a line on a stderr that could not be written panicked (`eprintln!`): in
+/// `serve`'s signal task, before it started the shutdown, so SIGTERM was ignored; and
+/// in every command's last error line, which turned its exit code into 101.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stderr_that_cannot_be_written_changes_no_exit_code_and_stops_no_shutdown() {
+    let full = || std::fs::OpenOptions::new().write(true).open("/dev/full");
+    let Ok(dev_full) = full() else {
+        eprintln!("skipped: no /dev/full");
+        return;
+    };
+    let status = Command::new(BIN)
+        .args(["route", "--config", "/nonexistent/router.toml"])
+        .args(["--route", "summarize", "--prompt", "hello"])
+        .stderr(dev_full)
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "a config error: {status}");
+
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = one_route_config(&dir, &sim, "enabled = false");
+    // Its stderr's reader goes away once `serve` says where it listens.
+    let (child, stderr, _addr, _) = spawn_serve(&config, &[]);
+    drop(stderr);
+    signal(&child, "TERM");
+    let (exit, _) = exit_within_15_s(child, None).await;
+    assert!(exit.success(), "{exit}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn serve_exits_non_zero_when_audit_entries_were_lost() {
     let sim = Sim::builder().start().await.unwrap();
