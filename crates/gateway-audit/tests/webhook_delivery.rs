@@ -570,6 +570,63 @@ async fn a_foreign_line_in_the_spool_is_kept_aside_not_sent() {
     assert_eq!(spool_segments(&spool), 0, "the replayed segment is deleted");
 }
 
+/// Files named like segments that this sink cannot have written are set aside unread: a
+/// link (here to a file of "secrets" outside the spool, which was read through the link
+/// and copied into `rejected/`) and a FIFO (which blocked the reader for good). The
+/// entries of the real segment around them are delivered.
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn links_and_fifos_named_like_segments_are_set_aside_unread() {
+    let receiver = Receiver::start(secret()).await;
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    std::fs::create_dir_all(&spool).unwrap();
+    let secret_file = dir.path().join("secret.txt");
+    std::fs::write(&secret_file, "secret-line\n").unwrap();
+    std::os::unix::fs::symlink(&secret_file, spool.join("00000000000000000001.jsonl")).unwrap();
+    let fifo = spool.join("00000000000000000002.jsonl");
+    let fifo_made = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .is_ok_and(|s| s.success());
+    let entry = entries::entry(0);
+    let line = gateway_audit::EncodedEntry::encode(&entry).unwrap();
+    std::fs::write(spool.join("00000000000000000003.jsonl"), line.line()).unwrap();
+
+    let config = config(&receiver, &spool, 10, 1_000);
+    let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+    receiver
+        .wait_until("the entry", Duration::from_secs(30), |s| s.unique() == 1)
+        .await;
+    // The sink writes its own segments after the highest index it found.
+    let later = entries::entry(1);
+    sink.record(&later).await.unwrap();
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(receiver.state.ids(), HashSet::from([entry.id, later.id]));
+    assert_eq!(
+        std::fs::read_to_string(&secret_file).unwrap(),
+        "secret-line\n"
+    );
+    let rejected = spool.join("rejected");
+    let aside = |name: &str| std::fs::symlink_metadata(rejected.join(name)).unwrap();
+    assert!(aside("00000000000000000001.not-a-file").is_symlink());
+    if fifo_made {
+        use std::os::unix::fs::FileTypeExt as _;
+        assert!(
+            aside("00000000000000000002.not-a-file")
+                .file_type()
+                .is_fifo()
+        );
+    }
+    for file in std::fs::read_dir(&rejected).unwrap() {
+        let file = file.unwrap();
+        if file.file_type().unwrap().is_file() {
+            let text = std::fs::read_to_string(file.path()).unwrap();
+            assert!(!text.contains("secret-line"), "{}", file.path().display());
+        }
+    }
+}
+
 /// A request timeout past the clock's range counts as the longest one honoured instead
 /// of overflowing the deadline (a panic in the delivery task, so nothing arrived).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

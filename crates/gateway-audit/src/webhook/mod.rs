@@ -32,7 +32,9 @@
 //!   never signed and sent); such lines are copied to `rejected/{index}.unreadable`.
 //!   A file named like a segment but larger than [`WebhookOptions::segment_bytes`] plus
 //!   64 MiB (more than the sink ever writes) is not read: it is moved to `rejected/` as
-//!   `{index}.oversized`, logged, and stops counting against the spool's size.
+//!   `{index}.oversized`, logged, and stops counting against the spool's size. One that
+//!   is not a regular file (a link, a FIFO) is not read either: it is moved there as
+//!   `{index}.not-a-file`.
 //! - A new sink over the same spool directory replays what an earlier one left. One sink
 //!   at a time has a spool directory: it holds a lock on `spool.lock` there until it is
 //!   dropped, and a second sink (another replica on a shared volume, say) is refused
@@ -51,6 +53,7 @@ mod post;
 pub(crate) mod secret;
 mod signature;
 mod spool;
+mod spool_file;
 mod worker;
 
 use std::fmt;

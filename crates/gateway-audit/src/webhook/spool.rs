@@ -19,6 +19,7 @@ use gateway_model::AuditEntry;
 
 use crate::exclusive::ExclusiveUse;
 use crate::webhook::batch::{Message, WebhookBatch};
+use crate::webhook::spool_file::{Contents, append_to, is_regular, read_within};
 use crate::{AuditError, EncodedEntry};
 
 /// One line of a segment.
@@ -149,6 +150,8 @@ impl Spool {
         std::fs::create_dir_all(dir).map_err(|e| AuditError::io("create directory", dir, e))?;
         let claim = ExclusiveUse::claim(dir.join(LOCK_FILE), dir)?;
         let mut sealed = Vec::new();
+        // Named like segments, but links, FIFOs or directories: set aside, never read.
+        let mut unfit = Vec::new();
         let listing = std::fs::read_dir(dir).map_err(|e| AuditError::io("list", dir, e))?;
         for item in listing {
             let item = item.map_err(|e| AuditError::io("list", dir, e))?;
@@ -162,6 +165,10 @@ impl Spool {
             let Some(index) = segment_index(name) else {
                 continue;
             };
+            if !is_regular(&item).map_err(|e| AuditError::io("inspect", item.path(), e))? {
+                unfit.push(index);
+                continue;
+            }
             let bytes = item
                 .metadata()
                 .map_err(|e| AuditError::io("inspect", item.path(), e))?
@@ -173,47 +180,76 @@ impl Spool {
             }
         }
         sealed.sort_by_key(|s| s.index);
+        let highest = sealed
+            .iter()
+            .map(|s| s.index)
+            .chain(unfit.iter().copied())
+            .max();
         let mut spool = Self {
             dir: dir.to_owned(),
-            next_index: sealed.last().map_or(1, |s| s.index.saturating_add(1)),
-            total_bytes: sealed.iter().map(|s| s.bytes).sum(),
+            next_index: highest.map_or(1, |index| index.saturating_add(1)),
+            // Sizes of files this sink may not have written: they may add up past u64.
+            total_bytes: sealed.iter().fold(0, |sum, s| sum.saturating_add(s.bytes)),
             sealed: sealed.into(),
             current: None,
             max_bytes,
             segment_bytes: segment_bytes.max(1),
             _claim: claim,
         };
+        for index in unfit {
+            spool.set_aside_unread(Segment { index, bytes: 0 }, "not-a-file");
+        }
         spool.set_aside_oversized();
         Ok(spool)
+    }
+
+    /// The most bytes a segment this sink wrote can hold: `segment_bytes` plus
+    /// [`MAX_RECORD_BYTES`].
+    pub(crate) fn read_bound(&self) -> u64 {
+        self.segment_bytes.saturating_add(MAX_RECORD_BYTES)
     }
 
     /// Moves every sealed segment over `segment_bytes` plus [`MAX_RECORD_BYTES`] to
     /// `rejected/`, unread, and forgets it (if the move fails it stays where it is,
     /// forgotten until the next start tries again).
     fn set_aside_oversized(&mut self) {
-        let bound = self.segment_bytes.saturating_add(MAX_RECORD_BYTES);
-        let (oversized, kept) = std::mem::take(&mut self.sealed)
-            .into_iter()
-            .partition::<VecDeque<_>, _>(|s| s.bytes > bound);
-        self.sealed = kept;
+        let bound = self.read_bound();
+        let oversized: Vec<Segment> = self
+            .sealed
+            .iter()
+            .filter(|s| s.bytes > bound)
+            .copied()
+            .collect();
         for segment in oversized {
-            self.total_bytes = self.total_bytes.saturating_sub(segment.bytes);
-            let from = self.path_of(segment.index);
-            let dir = self.dir.join(REJECTED_DIR);
-            let to = dir.join(format!("{:020}.oversized", segment.index));
-            let moved = std::fs::create_dir_all(&dir)
-                .and_then(|()| std::fs::rename(&from, &to))
-                .map_err(|e| AuditError::io("move aside", &from, e));
-            match moved {
-                Ok(()) => tracing::error!(
-                    path = %to.display(), bytes = segment.bytes, bound,
-                    "an audit spool segment larger than the sink ever writes was set aside unread"
-                ),
-                Err(e) => tracing::error!(
-                    error = %e, bytes = segment.bytes, bound,
-                    "an audit spool segment larger than the sink ever writes is skipped unread"
-                ),
-            }
+            self.set_aside_unread(segment, "oversized");
+        }
+    }
+
+    /// Moves `segment`'s file to `rejected/{index}.{suffix}` unread (a link is moved as
+    /// a link) and forgets it. If the move fails it stays where it is, forgotten until
+    /// the next start tries again.
+    pub(crate) fn set_aside_unread(&mut self, segment: Segment, suffix: &str) {
+        if let Some(pos) = self.sealed.iter().position(|s| s.index == segment.index) {
+            let bytes = self.sealed.remove(pos).map_or(0, |s| s.bytes);
+            self.total_bytes = self.total_bytes.saturating_sub(bytes);
+        }
+        let from = self.path_of(segment.index);
+        let dir = self.dir.join(REJECTED_DIR);
+        let to = dir.join(format!("{:020}.{suffix}", segment.index));
+        let moved = std::fs::create_dir_all(&dir)
+            .and_then(|()| std::fs::rename(&from, &to))
+            .map_err(|e| AuditError::io("move aside", &from, e));
+        let bound = self.read_bound();
+        match moved {
+            Ok(()) => tracing::error!(
+                path = %to.display(), kind = suffix, bound,
+                "an audit spool file the sink cannot have written (larger than it writes, or \
+                 not a regular file) was set aside unread"
+            ),
+            Err(e) => tracing::error!(
+                error = %e, kind = suffix, bound,
+                "an audit spool file the sink cannot have written is skipped unread"
+            ),
         }
     }
 
@@ -245,11 +281,7 @@ impl Spool {
         let dir = self.dir.join(REJECTED_DIR);
         std::fs::create_dir_all(&dir).map_err(|e| AuditError::io("create directory", &dir, e))?;
         let path = dir.join(name);
-        let mut file = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&path)
-            .map_err(|e| AuditError::io("create", &path, e))?;
+        let mut file = append_to(&path).map_err(|e| AuditError::io("create", &path, e))?;
         lines
             .iter()
             .try_for_each(|line| file.write_all(line))
@@ -373,7 +405,10 @@ impl Spool {
     /// Records the new size of a sealed segment after [`rewrite_segment`].
     pub(crate) fn resize(&mut self, index: u64, bytes: u64) {
         if let Some(segment) = self.sealed.iter_mut().find(|s| s.index == index) {
-            self.total_bytes = self.total_bytes.saturating_sub(segment.bytes) + bytes;
+            self.total_bytes = self
+                .total_bytes
+                .saturating_sub(segment.bytes)
+                .saturating_add(bytes);
             segment.bytes = bytes;
         }
     }
@@ -405,9 +440,23 @@ pub(crate) struct SegmentRead {
     pub(crate) unreadable: Vec<Bytes>,
 }
 
-/// Reads a segment back: its records in order, and what could not be read.
-pub(crate) fn read_segment(path: &Path) -> Result<SegmentRead, AuditError> {
-    let data = Bytes::from(std::fs::read(path).map_err(|e| AuditError::io("read", path, e))?);
+/// A segment file read back, or why it was not read.
+pub(crate) enum SegmentFile {
+    /// What it holds.
+    Read(SegmentRead),
+    /// Not read: not a regular file, or larger than the bound. The `rejected/` suffix
+    /// to set it aside under.
+    Unfit(&'static str),
+}
+
+/// Reads a segment back if it is a regular file of at most `bound` bytes: its records in
+/// order, and what could not be read.
+pub(crate) fn read_segment(path: &Path, bound: u64) -> Result<SegmentFile, AuditError> {
+    let contents = read_within(path, bound).map_err(|e| AuditError::io("read", path, e))?;
+    let data = match contents {
+        Contents::Bytes(bytes) => Bytes::from(bytes),
+        unfit => return Ok(SegmentFile::Unfit(unfit.unfit().unwrap_or("unfit"))),
+    };
     let mut read = SegmentRead::default();
     let mut start = 0;
     while start < data.len() {
@@ -433,7 +482,7 @@ pub(crate) fn read_segment(path: &Path) -> Result<SegmentRead, AuditError> {
         }
         start = end + 1;
     }
-    Ok(read)
+    Ok(SegmentFile::Read(read))
 }
 
 /// Parses the line `data[start..end]` (`end` is its line break); `Err` says how many
@@ -519,10 +568,11 @@ pub(crate) fn into_messages(records: Vec<Record>, batch_size: usize) -> (Vec<Mes
 pub(crate) fn rewrite_segment(path: &Path, messages: &[Message]) -> Result<u64, AuditError> {
     let temporary = rewrite_path(path);
     let write = || -> std::io::Result<u64> {
+        // Created anew: whatever was left at that name (a link too) is not written through.
+        let _ = std::fs::remove_file(&temporary);
         let file = OpenOptions::new()
             .write(true)
-            .create(true)
-            .truncate(true)
+            .create_new(true)
             .open(&temporary)?;
         let mut out = BufWriter::with_capacity(64 * 1024, file);
         let mut bytes = 0;
@@ -594,6 +644,14 @@ mod tests {
         assert_eq!(std::fs::read_to_string(&foreign).unwrap(), "{\"x\":1}\n");
     }
 
+    /// Reads a segment a test wrote, which must be fit to read.
+    fn read_fit(path: &Path) -> SegmentRead {
+        match read_segment(path, u64::MAX).unwrap() {
+            SegmentFile::Read(read) => read,
+            SegmentFile::Unfit(why) => panic!("{} is {why}", path.display()),
+        }
+    }
+
     fn loose(entries: &[EncodedEntry]) -> Vec<Record> {
         entries.iter().cloned().map(Record::Entry).collect()
     }
@@ -605,7 +663,7 @@ mod tests {
         while let Some(segment) = spool.oldest().unwrap() {
             let SegmentRead {
                 records, corrupt, ..
-            } = read_segment(&spool.path_of(segment.index)).unwrap();
+            } = read_fit(&spool.path_of(segment.index));
             assert_eq!(corrupt, 0);
             replayed.extend(entries_of(records).iter().map(EncodedEntry::id));
             spool.remove(segment).unwrap();
@@ -695,7 +753,7 @@ mod tests {
             line(&second)
         );
         std::fs::write(&path, text).unwrap();
-        let read = read_segment(&path).unwrap();
+        let read = read_fit(&path);
         assert_eq!(read.corrupt, 3);
         assert_eq!(entries_of(read.records), [first, second]);
         // Each unreadable line is kept as it was, the cut-short last one completed.
@@ -725,7 +783,7 @@ mod tests {
             records: read,
             corrupt,
             ..
-        } = read_segment(&path).unwrap();
+        } = read_fit(&path);
         assert_eq!((read.len(), corrupt), (9, 0));
         let (messages, formed) = into_messages(read, 2);
         assert!(formed);
@@ -750,7 +808,7 @@ mod tests {
             records: read,
             corrupt,
             ..
-        } = read_segment(&path).unwrap();
+        } = read_fit(&path);
         assert_eq!(corrupt, 0);
         assert_eq!(into_messages(read, 100), (expected, false));
     }
@@ -774,7 +832,7 @@ mod tests {
             records,
             corrupt,
             unreadable,
-        } = read_segment(&path).unwrap();
+        } = read_fit(&path);
         assert_eq!(unreadable.len(), 5);
         // The cut line loses its 3 entries, the wrong count the 2 it claims, the bad id
         // one line, the absurd count no more than its body could hold, and the body

@@ -20,7 +20,9 @@ use tokio::time::Instant;
 use crate::webhook::backoff::Backoff;
 use crate::webhook::batch::Message;
 use crate::webhook::post::{DeliveryError, HttpClient, post, verdict};
-use crate::webhook::spool::{Record, Segment, Spool, into_messages, read_segment, rewrite_segment};
+use crate::webhook::spool::{
+    Record, Segment, SegmentFile, Spool, into_messages, read_segment, rewrite_segment,
+};
 use crate::webhook::{MAX_REQUEST_TIMEOUT, Shared};
 use crate::{AuditError, EncodedEntry};
 
@@ -419,14 +421,24 @@ impl Worker {
 /// bodies. If the rewrite fails the messages are still sent; only a restart could then
 /// form them anew. Unreadable lines are counted dropped and kept in `rejected/` first.
 fn load_segment(shared: &Shared) -> Result<Option<(Segment, Vec<Message>)>, AuditError> {
-    let (segment, path) = {
-        let mut spool = lock(shared);
-        let Some(segment) = spool.oldest()? else {
-            return Ok(None);
+    let (segment, path, read) = loop {
+        let (segment, path, bound) = {
+            let mut spool = lock(shared);
+            let Some(segment) = spool.oldest()? else {
+                return Ok(None);
+            };
+            (segment, spool.path_of(segment.index), spool.read_bound())
         };
-        (segment, spool.path_of(segment.index))
+        match read_segment(&path, bound)? {
+            SegmentFile::Read(read) => break (segment, path, read),
+            // Replaced or grown since the spool was listed: never read.
+            SegmentFile::Unfit(suffix) => {
+                let mut spool = lock(shared);
+                spool.set_aside_unread(segment, suffix);
+                shared.counters.set_spool_bytes(spool.total_bytes());
+            }
+        }
     };
-    let read = read_segment(&path)?;
     if read.corrupt > 0 {
         set_aside_unreadable(shared, segment.index, &read.unreadable, read.corrupt);
     }
