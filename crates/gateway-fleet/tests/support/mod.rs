@@ -31,17 +31,23 @@ impl RedisServer {
             eprintln!("skipped: redis-server is not on PATH (install the redis-server package)");
             return None;
         }
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .map(|a| a.port())
-            .expect("a free port");
-        let mut server = Self {
-            child: None,
-            port,
-            dir: tempfile::tempdir().expect("a temp dir"),
-        };
-        server.restart();
-        Some(server)
+        let dir = tempfile::tempdir().expect("a temp dir");
+        // A port free when probed may be taken (by another test's listener) before
+        // redis-server binds it: then it never becomes ready, and another port is tried.
+        for _ in 0..5 {
+            let port = std::net::TcpListener::bind("127.0.0.1:0")
+                .and_then(|l| l.local_addr())
+                .map(|a| a.port())
+                .expect("a free port");
+            if let Some(child) = spawn_ready(port, dir.path()) {
+                return Some(Self {
+                    child: Some(child),
+                    port,
+                    dir,
+                });
+            }
+        }
+        panic!("redis-server did not become ready on any of five free ports");
     }
 
     /// The URL to connect to.
@@ -99,23 +105,34 @@ impl RedisServer {
     /// connections (it says so on its log).
     pub fn restart(&mut self) {
         self.kill();
-        let mut child = Command::new("redis-server")
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no", "--logfile", ""])
-            .arg("--dir")
-            .arg(self.dir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server starts");
-        let stdout = child.stdout.take().expect("its log");
-        let mut lines = BufReader::new(stdout).lines();
-        let ready = lines.any(|line| line.is_ok_and(|l| l.contains("Ready to accept connections")));
-        assert!(ready, "redis-server did not become ready");
-        // Keep reading its log so it never blocks on a full pipe.
-        std::thread::spawn(move || for _ in lines {});
-        self.child = Some(child);
+        let child = spawn_ready(self.port, self.dir.path());
+        self.child = Some(child.expect("redis-server became ready again on its port"));
     }
+}
+
+/// A `redis-server` on `port`, once it accepts connections (it says so on its log), or
+/// `None` if it exits first (the port was taken).
+fn spawn_ready(port: u16, dir: &std::path::Path) -> Option<Child> {
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+        .args(["--save", "", "--appendonly", "no", "--logfile", ""])
+        .arg("--dir")
+        .arg(dir)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("redis-server starts");
+    let stdout = child.stdout.take().expect("its log");
+    let mut lines = BufReader::new(stdout).lines();
+    let ready = lines.any(|line| line.is_ok_and(|l| l.contains("Ready to accept connections")));
+    if !ready {
+        let _ = child.kill();
+        let _ = child.wait();
+        return None;
+    }
+    // Keep reading its log so it never blocks on a full pipe.
+    std::thread::spawn(move || for _ in lines {});
+    Some(child)
 }
 
 impl Drop for RedisServer {
