@@ -54,9 +54,23 @@ type Served = (
     String,
 );
 
+/// The binary with the simulator's credentials and none of the caller's log settings
+/// (a log line of the caller's own would come before the line the tests read).
+fn bin() -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .env("GENESYS_CLIENT_ID", gateway_sim::DEFAULT_CLIENT_ID)
+        .env("GENESYS_CLIENT_SECRET", gateway_sim::DEFAULT_CLIENT_SECRET)
+        .env_remove("GENESYS_REGION")
+        .env_remove("GENESYS_ROUTER_LOG")
+        .env_remove("GENESYS_ROUTER_LOG_FORMAT")
+        .env_remove("RUST_LOG");
+    command
+}
+
 /// Starts `genesys-router serve` (with `extra` flags) on a free port.
 fn spawn_serve(config: &std::path::Path, extra: &[&str]) -> Served {
-    spawn_serve_by(Command::new(BIN), config, extra)
+    spawn_serve_by(bin(), config, extra)
 }
 
 /// [`spawn_serve`] through `command` (the binary, or a shell that execs it).
@@ -66,9 +80,6 @@ fn spawn_serve_by(mut command: Command, config: &std::path::Path, extra: &[&str]
         .args(["serve", "--config"])
         .arg(config)
         .args(["--listen", "127.0.0.1:0", "--drain-secs", "20"])
-        .env("GENESYS_CLIENT_ID", gateway_sim::DEFAULT_CLIENT_ID)
-        .env("GENESYS_CLIENT_SECRET", gateway_sim::DEFAULT_CLIENT_SECRET)
-        .env_remove("GENESYS_REGION")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -111,7 +122,8 @@ fn route_calls(addr: &str, n: usize) -> Vec<tokio::task::JoinHandle<(StatusCode,
         .collect()
 }
 
-/// Waits (at most 20 s) until `n` prompt calls are at `sim`.
+/// Waits (at most 20 s) until `n` prompt calls are at `sim`, polling without taking a
+/// core from the process under test.
 async fn until_in_flight(sim: &gateway_sim::SimHandle, n: i64) {
     let started = tokio::time::Instant::now();
     while sim.counters().prompts_in_flight < n {
@@ -119,7 +131,7 @@ async fn until_in_flight(sim: &gateway_sim::SimHandle, n: i64) {
             started.elapsed() < Duration::from_secs(20),
             "the calls never reached the simulator"
         );
-        tokio::task::yield_now().await;
+        tokio::time::sleep(Duration::from_millis(2)).await;
     }
 }
 
@@ -159,7 +171,8 @@ fn signal(child: &std::process::Child, signal: &str) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
-    let (sim, _dir, audit, config) = slow_sim_and_audited_config(400.0).await;
+    // All 40 calls must be at the gateway at once: 3 s lets a loaded machine send them.
+    let (sim, _dir, audit, config) = slow_sim_and_audited_config(3_000.0).await;
 
     let (mut child, mut stderr, addr, _) = spawn_serve(&config, &[]);
 
@@ -279,13 +292,10 @@ async fn exit_within_15_s(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_signal_cancels_a_route_call_and_audits_it() {
     let (sim, _dir, audit, config) = slow_sim_and_audited_config(60_000.0).await;
-    let mut child = Command::new(BIN)
+    let mut child = bin()
         .args(["route", "--config"])
         .arg(&config)
         .args(["--route", "summarize", "--prompt", "hello"])
-        .env("GENESYS_CLIENT_ID", gateway_sim::DEFAULT_CLIENT_ID)
-        .env("GENESYS_CLIENT_SECRET", gateway_sim::DEFAULT_CLIENT_SECRET)
-        .env_remove("GENESYS_REGION")
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
@@ -312,7 +322,7 @@ async fn a_stderr_that_cannot_be_written_changes_no_exit_code_and_stops_no_shutd
         eprintln!("skipped: no /dev/full");
         return;
     };
-    let status = Command::new(BIN)
+    let status = bin()
         .args(["route", "--config", "/nonexistent/router.toml"])
         .args(["--route", "summarize", "--prompt", "hello"])
         .stderr(dev_full)
@@ -342,7 +352,7 @@ async fn serve_exits_non_zero_when_audit_entries_were_lost() {
         &format!("file = {:?}", audit.display().to_string()),
     );
     // Every write to the audit file fails: the call is answered, its entry is lost.
-    let limited = no_room::with_no_room(&Command::new(BIN));
+    let limited = no_room::with_no_room(&bin());
     let (mut child, mut stderr, addr, _) = spawn_serve_by(limited, &config, &[]);
     let client: Client<HttpConnector, Full<Bytes>> =
         Client::builder(TokioExecutor::new()).build_http();

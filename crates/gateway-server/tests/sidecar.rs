@@ -368,7 +368,9 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
     let audit = dir.path().join("audit.jsonl");
     config.audit.file.clone_from(&audit);
     config.retry.max_attempts = 1;
-    config.limits.attempt_timeout_ms = 1_000;
+    // Long enough for every refusal below to come while the call is stalled, two
+    // 16 MiB bodies included, on a loaded machine running a debug build.
+    config.limits.attempt_timeout_ms = 5_000;
     let router = Router::builder(config)
         .credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
         .build()
@@ -393,15 +395,15 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
         let url = url.clone();
         tokio::spawn(async move { send(&client, Method::POST, url, body).await })
     };
-    let mut reached = false;
-    for _ in 0..100_000 {
-        if sim.prompt_requests().len() == 1 {
-            reached = true;
-            break;
-        }
-        tokio::task::yield_now().await;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while sim.prompt_requests().is_empty() && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    assert!(reached, "the first call reached the simulator");
+    assert_eq!(
+        sim.prompt_requests().len(),
+        1,
+        "the first call reached the simulator"
+    );
     hung_up.abort();
 
     // Its call runs on and holds the one slot: the next caller is refused at once.
@@ -440,7 +442,8 @@ async fn calls_whose_callers_hung_up_still_count_against_max_calls() {
 
     // Once the stalled call ends (its attempt times out), the slot is free again.
     let mut answered = false;
-    for _ in 0..100 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while tokio::time::Instant::now() < deadline {
         let (status, _, _) = send(&client, Method::POST, url.clone(), body).await;
         if status == StatusCode::OK {
             answered = true;

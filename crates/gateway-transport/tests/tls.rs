@@ -218,8 +218,10 @@ async fn http2_multiplexes_calls_on_one_connection_and_http1_only_offers_only_ht
 #[tokio::test]
 async fn calls_past_one_connections_streams_open_one_more_http2_connection() {
     const CALLS: usize = STREAMS_PER_CONNECTION + 50;
+    // Every call must reach the simulator before the first is answered: 150 TLS calls
+    // from one thread of a debug build, on a loaded machine, get three seconds.
     let slow = Behaviour {
-        latency: Latency::Fixed { ms: 1_000.0 },
+        latency: Latency::Fixed { ms: 3_000.0 },
         ..Behaviour::default()
     };
     let prompt = |t: &Transport, i: usize| {
