@@ -102,6 +102,7 @@ pub use trace::{
     PRINTABLE_ASCII_PATTERN, TRACEPARENT_PATTERN, TraceParent,
 };
 pub use tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TEMPERATURE_RANGE, TemperatureMatrix, Tuning};
+pub use unknown_fields::MAX_UNKNOWN_VALUES;
 pub use validation::{
     Found, Location, MAX_MALFORMED_CHARS, MAX_UNKNOWN_NAME_CHARS, MAX_VIOLATIONS, Rule, Validate,
     ValidationErrors, Violation, Violations, cut_to, from_json_slice, from_json_value,

@@ -58,7 +58,8 @@ pub struct GatewayResponse {
     /// The safety pipeline's verdict, when reported.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub safety: Option<SafetyReport>,
-    /// Fields this version does not know, kept as received.
+    /// Fields this version does not know, kept as received (at most
+    /// [`MAX_UNKNOWN_VALUES`](crate::MAX_UNKNOWN_VALUES) JSON values).
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }

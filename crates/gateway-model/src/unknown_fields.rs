@@ -10,9 +10,116 @@
 //! `schemars`, which reads them to write the same JSON Schema as before.
 
 use std::borrow::Cow;
+use std::cell::Cell;
 use std::fmt;
 
-use serde::de::{self, Deserialize, Deserializer, Visitor};
+use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
+use serde_json::{Map, Number, Value};
+
+/// The most JSON values (each object, array, string, number, boolean or null) one
+/// answer object keeps in the fields this version does not know. A `serde_json::Value`
+/// takes about 80 bytes however short its JSON (`{}` is two), so without a bound an
+/// answer of nested empty objects within the size cap would take dozens of times its
+/// size in memory; an answer with more is refused as malformed.
+pub const MAX_UNKNOWN_VALUES: usize = 10_000;
+
+/// Reads one unknown field's value into a `serde_json::Value`, counting each value it
+/// holds against a budget shared by the object's unknown fields.
+pub(crate) struct Budgeted<'b>(pub(crate) &'b Cell<usize>);
+
+impl Budgeted<'_> {
+    fn take<E: de::Error>(&self) -> Result<(), E> {
+        match self.0.get().checked_sub(1) {
+            Some(left) => {
+                self.0.set(left);
+                Ok(())
+            }
+            None => Err(E::custom(format_args!(
+                "more than {MAX_UNKNOWN_VALUES} JSON values in fields this version does not know"
+            ))),
+        }
+    }
+}
+
+impl<'de> DeserializeSeed<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Budgeted<'_> {
+    type Value = Value;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Number(v.into()))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Value, E> {
+        self.take()?;
+        // As serde_json's own `Value`: a float JSON cannot hold reads as null.
+        Ok(Number::from_f64(v).map_or(Value::Null, Value::Number))
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(v.to_owned()))
+    }
+
+    fn visit_string<E: de::Error>(self, v: String) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::String(v))
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Value, E> {
+        self.take()?;
+        Ok(Value::Null)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Value, D::Error> {
+        self.deserialize(deserializer)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Budgeted(self.0))? {
+            items.push(item);
+        }
+        Ok(Value::Array(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Value, A::Error> {
+        self.take()?;
+        let mut object = Map::new();
+        while let Some(key) = map.next_key::<String>()? {
+            let value = map.next_value_seed(Budgeted(self.0))?;
+            object.insert(key, value);
+        }
+        Ok(Value::Object(object))
+    }
+}
 
 /// An object key (or any string): borrowed from the input where it can be, so reading
 /// it copies nothing.
@@ -82,6 +189,7 @@ macro_rules! keep_unknown_fields {
                         use serde::de::Error as _;
                         $( let mut $field = None; )*
                         let mut extra = serde_json::Map::new();
+                        let budget = std::cell::Cell::new($crate::unknown_fields::MAX_UNKNOWN_VALUES);
                         while let Some(key) = map.next_key::<$crate::unknown_fields::Key<'de>>()? {
                             match &*key.0 {
                                 $( $json => {
@@ -91,7 +199,9 @@ macro_rules! keep_unknown_fields {
                                     $field = Some($crate::unknown_fields::keep_unknown_fields!(@next $mode map));
                                 } )*
                                 _ => {
-                                    let value = map.next_value::<serde_json::Value>()?;
+                                    let value = map.next_value_seed(
+                                        $crate::unknown_fields::Budgeted(&budget),
+                                    )?;
                                     extra.insert(key.0.into_owned(), value);
                                 }
                             }
@@ -144,3 +254,41 @@ macro_rules! keep_unknown_fields {
 }
 
 pub(crate) use keep_unknown_fields;
+
+#[cfg(test)]
+mod tests {
+    use super::MAX_UNKNOWN_VALUES;
+    use crate::GatewayResponse;
+
+    /// An answer whose unknown field holds `n` empty objects in an array.
+    fn answer_with(n: usize) -> String {
+        let objects = vec!["{}"; n].join(",");
+        format!(
+            r#"{{"id":"a","modelId":"m","output":"o","x":[{objects}],"y":{{"z":[1,"s",null,true,2.5]}}}}"#
+        )
+    }
+
+    #[test]
+    fn unknown_fields_are_kept_as_received_within_the_budget() {
+        let text = answer_with(100);
+        let answer: GatewayResponse = serde_json::from_str(&text).unwrap();
+        let whole: serde_json::Value = serde_json::from_str(&text).unwrap();
+        assert_eq!(answer.extra["x"], whole["x"]);
+        assert_eq!(answer.extra["y"], whole["y"]);
+        assert_eq!(serde_json::to_value(&answer).unwrap(), whole);
+    }
+
+    #[test]
+    fn an_answer_past_the_budget_of_unknown_values_is_refused_naming_the_rule() {
+        // The array and the `y` field's seven values take eight of the budget.
+        let at_the_bound = answer_with(MAX_UNKNOWN_VALUES - 8);
+        assert!(serde_json::from_str::<GatewayResponse>(&at_the_bound).is_ok());
+        let past = answer_with(MAX_UNKNOWN_VALUES - 7);
+        let err = serde_json::from_str::<GatewayResponse>(&past).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("more than 10000 JSON values in fields this version does not know"),
+            "{err}"
+        );
+    }
+}
