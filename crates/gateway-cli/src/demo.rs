@@ -8,7 +8,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use gateway_audit::read_jsonl;
+use gateway_audit::JsonlReader;
 use gateway_auth::Credentials;
 use gateway_model::{
     AuditConfig, EnvironmentConfig, FsyncPolicy, RouteConfig, RouteRequest, RouterConfig,
@@ -46,7 +46,7 @@ pub struct DemoReport {
     pub answered: usize,
     /// Failures by error code.
     pub failed: BTreeMap<String, usize>,
-    /// Audit entries read back from the file.
+    /// This run's audit entries, read back from the file.
     pub audit_entries: usize,
     /// The audit file.
     pub audit_file: PathBuf,
@@ -201,6 +201,8 @@ fn config(sim: &SimHandle, out: &Path) -> RouterConfig {
     config.audit = AuditConfig {
         file: out.join("audit.jsonl"),
         fsync: FsyncPolicy::Interval,
+        // Never rotated during a run, so this run's entries are all in the one file.
+        rotate_bytes: u64::MAX,
         ..AuditConfig::default()
     };
     config
@@ -295,23 +297,33 @@ async fn route_batch(
     Ok((answered, failed, elapsed))
 }
 
-/// `out/audit.jsonl`, with `out` created and an old log removed, so the count the
-/// demo reads back is this run's.
-fn fresh_audit_file(out: &Path) -> anyhow::Result<PathBuf> {
-    std::fs::create_dir_all(out)
-        .with_context(|| format!("creating the output directory {}", out.display()))?;
-    let audit_file = out.join("audit.jsonl");
-    match std::fs::remove_file(&audit_file) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
-            Err(e).with_context(|| format!("removing the old {}", audit_file.display()))
-        }
-        _ => Ok(audit_file),
+/// How many audit entries the file at `path` holds (none if there is no file).
+fn entries_in(path: &Path) -> anyhow::Result<usize> {
+    if !path.exists() {
+        return Ok(0);
+    }
+    let reader = JsonlReader::open(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(reader.flatten().count())
+}
+
+/// "N entries", and how many the file held before this run when it held any.
+fn entries_note(this_run: usize, earlier: usize) -> String {
+    if earlier == 0 {
+        format!("{this_run} entries")
+    } else {
+        format!("{this_run} entries from this run, after {earlier} kept from earlier")
     }
 }
 
 /// Runs the demo and returns what it measured; `metrics` must be the installed recorder.
+///
+/// Its entries are appended to `out/audit.jsonl`: a trail already there (another run's,
+/// or one `--out` points at by mistake) is kept, and the count is this run's. A file
+/// another process writes is refused before any prompt is sent.
 pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Result<DemoReport> {
-    let audit_file = fresh_audit_file(&options.out)?;
+    std::fs::create_dir_all(&options.out)
+        .with_context(|| format!("creating the output directory {}", options.out.display()))?;
+    let audit_file = options.out.join("audit.jsonl");
 
     let sim = simulator(options.seed).await?;
     let router = Router::builder(config(&sim, &options.out))
@@ -319,6 +331,8 @@ pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Resu
         .build()
         .await
         .context("building the router")?;
+    // Counted once the router holds the file: no other writer adds to it from here.
+    let earlier_entries = entries_in(&audit_file)?;
 
     let (answered, failed, elapsed) = route_batch(&router, options).await?;
 
@@ -329,8 +343,7 @@ pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Resu
     let counters = sim.counters();
     sim.shutdown().await;
 
-    let audit = read_jsonl(&audit_file)
-        .with_context(|| format!("reading back {}", audit_file.display()))?;
+    let audit_entries = entries_in(&audit_file)?.saturating_sub(earlier_entries);
     let metrics_file = options.out.join("metrics.prom");
     std::fs::write(&metrics_file, metrics.render())
         .with_context(|| format!("writing {}", metrics_file.display()))?;
@@ -350,7 +363,7 @@ pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Resu
          a policy rule on model-small-1; model-fallback-3 is every route's fallback)\n\n{}\n\
          answered: {answered}   failed: {failures}\n\
          simulator saw: {} prompt attempts, {} token request(s)\n\
-         audit log:  {} ({} entries)\n\
+         audit log:  {} ({})\n\
          metrics:    {} (Prometheus text; `genesys-router serve` serves the same at /metrics)\n",
         options.requests,
         elapsed.as_secs_f64(),
@@ -358,13 +371,13 @@ pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Resu
         counters.prompt_requests,
         counters.token_requests,
         audit_file.display(),
-        audit.entries.len(),
+        entries_note(audit_entries, earlier_entries),
         metrics_file.display(),
     );
     Ok(DemoReport {
         answered,
         failed,
-        audit_entries: audit.entries.len(),
+        audit_entries,
         audit_file,
         metrics_file,
         summary,

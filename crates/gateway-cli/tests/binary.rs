@@ -485,6 +485,45 @@ async fn the_demo_answers_and_audits_every_prompt() {
         report.summary
     );
     assert!(report.metrics_file.exists());
+
+    // A second run keeps the first run's trail and counts its own entries.
+    let again = run(&options, metrics.handle()).await.unwrap();
+    assert_eq!(again.audit_entries, 90);
+    assert!(
+        again
+            .summary
+            .contains("90 entries from this run, after 90 kept from earlier"),
+        "{}",
+        again.summary
+    );
+    assert_eq!(read_jsonl(&again.audit_file).unwrap().entries.len(), 180);
+}
+
+/// Regression: the demo deleted `audit.jsonl` in its `--out` directory before anything
+/// else, a live trail another process was writing included.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_demo_leaves_an_audit_file_another_process_writes_untouched() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("audit.jsonl");
+    std::fs::write(&file, "a line of someone else's\n").unwrap();
+    let holder =
+        gateway_audit::JsonlSink::open_with(&file, gateway_audit::JsonlOptions::default()).unwrap();
+    let options = DemoOptions {
+        requests: 5,
+        concurrency: 1,
+        out: dir.path().to_owned(),
+        seed: 7,
+        progress: false,
+    };
+    let err = run(&options, LocalMetrics::new().handle())
+        .await
+        .expect_err("the file is in use");
+    assert!(format!("{err:#}").contains("in use"), "{err:#}");
+    assert_eq!(
+        std::fs::read_to_string(&file).unwrap(),
+        "a line of someone else's\n"
+    );
+    drop(holder);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
