@@ -388,9 +388,14 @@ async fn exit_3_for_an_invalid_config_file() {
         let text = String::from_utf8_lossy(&checked.stdout).into_owned() + &stderr(&checked);
         assert!(text.contains(why), "{path:?}: {text}");
     }
+}
 
-    // A region override that is set but not UTF-8 is a config error naming it, not a
-    // silent fall back to the file's region.
+/// A region override that cannot be used is a config error naming the variable: one that
+/// is not UTF-8 (rather than a silent fall back to the file's region), and one that
+/// names no region (rather than a problem blamed on the file).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_naming_a_region_override_that_cannot_be_used() {
+    let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
     std::fs::write(
         &good,
@@ -409,6 +414,22 @@ async fn exit_3_for_an_invalid_config_file() {
             .unwrap()
             .contains("GENESYS_REGION is not valid UTF-8"),
         "{report}"
+    );
+    // One that names no region is blamed on the variable, not on the file (whose own
+    // region is fine).
+    let mut checked = cli(&["check-config", "--json"]);
+    checked.arg(&good).env("GENESYS_REGION", "moon");
+    let checked = run(checked).await;
+    assert_eq!(checked.status.code(), Some(3), "{}", stderr(&checked));
+    let message = stdout_json(&checked)["problems"][0]["message"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        message.contains("GENESYS_REGION cannot be applied")
+            && message.contains("unknown Genesys Cloud region `moon`")
+            && !message.contains("good.toml"),
+        "{message}"
     );
 }
 

@@ -40,6 +40,15 @@ pub enum ConfigError {
         /// Why it gave no text.
         reason: EnvVarError,
     },
+    /// A valid file is made invalid by an override env var's value (`GENESYS_REGION`
+    /// naming no region): the env var is at fault, not the file.
+    #[error("{name} cannot be applied to the configuration: {errors}")]
+    EnvInvalid {
+        /// The variable.
+        name: &'static str,
+        /// What its value broke, with paths in the document.
+        errors: ValidationErrors,
+    },
 }
 
 /// Reads, parses and validates a TOML config, then applies env overrides
@@ -70,13 +79,17 @@ pub fn load_config(path: &Path) -> Result<RouterConfig, ConfigError> {
             });
         }
     };
-    apply_env_overrides(&mut config, |name| {
+    // The file was valid as read: what breaks now is the override's doing.
+    if apply_env_overrides(&mut config, |name| {
         (name == ENV_REGION).then(|| region.clone()).flatten()
-    });
-    config.validate().map_err(|errors| ConfigError::Invalid {
-        path: path.to_owned(),
-        errors,
-    })?;
+    }) {
+        config
+            .validate()
+            .map_err(|errors| ConfigError::EnvInvalid {
+                name: ENV_REGION,
+                errors,
+            })?;
+    }
     Ok(config)
 }
 
