@@ -15,8 +15,9 @@ pub(crate) enum Want {
     Directory,
 }
 
-/// `Ok` if `path` is already what `want` says, or is absent and its nearest existing
-/// ancestor is a directory to create it (and its missing parents) in.
+/// `Ok` if `path` is already what `want` says (a file this process may append to), or
+/// is absent and its nearest existing ancestor is a directory to create it (and its
+/// missing parents) in.
 pub(crate) fn creatable(path: &Path, want: Want) -> Result<(), AuditError> {
     match std::fs::metadata(path) {
         Ok(meta) if meta.is_dir() && want == Want::File => {
@@ -34,6 +35,15 @@ pub(crate) fn creatable(path: &Path, want: Want) -> Result<(), AuditError> {
         Ok(meta) if !meta.is_dir() && want == Want::Directory => {
             let not_dir = Error::new(ErrorKind::NotADirectory, "it is not a directory");
             return Err(AuditError::io("create directory", path, not_dir));
+        }
+        // A file the sink could not append to (read-only, another user's): opened as the
+        // sink opens it, without creating or writing anything.
+        Ok(_) if want == Want::File => {
+            return std::fs::OpenOptions::new()
+                .append(true)
+                .open(path)
+                .map(drop)
+                .map_err(|e| AuditError::io("open for appending", path, e));
         }
         Ok(_) => return Ok(()),
         // Under a file: the ancestors say which one.
@@ -108,5 +118,30 @@ mod tests {
             err.contains("spool` is not a directory"),
             "names the file in the way: {err}"
         );
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_file_this_process_cannot_append_to_is_refused() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("audit.jsonl");
+        std::fs::write(&file, b"kept\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o444)).unwrap();
+        let appendable = |path: &Path| std::fs::OpenOptions::new().append(true).open(path).is_ok();
+        if !appendable(&file) {
+            let err = creatable(&file, Want::File).unwrap_err().to_string();
+            assert!(err.contains("open for appending"), "{err}");
+            assert_eq!(std::fs::read(&file).unwrap(), b"kept\n", "nothing written");
+            return;
+        }
+        // Root may write a read-only file; a read-only sysfs attribute it may not.
+        let attribute = Path::new("/sys/devices/system/cpu/online");
+        if attribute.is_file() && !appendable(attribute) {
+            let err = creatable(attribute, Want::File).unwrap_err().to_string();
+            assert!(err.contains("open for appending"), "{err}");
+        } else {
+            eprintln!("skipped: this process may append to any file here");
+        }
     }
 }
