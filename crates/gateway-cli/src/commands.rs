@@ -271,8 +271,7 @@ pub fn schema(args: &SchemaArgs) -> anyhow::Result<i32> {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         for e in SCHEMAS {
             let path = dir.join(e.file_name());
-            std::fs::write(&path, e.render())
-                .with_context(|| format!("writing {}", path.display()))?;
+            crate::replace::file(&path, e.render().as_bytes())?;
             write_stdout(format!("wrote {}\n", path.display()).as_bytes())?;
         }
         return Ok(0);
@@ -340,8 +339,9 @@ pub fn man(args: &ManArgs) -> anyhow::Result<i32> {
     let command = Cli::command();
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-        clap_mangen::generate_to(command, dir)
-            .with_context(|| format!("writing the man pages to {}", dir.display()))?;
+        crate::replace::files_in(dir, |staging| {
+            clap_mangen::generate_to(command, staging).context("writing the man pages")
+        })?;
         write_stdout(format!("wrote the man pages to {}\n", dir.display()).as_bytes())?;
         return Ok(0);
     }

@@ -345,8 +345,7 @@ pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Resu
 
     let audit_entries = entries_in(&audit_file)?.saturating_sub(earlier_entries);
     let metrics_file = options.out.join("metrics.prom");
-    std::fs::write(&metrics_file, metrics.render())
-        .with_context(|| format!("writing {}", metrics_file.display()))?;
+    crate::replace::file(&metrics_file, metrics.render().as_bytes())?;
 
     let failures = if failed.is_empty() {
         "none".to_owned()

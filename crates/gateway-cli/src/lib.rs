@@ -20,6 +20,7 @@ pub mod demo;
 pub mod exit;
 pub mod healthcheck;
 pub mod logging;
+pub mod replace;
 pub mod report;
 pub mod runtime;
 pub mod signal;

@@ -460,6 +460,45 @@ fn schema_prints_one_schema_or_lists_them() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("known: gateway-payload"));
 }
 
+/// Regression: `schema --out` wrote each file in place, so a disk that filled part way
+/// left cut-short schemas where good copies had been.
+#[test]
+fn schema_out_on_a_full_disk_leaves_the_files_it_had_whole() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = bin()
+        .args(["schema", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let path = dir.path().join("gateway-payload.schema.json");
+    let before = std::fs::read(&path).unwrap();
+    assert!(!before.is_empty());
+
+    let mut full = no_room::with_no_room(&bin());
+    let out = full
+        .args(["schema", "--out"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(!out.status.success(), "every write fails");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        before,
+        "the old copy is whole"
+    );
+    let left: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|name| name.starts_with('.'))
+        .collect();
+    assert!(left.is_empty(), "no temporary file is left: {left:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_answers_and_audits_every_prompt() {
     let dir = tempfile::tempdir().unwrap();
