@@ -51,6 +51,7 @@ mod batch;
 mod delivery_report;
 mod post;
 pub(crate) mod secret;
+mod segment_read;
 mod signature;
 mod spool;
 mod spool_file;

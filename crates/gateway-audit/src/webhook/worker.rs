@@ -20,9 +20,8 @@ use tokio::time::Instant;
 use crate::webhook::backoff::Backoff;
 use crate::webhook::batch::Message;
 use crate::webhook::post::{DeliveryError, HttpClient, post, verdict};
-use crate::webhook::spool::{
-    Record, Segment, SegmentFile, Spool, into_messages, read_segment, rewrite_segment,
-};
+use crate::webhook::segment_read::{SegmentFile, read_segment};
+use crate::webhook::spool::{Record, Segment, Spool, into_messages, rewrite_segment};
 use crate::webhook::{MAX_REQUEST_TIMEOUT, Shared};
 use crate::{AuditError, EncodedEntry};
 
