@@ -15,6 +15,11 @@ impl StopSignals {
             use tokio::signal::unix::{SignalKind, signal};
             let streams = signal(SignalKind::terminate())
                 .and_then(|term| Ok((term, signal(SignalKind::interrupt())?)))
+                .inspect_err(|e| {
+                    crate::console::warn(format_args!(
+                        "cannot listen for SIGTERM ({e}): only Ctrl-C stops this gracefully"
+                    ));
+                })
                 .ok();
             Self { streams }
         }
