@@ -3,7 +3,7 @@
 //! say) would rotate each other's files away, or replay and rewrite each other's
 //! segments; the second is refused when it opens instead.
 
-use std::fs::{File, OpenOptions, TryLockError};
+use std::fs::{File, TryLockError};
 use std::path::{Path, PathBuf};
 
 use crate::error::AuditError;
@@ -20,11 +20,7 @@ impl ExclusiveUse {
     /// only where the file system enforces them across its clients (a local disk does;
     /// a network file system may not).
     pub(crate) fn claim(lock: PathBuf, guarded: &Path) -> Result<Self, AuditError> {
-        let file = OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&lock)
+        let file = crate::regular_file::lock_file(&lock)
             .map_err(|e| AuditError::io("open the lock file", &lock, e))?;
         match file.try_lock() {
             Ok(()) => Ok(Self { _lock: Some(file) }),

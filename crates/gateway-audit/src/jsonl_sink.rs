@@ -102,7 +102,8 @@ pub struct JsonlSink {
 
 impl JsonlSink {
     /// Checks, creating nothing, that [`JsonlSink::open`] could keep a trail at `path`:
-    /// it is absent or not a directory, and its nearest existing ancestor is a directory
+    /// it and its lock file (`<path>.lock`) are each absent, or a regular file this
+    /// process may read and append to, and the nearest existing ancestor is a directory
     /// (`check-config` reports what the sink would later fail on).
     ///
     /// ```
@@ -112,7 +113,10 @@ impl JsonlSink {
     /// assert!(JsonlSink::check_path(&dir).is_err(), "a directory");
     /// ```
     pub fn check_path(path: &std::path::Path) -> Result<(), AuditError> {
-        crate::path_check::creatable(path, crate::path_check::Want::File)
+        use crate::path_check::{Want, creatable};
+        creatable(path, Want::File)?;
+        // The lock file beside it, which the sink opens too.
+        creatable(&crate::exclusive::lock_beside(path), Want::File)
     }
 
     /// Opens (creating it and its directory if needed) the file an [`AuditConfig`] names.

@@ -84,6 +84,7 @@ mod jsonl_reader;
 mod jsonl_sink;
 mod path_check;
 mod prompt_digest;
+mod regular_file;
 #[cfg(test)]
 mod test_entry;
 pub mod webhook;

@@ -40,6 +40,7 @@ pub(crate) fn creatable(path: &Path, want: Want) -> Result<(), AuditError> {
         // sink opens it, without creating or writing anything.
         Ok(_) if want == Want::File => {
             return std::fs::OpenOptions::new()
+                .read(true)
                 .append(true)
                 .open(path)
                 .map(drop)

@@ -627,6 +627,53 @@ async fn links_and_fifos_named_like_segments_are_set_aside_unread() {
     }
 }
 
+/// Nor is `rejected/` written through what someone planted there: a link in place of
+/// the directory (lines set aside landed in the directory it named), or a FIFO where a
+/// segment's unreadable lines go (opening it waited for a reader, holding the spool, so
+/// nothing was delivered again).
+#[cfg(unix)]
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nothing_planted_in_rejected_is_written_through() {
+    for planted in ["a link to a directory", "a FIFO"] {
+        let receiver = Receiver::start(secret()).await;
+        let dir = tempfile::tempdir().unwrap();
+        let spool = dir.path().join("spool");
+        let rejected = spool.join("rejected");
+        let elsewhere = dir.path().join("elsewhere");
+        std::fs::create_dir_all(&elsewhere).unwrap();
+        if planted == "a FIFO" {
+            std::fs::create_dir_all(&rejected).unwrap();
+            let fifo = rejected.join("00000000000000000001.unreadable");
+            let made = std::process::Command::new("mkfifo").arg(&fifo).status();
+            if !made.is_ok_and(|s| s.success()) {
+                eprintln!("skipped: no mkfifo");
+                continue;
+            }
+        } else {
+            std::fs::create_dir_all(&spool).unwrap();
+            std::os::unix::fs::symlink(&elsewhere, &rejected).unwrap();
+        }
+        let entry = entries::entry(0);
+        let line = gateway_audit::EncodedEntry::encode(&entry).unwrap();
+        let mut segment = b"not an audit entry\n".to_vec();
+        segment.extend_from_slice(line.line());
+        std::fs::write(spool.join("00000000000000000001.jsonl"), segment).unwrap();
+
+        let config = config(&receiver, &spool, 10, 1_000);
+        let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
+        receiver
+            .wait_until(planted, Duration::from_secs(30), |s| s.unique() == 1)
+            .await;
+        sink.shutdown(in_secs(10)).await.unwrap();
+        assert_eq!(receiver.state.ids(), HashSet::from([entry.id]), "{planted}");
+        assert_eq!(
+            std::fs::read_dir(&elsewhere).unwrap().count(),
+            0,
+            "{planted}: nothing was written elsewhere"
+        );
+    }
+}
+
 /// A request timeout past the clock's range counts as the longest one honoured instead
 /// of overflowing the deadline (a panic in the delivery task, so nothing arrived).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -54,7 +54,6 @@ pub(crate) mod secret;
 mod segment_read;
 mod signature;
 mod spool;
-mod spool_file;
 mod worker;
 
 use std::fmt;

@@ -6,9 +6,9 @@ use std::path::Path;
 use bytes::Bytes;
 use gateway_model::AuditEntry;
 
+use crate::regular_file::{Contents, read_within};
 use crate::webhook::batch::{Message, WebhookBatch};
 use crate::webhook::spool::Record;
-use crate::webhook::spool_file::{Contents, read_within};
 use crate::{AuditError, EncodedEntry};
 
 /// A segment read back.

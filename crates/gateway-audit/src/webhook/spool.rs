@@ -17,8 +17,8 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use crate::exclusive::ExclusiveUse;
+use crate::regular_file::{append_to, is_regular, own_directory};
 use crate::webhook::batch::Message;
-use crate::webhook::spool_file::{append_to, is_regular};
 use crate::{AuditError, EncodedEntry};
 
 /// One line of a segment.
@@ -234,8 +234,17 @@ impl Spool {
         }
         let from = self.path_of(segment.index);
         let dir = self.dir.join(REJECTED_DIR);
-        let to = dir.join(format!("{:020}.{suffix}", segment.index));
-        let moved = std::fs::create_dir_all(&dir)
+        // Indices start again at 1 once the spool empties: an earlier run's file of the
+        // same name is kept, and this one takes the next free name.
+        let base = format!("{:020}.{suffix}", segment.index);
+        let to = (0..1_000)
+            .map(|n| match n {
+                0 => dir.join(&base),
+                n => dir.join(format!("{base}.{n}")),
+            })
+            .find(|to| std::fs::symlink_metadata(to).is_err())
+            .unwrap_or_else(|| dir.join(&base));
+        let moved = own_directory(&dir)
             .and_then(|()| std::fs::rename(&from, &to))
             .map_err(|e| AuditError::io("move aside", &from, e));
         let bound = self.read_bound();
@@ -278,7 +287,7 @@ impl Spool {
     /// Appends `lines` to the file `name` of `rejected/` and syncs it and the directory.
     fn append_rejected(&self, name: &str, lines: &[&[u8]]) -> Result<PathBuf, AuditError> {
         let dir = self.dir.join(REJECTED_DIR);
-        std::fs::create_dir_all(&dir).map_err(|e| AuditError::io("create directory", &dir, e))?;
+        own_directory(&dir).map_err(|e| AuditError::io("create directory", &dir, e))?;
         let path = dir.join(name);
         let mut file = append_to(&path).map_err(|e| AuditError::io("create", &path, e))?;
         lines
