@@ -1,12 +1,14 @@
 //! Writing output files whole or not at all: a file other tools read (a schema, a man
 //! page, a metrics snapshot) is never left cut short by a full disk or a signal.
 
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
 
-/// Replaces the file at `path` with `bytes`: written and synced under a temporary name
-/// beside it, then renamed over it. On failure the old file, if any, is as it was.
+/// Replaces the file at `path` with `bytes`: written and synced under a new temporary
+/// name beside it, then renamed over it. On failure the old file, if any, is as it was.
 ///
 /// ```
 /// let dir = tempfile::tempdir()?;
@@ -16,12 +18,15 @@ use anyhow::Context as _;
 /// # Ok::<(), anyhow::Error>(())
 /// ```
 pub fn file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
-    let temporary = temporary_beside(path);
-    let written = std::fs::File::create(&temporary)
-        .and_then(|mut file| {
-            std::io::Write::write_all(&mut file, bytes)?;
-            file.sync_all()
-        })
+    let name = path
+        .file_name()
+        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
+    let dir = path.parent().unwrap_or_else(|| Path::new("."));
+    let (temporary, mut out) =
+        new_file(dir, &name).with_context(|| format!("writing {}", path.display()))?;
+    let written = out
+        .write_all(bytes)
+        .and_then(|()| out.sync_all())
         .and_then(|()| std::fs::rename(&temporary, path));
     if written.is_err() {
         let _ = std::fs::remove_file(&temporary);
@@ -29,15 +34,17 @@ pub fn file(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     written.with_context(|| format!("writing {}", path.display()))
 }
 
-/// Runs `write` into a new directory beside `dir`, then moves each file it wrote into
-/// `dir`, replacing any of the same name. On failure nothing in `dir` has changed.
+/// Runs `write` into a new directory inside `dir` (so on the same file system), then
+/// moves each file it wrote into `dir`, replacing any of the same name. If `write`
+/// fails nothing in `dir` has changed; a failure while moving (rare: a rename within
+/// one directory) can leave the files moved before it.
 pub fn files_in(dir: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> anyhow::Result<()> {
-    let staging = temporary_beside(dir);
-    std::fs::create_dir(&staging).with_context(|| format!("creating {}", staging.display()))?;
+    let staging = new_directory(dir, "staging")
+        .with_context(|| format!("creating a directory in {}", dir.display()))?;
     let moved = write(&staging).and_then(|()| {
         for item in std::fs::read_dir(&staging)? {
             let item = item?;
-            std::fs::File::open(item.path())?.sync_all()?;
+            File::open(item.path())?.sync_all()?;
             std::fs::rename(item.path(), dir.join(item.file_name()))?;
         }
         Ok(())
@@ -46,10 +53,40 @@ pub fn files_in(dir: &Path, write: impl FnOnce(&Path) -> anyhow::Result<()>) -> 
     moved.with_context(|| format!("writing into {}", dir.display()))
 }
 
-/// A name beside `path` that no other process writing there takes: `.{name}.{pid}.tmp`.
-fn temporary_beside(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map_or_else(|| "output".into(), |n| n.to_string_lossy().into_owned());
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
+/// A temporary name in `dir` for `name`, random so that no other writer (another
+/// process, a link planted there) shares it: `.{name}.{random}.tmp`.
+fn temporary_name(dir: &Path, name: &str) -> PathBuf {
+    dir.join(format!(".{name}.{:016x}.tmp", fastrand::u64(..)))
+}
+
+/// A file created anew in `dir` under a temporary name for `name`.
+fn new_file(dir: &Path, name: &str) -> std::io::Result<(PathBuf, File)> {
+    retry_taken(|| {
+        let path = temporary_name(dir, name);
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
+        Ok((path, file))
+    })
+}
+
+/// A directory created anew in `dir` under a temporary name for `name`.
+fn new_directory(dir: &Path, name: &str) -> std::io::Result<PathBuf> {
+    retry_taken(|| {
+        let path = temporary_name(dir, name);
+        std::fs::create_dir(&path)?;
+        Ok(path)
+    })
+}
+
+/// Runs `create` until it does not find its name taken, five times at most.
+fn retry_taken<T>(mut create: impl FnMut() -> std::io::Result<T>) -> std::io::Result<T> {
+    let mut tries = 0;
+    loop {
+        match create() {
+            Err(e) if e.kind() == ErrorKind::AlreadyExists && tries < 4 => tries += 1,
+            other => return other,
+        }
+    }
 }
