@@ -29,7 +29,8 @@ pub struct Usage {
     pub completion_tokens: u32,
     /// Sum of both.
     pub total_tokens: u32,
-    /// Fields this version does not know (for example cached-token counts), kept as received.
+    /// Fields this version does not know (for example cached-token counts), kept as received
+    /// (at most [`MAX_UNKNOWN_VALUES`](crate::MAX_UNKNOWN_VALUES) JSON values).
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }

@@ -50,7 +50,8 @@ pub struct SafetyReport {
     /// The filters that fired, if any (names as the gateway sent them, known or not).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub triggered: Vec<String>,
-    /// Fields this version does not know, kept as received.
+    /// Fields this version does not know, kept as received (at most
+    /// [`MAX_UNKNOWN_VALUES`](crate::MAX_UNKNOWN_VALUES) JSON values).
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }

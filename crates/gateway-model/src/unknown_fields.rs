@@ -20,8 +20,10 @@ use serde_json::{Map, Number, Value};
 /// answer object keeps in the fields this version does not know. A `serde_json::Value`
 /// takes about 80 bytes however short its JSON (`{}` is two), so without a bound an
 /// answer of nested empty objects within the size cap would take dozens of times its
-/// size in memory; an answer with more is refused as malformed.
-pub const MAX_UNKNOWN_VALUES: usize = 10_000;
+/// size in memory; an answer with more is refused as malformed. The bound is far past
+/// any real answer's extras (per-token log probabilities of a 4,096-token answer are
+/// about 50,000 values) and keeps them to about 8 MB, twice the default answer cap.
+pub const MAX_UNKNOWN_VALUES: usize = 100_000;
 
 /// Reads one unknown field's value into a `serde_json::Value`, counting each value it
 /// holds against a budget shared by the object's unknown fields.
@@ -287,7 +289,7 @@ mod tests {
         let err = serde_json::from_str::<GatewayResponse>(&past).unwrap_err();
         assert!(
             err.to_string()
-                .contains("more than 10000 JSON values in fields this version does not know"),
+                .contains("more than 100000 JSON values in fields this version does not know"),
             "{err}"
         );
     }
