@@ -73,14 +73,17 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     // From here a prompt may be sent: SIGTERM or Ctrl-C cancels the call, which is
     // audited as cancelled, rather than killing the process with no entry written.
     let mut signals = StopSignals::new();
-    let stop = async move {
+    let mut stopped = false;
+    let stop = async {
         signals.next().await;
+        stopped = true;
         "stopped by a signal".to_owned()
     };
     let result = router.route_until(request, stop).await;
-    let flushed = router
-        .shutdown(tokio::time::Instant::now() + Duration::from_secs(10))
-        .await;
+    let Some(flushed) = flush_unless_stopped(&router, &mut signals, stopped).await else {
+        console::error("stop signal: the audit trail's flush was abandoned (entries may be lost)");
+        return Ok(i32::from(Exit::Failure.code()));
+    };
     if let (Err(e), Err(_)) = (&flushed, &result) {
         console::warn(format_args!("the audit trail could not be flushed: {e}"));
     }
@@ -107,6 +110,28 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
         return Ok(i32::from(Exit::Failure.code()));
     }
     Ok(0)
+}
+
+/// Flushes `router`'s audit trail (10 s at most), unless stop signals end the wait: a
+/// second one, or the first if the call was `stopped` by one already. `None` if they
+/// did.
+async fn flush_unless_stopped(
+    router: &Router,
+    signals: &mut StopSignals,
+    stopped: bool,
+) -> Option<Result<(), gateway_audit::AuditError>> {
+    let flush = router.shutdown(tokio::time::Instant::now() + Duration::from_secs(10));
+    tokio::pin!(flush);
+    let mut patience = u8::from(!stopped);
+    loop {
+        tokio::select! {
+            flushed = &mut flush => return Some(flushed),
+            () = signals.next() => {
+                patience = patience.checked_sub(1)?;
+                console::info("flushing the audit trail first (a second stop signal abandons it)");
+            }
+        }
+    }
 }
 
 /// The router builder for `config`, joined to its fleet when it has a `[fleet]` section.

@@ -312,6 +312,70 @@ async fn a_stop_signal_cancels_a_route_call_and_audits_it() {
     assert!(reason.contains("stopped by a signal"), "{reason}");
 }
 
+/// After its call, `route` flushes the audit trail (here to a webhook that never
+/// answers, which takes seconds): a first stop signal lets the flush go on and says so,
+/// a second abandons it with exit 1. Regression: the call's signal listener was gone
+/// by then, so both were ignored.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_second_stop_signal_abandons_routes_audit_flush() {
+    let sim = Sim::builder().start().await.unwrap();
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hook = hanging.local_addr().unwrap();
+    let (accepted_tx, mut accepted) = tokio::sync::mpsc::channel(4);
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hanging.accept().await {
+            held.push(stream);
+            let _ = accepted_tx.try_send(());
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let audit = format!(
+        "file = {:?}\n[audit.webhook]\nurl = \"http://{hook}/audit\"\n\
+         secret_env = \"AUDIT_WEBHOOK_SECRET\"\nspool_dir = {:?}",
+        dir.path().join("audit.jsonl").display().to_string(),
+        dir.path().join("spool").display().to_string()
+    );
+    let config = one_route_config(&dir, &sim, &audit);
+    let mut child = bin()
+        .args(["route", "--config"])
+        .arg(&config)
+        .args(["--route", "summarize", "--prompt", "hello"])
+        .env(
+            "AUDIT_WEBHOOK_SECRET",
+            "whsec_dGVzdCBrZXkgZm9yIHRoZSBhdWRpdCB3ZWJob29r",
+        )
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The entry's POST is at the webhook: the call is done, the flush under way.
+    tokio::time::timeout(Duration::from_secs(20), accepted.recv())
+        .await
+        .expect("the webhook was called")
+        .unwrap();
+    signal(&child, "INT");
+    let stderr = child.stderr.take().unwrap();
+    let stderr = tokio::task::spawn_blocking(move || {
+        let mut stderr = BufReader::new(stderr);
+        let mut line = String::new();
+        while !line.contains("flushing the audit trail first") {
+            line.clear();
+            assert_ne!(stderr.read_line(&mut line).unwrap(), 0, "stderr ended");
+        }
+        stderr.into_inner()
+    });
+    let stderr = tokio::time::timeout(Duration::from_secs(20), stderr)
+        .await
+        .expect("the first signal is taken")
+        .unwrap();
+    signal(&child, "INT");
+    let (exit, rest) = exit_within_15_s(child, Some(stderr)).await;
+    assert_eq!(exit.code(), Some(1), "{exit}: {rest}");
+    assert!(rest.contains("flush was abandoned"), "{rest}");
+    holder.abort();
+}
+
 /// Regression: a line on a stderr that could not be written panicked (`eprintln!`): in
 /// `serve`'s signal task, before it started the shutdown, so SIGTERM was ignored; and
 /// in every command's last error line, which turned its exit code into 101.
