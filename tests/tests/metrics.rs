@@ -96,7 +96,7 @@ async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
     assert_eq!(get(&overhead_count, &gen4), 3.0);
     let overhead_sum = get(&format!("{OVERHEAD_SECONDS}_sum"), &gen4);
     assert!(
-        overhead_sum > 0.0 && overhead_sum < Duration::from_secs(1).as_secs_f64(),
+        overhead_sum > 0.0 && overhead_sum < Duration::from_secs(10).as_secs_f64(),
         "{overhead_sum}"
     );
 

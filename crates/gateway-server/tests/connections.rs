@@ -15,9 +15,11 @@ use hyper::body::Incoming;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
-const HEADER: Duration = Duration::from_millis(300);
-const BODY: Duration = Duration::from_millis(300);
-const IDLE: Duration = Duration::from_millis(1_500);
+// Real time: each bound leaves a loaded machine room between what should happen at
+// once and what should happen only at the timeout.
+const HEADER: Duration = Duration::from_millis(600);
+const BODY: Duration = Duration::from_millis(600);
+const IDLE: Duration = Duration::from_millis(3_000);
 
 fn limits(max_connections: usize) -> ConnectionLimits {
     ConnectionLimits {
