@@ -721,6 +721,34 @@ async fn many_mistakes_are_counted_before_the_first_are_named() {
     );
 }
 
+/// A body of more JSON values than the door keeps (each a `serde_json::Value` of about
+/// 80 bytes, however short its JSON) is refused before it is parsed, by either door.
+#[tokio::test]
+async fn a_body_of_too_many_json_values_is_refused_before_it_is_read() {
+    let door = Door::start().await;
+    let auth = format!("Bearer {KEY}");
+    let many = vec![json!({}); 120_000];
+    for (path, body) in [
+        (
+            "/v1/chat/completions",
+            json!({"model": "reply", "messages": [{"role": "user", "content": many}]}),
+        ),
+        ("/v1/responses", json!({"model": "reply", "input": many})),
+    ] {
+        let (status, _, body) = door
+            .raw(Method::POST, path, &[("authorization", &auth)], Some(body))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
+        assert_eq!(body["error"]["code"], "too_many_values", "{path}: {body}");
+        let message = body["error"]["message"].as_str().unwrap();
+        assert!(
+            message.contains("more than 100000 JSON values"),
+            "{message}"
+        );
+    }
+    assert!(door.payloads().is_empty());
+}
+
 #[tokio::test]
 async fn the_doors_own_errors_keep_openais_shape() {
     let door = Door::start().await;

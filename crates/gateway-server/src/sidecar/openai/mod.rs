@@ -15,6 +15,7 @@
 //! ordinary JSON error. Errors have OpenAI's shape ([`error`]).
 
 pub(crate) mod error;
+mod json_values;
 pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod responses;

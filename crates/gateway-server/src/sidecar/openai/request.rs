@@ -18,6 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::OpenAiError;
+use super::json_values::{MAX_REQUEST_VALUES, value_bound};
 
 /// The header that names the sticky key, winning over `user`.
 pub(crate) static X_STICKY_KEY: http::HeaderName = http::HeaderName::from_static("x-sticky-key");
@@ -240,7 +241,15 @@ impl ChatCall {
 }
 
 /// Reads `body` as one JSON value of type `T`; a parameter of the wrong type is named.
+/// A body of more than [`MAX_REQUEST_VALUES`] JSON values is refused before it is read.
 pub(super) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
+    if value_bound(body) > MAX_REQUEST_VALUES {
+        return Err(OpenAiError::invalid(
+            None,
+            "too_many_values",
+            format!("the body holds more than {MAX_REQUEST_VALUES} JSON values"),
+        ));
+    }
     let mut reader = serde_json::Deserializer::from_slice(body);
     let parsed =
         serde_path_to_error::deserialize(&mut reader).map_err(|e| OpenAiError::unreadable(&e))?;
