@@ -1,6 +1,7 @@
 //! One logical call as the transport takes it, the headers that identify it, and the
 //! successful answer it gives back.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -173,11 +174,13 @@ impl Answer {
         })
     }
 
-    /// The `ININ-Correlation-Id` header.
-    pub fn upstream_correlation_id(&self) -> Option<&str> {
+    /// The `ININ-Correlation-Id` header, without the request's token should it repeat it.
+    pub fn upstream_correlation_id(&self) -> Option<Cow<'_, str>> {
+        let secret = self.sent_token.as_ref().map(AccessToken::expose);
         self.headers
             .get(ININ_CORRELATION_ID)
             .and_then(|v| v.to_str().ok())
+            .map(|id| redact_secrets(id, secret.as_slice()))
     }
 }
 

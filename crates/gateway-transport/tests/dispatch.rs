@@ -795,6 +795,29 @@ async fn an_error_body_that_repeats_the_token_reaches_no_error_with_it() {
         err.contains("Bearer <redacted>") && !err.contains(&token),
         "{err}"
     );
+
+    // An answer, or a refusal, whose correlation id repeats the token: the id the
+    // caller, the audit trail and the logs get is without it.
+    let echoing = |status: u16| {
+        Scripted::Raw {
+        status,
+        headers: vec![
+            ("content-type".into(), "application/json".into()),
+            ("inin-correlation-id".into(), format!("corr-{token}")),
+        ],
+        body: r#"{"id":"c","modelId":"m","output":"o","message":"no","code":"bad.request","status":400}"#
+            .into(),
+    }
+    };
+    sim.script(Target::Global, [echoing(200), echoing(400)]);
+    let answer = t.execute(prompt_call(&t, "correlated")).await.unwrap();
+    let kept = answer.stats.upstream_correlation_id.clone().unwrap();
+    assert_eq!(kept, "corr-<redacted>");
+    assert_eq!(answer.upstream_correlation_id().unwrap(), "corr-<redacted>");
+    let err = t.execute(prompt_call(&t, "refused")).await.unwrap_err();
+    let kept = err.stats().upstream_correlation_id.clone().unwrap();
+    assert_eq!(kept, "corr-<redacted>");
+    assert!(!format!("{err} {err:?}").contains(&token));
 }
 
 #[tokio::test]

@@ -3,6 +3,7 @@
 
 use std::time::SystemTime;
 
+use gateway_model::redact::redact_secrets;
 use gateway_model::{ErrorBody, RetryReason};
 use http::header::RETRY_AFTER;
 
@@ -53,15 +54,16 @@ impl Transport {
             }
         };
         stats.last_status = Some(exchange.status);
+        // An error body, or a header, may repeat the request's `Authorization` header:
+        // its token is taken out before it reaches an error, a log line, the audit trail
+        // or a caller.
+        let sent_token = token.map(AccessToken::expose);
         stats.upstream_correlation_id = exchange
             .headers
             .get(ININ_CORRELATION_ID)
             .and_then(|v| v.to_str().ok())
-            .map(str::to_owned);
+            .map(|id| redact_secrets(id, sent_token.as_slice()).into_owned());
         self.observe_rate_limit(&exchange.headers);
-        // An error body may repeat the request's `Authorization` header: its token is
-        // taken out before the body reaches an error, a log line or a caller.
-        let sent_token = token.map(AccessToken::expose);
         let body =
             || ErrorBody::parse_redacting(&exchange.body, sent_token.as_slice()).map(Box::new);
         match RetryPolicy::classify(exchange.status) {
