@@ -252,8 +252,15 @@ impl Serialize for Metadata {
     }
 }
 
+/// The most labels read from one JSON object before it is refused outright: past
+/// [`MAX_METADATA_ENTRIES`] validation names every problem, and reading on (each label two
+/// strings, each key checked against its pattern) would let one request body of small
+/// labels cost a server worker hundreds of milliseconds.
+pub const MAX_METADATA_READ: usize = 1_024;
+
 /// Reads labels, refusing a key given twice: JSON leaves duplicates to the reader, and
-/// keeping one of them silently would change what the caller asked for.
+/// keeping one of them silently would change what the caller asked for. More than
+/// [`MAX_METADATA_READ`] labels are refused as they are read.
 impl<'de> Deserialize<'de> for Metadata {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct Labels;
@@ -271,6 +278,12 @@ impl<'de> Deserialize<'de> for Metadata {
             ) -> Result<Self::Value, A::Error> {
                 let mut labels = BTreeMap::new();
                 while let Some((key, value)) = map.next_entry::<String, String>()? {
+                    if labels.len() == MAX_METADATA_READ {
+                        return Err(serde::de::Error::custom(format_args!(
+                            "more than {MAX_METADATA_READ} labels (at most \
+                             {MAX_METADATA_ENTRIES} are allowed)"
+                        )));
+                    }
                     if labels.contains_key(&key) {
                         return Err(serde::de::Error::custom(format_args!(
                             "duplicate label `{key}`"
@@ -450,6 +463,22 @@ impl PayloadBuilder {
 mod tests {
     use super::*;
     use crate::validation::Rule;
+
+    #[test]
+    fn labels_past_the_read_bound_are_refused_as_they_are_read() {
+        let labels = |n: usize| {
+            let entries: Vec<String> = (0..n).map(|i| format!(r#""k{i}":"v""#)).collect();
+            format!("{{{}}}", entries.join(","))
+        };
+        let read: Metadata = serde_json::from_str(&labels(MAX_METADATA_READ)).unwrap();
+        assert_eq!(read.len(), MAX_METADATA_READ, "validation names the excess");
+        let err = serde_json::from_str::<Metadata>(&labels(MAX_METADATA_READ + 1)).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("more than 1024 labels (at most 32 are allowed)"),
+            "{err}"
+        );
+    }
 
     fn base() -> PayloadBuilder {
         GatewayPayload::builder("model-gen-4", "Summarize this transcript")

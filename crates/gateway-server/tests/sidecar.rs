@@ -138,11 +138,16 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
 
     // Many small mistakes: the answer lists the first of them and counts the rest, so
     // it stays far smaller than the request.
-    let labels: Vec<String> = (0..20_000).map(|i| format!(r#""!{i}":"""#)).collect();
-    let body = format!(
-        r#"{{"route": "summarize", "prompt": "hi", "metadata": {{{}}}}}"#,
-        labels.join(",")
-    );
+    let labels = |n: usize| {
+        let labels: Vec<String> = (0..n)
+            .map(|i| format!(r#""!{i}":"a value of forty characters, more or less""#))
+            .collect();
+        format!(
+            r#"{{"route": "summarize", "prompt": "hi", "metadata": {{{}}}}}"#,
+            labels.join(",")
+        )
+    };
+    let body = labels(gateway_model::MAX_METADATA_READ);
     let (status, _, answer) = send(&client, Method::POST, url.clone(), &body).await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert!(answer.len() < body.len() / 4, "{} bytes", answer.len());
@@ -154,10 +159,16 @@ async fn bad_input_gets_a_typed_4xx_naming_the_field() {
     );
     let message = error["message"].as_str().unwrap();
     assert!(
-        message.starts_with("invalid request: 20001 validation errors"),
+        message.starts_with("invalid request: 1025 validation errors"),
         "{message}"
     );
-    assert!(message.contains("\n  … and 19937 more"), "{message}");
+    assert!(message.contains("\n  … and 961 more"), "{message}");
+    // Past the labels read from one object, the body is refused as it is read.
+    let body = labels(5_000);
+    let (status, _, answer) = send(&client, Method::POST, url.clone(), &body).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let answer = String::from_utf8_lossy(&answer);
+    assert!(answer.contains("more than 1024 labels"), "{answer}");
 
     let (status, _, answer) = send(
         &client,
