@@ -58,11 +58,7 @@ impl Transport {
         // its token is taken out before it reaches an error, a log line, the audit trail
         // or a caller.
         let sent_token = token.map(AccessToken::expose);
-        stats.upstream_correlation_id = exchange
-            .headers
-            .get(ININ_CORRELATION_ID)
-            .and_then(|v| v.to_str().ok())
-            .map(|id| redact_secrets(id, sent_token.as_slice()).into_owned());
+        stats.upstream_correlation_id = correlation_id(&exchange.headers, sent_token);
         self.observe_rate_limit(&exchange.headers);
         let body =
             || ErrorBody::parse_redacting(&exchange.body, sent_token.as_slice()).map(Box::new);
@@ -104,4 +100,12 @@ impl Transport {
             }
         }
     }
+}
+
+/// The answer's `ININ-Correlation-Id`, without `sent_token` should it repeat it.
+fn correlation_id(headers: &http::HeaderMap, sent_token: Option<&str>) -> Option<String> {
+    headers
+        .get(ININ_CORRELATION_ID)
+        .and_then(|v| v.to_str().ok())
+        .map(|id| redact_secrets(id, sent_token.as_slice()).into_owned())
 }
