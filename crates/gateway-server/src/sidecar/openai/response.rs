@@ -2,7 +2,7 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use gateway_model::{FinishReason, RouteOutcome};
+use gateway_model::{FinishReason, RouteOutcome, SafetyVerdict};
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -158,12 +158,29 @@ pub(crate) fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
+/// Whether the gateway's safety pipeline stopped the answer: it says so as the finish
+/// reason, or as a `blocked` verdict whatever the finish reason.
+pub(crate) fn filtered(outcome: &RouteOutcome) -> bool {
+    matches!(
+        outcome.response.finish_reason,
+        Some(FinishReason::ContentFilter)
+    ) || outcome
+        .response
+        .safety
+        .as_ref()
+        .is_some_and(|s| s.verdict == SafetyVerdict::Blocked)
+}
+
 /// OpenAI's name for why the gateway stopped; a reason it does not know reads as `stop`.
 fn finish_reason(outcome: &RouteOutcome) -> &'static str {
+    if filtered(outcome) {
+        return "content_filter";
+    }
     match &outcome.response.finish_reason {
         Some(FinishReason::Length) => "length",
-        Some(FinishReason::ContentFilter) => "content_filter",
-        Some(FinishReason::Stop | FinishReason::Other(_)) | None => "stop",
+        Some(FinishReason::ContentFilter | FinishReason::Stop | FinishReason::Other(_)) | None => {
+            "stop"
+        }
     }
 }
 
@@ -270,6 +287,30 @@ mod tests {
             "correlationId": "c-1", "requestId": "req-1",
         }))
         .unwrap()
+    }
+
+    /// An answer the gateway's safety pipeline blocked, whatever finish reason it gave,
+    /// is a `content_filter` finish on both doors, as OpenAI says a filtered answer.
+    #[test]
+    fn a_blocked_verdict_is_a_content_filter_finish() {
+        for finish in [None, Some("stop")] {
+            let mut blocked = outcome();
+            blocked.response.finish_reason =
+                finish.map(|f| serde_json::from_value(json!(f)).unwrap());
+            blocked.response.safety =
+                Some(serde_json::from_value(json!({"verdict": "blocked", "filters": []})).unwrap());
+            let chat = serde_json::to_value(ChatCompletion::new(&blocked, 0)).unwrap();
+            assert_eq!(
+                chat["choices"][0]["finish_reason"], "content_filter",
+                "{finish:?}"
+            );
+            let response = crate::sidecar::openai::responses::ResponseObject::new(&blocked, 0);
+            let response = serde_json::to_value(response).unwrap();
+            assert_eq!(response["status"], "incomplete");
+            assert_eq!(response["incomplete_details"]["reason"], "content_filter");
+        }
+        let passed = serde_json::to_value(ChatCompletion::new(&outcome(), 0)).unwrap();
+        assert_eq!(passed["choices"][0]["finish_reason"], "stop");
     }
 
     /// The JSON chunks of `events`, without the closing `[DONE]`.

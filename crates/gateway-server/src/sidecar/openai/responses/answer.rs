@@ -106,10 +106,12 @@ pub(crate) struct ReasoningTokens {
 impl ResponseObject {
     /// The answer for `outcome`.
     pub(crate) fn new(outcome: &RouteOutcome, created_at: u64) -> Self {
-        let incomplete = match outcome.response.finish_reason {
-            Some(FinishReason::Length) => Some("max_output_tokens"),
-            Some(FinishReason::ContentFilter) => Some("content_filter"),
-            _ => None,
+        let incomplete = if crate::sidecar::openai::response::filtered(outcome) {
+            Some("content_filter")
+        } else if outcome.response.finish_reason == Some(FinishReason::Length) {
+            Some("max_output_tokens")
+        } else {
+            None
         };
         let status = if incomplete.is_some() {
             "incomplete"
