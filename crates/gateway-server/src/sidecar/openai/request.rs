@@ -153,6 +153,11 @@ pub(crate) struct ContentPart {
     /// The text of a `text` part.
     #[serde(default)]
     text: Option<String>,
+    /// Anything else (an `image_url` beside the text, `cache_control`) is refused when
+    /// not null or an empty list, rather than dropped.
+    #[serde(flatten)]
+    #[schemars(skip)]
+    rest: Map<String, Value>,
 }
 
 /// How to answer a request read, and how to name its parameters in errors.
@@ -227,6 +232,12 @@ pub(super) fn unsupported<'a>(
 /// Nothing but null: the neutral value of a message's unknown field.
 fn only_null(_: &str, _: &Value) -> bool {
     false
+}
+
+/// An empty list: the neutral value of a content part's other field, as SDKs send an
+/// earlier answer's parts back (`annotations: []`, `logprobs: []`).
+fn only_empty(_: &str, value: &Value) -> bool {
+    is_empty_array(value)
 }
 
 impl ChatCall {
@@ -483,6 +494,15 @@ impl ChatMessage {
                             ));
                         }
                     };
+                    // A text part, with nothing else set.
+                    let here = format!("{at}content[{j}].");
+                    if let Some((param, _)) = unsupported(&part.rest, &here, only_empty) {
+                        return Err(OpenAiError::invalid(
+                            Some(param.clone()),
+                            "unsupported_parameter",
+                            format!("`{param}` is not supported: the gateway takes text only"),
+                        ));
+                    }
                     if j > 0 {
                         text.push('\n');
                     }
@@ -570,6 +590,10 @@ mod tests {
             (
                 r#"{"model":"r","messages":[{"role":"user","content":[{"type":"image_url","image_url":{}}]}]}"#,
                 "messages[0].content[0].type",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":[{"type":"text","text":"a","image_url":{"url":"x"}}]}]}"#,
+                "messages[0].content[0].image_url",
             ),
             (
                 r#"{"model":"r","messages":[{"role":"tool","content":"x"}]}"#,
