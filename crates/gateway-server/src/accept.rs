@@ -17,12 +17,14 @@ use tokio_util::task::TaskTracker;
 use crate::ConnectionLimits;
 use crate::activity::{Activity, Tracked, WatchedIo};
 
-/// What a connection over the cap is told before it is closed. The request is not read,
-/// so the body has both error shapes: the sidecar's (`status`, `code`, `message`) and
-/// OpenAI's (`error`), for a caller of either door.
-const OVER_CAPACITY: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
-content-type: application/json\r\ncontent-length: 189\r\nconnection: close\r\n\r\n\
-{\"status\":503,\"code\":\"router.too.many.connections\",\"message\":\"too many connections\",\
+/// What a connection over the cap is told before it is closed: this head, a made-up
+/// `x-request-id` (as every answer carries one), and [`OVER_CAPACITY_BODY`].
+const OVER_CAPACITY_HEAD: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
+content-type: application/json\r\ncontent-length: 189\r\nconnection: close\r\n";
+
+/// The request is not read, so the body has both error shapes: the sidecar's (`status`,
+/// `code`, `message`) and OpenAI's (`error`), for a caller of either door.
+const OVER_CAPACITY_BODY: &[u8] = b"{\"status\":503,\"code\":\"router.too.many.connections\",\"message\":\"too many connections\",\
 \"error\":{\"message\":\"too many connections\",\"type\":\"api_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
 
 /// How long to back off after `accept` fails (out of descriptors, say), instead of spinning.
@@ -205,7 +207,9 @@ fn builder() -> auto::Builder<TokioExecutor> {
 /// Tells a connection over the cap why, without waiting on it, and closes it.
 fn refuse(stream: &TcpStream) {
     // A best-effort write into an empty socket buffer; whatever does not fit is dropped.
-    let _ = stream.try_write(OVER_CAPACITY);
+    let id = format!("x-request-id: {}\r\n\r\n", uuid::Uuid::new_v4());
+    let answer = [OVER_CAPACITY_HEAD, id.as_bytes(), OVER_CAPACITY_BODY].concat();
+    let _ = stream.try_write(&answer);
     tracing::debug!("connection refused: at the connection cap");
 }
 

@@ -170,6 +170,7 @@ async fn over_the_cap_is_refused_at_once_while_established_callers_are_served() 
     let refused = read_to_close(&mut extra, HEADER).await;
     assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
     assert!(refused.contains("retry-after: 1"), "{refused}");
+    assert!(refused.contains("x-request-id: "), "{refused}");
     assert!(started.elapsed() < HEADER, "refused quickly");
     // The body is whole, and a caller of either door finds its error shape in it.
     let (head, body) = refused.split_once("\r\n\r\n").expect("a head and a body");
