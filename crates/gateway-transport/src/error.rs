@@ -163,11 +163,14 @@ fn body_suffix(body: Option<&ErrorBody>) -> String {
     body.map(|b| format!(" {b}")).unwrap_or_default()
 }
 
-/// `; retry after 2s`, or `a day or more` for a wait read at the ceiling (a
-/// `Retry-After` of 10^20 seconds or a date in the year 9999 is not "86400s").
+/// `; retry after 2s`, `at once` for no wait (`Retry-After: 0`, or a date past, is not
+/// "0ns"), or `a day or more` for a wait read at the ceiling (a `Retry-After` of 10^20
+/// seconds or a date in the year 9999 is not "86400s").
 fn retry_after_suffix(wait: Duration) -> String {
     if wait >= crate::retry::RETRY_AFTER_CEILING {
         "; retry after a day or more".to_owned()
+    } else if wait.is_zero() {
+        "; retry at once".to_owned()
     } else {
         format!("; retry after {wait:?}")
     }

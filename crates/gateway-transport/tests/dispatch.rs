@@ -355,6 +355,24 @@ async fn retry_after_beyond_the_cap_fails_at_once() {
         err.to_string().ends_with("retry after a day or more"),
         "{err}"
     );
+
+    // No wait at all, as a number or as a date past, is said so, not as "0ns".
+    // (Such a 429 is retried, so each of the four attempts gets one.)
+    for now in ["0", "Thu, 01 Jan 1970 00:00:00 GMT"] {
+        let refusal = Scripted::Raw {
+            status: 429,
+            headers: vec![("retry-after".into(), now.into())],
+            body: String::new(),
+        };
+        sim.script(Target::Global, vec![refusal; 4]);
+        let err = t.execute(prompt_call(&t, "req-now")).await.unwrap_err();
+        let said = err.to_string();
+        assert!(
+            said.contains("; retry at once") && !said.contains("0ns"),
+            "{now}: {said}"
+        );
+        assert_eq!(sim.pending_scripts(), 0, "{now}: four attempts");
+    }
 }
 
 #[tokio::test(start_paused = true)]
