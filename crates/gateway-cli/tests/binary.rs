@@ -3,6 +3,8 @@
 
 #[path = "support/no_room.rs"]
 mod no_room;
+#[path = "support/spawned.rs"]
+mod spawned;
 
 use std::collections::HashSet;
 use std::io::{BufRead, BufReader};
@@ -20,6 +22,7 @@ use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
+use spawned::Spawned;
 
 const BIN: &str = env!("CARGO_BIN_EXE_genesys-router");
 
@@ -48,7 +51,7 @@ fn one_route_config(
 /// A started `serve`: the child, its stderr, the address, and the first line, which
 /// names it.
 type Served = (
-    std::process::Child,
+    Spawned,
     BufReader<std::process::ChildStderr>,
     String,
     String,
@@ -75,14 +78,14 @@ fn spawn_serve(config: &std::path::Path, extra: &[&str]) -> Served {
 
 /// [`spawn_serve`] through `command` (the binary, or a shell that execs it).
 fn spawn_serve_by(mut command: Command, config: &std::path::Path, extra: &[&str]) -> Served {
-    let mut child = command
-        .args(extra)
-        .args(["serve", "--config"])
-        .arg(config)
-        .args(["--listen", "127.0.0.1:0", "--drain-secs", "20"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::start(
+        command
+            .args(extra)
+            .args(["serve", "--config"])
+            .arg(config)
+            .args(["--listen", "127.0.0.1:0", "--drain-secs", "20"])
+            .stderr(Stdio::piped()),
+    );
     let mut stderr = BufReader::new(child.stderr.take().unwrap());
     let mut line = String::new();
     stderr.read_line(&mut line).unwrap();
@@ -269,7 +272,7 @@ async fn a_second_stop_signal_ends_the_drain_and_every_call_is_still_audited() {
 
 /// Waits (at most 15 s) for `child` to exit; its status and what was left of its stderr.
 async fn exit_within_15_s(
-    mut child: std::process::Child,
+    mut child: Spawned,
     stderr: Option<std::process::ChildStderr>,
 ) -> (std::process::ExitStatus, String) {
     tokio::time::timeout(
@@ -292,13 +295,13 @@ async fn exit_within_15_s(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stop_signal_cancels_a_route_call_and_audits_it() {
     let (sim, _dir, audit, config) = slow_sim_and_audited_config(60_000.0).await;
-    let mut child = bin()
-        .args(["route", "--config"])
-        .arg(&config)
-        .args(["--route", "summarize", "--prompt", "hello"])
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::start(
+        bin()
+            .args(["route", "--config"])
+            .arg(&config)
+            .args(["--route", "summarize", "--prompt", "hello"])
+            .stderr(Stdio::piped()),
+    );
     until_in_flight(&sim, 1).await;
     signal(&child, "INT");
 
@@ -337,18 +340,18 @@ async fn a_second_stop_signal_abandons_routes_audit_flush() {
         dir.path().join("spool").display().to_string()
     );
     let config = one_route_config(&dir, &sim, &audit);
-    let mut child = bin()
-        .args(["route", "--config"])
-        .arg(&config)
-        .args(["--route", "summarize", "--prompt", "hello"])
-        .env(
-            "AUDIT_WEBHOOK_SECRET",
-            "whsec_dGVzdCBrZXkgZm9yIHRoZSBhdWRpdCB3ZWJob29r",
-        )
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
+    let mut child = Spawned::start(
+        bin()
+            .args(["route", "--config"])
+            .arg(&config)
+            .args(["--route", "summarize", "--prompt", "hello"])
+            .env(
+                "AUDIT_WEBHOOK_SECRET",
+                "whsec_dGVzdCBrZXkgZm9yIHRoZSBhdWRpdCB3ZWJob29r",
+            )
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped()),
+    );
     // The entry's POST is at the webhook: the call is done, the flush under way.
     tokio::time::timeout(Duration::from_secs(20), accepted.recv())
         .await
