@@ -114,6 +114,13 @@ impl OpenAiError {
             );
         }
         let path = error.path().to_string();
+        if let Some(param) = repeated(at, &path, inner) {
+            return Self::invalid(
+                Some(param.clone()),
+                "duplicate_parameter",
+                format!("`{param}` is given twice; give it once"),
+            );
+        }
         let param = match (at, path.as_str()) {
             ("", ".") => {
                 return Self::invalid(
@@ -179,6 +186,12 @@ impl OpenAiError {
         self.param.as_deref()
     }
 
+    /// The machine-readable code.
+    #[cfg(test)]
+    pub(crate) fn code(&self) -> Option<&'static str> {
+        self.code
+    }
+
     /// The answer.
     pub(crate) fn into_reply(self) -> Reply {
         let body = OpenAiErrorBody {
@@ -222,6 +235,23 @@ fn error_type(status: StatusCode) -> &'static str {
 
 /// serde's complaint in the caller's terms: without its ` at line 1 column 7` tail and
 /// without the Rust types it names (an untagged enum, a struct, `f64`, `u32`).
+/// The parameter given twice, named from the top of the request, if `error` is serde's
+/// (or [`super::unique_keys`]') refusal of a repeated key found at `at` and `path`.
+fn repeated(at: &str, path: &str, error: &serde_json::Error) -> Option<String> {
+    let text = error.to_string();
+    let key = text.strip_prefix("duplicate field `")?;
+    let key = &key[..key.rfind('`')?];
+    let parts = [at, path, key];
+    let mut param = String::new();
+    for part in parts.into_iter().filter(|p| !p.is_empty() && *p != ".") {
+        if !param.is_empty() && !part.starts_with('[') {
+            param.push('.');
+        }
+        param.push_str(part);
+    }
+    Some(param)
+}
+
 fn plain_words(error: &serde_json::Error) -> String {
     let text = error.to_string();
     let text = match text.rfind(" at line ") {

@@ -71,7 +71,7 @@ pub(crate) struct ChatCompletionRequest {
     metadata: Option<Metadata>,
     /// Accepted only at their "off" values (`n: 1`, `logprobs: false`, penalties `0`,
     /// `store: false`); any other parameter is refused.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "super::unique_keys::map")]
     #[schemars(skip)]
     rest: Map<String, Value>,
 }
@@ -105,7 +105,7 @@ pub(crate) struct ChatMessage {
     #[serde(default)]
     name: Option<String>,
     /// Anything else (`tool_calls`, `audio`, …) is refused when not null.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "super::unique_keys::map")]
     #[schemars(skip)]
     rest: Map<String, Value>,
 }
@@ -155,7 +155,7 @@ pub(crate) struct ContentPart {
     text: Option<String>,
     /// Anything else (an `image_url` beside the text, `cache_control`) is refused when
     /// not null or an empty list, rather than dropped.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "super::unique_keys::map")]
     #[schemars(skip)]
     rest: Map<String, Value>,
 }
@@ -304,6 +304,15 @@ impl ChatCompletionRequest {
             ));
         }
         one_temperature(self.temperature, self.tuning)?;
+        let stream = self.stream.unwrap_or(false);
+        if self.stream_options.is_some() && !stream {
+            // As OpenAI answers: options for a stream that was not asked for.
+            return Err(OpenAiError::invalid(
+                Some("stream_options".into()),
+                "invalid_value",
+                "`stream_options` is only allowed when `stream` is true".into(),
+            ));
+        }
         let (max_tokens, max_tokens_param) =
             token_cap(self.max_tokens, self.max_completion_tokens)?;
         let mut request = RouteRequest::new(model, render(&messages, "messages", &["text"])?);
@@ -324,7 +333,7 @@ impl ChatCompletionRequest {
             .and_then(|o| o.include_usage)
             .unwrap_or(false);
         let call = ChatCall {
-            stream: self.stream.unwrap_or(false),
+            stream,
             include_usage,
             max_tokens_param,
             prompt_param: "messages",
@@ -547,6 +556,48 @@ mod tests {
             request.prompt,
             "System: Be brief.\n\nUser (ana): Hi\nRefund?\n\nAssistant: Which order?\n\nUser: #42"
         );
+    }
+
+    #[test]
+    fn stream_options_without_a_stream_are_refused_as_openai_refuses_them() {
+        let options = r#""stream_options":{"include_usage":true}"#;
+        for stream in ["", r#""stream":false,"#] {
+            let body = format!(
+                r#"{{"model":"r","messages":[{{"role":"user","content":"x"}}],{stream}{options}}}"#
+            );
+            let err = call(&body).unwrap_err();
+            assert_eq!(err.param(), Some("stream_options"), "{body}: {err:?}");
+        }
+        let streamed = format!(
+            r#"{{"model":"r","messages":[{{"role":"user","content":"x"}}],"stream":true,{options}}}"#
+        );
+        let (_, streamed) = call(&streamed).unwrap();
+        assert!(streamed.stream && streamed.include_usage);
+        // Null is absent, as the SDKs send it.
+        call(r#"{"model":"r","messages":[{"role":"user","content":"x"}],"stream_options":null}"#)
+            .unwrap();
+    }
+
+    /// Regression: a parameter the door reads only at its "off" value kept its last
+    /// value when given twice, so `"n":2,"n":1` passed as `n: 1`.
+    #[test]
+    fn a_parameter_given_twice_is_refused_by_name_at_any_depth() {
+        for (body, param) in [
+            (r#"{"model":"r","messages":[],"n":2,"n":1}"#, "n"),
+            (r#"{"model":"r","model":"s","messages":[]}"#, "model"),
+            (
+                r#"{"model":"r","messages":[],"response_format":{"type":"json_object","type":"text"}}"#,
+                "response_format.type",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"x","audio":null,"audio":{}}]}"#,
+                "messages[0].audio",
+            ),
+        ] {
+            let err = call(body).unwrap_err();
+            assert_eq!(err.param(), Some(param), "{body}: {err:?}");
+            assert_eq!(err.code(), Some("duplicate_parameter"), "{body}: {err:?}");
+        }
     }
 
     #[test]

@@ -86,11 +86,11 @@ pub(crate) struct CreateResponseRequest {
     #[serde(default)]
     metadata: Option<Metadata>,
     /// Output format: only `{"format": {"type": "text"}}`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique_keys::option")]
     text: Option<Value>,
     /// Accepted only at their "off" values (`store: false`, `tools: []`, `tool_choice:
     /// "auto"`, `truncation: "disabled"`, ...); any other parameter is refused.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "super::unique_keys::map")]
     #[schemars(skip)]
     rest: Map<String, Value>,
 }
@@ -111,22 +111,26 @@ pub(crate) enum ResponseInput {
 #[derive(Debug, Deserialize, JsonSchema)]
 pub(crate) struct InputItem {
     /// `message` (or absent); other item types are refused.
-    #[serde(rename = "type", default)]
+    #[serde(
+        rename = "type",
+        default,
+        deserialize_with = "super::unique_keys::option"
+    )]
     kind: Option<Value>,
     /// An earlier output item's id (ignored).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique_keys::option")]
     id: Option<Value>,
     /// An earlier output item's status (ignored).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique_keys::option")]
     status: Option<Value>,
     /// `user`, `assistant`, `system` or `developer`.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique_keys::option")]
     role: Option<Value>,
     /// The text, as a string or as `input_text` / `output_text` parts.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "super::unique_keys::option")]
     content: Option<Value>,
     /// Anything else is refused when not null.
-    #[serde(flatten)]
+    #[serde(flatten, deserialize_with = "super::unique_keys::map")]
     #[schemars(skip)]
     rest: Map<String, Value>,
 }
@@ -355,6 +359,25 @@ mod tests {
             err.param().is_some_and(|p| p.starts_with("input[0]")),
             "{err:?}"
         );
+        // Nor anywhere in a free-form parameter (`"store":true,"store":false` passed).
+        for (body, param) in [
+            (
+                r#"{"model":"r","input":"x","store":true,"store":false}"#,
+                "store",
+            ),
+            (
+                r#"{"model":"r","input":"x","text":{"format":{"type":"json_object","type":"text"}}}"#,
+                "text.format.type",
+            ),
+            (
+                r#"{"model":"r","input":[{"role":"user","content":[{"type":"input_text","text":"a","text":"b"}]}]}"#,
+                "input[0].content[0].text",
+            ),
+        ] {
+            let err = parse(body).unwrap_err();
+            assert_eq!(err.param(), Some(param), "{body}: {err:?}");
+            assert_eq!(err.code(), Some("duplicate_parameter"), "{body}: {err:?}");
+        }
     }
 
     #[test]
