@@ -3,7 +3,8 @@
 //!
 //! Closed → (consecutive failures reach the threshold) → Open → (cooldown passes) →
 //! Half-open: one probe call goes through; its success closes the circuit, its failure
-//! opens it again. A long `Retry-After` opens the circuit for that long ("cooling down"),
+//! opens it again. Only that probe closes it: a call let in before the circuit opened
+//! that ends well does not. A long `Retry-After` opens the circuit for that long ("cooling down"),
 //! bounded by the router's `max_retry_after_s`, so other calls go straight to a fallback
 //! instead of each waiting; after it, one probe goes through as after any opening.
 
@@ -58,30 +59,31 @@ pub struct ProbeGuard<'a> {
 }
 
 impl ProbeGuard<'_> {
-    /// The probe succeeded: close the circuit.
-    pub fn success(mut self) {
-        self.reported = true;
-        self.breaker.record_success();
+    /// The probe succeeded: close the circuit (unless a later opening's probe is out).
+    pub fn success(self) {
+        self.report(Health::Healthy);
     }
 
     /// The probe failed: open the circuit again.
-    pub fn failure(mut self) {
-        self.reported = true;
-        self.breaker.record_failure();
+    pub fn failure(self) {
+        self.report(Health::Unhealthy);
     }
 
     /// The probe was told to wait (a long `Retry-After`): open the circuit for `wait`,
     /// in one step so no other call can probe in between.
-    pub fn cool_down(mut self, wait: Duration) {
-        self.reported = true;
-        self.breaker.cool_down(wait);
+    pub fn cool_down(self, wait: Duration) {
+        self.report(Health::CoolDown(wait));
     }
 
     /// The probe ended without telling anything about the model's health (a client
     /// error, say): let the next call probe.
-    pub fn neutral(mut self) {
-        self.reported = true;
-        self.breaker.release_probe(self.id);
+    pub fn neutral(self) {
+        self.report(Health::Neutral);
+    }
+
+    fn report(self, health: Health) {
+        let breaker = self.breaker;
+        let _ = breaker.report(health, Some(self));
     }
 }
 
@@ -176,6 +178,17 @@ struct Guarded {
     probe: u64,
 }
 
+impl Guarded {
+    /// Frees the half-open slot if probe `id` is the one out.
+    fn free_probe(&mut self, id: u64) {
+        if let BreakerState::HalfOpen { .. } = self.state
+            && self.probe == id
+        {
+            self.state = BreakerState::HalfOpen { probing: false };
+        }
+    }
+}
+
 impl CircuitBreaker {
     /// Opens after `threshold` consecutive failures, for `cooldown`.
     pub fn new(threshold: u32, cooldown: Duration) -> Self {
@@ -234,14 +247,17 @@ impl CircuitBreaker {
         })
     }
 
-    /// A call succeeded: close the circuit.
+    /// A call let in as [`Admission::Allowed`] succeeded: the failures in a row start
+    /// again from zero. It does not close an open or half-open circuit: the call was let
+    /// in before the circuit opened, so only a probe's success
+    /// ([`ProbeGuard::success`]) says the model is well again.
     pub fn record_success(&self) {
-        self.apply(Health::Healthy);
+        let _ = self.report(Health::Healthy, None);
     }
 
     /// A call failed in a way that says the model is unhealthy.
     pub fn record_failure(&self) {
-        self.apply(Health::Unhealthy);
+        let _ = self.report(Health::Unhealthy, None);
     }
 
     /// Opens the circuit for `wait` (a long `Retry-After`), unless it is open longer already.
@@ -249,18 +265,13 @@ impl CircuitBreaker {
     /// The wait is the caller's to bound (the router caps it at `max_retry_after_s`); an
     /// absurd one saturates far in the future rather than overflowing the clock.
     pub fn cool_down(&self, wait: Duration) {
-        self.apply(Health::CoolDown(wait));
+        let _ = self.report(Health::CoolDown(wait), None);
     }
 
     /// Frees the half-open slot if probe `id` is the one out: a probe from an earlier
     /// opening, ending late, must not let a second probe join the current one.
     fn release_probe(&self, id: u64) {
-        let mut guarded = self.lock();
-        if let BreakerState::HalfOpen { .. } = guarded.state
-            && guarded.probe == id
-        {
-            guarded.state = BreakerState::HalfOpen { probing: false };
-        }
+        self.lock().free_probe(id);
     }
 
     /// Takes in what one call said about the model (`probe` is its slot if the call was
@@ -274,14 +285,15 @@ impl CircuitBreaker {
         let mut guarded = self.lock();
         let before = guarded.state;
         match (health, probe) {
-            (Health::Neutral, Some(id)) => {
-                if let BreakerState::HalfOpen { .. } = guarded.state
-                    && guarded.probe == id
-                {
-                    guarded.state = BreakerState::HalfOpen { probing: false };
-                }
-            }
+            (Health::Neutral, Some(id)) => guarded.free_probe(id),
             (Health::Neutral, None) => {}
+            // A success closes an open or half-open circuit only as its current probe.
+            // A call let in before the circuit opened, or an earlier opening's probe,
+            // ending well says nothing of the model since: closing on it would ignore
+            // the `Retry-After` or the failures that opened the circuit.
+            (Health::Healthy, probe)
+                if !matches!(guarded.state, BreakerState::Closed { .. })
+                    && probe != Some(guarded.probe) => {}
             (health, _) => guarded.state = self.next(guarded.state, health),
         }
         match guarded.state {
@@ -296,11 +308,6 @@ impl CircuitBreaker {
             }
             _ => Transition::None,
         }
-    }
-
-    fn apply(&self, health: Health) {
-        let mut guarded = self.lock();
-        guarded.state = self.next(guarded.state, health);
     }
 
     /// The state after a call that said `health` (not [`Health::Neutral`]) in `state`.
@@ -410,6 +417,54 @@ mod tests {
             matches!(b.admit(), Admission::Probe(_)),
             "the current probe's own end frees the slot"
         );
+    }
+
+    /// Regression: any success closed the circuit, so a call let in before a long
+    /// `Retry-After` opened it (LLM calls last seconds) closed it on ending well, and
+    /// full traffic went back into the 429s; the fleet was told to close it too.
+    #[tokio::test(start_paused = true)]
+    async fn only_the_current_probe_closes_an_open_or_half_open_circuit() {
+        let b = CircuitBreaker::new(5, Duration::from_secs(10));
+        b.record_failure();
+        b.cool_down(Duration::from_secs(30));
+        // A call that was in flight when the circuit opened ends well: it stays open.
+        let early = Instant::now();
+        assert_eq!(b.report(Health::Healthy, None), Transition::None);
+        assert_eq!(
+            b.state(),
+            BreakerState::Open {
+                until: early + Duration::from_secs(30)
+            }
+        );
+        tokio::time::advance(Duration::from_secs(30)).await;
+        let Admission::Probe(probe) = b.admit() else {
+            panic!("a probe after the cool-down")
+        };
+        // Half-open: a straggler's success still closes nothing, nor lets a probe in.
+        b.record_success();
+        assert_eq!(b.state(), BreakerState::HalfOpen { probing: true });
+        assert_eq!(b.report(Health::Healthy, Some(probe)), Transition::Closed);
+        assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
+        // Closed, a success clears the failures in a row.
+        b.record_failure();
+        b.record_success();
+        assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
+    }
+
+    /// The probe out when a straggler's failure opened the circuit again is still the
+    /// latest word on the model: its success closes it.
+    #[tokio::test(start_paused = true)]
+    async fn the_current_probe_closes_a_circuit_a_straggler_opened_again() {
+        let b = CircuitBreaker::new(1, Duration::from_secs(10));
+        b.record_failure();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let Admission::Probe(probe) = b.admit() else {
+            panic!("a probe after the cooldown")
+        };
+        b.record_failure();
+        assert!(matches!(b.state(), BreakerState::Open { .. }));
+        probe.success();
+        assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
     }
 
     #[tokio::test(start_paused = true)]
