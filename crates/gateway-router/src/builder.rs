@@ -201,7 +201,8 @@ impl RouterBuilder {
                     .iter()
                     .map(|(name, r)| (name.clone(), CompiledRoute::new(r)))
                     .collect(),
-                stats: Stats::new(models.keys().map(ModelId::as_str)),
+                // Sorted, so `stats()` lists models in one order in every process.
+                stats: Stats::new(config.all_models().into_iter().map(ModelId::as_str)),
                 models,
                 prompts_uri: transport
                     .url(&config.environment.prompts_path)

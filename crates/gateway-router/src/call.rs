@@ -203,6 +203,8 @@ impl Router {
             let probe = match admission {
                 Admission::Rejected { retry_in } => {
                     call.skipped(model, retry_in);
+                    state.metrics.skipped();
+                    self.inner.stats.record_skipped(model.as_str());
                     self.count_fallback(model, next_model, Outcome::CircuitOpen);
                     continue;
                 }
@@ -219,7 +221,12 @@ impl Router {
                 state,
                 model,
                 has_fallback: next_model.is_some(),
-                deadline: share_of(now, call.deadline, self.contenders(chain, i, call.deadline)),
+                // Measured after `admit`, which may have asked the fleet's Redis.
+                deadline: share_of(
+                    Instant::now(),
+                    call.deadline,
+                    self.contenders(chain, i, call.deadline),
+                ),
             };
             let attempt = self.try_model(&target, sent, call).await;
             let transition = state.breaker.report(attempt.health, probe);
@@ -338,7 +345,7 @@ fn encode_for(
 /// The end of one model's share of the time from `now` to `deadline`, when `models`
 /// (at least one) are left to try: an equal share, or all of it for the last.
 fn share_of(now: Instant, deadline: Instant, models: usize) -> Instant {
-    if models <= 1 {
+    if models <= 1 || now >= deadline {
         return deadline;
     }
     now + (deadline - now) / u32::try_from(models).unwrap_or(u32::MAX)

@@ -95,7 +95,8 @@ impl Router {
             .and_then(|r| r.selector.select(key))
     }
 
-    /// Per-model statistics: requests, hit rate, latency percentiles, retries, fallbacks.
+    /// Per-model statistics: requests, hit rate, latency percentiles, retries, fallbacks;
+    /// models in id order.
     pub fn stats(&self) -> Vec<gateway_telemetry::ModelSnapshot> {
         self.inner.stats.snapshot()
     }

@@ -11,7 +11,7 @@
 //!
 //! | Name | Type | Unit | Labels |
 //! |---|---|---|---|
-//! | `genesys_router_requests_total` | counter | calls | `model`, `outcome` (`success`, `client_error`, `rate_limited`, `upstream_error`, `policy_violation`, `timeout`, `circuit_open`, `cancelled`) |
+//! | `genesys_router_requests_total` | counter | calls | `model`, `outcome` (`success`, `client_error`, `rate_limited`, `upstream_error`, `policy_violation`, `timeout`, `circuit_open`, `cancelled`); a call that skips the model on an open circuit counts as `circuit_open` here and nowhere else |
 //! | `genesys_router_request_duration_seconds` | histogram | seconds; buckets 0.01 … 120 | `model` |
 //! | `genesys_router_overhead_seconds` | histogram | seconds; buckets 1 µs … 25 ms | `model` |
 //! | `genesys_router_attempts_total` | counter | HTTP attempts | `model` |

@@ -285,6 +285,12 @@ impl ModelMetrics {
         self.duration.record(duration.as_secs_f64());
     }
 
+    /// Records one call that skipped this model because its circuit was open: outcome
+    /// `circuit_open`, with no duration (nothing was sent).
+    pub fn skipped(&self) {
+        self.requests[outcome_index(Outcome::CircuitOpen)].increment(1);
+    }
+
     /// Records the router's own time around one call: everything but the waits (upstream,
     /// backoff, limiter, token).
     pub fn overhead(&self, duration: Duration) {

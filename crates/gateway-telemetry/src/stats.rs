@@ -127,6 +127,13 @@ impl Stats {
         slot.latency.record(latency);
     }
 
+    /// Records one call that skipped `model` because its circuit was open: a request
+    /// with outcome [`Outcome::CircuitOpen`] and no latency (nothing was sent).
+    pub fn record_skipped(&self, model: &str) {
+        let slot = self.slot(model);
+        slot.outcomes[outcome_index(Outcome::CircuitOpen)].fetch_add(1, Ordering::Relaxed);
+    }
+
     /// Records one retry of `model`.
     pub fn record_retry(&self, model: &str) {
         self.slot(model).retries.fetch_add(1, Ordering::Relaxed);
@@ -197,7 +204,8 @@ pub struct ModelSnapshot {
     pub retries: u64,
     /// Fallbacks away from this model.
     pub fallbacks: u64,
-    /// Median latency (every outcome), within 1.6 %.
+    /// Median latency (every outcome but a skip on an open circuit, which sent nothing),
+    /// within 1.6 %.
     pub p50: Option<Duration>,
     /// 90th percentile latency, within 1.6 %.
     pub p90: Option<Duration>,
