@@ -182,6 +182,12 @@ async fn invalid_requests_are_audited_without_reaching_the_gateway() {
             .max_tokens(u32::MAX)
             .sticky_key("s".repeat(100_000))
             .caller_request_id("r".repeat(100_000)),
+        // Regression: a temperature that is not a number was audited as `null`, a line
+        // the trail's own reader skipped.
+        RouteRequest::new("s", "hi").temperature(f64::NAN),
+        RouteRequest::new("s", "hi")
+            .temperature(f64::INFINITY)
+            .top_p(f64::NAN),
     ];
     for request in refused {
         router.route(request).await.unwrap_err();
@@ -189,7 +195,7 @@ async fn invalid_requests_are_audited_without_reaching_the_gateway() {
     let read = read_jsonl(&path).unwrap();
     assert!(read.skipped.is_empty(), "{:?}", read.skipped);
     let entries = read.entries;
-    assert_eq!(entries.len(), 5);
+    assert_eq!(entries.len(), 7);
     keep_the_exported_schema(&entries);
     for entry in &entries {
         assert_eq!(entry.outcome, Outcome::ClientError);

@@ -34,8 +34,11 @@ impl RouteSampling {
                 });
                 t
             }
-            Some(t) => t,
-            None => self.temperature.pick(request.tuning),
+            // Not a number (the Rust API can pass one; JSON cannot): validation refuses
+            // the request, and its audit entry keeps the route's own, which JSON can
+            // hold (a NaN would be written as `null`, which the trail's reader refuses).
+            Some(t) if t.is_finite() => t,
+            Some(_) | None => self.temperature.pick(request.tuning),
         };
         let max_tokens = match request.max_tokens {
             Some(n) if n > self.max_tokens && n <= MAX_TOKENS_CAP => {
@@ -55,7 +58,10 @@ impl RouteSampling {
             // -0.0 + 0.0 is +0.0: a negative zero is sent, and audited, as 0.
             temperature: temperature + 0.0,
             max_tokens,
-            top_p: request.top_p.unwrap_or(self.top_p),
+            top_p: request
+                .top_p
+                .filter(|p| p.is_finite())
+                .unwrap_or(self.top_p),
             extra: serde_json::Map::new(),
         };
         (parameters, broken)

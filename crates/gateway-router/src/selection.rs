@@ -50,7 +50,8 @@ pub struct StickySelector {
 }
 
 impl StickySelector {
-    /// A selector over `split` (weights as configured; zero-weight entries never win).
+    /// A selector over `split` (weights as configured; a zero-weight entry wins only
+    /// when no entry has weight, which config validation rules out).
     pub fn new(split: &[SplitEntry]) -> Self {
         let candidates = split
             .iter()

@@ -137,6 +137,10 @@ fn install_once() -> Result<MetricsHandle, ExporterError> {
 
 /// A Prometheus recorder that is not installed globally: for tests, or to keep one
 /// component's metrics apart. Run code under it with [`LocalMetrics::scope`].
+///
+/// It has no upkeep thread: histogram samples are held until the next
+/// [`render`](Self::render) (or `handle().run_upkeep()`), so one that records steadily
+/// must be rendered, or kept up, every few seconds, as [`install`]'s thread does.
 pub struct LocalMetrics {
     recorder: PrometheusRecorder,
     handle: MetricsHandle,

@@ -114,7 +114,13 @@ impl LatencyHistogram {
         let ns = saturating_nanos(latency);
         self.buckets[bucket_index(ns, self.sub_bits)].fetch_add(1, Ordering::Relaxed);
         self.count.fetch_add(1, Ordering::Relaxed);
-        self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        // The sum sticks at `u64::MAX` once it passes it (584 years of summed latency:
+        // 107 days of 2,000 calls always in flight), rather than wrapping to a small,
+        // wrong mean.
+        let before = self.sum_ns.fetch_add(ns, Ordering::Relaxed);
+        if before.checked_add(ns).is_none() {
+            self.sum_ns.store(u64::MAX, Ordering::Relaxed);
+        }
         self.min_ns.fetch_min(ns, Ordering::Relaxed);
         self.max_ns.fetch_max(ns, Ordering::Relaxed);
     }
@@ -134,10 +140,11 @@ impl LatencyHistogram {
         (self.count() > 0).then(|| Duration::from_nanos(self.min_ns.load(Ordering::Relaxed)))
     }
 
-    /// The mean latency, if any.
+    /// The mean latency, if any was recorded and their sum fits in `u64` nanoseconds.
     pub fn mean(&self) -> Option<Duration> {
         let count = self.count();
-        (count > 0).then(|| Duration::from_nanos(self.sum_ns.load(Ordering::Relaxed) / count))
+        let sum = self.sum_ns.load(Ordering::Relaxed);
+        (count > 0 && sum != u64::MAX).then(|| Duration::from_nanos(sum / count))
     }
 
     /// The `q`-quantile (`0.0..=1.0`, nearest rank), within [`MAX_RELATIVE_ERROR`]; `None`
@@ -198,6 +205,18 @@ impl fmt::Debug for LatencyHistogram {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: the sum wrapped past `u64::MAX` nanoseconds, and the mean with it.
+    #[test]
+    fn a_sum_past_u64_nanoseconds_gives_no_mean_rather_than_a_wrong_one() {
+        let h = LatencyHistogram::new();
+        h.record(Duration::from_secs(3));
+        assert_eq!(h.mean(), Some(Duration::from_secs(3)));
+        h.record(Duration::MAX);
+        h.record(Duration::from_secs(1));
+        assert_eq!(h.mean(), None);
+        assert_eq!(h.count(), 3);
+    }
 
     #[test]
     fn buckets_tile_the_range_without_gaps() {
