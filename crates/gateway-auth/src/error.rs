@@ -44,6 +44,14 @@ pub enum AuthError {
         /// What failed.
         reason: String,
     },
+    /// The login service is rate-limiting this client's token requests (HTTP 429).
+    #[error("the login host {host} is rate-limiting token requests (HTTP 429){}", retry_after.map(|d| format!("; it asks to wait {d:?}")).unwrap_or_default())]
+    RateLimited {
+        /// The login host.
+        host: String,
+        /// The wait its `Retry-After` asked for, if it sent one that could be read.
+        retry_after: Option<Duration>,
+    },
     /// The login service answered something that is not a usable token.
     #[error("unexpected answer from the login host {host}: {reason}")]
     BadAnswer {
@@ -80,6 +88,7 @@ impl AuthError {
         matches!(
             self,
             AuthError::Unreachable { .. }
+                | AuthError::RateLimited { .. }
                 | AuthError::BadAnswer { .. }
                 | AuthError::InvalidLifetime { .. }
                 | AuthError::BackingOff { .. }

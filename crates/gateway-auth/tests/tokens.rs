@@ -618,3 +618,93 @@ async fn an_empty_or_spaced_access_token_is_refused() {
         );
     }
 }
+
+/// Regression: a 429 from the login host was "cannot reach the login host", and its
+/// `Retry-After` was dropped: the provider asked again on its own 1 s schedule.
+#[tokio::test(start_paused = true)]
+async fn a_rate_limited_login_waits_out_its_retry_after_within_a_bound() {
+    let sim = Sim::builder().start().await.unwrap();
+    let tokens = provider(&sim);
+    let limited = |after: &str| Scripted::Raw {
+        status: 429,
+        headers: vec![("retry-after".into(), after.into())],
+        body: String::new(),
+    };
+    sim.script(Target::Token, [limited("120")]);
+    let err = tokens.prefetch().await.unwrap_err();
+    assert!(
+        matches!(err, AuthError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(120)),
+        "{err:?}"
+    );
+    assert!(
+        err.is_transient() && err.to_string().contains("HTTP 429"),
+        "{err}"
+    );
+    let again = tokens.current_token().await.unwrap_err();
+    let AuthError::BackingOff { retry_in, .. } = again else {
+        panic!("backing off, not {again}");
+    };
+    assert!(retry_in > Duration::from_secs(119), "{retry_in:?}");
+    tokio::time::advance(Duration::from_secs(121)).await;
+    tokens.prefetch().await.unwrap();
+
+    // A day asked for holds requests back five minutes at most.
+    let tokens = provider(&sim);
+    sim.script(Target::Token, [limited("86400")]);
+    tokens.prefetch().await.unwrap_err();
+    let AuthError::BackingOff { retry_in, .. } = tokens.current_token().await.unwrap_err() else {
+        panic!("backing off");
+    };
+    assert!(retry_in <= Duration::from_secs(300), "{retry_in:?}");
+    assert_eq!(sim.counters().token_requests, 3);
+}
+
+/// A login host's refusal goes into every error and log line: it is cut, and a newline
+/// or terminal escape in it is shown escaped, not written.
+#[tokio::test]
+async fn a_login_refusals_text_is_cut_and_its_control_characters_escaped() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Token,
+        [Scripted::Raw {
+            status: 400,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!(
+                r#"{{"error":"bad\nline \u001b[31mred","description":"{}"}}"#,
+                "d".repeat(10_000)
+            ),
+        }],
+    );
+    let err = provider(&sim).prefetch().await.unwrap_err();
+    let AuthError::Rejected {
+        error, description, ..
+    } = &err
+    else {
+        panic!("{err:?}");
+    };
+    assert_eq!(error, r"bad\nline \u{1b}[31mred");
+    assert_eq!(description.as_ref().map(|d| d.chars().count()), Some(256));
+    assert!(!err.to_string().contains('\n'), "{err}");
+}
+
+/// Regression: the refresh hook ran before the result was kept, so a hook that panicked
+/// lost a granted token and set no backoff.
+#[tokio::test]
+async fn a_panicking_refresh_hook_loses_no_token() {
+    let sim = Sim::builder().start().await.unwrap();
+    let tokens =
+        ClientCredentials::builder(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
+            .login_base(sim.base_url())
+            .on_refresh(|_| panic!("a hook of the caller's"))
+            .build()
+            .unwrap();
+    // The token request's task ends in the hook's panic: this caller is told so.
+    let first = tokens.current_token().await.unwrap_err();
+    assert!(first.to_string().contains("ended abnormally"), "{first}");
+    tokens.current_token().await.unwrap();
+    assert_eq!(
+        sim.counters().token_requests,
+        1,
+        "the granted token was kept"
+    );
+}

@@ -5,19 +5,22 @@
 use std::fmt;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError, RwLock};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use bytes::Bytes;
-use gateway_model::redact::{redact_json, redact_secrets};
+use gateway_model::redact::redact_secrets;
 use gateway_model::{Jitter, RouterConfig};
-use gateway_transport::{AccessToken, BoxFuture, HttpClient, TokenError, TokenSource};
-use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue};
+use gateway_transport::{
+    AccessToken, BoxFuture, HttpClient, TokenError, TokenSource, parse_retry_after,
+};
+use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
 use serde::Deserialize;
 use tokio::time::Instant;
 
 mod builder;
+mod refusal;
 
 pub use builder::ClientCredentialsBuilder;
 
@@ -142,16 +145,8 @@ struct Grant {
     expires_in: Option<serde_json::Value>,
 }
 
-/// The login service's error shape.
-#[derive(Deserialize)]
-struct GrantError {
-    #[serde(default)]
-    error: Option<String>,
-    #[serde(default)]
-    description: Option<String>,
-    #[serde(default)]
-    error_description: Option<String>,
-}
+/// The longest a login host's `Retry-After` holds token requests back.
+const MAX_LOGIN_RETRY_AFTER: Duration = Duration::from_secs(300);
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
@@ -316,10 +311,17 @@ impl ClientCredentials {
     /// Requests a token (caller holds the single-flight lock) and caches it, or records
     /// the failure and when to try again.
     async fn fetch_and_store(&self) -> Result<Arc<Cached>, AuthError> {
-        let result = self.fetch().await;
+        let result = self.store(self.fetch().await);
+        // Told once the result is kept: a hook that panics loses neither a granted token
+        // nor the backoff after a failure.
         if let Some(hook) = &self.inner.hook {
             hook(result.is_ok());
         }
+        result
+    }
+
+    /// Caches a granted token, or records a failure and when to try again.
+    fn store(&self, result: Result<Arc<Cached>, AuthError>) -> Result<Arc<Cached>, AuthError> {
         let mut backoff = lock(&self.inner.backoff);
         match result {
             Ok(cached) => {
@@ -334,6 +336,15 @@ impl ClientCredentials {
             Err(err) => {
                 backoff.failures = backoff.failures.saturating_add(1);
                 let mut wait = RETRY_SCHEDULE.delay(backoff.failures, fastrand::f64());
+                // A login host that is rate-limiting is asked again no sooner than it
+                // says, within a bound of ours (its header is not to be trusted).
+                if let AuthError::RateLimited {
+                    retry_after: Some(after),
+                    ..
+                } = &err
+                {
+                    wait = wait.max((*after).min(MAX_LOGIN_RETRY_AFTER));
+                }
                 // With a token still usable, try again well before it expires. One past
                 // its use (an outage longer than its life) is no reason to hurry: the
                 // schedule stands, or every caller would ask every 100 ms.
@@ -368,25 +379,24 @@ impl ClientCredentials {
         match answer.status.as_u16() {
             200 => self.granted(&answer.body, started),
             400 | 401 => {
-                let body: Option<GrantError> =
-                    serde_json::from_slice(&answer.body)
-                        .ok()
-                        .and_then(|mut value| {
-                            let secrets = inner.sent_secrets.each_ref().map(Secret::expose);
-                            redact_json(&mut value, &secrets);
-                            serde_json::from_value(value).ok()
-                        });
-                let (error, description) = body
-                    .map(|b| (b.error, b.description.or(b.error_description)))
-                    .unwrap_or_default();
+                let secrets = inner.sent_secrets.each_ref().map(Secret::expose);
+                let (error, description) = refusal::read(&answer.body, &secrets);
                 Err(AuthError::Rejected {
                     client_id: inner.client_id.clone(),
                     host: inner.host.clone(),
                     status: answer.status.as_u16(),
-                    error: error.unwrap_or_else(|| "unknown_error".into()),
+                    error,
                     description,
                 })
             }
+            429 => Err(AuthError::RateLimited {
+                host: inner.host.clone(),
+                retry_after: answer
+                    .headers
+                    .get(RETRY_AFTER)
+                    .and_then(|v| v.to_str().ok())
+                    .and_then(|v| parse_retry_after(v, SystemTime::now())),
+            }),
             status => Err(AuthError::Unreachable {
                 host: inner.host.clone(),
                 reason: format!("the login service answered HTTP {status}"),
