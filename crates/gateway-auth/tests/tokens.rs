@@ -708,3 +708,35 @@ async fn a_panicking_refresh_hook_loses_no_token() {
         "the granted token was kept"
     );
 }
+
+/// Regression: a status scripted for the token endpoint answered the API's error shape
+/// (`message`, `code`), so a refusal read as `unknown_error`; and a scripted 429 carried
+/// no `Retry-After` the provider could honour.
+#[tokio::test(start_paused = true)]
+async fn scripted_login_failures_answer_in_the_login_services_shape() {
+    let sim = Sim::builder().start().await.unwrap();
+    sim.script(
+        Target::Token,
+        [Scripted::Status {
+            status: 401,
+            code: None,
+        }],
+    );
+    let err = provider(&sim).prefetch().await.unwrap_err();
+    assert!(
+        matches!(&err, AuthError::Rejected { error, description: Some(d), .. }
+            if error == "invalid_client" && d.contains("Unauthorized")),
+        "{err:?}"
+    );
+    sim.script(
+        Target::Token,
+        [Scripted::TooManyRequests {
+            retry_after: gateway_sim::RetryAfter::Seconds(30),
+        }],
+    );
+    let err = provider(&sim).prefetch().await.unwrap_err();
+    assert!(
+        matches!(err, AuthError::RateLimited { retry_after: Some(d), .. } if d == Duration::from_secs(30)),
+        "{err:?}"
+    );
+}

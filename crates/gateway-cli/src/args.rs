@@ -162,6 +162,10 @@ pub struct SimArgs {
     /// closes an idle connection first).
     #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
     pub connection_timeout_secs: u64,
+    /// Listen on a non-loopback address, where anyone who can reach it may use the
+    /// unauthenticated admin API (reset the simulator, read recorded prompts).
+    #[arg(long)]
+    pub allow_remote: bool,
 }
 
 /// `schema`.

@@ -874,6 +874,20 @@ fn output_that_cannot_be_written_fails_the_command() {
     }
 }
 
+/// The simulator's admin API has no authentication: on a non-loopback address it could
+/// be reset, and its recorded prompts read, by anyone who reaches it.
+#[test]
+fn the_simulator_on_a_non_loopback_address_is_refused_unless_allowed() {
+    let output = cli(&["sim", "--listen", "0.0.0.0:0"]).output().unwrap();
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("refusing to listen on 0.0.0.0:0")
+            && stderr(&output).contains("--allow-remote"),
+        "{}",
+        stderr(&output)
+    );
+}
+
 #[test]
 fn serving_the_network_without_api_keys_is_refused_with_exit_3() {
     let dir = tempfile::tempdir().unwrap();

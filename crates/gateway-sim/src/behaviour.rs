@@ -207,7 +207,8 @@ pub enum Scripted {
 pub enum Target {
     /// Prompt calls to any model without a script or behaviour of its own.
     Global,
-    /// `POST /oauth/token`.
+    /// `POST /oauth/token`. A scripted status or 429 answers in the login service's
+    /// error shape (`error`, `description`), not the API's.
     Token,
     /// Prompt calls to one model: a model id ([`gateway_model::MODEL_ID_PATTERN`], 1 to
     /// 128 characters).

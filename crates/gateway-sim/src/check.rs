@@ -174,6 +174,25 @@ pub(crate) fn check_rate_limit(limit: &RateLimit) -> Result<(), InputError> {
     check_window("windowSecs", limit.window_secs)
 }
 
+/// The longest connection timeout: an hour, as the `sim` command allows.
+pub const MAX_CONNECTION_TIMEOUT: Duration = Duration::from_secs(3_600);
+
+/// Checks a connection timeout: 1 ms to [`MAX_CONNECTION_TIMEOUT`] (hyper's timers add
+/// it to the clock, so a larger one panics in every connection; zero closes them all).
+pub(crate) fn check_connection_timeout(timeout: Duration) -> Result<(), InputError> {
+    if (Duration::from_millis(1)..=MAX_CONNECTION_TIMEOUT).contains(&timeout) {
+        Ok(())
+    } else {
+        Err(InputError::new(
+            "connectionTimeout",
+            format!(
+                "must be 1 millisecond to {} seconds",
+                MAX_CONNECTION_TIMEOUT.as_secs()
+            ),
+        ))
+    }
+}
+
 fn check_window(path: &str, secs: u64) -> Result<(), InputError> {
     if (1..=MAX_WINDOW_SECS).contains(&secs) {
         Ok(())

@@ -28,8 +28,13 @@ pub(crate) struct ClientLimits {
 /// One fixed window.
 struct Window {
     started: Instant,
+    length: Duration,
     count: u32,
 }
+
+/// The most windows kept: one per bearer token ever used would grow without end in a
+/// long-running simulator, since tokens come and go.
+const MAX_WINDOWS: usize = crate::check::MAX_LIVE_TOKENS;
 
 /// Fixed windows by key, each starting at the first call after the previous one ended.
 #[derive(Default)]
@@ -44,13 +49,18 @@ impl Windows {
         let window = Duration::from_secs(window_secs);
         let now = Instant::now();
         let mut windows = lock(&self.0);
+        if windows.len() >= MAX_WINDOWS && !windows.contains_key(key) {
+            prune(&mut windows, now);
+        }
         let w = windows.entry(key.to_owned()).or_insert(Window {
             started: now,
+            length: window,
             count: 0,
         });
         if now.saturating_duration_since(w.started) >= window {
             *w = Window {
                 started: now,
+                length: window,
                 count: 0,
             };
         }
@@ -70,6 +80,20 @@ impl Windows {
     /// Forgets every window.
     pub(crate) fn clear(&self) {
         lock(&self.0).clear();
+    }
+}
+
+/// Makes room in a full map: drops the windows that have ended (a key coming back starts
+/// a new one anyway), and if every one is still running, a quarter of them (those keys
+/// start afresh), so pruning stays rare.
+fn prune(windows: &mut HashMap<String, Window>, now: Instant) {
+    windows.retain(|_, w| now.saturating_duration_since(w.started) < w.length);
+    if windows.len() >= MAX_WINDOWS {
+        let excess = windows.len() - MAX_WINDOWS * 3 / 4;
+        let dropped: Vec<String> = windows.keys().take(excess).cloned().collect();
+        for key in dropped {
+            windows.remove(&key);
+        }
     }
 }
 
@@ -134,6 +158,29 @@ mod tests {
         );
         tokio::time::advance(Duration::from_millis(7500)).await;
         assert_eq!(windows.hit("a", &limit(1, 10)).count, 1, "a new window");
+    }
+
+    /// Regression: a window per bearer token was kept for good, so a long-running
+    /// simulator grew by one per token ever used.
+    #[tokio::test(start_paused = true)]
+    async fn the_windows_kept_are_bounded_and_ended_ones_go_first() {
+        let windows = Windows::default();
+        for key in 0..MAX_WINDOWS - 1 {
+            windows.hit(&format!("old-{key}"), &limit(5, 10));
+        }
+        windows.hit("live", &limit(1, 3_600));
+        tokio::time::advance(Duration::from_secs(10)).await;
+        windows.hit("new", &limit(5, 10));
+        assert_eq!(lock(&windows.0).len(), 2, "the ended windows were dropped");
+        assert!(
+            windows.hit("live", &limit(1, 3_600)).exceeded(),
+            "a running one is kept"
+        );
+        // All running: a quarter goes, and the map stays within its bound.
+        for key in 0..MAX_WINDOWS + 10 {
+            windows.hit(&format!("run-{key}"), &limit(5, 3_600));
+        }
+        assert!(lock(&windows.0).len() <= MAX_WINDOWS);
     }
 
     #[tokio::test(start_paused = true)]

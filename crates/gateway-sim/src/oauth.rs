@@ -29,7 +29,7 @@ pub(crate) async fn token(state: &State, request: &Received) -> Answer {
             tokio::time::sleep(check::wait_from_millis(ms)).await;
         }
         Some(Scripted::Grant { expires_in: n }) => expires_in = Some(n),
-        Some(other) => return Ok(crate::prompts::scripted_failure(state, request.seq, &other)),
+        Some(other) => return Ok(scripted_failure(state, request.seq, &other)),
     }
 
     let Some(client_id) = authenticate(state, request.header("authorization")) else {
@@ -80,6 +80,44 @@ fn authenticate(state: &State, header: Option<&str>) -> Option<String> {
     let text = String::from_utf8(STANDARD.decode(encoded.trim()).ok()?).ok()?;
     let (id, secret) = text.split_once(':')?;
     (state.clients.get(id).map(String::as_str) == Some(secret)).then(|| id.to_owned())
+}
+
+/// A scripted failure in the login service's shape: a status answers its OAuth `error`
+/// (the `code` given, or one fitting the status), a 429 carries its `Retry-After`; a raw
+/// or oversized answer is sent as scripted, as on the API.
+fn scripted_failure(state: &State, seq: u64, script: &Scripted) -> http::Response<reply::Body> {
+    match script {
+        Scripted::Status { status, code } => {
+            let status = (200..=999)
+                .contains(status)
+                .then(|| StatusCode::from_u16(*status).ok())
+                .flatten()
+                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let error = code.as_deref().unwrap_or(match status.as_u16() {
+                400 => "invalid_request",
+                401 => "invalid_client",
+                403 => "unauthorized_client",
+                429 => "too_many_requests",
+                _ => "server_error",
+            });
+            let description = format!("Simulated {}", status.canonical_reason().unwrap_or("error"));
+            oauth_error(state, seq, status, error, &description)
+        }
+        Scripted::TooManyRequests { retry_after } => {
+            let mut response = oauth_error(
+                state,
+                seq,
+                StatusCode::TOO_MANY_REQUESTS,
+                "too_many_requests",
+                "Rate limit exceeded the maximum",
+            );
+            if let Some(v) = check::retry_after_value(*retry_after) {
+                response.headers_mut().insert(RETRY_AFTER, v);
+            }
+            response
+        }
+        other => crate::prompts::scripted_failure(state, seq, other),
+    }
 }
 
 /// The 429 for a token request beyond the client's token limit: the login service's error

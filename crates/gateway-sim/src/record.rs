@@ -59,20 +59,49 @@ impl RecordedRequest {
     }
 }
 
-/// A ring buffer of the most recent requests.
+/// The most bytes of requests the log keeps (bodies, paths and headers as recorded),
+/// whatever its capacity: 10,000 bodies near the 512,000-byte limit would take gigabytes.
+pub const MAX_RECORDED_BYTES: usize = 128 << 20;
+
+impl RecordedRequest {
+    /// About how many bytes this request holds in the log.
+    fn size(&self) -> usize {
+        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        std::mem::size_of::<Self>()
+            + self.method.len()
+            + self.path.len()
+            + headers
+            + self.body.len()
+    }
+}
+
+/// A ring buffer of the most recent requests, bounded in count and in bytes.
 pub(crate) struct Recorder {
     capacity: usize,
-    log: Mutex<VecDeque<RecordedRequest>>,
+    log: Mutex<Log>,
     evicted: AtomicU64,
+}
+
+/// The requests kept, and the bytes they hold.
+#[derive(Default)]
+struct Log {
+    requests: VecDeque<RecordedRequest>,
+    bytes: usize,
 }
 
 impl Recorder {
     pub(crate) fn new(capacity: usize) -> Self {
         Self {
             capacity,
-            log: Mutex::new(VecDeque::new()),
+            log: Mutex::new(Log::default()),
             evicted: AtomicU64::new(0),
         }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Log> {
+        self.log
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -83,24 +112,23 @@ impl Recorder {
         if !self.enabled() {
             return;
         }
-        let mut log = self
-            .log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if log.len() == self.capacity {
-            log.pop_front();
+        let size = request.size();
+        let mut log = self.lock();
+        while log.requests.len() >= self.capacity
+            || (!log.requests.is_empty() && log.bytes.saturating_add(size) > MAX_RECORDED_BYTES)
+        {
+            let Some(oldest) = log.requests.pop_front() else {
+                break;
+            };
+            log.bytes = log.bytes.saturating_sub(oldest.size());
             self.evicted.fetch_add(1, Ordering::Relaxed);
         }
-        log.push_back(request);
+        log.bytes = log.bytes.saturating_add(size);
+        log.requests.push_back(request);
     }
 
     pub(crate) fn snapshot(&self) -> Vec<RecordedRequest> {
-        self.log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .iter()
-            .cloned()
-            .collect()
+        self.lock().requests.iter().cloned().collect()
     }
 
     pub(crate) fn evicted(&self) -> u64 {
@@ -108,10 +136,7 @@ impl Recorder {
     }
 
     pub(crate) fn clear(&self) {
-        self.log
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clear();
+        *self.lock() = Log::default();
         self.evicted.store(0, Ordering::Relaxed);
     }
 }
@@ -170,8 +195,9 @@ pub(crate) struct LiveCounters {
     by_status: StatusCounts,
 }
 
-/// One counter per HTTP status code (100 to 599), lock-free.
-struct StatusCounts([AtomicU64; 500]);
+/// One counter per HTTP status code (100 to 999: scripts may answer any status from 200
+/// to 999), lock-free.
+struct StatusCounts([AtomicU64; 900]);
 
 impl Default for StatusCounts {
     fn default() -> Self {
@@ -260,5 +286,61 @@ pub(crate) struct InFlight<'a>(&'a LiveCounters);
 impl Drop for InFlight<'_> {
     fn drop(&mut self) {
         self.0.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn request(seq: u64, body_bytes: usize) -> RecordedRequest {
+        RecordedRequest {
+            seq,
+            at_ms: 0.0,
+            method: "POST".into(),
+            path: "/api/v2/ai/gateway/prompts".into(),
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: "x".repeat(body_bytes),
+        }
+    }
+
+    /// Regression: the log was bounded by count only, so 10,000 bodies near the
+    /// 512,000-byte limit (each up to three times larger once read as lossy UTF-8)
+    /// took gigabytes.
+    #[test]
+    fn the_log_keeps_the_newest_requests_within_its_byte_bound() {
+        let recorder = Recorder::new(10_000);
+        let body = 1 << 20;
+        for seq in 0..200 {
+            recorder.push(request(seq, body));
+        }
+        let kept = recorder.snapshot();
+        let bytes: usize = kept.iter().map(RecordedRequest::size).sum();
+        assert!(bytes <= MAX_RECORDED_BYTES, "{bytes}");
+        assert!(
+            kept.len() >= MAX_RECORDED_BYTES / body - 1,
+            "{}",
+            kept.len()
+        );
+        assert_eq!(kept.last().map(|r| r.seq), Some(199), "the newest is kept");
+        assert_eq!(recorder.evicted(), 200 - kept.len() as u64);
+        // Small requests still fill it up to its count.
+        let recorder = Recorder::new(3);
+        for seq in 0..5 {
+            recorder.push(request(seq, 10));
+        }
+        let seqs: Vec<u64> = recorder.snapshot().iter().map(|r| r.seq).collect();
+        assert_eq!(seqs, [2, 3, 4]);
+    }
+
+    #[test]
+    fn every_status_a_script_may_answer_is_counted() {
+        let counters = LiveCounters::default();
+        for status in [100, 200, 599, 600, 999, 1000] {
+            counters.status(status);
+        }
+        let by_status = counters.snapshot(0).by_status;
+        let counted: Vec<u16> = by_status.keys().copied().collect();
+        assert_eq!(counted, [100, 200, 599, 600, 999]);
     }
 }

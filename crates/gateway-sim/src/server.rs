@@ -168,7 +168,10 @@ impl SimBuilder {
         self
     }
 
-    /// Keeps at most `capacity` requests in the log (0 turns recording off; counters stay on).
+    /// Keeps at most `capacity` requests in the log, and at most [`MAX_RECORDED_BYTES`]
+    /// of them (0 turns recording off; counters stay on).
+    ///
+    /// [`MAX_RECORDED_BYTES`]: crate::MAX_RECORDED_BYTES
     pub fn record_capacity(mut self, capacity: usize) -> Self {
         self.record_capacity = capacity;
         self
@@ -186,8 +189,11 @@ impl SimBuilder {
     /// that takes that long over an HTTP/1.1 request's headers or waits that long for its
     /// next HTTP/1.1 request; and an HTTP/2 connection whose peer leaves a ping
     /// unanswered for `timeout` (pings go every `timeout`). An HTTP/2 connection that has
-    /// served a request and still answers pings stays open. Off by default: a test on
-    /// tokio's paused clock would see its pooled connections closed as the clock jumps.
+    /// served a request and still answers pings stays open. It also bounds the wait for a
+    /// request's body once its headers are in (a 408 after it). Off by default: a test
+    /// on tokio's paused clock would see its pooled connections closed as the clock
+    /// jumps. [`start`](Self::start) refuses one outside 1 ms to
+    /// [`MAX_CONNECTION_TIMEOUT`](crate::MAX_CONNECTION_TIMEOUT).
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = Some(timeout);
         self
@@ -211,13 +217,7 @@ impl SimBuilder {
         let addr = listener.local_addr().map_err(bind_error)?;
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
 
-        let mut clients: HashMap<String, String> = self.clients.into_iter().collect();
-        if clients.is_empty() {
-            clients.insert(
-                DEFAULT_CLIENT_ID.to_owned(),
-                DEFAULT_CLIENT_SECRET.to_owned(),
-            );
-        }
+        let clients = accepted_clients(self.clients);
         let mut scripts = Scripts::default();
         for (target, answers) in self.scripts {
             scripts.push(target, answers);
@@ -245,6 +245,7 @@ impl SimBuilder {
             counters: LiveCounters::default(),
             seq: AtomicU64::new(0),
             shutdown: shutdown_rx.clone(),
+            body_timeout: self.connection_timeout,
             initial_catalogue: catalogue,
             initial_behaviours: self.behaviours,
             initial_token_lifetime: self.token_lifetime,
@@ -268,6 +269,18 @@ impl SimBuilder {
     }
 }
 
+/// The OAuth clients the login service accepts: those given, or the default one.
+fn accepted_clients(given: Vec<(String, String)>) -> HashMap<String, String> {
+    let mut clients: HashMap<String, String> = given.into_iter().collect();
+    if clients.is_empty() {
+        clients.insert(
+            DEFAULT_CLIENT_ID.to_owned(),
+            DEFAULT_CLIENT_SECRET.to_owned(),
+        );
+    }
+    clients
+}
+
 impl SimBuilder {
     fn check(&self) -> Result<(), SimError> {
         self.behaviours
@@ -287,6 +300,9 @@ impl SimBuilder {
         }
         if let Some(limit) = &self.client_limits.tokens {
             check::check_rate_limit(limit).map_err(|e| e.within("tokenRateLimit"))?;
+        }
+        if let Some(timeout) = self.connection_timeout {
+            check::check_connection_timeout(timeout)?;
         }
         Ok(())
     }

@@ -15,6 +15,9 @@ use crate::reply::{Answer, Dropped, Received, error};
 use crate::state::State;
 use crate::{admin, catalogue, oauth, prompts};
 
+/// The error code of a 408 for a body that did not arrive in time.
+const CODE_REQUEST_TIMEOUT: &str = "request.timeout";
+
 /// Entry point for every request.
 pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer {
     let seq = state.next_seq();
@@ -23,8 +26,24 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer 
     let query = parts.uri.query().map(str::to_owned);
     let is_admin = path.starts_with("/__admin/");
 
-    // Genesys refuses bodies over 512,000 bytes.
-    let body = match Limited::new(body, MAX_REQUEST_BYTES).collect().await {
+    // Genesys refuses bodies over 512,000 bytes. A body that stops arriving is given up
+    // on after the connection timeout, when there is one.
+    let collected = Limited::new(body, MAX_REQUEST_BYTES).collect();
+    let collected = match state.body_timeout {
+        Some(timeout) => tokio::time::timeout(timeout, collected).await,
+        None => Ok(collected.await),
+    };
+    let Ok(collected) = collected else {
+        let answer = error(
+            &state,
+            seq,
+            StatusCode::REQUEST_TIMEOUT,
+            CODE_REQUEST_TIMEOUT,
+            "The request body did not arrive in time",
+        );
+        return finish(&state, is_admin, Ok(answer));
+    };
+    let body = match collected {
         Ok(collected) => collected.to_bytes(),
         Err(e)
             if e.downcast_ref::<http_body_util::LengthLimitError>()

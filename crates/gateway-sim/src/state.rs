@@ -115,6 +115,9 @@ pub(crate) struct State {
     pub(crate) counters: LiveCounters,
     pub(crate) seq: AtomicU64,
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// How long a request's body may take to arrive once its headers are in (the
+    /// connection timeout), if bounded.
+    pub(crate) body_timeout: Option<Duration>,
     /// What `reset` goes back to.
     pub(crate) initial_catalogue: BTreeMap<String, ModelEntity>,
     pub(crate) initial_behaviours: Behaviours,

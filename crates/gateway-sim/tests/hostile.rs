@@ -1224,7 +1224,42 @@ async fn the_connection_timeout_closes_silent_and_slow_connections() {
         waited >= timeout && waited < timeout * 2,
         "kept alive for the next request until the timeout: {waited:?}"
     );
+
+    // Regression: once a request's headers were in, nothing bounded its body, so a
+    // client that stopped sending held the connection for good.
+    let mut stalled = connect().await.unwrap();
+    stalled
+        .write_all(
+            b"POST /api/v2/ai/gateway/prompts HTTP/1.1\r\nHost: x\r\n\
+              Content-Length: 512000\r\n\r\n{\"modelId\"",
+        )
+        .await
+        .unwrap();
+    let (waited, answer) = closed_after(stalled, timeout).await;
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("request.timeout"), "{answer}");
+    assert!(waited >= timeout && waited < timeout * 2, "{waited:?}");
     sim.shutdown().await;
+}
+
+/// A connection timeout hyper cannot add to its clock (it panicked in every connection),
+/// or one that closes every connection at once, is refused at start.
+#[tokio::test]
+async fn a_connection_timeout_out_of_range_is_refused() {
+    for timeout in [Duration::ZERO, Duration::MAX, Duration::from_secs(3_601)] {
+        let err = Sim::builder()
+            .connection_timeout(timeout)
+            .start()
+            .await
+            .unwrap_err();
+        assert!(err.to_string().contains("connectionTimeout"), "{err}");
+    }
+    let longest = Sim::builder()
+        .connection_timeout(gateway_sim::MAX_CONNECTION_TIMEOUT)
+        .start()
+        .await
+        .unwrap();
+    longest.shutdown().await;
 }
 
 /// A connection that stops inside the HTTP/2 preface, or sends a whole preface and then
