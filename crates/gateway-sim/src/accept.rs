@@ -1,4 +1,5 @@
-//! The accept loop: one task per connection, each bounded by the connection timeout.
+//! The accept loop: one task per connection, each bounded by the connection timeout, and
+//! at most so many at once.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -10,7 +11,7 @@ use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
 use hyper_util::server::conn::auto;
 use hyper_util::server::graceful::{GracefulShutdown, Watcher};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::watch;
+use tokio::sync::{Semaphore, watch};
 
 use crate::record::LiveCounters;
 use crate::service;
@@ -19,17 +20,33 @@ use crate::state::State;
 /// How long shutdown waits for open connections to finish.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(5);
 
+/// What bounds the connections served.
+pub(crate) struct Limits {
+    /// The connection timeout, if any.
+    pub(crate) timeout: Option<Duration>,
+    /// How many are served at once.
+    pub(crate) max_connections: usize,
+}
+
 /// Accepts connections until shutdown, then drains them.
 pub(crate) async fn accept_loop(
     listener: TcpListener,
     state: Arc<State>,
     tls: Option<tokio_rustls::TlsAcceptor>,
-    timeout: Option<Duration>,
+    limits: Limits,
     mut shutdown: watch::Receiver<bool>,
 ) {
+    let timeout = limits.timeout;
     let builder = connection_builder(timeout);
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(Semaphore::new(limits.max_connections));
     loop {
+        // A slot first: at the cap, new connections wait in the kernel's queue.
+        let slot = tokio::select! {
+            slot = Arc::clone(&slots).acquire_owned() => slot,
+            _ = shutdown.wait_for(|down| *down) => break,
+        };
+        let Ok(slot) = slot else { break };
         let accepted = tokio::select! {
             accepted = listener.accept() => accepted,
             _ = shutdown.wait_for(|down| *down) => break,
@@ -48,7 +65,11 @@ pub(crate) async fn accept_loop(
             timeout,
             down: shutdown.clone(),
         };
-        tokio::spawn(connection.serve(stream, tls.clone()));
+        let served = connection.serve(stream, tls.clone());
+        tokio::spawn(async move {
+            served.await;
+            drop(slot);
+        });
     }
     drop(listener);
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown()).await;

@@ -176,6 +176,6 @@ pub use check::{
 pub use pki::TestPki;
 pub use record::{Counters, MAX_RECORDED_BYTES, RecordedRequest};
 pub use server::{
-    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_MODELS, DEFAULT_RECORD_CAPACITY, Sim,
-    SimBuilder, SimError, SimHandle,
+    DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, DEFAULT_MAX_CONNECTIONS, DEFAULT_MODELS,
+    DEFAULT_RECORD_CAPACITY, Sim, SimBuilder, SimError, SimHandle,
 };

@@ -33,6 +33,11 @@ pub const DEFAULT_MODELS: &[&str] = &[
 /// Requests kept in the log unless told otherwise (older ones are evicted).
 pub const DEFAULT_RECORD_CAPACITY: usize = 10_000;
 
+/// How many connections a simulator serves at once unless told otherwise: far more than
+/// the benchmarks' 2,000 callers, few enough that a stuck client cannot take every file
+/// descriptor.
+pub const DEFAULT_MAX_CONNECTIONS: usize = 16_384;
+
 /// The simulator. Start one with [`Sim::builder`].
 #[derive(Debug)]
 pub struct Sim;
@@ -57,6 +62,7 @@ impl Sim {
             record_capacity: DEFAULT_RECORD_CAPACITY,
             tls: None,
             connection_timeout: None,
+            max_connections: DEFAULT_MAX_CONNECTIONS,
         }
     }
 }
@@ -76,6 +82,7 @@ pub struct SimBuilder {
     record_capacity: usize,
     tls: Option<(String, String)>,
     connection_timeout: Option<Duration>,
+    max_connections: usize,
 }
 
 impl std::fmt::Debug for Behaviours {
@@ -199,6 +206,13 @@ impl SimBuilder {
         self
     }
 
+    /// Serves at most `max` connections at once (at least 1; [`DEFAULT_MAX_CONNECTIONS`]
+    /// by default): more wait in the kernel's accept queue until one closes.
+    pub fn max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
     /// Checks the behaviours, the model ids they are set for, and the scripts
     /// ([`Behaviour::check`], [`Target::check`], [`Scripted::check_for`]), binds the
     /// address and starts serving in the background.
@@ -256,7 +270,10 @@ impl SimBuilder {
             listener,
             Arc::clone(&state),
             tls,
-            self.connection_timeout,
+            accept::Limits {
+                timeout: self.connection_timeout,
+                max_connections: self.max_connections,
+            },
             shutdown_rx,
         ));
         Ok(SimHandle {
@@ -303,6 +320,13 @@ impl SimBuilder {
         }
         if let Some(timeout) = self.connection_timeout {
             check::check_connection_timeout(timeout)?;
+        }
+        if self.max_connections == 0 {
+            return Err(InputError {
+                path: "maxConnections".into(),
+                rule: "must be at least 1".into(),
+            }
+            .into());
         }
         Ok(())
     }
