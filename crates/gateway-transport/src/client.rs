@@ -160,7 +160,8 @@ impl HttpClient {
     /// Sends `request` and reads the whole answer within `timeout`.
     ///
     /// The URL rule is checked here too, so no request escapes it. Dropping the returned
-    /// future closes the connection instead of returning it to the pool.
+    /// future closes an HTTP/1.1 connection instead of returning it to the pool, and
+    /// resets the request's stream of an HTTP/2 one.
     #[expect(
         clippy::manual_async_fn,
         reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"
@@ -182,7 +183,9 @@ impl HttpClient {
                     check_url(&request.uri().to_string(), self.allow_insecure_http)?;
                 }
             }
-            match tokio::time::timeout(timeout, self.exchange(request, host.as_ref())).await {
+            let deadline = crate::clock::from_now(timeout);
+            let exchange = self.exchange(request, host.as_ref(), deadline);
+            match tokio::time::timeout_at(deadline, exchange).await {
                 Ok(result) => result,
                 Err(_) => Err(ErrorKind::Timeout(timeout)),
             }
@@ -193,6 +196,7 @@ impl HttpClient {
         &self,
         request: Request<Full<Bytes>>,
         authority: Option<&http::uri::Authority>,
+        deadline: tokio::time::Instant,
     ) -> impl Future<Output = Result<Exchange, ErrorKind>> {
         // The request goes into hyper-util's (boxed) future at once, so this future does
         // not hold it too; the lane's ticket is held until the body is read.
@@ -231,11 +235,19 @@ impl HttpClient {
                     return Err(too_large());
                 }
                 Bytes::new()
+            } else if !success {
+                // Nor does a body that breaks off or stalls change what the status says
+                // (a 400 is not retried, a 401 refreshes, a 429 keeps its `Retry-After`):
+                // it gets a short wait of its own, and the status stands without it.
+                let wait = deadline.min(crate::clock::from_now(MAX_ERROR_BODY_WAIT));
+                match tokio::time::timeout_at(wait, read_body(body, limit)).await {
+                    Ok(Ok(body)) => body,
+                    Ok(Err(_)) | Err(_) => Bytes::new(),
+                }
             } else {
                 match read_body(body, limit).await {
                     Ok(body) => body,
-                    Err(None) if success => return Err(too_large()),
-                    Err(None) => Bytes::new(),
+                    Err(None) => return Err(too_large()),
                     Err(Some(e)) => {
                         return Err(ErrorKind::Connection {
                             host: host(),
@@ -257,6 +269,10 @@ impl HttpClient {
 /// The most of an error answer's body read (its code and message come first): past it
 /// the body is dropped and the status stands.
 pub const MAX_ERROR_BODY_BYTES: usize = 64 * 1024;
+
+/// The longest an error answer's body is waited for once its status is in (never past
+/// the attempt's own timeout): past it, or if it breaks off, the status stands alone.
+pub const MAX_ERROR_BODY_WAIT: Duration = Duration::from_secs(2);
 
 /// Idle time before the kernel probes a pooled connection, the time between probes, and
 /// how many go unanswered before it is closed: a dead peer is found within 40 s.
@@ -362,13 +378,16 @@ impl ErrorKind {
 
 /// Sorts a client error into connect, TLS or broken-connection failures.
 fn classify(err: &hyper_util::client::legacy::Error, host: &str) -> ErrorKind {
-    if let Some(reason) = tls_cause(err) {
-        return ErrorKind::Tls {
-            host: host.to_owned(),
-            reason,
-        };
-    }
+    // A TLS error while connecting is the handshake's (a certificate refused, say); one
+    // on an established connection (an alert, a bad record) ended that connection, as a
+    // reset would, and is retried as one.
     if err.is_connect() {
+        if let Some(reason) = tls_cause(err) {
+            return ErrorKind::Tls {
+                host: host.to_owned(),
+                reason,
+            };
+        }
         return ErrorKind::Connect {
             host: host.to_owned(),
             reason: chain(err),

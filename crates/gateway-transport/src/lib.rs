@@ -12,7 +12,8 @@
 //!   backoff; never 400/401/403/404/422. [`RetryBudget`] keeps an outage from
 //!   multiplying load.
 //! - [`Transport::execute`]: the whole loop, with the same `X-Genesys-Request-Id` on
-//!   every attempt, error bodies drained before retrying, a 401 answered by refreshing the
+//!   every attempt, error bodies read (up to 64 KiB, within 2 s) before retrying, a 401
+//!   answered by refreshing the
 //!   token once through the [`TokenSource`] hook, and `inin-ratelimit-*` headers honoured
 //!   (no request is sent into a spent rate limit).
 //! - [`RateBudget`]: the pace an OAuth client may send at (`[limits]
@@ -58,7 +59,10 @@ pub use call::{
     Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, shared_header_value,
 };
 pub use circuits::SharedCircuits;
-pub use client::{ClientOptions, Exchange, HttpClient, MAX_CA_FILE_BYTES, MAX_ERROR_BODY_BYTES};
+pub use client::{
+    ClientOptions, Exchange, HttpClient, MAX_CA_FILE_BYTES, MAX_ERROR_BODY_BYTES,
+    MAX_ERROR_BODY_WAIT,
+};
 pub use config::TransportConfig;
 pub use error::{CallStats, ErrorKind, TransportError};
 pub use lanes::{MAX_LANES, STREAMS_PER_CONNECTION};

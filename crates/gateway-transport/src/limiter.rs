@@ -1,5 +1,6 @@
 //! A concurrency limiter with a bounded wait: a caller that cannot get a slot in time
-//! gets [`LimiterTimeout`], never an unbounded queue.
+//! gets [`LimiterTimeout`], never an unbounded wait. How many may wait at once is the
+//! callers' to bound (the sidecar's `max_calls`): each waiter holds only its own call.
 
 use std::sync::Arc;
 use std::time::Duration;

@@ -115,8 +115,9 @@ impl RetryPolicy {
     /// Decides the wait after failed attempt number `attempt` (1-based).
     ///
     /// `retry_after` is the server's `Retry-After`, if any: the wait is the longer of it
-    /// and the backoff, so a `Retry-After: 0` (or a date in the past) is not a retry at
-    /// once; `remaining` is the time left before the deadline; `unit` is a uniform draw
+    /// and the backoff, and never shorter than `base_delay` (full jitter may draw a
+    /// backoff near zero), so a `Retry-After: 0` (or a date in the past) is not a retry
+    /// at once; `remaining` is the time left before the deadline; `unit` is a uniform draw
     /// in `[0, 1)`.
     pub fn wait(
         &self,
@@ -134,7 +135,7 @@ impl RetryPolicy {
             return Wait::AttemptsExhausted;
         }
         let backoff = self.backoff(attempt, unit);
-        let sleep = retry_after.map_or(backoff, |after| after.max(backoff));
+        let sleep = retry_after.map_or(backoff, |after| after.max(backoff).max(self.base_delay));
         if sleep >= remaining {
             Wait::PastDeadline
         } else {
@@ -195,6 +196,30 @@ mod tests {
         assert_eq!(caps, [100, 200, 400, 800, 1000, 1000]);
         assert_eq!(p.backoff_cap(u32::MAX), Duration::from_millis(1000));
         assert_eq!(p.backoff(3, 0.5), Duration::from_millis(200));
+    }
+
+    /// Regression: with full jitter a backoff draw near zero made a `Retry-After: 0` a
+    /// retry at once, though the docs promise it is not.
+    #[test]
+    fn a_retry_after_of_zero_waits_at_least_the_base_delay_under_jitter() {
+        let p = RetryPolicy {
+            max_attempts: 10,
+            base_delay: Duration::from_millis(100),
+            max_delay: Duration::from_millis(1000),
+            max_retry_after: Duration::from_secs(180),
+            jitter: true,
+        };
+        let remaining = Duration::from_secs(60);
+        assert_eq!(
+            p.wait(1, Some(Duration::ZERO), remaining, 0.0),
+            Wait::Sleep(Duration::from_millis(100))
+        );
+        assert_eq!(
+            p.wait(3, Some(Duration::from_secs(2)), remaining, 0.0),
+            Wait::Sleep(Duration::from_secs(2))
+        );
+        // Without a `Retry-After`, full jitter stands.
+        assert_eq!(p.wait(1, None, remaining, 0.0), Wait::Sleep(Duration::ZERO));
     }
 
     #[test]

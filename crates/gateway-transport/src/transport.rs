@@ -223,7 +223,8 @@ impl Transport {
     /// A limiter slot is **not** held while sleeping between attempts: a call waiting out
     /// a `Retry-After` or a backoff does not keep healthy calls from running. It takes a
     /// slot again (waiting at most the limiter timeout) before its next attempt.
-    /// Dropping the future releases its slot and closes its connection.
+    /// Dropping the future releases its slot and ends its request: it closes an HTTP/1.1
+    /// connection, and resets the stream of an HTTP/2 one.
     #[expect(
         clippy::manual_async_fn,
         reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"

@@ -988,3 +988,70 @@ async fn every_attempt_carries_one_host_and_the_transports_own_headers_win() {
         );
     }
 }
+
+/// A server on loopback that answers every connection with `head` (a status line and
+/// headers) and the start of a body, then either closes (`stall` false) or keeps the
+/// connection open without sending more; and how many requests it took.
+async fn broken_body_server(head: &'static str, stall: bool) -> (String, Arc<AtomicU32>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let requests = Arc::new(AtomicU32::new(0));
+    let counted = Arc::clone(&requests);
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            let counted = Arc::clone(&counted);
+            tokio::spawn(async move {
+                // One request per connection: read until its body has come (this
+                // server's callers send small bodies in one go).
+                let mut buf = vec![0u8; 64 * 1024];
+                let _ = stream.read(&mut buf).await;
+                counted.fetch_add(1, Ordering::SeqCst);
+                let _ = stream
+                    .write_all(format!("{head}{{\"code\":\"bad").as_bytes())
+                    .await;
+                if stall {
+                    let _ = stream.read(&mut buf).await;
+                }
+            });
+        }
+    });
+    (base, requests)
+}
+
+/// Regression: a body that broke off after an error's status became a connection error,
+/// so a 400 was retried (and fell back to every model), a 429 lost its `Retry-After`;
+/// one that stalled became the attempt's timeout. The status now stands without it.
+#[tokio::test]
+async fn an_error_whose_body_breaks_off_or_stalls_keeps_its_status() {
+    for (head, stall, status) in [
+        (
+            "HTTP/1.1 400 Bad Request\r\ncontent-type: application/json\r\ncontent-length: 100\r\n\r\n",
+            false,
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "HTTP/1.1 429 Too Many Requests\r\nretry-after: 600\r\ncontent-length: 100\r\n\r\n",
+            true,
+            StatusCode::TOO_MANY_REQUESTS,
+        ),
+    ] {
+        let (base, requests) = broken_body_server(head, stall).await;
+        let mut config = TransportConfig::new(&base);
+        config.retry.max_retry_after = Duration::from_secs(60);
+        config.attempt_timeout = Duration::from_secs(30);
+        let t = Transport::new(config)
+            .unwrap()
+            .with_token_source(StaticToken::new("t-1").unwrap());
+        let call = Call::post(t.url(PROMPTS).unwrap(), payload("model-gen-4"), "r-1");
+        let err = t.execute(call).await.unwrap_err();
+        assert_eq!(err.status(), Some(status), "{err}");
+        assert_eq!(err.attempts(), 1, "not retried: {err}");
+        assert_eq!(requests.load(Ordering::SeqCst), 1);
+        if stall {
+            // The 600 s asked for is past the cap: the call fails at once, saying so.
+            assert!(err.to_string().contains("600"), "{err}");
+        }
+    }
+}
