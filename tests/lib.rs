@@ -40,3 +40,17 @@ pub fn config_for(sim: &SimHandle) -> RouterConfig {
 pub fn router_for(config: RouterConfig) -> RouterBuilder {
     Router::builder(config).credentials(Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET))
 }
+
+/// Each series' value as `metrics` renders it now (0 when absent), by name and labels.
+pub fn read_metrics(
+    metrics: &gateway_telemetry::MetricsHandle,
+) -> impl Fn(&str, &[(&str, &str)]) -> f64 + use<> {
+    let samples = gateway_telemetry::exposition::parse(&metrics.render())
+        .expect("the exposition text parses");
+    move |name, labels| {
+        samples
+            .get(&gateway_telemetry::exposition::series(name, labels))
+            .copied()
+            .unwrap_or(0.0)
+    }
+}

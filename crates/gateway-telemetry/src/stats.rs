@@ -192,11 +192,13 @@ impl fmt::Debug for Stats {
 pub struct ModelSnapshot {
     /// The model id (or [`OTHER_MODEL`]).
     pub model: String,
-    /// Finished calls, every outcome.
+    /// Finished calls, every outcome, calls that skipped the model on its open circuit
+    /// included (as [`Outcome::CircuitOpen`]).
     pub requests: u64,
     /// Calls that ended in [`Outcome::Success`].
     pub successes: u64,
-    /// `successes / requests`; `None` before the first call.
+    /// `successes / requests` (skips on an open circuit count as calls not served);
+    /// `None` before the first call.
     pub hit_rate: Option<f64>,
     /// Calls per outcome, in [`Outcome::ALL`] order.
     pub outcomes: Vec<(Outcome, u64)>,
