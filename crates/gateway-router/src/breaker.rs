@@ -4,7 +4,7 @@
 //! Closed → (consecutive failures reach the threshold) → Open → (cooldown passes) →
 //! Half-open: one probe call goes through; its success closes the circuit, its failure
 //! opens it again. Only that probe closes it: a call let in before the circuit opened
-//! that ends well does not. A long `Retry-After` opens the circuit for that long ("cooling down"),
+//! that ends well does not, nor a probe out when a cool-down opened the circuit anew. A long `Retry-After` opens the circuit for that long ("cooling down"),
 //! bounded by the router's `max_retry_after_s`, so other calls go straight to a fallback
 //! instead of each waiting; after it, one probe goes through as after any opening.
 
@@ -294,7 +294,21 @@ impl CircuitBreaker {
             (Health::Healthy, probe)
                 if !matches!(guarded.state, BreakerState::Closed { .. })
                     && probe != Some(guarded.probe) => {}
-            (health, _) => guarded.state = self.next(guarded.state, health),
+            (health, probe) => {
+                guarded.state = self.next(guarded.state, health);
+                // A cool-down that is not the probe's own (a straggler's long
+                // `Retry-After`, or another replica's opening shared by the fleet) opens
+                // the circuit anew: the probe out since before it is an earlier
+                // opening's now, and its success must not close what the cool-down
+                // opened. (A straggler's plain failure leaves the probe current: its
+                // answer is the later word on the model.)
+                if matches!(health, Health::CoolDown(_))
+                    && probe.is_none()
+                    && before == (BreakerState::HalfOpen { probing: true })
+                {
+                    guarded.probe = guarded.probe.wrapping_add(1);
+                }
+            }
         }
         match guarded.state {
             after if after == before => Transition::None,
@@ -448,6 +462,29 @@ mod tests {
         // Closed, a success clears the failures in a row.
         b.record_failure();
         b.record_success();
+        assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
+    }
+
+    /// A cool-down while the probe is out (a straggler's long `Retry-After`, or the
+    /// fleet's opening) makes that probe stale: its success leaves the circuit open for
+    /// the cool-down, after which the next probe goes. Found by a review: the probe's id
+    /// still matched, so it closed the circuit, here and, shared, for every replica.
+    #[tokio::test(start_paused = true)]
+    async fn a_cool_down_while_the_probe_is_out_makes_its_success_stale() {
+        let b = CircuitBreaker::new(1, Duration::from_secs(10));
+        b.record_failure();
+        tokio::time::advance(Duration::from_secs(10)).await;
+        let Admission::Probe(probe) = b.admit() else {
+            panic!("a probe after the cooldown")
+        };
+        b.cool_down(Duration::from_secs(60));
+        assert_eq!(b.report(Health::Healthy, Some(probe)), Transition::None);
+        assert!(matches!(b.state(), BreakerState::Open { .. }));
+        tokio::time::advance(Duration::from_secs(60)).await;
+        let Admission::Probe(next) = b.admit() else {
+            panic!("a probe after the cool-down")
+        };
+        next.success();
         assert_eq!(b.state(), BreakerState::Closed { failures: 0 });
     }
 
