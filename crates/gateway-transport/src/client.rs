@@ -217,34 +217,12 @@ impl HttpClient {
                 .get(http::header::CONTENT_LENGTH)
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok());
-            // An error's body is read only to say why (a code, a message): a small cap,
-            // and past it the status still stands, so a 401 is refreshed, a 429 or 5xx
-            // retried, and the call says what happened rather than "too large".
-            let success = parts.status.is_success();
-            let limit = if success {
-                self.max_response_bytes
-            } else {
-                self.max_response_bytes.min(MAX_ERROR_BODY_BYTES)
-            };
-            let too_large = || ErrorKind::BodyTooLarge {
-                limit: self.max_response_bytes,
-            };
-            let cap = u64::try_from(limit).unwrap_or(u64::MAX);
-            let body = if declared.is_some_and(|n| n > cap) {
-                if success {
+            let body = if parts.status.is_success() {
+                let limit = self.max_response_bytes;
+                let too_large = || ErrorKind::BodyTooLarge { limit };
+                if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
                     return Err(too_large());
                 }
-                Bytes::new()
-            } else if !success {
-                // Nor does a body that breaks off or stalls change what the status says
-                // (a 400 is not retried, a 401 refreshes, a 429 keeps its `Retry-After`):
-                // it gets a short wait of its own, and the status stands without it.
-                let wait = deadline.min(crate::clock::from_now(MAX_ERROR_BODY_WAIT));
-                match tokio::time::timeout_at(wait, read_body(body, limit)).await {
-                    Ok(Ok(body)) => body,
-                    Ok(Err(_)) | Err(_) => Bytes::new(),
-                }
-            } else {
                 match read_body(body, limit).await {
                     Ok(body) => body,
                     Err(None) => return Err(too_large()),
@@ -255,6 +233,9 @@ impl HttpClient {
                         });
                     }
                 }
+            } else {
+                let limit = self.max_response_bytes.min(MAX_ERROR_BODY_BYTES);
+                error_body(body, declared, limit, deadline).await
             };
             Ok(Exchange {
                 status: parts.status,
@@ -263,6 +244,28 @@ impl HttpClient {
                 body,
             })
         }
+    }
+}
+
+/// An error answer's body, read only to say why (a code, a message): at most `limit`
+/// bytes, and past it the status stands without it, so a 401 is refreshed, a 429 or 5xx
+/// retried, and the call says what happened rather than "too large". Nor does a body
+/// that breaks off or stalls change what the status says (a 400 is not retried, a 429
+/// keeps its `Retry-After`): it gets [`MAX_ERROR_BODY_WAIT`] (never past `deadline`),
+/// and the status stands without it.
+async fn error_body(
+    body: hyper::body::Incoming,
+    declared: Option<u64>,
+    limit: usize,
+    deadline: tokio::time::Instant,
+) -> Bytes {
+    if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
+        return Bytes::new();
+    }
+    let wait = deadline.min(crate::clock::from_now(MAX_ERROR_BODY_WAIT));
+    match tokio::time::timeout_at(wait, read_body(body, limit)).await {
+        Ok(Ok(body)) => body,
+        Ok(Err(_)) | Err(_) => Bytes::new(),
     }
 }
 
