@@ -251,7 +251,9 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
 pub async fn sim(args: SimArgs) -> anyhow::Result<i32> {
     if !args.listen.ip().is_loopback() && !args.allow_remote {
         return Err(InvalidConfig(format!(
-            "refusing to listen on {}: the simulator's admin API (/__admin/) has no              authentication, so anyone who can reach it could reset it or read the prompts              it recorded. Listen on a loopback address, or pass --allow-remote",
+            "refusing to listen on {}: the simulator's admin API (/__admin/) has no \
+             authentication, so anyone who can reach it could reset it or read the prompts \
+             it recorded. Listen on a loopback address, or pass --allow-remote",
             args.listen
         ))
         .into());

@@ -196,10 +196,7 @@ async fn a_graceful_shutdown_in_the_middle_of_load_loses_no_audit_entry() {
         let outcome: RouteOutcome = serde_json::from_slice(&body).unwrap();
         audit_ids.insert(outcome.audit_id.expect("audited"));
     }
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = child.exit_within(Duration::from_secs(30)).await;
     assert!(exit.success(), "{exit}");
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
@@ -242,14 +239,7 @@ async fn a_second_stop_signal_ends_the_drain_and_every_call_is_still_audited() {
     signal(&child, "INT");
 
     // The drain is 20 s: ending well before it is the second signal's doing.
-    let exit = tokio::time::timeout(
-        Duration::from_secs(15),
-        tokio::task::spawn_blocking(move || child.wait()),
-    )
-    .await
-    .expect("the second signal ends the drain")
-    .unwrap()
-    .unwrap();
+    let exit = child.exit_within(Duration::from_secs(15)).await;
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert!(exit.success(), "{exit}: {rest}");
@@ -275,19 +265,17 @@ async fn exit_within_15_s(
     mut child: Spawned,
     stderr: Option<std::process::ChildStderr>,
 ) -> (std::process::ExitStatus, String) {
-    tokio::time::timeout(
-        Duration::from_secs(15),
-        tokio::task::spawn_blocking(move || {
-            let mut rest = String::new();
-            if let Some(mut stderr) = stderr {
-                std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
-            }
-            (child.wait().unwrap(), rest)
-        }),
-    )
-    .await
-    .expect("the process ends")
-    .unwrap()
+    // Read alongside, so a chatty child never blocks on a full pipe; it ends at the
+    // child's exit, or when a failed test kills it.
+    let rest = tokio::task::spawn_blocking(move || {
+        let mut rest = String::new();
+        if let Some(mut stderr) = stderr {
+            let _ = std::io::Read::read_to_string(&mut stderr, &mut rest);
+        }
+        rest
+    });
+    let status = child.exit_within(Duration::from_secs(15)).await;
+    (status, rest.await.unwrap())
 }
 
 /// Regression: `route` took no signal, so Ctrl-C or a supervisor's SIGTERM killed it
@@ -438,10 +426,7 @@ async fn serve_exits_non_zero_when_audit_entries_were_lost() {
         .status()
         .unwrap();
     assert!(killed.success());
-    let exit = tokio::task::spawn_blocking(move || child.wait())
-        .await
-        .unwrap()
-        .unwrap();
+    let exit = child.exit_within(Duration::from_secs(30)).await;
     let mut rest = String::new();
     std::io::Read::read_to_string(&mut stderr, &mut rest).unwrap();
     assert_eq!(exit.code(), Some(1), "{rest}");

@@ -8,9 +8,13 @@
 
 #[path = "support/no_room.rs"]
 mod no_room;
+#[path = "support/spawned.rs"]
+mod spawned;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
+
+use spawned::Spawned;
 
 use gateway_sim::{Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, Sim, SimHandle};
 
@@ -876,15 +880,24 @@ fn output_that_cannot_be_written_fails_the_command() {
 
 /// The simulator's admin API has no authentication: on a non-loopback address it could
 /// be reset, and its recorded prompts read, by anyone who reaches it.
-#[test]
-fn the_simulator_on_a_non_loopback_address_is_refused_unless_allowed() {
-    let output = cli(&["sim", "--listen", "0.0.0.0:0"]).output().unwrap();
-    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+#[tokio::test]
+async fn the_simulator_on_a_non_loopback_address_is_refused_unless_allowed() {
+    // Spawned, and waited for with a bound: a simulator that did start would run until
+    // stopped, and is killed as the failed test drops it.
+    let mut sim = Spawned::start(
+        cli(&["sim", "--listen", "0.0.0.0:0"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped()),
+    );
+    let status = sim.exit_within(std::time::Duration::from_secs(20)).await;
+    let mut said = String::new();
+    std::io::Read::read_to_string(&mut sim.stderr.take().unwrap(), &mut said).unwrap();
+    assert_eq!(status.code(), Some(3), "{said}");
     assert!(
-        stderr(&output).contains("refusing to listen on 0.0.0.0:0")
-            && stderr(&output).contains("--allow-remote"),
-        "{}",
-        stderr(&output)
+        said.contains("refusing to listen on 0.0.0.0:0: the simulator's admin API")
+            && said.contains("has no authentication")
+            && said.contains("--allow-remote"),
+        "{said}"
     );
 }
 
