@@ -160,7 +160,7 @@ pub struct SimArgs {
     /// HTTP/1.1 request, or whose HTTP/2 peer leaves a ping that long unanswered (1 to
     /// 3600; longer than the router's 90 s pool idle timeout by default, so the router
     /// closes an idle connection first).
-    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=3_600))]
+    #[arg(long, default_value_t = 120, value_parser = clap::value_parser!(u64).range(1..=gateway_sim::MAX_CONNECTION_TIMEOUT.as_secs()))]
     pub connection_timeout_secs: u64,
     /// Listen on a non-loopback address, where anyone who can reach it may use the
     /// unauthenticated admin API (reset the simulator, read recorded prompts).

@@ -87,8 +87,9 @@ struct Inner {
 /// - The token is cached and handed out until shortly before it expires.
 /// - It is refreshed ahead of expiry ([`RefreshPolicy`]) by a background task; callers
 ///   keep getting the current token meanwhile. A failed background refresh keeps the
-///   still-valid token and retries with exponential backoff (1 s doubling to 60 s, never
-///   later than half the time left); nothing panics.
+///   still-valid token and retries with exponential backoff (1 s doubling to 60 s, or a
+///   429's `Retry-After` up to 5 minutes; never later than half the time left); nothing
+///   panics.
 /// - Exactly one token request is in flight however many callers wait: on a cold cache,
 ///   1,000 concurrent callers cause one request.
 /// - The answer's `expires_in` becomes a [`TokenLifetime`]: clamped to 48 hours, refused
@@ -354,7 +355,7 @@ impl ClientCredentials {
                         wait = wait.min(left / 2).max(Duration::from_millis(100));
                     }
                 }
-                // `wait` is at most 60 s; a clock at the end of its range retries
+                // `wait` is at most 300 s; a clock at the end of its range retries
                 // at once rather than panicking.
                 backoff.next_attempt = Instant::now().checked_add(wait);
                 backoff.last_error = Some(err.clone());

@@ -233,13 +233,14 @@ fn error_type(status: StatusCode) -> &'static str {
     }
 }
 
-/// serde's complaint in the caller's terms: without its ` at line 1 column 7` tail and
-/// without the Rust types it names (an untagged enum, a struct, `f64`, `u32`).
 /// The parameter given twice, named from the top of the request, if `error` is serde's
-/// (or [`super::unique_keys`]') refusal of a repeated key found at `at` and `path`.
+/// (or [`super::unique_keys`]') refusal of a repeated key found at `at` and `path`, or
+/// the refusal of a `metadata` label given twice.
 fn repeated(at: &str, path: &str, error: &serde_json::Error) -> Option<String> {
     let text = error.to_string();
-    let key = text.strip_prefix("duplicate field `")?;
+    let key = text
+        .strip_prefix("duplicate field `")
+        .or_else(|| text.strip_prefix("duplicate label `"))?;
     let key = &key[..key.rfind('`')?];
     let parts = [at, path, key];
     let mut param = String::new();
@@ -252,15 +253,14 @@ fn repeated(at: &str, path: &str, error: &serde_json::Error) -> Option<String> {
     Some(param)
 }
 
+/// serde's complaint in the caller's terms: without its ` at line 1 column 7` tail and
+/// without the Rust types it names (a struct, `f64`, `u32`).
 fn plain_words(error: &serde_json::Error) -> String {
     let text = error.to_string();
     let text = match text.rfind(" at line ") {
         Some(at) => &text[..at],
         None => &text,
     };
-    if text.contains("untagged enum Content") {
-        return "must be a string or an array of text parts".to_owned();
-    }
     let mut words = text.to_owned();
     if let Some(start) = words.find("expected struct ") {
         words.replace_range(start.., "expected an object");

@@ -20,6 +20,7 @@ pub(crate) mod request;
 pub(crate) mod response;
 pub(crate) mod responses;
 mod route_error;
+mod text_or_list;
 mod unique_keys;
 
 use axum::Router as Paths;

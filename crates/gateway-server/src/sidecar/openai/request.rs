@@ -19,6 +19,7 @@ use serde_json::{Map, Value};
 
 use super::error::OpenAiError;
 use super::json_values::{MAX_REQUEST_VALUES, value_bound};
+use super::text_or_list::{self, TextOrList};
 
 /// The header that names the sticky key, winning over `user`.
 pub(crate) static X_STICKY_KEY: http::HeaderName = http::HeaderName::from_static("x-sticky-key");
@@ -135,13 +136,24 @@ impl Role {
 }
 
 /// A message's content.
-#[derive(Debug, Deserialize, JsonSchema)]
+#[derive(Debug, JsonSchema)]
 #[serde(untagged)]
 pub(crate) enum Content {
     /// Plain text.
     Text(String),
     /// Content parts; only `text` parts are supported.
     Parts(Vec<ContentPart>),
+}
+
+impl<'de> Deserialize<'de> for Content {
+    fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        Ok(
+            match text_or_list::read(deserializer, "a string or an array of text parts")? {
+                TextOrList::Text(text) => Content::Text(text),
+                TextOrList::List(parts) => Content::Parts(parts),
+            },
+        )
+    }
 }
 
 /// One content part.
@@ -558,6 +570,28 @@ mod tests {
         );
     }
 
+    /// A content part of the wrong type is named where it is, with what is expected
+    /// there, not as a `content` that matched no variant.
+    #[test]
+    fn a_content_part_of_the_wrong_type_is_named_where_it_is() {
+        for (body, param, words) in [
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":[{"type":"text","text":5}]}]}"#,
+                "messages[0].content[0].text",
+                "expected a string",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":5}]}"#,
+                "messages[0].content",
+                "expected a string or an array of text parts",
+            ),
+        ] {
+            let err = call(body).unwrap_err();
+            assert_eq!(err.param(), Some(param), "{body}: {err:?}");
+            assert!(format!("{err:?}").contains(words), "{body}: {err:?}");
+        }
+    }
+
     #[test]
     fn stream_options_without_a_stream_are_refused_as_openai_refuses_them() {
         let options = r#""stream_options":{"include_usage":true}"#;
@@ -592,6 +626,16 @@ mod tests {
             (
                 r#"{"model":"r","messages":[{"role":"user","content":"x","audio":null,"audio":{}}]}"#,
                 "messages[0].audio",
+            ),
+            // Inside a content part, and a metadata label: refused before, but as "no
+            // variant matched" and as a wrong type.
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":[{"type":"text","text":"a","text":"b"}]}]}"#,
+                "messages[0].content[0].text",
+            ),
+            (
+                r#"{"model":"r","messages":[],"metadata":{"ticket":"1","ticket":"2"}}"#,
+                "metadata.ticket",
             ),
         ] {
             let err = call(body).unwrap_err();

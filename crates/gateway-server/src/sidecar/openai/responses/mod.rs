@@ -25,6 +25,7 @@ use super::request::{
     ChatCall, ChatMessage, Role, is_empty_array, is_neutral_in_both, one_temperature, read_json,
     render, sticky_key, unsupported,
 };
+use super::text_or_list::{self, TextOrList};
 
 /// Responses API parameters accepted at their neutral value (see
 /// [`is_neutral_in_both`]).
@@ -137,30 +138,12 @@ pub(crate) struct InputItem {
 
 impl<'de> Deserialize<'de> for ResponseInput {
     fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
-        struct Visitor;
-        impl<'de> serde::de::Visitor<'de> for Visitor {
-            type Value = ResponseInput;
-            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-                f.write_str("a string or an array of message items")
-            }
-            fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<ResponseInput, E> {
-                Ok(ResponseInput::Text(text.to_owned()))
-            }
-            fn visit_string<E: serde::de::Error>(self, text: String) -> Result<ResponseInput, E> {
-                Ok(ResponseInput::Text(text))
-            }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<ResponseInput, A::Error> {
-                let mut items = Vec::new();
-                while let Some(item) = seq.next_element()? {
-                    items.push(item);
-                }
-                Ok(ResponseInput::Items(items))
-            }
-        }
-        deserializer.deserialize_any(Visitor)
+        Ok(
+            match text_or_list::read(deserializer, "a string or an array of message items")? {
+                TextOrList::Text(text) => ResponseInput::Text(text),
+                TextOrList::List(items) => ResponseInput::Items(items),
+            },
+        )
     }
 }
 
@@ -385,8 +368,8 @@ mod tests {
         for (body, param, words) in [
             (
                 r#"{"model":"r","input":[{"role":"user","content":"a"},{"role":"user","content":[{"type":"input_text","text":5}]}]}"#,
-                Some("input[1].content"),
-                "a string or an array of text parts",
+                Some("input[1].content[0].text"),
+                "expected a string",
             ),
             (
                 r#"{"model":"r","input":42}"#,
