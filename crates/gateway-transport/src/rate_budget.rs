@@ -17,6 +17,12 @@ pub trait RateBudget: Send + Sync + 'static {
 
     /// Holds every request back for `wait` (the gateway asked for a pause).
     fn pause(&self, wait: Duration);
+
+    /// Gives back a slot [`reserve`](Self::reserve) granted for a request that was never
+    /// sent (its call was cancelled, or ended waiting for a token or a limiter slot), so
+    /// the pace is not spent on nothing. The default keeps the slot: a budget kept
+    /// elsewhere may have no way to give one back.
+    fn release(&self) {}
 }
 
 /// A pace of `per_minute` requests with a burst of `burst`, as a generic cell rate
@@ -38,7 +44,15 @@ pub trait RateBudget: Send + Sync + 'static {
 #[derive(Debug)]
 pub struct LocalRateBudget {
     cell: Gcra,
-    tat: Mutex<Option<Instant>>,
+    state: Mutex<Pace>,
+}
+
+/// Where the pace stands: the theoretical arrival time of the next request, and the
+/// end of the last pause the gateway asked for (a slot given back never goes before it).
+#[derive(Debug, Default)]
+struct Pace {
+    tat: Option<Instant>,
+    paused_until: Option<Instant>,
 }
 
 /// The arithmetic of GCRA, shared by the local budget and documentation of remote ones.
@@ -68,7 +82,7 @@ impl LocalRateBudget {
     pub fn new(per_minute: u32, burst: u32) -> Self {
         Self {
             cell: Gcra::new(per_minute, burst),
-            tat: Mutex::new(None),
+            state: Mutex::new(Pace::default()),
         }
     }
 
@@ -80,8 +94,8 @@ impl LocalRateBudget {
     /// Reserves a slot now, without waiting: the wait it needs, or `Err` beyond `max_wait`.
     pub fn try_reserve(&self, max_wait: Duration) -> Result<Duration, Duration> {
         let now = Instant::now();
-        let mut tat = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
-        let theoretical = tat.map_or(now, |t| t.max(now));
+        let mut pace = self.lock();
+        let theoretical = pace.tat.map_or(now, |t| t.max(now));
         let send_at = theoretical
             .checked_sub(self.cell.tolerance)
             .map_or(now, |at| at.max(now));
@@ -89,8 +103,12 @@ impl LocalRateBudget {
         if wait > max_wait {
             return Err(wait);
         }
-        *tat = Some(crate::clock::later(theoretical, self.cell.interval));
+        pace.tat = Some(crate::clock::later(theoretical, self.cell.interval));
         Ok(wait)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Pace> {
+        self.state.lock().unwrap_or_else(PoisonError::into_inner)
     }
 }
 
@@ -105,16 +123,55 @@ impl RateBudget for LocalRateBudget {
         // Nothing goes before `now + wait`: the theoretical time moves past it by the
         // tolerance, which a burst would otherwise spend at once.
         let until = crate::clock::later(crate::clock::later(now, wait), self.cell.tolerance);
-        let mut tat = self.tat.lock().unwrap_or_else(PoisonError::into_inner);
-        if tat.is_none_or(|t| t < until) {
-            *tat = Some(until);
+        let mut pace = self.lock();
+        if pace.tat.is_none_or(|t| t < until) {
+            pace.tat = Some(until);
         }
+        if pace.paused_until.is_none_or(|t| t < until) {
+            pace.paused_until = Some(until);
+        }
+    }
+
+    fn release(&self) {
+        let mut pace = self.lock();
+        let Some(tat) = pace.tat else {
+            return;
+        };
+        // One interval less to pace, but never back past a pause the gateway asked for.
+        let given_back = tat.checked_sub(self.cell.interval).unwrap_or(tat);
+        pace.tat = Some(pace.paused_until.map_or(given_back, |p| given_back.max(p)));
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A slot given back is the next caller's, but a pause the gateway asked for holds.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_given_back_goes_to_the_next_caller_but_not_past_a_pause() {
+        let budget = LocalRateBudget::new(60, 0); // one a second
+        assert_eq!(budget.try_reserve(Duration::ZERO), Ok(Duration::ZERO));
+        assert_eq!(
+            budget.try_reserve(Duration::from_secs(5)),
+            Ok(Duration::from_secs(1))
+        );
+        // That second one was never sent: the third waits as the second would have.
+        budget.release();
+        assert_eq!(
+            budget.try_reserve(Duration::from_secs(5)),
+            Ok(Duration::from_secs(1))
+        );
+        // A pause of 10 s: slots given back do not shorten it.
+        budget.pause(Duration::from_secs(10));
+        for _ in 0..20 {
+            budget.release();
+        }
+        assert_eq!(
+            budget.try_reserve(Duration::from_secs(60)),
+            Ok(Duration::from_secs(10))
+        );
+    }
 
     #[tokio::test(start_paused = true)]
     async fn at_most_rate_times_window_plus_burst_go_in_any_window() {

@@ -7,7 +7,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use gateway_model::RetryReason;
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HOST, HeaderValue, USER_AGENT};
-use http::{HeaderMap, Request, Uri};
+use http::{Request, Uri};
 use http_body_util::Full;
 use tokio::time::Instant;
 
@@ -24,6 +24,7 @@ use crate::retry::Wait;
 use crate::token_wait::await_token;
 
 mod judge;
+mod rate;
 
 use judge::Step;
 
@@ -356,9 +357,10 @@ impl Transport {
     ) -> Result<Option<Sent>, ErrorKind> {
         let inner = &*self.inner;
         self.pace(deadline, stats).await?;
-        if !self.keep_rate(deadline, stats).await? {
+        // Given back if the attempt ends, or its call is dropped, before it is sent.
+        let Some(slot) = self.keep_rate(deadline, stats).await? else {
             return Ok(None);
-        }
+        };
         // The token first, so no slot is held while waiting for it.
         let token = match &inner.tokens {
             Some(source) => {
@@ -398,6 +400,7 @@ impl Transport {
         let request = self.request(call, ids, token.as_ref());
         let timeout = inner.config.attempt_timeout.min(remaining);
         let sent = Instant::now();
+        slot.spent();
         stats.attempts += 1;
         let result = inner.client.send(request, timeout).await;
         stats.upstream += sent.elapsed();
@@ -454,63 +457,6 @@ impl Transport {
             return Err(failure);
         }
         Ok(wait)
-    }
-
-    /// Waits out a pause announced by `inin-ratelimit-*` headers, if it ends before the deadline.
-    async fn pace(&self, deadline: Instant, stats: &mut CallStats) -> Result<(), ErrorKind> {
-        let Some(until) = self.inner.pacing.until() else {
-            return Ok(());
-        };
-        if until >= deadline {
-            return Err(ErrorKind::Paced {
-                wait: until.saturating_duration_since(Instant::now()),
-            });
-        }
-        stats.backoff += until.saturating_duration_since(Instant::now());
-        tokio::time::sleep_until(until).await;
-        Ok(())
-    }
-
-    /// Waits for a slot of the rate budget, if one is set and the slot comes before the
-    /// deadline; `false` when the deadline passes first (a budget kept elsewhere, such as
-    /// Redis, may take a while to answer).
-    async fn keep_rate(&self, deadline: Instant, stats: &mut CallStats) -> Result<bool, ErrorKind> {
-        let Some(rate) = &self.inner.rate else {
-            return Ok(true);
-        };
-        let max_wait = deadline.saturating_duration_since(Instant::now());
-        let Ok(reserved) = tokio::time::timeout_at(deadline, rate.reserve(max_wait)).await else {
-            return Ok(false);
-        };
-        match reserved {
-            Ok(wait) if wait.is_zero() => Ok(true),
-            Ok(wait) => {
-                // The budget promises no more than `max_wait`; one kept elsewhere is held
-                // to the time left now.
-                let now = Instant::now();
-                let until = crate::clock::later(now, wait).min(deadline);
-                stats.backoff += until.saturating_duration_since(now);
-                tokio::time::sleep_until(until).await;
-                Ok(Instant::now() < deadline)
-            }
-            Err(wait) => Err(ErrorKind::Paced { wait }),
-        }
-    }
-
-    /// Tells the rate budget that the gateway asked for a pause.
-    fn pause_rate(&self, wait: Duration) {
-        if let Some(rate) = &self.inner.rate {
-            rate.pause(wait);
-        }
-    }
-
-    /// Remembers a spent rate limit (`count >= allowed`) so that no request is sent
-    /// before it resets.
-    fn observe_rate_limit(&self, headers: &HeaderMap) {
-        let cap = self.inner.config.retry.max_retry_after;
-        if let Some(wait) = self.inner.pacing.observe(headers, cap) {
-            self.pause_rate(wait);
-        }
     }
 
     /// A limiter slot, waiting at most the limiter timeout and never past `deadline`.

@@ -1055,3 +1055,28 @@ async fn an_error_whose_body_breaks_off_or_stalls_keeps_its_status() {
         }
     }
 }
+
+/// Regression: a rate-budget slot was spent whether or not its request went out, so a
+/// call dropped while waiting for its slot (a caller hanging up, a drain) pushed every
+/// later call back by one interval. Its slot is now given back.
+#[tokio::test(start_paused = true)]
+async fn a_call_dropped_before_sending_gives_its_rate_slot_back() {
+    let sim = Sim::builder().start().await.unwrap();
+    let budget = Arc::new(gateway_transport::LocalRateBudget::new(60, 0)); // one a second
+    let t = transport(&sim, config(&sim))
+        .await
+        .with_rate_budget(Arc::clone(&budget) as Arc<dyn gateway_transport::RateBudget>);
+    t.execute(prompt_call(&t, "first")).await.unwrap();
+    // The second call's slot is a second away: it waits for it, and is dropped.
+    let second = t.execute(prompt_call(&t, "second"));
+    let dropped = tokio::time::timeout(Duration::from_millis(100), second).await;
+    assert!(dropped.is_err(), "still waiting for its slot");
+    // The next slot is the one the dropped call held (0.9 s away), not the one after.
+    let wait = budget.try_reserve(Duration::from_secs(5)).unwrap();
+    assert!(wait < Duration::from_secs(1), "{wait:?}");
+    assert_eq!(
+        sim.prompt_requests().len(),
+        1,
+        "the second call sent nothing"
+    );
+}
