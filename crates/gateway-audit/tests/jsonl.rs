@@ -398,3 +398,70 @@ fn a_second_sink_on_one_file_is_refused_until_the_first_is_dropped() {
     let lock = dir.path().join("audit.jsonl.lock");
     assert_eq!(std::fs::metadata(lock).unwrap().len(), 0);
 }
+
+/// Regression: a write that failed part way (a full disk) was undone by cutting the
+/// file back to the sink's own count of its bytes. Lines another process had appended
+/// (a second writer, an operator's `>>`) are not in that count, so the cut took the
+/// sink's own lines before the failure, already reported written. This test runs
+/// itself again under a file-size limit to make a write fail part way.
+#[test]
+fn a_failed_write_cuts_off_no_line_before_it_even_one_another_process_wrote() {
+    use std::io::Write as _;
+
+    const CHILD: &str = "GATEWAY_AUDIT_TEST_LIMITED_FILE";
+    const NAME: &str = "a_failed_write_cuts_off_no_line_before_it_even_one_another_process_wrote";
+    let line_of = |entry: &gateway_model::AuditEntry| EncodedEntry::encode(entry).unwrap();
+    if let Some(path) = std::env::var_os(CHILD) {
+        let sink = JsonlSink::open_with(&path, options(FsyncPolicy::Never, 1 << 30, 1)).unwrap();
+        let first = entries::entry(1);
+        sink.append(&line_of(&first)).unwrap();
+        println!("written {}", first.id);
+        // Another writer's whole line, which the sink's own count does not know of.
+        let other = entries::entry(2);
+        let mut line = serde_json::to_string(&other).unwrap();
+        line.push('\n');
+        std::fs::OpenOptions::new()
+            .append(true)
+            .open(&path)
+            .unwrap()
+            .write_all(line.as_bytes())
+            .unwrap();
+        println!("written {}", other.id);
+        for n in 3..1_000 {
+            let entry = entries::entry(n);
+            if sink.append(&line_of(&entry)).is_err() {
+                println!("failed");
+                return;
+            }
+            println!("written {}", entry.id);
+        }
+        panic!("the file-size limit never stopped a write");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let output = std::process::Command::new("sh")
+        .args(["-c", r#"trap "" XFSZ; ulimit -f 8; exec "$0" "$@""#])
+        .arg(std::env::current_exe().unwrap())
+        .args(["--exact", NAME, "--nocapture", "--test-threads", "1"])
+        .env(CHILD, &path)
+        .output()
+        .unwrap();
+    let said = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        output.status.success() && said.contains("failed"),
+        "{said}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let written: Vec<Uuid> = said
+        .lines()
+        // libtest may print the test's name on the same line as its first output.
+        .filter_map(|l| l.split_once("written ").map(|(_, id)| id.trim()))
+        .map(|id| id.parse().unwrap())
+        .collect();
+    assert!(written.len() >= 3, "{said}");
+    let report = read_jsonl(&path).unwrap();
+    let read: Vec<Uuid> = report.entries.iter().map(|e| e.id).collect();
+    assert_eq!(read, written, "every line reported written is in the file");
+    // The torn line is one skipped line at the end, at most.
+    assert!(report.skipped.len() <= 1, "{:?}", report.skipped);
+}

@@ -223,15 +223,16 @@ impl JsonlFile {
                 self.rotate_or_postpone(&mut st, last);
             }
             if let Err(e) = (&*st.file).write_all(&buf[start..end]) {
-                // Undo a partial write so the next entry is not glued to it.
-                let size = st.size;
-                if st.file.set_len(size).is_err() {
+                // A partial write stays, never cut off: the file may have grown by other
+                // hands too (a second writer, an operator's `>>`), and cutting back to our
+                // own count would take their lines, or ours before them, with it. The
+                // next line starts on a fresh one instead, so the torn one reads back as
+                // one skipped line.
+                if let Ok(meta) = st.file.metadata() {
+                    st.broken_tail |= meta.len() != st.size;
+                    st.size = meta.len();
+                } else {
                     st.broken_tail = true;
-                    // The partial write stays: count it, so that no later undo cuts into
-                    // the lines before it.
-                    if let Ok(meta) = st.file.metadata() {
-                        st.size = meta.len();
-                    }
                 }
                 result = Err((lines, AuditError::io("append to", &self.path, e)));
                 break;
