@@ -100,6 +100,18 @@ pub enum AuditError {
         /// Entries neither delivered nor durably stored when the deadline passed.
         pending: u64,
     },
+    /// The entry was refused at once: this many bytes of earlier entries still wait to be
+    /// written (the file has stopped taking writes), and holding more would only grow.
+    #[error(
+        "the {sink} audit sink refused an entry: {queued_bytes} bytes of earlier entries \
+         still wait to be written"
+    )]
+    Backlog {
+        /// Which sink.
+        sink: &'static str,
+        /// The bytes waiting.
+        queued_bytes: usize,
+    },
     /// The entry was dropped: the webhook queue was full and the spool could not take it.
     #[error("audit entry {id} dropped: {reason}")]
     Dropped {

@@ -17,7 +17,7 @@ use tokio::time::Instant;
 use crate::exclusive::ExclusiveUse;
 use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 
-use group_commit::{GroupCommit, Queued};
+use group_commit::{GroupCommit, Queued, Refused};
 use jsonl_file::{JsonlFile, OsSync, SyncFile};
 
 const SINK: &str = "jsonl";
@@ -219,9 +219,13 @@ impl JsonlSink {
 
     /// Queues `line`; returns its sequence number and whether lines come close together.
     fn enqueue(&self, line: &[u8]) -> Result<Queued, AuditError> {
-        self.commit
-            .enqueue(line)
-            .ok_or(AuditError::Closed { sink: SINK })
+        self.commit.enqueue(line).map_err(|refused| match refused {
+            Refused::Closed => AuditError::Closed { sink: SINK },
+            Refused::Full { queued_bytes } => AuditError::Backlog {
+                sink: SINK,
+                queued_bytes,
+            },
+        })
     }
 
     /// If no one is writing and lines are queued, writes them all (synchronously, until

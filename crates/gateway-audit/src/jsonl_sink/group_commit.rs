@@ -77,6 +77,23 @@ impl Appended {
     }
 }
 
+/// The most bytes of lines waiting to be written: past it (a write that does not
+/// return, on a disk that stopped answering) an entry is refused at once rather than
+/// held in memory with every later one.
+pub(super) const MAX_QUEUED_BYTES: usize = 64 << 20;
+
+/// Why a line was not queued.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) enum Refused {
+    /// The sink was closed.
+    Closed,
+    /// [`MAX_QUEUED_BYTES`] are waiting already.
+    Full {
+        /// The bytes waiting.
+        queued_bytes: usize,
+    },
+}
+
 /// The queue of lines and how far writing them went.
 pub(super) struct GroupCommit {
     queue: Mutex<Queue>,
@@ -96,16 +113,21 @@ impl GroupCommit {
     }
 
     /// Queues `line`; returns its sequence number and whether lines come close together,
-    /// or `None` once closed.
-    pub(super) fn enqueue(&self, line: &[u8]) -> Option<Queued> {
+    /// or why it was not queued.
+    pub(super) fn enqueue(&self, line: &[u8]) -> Result<Queued, Refused> {
         self.enqueue_at(line, Instant::now())
     }
 
     /// [`enqueue`](Self::enqueue), with the time it happens.
-    fn enqueue_at(&self, line: &[u8], now: Instant) -> Option<Queued> {
+    fn enqueue_at(&self, line: &[u8], now: Instant) -> Result<Queued, Refused> {
         let mut q = self.queue();
         if q.closed {
-            return None;
+            return Err(Refused::Closed);
+        }
+        if q.buf.len().saturating_add(line.len()) > MAX_QUEUED_BYTES {
+            return Err(Refused::Full {
+                queued_bytes: q.buf.len(),
+            });
         }
         q.buf.extend_from_slice(line);
         q.lens.push(line.len());
@@ -115,7 +137,7 @@ impl GroupCommit {
             .replace(now)
             .is_some_and(|last| now.saturating_duration_since(last) < BUSY_GAP);
         let busy = close || q.last_batch > 1;
-        Some(Queued {
+        Ok(Queued {
             seq: q.queued,
             busy,
         })
@@ -196,6 +218,26 @@ impl GroupCommit {
 mod tests {
     use super::*;
 
+    /// Regression: nothing bounded the lines waiting behind a write that does not
+    /// return (a disk that stopped answering): every call's line stayed in memory.
+    #[test]
+    fn past_the_bound_a_line_is_refused_at_once_and_nothing_is_queued() {
+        let commit = GroupCommit::new();
+        let big = vec![b'x'; MAX_QUEUED_BYTES - 1];
+        let first = commit.enqueue(&big).expect("within the bound");
+        assert_eq!(
+            commit.enqueue(b"ab").err(),
+            Some(Refused::Full {
+                queued_bytes: MAX_QUEUED_BYTES - 1
+            })
+        );
+        // One byte still fits, and takes the next number: the refused line took none.
+        assert_eq!(
+            commit.enqueue(b"a").ok().map(|q| q.seq),
+            Some(first.seq + 1)
+        );
+    }
+
     fn write_all(commit: &GroupCommit) -> usize {
         assert!(commit.claim(), "lines are queued and no one writes");
         let mut written = 0;
@@ -256,6 +298,6 @@ mod tests {
     fn a_closed_queue_refuses_lines() {
         let commit = GroupCommit::new();
         commit.close();
-        assert!(commit.enqueue(b"a\n").is_none());
+        assert_eq!(commit.enqueue(b"a\n").err(), Some(Refused::Closed));
     }
 }
