@@ -163,6 +163,11 @@ pub(crate) struct TokenStore {
 }
 
 impl TokenStore {
+    /// Whether Redis is unreachable for now (the replica is degraded).
+    pub(crate) fn degraded(&self) -> bool {
+        self.link.health().is_degraded()
+    }
+
     pub(crate) fn new(link: Arc<RedisLink>, local: Arc<dyn TokenSource>) -> Self {
         Self {
             link,

@@ -130,6 +130,12 @@ impl FleetTokens {
             if let Some(copy) = self.held().filter(|c| !c.left().is_zero()) {
                 return Ok(copy.token);
             }
+            // With Redis unreachable, the call asking it may wait out its command
+            // timeout: the others go to the local source at once rather than queue
+            // behind it to learn the same.
+            if self.store.degraded() {
+                return Err(Stop::Local);
+            }
             self.flight.lock().await
         };
         if let Some(token) = self.trusted() {

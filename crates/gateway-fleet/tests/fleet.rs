@@ -685,6 +685,60 @@ async fn a_redis_that_never_answers_holds_no_call_past_its_deadline() {
     holder.abort();
 }
 
+/// Regression: with Redis silent and no shared copy of the token, the one call a second
+/// that asks Redis again held the token lock through its command timeout, and every other
+/// call queued behind it, only to be sent to the local token afterwards. They now go to
+/// the local token at once (on tokio's paused clock: the test waits for nothing real).
+#[tokio::test(start_paused = true)]
+async fn with_redis_silent_calls_do_not_queue_behind_the_one_asking_it() {
+    let (url, holder) = silent_redis().await;
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = router_config(&sim);
+    config.fleet = Some(FleetConfig {
+        command_timeout_ms: 400,
+        ..fleet_config("silent-queue", 2)
+    });
+    // The whole fleet (circuits asked first), and its shared token alone.
+    let (whole, _fleet) = replica(&config, &url).await;
+    let tokens = support::fleet(&config, &url);
+    let token_only = gateway_router::Router::builder(config.clone())
+        .credentials(gateway_auth::Credentials::new(
+            gateway_sim::DEFAULT_CLIENT_ID,
+            gateway_sim::DEFAULT_CLIENT_SECRET,
+        ))
+        .token_layer(move |local| tokens.tokens(local))
+        .build()
+        .await
+        .unwrap();
+    for router in [whole, token_only] {
+        // The first call finds Redis silent: the replica is degraded, the call local.
+        router
+            .route(gateway_model::RouteRequest::new("reply", "first"))
+            .await
+            .unwrap();
+        // A second later one call may ask Redis again; two calls come at once.
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+        let timed = |prompt: &'static str| {
+            let router = router.clone();
+            async move {
+                let started = tokio::time::Instant::now();
+                router
+                    .route(gateway_model::RouteRequest::new("reply", prompt))
+                    .await
+                    .unwrap();
+                started.elapsed()
+            }
+        };
+        let (a, b) = tokio::join!(timed("a"), timed("b"));
+        assert!(
+            a.min(b) < Duration::from_millis(200),
+            "one call waited out Redis, the other did not wait for it: {a:?} {b:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
+    }
+    holder.abort();
+}
+
 /// The fleet's rate budget alone (no shared circuits or token): a reservation Redis never
 /// answers ends with the call's deadline, not the command's timeout.
 #[tokio::test(start_paused = true)]
