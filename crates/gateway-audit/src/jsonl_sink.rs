@@ -27,7 +27,7 @@ const SINK: &str = "jsonl";
 pub struct JsonlOptions {
     /// When the file is synced to disk.
     pub fsync: FsyncPolicy,
-    /// Sync period for [`FsyncPolicy::Interval`].
+    /// Sync period for [`FsyncPolicy::Interval`] (at least 1 ms, whatever is set).
     pub fsync_interval: Duration,
     /// The file is rotated before an entry would take it past this size.
     pub rotate_bytes: u64,

@@ -15,6 +15,8 @@ use crate::jsonl_sink::failed_ranges::FailedRanges;
 use crate::jsonl_sink::{JsonlOptions, rotated_path};
 use crate::path_check::{Want, creatable};
 
+/// The shortest wait between interval syncs, whatever the options say.
+const MIN_FSYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
 /// Rotated files whose sync is still pending before one is synced inline.
 const MAX_RETIRED: usize = 16;
 
@@ -419,7 +421,13 @@ impl JsonlFile {
         };
         if self.options.fsync == FsyncPolicy::Interval {
             self.wake
-                .wait_timeout_while(st, self.options.fsync_interval, |s| !due(s))
+                // At least a millisecond: `JsonlOptions` is public, and a zero interval
+                // would spin this thread at full speed.
+                .wait_timeout_while(
+                    st,
+                    self.options.fsync_interval.max(MIN_FSYNC_INTERVAL),
+                    |s| !due(s),
+                )
                 .unwrap_or_else(PoisonError::into_inner)
                 .0
         } else {
