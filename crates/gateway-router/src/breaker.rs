@@ -3,11 +3,13 @@
 //!
 //! Closed → (consecutive failures reach the threshold) → Open → (cooldown passes) →
 //! Half-open: one probe call goes through; its success closes the circuit, its failure
-//! opens it again. A cool-down is closed only by a probe: a call let in before it that
-//! ends well does not countermand the `Retry-After`. A circuit opened by failures closes
-//! on any success, the model answering again. A long `Retry-After` opens the circuit for that long ("cooling down"),
-//! bounded by the router's `max_retry_after_s`, so other calls go straight to a fallback
-//! instead of each waiting; after it, one probe goes through as after any opening.
+//! opens it again. Any success closes a circuit opened by failures: the model is
+//! answering again.
+//!
+//! A long `Retry-After` opens the circuit for that long ("cooling down"), bounded by the
+//! router's `max_retry_after_s`, so other calls go straight to a fallback instead of each
+//! waiting; after it, one probe goes through as after any opening. Only that probe ends a
+//! cool-down: a call let in before it that ends well does not countermand the wait.
 
 use std::sync::{Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
@@ -60,7 +62,8 @@ pub struct ProbeGuard<'a> {
 }
 
 impl ProbeGuard<'_> {
-    /// The probe succeeded: close the circuit (unless a later opening's probe is out).
+    /// The probe succeeded: close the circuit (a cool-down only if this probe is its
+    /// current one).
     pub fn success(self) {
         self.report(Health::Healthy);
     }

@@ -39,7 +39,10 @@ pub(crate) async fn accept_loop(
     let timeout = limits.timeout;
     let builder = connection_builder(timeout);
     let graceful = GracefulShutdown::new();
-    let slots = Arc::new(Semaphore::new(limits.max_connections));
+    // Past tokio's own bound the semaphore would panic: a cap that large is no cap.
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.min(Semaphore::MAX_PERMITS),
+    ));
     loop {
         // A slot first: at the cap, new connections wait in the kernel's queue.
         let slot = tokio::select! {

@@ -1354,4 +1354,29 @@ async fn connections_past_the_cap_wait_until_one_closes() {
     );
     let err = Sim::builder().max_connections(0).start().await.unwrap_err();
     assert!(err.to_string().contains("maxConnections"), "{err}");
+    // A cap past what tokio's semaphore can count is no cap, not a panic.
+    let unbounded = Sim::builder()
+        .max_connections(usize::MAX)
+        .start()
+        .await
+        .unwrap();
+    let health = admin_health(unbounded.addr()).await;
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+}
+
+/// `GET /__admin/health` over a plain connection: the answer's text.
+async fn admin_health(addr: std::net::SocketAddr) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream
+        .write_all(b"GET /__admin/health HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut answer))
+        .await
+        .expect("answered")
+        .unwrap();
+    String::from_utf8_lossy(&answer).into_owned()
 }
