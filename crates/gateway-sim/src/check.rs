@@ -193,6 +193,19 @@ pub(crate) fn check_connection_timeout(timeout: Duration) -> Result<(), InputErr
     }
 }
 
+/// The statuses a script may answer with: final ones (a 1xx is not), up to HTTP's 999.
+const FINAL_STATUSES: std::ops::RangeInclusive<u16> = 200..=999;
+
+/// A scripted status as HTTP can answer it: 200 to 999, or 500 for anything else (a
+/// 1xx is not a final answer, and only the Rust API can script one out of range).
+pub(crate) fn final_status(status: u16) -> http::StatusCode {
+    FINAL_STATUSES
+        .contains(&status)
+        .then(|| http::StatusCode::from_u16(status).ok())
+        .flatten()
+        .unwrap_or(http::StatusCode::INTERNAL_SERVER_ERROR)
+}
+
 fn check_window(path: &str, secs: u64) -> Result<(), InputError> {
     if (1..=MAX_WINDOW_SECS).contains(&secs) {
         Ok(())
@@ -290,7 +303,7 @@ fn check_rate(path: &str, rate: f64) -> Result<(), InputError> {
 }
 
 fn check_status(path: &str, status: u16) -> Result<(), InputError> {
-    if (200..=999).contains(&status) {
+    if FINAL_STATUSES.contains(&status) {
         Ok(())
     } else {
         Err(InputError::new(

@@ -88,11 +88,7 @@ fn authenticate(state: &State, header: Option<&str>) -> Option<String> {
 fn scripted_failure(state: &State, seq: u64, script: &Scripted) -> http::Response<reply::Body> {
     match script {
         Scripted::Status { status, code } => {
-            let status = (200..=999)
-                .contains(status)
-                .then(|| StatusCode::from_u16(*status).ok())
-                .flatten()
-                .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+            let status = check::final_status(*status);
             let error = code.as_deref().unwrap_or(match status.as_u16() {
                 400 => "invalid_request",
                 401 => "invalid_client",

@@ -337,11 +337,7 @@ fn raw(state: &State, seq: u64, script: &Scripted) -> Response<Body> {
 /// A Genesys error answer for `status`, with a default code per status.
 fn status_error(state: &State, seq: u64, status: u16, code: Option<&str>) -> Response<Body> {
     // 1xx is not a final answer (hyper would turn it into a 500 or an upgrade).
-    let status = (200..=999)
-        .contains(&status)
-        .then(|| StatusCode::from_u16(status).ok())
-        .flatten()
-        .unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+    let status = check::final_status(status);
     let default_code = match status.as_u16() {
         400 => CODE_BAD_REQUEST,
         401 => CODE_BAD_CREDENTIALS,

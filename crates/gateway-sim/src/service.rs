@@ -26,8 +26,8 @@ pub(crate) async fn handle(state: Arc<State>, req: Request<Incoming>) -> Answer 
     let query = parts.uri.query().map(str::to_owned);
     let is_admin = path.starts_with("/__admin/");
 
-    // Genesys refuses bodies over 512,000 bytes. A body that stops arriving is given up
-    // on after the connection timeout, when there is one.
+    // Genesys refuses bodies over 512,000 bytes. A body not all in within the connection
+    // timeout of its headers, when there is one, is given up on.
     let collected = Limited::new(body, MAX_REQUEST_BYTES).collect();
     let collected = match state.body_timeout {
         Some(timeout) => tokio::time::timeout(timeout, collected).await,
