@@ -165,8 +165,11 @@ impl Router {
         started: Instant,
     ) -> Result<RouteOutcome, RouteError> {
         let inner = &*self.inner;
+        // The model cut short is timed first, so its time is never more than the call's
+        // (the order the dropped-call path keeps too).
+        let cut_short = call.cut_short();
         let latency = started.elapsed();
-        self.record_cut_short(call.cut_short());
+        self.record_cut_short(cut_short);
         if let Some(state) = inner.models.get(&asked.primary) {
             state.metrics.overhead(latency.saturating_sub(call.waited));
         }
