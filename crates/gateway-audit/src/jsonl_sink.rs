@@ -1,6 +1,7 @@
 //! `JsonlSink`: audit entries appended to a JSON Lines file, synced per policy, rotated by size.
 
 mod failed_ranges;
+mod file_identity;
 mod group_commit;
 mod jsonl_file;
 
@@ -85,7 +86,10 @@ impl Drop for Leadership<'_> {
 /// [`flush`](crate::AuditSink::flush) syncs.
 /// Before an entry would take the file past `rotate_bytes`, the file becomes `name.1`
 /// (older ones shift to `name.2` ... `name.N`, the oldest beyond `keep_rotated` is
-/// deleted) and a new file is started.
+/// deleted) and a new file is started. About once a second the sync thread checks that
+/// the path still names the file being written (on Unix): a file removed, or renamed
+/// away and replaced as logrotate's `create` does, is followed to the one at the path,
+/// created if missing.
 ///
 /// A failed sync fails everyone waiting on an entry it covered (with
 /// [`FsyncPolicy::EveryEntry`], that entry's `record`; under any policy, the next

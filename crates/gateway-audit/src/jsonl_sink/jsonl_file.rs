@@ -1,10 +1,12 @@
 //! The JSONL file itself: appending whole lines, rotating by size, and the thread that
-//! syncs it to disk (group commit for syncs).
+//! syncs it to disk (group commit for syncs) and follows its path.
 
 use std::fs::{File, OpenOptions};
 use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
 
 use gateway_model::FsyncPolicy;
 use tokio::sync::watch;
@@ -12,13 +14,16 @@ use tokio::sync::watch;
 use crate::AuditError;
 use crate::exclusive::{ExclusiveUse, lock_beside};
 use crate::jsonl_sink::failed_ranges::FailedRanges;
+use crate::jsonl_sink::file_identity::names_another_file;
 use crate::jsonl_sink::{JsonlOptions, rotated_path};
 use crate::path_check::{Want, creatable};
 
 /// The shortest wait between interval syncs, whatever the options say.
-const MIN_FSYNC_INTERVAL: std::time::Duration = std::time::Duration::from_millis(1);
+const MIN_FSYNC_INTERVAL: Duration = Duration::from_millis(1);
 /// Rotated files whose sync is still pending before one is synced inline.
 const MAX_RETIRED: usize = 16;
+/// How often the sync thread checks that the path still names the file being written.
+const PATH_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Makes a file's written data durable: `File::sync_data`, or a fault injector in tests
 /// (a real file cannot be made to fail its sync on demand).
@@ -84,6 +89,10 @@ pub(super) struct JsonlFile {
     state: Mutex<FileState>,
     wake: Condvar,
     progress: watch::Sender<SyncProgress>,
+    /// How many times the path was found naming another file, or none, and reopened.
+    reopened: watch::Sender<u64>,
+    /// The path names a file this sink cannot open (an error was logged).
+    path_lost: AtomicBool,
     sync: Arc<dyn SyncFile>,
 }
 
@@ -172,6 +181,8 @@ impl JsonlFile {
             }),
             wake: Condvar::new(),
             progress: watch::Sender::new(SyncProgress::default()),
+            reopened: watch::Sender::new(0),
+            path_lost: AtomicBool::new(false),
             sync,
         };
         Ok((opened, claim))
@@ -308,8 +319,15 @@ impl JsonlFile {
             let _ = std::fs::remove_file(&fresh_path);
             return Err(AuditError::io("rotate (rename)", &fresh_path, e));
         }
+        self.replace_file(st, fresh, 0, last);
+        Ok(())
+    }
+
+    /// Makes `fresh` (`size` bytes long) the file written from now on; the old one,
+    /// holding entries up to `last`, waits for its sync as a rotated file.
+    fn replace_file(&self, st: &mut FileState, fresh: File, size: u64, last: u64) {
         let old = std::mem::replace(&mut st.file, Arc::new(fresh));
-        st.size = 0;
+        st.size = size;
         st.broken_tail = false;
         st.dir_unsynced = true;
         st.rotate_after = self.options.rotate_bytes;
@@ -322,7 +340,6 @@ impl JsonlFile {
             st.sync_wanted = st.sync_wanted.max(st.written);
             self.wake.notify_one();
         }
-        Ok(())
     }
 
     /// Drops the oldest rotated file and shifts the others up by one, then renames the
@@ -392,49 +409,124 @@ impl JsonlFile {
         self.wake.notify_one();
     }
 
-    /// The sync thread: waits until a sync is due (per the policy), syncs, publishes.
+    /// The sync thread: waits until a sync is due (per the policy), syncs, publishes;
+    /// every [`PATH_CHECK_INTERVAL`] it also follows the path ([`Self::follow_path`]).
     pub(super) fn sync_loop(&self) {
         let policy = self.options.fsync;
+        // At least a millisecond: `JsonlOptions` is public, and a zero interval would spin
+        // this thread at full speed. One too long to add to a clock means never.
+        let interval = self.options.fsync_interval.max(MIN_FSYNC_INTERVAL);
+        let start = Instant::now();
+        let mut next_sync = (policy == FsyncPolicy::Interval)
+            .then(|| start.checked_add(interval))
+            .flatten();
+        let mut next_path_check = start + PATH_CHECK_INTERVAL;
         let mut st = self.lock();
         loop {
-            st = self.wait_due(st);
-            let target = if policy == FsyncPolicy::Never {
-                st.sync_wanted
-            } else {
-                st.written
-            };
-            let closing = st.closed;
-            if target > st.synced || (policy != FsyncPolicy::Never && !st.retired.is_empty()) {
-                st = self.sync_through(st, target);
+            let wake_at = next_sync.map_or(next_path_check, |at| at.min(next_path_check));
+            let (guard, due) = self.wait_due(st, wake_at);
+            st = guard;
+            let now = Instant::now();
+            if due || next_sync.is_some_and(|at| now >= at) {
+                next_sync = next_sync.and_then(|_| now.checked_add(interval));
+                let target = if policy == FsyncPolicy::Never {
+                    st.sync_wanted
+                } else {
+                    st.written
+                };
+                let closing = st.closed;
+                if target > st.synced || (policy != FsyncPolicy::Never && !st.retired.is_empty()) {
+                    st = self.sync_through(st, target);
+                }
+                if closing && (policy == FsyncPolicy::Never || st.synced >= st.written) {
+                    break;
+                }
             }
-            if closing && (policy == FsyncPolicy::Never || st.synced >= st.written) {
-                break;
+            if now >= next_path_check {
+                st = self.follow_path(st);
+                next_path_check = Instant::now() + PATH_CHECK_INTERVAL;
             }
         }
     }
 
-    fn wait_due<'a>(&'a self, st: MutexGuard<'a, FileState>) -> MutexGuard<'a, FileState> {
+    /// Waits until a sync is due or `wake_at` comes; returns whether a sync is due.
+    fn wait_due<'a>(
+        &'a self,
+        st: MutexGuard<'a, FileState>,
+        wake_at: Instant,
+    ) -> (MutexGuard<'a, FileState>, bool) {
         // Under `never`, rotated files wait for a requested sync (a flush).
         let retired_due = self.options.fsync != FsyncPolicy::Never;
         let due = |s: &mut FileState| {
             s.closed || s.sync_wanted > s.synced || (retired_due && !s.retired.is_empty())
         };
-        if self.options.fsync == FsyncPolicy::Interval {
-            self.wake
-                // At least a millisecond: `JsonlOptions` is public, and a zero interval
-                // would spin this thread at full speed.
-                .wait_timeout_while(
-                    st,
-                    self.options.fsync_interval.max(MIN_FSYNC_INTERVAL),
-                    |s| !due(s),
-                )
-                .unwrap_or_else(PoisonError::into_inner)
-                .0
-        } else {
-            self.wake
-                .wait_while(st, |s| !due(s))
-                .unwrap_or_else(PoisonError::into_inner)
+        let timeout = wake_at.saturating_duration_since(Instant::now());
+        let (mut st, _) = self
+            .wake
+            .wait_timeout_while(st, timeout, |s| !due(s))
+            .unwrap_or_else(PoisonError::into_inner);
+        let is_due = due(&mut st);
+        (st, is_due)
+    }
+
+    /// Follows the path: when it names another file, or none (the file was removed, or
+    /// renamed and replaced, as logrotate's `create` does), the next entries go to the
+    /// file at the path, created if missing, and the old file, which keeps what it holds,
+    /// is synced as a rotated one. A file cut short in place (logrotate's
+    /// `copytruncate`) has its size read again, so the next rotation counts from there.
+    fn follow_path<'a>(&'a self, mut st: MutexGuard<'a, FileState>) -> MutexGuard<'a, FileState> {
+        if let Ok(meta) = st.file.metadata() {
+            st.size = st.size.min(meta.len());
         }
+        let current = Arc::clone(&st.file);
+        drop(st);
+        if !names_another_file(&self.path, &current) {
+            return self.lock();
+        }
+        // What the sink opens at the start, it opens again: a regular file, created if
+        // missing (its directory is not: a directory gone may be a volume unmounted).
+        let reopened = creatable(&self.path, Want::File).and_then(|()| open_append(&self.path));
+        let mut st = self.lock();
+        match reopened {
+            // Checked again under the lock, which a rotation holds: one under way may
+            // have had the path empty a moment, then put its own new file there.
+            Ok((fresh, ..))
+                if !names_another_file(&self.path, &st.file)
+                    || names_another_file(&self.path, &fresh) => {}
+            Ok((fresh, size, unterminated)) => {
+                let last = st.written;
+                self.replace_file(&mut st, fresh, size, last);
+                st.broken_tail = unterminated;
+                self.path_lost.store(false, Ordering::Relaxed);
+                tracing::warn!(
+                    path = %self.path.display(),
+                    "the audit file was removed or replaced (by logrotate?); appending to the file now at its path"
+                );
+                self.reopened.send_modify(|n| *n += 1);
+            }
+            Err(e) => {
+                if !self.path_lost.swap(true, Ordering::Relaxed) {
+                    tracing::error!(
+                        path = %self.path.display(),
+                        error = %e,
+                        "the audit file was removed or replaced, and no file can be opened at its path; entries still go to the old file"
+                    );
+                }
+            }
+        }
+        st
+    }
+
+    /// Follows the path now, as the sync thread does every [`PATH_CHECK_INTERVAL`].
+    #[cfg(test)]
+    pub(super) fn follow_path_now(&self) {
+        drop(self.follow_path(self.lock()));
+    }
+
+    /// Counts the times the path was reopened ([`Self::follow_path`]).
+    #[cfg(test)]
+    pub(super) fn reopened(&self) -> watch::Receiver<u64> {
+        self.reopened.subscribe()
     }
 
     /// Syncs the retired files and the current one (without holding the lock), then

@@ -321,3 +321,102 @@ async fn a_line_queued_before_shutdown_is_written_and_synced_by_it() {
     );
     assert_eq!(sync.calls(), 1);
 }
+
+/// Logrotate's `create` renames the file away and creates a new one at the path: the
+/// entries after it go to the new file, and the renamed one keeps those before it. They
+/// once went on into the renamed file until the sink's own next rotation.
+#[tokio::test]
+async fn a_file_renamed_away_is_followed_to_the_new_one_at_its_path() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[]);
+    let sink = open(&dir, options(FsyncPolicy::EveryEntry, 1 << 20), &sync);
+    let path = dir.path().join("audit.jsonl");
+    let renamed = dir.path().join("audit.jsonl-20261207");
+    sink.record_encoded(&entry()).await.unwrap();
+    std::fs::rename(&path, &renamed).unwrap();
+    std::fs::File::create(&path).unwrap();
+
+    sink.file.follow_path_now();
+    sink.record_encoded(&entry()).await.unwrap();
+    sink.record_encoded(&entry()).await.unwrap();
+    sink.flush(soon()).await.unwrap();
+    assert_eq!(line_count(&renamed), 1);
+    assert_eq!(line_count(&path), 2);
+    assert_eq!(*sink.file.reopened().borrow(), 1);
+    sink.file.follow_path_now();
+    assert_eq!(
+        *sink.file.reopened().borrow(),
+        1,
+        "the new file is followed once"
+    );
+}
+
+/// A file removed from under the sink is created again at its path, and the sink's own
+/// rotation goes on from the new file.
+#[tokio::test]
+async fn a_removed_file_is_created_again_and_rotated_as_before() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[]);
+    // Two lines fit before a rotation.
+    let line = entry().line().len() as u64;
+    let sink = open(&dir, options(FsyncPolicy::Interval, 2 * line), &sync);
+    let path = dir.path().join("audit.jsonl");
+    sink.record_encoded(&entry()).await.unwrap();
+    std::fs::remove_file(&path).unwrap();
+
+    sink.file.follow_path_now();
+    for _ in 0..3 {
+        sink.record_encoded(&entry()).await.unwrap();
+    }
+    sink.flush(soon()).await.unwrap();
+    assert_eq!(line_count(&super::rotated_path(&path, 1)), 2);
+    assert_eq!(line_count(&path), 1);
+}
+
+/// Logrotate's `copytruncate` empties the file in place: the next rotation counts from
+/// the new size, not from the bytes written before the cut.
+#[tokio::test]
+async fn a_file_cut_short_in_place_rotates_by_its_new_size() {
+    let dir = tempfile::tempdir().unwrap();
+    let sync = ScriptedSync::new(&[]);
+    let line = entry().line().len() as u64;
+    let sink = open(&dir, options(FsyncPolicy::Interval, 3 * line), &sync);
+    let path = dir.path().join("audit.jsonl");
+    for _ in 0..2 {
+        sink.record_encoded(&entry()).await.unwrap();
+    }
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&path)
+        .unwrap()
+        .set_len(0)
+        .unwrap();
+
+    sink.file.follow_path_now();
+    for _ in 0..3 {
+        sink.record_encoded(&entry()).await.unwrap();
+    }
+    sink.flush(soon()).await.unwrap();
+    assert!(!super::rotated_path(&path, 1).exists(), "no rotation yet");
+    assert_eq!(line_count(&path), 3);
+}
+
+/// The sync thread follows the path by itself, about once a second, under any policy.
+#[tokio::test]
+async fn the_sync_thread_follows_the_path_by_itself() {
+    for fsync in [FsyncPolicy::Never, FsyncPolicy::EveryEntry] {
+        let dir = tempfile::tempdir().unwrap();
+        let sync = ScriptedSync::new(&[]);
+        let sink = open(&dir, options(fsync, 1 << 20), &sync);
+        let path = dir.path().join("audit.jsonl");
+        let mut reopened = sink.file.reopened();
+        std::fs::rename(&path, dir.path().join("audit.jsonl.old")).unwrap();
+
+        tokio::time::timeout(Duration::from_secs(10), reopened.wait_for(|n| *n == 1))
+            .await
+            .expect("reopened within 10 s")
+            .unwrap();
+        sink.record_encoded(&entry()).await.unwrap();
+        assert_eq!(line_count(&path), 1, "{fsync:?}");
+    }
+}
