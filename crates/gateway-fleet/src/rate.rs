@@ -1,6 +1,7 @@
 //! One rate budget for the fleet: a GCRA cell in Redis, on Redis' own clock.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Duration;
 
 use gateway_transport::{BoxFuture, Gcra, LocalRateBudget, RateBudget};
@@ -10,36 +11,57 @@ use crate::redis_link::RedisLink;
 
 /// Longest wait asked of Redis, so microsecond counts stay exact in Lua's doubles.
 const MAX_WAIT: Duration = Duration::from_secs(3_600);
+/// Most slots given back to the local budget at once (each one interval; more than a
+/// pace holds changes nothing).
+const MAX_LOCAL_GIVE_BACK: u32 = 1_024;
 
 /// Reserves the next slot: the wait in microseconds, or `-1 - wait` beyond `ARGV[3]`.
-/// A stored value no replica writes (not a number, or later than `ARGV[4]` µs from now,
-/// the farthest a replica sets) counts as none.
+/// First it gives back `ARGV[5]` slots granted for requests never sent: the next slot
+/// comes that many intervals sooner, but never before a pause the gateway asked for
+/// (`KEYS[2]`). A stored value no replica writes (not a number, or later than `ARGV[4]`
+/// µs from now, the farthest a replica sets) counts as none.
 const RESERVE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
-local stored = redis.pcall('GET', KEYS[1])
-local tat = type(stored) == 'string' and tonumber(stored) or now
-if tat ~= tat or tat < now or tat > now + tonumber(ARGV[4]) then tat = now end
+local function read(key)
+  local stored = redis.pcall('GET', key)
+  local v = type(stored) == 'string' and tonumber(stored) or nil
+  if v == nil or v ~= v or v < now or v > now + tonumber(ARGV[4]) then return now end
+  return v
+end
+local function store(v)
+  redis.call('SET', KEYS[1], string.format('%d', v), 'PX', math.floor((v - now) / 1000) + 1000)
+end
+local tat = read(KEYS[1])
+local give = tonumber(ARGV[5])
+if give > 0 then
+  tat = math.max(tat - give * tonumber(ARGV[1]), read(KEYS[2]))
+end
 local send_at = tat - tonumber(ARGV[2])
 if send_at < now then send_at = now end
 local wait = send_at - now
-if wait > tonumber(ARGV[3]) then return -1 - wait end
-local next_tat = tat + tonumber(ARGV[1])
-redis.call('SET', KEYS[1], string.format('%d', next_tat), 'PX', math.floor((next_tat - now) / 1000) + 1000)
+if wait > tonumber(ARGV[3]) then
+  if give > 0 then store(tat) end
+  return -1 - wait
+end
+store(tat + tonumber(ARGV[1]))
 return wait
 ";
 
 /// Holds every slot back until `ARGV[1]` microseconds from now (plus the tolerance
-/// `ARGV[2]`); a stored value no replica writes (see [`RESERVE`]) is written over.
+/// `ARGV[2]`), and keeps that end (`KEYS[2]`) so no slot given back goes before it; a
+/// stored value no replica writes (see [`RESERVE`]) is written over.
 const PAUSE: &str = r"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
 local later = now + tonumber(ARGV[1]) + tonumber(ARGV[2])
-local stored = redis.pcall('GET', KEYS[1])
-local tat = type(stored) == 'string' and tonumber(stored) or 0
-if tat ~= tat or tat > now + tonumber(ARGV[3]) then tat = 0 end
-if tat < later then
-  redis.call('SET', KEYS[1], string.format('%d', later), 'PX', math.floor((later - now) / 1000) + 1000)
+for _, key in ipairs(KEYS) do
+  local stored = redis.pcall('GET', key)
+  local v = type(stored) == 'string' and tonumber(stored) or 0
+  if v ~= v or v > now + tonumber(ARGV[3]) then v = 0 end
+  if v < later then
+    redis.call('SET', key, string.format('%d', later), 'PX', math.floor((later - now) / 1000) + 1000)
+  end
 end
 return 0
 ";
@@ -52,6 +74,9 @@ pub(crate) struct FleetRate {
     /// [`farthest`] for `cell`, as the scripts take it.
     farthest: String,
     local: LocalRateBudget,
+    /// Slots granted for requests never sent, given back by this replica's next
+    /// reservation (to Redis, or to the local budget if Redis cannot be asked).
+    given_back: AtomicU32,
     reserve: Script,
     pause: Script,
 }
@@ -65,6 +90,7 @@ impl FleetRate {
             farthest: farthest(&cell),
             cell,
             local: LocalRateBudget::new(share, burst / replicas.max(1)),
+            given_back: AtomicU32::new(0),
             reserve: Script::new(RESERVE),
             pause: Script::new(PAUSE),
         }
@@ -90,14 +116,23 @@ fn micros(d: Duration) -> String {
 impl RateBudget for FleetRate {
     fn reserve(&self, max_wait: Duration) -> BoxFuture<'_, Result<Duration, Duration>> {
         Box::pin(async move {
-            let key = self.link.key("rate");
+            let keys = [self.link.key("rate"), self.link.key("rate:paused")];
+            let given_back = self.given_back.swap(0, Ordering::Relaxed);
             let args = [
                 micros(self.cell.interval),
                 micros(self.cell.tolerance),
                 micros(max_wait),
                 self.farthest.clone(),
+                given_back.to_string(),
             ];
-            match self.link.eval::<i64>(&self.reserve, &[&key], &args).await {
+            let keys = [keys[0].as_str(), keys[1].as_str()];
+            let asked = self.link.eval::<i64>(&self.reserve, &keys, &args).await;
+            if asked.is_err() {
+                for _ in 0..given_back.min(MAX_LOCAL_GIVE_BACK) {
+                    self.local.release();
+                }
+            }
+            match asked {
                 Ok(wait) if wait >= 0 => {
                     Ok(Duration::from_micros(wait.unsigned_abs()).min(max_wait))
                 }
@@ -120,9 +155,21 @@ impl RateBudget for FleetRate {
                 self.farthest.clone(),
             ];
             runtime.spawn(async move {
-                let key = link.key("rate");
-                let _: Result<i64, _> = link.eval(&script, &[&key], &args).await;
+                let keys = [link.key("rate"), link.key("rate:paused")];
+                let keys = [keys[0].as_str(), keys[1].as_str()];
+                let _: Result<i64, _> = link.eval(&script, &keys, &args).await;
             });
         }
+    }
+
+    /// Counted here, and given back by the next reservation: one round trip, not two,
+    /// and none for a replica whose calls are being dropped.
+    fn release(&self) {
+        // Saturating: a count past `u32::MAX` gives back no more than the pace holds.
+        let _ = self
+            .given_back
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
+                Some(n.saturating_add(1))
+            });
     }
 }

@@ -769,6 +769,63 @@ async fn a_rate_budget_that_never_answers_holds_no_call_past_its_deadline() {
     holder.abort();
 }
 
+/// A slot granted for a request never sent (its call dropped while waiting for it) is
+/// given back to the fleet by the replica's next reservation, but not past a pause the
+/// gateway asked for. The fleet once kept every such slot, pushing each later call back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_never_sent_is_given_back_to_the_fleet_but_not_past_a_pause() {
+    let Some((redis, sim)) = redis_and_sim().await else {
+        return;
+    };
+    let mut config = fleet_router_config(&sim, "give-back", 2);
+    config.limits.requests_per_minute = Some(60); // one a second, no burst
+    config.limits.rate_burst = 0;
+    let fleet = support::fleet(&config, &redis.url());
+    let budget = fleet.rate_budget().unwrap();
+    let long = Duration::from_secs(60);
+    let about_a_second = Duration::from_millis(500)..=Duration::from_secs(1);
+
+    assert_eq!(budget.reserve(long).await, Ok(Duration::ZERO));
+    let second = budget.reserve(long).await.unwrap();
+    assert!(about_a_second.contains(&second), "{second:?}");
+    // That second slot's request was never sent: the third waits as it would have.
+    budget.release();
+    let third = budget.reserve(long).await.unwrap();
+    assert!(
+        about_a_second.contains(&third),
+        "{third:?}: the slot was kept"
+    );
+
+    // A pause of 10 s (sent to Redis in the background: waited for here).
+    budget.pause(Duration::from_secs(10));
+    let mut connection = redis.connection().await;
+    let held = async {
+        loop {
+            let paused: Option<String> = redis::cmd("GET")
+                .arg("give-back:rate:paused")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+            if paused.is_some() {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), held)
+        .await
+        .expect("the pause reaches Redis");
+    for _ in 0..20 {
+        budget.release();
+    }
+    let after_pause = budget.reserve(long).await.unwrap();
+    assert!(
+        after_pause > Duration::from_secs(9),
+        "slots given back do not shorten a pause: {after_pause:?}"
+    );
+    assert!(!fleet.is_degraded(), "Redis answered every reservation");
+}
+
 /// A call dropped while it holds the fleet's token-fetch lock (its deadline passed while
 /// the login host hung) releases the lock at once, instead of leaving every replica to
 /// wait out its lease (`token_lock_ms`) and then log in on its own.
