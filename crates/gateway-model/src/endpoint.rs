@@ -52,19 +52,23 @@ pub enum UrlError {
 }
 
 /// `url` with anything between its `scheme://` and the last `@` of its authority replaced
-/// by `***`, so a password in it never reaches a message.
+/// by `***`, so a password in it never reaches a message. A URL with an `@` further on
+/// but none in its authority is cut to its last `@`: a password holding `/`, `?` or `#`
+/// ends the authority early, so that `@` may be the password's end.
 ///
 /// ```
 /// use gateway_model::endpoint::redact_userinfo;
 ///
 /// assert_eq!(redact_userinfo("https://u:pw@host/p?q=a@b"), "https://***@host/p?q=a@b");
-/// assert_eq!(redact_userinfo("https://host/a@b"), "https://host/a@b");
+/// assert_eq!(redact_userinfo("https://u:pw/x@host/p"), "https://***@host/p");
+/// assert_eq!(redact_userinfo("https://host/a@b"), "https://***@b");
+/// assert_eq!(redact_userinfo("https://host/a"), "https://host/a");
 /// ```
 pub fn redact_userinfo(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[start..];
     let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_len].rfind('@') {
+    match rest[..authority_len].rfind('@').or_else(|| rest.rfind('@')) {
         Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
         None => url.to_owned(),
     }
@@ -166,8 +170,15 @@ mod tests {
             assert!(!text.contains("s3cret"), "{text}");
             assert!(text.contains("***@"), "{text}");
         }
-        // A URL refused for another reason does not repeat a password either.
-        for url in ["ftp://user:s3cret@host/x", "https://user:s3cret@ho st/x"] {
+        // A URL refused for another reason does not repeat a password either, nor one
+        // holding a character that ends the authority early.
+        for url in [
+            "ftp://user:s3cret@host/x",
+            "https://user:s3cret@ho st/x",
+            "https://hook:s3cret/x@audit.example.com/in",
+            "https://hook:s3cret?x@audit.example.com/in",
+            "https://hook:s3cret#x@audit.example.com/in",
+        ] {
             let text = check_url(url, false).unwrap_err().to_string();
             assert!(!text.contains("s3cret"), "{url}: {text}");
         }

@@ -25,7 +25,7 @@ pub const REDACTED: &str = "<redacted>";
 /// ```
 pub fn redact_secrets<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
     let mut text = Cow::Borrowed(text);
-    for secret in secrets.iter().filter(|s| !s.is_empty()) {
+    for secret in longest_first(secrets) {
         if text.contains(secret) {
             text = Cow::Owned(text.replace(secret, REDACTED));
         }
@@ -40,11 +40,29 @@ pub fn redact_secrets<'a>(text: &'a str, secrets: &[&str]) -> Cow<'a, str> {
             .strip_prefix('"')
             .and_then(|q| q.strip_suffix('"'))
             .unwrap_or(&quoted);
-        if escaped != *secret && text.contains(escaped) {
+        if escaped != secret && text.contains(escaped) {
             text = Cow::Owned(text.replace(escaped, REDACTED));
         }
     }
     text
+}
+
+/// The non-empty `secrets`, longest first (equal lengths in their order), so a secret
+/// found inside a longer one (a client secret inside the Basic credential built from it)
+/// cannot break the longer one up before it is taken out whole. Without a copy: this
+/// runs on every answer.
+fn longest_first<'s>(secrets: &'s [&'s str]) -> impl Iterator<Item = &'s str> {
+    let mut below = usize::MAX;
+    std::iter::from_fn(move || {
+        let len = secrets
+            .iter()
+            .map(|s| s.len())
+            .filter(|&len| len > 0 && len < below)
+            .max()?;
+        below = len;
+        Some(secrets.iter().copied().filter(move |s| s.len() == len))
+    })
+    .flatten()
 }
 
 /// Takes each non-empty secret out of every string in `value`, object keys included.
@@ -124,6 +142,26 @@ mod tests {
             redact_secrets("clean", &["s1"]),
             Cow::Borrowed("clean")
         ));
+    }
+
+    /// A short secret inside a longer one (a client secret inside the Basic credential
+    /// built from it) once broke the longer one up when listed first, leaving the rest
+    /// of it in the text.
+    #[test]
+    fn a_secret_inside_a_longer_one_does_not_break_it_up() {
+        // `Q6` stands for a short client secret found inside `base64("id:x")`.
+        let text = "sent Basic aWQ6eA== with Q6";
+        for secrets in [["Q6", "aWQ6eA=="], ["aWQ6eA==", "Q6"]] {
+            assert_eq!(
+                redact_secrets(text, &secrets),
+                "sent Basic <redacted> with <redacted>",
+                "{secrets:?}"
+            );
+        }
+        assert_eq!(
+            longest_first(&["b", "", "ccc", "a", "dd"]).collect::<Vec<_>>(),
+            ["ccc", "dd", "b", "a"]
+        );
     }
 
     #[test]
