@@ -179,17 +179,19 @@ fn related(a: &str, b: &str) -> bool {
 
 /// A Rust violation JSON Schema cannot state, so the schema is not expected to report
 /// it: a rule across fields (an order, a fallback equal to a primary model, split
-/// entries distinct by model, two settings naming the same env var), or one that parses
-/// a URL or a socket address.
+/// entries distinct by model, two settings naming the same env var, a route's labels
+/// with the two every payload carries), or one that parses a URL or a socket address.
 fn rust_only(v: &Violation) -> bool {
     let segments = segments(&v.path);
     let split_model = segments.len() >= 5 && segments[2] == "split" && segments[4] == "model";
     let env_var_twice = v.path.ends_with("_env") && matches!(v.rule, Rule::Conflict { .. });
+    let route_labels = v.path.ends_with("/metadata") && matches!(v.rule, Rule::Conflict { .. });
     matches!(
         v.rule,
         Rule::Order { .. } | Rule::FallbackIsPrimary { .. } | Rule::Url { .. }
     ) || (split_model && matches!(v.rule, Rule::Duplicate { .. }))
         || env_var_twice
+        || route_labels
         || (v.path == "/metrics/listen" && matches!(v.rule, Rule::Pattern { .. }))
 }
 

@@ -284,6 +284,7 @@ impl RouterConfig {
 mod tests {
     use super::*;
     use crate::TemperatureMatrix;
+    use crate::payload::{MAX_METADATA_ENTRIES, Metadata};
 
     fn minimal() -> RouterConfig {
         RouterConfig::new(EnvironmentConfig::at("http://127.0.0.1:8080"))
@@ -562,6 +563,38 @@ mod tests {
             err.has_path("/limits/deadline_ms") && err.has_path("/retry/max_delay_ms"),
             "{err}"
         );
+    }
+
+    /// A route whose labels fit on their own but not with the two every payload
+    /// carries once passed validation, and then every call of it was refused.
+    #[test]
+    fn a_routes_labels_fit_a_payload_with_the_two_every_payload_carries() {
+        let labels = |n: usize, extra: &[(&str, &str)]| {
+            let mut m: Metadata = (0..n).map(|i| (format!("k{i:02}"), "v")).collect();
+            for (k, v) in extra {
+                m.insert(*k, *v);
+            }
+            m
+        };
+        let with = |metadata: Metadata| {
+            let mut c = minimal();
+            c.routes.get_mut("summarize").unwrap().metadata = metadata;
+            c.validate()
+        };
+        with(labels(MAX_METADATA_ENTRIES - 2, &[])).unwrap();
+        let err = with(labels(MAX_METADATA_ENTRIES - 1, &[])).unwrap_err();
+        assert!(err.has_path("/routes/summarize/metadata"), "{err}");
+        assert!(err.to_string().contains("dispatchSource"), "{err}");
+        assert!(
+            err.to_string()
+                .contains(&format!("more than {MAX_METADATA_ENTRIES}")),
+            "{err}"
+        );
+        // A route that sets one of the two itself has room for one more.
+        with(labels(MAX_METADATA_ENTRIES - 2, &[("routingVersion", "3")])).unwrap();
+        // Past 32 on their own, one violation says so.
+        let err = with(labels(MAX_METADATA_ENTRIES + 1, &[])).unwrap_err();
+        assert_eq!(err.violations().len(), 1, "{err}");
     }
 
     #[test]

@@ -8,8 +8,8 @@ use crate::bounds::{self, Bound, Bounded, widen};
 use crate::model_id::MAX_FALLBACKS;
 use crate::model_id::{ModelId, check_fallbacks};
 use crate::payload::{
-    DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, MAX_TOKENS_CAP, MAX_TOKENS_MIN, Metadata, TOP_P_ABOVE,
-    TOP_P_MAX,
+    DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, MAX_METADATA_ENTRIES, MAX_TOKENS_CAP, MAX_TOKENS_MIN,
+    Metadata, TOP_P_ABOVE, TOP_P_MAX,
 };
 use crate::safety::{SafetyFilter, check_safety_filters};
 use crate::tuning::TemperatureMatrix;
@@ -53,7 +53,8 @@ pub struct RouteConfig {
     #[serde(skip_serializing_if = "Vec::is_empty")]
     #[schemars(extend("uniqueItems" = true))]
     pub safety_filters: Vec<SafetyFilter>,
-    /// Labels added to every payload of this route.
+    /// Labels added to every payload of this route: with `routingVersion` and
+    /// `dispatchSource`, which every payload carries unless set here, at most 32.
     #[serde(skip_serializing_if = "Metadata::is_empty")]
     pub metadata: Metadata,
 }
@@ -140,8 +141,23 @@ impl Validate for RouteConfig {
         bounds::check(self, at, out);
         check_safety_filters(&at.key("safety_filters"), &self.safety_filters, out);
         self.metadata.collect_violations(&at.key("metadata"), out);
+        // Past 32 on their own, the check above says so.
+        let sent = Metadata::defaults().overlaid(&self.metadata).len();
+        if sent > MAX_METADATA_ENTRIES && self.metadata.len() <= MAX_METADATA_ENTRIES {
+            out.push(
+                &at.key("metadata"),
+                Rule::Conflict {
+                    reason: ROUTE_LABELS_FIT,
+                },
+            );
+        }
     }
 }
+
+/// Why a route's labels that fit on their own are refused.
+const ROUTE_LABELS_FIT: &str = "with `routingVersion` and `dispatchSource`, which every \
+     payload carries unless the route sets them, the route's labels come to more than 32, \
+     the most a payload may carry: every call of the route would be refused";
 
 /// One model of a weighted split and its share.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
