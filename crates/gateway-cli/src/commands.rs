@@ -200,14 +200,11 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
         options.drain = Duration::from_secs(secs);
     }
     refuse_an_open_door(&args, &options, &config)?;
-    if let Some(room) = gateway_server::raise_for_connections()
-        && u64::try_from(options.limits.max_connections).unwrap_or(u64::MAX) > room
-    {
+    let asked = options.limits.max_connections;
+    if let Some(room) = options.fit_open_file_limit() {
         console::warn(format_args!(
-            "[server] max_connections = {} does not fit the open-file limit; serving at most {room}",
-            options.limits.max_connections
+            "[server] max_connections = {asked} does not fit the open-file limit; serving at most {room}"
         ));
-        options.limits.max_connections = usize::try_from(room).unwrap_or(usize::MAX).max(1);
     }
     let router = builder(config)?
         .build()

@@ -27,3 +27,24 @@ pub fn raise_for_connections() -> Option<u64> {
         None
     }
 }
+
+impl crate::SidecarOptions {
+    /// Raises the open-file limit ([`raise_for_connections`]) and lowers
+    /// `limits.max_connections` to the room it leaves, less the metrics listener's
+    /// [`MAX_METRICS_CONNECTIONS`](crate::sidecar::MAX_METRICS_CONNECTIONS) when there is
+    /// one; returns that room if the cap had to be lowered.
+    pub fn fit_open_file_limit(&mut self) -> Option<u64> {
+        let metrics = if self.metrics_listen.is_some() {
+            crate::sidecar::MAX_METRICS_CONNECTIONS
+        } else {
+            0
+        };
+        let room =
+            raise_for_connections()?.saturating_sub(u64::try_from(metrics).unwrap_or(u64::MAX));
+        if u64::try_from(self.limits.max_connections).unwrap_or(u64::MAX) <= room {
+            return None;
+        }
+        self.limits.max_connections = usize::try_from(room).unwrap_or(usize::MAX).max(1);
+        Some(room)
+    }
+}

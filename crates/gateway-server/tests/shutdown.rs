@@ -198,6 +198,63 @@ async fn metrics_listen_serves_metrics_on_its_own_address_with_the_same_timeouts
     sidecar.shutdown().await.unwrap();
 }
 
+/// The metrics listener serves at most `MAX_METRICS_CONNECTIONS` at once, whatever
+/// `max_connections` allows the routing port: it once had the same cap, so an open
+/// metrics port could hold as many descriptors as the routing port was given room for.
+#[tokio::test]
+async fn the_metrics_listener_has_a_small_connection_cap_of_its_own() {
+    use gateway_server::sidecar::MAX_METRICS_CONNECTIONS;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()));
+    config.metrics.listen = Some("127.0.0.1:0".into());
+    let options = SidecarOptions::from_config(&config).unwrap();
+    assert!(options.limits.max_connections > MAX_METRICS_CONNECTIONS);
+    let sidecar = Sidecar::start_with(
+        router(&sim, None).await,
+        None,
+        "127.0.0.1:0".parse().unwrap(),
+        options,
+    )
+    .await
+    .unwrap();
+    let at = sidecar.metrics_addr().unwrap();
+    let get = b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n";
+    let mut open = Vec::new();
+    for _ in 0..MAX_METRICS_CONNECTIONS {
+        let mut stream = tokio::net::TcpStream::connect(at).await.unwrap();
+        // An answer proves the connection holds a slot before the next one comes.
+        stream.write_all(get).await.unwrap();
+        let mut buf = [0u8; 512];
+        let n = stream.read(&mut buf).await.unwrap();
+        let head = String::from_utf8_lossy(&buf[..n]);
+        assert!(
+            head.starts_with("HTTP/1.1 ") && !head.starts_with("HTTP/1.1 503"),
+            "{head}"
+        );
+        open.push(stream);
+    }
+    let mut extra = tokio::net::TcpStream::connect(at).await.unwrap();
+    let mut refused = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), extra.read_to_end(&mut refused))
+        .await
+        .expect("answered at once")
+        .unwrap();
+    let refused = String::from_utf8_lossy(&refused);
+    assert!(refused.starts_with("HTTP/1.1 503"), "{refused}");
+    // The routing port is not touched by it.
+    let (status, _, _) = send(
+        &client(),
+        Method::GET,
+        format!("http://{}/healthz", sidecar.addr()),
+        "",
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    drop(open);
+    sidecar.shutdown().await.unwrap();
+}
+
 #[tokio::test]
 async fn only_a_json_object_is_a_route_request() {
     // Regression: `["summarize","hi"]` was routed (serde's sequence form of a struct).

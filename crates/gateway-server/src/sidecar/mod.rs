@@ -46,6 +46,11 @@ pub const ANSWER_GRACE: Duration = Duration::from_secs(2);
 /// How long a shutdown waits for the audit trail to flush.
 pub const FLUSH_BOUND: Duration = Duration::from_secs(5);
 
+/// The most connections `[metrics] listen` serves at once (at most `max_connections`):
+/// scrapers need a few, and an open metrics port must not take the descriptors the
+/// routing port was given room for.
+pub const MAX_METRICS_CONNECTIONS: usize = 64;
+
 /// How the sidecar serves: connection limits, body cap, drain, extra listeners.
 #[derive(Debug, Clone)]
 pub struct SidecarOptions {
@@ -347,7 +352,17 @@ impl Sidecar {
         }));
         let main = Server::serve(listener, app.options.limits, service(&app, false))?;
         let extra = match metrics_listener {
-            Some(l) => Some(Server::serve(l, app.options.limits, service(&app, true))?),
+            Some(l) => {
+                let limits = ConnectionLimits {
+                    max_connections: app
+                        .options
+                        .limits
+                        .max_connections
+                        .min(MAX_METRICS_CONNECTIONS),
+                    ..app.options.limits
+                };
+                Some(Server::serve(l, limits, service(&app, true))?)
+            }
             None => None,
         };
         let (shutdown, rx) = watch::channel(false);
