@@ -386,3 +386,69 @@ async fn the_access_log_has_one_line_per_request_and_no_body() {
         "a body reached the access log: {log}"
     );
 }
+
+/// Sends `head` (then `body`) on a connection of its own and reads the answer until the
+/// server closes it; `Err` if the connection was reset first.
+async fn exchange_raw(
+    addr: std::net::SocketAddr,
+    head: &str,
+    body: &[u8],
+) -> std::io::Result<String> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut raw = tokio::net::TcpStream::connect(addr).await?;
+    raw.write_all(head.as_bytes()).await?;
+    raw.write_all(body).await?;
+    let mut answer = Vec::new();
+    tokio::time::timeout(
+        std::time::Duration::from_secs(10),
+        raw.read_to_end(&mut answer),
+    )
+    .await
+    .expect("answered and closed in time")?;
+    Ok(String::from_utf8_lossy(&answer).into_owned())
+}
+
+/// A request the keys turn away has its body read and dropped before it is answered,
+/// so a client that sent a large prompt reads its 401 (or 403), not a reset from a
+/// socket closed on unread data, which clients report as a connection error and retry;
+/// a client waiting for `100 Continue` is not invited to send a body no one wants.
+#[tokio::test]
+async fn a_request_the_keys_turn_away_is_answered_not_reset() {
+    let sim = Sim::builder().start().await.unwrap();
+    // A body larger than loopback's socket buffers (within the cap), so that it is
+    // still arriving when the refusal is ready.
+    let options = SidecarOptions {
+        api_keys: ApiKeys::parse("k-right"),
+        body_max_bytes: 32 << 20,
+        ..SidecarOptions::default()
+    };
+    let (sidecar, _metrics) = start(&sim, options).await;
+    let addr = sidecar.addr();
+    let body = vec![b' '; 16 << 20];
+    for (path, auth) in [
+        ("/v1/route", "Bearer k-wrong"),
+        ("/v1/chat/completions", "Bearer k-wrong"),
+        ("/v1/responses", "Bearer k-wrong"),
+        ("/v1/route", "Basic k-right"),
+    ] {
+        let head = format!(
+            "POST {path} HTTP/1.1\r\nhost: {addr}\r\nauthorization: {auth}\r\n\
+             content-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+            body.len()
+        );
+        let answer = exchange_raw(addr, &head, &body)
+            .await
+            .unwrap_or_else(|e| panic!("{path}: {e}"));
+        assert!(answer.starts_with("HTTP/1.1 401"), "{path}: {answer}");
+    }
+    let head = format!(
+        "POST /v1/route HTTP/1.1\r\nhost: {addr}\r\nauthorization: Bearer k-wrong\r\n\
+         content-length: {}\r\nexpect: 100-continue\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let answer = exchange_raw(addr, &head, b"").await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
+    assert!(!answer.contains("100 Continue"), "{answer}");
+    assert_eq!(sim.counters().prompt_requests, 0);
+    sidecar.shutdown().await.unwrap();
+}

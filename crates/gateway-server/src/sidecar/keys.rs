@@ -4,7 +4,8 @@ use std::fmt;
 use std::marker::PhantomData;
 use std::sync::Arc;
 
-use axum::extract::FromRequestParts;
+use axum::body::Body;
+use axum::extract::{FromRequest, FromRequestParts, Request};
 use http::StatusCode;
 use http::header::{AUTHORIZATION, HeaderValue, WWW_AUTHENTICATE};
 use http::request::Parts;
@@ -180,6 +181,33 @@ pub(crate) trait Refusal {
     fn unauthenticated(denied: Denied) -> Reply;
 }
 
+/// Why the API keys turn a request away.
+enum TurnedAway {
+    /// A web page's request, with no keys configured.
+    CrossOrigin,
+    /// No valid key.
+    Unauthenticated(Denied),
+}
+
+impl TurnedAway {
+    /// `D`'s answer to it.
+    fn reply<D: Refusal>(self) -> Reply {
+        match self {
+            Self::CrossOrigin => D::cross_origin(),
+            Self::Unauthenticated(denied) => D::unauthenticated(denied),
+        }
+    }
+}
+
+/// Whether the API keys let a request with `headers` through.
+fn check(app: &App, headers: &http::HeaderMap) -> Result<(), TurnedAway> {
+    let keys = &app.options.api_keys;
+    if from_a_web_page_without_keys(keys, headers) {
+        return Err(TurnedAway::CrossOrigin);
+    }
+    admit(keys, headers).map_err(TurnedAway::Unauthenticated)
+}
+
 /// A request the API keys let through: a handler that takes this extractor runs only
 /// then, and `D` answers the others. An extractor rather than a middleware, which
 /// axum would box on every request for the call's whole life.
@@ -189,13 +217,28 @@ impl<D: Refusal> FromRequestParts<App> for Keyed<D> {
     type Rejection = Reply;
 
     async fn from_request_parts(parts: &mut Parts, app: &App) -> Result<Self, Reply> {
-        let keys = &app.options.api_keys;
-        if from_a_web_page_without_keys(keys, &parts.headers) {
-            return Err(D::cross_origin());
-        }
-        admit(keys, &parts.headers)
+        check(app, &parts.headers)
             .map(|()| Keyed(PhantomData))
-            .map_err(D::unauthenticated)
+            .map_err(TurnedAway::reply::<D>)
+    }
+}
+
+/// [`Keyed`], body and all, for the paths that read one: a refused request's body is
+/// dropped as it arrives first ([`App::discard_body`]), so the caller reads its 401 or
+/// 403 rather than a reset from a socket closed on unread data.
+pub(crate) struct KeyedRequest<D>(pub(crate) Request<Body>, pub(crate) PhantomData<D>);
+
+impl<D: Refusal> FromRequest<App> for KeyedRequest<D> {
+    type Rejection = Reply;
+
+    async fn from_request(request: Request<Body>, app: &App) -> Result<Self, Reply> {
+        match check(app, request.headers()) {
+            Ok(()) => Ok(Self(request, PhantomData)),
+            Err(turned) => {
+                app.discard_body(request).await;
+                Err(turned.reply::<D>())
+            }
+        }
     }
 }
 
@@ -204,6 +247,9 @@ pub(crate) enum SidecarDoor {}
 
 /// A request to the sidecar's own paths that the API keys let through.
 pub(crate) type SidecarKey = Keyed<SidecarDoor>;
+
+/// [`SidecarKey`], body and all.
+pub(crate) type SidecarRequest = KeyedRequest<SidecarDoor>;
 
 impl Refusal for SidecarDoor {
     fn cross_origin() -> Reply {

@@ -214,11 +214,24 @@ impl App {
     }
 
     /// Drops a refused request's body as it arrives (within the body cap and the
-    /// body-read timeout), keeping none of it, so its refusal reaches the client.
-    pub(crate) async fn discard_body(&self, body: axum::body::Body) {
+    /// body-read timeout), keeping none of it, so its refusal reaches the client. A
+    /// client waiting for `100 Continue` is not invited to upload a body no one wants:
+    /// its body is left unread, which it has not sent.
+    pub(crate) async fn discard_body(&self, request: http::Request<axum::body::Body>) {
+        let expects_continue = request
+            .headers()
+            .get(http::header::EXPECT)
+            .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+        if expects_continue {
+            return;
+        }
         let limits = &self.options;
-        crate::body::discard_body(body, limits.body_max_bytes, limits.limits.body_read_timeout)
-            .await;
+        crate::body::discard_body(
+            request.into_body(),
+            limits.body_max_bytes,
+            limits.limits.body_read_timeout,
+        )
+        .await;
     }
 
     /// One of the `max_calls` slots of calls in flight, taken before the request's body

@@ -3,7 +3,6 @@
 use std::sync::OnceLock;
 
 use axum::Router as Paths;
-use axum::body::Body;
 use axum::extract::{Request, State};
 use axum::routing::{get, post};
 use bytes::Bytes;
@@ -13,7 +12,7 @@ use serde_json::json;
 
 use super::App;
 use super::context::X_REQUEST_ID;
-use super::keys::SidecarKey;
+use super::keys::{KeyedRequest, SidecarKey, SidecarRequest};
 use super::reply::{Reply, error, json, route_error, text, violation_details};
 
 /// Every path the sidecar serves (the OpenAPI document lists the same set).
@@ -87,11 +86,11 @@ async fn metrics(State(app): State<App>) -> Reply {
     }
 }
 
-async fn route(_: SidecarKey, State(app): State<App>, request: Request<Body>) -> Reply {
+async fn route(State(app): State<App>, KeyedRequest(request, _): SidecarRequest) -> Reply {
     let slot = match app.call_slot() {
         Ok(slot) => slot,
         Err(err) => {
-            app.discard_body(request.into_body()).await;
+            app.discard_body(request).await;
             return route_error(&err);
         }
     };

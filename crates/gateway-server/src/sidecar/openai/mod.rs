@@ -36,7 +36,7 @@ use self::request::ChatCall;
 use self::response::{ChatCompletion, ModelCard, ModelList, event_stream, unix_now};
 use self::responses::{CreateResponseRequest, ResponseObject, response_events};
 use super::App;
-use super::keys::{Denied, Keyed, Refusal};
+use super::keys::{Denied, Keyed, KeyedRequest, Refusal};
 use super::reply::{Reply, json, text};
 
 /// The door's paths, each behind the API keys (when configured).
@@ -89,6 +89,9 @@ pub(crate) enum OpenAiDoor {}
 /// A request to the door that the API keys let through.
 type OpenAiKey = Keyed<OpenAiDoor>;
 
+/// [`OpenAiKey`], body and all.
+type OpenAiRequest = KeyedRequest<OpenAiDoor>;
+
 impl Refusal for OpenAiDoor {
     fn cross_origin() -> Reply {
         OpenAiError::status(
@@ -117,7 +120,7 @@ async fn routed(
     let slot = match app.call_slot() {
         Ok(slot) => slot,
         Err(err) => {
-            app.discard_body(request.into_body()).await;
+            app.discard_body(request).await;
             return Err(OpenAiError::failed(&err).into_reply());
         }
     };
@@ -151,7 +154,10 @@ fn events(stream: String) -> Reply {
     reply
 }
 
-async fn chat_completions(_: OpenAiKey, State(app): State<App>, request: Request<Body>) -> Reply {
+async fn chat_completions(
+    State(app): State<App>,
+    KeyedRequest(request, _): OpenAiRequest,
+) -> Reply {
     let (outcome, call) = match routed(&app, request, ChatCall::parse).await {
         Ok(routed) => routed,
         Err(reply) => return reply,
@@ -166,7 +172,7 @@ async fn chat_completions(_: OpenAiKey, State(app): State<App>, request: Request
     reply
 }
 
-async fn create_response(_: OpenAiKey, State(app): State<App>, request: Request<Body>) -> Reply {
+async fn create_response(State(app): State<App>, KeyedRequest(request, _): OpenAiRequest) -> Reply {
     let (outcome, call) = match routed(&app, request, CreateResponseRequest::parse).await {
         Ok(routed) => routed,
         Err(reply) => return reply,
