@@ -84,7 +84,7 @@ pub use error_body::{
     CODE_TOO_MANY_REQUESTS, ErrorBody, RateLimitInfo,
 };
 pub use model_id::{MAX_FALLBACKS, MODEL_ID_MAX_LEN, MODEL_ID_PATTERN, ModelId};
-pub use models::{ModelEntity, ModelEntityListing};
+pub use models::{MAX_PAGE_ENTITIES, ModelEntity, ModelEntityListing};
 pub use payload::{
     DEFAULT_MAX_TOKENS, DEFAULT_TOP_P, DISPATCH_SOURCE, GatewayPayload, MAX_METADATA_ENTRIES,
     MAX_METADATA_KEY_CHARS, MAX_METADATA_READ, MAX_METADATA_VALUE_CHARS, MAX_PROMPT_CHARS,
