@@ -39,9 +39,12 @@ pub const CODE_REQUEST_TOO_LARGE: &str = "request.entity.too.large";
 pub struct ErrorBody {
     /// Human-readable message.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    // Required by the schema: never `null` there, as `Validate` reads `null` as absent.
+    #[schemars(with = "String")]
     pub message: Option<String>,
     /// Machine-readable code, such as `too.many.requests.retry.after`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schemars(with = "String")]
     pub code: Option<String>,
     /// The HTTP status, repeated.
     #[serde(
@@ -49,6 +52,7 @@ pub struct ErrorBody {
         skip_serializing_if = "Option::is_none",
         deserialize_with = "crate::whole::option"
     )]
+    #[schemars(with = "u16")]
     pub status: Option<u16>,
     /// Genesys' id for this failure; quote it to Genesys support.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,7 +94,11 @@ pub struct RateLimitInfo {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,
     /// Its value, such as 300.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "crate::whole::signed_option"
+    )]
     pub value: Option<i64>,
 }
 

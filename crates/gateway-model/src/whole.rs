@@ -96,6 +96,64 @@ pub fn option<'de, D: Deserializer<'de>, T: WholeNumber>(d: D) -> Result<Option<
     Option::<Whole<T>>::deserialize(d).map(|w| w.map(|w| w.0))
 }
 
+/// An `i64` read as JSON Schema counts integers (`300`, `300.0`, `3e2`).
+struct SignedVisitor;
+
+impl Visitor<'_> for SignedVisitor {
+    type Value = i64;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an integer from -9223372036854775808 to 9223372036854775807")
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<i64, E> {
+        Ok(v)
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<i64, E> {
+        i64::try_from(v).map_err(|_| E::invalid_value(Unexpected::Unsigned(v), &self))
+    }
+
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<i64, E> {
+        // -2^63 converts exactly, and 2^63 is the first float past `i64::MAX`.
+        if v.fract() == 0.0
+            && (-9_223_372_036_854_775_808.0..9_223_372_036_854_775_808.0).contains(&v)
+        {
+            #[allow(clippy::cast_possible_truncation)] // checked above
+            return Ok(v as i64);
+        }
+        Err(E::invalid_value(Unexpected::Float(v), &self))
+    }
+}
+
+/// An `i64` read through [`signed_option`].
+struct Signed(i64);
+
+impl<'de> Deserialize<'de> for Signed {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_i64(SignedVisitor).map(Signed)
+    }
+}
+
+/// Reads an optional signed integer field as JSON Schema counts integers: `null` is
+/// `None` (pair with `#[serde(default)]` so an absent one is too).
+///
+/// ```
+/// #[derive(serde::Deserialize)]
+/// struct Limit {
+///     #[serde(default, deserialize_with = "gateway_model::whole::signed_option")]
+///     value: Option<i64>,
+/// }
+/// let read = |json: &str| serde_json::from_str::<Limit>(json).map(|l| l.value);
+/// assert_eq!(read(r#"{"value": 300.0}"#).unwrap(), Some(300));
+/// assert_eq!(read(r#"{"value": -2}"#).unwrap(), Some(-2));
+/// assert_eq!(read(r#"{"value": null}"#).unwrap(), None);
+/// assert!(read(r#"{"value": 1.5}"#).is_err());
+/// ```
+pub fn signed_option<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Option::<Signed>::deserialize(d).map(|s| s.map(|s| s.0))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

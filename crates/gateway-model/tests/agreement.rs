@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use gateway_model::schema::schema_for;
 use gateway_model::{
-    EnvironmentConfig, FormatCheck, GatewayPayload, MAX_FALLBACKS, MAX_METADATA_ENTRIES,
+    EnvironmentConfig, ErrorBody, FormatCheck, GatewayPayload, MAX_FALLBACKS, MAX_METADATA_ENTRIES,
     MAX_PROMPT_CHARS, MAX_TOKENS_CAP, Metadata, ModelId, Parameters, RouteConfig, RouteRequest,
     RouterConfig, Rule, SafetyFilter, SplitEntry, TemperatureMatrix, Tuning, Validate,
     ValidationErrors, Violation, WebhookConfig, payload_format,
@@ -461,6 +461,38 @@ fn route_requests_agree() {
     documents_agree("route-request", &schema, &request_bases(), runner(CASES))
         .unwrap()
         .assert_both_sides(CASES, 0.2);
+}
+
+/// Error bodies as services write them: one with every field, one with the three the
+/// schema requires.
+fn error_body_bases() -> Vec<Value> {
+    vec![
+        json!({
+            "message": "Rate limit exceeded",
+            "code": "too.many.requests.retry.after",
+            "status": 429,
+            "contextId": "ctx-1",
+            "details": [{"errorCode": "x"}],
+            "errors": [{"message": "m", "code": "c", "status": 429}],
+            "entityId": "e-1",
+            "entityName": "model-gen-4",
+            "messageWithParams": "limit {n}",
+            "messageParams": {"n": "300"},
+            "limit": {"key": "token.rate.per.minute", "namespace": "platform.api", "value": 300},
+        }),
+        json!({"message": "m", "code": "c", "status": 400}),
+    ]
+}
+
+#[test]
+fn error_bodies_agree() {
+    const CASES: u32 = 2_000;
+    let schema = schema_for::<ErrorBody>();
+    // Most of an error body is optional and loosely typed: about one mutated document
+    // in nine breaks a rule.
+    documents_agree("error-body", &schema, &error_body_bases(), runner(CASES))
+        .unwrap()
+        .assert_both_sides(CASES, 0.05);
 }
 
 /// The document tests can fail: a schema whose bound was edited (as if by hand, or by
