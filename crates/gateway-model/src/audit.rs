@@ -324,14 +324,17 @@ impl AuditEntry {
     }
 }
 
+/// Whether `text` is `len` lowercase hexadecimal digits.
+fn is_lower_hex(text: &str, len: usize) -> bool {
+    text.len() == len
+        && text
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+}
+
 impl Validate for AuditEntry {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
-        let sha = &self.prompt_sha256;
-        if sha.len() != 64
-            || !sha
-                .bytes()
-                .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
-        {
+        if !is_lower_hex(&self.prompt_sha256, 64) {
             out.push(
                 &at.key("promptSha256"),
                 Rule::Pattern {
@@ -339,7 +342,31 @@ impl Validate for AuditEntry {
                 },
             );
         }
+        if self
+            .trace_id
+            .as_deref()
+            .is_some_and(|id| !is_lower_hex(id, 32))
+        {
+            out.push(
+                &at.key("traceId"),
+                Rule::Pattern {
+                    pattern: r"^[0-9a-f]{32}$",
+                },
+            );
+        }
+        self.requested_model
+            .collect_violations(&at.key("requestedModel"), out);
+        check_models_tried(&self.models_tried, &at.key("modelsTried"), out);
         self.metadata.collect_violations(&at.key("metadata"), out);
+    }
+}
+
+/// Each model tried names a model by the model id rules, as the schema states.
+pub(crate) fn check_models_tried(tried: &[ModelAttempt], at: &Location<'_>, out: &mut Violations) {
+    for (i, attempt) in tried.iter().enumerate() {
+        attempt
+            .model_id
+            .collect_violations(&at.index(i).key("modelId"), out);
     }
 }
 

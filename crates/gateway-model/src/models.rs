@@ -15,7 +15,9 @@ pub use reading::MAX_PAGE_ENTITIES;
 #[derive(Debug, Clone, PartialEq, Serialize, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ModelEntity {
-    /// The model id used in payloads.
+    /// The model id used in payloads (any string here: the catalogue is the gateway's
+    /// word, read leniently).
+    #[schemars(with = "String")]
     pub id: ModelId,
     /// Display name.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -211,8 +211,14 @@ pub struct RouteOutcome {
     pub audit_id: Option<Uuid>,
 }
 
+/// The model ids the schema states rules for: the model selected and each model tried
+/// (the model that answered is the gateway's word, any string).
 impl Validate for RouteOutcome {
-    fn collect_violations(&self, _: &Location<'_>, _: &mut Violations) {}
+    fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
+        self.requested_model
+            .collect_violations(&at.key("requestedModel"), out);
+        crate::audit::check_models_tried(&self.models_tried, &at.key("modelsTried"), out);
+    }
 }
 
 #[cfg(test)]
