@@ -188,14 +188,31 @@ impl ErrorBody {
     }
 }
 
+/// Longest `message` an error body's `Display` shows, in characters: it goes into
+/// every error and log line that quotes the gateway's answer.
+pub const MAX_SHOWN_MESSAGE_CHARS: usize = 1_024;
+
 impl fmt::Display for ErrorBody {
-    /// `code: message (contextId …)`, leaving out what is missing.
+    /// `code: message (contextId …)`, leaving out what is missing: each on one line (its
+    /// control characters escaped), the code and context id cut to
+    /// [`MAX_UPSTREAM_TEXT_CHARS`](crate::MAX_UPSTREAM_TEXT_CHARS) characters and the
+    /// message to [`MAX_SHOWN_MESSAGE_CHARS`].
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        use crate::{MAX_UPSTREAM_TEXT_CHARS, OneLine};
         let code = self.code.as_deref().unwrap_or("unknown");
         let message = self.message.as_deref().unwrap_or("no message");
-        write!(f, "{code}: {message}")?;
+        write!(
+            f,
+            "{}: {}",
+            OneLine::new(code, MAX_UPSTREAM_TEXT_CHARS),
+            OneLine::new(message, MAX_SHOWN_MESSAGE_CHARS)
+        )?;
         if let Some(ctx) = &self.context_id {
-            write!(f, " (contextId {ctx})")?;
+            write!(
+                f,
+                " (contextId {})",
+                OneLine::new(ctx, MAX_UPSTREAM_TEXT_CHARS)
+            )?;
         }
         Ok(())
     }
@@ -224,6 +241,26 @@ impl crate::Validate for ErrorBody {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A gateway's message went whole (up to 64 KiB, line breaks and terminal escapes
+    /// included) into every error and log line that quoted the answer.
+    #[test]
+    fn shown_it_is_one_bounded_line() {
+        let mut body = ErrorBody::new(500, "c\nd", "line\n".repeat(20_000), "ctx\u{1b}[2J");
+        body.message.as_mut().unwrap().insert_str(0, "first ");
+        let shown = body.to_string();
+        assert!(
+            !shown.contains('\n') && !shown.contains('\u{1b}'),
+            "{shown:.200}"
+        );
+        assert!(
+            shown.starts_with("c\\nd: first line\\nline"),
+            "{shown:.200}"
+        );
+        assert!(shown.contains("…"), "cut");
+        assert!(shown.ends_with("(contextId ctx\\u{1b}[2J)"), "{shown:.200}");
+        assert!(shown.chars().count() < 2 * MAX_SHOWN_MESSAGE_CHARS + 100);
+    }
 
     #[test]
     fn parses_a_rate_limit_body() {

@@ -39,6 +39,7 @@
 
 mod audit;
 mod bounded_file;
+mod bounded_text;
 mod bounds;
 mod config;
 pub mod endpoint;
@@ -68,6 +69,7 @@ pub use audit::{
     AuditEntry, MAX_UPSTREAM_TEXT_CHARS, MAX_USAGE_EXTRA_BYTES, ModelAttempt, Outcome,
 };
 pub use bounded_file::read_bounded;
+pub use bounded_text::OneLine;
 pub use config::{
     AuditConfig, CLIENT_ID_PATTERN, CircuitBreakerConfig, CredentialsConfig,
     DEFAULT_MAX_CONNECTIONS, DEFAULT_MODELS_PATH, DEFAULT_PROMPTS_PATH, ENDPOINT_PATH_PATTERN,
@@ -81,7 +83,7 @@ pub use env_var::{EnvVarError, env_var};
 pub use error_body::{
     CODE_AUTHENTICATION_REQUIRED, CODE_BAD_CREDENTIALS, CODE_BAD_REQUEST, CODE_MISSING_PERMISSIONS,
     CODE_MODEL_RESTRICTED, CODE_NOT_FOUND, CODE_POLICY_VIOLATION, CODE_REQUEST_TOO_LARGE,
-    CODE_TOO_MANY_REQUESTS, ErrorBody, RateLimitInfo,
+    CODE_TOO_MANY_REQUESTS, ErrorBody, MAX_SHOWN_MESSAGE_CHARS, RateLimitInfo,
 };
 pub use model_id::{MAX_FALLBACKS, MODEL_ID_MAX_LEN, MODEL_ID_PATTERN, ModelId};
 pub use models::{MAX_PAGE_ENTITIES, ModelEntity, ModelEntityListing};

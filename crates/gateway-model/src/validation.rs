@@ -8,6 +8,8 @@
 
 use std::fmt;
 
+pub use crate::bounded_text::cut_to;
+
 pub use crate::found::Found;
 pub use crate::location::Location;
 use crate::location::push_key;
@@ -135,24 +137,6 @@ pub const MAX_VIOLATIONS: usize = 64;
 fn bounded(mut text: String) -> String {
     cut_to(&mut text, MAX_MALFORMED_CHARS);
     text
-}
-
-/// Cuts `text` to `max_chars` characters (at least 1), its last one a `…` if it was
-/// longer: how every text from outside is bounded before it is kept or echoed.
-///
-/// ```
-/// let mut text = String::from("conversation");
-/// gateway_model::cut_to(&mut text, 5);
-/// assert_eq!(text, "conv…");
-/// ```
-pub fn cut_to(text: &mut String, max_chars: usize) {
-    let max_chars = max_chars.max(1);
-    if text.char_indices().nth(max_chars).is_some()
-        && let Some((keep, _)) = text.char_indices().nth(max_chars - 1)
-    {
-        text.truncate(keep);
-        text.push('…');
-    }
 }
 
 impl Rule {

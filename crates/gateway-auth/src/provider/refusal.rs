@@ -2,6 +2,7 @@
 //! made fit to show: the credentials it may repeat redacted, control characters escaped,
 //! each text cut.
 
+use gateway_model::OneLine;
 use gateway_model::redact::redact_json;
 use serde::Deserialize;
 
@@ -31,27 +32,13 @@ pub(super) fn read(body: &[u8], secrets: &[&str]) -> (String, Option<String>) {
         .map(|b| (b.error, b.description.or(b.error_description)))
         .unwrap_or_default();
     (
-        error.map_or_else(|| "unknown_error".into(), plain),
-        description.map(plain),
+        error.map_or_else(|| "unknown_error".into(), |e| plain(&e)),
+        description.as_deref().map(plain),
     )
 }
 
-/// `text` fit for one line of a log: control characters escaped (a newline or a terminal
+/// `text` fit for one line of a log (control characters escaped: a newline or a terminal
 /// escape cannot forge a line), cut to [`MAX_GRANT_ERROR_CHARS`].
-fn plain(text: String) -> String {
-    let mut text = if text.chars().any(char::is_control) {
-        let mut escaped = String::with_capacity(text.len());
-        for c in text.chars() {
-            if c.is_control() {
-                escaped.extend(c.escape_default());
-            } else {
-                escaped.push(c);
-            }
-        }
-        escaped
-    } else {
-        text
-    };
-    gateway_model::cut_to(&mut text, MAX_GRANT_ERROR_CHARS);
-    text
+fn plain(text: &str) -> String {
+    OneLine::new(text, MAX_GRANT_ERROR_CHARS).to_string()
 }
