@@ -11,7 +11,7 @@ use crate::bounds::{self, Bound, Bounded, Pattern, Text, white_space_class, wide
 use crate::model_id::{MAX_FALLBACKS, ModelId, check_fallbacks};
 use crate::safety::{SafetyFilter, check_safety_filters};
 use crate::tuning::{TEMPERATURE_MAX, TEMPERATURE_MIN, TemperatureMatrix, Tuning};
-use crate::validation::{Location, Validate, ValidationErrors, Violations};
+use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations};
 
 /// Longest accepted prompt, in characters (Unicode scalar values, as JSON Schema's
 /// `maxLength` counts them; not bytes).
@@ -134,9 +134,25 @@ impl Bounded for Parameters {
     ];
 }
 
+/// The parameters [`Parameters`] types, as the wire names them.
+const TYPED_PARAMETERS: [&str; 3] = ["temperature", "maxTokens", "topP"];
+
 impl Validate for Parameters {
     fn collect_violations(&self, at: &Location<'_>, out: &mut Violations) {
         bounds::check(self, at, out);
+        // Written after the typed field, an extra of the same name would be what the
+        // gateway reads, unchecked by the bounds, the route's band and the audit entry.
+        for name in TYPED_PARAMETERS
+            .into_iter()
+            .filter(|n| self.extra.contains_key(*n))
+        {
+            out.push(
+                &at.key(name),
+                Rule::Conflict {
+                    reason: "is typed: set it through its field, not as an extra parameter",
+                },
+            );
+        }
     }
 }
 
@@ -414,7 +430,8 @@ impl PayloadBuilder {
         self
     }
 
-    /// Sets an extra sampling parameter this version does not type.
+    /// Sets an extra sampling parameter this version does not type (a typed one's name,
+    /// such as `temperature`, is refused by [`build`](Self::build)).
     pub fn parameter(mut self, name: impl Into<String>, value: serde_json::Value) -> Self {
         self.payload.parameters.extra.insert(name.into(), value);
         self
@@ -687,13 +704,31 @@ mod tests {
     }
 
     #[test]
-    fn an_extra_parameter_is_judged_by_the_schema() {
-        // `validate()` does not look inside `extra`; the compiled schema does, on the
-        // document as sent, where this entry replaces the typed temperature.
-        let p = base()
-            .parameter("temperature", serde_json::json!(7.5))
+    fn an_extra_parameter_cannot_stand_in_for_a_typed_one() {
+        for name in TYPED_PARAMETERS {
+            let err = GatewayPayload::builder("m", "p")
+                .parameter(name, serde_json::json!(5))
+                .build()
+                .unwrap_err();
+            assert!(
+                err.has_path(&format!("/parameters/{name}")),
+                "{name}: {err}"
+            );
+        }
+        GatewayPayload::builder("m", "p")
+            .parameter("stop", serde_json::json!(["\n"]))
             .build()
             .unwrap();
+    }
+
+    #[test]
+    fn an_extra_parameter_is_judged_by_the_schema() {
+        // `validate()` judges no extra's value; the compiled schema does, on the
+        // document as sent, where this entry (refused by `build`, passed here unchecked)
+        // replaces the typed temperature.
+        let p = base()
+            .parameter("temperature", serde_json::json!(7.5))
+            .build_unchecked();
         let refused = p.to_json_bytes().unwrap_err();
         assert!(refused.has_path("/parameters/temperature"), "{refused}");
         let fine = base().parameter("stop", serde_json::json!(["\n"])).build();
