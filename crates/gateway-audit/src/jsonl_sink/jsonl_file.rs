@@ -76,7 +76,6 @@ struct FileState {
     sync_wanted: u64,
     synced: u64,
     retired: Vec<Retired>,
-    closed: bool,
     broken_tail: bool,
     /// A rotation renamed files since the directory was last synced.
     dir_unsynced: bool,
@@ -93,6 +92,9 @@ pub(super) struct JsonlFile {
     reopened: watch::Sender<u64>,
     /// The path names a file this sink cannot open (an error was logged).
     path_lost: AtomicBool,
+    /// The sink was closed: the sync thread syncs what is due and ends. Kept out of
+    /// the file's lock, which a write stuck on a disk that stopped answering holds.
+    closed: AtomicBool,
     sync: Arc<dyn SyncFile>,
 }
 
@@ -175,7 +177,6 @@ impl JsonlFile {
                 sync_wanted: 0,
                 synced: 0,
                 retired: Vec::new(),
-                closed: false,
                 broken_tail: false,
                 dir_unsynced: false,
             }),
@@ -183,6 +184,7 @@ impl JsonlFile {
             progress: watch::Sender::new(SyncProgress::default()),
             reopened: watch::Sender::new(0),
             path_lost: AtomicBool::new(false),
+            closed: AtomicBool::new(false),
             sync,
         };
         Ok((opened, claim))
@@ -382,7 +384,7 @@ impl JsonlFile {
     pub(super) fn request_sync(&self) -> Option<u64> {
         let target = {
             let mut st = self.lock();
-            if st.closed {
+            if self.closed.load(Ordering::Acquire) {
                 return None;
             }
             st.sync_wanted = st.sync_wanted.max(st.written);
@@ -405,7 +407,11 @@ impl JsonlFile {
 
     /// Lets the sync thread finish: it syncs what is due, then ends.
     pub(super) fn close(&self) {
-        self.lock().closed = true;
+        self.closed.store(true, Ordering::Release);
+        // Taking the lock a moment orders this with a sync thread about to wait, so the
+        // wake-up is not lost; a lock held (by a write stuck in its system call) is not
+        // waited for: the sync thread's wait ends within `PATH_CHECK_INTERVAL` anyway.
+        drop(self.state.try_lock());
         self.wake.notify_one();
     }
 
@@ -434,7 +440,7 @@ impl JsonlFile {
                 } else {
                     st.written
                 };
-                let closing = st.closed;
+                let closing = self.closed.load(Ordering::Acquire);
                 if target > st.synced || (policy != FsyncPolicy::Never && !st.retired.is_empty()) {
                     st = self.sync_through(st, target);
                 }
@@ -458,7 +464,9 @@ impl JsonlFile {
         // Under `never`, rotated files wait for a requested sync (a flush).
         let retired_due = self.options.fsync != FsyncPolicy::Never;
         let due = |s: &mut FileState| {
-            s.closed || s.sync_wanted > s.synced || (retired_due && !s.retired.is_empty())
+            self.closed.load(Ordering::Acquire)
+                || s.sync_wanted > s.synced
+                || (retired_due && !s.retired.is_empty())
         };
         let timeout = wake_at.saturating_duration_since(Instant::now());
         let (mut st, _) = self

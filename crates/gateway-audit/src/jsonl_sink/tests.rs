@@ -262,9 +262,9 @@ async fn a_flush_under_never_syncs_the_files_rotated_since_the_last_one() {
 
 /// A disk that stops answering inside a writer's system call (here the inline sync of a
 /// rotated file, held, with the file's lock) holds neither another caller's record
-/// forever nor a flush past its deadline, and blocks no runtime thread.
+/// forever nor a flush or a shutdown past its deadline, and blocks no runtime thread.
 #[tokio::test]
-async fn a_stuck_writer_holds_neither_a_record_nor_a_flush_forever() {
+async fn a_stuck_writer_holds_no_record_flush_or_shutdown_forever() {
     let dir = tempfile::tempdir().unwrap();
     let sync = ScriptedSync::new(&[Step::Hold, Step::Hold]);
     let sink = Arc::new(open(&dir, options(FsyncPolicy::EveryEntry, 1), &sync));
@@ -299,8 +299,26 @@ async fn a_stuck_writer_holds_neither_a_record_nor_a_flush_forever() {
         matches!(flushed, Err(AuditError::Timeout { .. })),
         "{flushed:?}"
     );
+    // Closing, as a shutdown and a drop do, does not wait for the stuck write either: it
+    // once took the file's lock, so a stop signal could not end the process.
+    let (closed, was_closed) = std::sync::mpsc::channel();
+    let closer = {
+        let sink = Arc::clone(&sink);
+        std::thread::spawn(move || {
+            sink.file.close();
+            let _ = closed.send(());
+        })
+    };
+    was_closed
+        .recv_timeout(Duration::from_secs(10))
+        .expect("closed while a write is stuck");
+    let shut = sink
+        .shutdown(Instant::now() + Duration::from_millis(200))
+        .await;
+    assert!(matches!(shut, Err(AuditError::Timeout { .. })), "{shut:?}");
     sync.release();
     writer.join().unwrap();
+    closer.join().unwrap();
 }
 
 /// A line queued just before the shutdown, whose writer has not written it yet (it waits
