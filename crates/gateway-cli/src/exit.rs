@@ -134,8 +134,24 @@ fn build_exit(err: &BuildError) -> Exit {
         | BuildError::SpoolDir(_)
         | BuildError::Audit(gateway_audit::AuditError::Secret(_)) => Exit::Config,
         BuildError::Auth(e) => auth_exit(e),
-        BuildError::Catalogue(_) => Exit::Upstream,
+        BuildError::Catalogue(e) => catalogue_exit(e),
         _ => Exit::Failure,
+    }
+}
+
+/// The start-up catalogue check's failure, by what ended it: as a routed call's would.
+fn catalogue_exit(err: &gateway_transport::TransportError) -> Exit {
+    use gateway_transport::ErrorKind;
+    match err.kind() {
+        ErrorKind::Token(t) if !t.retryable => Exit::Credentials,
+        ErrorKind::Unauthorized { .. } => Exit::Credentials,
+        ErrorKind::Status { status, .. } if *status == http::StatusCode::FORBIDDEN => {
+            Exit::Credentials
+        }
+        // A models path the gateway does not serve is a setting to fix.
+        ErrorKind::Status { status, .. } if *status == http::StatusCode::NOT_FOUND => Exit::Config,
+        ErrorKind::Url(_) => Exit::Config,
+        _ => Exit::Upstream,
     }
 }
 

@@ -568,6 +568,41 @@ async fn exit_3_for_an_audit_file_another_process_writes() {
     assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
 }
 
+/// A webhook spool directory that exists but cannot be written (here sysfs, which even
+/// root may not write; another user's directory, or a read-only mount, elsewhere) is a
+/// setting too: exit 3 naming its key, not 1, which systemd restarts in a loop.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exit_3_for_a_webhook_spool_that_cannot_be_written() {
+    let spool = Path::new("/sys/kernel");
+    if !spool.is_dir() || std::fs::File::create(spool.join("genesys-router-probe")).is_ok() {
+        eprintln!("skipped: no directory here that this process cannot write");
+        return;
+    }
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = audited_config(dir.path(), &sim, &dir.path().join("audit.jsonl"));
+    let text = format!(
+        "{}[audit.webhook]\nurl = \"http://127.0.0.1:9/hook\"\n\
+         secret_env = \"AUDIT_WEBHOOK_SECRET\"\nspool_dir = \"{}\"\n",
+        std::fs::read_to_string(&config).unwrap(),
+        spool.display()
+    );
+    std::fs::write(&config, text).unwrap();
+    let mut command = route(&config, &[]);
+    command.env(
+        "AUDIT_WEBHOOK_SECRET",
+        "whsec_dGVzdCBrZXkgZm9yIHRoZSBhdWRpdCB3ZWJob29r",
+    );
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains("`audit.webhook.spool_dir`"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(sim.counters().prompt_requests, 0, "nothing was sent");
+}
+
 /// A webhook spool that cannot be created (a file where the directory should be) is a
 /// setting too: exit 3 naming its key, found by `check-config` first.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -647,6 +682,42 @@ async fn exit_4_for_missing_credentials_with_the_cause_printed_once() {
         "{}",
         stderr(&output)
     );
+}
+
+/// The start-up catalogue check (`validate_models`) fails as a routed call would: on
+/// refused credentials exit 4, which systemd's unit does not restart, not 5 (a later
+/// try may work), which it restarted every 2 s with the bad secret; on a models path
+/// the gateway does not serve, exit 3.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_start_up_catalogue_check_fails_with_the_exit_code_of_its_cause() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("router.toml");
+    let write = |models_path: &str| {
+        std::fs::write(
+            &config,
+            format!(
+                "[environment]\napi_base = \"{}\"\nvalidate_models = true\n\
+                 models_path = \"{models_path}\"\n[routes.summarize]\nmodel = \"model-gen-4\"\n\
+                 [retry]\nmax_attempts = 1\n[audit]\nenabled = false\n",
+                sim.base_url()
+            ),
+        )
+        .unwrap();
+    };
+    write("/api/v2/ai/models");
+    let mut command = route(&config, &[]);
+    command.env("GENESYS_CLIENT_SECRET", "not-the-secret");
+    let output = run(command).await;
+    assert_eq!(output.status.code(), Some(4), "{}", stderr(&output));
+    write("/api/v2/ai/no-such-path");
+    let output = run(route(&config, &[])).await;
+    assert_eq!(output.status.code(), Some(3), "{}", stderr(&output));
+    // With both right, the check passes and the call is made.
+    write("/api/v2/ai/models");
+    let output = run(route(&config, &[])).await;
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(sim.counters().prompt_requests, 1);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

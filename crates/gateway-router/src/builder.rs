@@ -315,8 +315,9 @@ fn start_webhook(
         ..WebhookOptions::default()
     };
     WebhookSink::start_with(webhook, secret, options).map_err(|e| match e {
-        // Another sink holds the spool: a setting to fix, like a spool under a file.
-        AuditError::InUse { .. } => BuildError::SpoolDir(e),
+        // Another sink holds the spool, or its directory cannot be written (another
+        // user's, a read-only mount): a setting to fix, like a spool under a file.
+        AuditError::InUse { .. } | AuditError::Io { .. } => BuildError::SpoolDir(e),
         e => BuildError::Audit(e),
     })
 }
