@@ -80,12 +80,14 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
         "stopped by a signal".to_owned()
     };
     let result = router.route_until(request, stop).await;
-    let Some(flushed) = flush_unless_stopped(&router, &mut signals, stopped).await else {
-        console::error("stop signal: the audit trail's flush was abandoned (entries may be lost)");
-        return Ok(i32::from(Exit::Failure.code()));
+    // A flush a second stop signal abandoned fails like one that failed: the answer is
+    // still printed (or the call's failure reported), then the exit code says so.
+    let flushed = match flush_unless_stopped(&router, &mut signals, stopped).await {
+        Some(flushed) => flushed.map_err(|e| format!("could not be flushed: {e}")),
+        None => Err("flush was abandoned by a stop signal".to_owned()),
     };
     if let (Err(e), Err(_)) = (&flushed, &result) {
-        console::warn(format_args!("the audit trail could not be flushed: {e}"));
+        console::warn(format_args!("the audit trail {e} (entries may be lost)"));
     }
     // The caller reports the failure (and the models it tried) once, with its exit code.
     let outcome = result?;
@@ -104,9 +106,7 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     // The answer is out, but its audit entry may be lost: a script must see it, as a
     // supervisor sees it from `serve`.
     if let Err(e) = flushed {
-        console::error(format_args!(
-            "the audit trail could not be flushed (entries may be lost): {e}"
-        ));
+        console::error(format_args!("the audit trail {e} (entries may be lost)"));
         return Ok(i32::from(Exit::Failure.code()));
     }
     Ok(0)

@@ -337,7 +337,7 @@ async fn a_second_stop_signal_abandons_routes_audit_flush() {
                 "AUDIT_WEBHOOK_SECRET",
                 "whsec_dGVzdCBrZXkgZm9yIHRoZSBhdWRpdCB3ZWJob29r",
             )
-            .stdout(Stdio::null())
+            .stdout(std::fs::File::create(dir.path().join("stdout")).unwrap())
             .stderr(Stdio::piped()),
     );
     // The entry's POST is at the webhook: the call is done, the flush under way.
@@ -364,6 +364,9 @@ async fn a_second_stop_signal_abandons_routes_audit_flush() {
     let (exit, rest) = exit_within_15_s(child, Some(stderr)).await;
     assert_eq!(exit.code(), Some(1), "{exit}: {rest}");
     assert!(rest.contains("flush was abandoned"), "{rest}");
+    // The answer, billed, is still printed: it once went nowhere.
+    let printed = std::fs::read_to_string(dir.path().join("stdout")).unwrap();
+    assert!(!printed.trim().is_empty(), "the answer is printed");
     holder.abort();
 }
 
