@@ -264,19 +264,19 @@ async fn route_batch(
                 bar.clone(),
                 options.requests,
             );
+            // Counts, not the answers: a batch may be a million prompts long.
             tokio::spawn(async move {
-                let mut results = Vec::new();
+                let mut answered = 0;
+                let mut failed: BTreeMap<&'static str, usize> = BTreeMap::new();
                 loop {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     if i >= total {
-                        break results;
+                        break (answered, failed);
                     }
-                    results.push(
-                        router
-                            .route(prompt(i))
-                            .await
-                            .map_err(|e| e.code().to_owned()),
-                    );
+                    match router.route(prompt(i)).await {
+                        Ok(_) => answered += 1,
+                        Err(e) => *failed.entry(e.code()).or_default() += 1,
+                    }
                     bar.inc(1);
                 }
             })
@@ -285,11 +285,10 @@ async fn route_batch(
     let mut answered = 0;
     let mut failed: BTreeMap<String, usize> = BTreeMap::new();
     for worker in workers {
-        for result in worker.await.context("a demo worker panicked")? {
-            match result {
-                Ok(_) => answered += 1,
-                Err(code) => *failed.entry(code).or_default() += 1,
-            }
+        let (done, failures) = worker.await.context("a demo worker panicked")?;
+        answered += done;
+        for (code, n) in failures {
+            *failed.entry(code.to_owned()).or_default() += n;
         }
     }
     bar.finish_and_clear();
