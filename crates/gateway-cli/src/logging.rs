@@ -112,8 +112,14 @@ pub fn use_colour(stderr_is_terminal: bool, no_color: Option<&OsStr>) -> bool {
 /// Installs the global subscriber on stderr; the console lines
 /// ([`crate::console`]) are written in the same format whatever the filter.
 pub fn init(flag: Option<&str>, format: LogFormat) -> Result<(), LogInitError> {
-    let (directives, origin) = choose_filter(flag, env_var)?;
-    let filter = parse_filter(&directives, origin)?;
+    let chosen = choose_filter(flag, env_var)
+        .and_then(|(directives, origin)| Ok(parse_filter(&directives, origin)?));
+    // A bad filter is reported in the format asked for, as every final error is: the
+    // subscriber goes in with the console lines alone.
+    let (filter, result) = match chosen {
+        Ok(filter) => (filter, Ok(())),
+        Err(e) => (EnvFilter::new("off"), Err(e)),
+    };
     let ansi = use_colour(
         std::io::IsTerminal::is_terminal(&std::io::stderr()),
         std::env::var_os("NO_COLOR").as_deref(),
@@ -123,7 +129,7 @@ pub fn init(flag: Option<&str>, format: LogFormat) -> Result<(), LogInitError> {
         .with(layer(format, filter, ansi, std::io::stderr))
         .try_init();
     console::set_format(format);
-    Ok(())
+    result
 }
 
 /// The log layer: `filter`, or the console target, written to `writer`.

@@ -190,6 +190,29 @@ fn an_invalid_filter_is_a_usage_error_with_the_reason() {
         stderr(&output)
     );
     assert!(output.stdout.is_empty(), "the command did not run");
+
+    // Asked for JSON logs, the error is a JSON line too (it was plain text, which a log
+    // shipper cannot read).
+    let output = cli(&[
+        "--log-format",
+        "json",
+        "--log",
+        "gateway_router=loud",
+        "schema",
+    ])
+    .output()
+    .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    let line: serde_json::Value = serde_json::from_str(stderr(&output).trim())
+        .unwrap_or_else(|e| panic!("{e}: {}", stderr(&output)));
+    assert_eq!(line["level"], "ERROR", "{line}");
+    assert!(
+        line["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("invalid log filter"),
+        "{line}"
+    );
 }
 
 /// `s\xffx`: a value no UTF-8 reader accepts.
