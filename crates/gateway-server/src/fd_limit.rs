@@ -32,8 +32,8 @@ impl crate::SidecarOptions {
     /// Raises the open-file limit ([`raise_for_connections`]) and lowers
     /// `limits.max_connections` to the room it leaves, less the metrics listener's
     /// [`MAX_METRICS_CONNECTIONS`](crate::sidecar::MAX_METRICS_CONNECTIONS) when there is
-    /// one; returns that room if the cap had to be lowered.
-    pub fn fit_open_file_limit(&mut self) -> Option<u64> {
+    /// one (at least 1); returns the new cap if it had to be lowered.
+    pub fn fit_open_file_limit(&mut self) -> Option<usize> {
         let metrics = if self.metrics_listen.is_some() {
             crate::sidecar::MAX_METRICS_CONNECTIONS
         } else {
@@ -45,6 +45,6 @@ impl crate::SidecarOptions {
             return None;
         }
         self.limits.max_connections = usize::try_from(room).unwrap_or(usize::MAX).max(1);
-        Some(room)
+        Some(self.limits.max_connections)
     }
 }
