@@ -53,7 +53,11 @@ fn main() -> ExitCode {
             return Exit::Usage.into();
         }
         Err(e) => {
-            console::error(e);
+            let e = anyhow::Error::new(e);
+            if json {
+                error_json(&e);
+            }
+            console::error(exit::render(&e));
             return Exit::Failure.into();
         }
     };
@@ -84,8 +88,12 @@ fn route_json(args: impl Iterator<Item = std::ffi::OsString>) -> bool {
 /// `route --json`'s error document for a usage failure found before the command ran, so
 /// a script reads one JSON document whatever went wrong.
 fn usage_json(message: &str) {
-    let err = anyhow::Error::new(exit::InvalidInput(message.to_owned()));
-    if let Ok(body) = serde_json::to_string_pretty(&exit::json_error(&err)) {
+    error_json(&anyhow::Error::new(exit::InvalidInput(message.to_owned())));
+}
+
+/// `route --json`'s error document for `err`, found before the command ran.
+fn error_json(err: &anyhow::Error) {
+    if let Ok(body) = serde_json::to_string_pretty(&exit::json_error(err)) {
         let _ = commands::write_stdout(format!("{body}\n").as_bytes());
     }
 }
