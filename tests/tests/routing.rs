@@ -559,6 +559,44 @@ async fn invalid_requests_never_reach_the_gateway() {
     assert_eq!(sim.counters().prompt_requests, 0);
 }
 
+/// Labels that fit a request but not beside the route's own are refused with the room
+/// the route leaves and the count the caller sent: the refusal once counted the labels
+/// of both ("has 33" for 31 sent).
+#[tokio::test]
+async fn labels_past_the_room_a_route_leaves_are_refused_with_that_room() {
+    let sim = Sim::builder().start().await.unwrap();
+    let route = RouteConfig {
+        metadata: [("team", "care")].into_iter().collect(),
+        ..RouteConfig::to_model("model-gen-4")
+    };
+    let router = router_for(config_for(&sim).with_route("s", route))
+        .build()
+        .await
+        .unwrap();
+    let with_labels = |n: usize| {
+        (0..n).fold(RouteRequest::new("s", "hi"), |request, i| {
+            request.metadata(format!("k{i:02}"), "v")
+        })
+    };
+    // `team`, `routingVersion` and `dispatchSource` leave room for 29.
+    router.route(with_labels(29)).await.unwrap();
+    let err = router.route(with_labels(31)).await.unwrap_err();
+    let violations = err.violations().expect("a validation error");
+    assert_eq!(violations.violations().len(), 1, "{err}");
+    let text = violations.violations()[0].to_string();
+    assert!(
+        text.starts_with("/metadata") && text.contains("room of 29 labels beside its own 3"),
+        "{text}"
+    );
+    assert!(text.contains("(is 31)"), "{text}");
+    // A caller's label may override one of the route's, which then takes no room.
+    router
+        .route(with_labels(29).metadata("team", "billing"))
+        .await
+        .unwrap();
+    assert_eq!(sim.counters().prompt_requests, 2);
+}
+
 #[tokio::test]
 async fn configured_models_are_checked_against_the_catalogue() {
     let sim = Sim::builder().start().await.unwrap();

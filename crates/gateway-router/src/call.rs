@@ -4,8 +4,8 @@
 use bytes::Bytes;
 use gateway_audit::{EncodedEntry, PromptDigest};
 use gateway_model::{
-    AuditEntry, GatewayPayload, ModelId, Outcome, RouteOutcome, RouteRequest, Validate,
-    ValidationErrors, Violation,
+    AuditEntry, GatewayPayload, MAX_METADATA_ENTRIES, Metadata, ModelId, Outcome, RouteOutcome,
+    RouteRequest, Rule, Validate, ValidationErrors, Violation,
 };
 use gateway_transport::clock::later;
 use tokio::time::Instant;
@@ -120,7 +120,9 @@ impl Router {
         request: RouteRequest,
         started: Instant,
     ) -> Prepared {
-        let (parameters, outside_route) = route.sampling.parameters(&request);
+        let (parameters, mut outside_route) = route.sampling.parameters(&request);
+        let metadata = route.labels(&request.metadata);
+        outside_route.extend(labels_outside_route(&metadata, &request.metadata));
         // An invalid request (a sticky key too long, an override outside the route's
         // bounds) is refused before any model.
         let invalid = refused(&request, outside_route).map(RouteErrorKind::Invalid);
@@ -135,7 +137,7 @@ impl Router {
             parameters,
             fallback_models: Vec::new(),
             safety_filters: route.safety_filters.clone(),
-            metadata: route.labels(&request.metadata),
+            metadata,
         };
         let asked = Asked {
             route: request.route,
@@ -356,6 +358,25 @@ fn share_of(now: Instant, deadline: Instant, models: usize) -> Instant {
 
 /// Every rule `request` breaks: its own bounds, then the route's (`outside_route`), each
 /// place reported once.
+/// The caller's labels (`asked`) when, with the route's (`sent` holds both), they come
+/// to more than a payload may carry: the caller is told the room the route leaves, not
+/// a count of labels it never sent. Past the cap on their own, validation says so.
+fn labels_outside_route(sent: &Metadata, asked: &Metadata) -> Option<Violation> {
+    if sent.len() <= MAX_METADATA_ENTRIES || asked.len() > MAX_METADATA_ENTRIES {
+        return None;
+    }
+    // The labels only the route adds: the caller's own override the route's.
+    let routes_own = sent.len() - asked.len();
+    let room = MAX_METADATA_ENTRIES.saturating_sub(routes_own);
+    Some(Violation {
+        path: "/metadata".into(),
+        rule: Rule::OutsideRoute {
+            bound: format!("room of {room} labels beside its own {routes_own}"),
+            actual: u64::try_from(asked.len()).unwrap_or(u64::MAX).into(),
+        },
+    })
+}
+
 fn refused(request: &RouteRequest, outside_route: Vec<Violation>) -> Option<ValidationErrors> {
     match request.validate() {
         Ok(()) => ValidationErrors::from_violations(outside_route),
