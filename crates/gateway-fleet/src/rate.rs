@@ -1,19 +1,19 @@
 //! One rate budget for the fleet: a GCRA cell in Redis, on Redis' own clock.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use gateway_transport::{BoxFuture, Gcra, LocalRateBudget, RateBudget};
 use redis::Script;
+use tokio::time::Instant;
 
 use crate::redis_link::RedisLink;
 
 /// Longest wait asked of Redis, so microsecond counts stay exact in Lua's doubles.
 const MAX_WAIT: Duration = Duration::from_secs(3_600);
-/// Most slots given back to the local budget at once (each one interval; more than a
-/// pace holds changes nothing).
-const MAX_LOCAL_GIVE_BACK: u32 = 1_024;
+/// Most slots waiting to be given back (each one interval; more than a pace holds
+/// changes nothing).
+const MAX_GIVEN_BACK: usize = 1_024;
 
 /// Reserves the next slot: the wait in microseconds, or `-1 - wait` beyond `ARGV[3]`.
 /// First it gives back `ARGV[5]` slots granted for requests never sent: the next slot
@@ -74,9 +74,10 @@ pub(crate) struct FleetRate {
     /// [`farthest`] for `cell`, as the scripts take it.
     farthest: String,
     local: LocalRateBudget,
-    /// Slots granted for requests never sent, given back by this replica's next
-    /// reservation (to Redis, or to the local budget if Redis cannot be asked).
-    given_back: AtomicU32,
+    /// When the slots granted for requests never sent were due: given back by this
+    /// replica's next reservation (to Redis, or to the local budget if Redis cannot be
+    /// asked), those whose time has not come by then.
+    given_back: Mutex<Vec<Instant>>,
     reserve: Script,
     pause: Script,
 }
@@ -90,7 +91,7 @@ impl FleetRate {
             farthest: farthest(&cell),
             cell,
             local: LocalRateBudget::new(share, burst / replicas.max(1)),
-            given_back: AtomicU32::new(0),
+            given_back: Mutex::new(Vec::new()),
             reserve: Script::new(RESERVE),
             pause: Script::new(PAUSE),
         }
@@ -117,19 +118,27 @@ impl RateBudget for FleetRate {
     fn reserve(&self, max_wait: Duration) -> BoxFuture<'_, Result<Duration, Duration>> {
         Box::pin(async move {
             let keys = [self.link.key("rate"), self.link.key("rate:paused")];
-            let given_back = self.given_back.swap(0, Ordering::Relaxed);
+            // A slot whose time passed meanwhile is kept: the pace has moved past it.
+            let now = Instant::now();
+            let mut given_back = std::mem::take(
+                &mut *self
+                    .given_back
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner),
+            );
+            given_back.retain(|due| *due > now);
             let args = [
                 micros(self.cell.interval),
                 micros(self.cell.tolerance),
                 micros(max_wait),
                 self.farthest.clone(),
-                given_back.to_string(),
+                given_back.len().to_string(),
             ];
             let keys = [keys[0].as_str(), keys[1].as_str()];
             let asked = self.link.eval::<i64>(&self.reserve, &keys, &args).await;
             if asked.is_err() {
-                for _ in 0..given_back.min(MAX_LOCAL_GIVE_BACK) {
-                    self.local.release();
+                for due in given_back {
+                    self.local.release(due);
                 }
             }
             match asked {
@@ -162,14 +171,15 @@ impl RateBudget for FleetRate {
         }
     }
 
-    /// Counted here, and given back by the next reservation: one round trip, not two,
-    /// and none for a replica whose calls are being dropped.
-    fn release(&self) {
-        // Saturating: a count past `u32::MAX` gives back no more than the pace holds.
-        let _ = self
+    /// Kept here, and given back by the next reservation if its time has not come by
+    /// then: the same script as the reservation, so no round trip of its own.
+    fn release(&self, due: Instant) {
+        let mut given_back = self
             .given_back
-            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |n| {
-                Some(n.saturating_add(1))
-            });
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if given_back.len() < MAX_GIVEN_BACK {
+            given_back.push(due);
+        }
     }
 }

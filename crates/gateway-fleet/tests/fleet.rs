@@ -789,11 +789,19 @@ async fn a_slot_never_sent_is_given_back_to_the_fleet_but_not_past_a_pause() {
     let second = budget.reserve(long).await.unwrap();
     assert!(about_a_second.contains(&second), "{second:?}");
     // That second slot's request was never sent: the third waits as it would have.
-    budget.release();
+    budget.release(tokio::time::Instant::now() + second);
     let third = budget.reserve(long).await.unwrap();
     assert!(
         about_a_second.contains(&third),
         "{third:?}: the slot was kept"
+    );
+    // A slot whose time passed before the next reservation is kept: the pace moved on,
+    // and giving it back would let one request more through than the rate allows.
+    budget.release(tokio::time::Instant::now());
+    let fourth = budget.reserve(long).await.unwrap();
+    assert!(
+        fourth > Duration::from_millis(1_500),
+        "{fourth:?}: a past slot was given back"
     );
 
     // A pause of 10 s (sent to Redis in the background: waited for here).
@@ -816,7 +824,7 @@ async fn a_slot_never_sent_is_given_back_to_the_fleet_but_not_past_a_pause() {
         .await
         .expect("the pause reaches Redis");
     for _ in 0..20 {
-        budget.release();
+        budget.release(tokio::time::Instant::now() + Duration::from_secs(10));
     }
     let after_pause = budget.reserve(long).await.unwrap();
     assert!(

@@ -18,11 +18,15 @@ pub trait RateBudget: Send + Sync + 'static {
     /// Holds every request back for `wait` (the gateway asked for a pause).
     fn pause(&self, wait: Duration);
 
-    /// Gives back a slot [`reserve`](Self::reserve) granted for a request that was never
-    /// sent (its call was cancelled, or ended waiting for a token or a limiter slot), so
-    /// the pace is not spent on nothing. The default keeps the slot: a budget kept
-    /// elsewhere may have no way to give one back.
-    fn release(&self) {}
+    /// Gives back a slot [`reserve`](Self::reserve) granted, due at `due`, for a request
+    /// that will not be sent (its call was cancelled while it waited), so the pace is not
+    /// spent on nothing. The transport gives back only a slot whose time has not come:
+    /// past it, the pace has moved on, and a slot given back would let one request more
+    /// through than the rate allows. The default keeps the slot: a budget kept elsewhere
+    /// may have no way to give one back.
+    fn release(&self, due: Instant) {
+        let _ = due;
+    }
 }
 
 /// A pace of `per_minute` requests with a burst of `burst`, as a generic cell rate
@@ -132,7 +136,7 @@ impl RateBudget for LocalRateBudget {
         }
     }
 
-    fn release(&self) {
+    fn release(&self, _due: Instant) {
         let mut pace = self.lock();
         let Some(tat) = pace.tat else {
             return;
@@ -157,7 +161,7 @@ mod tests {
             Ok(Duration::from_secs(1))
         );
         // That second one was never sent: the third waits as the second would have.
-        budget.release();
+        budget.release(Instant::now() + Duration::from_secs(1));
         assert_eq!(
             budget.try_reserve(Duration::from_secs(5)),
             Ok(Duration::from_secs(1))
@@ -165,7 +169,7 @@ mod tests {
         // A pause of 10 s: slots given back do not shorten it.
         budget.pause(Duration::from_secs(10));
         for _ in 0..20 {
-            budget.release();
+            budget.release(Instant::now() + Duration::from_secs(10));
         }
         assert_eq!(
             budget.try_reserve(Duration::from_secs(60)),
