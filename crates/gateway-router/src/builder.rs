@@ -315,9 +315,18 @@ fn start_webhook(
         ..WebhookOptions::default()
     };
     WebhookSink::start_with(webhook, secret, options).map_err(|e| match e {
-        // Another sink holds the spool, or its directory cannot be written (another
-        // user's, a read-only mount): a setting to fix, like a spool under a file.
-        AuditError::InUse { .. } | AuditError::Io { .. } => BuildError::SpoolDir(e),
+        // Another sink holds the spool, or its directory may not be written (another
+        // user's, a read-only mount): a setting to fix, like a spool under a file. A
+        // full disk or no descriptor left may pass: a later start may work.
+        AuditError::InUse { .. } => BuildError::SpoolDir(e),
+        AuditError::Io { ref source, .. }
+            if matches!(
+                source.kind(),
+                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
+            ) =>
+        {
+            BuildError::SpoolDir(e)
+        }
         e => BuildError::Audit(e),
     })
 }
