@@ -21,14 +21,16 @@ pub fn cut_to(text: &mut String, max_chars: usize) {
 }
 
 /// Text from outside fit for one line of an error or a log, shown through `Display`:
-/// cut as [`cut_to`] cuts, and control characters escaped (a newline or a terminal escape
-/// cannot forge a line).
+/// control characters escaped (a newline or a terminal escape cannot forge a line), then
+/// cut as [`cut_to`] cuts, so what is shown has at most `max_chars` characters.
 ///
 /// ```
 /// use gateway_model::OneLine;
 ///
 /// assert_eq!(OneLine::new("line\nfeed", 100).to_string(), "line\\nfeed");
 /// assert_eq!(OneLine::new("conversation", 5).to_string(), "conv…");
+/// let escapes = OneLine::new(&"\u{1b}".repeat(100), 20).to_string();
+/// assert_eq!(escapes.chars().count(), 20, "escapes count toward the bound");
 /// ```
 #[derive(Debug, Clone, Copy)]
 pub struct OneLine<'a> {
@@ -37,7 +39,8 @@ pub struct OneLine<'a> {
 }
 
 impl<'a> OneLine<'a> {
-    /// `text`, to be shown in at most `max_chars` characters (at least 1) before escaping.
+    /// `text`, to be shown in at most `max_chars` characters (at least 1), escapes
+    /// included.
     pub fn new(text: &'a str, max_chars: usize) -> Self {
         Self {
             text,
@@ -48,25 +51,16 @@ impl<'a> OneLine<'a> {
 
 impl fmt::Display for OneLine<'_> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        use fmt::Write as _;
-        let long = self.text.chars().nth(self.max_chars).is_some();
-        let keep = if long {
-            self.max_chars - 1
-        } else {
-            self.max_chars
-        };
-        for c in self.text.chars().take(keep) {
+        // The bound holds for what is shown: escapes count (`\u{1b}` is six characters).
+        let mut shown = String::new();
+        for c in self.text.chars().take(self.max_chars.saturating_add(1)) {
             if c.is_control() {
-                for escaped in c.escape_default() {
-                    f.write_char(escaped)?;
-                }
+                shown.extend(c.escape_default());
             } else {
-                f.write_char(c)?;
+                shown.push(c);
             }
         }
-        if long {
-            f.write_char('…')?;
-        }
-        Ok(())
+        cut_to(&mut shown, self.max_chars);
+        f.write_str(&shown)
     }
 }
