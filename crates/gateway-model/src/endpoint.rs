@@ -51,24 +51,23 @@ pub enum UrlError {
     },
 }
 
-/// `url` with anything between its `scheme://` and the last `@` of its authority replaced
-/// by `***`, so a password in it never reaches a message. A URL with an `@` further on
-/// but none in its authority is cut to its last `@`: a password holding `/`, `?` or `#`
-/// ends the authority early, so that `@` may be the password's end.
+/// `url` with anything between its `scheme://` and its last `@` replaced by `***`, so a
+/// password in it never reaches a message. A password may hold `@`, `/`, `?` or `#`,
+/// so where its authority ends cannot be told: an `@` further on (in a path or a query)
+/// is taken as the end of a password too, hiding what comes before it.
 ///
 /// ```
 /// use gateway_model::endpoint::redact_userinfo;
 ///
-/// assert_eq!(redact_userinfo("https://u:pw@host/p?q=a@b"), "https://***@host/p?q=a@b");
-/// assert_eq!(redact_userinfo("https://u:pw/x@host/p"), "https://***@host/p");
+/// assert_eq!(redact_userinfo("https://u:pw@host/p"), "https://***@host/p");
+/// assert_eq!(redact_userinfo("https://u:p@w/x@host/p"), "https://***@host/p");
 /// assert_eq!(redact_userinfo("https://host/a@b"), "https://***@b");
 /// assert_eq!(redact_userinfo("https://host/a"), "https://host/a");
 /// ```
 pub fn redact_userinfo(url: &str) -> String {
     let start = url.find("://").map_or(0, |i| i + 3);
     let rest = &url[start..];
-    let authority_len = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    match rest[..authority_len].rfind('@').or_else(|| rest.rfind('@')) {
+    match rest.rfind('@') {
         Some(at) => format!("{}***{}", &url[..start], &rest[at..]),
         None => url.to_owned(),
     }
@@ -178,6 +177,7 @@ mod tests {
             "https://hook:s3cret/x@audit.example.com/in",
             "https://hook:s3cret?x@audit.example.com/in",
             "https://hook:s3cret#x@audit.example.com/in",
+            "https://hook:a@s3cret/x@audit.example.com/in",
         ] {
             let text = check_url(url, false).unwrap_err().to_string();
             assert!(!text.contains("s3cret"), "{url}: {text}");
