@@ -434,7 +434,6 @@ impl JsonlFile {
             st = guard;
             let now = Instant::now();
             if due || next_sync.is_some_and(|at| now >= at) {
-                next_sync = next_sync.and_then(|_| now.checked_add(interval));
                 let target = if policy == FsyncPolicy::Never {
                     st.sync_wanted
                 } else {
@@ -444,6 +443,8 @@ impl JsonlFile {
                 if target > st.synced || (policy != FsyncPolicy::Never && !st.retired.is_empty()) {
                     st = self.sync_through(st, target);
                 }
+                // Counted from the sync's end: a slow disk's syncs do not run back to back.
+                next_sync = next_sync.and_then(|_| Instant::now().checked_add(interval));
                 if closing && (policy == FsyncPolicy::Never || st.synced >= st.written) {
                     break;
                 }
