@@ -309,7 +309,19 @@ pub async fn token_storm(sim: &str, callers: usize) -> anyhow::Result<u64> {
             .context("a caller panicked")?
             .map_err(|e| anyhow::anyhow!("{e}"))?;
     }
-    Ok(sim_counter(sim, "tokenRequests").await? - before)
+    counter_growth(
+        "tokenRequests",
+        before,
+        sim_counter(sim, "tokenRequests").await?,
+    )
+}
+
+/// How much a simulator counter grew between two readings: an error, not a wrapped
+/// count, when it went down (the simulator was reset or restarted in between).
+pub fn counter_growth(name: &str, before: u64, after: u64) -> anyhow::Result<u64> {
+    after.checked_sub(before).with_context(|| {
+        format!("the simulator's {name} counter went down from {before} to {after}: was it reset?")
+    })
 }
 
 /// One counter from the simulator's admin API.
@@ -349,4 +361,21 @@ pub async fn sim_counter_at(
 /// [`sim_counter_at`] from a blocking thread of the runtime (the orchestration runs on one).
 pub fn sim_counter_blocking(sim: &str, ca: &std::path::Path, name: &str) -> anyhow::Result<u64> {
     tokio::runtime::Handle::current().block_on(sim_counter_at(sim, Some(ca), name))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::counter_growth;
+
+    #[test]
+    fn a_counter_that_went_down_is_an_error_not_a_wrapped_count() {
+        assert_eq!(counter_growth("connections", 3, 10).unwrap(), 7);
+        let err = counter_growth("tokenRequests", 10, 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("tokenRequests") && err.contains("reset"),
+            "{err}"
+        );
+    }
 }

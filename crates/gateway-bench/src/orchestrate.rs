@@ -272,7 +272,7 @@ fn versions_compared(
         let after = crate::load::sim_counter_blocking(&sim.url, &tls.ca, "connections")?;
         out.insert(
             format!("{label}_connections_c{level}"),
-            json!(after - before),
+            json!(crate::load::counter_growth("connections", before, after)?),
         );
         rows.push(row);
     }
