@@ -133,6 +133,37 @@ pub enum AuditError {
 }
 
 impl AuditError {
+    /// Whether a setting must change before this can work (a path naming the wrong kind
+    /// of file, a file or directory this process may not write, one another sink holds,
+    /// a bad URL or secret), as opposed to a failure that may pass by itself (a full
+    /// disk, no file descriptor left, a failed sync).
+    ///
+    /// ```
+    /// use std::io::{Error, ErrorKind};
+    /// use gateway_audit::{AuditError, JsonlSink};
+    ///
+    /// let dir = tempfile::tempdir()?;
+    /// let err = JsonlSink::open_with(dir.path(), Default::default()).unwrap_err();
+    /// assert!(err.is_setting(), "a directory where the file should be: {err}");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn is_setting(&self) -> bool {
+        use std::io::ErrorKind;
+        match self {
+            Self::Io { source, .. } => matches!(
+                source.kind(),
+                ErrorKind::PermissionDenied
+                    | ErrorKind::ReadOnlyFilesystem
+                    | ErrorKind::IsADirectory
+                    | ErrorKind::NotADirectory
+                    | ErrorKind::InvalidInput
+            ),
+            Self::InUse { .. } | Self::Url(_) | Self::Secret(_) | Self::Tls { .. } => true,
+            Self::Partial { first, .. } => first.is_setting(),
+            _ => false,
+        }
+    }
+
     pub(crate) fn io(
         action: &'static str,
         path: impl Into<PathBuf>,

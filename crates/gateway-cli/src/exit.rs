@@ -126,7 +126,9 @@ fn build_exit(err: &BuildError) -> Exit {
         // and a webhook secret env var unset or malformed is a setting to fix too, like
         // the fleet's Redis URL or the API keys.
         // The audit file and the webhook's spool are settings too: a directory where a
-        // file should be, or a path under a file, is fixed in the config.
+        // file should be, a path under a file or one that may not be written is fixed in
+        // the config; a full disk or no descriptor left may pass, so a supervisor restarts.
+        BuildError::AuditFile(e) | BuildError::SpoolDir(e) if !e.is_setting() => Exit::Failure,
         BuildError::Config(_)
         | BuildError::UnknownModels { .. }
         | BuildError::Transport(_)
@@ -285,6 +287,33 @@ mod tests {
             "every model refused it: a later try would meet the same"
         );
         assert_eq!(classify(&anyhow::anyhow!("disk full")), Exit::Failure);
+        // An audit file or spool a restart may cure is not a setting to fix: systemd's
+        // unit stops restarting on 3.
+        let io = |kind| gateway_audit::AuditError::Io {
+            action: "open",
+            path: "audit.jsonl".into(),
+            source: std::io::Error::from(kind),
+        };
+        let built = |err| classify(&anyhow::Error::new(err));
+        assert_eq!(
+            built(BuildError::AuditFile(io(std::io::ErrorKind::StorageFull))),
+            Exit::Failure
+        );
+        assert_eq!(
+            built(BuildError::SpoolDir(io(std::io::ErrorKind::StorageFull))),
+            Exit::Failure
+        );
+        assert_eq!(
+            built(BuildError::AuditFile(io(
+                std::io::ErrorKind::PermissionDenied
+            ))),
+            Exit::Config
+        );
+        let in_use = gateway_audit::AuditError::InUse {
+            path: "spool".into(),
+            lock: "spool/spool.lock".into(),
+        };
+        assert_eq!(built(BuildError::SpoolDir(in_use)), Exit::Config);
         let codes: Vec<u8> = [
             Exit::Success,
             Exit::Failure,

@@ -33,11 +33,13 @@ pub enum BuildError {
     /// An audit sink could not be opened.
     #[error("audit: {0}")]
     Audit(#[from] AuditError),
-    /// The audit file the configuration names cannot be opened, or another sink holds it.
+    /// The audit file the configuration names cannot be opened, or another sink holds it
+    /// ([`AuditError::is_setting`] tells a setting to fix from a full disk).
     #[error("`audit.file`: {0}")]
     AuditFile(#[source] AuditError),
-    /// The webhook's spool directory the configuration names cannot be created, or
-    /// another sink holds it.
+    /// The webhook's spool directory the configuration names cannot be created or
+    /// written, or another sink holds it ([`AuditError::is_setting`] tells a setting to
+    /// fix from a full disk).
     #[error("`audit.webhook.spool_dir`: {0}")]
     SpoolDir(#[source] AuditError),
     /// The configuration names models the gateway does not know.
@@ -314,19 +316,10 @@ fn start_webhook(
         tls: Some(client.tls_config().map_err(transport)?),
         ..WebhookOptions::default()
     };
+    // The spool's own failures name its setting; whether a restart may cure them
+    // ([`AuditError::is_setting`]) is the caller's to ask.
     WebhookSink::start_with(webhook, secret, options).map_err(|e| match e {
-        // Another sink holds the spool, or its directory may not be written (another
-        // user's, a read-only mount): a setting to fix, like a spool under a file. A
-        // full disk or no descriptor left may pass: a later start may work.
-        AuditError::InUse { .. } => BuildError::SpoolDir(e),
-        AuditError::Io { ref source, .. }
-            if matches!(
-                source.kind(),
-                std::io::ErrorKind::PermissionDenied | std::io::ErrorKind::ReadOnlyFilesystem
-            ) =>
-        {
-            BuildError::SpoolDir(e)
-        }
+        AuditError::Io { .. } | AuditError::InUse { .. } => BuildError::SpoolDir(e),
         e => BuildError::Audit(e),
     })
 }
