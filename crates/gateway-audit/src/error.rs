@@ -120,6 +120,19 @@ pub enum AuditError {
         /// Why the spool could not take it.
         reason: String,
     },
+    /// Entries the sink had accepted were lost with no caller told at the time: the
+    /// webhook's delivery task could not spool them (the spool full or failing; the log
+    /// says why). Reported once, by the next flush or shutdown.
+    #[error(
+        "the {sink} audit sink lost {entries} accepted entries since the last flush: its \
+         spool was full or failing"
+    )]
+    Lost {
+        /// Which sink.
+        sink: &'static str,
+        /// How many entries.
+        entries: u64,
+    },
     /// Some sinks of a fan-out failed (the others recorded the entry).
     #[error("{failed} of {total} audit sinks failed; first: {first}")]
     Partial {

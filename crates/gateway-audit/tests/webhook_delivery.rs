@@ -698,3 +698,75 @@ async fn an_absurd_request_timeout_still_delivers() {
     sink.shutdown(in_secs(10)).await.unwrap();
     assert_eq!(sink.report().delivered, 3);
 }
+
+/// A loopback address nothing listens on: every POST to it fails at once.
+async fn closed_port() -> std::net::SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    listener.local_addr().unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_the_delivery_task_could_not_spool_fail_the_next_flush_and_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WebhookConfig {
+        url: format!("http://{}/audit", closed_port().await),
+        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
+        spool_dir: dir.path().join("spool"),
+        batch_size: 10,
+        queue_capacity: 1_000,
+    };
+    // A spool too small for any message: each failed POST's entries are dropped.
+    let options = WebhookOptions {
+        max_spool_bytes: 1,
+        ..fast_retries()
+    };
+    let sink = WebhookSink::start_with(&config, secret(), options).unwrap();
+    record_many(&sink, 0, 30).await;
+    let err = sink.flush(in_secs(10)).await.unwrap_err();
+    assert!(matches!(err, AuditError::Lost { entries: 30, .. }), "{err}");
+    // Reported once: the next flush has nothing new to tell.
+    sink.flush(in_secs(10)).await.unwrap();
+    record_many(&sink, 30, 20).await;
+    let err = sink.shutdown(in_secs(10)).await.unwrap_err();
+    assert!(matches!(err, AuditError::Lost { entries: 20, .. }), "{err}");
+    assert_eq!(sink.report().dropped, 50);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_waits_for_queued_entries_while_newer_ones_spill_to_the_spool() {
+    // A receiver that accepts connections and never answers: nothing queued settles.
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_addr = hanging.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hanging.accept().await {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = WebhookConfig {
+        url: format!("http://{hanging_addr}/audit"),
+        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
+        spool_dir: dir.path().join("spool"),
+        batch_size: 1,
+        queue_capacity: 4,
+    };
+    let options = WebhookOptions {
+        request_timeout: Duration::from_secs(60),
+        ..fast_retries()
+    };
+    let sink = WebhookSink::start_with(&config, secret(), options).unwrap();
+    record_many(&sink, 0, 10).await;
+    // The flush counts what is pending when it starts; entries recorded meanwhile spill
+    // straight to the spool (the queue is full) and settle at once, but they are not the
+    // ones it waits for.
+    let (flushed, _) = tokio::join!(
+        sink.flush(Instant::now() + Duration::from_secs(1)),
+        record_many(&sink, 10, 20)
+    );
+    let err = flushed.unwrap_err();
+    assert!(matches!(err, AuditError::Timeout { .. }), "{err}");
+    assert!(sink.report().in_memory > 0, "{:?}", sink.report());
+    drop(sink);
+    holder.abort();
+}

@@ -117,7 +117,8 @@ impl Router {
         self.inner.tokens.token().await.map(drop)
     }
 
-    /// Waits until every audit entry so far is written (and delivered or spooled).
+    /// Waits until every audit entry so far is written (and delivered or spooled); fails
+    /// too when the webhook dropped entries since the last flush.
     pub async fn flush(&self, deadline: Instant) -> Result<(), AuditError> {
         match &self.inner.audit {
             Some(audit) => audit.flush(deadline).await,

@@ -37,9 +37,54 @@ pub struct DeliveryReport {
     pub spool_bytes: u64,
 }
 
+/// Where an entry went when `record` took it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Lane {
+    /// The in-memory queue, which the delivery task settles in order.
+    Queue,
+    /// Straight to the spool, on the caller's task (the queue was full).
+    Direct,
+}
+
+/// How many entries of each [`Lane`] are no longer the sink's to lose.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub(crate) struct Settled {
+    /// Queued entries settled: always the first this many queued, as the task goes in
+    /// order.
+    pub(crate) queue: u64,
+    /// Entries spooled straight away and settled.
+    pub(crate) direct: u64,
+}
+
+impl Settled {
+    fn total(self) -> u64 {
+        self.queue.saturating_add(self.direct)
+    }
+
+    /// Whether everything `taken` counts has settled.
+    pub(crate) fn covers(self, taken: Settled) -> bool {
+        self.queue >= taken.queue && self.direct >= taken.direct
+    }
+
+    /// How many of `taken` have not settled yet.
+    pub(crate) fn short_of(self, taken: Settled) -> u64 {
+        taken
+            .queue
+            .saturating_sub(self.queue)
+            .saturating_add(taken.direct.saturating_sub(self.direct))
+    }
+}
+
 #[derive(Debug)]
 pub(crate) struct DeliveryCounters {
     accepted: AtomicU64,
+    /// Entries taken by each lane (the queue's counted under the sender's lock, in the
+    /// queue's order).
+    queued: AtomicU64,
+    direct: AtomicU64,
+    /// Queued entries the delivery task dropped (the spool full or failing) that no
+    /// flush or shutdown has reported yet: their callers were told nothing.
+    unreported_drops: AtomicU64,
     delivered: AtomicU64,
     retried: AtomicU64,
     spooled: AtomicU64,
@@ -50,7 +95,7 @@ pub(crate) struct DeliveryCounters {
     /// `spool_bytes` as the metrics show it.
     spool_gauge: Gauge,
     /// Entries delivered from memory, spooled or dropped: no longer the sink's to lose.
-    settled: watch::Sender<u64>,
+    settled: watch::Sender<Settled>,
     metrics: AuditCounters,
 }
 
@@ -58,6 +103,9 @@ impl DeliveryCounters {
     pub(crate) fn new(spool_bytes: u64) -> Self {
         Self {
             accepted: AtomicU64::new(0),
+            queued: AtomicU64::new(0),
+            direct: AtomicU64::new(0),
+            unreported_drops: AtomicU64::new(0),
             delivered: AtomicU64::new(0),
             retried: AtomicU64::new(0),
             spooled: AtomicU64::new(0),
@@ -66,7 +114,7 @@ impl DeliveryCounters {
             rejected: AtomicU64::new(0),
             spool_bytes: AtomicU64::new(spool_bytes),
             spool_gauge: gateway_telemetry::webhook_spool_bytes_gauge(spool_bytes),
-            settled: watch::Sender::new(0),
+            settled: watch::Sender::new(Settled::default()),
             metrics: AuditCounters::new(),
         }
     }
@@ -77,6 +125,33 @@ impl DeliveryCounters {
 
     pub(crate) fn accepted(&self) -> u64 {
         self.accepted.load(Ordering::SeqCst)
+    }
+
+    /// Counts an accepted entry as taken by `lane`.
+    pub(crate) fn take(&self, lane: Lane) {
+        let counter = match lane {
+            Lane::Queue => &self.queued,
+            Lane::Direct => &self.direct,
+        };
+        counter.fetch_add(1, Ordering::SeqCst);
+    }
+
+    /// The entries taken so far, by lane: a flush waits until they have all settled.
+    pub(crate) fn taken(&self) -> Settled {
+        Settled {
+            queue: self.queued.load(Ordering::SeqCst),
+            direct: self.direct.load(Ordering::SeqCst),
+        }
+    }
+
+    /// Counts queued entries the delivery task dropped, for the next flush to report.
+    pub(crate) fn drop_unreported(&self, n: u64) {
+        self.unreported_drops.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// The queued entries dropped since the last call (which no caller was told of).
+    pub(crate) fn take_unreported_drops(&self) -> u64 {
+        self.unreported_drops.swap(0, Ordering::SeqCst)
     }
 
     pub(crate) fn add(&self, event: AuditEvent, n: u64) {
@@ -102,19 +177,22 @@ impl DeliveryCounters {
         self.spool_gauge.set(bytes as f64);
     }
 
-    /// Marks `n` accepted entries as delivered, spooled or dropped.
-    pub(crate) fn settle(&self, n: u64) {
+    /// Marks `n` accepted entries of `lane` as delivered, spooled or dropped.
+    pub(crate) fn settle(&self, lane: Lane, n: u64) {
         if n > 0 {
-            self.settled.send_modify(|s| *s += n);
+            self.settled.send_modify(|s| match lane {
+                Lane::Queue => s.queue = s.queue.saturating_add(n),
+                Lane::Direct => s.direct = s.direct.saturating_add(n),
+            });
         }
     }
 
-    pub(crate) fn settled(&self) -> watch::Receiver<u64> {
+    pub(crate) fn settled(&self) -> watch::Receiver<Settled> {
         self.settled.subscribe()
     }
 
     pub(crate) fn report(&self) -> DeliveryReport {
-        let settled = *self.settled.borrow();
+        let settled = self.settled.borrow().total();
         let accepted = self.accepted();
         DeliveryReport {
             accepted,

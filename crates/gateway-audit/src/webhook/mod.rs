@@ -42,8 +42,11 @@
 //! - One POST is in flight at a time, so throughput is about `batch_size` per round trip.
 //! - `flush(deadline)` waits until every entry accepted so far is delivered or spooled.
 //!   `shutdown(deadline)` stops taking entries, tries to deliver what is queued during
-//!   the first half of the time left, and spools the rest: once it returns `Ok`, every
-//!   accepted entry is delivered or on disk. Entries still in memory when the process
+//!   the first half of the time left, and spools the rest. Either fails with
+//!   [`AuditError::Lost`] when entries accepted from the queue were dropped since the
+//!   last flush (the spool full or failing: no caller was told when it happened); so
+//!   once `shutdown` returns `Ok`, every entry accepted since the last flush is
+//!   delivered or on disk. Entries still in memory when the process
 //!   dies without a shutdown are lost to the webhook (the JSONL file has them).
 
 mod backoff;
@@ -79,7 +82,7 @@ pub use signature::{
     unix_seconds, verify, verify_headers,
 };
 
-use delivery_report::DeliveryCounters;
+use delivery_report::{DeliveryCounters, Lane};
 use post::build_client;
 use spool::{Record, Spool};
 use worker::{Worker, spool_records};
@@ -140,6 +143,8 @@ pub struct WebhookSink {
     tx: mpsc::Sender<EncodedEntry>,
     shutdown: watch::Sender<Option<Instant>>,
     worker: Mutex<Option<JoinHandle<()>>>,
+    /// Held while an entry is queued and counted, so the count follows the queue.
+    send_order: Mutex<()>,
     closed: AtomicBool,
     spool_dir: PathBuf,
     queue_capacity: usize,
@@ -203,6 +208,7 @@ impl WebhookSink {
             tx,
             shutdown,
             worker: Mutex::new(Some(handle)),
+            send_order: Mutex::new(()),
             closed: AtomicBool::new(false),
             spool_dir: config.spool_dir.clone(),
             queue_capacity,
@@ -224,33 +230,52 @@ impl WebhookSink {
             return Err(AuditError::Closed { sink: SINK });
         }
         self.shared.counters.accept();
-        let entry = match self.tx.try_send(entry.clone()) {
-            Ok(()) => return Ok(()),
-            Err(
-                mpsc::error::TrySendError::Full(entry) | mpsc::error::TrySendError::Closed(entry),
-            ) => entry,
+        let entry = {
+            // Counted under the lock, the queue's count follows its order: a flush then
+            // waits for exactly the entries queued before it.
+            let _order = self
+                .send_order
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            match self.tx.try_send(entry.clone()) {
+                Ok(()) => {
+                    self.shared.counters.take(Lane::Queue);
+                    return Ok(());
+                }
+                Err(
+                    mpsc::error::TrySendError::Full(entry)
+                    | mpsc::error::TrySendError::Closed(entry),
+                ) => entry,
+            }
         };
+        self.shared.counters.take(Lane::Direct);
         let id = entry.id();
-        spool_records(&self.shared, vec![Record::Entry(entry)])
+        spool_records(&self.shared, vec![Record::Entry(entry)], Lane::Direct)
             .await
             .map_err(|reason| AuditError::Dropped { id, reason })
     }
 
     async fn flush_until(&self, deadline: Instant) -> Result<(), AuditError> {
-        let target = self.shared.counters.accepted();
+        let target = self.shared.counters.taken();
         let mut settled = self.shared.counters.settled();
-        let outcome = tokio::time::timeout_at(deadline, settled.wait_for(|s| *s >= target))
+        let outcome = tokio::time::timeout_at(deadline, settled.wait_for(|s| s.covers(target)))
             .await
             .map(|waited| waited.is_ok());
         match outcome {
-            Ok(true) => Ok(()),
+            Ok(true) => match self.shared.counters.take_unreported_drops() {
+                0 => Ok(()),
+                entries => Err(AuditError::Lost {
+                    sink: SINK,
+                    entries,
+                }),
+            },
             Ok(false) => Err(AuditError::Task {
                 sink: SINK,
                 reason: "the delivery task is gone".into(),
             }),
             Err(_) => Err(AuditError::Timeout {
                 sink: SINK,
-                pending: target.saturating_sub(*settled.borrow()),
+                pending: settled.borrow().short_of(target),
             }),
         }
     }

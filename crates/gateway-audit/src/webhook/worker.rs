@@ -19,6 +19,7 @@ use tokio::time::Instant;
 
 use crate::webhook::backoff::Backoff;
 use crate::webhook::batch::Message;
+use crate::webhook::delivery_report::Lane;
 use crate::webhook::post::{DeliveryError, HttpClient, post, verdict};
 use crate::webhook::segment_read::{SegmentFile, read_segment};
 use crate::webhook::spool::{Record, Segment, Spool, into_messages, rewrite_segment};
@@ -122,7 +123,7 @@ impl Worker {
             match self.post_until_stop(&message).await {
                 Ok(()) => {
                     self.shared.counters.add(AuditEvent::Delivered, n);
-                    self.shared.counters.settle(n);
+                    self.shared.counters.settle(Lane::Queue, n);
                     self.backoff.reset();
                 }
                 Err(e) => {
@@ -199,7 +200,7 @@ impl Worker {
     /// Writes records to the spool (on the blocking pool) and settles their entries;
     /// failures are counted as dropped and logged there.
     async fn spool(&self, records: Vec<Record>) {
-        let _ = spool_records(&self.shared, records).await;
+        let _ = spool_records(&self.shared, records, Lane::Queue).await;
     }
 
     /// Moves whatever is queued into the spool, keeping order.
@@ -478,11 +479,14 @@ fn set_aside_unreadable(shared: &Shared, index: u64, lines: &[Bytes], corrupt: u
     shared.counters.add(AuditEvent::Dropped, corrupt);
 }
 
-/// Appends `records` to the spool on the blocking pool, counts and settles their entries.
-/// Returns why some could not be spooled, if any were not (they are counted dropped).
+/// Appends `records` to the spool on the blocking pool, counts and settles their entries
+/// (taken by `lane`). Returns why some could not be spooled, if any were not (they are
+/// counted dropped, and, for queued entries, whose callers were told nothing, kept for
+/// the next flush to report).
 pub(crate) async fn spool_records(
     shared: &Arc<Shared>,
     records: Vec<Record>,
+    lane: Lane,
 ) -> Result<(), String> {
     // Everything, the counting included, happens in the blocking task: if the caller's
     // future is dropped while waiting, the entries are still spooled and settled, so a
@@ -497,6 +501,9 @@ pub(crate) async fn spool_records(
         let counters = &for_blocking.counters;
         counters.add(AuditEvent::Spooled, appended.written);
         counters.add(AuditEvent::Dropped, appended.dropped);
+        if lane == Lane::Queue {
+            counters.drop_unreported(appended.dropped);
+        }
         let result = match (appended.error, appended.dropped) {
             (Some(e), dropped) => {
                 tracing::error!(error = %e, dropped, "audit spool write failed");
@@ -508,14 +515,17 @@ pub(crate) async fn spool_records(
                 Err("the spool is full".to_owned())
             }
         };
-        counters.settle(n);
+        counters.settle(lane, n);
         result
     })
     .await;
     outcome.unwrap_or_else(|e| {
         // The blocking task panicked before settling (settling is its last step).
         shared.counters.add(AuditEvent::Dropped, n);
-        shared.counters.settle(n);
+        if lane == Lane::Queue {
+            shared.counters.drop_unreported(n);
+        }
+        shared.counters.settle(lane, n);
         tracing::error!(error = %e, dropped = n, "audit spool writer failed");
         Err(format!("spool writer failed: {e}"))
     })
