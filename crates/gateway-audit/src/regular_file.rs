@@ -5,7 +5,7 @@
 //! On other systems than unix there is no `O_NOFOLLOW`: links are not refused there.
 
 use std::fs::{File, OpenOptions};
-use std::io::{Error, ErrorKind, Read as _};
+use std::io::{Error, ErrorKind, Read as _, Seek as _, SeekFrom};
 use std::path::Path;
 
 /// What [`read_within`] found at a path.
@@ -47,11 +47,24 @@ pub(crate) fn read_within(path: &Path, limit: u64) -> std::io::Result<Contents> 
     Ok(Contents::Bytes(bytes))
 }
 
-/// Opens the regular file `path` to append to, created if missing.
+/// Opens the regular file `path` to append to (and read), created if missing.
 pub(crate) fn append_to(path: &Path) -> std::io::Result<File> {
     let mut options = OpenOptions::new();
-    options.create(true).append(true);
+    options.create(true).append(true).read(true);
     open_regular(&mut options, path)
+}
+
+/// Whether `file` (opened to read) ends with half a line: a write cut short by a crash
+/// or a full disk. The next line appended would otherwise be glued to it.
+pub(crate) fn ends_mid_line(file: &File) -> std::io::Result<bool> {
+    if file.metadata()?.len() == 0 {
+        return Ok(false);
+    }
+    let mut last = [0u8; 1];
+    let mut reader = file;
+    reader.seek(SeekFrom::End(-1))?;
+    reader.read_exact(&mut last)?;
+    Ok(last[0] != b'\n')
 }
 
 /// Opens the regular file `path` to lock, created if missing and never truncated.

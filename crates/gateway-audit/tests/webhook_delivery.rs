@@ -553,6 +553,10 @@ async fn a_foreign_line_in_the_spool_is_kept_aside_not_sent() {
         format!("{}{foreign}{}", line(&first), line(&second)),
     )
     .unwrap();
+    // An earlier run's copy of such lines, cut short by a crash: kept apart from the new.
+    let kept = spool.join("rejected").join(format!("{segment}.unreadable"));
+    std::fs::create_dir_all(spool.join("rejected")).unwrap();
+    std::fs::write(&kept, "{\"cut").unwrap();
 
     let config = config(&receiver, &spool, 10, 1_000);
     let sink = WebhookSink::start_with(&config, secret(), fast_retries()).unwrap();
@@ -565,8 +569,10 @@ async fn a_foreign_line_in_the_spool_is_kept_aside_not_sent() {
     assert_eq!(receiver.state.ids(), HashSet::from([first.id, second.id]));
     let report = sink.report();
     assert_eq!((report.replayed, report.dropped), (2, 1), "{report:?}");
-    let kept = spool.join("rejected").join(format!("{segment}.unreadable"));
-    assert_eq!(std::fs::read_to_string(kept).unwrap(), foreign);
+    assert_eq!(
+        std::fs::read_to_string(kept).unwrap(),
+        format!("{{\"cut\n{foreign}")
+    );
     assert_eq!(spool_segments(&spool), 0, "the replayed segment is deleted");
 }
 
@@ -769,4 +775,85 @@ async fn a_flush_waits_for_queued_entries_while_newer_ones_spill_to_the_spool() 
     assert!(sink.report().in_memory > 0, "{:?}", sink.report());
     drop(sink);
     holder.abort();
+}
+
+/// An entry the receiver refuses on its own, sized so the spool can hold one at a time.
+fn refused_entry(n: u64, reason_bytes: usize) -> gateway_model::AuditEntry {
+    let mut entry = entries::entry(n);
+    entry.reason = Some("x".repeat(reason_bytes));
+    entry
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_set_aside_file_moved_back_overwrites_no_later_segment() {
+    let receiver = Receiver::start(secret()).await;
+    receiver.set_mode(Mode::RefuseOver(4_096));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    let sink = WebhookSink::start_with(
+        &config(&receiver, &spool, 1, 1_000),
+        secret(),
+        fast_retries(),
+    )
+    .unwrap();
+    sink.record(&refused_entry(0, 8_192)).await.unwrap();
+    // Delivered in order: once the entry behind it arrives, the refused one is aside.
+    record_many(&sink, 1, 1).await;
+    receiver
+        .wait_until("the entry behind", Duration::from_secs(30), |s| {
+            s.unique() == 1
+        })
+        .await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(sink.report().rejected, 1);
+    drop(sink);
+    let rejected: Vec<String> = std::fs::read_dir(spool.join("rejected"))
+        .unwrap()
+        .map(|f| f.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(rejected.len(), 1, "{rejected:?}");
+
+    // The spool is empty, and the next run spools while the receiver is down: its
+    // segments are not named like the file set aside.
+    let down = WebhookConfig {
+        url: format!("http://{}/audit", closed_port().await),
+        ..config(&receiver, &spool, 1, 1_000)
+    };
+    let sink = WebhookSink::start_with(&down, secret(), fast_retries()).unwrap();
+    record_many(&sink, 2, 3).await;
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert!(sink.report().spooled >= 3, "{:?}", sink.report());
+    assert!(
+        !spool.join(&rejected[0]).exists(),
+        "a segment took the set-aside file's name {}",
+        rejected[0]
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rejected_entries_past_the_spool_cap_are_dropped_not_kept() {
+    let receiver = Receiver::start(secret()).await;
+    receiver.set_mode(Mode::RefuseOver(4_096));
+    let dir = tempfile::tempdir().unwrap();
+    let spool = dir.path().join("spool");
+    // Room for one refused entry at a time in the spool, and for one in `rejected/`.
+    let options = WebhookOptions {
+        max_spool_bytes: 30_000,
+        ..fast_retries()
+    };
+    let sink =
+        WebhookSink::start_with(&config(&receiver, &spool, 1, 1_000), secret(), options).unwrap();
+    // Delivered in order: once the entry behind a refused one arrives, it was handled.
+    for n in [0, 2] {
+        sink.record(&refused_entry(n, 20_000)).await.unwrap();
+        record_many(&sink, n + 1, 1).await;
+        receiver
+            .wait_until("the entry behind", Duration::from_secs(30), |s| {
+                s.unique() == (n / 2 + 1) as usize
+            })
+            .await;
+    }
+    assert_eq!(sink.report().dropped, 1, "{:?}", sink.report());
+    sink.shutdown(in_secs(10)).await.unwrap();
+    assert_eq!(sink.report().rejected, 1, "{:?}", sink.report());
 }

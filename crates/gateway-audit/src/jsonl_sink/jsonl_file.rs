@@ -2,7 +2,7 @@
 //! syncs it to disk (group commit for syncs) and follows its path.
 
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Read, Seek, SeekFrom, Write};
+use std::io::{ErrorKind, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
@@ -17,6 +17,7 @@ use crate::jsonl_sink::failed_ranges::FailedRanges;
 use crate::jsonl_sink::file_identity::names_another_file;
 use crate::jsonl_sink::{JsonlOptions, rotated_path};
 use crate::path_check::{Want, creatable};
+use crate::regular_file::ends_mid_line;
 
 /// The shortest wait between interval syncs, whatever the options say.
 const MIN_FSYNC_INTERVAL: Duration = Duration::from_millis(1);
@@ -133,16 +134,8 @@ fn open_append(path: &Path) -> Result<(File, u64, bool), AuditError> {
         .metadata()
         .map_err(|e| AuditError::io("inspect", path, e))?
         .len();
-    let mut unterminated = false;
-    if size > 0 {
-        let mut last = [0u8; 1];
-        let mut reader = &file;
-        reader
-            .seek(SeekFrom::End(-1))
-            .and_then(|_| reader.read_exact(&mut last))
-            .map_err(|e| AuditError::io("read the end of", path, e))?;
-        unterminated = last[0] != b'\n';
-    }
+    let unterminated =
+        ends_mid_line(&file).map_err(|e| AuditError::io("read the end of", path, e))?;
     Ok((file, size, unterminated))
 }
 

@@ -22,9 +22,12 @@
 //!   is treated as final, because sending the same bytes again cannot change it: a
 //!   message of several entries is sent again as one message per entry, and an entry
 //!   refused on its own is set aside in the spool's `rejected/` directory (same line
-//!   format: moved back into the spool directory while no sink has it open, it is
-//!   replayed by the next sink to open it) and counted
-//!   `rejected`, so it does not hold up the entries behind it. A misconfigured receiver
+//!   format, in a file named like a segment under an index no segment of this or a later
+//!   run takes: moved back into the spool directory while no sink has it open, it
+//!   overwrites nothing and is replayed by the next sink to open it) and counted
+//!   `rejected`, so it does not hold up the entries behind it. `rejected/` shares
+//!   [`WebhookOptions::max_spool_bytes`] as its own cap: past it, such an entry is
+//!   dropped. A misconfigured receiver
 //!   (400, 401, 404...) keeps entries in the spool, logged, until it is fixed.
 //!   Entries are dropped (and counted `dropped`) only when the spool is full
 //!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, or a spooled line is
@@ -99,7 +102,8 @@ pub struct WebhookOptions {
     /// Longest time one POST may take, connection included; at most
     /// [`MAX_REQUEST_TIMEOUT`] (a longer one counts as that).
     pub request_timeout: Duration,
-    /// Spool size beyond which new entries are dropped (and counted).
+    /// Spool size beyond which new entries are dropped (and counted); `rejected/` has a
+    /// cap of the same size of its own.
     pub max_spool_bytes: u64,
     /// Size at which a spool segment file is closed and a new one started.
     pub segment_bytes: u64,

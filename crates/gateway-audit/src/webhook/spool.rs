@@ -17,7 +17,7 @@ use std::path::{Path, PathBuf};
 use bytes::Bytes;
 
 use crate::exclusive::ExclusiveUse;
-use crate::regular_file::{append_to, is_regular, own_directory};
+use crate::regular_file::{append_to, ends_mid_line, is_regular, own_directory};
 use crate::webhook::batch::Message;
 use crate::{AuditError, EncodedEntry};
 
@@ -94,9 +94,24 @@ pub(crate) struct Spool {
     total_bytes: u64,
     max_bytes: u64,
     segment_bytes: u64,
+    /// What this sink keeps in `rejected/`.
+    rejected: RejectedFiles,
     /// This spool's hold on the directory ([`LOCK_FILE`]): no other spool replays or
     /// rewrites its segments meanwhile.
     _claim: ExclusiveUse,
+}
+
+/// The files of `rejected/` this sink appends to, counted against the spool's cap (a
+/// receiver that refuses every entry fills it, as an outage fills the spool).
+#[derive(Debug, Default)]
+struct RejectedFiles {
+    /// Bytes of the `.jsonl` and `.unreadable` files there (counted at open, then as
+    /// this sink appends).
+    bytes: u64,
+    /// The index of the file refused messages go to, and its size: an index this spool
+    /// took from its own count, so no segment, of this run or a later one, is named
+    /// like it, and moving it back into the spool directory overwrites nothing.
+    current: Option<(u64, u64)>,
 }
 
 /// The lock file inside a spool directory.
@@ -143,6 +158,27 @@ fn sync_dir(dir: &Path) -> Result<(), AuditError> {
     Ok(())
 }
 
+/// The bytes of the files in `rejected/` a sink appends to (`.jsonl`, `.unreadable`),
+/// and the highest index among its `.jsonl` files, which a later segment must not take.
+fn scan_rejected(dir: &Path) -> (u64, Option<u64>) {
+    let Ok(listing) = std::fs::read_dir(dir) else {
+        return (0, None);
+    };
+    let (mut bytes, mut highest) = (0u64, None);
+    for item in listing.flatten() {
+        let name = item.file_name();
+        let name = name.to_str().unwrap_or_default();
+        let index = segment_index(name);
+        if index.is_none() && !name.ends_with(".unreadable") {
+            continue;
+        }
+        highest = highest.max(index);
+        // `DirEntry::metadata` does not follow a link.
+        bytes = bytes.saturating_add(item.metadata().map_or(0, |meta| meta.len()));
+    }
+    (bytes, highest)
+}
+
 impl Spool {
     /// Opens (creating) `dir`; segments left by an earlier run are queued for replay.
     pub(crate) fn open(dir: &Path, max_bytes: u64, segment_bytes: u64) -> Result<Self, AuditError> {
@@ -179,10 +215,12 @@ impl Spool {
             }
         }
         sealed.sort_by_key(|s| s.index);
+        let (rejected_bytes, rejected_highest) = scan_rejected(&dir.join(REJECTED_DIR));
         let highest = sealed
             .iter()
             .map(|s| s.index)
             .chain(unfit.iter().copied())
+            .chain(rejected_highest)
             .max();
         let mut spool = Self {
             dir: dir.to_owned(),
@@ -193,6 +231,10 @@ impl Spool {
             current: None,
             max_bytes,
             segment_bytes: segment_bytes.max(1),
+            rejected: RejectedFiles {
+                bytes: rejected_bytes,
+                current: None,
+            },
             _claim: claim,
         };
         for index in unfit {
@@ -265,38 +307,72 @@ impl Spool {
         self.dir.join(format!("{index:020}.jsonl"))
     }
 
-    /// Keeps a message the receiver refused on its own in `rejected/`, under the name of
-    /// the segment it came from (the same line format: a file moved back into the spool
-    /// directory is replayed), synced before this returns.
-    pub(crate) fn set_aside(&self, segment: u64, message: &Message) -> Result<PathBuf, AuditError> {
-        self.append_rejected(&format!("{segment:020}.jsonl"), &[&message_line(message)])
+    /// Keeps a message the receiver refused on its own in `rejected/`, in a file named
+    /// like a segment under an index no segment takes (the same line format: moved back
+    /// into the spool directory, it is replayed), synced before this returns. `None`
+    /// when `rejected/` has no room left under the spool's cap.
+    pub(crate) fn set_aside(&mut self, message: &Message) -> Result<Option<PathBuf>, AuditError> {
+        let index = match self.rejected.current {
+            Some((index, bytes)) if bytes < self.segment_bytes => index,
+            _ => {
+                let index = self.next_index;
+                self.next_index = self.next_index.saturating_add(1);
+                self.rejected.current = Some((index, 0));
+                index
+            }
+        };
+        let kept =
+            self.append_rejected(&format!("{index:020}.jsonl"), &[&message_line(message)])?;
+        if let (Some((_, bytes)), Some((_, added))) = (&mut self.rejected.current, &kept) {
+            *bytes = bytes.saturating_add(*added);
+        }
+        Ok(kept.map(|(path, _)| path))
     }
 
     /// Keeps the lines of segment `segment` that could not be read in
     /// `rejected/{segment}.unreadable`, synced before this returns: they are not sent,
-    /// but what the spool held is not lost either.
+    /// but what the spool held is not lost either. `None` when `rejected/` has no room.
     pub(crate) fn set_aside_unreadable(
-        &self,
+        &mut self,
         segment: u64,
         lines: &[Bytes],
-    ) -> Result<PathBuf, AuditError> {
+    ) -> Result<Option<PathBuf>, AuditError> {
         let lines: Vec<&[u8]> = lines.iter().map(|line| &line[..]).collect();
-        self.append_rejected(&format!("{segment:020}.unreadable"), &lines)
+        let kept = self.append_rejected(&format!("{segment:020}.unreadable"), &lines)?;
+        Ok(kept.map(|(path, _)| path))
     }
 
-    /// Appends `lines` to the file `name` of `rejected/` and syncs it and the directory.
-    fn append_rejected(&self, name: &str, lines: &[&[u8]]) -> Result<PathBuf, AuditError> {
+    /// Appends `lines` to the file `name` of `rejected/` (after ending a line a crash
+    /// cut short there) and syncs it and the directory; returns its path and the bytes
+    /// added, or `None` if they would take `rejected/` past the spool's cap.
+    fn append_rejected(
+        &mut self,
+        name: &str,
+        lines: &[&[u8]],
+    ) -> Result<Option<(PathBuf, u64)>, AuditError> {
+        let len = lines.iter().fold(0u64, |sum, line| {
+            sum.saturating_add(u64::try_from(line.len()).unwrap_or(u64::MAX))
+        });
+        // One byte more, for a line break a crash may have left out.
+        if self.rejected.bytes.saturating_add(len).saturating_add(1) > self.max_bytes {
+            return Ok(None);
+        }
         let dir = self.dir.join(REJECTED_DIR);
         own_directory(&dir).map_err(|e| AuditError::io("create directory", &dir, e))?;
         let path = dir.join(name);
         let mut file = append_to(&path).map_err(|e| AuditError::io("create", &path, e))?;
-        lines
-            .iter()
+        let cut_short = ends_mid_line(&file).map_err(|e| AuditError::io("read", &path, e))?;
+        let added = len.saturating_add(u64::from(cut_short));
+        // Counted before writing: a write that fails half-way still takes room.
+        self.rejected.bytes = self.rejected.bytes.saturating_add(added);
+        let ended = if cut_short { &b"\n"[..] } else { &[] };
+        std::iter::once(ended)
+            .chain(lines.iter().copied())
             .try_for_each(|line| file.write_all(line))
             .and_then(|()| file.sync_all())
             .map_err(|e| AuditError::io("write", &path, e))?;
         sync_dir(&dir)?;
-        Ok(path)
+        Ok(Some((path, added)))
     }
 
     /// Bytes waiting in the spool.

@@ -325,8 +325,7 @@ impl Worker {
             return;
         }
         let shared = Arc::clone(&self.shared);
-        let segment = replay.segment.index;
-        let kept = tokio::task::spawn_blocking(move || lock(&shared).set_aside(segment, &message))
+        let kept = tokio::task::spawn_blocking(move || lock(&shared).set_aside(&message))
             .await
             .unwrap_or_else(|e| {
                 Err(AuditError::Task {
@@ -335,7 +334,7 @@ impl Worker {
                 })
             });
         match kept {
-            Ok(path) => {
+            Ok(Some(path)) => {
                 tracing::error!(
                     entries = n,
                     path = %path.display(),
@@ -343,6 +342,17 @@ impl Worker {
                      it is kept in the spool's rejected/ directory and not sent again"
                 );
                 self.shared.counters.add(AuditEvent::Rejected, n);
+                self.next_attempt = None;
+                self.advance(replay).await;
+            }
+            Ok(None) => {
+                tracing::error!(
+                    entries = n,
+                    "the audit webhook receiver refused an entry as too large (413), and \
+                     the spool's rejected/ directory is full (it shares the spool's cap): \
+                     the entry is dropped"
+                );
+                self.shared.counters.add(AuditEvent::Dropped, n);
                 self.next_attempt = None;
                 self.advance(replay).await;
             }
@@ -462,12 +472,18 @@ fn load_segment(shared: &Shared) -> Result<Option<(Segment, Vec<Message>)>, Audi
 /// `rejected/`, logs where, and counts their entries dropped: they are not sent.
 fn set_aside_unreadable(shared: &Shared, index: u64, lines: &[Bytes], corrupt: u64) {
     match lock(shared).set_aside_unreadable(index, lines) {
-        Ok(path) => tracing::error!(
+        Ok(Some(path)) => tracing::error!(
             corrupt,
             segment = index,
             path = %path.display(),
             "unreadable lines in the audit spool (not audit entries this router wrote) are \
              not sent; they are kept in the spool's rejected/ directory"
+        ),
+        Ok(None) => tracing::error!(
+            corrupt,
+            segment = index,
+            "unreadable lines in the audit spool are not sent, and the spool's rejected/ \
+             directory is too full to keep them"
         ),
         Err(e) => tracing::error!(
             corrupt,
