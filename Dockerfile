@@ -18,7 +18,8 @@
 # Stopping: SIGTERM makes the sidecar stop accepting, let in-flight calls finish for
 # `[server] drain_timeout_ms` (30 s by default), then flush the audit trail. Docker
 # kills a container 10 s after SIGTERM unless told otherwise, which would cut the drain
-# short: the stop timeout must exceed the drain, e.g. `docker stop -t 45 genesys-router`
+# short: the stop timeout must exceed the drain plus 10 s (the cancelled calls' answers,
+# the audit flush), e.g. `docker stop -t 45 genesys-router`
 # (`--stop-timeout 45` on `docker run`, `stop_grace_period: 45s` in Compose,
 # `terminationGracePeriodSeconds: 45` in Kubernetes).
 

@@ -23,6 +23,14 @@ async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
         .build()
         .await
         .unwrap();
+    // Born at zero, so the alert's `increase()` sees the first failed refresh.
+    assert!(
+        metrics
+            .render()
+            .contains(r#"genesys_router_token_refreshes_total{result="failure"} 0"#),
+        "{}",
+        metrics.render()
+    );
 
     router.route(RouteRequest::new("s", "one")).await.unwrap();
     sim.script(

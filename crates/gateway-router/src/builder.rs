@@ -261,6 +261,7 @@ fn oauth_client(
         .http_client(transport.client().clone())
         .on_refresh(gateway_telemetry::token_refresh)
         .build()?;
+    gateway_telemetry::register_token_refreshes();
     Ok(Arc::new(provider))
 }
 

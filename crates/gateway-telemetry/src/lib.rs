@@ -84,7 +84,7 @@ pub use exporter::{
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{
     AuditCounters, AuditEvent, HttpMetrics, InFlightGuard, ModelMetrics, audit_event, build_info,
-    describe, fallback, fleet_degraded_gauge, http_request, limiter_wait, token_refresh,
-    webhook_spool_bytes_gauge,
+    describe, fallback, fleet_degraded_gauge, http_request, limiter_wait, register_token_refreshes,
+    token_refresh, webhook_spool_bytes_gauge,
 };
 pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};

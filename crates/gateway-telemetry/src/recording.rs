@@ -364,6 +364,14 @@ pub fn limiter_wait(duration: Duration) {
     metrics::histogram!(LIMITER_WAIT_SECONDS).record(duration.as_secs_f64());
 }
 
+/// Registers both token refresh series with the current recorder at zero, so a rate or
+/// `increase()` over them sees the first failure (a series born at 1 shows no increase).
+pub fn register_token_refreshes() {
+    for result in ["success", "failure"] {
+        metrics::counter!(TOKEN_REFRESHES_TOTAL, LABEL_RESULT => result).absolute(0);
+    }
+}
+
 /// Records one OAuth token refresh and whether it succeeded.
 pub fn token_refresh(success: bool) {
     if success {
