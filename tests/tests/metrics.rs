@@ -23,14 +23,7 @@ async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
         .build()
         .await
         .unwrap();
-    // Born at zero, so the alert's `increase()` sees the first failed refresh.
-    assert!(
-        metrics
-            .render()
-            .contains(r#"genesys_router_token_refreshes_total{result="failure"} 0"#),
-        "{}",
-        metrics.render()
-    );
+    refresh_failures_start_at_zero(&metrics);
 
     router.route(RouteRequest::new("s", "one")).await.unwrap();
     sim.script(
@@ -128,6 +121,13 @@ async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
         ),
         1.0
     );
+}
+
+/// The refresh failure series is born at zero, so the alert's `increase()` sees the first.
+fn refresh_failures_start_at_zero(metrics: &gateway_telemetry::MetricsHandle) {
+    let text = metrics.render();
+    let zero = r#"genesys_router_token_refreshes_total{result="failure"} 0"#;
+    assert!(text.contains(zero), "{text}");
 }
 
 /// Routes `prompt` on route `s` while `model-gen-4` stalls, and drops the call once its

@@ -242,6 +242,59 @@ async fn a_redirect_or_a_status_outside_https_classes_is_the_upstreams_failure()
     }
 }
 
+/// A 4xx that says nothing wrong of the request itself is the gateway's failure, which
+/// another model may not share: the call falls back. One that does (its method, media
+/// type, size, headers) would be refused by every model, and stops the call.
+#[tokio::test(start_paused = true)]
+async fn only_a_4xx_that_blames_the_request_stops_the_call() {
+    let sim = Sim::builder().start().await.unwrap();
+    let status = |status| Scripted::Status { status, code: None };
+    for (code, expected) in [
+        (402, gateway_model::Outcome::UpstreamError),
+        (409, gateway_model::Outcome::UpstreamError),
+        (410, gateway_model::Outcome::ClientError),
+        (418, gateway_model::Outcome::UpstreamError),
+        (451, gateway_model::Outcome::UpstreamError),
+        (499, gateway_model::Outcome::UpstreamError),
+    ] {
+        // A router each: these failures count against the model, whose circuit opens.
+        let router = gen4_with_fallback(&sim).await;
+        sim.script(Target::model("model-gen-4"), [status(code)]);
+        let outcome = router.route(RouteRequest::new("s", "hello")).await;
+        let outcome = outcome.unwrap_or_else(|e| panic!("{code}: {e}"));
+        assert_eq!(outcome.served_model.as_str(), "model-fallback-3", "{code}");
+        assert_eq!(outcome.models_tried[0].outcome, expected, "{code}");
+    }
+    // Not processed (a misdirected connection, early data): sent again first.
+    let router = gen4_with_fallback(&sim).await;
+    for code in [421, 425] {
+        sim.script(
+            Target::model("model-gen-4"),
+            [status(code), status(code), status(code)],
+        );
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert_eq!(outcome.served_model.as_str(), "model-fallback-3", "{code}");
+        assert_eq!(outcome.models_tried[0].attempts, 3, "{code}");
+    }
+    let sent = sim.prompt_requests().len();
+    for code in [405, 415, 431] {
+        sim.script(Target::model("model-gen-4"), [status(code)]);
+        let err = router
+            .route(RouteRequest::new("s", "hello"))
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(err.kind(), RouteErrorKind::Refused { status, .. } if *status == code),
+            "{code}: {err}"
+        );
+    }
+    assert_eq!(
+        sim.prompt_requests().len(),
+        sent + 3,
+        "no fallback was called"
+    );
+}
+
 /// A 408 says the request was not taken in time, so it was not processed: it is sent
 /// again, and after the last attempt the call falls back, as after a timeout.
 #[tokio::test(start_paused = true)]

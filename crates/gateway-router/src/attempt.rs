@@ -261,6 +261,13 @@ fn cut_short(err: &TransportError) -> Health {
     }
 }
 
+/// Whether a 4xx `status` says the request itself is wrong, so every model would refuse
+/// it too: its syntax or shape (400, 422 outside a policy violation), its method, media
+/// type, size or headers.
+fn request_at_fault(status: u16) -> bool {
+    matches!(status, 400 | 405 | 406 | 411 | 413..=415 | 417 | 422 | 431)
+}
+
 /// How a transport failure ends a model's part: outcome, what the loop does next, and
 /// what it says about the model's health.
 /// (A 408 is a request the gateway or a proxy did not take in time: not the model's
@@ -294,13 +301,19 @@ fn classify(
                 }),
                 Health::Neutral,
             ),
-            404 => (Outcome::ClientError, Next::Fallback, Health::Unhealthy),
+            // Unknown or gone.
+            404 | 410 => (Outcome::ClientError, Next::Fallback, Health::Unhealthy),
             422 if body.as_deref().is_some_and(ErrorBody::is_policy_violation) => {
                 (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
             }
             408 => (Outcome::Timeout, Next::Fallback, Health::Neutral),
-            s @ 400..=499 => (Outcome::ClientError, refused(s), Health::Neutral),
-            // 5xx, a redirect, a status outside HTTP's classes: the model's side failed.
+            // Not processed, through no fault of the request (a connection that reached
+            // the wrong server, an early-data replay risk): sent again, then fallen back.
+            421 | 425 => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
+            s if request_at_fault(s) => (Outcome::ClientError, refused(s), Health::Neutral),
+            // 5xx, a redirect, another 4xx (a conflict, a payment, a legal block, a
+            // status no gateway should answer), one outside HTTP's classes: the model's
+            // side failed, not the request, which another model may still serve.
             _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
         },
         ErrorKind::RateLimited { retry_after, .. } => {
