@@ -702,6 +702,39 @@ async fn the_catalogue_is_read_until_every_configured_model_is_found() {
     );
 }
 
+/// A gateway that ignores `pageNumber`, answering its first page, which claims a second,
+/// to every request: the check reads two pages, not a thousand.
+#[tokio::test]
+async fn a_catalogue_that_ignores_page_numbers_is_read_twice_not_to_the_page_cap() {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counted = std::sync::Arc::clone(&asked);
+    let server = tokio::spawn(async move {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let body = r#"{"entities":[{"id":"model-other"}],"pageNumber":1,"pageCount":2}"#;
+        let answer = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        while let Ok((mut stream, _)) = listener.accept().await {
+            counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let _ = stream.write_all(answer.as_bytes()).await;
+        }
+    });
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config_for(&sim).with_route("s", chain("model-gen-4", &[]));
+    config.environment.api_base = Some(format!("http://{addr}"));
+    config.environment.login_base = Some(sim.base_url());
+    config.environment.validate_models = true;
+    let err = router_for(config).build().await.unwrap_err();
+    assert!(matches!(&err, BuildError::UnknownModels { .. }), "{err}");
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+    server.abort();
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_slow_catalogue_gets_one_deadline_for_all_its_pages() {
     // Four pages of 100, each answering in 25 s: 100 s in all, past the 90 s deadline
