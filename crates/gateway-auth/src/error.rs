@@ -36,8 +36,9 @@ pub enum AuthError {
         /// Genesys' `description` or `error_description`.
         description: Option<String>,
     },
-    /// The login host could not be reached.
-    #[error("cannot reach the login host {host}: {reason}")]
+    /// The login host could not be reached, did not answer in time, or failed (a 5xx, an
+    /// answer too large).
+    #[error("no token from the login host {host}: {reason}")]
     Unreachable {
         /// The login host.
         host: String,

@@ -375,7 +375,13 @@ impl ClientCredentials {
             .await
             .map_err(|e| AuthError::Unreachable {
                 host: inner.host.clone(),
-                reason: e.to_string(),
+                reason: match e {
+                    // The transport's words name the attempt timeout: this is the login's.
+                    gateway_transport::ErrorKind::Timeout(wait) => {
+                        format!("no answer within the login timeout of {wait:?}")
+                    }
+                    e => e.to_string(),
+                },
             })?;
         match answer.status.as_u16() {
             200 => self.granted(&answer.body, started),
