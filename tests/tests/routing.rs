@@ -1016,3 +1016,41 @@ async fn a_dropped_call_releases_everything_and_is_audited_as_cancelled() {
     // The router still works.
     router.route(RouteRequest::new("s", "hello")).await.unwrap();
 }
+
+/// The gateway is never sent the OAuth client's secret, but a proxy in front of it may
+/// know it and quote it: it reaches no error, as the request's token does not.
+#[tokio::test]
+async fn a_gateway_error_quoting_the_client_secret_reaches_no_error_with_it() {
+    use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+    let sim = Sim::builder().start().await.unwrap();
+    let router = router_for(config_for(&sim).with_route("s", chain("model-gen-4", &[])))
+        .build()
+        .await
+        .unwrap();
+    let basic =
+        gateway_auth::Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).basic_credential();
+    let basic = basic.expose();
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Raw {
+            status: 400,
+            headers: vec![
+                ("content-type".into(), "application/json".into()),
+                ("inin-correlation-id".into(), format!("corr-{basic}")),
+            ],
+            body: format!(
+                r#"{{"message":"proxy saw secret {DEFAULT_CLIENT_SECRET} and Basic {basic}","code":"bad.request","status":400}}"#
+            ),
+        }],
+    );
+    let err = router
+        .route(RouteRequest::new("s", "hello"))
+        .await
+        .unwrap_err();
+    let everything = format!("{err} {err:?}");
+    assert!(
+        !everything.contains(DEFAULT_CLIENT_SECRET) && !everything.contains(basic),
+        "{everything}"
+    );
+    assert!(everything.contains("<redacted>"), "{everything}");
+}

@@ -66,6 +66,28 @@ impl Credentials {
         }
     }
 
+    /// The Basic credential a token request sends: `client_id:client_secret` in base64.
+    pub fn basic_credential(&self) -> Secret {
+        use base64::Engine as _;
+        Secret::new(base64::engine::general_purpose::STANDARD.encode(format!(
+            "{}:{}",
+            self.client_id,
+            self.client_secret.expose()
+        )))
+    }
+
+    /// The secrets a token request sends, which an error must never repeat: the client
+    /// secret and the [Basic credential](Self::basic_credential) built from it.
+    ///
+    /// ```
+    /// use gateway_auth::Credentials;
+    /// let [secret, basic] = Credentials::new("id", "s3cret").sent_secrets();
+    /// assert_eq!((secret.expose(), basic.expose()), ("s3cret", "aWQ6czNjcmV0"));
+    /// ```
+    pub fn sent_secrets(&self) -> [Secret; 2] {
+        [self.client_secret.clone(), self.basic_credential()]
+    }
+
     /// Reads `GENESYS_CLIENT_ID` and `GENESYS_CLIENT_SECRET`.
     pub fn from_env() -> Result<Self, AuthError> {
         Self::from_config(&CredentialsConfig::default())

@@ -10,7 +10,7 @@ use gateway_audit::{AuditError, AuditSink, FanOut, JsonlSink};
 use gateway_auth::{ClientCredentials, Credentials};
 use gateway_model::{ModelId, RouterConfig, Validate, ValidationErrors, WebhookConfig};
 use gateway_telemetry::{ModelMetrics, Stats};
-use gateway_transport::{TokenSource, Transport, TransportConfig, TransportError};
+use gateway_transport::{KnownSecrets, TokenSource, Transport, TransportConfig, TransportError};
 
 use crate::breaker::{CircuitBreaker, CoolDownRule};
 use crate::catalogue::LastCheck;
@@ -170,15 +170,27 @@ impl RouterBuilder {
         if self.check_recorder {
             warn_without_recorder();
         }
-        let transport_config = match self.transport {
+        let mut transport_config = match self.transport {
             Some(t) => t,
             None => TransportConfig::from_router_config(&config)
                 .map_err(|kind| BuildError::Transport(TransportError::from(kind)))?,
         };
+        let tokens = match (self.tokens, self.credentials) {
+            (Some(tokens), _) => Tokens::Given(tokens),
+            (None, Some(credentials)) => Tokens::Own(credentials),
+            (None, None) => Tokens::Own(Credentials::from_config(&config.credentials)?),
+        };
+        if let Tokens::Own(credentials) = &tokens {
+            // Never sent to the gateway, but a proxy in front of it may know and quote
+            // them: kept out of errors as the request's token is.
+            let secrets = credentials.sent_secrets();
+            transport_config.known_secrets =
+                KnownSecrets::new(secrets.iter().map(|s| s.expose().to_owned()));
+        }
         let bare = Transport::new(transport_config).map_err(BuildError::Transport)?;
-        let tokens = match self.tokens {
-            Some(tokens) => tokens,
-            None => oauth_client(&config, self.credentials, &bare)?,
+        let tokens = match tokens {
+            Tokens::Given(tokens) => tokens,
+            Tokens::Own(credentials) => oauth_client(&config, credentials, &bare)?,
         };
         let tokens = match self.token_layer {
             Some(layer) => layer(tokens),
@@ -246,17 +258,21 @@ fn warn_without_recorder() {
     }
 }
 
-/// The router's own OAuth client: `credentials`, or those the config's env vars hold,
-/// fetching tokens through `transport`'s HTTP client.
+/// Where a router's tokens come from.
+enum Tokens {
+    /// A token source given to the builder.
+    Given(Arc<dyn TokenSource>),
+    /// The router's own OAuth client, with these credentials.
+    Own(Credentials),
+}
+
+/// The router's own OAuth client with `credentials`, fetching tokens through
+/// `transport`'s HTTP client.
 fn oauth_client(
     config: &RouterConfig,
-    credentials: Option<Credentials>,
+    credentials: Credentials,
     transport: &Transport,
 ) -> Result<Arc<dyn TokenSource>, BuildError> {
-    let credentials = match credentials {
-        Some(c) => c,
-        None => Credentials::from_config(&config.credentials)?,
-    };
     let provider = ClientCredentials::from_router_config(config, credentials)?
         .http_client(transport.client().clone())
         .on_refresh(gateway_telemetry::token_refresh)

@@ -162,6 +162,8 @@ pub struct Answer {
     pub stats: CallStats,
     /// The token the answered request carried, taken out of a decoding error's text.
     pub(crate) sent_token: Option<AccessToken>,
+    /// The transport's [`KnownSecrets`](crate::KnownSecrets), taken out likewise.
+    pub(crate) known_secrets: crate::KnownSecrets,
 }
 
 impl Answer {
@@ -169,18 +171,24 @@ impl Answer {
     /// without the request's token (an answer may repeat it where a number belongs).
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorKind> {
         serde_json::from_slice(&self.body).map_err(|e| {
-            let secret = self.sent_token.as_ref().map(AccessToken::expose);
-            ErrorKind::Decode(redact_secrets(&e.to_string(), secret.as_slice()).into_owned())
+            let secrets = self.secrets();
+            ErrorKind::Decode(redact_secrets(&e.to_string(), secrets.as_slice()).into_owned())
         })
     }
 
     /// The `ININ-Correlation-Id` header, without the request's token should it repeat it.
     pub fn upstream_correlation_id(&self) -> Option<Cow<'_, str>> {
-        let secret = self.sent_token.as_ref().map(AccessToken::expose);
+        let secrets = self.secrets();
         self.headers
             .get(ININ_CORRELATION_ID)
             .and_then(|v| v.to_str().ok())
-            .map(|id| redact_secrets(id, secret.as_slice()))
+            .map(|id| redact_secrets(id, secrets.as_slice()))
+    }
+
+    /// The request's token and the known secrets.
+    fn secrets(&self) -> crate::known_secrets::SecretList<'_> {
+        self.known_secrets
+            .and(self.sent_token.as_ref().map(AccessToken::expose))
     }
 }
 

@@ -36,6 +36,9 @@ pub struct TransportConfig {
     pub requests_per_minute: Option<u32>,
     /// The pace's burst.
     pub rate_burst: u32,
+    /// Secrets the gateway is never sent, taken out of errors should an answer quote
+    /// them (the router's OAuth client secret and Basic credential).
+    pub known_secrets: crate::KnownSecrets,
 }
 
 impl TransportConfig {
@@ -101,6 +104,7 @@ impl TransportConfig {
             user_agent: format!("genesys-router/{}", env!("CARGO_PKG_VERSION")),
             requests_per_minute: limits.requests_per_minute,
             rate_burst: limits.rate_burst,
+            known_secrets: crate::KnownSecrets::default(),
         }
     }
 }

@@ -42,6 +42,7 @@ pub mod clock;
 mod config;
 mod connect_timeout;
 mod error;
+mod known_secrets;
 mod lanes;
 mod limiter;
 mod pacing;
@@ -65,6 +66,7 @@ pub use client::{
 };
 pub use config::TransportConfig;
 pub use error::{CallStats, ErrorKind, TransportError};
+pub use known_secrets::KnownSecrets;
 pub use lanes::{MAX_LANES, STREAMS_PER_CONNECTION};
 pub use limiter::{Limiter, LimiterTimeout, Permit};
 pub use rate_budget::{Gcra, LocalRateBudget, RateBudget};

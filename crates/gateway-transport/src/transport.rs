@@ -273,6 +273,7 @@ impl Transport {
                     body: exchange.body,
                     stats,
                     sent_token: token,
+                    known_secrets: self.inner.config.known_secrets.clone(),
                 }),
                 Err(kind) => Err(TransportError::new(kind, stats)),
             }

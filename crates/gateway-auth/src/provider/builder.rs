@@ -5,14 +5,12 @@ use std::sync::atomic::{AtomicBool, AtomicU64};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use gateway_model::Region;
 use gateway_transport::{ClientOptions, HttpClient};
 use http::header::HeaderValue;
 
 use super::{ClientCredentials, FailureStreak, Inner, RefreshHook, TOKEN_PATH};
-use crate::credentials::{Credentials, Secret};
+use crate::credentials::Credentials;
 use crate::error::AuthError;
 use crate::refresh::{Bucket, RefreshPolicy};
 
@@ -99,15 +97,10 @@ impl ClientCredentialsBuilder {
         let host = token_url
             .authority()
             .map_or_else(String::new, ToString::to_string);
-        let encoded = STANDARD.encode(format!(
-            "{}:{}",
-            self.credentials.client_id,
-            self.credentials.client_secret.expose()
-        ));
-        let mut basic = HeaderValue::from_str(&format!("Basic {encoded}"))
+        let sent_secrets = self.credentials.sent_secrets();
+        let mut basic = HeaderValue::from_str(&format!("Basic {}", sent_secrets[1].expose()))
             .map_err(|_| AuthError::Url("the credentials cannot be sent in a header".into()))?;
         basic.set_sensitive(true);
-        let sent_secrets = [self.credentials.client_secret, Secret::new(encoded)];
         Ok(ClientCredentials {
             inner: Arc::new(Inner {
                 http,

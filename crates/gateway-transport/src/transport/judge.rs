@@ -55,13 +55,16 @@ impl Transport {
         };
         stats.last_status = Some(exchange.status);
         // An error body, or a header, may repeat the request's `Authorization` header:
-        // its token is taken out before it reaches an error, a log line, the audit trail
-        // or a caller.
-        let sent_token = token.map(AccessToken::expose);
-        stats.upstream_correlation_id = correlation_id(&exchange.headers, sent_token);
+        // its token (and any known secret) is taken out before it reaches an error, a log
+        // line, the audit trail or a caller.
+        let secrets = self
+            .inner
+            .config
+            .known_secrets
+            .and(token.map(AccessToken::expose));
+        stats.upstream_correlation_id = correlation_id(&exchange.headers, secrets.as_slice());
         self.observe_rate_limit(&exchange.headers);
-        let body =
-            || ErrorBody::parse_redacting(&exchange.body, sent_token.as_slice()).map(Box::new);
+        let body = || ErrorBody::parse_redacting(&exchange.body, secrets.as_slice()).map(Box::new);
         match RetryPolicy::classify(exchange.status) {
             Disposition::Success => Step::Done(exchange),
             Disposition::RefreshToken => Step::Refresh(body()),
@@ -102,10 +105,10 @@ impl Transport {
     }
 }
 
-/// The answer's `ININ-Correlation-Id`, without `sent_token` should it repeat it.
-fn correlation_id(headers: &http::HeaderMap, sent_token: Option<&str>) -> Option<String> {
+/// The answer's `ININ-Correlation-Id`, without `secrets` should it repeat one.
+fn correlation_id(headers: &http::HeaderMap, secrets: &[&str]) -> Option<String> {
     headers
         .get(ININ_CORRELATION_ID)
         .and_then(|v| v.to_str().ok())
-        .map(|id| redact_secrets(id, sent_token.as_slice()).into_owned())
+        .map(|id| redact_secrets(id, secrets).into_owned())
 }
