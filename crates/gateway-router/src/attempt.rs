@@ -261,6 +261,56 @@ fn cut_short(err: &TransportError) -> Health {
     }
 }
 
+/// The model's part ended on an answer with `status` (and `body`, if it could be read).
+/// (A 408 is a request the gateway or a proxy did not take in time: not the model's
+/// doing, so it falls back without counting against it.)
+fn classify_status(
+    status: u16,
+    body: Option<&ErrorBody>,
+    err: &TransportError,
+    model: &ModelId,
+) -> (Outcome, Next, Health) {
+    match status {
+        403 if body.is_some_and(ErrorBody::is_model_restricted) => {
+            (Outcome::ClientError, Next::Fallback, Health::Neutral)
+        }
+        403 => (
+            Outcome::ClientError,
+            Next::Stop(RouteErrorKind::Forbidden {
+                detail: detail(err),
+            }),
+            Health::Neutral,
+        ),
+        // Unknown or gone.
+        404 | 410 => (Outcome::ClientError, Next::Fallback, Health::Unhealthy),
+        422 if body.is_some_and(ErrorBody::is_policy_violation) => {
+            (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
+        }
+        408 => (Outcome::Timeout, Next::Fallback, Health::Neutral),
+        // Not processed, through no fault of the request (a connection that reached the
+        // wrong server, an early-data replay risk): sent again, then fallen back.
+        421 | 425 => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
+        s if request_at_fault(s) => (
+            Outcome::ClientError,
+            refused(model, s, err),
+            Health::Neutral,
+        ),
+        // 5xx, a redirect, another 4xx (a conflict, a payment, a legal block, a status no
+        // gateway should answer), one outside HTTP's classes: the model's side failed, not
+        // the request, which another model may still serve.
+        _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
+    }
+}
+
+/// The call stops: `model` refused the request itself with `status`.
+fn refused(model: &ModelId, status: u16, err: &TransportError) -> Next {
+    Next::Stop(RouteErrorKind::Refused {
+        model: model.clone(),
+        status,
+        detail: detail(err),
+    })
+}
+
 /// Whether a 4xx `status` says the request itself is wrong, so every model would refuse
 /// it too: its syntax or shape (400, 422 outside a policy violation), its method, media
 /// type, size or headers.
@@ -270,52 +320,15 @@ fn request_at_fault(status: u16) -> bool {
 
 /// How a transport failure ends a model's part: outcome, what the loop does next, and
 /// what it says about the model's health.
-/// (A 408 is a request the gateway or a proxy did not take in time: not the model's
-/// doing, so it falls back without counting against it.)
 fn classify(
     err: &TransportError,
     model: &ModelId,
     cool_down: CoolDownRule,
 ) -> (Outcome, Next, Health) {
-    let refused = |status: u16| {
-        Next::Stop(RouteErrorKind::Refused {
-            model: model.clone(),
-            status,
-            detail: detail(err),
-        })
-    };
     match err.kind() {
-        ErrorKind::Status { status, body, .. } => match status.as_u16() {
-            400 | 413 => (
-                Outcome::ClientError,
-                refused(status.as_u16()),
-                Health::Neutral,
-            ),
-            403 if body.as_deref().is_some_and(ErrorBody::is_model_restricted) => {
-                (Outcome::ClientError, Next::Fallback, Health::Neutral)
-            }
-            403 => (
-                Outcome::ClientError,
-                Next::Stop(RouteErrorKind::Forbidden {
-                    detail: detail(err),
-                }),
-                Health::Neutral,
-            ),
-            // Unknown or gone.
-            404 | 410 => (Outcome::ClientError, Next::Fallback, Health::Unhealthy),
-            422 if body.as_deref().is_some_and(ErrorBody::is_policy_violation) => {
-                (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
-            }
-            408 => (Outcome::Timeout, Next::Fallback, Health::Neutral),
-            // Not processed, through no fault of the request (a connection that reached
-            // the wrong server, an early-data replay risk): sent again, then fallen back.
-            421 | 425 => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
-            s if request_at_fault(s) => (Outcome::ClientError, refused(s), Health::Neutral),
-            // 5xx, a redirect, another 4xx (a conflict, a payment, a legal block, a
-            // status no gateway should answer), one outside HTTP's classes: the model's
-            // side failed, not the request, which another model may still serve.
-            _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
-        },
+        ErrorKind::Status { status, body, .. } => {
+            classify_status(status.as_u16(), body.as_deref(), err, model)
+        }
         ErrorKind::RateLimited { retry_after, .. } => {
             let health = retry_after
                 .and_then(|wait| cool_down.cool_down(wait))
@@ -343,7 +356,11 @@ fn classify(
             Next::Stop(RouteErrorKind::Token(t.clone())),
             Health::Neutral,
         ),
-        ErrorKind::RequestTooLarge { .. } => (Outcome::ClientError, refused(413), Health::Neutral),
+        ErrorKind::RequestTooLarge { .. } => (
+            Outcome::ClientError,
+            refused(model, 413, err),
+            Health::Neutral,
+        ),
         ErrorKind::Tls { .. } => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
         _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
     }

@@ -170,28 +170,13 @@ impl RouterBuilder {
         if self.check_recorder {
             warn_without_recorder();
         }
-        let mut transport_config = match self.transport {
+        let transport_config = match self.transport {
             Some(t) => t,
             None => TransportConfig::from_router_config(&config)
                 .map_err(|kind| BuildError::Transport(TransportError::from(kind)))?,
         };
-        let tokens = match (self.tokens, self.credentials) {
-            (Some(tokens), _) => Tokens::Given(tokens),
-            (None, Some(credentials)) => Tokens::Own(credentials),
-            (None, None) => Tokens::Own(Credentials::from_config(&config.credentials)?),
-        };
-        if let Tokens::Own(credentials) = &tokens {
-            // Never sent to the gateway, but a proxy in front of it may know and quote
-            // them: kept out of errors as the request's token is.
-            let secrets = credentials.sent_secrets();
-            transport_config.known_secrets =
-                KnownSecrets::new(secrets.iter().map(|s| s.expose().to_owned()));
-        }
-        let bare = Transport::new(transport_config).map_err(BuildError::Transport)?;
-        let tokens = match tokens {
-            Tokens::Given(tokens) => tokens,
-            Tokens::Own(credentials) => oauth_client(&config, credentials, &bare)?,
-        };
+        let tokens = Tokens::choose(self.tokens, self.credentials, &config)?;
+        let (bare, tokens) = tokens.start(transport_config, &config)?;
         let tokens = match self.token_layer {
             Some(layer) => layer(tokens),
             None => tokens,
@@ -264,6 +249,46 @@ enum Tokens {
     Given(Arc<dyn TokenSource>),
     /// The router's own OAuth client, with these credentials.
     Own(Credentials),
+}
+
+impl Tokens {
+    /// `given`, or the router's own client with `credentials`, or with those the config's
+    /// env vars hold.
+    fn choose(
+        given: Option<Arc<dyn TokenSource>>,
+        credentials: Option<Credentials>,
+        config: &RouterConfig,
+    ) -> Result<Self, BuildError> {
+        Ok(match (given, credentials) {
+            (Some(tokens), _) => Self::Given(tokens),
+            (None, Some(credentials)) => Self::Own(credentials),
+            (None, None) => Self::Own(Credentials::from_config(&config.credentials)?),
+        })
+    }
+    /// The transport (knowing the secrets of the router's own client, if any) and the
+    /// token source.
+    fn start(
+        self,
+        mut transport_config: TransportConfig,
+        config: &RouterConfig,
+    ) -> Result<(Transport, Arc<dyn TokenSource>), BuildError> {
+        if let Self::Own(credentials) = &self {
+            transport_config.known_secrets = known_secrets(credentials);
+        }
+        let bare = Transport::new(transport_config).map_err(BuildError::Transport)?;
+        let tokens = match self {
+            Self::Given(tokens) => tokens,
+            Self::Own(credentials) => oauth_client(config, credentials, &bare)?,
+        };
+        Ok((bare, tokens))
+    }
+}
+
+/// The secrets a token request sends: never sent to the gateway, but a proxy in front of
+/// it may know and quote them, so they are kept out of errors as the request's token is.
+fn known_secrets(credentials: &Credentials) -> KnownSecrets {
+    let secrets = credentials.sent_secrets();
+    KnownSecrets::new(secrets.iter().map(|s| s.expose().to_owned()))
 }
 
 /// The router's own OAuth client with `credentials`, fetching tokens through

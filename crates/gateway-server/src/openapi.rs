@@ -206,7 +206,7 @@ fn require_every_field(components: &mut serde_json::Map<String, Value>, name: &s
 fn sticky_key_header() -> Value {
     json!({
         "name": "x-sticky-key", "in": "header", "required": false,
-        "description": "The sticky key (such as a conversation id); wins over `user`.",
+        "description": "The sticky key (such as a conversation id); wins over `user`. Sent once and not empty, or the request is refused (400).",
         "schema": { "type": "string" }
     })
 }

@@ -618,22 +618,27 @@ async fn the_same_user_always_reaches_the_same_model() {
         "different users reach both models of the split"
     );
 
-    // A key that is not text is refused, not dropped (which would pick any model).
+    // A key that is not text, is empty or comes twice is refused, not dropped or picked
+    // (which would reach a model the caller did not mean).
     let auth = format!("Bearer {KEY}");
-    let (status, _, body) = door
-        .raw(
-            Method::POST,
-            "/v1/chat/completions",
-            &[
-                ("authorization", auth.as_bytes()),
-                ("content-type", b"application/json"),
-                ("x-sticky-key", b"\xff\xfe"),
-            ],
-            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}]})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
-    assert_eq!(body["error"]["param"], "X-Sticky-Key", "{body}");
+    let keys: [&[&[u8]]; 3] = [
+        &[b"\xff\xfe"],
+        &[b""],
+        &[b"conversation-0", b"conversation-1"],
+    ];
+    for sent in keys {
+        let mut headers: Vec<(&str, &[u8])> = vec![
+            ("authorization", auth.as_bytes()),
+            ("content-type", b"application/json"),
+        ];
+        headers.extend(sent.iter().map(|key| ("x-sticky-key", *key)));
+        let chat = json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}]});
+        let (status, _, body) = door
+            .raw(Method::POST, "/v1/chat/completions", &headers, Some(chat))
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+        assert_eq!(body["error"]["param"], "X-Sticky-Key", "{body}");
+    }
 
     // An `X-Sticky-Key` header wins over `user`.
     let keyed = Client::with_config(

@@ -146,6 +146,23 @@ async fn api_keys_guard_routing_but_not_health() {
         assert_eq!(status, expected, "{header}");
     }
 
+    // Two keys, even a right one beside a wrong one, are refused.
+    for pair in [
+        ["Bearer k-right", "Bearer k-wrong"],
+        ["Bearer k-wrong", "Bearer k-right"],
+    ] {
+        let two = [("authorization", pair[0]), ("authorization", pair[1])];
+        let (status, headers, _) =
+            send_with(&client, Method::POST, route.clone(), &two, ROUTE_BODY).await;
+        assert_eq!(status, StatusCode::UNAUTHORIZED, "{pair:?}");
+        assert!(
+            headers["www-authenticate"]
+                .to_str()
+                .unwrap()
+                .contains("invalid_request")
+        );
+    }
+
     for open in ["/healthz", "/readyz", "/openapi.json"] {
         let (status, _, _) =
             send_with(&client, Method::GET, format!("{base}{open}"), &[], "").await;

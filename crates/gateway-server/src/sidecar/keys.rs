@@ -141,6 +141,15 @@ pub(crate) fn admit(keys: &ApiKeys, headers: &http::HeaderMap) -> Result<(), Den
     if keys.is_empty() {
         return Ok(());
     }
+    // Two are refused, whichever is right: which one a proxy or a framework reads differs,
+    // so a key smuggled beside another would be judged by one and used by another.
+    let mut given = headers.get_all(AUTHORIZATION).iter();
+    if given.next().is_some() && given.next().is_some() {
+        return Err(Denied {
+            message: "send one Authorization header, not several",
+            challenge: r#"Bearer error="invalid_request""#,
+        });
+    }
     // The scheme's name is case-insensitive (RFC 9110, 11.1); one space follows it.
     let presented = headers
         .get(AUTHORIZATION)

@@ -362,22 +362,30 @@ pub(super) fn sticky_key<const N: usize>(
     headers: &HeaderMap,
     fields: [(&'static str, Option<String>); N],
 ) -> Result<(Option<String>, &'static str), OpenAiError> {
-    // A key the caller sent but that is not text is refused, not dropped: without it
-    // the call would go to whichever model the split picks.
+    // A key the caller sent but that is not text, is empty (as `"user": ""` is refused)
+    // or is sent twice is refused, not dropped or picked: the call would go to a model
+    // the caller did not mean.
+    let refused = |why: &str| {
+        Err(OpenAiError::invalid(
+            Some("X-Sticky-Key".into()),
+            "invalid_value",
+            format!("the X-Sticky-Key header {why}"),
+        ))
+    };
+    if headers.get_all(&X_STICKY_KEY).iter().nth(1).is_some() {
+        return refused("must be sent once");
+    }
     match headers.get(&X_STICKY_KEY).map(HeaderValue::to_str) {
-        Some(Ok(key)) if !key.is_empty() => Ok((Some(key.to_owned()), "X-Sticky-Key")),
-        Some(Ok(_)) | None => {
+        Some(Ok("")) => refused("must not be empty"),
+        Some(Ok(key)) => Ok((Some(key.to_owned()), "X-Sticky-Key")),
+        None => {
             let first = fields.first().map_or("user", |(name, _)| *name);
             Ok(fields
                 .into_iter()
                 .find_map(|(name, key)| key.map(|key| (Some(key), name)))
                 .unwrap_or((None, first)))
         }
-        Some(Err(_)) => Err(OpenAiError::invalid(
-            Some("X-Sticky-Key".into()),
-            "invalid_value",
-            "the X-Sticky-Key header must be visible ASCII text".into(),
-        )),
+        Some(Err(_)) => refused("must be visible ASCII text"),
     }
 }
 
