@@ -122,7 +122,8 @@ pub struct DemoArgs {
     /// Where the audit log and the metrics snapshot go.
     #[arg(long, short, default_value = "genesys-router-demo")]
     pub out: PathBuf,
-    /// The simulator's seed (the same seed gives the same run).
+    /// The simulator's seed (the same seed gives the same run at `-c 1`; more calls in
+    /// flight reach the simulator in a different order each run).
     #[arg(long, default_value_t = 7)]
     pub seed: u64,
 }

@@ -367,7 +367,8 @@ fn bash_labels_as_the_loop_spells_them(script: &str, bin_name: &str) -> String {
 
 /// `man`: the man page on stdout, or every page written to `--out`.
 pub fn man(args: &ManArgs) -> anyhow::Result<i32> {
-    let command = Cli::command();
+    // `help` gets no page of its own, so no page names it.
+    let command = Cli::command().disable_help_subcommand(true);
     if let Some(dir) = &args.out {
         std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
         crate::replace::files_in(dir, |staging| {

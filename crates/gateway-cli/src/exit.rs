@@ -37,7 +37,7 @@ Exit codes:
   0  success
   1  any other failure
   2  usage: bad arguments, log filter, thread count, route name or prompt (nothing was sent)
-  3  the config file cannot be read or is invalid
+  3  the config file cannot be read or is invalid, or a file or env var it names is missing, malformed or in use
   4  credentials missing, or refused by the login host or the gateway
   5  upstream failure: every model failed (not by refusing the request), or a host could not be reached";
 

@@ -235,6 +235,12 @@ async fn health_readiness_and_metrics() {
     );
     let (status, _, body) = send(&client, Method::GET, format!("{base}/readyz"), "").await;
     assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    // Without `validate_models` nothing checked the models: the answer says so.
+    let body: Value = serde_json::from_slice(&body).unwrap();
+    assert_eq!(
+        body["models"], "not checked (validate_models is off)",
+        "{body}"
+    );
     assert_eq!(
         send(&client, Method::GET, format!("{base}/metrics"), "")
             .await

@@ -152,7 +152,10 @@ async fn ready(State(app): State<App>) -> Reply {
             "no token within {READY_TOKEN_WAIT:?}: the login host has not answered yet"
         )),
     };
+    // Without `validate_models` no check runs: the models are not known to be wrong, and
+    // the answer says they were not checked rather than "ok".
     let models = match app.router.last_model_check() {
+        None => Ok("not checked (validate_models is off)"),
         Some(check) if !check.all_known() => Err(format!(
             "unknown models: {}",
             check
@@ -162,13 +165,17 @@ async fn ready(State(app): State<App>) -> Reply {
                 .collect::<Vec<_>>()
                 .join(", ")
         )),
-        _ => Ok(()),
+        Some(_) => Ok("ok"),
     };
     let ok = token.is_ok() && models.is_ok();
+    let models = match &models {
+        Ok(said) => said,
+        Err(unknown) => unknown.as_str(),
+    };
     let body = json!({
         "ready": ok,
         "token": token.err().unwrap_or_else(|| "ok".into()),
-        "models": models.err().unwrap_or_else(|| "ok".into()),
+        "models": models,
     });
     let status = if ok {
         StatusCode::OK
