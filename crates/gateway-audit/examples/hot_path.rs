@@ -157,6 +157,8 @@ async fn main() {
         spool_dir: dir.path().join("spool"),
         batch_size: 500,
         queue_capacity: 100_000,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     };
     let secret = WebhookSecret::parse("whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw").unwrap();
     let webhook =

@@ -91,6 +91,8 @@ async fn a_2xx_whose_body_stalls_is_delivered_once() {
         spool_dir: dir.path().join("spool"),
         batch_size: 10,
         queue_capacity: 100,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     };
     let options = WebhookOptions {
         retry_base: Duration::from_millis(10),

@@ -41,6 +41,8 @@ fn config(
         spool_dir: spool.to_owned(),
         batch_size,
         queue_capacity,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     }
 }
 
@@ -304,6 +306,8 @@ async fn shutdown_spools_within_its_deadline_when_the_receiver_hangs() {
         spool_dir: spool.clone(),
         batch_size: 25,
         queue_capacity: 1_000,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     };
     let options = WebhookOptions {
         request_timeout: Duration::from_secs(60),
@@ -720,6 +724,8 @@ async fn entries_the_delivery_task_could_not_spool_fail_the_next_flush_and_shutd
         spool_dir: dir.path().join("spool"),
         batch_size: 10,
         queue_capacity: 1_000,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     };
     // A spool too small for any message: each failed POST's entries are dropped.
     let options = WebhookOptions {
@@ -756,6 +762,8 @@ async fn a_flush_waits_for_queued_entries_while_newer_ones_spill_to_the_spool() 
         spool_dir: dir.path().join("spool"),
         batch_size: 1,
         queue_capacity: 4,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     };
     let options = WebhookOptions {
         request_timeout: Duration::from_secs(60),
@@ -856,4 +864,40 @@ async fn rejected_entries_past_the_spool_cap_are_dropped_not_kept() {
     assert_eq!(sink.report().dropped, 1, "{:?}", sink.report());
     sink.shutdown(in_secs(10)).await.unwrap();
     assert_eq!(sink.report().rejected, 1, "{:?}", sink.report());
+}
+
+/// `request_timeout_ms` from the config bounds each POST: a receiver that never answers
+/// has the entries spooled after it, not after the 10 s default.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_configs_request_timeout_bounds_each_post() {
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let hanging_addr = hanging.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hanging.accept().await {
+            held.push(stream);
+        }
+    });
+    let dir = tempfile::tempdir().unwrap();
+    let config = WebhookConfig {
+        url: format!("http://{hanging_addr}/audit"),
+        request_timeout_ms: 300,
+        ..config_at(&dir.path().join("spool"))
+    };
+    let sink = WebhookSink::start(&config, secret()).unwrap();
+    record_many(&sink, 0, 5).await;
+    sink.flush(in_secs(5)).await.unwrap();
+    assert_eq!(sink.report().spooled, 5, "{:?}", sink.report());
+    drop(sink);
+    holder.abort();
+}
+
+/// A webhook config at `spool` with the defaults a config file gets.
+fn config_at(spool: &Path) -> WebhookConfig {
+    serde_json::from_value(serde_json::json!({
+        "url": "http://127.0.0.1:9/audit",
+        "secret_env": "AUDIT_WEBHOOK_SECRET",
+        "spool_dir": spool,
+    }))
+    .unwrap()
 }

@@ -188,6 +188,8 @@ async fn debug_output_and_errors_never_contain_the_secret() {
         spool_dir: dir.path().join("spool"),
         batch_size: 10,
         queue_capacity: 10,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     };
     let sink = WebhookSink::start_with(&config, secret.clone(), WebhookOptions::default()).unwrap();
     let mut texts = vec![
@@ -245,6 +247,8 @@ fn starting_outside_a_runtime_is_an_error_not_a_panic() {
         spool_dir: dir.path().join("spool"),
         batch_size: 10,
         queue_capacity: 10,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     };
     let err = WebhookSink::start(&config, WebhookSecret::parse(SPEC_SECRET).unwrap()).unwrap_err();
     assert!(

@@ -412,6 +412,8 @@ fn config_bases() -> Vec<Value> {
         spool_dir: "audit/spool".into(),
         batch_size: 100,
         queue_capacity: 10_000,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
     });
     config.metrics.listen = Some("127.0.0.1:9464".into());
     config.tls.extra_ca_file = Some("certs/ca.pem".into());

@@ -356,7 +356,7 @@ fn start_webhook(
         .client;
     let options = WebhookOptions {
         tls: Some(client.tls_config().map_err(transport)?),
-        ..WebhookOptions::default()
+        ..WebhookOptions::from_config(webhook)
     };
     // The spool's own failures name its setting; whether a restart may cure them
     // ([`AuditError::is_setting`]) is the caller's to ask.
@@ -423,6 +423,8 @@ mod tests {
             spool_dir: dir.join("spool"),
             batch_size: 10,
             queue_capacity: 100,
+            request_timeout_ms: 10_000,
+            max_spool_bytes: 1 << 30,
         };
         let secret = WebhookSecret::from_key(*b"a key for the audit webhook test").unwrap();
         let sink = start_webhook(&config, &webhook, secret).unwrap();

@@ -122,11 +122,24 @@ impl Default for WebhookOptions {
         Self {
             retry_base: Duration::from_millis(250),
             retry_max: Duration::from_secs(30),
-            request_timeout: Duration::from_secs(10),
-            max_spool_bytes: 1 << 30,
+            request_timeout: Duration::from_millis(
+                gateway_model::DEFAULT_WEBHOOK_REQUEST_TIMEOUT_MS,
+            ),
+            max_spool_bytes: gateway_model::DEFAULT_WEBHOOK_MAX_SPOOL_BYTES,
             segment_bytes: 1 << 20,
             allow_insecure_http: false,
             tls: None,
+        }
+    }
+}
+
+impl WebhookOptions {
+    /// The defaults, with the request timeout and spool cap `config` sets.
+    pub fn from_config(config: &WebhookConfig) -> Self {
+        Self {
+            request_timeout: Duration::from_millis(config.request_timeout_ms),
+            max_spool_bytes: config.max_spool_bytes,
+            ..Self::default()
         }
     }
 }
@@ -160,7 +173,7 @@ impl WebhookSink {
     ///
     /// Needs a Tokio runtime. Replays whatever an earlier sink left in `config.spool_dir`.
     pub fn start(config: &WebhookConfig, secret: WebhookSecret) -> Result<Self, AuditError> {
-        Self::start_with(config, secret, WebhookOptions::default())
+        Self::start_with(config, secret, WebhookOptions::from_config(config))
     }
 
     /// Checks, creating nothing, that [`start`](Self::start) could keep its spool in

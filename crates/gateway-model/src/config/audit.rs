@@ -91,6 +91,10 @@ impl Validate for AuditConfig {
 const DEFAULT_WEBHOOK_BATCH_SIZE: u32 = 100;
 /// Entries held in memory before spooling, unless configured.
 const DEFAULT_WEBHOOK_QUEUE_CAPACITY: u32 = 10_000;
+/// Default longest time for one POST to the webhook, in milliseconds.
+pub const DEFAULT_WEBHOOK_REQUEST_TIMEOUT_MS: u64 = 10_000;
+/// Default most bytes the webhook's spool holds (1 GiB).
+pub const DEFAULT_WEBHOOK_MAX_SPOOL_BYTES: u64 = 1 << 30;
 
 /// A webhook that receives audit entries, signed per the Standard Webhooks specification.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, JsonSchema)]
@@ -115,6 +119,28 @@ pub struct WebhookConfig {
         deserialize_with = "crate::whole::deserialize"
     )]
     pub queue_capacity: u32,
+    /// Longest time one POST may take, connection included, in milliseconds: a receiver
+    /// slower than this gets the message again later (it deduplicates by id).
+    #[serde(
+        default = "default_request_timeout_ms",
+        deserialize_with = "crate::whole::deserialize"
+    )]
+    pub request_timeout_ms: u64,
+    /// Most bytes the spool holds; past it new entries are dropped (and counted). The
+    /// spool's `rejected/` directory has a cap of the same size.
+    #[serde(
+        default = "default_max_spool_bytes",
+        deserialize_with = "crate::whole::deserialize"
+    )]
+    pub max_spool_bytes: u64,
+}
+
+fn default_request_timeout_ms() -> u64 {
+    DEFAULT_WEBHOOK_REQUEST_TIMEOUT_MS
+}
+
+fn default_max_spool_bytes() -> u64 {
+    DEFAULT_WEBHOOK_MAX_SPOOL_BYTES
 }
 
 fn default_batch_size() -> u32 {
@@ -131,6 +157,8 @@ impl Bounded for WebhookConfig {
         bounds::text!(spool_dir, FILE_PATH),
         bounds::int!(batch_size, 1, 1000),
         bounds::int!(queue_capacity, 1, 1_000_000),
+        bounds::int!(request_timeout_ms, 100, 600_000),
+        bounds::int!(max_spool_bytes, 65_536, 1 << 40),
     ];
 }
 

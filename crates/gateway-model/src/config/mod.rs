@@ -21,7 +21,10 @@ use std::collections::BTreeMap;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
-pub use audit::{AuditConfig, EVERY_ENTRY_SYNC_WAIT, FsyncPolicy, WebhookConfig};
+pub use audit::{
+    AuditConfig, DEFAULT_WEBHOOK_MAX_SPOOL_BYTES, DEFAULT_WEBHOOK_REQUEST_TIMEOUT_MS,
+    EVERY_ENTRY_SYNC_WAIT, FsyncPolicy, WebhookConfig,
+};
 pub use circuit_breaker::CircuitBreakerConfig;
 pub use credentials::{
     CLIENT_ID_PATTERN, CredentialsConfig, ENV_VAR_PATTERN, MAX_CLIENT_ID_CHARS, is_client_id,
@@ -621,6 +624,8 @@ mod tests {
             spool_dir: "spool".into(),
             batch_size: 10,
             queue_capacity: 10,
+            request_timeout_ms: 10_000,
+            max_spool_bytes: 1 << 30,
         });
         assert!(c.validate().unwrap_err().has_path("/audit/webhook/url"));
     }
