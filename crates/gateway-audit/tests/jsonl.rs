@@ -315,8 +315,9 @@ fn an_unwritable_path_is_a_typed_error_naming_it() {
 async fn a_failed_rotation_keeps_every_entry_and_retries_later() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
-    // A non-empty directory where the oldest rotated file would be removed: rotation fails.
-    let blocker = rotated_path(&path, 10);
+    // A non-empty directory where the next file is made before it takes the path:
+    // rotation fails.
+    let blocker = dir.path().join("audit.jsonl.rotating");
     std::fs::create_dir_all(blocker.join("in-the-way")).unwrap();
     let line = EncodedEntry::encode(&entries::entry(0))
         .unwrap()
@@ -464,4 +465,36 @@ fn a_failed_write_cuts_off_no_line_before_it_even_one_another_process_wrote() {
     assert_eq!(read, written, "every line reported written is in the file");
     // The torn line is one skipped line at the end, at most.
     assert!(report.skipped.len() <= 1, "{:?}", report.skipped);
+}
+
+/// A rotation that failed after shifting the rotated files up (its last rename) leaves
+/// `<file>.1` free: the next one shifts into that name instead of dropping the oldest
+/// file again, which each retry once did.
+#[tokio::test]
+async fn a_rotation_after_a_failed_one_drops_no_rotated_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    // What a rotation whose last rename failed leaves: `.2` to `.10` taken, `.1` free.
+    for n in 2..=10 {
+        std::fs::write(rotated_path(&path, n), format!("rotated {n}\n")).unwrap();
+    }
+    let line = EncodedEntry::encode(&entries::entry(0))
+        .unwrap()
+        .line()
+        .len() as u64;
+    let sink = JsonlSink::open_with(&path, options(FsyncPolicy::Never, 2 * line, 10)).unwrap();
+    let mut written = Vec::new();
+    for n in 0..3 {
+        let entry = entries::entry(n);
+        written.push(entry.id);
+        sink.record(&entry).await.unwrap();
+    }
+    sink.shutdown(soon()).await.unwrap();
+    for n in 2..=10 {
+        let kept = std::fs::read_to_string(rotated_path(&path, n)).unwrap();
+        assert_eq!(kept, format!("rotated {n}\n"), "`.{n}` was kept as it was");
+    }
+    let mut all = ids_in(&rotated_path(&path, 1));
+    all.extend(ids_in(&path));
+    assert_eq!(all, written);
 }

@@ -337,19 +337,30 @@ impl JsonlFile {
         }
     }
 
-    /// Drops the oldest rotated file and shifts the others up by one, then renames the
-    /// current file to `<path>.1` (nothing when no rotated file is kept). A current file
-    /// removed from under the sink is passed over: the new one takes its place.
+    /// Shifts the rotated files up by one, dropping the oldest only when every name up to
+    /// `<path>.<keep>` is taken, then renames the current file to `<path>.1` (nothing when
+    /// no rotated file is kept). A current file removed from under the sink is passed
+    /// over: the new one takes its place.
+    ///
+    /// A rotation that failed after its shift (its last rename, or one of the shift's)
+    /// left a free name below the oldest: the next one shifts into it instead of dropping
+    /// another rotated file for each try.
     fn move_current_aside(&self) -> Result<(), AuditError> {
         let path = &self.path;
         let keep = self.options.keep_rotated;
         if keep == 0 {
             return Ok(());
         }
-        let oldest = rotated_path(path, keep);
-        ignore_missing(std::fs::remove_file(&oldest))
-            .map_err(|e| AuditError::io("rotate (remove)", &oldest, e))?;
-        for n in (1..keep).rev() {
+        let free = (1..=keep).find(|&n| std::fs::symlink_metadata(rotated_path(path, n)).is_err());
+        let top = if let Some(free) = free {
+            free
+        } else {
+            let oldest = rotated_path(path, keep);
+            ignore_missing(std::fs::remove_file(&oldest))
+                .map_err(|e| AuditError::io("rotate (remove)", &oldest, e))?;
+            keep
+        };
+        for n in (1..top).rev() {
             let from = rotated_path(path, n);
             ignore_missing(std::fs::rename(&from, rotated_path(path, n + 1)))
                 .map_err(|e| AuditError::io("rotate (rename)", &from, e))?;
