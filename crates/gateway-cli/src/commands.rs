@@ -94,7 +94,8 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     if args.json {
         write_stdout(format!("{}\n", serde_json::to_string_pretty(&outcome)?).as_bytes())?;
     } else {
-        write_stdout(format!("{}\n", outcome.response.output).as_bytes())?;
+        let output = console::answer_for_stdout(&outcome.response.output);
+        write_stdout(format!("{output}\n").as_bytes())?;
         console::info(format_args!(
             "({} answered via route {}, {} attempt(s), {:.1} ms)",
             outcome.served_model,

@@ -97,9 +97,51 @@ fn printable(message: &dyn Display) -> String {
     out
 }
 
+/// A model's answer as standard output takes it: escaped [for a terminal](for_terminal),
+/// byte for byte for a pipe or a file.
+pub fn answer_for_stdout(answer: &str) -> std::borrow::Cow<'_, str> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        for_terminal(answer)
+    } else {
+        std::borrow::Cow::Borrowed(answer)
+    }
+}
+
+/// A model's answer as a terminal should show it: line breaks and tabs as they are,
+/// every other control character (an escape sequence that would recolour or retitle the
+/// terminal, a carriage return that would overwrite a line) as a Rust escape. Only for
+/// a terminal: a pipe or a file gets the answer byte for byte.
+pub fn for_terminal(answer: &str) -> std::borrow::Cow<'_, str> {
+    let shown = |c: char| !c.is_control() || c == '\n' || c == '\t';
+    if answer.chars().all(shown) {
+        return std::borrow::Cow::Borrowed(answer);
+    }
+    let mut out = String::with_capacity(answer.len() + 8);
+    for c in answer.chars() {
+        if shown(c) {
+            out.push(c);
+        } else {
+            out.extend(c.escape_default());
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::printable;
+    use super::{for_terminal, printable};
+
+    #[test]
+    fn an_answer_keeps_its_lines_and_tabs_but_not_escape_sequences_on_a_terminal() {
+        assert_eq!(
+            for_terminal("two\nlines\tand a tab"),
+            "two\nlines\tand a tab"
+        );
+        assert_eq!(
+            for_terminal("\u{1b}]0;pwned\u{7}red\u{1b}[31m!\rover\0"),
+            "\\u{1b}]0;pwned\\u{7}red\\u{1b}[31m!\\rover\\u{0}"
+        );
+    }
 
     #[test]
     fn control_characters_are_written_as_escapes_and_lines_indented() {
