@@ -425,7 +425,8 @@ async fn exchange_raw(
     Ok(String::from_utf8_lossy(&answer).into_owned())
 }
 
-/// A request the keys turn away has its body read and dropped before it is answered,
+/// A request the keys (or the `Host` rule) turn away has its body read and dropped
+/// before it is answered,
 /// so a client that sent a large prompt reads its 401 (or 403), not a reset from a
 /// socket closed on unread data, which clients report as a connection error and retry;
 /// a client waiting for `100 Continue` is not invited to send a body no one wants.
@@ -466,6 +467,15 @@ async fn a_request_the_keys_turn_away_is_answered_not_reset() {
     let answer = exchange_raw(addr, &head, b"").await.unwrap();
     assert!(answer.starts_with("HTTP/1.1 401"), "{answer}");
     assert!(!answer.contains("100 Continue"), "{answer}");
+    // So is one refused for want of a `Host`, before any path sees it.
+    let head = format!(
+        "POST /v1/route HTTP/1.1\r\nauthorization: Bearer k-right\r\n\
+         content-length: {}\r\nconnection: close\r\n\r\n",
+        body.len()
+    );
+    let answer = exchange_raw(addr, &head, &body).await.unwrap();
+    assert!(answer.starts_with("HTTP/1.1 400"), "{answer}");
+    assert!(answer.contains("router.host.invalid"), "{answer}");
     assert_eq!(sim.counters().prompt_requests, 0);
     sidecar.shutdown().await.unwrap();
 }

@@ -105,6 +105,7 @@ struct HouseRules<S> {
 impl<S, B> Service<Request<B>> for HouseRules<S>
 where
     S: Service<Request<B>, Response = Reply, Error = Infallible>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + Unpin + 'static,
 {
     type Response = Reply;
     type Error = Infallible;
@@ -128,9 +129,18 @@ where
                 gateway_model::cut_to(&mut path, MAX_LOGGED_PATH_CHARS);
                 (request.method().clone(), path, id)
             });
+        // Without a usable `Host` the paths never see the request: it is refused, once its
+        // body (if any) is dropped as it arrives, so the refusal reaches the client.
+        let (inner, drain) = if served {
+            (Some(self.inner.call(request)), None)
+        } else {
+            let app = self.app.clone();
+            let drain: Drain = Box::pin(async move { app.discard_body(request).await });
+            (None, Some(drain))
+        };
         Answer {
-            // Without a usable `Host` the paths never see the request: it is refused.
-            inner: served.then(|| self.inner.call(request)),
+            inner,
+            drain,
             openai,
             entry: Entry {
                 app: self.app.clone(),
@@ -143,6 +153,9 @@ where
     }
 }
 
+/// A refused request's body being dropped (boxed: only refusals make one).
+type Drain = Pin<Box<dyn Future<Output = ()> + Send>>;
+
 /// nginx's status for a request whose caller hung up before it was answered.
 const CLIENT_CLOSED_REQUEST: u16 = 499;
 
@@ -152,6 +165,8 @@ pin_project_lite::pin_project! {
     struct Answer<F> {
         #[pin]
         inner: Option<F>,
+        // The refused request's body being dropped, before its refusal.
+        drain: Option<Drain>,
         openai: bool,
         entry: Entry,
         answered: bool,
@@ -175,12 +190,15 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
-        let response = match this.inner.as_pin_mut() {
-            Some(inner) => {
-                let Ok(response) = ready!(inner.poll(cx));
-                response
+        let response = if let Some(inner) = this.inner.as_pin_mut() {
+            let Ok(response) = ready!(inner.poll(cx));
+            response
+        } else {
+            if let Some(drain) = this.drain.as_mut() {
+                ready!(drain.as_mut().poll(cx));
+                *this.drain = None;
             }
-            None => bad_host(*this.openai),
+            bad_host(*this.openai)
         };
         let response = conventions(*this.openai, response);
         *this.answered = true;

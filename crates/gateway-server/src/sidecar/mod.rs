@@ -217,7 +217,10 @@ impl App {
     /// body-read timeout), keeping none of it, so its refusal reaches the client. A
     /// client waiting for `100 Continue` is not invited to upload a body no one wants:
     /// its body is left unread, which it has not sent.
-    pub(crate) async fn discard_body(&self, request: http::Request<axum::body::Body>) {
+    pub(crate) async fn discard_body<B>(&self, request: http::Request<B>)
+    where
+        B: http_body::Body<Data = bytes::Bytes> + Unpin,
+    {
         let expects_continue = request
             .headers()
             .get(http::header::EXPECT)
