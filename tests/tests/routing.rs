@@ -265,16 +265,17 @@ async fn only_a_4xx_that_blames_the_request_stops_the_call() {
         assert_eq!(outcome.served_model.as_str(), "model-fallback-3", "{code}");
         assert_eq!(outcome.models_tried[0].outcome, expected, "{code}");
     }
-    // Not processed (a misdirected connection, early data): sent again first.
+    // Not processed: early data is sent again first; a misdirected request is not (it
+    // asks for another connection, and the pool would pick the same one).
     let router = gen4_with_fallback(&sim).await;
-    for code in [421, 425] {
-        sim.script(
-            Target::model("model-gen-4"),
-            [status(code), status(code), status(code)],
-        );
+    for (code, attempts) in [(425, 3), (421, 1)] {
+        sim.script(Target::model("model-gen-4"), vec![status(code); attempts]);
         let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
         assert_eq!(outcome.served_model.as_str(), "model-fallback-3", "{code}");
-        assert_eq!(outcome.models_tried[0].attempts, 3, "{code}");
+        assert_eq!(
+            outcome.models_tried[0].attempts as usize, attempts,
+            "{code}"
+        );
     }
     let sent = sim.prompt_requests().len();
     for code in [405, 415, 431] {
@@ -702,36 +703,76 @@ async fn the_catalogue_is_read_until_every_configured_model_is_found() {
     );
 }
 
-/// A gateway that ignores `pageNumber`, answering its first page, which claims a second,
-/// to every request: the check reads two pages, not a thousand.
-#[tokio::test]
-async fn a_catalogue_that_ignores_page_numbers_is_read_twice_not_to_the_page_cap() {
+/// A catalogue on a raw loopback server answering `page(n)` for `pageNumber=n`; counts
+/// the requests.
+async fn raw_catalogue(
+    page: fn(u32) -> String,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let asked = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let counted = std::sync::Arc::clone(&asked);
     let server = tokio::spawn(async move {
-        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
-        let body = r#"{"entities":[{"id":"model-other"}],"pageNumber":1,"pageCount":2}"#;
-        let answer = format!(
-            "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-            body.len()
-        );
         while let Ok((mut stream, _)) = listener.accept().await {
             counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
             let mut head = [0u8; 4096];
-            let _ = stream.read(&mut head).await;
+            let read = stream.read(&mut head).await.unwrap_or(0);
+            let head = String::from_utf8_lossy(&head[..read]);
+            let n = head
+                .split("pageNumber=")
+                .nth(1)
+                .and_then(|rest| rest.split('&').next())
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let body = page(n);
+            let answer = format!(
+                "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                body.len()
+            );
             let _ = stream.write_all(answer.as_bytes()).await;
         }
     });
+    (addr, asked, server)
+}
+
+/// A gateway that ignores `pageNumber`, answering its first page, which claims a second,
+/// to every request: the check reads two pages, not a thousand. One that pages but
+/// leaves `pageNumber` out is read to its last page.
+#[tokio::test]
+async fn a_catalogue_is_read_by_the_pages_it_claims_whatever_pages_it_names() {
     let sim = Sim::builder().start().await.unwrap();
-    let mut config = config_for(&sim).with_route("s", chain("model-gen-4", &[]));
-    config.environment.api_base = Some(format!("http://{addr}"));
-    config.environment.login_base = Some(sim.base_url());
-    config.environment.validate_models = true;
-    let err = router_for(config).build().await.unwrap_err();
+    let build = |addr: std::net::SocketAddr| {
+        let mut config = config_for(&sim).with_route("s", chain("model-gen-4", &[]));
+        config.environment.api_base = Some(format!("http://{addr}"));
+        config.environment.login_base = Some(sim.base_url());
+        config.environment.validate_models = true;
+        router_for(config).build()
+    };
+    let (addr, asked, server) = raw_catalogue(|_| {
+        r#"{"entities":[{"id":"model-other"}],"pageNumber":1,"pageCount":2}"#.into()
+    })
+    .await;
+    let err = build(addr).await.unwrap_err();
     assert!(matches!(&err, BuildError::UnknownModels { .. }), "{err}");
     assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 2);
+    server.abort();
+
+    let (addr, asked, server) = raw_catalogue(|n| {
+        let id = if n == 3 {
+            "model-gen-4".into()
+        } else {
+            format!("model-{n}")
+        };
+        format!(r#"{{"entities":[{{"id":"{id}"}}],"pageCount":3}}"#)
+    })
+    .await;
+    build(addr).await.unwrap();
+    assert_eq!(asked.load(std::sync::atomic::Ordering::SeqCst), 3);
     server.abort();
 }
 

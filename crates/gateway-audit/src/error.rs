@@ -121,11 +121,12 @@ pub enum AuditError {
         reason: String,
     },
     /// Entries the sink had accepted were lost with no caller told at the time: the
-    /// webhook's delivery task could not spool them (the spool full or failing; the log
-    /// says why). Reported once, by the next flush or shutdown.
+    /// webhook's delivery task could not spool them, or keep one the receiver refused as
+    /// too large (the spool or its `rejected/` directory full or failing; the log says
+    /// why). Reported once, by the next flush or shutdown.
     #[error(
         "the {sink} audit sink lost {entries} accepted entries since the last flush: its \
-         spool was full or failing"
+         spool or rejected/ directory was full or failing"
     )]
     Lost {
         /// Which sink.
@@ -163,14 +164,17 @@ impl AuditError {
     pub fn is_setting(&self) -> bool {
         use std::io::ErrorKind;
         match self {
-            Self::Io { source, .. } => matches!(
-                source.kind(),
-                ErrorKind::PermissionDenied
-                    | ErrorKind::ReadOnlyFilesystem
-                    | ErrorKind::IsADirectory
-                    | ErrorKind::NotADirectory
-                    | ErrorKind::InvalidInput
-            ),
+            Self::Io { source, .. } => {
+                matches!(
+                    source.kind(),
+                    ErrorKind::PermissionDenied
+                        | ErrorKind::ReadOnlyFilesystem
+                        | ErrorKind::IsADirectory
+                        | ErrorKind::NotADirectory
+                        | ErrorKind::InvalidInput
+                        | ErrorKind::InvalidFilename
+                ) || is_link_refused(source)
+            }
             Self::InUse { .. } | Self::Url(_) | Self::Secret(_) | Self::Tls { .. } => true,
             Self::Partial { first, .. } => first.is_setting(),
             _ => false,
@@ -187,5 +191,19 @@ impl AuditError {
             path: path.into(),
             source,
         }
+    }
+}
+
+/// Whether `error` is a link refused where a file of the sink's own was expected (a lock
+/// file opened with `O_NOFOLLOW`): `ELOOP`, which std cannot name on stable Rust.
+fn is_link_refused(error: &std::io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        error.raw_os_error() == Some(libc::ELOOP)
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = error;
+        false
     }
 }

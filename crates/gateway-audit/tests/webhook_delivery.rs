@@ -862,7 +862,9 @@ async fn rejected_entries_past_the_spool_cap_are_dropped_not_kept() {
             .await;
     }
     assert_eq!(sink.report().dropped, 1, "{:?}", sink.report());
-    sink.shutdown(in_secs(10)).await.unwrap();
+    // Accepted, then lost with no caller told: the shutdown says so.
+    let err = sink.shutdown(in_secs(10)).await.unwrap_err();
+    assert!(matches!(err, AuditError::Lost { entries: 1, .. }), "{err}");
     assert_eq!(sink.report().rejected, 1, "{:?}", sink.report());
 }
 

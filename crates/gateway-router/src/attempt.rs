@@ -287,8 +287,8 @@ fn classify_status(
             (Outcome::PolicyViolation, Next::Fallback, Health::Neutral)
         }
         408 => (Outcome::Timeout, Next::Fallback, Health::Neutral),
-        // Not processed, through no fault of the request (a connection that reached the
-        // wrong server, an early-data replay risk): sent again, then fallen back.
+        // Not processed, through no fault of the request or the model (a connection that
+        // reached the wrong server; an early-data replay risk, sent again first).
         421 | 425 => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
         s if request_at_fault(s) => (
             Outcome::ClientError,

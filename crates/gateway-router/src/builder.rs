@@ -10,7 +10,7 @@ use gateway_audit::{AuditError, AuditSink, FanOut, JsonlSink};
 use gateway_auth::{ClientCredentials, Credentials};
 use gateway_model::{ModelId, RouterConfig, Validate, ValidationErrors, WebhookConfig};
 use gateway_telemetry::{ModelMetrics, Stats};
-use gateway_transport::{KnownSecrets, TokenSource, Transport, TransportConfig, TransportError};
+use gateway_transport::{TokenSource, Transport, TransportConfig, TransportError};
 
 use crate::breaker::{CircuitBreaker, CoolDownRule};
 use crate::catalogue::LastCheck;
@@ -273,7 +273,13 @@ impl Tokens {
         config: &RouterConfig,
     ) -> Result<(Transport, Arc<dyn TokenSource>), BuildError> {
         if let Self::Own(credentials) = &self {
-            transport_config.known_secrets = known_secrets(credentials);
+            // Never sent to the gateway, but a proxy in front of it may know and quote
+            // them: kept out of errors as the request's token is, beside any secrets the
+            // caller's transport config lists.
+            let secrets = credentials.sent_secrets();
+            transport_config.known_secrets = transport_config
+                .known_secrets
+                .extended(secrets.iter().map(|s| s.expose().to_owned()));
         }
         let bare = Transport::new(transport_config).map_err(BuildError::Transport)?;
         let tokens = match self {
@@ -282,13 +288,6 @@ impl Tokens {
         };
         Ok((bare, tokens))
     }
-}
-
-/// The secrets a token request sends: never sent to the gateway, but a proxy in front of
-/// it may know and quote them, so they are kept out of errors as the request's token is.
-fn known_secrets(credentials: &Credentials) -> KnownSecrets {
-    let secrets = credentials.sent_secrets();
-    KnownSecrets::new(secrets.iter().map(|s| s.expose().to_owned()))
 }
 
 /// The router's own OAuth client with `credentials`, fetching tokens through

@@ -61,11 +61,11 @@ pub(crate) async fn check<'a>(
         for entity in &listing.entities {
             missing.retain(|m| m.as_str() != entity.id.as_str());
         }
-        // The page asked for counts, not the one the answer names: a gateway that
-        // ignores `pageNumber` (answering page 1 each time with a `pageCount` above it)
-        // would otherwise be asked for every page up to `MAX_PAGES`.
-        if page >= listing.page_count || listing.page_number != page || listing.entities.is_empty()
-        {
+        // The page asked for counts, not the one the answer names (which it may leave
+        // out): a gateway that ignores `pageNumber` (answering page 1 each time with a
+        // `pageCount` above it) would otherwise be asked for every page up to
+        // `MAX_PAGES`.
+        if page >= listing.page_count || listing.entities.is_empty() {
             break;
         }
     }

@@ -105,7 +105,7 @@ fn service_paths(route_request: &Value, route_outcome: &Value) -> Value {
         }},
         "/readyz": { "get": {
             "operationId": "readyz",
-            "summary": "Readiness: 200 when a token can be had and the configured models are known",
+            "summary": "Readiness: 200 when a token can be had and no configured model is missing from the catalogue (checked with validate_models; `models` says `not checked` without it)",
             "responses": {
                 "200": json_response("ready", &readiness()),
                 "503": json_response("not ready (with Retry-After)", &readiness())

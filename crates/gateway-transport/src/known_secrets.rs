@@ -33,6 +33,12 @@ impl KnownSecrets {
         )
     }
 
+    /// These secrets and `more`.
+    #[must_use]
+    pub fn extended(&self, more: impl IntoIterator<Item = String>) -> Self {
+        Self::new(self.0.iter().map(ToString::to_string).chain(more))
+    }
+
     /// How many secrets are known.
     pub fn len(&self) -> usize {
         self.0.len()
@@ -100,5 +106,7 @@ mod tests {
         let five = KnownSecrets::new((0..5).map(|n| n.to_string()));
         assert_eq!(five.and(Some("t")).as_slice().len(), 6);
         assert!(KnownSecrets::default().and(None).as_slice().is_empty());
+        let more = two.extended(["c".to_owned()]);
+        assert_eq!(more.and(None).as_slice(), ["a", "b", "c"]);
     }
 }

@@ -4,7 +4,7 @@
 //! - 429 waits for `Retry-After` (delta seconds or an HTTP date), or backs off when absent;
 //!   a `Retry-After` beyond [`RetryPolicy::max_retry_after`] (180 s by default, as the
 //!   official Genesys SDKs use) is not waited out.
-//! - 408, 421, 425, 500, 502, 503, 504, connection failures and attempt timeouts back off
+//! - 408, 425, 500, 502, 503, 504, connection failures and attempt timeouts back off
 //!   exponentially with full jitter: a wait drawn uniformly from `0..=min(max, base·2ⁿ⁻¹)`.
 //! - 401 is not retried here: the caller refreshes the token once.
 //! - Everything else (400, 403, 404, 422, 501, ...) is final.
@@ -83,11 +83,11 @@ impl RetryPolicy {
             200..=299 => Disposition::Success,
             401 => Disposition::RefreshToken,
             429 => Disposition::Retry(RetryReason::RateLimited),
-            // 408: the server (or a proxy) gave up waiting for the request; 421: the
-            // connection reached a server that does not serve this host; 425: the server
-            // would not risk a replay of early data. None was processed, so sending it
-            // again is safe.
-            408 | 421 | 425 | 500 | 502 | 503 | 504 => Disposition::Retry(RetryReason::ServerError),
+            // 408: the server (or a proxy) gave up waiting for the request; 425: the
+            // server would not risk a replay of early data. Neither was processed, so
+            // sending it again is safe. (A 421 is not sent again here: it asks for
+            // another connection, and the pool would pick the same one.)
+            408 | 425 | 500 | 502 | 503 | 504 => Disposition::Retry(RetryReason::ServerError),
             _ => Disposition::Fail,
         }
     }
@@ -177,10 +177,10 @@ mod tests {
         assert_eq!(c(200), Disposition::Success);
         assert_eq!(c(401), Disposition::RefreshToken);
         assert_eq!(c(429), Disposition::Retry(RetryReason::RateLimited));
-        for s in [408, 421, 425, 500, 502, 503, 504] {
+        for s in [408, 425, 500, 502, 503, 504] {
             assert_eq!(c(s), Disposition::Retry(RetryReason::ServerError), "{s}");
         }
-        for s in [400, 403, 404, 422, 501, 505] {
+        for s in [400, 403, 404, 421, 422, 501, 505] {
             assert_eq!(c(s), Disposition::Fail, "{s}");
         }
     }

@@ -43,7 +43,8 @@
 //!   dropped, and a second sink (another replica on a shared volume, say) is refused
 //!   with [`AuditError::InUse`] rather than replaying and rewriting the same segments.
 //! - One POST is in flight at a time, so throughput is about `batch_size` per round trip.
-//! - `flush(deadline)` waits until every entry accepted so far is delivered or spooled.
+//! - `flush(deadline)` waits until every entry whose `record` returned before it is
+//!   delivered or spooled (one still being recorded beside it may not be waited for).
 //!   `shutdown(deadline)` stops taking entries, tries to deliver what is queued during
 //!   the first half of the time left, and spools the rest. Either fails with
 //!   [`AuditError::Lost`] when entries accepted from the queue were dropped since the

@@ -353,6 +353,7 @@ impl Worker {
                      the entry is dropped"
                 );
                 self.shared.counters.add(AuditEvent::Dropped, n);
+                self.shared.counters.drop_unreported(n);
                 self.next_attempt = None;
                 self.advance(replay).await;
             }
