@@ -1,5 +1,6 @@
 //! The replica's connection to Redis: lazy, reconnecting, every command bounded.
 
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use gateway_model::FleetConfig;
@@ -20,7 +21,11 @@ pub(crate) enum Unavailable {
 
 /// The link to Redis.
 pub(crate) struct RedisLink {
-    manager: ConnectionManager,
+    /// The connection commands go through, replaced after one gave no answer in time.
+    manager: Mutex<ConnectionManager>,
+    /// What a replacement is made from.
+    client: redis::Client,
+    manager_config: ConnectionManagerConfig,
     prefix: String,
     timeout: Duration,
     token_lock: Duration,
@@ -40,13 +45,14 @@ impl RedisLink {
             .set_number_of_retries(1)
             .set_max_delay(Duration::from_millis(500));
         let manager =
-            ConnectionManager::new_lazy_with_config(client, manager_config).map_err(|e| {
-                FleetError::Url {
+            ConnectionManager::new_lazy_with_config(client.clone(), manager_config.clone())
+                .map_err(|e| FleetError::Url {
                     kind: format!("{:?}", e.kind()),
-                }
-            })?;
+                })?;
         Ok(Self {
-            manager,
+            manager: Mutex::new(manager),
+            client,
+            manager_config,
             prefix: config.key_prefix.clone(),
             timeout,
             token_lock: config.token_lock(),
@@ -82,7 +88,7 @@ impl RedisLink {
         if !self.health.may_try() {
             return Err(Unavailable::Skipped);
         }
-        let mut connection = self.manager.clone();
+        let mut connection = self.connection();
         self.settle(tokio::time::timeout(self.timeout, cmd.query_async(&mut connection)).await)
     }
 
@@ -103,10 +109,33 @@ impl RedisLink {
         for arg in args {
             invocation.arg(arg.as_str());
         }
-        let mut connection = self.manager.clone();
+        let mut connection = self.connection();
         self.settle(
             tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await,
         )
+    }
+
+    /// The connection to send a command on.
+    fn connection(&self) -> ConnectionManager {
+        self.manager
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Replaces the connection after a command gave no answer in time. A peer gone
+    /// silent (a failed-over Redis behind the same name, a dropped route) sends no reset,
+    /// and the manager reconnects only on errors it sees as broken connections: without
+    /// this, commands would time out on the dead socket until the kernel gave up on it,
+    /// about 15 minutes later. The new one connects at its first command.
+    fn reconnect(&self) {
+        match ConnectionManager::new_lazy_with_config(
+            self.client.clone(),
+            self.manager_config.clone(),
+        ) {
+            Ok(fresh) => *self.manager.lock().unwrap_or_else(PoisonError::into_inner) = fresh,
+            Err(e) => tracing::debug!(kind = ?e.kind(), "could not make a new Redis connection"),
+        }
     }
 
     fn settle<T>(
@@ -121,10 +150,14 @@ impl RedisLink {
             Ok(Err(e)) => {
                 // The error's kind and category only: its text may name the server.
                 self.health.failed(&format!("{:?}", e.kind()));
+                if e.is_timeout() {
+                    self.reconnect();
+                }
                 Err(Unavailable::Failed)
             }
             Err(_) => {
                 self.health.failed("a command timed out");
+                self.reconnect();
                 Err(Unavailable::Failed)
             }
         }

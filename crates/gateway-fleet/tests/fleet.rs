@@ -873,3 +873,120 @@ async fn a_call_dropped_mid_fetch_releases_the_fleets_token_lock() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+/// A loopback proxy to `target` whose connections made before [`Blackhole::cut`] go
+/// silent (what they receive is dropped, nothing is answered, nothing is closed), as a
+/// failed-over Redis behind the same name looks to a client; later ones pass.
+struct Blackhole {
+    addr: std::net::SocketAddr,
+    cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Blackhole {
+    async fn start(target: std::net::SocketAddr) -> Self {
+        use std::sync::Arc;
+        use std::sync::atomic::{AtomicU64, Ordering};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let cut = Arc::new(AtomicU64::new(0));
+        let accepted = Arc::new(AtomicU64::new(0));
+        let (cut_in, accepted_in) = (Arc::clone(&cut), Arc::clone(&accepted));
+        let task = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let generation = accepted_in.fetch_add(1, Ordering::SeqCst) + 1;
+                let Ok(server) = tokio::net::TcpStream::connect(target).await else {
+                    continue;
+                };
+                let (client_read, client_write) = client.into_split();
+                let (server_read, server_write) = server.into_split();
+                for (from, to) in [(client_read, server_write), (server_read, client_write)] {
+                    let cut = Arc::clone(&cut_in);
+                    tokio::spawn(pass(from, to, move || {
+                        cut.load(Ordering::SeqCst) >= generation
+                    }));
+                }
+            }
+        });
+        Self {
+            addr,
+            cut,
+            accepted,
+            task,
+        }
+    }
+
+    /// Silences every connection made so far.
+    fn cut(&self) {
+        use std::sync::atomic::Ordering;
+        self.cut
+            .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
+    }
+}
+
+/// Copies `from` to `to` until `silenced()`, then drops what arrives.
+async fn pass(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    silenced: impl Fn() -> bool,
+) {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut buf = vec![0u8; 16 * 1024];
+    loop {
+        let Ok(n) = from.read(&mut buf).await else {
+            return;
+        };
+        if n == 0 {
+            return;
+        }
+        if !silenced() && to.write_all(&buf[..n]).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Regression: a Redis connection that went silent (no reset: a failover behind the
+/// same name) kept every command timing out on it, so the replica stayed degraded
+/// until the kernel gave up on the socket, about 15 minutes later, though Redis
+/// answered new connections. A command that times out now replaces the connection.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_redis_connection_went_silent_rejoins_on_a_new_one() {
+    let Some((redis, sim)) = redis_and_sim().await else {
+        return;
+    };
+    let target: std::net::SocketAddr = redis
+        .url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap();
+    let proxy = Blackhole::start(target).await;
+    let mut config = router_config(&sim);
+    config.fleet = Some(FleetConfig {
+        command_timeout_ms: 300,
+        ..fleet_config("went-silent", 1)
+    });
+    let url = format!("redis://{}/", proxy.addr);
+    let (router, fleet) = replica(&config, &url).await;
+    let routers = [router];
+    assert!(load(&routers, 3).await.iter().all(Result::is_ok));
+    assert!(!fleet.is_degraded());
+
+    proxy.cut();
+    // The calls go on locally; the fleet notices.
+    assert!(load(&routers, 3).await.iter().all(Result::is_ok));
+    assert!(fleet.is_degraded());
+    // A degraded replica asks Redis again once a second, on a new connection.
+    let mut rejoined = false;
+    for _ in 0..60 {
+        assert!(load(&routers, 1).await.iter().all(Result::is_ok));
+        if !fleet.is_degraded() {
+            rejoined = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(rejoined, "the replica rejoins on a new connection");
+    proxy.task.abort();
+}
