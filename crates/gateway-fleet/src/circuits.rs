@@ -13,9 +13,16 @@ use tokio::time::Instant;
 use crate::redis_link::RedisLink;
 use crate::scripts::{COMPARE_AND_DELETE, TAKE, millis, owner_value};
 
-/// Opens `KEYS[1]` (the circuit) for `ARGV[1]` ms and frees `KEYS[2]` (the probe), at once.
+/// Opens `KEYS[1]` (the circuit) for `ARGV[1]` ms, unless another replica opened it for
+/// longer (up to the longest a replica makes, `ARGV[2]` ms), and frees `KEYS[2]` (the
+/// probe), at once. An opening never shortens another: a long `Retry-After` seen by one
+/// replica stands against a short cool-down at another.
 const OPEN: &str = r"
-redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+local wait = tonumber(ARGV[1])
+local left = redis.call('PTTL', KEYS[1])
+if left < wait or left > tonumber(ARGV[2]) then
+  redis.call('SET', KEYS[1], '1', 'PX', wait)
+end
 redis.call('DEL', KEYS[2])
 return 0
 ";
@@ -194,8 +201,12 @@ impl SharedCircuits for FleetCircuits {
     fn opened(&self, model: &str, wait: Duration) -> BoxFuture<'_, ()> {
         let (circuit, probe) = self.keys(model);
         Box::pin(async move {
+            let longest = millis(self.longest_open.max(wait)).to_string();
             let ms = millis(wait).to_string();
-            let _: Result<i64, _> = self.link.eval(&self.open, &[&circuit, &probe], &[ms]).await;
+            let _: Result<i64, _> = self
+                .link
+                .eval(&self.open, &[&circuit, &probe], &[ms, longest])
+                .await;
         })
     }
 

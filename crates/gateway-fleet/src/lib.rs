@@ -18,8 +18,9 @@
 //!   GCRA cell in Redis, updated atomically by a Lua script on Redis' own clock; a 429 or
 //!   a spent `inin-ratelimit-*` window seen by one replica pauses all of them.
 //! - **Shared circuits** ([`Fleet::circuits`]): a model's open circuit, with its
-//!   cool-down, is seen by every replica within 2 ms (a replica trusts its last reading
-//!   of a circuit that long, so the calls that come meanwhile share one Redis read);
+//!   cool-down (the longest any replica asked for), is seen by every replica within
+//!   2 ms (a replica trusts its last reading of a circuit that long, so the calls that
+//!   come meanwhile share one Redis read);
 //!   after the cool-down one replica claims the half-open probe, in Redis, and the
 //!   others keep skipping the model until it reports (a probe that ends without a
 //!   verdict, or whose call is dropped, frees its claim at once, and only its own).

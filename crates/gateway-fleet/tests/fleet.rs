@@ -318,6 +318,43 @@ async fn a_probe_claim_is_freed_by_its_own_release_only() {
     );
 }
 
+/// Regression: an opening was a plain `SET`, so a replica's short cool-down cut another
+/// replica's longer opening (a long `Retry-After`) short. An opening now stands until the
+/// longest one made ends; one longer than any replica makes is still cut.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shorter_opening_at_one_replica_does_not_cut_a_longer_one_short() {
+    use redis::AsyncCommands as _;
+    let Some((redis, sim)) = redis_and_sim().await else {
+        return;
+    };
+    let config = fleet_router_config(&sim, "longer-stands", 2);
+    let longest = Duration::from_secs(60);
+    let a = support::fleet(&config, &redis.url()).circuits(longest);
+    let b = support::fleet(&config, &redis.url()).circuits(longest);
+    let (circuit, probe) = ("longer-stands:circuit:m", "longer-stands:probe:m");
+    let mut connection = redis.connection().await;
+
+    a.opened("m", Duration::from_secs(30)).await;
+    assert!(!b.claim_probe("m", 1).await, "open: no probe");
+    let () = connection.set(probe, "a claim").await.unwrap();
+    b.opened("m", Duration::from_secs(1)).await;
+    let left: i64 = connection.pttl(circuit).await.unwrap();
+    assert!(left > 20_000, "the 30 s opening stands: {left} ms left");
+    let exists: bool = connection.exists(probe).await.unwrap();
+    assert!(!exists, "an opening frees the probe either way");
+    let seen = b.open_for("m").await.expect("open");
+    assert!(seen > Duration::from_secs(20), "{seen:?}");
+
+    // An opening longer than any replica makes is not kept by a shorter one.
+    let () = connection
+        .pset_ex(circuit, "1", 10 * 365 * 24 * 3_600_000)
+        .await
+        .unwrap();
+    b.opened("m", Duration::from_secs(1)).await;
+    let left: i64 = connection.pttl(circuit).await.unwrap();
+    assert!((1..=1_000).contains(&left), "{left} ms left");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_at_once_on_one_replica_share_one_read_of_the_circuit() {
     let Some((redis, sim)) = redis_and_sim().await else {
