@@ -19,10 +19,19 @@ pub(crate) enum Unavailable {
     Failed,
 }
 
+/// The connection in use, and what `reconnect` needs to know of it.
+struct Current {
+    manager: ConnectionManager,
+    /// How many connections were replaced before this one.
+    generation: u64,
+    /// Whether it answered a command.
+    answered: bool,
+}
+
 /// The link to Redis.
 pub(crate) struct RedisLink {
     /// The connection commands go through, replaced after one gave no answer in time.
-    manager: Mutex<ConnectionManager>,
+    current: Mutex<Current>,
     /// What a replacement is made from.
     client: redis::Client,
     manager_config: ConnectionManagerConfig,
@@ -50,7 +59,11 @@ impl RedisLink {
                     kind: format!("{:?}", e.kind()),
                 })?;
         Ok(Self {
-            manager: Mutex::new(manager),
+            current: Mutex::new(Current {
+                manager,
+                generation: 0,
+                answered: false,
+            }),
             client,
             manager_config,
             prefix: config.key_prefix.clone(),
@@ -88,8 +101,11 @@ impl RedisLink {
         if !self.health.may_try() {
             return Err(Unavailable::Skipped);
         }
-        let mut connection = self.connection();
-        self.settle(tokio::time::timeout(self.timeout, cmd.query_async(&mut connection)).await)
+        let (mut connection, generation) = self.connection();
+        self.settle(
+            tokio::time::timeout(self.timeout, cmd.query_async(&mut connection)).await,
+            generation,
+        )
     }
 
     /// Runs `script` with `keys` and `args` within the command timeout.
@@ -109,31 +125,52 @@ impl RedisLink {
         for arg in args {
             invocation.arg(arg.as_str());
         }
-        let mut connection = self.connection();
+        let (mut connection, generation) = self.connection();
         self.settle(
             tokio::time::timeout(self.timeout, invocation.invoke_async(&mut connection)).await,
+            generation,
         )
     }
 
-    /// The connection to send a command on.
-    fn connection(&self) -> ConnectionManager {
-        self.manager
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .clone()
+    /// The connection to send a command on, and its generation.
+    fn connection(&self) -> (ConnectionManager, u64) {
+        let current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        (current.manager.clone(), current.generation)
     }
 
-    /// Replaces the connection after a command gave no answer in time. A peer gone
-    /// silent (a failed-over Redis behind the same name, a dropped route) sends no reset,
-    /// and the manager reconnects only on errors it sees as broken connections: without
-    /// this, commands would time out on the dead socket until the kernel gave up on it,
-    /// about 15 minutes later. The new one connects at its first command.
-    fn reconnect(&self) {
+    /// Notes that the connection of `generation` answered a command.
+    fn answered(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.generation == generation {
+            current.answered = true;
+        }
+    }
+
+    /// Replaces the connection of `generation` after a command on it gave no answer in
+    /// time, if it is still the one in use and answered before. A peer gone silent (a
+    /// failed-over Redis behind the same name, a dropped route) sends no reset, and the
+    /// manager reconnects only on errors it sees as broken connections: without this,
+    /// commands would time out on the dead socket until the kernel gave up on it, about
+    /// 15 minutes later. A connection that never answered is still connecting (the
+    /// manager bounds and retries that itself), and a command that timed out on an older
+    /// one must not throw away its healthy replacement. The new one connects at its first
+    /// command.
+    fn reconnect(&self, generation: u64) {
+        let mut current = self.current.lock().unwrap_or_else(PoisonError::into_inner);
+        if current.generation != generation || !current.answered {
+            return;
+        }
         match ConnectionManager::new_lazy_with_config(
             self.client.clone(),
             self.manager_config.clone(),
         ) {
-            Ok(fresh) => *self.manager.lock().unwrap_or_else(PoisonError::into_inner) = fresh,
+            Ok(fresh) => {
+                *current = Current {
+                    manager: fresh,
+                    generation: generation.wrapping_add(1),
+                    answered: false,
+                };
+            }
             Err(e) => tracing::debug!(kind = ?e.kind(), "could not make a new Redis connection"),
         }
     }
@@ -141,9 +178,11 @@ impl RedisLink {
     fn settle<T>(
         &self,
         answer: Result<redis::RedisResult<T>, tokio::time::error::Elapsed>,
+        generation: u64,
     ) -> Result<T, Unavailable> {
         match answer {
             Ok(Ok(value)) => {
+                self.answered(generation);
                 self.health.succeeded();
                 Ok(value)
             }
@@ -151,13 +190,16 @@ impl RedisLink {
                 // The error's kind and category only: its text may name the server.
                 self.health.failed(&format!("{:?}", e.kind()));
                 if e.is_timeout() {
-                    self.reconnect();
+                    self.reconnect(generation);
+                } else if matches!(e.kind(), redis::ErrorKind::Server(_)) {
+                    // Redis answered (with an error of its own): the connection works.
+                    self.answered(generation);
                 }
                 Err(Unavailable::Failed)
             }
             Err(_) => {
                 self.health.failed("a command timed out");
-                self.reconnect();
+                self.reconnect(generation);
                 Err(Unavailable::Failed)
             }
         }
