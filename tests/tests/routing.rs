@@ -243,28 +243,43 @@ async fn a_redirect_or_a_status_outside_https_classes_is_the_upstreams_failure()
 }
 
 /// A 4xx that says nothing wrong of the request itself is the gateway's failure, which
-/// another model may not share: the call falls back. One that does (its method, media
-/// type, size, headers) would be refused by every model, and stops the call.
+/// another model may not share: the call falls back, and (but for a model unknown or
+/// gone) the model's circuit does not hear of it, so a prompt that draws a 451 cannot
+/// close a model to every caller. One that blames the request (its method, media type,
+/// size, headers) would be refused by every model, and stops the call.
 #[tokio::test(start_paused = true)]
 async fn only_a_4xx_that_blames_the_request_stops_the_call() {
     let sim = Sim::builder().start().await.unwrap();
     let status = |status| Scripted::Status { status, code: None };
-    for (code, expected) in [
-        (402, gateway_model::Outcome::UpstreamError),
-        (409, gateway_model::Outcome::UpstreamError),
-        (410, gateway_model::Outcome::ClientError),
-        (418, gateway_model::Outcome::UpstreamError),
-        (451, gateway_model::Outcome::UpstreamError),
-        (499, gateway_model::Outcome::UpstreamError),
-    ] {
-        // A router each: these failures count against the model, whose circuit opens.
-        let router = gen4_with_fallback(&sim).await;
-        sim.script(Target::model("model-gen-4"), [status(code)]);
-        let outcome = router.route(RouteRequest::new("s", "hello")).await;
-        let outcome = outcome.unwrap_or_else(|e| panic!("{code}: {e}"));
-        assert_eq!(outcome.served_model.as_str(), "model-fallback-3", "{code}");
-        assert_eq!(outcome.models_tried[0].outcome, expected, "{code}");
+    let router = gen4_with_fallback(&sim).await;
+    for code in [402, 407, 409, 418, 451, 499] {
+        // Six of each, past the breaker's five.
+        for _ in 0..6 {
+            sim.script(Target::model("model-gen-4"), [status(code)]);
+            let outcome = router.route(RouteRequest::new("s", "hello")).await;
+            let outcome = outcome.unwrap_or_else(|e| panic!("{code}: {e}"));
+            assert_eq!(outcome.served_model.as_str(), "model-fallback-3", "{code}");
+            let outcome = &outcome.models_tried[0].outcome;
+            assert_eq!(*outcome, gateway_model::Outcome::UpstreamError, "{code}");
+        }
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert_eq!(
+            outcome.served_model.as_str(),
+            "model-gen-4",
+            "{code}: closed"
+        );
     }
+    // A model gone is as good as unknown: its failures count.
+    let router = gen4_with_fallback(&sim).await;
+    for _ in 0..5 {
+        sim.script(Target::model("model-gen-4"), [status(410)]);
+        let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+        assert_eq!(outcome.served_model.as_str(), "model-fallback-3");
+        let outcome = &outcome.models_tried[0].outcome;
+        assert_eq!(*outcome, gateway_model::Outcome::ClientError);
+    }
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-fallback-3", "open");
     // Not processed: early data is sent again first; a misdirected request is not (it
     // asks for another connection, and the pool would pick the same one).
     let router = gen4_with_fallback(&sim).await;

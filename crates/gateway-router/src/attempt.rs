@@ -295,9 +295,12 @@ fn classify_status(
             refused(model, s, err),
             Health::Neutral,
         ),
-        // 5xx, a redirect, another 4xx (a conflict, a payment, a legal block, a status no
-        // gateway should answer), one outside HTTP's classes: the model's side failed, not
-        // the request, which another model may still serve.
+        // Another 4xx (a conflict, a payment, a legal block, a proxy's authentication, a
+        // status no gateway should answer): not the request's shape, so another model may
+        // serve it, but not the model's health either; a prompt that draws a 451 must not
+        // open the model's circuit for every caller.
+        400..=499 => (Outcome::UpstreamError, Next::Fallback, Health::Neutral),
+        // 5xx, a redirect, one outside HTTP's classes: the model's side failed.
         _ => (Outcome::UpstreamError, Next::Fallback, Health::Unhealthy),
     }
 }
