@@ -125,8 +125,8 @@ pub enum AuditError {
     /// too large (the spool or its `rejected/` directory full or failing; the log says
     /// why). Reported once, by the next flush or shutdown.
     #[error(
-        "the {sink} audit sink lost {entries} accepted entries since the last flush: its \
-         spool or rejected/ directory was full or failing"
+        "the {sink} audit sink lost {entries} entries since the last flush: its spool or \
+         rejected/ directory was full or failing"
     )]
     Lost {
         /// Which sink.

@@ -349,7 +349,7 @@ impl Worker {
                 tracing::error!(
                     entries = n,
                     "the audit webhook receiver refused an entry as too large (413), and \
-                     the spool's rejected/ directory is full (it shares the spool's cap): \
+                     the spool's rejected/ directory is full (its cap is max_spool_bytes): \
                      the entry is dropped"
                 );
                 self.shared.counters.add(AuditEvent::Dropped, n);
