@@ -363,14 +363,23 @@ impl Spool {
         let mut file = append_to(&path).map_err(|e| AuditError::io("create", &path, e))?;
         let cut_short = ends_mid_line(&file).map_err(|e| AuditError::io("read", &path, e))?;
         let added = len.saturating_add(u64::from(cut_short));
-        // Counted before writing: a write that fails half-way still takes room.
-        self.rejected.bytes = self.rejected.bytes.saturating_add(added);
+        let before = file.metadata().map(|m| m.len());
         let ended = if cut_short { &b"\n"[..] } else { &[] };
-        std::iter::once(ended)
+        let written = std::iter::once(ended)
             .chain(lines.iter().copied())
             .try_for_each(|line| file.write_all(line))
-            .and_then(|()| file.sync_all())
-            .map_err(|e| AuditError::io("write", &path, e))?;
+            .and_then(|()| file.sync_all());
+        if let Err(e) = written {
+            // A write that fails half-way still takes what it wrote; one that wrote
+            // nothing (a full disk, retried until it frees) must not fill the cap.
+            let grown = match (before, file.metadata().map(|m| m.len())) {
+                (Ok(before), Ok(after)) => after.saturating_sub(before),
+                _ => added,
+            };
+            self.rejected.bytes = self.rejected.bytes.saturating_add(grown);
+            return Err(AuditError::io("write", &path, e));
+        }
+        self.rejected.bytes = self.rejected.bytes.saturating_add(added);
         sync_dir(&dir)?;
         Ok(Some((path, added)))
     }
