@@ -146,7 +146,7 @@ async fn api_keys_guard_routing_but_not_health() {
         assert_eq!(status, expected, "{header}");
     }
 
-    // Two keys, even a right one beside a wrong one, are refused.
+    // Two keys, even a right one beside a wrong one, are a malformed request (RFC 6750).
     for pair in [
         ["Bearer k-right", "Bearer k-wrong"],
         ["Bearer k-wrong", "Bearer k-right"],
@@ -154,7 +154,7 @@ async fn api_keys_guard_routing_but_not_health() {
         let two = [("authorization", pair[0]), ("authorization", pair[1])];
         let (status, headers, _) =
             send_with(&client, Method::POST, route.clone(), &two, ROUTE_BODY).await;
-        assert_eq!(status, StatusCode::UNAUTHORIZED, "{pair:?}");
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{pair:?}");
         assert!(
             headers["www-authenticate"]
                 .to_str()

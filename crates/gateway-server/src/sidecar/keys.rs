@@ -127,9 +127,12 @@ fn digest(key: &[u8]) -> [u8; 32] {
     sha2::Sha256::digest(key).into()
 }
 
-/// Why a caller was not let in: a sentence and the `WWW-Authenticate` challenge.
+/// Why a caller was not let in: a status, a sentence and the `WWW-Authenticate`
+/// challenge.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Denied {
+    /// 401, or 400 for a malformed request (RFC 6750, 3.1).
+    pub(crate) status: StatusCode,
     /// What to tell the caller.
     pub(crate) message: &'static str,
     /// The challenge to answer with.
@@ -146,6 +149,7 @@ pub(crate) fn admit(keys: &ApiKeys, headers: &http::HeaderMap) -> Result<(), Den
     let mut given = headers.get_all(AUTHORIZATION).iter();
     if given.next().is_some() && given.next().is_some() {
         return Err(Denied {
+            status: StatusCode::BAD_REQUEST,
             message: "send one Authorization header, not several",
             challenge: r#"Bearer error="invalid_request""#,
         });
@@ -160,10 +164,12 @@ pub(crate) fn admit(keys: &ApiKeys, headers: &http::HeaderMap) -> Result<(), Den
     match presented {
         Some(key) if keys.admits(key) => Ok(()),
         Some(_) => Err(Denied {
+            status: StatusCode::UNAUTHORIZED,
             message: "the API key is not valid",
             challenge: r#"Bearer error="invalid_token""#,
         }),
         None => Err(Denied {
+            status: StatusCode::UNAUTHORIZED,
             message: "an API key is required: Authorization: Bearer <key>",
             challenge: "Bearer",
         }),
@@ -186,7 +192,7 @@ pub(crate) fn from_a_web_page_without_keys(keys: &ApiKeys, headers: &http::Heade
 pub(crate) trait Refusal {
     /// A web page's request, with no keys configured (403).
     fn cross_origin() -> Reply;
-    /// A request without a valid key (401 with its challenge).
+    /// A request without a valid key (401, or 400 for several, with its challenge).
     fn unauthenticated(denied: Denied) -> Reply;
 }
 
@@ -272,7 +278,7 @@ impl Refusal for SidecarDoor {
 
     fn unauthenticated(denied: Denied) -> Reply {
         let mut reply = error(
-            StatusCode::UNAUTHORIZED,
+            denied.status,
             "router.unauthenticated",
             denied.message,
             None,

@@ -141,13 +141,12 @@ impl OpenAiError {
     }
 
     /// A 401 with a `WWW-Authenticate` challenge.
-    pub(crate) fn unauthenticated(message: &str, challenge: &'static str) -> Self {
-        let mut error = Self::new(
-            StatusCode::UNAUTHORIZED,
-            None,
-            "invalid_api_key",
-            message.to_owned(),
-        );
+    pub(crate) fn unauthenticated(
+        status: StatusCode,
+        message: &str,
+        challenge: &'static str,
+    ) -> Self {
+        let mut error = Self::new(status, None, "invalid_api_key", message.to_owned());
         error.challenge = Some(challenge);
         error
     }

@@ -103,7 +103,7 @@ impl Refusal for OpenAiDoor {
     }
 
     fn unauthenticated(denied: Denied) -> Reply {
-        OpenAiError::unauthenticated(denied.message, denied.challenge).into_reply()
+        OpenAiError::unauthenticated(denied.status, denied.message, denied.challenge).into_reply()
     }
 }
 
