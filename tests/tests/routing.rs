@@ -879,6 +879,36 @@ async fn a_hanging_model_opens_its_breaker_when_the_deadline_cuts_its_last_attem
     );
 }
 
+/// A 425 (or 408) says the request was not processed, through no fault of the model: when
+/// the deadline then cuts the attempt that follows it, the model has failed at nothing,
+/// and its breaker does not hear of it (a 5xx before the cut would count).
+#[tokio::test(start_paused = true)]
+async fn a_deadline_cut_after_a_425_does_not_count_against_the_model() {
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config_for(&sim).with_route("solo", RouteConfig::to_model("model-gen-4"));
+    config.limits.deadline_ms = 2_000;
+    config.limits.attempt_timeout_ms = 2_000;
+    config.circuit_breaker.failure_threshold = 1;
+    let router = router_for(config).build().await.unwrap();
+    for (status, opens) in [(425, false), (408, false), (503, true)] {
+        let first = Scripted::Status { status, code: None };
+        sim.script(Target::model("model-gen-4"), [first, Scripted::Stall]);
+        let err = router
+            .route(RouteRequest::new("solo", "hello"))
+            .await
+            .unwrap_err();
+        let tried = &err.trace().unwrap().models_tried[0];
+        assert_eq!(
+            (tried.attempts, tried.outcome),
+            (2, Outcome::Timeout),
+            "{err}"
+        );
+        let state = router.breaker_state("model-gen-4");
+        let open = matches!(state, Some(BreakerState::Open { .. }));
+        assert_eq!(open, opens, "{status}: {state:?}");
+    }
+}
+
 /// A model's share of the deadline is split only among the models that can still be
 /// tried: a fallback whose circuit stays open past the deadline will be skipped, so its
 /// share goes to the others instead of cutting a slow but working model short.

@@ -13,8 +13,7 @@ use std::time::Duration;
 pub enum RetryReason {
     /// A 429 answer.
     RateLimited,
-    /// A retryable server answer: 500, 502, 503, 504, or 408 (the request was not taken
-    /// in time, so it was not processed).
+    /// A retryable server answer: 500, 502, 503 or 504.
     ServerError,
     /// The connection could not be made, or broke before a complete answer.
     Connection,
@@ -22,11 +21,14 @@ pub enum RetryReason {
     Timeout,
     /// A 401 answer, retried once after a token refresh.
     Unauthorized,
+    /// An answer that says the request was not processed, through no fault of the model:
+    /// 408 (not taken in time) or 425 (early data not risked).
+    NotProcessed,
 }
 
 impl RetryReason {
     /// How many reasons there are: the length of arrays indexed by [`index`](Self::index).
-    pub const COUNT: usize = 5;
+    pub const COUNT: usize = 6;
 
     /// Every reason, in index order.
     pub const ALL: [RetryReason; Self::COUNT] = [
@@ -35,10 +37,11 @@ impl RetryReason {
         RetryReason::Connection,
         RetryReason::Timeout,
         RetryReason::Unauthorized,
+        RetryReason::NotProcessed,
     ];
 
     /// The metric label value (`rate_limited`, `status_5xx`, `connect`, `timeout`,
-    /// `unauthorized`).
+    /// `unauthorized`, `not_processed`).
     #[must_use]
     pub const fn as_str(self) -> &'static str {
         match self {
@@ -47,6 +50,7 @@ impl RetryReason {
             RetryReason::Connection => "connect",
             RetryReason::Timeout => "timeout",
             RetryReason::Unauthorized => "unauthorized",
+            RetryReason::NotProcessed => "not_processed",
         }
     }
 

@@ -243,8 +243,8 @@ fn token_outcome(token: &TokenError) -> Outcome {
 /// What a model's part cut by the call's (or its share of the) deadline says of its
 /// health: nothing, since that is not the model's own slowness, unless an attempt before
 /// `err` was retried for a failure of the model's own (a 5xx, a broken connection, its own
-/// attempt timeout): then the deadline only cut short a failing model, whose breaker
-/// must hear of it.
+/// attempt timeout; not a 408 or 425, which the model did not fail): then the deadline
+/// only cut short a failing model, whose breaker must hear of it.
 fn cut_short(err: &TransportError) -> Health {
     let stats = err.stats();
     let failed_before = [

@@ -15,7 +15,7 @@
 //! | `genesys_router_request_duration_seconds` | histogram | seconds; buckets 0.01 … 120 | `model` |
 //! | `genesys_router_overhead_seconds` | histogram | seconds; buckets 1 µs … 25 ms | `model` |
 //! | `genesys_router_attempts_total` | counter | HTTP attempts | `model` |
-//! | `genesys_router_retries_total` | counter | retries | `model`, `reason` (`rate_limited`, `status_5xx`, `connect`, `timeout`, `unauthorized`) |
+//! | `genesys_router_retries_total` | counter | retries | `model`, `reason` (`rate_limited`, `status_5xx`, `connect`, `timeout`, `unauthorized`, `not_processed`) |
 //! | `genesys_router_fallbacks_total` | counter | fallbacks | `from`, `to`, `reason` (the outcome of `from`) |
 //! | `genesys_router_limiter_wait_seconds` | histogram | seconds; buckets 100 µs … 30 | none |
 //! | `genesys_router_in_flight_requests` | gauge | calls | `model` |

@@ -144,8 +144,8 @@ fn expected_series() -> BTreeMap<Series, f64> {
         }
     }
     for (model, counts) in [
-        ("model-a", [0.0, 1.0, 0.0, 0.0, 0.0]),
-        ("model-b", [2.0, 0.0, 0.0, 0.0, 0.0]),
+        ("model-a", [0.0, 1.0, 0.0, 0.0, 0.0, 0.0]),
+        ("model-b", [2.0, 0.0, 0.0, 0.0, 0.0, 0.0]),
     ] {
         for (reason, count) in RetryReason::ALL.iter().zip(counts) {
             expected.insert(

@@ -87,7 +87,8 @@ impl RetryPolicy {
             // server would not risk a replay of early data. Neither was processed, so
             // sending it again is safe. (A 421 is not sent again here: it asks for
             // another connection, and the pool would pick the same one.)
-            408 | 425 | 500 | 502 | 503 | 504 => Disposition::Retry(RetryReason::ServerError),
+            408 | 425 => Disposition::Retry(RetryReason::NotProcessed),
+            500 | 502 | 503 | 504 => Disposition::Retry(RetryReason::ServerError),
             _ => Disposition::Fail,
         }
     }
@@ -177,7 +178,10 @@ mod tests {
         assert_eq!(c(200), Disposition::Success);
         assert_eq!(c(401), Disposition::RefreshToken);
         assert_eq!(c(429), Disposition::Retry(RetryReason::RateLimited));
-        for s in [408, 425, 500, 502, 503, 504] {
+        for s in [408, 425] {
+            assert_eq!(c(s), Disposition::Retry(RetryReason::NotProcessed), "{s}");
+        }
+        for s in [500, 502, 503, 504] {
             assert_eq!(c(s), Disposition::Retry(RetryReason::ServerError), "{s}");
         }
         for s in [400, 403, 404, 421, 422, 501, 505] {
