@@ -122,8 +122,9 @@ pub enum AuditError {
     },
     /// Entries the sink had accepted were lost with no caller told at the time: the
     /// webhook's delivery task could not spool them, or keep one the receiver refused as
-    /// too large (the spool or its `rejected/` directory full or failing; the log says
-    /// why). Reported once, by the next flush or shutdown.
+    /// too large, or the spool could not take one whose caller had gone (the spool or its
+    /// `rejected/` directory full or failing; the log says why). Reported once, by the
+    /// next flush or shutdown.
     #[error(
         "the {sink} audit sink lost {entries} entries since the last flush: its spool or \
          rejected/ directory was full or failing"

@@ -744,6 +744,54 @@ async fn entries_the_delivery_task_could_not_spool_fail_the_next_flush_and_shutd
     assert_eq!(sink.report().dropped, 50);
 }
 
+/// Regression: an entry spilled straight to the spool (the queue full) whose caller's
+/// future was dropped while it was written was lost without a word when the spool could
+/// not take it: its caller never heard, and no flush reported it. Every entry dropped is
+/// now told once: to its caller, or by the next flush.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_dropped_for_a_caller_gone_meanwhile_fail_the_next_flush() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = WebhookConfig {
+        url: format!("http://{}/audit", closed_port().await),
+        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
+        spool_dir: dir.path().join("spool"),
+        batch_size: 1,
+        queue_capacity: 1,
+        request_timeout_ms: 10_000,
+        max_spool_bytes: 1 << 30,
+    };
+    // A spool too small for any entry: every entry is dropped, queued or spilled.
+    let options = WebhookOptions {
+        max_spool_bytes: 1,
+        ..fast_retries()
+    };
+    let sink = WebhookSink::start_with(&config, secret(), options).unwrap();
+    let (mut told, mut gone) = (0u64, 0u64);
+    for n in 0..200 {
+        let entry = entries::entry(n);
+        // Polled once: a spilled entry's write has started; then its caller goes.
+        let mut recording = std::pin::pin!(sink.record(&entry));
+        let polled =
+            std::future::poll_fn(|cx| std::task::Poll::Ready(recording.as_mut().poll(cx))).await;
+        match polled {
+            std::task::Poll::Ready(Ok(())) => {}
+            std::task::Poll::Ready(Err(_)) => told += 1,
+            std::task::Poll::Pending => gone += 1,
+        }
+    }
+    assert!(
+        gone > 0,
+        "no caller went away while its entry was written: told {told}"
+    );
+    let lost = match sink.flush(in_secs(10)).await {
+        Ok(()) => 0,
+        Err(AuditError::Lost { entries, .. }) => entries,
+        Err(e) => panic!("{e}"),
+    };
+    assert_eq!(sink.report().dropped, 200);
+    assert_eq!(told + lost, 200, "told {told}, lost {lost}, gone {gone}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_waits_for_queued_entries_while_newer_ones_spill_to_the_spool() {
     // A receiver that accepts connections and never answers: nothing queued settles.

@@ -144,12 +144,12 @@ impl DeliveryCounters {
         }
     }
 
-    /// Counts queued entries the delivery task dropped, for the next flush to report.
+    /// Counts entries dropped that no caller was told of, for the next flush to report.
     pub(crate) fn drop_unreported(&self, n: u64) {
         self.unreported_drops.fetch_add(n, Ordering::SeqCst);
     }
 
-    /// The queued entries dropped since the last call (which no caller was told of).
+    /// The entries dropped since the last call that no caller was told of.
     pub(crate) fn take_unreported_drops(&self) -> u64 {
         self.unreported_drops.swap(0, Ordering::SeqCst)
     }

@@ -48,10 +48,11 @@
 //!   `shutdown(deadline)` stops taking entries, tries to deliver what is queued during
 //!   the first half of the time left, and spools the rest. Either fails with
 //!   [`AuditError::Lost`] when entries were dropped in the background since the last
-//!   flush (queued ones the spool could not take, or spooled ones, this run's or an
-//!   earlier one's, refused as too large that `rejected/` could not keep: no caller was
-//!   told when it happened); so once `shutdown` returns `Ok`, every entry queued since
-//!   the last flush is delivered or on disk. Entries still in memory when the process
+//!   flush (queued ones the spool could not take, ones spilled to it whose caller's
+//!   future was dropped meanwhile, or spooled ones, this run's or an earlier one's,
+//!   refused as too large that `rejected/` could not keep: no caller was told when it
+//!   happened); so once `shutdown` returns `Ok`, every entry queued since the last flush
+//!   is delivered or on disk. Entries still in memory when the process
 //!   dies without a shutdown are lost to the webhook (the JSONL file has them).
 
 mod backoff;

@@ -496,10 +496,36 @@ fn set_aside_unreadable(shared: &Shared, index: u64, lines: &[Bytes], corrupt: u
     shared.counters.add(AuditEvent::Dropped, corrupt);
 }
 
+/// A spool write's entries, settled when it is dropped; the entries it dropped are first
+/// kept for the next flush to report, unless their caller was [`told`](Self::told). A
+/// caller whose future was dropped while the write ran never is: the runtime drops the
+/// write's outcome for it, and so reports them.
+struct Written {
+    shared: Arc<Shared>,
+    lane: Lane,
+    entries: u64,
+    untold: u64,
+}
+
+impl Written {
+    /// The caller has heard of the entries dropped.
+    fn told(mut self) {
+        self.untold = 0;
+    }
+}
+
+impl Drop for Written {
+    fn drop(&mut self) {
+        let counters = &self.shared.counters;
+        counters.drop_unreported(self.untold);
+        counters.settle(self.lane, self.entries);
+    }
+}
+
 /// Appends `records` to the spool on the blocking pool, counts and settles their entries
 /// (taken by `lane`). Returns why some could not be spooled, if any were not (they are
-/// counted dropped, and, for queued entries, whose callers were told nothing, kept for
-/// the next flush to report).
+/// counted dropped; the next flush reports those whose caller was not told: queued
+/// entries, and those of a caller gone while they were written).
 pub(crate) async fn spool_records(
     shared: &Arc<Shared>,
     records: Vec<Record>,
@@ -518,9 +544,6 @@ pub(crate) async fn spool_records(
         let counters = &for_blocking.counters;
         counters.add(AuditEvent::Spooled, appended.written);
         counters.add(AuditEvent::Dropped, appended.dropped);
-        if lane == Lane::Queue {
-            counters.drop_unreported(appended.dropped);
-        }
         let result = match (appended.error, appended.dropped) {
             (Some(e), dropped) => {
                 tracing::error!(error = %e, dropped, "audit spool write failed");
@@ -532,18 +555,34 @@ pub(crate) async fn spool_records(
                 Err("the spool is full".to_owned())
             }
         };
-        counters.settle(lane, n);
-        result
+        // Last, so that nothing after it can panic: the fallback below settles only a
+        // write that never made one.
+        let written = Written {
+            shared: for_blocking,
+            lane,
+            entries: n,
+            untold: appended.dropped,
+        };
+        (result, written)
     })
     .await;
-    outcome.unwrap_or_else(|e| {
-        // The blocking task panicked before settling (settling is its last step).
-        shared.counters.add(AuditEvent::Dropped, n);
-        if lane == Lane::Queue {
-            shared.counters.drop_unreported(n);
-        }
-        shared.counters.settle(lane, n);
-        tracing::error!(error = %e, dropped = n, "audit spool writer failed");
-        Err(format!("spool writer failed: {e}"))
-    })
+    outcome.map_or_else(
+        |e| {
+            // The blocking task panicked before its `Written` (made last) could settle.
+            shared.counters.add(AuditEvent::Dropped, n);
+            if lane == Lane::Queue {
+                shared.counters.drop_unreported(n);
+            }
+            shared.counters.settle(lane, n);
+            tracing::error!(error = %e, dropped = n, "audit spool writer failed");
+            Err(format!("spool writer failed: {e}"))
+        },
+        |(result, written)| {
+            // The delivery task tells no caller; a caller that reads this is told.
+            if lane == Lane::Direct {
+                written.told();
+            }
+            result
+        },
+    )
 }
