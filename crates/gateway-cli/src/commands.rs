@@ -33,7 +33,9 @@ pub async fn route(args: RouteArgs) -> anyhow::Result<i32> {
         // body could be written.
         let written = serde_json::to_string_pretty(&crate::exit::json_error(e))
             .map_err(anyhow::Error::from)
-            .and_then(|body| write_stdout(format!("{body}\n").as_bytes()));
+            .and_then(|body| {
+                write_stdout(format!("{}\n", console::json_for_stdout(&body)).as_bytes())
+            });
         if let Err(lost) = written {
             console::warn(format_args!(
                 "the JSON error body could not be written: {lost:#}"
@@ -92,7 +94,8 @@ async fn route_once(args: RouteArgs) -> anyhow::Result<i32> {
     // The caller reports the failure (and the models it tried) once, with its exit code.
     let outcome = result?;
     if args.json {
-        write_stdout(format!("{}\n", serde_json::to_string_pretty(&outcome)?).as_bytes())?;
+        let json = serde_json::to_string_pretty(&outcome)?;
+        write_stdout(format!("{}\n", console::json_for_stdout(&json)).as_bytes())?;
     } else {
         let output = console::answer_for_stdout(&outcome.response.output);
         write_stdout(format!("{output}\n").as_bytes())?;

@@ -127,9 +127,61 @@ pub fn for_terminal(answer: &str) -> std::borrow::Cow<'_, str> {
     std::borrow::Cow::Owned(out)
 }
 
+/// A JSON document as standard output takes it: [escaped for a terminal](json_for_terminal),
+/// as it is for a pipe or a file.
+pub fn json_for_stdout(json: &str) -> std::borrow::Cow<'_, str> {
+    if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+        json_for_terminal(json)
+    } else {
+        std::borrow::Cow::Borrowed(json)
+    }
+}
+
+/// A JSON document with the control characters JSON lets through raw (DEL and the C1
+/// range, which some terminals read as escape sequences) written as `\u` escapes: the
+/// same document to a JSON reader. They can only stand inside strings, where the escape
+/// means the same character.
+pub fn json_for_terminal(json: &str) -> std::borrow::Cow<'_, str> {
+    use std::fmt::Write as _;
+    let raw = |c: char| ('\u{7f}'..='\u{9f}').contains(&c);
+    if !json.chars().any(raw) {
+        return std::borrow::Cow::Borrowed(json);
+    }
+    let mut out = String::with_capacity(json.len() + 16);
+    for c in json.chars() {
+        if raw(c) {
+            let _ = write!(out, "\\u{:04x}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    std::borrow::Cow::Owned(out)
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{for_terminal, printable};
+    use super::{for_terminal, json_for_terminal, printable};
+
+    #[test]
+    fn json_for_a_terminal_escapes_del_and_c1_and_reads_back_the_same() {
+        let text = "csi\u{9b}31m del\u{7f} nel\u{85} ok é \u{1b}";
+        let json = serde_json::to_string_pretty(&serde_json::json!({ "output": text })).unwrap();
+        let shown = json_for_terminal(&json);
+        assert!(
+            !shown.chars().any(|c| c.is_control() && c != '\n'),
+            "{shown}"
+        );
+        assert!(
+            shown.contains("\\u009b") && shown.contains("\\u007f"),
+            "{shown}"
+        );
+        let back: serde_json::Value = serde_json::from_str(&shown).unwrap();
+        assert_eq!(back["output"], text);
+        assert!(matches!(
+            json_for_terminal("{}"),
+            std::borrow::Cow::Borrowed(_)
+        ));
+    }
 
     #[test]
     fn an_answer_keeps_its_lines_and_tabs_but_not_escape_sequences_on_a_terminal() {

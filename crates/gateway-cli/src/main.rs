@@ -94,6 +94,7 @@ fn usage_json(message: &str) {
 /// `route --json`'s error document for `err`, found before the command ran.
 fn error_json(err: &anyhow::Error) {
     if let Ok(body) = serde_json::to_string_pretty(&exit::json_error(err)) {
+        let body = console::json_for_stdout(&body);
         let _ = commands::write_stdout(format!("{body}\n").as_bytes());
     }
 }
