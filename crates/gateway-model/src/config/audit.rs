@@ -126,8 +126,9 @@ pub struct WebhookConfig {
         deserialize_with = "crate::whole::deserialize"
     )]
     pub request_timeout_ms: u64,
-    /// Most bytes the spool holds; past it new entries are dropped (and counted). The
-    /// spool's `rejected/` directory has a cap of the same size.
+    /// Most bytes the spool holds; past it new entries are dropped (and counted). A failed
+    /// message is spooled whole (`batch_size` entries, about 1 KiB each), so keep this
+    /// many batches large. The spool's `rejected/` directory has a cap of the same size.
     #[serde(
         default = "default_max_spool_bytes",
         deserialize_with = "crate::whole::deserialize"
