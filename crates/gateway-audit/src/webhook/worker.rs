@@ -496,18 +496,34 @@ fn set_aside_unreadable(shared: &Shared, index: u64, lines: &[Bytes], corrupt: u
     shared.counters.add(AuditEvent::Dropped, corrupt);
 }
 
-/// A spool write's entries, settled when it is dropped; the entries it dropped are first
-/// kept for the next flush to report, unless their caller was [`told`](Self::told). A
-/// caller whose future was dropped while the write ran never is: the runtime drops the
-/// write's outcome for it, and so reports them.
+/// A spool write's entries, settled when it is dropped, whatever becomes of the write:
+/// made before the write is handed to the blocking pool, it is dropped there too if the
+/// write panics or never runs (a runtime shutting down drops blocking tasks not yet
+/// started). Until the write has counted its entries, they are all taken for dropped.
+/// The entries dropped are kept for the next flush to report unless their caller was
+/// [`told`](Self::told): a caller whose future was dropped while the write ran never
+/// is, since the runtime drops the write's outcome for it.
 struct Written {
     shared: Arc<Shared>,
     lane: Lane,
     entries: u64,
+    /// Whether the write counted its entries spooled or dropped.
+    counted: bool,
     untold: u64,
 }
 
 impl Written {
+    /// `entries` taken by `lane`, none written yet.
+    fn pending(shared: Arc<Shared>, lane: Lane, entries: u64) -> Self {
+        Self {
+            shared,
+            lane,
+            entries,
+            counted: false,
+            untold: entries,
+        }
+    }
+
     /// The caller has heard of the entries dropped.
     fn told(mut self) {
         self.untold = 0;
@@ -517,6 +533,13 @@ impl Written {
 impl Drop for Written {
     fn drop(&mut self) {
         let counters = &self.shared.counters;
+        if !self.counted {
+            counters.add(AuditEvent::Dropped, self.entries);
+            tracing::error!(
+                dropped = self.entries,
+                "audit spool writer failed or never ran; entries dropped"
+            );
+        }
         counters.drop_unreported(self.untold);
         counters.settle(self.lane, self.entries);
     }
@@ -535,15 +558,17 @@ pub(crate) async fn spool_records(
     // future is dropped while waiting, the entries are still spooled and settled, so a
     // later flush does not wait for them forever.
     let n = records.iter().map(Record::entries).sum::<u64>();
-    let for_blocking = Arc::clone(shared);
+    let mut written = Written::pending(Arc::clone(shared), lane, n);
     let outcome = tokio::task::spawn_blocking(move || {
-        let mut spool = lock(&for_blocking);
+        let shared = Arc::clone(&written.shared);
+        let mut spool = lock(&shared);
         let appended = spool.append(&records);
-        for_blocking.counters.set_spool_bytes(spool.total_bytes());
+        shared.counters.set_spool_bytes(spool.total_bytes());
         drop(spool);
-        let counters = &for_blocking.counters;
-        counters.add(AuditEvent::Spooled, appended.written);
-        counters.add(AuditEvent::Dropped, appended.dropped);
+        shared.counters.add(AuditEvent::Spooled, appended.written);
+        shared.counters.add(AuditEvent::Dropped, appended.dropped);
+        written.counted = true;
+        written.untold = appended.dropped;
         let result = match (appended.error, appended.dropped) {
             (Some(e), dropped) => {
                 tracing::error!(error = %e, dropped, "audit spool write failed");
@@ -555,34 +580,19 @@ pub(crate) async fn spool_records(
                 Err("the spool is full".to_owned())
             }
         };
-        // Last, so that nothing after it can panic: the fallback below settles only a
-        // write that never made one.
-        let written = Written {
-            shared: for_blocking,
-            lane,
-            entries: n,
-            untold: appended.dropped,
-        };
         (result, written)
     })
     .await;
-    outcome.map_or_else(
-        |e| {
-            // The blocking task panicked before its `Written` (made last) could settle.
-            shared.counters.add(AuditEvent::Dropped, n);
-            if lane == Lane::Queue {
-                shared.counters.drop_unreported(n);
-            }
-            shared.counters.settle(lane, n);
-            tracing::error!(error = %e, dropped = n, "audit spool writer failed");
-            Err(format!("spool writer failed: {e}"))
-        },
-        |(result, written)| {
+    match outcome {
+        Ok((result, written)) => {
             // The delivery task tells no caller; a caller that reads this is told.
             if lane == Lane::Direct {
                 written.told();
             }
             result
-        },
-    )
+        }
+        // The write panicked: its `Written` has counted and settled the entries (and,
+        // its caller unknown to it, kept them for the next flush too).
+        Err(e) => Err(format!("spool writer failed: {e}")),
+    }
 }
