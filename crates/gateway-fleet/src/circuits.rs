@@ -13,17 +13,28 @@ use tokio::time::Instant;
 use crate::redis_link::RedisLink;
 use crate::scripts::{COMPARE_AND_DELETE, TAKE, millis, owner_value};
 
-/// Opens `KEYS[1]` (the circuit) for `ARGV[1]` ms, unless another replica opened it for
-/// longer (up to the longest a replica makes, `ARGV[2]` ms), and frees `KEYS[2]` (the
-/// probe), at once. An opening never shortens another: a long `Retry-After` seen by one
-/// replica stands against a short cool-down at another.
+/// Opens `KEYS[1]` (the circuit) for `ARGV[1]` ms as replica `ARGV[3]`'s opening, unless
+/// another replica opened it for longer (up to the longest a replica makes, `ARGV[2]`
+/// ms), and frees `KEYS[2]` (the probe), at once. An opening never shortens another: a
+/// long `Retry-After` seen by one replica stands against a short cool-down at another.
 const OPEN: &str = r"
 local wait = tonumber(ARGV[1])
 local left = redis.call('PTTL', KEYS[1])
 if left < wait or left > tonumber(ARGV[2]) then
-  redis.call('SET', KEYS[1], '1', 'PX', wait)
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', wait)
 end
 redis.call('DEL', KEYS[2])
+return 0
+";
+
+/// Closes `KEYS[1]` (the circuit) if it is replica `ARGV[1]`'s own opening: a replica
+/// whose circuit closed here (a probe's success, or a late success after an opening by
+/// failures) does not end an opening another replica made, such as a longer
+/// `Retry-After` it saw.
+const CLOSE: &str = r"
+if redis.pcall('GET', KEYS[1]) == ARGV[1] then
+  return redis.call('DEL', KEYS[1])
+end
 return 0
 ";
 
@@ -82,6 +93,7 @@ pub(crate) struct FleetCircuits {
     /// a claim frees only itself.
     owner: String,
     open: Script,
+    close: Script,
     read: Script,
     take: Script,
     compare_and_delete: Script,
@@ -97,6 +109,7 @@ impl FleetCircuits {
             longest_open,
             owner: owner_value(),
             open: Script::new(OPEN),
+            close: Script::new(CLOSE),
             read: Script::new(READ),
             take: Script::new(TAKE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
@@ -205,7 +218,11 @@ impl SharedCircuits for FleetCircuits {
             let ms = millis(wait).to_string();
             let _: Result<i64, _> = self
                 .link
-                .eval(&self.open, &[&circuit, &probe], &[ms, longest])
+                .eval(
+                    &self.open,
+                    &[&circuit, &probe],
+                    &[ms, longest, self.owner.clone()],
+                )
                 .await;
         })
     }
@@ -222,12 +239,10 @@ impl SharedCircuits for FleetCircuits {
     }
 
     fn closed(&self, model: &str) -> BoxFuture<'_, ()> {
-        let (circuit, probe) = self.keys(model);
+        let (circuit, _) = self.keys(model);
         Box::pin(async move {
-            let _: Result<i64, _> = self
-                .link
-                .query(redis::cmd("DEL").arg(&circuit).arg(&probe))
-                .await;
+            let owner = self.owner.clone();
+            let _: Result<i64, _> = self.link.eval(&self.close, &[&circuit], &[owner]).await;
         })
     }
 }

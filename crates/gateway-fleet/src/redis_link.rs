@@ -93,21 +93,6 @@ impl RedisLink {
         &self.health
     }
 
-    /// Runs `cmd` within the command timeout.
-    pub(crate) async fn query<T: FromRedisValue>(
-        &self,
-        cmd: &redis::Cmd,
-    ) -> Result<T, Unavailable> {
-        if !self.health.may_try() {
-            return Err(Unavailable::Skipped);
-        }
-        let (mut connection, generation) = self.connection();
-        self.settle(
-            tokio::time::timeout(self.timeout, cmd.query_async(&mut connection)).await,
-            generation,
-        )
-    }
-
     /// Runs `script` with `keys` and `args` within the command timeout.
     pub(crate) async fn eval<T: FromRedisValue>(
         &self,

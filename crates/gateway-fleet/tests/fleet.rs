@@ -355,6 +355,46 @@ async fn a_shorter_opening_at_one_replica_does_not_cut_a_longer_one_short() {
     assert!((1..=1_000).contains(&left), "{left} ms left");
 }
 
+/// Regression: a replica whose circuit closed (its probe, or a late success) deleted the
+/// fleet's circuit and probe whoever had set them, so another replica's longer opening
+/// (a `Retry-After` it saw) ended at once, and another replica's probe claim was freed
+/// for a second probe. A close now ends only the closing replica's own opening, and
+/// frees only its own claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_closes_only_its_own_opening() {
+    use redis::AsyncCommands as _;
+    let Some((redis, sim)) = redis_and_sim().await else {
+        return;
+    };
+    let config = fleet_router_config(&sim, "own-close", 2);
+    let longest = Duration::from_secs(60);
+    let a = support::fleet(&config, &redis.url()).circuits(longest);
+    let b = support::fleet(&config, &redis.url()).circuits(longest);
+    let circuit = "own-close:circuit:m";
+    let mut connection = redis.connection().await;
+
+    a.opened("m", Duration::from_secs(30)).await;
+    b.closed("m").await;
+    let left: i64 = connection.pttl(circuit).await.unwrap();
+    assert!(left > 20_000, "A's opening stands: {left} ms left");
+    a.closed("m").await;
+    let exists: bool = connection.exists(circuit).await.unwrap();
+    assert!(!exists, "A's own close ends it");
+
+    // B extends A's opening: it is B's now, for A's close too.
+    a.opened("m", Duration::from_secs(1)).await;
+    b.opened("m", Duration::from_secs(30)).await;
+    a.closed("m").await;
+    let left: i64 = connection.pttl(circuit).await.unwrap();
+    assert!(left > 20_000, "B's longer opening stands: {left} ms left");
+
+    // A close leaves another replica's probe claim alone.
+    let () = connection.del(circuit).await.unwrap();
+    assert!(b.claim_probe("m", 1).await);
+    a.closed("m").await;
+    assert!(!a.claim_probe("m", 2).await, "B's claim still holds");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn calls_at_once_on_one_replica_share_one_read_of_the_circuit() {
     let Some((redis, sim)) = redis_and_sim().await else {

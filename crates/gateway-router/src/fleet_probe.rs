@@ -39,11 +39,11 @@ impl FleetProbe {
         }
     }
 
-    /// Ends the claim once the probe has reported: an opening or a closing already
-    /// told the fleet (and freed the probe); otherwise it is freed here.
+    /// Ends the claim once the probe has reported: an opening already told the fleet
+    /// (and freed the probe); otherwise it is freed here.
     pub(crate) async fn settle(mut self, transition: Transition) {
         self.settled = true;
-        if transition == Transition::None {
+        if !matches!(transition, Transition::Opened(_)) {
             self.shared.released(self.model.as_str(), self.claim).await;
         }
     }

@@ -22,11 +22,13 @@ pub trait SharedCircuits: Send + Sync + 'static {
     fn opened(&self, model: &str, wait: Duration) -> BoxFuture<'_, ()>;
 
     /// The probe claimed as `claim` for `model` ended without a verdict (a client error,
-    /// a policy refusal, a call cancelled, even while the claim was being made): lets
-    /// another probe go now rather than when the claim lapses. A later claim, or one
-    /// never granted, is left alone.
+    /// a policy refusal, a call cancelled, even while the claim was being made) or with a
+    /// success: lets another probe go now rather than when the claim lapses. A later
+    /// claim, or one never granted, is left alone.
     fn released(&self, model: &str, claim: u64) -> BoxFuture<'_, ()>;
 
-    /// `model`'s circuit closed here (a probe succeeded): closes it across the fleet.
+    /// `model`'s circuit closed here (a probe succeeded, or a call after an opening by
+    /// failures): ends the opening this replica made across the fleet; one another
+    /// replica made stands.
     fn closed(&self, model: &str) -> BoxFuture<'_, ()>;
 }
