@@ -438,9 +438,8 @@ fn is_zero(n: &usize) -> bool {
 pub fn check_config(args: &CheckConfigArgs) -> anyhow::Result<i32> {
     let report = check_config_file(&args.file);
     let text = if args.json {
-        let mut json = serde_json::to_string_pretty(&report)?;
-        json.push('\n');
-        json
+        let json = serde_json::to_string_pretty(&report)?;
+        format!("{}\n", console::json_for_stdout(&json))
     } else {
         report.to_string()
     };

@@ -10,6 +10,7 @@ use std::time::Duration;
 /// Why an attempt is retried; its [`as_str`](Self::as_str) is the `reason` label of the
 /// retries counter.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum RetryReason {
     /// A 429 answer.
     RateLimited,

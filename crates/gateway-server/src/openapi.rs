@@ -231,7 +231,7 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
     for (status, what) in [
         (
             "400",
-            "invalid or unsupported parameter (`param` names it), a content policy refusal, or a request every model of the route refused",
+            "invalid or unsupported parameter (`param` names it), a content policy refusal, a request every model of the route refused, or more than one `Authorization` header (code `invalid_request`)",
         ),
         ("401", "a missing or wrong API key"),
         (
@@ -288,7 +288,7 @@ fn route_responses(outcome: &Value) -> Value {
     for (status, what) in [
         (
             "400",
-            "invalid request: every violation named in `details` (the first 64; the message counts the rest)",
+            "invalid request: every violation named in `details` (the first 64; the message counts the rest), or more than one `Authorization` header (code `router.invalid.request`, no details)",
         ),
         ("401", "a missing or wrong API key"),
         (

@@ -696,6 +696,23 @@ async fn a_missing_or_wrong_api_key_is_an_openai_authentication_error() {
     assert_eq!(headers["www-authenticate"], "Bearer");
     assert_eq!(body["error"]["type"], "authentication_error");
     assert!(body["error"].as_object().unwrap().contains_key("param"));
+
+    // Two keys, even a right one beside a wrong one, are a malformed request.
+    let (right, wrong) = (format!("Bearer {KEY}"), "Bearer k-wrong".to_owned());
+    let (status, headers, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &right), ("authorization", &wrong)],
+            Some(json!({"model": "reply", "messages": [{"role": "user", "content": "hi"}]})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(
+        headers["www-authenticate"],
+        r#"Bearer error="invalid_request""#
+    );
+    assert_eq!(body["error"]["code"], "invalid_request", "{body}");
     assert!(door.payloads().is_empty());
     door.shutdown().await;
 }

@@ -152,9 +152,11 @@ async fn api_keys_guard_routing_but_not_health() {
         ["Bearer k-wrong", "Bearer k-right"],
     ] {
         let two = [("authorization", pair[0]), ("authorization", pair[1])];
-        let (status, headers, _) =
+        let (status, headers, body) =
             send_with(&client, Method::POST, route.clone(), &two, ROUTE_BODY).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{pair:?}");
+        let body: serde_json::Value = serde_json::from_slice(&body).unwrap();
+        assert_eq!(body["code"], "router.invalid.request", "{body}");
         assert!(
             headers["www-authenticate"]
                 .to_str()

@@ -277,12 +277,12 @@ impl Refusal for SidecarDoor {
     }
 
     fn unauthenticated(denied: Denied) -> Reply {
-        let mut reply = error(
-            denied.status,
-            "router.unauthenticated",
-            denied.message,
-            None,
-        );
+        let code = if denied.status == StatusCode::BAD_REQUEST {
+            "router.invalid.request"
+        } else {
+            "router.unauthenticated"
+        };
+        let mut reply = error(denied.status, code, denied.message, None);
         reply
             .headers_mut()
             .insert(WWW_AUTHENTICATE, HeaderValue::from_static(denied.challenge));

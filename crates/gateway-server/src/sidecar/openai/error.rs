@@ -140,13 +140,19 @@ impl OpenAiError {
         )
     }
 
-    /// A 401 with a `WWW-Authenticate` challenge.
+    /// A key refused with `status` (401, or 400 for a malformed `Authorization`) and a
+    /// `WWW-Authenticate` challenge.
     pub(crate) fn unauthenticated(
         status: StatusCode,
         message: &str,
         challenge: &'static str,
     ) -> Self {
-        let mut error = Self::new(status, None, "invalid_api_key", message.to_owned());
+        let code = if status == StatusCode::BAD_REQUEST {
+            "invalid_request"
+        } else {
+            "invalid_api_key"
+        };
+        let mut error = Self::new(status, None, code, message.to_owned());
         error.challenge = Some(challenge);
         error
     }
