@@ -132,7 +132,8 @@ impl RedisLink {
     }
 
     /// Replaces the connection of `generation` after a command on it gave no answer in
-    /// time, if it is still the one in use and answered before. A peer gone silent (a
+    /// time (or was refused `READONLY`), if it is still the one in use and answered
+    /// before. A peer gone silent (a
     /// failed-over Redis behind the same name, a dropped route) sends no reset, and the
     /// manager reconnects only on errors it sees as broken connections: without this,
     /// commands would time out on the dead socket until the kernel gave up on it, about
@@ -175,6 +176,11 @@ impl RedisLink {
                 // The error's kind and category only: its text may name the server.
                 self.health.failed(&format!("{:?}", e.kind()));
                 if e.is_timeout() {
+                    self.reconnect(generation);
+                } else if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                    // A primary demoted by a failover, still up: the name may now lead to
+                    // the new primary, which only a new connection reaches.
+                    self.answered(generation);
                     self.reconnect(generation);
                 } else if matches!(e.kind(), redis::ErrorKind::Server(_)) {
                     // Redis answered (with an error of its own): the connection works.

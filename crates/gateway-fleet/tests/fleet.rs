@@ -951,28 +951,36 @@ async fn a_call_dropped_mid_fetch_releases_the_fleets_token_lock() {
     }
 }
 
-/// A loopback proxy to `target` whose connections made before [`Blackhole::cut`] go
-/// silent (what they receive is dropped, nothing is answered, nothing is closed), as a
-/// failed-over Redis behind the same name looks to a client; later ones pass.
-struct Blackhole {
+/// A loopback proxy to Redis, as a replica sees a Redis behind a name that can change:
+/// connections made before [`Proxy::cut`] go silent (what they receive is dropped,
+/// nothing is answered, nothing is closed), as a failed-over Redis looks to a client;
+/// connections made after [`Proxy::fail_over`] go to the second target.
+struct Proxy {
     addr: std::net::SocketAddr,
     cut: std::sync::Arc<std::sync::atomic::AtomicU64>,
     accepted: std::sync::Arc<std::sync::atomic::AtomicU64>,
+    failed_over: std::sync::Arc<std::sync::atomic::AtomicBool>,
     task: tokio::task::JoinHandle<()>,
 }
 
-impl Blackhole {
-    async fn start(target: std::net::SocketAddr) -> Self {
+impl Proxy {
+    async fn start(targets: [std::net::SocketAddr; 2]) -> Self {
         use std::sync::Arc;
-        use std::sync::atomic::{AtomicU64, Ordering};
+        use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let cut = Arc::new(AtomicU64::new(0));
         let accepted = Arc::new(AtomicU64::new(0));
-        let (cut_in, accepted_in) = (Arc::clone(&cut), Arc::clone(&accepted));
+        let failed_over = Arc::new(AtomicBool::new(false));
+        let (cut_in, accepted_in, failed_over_in) = (
+            Arc::clone(&cut),
+            Arc::clone(&accepted),
+            Arc::clone(&failed_over),
+        );
         let task = tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let generation = accepted_in.fetch_add(1, Ordering::SeqCst) + 1;
+                let target = targets[usize::from(failed_over_in.load(Ordering::SeqCst))];
                 let Ok(server) = tokio::net::TcpStream::connect(target).await else {
                     continue;
                 };
@@ -990,6 +998,7 @@ impl Blackhole {
             addr,
             cut,
             accepted,
+            failed_over,
             task,
         }
     }
@@ -1000,6 +1009,39 @@ impl Blackhole {
         self.cut
             .store(self.accepted.load(Ordering::SeqCst), Ordering::SeqCst);
     }
+
+    /// Sends new connections to the second target; those made so far stay where they are.
+    fn fail_over(&self) {
+        self.failed_over
+            .store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    fn url(&self) -> String {
+        format!("redis://{}/", self.addr)
+    }
+}
+
+/// The address `redis` listens on.
+fn address(redis: &RedisServer) -> std::net::SocketAddr {
+    redis
+        .url()
+        .trim_start_matches("redis://")
+        .trim_end_matches('/')
+        .parse()
+        .unwrap()
+}
+
+/// Waits (at most six seconds: a degraded replica asks Redis once a second) until
+/// `fleet` is joined again, routing a call at a time meanwhile.
+async fn until_rejoined(routers: &[gateway_router::Router], fleet: &gateway_fleet::Fleet) {
+    for _ in 0..60 {
+        assert!(load(routers, 1).await.iter().all(Result::is_ok));
+        if !fleet.is_degraded() {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("the replica did not rejoin the fleet");
 }
 
 /// Copies `from` to `to` until `silenced()`, then drops what arrives.
@@ -1032,20 +1074,13 @@ async fn a_replica_whose_redis_connection_went_silent_rejoins_on_a_new_one() {
     let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let target: std::net::SocketAddr = redis
-        .url()
-        .trim_start_matches("redis://")
-        .trim_end_matches('/')
-        .parse()
-        .unwrap();
-    let proxy = Blackhole::start(target).await;
+    let proxy = Proxy::start([address(&redis); 2]).await;
     let mut config = router_config(&sim);
     config.fleet = Some(FleetConfig {
         command_timeout_ms: 300,
         ..fleet_config("went-silent", 1)
     });
-    let url = format!("redis://{}/", proxy.addr);
-    let (router, fleet) = replica(&config, &url).await;
+    let (router, fleet) = replica(&config, &proxy.url()).await;
     let routers = [router];
     assert!(load(&routers, 3).await.iter().all(Result::is_ok));
     assert!(!fleet.is_degraded());
@@ -1055,15 +1090,42 @@ async fn a_replica_whose_redis_connection_went_silent_rejoins_on_a_new_one() {
     assert!(load(&routers, 3).await.iter().all(Result::is_ok));
     assert!(fleet.is_degraded());
     // A degraded replica asks Redis again once a second, on a new connection.
-    let mut rejoined = false;
-    for _ in 0..60 {
-        assert!(load(&routers, 1).await.iter().all(Result::is_ok));
-        if !fleet.is_degraded() {
-            rejoined = true;
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(rejoined, "the replica rejoins on a new connection");
+    until_rejoined(&routers, &fleet).await;
+    proxy.task.abort();
+}
+
+/// Regression: after a failover that leaves the old primary up as a read-only replica
+/// (the name now pointing at the new primary), every write on the old connection was
+/// refused `READONLY`, which the client library does not reconnect on: the replica
+/// stayed degraded for as long as the old server stayed up. A `READONLY` answer now
+/// replaces the connection, which reaches the new primary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_whose_redis_became_read_only_follows_the_failover() {
+    let Some((old, sim)) = redis_and_sim().await else {
+        return;
+    };
+    let new = RedisServer::start().expect("redis-server was found once");
+    let proxy = Proxy::start([address(&old), address(&new)]).await;
+    let mut config = fleet_router_config(&sim, "read-only", 1);
+    // Each call writes the fleet's rate cell.
+    config.limits.requests_per_minute = Some(60_000);
+    let (router, fleet) = replica(&config, &proxy.url()).await;
+    let routers = [router];
+    assert!(load(&routers, 3).await.iter().all(Result::is_ok));
+    assert!(!fleet.is_degraded());
+
+    // The old primary follows the new one, and the name moves to the new one.
+    let port = address(&new).port().to_string();
+    let () = redis::cmd("REPLICAOF")
+        .arg("127.0.0.1")
+        .arg(&port)
+        .query_async(&mut old.connection().await)
+        .await
+        .unwrap();
+    proxy.fail_over();
+    // The calls go on locally; the fleet notices.
+    assert!(load(&routers, 3).await.iter().all(Result::is_ok));
+    assert!(fleet.is_degraded());
+    until_rejoined(&routers, &fleet).await;
     proxy.task.abort();
 }
