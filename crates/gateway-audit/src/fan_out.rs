@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::Poll;
 
 use tokio::time::Instant;
@@ -11,16 +12,69 @@ use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 /// Writes every entry to each of its sinks, encoding it once.
 ///
 /// Every sink is handed the entry at once (in the first poll); a failing or slow sink
-/// does not stop the others, and the result names how many failed.
+/// does not stop the others, and the result names how many failed. An entry a sink
+/// failed to keep while its caller went before hearing of it fails the next flush or
+/// shutdown ([`AuditError::Lost`]).
 #[derive(Clone, Default)]
 pub struct FanOut {
     sinks: Vec<Arc<dyn AuditSink>>,
+    /// Entries a sink failed to keep whose caller went before hearing of it.
+    untold: Arc<AtomicU64>,
+}
+
+/// What a fan-out's sinks answered for one entry, until its caller reads it: dropped
+/// unread with a failure in it (the caller went), the entry counts as lost untold.
+struct Gathered<'a> {
+    results: Vec<Option<Result<(), AuditError>>>,
+    untold: &'a AtomicU64,
+    read: bool,
+}
+
+impl Gathered<'_> {
+    /// The failures, read by the caller.
+    fn errors(mut self) -> Vec<AuditError> {
+        self.read = true;
+        std::mem::take(&mut self.results)
+            .into_iter()
+            .flatten()
+            .filter_map(Result::err)
+            .collect()
+    }
+}
+
+impl Drop for Gathered<'_> {
+    fn drop(&mut self) {
+        if !self.read && self.results.iter().flatten().any(Result::is_err) {
+            self.untold.fetch_add(1, Ordering::SeqCst);
+        }
+    }
 }
 
 impl FanOut {
     /// A fan-out over `sinks`.
     pub fn new(sinks: Vec<Arc<dyn AuditSink>>) -> Self {
-        Self { sinks }
+        Self {
+            sinks,
+            untold: Arc::default(),
+        }
+    }
+
+    /// What a flush or shutdown whose sinks answered `errors` reports: their failure, or
+    /// else the entries lost untold since the last one (kept for the next while a
+    /// sink's failure is reported instead).
+    fn with_untold(&self, errors: Vec<AuditError>) -> Result<(), AuditError> {
+        let entries = self.untold.swap(0, Ordering::SeqCst);
+        match (self.combine(errors), entries) {
+            (Ok(()), 0) => Ok(()),
+            (Ok(()), entries) => Err(AuditError::Lost {
+                sink: "fan-out",
+                entries,
+            }),
+            (failed, entries) => {
+                self.untold.fetch_add(entries, Ordering::SeqCst);
+                failed
+            }
+        }
     }
 
     /// Adds a sink.
@@ -67,13 +121,17 @@ impl AuditSink for FanOut {
             .iter()
             .map(|sink| Some(sink.record_encoded(entry)))
             .collect();
-        let mut results: Vec<Option<Result<(), AuditError>>> = std::iter::repeat_with(|| None)
-            .take(pending.len())
-            .collect();
+        let mut gathered = Gathered {
+            results: std::iter::repeat_with(|| None)
+                .take(pending.len())
+                .collect(),
+            untold: &self.untold,
+            read: false,
+        };
         Box::pin(async move {
             std::future::poll_fn(|cx| {
                 let mut done = true;
-                for (slot, result) in pending.iter_mut().zip(&mut results) {
+                for (slot, result) in pending.iter_mut().zip(&mut gathered.results) {
                     if let Some(future) = slot {
                         match future.as_mut().poll(cx) {
                             Poll::Ready(outcome) => {
@@ -87,13 +145,7 @@ impl AuditSink for FanOut {
                 if done { Poll::Ready(()) } else { Poll::Pending }
             })
             .await;
-            self.combine(
-                results
-                    .into_iter()
-                    .flatten()
-                    .filter_map(Result::err)
-                    .collect(),
-            )
+            self.combine(gathered.errors())
         })
     }
 
@@ -105,7 +157,7 @@ impl AuditSink for FanOut {
                     errors.push(e);
                 }
             }
-            self.combine(errors)
+            self.with_untold(errors)
         })
     }
 
@@ -117,7 +169,7 @@ impl AuditSink for FanOut {
                     errors.push(e);
                 }
             }
-            self.combine(errors)
+            self.with_untold(errors)
         })
     }
 }
@@ -129,6 +181,7 @@ impl fmt::Debug for FanOut {
                 "sinks",
                 &self.sinks.iter().map(|s| s.name()).collect::<Vec<_>>(),
             )
+            .field("untold", &self.untold.load(Ordering::Relaxed))
             .finish()
     }
 }
@@ -186,5 +239,48 @@ mod tests {
             .unwrap();
         let written = std::fs::read(&path).unwrap();
         assert_eq!(written, entry.line(), "the JSONL sink got the entry too");
+    }
+
+    /// A sink that refuses every entry at once.
+    struct Refusing;
+
+    impl AuditSink for Refusing {
+        fn name(&self) -> &'static str {
+            "refusing"
+        }
+
+        fn record_encoded<'a>(&'a self, _: &'a EncodedEntry) -> AuditFuture<'a> {
+            Box::pin(std::future::ready(Err(AuditError::Closed {
+                sink: "refusing",
+            })))
+        }
+
+        fn flush(&self, _: Instant) -> AuditFuture<'_> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+
+        fn shutdown(&self, _: Instant) -> AuditFuture<'_> {
+            Box::pin(std::future::ready(Ok(())))
+        }
+    }
+
+    /// Regression: a sink's failure, gathered while another sink was still writing, went
+    /// nowhere when the caller went before the last sink finished: no caller heard of it,
+    /// and no flush reported it. It now fails the next flush, once.
+    #[tokio::test]
+    async fn a_failure_gathered_for_a_caller_gone_fails_the_next_flush() {
+        let fan = FanOut::new(vec![Arc::new(Refusing), Arc::new(Hanging::default())]);
+        let soon = || Instant::now() + Duration::from_secs(10);
+        let entry = encoded(1);
+        let cut = tokio::time::timeout(Duration::ZERO, fan.record_encoded(&entry)).await;
+        assert!(cut.is_err(), "the hanging sink keeps it pending");
+        let err = fan.flush(soon()).await.unwrap_err();
+        assert!(matches!(err, AuditError::Lost { entries: 1, .. }), "{err}");
+        fan.flush(soon()).await.unwrap();
+
+        // A caller that reads the failure is told: nothing is left for a flush.
+        let fan = FanOut::new(vec![Arc::new(Refusing), Arc::new(Refusing)]);
+        assert!(fan.record_encoded(&encoded(2)).await.is_err());
+        fan.shutdown(soon()).await.unwrap();
     }
 }
