@@ -715,24 +715,29 @@ async fn closed_port() -> std::net::SocketAddr {
     listener.local_addr().unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn entries_the_delivery_task_could_not_spool_fail_the_next_flush_and_shutdown() {
-    let dir = tempfile::tempdir().unwrap();
+/// A sink in `dir` whose receiver refuses every connection and whose spool is too small
+/// for any entry: each entry is dropped, queued or spilled straight to the spool.
+async fn sink_that_keeps_nothing(dir: &Path, batch_size: u32, queue_capacity: u32) -> WebhookSink {
     let config = WebhookConfig {
         url: format!("http://{}/audit", closed_port().await),
         secret_env: "AUDIT_WEBHOOK_SECRET".into(),
-        spool_dir: dir.path().join("spool"),
-        batch_size: 10,
-        queue_capacity: 1_000,
+        spool_dir: dir.join("spool"),
+        batch_size,
+        queue_capacity,
         request_timeout_ms: 10_000,
         max_spool_bytes: 1 << 30,
     };
-    // A spool too small for any message: each failed POST's entries are dropped.
     let options = WebhookOptions {
         max_spool_bytes: 1,
         ..fast_retries()
     };
-    let sink = WebhookSink::start_with(&config, secret(), options).unwrap();
+    WebhookSink::start_with(&config, secret(), options).unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn entries_the_delivery_task_could_not_spool_fail_the_next_flush_and_shutdown() {
+    let dir = tempfile::tempdir().unwrap();
+    let sink = sink_that_keeps_nothing(dir.path(), 10, 1_000).await;
     record_many(&sink, 0, 30).await;
     let err = sink.flush(in_secs(10)).await.unwrap_err();
     assert!(matches!(err, AuditError::Lost { entries: 30, .. }), "{err}");
@@ -751,21 +756,8 @@ async fn entries_the_delivery_task_could_not_spool_fail_the_next_flush_and_shutd
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn entries_dropped_for_a_caller_gone_meanwhile_fail_the_next_flush() {
     let dir = tempfile::tempdir().unwrap();
-    let config = WebhookConfig {
-        url: format!("http://{}/audit", closed_port().await),
-        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
-        spool_dir: dir.path().join("spool"),
-        batch_size: 1,
-        queue_capacity: 1,
-        request_timeout_ms: 10_000,
-        max_spool_bytes: 1 << 30,
-    };
-    // A spool too small for any entry: every entry is dropped, queued or spilled.
-    let options = WebhookOptions {
-        max_spool_bytes: 1,
-        ..fast_retries()
-    };
-    let sink = WebhookSink::start_with(&config, secret(), options).unwrap();
+    // A queue of one: most entries spill straight to the spool.
+    let sink = sink_that_keeps_nothing(dir.path(), 1, 1).await;
     let (mut told, mut gone) = (0u64, 0u64);
     for n in 0..200 {
         let entry = entries::entry(n);
