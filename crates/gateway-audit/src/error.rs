@@ -123,13 +123,10 @@ pub enum AuditError {
     /// Entries the sink had accepted were lost with no caller told at the time: the
     /// webhook's delivery task could not spool them, or keep one the receiver refused as
     /// too large, or the spool could not take one whose caller had gone (the spool or its
-    /// `rejected/` directory full or failing); or a fan-out's sink failed to keep one
-    /// whose caller had gone. The log says why. Reported once, by the next flush or
-    /// shutdown.
-    #[error(
-        "the {sink} audit sink lost {entries} entries since the last flush, with no caller \
-         told (the log says why)"
-    )]
+    /// `rejected/` directory full or failing); or a fan-out's sink refused one whose
+    /// caller had gone. The log says why. Reported once, by the next flush or shutdown
+    /// (a fan-out's, by the first that has no other failure to report).
+    #[error("the {sink} audit sink lost {entries} entries with no caller told (the log says why)")]
     Lost {
         /// Which sink.
         sink: &'static str,

@@ -23,7 +23,9 @@ pub struct FanOut {
 }
 
 /// What a fan-out's sinks answered for one entry, until its caller reads it: dropped
-/// unread with a failure in it (the caller went), the entry counts as lost untold.
+/// unread (the caller went) with a refusal no sink's own flush reports (an entry dropped,
+/// refused for a backlog or by a closed sink; a failed write or sync is reported by the
+/// sink's flush), the entry counts as lost untold.
 struct Gathered<'a> {
     results: Vec<Option<Result<(), AuditError>>>,
     untold: &'a AtomicU64,
@@ -44,7 +46,15 @@ impl Gathered<'_> {
 
 impl Drop for Gathered<'_> {
     fn drop(&mut self) {
-        if !self.read && self.results.iter().flatten().any(Result::is_err) {
+        let unreported = |result: &Result<(), AuditError>| {
+            matches!(
+                result,
+                Err(AuditError::Dropped { .. }
+                    | AuditError::Backlog { .. }
+                    | AuditError::Closed { .. })
+            )
+        };
+        if !self.read && self.results.iter().flatten().any(unreported) {
             self.untold.fetch_add(1, Ordering::SeqCst);
         }
     }

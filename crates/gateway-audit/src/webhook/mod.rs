@@ -63,6 +63,7 @@ pub(crate) mod secret;
 mod segment_read;
 mod signature;
 mod spool;
+mod spool_write;
 mod worker;
 
 use std::fmt;
@@ -91,7 +92,8 @@ pub use signature::{
 use delivery_report::{DeliveryCounters, Lane};
 use post::build_client;
 use spool::{Record, Spool};
-use worker::{Worker, spool_records};
+use spool_write::spool_records;
+use worker::Worker;
 
 const SINK: &str = "webhook";
 
