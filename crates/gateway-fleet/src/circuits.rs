@@ -27,17 +27,6 @@ redis.call('DEL', KEYS[2])
 return 0
 ";
 
-/// Closes `KEYS[1]` (the circuit) if it is replica `ARGV[1]`'s own opening: a replica
-/// whose circuit closed here (a probe's success, or a late success after an opening by
-/// failures) does not end an opening another replica made, such as a longer
-/// `Retry-After` it saw.
-const CLOSE: &str = r"
-if redis.pcall('GET', KEYS[1]) == ARGV[1] then
-  return redis.call('DEL', KEYS[1])
-end
-return 0
-";
-
 /// How long the circuit `KEYS[1]` stays open (its `PTTL`), after bringing an opening
 /// longer than any replica makes (`ARGV[1]` ms), or one that never expires, down to that.
 const READ: &str = r"
@@ -93,7 +82,6 @@ pub(crate) struct FleetCircuits {
     /// a claim frees only itself.
     owner: String,
     open: Script,
-    close: Script,
     read: Script,
     take: Script,
     compare_and_delete: Script,
@@ -109,7 +97,6 @@ impl FleetCircuits {
             longest_open,
             owner: owner_value(),
             open: Script::new(OPEN),
-            close: Script::new(CLOSE),
             read: Script::new(READ),
             take: Script::new(TAKE),
             compare_and_delete: Script::new(COMPARE_AND_DELETE),
@@ -238,11 +225,18 @@ impl SharedCircuits for FleetCircuits {
         })
     }
 
+    /// Ends this replica's own opening only (the circuit key holds its opener's id): a
+    /// close here (a probe's success, or a late success after an opening by failures)
+    /// does not end an opening another replica made, such as a longer `Retry-After` it
+    /// saw.
     fn closed(&self, model: &str) -> BoxFuture<'_, ()> {
         let (circuit, _) = self.keys(model);
         Box::pin(async move {
             let owner = self.owner.clone();
-            let _: Result<i64, _> = self.link.eval(&self.close, &[&circuit], &[owner]).await;
+            let _: Result<i64, _> = self
+                .link
+                .eval(&self.compare_and_delete, &[&circuit], &[owner])
+                .await;
         })
     }
 }

@@ -23,7 +23,8 @@
 //!   come meanwhile share one Redis read);
 //!   after the cool-down one replica claims the half-open probe, in Redis, and the
 //!   others keep skipping the model until it reports (a probe that ends without a
-//!   verdict, or whose call is dropped, frees its claim at once, and only its own).
+//!   verdict or with a success, or whose call is dropped, frees its claim at once, and
+//!   only its own; a replica's close ends only its own opening).
 //! - **Values no replica writes** (another type, an expiry longer than any replica sets
 //!   or none, text where a number goes, a token over `MAX_ACCESS_TOKEN_BYTES`) neither
 //!   degrade the replica nor hold a model, the rate budget or the token lock past a

@@ -177,7 +177,7 @@ impl RedisLink {
                 self.health.failed(&format!("{:?}", e.kind()));
                 if e.is_timeout() {
                     self.reconnect(generation);
-                } else if e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) {
+                } else if read_only(&e) {
                     // A primary demoted by a failover, still up: the name may now lead to
                     // the new primary, which only a new connection reaches.
                     self.answered(generation);
@@ -194,5 +194,15 @@ impl RedisLink {
                 Err(Unavailable::Failed)
             }
         }
+    }
+}
+
+/// Whether Redis refused a write as a read-only replica: `READONLY`, which Redis before 7
+/// wraps in a script's `ERR` (its text still names it).
+fn read_only(e: &redis::RedisError) -> bool {
+    match e.kind() {
+        redis::ErrorKind::Server(redis::ServerErrorKind::ReadOnly) => true,
+        redis::ErrorKind::Server(_) => e.to_string().contains("READONLY"),
+        _ => false,
     }
 }

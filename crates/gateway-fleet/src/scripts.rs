@@ -15,8 +15,8 @@ if left == -1 or left > tonumber(ARGV[2]) then redis.call('PEXPIRE', KEYS[1], AR
 return 0
 ";
 
-/// Deletes `KEYS[1]` only if it still holds `ARGV[1]` (a lock or claim of ours, a token
-/// refused); a key of another type is left alone.
+/// Deletes `KEYS[1]` only if it still holds `ARGV[1]` (a lock, claim or circuit opening
+/// of ours, a token refused); a key of another type is left alone.
 pub(crate) const COMPARE_AND_DELETE: &str = r"
 if redis.pcall('GET', KEYS[1]) == ARGV[1] then
   return redis.call('DEL', KEYS[1])

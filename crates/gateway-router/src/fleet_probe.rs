@@ -1,5 +1,6 @@
 //! A half-open probe claimed across the fleet: freed for the other replicas when it ends
-//! without a verdict, even when the call is dropped mid-flight or while the claim is made.
+//! without opening the circuit again (no verdict, or a success), even when the call is
+//! dropped mid-flight or while the claim is made.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
