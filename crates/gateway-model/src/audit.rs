@@ -19,12 +19,14 @@ use crate::validation::{Location, Rule, Validate, Violations, cut_to};
 pub enum Outcome {
     /// The model answered.
     Success,
-    /// The request was refused as bad or not allowed (400, 401, 403, 404).
+    /// The request was refused as bad or not allowed, or the model is unknown or gone
+    /// (400, 401, 403, 404, 410, and the 4xx that blame the request: 405, 413, 415...).
     ClientError,
     /// Rate limited (429) until retries or the wait cap ran out.
     RateLimited,
-    /// The gateway, the login host or the connection failed (5xx, reset, refused) until
-    /// retries ran out.
+    /// The gateway, the login host or the connection failed (5xx, a redirect, a 4xx that
+    /// does not blame the request such as 409 or 451, reset, refused) until retries ran
+    /// out.
     UpstreamError,
     /// The prompt or answer broke a content policy (422).
     PolicyViolation,

@@ -82,8 +82,9 @@ pub enum RouteErrorKind {
     /// The request (or the payload built from it) breaks a rule; nothing was sent.
     #[error("invalid request: {0}")]
     Invalid(#[source] ValidationErrors),
-    /// The gateway refused the request as malformed or not processable (400, 413,
-    /// a 422 that is not a policy violation); another model would not help.
+    /// The gateway refused the request as malformed or not processable (400, 405, 406,
+    /// 411, 413 to 415, 417, 431, a 422 that is not a policy violation); another model
+    /// would not help.
     #[error("the gateway refused the request for `{model}` (HTTP {status}): {detail}")]
     Refused {
         /// The model called.
@@ -219,7 +220,8 @@ impl RouteError {
         matches!(self.kind, RouteErrorKind::Invalid(_))
     }
 
-    /// Whether the gateway refused the request itself (400, 413, an unprocessable 422),
+    /// Whether the gateway refused the request itself (400, 413, an unprocessable 422 and
+    /// the other 4xx that blame the request),
     /// or every model of the route refused it (restricted, a policy violation):
     /// sending it again unchanged would not help.
     pub fn is_refused(&self) -> bool {

@@ -8,10 +8,11 @@
 //! - **Temperature tuning**: each route's `low` / `default` / `high` matrix, picked by the
 //!   request's tuning level; per-route `maxTokens`, `topP`, safety filters, metadata.
 //! - **Fallback chains**: on 5xx or 429 after retries, a 3xx or a status outside HTTP's
-//!   classes, a timeout, 404, a 422 policy violation, a model-restricted 403, or an open
-//!   circuit, the next model is tried with the same
-//!   correlation id and a new request id; never on 400, 401, or a 403 about the OAuth
-//!   client. The rest of the chain is sent as `fallbackModels` too.
+//!   classes, a timeout, 404 or 410, a 4xx that does not blame the request (409, 421,
+//!   425, 451...), a 422 policy violation, a model-restricted 403, or an open circuit,
+//!   the next model is tried with the same correlation id and a new request id; never on
+//!   400 or another refusal of the request itself (405, 413, 415...), 401, or a 403 about
+//!   the OAuth client. The rest of the chain is sent as `fallbackModels` too.
 //! - **Circuit breakers** per model ([`CircuitBreaker`]); a long `Retry-After` cools the
 //!   model down so other calls skip it at once.
 //! - **Validation first**: every payload meets its JSON Schema before it is sent

@@ -96,7 +96,12 @@ fn service_paths(route_request: &Value, route_outcome: &Value) -> Value {
         "/metrics": { "get": {
             "operationId": "metrics",
             "summary": "Prometheus metrics",
-            "responses": { "200": { "description": "Prometheus text exposition", "content": { "text/plain": { "schema": { "type": "string" } } } } }
+            "security": [{}, { "apiKey": [] }],
+            "responses": {
+                "200": { "description": "Prometheus text exposition", "content": { "text/plain": { "schema": { "type": "string" } } } },
+                "400": json_response("more than one `Authorization` header (code `router.invalid.request`), when `/metrics` asks for a key", &json!({ "$ref": "#/components/schemas/ErrorBody" })),
+                "401": json_response("a missing or wrong API key, when API keys are configured and `[server] metrics_require_key` is on (it is off by default: `/metrics` is open)", &json!({ "$ref": "#/components/schemas/ErrorBody" }))
+            }
         }},
         "/healthz": { "get": {
             "operationId": "healthz",

@@ -27,11 +27,13 @@ pub enum AuditEvent {
     Spooled,
     /// Delivered out of the spool.
     Replayed,
-    /// Lost: the spool was full or failing, or a spooled line was corrupt.
+    /// Lost: the spool (or `rejected/`, for an entry refused as too large) was full or
+    /// failing, or a spooled line was corrupt.
     Dropped,
     /// Sent again after a failed delivery attempt.
     Retried,
-    /// A sink refused the entry (the JSONL write failed); the router logged it.
+    /// A sink refused the entry (a JSONL write, a webhook spool write); the router logged
+    /// it.
     Failed,
     /// Refused by the webhook receiver as too large (413) on its own, and set aside in
     /// the spool's `rejected/` directory instead of blocking the entries behind it.

@@ -8,9 +8,9 @@
 //! - [`Limiter`]: at most N calls in flight; a caller that cannot get a slot in time gets
 //!   [`LimiterTimeout`]. Cancelled calls always give their slot back.
 //! - [`RetryPolicy`]: retries 429 after `Retry-After` (seconds or HTTP date, capped),
-//!   408/500/502/503/504, connection failures and timeouts with full-jitter exponential
-//!   backoff; never 400/401/403/404/422. [`RetryBudget`] keeps an outage from
-//!   multiplying load.
+//!   408/425 (not processed), 500/502/503/504, connection failures and timeouts with
+//!   full-jitter exponential backoff; never 400/401/403/404/422. [`RetryBudget`] keeps an
+//!   outage from multiplying load.
 //! - [`Transport::execute`]: the whole loop, with the same `X-Genesys-Request-Id` on
 //!   every attempt, error bodies read (up to 64 KiB, within 2 s) before retrying, a 401
 //!   answered by refreshing the

@@ -12,7 +12,8 @@ use tokio::sync::watch;
 /// may be delivered more than once; receivers deduplicate by id). *Retried* counts
 /// entries of failed attempts (each failed POST adds its batch size). *Spooled* counts
 /// entries written to the spool; *replayed* those delivered out of it. *Dropped* counts
-/// entries truly lost: the spool was full or failing, or a spooled line was corrupt.
+/// entries truly lost: the spool, or `rejected/` for an entry refused as too large, was
+/// full or failing, or a spooled line was corrupt.
 /// *Rejected* counts entries the receiver refused as too large (413) on their own: they
 /// are kept in the spool's `rejected/` directory, not sent again.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -27,7 +28,7 @@ pub struct DeliveryReport {
     pub spooled: u64,
     /// Entries delivered out of the spool.
     pub replayed: u64,
-    /// Entries lost (spool full or failing, corrupt spool line).
+    /// Entries lost (spool or `rejected/` full or failing, corrupt spool line).
     pub dropped: u64,
     /// Entries refused as too large on their own and set aside in `rejected/`.
     pub rejected: u64,

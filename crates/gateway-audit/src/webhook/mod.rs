@@ -25,12 +25,13 @@
 //!   format, in a file named like a segment under an index no segment of this or a later
 //!   run takes: moved back into the spool directory while no sink has it open, it
 //!   overwrites nothing and is replayed by the next sink to open it) and counted
-//!   `rejected`, so it does not hold up the entries behind it. `rejected/` shares
-//!   [`WebhookOptions::max_spool_bytes`] as its own cap: past it, such an entry is
-//!   dropped. A misconfigured receiver
+//!   `rejected`, so it does not hold up the entries behind it. `rejected/` has a cap of
+//!   its own, as large as the spool's ([`WebhookOptions::max_spool_bytes`]): past it,
+//!   such an entry is dropped. A misconfigured receiver
 //!   (400, 401, 404...) keeps entries in the spool, logged, until it is fixed.
 //!   Entries are dropped (and counted `dropped`) only when the spool is full
-//!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, or a spooled line is
+//!   ([`WebhookOptions::max_spool_bytes`]) or the disk fails, when `rejected/` is full
+//!   or failing for an entry refused as too large, or when a spooled line is
 //!   unreadable: cut short, or not an audit entry (JSON another program put there is
 //!   never signed and sent); such lines are copied to `rejected/{index}.unreadable`.
 //!   A file named like a segment but larger than [`WebhookOptions::segment_bytes`] plus

@@ -101,8 +101,9 @@ pub(crate) struct Spool {
     _claim: ExclusiveUse,
 }
 
-/// The files of `rejected/` this sink appends to, counted against the spool's cap (a
-/// receiver that refuses every entry fills it, as an outage fills the spool).
+/// The files of `rejected/` this sink appends to, counted against a cap of their own as
+/// large as the spool's (a receiver that refuses every entry fills it, as an outage
+/// fills the spool).
 #[derive(Debug, Default)]
 struct RejectedFiles {
     /// Bytes of the `.jsonl` and `.unreadable` files there (counted at open, then as
@@ -310,7 +311,7 @@ impl Spool {
     /// Keeps a message the receiver refused on its own in `rejected/`, in a file named
     /// like a segment under an index no segment takes (the same line format: moved back
     /// into the spool directory, it is replayed), synced before this returns. `None`
-    /// when `rejected/` has no room left under the spool's cap.
+    /// when `rejected/` has no room left under its cap.
     pub(crate) fn set_aside(&mut self, message: &Message) -> Result<Option<PathBuf>, AuditError> {
         let index = match self.rejected.current {
             Some((index, bytes)) if bytes < self.segment_bytes => index,
@@ -344,7 +345,7 @@ impl Spool {
 
     /// Appends `lines` to the file `name` of `rejected/` (after ending a line a crash
     /// cut short there) and syncs it and the directory; returns its path and the bytes
-    /// added, or `None` if they would take `rejected/` past the spool's cap.
+    /// added, or `None` if they would take `rejected/` past its cap.
     fn append_rejected(
         &mut self,
         name: &str,

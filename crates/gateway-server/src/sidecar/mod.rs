@@ -5,7 +5,7 @@
 //! | `POST /v1/route` | a `RouteRequest` in, a `RouteOutcome` out; errors as a Genesys-style error body |
 //! | `GET /metrics` | Prometheus text (also on `[metrics] listen`, if set) |
 //! | `GET /healthz` | 200 while the process runs |
-//! | `GET /readyz` | 200 when a token can be had and the configured models are known, else 503 |
+//! | `GET /readyz` | 200 when a token can be had and the configured models are known (or not checked, without `validate_models`), else 503 |
 //! | `POST /v1/chat/completions`, `POST /v1/responses`, `GET /v1/models` | the OpenAI-compatible door (`sidecar/openai/`) |
 //!
 //! Shutdown takes at most `drain + 2 × ANSWER_GRACE + FLUSH_BOUND`: stop accepting and let

@@ -37,7 +37,7 @@ pub(crate) fn metrics_only(app: App) -> Paths {
         .with_state(app)
 }
 
-/// `paths` and `GET /metrics`, behind the API keys unless `[server] metrics_require_key` is off.
+/// `paths` and `GET /metrics`, behind the API keys when `[server] metrics_require_key` is on.
 fn with_metrics(paths: Paths<App>, open: bool) -> Paths<App> {
     if open {
         paths.route("/metrics", get(metrics))
