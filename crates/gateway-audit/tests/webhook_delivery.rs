@@ -290,14 +290,7 @@ async fn a_wrong_secret_is_refused_by_the_receiver_and_nothing_is_lost() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_spools_within_its_deadline_when_the_receiver_hangs() {
     // A receiver that accepts connections and never answers.
-    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hanging_addr = hanging.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = hanging.accept().await {
-            held.push(stream);
-        }
-    });
+    let (hanging_addr, holder) = hanging_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let spool = dir.path().join("spool");
     let config = WebhookConfig {
@@ -709,6 +702,20 @@ async fn an_absurd_request_timeout_still_delivers() {
     assert_eq!(sink.report().delivered, 3);
 }
 
+/// A loopback receiver that accepts connections and never answers, and the task that
+/// holds them (abort it to close them).
+async fn hanging_receiver() -> (std::net::SocketAddr, tokio::task::JoinHandle<()>) {
+    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = hanging.local_addr().unwrap();
+    let holder = tokio::spawn(async move {
+        let mut held = Vec::new();
+        while let Ok((stream, _)) = hanging.accept().await {
+            held.push(stream);
+        }
+    });
+    (addr, holder)
+}
+
 /// A loopback address nothing listens on: every POST to it fails at once.
 async fn closed_port() -> std::net::SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -787,14 +794,7 @@ async fn entries_dropped_for_a_caller_gone_meanwhile_fail_the_next_flush() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flush_waits_for_queued_entries_while_newer_ones_spill_to_the_spool() {
     // A receiver that accepts connections and never answers: nothing queued settles.
-    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hanging_addr = hanging.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = hanging.accept().await {
-            held.push(stream);
-        }
-    });
+    let (hanging_addr, holder) = hanging_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let config = WebhookConfig {
         url: format!("http://{hanging_addr}/audit"),
@@ -912,14 +912,7 @@ async fn rejected_entries_past_the_spool_cap_are_dropped_not_kept() {
 /// has the entries spooled after it, not after the 10 s default.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_configs_request_timeout_bounds_each_post() {
-    let hanging = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let hanging_addr = hanging.local_addr().unwrap();
-    let holder = tokio::spawn(async move {
-        let mut held = Vec::new();
-        while let Ok((stream, _)) = hanging.accept().await {
-            held.push(stream);
-        }
-    });
+    let (hanging_addr, holder) = hanging_receiver().await;
     let dir = tempfile::tempdir().unwrap();
     let config = WebhookConfig {
         url: format!("http://{hanging_addr}/audit"),
