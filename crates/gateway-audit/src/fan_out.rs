@@ -13,12 +13,12 @@ use crate::{AuditError, AuditFuture, AuditSink, EncodedEntry};
 ///
 /// Every sink is handed the entry at once (in the first poll); a failing or slow sink
 /// does not stop the others, and the result names how many failed. An entry a sink
-/// failed to keep while its caller went before hearing of it fails the next flush or
-/// shutdown ([`AuditError::Lost`]).
+/// refused while its caller went before hearing of it fails the next flush or shutdown
+/// ([`AuditError::Lost`]).
 #[derive(Clone, Default)]
 pub struct FanOut {
     sinks: Vec<Arc<dyn AuditSink>>,
-    /// Entries a sink failed to keep whose caller went before hearing of it.
+    /// Entries a sink refused whose caller went before hearing of it.
     untold: Arc<AtomicU64>,
 }
 

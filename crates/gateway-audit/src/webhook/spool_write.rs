@@ -10,8 +10,9 @@ use crate::webhook::spool::{Record, Spool};
 
 /// A spool write's entries, settled when it is dropped, whatever becomes of the write:
 /// made before the write is handed to the blocking pool, it is dropped there too if the
-/// write never runs (a runtime shutting down drops blocking tasks not yet started). Until the write has counted its entries, they are all taken for dropped.
-/// The entries dropped are kept for the next flush to report unless their caller was
+/// write never runs (a runtime shutting down drops blocking tasks not yet started).
+/// Until the write has counted its entries, they are all taken for dropped. The entries
+/// dropped are kept for the next flush to report unless their caller was
 /// [`told`](Self::told): a caller whose future was dropped while the write ran never
 /// is, since the runtime drops the write's outcome for it.
 struct Written {
