@@ -295,12 +295,9 @@ async fn shutdown_spools_within_its_deadline_when_the_receiver_hangs() {
     let spool = dir.path().join("spool");
     let config = WebhookConfig {
         url: format!("http://{hanging_addr}/audit"),
-        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
-        spool_dir: spool.clone(),
         batch_size: 25,
         queue_capacity: 1_000,
-        request_timeout_ms: 10_000,
-        max_spool_bytes: 1 << 30,
+        ..config_at(&spool)
     };
     let options = WebhookOptions {
         request_timeout: Duration::from_secs(60),
@@ -727,12 +724,9 @@ async fn closed_port() -> std::net::SocketAddr {
 async fn sink_that_keeps_nothing(dir: &Path, batch_size: u32, queue_capacity: u32) -> WebhookSink {
     let config = WebhookConfig {
         url: format!("http://{}/audit", closed_port().await),
-        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
-        spool_dir: dir.join("spool"),
         batch_size,
         queue_capacity,
-        request_timeout_ms: 10_000,
-        max_spool_bytes: 1 << 30,
+        ..config_at(&dir.join("spool"))
     };
     let options = WebhookOptions {
         max_spool_bytes: 1,
@@ -798,12 +792,9 @@ async fn a_flush_waits_for_queued_entries_while_newer_ones_spill_to_the_spool() 
     let dir = tempfile::tempdir().unwrap();
     let config = WebhookConfig {
         url: format!("http://{hanging_addr}/audit"),
-        secret_env: "AUDIT_WEBHOOK_SECRET".into(),
-        spool_dir: dir.path().join("spool"),
         batch_size: 1,
         queue_capacity: 4,
-        request_timeout_ms: 10_000,
-        max_spool_bytes: 1 << 30,
+        ..config_at(&dir.path().join("spool"))
     };
     let options = WebhookOptions {
         request_timeout: Duration::from_secs(60),
