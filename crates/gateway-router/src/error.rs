@@ -245,7 +245,8 @@ impl RouteError {
         }
     }
 
-    /// Whether every model failed on rate limits (429, or a spent rate budget).
+    /// Whether every model sent to failed on rate limits (429, or a spent rate budget),
+    /// the others skipped on an open circuit.
     pub fn is_rate_limited(&self) -> bool {
         self.http_status() == 429
     }
@@ -292,7 +293,8 @@ impl RouteError {
 
     /// The HTTP status a sidecar answers with for this failure: 403 when every model of
     /// the route is restricted, 422 when every model refused the request otherwise (a
-    /// policy violation), 502 (429 or 504 by the outcomes) when they failed.
+    /// policy violation), 503 when every model was skipped on an open circuit, 502 (429
+    /// or 504 by the outcomes of the models sent to) when they failed.
     pub fn http_status(&self) -> u16 {
         match &self.kind {
             RouteErrorKind::UnknownRoute { .. } => 404,
@@ -314,9 +316,21 @@ impl RouteError {
             | RouteErrorKind::AtCapacity { .. }
             | RouteErrorKind::Cancelled { .. } => 503,
             RouteErrorKind::Exhausted { tried, .. } => {
-                if !tried.is_empty() && tried.iter().all(|(_, o)| *o == Outcome::RateLimited) {
+                // A model skipped on an open circuit says nothing of this call: the
+                // status is that of the models sent to, or 503 when none was.
+                let sent = || {
+                    tried
+                        .iter()
+                        .map(|(_, o)| *o)
+                        .filter(|o| *o != Outcome::CircuitOpen)
+                };
+                if tried.is_empty() {
+                    502
+                } else if sent().next().is_none() {
+                    503
+                } else if sent().all(|o| o == Outcome::RateLimited) {
                     429
-                } else if tried.iter().any(|(_, o)| *o == Outcome::Timeout) {
+                } else if sent().any(|o| o == Outcome::Timeout) {
                     504
                 } else {
                     502
@@ -455,5 +469,33 @@ mod tests {
         assert!(exhausted.is_rate_limited() && exhausted.is_retryable());
         assert!(!exhausted.is_refused());
         assert!(exhausted.source().is_none());
+    }
+
+    #[test]
+    fn a_model_skipped_on_an_open_circuit_does_not_decide_the_status() {
+        use Outcome::{CircuitOpen, RateLimited, Timeout, UpstreamError};
+        let status = |outcomes: &[Outcome]| {
+            RouteError::from(RouteErrorKind::Exhausted {
+                route: "r".into(),
+                tried: outcomes
+                    .iter()
+                    .enumerate()
+                    .map(|(n, o)| (ModelId::new(format!("m{n}")), *o))
+                    .collect(),
+                last: String::new(),
+                retry_after: None,
+                refused: None,
+            })
+            .http_status()
+        };
+        assert_eq!(status(&[CircuitOpen, CircuitOpen]), 503, "nothing sent");
+        assert_eq!(status(&[CircuitOpen, RateLimited]), 429);
+        assert_eq!(status(&[RateLimited, CircuitOpen]), 429);
+        assert_eq!(status(&[RateLimited, RateLimited]), 429);
+        assert_eq!(status(&[CircuitOpen, Timeout]), 504);
+        assert_eq!(status(&[RateLimited, Timeout]), 504);
+        assert_eq!(status(&[CircuitOpen, UpstreamError]), 502);
+        assert_eq!(status(&[RateLimited, UpstreamError]), 502);
+        assert_eq!(status(&[]), 502, "the deadline passed before any model");
     }
 }

@@ -251,17 +251,20 @@ fn openai_responses(ok: Value, error: &Value) -> Value {
             "the request body is sent with a `Content-Encoding` other than identity",
         ),
         ("429", "rate limited (with Retry-After)"),
-        (
-            "502",
-            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open, when the gateway's last answers said when to come back, or when the login host will be asked again",
-        ),
-        ("503", "overloaded or shutting down (with Retry-After)"),
+        ("502", FAILED),
+        ("503", UNAVAILABLE),
         ("504", "the deadline passed"),
     ] {
         responses.insert(status.into(), json_response(what, error));
     }
     Value::Object(responses)
 }
+
+/// The 502 of both doors.
+const FAILED: &str = "every model sent to failed (not by refusing the request), or no token; with Retry-After when the gateway's last answers said when to come back, or when the login host will be asked again";
+
+/// The 503 of both doors.
+const UNAVAILABLE: &str = "overloaded, shutting down, or every model of the route skipped on an open circuit (nothing sent); with Retry-After: for open circuits, until the first lets a call through";
 
 fn request_id_header() -> Value {
     json!({
@@ -313,11 +316,8 @@ fn route_responses(outcome: &Value) -> Value {
             "the gateway refused the request, or every model of the route refused it (a content policy, or restricted for some and a policy for the others)",
         ),
         ("429", "rate limited (with Retry-After)"),
-        (
-            "502",
-            "every model failed (not by refusing the request), or no token; with Retry-After when every model's circuit is open, when the gateway's last answers said when to come back, or when the login host will be asked again",
-        ),
-        ("503", "overloaded or shutting down (with Retry-After)"),
+        ("502", FAILED),
+        ("503", UNAVAILABLE),
         ("504", "the deadline passed"),
     ] {
         responses.insert(status.into(), json_response(what, &error));

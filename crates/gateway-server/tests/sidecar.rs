@@ -537,3 +537,40 @@ async fn without_api_keys_a_web_pages_request_is_refused_at_every_door() {
     assert_eq!(status, StatusCode::OK);
     sidecar.shutdown().await.unwrap();
 }
+
+#[tokio::test]
+async fn a_call_that_finds_every_circuit_open_is_answered_503_with_when_to_come_back() {
+    let sim = Sim::builder().start().await.unwrap();
+    let slow_down = Scripted::TooManyRequests {
+        // Past `max_retry_after_s` (180 s): the call fails at once instead of waiting.
+        retry_after: gateway_sim::RetryAfter::Seconds(200),
+    };
+    sim.script(Target::model("model-gen-4"), [slow_down.clone()]);
+    sim.script(Target::model("model-fallback-3"), [slow_down]);
+    let sidecar = sidecar(&sim).await;
+    let client = client();
+    let url = format!("http://{}/v1/route", sidecar.addr());
+    let body = r#"{"route": "summarize", "prompt": "hi"}"#;
+
+    let (status, headers, answer) = send(&client, Method::POST, url.clone(), body).await;
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, StatusCode::TOO_MANY_REQUESTS, "{error}");
+    let sent = sim.counters().prompt_requests;
+
+    // Both 429s opened their model's circuit: nothing is sent, and the caller is told the
+    // service is unavailable for now (not that the gateway answered badly), and when to
+    // come back.
+    let (status, headers_then, answer) = send(&client, Method::POST, url, body).await;
+    let error: Value = serde_json::from_slice(&answer).unwrap();
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{error}");
+    assert_eq!(error["code"], "router.all.models.failed");
+    assert_eq!(sim.counters().prompt_requests, sent, "nothing was sent");
+    let after = |h: &http::HeaderMap| {
+        h.get(http::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok()?.parse::<u64>().ok())
+    };
+    let told = after(&headers_then).expect("a Retry-After");
+    assert!((170..=200).contains(&told), "Retry-After: {told}");
+    assert!(after(&headers).is_some(), "the 429 said when, too");
+    sidecar.shutdown().await.unwrap();
+}
