@@ -106,7 +106,10 @@ impl OpenAiError {
         error: &serde_path_to_error::Error<serde_json::Error>,
     ) -> Self {
         let inner = error.inner();
-        if inner.is_syntax() || inner.is_eof() || inner.is_io() {
+        // A number too large for any type (`1e400`) is well-formed JSON that `serde_json`
+        // refuses as it reads it: the parameter it sits in is at fault, not the body.
+        let out_of_range = inner.is_syntax() && inner.to_string().starts_with(OUT_OF_RANGE);
+        if (inner.is_syntax() && !out_of_range) || inner.is_eof() || inner.is_io() {
             return Self::invalid(
                 None,
                 "invalid_json",
@@ -135,7 +138,11 @@ impl OpenAiError {
         };
         Self::invalid(
             Some(param.clone()),
-            "invalid_type",
+            if out_of_range {
+                "invalid_value"
+            } else {
+                "invalid_type"
+            },
             format!("`{param}`: {}", plain_words(inner)),
         )
     }
@@ -260,6 +267,9 @@ fn repeated(at: &str, path: &str, error: &serde_json::Error) -> Option<String> {
 
 /// serde's complaint in the caller's terms: without its ` at line 1 column 7` tail and
 /// without the Rust types it names (a struct, `f64`, `u32`).
+/// How `serde_json` begins the error for a number no type can hold.
+const OUT_OF_RANGE: &str = "number out of range";
+
 fn plain_words(error: &serde_json::Error) -> String {
     let text = error.to_string();
     let text = match text.rfind(" at line ") {

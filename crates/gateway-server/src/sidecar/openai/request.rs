@@ -600,6 +600,42 @@ mod tests {
         }
     }
 
+    /// A number too large for any type (`1e400`) is refused by name, where it is, like
+    /// one of the wrong type; before, serde read it as bad JSON and no parameter was named.
+    #[test]
+    fn a_number_out_of_range_is_named_where_it_is() {
+        for (body, param) in [
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"x"}],"temperature":1e400}"#,
+                "temperature",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"x"}],"max_tokens":-1e999}"#,
+                "max_tokens",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":9e999}]}"#,
+                "messages[0].content",
+            ),
+        ] {
+            let err = call(body).unwrap_err();
+            assert_eq!(err.param(), Some(param), "{body}: {err:?}");
+            assert_eq!(err.code(), Some("invalid_value"), "{body}: {err:?}");
+            assert!(
+                format!("{err:?}").contains("out of range"),
+                "{body}: {err:?}"
+            );
+        }
+        let err =
+            call(r#"{"model":"r","messages":[{"role":"user","content":"x"}],"temperature":1e4"#)
+                .unwrap_err();
+        assert_eq!(
+            err.param(),
+            None,
+            "a body cut short is not one parameter's fault: {err:?}"
+        );
+    }
+
     #[test]
     fn stream_options_without_a_stream_are_refused_as_openai_refuses_them() {
         let options = r#""stream_options":{"include_usage":true}"#;
