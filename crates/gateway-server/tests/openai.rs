@@ -743,6 +743,32 @@ async fn many_mistakes_are_counted_before_the_first_are_named() {
     );
 }
 
+/// A label the gateway cannot carry is named by its key: OpenAI takes any key, the
+/// gateway only `[A-Za-z0-9_.-]`.
+#[tokio::test]
+async fn a_label_the_gateway_cannot_carry_is_named_by_its_key() {
+    let door = Door::start().await;
+    let auth = format!("Bearer {KEY}");
+    let (status, _, body) = door
+        .raw(
+            Method::POST,
+            "/v1/chat/completions",
+            &[("authorization", &auth)],
+            Some(json!({
+                "model": "reply",
+                "messages": [{"role": "user", "content": "hi"}],
+                "metadata": {"tenant": "t1", "user/id": "u"},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(body["error"]["param"], "metadata.user/id", "{body}");
+    let message = body["error"]["message"].as_str().unwrap();
+    assert!(message.contains("^[A-Za-z0-9_.-]+$"), "{message}");
+    assert!(door.payloads().is_empty());
+    door.shutdown().await;
+}
+
 /// A body of more JSON values than the door keeps (each a `serde_json::Value` of about
 /// 80 bytes, however short its JSON) is refused before it is parsed, by either door.
 #[tokio::test]

@@ -571,6 +571,10 @@ async fn a_call_that_finds_every_circuit_open_is_answered_503_with_when_to_come_
     };
     let told = after(&headers_then).expect("a Retry-After");
     assert!((170..=180).contains(&told), "Retry-After: {told}");
-    assert_eq!(after(&headers), Some(200), "the 429 passes the gateway's on");
+    assert_eq!(
+        after(&headers),
+        Some(200),
+        "the 429 passes the gateway's on"
+    );
     sidecar.shutdown().await.unwrap();
 }

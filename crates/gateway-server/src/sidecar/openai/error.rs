@@ -106,9 +106,10 @@ impl OpenAiError {
         error: &serde_path_to_error::Error<serde_json::Error>,
     ) -> Self {
         let inner = error.inner();
+        let text = inner.to_string();
         // A number too large for any type (`1e400`) is well-formed JSON that `serde_json`
         // refuses as it reads it: the parameter it sits in is at fault, not the body.
-        let out_of_range = inner.is_syntax() && inner.to_string().starts_with(OUT_OF_RANGE);
+        let out_of_range = inner.is_syntax() && text.starts_with(OUT_OF_RANGE);
         if (inner.is_syntax() && !out_of_range) || inner.is_eof() || inner.is_io() {
             return Self::invalid(
                 None,
@@ -138,7 +139,8 @@ impl OpenAiError {
         };
         Self::invalid(
             Some(param.clone()),
-            if out_of_range {
+            // The right type at a value it cannot take (`-1` tokens) is a wrong value.
+            if out_of_range || text.starts_with(INVALID_VALUE) {
                 "invalid_value"
             } else {
                 "invalid_type"
@@ -269,6 +271,9 @@ fn repeated(at: &str, path: &str, error: &serde_json::Error) -> Option<String> {
 /// without the Rust types it names (a struct, `f64`, `u32`).
 /// How `serde_json` begins the error for a number no type can hold.
 const OUT_OF_RANGE: &str = "number out of range";
+
+/// How serde begins the error for a value of the right type that the type cannot take.
+const INVALID_VALUE: &str = "invalid value:";
 
 fn plain_words(error: &serde_json::Error) -> String {
     let text = error.to_string();

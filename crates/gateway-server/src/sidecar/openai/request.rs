@@ -105,6 +105,10 @@ pub(crate) struct ChatMessage {
     /// The author's name, shown in the rendered prompt.
     #[serde(default)]
     name: Option<String>,
+    /// An assistant turn the model declined, as OpenAI records it: rendered as that
+    /// turn's text.
+    #[serde(default)]
+    refusal: Option<String>,
     /// Anything else (`tool_calls`, `audio`, …) is refused when not null.
     #[serde(flatten, deserialize_with = "super::unique_keys::map")]
     #[schemars(skip)]
@@ -165,6 +169,9 @@ pub(crate) struct ContentPart {
     /// The text of a `text` part.
     #[serde(default)]
     text: Option<String>,
+    /// The text of an assistant's `refusal` part.
+    #[serde(default)]
+    refusal: Option<String>,
     /// Anything else (an `image_url` beside the text, `cache_control`) is refused when
     /// not null or an empty list, rather than dropped.
     #[serde(flatten, deserialize_with = "super::unique_keys::map")]
@@ -221,12 +228,18 @@ fn is_neutral(name: &str, value: &Value) -> bool {
         "modalities" => value
             .as_array()
             .is_some_and(|m| m == &[Value::from("text")]),
-        "response_format" => value.as_object().is_some_and(|format| {
-            format.get("type").and_then(Value::as_str) == Some("text")
-                && format.iter().all(|(k, v)| k == "type" || v.is_null())
-        }),
+        "response_format" => is_text_format(value),
         _ => is_neutral_in_both(name, value),
     }
+}
+
+/// Whether `format` asks for plain text (`{"type": "text"}`, any other key null): the
+/// `response_format` of Chat Completions, the `text.format` of the Responses API.
+pub(super) fn is_text_format(format: &Value) -> bool {
+    format.as_object().is_some_and(|format| {
+        format.get("type").and_then(Value::as_str) == Some("text")
+            && format.iter().all(|(k, v)| k == "type" || v.is_null())
+    })
 }
 
 /// The first parameter in `rest` that is set (not null), is not at a value `neutral`
@@ -301,6 +314,19 @@ pub(super) fn one_temperature(
     Ok(())
 }
 
+/// Refuses `stream_options` given without `stream: true`, as OpenAI answers options for
+/// a stream that was not asked for.
+pub(super) fn options_need_a_stream(options: bool, stream: bool) -> Result<(), OpenAiError> {
+    if options && !stream {
+        return Err(OpenAiError::invalid(
+            Some("stream_options".into()),
+            "invalid_value",
+            "`stream_options` is only allowed when `stream` is true".into(),
+        ));
+    }
+    Ok(())
+}
+
 impl ChatCompletionRequest {
     fn into_call(self, headers: &HeaderMap) -> Result<(RouteRequest, ChatCall), OpenAiError> {
         refuse_unsupported(&self.rest)?;
@@ -317,14 +343,7 @@ impl ChatCompletionRequest {
         }
         one_temperature(self.temperature, self.tuning)?;
         let stream = self.stream.unwrap_or(false);
-        if self.stream_options.is_some() && !stream {
-            // As OpenAI answers: options for a stream that was not asked for.
-            return Err(OpenAiError::invalid(
-                Some("stream_options".into()),
-                "invalid_value",
-                "`stream_options` is only allowed when `stream` is true".into(),
-            ));
-        }
+        options_need_a_stream(self.stream_options.is_some(), stream)?;
         let (max_tokens, max_tokens_param) =
             token_cap(self.max_tokens, self.max_completion_tokens)?;
         let mut request = RouteRequest::new(model, render(&messages, "messages", &["text"])?);
@@ -478,6 +497,7 @@ impl ChatMessage {
             role,
             content: Some(Content::Text(text)),
             name: None,
+            refusal: None,
             rest: Map::new(),
         }
     }
@@ -502,44 +522,74 @@ impl ChatMessage {
                 format!("`{param}` is not supported: the gateway takes text messages only"),
             ));
         }
-        match &self.content {
-            None => Err(OpenAiError::missing(&format!("{at}content"))),
-            Some(Content::Text(text)) => Ok(text.clone()),
-            Some(Content::Parts(parts)) => {
-                let mut text = String::new();
-                for (j, part) in parts.iter().enumerate() {
-                    let part_text = match (part.kind.as_str(), &part.text) {
-                        (kind, Some(t)) if text_kinds.contains(&kind) => t,
-                        (kind, None) if text_kinds.contains(&kind) => {
-                            return Err(OpenAiError::missing(&format!("{at}content[{j}].text")));
-                        }
-                        (other, _) => {
-                            return Err(OpenAiError::invalid(
-                                Some(format!("{at}content[{j}].type")),
-                                "unsupported_value",
-                                format!(
-                                    "content parts of type `{other}` are not supported: the gateway takes text only"
-                                ),
-                            ));
-                        }
-                    };
-                    // A text part, with nothing else set.
-                    let here = format!("{at}content[{j}].");
-                    if let Some((param, _)) = unsupported(&part.rest, &here, only_empty) {
-                        return Err(OpenAiError::invalid(
-                            Some(param.clone()),
-                            "unsupported_parameter",
-                            format!("`{param}` is not supported: the gateway takes text only"),
-                        ));
-                    }
-                    if j > 0 {
-                        text.push('\n');
-                    }
-                    text.push_str(part_text);
-                }
-                Ok(text)
-            }
+        if self.refusal.is_some() && self.role != Role::Assistant {
+            return Err(OpenAiError::invalid(
+                Some(format!("{at}refusal")),
+                "unsupported_parameter",
+                format!("`{at}refusal` is only an assistant's"),
+            ));
         }
+        let content = match &self.content {
+            None => None,
+            Some(Content::Text(text)) => Some(text.clone()),
+            Some(Content::Parts(parts)) => Some(self.parts_text(parts, at, text_kinds)?),
+        };
+        match (content, &self.refusal) {
+            (Some(text), None) => Ok(text),
+            (None, Some(refusal)) => Ok(refusal.clone()),
+            (Some(text), Some(refusal)) => Ok(format!("{text}\n{refusal}")),
+            (None, None) => Err(OpenAiError::missing(&format!("{at}content"))),
+        }
+    }
+
+    /// The text of content `parts`, one part a line: text parts of `text_kinds`, and an
+    /// assistant's `refusal` parts.
+    fn parts_text(
+        &self,
+        parts: &[ContentPart],
+        at: &str,
+        text_kinds: &[&str],
+    ) -> Result<String, OpenAiError> {
+        let mut text = String::new();
+        for (j, part) in parts.iter().enumerate() {
+            let here = format!("{at}content[{j}].");
+            let kind = part.kind.as_str();
+            let refusal = kind == "refusal" && self.role == Role::Assistant;
+            if !refusal && !text_kinds.contains(&kind) {
+                return Err(OpenAiError::invalid(
+                    Some(format!("{here}type")),
+                    "unsupported_value",
+                    format!(
+                        "content parts of type `{kind}` are not supported: the gateway takes text only"
+                    ),
+                ));
+            }
+            // The part's own field, and the other kind's, which must not be set.
+            let ((own, own_name), (other, other_name)) = if refusal {
+                ((&part.refusal, "refusal"), (&part.text, "text"))
+            } else {
+                ((&part.text, "text"), (&part.refusal, "refusal"))
+            };
+            let Some(part_text) = own else {
+                return Err(OpenAiError::missing(&format!("{here}{own_name}")));
+            };
+            let unsupported = match other {
+                Some(_) => Some(format!("{here}{other_name}")),
+                None => unsupported(&part.rest, &here, only_empty).map(|(param, _)| param),
+            };
+            if let Some(param) = unsupported {
+                return Err(OpenAiError::invalid(
+                    Some(param.clone()),
+                    "unsupported_parameter",
+                    format!("`{param}` is not supported: the gateway takes text only"),
+                ));
+            }
+            if j > 0 {
+                text.push('\n');
+            }
+            text.push_str(part_text);
+        }
+        Ok(text)
     }
 }
 
@@ -578,6 +628,43 @@ mod tests {
         );
     }
 
+    /// A conversation replayed with a turn the model declined is taken, the refusal as
+    /// that turn's text; only an assistant's turn can hold one.
+    #[test]
+    fn an_assistants_refusal_is_its_turns_text() {
+        for body in [
+            r#"{"model":"r","messages":[{"role":"user","content":"a"},{"role":"assistant","content":null,"refusal":"I can't."},{"role":"user","content":"b"}]}"#,
+            r#"{"model":"r","messages":[{"role":"user","content":"a"},{"role":"assistant","content":[{"type":"refusal","refusal":"I can't."}]},{"role":"user","content":"b"}]}"#,
+        ] {
+            let (request, _) = call(body).unwrap();
+            assert_eq!(
+                request.prompt, "User: a\n\nAssistant: I can't.\n\nUser: b",
+                "{body}"
+            );
+        }
+        for (body, param) in [
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":[{"type":"refusal","refusal":"no"}]}]}"#,
+                "messages[0].content[0].type",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"a","refusal":"no"}]}"#,
+                "messages[0].refusal",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"assistant","content":[{"type":"refusal","refusal":"no","text":"yes"}]}]}"#,
+                "messages[0].content[0].text",
+            ),
+            (
+                r#"{"model":"r","messages":[{"role":"assistant","content":[{"type":"refusal"}]}]}"#,
+                "messages[0].content[0].refusal",
+            ),
+        ] {
+            let err = call(body).unwrap_err();
+            assert_eq!(err.param(), Some(param), "{body}: {err:?}");
+        }
+    }
+
     /// A content part of the wrong type is named where it is, with what is expected
     /// there, not as a `content` that matched no variant.
     #[test]
@@ -600,8 +687,9 @@ mod tests {
         }
     }
 
-    /// A number too large for any type (`1e400`) is refused by name, where it is, like
-    /// one of the wrong type; before, serde read it as bad JSON and no parameter was named.
+    /// A number too large for any type (`1e400`) or outside its type's range is a wrong
+    /// value, named where it is; before, serde read the first as bad JSON, naming nothing,
+    /// and the second as a wrong type.
     #[test]
     fn a_number_out_of_range_is_named_where_it_is() {
         for (body, param) in [
@@ -617,14 +705,14 @@ mod tests {
                 r#"{"model":"r","messages":[{"role":"user","content":9e999}]}"#,
                 "messages[0].content",
             ),
+            (
+                r#"{"model":"r","messages":[{"role":"user","content":"x"}],"max_tokens":-1}"#,
+                "max_tokens",
+            ),
         ] {
             let err = call(body).unwrap_err();
             assert_eq!(err.param(), Some(param), "{body}: {err:?}");
             assert_eq!(err.code(), Some("invalid_value"), "{body}: {err:?}");
-            assert!(
-                format!("{err:?}").contains("out of range"),
-                "{body}: {err:?}"
-            );
         }
         let err =
             call(r#"{"model":"r","messages":[{"role":"user","content":"x"}],"temperature":1e4"#)

@@ -103,7 +103,7 @@ fn invalid_request(errors: &ValidationErrors, call: &ChatCall) -> OpenAiError {
         .map(|v| {
             format!(
                 "`{}` {}",
-                param_of(&v.path, call).unwrap_or("request"),
+                param_of(&v.path, call).as_deref().unwrap_or("request"),
                 v.rule
             )
         })
@@ -117,26 +117,31 @@ fn invalid_request(errors: &ValidationErrors, call: &ChatCall) -> OpenAiError {
         message
     };
     let first = violations.first();
-    let param = first
-        .and_then(|v| param_of(&v.path, call))
-        .map(str::to_owned);
+    let param = first.and_then(|v| param_of(&v.path, call));
     let code = first.map_or("invalid_value", |v| code_of(&v.rule, param.as_deref()));
     OpenAiError::invalid(param, code, message)
 }
 
-/// The parameter of the caller's request a `RouteRequest` (or payload) path comes from.
-fn param_of(path: &str, call: &ChatCall) -> Option<&'static str> {
+/// The parameter of the caller's request a `RouteRequest` (or payload) path comes from;
+/// a label is named by its key (`metadata.user id`), cut to 64 characters.
+fn param_of(path: &str, call: &ChatCall) -> Option<String> {
     let field = path.trim_start_matches('/');
     let field = field.strip_prefix("parameters/").unwrap_or(field);
-    let head = field.split('/').next().unwrap_or(field);
+    let (head, tail) = field.split_once('/').unwrap_or((field, ""));
     Some(match head {
-        "prompt" => call.prompt_param,
-        "route" => "model",
-        "temperature" => "temperature",
-        "maxTokens" => call.max_tokens_param,
-        "topP" => "top_p",
-        "stickyKey" => call.sticky_key_param,
-        "metadata" => "metadata",
+        "prompt" => call.prompt_param.to_owned(),
+        "route" => "model".to_owned(),
+        "temperature" => "temperature".to_owned(),
+        "maxTokens" => call.max_tokens_param.to_owned(),
+        "topP" => "top_p".to_owned(),
+        "stickyKey" => call.sticky_key_param.to_owned(),
+        "metadata" if tail.is_empty() => "metadata".to_owned(),
+        "metadata" => {
+            // A JSON Pointer token: `~1` is `/`, `~0` is `~`.
+            let mut key = tail.replace("~1", "/").replace("~0", "~");
+            gateway_model::cut_to(&mut key, 64);
+            format!("metadata.{key}")
+        }
         _ => return None,
     })
 }

@@ -4,7 +4,8 @@
 //!
 //! `input` is a string (one user message) or a list of `message` items, rendered into the
 //! prompt by the Chat Completions template ([`super::request`]); `instructions` comes
-//! first, as a `System` turn. Parts of type `input_text` and `output_text` hold text;
+//! first, as a `System` turn. Parts of type `input_text` and `output_text` hold text, and
+//! so does an assistant's `refusal` part;
 //! other item types (function calls, reasoning), other parts (images, files) and
 //! parameters the gateway cannot honour (`tools`, `previous_response_id`, `store: true`,
 //! a `text.format` other than `text`, ...) are refused by name. Nothing is stored, so a
@@ -22,8 +23,8 @@ pub(crate) use self::answer::{ResponseObject, ResponseStreamEvent, response_even
 
 use super::error::OpenAiError;
 use super::request::{
-    ChatCall, ChatMessage, Role, is_empty_array, is_neutral_in_both, one_temperature, read_json,
-    render, sticky_key, unsupported,
+    ChatCall, ChatMessage, Role, is_empty_array, is_neutral_in_both, is_text_format,
+    one_temperature, options_need_a_stream, read_json, render, sticky_key, unsupported,
 };
 use super::text_or_list::{self, TextOrList};
 
@@ -73,6 +74,9 @@ pub(crate) struct CreateResponseRequest {
     /// Whether to answer as Server-Sent Events.
     #[serde(default)]
     stream: Option<bool>,
+    /// Options of the stream (only with `stream: true`).
+    #[serde(default)]
+    stream_options: Option<ResponseStreamOptions>,
     /// The caller's end-user id: the sticky key, unless an `X-Sticky-Key` header is given.
     #[serde(default)]
     user: Option<String>,
@@ -94,6 +98,20 @@ pub(crate) struct CreateResponseRequest {
     #[serde(flatten, deserialize_with = "super::unique_keys::map")]
     #[schemars(skip)]
     rest: Map<String, Value>,
+}
+
+/// `stream_options` of the Responses API.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ResponseStreamOptions {
+    /// Pad stream events against length side channels: accepted and ignored (the whole
+    /// answer comes in one delta).
+    #[serde(default)]
+    #[expect(
+        dead_code,
+        reason = "accepted for OpenAI's clients; nothing needs padding"
+    )]
+    include_obfuscation: Option<bool>,
 }
 
 /// `input`: a string, or a list of items.
@@ -176,8 +194,10 @@ impl CreateResponseRequest {
         request.metadata = self.metadata.unwrap_or_default();
         let (sticky_key, sticky_key_param) = sticky_key(headers, sticky)?;
         request.sticky_key = sticky_key;
+        let stream = self.stream.unwrap_or(false);
+        options_need_a_stream(self.stream_options.is_some(), stream)?;
         let call = ChatCall {
-            stream: self.stream.unwrap_or(false),
+            stream,
             include_usage: true,
             max_tokens_param: "max_output_tokens",
             prompt_param: "input",
@@ -205,8 +225,7 @@ fn refuse_unsupported(rest: &Map<String, Value>, text: Option<&Value>) -> Result
         text.as_object().is_some_and(|t| {
             t.iter().all(|(key, value)| {
                 value.is_null()
-                    || (key == "format"
-                        && value.get("type").and_then(Value::as_str) == Some("text"))
+                    || (key == "format" && is_text_format(value))
                     || (key == "verbosity" && value.as_str() == Some("medium"))
             })
         })
@@ -325,9 +344,47 @@ mod tests {
                 r#"{"model":"r","input":"x","text":{"verbosity":"low"}}"#,
                 "text",
             ),
+            // Refused like the chat door's `response_format`, not dropped.
+            (
+                r#"{"model":"r","input":"x","text":{"format":{"type":"text","strict":true}}}"#,
+                "text",
+            ),
             (
                 r#"{"model":"r","input":[{"role":"user","content":"x","store":false}]}"#,
                 "input[0].store",
+            ),
+        ] {
+            assert_eq!(param_of(body).as_deref(), Some(param), "{body}");
+        }
+    }
+
+    #[test]
+    fn an_earlier_output_message_holding_a_refusal_is_taken() {
+        let (request, _) = parse(
+            r#"{"model":"r","input":[{"role":"user","content":"a"},
+                {"type":"message","id":"msg_1","status":"completed","role":"assistant",
+                 "content":[{"type":"refusal","refusal":"I can't."}]},
+                {"role":"user","content":"b"}]}"#,
+        )
+        .unwrap();
+        assert_eq!(request.prompt, "User: a\n\nAssistant: I can't.\n\nUser: b");
+    }
+
+    #[test]
+    fn stream_options_are_taken_with_a_stream_and_refused_without_one() {
+        let (_, call) = parse(
+            r#"{"model":"r","input":"x","stream":true,"stream_options":{"include_obfuscation":false}}"#,
+        )
+        .unwrap();
+        assert!(call.stream);
+        for (body, param) in [
+            (
+                r#"{"model":"r","input":"x","stream_options":{"include_obfuscation":false}}"#,
+                "stream_options",
+            ),
+            (
+                r#"{"model":"r","input":"x","stream":true,"stream_options":{"include_usage":true}}"#,
+                "stream_options.include_usage",
             ),
         ] {
             assert_eq!(param_of(body).as_deref(), Some(param), "{body}");
