@@ -71,8 +71,40 @@ async fn a_response_renders_instructions_and_input_and_answers_as_openai_does() 
     door.client().responses().create(plain).await.unwrap();
     assert_eq!(door.payloads()[1]["prompt"], "Hello");
 
+    // Every key OpenAI's specification requires of a `response` is there (null where it
+    // allows null), for clients that check them.
+    let auth = format!("Bearer {KEY}");
+    let (status, _, raw) = door
+        .raw(
+            Method::POST,
+            "/v1/responses",
+            &[("authorization", &auth)],
+            Some(json!({"model": "summarize", "input": "Hello"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    for key in [
+        "id",
+        "object",
+        "created_at",
+        "status",
+        "error",
+        "incomplete_details",
+        "instructions",
+        "model",
+        "output",
+        "parallel_tool_calls",
+        "metadata",
+        "tool_choice",
+        "tools",
+        "temperature",
+        "top_p",
+    ] {
+        assert!(raw.get(key).is_some(), "no `{key}`: {raw}");
+    }
+
     let entries = door.shutdown().await;
-    assert_eq!(entries.len(), 2);
+    assert_eq!(entries.len(), 3);
     assert!(entries.iter().all(|e| e.outcome == Outcome::Success));
     assert_eq!(entries[0].route, "reply");
 }

@@ -33,6 +33,15 @@ pub(crate) struct ResponseObject {
     tool_choice: &'static str,
     /// Always false.
     parallel_tool_calls: bool,
+    /// Always null: the request's instructions are not echoed (OpenAI's API requires the
+    /// key, and allows null).
+    instructions: Option<()>,
+    /// Always null: the request's labels are not echoed.
+    metadata: Option<()>,
+    /// Always null: not echoed (the route picks it, unless the request did).
+    temperature: Option<()>,
+    /// Always null: not echoed.
+    top_p: Option<()>,
 }
 
 /// Why an answer is incomplete.
@@ -153,6 +162,10 @@ impl ResponseObject {
             tools: [],
             tool_choice: "auto",
             parallel_tool_calls: false,
+            instructions: None,
+            metadata: None,
+            temperature: None,
+            top_p: None,
         }
     }
 
@@ -171,6 +184,10 @@ impl ResponseObject {
             tools: [],
             tool_choice: self.tool_choice,
             parallel_tool_calls: self.parallel_tool_calls,
+            instructions: None,
+            metadata: None,
+            temperature: None,
+            top_p: None,
         }
     }
 }
