@@ -287,7 +287,11 @@ impl Router {
         };
         let asked = async {
             if let Some(wait) = shared.open_for(model.as_str()).await {
-                state.breaker.cool_down(wait);
+                // Never longer than this replica would open it: an answer from outside
+                // the process is not trusted further.
+                state
+                    .breaker
+                    .cool_down(wait.min(self.inner.config.longest_circuit_opening()));
             }
             match state.breaker.admit() {
                 Admission::Probe(probe) => {

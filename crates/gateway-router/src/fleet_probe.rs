@@ -103,6 +103,61 @@ mod tests {
         }
     }
 
+    /// Shared circuits that say every model is open for ever, as a server that only
+    /// looks like Redis could.
+    struct OpenForEver;
+
+    impl SharedCircuits for OpenForEver {
+        fn open_for(&self, _: &str) -> BoxFuture<'_, Option<Duration>> {
+            Box::pin(std::future::ready(Some(Duration::MAX)))
+        }
+        fn claim_probe(&self, _: &str, _: u64) -> BoxFuture<'_, bool> {
+            Box::pin(std::future::ready(true))
+        }
+        fn opened(&self, _: &str, _: Duration) -> BoxFuture<'_, ()> {
+            Box::pin(std::future::ready(()))
+        }
+        fn released(&self, _: &str, _: u64) -> BoxFuture<'_, ()> {
+            Box::pin(std::future::ready(()))
+        }
+        fn closed(&self, _: &str) -> BoxFuture<'_, ()> {
+            Box::pin(std::future::ready(()))
+        }
+    }
+
+    /// Regression: an opening the fleet reported was taken as it came, so one absurd
+    /// answer shut the model out on this replica for about 30 years, and told callers so.
+    #[tokio::test]
+    async fn a_fleet_opening_past_any_this_replica_makes_is_cut_to_the_longest() {
+        use gateway_model::{EnvironmentConfig, RouteConfig, RouteRequest, RouterConfig};
+
+        let sim = gateway_sim::Sim::builder().start().await.unwrap();
+        let mut config = RouterConfig::new(EnvironmentConfig::at(sim.base_url()))
+            .with_route("r", RouteConfig::to_model("model-gen-4"));
+        config.retry.max_retry_after_s = 30;
+        let longest = config.longest_circuit_opening();
+        let router = crate::Router::builder(config)
+            .credentials(gateway_auth::Credentials::new(
+                gateway_sim::DEFAULT_CLIENT_ID,
+                gateway_sim::DEFAULT_CLIENT_SECRET,
+            ))
+            .shared_circuits(Arc::new(OpenForEver))
+            .without_audit()
+            .build()
+            .await
+            .unwrap();
+        let err = router
+            .route(RouteRequest::new("r", "hi"))
+            .await
+            .unwrap_err();
+        assert_eq!(err.http_status(), 503, "{err}");
+        let told = err
+            .retry_after()
+            .expect("when the circuit lets a call through");
+        assert!(told <= longest, "{told:?} against at most {longest:?}");
+        assert_eq!(sim.counters().prompt_requests, 0);
+    }
+
     #[tokio::test]
     async fn a_call_dropped_while_its_claim_is_made_frees_that_claim() {
         let circuits = Arc::new(Unanswered::default());
