@@ -6,6 +6,10 @@ use std::fmt;
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
+mod essentials;
+
+pub use essentials::MAX_ERROR_BODY_VALUES;
+
 /// Code Genesys Cloud puts in a 429 body.
 pub const CODE_TOO_MANY_REQUESTS: &str = "too.many.requests.retry.after";
 /// Code a 422 carries when the prompt or answer breaks a content policy.
@@ -33,7 +37,7 @@ pub const CODE_REQUEST_TOO_LARGE: &str = "request.entity.too.large";
 /// [`ErrorBody::extra`]. The exported schema and [`Validate`](crate::Validate) require
 /// `message`, `code` and `status`, which every Genesys service, the simulator and the
 /// sidecar always write (`REQUIRED_FIELDS`).
-#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize, JsonSchema)]
+#[derive(Debug, Clone, PartialEq, Default, JsonSchema)]
 #[serde(rename_all = "camelCase")]
 #[schemars(extend("required" = REQUIRED_FIELDS))]
 pub struct ErrorBody {
@@ -78,10 +82,25 @@ pub struct ErrorBody {
     /// The rate limit that was hit, on 429 answers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub limit: Option<RateLimitInfo>,
-    /// Fields this version does not know, kept as received.
+    /// Fields this version does not know, kept as received (with `details` and `errors`,
+    /// at most [`MAX_UNKNOWN_VALUES`](crate::MAX_UNKNOWN_VALUES) JSON values).
     #[serde(flatten)]
     pub extra: serde_json::Map<String, serde_json::Value>,
 }
+
+crate::unknown_fields::keep_unknown_fields!(ErrorBody {
+    message: "message" optional,
+    code: "code" optional,
+    status: "status" optional_whole,
+    context_id: "contextId" optional,
+    details: "details" values,
+    errors: "errors" values,
+    entity_id: "entityId" optional,
+    entity_name: "entityName" optional,
+    message_with_params: "messageWithParams" optional,
+    message_params: "messageParams" list,
+    limit: "limit" optional,
+});
 
 /// Which limit a 429 hit.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, JsonSchema)]
@@ -121,7 +140,9 @@ impl ErrorBody {
 
     /// Parses a body leniently: anything that is not a JSON object yields `None`, and a
     /// field of the wrong type (`"status": "403"`) is left out rather than losing the
-    /// rest (the `code` that says a model is restricted, say).
+    /// rest (the `code` that says a model is restricted, say). A body of more than
+    /// [`MAX_ERROR_BODY_VALUES`] JSON values keeps only `message`, `code`, `status` and
+    /// `contextId`, so its memory does not grow with it.
     ///
     /// ```
     /// use gateway_model::ErrorBody;
@@ -132,6 +153,9 @@ impl ErrorBody {
     /// assert_eq!(parsed.status, None);
     /// ```
     pub fn parse(bytes: &[u8]) -> Option<Self> {
+        if crate::json_value_bound(bytes) > MAX_ERROR_BODY_VALUES {
+            return essentials::essentials(bytes, &[]);
+        }
         serde_json::from_slice(bytes)
             .ok()
             .or_else(|| Self::field_by_field(serde_json::from_slice(bytes).ok()?))
@@ -167,6 +191,9 @@ impl ErrorBody {
     pub fn parse_redacting(bytes: &[u8], secrets: &[&str]) -> Option<Self> {
         if secrets.iter().all(|s| s.is_empty()) {
             return Self::parse(bytes);
+        }
+        if crate::json_value_bound(bytes) > MAX_ERROR_BODY_VALUES {
+            return essentials::essentials(bytes, secrets);
         }
         let mut value: serde_json::Value = serde_json::from_slice(bytes).ok()?;
         crate::redact::redact_json(&mut value, secrets);
@@ -282,5 +309,39 @@ mod tests {
         );
         assert!(body.is_policy_violation());
         assert!(ErrorBody::parse(b"<html>").is_none());
+    }
+
+    /// Unknown fields, `details` and `errors` are kept as received and written back.
+    #[test]
+    fn unknown_fields_round_trip_intact() {
+        let text = r#"{"message":"m","code":"c","status":503,"contextId":"x","details":[{"a":1}],"errors":[{"code":"e"}],"messageParams":{"p":"v"},"future":{"n":[1,null]}}"#;
+        let body = ErrorBody::parse(text.as_bytes()).unwrap();
+        assert_eq!(body.extra["future"], serde_json::json!({"n": [1, null]}));
+        let whole: serde_json::Value = serde_json::from_str(text).unwrap();
+        assert_eq!(serde_json::to_value(&body).unwrap(), whole);
+    }
+
+    /// Regression: read whole (and with serde's `flatten`, buffered twice), a 64 KiB body
+    /// of empty arrays took 4.6 MB to parse and 6.6 MB to parse redacted. Past the bound
+    /// only the fields the router reads are kept, of their type, redacted.
+    #[test]
+    fn a_body_of_too_many_values_keeps_what_the_router_reads() {
+        let many = vec!["[]"; MAX_ERROR_BODY_VALUES].join(",");
+        let text = format!(
+            r#"{{"message":"bad Bearer tok-1","details":[{many}],"code":"ai.model.restricted","status":403,"contextId":"ctx","limit":{{"value":3}}}}"#
+        );
+        let body = ErrorBody::parse_redacting(text.as_bytes(), &["tok-1"]).unwrap();
+        assert_eq!(body.message.as_deref(), Some("bad Bearer <redacted>"));
+        assert!(body.is_model_restricted());
+        assert_eq!(
+            (body.status, body.context_id.as_deref()),
+            (Some(403), Some("ctx"))
+        );
+        assert!(body.details.is_empty() && body.limit.is_none() && body.extra.is_empty());
+        // A field of another type is left out, as when the body is read whole.
+        let odd = format!(r#"{{"status":"403","code":"c","x":[{many}]}}"#);
+        let body = ErrorBody::parse(odd.as_bytes()).unwrap();
+        assert_eq!((body.status, body.code.as_deref()), (None, Some("c")));
+        assert!(ErrorBody::parse(format!("[{many}]").as_bytes()).is_none());
     }
 }

@@ -62,6 +62,7 @@ mod trace;
 mod tuning;
 mod unknown_fields;
 mod validation;
+mod value_bound;
 pub mod whole;
 mod wire;
 
@@ -84,7 +85,8 @@ pub use env_var::{EnvVarError, env_var};
 pub use error_body::{
     CODE_AUTHENTICATION_REQUIRED, CODE_BAD_CREDENTIALS, CODE_BAD_REQUEST, CODE_MISSING_PERMISSIONS,
     CODE_MODEL_RESTRICTED, CODE_NOT_FOUND, CODE_POLICY_VIOLATION, CODE_REQUEST_TOO_LARGE,
-    CODE_TOO_MANY_REQUESTS, ErrorBody, MAX_SHOWN_MESSAGE_CHARS, RateLimitInfo,
+    CODE_TOO_MANY_REQUESTS, ErrorBody, MAX_ERROR_BODY_VALUES, MAX_SHOWN_MESSAGE_CHARS,
+    RateLimitInfo,
 };
 pub use model_id::{MAX_FALLBACKS, MODEL_ID_MAX_LEN, MODEL_ID_PATTERN, ModelId};
 pub use models::{MAX_PAGE_ENTITIES, ModelEntity, ModelEntityListing};
@@ -111,4 +113,5 @@ pub use validation::{
     ValidationErrors, Violation, Violations, cut_to, from_json_slice, from_json_value,
     parse_json_slice,
 };
+pub use value_bound::json_value_bound;
 pub use wire::payload_format;

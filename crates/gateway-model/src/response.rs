@@ -75,9 +75,9 @@ keep_unknown_fields!(GatewayResponse {
     id: "id" required,
     model_id: "modelId" required,
     output: "output" required,
-    usage: "usage" optional,
+    usage: "usage" nested,
     finish_reason: "finishReason" optional,
-    safety: "safety" optional,
+    safety: "safety" nested,
 });
 
 /// Responses are read leniently: nothing beyond their JSON shape is checked.

@@ -58,7 +58,7 @@ pub struct SafetyReport {
 
 crate::unknown_fields::keep_unknown_fields!(SafetyReport {
     verdict: "verdict" required,
-    triggered: "triggered" list,
+    triggered: "triggered" strings,
 });
 
 impl crate::Validate for SafetyFilter {

@@ -12,12 +12,14 @@
 use std::borrow::Cow;
 use std::cell::Cell;
 use std::fmt;
+use std::marker::PhantomData;
 
 use serde::de::{self, Deserialize, DeserializeSeed, Deserializer, MapAccess, SeqAccess, Visitor};
 use serde_json::{Map, Number, Value};
 
 /// The most JSON values (each object, array, string, number, boolean or null) one
-/// answer object keeps in the fields this version does not know. A `serde_json::Value`
+/// answer keeps in the fields this version does not know, its nested objects' and its
+/// lists of names (such as the safety filters that fired) counted together. A `serde_json::Value`
 /// takes about 80 bytes however short its JSON (`{}` is two), so without a bound an
 /// answer of nested empty objects within the size cap would take dozens of times its
 /// size in memory; an answer with more is refused as malformed. The bound is far past
@@ -123,6 +125,107 @@ impl<'de> Visitor<'de> for Budgeted<'_> {
     }
 }
 
+/// A type whose unknown fields count against a budget shared with the object it is in
+/// (written by [`keep_unknown_fields!`]).
+pub(crate) trait SharesBudget: Sized {
+    /// Reads the object's fields from `map`, counting unknown values against `budget`.
+    fn visit_budgeted<'de, A: MapAccess<'de>>(
+        map: A,
+        budget: &Cell<usize>,
+    ) -> Result<Self, A::Error>;
+}
+
+/// Reads an optional nested object (absent or `null` is `None`) against its parent's
+/// budget.
+pub(crate) struct Nested<'b, T>(pub(crate) &'b Cell<usize>, pub(crate) PhantomData<T>);
+
+impl<'de, T: SharesBudget> DeserializeSeed<'de> for Nested<'_, T> {
+    type Value = Option<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+        deserializer.deserialize_option(self)
+    }
+}
+
+impl<'de, T: SharesBudget> Visitor<'de> for Nested<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an object or null")
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Option<T>, E> {
+        Ok(None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, deserializer: D) -> Result<Option<T>, D::Error> {
+        deserializer.deserialize_map(self)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Option<T>, A::Error> {
+        T::visit_budgeted(map, self.0).map(Some)
+    }
+}
+
+/// Reads a list of strings, each counted against the budget.
+pub(crate) struct Strings<'b>(pub(crate) &'b Cell<usize>);
+
+impl<'de> DeserializeSeed<'de> for Strings<'_> {
+    type Value = Vec<String>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<String>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Strings<'_> {
+    type Value = Vec<String>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array of strings")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<String>()? {
+            Budgeted(self.0).take::<A::Error>()?;
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
+/// Reads a list of any JSON values, each value in it counted against the budget.
+pub(crate) struct Values<'b>(pub(crate) &'b Cell<usize>);
+
+impl<'de> DeserializeSeed<'de> for Values<'_> {
+    type Value = Vec<Value>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<Value>, D::Error> {
+        deserializer.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for Values<'_> {
+    type Value = Vec<Value>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an array")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Value>, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element_seed(Budgeted(self.0))? {
+            items.push(item);
+        }
+        Ok(items)
+    }
+}
+
 /// An object key (or any string): borrowed from the input where it can be, so reading
 /// it copies nothing.
 pub(crate) struct Key<'de>(pub(crate) Cow<'de, str>);
@@ -160,8 +263,11 @@ impl<'de> Deserialize<'de> for Key<'de> {
 ///
 /// Each field is `name: "jsonName" mode`, where mode is `required` (must be present),
 /// `whole` (a required unsigned integer, read by [`crate::whole::Whole`]), `optional`
-/// (an `Option`: absent or `null` reads as `None`, `None` is not written) or `list` (a
-/// `Vec`: absent reads as empty, empty is not written).
+/// (an `Option`: absent or `null` reads as `None`, `None` is not written),
+/// `optional_whole` (the same for an unsigned integer), `nested` (an optional object of
+/// a type this macro also serves, counted against this one's budget), `list` (a `Vec` or
+/// map: absent reads as empty, empty is not written), `strings` (a `Vec<String>`, each
+/// counted against the budget) or `values` (a `Vec<serde_json::Value>`, counted alike).
 macro_rules! keep_unknown_fields {
     ($ty:ident { $($field:ident : $json:literal $mode:ident),* $(,)? }) => {
         impl serde::Serialize for $ty {
@@ -176,6 +282,37 @@ macro_rules! keep_unknown_fields {
             }
         }
 
+        impl $crate::unknown_fields::SharesBudget for $ty {
+            fn visit_budgeted<'de, A: serde::de::MapAccess<'de>>(
+                mut map: A,
+                budget: &std::cell::Cell<usize>,
+            ) -> Result<Self, A::Error> {
+                use serde::de::Error as _;
+                $( let mut $field = None; )*
+                let mut extra = serde_json::Map::new();
+                while let Some(key) = map.next_key::<$crate::unknown_fields::Key<'de>>()? {
+                    match &*key.0 {
+                        $( $json => {
+                            if $field.is_some() {
+                                return Err(A::Error::duplicate_field($json));
+                            }
+                            $field = Some($crate::unknown_fields::keep_unknown_fields!(@next $mode map budget));
+                        } )*
+                        _ => {
+                            let value = map.next_value_seed(
+                                $crate::unknown_fields::Budgeted(budget),
+                            )?;
+                            extra.insert(key.0.into_owned(), value);
+                        }
+                    }
+                }
+                Ok($ty {
+                    $( $field: $crate::unknown_fields::keep_unknown_fields!(@read $mode $field $json A), )*
+                    extra,
+                })
+            }
+        }
+
         impl<'de> serde::Deserialize<'de> for $ty {
             fn deserialize<D: serde::Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
                 struct FieldsVisitor;
@@ -187,31 +324,9 @@ macro_rules! keep_unknown_fields {
                         f.write_str(concat!("struct ", stringify!($ty)))
                     }
 
-                    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<$ty, A::Error> {
-                        use serde::de::Error as _;
-                        $( let mut $field = None; )*
-                        let mut extra = serde_json::Map::new();
+                    fn visit_map<A: serde::de::MapAccess<'de>>(self, map: A) -> Result<$ty, A::Error> {
                         let budget = std::cell::Cell::new($crate::unknown_fields::MAX_UNKNOWN_VALUES);
-                        while let Some(key) = map.next_key::<$crate::unknown_fields::Key<'de>>()? {
-                            match &*key.0 {
-                                $( $json => {
-                                    if $field.is_some() {
-                                        return Err(A::Error::duplicate_field($json));
-                                    }
-                                    $field = Some($crate::unknown_fields::keep_unknown_fields!(@next $mode map));
-                                } )*
-                                _ => {
-                                    let value = map.next_value_seed(
-                                        $crate::unknown_fields::Budgeted(&budget),
-                                    )?;
-                                    extra.insert(key.0.into_owned(), value);
-                                }
-                            }
-                        }
-                        Ok($ty {
-                            $( $field: $crate::unknown_fields::keep_unknown_fields!(@read $mode $field $json A), )*
-                            extra,
-                        })
+                        <$ty as $crate::unknown_fields::SharesBudget>::visit_budgeted(map, &budget)
                     }
                 }
 
@@ -219,10 +334,22 @@ macro_rules! keep_unknown_fields {
             }
         }
     };
-    (@next whole $map:ident) => {
+    (@next whole $map:ident $budget:ident) => {
         $map.next_value::<$crate::whole::Whole<_>>()?.0
     };
-    (@next $mode:ident $map:ident) => {
+    (@next optional_whole $map:ident $budget:ident) => {
+        $map.next_value::<Option<$crate::whole::Whole<_>>>()?.map(|whole| whole.0)
+    };
+    (@next nested $map:ident $budget:ident) => {
+        $map.next_value_seed($crate::unknown_fields::Nested($budget, std::marker::PhantomData))?
+    };
+    (@next strings $map:ident $budget:ident) => {
+        $map.next_value_seed($crate::unknown_fields::Strings($budget))?
+    };
+    (@next values $map:ident $budget:ident) => {
+        $map.next_value_seed($crate::unknown_fields::Values($budget))?
+    };
+    (@next $mode:ident $map:ident $budget:ident) => {
         $map.next_value()?
     };
     (@write whole $map:ident $json:literal $value:expr) => {
@@ -236,10 +363,22 @@ macro_rules! keep_unknown_fields {
             $map.serialize_entry($json, value)?;
         }
     };
+    (@write optional_whole $map:ident $json:literal $value:expr) => {
+        $crate::unknown_fields::keep_unknown_fields!(@write optional $map $json $value);
+    };
+    (@write nested $map:ident $json:literal $value:expr) => {
+        $crate::unknown_fields::keep_unknown_fields!(@write optional $map $json $value);
+    };
     (@write list $map:ident $json:literal $value:expr) => {
         if !$value.is_empty() {
             $map.serialize_entry($json, $value)?;
         }
+    };
+    (@write strings $map:ident $json:literal $value:expr) => {
+        $crate::unknown_fields::keep_unknown_fields!(@write list $map $json $value);
+    };
+    (@write values $map:ident $json:literal $value:expr) => {
+        $crate::unknown_fields::keep_unknown_fields!(@write list $map $json $value);
     };
     (@read whole $field:ident $json:literal $access:ident) => {
         $field.ok_or_else(|| <$access::Error as serde::de::Error>::missing_field($json))?
@@ -250,7 +389,19 @@ macro_rules! keep_unknown_fields {
     (@read optional $field:ident $json:literal $access:ident) => {
         $field.flatten()
     };
+    (@read optional_whole $field:ident $json:literal $access:ident) => {
+        $field.flatten()
+    };
+    (@read nested $field:ident $json:literal $access:ident) => {
+        $field.flatten()
+    };
     (@read list $field:ident $json:literal $access:ident) => {
+        $field.unwrap_or_default()
+    };
+    (@read strings $field:ident $json:literal $access:ident) => {
+        $field.unwrap_or_default()
+    };
+    (@read values $field:ident $json:literal $access:ident) => {
         $field.unwrap_or_default()
     };
 }
@@ -291,6 +442,35 @@ mod tests {
             err.to_string()
                 .contains("more than 100000 JSON values in fields this version does not know"),
             "{err}"
+        );
+    }
+
+    /// Regression: the answer, its `usage` and its `safety` each had a budget of their
+    /// own, and the safety filters that fired none, so a 4 MiB answer of names took 38 MB.
+    #[test]
+    fn nested_objects_and_names_share_the_answers_budget() {
+        let half = vec!["{}"; MAX_UNKNOWN_VALUES / 2].join(",");
+        let split = format!(
+            r#"{{"id":"a","modelId":"m","output":"o","x":[{half}],"usage":{{"promptTokens":1,"completionTokens":1,"totalTokens":2,"x":[{half}]}}}}"#
+        );
+        assert!(serde_json::from_str::<GatewayResponse>(&split).is_err());
+        let names = vec![r#""a""#; MAX_UNKNOWN_VALUES + 1].join(",");
+        let fired = format!(
+            r#"{{"id":"a","modelId":"m","output":"o","safety":{{"verdict":"passed","triggered":[{names}]}}}}"#
+        );
+        let err = serde_json::from_str::<GatewayResponse>(&fired).unwrap_err();
+        assert!(
+            err.to_string().contains("more than 100000 JSON values"),
+            "{err}"
+        );
+        // Within the budget, a nested object reads as before, `null` as absent.
+        let fine = r#"{"id":"a","modelId":"m","output":"o","usage":null,"safety":{"verdict":"passed","triggered":["pii"],"s":1}}"#;
+        let answer: GatewayResponse = serde_json::from_str(fine).unwrap();
+        assert!(answer.usage.is_none());
+        let safety = answer.safety.unwrap();
+        assert_eq!(
+            (safety.triggered, safety.extra["s"].clone()),
+            (vec!["pii".to_owned()], serde_json::json!(1))
         );
     }
 }

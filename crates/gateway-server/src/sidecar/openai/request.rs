@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::{Map, Value};
 
 use super::error::OpenAiError;
-use super::json_values::{MAX_REQUEST_VALUES, value_bound};
+use super::json_values::MAX_REQUEST_VALUES;
 use super::text_or_list::{self, TextOrList};
 
 /// The header that names the sticky key, winning over `user`.
@@ -279,7 +279,7 @@ impl ChatCall {
 /// Reads `body` as one JSON value of type `T`; a parameter of the wrong type is named.
 /// A body of more than [`MAX_REQUEST_VALUES`] JSON values is refused before it is read.
 pub(super) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, OpenAiError> {
-    if value_bound(body) > MAX_REQUEST_VALUES {
+    if gateway_model::json_value_bound(body) > MAX_REQUEST_VALUES {
         return Err(OpenAiError::invalid(
             None,
             "too_many_values",
