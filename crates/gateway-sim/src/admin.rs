@@ -10,7 +10,8 @@ use serde_json::{Value, json};
 use crate::behaviour::{Behaviour, RateLimit, Scripted, Target};
 use crate::catalogue;
 use crate::check::{
-    self, InputError, MAX_ADMIN_MODELS, MAX_PENDING_SCRIPTS, MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME,
+    self, InputError, MAX_ADMIN_MODELS, MAX_PENDING_SCRIPT_BYTES, MAX_PENDING_SCRIPTS,
+    MAX_TOKEN_LIFETIME, MIN_TOKEN_LIFETIME,
 };
 use crate::locks::{lock, read, write};
 use crate::reply::{self, Answer, Received};
@@ -163,10 +164,19 @@ fn put_model(state: &State, seq: u64, model: &str) -> http::Response<reply::Body
 fn post_script(state: &State, request: &Received) -> Answer {
     parse(state, request, check_script).map_or_else(Ok, |s| {
         let n = s.responses.len();
+        let bytes = s
+            .responses
+            .iter()
+            .map(Scripted::weight)
+            .fold(0, usize::saturating_add);
         let mut scripts = lock(&state.scripts);
         if scripts.pending().saturating_add(n) > MAX_PENDING_SCRIPTS {
             let what = "scripted answers pending";
             return Ok(full(state, request.seq, what, MAX_PENDING_SCRIPTS));
+        }
+        if scripts.pending_bytes().saturating_add(bytes) > MAX_PENDING_SCRIPT_BYTES {
+            let what = "bytes of raw answers pending";
+            return Ok(full(state, request.seq, what, MAX_PENDING_SCRIPT_BYTES));
         }
         scripts.push(s.target, s.responses);
         let body = json!({ "queued": n, "pending": scripts.pending() });

@@ -23,6 +23,14 @@ pub const MAX_WINDOW_SECS: u64 = 86_400;
 pub const MAX_OVERSIZED_BYTES: usize = 64 * 1024 * 1024;
 /// The most one-shot answers the admin API keeps pending at once, over all targets.
 pub const MAX_PENDING_SCRIPTS: usize = 10_000;
+/// The most bytes of `raw` bodies and headers the admin API keeps pending at once, over
+/// all targets: 64 MiB (each admin body may hold 512 KB, and 10,000 of them would not fit
+/// in memory).
+pub const MAX_PENDING_SCRIPT_BYTES: usize = 64 * 1024 * 1024;
+/// The most entries of a behaviour's `errors` and `policyRules` lists, each.
+pub const MAX_BEHAVIOUR_RULES: usize = 16;
+/// The longest text of a policy rule's `contains` and `code`, and of `serveAs`, in bytes.
+pub const MAX_BEHAVIOUR_TEXT: usize = 256;
 /// The most models the admin API lets the catalogue hold, and the most models with a
 /// behaviour of their own it keeps.
 pub const MAX_ADMIN_MODELS: usize = 10_000;
@@ -80,9 +88,35 @@ impl Behaviour {
     /// [`MAX_WAIT_MS`] (a uniform minimum not above its maximum), rates 0 to 1, statuses
     /// 200 to 999, a rate limit allowing at least one call in a window of 1 to
     /// [`MAX_WINDOW_SECS`] s, a slow body of at least one part whose pauses take at most
-    /// [`MAX_WAIT_MS`] in all.
+    /// [`MAX_WAIT_MS`] in all; and its size: at most [`MAX_BEHAVIOUR_RULES`] error rates
+    /// and policy rules, texts of at most [`MAX_BEHAVIOUR_TEXT`] bytes.
     pub fn check(&self) -> Result<(), InputError> {
         check_latency(&self.latency)?;
+        for (path, len) in [
+            ("errors", self.errors.len()),
+            ("policyRules", self.policy_rules.len()),
+        ] {
+            if len > MAX_BEHAVIOUR_RULES {
+                return Err(InputError::new(
+                    path,
+                    format!("holds at most {MAX_BEHAVIOUR_RULES} entries"),
+                ));
+            }
+        }
+        let texts = self.policy_rules.iter().enumerate().flat_map(|(i, rule)| {
+            [
+                (format!("policyRules[{i}].contains"), Some(&rule.contains)),
+                (format!("policyRules[{i}].code"), rule.code.as_ref()),
+            ]
+        });
+        for (path, text) in texts.chain([("serveAs".to_owned(), self.serve_as.as_ref())]) {
+            if text.is_some_and(|t| t.len() > MAX_BEHAVIOUR_TEXT) {
+                return Err(InputError::new(
+                    path,
+                    format!("is at most {MAX_BEHAVIOUR_TEXT} bytes"),
+                ));
+            }
+        }
         for (i, e) in self.errors.iter().enumerate() {
             check_status(&format!("errors[{i}].status"), e.status)?;
             check_rate(&format!("errors[{i}].rate"), e.rate)?;
@@ -112,6 +146,19 @@ impl Target {
 }
 
 impl Scripted {
+    /// The bytes this answer holds beyond its fixed size: a `raw` answer's body and
+    /// headers, a status's code.
+    pub(crate) fn weight(&self) -> usize {
+        match self {
+            Scripted::Raw { headers, body, .. } => headers
+                .iter()
+                .map(|(name, value)| name.len().saturating_add(value.len()))
+                .fold(body.len(), usize::saturating_add),
+            Scripted::Status { code, .. } => code.as_ref().map_or(0, String::len),
+            _ => 0,
+        }
+    }
+
     /// Checks the answer's numbers and headers: statuses 200 to 999, a `delay` up to
     /// [`MAX_WAIT_MS`], an `oversized` body up to [`MAX_OVERSIZED_BYTES`], `raw` header
     /// names and values that HTTP can carry (and no framing header such as

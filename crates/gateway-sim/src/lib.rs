@@ -106,8 +106,11 @@
 //! the Rust types (camelCase), always a JSON object: serde's sequence form of a struct
 //! (`[5]` for `{"secs":5}`) is refused, like a value out of its range, with a 400 naming
 //! the field. Admin calls are neither recorded nor counted. What the admin API may
-//! accumulate is bounded: at most [`MAX_PENDING_SCRIPTS`] one-shot answers pending and
-//! [`MAX_ADMIN_MODELS`] catalogue entries and model behaviours (a 400 beyond); the
+//! accumulate is bounded: at most [`MAX_PENDING_SCRIPTS`] one-shot answers pending
+//! (holding at most [`MAX_PENDING_SCRIPT_BYTES`] of `raw` bodies and headers) and
+//! [`MAX_ADMIN_MODELS`] catalogue entries and model behaviours (each with at most
+//! [`MAX_BEHAVIOUR_RULES`] error rates and policy rules, their texts at most
+//! [`MAX_BEHAVIOUR_TEXT`] bytes; a 400 beyond); the
 //! simulator keeps at most [`MAX_LIVE_TOKENS`] tokens, forgetting the one that expires
 //! first.
 //!
@@ -169,9 +172,9 @@ pub use behaviour::{
     SlowBody, Target,
 };
 pub use check::{
-    InputError, MAX_ADMIN_MODELS, MAX_CONNECTION_TIMEOUT, MAX_HTTP_DATE_SECS, MAX_LIVE_TOKENS,
-    MAX_OVERSIZED_BYTES, MAX_PENDING_SCRIPTS, MAX_TOKEN_LIFETIME, MAX_WAIT_MS, MAX_WINDOW_SECS,
-    MIN_TOKEN_LIFETIME,
+    InputError, MAX_ADMIN_MODELS, MAX_BEHAVIOUR_RULES, MAX_BEHAVIOUR_TEXT, MAX_CONNECTION_TIMEOUT,
+    MAX_HTTP_DATE_SECS, MAX_LIVE_TOKENS, MAX_OVERSIZED_BYTES, MAX_PENDING_SCRIPT_BYTES,
+    MAX_PENDING_SCRIPTS, MAX_TOKEN_LIFETIME, MAX_WAIT_MS, MAX_WINDOW_SECS, MIN_TOKEN_LIFETIME,
 };
 pub use pki::TestPki;
 pub use record::{Counters, MAX_RECORDED_BYTES, RecordedRequest};

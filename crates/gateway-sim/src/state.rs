@@ -61,11 +61,25 @@ impl Behaviours {
 #[derive(Default)]
 pub(crate) struct Scripts {
     queues: HashMap<Target, VecDeque<Scripted>>,
+    /// The pending answers' [`Scripted::weight`]s, summed.
+    bytes: usize,
 }
 
 impl Scripts {
     pub(crate) fn push(&mut self, target: Target, answers: impl IntoIterator<Item = Scripted>) {
-        self.queues.entry(target).or_default().extend(answers);
+        let queue = self.queues.entry(target).or_default();
+        for answer in answers {
+            self.bytes = self.bytes.saturating_add(answer.weight());
+            queue.push_back(answer);
+        }
+    }
+
+    /// `answer`, taken off its queue, no longer counted.
+    fn taken(&mut self, answer: Option<Scripted>) -> Option<Scripted> {
+        if let Some(answer) = &answer {
+            self.bytes = self.bytes.saturating_sub(answer.weight());
+        }
+        answer
     }
 
     /// The next scripted answer for a prompt call to `model` (its own queue first, then
@@ -77,17 +91,24 @@ impl Scripts {
         if let Some(q) = self.queues.get_mut(&Target::Model(model.to_owned()))
             && let Some(s) = q.pop_front()
         {
-            return Some(s);
+            return self.taken(Some(s));
         }
-        self.queues.get_mut(&Target::Global)?.pop_front()
+        let next = self.queues.get_mut(&Target::Global)?.pop_front();
+        self.taken(next)
     }
 
     pub(crate) fn next_for_token(&mut self) -> Option<Scripted> {
-        self.queues.get_mut(&Target::Token)?.pop_front()
+        let next = self.queues.get_mut(&Target::Token)?.pop_front();
+        self.taken(next)
     }
 
     pub(crate) fn pending(&self) -> usize {
         self.queues.values().map(VecDeque::len).sum()
+    }
+
+    /// The bytes the pending answers hold ([`Scripted::weight`]).
+    pub(crate) fn pending_bytes(&self) -> usize {
+        self.bytes
     }
 }
 

@@ -1041,6 +1041,63 @@ proptest! {
     }
 }
 
+/// Regression: the counts were bounded, the bytes were not: 2,000 scripted `raw` answers
+/// of 500 KB each took the simulator from 23 MB to 1 GB.
+#[tokio::test]
+async fn the_bytes_the_admin_api_keeps_are_bounded() {
+    use gateway_sim::{MAX_BEHAVIOUR_RULES, MAX_BEHAVIOUR_TEXT, MAX_PENDING_SCRIPT_BYTES};
+    count_panics();
+    let sim = Sim::builder().start().await.unwrap();
+    let http = Http::new(&sim);
+    let body = "x".repeat(400_000);
+    let raw = script(
+        &json!("global"),
+        &json!([{"kind": "raw", "status": 200, "body": body}]),
+    );
+    let fit = MAX_PENDING_SCRIPT_BYTES / 400_000;
+    for _ in 0..fit {
+        let queued = http.admin(Method::POST, "script", raw.clone()).await;
+        assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
+    }
+    let refused = http.admin(Method::POST, "script", raw.clone()).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused
+            .message()
+            .contains(&format!("at most {MAX_PENDING_SCRIPT_BYTES} bytes")),
+        "{}",
+        refused.message()
+    );
+    // An answer used gives its bytes back.
+    let token = http
+        .token(
+            gateway_sim::DEFAULT_CLIENT_ID,
+            gateway_sim::DEFAULT_CLIENT_SECRET,
+        )
+        .await;
+    let payload = json!({"modelId": "model-gen-4", "prompt": "hi",
+        "parameters": {"temperature": 0.3, "maxTokens": 64, "topP": 0.9}});
+    let answered = http.prompt(&token, &payload).await;
+    assert_eq!(answered.status, StatusCode::OK, "{}", answered.message());
+    let queued = http.admin(Method::POST, "script", raw).await;
+    assert_eq!(queued.status, StatusCode::OK, "{}", queued.message());
+
+    let many = vec![json!({"contains": "x"}); MAX_BEHAVIOUR_RULES + 1];
+    let long = vec![json!({"contains": "x".repeat(MAX_BEHAVIOUR_TEXT + 1)})];
+    for (rules, path) in [(many, "policyRules"), (long, "policyRules[0].contains")] {
+        let refused = http
+            .admin(
+                Method::PUT,
+                "models/model-gen-4/behaviour",
+                json!({"policyRules": rules}).to_string(),
+            )
+            .await;
+        assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+        assert!(refused.message().contains(path), "{}", refused.message());
+    }
+    assert_eq!(panics(), 0);
+}
+
 #[tokio::test]
 async fn what_the_admin_api_accumulates_is_bounded() {
     use gateway_sim::{MAX_ADMIN_MODELS, MAX_PENDING_SCRIPTS};
