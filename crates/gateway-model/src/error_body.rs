@@ -343,5 +343,12 @@ mod tests {
         let body = ErrorBody::parse(odd.as_bytes()).unwrap();
         assert_eq!((body.status, body.code.as_deref()), (None, Some("c")));
         assert!(ErrorBody::parse(format!("[{many}]").as_bytes()).is_none());
+        // A key given twice keeps its last value, and a whole number may be written as a
+        // float, as when the body is read whole.
+        let twice =
+            format!(r#"{{"code":"x","code":"ai.model.restricted","status":403.0,"d":[{many}]}}"#);
+        let body = ErrorBody::parse(twice.as_bytes()).unwrap();
+        assert!(body.is_model_restricted(), "{body:?}");
+        assert_eq!(body.status, Some(403));
     }
 }

@@ -39,7 +39,7 @@ impl Budgeted<'_> {
                 Ok(())
             }
             None => Err(E::custom(format_args!(
-                "more than {MAX_UNKNOWN_VALUES} JSON values in fields this version does not know"
+                "more than {MAX_UNKNOWN_VALUES} JSON values in fields this version does not know and lists of names"
             ))),
         }
     }

@@ -27,6 +27,8 @@ pub const MAX_PENDING_SCRIPTS: usize = 10_000;
 /// all targets: 64 MiB (each admin body may hold 512 KB, and 10,000 of them would not fit
 /// in memory).
 pub const MAX_PENDING_SCRIPT_BYTES: usize = 64 * 1024 * 1024;
+/// The most headers of a `raw` answer.
+pub const MAX_RAW_HEADERS: usize = 100;
 /// The most entries of a behaviour's `errors` and `policyRules` lists, each.
 pub const MAX_BEHAVIOUR_RULES: usize = 16;
 /// The longest text of a policy rule's `contains` and `code`, and of `serveAs`, in bytes.
@@ -147,12 +149,16 @@ impl Target {
 
 impl Scripted {
     /// The bytes this answer holds beyond its fixed size: a `raw` answer's body and
-    /// headers, a status's code.
+    /// headers (each with the size of its pair of strings), a status's code.
     pub(crate) fn weight(&self) -> usize {
         match self {
             Scripted::Raw { headers, body, .. } => headers
                 .iter()
-                .map(|(name, value)| name.len().saturating_add(value.len()))
+                .map(|(name, value)| {
+                    name.len()
+                        .saturating_add(value.len())
+                        .saturating_add(std::mem::size_of::<(String, String)>())
+                })
                 .fold(body.len(), usize::saturating_add),
             Scripted::Status { code, .. } => code.as_ref().map_or(0, String::len),
             _ => 0,
@@ -372,8 +378,15 @@ pub(crate) fn raw_parts(
     Ok((status, raw_headers(headers)?))
 }
 
-/// The headers of a [`Scripted::Raw`] answer, or the first one HTTP cannot carry.
+/// The headers of a [`Scripted::Raw`] answer, or the first one HTTP cannot carry; at
+/// most [`MAX_RAW_HEADERS`].
 fn raw_headers(headers: &[(String, String)]) -> Result<HeaderMap, InputError> {
+    if headers.len() > MAX_RAW_HEADERS {
+        return Err(InputError::new(
+            "headers",
+            format!("holds at most {MAX_RAW_HEADERS} headers"),
+        ));
+    }
     let mut map = HeaderMap::new();
     for (i, (name, value)) in headers.iter().enumerate() {
         let name = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
@@ -394,7 +407,13 @@ fn raw_headers(headers: &[(String, String)]) -> Result<HeaderMap, InputError> {
                 "must be a header value (no control characters but tab)",
             )
         })?;
-        map.append(name, value);
+        // `HeaderMap` takes at most 32,768 names: more is an error here, not a panic.
+        map.try_append(name, value).map_err(|_| {
+            InputError::new(
+                "headers",
+                format!("holds at most {MAX_RAW_HEADERS} headers"),
+            )
+        })?;
     }
     Ok(map)
 }

@@ -107,7 +107,8 @@
 //! (`[5]` for `{"secs":5}`) is refused, like a value out of its range, with a 400 naming
 //! the field. Admin calls are neither recorded nor counted. What the admin API may
 //! accumulate is bounded: at most [`MAX_PENDING_SCRIPTS`] one-shot answers pending
-//! (holding at most [`MAX_PENDING_SCRIPT_BYTES`] of `raw` bodies and headers) and
+//! (holding at most [`MAX_PENDING_SCRIPT_BYTES`] of `raw` bodies and headers, at most
+//! [`MAX_RAW_HEADERS`] headers each) and
 //! [`MAX_ADMIN_MODELS`] catalogue entries and model behaviours (each with at most
 //! [`MAX_BEHAVIOUR_RULES`] error rates and policy rules, their texts at most
 //! [`MAX_BEHAVIOUR_TEXT`] bytes; a 400 beyond); the
@@ -174,7 +175,8 @@ pub use behaviour::{
 pub use check::{
     InputError, MAX_ADMIN_MODELS, MAX_BEHAVIOUR_RULES, MAX_BEHAVIOUR_TEXT, MAX_CONNECTION_TIMEOUT,
     MAX_HTTP_DATE_SECS, MAX_LIVE_TOKENS, MAX_OVERSIZED_BYTES, MAX_PENDING_SCRIPT_BYTES,
-    MAX_PENDING_SCRIPTS, MAX_TOKEN_LIFETIME, MAX_WAIT_MS, MAX_WINDOW_SECS, MIN_TOKEN_LIFETIME,
+    MAX_PENDING_SCRIPTS, MAX_RAW_HEADERS, MAX_TOKEN_LIFETIME, MAX_WAIT_MS, MAX_WINDOW_SECS,
+    MIN_TOKEN_LIFETIME,
 };
 pub use pki::TestPki;
 pub use record::{Counters, MAX_RECORDED_BYTES, RecordedRequest};

@@ -1068,6 +1068,20 @@ async fn the_bytes_the_admin_api_keeps_are_bounded() {
         "{}",
         refused.message()
     );
+    // Headers are counted too, and more than a raw answer may hold (or than `HeaderMap`
+    // takes: 32,768 names panicked the simulator) are refused.
+    let names: Vec<Value> = (0..33_000).map(|i| json!([format!("x{i}"), ""])).collect();
+    let crowded = script(
+        &json!("global"),
+        &json!([{"kind": "raw", "status": 200, "headers": names}]),
+    );
+    let refused = http.admin(Method::POST, "script", crowded).await;
+    assert_eq!(refused.status, StatusCode::BAD_REQUEST);
+    assert!(
+        refused.message().contains("at most 100 headers"),
+        "{}",
+        refused.message()
+    );
     // An answer used gives its bytes back.
     let token = http
         .token(

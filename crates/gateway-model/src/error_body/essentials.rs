@@ -9,24 +9,56 @@ use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 
 use super::ErrorBody;
 use crate::redact::redact_secrets;
+use crate::unknown_fields::Key;
+use crate::whole::Whole;
 
 /// The most JSON values an error body is kept whole with, `details`, `errors` and
 /// unknown fields included: far past any real one's (a handful of details). Past it,
 /// only `message`, `code`, `status` and `contextId` are kept.
 pub const MAX_ERROR_BODY_VALUES: usize = 1_024;
 
-/// `message`, `code`, `status` and `contextId`, each kept only when of its type.
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase")]
+/// `message`, `code`, `status` and `contextId`, each kept only when of its type; a key
+/// given twice keeps its last value, as when the body is read whole.
+#[derive(Default)]
 struct Essentials {
-    #[serde(default)]
     message: Option<Scalar>,
-    #[serde(default)]
     code: Option<Scalar>,
-    #[serde(default)]
     status: Option<Scalar>,
-    #[serde(default)]
     context_id: Option<Scalar>,
+}
+
+impl<'de> Deserialize<'de> for Essentials {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        deserializer.deserialize_map(EssentialsVisitor)
+    }
+}
+
+struct EssentialsVisitor;
+
+impl<'de> Visitor<'de> for EssentialsVisitor {
+    type Value = Essentials;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("an error body")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Essentials, A::Error> {
+        let mut read = Essentials::default();
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let field = match &*key.0 {
+                "message" => &mut read.message,
+                "code" => &mut read.code,
+                "status" => &mut read.status,
+                "contextId" => &mut read.context_id,
+                _ => {
+                    map.next_value::<IgnoredAny>()?;
+                    continue;
+                }
+            };
+            *field = Some(map.next_value()?);
+        }
+        Ok(read)
+    }
 }
 
 /// One field's value: a string, an unsigned integer, or anything else, which is
@@ -77,8 +109,12 @@ impl<'de> Visitor<'de> for ScalarVisitor {
         Ok(Scalar::Other)
     }
 
-    fn visit_f64<E: de::Error>(self, _: f64) -> Result<Scalar, E> {
-        Ok(Scalar::Other)
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Scalar, E> {
+        // A whole number written as a float (`403.0`), as JSON Schema counts integers.
+        Ok(
+            Whole::<u16>::deserialize(de::value::F64Deserializer::<E>::new(v))
+                .map_or(Scalar::Other, |whole| Scalar::Number(u64::from(whole.0))),
+        )
     }
 
     fn visit_bool<E: de::Error>(self, _: bool) -> Result<Scalar, E> {

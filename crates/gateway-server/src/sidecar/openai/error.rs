@@ -94,7 +94,8 @@ impl OpenAiError {
         )
     }
 
-    /// A 400 for a body that is not JSON, or a parameter of the wrong type.
+    /// A 400 for a body that is not JSON, or a parameter of the wrong type
+    /// (`invalid_type`) or at a value its type cannot take (`invalid_value`).
     pub(crate) fn unreadable(error: &serde_path_to_error::Error<serde_json::Error>) -> Self {
         Self::unreadable_at("", error)
     }
@@ -267,14 +268,14 @@ fn repeated(at: &str, path: &str, error: &serde_json::Error) -> Option<String> {
     Some(param)
 }
 
-/// serde's complaint in the caller's terms: without its ` at line 1 column 7` tail and
-/// without the Rust types it names (a struct, `f64`, `u32`).
 /// How `serde_json` begins the error for a number no type can hold.
 const OUT_OF_RANGE: &str = "number out of range";
 
 /// How serde begins the error for a value of the right type that the type cannot take.
 const INVALID_VALUE: &str = "invalid value:";
 
+/// serde's complaint in the caller's terms: without its ` at line 1 column 7` tail and
+/// without the Rust types it names (a struct, `f64`, `u32`).
 fn plain_words(error: &serde_json::Error) -> String {
     let text = error.to_string();
     let text = match text.rfind(" at line ") {

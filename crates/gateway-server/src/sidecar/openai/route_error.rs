@@ -68,6 +68,12 @@ impl OpenAiError {
         let code = match status {
             StatusCode::TOO_MANY_REQUESTS => "rate_limit_exceeded",
             StatusCode::FORBIDDEN => "permission_denied",
+            // Every model skipped on an open circuit: nothing was sent.
+            StatusCode::SERVICE_UNAVAILABLE
+                if matches!(err.kind(), RouteErrorKind::Exhausted { .. }) =>
+            {
+                "models_unavailable"
+            }
             StatusCode::SERVICE_UNAVAILABLE => "overloaded",
             StatusCode::GATEWAY_TIMEOUT => "timeout",
             _ => "upstream_error",
@@ -232,6 +238,19 @@ mod tests {
         assert_eq!(
             answer(&[PolicyViolation], None),
             (StatusCode::BAD_GATEWAY, "upstream_error".into(), true)
+        );
+    }
+
+    #[test]
+    fn a_call_that_found_every_circuit_open_is_told_apart_from_shed_load() {
+        use Outcome::CircuitOpen;
+        assert_eq!(
+            answer(&[CircuitOpen, CircuitOpen], None),
+            (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "models_unavailable".into(),
+                true
+            )
         );
     }
 }

@@ -18,8 +18,10 @@ pub(crate) struct ResponseObject {
     /// `in_progress` in the stream's first event.
     status: &'static str,
     /// Why an `incomplete` answer stopped.
+    #[schemars(required, schema_with = "details_or_null")]
     incomplete_details: Option<IncompleteDetails>,
     /// Always null: a failed call is an HTTP error instead.
+    #[schemars(required)]
     error: Option<()>,
     /// The model that answered.
     model: String,
@@ -35,13 +37,24 @@ pub(crate) struct ResponseObject {
     parallel_tool_calls: bool,
     /// Always null: the request's instructions are not echoed (OpenAI's API requires the
     /// key, and allows null).
+    #[schemars(required)]
     instructions: Option<()>,
     /// Always null: the request's labels are not echoed.
+    #[schemars(required)]
     metadata: Option<()>,
     /// Always null: not echoed (the route picks it, unless the request did).
+    #[schemars(required)]
     temperature: Option<()>,
     /// Always null: not echoed.
+    #[schemars(required)]
     top_p: Option<()>,
+}
+
+/// `incomplete_details`' schema: required, and null when the answer is complete
+/// (`required` alone would drop the null).
+fn details_or_null(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let details = generator.subschema_for::<IncompleteDetails>();
+    schemars::json_schema!({ "anyOf": [details, { "type": "null" }] })
 }
 
 /// Why an answer is incomplete.
