@@ -740,3 +740,62 @@ async fn scripted_login_failures_answer_in_the_login_services_shape() {
         "{err:?}"
     );
 }
+
+/// Regression: a login host answering with a bare JSON string (the token where the
+/// object belongs) put serde's message, quoting the whole token, into the error, and into
+/// every "backing off" error after it, at any length up to the body cap.
+#[tokio::test]
+async fn a_token_answer_that_is_a_bare_string_is_not_quoted_in_errors() {
+    let token = format!("eyJSECRET{}", "A".repeat(100_000));
+    let sim = sim_granting(&format!("\"{token}\"")).await;
+    let tokens = provider(&sim);
+    let first = tokens.current_token().await.unwrap_err().to_string();
+    let again = tokens.token().await.unwrap_err().message;
+    for err in [first, again] {
+        assert!(!err.contains("eyJSECRET"), "{err:.300}");
+        assert!(err.len() < 1_000, "{} bytes: {err:.300}", err.len());
+        assert!(err.contains("not the expected JSON"), "{err}");
+    }
+}
+
+/// Regression: a background refresh whose task was dropped before its first poll (its
+/// runtime shut down) left the provider's "refresh running" flag set for good, so no
+/// background refresh started again: each token was fetched only once it had expired.
+#[test]
+fn a_background_refresh_dropped_before_it_ran_lets_a_later_one_start() {
+    let paused = || {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .start_paused(true)
+            .build()
+            .unwrap()
+    };
+    // A 20 s token is due 10 s after it is granted and usable for 19 s.
+    let first = paused();
+    let tokens = first.block_on(async {
+        let sim = with_token_life(20).await;
+        let tokens = provider(&sim);
+        tokens.current_token().await.unwrap();
+        tokio::time::advance(Duration::from_secs(12)).await;
+        // Due: a background refresh is spawned, and never polled on this runtime.
+        assert!(tokens.ready_token().is_some());
+        tokens
+    });
+    drop(first);
+    assert_eq!(tokens.token_requests(), 1);
+
+    // Another runtime's clock starts at the real time again: 13 s on, the token is due
+    // and still usable. The simulator went with the first runtime, so the refresh fails,
+    // but it is asked for.
+    paused().block_on(async {
+        tokio::time::advance(Duration::from_secs(13)).await;
+        assert!(tokens.ready_token().is_some());
+        for _ in 0..10_000 {
+            if tokens.token_requests() > 1 {
+                break;
+            }
+            tokio::task::yield_now().await;
+        }
+        assert_eq!(tokens.token_requests(), 2, "a background refresh started");
+    });
+}

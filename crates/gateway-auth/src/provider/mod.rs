@@ -287,15 +287,20 @@ impl ClientCredentials {
         {
             return;
         }
+        // Outside a runtime (`ready_token` is a plain method) the next async call
+        // fetches it instead.
+        let Ok(runtime) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
         if self.inner.background.swap(true, Ordering::AcqRel) {
             return;
         }
-        let this = self.clone();
+        // Cleared however the task ends (a panicking hook, a runtime shutting down, even
+        // before its first poll), so that a later refresh can start.
+        let running = BackgroundRun(self.clone());
         let seen = Arc::clone(seen);
-        tokio::spawn(async move {
-            // Cleared however the task ends (a panicking hook, a runtime shutting down),
-            // so that a later refresh can start.
-            let running = ClearOnDrop(&this.inner.background);
+        runtime.spawn(async move {
+            let this = &running.0;
             let flight = this.inner.single_flight.lock().await;
             // Skip if a caller refreshed while this task waited for the lock, or if a
             // caller's failed request set a backoff meanwhile.
@@ -440,8 +445,12 @@ impl ClientCredentials {
             host: inner.host.clone(),
             reason: redact_secrets(&reason, &secrets).into_owned(),
         };
-        let grant: Grant = serde_json::from_slice(body)
-            .map_err(|e| bad(format!("the token answer is not the expected JSON: {e}")))?;
+        let grant: Grant = serde_json::from_slice(body).map_err(|e| {
+            bad(format!(
+                "the token answer is not the expected JSON: {}",
+                without_values(&e)
+            ))
+        })?;
         if grant
             .token_type
             .as_deref()
@@ -498,11 +507,25 @@ impl ClientCredentials {
 }
 
 /// Clears its flag when dropped.
-struct ClearOnDrop<'a>(&'a AtomicBool);
+/// serde's complaint about a token answer without the values it quotes (a host that
+/// answers with a bare string quotes the token itself, at any length) but with where.
+fn without_values(err: &serde_json::Error) -> String {
+    let text = err.to_string();
+    let end = text
+        .find('"')
+        .or_else(|| text.find(" at line "))
+        .unwrap_or(text.len());
+    let mut words = text[..end].trim_end().to_owned();
+    gateway_model::cut_to(&mut words, 200);
+    format!("{words} (line {}, column {})", err.line(), err.column())
+}
 
-impl Drop for ClearOnDrop<'_> {
+/// A background refresh under way: the provider's flag is cleared when this is dropped.
+struct BackgroundRun(ClientCredentials);
+
+impl Drop for BackgroundRun {
     fn drop(&mut self) {
-        self.0.store(false, Ordering::Release);
+        self.0.inner.background.store(false, Ordering::Release);
     }
 }
 
