@@ -265,8 +265,14 @@ impl RouterConfig {
     /// Parses TOML and validates the result; a syntax or type error names its path.
     pub fn from_toml_str(text: &str) -> Result<Self, ValidationErrors> {
         let de = toml::Deserializer::parse(text)
-            .map_err(|e| ValidationErrors::single("", Rule::malformed(e)))?;
-        let config: Self = serde_path_to_error::deserialize(de).map_err(malformed)?;
+            .map_err(|e| ValidationErrors::single("", Rule::malformed(toml_error(text, &e))))?;
+        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
+            let path = e.path().clone();
+            malformed(serde_path_to_error::Error::new(
+                path,
+                toml_error(text, e.inner()),
+            ))
+        })?;
         config.validate()?;
         Ok(config)
     }
@@ -283,6 +289,27 @@ impl RouterConfig {
         models
     }
 }
+/// A TOML error as its message and where it is, without the line of the file that the
+/// error's own text quotes: a secret written into the file by mistake
+/// (`client_secret = "..."`, refused as an unknown key) would be shown whole, in logs
+/// and CI output.
+fn toml_error(text: &str, err: &toml::de::Error) -> String {
+    let at = err
+        .span()
+        .and_then(|span| text.get(..span.start))
+        .map(|before| {
+            let line = before.matches('\n').count().saturating_add(1);
+            let column = before
+                .rsplit('\n')
+                .next()
+                .map_or(0, |l| l.chars().count())
+                .saturating_add(1);
+            format!(" at line {line}, column {column}")
+        })
+        .unwrap_or_default();
+    format!("TOML parse error{at}: {}", err.message().trim_end())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -304,6 +331,24 @@ mod tests {
             let errors = RouterConfig::from_toml_str(&text).unwrap_err();
             let shown = errors.to_string();
             assert!(shown.chars().count() < 1_200, "{} characters", shown.len());
+        }
+    }
+
+    /// Regression: the error quoted the line at fault, so a secret written into the file
+    /// by mistake reached the terminal, logs and CI output.
+    #[test]
+    fn a_parse_error_says_where_without_quoting_the_line() {
+        for (text, words) in [
+            (
+                "[environment]\nregion = \"us-east-1\"\nclient_secret = \"hunter2-SECRET\"\n",
+                "unknown field `client_secret`",
+            ),
+            ("[environment]\nregion = \"hunter2-SECRET", "line 2"),
+        ] {
+            let shown = RouterConfig::from_toml_str(text).unwrap_err().to_string();
+            assert!(!shown.contains("hunter2"), "{shown}");
+            assert!(shown.contains(words), "{shown}");
+            assert!(shown.contains("TOML parse error at line "), "{shown}");
         }
     }
 
