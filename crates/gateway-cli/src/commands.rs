@@ -145,9 +145,7 @@ fn builder(config: gateway_model::RouterConfig) -> anyhow::Result<gateway_router
     let longest_open = config.longest_circuit_opening();
     let mut builder = Router::builder(config);
     if let Some(fleet) = fleet {
-        console::info(format_args!(
-            "fleet mode: sharing state through Redis ({fleet:?})"
-        ));
+        console::info(format_args!("fleet mode: sharing state through Redis"));
         if let Some(budget) = fleet.rate_budget() {
             builder = builder.rate_budget(budget);
         }

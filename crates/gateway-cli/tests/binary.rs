@@ -671,3 +671,51 @@ async fn healthcheck_passes_on_a_serving_sidecar_and_fails_otherwise() {
     assert!(said.starts_with("unhealthy: "), "{said}");
     assert!(said.contains("refused"), "the cause is named: {said}");
 }
+
+/// Regression: a webhook secret or Redis URL that an env var held but that could not be
+/// used was reported without the env var's name (and the Redis one as `[fleet]` only),
+/// though the value is not shown and the variable is what the operator must fix.
+#[tokio::test]
+async fn an_unusable_secret_or_url_in_an_env_var_names_the_variable() {
+    let sim = Sim::builder().start().await.unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let webhook = format!(
+        "file = {:?}\n[audit.webhook]\nurl = \"http://127.0.0.1:9/audit\"\n\
+         secret_env = \"CLI_TEST_WEBHOOK_SECRET\"\nspool_dir = {:?}",
+        dir.path().join("audit.jsonl").display().to_string(),
+        dir.path().join("spool").display().to_string()
+    );
+    let config = one_route_config(&dir, &sim, &webhook);
+    let out = bin()
+        .args(["route", "--config"])
+        .arg(&config)
+        .args(["--route", "summarize", "--prompt", "hello"])
+        .env("CLI_TEST_WEBHOOK_SECRET", "whsec_c2VjcmV0")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("`CLI_TEST_WEBHOOK_SECRET`"), "{stderr}");
+    assert!(!stderr.contains("c2VjcmV0"), "{stderr}");
+
+    let fleet = dir.path().join("fleet.toml");
+    let text = std::fs::read_to_string(&config).unwrap();
+    let audit_file = dir.path().join("fleet-audit.jsonl");
+    let text = text.replace(&text[text.find("[audit]").unwrap()..], "")
+        + &format!(
+            "[audit]\nfile = {:?}\n[fleet]\nredis_url_env = \"CLI_TEST_REDIS_URL\"\n",
+            audit_file.display().to_string()
+        );
+    std::fs::write(&fleet, text).unwrap();
+    let out = bin()
+        .args(["route", "--config"])
+        .arg(&fleet)
+        .args(["--route", "summarize", "--prompt", "hello"])
+        .env("CLI_TEST_REDIS_URL", "http://user:hunter2@x")
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("`CLI_TEST_REDIS_URL`"), "{stderr}");
+    assert!(!stderr.contains("hunter2"), "{stderr}");
+}

@@ -20,4 +20,14 @@ pub enum FleetError {
         /// What was wrong, without the URL.
         kind: String,
     },
+    /// The Redis URL an env var holds cannot be used (the URL is not repeated).
+    #[error(
+        "[fleet] redis_url_env: the Redis URL in `{env}` is not usable ({kind}); it must be redis://host:port or rediss://host:port"
+    )]
+    UrlInEnv {
+        /// The env var's name.
+        env: String,
+        /// What was wrong, without the URL.
+        kind: String,
+    },
 }

@@ -109,7 +109,15 @@ impl Fleet {
                 reason,
             }
         })?;
-        Self::connect(&url, fleet, &config.limits).map(Some)
+        Self::connect(&url, fleet, &config.limits)
+            .map(Some)
+            .map_err(|e| match e {
+                FleetError::Url { kind } => FleetError::UrlInEnv {
+                    env: fleet.redis_url_env.clone(),
+                    kind,
+                },
+                other => other,
+            })
     }
 
     /// A fleet on the Redis at `url` (`redis://` or `rediss://`). Connects lazily: a

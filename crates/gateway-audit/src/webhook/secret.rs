@@ -37,6 +37,14 @@ pub enum SecretError {
         /// The decoded key length.
         bytes: usize,
     },
+    /// The environment variable holds no usable secret.
+    #[error("environment variable `{var}` (the webhook secret): {reason}")]
+    InEnv {
+        /// The variable's name.
+        var: String,
+        /// What is wrong with its value.
+        reason: Box<SecretError>,
+    },
 }
 
 /// The HMAC key a webhook is signed with. `Debug` prints `<redacted>`; there is no
@@ -75,7 +83,10 @@ impl WebhookSecret {
             var: var.to_owned(),
             reason,
         })?;
-        Self::parse(&value)
+        Self::parse(&value).map_err(|reason| SecretError::InEnv {
+            var: var.to_owned(),
+            reason: Box::new(reason),
+        })
     }
 
     pub(crate) fn key(&self) -> &[u8] {
