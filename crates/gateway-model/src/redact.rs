@@ -11,6 +11,49 @@ use serde_json::Value;
 /// What stands in for a secret taken out of a text.
 pub const REDACTED: &str = "<redacted>";
 
+/// serde's complaint about a value without the value: every string it quotes in double
+/// quotes (escapes included) and, in an `invalid type` or `invalid value` complaint,
+/// every number or other value it quotes in backticks, shown as `…`. Names of fields,
+/// which serde also quotes in backticks (as in "missing field"), are kept. For an input
+/// that may hold a secret where serde did not expect it (a token answer that is a bare
+/// string, a secret written into a config file under the wrong key).
+///
+/// ```
+/// use gateway_model::redact::without_quoted_values;
+///
+/// let said = r#"invalid type: string "tok-\"123", expected struct Grant"#;
+/// assert_eq!(without_quoted_values(said), "invalid type: string \"…\", expected struct Grant");
+/// let said = "invalid type: integer `123456789`, expected a string";
+/// assert_eq!(without_quoted_values(said), "invalid type: integer `…`, expected a string");
+/// assert_eq!(without_quoted_values("missing field `code`"), "missing field `code`");
+/// ```
+pub fn without_quoted_values(text: &str) -> String {
+    let backticks = text.starts_with("invalid type") || text.starts_with("invalid value");
+    let mut out = String::with_capacity(text.len().min(256));
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        out.push(c);
+        let closing = match c {
+            '"' => '"',
+            '`' if backticks => '`',
+            _ => continue,
+        };
+        out.push('…');
+        let mut escaped = false;
+        for inner in chars.by_ref() {
+            if escaped {
+                escaped = false;
+            } else if inner == '\\' && closing == '"' {
+                escaped = true;
+            } else if inner == closing {
+                out.push(closing);
+                break;
+            }
+        }
+    }
+    out
+}
+
 /// `text` with every occurrence of each non-empty secret replaced by [`REDACTED`], as it
 /// is and as `{:?}` (and serde's error messages) escape it inside quotes.
 ///

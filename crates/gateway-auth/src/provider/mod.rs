@@ -506,16 +506,12 @@ impl ClientCredentials {
     }
 }
 
-/// Clears its flag when dropped.
 /// serde's complaint about a token answer without the values it quotes (a host that
 /// answers with a bare string quotes the token itself, at any length) but with where.
 fn without_values(err: &serde_json::Error) -> String {
     let text = err.to_string();
-    let end = text
-        .find('"')
-        .or_else(|| text.find(" at line "))
-        .unwrap_or(text.len());
-    let mut words = text[..end].trim_end().to_owned();
+    let end = text.find(" at line ").unwrap_or(text.len());
+    let mut words = gateway_model::redact::without_quoted_values(&text[..end]);
     gateway_model::cut_to(&mut words, 200);
     format!("{words} (line {}, column {})", err.line(), err.column())
 }

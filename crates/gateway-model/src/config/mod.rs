@@ -264,8 +264,10 @@ impl RouterConfig {
 
     /// Parses TOML and validates the result; a syntax or type error names its path.
     pub fn from_toml_str(text: &str) -> Result<Self, ValidationErrors> {
-        let de = toml::Deserializer::parse(text)
-            .map_err(|e| ValidationErrors::single("", Rule::malformed(toml_error(text, &e))))?;
+        let de = toml::Deserializer::parse(text).map_err(|e| {
+            let said = format!("TOML parse error: {}", toml_error(text, &e));
+            ValidationErrors::single("", Rule::malformed(said))
+        })?;
         let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
             let path = e.path().clone();
             malformed(serde_path_to_error::Error::new(
@@ -289,10 +291,11 @@ impl RouterConfig {
         models
     }
 }
-/// A TOML error as its message and where it is, without the line of the file that the
-/// error's own text quotes: a secret written into the file by mistake
-/// (`client_secret = "..."`, refused as an unknown key) would be shown whole, in logs
-/// and CI output.
+/// A TOML error as its message, then where it is, without the line of the file that the
+/// error's own text quotes, nor a value it quotes: a secret written into the file by
+/// mistake (`client_secret = "..."` as an unknown key, or under `[routes]`, where a
+/// table is expected) would be shown whole, in logs and CI output. The message comes
+/// first, so that `missing field` is read as a missing field.
 fn toml_error(text: &str, err: &toml::de::Error) -> String {
     let at = err
         .span()
@@ -304,10 +307,11 @@ fn toml_error(text: &str, err: &toml::de::Error) -> String {
                 .next()
                 .map_or(0, |l| l.chars().count())
                 .saturating_add(1);
-            format!(" at line {line}, column {column}")
+            format!(" (line {line}, column {column})")
         })
         .unwrap_or_default();
-    format!("TOML parse error{at}: {}", err.message().trim_end())
+    let said = crate::redact::without_quoted_values(err.message().trim_end());
+    format!("{said}{at}")
 }
 
 #[cfg(test)]
@@ -344,12 +348,20 @@ mod tests {
                 "unknown field `client_secret`",
             ),
             ("[environment]\nregion = \"hunter2-SECRET", "line 2"),
+            (
+                "[environment]\nregion = \"us-east-1\"\n[routes]\nclient_secret = \"hunter2-SECRET\"\n",
+                "invalid type: string \"…\"",
+            ),
         ] {
             let shown = RouterConfig::from_toml_str(text).unwrap_err().to_string();
             assert!(!shown.contains("hunter2"), "{shown}");
             assert!(shown.contains(words), "{shown}");
-            assert!(shown.contains("TOML parse error at line "), "{shown}");
+            assert!(shown.contains("(line "), "{shown}");
         }
+        // A missing table is named as missing, as in a JSON document.
+        let missing = RouterConfig::from_toml_str("[routes.a]\nmodel = \"m\"\n").unwrap_err();
+        assert_eq!(missing.violations()[0].path, "/environment", "{missing}");
+        assert_eq!(missing.violations()[0].rule, Rule::Missing, "{missing}");
     }
 
     #[test]
