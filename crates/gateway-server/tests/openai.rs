@@ -143,17 +143,18 @@ impl Door {
         (parts.status, parts.headers, json)
     }
 
+    /// POSTs `body` as JSON to `path` with the door's API key.
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, http::HeaderMap, Value) {
+        let auth = format!("Bearer {KEY}");
+        self.raw(Method::POST, path, &[("authorization", &auth)], Some(body))
+            .await
+    }
+
     /// A one-line chat call to `summarize` after model-gen-4's next answer is `answer`.
     async fn chat_after(&self, answer: Scripted) -> (StatusCode, http::HeaderMap, Value) {
         self.sim.script(Target::model("model-gen-4"), [answer]);
-        let auth = format!("Bearer {KEY}");
-        self.raw(
-            Method::POST,
-            "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]})),
-        )
-        .await
+        let chat = json!({"model": "summarize", "messages": [{"role": "user", "content": "hi"}]});
+        self.post("/v1/chat/completions", chat).await
     }
 
     /// Scripts the gateway's next answer: a 200 with `body` as it is.
@@ -748,17 +749,14 @@ async fn many_mistakes_are_counted_before_the_first_are_named() {
 #[tokio::test]
 async fn a_label_the_gateway_cannot_carry_is_named_by_its_key() {
     let door = Door::start().await;
-    let auth = format!("Bearer {KEY}");
     let (status, _, body) = door
-        .raw(
-            Method::POST,
+        .post(
             "/v1/chat/completions",
-            &[("authorization", &auth)],
-            Some(json!({
+            json!({
                 "model": "reply",
                 "messages": [{"role": "user", "content": "hi"}],
                 "metadata": {"tenant": "t1", "user/id": "u"},
-            })),
+            }),
         )
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
@@ -774,7 +772,6 @@ async fn a_label_the_gateway_cannot_carry_is_named_by_its_key() {
 #[tokio::test]
 async fn a_body_of_too_many_json_values_is_refused_before_it_is_read() {
     let door = Door::start().await;
-    let auth = format!("Bearer {KEY}");
     let many = vec![json!({}); 120_000];
     for (path, body) in [
         (
@@ -783,9 +780,7 @@ async fn a_body_of_too_many_json_values_is_refused_before_it_is_read() {
         ),
         ("/v1/responses", json!({"model": "reply", "input": many})),
     ] {
-        let (status, _, body) = door
-            .raw(Method::POST, path, &[("authorization", &auth)], Some(body))
-            .await;
+        let (status, _, body) = door.post(path, body).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}: {body}");
         assert_eq!(body["error"]["code"], "too_many_values", "{path}: {body}");
         let message = body["error"]["message"].as_str().unwrap();

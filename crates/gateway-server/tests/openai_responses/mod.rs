@@ -73,13 +73,10 @@ async fn a_response_renders_instructions_and_input_and_answers_as_openai_does() 
 
     // Every key OpenAI's specification requires of a `response` is there (null where it
     // allows null), for clients that check them.
-    let auth = format!("Bearer {KEY}");
     let (status, _, raw) = door
-        .raw(
-            Method::POST,
+        .post(
             "/v1/responses",
-            &[("authorization", &auth)],
-            Some(json!({"model": "summarize", "input": "Hello"})),
+            json!({"model": "summarize", "input": "Hello"}),
         )
         .await;
     assert_eq!(status, StatusCode::OK, "{raw}");
