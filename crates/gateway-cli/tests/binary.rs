@@ -686,13 +686,16 @@ async fn an_unusable_secret_or_url_in_an_env_var_names_the_variable() {
         dir.path().join("spool").display().to_string()
     );
     let config = one_route_config(&dir, &sim, &webhook);
-    let out = bin()
-        .args(["route", "--config"])
-        .arg(&config)
-        .args(["--route", "summarize", "--prompt", "hello"])
-        .env("CLI_TEST_WEBHOOK_SECRET", "whsec_c2VjcmV0")
-        .output()
-        .unwrap();
+    let route = |config: &std::path::Path, var: &str, value: &str| {
+        bin()
+            .args(["route", "--config"])
+            .arg(config)
+            .args(["--route", "summarize", "--prompt", "hello"])
+            .env(var, value)
+            .output()
+            .unwrap()
+    };
+    let out = route(&config, "CLI_TEST_WEBHOOK_SECRET", "whsec_c2VjcmV0");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("`CLI_TEST_WEBHOOK_SECRET`"), "{stderr}");
@@ -707,13 +710,7 @@ async fn an_unusable_secret_or_url_in_an_env_var_names_the_variable() {
             audit_file.display().to_string()
         );
     std::fs::write(&fleet, text).unwrap();
-    let out = bin()
-        .args(["route", "--config"])
-        .arg(&fleet)
-        .args(["--route", "summarize", "--prompt", "hello"])
-        .env("CLI_TEST_REDIS_URL", "http://user:hunter2@x")
-        .output()
-        .unwrap();
+    let out = route(&fleet, "CLI_TEST_REDIS_URL", "http://user:hunter2@x");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(3), "{stderr}");
     assert!(stderr.contains("`CLI_TEST_REDIS_URL`"), "{stderr}");

@@ -171,31 +171,25 @@ impl<'de, T: SharesBudget> Visitor<'de> for Nested<'_, T> {
     }
 }
 
-/// Reads a list of strings, each counted against the budget.
+/// Reads a list of strings, each counted against the budget (read as [`Values`], so
+/// an element of another type is counted before it is refused).
 pub(crate) struct Strings<'b>(pub(crate) &'b Cell<usize>);
 
 impl<'de> DeserializeSeed<'de> for Strings<'_> {
     type Value = Vec<String>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Vec<String>, D::Error> {
-        deserializer.deserialize_seq(self)
-    }
-}
-
-impl<'de> Visitor<'de> for Strings<'_> {
-    type Value = Vec<String>;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("an array of strings")
-    }
-
-    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<String>, A::Error> {
-        let mut items = Vec::new();
-        while let Some(item) = seq.next_element::<String>()? {
-            Budgeted(self.0).take::<A::Error>()?;
-            items.push(item);
-        }
-        Ok(items)
+        Values(self.0)
+            .deserialize(deserializer)?
+            .into_iter()
+            .map(|value| match value {
+                Value::String(text) => Ok(text),
+                _ => Err(de::Error::invalid_type(
+                    de::Unexpected::Other("a value of another type"),
+                    &"a string",
+                )),
+            })
+            .collect()
     }
 }
 
