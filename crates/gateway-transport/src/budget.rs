@@ -3,6 +3,7 @@
 //! gateway by the number of attempts.
 
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -13,8 +14,9 @@ const SLOTS: usize = 10;
 /// Requests and retries counted over the last ten seconds.
 ///
 /// A retry is allowed while `retries < min_per_sec · 10 + ratio · requests` over the
-/// window. Counting is lock-free; two calls racing at a slot boundary may each lose a
-/// count, which only makes the budget marginally more generous.
+/// window. Counting requests is lock-free (two calls racing at a slot boundary may each
+/// lose a count, which only makes the budget marginally more generous); taking a retry
+/// checks and counts it under a lock, so callers at the same moment never overdraw it.
 ///
 /// ```
 /// use gateway_transport::RetryBudget;
@@ -35,6 +37,8 @@ pub struct RetryBudget {
     min_per_sec: u32,
     origin: Instant,
     slots: [Slot; SLOTS],
+    /// Held while a retry is checked and counted.
+    withdrawing: Mutex<()>,
 }
 
 #[derive(Debug, Default)]
@@ -52,6 +56,7 @@ impl RetryBudget {
             min_per_sec,
             origin: Instant::now(),
             slots: Default::default(),
+            withdrawing: Mutex::new(()),
         }
     }
 
@@ -90,6 +95,10 @@ impl RetryBudget {
 
     /// Takes one retry from the budget; `false` if the budget is spent.
     pub fn try_withdraw(&self) -> bool {
+        let _one_at_a_time = self
+            .withdrawing
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
         let now = self.now_second();
         let (mut requests, mut retries) = (0u64, 0u64);
         for slot in &self.slots {

@@ -161,33 +161,73 @@ impl HttpClient {
     ///
     /// The URL rule is checked here too, so no request escapes it. Dropping the returned
     /// future closes an HTTP/1.1 connection instead of returning it to the pool, and
-    /// resets the request's stream of an HTTP/2 one.
-    #[expect(
-        clippy::manual_async_fn,
-        reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"
-    )]
+    /// resets the request's stream of an HTTP/2 one. A request that waited for an HTTP/2
+    /// connection another call was opening, which was never made, is sent again as
+    /// [`send_with`](Self::send_with) says (a copy without the request's extensions).
     pub fn send(
         &self,
         request: Request<Full<Bytes>>,
         timeout: Duration,
     ) -> impl Future<Output = Result<Exchange, ErrorKind>> {
+        let copy = RequestCopy::of(&request);
+        let mut first = Some(request);
+        self.send_with(
+            move || first.take().unwrap_or_else(|| copy.request()),
+            timeout,
+        )
+    }
+
+    /// Sends the request `make` builds and reads the whole answer within `timeout`, as
+    /// [`send`](Self::send) does.
+    ///
+    /// `make` is called again, at most [`MAX_RESENDS`] times, only when the request was
+    /// not sent: it waited for the HTTP/2 connection another call was opening, and that
+    /// call was dropped (or its connection failed) first. hyper-util fails every such
+    /// waiter (hyperium/hyper#3199); sending again makes one of them open the connection.
+    #[expect(
+        clippy::manual_async_fn,
+        reason = "an `async fn` stores each argument twice (rust-lang/rust#62958)"
+    )]
+    pub fn send_with(
+        &self,
+        mut make: impl FnMut() -> Request<Full<Bytes>>,
+        timeout: Duration,
+    ) -> impl Future<Output = Result<Exchange, ErrorKind>> {
         async move {
-            // Kept for error messages only (an `Authority` is cheap to clone: shared bytes).
-            let host = request.uri().authority().cloned();
-            match (request.uri().scheme_str(), request.uri().host()) {
-                (Some("https"), _) => {}
-                (Some("http"), Some(h))
-                    if self.allow_insecure_http || gateway_model::endpoint::is_loopback_host(h) => {
-                }
-                _ => {
-                    check_url(&request.uri().to_string(), self.allow_insecure_http)?;
-                }
-            }
             let deadline = crate::clock::from_now(timeout);
-            let exchange = self.exchange(request, host.as_ref(), deadline);
+            let exchange = async {
+                let mut resends = 0;
+                loop {
+                    let request = make();
+                    self.check_scheme(&request)?;
+                    // Kept for error messages only (an `Authority` is cheap to clone).
+                    let host = request.uri().authority().cloned();
+                    match self.exchange(request, host.as_ref(), deadline).await {
+                        Err(Failure::NotConnected(_)) if resends < MAX_RESENDS => resends += 1,
+                        Err(Failure::NotConnected(e) | Failure::Failed(e)) => return Err(e),
+                        Ok(exchange) => return Ok(exchange),
+                    }
+                }
+            };
             match tokio::time::timeout_at(deadline, exchange).await {
                 Ok(result) => result,
                 Err(_) => Err(ErrorKind::Timeout(timeout)),
+            }
+        }
+    }
+
+    /// The URL rule: https, or http to loopback (or anywhere if allowed).
+    fn check_scheme(&self, request: &Request<Full<Bytes>>) -> Result<(), ErrorKind> {
+        match (request.uri().scheme_str(), request.uri().host()) {
+            (Some("https"), _) => Ok(()),
+            (Some("http"), Some(h))
+                if self.allow_insecure_http || gateway_model::endpoint::is_loopback_host(h) =>
+            {
+                Ok(())
+            }
+            _ => {
+                check_url(&request.uri().to_string(), self.allow_insecure_http)?;
+                Ok(())
             }
         }
     }
@@ -197,7 +237,7 @@ impl HttpClient {
         request: Request<Full<Bytes>>,
         authority: Option<&http::uri::Authority>,
         deadline: tokio::time::Instant,
-    ) -> impl Future<Output = Result<Exchange, ErrorKind>> {
+    ) -> impl Future<Output = Result<Exchange, Failure>> {
         // The request goes into hyper-util's (boxed) future at once, so this future does
         // not hold it too; the lane's ticket is held until the body is read.
         let lane = self.lanes.take(authority);
@@ -207,10 +247,12 @@ impl HttpClient {
             let _lane = lane;
             let response = answer.await.map_err(|e| classify(&e, &host()))?;
             let (parts, body) = response.into_parts();
-            if parts.version == Version::HTTP_2
-                && let Some(host) = authority
-            {
-                self.lanes.saw_http2(host);
+            if let Some(host) = authority {
+                if parts.version == Version::HTTP_2 {
+                    self.lanes.saw_http2(host);
+                } else {
+                    self.lanes.saw_http1(host);
+                }
             }
             let declared = parts
                 .headers
@@ -221,16 +263,16 @@ impl HttpClient {
                 let limit = self.max_response_bytes;
                 let too_large = || ErrorKind::BodyTooLarge { limit };
                 if declared.is_some_and(|n| n > u64::try_from(limit).unwrap_or(u64::MAX)) {
-                    return Err(too_large());
+                    return Err(too_large().into());
                 }
                 match read_body(body, limit).await {
                     Ok(body) => body,
-                    Err(None) => return Err(too_large()),
+                    Err(None) => return Err(too_large().into()),
                     Err(Some(e)) => {
-                        return Err(ErrorKind::Connection {
+                        return Err(Failure::Failed(ErrorKind::Connection {
                             host: host(),
                             reason: format!("reading the body: {}", chain(&e)),
-                        });
+                        }));
                     }
                 }
             } else {
@@ -266,6 +308,56 @@ async fn error_body(
     match tokio::time::timeout_at(wait, read_body(body, limit)).await {
         Ok(Ok(body)) => body,
         Ok(Err(_)) | Err(_) => Bytes::new(),
+    }
+}
+
+/// Most times [`HttpClient::send_with`] builds and sends a request again because the
+/// HTTP/2 connection it waited for was not made (each time, one of the calls waiting
+/// opens the next).
+pub const MAX_RESENDS: u32 = 3;
+
+/// How an exchange failed: as the error says, or before anything was sent, waiting for
+/// a connection another call was opening.
+#[derive(Debug)]
+enum Failure {
+    Failed(ErrorKind),
+    NotConnected(ErrorKind),
+}
+
+impl From<ErrorKind> for Failure {
+    fn from(kind: ErrorKind) -> Self {
+        Failure::Failed(kind)
+    }
+}
+
+/// What [`HttpClient::send`] keeps of a request to send it again: everything but its
+/// extensions.
+struct RequestCopy {
+    method: http::Method,
+    uri: Uri,
+    version: Version,
+    headers: HeaderMap,
+    body: Full<Bytes>,
+}
+
+impl RequestCopy {
+    fn of(request: &Request<Full<Bytes>>) -> Self {
+        Self {
+            method: request.method().clone(),
+            uri: request.uri().clone(),
+            version: request.version(),
+            headers: request.headers().clone(),
+            body: request.body().clone(),
+        }
+    }
+
+    fn request(&self) -> Request<Full<Bytes>> {
+        let mut request = Request::new(self.body.clone());
+        *request.method_mut() = self.method.clone();
+        *request.uri_mut() = self.uri.clone();
+        *request.version_mut() = self.version;
+        *request.headers_mut() = self.headers.clone();
+        request
     }
 }
 
@@ -379,27 +471,45 @@ impl ErrorKind {
     }
 }
 
-/// Sorts a client error into connect, TLS or broken-connection failures.
-fn classify(err: &hyper_util::client::legacy::Error, host: &str) -> ErrorKind {
+/// Sorts a client error into connect, TLS or broken-connection failures, and a call that
+/// waited for a connection that was never made.
+fn classify(err: &hyper_util::client::legacy::Error, host: &str) -> Failure {
     // A TLS error while connecting is the handshake's (a certificate refused, say); one
     // on an established connection (an alert, a bad record) ended that connection, as a
     // reset would, and is retried as one.
     if err.is_connect() {
         if let Some(reason) = tls_cause(err) {
-            return ErrorKind::Tls {
+            return Failure::Failed(ErrorKind::Tls {
                 host: host.to_owned(),
                 reason,
-            };
+            });
         }
-        return ErrorKind::Connect {
+        if waited_in_vain(err) {
+            return Failure::NotConnected(ErrorKind::Connect {
+                host: host.to_owned(),
+                reason: "the HTTP/2 connection this call waited for, opened by another call, \
+                         was not made"
+                    .to_owned(),
+            });
+        }
+        return Failure::Failed(ErrorKind::Connect {
             host: host.to_owned(),
             reason: chain(err),
-        };
+        });
     }
-    ErrorKind::Connection {
+    Failure::Failed(ErrorKind::Connection {
         host: host.to_owned(),
         reason: chain(err),
-    }
+    })
+}
+
+/// Whether the pool gave up on this call's wait for a connection another call was
+/// opening (that call was dropped, or its connect failed): nothing was sent.
+fn waited_in_vain(err: &hyper_util::client::legacy::Error) -> bool {
+    use hyper_util::client::legacy::pool;
+    err.source()
+        .and_then(|source| source.downcast_ref::<pool::Error>())
+        .is_some_and(|e| matches!(e, pool::Error::CheckoutNoLongerWanted))
 }
 
 /// The rustls error somewhere in the source chain, if any. `io::Error`s are looked
@@ -485,4 +595,128 @@ fn extra_ca_certs(pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, String> {
         return Err("extra CA PEM holds no certificate".into());
     }
     Ok(certs)
+}
+
+#[cfg(test)]
+mod tests {
+    use std::net::SocketAddr;
+
+    use gateway_sim::{Sim, TestPki};
+    use http::uri::Authority;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{mpsc, oneshot};
+
+    use super::*;
+    use crate::STREAMS_PER_CONNECTION;
+
+    /// A relay on loopback to `target` that holds the first connection it takes, never
+    /// answering, and joins the others to `target`; it reports each connection taken.
+    async fn relay(target: SocketAddr) -> (u16, mpsc::UnboundedReceiver<()>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (taken, reports) = mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut held = None;
+            while let Ok((mut inbound, _)) = listener.accept().await {
+                if held.is_none() {
+                    held = Some(inbound);
+                } else {
+                    tokio::spawn(async move {
+                        if let Ok(mut outbound) = TcpStream::connect(target).await {
+                            let _ =
+                                tokio::io::copy_bidirectional(&mut inbound, &mut outbound).await;
+                        }
+                    });
+                }
+                if taken.send(()).is_err() {
+                    break;
+                }
+            }
+        });
+        (port, reports)
+    }
+
+    /// `future`, which signals once its first poll has returned.
+    fn polled_once<F: Future>(
+        future: F,
+        polled: oneshot::Sender<()>,
+    ) -> impl Future<Output = F::Output> {
+        let mut future = Box::pin(future);
+        let mut polled = Some(polled);
+        std::future::poll_fn(move |cx| {
+            let poll = future.as_mut().poll(cx);
+            if let Some(polled) = polled.take() {
+                let _ = polled.send(());
+            }
+            poll
+        })
+    }
+
+    /// hyperium/hyper#3199: hyper-util fails every call waiting for an HTTP/2 connection
+    /// when the call opening it is dropped. Here the second lane's opener is dropped while
+    /// its connection is held at the relay; the two calls waiting for it open one more
+    /// connection and are answered, over `send` and `send_with` alike.
+    #[tokio::test(flavor = "current_thread")]
+    async fn calls_waiting_for_a_connection_whose_opener_is_dropped_open_it_themselves() {
+        let pki = TestPki::generate().unwrap();
+        let sim = Sim::builder()
+            .tls(pki.cert_pem, pki.key_pem)
+            .start()
+            .await
+            .unwrap();
+        let (port, mut taken) = relay(sim.addr()).await;
+        let client = HttpClient::new(&ClientOptions {
+            extra_ca_pem: Some(pki.ca_pem.into_bytes()),
+            http2_connections: 2,
+            ..ClientOptions::default()
+        })
+        .unwrap();
+        let host: Authority = format!("localhost:{port}").parse().unwrap();
+        let url = format!("https://{host}/api/v2/ai/models");
+        let get = move || Request::get(&url).body(Full::default()).unwrap();
+        // The host speaks HTTP/2 and the first lane is full: calls take the second.
+        client.lanes.saw_http2(&host);
+        let first_lane: Vec<_> = (0..STREAMS_PER_CONNECTION)
+            .map(|_| client.lanes.take(Some(&host)))
+            .collect();
+        let timeout = Duration::from_secs(20);
+
+        let opener = tokio::spawn({
+            let (client, get) = (client.clone(), get.clone());
+            async move { client.send(get(), timeout).await }
+        });
+        taken.recv().await.unwrap();
+        let (polled, was_polled) = oneshot::channel();
+        let waiting = tokio::spawn(polled_once(
+            {
+                let (client, get) = (client.clone(), get.clone());
+                async move { client.send(get(), timeout).await }
+            },
+            polled,
+        ));
+        was_polled.await.unwrap();
+        let (polled, was_polled) = oneshot::channel();
+        let waiting_too = tokio::spawn(polled_once(
+            {
+                let client = client.clone();
+                async move { client.send_with(get, timeout).await }
+            },
+            polled,
+        ));
+        was_polled.await.unwrap();
+        opener.abort();
+        assert!(opener.await.unwrap_err().is_cancelled());
+
+        for call in [waiting, waiting_too] {
+            let answer = call.await.unwrap().unwrap();
+            assert_eq!(answer.version, Version::HTTP_2);
+            assert_eq!(answer.status, StatusCode::UNAUTHORIZED, "no token was sent");
+        }
+        taken.recv().await.unwrap();
+        assert!(
+            taken.try_recv().is_err(),
+            "the two calls shared one connection"
+        );
+        drop(first_lane);
+    }
 }

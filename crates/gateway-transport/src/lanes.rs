@@ -13,7 +13,8 @@
 //! The first lane offers HTTP/2 and HTTP/1.1 by ALPN, as a single client would. The
 //! others offer HTTP/2 alone and take calls only to a host that has answered over
 //! HTTP/2 (the client also fetches tokens from the login host, which may not speak
-//! it): a host that speaks HTTP/1.1 gets one pool, as before, and an HTTP/2-only client
+//! it): a host that speaks HTTP/1.1 gets one pool, as before (and a host known to speak
+//! HTTP/2 is forgotten when it answers over HTTP/1.1), and an HTTP/2-only client
 //! lets one call at a time open its connection while the others wait for it (with
 //! ALPN, every call waiting for a first handshake opens a connection of its own).
 
@@ -114,27 +115,49 @@ impl<C> Lanes<C> {
             .contains(host)
     }
 
+    /// Notes that `host` answered over HTTP/1.1: it no longer speaks HTTP/2 (a load
+    /// balancer changed, say), so its calls keep to the first lane, which offers both.
+    pub(crate) fn saw_http1(&self, host: &Authority) {
+        if self.lanes.len() == 1 || !self.speaks_http2(host) {
+            return;
+        }
+        self.http2_hosts
+            .write()
+            .unwrap_or_else(PoisonError::into_inner)
+            .retain(|known| known != host);
+    }
+
     /// A place for one call to `host`: the first lane while it has room or while `host`
     /// is not known to speak HTTP/2; else the first lane with room, or the least busy.
+    /// A lane's room is checked and taken at once, so callers at the same moment never
+    /// put more than [`STREAMS_PER_CONNECTION`] calls on a lane while another has room.
     pub(crate) fn take(&self, host: Option<&Authority>) -> Ticket<'_, C> {
         let first = &self.lanes[0];
-        if first.in_flight.load(Ordering::Relaxed) < STREAMS_PER_CONNECTION
-            || !host.is_some_and(|host| self.speaks_http2(host))
-        {
+        let Err(mut fewest) = Self::room(first) else {
+            return Ticket { lane: first };
+        };
+        if !host.is_some_and(|host| self.speaks_http2(host)) {
             return Self::ticket(first);
         }
         let mut least = first;
-        let mut fewest = usize::MAX;
-        for lane in &self.lanes {
-            let calls = lane.in_flight.load(Ordering::Relaxed);
-            if calls < STREAMS_PER_CONNECTION {
-                return Self::ticket(lane);
-            }
-            if calls < fewest {
-                (least, fewest) = (lane, calls);
+        for lane in &self.lanes[1..] {
+            match Self::room(lane) {
+                Ok(()) => return Ticket { lane },
+                Err(calls) if calls < fewest => (least, fewest) = (lane, calls),
+                Err(_) => {}
             }
         }
         Self::ticket(least)
+    }
+
+    /// Takes a place on `lane` if it has fewer than [`STREAMS_PER_CONNECTION`] calls
+    /// (checked and taken at once); else its calls.
+    fn room(lane: &Lane<C>) -> Result<(), usize> {
+        lane.in_flight
+            .fetch_update(Ordering::Relaxed, Ordering::Relaxed, |calls| {
+                (calls < STREAMS_PER_CONNECTION).then_some(calls + 1)
+            })
+            .map(drop)
     }
 
     fn ticket(lane: &Lane<C>) -> Ticket<'_, C> {
@@ -208,6 +231,19 @@ mod tests {
         );
         drop((first, third, last, overflow));
         assert_eq!(calls(&lanes), [0, 0, 0]);
+    }
+
+    #[test]
+    fn a_host_that_answers_over_http1_again_keeps_to_the_first_lane() {
+        let lanes = lanes(1);
+        lanes.saw_http2(&api());
+        let first = take(&lanes, STREAMS_PER_CONNECTION);
+        assert_eq!(*lanes.take(Some(&api())).client(), 2);
+        lanes.saw_http1(&api());
+        let more = take(&lanes, 10);
+        assert!(more.iter().all(|t| *t.client() == 1));
+        assert_eq!(calls(&lanes), [110, 0]);
+        drop((first, more));
     }
 
     #[test]

@@ -62,7 +62,7 @@ pub use call::{
 pub use circuits::SharedCircuits;
 pub use client::{
     ClientOptions, Exchange, HttpClient, MAX_CA_FILE_BYTES, MAX_ERROR_BODY_BYTES,
-    MAX_ERROR_BODY_WAIT,
+    MAX_ERROR_BODY_WAIT, MAX_RESENDS,
 };
 pub use config::TransportConfig;
 pub use error::{CallStats, ErrorKind, TransportError};

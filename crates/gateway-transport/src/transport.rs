@@ -398,12 +398,13 @@ impl Transport {
         if remaining.is_zero() {
             return Ok(None);
         }
-        let request = self.request(call, ids, token.as_ref());
         let timeout = inner.config.attempt_timeout.min(remaining);
         let sent = Instant::now();
         slot.spent();
         stats.attempts += 1;
-        let result = inner.client.send(request, timeout).await;
+        // Built again, within the same attempt, only if it was never sent.
+        let request = || self.request(call, ids, token.as_ref());
+        let result = inner.client.send_with(request, timeout).await;
         stats.upstream += sent.elapsed();
         drop(permit);
         Ok(Some(Sent { result, token }))
