@@ -238,6 +238,39 @@ impl From<TuningArg> for Tuning {
 }
 
 /// A count from 1 to `max`, range-checked by clap (a typo cannot spawn a billion tasks).
+/// The flags whose value may come from an environment variable, with their short form.
+const FROM_ENV: [(&str, Option<&str>, &str); 2] = [
+    ("--config", Some("-c"), "GENESYS_ROUTER_CONFIG"),
+    ("--log-format", None, "GENESYS_ROUTER_LOG_FORMAT"),
+];
+
+/// The environment variable that held the value clap refused in `err`, when its flag is
+/// not on the command line `args` (clap's message names only the flag).
+pub fn refused_env_var(err: &clap::Error, args: &[std::ffi::OsString]) -> Option<&'static str> {
+    use clap::error::{ContextKind, ContextValue};
+    let Some(ContextValue::String(refused)) = err.get(ContextKind::InvalidArg) else {
+        return None;
+    };
+    let given = |long: &str, short: Option<&str>| {
+        args.iter().filter_map(|a| a.to_str()).any(|a| {
+            a == long
+                || a.strip_prefix(long)
+                    .is_some_and(|rest| rest.starts_with('='))
+                || short.is_some_and(|short| a.starts_with(short) && !a.starts_with("--"))
+        })
+    };
+    FROM_ENV
+        .iter()
+        .find(|(long, short, var)| {
+            refused
+                .strip_prefix(long)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with([' ', '=']))
+                && std::env::var_os(var).is_some()
+                && !given(long, *short)
+        })
+        .map(|(_, _, var)| *var)
+}
+
 fn counts(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max)
 }

@@ -320,6 +320,12 @@ fn entries_note(this_run: usize, earlier: usize) -> String {
 /// or one `--out` points at by mistake) is kept, and the count is this run's. A file
 /// another process writes is refused before any prompt is sent.
 pub async fn run(options: &DemoOptions, metrics: &MetricsHandle) -> anyhow::Result<DemoReport> {
+    if options.out.exists() && !options.out.is_dir() {
+        anyhow::bail!(
+            "--out {} is not a directory: the demo writes its report and audit trail into one",
+            options.out.display()
+        );
+    }
     std::fs::create_dir_all(&options.out)
         .with_context(|| format!("creating the output directory {}", options.out.display()))?;
     let audit_file = options.out.join("audit.jsonl");

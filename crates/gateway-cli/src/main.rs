@@ -16,20 +16,7 @@ use gateway_cli::{commands, console, demo, healthcheck};
 fn main() -> ExitCode {
     let cli = match Cli::try_parse() {
         Ok(cli) => cli,
-        Err(e) => {
-            if e.use_stderr() && route_json(std::env::args_os()) {
-                // clap's message, up to its usage paragraph, on one line.
-                let text = e.to_string();
-                let lines: Vec<&str> = text
-                    .lines()
-                    .take_while(|l| !l.is_empty())
-                    .map(str::trim)
-                    .collect();
-                usage_json(lines.join(" ").trim_start_matches("error: "));
-            }
-            // Prints the message (or the help) and exits: 2 for a wrong command line.
-            e.exit();
-        }
+        Err(e) => return refused(&e),
     };
     let json = matches!(&cli.command, Command::Route(args) if args.json);
     if let Err(e) = logging::init(cli.log.as_deref(), cli.log_format) {
@@ -73,6 +60,40 @@ fn main() -> ExitCode {
             exit::classify(&e).into()
         }
     }
+}
+
+/// Reports a command line clap refused (or its help or version) and gives the exit code.
+fn refused(e: &clap::Error) -> ExitCode {
+    let args: Vec<_> = std::env::args_os().collect();
+    let from_env = gateway_cli::args::refused_env_var(e, &args)
+        .map(|var| format!("the refused value came from the environment variable {var}"));
+    if e.use_stderr() && route_json(args.into_iter()) {
+        // clap's message, up to its usage paragraph, on one line.
+        let text = e.to_string();
+        let lines: Vec<&str> = text
+            .lines()
+            .take_while(|l| !l.is_empty())
+            .map(str::trim)
+            .collect();
+        let mut message = lines.join(" ").trim_start_matches("error: ").to_owned();
+        if let Some(from_env) = &from_env {
+            message = format!("{message} ({from_env})");
+        }
+        usage_json(&message);
+    }
+    // The message (or the help, or the version) and clap's code: 2 for a wrong command
+    // line, 0 for help. Help or a version that cannot be written to stdout is a failure
+    // (1), as any other output that cannot be.
+    if let Err(write) = e.print()
+        && !e.use_stderr()
+    {
+        console::error(format!("writing to standard output: {write}"));
+        return Exit::Failure.into();
+    }
+    if let Some(from_env) = from_env {
+        console::info(from_env);
+    }
+    u8::try_from(e.exit_code()).map_or(Exit::Usage.into(), ExitCode::from)
 }
 
 /// How long the exit waits for blocking tasks still running once the command is done.

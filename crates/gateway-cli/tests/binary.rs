@@ -621,6 +621,25 @@ async fn the_demo_leaves_an_audit_file_another_process_writes_untouched() {
     drop(holder);
 }
 
+#[tokio::test]
+async fn the_demo_says_when_out_names_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("report.txt");
+    std::fs::write(&file, "kept").unwrap();
+    let options = DemoOptions {
+        requests: 1,
+        concurrency: 1,
+        out: file.clone(),
+        seed: 7,
+        progress: false,
+    };
+    let err = run(&options, LocalMetrics::new().handle())
+        .await
+        .expect_err("a file is no directory");
+    assert!(format!("{err:#}").contains("is not a directory"), "{err:#}");
+    assert_eq!(std::fs::read_to_string(&file).unwrap(), "kept");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn healthcheck_passes_on_a_serving_sidecar_and_fails_otherwise() {
     let sim = Sim::builder().start().await.unwrap();

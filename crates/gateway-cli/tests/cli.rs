@@ -970,6 +970,19 @@ fn output_that_cannot_be_written_fails_the_command() {
         assert_eq!(output.status.code(), Some(1), "json {json}: {text}");
         assert!(text.contains("writing to standard output"), "{text}");
     }
+    // clap's own output too: help and the version (exit 0 when written) fail; a usage
+    // error that cannot be written to stderr keeps its code.
+    for args in [&["--help"][..], &["route", "--help"], &["--version"]] {
+        let output = cli(args)
+            .stdout(full.try_clone().unwrap())
+            .output()
+            .unwrap();
+        let text = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {text}");
+        assert!(text.contains("writing to standard output"), "{text}");
+    }
+    let usage = cli(&["route", "--bogus"]).stderr(full).status().unwrap();
+    assert_eq!(usage.code(), Some(2));
 }
 
 /// The simulator's admin API has no authentication: on a non-loopback address it could
@@ -1055,4 +1068,46 @@ fn serving_the_network_without_api_keys_is_refused_with_exit_3() {
         !stderr(&output).contains("shorty"),
         "the key itself is not shown"
     );
+}
+
+/// clap's message names the flag whose value it refused; when that value came from an
+/// environment variable (an empty `GENESYS_ROUTER_CONFIG`, say), the variable is named.
+#[test]
+fn a_value_refused_from_the_environment_names_its_variable() {
+    let says = "the refused value came from the environment variable";
+    let empty = cli(&["route", "--route", "a", "--prompt", "hi"])
+        .env("GENESYS_ROUTER_CONFIG", "")
+        .output()
+        .unwrap();
+    assert_eq!(empty.status.code(), Some(2));
+    assert!(
+        stderr(&empty).contains(&format!("{says} GENESYS_ROUTER_CONFIG")),
+        "{}",
+        stderr(&empty)
+    );
+    let json = cli(&["route", "--route", "a", "--prompt", "hi", "--json"])
+        .env("GENESYS_ROUTER_CONFIG", "")
+        .output()
+        .unwrap();
+    let body: serde_json::Value = serde_json::from_slice(&json.stdout).unwrap();
+    assert!(body["message"].as_str().unwrap().contains(says), "{body}");
+    let format = cli(&["check-config", "router.toml"])
+        .env("GENESYS_ROUTER_LOG_FORMAT", "xml")
+        .output()
+        .unwrap();
+    assert_eq!(format.status.code(), Some(2));
+    assert!(stderr(&format).contains(&format!("{says} GENESYS_ROUTER_LOG_FORMAT")));
+    // The same refusal of a value given on the command line blames the command line.
+    for flag in [&["--config", ""][..], &["-c", ""], &["--config="]] {
+        let given = cli(&[&["route", "--route", "a", "--prompt", "hi"][..], flag].concat())
+            .env("GENESYS_ROUTER_CONFIG", "")
+            .output()
+            .unwrap();
+        assert_eq!(given.status.code(), Some(2), "{flag:?}");
+        assert!(
+            !stderr(&given).contains(says),
+            "{flag:?}: {}",
+            stderr(&given)
+        );
+    }
 }
