@@ -1140,3 +1140,121 @@ async fn a_gateway_error_quoting_the_client_secret_reaches_no_error_with_it() {
     );
     assert!(everything.contains("<redacted>"), "{everything}");
 }
+
+/// Regression: a fallback whose circuit stays open past the deadline (it will be
+/// skipped) still counted as one at hand, so a short 429 on the primary failed over to
+/// it instead of being waited out, and the call failed with a 429.
+#[tokio::test(start_paused = true)]
+async fn a_fallback_that_will_be_skipped_lets_the_primary_wait_out_a_short_429() {
+    let sim = Sim::builder().start().await.unwrap();
+    let config = config_for(&sim)
+        .with_route("s", chain("model-gen-4", &["model-fallback-3"]))
+        .with_route("b", chain("model-fallback-3", &[]));
+    let router = router_for(config).build().await.unwrap();
+    let too_many = |seconds| Scripted::TooManyRequests {
+        retry_after: RetryAfter::Seconds(seconds),
+    };
+    // The fallback cools down for 120 s, past the call's deadline.
+    sim.script(Target::model("model-fallback-3"), [too_many(120)]);
+    router
+        .route(RouteRequest::new("b", "hello"))
+        .await
+        .unwrap_err();
+    assert!(matches!(
+        router.breaker_state("model-fallback-3"),
+        Some(BreakerState::Open { .. })
+    ));
+
+    sim.script(Target::model("model-gen-4"), [too_many(6)]);
+    let outcome = router.route(RouteRequest::new("s", "hello")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-gen-4");
+    assert_eq!(outcome.models_tried.len(), 1, "{:?}", outcome.models_tried);
+    assert_eq!(
+        outcome.models_tried[0].attempts, 2,
+        "the 429 was waited out"
+    );
+    assert_eq!(
+        router.breaker_state("model-gen-4"),
+        Some(BreakerState::Closed { failures: 0 })
+    );
+}
+
+/// Shared circuits that never answer a notice (a store gone silent with no bound of its
+/// own), counting the openings they are told.
+#[derive(Default)]
+struct Unanswering {
+    opened: std::sync::atomic::AtomicUsize,
+}
+
+impl gateway_transport::SharedCircuits for Unanswering {
+    fn open_for(&self, _: &str) -> gateway_transport::BoxFuture<'_, Option<Duration>> {
+        Box::pin(std::future::ready(None))
+    }
+    fn claim_probe(&self, _: &str, _: u64) -> gateway_transport::BoxFuture<'_, bool> {
+        Box::pin(std::future::ready(true))
+    }
+    fn opened(&self, _: &str, _: Duration) -> gateway_transport::BoxFuture<'_, ()> {
+        self.opened
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        Box::pin(std::future::pending())
+    }
+    fn released(&self, _: &str, _: u64) -> gateway_transport::BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+    fn closed(&self, _: &str) -> gateway_transport::BoxFuture<'_, ()> {
+        Box::pin(std::future::pending())
+    }
+}
+
+/// Regression: a call waited for the fleet to take its circuit's opening with no bound
+/// but the store's own (a `SharedCircuits` without one held the call for ever, with no
+/// audit entry written); it waits until its deadline, and the notice goes on without it.
+#[tokio::test(start_paused = true)]
+async fn a_fleet_that_never_takes_a_notice_holds_no_call_past_its_deadline() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sink =
+        gateway_audit::JsonlSink::open_with(&path, gateway_audit::JsonlOptions::default()).unwrap();
+    let sim = Sim::builder()
+        .model_behaviour("model-gen-4", Behaviour::failing(503))
+        .start()
+        .await
+        .unwrap();
+    let mut config = config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4"));
+    config.limits.deadline_ms = 1_000;
+    config.limits.attempt_timeout_ms = 1_000;
+    config.retry.max_attempts = 1;
+    config.circuit_breaker.failure_threshold = 1;
+    let circuits = std::sync::Arc::new(Unanswering::default());
+    let router = router_for(config)
+        .shared_circuits(circuits.clone())
+        .audit_sink(std::sync::Arc::new(sink))
+        .build()
+        .await
+        .unwrap();
+
+    let started = tokio::time::Instant::now();
+    let ended = tokio::time::timeout(
+        Duration::from_secs(30),
+        router.route(RouteRequest::new("s", "hello")),
+    )
+    .await
+    .expect("the call ends");
+    assert!(ended.is_err());
+    assert!(
+        started.elapsed() <= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(
+        circuits.opened.load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+    let trail = std::fs::read_to_string(&path).unwrap();
+    let entries: Vec<serde_json::Value> = trail
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(entries.len(), 1, "{trail}");
+    assert_eq!(entries[0]["outcome"], "upstream_error", "{trail}");
+}

@@ -50,7 +50,8 @@ struct Verdict {
 pub(crate) struct Target<'a> {
     pub(crate) state: &'a ModelState,
     pub(crate) model: &'a ModelId,
-    /// Whether another model follows it in the chain.
+    /// Whether another model follows it in the chain that will not be skipped (its
+    /// circuit is not known to stay open past the call's deadline).
     pub(crate) has_fallback: bool,
     /// When its share of the call's time ends.
     pub(crate) deadline: Instant,

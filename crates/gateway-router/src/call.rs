@@ -1,6 +1,8 @@
 //! The call loop: a request checked and turned into a payload, the fallback chain
 //! walked model by model, and the one audit entry every call leaves, even a cancelled one.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use gateway_audit::{EncodedEntry, PromptDigest};
 use gateway_model::{
@@ -222,23 +224,19 @@ impl Router {
                 Ok(bytes) => bytes,
                 Err(errors) => return Ended::Stopped(RouteErrorKind::Invalid(errors)),
             };
+            let contenders = self.contenders(chain, i, call.deadline);
             let target = Target {
                 state,
                 model,
-                has_fallback: next_model.is_some(),
+                // A fallback that will be skipped is none: a 429 is waited out instead.
+                has_fallback: contenders > 1,
                 // Measured after `admit`, which may have asked the fleet's Redis.
-                deadline: share_of(
-                    Instant::now(),
-                    call.deadline,
-                    self.contenders(chain, i, call.deadline),
-                ),
+                deadline: share_of(Instant::now(), call.deadline, contenders),
             };
             let attempt = self.try_model(&target, sent, call).await;
             let transition = state.breaker.report(attempt.health, probe);
-            self.share(model, transition).await;
-            if let Some(claim) = fleet_probe {
-                claim.settle(transition).await;
-            }
+            self.tell_fleet(model, transition, fleet_probe, call.deadline)
+                .await;
             match attempt.next {
                 Next::Answered(response) => return Ended::Answered(response),
                 Next::Stop(kind) => return Ended::Stopped(kind),
@@ -309,16 +307,35 @@ impl Router {
         tokio::time::timeout_at(deadline, asked).await.ok()
     }
 
-    /// Tells the fleet, if any, that `model`'s circuit opened or closed here.
-    async fn share(&self, model: &ModelId, transition: Transition) {
+    /// Tells the fleet, if any, that `model`'s circuit opened or closed here, and ends
+    /// the probe's `claim`: waited for until `deadline`, then left to finish in the
+    /// background (each Redis command has a bound of its own, which may be longer than
+    /// the call has left, and another `SharedCircuits` may have none).
+    async fn tell_fleet(
+        &self,
+        model: &ModelId,
+        transition: Transition,
+        claim: Option<FleetProbe>,
+        deadline: Instant,
+    ) {
         let Some(shared) = &self.inner.circuits else {
             return;
         };
-        match transition {
-            Transition::Opened(wait) => shared.opened(model.as_str(), wait).await,
-            Transition::Closed => shared.closed(model.as_str()).await,
-            Transition::None => {}
+        if transition == Transition::None && claim.is_none() {
+            return;
         }
+        let (shared, model) = (Arc::clone(shared), model.clone());
+        let told = tokio::spawn(async move {
+            match transition {
+                Transition::Opened(wait) => shared.opened(model.as_str(), wait).await,
+                Transition::Closed => shared.closed(model.as_str()).await,
+                Transition::None => {}
+            }
+            if let Some(claim) = claim {
+                claim.settle(transition).await;
+            }
+        });
+        let _ = tokio::time::timeout_at(deadline, told).await;
     }
 
     /// Writes the audit entry; a failure is logged and counted (`event="failed"`), never silent.
