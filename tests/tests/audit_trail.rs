@@ -299,3 +299,51 @@ async fn what_an_answer_can_put_into_an_entry_is_bounded() {
     let line = std::fs::read_to_string(&path).unwrap();
     assert!(line.len() < 16_384, "{} bytes", line.len());
 }
+
+/// Regression: a 200 answer whose served model, safety verdict or unknown usage fields
+/// quoted what the request carried (a proxy repeating its `Authorization`) put it into
+/// the audit entry and the outcome, where an error's text had it taken out.
+#[tokio::test]
+async fn an_answer_quoting_a_secret_leaves_it_out_of_the_entry_and_the_outcome() {
+    use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.jsonl");
+    let sim = Sim::builder().start().await.unwrap();
+    let sink = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
+    let router = router_for(config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4")))
+        .audit_sink(Arc::new(sink))
+        .build()
+        .await
+        .unwrap();
+    let basic =
+        gateway_auth::Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).basic_credential();
+    let basic = basic.expose();
+    let secret = DEFAULT_CLIENT_SECRET;
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: format!(
+                r#"{{"id":"c1","modelId":"echo Basic {basic}","output":"ok","usage":{{"promptTokens":3,"completionTokens":1,"totalTokens":4,"echo":["{secret}"],"{secret}":1}},"safety":{{"verdict":"{secret}"}}}}"#
+            ),
+        }],
+    );
+    let outcome = router.route(RouteRequest::new("s", "hi")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "echo Basic <redacted>");
+
+    let trail = std::fs::read_to_string(&path).unwrap();
+    assert!(!trail.contains(secret) && !trail.contains(basic), "{trail}");
+    let read = read_jsonl(&path).unwrap();
+    let [entry] = &read.entries[..] else {
+        panic!("one entry: {:?}", read.entries);
+    };
+    assert_eq!(
+        entry.safety_verdict.as_ref().unwrap().as_str(),
+        "<redacted>"
+    );
+    let usage = entry.usage.as_ref().unwrap();
+    assert_eq!(usage.total_tokens, 4);
+    assert_eq!(usage.extra["echo"], serde_json::json!(["<redacted>"]));
+    assert_eq!(usage.extra["<redacted>"], 1);
+}

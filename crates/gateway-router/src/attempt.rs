@@ -1,10 +1,13 @@
 //! One model's part of a call: the request sent (the transport retries it), what its
 //! end means for the call and for the model's health, and what it records.
 
+use std::borrow::Cow;
 use std::time::Duration;
 
 use bytes::Bytes;
-use gateway_model::{ErrorBody, GatewayResponse, ModelId, Outcome, RetryReason};
+use gateway_model::{
+    ErrorBody, GatewayResponse, ModelId, Outcome, RetryReason, SafetyReport, SafetyVerdict,
+};
 use gateway_transport::{Answer, Call, CallStats, ErrorKind, TokenError, TransportError};
 use tokio::time::Instant;
 
@@ -197,7 +200,8 @@ fn judge(
         }
     };
     match answer.json::<GatewayResponse>() {
-        Ok(response) => {
+        Ok(mut response) => {
+            without_secrets(&mut response, &answer);
             if let Some(usage) = &response.usage {
                 target.state.metrics.tokens(
                     u64::from(usage.prompt_tokens),
@@ -221,6 +225,34 @@ fn judge(
                 stats: answer.stats,
                 code: None,
             }
+        }
+    }
+}
+
+/// Takes the request's token and the known secrets out of what the audit entry and the
+/// outcome keep of an answer (its served model, its safety verdict, its unknown usage
+/// fields), as they are taken out of a failure's: a proxy that repeats the request's
+/// `Authorization` there must not put it in the trail. The answer's own text (`output`,
+/// `id`) is passed on as it came.
+fn without_secrets(response: &mut GatewayResponse, answer: &Answer) {
+    if let Cow::Owned(model) = answer.redact(response.model_id.as_str()) {
+        response.model_id = ModelId::new(model);
+    }
+    if let Some(SafetyReport {
+        verdict: SafetyVerdict::Other(verdict),
+        ..
+    }) = &mut response.safety
+        && let Cow::Owned(clean) = answer.redact(verdict)
+    {
+        *verdict = clean;
+    }
+    if let Some(usage) = &mut response.usage
+        && !usage.extra.is_empty()
+    {
+        let mut extra = serde_json::Value::Object(std::mem::take(&mut usage.extra));
+        answer.redact_json(&mut extra);
+        if let serde_json::Value::Object(extra) = extra {
+            usage.extra = extra;
         }
     }
 }

@@ -185,6 +185,18 @@ impl Answer {
             .map(|id| redact_secrets(id, secrets.as_slice()))
     }
 
+    /// `text` without the request's token or the known secrets, which a proxy may repeat
+    /// anywhere in an answer.
+    pub fn redact<'t>(&self, text: &'t str) -> Cow<'t, str> {
+        redact_secrets(text, self.secrets().as_slice())
+    }
+
+    /// Takes the request's token and the known secrets out of every string in `value`,
+    /// object keys included.
+    pub fn redact_json(&self, value: &mut serde_json::Value) {
+        gateway_model::redact::redact_json(value, self.secrets().as_slice());
+    }
+
     /// The request's token and the known secrets.
     fn secrets(&self) -> crate::known_secrets::SecretList<'_> {
         self.known_secrets
