@@ -73,7 +73,8 @@ struct Signals {
 }
 
 impl Server {
-    /// Serves `service` on every connection `listener` accepts, within `limits`.
+    /// Serves `service` on every connection `listener` accepts, within `limits`; an
+    /// `InvalidInput` error if a timeout of `limits` is zero.
     pub fn serve<S, B>(
         listener: TcpListener,
         limits: ConnectionLimits,
@@ -90,6 +91,7 @@ impl Server {
         B::Data: Send,
         B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
     {
+        limits.check()?;
         let addr = listener.local_addr()?;
         let (stop, stop_rx) = watch::channel(false);
         let (close, close_rx) = watch::channel(false);

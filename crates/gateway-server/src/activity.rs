@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use http::Request;
-use hyper::body::Incoming;
+use http::{Request, Response};
+use hyper::body::{Body, Frame, Incoming, SizeHint};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::sync::Notify;
 use tokio::time::Instant;
@@ -36,8 +36,16 @@ pub(crate) struct Activity {
     last_ms: AtomicU64,
     /// When the first byte of a request arrived whose headers are not complete yet.
     partial_since_ms: AtomicU64,
+    /// The last time bytes of an answer left (HTTP/1.1): a request pipelined behind an
+    /// answer is read only once the answer is written, so its header clock starts no
+    /// earlier than that.
+    sent_ms: AtomicU64,
     /// Requests handed to the service and not answered yet.
     in_flight: AtomicUsize,
+    /// Answers whose body is still being written: idle from the last of their bytes
+    /// taken (their frames, and over HTTP/1.1 their bytes written), not from the start
+    /// of a request pipelined behind them, which is read only once they end.
+    writing: AtomicUsize,
     /// Wakes the watchdog when a deadline moves earlier (a request's first byte).
     changed: Notify,
     /// The connection speaks HTTP/2: frames between requests (PING, SETTINGS,
@@ -53,15 +61,17 @@ impl Activity {
             accepted: Instant::now(),
             last_ms: AtomicU64::new(0),
             partial_since_ms: AtomicU64::new(NONE),
+            sent_ms: AtomicU64::new(0),
             in_flight: AtomicUsize::new(0),
+            writing: AtomicUsize::new(0),
             changed: Notify::new(),
             multiplexed: AtomicBool::new(false),
         })
     }
 
-    /// Whether a request is being answered.
+    /// Whether a request is being answered, or its answer written.
     pub(crate) fn has_requests_in_flight(&self) -> bool {
-        self.in_flight.load(Ordering::Acquire) > 0
+        self.in_flight.load(Ordering::Acquire) > 0 || self.writing.load(Ordering::Acquire) > 0
     }
 
     /// Whether the connection speaks HTTP/2 (it began with the preface).
@@ -110,7 +120,9 @@ impl Activity {
         if self.is_multiplexed() {
             return;
         }
-        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+        let now = self.now_ms();
+        self.last_ms.store(now, Ordering::Relaxed);
+        self.sent_ms.store(now, Ordering::Relaxed);
     }
 
     fn request_started(&self) {
@@ -123,19 +135,50 @@ impl Activity {
         self.in_flight.fetch_sub(1, Ordering::AcqRel);
     }
 
+    fn answer_started(&self) {
+        self.writing.fetch_add(1, Ordering::AcqRel);
+    }
+
+    /// A frame of an answer's body was taken: the client is reading it.
+    fn answer_progress(&self) {
+        self.last_ms.store(self.now_ms(), Ordering::Relaxed);
+    }
+
+    /// The last answer being written ended: a request pipelined behind it is read from
+    /// now on, so its header clock starts now.
+    fn answer_ended(&self) {
+        let now = self.now_ms();
+        self.last_ms.store(now, Ordering::Relaxed);
+        if self.writing.fetch_sub(1, Ordering::AcqRel) == 1 {
+            let partial = self.partial_since_ms.load(Ordering::Acquire);
+            if partial != NONE {
+                // Unless the request started meanwhile (and cleared its clock).
+                let _ = self.partial_since_ms.compare_exchange(
+                    partial,
+                    now,
+                    Ordering::AcqRel,
+                    Ordering::Relaxed,
+                );
+            }
+            self.changed.notify_one();
+        }
+    }
+
     /// When the connection is to be closed as it stands, if it is.
     fn close_at(&self, limits: &ConnectionLimits) -> Option<Instant> {
         if self.in_flight.load(Ordering::Acquire) > 0 {
             return None;
         }
         let partial = self.partial_since_ms.load(Ordering::Acquire);
-        Some(if partial == NONE {
+        let writing = self.writing.load(Ordering::Acquire) > 0;
+        Some(if partial == NONE || writing {
             saturating_add(
                 self.at(self.last_ms.load(Ordering::Relaxed)),
                 limits.idle_timeout,
             )
         } else {
-            saturating_add(self.at(partial), limits.header_read_timeout)
+            let sent = self.sent_ms.load(Ordering::Relaxed);
+            saturating_add(self.at(partial.max(sent)), limits.header_read_timeout)
         })
     }
 
@@ -278,11 +321,11 @@ impl Drop for InFlight {
     }
 }
 
-impl<S> hyper::service::Service<Request<Incoming>> for Tracked<S>
+impl<S, B> hyper::service::Service<Request<Incoming>> for Tracked<S>
 where
-    S: hyper::service::Service<Request<Incoming>>,
+    S: hyper::service::Service<Request<Incoming>, Response = Response<B>>,
 {
-    type Response = S::Response;
+    type Response = Response<WatchedBody<B>>;
     type Error = S::Error;
     type Future = TrackedAnswer<S::Future>;
 
@@ -305,13 +348,95 @@ pin_project_lite::pin_project! {
     }
 }
 
-impl<F: Future> Future for TrackedAnswer<F> {
-    type Output = F::Output;
+impl<F, B, E> Future for TrackedAnswer<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+{
+    type Output = Result<Response<WatchedBody<B>>, E>;
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<F::Output> {
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         let answer = std::task::ready!(this.answer.poll(cx));
-        this.guard.take();
+        // Counted as written before the request stops being in flight (the guard drops
+        // after the body is made).
+        let guard = this.guard.take();
+        let answer = answer.map(|response| {
+            response.map(|body| match &guard {
+                Some(InFlight(activity)) => WatchedBody::new(body, activity),
+                // Polled again after it was ready: hyper does not.
+                None => WatchedBody::unwatched(body),
+            })
+        });
+        drop(guard);
         Poll::Ready(answer)
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body that tells the connection's [`Activity`] while it is written:
+    /// each frame taken is progress, and its end (or drop) ends the answer.
+    pub(crate) struct WatchedBody<B> {
+        #[pin]
+        inner: B,
+        writing: Option<Writing>,
+    }
+}
+
+/// One answer being written, ended when dropped.
+struct Writing(Arc<Activity>);
+
+impl Drop for Writing {
+    fn drop(&mut self) {
+        self.0.answer_ended();
+    }
+}
+
+impl<B> WatchedBody<B> {
+    fn new(inner: B, activity: &Arc<Activity>) -> Self {
+        activity.answer_started();
+        Self {
+            inner,
+            writing: Some(Writing(Arc::clone(activity))),
+        }
+    }
+
+    fn unwatched(inner: B) -> Self {
+        Self {
+            inner,
+            writing: None,
+        }
+    }
+}
+
+impl<B: Body> Body for WatchedBody<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.project();
+        let polled = this.inner.poll_frame(cx);
+        match &polled {
+            Poll::Ready(Some(Ok(_))) => {
+                if let Some(Writing(activity)) = this.writing {
+                    activity.answer_progress();
+                }
+            }
+            Poll::Ready(None | Some(Err(_))) => {
+                this.writing.take();
+            }
+            Poll::Pending => {}
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }

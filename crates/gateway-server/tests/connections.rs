@@ -244,6 +244,28 @@ async fn close_all_ends_connections_mid_request() {
     assert!(rest.is_empty(), "no answer, just closed: {rest}");
 }
 
+/// A zero timeout would close every connection at its first byte, and make each
+/// connection's watchdog spin while a request is in flight: refused, by name.
+#[tokio::test]
+async fn a_zero_timeout_is_refused() {
+    let zero = |name: &str| {
+        let mut limits = limits(16);
+        match name {
+            "header_read_timeout" => limits.header_read_timeout = Duration::ZERO,
+            "body_read_timeout" => limits.body_read_timeout = Duration::ZERO,
+            _ => limits.idle_timeout = Duration::ZERO,
+        }
+        limits
+    };
+    for name in ["header_read_timeout", "body_read_timeout", "idle_timeout"] {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let service = hyper::service::service_fn(answer);
+        let err = Server::serve(listener, zero(name), service).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::InvalidInput);
+        assert!(err.to_string().contains(name), "{err}");
+    }
+}
+
 /// Limits beyond any clock mean "never", not "now": the accept loop neither panics on a
 /// connection cap above what tokio's semaphore can hold nor closes connections at once
 /// when a timeout is too long to add to an `Instant`. (Paused clock: an hour of virtual
@@ -340,35 +362,106 @@ async fn an_idle_http2_connection_is_told_with_a_goaway_and_pings_do_not_shorten
 /// of the idle timeout between reads, through dozens of idle timeouts in all. (Both
 /// socket buffers are small, so the server writes as the reader reads; a large send
 /// buffer hides a slow reader's progress from the server, and such a reader must take
-/// a buffer's worth within the idle timeout, 60 s by default.)
+/// a buffer's worth within the idle timeout, 60 s by default.) Nor is it cut at the
+/// header timeout when the reader sends its next request before the answer is in
+/// (pipelining): that request is read only once the answer is written, so its header
+/// clock runs from the answer's last bytes written (a regression: it ran from its own
+/// first byte). That reader waits a quarter of the header timeout: on the paused clock
+/// the server's next write comes only at the reader's next wake-up.
 #[tokio::test(start_paused = true)]
 async fn an_answer_read_slowly_is_not_cut_short_by_the_idle_timeout() {
     const SIZE: usize = 4 << 20;
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_send_buffer_size(16 * 1024).unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(16).unwrap();
-    let big = hyper::service::service_fn(|_: Request<Incoming>| async {
-        Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; SIZE]))))
-    });
-    let server = Server::serve(listener, limits(16), big).unwrap();
-    let socket = tokio::net::TcpSocket::new_v4().unwrap();
-    socket.set_recv_buffer_size(16 * 1024).unwrap();
-    let mut stream = socket.connect(server.local_addr()).await.unwrap();
-    stream.write_all(GET).await.unwrap();
+    const STATUS: &[u8] = b"HTTP/1.1 200 OK";
+    for pipelined in [false, true] {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_send_buffer_size(16 * 1024).unwrap();
+        socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
+        let listener = socket.listen(16).unwrap();
+        let big = hyper::service::service_fn(|_: Request<Incoming>| async {
+            Ok::<_, Infallible>(Response::new(Full::new(Bytes::from(vec![b'x'; SIZE]))))
+        });
+        let server = Server::serve(listener, limits(16), big).unwrap();
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_recv_buffer_size(16 * 1024).unwrap();
+        let mut stream = socket.connect(server.local_addr()).await.unwrap();
+        stream.write_all(GET).await.unwrap();
 
-    let started = tokio::time::Instant::now();
-    let mut got = 0;
-    let mut buf = vec![0u8; 64 * 1024];
-    while got < SIZE {
-        let n = stream.read(&mut buf).await.unwrap();
-        assert!(
-            n > 0,
-            "cut short after {got} bytes, {:?} in",
-            started.elapsed()
-        );
-        got += n;
-        tokio::time::sleep(IDLE / 6).await;
+        let (answers, pause) = if pipelined {
+            (2, HEADER / 4)
+        } else {
+            (1, IDLE / 6)
+        };
+        let started = tokio::time::Instant::now();
+        let (mut got, mut heads) = (0, 0);
+        let mut buf = vec![0u8; 64 * 1024];
+        // The tail of the last read, for a status line split between two reads.
+        let mut tail = Vec::new();
+        while heads < answers || got < answers * SIZE {
+            let n = stream.read(&mut buf).await.unwrap();
+            assert!(
+                n > 0,
+                "pipelined {pipelined}: cut short after {got} bytes, {:?} in",
+                started.elapsed()
+            );
+            if got == 0 && pipelined {
+                stream.write_all(GET).await.unwrap();
+            }
+            got += n;
+            tail.extend_from_slice(&buf[..n]);
+            heads += tail.windows(STATUS.len()).filter(|w| *w == STATUS).count();
+            tail.drain(..tail.len().saturating_sub(STATUS.len() - 1));
+            tokio::time::sleep(pause).await;
+        }
+        assert!(started.elapsed() > IDLE * 4, "{:?}", started.elapsed());
     }
-    assert!(started.elapsed() > IDLE * 4, "{:?}", started.elapsed());
+}
+
+/// An HTTP/2 answer whose body is still streaming is not idle, however long it takes,
+/// while its frames are taken (a regression: only a finished request counted, so the
+/// connection was closed at the idle timeout mid-answer). On tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn an_http2_answer_still_streaming_is_not_cut_at_the_idle_timeout() {
+    use http_body_util::BodyExt;
+
+    const CHUNKS: usize = 12;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let streaming = hyper::service::service_fn(|_: Request<Incoming>| async {
+        let chunks = futures_util::stream::unfold(0, |sent| async move {
+            if sent == CHUNKS {
+                return None;
+            }
+            tokio::time::sleep(IDLE / 2).await;
+            let frame = hyper::body::Frame::data(Bytes::from_static(b"chunk\n"));
+            Some((Ok::<_, Infallible>(frame), sent + 1))
+        });
+        Ok::<_, Infallible>(Response::new(http_body_util::StreamBody::new(chunks)))
+    });
+    let server = Server::serve(listener, limits(16), streaming).unwrap();
+    let stream = TcpStream::connect(server.local_addr()).await.unwrap();
+    let (mut sender, conn) = hyper::client::conn::http2::handshake(
+        hyper_util::rt::TokioExecutor::new(),
+        hyper_util::rt::TokioIo::new(stream),
+    )
+    .await
+    .unwrap();
+    tokio::spawn(conn);
+    let started = tokio::time::Instant::now();
+    let request = Request::get("http://x/")
+        .body(Full::<Bytes>::default())
+        .unwrap();
+    let mut body = sender.send_request(request).await.unwrap().into_body();
+    let mut chunks = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.unwrap_or_else(|e| {
+            panic!(
+                "cut after {chunks} of {CHUNKS} chunks, {:?} in: {e}",
+                started.elapsed()
+            )
+        });
+        if frame.data_ref().is_some_and(|data| !data.is_empty()) {
+            chunks += 1;
+        }
+    }
+    assert_eq!(chunks, CHUNKS);
+    assert!(started.elapsed() > IDLE * 2, "{:?}", started.elapsed());
 }
