@@ -205,7 +205,8 @@ pub async fn serve(args: ServeArgs, metrics: MetricsHandle) -> anyhow::Result<i3
     let asked = options.limits.max_connections;
     if let Some(room) = options.fit_open_file_limit() {
         console::warn(format_args!(
-            "[server] max_connections = {asked} does not fit the open-file limit; serving at most {room}"
+            "[server] max_connections = {asked} does not fit the open-file limit beside [limits] max_concurrency = {} sockets to the gateway; serving at most {room}",
+            options.upstream_connections
         ));
     }
     let router = builder(config)?

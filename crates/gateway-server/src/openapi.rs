@@ -100,26 +100,36 @@ fn service_paths(route_request: &Value, route_outcome: &Value) -> Value {
             "responses": {
                 "200": { "description": "Prometheus text exposition", "content": { "text/plain": { "schema": { "type": "string" } } } },
                 "400": json_response("more than one `Authorization` header (code `router.invalid.request`), when `/metrics` asks for a key", &json!({ "$ref": "#/components/schemas/ErrorBody" })),
-                "401": json_response("a missing or wrong API key, when API keys are configured and `[server] metrics_require_key` is on (it is off by default: `/metrics` is open)", &json!({ "$ref": "#/components/schemas/ErrorBody" }))
+                "401": json_response("a missing or wrong API key, when API keys are configured and `[server] metrics_require_key` is on (it is off by default: `/metrics` is open)", &json!({ "$ref": "#/components/schemas/ErrorBody" })),
+                "403": json_response("a web page's request (with `Origin`) while `[server] metrics_require_key` is on and no API keys are configured (code `router.cross.origin`)", &json!({ "$ref": "#/components/schemas/ErrorBody" })),
+                "404": json_response("no metrics recorder is installed (a sidecar built by a library user without one; code `router.no.metrics`)", &json!({ "$ref": "#/components/schemas/ErrorBody" })),
+                "405": method_not_allowed()
             }
         }},
         "/healthz": { "get": {
             "operationId": "healthz",
             "summary": "Liveness: 200 while the process runs",
-            "responses": { "200": json_response("alive", &json!({ "type": "object", "properties": { "status": { "const": "ok" } }, "required": ["status"] })) }
+            "responses": {
+                "200": json_response("alive", &json!({ "type": "object", "properties": { "status": { "const": "ok" } }, "required": ["status"] })),
+                "405": method_not_allowed()
+            }
         }},
         "/readyz": { "get": {
             "operationId": "readyz",
             "summary": "Readiness: 200 when a token can be had and no configured model is missing from the catalogue (checked with validate_models; `models` says `not checked` without it)",
             "responses": {
                 "200": json_response("ready", &readiness()),
-                "503": json_response("not ready (with Retry-After)", &readiness())
+                "503": json_response("not ready (with Retry-After)", &readiness()),
+                "405": method_not_allowed()
             }
         }},
         "/openapi.json": { "get": {
             "operationId": "openapi",
             "summary": "This document",
-            "responses": { "200": json_response("the OpenAPI document", &json!({ "type": "object" })) }
+            "responses": {
+                "200": json_response("the OpenAPI document", &json!({ "type": "object" })),
+                "405": method_not_allowed()
+            }
         }}
     })
 }
@@ -274,6 +284,14 @@ fn request_id_header() -> Value {
     })
 }
 
+/// The 405 of the sidecar's own paths.
+fn method_not_allowed() -> Value {
+    json_response(
+        "another method than the path's (with Allow; code `router.method.not.allowed`)",
+        &json!({ "$ref": "#/components/schemas/ErrorBody" }),
+    )
+}
+
 fn json_response(description: &str, schema: &Value) -> Value {
     json!({ "description": description, "content": { "application/json": { "schema": schema } } })
 }
@@ -296,7 +314,7 @@ fn route_responses(outcome: &Value) -> Value {
     for (status, what) in [
         (
             "400",
-            "invalid request: every violation named in `details` (the first 64; the message counts the rest), or more than one `Authorization` header (code `router.invalid.request`, no details)",
+            "invalid request: every violation named in `details` (the first 64; the message counts the rest), or more than one `Authorization` header (code `router.invalid.request`, no details), or a body that broke off (code `router.body.unreadable`)",
         ),
         ("401", "a missing or wrong API key"),
         (

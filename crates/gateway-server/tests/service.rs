@@ -61,6 +61,23 @@ async fn every_documented_path_is_served_and_nothing_else() {
             String::from_utf8_lossy(&answer)
         );
     }
+    // Another method is a 405 with `Allow`, which every operation documents.
+    for (path, method, operation) in &operations {
+        let other = if *method == Method::GET {
+            Method::DELETE
+        } else {
+            Method::GET
+        };
+        let url = format!("{base}{}", path.replace("{model}", "summarize"));
+        let (status, headers, _) = send_with(&client, other.clone(), url, &[], "").await;
+        assert_eq!(status, StatusCode::METHOD_NOT_ALLOWED, "{other} {path}");
+        assert!(headers.contains_key("allow"), "{other} {path}");
+        let documented = operation
+            .responses
+            .as_ref()
+            .is_some_and(|responses| responses.contains_key("405"));
+        assert!(documented, "{method} {path} does not document its 405");
+    }
     // The document the service serves is the committed one.
     let (_, _, served) = send_with(
         &client,

@@ -48,7 +48,7 @@ async fn route_with(
     sidecar: &Sidecar,
     audit: &std::path::Path,
     headers: &[(&str, &str)],
-    body: &'static str,
+    body: &str,
 ) -> (StatusCode, HeaderMap, AuditEntry) {
     let client = support::client();
     let mut request = Request::builder()
@@ -57,7 +57,7 @@ async fn route_with(
     for (name, value) in headers {
         request = request.header(*name, *value);
     }
-    let body = Full::new(Bytes::from_static(body.as_bytes()));
+    let body = Full::new(Bytes::copy_from_slice(body.as_bytes()));
     let response = client.request(request.body(body).unwrap()).await.unwrap();
     let status = response.status();
     let answer_headers = response.headers().clone();
@@ -192,5 +192,19 @@ async fn the_id_echoed_is_the_one_audited_when_the_body_gives_its_own() {
     assert_eq!(status, StatusCode::BAD_REQUEST);
     assert_eq!(entry.caller_request_id.as_deref(), Some("body-3"));
     assert_eq!(answer["x-request-id"], "body-3");
+    // Spaces around the body's id are taken off, as a header's are (a client would read
+    // the echo without them), so the trail keeps what was echoed; an id of spaces only
+    // is none, and the header's is taken (regression: the trail kept them).
+    for (id, header, kept) in [
+        (" body-5 ", "header-6", "body-5"),
+        ("   ", "header-7", "header-7"),
+    ] {
+        let body = format!(r#"{{"route":"summarize","prompt":"hello","callerRequestId":"{id}"}}"#);
+        let (status, answer, entry) =
+            route_with(&sidecar, &audit, &[("x-request-id", header)], &body).await;
+        assert_eq!(status, StatusCode::OK, "{id:?}");
+        assert_eq!(entry.caller_request_id.as_deref(), Some(kept), "{id:?}");
+        assert_eq!(answer["x-request-id"], kept, "{id:?}");
+    }
     sidecar.shutdown().await.unwrap();
 }

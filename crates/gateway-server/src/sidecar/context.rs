@@ -33,8 +33,18 @@ pub(crate) fn adopt(headers: &HeaderMap, request: &mut RouteRequest) {
 
 /// The `x-request-id` to answer with when the body of a `/v1/route` request gave its
 /// own `callerRequestId`, which the audit trail keeps over the header's: that id, if
-/// it is one the trail can keep, so the id echoed is the one audited.
-pub(crate) fn body_request_id(request: &RouteRequest) -> Option<HeaderValue> {
+/// it is one the trail can keep, so the id echoed is the one audited. Spaces around it
+/// are taken off first, as they are from a header's value (a client reading the echo
+/// would not see them); an id of spaces only is none, and the header's is taken.
+pub(crate) fn body_request_id(request: &mut RouteRequest) -> Option<HeaderValue> {
+    if let Some(id) = &mut request.caller_request_id {
+        let trimmed = id.trim_matches(' ');
+        if trimmed.is_empty() {
+            request.caller_request_id = None;
+        } else if trimmed.len() < id.len() {
+            *id = trimmed.to_owned();
+        }
+    }
     let id = request.caller_request_id.as_deref()?;
     let bytes = id.as_bytes();
     (usable(bytes, MAX_CALLER_REQUEST_ID_CHARS))

@@ -69,10 +69,16 @@ pub struct SidecarOptions {
     pub api_keys: ApiKeys,
     /// Whether `/metrics` is served without a key when keys are configured.
     pub metrics_open: bool,
+    /// Sockets the router may hold to the gateway at once (one per call in flight over
+    /// HTTP/1.1: its `[limits] max_concurrency`), which
+    /// [`fit_open_file_limit`](Self::fit_open_file_limit) keeps free of accepted
+    /// connections.
+    pub upstream_connections: usize,
 }
 
 impl Default for SidecarOptions {
-    /// [`ConnectionLimits::default`], 1 MiB bodies, a 30 s drain, no metrics listener.
+    /// [`ConnectionLimits::default`], 1 MiB bodies, a 30 s drain, no metrics listener,
+    /// room for the default `max_concurrency` of upstream sockets.
     fn default() -> Self {
         Self {
             limits: ConnectionLimits::default(),
@@ -82,6 +88,10 @@ impl Default for SidecarOptions {
             metrics_listen: None,
             api_keys: ApiKeys::default(),
             metrics_open: true,
+            upstream_connections: usize::try_from(
+                gateway_model::LimitsConfig::default().max_concurrency,
+            )
+            .unwrap_or(usize::MAX),
         }
     }
 }
@@ -117,6 +127,8 @@ impl SidecarOptions {
                 None => ApiKeys::default(),
             },
             metrics_open: !server.metrics_require_key,
+            upstream_connections: usize::try_from(config.limits.max_concurrency)
+                .unwrap_or(usize::MAX),
         })
     }
 }

@@ -123,7 +123,7 @@ async fn route(State(app): State<App>, KeyedRequest(request, _): SidecarRequest)
                 );
             }
         };
-        let echoed = super::context::body_request_id(&request);
+        let echoed = super::context::body_request_id(&mut request);
         super::context::adopt(&parts.headers, &mut request);
         (request, echoed)
     };
