@@ -169,9 +169,18 @@ impl JsonlSink {
     }
 
     /// Appends one entry (synchronously, without waiting for a sync) and returns its
-    /// sequence number in this sink.
+    /// sequence number in this sink. If another caller is writing it and has not done so
+    /// within [`EVERY_ENTRY_SYNC_WAIT`] (its disk stopped answering, or it is an async
+    /// caller no one polls), this fails with [`AuditError::Timeout`], as `record` does.
     pub fn append(&self, entry: &EncodedEntry) -> Result<u64, AuditError> {
+        self.append_within(entry, EVERY_ENTRY_SYNC_WAIT)
+    }
+
+    /// [`append`](Self::append), waiting at most `wait` for another caller's write.
+    fn append_within(&self, entry: &EncodedEntry, wait: Duration) -> Result<u64, AuditError> {
         let seq = self.enqueue(entry.line())?.seq;
+        let started = std::time::Instant::now();
+        let mut polls = 0u32;
         loop {
             if self.lead_if_free() {
                 continue;
@@ -179,8 +188,19 @@ impl JsonlSink {
             if let Some(outcome) = self.commit.outcome(seq) {
                 return self.written(seq, outcome);
             }
-            // Another caller is writing this line right now: it takes microseconds.
-            std::thread::yield_now();
+            if started.elapsed() >= wait {
+                return Err(AuditError::Timeout {
+                    sink: SINK,
+                    pending: 1,
+                });
+            }
+            // Another caller is writing this line right now, which takes microseconds:
+            // yield at first, then sleep, up to a millisecond, rather than spin.
+            polls = polls.saturating_add(1);
+            match polls {
+                0..16 => std::thread::yield_now(),
+                n => std::thread::sleep(Duration::from_micros(u64::from(n.min(1_000)))),
+            }
         }
     }
 

@@ -21,6 +21,10 @@ use crate::regular_file::{append_to, ends_mid_line, is_regular, own_directory};
 use crate::webhook::batch::Message;
 use crate::{AuditError, EncodedEntry};
 
+mod append;
+
+use append::OpenSegment;
+
 /// One line of a segment.
 #[derive(Debug, Clone)]
 pub(crate) enum Record {
@@ -65,24 +69,6 @@ fn message_line(message: &Message) -> Vec<u8> {
 pub(crate) struct Segment {
     pub(crate) index: u64,
     pub(crate) bytes: u64,
-}
-
-#[derive(Debug)]
-struct OpenSegment {
-    index: u64,
-    file: BufWriter<File>,
-    bytes: u64,
-}
-
-/// What one append did.
-#[derive(Debug, Default)]
-pub(crate) struct Appended {
-    /// Entries written (and synced, unless `error` says otherwise).
-    pub(crate) written: u64,
-    /// Entries not written: the spool was full, or writing failed.
-    pub(crate) dropped: u64,
-    /// Why writing failed, if it did.
-    pub(crate) error: Option<AuditError>,
 }
 
 #[derive(Debug)]
@@ -390,105 +376,9 @@ impl Spool {
         self.total_bytes
     }
 
-    fn start_segment(&mut self) -> Result<&mut OpenSegment, AuditError> {
-        if self.current.is_none() {
-            let index = self.next_index;
-            let path = self.path_of(index);
-            let file = OpenOptions::new()
-                .create_new(true)
-                .append(true)
-                .open(&path)
-                .map_err(|e| AuditError::io("create", &path, e))?;
-            self.next_index = self.next_index.saturating_add(1);
-            sync_dir(&self.dir)?;
-            self.current = Some(OpenSegment {
-                index,
-                file: BufWriter::with_capacity(64 * 1024, file),
-                bytes: 0,
-            });
-        }
-        Ok(self.current.as_mut().expect("just opened"))
-    }
-
-    fn sync_current(&mut self) -> Result<(), AuditError> {
-        if let Some(current) = &mut self.current {
-            let path = self.dir.join(format!("{:020}.jsonl", current.index));
-            current
-                .file
-                .flush()
-                .and_then(|()| current.file.get_ref().sync_data())
-                .map_err(|e| AuditError::io("sync", path, e))?;
-        }
-        Ok(())
-    }
-
-    /// Closes the current segment (it becomes replayable); after a write error it may end
-    /// with a partial line, which replay skips.
-    fn seal(&mut self) {
-        if let Some(current) = self.current.take() {
-            let OpenSegment { index, file, bytes } = current;
-            drop(file.into_inner());
-            if bytes > 0 {
-                self.sealed.push_back(Segment { index, bytes });
-            } else {
-                let _ = std::fs::remove_file(self.path_of(index));
-            }
-        }
-    }
-
-    /// Appends `records` and syncs them to disk; records past the size cap are dropped.
-    /// The counts are of audit entries.
-    pub(crate) fn append(&mut self, records: &[Record]) -> Appended {
-        let mut done = Appended::default();
-        for (i, record) in records.iter().enumerate() {
-            let line = record.line();
-            let len = line.len() as u64;
-            if self.total_bytes + len > self.max_bytes {
-                done.dropped += record.entries();
-                continue;
-            }
-            let written = self.start_segment().and_then(|segment| {
-                segment.file.write_all(&line).map_err(|e| {
-                    AuditError::io(
-                        "append to",
-                        format!("spool segment {:020}", segment.index),
-                        e,
-                    )
-                })?;
-                segment.bytes += len;
-                Ok(segment.bytes)
-            });
-            match written {
-                Ok(segment_bytes) => {
-                    self.total_bytes += len;
-                    done.written += record.entries();
-                    if segment_bytes >= self.segment_bytes {
-                        if let Err(e) = self.sync_current() {
-                            done.error = Some(e);
-                        }
-                        self.seal();
-                    }
-                }
-                Err(e) => {
-                    self.seal();
-                    done.dropped += records[i..].iter().map(Record::entries).sum::<u64>();
-                    done.error = Some(e);
-                    return done;
-                }
-            }
-        }
-        if done.written > 0
-            && let Err(e) = self.sync_current()
-        {
-            self.seal();
-            done.error = Some(e);
-        }
-        done
-    }
-
     /// The oldest segment to replay, sealing the current one if nothing else waits.
     pub(crate) fn oldest(&mut self) -> Result<Option<Segment>, AuditError> {
-        if self.sealed.is_empty() && self.current.as_ref().is_some_and(|c| c.bytes > 0) {
+        if self.sealed.is_empty() && self.current.as_ref().is_some_and(|c| !c.is_empty()) {
             self.sync_current()?;
             self.seal();
         }
@@ -612,6 +502,41 @@ mod tests {
             Some(MAX_SEGMENT_INDEX)
         );
         assert_eq!(segment_index("04611686018427387905.jsonl"), None);
+    }
+
+    /// Regression: a record went into the segment's buffer and was counted written
+    /// before it reached the disk, so a full disk (here, a file-size limit of zero) lost
+    /// it with nothing dropped or reported, and sealed a segment whose bytes never came.
+    /// Run in a child process, where every write to a file fails (and the signal it
+    /// would raise is ignored).
+    #[test]
+    fn records_a_full_disk_refuses_count_as_dropped_and_leave_nothing_to_replay() {
+        const CHILD: &str = "GATEWAY_AUDIT_TEST_NO_ROOM";
+        if std::env::var_os(CHILD).is_none() {
+            let name = "webhook::spool::tests::\
+                        records_a_full_disk_refuses_count_as_dropped_and_leave_nothing_to_replay";
+            let status = std::process::Command::new("sh")
+                .args(["-c", r#"trap "" XFSZ; ulimit -f 0; exec "$0" "$@""#])
+                .arg(std::env::current_exe().unwrap())
+                .args([name, "--exact", "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let said = String::from_utf8_lossy(&status.stdout);
+            assert!(
+                status.status.success(),
+                "the test failed in its child: {said}"
+            );
+            assert!(said.contains("1 passed"), "the child ran it: {said}");
+            return;
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let mut spool = Spool::open(dir.path(), 1 << 20, 1 << 20).unwrap();
+        let appended = spool.append(&loose(&[encoded(1), encoded(2)]));
+        assert_eq!((appended.written, appended.dropped), (0, 2));
+        assert!(appended.error.is_some());
+        assert_eq!(spool.total_bytes(), 0);
+        assert_eq!(spool.oldest().unwrap(), None, "nothing to replay");
     }
 
     #[test]
