@@ -78,13 +78,10 @@ pub(crate) fn check_fallbacks(
     for (i, model) in fallbacks.iter().enumerate() {
         let here = at.index(i);
         model.collect_violations(&here, out);
-        if check_unique(&here, model, &fallbacks[..i], out) && is_primary(model) {
-            out.push(
-                &here,
-                Rule::FallbackIsPrimary {
-                    model: model.to_string(),
-                },
-            );
+        if check_unique(&here, model, fallbacks[..i].iter(), out) && is_primary(model) {
+            let mut model = model.to_string();
+            crate::cut_to(&mut model, crate::MAX_UNKNOWN_NAME_CHARS);
+            out.push(&here, Rule::FallbackIsPrimary { model });
         }
     }
 }

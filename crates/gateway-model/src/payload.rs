@@ -501,6 +501,36 @@ mod tests {
         GatewayPayload::builder("model-gen-4", "Summarize this transcript")
     }
 
+    /// Regression: each entry of a list was compared with every one before it, so
+    /// 56,000 fallbacks or safety filters in a body under the gateway's 512,000-byte cap
+    /// took 3.6 s to check (release build). A list past its cap is refused whatever its
+    /// later entries hold: only its first entries are compared.
+    #[test]
+    fn a_long_list_of_repeats_is_refused_without_comparing_every_pair() {
+        use crate::validation::UNIQUE_CHECKED;
+        let repeats = 50_000;
+        let errors = base()
+            .fallbacks(vec!["model-fallback-3"; repeats])
+            .safety_filters(vec!["pii"; repeats])
+            .build()
+            .unwrap_err();
+        let duplicates = |list: &str| {
+            errors
+                .violations()
+                .iter()
+                .filter(|v| v.path.starts_with(list) && matches!(v.rule, Rule::Duplicate { .. }))
+                .count()
+        };
+        // Listed: the first 64 violations; counted: every one found.
+        assert_eq!(duplicates("/fallbackModels/"), UNIQUE_CHECKED - 1);
+        assert!(errors.has_path("/fallbackModels"), "too many: {errors}");
+        assert_eq!(
+            errors.len(),
+            1 + 2 * (UNIQUE_CHECKED - 1),
+            "the cap, and the repeats among the first {UNIQUE_CHECKED} of each list"
+        );
+    }
+
     #[test]
     fn builder_applies_tutorial_defaults() {
         let p = base().build().unwrap();

@@ -12,11 +12,13 @@ use serde_json::Value;
 pub const REDACTED: &str = "<redacted>";
 
 /// serde's complaint about a value without the value: every string it quotes in double
-/// quotes (escapes included) and, in an `invalid type` or `invalid value` complaint,
-/// every number or other value it quotes in backticks, shown as `…`. Names of fields,
-/// which serde also quotes in backticks (as in "missing field"), are kept. For an input
-/// that may hold a secret where serde did not expect it (a token answer that is a bare
-/// string, a secret written into a config file under the wrong key).
+/// quotes (escapes included), in an `invalid type` or `invalid value` complaint every
+/// number or other value it quotes in backticks, and in an `unknown variant` complaint
+/// the variant it was given (the first backticked word), shown as `…`. Names of fields
+/// and of the variants expected, which serde also quotes in backticks (as in "missing
+/// field"), are kept. For an input that may hold a secret where serde did not expect it
+/// (a token answer that is a bare string, a secret written into a config file under the
+/// wrong key).
 ///
 /// ```
 /// use gateway_model::redact::without_quoted_values;
@@ -26,16 +28,19 @@ pub const REDACTED: &str = "<redacted>";
 /// let said = "invalid type: integer `123456789`, expected a string";
 /// assert_eq!(without_quoted_values(said), "invalid type: integer `…`, expected a string");
 /// assert_eq!(without_quoted_values("missing field `code`"), "missing field `code`");
+/// let said = "unknown variant `hunter2`, expected `webpki` or `native`";
+/// assert_eq!(without_quoted_values(said), "unknown variant `…`, expected `webpki` or `native`");
 /// ```
 pub fn without_quoted_values(text: &str) -> String {
-    let backticks = text.starts_with("invalid type") || text.starts_with("invalid value");
+    let every_backtick = text.starts_with("invalid type") || text.starts_with("invalid value");
+    let mut first_backtick = text.starts_with("unknown variant");
     let mut out = String::with_capacity(text.len().min(256));
     let mut chars = text.chars();
     while let Some(c) = chars.next() {
         out.push(c);
         let closing = match c {
             '"' => '"',
-            '`' if backticks => '`',
+            '`' if every_backtick || std::mem::take(&mut first_backtick) => '`',
             _ => continue,
         };
         out.push('…');

@@ -81,7 +81,7 @@ pub(crate) fn check_safety_filters(
     for (i, filter) in filters.iter().enumerate() {
         let here = at.index(i);
         crate::Validate::collect_violations(filter, &here, out);
-        crate::validation::check_unique(&here, filter, &filters[..i], out);
+        crate::validation::check_unique(&here, filter, filters[..i].iter(), out);
     }
 }
 

@@ -279,6 +279,11 @@ impl ValidationErrors {
         }
     }
 
+    /// Counts `more` violations found beyond those listed.
+    pub(crate) fn count_omitted(&mut self, more: usize) {
+        self.omitted = self.omitted.saturating_add(more);
+    }
+
     /// How many violations were found beyond those listed.
     pub fn omitted(&self) -> usize {
         self.omitted
@@ -420,26 +425,35 @@ impl Violations {
 
 /// Records a [`Rule::Duplicate`] at `at` when `value` equals one of `earlier`; returns
 /// whether `value` is new. The one "entries must be distinct" rule of every list.
+///
+/// A list checks only its first [`UNIQUE_CHECKED`] entries this way (each against those
+/// before it): every list with the rule has a cap below it, or (safety filters) fewer
+/// names that can pass, so a longer one is refused whatever its later entries hold,
+/// and a list of 50,000 names costs no more than 50,000 checks.
 pub(crate) fn check_unique<'a, T>(
     at: &Location<'_>,
     value: &T,
-    earlier: impl IntoIterator<Item = &'a T>,
+    earlier: impl ExactSizeIterator<Item = &'a T>,
     out: &mut Violations,
 ) -> bool
 where
     T: PartialEq + fmt::Display + 'a,
 {
+    if earlier.len() >= UNIQUE_CHECKED {
+        return true;
+    }
     let repeated = earlier.into_iter().any(|e| e == value);
     if repeated {
-        out.push(
-            at,
-            Rule::Duplicate {
-                value: value.to_string(),
-            },
-        );
+        let mut value = value.to_string();
+        cut_to(&mut value, MAX_UNKNOWN_NAME_CHARS);
+        out.push(at, Rule::Duplicate { value });
     }
     !repeated
 }
+
+/// How many entries of a list [`check_unique`] compares: more than any list with the
+/// rule may hold (16 split entries, 5 fallbacks, 8 safety filters).
+pub(crate) const UNIQUE_CHECKED: usize = 32;
 
 /// A type that can check itself against its documented rules.
 pub trait Validate {

@@ -107,3 +107,32 @@ fn a_programmatic_config_passes_its_schema() {
         .check(&json)
         .unwrap();
 }
+
+/// A failed check lists at most `MAX_VIOLATIONS` violations and counts the rest, and cuts
+/// what each quotes of the document (a review found every one kept, each with the whole
+/// failing value in its message).
+#[test]
+fn a_failed_format_check_is_bounded() {
+    use gateway_model::{MAX_MALFORMED_CHARS, MAX_VIOLATIONS, Rule};
+    let payload = GatewayPayload::builder("model-gen-4", "hi")
+        .build()
+        .unwrap();
+    let mut doc = serde_json::to_value(&payload).unwrap();
+    doc["modelId"] = serde_json::json!("bad id ".repeat(10_000));
+    let bad: Vec<String> = (0..100).map(|i| format!("bad id {i}")).collect();
+    doc["fallbackModels"] = serde_json::json!(bad);
+    let errors = payload_format().check(&doc).unwrap_err();
+    assert_eq!(errors.violations().len(), MAX_VIOLATIONS);
+    assert!(
+        errors.len() > 100,
+        "every violation counted: {}",
+        errors.len()
+    );
+    for violation in errors.violations() {
+        assert!(violation.path.chars().count() <= MAX_MALFORMED_CHARS);
+        let Rule::Schema { message, .. } = &violation.rule else {
+            panic!("{violation:?}");
+        };
+        assert!(message.chars().count() <= MAX_MALFORMED_CHARS, "{message}");
+    }
+}

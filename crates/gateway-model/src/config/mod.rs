@@ -15,6 +15,7 @@ mod retry;
 mod routes;
 mod server;
 mod tls;
+mod toml_text;
 
 use std::collections::BTreeMap;
 
@@ -42,7 +43,7 @@ pub use tls::{TlsConfig, TrustRoots};
 
 use crate::bounds::{Pattern, Text};
 use crate::model_id::ModelId;
-use crate::validation::{Location, Rule, Validate, ValidationErrors, Violations, malformed};
+use crate::validation::{Location, Rule, Validate, Violations};
 
 /// The pattern route names match.
 pub const ROUTE_NAME_PATTERN: &str = "^[a-z0-9][a-z0-9_-]*$";
@@ -262,23 +263,6 @@ impl RouterConfig {
             .max(std::time::Duration::from_secs(self.retry.max_retry_after_s))
     }
 
-    /// Parses TOML and validates the result; a syntax or type error names its path.
-    pub fn from_toml_str(text: &str) -> Result<Self, ValidationErrors> {
-        let de = toml::Deserializer::parse(text).map_err(|e| {
-            let said = format!("TOML parse error: {}", toml_error(text, &e));
-            ValidationErrors::single("", Rule::malformed(said))
-        })?;
-        let config: Self = serde_path_to_error::deserialize(de).map_err(|e| {
-            let path = e.path().clone();
-            malformed(serde_path_to_error::Error::new(
-                path,
-                toml_error(text, e.inner()),
-            ))
-        })?;
-        config.validate()?;
-        Ok(config)
-    }
-
     /// Every model the routes name, primaries and fallbacks, each once, sorted.
     pub fn all_models(&self) -> Vec<&ModelId> {
         let mut models: Vec<&ModelId> = self
@@ -291,29 +275,6 @@ impl RouterConfig {
         models
     }
 }
-/// A TOML error as its message, then where it is, without the line of the file that the
-/// error's own text quotes, nor a value it quotes: a secret written into the file by
-/// mistake (`client_secret = "..."` as an unknown key, or under `[routes]`, where a
-/// table is expected) would be shown whole, in logs and CI output. The message comes
-/// first, so that `missing field` is read as a missing field.
-fn toml_error(text: &str, err: &toml::de::Error) -> String {
-    let at = err
-        .span()
-        .and_then(|span| text.get(..span.start))
-        .map(|before| {
-            let line = before.matches('\n').count().saturating_add(1);
-            let column = before
-                .rsplit('\n')
-                .next()
-                .map_or(0, |l| l.chars().count())
-                .saturating_add(1);
-            format!(" (line {line}, column {column})")
-        })
-        .unwrap_or_default();
-    let said = crate::redact::without_quoted_values(err.message().trim_end());
-    format!("{said}{at}")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -352,6 +313,11 @@ mod tests {
                 "[environment]\nregion = \"us-east-1\"\n[routes]\nclient_secret = \"hunter2-SECRET\"\n",
                 "invalid type: string \"…\"",
             ),
+            // A value where a name from a list belongs (a review found it quoted).
+            (
+                "[environment]\nregion = \"us-east-1\"\n[tls]\nroots = \"hunter2-SECRET\"\n",
+                "unknown variant `…`, expected `webpki` or `native`",
+            ),
         ] {
             let shown = RouterConfig::from_toml_str(text).unwrap_err().to_string();
             assert!(!shown.contains("hunter2"), "{shown}");
@@ -362,6 +328,40 @@ mod tests {
         let missing = RouterConfig::from_toml_str("[routes.a]\nmodel = \"m\"\n").unwrap_err();
         assert_eq!(missing.violations()[0].path, "/environment", "{missing}");
         assert_eq!(missing.violations()[0].rule, Rule::Missing, "{missing}");
+    }
+
+    /// Regression: serde reads a struct from a list too, by position, so a section or
+    /// route written as a list was taken (`limits = []` as every default), where the
+    /// schema wants a table.
+    #[test]
+    fn a_list_where_a_table_belongs_is_refused_by_name() {
+        let route = "[routes.a]\nmodel = \"m\"\n";
+        for (text, path) in [
+            (
+                format!("environment = [\"eu-west-1\"]\n{route}"),
+                "/environment",
+            ),
+            (
+                format!("limits = []\n[environment]\nregion = \"eu-west-1\"\n{route}"),
+                "/limits",
+            ),
+            (
+                "[environment]\nregion = \"eu-west-1\"\n[routes]\na = [\"m\"]\n".to_owned(),
+                "/routes/a",
+            ),
+            (
+                format!(
+                    "[environment]\nregion = \"eu-west-1\"\n{route}temperature = [0.1, 0.2, 0.3]\n"
+                ),
+                "/routes/a/temperature",
+            ),
+        ] {
+            let err = RouterConfig::from_toml_str(&text).unwrap_err();
+            assert!(err.has_path(path), "{path}: {err}");
+            assert!(!err.to_string().contains("eu-west-1\""), "{err}");
+        }
+        let fine = format!("[environment]\nregion = \"eu-west-1\"\n{route}");
+        RouterConfig::from_toml_str(&fine).unwrap();
     }
 
     #[test]
