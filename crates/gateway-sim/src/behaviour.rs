@@ -16,7 +16,8 @@ pub struct Behaviour {
     pub latency: Latency,
     /// Answer with these 5xx (or other) statuses at these rates.
     pub errors: Vec<ErrorRate>,
-    /// Fraction of calls whose connection is closed without an answer.
+    /// Fraction of calls dropped without an answer (over HTTP/1.1 the connection is
+    /// closed; over HTTP/2 the call's stream is reset, the connection kept).
     pub drop_rate: f64,
     /// A rate limit per bearer token, answering 429 beyond it (at least 1 call allowed:
     /// leave it out to have none).
@@ -165,7 +166,8 @@ pub enum Scripted {
     },
     /// Answer 422 with a policy-violation code.
     PolicyViolation,
-    /// Close the connection without answering.
+    /// Drop the call without answering: over HTTP/1.1 the connection is closed, over
+    /// HTTP/2 the call's stream is reset (`INTERNAL_ERROR`) and the connection kept.
     Drop,
     /// Never answer (until the simulator shuts down): for timeout tests.
     Stall,

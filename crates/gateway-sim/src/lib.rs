@@ -42,8 +42,8 @@
 //! # What can be scripted
 //!
 //! A [`Behaviour`] applies to every call (globally or per model): [`Latency`] (fixed,
-//! uniform or exponential), error rates by status, a drop rate (connection closed with no
-//! answer), a per-token [`RateLimit`], [`PolicyRule`]s (422 for prompts containing a
+//! uniform or exponential), error rates by status, a drop rate (no answer: an HTTP/1.1
+//! connection closed, an HTTP/2 stream reset), a per-token [`RateLimit`], [`PolicyRule`]s (422 for prompts containing a
 //! text), `restricted` (403 `ai.model.restricted`), [`SlowBody`], and `serve_as` (report
 //! another model as the one that answered). A [`Scripted`] answer is used once, before any
 //! behaviour: `ok`, `status`, `tooManyRequests`, `policyViolation`, `drop`, `stall`

@@ -64,15 +64,37 @@ impl RecordedRequest {
 pub const MAX_RECORDED_BYTES: usize = 128 << 20;
 
 impl RecordedRequest {
-    /// About how many bytes this request holds in the log.
+    /// About how many bytes this request holds in the log, or takes in the answer of
+    /// `GET /__admin/requests`, whichever is more: each header with its pair of strings
+    /// (two allocations), the body as JSON writes it (a control byte as six).
     fn size(&self) -> usize {
-        let headers: usize = self.headers.iter().map(|(n, v)| n.len() + v.len()).sum();
+        const PER_HEADER: usize = std::mem::size_of::<(String, String)>() + 2 * MIN_ALLOCATION;
+        let headers = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.len() + v.len() + PER_HEADER)
+            .fold(0, usize::saturating_add);
         std::mem::size_of::<Self>()
-            + self.method.len()
-            + self.path.len()
-            + headers
-            + self.body.len()
+            .saturating_add(self.method.len())
+            .saturating_add(self.path.len())
+            .saturating_add(headers)
+            .saturating_add(json_len(&self.body))
     }
+}
+
+/// The least an allocation takes (glibc's smallest chunk).
+const MIN_ALLOCATION: usize = 32;
+
+/// The length of `text` written as a JSON string's content: a control character as an
+/// escape of two or six bytes, a quote or backslash as two.
+fn json_len(text: &str) -> usize {
+    text.bytes()
+        .map(|b| match b {
+            b'"' | b'\\' | b'\n' | b'\r' | b'\t' | 0x08 | 0x0c => 2,
+            0..0x20 => 6,
+            _ => 1,
+        })
+        .fold(0, usize::saturating_add)
 }
 
 /// A ring buffer of the most recent requests, bounded in count and in bytes.
@@ -162,7 +184,9 @@ pub struct Counters {
     pub model_requests: u64,
     /// Calls to anything else (admin calls are not counted).
     pub other_requests: u64,
-    /// Connections closed without an answer.
+    /// Calls dropped without an answer: over HTTP/1.1 their connection is closed; over
+    /// HTTP/2 their stream is reset (`INTERNAL_ERROR`), the connection staying open for
+    /// the others.
     pub dropped_connections: u64,
     /// Connections accepted (TCP; one HTTP/2 connection carries many calls).
     #[serde(default)]
@@ -302,6 +326,31 @@ mod tests {
             headers: vec![("content-type".into(), "application/json".into())],
             body: "x".repeat(body_bytes),
         }
+    }
+
+    /// Regression: the log's byte bound counted a body of control bytes at a sixth of
+    /// what `GET /__admin/requests` answers with it (800 MB at the bound), and a header
+    /// by its text alone (490 one-letter headers, 80 bytes each to keep, as 980 bytes).
+    #[test]
+    fn a_requests_size_covers_its_escaped_body_and_each_header() {
+        let mut controls = request(0, 0);
+        controls.body = "\u{1}".repeat(100_000);
+        let answered = serde_json::to_string(&controls.body).unwrap().len();
+        assert!(
+            controls.size() >= answered,
+            "{} < {answered}",
+            controls.size()
+        );
+
+        let mut headers = request(0, 0);
+        headers.headers = vec![("x".into(), String::new()); 490];
+        let kept = 490 * (std::mem::size_of::<(String, String)>() + 2 * MIN_ALLOCATION);
+        assert!(headers.size() >= kept, "{} < {kept}", headers.size());
+        assert_eq!(
+            request(0, 10).size() - request(0, 0).size(),
+            10,
+            "plain text as is"
+        );
     }
 
     /// Regression: the log was bounded by count only, so 10,000 bodies near the

@@ -67,11 +67,26 @@ pub(crate) struct Scripts {
 
 impl Scripts {
     pub(crate) fn push(&mut self, target: Target, answers: impl IntoIterator<Item = Scripted>) {
+        let mut answers = answers.into_iter().peekable();
+        if answers.peek().is_none() {
+            return;
+        }
         let queue = self.queues.entry(target).or_default();
         for answer in answers {
             self.bytes = self.bytes.saturating_add(answer.weight());
             queue.push_back(answer);
         }
+    }
+
+    /// The next answer of `target`'s queue, which goes once it is empty (so the map of
+    /// queues holds only targets with answers pending).
+    fn pop(&mut self, target: &Target) -> Option<Scripted> {
+        let queue = self.queues.get_mut(target)?;
+        let next = queue.pop_front();
+        if queue.is_empty() {
+            self.queues.remove(target);
+        }
+        self.taken(next)
     }
 
     /// `answer`, taken off its queue, no longer counted.
@@ -88,18 +103,14 @@ impl Scripts {
         if self.queues.is_empty() {
             return None;
         }
-        if let Some(q) = self.queues.get_mut(&Target::Model(model.to_owned()))
-            && let Some(s) = q.pop_front()
-        {
-            return self.taken(Some(s));
+        if let Some(answer) = self.pop(&Target::Model(model.to_owned())) {
+            return Some(answer);
         }
-        let next = self.queues.get_mut(&Target::Global)?.pop_front();
-        self.taken(next)
+        self.pop(&Target::Global)
     }
 
     pub(crate) fn next_for_token(&mut self) -> Option<Scripted> {
-        let next = self.queues.get_mut(&Target::Token)?.pop_front();
-        self.taken(next)
+        self.pop(&Target::Token)
     }
 
     pub(crate) fn pending(&self) -> usize {
@@ -284,4 +295,28 @@ pub(crate) fn splitmix64(mut x: u64) -> u64 {
     x = (x ^ (x >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     x = (x ^ (x >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     x ^ (x >> 31)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Regression: a script of no answers made a queue, and an emptied queue stayed, so
+    /// a long-running simulator's map of queues grew with every target ever scripted.
+    #[test]
+    fn only_targets_with_answers_pending_keep_a_queue() {
+        let mut scripts = Scripts::default();
+        for n in 0..2_000 {
+            scripts.push(Target::Model(format!("model-x-{n}")), []);
+        }
+        assert!(scripts.queues.is_empty());
+        scripts.push(Target::Model("m".into()), [Scripted::Ok, Scripted::Drop]);
+        scripts.push(Target::Token, [Scripted::Ok]);
+        assert_eq!(scripts.queues.len(), 2);
+        assert!(matches!(scripts.next_for_model("m"), Some(Scripted::Ok)));
+        assert!(matches!(scripts.next_for_model("m"), Some(Scripted::Drop)));
+        assert!(scripts.next_for_token().is_some());
+        assert!(scripts.queues.is_empty(), "emptied queues go");
+        assert_eq!((scripts.pending(), scripts.pending_bytes()), (0, 0));
+    }
 }

@@ -331,7 +331,7 @@ async fn the_admin_api_scripts_reads_and_resets() {
 
 #[tokio::test]
 async fn the_same_seed_gives_the_same_run() {
-    async fn run(seed: u64) -> Vec<u16> {
+    async fn run(seed: u64, looking: bool) -> Vec<u16> {
         let sim = Sim::builder()
             .seed(seed)
             .behaviour(Behaviour {
@@ -354,6 +354,9 @@ async fn the_same_seed_gives_the_same_run() {
         let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
         let mut statuses = Vec::new();
         for _ in 0..60 {
+            if looking {
+                http.admin(Method::GET, "counters", "").await;
+            }
             statuses.push(
                 http.prompt(&token, &payload("model-gen-4", "x"))
                     .await
@@ -363,9 +366,12 @@ async fn the_same_seed_gives_the_same_run() {
         }
         statuses
     }
-    let a = run(42).await;
-    assert_eq!(a, run(42).await);
-    assert_ne!(a, run(43).await);
+    let a = run(42, false).await;
+    assert_eq!(a, run(42, false).await);
+    assert_ne!(a, run(43, false).await);
+    // A test that looks at the simulator between calls gets the same run (a regression:
+    // each admin call took a number from the seeded sequence).
+    assert_eq!(a, run(42, true).await);
     let failures = a.iter().filter(|s| **s != 200).count();
     assert!(
         (8..=40).contains(&failures),
@@ -436,4 +442,44 @@ async fn oversized_requests_get_413() {
         .await;
     assert_eq!(reply.status, StatusCode::PAYLOAD_TOO_LARGE);
     assert_eq!(reply.json()["code"], "request.entity.too.large");
+}
+
+/// Regression: the rate windows were kept per token only and ended by the caller's
+/// length, so a model with a one-second limit ended the one-minute window another
+/// model's limit had started, and a client told to wait 60 s was answered a second
+/// later. Each limit now has windows of its own. On tokio's paused clock.
+#[tokio::test(start_paused = true)]
+async fn one_models_rate_limit_does_not_end_anothers_window() {
+    let limit = |allowed, window_secs| Behaviour {
+        rate_limit: Some(RateLimit {
+            allowed,
+            window_secs,
+            retry_after: RetryAfterStyle::Seconds,
+        }),
+        ..Behaviour::default()
+    };
+    let sim = Sim::builder()
+        .model_behaviour("model-gen-4", limit(2, 60))
+        .model_behaviour("model-gen-5", limit(100, 1))
+        .start()
+        .await
+        .unwrap();
+    let http = Http::new(&sim);
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
+    let mut statuses = Vec::new();
+    for _ in 0..3 {
+        let reply = http.prompt(&token, &payload("model-gen-4", "x")).await;
+        statuses.push(reply.status.as_u16());
+    }
+    assert_eq!(statuses, [200, 200, 429]);
+    tokio::time::advance(Duration::from_millis(1_100)).await;
+    let other = http.prompt(&token, &payload("model-gen-5", "x")).await;
+    assert_eq!(other.status, StatusCode::OK);
+    assert_eq!(other.headers["inin-ratelimit-count"], "1", "its own window");
+    let again = http.prompt(&token, &payload("model-gen-4", "x")).await;
+    assert_eq!(
+        again.status,
+        StatusCode::TOO_MANY_REQUESTS,
+        "still in its minute"
+    );
 }
