@@ -102,17 +102,26 @@ impl FleetRate {
 /// a pause of [`MAX_WAIT`] plus the tolerance, or a reservation that waited that long
 /// plus one interval.
 fn farthest(cell: &Gcra) -> String {
-    let longest = MAX_WAIT + cell.tolerance.min(MAX_WAIT) + cell.interval.min(MAX_WAIT);
-    u64::try_from(longest.as_micros())
+    let longest = MAX_WAIT + cell.tolerance.min(MAX_TOLERANCE) + cell.interval.min(MAX_WAIT);
+    micros_within(longest, longest)
+}
+
+/// `d` in whole microseconds, at most [`MAX_WAIT`].
+fn micros(d: Duration) -> String {
+    micros_within(d, MAX_WAIT)
+}
+
+/// `d` in whole microseconds, at most `cap`.
+fn micros_within(d: Duration, cap: Duration) -> String {
+    u64::try_from(d.min(cap).as_micros())
         .unwrap_or(u64::MAX)
         .to_string()
 }
 
-fn micros(d: Duration) -> String {
-    u64::try_from(d.min(MAX_WAIT).as_micros())
-        .unwrap_or(u64::MAX)
-        .to_string()
-}
+/// The largest burst tolerance a configuration can give: 100,000 calls
+/// (`rate_burst`) at one a minute. Sent whole, not cut to [`MAX_WAIT`] as a wait is,
+/// so the fleet lets as many calls through at once as one replica's own pacer would.
+const MAX_TOLERANCE: Duration = Duration::from_secs(100_000 * 60);
 
 impl RateBudget for FleetRate {
     fn reserve(&self, max_wait: Duration) -> BoxFuture<'_, Result<Duration, Duration>> {
@@ -129,7 +138,7 @@ impl RateBudget for FleetRate {
             given_back.retain(|due| *due > now);
             let args = [
                 micros(self.cell.interval),
-                micros(self.cell.tolerance),
+                micros_within(self.cell.tolerance, MAX_TOLERANCE),
                 micros(max_wait),
                 self.farthest.clone(),
                 given_back.len().to_string(),
@@ -160,7 +169,7 @@ impl RateBudget for FleetRate {
             let script = self.pause.clone();
             let args = [
                 micros(wait),
-                micros(self.cell.tolerance),
+                micros_within(self.cell.tolerance, MAX_TOLERANCE),
                 self.farthest.clone(),
             ];
             runtime.spawn(async move {

@@ -37,7 +37,15 @@ pub(crate) fn owner_value() -> String {
     format!("{:016x}", hasher.finish())
 }
 
-/// Whole milliseconds, at least 1.
+/// Whole milliseconds, at least 1 and at most [`MAX_MILLIS`]: a script sets expiries
+/// with them, and Redis refuses one past its clock's range, failing the whole script
+/// (a `Fleet::circuits(Duration::MAX)` would fail every circuit read).
 pub(crate) fn millis(d: std::time::Duration) -> u64 {
-    u64::try_from(d.as_millis()).unwrap_or(u64::MAX).max(1)
+    u64::try_from(d.as_millis())
+        .unwrap_or(u64::MAX)
+        .clamp(1, MAX_MILLIS)
 }
+
+/// The longest a script is asked to keep anything: a year, far past any bound the
+/// fleet keeps (a shared token's 48 h, a circuit's longest opening).
+pub(crate) const MAX_MILLIS: u64 = 365 * 24 * 3_600 * 1_000;

@@ -188,7 +188,9 @@ impl TokenStore {
     }
 
     /// Redis' copy of the token, or, under the fleet's lock, `mine` (this replica's valid
-    /// copy) or else one fetched through the local source, shared.
+    /// copy) or else one fetched through the local source, shared. With `mine` and the
+    /// lock held by another replica (logging in), it does not wait for that login:
+    /// `Stop::Local`, and the valid copy stands until Redis is asked again.
     pub(crate) async fn shared(&self, mine: Option<&Stored>) -> Result<Stored, Stop> {
         let asked = Instant::now();
         let give_up = gateway_transport::clock::later(asked, self.link.token_lock());
@@ -201,7 +203,7 @@ impl TokenStore {
                 held.release().await;
                 return fetched;
             }
-            if Instant::now() >= give_up {
+            if mine.is_some() || Instant::now() >= give_up {
                 return Err(Stop::Local);
             }
             tokio::time::sleep(POLL).await;
@@ -282,9 +284,15 @@ impl TokenStore {
         Ok(stored)
     }
 
-    /// `token` from the local source, valid and fresh for as long as that source says.
+    /// `token` from the local source, valid and fresh for as long as that source says,
+    /// but at most [`MAX_SHARE`], as a shared token is read (a source may say "never
+    /// expires", `Duration::MAX`, which no Redis expiry can hold).
     fn as_stored(&self, token: AccessToken) -> Stored {
-        let left = self.local.valid_for(&token).unwrap_or(DEFAULT_SHARE);
+        let left = self
+            .local
+            .valid_for(&token)
+            .unwrap_or(DEFAULT_SHARE)
+            .min(MAX_SHARE);
         let fresh = self.local.refresh_in(&token).unwrap_or(left).min(left);
         Stored { token, left, fresh }
     }

@@ -1129,3 +1129,79 @@ async fn a_replica_whose_redis_became_read_only_follows_the_failover() {
     until_rejoined(&routers, &fleet).await;
     proxy.task.abort();
 }
+
+/// A token source that says its token never expires (`Duration::MAX`).
+struct NeverExpires(gateway_transport::AccessToken);
+
+impl gateway_transport::TokenSource for NeverExpires {
+    fn token(
+        &self,
+    ) -> gateway_transport::BoxFuture<
+        '_,
+        Result<gateway_transport::AccessToken, gateway_transport::TokenError>,
+    > {
+        let token = self.0.clone();
+        Box::pin(async move { Ok(token) })
+    }
+    fn invalidate(&self, _: &gateway_transport::AccessToken) {}
+    fn valid_for(&self, _: &gateway_transport::AccessToken) -> Option<Duration> {
+        Some(Duration::MAX)
+    }
+}
+
+/// Regression: a token whose source said it never expires was shared with an expiry no
+/// Redis takes (`PX 18446744073709551615`): the script failed, the replica went degraded
+/// against a healthy Redis, and the token was never shared. It is shared for 48 h.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_token_that_never_expires_is_shared_for_the_longest_a_share_lasts() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let fleet = gateway_fleet::Fleet::connect(
+        &redis.url(),
+        &fleet_config("forever", 1),
+        &gateway_model::LimitsConfig::default(),
+    )
+    .unwrap();
+    let token = gateway_transport::AccessToken::new("abcdefghijklmnop").unwrap();
+    let tokens = fleet.tokens(std::sync::Arc::new(NeverExpires(token)));
+    tokens.token().await.unwrap();
+    assert!(
+        !fleet.is_degraded(),
+        "a healthy Redis left the replica degraded"
+    );
+    let left = pttl(&redis, "forever:token").await;
+    assert!(
+        (1..=172_800_000).contains(&left),
+        "shared for at most 48 h: {left} ms"
+    );
+}
+
+/// Regression: the fleet cut a burst's tolerance to an hour's worth, so with a burst
+/// of 5,000 calls at one a second it let 3,601 go at once where one replica's own pacer
+/// (and the config) says 5,001.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_fleets_burst_is_the_configured_one() {
+    let Some(redis) = RedisServer::start() else {
+        return;
+    };
+    let limits = gateway_model::LimitsConfig {
+        requests_per_minute: Some(60),
+        rate_burst: 5_000,
+        ..gateway_model::LimitsConfig::default()
+    };
+    let fleet =
+        gateway_fleet::Fleet::connect(&redis.url(), &fleet_config("burst", 1), &limits).unwrap();
+    let budget = fleet.rate_budget().unwrap();
+    let mut at_once = 0;
+    while at_once < 6_000 && budget.reserve(Duration::ZERO).await.is_ok() {
+        at_once += 1;
+    }
+    let local = gateway_transport::LocalRateBudget::new(60, 5_000);
+    let mut locally = 0;
+    while locally < 6_000 && local.try_reserve(Duration::ZERO).is_ok() {
+        locally += 1;
+    }
+    assert_eq!(at_once, locally);
+    assert_eq!(locally, 5_001);
+}
