@@ -153,17 +153,33 @@ fn keep_the_exported_schema(entries: &[AuditEntry]) {
     }
 }
 
-#[tokio::test]
-async fn invalid_requests_are_audited_without_reaching_the_gateway() {
+/// A simulator, and a router with one route, `s` (model-gen-4), its config changed by
+/// `tune`, writing its trail to a file in a new directory: the directory (removed when
+/// dropped), the file, the simulator and the router.
+async fn audited(
+    tune: impl FnOnce(gateway_model::RouterConfig) -> gateway_model::RouterConfig,
+) -> (
+    tempfile::TempDir,
+    std::path::PathBuf,
+    gateway_sim::SimHandle,
+    gateway_router::Router,
+) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("audit.jsonl");
     let sim = Sim::builder().start().await.unwrap();
     let sink = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
-    let router = router_for(config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4")))
+    let config = tune(config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4")));
+    let router = router_for(config)
         .audit_sink(Arc::new(sink))
         .build()
         .await
         .unwrap();
+    (dir, path, sim, router)
+}
+
+#[tokio::test]
+async fn invalid_requests_are_audited_without_reaching_the_gateway() {
+    let (_dir, path, sim, router) = audited(|config| config).await;
     let many_labels = (0..40).fold(RouteRequest::new("s", "hi"), |request, n| {
         request.metadata(format!("k{n:02}"), "v")
     });
@@ -224,17 +240,11 @@ async fn invalid_requests_are_audited_without_reaching_the_gateway() {
 
 #[tokio::test]
 async fn what_an_answer_can_put_into_an_entry_is_bounded() {
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let sim = Sim::builder().start().await.unwrap();
-    let sink = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
-    let mut config = config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4"));
-    config.retry.max_attempts = 1;
-    let router = router_for(config)
-        .audit_sink(Arc::new(sink))
-        .build()
-        .await
-        .unwrap();
+    let (_dir, path, sim, router) = audited(|mut config| {
+        config.retry.max_attempts = 1;
+        config
+    })
+    .await;
     let json = vec![("content-type".to_owned(), "application/json".to_owned())];
     let long = "x".repeat(200_000);
     let mut headers = json.clone();
@@ -306,15 +316,7 @@ async fn what_an_answer_can_put_into_an_entry_is_bounded() {
 #[tokio::test]
 async fn an_answer_quoting_a_secret_leaves_it_out_of_the_entry_and_the_outcome() {
     use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("audit.jsonl");
-    let sim = Sim::builder().start().await.unwrap();
-    let sink = JsonlSink::open_with(&path, JsonlOptions::default()).unwrap();
-    let router = router_for(config_for(&sim).with_route("s", RouteConfig::to_model("model-gen-4")))
-        .audit_sink(Arc::new(sink))
-        .build()
-        .await
-        .unwrap();
+    let (_dir, path, sim, router) = audited(|config| config).await;
     let basic =
         gateway_auth::Credentials::new(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).basic_credential();
     let basic = basic.expose();

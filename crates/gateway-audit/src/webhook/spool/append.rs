@@ -141,17 +141,7 @@ impl Spool {
 
     /// Closes the current segment, synced (it becomes replayable).
     pub(super) fn seal(&mut self) {
-        if let Some(current) = self.current.take() {
-            let OpenSegment {
-                index,
-                file,
-                synced,
-                ..
-            } = current;
-            // Nothing is left unsynced here: the buffer is empty, or was counted dropped.
-            drop(file.into_parts());
-            self.close_segment(index, synced);
-        }
+        self.close_current(false);
     }
 
     /// Closes the current segment after a failed write or sync: what is buffered is
@@ -160,20 +150,28 @@ impl Spool {
     /// disk is failing), such lines may be replayed: delivered though counted dropped,
     /// or set aside as unreadable.
     fn cut_back(&mut self) {
-        if let Some(current) = self.current.take() {
-            let OpenSegment {
-                index,
-                file,
-                synced,
-                ..
-            } = current;
-            let (file, _unwritten) = file.into_parts();
-            if let Err(e) = file.set_len(synced).and_then(|()| file.sync_data()) {
-                tracing::error!(error = %e, segment = index, "could not cut a spool segment back to what was synced");
-            }
-            drop(file);
-            self.close_segment(index, synced);
+        self.close_current(true);
+    }
+
+    /// Closes the current segment at its synced length, cutting the file back to it
+    /// first if `cut`. Nothing buffered is written: after a sync the buffer is empty,
+    /// and after a failure what it holds was counted dropped.
+    fn close_current(&mut self, cut: bool) {
+        let Some(OpenSegment {
+            index,
+            file,
+            synced,
+            ..
+        }) = self.current.take()
+        else {
+            return;
+        };
+        let (file, _unwritten) = file.into_parts();
+        if cut && let Err(e) = file.set_len(synced).and_then(|()| file.sync_data()) {
+            tracing::error!(error = %e, segment = index, "could not cut a spool segment back to what was synced");
         }
+        drop(file);
+        self.close_segment(index, synced);
     }
 
     /// Queues segment `index`, of `bytes` synced bytes, for replay; removes it if empty.
