@@ -237,7 +237,6 @@ impl From<TuningArg> for Tuning {
     }
 }
 
-/// A count from 1 to `max`, range-checked by clap (a typo cannot spawn a billion tasks).
 /// The flags whose value may come from an environment variable, with their short form.
 const FROM_ENV: [(&str, Option<&str>, &str); 2] = [
     ("--config", Some("-c"), "GENESYS_ROUTER_CONFIG"),
@@ -271,6 +270,7 @@ pub fn refused_env_var(err: &clap::Error, args: &[std::ffi::OsString]) -> Option
         .map(|(_, _, var)| *var)
 }
 
+/// A count from 1 to `max`, range-checked by clap (a typo cannot spawn a billion tasks).
 fn counts(max: u64) -> clap::builder::RangedU64ValueParser<usize> {
     clap::builder::RangedU64ValueParser::<usize>::new().range(1..=max)
 }

@@ -83,9 +83,11 @@ fn refused(e: &clap::Error) -> ExitCode {
     }
     // The message (or the help, or the version) and clap's code: 2 for a wrong command
     // line, 0 for help. Help or a version that cannot be written to stdout is a failure
-    // (1), as any other output that cannot be.
+    // (1), as any other output that cannot be; a reader that stops early (`| head`) is
+    // none, as `commands::write_stdout` has it.
     if let Err(write) = e.print()
         && !e.use_stderr()
+        && write.kind() != std::io::ErrorKind::BrokenPipe
     {
         console::error(format!("writing to standard output: {write}"));
         return Exit::Failure.into();

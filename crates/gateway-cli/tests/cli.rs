@@ -983,6 +983,12 @@ fn output_that_cannot_be_written_fails_the_command() {
     }
     let usage = cli(&["route", "--bogus"]).stderr(full).status().unwrap();
     assert_eq!(usage.code(), Some(2));
+    // A reader that went away (`--help | head`) is no failure.
+    let (reader, writer) = std::io::pipe().unwrap();
+    drop(reader);
+    let output = cli(&["--help"]).stdout(writer).output().unwrap();
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(stderr(&output).is_empty(), "{}", stderr(&output));
 }
 
 /// The simulator's admin API has no authentication: on a non-loopback address it could

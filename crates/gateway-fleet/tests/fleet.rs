@@ -1178,15 +1178,16 @@ async fn a_token_that_never_expires_is_shared_for_the_longest_a_share_lasts() {
 }
 
 /// Regression: the fleet cut a burst's tolerance to an hour's worth, so with a burst
-/// of 5,000 calls at one a second it let 3,601 go at once where one replica's own pacer
-/// (and the config) says 5,001.
+/// of 5,000 calls at one a minute it let 61 go at once where one replica's own pacer
+/// (and the config) says 5,001. (One a minute, so no slot comes back while the 5,000
+/// round trips to Redis run.)
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_fleets_burst_is_the_configured_one() {
     let Some(redis) = RedisServer::start() else {
         return;
     };
     let limits = gateway_model::LimitsConfig {
-        requests_per_minute: Some(60),
+        requests_per_minute: Some(1),
         rate_burst: 5_000,
         ..gateway_model::LimitsConfig::default()
     };
@@ -1197,7 +1198,7 @@ async fn the_fleets_burst_is_the_configured_one() {
     while at_once < 6_000 && budget.reserve(Duration::ZERO).await.is_ok() {
         at_once += 1;
     }
-    let local = gateway_transport::LocalRateBudget::new(60, 5_000);
+    let local = gateway_transport::LocalRateBudget::new(1, 5_000);
     let mut locally = 0;
     while locally < 6_000 && local.try_reserve(Duration::ZERO).is_ok() {
         locally += 1;

@@ -310,7 +310,8 @@ impl Router {
     /// Tells the fleet, if any, that `model`'s circuit opened or closed here, and ends
     /// the probe's `claim`: waited for until `deadline`, then left to finish in the
     /// background (each Redis command has a bound of its own, which may be longer than
-    /// the call has left, and another `SharedCircuits` may have none).
+    /// the call has left), but given up after the longest opening, past which the notice
+    /// says nothing (another `SharedCircuits` may have no bound of its own).
     async fn tell_fleet(
         &self,
         model: &ModelId,
@@ -325,7 +326,8 @@ impl Router {
             return;
         }
         let (shared, model) = (Arc::clone(shared), model.clone());
-        let told = tokio::spawn(async move {
+        let longest = self.inner.config.longest_circuit_opening();
+        let told = tokio::spawn(tokio::time::timeout(longest, async move {
             match transition {
                 Transition::Opened(wait) => shared.opened(model.as_str(), wait).await,
                 Transition::Closed => shared.closed(model.as_str()).await,
@@ -334,7 +336,7 @@ impl Router {
             if let Some(claim) = claim {
                 claim.settle(transition).await;
             }
-        });
+        }));
         let _ = tokio::time::timeout_at(deadline, told).await;
     }
 

@@ -49,9 +49,9 @@ pub(crate) struct Activity {
     /// Wakes the watchdog when a deadline moves earlier (a request's first byte).
     changed: Notify,
     /// The connection speaks HTTP/2: frames between requests (PING, SETTINGS,
-    /// `WINDOW_UPDATE`) are not the start of a request, and only a finished request
-    /// counts as activity, so a stream whose headers stall is bounded by the idle
-    /// timeout (h2 bounds a header block's size, not its time).
+    /// `WINDOW_UPDATE`) are not the start of a request, and only a finished request or
+    /// a frame of an answer taken counts as activity, so a stream whose headers stall
+    /// is bounded by the idle timeout (h2 bounds a header block's size, not its time).
     multiplexed: AtomicBool,
 }
 
@@ -115,7 +115,8 @@ impl Activity {
     /// Bytes of an answer left: over HTTP/1.1 a slow reader still taking them is not
     /// idle, so an answer is not cut short while it is being read. (Over HTTP/2 the
     /// server's writes include PING and SETTINGS acknowledgements, which a client could
-    /// provoke to hold a connection: only finished requests count there.)
+    /// provoke to hold a connection: only finished requests and the frames of an answer
+    /// taken from its body count there.)
     fn bytes_sent(&self) {
         if self.is_multiplexed() {
             return;

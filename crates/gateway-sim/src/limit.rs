@@ -41,20 +41,19 @@ const MAX_WINDOWS: usize = crate::check::MAX_LIVE_TOKENS;
 pub(crate) struct Windows(Mutex<HashMap<String, Window>>);
 
 impl Windows {
-    /// Counts one call for `token` under `limit` and says where the window stands. Each
-    /// limit has windows of its own (a model's limit does not count, nor end, another
-    /// model's), shared by every model under the same limit. The window is clamped to
-    /// 1 s to [`MAX_WINDOW_SECS`], since the Rust API sets limits unchecked.
-    pub(crate) fn hit(&self, token: &str, limit: &RateLimit) -> Verdict {
+    /// Counts one call for `key` under `limit` and says where the window stands. A
+    /// window ends after its own length (a later call under a shorter limit does not end
+    /// it). The window is clamped to 1 s to [`MAX_WINDOW_SECS`], since the Rust API sets
+    /// limits unchecked.
+    pub(crate) fn hit(&self, key: &str, limit: &RateLimit) -> Verdict {
         let window_secs = limit.window_secs.clamp(1, MAX_WINDOW_SECS);
         let window = Duration::from_secs(window_secs);
-        let key = format!("{token} {}/{window_secs}", limit.allowed);
         let now = Instant::now();
         let mut windows = lock(&self.0);
-        if windows.len() >= MAX_WINDOWS && !windows.contains_key(&key) {
+        if windows.len() >= MAX_WINDOWS && !windows.contains_key(key) {
             prune(&mut windows, now);
         }
-        let w = windows.entry(key).or_insert(Window {
+        let w = windows.entry(key.to_owned()).or_insert(Window {
             started: now,
             length: window,
             count: 0,

@@ -198,7 +198,16 @@ fn plan(state: &State, seq: u64, payload: &GatewayPayload, token: &str) -> Plan 
     plan.drop = state.unit(seq, STREAM_DROP) < b.drop_rate;
     plan.slow_body = b.slow_body.as_ref().map(check::slow_body_parts);
 
-    plan.rate_limit = b.rate_limit.map(|limit| state.windows.hit(token, &limit));
+    // A model's own limit keeps windows of its own; models under the global behaviour
+    // share the token's.
+    plan.rate_limit = b.rate_limit.map(|limit| {
+        let model = payload.model_id.as_str();
+        if behaviours.models.contains_key(model) {
+            state.windows.hit(&format!("{token} {model}"), &limit)
+        } else {
+            state.windows.hit(token, &limit)
+        }
+    });
     plan
 }
 

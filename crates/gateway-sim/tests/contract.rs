@@ -482,4 +482,17 @@ async fn one_models_rate_limit_does_not_end_anothers_window() {
         StatusCode::TOO_MANY_REQUESTS,
         "still in its minute"
     );
+    // Nor does a model's limit count calls under another model's limit of the same size.
+    let same = Sim::builder()
+        .model_behaviour("model-gen-4", limit(2, 60))
+        .model_behaviour("model-gen-5", limit(2, 60))
+        .start()
+        .await
+        .unwrap();
+    let http = Http::new(&same);
+    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
+    for model in ["model-gen-4", "model-gen-4", "model-gen-5"] {
+        let reply = http.prompt(&token, &payload(model, "x")).await;
+        assert_eq!(reply.status, StatusCode::OK, "{model}");
+    }
 }

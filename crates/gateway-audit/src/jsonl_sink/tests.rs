@@ -440,25 +440,17 @@ async fn the_sync_thread_follows_the_path_by_itself() {
 }
 
 /// Regression: the synchronous `append` waited without bound, at full CPU, for another
-/// caller's write of its line: here an async `record` that leads the write and is parked
-/// (its group-commit yield) on a runtime no one polls. It gives up, as `record` does.
+/// caller's write of its line. Here the writer took the role and never writes (its disk
+/// stopped answering, or it is an async caller no one polls): `append` gives up, as
+/// `record` does.
 #[test]
 fn a_sync_append_stops_waiting_for_a_writer_that_never_writes() {
     let dir = tempfile::tempdir().unwrap();
     let sink = Arc::new(
         JsonlSink::open_with(dir.path().join("a.jsonl"), JsonlOptions::default()).unwrap(),
     );
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .unwrap();
-    let _inside = runtime.enter();
-    sink.append(&entry()).unwrap();
-    // Lines close together: the leader yields before writing, and is never polled again.
-    let second = entry();
-    let mut parked = sink.record_encoded(&second);
-    let mut context = std::task::Context::from_waker(std::task::Waker::noop());
-    assert!(parked.as_mut().poll(&mut context).is_pending());
+    sink.enqueue(entry().line()).unwrap();
+    assert!(sink.commit.claim(), "the writer's role, held");
     let appending = Arc::clone(&sink);
     let waited =
         std::thread::spawn(move || appending.append_within(&entry(), Duration::from_millis(200)))
@@ -468,4 +460,6 @@ fn a_sync_append_stops_waiting_for_a_writer_that_never_writes() {
         matches!(waited, Err(AuditError::Timeout { .. })),
         "{waited:?}"
     );
+    // The writer comes back: both lines are written.
+    sink.write_queued();
 }
