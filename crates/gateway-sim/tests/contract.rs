@@ -6,7 +6,7 @@ use std::time::Duration;
 use gateway_model::{ErrorBody, GatewayPayload, GatewayResponse, ModelEntityListing};
 use gateway_sim::{
     Behaviour, DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET, ErrorRate, PolicyRule, RateLimit,
-    RetryAfterStyle, Sim, SlowBody,
+    RetryAfterStyle, Sim, SimHandle, SlowBody,
 };
 use http::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -447,25 +447,31 @@ async fn oversized_requests_get_413() {
 /// Regression: the rate windows were kept per token only and ended by the caller's
 /// length, so a model with a one-second limit ended the one-minute window another
 /// model's limit had started, and a client told to wait 60 s was answered a second
-/// later. Each limit now has windows of its own. On tokio's paused clock.
+/// later. Each model's limit now has windows of its own. On tokio's paused clock.
 #[tokio::test(start_paused = true)]
 async fn one_models_rate_limit_does_not_end_anothers_window() {
-    let limit = |allowed, window_secs| Behaviour {
-        rate_limit: Some(RateLimit {
-            allowed,
-            window_secs,
-            retry_after: RetryAfterStyle::Seconds,
-        }),
-        ..Behaviour::default()
-    };
-    let sim = Sim::builder()
-        .model_behaviour("model-gen-4", limit(2, 60))
-        .model_behaviour("model-gen-5", limit(100, 1))
-        .start()
-        .await
-        .unwrap();
-    let http = Http::new(&sim);
-    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
+    /// A simulator where model-gen-4 and model-gen-5 allow `gen4` and `gen5` calls
+    /// (allowed, window) each, a client of it, and a token.
+    async fn limited(gen4: (u32, u64), gen5: (u32, u64)) -> (SimHandle, Http, String) {
+        let limit = |(allowed, window_secs)| Behaviour {
+            rate_limit: Some(RateLimit {
+                allowed,
+                window_secs,
+                retry_after: RetryAfterStyle::Seconds,
+            }),
+            ..Behaviour::default()
+        };
+        let sim = Sim::builder()
+            .model_behaviour("model-gen-4", limit(gen4))
+            .model_behaviour("model-gen-5", limit(gen5))
+            .start()
+            .await
+            .unwrap();
+        let http = Http::new(&sim);
+        let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
+        (sim, http, token)
+    }
+    let (_sim, http, token) = limited((2, 60), (100, 1)).await;
     let mut statuses = Vec::new();
     for _ in 0..3 {
         let reply = http.prompt(&token, &payload("model-gen-4", "x")).await;
@@ -483,14 +489,7 @@ async fn one_models_rate_limit_does_not_end_anothers_window() {
         "still in its minute"
     );
     // Nor does a model's limit count calls under another model's limit of the same size.
-    let same = Sim::builder()
-        .model_behaviour("model-gen-4", limit(2, 60))
-        .model_behaviour("model-gen-5", limit(2, 60))
-        .start()
-        .await
-        .unwrap();
-    let http = Http::new(&same);
-    let token = http.token(DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET).await;
+    let (_sim, http, token) = limited((2, 60), (2, 60)).await;
     for model in ["model-gen-4", "model-gen-4", "model-gen-5"] {
         let reply = http.prompt(&token, &payload(model, "x")).await;
         assert_eq!(reply.status, StatusCode::OK, "{model}");
