@@ -293,7 +293,13 @@ impl Router {
             }
             match state.breaker.admit() {
                 Admission::Probe(probe) => {
-                    if let Some(claim) = FleetProbe::claim(shared, model).await {
+                    // A claim's lease is the call's deadline: past it, or past the
+                    // longest opening, a release says nothing.
+                    let config = &self.inner.config;
+                    let bound = config
+                        .longest_circuit_opening()
+                        .max(std::time::Duration::from_millis(config.limits.deadline_ms));
+                    if let Some(claim) = FleetProbe::claim(shared, model, bound).await {
                         (Admission::Probe(probe), Some(claim))
                     } else {
                         probe.neutral();

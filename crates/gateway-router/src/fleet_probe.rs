@@ -4,6 +4,7 @@
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
 
 use gateway_model::ModelId;
 use gateway_transport::SharedCircuits;
@@ -19,18 +20,26 @@ pub(crate) struct FleetProbe {
     model: ModelId,
     claim: u64,
     settled: bool,
+    /// How long a release left to the background may take: past it, the claim's lease
+    /// (the call's deadline) has ended anyway.
+    bound: Duration,
 }
 
 impl FleetProbe {
     /// Claims `model`'s probe across the fleet; `None` if another claim has it. A call
-    /// dropped while the claim is made frees it in the background, whether or not it was
-    /// granted.
-    pub(crate) async fn claim(shared: &Arc<dyn SharedCircuits>, model: &ModelId) -> Option<Self> {
+    /// dropped while the claim is made frees it in the background (given up after
+    /// `bound`), whether or not it was granted.
+    pub(crate) async fn claim(
+        shared: &Arc<dyn SharedCircuits>,
+        model: &ModelId,
+        bound: Duration,
+    ) -> Option<Self> {
         let mut this = Self {
             shared: Arc::clone(shared),
             model: model.clone(),
             claim: NEXT_CLAIM.fetch_add(1, Ordering::Relaxed),
             settled: false,
+            bound,
         };
         if this.shared.claim_probe(model.as_str(), this.claim).await {
             Some(this)
@@ -51,7 +60,8 @@ impl FleetProbe {
 }
 
 impl Drop for FleetProbe {
-    /// A call dropped before its probe reported frees the claim in the background.
+    /// A call dropped before its probe reported frees the claim in the background,
+    /// given up after the claim's `bound`.
     fn drop(&mut self) {
         if self.settled {
             return;
@@ -59,7 +69,8 @@ impl Drop for FleetProbe {
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let shared = Arc::clone(&self.shared);
             let (model, claim) = (self.model.clone(), self.claim);
-            runtime.spawn(async move { shared.released(model.as_str(), claim).await });
+            let released = async move { shared.released(model.as_str(), claim).await };
+            runtime.spawn(tokio::time::timeout(self.bound, released));
         }
     }
 }
@@ -163,7 +174,7 @@ mod tests {
         let circuits = Arc::new(Unanswered::default());
         let shared: Arc<dyn SharedCircuits> = circuits.clone();
         let model = ModelId::from("m");
-        let mut claim = Box::pin(FleetProbe::claim(&shared, &model));
+        let mut claim = Box::pin(FleetProbe::claim(&shared, &model, Duration::from_secs(60)));
         // One poll sends the claim (which Redis may grant); then the call is dropped.
         assert!(
             tokio::time::timeout(Duration::ZERO, &mut claim)
