@@ -74,15 +74,18 @@ pub struct Call {
     /// A deadline for this call, replacing the configured one (a router passes the
     /// remaining time of a whole fallback chain).
     pub deadline: Option<Instant>,
-    /// A cap on `Retry-After` for this call, replacing the policy's (a router with a
-    /// fallback at hand would rather fail over than wait long).
+    /// A cap on `Retry-After` for this call, below the policy's (a router with a
+    /// fallback at hand would rather fail over than wait long): it lowers the policy's
+    /// cap, never raises it.
     pub max_retry_after: Option<Duration>,
     /// How long the call may wait for a token, if longer than its deadline: a router
     /// that gives each model a share of its time passes the whole chain's deadline, as a
     /// slow login host is no model's fault and the next model needs the same token.
     pub token_deadline: Option<Instant>,
-    /// More headers sent on every attempt (such as `traceparent`); the transport's own
-    /// (`Authorization`, the ids, `Accept`, `Content-Type`, `User-Agent`) win over them.
+    /// More headers sent on every attempt (such as `traceparent`), at most
+    /// [`MAX_CALL_HEADERS`] values; the transport's own (`Authorization`, the ids,
+    /// `Accept`, `Content-Type`, `User-Agent`, `Host`) replace them where it sends one
+    /// (a caller's `Authorization` goes out when no token source is set).
     pub headers: HeaderMap,
 }
 
@@ -132,7 +135,8 @@ impl Call {
         self
     }
 
-    /// Sets the `Retry-After` cap for this call.
+    /// Lowers the `Retry-After` cap for this call to `cap` (a larger one than the
+    /// policy's changes nothing).
     #[must_use]
     pub fn max_retry_after(mut self, cap: Duration) -> Self {
         self.max_retry_after = Some(cap);
@@ -204,12 +208,23 @@ impl Answer {
     }
 }
 
+/// Most header values a [`Call`] may carry of its own (`Call::headers`): far more than a
+/// request needs, and few enough that the request built from them stays within what a
+/// `HeaderMap` holds.
+pub const MAX_CALL_HEADERS: usize = 256;
+
 /// Checks the call's size and header values before anything is sent.
 pub(crate) fn check_call(call: &Call) -> Result<(HeaderValue, Option<HeaderValue>), ErrorKind> {
     if call.body.len() > MAX_REQUEST_BYTES {
         return Err(ErrorKind::RequestTooLarge {
             size: call.body.len(),
             limit: MAX_REQUEST_BYTES,
+        });
+    }
+    if call.headers.len() > MAX_CALL_HEADERS {
+        return Err(ErrorKind::TooManyHeaders {
+            count: call.headers.len(),
+            limit: MAX_CALL_HEADERS,
         });
     }
     let request_id =

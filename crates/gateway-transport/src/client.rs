@@ -2,7 +2,6 @@
 //! HTTP/2 by ALPN, with a body-size cap, a per-exchange timeout and errors that say what
 //! failed (connect, TLS, broken connection).
 
-use std::error::Error as StdError;
 use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
@@ -22,7 +21,10 @@ use crate::connect_timeout::ConnectTimeout;
 use crate::error::ErrorKind;
 use crate::lanes::Lanes;
 use crate::tcp::TcpConnector;
-use gateway_model::RetryReason;
+
+mod failure;
+
+use failure::{Failure, chain, classify};
 
 /// How the client connects and what it trusts.
 #[derive(Debug, Clone)]
@@ -216,9 +218,20 @@ impl HttpClient {
         }
     }
 
-    /// The URL rule: https, or http to loopback (or anywhere if allowed).
+    /// The URL rule: https, or http to loopback (or anywhere if allowed), and no
+    /// credentials in the URL (they would be sent, and shown in errors).
     fn check_scheme(&self, request: &Request<Full<Bytes>>) -> Result<(), ErrorKind> {
+        let credentials = request
+            .uri()
+            .authority()
+            .is_some_and(|a| a.as_str().contains('@'));
         match (request.uri().scheme_str(), request.uri().host()) {
+            _ if credentials => {
+                check_url(&request.uri().to_string(), self.allow_insecure_http)?;
+                Err(ErrorKind::Setup(
+                    "the URL carries credentials, which are never sent".into(),
+                ))
+            }
             (Some("https"), _) => Ok(()),
             (Some("http"), Some(h))
                 if self.allow_insecure_http || gateway_model::endpoint::is_loopback_host(h) =>
@@ -315,20 +328,6 @@ async fn error_body(
 /// HTTP/2 connection it waited for was not made (each time, one of the calls waiting
 /// opens the next).
 pub const MAX_RESENDS: u32 = 3;
-
-/// How an exchange failed: as the error says, or before anything was sent, waiting for
-/// a connection another call was opening.
-#[derive(Debug)]
-enum Failure {
-    Failed(ErrorKind),
-    NotConnected(ErrorKind),
-}
-
-impl From<ErrorKind> for Failure {
-    fn from(kind: ErrorKind) -> Self {
-        Failure::Failed(kind)
-    }
-}
 
 /// What [`HttpClient::send`] keeps of a request to send it again: everything but its
 /// extensions.
@@ -456,100 +455,6 @@ async fn read_body(
         }
     }
     Ok(joined.map_or_else(|| first.unwrap_or_default(), BytesMut::freeze))
-}
-
-impl ErrorKind {
-    /// Why this failure may be retried, if it may.
-    pub fn retry_reason(&self) -> Option<RetryReason> {
-        match self {
-            ErrorKind::Connect { .. } | ErrorKind::Connection { .. } => {
-                Some(RetryReason::Connection)
-            }
-            ErrorKind::Timeout(_) => Some(RetryReason::Timeout),
-            _ => None,
-        }
-    }
-}
-
-/// Sorts a client error into connect, TLS or broken-connection failures, and a call that
-/// waited for a connection that was never made.
-fn classify(err: &hyper_util::client::legacy::Error, host: &str) -> Failure {
-    // A TLS error while connecting is the handshake's (a certificate refused, say); one
-    // on an established connection (an alert, a bad record) ended that connection, as a
-    // reset would, and is retried as one.
-    if err.is_connect() {
-        if let Some(reason) = tls_cause(err) {
-            return Failure::Failed(ErrorKind::Tls {
-                host: host.to_owned(),
-                reason,
-            });
-        }
-        if waited_in_vain(err) {
-            return Failure::NotConnected(ErrorKind::Connect {
-                host: host.to_owned(),
-                reason: "the HTTP/2 connection this call waited for, opened by another call, \
-                         was not made"
-                    .to_owned(),
-            });
-        }
-        return Failure::Failed(ErrorKind::Connect {
-            host: host.to_owned(),
-            reason: chain(err),
-        });
-    }
-    Failure::Failed(ErrorKind::Connection {
-        host: host.to_owned(),
-        reason: chain(err),
-    })
-}
-
-/// Whether the pool gave up on this call's wait for a connection another call was
-/// opening (that call was dropped, or its connect failed): nothing was sent.
-fn waited_in_vain(err: &hyper_util::client::legacy::Error) -> bool {
-    use hyper_util::client::legacy::pool;
-    err.source()
-        .and_then(|source| source.downcast_ref::<pool::Error>())
-        .is_some_and(|e| matches!(e, pool::Error::CheckoutNoLongerWanted))
-}
-
-/// The rustls error somewhere in the source chain, if any. `io::Error`s are looked
-/// into as well (their `source()` skips the error they wrap, and hyper-rustls wraps
-/// tokio-rustls' `io::Error` in another one).
-fn tls_cause(err: &(dyn StdError + 'static)) -> Option<String> {
-    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-        return Some(describe_tls(tls));
-    }
-    if let Some(inner) = err
-        .downcast_ref::<std::io::Error>()
-        .and_then(std::io::Error::get_ref)
-        && let Some(found) = tls_cause(inner)
-    {
-        return Some(found);
-    }
-    err.source().and_then(tls_cause)
-}
-
-fn describe_tls(err: &rustls::Error) -> String {
-    match err {
-        rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer) => format!(
-            "{err}: the server's certificate is not signed by a trusted CA (for a private gateway, set tls.extra_ca_file)"
-        ),
-        _ => err.to_string(),
-    }
-}
-
-/// Every message in the source chain, joined, without repeats.
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut next: Option<&(dyn StdError + 'static)> = Some(err);
-    while let Some(e) = next {
-        let text = e.to_string();
-        if !parts.iter().any(|p| p.contains(&text)) {
-            parts.push(text);
-        }
-        next = e.source();
-    }
-    parts.join(": ")
 }
 
 fn tls_config(options: &ClientOptions) -> Result<rustls::ClientConfig, ErrorKind> {

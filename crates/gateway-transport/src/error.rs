@@ -142,6 +142,14 @@ pub enum ErrorKind {
     /// The URL is malformed or not allowed (plain http to a remote host).
     #[error(transparent)]
     Url(#[from] UrlError),
+    /// The call carries more header values of its own than [`MAX_CALL_HEADERS`](crate::MAX_CALL_HEADERS).
+    #[error("the call carries {count} header values of its own, more than the {limit} allowed")]
+    TooManyHeaders {
+        /// The values it carries.
+        count: usize,
+        /// The limit.
+        limit: usize,
+    },
     /// A header value cannot be sent (a request id with a newline, say).
     #[error("`{name}` is not a valid header value")]
     InvalidHeader {
@@ -157,6 +165,19 @@ pub enum ErrorKind {
     /// The client could not be set up (trust roots, CA file).
     #[error("transport setup failed: {0}")]
     Setup(String),
+}
+
+impl ErrorKind {
+    /// Why this failure may be retried, if it may.
+    pub fn retry_reason(&self) -> Option<RetryReason> {
+        match self {
+            ErrorKind::Connect { .. } | ErrorKind::Connection { .. } => {
+                Some(RetryReason::Connection)
+            }
+            ErrorKind::Timeout(_) => Some(RetryReason::Timeout),
+            _ => None,
+        }
+    }
 }
 
 fn body_suffix(body: Option<&ErrorBody>) -> String {

@@ -57,7 +57,8 @@ pub use bearer::{
 };
 pub use budget::RetryBudget;
 pub use call::{
-    Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, REQUEST_ID, shared_header_value,
+    Answer, CORRELATION_ID, Call, ININ_CORRELATION_ID, MAX_CALL_HEADERS, REQUEST_ID,
+    shared_header_value,
 };
 pub use circuits::SharedCircuits;
 pub use client::{

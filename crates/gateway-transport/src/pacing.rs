@@ -1,6 +1,7 @@
 //! The pause that `inin-ratelimit-*` headers ask for: once an answer says the rate
 //! limit is spent, nothing is sent before it resets.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, PoisonError};
 use std::time::Duration;
 
@@ -16,9 +17,17 @@ const RATELIMIT_RESET: HeaderName = HeaderName::from_static("inin-ratelimit-rese
 #[derive(Debug, Default)]
 pub(crate) struct Pacing {
     until: Mutex<Option<Instant>>,
+    /// How many pauses were started or lengthened: a call that waited (for a limiter
+    /// slot, a token) sees whether one began meanwhile with one load.
+    pauses: AtomicU64,
 }
 
 impl Pacing {
+    /// How many pauses have been started or lengthened so far.
+    pub(crate) fn pauses(&self) -> u64 {
+        self.pauses.load(Ordering::Acquire)
+    }
+
     /// The end of the pause, if one is on.
     pub(crate) fn until(&self) -> Option<Instant> {
         self.until
@@ -47,6 +56,7 @@ impl Pacing {
         let mut pacing = self.until.lock().unwrap_or_else(PoisonError::into_inner);
         if pacing.is_none_or(|u| u < until) {
             *pacing = Some(until);
+            self.pauses.fetch_add(1, Ordering::AcqRel);
         }
         Some(wait)
     }

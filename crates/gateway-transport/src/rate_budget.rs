@@ -136,11 +136,21 @@ impl RateBudget for LocalRateBudget {
         }
     }
 
-    fn release(&self, _due: Instant) {
+    fn release(&self, due: Instant) {
         let mut pace = self.lock();
         let Some(tat) = pace.tat else {
             return;
         };
+        // Only the last slot reserved is given back: a slot reserved after it keeps its
+        // time, and moving the pace back under it would give a third caller that time
+        // too, two requests at once where the rate allows one.
+        let after_last = crate::clock::later(
+            crate::clock::later(due, self.cell.tolerance),
+            self.cell.interval,
+        );
+        if tat > after_last {
+            return;
+        }
         // One interval less to pace, but never back past a pause the gateway asked for.
         let given_back = tat.checked_sub(self.cell.interval).unwrap_or(tat);
         pace.tat = Some(pace.paused_until.map_or(given_back, |p| given_back.max(p)));
@@ -150,6 +160,30 @@ impl RateBudget for LocalRateBudget {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Regression: a slot given back while a later one was reserved moved the pace back
+    /// under that later slot, so a third caller was given its time: two requests at once
+    /// where the rate allows one. Only the last slot reserved is given back.
+    #[tokio::test(start_paused = true)]
+    async fn a_slot_given_back_under_a_later_one_is_kept() {
+        let budget = LocalRateBudget::new(60, 0); // one a second
+        let s = Duration::from_secs(1);
+        assert_eq!(budget.try_reserve(s * 10), Ok(Duration::ZERO));
+        assert_eq!(budget.try_reserve(s * 10), Ok(s), "a");
+        assert_eq!(budget.try_reserve(s * 10), Ok(s * 2), "b");
+        budget.release(Instant::now() + s); // a's call is dropped
+        assert_eq!(
+            budget.try_reserve(s * 10),
+            Ok(s * 3),
+            "after b, not with it"
+        );
+        budget.release(Instant::now() + s * 3); // the last one reserved
+        assert_eq!(
+            budget.try_reserve(s * 10),
+            Ok(s * 3),
+            "the last one is given back"
+        );
+    }
 
     /// A slot given back is the next caller's, but a pause the gateway asked for holds.
     #[tokio::test(start_paused = true)]

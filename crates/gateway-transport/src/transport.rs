@@ -27,12 +27,20 @@ mod judge;
 mod rate;
 
 use judge::Step;
+use rate::RateSlot;
 
 /// The header values that identify a call, checked once: its request id and its
 /// correlation id, if any (shared values: every attempt's clone is a reference).
 struct Ids {
     request_id: HeaderValue,
     correlation_id: Option<HeaderValue>,
+}
+
+/// What an attempt holds once it may be sent.
+struct Ready<'a> {
+    slot: RateSlot<'a>,
+    token: Option<AccessToken>,
+    permit: Permit,
 }
 
 /// One attempt's exchange (or its failure) and the token it was sent with.
@@ -240,8 +248,10 @@ impl Transport {
     /// Like [`Transport::execute`], keeping `progress` up to date while the call runs,
     /// so that a caller who drops the future still knows what it had sent: the attempts
     /// started (an attempt counts once its request is handed to the connection), the
-    /// retries, and the answers read. When the future completes, the figures move into
-    /// the [`Answer`] or the [`TransportError`] and `progress` is left empty.
+    /// retries, and the answers read. The call starts from empty figures (what `progress`
+    /// held before, a dropped call's, say, is cleared: it counts against nothing). When
+    /// the future completes, the figures move into the [`Answer`] or the
+    /// [`TransportError`] and `progress` is left empty.
     ///
     /// ```no_run
     /// # async fn run(transport: gateway_transport::Transport, call: gateway_transport::Call) {
@@ -263,6 +273,7 @@ impl Transport {
         progress: &'a mut CallStats,
     ) -> impl Future<Output = Result<Answer, TransportError>> + 'a {
         async move {
+            *progress = CallStats::default();
             let result = self.run(&call, progress).await;
             let stats = std::mem::take(progress);
             match result {
@@ -357,42 +368,13 @@ impl Transport {
         last_failure: &mut Option<String>,
     ) -> Result<Option<Sent>, ErrorKind> {
         let inner = &*self.inner;
-        self.pace(deadline, stats).await?;
-        // Given back if the attempt ends, or its call is dropped, before it is sent.
-        let Some(slot) = self.keep_rate(deadline, stats).await? else {
+        let Some(Ready {
+            slot,
+            token,
+            permit,
+        }) = self.ready(call, deadline, stats, last_failure).await?
+        else {
             return Ok(None);
-        };
-        // The token first, so no slot is held while waiting for it.
-        let token = match &inner.tokens {
-            Some(source) => {
-                let token = match source.ready_token() {
-                    Some(token) => token,
-                    None => match self
-                        .awaited_token(&**source, call, deadline, stats, last_failure)
-                        .await?
-                    {
-                        Some(token) => token,
-                        None => return Ok(None),
-                    },
-                };
-                Some(token)
-            }
-            None => None,
-        };
-        let waited = stats.limiter_wait;
-        let Some(permit) = self.acquire(deadline, stats).await? else {
-            return Ok(None);
-        };
-        // A long wait for the slot (a token's safety margin is seconds: one of a second or
-        // more) may have outlived the token taken before it: take the source's current
-        // one if it has a usable one.
-        let token = match (&inner.tokens, token) {
-            (Some(source), Some(held))
-                if stats.limiter_wait.saturating_sub(waited) >= Duration::from_secs(1) =>
-            {
-                Some(source.ready_token().unwrap_or(held))
-            }
-            (_, token) => token,
         };
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -408,6 +390,66 @@ impl Transport {
         stats.upstream += sent.elapsed();
         drop(permit);
         Ok(Some(Sent { result, token }))
+    }
+
+    /// What an attempt waits for before it is sent: the pace, a rate slot, a token and a
+    /// limiter slot; `None` when the deadline passes first. A pause another call's answer
+    /// announced while this one waited is waited out too, and the slots taken again
+    /// after it, so no request is sent into a limit known to be spent.
+    async fn ready(
+        &self,
+        call: &Call,
+        deadline: Instant,
+        stats: &mut CallStats,
+        last_failure: &mut Option<String>,
+    ) -> Result<Option<Ready<'_>>, ErrorKind> {
+        let inner = &*self.inner;
+        loop {
+            self.pace(deadline, stats).await?;
+            let pauses = inner.pacing.pauses();
+            // Given back if the attempt ends, or its call is dropped, before it is sent.
+            let Some(slot) = self.keep_rate(deadline, stats).await? else {
+                return Ok(None);
+            };
+            // The token first, so no slot is held while waiting for it.
+            let token = match &inner.tokens {
+                Some(source) => match source.ready_token() {
+                    Some(token) => Some(token),
+                    None => match self
+                        .awaited_token(&**source, call, deadline, stats, last_failure)
+                        .await?
+                    {
+                        Some(token) => Some(token),
+                        None => return Ok(None),
+                    },
+                },
+                None => None,
+            };
+            let waited = stats.limiter_wait;
+            let Some(permit) = self.acquire(deadline, stats).await? else {
+                return Ok(None);
+            };
+            // A pause begun while this call waited: the slots go back, and it is waited out.
+            if inner.pacing.pauses() != pauses {
+                continue;
+            }
+            // A long wait for the slot (a token's safety margin is seconds: one of a
+            // second or more) may have outlived the token taken before it: take the
+            // source's current one if it has a usable one.
+            let token = match (&inner.tokens, token) {
+                (Some(source), Some(held))
+                    if stats.limiter_wait.saturating_sub(waited) >= Duration::from_secs(1) =>
+                {
+                    Some(source.ready_token().unwrap_or(held))
+                }
+                (_, token) => token,
+            };
+            return Ok(Some(Ready {
+                slot,
+                token,
+                permit,
+            }));
+        }
     }
 
     /// A token from `source`, which has none ready, the wait counted in `stats`; `None`
@@ -510,16 +552,19 @@ impl Transport {
         if let Some((_, host)) = host {
             headers.insert(HOST, host.clone());
         }
+        // The transport's own headers replace a caller's of the same name, where it sends
+        // one: a caller's `Authorization` goes out when no token source is set, say.
+        let ours = [
+            (&ACCEPT, true),
+            (&USER_AGENT, true),
+            (&REQUEST_ID, true),
+            (&CONTENT_TYPE, !call.body.is_empty()),
+            (&CORRELATION_ID, ids.correlation_id.is_some()),
+            (&AUTHORIZATION, token.is_some()),
+            (&HOST, host.is_some()),
+        ];
         for (name, value) in &call.headers {
-            let ours = [
-                &ACCEPT,
-                &USER_AGENT,
-                &CONTENT_TYPE,
-                &REQUEST_ID,
-                &CORRELATION_ID,
-                &AUTHORIZATION,
-            ];
-            let replaced = ours.contains(&name) || (host.is_some() && name == HOST);
+            let replaced = ours.iter().any(|(own, sent)| *sent && *own == name);
             if !replaced {
                 headers.append(name.clone(), value.clone());
             }

@@ -1080,3 +1080,110 @@ async fn a_call_dropped_before_sending_gives_its_rate_slot_back() {
         "the second call sent nothing"
     );
 }
+
+/// Regression: the `inin-ratelimit-*` pause was checked once, before an attempt's
+/// waits, so a call queued at the limiter while another call's answer spent the limit
+/// was sent into it, and collected a 429. It waits out the pause now.
+#[tokio::test(start_paused = true)]
+async fn a_call_queued_while_the_limit_was_spent_waits_out_the_pause() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour {
+            rate_limit: Some(RateLimit {
+                allowed: 2,
+                window_secs: 5,
+                retry_after: RetryAfterStyle::Seconds,
+            }),
+            ..Behaviour::default()
+        })
+        .start()
+        .await
+        .unwrap();
+    let mut config = config(&sim);
+    config.max_concurrency = 1;
+    config.limiter_timeout = Duration::from_secs(10);
+    let t = transport(&sim, config).await;
+    let mut calls = Vec::new();
+    for i in 0..3 {
+        let t = t.clone();
+        calls.push(tokio::spawn(async move {
+            t.execute(prompt_call(&t, &format!("queued-{i}"))).await
+        }));
+    }
+    for call in calls {
+        let answer = call.await.unwrap().unwrap();
+        assert_eq!(answer.stats.attempts, 1, "{:?}", answer.stats);
+    }
+    assert_eq!(
+        sim.counters().by_status.get(&429),
+        None,
+        "none sent into the limit"
+    );
+}
+
+/// A call's own headers: at most `MAX_CALL_HEADERS` values (a regression: 25,000 made
+/// the request's header map panic), and the transport's own replace them only where
+/// it sends one (a regression: a caller's `Authorization` was dropped though no token
+/// source was set, and the call went out with none).
+#[tokio::test]
+async fn a_calls_own_headers_are_bounded_and_kept_where_the_transport_sends_none() {
+    let sim = Sim::builder().start().await.unwrap();
+    let t = transport(&sim, config(&sim)).await;
+    let mut call = prompt_call(&t, "many-headers");
+    let name = HeaderName::from_static("x-extra");
+    for _ in 0..25_000 {
+        call.headers
+            .append(name.clone(), HeaderValue::from_static("a"));
+    }
+    let err = t.execute(call).await.unwrap_err();
+    assert!(
+        matches!(err.kind(), ErrorKind::TooManyHeaders { count: 25_000, .. }),
+        "{err}"
+    );
+    assert_eq!(sim.counters().prompt_requests, 0);
+
+    let bare = Transport::new(config(&sim)).unwrap();
+    let token = sim_token(&bare, &sim).await;
+    let call = prompt_call(&bare, "own-authorization").header(
+        http::header::AUTHORIZATION,
+        HeaderValue::from_str(&format!("Bearer {token}")).unwrap(),
+    );
+    let answer = bare.execute(call).await.unwrap();
+    assert_eq!(answer.status, StatusCode::OK);
+}
+
+/// Regression: a hand-built `Call` whose https URL carried credentials was sent, and the
+/// password shown in the error; such a URL is refused before anything is sent, shown
+/// without them.
+#[tokio::test]
+async fn a_call_url_with_credentials_is_refused_without_showing_them() {
+    let t = Transport::new(TransportConfig::new("https://127.0.0.1:9")).unwrap();
+    let uri: http::Uri = "https://user:hunter2@127.0.0.1:9/api/v2/ai/models"
+        .parse()
+        .unwrap();
+    let err = t.execute(Call::get(uri, "userinfo")).await.unwrap_err();
+    assert!(!err.to_string().contains("hunter2"), "{err}");
+    assert!(!format!("{err:?}").contains("hunter2"), "{err:?}");
+    assert!(matches!(err.kind(), ErrorKind::Url(_)), "{err}");
+}
+
+/// Regression: `execute_tracked` counted what `progress` held before against the new
+/// call: a dropped call's two attempts cut the next one's `max_attempts` to two.
+#[tokio::test(start_paused = true)]
+async fn a_tracked_call_starts_from_empty_figures() {
+    let sim = Sim::builder()
+        .behaviour(Behaviour::failing(503))
+        .start()
+        .await
+        .unwrap();
+    let t = transport(&sim, config(&sim)).await;
+    let mut progress = gateway_transport::CallStats {
+        attempts: 2,
+        ..gateway_transport::CallStats::default()
+    };
+    let err = t
+        .execute_tracked(prompt_call(&t, "second"), &mut progress)
+        .await
+        .unwrap_err();
+    assert_eq!(sim.prompt_requests().len(), 4, "{err}");
+    assert_eq!(err.stats().attempts, 4);
+}
