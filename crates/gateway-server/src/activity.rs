@@ -152,16 +152,18 @@ impl Activity {
         self.last_ms.store(now, Ordering::Relaxed);
         if self.writing.fetch_sub(1, Ordering::AcqRel) == 1 {
             let partial = self.partial_since_ms.load(Ordering::Acquire);
-            if partial != NONE {
-                // Unless the request started meanwhile (and cleared its clock).
-                let _ = self.partial_since_ms.compare_exchange(
-                    partial,
-                    now,
-                    Ordering::AcqRel,
-                    Ordering::Relaxed,
-                );
+            // Unless the request started meanwhile (and cleared its clock). Only then is
+            // the watchdog woken: its deadline may now be a header clock's, earlier than
+            // the idle one it sleeps on; an answer that ends with nothing behind it wakes
+            // no one (the watchdog finds a later deadline when it wakes).
+            if partial != NONE
+                && self
+                    .partial_since_ms
+                    .compare_exchange(partial, now, Ordering::AcqRel, Ordering::Relaxed)
+                    .is_ok()
+            {
+                self.changed.notify_one();
             }
-            self.changed.notify_one();
         }
     }
 
