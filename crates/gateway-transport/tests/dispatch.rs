@@ -632,9 +632,10 @@ async fn a_caller_sleeping_in_backoff_holds_no_slot_and_cancelling_it_leaks_noth
     );
 }
 
-#[tokio::test(start_paused = true)]
-async fn a_spent_rate_limit_pauses_sending_instead_of_collecting_429s() {
-    let sim = Sim::builder()
+/// A simulator that lets two prompt calls per token through every five seconds, and
+/// says so in its `inin-ratelimit-*` headers.
+async fn two_calls_per_five_seconds() -> SimHandle {
+    Sim::builder()
         .behaviour(Behaviour {
             rate_limit: Some(RateLimit {
                 allowed: 2,
@@ -645,7 +646,12 @@ async fn a_spent_rate_limit_pauses_sending_instead_of_collecting_429s() {
         })
         .start()
         .await
-        .unwrap();
+        .unwrap()
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_spent_rate_limit_pauses_sending_instead_of_collecting_429s() {
+    let sim = two_calls_per_five_seconds().await;
     let t = transport(&sim, config(&sim)).await;
     for i in 0..3 {
         t.execute(prompt_call(&t, &format!("paced-{i}")))
@@ -1086,18 +1092,7 @@ async fn a_call_dropped_before_sending_gives_its_rate_slot_back() {
 /// was sent into it, and collected a 429. It waits out the pause now.
 #[tokio::test(start_paused = true)]
 async fn a_call_queued_while_the_limit_was_spent_waits_out_the_pause() {
-    let sim = Sim::builder()
-        .behaviour(Behaviour {
-            rate_limit: Some(RateLimit {
-                allowed: 2,
-                window_secs: 5,
-                retry_after: RetryAfterStyle::Seconds,
-            }),
-            ..Behaviour::default()
-        })
-        .start()
-        .await
-        .unwrap();
+    let sim = two_calls_per_five_seconds().await;
     let mut config = config(&sim);
     config.max_concurrency = 1;
     config.limiter_timeout = Duration::from_secs(10);
