@@ -23,7 +23,7 @@ async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
         .build()
         .await
         .unwrap();
-    refresh_failures_start_at_zero(&metrics);
+    series_start_at_zero(&metrics);
 
     router.route(RouteRequest::new("s", "one")).await.unwrap();
     sim.script(
@@ -123,11 +123,30 @@ async fn routed_calls_record_requests_retries_fallbacks_and_latency() {
     );
 }
 
-/// The refresh failure series is born at zero, so the alert's `increase()` sees the first.
-fn refresh_failures_start_at_zero(metrics: &gateway_telemetry::MetricsHandle) {
+/// The refresh failure series and every fallback series of the route's chain are born at
+/// zero, so an alert's `increase()` over them sees the process's first.
+fn series_start_at_zero(metrics: &gateway_telemetry::MetricsHandle) {
     let text = metrics.render();
     let zero = r#"genesys_router_token_refreshes_total{result="failure"} 0"#;
     assert!(text.contains(zero), "{text}");
+    let samples = gateway_telemetry::exposition::parse(&text).unwrap();
+    for reason in [
+        "client_error",
+        "rate_limited",
+        "upstream_error",
+        "policy_violation",
+        "timeout",
+        "circuit_open",
+    ] {
+        let labels = [
+            ("from", "model-gen-4"),
+            ("to", "model-fallback-3"),
+            ("reason", reason),
+        ];
+        let series = gateway_telemetry::exposition::series(FALLBACKS_TOTAL, &labels);
+        assert_eq!(samples.get(&series), Some(&0.0), "{reason}: {text}");
+    }
+    assert!(!text.contains(r#"reason="success""#), "{text}");
 }
 
 /// Routes `prompt` on route `s` while `model-gen-4` stalls, and drops the call once its

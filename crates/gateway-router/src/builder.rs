@@ -191,15 +191,12 @@ impl RouterBuilder {
             AuditChoice::FromConfig => audit_from_config(&config)?,
         };
         let models = model_states(&config);
+        let routes = compiled_routes(&config);
         let router = Router {
             inner: Arc::new(Inner {
                 cool_down: CoolDownRule::from_config(&config),
                 deadline: Duration::from_millis(config.limits.deadline_ms),
-                routes: config
-                    .routes
-                    .iter()
-                    .map(|(name, r)| (name.clone(), CompiledRoute::new(r)))
-                    .collect(),
+                routes,
                 // Sorted, so `stats()` lists models in one order in every process.
                 stats: Stats::new(config.all_models().into_iter().map(ModelId::as_str)),
                 models,
@@ -303,6 +300,22 @@ fn oauth_client(
         .build()?;
     gateway_telemetry::register_token_refreshes();
     Ok(Arc::new(provider))
+}
+
+/// Every route of the config, compiled; their fallback series registered at zero.
+fn compiled_routes(config: &RouterConfig) -> HashMap<String, CompiledRoute> {
+    let routes: HashMap<_, _> = config
+        .routes
+        .iter()
+        .map(|(name, r)| (name.clone(), CompiledRoute::new(r)))
+        .collect();
+    gateway_telemetry::register_fallbacks(
+        routes
+            .values()
+            .flat_map(CompiledRoute::fallback_pairs)
+            .map(|(from, to)| (from.as_str(), to.as_str())),
+    );
+    routes
 }
 
 /// Metric handles and a closed breaker for every model the config names.

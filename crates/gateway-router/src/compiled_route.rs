@@ -55,6 +55,14 @@ impl CompiledRoute {
             .map_or(&[], Vec::as_slice)
     }
 
+    /// Every `(from, to)` pair of models a fallback on this route may join: the
+    /// neighbours of each chain.
+    pub(crate) fn fallback_pairs(&self) -> impl Iterator<Item = (&ModelId, &ModelId)> {
+        self.chains
+            .iter()
+            .flat_map(|chain| chain.iter().zip(chain.iter().skip(1)))
+    }
+
     /// The labels a call sends: the route's (with `routingVersion` and
     /// `dispatchSource`), then the caller's on top (a caller's label wins).
     pub(crate) fn labels(&self, request: &Metadata) -> Metadata {

@@ -39,7 +39,8 @@
 //!   [`in_flight`](ModelMetrics::in_flight) (a guard, released on drop and cancellation).
 //!   These use cached handles: no allocation and no label lookup per call.
 //! - Free functions for the rest: [`fallback`], [`limiter_wait`], [`token_refresh`],
-//!   [`audit_event`].
+//!   [`audit_event`]; once at build, [`register_fallbacks`] for each pair of models a
+//!   fallback may join and [`register_token_refreshes`], so those series start at zero.
 //! - [`Stats`] for the router's own view (hit rate, p50/p90/p99/max, retries,
 //!   fallbacks per model) in fixed memory.
 //! - [`AuditCounters`], held by each audit sink, counts [`AuditEvent`]s with cached
@@ -84,7 +85,7 @@ pub use exporter::{
 pub use latency_histogram::{BUCKETS, LatencyHistogram, MAX_RELATIVE_ERROR, MAX_TRACKED};
 pub use recording::{
     AuditCounters, AuditEvent, HttpMetrics, InFlightGuard, ModelMetrics, audit_event, build_info,
-    describe, fallback, fleet_degraded_gauge, http_request, limiter_wait, register_token_refreshes,
-    token_refresh, webhook_spool_bytes_gauge,
+    describe, fallback, fleet_degraded_gauge, http_request, limiter_wait, register_fallbacks,
+    register_token_refreshes, token_refresh, webhook_spool_bytes_gauge,
 };
 pub use stats::{ModelSnapshot, OTHER_MODEL, Stats};

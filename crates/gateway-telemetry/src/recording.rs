@@ -361,6 +361,34 @@ pub fn fallback(from: &str, to: &str, reason: Outcome) {
     .increment(1);
 }
 
+/// The outcomes after which a call moves on to the next model: all but a success and a
+/// cancelled call.
+const FALLBACK_REASONS: [Outcome; 6] = [
+    Outcome::ClientError,
+    Outcome::RateLimited,
+    Outcome::UpstreamError,
+    Outcome::PolicyViolation,
+    Outcome::Timeout,
+    Outcome::CircuitOpen,
+];
+
+/// Registers the fallback series of each `(from, to)` pair at zero, one per reason, so an
+/// `increase()` over them sees a process's first fallback (a series born at 1 shows no
+/// increase).
+pub fn register_fallbacks<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    for (from, to) in pairs {
+        for reason in FALLBACK_REASONS {
+            metrics::counter!(
+                FALLBACKS_TOTAL,
+                LABEL_FROM => from.to_owned(),
+                LABEL_TO => to.to_owned(),
+                LABEL_REASON => reason.as_str()
+            )
+            .absolute(0);
+        }
+    }
+}
+
 /// Records how long a call waited for a concurrency-limiter slot.
 pub fn limiter_wait(duration: Duration) {
     metrics::histogram!(LIMITER_WAIT_SECONDS).record(duration.as_secs_f64());
