@@ -376,7 +376,7 @@ impl ClientCredentials {
         let started = Instant::now();
         let answer = inner
             .http
-            .send(self.token_request(), inner.timeout)
+            .send_with(|| self.token_request(), inner.timeout)
             .await
             .map_err(|e| AuthError::Unreachable {
                 host: inner.host.clone(),
