@@ -128,6 +128,7 @@ def _():
         user="conv-7f3a",
     )
     assert answer.object == "response" and answer.status == "completed", answer
+    assert answer.instructions == "Be brief.", answer.instructions
     assert answer.output_text, answer
     assert answer.usage.total_tokens == (
         answer.usage.input_tokens + answer.usage.output_tokens

@@ -99,9 +99,20 @@ async fn a_response_renders_instructions_and_input_and_answers_as_openai_does() 
     ] {
         assert!(raw.get(key).is_some(), "no `{key}`: {raw}");
     }
+    // What the request did not give is null; what it gave is repeated, as OpenAI does.
+    for key in ["instructions", "metadata", "temperature", "top_p"] {
+        assert_eq!(raw[key], Value::Null, "{key}: {raw}");
+    }
+    let given = json!({"model": "summarize", "input": "Hello", "instructions": "Be brief.",
+                       "metadata": {"ticket": "T-1"}, "temperature": 0.25, "top_p": 0.5});
+    let (status, _, raw) = door.post("/v1/responses", given.clone()).await;
+    assert_eq!(status, StatusCode::OK, "{raw}");
+    for key in ["instructions", "metadata", "temperature", "top_p"] {
+        assert_eq!(raw[key], given[key], "{key}: {raw}");
+    }
 
     let entries = door.shutdown().await;
-    assert_eq!(entries.len(), 3);
+    assert_eq!(entries.len(), 4);
     assert!(entries.iter().all(|e| e.outcome == Outcome::Success));
     assert_eq!(entries[0].route, "reply");
 }
@@ -173,6 +184,11 @@ async fn a_streamed_response_sends_openais_events_in_order_and_reassembles_to_th
     assert_eq!(last.status, Status::Completed);
     assert_eq!(last.model, plain.model);
     assert_eq!(last.usage, plain.usage, "the last event carries the usage");
+    let echoed = serde_json::to_value(&last).unwrap();
+    assert_eq!(echoed["instructions"], "Be brief.", "{echoed}");
+    // The client reads numbers as `f32`.
+    let temperature = echoed["temperature"].as_f64().unwrap();
+    assert!((temperature - 0.6).abs() < 1e-6, "{echoed}");
     door.shutdown().await;
 }
 

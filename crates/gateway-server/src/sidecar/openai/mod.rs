@@ -14,6 +14,7 @@
 //! carries the content in one delta, and an error found before the first byte is an
 //! ordinary JSON error. Errors have OpenAI's shape ([`error`]).
 
+mod call;
 pub(crate) mod error;
 mod json_values;
 pub(crate) mod request;
@@ -179,9 +180,12 @@ async fn create_response(State(app): State<App>, KeyedRequest(request, _): OpenA
     };
     let created = unix_now();
     let mut reply = if call.stream {
-        events(response_events(&outcome, created))
+        events(response_events(&outcome, &call.echo, created))
     } else {
-        json(StatusCode::OK, &ResponseObject::new(&outcome, created))
+        json(
+            StatusCode::OK,
+            &ResponseObject::new(&outcome, &call.echo, created),
+        )
     };
     super::describe(&mut reply, &outcome);
     reply

@@ -12,6 +12,8 @@
 //! The 8,000-character rule applies to the rendered prompt.
 
 use gateway_model::{Metadata, RouteRequest, Tuning};
+
+pub(crate) use super::call::{ChatCall, ResponseEcho};
 use http::{HeaderMap, HeaderValue};
 use schemars::JsonSchema;
 use serde::Deserialize;
@@ -177,22 +179,6 @@ pub(crate) struct ContentPart {
     #[serde(flatten, deserialize_with = "super::unique_keys::map")]
     #[schemars(skip)]
     rest: Map<String, Value>,
-}
-
-/// How to answer a request read, and how to name its parameters in errors.
-#[derive(Debug)]
-pub(crate) struct ChatCall {
-    /// Answer as Server-Sent Events.
-    pub(crate) stream: bool,
-    /// Send a usage chunk at the end of the stream.
-    pub(crate) include_usage: bool,
-    /// The parameter that set the token limit, to name in errors.
-    pub(crate) max_tokens_param: &'static str,
-    /// The parameter the prompt was rendered from (`messages`, or `input`), to name in
-    /// errors.
-    pub(crate) prompt_param: &'static str,
-    /// Where the sticky key came from, to name in errors.
-    pub(crate) sticky_key_param: &'static str,
 }
 
 /// Parameters both doors accept at the value that means "off" or, with no tools, makes
@@ -369,6 +355,7 @@ impl ChatCompletionRequest {
             max_tokens_param,
             prompt_param: "messages",
             sticky_key_param,
+            echo: ResponseEcho::default(),
         };
         Ok((request, call))
     }

@@ -304,7 +304,11 @@ mod tests {
                 chat["choices"][0]["finish_reason"], "content_filter",
                 "{finish:?}"
             );
-            let response = crate::sidecar::openai::responses::ResponseObject::new(&blocked, 0);
+            let response = crate::sidecar::openai::responses::ResponseObject::new(
+                &blocked,
+                &crate::sidecar::openai::request::ResponseEcho::default(),
+                0,
+            );
             let response = serde_json::to_value(response).unwrap();
             assert_eq!(response["status"], "incomplete");
             assert_eq!(response["incomplete_details"]["reason"], "content_filter");

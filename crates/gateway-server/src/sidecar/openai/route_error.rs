@@ -195,6 +195,7 @@ mod tests {
             max_tokens_param: "max_tokens",
             prompt_param: "messages",
             sticky_key_param: "user",
+            echo: crate::sidecar::openai::request::ResponseEcho::default(),
         };
         let reply = OpenAiError::route(&err, &call).into_reply();
         let status = reply.status();

@@ -1,6 +1,8 @@
 //! The Responses API's answers: the `response` object and its Server-Sent Events.
 
-use gateway_model::{FinishReason, RouteOutcome};
+use gateway_model::{FinishReason, Metadata, RouteOutcome};
+
+use crate::sidecar::openai::request::ResponseEcho;
 use schemars::JsonSchema;
 use serde::Serialize;
 
@@ -18,7 +20,7 @@ pub(crate) struct ResponseObject {
     /// `in_progress` in the stream's first event.
     status: &'static str,
     /// Why an `incomplete` answer stopped.
-    #[schemars(required, schema_with = "details_or_null")]
+    #[schemars(required, schema_with = "or_null::<IncompleteDetails>")]
     incomplete_details: Option<IncompleteDetails>,
     /// Always null: a failed call is an HTTP error instead.
     #[schemars(required)]
@@ -35,26 +37,25 @@ pub(crate) struct ResponseObject {
     tool_choice: &'static str,
     /// Always false.
     parallel_tool_calls: bool,
-    /// Always null: the request's instructions are not echoed (OpenAI's API requires the
-    /// key, and allows null).
-    #[schemars(required)]
-    instructions: Option<()>,
-    /// Always null: the request's labels are not echoed.
-    #[schemars(required)]
-    metadata: Option<()>,
-    /// Always null: not echoed (the route picks it, unless the request did).
-    #[schemars(required)]
-    temperature: Option<()>,
-    /// Always null: not echoed.
-    #[schemars(required)]
-    top_p: Option<()>,
+    /// The request's `instructions`, or null.
+    #[schemars(required, schema_with = "or_null::<String>")]
+    instructions: Option<String>,
+    /// The request's `metadata`, or null.
+    #[schemars(required, schema_with = "or_null::<Metadata>")]
+    metadata: Option<Metadata>,
+    /// The request's `temperature`, or null when the route picked it.
+    #[schemars(required, schema_with = "or_null::<f64>")]
+    temperature: Option<f64>,
+    /// The request's `top_p`, or null when the route's applies.
+    #[schemars(required, schema_with = "or_null::<f64>")]
+    top_p: Option<f64>,
 }
 
-/// `incomplete_details`' schema: required, and null when the answer is complete
-/// (`required` alone would drop the null).
-fn details_or_null(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-    let details = generator.subschema_for::<IncompleteDetails>();
-    schemars::json_schema!({ "anyOf": [details, { "type": "null" }] })
+/// The schema of a required key whose value is a `T` or null (`required` alone would
+/// drop the null).
+fn or_null<T: JsonSchema>(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+    let value = generator.subschema_for::<T>();
+    schemars::json_schema!({ "anyOf": [value, { "type": "null" }] })
 }
 
 /// Why an answer is incomplete.
@@ -126,8 +127,8 @@ pub(crate) struct ReasoningTokens {
 }
 
 impl ResponseObject {
-    /// The answer for `outcome`.
-    pub(crate) fn new(outcome: &RouteOutcome, created_at: u64) -> Self {
+    /// The answer for `outcome`, repeating `echo` of its request.
+    pub(crate) fn new(outcome: &RouteOutcome, echo: &ResponseEcho, created_at: u64) -> Self {
         let incomplete = if crate::sidecar::openai::response::filtered(outcome) {
             Some("content_filter")
         } else if outcome.response.finish_reason == Some(FinishReason::Length) {
@@ -175,10 +176,10 @@ impl ResponseObject {
             tools: [],
             tool_choice: "auto",
             parallel_tool_calls: false,
-            instructions: None,
-            metadata: None,
-            temperature: None,
-            top_p: None,
+            instructions: echo.instructions.clone(),
+            metadata: echo.metadata.clone(),
+            temperature: echo.temperature,
+            top_p: echo.top_p,
         }
     }
 
@@ -197,10 +198,10 @@ impl ResponseObject {
             tools: [],
             tool_choice: self.tool_choice,
             parallel_tool_calls: self.parallel_tool_calls,
-            instructions: None,
-            metadata: None,
-            temperature: None,
-            top_p: None,
+            instructions: self.instructions.clone(),
+            metadata: self.metadata.clone(),
+            temperature: self.temperature,
+            top_p: self.top_p,
         }
     }
 }
@@ -294,8 +295,12 @@ impl<'a> ResponseStreamEvent<'a> {
 
 /// The whole event stream for `outcome`, in the Responses API's order; the text comes in
 /// one delta, as the gateway answers whole.
-pub(crate) fn response_events(outcome: &RouteOutcome, created_at: u64) -> String {
-    let done = ResponseObject::new(outcome, created_at);
+pub(crate) fn response_events(
+    outcome: &RouteOutcome,
+    echo: &ResponseEcho,
+    created_at: u64,
+) -> String {
+    let done = ResponseObject::new(outcome, echo, created_at);
     let started = done.in_progress();
     let item = &done.output[0];
     let part = &item.content[0];

@@ -23,7 +23,7 @@ pub(crate) use self::answer::{ResponseObject, ResponseStreamEvent, response_even
 
 use super::error::OpenAiError;
 use super::request::{
-    ChatCall, ChatMessage, Role, is_empty_array, is_neutral_in_both, is_text_format,
+    ChatCall, ChatMessage, ResponseEcho, Role, is_empty_array, is_neutral_in_both, is_text_format,
     one_temperature, options_need_a_stream, read_json, render, sticky_key, unsupported,
 };
 use super::text_or_list::{self, TextOrList};
@@ -185,6 +185,12 @@ impl CreateResponseRequest {
         let model = self.model.ok_or_else(|| OpenAiError::missing("model"))?;
         let input = self.input.ok_or_else(|| OpenAiError::missing("input"))?;
         one_temperature(self.temperature, self.tuning)?;
+        let echo = ResponseEcho {
+            instructions: self.instructions.clone(),
+            metadata: self.metadata.clone(),
+            temperature: self.temperature,
+            top_p: self.top_p,
+        };
         let prompt = prompt(input, self.instructions)?;
         let mut request = RouteRequest::new(model, prompt);
         request.tuning = self.tuning.unwrap_or_default();
@@ -202,6 +208,7 @@ impl CreateResponseRequest {
             max_tokens_param: "max_output_tokens",
             prompt_param: "input",
             sticky_key_param,
+            echo,
         };
         Ok((request, call))
     }
