@@ -123,11 +123,24 @@ impl Credentials {
                 reason: e.as_str(),
             }),
         };
+        if config.client_id.is_none() && config.client_id_env == config.client_secret_env {
+            return Err(AuthError::MissingEnv {
+                name: config.client_secret_env.clone(),
+                reason: "is named for both the client id and the secret (the secret would be shown as the id)",
+            });
+        }
         let client_id = match &config.client_id {
             Some(id) => id.clone(),
             None => read_client_id(&config.client_id_env, read(&config.client_id_env)?)?,
         };
         let client_secret = Secret::new(read(&config.client_secret_env)?);
+        // Two variables holding one value: the secret would be shown as the id.
+        if client_id == client_secret.expose() {
+            return Err(AuthError::MissingEnv {
+                name: config.client_secret_env.clone(),
+                reason: "holds the client id's value: the secret must differ from the id",
+            });
+        }
         Ok(Self {
             client_id,
             client_secret,
@@ -209,5 +222,40 @@ mod tests {
         })
         .unwrap();
         assert_eq!(ok.client_id, longest);
+    }
+
+    /// Regression: a config naming one variable for both (a copy-paste slip) read the
+    /// secret as the client id, which `Debug` and every rejection show.
+    #[test]
+    fn the_secret_is_never_taken_as_the_client_id() {
+        let secret = "Zq8-very-secret-value_1234567890";
+        let one_var = CredentialsConfig {
+            client_id: None,
+            client_id_env: "GENESYS_CLIENT_SECRET".into(),
+            client_secret_env: "GENESYS_CLIENT_SECRET".into(),
+        };
+        let err = Credentials::from_lookup(&one_var, |_| Some(secret.to_owned()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("GENESYS_CLIENT_SECRET") && err.contains("both"),
+            "{err}"
+        );
+        let two_vars = CredentialsConfig {
+            client_id: None,
+            client_id_env: "A".into(),
+            client_secret_env: "B".into(),
+        };
+        let inline = CredentialsConfig {
+            client_id: Some(secret.to_owned()),
+            ..two_vars.clone()
+        };
+        for config in [two_vars, inline] {
+            let err = Credentials::from_lookup(&config, |_| Some(secret.to_owned()))
+                .unwrap_err()
+                .to_string();
+            assert!(err.contains("differ from the id"), "{err}");
+            assert!(!err.contains(secret), "{err}");
+        }
     }
 }
