@@ -15,8 +15,9 @@ pub enum AuthError {
     MissingEnv {
         /// The variable's name.
         name: String,
-        /// `is not set`, `is not valid UTF-8`, `is empty`, or (for the client id) not a
-        /// client id ([`is_client_id`](gateway_model::is_client_id)).
+        /// `is not set`, `is not valid UTF-8`, `is empty`, (for the client id) not a
+        /// client id ([`is_client_id`](gateway_model::is_client_id)), or (for the secret)
+        /// named for the id too, or holding the id's value.
         reason: &'static str,
     },
     /// The login service refused the client (wrong id or secret, disabled client).
@@ -36,14 +37,26 @@ pub enum AuthError {
         /// Genesys' `description` or `error_description`.
         description: Option<String>,
     },
-    /// The login host could not be reached, did not answer in time, or failed (a 5xx, an
-    /// answer too large).
+    /// The login host could not be reached, did not answer in time, or failed (a 5xx, a
+    /// 408 or 425, a status outside HTTP's classes, an answer too large).
     #[error("no token from the login host {host}: {reason}")]
     Unreachable {
         /// The login host.
         host: String,
         /// What failed.
         reason: String,
+    },
+    /// The login host answered the token request with a status that says the request
+    /// went to the wrong place or is not allowed there (a redirect, 403, 404, 405, ...):
+    /// the region, the login URL or a network policy needs a change.
+    #[error(
+        "the login host {host} answered the token request with HTTP {status}; check the region or login URL (and any proxy or network policy in between)"
+    )]
+    Misdirected {
+        /// The login host.
+        host: String,
+        /// The HTTP status: a 3xx, or a 4xx other than 400, 401, 408, 425 and 429.
+        status: u16,
     },
     /// The login service is rate-limiting this client's token requests (HTTP 429).
     #[error("the login host {host} is rate-limiting token requests (HTTP 429){}", retry_after.map(|d| format!("; it asks to wait {d:?}")).unwrap_or_default())]

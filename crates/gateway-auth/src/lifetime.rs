@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use serde_json::Value;
 
-/// A token lifetime read from a token answer's `expires_in`: a whole number of seconds,
-/// at least [`TokenLifetime::MIN`]; longer lifetimes are clamped to [`TokenLifetime::MAX`]
+/// A token lifetime read from a token answer's `expires_in`: a whole number of seconds
+/// as read into an `f64` (a fraction too fine for one, such as `0.99999999999999999`,
+/// reads as whole), at least [`TokenLifetime::MIN`]; longer lifetimes are clamped to [`TokenLifetime::MAX`]
 /// (Genesys Cloud grants 300 s to 172,800 s).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct TokenLifetime(Duration);

@@ -84,16 +84,31 @@ impl Bucket {
 
     /// Takes one token if there is one.
     pub(crate) fn try_take(&mut self, now: Instant) -> bool {
-        let refill = now.saturating_duration_since(self.last).as_secs_f64()
-            / self.every.as_secs_f64().max(1e-9);
-        self.tokens = (self.tokens + refill).min(self.burst);
-        self.last = now;
+        self.refill(now);
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+
+    /// How long from `now` until a token can be taken; `None` if never (a burst of 0).
+    pub(crate) fn wait(&mut self, now: Instant) -> Option<Duration> {
+        self.refill(now);
+        if self.burst < 1.0 {
+            return None;
+        }
+        let missing = (1.0 - self.tokens).max(0.0);
+        Duration::try_from_secs_f64(self.every.as_secs_f64() * missing).ok()
+    }
+
+    /// Adds the tokens earned since the last look, up to `burst`.
+    fn refill(&mut self, now: Instant) {
+        let refill = now.saturating_duration_since(self.last).as_secs_f64()
+            / self.every.as_secs_f64().max(1e-9);
+        self.tokens = (self.tokens + refill).min(self.burst);
+        self.last = now;
     }
 }
 

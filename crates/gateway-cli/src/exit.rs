@@ -160,7 +160,7 @@ fn catalogue_exit(err: &gateway_transport::TransportError) -> Exit {
 fn auth_exit(err: &AuthError) -> Exit {
     match err {
         AuthError::MissingEnv { .. } | AuthError::Rejected { .. } => Exit::Credentials,
-        AuthError::Url(_) => Exit::Config,
+        AuthError::Url(_) | AuthError::Misdirected { .. } => Exit::Config,
         e if e.is_transient() => Exit::Upstream,
         _ => Exit::Failure,
     }

@@ -41,6 +41,7 @@ async fn with_redis_down_calls_go_on_locally_and_the_fleet_rejoins_when_it_is_ba
     };
     let mut config = router_config(&sim);
     config.limits.deadline_ms = 5_000;
+    config.limits.attempt_timeout_ms = 5_000;
     config.limits.attempt_timeout_ms = 2_000;
     // A rate budget, so every attempt asks Redis for a slot.
     config.limits.requests_per_minute = Some(60_000);
@@ -456,15 +457,19 @@ async fn a_revoked_token_is_refreshed_once_for_the_whole_fleet() {
     );
 }
 
-/// A replica whose forced refreshes are spent (3 at once, then one per 10 s) keeps the
-/// token it saw refused, as its local source does, but never shares it: a replica that
-/// starts then logs in instead of adopting a token Genesys refuses.
+/// A replica whose forced refreshes are spent (3 at once, then one per 10 s) neither
+/// sends again nor shares the token it saw refused: a call that cannot wait for the next
+/// refresh fails, and a replica that starts then logs in instead of adopting a token
+/// Genesys refuses.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_token_seen_refused_is_not_shared_while_the_replicas_refreshes_are_spent() {
     let Some((redis, sim)) = redis_and_sim().await else {
         return;
     };
-    let config = fleet_router_config(&sim, "refused", 2);
+    let mut config = fleet_router_config(&sim, "refused", 2);
+    // Shorter than the wait for the next forced refresh, so the call fails at once.
+    config.limits.deadline_ms = 5_000;
+    config.limits.attempt_timeout_ms = 5_000;
     let (a, _fleet_a) = replica(&config, &redis.url()).await;
     let a = std::slice::from_ref(&a);
     assert!(load(a, 1).await[0].is_ok());
@@ -472,9 +477,12 @@ async fn a_token_seen_refused_is_not_shared_while_the_replicas_refreshes_are_spe
         assert!(sim.revoke_tokens() >= 1);
         assert!(load(a, 1).await[0].is_ok(), "a forced refresh is left");
     }
-    // The fourth revocation finds A's refreshes spent: A keeps the refused token.
+    // The fourth revocation finds A's refreshes spent: the call fails, and the refused
+    // token is not sent again.
     assert!(sim.revoke_tokens() >= 1);
+    let prompts = sim.prompt_requests().len();
     assert!(load(a, 1).await[0].is_err());
+    assert_eq!(sim.prompt_requests().len(), prompts + 1, "sent once");
     assert_eq!(sim.counters().token_requests, 4);
 
     let refused = |sim: &SimHandle| sim.counters().by_status.get(&401).copied();

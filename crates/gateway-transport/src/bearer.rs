@@ -144,7 +144,8 @@ pub trait TokenSource: Send + Sync + 'static {
     }
 
     /// Reports that the server refused `token` (a 401); the next [`TokenSource::token`]
-    /// must not return it. Called at most once per call, so a bad token cannot loop.
+    /// must not return it. Called for every 401; the transport sends a call again after
+    /// one 401 at most, so a bad token cannot loop.
     fn invalidate(&self, token: &AccessToken);
 
     /// How much longer `token` stays usable, if this source knows (a fleet caches a

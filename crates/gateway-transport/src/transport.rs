@@ -332,9 +332,14 @@ impl Transport {
                     return Err(past_deadline(last_failure));
                 }
                 Step::Fail(kind) => return Err(kind),
+                // Every refused token is reported, so no later call sends it; the call
+                // itself is sent again once at most, so a bad token cannot loop.
                 Step::Refresh(body) => match (&inner.tokens, sent.token) {
-                    (Some(source), Some(token)) if !refreshed => {
+                    (Some(source), Some(token)) => {
                         source.invalidate(&token);
+                        if refreshed {
+                            return Err(ErrorKind::Unauthorized { body });
+                        }
                         refreshed = true;
                         stats.token_refreshed = true;
                         stats.retries[RetryReason::Unauthorized.index()] += 1;
@@ -434,13 +439,23 @@ impl Transport {
                 continue;
             }
             // A long wait for the slot (a token's safety margin is seconds: one of a
-            // second or more) may have outlived the token taken before it: take the
-            // source's current one if it has a usable one.
+            // second or more) may have outlived the token taken before it, or seen it
+            // refused: take the source's current one, waiting for it (the slot held, as
+            // this is rare) if none is at hand.
             let token = match (&inner.tokens, token) {
-                (Some(source), Some(held))
+                (Some(source), Some(_))
                     if stats.limiter_wait.saturating_sub(waited) >= Duration::from_secs(1) =>
                 {
-                    Some(source.ready_token().unwrap_or(held))
+                    match source.ready_token() {
+                        Some(current) => Some(current),
+                        None => match self
+                            .awaited_token(&**source, call, deadline, stats, last_failure)
+                            .await?
+                        {
+                            Some(token) => Some(token),
+                            None => return Ok(None),
+                        },
+                    }
                 }
                 (_, token) => token,
             };

@@ -10,9 +10,7 @@ use std::time::{Duration, SystemTime};
 use bytes::Bytes;
 use gateway_model::redact::redact_secrets;
 use gateway_model::{Jitter, RouterConfig};
-use gateway_transport::{
-    AccessToken, BoxFuture, HttpClient, TokenError, TokenSource, parse_retry_after,
-};
+use gateway_transport::{AccessToken, HttpClient, TokenError, parse_retry_after};
 use http::header::{ACCEPT, AUTHORIZATION, CONTENT_TYPE, HeaderValue, RETRY_AFTER};
 use http::{Method, Request, Uri};
 use http_body_util::Full;
@@ -21,6 +19,7 @@ use tokio::time::Instant;
 
 mod builder;
 mod refusal;
+mod token_source;
 
 pub use builder::ClientCredentialsBuilder;
 
@@ -35,8 +34,9 @@ pub type RefreshHook = Arc<dyn Fn(bool) + Send + Sync>;
 /// The OAuth token path on the login host.
 pub const TOKEN_PATH: &str = "/oauth/token";
 
-/// The waits after failed token requests: 1 s doubling to 60 s, with equal jitter (an
-/// immediate retry would only repeat the failure).
+/// The waits after failed token requests: ceilings of 1 s doubling to 60 s, with equal
+/// jitter (each wait at least half its ceiling; an immediate retry would only repeat the
+/// failure).
 const RETRY_SCHEDULE: gateway_model::Backoff = gateway_model::Backoff::new(
     Duration::from_secs(1),
     Duration::from_secs(60),
@@ -51,6 +51,15 @@ struct Cached {
     /// Refreshed in the background from then on.
     refresh_at: Instant,
     lifetime: Duration,
+    /// Set when the API refused the token (a 401): it is never handed out again.
+    refused: AtomicBool,
+}
+
+impl Cached {
+    /// Whether the token may be handed out at `now`.
+    fn usable_at(&self, now: Instant) -> bool {
+        now < self.usable_until && !self.refused.load(Ordering::Acquire)
+    }
 }
 
 /// Failed attempts in a row and when the next one may run.
@@ -87,23 +96,32 @@ struct Inner {
 /// - The token is cached and handed out until shortly before it expires.
 /// - It is refreshed ahead of expiry ([`RefreshPolicy`]) by a background task; callers
 ///   keep getting the current token meanwhile. A failed background refresh keeps the
-///   still-valid token and retries with exponential backoff (1 s doubling to 60 s, or a
-///   429's `Retry-After` up to 5 minutes; never later than half the time left); nothing
-///   panics.
+///   still-valid token and retries with exponential backoff (ceilings of 1 s doubling to
+///   60 s with equal jitter, or a 429's `Retry-After` up to 5 minutes; never later than
+///   half the time left); nothing panics.
 /// - Exactly one token request is in flight however many callers wait: on a cold cache,
 ///   1,000 concurrent callers cause one request.
 /// - The answer's `expires_in` becomes a [`TokenLifetime`]: clamped to 48 hours, refused
 ///   with [`AuthError::InvalidLifetime`] below 1 s or when not a whole number. Every
 ///   instant computed from it is a checked sum.
-/// - A 401 from the API invalidates that exact token ([`TokenSource::invalidate`]); the
-///   next caller fetches a new one. Such forced refreshes are rate limited (3 at once,
-///   then one per 10 s), and failed requests back off, so the token endpoint (about 300
-///   requests per minute per client) is never hammered, even when every call gets a 401.
+/// - A 401 from the API invalidates that exact token ([`TokenSource::invalidate`]): it is
+///   never handed out again, and the next caller fetches a new one. Such forced refreshes
+///   are rate limited (3 at once, then one per 10 s; meanwhile a caller gets
+///   [`AuthError::BackingOff`] with the wait), and failed requests back off, so the token
+///   endpoint (about 300 requests per minute per client) is never hammered, even when
+///   every call gets a 401.
+/// - A redirect or a 4xx that blames the request (a wrong region or login URL) is
+///   [`AuthError::Misdirected`], which is not transient.
 /// - [`TokenSource::refresh_in`] says when a cached token falls due, and
 ///   [`TokenSource::renew`] fetches its successor under the same single flight and
 ///   backoff, so a fleet can renew its shared token ahead of expiry.
 ///
 /// Cheap to clone; clones share the cache.
+///
+/// [`TokenSource`]: gateway_transport::TokenSource
+/// [`TokenSource::invalidate`]: gateway_transport::TokenSource::invalidate
+/// [`TokenSource::refresh_in`]: gateway_transport::TokenSource::refresh_in
+/// [`TokenSource::renew`]: gateway_transport::TokenSource::renew
 ///
 /// ```no_run
 /// use gateway_auth::{ClientCredentials, Credentials};
@@ -209,7 +227,7 @@ impl ClientCredentials {
     /// due for one.
     fn usable_token(&self) -> Option<AccessToken> {
         let now = Instant::now();
-        let cached = self.cached().filter(|c| now < c.usable_until)?;
+        let cached = self.cached().filter(|c| c.usable_at(now))?;
         if now >= cached.refresh_at {
             self.refresh_in_background(&cached);
         }
@@ -243,18 +261,20 @@ impl ClientCredentials {
         // Whoever held the lock before may have fetched one already.
         if let Some(cached) = self
             .cached()
-            .filter(|c| Instant::now() < c.usable_until && keep(c))
+            .filter(|c| c.usable_at(Instant::now()) && keep(c))
         {
             return Ok(cached.token.clone());
         }
+        self.forced_refresh_allowed()?;
         {
             let backoff = lock(&self.inner.backoff);
             if let (Some(next), Some(last)) = (backoff.next_attempt, &backoff.last_error) {
                 let now = Instant::now();
                 if now < next {
                     return Err(match last {
-                        // A refused client stays refused: say so, not "backing off".
-                        AuthError::Rejected { .. } => last.clone(),
+                        // A refused client stays refused, a wrong URL wrong: say so, not
+                        // "backing off".
+                        AuthError::Rejected { .. } | AuthError::Misdirected { .. } => last.clone(),
                         _ => AuthError::BackingOff {
                             last: last.to_string(),
                             retry_in: next.saturating_duration_since(now),
@@ -277,6 +297,28 @@ impl ClientCredentials {
                 reason: format!("the token request task ended abnormally: {e}"),
             }),
         }
+    }
+
+    /// Whether a token may be requested now, as far as 401s go: a cached token the API
+    /// refused, which would still be usable otherwise, forces a refresh, and those are
+    /// rate limited; one past its use is replaced as any expired token is.
+    fn forced_refresh_allowed(&self) -> Result<(), AuthError> {
+        let now = Instant::now();
+        let Some(refused) = self
+            .cached()
+            .filter(|c| c.refused.load(Ordering::Acquire) && now < c.usable_until)
+        else {
+            return Ok(());
+        };
+        let mut forced = lock(&self.inner.forced);
+        if forced.try_take(now) {
+            return Ok(());
+        }
+        let until_expiry = refused.usable_until.saturating_duration_since(now);
+        Err(AuthError::BackingOff {
+            last: "the API refused the token (HTTP 401), and the refreshes 401s may force are spent for now".into(),
+            retry_in: forced.wait(now).map_or(until_expiry, |w| w.min(until_expiry)),
+        })
     }
 
     /// Starts one background refresh unless one runs or the backoff says wait.
@@ -318,10 +360,12 @@ impl ClientCredentials {
     /// the failure and when to try again.
     async fn fetch_and_store(&self) -> Result<Arc<Cached>, AuthError> {
         let result = self.store(self.fetch().await);
-        // Told once the result is kept: a hook that panics loses neither a granted token
-        // nor the backoff after a failure.
+        // Told once the result is kept, and its panic caught: a hook that panics loses
+        // neither a granted token nor the backoff after a failure, nor changes what the
+        // caller is told.
         if let Some(hook) = &self.inner.hook {
-            hook(result.is_ok());
+            let ok = result.is_ok();
+            let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| hook(ok)));
         }
         result
     }
@@ -354,7 +398,7 @@ impl ClientCredentials {
                 // With a token still usable, try again well before it expires. One past
                 // its use (an outage longer than its life) is no reason to hurry: the
                 // schedule stands, or every caller would ask every 100 ms.
-                if let Some(c) = self.cached() {
+                if let Some(c) = self.cached().filter(|c| !c.refused.load(Ordering::Acquire)) {
                     let left = c.usable_until.saturating_duration_since(Instant::now());
                     if !left.is_zero() {
                         wait = wait.min(left / 2).max(Duration::from_millis(100));
@@ -409,6 +453,14 @@ impl ClientCredentials {
                     .and_then(|v| v.to_str().ok())
                     .and_then(|v| parse_retry_after(v, SystemTime::now())),
             }),
+            // A redirect or a 4xx that blames the request: another request to the same
+            // place gets the same answer.
+            status @ (300..=399 | 402..=407 | 409..=424 | 426..=428 | 430..=499) => {
+                Err(AuthError::Misdirected {
+                    host: inner.host.clone(),
+                    status,
+                })
+            }
             status => Err(AuthError::Unreachable {
                 host: inner.host.clone(),
                 reason: format!("the login service answered HTTP {status}"),
@@ -490,6 +542,7 @@ impl ClientCredentials {
             usable_until,
             refresh_at,
             lifetime,
+            refused: AtomicBool::new(false),
         }))
     }
 
@@ -533,54 +586,6 @@ impl ClientCredentials {
         match retry_in {
             Some(wait) => err.with_retry_in(wait),
             None => err,
-        }
-    }
-}
-
-impl TokenSource for ClientCredentials {
-    fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
-        Box::pin(async move {
-            self.current_token()
-                .await
-                .map_err(|err| self.token_error(err))
-        })
-    }
-
-    fn renew(&self, token: &AccessToken) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
-        let old = token.clone();
-        Box::pin(async move {
-            self.renewed(&old)
-                .await
-                .map_err(|err| self.token_error(err))
-        })
-    }
-
-    fn refresh_in(&self, token: &AccessToken) -> Option<Duration> {
-        self.cached()
-            .filter(|c| c.token.same_as(token))
-            .map(|c| c.refresh_at.saturating_duration_since(Instant::now()))
-    }
-
-    fn ready_token(&self) -> Option<AccessToken> {
-        self.usable_token()
-    }
-
-    fn valid_for(&self, token: &AccessToken) -> Option<Duration> {
-        self.cached()
-            .filter(|c| c.token.same_as(token))
-            .map(|c| c.usable_until.saturating_duration_since(Instant::now()))
-    }
-
-    fn invalidate(&self, token: &AccessToken) {
-        let mut cache = self
-            .inner
-            .cache
-            .write()
-            .unwrap_or_else(PoisonError::into_inner);
-        if cache.as_ref().is_some_and(|c| c.token.same_as(token))
-            && lock(&self.inner.forced).try_take(Instant::now())
-        {
-            *cache = None;
         }
     }
 }
