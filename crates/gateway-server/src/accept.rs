@@ -20,12 +20,12 @@ use crate::activity::{Activity, Tracked, WatchedIo};
 /// What a connection over the cap is told before it is closed: this head, a made-up
 /// `x-request-id` (as every answer carries one), and [`OVER_CAPACITY_BODY`].
 const OVER_CAPACITY_HEAD: &[u8] = b"HTTP/1.1 503 Service Unavailable\r\nretry-after: 1\r\n\
-content-type: application/json\r\ncontent-length: 189\r\nconnection: close\r\n";
+content-type: application/json\r\ncontent-length: 192\r\nconnection: close\r\n";
 
 /// The request is not read, so the body has both error shapes: the sidecar's (`status`,
 /// `code`, `message`) and OpenAI's (`error`), for a caller of either door.
 const OVER_CAPACITY_BODY: &[u8] = b"{\"status\":503,\"code\":\"router.too.many.connections\",\"message\":\"too many connections\",\
-\"error\":{\"message\":\"too many connections\",\"type\":\"api_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
+\"error\":{\"message\":\"too many connections\",\"type\":\"server_error\",\"param\":null,\"code\":\"too_many_connections\"}}";
 
 /// How long to back off after `accept` fails (out of descriptors, say), instead of spinning.
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(50);

@@ -182,7 +182,7 @@ async fn over_the_cap_is_refused_at_once_while_established_callers_are_served() 
     assert_eq!(body["code"], "router.too.many.connections");
     assert_eq!(body["status"], 503);
     assert_eq!(body["error"]["code"], "too_many_connections");
-    assert_eq!(body["error"]["type"], "api_error");
+    assert_eq!(body["error"]["type"], "server_error");
     assert!(body["error"]["message"].is_string());
 
     // An established caller still gets answers.

@@ -25,8 +25,8 @@ pub(crate) struct OpenAiErrorBody {
 pub(crate) struct OpenAiErrorDetail {
     /// A sentence for people.
     message: String,
-    /// The error's class: `invalid_request_error`, `authentication_error`,
-    /// `permission_error`, `not_found_error`, `rate_limit_error` or `api_error`.
+    /// The error's class, as OpenAI's API answers: `invalid_request_error` (any 4xx but
+    /// 429), `requests` (429) or `server_error` (5xx); `code` says more.
     #[serde(rename = "type")]
     kind: &'static str,
     /// The request parameter at fault, if one is.
@@ -98,6 +98,29 @@ impl OpenAiError {
     /// (`invalid_type`) or at a value its type cannot take (`invalid_value`).
     pub(crate) fn unreadable(error: &serde_path_to_error::Error<serde_json::Error>) -> Self {
         Self::unreadable_at("", error)
+    }
+
+    /// [`OpenAiError::unreadable`] for a whole request `body`. `serde_json` reports a
+    /// value of the wrong type where it reads a name (`"role": 5`, `"tuning": true`) as
+    /// a syntax error; a body that is JSON after all is refused at that parameter.
+    pub(crate) fn unreadable_body(
+        error: &serde_path_to_error::Error<serde_json::Error>,
+        body: &[u8],
+    ) -> Self {
+        let inner = error.inner();
+        let path = error.path().to_string();
+        let mistyped = inner.is_syntax()
+            && !inner.to_string().starts_with(OUT_OF_RANGE)
+            && path != "."
+            && serde_json::from_slice::<serde::de::IgnoredAny>(body).is_ok();
+        if mistyped {
+            return Self::invalid(
+                Some(path.clone()),
+                "invalid_type",
+                format!("`{path}`: a value of the wrong type (a name, as a string, is expected)"),
+            );
+        }
+        Self::unreadable(error)
     }
 
     /// [`OpenAiError::unreadable`] for a value read at `at` (such as `input[2]`), so the
@@ -236,15 +259,14 @@ impl OpenAiError {
     }
 }
 
-/// OpenAI's error class for a status.
+/// OpenAI's error class for a status, as its API answers: `requests` for a rate limit
+/// on requests, `invalid_request_error` for every other 4xx (a wrong key and an unknown
+/// model too; `code` tells them apart), `server_error` for a 5xx.
 fn error_type(status: StatusCode) -> &'static str {
     match status.as_u16() {
-        401 => "authentication_error",
-        403 => "permission_error",
-        404 => "not_found_error",
-        429 => "rate_limit_error",
+        429 => "requests",
         400..=499 => "invalid_request_error",
-        _ => "api_error",
+        _ => "server_error",
     }
 }
 
@@ -268,6 +290,16 @@ fn repeated(at: &str, path: &str, error: &serde_json::Error) -> Option<String> {
     Some(param)
 }
 
+/// How serde names a struct it expected, at the end of its message.
+const STRUCT: &str = "expected struct ";
+
+/// Whether `tail` is `<line> column <column>`, as `serde_json` ends its messages.
+fn is_position(tail: &str) -> bool {
+    let digits = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_digit());
+    tail.split_once(" column ")
+        .is_some_and(|(line, column)| digits(line) && digits(column))
+}
+
 /// How `serde_json` begins the error for a number no type can hold.
 const OUT_OF_RANGE: &str = "number out of range";
 
@@ -278,12 +310,18 @@ const INVALID_VALUE: &str = "invalid value:";
 /// without the Rust types it names (a struct, `f64`, `u32`).
 fn plain_words(error: &serde_json::Error) -> String {
     let text = error.to_string();
+    // Only serde_json's own tail: the message may quote the caller's text.
     let text = match text.rfind(" at line ") {
-        Some(at) => &text[..at],
-        None => &text,
+        Some(at) if is_position(&text[at + " at line ".len()..]) => &text[..at],
+        _ => &text,
     };
     let mut words = text.to_owned();
-    if let Some(start) = words.find("expected struct ") {
+    // serde's own words end the message (`expected struct ChatMessage`); the caller's
+    // text may come before them.
+    if let Some(start) = words.rfind(STRUCT).filter(|start| {
+        let name = &words[start + STRUCT.len()..];
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+    }) {
         words.replace_range(start.., "expected an object");
     }
     for (rust, said) in [
@@ -295,4 +333,33 @@ fn plain_words(error: &serde_json::Error) -> String {
         words = words.replace(rust, said);
     }
     words
+}
+
+#[cfg(test)]
+mod tests {
+    use super::plain_words;
+
+    fn error_of(json: &str) -> serde_json::Error {
+        #[derive(Debug, serde::Deserialize)]
+        #[expect(dead_code, reason = "only its errors are read")]
+        struct Turn {
+            role: String,
+        }
+        serde_json::from_str::<Turn>(json).unwrap_err()
+    }
+
+    /// Only serde's own tail and type names are rewritten: the caller's text, quoted in
+    /// the message, is left whole.
+    #[test]
+    fn the_callers_words_are_kept_whole() {
+        assert_eq!(
+            plain_words(&error_of(r#""a""#)),
+            r#"invalid type: string "a", expected an object"#
+        );
+        let quoted = r#""x at line 3 and expected struct Y""#;
+        assert_eq!(
+            plain_words(&error_of(quoted)),
+            r#"invalid type: string "x at line 3 and expected struct Y", expected an object"#
+        );
+    }
 }

@@ -215,8 +215,15 @@ fn is_neutral(name: &str, value: &Value) -> bool {
             .as_array()
             .is_some_and(|m| m == &[Value::from("text")]),
         "response_format" => is_text_format(value),
+        "verbosity" => is_default_verbosity(value),
         _ => is_neutral_in_both(name, value),
     }
+}
+
+/// Whether `value` is the default verbosity (`medium`): top-level in Chat Completions,
+/// `text.verbosity` in the Responses API.
+pub(super) fn is_default_verbosity(value: &Value) -> bool {
+    value.as_str() == Some("medium")
 }
 
 /// Whether `format` asks for plain text (`{"type": "text"}`, any other key null): the
@@ -273,8 +280,8 @@ pub(super) fn read_json<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T
         ));
     }
     let mut reader = serde_json::Deserializer::from_slice(body);
-    let parsed =
-        serde_path_to_error::deserialize(&mut reader).map_err(|e| OpenAiError::unreadable(&e))?;
+    let parsed = serde_path_to_error::deserialize(&mut reader)
+        .map_err(|e| OpenAiError::unreadable_body(&e, body))?;
     reader.end().map_err(|e| {
         OpenAiError::invalid(
             None,

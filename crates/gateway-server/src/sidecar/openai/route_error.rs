@@ -10,6 +10,10 @@ use http::StatusCode;
 use super::error::OpenAiError;
 use super::request::ChatCall;
 
+/// The longest `Retry-After` OpenAI's SDKs wait out (openai-python honours up to 60 s
+/// and uses its own short backoff past that).
+const SDK_LONGEST_WAIT: Duration = Duration::from_secs(60);
+
 impl OpenAiError {
     /// A routed call's failure; `call` names the parameters as the caller gave them.
     pub(crate) fn route(err: &RouteError, call: &ChatCall) -> Self {
@@ -79,13 +83,19 @@ impl OpenAiError {
             _ => "upstream_error",
         };
         let mut error = Self::new(status, None, code, err.to_string());
-        if err.is_retryable() {
-            error.retry_after = Some(err.retry_after().unwrap_or(Duration::from_secs(1)));
-        }
+        // As `/v1/route` says it: the gateway's or the login's own wait, if one is known
+        // (a 429 or 503 without one says a second, as every such answer does).
+        error.retry_after = err.retry_after();
         // The router has already retried and fallen back: an SDK's own retries of a
         // failure that will not pass (the gateway refusing the router's credentials)
-        // would only make more routed, audited calls.
-        error.should_retry = Some(err.is_retryable());
+        // would only make more routed, audited calls. Nor should an SDK retry one that
+        // asks for a longer wait than SDKs keep to: they would retry within seconds.
+        error.should_retry = Some(
+            err.is_retryable()
+                && error
+                    .retry_after
+                    .is_none_or(|wait| wait <= SDK_LONGEST_WAIT),
+        );
         error
     }
 }
@@ -107,11 +117,13 @@ fn invalid_request(errors: &ValidationErrors, call: &ChatCall) -> OpenAiError {
     let message = violations
         .iter()
         .map(|v| {
-            format!(
-                "`{}` {}",
-                param_of(&v.path, call).as_deref().unwrap_or("request"),
-                v.rule
-            )
+            let param = param_of(&v.path, call);
+            let param = param.as_deref().unwrap_or("request");
+            match (&v.rule, v.path.as_str()) {
+                // The sticky key's parameters are optional: only an empty one is refused.
+                (Rule::Required, "/stickyKey") => format!("`{param}` must not be empty when given"),
+                (rule, _) => format!("`{param}` {rule}"),
+            }
         })
         .collect::<Vec<_>>()
         .join("; ");
@@ -170,13 +182,12 @@ fn code_of(rule: &Rule, param: Option<&str>) -> &'static str {
 #[cfg(test)]
 mod tests {
     use gateway_model::ModelId;
-    use http::header::RETRY_AFTER;
     use http_body_util::BodyExt as _;
 
     use super::*;
 
     /// The door's answer to an exhausted call: status, `error.code`, and whether it
-    /// carries a `Retry-After`.
+    /// tells SDKs to retry (`x-should-retry: true`).
     fn answer(tried: &[Outcome], refused: Option<u16>) -> (StatusCode, String, bool) {
         let err = RouteError::from(RouteErrorKind::Exhausted {
             route: "r".into(),
@@ -199,7 +210,10 @@ mod tests {
         };
         let reply = OpenAiError::route(&err, &call).into_reply();
         let status = reply.status();
-        let retry = reply.headers().contains_key(RETRY_AFTER);
+        let retry = reply
+            .headers()
+            .get("x-should-retry")
+            .is_some_and(|v| v == "true");
         let body = tokio::runtime::Builder::new_current_thread()
             .build()
             .unwrap()

@@ -23,8 +23,9 @@ pub(crate) use self::answer::{ResponseObject, ResponseStreamEvent, response_even
 
 use super::error::OpenAiError;
 use super::request::{
-    ChatCall, ChatMessage, ResponseEcho, Role, is_empty_array, is_neutral_in_both, is_text_format,
-    one_temperature, options_need_a_stream, read_json, render, sticky_key, unsupported,
+    ChatCall, ChatMessage, ResponseEcho, Role, is_default_verbosity, is_empty_array,
+    is_neutral_in_both, is_text_format, one_temperature, options_need_a_stream, read_json, render,
+    sticky_key, unsupported,
 };
 use super::text_or_list::{self, TextOrList};
 
@@ -233,7 +234,7 @@ fn refuse_unsupported(rest: &Map<String, Value>, text: Option<&Value>) -> Result
             t.iter().all(|(key, value)| {
                 value.is_null()
                     || (key == "format" && is_text_format(value))
-                    || (key == "verbosity" && value.as_str() == Some("medium"))
+                    || (key == "verbosity" && is_default_verbosity(value))
             })
         })
     };
@@ -299,11 +300,24 @@ fn message_item(i: usize, item: InputItem) -> Result<ChatMessage, OpenAiError> {
     }
     // An earlier output item sent back carries its id and status; neither matters here.
     let _ = (item.id, item.status);
+    let Some(role) = item.role else {
+        return Err(OpenAiError::missing(&format!("{at}.role")));
+    };
+    // What a Chat Completions message may carry besides, which a Responses item may not.
+    if let Some(key) = ["name", "refusal"]
+        .into_iter()
+        .find(|key| item.rest.get(*key).is_some_and(|v| !v.is_null()))
+    {
+        return Err(OpenAiError::invalid(
+            Some(format!("{at}.{key}")),
+            "unsupported_parameter",
+            format!("`{at}.{key}` is not a parameter of a Responses input item; remove it"),
+        ));
+    }
     let mut message = item.rest;
-    for (key, value) in [("role", item.role), ("content", item.content)] {
-        if let Some(value) = value {
-            message.insert(key.into(), value);
-        }
+    message.insert("role".into(), role);
+    if let Some(content) = item.content {
+        message.insert("content".into(), content);
     }
     serde_path_to_error::deserialize(Value::Object(message))
         .map_err(|e| OpenAiError::unreadable_at(&at, &e))
