@@ -191,7 +191,8 @@ fn run_tool(
 
 /// Runs every step in order; the first failure stops the run with its name and command.
 pub fn run(root: &Path) -> Result<(), String> {
-    let in_ci = std::env::var_os("CI").is_some();
+    // `CI=false` (or `0`, or empty) is a developer's way of saying "not CI".
+    let in_ci = std::env::var("CI").is_ok_and(|v| !matches!(v.as_str(), "" | "0" | "false"));
     if !redis_available() {
         if in_ci {
             return Err(

@@ -4,8 +4,8 @@
 //!   [`MAX_MODULE_LINES`] lines of code outside `#[cfg(test)]` items and test-only files.
 //! - A function is at most [`MAX_FN_LINES`] lines long, from `fn` to its closing brace.
 //! - No module imports a module that imports it back, directly or around a longer
-//!   loop: `use`, `crate::`, `super::` and `self::` paths between the modules of one
-//!   crate form no cycle. A parent that declares a child and reads or re-exports its
+//!   loop: `use`, `crate::`, `super::`, `self::` and module-relative (`child::Item`)
+//!   paths between the modules of one crate, macro arguments included, form no cycle. A parent that declares a child and reads or re-exports its
 //!   items is the child's facade, so an edge from a child to one of its ancestors does
 //!   not count; an item re-exported by the crate root counts as its defining module's.
 //!
@@ -300,7 +300,14 @@ impl ModuleReader {
         let mut base = match segments.first().map(String::as_str) {
             Some("crate") => Vec::new(),
             Some("super" | "self") => self.here.clone(),
-            _ => return None,
+            // A path relative to this module (`child::Item`): resolve() keeps the longest
+            // known module prefix, so `std::...` falls back to this module (no edge).
+            Some(_) => {
+                let mut v = self.here.clone();
+                v.extend(segments.iter().cloned());
+                return Some(v);
+            }
+            None => return None,
         };
         let mut rest = &segments[1..];
         if segments[0] == "super" {
@@ -460,14 +467,22 @@ impl<'ast> Visit<'ast> for ModuleReader {
     fn visit_macro(&mut self, mac: &'ast syn::Macro) {
         // Paths inside macro calls (`format!("{}", crate::X)`) are tokens, not syntax:
         // read them as tokens.
-        let tokens: Vec<String> = mac
-            .tokens
-            .clone()
-            .into_iter()
-            .map(|t| t.to_string())
-            .collect();
+        fn flat(ts: proc_macro2::TokenStream, out: &mut Vec<String>) {
+            for t in ts {
+                match t {
+                    proc_macro2::TokenTree::Group(g) => {
+                        out.push("<g>".into());
+                        flat(g.stream(), out);
+                        out.push("</g>".into());
+                    }
+                    other => out.push(other.to_string()),
+                }
+            }
+        }
+        let mut tokens: Vec<String> = Vec::new();
+        flat(mac.tokens.clone(), &mut tokens);
         for (i, t) in tokens.iter().enumerate() {
-            if matches!(t.as_str(), "crate" | "super") {
+            if matches!(t.as_str(), "crate" | "super" | "self") {
                 let mut segments = vec![t.clone()];
                 let mut j = i + 1;
                 while tokens.get(j).is_some_and(|c| c == ":")
@@ -561,6 +576,49 @@ mod tests {
             found[1].starts_with("src/lib.rs:2: fn `long` is 71 lines"),
             "{found:?}"
         );
+    }
+
+    /// Regression: a path relative to a child module (`c::C`) and a path nested in a
+    /// macro's group (`g(crate::b::B)`) made no edge, so cycles through them went unseen.
+    #[test]
+    fn cycles_through_relative_paths_and_macro_groups_are_found() {
+        let relative = fake_crate(
+            "relative",
+            &[
+                ("lib.rs", "mod p;\nmod q;\n"),
+                ("p.rs", "mod c;\npub struct P;\npub fn f(_: c::C) {}\n"),
+                ("p/c.rs", "pub struct C;\npub fn g(_: crate::q::Q) {}\n"),
+                ("q.rs", "pub struct Q;\npub fn h(_: crate::p::P) {}\n"),
+            ],
+        );
+        let in_macro = fake_crate(
+            "in-macro",
+            &[
+                ("lib.rs", "mod a;\nmod b;\n"),
+                (
+                    "a.rs",
+                    "pub struct A;\npub fn f() { println!(\"{}\", g(self::super::b::B)); }\n",
+                ),
+                ("b.rs", "pub struct B;\npub fn h(_: crate::a::A) {}\n"),
+            ],
+        );
+        for dir in [relative, in_macro] {
+            let found = problems(&dir);
+            assert!(
+                found.iter().any(|p| p.contains("import cycle")),
+                "no cycle reported: {found:?}"
+            );
+        }
+        // A path into another crate (`std::fmt`) is no edge.
+        let outside = fake_crate(
+            "outside",
+            &[
+                ("lib.rs", "mod a;\nmod b;\n"),
+                ("a.rs", "pub fn f(_: std::fmt::Error) {}\n"),
+                ("b.rs", "pub fn h(_: crate::a::A) {}\n"),
+            ],
+        );
+        assert!(problems(&outside).is_empty(), "{:?}", problems(&outside));
     }
 
     #[test]
