@@ -42,8 +42,7 @@ pub fn run(root: &Path, quick: bool) -> Result<(), String> {
     }
     cargo(root, &micro)?;
 
-    let target = std::env::var("CARGO_TARGET_DIR")
-        .map_or_else(|_| root.join("target"), std::path::PathBuf::from);
+    let target = crate::target_dir(root)?;
     // Cargo puts the bench profile's output in target/release/, as it does release's.
     let bin = target.join("release/gateway-bench");
     let mut command = Command::new(&bin);

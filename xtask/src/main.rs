@@ -122,6 +122,27 @@ fn run_cargo(root: &Path, args: &[&str], env: &[(&str, &str)]) -> Result<(), Str
     }
 }
 
+/// Where cargo builds for the workspace at `root`, as cargo itself resolves it
+/// (`CARGO_TARGET_DIR`, `CARGO_BUILD_TARGET_DIR`, a `target-dir` in any
+/// `.cargo/config.toml`), so a step reads what it just built, not a stale copy.
+fn target_dir(root: &Path) -> Result<PathBuf, String> {
+    let output = cargo_command()
+        .args(["metadata", "--format-version", "1", "--no-deps", "--locked"])
+        .current_dir(root)
+        .stderr(std::process::Stdio::inherit())
+        .output()
+        .map_err(|e| format!("cannot start cargo metadata: {e}"))?;
+    if !output.status.success() {
+        return Err(format!("cargo metadata exited with {}", output.status));
+    }
+    let metadata: serde_json::Value = serde_json::from_slice(&output.stdout)
+        .map_err(|e| format!("cargo metadata's output is not JSON: {e}"))?;
+    let dir = metadata["target_directory"]
+        .as_str()
+        .ok_or("cargo metadata names no target_directory")?;
+    Ok(root.join(dir))
+}
+
 /// The root of the checkout xtask runs for, found at run time.
 ///
 /// Never the folder xtask was compiled in (`env!("CARGO_MANIFEST_DIR")`): cargo hashes

@@ -22,8 +22,7 @@ const CALLER_KEY: &str = "openai-sdk-check-key";
 pub fn run(root: &Path) -> Result<(), String> {
     crate::run_cargo(root, &["build", "--locked", "-p", "gateway-cli"], &[])
         .map_err(|e| format!("cargo build -p gateway-cli: {e}"))?;
-    let target =
-        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    let target = crate::target_dir(root)?;
     let binary = target.join("debug/genesys-router");
     let work = target.join("openai-sdk");
     std::fs::create_dir_all(&work).map_err(|e| format!("{}: {e}", work.display()))?;

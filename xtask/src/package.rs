@@ -15,7 +15,7 @@
 //! changed since (seen here: a stale `gateway-model` failed `gateway-telemetry`).
 
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 
 /// Crates that are never published (`publish = false`), left out of the package.
@@ -23,8 +23,7 @@ const UNPUBLISHED: &[&str] = &["xtask", "gateway-bench", "gateway-tests"];
 
 /// Packages the published crates and checks them from their packages.
 pub fn check(root: &Path) -> Result<(), String> {
-    let target =
-        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    let target = crate::target_dir(root)?;
     let packages = target.join("package");
     // Packages of crates since renamed or removed would otherwise be checked too.
     remove_dir(&packages)?;
@@ -52,7 +51,7 @@ pub fn check(root: &Path) -> Result<(), String> {
         else {
             continue;
         };
-        let Some((name, _version)) = stem.rsplit_once('-') else {
+        let Some((name, _version)) = name_and_version(stem) else {
             return Err(format!(
                 "{} is not named <crate>-<version>.crate",
                 path.display()
@@ -130,6 +129,22 @@ fn remove_dir(dir: &Path) -> Result<(), String> {
     }
 }
 
+/// A `.crate` file's stem split into the crate's name and its version: at the first `-`
+/// that a `<major>.<minor>.<patch>` version follows (a name may hold `-` and digits, a
+/// pre-release version `-` too).
+fn name_and_version(stem: &str) -> Option<(&str, &str)> {
+    stem.match_indices('-').find_map(|(at, _)| {
+        let version = &stem[at + 1..];
+        let core = version.split(['-', '+']).next().unwrap_or_default();
+        let parts: Vec<&str> = core.split('.').collect();
+        let numeric = parts.len() == 3
+            && parts
+                .iter()
+                .all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit()));
+        numeric.then(|| (&stem[..at], version))
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -148,5 +163,17 @@ mod tests {
             toml.contains("[patch.crates-io]\ngateway-auth = { path = \"gateway-auth-0.1.0\" }\n")
         );
         assert!(toml.contains("gateway-model = { path = \"gateway-model-0.1.0\" }\n"));
+    }
+
+    #[test]
+    fn crate_files_split_into_name_and_version() {
+        for (stem, name, version) in [
+            ("gateway-model-0.1.0", "gateway-model", "0.1.0"),
+            ("gateway-model-0.2.0-rc.1", "gateway-model", "0.2.0-rc.1"),
+            ("gateway-2fa-1.0.0+build-5", "gateway-2fa", "1.0.0+build-5"),
+        ] {
+            assert_eq!(name_and_version(stem), Some((name, version)), "{stem}");
+        }
+        assert_eq!(name_and_version("no-version"), None);
     }
 }

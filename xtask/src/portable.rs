@@ -294,6 +294,13 @@ impl<'a> Walk<'a> {
         if ONE_SUBSCHEMA.contains(&keyword) {
             self.schema(value, pointer);
         } else if SUBSCHEMA_ARRAYS.contains(&keyword) {
+            if !value.is_array() {
+                let parent = parent();
+                self.breach(
+                    &parent,
+                    Breach::Shape("`allOf`, `anyOf`, `oneOf` and `prefixItems` must be arrays"),
+                );
+            }
             for (i, item) in value.as_array().into_iter().flatten().enumerate() {
                 let len = pointer.len();
                 pointer.push('/');
@@ -302,6 +309,10 @@ impl<'a> Walk<'a> {
                 pointer.truncate(len);
             }
         } else if SUBSCHEMA_MAPS.contains(&keyword) {
+            if !value.is_object() {
+                let parent = parent();
+                self.breach(&parent, Breach::Shape("`$defs`, `properties`, `patternProperties` and `dependentSchemas` must be objects"));
+            }
             for (name, item) in value.as_object().into_iter().flatten() {
                 let len = pointer.len();
                 pointer.push('/');
@@ -531,5 +542,15 @@ mod tests {
         let root = crate::repo_root().unwrap();
         let files = check(&root).unwrap_or_else(|e| panic!("{e}"));
         assert!(files > 10, "only {files} files checked");
+    }
+
+    /// Regression: a subschema keyword of the wrong JSON type (`allOf` as an object,
+    /// `properties` as an array) was skipped, not refused.
+    #[test]
+    fn a_subschema_keyword_of_the_wrong_shape_is_a_breach() {
+        let doc = json!({ "$id": ID, "allOf": { "x": { "type": "string" } } });
+        assert_eq!(breaches(&doc).len(), 1, "{:?}", breaches(&doc));
+        let doc = json!({ "$id": ID, "properties": [ { "type": "string" } ] });
+        assert_eq!(breaches(&doc).len(), 1, "{:?}", breaches(&doc));
     }
 }

@@ -2,7 +2,7 @@
 //! size checked and `crates/gateway-cli/tests/cli.rs` run against it, so what ships is
 //! what the log, exit-code and output tests check.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 /// The largest release binary that ships (stripped; about 17 MB today).
 const MAX_BINARY_BYTES: u64 = 25_000_000;
@@ -15,8 +15,7 @@ pub fn check(root: &Path) -> Result<(), String> {
         &[],
     )
     .map_err(|e| format!("cargo build --release -p gateway-cli: {e}"))?;
-    let target =
-        std::env::var("CARGO_TARGET_DIR").map_or_else(|_| root.join("target"), PathBuf::from);
+    let target = crate::target_dir(root)?;
     let binary = target.join("release/genesys-router");
     let size = std::fs::metadata(&binary)
         .map_err(|e| format!("cannot read {}: {e}", binary.display()))?
