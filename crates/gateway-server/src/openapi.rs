@@ -48,6 +48,7 @@ pub fn document() -> Value {
     let mut components = schemas.take_definitions(true);
     require_every_field(&mut components, "OpenAiErrorDetail");
     let mut paths = service_paths(&route_request, &route_outcome);
+    describe_headers(&mut paths["/v1/route"]["post"]["responses"], false);
     if let (Value::Object(all), Value::Object(openai)) = (
         &mut paths,
         openai_paths(
@@ -65,6 +66,9 @@ pub fn document() -> Value {
             responses_path(&responses, &openai_error),
         );
     }
+    for path in ["/v1/chat/completions", "/v1/responses"] {
+        describe_headers(&mut paths[path]["post"]["responses"], true);
+    }
     json!({
         "openapi": "3.1.0",
         "jsonSchemaDialect": "https://json-schema.org/draft/2020-12/schema",
@@ -77,6 +81,7 @@ pub fn document() -> Value {
         "paths": paths,
         "components": {
             "schemas": components,
+            "headers": header_components(),
             "securitySchemes": { "apiKey": { "type": "http", "scheme": "bearer", "description": "An API key from the env var `[server] api_keys_env` names; required only when keys are configured." } }
         }
     })
@@ -196,6 +201,53 @@ fn responses_path([request, response, event]: &[Value; 3], openai_error: &Value)
             openai_error
         ), openai_error)
     }})
+}
+
+/// The headers a routed call's answers carry, as components.
+fn header_components() -> Value {
+    let text = json!({ "type": "string" });
+    let count = json!({ "type": "integer", "minimum": 0 });
+    json!({
+        "RequestId": { "description": "The request id the audit entry keeps: the caller's `x-request-id`, a `/v1/route` body's `callerRequestId`, or one made up.", "schema": text },
+        "Route": { "description": "The route that served the call, or that a failed call reached (absent when it reached none).", "schema": text },
+        "Model": { "description": "The model that answered.", "schema": text },
+        "Fallbacks": { "description": "How many times the call moved on to the next model.", "schema": count },
+        "RetryAfter": { "description": "Seconds to wait before trying again: always on a 429 and a 503, on a 502 when the gateway or the login host said when.", "schema": count },
+        "ShouldRetry": { "description": "Whether OpenAI's SDKs should send the request again: `false` when it would not help, or when the wait asked for is longer than the SDKs honour (60 s).", "schema": { "enum": ["true", "false"] } }
+    })
+}
+
+/// Adds the headers a routed call's answers carry to each of `responses` (the OpenAI
+/// door's also say `x-should-retry` on a failed call).
+fn describe_headers(responses: &mut Value, openai: bool) {
+    let Some(responses) = responses.as_object_mut() else {
+        return;
+    };
+    let header = |name: &str| json!({ "$ref": format!("#/components/headers/{name}") });
+    for (status, response) in responses.iter_mut() {
+        let mut headers = serde_json::Map::new();
+        headers.insert("x-request-id".into(), header("RequestId"));
+        match status.as_str() {
+            "200" => {
+                headers.insert("x-genesys-router-route".into(), header("Route"));
+                headers.insert("x-genesys-router-model".into(), header("Model"));
+                headers.insert("x-genesys-router-fallbacks".into(), header("Fallbacks"));
+            }
+            "400" | "403" | "422" | "429" | "502" | "503" | "504" => {
+                headers.insert("x-genesys-router-route".into(), header("Route"));
+            }
+            _ => {}
+        }
+        if matches!(status.as_str(), "429" | "502" | "503") {
+            headers.insert("retry-after".into(), header("RetryAfter"));
+        }
+        if openai && matches!(status.as_str(), "403" | "429" | "502" | "503" | "504") {
+            headers.insert("x-should-retry".into(), header("ShouldRetry"));
+        }
+        if let Some(response) = response.as_object_mut() {
+            response.insert("headers".into(), Value::Object(headers));
+        }
+    }
 }
 
 /// The document as the exact text written to `schemas/openapi.json`.

@@ -190,3 +190,47 @@ async fn a_502_says_when_to_come_back_as_route_does() {
     assert_eq!(headers.get("retry-after"), None);
     door.shutdown().await;
 }
+
+/// The headers the OpenAPI document promises on the door's answers are on them (the
+/// document listed none).
+#[tokio::test]
+async fn the_documented_headers_are_on_the_answers() {
+    let door = Door::start().await;
+    let document = gateway_server::openapi::document();
+    let documented = |status: &str| -> Vec<String> {
+        document["paths"]["/v1/chat/completions"]["post"]["responses"][status]["headers"]
+            .as_object()
+            .map(|h| h.keys().cloned().collect())
+            .unwrap_or_default()
+    };
+    let (status, headers, json) = door
+        .post(
+            "/v1/chat/completions",
+            json!({"model": "summarize", "messages": hi()}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{json}");
+    let ok = documented("200");
+    assert_eq!(ok.len(), 4, "{ok:?}");
+    for name in ok {
+        assert!(
+            headers.contains_key(name.as_str()),
+            "no {name}: {headers:?}"
+        );
+    }
+    let (status, headers, json) = door
+        .chat_after(Scripted::Status {
+            status: 500,
+            code: None,
+        })
+        .await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY, "{json}");
+    // Retry-After is documented on a 502 only when the gateway said when.
+    for name in documented("502").iter().filter(|n| *n != "retry-after") {
+        assert!(
+            headers.contains_key(name.as_str()),
+            "no {name}: {headers:?}"
+        );
+    }
+    door.shutdown().await;
+}
