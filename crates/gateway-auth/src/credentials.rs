@@ -93,7 +93,9 @@ impl Credentials {
         Self::from_config(&CredentialsConfig::default())
     }
 
-    /// Reads the env vars a [`CredentialsConfig`] names (the client id may be given inline).
+    /// Reads the env vars a [`CredentialsConfig`] names (the client id may be given
+    /// inline). Spaces and line breaks around a value are taken off (a secret pasted
+    /// with its newline); a secret longer than [`MAX_CLIENT_SECRET_BYTES`] is refused.
     pub fn from_config(config: &CredentialsConfig) -> Result<Self, AuthError> {
         Self::read_with(config, gateway_model::env_var)
     }
@@ -134,6 +136,12 @@ impl Credentials {
             None => read_client_id(&config.client_id_env, read(&config.client_id_env)?)?,
         };
         let client_secret = Secret::new(read(&config.client_secret_env)?);
+        if client_secret.expose().len() > MAX_CLIENT_SECRET_BYTES {
+            return Err(AuthError::MissingEnv {
+                name: config.client_secret_env.clone(),
+                reason: "is longer than a client secret can be (4096 bytes)",
+            });
+        }
         // Two variables holding one value: the secret would be shown as the id.
         if client_id == client_secret.expose() {
             return Err(AuthError::MissingEnv {
@@ -147,6 +155,10 @@ impl Credentials {
         })
     }
 }
+
+/// The longest client secret read from the environment, in bytes: Genesys Cloud's are
+/// about 43 characters, and a longer value would go into every token request's header.
+pub const MAX_CLIENT_SECRET_BYTES: usize = 4096;
 
 /// `id`, read from the env var `name`, if it is a client id ([`is_client_id`], the rule
 /// an inline one meets). Errors name the client id, so a runaway value is refused, not
@@ -250,6 +262,13 @@ mod tests {
             client_id: Some(secret.to_owned()),
             ..two_vars.clone()
         };
+        let long = "s".repeat(MAX_CLIENT_SECRET_BYTES + 1);
+        let err = Credentials::from_lookup(&two_vars, |n| {
+            Some(if n == "A" { "id".into() } else { long.clone() })
+        })
+        .unwrap_err()
+        .to_string();
+        assert!(err.contains("longer than") && !err.contains("sss"), "{err}");
         for config in [two_vars, inline] {
             let err = Credentials::from_lookup(&config, |_| Some(secret.to_owned()))
                 .unwrap_err()

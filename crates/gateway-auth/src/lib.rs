@@ -43,7 +43,9 @@ mod lifetime;
 mod provider;
 mod refresh;
 
-pub use credentials::{Credentials, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_REGION, Secret};
+pub use credentials::{
+    Credentials, ENV_CLIENT_ID, ENV_CLIENT_SECRET, ENV_REGION, MAX_CLIENT_SECRET_BYTES, Secret,
+};
 pub use error::AuthError;
 pub use lifetime::{LifetimeError, TokenLifetime};
 pub use provider::{ClientCredentials, ClientCredentialsBuilder, RefreshHook, TOKEN_PATH};
