@@ -265,7 +265,6 @@ impl ClientCredentials {
         {
             return Ok(cached.token.clone());
         }
-        self.forced_refresh_allowed()?;
         {
             let backoff = lock(&self.inner.backoff);
             if let (Some(next), Some(last)) = (backoff.next_attempt, &backoff.last_error) {
@@ -283,6 +282,8 @@ impl ClientCredentials {
                 }
             }
         }
+        // After the backoff, so a wait it asks for spends no forced refresh.
+        self.forced_refresh_allowed()?;
         // The request runs in a task of its own that holds the lock: a caller that gives
         // up (a dropped future, a deadline) neither aborts it nor lets a second one start.
         let this = self.clone();
