@@ -1182,3 +1182,76 @@ async fn a_tracked_call_starts_from_empty_figures() {
     assert_eq!(sim.prompt_requests().len(), 4, "{err}");
     assert_eq!(err.stats().attempts, 4);
 }
+
+/// A source whose first token stops being usable when `first_gone` is set: it is then at
+/// hand no more, and `token` gives the second.
+struct Succession {
+    first: AccessToken,
+    second: AccessToken,
+    first_gone: std::sync::atomic::AtomicBool,
+    asked: AtomicU32,
+}
+
+impl Succession {
+    fn current(&self) -> Option<AccessToken> {
+        (!self.first_gone.load(Ordering::SeqCst)).then(|| self.first.clone())
+    }
+}
+
+impl TokenSource for Succession {
+    fn token(&self) -> BoxFuture<'_, Result<AccessToken, TokenError>> {
+        Box::pin(async move { Ok(self.current().unwrap_or_else(|| self.second.clone())) })
+    }
+
+    fn ready_token(&self) -> Option<AccessToken> {
+        self.asked.fetch_add(1, Ordering::SeqCst);
+        self.current()
+    }
+
+    fn invalidate(&self, _: &AccessToken) {}
+}
+
+/// Regression: a call whose token stopped being usable (expired, or refused by another
+/// call) while it waited a second or more for a limiter slot sent that token anyway when
+/// the source had no other at hand.
+#[tokio::test(start_paused = true)]
+async fn a_token_gone_during_a_long_slot_wait_is_replaced_before_sending() {
+    let sim = Sim::builder().start().await.unwrap();
+    let mut config = config(&sim);
+    config.max_concurrency = 1;
+    let bare = Transport::new(config.clone()).unwrap();
+    let tokens = Arc::new(Succession {
+        first: AccessToken::new(&sim_token(&bare, &sim).await).unwrap(),
+        second: AccessToken::new(&sim_token(&bare, &sim).await).unwrap(),
+        first_gone: std::sync::atomic::AtomicBool::new(false),
+        asked: AtomicU32::new(0),
+    });
+    let t = Transport::new(config)
+        .unwrap()
+        .with_token_source(Arc::clone(&tokens) as Arc<dyn TokenSource>);
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Delay { ms: 1_500 }],
+    );
+    let holding = tokio::spawn({
+        let t = t.clone();
+        async move { t.execute(prompt_call(&t, "holds-the-slot")).await }
+    });
+    wait_until(|| sim.prompt_requests().len() == 1).await;
+    let waiting = tokio::spawn({
+        let t = t.clone();
+        async move { t.execute(prompt_call(&t, "waits-for-it")).await }
+    });
+    // The waiting call has taken the first token; then it goes.
+    wait_until(|| tokens.asked.load(Ordering::SeqCst) >= 2).await;
+    tokens.first_gone.store(true, Ordering::SeqCst);
+    holding.await.unwrap().unwrap();
+    waiting.await.unwrap().unwrap();
+    let sent = sim.prompt_requests();
+    let bearer = |i: usize| sent[i].header("authorization").unwrap().to_owned();
+    assert_ne!(
+        bearer(0),
+        bearer(1),
+        "the second call sent the token that went"
+    );
+}
