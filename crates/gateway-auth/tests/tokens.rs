@@ -233,8 +233,11 @@ async fn a_refused_token_is_never_sent_again_even_when_no_refresh_may_be_forced(
     t.execute(prompt(&t, "first-401")).await.unwrap(); // the one forced refresh
     let second = tokens.ready_token().unwrap();
     sim.revoke_tokens();
+    let before = tokio::time::Instant::now();
     let err = t.execute(prompt(&t, "second-401")).await.unwrap_err();
     assert_eq!(err.attempts(), 1, "{err}");
+    // The next forced refresh is an hour away, past the deadline: it fails at once.
+    assert_eq!(before.elapsed(), Duration::ZERO, "{err}");
     let ErrorKind::Token(why) = err.kind() else {
         panic!("{err}")
     };

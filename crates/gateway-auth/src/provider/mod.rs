@@ -582,7 +582,12 @@ impl Drop for BackgroundRun {
 impl ClientCredentials {
     /// `err` as the transport sees it, saying when the next request may go.
     fn token_error(&self, err: AuthError) -> TokenError {
-        let retry_in = err.is_transient().then(|| self.next_attempt_in()).flatten();
+        let retry_in = match &err {
+            // Its own wait: the backoff's, or the next refresh a 401 may force.
+            AuthError::BackingOff { retry_in, .. } => Some(*retry_in),
+            err if err.is_transient() => self.next_attempt_in(),
+            _ => None,
+        };
         let err = TokenError::from(err);
         match retry_in {
             Some(wait) => err.with_retry_in(wait),
