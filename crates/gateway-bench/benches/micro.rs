@@ -7,6 +7,7 @@ use std::time::Duration;
 
 use criterion::{Criterion, criterion_group, criterion_main};
 use gateway_audit::{AuditSink, EncodedEntry, JsonlOptions, JsonlSink, PromptDigest};
+use gateway_bench::micro_ids;
 use gateway_model::{
     AuditEntry, GatewayPayload, ModelId, Outcome, SplitEntry, Tuning, Validate, payload_format,
 };
@@ -16,7 +17,7 @@ use gateway_telemetry::{ModelMetrics, Stats};
 const PROMPT: &str = "Summarize this transcript: the customer asks to move the delivery to Friday and to keep the same address.";
 
 fn payload(c: &mut Criterion) {
-    c.bench_function("payload/build_validate_serialize", |b| {
+    c.bench_function(micro_ids::PAYLOAD_BUILD, |b| {
         b.iter(|| {
             let payload = GatewayPayload::builder("model-gen-4", black_box(PROMPT))
                 .fallbacks(["model-fallback-3"])
@@ -32,13 +33,13 @@ fn payload(c: &mut Criterion) {
     )
     .expect("json");
     let _ = payload_format();
-    c.bench_function("payload/schema_check", |b| {
+    c.bench_function(micro_ids::PAYLOAD_SCHEMA, |b| {
         b.iter(|| payload_format().check(black_box(&value)).is_ok());
     });
     let payload = GatewayPayload::builder("model-gen-4", PROMPT)
         .build()
         .expect("valid");
-    c.bench_function("payload/validate", |b| {
+    c.bench_function(micro_ids::PAYLOAD_VALIDATE, |b| {
         b.iter(|| black_box(&payload).validate().is_ok());
     });
 }
@@ -58,7 +59,7 @@ fn selection(c: &mut Criterion) {
             weight: 10,
         },
     ]);
-    c.bench_function("selection/sticky_3_way", |b| {
+    c.bench_function(micro_ids::STICKY, |b| {
         b.iter(|| selector.select(black_box("conversation-7f3a9b")));
     });
 }
@@ -74,7 +75,7 @@ fn recording(c: &mut Criterion) {
     let metrics = ModelMetrics::new("model-gen-4");
     let stats = Stats::new(["model-gen-4"]);
     let entry = sample_entry();
-    c.bench_function("telemetry/metrics_and_audit_entry", |b| {
+    c.bench_function(micro_ids::METRICS_AND_AUDIT, |b| {
         b.iter(|| {
             let guard = metrics.in_flight();
             metrics.attempt();
@@ -88,10 +89,10 @@ fn recording(c: &mut Criterion) {
                 .expect("written");
         });
     });
-    c.bench_function("telemetry/audit_encode", |b| {
+    c.bench_function(micro_ids::AUDIT_ENCODE, |b| {
         b.iter(|| EncodedEntry::encode(black_box(&entry)).expect("encodes"));
     });
-    c.bench_function("telemetry/prompt_digest", |b| {
+    c.bench_function(micro_ids::PROMPT_DIGEST, |b| {
         b.iter(|| PromptDigest::of(black_box(PROMPT)));
     });
 }

@@ -48,8 +48,9 @@ pub fn run(plan: &Plan) -> anyhow::Result<String> {
         "runs": runs,
         "repeats": pairs.iter().flat_map(|(b, l)| [b, l]).collect::<Vec<_>>(),
         "ratios": ratios,
-        "library_cpu_vs_baseline": ratios.get("library_cpu_vs_baseline"),
-        "sidecar_cpu_vs_baseline": ratios.get("sidecar_cpu_vs_baseline"),
+        // The headline figures: medians over the repeated pairs, not one pair's.
+        "library_cpu_vs_baseline": ratios.get("library_cpu_vs_baseline_median"),
+        "sidecar_cpu_vs_baseline": ratios.get("sidecar_cpu_vs_baseline_median"),
         "memory": memory,
         "token_requests_for_10k_cold_callers": token_requests,
         "allocations_per_call": allocations.get("library"),

@@ -192,7 +192,8 @@ pub(crate) fn median_ratios(
     }
 }
 
-/// The printed table of every run and ratio.
+/// The printed table of every run and ratio. A ratio also taken over the repeated pairs
+/// is printed as that median (`…_median`) only, not as the first pair's.
 pub(crate) fn table(runs: &[Run], ratios: &Ratios, levels: &[usize]) -> String {
     let mut out = String::new();
     let _ = writeln!(
@@ -229,6 +230,9 @@ pub(crate) fn table(runs: &[Run], ratios: &Ratios, levels: &[usize]) -> String {
     }
     let _ = writeln!(out);
     for (name, by_level) in ratios {
+        if ratios.contains_key(format!("{name}_median").as_str()) {
+            continue;
+        }
         let values: Vec<String> = levels
             .iter()
             .filter_map(|c| {
@@ -250,23 +254,25 @@ pub(crate) fn fmt_value(v: &Value) -> String {
     }
 }
 
-/// Criterion's mean estimates (ns), by benchmark id, if criterion ran. Criterion keeps
-/// each benchmark in `<dir>/<id with / as _>/new/estimates.json`.
+/// Criterion's mean estimates (ns) of the benchmarks `benches/micro.rs` defines
+/// ([`crate::micro_ids::ALL`]), by id with `/` as `_`, if criterion ran. Criterion keeps
+/// each benchmark in `<dir>/<id with / as _>/new/estimates.json` and never removes one,
+/// so any other folder there is a benchmark removed, renamed or run by another checkout.
 pub(crate) fn micro(dir: Option<&Path>) -> BTreeMap<String, f64> {
     let mut out = BTreeMap::new();
-    let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
+    let Some(dir) = dir else {
         return out;
     };
-    for bench in entries.flatten() {
-        let estimates = bench.path().join("new/estimates.json");
-        let Ok(text) = std::fs::read_to_string(&estimates) else {
+    for id in crate::micro_ids::ALL {
+        let name = id.replace('/', "_");
+        let Ok(text) = std::fs::read_to_string(dir.join(&name).join("new/estimates.json")) else {
             continue;
         };
         let Ok(json) = serde_json::from_str::<Value>(&text) else {
             continue;
         };
         if let Some(mean) = json["mean"]["point_estimate"].as_f64() {
-            out.insert(bench.file_name().to_string_lossy().into_owned(), mean);
+            out.insert(name, mean);
         }
     }
     out
@@ -340,6 +346,50 @@ mod tests {
         assert!(
             !ratios["library_cpu_vs_baseline_median"].contains_key("64"),
             "no pair ran at 64"
+        );
+    }
+
+    #[test]
+    fn only_the_micro_benchmarks_defined_now_are_reported() {
+        let dir = tempfile::tempdir().unwrap();
+        let write = |name: &str, mean: f64| {
+            let new = dir.path().join(name).join("new");
+            std::fs::create_dir_all(&new).unwrap();
+            let estimates = json!({ "mean": { "point_estimate": mean } });
+            std::fs::write(new.join("estimates.json"), estimates.to_string()).unwrap();
+        };
+        write("payload_removed_last_year", 123.0);
+        write("payload_validate", 45.0);
+        let found = micro(Some(dir.path()));
+        assert_eq!(
+            found,
+            BTreeMap::from([("payload_validate".to_owned(), 45.0)]),
+            "a stale figure is not reported"
+        );
+    }
+
+    #[test]
+    fn a_ratio_taken_over_the_pairs_is_printed_as_its_median_only() {
+        let mut ratios = Ratios::new();
+        for (name, value) in [
+            ("library_cpu_vs_baseline", 9.0),
+            ("library_cpu_vs_baseline_median", 2.0),
+            ("sidecar_rps_vs_direct", 0.5),
+        ] {
+            ratios
+                .entry(name)
+                .or_default()
+                .insert("16".into(), json!(value));
+        }
+        let printed = table(&[], &ratios, &[16]);
+        assert!(
+            printed.contains("library_cpu_vs_baseline_median   c=16: 2.000"),
+            "{printed}"
+        );
+        assert!(printed.contains("sidecar_rps_vs_direct"), "{printed}");
+        assert!(
+            !printed.contains("9.000"),
+            "the first pair's ratio is not printed: {printed}"
         );
     }
 
