@@ -68,8 +68,11 @@ impl Scenario {
     }
 }
 
-/// Issues one call of a scenario.
-pub struct Caller(CallerKind);
+/// Issues one call of a scenario, failing it after the scenario's call timeout.
+pub struct Caller {
+    kind: CallerKind,
+    timeout: Duration,
+}
 
 /// What issues a scenario's calls.
 enum CallerKind {
@@ -179,9 +182,18 @@ async fn post<C: Connect + Clone + Send + Sync + 'static>(
 }
 
 impl Caller {
-    /// Makes call number `i` (the sticky key cycles over 1,000 conversations).
+    /// Makes call number `i` (the sticky key cycles over 1,000 conversations); a call
+    /// with no answer within the caller's timeout fails.
     pub async fn call(&self, i: u64) -> anyhow::Result<()> {
-        match &self.0 {
+        match tokio::time::timeout(self.timeout, self.call_unbounded(i)).await {
+            Ok(result) => result,
+            Err(_) => bail!("no answer within {} ms", self.timeout.as_millis()),
+        }
+    }
+
+    /// The call a scenario makes, without a deadline.
+    async fn call_unbounded(&self, i: u64) -> anyhow::Result<()> {
+        match &self.kind {
             CallerKind::Raw(raw) => match &raw.client {
                 RawClient::Transport(c) => {
                     post(c, &raw.uri, &raw.body, raw.bearer.as_ref(), raw.expect).await
@@ -240,6 +252,20 @@ pub struct Setup {
     /// The sidecar's callers speak HTTP/2 (prior knowledge, no TLS) and multiplex their
     /// calls over a few connections instead of holding one HTTP/1.1 connection each.
     pub callers_http2: bool,
+    /// A call without an answer this long fails (default [`CALL_TIMEOUT_MARGIN`]: set
+    /// the upstream's latency plus that margin for a slow upstream).
+    pub call_timeout: Option<Duration>,
+}
+
+/// How long a call may take beyond the upstream's own latency before it counts as failed:
+/// generous, so only a call that hangs trips it.
+pub const CALL_TIMEOUT_MARGIN: Duration = Duration::from_secs(30);
+
+impl Setup {
+    /// The call timeout: the one set, or [`CALL_TIMEOUT_MARGIN`].
+    pub fn call_timeout(&self) -> Duration {
+        self.call_timeout.unwrap_or(CALL_TIMEOUT_MARGIN)
+    }
 }
 
 /// The router config the library scenario runs with (and the sidecar's, through TOML).
@@ -306,7 +332,7 @@ pub async fn caller(
     out_dir: &Path,
     setup: &Setup,
 ) -> anyhow::Result<Caller> {
-    Ok(match scenario {
+    let kind = match scenario {
         Scenario::Baseline | Scenario::Direct => {
             let bearer = HeaderValue::from_str(&format!("Bearer {}", sim_token(target).await?))?;
             let client = if scenario == Scenario::Baseline {
@@ -314,13 +340,13 @@ pub async fn caller(
             } else {
                 RawClient::Plain(Client::builder(TokioExecutor::new()).build_http())
             };
-            Caller(CallerKind::Raw(Box::new(RawCall {
+            CallerKind::Raw(Box::new(RawCall {
                 client,
                 uri: format!("{target}/api/v2/ai/gateway/prompts").parse()?,
                 body: payload_bytes()?,
                 bearer: Some(bearer),
                 expect: Expect::Gateway,
-            })))
+            }))
         }
         Scenario::Sidecar => {
             let request = RouteRequest::new("bench", PROMPT).sticky_key("conversation-1");
@@ -329,13 +355,13 @@ pub async fn caller(
             } else {
                 RawClient::Plain(Client::builder(TokioExecutor::new()).build_http())
             };
-            Caller(CallerKind::Raw(Box::new(RawCall {
+            CallerKind::Raw(Box::new(RawCall {
                 client,
                 uri: format!("{target}/v1/route").parse()?,
                 body: Bytes::from(serde_json::to_vec(&request)?),
                 bearer: None,
                 expect: Expect::Outcome,
-            })))
+            }))
         }
         Scenario::Library => {
             setup.without.install_metrics()?;
@@ -346,11 +372,13 @@ pub async fn caller(
                 .build()
                 .await
                 .context("building the router")?;
-            Caller(CallerKind::Router(router))
+            CallerKind::Router(router)
         }
-        Scenario::Fleet => Caller(CallerKind::Router(
-            fleet_router(target, out_dir, setup).await?,
-        )),
+        Scenario::Fleet => CallerKind::Router(fleet_router(target, out_dir, setup).await?),
+    };
+    Ok(Caller {
+        kind,
+        timeout: setup.call_timeout(),
     })
 }
 

@@ -19,7 +19,7 @@ use hyper_util::rt::TokioExecutor;
 use serde::{Deserialize, Serialize};
 
 use crate::caller::{Caller, Scenario, Setup, caller};
-use crate::measure::{mib, sample};
+use crate::measure::{ProcSample, mib, sample};
 
 /// How long, or how many calls.
 #[derive(Debug, Clone, Copy)]
@@ -47,9 +47,9 @@ pub struct LoadResult {
     pub concurrency: usize,
     /// Measured calls that succeeded.
     pub requests: u64,
-    /// Measured calls that failed.
+    /// Calls that failed, warm-up and drain included (a run with any fails).
     pub errors: u64,
-    /// Measured wall time, seconds.
+    /// Measured wall time, seconds: the window as it really lasted.
     pub seconds: f64,
     /// Calls per second.
     pub rps: f64,
@@ -67,7 +67,57 @@ pub struct LoadResult {
     pub peak_rss_mib: f64,
     /// RSS (MiB) after each checkpoint count of calls (memory runs only).
     pub rss_checkpoints: Vec<(u64, f64)>,
+    /// Wall time between the two CPU samples (the window's start, and its end after the
+    /// calls in flight drained), seconds.
+    #[serde(default)]
+    pub sampled_seconds: f64,
+    /// The other processes (`--sample-pid`), sampled at the same two instants as this one.
+    #[serde(default)]
+    pub sampled: Vec<PidSample>,
 }
+
+impl LoadResult {
+    /// What the run measured of process `pid`.
+    pub fn sampled(&self, pid: u32) -> Option<&PidSample> {
+        self.sampled.iter().find(|s| s.pid == pid)
+    }
+}
+
+/// Another process's CPU over a load run's window, and its peak RSS at the window's end.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct PidSample {
+    /// The process id.
+    pub pid: u32,
+    /// User plus system CPU time it used between the two samples, seconds.
+    pub cpu_seconds: f64,
+    /// Its `VmHWM` at the second sample, MiB.
+    pub peak_rss_mib: f64,
+}
+
+/// What one load run does: a scenario at a concurrency against a target.
+#[derive(Debug, Clone, Copy)]
+pub struct Spec<'a> {
+    /// The scenario.
+    pub scenario: Scenario,
+    /// Workers calling back to back.
+    pub concurrency: usize,
+    /// The simulator's (or sidecar's) base URL.
+    pub target: &'a str,
+    /// How long, or how many calls.
+    pub length: Length,
+    /// Call counts at which a fixed-count run samples its memory.
+    pub checkpoints: &'a [u64],
+    /// Where the scenario's files go.
+    pub out_dir: &'a std::path::Path,
+    /// How the scenario's caller is set up.
+    pub setup: &'a Setup,
+    /// Other processes whose CPU is sampled at the same instants as this one's.
+    pub sample_pids: &'a [u32],
+}
+
+/// How long the calls in flight when a window closes may take to finish, beyond the
+/// call timeout that bounds each of them.
+const DRAIN_GRACE: Duration = Duration::from_secs(10);
 
 /// Counters and flags the workers share with the measuring task.
 struct Progress {
@@ -108,6 +158,25 @@ impl Progress {
     fn finished(&self) -> u64 {
         self.done.load(Ordering::Relaxed) + self.errors.load(Ordering::Relaxed)
     }
+
+    /// Records one call: a success only inside the window, a failure wherever it happens.
+    fn record(&self, result: anyhow::Result<()>, took: Duration) {
+        match result {
+            Ok(()) if self.measuring.load(Ordering::Relaxed) => {
+                self.histogram.record(took);
+                self.done.fetch_add(1, Ordering::Relaxed);
+            }
+            Ok(()) => {}
+            Err(e) => {
+                self.errors.fetch_add(1, Ordering::Relaxed);
+                let mut first = self
+                    .first_error
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                first.get_or_insert_with(|| format!("{e:#}"));
+            }
+        }
+    }
 }
 
 /// Starts `concurrency` workers calling back to back until `limit` calls or a stop.
@@ -128,28 +197,34 @@ fn spawn_workers(
                     }
                     let started = Instant::now();
                     let result = caller.call(i).await;
-                    let took = started.elapsed();
-                    if !progress.measuring.load(Ordering::Relaxed) {
-                        continue;
-                    }
-                    match result {
-                        Ok(()) => {
-                            progress.histogram.record(took);
-                            progress.done.fetch_add(1, Ordering::Relaxed);
-                        }
-                        Err(e) => {
-                            progress.errors.fetch_add(1, Ordering::Relaxed);
-                            let mut first = progress
-                                .first_error
-                                .lock()
-                                .unwrap_or_else(std::sync::PoisonError::into_inner);
-                            first.get_or_insert_with(|| e.to_string());
-                        }
-                    }
+                    progress.record(result, started.elapsed());
                 }
             })
         })
         .collect()
+}
+
+/// Waits for the workers at most `within`; those still busy then are aborted and the
+/// run fails.
+async fn drain(
+    mut workers: Vec<tokio::task::JoinHandle<()>>,
+    within: Duration,
+) -> anyhow::Result<()> {
+    let deadline = tokio::time::Instant::now() + within;
+    for n in 0..workers.len() {
+        if let Ok(joined) = tokio::time::timeout_at(deadline, &mut workers[n]).await {
+            joined.context("a load worker panicked")?;
+        } else {
+            workers[n..].iter().for_each(tokio::task::JoinHandle::abort);
+            bail!(
+                "{} of {} load workers were still calling {} s after the window closed",
+                workers.len() - n,
+                workers.len(),
+                within.as_secs()
+            );
+        }
+    }
+    Ok(())
 }
 
 /// Makes exactly `calls` calls with `concurrency` workers on an existing caller; fails on
@@ -167,68 +242,92 @@ pub async fn drive(caller: &Arc<Caller>, concurrency: usize, calls: u64) -> anyh
     Ok(())
 }
 
-/// Runs one load and measures it.
-pub async fn run(
-    scenario: Scenario,
-    concurrency: usize,
-    target: &str,
-    length: Length,
-    checkpoints: &[u64],
-    out_dir: &std::path::Path,
-    setup: &Setup,
-) -> anyhow::Result<LoadResult> {
-    let caller = Arc::new(caller(scenario, concurrency, target, out_dir, setup).await?);
+/// This process's CPU and memory and the other processes' at one instant.
+struct Samples {
+    own: ProcSample,
+    others: Vec<(u32, ProcSample)>,
+    at: Instant,
+}
+
+/// Samples this process and each of `pids`; an error if one of those cannot be read.
+fn sample_all(pids: &[u32]) -> anyhow::Result<Samples> {
+    let own = sample("self").unwrap_or_default();
+    let others = pids
+        .iter()
+        .map(|&pid| {
+            sample(&pid.to_string())
+                .map(|s| (pid, s))
+                .with_context(|| format!("cannot read /proc/{pid}: has process {pid} exited?"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    Ok(Samples {
+        own,
+        others,
+        at: Instant::now(),
+    })
+}
+
+/// Runs one load and measures it; an error if any call failed, warm-up included.
+pub async fn run(spec: &Spec<'_>) -> anyhow::Result<LoadResult> {
+    let caller = caller(
+        spec.scenario,
+        spec.concurrency,
+        spec.target,
+        spec.out_dir,
+        spec.setup,
+    )
+    .await?;
+    let caller = Arc::new(caller);
     let progress = Arc::new(Progress::default());
-    let limit = match length {
+    let limit = match spec.length {
         Length::Count { calls } => calls,
         Length::Timed { .. } => u64::MAX,
     };
-    progress
-        .measuring
-        .store(matches!(length, Length::Count { .. }), Ordering::Relaxed);
-    let workers = spawn_workers(&caller, &progress, concurrency, limit);
+    progress.measuring.store(
+        matches!(spec.length, Length::Count { .. }),
+        Ordering::Relaxed,
+    );
+    let workers = spawn_workers(&caller, &progress, spec.concurrency, limit);
 
     let mut rss_checkpoints = Vec::new();
-    let before;
-    let started;
-    match length {
+    let (start, window) = match spec.length {
         Length::Timed { warmup, measure } => {
             tokio::time::sleep(warmup).await;
-            before = sample("self").unwrap_or_default();
-            started = Instant::now();
-            progress.measuring.store(true, Ordering::Relaxed);
-            tokio::time::sleep(measure).await;
-            progress.measuring.store(false, Ordering::Relaxed);
-            progress.stop.store(true, Ordering::Relaxed);
+            let start = sample_all(spec.sample_pids)?;
+            let window = timed_window(&progress, measure).await;
+            (start, Some(window))
         }
         Length::Count { .. } => {
-            before = sample("self").unwrap_or_default();
-            started = Instant::now();
-            rss_checkpoints = sample_checkpoints(&progress, &workers, checkpoints).await;
+            let start = sample_all(spec.sample_pids)?;
+            rss_checkpoints = sample_checkpoints(&progress, &workers, spec.checkpoints).await;
+            (start, None)
         }
-    }
-    let measured = match length {
-        Length::Timed { measure, .. } => measure.min(started.elapsed()),
-        Length::Count { .. } => Duration::ZERO,
     };
-    for worker in workers {
-        worker.await.context("a load worker panicked")?;
+    drain(workers, spec.setup.call_timeout() + DRAIN_GRACE).await?;
+    let end = sample_all(spec.sample_pids)?;
+    let window = window.unwrap_or_else(|| end.at.duration_since(start.at));
+    let mut result = summarize(spec, &progress, window, &start, &end);
+    result.rss_checkpoints = rss_checkpoints;
+    if let Some(e) = progress.take_first_error() {
+        bail!(
+            "{}: {} calls failed (warm-up included), the first: {e}",
+            spec.scenario.name(),
+            result.errors
+        );
     }
-    let measured = if measured.is_zero() {
-        started.elapsed()
-    } else {
-        measured
-    };
-    let after = sample("self").unwrap_or_default();
-    Ok(summarize(
-        scenario,
-        concurrency,
-        &progress,
-        measured,
-        before,
-        after,
-        rss_checkpoints,
-    ))
+    Ok(result)
+}
+
+/// Measures for `measure` from now, then stops the workers: the window as it really
+/// lasted, up to the moment the measuring stopped (a late timer lengthens it).
+async fn timed_window(progress: &Progress, measure: Duration) -> Duration {
+    let started = Instant::now();
+    progress.measuring.store(true, Ordering::Relaxed);
+    tokio::time::sleep(measure).await;
+    progress.measuring.store(false, Ordering::Relaxed);
+    let window = started.elapsed();
+    progress.stop.store(true, Ordering::Relaxed);
+    window
 }
 
 /// RSS (MiB) as the finished calls pass each count in `checkpoints`.
@@ -250,39 +349,46 @@ async fn sample_checkpoints(
     sampled
 }
 
+/// The result of a run measured over `window`, between the samples `start` and `end`.
 fn summarize(
-    scenario: Scenario,
-    concurrency: usize,
+    spec: &Spec<'_>,
     progress: &Progress,
-    measured: Duration,
-    before: crate::measure::ProcSample,
-    after: crate::measure::ProcSample,
-    rss_checkpoints: Vec<(u64, f64)>,
+    window: Duration,
+    start: &Samples,
+    end: &Samples,
 ) -> LoadResult {
     let requests = progress.done.load(Ordering::Relaxed);
-    let errors = progress.errors.load(Ordering::Relaxed);
-    if let Some(e) = progress.take_first_error() {
-        eprintln!("{}: {errors} failed calls, the first: {e}", scenario.name());
-    }
     let us =
         |d: Option<Duration>| d.map_or(0, |d| u64::try_from(d.as_micros()).unwrap_or(u64::MAX));
-    let seconds = measured.as_secs_f64();
+    let seconds = window.as_secs_f64();
     let h = &progress.histogram;
+    let sampled = end
+        .others
+        .iter()
+        .zip(&start.others)
+        .map(|((pid, after), (_, before))| PidSample {
+            pid: *pid,
+            cpu_seconds: after.cpu.saturating_sub(before.cpu).as_secs_f64(),
+            peak_rss_mib: mib(after.peak_rss),
+        })
+        .collect();
     LoadResult {
-        scenario,
-        concurrency,
+        scenario: spec.scenario,
+        concurrency: spec.concurrency,
         requests,
-        errors,
+        errors: progress.errors.load(Ordering::Relaxed),
         seconds,
         rps: requests as f64 / seconds.max(1e-9),
         p50_us: us(h.quantile(0.50)),
         p90_us: us(h.quantile(0.90)),
         p99_us: us(h.quantile(0.99)),
         max_us: us(h.max()),
-        cpu_us_per_request: after.cpu.saturating_sub(before.cpu).as_secs_f64() * 1e6
+        cpu_us_per_request: end.own.cpu.saturating_sub(start.own.cpu).as_secs_f64() * 1e6
             / requests.max(1) as f64,
-        peak_rss_mib: mib(after.peak_rss),
-        rss_checkpoints,
+        peak_rss_mib: mib(end.own.peak_rss),
+        rss_checkpoints: Vec::new(),
+        sampled_seconds: end.at.duration_since(start.at).as_secs_f64(),
+        sampled,
     }
 }
 
@@ -365,7 +471,156 @@ pub fn sim_counter_blocking(sim: &str, ca: &std::path::Path, name: &str) -> anyh
 
 #[cfg(test)]
 mod tests {
-    use super::counter_growth;
+    use super::*;
+    use gateway_sim::{Behaviour, Latency, Scripted, Sim, Target};
+
+    /// A timed run of the baseline scenario against `sim`, sampling this process too.
+    async fn timed_run(sim: &str, setup: &Setup, warmup: Duration) -> anyhow::Result<LoadResult> {
+        let dir = tempfile::tempdir()?;
+        run(&Spec {
+            scenario: Scenario::Baseline,
+            concurrency: 2,
+            target: sim,
+            length: Length::Timed {
+                warmup,
+                measure: Duration::from_millis(100),
+            },
+            checkpoints: &[],
+            out_dir: dir.path(),
+            setup,
+            sample_pids: &[std::process::id()],
+        })
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_healthy_run_divides_by_the_window_it_measured_and_samples_the_pids_given() {
+        let sim = Sim::builder().start().await.unwrap();
+        let result = timed_run(&sim.base_url(), &Setup::default(), Duration::ZERO)
+            .await
+            .unwrap();
+        assert_eq!(result.errors, 0);
+        assert!(result.requests > 0 && result.seconds >= 0.1, "{result:?}");
+        assert_eq!(result.rps, result.requests as f64 / result.seconds);
+        let me = result
+            .sampled(std::process::id())
+            .expect("this process sampled");
+        assert!(me.peak_rss_mib > 0.0 && result.sampled_seconds >= result.seconds);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn failed_calls_fail_the_run_with_the_first_error() {
+        let sim = Sim::builder()
+            .behaviour(Behaviour::failing(500))
+            .start()
+            .await
+            .unwrap();
+        let err = timed_run(&sim.base_url(), &Setup::default(), Duration::ZERO)
+            .await
+            .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("calls failed") && err.contains("HTTP 500"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_failing_in_the_warm_up_fails_the_run() {
+        // Only the first two calls fail: both are made in the warm-up.
+        let sim = Sim::builder()
+            .script(
+                Target::model("model-gen-4"),
+                std::iter::repeat_n(
+                    Scripted::Status {
+                        status: 500,
+                        code: None,
+                    },
+                    2,
+                ),
+            )
+            .start()
+            .await
+            .unwrap();
+        let err = timed_run(
+            &sim.base_url(),
+            &Setup::default(),
+            Duration::from_millis(300),
+        )
+        .await
+        .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(
+            err.contains("2 calls failed") && err.contains("HTTP 500"),
+            "{err}"
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_call_that_never_answers_fails_after_the_call_timeout() {
+        let sim = Sim::builder()
+            .behaviour(Behaviour {
+                latency: Latency::Fixed { ms: 3_600_000.0 },
+                ..Behaviour::default()
+            })
+            .start()
+            .await
+            .unwrap();
+        let setup = Setup {
+            call_timeout: Some(Duration::from_millis(200)),
+            ..Setup::default()
+        };
+        let err = timed_run(&sim.base_url(), &setup, Duration::ZERO)
+            .await
+            .unwrap_err();
+        let err = format!("{err:#}");
+        assert!(err.contains("no answer within 200 ms"), "{err}");
+    }
+
+    #[test]
+    fn the_window_is_the_time_it_really_lasted_when_the_timer_fires_late() {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        let progress = Arc::new(Progress::default());
+        let hog = Duration::from_millis(150);
+        let window = runtime.block_on(async {
+            // Once the window opens, this task holds the only thread for `hog`, as an
+            // overloaded machine would: the window's timer can only fire after it.
+            let busy = Arc::clone(&progress);
+            tokio::spawn(async move {
+                while !busy.measuring.load(Ordering::Relaxed) {
+                    tokio::task::yield_now().await;
+                }
+                let until = Instant::now() + hog;
+                while Instant::now() < until {
+                    std::hint::spin_loop();
+                }
+            });
+            timed_window(&progress, Duration::from_millis(10)).await
+        });
+        assert!(window >= hog, "the nominal 10 ms, not the real {window:?}");
+        assert!(progress.stop.load(Ordering::Relaxed));
+        assert!(!progress.measuring.load(Ordering::Relaxed));
+    }
+
+    #[tokio::test]
+    async fn workers_still_busy_after_the_drain_deadline_are_aborted_and_fail_the_run() {
+        let (_tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let stuck = tokio::spawn(async move {
+            let _ = rx.await;
+        });
+        let done = tokio::spawn(async {});
+        let err = drain(vec![done, stuck], Duration::from_millis(50))
+            .await
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("1 of 2 load workers were still calling"),
+            "{err}"
+        );
+    }
 
     #[test]
     fn a_counter_that_went_down_is_an_error_not_a_wrapped_count() {

@@ -119,6 +119,14 @@ struct LoadArgs {
     /// per connection, instead of one HTTP/1.1 connection each.
     #[arg(long)]
     callers_http2: bool,
+    /// A call without an answer this long fails (default 30,000: set the upstream's
+    /// latency plus 30 s for a slow upstream).
+    #[arg(long)]
+    call_timeout_ms: Option<u64>,
+    /// Also sample this process's CPU (and peak RSS) at the window's start and end, the
+    /// instants this process samples its own (repeatable: the simulator, the sidecar).
+    #[arg(long)]
+    sample_pid: Vec<u32>,
 }
 
 fn main() -> ExitCode {
@@ -189,7 +197,8 @@ async fn simulate(args: SimArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Runs one load and prints its result line.
+/// Runs one load and prints its result line; an error, and so a non-zero exit, if any
+/// call failed.
 async fn load(args: LoadArgs) -> anyhow::Result<()> {
     std::fs::create_dir_all(&args.out_dir)?;
     let _ = rlimit::increase_nofile_limit(u64::MAX);
@@ -206,16 +215,18 @@ async fn load(args: LoadArgs) -> anyhow::Result<()> {
         http1_only: args.http1_only,
         max_concurrency: args.max_concurrency,
         callers_http2: args.callers_http2,
+        call_timeout: args.call_timeout_ms.map(Duration::from_millis),
     };
-    let result = load::run(
-        args.scenario,
-        args.concurrency,
-        &args.target,
+    let result = load::run(&load::Spec {
+        scenario: args.scenario,
+        concurrency: args.concurrency,
+        target: &args.target,
         length,
-        &args.checkpoints,
-        &args.out_dir,
-        &setup,
-    )
+        checkpoints: &args.checkpoints,
+        out_dir: &args.out_dir,
+        setup: &setup,
+        sample_pids: &args.sample_pid,
+    })
     .await?;
     println!("{}", serde_json::to_string(&result)?);
     Ok(())

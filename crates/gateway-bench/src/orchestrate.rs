@@ -7,13 +7,17 @@
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use anyhow::{Context as _, bail};
 use serde_json::{Value, json};
 
-use crate::caller::{Scenario, Setup};
+use crate::caller::{CALL_TIMEOUT_MARGIN, Scenario, Setup};
 pub use crate::plan::Plan;
-use crate::processes::{FLEET_URL_ENV, Load, Simulator, remove_audit_files, sidecar, start_redis};
+use crate::processes::{
+    COUNTED_LOAD_WITHIN, FLEET_URL_ENV, Load, Simulator, output_within, remove_audit_files,
+    sidecar, start_redis,
+};
 use crate::report::{
     Ratios, Run, diff, fmt_value, machine, median_ratios, micro, ratio, ratios, share, table,
 };
@@ -23,6 +27,13 @@ pub const LEVELS: [usize; 3] = [1, 16, 64];
 
 /// The upstream latency of the realistic scenario, in milliseconds.
 pub const UPSTREAM_MS: u64 = 50;
+
+/// The call timeout of the runs whose upstream answers in [`UPSTREAM_MS`].
+const SLOW_CALL_TIMEOUT: Duration =
+    Duration::from_millis(UPSTREAM_MS).saturating_add(CALL_TIMEOUT_MARGIN);
+
+/// How long the token storm and each allocation count may run.
+const SIDE_RUN_WITHIN: Duration = Duration::from_secs(600);
 
 /// Runs everything and writes `results.json`; returns the printed report.
 pub fn run(plan: &Plan) -> anyhow::Result<String> {
@@ -96,9 +107,19 @@ fn core_runs(plan: &Plan, sim: &Simulator) -> anyhow::Result<(Vec<Run>, Pairs)> 
     Ok((runs, pairs))
 }
 
-/// The fleet at every level against a local `redis-server`, if one is installed.
+/// Whether the `CI` env var's value says this runs under CI (set, and neither empty,
+/// `0` nor `false`).
+fn under_ci(value: Option<&str>) -> bool {
+    value.is_some_and(|v| !matches!(v.trim().to_ascii_lowercase().as_str(), "" | "0" | "false"))
+}
+
+/// The fleet at every level against a local `redis-server`, if one is installed (under
+/// CI it must be); an error if one is installed but does not start.
 fn fleet_runs(plan: &Plan, sim: &Simulator, runs: &mut Vec<Run>) -> anyhow::Result<String> {
-    let Some((redis, url)) = start_redis(&plan.out_dir) else {
+    let Some((redis, url)) = start_redis(&plan.out_dir)? else {
+        if under_ci(std::env::var("CI").ok().as_deref()) {
+            bail!("no redis-server on PATH: under CI the fleet scenario may not be skipped");
+        }
         eprintln!("bench: fleet skipped: no redis-server on PATH");
         return Ok("skipped: no redis-server on PATH".to_owned());
     };
@@ -123,6 +144,7 @@ fn memory(plan: &Plan, sim: &Simulator) -> anyhow::Result<Value> {
         "--checkpoints".into(),
         format!("10000,{}", plan.memory_calls()),
     ];
+    load.within = Some(COUNTED_LOAD_WITHIN);
     let memory = load.run(plan)?;
     let rss_at = |n: u64| {
         memory
@@ -151,6 +173,7 @@ fn realistic(plan: &Plan) -> anyhow::Result<Value> {
     for callers in plan.realistic_levels() {
         let setup = Setup {
             max_concurrency: Some(u32::try_from(callers * 2).unwrap_or(u32::MAX).max(256)),
+            call_timeout: Some(SLOW_CALL_TIMEOUT),
             ..Setup::default()
         };
         eprintln!("bench: {callers} callers, upstream answering in {UPSTREAM_MS} ms");
@@ -240,6 +263,7 @@ fn sidecar_multiplexed(
         ca_file: Some(tls.ca.clone()),
         max_concurrency: Some(u32::try_from(callers * 2).unwrap_or(u32::MAX).max(256)),
         callers_http2: true,
+        call_timeout: Some(SLOW_CALL_TIMEOUT),
         ..Setup::default()
     };
     eprintln!("bench: sidecar with HTTP/2 both ways, {callers} callers");
@@ -262,6 +286,7 @@ fn versions_compared(
             ca_file: Some(tls.ca.clone()),
             http1_only,
             max_concurrency: Some(u32::try_from(concurrency * 2).unwrap_or(u32::MAX).max(256)),
+            call_timeout: Some(SLOW_CALL_TIMEOUT),
             ..Setup::default()
         };
         let label = if http1_only { "http1" } else { "http2" };
@@ -300,13 +325,20 @@ fn versions_compared(
 /// Token requests the simulator saw for 10,000 callers on a cold cache.
 fn token_storm(sim: &str) -> anyhow::Result<u64> {
     eprintln!("bench: 10,000 callers on a cold token cache");
-    let storm = Command::new(std::env::current_exe()?)
-        .args(["token-storm", "--target", sim, "--callers", "10000"])
-        .output()?;
-    String::from_utf8_lossy(&storm.stdout)
-        .trim()
+    let (status, stdout) = output_within(
+        Command::new(std::env::current_exe()?)
+            .args(["token-storm", "--target", sim, "--callers", "10000"])
+            .stderr(Stdio::inherit()),
+        SIDE_RUN_WITHIN,
+        "the token storm",
+    )?;
+    if !status.success() {
+        bail!("the token storm failed ({status})");
+    }
+    let text = String::from_utf8_lossy(&stdout);
+    text.trim()
         .parse()
-        .context("token storm output")
+        .with_context(|| format!("the token storm's output: {text:?}"))
 }
 
 /// Heap allocations (and bytes) per call of `baseline` and `library` at c = 16, each
@@ -316,30 +348,22 @@ fn allocations(plan: &Plan, sim: &str) -> anyhow::Result<BTreeMap<String, Value>
     let calls = if plan.quick { "500" } else { "2000" };
     let mut out = BTreeMap::new();
     for scenario in [Scenario::Baseline, Scenario::Library] {
-        let output = Command::new(&exe)
-            .args([
-                "--scenario",
-                scenario.name(),
-                "--target",
-                sim,
-                "--calls",
-                calls,
-            ])
-            .arg("--out-dir")
-            .arg(&plan.out_dir)
-            .stderr(Stdio::inherit())
-            .output()
-            .with_context(|| format!("starting {}", exe.display()))?;
-        if !output.status.success() {
-            bail!(
-                "{} {} failed ({})",
-                exe.display(),
-                scenario.name(),
-                output.status
-            );
+        let what = format!("{} {}", exe.display(), scenario.name());
+        let (status, stdout) = output_within(
+            Command::new(&exe)
+                .args(["--scenario", scenario.name(), "--target", sim])
+                .args(["--calls", calls])
+                .arg("--out-dir")
+                .arg(&plan.out_dir)
+                .stderr(Stdio::inherit()),
+            SIDE_RUN_WITHIN,
+            &what,
+        )?;
+        if !status.success() {
+            bail!("{what} failed ({status})");
         }
-        let line: Value = serde_json::from_slice(&output.stdout)
-            .with_context(|| format!("{} output", exe.display()))?;
+        let line: Value =
+            serde_json::from_slice(&stdout).with_context(|| format!("{what} output"))?;
         let name = scenario.name();
         out.insert(name.to_owned(), line["allocations_per_call"].clone());
         out.insert(format!("{name}_bytes"), line["bytes_per_call"].clone());
@@ -397,4 +421,19 @@ fn summary(runs: &[Run], ratios: &Ratios, results: &Value, path: &std::path::Pat
     }
     let _ = writeln!(out, "\nwritten to {}", path.display());
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::under_ci;
+
+    #[test]
+    fn ci_is_on_when_set_to_anything_but_empty_zero_or_false() {
+        for on in ["1", "true", "yes"] {
+            assert!(under_ci(Some(on)), "{on}");
+        }
+        for off in [None, Some(""), Some("0"), Some("false"), Some("FALSE")] {
+            assert!(!under_ci(off), "{off:?}");
+        }
+    }
 }
