@@ -210,7 +210,11 @@ async fn drain(
     mut workers: Vec<tokio::task::JoinHandle<()>>,
     within: Duration,
 ) -> anyhow::Result<()> {
-    let deadline = tokio::time::Instant::now() + within;
+    let now = tokio::time::Instant::now();
+    // `within` comes from a flag: a sum past the clock's range waits a year instead.
+    let deadline = now
+        .checked_add(within)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400));
     for n in 0..workers.len() {
         if let Ok(joined) = tokio::time::timeout_at(deadline, &mut workers[n]).await {
             joined.context("a load worker panicked")?;
@@ -303,7 +307,11 @@ pub async fn run(spec: &Spec<'_>) -> anyhow::Result<LoadResult> {
             (start, None)
         }
     };
-    drain(workers, spec.setup.call_timeout() + DRAIN_GRACE).await?;
+    drain(
+        workers,
+        spec.setup.call_timeout().saturating_add(DRAIN_GRACE),
+    )
+    .await?;
     let end = sample_all(spec.sample_pids)?;
     let window = window.unwrap_or_else(|| end.at.duration_since(start.at));
     let mut result = summarize(spec, &progress, window, &start, &end);

@@ -120,8 +120,8 @@ struct LoadArgs {
     #[arg(long)]
     callers_http2: bool,
     /// A call without an answer this long fails (default 30,000: set the upstream's
-    /// latency plus 30 s for a slow upstream).
-    #[arg(long)]
+    /// latency plus 30 s for a slow upstream; at most an hour).
+    #[arg(long, value_parser = clap::value_parser!(u64).range(1..=3_600_000))]
     call_timeout_ms: Option<u64>,
     /// Also sample this process's CPU (and peak RSS) at the window's start and end, the
     /// instants this process samples its own (repeatable: the simulator, the sidecar).

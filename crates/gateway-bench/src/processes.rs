@@ -87,7 +87,7 @@ fn await_line(
     expect: &str,
     pick: impl Fn(&str) -> Option<String>,
 ) -> anyhow::Result<String> {
-    let deadline = Instant::now() + within;
+    let deadline = deadline_after(within);
     let mut seen = std::collections::VecDeque::new();
     loop {
         let left = deadline.saturating_duration_since(Instant::now());
@@ -140,7 +140,7 @@ pub(crate) fn output_within(
     within: Duration,
     what: &str,
 ) -> anyhow::Result<(ExitStatus, Vec<u8>)> {
-    let deadline = Instant::now() + within;
+    let deadline = deadline_after(within);
     let mut child = command
         .stdout(Stdio::piped())
         .spawn()
@@ -439,6 +439,13 @@ pub(crate) fn sidecar(
     row.cpu_us_per_request = sidecar.cpu_seconds * 1e6 / row.requests.max(1) as f64;
     row.peak_rss_mib = sidecar.peak_rss_mib;
     Ok(row)
+}
+
+/// `within` from now; a sum past the clock's range (a flag's huge number) is a year.
+fn deadline_after(within: Duration) -> Instant {
+    let now = Instant::now();
+    now.checked_add(within)
+        .unwrap_or_else(|| now + Duration::from_secs(365 * 86_400))
 }
 
 #[cfg(test)]
