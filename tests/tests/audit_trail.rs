@@ -312,7 +312,9 @@ async fn what_an_answer_can_put_into_an_entry_is_bounded() {
 
 /// Regression: a 200 answer whose served model, safety verdict or unknown usage fields
 /// quoted what the request carried (a proxy repeating its `Authorization`) put it into
-/// the audit entry and the outcome, where an error's text had it taken out.
+/// the audit entry and the outcome, where an error's text had it taken out; and (found by
+/// a black-box run) its finish reason, triggered filters, unknown safety fields and
+/// unknown top-level fields reached the outcome, which `/v1/route` hands its caller.
 #[tokio::test]
 async fn an_answer_quoting_a_secret_leaves_it_out_of_the_entry_and_the_outcome() {
     use gateway_sim::{DEFAULT_CLIENT_ID, DEFAULT_CLIENT_SECRET};
@@ -327,12 +329,20 @@ async fn an_answer_quoting_a_secret_leaves_it_out_of_the_entry_and_the_outcome()
             status: 200,
             headers: vec![("content-type".into(), "application/json".into())],
             body: format!(
-                r#"{{"id":"c1","modelId":"echo Basic {basic}","output":"ok","usage":{{"promptTokens":3,"completionTokens":1,"totalTokens":4,"echo":["{secret}"],"{secret}":1}},"safety":{{"verdict":"{secret}"}}}}"#
+                r#"{{"id":"c1","modelId":"echo Basic {basic}","output":"ok","usage":{{"promptTokens":3,"completionTokens":1,"totalTokens":4,"echo":["{secret}"],"{secret}":1}},"finishReason":"{secret}","safety":{{"verdict":"{secret}","triggered":["{secret}","Basic {basic}"],"echo":"{secret}"}},"top":"id:{secret}"}}"#
             ),
         }],
     );
     let outcome = router.route(RouteRequest::new("s", "hi")).await.unwrap();
     assert_eq!(outcome.served_model.as_str(), "echo Basic <redacted>");
+    let answer = serde_json::to_string(&outcome).unwrap();
+    assert!(
+        !answer.contains(secret) && !answer.contains(basic),
+        "{answer}"
+    );
+    let safety = outcome.response.safety.as_ref().unwrap();
+    assert_eq!(safety.triggered, ["<redacted>", "Basic <redacted>"]);
+    assert_eq!(outcome.response.extra["top"], "id:<redacted>");
 
     let trail = std::fs::read_to_string(&path).unwrap();
     assert!(!trail.contains(secret) && !trail.contains(basic), "{trail}");

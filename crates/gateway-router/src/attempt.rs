@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use gateway_model::{
-    ErrorBody, GatewayResponse, ModelId, Outcome, RetryReason, SafetyReport, SafetyVerdict,
+    ErrorBody, FinishReason, GatewayResponse, ModelId, Outcome, RetryReason, SafetyVerdict,
 };
 use gateway_transport::{Answer, Call, CallStats, ErrorKind, TokenError, TransportError};
 use tokio::time::Instant;
@@ -230,30 +230,44 @@ fn judge(
 }
 
 /// Takes the request's token and the known secrets out of what the audit entry and the
-/// outcome keep of an answer (its served model, its safety verdict, its unknown usage
-/// fields), as they are taken out of a failure's: a proxy that repeats the request's
-/// `Authorization` there must not put it in the trail. The answer's own text (`output`,
-/// `id`) is passed on as it came.
+/// outcome keep of an answer (its served model, finish reason, safety report, unknown
+/// fields at any level), as they are taken out of a failure's: a proxy that repeats the
+/// request's `Authorization` there must not put it in the trail or hand it to the
+/// sidecar's caller. The answer's own text (`output`, `id`) is passed on as it came.
 fn without_secrets(response: &mut GatewayResponse, answer: &Answer) {
+    let redact = |text: &mut String| {
+        if let Cow::Owned(clean) = answer.redact(text) {
+            *text = clean;
+        }
+    };
     if let Cow::Owned(model) = answer.redact(response.model_id.as_str()) {
         response.model_id = ModelId::new(model);
     }
-    if let Some(SafetyReport {
-        verdict: SafetyVerdict::Other(verdict),
-        ..
-    }) = &mut response.safety
-        && let Cow::Owned(clean) = answer.redact(verdict)
-    {
-        *verdict = clean;
+    if let Some(FinishReason::Other(reason)) = &mut response.finish_reason {
+        redact(reason);
     }
-    if let Some(usage) = &mut response.usage
-        && !usage.extra.is_empty()
-    {
-        let mut extra = serde_json::Value::Object(std::mem::take(&mut usage.extra));
-        answer.redact_json(&mut extra);
-        if let serde_json::Value::Object(extra) = extra {
-            usage.extra = extra;
+    if let Some(safety) = &mut response.safety {
+        if let SafetyVerdict::Other(verdict) = &mut safety.verdict {
+            redact(verdict);
         }
+        safety.triggered.iter_mut().for_each(redact);
+        redact_fields(&mut safety.extra, answer);
+    }
+    if let Some(usage) = &mut response.usage {
+        redact_fields(&mut usage.extra, answer);
+    }
+    redact_fields(&mut response.extra, answer);
+}
+
+/// [`without_secrets`] for an answer's unknown fields, names and values.
+fn redact_fields(fields: &mut serde_json::Map<String, serde_json::Value>, answer: &Answer) {
+    if fields.is_empty() {
+        return;
+    }
+    let mut all = serde_json::Value::Object(std::mem::take(fields));
+    answer.redact_json(&mut all);
+    if let serde_json::Value::Object(all) = all {
+        *fields = all;
     }
 }
 
