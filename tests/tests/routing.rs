@@ -1258,3 +1258,23 @@ async fn a_fleet_that_never_takes_a_notice_holds_no_call_past_its_deadline() {
     assert_eq!(entries.len(), 1, "{trail}");
     assert_eq!(entries[0]["outcome"], "upstream_error", "{trail}");
 }
+
+/// Found by a black-box run: an answer whose text held half of a UTF-16 surrogate pair
+/// (a service that cut an emoji in two) was refused whole, and the call failed over to
+/// the next model, and failed when every model answered alike.
+#[tokio::test]
+async fn an_answer_with_half_an_emoji_is_read_with_a_replacement_character() {
+    let sim = Sim::builder().start().await.unwrap();
+    let router = gen4_with_fallback(&sim).await;
+    sim.script(
+        Target::model("model-gen-4"),
+        [Scripted::Raw {
+            status: 200,
+            headers: vec![("content-type".into(), "application/json".into())],
+            body: r#"{"id":"c1","modelId":"model-gen-4","output":"cut \ud83d"}"#.into(),
+        }],
+    );
+    let outcome = router.route(RouteRequest::new("s", "hi")).await.unwrap();
+    assert_eq!(outcome.served_model.as_str(), "model-gen-4", "no fallback");
+    assert_eq!(outcome.response.output, "cut \u{fffd}");
+}

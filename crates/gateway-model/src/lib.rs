@@ -47,6 +47,7 @@ mod env_var;
 mod error_body;
 mod found;
 mod location;
+mod lone_surrogates;
 mod model_id;
 mod models;
 mod open_enum;
@@ -88,6 +89,7 @@ pub use error_body::{
     CODE_TOO_MANY_REQUESTS, ErrorBody, MAX_ERROR_BODY_VALUES, MAX_SHOWN_MESSAGE_CHARS,
     RateLimitInfo,
 };
+pub use lone_surrogates::replace_lone_surrogates;
 pub use model_id::{MAX_FALLBACKS, MODEL_ID_MAX_LEN, MODEL_ID_PATTERN, ModelId};
 pub use models::{MAX_PAGE_ENTITIES, ModelEntity, ModelEntityListing};
 pub use payload::{

@@ -171,12 +171,20 @@ pub struct Answer {
 }
 
 impl Answer {
-    /// The body as JSON of type `T`. A decoding error quotes what it could not read,
-    /// without the request's token (an answer may repeat it where a number belongs).
+    /// The body as JSON of type `T`. A string holding half of a UTF-16 surrogate pair (a
+    /// service that cut an emoji in two) reads with U+FFFD in its place rather than
+    /// failing the answer. A decoding error quotes what it could not read, without the
+    /// request's token (an answer may repeat it where a number belongs).
     pub fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, ErrorKind> {
-        serde_json::from_slice(&self.body).map_err(|e| {
-            let secrets = self.secrets();
-            ErrorKind::Decode(redact_secrets(&e.to_string(), secrets.as_slice()).into_owned())
+        serde_json::from_slice(&self.body).or_else(|e| {
+            gateway_model::replace_lone_surrogates(&self.body)
+                .and_then(|fixed| serde_json::from_slice(&fixed).ok())
+                .ok_or_else(|| {
+                    let secrets = self.secrets();
+                    ErrorKind::Decode(
+                        redact_secrets(&e.to_string(), secrets.as_slice()).into_owned(),
+                    )
+                })
         })
     }
 
