@@ -361,23 +361,16 @@ pub fn fallback(from: &str, to: &str, reason: Outcome) {
     .increment(1);
 }
 
-/// The outcomes after which a call moves on to the next model: all but a success and a
-/// cancelled call.
-const FALLBACK_REASONS: [Outcome; 6] = [
-    Outcome::ClientError,
-    Outcome::RateLimited,
-    Outcome::UpstreamError,
-    Outcome::PolicyViolation,
-    Outcome::Timeout,
-    Outcome::CircuitOpen,
-];
-
 /// Registers the fallback series of each `(from, to)` pair at zero, one per reason, so an
 /// `increase()` over them sees a process's first fallback (a series born at 1 shows no
 /// increase).
 pub fn register_fallbacks<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) {
+    // Every outcome after which a call may move on: all but a success and a cancel.
+    let reasons = Outcome::ALL
+        .into_iter()
+        .filter(|o| !matches!(o, Outcome::Success | Outcome::Cancelled));
     for (from, to) in pairs {
-        for reason in FALLBACK_REASONS {
+        for reason in reasons.clone() {
             metrics::counter!(
                 FALLBACKS_TOTAL,
                 LABEL_FROM => from.to_owned(),
