@@ -418,16 +418,13 @@ impl Transport {
             };
             // The token first, so no slot is held while waiting for it.
             let token = match &inner.tokens {
-                Some(source) => match source.ready_token() {
-                    Some(token) => Some(token),
-                    None => match self
-                        .awaited_token(&**source, call, deadline, stats, last_failure)
-                        .await?
-                    {
-                        Some(token) => Some(token),
-                        None => return Ok(None),
-                    },
-                },
+                Some(source) => {
+                    let token = self.token(&**source, call, deadline, stats, last_failure);
+                    let Some(token) = token.await? else {
+                        return Ok(None);
+                    };
+                    Some(token)
+                }
                 None => None,
             };
             let waited = stats.limiter_wait;
@@ -446,16 +443,11 @@ impl Transport {
                 (Some(source), Some(_))
                     if stats.limiter_wait.saturating_sub(waited) >= Duration::from_secs(1) =>
                 {
-                    match source.ready_token() {
-                        Some(current) => Some(current),
-                        None => match self
-                            .awaited_token(&**source, call, deadline, stats, last_failure)
-                            .await?
-                        {
-                            Some(token) => Some(token),
-                            None => return Ok(None),
-                        },
-                    }
+                    let current = self.token(&**source, call, deadline, stats, last_failure);
+                    let Some(current) = current.await? else {
+                        return Ok(None);
+                    };
+                    Some(current)
                 }
                 (_, token) => token,
             };
@@ -467,9 +459,9 @@ impl Transport {
         }
     }
 
-    /// A token from `source`, which has none ready, the wait counted in `stats`; `None`
-    /// when the deadline passes first.
-    async fn awaited_token(
+    /// The token `source` has at hand, else one waited for (the wait counted in
+    /// `stats`); `None` when the deadline passes first.
+    async fn token(
         &self,
         source: &dyn TokenSource,
         call: &Call,
@@ -477,6 +469,9 @@ impl Transport {
         stats: &mut CallStats,
         last_failure: &mut Option<String>,
     ) -> Result<Option<AccessToken>, ErrorKind> {
+        if let Some(token) = source.ready_token() {
+            return Ok(Some(token));
+        }
         let asked = Instant::now();
         let token = await_token(
             source,
