@@ -19,7 +19,8 @@ use crate::processes::{
     sidecar, start_redis,
 };
 use crate::report::{
-    Ratios, Run, diff, fmt_value, machine, median_ratios, micro, ratio, ratios, share, table,
+    Ratios, Run, diff, fmt_value, machine, median_figures, median_ratios, micro, ratio, ratios,
+    share, table,
 };
 
 /// Concurrency levels every scenario runs at.
@@ -165,26 +166,31 @@ fn memory(plan: &Plan, sim: &Simulator) -> anyhow::Result<Value> {
 /// The simulator answering in [`UPSTREAM_MS`], and callers at each of the plan's levels
 /// (thousands at once at the last) through the direct client, the library and the
 /// sidecar (the router's concurrency limit raised to fit): throughput against direct,
-/// added p50 and p99, peak RSS.
+/// added p50 and p99, peak RSS, each the median of the plan's repeats (one run varies
+/// by a few MiB and, at 64 callers, by about a millisecond of p99).
 fn realistic(plan: &Plan) -> anyhow::Result<Value> {
     let sim = Simulator::start(&["--latency-ms".into(), UPSTREAM_MS.to_string()])?;
     let mut runs = Vec::new();
     let mut by_callers = serde_json::Map::new();
+    let mut each_run = serde_json::Map::new();
     for callers in plan.realistic_levels() {
         let setup = Setup {
             max_concurrency: Some(u32::try_from(callers * 2).unwrap_or(u32::MAX).max(256)),
             call_timeout: Some(SLOW_CALL_TIMEOUT),
             ..Setup::default()
         };
-        eprintln!("bench: {callers} callers, upstream answering in {UPSTREAM_MS} ms");
-        let direct = Load::new(Scenario::Direct, callers, &sim.url).measured(plan, &sim)?;
-        let library = Load::new(Scenario::Library, callers, &sim.url)
-            .setup(&setup)
-            .measured(plan, &sim)?;
-        let side = sidecar(plan, &sim, callers, &setup)?;
-        by_callers.insert(
-            callers.to_string(),
-            json!({
+        let mut each = Vec::new();
+        for repeat in 1..=plan.repeats() {
+            eprintln!(
+                "bench: {callers} callers, upstream answering in {UPSTREAM_MS} ms (run {repeat} of {})",
+                plan.repeats()
+            );
+            let direct = Load::new(Scenario::Direct, callers, &sim.url).measured(plan, &sim)?;
+            let library = Load::new(Scenario::Library, callers, &sim.url)
+                .setup(&setup)
+                .measured(plan, &sim)?;
+            let side = sidecar(plan, &sim, callers, &setup)?;
+            each.push(figures(json!({
                 "library_rps_vs_direct": ratio(library.rps, direct.rps),
                 "sidecar_rps_vs_direct": ratio(side.rps, direct.rps),
                 "library_added_p50_us": diff(library.p50_us, direct.p50_us),
@@ -194,21 +200,34 @@ fn realistic(plan: &Plan) -> anyhow::Result<Value> {
                 "sidecar_added_p99_vs_upstream": share(side.p99_us, direct.p99_us),
                 "library_peak_rss_mib": library.peak_rss_mib,
                 "sidecar_peak_rss_mib": side.peak_rss_mib,
-            }),
-        );
-        runs.extend([direct, library, side]);
+            })));
+            runs.extend([direct, library, side]);
+        }
+        by_callers.insert(callers.to_string(), median_figures(&each).into());
+        each_run.insert(callers.to_string(), json!(each));
     }
     Ok(json!({
         "upstream_ms": UPSTREAM_MS,
+        "runs_per_figure": plan.repeats(),
         "by_callers": by_callers,
+        "by_callers_each_run": each_run,
         "runs": runs,
     }))
+}
+
+/// The figures of one run, as a map (`value` is a JSON object).
+fn figures(value: Value) -> serde_json::Map<String, Value> {
+    match value {
+        Value::Object(map) => map,
+        _ => serde_json::Map::new(),
+    }
 }
 
 /// The library over TLS to the simulator in TLS mode: HTTP/2 by ALPN against HTTP/1.1
 /// only (a pool), same load: 16 and 64 callers on answers that come at once, then the
 /// realistic scenario's most callers on answers that take [`UPSTREAM_MS`], where the
-/// calls in flight outnumber one connection's streams.
+/// calls in flight outnumber one connection's streams; and the sidecar with HTTP/2 on
+/// both sides at that load, the median of the plan's repeats.
 fn http2(plan: &Plan) -> anyhow::Result<Value> {
     let tls = crate::tls::TestPki::write(&plan.out_dir.join("tls"))?;
     let mut runs = Vec::new();
@@ -234,18 +253,23 @@ fn http2(plan: &Plan) -> anyhow::Result<Value> {
     runs.extend(versions_compared(
         plan, &slow, &tls, callers, &level, &mut out,
     )?);
-    let side = sidecar_multiplexed(plan, &slow, &tls, callers)?;
-    out.insert(
-        format!("sidecar_multiplexed_{level}"),
-        json!({
+    let mut each = Vec::new();
+    for _ in 0..plan.repeats() {
+        let side = sidecar_multiplexed(plan, &slow, &tls, callers)?;
+        each.push(figures(json!({
             "rps": side.rps,
             "p50_us": side.p50_us,
             "p99_us": side.p99_us,
             "cpu_us_per_request": side.cpu_us_per_request,
             "peak_rss_mib": side.peak_rss_mib,
-        }),
+        })));
+        runs.push(side);
+    }
+    out.insert(
+        format!("sidecar_multiplexed_{level}"),
+        median_figures(&each).into(),
     );
-    runs.push(side);
+    out.insert(format!("sidecar_multiplexed_{level}_each_run"), json!(each));
     out.insert("runs".into(), json!(runs));
     Ok(Value::Object(out))
 }
@@ -404,7 +428,7 @@ fn summary(runs: &[Run], ratios: &Ratios, results: &Value, path: &std::path::Pat
         if let Some(fields) = figures.as_object() {
             let figures: Vec<String> = fields
                 .iter()
-                .filter(|(name, _)| *name != "runs")
+                .filter(|(name, _)| *name != "runs" && !name.ends_with("_each_run"))
                 .map(|(name, value)| format!("{name} {}", fmt_value(value)))
                 .collect();
             let _ = writeln!(out, "{section}: {}", figures.join(", "));

@@ -78,6 +78,32 @@ pub(crate) fn median(mut values: Vec<f64>) -> f64 {
     }
 }
 
+/// Each figure's median over `each` (one map of figures per repeated run, all with the
+/// same names): a figure every run gives as an integer stays one, rounded.
+pub(crate) fn median_figures(
+    each: &[serde_json::Map<String, Value>],
+) -> serde_json::Map<String, Value> {
+    let Some(first) = each.first() else {
+        return serde_json::Map::new();
+    };
+    first
+        .keys()
+        .map(|name| {
+            let values: Vec<&Value> = each.iter().filter_map(|m| m.get(name)).collect();
+            let middle = median(values.iter().filter_map(|v| v.as_f64()).collect());
+            let value = if values.iter().all(|v| v.is_i64()) {
+                // Rounded from the mean of two integers at most: within i64.
+                #[expect(clippy::cast_possible_truncation, reason = "a median of i64 values")]
+                let middle = middle.round() as i64;
+                json!(middle)
+            } else {
+                json!(middle)
+            };
+            (name.clone(), value)
+        })
+        .collect()
+}
+
 /// Ratios by name, then by concurrency level.
 pub(crate) type Ratios = BTreeMap<&'static str, BTreeMap<String, Value>>;
 
@@ -322,6 +348,27 @@ mod tests {
             sim_cpu_cores: 0.0,
             generator_cpu_us_per_request: None,
         }
+    }
+
+    #[test]
+    fn median_figures_take_each_figure_over_the_runs_keeping_integers_integers() {
+        let each: Vec<serde_json::Map<String, Value>> = [
+            json!({"added_us": 900, "rss_mib": 70.5, "ratio": 0.2}),
+            json!({"added_us": 300, "rss_mib": 64.0, "ratio": 0.4}),
+            json!({"added_us": 1500, "rss_mib": 66.25, "ratio": 0.3}),
+        ]
+        .into_iter()
+        .filter_map(|v| v.as_object().cloned())
+        .collect();
+        let middle = median_figures(&each);
+        assert_eq!(
+            Value::Object(middle),
+            json!({"added_us": 900, "rss_mib": 66.25, "ratio": 0.3})
+        );
+        let two = median_figures(&each[..2]);
+        assert_eq!(two["added_us"], json!(600));
+        assert_eq!(two["rss_mib"], json!(67.25));
+        assert!(median_figures(&[]).is_empty());
     }
 
     #[test]
