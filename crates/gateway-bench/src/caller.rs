@@ -182,6 +182,19 @@ async fn post<C: Connect + Clone + Send + Sync + 'static>(
 }
 
 impl Caller {
+    /// The size of one routed call's future, for a router's scenario: what each call in
+    /// flight holds besides its allocations (2,000 calls at once hold it 2,000 times).
+    #[must_use]
+    pub fn call_future_bytes(&self) -> Option<usize> {
+        match &self.kind {
+            CallerKind::Raw(_) => None,
+            // Never polled: dropping it sends and audits nothing.
+            CallerKind::Router(router) => Some(std::mem::size_of_val(
+                &router.route(RouteRequest::new("bench", PROMPT)),
+            )),
+        }
+    }
+
     /// Makes call number `i` (the sticky key cycles over 1,000 conversations); a call
     /// with no answer within the caller's timeout fails.
     pub async fn call(&self, i: u64) -> anyhow::Result<()> {

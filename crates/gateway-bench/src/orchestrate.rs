@@ -366,7 +366,8 @@ fn token_storm(sim: &str) -> anyhow::Result<u64> {
 }
 
 /// Heap allocations (and bytes) per call of `baseline` and `library` at c = 16, each
-/// counted by `gateway-bench-allocs` in its own process.
+/// counted by `gateway-bench-allocs` in its own process, and the size of the library's
+/// call future.
 fn allocations(plan: &Plan, sim: &str) -> anyhow::Result<BTreeMap<String, Value>> {
     let exe = std::env::current_exe()?.with_file_name("gateway-bench-allocs");
     let calls = if plan.quick { "500" } else { "2000" };
@@ -391,6 +392,12 @@ fn allocations(plan: &Plan, sim: &str) -> anyhow::Result<BTreeMap<String, Value>
         let name = scenario.name();
         out.insert(name.to_owned(), line["allocations_per_call"].clone());
         out.insert(format!("{name}_bytes"), line["bytes_per_call"].clone());
+        if !line["call_future_bytes"].is_null() {
+            out.insert(
+                format!("{name}_call_future_bytes"),
+                line["call_future_bytes"].clone(),
+            );
+        }
     }
     Ok(out)
 }
@@ -414,9 +421,10 @@ fn summary(runs: &[Run], ratios: &Ratios, results: &Value, path: &std::path::Pat
     );
     let _ = writeln!(
         out,
-        "allocations per call at c = 16: library {}, baseline {}",
+        "allocations per call at c = 16: library {}, baseline {}; a routed call's future: {} bytes",
         fmt_value(&results["allocations"]["library"]),
         fmt_value(&results["allocations"]["baseline"]),
+        fmt_value(&results["allocations"]["library_call_future_bytes"]),
     );
     for (section, figures) in [
         (

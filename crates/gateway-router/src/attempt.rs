@@ -103,14 +103,15 @@ impl Router {
         }
     }
 
-    /// The exchange itself, with the call's ids and trace context.
-    async fn send(
-        &self,
+    /// The exchange itself, with the call's ids and trace context: the transport's own
+    /// future, with no wrapper around it to hold its arguments a second time.
+    fn send<'a>(
+        &'a self,
         target: &Target<'_>,
         body: Bytes,
         request_id: String,
-        call: &mut CallState,
-    ) -> Result<Answer, TransportError> {
+        call: &'a mut CallState,
+    ) -> impl Future<Output = Result<Answer, TransportError>> + 'a {
         let inner = &*self.inner;
         let mut spec = call.trace.apply(
             Call::post(inner.prompts_uri.clone(), body, request_id)
@@ -123,10 +124,7 @@ impl Router {
             spec = spec.max_retry_after(inner.cool_down.longest_wait_with_a_fallback());
         }
         // Tracked, so that a call cancelled mid-flight still records what was sent.
-        inner
-            .transport
-            .execute_tracked(spec, &mut call.progress)
-            .await
+        inner.transport.execute_tracked(spec, &mut call.progress)
     }
 
     /// Records what the model in flight when a call was cancelled had done, as an

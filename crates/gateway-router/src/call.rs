@@ -27,7 +27,8 @@ struct Prepared {
     payload: GatewayPayload,
     asked: Asked,
     call: CallState,
-    invalid: Option<RouteErrorKind>,
+    /// Boxed: the call's future keeps this room for the whole call, and it is rare.
+    invalid: Option<Box<RouteErrorKind>>,
 }
 
 impl Router {
@@ -95,7 +96,7 @@ impl Router {
                 call: Some(call),
             };
             let ended = if let Some(kind) = invalid {
-                Ended::Stopped(kind)
+                Ended::Stopped(*kind)
             } else {
                 let call = guard
                     .call
@@ -127,7 +128,8 @@ impl Router {
         outside_route.extend(labels_outside_route(&metadata, &request.metadata));
         // An invalid request (a sticky key too long, an override outside the route's
         // bounds) is refused before any model.
-        let invalid = refused(&request, outside_route).map(RouteErrorKind::Invalid);
+        let invalid =
+            refused(&request, outside_route).map(|e| Box::new(RouteErrorKind::Invalid(e)));
         let temperature = parameters.temperature;
         let trace = TraceContext::continue_or_start(
             request.traceparent.as_deref(),
@@ -161,13 +163,16 @@ impl Router {
     }
 
     /// Records the router's own time, writes the audit entry, and answers the caller.
-    async fn finish(
+    ///
+    /// The entry is made before the future is, so the future holds only what the write
+    /// and the answer need: it is part of every call's, for the whole call.
+    fn finish(
         &self,
         asked: Asked,
         mut call: CallState,
         ended: Ended,
         started: Instant,
-    ) -> Result<RouteOutcome, RouteError> {
+    ) -> impl Future<Output = Result<RouteOutcome, RouteError>> {
         let inner = &*self.inner;
         // The model cut short is timed first, so its time is never more than the call's
         // (the order the dropped-call path keeps too).
@@ -179,8 +184,10 @@ impl Router {
         }
         let settled = ended.settle(&asked, &call, inner.deadline);
         let entry = asked.audit_entry(call, &settled, latency);
-        let audit_id = self.write_audit(&entry).await;
-        answer(entry, settled, latency, audit_id)
+        async move {
+            let audit_id = self.write_audit(&entry).await;
+            answer(entry, settled, latency, audit_id)
+        }
     }
 
     /// Tries each model of the chain in turn until one answers or one failure stops the

@@ -200,11 +200,16 @@ impl HttpClient {
             let exchange = async {
                 let mut resends = 0;
                 loop {
-                    let request = make();
-                    self.check_scheme(&request)?;
-                    // Kept for error messages only (an `Authority` is cheap to clone).
-                    let host = request.uri().authority().cloned();
-                    match self.exchange(request, host.as_ref(), deadline).await {
+                    // In a block of its own, so this future keeps no room for the
+                    // request once hyper has it.
+                    let answer = {
+                        let request = make();
+                        self.check_scheme(&request)?;
+                        // Kept for error messages (an `Authority` is cheap to clone).
+                        let host = request.uri().authority().cloned();
+                        self.exchange(request, host, deadline)
+                    };
+                    match answer.await {
                         Err(Failure::NotConnected(_)) if resends < MAX_RESENDS => resends += 1,
                         Err(Failure::NotConnected(e) | Failure::Failed(e)) => return Err(e),
                         Ok(exchange) => return Ok(exchange),
@@ -248,19 +253,23 @@ impl HttpClient {
     fn exchange(
         &self,
         request: Request<Full<Bytes>>,
-        authority: Option<&http::uri::Authority>,
+        authority: Option<http::uri::Authority>,
         deadline: tokio::time::Instant,
     ) -> impl Future<Output = Result<Exchange, Failure>> {
         // The request goes into hyper-util's (boxed) future at once, so this future does
         // not hold it too; the lane's ticket is held until the body is read.
-        let lane = self.lanes.take(authority);
+        let lane = self.lanes.take(authority.as_ref());
         let answer = lane.client().request(request);
         async move {
-            let host = || authority.map_or_else(String::new, ToString::to_string);
+            let host = || {
+                authority
+                    .as_ref()
+                    .map_or_else(String::new, ToString::to_string)
+            };
             let _lane = lane;
             let response = answer.await.map_err(|e| classify(&e, &host()))?;
             let (parts, body) = response.into_parts();
-            if let Some(host) = authority {
+            if let Some(host) = &authority {
                 if parts.version == Version::HTTP_2 {
                     self.lanes.saw_http2(host);
                 } else {
@@ -290,7 +299,9 @@ impl HttpClient {
                 }
             } else {
                 let limit = self.max_response_bytes.min(MAX_ERROR_BODY_BYTES);
-                error_body(body, declared, limit, deadline).await
+                // Boxed: an error's read is rare, and inline its future would make every
+                // call's future larger, held for the whole wait for an answer.
+                Box::pin(error_body(body, declared, limit, deadline)).await
             };
             Ok(Exchange {
                 status: parts.status,

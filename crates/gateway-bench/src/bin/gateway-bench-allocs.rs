@@ -84,6 +84,7 @@ async fn count(cli: &Cli) -> anyhow::Result<()> {
         "calls": cli.calls,
         "allocations_per_call": (after.total_blocks - before.total_blocks) as f64 / calls,
         "bytes_per_call": (after.total_bytes - before.total_bytes) as f64 / calls,
+        "call_future_bytes": caller.call_future_bytes(),
     });
     println!("{line}");
     Ok(())
