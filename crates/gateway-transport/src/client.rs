@@ -205,7 +205,7 @@ impl HttpClient {
                     let answer = {
                         let request = make();
                         self.check_scheme(&request)?;
-                        // Kept for error messages (an `Authority` is cheap to clone).
+                        // For the lanes and error messages (an `Authority` is cheap to clone).
                         let host = request.uri().authority().cloned();
                         self.exchange(request, host, deadline)
                     };
